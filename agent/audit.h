@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * Audit trail: one JSON line per use of a CMK or change to one, fsynced,
+ * hash-chained, and also sent to syslog (the journal).  Format and chain
+ * rule in docs/audit.md.
+ *
+ * Each record carries "seq" (1, 2, ...), "prev" (hex SHA-256 of the
+ * previous line, 64 zeros for the first) and its own fields; the chain head
+ * (seq and hash of the newest line) is kept in a separate file, by default
+ * inside the keystore, so that removing the newest records is detected too.
+ *
+ * Writing is fail-closed: if the record cannot be made durable,
+ * kc_audit_write() returns an error and the caller must not release the
+ * result of the operation.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "agent/caller.h"
+#include "agent/context.h"
+#include "lib/error.h"
+
+struct kc_audit;
+
+struct kc_audit_record {
+        const char *operation;          /* "GenerateDataKey", "Decrypt", "ReEncrypt", "CreateKey", ... */
+        const char *key_id;             /* CMK id, NULL if none */
+        uint32_t key_version;           /* 0: not applicable */
+        const struct kc_context *context; /* NULL: none */
+        const struct kc_caller *caller; /* NULL: unknown */
+        const char *volume;             /* LUKS UUID or mapping name, NULL if none */
+        int result;                     /* 0 or negative errno */
+        const char *error;              /* message when result < 0 */
+        const char *detail;             /* free text (never secret), may be NULL */
+};
+
+/*
+ * Open (creating 0600 files if needed) the log at path with its chain head at
+ * head_path.  Checks that the log's last record matches the head; a log
+ * one record ahead of its head (a crash between the two writes) is
+ * accepted and the head repaired.  A mismatch is -EBADMSG (tampering):
+ * refuse to append.
+ */
+int kc_audit_open(const char *path, const char *head_path, struct kc_audit **ret, struct kc_err *err);
+void kc_audit_close(struct kc_audit *a);
+DEFINE_CLEANUP_FUNC(struct kc_audit *, kc_audit_close)
+#define _cleanup_audit_ _cleanup_(kc_audit_closep)
+
+/* Append one record durably (write, fsync, head update). Locked against concurrent writers. */
+int kc_audit_write(struct kc_audit *a, const struct kc_audit_record *r);
+
+struct kc_audit_verify {
+        uint64_t records;       /* records that verified */
+        uint64_t bad_line;      /* first bad line (1-based), 0 if none */
+        char reason[160];       /* what is wrong with it, or with the head */
+};
+
+/* Verify the whole chain and the head. 0 when intact, -EBADMSG with ret filled when not. */
+int kc_audit_verify(const char *path, const char *head_path, struct kc_audit_verify *ret);
+
+struct kc_audit_filter {
+        const char *key_id;     /* NULL: any */
+        time_t since;           /* 0: any */
+};
+
+/* Call fn for each record (parsed JSON object) that matches filter. fn returns < 0 to stop. */
+int kc_audit_foreach(const char *path, const struct kc_audit_filter *filter,
+                     int (*fn)(struct json_object *record, void *userdata), void *userdata);

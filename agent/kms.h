@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * KMS providers: one small interface, one implementation per backend,
+ * chosen by the scheme of a key reference:
+ *
+ *     local:alias/pgdata   local:5f0c...   alias/pgdata   (local is the default)
+ *     aws:arn:aws:kms:eu-west-1:111122223333:key/...
+ *
+ * kc_kms_* (agent/kms.c) dispatch through the provider table and write the
+ * audit record for every call, successful or refused; a result is released
+ * to the caller only after its audit record is durable.  Plaintext keys are
+ * always kc_secret buffers.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "agent/audit.h"
+#include "agent/caller.h"
+#include "agent/context.h"
+#include "lib/error.h"
+
+enum kc_key_state {
+        KC_KEY_ENABLED,
+        KC_KEY_DISABLED,
+        KC_KEY_PENDING_DELETION,
+        KC_KEY_DESTROYED,
+};
+/* "Enabled", "Disabled", "PendingDeletion", "Destroyed" (AWS KeyState names). */
+const char *kc_key_state_to_string(enum kc_key_state s);
+
+struct kc_key_info {
+        char provider[16];        /* "local" */
+        char key_id[65];          /* provider's id, e.g. 32 hex digits for local */
+        char arn[256];            /* full reference, e.g. "local:5f0c..." */
+        char alias[128];          /* "alias/pgdata" or "" */
+        char description[256];
+        enum kc_key_state state;
+        time_t created;
+        time_t deletion_date;     /* when PENDING_DELETION */
+        uint32_t current_version;
+        uint32_t versions;        /* number of versions (1..current) */
+};
+
+struct kc_data_key {
+        void *plaintext;          /* kc_secret buffer */
+        uint8_t *blob;            /* wrapped form, malloc()ed */
+        size_t blob_len;
+        char key_id[65];
+        uint32_t key_version;
+};
+void kc_data_key_clear(struct kc_data_key *k);   /* wipes and frees both, safe to call twice */
+
+/* Configuration every provider may read. */
+struct kc_kms_config {
+        const char *keystore_dir;  /* local provider */
+        const char *audit_log;     /* path of the audit log */
+        const char *audit_head;    /* chain head; NULL: <keystore_dir>/audit.head */
+};
+
+/* Who and what an operation is for; recorded in the audit trail. */
+struct kc_kms_request {
+        const struct kc_caller *caller;
+        const char *volume;        /* LUKS UUID or name, NULL if none */
+};
+
+struct kc_kms;
+
+struct kc_kms_provider {
+        const char *name;          /* scheme, e.g. "local" */
+        int (*open)(const struct kc_kms_config *cfg, void **ret_state);
+        void (*close)(void *state);
+
+        /* Cryptographic operations. key is the reference with the scheme removed. */
+        int (*generate_data_key)(void *state, const char *key, const struct kc_context *ctx,
+                                 size_t nbytes, struct kc_data_key *ret, struct kc_err *err);
+        int (*decrypt)(void *state, const char *key, const uint8_t *blob, size_t blob_len,
+                       const struct kc_context *ctx, void **ret_plaintext,
+                       char ret_key_id[65], uint32_t *ret_key_version, struct kc_err *err);
+        int (*re_encrypt)(void *state, const uint8_t *blob, size_t blob_len,
+                          const struct kc_context *src_ctx, const char *dst_key,
+                          const struct kc_context *dst_ctx, struct kc_data_key *ret, struct kc_err *err);
+        int (*describe_key)(void *state, const char *key, struct kc_key_info *ret, struct kc_err *err);
+
+        /* Key management; NULL where a provider does not offer it (-EOPNOTSUPP). */
+        int (*create_key)(void *state, const char *alias, const char *description,
+                          struct kc_key_info *ret, struct kc_err *err);
+        int (*list_keys)(void *state, struct kc_key_info **ret, size_t *ret_n, struct kc_err *err);
+        int (*set_enabled)(void *state, const char *key, bool enabled, struct kc_err *err);
+        int (*rotate_key)(void *state, const char *key, uint32_t *ret_new_version, struct kc_err *err);
+        int (*schedule_deletion)(void *state, const char *key, unsigned days, time_t *ret_date, struct kc_err *err);
+        int (*cancel_deletion)(void *state, const char *key, struct kc_err *err);
+};
+
+/* Open the KMS layer: providers are opened lazily on first use. The audit log is opened here. */
+int kc_kms_open(const struct kc_kms_config *cfg, struct kc_kms **ret, struct kc_err *err);
+void kc_kms_close(struct kc_kms *k);
+DEFINE_CLEANUP_FUNC(struct kc_kms *, kc_kms_close)
+#define _cleanup_kms_ _cleanup_(kc_kms_closep)
+
+/* Split "scheme:rest" into provider and key; bare "alias/x" or an id means local. */
+int kc_kms_resolve(const char *key_ref, const struct kc_kms_provider **ret_provider,
+                   const char **ret_key, struct kc_err *err);
+
+int kc_kms_generate_data_key(struct kc_kms *k, const struct kc_kms_request *req, const char *key_ref,
+                             const struct kc_context *ctx, size_t nbytes, struct kc_data_key *ret,
+                             struct kc_err *err);
+int kc_kms_decrypt(struct kc_kms *k, const struct kc_kms_request *req, const char *key_ref,
+                   const uint8_t *blob, size_t blob_len, const struct kc_context *ctx,
+                   void **ret_plaintext, char ret_key_id[65], uint32_t *ret_key_version,
+                   struct kc_err *err);
+int kc_kms_re_encrypt(struct kc_kms *k, const struct kc_kms_request *req, const char *src_key_ref,
+                      const uint8_t *blob, size_t blob_len, const struct kc_context *src_ctx,
+                      const char *dst_key_ref, const struct kc_context *dst_ctx,
+                      struct kc_data_key *ret, struct kc_err *err);
+int kc_kms_describe_key(struct kc_kms *k, const struct kc_kms_request *req, const char *key_ref,
+                        struct kc_key_info *ret, struct kc_err *err);
+int kc_kms_create_key(struct kc_kms *k, const struct kc_kms_request *req, const char *provider,
+                      const char *alias, const char *description, struct kc_key_info *ret,
+                      struct kc_err *err);
+int kc_kms_list_keys(struct kc_kms *k, const struct kc_kms_request *req, const char *provider,
+                     struct kc_key_info **ret, size_t *ret_n, struct kc_err *err);
+int kc_kms_set_enabled(struct kc_kms *k, const struct kc_kms_request *req, const char *key_ref,
+                       bool enabled, struct kc_err *err);
+int kc_kms_rotate_key(struct kc_kms *k, const struct kc_kms_request *req, const char *key_ref,
+                      uint32_t *ret_new_version, struct kc_err *err);
+int kc_kms_schedule_deletion(struct kc_kms *k, const struct kc_kms_request *req, const char *key_ref,
+                             unsigned days, time_t *ret_date, struct kc_err *err);
+int kc_kms_cancel_deletion(struct kc_kms *k, const struct kc_kms_request *req, const char *key_ref,
+                           struct kc_err *err);
+
+/* The built-in providers. */
+extern const struct kc_kms_provider kc_kms_provider_local;

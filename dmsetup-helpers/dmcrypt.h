@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * dmsetup-helpers: the only module that calls libdevmapper.
+ *
+ * Two halves:
+ *  - a pure table builder: segment parameters + keyring reference +
+ *    options -> the dm-crypt table line, every field validated;
+ *  - thin wrappers over libdevmapper for create/remove/status/suspend/
+ *    resume/message.  Every task that may carry key material is marked
+ *    with dm_task_secure_data(); create and remove wait for udev through
+ *    libdevmapper's cookie, so /dev/mapper/NAME exists (or is gone) when
+ *    the call returns.
+ *
+ * Tables never carry a key: the key field is always ":<bytes>:logon:<desc>".
+ * Every function returns 0 on success and a negative errno on failure;
+ * ret_* outputs are written only on success.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/strv.h"
+
+/* Optional dm-crypt features, as per-volume options (names as in the kernel table). */
+enum {
+        KC_CRYPT_ALLOW_DISCARDS        = 1u << 0, /* allow_discards */
+        KC_CRYPT_SAME_CPU_CRYPT        = 1u << 1, /* same_cpu_crypt */
+        KC_CRYPT_SUBMIT_FROM_CRYPT_CPUS = 1u << 2, /* submit_from_crypt_cpus */
+        KC_CRYPT_NO_READ_WORKQUEUE     = 1u << 3, /* no_read_workqueue */
+        KC_CRYPT_NO_WRITE_WORKQUEUE    = 1u << 4, /* no_write_workqueue */
+        KC_CRYPT_IV_LARGE_SECTORS      = 1u << 5, /* iv_large_sectors (LUKS2 default for sector_size > 512) */
+};
+
+/* Default performance flags for a kmscrypt volume (documented in the man page). */
+#define KC_CRYPT_DEFAULT_FLAGS (KC_CRYPT_NO_READ_WORKQUEUE | KC_CRYPT_NO_WRITE_WORKQUEUE)
+
+struct kc_crypt_params {
+        const char *cipher;          /* kernel cipher spec, e.g. "aes-xts-plain64" or "capi:xts(aes)-plain64" */
+        size_t key_size;             /* key length in bytes; must fit the cipher (xts: 32 or 64 for aes) */
+        const char *key_description; /* logon key description, "prefix:rest" */
+        const char *device;          /* backing device: absolute path or "major:minor" */
+        uint64_t iv_offset;          /* in 512-byte sectors */
+        uint64_t offset;             /* data start on the device, in 512-byte sectors */
+        uint64_t size;               /* mapping length in 512-byte sectors; > 0, multiple of sector_size/512 */
+        uint32_t sector_size;        /* 512, 1024, 2048 or 4096 */
+        unsigned flags;              /* KC_CRYPT_* */
+};
+
+/* Build the table parameters (everything after "0 <size> crypt "). Caller frees with free(). */
+int kc_crypt_table_build(const struct kc_crypt_params *p, char **ret_params);
+
+/* Parse "no_read_workqueue,allow_discards,..." (also accepts "none" and ""). -EINVAL names nothing secret. */
+int kc_crypt_flags_parse(const char *list, unsigned *ret_flags);
+
+/* Comma-separated names of flags, "" for none. Caller frees. */
+int kc_crypt_flags_format(unsigned flags, char **ret_list);
+
+/* dm UUID cryptsetup and systemd recognise: "CRYPT-LUKS2-<uuid without dashes>-<name>". Caller frees. */
+int kc_dm_uuid_luks2(const char *luks_uuid, const char *name, char **ret_uuid);
+
+/* ---- device-mapper operations (need /dev/mapper/control and CAP_SYS_ADMIN) ---- */
+
+struct kc_dm_info {
+        bool exists;
+        bool suspended;
+        bool read_only;
+        uint32_t open_count;
+        uint32_t major, minor;
+        uint64_t size;            /* 512-byte sectors */
+        char uuid[130];           /* DM_UUID_LEN */
+        char target_type[16];     /* first target, e.g. "crypt" */
+};
+
+/* Whether device-mapper is usable here (control node present, driver answers). */
+bool kc_dm_available(void);
+
+/*
+ * Create and activate a single-target mapping: "0 <size> <target> <params>".
+ * Marked secure (the kernel wipes its ioctl buffers), waits for udev.  On
+ * failure nothing is left behind (a half-created device is removed).
+ * -EEXIST if the name is in use.
+ */
+int kc_dm_create(const char *name, const char *uuid, const char *target, uint64_t size,
+                 const char *params, bool read_only);
+
+/* Remove; deferred marks it for removal on last close. -ENXIO if absent, -EBUSY if open. */
+int kc_dm_remove(const char *name, bool deferred);
+
+/* Fill info; a missing device gives 0 with info->exists = false. */
+int kc_dm_info(const char *name, struct kc_dm_info *ret_info);
+
+/* Table of the first target without keys (dm_task_no_flush/no "showkeys"). Caller frees. */
+int kc_dm_table(const char *name, char **ret_target, char **ret_params);
+
+int kc_dm_suspend(const char *name);
+int kc_dm_resume(const char *name);
+
+/* Send a target message, e.g. "key wipe". */
+int kc_dm_message(const char *name, const char *message);
+
+/* Names of all mappings whose dm UUID starts with prefix (e.g. "CRYPT-LUKS2-"). NULL-terminated; free with kc_strv_free(). */
+int kc_dm_list(const char *uuid_prefix, char ***ret_names);

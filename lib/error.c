@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lib/error.h"
+
+int kc_err_set(struct kc_err *err, int error, const char *fmt, ...) {
+        int r = error < 0 ? error : -error;
+        va_list ap;
+
+        if (err && err->error == 0) {
+                err->error = r;
+                va_start(ap, fmt);
+                vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+                va_end(ap);
+        }
+        return r;
+}
+
+const char *kc_err_msg(const struct kc_err *err, int error) {
+        if (err && err->error != 0 && err->msg[0])
+                return err->msg;
+        return strerror(error < 0 ? -error : error);
+}

@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * Human-readable reasons for refusing untrusted input.  Parsers and
+ * validators take an optional `struct kc_err *err` (NULL allowed) and fill
+ * it with one line that names what is wrong (never a secret), while
+ * returning a negative errno as usual:
+ *
+ *         return kc_err_set(err, -EINVAL, "duplicate key \"%s\"", key);
+ */
+
+#include "lib/macro.h"
+
+struct kc_err {
+        int error;          /* negative errno, 0 when unset */
+        char msg[256];
+};
+
+/* Record the first error only (the root cause); returns -abs(error). */
+int kc_err_set(struct kc_err *err, int error, const char *fmt, ...) _printf_(3, 4);
+
+/* Message, or strerror() of the errno when no message was set. */
+const char *kc_err_msg(const struct kc_err *err, int error);

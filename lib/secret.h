@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * Secret memory.  Every buffer that holds key material (data keys, master
+ * keys, passphrases, anything derived from them) comes from here:
+ *
+ *  - its own anonymous mapping, so a wipe or munlock never touches a
+ *    neighbour's memory;
+ *  - mlock()ed, so it is never written to swap;
+ *  - MADV_DONTDUMP, so it never appears in a core dump;
+ *  - size-tracked and wiped with a wipe the compiler cannot elide on free.
+ *
+ * Allocation failures return NULL with errno set; mlock failure (e.g.
+ * RLIMIT_MEMLOCK exhausted for an unprivileged test) is not fatal, but is
+ * reported once through kc_secret_locked().
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "lib/macro.h"
+
+/* Zeroed, locked buffer of n bytes (n > 0). NULL and errno on failure. */
+void *kc_secret_alloc(size_t n);
+
+/* Wipe, unlock and release. Accepts NULL. */
+void kc_secret_free(void *p);
+
+/* Size given to kc_secret_alloc(); 0 for NULL. */
+size_t kc_secret_size(const void *p);
+
+/* Copy n bytes of src into a new secret buffer. */
+void *kc_secret_memdup(const void *src, size_t n);
+
+/* NUL-terminated copy of s in secret memory (kc_secret_size() includes the NUL). */
+char *kc_secret_strdup(const char *s);
+
+/* Whether every secret allocation so far could be mlock()ed. */
+bool kc_secret_locked(void);
+
+/* Wipe memory in a way the compiler may not optimise away. */
+void kc_wipe(void *p, size_t n);
+
+/* Constant-time comparison of n bytes: true when equal. */
+bool kc_memeq_const(const void *a, const void *b, size_t n);
+
+static inline void kc_secret_freep(void *p) { kc_secret_free(*(void **)p); }
+#define _cleanup_secret_ _cleanup_(kc_secret_freep)
+
+/* Wipe a plain (non-secret) string buffer before freeing it, e.g. JSON text that carried a wrapped key. */
+void kc_wipe_free_str(char *s);
+static inline void kc_wipe_free_strp(char **p) { kc_wipe_free_str(*p); }
+#define _cleanup_wipe_str_ _cleanup_(kc_wipe_free_strp)
