@@ -58,6 +58,7 @@ void kc_data_key_clear(struct kc_data_key *k);   /* wipes and frees both, safe t
 /* Configuration every provider may read. */
 struct kc_kms_config {
         const char *keystore_dir;  /* local provider */
+        const char *root_key_file; /* local provider; NULL: <keystore_dir>/root.key */
         const char *audit_log;     /* path of the audit log */
         const char *audit_head;    /* chain head; NULL: <keystore_dir>/audit.head */
 };
