@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * LUKS2 through libcryptsetup: the only module that calls it.  kmscrypt
+ * uses libcryptsetup for the header and the token, never for activation
+ * (that is kernel-keyring/ + dmsetup-helpers/).
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "agent/token.h"
+#include "lib/error.h"
+
+struct kc_luks;   /* an open header: wraps struct crypt_device */
+
+/* What the dm-crypt table needs, read from the LUKS2 segment. */
+struct kc_luks_segment {
+        char cipher[64];         /* "aes-xts-plain64" */
+        size_t key_size;         /* bytes */
+        uint64_t offset;         /* data offset, 512-byte sectors */
+        uint64_t iv_offset;      /* 512-byte sectors */
+        uint64_t size;           /* 512-byte sectors of data (0 = to end of device) */
+        uint32_t sector_size;
+        char uuid[40];
+        char label[48];
+        char data_device[256];   /* path of the data device */
+};
+
+struct kc_luks_format_params {
+        const char *device;          /* data device */
+        const char *header;          /* detached header file, or NULL */
+        uint32_t sector_size;        /* 512 or 4096; 0 = 4096 where the device allows, else 512 */
+        const char *label;           /* or NULL */
+        const void *volume_key;      /* kc_secret buffer */
+        size_t volume_key_size;      /* 64 for aes-xts-plain64 */
+        const char *recovery_passphrase; /* kc_secret buffer, or NULL: no keyslot */
+        size_t recovery_passphrase_len;
+        bool force;                  /* overwrite existing signatures */
+};
+
+/* Refuse (-EEXIST, message names the signature) when device carries a filesystem, LUKS or other signature. */
+int kc_luks_check_blank(const char *device, struct kc_err *err);
+
+/* Format LUKS2 aes-xts-plain64 with the given volume key and write the token. */
+int kc_luks_format(const struct kc_luks_format_params *p, const struct kc_token *token, struct kc_err *err);
+
+/* Open the header of device (header = detached header or NULL). -EINVAL not LUKS2 (LUKS1 named as such). */
+int kc_luks_open(const char *device, const char *header, struct kc_luks **ret, struct kc_err *err);
+void kc_luks_close(struct kc_luks *l);
+DEFINE_CLEANUP_FUNC(struct kc_luks *, kc_luks_close)
+#define _cleanup_luks_ _cleanup_(kc_luks_closep)
+
+int kc_luks_segment(struct kc_luks *l, struct kc_luks_segment *ret);
+
+/* Find and parse the kmscrypt token. -ENOENT when there is none. ret_id: token number. */
+int kc_luks_token_read(struct kc_luks *l, struct kc_token *ret, int *ret_id, struct kc_err *err);
+/* Replace (id >= 0) or add (id < 0) the kmscrypt token in one metadata write. */
+int kc_luks_token_write(struct kc_luks *l, int id, const struct kc_token *t, struct kc_err *err);
+
+/* crypt_volume_key_verify: 0 when key matches the header's digest, -EPERM when not. */
+int kc_luks_verify_key(struct kc_luks *l, const void *key, size_t key_size);
+
+/* Unlock the volume key with a passphrase (adopt). Key returned in kc_secret memory. */
+int kc_luks_volume_key_by_passphrase(struct kc_luks *l, const void *pass, size_t pass_len,
+                                     void **ret_key, struct kc_err *err);
+/* Add a passphrase keyslot for key. Returns keyslot number. */
+int kc_luks_add_passphrase(struct kc_luks *l, const void *key, size_t key_size,
+                           const void *pass, size_t pass_len, struct kc_err *err);
+/* Remove every passphrase keyslot (adopt --remove-passphrase). */
+int kc_luks_remove_keyslots(struct kc_luks *l, struct kc_err *err);
+
+/* Header and token as JSON for `kmscrypt dump --json` (no secret, no KMS). */
+int kc_luks_dump_json(struct kc_luks *l, struct json_object **ret);

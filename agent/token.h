@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The LUKS2 token of type "kmscrypt" (layout in docs/token.md):
+ *
+ *   {
+ *     "type": "kmscrypt",
+ *     "keyslots": [],                       // required by LUKS2; may list the recovery keyslot? no: always []
+ *     "kmscrypt_version": 1,
+ *     "provider": "local",
+ *     "key_id": "5f0c6a1e-...",             // CMK id at the provider
+ *     "key_version": 3,
+ *     "context": {"db-id": "...", "volume-id": "..."},
+ *     "wrapped_key": "<base64 blob>"
+ *   }
+ *
+ * Parsing is strict: every field present with the right type, no unknown
+ * format version, sizes bounded; unknown extra members are refused too, so
+ * that a token never carries something kmscrypt would silently ignore.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "agent/context.h"
+#include "lib/error.h"
+
+#define KC_TOKEN_TYPE "kmscrypt"
+#define KC_TOKEN_VERSION 1
+#define KC_TOKEN_JSON_MAX 8192        /* bytes of token JSON accepted */
+#define KC_TOKEN_WRAPPED_MAX 2048     /* bytes of wrapped key (decoded) */
+
+struct kc_token {
+        unsigned version;
+        char provider[16];
+        char key_id[256];
+        uint32_t key_version;
+        struct kc_context *context;
+        uint8_t *wrapped_key;
+        size_t wrapped_key_len;
+};
+
+void kc_token_clear(struct kc_token *t);
+
+/* Parse token JSON text (untrusted: from a device header). */
+int kc_token_parse(const char *json, struct kc_token *ret, struct kc_err *err);
+
+/* Serialise to JSON text for crypt_token_json_set(). Caller frees. */
+int kc_token_format(const struct kc_token *t, char **ret_json);
+
+/* The key reference for the KMS layer, "<provider>:<key_id>". Caller frees. */
+int kc_token_key_ref(const struct kc_token *t, char **ret_ref);
