@@ -6,7 +6,7 @@
  *
  *   {
  *     "type": "kmscrypt",
- *     "keyslots": [],                       // required by LUKS2; may list the recovery keyslot? no: always []
+ *     "keyslots": [],                       // required by LUKS2; always empty: the key comes from the KMS
  *     "kmscrypt_version": 1,
  *     "provider": "local",
  *     "key_id": "5f0c6a1e-...",             // CMK id at the provider
