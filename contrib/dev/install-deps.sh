@@ -1,0 +1,29 @@
+#!/bin/sh
+# Install every Debian package that building and testing kmscrypt needs.
+# Idempotent and non-interactive; run as root (CI is root).
+set -eu
+
+packages="
+  build-essential autoconf automake libtool pkg-config
+  libcryptsetup-dev libdevmapper-dev libkeyutils-dev libssl-dev libjson-c-dev
+  libblkid-dev check
+  cryptsetup-bin dmsetup keyutils e2fsprogs util-linux python3
+  qemu-system-x86 busybox-static cpio kmod
+"
+
+missing=
+for p in $packages; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
+done
+if [ -z "$missing" ]; then
+        echo "install-deps: all packages present"
+        exit 0
+fi
+
+SUDO=
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+echo "install-deps: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -q --no-install-recommends $missing
