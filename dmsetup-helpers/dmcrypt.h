@@ -52,6 +52,21 @@ struct kc_crypt_params {
 /* Build the table parameters (everything after "0 <size> crypt "). Caller frees with free(). */
 int kc_crypt_table_build(const struct kc_crypt_params *p, char **ret_params);
 
+/* A table read back from the kernel: params point into buf. */
+struct kc_crypt_table {
+        struct kc_crypt_params p;
+        char *buf;
+};
+
+/*
+ * Parse table parameters as the kernel reports them (device as major:minor).
+ * -EOPNOTSUPP when the table is valid dm-crypt but not of the kind kmscrypt
+ * makes (key not a logon reference, options we never set), -EINVAL when
+ * malformed.
+ */
+int kc_crypt_table_parse(const char *params, uint64_t size, struct kc_crypt_table *ret);
+void kc_crypt_table_clear(struct kc_crypt_table *t);
+
 /* Parse "no_read_workqueue,allow_discards,..." (also accepts "none" and ""). -EINVAL names nothing secret. */
 int kc_crypt_flags_parse(const char *list, unsigned *ret_flags);
 

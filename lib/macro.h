@@ -48,3 +48,15 @@ static inline int streq_ptr(const char *a, const char *b) {
         return a && b ? __builtin_strcmp(a, b) == 0 : a == b;
 }
 #define streq(a, b) (__builtin_strcmp((a), (b)) == 0)
+
+/* Copy a string into a fixed buffer; false (and a truncated copy) when it did not fit. */
+static inline int kc_strscpy(char *dst, size_t size, const char *src) {
+        size_t n = __builtin_strlen(src);
+        if (n >= size) {
+                __builtin_memcpy(dst, src, size - 1);
+                dst[size - 1] = '\0';
+                return 0;
+        }
+        __builtin_memcpy(dst, src, n + 1);
+        return 1;
+}

@@ -1,0 +1,437 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <blkid/blkid.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/fs.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include "agent/attach.h"
+#include "agent/luks.h"
+#include "agent/token.h"
+#include "dmsetup-helpers/dmcrypt.h"
+#include "kernel-keyring/keyring.h"
+#include "lib/log.h"
+#include "lib/secret.h"
+#include "lib/strv.h"
+
+#define DM_UUID_PREFIX "CRYPT-LUKS2-"
+#define KEY_PREFIX "kmscrypt:"
+
+int kc_resolve_device(const char *spec, char **ret_path, struct kc_err *err) {
+        const char *tags[] = { "UUID=", "LABEL=", "PARTUUID=", "PARTLABEL=" };
+        char *path = NULL;
+
+        if (!spec || !*spec)
+                return kc_err_set(err, -EINVAL, "no device given");
+        for (size_t i = 0; i < ARRAY_SIZE(tags); i++)
+                if (strncmp(spec, tags[i], strlen(tags[i])) == 0) {
+                        /* blkid probes what the kernel lists; no cache file is read or written. */
+                        path = blkid_evaluate_tag(spec, NULL, NULL);
+                        if (!path)
+                                return kc_err_set(err, -ENODEV, "no device with %s", spec);
+                        *ret_path = path;
+                        return 0;
+                }
+        path = strdup(spec);
+        if (!path)
+                return -ENOMEM;
+        *ret_path = path;
+        return 0;
+}
+
+static bool valid_dm_name(const char *s) {
+        size_t n = strlen(s);
+        if (n == 0 || n >= 128 || streq(s, ".") || streq(s, ".."))
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (s[i] == '/' || (unsigned char) s[i] <= ' ' || (unsigned char) s[i] >= 0x7f)
+                        return false;
+        return true;
+}
+
+int kc_attach_default_name(const struct kc_context *ctx, const char *luks_uuid, char **ret_name) {
+        const char *vol = ctx ? kc_context_get(ctx, "volume-id") : NULL;
+        char *name;
+
+        if (vol && valid_dm_name(vol))
+                name = strdup(vol);
+        else if (asprintf(&name, "luks-%s", luks_uuid) < 0)
+                name = NULL;
+        if (!name)
+                return -ENOMEM;
+        *ret_name = name;
+        return 0;
+}
+
+/* dm UUID prefix that every mapping of this LUKS volume carries, whatever its name. */
+static int volume_uuid_prefix(const char *luks_uuid, char **ret) {
+        _cleanup_free_ char *full = NULL;
+        char *p;
+        int r;
+
+        r = kc_dm_uuid_luks2(luks_uuid, "x", &full);
+        if (r < 0)
+                return r;
+        p = strrchr(full, '-'); /* drop the name, keep the trailing dash */
+        p[1] = '\0';
+        *ret = TAKE_PTR(full);
+        return 0;
+}
+
+/*
+ * Is this volume attached already (under any name)?  1 and the name if so,
+ * 0 if not; -EEXIST if the wanted name is taken by another device.
+ */
+static int find_existing(const char *luks_uuid, const char *name, char ret_name[128], struct kc_err *err) {
+        _cleanup_free_ char *prefix = NULL;
+        _cleanup_strv_ char **names = NULL;
+        struct kc_dm_info info;
+        int r;
+
+        r = volume_uuid_prefix(luks_uuid, &prefix);
+        if (r < 0)
+                return r;
+        r = kc_dm_list(prefix, &names);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot list device-mapper devices: %s", strerror(-r));
+        if (names && names[0]) {
+                snprintf(ret_name, 128, "%s", names[0]);
+                return 1;
+        }
+        r = kc_dm_info(name, &info);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot query mapping %s: %s", name, strerror(-r));
+        if (info.exists)
+                return kc_err_set(err, -EEXIST, "mapping name %s is in use by another device", name);
+        return 0;
+}
+
+static int device_sectors(const char *path, uint64_t *ret) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        struct stat st;
+        uint64_t bytes;
+
+        if (fd < 0 || fstat(fd, &st) < 0)
+                return negative_errno();
+        if (S_ISBLK(st.st_mode)) {
+                if (ioctl(fd, BLKGETSIZE64, &bytes) < 0)
+                        return negative_errno();
+        } else
+                bytes = (uint64_t) st.st_size;
+        *ret = bytes / 512;
+        return 0;
+}
+
+/* The mapping's length: the segment's, or what the device holds past the data offset. */
+static int mapping_size(const struct kc_luks_segment *seg, uint64_t *ret, struct kc_err *err) {
+        uint64_t dev, size;
+        int r;
+
+        if (seg->size > 0) {
+                *ret = seg->size;
+                return 0;
+        }
+        r = device_sectors(seg->data_device, &dev);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot size %s: %s", seg->data_device, strerror(-r));
+        if (dev <= seg->offset)
+                return kc_err_set(err, -ENOSPC, "%s is smaller than its LUKS2 data offset", seg->data_device);
+        size = dev - seg->offset;
+        size -= size % (seg->sector_size / 512);
+        if (size == 0)
+                return kc_err_set(err, -ENOSPC, "%s has no room for data", seg->data_device);
+        *ret = size;
+        return 0;
+}
+
+/* Steps 5 and 6: key into this thread's keyring, mapping that references it, key out again. */
+static int load_mapping(const char *name, const struct kc_luks_segment *seg, const void *key,
+                        const struct kc_attach_params *p, struct kc_err *err) {
+        _cleanup_free_ char *desc = NULL, *params = NULL, *dm_uuid = NULL;
+        kc_key_serial_t serial = 0;
+        struct kc_crypt_params cp = {
+                .cipher = seg->cipher,
+                .key_size = seg->key_size,
+                .device = seg->data_device,
+                .iv_offset = seg->iv_offset,
+                .offset = seg->offset,
+                .sector_size = seg->sector_size,
+                /* LUKS2 counts IVs in 512-byte sectors whatever the sector size: never iv_large_sectors. */
+                .flags = p->flags & ~(unsigned) KC_CRYPT_IV_LARGE_SECTORS,
+        };
+        int r;
+
+        r = mapping_size(seg, &cp.size, err);
+        if (r < 0)
+                return r;
+        r = kc_keyring_volume_description(seg->uuid, &desc);
+        if (r < 0)
+                return kc_err_set(err, r, "bad LUKS2 UUID in header");
+        cp.key_description = desc;
+        r = kc_crypt_table_build(&cp, &params);
+        if (r < 0)
+                return kc_err_set(err, r, "header of %s gives an unusable dm-crypt table", p->device);
+        r = kc_dm_uuid_luks2(seg->uuid, name, &dm_uuid);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot name mapping %s", name);
+
+        r = kc_keyring_add_logon(desc, key, seg->key_size, &serial);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot add the data key to the kernel keyring: %s", strerror(-r));
+        r = kc_dm_create(name, dm_uuid, "crypt", cp.size, params, p->read_only);
+        /* dm-crypt copied the key at table load: drop ours whatever happened. */
+        (void) kc_keyring_drop(serial);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot create mapping %s: %s", name, strerror(-r));
+        return 0;
+}
+
+/* Steps 3 and 4: unwrap under the token's context and prove the key is this volume's. */
+static int unwrap_key(struct kc_kms *kms, const struct kc_kms_request *req, struct kc_luks *l,
+                      const struct kc_token *tok, const struct kc_luks_segment *seg,
+                      void **ret_key, struct kc_err *err) {
+        _cleanup_free_ char *ref = NULL;
+        _cleanup_secret_ void *key = NULL;
+        char key_id[65];
+        uint32_t version;
+        int r;
+
+        r = kc_token_key_ref(tok, &ref);
+        if (r < 0)
+                return r;
+        r = kc_kms_decrypt(kms, req, ref, tok->wrapped_key, tok->wrapped_key_len, tok->context,
+                           &key, key_id, &version, err);
+        if (r < 0)
+                return r;
+        if (kc_secret_size(key) != seg->key_size)
+                return kc_err_set(err, -EBADMSG, "unwrapped key has %zu bytes, the header wants %zu",
+                                  kc_secret_size(key), seg->key_size);
+        r = kc_luks_verify_key(l, key, seg->key_size);
+        if (r < 0)
+                return kc_err_set(err, -EBADMSG,
+                                  "unwrapped key does not match the LUKS2 header of %s (token from another volume?)",
+                                  seg->data_device);
+        *ret_key = TAKE_PTR(key);
+        return 0;
+}
+
+static int check_context(const struct kc_token *tok, const struct kc_context *expect, const char *device,
+                         struct kc_err *err) {
+        _cleanup_free_ char *have = NULL, *want = NULL;
+
+        if (!expect || kc_context_equal(tok->context, expect))
+                return 0;
+        (void) kc_context_to_string(tok->context, &have);
+        (void) kc_context_to_string(expect, &want);
+        return kc_err_set(err, -EPERM, "%s is bound to context %s, expected %s", device, strna(have), strna(want));
+}
+
+int kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_attach_params *p,
+              struct kc_attach_result *ret, struct kc_err *err) {
+        _cleanup_free_ char *device = NULL, *name = NULL;
+        _cleanup_luks_ struct kc_luks *l = NULL;
+        _cleanup_secret_ void *key = NULL;
+        struct kc_token tok = {};
+        struct kc_luks_segment seg;
+        struct kc_attach_result res = {};
+        struct kc_kms_request volreq = *req;
+        int r;
+
+        r = kc_resolve_device(p->device, &device, err);
+        if (r < 0)
+                return r;
+        r = kc_luks_open(device, p->header, &l, err);
+        if (r < 0)
+                return r;
+        r = kc_luks_segment(l, &seg);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot read the LUKS2 segment of %s", device);
+        r = kc_luks_token_read(l, &tok, NULL, err);
+        if (r == -ENOENT)
+                return kc_err_set(err, r, "%s has no kmscrypt token", device);
+        if (r < 0)
+                return r;
+
+        r = check_context(&tok, p->expect, device, err);
+        if (r < 0)
+                goto out;
+        if (p->name)
+                name = strdup(p->name);
+        else
+                r = kc_attach_default_name(tok.context, seg.uuid, &name);
+        if (r < 0 || !name) {
+                r = r < 0 ? r : -ENOMEM;
+                goto out;
+        }
+        if (!valid_dm_name(name)) {
+                r = kc_err_set(err, -EINVAL, "invalid mapping name \"%s\"", name);
+                goto out;
+        }
+
+        kc_strscpy(res.luks_uuid, sizeof(res.luks_uuid), seg.uuid);
+        kc_strscpy(res.device, sizeof(res.device), device);
+        r = find_existing(seg.uuid, name, res.name, err);
+        if (r < 0)
+                goto out;
+        if (r > 0) {
+                res.already = true;
+                r = 0;
+                *ret = res;
+                goto out;
+        }
+        kc_strscpy(res.name, sizeof(res.name), name);
+
+        volreq.volume = seg.uuid;
+        r = unwrap_key(kms, &volreq, l, &tok, &seg, &key, err);
+        if (r < 0)
+                goto out;
+        r = load_mapping(name, &seg, key, p, err);
+        if (r < 0)
+                goto out;
+        *ret = res;
+out:
+        kc_token_clear(&tok);
+        return r;
+}
+
+/* Read our mapping back: table parsed, and whether it is one of ours. */
+static int read_mapping(const char *name, struct kc_dm_info *info, struct kc_crypt_table *table,
+                        struct kc_err *err) {
+        _cleanup_free_ char *target = NULL, *params = NULL;
+        int r;
+
+        r = kc_dm_info(name, info);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot query mapping %s: %s", name, strerror(-r));
+        if (!info->exists)
+                return kc_err_set(err, -ENXIO, "no mapping named %s", name);
+        if (strncmp(info->uuid, DM_UUID_PREFIX, strlen(DM_UUID_PREFIX)) != 0)
+                return kc_err_set(err, -EPERM, "%s is not a LUKS2 mapping", name);
+        r = kc_dm_table(name, &target, &params);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot read the table of %s: %s", name, strerror(-r));
+        if (!streq(target, "crypt"))
+                return kc_err_set(err, -EPERM, "%s is not a dm-crypt mapping", name);
+        r = kc_crypt_table_parse(params, info->size, table);
+        if (r < 0 || strncmp(table->p.key_description, KEY_PREFIX, strlen(KEY_PREFIX)) != 0) {
+                if (r >= 0)
+                        kc_crypt_table_clear(table);
+                return kc_err_set(err, -EPERM, "%s is not a kmscrypt mapping", name);
+        }
+        return 0;
+}
+
+int kc_detach(const char *name, bool deferred, struct kc_err *err) {
+        struct kc_crypt_table table;
+        struct kc_dm_info info;
+        int r;
+
+        r = read_mapping(name, &info, &table, err);
+        if (r < 0)
+                return r;
+        kc_crypt_table_clear(&table);
+        r = kc_dm_remove(name, deferred);
+        if (r == -EBUSY)
+                return kc_err_set(err, r, "%s is in use (open count %u); unmount it first or use --deferred",
+                                  name, info.open_count);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot remove mapping %s: %s", name, strerror(-r));
+        return 0;
+}
+
+/* /dev path of a "major:minor" device, through sysfs (works without udev). */
+static void devnode_of(const char *majmin, char *buf, size_t size) {
+        _cleanup_fclose_ FILE *f = NULL;
+        char path[64], line[256];
+
+        snprintf(buf, size, "%s", majmin);
+        snprintf(path, sizeof(path), "/sys/dev/block/%s/uevent", majmin);
+        f = fopen(path, "re");
+        while (f && fgets(line, sizeof(line), f))
+                if (strncmp(line, "DEVNAME=", 8) == 0) {
+                        line[strcspn(line, "\n")] = '\0';
+                        snprintf(buf, size, "/dev/%s", line + 8);
+                        return;
+                }
+}
+
+void kc_volume_status_clear(struct kc_volume_status *s) {
+        if (!s)
+                return;
+        kc_context_free(s->context);
+        s->context = NULL;
+}
+
+/* Token facts for status; a header we cannot read leaves has_token false. */
+static void status_token(struct kc_volume_status *s, const char *header) {
+        _cleanup_luks_ struct kc_luks *l = NULL;
+        struct kc_token tok = {};
+
+        if (kc_luks_open(s->device, header, &l, NULL) < 0 || kc_luks_token_read(l, &tok, NULL, NULL) < 0)
+                return;
+        s->has_token = true;
+        kc_strscpy(s->provider, sizeof(s->provider), tok.provider);
+        kc_strscpy(s->key_id, sizeof(s->key_id), tok.key_id);
+        s->key_version = tok.key_version;
+        s->context = TAKE_PTR(tok.context);
+        kc_token_clear(&tok);
+}
+
+int kc_volume_status(const char *name, const char *header, struct kc_volume_status *ret, struct kc_err *err) {
+        struct kc_volume_status s = {};
+        struct kc_crypt_table t;
+        struct kc_dm_info info;
+        const char *u;
+        int r;
+
+        r = read_mapping(name, &info, &t, err);
+        if (r < 0)
+                return r;
+        kc_strscpy(s.name, sizeof(s.name), name);
+        kc_strscpy(s.cipher, sizeof(s.cipher), t.p.cipher);
+        kc_strscpy(s.key_description, sizeof(s.key_description), t.p.key_description);
+        devnode_of(t.p.device, s.device, sizeof(s.device));
+        s.key_size = (uint32_t) t.p.key_size;
+        s.sector_size = t.p.sector_size;
+        s.offset = t.p.offset;
+        s.flags = t.p.flags;
+        s.size = info.size;
+        s.read_only = info.read_only;
+        s.suspended = info.suspended;
+        s.open_count = info.open_count;
+        kc_crypt_table_clear(&t);
+
+        /* The LUKS UUID is the key description's suffix: it is what we loaded. */
+        u = s.key_description + strlen(KEY_PREFIX);
+        kc_strscpy(s.luks_uuid, sizeof(s.luks_uuid), u);
+        status_token(&s, header);
+        *ret = s;
+        return 0;
+}
+
+int kc_volume_list(char ***ret_names) {
+        _cleanup_strv_ char **all = NULL, **ours = NULL;
+        int r;
+
+        r = kc_dm_list(DM_UUID_PREFIX, &all);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; all && all[i]; i++) {
+                struct kc_crypt_table t;
+                struct kc_dm_info info;
+
+                if (read_mapping(all[i], &info, &t, NULL) < 0)
+                        continue; /* another tool's LUKS2 mapping */
+                kc_crypt_table_clear(&t);
+                r = kc_strv_push(&ours, all[i]);
+                if (r < 0)
+                        return r;
+        }
+        if (!ours && !(ours = calloc(1, sizeof(char *))))
+                return -ENOMEM;
+        *ret_names = TAKE_PTR(ours);
+        return 0;
+}

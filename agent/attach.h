@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The activation path of DESIGN.md, and its inverse:
+ *
+ *   header + token (luks) -> context check -> unwrap (kms) -> digest check
+ *   (luks) -> logon key in this thread's keyring (kernel-keyring) ->
+ *   dm-crypt mapping referencing the key (dmsetup-helpers) -> key dropped,
+ *   every userspace copy wiped.
+ *
+ * On any failure nothing is left behind: no mapping, no key in a keyring,
+ * the header untouched.  Functions return 0 or a negative errno and fill
+ * err with one line naming what went wrong.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "agent/context.h"
+#include "agent/kms.h"
+#include "lib/error.h"
+
+struct kc_attach_params {
+        const char *device;               /* path, or UUID=..., LABEL=... */
+        const char *header;               /* detached header, or NULL */
+        const char *name;                 /* mapping name; NULL: derived from the volume */
+        const struct kc_context *expect;  /* refuse unless the token's context equals it; NULL: no check */
+        bool read_only;
+        unsigned flags;                   /* KC_CRYPT_* performance flags */
+};
+
+struct kc_attach_result {
+        char name[128];
+        char luks_uuid[40];
+        char device[256];                 /* resolved device path */
+        bool already;                     /* it was attached before this call */
+};
+
+/* Resolve "UUID=...", "LABEL=..." or a path to a device path. Caller frees. */
+int kc_resolve_device(const char *spec, char **ret_path, struct kc_err *err);
+
+/*
+ * Mapping name for a volume when none is given: the context's "volume-id"
+ * when it is a valid dm name, else "luks-<uuid>" (systemd-cryptsetup's habit).
+ */
+int kc_attach_default_name(const struct kc_context *ctx, const char *luks_uuid, char **ret_name);
+
+int kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_attach_params *p,
+              struct kc_attach_result *ret, struct kc_err *err);
+
+/* Remove a kmscrypt mapping by name; -ENXIO if absent, -EPERM if not a kmscrypt volume. */
+int kc_detach(const char *name, bool deferred, struct kc_err *err);
+
+/* What `kmscrypt status` reports about one mapping. */
+struct kc_volume_status {
+        char name[128];
+        char luks_uuid[40];
+        char device[256];           /* backing data device */
+        char cipher[64];
+        uint32_t key_size;          /* bytes */
+        char key_description[160];  /* logon key the table references */
+        uint32_t sector_size;
+        uint64_t size;              /* 512-byte sectors */
+        uint64_t offset;            /* data offset on the device, 512-byte sectors */
+        unsigned flags;             /* KC_CRYPT_* */
+        bool read_only, suspended;
+        uint32_t open_count;
+        /* from the token, when the header can be read (has_token) */
+        bool has_token;
+        char provider[16];
+        char key_id[256];
+        uint32_t key_version;
+        struct kc_context *context; /* owned; freed by kc_volume_status_clear */
+};
+void kc_volume_status_clear(struct kc_volume_status *s);
+
+/* Status of one mapping; -ENXIO if absent, -EPERM if it is not a kmscrypt volume. */
+int kc_volume_status(const char *name, const char *header, struct kc_volume_status *ret, struct kc_err *err);
+
+/* Names of every attached kmscrypt mapping. NULL-terminated, kc_strv_free(). */
+int kc_volume_list(char ***ret_names);
