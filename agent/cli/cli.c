@@ -62,7 +62,7 @@ static const struct {
         { EINVAL, KC_EXIT_USAGE },
         { E2BIG, KC_EXIT_USAGE },
         { ERANGE, KC_EXIT_USAGE },
-        { EEXIST, KC_EXIT_USAGE },
+        { EPROTONOSUPPORT, KC_EXIT_USAGE },
         { ENOENT, KC_EXIT_NOT_FOUND },
         { ENOKEY, KC_EXIT_NOT_FOUND },
         { ENXIO, KC_EXIT_NOT_FOUND },
@@ -137,10 +137,13 @@ static void global_options(struct kc_cli *cli, struct kc_cli_option ret[static 8
 static void print_options(const struct kc_cli_option *o) {
         for (; o && o->name; o++) {
                 char left[64];
-                snprintf(left, sizeof(left), "%s%c%s--%s%s%s", o->short_name ? "-" : "",
-                         o->short_name ? o->short_name : ' ', o->short_name ? ", " : "  ", o->name,
-                         o->arg ? " " : "", o->arg ?: "");
-                printf("  %-28s %s\n", o->short_name ? left : left + 2, o->help);
+
+                if (o->short_name)
+                        snprintf(left, sizeof(left), "-%c, --%s%s%s", o->short_name, o->name, o->arg ? " " : "",
+                                 o->arg ?: "");
+                else
+                        snprintf(left, sizeof(left), "    --%s%s%s", o->name, o->arg ? " " : "", o->arg ?: "");
+                printf("  %-30s %s\n", left, o->help);
         }
 }
 
@@ -153,7 +156,7 @@ static void print_help(struct kc_cli *cli, const struct kc_cli_usage *u) {
         if (u->commands) {
                 printf("\nCommands:\n");
                 for (size_t i = 0; i < u->n_commands; i++)
-                        printf("  %-28s %s\n", u->commands[i].name, u->commands[i].summary);
+                        printf("  %-30s %s\n", u->commands[i].name, u->commands[i].summary);
         }
         if (u->options && u->options->name) {
                 printf("\nOptions:\n");
@@ -162,7 +165,7 @@ static void print_help(struct kc_cli *cli, const struct kc_cli_usage *u) {
         global_options(cli, g);
         printf("\nGlobal options:\n");
         print_options(g);
-        printf("  %-28s %s\n", "-h, --help", "show this help");
+        printf("  %-30s %s\n", "-h, --help", "show this help");
         printf("\nSee kmscrypt(8) for exit statuses and examples.\n");
 }
 
@@ -201,7 +204,7 @@ static int parse_one(struct kc_cli *cli, const struct kc_cli_option *tables[], s
                 o = arg[2] == '\0' ? find_option(tables, n_tables, NULL, 0, arg[1]) : NULL;
         }
         if (!o) {
-                log_error("unknown option %s (see kmscrypt %s --help)", arg, u->synopsis);
+                log_error("unknown option %s (see --help)", arg);
                 return -EINVAL;
         }
         if (!o->arg) {
@@ -306,7 +309,7 @@ int kc_cli_dispatch(struct kc_cli *cli, int argc, char **argv, const struct kc_c
         for (size_t i = 0; i < n; i++)
                 if (streq(table[i].name, argv[1]))
                         return table[i].run(cli, nargs, argv + 1);
-        log_error("unknown command \"%s\" (see kmscrypt %s --help)", argv[1], u->synopsis);
+        log_error("unknown command \"%s\" (see --help)", argv[1]);
         return KC_EXIT_USAGE;
 }
 

@@ -68,9 +68,9 @@ static int list_one(struct json_object *rec, void *userdata) {
         if (s->cli->quiet)
                 return 0;
         result = record_string(rec, "result");
-        ctx = record_string(rec, "context");
+        ctx = record_string(rec, "encryption_context");
         version = record_string(rec, "key_version");
-        printf("%-6s %-20s %-16s %-34s %-4s %-8s %s\n", strna(record_string(rec, "seq")),
+        printf("%-6s %-24s %-16s %-36s %-4s %-6s %s\n", strna(record_string(rec, "seq")),
                strna(record_string(rec, "time")), strna(record_string(rec, "operation")),
                record_string(rec, "key_id") ?: "-", version && !streq(version, "0") ? version : "-",
                strna(result), ctx && !streq(ctx, "null") ? ctx : "-");
@@ -110,7 +110,7 @@ static int audit_list(struct kc_cli *cli, int argc, char **argv) {
         if (cli->json)
                 s.records = json_object_new_array();
         else if (!cli->quiet)
-                printf("%-6s %-20s %-16s %-34s %-4s %-8s %s\n", "SEQ", "TIME", "OPERATION", "KEY ID", "VER",
+                printf("%-6s %-24s %-16s %-36s %-4s %-6s %s\n", "SEQ", "TIME", "OPERATION", "KEY ID", "VER",
                        "RESULT", "CONTEXT");
         r = kc_audit_foreach(cli->config.audit_log, &filter, list_one, &s);
         if (r < 0) {

@@ -77,16 +77,17 @@ static int read_blob(const char *b64, const char *file, uint8_t **ret, size_t *r
         return r;
 }
 
-/* The key a blob names, as a reference, when --key was not given: the local provider's header says. */
-static int blob_key_ref(const uint8_t *blob, size_t len, char ret[static 80], struct kc_err *err) {
+/*
+ * The KMS says -EINVAL both for a malformed blob and for a malformed key
+ * reference.  A blob that does not even parse is refused like a tampered
+ * one (KC_EXIT_REFUSED); anything else stays a bad argument.
+ */
+static int blob_error(int r, const uint8_t *blob, size_t blob_len) {
         struct kc_blob_header h;
-        int r;
 
-        r = kc_blob_peek(blob, len, &h, err);
-        if (r < 0)
-                return r;
-        snprintf(ret, 80, "local:%s", h.key_id);
-        return 0;
+        if (r == -EINVAL && kc_blob_peek(blob, blob_len, &h, NULL) < 0)
+                return -EBADMSG;
+        return r;
 }
 
 static int print_result(struct kc_cli *cli, const char *key_id, uint32_t version, const uint8_t *blob,
@@ -184,12 +185,11 @@ static int kms_generate_data_key(struct kc_cli *cli, int argc, char **argv) {
 
 /* What decrypt and re-encrypt read: a blob, the context it is bound to, and optionally its key. */
 struct blob_input {
-        const char *b64, *file, *key;
+        const char *b64, *file, *key;   /* key NULL: the one the blob names */
         struct context_args ctx_args;
         struct kc_context *ctx;
         uint8_t *blob;               /* kc_secret */
         size_t blob_len;
-        char key_buf[80];
 };
 
 #define BLOB_INPUT_OPTIONS(in)                                                                          \
@@ -210,9 +210,7 @@ static void blob_input_done(struct blob_input *in) {
 }
 
 /* Validate the input, then open the KMS.  false: stop with *ret_status (error printed). */
-static bool blob_input_load(struct kc_cli *cli, struct blob_input *in, const char *what, struct kc_kms **ret_kms,
-                            int *ret_status) {
-        struct kc_err err = {};
+static bool blob_input_load(struct kc_cli *cli, struct blob_input *in, struct kc_kms **ret_kms, int *ret_status) {
         int r;
 
         *ret_status = KC_EXIT_USAGE;
@@ -227,14 +225,6 @@ static bool blob_input_load(struct kc_cli *cli, struct blob_input *in, const cha
         if (r < 0) {
                 *ret_status = kc_cli_exit_status(r);
                 return false;
-        }
-        if (!in->key) {
-                r = blob_key_ref(in->blob, in->blob_len, in->key_buf, &err);
-                if (r < 0) {
-                        *ret_status = kc_cli_fail(cli, -EBADMSG, &err, what);
-                        return false;
-                }
-                in->key = in->key_buf;
         }
         return true;
 }
@@ -261,11 +251,11 @@ static int kms_decrypt(struct kc_cli *cli, int argc, char **argv) {
         r = kc_cli_parse(cli, argc, argv, &usage, &nargs);
         if (r <= 0)
                 return kc_cli_parse_exit(r);
-        if (!blob_input_load(cli, &in, "decrypt", &kms, &status))
+        if (!blob_input_load(cli, &in, &kms, &status))
                 return status;
         r = kc_kms_decrypt(kms, &req, in.key, in.blob, in.blob_len, in.ctx, &plaintext, key_id, &version, &err);
         if (r < 0)
-                return kc_cli_fail(cli, r, &err, "decrypt");
+                return kc_cli_fail(cli, blob_error(r, in.blob, in.blob_len), &err, "decrypt");
         return print_result(cli, key_id, version, NULL, 0, in.ctx, plaintext);
 }
 
@@ -275,7 +265,7 @@ static int kms_re_encrypt(struct kc_cli *cli, int argc, char **argv) {
         struct context_args dst = {};
         const struct kc_cli_option options[] = {
                 BLOB_INPUT_OPTIONS(in),
-                { .name = "destination-key", .arg = "KEY", .help = "wrap under this key (its newest version)",
+                { .name = "destination-key", .arg = "KEY", .help = "wrap under this key (default: the blob's key), newest version",
                   .value = &dst_key },
                 { .name = "destination-context", .arg = "K=V,...", .help = "new encryption context (default: the same)",
                   .value = &dst.kv },
@@ -284,8 +274,8 @@ static int kms_re_encrypt(struct kc_cli *cli, int argc, char **argv) {
                 {},
         };
         const struct kc_cli_usage usage = {
-                .synopsis = "kms re-encrypt --ciphertext-blob B64 --context K=V,... --destination-key KEY\n"
-                            "                [--destination-context K=V,...]",
+                .synopsis = "kms re-encrypt --ciphertext-blob B64 --context K=V,...\n"
+                            "                [--destination-key KEY] [--destination-context K=V,...]",
                 .description = "Re-wrap a data key under another key, version or context without\n"
                                "revealing it.",
                 .options = options,
@@ -300,17 +290,13 @@ static int kms_re_encrypt(struct kc_cli *cli, int argc, char **argv) {
         r = kc_cli_parse(cli, argc, argv, &usage, &nargs);
         if (r <= 0)
                 return kc_cli_parse_exit(r);
-        if (!dst_key) {
-                log_error("--destination-key KEY is required");
-                return KC_EXIT_USAGE;
-        }
         if (parse_context(&dst, "destination-context", false, &dst_ctx) < 0)
                 return KC_EXIT_USAGE;
-        if (!blob_input_load(cli, &in, "re-encrypt", &kms, &status))
+        if (!blob_input_load(cli, &in, &kms, &status))
                 return status;
         r = kc_kms_re_encrypt(kms, &req, in.key, in.blob, in.blob_len, in.ctx, dst_key, dst_ctx ?: in.ctx, &dk, &err);
         if (r < 0)
-                return kc_cli_fail(cli, r, &err, "re-encrypt");
+                return kc_cli_fail(cli, blob_error(r, in.blob, in.blob_len), &err, "re-encrypt");
         status = print_result(cli, dk.key_id, dk.key_version, dk.blob, dk.blob_len, dst_ctx ?: in.ctx, NULL);
         kc_data_key_clear(&dk);
         return status;
