@@ -49,7 +49,7 @@ int main(int argc, char **argv) {
                 .n_commands = ARRAY_SIZE(commands),
                 .stop_at_command = true,
         };
-        int status, r;
+        int nargs, status, r;
 
         harden();
         kc_log_set_program("kmscrypt");
@@ -63,14 +63,16 @@ int main(int argc, char **argv) {
         if (r < 0)
                 log_debug_errno(r, "cannot describe this process for the audit trail: %m");
 
-        /* --version is only meaningful before a command; look for it the same way as --help. */
-        for (int i = 1; i < argc && argv[i][0] == '-'; i++)
-                if (streq(argv[i], "--version")) {
-                        printf("kmscrypt %s\n", PACKAGE_VERSION);
-                        return KC_EXIT_OK;
-                }
+        /* Global options first (--version needs no command), then the command. */
+        r = kc_cli_parse(&cli, argc, argv, &usage, &nargs);
+        if (r <= 0)
+                return kc_cli_parse_exit(r);
+        if (version) {
+                printf("kmscrypt %s\n", PACKAGE_VERSION);
+                return KC_EXIT_OK;
+        }
 
-        status = kc_cli_dispatch(&cli, argc, argv, &usage, table, ARRAY_SIZE(table));
+        status = kc_cli_dispatch(&cli, nargs + 1, argv, &usage, table, ARRAY_SIZE(table));
         if (fflush(stdout) != 0) {
                 log_error_errno(negative_errno(), "cannot write output: %m");
                 status = status ?: KC_EXIT_FAILURE;

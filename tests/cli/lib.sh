@@ -55,7 +55,7 @@ json() {
 
 # json_is EXPR VALUE: check that EXPR on $T/out prints VALUE.
 json_is() {
-        got=$(json "$1" 2>&1)
+        got=$(json "$1" 2>/dev/null || echo "(no JSON on stdout)")
         if [ "$got" = "$2" ]; then ok "json $1 = $2"; else fail "json $1 = '$got', expected '$2'"; fi
 }
 
@@ -73,6 +73,20 @@ snapshot() {
 
 audit_lines() {
         if [ -f "$LOG" ]; then wc -l < "$LOG"; else echo 0; fi
+}
+
+# refused STATUS NAME OPERATION ARGS...: a refusal the KMS audits; keystore unchanged.
+refused() {
+        want=$1 name=$2 op=$3
+        shift 3
+        before=$(snapshot "$KS")
+        lines=$(audit_lines)
+        expect "$want" "$name" "$@"
+        check "$name: one line on stderr" one_error_line
+        check "$name: nothing on stdout" test ! -s "$T/out"
+        check "$name: keystore unchanged" test "$before" = "$(snapshot "$KS")"
+        check "$name: refusal audited" test "$(audit_lines)" -eq $((lines + 1))
+        check "$name: record says $op failed" sh -c "tail -n1 '$LOG' | grep -q '\"operation\":\"$op\".*\"result\":\"error\"'"
 }
 
 finish() {
