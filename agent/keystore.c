@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include <json-c/json.h>
@@ -73,6 +74,7 @@ struct kc_keystore {
         char *root_key_path;      /* where the root key is (or will be) read from */
         bool root_from_credential;
         int lock_fd;
+        const uint64_t *generation_map;   /* first 8 bytes of .lock, shared with every process */
         uint8_t *root;            /* kc_secret KS_ROOT_BUF, NULL until loaded */
 
         bool loaded;
@@ -411,7 +413,8 @@ static int parse_metadata(struct json_object *o, struct ks_key *k, const char *p
             !member_int(o, "deletion_date", 0, INT64_MAX, &k->deletion_date) ||
             !member_int(o, "current_version", 1, UINT32_MAX, &cur))
                 return corrupt(err, path, "bad dates or current version");
-        if ((k->state == KC_KEY_PENDING_DELETION) != (k->deletion_date != 0))
+        /* A tombstone keeps the date it was due, as the record of when it went. */
+        if ((k->state == KC_KEY_PENDING_DELETION || k->state == KC_KEY_DESTROYED) != (k->deletion_date != 0))
                 return corrupt(err, path, "deletion date does not match state");
         snprintf(k->id, sizeof(k->id), "%s", id);
         snprintf(k->alias, sizeof(k->alias), "%s", alias);
@@ -714,31 +717,6 @@ static void entries_free(struct kc_keystore *ks) {
         ks->loaded = false;
 }
 
-static uint64_t generation_read(const struct kc_keystore *ks) {
-        uint8_t b[8] = {};
-        uint64_t g = 0;
-
-        /*
-         * Read without the lock: a torn read yields a value that is either
-         * the old one (as if read just before the write) or a new one (a
-         * reload, under the lock).  Either is correct.
-         */
-        if (pread(ks->lock_fd, b, sizeof(b), 0) < 0)
-                return UINT64_MAX;
-        for (int i = 0; i < 8; i++)
-                g |= (uint64_t) b[i] << (8 * i);
-        return g;
-}
-
-static int generation_bump(struct kc_keystore *ks) {
-        uint64_t g = generation_read(ks) + 1;
-        uint8_t b[8];
-
-        for (int i = 0; i < 8; i++)
-                b[i] = (uint8_t) (g >> (8 * i));
-        return pwrite(ks->lock_fd, b, sizeof(b), 0) == sizeof(b) ? 0 : negative_errno();
-}
-
 static int ks_lock(struct kc_keystore *ks, int how, struct kc_err *err) {
         while (flock(ks->lock_fd, how) < 0)
                 if (errno != EINTR)
@@ -748,6 +726,53 @@ static int ks_lock(struct kc_keystore *ks, int how, struct kc_err *err) {
 
 static void ks_unlock(struct kc_keystore *ks) {
         (void) flock(ks->lock_fd, LOCK_UN);
+}
+
+static uint64_t generation_read(const struct kc_keystore *ks) {
+        /*
+         * Read without the lock and without a system call, from the shared
+         * mapping of .lock: a torn read yields either the old value (as if
+         * read just before the write) or a new one (a reload, under the
+         * lock).  Either is correct.
+         */
+        return __atomic_load_n(ks->generation_map, __ATOMIC_ACQUIRE);
+}
+
+static int generation_bump(struct kc_keystore *ks) {
+        uint64_t g = generation_read(ks) + 1;
+        return pwrite(ks->lock_fd, &g, sizeof(g), 0) == sizeof(g) ? 0 : negative_errno();
+}
+
+/* Open .lock and map its change counter, making the file 8 bytes long first if it is new. */
+static int lock_file_open(struct kc_keystore *ks, struct kc_err *err) {
+        struct stat st;
+        void *m;
+        int r;
+
+        ks->lock_fd = open(ks->lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (ks->lock_fd < 0)
+                return kc_err_set(err, negative_errno(), "cannot open %s: %m", ks->lock_path);
+        if (fstat(ks->lock_fd, &st) < 0)
+                return negative_errno();
+        if (!S_ISREG(st.st_mode))
+                return kc_err_set(err, -EUCLEAN, "%s is not a regular file", ks->lock_path);
+        if (st.st_size < (off_t) sizeof(uint64_t)) {
+                /* Under the lock, so that two first openers do not both write a counter. */
+                r = ks_lock(ks, LOCK_EX, err);
+                if (r < 0)
+                        return r;
+                if (fstat(ks->lock_fd, &st) >= 0 && st.st_size < (off_t) sizeof(uint64_t) &&
+                    ftruncate(ks->lock_fd, sizeof(uint64_t)) < 0)
+                        r = kc_err_set(err, negative_errno(), "cannot initialise %s: %m", ks->lock_path);
+                ks_unlock(ks);
+                if (r < 0)
+                        return r;
+        }
+        m = mmap(NULL, sizeof(uint64_t), PROT_READ, MAP_SHARED, ks->lock_fd, 0);
+        if (m == MAP_FAILED)
+                return kc_err_set(err, negative_errno(), "cannot map %s: %m", ks->lock_path);
+        ks->generation_map = m;
+        return 0;
 }
 
 static int entry_load(struct kc_keystore *ks, struct ks_entry *e) {
@@ -934,6 +959,12 @@ static int ks_find(struct kc_keystore *ks, const char *key, struct ks_key **ret,
         return kc_err_set(err, -ENOKEY, "unknown alias %s", key);
 }
 
+/* The key as of now: cache refreshed and due keys destroyed first. */
+static int ks_lookup(struct kc_keystore *ks, const char *key, struct ks_key **ret, struct kc_err *err) {
+        int r = ks_prepare(ks, err);
+        return r < 0 ? r : ks_find(ks, key, ret, err);
+}
+
 static int state_refusal(const struct ks_key *k, struct kc_err *err) {
         switch (k->state) {
         case KC_KEY_ENABLED:
@@ -987,9 +1018,9 @@ int kc_keystore_open(const char *dir, const char *root_key_file, struct kc_keyst
         r = ensure_private_dir(ks->keys_dir, err);
         if (r < 0)
                 return r;
-        ks->lock_fd = open(ks->lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (ks->lock_fd < 0)
-                return kc_err_set(err, negative_errno(), "cannot open %s: %m", ks->lock_path);
+        r = lock_file_open(ks, err);
+        if (r < 0)
+                return r;
         r = root_load(ks, err);
         if (r < 0 && r != -ENOENT)
                 return r;
@@ -1002,6 +1033,8 @@ void kc_keystore_close(struct kc_keystore *ks) {
                 return;
         entries_free(ks);
         kc_secret_free(ks->root);
+        if (ks->generation_map)
+                munmap((void *) ks->generation_map, sizeof(uint64_t));
         if (ks->lock_fd >= 0)
                 close(ks->lock_fd);
         free(ks->dir);
@@ -1081,10 +1114,8 @@ int kc_keystore_list(struct kc_keystore *ks, struct kc_key_info **ret, size_t *r
 
 int kc_keystore_describe(struct kc_keystore *ks, const char *key, struct kc_key_info *ret, struct kc_err *err) {
         struct ks_key *k;
-        int r = ks_prepare(ks, err);
+        int r = ks_lookup(ks, key, &k, err);
 
-        if (r >= 0)
-                r = ks_find(ks, key, &k, err);
         if (r < 0)
                 return r;
         key_info(k, ret);
@@ -1216,14 +1247,23 @@ int kc_keystore_cancel_deletion(struct kc_keystore *ks, const char *key, struct 
         return ks_modify(ks, key, change_cancel, NULL, err);
 }
 
+int kc_keystore_resolve(struct kc_keystore *ks, const char *key, char ret_key_id[static KC_KEYSTORE_KEY_ID_LEN + 1],
+                        struct kc_err *err) {
+        struct ks_key *k;
+        int r = ks_lookup(ks, key, &k, err);
+
+        if (r < 0)
+                return r;
+        memcpy(ret_key_id, k->id, KC_KEYSTORE_KEY_ID_LEN + 1);
+        return 0;
+}
+
 int kc_keystore_use_key(struct kc_keystore *ks, const char *key, uint32_t version,
                         const uint8_t **ret_cmk, char ret_key_id[static KC_KEYSTORE_KEY_ID_LEN + 1],
                         uint32_t *ret_version, struct kc_err *err) {
         struct ks_key *k;
-        int r = ks_prepare(ks, err);
+        int r = ks_lookup(ks, key, &k, err);
 
-        if (r >= 0)
-                r = ks_find(ks, key, &k, err);
         if (r >= 0)
                 r = state_refusal(k, err);
         if (r < 0)

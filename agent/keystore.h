@@ -67,6 +67,10 @@ int kc_keystore_use_key(struct kc_keystore *ks, const char *key, uint32_t versio
                         const uint8_t **ret_cmk, char ret_key_id[static KC_KEYSTORE_KEY_ID_LEN + 1],
                         uint32_t *ret_version, struct kc_err *err);
 
+/* The id of key (an id or "alias/NAME"), whatever the key's state. */
+int kc_keystore_resolve(struct kc_keystore *ks, const char *key, char ret_key_id[static KC_KEYSTORE_KEY_ID_LEN + 1],
+                        struct kc_err *err);
+
 /* Whether text is a key id of this keystore's form (lower-case UUID). */
 bool kc_keystore_key_id_valid(const char *text);
 /* Whether text is "alias/" followed by 1..250 of [A-Za-z0-9/_-]; err says why not. */

@@ -74,19 +74,18 @@ static int local_generate_data_key(void *state, const char *key, const struct kc
 
 /* AWS semantics: a KeyId given with Decrypt must be the key that wrapped the blob. */
 static int check_blob_key(struct kc_keystore *ks, const char *key, const char *blob_key_id, struct kc_err *err) {
-        struct kc_key_info info;
+        char id[KC_KEYSTORE_KEY_ID_LEN + 1];
         int r;
 
         if (!key || streq(key, blob_key_id))
                 return 0;
         if (kc_keystore_key_id_valid(key))
                 return kc_err_set(err, -EBADMSG, "wrapped key belongs to key %s, not to %s", blob_key_id, key);
-        r = kc_keystore_describe(ks, key, &info, err);
+        r = kc_keystore_resolve(ks, key, id, err);
         if (r < 0)
                 return r;
-        if (!streq(info.key_id, blob_key_id))
-                return kc_err_set(err, -EBADMSG, "wrapped key belongs to key %s, not to %s (%s)",
-                                  blob_key_id, key, info.key_id);
+        if (!streq(id, blob_key_id))
+                return kc_err_set(err, -EBADMSG, "wrapped key belongs to key %s, not to %s (%s)", blob_key_id, key, id);
         return 0;
 }
 
