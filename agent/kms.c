@@ -457,7 +457,7 @@ static int manage(struct kc_kms *k, const struct kc_kms_request *req, const char
         struct kc_err local = {};
         struct kc_audit_record rec = { .operation = op->operation, .key_id = key_ref };
         struct kc_key_info info;
-        char detail[64] = "";
+        char detail[256] = "";
         const struct kc_kms_provider *p = NULL;
         const char *key;
         void *state = NULL;
@@ -475,7 +475,8 @@ static int manage(struct kc_kms *k, const struct kc_kms_request *req, const char
         if (r >= 0 && a->version > 0)
                 rec.key_version = a->version;
         if (r >= 0 && a->date > 0) {
-                snprintf(detail, sizeof(detail), "deletion date %lld", (long long) a->date);
+                snprintf(detail, sizeof(detail), "deletion date %lld%s%s", (long long) a->date,
+                         rec.detail ? "; " : "", rec.detail ?: "");
                 rec.detail = detail;
         }
         return audit_finish(k, req, &rec, r, err);

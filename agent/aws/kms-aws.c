@@ -298,7 +298,8 @@ static int exchange(struct aws_state *s, const char *url, const char *host, cons
 }
 
 /*
- * Call operation with the JSON request; on 200 the parsed response.
+ * Call operation with the JSON request; on 200 the parsed response (ret
+ * NULL: not wanted).
  * Throttling, 5xx and transport failures are retried with exponential
  * backoff and full jitter until the deadline.
  */
@@ -331,8 +332,9 @@ static int aws_call(struct aws_state *s, const struct key_ref *k, const char *op
                              &resp, &e);
                 if (r >= 0) {
                         memcpy(s->request_id, resp.request_id, sizeof(s->request_id));
+                        /* Calls whose answer is not needed (EnableKey's is empty, or "null") skip parsing. */
                         if (resp.status == 200)
-                                r = kc_http_json_parse(resp.body, resp.body_len, ret, &e);
+                                r = ret ? kc_http_json_parse(resp.body, resp.body_len, ret, &e) : 0;
                         else
                                 r = kc_aws_error_map(resp.status, resp.body, resp.body_len, operation,
                                                      resp.request_id, &retry, &e);
@@ -618,15 +620,22 @@ static int aws_describe_key(void *state, const char *key, struct kc_key_info *re
 static int simple_call(struct aws_state *s, const char *key, const char *operation, struct json_object **ret_resp,
                        int days, struct kc_err *err) {
         _cleanup_(json_object_putp) struct json_object *req = json_object_new_object(), *resp = NULL;
+        char id[65];
         struct key_ref k;
         int r = parse_key(s, key, &k, err);
 
         if (r < 0)
                 return r;
-        if (!req || add_string(req, "KeyId", k.key_id) < 0 ||
+        /*
+         * Key management is never cross-account, so the bare id in the ARN's
+         * region names the same key; some KMS implementations (moto) accept
+         * only the id here.
+         */
+        key_id_of(k.key_id, id);
+        if (!req || add_string(req, "KeyId", id) < 0 ||
             (days > 0 && json_object_object_add(req, "PendingWindowInDays", json_object_new_int(days)) < 0))
                 return -ENOMEM;
-        r = aws_call(s, &k, operation, req, &resp, err);
+        r = aws_call(s, &k, operation, req, ret_resp ? &resp : NULL, err);
         if (r < 0)
                 return r;
         if (ret_resp)
