@@ -280,7 +280,7 @@ START_TEST(test_format_refusals) {
                 ck_assert_msg(strstr(err.msg, cases[i].want), "case %zu: %s", i, err.msg);
         }
         p = format_params(&e, img);
-        p.key_ref = "aws:arn:aws:kms:eu-west-1:1:key/x";
+        p.key_ref = "kmip:key/x"; /* no such provider */
         ck_assert_int_eq(kc_volume_format(e.kms, &e.caller, &p, &res, &err), -EPROTONOSUPPORT);
         p.key_ref = "";
         ck_assert_int_eq(kc_volume_format(e.kms, &e.caller, &p, &res, &err), -EINVAL);
