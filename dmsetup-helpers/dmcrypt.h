@@ -73,8 +73,13 @@ int kc_crypt_flags_parse(const char *list, unsigned *ret_flags);
 /* Comma-separated names of flags, "" for none. Caller frees. */
 int kc_crypt_flags_format(unsigned flags, char **ret_list);
 
-/* dm UUID cryptsetup and systemd recognise: "CRYPT-LUKS2-<uuid without dashes>-<name>". Caller frees. */
+/* dm UUID cryptsetup and systemd recognise: "CRYPT-LUKS2-<uuid without dashes>-<name>". Caller frees.
+ * Like cryptsetup, a result longer than 128 characters is cut there (the name's tail goes). */
 int kc_dm_uuid_luks2(const char *luks_uuid, const char *name, char **ret_uuid);
+
+/* Whether name is usable as a dm name: 1..127 characters, no '/', not "." or "..",
+ * no whitespace or control characters (which libdevmapper would mangle). */
+bool kc_dm_name_is_valid(const char *name);
 
 /* ---- device-mapper operations (need /dev/mapper/control and CAP_SYS_ADMIN) ---- */
 

@@ -22,13 +22,17 @@
 /* ---- fixtures ---- */
 
 struct paths {
-        char *dir;
+        char dir[256];
         char log[512];
         char head[512];
 };
 
 static struct paths paths_new(void) {
-        struct paths p = { .dir = kc_test_tmpdir() };
+        _cleanup_free_ char *dir = kc_test_tmpdir();
+        struct paths p = {};
+
+        ck_assert_uint_lt(strlen(dir), sizeof(p.dir));
+        strcpy(p.dir, dir);
         snprintf(p.log, sizeof(p.log), "%s/audit.log", p.dir);
         snprintf(p.head, sizeof(p.head), "%s/audit.head", p.dir);
         return p;
@@ -254,6 +258,31 @@ START_TEST(test_record_fields) {
 }
 END_TEST
 
+START_TEST(test_record_context) {
+        struct paths p = paths_new();
+        _cleanup_audit_ struct kc_audit *a = NULL;
+        _cleanup_context_ struct kc_context *ctx = NULL, *back = NULL;
+        _cleanup_strv_ char **lines = NULL;
+        struct json_object *o, *v;
+
+        /* Given out of order, recorded in canonical (byte) order. */
+        ck_assert_int_eq(kc_context_parse_kv("volume-id=vol-2,aws:rds:db-id=db-1,db-id=d\\,b\"1\"", &ctx, NULL), 0);
+        ck_assert_int_eq(kc_audit_open(p.log, p.head, &a, NULL), 0);
+        ck_assert_int_eq(kc_audit_write(a, &(struct kc_audit_record) {
+                .operation = "GenerateDataKey", .key_id = "local:k1", .key_version = 1, .context = ctx }), 0);
+        lines = read_lines(p.log);
+        ck_assert_ptr_nonnull(strstr(lines[0], "\"encryption_context\":{\"aws:rds:db-id\":\"db-1\","
+                                               "\"db-id\":\"d,b\\\"1\\\"\",\"volume-id\":\"vol-2\"},"));
+        o = json_tokener_parse(lines[0]);
+        ck_assert_ptr_nonnull(o);
+        ck_assert(json_object_object_get_ex(o, "encryption_context", &v));
+        ck_assert_int_eq(kc_context_from_json(v, &back, NULL), 0);
+        ck_assert(kc_context_equal(ctx, back));
+        json_object_put(o);
+        assert_verify_ok(&p, 1);
+}
+END_TEST
+
 START_TEST(test_bad_records_refused) {
         struct paths p = paths_new();
         _cleanup_audit_ struct kc_audit *a = NULL;
@@ -306,7 +335,7 @@ START_TEST(test_edit_detected) {
                 ck_assert_uint_eq(v.records, cases[i].line - 1);
                 /* Edits before the last line are not the open check's business; the last line is. */
                 if (cases[i].line == 10)
-                        assert_open_refused(&p, -EBADMSG, "does not match its chain head");
+                        assert_open_refused(&p, -EBADMSG, "audit log");
         }
 }
 END_TEST
@@ -742,7 +771,8 @@ START_TEST(test_caller_from_socket) {
         close(sv[1]);
 
         /* A real peer: a child connects to our listening socket. */
-        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/sock", p.dir);
+        ck_assert_uint_lt(strlen(p.dir) + strlen("/sock"), sizeof(sa.sun_path));
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%.*s/sock", (int) (sizeof(sa.sun_path) - 6), p.dir);
         lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         ck_assert_int_ge(lfd, 0);
         ck_assert_int_eq(bind(lfd, (struct sockaddr *) &sa, sizeof(sa)), 0);
@@ -795,6 +825,7 @@ Suite *kc_test_suite(void) {
 
         tcase_add_test(chain, test_chain_rule);
         tcase_add_test(chain, test_record_fields);
+        tcase_add_test(chain, test_record_context);
         tcase_add_test(chain, test_bad_records_refused);
         tcase_add_test(chain, test_foreach_filters);
         tcase_add_test(tamper, test_edit_detected);

@@ -1,0 +1,494 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The libdevmapper half of dmsetup-helpers: the only code in kmscrypt that
+ * calls libdevmapper.  libdm's 1/0 returns become negative errno here (the
+ * ioctl's errno where libdm kept it), and libdm's own log goes to our debug
+ * log so that it never writes to stderr by itself.
+ *
+ * Every task is marked dm_task_secure_data(): the kernel then wipes its
+ * ioctl buffers, which matters for any task that may carry a table or a
+ * "key set" message, and costs nothing for the others.
+ *
+ * udev: when udev runs, ioctls that emit a uevent (resume, remove) carry a
+ * cookie with DM_UDEV_DISABLE_LIBRARY_FALLBACK and we wait on it, so
+ * /dev/mapper/NAME exists (or is gone) on return and udev's database knows
+ * the device.  Without udev (an initramfs, a container) libdm reports no
+ * sync support; we then set no cookie and let libdm make the nodes itself.
+ *
+ * libdevmapper is not thread-safe; callers serialise.
+ */
+#include <inttypes.h>
+#include <libdevmapper.h>
+#include <linux/dm-ioctl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "dmsetup-helpers/dmcrypt.h"
+#include "lib/log.h"
+
+#define REMOVE_RETRIES 5
+#define REMOVE_RETRY_DELAY_NS 100000000L /* 100 ms: long enough for udev's probe to close */
+
+DEFINE_CLEANUP_FUNC(struct dm_task *, dm_task_destroy)
+#define _cleanup_dm_task_ _cleanup_(dm_task_destroyp)
+
+_printf_(5, 6)
+static void dm_log_to_debug(int level, const char *file, int line, int dm_errno_or_class, const char *f, ...) {
+        char buf[512];
+        va_list ap;
+
+        if (kc_log_get_max_priority() < LOG_DEBUG)
+                return;
+        va_start(ap, f);
+        vsnprintf(buf, sizeof(buf), f, ap);
+        va_end(ap);
+        /* libdm's stack traces carry nothing a reader of our log needs. */
+        if (strncmp(buf, "<backtrace>", 11) == 0)
+                return;
+        log_debug("libdevmapper[%d]: %s", level & 0xf, buf);
+}
+
+static pthread_once_t dm_setup_once = PTHREAD_ONCE_INIT;
+
+static void dm_setup(void) {
+        dm_log_with_errno_init(dm_log_to_debug);
+}
+
+/*
+ * Whether the control node exists and the driver answers.  Checked before
+ * libdm opens it, because libdm, run as root, would otherwise try to create
+ * /dev/mapper/control on a kernel without device-mapper.
+ */
+static int dm_ready(void) {
+        static bool ready;
+        char control[256], version[64];
+        struct stat st;
+
+        pthread_once(&dm_setup_once, dm_setup);
+        if (ready)
+                return 0;
+
+        snprintf(control, sizeof(control), "%s/control", dm_dir());
+        if (stat(control, &st) < 0)
+                return log_debug_errno(errno == ENOENT ? -ENODEV : -errno, "No %s: %m", control);
+        if (!S_ISCHR(st.st_mode))
+                return log_debug_errno(-ENODEV, "%s is not a character device.", control);
+        if (access(control, R_OK | W_OK) < 0)
+                return log_debug_errno(-errno, "Cannot open %s: %m", control);
+
+        /* A stale node left on a kernel without device-mapper fails here. */
+        if (!dm_driver_version(version, sizeof(version)))
+                return log_debug_errno(-ENODEV, "device-mapper driver does not answer.");
+        log_debug("device-mapper driver %s, udev sync %s.", version,
+                  dm_udev_get_sync_support() ? "on" : "off");
+        ready = true;
+        return 0;
+}
+
+bool kc_dm_available(void) {
+        return dm_ready() >= 0;
+}
+
+/* libdm's failure as a negative errno: the ioctl's errno, or -EIO when no ioctl ran. */
+static int task_errno(struct dm_task *dmt) {
+        int e = dm_task_get_errno(dmt);
+        return e > 0 ? -e : -EIO;
+}
+
+static int task_new(int type, const char *name, struct dm_task **ret) {
+        _cleanup_dm_task_ struct dm_task *dmt = NULL;
+
+        dmt = dm_task_create(type);
+        if (!dmt)
+                return -ENOMEM;
+        if (name && !dm_task_set_name(dmt, name))
+                return -EINVAL;
+        if (!dm_task_secure_data(dmt))
+                return -EIO;
+        *ret = TAKE_PTR(dmt);
+        return 0;
+}
+
+static int task_run(struct dm_task *dmt, const char *what, const char *name) {
+        if (dm_task_run(dmt))
+                return 0;
+        return log_debug_errno(task_errno(dmt), "device-mapper %s of %s failed: %m", what, name);
+}
+
+/*
+ * Run a task that emits a uevent (resume, remove) and wait for udev to have
+ * handled it.  libdm completes the cookie itself when the ioctl fails, so
+ * the wait always returns and releases the cookie's semaphore.
+ */
+static int task_run_synced(struct dm_task *dmt, const char *what, const char *name) {
+        bool udev = dm_udev_get_sync_support();
+        uint32_t cookie = 0;
+        int r;
+
+        if (udev && !dm_task_set_cookie(dmt, &cookie, DM_UDEV_DISABLE_LIBRARY_FALLBACK))
+                return -EIO;
+        r = task_run(dmt, what, name);
+        if (!udev)
+                dm_task_update_nodes(); /* libdm makes or removes /dev/mapper/NAME itself */
+        else if (!dm_udev_wait(cookie))
+                log_debug("Waiting for udev on %s failed.", name);
+        return r;
+}
+
+/* dm UUIDs: 1..128 printable ASCII characters without spaces (as libdm takes them unmangled). */
+static int check_uuid(const char *uuid) {
+        size_t n = uuid ? strlen(uuid) : 0;
+
+        if (n == 0 || n >= DM_UUID_LEN)
+                return log_debug_errno(-EINVAL, "dm UUID length %zu out of range.", n);
+        for (size_t i = 0; i < n; i++)
+                if (uuid[i] <= ' ' || uuid[i] >= 0x7f)
+                        return log_debug_errno(-EINVAL, "dm UUID has an invalid character.");
+        return 0;
+}
+
+/* The prologue of every operation: a valid name (or none), and device-mapper present. */
+static int dm_prepare(const char *name) {
+        if (name && !kc_dm_name_is_valid(name))
+                return log_debug_errno(-EINVAL, "Invalid device-mapper name.");
+        return dm_ready();
+}
+
+/* Run a read-only query; no_flush keeps it from waiting on the device's I/O. */
+static int dm_query(int type, const char *name, const char *what, struct dm_task **ret) {
+        _cleanup_dm_task_ struct dm_task *dmt = NULL;
+        int r;
+
+        r = task_new(type, name, &dmt);
+        if (r < 0)
+                return r;
+        if (!dm_task_no_flush(dmt))
+                return -EIO;
+        r = task_run(dmt, what, name ?: "all devices");
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(dmt);
+        return 0;
+}
+
+static int dm_remove_once(const char *name, bool deferred) {
+        _cleanup_dm_task_ struct dm_task *dmt = NULL;
+        int r;
+
+        r = task_new(DM_DEVICE_REMOVE, name, &dmt);
+        if (r < 0)
+                return r;
+        if (deferred && !dm_task_deferred_remove(dmt))
+                return -EIO;
+        return task_run_synced(dmt, "remove", name);
+}
+
+/*
+ * udev's own probe opens a new device for a moment, so EBUSY right after a
+ * create is often transient: retry a few times briefly, as cryptsetup does.
+ * We retry ourselves instead of dm_task_retry_remove(), whose 25 tries of
+ * 200 ms would make a genuinely open device take 5 s to report EBUSY.
+ */
+static int dm_remove_retrying(const char *name, bool deferred) {
+        const struct timespec delay = { .tv_nsec = REMOVE_RETRY_DELAY_NS };
+        int r;
+
+        for (unsigned attempt = 1;; attempt++) {
+                r = dm_remove_once(name, deferred);
+                if (r != -EBUSY || attempt >= REMOVE_RETRIES)
+                        return r;
+                log_debug("%s busy, retrying remove (%u/%u).", name, attempt, REMOVE_RETRIES);
+                nanosleep(&delay, NULL);
+        }
+}
+
+int kc_dm_remove(const char *name, bool deferred) {
+        int r;
+
+        if (!name)
+                return -EINVAL;
+        r = dm_prepare(name);
+        if (r < 0)
+                return r;
+        return dm_remove_retrying(name, deferred);
+}
+
+static int dm_create_empty(const char *name, const char *uuid) {
+        _cleanup_dm_task_ struct dm_task *dmt = NULL;
+        int r;
+
+        r = task_new(DM_DEVICE_CREATE, name, &dmt);
+        if (r < 0)
+                return r;
+        if (uuid && !dm_task_set_uuid(dmt, uuid))
+                return -EINVAL;
+        r = task_run(dmt, "create", name);
+        /* The kernel answers EBUSY when the name or UUID is taken. */
+        return r == -EBUSY ? -EEXIST : r;
+}
+
+static int dm_load(const char *name, const char *target, uint64_t size, const char *params, bool read_only) {
+        _cleanup_dm_task_ struct dm_task *dmt = NULL;
+        int r;
+
+        r = task_new(DM_DEVICE_RELOAD, name, &dmt);
+        if (r < 0)
+                return r;
+        if (!dm_task_add_target(dmt, 0, size, target, params))
+                return -ENOMEM;
+        if (read_only && !dm_task_set_ro(dmt))
+                return -EIO;
+        return task_run(dmt, "table load", name);
+}
+
+static int dm_resume_synced(const char *name) {
+        _cleanup_dm_task_ struct dm_task *dmt = NULL;
+        int r;
+
+        r = task_new(DM_DEVICE_RESUME, name, &dmt);
+        if (r < 0)
+                return r;
+        return task_run_synced(dmt, "resume", name);
+}
+
+/*
+ * Create, load and resume as three steps rather than one CREATE with a
+ * table: each step keeps its own errno (ENOKEY from a missing logon key,
+ * EINVAL from a table the kernel refuses), and we decide the cleanup.
+ */
+int kc_dm_create(const char *name, const char *uuid, const char *target, uint64_t size,
+                 const char *params, bool read_only) {
+        int r, q;
+
+        if (!name || !target || !*target || strlen(target) >= DM_MAX_TYPE_NAME || !params || size == 0)
+                return log_debug_errno(-EINVAL, "Invalid mapping arguments.");
+        if (uuid) {
+                r = check_uuid(uuid);
+                if (r < 0)
+                        return r;
+        }
+        r = dm_prepare(name);
+        if (r < 0)
+                return r;
+
+        r = dm_create_empty(name, uuid);
+        if (r < 0)
+                return r;
+        r = dm_load(name, target, size, params, read_only);
+        if (r >= 0)
+                r = dm_resume_synced(name);
+        if (r >= 0)
+                return 0;
+
+        /* Leave nothing half-made behind. */
+        q = dm_remove_retrying(name, false);
+        if (q < 0)
+                log_debug_errno(q, "Failed to remove half-created %s: %m", name);
+        return r;
+}
+
+int kc_dm_info(const char *name, struct kc_dm_info *ret_info) {
+        _cleanup_dm_task_ struct dm_task *dmt = NULL;
+        struct kc_dm_info info = {};
+        struct dm_info dmi;
+        uint64_t start, length;
+        char *type, *params;
+        void *next = NULL;
+        int r;
+
+        if (!name || !ret_info)
+                return -EINVAL;
+        r = dm_prepare(name);
+        if (r < 0)
+                return r;
+        /* STATUS, not INFO, to learn the target too. */
+        r = dm_query(DM_DEVICE_STATUS, name, "status", &dmt);
+        if (r < 0)
+                return r;
+        if (!dm_task_get_info(dmt, &dmi))
+                return -EIO;
+
+        if (dmi.exists) {
+                info.exists = true;
+                info.suspended = dmi.suspended;
+                info.read_only = dmi.read_only;
+                info.open_count = dmi.open_count > 0 ? (uint32_t) dmi.open_count : 0;
+                info.major = dmi.major;
+                info.minor = dmi.minor;
+                snprintf(info.uuid, sizeof(info.uuid), "%s", dm_task_get_uuid(dmt) ?: "");
+                do {
+                        next = dm_get_next_target(dmt, next, &start, &length, &type, &params);
+                        if (!type)
+                                break;
+                        if (info.target_type[0] == '\0')
+                                snprintf(info.target_type, sizeof(info.target_type), "%s", type);
+                        info.size = start + length;
+                } while (next);
+        }
+        *ret_info = info;
+        return 0;
+}
+
+/*
+ * Copy of a target's parameters with any hex key replaced by zeros, as
+ * dmsetup does without --showkeys.  Only dm-crypt puts a key in its table
+ * (second word); a keyring reference (":<n>:logon:...") or "-" is no key.
+ * The key is masked while copying, so no buffer of ours ever holds it.
+ */
+static char *params_without_key(const char *target, const char *params) {
+        size_t n = strlen(params), key_start = n, key_end = n;
+        const char *space = strchr(params, ' ');
+        char *copy;
+
+        if (streq(target, "crypt") && space && space[1] != ':' && space[1] != '-') {
+                key_start = space + 1 - params;
+                key_end = key_start + strcspn(space + 1, " ");
+        }
+        copy = malloc(n + 1);
+        if (!copy)
+                return NULL;
+        for (size_t i = 0; i <= n; i++)
+                copy[i] = i >= key_start && i < key_end ? '0' : params[i];
+        return copy;
+}
+
+int kc_dm_table(const char *name, char **ret_target, char **ret_params) {
+        _cleanup_dm_task_ struct dm_task *dmt = NULL;
+        _cleanup_free_ char *t = NULL, *p = NULL;
+        uint64_t start, length;
+        char *type = NULL, *params = NULL;
+        int r;
+
+        if (!name || !ret_target || !ret_params)
+                return -EINVAL;
+        r = dm_prepare(name);
+        if (r < 0)
+                return r;
+        r = dm_query(DM_DEVICE_TABLE, name, "table query", &dmt);
+        if (r < 0)
+                return r;
+
+        (void) dm_get_next_target(dmt, NULL, &start, &length, &type, &params);
+        if (!type || !params)
+                return log_debug_errno(-ENODATA, "%s has no live table.", name);
+
+        /* libdm's buffer is wiped by dm_task_destroy(); ours never holds a hex key. */
+        t = strdup(type);
+        p = params_without_key(type, params);
+        if (!t || !p)
+                return -ENOMEM;
+        *ret_target = TAKE_PTR(t);
+        *ret_params = TAKE_PTR(p);
+        return 0;
+}
+
+int kc_dm_suspend(const char *name) {
+        _cleanup_dm_task_ struct dm_task *dmt = NULL;
+        int r;
+
+        if (!name)
+                return -EINVAL;
+        r = dm_prepare(name);
+        if (r < 0)
+                return r;
+        r = task_new(DM_DEVICE_SUSPEND, name, &dmt);
+        if (r < 0)
+                return r;
+        return task_run(dmt, "suspend", name);
+}
+
+int kc_dm_resume(const char *name) {
+        int r;
+
+        if (!name)
+                return -EINVAL;
+        r = dm_prepare(name);
+        if (r < 0)
+                return r;
+        return dm_resume_synced(name);
+}
+
+int kc_dm_message(const char *name, const char *message) {
+        _cleanup_dm_task_ struct dm_task *dmt = NULL;
+        int r;
+
+        if (!name || !message || !*message)
+                return -EINVAL;
+        r = dm_prepare(name);
+        if (r < 0)
+                return r;
+
+        r = task_new(DM_DEVICE_TARGET_MSG, name, &dmt);
+        if (r < 0)
+                return r;
+        if (!dm_task_set_sector(dmt, 0) || !dm_task_set_message(dmt, message))
+                return -ENOMEM;
+        /* The message is not logged: "key set" would carry key material. */
+        return task_run(dmt, "message", name);
+}
+
+/* dm UUID of name; 0 with *ret_uuid = NULL when it vanished in the meantime. */
+static int dm_uuid_of(const char *name, char **ret_uuid) {
+        _cleanup_dm_task_ struct dm_task *dmt = NULL;
+        struct dm_info dmi;
+        char *uuid = NULL;
+        int r;
+
+        r = dm_query(DM_DEVICE_INFO, name, "info", &dmt);
+        if (r < 0)
+                return r;
+        if (!dm_task_get_info(dmt, &dmi))
+                return -EIO;
+        if (dmi.exists) {
+                uuid = strdup(dm_task_get_uuid(dmt) ?: "");
+                if (!uuid)
+                        return -ENOMEM;
+        }
+        *ret_uuid = uuid;
+        return 0;
+}
+
+int kc_dm_list(const char *uuid_prefix, char ***ret_names) {
+        _cleanup_dm_task_ struct dm_task *dmt = NULL;
+        _cleanup_strv_ char **names = NULL;
+        struct dm_names *n;
+        unsigned next = 0;
+        int r;
+
+        if (!uuid_prefix || !ret_names)
+                return -EINVAL;
+        r = dm_prepare(NULL);
+        if (r < 0)
+                return r;
+        r = dm_query(DM_DEVICE_LIST, NULL, "list", &dmt);
+        if (r < 0)
+                return r;
+
+        /* An empty vector, not NULL, when nothing matches. */
+        names = calloc(1, sizeof(char *));
+        if (!names)
+                return -ENOMEM;
+
+        n = dm_task_get_names(dmt);
+        if (n && n->dev)
+                do {
+                        _cleanup_free_ char *uuid = NULL;
+
+                        n = (struct dm_names *) ((char *) n + next);
+                        next = n->next;
+                        r = dm_uuid_of(n->name, &uuid);
+                        if (r < 0)
+                                return r;
+                        if (uuid && strncmp(uuid, uuid_prefix, strlen(uuid_prefix)) == 0) {
+                                r = kc_strv_push(&names, n->name);
+                                if (r < 0)
+                                        return r;
+                        }
+                } while (next);
+
+        *ret_names = TAKE_PTR(names);
+        return 0;
+}
