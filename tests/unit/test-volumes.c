@@ -98,7 +98,7 @@ END_TEST
 
 START_TEST(test_context_refused) {
         refused("a /dev/x db-id", -EINVAL, "volumes:1: ", "");
-        refused("a /dev/x db-id=1,db-id=2", -EEXIST, "volumes:1: ", "");
+        refused("a /dev/x db-id=1,db-id=2", -EINVAL, "volumes:1: ", "duplicate key");
         refused("a /dev/x =v", -EINVAL, "volumes:1: ", "");
 }
 END_TEST
