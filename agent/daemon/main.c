@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "agent/config.h"
 #include "agent/daemon/manager.h"
 #include "agent/daemon/server.h"
 #include "agent/daemon/volumes.h"
@@ -30,7 +31,8 @@ struct daemon {
         unsigned revoke_interval;
         bool attach_at_start;
         bool log_stderr;
-        struct kc_kms_config kms;
+        struct kc_config_overrides overrides;
+        struct kc_config config;    /* kmscrypt.conf: keystore, root key, audit log */
         struct kc_manager *m;
         pthread_mutex_t reload_lock;
 };
@@ -49,10 +51,10 @@ static const char help[] =
         "  -j, --max-parallel N       attaches at once (default 16)\n"
         "      --revoke-interval SEC  how often to check the CMKs in use (default 60; 0: never)\n"
         "      --no-attach            do not attach the configured volumes at start\n"
-        "      --keystore DIR         keystore of the local KMS\n"
+        "  -c, --config FILE          kmscrypt.conf (default " KC_SYSCONFDIR "/kmscrypt.conf)\n"
+        "      --keystore DIR         keystore of the local KMS (overrides the file)\n"
         "      --root-key-file FILE   root key of the keystore\n"
         "      --audit-log FILE       audit log\n"
-        "      --audit-head FILE      chain head of the audit log\n"
         "      --log-level LEVEL      err, warning, notice, info or debug (default info)\n"
         "      --stderr               also log to stderr (default when not under the journal)\n"
         "  -h, --help                 this text\n"
@@ -129,7 +131,7 @@ static int resolve_group(struct daemon *d) {
 
 static int parse_args(struct daemon *d, int argc, char **argv) {
         enum { ARG_VOLUMES = 0x100, ARG_REVOKE, ARG_NO_ATTACH, ARG_KEYSTORE, ARG_ROOT_KEY, ARG_AUDIT_LOG,
-               ARG_AUDIT_HEAD, ARG_LOG_LEVEL, ARG_STDERR, ARG_VERSION };
+               ARG_LOG_LEVEL, ARG_STDERR, ARG_VERSION };
         static const struct option options[] = {
                 { "socket",          required_argument, NULL, 's' },
                 { "volumes",         required_argument, NULL, ARG_VOLUMES },
@@ -140,7 +142,7 @@ static int parse_args(struct daemon *d, int argc, char **argv) {
                 { "keystore",        required_argument, NULL, ARG_KEYSTORE },
                 { "root-key-file",   required_argument, NULL, ARG_ROOT_KEY },
                 { "audit-log",       required_argument, NULL, ARG_AUDIT_LOG },
-                { "audit-head",      required_argument, NULL, ARG_AUDIT_HEAD },
+                { "config",          required_argument, NULL, 'c' },
                 { "log-level",       required_argument, NULL, ARG_LOG_LEVEL },
                 { "stderr",          no_argument,       NULL, ARG_STDERR },
                 { "help",            no_argument,       NULL, 'h' },
@@ -149,7 +151,7 @@ static int parse_args(struct daemon *d, int argc, char **argv) {
         };
         int c, level;
 
-        while ((c = getopt_long(argc, argv, "s:g:j:h", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, "s:g:j:c:h", options, NULL)) >= 0)
                 switch (c) {
                 case 's': d->socket_path = optarg; break;
                 case ARG_VOLUMES: d->volumes_path = optarg; break;
@@ -163,10 +165,10 @@ static int parse_args(struct daemon *d, int argc, char **argv) {
                                 return -EINVAL;
                         break;
                 case ARG_NO_ATTACH: d->attach_at_start = false; break;
-                case ARG_KEYSTORE: d->kms.keystore_dir = optarg; break;
-                case ARG_ROOT_KEY: d->kms.root_key_file = optarg; break;
-                case ARG_AUDIT_LOG: d->kms.audit_log = optarg; break;
-                case ARG_AUDIT_HEAD: d->kms.audit_head = optarg; break;
+                case 'c': d->overrides.config_file = optarg; break;
+                case ARG_KEYSTORE: d->overrides.keystore_dir = optarg; break;
+                case ARG_ROOT_KEY: d->overrides.root_key_file = optarg; break;
+                case ARG_AUDIT_LOG: d->overrides.audit_log = optarg; break;
                 case ARG_LOG_LEVEL:
                         level = parse_log_level(optarg);
                         if (level < 0)
@@ -288,10 +290,6 @@ int main(int argc, char **argv) {
                 .revoke_interval = DEFAULT_REVOKE_INTERVAL,
                 .attach_at_start = true,
                 .log_stderr = !getenv("JOURNAL_STREAM"),
-                .kms = {
-                        .keystore_dir = KC_STATEDIR "/keystore",
-                        .audit_log = KC_STATEDIR "/audit.log",
-                },
                 .reload_lock = PTHREAD_MUTEX_INITIALIZER,
         };
         struct kc_manager_config mc;
@@ -312,6 +310,11 @@ int main(int argc, char **argv) {
         setup_logging(d.log_stderr);
         if (harden() < 0 || resolve_group(&d) < 0)
                 return 1;
+        r = kc_config_load(&d.overrides, &d.config, &err);
+        if (r < 0) {
+                log_error("%s", kc_err_msg(&err, r));
+                return 1;
+        }
         r = load_volumes(&d, &v, &err);
         if (r < 0) {
                 log_error("%s", kc_err_msg(&err, r));
@@ -321,9 +324,9 @@ int main(int argc, char **argv) {
         if (sfd < 0)
                 return log_error_errno(errno, "signalfd: %m"), 1;
 
-        mc = (struct kc_manager_config) {
-                .kms = d.kms, .max_parallel = d.max_parallel, .revoke_interval = d.revoke_interval,
+        mc = (struct kc_manager_config) { .max_parallel = d.max_parallel, .revoke_interval = d.revoke_interval,
         };
+        kc_config_kms(&d.config, &mc.kms);
         r = kc_manager_new(&mc, &m);
         if (r < 0) {
                 kc_volumes_free(v);
@@ -351,5 +354,6 @@ int main(int argc, char **argv) {
 
         r = run(&d, s, sfd);
         kc_manager_stop(m);
+        kc_config_done(&d.config);
         return r < 0 ? 1 : 0;
 }

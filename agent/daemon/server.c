@@ -121,7 +121,10 @@ static int make_parent(const char *path) {
         if (!slash || slash == dir)
                 return 0;
         *slash = '\0';
-        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+        if (mkdir(dir, 0755) < 0)
+                return errno == EEXIST ? 0 : negative_errno();
+        /* Our umask is 0077; the status group must be able to reach the socket inside. */
+        if (chmod(dir, 0755) < 0)
                 return negative_errno();
         return 0;
 }
