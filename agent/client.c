@@ -21,6 +21,10 @@ int kc_client_open(const char *path, struct kc_client **ret) {
         _cleanup_close_ int fd = -1;
         struct kc_client *c;
 
+        if (getenv("KMSCRYPT_NO_AGENT")) {
+                *ret = NULL;
+                return 0;
+        }
         path = path ?: kc_client_socket_path();
         if (strlen(path) >= sizeof(sa.sun_path))
                 return -ENAMETOOLONG;

@@ -24,7 +24,8 @@ const char *kc_client_socket_path(void);
 /*
  * Connect to the agent at path (NULL: kc_client_socket_path()).  1 and a
  * client when it answers; 0 and NULL when no agent runs there or this user
- * may not reach it (the caller then works directly); < 0 on other errors.
+ * may not reach it, or $KMSCRYPT_NO_AGENT is set (the caller then works
+ * directly); < 0 on other errors.
  */
 int kc_client_open(const char *path, struct kc_client **ret);
 void kc_client_close(struct kc_client *c);
