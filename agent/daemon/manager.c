@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "agent/daemon/manager.h"
+#include "agent/daemon/revoke.h"
 #include "dmsetup-helpers/dmcrypt.h"
 #include "lib/log.h"
 
@@ -27,6 +28,7 @@ struct mvol {
         uint64_t window_start_ms;   /* first try of this round: the timeout counts from here */
         uint64_t next_try_ms;       /* WAITING: monotonic time of the next try */
         unsigned backoff_ms;
+        bool suspended_by_us;       /* the revocation policy suspended it */
 };
 
 struct kc_manager {
@@ -41,6 +43,8 @@ struct kc_manager {
         size_t n_vols;
         struct confset *set;
         bool started, stopping;
+        bool revoke_running;
+        uint64_t next_revoke_ms;
         pthread_t scheduler;
         struct kc_caller self;
 };
@@ -291,6 +295,114 @@ static int spawn_attach(struct kc_manager *m, struct mvol *v) {
         return r;
 }
 
+/* ---- revocation policy: one pass over the attached volumes ---- */
+
+struct revoke_item {
+        struct mvol *v;
+        const struct kc_volume_conf *conf;
+        bool suspended_by_us;
+};
+
+/* Lock held: apply the outcome of one check. */
+static void apply_revoke(struct kc_manager *m, struct mvol *v, int r, const struct kc_err *err,
+                         const struct kc_revoke_outcome *o) {
+        if (v->busy || (v->st.state != KC_VOLUME_ATTACHED && v->st.state != KC_VOLUME_SUSPENDED))
+                return;             /* someone else changed it meanwhile */
+        if (r < 0) {
+                log_warning("%s: revocation check: %s", v->conf->name, kc_err_msg(err, r));
+                return;
+        }
+        switch (o->action) {
+        case KC_REVOKE_NONE:
+                if (v->st.error == -EKEYREVOKED) {      /* a kept volume's key is enabled again */
+                        v->st.error = 0;
+                        v->st.reason[0] = '\0';
+                        pthread_cond_broadcast(&m->changed);
+                }
+                return;
+        case KC_REVOKE_RESUMED:
+                log_notice("%s: %s", v->conf->name, o->reason);
+                v->suspended_by_us = false;
+                v->st.error = 0;
+                v->st.reason[0] = '\0';
+                set_state(m, v, KC_VOLUME_ATTACHED);
+                return;
+        case KC_REVOKE_SUSPENDED:
+                log_warning("%s: %s", v->conf->name, o->reason);
+                v->suspended_by_us = true;
+                __attribute__((fallthrough));
+        case KC_REVOKE_STILL:
+        case KC_REVOKE_KEPT:
+                if (!streq(v->st.reason, o->reason) && o->action == KC_REVOKE_KEPT)
+                        log_warning("%s: %s", v->conf->name, o->reason);
+                v->st.error = -EKEYREVOKED;
+                snprintf(v->st.reason, sizeof(v->st.reason), "%s", o->reason);
+                set_state(m, v, o->action == KC_REVOKE_KEPT ? KC_VOLUME_ATTACHED : KC_VOLUME_SUSPENDED);
+                return;
+        }
+}
+
+static void *revoke_pass(void *arg) {
+        struct kc_manager *m = arg;
+        _cleanup_kms_ struct kc_kms *kms = NULL;
+        _cleanup_free_ struct revoke_item *items = NULL;
+        struct confset *set;
+        struct kc_err err = {};
+        size_t n = 0;
+        int r;
+
+        pthread_mutex_lock(&m->lock);
+        set = m->set;
+        if (set)
+                set->ref++;
+        items = calloc(m->n_vols ? m->n_vols : 1, sizeof(*items));
+        for (size_t i = 0; items && i < m->n_vols; i++) {
+                struct mvol *v = m->vols[i];
+                if (v->present && !v->busy && v->conf && v->set == set &&
+                    (v->st.state == KC_VOLUME_ATTACHED || v->st.state == KC_VOLUME_SUSPENDED))
+                        items[n++] = (struct revoke_item) { v, v->conf, v->suspended_by_us };
+        }
+        pthread_mutex_unlock(&m->lock);
+
+        r = n > 0 ? kc_kms_open(&m->kms, &kms, &err) : 0;
+        if (r < 0)
+                log_warning("revocation check: cannot open the KMS layer: %s", kc_err_msg(&err, r));
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                struct kc_revoke_outcome o = {};
+                struct kc_err e = {};
+                int k = kc_revoke_check(kms, &m->kms, &m->self, items[i].conf, items[i].suspended_by_us, &o, &e);
+
+                pthread_mutex_lock(&m->lock);
+                apply_revoke(m, items[i].v, k, &e, &o);
+                pthread_mutex_unlock(&m->lock);
+        }
+        pthread_mutex_lock(&m->lock);
+        confset_unref(set);
+        m->revoke_running = false;
+        release_slot(m);
+        pthread_mutex_unlock(&m->lock);
+        return NULL;
+}
+
+/* Lock held: start a pass when one is due and device-mapper is there to act on. */
+static void maybe_revoke(struct kc_manager *m, uint64_t now) {
+        pthread_attr_t attr;
+        pthread_t t;
+
+        if (!m->revoke_interval || m->revoke_running || now < m->next_revoke_ms || m->running >= m->max_parallel)
+                return;
+        m->next_revoke_ms = now + (uint64_t) m->revoke_interval * 1000;
+        if (!kc_dm_available())
+                return;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&t, &attr, revoke_pass, m) == 0) {
+                m->revoke_running = true;
+                m->running++;
+        }
+        pthread_attr_destroy(&attr);
+}
+
 /* ---- scheduler ---- */
 
 static bool due(const struct mvol *v, uint64_t now) {
@@ -310,6 +422,9 @@ static void *scheduler(void *arg) {
                 for (size_t i = 0; i < m->n_vols && m->running < m->max_parallel; i++)
                         if (due(m->vols[i], now) && spawn_attach(m, m->vols[i]) >= 0)
                                 m->running++;
+                maybe_revoke(m, now);
+                if (m->revoke_interval && m->next_revoke_ms < wake_at)
+                        wake_at = m->next_revoke_ms;
                 for (size_t i = 0; i < m->n_vols; i++) {
                         struct mvol *v = m->vols[i];
                         if (v->present && !v->busy && v->st.state == KC_VOLUME_WAITING && v->next_try_ms < wake_at)
