@@ -163,3 +163,8 @@ extern const struct kc_cli_command kc_cli_cmd_audit;
 extern const struct kc_cli_command kc_cli_cmd_format;
 extern const struct kc_cli_command kc_cli_cmd_adopt;
 extern const struct kc_cli_command kc_cli_cmd_dump;
+extern const struct kc_cli_command kc_cli_cmd_attach;
+extern const struct kc_cli_command kc_cli_cmd_detach;
+extern const struct kc_cli_command kc_cli_cmd_status;
+extern const struct kc_cli_command kc_cli_cmd_list;
+extern const struct kc_cli_command kc_cli_cmd_config;

@@ -18,6 +18,11 @@ static const struct kc_cli_command *const commands[] = {
         &kc_cli_cmd_format,
         &kc_cli_cmd_adopt,
         &kc_cli_cmd_dump,
+        &kc_cli_cmd_attach,
+        &kc_cli_cmd_detach,
+        &kc_cli_cmd_status,
+        &kc_cli_cmd_list,
+        &kc_cli_cmd_config,
 };
 
 /* No plaintext key of this process may end up in a core file. */
