@@ -42,21 +42,11 @@ int kc_resolve_device(const char *spec, char **ret_path, struct kc_err *err) {
         return 0;
 }
 
-static bool valid_dm_name(const char *s) {
-        size_t n = strlen(s);
-        if (n == 0 || n >= 128 || streq(s, ".") || streq(s, ".."))
-                return false;
-        for (size_t i = 0; i < n; i++)
-                if (s[i] == '/' || (unsigned char) s[i] <= ' ' || (unsigned char) s[i] >= 0x7f)
-                        return false;
-        return true;
-}
-
 int kc_attach_default_name(const struct kc_context *ctx, const char *luks_uuid, char **ret_name) {
         const char *vol = ctx ? kc_context_get(ctx, "volume-id") : NULL;
         char *name;
 
-        if (vol && valid_dm_name(vol))
+        if (vol && kc_dm_name_is_valid(vol))
                 name = strdup(vol);
         else if (asprintf(&name, "luks-%s", luks_uuid) < 0)
                 name = NULL;
@@ -266,7 +256,7 @@ int kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct
                 r = r < 0 ? r : -ENOMEM;
                 goto out;
         }
-        if (!valid_dm_name(name)) {
+        if (!kc_dm_name_is_valid(name)) {
                 r = kc_err_set(err, -EINVAL, "invalid mapping name \"%s\"", name);
                 goto out;
         }

@@ -35,9 +35,9 @@ const char *kc_key_state_to_string(enum kc_key_state s);
 
 struct kc_key_info {
         char provider[16];        /* "local" */
-        char key_id[65];          /* provider's id, e.g. 32 hex digits for local */
+        char key_id[65];          /* provider's id, e.g. a random UUID (36 characters) for local */
         char arn[256];            /* full reference, e.g. "local:5f0c..." */
-        char alias[128];          /* "alias/pgdata" or "" */
+        char alias[257];          /* "alias/pgdata" or "": "alias/" + up to 250 characters, like AWS */
         char description[256];
         enum kc_key_state state;
         time_t created;
@@ -73,16 +73,18 @@ struct kc_kms;
 
 struct kc_kms_provider {
         const char *name;          /* scheme, e.g. "local" */
-        int (*open)(const struct kc_kms_config *cfg, void **ret_state);
+        int (*open)(const struct kc_kms_config *cfg, void **ret_state, struct kc_err *err);
         void (*close)(void *state);
 
         /* Cryptographic operations. key is the reference with the scheme removed. */
         int (*generate_data_key)(void *state, const char *key, const struct kc_context *ctx,
                                  size_t nbytes, struct kc_data_key *ret, struct kc_err *err);
+        /* key NULL: whatever key the blob names; otherwise it must be the blob's key. */
         int (*decrypt)(void *state, const char *key, const uint8_t *blob, size_t blob_len,
                        const struct kc_context *ctx, void **ret_plaintext,
                        char ret_key_id[65], uint32_t *ret_key_version, struct kc_err *err);
-        int (*re_encrypt)(void *state, const uint8_t *blob, size_t blob_len,
+        /* src_key NULL: whatever key the blob names; dst_key NULL: the blob's key, newest version. */
+        int (*re_encrypt)(void *state, const char *src_key, const uint8_t *blob, size_t blob_len,
                           const struct kc_context *src_ctx, const char *dst_key,
                           const struct kc_context *dst_ctx, struct kc_data_key *ret, struct kc_err *err);
         int (*describe_key)(void *state, const char *key, struct kc_key_info *ret, struct kc_err *err);

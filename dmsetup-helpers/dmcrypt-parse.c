@@ -11,18 +11,6 @@
 #include "dmsetup-helpers/dmcrypt.h"
 #include "lib/log.h"
 
-static const struct {
-        const char *name;
-        unsigned flag;
-} flag_names[] = {
-        { "allow_discards",         KC_CRYPT_ALLOW_DISCARDS },
-        { "same_cpu_crypt",         KC_CRYPT_SAME_CPU_CRYPT },
-        { "submit_from_crypt_cpus", KC_CRYPT_SUBMIT_FROM_CRYPT_CPUS },
-        { "no_read_workqueue",      KC_CRYPT_NO_READ_WORKQUEUE },
-        { "no_write_workqueue",     KC_CRYPT_NO_WRITE_WORKQUEUE },
-        { "iv_large_sectors",       KC_CRYPT_IV_LARGE_SECTORS },
-};
-
 static int parse_u64(const char *s, uint64_t *ret) {
         char *end;
         unsigned long long v;
@@ -59,6 +47,7 @@ static int parse_key_field(char *field, struct kc_crypt_params *p) {
 }
 
 static int parse_option(const char *opt, struct kc_crypt_params *p) {
+        unsigned flag;
         uint64_t v;
 
         if (strncmp(opt, "sector_size:", 12) == 0) {
@@ -67,11 +56,11 @@ static int parse_option(const char *opt, struct kc_crypt_params *p) {
                 p->sector_size = (uint32_t) v;
                 return 0;
         }
-        for (size_t i = 0; i < ARRAY_SIZE(flag_names); i++)
-                if (streq(opt, flag_names[i].name)) {
-                        p->flags |= flag_names[i].flag;
-                        return 0;
-                }
+        /* One flag name per table word; "none" and lists are our syntax, not the kernel's. */
+        if (!strchr(opt, ',') && !streq(opt, "none") && kc_crypt_flags_parse(opt, &flag) == 0) {
+                p->flags |= flag;
+                return 0;
+        }
         /* Options we never set (integrity, high_priority, ...): not a kmscrypt table. */
         return -EOPNOTSUPP;
 }

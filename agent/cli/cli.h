@@ -13,6 +13,11 @@
  */
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <json-c/json.h>
 
 #include "agent/config.h"
 #include "agent/kms.h"
@@ -34,6 +39,11 @@ struct kc_cli {
         bool quiet;               /* --quiet */
         struct kc_kms *kms;       /* opened on first use by kc_cli_kms() */
         struct kc_caller caller;  /* this process */
+        /* Global options as given (before or after the command name); config is loaded
+         * from them on first use by kc_cli_config(), so `CMD --help` never needs it. */
+        struct kc_config_overrides overrides;
+        bool verbose;             /* --verbose */
+        bool config_loaded;
 };
 
 struct kc_cli_command {
@@ -42,7 +52,18 @@ struct kc_cli_command {
         int (*run)(struct kc_cli *cli, int argc, char **argv);
 };
 
-/* Open the KMS layer (and audit log) on first use; error already printed when < 0. */
+/*
+ * Load cli->config on first use (precedence in agent/config.h).  Error
+ * already printed when < 0: -EINVAL for a bad configuration.
+ */
+int kc_cli_config(struct kc_cli *cli);
+
+/*
+ * Open the KMS layer (and audit log) on first use; error already printed
+ * when < 0: -EINVAL for a bad configuration, -EIO whenever the KMS layer
+ * cannot be opened (keystore or audit log unusable: KC_EXIT_UNAVAILABLE,
+ * fail closed), whatever the underlying errno that the message names.
+ */
 int kc_cli_kms(struct kc_cli *cli, struct kc_kms **ret);
 
 /* The request describing this process (and volume, may be NULL) for audit records. */
@@ -50,6 +71,86 @@ struct kc_kms_request kc_cli_request(struct kc_cli *cli, const char *volume);
 
 /* Map a negative errno from the library to a KC_EXIT_* status. */
 int kc_cli_exit_status(int r);
+
+/*
+ * Report a failed operation in one line ("kmscrypt: WHAT: reason") on
+ * stderr and, when it is a refusal (KC_EXIT_REFUSED / KC_EXIT_NOT_FOUND),
+ * also to syslog.  Returns the KC_EXIT_* status for r.
+ */
+int kc_cli_fail(struct kc_cli *cli, int r, const struct kc_err *err, const char *what);
+
+/*
+ * Options: a table per command, terminated by an empty entry.  Global
+ * options (--keystore, --audit-log, --config, --root-key-file, --json,
+ * --quiet, --verbose) and --help are understood everywhere, before or after
+ * the command name.  "--opt=VALUE" and "--opt VALUE" are both accepted.
+ */
+struct kc_cli_option {
+        const char *name;         /* long name without "--" */
+        char short_name;          /* 0: none */
+        const char *arg;          /* metavariable for an option taking a value; NULL: a flag */
+        const char *help;
+        const char **value;       /* where the value goes (options with arg) */
+        bool *flag;               /* set to true when given (flags) */
+};
+
+struct kc_cli_usage {
+        const char *synopsis;     /* after "kmscrypt ", e.g. "key describe KEY" */
+        const char *description;  /* a paragraph for --help, may be NULL */
+        const struct kc_cli_option *options;        /* NULL or terminated by {} */
+        const struct kc_cli_command *commands;      /* subcommands listed by --help, or NULL */
+        size_t n_commands;
+        unsigned min_args, max_args;                /* positional arguments allowed */
+        bool stop_at_command;     /* options end at the first positional (a command name) */
+};
+
+/*
+ * Parse argv[1..] per u, moving the positional arguments to argv[1..*ret_nargs]
+ * (argv[*ret_nargs + 1] = NULL).  Returns 1 to go on, 0 when --help was printed,
+ * -EINVAL after printing a usage error.  kc_cli_parse_exit() turns the latter two
+ * into KC_EXIT_OK / KC_EXIT_USAGE.
+ */
+int kc_cli_parse(struct kc_cli *cli, int argc, char **argv, const struct kc_cli_usage *u, int *ret_nargs);
+static inline int kc_cli_parse_exit(int r) { return r < 0 ? KC_EXIT_USAGE : KC_EXIT_OK; }
+
+/*
+ * The start of most commands: parse per u, then open the KMS.  true to go
+ * on with *ret_kms set; false when the command is done (--help, or an error
+ * already printed) and should return *ret_status.
+ */
+bool kc_cli_begin(struct kc_cli *cli, int argc, char **argv, const struct kc_cli_usage *u,
+                  struct kc_kms **ret_kms, int *ret_status);
+
+/* Parse "--NAME" as an unsigned integer in [min, max]; prints a usage error when < 0. */
+int kc_cli_parse_uint(const char *name, const char *text, unsigned min, unsigned max, unsigned *ret);
+
+/*
+ * Run argv[1] (after the options of u) from table: "kmscrypt key list ...".
+ * The subcommand gets argv starting at its own name.  Prints usage errors.
+ */
+int kc_cli_dispatch(struct kc_cli *cli, int argc, char **argv, const struct kc_cli_usage *u,
+                    const struct kc_cli_command *table, size_t n);
+
+/* Base64 (RFC 4648, padded) of n bytes, in kc_secret memory, NUL-terminated. NULL on ENOMEM. */
+char *kc_cli_base64_secret(const void *data, size_t n);
+/* Decode base64 text (trailing whitespace allowed) into kc_secret memory; -EINVAL when malformed. */
+int kc_cli_unbase64_secret(const char *text, size_t len, uint8_t **ret, size_t *ret_len);
+/* Read a whole file ("-": stdin) of at most max bytes into kc_secret memory, NUL-terminated. */
+int kc_cli_read_secret_file(const char *path, size_t max, char **ret, size_t *ret_len);
+/* write(2) all of buf to stdout, bypassing stdio so that no copy of a secret stays in its buffer. */
+int kc_cli_write_stdout(const void *buf, size_t n);
+
+/*
+ * Print o, plus secret_name (may be NULL) whose value is secret_b64 written
+ * straight from kc_secret memory, as one JSON object; releases o.
+ */
+int kc_cli_print_json_secret(struct json_object *o, const char *secret_name, const char *secret_b64);
+
+/* One "Name: value" line of text output, names padded to a column. */
+void kc_cli_print_field(const char *name, const char *fmt, ...) _printf_(2, 3);
+
+/* Format t as ISO 8601 UTC ("2026-11-27T23:45:48Z"); "" for 0. */
+void kc_cli_format_time(time_t t, char buf[static 32]);
 
 /* Print a JSON object to stdout (pretty, with trailing newline) and release it. */
 void kc_cli_print_json(struct json_object *o);

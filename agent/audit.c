@@ -1,0 +1,1028 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Hash-chained audit log.  The format and the chain rule are specified in
+ * docs/audit.md; in short: one JSON object per line, "seq" counts from 1,
+ * "prev" is the hex SHA-256 of the previous line's bytes (without its
+ * newline), and a separate head file holds the seq and hash of the newest
+ * line so that removing the newest records is detected too.
+ *
+ * Every writer, in any process, takes flock(LOCK_EX) on the log and reads
+ * the tail under the lock, so the chain has one writer at a time and no
+ * state is cached between writes.  Readers (verify, foreach) take LOCK_SH
+ * only long enough to note the size of the log and read the head, then walk
+ * that many bytes without holding writers off.
+ */
+#include <ctype.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <time.h>
+
+#include <json-c/json.h>
+#include <openssl/evp.h>
+
+#include "agent/audit.h"
+#include "lib/log.h"
+
+/* Longest line accepted, newline excluded: a maximal context fits with room to spare. */
+#define AUDIT_LINE_MAX (64 * 1024)
+#define HASH_HEX_LEN 64
+#define HEAD_MAX 256
+#define ZERO_HASH "0000000000000000000000000000000000000000000000000000000000000000"
+
+/* A position in the chain: the seq of a line and the hex SHA-256 of its bytes. */
+struct link {
+        uint64_t seq;
+        char hash[HASH_HEX_LEN + 1];
+};
+
+struct kc_audit {
+        char *path;
+        char *head_path;
+        int fd;                 /* O_RDWR|O_APPEND; the flock is taken on it */
+        pid_t pid;              /* process that opened fd: a forked child needs its own open file */
+        pthread_mutex_t lock;   /* flock does not exclude threads sharing one open file */
+};
+
+static inline void json_object_putp(struct json_object **o) {
+        if (*o)
+                json_object_put(*o);
+}
+#define _cleanup_json_ _cleanup_(json_object_putp)
+
+/* ---- small helpers ---- */
+
+static int sha256_hex(const void *data, size_t n, char ret[HASH_HEX_LEN + 1]) {
+        static const char hex[] = "0123456789abcdef";
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int len = 0;
+
+        if (EVP_Digest(data, n, md, &len, EVP_sha256(), NULL) != 1 || len * 2 != HASH_HEX_LEN)
+                return -EIO;
+        for (unsigned int i = 0; i < len; i++) {
+                ret[2 * i] = hex[md[i] >> 4];
+                ret[2 * i + 1] = hex[md[i] & 15];
+        }
+        ret[HASH_HEX_LEN] = '\0';
+        return 0;
+}
+
+static bool is_hash_hex(const char *s) {
+        return strlen(s) == HASH_HEX_LEN && strspn(s, "0123456789abcdef") == HASH_HEX_LEN;
+}
+
+static int flock_retry(int fd, int op) {
+        while (flock(fd, op) < 0)
+                if (errno != EINTR)
+                        return negative_errno();
+        return 0;
+}
+
+static int write_full(int fd, const char *buf, size_t n) {
+        while (n > 0) {
+                ssize_t k = write(fd, buf, n);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return negative_errno();
+                }
+                if (k == 0)
+                        return -EIO;
+                buf += k;
+                n -= k;
+        }
+        return 0;
+}
+
+static int fsync_parent_dir(const char *path) {
+        _cleanup_free_ char *copy = strdup(path);
+        _cleanup_close_ int fd = -1;
+
+        if (!copy)
+                return -ENOMEM;
+        fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0 || fsync(fd) < 0)
+                return negative_errno();
+        return 0;
+}
+
+/* A JSON object from a line: strict JSON, valid UTF-8, nothing after the object. */
+static int json_parse_line(const char *line, size_t n, struct json_object **ret, struct kc_err *err) {
+        struct json_tokener *tok;
+        struct json_object *o;
+        enum json_tokener_error e;
+        size_t end;
+
+        if (memchr(line, '\0', n))
+                return kc_err_set(err, -EBADMSG, "contains a NUL byte");
+        tok = json_tokener_new();
+        if (!tok)
+                return -ENOMEM;
+        json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+        o = json_tokener_parse_ex(tok, line, (int) n);
+        e = json_tokener_get_error(tok);
+        end = json_tokener_get_parse_end(tok);
+        json_tokener_free(tok);
+        if (!o || e != json_tokener_success || end != n) {
+                json_object_put(o);
+                return kc_err_set(err, -EBADMSG, "not valid JSON (%s)",
+                                  e == json_tokener_success ? "data after the object" :
+                                  e == json_tokener_continue ? "incomplete" : json_tokener_error_desc(e));
+        }
+        if (!json_object_is_type(o, json_type_object)) {
+                json_object_put(o);
+                return kc_err_set(err, -EBADMSG, "not a JSON object");
+        }
+        *ret = o;
+        return 0;
+}
+
+static const char *json_get_string(struct json_object *o, const char *key) {
+        struct json_object *v;
+
+        if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+                return NULL;
+        return json_object_get_string(v);
+}
+
+static int json_get_u64(struct json_object *o, const char *key, uint64_t *ret) {
+        struct json_object *v;
+        int64_t i;
+
+        if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
+                return -EBADMSG;
+        errno = 0;
+        i = json_object_get_int64(v);
+        if (i < 0 || errno != 0)
+                return -EBADMSG;
+        *ret = (uint64_t) i;
+        return 0;
+}
+
+/* ---- time ---- */
+
+static int format_time(char ret[32]) {
+        struct timespec ts;
+        struct tm tm;
+        size_t n;
+
+        if (clock_gettime(CLOCK_REALTIME, &ts) < 0)
+                return negative_errno();
+        if (!gmtime_r(&ts.tv_sec, &tm))
+                return -EOVERFLOW;
+        n = strftime(ret, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+        if (n == 0)
+                return -EOVERFLOW;
+        snprintf(ret + n, 32 - n, ".%03ldZ", ts.tv_nsec / 1000000);
+        return 0;
+}
+
+/* "2026-11-27T23:59:59.123Z" and nothing else. */
+static int parse_time(const char *s, time_t *ret) {
+        struct tm tm = {};
+        const char *end;
+        time_t t;
+
+        end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+        if (!end || strlen(end) != 5 || end[0] != '.' || !isdigit((unsigned char) end[1]) ||
+            !isdigit((unsigned char) end[2]) || !isdigit((unsigned char) end[3]) || end[4] != 'Z')
+                return -EINVAL;
+        t = timegm(&tm);
+        if (t == (time_t) -1)
+                return -EINVAL;
+        *ret = t;
+        return 0;
+}
+
+/* ---- records ---- */
+
+/* What the chain needs from a record; fills only with the whole line valid. */
+struct record_view {
+        uint64_t seq;
+        char prev[HASH_HEX_LEN + 1];
+        time_t time;
+};
+
+static int parse_record(const char *line, size_t n, struct json_object **ret_obj,
+                        struct record_view *ret, struct kc_err *err) {
+        _cleanup_json_ struct json_object *o = NULL;
+        struct record_view v = {};
+        const char *s;
+        int r;
+
+        r = json_parse_line(line, n, &o, err);
+        if (r < 0)
+                return r;
+        if (json_get_u64(o, "seq", &v.seq) < 0 || v.seq == 0)
+                return kc_err_set(err, -EBADMSG, "\"seq\" is not a positive integer");
+        s = json_get_string(o, "prev");
+        if (!s || !is_hash_hex(s))
+                return kc_err_set(err, -EBADMSG, "\"prev\" is not 64 lowercase hex digits");
+        memcpy(v.prev, s, sizeof(v.prev));
+        s = json_get_string(o, "time");
+        if (!s || parse_time(s, &v.time) < 0)
+                return kc_err_set(err, -EBADMSG, "\"time\" is not a UTC time like 2026-11-27T23:59:59.123Z");
+        s = json_get_string(o, "operation");
+        if (!s || !s[0])
+                return kc_err_set(err, -EBADMSG, "\"operation\" is missing");
+        s = json_get_string(o, "result");
+        if (!s || (!streq(s, "ok") && !streq(s, "error")))
+                return kc_err_set(err, -EBADMSG, "\"result\" is neither \"ok\" nor \"error\"");
+
+        if (ret_obj)
+                *ret_obj = TAKE_PTR(o);
+        *ret = v;
+        return 0;
+}
+
+/* Length of the well-formed UTF-8 sequence at s (no overlongs, no surrogates), 0 if there is none. */
+static size_t utf8_seq_len(const unsigned char *s, size_t n) {
+        static const struct { unsigned char mask, lead; size_t len; uint32_t min; } forms[] = {
+                { 0xe0, 0xc0, 2, 0x80 },
+                { 0xf0, 0xe0, 3, 0x800 },
+                { 0xf8, 0xf0, 4, 0x10000 },
+        };
+
+        if (s[0] < 0x80)
+                return 1;
+        for (size_t f = 0; f < ARRAY_SIZE(forms); f++) {
+                uint32_t cp;
+
+                if ((s[0] & forms[f].mask) != forms[f].lead)
+                        continue;
+                if (forms[f].len > n)
+                        return 0;
+                cp = s[0] & (0x7f >> forms[f].len);
+                for (size_t i = 1; i < forms[f].len; i++) {
+                        if ((s[i] & 0xc0) != 0x80)
+                                return 0;
+                        cp = (cp << 6) | (s[i] & 0x3f);
+                }
+                if (cp < forms[f].min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+                        return 0;
+                return forms[f].len;
+        }
+        return 0;
+}
+
+/*
+ * A JSON string for text that did not pass a UTF-8 check (an executable
+ * path, a volume name, free text): invalid bytes become U+FFFD so that every
+ * line stays valid JSON for strict readers.  NULL text is JSON null.
+ */
+static int json_text(const char *s, struct json_object **ret) {
+        const unsigned char *p = (const unsigned char *) s;
+        size_t n, i = 0, k = 0;
+        _cleanup_free_ char *fixed = NULL;
+
+        if (!s) {
+                *ret = NULL;
+                return 0;
+        }
+        n = strlen(s);
+        fixed = malloc(n * 3 + 1);
+        if (!fixed)
+                return -ENOMEM;
+        while (i < n) {
+                size_t len = utf8_seq_len(p + i, n - i);
+                if (len == 0) {
+                        memcpy(fixed + k, "\xef\xbf\xbd", 3);
+                        k += 3;
+                        i++;
+                        continue;
+                }
+                memcpy(fixed + k, p + i, len);
+                k += len;
+                i += len;
+        }
+        *ret = json_object_new_string_len(fixed, (int) k);
+        return *ret ? 0 : -ENOMEM;
+}
+
+/* Add v under key, taking it; v NULL adds null. */
+static int json_add(struct json_object *o, const char *key, struct json_object *v) {
+        if (json_object_object_add(o, key, v) < 0) {
+                json_object_put(v);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+static int json_add_text(struct json_object *o, const char *key, const char *s) {
+        struct json_object *v;
+        int r = json_text(s, &v);
+        return r < 0 ? r : json_add(o, key, v);
+}
+
+static int json_add_int(struct json_object *o, const char *key, int64_t i) {
+        struct json_object *v = json_object_new_int64(i);
+        return v ? json_add(o, key, v) : -ENOMEM;
+}
+
+static int json_caller(const struct kc_caller *c, struct json_object **ret) {
+        _cleanup_json_ struct json_object *o = NULL;
+        int r;
+
+        if (!c) {
+                *ret = NULL;
+                return 0;
+        }
+        o = json_object_new_object();
+        if (!o)
+                return -ENOMEM;
+        if ((r = json_add_int(o, "uid", c->uid)) < 0 ||
+            (r = json_add_int(o, "pid", c->pid)) < 0 ||
+            (r = json_add_text(o, "exe", c->exe[0] ? c->exe : NULL)) < 0)
+                return r;
+        *ret = TAKE_PTR(o);
+        return 0;
+}
+
+/* The record as one line of compact JSON, members in the order of docs/audit.md. No newline. */
+static int build_line(const struct kc_audit_record *rec, uint64_t seq, const char *prev, char **ret, size_t *ret_len) {
+        _cleanup_json_ struct json_object *o = NULL;
+        struct json_object *ctx = NULL, *caller = NULL;
+        char now[32];
+        const char *text;
+        size_t len;
+        int r;
+
+        r = format_time(now);
+        if (r < 0)
+                return r;
+        if (rec->context) {
+                r = kc_context_to_json(rec->context, &ctx);
+                if (r < 0)
+                        return r;
+        }
+        r = json_caller(rec->caller, &caller);
+        if (r < 0) {
+                json_object_put(ctx);
+                return r;
+        }
+        o = json_object_new_object();
+        if (!o) {
+                json_object_put(ctx);
+                json_object_put(caller);
+                return -ENOMEM;
+        }
+        if ((r = json_add_int(o, "seq", (int64_t) seq)) < 0 ||
+            (r = json_add_text(o, "time", now)) < 0 ||
+            (r = json_add_text(o, "operation", rec->operation)) < 0 ||
+            (r = json_add_text(o, "key_id", rec->key_id)) < 0 ||
+            (r = json_add(o, "key_version", rec->key_version ? json_object_new_int64(rec->key_version) : NULL)) < 0 ||
+            (r = json_add(o, "encryption_context", TAKE_PTR(ctx))) < 0 ||
+            (r = json_add(o, "caller", TAKE_PTR(caller))) < 0 ||
+            (r = json_add_text(o, "volume", rec->volume)) < 0 ||
+            (r = json_add_text(o, "result", rec->result < 0 ? "error" : "ok")) < 0 ||
+            (r = json_add_text(o, "error", rec->result >= 0 ? NULL :
+                                           rec->error ?: strerror(-rec->result))) < 0 ||
+            (r = json_add_text(o, "detail", rec->detail)) < 0 ||
+            (r = json_add_text(o, "prev", prev)) < 0) {
+                json_object_put(ctx);
+                json_object_put(caller);
+                return r;
+        }
+        /* A key_version that failed to allocate would have been written as null: check it is there. */
+        if (rec->key_version && !json_object_object_get(o, "key_version"))
+                return -ENOMEM;
+
+        text = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+        if (!text)
+                return -ENOMEM;
+        if (len > AUDIT_LINE_MAX)
+                return -E2BIG;
+        *ret = strndup(text, len);
+        if (!*ret)
+                return -ENOMEM;
+        *ret_len = len;
+        return 0;
+}
+
+/* ---- the head file ---- */
+
+/* -ENOENT when there is none (err untouched), -EBADMSG when it is not a head. */
+static int head_read(const char *path, struct link *ret, struct kc_err *err) {
+        _cleanup_close_ int fd = -1;
+        _cleanup_json_ struct json_object *o = NULL;
+        char buf[HEAD_MAX];
+        struct link h = {};
+        const char *s;
+        ssize_t n;
+        int r;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0) {
+                r = negative_errno();
+                if (r == -ENOENT)
+                        return r;
+                return kc_err_set(err, r, "cannot open audit chain head %s: %s", path, strerror(-r));
+        }
+        do
+                n = read(fd, buf, sizeof(buf));
+        while (n < 0 && errno == EINTR);
+        if (n < 0) {
+                r = negative_errno();
+                return kc_err_set(err, r, "cannot read audit chain head %s: %s", path, strerror(-r));
+        }
+        if (n == 0 || (size_t) n == sizeof(buf) || buf[n - 1] != '\n')
+                return kc_err_set(err, -EBADMSG, "audit chain head %s is not one line of at most %d bytes",
+                                  path, HEAD_MAX - 1);
+        if (json_parse_line(buf, n - 1, &o, NULL) < 0 || json_object_object_length(o) != 2 ||
+            json_get_u64(o, "seq", &h.seq) < 0 || !(s = json_get_string(o, "sha256")) || !is_hash_hex(s) ||
+            (h.seq == 0 && !streq(s, ZERO_HASH)))
+                return kc_err_set(err, -EBADMSG, "audit chain head %s is malformed", path);
+        memcpy(h.hash, s, sizeof(h.hash));
+        *ret = h;
+        return 0;
+}
+
+/* Replace the head atomically and durably: temp file in the same directory, fsync, rename, fsync directory. */
+static int head_write(const char *path, const struct link *h, bool *ret_renamed) {
+        _cleanup_free_ char *tmp = NULL;
+        _cleanup_close_ int fd = -1;
+        char text[HEAD_MAX];
+        mode_t old_umask;
+        int n, r;
+
+        *ret_renamed = false;
+        n = snprintf(text, sizeof(text), "{\"seq\":%" PRIu64 ",\"sha256\":\"%s\"}\n", h->seq, h->hash);
+        if (asprintf(&tmp, "%s.XXXXXX", path) < 0)
+                return -ENOMEM;
+        old_umask = umask(0077);
+        fd = mkostemp(tmp, O_CLOEXEC);
+        umask(old_umask);
+        if (fd < 0)
+                return negative_errno();
+
+        r = write_full(fd, text, n);
+        if (r == 0 && fsync(fd) < 0)
+                r = negative_errno();
+        if (r == 0 && close(TAKE_FD(fd)) < 0)
+                r = negative_errno();
+        if (r == 0 && rename(tmp, path) < 0)
+                r = negative_errno();
+        if (r < 0) {
+                (void) unlink(tmp);
+                return r;
+        }
+        *ret_renamed = true;
+        return fsync_parent_dir(path);
+}
+
+/* ---- the log ---- */
+
+static int log_open_fd(const char *path, int flags, struct kc_err *err) {
+        _cleanup_close_ int fd = -1;
+        mode_t old_umask;
+        struct stat st;
+        int r;
+
+        /* 0600 from the first byte: no window in which another user could open it. */
+        old_umask = umask(0077);
+        fd = open(path, flags | O_CLOEXEC | O_NOCTTY, 0600);
+        umask(old_umask);
+        if (fd < 0) {
+                r = negative_errno();
+                if (r == -ENOENT && !(flags & O_CREAT))
+                        return r;
+                return kc_err_set(err, r, "cannot open audit log %s: %s", path, strerror(-r));
+        }
+        if (fstat(fd, &st) < 0) {
+                r = negative_errno();
+                return kc_err_set(err, r, "cannot stat audit log %s: %s", path, strerror(-r));
+        }
+        /* /dev/null or a FIFO would swallow records while every write "succeeds". */
+        if (!S_ISREG(st.st_mode))
+                return kc_err_set(err, -EINVAL, "audit log %s is not a regular file", path);
+        return TAKE_FD(fd);
+}
+
+/*
+ * The last line of a log of the given size (which ends with a newline):
+ * into *ret_buf, line at *ret_line of *ret_len bytes, newline excluded.
+ */
+static int read_last_line(int fd, uint64_t size, char **ret_buf, const char **ret_line, size_t *ret_len,
+                          struct kc_err *err) {
+        _cleanup_free_ char *buf = NULL;
+        size_t want = size < AUDIT_LINE_MAX + 1 ? size : AUDIT_LINE_MAX + 1;
+        size_t got = 0;
+        const char *nl;
+
+        buf = malloc(want);
+        if (!buf)
+                return -ENOMEM;
+        while (got < want) {
+                ssize_t k = pread(fd, buf + got, want - got, size - want + got);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return negative_errno();
+                if (k == 0)
+                        return kc_err_set(err, -EBADMSG, "audit log shrank while being read");
+                got += k;
+        }
+        if (buf[want - 1] != '\n')
+                return kc_err_set(err, -EBADMSG,
+                                  "audit log ends with an incomplete line (interrupted write or appended data)");
+        nl = memrchr(buf, '\n', want - 1);
+        if (!nl && want < size)
+                return kc_err_set(err, -EBADMSG, "last line of the audit log is longer than %d bytes", AUDIT_LINE_MAX);
+        *ret_line = nl ? nl + 1 : buf;
+        *ret_len = buf + want - 1 - *ret_line;
+        *ret_buf = TAKE_PTR(buf);
+        return 0;
+}
+
+struct tail {
+        struct link last;       /* newest record; seq 0 for an empty log */
+        uint64_t size;          /* bytes in the log */
+};
+
+/*
+ * Under the log's lock: where the chain ends, after checking that the log's
+ * last record is the one the head names.  A log one record ahead of its
+ * head (a crash between the two writes) gets its head repaired; a fresh
+ * pair gets a head of seq 0.  Anything else is refused with -EBADMSG.
+ */
+static int load_tail(struct kc_audit *a, struct tail *ret, struct kc_err *err) {
+        _cleanup_free_ char *buf = NULL;
+        struct tail t = {};
+        struct link head;
+        const char *line = NULL;
+        size_t len = 0;
+        struct record_view v;
+        struct stat st;
+        bool have_head, renamed;
+        struct kc_err why = {};
+        int r;
+
+        if (fstat(a->fd, &st) < 0)
+                return negative_errno();
+        t.size = st.st_size;
+        r = head_read(a->head_path, &head, err);
+        if (r < 0 && r != -ENOENT)
+                return r;
+        have_head = r == 0;
+
+        if (t.size == 0) {
+                memcpy(t.last.hash, ZERO_HASH, sizeof(t.last.hash));
+                if (have_head && head.seq > 0)
+                        return kc_err_set(err, -EBADMSG,
+                                          "audit log %s is empty but its head %s records %" PRIu64 " records: refusing (truncated?)",
+                                          a->path, a->head_path, head.seq);
+                if (!have_head) {
+                        r = head_write(a->head_path, &t.last, &renamed);
+                        if (r < 0)
+                                return kc_err_set(err, r, "cannot write audit chain head %s: %s",
+                                                  a->head_path, strerror(-r));
+                }
+                *ret = t;
+                return 0;
+        }
+
+        r = read_last_line(a->fd, t.size, &buf, &line, &len, err);
+        if (r < 0)
+                return r;
+        r = parse_record(line, len, NULL, &v, &why);
+        if (r < 0)
+                return kc_err_set(err, r, "last line of audit log %s: %s", a->path, why.msg);
+        t.last.seq = v.seq;
+        r = sha256_hex(line, len, t.last.hash);
+        if (r < 0)
+                return r;
+
+        if (!have_head)
+                return kc_err_set(err, -EBADMSG,
+                                  "audit chain head %s is missing but the log has records: refusing, "
+                                  "the newest records may have been removed (see kmscrypt audit verify)",
+                                  a->head_path);
+        if (head.seq == v.seq && streq(head.hash, t.last.hash)) {
+                *ret = t;
+                return 0;
+        }
+        if (head.seq + 1 == v.seq && streq(head.hash, v.prev)) {
+                log_debug("Audit chain head %s is one record behind (interrupted write), repairing", a->head_path);
+                r = head_write(a->head_path, &t.last, &renamed);
+                if (r < 0)
+                        return kc_err_set(err, r, "cannot repair audit chain head %s: %s", a->head_path, strerror(-r));
+                *ret = t;
+                return 0;
+        }
+        return kc_err_set(err, -EBADMSG,
+                          "last record of audit log %s (seq %" PRIu64 ") does not match its chain head %s (seq %" PRIu64 "): "
+                          "refusing to append (see kmscrypt audit verify)",
+                          a->path, v.seq, a->head_path, head.seq);
+}
+
+void kc_audit_close(struct kc_audit *a) {
+        if (!a)
+                return;
+        if (a->fd >= 0)
+                close(a->fd);
+        pthread_mutex_destroy(&a->lock);
+        free(a->path);
+        free(a->head_path);
+        free(a);
+}
+
+static int audit_check_locked(struct kc_audit *a, struct kc_err *err) {
+        struct tail t;
+        int r;
+
+        r = flock_retry(a->fd, LOCK_EX);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot lock audit log %s: %s", a->path, strerror(-r));
+        r = load_tail(a, &t, err);
+        (void) flock(a->fd, LOCK_UN);
+        return r;
+}
+
+int kc_audit_open(const char *path, const char *head_path, struct kc_audit **ret, struct kc_err *err) {
+        _cleanup_(kc_audit_closep) struct kc_audit *a = NULL;
+        int r;
+
+        if (!path || !head_path || !ret)
+                return -EINVAL;
+        a = calloc(1, sizeof(*a));
+        if (!a)
+                return -ENOMEM;
+        a->fd = -1;
+        a->lock = (pthread_mutex_t) PTHREAD_MUTEX_INITIALIZER;
+        a->path = strdup(path);
+        a->head_path = strdup(head_path);
+        if (!a->path || !a->head_path)
+                return -ENOMEM;
+
+        r = log_open_fd(path, O_RDWR | O_APPEND | O_CREAT, err);
+        if (r < 0)
+                return r;
+        a->fd = r;
+        a->pid = getpid();
+
+        r = audit_check_locked(a, err);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(a);
+        return 0;
+}
+
+/* Give a rolled-back line up for good: the operation it describes was not released. */
+static void log_rollback(struct kc_audit *a, uint64_t size) {
+        if (ftruncate(a->fd, size) < 0 || fsync(a->fd) < 0)
+                log_debug("Cannot roll back audit log %s to %" PRIu64 " bytes: %s", a->path, size, strerror(errno));
+}
+
+static int audit_append(struct kc_audit *a, const struct kc_audit_record *rec) {
+        _cleanup_free_ char *line = NULL;
+        struct kc_err err = {};
+        struct tail t;
+        struct link next;
+        size_t len;
+        bool renamed;
+        int r;
+
+        r = load_tail(a, &t, &err);
+        if (r < 0)
+                return log_debug_errno(r, "Audit log refused: %s", kc_err_msg(&err, r));
+        next.seq = t.last.seq + 1;
+        r = build_line(rec, next.seq, t.last.hash, &line, &len);
+        if (r < 0)
+                return log_debug_errno(r, "Cannot format audit record: %m");
+        r = sha256_hex(line, len, next.hash);
+        if (r < 0)
+                return r;
+
+        line[len] = '\n';       /* strndup left room: one write for the whole line */
+        r = write_full(a->fd, line, len + 1);
+        line[len] = '\0';
+        if (r == 0 && fsync(a->fd) < 0)
+                r = negative_errno();
+        if (r < 0) {
+                log_rollback(a, t.size);
+                return log_debug_errno(r, "Cannot append to audit log %s: %m", a->path);
+        }
+        r = head_write(a->head_path, &next, &renamed);
+        if (r < 0) {
+                /* Once renamed, log and head agree; only the head's durability is in doubt. */
+                if (!renamed)
+                        log_rollback(a, t.size);
+                return log_debug_errno(r, "Cannot update audit chain head %s: %m", a->head_path);
+        }
+        syslog(LOG_AUTHPRIV | LOG_INFO, "%s", line);
+        return 0;
+}
+
+/* A forked child shares the parent's open file and so its flock: give it its own. */
+static int audit_reopen_after_fork(struct kc_audit *a) {
+        int fd;
+
+        if (a->pid == getpid())
+                return 0;
+        fd = log_open_fd(a->path, O_RDWR | O_APPEND | O_CREAT, NULL);
+        if (fd < 0)
+                return fd;
+        close(a->fd);
+        a->fd = fd;
+        a->pid = getpid();
+        return 0;
+}
+
+int kc_audit_write(struct kc_audit *a, const struct kc_audit_record *rec) {
+        int r;
+
+        if (!a || !rec || !rec->operation || !rec->operation[0])
+                return -EINVAL;
+        pthread_mutex_lock(&a->lock);
+        r = audit_reopen_after_fork(a);
+        if (r >= 0)
+                r = flock_retry(a->fd, LOCK_EX);
+        if (r >= 0) {
+                r = audit_append(a, rec);
+                (void) flock(a->fd, LOCK_UN);
+        }
+        pthread_mutex_unlock(&a->lock);
+        return r;
+}
+
+/* ---- reading: line reader, verify, foreach ---- */
+
+struct line_reader {
+        int fd;
+        uint64_t end;           /* read no further: the size of the log when the walk began */
+        uint64_t off;           /* file offset of buf[0] */
+        size_t len, pos;        /* bytes in buf, start of the next line */
+        char buf[AUDIT_LINE_MAX + 1];
+};
+
+/*
+ * Next line, without its newline: 1, or 0 at the end.  -ENODATA for a last
+ * line without a newline, -E2BIG for a line longer than AUDIT_LINE_MAX.
+ */
+static int reader_next(struct line_reader *r, const char **ret, size_t *ret_len) {
+        for (;;) {
+                char *start = r->buf + r->pos, *nl = memchr(start, '\n', r->len - r->pos);
+                uint64_t want;
+                ssize_t k;
+
+                if (nl) {
+                        *ret = start;
+                        *ret_len = nl - start;
+                        r->pos = nl - r->buf + 1;
+                        return 1;
+                }
+                memmove(r->buf, start, r->len - r->pos);
+                r->off += r->pos;
+                r->len -= r->pos;
+                r->pos = 0;
+                if (r->len == sizeof(r->buf))
+                        return -E2BIG;
+                want = sizeof(r->buf) - r->len;
+                if (want > r->end - (r->off + r->len))
+                        want = r->end - (r->off + r->len);
+                if (want == 0)
+                        return r->len == 0 ? 0 : -ENODATA;
+                k = pread(r->fd, r->buf + r->len, want, r->off + r->len);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return negative_errno();
+                if (k == 0)     /* shorter than it was: stop where it ends now */
+                        r->end = r->off + r->len;
+                r->len += k;
+        }
+}
+
+/*
+ * Open a log for reading and note, under a shared lock so that no write is
+ * half done, its size and (if head_path) its head.  -ENOENT if there is no log.
+ */
+static int reader_open(const char *path, const char *head_path, struct line_reader **ret,
+                       struct link *ret_head, bool *ret_have_head, struct kc_err *err) {
+        _cleanup_free_ struct line_reader *rd = NULL;
+        _cleanup_close_ int fd = -1;
+        struct stat st;
+        int r;
+
+        fd = log_open_fd(path, O_RDONLY, err);
+        if (fd < 0)
+                return fd;
+        rd = calloc(1, sizeof(*rd));
+        if (!rd)
+                return -ENOMEM;
+        r = flock_retry(fd, LOCK_SH);
+        if (r < 0)
+                return r;
+        if (fstat(fd, &st) < 0)
+                r = negative_errno();
+        if (r == 0 && head_path) {
+                r = head_read(head_path, ret_head, err);
+                *ret_have_head = r == 0;
+                if (r == -ENOENT)
+                        r = 0;
+        }
+        (void) flock(fd, LOCK_UN);
+        if (r < 0)
+                return r;
+        rd->end = st.st_size;
+        rd->fd = TAKE_FD(fd);
+        *ret = TAKE_PTR(rd);
+        return 0;
+}
+
+static void reader_free(struct line_reader *rd) {
+        if (!rd)
+                return;
+        if (rd->fd >= 0)
+                close(rd->fd);
+        free(rd);
+}
+DEFINE_CLEANUP_FUNC(struct line_reader *, reader_free)
+
+static int verify_fail(struct kc_audit_verify *v, uint64_t line, const char *fmt, ...) _printf_(3, 4);
+static int verify_fail(struct kc_audit_verify *v, uint64_t line, const char *fmt, ...) {
+        va_list ap;
+
+        v->bad_line = line;
+        /* Only the lines before a bad one count as verified. */
+        if (line > 0 && v->records >= line)
+                v->records = line - 1;
+        va_start(ap, fmt);
+        vsnprintf(v->reason, sizeof(v->reason), fmt, ap);
+        va_end(ap);
+        return -EBADMSG;
+}
+
+/*
+ * A prev link in line n did not match the hash of line n-1: either line n-1
+ * was changed or line n was.  Line n is intact when the line after it links
+ * to it (or, for the last line, the head does).
+ */
+static bool line_is_linked(struct line_reader *rd, const char *hash, uint64_t seq,
+                           const struct link *head, bool have_head) {
+        struct record_view next;
+        const char *line;
+        size_t len;
+        int r;
+
+        r = reader_next(rd, &line, &len);
+        if (r == 0)
+                return have_head && head->seq == seq && streq(head->hash, hash);
+        return r > 0 && parse_record(line, len, NULL, &next, NULL) == 0 && streq(next.prev, hash);
+}
+
+/* Walk every line; on success ret_last and ret_before_last hold the hashes of the last two lines. */
+static int verify_walk(struct line_reader *rd, const struct link *head, bool have_head,
+                       struct kc_audit_verify *v, char *ret_last, char *ret_before_last) {
+        char prev[HASH_HEX_LEN + 1] = ZERO_HASH, before_prev[HASH_HEX_LEN + 1] = ZERO_HASH;
+        char hash[HASH_HEX_LEN + 1];
+
+        for (uint64_t n = 1;; n++) {
+                struct record_view rv;
+                struct kc_err why = {};
+                const char *line;
+                size_t len;
+                int r;
+
+                r = reader_next(rd, &line, &len);
+                if (r == 0)
+                        break;
+                if (r == -ENODATA)
+                        return verify_fail(v, n, "incomplete last line (no newline): interrupted write or appended data");
+                if (r == -E2BIG)
+                        return verify_fail(v, n, "line longer than %d bytes", AUDIT_LINE_MAX);
+                if (r < 0)
+                        return r;
+                if (parse_record(line, len, NULL, &rv, &why) < 0)
+                        return verify_fail(v, n, "%s", why.msg);
+                if (rv.seq != n)
+                        return verify_fail(v, n, "seq %" PRIu64 " where %" PRIu64 " was expected: "
+                                           "a record was removed, inserted or moved here", rv.seq, n);
+                r = sha256_hex(line, len, hash);
+                if (r < 0)
+                        return r;
+                if (!streq(rv.prev, prev)) {
+                        if (n > 1 && line_is_linked(rd, hash, n, head, have_head))
+                                return verify_fail(v, n - 1, "line %" PRIu64 " was changed: its hash does not match "
+                                                   "the prev link in line %" PRIu64, n - 1, n);
+                        return verify_fail(v, n, "prev link does not match the hash of the line before");
+                }
+                memcpy(before_prev, prev, sizeof(prev));
+                memcpy(prev, hash, sizeof(prev));
+                v->records = n;
+        }
+        memcpy(ret_last, prev, sizeof(prev));
+        memcpy(ret_before_last, before_prev, sizeof(before_prev));
+        return 0;
+}
+
+/* The chain is intact line by line: does it end where the head says? */
+static int verify_head(const struct link *head, bool have_head, const char *last, const char *before_last,
+                       struct kc_audit_verify *v) {
+        uint64_t n = v->records;
+
+        if (!have_head)
+                return n == 0 ? 0 : verify_fail(v, 0, "chain head missing: the newest records may have been removed");
+        if (head->seq > n)
+                return verify_fail(v, n + 1, "log ends after record %" PRIu64 " but the head records %" PRIu64
+                                   ": the newest records were removed", n, head->seq);
+        if (head->seq == n)
+                return streq(head->hash, last) ? 0 :
+                        verify_fail(v, n, "line %" PRIu64 " does not match the hash in the head (changed?)", n);
+        if (head->seq + 1 == n && streq(head->hash, before_last)) {
+                snprintf(v->reason, sizeof(v->reason),
+                         "head one record behind (interrupted write); the next open repairs it");
+                return 0;
+        }
+        return verify_fail(v, head->seq + 1, "head records %" PRIu64 " of %" PRIu64 " records or does not match: "
+                           "it was rolled back or replaced", head->seq, n);
+}
+
+int kc_audit_verify(const char *path, const char *head_path, struct kc_audit_verify *ret) {
+        _cleanup_(reader_freep) struct line_reader *rd = NULL;
+        struct kc_audit_verify v = {};
+        char last[HASH_HEX_LEN + 1], before_last[HASH_HEX_LEN + 1];
+        struct link head = {};
+        bool have_head = false;
+        struct kc_err err = {};
+        int r;
+
+        if (!path || !head_path || !ret)
+                return -EINVAL;
+        r = reader_open(path, head_path, &rd, &head, &have_head, &err);
+        if (r == -ENOENT) {
+                r = head_read(head_path, &head, &err);
+                if (r == -ENOENT || (r == 0 && head.seq == 0)) {
+                        *ret = v;
+                        return 0;
+                }
+                if (r == 0)
+                        r = verify_fail(&v, 1, "log missing but the head records %" PRIu64 " records", head.seq);
+        }
+        if (r == -EBADMSG && err.error == -EBADMSG)
+                snprintf(v.reason, sizeof(v.reason), "%.*s", (int) sizeof(v.reason) - 1, err.msg);
+        if (r == 0)
+                r = verify_walk(rd, &head, have_head, &v, last, before_last);
+        if (r == 0)
+                r = verify_head(&head, have_head, last, before_last, &v);
+        if (r == 0 || r == -EBADMSG)
+                *ret = v;
+        return r;
+}
+
+static bool record_matches(struct json_object *o, const struct record_view *v, const struct kc_audit_filter *f) {
+        const char *key_id;
+
+        if (!f)
+                return true;
+        if (f->since != 0 && v->time < f->since)
+                return false;
+        if (f->key_id) {
+                key_id = json_get_string(o, "key_id");
+                if (!key_id || !streq(key_id, f->key_id))
+                        return false;
+        }
+        return true;
+}
+
+int kc_audit_foreach(const char *path, const struct kc_audit_filter *filter,
+                     int (*fn)(struct json_object *record, void *userdata), void *userdata) {
+        _cleanup_(reader_freep) struct line_reader *rd = NULL;
+        int r;
+
+        if (!path || !fn)
+                return -EINVAL;
+        r = reader_open(path, NULL, &rd, NULL, NULL, NULL);
+        if (r == -ENOENT)
+                return 0;       /* no log yet: no records */
+        if (r < 0)
+                return r;
+
+        for (uint64_t n = 1;; n++) {
+                _cleanup_json_ struct json_object *o = NULL;
+                struct record_view v;
+                const char *line;
+                size_t len;
+
+                r = reader_next(rd, &line, &len);
+                if (r == 0)
+                        return 0;
+                if (r < 0)
+                        return log_debug_errno(r == -ENODATA || r == -E2BIG ? -EBADMSG : r,
+                                               "Audit log %s: cannot read line %" PRIu64 ": %m", path, n);
+                r = parse_record(line, len, &o, &v, NULL);
+                if (r < 0)
+                        return log_debug_errno(r, "Audit log %s: line %" PRIu64 " is not a record", path, n);
+                if (!record_matches(o, &v, filter))
+                        continue;
+                r = fn(o, userdata);
+                if (r < 0)
+                        return r;
+        }
+}

@@ -1,0 +1,465 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+
+#include <openssl/evp.h>
+
+#include "agent/cli/cli.h"
+#include "lib/log.h"
+#include "lib/secret.h"
+
+int kc_cli_config(struct kc_cli *cli) {
+        struct kc_err err = {};
+        int r;
+
+        if (cli->config_loaded)
+                return 0;
+        r = kc_config_load(&cli->overrides, &cli->config, &err);
+        if (r < 0) {
+                log_error_errno(r, "%s", kc_err_msg(&err, r));
+                return -EINVAL;
+        }
+        cli->config_loaded = true;
+        if (!cli->verbose)
+                kc_log_set_max_priority(cli->config.log_level);
+        log_debug("configuration: %s, keystore %s, audit log %s", strna(cli->config.source),
+                  cli->config.keystore_dir, cli->config.audit_log);
+        return 0;
+}
+
+int kc_cli_kms(struct kc_cli *cli, struct kc_kms **ret) {
+        struct kc_kms_config kcfg;
+        struct kc_err err = {};
+        int r;
+
+        if (!cli->kms) {
+                r = kc_cli_config(cli);
+                if (r < 0)
+                        return r;
+                kc_config_kms(&cli->config, &kcfg);
+                r = kc_kms_open(&kcfg, &cli->kms, &err);
+                if (r < 0) {
+                        /* Fail closed: no key operation without its keystore and audit log. */
+                        log_error_errno(r, "cannot open the KMS: %s", kc_err_msg(&err, r));
+                        return -EIO;
+                }
+        }
+        *ret = cli->kms;
+        return 0;
+}
+
+struct kc_kms_request kc_cli_request(struct kc_cli *cli, const char *volume) {
+        return (struct kc_kms_request) { .caller = &cli->caller, .volume = volume };
+}
+
+static const struct {
+        int error;
+        int status;
+} exit_map[] = {
+        { EINVAL, KC_EXIT_USAGE },
+        { E2BIG, KC_EXIT_USAGE },
+        { ERANGE, KC_EXIT_USAGE },
+        { EPROTONOSUPPORT, KC_EXIT_USAGE },
+        { ENOENT, KC_EXIT_NOT_FOUND },
+        { ENOKEY, KC_EXIT_NOT_FOUND },
+        { ENXIO, KC_EXIT_NOT_FOUND },
+        { ENODEV, KC_EXIT_NOT_FOUND },
+        { EBADMSG, KC_EXIT_REFUSED },
+        { EPERM, KC_EXIT_REFUSED },
+        { EACCES, KC_EXIT_REFUSED },
+        { EKEYREJECTED, KC_EXIT_REFUSED },
+        { EKEYREVOKED, KC_EXIT_REFUSED },
+        { EKEYEXPIRED, KC_EXIT_REFUSED },
+        { EIO, KC_EXIT_UNAVAILABLE },
+        { EUCLEAN, KC_EXIT_UNAVAILABLE },
+        { ENOTRECOVERABLE, KC_EXIT_UNAVAILABLE },
+        { ENOSPC, KC_EXIT_UNAVAILABLE },
+        { EDQUOT, KC_EXIT_UNAVAILABLE },
+        { EROFS, KC_EXIT_UNAVAILABLE },
+        { EBUSY, KC_EXIT_UNAVAILABLE },
+        { EAGAIN, KC_EXIT_UNAVAILABLE },
+        { ENOLCK, KC_EXIT_UNAVAILABLE },
+        { EISDIR, KC_EXIT_UNAVAILABLE },
+        { ENOTDIR, KC_EXIT_UNAVAILABLE },
+        { ELOOP, KC_EXIT_UNAVAILABLE },
+        { ETIMEDOUT, KC_EXIT_UNAVAILABLE },
+        { ECONNREFUSED, KC_EXIT_UNAVAILABLE },
+        { EHOSTUNREACH, KC_EXIT_UNAVAILABLE },
+};
+
+int kc_cli_exit_status(int r) {
+        if (r >= 0)
+                return KC_EXIT_OK;
+        for (size_t i = 0; i < ARRAY_SIZE(exit_map); i++)
+                if (exit_map[i].error == -r)
+                        return exit_map[i].status;
+        return KC_EXIT_FAILURE;
+}
+
+int kc_cli_fail(struct kc_cli *cli, int r, const struct kc_err *err, const char *what) {
+        int status = kc_cli_exit_status(r);
+        char line[512];
+
+        snprintf(line, sizeof(line), "%s: %s", what, kc_err_msg(err, r));
+        log_error_errno(r, "%s", line);
+        /* Refusals are security events: the journal gets them too, even from scripts. */
+        if ((status == KC_EXIT_REFUSED || status == KC_EXIT_NOT_FOUND) &&
+            (!cli->config_loaded || cli->config.syslog))
+                kc_log_sink_syslog(LOG_WARNING, line, NULL);
+        return status;
+}
+
+void kc_cli_print_json(struct json_object *o) {
+        puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+                                                       JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(o);
+}
+
+/* --- options ------------------------------------------------------------------------------ */
+
+static void global_options(struct kc_cli *cli, struct kc_cli_option ret[static 8]) {
+        struct kc_cli_option g[] = {
+                { .name = "keystore", .arg = "DIR", .help = "keystore directory (KMSCRYPT_KEYSTORE)", .value = &cli->overrides.keystore_dir },
+                { .name = "audit-log", .arg = "FILE", .help = "audit log (KMSCRYPT_AUDIT_LOG)", .value = &cli->overrides.audit_log },
+                { .name = "config", .arg = "FILE", .help = "configuration file (KMSCRYPT_CONFIG)", .value = &cli->overrides.config_file },
+                { .name = "root-key-file", .arg = "FILE", .help = "root key of the keystore (KMSCRYPT_ROOT_KEY_FILE)", .value = &cli->overrides.root_key_file },
+                { .name = "json", .help = "print JSON", .flag = &cli->json },
+                { .name = "quiet", .short_name = 'q', .help = "print nothing on success", .flag = &cli->quiet },
+                { .name = "verbose", .short_name = 'v', .help = "print debug messages", .flag = &cli->verbose },
+                {},
+        };
+        memcpy(ret, g, sizeof(g));
+}
+
+static void print_options(const struct kc_cli_option *o) {
+        for (; o && o->name; o++) {
+                char left[64];
+
+                if (o->short_name)
+                        snprintf(left, sizeof(left), "-%c, --%s%s%s", o->short_name, o->name, o->arg ? " " : "",
+                                 o->arg ?: "");
+                else
+                        snprintf(left, sizeof(left), "    --%s%s%s", o->name, o->arg ? " " : "", o->arg ?: "");
+                printf("  %-30s %s\n", left, o->help);
+        }
+}
+
+static void print_help(struct kc_cli *cli, const struct kc_cli_usage *u) {
+        struct kc_cli_option g[8];
+
+        printf("Usage: kmscrypt %s\n", u->synopsis);
+        if (u->description)
+                printf("\n%s\n", u->description);
+        if (u->commands) {
+                printf("\nCommands:\n");
+                for (size_t i = 0; i < u->n_commands; i++)
+                        printf("  %-30s %s\n", u->commands[i].name, u->commands[i].summary);
+        }
+        if (u->options && u->options->name) {
+                printf("\nOptions:\n");
+                print_options(u->options);
+        }
+        global_options(cli, g);
+        printf("\nGlobal options:\n");
+        print_options(g);
+        printf("  %-30s %s\n", "-h, --help", "show this help");
+        printf("\nSee kmscrypt(8) for exit statuses and examples.\n");
+}
+
+static const struct kc_cli_option *find_option(const struct kc_cli_option *tables[], size_t n,
+                                               const char *name, size_t name_len, char short_name) {
+        for (size_t t = 0; t < n; t++)
+                for (const struct kc_cli_option *o = tables[t]; o && o->name; o++) {
+                        if (short_name && o->short_name == short_name)
+                                return o;
+                        if (!short_name && strlen(o->name) == name_len && strncmp(o->name, name, name_len) == 0)
+                                return o;
+                }
+        return NULL;
+}
+
+/* Handle argv[*i], an option; advances *i past a separate value. 1: ok, 0: --help, <0: error. */
+static int parse_one(struct kc_cli *cli, const struct kc_cli_option *tables[], size_t n_tables, int argc,
+                     char **argv, int *i, const struct kc_cli_usage *u) {
+        const char *arg = argv[*i], *value = NULL, *name, *eq;
+        const struct kc_cli_option *o;
+        size_t name_len;
+
+        if (streq(arg, "--help") || streq(arg, "-h")) {
+                print_help(cli, u);
+                return 0;
+        }
+        if (arg[1] == '-') {
+                name = arg + 2;
+                eq = strchr(name, '=');
+                name_len = eq ? (size_t) (eq - name) : strlen(name);
+                if (eq)
+                        value = eq + 1;
+                o = find_option(tables, n_tables, name, name_len, 0);
+        } else {
+                /* Single short flags only (-q, -v); no bundling, so "-qv" is an error. */
+                o = arg[2] == '\0' ? find_option(tables, n_tables, NULL, 0, arg[1]) : NULL;
+        }
+        if (!o) {
+                log_error("unknown option %s (see --help)", arg);
+                return -EINVAL;
+        }
+        if (!o->arg) {
+                if (value) {
+                        log_error("option --%s takes no value", o->name);
+                        return -EINVAL;
+                }
+                *o->flag = true;
+                return 1;
+        }
+        if (!value) {
+                if (*i + 1 >= argc) {
+                        log_error("option --%s needs a value (%s)", o->name, o->arg);
+                        return -EINVAL;
+                }
+                value = argv[++*i];
+        }
+        *o->value = value;
+        return 1;
+}
+
+int kc_cli_parse(struct kc_cli *cli, int argc, char **argv, const struct kc_cli_usage *u, int *ret_nargs) {
+        struct kc_cli_option g[8];
+        const struct kc_cli_option *tables[] = { u->options, g };
+        bool options_done = false;
+        int w = 1, r;
+
+        global_options(cli, g);
+        for (int i = 1; i < argc; i++) {
+                const char *arg = argv[i];
+
+                if (!options_done && streq(arg, "--")) {
+                        options_done = true;
+                        continue;
+                }
+                if (options_done || arg[0] != '-' || arg[1] == '\0') {
+                        argv[w++] = argv[i];
+                        /* A command name: what follows belongs to the command. */
+                        if (u->stop_at_command)
+                                options_done = true;
+                        continue;
+                }
+                r = parse_one(cli, tables, ARRAY_SIZE(tables), argc, argv, &i, u);
+                if (r <= 0)
+                        return r;
+        }
+        argv[w] = NULL;
+        if (cli->verbose)
+                kc_log_set_max_priority(LOG_DEBUG);
+        if (!u->stop_at_command && ((unsigned) (w - 1) < u->min_args || (unsigned) (w - 1) > u->max_args)) {
+                log_error("%s (usage: kmscrypt %s)",
+                          (unsigned) (w - 1) < u->min_args ? "missing argument" : "too many arguments",
+                          u->synopsis);
+                return -EINVAL;
+        }
+        *ret_nargs = w - 1;
+        return 1;
+}
+
+bool kc_cli_begin(struct kc_cli *cli, int argc, char **argv, const struct kc_cli_usage *u,
+                  struct kc_kms **ret_kms, int *ret_status) {
+        int nargs, r;
+
+        r = kc_cli_parse(cli, argc, argv, u, &nargs);
+        if (r <= 0) {
+                *ret_status = kc_cli_parse_exit(r);
+                return false;
+        }
+        r = kc_cli_kms(cli, ret_kms);
+        if (r < 0) {
+                *ret_status = kc_cli_exit_status(r);
+                return false;
+        }
+        return true;
+}
+
+int kc_cli_parse_uint(const char *name, const char *text, unsigned min, unsigned max, unsigned *ret) {
+        unsigned long v;
+        char *end;
+
+        errno = 0;
+        v = text[0] >= '0' && text[0] <= '9' ? strtoul(text, &end, 10) : 0;
+        if (text[0] < '0' || text[0] > '9' || errno != 0 || *end != '\0' || v < min || v > max) {
+                log_error("--%s: expected a number from %u to %u, got \"%s\"", name, min, max, text);
+                return -EINVAL;
+        }
+        *ret = (unsigned) v;
+        return 0;
+}
+
+int kc_cli_dispatch(struct kc_cli *cli, int argc, char **argv, const struct kc_cli_usage *u,
+                    const struct kc_cli_command *table, size_t n) {
+        int nargs, r;
+
+        r = kc_cli_parse(cli, argc, argv, u, &nargs);
+        if (r <= 0)
+                return kc_cli_parse_exit(r);
+        if (nargs == 0) {
+                print_help(cli, u);
+                return KC_EXIT_USAGE;
+        }
+        for (size_t i = 0; i < n; i++)
+                if (streq(table[i].name, argv[1]))
+                        return table[i].run(cli, nargs, argv + 1);
+        log_error("unknown command \"%s\" (see --help)", argv[1]);
+        return KC_EXIT_USAGE;
+}
+
+/* --- secrets on their way in and out ------------------------------------------------------- */
+
+char *kc_cli_base64_secret(const void *data, size_t n) {
+        size_t len = 4 * ((n + 2) / 3) + 1;
+        char *out = kc_secret_alloc(len);
+
+        if (!out)
+                return NULL;
+        /* EVP_EncodeBlock writes straight into out: no intermediate copy to wipe. */
+        EVP_EncodeBlock((unsigned char *) out, data, (int) n);
+        return out;
+}
+
+static int b64_value(char ch) {
+        static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        const char *p = ch ? strchr(alphabet, ch) : NULL;
+        return p ? (int) (p - alphabet) : -1;
+}
+
+int kc_cli_unbase64_secret(const char *text, size_t len, uint8_t **ret, size_t *ret_len) {
+        _cleanup_secret_ uint8_t *out = NULL;
+        size_t pad = 0, o = 0;
+        uint32_t acc = 0;
+
+        while (len > 0 && strchr(" \t\r\n", text[len - 1]))
+                len--;
+        if (len == 0 || len % 4 != 0)
+                return -EINVAL;
+        if (text[len - 1] == '=')
+                pad = text[len - 2] == '=' ? 2 : 1;
+        out = kc_secret_alloc(len / 4 * 3);
+        if (!out)
+                return -ENOMEM;
+        for (size_t i = 0; i < len; i++) {
+                int v = i >= len - pad ? 0 : b64_value(text[i]);
+                if (v < 0)
+                        return -EINVAL;
+                acc = (acc << 6) | (uint32_t) v;
+                if (i % 4 == 3) {
+                        out[o++] = (uint8_t) (acc >> 16);
+                        out[o++] = (uint8_t) (acc >> 8);
+                        out[o++] = (uint8_t) acc;
+                        acc = 0;
+                }
+        }
+        *ret_len = o - pad;
+        *ret = TAKE_PTR(out);
+        return 0;
+}
+
+int kc_cli_read_secret_file(const char *path, size_t max, char **ret, size_t *ret_len) {
+        _cleanup_close_ int fd = -1;
+        _cleanup_secret_ char *buf = NULL;
+        size_t len = 0;
+
+        fd = streq(path, "-") ? dup(STDIN_FILENO) : open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return negative_errno();
+        /* Read straight into secret memory: stdio would leave a copy in its own buffer. */
+        buf = kc_secret_alloc(max + 1);
+        if (!buf)
+                return -ENOMEM;
+        for (;;) {
+                ssize_t n = read(fd, buf + len, max + 1 - len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return negative_errno();
+                if (n == 0)
+                        break;
+                len += (size_t) n;
+                if (len > max)
+                        return -EFBIG;
+        }
+        buf[len] = '\0';
+        *ret_len = len;
+        *ret = TAKE_PTR(buf);
+        return 0;
+}
+
+int kc_cli_write_stdout(const void *buf, size_t n) {
+        const char *p = buf;
+
+        if (fflush(stdout) != 0)
+                return negative_errno();
+        while (n > 0) {
+                ssize_t w = write(STDOUT_FILENO, p, n);
+                if (w < 0 && errno == EINTR)
+                        continue;
+                if (w < 0)
+                        return negative_errno();
+                p += w;
+                n -= (size_t) w;
+        }
+        return 0;
+}
+
+static void print_json_string(const char *s) {
+        struct json_object *j = json_object_new_string(s);
+
+        fputs(j ? json_object_to_json_string_ext(j, JSON_C_TO_STRING_NOSLASHESCAPE) : "\"\"", stdout);
+        json_object_put(j);
+}
+
+int kc_cli_print_json_secret(struct json_object *o, const char *secret_name, const char *secret_b64) {
+        const char *sep = "";
+        int r = 0;
+
+        /*
+         * Members are printed one by one so that the secret one can be written
+         * from its kc_secret buffer: json-c (and stdio) would copy it into
+         * ordinary heap memory that is never wiped.  Base64 needs no escaping.
+         */
+        fputs("{", stdout);
+        json_object_object_foreach(o, key, val) {
+                printf("%s\n  ", sep);
+                print_json_string(key);
+                printf(": %s", json_object_to_json_string_ext(val, JSON_C_TO_STRING_SPACED |
+                                                                      JSON_C_TO_STRING_NOSLASHESCAPE));
+                sep = ",";
+        }
+        json_object_put(o);
+        if (secret_name) {
+                printf("%s\n  ", sep);
+                print_json_string(secret_name);
+                fputs(": \"", stdout);
+                r = kc_cli_write_stdout(secret_b64, strlen(secret_b64));
+                fputs("\"", stdout);
+        }
+        fputs("\n}\n", stdout);
+        return r;
+}
+
+void kc_cli_print_field(const char *name, const char *fmt, ...) {
+        va_list ap;
+
+        printf("%-16s ", name);
+        va_start(ap, fmt);
+        vprintf(fmt, ap);
+        va_end(ap);
+        putchar('\n');
+}
+
+void kc_cli_format_time(time_t t, char buf[static 32]) {
+        struct tm tm;
+
+        buf[0] = '\0';
+        if (t != 0 && gmtime_r(&t, &tm))
+                strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}

@@ -1,0 +1,195 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <string.h>
+
+#include "agent/cli/cli.h"
+#include "lib/log.h"
+
+/* kmscrypt audit ...: read and verify the hash-chained audit trail. */
+
+/* The chain head: configured, or inside the keystore, where the KMS layer keeps it by default. */
+static int audit_head_path(const struct kc_config *c, char **ret) {
+        if (c->audit_head)
+                *ret = strdup(c->audit_head);
+        else if (asprintf(ret, "%s/audit.head", c->keystore_dir) < 0)
+                *ret = NULL;
+        return *ret ? 0 : -ENOMEM;
+}
+
+/* --since: "2026-11-27", "2026-11-27T23:45:48Z" (UTC) or "@SECONDS" since the epoch. */
+static int parse_since(const char *text, time_t *ret) {
+        static const char *const formats[] = { "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d" };
+        unsigned long long secs;
+        char *end;
+
+        if (text[0] == '@') {
+                errno = 0;
+                secs = strtoull(text + 1, &end, 10);
+                if (text[1] < '0' || text[1] > '9' || errno != 0 || *end != '\0' || secs == 0 ||
+                    secs > (unsigned long long) INT32_MAX * 4)
+                        return -EINVAL;
+                *ret = (time_t) secs;
+                return 0;
+        }
+        for (size_t i = 0; i < ARRAY_SIZE(formats); i++) {
+                struct tm tm = {};
+                const char *p = strptime(text, formats[i], &tm);
+
+                if (p && *p == '\0') {
+                        *ret = timegm(&tm);
+                        return *ret > 0 ? 0 : -EINVAL;
+                }
+        }
+        return -EINVAL;
+}
+
+static const char *record_string(struct json_object *rec, const char *name) {
+        struct json_object *v;
+
+        if (!json_object_object_get_ex(rec, name, &v) || !v)
+                return NULL;
+        return json_object_get_string(v);
+}
+
+struct list_state {
+        struct kc_cli *cli;
+        struct json_object *records;   /* --json: collected */
+        unsigned long n;
+};
+
+static int list_one(struct json_object *rec, void *userdata) {
+        struct list_state *s = userdata;
+        const char *result, *ctx, *version;
+
+        s->n++;
+        if (s->records) {
+                json_object_array_add(s->records, json_object_get(rec));
+                return 0;
+        }
+        if (s->cli->quiet)
+                return 0;
+        result = record_string(rec, "result");
+        ctx = record_string(rec, "encryption_context");
+        version = record_string(rec, "key_version");
+        printf("%-6s %-24s %-16s %-36s %-4s %-6s %s\n", strna(record_string(rec, "seq")),
+               strna(record_string(rec, "time")), strna(record_string(rec, "operation")),
+               record_string(rec, "key_id") ?: "-", version && !streq(version, "0") ? version : "-",
+               strna(result), ctx && !streq(ctx, "null") ? ctx : "-");
+        return 0;
+}
+
+static int audit_list(struct kc_cli *cli, int argc, char **argv) {
+        const char *key = NULL, *since_text = NULL;
+        const struct kc_cli_option options[] = {
+                { .name = "key", .arg = "KEY_ID", .help = "only records about this key id", .value = &key },
+                { .name = "since", .arg = "TIME", .help = "only records from TIME on (YYYY-MM-DD[THH:MM:SSZ], @SECONDS)", .value = &since_text },
+                {},
+        };
+        const struct kc_cli_usage usage = {
+                .synopsis = "audit list [--key KEY_ID] [--since TIME]",
+                .description = "Print the audit records, oldest first.",
+                .options = options,
+        };
+        struct kc_audit_filter filter = {};
+        struct list_state s = { .cli = cli };
+        int nargs, r;
+
+        r = kc_cli_parse(cli, argc, argv, &usage, &nargs);
+        if (r <= 0)
+                return kc_cli_parse_exit(r);
+        if (since_text && parse_since(since_text, &filter.since) < 0) {
+                log_error("--since: expected YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or @SECONDS, got \"%s\"", since_text);
+                return KC_EXIT_USAGE;
+        }
+        /* Records name keys by id without the provider prefix. */
+        if (key && strncmp(key, "local:", 6) == 0)
+                key += 6;
+        filter.key_id = key;
+        r = kc_cli_config(cli);
+        if (r < 0)
+                return kc_cli_exit_status(r);
+        if (cli->json)
+                s.records = json_object_new_array();
+        else if (!cli->quiet)
+                printf("%-6s %-24s %-16s %-36s %-4s %-6s %s\n", "SEQ", "TIME", "OPERATION", "KEY ID", "VER",
+                       "RESULT", "CONTEXT");
+        r = kc_audit_foreach(cli->config.audit_log, &filter, list_one, &s);
+        if (r < 0) {
+                json_object_put(s.records);
+                return kc_cli_fail(cli, r, NULL, cli->config.audit_log);
+        }
+        if (s.records) {
+                struct json_object *o = json_object_new_object();
+
+                json_object_object_add(o, "Records", s.records);
+                kc_cli_print_json(o);
+        }
+        return KC_EXIT_OK;
+}
+
+static int audit_verify(struct kc_cli *cli, int argc, char **argv) {
+        const struct kc_cli_usage usage = {
+                .synopsis = "audit verify",
+                .description = "Check the hash chain of the audit log and its head: an edited, removed\n"
+                               "or truncated record is reported with its line, and the exit status is 4.",
+        };
+        _cleanup_free_ char *head = NULL;
+        struct kc_audit_verify v = {};
+        struct kc_err err = {};
+        int nargs, r;
+
+        r = kc_cli_parse(cli, argc, argv, &usage, &nargs);
+        if (r <= 0)
+                return kc_cli_parse_exit(r);
+        r = kc_cli_config(cli);
+        if (r < 0)
+                return kc_cli_exit_status(r);
+        r = audit_head_path(&cli->config, &head);
+        if (r < 0)
+                return kc_cli_fail(cli, r, NULL, "audit verify");
+        r = kc_audit_verify(cli->config.audit_log, head, &v);
+        if (cli->json && !cli->quiet) {
+                struct json_object *o = json_object_new_object();
+
+                json_object_object_add(o, "AuditLog", json_object_new_string(cli->config.audit_log));
+                json_object_object_add(o, "Intact", json_object_new_boolean(r >= 0));
+                json_object_object_add(o, "Records", json_object_new_int64((int64_t) v.records));
+                if (r < 0) {
+                        json_object_object_add(o, "BadLine", json_object_new_int64((int64_t) v.bad_line));
+                        json_object_object_add(o, "Reason", json_object_new_string(v.reason[0] ? v.reason : strerror(-r)));
+                }
+                kc_cli_print_json(o);
+        }
+        if (r < 0) {
+                if (v.bad_line > 0)
+                        kc_err_set(&err, r, "%s:%llu: %s", cli->config.audit_log,
+                                   (unsigned long long) v.bad_line, v.reason[0] ? v.reason : "bad record");
+                else
+                        kc_err_set(&err, r, "%s: %s", cli->config.audit_log, v.reason[0] ? v.reason : strerror(-r));
+                return kc_cli_fail(cli, r, &err, "audit verify");
+        }
+        if (!cli->json && !cli->quiet)
+                printf("%s: %llu records, chain intact\n", cli->config.audit_log, (unsigned long long) v.records);
+        return KC_EXIT_OK;
+}
+
+static const struct kc_cli_command audit_commands[] = {
+        { .name = "list", .summary = "print audit records", .run = audit_list },
+        { .name = "verify", .summary = "check the hash chain of the audit log", .run = audit_verify },
+};
+
+static int run_audit(struct kc_cli *cli, int argc, char **argv) {
+        const struct kc_cli_usage usage = {
+                .synopsis = "audit COMMAND ...",
+                .description = "Read the audit trail: one hash-chained JSON record per use of a key.",
+                .commands = audit_commands,
+                .n_commands = ARRAY_SIZE(audit_commands),
+                .stop_at_command = true,
+        };
+        return kc_cli_dispatch(cli, argc, argv, &usage, audit_commands, ARRAY_SIZE(audit_commands));
+}
+
+const struct kc_cli_command kc_cli_cmd_audit = {
+        .name = "audit",
+        .summary = "list and verify the audit trail",
+        .run = run_audit,
+};

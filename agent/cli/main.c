@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <stdio.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <syslog.h>
+
+#include "agent/cli/cli.h"
+#include "lib/log.h"
+
+/*
+ * Every command of kmscrypt, one entry each; a new command file adds its
+ * kc_cli_cmd_* here (volume commands: format, attach, ...).
+ */
+static const struct kc_cli_command *const commands[] = {
+        &kc_cli_cmd_key,
+        &kc_cli_cmd_kms,
+        &kc_cli_cmd_audit,
+};
+
+/* No plaintext key of this process may end up in a core file. */
+static void harden(void) {
+        struct rlimit no_core = { 0, 0 };
+
+        (void) prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+        (void) setrlimit(RLIMIT_CORE, &no_core);
+}
+
+static void cli_done(struct kc_cli *cli) {
+        kc_kms_close(cli->kms);
+        cli->kms = NULL;
+        if (cli->config_loaded)
+                kc_config_done(&cli->config);
+}
+
+int main(int argc, char **argv) {
+        struct kc_cli_command table[ARRAY_SIZE(commands)];
+        struct kc_cli cli = {};
+        bool version = false;
+        const struct kc_cli_option options[] = {
+                { .name = "version", .help = "print the version", .flag = &version },
+                {},
+        };
+        const struct kc_cli_usage usage = {
+                .synopsis = "[OPTIONS] COMMAND ...",
+                .description = "Manage the customer master keys of the local KMS, wrap and unwrap data keys,\n"
+                               "and read the audit trail.",
+                .options = options,
+                .commands = table,
+                .n_commands = ARRAY_SIZE(commands),
+                .stop_at_command = true,
+        };
+        int nargs, status, r;
+
+        harden();
+        kc_log_set_program("kmscrypt");
+        kc_log_set_sink(kc_log_sink_stderr, NULL);
+        openlog("kmscrypt", LOG_PID, LOG_AUTHPRIV);
+
+        for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
+                table[i] = *commands[i];
+
+        r = kc_caller_self(&cli.caller);
+        if (r < 0)
+                log_debug_errno(r, "cannot describe this process for the audit trail: %m");
+
+        /* Global options first (--version needs no command), then the command. */
+        r = kc_cli_parse(&cli, argc, argv, &usage, &nargs);
+        if (r <= 0)
+                return kc_cli_parse_exit(r);
+        if (version) {
+                printf("kmscrypt %s\n", PACKAGE_VERSION);
+                return KC_EXIT_OK;
+        }
+
+        status = kc_cli_dispatch(&cli, nargs + 1, argv, &usage, table, ARRAY_SIZE(table));
+        if (fflush(stdout) != 0) {
+                log_error_errno(negative_errno(), "cannot write output: %m");
+                status = status ?: KC_EXIT_FAILURE;
+        }
+        cli_done(&cli);
+        closelog();
+        return status;
+}

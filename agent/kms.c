@@ -1,0 +1,487 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <string.h>
+#include <sys/stat.h>
+
+#include "agent/keystore.h"
+#include "agent/kms.h"
+#include "lib/log.h"
+#include "lib/secret.h"
+
+/*
+ * Provider dispatch and the audit rule: every kc_kms_* call ends in
+ * audit_finish(), which writes one record whatever the outcome and turns a
+ * success into a failure when that record cannot be made durable.  Results
+ * are built in locals and copied to the caller only after that.
+ */
+
+static const struct kc_kms_provider *const providers[] = {
+        &kc_kms_provider_local,
+};
+
+struct kc_kms {
+        struct kc_kms_config cfg;
+        char *owned[4];                       /* the strings cfg points to */
+        struct kc_audit *audit;
+        void *state[ARRAY_SIZE(providers)];   /* opened on first use */
+};
+
+static const char *const key_state_names[] = {
+        [KC_KEY_ENABLED] = "Enabled",
+        [KC_KEY_DISABLED] = "Disabled",
+        [KC_KEY_PENDING_DELETION] = "PendingDeletion",
+        [KC_KEY_DESTROYED] = "Destroyed",
+};
+
+const char *kc_key_state_to_string(enum kc_key_state s) {
+        return (size_t) s < ARRAY_SIZE(key_state_names) ? key_state_names[s] : NULL;
+}
+
+void kc_data_key_clear(struct kc_data_key *k) {
+        if (!k)
+                return;
+        kc_secret_free(k->plaintext);
+        if (k->blob)
+                kc_wipe(k->blob, k->blob_len);
+        free(k->blob);
+        *k = (struct kc_data_key) {};
+}
+
+/* ---- opening -------------------------------------------------------------------------------- */
+
+static int own(struct kc_kms *k, size_t slot, const char *s, const char **ret) {
+        if (!s)
+                return 0;
+        k->owned[slot] = strdup(s);
+        if (!k->owned[slot])
+                return -ENOMEM;
+        *ret = k->owned[slot];
+        return 0;
+}
+
+int kc_kms_open(const struct kc_kms_config *cfg, struct kc_kms **ret, struct kc_err *err) {
+        _cleanup_kms_ struct kc_kms *k = NULL;
+        _cleanup_free_ char *head = NULL;
+        int r;
+
+        if (!cfg || !cfg->audit_log)
+                return kc_err_set(err, -EINVAL, "no audit log configured");
+        k = calloc(1, sizeof(*k));
+        if (!k)
+                return -ENOMEM;
+        if (own(k, 0, cfg->keystore_dir ?: KC_KEYSTORE_DEFAULT_DIR, &k->cfg.keystore_dir) < 0 ||
+            own(k, 1, cfg->root_key_file, &k->cfg.root_key_file) < 0 ||
+            own(k, 2, cfg->audit_log, &k->cfg.audit_log) < 0)
+                return -ENOMEM;
+        if (cfg->audit_head)
+                r = own(k, 3, cfg->audit_head, &k->cfg.audit_head);
+        else {
+                /* The default head lives in the keystore, which may not exist yet: create it private. */
+                if (mkdir(k->cfg.keystore_dir, 0700) < 0 && errno != EEXIST)
+                        return kc_err_set(err, negative_errno(), "cannot create %s: %m", k->cfg.keystore_dir);
+                r = asprintf(&head, "%s/audit.head", k->cfg.keystore_dir) < 0 ? -ENOMEM
+                        : own(k, 3, head, &k->cfg.audit_head);
+        }
+        if (r < 0)
+                return r;
+        r = kc_audit_open(k->cfg.audit_log, k->cfg.audit_head, &k->audit, err);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(k);
+        return 0;
+}
+
+void kc_kms_close(struct kc_kms *k) {
+        if (!k)
+                return;
+        for (size_t i = 0; i < ARRAY_SIZE(providers); i++)
+                if (k->state[i])
+                        providers[i]->close(k->state[i]);
+        kc_audit_close(k->audit);
+        for (size_t i = 0; i < ARRAY_SIZE(k->owned); i++)
+                free(k->owned[i]);
+        free(k);
+}
+
+/* ---- dispatch ------------------------------------------------------------------------------- */
+
+static const struct kc_kms_provider *provider_by_name(const char *name, size_t len) {
+        for (size_t i = 0; i < ARRAY_SIZE(providers); i++)
+                if (strlen(providers[i]->name) == len && strncmp(providers[i]->name, name, len) == 0)
+                        return providers[i];
+        return NULL;
+}
+
+int kc_kms_resolve(const char *key_ref, const struct kc_kms_provider **ret_provider,
+                   const char **ret_key, struct kc_err *err) {
+        const struct kc_kms_provider *p = &kc_kms_provider_local;
+        const char *colon, *key = key_ref;
+
+        if (!key_ref || !key_ref[0])
+                return kc_err_set(err, -EINVAL, "no key reference given");
+        colon = strchr(key_ref, ':');
+        /* Aliases and local ids never contain ':', so anything before one is a scheme. */
+        if (colon && strncmp(key_ref, "alias/", 6) != 0) {
+                p = provider_by_name(key_ref, (size_t) (colon - key_ref));
+                if (!p)
+                        return kc_err_set(err, -EPROTONOSUPPORT, "unknown KMS provider \"%.*s\" in \"%.128s\"",
+                                          (int) (colon - key_ref), key_ref, key_ref);
+                key = colon + 1;
+                if (!key[0])
+                        return kc_err_set(err, -EINVAL, "no key after \"%s:\"", p->name);
+        }
+        *ret_provider = p;
+        *ret_key = key;
+        return 0;
+}
+
+static int provider_state(struct kc_kms *k, const struct kc_kms_provider *p, void **ret, struct kc_err *err) {
+        for (size_t i = 0; i < ARRAY_SIZE(providers); i++) {
+                if (providers[i] != p)
+                        continue;
+                if (!k->state[i]) {
+                        int r = p->open(&k->cfg, &k->state[i], err);
+                        if (r < 0)
+                                return kc_err_set(err, r, "cannot open KMS provider %s: %s", p->name, strerror(-r));
+                }
+                *ret = k->state[i];
+                return 0;
+        }
+        return -EINVAL;
+}
+
+/* Resolve a reference (NULL: the local provider and no key) and open its provider. */
+static int dispatch(struct kc_kms *k, const char *key_ref, const struct kc_kms_provider **ret_p,
+                    void **ret_state, const char **ret_key, struct kc_err *err) {
+        const struct kc_kms_provider *p = &kc_kms_provider_local;
+        const char *key = NULL;
+        int r = key_ref ? kc_kms_resolve(key_ref, &p, &key, err) : 0;
+
+        if (r >= 0)
+                r = provider_state(k, p, ret_state, err);
+        if (r < 0)
+                return r;
+        *ret_p = p;
+        *ret_key = key;
+        return 0;
+}
+
+static int dispatch_by_name(struct kc_kms *k, const char *name, const struct kc_kms_provider **ret_p,
+                            void **ret_state, struct kc_err *err) {
+        const struct kc_kms_provider *p = provider_by_name(name ?: "local", strlen(name ?: "local"));
+
+        if (!p)
+                return kc_err_set(err, -EPROTONOSUPPORT, "unknown KMS provider \"%.64s\"", name);
+        *ret_p = p;
+        return provider_state(k, p, ret_state, err);
+}
+
+static int unsupported(const struct kc_kms_provider *p, const char *operation, struct kc_err *err) {
+        return kc_err_set(err, -EOPNOTSUPP, "KMS provider %s does not support %s", p->name, operation);
+}
+
+/*
+ * Write the audit record of an operation that ended with result.  A refusal
+ * stays a refusal; a success whose record is not durable becomes a failure,
+ * and the caller then wipes what it would have returned.
+ */
+static int audit_finish(struct kc_kms *k, const struct kc_kms_request *req, struct kc_audit_record *rec,
+                        int result, struct kc_err *err) {
+        int r;
+
+        rec->caller = req ? req->caller : NULL;
+        rec->volume = req ? req->volume : NULL;
+        rec->result = result;
+        rec->error = result < 0 ? kc_err_msg(err, result) : NULL;
+        r = kc_audit_write(k->audit, rec);
+        if (result < 0) {
+                if (r < 0)
+                        log_debug("audit record of refused %s not written: %s", rec->operation, strerror(-r));
+                return result;
+        }
+        if (r < 0)
+                return kc_err_set(err, r, "%s withheld: its audit record could not be written: %s",
+                                  rec->operation, strerror(-r));
+        return 0;
+}
+
+/* The same for an operation that made a data key: release it only when audited, else wipe it. */
+static int audit_finish_data_key(struct kc_kms *k, const struct kc_kms_request *req, struct kc_audit_record *rec,
+                                 int result, struct kc_data_key *dk, struct kc_data_key *ret, struct kc_err *err) {
+        if (result >= 0) {
+                rec->key_id = dk->key_id;
+                rec->key_version = dk->key_version;
+        }
+        result = audit_finish(k, req, rec, result, err);
+        if (result < 0) {
+                kc_data_key_clear(dk);
+                return result;
+        }
+        *ret = *dk;
+        return 0;
+}
+
+/* ---- cryptographic operations --------------------------------------------------------------- */
+
+int kc_kms_generate_data_key(struct kc_kms *k, const struct kc_kms_request *req, const char *key_ref,
+                             const struct kc_context *ctx, size_t nbytes, struct kc_data_key *ret,
+                             struct kc_err *err) {
+        struct kc_err local = {};
+        struct kc_audit_record rec = { .operation = "GenerateDataKey", .key_id = key_ref, .context = ctx };
+        struct kc_data_key dk = {};
+        const struct kc_kms_provider *p;
+        const char *key;
+        void *state;
+        int r;
+
+        err = err ?: &local;
+        r = dispatch(k, key_ref, &p, &state, &key, err);
+        if (r >= 0)
+                r = p->generate_data_key(state, key, ctx, nbytes, &dk, err);
+        return audit_finish_data_key(k, req, &rec, r, &dk, ret, err);
+}
+
+int kc_kms_decrypt(struct kc_kms *k, const struct kc_kms_request *req, const char *key_ref,
+                   const uint8_t *blob, size_t blob_len, const struct kc_context *ctx,
+                   void **ret_plaintext, char ret_key_id[65], uint32_t *ret_key_version,
+                   struct kc_err *err) {
+        struct kc_err local = {};
+        struct kc_audit_record rec = { .operation = "Decrypt", .key_id = key_ref, .context = ctx };
+        _cleanup_secret_ void *plaintext = NULL;
+        char id[65] = "";
+        uint32_t version = 0;
+        const struct kc_kms_provider *p;
+        const char *key;
+        void *state;
+        int r;
+
+        err = err ?: &local;
+        r = dispatch(k, key_ref, &p, &state, &key, err);
+        if (r >= 0)
+                r = p->decrypt(state, key, blob, blob_len, ctx, &plaintext, id, &version, err);
+        if (r >= 0) {
+                rec.key_id = id;
+                rec.key_version = version;
+        }
+        r = audit_finish(k, req, &rec, r, err);
+        if (r < 0)
+                return r;
+        *ret_plaintext = TAKE_PTR(plaintext);
+        if (ret_key_id)
+                memcpy(ret_key_id, id, sizeof(id));
+        if (ret_key_version)
+                *ret_key_version = version;
+        return 0;
+}
+
+int kc_kms_re_encrypt(struct kc_kms *k, const struct kc_kms_request *req, const char *src_key_ref,
+                      const uint8_t *blob, size_t blob_len, const struct kc_context *src_ctx,
+                      const char *dst_key_ref, const struct kc_context *dst_ctx,
+                      struct kc_data_key *ret, struct kc_err *err) {
+        struct kc_err local = {};
+        struct kc_audit_record rec = {
+                .operation = "ReEncrypt", .key_id = dst_key_ref ?: src_key_ref,
+                .context = dst_ctx ?: src_ctx, .detail = src_key_ref,
+        };
+        struct kc_data_key dk = {};
+        const struct kc_kms_provider *p, *dst_p;
+        const char *src_key, *dst_key = NULL;
+        void *state;
+        int r;
+
+        err = err ?: &local;
+        r = dispatch(k, src_key_ref, &p, &state, &src_key, err);
+        if (r >= 0 && dst_key_ref) {
+                r = kc_kms_resolve(dst_key_ref, &dst_p, &dst_key, err);
+                if (r >= 0 && dst_p != p)
+                        r = kc_err_set(err, -EXDEV, "cannot re-encrypt from provider %s to provider %s",
+                                       p->name, dst_p->name);
+        }
+        if (r >= 0)
+                r = p->re_encrypt(state, src_key, blob, blob_len, src_ctx, dst_key, dst_ctx, &dk, err);
+        return audit_finish_data_key(k, req, &rec, r, &dk, ret, err);
+}
+
+/* ---- key management ------------------------------------------------------------------------- */
+
+int kc_kms_describe_key(struct kc_kms *k, const struct kc_kms_request *req, const char *key_ref,
+                        struct kc_key_info *ret, struct kc_err *err) {
+        struct kc_err local = {};
+        struct kc_audit_record rec = { .operation = "DescribeKey", .key_id = key_ref };
+        struct kc_key_info info;
+        const struct kc_kms_provider *p;
+        const char *key;
+        void *state;
+        int r;
+
+        err = err ?: &local;
+        r = dispatch(k, key_ref, &p, &state, &key, err);
+        if (r >= 0)
+                r = p->describe_key(state, key, &info, err);
+        if (r >= 0)
+                rec.key_id = info.key_id;
+        r = audit_finish(k, req, &rec, r, err);
+        if (r < 0)
+                return r;
+        *ret = info;
+        return 0;
+}
+
+int kc_kms_create_key(struct kc_kms *k, const struct kc_kms_request *req, const char *provider,
+                      const char *alias, const char *description, struct kc_key_info *ret,
+                      struct kc_err *err) {
+        struct kc_err local = {};
+        struct kc_audit_record rec = { .operation = "CreateKey", .detail = alias };
+        struct kc_key_info info;
+        const struct kc_kms_provider *p;
+        void *state;
+        int r;
+
+        err = err ?: &local;
+        r = dispatch_by_name(k, provider, &p, &state, err);
+        if (r >= 0)
+                r = p->create_key ? p->create_key(state, alias, description, &info, err) : unsupported(p, rec.operation, err);
+        if (r >= 0) {
+                rec.key_id = info.key_id;
+                rec.key_version = info.current_version;
+        }
+        r = audit_finish(k, req, &rec, r, err);
+        if (r < 0)
+                return r;
+        if (ret)
+                *ret = info;
+        return 0;
+}
+
+int kc_kms_list_keys(struct kc_kms *k, const struct kc_kms_request *req, const char *provider,
+                     struct kc_key_info **ret, size_t *ret_n, struct kc_err *err) {
+        struct kc_err local = {};
+        struct kc_audit_record rec = { .operation = "ListKeys", .detail = provider };
+        _cleanup_free_ struct kc_key_info *list = NULL;
+        size_t n = 0;
+        const struct kc_kms_provider *p;
+        void *state;
+        int r;
+
+        err = err ?: &local;
+        r = dispatch_by_name(k, provider, &p, &state, err);
+        if (r >= 0)
+                r = p->list_keys ? p->list_keys(state, &list, &n, err) : unsupported(p, rec.operation, err);
+        r = audit_finish(k, req, &rec, r, err);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(list);
+        *ret_n = n;
+        return 0;
+}
+
+/*
+ * The state changes share one shape: resolve, call, audit.  Each is a row
+ * of this table, called through manage().
+ */
+struct manage_args {
+        bool enabled;
+        unsigned days;
+        time_t date;
+        uint32_t version;
+};
+
+struct manage_op {
+        const char *operation;
+        bool (*supported)(const struct kc_kms_provider *p);
+        int (*call)(const struct kc_kms_provider *p, void *state, const char *key, struct manage_args *a,
+                    struct kc_err *err);
+};
+
+static bool has_set_enabled(const struct kc_kms_provider *p) { return p->set_enabled; }
+static bool has_rotate(const struct kc_kms_provider *p) { return p->rotate_key; }
+static bool has_schedule(const struct kc_kms_provider *p) { return p->schedule_deletion; }
+static bool has_cancel(const struct kc_kms_provider *p) { return p->cancel_deletion; }
+
+static int call_set_enabled(const struct kc_kms_provider *p, void *state, const char *key, struct manage_args *a,
+                            struct kc_err *err) {
+        return p->set_enabled(state, key, a->enabled, err);
+}
+
+static int call_rotate(const struct kc_kms_provider *p, void *state, const char *key, struct manage_args *a,
+                       struct kc_err *err) {
+        return p->rotate_key(state, key, &a->version, err);
+}
+
+static int call_schedule(const struct kc_kms_provider *p, void *state, const char *key, struct manage_args *a,
+                         struct kc_err *err) {
+        return p->schedule_deletion(state, key, a->days, &a->date, err);
+}
+
+static int call_cancel(const struct kc_kms_provider *p, void *state, const char *key, struct manage_args *a,
+                       struct kc_err *err) {
+        return p->cancel_deletion(state, key, err);
+}
+
+enum { OP_ENABLE, OP_DISABLE, OP_ROTATE, OP_SCHEDULE, OP_CANCEL };
+
+static const struct manage_op manage_ops[] = {
+        [OP_ENABLE] = { "EnableKey", has_set_enabled, call_set_enabled },
+        [OP_DISABLE] = { "DisableKey", has_set_enabled, call_set_enabled },
+        [OP_ROTATE] = { "RotateKey", has_rotate, call_rotate },
+        [OP_SCHEDULE] = { "ScheduleKeyDeletion", has_schedule, call_schedule },
+        [OP_CANCEL] = { "CancelKeyDeletion", has_cancel, call_cancel },
+};
+
+static int manage(struct kc_kms *k, const struct kc_kms_request *req, const char *key_ref,
+                  const struct manage_op *op, struct manage_args *a, struct kc_err *err) {
+        struct kc_err local = {};
+        struct kc_audit_record rec = { .operation = op->operation, .key_id = key_ref };
+        struct kc_key_info info;
+        char detail[64] = "";
+        const struct kc_kms_provider *p;
+        const char *key;
+        void *state;
+        int r;
+
+        err = err ?: &local;
+        r = dispatch(k, key_ref, &p, &state, &key, err);
+        if (r >= 0)
+                r = op->supported(p) ? op->call(p, state, key, a, err) : unsupported(p, op->operation, err);
+        /* Record the key's id rather than the alias it was named by. */
+        if (r >= 0 && p->describe_key(state, key, &info, NULL) >= 0)
+                rec.key_id = info.key_id;
+        if (r >= 0 && a->version > 0)
+                rec.key_version = a->version;
+        if (r >= 0 && a->date > 0) {
+                snprintf(detail, sizeof(detail), "deletion date %lld", (long long) a->date);
+                rec.detail = detail;
+        }
+        return audit_finish(k, req, &rec, r, err);
+}
+
+int kc_kms_set_enabled(struct kc_kms *k, const struct kc_kms_request *req, const char *key_ref,
+                       bool enabled, struct kc_err *err) {
+        struct manage_args a = { .enabled = enabled };
+        return manage(k, req, key_ref, &manage_ops[enabled ? OP_ENABLE : OP_DISABLE], &a, err);
+}
+
+int kc_kms_rotate_key(struct kc_kms *k, const struct kc_kms_request *req, const char *key_ref,
+                      uint32_t *ret_new_version, struct kc_err *err) {
+        struct manage_args a = {};
+        int r = manage(k, req, key_ref, &manage_ops[OP_ROTATE], &a, err);
+
+        if (r >= 0 && ret_new_version)
+                *ret_new_version = a.version;
+        return r;
+}
+
+int kc_kms_schedule_deletion(struct kc_kms *k, const struct kc_kms_request *req, const char *key_ref,
+                             unsigned days, time_t *ret_date, struct kc_err *err) {
+        struct manage_args a = { .days = days };
+        int r = manage(k, req, key_ref, &manage_ops[OP_SCHEDULE], &a, err);
+
+        if (r >= 0 && ret_date)
+                *ret_date = a.date;
+        return r;
+}
+
+int kc_kms_cancel_deletion(struct kc_kms *k, const struct kc_kms_request *req, const char *key_ref,
+                           struct kc_err *err) {
+        struct manage_args a = {};
+        return manage(k, req, key_ref, &manage_ops[OP_CANCEL], &a, err);
+}

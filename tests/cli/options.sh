@@ -1,0 +1,69 @@
+#!/bin/sh
+# Global options before or after the command, precedence flag > env > file > default,
+# configuration errors, --help and exit statuses.
+. "$(dirname "$0")/lib.sh"
+# Each keystore here keeps its own chain head (the default place).
+unset KMSCRYPT_AUDIT_HEAD
+
+for args in "--help" "key --help" "key create --help" "kms decrypt --help" "audit verify --help" "key -h"; do
+        expect 0 "$args" $args
+        check "$args prints a usage" grep -q '^Usage: kmscrypt' "$T/out"
+done
+check "--help does not create the keystore" test ! -e "$KS"
+expect 0 "--version" --version
+check "--version prints the version" grep -q '^kmscrypt [0-9]' "$T/out"
+expect 2 "no command" 
+check "no command: usage on stdout" grep -q '^Usage' "$T/out"
+
+# Global options after the command name, and between group and subcommand.
+"$KMSCRYPT" key create --keystore "$T/ks-after" --audit-log "$T/a.log" --alias alias/x --quiet > "$T/out" 2> "$T/err"
+check "global options after the command (exit $?)" test -d "$T/ks-after/keys"
+"$KMSCRYPT" key --keystore "$T/ks-after" --audit-log "$T/a.log" --json list > "$T/out" 2> "$T/err"
+json_is 'j["Aliases"][0]["AliasName"]' alias/x
+"$KMSCRYPT" --json --keystore="$T/ks-after" --audit-log="$T/a.log" key list > "$T/out" 2> "$T/err"
+json_is 'len(j["Keys"])' 1
+
+# Precedence: flag > environment > file > default.
+mkdir -p "$T/conf"
+cat > "$T/conf/kmscrypt.conf" <<CONF
+# test configuration
+keystore = $T/ks-file
+audit-log = $T/audit-file.log
+deletion-window-days = 9
+CONF
+run() { "$KMSCRYPT" "$@" > "$T/out" 2> "$T/err"; rc=$?; }
+run --config "$T/conf/kmscrypt.conf" key create --quiet
+check "file: keystore from the configuration file" test -d "$T/ks-file/keys" -a -s "$T/audit-file.log"
+KMSCRYPT_CONFIG="$T/conf/kmscrypt.conf" run --json key list
+json_is 'len(j["Keys"])' 1
+KMSCRYPT_CONFIG="$T/conf/kmscrypt.conf" KMSCRYPT_KEYSTORE="$T/ks-env" KMSCRYPT_AUDIT_LOG="$T/audit-env0.log" \
+        run key create --quiet
+check "env over file" test -d "$T/ks-env/keys" -a -s "$T/audit-env0.log"
+KMSCRYPT_CONFIG="$T/conf/kmscrypt.conf" KMSCRYPT_KEYSTORE="$T/ks-env" KMSCRYPT_AUDIT_LOG="$T/audit-env.log" \
+        run --keystore "$T/ks-flag" key create --quiet
+check "flag over env" test -d "$T/ks-flag/keys" -a -s "$T/audit-env.log"
+check "env audit log over file" test "$(wc -l < "$T/audit-env.log")" -eq 1
+KMSCRYPT_CONFIG="$T/conf/kmscrypt.conf" run --json key create
+ID=$(json 'j["KeyMetadata"]["KeyId"]')
+KMSCRYPT_CONFIG="$T/conf/kmscrypt.conf" run --json key schedule-deletion "$ID"
+json_is 'j["PendingWindowInDays"]' 9
+
+# Configuration errors name file:line; a named file must exist.
+printf 'keystore = /x\nkeystroe = /y\n' > "$T/conf/typo.conf"
+expect 2 "unknown key in the configuration" --config "$T/conf/typo.conf" key list
+check "message names file:line" grep -q "^kmscrypt: $T/conf/typo.conf:2: unknown key \"keystroe\"" "$T/err"
+check "one line" one_error_line
+expect 2 "missing named configuration" --config "$T/conf/nonexistent.conf" key list
+check "missing configuration: one line" one_error_line
+KMSCRYPT_CONFIG="$T/conf/nonexistent.conf" run key list
+check "missing configuration from env: exit 2 (got $rc)" test "$rc" = 2
+printf 'deletion-window-days = 99\n' > "$T/conf/range.conf"
+expect 2 "value out of range" --config "$T/conf/range.conf" key list
+check "range: message names the line" grep -q "range.conf:1: deletion-window-days" "$T/err"
+
+# --verbose turns on debug messages; stdout keeps only the result.
+expect 0 "--verbose" --verbose key list --json
+check "--verbose logs on stderr" test -s "$T/err"
+json_is 'len(j["Keys"])' 0
+
+finish

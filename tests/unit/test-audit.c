@@ -1,0 +1,857 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+#include <openssl/sha.h>
+
+#include "agent/audit.h"
+#include "agent/caller.h"
+#include "lib/strv.h"
+#include "tests/unit/check-main.h"
+
+/* ---- fixtures ---- */
+
+struct paths {
+        char dir[256];
+        char log[512];
+        char head[512];
+};
+
+static struct paths paths_new(void) {
+        _cleanup_free_ char *dir = kc_test_tmpdir();
+        struct paths p = {};
+
+        ck_assert_uint_lt(strlen(dir), sizeof(p.dir));
+        strcpy(p.dir, dir);
+        snprintf(p.log, sizeof(p.log), "%s/audit.log", p.dir);
+        snprintf(p.head, sizeof(p.head), "%s/audit.head", p.dir);
+        return p;
+}
+
+static char *slurp(const char *path) {
+        FILE *f = fopen(path, "re");
+        char *buf = NULL;
+        size_t size = 0;
+        FILE *m = open_memstream(&buf, &size);
+        int c;
+
+        ck_assert_ptr_nonnull(f);
+        ck_assert_ptr_nonnull(m);
+        while ((c = fgetc(f)) != EOF)
+                fputc(c, m);
+        fclose(f);
+        fclose(m);
+        return buf;
+}
+
+static void spew(const char *path, const char *text) {
+        FILE *f = fopen(path, "we");
+        ck_assert_ptr_nonnull(f);
+        ck_assert_int_eq(fputs(text, f) >= 0, 1);
+        ck_assert_int_eq(fclose(f), 0);
+}
+
+/* The log's lines without their newlines. */
+static char **read_lines(const char *path) {
+        _cleanup_free_ char *text = slurp(path);
+        char **v = NULL, *p = text, *nl;
+
+        while ((nl = strchr(p, '\n'))) {
+                *nl = '\0';
+                ck_assert_int_eq(kc_strv_push(&v, p), 0);
+                p = nl + 1;
+        }
+        ck_assert_str_eq(p, "");        /* every line ended with a newline */
+        return v;
+}
+
+static void write_lines(const char *path, char **v) {
+        FILE *f = fopen(path, "we");
+        ck_assert_ptr_nonnull(f);
+        for (size_t i = 0; v && v[i]; i++)
+                fprintf(f, "%s\n", v[i]);
+        ck_assert_int_eq(fclose(f), 0);
+}
+
+static off_t file_size(const char *path) {
+        struct stat st;
+        ck_assert_int_eq(stat(path, &st), 0);
+        return st.st_size;
+}
+
+static void write_records(const char *log, const char *head, unsigned n, const char *tag) {
+        _cleanup_audit_ struct kc_audit *a = NULL;
+        struct kc_caller self;
+        struct kc_err err = {};
+        char detail[64];
+
+        ck_assert_int_eq(kc_caller_self(&self), 0);
+        ck_assert_msg(kc_audit_open(log, head, &a, &err) == 0, "open: %s", err.msg);
+        for (unsigned i = 0; i < n; i++) {
+                snprintf(detail, sizeof(detail), "%s %u", tag, i);
+                struct kc_audit_record rec = {
+                        .operation = i % 3 == 0 ? "GenerateDataKey" : "Decrypt",
+                        .key_id = i % 2 == 0 ? "local:k1" : "local:k2",
+                        .key_version = 1 + i % 4,
+                        .caller = &self,
+                        .volume = "0b1f6e2a-5d1c-4b9e-9f00-1234567890ab",
+                        .result = i % 5 == 4 ? -EACCES : 0,
+                        .detail = detail,
+                };
+                ck_assert_int_eq(kc_audit_write(a, &rec), 0);
+        }
+}
+
+static void sha256_hex(const char *s, char out[65]) {
+        unsigned char md[SHA256_DIGEST_LENGTH];
+        SHA256((const unsigned char *) s, strlen(s), md);
+        for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
+                sprintf(out + 2 * i, "%02x", md[i]);
+}
+
+static int verify(const struct paths *p, struct kc_audit_verify *v) {
+        memset(v, 0xaa, sizeof(*v));
+        return kc_audit_verify(p->log, p->head, v);
+}
+
+static void assert_verify_bad(const struct paths *p, uint64_t line, const char *reason_part) {
+        struct kc_audit_verify v;
+        ck_assert_int_eq(verify(p, &v), -EBADMSG);
+        ck_assert_msg(v.bad_line == line, "bad_line %llu, expected %llu (%s)",
+                      (unsigned long long) v.bad_line, (unsigned long long) line, v.reason);
+        ck_assert_msg(strstr(v.reason, reason_part), "reason \"%s\" lacks \"%s\"", v.reason, reason_part);
+}
+
+static void assert_verify_ok(const struct paths *p, uint64_t records) {
+        struct kc_audit_verify v;
+        int r = verify(p, &v);
+        ck_assert_msg(r == 0, "verify: %d line %llu: %s", r, (unsigned long long) v.bad_line, v.reason);
+        ck_assert_uint_eq(v.records, records);
+        ck_assert_uint_eq(v.bad_line, 0);
+}
+
+static int open_refused(const struct paths *p, struct kc_err *err) {
+        struct kc_audit *a = NULL;
+        int r = kc_audit_open(p->log, p->head, &a, err);
+        ck_assert_ptr_null(a);
+        return r;
+}
+
+/* Open must fail with error and a message that contains part. */
+static void assert_open_refused(const struct paths *p, int error, const char *part) {
+        struct kc_err err = {};
+        ck_assert_int_eq(open_refused(p, &err), error);
+        ck_assert_msg(strstr(err.msg, part), "message \"%s\" lacks \"%s\"", err.msg, part);
+}
+
+static void append_text(const char *path, const char *text) {
+        FILE *f = fopen(path, "ae");
+        ck_assert_ptr_nonnull(f);
+        fputs(text, f);
+        ck_assert_int_eq(fclose(f), 0);
+}
+
+/* ---- the chain as documented ---- */
+
+START_TEST(test_chain_rule) {
+        struct paths p = paths_new();
+        _cleanup_strv_ char **lines = NULL;
+        _cleanup_free_ char *head = NULL;
+        char prev[65] = "0000000000000000000000000000000000000000000000000000000000000000", want[160];
+
+        write_records(p.log, p.head, 10, "chain");
+        lines = read_lines(p.log);
+        ck_assert_uint_eq(kc_strv_length(lines), 10);
+        /* Recomputed here from docs/audit.md, independently of the code under test. */
+        for (size_t i = 0; i < 10; i++) {
+                struct json_object *o = json_tokener_parse(lines[i]), *v;
+                ck_assert_ptr_nonnull(o);
+                ck_assert(json_object_object_get_ex(o, "seq", &v));
+                ck_assert_int_eq(json_object_get_int64(v), (int64_t) i + 1);
+                ck_assert(json_object_object_get_ex(o, "prev", &v));
+                ck_assert_str_eq(json_object_get_string(v), prev);
+                json_object_put(o);
+                sha256_hex(lines[i], prev);
+        }
+        head = slurp(p.head);
+        snprintf(want, sizeof(want), "{\"seq\":10,\"sha256\":\"%s\"}\n", prev);
+        ck_assert_str_eq(head, want);
+        assert_verify_ok(&p, 10);
+}
+END_TEST
+
+START_TEST(test_record_fields) {
+        struct paths p = paths_new();
+        _cleanup_audit_ struct kc_audit *a = NULL;
+        _cleanup_strv_ char **lines = NULL;
+        struct kc_caller self;
+        struct json_object *o, *v, *c;
+        static const char *order[] = { "{\"seq\":1,\"time\":\"", "\"operation\":", "\"key_id\":", "\"key_version\":",
+                                       "\"encryption_context\":", "\"caller\":", "\"volume\":", "\"result\":",
+                                       "\"error\":", "\"detail\":", "\"prev\":" };
+        const char *last = NULL;
+        struct tm tm = {};
+        time_t now = time(NULL), t;
+
+        ck_assert_int_eq(kc_caller_self(&self), 0);
+        ck_assert_int_eq(kc_audit_open(p.log, p.head, &a, NULL), 0);
+        ck_assert_int_eq(kc_audit_write(a, &(struct kc_audit_record) {
+                .operation = "Decrypt", .key_id = "local:k1", .key_version = 3, .caller = &self,
+                .volume = "vol/a", .result = -EACCES, .error = "context mismatch",
+                .detail = "line\nbreak and bad utf-8 \xff\xc0\xaf end",
+        }), 0);
+        ck_assert_int_eq(kc_audit_write(a, &(struct kc_audit_record) { .operation = "CreateKey", .result = -ENOENT }), 0);
+        ck_assert_int_eq(kc_audit_write(a, &(struct kc_audit_record) { .operation = "CreateKey" }), 0);
+        lines = read_lines(p.log);
+        ck_assert_uint_eq(kc_strv_length(lines), 3);
+
+        for (size_t i = 0; i < ARRAY_SIZE(order); i++) {
+                const char *at = strstr(lines[0], order[i]);
+                ck_assert_msg(at && at > last, "member %s missing or out of order in %s", order[i], lines[0]);
+                last = at;
+        }
+        /* Strict JSON with valid UTF-8 even though the detail was not. */
+        struct json_tokener *tok = json_tokener_new();
+        json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+        o = json_tokener_parse_ex(tok, lines[0], (int) strlen(lines[0]));
+        json_tokener_free(tok);
+        ck_assert_ptr_nonnull(o);
+        ck_assert(json_object_object_get_ex(o, "detail", &v));
+        ck_assert_str_eq(json_object_get_string(v), "line\nbreak and bad utf-8 \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd end");
+        ck_assert(json_object_object_get_ex(o, "caller", &c));
+        ck_assert(json_object_object_get_ex(c, "uid", &v));
+        ck_assert_int_eq(json_object_get_int64(v), getuid());
+        ck_assert(json_object_object_get_ex(c, "pid", &v));
+        ck_assert_int_eq(json_object_get_int64(v), getpid());
+        ck_assert(json_object_object_get_ex(c, "exe", &v));
+        ck_assert_str_eq(json_object_get_string(v), self.exe);
+        ck_assert(json_object_object_get_ex(o, "key_version", &v));
+        ck_assert_int_eq(json_object_get_int64(v), 3);
+        ck_assert(json_object_object_get_ex(o, "result", &v));
+        ck_assert_str_eq(json_object_get_string(v), "error");
+        ck_assert(json_object_object_get_ex(o, "error", &v));
+        ck_assert_str_eq(json_object_get_string(v), "context mismatch");
+        ck_assert(json_object_object_get_ex(o, "encryption_context", &v));
+        ck_assert_ptr_null(v);
+        ck_assert(json_object_object_get_ex(o, "time", &v));
+        ck_assert_int_eq(strlen(json_object_get_string(v)), 24);
+        ck_assert_ptr_nonnull(strptime(json_object_get_string(v), "%Y-%m-%dT%H:%M:%S", &tm));
+        t = timegm(&tm);
+        ck_assert_msg(t >= now - 5 && t <= now + 5, "time %s is not now", json_object_get_string(v));
+        json_object_put(o);
+
+        /* No message given: the errno's text; success: error null, no key: nulls. */
+        ck_assert_ptr_nonnull(strstr(lines[1], "\"result\":\"error\",\"error\":\"No such file or directory\""));
+        ck_assert_ptr_nonnull(strstr(lines[2], "\"key_id\":null,\"key_version\":null,\"encryption_context\":null,"
+                                               "\"caller\":null,\"volume\":null,\"result\":\"ok\",\"error\":null,\"detail\":null"));
+        assert_verify_ok(&p, 3);
+}
+END_TEST
+
+START_TEST(test_record_context) {
+        struct paths p = paths_new();
+        _cleanup_audit_ struct kc_audit *a = NULL;
+        _cleanup_context_ struct kc_context *ctx = NULL, *back = NULL;
+        _cleanup_strv_ char **lines = NULL;
+        struct json_object *o, *v;
+
+        /* Given out of order, recorded in canonical (byte) order. */
+        ck_assert_int_eq(kc_context_parse_kv("volume-id=vol-2,aws:rds:db-id=db-1,db-id=d\\,b\"1\"", &ctx, NULL), 0);
+        ck_assert_int_eq(kc_audit_open(p.log, p.head, &a, NULL), 0);
+        ck_assert_int_eq(kc_audit_write(a, &(struct kc_audit_record) {
+                .operation = "GenerateDataKey", .key_id = "local:k1", .key_version = 1, .context = ctx }), 0);
+        lines = read_lines(p.log);
+        ck_assert_ptr_nonnull(strstr(lines[0], "\"encryption_context\":{\"aws:rds:db-id\":\"db-1\","
+                                               "\"db-id\":\"d,b\\\"1\\\"\",\"volume-id\":\"vol-2\"},"));
+        o = json_tokener_parse(lines[0]);
+        ck_assert_ptr_nonnull(o);
+        ck_assert(json_object_object_get_ex(o, "encryption_context", &v));
+        ck_assert_int_eq(kc_context_from_json(v, &back, NULL), 0);
+        ck_assert(kc_context_equal(ctx, back));
+        json_object_put(o);
+        assert_verify_ok(&p, 1);
+}
+END_TEST
+
+START_TEST(test_bad_records_refused) {
+        struct paths p = paths_new();
+        _cleanup_audit_ struct kc_audit *a = NULL;
+        _cleanup_free_ char *big = malloc(70000);
+
+        ck_assert_int_eq(kc_audit_open(p.log, p.head, &a, NULL), 0);
+        ck_assert_int_eq(kc_audit_write(a, &(struct kc_audit_record) { .operation = NULL }), -EINVAL);
+        ck_assert_int_eq(kc_audit_write(a, &(struct kc_audit_record) { .operation = "" }), -EINVAL);
+        memset(big, 'x', 69999);
+        big[69999] = '\0';
+        ck_assert_int_eq(kc_audit_write(a, &(struct kc_audit_record) { .operation = "Decrypt", .detail = big }), -E2BIG);
+        ck_assert_int_eq(file_size(p.log), 0);
+        ck_assert_int_eq(kc_audit_write(a, &(struct kc_audit_record) { .operation = "Decrypt" }), 0);
+        assert_verify_ok(&p, 1);
+}
+END_TEST
+
+/* ---- tampering ---- */
+
+/* Flip the low bit of the byte that follows the first `after` in line `line`. */
+static void edit_line(const struct paths *p, size_t line, const char *after) {
+        _cleanup_strv_ char **lines = read_lines(p->log);
+        char *at = strstr(lines[line - 1], after);
+
+        ck_assert_ptr_nonnull(at);
+        at[strlen(after)] ^= 0x01;
+        write_lines(p->log, lines);
+}
+
+START_TEST(test_edit_detected) {
+        /* What is edited, and which line verify must name. */
+        static const struct { size_t line; const char *after; } cases[] = {
+                { 5, "\"operation\":\"De" },      /* payload: caught by line 6's prev link */
+                { 5, "\"prev\":\"" },             /* line 5's own link */
+                { 5, "\"seq\":" },                /* its number */
+                { 1, "\"detail\":\"tamp" },       /* the first line */
+                { 10, "\"volume\":\"" },          /* the newest line: caught by the head */
+                { 10, "\"prev\":\"" },
+        };
+
+        for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+                struct paths p = paths_new();
+                struct kc_audit_verify v;
+
+                write_records(p.log, p.head, 10, "tamper");
+                assert_verify_ok(&p, 10);
+                edit_line(&p, cases[i].line, cases[i].after);
+                assert_verify_bad(&p, cases[i].line, "");
+                ck_assert_int_eq(verify(&p, &v), -EBADMSG);
+                ck_assert_uint_eq(v.records, cases[i].line - 1);
+                /* Edits before the last line are not the open check's business; the last line is. */
+                if (cases[i].line == 10)
+                        assert_open_refused(&p, -EBADMSG, "audit log");
+        }
+}
+END_TEST
+
+START_TEST(test_delete_middle_line) {
+        struct paths p = paths_new();
+        _cleanup_strv_ char **lines = NULL;
+
+        write_records(p.log, p.head, 10, "delete");
+        lines = read_lines(p.log);
+        free(lines[4]);
+        memmove(lines + 4, lines + 5, 6 * sizeof(char *));
+        write_lines(p.log, lines);
+        assert_verify_bad(&p, 5, "removed");
+}
+END_TEST
+
+START_TEST(test_swap_lines) {
+        struct paths p = paths_new();
+        _cleanup_strv_ char **lines = NULL;
+        char *t;
+
+        write_records(p.log, p.head, 10, "swap");
+        lines = read_lines(p.log);
+        t = lines[3], lines[3] = lines[4], lines[4] = t;
+        write_lines(p.log, lines);
+        assert_verify_bad(&p, 4, "moved");
+}
+END_TEST
+
+START_TEST(test_insert_line) {
+        struct paths p = paths_new();
+        _cleanup_strv_ char **lines = NULL;
+        char **v = NULL;
+
+        write_records(p.log, p.head, 6, "insert");
+        lines = read_lines(p.log);
+        for (size_t i = 0; i < 6; i++) {
+                ck_assert_int_eq(kc_strv_push(&v, lines[i]), 0);
+                if (i == 2)
+                        ck_assert_int_eq(kc_strv_push(&v, lines[i]), 0);   /* a replayed record */
+        }
+        write_lines(p.log, v);
+        kc_strv_free(v);
+        assert_verify_bad(&p, 4, "inserted");
+}
+END_TEST
+
+START_TEST(test_truncation_caught_by_head) {
+        for (size_t removed = 1; removed <= 10; removed += 4) {
+                struct paths p = paths_new();
+                _cleanup_strv_ char **lines = NULL;
+                struct kc_audit_verify v;
+
+                write_records(p.log, p.head, 10, "truncate");
+                lines = read_lines(p.log);
+                for (size_t i = 10 - removed; i < 10; i++) {
+                        free(lines[i]);
+                        lines[i] = NULL;
+                }
+                write_lines(p.log, lines);
+                ck_assert_int_eq(verify(&p, &v), -EBADMSG);
+                ck_assert_uint_eq(v.records, 10 - removed);
+                ck_assert_uint_eq(v.bad_line, 10 - removed + 1);
+                ck_assert_ptr_nonnull(strstr(v.reason, "newest records were removed"));
+                /* Opening for append is refused too: new records would paper over the gap. */
+                assert_open_refused(&p, -EBADMSG, "does not match its chain head");
+        }
+}
+END_TEST
+
+START_TEST(test_appended_garbage) {
+        static const struct { const char *text, *verify_says, *open_says; } cases[] = {
+                { "garbage\n", "not valid JSON", "last line" },
+                { "{\"seq\":11}\n", "\"prev\"", "last line" },
+                { "{\"seq\":11,", "incomplete last line", "incomplete line" },
+                { "\n", "not valid JSON", "last line" },
+        };
+
+        for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+                struct paths p = paths_new();
+
+                write_records(p.log, p.head, 10, "garbage");
+                append_text(p.log, cases[i].text);
+                assert_verify_bad(&p, 11, cases[i].verify_says);
+                assert_open_refused(&p, -EBADMSG, cases[i].open_says);
+        }
+}
+END_TEST
+
+START_TEST(test_head_missing_refused) {
+        struct paths p = paths_new();
+
+        write_records(p.log, p.head, 3, "nohead");
+        ck_assert_int_eq(unlink(p.head), 0);
+        assert_open_refused(&p, -EBADMSG, "missing");
+        assert_verify_bad(&p, 0, "missing");
+        ck_assert_int_eq(access(p.head, F_OK), -1);     /* refusing did not invent a head */
+}
+END_TEST
+
+START_TEST(test_head_malformed_refused) {
+        static const char *heads[] = {
+                "", "{\"seq\":3}\n", "{\"seq\":3,\"sha256\":\"00\"}\n", "{\"seq\":3,\"sha256\":\"0\"}",
+                "{\"seq\":0,\"sha256\":\"1111111111111111111111111111111111111111111111111111111111111111\"}\n",
+                "{\"seq\":-1,\"sha256\":\"0000000000000000000000000000000000000000000000000000000000000000\"}\n",
+        };
+
+        for (size_t i = 0; i < ARRAY_SIZE(heads); i++) {
+                struct paths p = paths_new();
+                struct kc_audit_verify v;
+
+                write_records(p.log, p.head, 3, "badhead");
+                spew(p.head, heads[i]);
+                assert_open_refused(&p, -EBADMSG, p.head);
+                ck_assert_int_eq(verify(&p, &v), -EBADMSG);
+        }
+}
+END_TEST
+
+START_TEST(test_empty_log_with_head_refused) {
+        struct paths p = paths_new();
+
+        write_records(p.log, p.head, 3, "empty");
+        ck_assert_int_eq(truncate(p.log, 0), 0);
+        assert_open_refused(&p, -EBADMSG, "empty");
+        assert_verify_bad(&p, 1, "removed");
+
+        /* The log deleted outright: same refusal. */
+        ck_assert_int_eq(unlink(p.log), 0);
+        assert_verify_bad(&p, 1, "log missing");
+        assert_open_refused(&p, -EBADMSG, "empty");
+}
+END_TEST
+
+START_TEST(test_fresh_files_private) {
+        struct paths p = paths_new();
+        _cleanup_audit_ struct kc_audit *a = NULL;
+        _cleanup_free_ char *head = NULL;
+        struct stat st;
+        mode_t old = umask(0);  /* the code must not rely on the caller's umask */
+
+        assert_verify_ok(&p, 0);        /* neither file: a fresh trail */
+        ck_assert_int_eq(kc_audit_open(p.log, p.head, &a, NULL), 0);
+        umask(old);
+        ck_assert_int_eq(stat(p.log, &st), 0);
+        ck_assert_uint_eq(st.st_mode & 07777, 0600);
+        ck_assert_int_eq(stat(p.head, &st), 0);
+        ck_assert_uint_eq(st.st_mode & 07777, 0600);
+        head = slurp(p.head);
+        ck_assert_str_eq(head, "{\"seq\":0,\"sha256\":\"0000000000000000000000000000000000000000000000000000000000000000\"}\n");
+        assert_verify_ok(&p, 0);
+
+        umask(0);
+        ck_assert_int_eq(kc_audit_write(a, &(struct kc_audit_record) { .operation = "CreateKey" }), 0);
+        umask(old);
+        ck_assert_int_eq(stat(p.head, &st), 0);
+        ck_assert_uint_eq(st.st_mode & 07777, 0600);
+        assert_verify_ok(&p, 1);
+}
+END_TEST
+
+START_TEST(test_crash_between_log_and_head_repaired) {
+        struct paths p = paths_new();
+        _cleanup_free_ char *old_head = NULL, *new_head = NULL;
+        _cleanup_audit_ struct kc_audit *a = NULL;
+        struct kc_audit_verify v;
+        struct kc_err err = {};
+
+        write_records(p.log, p.head, 5, "crash");
+        old_head = slurp(p.head);
+        write_records(p.log, p.head, 1, "crash");
+        new_head = slurp(p.head);
+        spew(p.head, old_head);         /* as if the process died after the log's fsync */
+
+        ck_assert_int_eq(verify(&p, &v), 0);
+        ck_assert_uint_eq(v.records, 6);
+        ck_assert_ptr_nonnull(strstr(v.reason, "behind"));
+
+        ck_assert_msg(kc_audit_open(p.log, p.head, &a, &err) == 0, "open: %s", err.msg);
+        _cleanup_free_ char *repaired = slurp(p.head);
+        ck_assert_str_eq(repaired, new_head);
+        ck_assert_int_eq(kc_audit_write(a, &(struct kc_audit_record) { .operation = "Decrypt" }), 0);
+        assert_verify_ok(&p, 7);
+
+        /* Two behind is not a crash. */
+        spew(p.head, old_head);
+        kc_audit_close(TAKE_PTR(a));
+        assert_open_refused(&p, -EBADMSG, "does not match its chain head");
+        assert_verify_bad(&p, 6, "rolled back");
+}
+END_TEST
+
+/* ---- failing writes ---- */
+
+START_TEST(test_write_fails_closed_when_file_cannot_grow) {
+        struct paths p = paths_new();
+        _cleanup_audit_ struct kc_audit *a = NULL;
+        _cleanup_free_ char *head = NULL, *head_after = NULL;
+        struct rlimit rl;
+        off_t size;
+
+        write_records(p.log, p.head, 3, "fsize");
+        size = file_size(p.log);
+        head = slurp(p.head);
+        ck_assert_int_eq(kc_audit_open(p.log, p.head, &a, NULL), 0);
+
+        /* Room for 20 more bytes: the first write is short, the next fails with EFBIG. */
+        signal(SIGXFSZ, SIG_IGN);
+        ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &rl), 0);
+        struct rlimit small = { .rlim_cur = size + 20, .rlim_max = rl.rlim_max };
+        ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &small), 0);
+        ck_assert_int_eq(kc_audit_write(a, &(struct kc_audit_record) { .operation = "Decrypt" }), -EFBIG);
+        ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+
+        /* Rolled back: nothing half written, head untouched, and the trail goes on. */
+        ck_assert_int_eq(file_size(p.log), size);
+        head_after = slurp(p.head);
+        ck_assert_str_eq(head_after, head);
+        assert_verify_ok(&p, 3);
+        ck_assert_int_eq(kc_audit_write(a, &(struct kc_audit_record) { .operation = "Decrypt" }), 0);
+        assert_verify_ok(&p, 4);
+}
+END_TEST
+
+START_TEST(test_write_fails_closed_when_head_cannot_be_written) {
+        struct paths p = paths_new();
+        _cleanup_audit_ struct kc_audit *a = NULL;
+        char longname[600];
+        off_t size;
+
+        /* A head whose name leaves no room for its temporary file: readable, never replaceable. */
+        write_records(p.log, p.head, 2, "head");
+        size = file_size(p.log);
+        snprintf(longname, sizeof(longname), "%s/%0250d", p.dir, 0);
+        ck_assert_int_eq(rename(p.head, longname), 0);
+        ck_assert_int_eq(kc_audit_open(p.log, longname, &a, NULL), 0);
+        ck_assert_int_eq(kc_audit_write(a, &(struct kc_audit_record) { .operation = "Decrypt" }), -ENAMETOOLONG);
+        ck_assert_int_eq(file_size(p.log), size);       /* rolled back */
+        ck_assert_int_eq(rename(longname, p.head), 0);
+        assert_verify_ok(&p, 2);
+}
+END_TEST
+
+START_TEST(test_write_refused_when_head_vanishes) {
+        struct paths p = paths_new();
+        _cleanup_audit_ struct kc_audit *a = NULL;
+        off_t size;
+
+        /* Every write checks the tail against the head again, under the lock. */
+        write_records(p.log, p.head, 2, "vanish");
+        size = file_size(p.log);
+        ck_assert_int_eq(kc_audit_open(p.log, p.head, &a, NULL), 0);
+        ck_assert_int_eq(unlink(p.head), 0);
+        ck_assert_int_eq(kc_audit_write(a, &(struct kc_audit_record) { .operation = "Decrypt" }), -EBADMSG);
+        ck_assert_int_eq(file_size(p.log), size);
+        ck_assert_int_eq(access(p.head, F_OK), -1);
+}
+END_TEST
+
+START_TEST(test_log_must_be_regular_file) {
+        static const char *targets[] = { "/dev/null", "/dev/full" };
+
+        for (size_t i = 0; i < ARRAY_SIZE(targets); i++) {
+                struct paths p = paths_new();
+                struct kc_audit_verify v;
+
+                ck_assert_int_eq(symlink(targets[i], p.log), 0);
+                assert_open_refused(&p, -EINVAL, "not a regular file");
+                ck_assert_int_eq(kc_audit_verify(p.log, p.head, &v), -EINVAL);
+        }
+}
+END_TEST
+
+START_TEST(test_unopenable_log) {
+        struct paths p = paths_new();
+
+        snprintf(p.log, sizeof(p.log), "%s/no/such/dir/audit.log", p.dir);
+        assert_open_refused(&p, -ENOENT, "cannot open audit log");
+}
+END_TEST
+
+/* ---- concurrency ---- */
+
+static void run_writers(const struct paths *p, struct kc_audit *shared, unsigned writers, unsigned each) {
+        pid_t pids[16];
+
+        for (unsigned w = 0; w < writers; w++) {
+                pids[w] = fork();
+                ck_assert_int_ge(pids[w], 0);
+                if (pids[w] == 0) {
+                        struct kc_audit *a = shared;
+                        char detail[32];
+                        int ok = 1;
+
+                        if (!a && kc_audit_open(p->log, p->head, &a, NULL) < 0)
+                                _exit(2);
+                        for (unsigned i = 0; i < each && ok; i++) {
+                                snprintf(detail, sizeof(detail), "writer %u record %u", w, i);
+                                ok = kc_audit_write(a, &(struct kc_audit_record) {
+                                        .operation = "Decrypt", .detail = detail }) == 0;
+                        }
+                        _exit(ok ? 0 : 1);
+                }
+        }
+        for (unsigned w = 0; w < writers; w++) {
+                int status;
+                ck_assert_int_eq(waitpid(pids[w], &status, 0), pids[w]);
+                ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "writer %u failed", w);
+        }
+}
+
+static int count_writer(struct json_object *o, void *userdata) {
+        unsigned *counts = userdata;
+        struct json_object *d;
+        unsigned w, i;
+
+        ck_assert(json_object_object_get_ex(o, "detail", &d));
+        ck_assert_int_eq(sscanf(json_object_get_string(d), "writer %u record %u", &w, &i), 2);
+        ck_assert_uint_lt(w, 4);
+        ck_assert_uint_eq(i, counts[w]);        /* each writer's records in its own order */
+        counts[w]++;
+        return 0;
+}
+
+START_TEST(test_concurrent_writers) {
+        struct paths p = paths_new();
+        unsigned counts[4] = {};
+
+        run_writers(&p, NULL, 4, 50);
+        assert_verify_ok(&p, 200);
+        ck_assert_int_eq(kc_audit_foreach(p.log, NULL, count_writer, counts), 0);
+        for (unsigned w = 0; w < 4; w++)
+                ck_assert_uint_eq(counts[w], 50);
+}
+END_TEST
+
+START_TEST(test_concurrent_writers_sharing_a_handle_across_fork) {
+        struct paths p = paths_new();
+        _cleanup_audit_ struct kc_audit *a = NULL;
+
+        /* Children inherit one open file, whose flock would not exclude them from each other. */
+        ck_assert_int_eq(kc_audit_open(p.log, p.head, &a, NULL), 0);
+        run_writers(&p, a, 4, 50);
+        assert_verify_ok(&p, 200);
+        ck_assert_int_eq(kc_audit_write(a, &(struct kc_audit_record) { .operation = "Decrypt" }), 0);
+        assert_verify_ok(&p, 201);
+}
+END_TEST
+
+/* ---- foreach ---- */
+
+struct collected {
+        unsigned n;
+        unsigned stop_after;
+        char key_ids[32][16];
+};
+
+static int collect(struct json_object *o, void *userdata) {
+        struct collected *c = userdata;
+        struct json_object *k;
+
+        ck_assert(json_object_object_get_ex(o, "key_id", &k));
+        snprintf(c->key_ids[c->n % 32], sizeof(c->key_ids[0]), "%s", json_object_get_string(k));
+        c->n++;
+        return c->stop_after && c->n >= c->stop_after ? -ECANCELED : 0;
+}
+
+START_TEST(test_foreach_filters) {
+        struct paths p = paths_new();
+        struct collected all = {}, k1 = {}, future = {}, past = {}, stopped = { .stop_after = 3 };
+
+        ck_assert_int_eq(kc_audit_foreach(p.log, NULL, collect, &all), 0);     /* no log: no records */
+        ck_assert_uint_eq(all.n, 0);
+        write_records(p.log, p.head, 9, "list");
+
+        ck_assert_int_eq(kc_audit_foreach(p.log, NULL, collect, &all), 0);
+        ck_assert_uint_eq(all.n, 9);
+        ck_assert_int_eq(kc_audit_foreach(p.log, &(struct kc_audit_filter) { .key_id = "local:k1" }, collect, &k1), 0);
+        ck_assert_uint_eq(k1.n, 5);
+        for (unsigned i = 0; i < k1.n; i++)
+                ck_assert_str_eq(k1.key_ids[i], "local:k1");
+        ck_assert_int_eq(kc_audit_foreach(p.log, &(struct kc_audit_filter) { .since = time(NULL) + 3600 }, collect, &future), 0);
+        ck_assert_uint_eq(future.n, 0);
+        ck_assert_int_eq(kc_audit_foreach(p.log, &(struct kc_audit_filter) { .key_id = "local:k2", .since = time(NULL) - 3600 },
+                                          collect, &past), 0);
+        ck_assert_uint_eq(past.n, 4);
+        ck_assert_int_eq(kc_audit_foreach(p.log, NULL, collect, &stopped), -ECANCELED);
+        ck_assert_uint_eq(stopped.n, 3);
+
+        append_text(p.log, "not json\n");
+        all.n = 0;
+        ck_assert_int_eq(kc_audit_foreach(p.log, NULL, collect, &all), -EBADMSG);
+        ck_assert_uint_eq(all.n, 9);
+}
+END_TEST
+
+/* ---- caller ---- */
+
+static void own_exe(char *buf, size_t size) {
+        ssize_t n = readlink("/proc/self/exe", buf, size - 1);
+        ck_assert_int_gt(n, 0);
+        buf[n] = '\0';
+}
+
+START_TEST(test_caller_self) {
+        struct kc_caller c;
+        char exe[4096];
+
+        own_exe(exe, sizeof(exe));
+        ck_assert_int_eq(kc_caller_self(&c), 0);
+        ck_assert_int_eq(c.uid, getuid());
+        ck_assert_int_eq(c.pid, getpid());
+        ck_assert_str_eq(c.exe, exe);
+}
+END_TEST
+
+START_TEST(test_caller_from_socket) {
+        struct paths p = paths_new();
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct kc_caller c = { .pid = -5 };
+        int sv[2], pipefd[2], lfd, cfd, status;
+        char exe[4096];
+        pid_t child;
+
+        own_exe(exe, sizeof(exe));
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        ck_assert_int_eq(kc_caller_from_socket(sv[0], &c), 0);
+        ck_assert_int_eq(c.pid, getpid());
+        ck_assert_int_eq(c.uid, getuid());
+        ck_assert_str_eq(c.exe, exe);
+        close(sv[0]);
+        close(sv[1]);
+
+        /* A real peer: a child connects to our listening socket. */
+        ck_assert_uint_lt(strlen(p.dir) + strlen("/sock"), sizeof(sa.sun_path));
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%.*s/sock", (int) (sizeof(sa.sun_path) - 6), p.dir);
+        lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(lfd, 0);
+        ck_assert_int_eq(bind(lfd, (struct sockaddr *) &sa, sizeof(sa)), 0);
+        ck_assert_int_eq(listen(lfd, 1), 0);
+        ck_assert_int_eq(pipe(pipefd), 0);
+        child = fork();
+        ck_assert_int_ge(child, 0);
+        if (child == 0) {
+                int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+                char b;
+                if (fd < 0 || connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0)
+                        _exit(1);
+                close(pipefd[1]);
+                (void) read(pipefd[0], &b, 1);  /* stay alive until the parent has looked */
+                _exit(0);
+        }
+        close(pipefd[0]);
+        cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        ck_assert_int_ge(cfd, 0);
+        ck_assert_int_eq(kc_caller_from_socket(cfd, &c), 0);
+        ck_assert_int_eq(c.pid, child);
+        ck_assert_int_eq(c.uid, getuid());
+        ck_assert_str_eq(c.exe, exe);
+        close(pipefd[1]);
+        ck_assert_int_eq(waitpid(child, &status, 0), child);
+        ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        close(cfd);
+        close(lfd);
+
+        /* A socket with no peer, and no socket at all. */
+        lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        c.pid = -5;
+        ck_assert_int_eq(kc_caller_from_socket(lfd, &c), -ENOTCONN);
+        ck_assert_int_eq(c.pid, -5);            /* untouched on failure */
+        close(lfd);
+        ck_assert_int_eq(pipe(pipefd), 0);
+        ck_assert_int_eq(kc_caller_from_socket(pipefd[0], &c), -ENOTSOCK);
+        close(pipefd[0]);
+        close(pipefd[1]);
+        ck_assert_int_eq(kc_caller_from_socket(-1, &c), -EINVAL);
+}
+END_TEST
+
+Suite *kc_test_suite(void) {
+        Suite *s = suite_create("audit");
+        TCase *chain = tcase_create("chain");
+        TCase *tamper = tcase_create("tamper");
+        TCase *io = tcase_create("io");
+        TCase *caller = tcase_create("caller");
+
+        tcase_add_test(chain, test_chain_rule);
+        tcase_add_test(chain, test_record_fields);
+        tcase_add_test(chain, test_record_context);
+        tcase_add_test(chain, test_bad_records_refused);
+        tcase_add_test(chain, test_foreach_filters);
+        tcase_add_test(tamper, test_edit_detected);
+        tcase_add_test(tamper, test_delete_middle_line);
+        tcase_add_test(tamper, test_swap_lines);
+        tcase_add_test(tamper, test_insert_line);
+        tcase_add_test(tamper, test_truncation_caught_by_head);
+        tcase_add_test(tamper, test_appended_garbage);
+        tcase_add_test(tamper, test_head_missing_refused);
+        tcase_add_test(tamper, test_head_malformed_refused);
+        tcase_add_test(tamper, test_empty_log_with_head_refused);
+        tcase_add_test(io, test_fresh_files_private);
+        tcase_add_test(io, test_crash_between_log_and_head_repaired);
+        tcase_add_test(io, test_write_fails_closed_when_file_cannot_grow);
+        tcase_add_test(io, test_write_fails_closed_when_head_cannot_be_written);
+        tcase_add_test(io, test_write_refused_when_head_vanishes);
+        tcase_add_test(io, test_log_must_be_regular_file);
+        tcase_add_test(io, test_unopenable_log);
+        tcase_add_test(io, test_concurrent_writers);
+        tcase_add_test(io, test_concurrent_writers_sharing_a_handle_across_fork);
+        tcase_set_timeout(io, 60);
+        tcase_add_test(caller, test_caller_self);
+        tcase_add_test(caller, test_caller_from_socket);
+        suite_add_tcase(s, chain);
+        suite_add_tcase(s, tamper);
+        suite_add_tcase(s, io);
+        suite_add_tcase(s, caller);
+        return s;
+}

@@ -1,0 +1,498 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include <json-c/json.h>
+
+#include "agent/blob.h"
+#include "agent/keystore.h"
+#include "agent/kms.h"
+#include "lib/secret.h"
+#include "tests/unit/check-main.h"
+
+static time_t fake_now = 1800000000;
+static time_t fake_clock(void) {
+        return fake_now;
+}
+
+struct env {
+        char *tmp;
+        char *keystore;
+        char *audit_log;
+        struct kc_kms_config cfg;
+        struct kc_kms *kms;
+        struct kc_caller caller;
+        struct kc_kms_request req;
+};
+
+static void env_open(struct env *e) {
+        struct kc_err err = {};
+        int r = kc_kms_open(&e->cfg, &e->kms, &err);
+        ck_assert_msg(r == 0, "kc_kms_open: %s", kc_err_msg(&err, r));
+}
+
+static void env_init(struct env *e) {
+        *e = (struct env) {};
+        e->tmp = kc_test_tmpdir();
+        ck_assert_int_ge(asprintf(&e->keystore, "%s/keystore", e->tmp), 0);
+        ck_assert_int_ge(asprintf(&e->audit_log, "%s/audit.log", e->tmp), 0);
+        e->cfg = (struct kc_kms_config) { .keystore_dir = e->keystore, .audit_log = e->audit_log };
+        ck_assert_int_eq(kc_caller_self(&e->caller), 0);
+        e->req = (struct kc_kms_request) { .caller = &e->caller, .volume = "vol-test" };
+        env_open(e);
+}
+
+static void env_done(struct env *e) {
+        kc_kms_close(e->kms);
+        free(e->tmp);
+        free(e->keystore);
+        free(e->audit_log);
+}
+
+static struct kc_context *ctx_new(const char *db, const char *vol) {
+        struct kc_context *c = NULL;
+        ck_assert_int_eq(kc_context_new(&c), 0);
+        ck_assert_int_eq(kc_context_add(c, "db-id", db, NULL), 0);
+        ck_assert_int_eq(kc_context_add(c, "volume-id", vol, NULL), 0);
+        return c;
+}
+
+static void create(struct env *e, const char *alias, struct kc_key_info *ret) {
+        struct kc_err err = {};
+        int r = kc_kms_create_key(e->kms, &e->req, NULL, alias, "test", ret, &err);
+        ck_assert_msg(r == 0, "create: %s", kc_err_msg(&err, r));
+}
+
+static void generate(struct env *e, const char *ref, const struct kc_context *ctx, struct kc_data_key *ret) {
+        struct kc_err err = {};
+        int r = kc_kms_generate_data_key(e->kms, &e->req, ref, ctx, 64, ret, &err);
+        ck_assert_msg(r == 0, "generate %s: %s", ref, kc_err_msg(&err, r));
+        ck_assert_uint_eq(kc_secret_size(ret->plaintext), 64);
+}
+
+static int decrypt(struct env *e, const char *ref, const struct kc_data_key *dk, const struct kc_context *ctx,
+                   struct kc_err *err) {
+        _cleanup_secret_ void *pt = NULL;
+        char id[65] = "";
+        uint32_t version = 0;
+        int r;
+
+        *err = (struct kc_err) {};
+        r = kc_kms_decrypt(e->kms, &e->req, ref, dk->blob, dk->blob_len, ctx, &pt, id, &version, err);
+        if (r < 0) {
+                ck_assert_ptr_null(pt);
+                return r;
+        }
+        ck_assert_uint_eq(kc_secret_size(pt), kc_secret_size(dk->plaintext));
+        ck_assert_mem_eq(pt, dk->plaintext, kc_secret_size(pt));
+        ck_assert_str_eq(id, dk->key_id);
+        ck_assert_uint_eq(version, dk->key_version);
+        return 0;
+}
+
+/* The chain the KMS layer wrote verifies, with its head in the keystore (the default). */
+static void assert_audit_intact(const struct env *e) {
+        _cleanup_free_ char *head = NULL;
+        struct kc_audit_verify v = {};
+        int r;
+
+        ck_assert_int_ge(asprintf(&head, "%s/audit.head", e->keystore), 0);
+        r = kc_audit_verify(e->audit_log, head, &v);
+        ck_assert_msg(r == 0, "audit chain broken at line %llu: %s", (unsigned long long) v.bad_line, v.reason);
+}
+
+static void setup(void) {
+        fake_now = 1800000000;
+        kc_keystore_set_clock(fake_clock);
+        unsetenv("CREDENTIALS_DIRECTORY");
+}
+
+START_TEST(test_resolve) {
+        const struct kc_kms_provider *p = NULL;
+        const char *key = NULL;
+        struct kc_err err = {};
+
+        ck_assert_int_eq(kc_kms_resolve("alias/pg", &p, &key, NULL), 0);
+        ck_assert_ptr_eq(p, &kc_kms_provider_local);
+        ck_assert_str_eq(key, "alias/pg");
+        ck_assert_int_eq(kc_kms_resolve("local:alias/pg", &p, &key, NULL), 0);
+        ck_assert_str_eq(key, "alias/pg");
+        ck_assert_int_eq(kc_kms_resolve("local:5f0c0000-0000-4000-8000-000000000000", &p, &key, NULL), 0);
+        ck_assert_str_eq(key, "5f0c0000-0000-4000-8000-000000000000");
+        ck_assert_int_eq(kc_kms_resolve("5f0c0000-0000-4000-8000-000000000000", &p, &key, NULL), 0);
+        ck_assert_ptr_eq(p, &kc_kms_provider_local);
+        ck_assert_int_eq(kc_kms_resolve("aws:arn:aws:kms:eu-west-1:1:key/x", &p, &key, &err), -EPROTONOSUPPORT);
+        ck_assert_ptr_nonnull(strstr(err.msg, "\"aws\""));
+        ck_assert_int_eq(kc_kms_resolve("", &p, &key, NULL), -EINVAL);
+        ck_assert_int_eq(kc_kms_resolve(NULL, &p, &key, NULL), -EINVAL);
+        ck_assert_int_eq(kc_kms_resolve("local:", &p, &key, NULL), -EINVAL);
+        ck_assert_str_eq(kc_key_state_to_string(KC_KEY_PENDING_DELETION), "PendingDeletion");
+}
+END_TEST
+
+START_TEST(test_generate_decrypt_roundtrip) {
+        _cleanup_context_ struct kc_context *ctx = ctx_new("db-1", "vol-1");
+        struct kc_data_key dk = {}, dk2 = {};
+        struct kc_key_info a, d;
+        struct kc_err err = {};
+        _cleanup_free_ char *by_id = NULL;
+        struct env e;
+
+        env_init(&e);
+        create(&e, "alias/pgdata", &a);
+        generate(&e, "alias/pgdata", ctx, &dk);
+        ck_assert_str_eq(dk.key_id, a.key_id);
+        ck_assert_uint_eq(dk.key_version, 1);
+        ck_assert_int_eq(decrypt(&e, "alias/pgdata", &dk, ctx, &err), 0);
+        ck_assert_int_eq(decrypt(&e, "local:alias/pgdata", &dk, ctx, &err), 0);
+        ck_assert_int_ge(asprintf(&by_id, "local:%s", a.key_id), 0);
+        ck_assert_int_eq(decrypt(&e, by_id, &dk, ctx, &err), 0);
+        ck_assert_int_eq(decrypt(&e, a.key_id, &dk, ctx, &err), 0);
+        ck_assert_int_eq(decrypt(&e, NULL, &dk, ctx, &err), 0);
+
+        /* Two data keys differ. */
+        generate(&e, by_id, ctx, &dk2);
+        ck_assert(memcmp(dk.plaintext, dk2.plaintext, 64) != 0);
+
+        ck_assert_int_eq(kc_kms_describe_key(e.kms, &e.req, "local:alias/pgdata", &d, &err), 0);
+        ck_assert_str_eq(d.key_id, a.key_id);
+
+        /* Size limits. */
+        ck_assert_int_eq(kc_kms_generate_data_key(e.kms, &e.req, "alias/pgdata", ctx, 0, &dk2, NULL), -EINVAL);
+        ck_assert_int_eq(kc_kms_generate_data_key(e.kms, &e.req, "alias/pgdata", ctx, 1025, &dk2, NULL), -EINVAL);
+        kc_data_key_clear(&dk);
+        kc_data_key_clear(&dk);   /* twice is safe */
+        kc_data_key_clear(&dk2);
+        env_done(&e);
+}
+END_TEST
+
+START_TEST(test_rotate_old_blob_still_decrypts) {
+        _cleanup_context_ struct kc_context *ctx = ctx_new("db-1", "vol-1");
+        struct kc_data_key old = {}, fresh = {}, rewrapped = {};
+        struct kc_err err = {};
+        uint32_t version = 0;
+        struct env e;
+
+        env_init(&e);
+        create(&e, "alias/r", NULL);
+        generate(&e, "alias/r", ctx, &old);
+        ck_assert_int_eq(kc_kms_rotate_key(e.kms, &e.req, "alias/r", &version, &err), 0);
+        ck_assert_uint_eq(version, 2);
+        generate(&e, "alias/r", ctx, &fresh);
+        ck_assert_uint_eq(fresh.key_version, 2);
+        ck_assert_int_eq(decrypt(&e, "alias/r", &old, ctx, &err), 0);
+        ck_assert_int_eq(decrypt(&e, "alias/r", &fresh, ctx, &err), 0);
+
+        /* ReEncrypt moves the old blob to the newest version; the data key itself stays. */
+        ck_assert_int_eq(kc_kms_re_encrypt(e.kms, &e.req, "alias/r", old.blob, old.blob_len, ctx, NULL, NULL,
+                                           &rewrapped, &err), 0);
+        ck_assert_uint_eq(rewrapped.key_version, 2);
+        ck_assert_mem_eq(rewrapped.plaintext, old.plaintext, 64);
+        ck_assert_int_eq(decrypt(&e, "alias/r", &rewrapped, ctx, &err), 0);
+        kc_data_key_clear(&old);
+        kc_data_key_clear(&fresh);
+        kc_data_key_clear(&rewrapped);
+        env_done(&e);
+}
+END_TEST
+
+START_TEST(test_re_encrypt_other_key_and_context) {
+        _cleanup_context_ struct kc_context *src = ctx_new("db-1", "vol-1"), *dst = ctx_new("db-1", "vol-clone");
+        struct kc_data_key dk = {}, moved = {};
+        struct kc_key_info a, b;
+        struct kc_err err = {};
+        struct env e;
+
+        env_init(&e);
+        create(&e, "alias/a", &a);
+        create(&e, "alias/b", &b);
+        generate(&e, "alias/a", src, &dk);
+        ck_assert_int_eq(kc_kms_re_encrypt(e.kms, &e.req, "alias/a", dk.blob, dk.blob_len, src, "local:alias/b", dst,
+                                           &moved, &err), 0);
+        ck_assert_str_eq(moved.key_id, b.key_id);
+        ck_assert_mem_eq(moved.plaintext, dk.plaintext, 64);
+        ck_assert_int_eq(decrypt(&e, "alias/b", &moved, dst, &err), 0);
+        ck_assert_int_eq(decrypt(&e, "alias/b", &moved, src, &err), -EBADMSG);
+
+        /* The source key named must be the blob's key; other providers are refused. */
+        struct kc_data_key none = {};
+        err = (struct kc_err) {};
+        ck_assert_int_eq(kc_kms_re_encrypt(e.kms, &e.req, "alias/b", dk.blob, dk.blob_len, src, NULL, NULL,
+                                           &none, &err), -EBADMSG);
+        ck_assert_ptr_null(none.plaintext);
+        ck_assert_int_eq(kc_kms_re_encrypt(e.kms, &e.req, "alias/a", dk.blob, dk.blob_len, src, "aws:key/x", NULL,
+                                           &none, NULL), -EPROTONOSUPPORT);
+        kc_data_key_clear(&dk);
+        kc_data_key_clear(&moved);
+        env_done(&e);
+}
+END_TEST
+
+START_TEST(test_disable_enable) {
+        _cleanup_context_ struct kc_context *ctx = ctx_new("db-1", "vol-1");
+        struct kc_data_key dk = {}, none = {};
+        struct kc_err err = {};
+        struct env e;
+
+        env_init(&e);
+        create(&e, "alias/d", NULL);
+        generate(&e, "alias/d", ctx, &dk);
+        ck_assert_int_eq(kc_kms_set_enabled(e.kms, &e.req, "alias/d", false, &err), 0);
+        ck_assert_int_eq(kc_kms_generate_data_key(e.kms, &e.req, "alias/d", ctx, 64, &none, &err), -EKEYREVOKED);
+        ck_assert_ptr_null(none.plaintext);
+        ck_assert_int_eq(decrypt(&e, "alias/d", &dk, ctx, &err), -EKEYREVOKED);
+        ck_assert_ptr_nonnull(strstr(err.msg, "disabled"));
+        ck_assert_int_eq(kc_kms_set_enabled(e.kms, &e.req, "alias/d", true, &err), 0);
+        ck_assert_int_eq(decrypt(&e, "alias/d", &dk, ctx, &err), 0);
+        kc_data_key_clear(&dk);
+        env_done(&e);
+}
+END_TEST
+
+START_TEST(test_deletion_lifecycle) {
+        _cleanup_context_ struct kc_context *ctx = ctx_new("db-1", "vol-1");
+        struct kc_data_key dk = {}, none = {};
+        struct kc_key_info a;
+        struct kc_err err = {};
+        time_t date = 0;
+        struct env e;
+
+        env_init(&e);
+        create(&e, "alias/x", &a);
+        generate(&e, "alias/x", ctx, &dk);
+        ck_assert_int_eq(kc_kms_schedule_deletion(e.kms, &e.req, "alias/x", 6, &date, &err), -EINVAL);
+        ck_assert_int_eq(kc_kms_schedule_deletion(e.kms, &e.req, "alias/x", 31, &date, NULL), -EINVAL);
+        ck_assert_int_eq(kc_kms_schedule_deletion(e.kms, &e.req, "alias/x", 7, &date, NULL), 0);
+        ck_assert_int_eq(date, fake_now + 7 * 86400);
+        ck_assert_int_eq(kc_kms_generate_data_key(e.kms, &e.req, "alias/x", ctx, 64, &none, NULL), -EKEYEXPIRED);
+        ck_assert_int_eq(decrypt(&e, a.key_id, &dk, ctx, &err), -EKEYEXPIRED);
+        ck_assert_int_eq(kc_kms_cancel_deletion(e.kms, &e.req, "alias/x", NULL), 0);
+        ck_assert_int_eq(decrypt(&e, a.key_id, &dk, ctx, &err), -EKEYREVOKED);   /* cancelled: Disabled */
+        ck_assert_int_eq(kc_kms_set_enabled(e.kms, &e.req, "alias/x", true, NULL), 0);
+        ck_assert_int_eq(decrypt(&e, a.key_id, &dk, ctx, &err), 0);
+
+        ck_assert_int_eq(kc_kms_schedule_deletion(e.kms, &e.req, a.key_id, 7, &date, NULL), 0);
+        fake_now = date + 1;
+        ck_assert_int_eq(decrypt(&e, a.key_id, &dk, ctx, &err), -EKEYREJECTED);
+        ck_assert_ptr_nonnull(strstr(err.msg, "destroyed"));
+        ck_assert_int_eq(decrypt(&e, NULL, &dk, ctx, &err), -EKEYREJECTED);
+        kc_data_key_clear(&dk);
+        env_done(&e);
+}
+END_TEST
+
+START_TEST(test_refusals) {
+        _cleanup_context_ struct kc_context *ctx = ctx_new("db-1", "vol-1"), *wrong = ctx_new("db-1", "vol-2");
+        struct kc_data_key dk = {}, foreign = {};
+        struct kc_key_info a, b;
+        struct kc_err err = {};
+        struct env e, other;
+
+        env_init(&e);
+        env_init(&other);
+        create(&e, "alias/a", &a);
+        create(&e, "alias/b", &b);
+        create(&other, "alias/a", NULL);
+        generate(&e, "alias/a", ctx, &dk);
+        generate(&other, "alias/a", ctx, &foreign);
+
+        ck_assert_int_eq(decrypt(&e, "alias/a", &dk, wrong, &err), -EBADMSG);
+        ck_assert_str_eq(err.msg, "wrapped key does not match this key or encryption context");
+        ck_assert_int_eq(decrypt(&e, "alias/b", &dk, ctx, &err), -EBADMSG);
+        ck_assert_ptr_nonnull(strstr(err.msg, a.key_id));
+        ck_assert_int_eq(decrypt(&e, b.key_id, &dk, ctx, &err), -EBADMSG);
+        ck_assert_int_eq(decrypt(&e, "alias/nope", &dk, ctx, &err), -ENOKEY);
+
+        /* A blob of another keystore names a key this one does not have, even under the same alias. */
+        ck_assert_int_eq(decrypt(&e, "alias/a", &foreign, ctx, &err), -EBADMSG);
+        ck_assert_int_eq(decrypt(&e, NULL, &foreign, ctx, &err), -ENOKEY);
+        ck_assert_ptr_nonnull(strstr(err.msg, foreign.key_id));
+
+        /* Tampering anywhere in the blob is refused. */
+        for (size_t i = 0; i < dk.blob_len; i += 7) {
+                dk.blob[i] ^= 0x01;
+                ck_assert_int_lt(decrypt(&e, NULL, &dk, ctx, &err), 0);
+                dk.blob[i] ^= 0x01;
+        }
+        ck_assert_int_eq(decrypt(&e, NULL, &dk, ctx, &err), 0);
+        kc_data_key_clear(&dk);
+        kc_data_key_clear(&foreign);
+        env_done(&other);
+        env_done(&e);
+}
+END_TEST
+
+struct audit_seen {
+        char ops[64][32];
+        bool ok[64];
+        size_t n;
+};
+
+static int collect(struct json_object *rec, void *userdata) {
+        struct audit_seen *s = userdata;
+        struct json_object *op, *result;
+
+        ck_assert(json_object_object_get_ex(rec, "operation", &op));
+        ck_assert(json_object_object_get_ex(rec, "result", &result));
+        if (s->n < ARRAY_SIZE(s->ops)) {
+                snprintf(s->ops[s->n], sizeof(s->ops[0]), "%s", json_object_get_string(op));
+                s->ok[s->n] = streq(json_object_get_string(result), "ok");
+        }
+        s->n++;
+        return 0;
+}
+
+START_TEST(test_every_call_audited) {
+        _cleanup_context_ struct kc_context *ctx = ctx_new("db-1", "vol-1"), *wrong = ctx_new("db-1", "vol-2");
+        _cleanup_free_ struct kc_key_info *list = NULL;
+        struct kc_data_key dk = {}, re = {}, none = {};
+        struct audit_seen seen = {};
+        struct kc_key_info info;
+        struct kc_err err = {};
+        size_t n;
+        struct env e;
+        static const struct { const char *op; bool ok; } want[] = {
+                { "CreateKey", true }, { "GenerateDataKey", true }, { "Decrypt", true }, { "Decrypt", false },
+                { "ReEncrypt", true }, { "DescribeKey", true }, { "ListKeys", true }, { "RotateKey", true },
+                { "DisableKey", true }, { "GenerateDataKey", false }, { "EnableKey", true },
+                { "ScheduleKeyDeletion", false }, { "ScheduleKeyDeletion", true }, { "CancelKeyDeletion", true },
+                { "DescribeKey", false }, { "GenerateDataKey", false },
+        };
+
+        env_init(&e);
+        create(&e, "alias/a", NULL);
+        generate(&e, "alias/a", ctx, &dk);
+        ck_assert_int_eq(decrypt(&e, "alias/a", &dk, ctx, &err), 0);
+        ck_assert_int_eq(decrypt(&e, "alias/a", &dk, wrong, &err), -EBADMSG);
+        ck_assert_int_eq(kc_kms_re_encrypt(e.kms, &e.req, NULL, dk.blob, dk.blob_len, ctx, NULL, wrong, &re, NULL), 0);
+        ck_assert_int_eq(kc_kms_describe_key(e.kms, &e.req, "alias/a", &info, NULL), 0);
+        ck_assert_int_eq(kc_kms_list_keys(e.kms, &e.req, "local", &list, &n, NULL), 0);
+        ck_assert_uint_eq(n, 1);
+        ck_assert_int_eq(kc_kms_rotate_key(e.kms, &e.req, "alias/a", NULL, NULL), 0);
+        ck_assert_int_eq(kc_kms_set_enabled(e.kms, &e.req, "alias/a", false, NULL), 0);
+        ck_assert_int_eq(kc_kms_generate_data_key(e.kms, &e.req, "alias/a", ctx, 64, &none, NULL), -EKEYREVOKED);
+        ck_assert_int_eq(kc_kms_set_enabled(e.kms, &e.req, "alias/a", true, NULL), 0);
+        ck_assert_int_eq(kc_kms_schedule_deletion(e.kms, &e.req, "alias/a", 3, NULL, NULL), -EINVAL);
+        ck_assert_int_eq(kc_kms_schedule_deletion(e.kms, &e.req, "alias/a", 9, NULL, NULL), 0);
+        ck_assert_int_eq(kc_kms_cancel_deletion(e.kms, &e.req, "alias/a", NULL), 0);
+        ck_assert_int_eq(kc_kms_describe_key(e.kms, &e.req, "aws:key/1", &info, NULL), -EPROTONOSUPPORT);
+        ck_assert_int_eq(kc_kms_generate_data_key(e.kms, &e.req, "alias/none", ctx, 64, &none, NULL), -ENOKEY);
+
+        ck_assert_int_eq(kc_audit_foreach(e.audit_log, NULL, collect, &seen), 0);
+        ck_assert_uint_eq(seen.n, ARRAY_SIZE(want));
+        for (size_t i = 0; i < ARRAY_SIZE(want); i++) {
+                ck_assert_msg(streq(seen.ops[i], want[i].op), "record %zu is %s, want %s", i + 1, seen.ops[i], want[i].op);
+                ck_assert_msg(seen.ok[i] == want[i].ok, "record %zu (%s) result", i + 1, seen.ops[i]);
+        }
+        assert_audit_intact(&e);
+        kc_data_key_clear(&dk);
+        kc_data_key_clear(&re);
+        env_done(&e);
+}
+END_TEST
+
+/*
+ * Make appends to the audit log fail (EFBIG) while fn runs: works even for
+ * root, unlike permissions.  Check reports results through a file too, so the
+ * limit is lifted again before any assertion.
+ */
+static void with_frozen_audit_log(const char *path, void (*fn)(void *userdata), void *userdata) {
+        struct stat st;
+        struct rlimit old, rl;
+
+        ck_assert_int_eq(stat(path, &st), 0);
+        ck_assert_ptr_ne(signal(SIGXFSZ, SIG_IGN), SIG_ERR);
+        ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+        rl = old;
+        rl.rlim_cur = (rlim_t) st.st_size;
+        ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+        fn(userdata);
+        ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+}
+
+struct frozen {
+        struct env *e;
+        const struct kc_context *ctx;
+        const struct kc_data_key *dk;
+        int r_generate, r_decrypt, r_re_encrypt;
+        struct kc_err err;
+        struct kc_data_key generated, re;
+        void *pt;
+        char id[65];
+};
+
+static void frozen_calls(void *userdata) {
+        struct frozen *f = userdata;
+        struct env *e = f->e;
+
+        f->r_generate = kc_kms_generate_data_key(e->kms, &e->req, "alias/a", f->ctx, 64, &f->generated, &f->err);
+        f->r_decrypt = kc_kms_decrypt(e->kms, &e->req, "alias/a", f->dk->blob, f->dk->blob_len, f->ctx, &f->pt,
+                                      f->id, NULL, NULL);
+        f->r_re_encrypt = kc_kms_re_encrypt(e->kms, &e->req, NULL, f->dk->blob, f->dk->blob_len, f->ctx, NULL, NULL,
+                                            &f->re, NULL);
+}
+
+START_TEST(test_audit_failure_fails_closed) {
+        _cleanup_context_ struct kc_context *ctx = ctx_new("db-1", "vol-1");
+        struct kc_data_key dk = {};
+        struct audit_seen seen = {};
+        struct env e;
+        struct frozen f = { .id = "untouched" };
+        size_t before;
+
+        env_init(&e);
+        create(&e, "alias/a", NULL);
+        generate(&e, "alias/a", ctx, &dk);
+        ck_assert_int_eq(decrypt(&e, "alias/a", &dk, ctx, &f.err), 0);
+        ck_assert_int_eq(kc_audit_foreach(e.audit_log, NULL, collect, &seen), 0);
+        before = seen.n;
+
+        f.e = &e;
+        f.ctx = ctx;
+        f.dk = &dk;
+        with_frozen_audit_log(e.audit_log, frozen_calls, &f);
+
+        ck_assert_int_lt(f.r_generate, 0);
+        ck_assert_msg(strstr(f.err.msg, "audit"), "message: %s", f.err.msg);
+        ck_assert_ptr_null(f.generated.plaintext);
+        ck_assert_ptr_null(f.generated.blob);
+        ck_assert_int_lt(f.r_decrypt, 0);
+        ck_assert_ptr_null(f.pt);
+        ck_assert_str_eq(f.id, "untouched");
+        ck_assert_int_lt(f.r_re_encrypt, 0);
+        ck_assert_ptr_null(f.re.plaintext);
+
+        /* Nothing reached the log either, and it still verifies. */
+        seen.n = 0;
+        ck_assert_int_eq(kc_audit_foreach(e.audit_log, NULL, collect, &seen), 0);
+        ck_assert_uint_eq(seen.n, before);
+        assert_audit_intact(&e);
+        /* Once the log is writable again, so is the KMS. */
+        ck_assert_int_eq(decrypt(&e, "alias/a", &dk, ctx, &f.err), 0);
+        kc_data_key_clear(&dk);
+        env_done(&e);
+}
+END_TEST
+
+Suite *kc_test_suite(void) {
+        Suite *s = suite_create("kms");
+        TCase *tc = tcase_create("core");
+        tcase_add_checked_fixture(tc, setup, NULL);
+        tcase_set_timeout(tc, 60);
+        tcase_add_test(tc, test_resolve);
+        tcase_add_test(tc, test_generate_decrypt_roundtrip);
+        tcase_add_test(tc, test_rotate_old_blob_still_decrypts);
+        tcase_add_test(tc, test_re_encrypt_other_key_and_context);
+        tcase_add_test(tc, test_disable_enable);
+        tcase_add_test(tc, test_deletion_lifecycle);
+        tcase_add_test(tc, test_refusals);
+        tcase_add_test(tc, test_every_call_audited);
+        tcase_add_test(tc, test_audit_failure_fails_closed);
+        suite_add_tcase(s, tc);
+        return s;
+}
