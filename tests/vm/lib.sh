@@ -1,0 +1,95 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# Sourced by every guest test (". /kc/lib.sh").  A test is a busybox sh
+# script that exits 0 (pass), 77 (skip) or anything else (fail); die and
+# skip also record the one-line reason /init prints in the verdict.
+# Clean-ups registered with `defer` run in reverse order on every exit.
+#
+# /init runs each test in its own folder $KCVM_DIR (tmpfs) with $KCVM_TEST
+# set to its name; project programs are on PATH (/kc/bin).
+
+set -eu
+
+die() {
+        printf '%s\n' "$*" >"$KCVM_REASON"
+        echo "FAIL: $*" >&2
+        exit 1
+}
+
+skip() {
+        printf '%s\n' "$*" >"$KCVM_REASON"
+        echo "SKIP: $*" >&2
+        exit 77
+}
+
+_kcvm_defer=
+defer() {
+        _kcvm_defer="$*
+$_kcvm_defer"
+}
+
+_kcvm_exit() {
+        rc=$?
+        set +e
+        # A command that failed under `set -e` leaves no reason of its own.
+        if [ "$rc" != 0 ] && [ "$rc" != 77 ] && [ ! -s "$KCVM_REASON" ]; then
+                echo "a command failed with status $rc (see the output above)" >"$KCVM_REASON"
+        fi
+        printf '%s\n' "$_kcvm_defer" | while IFS= read -r cmd; do
+                [ -n "$cmd" ] && eval "$cmd" </dev/null
+        done
+        exit "$rc"
+}
+trap _kcvm_exit EXIT
+
+# expect_eq WHAT ACTUAL EXPECTED
+expect_eq() {
+        [ "$2" = "$3" ] || die "$1: got '$2', expected '$3'"
+}
+
+# kcvm_loop MIB: a fresh backing file of MIB MiB attached to a loop device;
+# sets KCVM_LOOP (/dev/loopN) and KCVM_LOOP_FILE, detached on exit.
+kcvm_loop() {
+        KCVM_LOOP_FILE=$KCVM_DIR/backing-$1M-$$.img
+        truncate -s "$1M" "$KCVM_LOOP_FILE" ||
+                die "cannot create a $1 MiB backing file"
+        KCVM_LOOP=$(losetup --find --show "$KCVM_LOOP_FILE") || die "losetup --find failed"
+        defer "losetup -d $KCVM_LOOP; rm -f $KCVM_LOOP_FILE"
+}
+
+# kcvm_pattern FILE BYTES: a recognisable, run-unique plaintext; sets KCVM_TAG.
+kcvm_pattern() {
+        KCVM_TAG="KCVM-PLAINTEXT-$KCVM_TEST-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+        yes "$KCVM_TAG" | head -c "$2" >"$1"
+}
+
+# The guest has no udev, and libdevmapper leaves /dev/mapper/NAME to udev
+# rules when they are installed: create (and drop stale) nodes from the
+# kernel's list after every create or remove.
+kcvm_mknodes() {
+        dmsetup mknodes >/dev/null
+}
+
+# Make the next read come from the device, not the page cache.
+kcvm_drop_caches() {
+        sync
+        echo 3 >/proc/sys/vm/drop_caches
+}
+
+# kcvm_no_key DESCRIPTION_PREFIX: fail unless /proc/keys holds no key whose
+# description starts with it.  An unlinked key is freed by the kernel's key
+# garbage collector shortly after, so wait for it a little.
+kcvm_no_key() {
+        i=0
+        while awk -v p="$1" '$9 ~ "^" p { found = 1 } END { exit !found }' /proc/keys; do
+                i=$((i + 1))
+                [ "$i" -lt 50 ] || die "/proc/keys still holds a '$1' key: $(grep -F "$1" /proc/keys | head -n1)"
+                sleep 0.1
+        done
+}
+
+# kcvm_has_hex_key FILE-OR-STRING: whether a run of 64 or more hex digits
+# (a 256-bit or longer key written out) appears in the text.
+kcvm_has_hex_key() {
+        printf '%s\n' "$1" | grep -Eq '[0-9a-fA-F]{64}'
+}

@@ -1,0 +1,158 @@
+#!/bin/sh
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# Build the vm tier's initramfs (cpio newc, gzip -1):
+#
+#   mkinitramfs.sh -k KROOT -v KVER -o OUT [-m MODULE]... [-b PROGRAM]... [-t TEST.sh]...
+#
+#   -k, -v   the kernel tree unpacked by kernel.sh and its version
+#   -m       a kernel module to load besides the default set (with its dependencies)
+#   -b       a built program, copied to /kc/bin with the libraries it needs
+#   -t       a guest test script, copied to /kc/tests; run in the order given
+#
+# The image holds static busybox (every applet linked), dash as /bin/sh,
+# init.sh as /init,
+# lib.sh as /kc/lib.sh, the default modules (dm-crypt with AES-NI, xts, loop,
+# AF_ALG for libcryptsetup) in dependency order in /kc/modules, and the
+# host's dmsetup, keyctl, cryptsetup, mkfs.ext4, blkid and losetup, each
+# with the libraries ldd lists and the dynamic loader.
+
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+say() { echo "mkinitramfs.sh: $*" >&2; }
+die() { say "$*"; exit 1; }
+
+kroot= kver= out= modules= programs= tests=
+while getopts k:v:o:m:b:t: opt; do
+        case $opt in
+        k) kroot=$OPTARG ;;
+        v) kver=$OPTARG ;;
+        o) out=$OPTARG ;;
+        m) modules="$modules $OPTARG" ;;
+        b) programs="$programs $OPTARG" ;;
+        t) tests="$tests $OPTARG" ;;
+        *) die "usage: $0 -k KROOT -v KVER -o OUT [-m MODULE]... [-b PROGRAM]... [-t TEST]..." ;;
+        esac
+done
+[ -n "$kroot" ] && [ -n "$kver" ] && [ -n "$out" ] || die "-k, -v and -o are required"
+[ -d "$kroot/lib/modules/$kver" ] || die "no modules for $kver under $kroot"
+
+# dm-crypt on the AES-NI fast path; loop devices to back it.
+required_modules="dm-mod dm-crypt aesni-intel xts ecb loop"
+# libcryptsetup encrypts LUKS keyslots through AF_ALG when it can.
+optional_modules="af_alg algif_skcipher algif_hash"
+host_tools="dmsetup keyctl cryptsetup mkfs.ext4 blkid losetup"
+
+busybox=$(command -v busybox || true)
+[ -n "$busybox" ] || die "busybox missing (apt-get install busybox-static)"
+case $(LC_ALL=C ldd "$busybox" 2>&1) in
+*"not a dynamic executable"*|*"statically linked"*) ;;
+*) die "$busybox is not static (apt-get install busybox-static)" ;;
+esac
+
+stage=$(mktemp -d "${TMPDIR:-/tmp}/kcvm-initramfs.XXXXXX")
+trap 'rm -rf "$stage"' EXIT
+mkdir -p "$stage/bin" "$stage/sbin" "$stage/usr/bin" "$stage/usr/sbin" \
+        "$stage/kc/bin" "$stage/kc/tests" "$stage/proc" "$stage/sys" \
+        "$stage/dev" "$stage/tmp" "$stage/run" "$stage/root" "$stage/etc"
+
+# ---- busybox first; real tools copied later replace its applet links ----
+cp "$busybox" "$stage/bin/busybox"
+"$busybox" --list-full | while read -r applet; do
+        [ -e "$stage/$applet" ] || [ -L "$stage/$applet" ] && continue
+        mkdir -p "$stage/${applet%/*}"
+        ln -s /bin/busybox "$stage/$applet"
+done
+
+# copy_file SRC DEST: DEST inside the image, symlinks resolved.
+copy_file() {
+        mkdir -p "$stage/${2%/*}"
+        rm -f "$stage/$2"
+        cp -L "$1" "$stage/$2"
+}
+
+# copy_binary SRC DEST: the program plus every library ldd lists, at the
+# path ldd found it, and the dynamic loader.
+copy_binary() {
+        [ -x "$1" ] || die "$1 is not an executable"
+        copy_file "$1" "$2"
+        LC_ALL=C ldd "$1" 2>/dev/null | awk '
+                $2 == "=>" && $3 ~ /^\// { print $3 }
+                $1 ~ /^\// { print $1 }' | while read -r lib; do
+                [ -e "$stage/$lib" ] || copy_file "$lib" "$lib"
+        done
+}
+
+# /bin/sh is the host's dash, not busybox: Debian's static busybox runs
+# its own applets before anything on PATH, which would hide util-linux's
+# losetup and blkid behind busybox's smaller ones.
+dash=$(command -v dash || true)
+[ -n "$dash" ] || die "dash missing (apt-get install dash)"
+copy_binary "$dash" /bin/sh
+
+for tool in $host_tools; do
+        path=$(command -v "$tool" || true)
+        [ -n "$path" ] || die "host tool $tool missing (see tests/vm/README.md for its package)"
+        # Keep the host's path: /usr/sbin/dmsetup stays /usr/sbin/dmsetup.
+        case $path in /usr/*) dest=$path ;; *) dest=/usr$path ;; esac
+        copy_binary "$path" "$dest"
+done
+
+for prog in $programs; do
+        # A libtool wrapper script runs the real program from .libs/.
+        if head -c 2 "$prog" | grep -q '^#!' && [ -x "${prog%/*}/.libs/${prog##*/}" ]; then
+                real=${prog%/*}/.libs/${prog##*/}
+        else
+                real=$prog
+        fi
+        copy_binary "$real" "/kc/bin/${prog##*/}"
+done
+
+# ---- kernel modules: the dependency closure, in load order, once each ----
+mdir=$kroot/lib/modules/$kver
+list=$stage/kc/modules
+: >"$list"
+add_modules() { # STRICT MODULE...
+        strict=$1
+        shift
+        for m in "$@"; do
+                if ! deps=$(modprobe -d "$kroot" -S "$kver" --show-depends "$m" 2>&1); then
+                        [ "$strict" = yes ] && die "module $m: $deps"
+                        say "optional module $m not found, left out"
+                        continue
+                fi
+                printf '%s\n' "$deps" | awk '$1 == "insmod" { print $2 }' | while read -r ko; do
+                        rel=${ko#"$mdir"/}
+                        # The guest's busybox insmod wants plain .ko files.
+                        case $rel in
+                        *.ko.xz) dest=${rel%.xz}; unpack="xz -dc" ;;
+                        *.ko.zst) dest=${rel%.zst}; unpack="zstd -dcq" ;;
+                        *.ko.gz) dest=${rel%.gz}; unpack="gzip -dc" ;;
+                        *) dest=$rel; unpack=cat ;;
+                        esac
+                        guest=/lib/modules/$kver/$dest
+                        grep -qxF "$guest" "$list" && continue
+                        mkdir -p "$stage/${guest%/*}"
+                        $unpack "$ko" >"$stage/$guest"
+                        echo "$guest" >>"$list"
+                done
+        done
+}
+add_modules yes $required_modules $modules
+add_modules no $optional_modules
+
+# ---- init, the guest library and the tests ----
+copy_file "$here/init.sh" /init
+chmod 755 "$stage/init"
+copy_file "$here/lib.sh" /kc/lib.sh
+: >"$stage/kc/tests.list"
+for t in $tests; do
+        name=${t##*/}
+        name=${name%.sh}
+        copy_file "$t" "/kc/tests/$name.sh"
+        echo "$name" >>"$stage/kc/tests.list"
+done
+
+(cd "$stage" && find . -print | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 | gzip -1) >"$out.tmp"
+mv "$out.tmp" "$out"

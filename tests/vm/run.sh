@@ -1,0 +1,158 @@
+#!/bin/sh
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# The vm tier: boot a stock Debian cloud kernel under QEMU with an initramfs
+# carrying the built programs and every guest test (tests/vm/guest/*.sh),
+# run them all in one boot, and turn the guest's verdict lines into a
+# report, the closing line "N passed, N failed" and an exit status
+# (0 all passed, 1 something failed, 77 skipped: no QEMU or no kernel).
+#
+# Environment (all optional):
+#   KC_VM_TESTS="a b"    run only these guest tests (names without .sh)
+#   KC_VM_TIMEOUT=300    seconds before the whole boot is killed
+#   KC_VM_TEST_TIMEOUT=120  seconds before one guest test is killed
+#   KC_VM_CACHE=DIR      where the kernel is kept (default $top_builddir/tests/vm/cache)
+#   KC_VM_ACCEL=tcg      QEMU accelerator (kvm where the host has one)
+#   KC_VM_MEMORY=1024 KC_VM_SMP=2
+#
+# A guest test declares what it needs in header comments:
+#   # kcvm-programs: tests/vm/kc-dm-smoke    built programs (relative to the build tree)
+#   # kcvm-modules: dm-integrity             kernel modules besides the default set
+# See tests/vm/README.md.
+
+set -u
+
+srcdir=${top_srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}
+builddir=${top_builddir:-.}
+builddir=$(cd "$builddir" && pwd)
+vmdir=$srcdir/tests/vm
+rundir=$builddir/tests/vm/run
+timeout_s=${KC_VM_TIMEOUT:-300}
+test_timeout_s=${KC_VM_TEST_TIMEOUT:-120}
+
+skip() { echo "SKIP: $*"; exit 77; }
+hard_error() { echo "ERROR: $*"; echo "0 passed, 1 failed"; exit 1; }
+now() { date +%s.%N; }
+seconds() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+
+t_start=$(now)
+
+# ---- what the tier needs on the host ----
+command -v qemu-system-x86_64 >/dev/null 2>&1 ||
+        skip "qemu-system-x86_64 missing (apt-get install qemu-system-x86)"
+for need in busybox:busybox-static cpio:cpio gzip:gzip modprobe:kmod depmod:kmod \
+        dmsetup:dmsetup keyctl:keyutils cryptsetup:cryptsetup-bin mkfs.ext4:e2fsprogs \
+        blkid:util-linux losetup:mount timeout:coreutils; do
+        command -v "${need%%:*}" >/dev/null 2>&1 ||
+                skip "${need%%:*} missing (apt-get install ${need#*:})"
+done
+
+# ---- the kernel ----
+kout=$("$vmdir/kernel.sh")
+case $? in
+0) eval "$kout" ;;
+77) skip "no Debian cloud kernel to boot" ;;
+*) hard_error "kernel.sh failed" ;;
+esac
+t_kernel=$(now)
+
+# ---- which tests, and what they need ----
+all_tests=$(cd "$vmdir/guest" && ls -- *.sh 2>/dev/null | sed 's/\.sh$//' | LC_ALL=C sort)
+if [ -n "${KC_VM_TESTS:-}" ]; then
+        for t in $KC_VM_TESTS; do
+                printf '%s\n' "$all_tests" | grep -qxF "$t" ||
+                        hard_error "KC_VM_TESTS names '$t', which is not a test in tests/vm/guest (have: $(echo $all_tests))"
+        done
+        selected=$KC_VM_TESTS
+else
+        selected=$all_tests
+fi
+[ -n "$selected" ] || hard_error "no guest tests in $vmdir/guest"
+
+# header VALUE-NAME SCRIPT: the words after "# kcvm-NAME:" lines
+header() { sed -n "s/^# kcvm-$1:[[:space:]]*//p" "$2" | tr '\n' ' '; }
+
+set --
+for t in $selected; do
+        script=$vmdir/guest/$t.sh
+        set -- "$@" -t "$script"
+        for p in $(header programs "$script"); do
+                [ -x "$builddir/$p" ] ||
+                        hard_error "guest test $t needs $p, which is not built (make check builds check_PROGRAMS)"
+                case " $* " in *" -b $builddir/$p "*) ;; *) set -- "$@" -b "$builddir/$p" ;; esac
+        done
+        for m in $(header modules "$script"); do
+                set -- "$@" -m "$m"
+        done
+done
+
+# ---- the initramfs ----
+mkdir -p "$rundir"
+initrd=$rundir/initrd.gz
+console=$rundir/console.log
+"$vmdir/mkinitramfs.sh" -k "$KC_VM_KROOT" -v "$KC_VM_KVER" -o "$initrd" "$@" ||
+        hard_error "mkinitramfs.sh failed"
+t_initrd=$(now)
+
+# ---- boot ----
+accel=${KC_VM_ACCEL:-tcg}
+echo "vm: kernel $KC_VM_KVER, accel $accel, tests: $(echo $selected)"
+timeout -k 5 "$timeout_s" qemu-system-x86_64 \
+        -accel "$accel" -cpu max -m "${KC_VM_MEMORY:-1024}" -smp "${KC_VM_SMP:-2}" \
+        -nodefaults -nographic -no-reboot -serial stdio -monitor none -nic none \
+        -kernel "$KC_VM_VMLINUZ" -initrd "$initrd" \
+        -append "console=ttyS0 quiet loglevel=3 panic=-1 kcvm.timeout=$test_timeout_s" \
+        </dev/null >"$console" 2>&1
+qemu_rc=$?
+t_boot=$(now)
+
+# ---- the guest's story ----
+# Serial lines end in \r\n and the firmware clears the screen with escape
+# sequences; verdicts are only ever at the start of a line.
+tr -d '\r' <"$console" | sed 's/\x1b\[[0-9;?]*[A-Za-z]//g; s/\x1b[A-Za-z]//g' >"$console.txt"
+echo "---- guest console ----"
+cat "$console.txt"
+echo "---- end of guest console ----"
+
+verdicts=$(grep -E '^KCVM: (PASS|FAIL|SKIP) ' "$console.txt")
+done_line=$(grep -E '^KCVM: DONE [0-9]+$' "$console.txt" | tail -n1)
+
+passed=0 failed=0 skipped=0 report=
+for t in $selected; do
+        v=$(printf '%s\n' "$verdicts" | grep -E "^KCVM: (PASS|FAIL|SKIP) $t([: ]|\$)" | tail -n1)
+        case $v in
+        "KCVM: PASS "*) passed=$((passed + 1)); line="PASS ${v#KCVM: PASS }" ;;
+        "KCVM: SKIP "*) skipped=$((skipped + 1)); line="SKIP ${v#KCVM: SKIP }" ;;
+        "KCVM: FAIL "*) failed=$((failed + 1)); line="FAIL ${v#KCVM: FAIL }" ;;
+        *) failed=$((failed + 1)); line="FAIL $t: no verdict from the guest" ;;
+        esac
+        report="$report$line
+"
+done
+
+if [ -z "$done_line" ]; then
+        if [ "$qemu_rc" = 124 ] || [ "$qemu_rc" = 137 ]; then
+                why="killed after the ${timeout_s}s boot timeout (KC_VM_TIMEOUT)"
+        elif grep -q 'Kernel panic' "$console.txt"; then
+                why="kernel panic"
+        elif ! grep -q '^KCVM: BOOT ' "$console.txt"; then
+                why="the guest never ran /init (qemu exit status $qemu_rc)"
+        else
+                why="qemu exit status $qemu_rc"
+        fi
+        echo "vm: the guest never printed 'KCVM: DONE': $why; console tail:"
+        tail -n 40 "$console.txt" | sed 's/^/    /'
+        # A boot that went wrong fails the tier even if every verdict came.
+        [ "$failed" -gt 0 ] || failed=$((failed + 1))
+fi
+
+echo "---- vm tier report ----"
+printf '%s' "$report"
+t_end=$(now)
+echo "vm timing: kernel $(seconds "$t_start" "$t_kernel")s, initramfs $(seconds "$t_kernel" "$t_initrd")s ($(du -k "$initrd" | cut -f1) KiB), boot+tests $(seconds "$t_initrd" "$t_boot")s, total $(seconds "$t_start" "$t_end")s"
+if [ "$skipped" -gt 0 ]; then
+        echo "$passed passed, $failed failed, $skipped skipped"
+else
+        echo "$passed passed, $failed failed"
+fi
+[ "$failed" = 0 ]
