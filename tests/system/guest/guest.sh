@@ -20,20 +20,20 @@ check() {
         shift
         if "$@" > "$out" 2>&1; then pass "$what"; else fail "$what: $(tail -n 3 "$out" | tr '\n' ' ')"; fi
 }
-# wait_for SECONDS COMMAND...: poll every 0.1 s.
+# wait_for SECONDS COMMAND...: poll until the command succeeds or SECONDS
+# of uptime passed (commands are slow under emulation: count time, not tries).
 wait_for() {
-        n=$(($1 * 10))
+        end=$(($(now_ms) + $1 * 1000))
         shift
         while ! "$@" > /dev/null 2>&1; do
-                n=$((n - 1))
-                [ $n -gt 0 ] || return 1
-                sleep 0.1
+                [ "$(now_ms)" -lt "$end" ] || return 1
+                sleep 0.2
         done
 }
 req() { echo "SYSTEST-REQ $*"; }
 disk() { echo "/dev/disk/by-id/virtio-$1"; }
 now_ms() { awk '{ printf "%d\n", $1 * 1000 }' /proc/uptime; }
-has_agent() { [ -x /usr/sbin/kmscryptd ] && [ -x /usr/bin/kmscrypt ] && kmscrypt format --help > /dev/null 2>&1; }
+has_agent() { [ -x /usr/sbin/kmscryptd ] && command -v kmscrypt > /dev/null && kmscrypt format --help > /dev/null 2>&1; }
 not() { ! "$@"; }
 mapping() { dmsetup info "$1"; }
 psql_q() { su postgres -c "psql -XAtqc \"$1\" ${2:-postgres}"; }
@@ -50,6 +50,7 @@ phase_smoke() {
         check "udev rule installed" test -f /lib/udev/rules.d/90-kmscrypt.rules
         # A template is verified through an instance of it.
         mkdir -p /run/systest-units
+        cp /lib/systemd/system/kmscrypt-attach@.service /run/systest-units/
         cp /lib/systemd/system/kmscrypt-attach@.service /run/systest-units/kmscrypt-attach@254:1.service
         for u in /lib/systemd/system/kmscryptd.socket /lib/systemd/system/kmscryptd.service \
                  /run/systest-units/kmscrypt-attach@254:1.service; do
@@ -67,6 +68,9 @@ phase_smoke() {
                         "udevadm info -q property '$dev' | grep -q 'SYSTEMD_WANTS=.*kmscrypt-attach@$mm.service'"
                 check "kmscrypt-attach@$mm was started" wait_for 10 sh -c \
                         "systemctl show -P ActiveEnterTimestampMonotonic,InactiveExitTimestampMonotonic kmscrypt-attach@$mm.service | grep -q '^[1-9]'"
+                check "kmscrypt-attach@$mm leaves a plain LUKS2 disk alone and stays active" \
+                        wait_for 20 systemctl is-active kmscrypt-attach@$mm.service
+                check "no mapping made for a plain LUKS2 disk" sh -c "[ -z \"\$(ls /sys/block/${dev##*/}/holders)\" ]"
                 req unplug luks
                 check "hot-removed disk went away" wait_for 20 not test -b "$dev"
                 check "kmscrypt-attach@$mm stopped with its device" wait_for 10 not systemctl is-active kmscrypt-attach@$mm.service
