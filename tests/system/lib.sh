@@ -70,8 +70,15 @@ sys_initramfs() {
 /bin/busybox --install -s /bin
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 while read -r m; do insmod "/mods/$m" 2>/dev/null; done < /mods/order
-i=0; while [ ! -b /dev/vda ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
-mount -t ext4 -o rw /dev/vda /newroot || { echo "initramfs: cannot mount /dev/vda"; poweroff -f; }
+# The root disk is the virtio disk with serial "sysroot", wherever it sits.
+root= i=0
+while [ -z "$root" ] && [ $i -lt 100 ]; do
+        for s in /sys/block/vd*/serial; do
+                [ "$(cat "$s" 2>/dev/null)" = sysroot ] && root=/dev/${s#/sys/block/} && root=${root%/serial}
+        done
+        [ -n "$root" ] || { sleep 0.1; i=$((i+1)); }
+done
+mount -t ext4 -o rw "$root" /newroot || { echo "initramfs: cannot mount the root disk ($root)"; poweroff -f; }
 umount /proc /sys; mount --move /dev /newroot/dev
 exec switch_root /newroot /lib/systemd/systemd
 INIT
@@ -92,7 +99,7 @@ sys_make_root() {
         depmod -b "$root" "$KC_VM_KVER"
 
         echo systest > "$root/etc/hostname"
-        printf '/dev/vda / ext4 rw,errors=remount-ro 0 1\n' > "$root/etc/fstab"
+        printf 'LABEL=sysroot / ext4 rw,errors=remount-ro 0 1\n' > "$root/etc/fstab"
         # A console without login prompts; results come from the test unit.
         ln -sf /dev/null "$root/etc/systemd/system/serial-getty@ttyS0.service"
         ln -sf /dev/null "$root/etc/systemd/system/getty@tty1.service"
@@ -116,7 +123,8 @@ sys_make_root() {
 sys_boot() {
         phase=$1 log=$2
         shift 2
-        set -- -drive "file=$work/root.img,format=raw,if=virtio,cache=unsafe" "$@"
+        set -- -drive "file=$work/root.img,format=raw,if=none,id=sysroot,cache=unsafe" \
+                -device virtio-blk-pci,drive=sysroot,serial=sysroot "$@"
         rm -f "$log" "$work/qmp.sock"
         qemu-system-x86_64 -m "$SYS_MEM" -smp 2 -cpu max -nic none \
                 -kernel "$KC_VM_VMLINUZ" -initrd "$work/initrd.gz" \
