@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/core_names.h>
@@ -109,8 +110,16 @@ static void cipher_ctx_freep(EVP_CIPHER_CTX **p) {
         EVP_CIPHER_CTX_free(*p); /* cleanses the key schedule */
 }
 
-static void cipher_freep(EVP_CIPHER **p) {
-        EVP_CIPHER_free(*p);
+/*
+ * Fetching the cipher implementation costs as much as the GCM pass itself
+ * for a 64-byte key, so fetch it once per process; OpenSSL 3 cipher
+ * objects are safe to share between threads.
+ */
+static EVP_CIPHER *gcm_cipher;
+static pthread_once_t gcm_cipher_once = PTHREAD_ONCE_INIT;
+
+static void gcm_cipher_fetch(void) {
+        gcm_cipher = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
 }
 
 /*
@@ -122,16 +131,15 @@ static int gcm_run(bool encrypt, const uint8_t key[BLOB_CMK_SIZE], const uint8_t
                    const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t n, uint8_t *out,
                    uint8_t tag[KC_BLOB_TAG_SIZE]) {
         _cleanup_(cipher_ctx_freep) EVP_CIPHER_CTX *cctx = NULL;
-        _cleanup_(cipher_freep) EVP_CIPHER *cipher = NULL;
         OSSL_PARAM params[2] = { OSSL_PARAM_END, OSSL_PARAM_END };
         int outl = 0, finl = 0;
 
-        cipher = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+        (void) pthread_once(&gcm_cipher_once, gcm_cipher_fetch);
         cctx = EVP_CIPHER_CTX_new();
-        if (!cipher || !cctx)
+        if (!gcm_cipher || !cctx)
                 goto fail;
         /* 12 bytes is GCM's default IV length, so no parameter is needed for it. */
-        if (EVP_CipherInit_ex2(cctx, cipher, key, nonce, encrypt, NULL) != 1 ||
+        if (EVP_CipherInit_ex2(cctx, gcm_cipher, key, nonce, encrypt, NULL) != 1 ||
             EVP_CipherUpdate(cctx, NULL, &outl, aad, (int) aad_len) != 1 ||
             EVP_CipherUpdate(cctx, out, &outl, in, (int) n) != 1)
                 goto fail;

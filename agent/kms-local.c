@@ -141,7 +141,8 @@ static int local_re_encrypt(void *state, const char *src_key, const uint8_t *blo
         r = seal(state, dst_key ?: src_id, dst_ctx ?: src_ctx, plaintext, ret, err);
         if (r < 0)
                 return r;
-        TAKE_PTR(plaintext);   /* now owned by ret */
+        /* ReEncrypt never hands the plaintext out: the cleanup above wipes it. */
+        ret->plaintext = NULL;
         return 0;
 }
 

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -9,27 +10,36 @@
 #include "lib/secret.h"
 
 /*
- * Layout of one allocation: [header | data ... | slack up to page end].
- * The header sits in the same locked mapping, so the size cannot be
- * corrupted by an overflow in someone else's heap chunk.
+ * Secrets live in locked, never-dumped mappings that this file owns.  A
+ * mapping per secret costs an mmap + madvise + mlock + munmap (tens of
+ * microseconds), which would dominate an unwrap; so small secrets come
+ * from pooled chunks carved into fixed-size slots, and only secrets larger
+ * than the biggest slot get a mapping of their own.
+ *
+ * Bookkeeping (which slot is used, how big each secret is) is kept in
+ * ordinary heap memory outside the mappings, so that a corrupted secret
+ * cannot corrupt the allocator, and so that MADV_WIPEONFORK can hand a
+ * forked child zeroed slots without breaking its view of the pool.
  */
-struct secret_header {
-        size_t size;       /* what the caller asked for */
-        size_t map_size;   /* page-rounded length of the mapping */
-        uint64_t magic;
+
+#define CHUNK_SIZE  ((size_t) 64 * 1024)
+#define SLOT_MIN    ((size_t) 32)
+#define SLOT_MAX    ((size_t) 4096)
+
+struct chunk {
+        uint8_t *base;
+        size_t map_size;
+        size_t slot_size;    /* for a single large secret: map_size */
+        size_t nslots;
+        size_t nfree;
+        size_t hint;         /* where to start looking for a free slot */
+        size_t *sizes;       /* requested size per slot; 0 = free */
+        struct chunk *next;
 };
 
-#define SECRET_MAGIC UINT64_C(0x6b6d7363726b6579) /* "kmscrkey" */
-#define HEADER_SIZE ((sizeof(struct secret_header) + 15) & ~(size_t) 15)
-
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct chunk *chunks;
 static bool all_locked = true;
-
-static struct secret_header *header_of(const void *p) {
-        struct secret_header *h = (struct secret_header *) ((uint8_t *) p - HEADER_SIZE);
-        if (h->magic != SECRET_MAGIC)
-                abort(); /* not ours: freeing it would corrupt memory */
-        return h;
-}
 
 void kc_wipe(void *p, size_t n) {
         if (p && n > 0)
@@ -40,49 +50,150 @@ bool kc_memeq_const(const void *a, const void *b, size_t n) {
         return CRYPTO_memcmp(a, b, n) == 0;
 }
 
-void *kc_secret_alloc(size_t n) {
-        long page = sysconf(_SC_PAGESIZE);
-        struct secret_header *h;
-        size_t map_size;
+/* A fresh locked, undumpable, wiped-on-fork mapping. Called with pool_lock held. */
+static struct chunk *chunk_new(size_t map_size, size_t slot_size) {
+        struct chunk *c = calloc(1, sizeof(*c));
         void *m;
 
-        if (n == 0 || n > SIZE_MAX - HEADER_SIZE - (size_t) page) {
-                errno = EINVAL;
+        if (!c)
+                return NULL;
+        c->nslots = map_size / slot_size;
+        c->sizes = calloc(c->nslots, sizeof(size_t));
+        m = mmap(NULL, map_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (!c->sizes || m == MAP_FAILED) {
+                free(c->sizes);
+                free(c);
                 return NULL;
         }
-        map_size = (HEADER_SIZE + n + (size_t) page - 1) & ~((size_t) page - 1);
-
-        m = mmap(NULL, map_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (m == MAP_FAILED)
-                return NULL;
-        /* Keep secrets out of core dumps and swap; fork children do not inherit them. */
         (void) madvise(m, map_size, MADV_DONTDUMP);
-        (void) madvise(m, map_size, MADV_DONTFORK);
+        (void) madvise(m, map_size, MADV_WIPEONFORK);
         if (mlock(m, map_size) < 0)
                 all_locked = false;
 
-        h = m;
-        h->size = n;
-        h->map_size = map_size;
-        h->magic = SECRET_MAGIC;
-        return (uint8_t *) m + HEADER_SIZE;
+        c->base = m;
+        c->map_size = map_size;
+        c->slot_size = slot_size;
+        c->nfree = c->nslots;
+        c->next = chunks;
+        chunks = c;
+        return c;
+}
+
+static void chunk_unlink_and_free(struct chunk *c) {
+        for (struct chunk **pp = &chunks; *pp; pp = &(*pp)->next)
+                if (*pp == c) {
+                        *pp = c->next;
+                        break;
+                }
+        (void) munlock(c->base, c->map_size);
+        (void) munmap(c->base, c->map_size);
+        free(c->sizes);
+        free(c);
+}
+
+/* The chunk and slot holding p; aborts on a pointer that is not a live secret. */
+static struct chunk *chunk_of(const void *p, size_t *ret_slot) {
+        const uint8_t *q = p;
+
+        for (struct chunk *c = chunks; c; c = c->next) {
+                size_t off, slot;
+
+                if (q < c->base || q >= c->base + c->map_size)
+                        continue;
+                off = (size_t) (q - c->base);
+                slot = off / c->slot_size;
+                if (off % c->slot_size != 0 || c->sizes[slot] == 0)
+                        abort(); /* inside a secret, or freed twice: never continue */
+                *ret_slot = slot;
+                return c;
+        }
+        abort(); /* not ours: freeing it would corrupt memory */
+}
+
+static size_t slot_class(size_t n) {
+        size_t s = SLOT_MIN;
+        while (s < n)
+                s <<= 1;
+        return s;
+}
+
+/* Called with pool_lock held. */
+static void *pool_alloc(size_t n) {
+        size_t cls = slot_class(n);
+        struct chunk *c;
+
+        for (c = chunks; c; c = c->next)
+                if (c->slot_size == cls && c->nslots > 1 && c->nfree > 0)
+                        break;
+        if (!c && !(c = chunk_new(CHUNK_SIZE, cls)))
+                return NULL;
+        for (size_t i = 0; i < c->nslots; i++) {
+                size_t slot = (c->hint + i) % c->nslots;
+                if (c->sizes[slot] == 0) {
+                        c->sizes[slot] = n;
+                        c->nfree--;
+                        c->hint = slot + 1;
+                        return c->base + slot * c->slot_size;
+                }
+        }
+        abort(); /* nfree said there was room */
+}
+
+/* A secret too big for a slot gets a mapping of its own. Called with pool_lock held. */
+static void *large_alloc(size_t n) {
+        size_t page = (size_t) sysconf(_SC_PAGESIZE);
+        size_t map_size = (n + page - 1) & ~(page - 1);
+        struct chunk *c = chunk_new(map_size, map_size);
+
+        if (!c)
+                return NULL;
+        c->sizes[0] = n;
+        c->nfree = 0;
+        return c->base;
+}
+
+void *kc_secret_alloc(size_t n) {
+        void *p;
+
+        if (n == 0 || n > SIZE_MAX / 2) {
+                errno = EINVAL;
+                return NULL;
+        }
+        pthread_mutex_lock(&pool_lock);
+        p = n <= SLOT_MAX ? pool_alloc(n) : large_alloc(n);
+        pthread_mutex_unlock(&pool_lock);
+        if (!p)
+                errno = ENOMEM;
+        return p;
 }
 
 void kc_secret_free(void *p) {
-        struct secret_header *h;
-        size_t map_size;
+        struct chunk *c;
+        size_t slot;
 
         if (!p)
                 return;
-        h = header_of(p);
-        map_size = h->map_size;
-        kc_wipe(h, map_size);
-        (void) munlock(h, map_size);
-        (void) munmap(h, map_size);
+        pthread_mutex_lock(&pool_lock);
+        c = chunk_of(p, &slot);
+        kc_wipe(p, c->slot_size);
+        c->sizes[slot] = 0;
+        c->nfree++;
+        if (c->nslots == 1)
+                chunk_unlink_and_free(c); /* a large secret's own mapping */
+        pthread_mutex_unlock(&pool_lock);
 }
 
 size_t kc_secret_size(const void *p) {
-        return p ? header_of(p)->size : 0;
+        struct chunk *c;
+        size_t slot, n;
+
+        if (!p)
+                return 0;
+        pthread_mutex_lock(&pool_lock);
+        c = chunk_of(p, &slot);
+        n = c->sizes[slot];
+        pthread_mutex_unlock(&pool_lock);
+        return n;
 }
 
 void *kc_secret_memdup(const void *src, size_t n) {

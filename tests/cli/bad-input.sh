@@ -93,7 +93,8 @@ corrupt_line() { one_error_line && grep -q 'is corrupted' "$T/err"; }
 
 # A corrupted keystore file: the KMS is unavailable (5), nothing is repaired or rewritten.
 cp -a "$KS" "$T/ks-corrupt"
-f=$(find "$T/ks-corrupt/keys" -type f | head -n1)
+f=$T/ks-corrupt/keys/$ID.json   # the file of alias/pg, which every command below needs
+check "key file of alias/pg exists" test -f "$f"
 python3 -c 'import sys; p = sys.argv[1]; b = bytearray(open(p, "rb").read()); b[len(b) // 2] ^= 0x01; open(p, "wb").write(b)' "$f"
 before=$(snapshot "$T/ks-corrupt")
 for args in "key list" "key describe alias/pg" "kms decrypt --ciphertext-blob $BLOB --context $CTX"; do

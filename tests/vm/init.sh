@@ -18,6 +18,9 @@ export PATH=/kc/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export LD_LIBRARY_PATH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu
 export HOME=/root TERM=dumb
 
+# Link every busybox applet that has no real program in the image.
+/bin/busybox --install -s
+
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
@@ -85,13 +88,19 @@ run_test() {
         (
                 cd "$dir" || exit 1
                 export KCVM_TEST="$name" KCVM_DIR="$dir" KCVM_REASON="$dir/.reason"
-                # Each test runs in a session keyring of its own, shared by
-                # everything it starts (PID 1 has none, and a keyctl given @s
-                # would make one that dies with it).  A full path to sh:
-                # busybox timeout would run its own "sh" applet.
-                timeout -s KILL "$test_timeout" \
-                        keyctl session - /bin/sh "/kc/tests/$name.sh" </dev/null
+                # The test leads a process group of its own (setsid), so a
+                # timeout kills all it started, and whatever it leaves
+                # running is killed at its end: nothing may keep the output
+                # pipe open.  Each test has a session keyring of its own,
+                # shared by everything it starts (PID 1 has none, and a
+                # keyctl given @s would make one that dies with it).
+                setsid keyctl session - /bin/sh "/kc/tests/$name.sh" </dev/null &
+                test_pid=$!
+                setsid sh -c "sleep $test_timeout; kill -KILL -$test_pid" </dev/null >/dev/null 2>&1 &
+                watchdog_pid=$!
+                wait "$test_pid"
                 echo $? >"$dir/.rc"
+                kill -KILL "-$watchdog_pid" "-$test_pid" 2>/dev/null
         ) 2>&1 | sed "s/^/  $name| /"
         t1=$(uptime_cs)
         rc=$(cat "$dir/.rc" 2>/dev/null || echo 1)

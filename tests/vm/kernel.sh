@@ -65,6 +65,13 @@ fi
 
 [ -f "$cache/linux-$kver/.kc-ready" ] && emit "$kver"
 
+# Two runs sharing a cache fetch once: the second waits, then finds it ready.
+if command -v flock >/dev/null 2>&1; then
+        exec 9>"$cache/.lock"
+        flock 9
+        [ -f "$cache/linux-$kver/.kc-ready" ] && emit "$kver"
+fi
+
 command -v apt-get >/dev/null 2>&1 || skip "apt-get missing: cannot fetch linux-image-$kver"
 command -v dpkg >/dev/null 2>&1 || skip "dpkg missing: cannot unpack linux-image-$kver"
 command -v depmod >/dev/null 2>&1 || skip "depmod missing (apt-get install kmod)"

@@ -10,7 +10,7 @@
 #   -b       a built program, copied to /kc/bin with the libraries it needs
 #   -t       a guest test script, copied to /kc/tests; run in the order given
 #
-# The image holds static busybox (every applet linked), dash as /bin/sh,
+# The image holds static busybox (applets linked at boot), dash as /bin/sh,
 # init.sh as /init,
 # lib.sh as /kc/lib.sh, the default modules (dm-crypt with AES-NI, xts, loop,
 # AF_ALG for libcryptsetup) in dependency order in /kc/modules, and the
@@ -57,13 +57,8 @@ mkdir -p "$stage/bin" "$stage/sbin" "$stage/usr/bin" "$stage/usr/sbin" \
         "$stage/kc/bin" "$stage/kc/tests" "$stage/proc" "$stage/sys" \
         "$stage/dev" "$stage/tmp" "$stage/run" "$stage/root" "$stage/etc"
 
-# ---- busybox first; real tools copied later replace its applet links ----
+# busybox links its applets at boot (/init), where no real tool is.
 cp "$busybox" "$stage/bin/busybox"
-"$busybox" --list-full | while read -r applet; do
-        [ -e "$stage/$applet" ] || [ -L "$stage/$applet" ] && continue
-        mkdir -p "$stage/${applet%/*}"
-        ln -s /bin/busybox "$stage/$applet"
-done
 
 # copy_file SRC DEST: DEST inside the image, symlinks resolved.
 copy_file() {

@@ -119,7 +119,7 @@ done_line=$(grep -E '^KCVM: DONE [0-9]+$' "$console.txt" | tail -n1)
 
 passed=0 failed=0 skipped=0 report=
 for t in $selected; do
-        v=$(printf '%s\n' "$verdicts" | grep -E "^KCVM: (PASS|FAIL|SKIP) $t([: ]|\$)" | tail -n1)
+        v=$(printf '%s\n' "$verdicts" | awk -v t="$t" '$3 == t || $3 == t ":"' | tail -n1)
         case $v in
         "KCVM: PASS "*) passed=$((passed + 1)); line="PASS ${v#KCVM: PASS }" ;;
         "KCVM: SKIP "*) skipped=$((skipped + 1)); line="SKIP ${v#KCVM: SKIP }" ;;

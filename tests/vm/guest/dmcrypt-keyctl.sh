@@ -19,12 +19,7 @@ keyctl unlink "$serial" @s >/dev/null
 kcvm_mknodes
 
 [ -b "/dev/mapper/$name" ] || die "/dev/mapper/$name missing after dmsetup create"
-kcvm_pattern pattern 1048576
-dd if=pattern of="/dev/mapper/$name" bs=64k conv=fsync 2>/dev/null || die "write through the mapping failed"
-kcvm_drop_caches
-dd if="/dev/mapper/$name" of=readback bs=64k count=16 2>/dev/null || die "read through the mapping failed"
-cmp -s pattern readback || die "data read back differs from data written"
-! grep -qF "$KCVM_TAG" "$KCVM_LOOP_FILE" || die "plaintext found on the backing device"
+kcvm_roundtrip "/dev/mapper/$name" "$KCVM_LOOP_FILE" 1
 
 table=$(dmsetup table --showkeys "$name")
 case $table in
