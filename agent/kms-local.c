@@ -146,6 +146,26 @@ static int local_re_encrypt(void *state, const char *src_key, const uint8_t *blo
         return 0;
 }
 
+static int local_encrypt(void *state, const char *key, const struct kc_context *ctx, const void *plaintext,
+                         size_t len, struct kc_data_key *ret, struct kc_err *err) {
+        _cleanup_secret_ void *copy = NULL;
+        int r;
+
+        if (!ctx)
+                return kc_err_set(err, -EINVAL, "an encryption context is required");
+        if (!plaintext || len < 1 || len > KC_BLOB_PLAINTEXT_MAX)
+                return kc_err_set(err, -EINVAL, "plaintext size must be 1..%d bytes, not %zu", KC_BLOB_PLAINTEXT_MAX, len);
+        /* seal() takes its length from a secret buffer, and the caller's buffer stays the caller's. */
+        copy = kc_secret_memdup(plaintext, len);
+        if (!copy)
+                return -ENOMEM;
+        r = seal(state, key, ctx, copy, ret, err);
+        if (r < 0)
+                return r;
+        ret->plaintext = NULL;
+        return 0;
+}
+
 static int local_describe_key(void *state, const char *key, struct kc_key_info *ret, struct kc_err *err) {
         return kc_keystore_describe(state, key, ret, err);
 }
@@ -184,6 +204,7 @@ const struct kc_kms_provider kc_kms_provider_local = {
         .decrypt = local_decrypt,
         .re_encrypt = local_re_encrypt,
         .describe_key = local_describe_key,
+        .encrypt = local_encrypt,
         .create_key = local_create_key,
         .list_keys = local_list_keys,
         .set_enabled = local_set_enabled,

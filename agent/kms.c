@@ -324,6 +324,24 @@ int kc_kms_re_encrypt(struct kc_kms *k, const struct kc_kms_request *req, const 
         return audit_finish_data_key(k, req, &rec, r, &dk, ret, err);
 }
 
+int kc_kms_encrypt(struct kc_kms *k, const struct kc_kms_request *req, const char *key_ref,
+                   const struct kc_context *ctx, const void *plaintext, size_t len,
+                   struct kc_data_key *ret, struct kc_err *err) {
+        struct kc_err local = {};
+        struct kc_audit_record rec = { .operation = "Encrypt", .key_id = key_ref, .context = ctx };
+        struct kc_data_key dk = {};
+        const struct kc_kms_provider *p;
+        const char *key;
+        void *state;
+        int r;
+
+        err = err ?: &local;
+        r = dispatch(k, key_ref, &p, &state, &key, err);
+        if (r >= 0)
+                r = p->encrypt ? p->encrypt(state, key, ctx, plaintext, len, &dk, err) : unsupported(p, "Encrypt", err);
+        return audit_finish_data_key(k, req, &rec, r, &dk, ret, err);
+}
+
 /* ---- key management ------------------------------------------------------------------------- */
 
 int kc_kms_describe_key(struct kc_kms *k, const struct kc_kms_request *req, const char *key_ref,

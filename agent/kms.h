@@ -88,6 +88,9 @@ struct kc_kms_provider {
                           const struct kc_context *src_ctx, const char *dst_key,
                           const struct kc_context *dst_ctx, struct kc_data_key *ret, struct kc_err *err);
         int (*describe_key)(void *state, const char *key, struct kc_key_info *ret, struct kc_err *err);
+        /* Wrap a key that already exists (adopting a LUKS2 volume): ret->plaintext stays NULL. NULL: -EOPNOTSUPP. */
+        int (*encrypt)(void *state, const char *key, const struct kc_context *ctx, const void *plaintext,
+                       size_t len, struct kc_data_key *ret, struct kc_err *err);
 
         /* Key management; NULL where a provider does not offer it (-EOPNOTSUPP). */
         int (*create_key)(void *state, const char *alias, const char *description,
@@ -124,6 +127,14 @@ int kc_kms_re_encrypt(struct kc_kms *k, const struct kc_kms_request *req, const 
                       const uint8_t *blob, size_t blob_len, const struct kc_context *src_ctx,
                       const char *dst_key_ref, const struct kc_context *dst_ctx,
                       struct kc_data_key *ret, struct kc_err *err);
+/*
+ * Encrypt (AWS KMS Encrypt): wrap caller-supplied key material under key_ref
+ * bound to ctx, e.g. the volume key of a LUKS2 volume being adopted.
+ * ret->plaintext is NULL: the caller already holds the plaintext.
+ */
+int kc_kms_encrypt(struct kc_kms *k, const struct kc_kms_request *req, const char *key_ref,
+                   const struct kc_context *ctx, const void *plaintext, size_t len,
+                   struct kc_data_key *ret, struct kc_err *err);
 int kc_kms_describe_key(struct kc_kms *k, const struct kc_kms_request *req, const char *key_ref,
                         struct kc_key_info *ret, struct kc_err *err);
 int kc_kms_create_key(struct kc_kms *k, const struct kc_kms_request *req, const char *provider,

@@ -159,3 +159,7 @@ void kc_cli_print_json(struct json_object *o);
 extern const struct kc_cli_command kc_cli_cmd_key;
 extern const struct kc_cli_command kc_cli_cmd_kms;
 extern const struct kc_cli_command kc_cli_cmd_audit;
+/* Volumes, header side (cmd-volume-header.c). */
+extern const struct kc_cli_command kc_cli_cmd_format;
+extern const struct kc_cli_command kc_cli_cmd_adopt;
+extern const struct kc_cli_command kc_cli_cmd_dump;

@@ -15,6 +15,9 @@ static const struct kc_cli_command *const commands[] = {
         &kc_cli_cmd_key,
         &kc_cli_cmd_kms,
         &kc_cli_cmd_audit,
+        &kc_cli_cmd_format,
+        &kc_cli_cmd_adopt,
+        &kc_cli_cmd_dump,
 };
 
 /* No plaintext key of this process may end up in a core file. */

@@ -1,0 +1,43 @@
+#!/bin/sh
+# kmscrypt format on real block devices (loop devices, no device-mapper
+# needed): a read-only device is refused before the KMS is asked, and the
+# sector size follows the device's logical block size.
+. "$(dirname "$0")/../cli/lib.sh"
+
+command -v losetup >/dev/null && [ "$(id -u)" = 0 ] && [ -e /dev/loop-control ] ||
+        { echo "SKIP: needs root and loop devices"; exit 77; }
+
+# attach ARGS...: a loop device in $L, detached again at exit (not in a subshell: LOOPS must see it).
+LOOPS=
+attach() {
+        L=$(losetup -f --show "$@") || { echo "SKIP: losetup $*"; exit 77; }
+        LOOPS="$LOOPS $L"
+}
+trap 'for l in $LOOPS; do losetup -d "$l"; done; rm -rf "$T"' EXIT
+
+CTX=db-id=db-1,volume-id=vol-1
+expect 0 "create key" key create --alias alias/pg
+
+truncate -s 32M "$T/ro.img"
+attach -r "$T/ro.img"; RO=$L
+lines=$(audit_lines)
+expect 5 "read-only device" format "$RO" --key alias/pg --context "$CTX"
+check "read-only: one line" one_error_line
+check "read-only: says so" grep -q 'read-only' "$T/err"
+check "read-only: the KMS was not asked" test "$(audit_lines)" -eq "$lines"
+
+truncate -s 32M "$T/4k.img"
+attach -b 4096 "$T/4k.img"; B4K=$L
+expect 2 "512-byte sectors on a 4096-byte device" format "$B4K" --key alias/pg --context "$CTX" --sector-size 512
+check "names the logical block size" grep -q "4096-byte logical block size" "$T/err"
+expect 0 "format a 4096-byte device" format "$B4K" --key alias/pg --context "$CTX"
+expect 0 "dump it" --json dump "$B4K"
+json_is 'j["sector_size"]' 4096
+
+# 512-byte logical blocks and a size that 4096 does not divide: 512 it is.
+truncate -s $((32 * 1024 * 1024 + 512)) "$T/odd.img"
+attach "$T/odd.img"; ODD=$L
+expect 0 "format a device of odd size" format "$ODD" --key alias/pg --context "$CTX"
+expect 0 "dump it" --json dump "$ODD"
+json_is 'j["sector_size"]' 512
+finish

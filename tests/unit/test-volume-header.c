@@ -1,0 +1,567 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Header-side volume workflows (format, adopt, dump) against a real local
+ * KMS in a temporary keystore with its audit log, on sparse image files.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent/kms.h"
+#include "agent/volume.h"
+#include "lib/json-util.h"
+#include "lib/secret.h"
+#include "tests/unit/check-main.h"
+#include "tests/unit/luks-util.h"
+
+struct env {
+        char *dir;
+        char *keystore;
+        char *audit_log;
+        struct kc_kms *kms;
+        struct kc_caller caller;
+        struct kc_key_info key;
+        struct kc_context *ctx;
+};
+
+static void env_init(struct env *e) {
+        struct kc_kms_config cfg;
+        struct kc_kms_request req = { .caller = &e->caller };
+        struct kc_err err = {};
+        int r;
+
+        *e = (struct env) {};
+        e->dir = kc_test_tmpdir();
+        ck_assert_int_ge(asprintf(&e->keystore, "%s/keystore", e->dir), 0);
+        ck_assert_int_ge(asprintf(&e->audit_log, "%s/audit.log", e->dir), 0);
+        cfg = (struct kc_kms_config) { .keystore_dir = e->keystore, .audit_log = e->audit_log };
+        ck_assert_int_eq(kc_caller_self(&e->caller), 0);
+        r = kc_kms_open(&cfg, &e->kms, &err);
+        ck_assert_msg(r == 0, "kc_kms_open: %s", kc_err_msg(&err, r));
+        r = kc_kms_create_key(e->kms, &req, NULL, "alias/pgdata", "volumes", &e->key, &err);
+        ck_assert_msg(r == 0, "create key: %s", kc_err_msg(&err, r));
+        ck_assert_int_eq(kc_context_parse_kv("db-id=db-1,volume-id=vol-2", &e->ctx, &err), 0);
+}
+
+static void env_done(struct env *e) {
+        kc_kms_close(e->kms);
+        kc_context_free(e->ctx);
+        free(e->dir);
+        free(e->keystore);
+        free(e->audit_log);
+}
+
+/* Audit records so far whose operation is op (NULL: all). */
+static unsigned audit_count(const struct env *e, const char *op) {
+        char line[8192], want[64];
+        unsigned n = 0;
+        FILE *f = fopen(e->audit_log, "re");
+
+        if (!f)
+                return 0;
+        snprintf(want, sizeof(want), "\"operation\":\"%s\"", op ?: "");
+        while (fgets(line, sizeof(line), f))
+                if (!op || strstr(line, want))
+                        n++;
+        fclose(f);
+        return n;
+}
+
+/* Unwrap the token on img through the KMS, as attach will; the key in secret memory. */
+static void *token_unwrap(const struct env *e, const char *img, const char *hdr) {
+        _cleanup_luks_ struct kc_luks *l = NULL;
+        _cleanup_(kc_token_clear) struct kc_token t = {};
+        _cleanup_free_ char *ref = NULL;
+        struct kc_kms_request req = { .caller = &e->caller };
+        struct kc_err err = {};
+        void *key = NULL;
+        int r;
+
+        ck_assert_int_eq(kc_luks_open(img, hdr, &l, &err), 0);
+        ck_assert_int_eq(kc_luks_token_read(l, &t, NULL, &err), 0);
+        ck_assert_int_eq(kc_token_key_ref(&t, &ref), 0);
+        r = kc_kms_decrypt(e->kms, &req, ref, t.wrapped_key, t.wrapped_key_len, t.context, &key, NULL, NULL, &err);
+        ck_assert_msg(r == 0, "unwrap: %s", kc_err_msg(&err, r));
+        ck_assert_int_eq(kc_luks_verify_key(l, key, kc_secret_size(key)), 0);
+        return key;
+}
+
+static struct kc_volume_format_params format_params(const struct env *e, const char *img) {
+        return (struct kc_volume_format_params) {
+                .ref = { .device = img }, .key_ref = "alias/pgdata", .context = e->ctx,
+        };
+}
+
+START_TEST(test_encrypt) {
+        _cleanup_secret_ uint8_t *key = kc_test_random_key(64);
+        _cleanup_secret_ void *back = NULL;
+        _cleanup_context_ struct kc_context *other = NULL;
+        struct kc_data_key dk = {}, none = {};
+        struct kc_kms_request req;
+        struct kc_err err = {};
+        struct env e;
+
+        env_init(&e);
+        req = (struct kc_kms_request) { .caller = &e.caller, .volume = "adopted" };
+        ck_assert_int_eq(kc_kms_encrypt(e.kms, &req, "alias/pgdata", e.ctx, key, 64, &dk, &err), 0);
+        ck_assert_ptr_null(dk.plaintext);
+        ck_assert_str_eq(dk.key_id, e.key.key_id);
+        ck_assert_uint_eq(dk.key_version, 1);
+        ck_assert_int_eq(kc_kms_decrypt(e.kms, &req, "alias/pgdata", dk.blob, dk.blob_len, e.ctx, &back, NULL, NULL, &err), 0);
+        ck_assert_uint_eq(kc_secret_size(back), 64);
+        ck_assert_mem_eq(back, key, 64);
+        ck_assert_uint_eq(audit_count(&e, "Encrypt"), 1);
+
+        /* Bound to the context like any wrapped key. */
+        ck_assert_int_eq(kc_context_parse_kv("db-id=db-1,volume-id=vol-3", &other, &err), 0);
+        kc_secret_free(TAKE_PTR(back));
+        ck_assert_int_eq(kc_kms_decrypt(e.kms, &req, NULL, dk.blob, dk.blob_len, other, &back, NULL, NULL, &err), -EBADMSG);
+
+        ck_assert_int_eq(kc_kms_encrypt(e.kms, &req, "alias/pgdata", e.ctx, key, 0, &none, NULL), -EINVAL);
+        ck_assert_int_eq(kc_kms_encrypt(e.kms, &req, "alias/pgdata", e.ctx, key, 1025, &none, NULL), -EINVAL);
+        ck_assert_int_eq(kc_kms_encrypt(e.kms, &req, "alias/pgdata", NULL, key, 64, &none, NULL), -EINVAL);
+        ck_assert_int_lt(kc_kms_encrypt(e.kms, &req, "alias/none", e.ctx, key, 64, &none, NULL), 0);
+        ck_assert_ptr_null(none.blob);
+        /* Refusals are audited too. */
+        ck_assert_uint_eq(audit_count(&e, "Encrypt"), 5);
+        kc_data_key_clear(&dk);
+        env_done(&e);
+}
+END_TEST
+
+START_TEST(test_format) {
+        struct env e;
+        env_init(&e);
+        _cleanup_free_ char *img = kc_test_image(e.dir, "a.img", KC_TEST_IMAGE_SIZE);
+        _cleanup_secret_ void *key = NULL;
+        _cleanup_luks_ struct kc_luks *l = NULL;
+        struct kc_volume_format_params p = format_params(&e, img);
+        struct kc_volume_result res;
+        struct kc_luks_segment seg;
+        struct kc_err err = {};
+        char line[4096];
+        FILE *f;
+        int r;
+
+        p.label = "pgdata";
+        r = kc_volume_format(e.kms, &e.caller, &p, &res, &err);
+        ck_assert_msg(r == 0, "format: %s", kc_err_msg(&err, r));
+        ck_assert_int_eq(res.token_id, 0);
+        ck_assert_int_eq(res.recovery_keyslot, -1);
+        ck_assert_str_eq(res.key_id, e.key.key_id);
+        ck_assert_uint_eq(res.key_version, 1);
+
+        ck_assert_int_eq(kc_luks_open(img, NULL, &l, &err), 0);
+        ck_assert_int_eq(kc_luks_segment(l, &seg), 0);
+        ck_assert_str_eq(seg.uuid, res.uuid);
+        ck_assert_str_eq(seg.label, "pgdata");
+        ck_assert_uint_eq(seg.sector_size, 4096);
+        key = token_unwrap(&e, img, NULL);
+        ck_assert_uint_eq(kc_secret_size(key), 64);
+
+        /* GenerateDataKey, then the read-back Decrypt, both naming the new volume. */
+        ck_assert_uint_eq(audit_count(&e, "GenerateDataKey"), 1);
+        ck_assert_uint_ge(audit_count(&e, "Decrypt"), 1);
+        f = fopen(e.audit_log, "re");
+        ck_assert_ptr_nonnull(f);
+        while (fgets(line, sizeof(line), f))
+                if (strstr(line, "GenerateDataKey"))
+                        ck_assert_msg(strstr(line, res.uuid), "record does not name the volume: %s", line);
+        fclose(f);
+        env_done(&e);
+}
+END_TEST
+
+START_TEST(test_format_recovery_interop) {
+        struct env e;
+        env_init(&e);
+        _cleanup_free_ char *img = kc_test_image(e.dir, "a.img", KC_TEST_IMAGE_SIZE),
+                            *pass = kc_test_write_file(e.dir, "pass", "recover me"), *dump = NULL;
+        _cleanup_secret_ void *key = NULL, *mk = NULL;
+        struct kc_volume_format_params p = format_params(&e, img);
+        struct kc_volume_result res;
+        struct kc_err err = {};
+        int r;
+
+        p.recovery_passphrase = "recover me";
+        p.recovery_passphrase_len = strlen("recover me");
+        p.pbkdf = &kc_test_fast_pbkdf;
+        r = kc_volume_format(e.kms, &e.caller, &p, &res, &err);
+        ck_assert_msg(r == 0, "format: %s", kc_err_msg(&err, r));
+        ck_assert_int_eq(res.recovery_keyslot, 0);
+
+        /* Stock cryptsetup: the token is listed, and the recovery keyslot opens the key the KMS unwraps. */
+        dump = kc_test_run("cryptsetup luksDump '%s'", img);
+        ck_assert_ptr_nonnull(strstr(dump, "kmscrypt"));
+        key = token_unwrap(&e, img, NULL);
+        mk = kc_test_cryptsetup_volume_key(img, NULL, pass);
+        ck_assert_uint_eq(kc_secret_size(mk), 64);
+        ck_assert_mem_eq(mk, key, 64);
+        free(kc_test_run("cryptsetup open --test-passphrase --key-file '%s' '%s'", pass, img));
+        env_done(&e);
+}
+END_TEST
+
+START_TEST(test_format_detached) {
+        struct env e;
+        env_init(&e);
+        _cleanup_free_ char *img = kc_test_image(e.dir, "data.img", KC_TEST_IMAGE_SIZE), *hdr = NULL;
+        _cleanup_secret_ void *key = NULL;
+        struct kc_volume_format_params p = format_params(&e, img);
+        struct kc_volume_result res;
+        struct kc_err err = {};
+        int r;
+
+        ck_assert_int_ge(asprintf(&hdr, "%s/new-header", e.dir), 0);
+        p.ref.header = hdr;
+
+        /* A failed format removes the header file it created. */
+        p.key_ref = "alias/missing";
+        ck_assert_int_lt(kc_volume_format(e.kms, &e.caller, &p, &res, &err), 0);
+        ck_assert_int_eq(access(hdr, F_OK), -1);
+
+        p.key_ref = "alias/pgdata";
+        err = (struct kc_err) {};
+        r = kc_volume_format(e.kms, &e.caller, &p, &res, &err);
+        ck_assert_msg(r == 0, "format: %s", kc_err_msg(&err, r));
+        ck_assert(kc_test_file_is_zero(img));
+        key = token_unwrap(&e, img, hdr);
+
+        /* The header now carries a signature: formatting onto it again needs force. */
+        err = (struct kc_err) {};
+        ck_assert_int_eq(kc_volume_format(e.kms, &e.caller, &p, &res, &err), -EEXIST);
+        ck_assert_msg(strstr(err.msg, "crypto_LUKS"), "%s", err.msg);
+        env_done(&e);
+}
+END_TEST
+
+/* Each refusal: before the KMS is asked (no audit record) and with the device untouched. */
+START_TEST(test_format_refusals) {
+        struct env e;
+        env_init(&e);
+        _cleanup_free_ char *img = kc_test_image(e.dir, "a.img", KC_TEST_IMAGE_SIZE),
+                            *luks = kc_test_luks2_plain(e.dir, "luks.img", NULL);
+        _cleanup_context_ struct kc_context *no_vol = NULL, *no_db = NULL, *empty_vol = NULL;
+        struct kc_volume_format_params p;
+        struct kc_volume_result res;
+        uint64_t before = kc_test_file_hash(img), luks_before = kc_test_file_hash(luks);
+        unsigned records = audit_count(&e, NULL);
+        struct kc_err err = {};
+
+        ck_assert_int_eq(kc_context_parse_kv("db-id=db-1", &no_vol, &err), 0);
+        ck_assert_int_eq(kc_context_parse_kv("volume-id=v", &no_db, &err), 0);
+        ck_assert_int_eq(kc_context_parse_kv("db-id=db-1,volume-id=", &empty_vol, &err), 0);
+        const struct {
+                const char *device;
+                const struct kc_context *ctx;
+                int r;
+                const char *want;
+        } cases[] = {
+                { img, no_vol, -EINVAL, "must name volume-id" },
+                { img, no_db, -EINVAL, "must name db-id" },
+                { img, empty_vol, -EINVAL, "must name volume-id" },
+                { img, NULL, -EINVAL, "no encryption context" },
+                { luks, e.ctx, -EEXIST, "crypto_LUKS" },
+                { "/nonexistent/dev", e.ctx, -ENOENT, "/nonexistent/dev" },
+                { e.dir, e.ctx, -EISDIR, e.dir },
+        };
+
+        for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+                err = (struct kc_err) {};
+                p = format_params(&e, cases[i].device);
+                p.context = cases[i].ctx;
+                ck_assert_int_eq(kc_volume_format(e.kms, &e.caller, &p, &res, &err), cases[i].r);
+                ck_assert_msg(strstr(err.msg, cases[i].want), "case %zu: %s", i, err.msg);
+        }
+        p = format_params(&e, img);
+        p.key_ref = "aws:arn:aws:kms:eu-west-1:1:key/x";
+        ck_assert_int_eq(kc_volume_format(e.kms, &e.caller, &p, &res, &err), -EPROTONOSUPPORT);
+        p.key_ref = "";
+        ck_assert_int_eq(kc_volume_format(e.kms, &e.caller, &p, &res, &err), -EINVAL);
+
+        ck_assert_uint_eq(audit_count(&e, NULL), records);
+        ck_assert_uint_eq(kc_test_file_hash(img), before);
+        ck_assert_uint_eq(kc_test_file_hash(luks), luks_before);
+
+        /* A key the KMS refuses: audited, and still nothing written. */
+        p = format_params(&e, img);
+        p.key_ref = "alias/missing";
+        ck_assert_int_lt(kc_volume_format(e.kms, &e.caller, &p, &res, &err), 0);
+        ck_assert_uint_eq(audit_count(&e, "GenerateDataKey"), 1);
+        ck_assert_uint_eq(kc_test_file_hash(img), before);
+
+        /* force formats over the LUKS device. */
+        p = format_params(&e, luks);
+        p.force = true;
+        err = (struct kc_err) {};
+        ck_assert_msg(kc_volume_format(e.kms, &e.caller, &p, &res, &err) == 0, "%s", err.msg);
+        env_done(&e);
+}
+END_TEST
+
+START_TEST(test_format_read_only) {
+        struct env e;
+        env_init(&e);
+        _cleanup_free_ char *img = kc_test_image(e.dir, "a.img", KC_TEST_IMAGE_SIZE);
+        struct kc_volume_format_params p = format_params(&e, img);
+        struct kc_volume_result res;
+        struct kc_err err = {};
+        int fd, flags = 0, r;
+
+        /* Root ignores file modes; the immutable flag stops even root. */
+        fd = open(img, O_RDONLY | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        if (ioctl(fd, FS_IOC_GETFLAGS, &flags) < 0 || (flags |= FS_IMMUTABLE_FL, ioctl(fd, FS_IOC_SETFLAGS, &flags) < 0)) {
+                close(fd);
+                env_done(&e);
+                return;   /* this filesystem or capability set cannot say "read-only" to root */
+        }
+        r = kc_volume_format(e.kms, &e.caller, &p, &res, &err);
+        flags &= ~FS_IMMUTABLE_FL;
+        ck_assert_int_eq(ioctl(fd, FS_IOC_SETFLAGS, &flags), 0);
+        close(fd);
+        ck_assert_int_eq(r, -EROFS);
+        ck_assert_msg(strstr(err.msg, "read-only"), "%s", err.msg);
+        ck_assert_uint_eq(audit_count(&e, "GenerateDataKey"), 0);
+        ck_assert(kc_test_file_is_zero(img));
+        env_done(&e);
+}
+END_TEST
+
+/* Bytes of the data area at a few offsets, to prove adopt never touches data. */
+static void data_sample(const char *img, uint8_t out[3][512]) {
+        static const off_t where[3] = { 16 << 20, 20 << 20, (32 << 20) - 512 };
+        int fd = open(img, O_RDONLY | O_CLOEXEC);
+
+        ck_assert_int_ge(fd, 0);
+        for (size_t i = 0; i < 3; i++)
+                ck_assert_int_eq(pread(fd, out[i], 512, where[i]), 512);
+        close(fd);
+}
+
+static void data_fill(const char *img) {
+        uint8_t buf[4096];
+        int fd = open(img, O_WRONLY | O_CLOEXEC);
+
+        ck_assert_int_ge(fd, 0);
+        for (size_t i = 0; i < sizeof(buf); i++)
+                buf[i] = (uint8_t) (i * 31 + 7);
+        for (off_t off = 16 << 20; off < 32 << 20; off += 1 << 20)
+                ck_assert_int_eq(pwrite(fd, buf, sizeof(buf), off), (ssize_t) sizeof(buf));
+        ck_assert_int_eq(pwrite(fd, buf, 512, (32 << 20) - 512), 512);
+        close(fd);
+}
+
+static struct kc_volume_adopt_params adopt_params(const struct env *e, const char *img, const char *pass) {
+        return (struct kc_volume_adopt_params) {
+                .ref = { .device = img }, .key_ref = "alias/pgdata", .context = e->ctx,
+                .passphrase = pass, .passphrase_len = pass ? strlen(pass) : 0,
+        };
+}
+
+START_TEST(test_adopt) {
+        struct env e;
+        env_init(&e);
+        _cleanup_free_ char *img = kc_test_luks2_plain(e.dir, "a.img", NULL), *pass = NULL, *dump = NULL;
+        _cleanup_secret_ void *key = NULL, *mk = NULL;
+        struct kc_volume_adopt_params p = adopt_params(&e, img, "old passphrase");
+        struct kc_volume_result res;
+        struct kc_err err = {};
+        uint8_t before[3][512], after[3][512];
+        int r;
+
+        ck_assert_int_ge(asprintf(&pass, "%s.pass", img), 0);
+        data_fill(img);
+        data_sample(img, before);
+        r = kc_volume_adopt(e.kms, &e.caller, &p, &res, &err);
+        ck_assert_msg(r == 0, "adopt: %s", kc_err_msg(&err, r));
+        ck_assert_int_eq(res.token_id, 0);
+        ck_assert_int_eq(res.removed_keyslots, 0);
+        ck_assert_str_eq(res.key_id, e.key.key_id);
+        data_sample(img, after);
+        ck_assert_mem_eq(before, after, sizeof(before));
+
+        /* The token opens the same key as the passphrase, which still works. */
+        key = token_unwrap(&e, img, NULL);
+        mk = kc_test_cryptsetup_volume_key(img, NULL, pass);
+        ck_assert_uint_eq(kc_secret_size(key), kc_secret_size(mk));
+        ck_assert_mem_eq(key, mk, kc_secret_size(mk));
+        ck_assert_uint_eq(audit_count(&e, "Encrypt"), 1);
+
+        /* Adopting twice is refused before anything is unlocked. */
+        err = (struct kc_err) {};
+        ck_assert_int_eq(kc_volume_adopt(e.kms, &e.caller, &p, &res, &err), -EEXIST);
+        ck_assert_ptr_nonnull(strstr(err.msg, "already has a kmscrypt token"));
+        ck_assert_uint_eq(audit_count(&e, "Encrypt"), 1);
+
+        dump = kc_test_run("cryptsetup luksDump '%s'", img);
+        ck_assert_ptr_nonnull(strstr(dump, "kmscrypt"));
+        ck_assert_ptr_nonnull(strstr(dump, "0: luks2"));
+        env_done(&e);
+}
+END_TEST
+
+START_TEST(test_adopt_remove_passphrase) {
+        struct env e;
+        env_init(&e);
+        /* A 256-bit XTS volume: adopt keeps whatever key the volume has. */
+        _cleanup_free_ char *img = kc_test_luks2_plain(e.dir, "a.img", "--key-size 256"), *pass = NULL, *dump = NULL,
+                            *cmd = NULL;
+        _cleanup_secret_ void *key = NULL;
+        _cleanup_luks_ struct kc_luks *l = NULL;
+        struct kc_volume_adopt_params p = adopt_params(&e, img, "old passphrase");
+        struct kc_volume_result res;
+        struct kc_err err = {};
+        uint8_t before[3][512], after[3][512];
+        void *none = NULL;
+        int r;
+
+        ck_assert_int_ge(asprintf(&pass, "%s.pass", img), 0);
+        data_fill(img);
+        data_sample(img, before);
+        p.remove_passphrase = true;
+        r = kc_volume_adopt(e.kms, &e.caller, &p, &res, &err);
+        ck_assert_msg(r == 0, "adopt: %s", kc_err_msg(&err, r));
+        ck_assert_int_eq(res.removed_keyslots, 1);
+        data_sample(img, after);
+        ck_assert_mem_eq(before, after, sizeof(before));
+
+        key = token_unwrap(&e, img, NULL);
+        ck_assert_uint_eq(kc_secret_size(key), 32);
+        ck_assert_int_eq(kc_luks_open(img, NULL, &l, &err), 0);
+        ck_assert_int_lt(kc_luks_volume_key_by_passphrase(l, "old passphrase", 14, &none, &err), 0);
+        dump = kc_test_run("cryptsetup luksDump '%s'", img);
+        ck_assert_ptr_null(strstr(dump, "0: luks2"));
+        ck_assert_int_ge(asprintf(&cmd, "cryptsetup open --test-passphrase --key-file '%s' '%s' 2>/dev/null", pass, img), 0);
+        ck_assert_int_ne(system(cmd), 0);
+        env_done(&e);
+}
+END_TEST
+
+START_TEST(test_adopt_refusals) {
+        struct env e;
+        env_init(&e);
+        _cleanup_free_ char *img = kc_test_luks2_plain(e.dir, "a.img", NULL),
+                            *l1 = kc_test_luks1(e.dir, "l1.img"),
+                            *zero = kc_test_image(e.dir, "z.img", KC_TEST_IMAGE_SIZE);
+        _cleanup_context_ struct kc_context *no_vol = NULL;
+        uint64_t before = kc_test_file_hash(img), l1_before = kc_test_file_hash(l1);
+        struct kc_volume_adopt_params p;
+        struct kc_volume_result res;
+        struct kc_err err = {};
+
+        ck_assert_int_eq(kc_context_parse_kv("db-id=db-1", &no_vol, &err), 0);
+        const struct {
+                const char *device, *pass;
+                const struct kc_context *ctx;
+                int r;
+                const char *want;
+        } cases[] = {
+                { img, "wrong passphrase", e.ctx, -EPERM, "no keyslot" },
+                { img, NULL, e.ctx, -EINVAL, "no passphrase" },
+                { img, "old passphrase", no_vol, -EINVAL, "must name volume-id" },
+                { l1, "old passphrase", e.ctx, -EINVAL, "is LUKS1" },
+                { zero, "old passphrase", e.ctx, -EINVAL, "not a LUKS2 device" },
+                { "/nonexistent/dev", "old passphrase", e.ctx, -ENOENT, "/nonexistent/dev" },
+        };
+
+        for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+                err = (struct kc_err) {};
+                p = adopt_params(&e, cases[i].device, cases[i].pass);
+                p.context = cases[i].ctx;
+                p.remove_passphrase = true;
+                ck_assert_int_eq(kc_volume_adopt(e.kms, &e.caller, &p, &res, &err), cases[i].r);
+                ck_assert_msg(strstr(err.msg, cases[i].want), "case %zu: %s", i, err.msg);
+        }
+        ck_assert_uint_eq(audit_count(&e, "Encrypt"), 0);
+        ck_assert_uint_eq(kc_test_file_hash(img), before);
+        ck_assert_uint_eq(kc_test_file_hash(l1), l1_before);
+
+        /* A volume with a broken kmscrypt token is not adopted over it. */
+        kc_test_token_set_raw(img, NULL, -1, "{\"type\":\"kmscrypt\",\"keyslots\":[],\"kmscrypt_version\":7}");
+        before = kc_test_file_hash(img);
+        p = adopt_params(&e, img, "old passphrase");
+        err = (struct kc_err) {};
+        ck_assert_int_eq(kc_volume_adopt(e.kms, &e.caller, &p, &res, &err), -EPROTONOSUPPORT);
+        ck_assert_msg(strstr(err.msg, "unsupported kmscrypt token version 7"), "%s", err.msg);
+        ck_assert_uint_eq(kc_test_file_hash(img), before);
+        env_done(&e);
+}
+END_TEST
+
+START_TEST(test_dump) {
+        struct env e;
+        env_init(&e);
+        _cleanup_free_ char *img = kc_test_image(e.dir, "a.img", KC_TEST_IMAGE_SIZE),
+                            *plain = kc_test_luks2_plain(e.dir, "plain.img", NULL),
+                            *zero = kc_test_image(e.dir, "z.img", KC_TEST_IMAGE_SIZE);
+        struct kc_volume_format_params p = format_params(&e, img);
+        struct kc_volume_ref ref = { .device = img };
+        struct kc_volume_result res;
+        struct kc_err err = {}, terr = {};
+        struct json_object *o = NULL, *kc;
+        unsigned records;
+
+        ck_assert_int_eq(kc_volume_format(e.kms, &e.caller, &p, &res, &err), 0);
+        records = audit_count(&e, NULL);
+
+        ck_assert_int_eq(kc_volume_dump(&ref, &o, &terr, &err), 0);
+        ck_assert_int_eq(terr.error, 0);
+        ck_assert_str_eq(json_object_get_string(json_object_object_get(o, "uuid")), res.uuid);
+        kc = json_object_object_get(o, "kmscrypt");
+        ck_assert_ptr_nonnull(kc);
+        ck_assert_str_eq(json_object_get_string(json_object_object_get(kc, "key_id")), e.key.key_id);
+        ck_assert_str_eq(json_object_get_string(json_object_object_get(json_object_object_get(kc, "context"), "db-id")),
+                         "db-1");
+        json_object_put(TAKE_PTR(o));
+        /* No KMS involved. */
+        ck_assert_uint_eq(audit_count(&e, NULL), records);
+
+        /* LUKS2 without a token: the facts, and the reason. */
+        ref.device = plain;
+        ck_assert_int_eq(kc_volume_dump(&ref, &o, &terr, &err), 0);
+        ck_assert_int_eq(terr.error, -ENOENT);
+        ck_assert_ptr_nonnull(strstr(terr.msg, "has no kmscrypt token"));
+        ck_assert(!json_object_object_get_ex(o, "kmscrypt", NULL));
+        ck_assert_uint_eq(json_object_array_length(json_object_object_get(o, "keyslots")), 1);
+        json_object_put(TAKE_PTR(o));
+
+        terr = (struct kc_err) {};
+        kc_test_token_set_raw(plain, NULL, -1, "{\"type\":\"kmscrypt\",\"keyslots\":[],\"kmscrypt_version\":1}");
+        ck_assert_int_eq(kc_volume_dump(&ref, &o, &terr, &err), 0);
+        ck_assert_int_eq(terr.error, -EINVAL);
+        json_object_put(TAKE_PTR(o));
+
+        ref.device = zero;
+        ck_assert_int_eq(kc_volume_dump(&ref, &o, &terr, &err), -EINVAL);
+        ck_assert_ptr_null(o);
+        env_done(&e);
+}
+END_TEST
+
+Suite *kc_test_suite(void) {
+        Suite *s = suite_create("volume-header");
+        TCase *tc = tcase_create("workflows");
+
+        if (getuid() != 0 && access("/run/cryptsetup", W_OK) < 0)
+                kc_test_skip("needs /run/cryptsetup writable (root)");
+        tcase_set_timeout(tc, 30);
+        tcase_add_test(tc, test_encrypt);
+        tcase_add_test(tc, test_format);
+        tcase_add_test(tc, test_format_recovery_interop);
+        tcase_add_test(tc, test_format_detached);
+        tcase_add_test(tc, test_format_refusals);
+        tcase_add_test(tc, test_format_read_only);
+        tcase_add_test(tc, test_adopt);
+        tcase_add_test(tc, test_adopt_remove_passphrase);
+        tcase_add_test(tc, test_adopt_refusals);
+        tcase_add_test(tc, test_dump);
+        suite_add_tcase(s, tc);
+        return s;
+}
