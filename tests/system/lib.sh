@@ -41,7 +41,7 @@ sys_install_project() {
                                 --runstatedir=/run --libexecdir=/usr/libexec \
                                 --with-systemdsystemunitdir=/lib/systemd/system \
                                 --with-systemdgeneratordir=/lib/systemd/system-generators \
-                                --with-udevdir=/lib/udev >&2
+                                --with-udevdir=/lib/udev --without-aws >&2
                 fi
                 make -s -j2 >&2
                 make -s install DESTDIR="$root" >&2
