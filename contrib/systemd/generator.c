@@ -46,7 +46,8 @@ static int write_file(const char *dir, const char *name, const char *text) {
         _cleanup_free_ char *d = NULL, *p = NULL;
         _cleanup_fclose_ FILE *f = NULL;
 
-        if (asprintf(&d, "%s/%s", arg_dest, dir ? dir : ".") < 0 || asprintf(&p, "%s/%s", d, name) < 0)
+        if ((dir ? asprintf(&d, "%s/%s", arg_dest, dir) : asprintf(&d, "%s", arg_dest)) < 0 ||
+            asprintf(&p, "%s/%s", d, name) < 0)
                 return -ENOMEM;
         if (dir && mkdir(d, 0755) < 0 && errno != EEXIST)
                 return log_error_errno(-errno, "cannot create %s: %m", d);

@@ -34,14 +34,15 @@ sys_kernel() {
 sys_install_project() {
         root=$1
         mkdir -p "$sys/obj"
+        set -- --prefix=/usr --sysconfdir=/etc --localstatedir=/var --runstatedir=/run \
+                --libexecdir=/usr/libexec --with-systemdsystemunitdir=/lib/systemd/system \
+                --with-systemdgeneratordir=/lib/systemd/system-generators --with-udevdir=/lib/udev --with-tmpfilesdir=/usr/lib/tmpfiles.d \
+                --without-aws
         (
                 cd "$sys/obj"
-                if [ ! -f Makefile ]; then
-                        "$top_srcdir/configure" -q --prefix=/usr --sysconfdir=/etc --localstatedir=/var \
-                                --runstatedir=/run --libexecdir=/usr/libexec \
-                                --with-systemdsystemunitdir=/lib/systemd/system \
-                                --with-systemdgeneratordir=/lib/systemd/system-generators \
-                                --with-udevdir=/lib/udev --without-aws >&2
+                # Reconfigure when the arguments changed (config.status would keep the old ones).
+                if [ ! -f Makefile ] || [ "$(cat .kc-configure-args 2>/dev/null)" != "$*" ]; then
+                        "$top_srcdir/configure" -q "$@" >&2 && echo "$*" > .kc-configure-args
                 fi
                 make -s -j2 >&2
                 make -s install DESTDIR="$root" >&2

@@ -15,7 +15,7 @@ pgmain=/var/lib/postgresql
 
 need_agent() {
         has_agent && return 0
-        skipc "phase $phase: kmscryptd or 'kmscrypt format' is not installed in this build"
+        skipc "phase $phase: kmscryptd or 'kmscrypt format' is not usable in this build: $(kmscrypt format --help 2>&1 | tail -n 1)"
         return 1
 }
 
@@ -23,6 +23,11 @@ table_sum() { psql_q "select md5(string_agg(aid||':'||abalance, ',' order by aid
 mounted_from_mapping() { findmnt -n -o SOURCE "$pgmain" | grep -qx /dev/mapper/pgdata; }
 audit_has() { grep -q "$1" /var/lib/kmscrypt/audit.log; }
 sum_is_saved() { [ "$(cat "$state/sum")" = "$(table_sum)" ]; }
+# Print the journal of the kmscrypt units (and any given) for the host's log.
+diag() {
+        journalctl -b --no-pager -o cat -n 40 -u kmscryptd.service -u kmscryptd.socket \
+                -u 'kmscrypt-*' "$@" 2>&1 | sed 's/^/SYSTEST-DIAG /'
+}
 journal_has() { journalctl -b --no-pager -o cat | grep -q "$1"; }
 
 phase_setup() {
@@ -41,10 +46,12 @@ pgdata  UUID=$u_pg  $ctx_pg                          timeout=60
 hot1    UUID=$u_h1  db-id=systest,volume-id=hot1     hotplug=yes,nofail
 hot2    UUID=$u_h2  db-id=systest,volume-id=hot2     hotplug=yes,nofail
 V
+        mkdir -p /run/systest-gen
         check "generator accepts the volumes file" /lib/systemd/system-generators/kmscrypt-generator /run/systest-gen
         systemctl daemon-reload
         # The generated unit attaches through the agent (socket-activated).
         check "kmscrypt-pgdata.service attaches pgdata" systemctl start kmscrypt-pgdata.service
+        test -b /dev/mapper/pgdata || diag
         check "mkfs on pgdata" mkfs.ext4 -q /dev/mapper/pgdata
         systemctl stop postgresql
         mkdir -p /mnt/pg
@@ -65,6 +72,7 @@ phase_main() {
         sum=$(table_sum)
         if [ -n "$sum" ]; then echo "$sum" > "$state/sum"; pass "a: checksum $sum"; else fail "a: no checksum"; fi
         echo "SYSTEST-BENCH kmscrypt-mounted-ms $(active_ms var-lib-postgresql.mount)"
+        mounted_from_mapping || diag
         # b
         req plug hot1
         t0=$(now_ms)
@@ -85,6 +93,7 @@ phase_main() {
         req unplug hot1
         check "c: hot1 disk removed" wait_for 20 not test -b "$dev"
         check "c: no stale hot1 mapping" wait_for 20 not mapping hot1
+        diag
         req unplug hot2
 }
 
