@@ -33,9 +33,13 @@ journal_has() { journalctl -b --no-pager -o cat | grep -q "$1"; }
 phase_setup() {
         need_agent || return 0
         check "create CMK" kmscrypt key create --alias alias/systest
-        check "format pgdata" kmscrypt format "$(disk pgdata)" --key alias/systest --context "$ctx_pg"
-        check "format hot1" kmscrypt format "$(disk hot1)" --key alias/systest --context db-id=systest,volume-id=hot1
-        check "format hot2" kmscrypt format "$(disk hot2)" --key alias/systest --context db-id=other,volume-id=rogue
+        # Formatted with a recovery keyslot: without any keyslot the header
+        # records no key size and attach refuses the unwrapped key (reported).
+        printf 'systest-recovery' > /root/recovery
+        rec="--recovery-passphrase-file /root/recovery --pbkdf pbkdf2 --pbkdf-force-iterations 1000"
+        check "format pgdata" kmscrypt format "$(disk pgdata)" $rec --key alias/systest --context "$ctx_pg"
+        check "format hot1" kmscrypt format "$(disk hot1)" $rec --key alias/systest --context db-id=systest,volume-id=hot1
+        check "format hot2" kmscrypt format "$(disk hot2)" $rec --key alias/systest --context db-id=other,volume-id=rogue
         u_pg=$(blkid -s UUID -o value "$(disk pgdata)")
         u_h1=$(blkid -s UUID -o value "$(disk hot1)")
         u_h2=$(blkid -s UUID -o value "$(disk hot2)")
@@ -51,7 +55,10 @@ V
         systemctl daemon-reload
         # The generated unit attaches through the agent (socket-activated).
         check "kmscrypt-pgdata.service attaches pgdata" systemctl start kmscrypt-pgdata.service
-        test -b /dev/mapper/pgdata || diag
+        if ! test -b /dev/mapper/pgdata; then
+                diag
+                kmscrypt dump --json "$(disk pgdata)" 2>&1 | grep -i 'key_size' | sed 's/^/SYSTEST-DIAG dump: /'
+        fi
         check "mkfs on pgdata" mkfs.ext4 -q /dev/mapper/pgdata
         systemctl stop postgresql
         mkdir -p /mnt/pg
@@ -134,7 +141,8 @@ phase_outage() {
 phase_benchsetup() {
         need_agent || return 0
         check "create CMK" kmscrypt key create --alias alias/bench
-        check "format kmscrypt volume" kmscrypt format "$(disk benchk)" --key alias/bench --context db-id=bench,volume-id=pgdata
+        printf 'bench-recovery' > /root/recovery
+        check "format kmscrypt volume" kmscrypt format "$(disk benchk)" --recovery-passphrase-file /root/recovery --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key alias/bench --context db-id=bench,volume-id=pgdata
         head -c 64 /dev/urandom > /etc/bench.key
         chmod 0400 /etc/bench.key
         check "format LUKS2 volume (key file, default cost)" cryptsetup luksFormat -q --type luks2 \
