@@ -1,0 +1,183 @@
+# Scenarios a-e of issue #6, sourced by guest.sh: one phase_* per boot.
+#   setup   (disks pgdata, hot1, hot2 at boot) create a CMK, format the three
+#           volumes, move PostgreSQL onto pgdata, write volumes + fstab
+#   main    a: pgdata attached and mounted at boot, PostgreSQL on it;
+#           pgbench table and its checksum; b: hot-add hot1 (allowed) and
+#           hot2 (context not allowed); c: hot-remove hot1
+#   reboot  d: PostgreSQL back with the same checksum; then hide the keystore
+#           and make pgdata nofail for the next boot
+#   outage  e: boot completes without pgdata, status says why, restoring
+#           the keystore attaches it without a reboot
+# shellcheck shell=sh
+ctx_pg=db-id=systest,volume-id=pgdata
+ks=/var/lib/kmscrypt/keystore
+pgmain=/var/lib/postgresql
+
+need_agent() {
+        has_agent && return 0
+        skipc "phase $phase: kmscryptd or 'kmscrypt format' is not usable in this build: $(kmscrypt format --help 2>&1 | tail -n 1)"
+        return 1
+}
+
+table_sum() { psql_q "select md5(string_agg(aid||':'||abalance, ',' order by aid)) from pgbench_accounts"; }
+mounted_from_mapping() { findmnt -n -o SOURCE "$pgmain" | grep -qx /dev/mapper/pgdata; }
+audit_has() { grep -q "$1" /var/lib/kmscrypt/audit.log; }
+sum_is_saved() { [ "$(cat "$state/sum")" = "$(table_sum)" ]; }
+# Print the journal of the kmscrypt units (and any given) for the host's log.
+diag() {
+        journalctl -b --no-pager -o cat -n 40 -u kmscryptd.service -u kmscryptd.socket \
+                -u 'kmscrypt-*' "$@" 2>&1 | sed 's/^/SYSTEST-DIAG /'
+}
+journal_has() { journalctl -b --no-pager -o cat | grep -q "$1"; }
+
+phase_setup() {
+        need_agent || return 0
+        check "create CMK" kmscrypt key create --alias alias/systest
+        # Formatted with a recovery keyslot: without any keyslot the header
+        # records no key size and attach refuses the unwrapped key (reported).
+        printf 'systest-recovery' > /root/recovery
+        rec="--recovery-passphrase-file /root/recovery --pbkdf pbkdf2 --pbkdf-force-iterations 1000"
+        check "format pgdata" kmscrypt format "$(disk pgdata)" $rec --key alias/systest --context "$ctx_pg"
+        check "format hot1" kmscrypt format "$(disk hot1)" $rec --key alias/systest --context db-id=systest,volume-id=hot1
+        check "format hot2" kmscrypt format "$(disk hot2)" $rec --key alias/systest --context db-id=other,volume-id=rogue
+        u_pg=$(blkid -s UUID -o value "$(disk pgdata)")
+        u_h1=$(blkid -s UUID -o value "$(disk hot1)")
+        u_h2=$(blkid -s UUID -o value "$(disk hot2)")
+        mkdir -p /etc/kmscrypt
+        # hot2 is configured, but for a different context than its token carries.
+        cat > /etc/kmscrypt/volumes <<V
+pgdata  UUID=$u_pg  $ctx_pg                          timeout=60
+hot1    UUID=$u_h1  db-id=systest,volume-id=hot1     hotplug=yes,nofail
+hot2    UUID=$u_h2  db-id=systest,volume-id=hot2     hotplug=yes,nofail
+V
+        mkdir -p /run/systest-gen
+        check "generator accepts the volumes file" /lib/systemd/system-generators/kmscrypt-generator /run/systest-gen
+        systemctl daemon-reload
+        # The generated unit attaches through the agent (socket-activated).
+        check "kmscrypt-pgdata.service attaches pgdata" systemctl start kmscrypt-pgdata.service
+        if ! test -b /dev/mapper/pgdata; then
+                diag
+                kmscrypt dump --json "$(disk pgdata)" 2>&1 | grep -i 'key_size' | sed 's/^/SYSTEST-DIAG dump: /'
+        fi
+        check "mkfs on pgdata" mkfs.ext4 -q /dev/mapper/pgdata
+        systemctl stop postgresql
+        mkdir -p /mnt/pg
+        mount /dev/mapper/pgdata /mnt/pg && cp -a "$pgmain/." /mnt/pg/ && umount /mnt/pg
+        check "stopping kmscrypt-pgdata.service detaches pgdata" sh -c \
+                "systemctl stop kmscrypt-pgdata.service && ! dmsetup info pgdata"
+        echo "/dev/mapper/pgdata $pgmain ext4 defaults 0 2" >> /etc/fstab
+}
+
+phase_main() {
+        need_agent || return 0
+        # a
+        check "a: pgdata mounted at boot from /dev/mapper/pgdata" mounted_from_mapping
+        check "a: PostgreSQL online" psql_q "select 1"
+        check "a: data directory on the volume" sh -c \
+                "findmnt -n -o SOURCE -T \"\$(su postgres -c 'psql -XAtqc \"show data_directory\"')\" | grep -qx /dev/mapper/pgdata"
+        check "a: pgbench table" su postgres -c "pgbench -q -i -s 2 postgres"
+        sum=$(table_sum)
+        if [ -n "$sum" ]; then echo "$sum" > "$state/sum"; pass "a: checksum $sum"; else fail "a: no checksum"; fi
+        echo "SYSTEST-BENCH kmscrypt-mounted-ms $(active_ms var-lib-postgresql.mount)"
+        mounted_from_mapping || diag
+        # b
+        req plug hot1
+        t0=$(now_ms)
+        if wait_for 30 test -b /dev/mapper/hot1; then
+                pass "b: hot-added allowed volume attached in $(($(now_ms) - t0)) ms"
+        else
+                fail "b: hot1 not attached 30 s after hot-add"
+        fi
+        check "b: exactly one mapping for hot1" sh -c "[ \$(dmsetup ls --target crypt | grep -c '^hot1') -eq 1 ]"
+        req plug hot2
+        wait_for 20 test -b "$(disk hot2)"
+        sleep 8
+        check "b: volume with a context not allowed is not attached" not test -b /dev/mapper/hot2
+        check "b: the refusal is in the journal" journal_has "rogue"
+        check "b: the refusal is in the audit log" audit_has "rogue"
+        # c
+        dev=$(readlink -f "$(disk hot1)")
+        req unplug hot1
+        check "c: hot1 disk removed" wait_for 20 not test -b "$dev"
+        check "c: no stale hot1 mapping" wait_for 20 not mapping hot1
+        diag
+        req unplug hot2
+}
+
+phase_reboot() {
+        need_agent || return 0
+        check "d: pgdata mounted after reboot" mounted_from_mapping
+        check "d: checksum unchanged" sum_is_saved
+        # Prepare e: pgdata becomes nofail, the keystore goes away.
+        sed -i 's/timeout=60$/timeout=0,nofail/' /etc/kmscrypt/volumes
+        sed -i "s|^/dev/mapper/pgdata $pgmain ext4 defaults|/dev/mapper/pgdata $pgmain ext4 defaults,nofail|" /etc/fstab
+        mv "$ks" "$ks.away"
+}
+
+phase_outage() {
+        need_agent || return 0
+        check "e: boot completed without the keystore" systemctl is-active multi-user.target
+        check "e: pgdata not attached" not mapping pgdata
+        if kmscrypt status --help > /dev/null 2>&1; then
+                kmscrypt status > "$state/status.txt" 2>&1
+                check "e: status says pgdata waits and why" grep -qi "pgdata.*wait" "$state/status.txt"
+        else
+                skipc "e: status says why: 'kmscrypt status' is not in this build"
+        fi
+        mv "$ks.away" "$ks"
+        t0=$(now_ms)
+        if wait_for 90 test -b /dev/mapper/pgdata; then
+                pass "e: keystore back, pgdata attached after $(($(now_ms) - t0)) ms without reboot"
+        else
+                fail "e: pgdata not attached 90 s after the keystore came back"
+        fi
+        systemctl start "$(systemd-escape -p --suffix=mount $pgmain)" postgresql
+        check "e: PostgreSQL back with its rows" sum_is_saved
+}
+
+# ---- boot benchmark (tests/bench/boot-bench.sh): kernel start -> database
+# volume mounted, kmscrypt against systemd-cryptsetup with a key file on a
+# LUKS2 keyslot of default cost.  Disks: benchk (kmscrypt), benchc (LUKS2).
+phase_benchsetup() {
+        need_agent || return 0
+        check "create CMK" kmscrypt key create --alias alias/bench
+        printf 'bench-recovery' > /root/recovery
+        check "format kmscrypt volume" kmscrypt format "$(disk benchk)" --recovery-passphrase-file /root/recovery --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key alias/bench --context db-id=bench,volume-id=pgdata
+        head -c 64 /dev/urandom > /etc/bench.key
+        chmod 0400 /etc/bench.key
+        check "format LUKS2 volume (key file, default cost)" cryptsetup luksFormat -q --type luks2 \
+                --key-file /etc/bench.key "$(disk benchc)"
+        uk=$(blkid -s UUID -o value "$(disk benchk)")
+        uc=$(blkid -s UUID -o value "$(disk benchc)")
+        mkdir -p /etc/kmscrypt
+        echo "pgdata UUID=$uk db-id=bench,volume-id=pgdata" > /etc/kmscrypt/volumes
+        systemctl daemon-reload
+        check "attach kmscrypt volume" systemctl start kmscrypt-pgdata.service
+        check "open LUKS2 volume" cryptsetup open --key-file /etc/bench.key "UUID=$uc" pgc
+        systemctl stop postgresql
+        for m in pgdata pgc; do
+                mkfs.ext4 -q "/dev/mapper/$m" && mkdir -p /mnt/$m && mount "/dev/mapper/$m" /mnt/$m &&
+                        cp -a "$pgmain/." /mnt/$m/ && umount /mnt/$m
+        done
+        systemctl stop kmscrypt-pgdata.service
+        cryptsetup close pgc
+        echo "pgc UUID=$uc /etc/bench.key luks" > /etc/crypttab.bench
+        echo "/dev/mapper/pgdata $pgmain ext4 defaults 0 2" >> /etc/fstab
+}
+
+# Boot with kmscrypt; then switch fstab and crypttab to systemd-cryptsetup.
+phase_benchk() {
+        need_agent || return 0
+        check "kmscrypt volume mounted at boot" mounted_from_mapping
+        echo "SYSTEST-BENCH kmscrypt $(active_ms "$(systemd-escape -p --suffix=mount $pgmain)")"
+        mv /etc/kmscrypt/volumes /etc/kmscrypt/volumes.bench
+        mv /etc/crypttab.bench /etc/crypttab
+        sed -i "s|^/dev/mapper/pgdata |/dev/mapper/pgc |" /etc/fstab
+}
+
+phase_benchc() {
+        need_agent || return 0
+        check "LUKS2 volume mounted at boot by systemd-cryptsetup" sh -c \
+                "findmnt -n -o SOURCE $pgmain | grep -qx /dev/mapper/pgc"
+        echo "SYSTEST-BENCH systemd-cryptsetup $(active_ms "$(systemd-escape -p --suffix=mount $pgmain)")"
+}

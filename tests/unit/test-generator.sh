@@ -1,0 +1,58 @@
+#!/bin/sh
+# kmscrypt-generator on sample volumes files: the units, ordering, the
+# symlinks that pull them in and the device timeouts it writes.
+set -eu
+gen=${top_builddir:-.}/kmscrypt-generator
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+ok() { echo "ok - $*"; }
+bad() { echo "FAIL - $*"; fails=$((fails + 1)); }
+has() { if grep -qx -- "$2" "$1"; then ok "${1##*/}: $2"; else bad "${1##*/} lacks '$2'"; fi; }
+hasnt() { if grep -q -- "$2" "$1"; then bad "${1##*/} has '$2'"; else ok "${1##*/}: no $2"; fi; }
+
+cat > "$tmp/volumes" <<'V'
+# name    device                    context                          options
+pg-data   UUID=0b7e-11              db-id=db-1,volume-id=pgdata       timeout=30
+wal       /dev/vdc                  db-id=db-1,volume-id=wal          nofail
+remote    LABEL=far-away            db-id=db-1,volume-id=remote       _netdev,timeout=0
+V
+out=$tmp/out
+mkdir "$out"
+KMSCRYPT_VOLUMES=$tmp/volumes "$gen" "$out" "$out" "$out"
+
+u=$out/kmscrypt-pg\\x2ddata.service
+has "$u" 'BindsTo=dev-disk-by\\x2duuid-0b7e\\x2d11.device'
+has "$u" 'Before=cryptsetup.target local-fs-pre.target'
+has "$u" 'TimeoutStartSec=30s'
+has "$u" 'ExecStart=.*/kmscrypt-hotplug volume pg-data'
+[ -L "$out/cryptsetup.target.requires/kmscrypt-pg\\x2ddata.service" ] && ok "local volume required by cryptsetup.target" ||
+        bad "cryptsetup.target.requires link missing"
+[ -L "$out/dev-mapper-pg\\x2ddata.device.requires/kmscrypt-pg\\x2ddata.service" ] && ok "mapping device requires the unit" ||
+        bad "dev-mapper device link missing"
+has "$out/dev-disk-by\\x2duuid-0b7e\\x2d11.device.d/50-kmscrypt-timeout.conf" 'JobRunningTimeoutSec=30s'
+
+u=$out/kmscrypt-wal.service
+hasnt "$u" '^Before=cryptsetup.target'
+[ -L "$out/cryptsetup.target.wants/kmscrypt-wal.service" ] && ok "nofail volume only wanted" || bad "nofail wants link missing"
+[ -e "$out/cryptsetup.target.requires/kmscrypt-wal.service" ] && bad "nofail volume is required" || ok "nofail volume not required"
+
+u=$out/kmscrypt-remote.service
+has "$u" 'After=network-online.target remote-fs-pre.target'
+has "$u" 'Before=remote-cryptsetup.target remote-fs-pre.target'
+hasnt "$u" 'local-fs-pre.target'
+has "$u" 'BindsTo=dev-disk-by\\x2dlabel-far\\x2daway.device'
+has "$u" 'TimeoutStartSec=infinity'
+[ -L "$out/remote-cryptsetup.target.requires/kmscrypt-remote.service" ] && ok "_netdev volume under remote-cryptsetup.target" ||
+        bad "remote-cryptsetup.target link missing"
+
+# A volumes file that does not parse: no units at all, and a failure exit.
+printf 'broken\n' > "$tmp/bad"
+mkdir "$tmp/out2"
+if KMSCRYPT_VOLUMES=$tmp/bad "$gen" "$tmp/out2" 2> "$tmp/err"; then bad "bad file accepted"; else ok "bad file refused"; fi
+grep -q "$tmp/bad:1" "$tmp/err" && ok "error names file:line" || bad "error lacks file:line: $(cat "$tmp/err")"
+[ -z "$(ls "$tmp/out2")" ] && ok "no units from a bad file" || bad "units written from a bad file"
+# No file: nothing, success.
+KMSCRYPT_VOLUMES=$tmp/none "$gen" "$tmp/out2" && ok "missing file is no volumes" || bad "missing file failed"
+
+[ "$fails" -eq 0 ]
