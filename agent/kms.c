@@ -16,6 +16,9 @@
 
 static const struct kc_kms_provider *const providers[] = {
         &kc_kms_provider_local,
+#if HAVE_AWS
+        &kc_kms_provider_aws,
+#endif
 };
 
 struct kc_kms {
@@ -220,6 +223,20 @@ static int audit_finish_data_key(struct kc_kms *k, const struct kc_kms_request *
         return 0;
 }
 
+/*
+ * A remote provider's request id goes into the record's detail (after what
+ * it already says), so this audit trail and the KMS's own can be joined.
+ */
+static void note_request_id(const struct kc_kms_provider *p, void *state, struct kc_audit_record *rec,
+                            char *buf, size_t size) {
+        const char *id = p && state && p->last_request_id ? p->last_request_id(state) : NULL;
+
+        if (!id)
+                return;
+        snprintf(buf, size, "%s%srequest-id %s", rec->detail ?: "", rec->detail ? "; " : "", id);
+        rec->detail = buf;
+}
+
 /* ---- cryptographic operations --------------------------------------------------------------- */
 
 int kc_kms_generate_data_key(struct kc_kms *k, const struct kc_kms_request *req, const char *key_ref,
@@ -228,15 +245,17 @@ int kc_kms_generate_data_key(struct kc_kms *k, const struct kc_kms_request *req,
         struct kc_err local = {};
         struct kc_audit_record rec = { .operation = "GenerateDataKey", .key_id = key_ref, .context = ctx };
         struct kc_data_key dk = {};
-        const struct kc_kms_provider *p;
+        const struct kc_kms_provider *p = NULL;
         const char *key;
-        void *state;
+        void *state = NULL;
+        char request_id[160];
         int r;
 
         err = err ?: &local;
         r = dispatch(k, key_ref, &p, &state, &key, err);
         if (r >= 0)
                 r = p->generate_data_key(state, key, ctx, nbytes, &dk, err);
+        note_request_id(p, state, &rec, request_id, sizeof(request_id));
         return audit_finish_data_key(k, req, &rec, r, &dk, ret, err);
 }
 
@@ -249,15 +268,17 @@ int kc_kms_decrypt(struct kc_kms *k, const struct kc_kms_request *req, const cha
         _cleanup_secret_ void *plaintext = NULL;
         char id[65] = "";
         uint32_t version = 0;
-        const struct kc_kms_provider *p;
+        const struct kc_kms_provider *p = NULL;
         const char *key;
-        void *state;
+        void *state = NULL;
+        char request_id[160];
         int r;
 
         err = err ?: &local;
         r = dispatch(k, key_ref, &p, &state, &key, err);
         if (r >= 0)
                 r = p->decrypt(state, key, blob, blob_len, ctx, &plaintext, id, &version, err);
+        note_request_id(p, state, &rec, request_id, sizeof(request_id));
         if (r >= 0) {
                 rec.key_id = id;
                 rec.key_version = version;
@@ -283,9 +304,10 @@ int kc_kms_re_encrypt(struct kc_kms *k, const struct kc_kms_request *req, const 
                 .context = dst_ctx ?: src_ctx, .detail = src_key_ref,
         };
         struct kc_data_key dk = {};
-        const struct kc_kms_provider *p, *dst_p;
+        const struct kc_kms_provider *p = NULL, *dst_p;
         const char *src_key, *dst_key = NULL;
-        void *state;
+        void *state = NULL;
+        char request_id[160];
         int r;
 
         err = err ?: &local;
@@ -298,6 +320,7 @@ int kc_kms_re_encrypt(struct kc_kms *k, const struct kc_kms_request *req, const 
         }
         if (r >= 0)
                 r = p->re_encrypt(state, src_key, blob, blob_len, src_ctx, dst_key, dst_ctx, &dk, err);
+        note_request_id(p, state, &rec, request_id, sizeof(request_id));
         return audit_finish_data_key(k, req, &rec, r, &dk, ret, err);
 }
 
@@ -308,15 +331,17 @@ int kc_kms_describe_key(struct kc_kms *k, const struct kc_kms_request *req, cons
         struct kc_err local = {};
         struct kc_audit_record rec = { .operation = "DescribeKey", .key_id = key_ref };
         struct kc_key_info info;
-        const struct kc_kms_provider *p;
+        const struct kc_kms_provider *p = NULL;
         const char *key;
-        void *state;
+        void *state = NULL;
+        char request_id[160];
         int r;
 
         err = err ?: &local;
         r = dispatch(k, key_ref, &p, &state, &key, err);
         if (r >= 0)
                 r = p->describe_key(state, key, &info, err);
+        note_request_id(p, state, &rec, request_id, sizeof(request_id));
         if (r >= 0)
                 rec.key_id = info.key_id;
         r = audit_finish(k, req, &rec, r, err);
@@ -432,23 +457,26 @@ static int manage(struct kc_kms *k, const struct kc_kms_request *req, const char
         struct kc_err local = {};
         struct kc_audit_record rec = { .operation = op->operation, .key_id = key_ref };
         struct kc_key_info info;
-        char detail[64] = "";
-        const struct kc_kms_provider *p;
+        char detail[256] = "";
+        const struct kc_kms_provider *p = NULL;
         const char *key;
-        void *state;
+        void *state = NULL;
+        char request_id[160];
         int r;
 
         err = err ?: &local;
         r = dispatch(k, key_ref, &p, &state, &key, err);
         if (r >= 0)
                 r = op->supported(p) ? op->call(p, state, key, a, err) : unsupported(p, op->operation, err);
+        note_request_id(p, state, &rec, request_id, sizeof(request_id));
         /* Record the key's id rather than the alias it was named by. */
         if (r >= 0 && p->describe_key(state, key, &info, NULL) >= 0)
                 rec.key_id = info.key_id;
         if (r >= 0 && a->version > 0)
                 rec.key_version = a->version;
         if (r >= 0 && a->date > 0) {
-                snprintf(detail, sizeof(detail), "deletion date %lld", (long long) a->date);
+                snprintf(detail, sizeof(detail), "deletion date %lld%s%s", (long long) a->date,
+                         rec.detail ? "; " : "", rec.detail ?: "");
                 rec.detail = detail;
         }
         return audit_finish(k, req, &rec, r, err);

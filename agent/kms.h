@@ -97,6 +97,10 @@ struct kc_kms_provider {
         int (*rotate_key)(void *state, const char *key, uint32_t *ret_new_version, struct kc_err *err);
         int (*schedule_deletion)(void *state, const char *key, unsigned days, time_t *ret_date, struct kc_err *err);
         int (*cancel_deletion)(void *state, const char *key, struct kc_err *err);
+
+        /* Optional: the remote KMS's id of the last request (e.g. x-amzn-RequestId), NULL if none.
+         * kc_kms_* put it in the audit record's detail, so both audit logs can be joined. */
+        const char *(*last_request_id)(void *state);
 };
 
 /* Open the KMS layer: providers are opened lazily on first use. The audit log is opened here. */
@@ -138,3 +142,6 @@ int kc_kms_cancel_deletion(struct kc_kms *k, const struct kc_kms_request *req, c
 
 /* The built-in providers. */
 extern const struct kc_kms_provider kc_kms_provider_local;
+#if HAVE_AWS
+extern const struct kc_kms_provider kc_kms_provider_aws;    /* agent/aws/kms-aws.c */
+#endif

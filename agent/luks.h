@@ -16,10 +16,17 @@
 
 struct kc_luks;   /* an open header: wraps struct crypt_device */
 
-/* What the dm-crypt table needs, read from the LUKS2 segment. */
+/*
+ * What the dm-crypt table needs, read from the LUKS2 segment.
+ *
+ * libcryptsetup 2.6 records the volume key size only in keyslots: a
+ * kmscrypt volume without a recovery keyslot has none, so key_size is 0 and
+ * the unwrapped key's own length is the key size (kc_luks_verify_key()
+ * proves it against the digest, which does not depend on keyslots).
+ */
 struct kc_luks_segment {
         char cipher[64];         /* "aes-xts-plain64" */
-        size_t key_size;         /* bytes */
+        size_t key_size;         /* bytes; 0 when no keyslot records it (below) */
         uint64_t offset;         /* data offset, 512-byte sectors */
         uint64_t iv_offset;      /* 512-byte sectors */
         uint64_t size;           /* 512-byte sectors of data (0 = to end of device) */
@@ -27,6 +34,17 @@ struct kc_luks_segment {
         char uuid[40];
         char label[48];
         char data_device[256];   /* path of the data device */
+};
+
+/*
+ * PBKDF of passphrase (recovery) keyslots.  Zeroed fields mean libcryptsetup's
+ * defaults (argon2id, benchmarked to 2 s); the knobs exist for slow hosts and
+ * for tests, like cryptsetup's --pbkdf, --pbkdf-force-iterations, --pbkdf-memory.
+ */
+struct kc_luks_pbkdf {
+        const char *type;            /* "argon2id", "argon2i", "pbkdf2", or NULL */
+        uint32_t iterations;         /* forced iterations (no benchmark), 0 = benchmark */
+        uint32_t max_memory_kb;      /* argon2 memory cost, 0 = default */
 };
 
 struct kc_luks_format_params {
@@ -38,6 +56,8 @@ struct kc_luks_format_params {
         size_t volume_key_size;      /* 64 for aes-xts-plain64 */
         const char *recovery_passphrase; /* kc_secret buffer, or NULL: no keyslot */
         size_t recovery_passphrase_len;
+        const struct kc_luks_pbkdf *pbkdf; /* recovery keyslot PBKDF, NULL = defaults */
+        const char *uuid;            /* LUKS UUID to use, or NULL: generated */
         bool force;                  /* overwrite existing signatures */
 };
 
@@ -57,7 +77,7 @@ int kc_luks_segment(struct kc_luks *l, struct kc_luks_segment *ret);
 
 /* Find and parse the kmscrypt token. -ENOENT when there is none. ret_id: token number. */
 int kc_luks_token_read(struct kc_luks *l, struct kc_token *ret, int *ret_id, struct kc_err *err);
-/* Replace (id >= 0) or add (id < 0) the kmscrypt token in one metadata write. */
+/* Replace (id >= 0) or add (id < 0) the kmscrypt token in one metadata write. Returns the token id. */
 int kc_luks_token_write(struct kc_luks *l, int id, const struct kc_token *t, struct kc_err *err);
 
 /* crypt_volume_key_verify: 0 when key matches the header's digest, -EPERM when not. */
@@ -66,6 +86,8 @@ int kc_luks_verify_key(struct kc_luks *l, const void *key, size_t key_size);
 /* Unlock the volume key with a passphrase (adopt). Key returned in kc_secret memory. */
 int kc_luks_volume_key_by_passphrase(struct kc_luks *l, const void *pass, size_t pass_len,
                                      void **ret_key, struct kc_err *err);
+/* PBKDF for keyslots added through this handle from now on. */
+int kc_luks_set_pbkdf(struct kc_luks *l, const struct kc_luks_pbkdf *p, struct kc_err *err);
 /* Add a passphrase keyslot for key. Returns keyslot number. */
 int kc_luks_add_passphrase(struct kc_luks *l, const void *key, size_t key_size,
                            const void *pass, size_t pass_len, struct kc_err *err);

@@ -159,3 +159,8 @@ void kc_cli_print_json(struct json_object *o);
 extern const struct kc_cli_command kc_cli_cmd_key;
 extern const struct kc_cli_command kc_cli_cmd_kms;
 extern const struct kc_cli_command kc_cli_cmd_audit;
+extern const struct kc_cli_command kc_cli_cmd_attach;
+extern const struct kc_cli_command kc_cli_cmd_detach;
+extern const struct kc_cli_command kc_cli_cmd_status;
+extern const struct kc_cli_command kc_cli_cmd_list;
+extern const struct kc_cli_command kc_cli_cmd_config;

@@ -15,6 +15,11 @@ static const struct kc_cli_command *const commands[] = {
         &kc_cli_cmd_key,
         &kc_cli_cmd_kms,
         &kc_cli_cmd_audit,
+        &kc_cli_cmd_attach,
+        &kc_cli_cmd_detach,
+        &kc_cli_cmd_status,
+        &kc_cli_cmd_list,
+        &kc_cli_cmd_config,
 };
 
 /* No plaintext key of this process may end up in a core file. */

@@ -125,8 +125,8 @@ START_TEST(test_resolve) {
         ck_assert_str_eq(key, "5f0c0000-0000-4000-8000-000000000000");
         ck_assert_int_eq(kc_kms_resolve("5f0c0000-0000-4000-8000-000000000000", &p, &key, NULL), 0);
         ck_assert_ptr_eq(p, &kc_kms_provider_local);
-        ck_assert_int_eq(kc_kms_resolve("aws:arn:aws:kms:eu-west-1:1:key/x", &p, &key, &err), -EPROTONOSUPPORT);
-        ck_assert_ptr_nonnull(strstr(err.msg, "\"aws\""));
+        ck_assert_int_eq(kc_kms_resolve("kmip:arn:aws:kms:eu-west-1:1:key/x", &p, &key, &err), -EPROTONOSUPPORT);
+        ck_assert_ptr_nonnull(strstr(err.msg, "\"kmip\""));
         ck_assert_int_eq(kc_kms_resolve("", &p, &key, NULL), -EINVAL);
         ck_assert_int_eq(kc_kms_resolve(NULL, &p, &key, NULL), -EINVAL);
         ck_assert_int_eq(kc_kms_resolve("local:", &p, &key, NULL), -EINVAL);
@@ -225,8 +225,13 @@ START_TEST(test_re_encrypt_other_key_and_context) {
         ck_assert_int_eq(kc_kms_re_encrypt(e.kms, &e.req, "alias/b", dk.blob, dk.blob_len, src, NULL, NULL,
                                            &none, &err), -EBADMSG);
         ck_assert_ptr_null(none.plaintext);
-        ck_assert_int_eq(kc_kms_re_encrypt(e.kms, &e.req, "alias/a", dk.blob, dk.blob_len, src, "aws:key/x", NULL,
+        ck_assert_int_eq(kc_kms_re_encrypt(e.kms, &e.req, "alias/a", dk.blob, dk.blob_len, src, "kmip:key/x", NULL,
                                            &none, NULL), -EPROTONOSUPPORT);
+#if HAVE_AWS
+        /* A known provider, but another one: refused before any provider is asked. */
+        ck_assert_int_eq(kc_kms_re_encrypt(e.kms, &e.req, "alias/a", dk.blob, dk.blob_len, src,
+                                           "aws:arn:aws:kms:eu-west-1:111122223333:key/x", NULL, &none, NULL), -EXDEV);
+#endif
         kc_data_key_clear(&dk);
         kc_data_key_clear(&moved);
         env_done(&e);
@@ -380,7 +385,7 @@ START_TEST(test_every_call_audited) {
         ck_assert_int_eq(kc_kms_schedule_deletion(e.kms, &e.req, "alias/a", 3, NULL, NULL), -EINVAL);
         ck_assert_int_eq(kc_kms_schedule_deletion(e.kms, &e.req, "alias/a", 9, NULL, NULL), 0);
         ck_assert_int_eq(kc_kms_cancel_deletion(e.kms, &e.req, "alias/a", NULL), 0);
-        ck_assert_int_eq(kc_kms_describe_key(e.kms, &e.req, "aws:key/1", &info, NULL), -EPROTONOSUPPORT);
+        ck_assert_int_eq(kc_kms_describe_key(e.kms, &e.req, "kmip:key/1", &info, NULL), -EPROTONOSUPPORT);
         ck_assert_int_eq(kc_kms_generate_data_key(e.kms, &e.req, "alias/none", ctx, 64, &none, NULL), -ENOKEY);
 
         ck_assert_int_eq(kc_audit_foreach(e.audit_log, NULL, collect, &seen), 0);

@@ -1,0 +1,434 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <ctype.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <json-c/json.h>
+
+#include "agent/aws/credentials.h"
+#include "lib/log.h"
+#include "lib/secret.h"
+
+#define IMDS_DEFAULT "http://169.254.169.254"
+#define IMDS_TOKEN_TTL "21600"
+#define LOCAL_TIMEOUT_MS 1000L      /* metadata endpoints are on the host or link: answer fast or not at all */
+#define MAX_FILE (64 * 1024)
+
+void kc_aws_credentials_clear(struct kc_aws_credentials *c) {
+        if (!c)
+                return;
+        kc_secret_free(c->access_key_id);
+        kc_secret_free(c->secret_access_key);
+        kc_secret_free(c->session_token);
+        *c = (struct kc_aws_credentials) {};
+}
+
+bool kc_aws_credentials_stale(const struct kc_aws_credentials *c, time_t now) {
+        return !c->access_key_id || (c->expiration > 0 && now + KC_AWS_CREDENTIALS_REFRESH_S >= c->expiration);
+}
+
+static bool env_true(const char *name) {
+        const char *v = getenv(name);
+        return v && (strcasecmp(v, "true") == 0 || streq(v, "1"));
+}
+
+static const char *env_nonempty(const char *name) {
+        const char *v = getenv(name);
+        return v && v[0] ? v : NULL;
+}
+
+int kc_aws_parse_time(const char *s, time_t *ret) {
+        struct tm tm = {};
+        const char *end;
+
+        if (!s)
+                return -EINVAL;
+        end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+        if (!end)
+                return -EINVAL;
+        if (*end == '.')            /* fractional seconds */
+                for (end++; isdigit((unsigned char) *end); end++)
+                        ;
+        if (!streq(end, "Z") && !streq(end, "+00:00"))
+                return -EINVAL;
+        *ret = timegm(&tm);
+        return 0;
+}
+
+/* ---- shared files --------------------------------------------------------------------------- */
+
+/* The whole file in secret memory (it holds secret keys), NUL-terminated. */
+static int read_secret_file(const char *path, char **ret) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        _cleanup_secret_ char *buf = NULL;
+        struct stat st;
+        size_t len = 0;
+
+        if (fd < 0)
+                return negative_errno();
+        if (fstat(fd, &st) < 0)
+                return negative_errno();
+        if (!S_ISREG(st.st_mode) || st.st_size > MAX_FILE)
+                return -EFBIG;
+        buf = kc_secret_alloc((size_t) st.st_size + 1);
+        if (!buf)
+                return -ENOMEM;
+        while (len < (size_t) st.st_size) {
+                ssize_t n = read(fd, buf + len, (size_t) st.st_size - len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return negative_errno();
+                if (n == 0)
+                        break;
+                len += (size_t) n;
+        }
+        buf[len] = '\0';
+        *ret = TAKE_PTR(buf);
+        return 0;
+}
+
+static char *strip(char *s) {
+        char *e;
+
+        while (isspace((unsigned char) *s))
+                s++;
+        e = s + strlen(s);
+        while (e > s && isspace((unsigned char) e[-1]))
+                *--e = '\0';
+        return s;
+}
+
+int kc_aws_ini_lookup(const char *path, const char *section, const char *key, char **ret) {
+        _cleanup_secret_ char *text = NULL;
+        bool in_section = false;
+        char *save = NULL;
+        int r = read_secret_file(path, &text);
+
+        if (r < 0)
+                return r == -ENOENT ? -ENOENT : r;
+        for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                char *l = strip(line), *eq;
+
+                if (l[0] == '#' || l[0] == ';' || !l[0])
+                        continue;
+                if (l[0] == '[') {
+                        char *end = strrchr(l, ']');
+                        if (!end)
+                                continue;
+                        *end = '\0';
+                        /* "[ profile  x ]": compare with inner spaces collapsed to one. */
+                        l = strip(l + 1);
+                        if (strncmp(l, "profile", 7) == 0 && isspace((unsigned char) l[7])) {
+                                char *name = strip(l + 8);
+                                in_section = strncmp(section, "profile ", 8) == 0 && streq(section + 8, name);
+                        } else
+                                in_section = streq(l, section);
+                        continue;
+                }
+                eq = strchr(l, '=');
+                if (!in_section || !eq)
+                        continue;
+                *eq = '\0';
+                if (!streq(strip(l), key))
+                        continue;
+                *ret = kc_secret_strdup(strip(eq + 1));
+                return *ret ? 0 : -ENOMEM;
+        }
+        return -ENOENT;
+}
+
+static int home_file(const char *env, const char *name, char **ret) {
+        const char *v = env_nonempty(env), *home = env_nonempty("HOME");
+
+        if (v)
+                *ret = strdup(v);
+        else if (home) {
+                if (asprintf(ret, "%s/.aws/%s", home, name) < 0)
+                        *ret = NULL;
+        } else
+                return -ENOENT;
+        return *ret ? 0 : -ENOMEM;
+}
+
+static const char *profile_name(void) {
+        return env_nonempty("AWS_PROFILE") ?: "default";
+}
+
+/* The config file names profiles "[profile x]", except "[default]". */
+static int config_lookup(const char *key, char **ret) {
+        _cleanup_free_ char *path = NULL, *section = NULL;
+        const char *p = profile_name();
+        int r = home_file("AWS_CONFIG_FILE", "config", &path);
+
+        if (r < 0)
+                return r;
+        if (asprintf(&section, "profile %s", p) < 0)
+                return -ENOMEM;
+        r = kc_aws_ini_lookup(path, section, key, ret);
+        if (r == -ENOENT && streq(p, "default"))
+                r = kc_aws_ini_lookup(path, "default", key, ret);
+        return r;
+}
+
+int kc_aws_default_region(char **ret) {
+        const char *v = env_nonempty("AWS_REGION") ?: env_nonempty("AWS_DEFAULT_REGION");
+        _cleanup_secret_ char *s = NULL;
+        int r;
+
+        if (v) {
+                *ret = strdup(v);
+                return *ret ? 0 : -ENOMEM;
+        }
+        r = config_lookup("region", &s);
+        if (r < 0)
+                return r;
+        *ret = strdup(s);
+        return *ret ? 0 : -ENOMEM;
+}
+
+/* ---- sources -------------------------------------------------------------------------------- */
+
+static int from_env(struct kc_http *h, struct kc_aws_credentials *c, struct kc_err *err) {
+        const char *id = env_nonempty("AWS_ACCESS_KEY_ID"), *secret = env_nonempty("AWS_SECRET_ACCESS_KEY");
+        const char *token = env_nonempty("AWS_SESSION_TOKEN");
+
+        if (!id && !secret)
+                return -ENOENT;
+        if (!id || !secret)
+                return kc_err_set(err, -EINVAL, "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set together");
+        c->access_key_id = kc_secret_strdup(id);
+        c->secret_access_key = kc_secret_strdup(secret);
+        c->session_token = token ? kc_secret_strdup(token) : NULL;
+        if (!c->access_key_id || !c->secret_access_key || (token && !c->session_token))
+                return -ENOMEM;
+        return 0;
+}
+
+static int from_file(const char *path, const char *section, struct kc_aws_credentials *c, struct kc_err *err) {
+        int r = kc_aws_ini_lookup(path, section, "aws_access_key_id", &c->access_key_id);
+
+        if (r < 0)
+                return r;
+        r = kc_aws_ini_lookup(path, section, "aws_secret_access_key", &c->secret_access_key);
+        if (r == -ENOENT)
+                return kc_err_set(err, -EINVAL, "%s: [%s] has aws_access_key_id but no aws_secret_access_key",
+                                  path, section);
+        if (r < 0)
+                return r;
+        r = kc_aws_ini_lookup(path, section, "aws_session_token", &c->session_token);
+        return r == -ENOENT ? 0 : r;
+}
+
+static int from_shared_files(struct kc_http *h, struct kc_aws_credentials *c, struct kc_err *err) {
+        _cleanup_free_ char *creds = NULL, *config = NULL, *section = NULL;
+        const char *p = profile_name();
+        int r;
+
+        if (home_file("AWS_SHARED_CREDENTIALS_FILE", "credentials", &creds) >= 0) {
+                r = from_file(creds, p, c, err);
+                if (r != -ENOENT)
+                        return r;
+        }
+        if (home_file("AWS_CONFIG_FILE", "config", &config) < 0)
+                return -ENOENT;
+        if (asprintf(&section, "profile %s", p) < 0)
+                return -ENOMEM;
+        r = from_file(config, section, c, err);
+        if (r == -ENOENT && streq(p, "default"))
+                r = from_file(config, "default", c, err);
+        return r;
+}
+
+/* {"AccessKeyId", "SecretAccessKey", "Token", "Expiration"}: the shape IMDS and ECS both use. */
+static int parse_temporary(const struct kc_http_response *resp, const char *what, struct kc_aws_credentials *c,
+                           struct kc_err *err) {
+        struct json_object *obj = NULL, *v;
+        int r;
+
+        if (resp->status != 200)
+                return kc_err_set(err, -EACCES, "%s credentials: HTTP %ld", what, resp->status);
+        r = kc_http_json_parse(resp->body, resp->body_len, &obj, err);
+        if (r < 0)
+                return r;
+        if (json_object_object_get_ex(obj, "Code", &v) && !streq(json_object_get_string(v) ?: "", "Success"))
+                r = kc_err_set(err, -EACCES, "%s credentials: Code is not Success", what);
+        if (r >= 0 && (kc_http_json_take_secret(obj, "AccessKeyId", &c->access_key_id) < 0 ||
+                       kc_http_json_take_secret(obj, "SecretAccessKey", &c->secret_access_key) < 0))
+                r = kc_err_set(err, -EBADMSG, "%s credentials: AccessKeyId or SecretAccessKey missing", what);
+        if (r >= 0 && kc_http_json_take_secret(obj, "Token", &c->session_token) < 0)
+                c->session_token = NULL;
+        if (r >= 0 && json_object_object_get_ex(obj, "Expiration", &v) &&
+            kc_aws_parse_time(json_object_get_string(v), &c->expiration) < 0)
+                r = kc_err_set(err, -EBADMSG, "%s credentials: bad Expiration", what);
+        json_object_put(obj);
+        return r;
+}
+
+/* Plain http is what the container agents speak; allow it only to their link-local or loopback hosts. */
+static bool container_host_ok(const char *url) {
+        static const char *const hosts[] = {
+                "http://169.254.170.2/", "http://169.254.170.23/", "http://[fd00:ec2::23]/",
+        };
+
+        if (kc_http_url_is_https(url) || kc_http_url_is_loopback(url))
+                return true;
+        for (size_t i = 0; i < ARRAY_SIZE(hosts); i++)
+                if (strncmp(url, hosts[i], strlen(hosts[i])) == 0)
+                        return true;
+        return false;
+}
+
+static int from_container(struct kc_http *h, struct kc_aws_credentials *c, struct kc_err *err) {
+        const char *rel = env_nonempty("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+        const char *full = env_nonempty("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+        const char *token_file = env_nonempty("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
+        const char *token = env_nonempty("AWS_CONTAINER_AUTHORIZATION_TOKEN");
+        _cleanup_free_ char *url = NULL;
+        _cleanup_secret_ char *file_token = NULL, *auth = NULL;
+        const char *headers[2] = {};
+        struct kc_http_response resp = {};
+        int r;
+
+        if (!rel && !full)
+                return -ENOENT;
+        if (rel ? asprintf(&url, "http://169.254.170.2%s", rel) < 0 : !(url = strdup(full)))
+                return -ENOMEM;
+        if (!container_host_ok(url))
+                return kc_err_set(err, -EPERM, "AWS_CONTAINER_CREDENTIALS_FULL_URI must be https or a loopback/"
+                                  "container-agent address");
+        if (token_file) {
+                r = read_secret_file(token_file, &file_token);
+                if (r < 0)
+                        return kc_err_set(err, r, "cannot read AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE %s", token_file);
+                token = strip(file_token);
+        }
+        if (token) {
+                size_t n = strlen("Authorization: ") + strlen(token) + 1;
+                auth = kc_secret_alloc(n);
+                if (!auth)
+                        return -ENOMEM;
+                snprintf(auth, n, "Authorization: %s", token);
+                headers[0] = auth;
+        }
+        r = kc_http_perform(h, &(struct kc_http_request) {
+                .method = "GET", .url = url, .headers = headers,
+                .connect_timeout_ms = LOCAL_TIMEOUT_MS, .timeout_ms = 2 * LOCAL_TIMEOUT_MS,
+        }, &resp, err);
+        if (r >= 0)
+                r = parse_temporary(&resp, "container", c, err);
+        kc_http_response_clear(&resp);
+        return r;
+}
+
+static int imds_get(struct kc_http *h, const char *url, const char *token_header, struct kc_http_response *resp,
+                    struct kc_err *err) {
+        const char *headers[] = { token_header, NULL };
+
+        return kc_http_perform(h, &(struct kc_http_request) {
+                .method = "GET", .url = url, .headers = headers,
+                .connect_timeout_ms = LOCAL_TIMEOUT_MS, .timeout_ms = 2 * LOCAL_TIMEOUT_MS,
+        }, resp, err);
+}
+
+static int from_imds(struct kc_http *h, struct kc_aws_credentials *c, struct kc_err *err) {
+        const char *base = env_nonempty("AWS_EC2_METADATA_SERVICE_ENDPOINT") ?: IMDS_DEFAULT;
+        const char *ttl_header[] = { "X-aws-ec2-metadata-token-ttl-seconds: " IMDS_TOKEN_TTL, NULL };
+        _cleanup_free_ char *url = NULL, *role_url = NULL;
+        _cleanup_secret_ char *token_header = NULL;
+        struct kc_http_response resp = {};
+        size_t blen = strlen(base), n;
+        char *nl;
+        int r;
+
+        if (env_true("AWS_EC2_METADATA_DISABLED"))
+                return -ENOENT;
+        while (blen > 0 && base[blen - 1] == '/')
+                blen--;
+        /* IMDSv2: a session token first (PUT), then every GET carries it. */
+        if (asprintf(&url, "%.*s/latest/api/token", (int) blen, base) < 0)
+                return -ENOMEM;
+        r = kc_http_perform(h, &(struct kc_http_request) {
+                .method = "PUT", .url = url, .headers = ttl_header,
+                .connect_timeout_ms = LOCAL_TIMEOUT_MS, .timeout_ms = 2 * LOCAL_TIMEOUT_MS,
+        }, &resp, err);
+        if (r < 0)
+                return r;
+        if (resp.status != 200 || !resp.body) {
+                kc_http_response_clear(&resp);
+                return kc_err_set(err, -EACCES, "instance metadata refused a session token (HTTP %ld)", resp.status);
+        }
+        n = strlen("X-aws-ec2-metadata-token: ") + resp.body_len + 1;
+        token_header = kc_secret_alloc(n);
+        if (!token_header) {
+                kc_http_response_clear(&resp);
+                return -ENOMEM;
+        }
+        snprintf(token_header, n, "X-aws-ec2-metadata-token: %s", strip(resp.body));
+        kc_http_response_clear(&resp);
+
+        free(url);
+        if (asprintf(&url, "%.*s/latest/meta-data/iam/security-credentials/", (int) blen, base) < 0)
+                return -ENOMEM;
+        r = imds_get(h, url, token_header, &resp, err);
+        if (r < 0)
+                return r;
+        if (resp.status != 200 || !resp.body) {
+                kc_http_response_clear(&resp);
+                return kc_err_set(err, -ENOENT, "instance metadata: no IAM role attached (HTTP %ld)", resp.status);
+        }
+        /* The first line is the role name; it must be a plain path segment. */
+        nl = strchr(resp.body, '\n');
+        if (nl)
+                *nl = '\0';
+        if (!strip(resp.body)[0] || strpbrk(strip(resp.body), "/?#% "))
+                r = kc_err_set(err, -EBADMSG, "instance metadata: bad role name");
+        else if (asprintf(&role_url, "%s%s", url, strip(resp.body)) < 0)
+                r = -ENOMEM;
+        kc_http_response_clear(&resp);
+        if (r < 0)
+                return r;
+        r = imds_get(h, role_url, token_header, &resp, err);
+        if (r >= 0)
+                r = parse_temporary(&resp, "instance metadata", c, err);
+        kc_http_response_clear(&resp);
+        return r;
+}
+
+static const struct source {
+        const char *name;
+        int (*load)(struct kc_http *h, struct kc_aws_credentials *c, struct kc_err *err);
+} sources[] = {
+        { "environment", from_env },
+        { "shared-file", from_shared_files },
+        { "container", from_container },
+        { "imds", from_imds },
+};
+
+int kc_aws_credentials_load(struct kc_http *h, struct kc_aws_credentials *ret, struct kc_err *err) {
+        for (size_t i = 0; i < ARRAY_SIZE(sources); i++) {
+                struct kc_aws_credentials c = {};
+                struct kc_err e = {};
+                int r = sources[i].load(h, &c, &e);
+
+                if (r == -ENOENT && !e.error) {
+                        kc_aws_credentials_clear(&c);
+                        continue;
+                }
+                if (r < 0) {
+                        kc_aws_credentials_clear(&c);
+                        /* IMDS unreachable is the normal state off EC2: report it as "no credentials". */
+                        if (sources[i].load == from_imds && (r == -ETIMEDOUT || r == -ECONNREFUSED ||
+                                                              r == -EHOSTUNREACH || r == -ENOENT))
+                                break;
+                        return kc_err_set(err, r, "AWS credentials (%s): %s", sources[i].name, kc_err_msg(&e, r));
+                }
+                c.source = sources[i].name;
+                log_debug("AWS credentials from %s%s", c.source, c.expiration ? " (temporary)" : "");
+                *ret = c;
+                return 0;
+        }
+        return kc_err_set(err, -ENOKEY, "no AWS credentials: none in the environment, the shared files "
+                          "(profile %s), the container endpoint or instance metadata", profile_name());
+}

@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <ctype.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "agent/aws/errors.h"
+
+static const struct aws_error {
+        const char *type;
+        int error;
+        bool retry;
+        const char *what;
+} aws_errors[] = {
+        { "InvalidCiphertextException", -EBADMSG, false,
+          "the blob does not open under this encryption context and key (wrong context, wrong key or damaged blob)" },
+        { "IncorrectKeyException", -EBADMSG, false, "the blob was not encrypted under the key given" },
+        { "DisabledException", -EKEYREVOKED, false, "the key is disabled" },
+        { "KMSInvalidStateException", -EKEYEXPIRED, false,
+          "the key is not usable in its current state (pending deletion?)" },
+        { "NotFoundException", -ENOKEY, false, "no such key" },
+        { "AccessDeniedException", -EACCES, false, "access denied by the key policy or IAM" },
+        { "InvalidGrantTokenException", -EACCES, false, "invalid grant token" },
+        { "UnrecognizedClientException", -EACCES, false, "the access key id is not recognised" },
+        { "InvalidSignatureException", -EACCES, false, "the request signature was rejected (secret key or clock?)" },
+        { "IncompleteSignature", -EACCES, false, "the request signature was incomplete" },
+        { "ExpiredTokenException", -EACCES, false, "the session token has expired" },
+        { "InvalidKeyUsageException", -EINVAL, false, "the key cannot be used for this operation" },
+        { "KeyUnavailableException", -EAGAIN, true, "the key is temporarily unavailable" },
+        { "ValidationException", -EINVAL, false, "the request was rejected as invalid" },
+        { "ThrottlingException", -EBUSY, true, "throttled" },
+        { "LimitExceededException", -EBUSY, true, "request rate limit exceeded" },
+        { "KMSInternalException", -EAGAIN, true, "internal error in the KMS" },
+        { "DependencyTimeoutException", -EAGAIN, true, "the KMS timed out on a dependency" },
+};
+
+/* Copy printable characters only, at most n-1 of them. */
+static void printable(char *dst, size_t n, const char *src) {
+        size_t o = 0;
+
+        for (; src && *src && o + 1 < n; src++)
+                dst[o++] = isprint((unsigned char) *src) ? *src : '?';
+        dst[o] = '\0';
+}
+
+int kc_aws_error_map(long status, const char *body, size_t body_len, const char *operation,
+                     const char *request_id, bool *ret_retry, struct kc_err *err) {
+        struct json_object *obj = NULL, *v;
+        const struct aws_error *e = NULL;
+        char type[80] = "", message[120] = "";
+        const char *t, *hash;
+        int error;
+        bool retry;
+
+        if (body && body_len > 0) {
+                obj = json_tokener_parse(body);
+                if (obj && json_object_object_get_ex(obj, "__type", &v) && (t = json_object_get_string(v))) {
+                        /* "com.amazonaws.kms#NotFoundException" or plain "NotFoundException". */
+                        hash = strrchr(t, '#');
+                        printable(type, sizeof(type), hash ? hash + 1 : t);
+                }
+                if (obj && (json_object_object_get_ex(obj, "message", &v) ||
+                            json_object_object_get_ex(obj, "Message", &v)))
+                        printable(message, sizeof(message), json_object_get_string(v));
+                json_object_put(obj);
+        }
+        for (size_t i = 0; i < ARRAY_SIZE(aws_errors); i++)
+                if (streq(type, aws_errors[i].type))
+                        e = &aws_errors[i];
+        if (e) {
+                error = e->error;
+                retry = e->retry;
+        } else {
+                error = status >= 500 ? -EAGAIN : status == 429 ? -EBUSY : status == 403 ? -EACCES : -EIO;
+                retry = status >= 500 || status == 429;
+        }
+        if (ret_retry)
+                *ret_retry = retry;
+        return kc_err_set(err, error, "AWS KMS %s: %s (%s, HTTP %ld%s%s)%s%s", operation,
+                          e ? e->what : "request failed", type[0] ? type : "no error type", status,
+                          request_id && request_id[0] ? ", request id " : "", request_id ?: "",
+                          message[0] ? ": " : "", message);
+}

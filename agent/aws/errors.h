@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * AWS KMS error responses ({"__type": "...Exception", "message": "..."})
+ * turned into negative errno, a one-line message and whether the call may
+ * be retried (throttling, 5xx, KMS internal errors):
+ *
+ *   InvalidCiphertextException, IncorrectKeyException   -EBADMSG
+ *   DisabledException                                   -EKEYREVOKED
+ *   KMSInvalidStateException (pending deletion)         -EKEYEXPIRED
+ *   NotFoundException                                   -ENOKEY
+ *   AccessDeniedException, rejected credentials         -EACCES
+ *   ThrottlingException, LimitExceededException         -EBUSY  (retried)
+ *   KMSInternalException, 5xx                           -EAGAIN (retried)
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "lib/error.h"
+
+/* status >= 300: fill err and return the mapped errno; *ret_retry tells whether to try again. */
+int kc_aws_error_map(long status, const char *body, size_t body_len, const char *operation,
+                     const char *request_id, bool *ret_retry, struct kc_err *err);

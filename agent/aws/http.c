@@ -1,0 +1,302 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+#include <json-c/json.h>
+
+#include "agent/aws/http.h"
+#include "lib/log.h"
+#include "lib/secret.h"
+
+struct kc_http {
+        CURL *curl;
+};
+
+int kc_http_new(struct kc_http **ret) {
+        struct kc_http *h;
+
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+                return -EIO;
+        h = calloc(1, sizeof(*h));
+        if (!h)
+                return -ENOMEM;
+        h->curl = curl_easy_init();
+        if (!h->curl) {
+                free(h);
+                return -ENOMEM;
+        }
+        *ret = h;
+        return 0;
+}
+
+void kc_http_free(struct kc_http *h) {
+        if (!h)
+                return;
+        curl_easy_cleanup(h->curl);
+        free(h);
+}
+
+void kc_http_response_clear(struct kc_http_response *r) {
+        if (!r)
+                return;
+        kc_secret_free(r->body);
+        *r = (struct kc_http_response) {};
+}
+
+/* The body goes into one kc_secret buffer of the maximum size: never copied, never realloc()ed. */
+struct sink {
+        char *buf;
+        size_t len;
+        bool overflow;
+};
+
+static size_t write_cb(char *data, size_t size, size_t nmemb, void *userdata) {
+        struct sink *s = userdata;
+        size_t n = size * nmemb;
+
+        if (!s->buf) {
+                s->buf = kc_secret_alloc(KC_HTTP_MAX_RESPONSE + 1);
+                if (!s->buf)
+                        return 0;
+        }
+        if (n > KC_HTTP_MAX_RESPONSE - s->len) {
+                s->overflow = true;
+                return 0;
+        }
+        memcpy(s->buf + s->len, data, n);
+        s->len += n;
+        return n;
+}
+
+static size_t header_cb(char *data, size_t size, size_t nmemb, void *userdata) {
+        struct kc_http_response *r = userdata;
+        size_t n = size * nmemb, name_len;
+        const char *colon = memchr(data, ':', n);
+
+        if (!colon)
+                return n;
+        name_len = (size_t) (colon - data);
+        if ((name_len == 16 && strncasecmp(data, "x-amzn-RequestId", 16) == 0) ||
+            (name_len == 16 && strncasecmp(data, "x-amz-request-id", 16) == 0)) {
+                const char *v = colon + 1, *end = data + n;
+                size_t o = 0;
+
+                while (v < end && (*v == ' ' || *v == '\t'))
+                        v++;
+                /* Keep printable characters only: this ends up in the audit record. */
+                for (; v < end && o + 1 < sizeof(r->request_id); v++)
+                        if (isgraph((unsigned char) *v))
+                                r->request_id[o++] = *v;
+                r->request_id[o] = '\0';
+        }
+        return n;
+}
+
+static int curl_to_errno(CURLcode c) {
+        static const struct {
+                CURLcode code;
+                int error;
+        } map[] = {
+                { CURLE_OPERATION_TIMEDOUT, -ETIMEDOUT },
+                { CURLE_COULDNT_CONNECT, -ECONNREFUSED },
+                { CURLE_COULDNT_RESOLVE_HOST, -EHOSTUNREACH },
+                { CURLE_COULDNT_RESOLVE_PROXY, -EHOSTUNREACH },
+                { CURLE_SSL_CONNECT_ERROR, -EPROTO },
+                { CURLE_PEER_FAILED_VERIFICATION, -EPROTO },
+                { CURLE_SSL_CACERT_BADFILE, -EPROTO },
+                { CURLE_SSL_CERTPROBLEM, -EPROTO },
+                { CURLE_GOT_NOTHING, -ECONNRESET },
+                { CURLE_SEND_ERROR, -ECONNRESET },
+                { CURLE_RECV_ERROR, -ECONNRESET },
+                { CURLE_UNSUPPORTED_PROTOCOL, -EPROTONOSUPPORT },
+                { CURLE_URL_MALFORMAT, -EINVAL },
+                { CURLE_OUT_OF_MEMORY, -ENOMEM },
+        };
+
+        for (size_t i = 0; i < ARRAY_SIZE(map); i++)
+                if (map[i].code == c)
+                        return map[i].error;
+        return -EIO;
+}
+
+#define SETOPT(h, opt, val) \
+        do { if (curl_easy_setopt((h), (opt), (val)) != CURLE_OK) return -EINVAL; } while (0)
+
+static int setup(CURL *c, const struct kc_http_request *req, struct curl_slist *headers, struct sink *sink,
+                 struct kc_http_response *resp, char *errbuf) {
+        curl_easy_reset(c);
+        SETOPT(c, CURLOPT_URL, req->url);
+        SETOPT(c, CURLOPT_PROTOCOLS_STR, "http,https");
+        SETOPT(c, CURLOPT_FOLLOWLOCATION, 0L);
+        SETOPT(c, CURLOPT_NOSIGNAL, 1L);
+        SETOPT(c, CURLOPT_SSL_VERIFYPEER, 1L);
+        SETOPT(c, CURLOPT_SSL_VERIFYHOST, 2L);
+        if (req->ca_file)
+                SETOPT(c, CURLOPT_CAINFO, req->ca_file);
+        SETOPT(c, CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms > 0 ? req->connect_timeout_ms : 3000L);
+        SETOPT(c, CURLOPT_TIMEOUT_MS, req->timeout_ms > 0 ? req->timeout_ms : 10000L);
+        SETOPT(c, CURLOPT_CUSTOMREQUEST, req->method);
+        if (req->body) {
+                SETOPT(c, CURLOPT_POSTFIELDS, req->body);
+                SETOPT(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body_len);
+        } else if (streq(req->method, "PUT") || streq(req->method, "POST")) {
+                SETOPT(c, CURLOPT_POSTFIELDS, "");
+                SETOPT(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) 0);
+        }
+        SETOPT(c, CURLOPT_HTTPHEADER, headers);
+        SETOPT(c, CURLOPT_WRITEFUNCTION, write_cb);
+        SETOPT(c, CURLOPT_WRITEDATA, sink);
+        SETOPT(c, CURLOPT_HEADERFUNCTION, header_cb);
+        SETOPT(c, CURLOPT_HEADERDATA, resp);
+        SETOPT(c, CURLOPT_ERRORBUFFER, errbuf);
+        return 0;
+}
+
+static void slist_free_wiped(struct curl_slist *l) {
+        /* Header lines may carry a session token or an IMDS token. */
+        for (struct curl_slist *i = l; i; i = i->next)
+                kc_wipe(i->data, strlen(i->data));
+        curl_slist_free_all(l);
+}
+
+int kc_http_perform(struct kc_http *h, const struct kc_http_request *req, struct kc_http_response *ret,
+                    struct kc_err *err) {
+        struct kc_http_response resp = {};
+        struct curl_slist *headers = NULL;
+        struct sink sink = {};
+        char errbuf[CURL_ERROR_SIZE] = "";
+        CURLcode c;
+        int r;
+
+        /* Refuse curl's "Expect: 100-continue" round trip. */
+        headers = curl_slist_append(headers, "Expect:");
+        for (size_t i = 0; headers && req->headers && req->headers[i]; i++) {
+                struct curl_slist *n = curl_slist_append(headers, req->headers[i]);
+                if (!n) {
+                        slist_free_wiped(headers);
+                        return -ENOMEM;
+                }
+                headers = n;
+        }
+        if (!headers)
+                return -ENOMEM;
+        r = setup(h->curl, req, headers, &sink, &resp, errbuf);
+        if (r < 0) {
+                slist_free_wiped(headers);
+                return kc_err_set(err, r, "cannot set up the HTTP request to %s", req->url);
+        }
+        c = curl_easy_perform(h->curl);
+        /* Drop curl's pointers to our header list before wiping it. */
+        curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, NULL);
+        slist_free_wiped(headers);
+        if (c != CURLE_OK) {
+                kc_secret_free(sink.buf);
+                if (sink.overflow)
+                        return kc_err_set(err, -EMSGSIZE, "response from %s larger than %d bytes",
+                                          req->url, KC_HTTP_MAX_RESPONSE);
+                return kc_err_set(err, curl_to_errno(c), "%s %s: %s", req->method, req->url,
+                                  errbuf[0] ? errbuf : curl_easy_strerror(c));
+        }
+        curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &resp.status);
+        resp.body = sink.buf;
+        resp.body_len = sink.len;
+        log_debug("%s %s: HTTP %ld, %zu bytes, request id %s", req->method, req->url, resp.status,
+                  resp.body_len, resp.request_id[0] ? resp.request_id : "none");
+        *ret = resp;
+        return 0;
+}
+
+static int url_host(const char *url, char **ret_host, char **ret_scheme) {
+        CURLU *u = curl_url();
+        int r = 0;
+
+        if (!u)
+                return -ENOMEM;
+        if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+            (ret_host && curl_url_get(u, CURLUPART_HOST, ret_host, 0) != CURLUE_OK) ||
+            (ret_scheme && curl_url_get(u, CURLUPART_SCHEME, ret_scheme, 0) != CURLUE_OK))
+                r = -EINVAL;
+        curl_url_cleanup(u);
+        return r;
+}
+
+bool kc_http_url_is_loopback(const char *url) {
+        char *host = NULL;
+        struct in_addr a4;
+        struct in6_addr a6;
+        bool loopback = false;
+        size_t n;
+
+        if (url_host(url, &host, NULL) < 0)
+                return false;
+        n = strlen(host);
+        /* curl keeps an IPv6 literal in brackets. */
+        if (n > 2 && host[0] == '[' && host[n - 1] == ']') {
+                host[n - 1] = '\0';
+                loopback = inet_pton(AF_INET6, host + 1, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+        } else if (inet_pton(AF_INET, host, &a4) == 1)
+                loopback = (ntohl(a4.s_addr) >> 24) == 127;
+        else
+                loopback = strcasecmp(host, "localhost") == 0;
+        curl_free(host);
+        return loopback;
+}
+
+bool kc_http_url_is_https(const char *url) {
+        char *scheme = NULL;
+        bool https;
+
+        if (url_host(url, NULL, &scheme) < 0)
+                return false;
+        https = strcasecmp(scheme, "https") == 0;
+        curl_free(scheme);
+        return https;
+}
+
+/* ---- JSON that carries secrets ------------------------------------------------------------ */
+
+int kc_http_json_parse(const char *body, size_t len, struct json_object **ret, struct kc_err *err) {
+        struct json_tokener *tok;
+        struct json_object *obj;
+        enum json_tokener_error e;
+
+        if (!body || len == 0 || len > INT32_MAX)
+                return kc_err_set(err, -EBADMSG, "empty response body");
+        tok = json_tokener_new();
+        if (!tok)
+                return -ENOMEM;
+        obj = json_tokener_parse_ex(tok, body, (int) len);
+        e = json_tokener_get_error(tok);
+        /*
+         * The tokener accumulates string values in its printbuf and frees
+         * it without wiping; the struct is public, so wipe it here.
+         */
+        if (tok->pb && tok->pb->buf)
+                kc_wipe(tok->pb->buf, (size_t) tok->pb->size);
+        json_tokener_free(tok);
+        if (!obj || e != json_tokener_success || !json_object_is_type(obj, json_type_object)) {
+                json_object_put(obj);
+                return kc_err_set(err, -EBADMSG, "response is not a JSON object (%s)", json_tokener_error_desc(e));
+        }
+        *ret = obj;
+        return 0;
+}
+
+int kc_http_json_take_secret(struct json_object *obj, const char *name, char **ret) {
+        struct json_object *v;
+        char *s, *copy;
+
+        if (!json_object_object_get_ex(obj, name, &v) || !json_object_is_type(v, json_type_string))
+                return -ENOENT;
+        /* json-c hands out its own storage; we wipe it once copied. */
+        s = (char *) json_object_get_string(v);
+        copy = kc_secret_strdup(s);
+        kc_wipe(s, strlen(s));
+        if (!copy)
+                return -ENOMEM;
+        *ret = copy;
+        return 0;
+}

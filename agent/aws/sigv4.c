@@ -1,0 +1,294 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <ctype.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/sha.h>
+
+#include "agent/aws/sigv4.h"
+#include "lib/macro.h"
+#include "lib/secret.h"
+
+static void hex(const uint8_t *in, size_t n, char *out) {
+        static const char digits[] = "0123456789abcdef";
+
+        for (size_t i = 0; i < n; i++) {
+                out[2 * i] = digits[in[i] >> 4];
+                out[2 * i + 1] = digits[in[i] & 0xf];
+        }
+        out[2 * n] = '\0';
+}
+
+void kc_sigv4_sha256_hex(const void *data, size_t len, char ret[65]) {
+        uint8_t md[SHA256_DIGEST_LENGTH];
+
+        SHA256(data, len, md);
+        hex(md, sizeof(md), ret);
+}
+
+void kc_sigv4_format_date(long long t, char ret[17]) {
+        time_t tt = (time_t) t;
+        struct tm tm;
+
+        gmtime_r(&tt, &tm);
+        strftime(ret, 17, "%Y%m%dT%H%M%SZ", &tm);
+}
+
+/* ---- canonical request ---------------------------------------------------------------------- */
+
+struct hdr {
+        char *name;             /* lower-cased */
+        char *value;            /* trimmed, inner space runs collapsed */
+        size_t order;           /* position given, to keep repeated names in order */
+};
+
+static int hdr_cmp(const void *a, const void *b) {
+        const struct hdr *x = a, *y = b;
+        int c = strcmp(x->name, y->name);
+
+        return c ? c : (x->order > y->order) - (x->order < y->order);
+}
+
+static char *lower_dup(const char *s) {
+        char *d = strdup(s);
+
+        for (char *p = d; p && *p; p++)
+                *p = (char) tolower((unsigned char) *p);
+        return d;
+}
+
+static char *trim_dup(const char *s) {
+        size_t n = strlen(s);
+        char *d = malloc(n + 1), *o = d;
+
+        if (!d)
+                return NULL;
+        while (*s == ' ' || *s == '\t')
+                s++;
+        for (; *s; s++) {
+                if (*s == ' ' || *s == '\t') {
+                        if (o > d && o[-1] != ' ')
+                                *o++ = ' ';
+                        continue;
+                }
+                *o++ = *s;
+        }
+        while (o > d && o[-1] == ' ')
+                o--;
+        *o = '\0';
+        return d;
+}
+
+static void hdrs_free(struct hdr *h, size_t n) {
+        for (size_t i = 0; h && i < n; i++) {
+                free(h[i].name);
+                /* A header value may be a session token: wipe it. */
+                kc_wipe_free_str(h[i].value);
+        }
+        free(h);
+}
+
+/* RFC 3986 unreserved characters stay, everything else is %XX (upper-case hex). */
+static void uri_encode(FILE *f, const char *s, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                unsigned char c = (unsigned char) s[i];
+
+                if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~')
+                        fputc(c, f);
+                else
+                        fprintf(f, "%%%02X", c);
+        }
+}
+
+struct qparam {
+        const char *key, *value;
+        size_t key_len, value_len;
+};
+
+static int qparam_cmp(const void *a, const void *b) {
+        const struct qparam *x = a, *y = b;
+        size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
+        int c = memcmp(x->key, y->key, n);
+
+        if (c || x->key_len != y->key_len)
+                return c ? c : (x->key_len > y->key_len) - (x->key_len < y->key_len);
+        n = x->value_len < y->value_len ? x->value_len : y->value_len;
+        c = memcmp(x->value, y->value, n);
+        return c ? c : (x->value_len > y->value_len) - (x->value_len < y->value_len);
+}
+
+/* Parameters sorted by key then value, each part URI-encoded. */
+static int write_query(FILE *f, const char *query) {
+        _cleanup_free_ struct qparam *p = NULL;
+        size_t n = 0, cap = 0;
+
+        for (const char *s = query; s && *s;) {
+                const char *end = strchrnul(s, '&'), *eq = memchr(s, '=', (size_t) (end - s));
+
+                if (end > s) {
+                        if (n == cap) {
+                                struct qparam *np = reallocarray(p, cap = cap ? 2 * cap : 8, sizeof(*p));
+                                if (!np)
+                                        return -ENOMEM;
+                                p = np;
+                        }
+                        p[n++] = (struct qparam) {
+                                .key = s, .key_len = (size_t) ((eq ?: end) - s),
+                                .value = eq ? eq + 1 : end, .value_len = eq ? (size_t) (end - eq - 1) : 0,
+                        };
+                }
+                s = *end ? end + 1 : end;
+        }
+        if (n > 0)
+                qsort(p, n, sizeof(*p), qparam_cmp);
+        for (size_t i = 0; i < n; i++) {
+                if (i > 0)
+                        fputc('&', f);
+                uri_encode(f, p[i].key, p[i].key_len);
+                fputc('=', f);
+                uri_encode(f, p[i].value, p[i].value_len);
+        }
+        return 0;
+}
+
+int kc_sigv4_canonical_request(const struct kc_sigv4_request *req, char **ret_creq, char **ret_signed_headers) {
+        struct hdr *h;
+        _cleanup_free_ char *creq = NULL, *signed_headers = NULL;
+        size_t creq_len = 0, sh_len = 0;
+        _cleanup_fclose_ FILE *f = NULL, *sh = NULL;
+        char payload_hash[65];
+        int r = 0;
+
+        if (!req->method || !req->path || (req->n_headers > 0 && !req->headers))
+                return -EINVAL;
+        h = calloc(req->n_headers ?: 1, sizeof(*h));
+        if (!h)
+                return -ENOMEM;
+        for (size_t i = 0; i < req->n_headers; i++) {
+                h[i] = (struct hdr) {
+                        .name = lower_dup(req->headers[i].name),
+                        .value = trim_dup(req->headers[i].value),
+                        .order = i,
+                };
+                if (!h[i].name || !h[i].value) {
+                        hdrs_free(h, i + 1);
+                        return -ENOMEM;
+                }
+        }
+        qsort(h, req->n_headers, sizeof(*h), hdr_cmp);
+
+        f = open_memstream(&creq, &creq_len);
+        sh = open_memstream(&signed_headers, &sh_len);
+        if (!f || !sh) {
+                hdrs_free(h, req->n_headers);
+                return -ENOMEM;
+        }
+        fprintf(f, "%s\n%s\n", req->method, req->path);
+        r = write_query(f, req->query);
+        fputc('\n', f);
+        /* One line per distinct name, repeated names joined with ','. */
+        for (size_t i = 0; r >= 0 && i < req->n_headers; i++) {
+                bool first = i == 0 || strcmp(h[i].name, h[i - 1].name) != 0;
+
+                if (first) {
+                        if (i > 0)
+                                fputc('\n', f);
+                        fprintf(f, "%s:%s", h[i].name, h[i].value);
+                        fprintf(sh, "%s%s", ftell(sh) > 0 ? ";" : "", h[i].name);
+                } else
+                        fprintf(f, ",%s", h[i].value);
+        }
+        hdrs_free(h, req->n_headers);
+        if (r < 0)
+                return r;
+        fflush(sh);
+        kc_sigv4_sha256_hex(req->payload ?: "", req->payload_len, payload_hash);
+        fprintf(f, "\n\n%s\n%s", signed_headers ?: "", payload_hash);
+        if (fclose(TAKE_PTR(f)) != 0 || fclose(TAKE_PTR(sh)) != 0)
+                return -ENOMEM;
+        *ret_creq = TAKE_PTR(creq);
+        *ret_signed_headers = TAKE_PTR(signed_headers);
+        return 0;
+}
+
+/* ---- signing -------------------------------------------------------------------------------- */
+
+static int scope(const struct kc_sigv4_signer *s, char **ret) {
+        if (!s->amz_date || strlen(s->amz_date) != 16 || !s->region || !s->service)
+                return -EINVAL;
+        return asprintf(ret, "%.8s/%s/%s/aws4_request", s->amz_date, s->region, s->service) < 0 ? -ENOMEM : 0;
+}
+
+int kc_sigv4_string_to_sign(const struct kc_sigv4_signer *s, const char *creq, char **ret) {
+        _cleanup_free_ char *sc = NULL;
+        char h[65];
+        int r = scope(s, &sc);
+
+        if (r < 0)
+                return r;
+        kc_sigv4_sha256_hex(creq, strlen(creq), h);
+        return asprintf(ret, "AWS4-HMAC-SHA256\n%s\n%s\n%s", s->amz_date, sc, h) < 0 ? -ENOMEM : 0;
+}
+
+static int hmac(const void *key, size_t key_len, const char *msg, uint8_t out[32]) {
+        unsigned int len = 32;
+
+        return HMAC(EVP_sha256(), key, (int) key_len, (const unsigned char *) msg, strlen(msg), out, &len) ? 0 : -EIO;
+}
+
+/* kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service), "aws4_request") */
+static int signing_key(const struct kc_sigv4_signer *s, uint8_t ret[32]) {
+        size_t n = strlen(s->secret_access_key);
+        _cleanup_secret_ char *k0 = kc_secret_alloc(n + 5);
+        _cleanup_secret_ uint8_t *k = kc_secret_alloc(32);
+        char date[9];
+        int r;
+
+        if (!k0 || !k)
+                return -ENOMEM;
+        memcpy(k0, "AWS4", 4);
+        memcpy(k0 + 4, s->secret_access_key, n);
+        memcpy(date, s->amz_date, 8);
+        date[8] = '\0';
+        r = hmac(k0, n + 4, date, k);
+        if (r >= 0)
+                r = hmac(k, 32, s->region, k);
+        if (r >= 0)
+                r = hmac(k, 32, s->service, k);
+        if (r >= 0)
+                r = hmac(k, 32, "aws4_request", ret);
+        return r;
+}
+
+int kc_sigv4_authorization(const struct kc_sigv4_signer *s, const struct kc_sigv4_request *req, char **ret) {
+        _cleanup_free_ char *creq = NULL, *signed_headers = NULL, *sts = NULL, *sc = NULL;
+        _cleanup_secret_ uint8_t *key = kc_secret_alloc(32);
+        uint8_t sig[32];
+        char sig_hex[65];
+        int r;
+
+        if (!key)
+                return -ENOMEM;
+        if (!s->access_key_id || !s->secret_access_key)
+                return -EINVAL;
+        r = kc_sigv4_canonical_request(req, &creq, &signed_headers);
+        if (r >= 0)
+                r = kc_sigv4_string_to_sign(s, creq, &sts);
+        if (r >= 0)
+                r = scope(s, &sc);
+        if (r >= 0)
+                r = signing_key(s, key);
+        if (r >= 0)
+                r = hmac(key, 32, sts, sig);
+        if (r < 0)
+                return r;
+        hex(sig, sizeof(sig), sig_hex);
+        if (asprintf(ret, "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, Signature=%s",
+                     s->access_key_id, sc, signed_headers, sig_hex) < 0)
+                return -ENOMEM;
+        return 0;
+}

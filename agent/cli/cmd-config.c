@@ -1,0 +1,150 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* kmscrypt config check: kmscrypt.conf, the volumes file, and every configured device present. */
+#include <string.h>
+
+#include "agent/attach.h"
+#include "agent/cli/cli.h"
+#include "agent/daemon/volumes.h"
+#include "agent/luks.h"
+#include "agent/token.h"
+#include "lib/log.h"
+
+enum device_verdict {
+        DEVICE_OK,
+        DEVICE_ABSENT,      /* not a failure: it may be hotplugged later */
+        DEVICE_BAD,         /* present but not what the volumes file says */
+};
+
+/* Look at one configured device: is it there, a LUKS2 volume with a kmscrypt token, bound to the expected context? */
+static enum device_verdict check_device(const struct kc_volume_conf *v, char *why, size_t size) {
+        _cleanup_free_ char *path = NULL, *have = NULL, *want = NULL;
+        _cleanup_luks_ struct kc_luks *l = NULL;
+        struct kc_token tok = {};
+        struct kc_err err = {};
+        enum device_verdict verdict = DEVICE_OK;
+        int r;
+
+        r = kc_resolve_device(v->device, &path, &err);
+        if (r < 0 || access(path, F_OK) < 0) {
+                snprintf(why, size, "%s not present", v->device);
+                return DEVICE_ABSENT;
+        }
+        r = kc_luks_open(path, v->header, &l, &err);
+        if (r >= 0)
+                r = kc_luks_token_read(l, &tok, NULL, &err);
+        if (r < 0) {
+                snprintf(why, size, "%s: %s", path, kc_err_msg(&err, r));
+                return DEVICE_BAD;
+        }
+        if (!kc_context_equal(tok.context, v->context)) {
+                (void) kc_context_to_string(tok.context, &have);
+                (void) kc_context_to_string(v->context, &want);
+                snprintf(why, size, "%s is bound to context %s, the volumes file expects %s", path, strna(have),
+                         strna(want));
+                verdict = DEVICE_BAD;
+        } else
+                snprintf(why, size, "%s, key %s:%s, context matches", path, tok.provider, tok.key_id);
+        kc_token_clear(&tok);
+        return verdict;
+}
+
+static int check_volumes(struct kc_cli *cli, const char *path, struct json_object *out) {
+        static const char *const words[] = { [DEVICE_OK] = "ok", [DEVICE_ABSENT] = "absent", [DEVICE_BAD] = "bad" };
+        _cleanup_volumes_ struct kc_volumes *vs = NULL;
+        struct json_object *arr = json_object_new_array();
+        struct kc_err err = {};
+        unsigned bad = 0;
+        int r;
+
+        json_object_object_add(out, "Volumes", arr);
+        r = kc_volumes_load(path, &vs, &err);
+        if (r == -ENOENT) {
+                if (!cli->json && !cli->quiet)
+                        printf("%s: absent (no volumes configured)\n", path);
+                return 0;
+        }
+        if (r < 0)
+                return kc_cli_fail(cli, r, &err, "volumes file"), -EINVAL;
+        if (!cli->json && !cli->quiet)
+                printf("%s: %zu volumes, syntax ok\n", path, vs->n);
+        for (size_t i = 0; i < vs->n; i++) {
+                const struct kc_volume_conf *v = &vs->volumes[i];
+                enum device_verdict d;
+                char why[512];
+                struct json_object *o;
+
+                d = check_device(v, why, sizeof(why));
+                bad += d == DEVICE_BAD;
+                if (!cli->json && !cli->quiet)
+                        printf("  %-20s %-6s %s\n", v->name, words[d], why);
+                o = json_object_new_object();
+                json_object_object_add(o, "Name", json_object_new_string(v->name));
+                json_object_object_add(o, "Device", json_object_new_string(v->device));
+                json_object_object_add(o, "Check", json_object_new_string(words[d]));
+                json_object_object_add(o, "Detail", json_object_new_string(why));
+                json_object_array_add(arr, o);
+        }
+        if (bad > 0) {
+                log_error("%u configured devices do not match the volumes file", bad);
+                return -EPERM;
+        }
+        return 0;
+}
+
+static int config_check(struct kc_cli *cli, int argc, char **argv) {
+        const char *volumes = KC_VOLUMES_FILE;
+        const struct kc_cli_option options[] = {
+                { .name = "volumes", .arg = "FILE", .help = "volumes file (default " KC_VOLUMES_FILE ")",
+                  .value = &volumes },
+                {}
+        };
+        const struct kc_cli_usage usage = {
+                .synopsis = "config check [--volumes FILE]",
+                .description = "Validate kmscrypt.conf and the volumes file, and look at every configured\n"
+                               "device that is present: a LUKS2 header with a kmscrypt token bound to the\n"
+                               "expected encryption context.  Devices not present are reported, not errors.",
+                .options = options,
+        };
+        struct json_object *out;
+        int nargs, r;
+
+        r = kc_cli_parse(cli, argc, argv, &usage, &nargs);
+        if (r <= 0)
+                return kc_cli_parse_exit(r);
+        r = kc_cli_config(cli);
+        if (r < 0)
+                return kc_cli_exit_status(r);
+        out = json_object_new_object();
+        json_object_object_add(out, "Config", json_object_new_string(cli->config.source ?: "(defaults)"));
+        if (!cli->json && !cli->quiet)
+                printf("%s: ok\n", cli->config.source ?: "kmscrypt.conf: absent, defaults");
+        r = check_volumes(cli, volumes, out);
+        json_object_object_add(out, "Valid", json_object_new_boolean(r >= 0));
+        if (cli->json)
+                kc_cli_print_json(out);
+        else
+                json_object_put(out);
+        return r < 0 ? kc_cli_exit_status(r) : KC_EXIT_OK;
+}
+
+static const struct kc_cli_command config_commands[] = {
+        { .name = "check", .summary = "validate kmscrypt.conf, the volumes file and the configured devices",
+          .run = config_check },
+};
+
+static int run_config(struct kc_cli *cli, int argc, char **argv) {
+        const struct kc_cli_usage usage = {
+                .synopsis = "config COMMAND ...",
+                .description = "Check the configuration.",
+                .commands = config_commands,
+                .n_commands = ARRAY_SIZE(config_commands),
+                .stop_at_command = true,
+        };
+        return kc_cli_dispatch(cli, argc, argv, &usage, config_commands, ARRAY_SIZE(config_commands));
+}
+
+const struct kc_cli_command kc_cli_cmd_config = {
+        .name = "config",
+        .summary = "check the configuration and the configured devices",
+        .run = run_config,
+};

@@ -1,0 +1,359 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* kmscryptd: the key agent (man/kmscryptd.8). */
+#include <getopt.h>
+#include <grp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "agent/config.h"
+#include "agent/daemon/manager.h"
+#include "agent/daemon/server.h"
+#include "agent/daemon/volumes.h"
+#include "lib/log.h"
+
+#define DEFAULT_MAX_PARALLEL 16
+#define DEFAULT_REVOKE_INTERVAL 60
+#define DEFAULT_GROUP "kmscrypt"
+
+struct daemon {
+        const char *socket_path;
+        const char *volumes_path;
+        const char *group;          /* status group name, "" for none */
+        gid_t status_gid;
+        unsigned max_parallel;
+        unsigned revoke_interval;
+        bool attach_at_start;
+        bool log_stderr;
+        struct kc_config_overrides overrides;
+        struct kc_config config;    /* kmscrypt.conf: keystore, root key, audit log */
+        struct kc_manager *m;
+        pthread_mutex_t reload_lock;
+};
+
+static const char help[] =
+        "Usage: kmscryptd [OPTIONS]\n"
+        "\n"
+        "The kmscrypt key agent: attaches every volume of the volumes file at start,\n"
+        "retries while a KMS is away, applies the revocation policy, and answers\n"
+        "kmscrypt(8) on a Unix socket.  Runs in the foreground (Type=notify).\n"
+        "\n"
+        "  -s, --socket PATH          listening socket (default " KC_AGENT_SOCKET ")\n"
+        "      --volumes FILE         volumes file (default " KC_VOLUMES_FILE ")\n"
+        "  -g, --group NAME           group that may ask status and list (default " DEFAULT_GROUP
+        " if it exists; '' for none)\n"
+        "  -j, --max-parallel N       attaches at once (default 16)\n"
+        "      --revoke-interval SEC  how often to check the CMKs in use (default 60; 0: never)\n"
+        "      --no-attach            do not attach the configured volumes at start\n"
+        "  -c, --config FILE          kmscrypt.conf (default " KC_SYSCONFDIR "/kmscrypt.conf)\n"
+        "      --keystore DIR         keystore of the local KMS (overrides the file)\n"
+        "      --root-key-file FILE   root key of the keystore\n"
+        "      --audit-log FILE       audit log\n"
+        "      --log-level LEVEL      err, warning, notice, info or debug (default info)\n"
+        "      --stderr               also log to stderr (default when not under the journal)\n"
+        "  -h, --help                 this text\n"
+        "      --version              print the version\n";
+
+/* ---- logging: syslog (the journal), and stderr when someone reads it ---- */
+
+static void log_both(int priority, const char *message, void *userdata) {
+        kc_log_sink_syslog(priority, message, NULL);
+        kc_log_sink_stderr(priority, message, NULL);
+}
+
+static void setup_logging(bool stderr_too) {
+        kc_log_set_program("kmscryptd");
+        openlog("kmscryptd", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+        kc_log_set_sink(stderr_too ? log_both : kc_log_sink_syslog, NULL);
+}
+
+/* ---- hardening ---- */
+
+static int harden(void) {
+        struct rlimit nocore = { 0, 0 };
+
+        /* Key material passes through this process: it must never land in a core file. */
+        if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+                return log_error_errno(errno, "prctl(PR_SET_DUMPABLE): %m");
+        if (setrlimit(RLIMIT_CORE, &nocore) < 0)
+                return log_error_errno(errno, "setrlimit(RLIMIT_CORE): %m");
+        umask(0077);
+        return 0;
+}
+
+/* ---- configuration ---- */
+
+static int parse_uint_opt(const char *name, const char *text, unsigned min, unsigned max, unsigned *ret) {
+        unsigned long v;
+        char *end;
+
+        errno = 0;
+        v = strtoul(text, &end, 10);
+        if (!*text || *end || errno || text[0] == '-' || v < min || v > max)
+                return log_error_errno(EINVAL, "--%s: expected a number from %u to %u, got \"%s\"", name, min, max, text);
+        *ret = (unsigned) v;
+        return 0;
+}
+
+static int parse_log_level(const char *s) {
+        static const struct { const char *name; int level; } levels[] = {
+                { "err", LOG_ERR }, { "warning", LOG_WARNING }, { "notice", LOG_NOTICE },
+                { "info", LOG_INFO }, { "debug", LOG_DEBUG },
+        };
+        for (size_t i = 0; i < ARRAY_SIZE(levels); i++)
+                if (streq(levels[i].name, s))
+                        return levels[i].level;
+        return -EINVAL;
+}
+
+static int resolve_group(struct daemon *d) {
+        struct group *g;
+
+        d->status_gid = (gid_t) -1;
+        if (!*d->group)
+                return 0;
+        errno = 0;
+        g = getgrnam(d->group);
+        if (g) {
+                d->status_gid = g->gr_gid;
+                return 0;
+        }
+        if (streq(d->group, DEFAULT_GROUP))
+                return 0;           /* the default group need not exist: root only */
+        return log_error_errno(errno ? errno : ENOENT, "--group %s: no such group", d->group);
+}
+
+static int parse_args(struct daemon *d, int argc, char **argv) {
+        enum { ARG_VOLUMES = 0x100, ARG_REVOKE, ARG_NO_ATTACH, ARG_KEYSTORE, ARG_ROOT_KEY, ARG_AUDIT_LOG,
+               ARG_LOG_LEVEL, ARG_STDERR, ARG_VERSION };
+        static const struct option options[] = {
+                { "socket",          required_argument, NULL, 's' },
+                { "volumes",         required_argument, NULL, ARG_VOLUMES },
+                { "group",           required_argument, NULL, 'g' },
+                { "max-parallel",    required_argument, NULL, 'j' },
+                { "revoke-interval", required_argument, NULL, ARG_REVOKE },
+                { "no-attach",       no_argument,       NULL, ARG_NO_ATTACH },
+                { "keystore",        required_argument, NULL, ARG_KEYSTORE },
+                { "root-key-file",   required_argument, NULL, ARG_ROOT_KEY },
+                { "audit-log",       required_argument, NULL, ARG_AUDIT_LOG },
+                { "config",          required_argument, NULL, 'c' },
+                { "log-level",       required_argument, NULL, ARG_LOG_LEVEL },
+                { "stderr",          no_argument,       NULL, ARG_STDERR },
+                { "help",            no_argument,       NULL, 'h' },
+                { "version",         no_argument,       NULL, ARG_VERSION },
+                {}
+        };
+        int c, level;
+
+        while ((c = getopt_long(argc, argv, "s:g:j:c:h", options, NULL)) >= 0)
+                switch (c) {
+                case 's': d->socket_path = optarg; break;
+                case ARG_VOLUMES: d->volumes_path = optarg; break;
+                case 'g': d->group = optarg; break;
+                case 'j':
+                        if (parse_uint_opt("max-parallel", optarg, 1, 1024, &d->max_parallel) < 0)
+                                return -EINVAL;
+                        break;
+                case ARG_REVOKE:
+                        if (parse_uint_opt("revoke-interval", optarg, 0, 86400, &d->revoke_interval) < 0)
+                                return -EINVAL;
+                        break;
+                case ARG_NO_ATTACH: d->attach_at_start = false; break;
+                case 'c': d->overrides.config_file = optarg; break;
+                case ARG_KEYSTORE: d->overrides.keystore_dir = optarg; break;
+                case ARG_ROOT_KEY: d->overrides.root_key_file = optarg; break;
+                case ARG_AUDIT_LOG: d->overrides.audit_log = optarg; break;
+                case ARG_LOG_LEVEL:
+                        level = parse_log_level(optarg);
+                        if (level < 0)
+                                return log_error_errno(EINVAL, "--log-level: unknown level \"%s\"", optarg);
+                        kc_log_set_max_priority(level);
+                        break;
+                case ARG_STDERR: d->log_stderr = true; break;
+                case 'h': fputs(help, stdout); return 0;
+                case ARG_VERSION: puts("kmscryptd " PACKAGE_VERSION); return 0;
+                default: return -EINVAL;
+                }
+        if (optind < argc)
+                return log_error_errno(EINVAL, "unexpected argument \"%s\"", argv[optind]);
+        return 1;
+}
+
+/* Read the volumes file; a missing one means no volumes. */
+static int load_volumes(struct daemon *d, struct kc_volumes **ret, struct kc_err *err) {
+        int r = kc_volumes_load(d->volumes_path, ret, err);
+
+        if (r == -ENOENT) {
+                *err = (struct kc_err) {};
+                return kc_volumes_parse("", 0, d->volumes_path, ret, err);
+        }
+        return r;
+}
+
+static int reload(void *userdata, size_t *ret_n, struct kc_err *err) {
+        struct daemon *d = userdata;
+        struct kc_volumes *v = NULL;
+        int r;
+
+        pthread_mutex_lock(&d->reload_lock);
+        (void) kc_notify("RELOADING=1");
+        r = load_volumes(d, &v, err);
+        if (r < 0)
+                log_error("reload: %s; keeping the previous configuration", kc_err_msg(err, r));
+        else {
+                *ret_n = v->n;
+                log_info("reloaded %s: %zu volumes", d->volumes_path, v->n);
+                kc_manager_set_volumes(d->m, v, true);
+        }
+        (void) kc_notify("READY=1");
+        pthread_mutex_unlock(&d->reload_lock);
+        return r;
+}
+
+/* ---- readiness: once every volume that is not nofail has settled ---- */
+
+static void *readiness(void *arg) {
+        struct daemon *d = arg;
+        _cleanup_free_ struct kc_agent_volume *av = NULL;
+        size_t n = 0, attached = 0;
+        char status[128];
+
+        if (kc_manager_wait_settled(d->m, false) < 0)
+                return NULL;
+        if (kc_manager_snapshot(d->m, &av, &n) >= 0)
+                for (size_t i = 0; i < n; i++)
+                        attached += av[i].state == KC_VOLUME_ATTACHED;
+        snprintf(status, sizeof(status), "READY=1\nSTATUS=%zu of %zu volumes attached", attached, n);
+        (void) kc_notify(status);
+        log_info("ready: %zu of %zu volumes attached", attached, n);
+        return NULL;
+}
+
+/* ---- main loop ---- */
+
+static int signal_fd(void) {
+        sigset_t set;
+
+        sigemptyset(&set);
+        sigaddset(&set, SIGTERM);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGHUP);
+        /* Blocked before any thread starts, so only the signalfd sees them. */
+        if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0)
+                return -EINVAL;
+        signal(SIGPIPE, SIG_IGN);
+        return signalfd(-1, &set, SFD_CLOEXEC);
+}
+
+static int run(struct daemon *d, struct kc_server *s, int sfd) {
+        struct pollfd p[2] = {
+                { .fd = sfd, .events = POLLIN },
+                { .fd = kc_server_fd(s), .events = POLLIN },
+        };
+
+        for (;;) {
+                struct signalfd_siginfo si;
+                struct kc_err err = {};
+                size_t n;
+
+                if (poll(p, 2, -1) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return log_error_errno(errno, "poll: %m");
+                }
+                if (p[1].revents & POLLIN)
+                        kc_server_accept(s);
+                if (!(p[0].revents & POLLIN) || read(sfd, &si, sizeof(si)) != sizeof(si))
+                        continue;
+                if (si.ssi_signo == SIGHUP) {
+                        (void) reload(d, &n, &err);
+                        continue;
+                }
+                log_info("%s: stopping; attached volumes stay attached", strsignal((int) si.ssi_signo));
+                (void) kc_notify("STOPPING=1");
+                return 0;
+        }
+}
+
+int main(int argc, char **argv) {
+        struct daemon d = {
+                .socket_path = getenv("KMSCRYPT_AGENT_SOCKET") ?: KC_AGENT_SOCKET,
+                .volumes_path = KC_VOLUMES_FILE,
+                .group = DEFAULT_GROUP,
+                .max_parallel = DEFAULT_MAX_PARALLEL,
+                .revoke_interval = DEFAULT_REVOKE_INTERVAL,
+                .attach_at_start = true,
+                .log_stderr = !getenv("JOURNAL_STREAM"),
+                .reload_lock = PTHREAD_MUTEX_INITIALIZER,
+        };
+        struct kc_manager_config mc;
+        struct kc_server_config sc;
+        _cleanup_(kc_manager_freep) struct kc_manager *m = NULL;
+        _cleanup_(kc_server_freep) struct kc_server *s = NULL;
+        _cleanup_close_ int sfd = -1;
+        struct kc_volumes *v = NULL;
+        struct kc_err err = {};
+        pthread_t ready;
+        int r;
+
+        kc_log_set_program("kmscryptd");
+        kc_log_set_sink(kc_log_sink_stderr, NULL);
+        r = parse_args(&d, argc, argv);
+        if (r <= 0)
+                return r < 0 ? 2 : 0;
+        setup_logging(d.log_stderr);
+        if (harden() < 0 || resolve_group(&d) < 0)
+                return 1;
+        r = kc_config_load(&d.overrides, &d.config, &err);
+        if (r < 0) {
+                log_error("%s", kc_err_msg(&err, r));
+                return 1;
+        }
+        r = load_volumes(&d, &v, &err);
+        if (r < 0) {
+                log_error("%s", kc_err_msg(&err, r));
+                return 1;
+        }
+        sfd = signal_fd();
+        if (sfd < 0)
+                return log_error_errno(errno, "signalfd: %m"), 1;
+
+        mc = (struct kc_manager_config) { .max_parallel = d.max_parallel, .revoke_interval = d.revoke_interval,
+        };
+        kc_config_kms(&d.config, &mc.kms);
+        r = kc_manager_new(&mc, &m);
+        if (r < 0) {
+                kc_volumes_free(v);
+                return log_error_errno(r, "cannot start: %m"), 1;
+        }
+        d.m = m;
+        sc = (struct kc_server_config) {
+                .socket_path = d.socket_path, .status_gid = d.status_gid, .reload = reload, .userdata = &d,
+        };
+        r = kc_server_new(&sc, m, &s, &err);
+        if (r < 0) {
+                kc_volumes_free(v);
+                log_error("%s", kc_err_msg(&err, r));
+                return 1;
+        }
+        log_info("listening on %s; %zu configured volumes, %u attaches at once", d.socket_path, v->n, d.max_parallel);
+        kc_manager_set_volumes(m, v, d.attach_at_start);
+        r = kc_manager_start(m);
+        if (r < 0)
+                return log_error_errno(r, "cannot start the scheduler: %m"), 1;
+        r = pthread_create(&ready, NULL, readiness, &d);
+        if (r != 0)
+                return log_error_errno(r, "cannot start: %m"), 1;
+        pthread_detach(ready);
+
+        r = run(&d, s, sfd);
+        kc_manager_stop(m);
+        kc_config_done(&d.config);
+        return r < 0 ? 1 : 0;
+}

@@ -1,0 +1,722 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <pthread.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "agent/daemon/manager.h"
+#include "agent/daemon/revoke.h"
+#include "dmsetup-helpers/dmcrypt.h"
+#include "lib/log.h"
+
+#define BACKOFF_FIRST_MS 1000
+#define BACKOFF_MAX_MS   30000
+
+/* A loaded volumes file, shared by the volumes that point into it and the attaches using it. */
+struct confset {
+        unsigned ref;               /* under the manager lock */
+        struct kc_volumes *v;
+};
+
+struct mvol {
+        struct confset *set;        /* holds a reference */
+        const struct kc_volume_conf *conf;
+        struct kc_agent_volume st;
+        bool busy;                  /* an attach is running */
+        bool present;               /* still in the volumes file */
+        uint64_t window_start_ms;   /* first try of this round: the timeout counts from here */
+        uint64_t next_try_ms;       /* WAITING: monotonic time of the next try */
+        unsigned backoff_ms;
+        bool suspended_by_us;       /* the revocation policy suspended it */
+};
+
+struct kc_manager {
+        pthread_mutex_t lock;
+        pthread_cond_t changed;     /* a volume changed state or a slot came free */
+        pthread_cond_t wake;        /* the scheduler has something to look at */
+        struct kc_kms_config kms;
+        char *kms_strings[4];
+        unsigned max_parallel, running;
+        unsigned revoke_interval;
+        struct mvol **vols;         /* never shrinks: a removed volume keeps its slot, !present */
+        size_t n_vols;
+        struct confset *set;
+        bool started, stopping;
+        bool revoke_running;
+        uint64_t next_revoke_ms;
+        pthread_t scheduler;
+        struct kc_caller self;
+};
+
+struct job {
+        struct kc_manager *m;
+        struct mvol *v;
+        struct confset *set;                /* keeps conf alive across a reload */
+        const struct kc_volume_conf *conf;
+};
+
+static uint64_t now_ms(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+}
+
+static void confset_unref(struct confset *s) {
+        if (s && --s->ref == 0) {
+                kc_volumes_free(s->v);
+                free(s);
+        }
+}
+
+bool kc_attach_error_retryable(int error) {
+        static const int transient[] = {
+                ENOENT, ENODEV, ENXIO, ENOMEDIUM,             /* device not there (yet) */
+                EAGAIN, EBUSY, EINTR, EIO,                     /* busy, or the KMS layer unusable for now */
+                ETIMEDOUT, ECONNREFUSED, ECONNRESET, ECONNABORTED, ENOTCONN, ESHUTDOWN,
+                EHOSTUNREACH, EHOSTDOWN, ENETUNREACH, ENETDOWN,  /* a remote KMS away */
+        };
+        int e = error < 0 ? -error : error;
+
+        for (size_t i = 0; i < ARRAY_SIZE(transient); i++)
+                if (transient[i] == e)
+                        return true;
+        return false;
+}
+
+int kc_manager_new(const struct kc_manager_config *cfg, struct kc_manager **ret) {
+        const char *src[4] = { cfg->kms.keystore_dir, cfg->kms.root_key_file, cfg->kms.audit_log, cfg->kms.audit_head };
+        struct kc_manager *m = calloc(1, sizeof(*m));
+        pthread_condattr_t ca;
+
+        if (!m)
+                return -ENOMEM;
+        for (size_t i = 0; i < ARRAY_SIZE(src); i++)
+                if (src[i] && !(m->kms_strings[i] = strdup(src[i]))) {
+                        kc_manager_free(m);
+                        return -ENOMEM;
+                }
+        m->kms = (struct kc_kms_config) {
+                .keystore_dir = m->kms_strings[0], .root_key_file = m->kms_strings[1],
+                .audit_log = m->kms_strings[2], .audit_head = m->kms_strings[3],
+        };
+        m->max_parallel = cfg->max_parallel ? cfg->max_parallel : 1;
+        m->revoke_interval = cfg->revoke_interval;
+        (void) kc_caller_self(&m->self);
+        pthread_mutex_init(&m->lock, NULL);
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&m->wake, &ca);
+        pthread_cond_init(&m->changed, &ca);
+        pthread_condattr_destroy(&ca);
+        *ret = m;
+        return 0;
+}
+
+/* ---- state changes (lock held) ---- */
+
+static void set_state(struct kc_manager *m, struct mvol *v, enum kc_volume_state s) {
+        if (v->st.state != s)
+                v->st.since = time(NULL);
+        v->st.state = s;
+        pthread_cond_broadcast(&m->changed);
+}
+
+static void schedule_now(struct kc_manager *m, struct mvol *v) {
+        v->st.attempts = 0;
+        v->st.error = 0;
+        v->st.reason[0] = '\0';
+        v->backoff_ms = 0;
+        v->window_start_ms = 0;
+        v->next_try_ms = 0;
+        set_state(m, v, KC_VOLUME_PENDING);
+        pthread_cond_signal(&m->wake);
+}
+
+/* Full jitter on the upper half: spread retries of many volumes after one KMS outage. */
+static unsigned next_backoff(struct mvol *v) {
+        unsigned base = v->backoff_ms ? v->backoff_ms * 2 : BACKOFF_FIRST_MS, jitter = 0;
+
+        if (base > BACKOFF_MAX_MS)
+                base = BACKOFF_MAX_MS;
+        v->backoff_ms = base;
+        (void) getrandom(&jitter, sizeof(jitter), GRND_NONBLOCK);
+        return base / 2 + jitter % (base / 2 + 1);
+}
+
+static void record_result(struct kc_manager *m, struct mvol *v, int r, const struct kc_err *err) {
+        uint64_t now = now_ms(), deadline;
+        unsigned delay;
+
+        if (r >= 0) {
+                v->st.error = 0;
+                v->st.reason[0] = '\0';
+                set_state(m, v, KC_VOLUME_ATTACHED);
+                return;
+        }
+        v->st.error = r;
+        snprintf(v->st.reason, sizeof(v->st.reason), "%s", kc_err_msg(err, r));
+        deadline = v->window_start_ms + (uint64_t) v->conf->timeout * 1000;
+        if (!kc_attach_error_retryable(r) || m->stopping) {
+                set_state(m, v, KC_VOLUME_FAILED);
+                return;
+        }
+        if (v->conf->timeout && now >= deadline) {
+                snprintf(v->st.reason, sizeof(v->st.reason), "gave up after %u attempts in %u s: %s",
+                         v->st.attempts, v->conf->timeout, kc_err_msg(err, r));
+                set_state(m, v, KC_VOLUME_FAILED);
+                return;
+        }
+        delay = next_backoff(v);
+        v->next_try_ms = now + delay;
+        if (v->conf->timeout && v->next_try_ms > deadline)
+                v->next_try_ms = deadline;      /* one last try at the deadline */
+        v->st.next_try = time(NULL) + (time_t) ((v->next_try_ms - now + 999) / 1000);
+        set_state(m, v, KC_VOLUME_WAITING);
+        pthread_cond_signal(&m->wake);
+}
+
+/* ---- the attach itself (no lock held) ---- */
+
+static int attach_with(struct kc_manager *m, const struct kc_attach_params *p, const struct kc_caller *caller,
+                       struct kc_attach_result *ret, struct kc_err *err) {
+        _cleanup_kms_ struct kc_kms *kms = NULL;
+        struct kc_kms_request req = { .caller = caller };
+        _cleanup_free_ char *path = NULL;
+        int r;
+
+        /* A device that is not there yet is the commonest reason to wait: say so first. */
+        r = kc_resolve_device(p->device, &path, err);
+        if (r < 0)
+                return r;
+        if (access(path, F_OK) < 0) {
+                r = negative_errno();
+                return kc_err_set(err, r, "device %s is not there: %s", path, strerror(-r));
+        }
+        if (!kc_dm_available())
+                return kc_err_set(err, -EOPNOTSUPP, "device-mapper is not available on this host "
+                                  "(no /dev/mapper/control or no dm driver)");
+        r = kc_kms_open(&m->kms, &kms, err);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot open the KMS layer: %s", strerror(-r));
+        return kc_attach(kms, &req, p, ret, err);
+}
+
+static int attach_conf(struct kc_manager *m, const struct kc_volume_conf *c, const struct kc_caller *caller,
+                       struct kc_attach_result *ret, struct kc_err *err) {
+        struct kc_attach_params p = {
+                .device = c->device, .header = c->header, .name = c->name, .expect = c->context,
+                .read_only = c->read_only, .flags = c->flags,
+        };
+        return attach_with(m, &p, caller, ret, err);
+}
+
+/* Wait for a free slot (lock held).  -ESHUTDOWN when stopping. */
+static int take_slot(struct kc_manager *m) {
+        while (!m->stopping && m->running >= m->max_parallel)
+                pthread_cond_wait(&m->changed, &m->lock);
+        if (m->stopping)
+                return -ESHUTDOWN;
+        m->running++;
+        return 0;
+}
+
+static void release_slot(struct kc_manager *m) {
+        m->running--;
+        pthread_cond_broadcast(&m->changed);
+        pthread_cond_signal(&m->wake);
+}
+
+/* Lock held: the volume is marked busy, one more attempt counted. */
+static void begin_attempt(struct kc_manager *m, struct mvol *v) {
+        v->busy = true;
+        v->st.attempts++;
+        if (!v->window_start_ms)
+                v->window_start_ms = now_ms();
+        if (v->st.state != KC_VOLUME_WAITING)
+                set_state(m, v, KC_VOLUME_ATTACHING);
+}
+
+static void finish_attempt(struct kc_manager *m, struct mvol *v, int r, const struct kc_err *err,
+                           const struct kc_attach_result *res) {
+        v->busy = false;
+        if (r >= 0)
+                log_info("%s: %s /dev/mapper/%s", v->conf->name,
+                         res->already ? "already attached as" : "attached as", res->name);
+        else if (kc_attach_error_retryable(r) && v->st.state != KC_VOLUME_WAITING)
+                log_warning("%s: cannot attach yet, retrying: %s", v->conf->name, kc_err_msg(err, r));
+        else if (!kc_attach_error_retryable(r))
+                log_error("%s: cannot attach: %s", v->conf->name, kc_err_msg(err, r));
+        record_result(m, v, r, err);
+        if (v->st.state == KC_VOLUME_FAILED && r < 0 && kc_attach_error_retryable(r))
+                log_error("%s: %s", v->conf->name, v->st.reason);
+}
+
+static void *attach_job(void *arg) {
+        _cleanup_free_ struct job *j = arg;
+        struct kc_manager *m = j->m;
+        struct kc_attach_result res = {};
+        struct kc_err err = {};
+        int r;
+
+        r = attach_conf(m, j->conf, &m->self, &res, &err);
+        pthread_mutex_lock(&m->lock);
+        finish_attempt(m, j->v, r, &err, &res);
+        confset_unref(j->set);
+        release_slot(m);
+        pthread_mutex_unlock(&m->lock);
+        return NULL;
+}
+
+/* Lock held, a slot taken: start the volume's attach on a thread of its own. */
+static int spawn_attach(struct kc_manager *m, struct mvol *v) {
+        struct job *j = malloc(sizeof(*j));
+        pthread_attr_t attr;
+        pthread_t t;
+        int r;
+
+        if (!j)
+                return -ENOMEM;
+        *j = (struct job) { .m = m, .v = v, .set = v->set, .conf = v->conf };
+        v->set->ref++;
+        begin_attempt(m, v);
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        r = -pthread_create(&t, &attr, attach_job, j);
+        pthread_attr_destroy(&attr);
+        if (r < 0) {
+                struct kc_err err = {};
+                kc_err_set(&err, r, "cannot start an attach thread");
+                finish_attempt(m, v, r, &err, NULL);
+                v->set->ref--;
+                free(j);
+        }
+        return r;
+}
+
+/* ---- revocation policy: one pass over the attached volumes ---- */
+
+struct revoke_item {
+        struct mvol *v;
+        const struct kc_volume_conf *conf;
+        bool suspended_by_us;
+};
+
+/* Lock held: apply the outcome of one check. */
+static void apply_revoke(struct kc_manager *m, struct mvol *v, int r, const struct kc_err *err,
+                         const struct kc_revoke_outcome *o) {
+        if (v->busy || (v->st.state != KC_VOLUME_ATTACHED && v->st.state != KC_VOLUME_SUSPENDED))
+                return;             /* someone else changed it meanwhile */
+        if (r < 0) {
+                log_warning("%s: revocation check: %s", v->conf->name, kc_err_msg(err, r));
+                return;
+        }
+        switch (o->action) {
+        case KC_REVOKE_NONE:
+                if (v->st.error == -EKEYREVOKED) {      /* a kept volume's key is enabled again */
+                        v->st.error = 0;
+                        v->st.reason[0] = '\0';
+                        pthread_cond_broadcast(&m->changed);
+                }
+                return;
+        case KC_REVOKE_RESUMED:
+                log_notice("%s: %s", v->conf->name, o->reason);
+                v->suspended_by_us = false;
+                v->st.error = 0;
+                v->st.reason[0] = '\0';
+                set_state(m, v, KC_VOLUME_ATTACHED);
+                return;
+        case KC_REVOKE_SUSPENDED:
+                log_warning("%s: %s", v->conf->name, o->reason);
+                v->suspended_by_us = true;
+                __attribute__((fallthrough));
+        case KC_REVOKE_STILL:
+        case KC_REVOKE_KEPT:
+                if (!streq(v->st.reason, o->reason) && o->action == KC_REVOKE_KEPT)
+                        log_warning("%s: %s", v->conf->name, o->reason);
+                v->st.error = -EKEYREVOKED;
+                snprintf(v->st.reason, sizeof(v->st.reason), "%s", o->reason);
+                set_state(m, v, o->action == KC_REVOKE_KEPT ? KC_VOLUME_ATTACHED : KC_VOLUME_SUSPENDED);
+                return;
+        }
+}
+
+static void *revoke_pass(void *arg) {
+        struct kc_manager *m = arg;
+        _cleanup_kms_ struct kc_kms *kms = NULL;
+        _cleanup_free_ struct revoke_item *items = NULL;
+        struct confset *set;
+        struct kc_err err = {};
+        size_t n = 0;
+        int r;
+
+        pthread_mutex_lock(&m->lock);
+        set = m->set;
+        if (set)
+                set->ref++;
+        items = calloc(m->n_vols ? m->n_vols : 1, sizeof(*items));
+        for (size_t i = 0; items && i < m->n_vols; i++) {
+                struct mvol *v = m->vols[i];
+                if (v->present && !v->busy && v->conf && v->set == set &&
+                    (v->st.state == KC_VOLUME_ATTACHED || v->st.state == KC_VOLUME_SUSPENDED))
+                        items[n++] = (struct revoke_item) { v, v->conf, v->suspended_by_us };
+        }
+        pthread_mutex_unlock(&m->lock);
+
+        r = n > 0 ? kc_kms_open(&m->kms, &kms, &err) : 0;
+        if (r < 0)
+                log_warning("revocation check: cannot open the KMS layer: %s", kc_err_msg(&err, r));
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                struct kc_revoke_outcome o = {};
+                struct kc_err e = {};
+                int k = kc_revoke_check(kms, &m->kms, &m->self, items[i].conf, items[i].suspended_by_us, &o, &e);
+
+                pthread_mutex_lock(&m->lock);
+                apply_revoke(m, items[i].v, k, &e, &o);
+                pthread_mutex_unlock(&m->lock);
+        }
+        pthread_mutex_lock(&m->lock);
+        confset_unref(set);
+        m->revoke_running = false;
+        release_slot(m);
+        pthread_mutex_unlock(&m->lock);
+        return NULL;
+}
+
+/* Lock held: start a pass when one is due and device-mapper is there to act on. */
+static void maybe_revoke(struct kc_manager *m, uint64_t now) {
+        pthread_attr_t attr;
+        pthread_t t;
+
+        if (!m->revoke_interval || m->revoke_running || now < m->next_revoke_ms || m->running >= m->max_parallel)
+                return;
+        m->next_revoke_ms = now + (uint64_t) m->revoke_interval * 1000;
+        if (!kc_dm_available())
+                return;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&t, &attr, revoke_pass, m) == 0) {
+                m->revoke_running = true;
+                m->running++;
+        }
+        pthread_attr_destroy(&attr);
+}
+
+/* ---- scheduler ---- */
+
+static bool due(const struct mvol *v, uint64_t now) {
+        if (!v->present || v->busy)
+                return false;
+        return v->st.state == KC_VOLUME_PENDING || (v->st.state == KC_VOLUME_WAITING && v->next_try_ms <= now);
+}
+
+static void *scheduler(void *arg) {
+        struct kc_manager *m = arg;
+
+        pthread_mutex_lock(&m->lock);
+        while (!m->stopping) {
+                uint64_t now = now_ms(), wake_at = UINT64_MAX;
+                struct timespec ts;
+
+                for (size_t i = 0; i < m->n_vols && m->running < m->max_parallel; i++)
+                        if (due(m->vols[i], now) && spawn_attach(m, m->vols[i]) >= 0)
+                                m->running++;
+                maybe_revoke(m, now);
+                if (m->revoke_interval && m->next_revoke_ms < wake_at)
+                        wake_at = m->next_revoke_ms;
+                for (size_t i = 0; i < m->n_vols; i++) {
+                        struct mvol *v = m->vols[i];
+                        if (v->present && !v->busy && v->st.state == KC_VOLUME_WAITING && v->next_try_ms < wake_at)
+                                wake_at = v->next_try_ms;
+                }
+                if (wake_at == UINT64_MAX) {
+                        pthread_cond_wait(&m->wake, &m->lock);
+                        continue;
+                }
+                if (wake_at <= now)
+                        wake_at = now + 10;  /* due but no slot: a finishing attach signals us */
+                ts.tv_sec = (time_t) (wake_at / 1000);
+                ts.tv_nsec = (long) (wake_at % 1000) * 1000000;
+                pthread_cond_timedwait(&m->wake, &m->lock, &ts);
+        }
+        pthread_mutex_unlock(&m->lock);
+        return NULL;
+}
+
+int kc_manager_start(struct kc_manager *m) {
+        int r = -pthread_create(&m->scheduler, NULL, scheduler, m);
+
+        if (r == 0)
+                m->started = true;
+        return r;
+}
+
+void kc_manager_stop(struct kc_manager *m) {
+        pthread_mutex_lock(&m->lock);
+        m->stopping = true;
+        pthread_cond_broadcast(&m->wake);
+        pthread_cond_broadcast(&m->changed);
+        /* Running attaches finish: a half-made attach is worse than a late stop. */
+        while (m->running > 0)
+                pthread_cond_wait(&m->changed, &m->lock);
+        pthread_mutex_unlock(&m->lock);
+        if (m->started) {
+                pthread_join(m->scheduler, NULL);
+                m->started = false;
+        }
+}
+
+void kc_manager_free(struct kc_manager *m) {
+        if (!m)
+                return;
+        kc_manager_stop(m);
+        for (size_t i = 0; i < m->n_vols; i++) {
+                confset_unref(m->vols[i]->set);
+                free(m->vols[i]);
+        }
+        free(m->vols);
+        confset_unref(m->set);
+        for (size_t i = 0; i < ARRAY_SIZE(m->kms_strings); i++)
+                free(m->kms_strings[i]);
+        pthread_cond_destroy(&m->wake);
+        pthread_cond_destroy(&m->changed);
+        pthread_mutex_destroy(&m->lock);
+        free(m);
+}
+
+/* ---- configuration ---- */
+
+static struct mvol *find_vol(struct kc_manager *m, const char *name) {
+        for (size_t i = 0; i < m->n_vols; i++)
+                if (streq(m->vols[i]->st.name, name))
+                        return m->vols[i];
+        return NULL;
+}
+
+static void point_at(struct mvol *v, struct confset *set, const struct kc_volume_conf *c) {
+        set->ref++;
+        confset_unref(v->set);
+        v->set = set;
+        v->conf = c;
+        kc_strscpy(v->st.device, sizeof(v->st.device), c->device);
+        v->st.nofail = c->nofail;
+        v->present = true;
+}
+
+/* Lock held. */
+static struct mvol *add_vol(struct kc_manager *m, const struct kc_volume_conf *c) {
+        struct mvol *v = calloc(1, sizeof(*v)), **n;
+
+        if (!v)
+                return NULL;
+        n = reallocarray(m->vols, m->n_vols + 1, sizeof(*n));
+        if (!n) {
+                free(v);
+                return NULL;
+        }
+        m->vols = n;
+        kc_strscpy(v->st.name, sizeof(v->st.name), c->name);
+        v->st.state = KC_VOLUME_PENDING;
+        v->st.since = time(NULL);
+        m->vols[m->n_vols++] = v;
+        return v;
+}
+
+void kc_manager_set_volumes(struct kc_manager *m, struct kc_volumes *vs, bool attach_new) {
+        struct confset *set = calloc(1, sizeof(*set));
+
+        if (!set) {
+                kc_volumes_free(vs);
+                log_error("cannot install the new volume list: out of memory");
+                return;
+        }
+        set->v = vs;
+        set->ref = 1;
+        pthread_mutex_lock(&m->lock);
+        for (size_t i = 0; i < m->n_vols; i++)
+                m->vols[i]->present = false;
+        for (size_t i = 0; i < vs->n; i++) {
+                const struct kc_volume_conf *c = &vs->volumes[i];
+                struct mvol *v = find_vol(m, c->name);
+                bool fresh = !v;
+
+                if (!v && !(v = add_vol(m, c))) {
+                        log_error("%s: not scheduled: out of memory", c->name);
+                        continue;
+                }
+                if (!fresh && !v->present && v->st.state == KC_VOLUME_FAILED)
+                        fresh = true;   /* came back after a reload that dropped it */
+                point_at(v, set, c);
+                if (fresh && attach_new)
+                        schedule_now(m, v);
+                else if (fresh)
+                        set_state(m, v, KC_VOLUME_DETACHED);
+        }
+        confset_unref(m->set);
+        m->set = set;
+        pthread_cond_broadcast(&m->changed);
+        pthread_cond_signal(&m->wake);
+        pthread_mutex_unlock(&m->lock);
+}
+
+void kc_manager_attach_all(struct kc_manager *m) {
+        pthread_mutex_lock(&m->lock);
+        for (size_t i = 0; i < m->n_vols; i++) {
+                struct mvol *v = m->vols[i];
+                if (v->present && !v->busy && v->st.state != KC_VOLUME_ATTACHED &&
+                    v->st.state != KC_VOLUME_SUSPENDED)
+                        schedule_now(m, v);
+        }
+        pthread_mutex_unlock(&m->lock);
+}
+
+static bool unsettled(const struct mvol *v, bool include_nofail) {
+        if (!v->present || (v->conf->nofail && !include_nofail))
+                return false;
+        return v->busy || v->st.state == KC_VOLUME_PENDING || v->st.state == KC_VOLUME_ATTACHING ||
+                v->st.state == KC_VOLUME_WAITING;
+}
+
+int kc_manager_wait_settled(struct kc_manager *m, bool include_nofail) {
+        int r = 0;
+
+        pthread_mutex_lock(&m->lock);
+        for (;;) {
+                bool busy = false;
+
+                if (m->stopping) {
+                        r = -ESHUTDOWN;
+                        break;
+                }
+                for (size_t i = 0; i < m->n_vols && !busy; i++)
+                        busy = unsettled(m->vols[i], include_nofail);
+                if (!busy)
+                        break;
+                pthread_cond_wait(&m->changed, &m->lock);
+        }
+        pthread_mutex_unlock(&m->lock);
+        return r;
+}
+
+int kc_manager_snapshot(struct kc_manager *m, struct kc_agent_volume **ret, size_t *ret_n) {
+        struct kc_agent_volume *a;
+        size_t n = 0;
+
+        pthread_mutex_lock(&m->lock);
+        a = calloc(m->n_vols ? m->n_vols : 1, sizeof(*a));
+        if (!a) {
+                pthread_mutex_unlock(&m->lock);
+                return -ENOMEM;
+        }
+        /* File order: walk the current file, not the slots (which keep insertion order). */
+        for (size_t i = 0; m->set && i < m->set->v->n; i++) {
+                struct mvol *v = find_vol(m, m->set->v->volumes[i].name);
+                if (v && v->present)
+                        a[n++] = v->st;
+        }
+        pthread_mutex_unlock(&m->lock);
+        *ret = a;
+        *ret_n = n;
+        return 0;
+}
+
+int kc_manager_attach_volume(struct kc_manager *m, const char *name, const struct kc_caller *caller,
+                             struct kc_attach_result *ret, struct kc_err *err) {
+        const struct kc_volume_conf *conf;
+        struct kc_attach_result res = {};
+        struct confset *set;
+        struct mvol *v;
+        int r;
+
+        pthread_mutex_lock(&m->lock);
+        v = find_vol(m, name);
+        if (!v || !v->present) {
+                pthread_mutex_unlock(&m->lock);
+                return kc_err_set(err, -ENOENT, "no volume %s in the volumes file", name);
+        }
+        while (v->busy && !m->stopping)     /* an attach of it is running: wait for its outcome */
+                pthread_cond_wait(&m->changed, &m->lock);
+        r = take_slot(m);
+        if (r < 0) {
+                pthread_mutex_unlock(&m->lock);
+                return kc_err_set(err, r, "the agent is stopping");
+        }
+        if (v->st.state != KC_VOLUME_WAITING)
+                v->window_start_ms = 0;     /* a fresh round: the timeout starts now */
+        begin_attempt(m, v);
+        set = v->set;
+        set->ref++;
+        conf = v->conf;
+        pthread_mutex_unlock(&m->lock);
+
+        r = attach_conf(m, conf, caller, &res, err);
+
+        pthread_mutex_lock(&m->lock);
+        finish_attempt(m, v, r, err, &res);
+        if (r < 0 && v->st.state == KC_VOLUME_WAITING) {
+                struct kc_err e = *err;
+                *err = (struct kc_err) {};
+                kc_err_set(err, r, "%s (the agent keeps retrying)", kc_err_msg(&e, r));
+        }
+        confset_unref(set);
+        release_slot(m);
+        pthread_mutex_unlock(&m->lock);
+        if (r >= 0)
+                *ret = res;
+        return r;
+}
+
+int kc_manager_attach_device(struct kc_manager *m, const struct kc_attach_params *p,
+                             const struct kc_caller *caller, struct kc_attach_result *ret,
+                             struct kc_err *err) {
+        struct kc_attach_result res = {};
+        struct mvol *v;
+        int r;
+
+        pthread_mutex_lock(&m->lock);
+        r = take_slot(m);
+        pthread_mutex_unlock(&m->lock);
+        if (r < 0)
+                return kc_err_set(err, r, "the agent is stopping");
+        r = attach_with(m, p, caller, &res, err);
+        pthread_mutex_lock(&m->lock);
+        release_slot(m);
+        /* A configured volume attached by device counts as attached. */
+        if (r >= 0 && (v = find_vol(m, res.name)) && v->present && !v->busy) {
+                v->st.error = 0;
+                v->st.reason[0] = '\0';
+                set_state(m, v, KC_VOLUME_ATTACHED);
+        }
+        pthread_mutex_unlock(&m->lock);
+        if (r >= 0)
+                *ret = res;
+        return r;
+}
+
+int kc_manager_detach(struct kc_manager *m, const char *name, bool deferred, struct kc_err *err) {
+        struct mvol *v;
+        int r;
+
+        pthread_mutex_lock(&m->lock);
+        v = find_vol(m, name);
+        if (v && v->busy) {
+                pthread_mutex_unlock(&m->lock);
+                return kc_err_set(err, -EBUSY, "%s is being attached; try again when it settles", name);
+        }
+        pthread_mutex_unlock(&m->lock);
+
+        if (!kc_dm_available())
+                return kc_err_set(err, -EOPNOTSUPP, "device-mapper is not available on this host");
+        r = kc_detach(name, deferred, err);
+        if (r < 0)
+                return r;
+        pthread_mutex_lock(&m->lock);
+        if ((v = find_vol(m, name)) && !v->busy) {
+                v->st.error = 0;
+                v->st.reason[0] = '\0';
+                set_state(m, v, KC_VOLUME_DETACHED);
+        }
+        pthread_mutex_unlock(&m->lock);
+        return 0;
+}

@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The agent's volume manager: the state of every configured volume, the
+ * attach workers, retry with backoff, and the revocation policy.
+ *
+ * Every attach runs on a thread of its own (kc_attach loads the key into
+ * the calling thread's keyring and creates the table from that same
+ * thread), at most max_parallel at a time.  Each attach opens its own KMS
+ * handle: the KMS layer is not shared between threads, and a fresh handle
+ * sees a keystore or provider that came back.
+ *
+ * Errors that may pass (KMS or device unavailable) put a volume in
+ * "waiting": it is tried again after an exponential backoff with jitter
+ * (1 s doubling to 30 s) until its timeout, then it is "failed".  Refusals
+ * (wrong context, disabled key, tampered blob) fail at once.
+ *
+ * Nothing here ever detaches a volume on its own: stopping the manager
+ * waits for running attaches and leaves every mapping in place.
+ */
+
+#include <stdbool.h>
+
+#include "agent/attach.h"
+#include "agent/caller.h"
+#include "agent/daemon/protocol.h"
+#include "agent/daemon/volumes.h"
+#include "agent/kms.h"
+
+struct kc_manager_config {
+        struct kc_kms_config kms;     /* strings copied */
+        unsigned max_parallel;        /* attaches at once, >= 1 */
+        unsigned revoke_interval;     /* seconds between CMK checks; 0: never */
+};
+
+struct kc_manager;
+
+int kc_manager_new(const struct kc_manager_config *cfg, struct kc_manager **ret);
+/* Stop (see kc_manager_stop) and free. */
+void kc_manager_free(struct kc_manager *m);
+DEFINE_CLEANUP_FUNC(struct kc_manager *, kc_manager_free)
+
+/*
+ * Install a new set of configured volumes (takes ownership of v).  New
+ * volumes are scheduled for attach at once when attach_new, else they
+ * stay "detached" until asked for; volumes gone from the file are
+ * forgotten (never detached); changed options apply to the next attach.
+ */
+void kc_manager_set_volumes(struct kc_manager *m, struct kc_volumes *v, bool attach_new);
+
+/* Start the scheduler thread. */
+int kc_manager_start(struct kc_manager *m);
+
+/*
+ * Stop scheduling, wake every waiter, and wait for running attaches to
+ * finish.  Mappings stay as they are.
+ */
+void kc_manager_stop(struct kc_manager *m);
+
+/*
+ * Schedule every configured volume that is not attached (failed and
+ * detached ones too) for an attach now, with a fresh timeout.
+ */
+void kc_manager_attach_all(struct kc_manager *m);
+
+/*
+ * Block until no volume is pending, attaching or waiting (nofail volumes
+ * only when include_nofail).  -ESHUTDOWN if the manager stops first.
+ */
+int kc_manager_wait_settled(struct kc_manager *m, bool include_nofail);
+
+/* The state of every configured volume, in file order. Caller frees. */
+int kc_manager_snapshot(struct kc_manager *m, struct kc_agent_volume **ret, size_t *ret_n);
+
+/*
+ * Attach one configured volume now on the calling thread (one try; on an
+ * error that may pass the volume keeps waiting and retrying in the
+ * background).  -ENOENT if no such volume is configured.
+ */
+int kc_manager_attach_volume(struct kc_manager *m, const char *name, const struct kc_caller *caller,
+                             struct kc_attach_result *ret, struct kc_err *err);
+
+/* Attach a device that is not (necessarily) configured, within the parallelism bound. */
+int kc_manager_attach_device(struct kc_manager *m, const struct kc_attach_params *p,
+                             const struct kc_caller *caller, struct kc_attach_result *ret,
+                             struct kc_err *err);
+
+/* Detach a mapping; a configured volume becomes "detached" and stays so until attached again. */
+int kc_manager_detach(struct kc_manager *m, const char *name, bool deferred, struct kc_err *err);
+
+/* Whether an errno from an attach may pass with time (KMS or device away) and is worth a retry. */
+bool kc_attach_error_retryable(int error);

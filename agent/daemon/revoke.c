@@ -1,0 +1,162 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <string.h>
+
+#include "agent/attach.h"
+#include "agent/audit.h"
+#include "agent/daemon/revoke.h"
+#include "agent/luks.h"
+#include "agent/token.h"
+#include "dmsetup-helpers/dmcrypt.h"
+#include "kernel-keyring/keyring.h"
+#include "lib/log.h"
+#include "lib/secret.h"
+
+/* An audit record for an action the agent took on its own; fail-closed is the caller's choice. */
+static int audit_action(const struct kc_kms_config *cfg, const struct kc_caller *self, const char *operation,
+                        const char *key_id, const struct kc_context *ctx, const char *volume, int result,
+                        const char *detail) {
+        _cleanup_audit_ struct kc_audit *a = NULL;
+        _cleanup_free_ char *head = NULL;
+        struct kc_audit_record rec = {
+                .operation = operation, .key_id = key_id, .context = ctx, .caller = self,
+                .volume = volume, .result = result, .error = result < 0 ? strerror(-result) : NULL,
+                .detail = detail,
+        };
+        int r;
+
+        if (!cfg->audit_head && asprintf(&head, "%s/audit.head", cfg->keystore_dir) < 0)
+                return -ENOMEM;
+        r = kc_audit_open(cfg->audit_log, cfg->audit_head ?: head, &a, NULL);
+        if (r < 0)
+                return r;
+        return kc_audit_write(a, &rec);
+}
+
+/* The key stays where it is until the wipe: suspend first so that no I/O is mid-flight. */
+static int suspend_and_wipe(const char *name, struct kc_err *err) {
+        int r = kc_dm_suspend(name);
+
+        if (r < 0)
+                return kc_err_set(err, r, "cannot suspend %s: %s", name, strerror(-r));
+        r = kc_dm_message(name, "key wipe");
+        if (r < 0)
+                return kc_err_set(err, r, "%s is suspended but its key could not be wiped: %s", name, strerror(-r));
+        return 0;
+}
+
+/* Fresh unwrap under the token's context, checked against the header, then handed to dm-crypt by reference. */
+static int reload_key_and_resume(struct kc_kms *kms, const struct kc_caller *self, const struct kc_volume_conf *conf,
+                                 struct kc_err *err) {
+        _cleanup_free_ char *path = NULL, *ref = NULL, *desc = NULL;
+        _cleanup_luks_ struct kc_luks *l = NULL;
+        _cleanup_secret_ void *key = NULL;
+        struct kc_kms_request req = { .caller = self };
+        struct kc_luks_segment seg;
+        struct kc_token tok = {};
+        kc_key_serial_t serial = 0;
+        char msg[256], key_id[65];
+        uint32_t version;
+        int r;
+
+        r = kc_resolve_device(conf->device, &path, err);
+        if (r >= 0)
+                r = kc_luks_open(path, conf->header, &l, err);
+        if (r >= 0)
+                r = kc_luks_segment(l, &seg);
+        if (r >= 0)
+                r = kc_luks_token_read(l, &tok, NULL, err);
+        if (r >= 0)
+                r = kc_token_key_ref(&tok, &ref);
+        if (r < 0)
+                goto out;
+        req.volume = seg.uuid;
+        r = kc_kms_decrypt(kms, &req, ref, tok.wrapped_key, tok.wrapped_key_len, tok.context, &key, key_id,
+                           &version, err);
+        if (r < 0)
+                goto out;
+        if (kc_secret_size(key) != seg.key_size || kc_luks_verify_key(l, key, seg.key_size) < 0) {
+                r = kc_err_set(err, -EBADMSG, "unwrapped key does not match the LUKS2 header of %s", path);
+                goto out;
+        }
+        r = kc_keyring_volume_description(seg.uuid, &desc);
+        if (r >= 0)
+                r = kc_keyring_add_logon(desc, key, seg.key_size, &serial);
+        if (r < 0) {
+                kc_err_set(err, r, "cannot add the data key to the kernel keyring");
+                goto out;
+        }
+        snprintf(msg, sizeof(msg), "key set :%zu:logon:%s", seg.key_size, desc);
+        r = kc_dm_message(conf->name, msg);
+        (void) kc_keyring_drop(serial);     /* dm-crypt holds its own copy now */
+        if (r < 0) {
+                kc_err_set(err, r, "cannot give %s its key back: %s", conf->name, strerror(-r));
+                goto out;
+        }
+        r = kc_dm_resume(conf->name);
+        if (r < 0)
+                kc_err_set(err, r, "cannot resume %s: %s", conf->name, strerror(-r));
+out:
+        kc_token_clear(&tok);
+        return r;
+}
+
+static bool key_revoked(enum kc_key_state s) {
+        return s != KC_KEY_ENABLED;
+}
+
+int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const struct kc_caller *self,
+                    const struct kc_volume_conf *conf, bool suspended_by_us, struct kc_revoke_outcome *ret,
+                    struct kc_err *err) {
+        struct kc_revoke_outcome out = {};
+        struct kc_volume_status st;
+        struct kc_kms_request req = { .caller = self, .volume = conf->name };
+        struct kc_key_info info;
+        _cleanup_free_ char *ref = NULL;
+        const char *state;
+        int r;
+
+        r = kc_volume_status(conf->name, conf->header, &st, err);
+        if (r < 0)
+                return r;
+        if (!st.has_token) {
+                kc_volume_status_clear(&st);
+                return kc_err_set(err, -ENOKEY, "cannot read the kmscrypt token of %s", conf->name);
+        }
+        if (asprintf(&ref, "%s:%s", st.provider, st.key_id) < 0)
+                ref = NULL;
+        r = ref ? kc_kms_describe_key(kms, &req, ref, &info, err) : -ENOMEM;
+        if (r < 0)
+                goto out;
+        state = kc_key_state_to_string(info.state);
+
+        if (!key_revoked(info.state)) {
+                if (suspended_by_us) {
+                        r = reload_key_and_resume(kms, self, conf, err);
+                        (void) audit_action(cfg, self, "ResumeVolume", st.key_id, st.context, st.luks_uuid, r,
+                                            "CMK enabled again: fresh unwrap, key set, resume");
+                        if (r < 0)
+                                goto out;
+                        out.action = KC_REVOKE_RESUMED;
+                        snprintf(out.reason, sizeof(out.reason), "CMK %s is enabled again; resumed", ref);
+                }
+        } else if (conf->revoke == KC_REVOKE_KEEP) {
+                out.action = KC_REVOKE_KEPT;
+                snprintf(out.reason, sizeof(out.reason), "CMK %s is %s; kept running (revoke=keep), new attaches fail",
+                         ref, state);
+        } else if (st.suspended && suspended_by_us) {
+                out.action = KC_REVOKE_STILL;
+                snprintf(out.reason, sizeof(out.reason), "CMK %s is %s; suspended, key wiped", ref, state);
+        } else {
+                r = suspend_and_wipe(conf->name, err);
+                (void) audit_action(cfg, self, "SuspendVolume", st.key_id, st.context, st.luks_uuid, r,
+                                    "CMK disabled or pending deletion: dm suspend, key wipe (revoke=suspend)");
+                if (r < 0)
+                        goto out;
+                out.action = KC_REVOKE_SUSPENDED;
+                snprintf(out.reason, sizeof(out.reason), "CMK %s is %s; suspended, key wiped", ref, state);
+        }
+        *ret = out;
+out:
+        kc_volume_status_clear(&st);
+        return r;
+}

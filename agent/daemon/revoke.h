@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * Revocation policy of an attached volume (kmscrypt-volumes(5) revoke=):
+ * describe the CMK its token names; when the key is disabled, pending
+ * deletion or destroyed,
+ *   keep    - leave the volume running (what managed clouds do);
+ *   suspend - dm suspend, then "key wipe" through the dm message interface:
+ *             I/O blocks and the key leaves kernel memory.
+ * When the key is enabled again, a volume this policy suspended is resumed
+ * with a fresh unwrap: key into this thread's keyring, "key set" with a
+ * keyring reference, key dropped, dm resume.  Suspend and resume each write
+ * an audit record (SuspendVolume, ResumeVolume); the describe is audited by
+ * the KMS layer.
+ */
+
+#include <stdbool.h>
+
+#include "agent/caller.h"
+#include "agent/daemon/volumes.h"
+#include "agent/kms.h"
+
+enum kc_revoke_action {
+        KC_REVOKE_NONE,         /* key enabled, nothing to do */
+        KC_REVOKE_KEPT,         /* key revoked, volume kept running (keep) */
+        KC_REVOKE_SUSPENDED,    /* key revoked, volume suspended and its key wiped */
+        KC_REVOKE_STILL,        /* key still revoked, volume still suspended */
+        KC_REVOKE_RESUMED,      /* key enabled again, volume resumed with a fresh unwrap */
+};
+
+struct kc_revoke_outcome {
+        enum kc_revoke_action action;
+        char reason[256];
+};
+
+/*
+ * Check one attached volume (conf) against its CMK and act per conf->revoke.
+ * suspended_by_us: the agent suspended it earlier (only those are resumed).
+ */
+int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const struct kc_caller *self,
+                    const struct kc_volume_conf *conf, bool suspended_by_us, struct kc_revoke_outcome *ret,
+                    struct kc_err *err);

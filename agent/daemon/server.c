@@ -1,0 +1,567 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include "agent/daemon/server.h"
+#include "dmsetup-helpers/dmcrypt.h"
+#include "lib/log.h"
+#include "lib/strv.h"
+
+#define SD_LISTEN_FDS_START 3
+/* A client that says nothing for this long loses its thread. */
+#define IDLE_TIMEOUT_SEC 60
+
+struct conn {
+        struct kc_server *s;
+        int fd;
+        struct kc_peer peer;
+        gid_t groups[64];
+        struct kc_caller caller;
+        struct conn *next;
+};
+
+struct kc_server {
+        struct kc_server_config cfg;
+        char *path;                 /* set when we bound it: removed at the end */
+        int fd;
+        struct kc_manager *m;
+        pthread_mutex_t lock;
+        pthread_cond_t idle;
+        struct conn *conns;         /* live connections */
+        unsigned n_conns;
+        bool stopping;
+};
+
+/* ---- service manager integration ---- */
+
+int kc_notify(const char *state) {
+        const char *e = getenv("NOTIFY_SOCKET");
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        _cleanup_close_ int fd = -1;
+        size_t len;
+
+        if (!e || !*e)
+                return 0;
+        len = strlen(e);
+        if ((e[0] != '/' && e[0] != '@') || len >= sizeof(sa.sun_path))
+                return -EINVAL;
+        memcpy(sa.sun_path, e, len);
+        if (sa.sun_path[0] == '@')
+                sa.sun_path[0] = '\0';      /* abstract namespace */
+        fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return negative_errno();
+        if (sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *) &sa,
+                   (socklen_t) (offsetof(struct sockaddr_un, sun_path) + len)) < 0)
+                return negative_errno();
+        return 0;
+}
+
+static int check_listen_socket(int fd, struct kc_err *err) {
+        int type = 0, domain = 0, listening = 0;
+        socklen_t l = sizeof(int);
+
+        if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l) < 0)
+                return kc_err_set(err, negative_errno(), "LISTEN_FDS: fd %d is not a socket", fd);
+        l = sizeof(int);
+        (void) getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &l);
+        l = sizeof(int);
+        (void) getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &l);
+        if (domain != AF_UNIX || type != SOCK_SEQPACKET || !listening)
+                return kc_err_set(err, -EINVAL, "LISTEN_FDS: fd %d is not a listening AF_UNIX SOCK_SEQPACKET "
+                                  "socket (ListenSequentialPacket= in the socket unit)", fd);
+        return 0;
+}
+
+int kc_listen_fd(int *ret_fd, struct kc_err *err) {
+        const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+        unsigned long p, n;
+        char *end;
+        int r;
+
+        r = 0;
+        if (!pid || !fds)
+                goto out;
+        errno = 0;
+        p = strtoul(pid, &end, 10);
+        if (errno || *end || p != (unsigned long) getpid())
+                goto out;           /* meant for another process */
+        n = strtoul(fds, &end, 10);
+        if (*end || n != 1) {
+                r = kc_err_set(err, -EINVAL, "LISTEN_FDS=%s: expected exactly one socket", fds);
+                goto out;
+        }
+        r = check_listen_socket(SD_LISTEN_FDS_START, err);
+        if (r < 0)
+                goto out;
+        (void) fcntl(SD_LISTEN_FDS_START, F_SETFD, FD_CLOEXEC);
+        *ret_fd = SD_LISTEN_FDS_START;
+        r = 1;
+out:
+        unsetenv("LISTEN_PID");
+        unsetenv("LISTEN_FDS");
+        unsetenv("LISTEN_FDNAMES");
+        return r;
+}
+
+/* ---- our own socket ---- */
+
+static int make_parent(const char *path) {
+        _cleanup_free_ char *dir = strdup(path);
+        char *slash;
+
+        if (!dir)
+                return -ENOMEM;
+        slash = strrchr(dir, '/');
+        if (!slash || slash == dir)
+                return 0;
+        *slash = '\0';
+        if (mkdir(dir, 0755) < 0)
+                return errno == EEXIST ? 0 : negative_errno();
+        /* Our umask is 0077; the status group must be able to reach the socket inside. */
+        if (chmod(dir, 0755) < 0)
+                return negative_errno();
+        return 0;
+}
+
+/* A socket file left by an agent that died: replace it.  One that answers: refuse. */
+static int clear_stale(const struct sockaddr_un *sa, socklen_t salen, const char *path, struct kc_err *err) {
+        _cleanup_close_ int probe = -1;
+        struct stat st;
+
+        if (lstat(path, &st) < 0)
+                return errno == ENOENT ? 0 : kc_err_set(err, negative_errno(), "%s: %m", path);
+        if (!S_ISSOCK(st.st_mode))
+                return kc_err_set(err, -EEXIST, "%s exists and is not a socket", path);
+        probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        if (probe < 0)
+                return negative_errno();
+        if (connect(probe, (const struct sockaddr *) sa, salen) == 0)
+                return kc_err_set(err, -EADDRINUSE, "another kmscryptd is listening on %s", path);
+        if (unlink(path) < 0 && errno != ENOENT)
+                return kc_err_set(err, negative_errno(), "cannot remove stale socket %s: %m", path);
+        return 0;
+}
+
+static int bind_socket(const char *path, gid_t gid, int *ret_fd, struct kc_err *err) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        socklen_t salen = (socklen_t) (offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1);
+        _cleanup_close_ int fd = -1;
+        mode_t old;
+        int r;
+
+        if (path[0] != '/' || strlen(path) >= sizeof(sa.sun_path))
+                return kc_err_set(err, -EINVAL, "socket path \"%s\" is not absolute or too long", path);
+        memcpy(sa.sun_path, path, strlen(path));
+        r = make_parent(path);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot create the directory of %s: %s", path, strerror(-r));
+        r = clear_stale(&sa, salen, path, err);
+        if (r < 0)
+                return r;
+        fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return kc_err_set(err, negative_errno(), "socket: %m");
+        old = umask(0177);      /* never a moment where others could connect */
+        r = bind(fd, (struct sockaddr *) &sa, salen) < 0 ? negative_errno() : 0;
+        umask(old);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot bind %s: %s", path, strerror(-r));
+        if (gid != (gid_t) -1 && (chown(path, (uid_t) -1, gid) < 0 || chmod(path, 0660) < 0)) {
+                r = negative_errno();
+                (void) unlink(path);
+                return kc_err_set(err, r, "cannot give %s to group %u: %s", path, (unsigned) gid, strerror(-r));
+        }
+        if (listen(fd, 128) < 0) {
+                r = negative_errno();
+                (void) unlink(path);
+                return kc_err_set(err, r, "cannot listen on %s: %s", path, strerror(-r));
+        }
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
+int kc_server_new(const struct kc_server_config *cfg, struct kc_manager *m, struct kc_server **ret,
+                  struct kc_err *err) {
+        struct kc_server *s = calloc(1, sizeof(*s));
+        int fd = -1, r;
+
+        if (!s)
+                return -ENOMEM;
+        r = kc_listen_fd(&fd, err);
+        if (r == 0) {
+                r = bind_socket(cfg->socket_path, cfg->status_gid, &fd, err);
+                if (r >= 0 && !(s->path = strdup(cfg->socket_path)))
+                        r = -ENOMEM;
+        }
+        if (r < 0) {
+                if (fd >= 0)
+                        close(fd);
+                free(s);
+                return r;
+        }
+        s->cfg = *cfg;
+        s->fd = fd;
+        s->m = m;
+        pthread_mutex_init(&s->lock, NULL);
+        pthread_cond_init(&s->idle, NULL);
+        *ret = s;
+        return 0;
+}
+
+int kc_server_fd(const struct kc_server *s) {
+        return s->fd;
+}
+
+/* ---- requests ---- */
+
+typedef int (*handler_t)(struct conn *c, const struct kc_request *req, struct json_object **ret, struct kc_err *err);
+
+static int handle_ping(struct conn *c, const struct kc_request *req, struct json_object **ret, struct kc_err *err) {
+        struct json_object *o = json_object_new_object();
+
+        json_object_object_add(o, "Version", json_object_new_string(PACKAGE_VERSION));
+        json_object_object_add(o, "Protocol", json_object_new_int(KC_PROTOCOL_VERSION));
+        json_object_object_add(o, "Pid", json_object_new_int(getpid()));
+        *ret = o;
+        return 0;
+}
+
+static int handle_list(struct conn *c, const struct kc_request *req, struct json_object **ret, struct kc_err *err) {
+        _cleanup_strv_ char **names = NULL;
+        struct json_object *arr;
+        int r;
+
+        /* The same error as `kmscrypt list` without the agent, dm or no dm. */
+        r = kc_volume_list(&names);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot list device-mapper devices: %s", strerror(-r));
+        arr = json_object_new_array();
+        for (size_t i = 0; names[i]; i++)
+                json_object_array_add(arr, json_object_new_string(names[i]));
+        *ret = json_object_new_object();
+        json_object_object_add(*ret, "Names", arr);
+        return 0;
+}
+
+/* Mapping status of names (all kmscrypt mappings when NULL) into vols, failures into errs. */
+static void status_mappings(char **names, struct json_object *vols, struct json_object *errs) {
+        _cleanup_strv_ char **all = NULL;
+
+        if (!names) {
+                if (kc_volume_list(&all) < 0)
+                        return;
+                names = all;
+        }
+        for (size_t i = 0; names[i]; i++) {
+                struct kc_volume_status st;
+                struct kc_err e = {};
+                int r = kc_volume_status(names[i], NULL, &st, &e);
+
+                if (r < 0) {
+                        struct json_object *o = json_object_new_object();
+                        json_object_object_add(o, "Name", json_object_new_string(names[i]));
+                        json_object_object_add(o, "Errno", json_object_new_int(-r));
+                        json_object_object_add(o, "Error", json_object_new_string(kc_err_msg(&e, r)));
+                        json_object_array_add(errs, o);
+                        continue;
+                }
+                json_object_array_add(vols, kc_volume_status_to_json(&st));
+                kc_volume_status_clear(&st);
+        }
+}
+
+static bool wanted(char **names, const char *name) {
+        if (!names)
+                return true;
+        for (size_t i = 0; names[i]; i++)
+                if (streq(names[i], name))
+                        return true;
+        return false;
+}
+
+static int handle_status(struct conn *c, const struct kc_request *req, struct json_object **ret, struct kc_err *err) {
+        _cleanup_free_ struct kc_agent_volume *av = NULL;
+        struct json_object *o, *vols, *errs, *conf;
+        bool dm = kc_dm_available();
+        size_t n;
+        int r;
+
+        r = kc_manager_snapshot(c->s->m, &av, &n);
+        if (r < 0)
+                return r;
+        o = json_object_new_object();
+        vols = json_object_new_array();
+        errs = json_object_new_array();
+        conf = json_object_new_array();
+        if (dm)
+                status_mappings(req->names, vols, errs);
+        for (size_t i = 0; i < n; i++)
+                if (wanted(req->names, av[i].name))
+                        json_object_array_add(conf, kc_agent_volume_to_json(&av[i]));
+        json_object_object_add(o, "DeviceMapper", json_object_new_boolean(dm));
+        json_object_object_add(o, "Volumes", vols);
+        json_object_object_add(o, "Errors", errs);
+        json_object_object_add(o, "Configured", conf);
+        *ret = o;
+        return 0;
+}
+
+static int handle_attach(struct conn *c, const struct kc_request *req, struct json_object **ret, struct kc_err *err) {
+        struct kc_attach_result res;
+        int r;
+
+        if (req->volume)
+                r = kc_manager_attach_volume(c->s->m, req->volume, &c->caller, &res, err);
+        else
+                r = kc_manager_attach_device(c->s->m, &req->attach, &c->caller, &res, err);
+        if (r < 0)
+                return r;
+        *ret = kc_attach_result_to_json(&res);
+        return 0;
+}
+
+static int handle_attach_all(struct conn *c, const struct kc_request *req, struct json_object **ret,
+                             struct kc_err *err) {
+        _cleanup_free_ struct kc_agent_volume *av = NULL;
+        struct json_object *arr;
+        size_t n;
+        int r;
+
+        kc_manager_attach_all(c->s->m);
+        if (req->wait) {
+                r = kc_manager_wait_settled(c->s->m, false);
+                if (r < 0)
+                        return kc_err_set(err, r, "the agent is stopping");
+        }
+        r = kc_manager_snapshot(c->s->m, &av, &n);
+        if (r < 0)
+                return r;
+        arr = json_object_new_array();
+        for (size_t i = 0; i < n; i++)
+                json_object_array_add(arr, kc_agent_volume_to_json(&av[i]));
+        *ret = json_object_new_object();
+        json_object_object_add(*ret, "Configured", arr);
+        return 0;
+}
+
+static int handle_detach(struct conn *c, const struct kc_request *req, struct json_object **ret, struct kc_err *err) {
+        int r = kc_manager_detach(c->s->m, req->name, req->deferred, err);
+
+        if (r < 0)
+                return r;
+        log_info("%s %s at the request of uid %u (pid %d)", req->name, req->deferred ? "marked for deferred removal" :
+                 "detached", (unsigned) c->peer.uid, (int) c->peer.pid);
+        *ret = json_object_new_object();
+        json_object_object_add(*ret, "Name", json_object_new_string(req->name));
+        json_object_object_add(*ret, "Deferred", json_object_new_boolean(req->deferred));
+        return 0;
+}
+
+static int handle_reload(struct conn *c, const struct kc_request *req, struct json_object **ret, struct kc_err *err) {
+        size_t n = 0;
+        int r = c->s->cfg.reload(c->s->cfg.userdata, &n, err);
+
+        if (r < 0)
+                return r;
+        *ret = json_object_new_object();
+        json_object_object_add(*ret, "Volumes", json_object_new_int64((int64_t) n));
+        return 0;
+}
+
+static const handler_t handlers[_KC_OP_MAX] = {
+        [KC_OP_PING]       = handle_ping,
+        [KC_OP_STATUS]     = handle_status,
+        [KC_OP_LIST]       = handle_list,
+        [KC_OP_ATTACH]     = handle_attach,
+        [KC_OP_ATTACH_ALL] = handle_attach_all,
+        [KC_OP_DETACH]     = handle_detach,
+        [KC_OP_RELOAD]     = handle_reload,
+};
+
+static struct json_object *serve_one(struct conn *c, const char *msg, size_t len) {
+        struct json_object *result = NULL;
+        struct kc_request req;
+        struct kc_err err = {};
+        int r;
+
+        r = kc_request_parse(msg, len, &req, &err);
+        if (r < 0) {
+                log_notice("refused a request from uid %u (pid %d): %s", (unsigned) c->peer.uid, (int) c->peer.pid,
+                           kc_err_msg(&err, r));
+                return kc_reply_error(r, kc_err_msg(&err, r));
+        }
+        r = kc_protocol_authorize(req.op, &c->peer, c->s->cfg.status_gid, &err);
+        if (r < 0)
+                log_notice("refused: %s", kc_err_msg(&err, r));
+        else
+                r = handlers[req.op](c, &req, &result, &err);
+        kc_request_clear(&req);
+        if (r < 0)
+                return kc_reply_error(r, kc_err_msg(&err, r));
+        return kc_reply_ok(result);
+}
+
+static int send_reply(int fd, struct json_object *reply) {
+        const char *text;
+        size_t len;
+
+        if (!reply)
+                return -ENOMEM;
+        text = json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN);
+        len = strlen(text);
+        if (send(fd, text, len, MSG_NOSIGNAL) < 0) {
+                int r = negative_errno();
+                json_object_put(reply);
+                return r;
+        }
+        json_object_put(reply);
+        return 0;
+}
+
+/* ---- connections ---- */
+
+static void conn_unlink(struct conn *c) {
+        struct kc_server *s = c->s;
+
+        pthread_mutex_lock(&s->lock);
+        for (struct conn **p = &s->conns; *p; p = &(*p)->next)
+                if (*p == c) {
+                        *p = c->next;
+                        break;
+                }
+        s->n_conns--;
+        pthread_cond_broadcast(&s->idle);
+        pthread_mutex_unlock(&s->lock);
+        close(c->fd);
+        free(c);
+}
+
+static void *conn_thread(void *arg) {
+        struct conn *c = arg;
+        _cleanup_free_ char *buf = malloc(KC_PROTOCOL_REQUEST_MAX + 1);
+
+        while (buf) {
+                /* MSG_TRUNC: the real length of a message too big for the buffer, so it is refused, not cut. */
+                ssize_t n = recv(c->fd, buf, KC_PROTOCOL_REQUEST_MAX + 1, MSG_TRUNC);
+                struct json_object *reply;
+
+                if (n <= 0)
+                        break;      /* peer closed, idle timeout, or shutdown at stop */
+                if ((size_t) n > KC_PROTOCOL_REQUEST_MAX) {
+                        char msg[96];
+                        snprintf(msg, sizeof(msg), "request of %zd bytes exceeds %d", n, KC_PROTOCOL_REQUEST_MAX);
+                        log_notice("refused a request from uid %u: %s", (unsigned) c->peer.uid, msg);
+                        reply = kc_reply_error(-EMSGSIZE, msg);
+                } else
+                        reply = serve_one(c, buf, (size_t) n);
+                if (send_reply(c->fd, reply) < 0)
+                        break;
+        }
+        conn_unlink(c);
+        return NULL;
+}
+
+static int peer_credentials(struct conn *c) {
+        struct ucred uc;
+        socklen_t l = sizeof(uc);
+
+        if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &uc, &l) < 0)
+                return negative_errno();
+        c->peer = (struct kc_peer) { .uid = uc.uid, .gid = uc.gid, .pid = uc.pid, .groups = c->groups };
+        l = sizeof(c->groups);
+        /* Supplementary groups; a peer in more than 64 is judged by its primary group alone. */
+        if (getsockopt(c->fd, SOL_SOCKET, SO_PEERGROUPS, c->groups, &l) == 0)
+                c->peer.n_groups = l / sizeof(gid_t);
+        if (kc_caller_from_socket(c->fd, &c->caller) < 0)
+                c->caller = (struct kc_caller) { .uid = uc.uid, .pid = uc.pid };
+        return 0;
+}
+
+static void setup_conn_socket(int fd) {
+        struct timeval tv = { .tv_sec = IDLE_TIMEOUT_SEC };
+        int size = KC_PROTOCOL_REPLY_MAX + 4096;
+
+        (void) setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        tv.tv_sec = 10;
+        (void) setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        /* A reply is one message and must fit the send buffer; root may go past wmem_max. */
+        if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)) < 0)
+                (void) setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+}
+
+static void refuse_busy(int fd) {
+        (void) send_reply(fd, kc_reply_error(-EBUSY, "too many connections to the agent; try again"));
+        close(fd);
+}
+
+void kc_server_accept(struct kc_server *s) {
+        struct conn *c;
+        pthread_attr_t attr;
+        pthread_t t;
+        int fd, r;
+
+        fd = accept4(s->fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0) {
+                if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                        log_warning_errno(errno, "accept: %m");
+                return;
+        }
+        setup_conn_socket(fd);
+        pthread_mutex_lock(&s->lock);
+        if (s->stopping || s->n_conns >= KC_SERVER_MAX_CONNECTIONS) {
+                pthread_mutex_unlock(&s->lock);
+                refuse_busy(fd);
+                return;
+        }
+        c = calloc(1, sizeof(*c));
+        if (!c) {
+                pthread_mutex_unlock(&s->lock);
+                close(fd);
+                return;
+        }
+        *c = (struct conn) { .s = s, .fd = fd, .next = s->conns };
+        if (peer_credentials(c) < 0) {
+                pthread_mutex_unlock(&s->lock);
+                close(fd);
+                free(c);
+                return;
+        }
+        s->conns = c;
+        s->n_conns++;
+        pthread_mutex_unlock(&s->lock);
+
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        r = pthread_create(&t, &attr, conn_thread, c);
+        pthread_attr_destroy(&attr);
+        if (r != 0) {
+                log_warning_errno(r, "cannot start a connection thread: %m");
+                conn_unlink(c);
+        }
+}
+
+void kc_server_free(struct kc_server *s) {
+        if (!s)
+                return;
+        /* No new connections; a restarted agent (or systemd's socket) takes over the path. */
+        close(s->fd);
+        if (s->path)
+                (void) unlink(s->path);
+        pthread_mutex_lock(&s->lock);
+        s->stopping = true;
+        for (struct conn *c = s->conns; c; c = c->next)
+                (void) shutdown(c->fd, SHUT_RDWR);
+        while (s->n_conns > 0)
+                pthread_cond_wait(&s->idle, &s->lock);
+        pthread_mutex_unlock(&s->lock);
+        pthread_cond_destroy(&s->idle);
+        pthread_mutex_destroy(&s->lock);
+        free(s->path);
+        free(s);
+}

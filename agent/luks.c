@@ -1,0 +1,764 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * LUKS2 through libcryptsetup.  Only the header is handled here: format,
+ * tokens, keyslots, key verification.  libcryptsetup's own messages are
+ * routed to our debug log; every refusal is turned into one kc_err line.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+
+#include <blkid.h>
+#include <libcryptsetup.h>
+
+#include "agent/luks.h"
+#include "lib/json-util.h"
+#include "lib/log.h"
+#include "lib/macro.h"
+#include "lib/secret.h"
+
+#define KC_LUKS_CIPHER "aes"
+#define KC_LUKS_CIPHER_MODE "xts-plain64"
+#define KC_LUKS_KEY_SIZE 64
+
+struct kc_luks {
+        struct crypt_device *cd;
+        char *device;
+        char *header;
+};
+
+DEFINE_CLEANUP_FUNC(struct crypt_device *, crypt_free)
+DEFINE_CLEANUP_FUNC(blkid_probe, blkid_free_probe)
+
+static void cryptsetup_log(int level, const char *msg, void *usrptr) {
+        size_t n = strlen(msg);
+
+        /* libcryptsetup ends its messages with a newline; our sinks add their own. */
+        log_debug("libcryptsetup: %.*s", (int) (n > 0 && msg[n - 1] == '\n' ? n - 1 : n), msg);
+}
+
+/*
+ * One-time process setup: libcryptsetup messages go to the debug log, and
+ * no token plugin is ever loaded (a header names its token type, and we do
+ * not want a header to choose which shared object gets dlopen()ed).
+ */
+static void luks_setup(void) {
+        static bool done;
+
+        if (done)
+                return;
+        crypt_set_log_callback(NULL, cryptsetup_log, NULL);
+        crypt_token_external_disable();
+        done = true;
+}
+
+static int crypt_init_paths(const char *device, const char *header, struct crypt_device **ret) {
+        struct crypt_device *cd = NULL;
+        int r;
+
+        luks_setup();
+        r = header ? crypt_init_data_device(&cd, header, device) : crypt_init(&cd, device);
+        if (r < 0)
+                return r;
+        crypt_set_log_callback(cd, cryptsetup_log, NULL);
+        *ret = cd;
+        return 0;
+}
+
+static int path_exists(const char *what, const char *path, struct kc_err *err) {
+        struct stat st;
+
+        if (stat(path, &st) < 0)
+                return kc_err_set(err, negative_errno(), "%s %s: %s", what, path, strerror(errno));
+        if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+                return kc_err_set(err, -ENOTBLK, "%s %s is neither a block device nor a file", what, path);
+        return 0;
+}
+
+/* ---- signatures ---- */
+
+int kc_luks_check_blank(const char *device, struct kc_err *err) {
+        _cleanup_(blkid_free_probep) blkid_probe pr = NULL;
+        const char *type = NULL, *usage = NULL;
+        int r;
+
+        r = path_exists("device", device, err);
+        if (r < 0)
+                return r;
+        errno = 0;
+        pr = blkid_new_probe_from_filename(device);
+        if (!pr)
+                return kc_err_set(err, negative_errno(), "cannot probe %s for signatures: %s", device,
+                                  strerror(errno ?: EIO));
+
+        blkid_probe_enable_superblocks(pr, 1);
+        blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_TYPE | BLKID_SUBLKS_USAGE);
+        blkid_probe_enable_partitions(pr, 1);
+        blkid_probe_set_partitions_flags(pr, BLKID_PARTS_MAGIC);
+
+        r = blkid_do_safeprobe(pr);
+        if (r == 1)
+                return 0;
+        if (r == -2)
+                return kc_err_set(err, -EEXIST, "%s carries several conflicting signatures", device);
+        if (r < 0)
+                return kc_err_set(err, -EIO, "cannot probe %s for signatures", device);
+
+        if (blkid_probe_lookup_value(pr, "TYPE", &type, NULL) == 0) {
+                (void) blkid_probe_lookup_value(pr, "USAGE", &usage, NULL);
+                return kc_err_set(err, -EEXIST, "%s carries a %s signature (%s)", device, type, strna(usage));
+        }
+        if (blkid_probe_lookup_value(pr, "PTTYPE", &type, NULL) == 0)
+                return kc_err_set(err, -EEXIST, "%s carries a %s partition table", device, type);
+        return kc_err_set(err, -EEXIST, "%s carries a signature", device);
+}
+
+/* ---- format ---- */
+
+/* Logical block size and size in bytes; a regular file behaves like a 512-byte-sector disk. */
+static int device_geometry(const char *path, uint32_t *ret_lbs, uint64_t *ret_size) {
+        _cleanup_close_ int fd = -1;
+        struct stat st;
+        int lbs = 512;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || fstat(fd, &st) < 0)
+                return negative_errno();
+        if (S_ISBLK(st.st_mode)) {
+                uint64_t size;
+
+                if (ioctl(fd, BLKSSZGET, &lbs) < 0 || ioctl(fd, BLKGETSIZE64, &size) < 0)
+                        return negative_errno();
+                *ret_size = size;
+        } else
+                *ret_size = (uint64_t) st.st_size;
+        *ret_lbs = (uint32_t) lbs;
+        return 0;
+}
+
+/*
+ * 4096-byte encryption sectors wherever the device allows them (they are
+ * markedly faster), else the device's logical block size.  An explicit size
+ * below the logical block size cannot work in dm-crypt and is refused.
+ */
+static int pick_sector_size(const char *device, uint32_t requested, uint32_t *ret, struct kc_err *err) {
+        uint32_t lbs;
+        uint64_t size;
+        int r;
+
+        if (requested != 0 && (requested < 512 || requested > 4096 || (requested & (requested - 1))))
+                return kc_err_set(err, -EINVAL, "sector size %u is not a power of two between 512 and 4096", requested);
+        r = device_geometry(device, &lbs, &size);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot read the size of %s: %s", device, strerror(-r));
+        if (lbs > 4096)
+                return kc_err_set(err, -EINVAL, "%s has %u-byte logical blocks; dm-crypt supports at most 4096", device, lbs);
+        if (requested != 0) {
+                if (requested < lbs)
+                        return kc_err_set(err, -EINVAL, "sector size %u is below the %u-byte logical block size of %s",
+                                          requested, lbs, device);
+                *ret = requested;
+                return 0;
+        }
+        *ret = size % 4096 == 0 ? 4096 : lbs;
+        return 0;
+}
+
+static int pbkdf_apply(struct crypt_device *cd, const struct kc_luks_pbkdf *p, struct kc_err *err) {
+        const struct crypt_pbkdf_type *def;
+        struct crypt_pbkdf_type pbkdf;
+        int r;
+
+        if (!p || (!p->type && p->iterations == 0 && p->max_memory_kb == 0))
+                return 0;
+        def = crypt_get_pbkdf_default(CRYPT_LUKS2);
+        if (!def)
+                return kc_err_set(err, -EINVAL, "libcryptsetup has no default PBKDF for LUKS2");
+        pbkdf = *def;
+        if (p->type)
+                pbkdf.type = p->type;
+        if (streq(pbkdf.type, CRYPT_KDF_PBKDF2)) {
+                pbkdf.max_memory_kb = 0;
+                pbkdf.parallel_threads = 0;
+        }
+        if (p->max_memory_kb)
+                pbkdf.max_memory_kb = p->max_memory_kb;
+        if (p->iterations) {
+                pbkdf.iterations = p->iterations;
+                pbkdf.flags |= CRYPT_PBKDF_NO_BENCHMARK;
+        }
+        r = crypt_set_pbkdf_type(cd, &pbkdf);
+        if (r < 0)
+                return kc_err_set(err, r, "PBKDF %s with these costs is refused by libcryptsetup", pbkdf.type);
+        return 0;
+}
+
+static int token_add(struct crypt_device *cd, int id, const struct kc_token *t, struct kc_err *err) {
+        _cleanup_free_ char *json = NULL;
+        int r;
+
+        r = kc_token_format(t, &json);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot serialise the kmscrypt token: %s", strerror(-r));
+        r = crypt_token_json_set(cd, id < 0 ? CRYPT_ANY_TOKEN : id, json);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot write the kmscrypt token: %s", strerror(-r));
+        return r;
+}
+
+/*
+ * The LUKS2 digest lets anyone check a candidate volume key.  cryptsetup
+ * benchmarks its PBKDF2 to about 125 ms, which protects nothing here: the
+ * key is 512 random bits, not a passphrase, so no iteration count changes
+ * what a guess costs in any way that matters.  It does cost ~0.1 s on every
+ * attach (crypt_volume_key_verify) and a 0.5 s benchmark at format, so the
+ * digest gets libcryptsetup's minimum (1000 iterations, no benchmark).
+ */
+static const struct crypt_pbkdf_type digest_pbkdf = {
+        .type = CRYPT_KDF_PBKDF2,
+        .hash = "sha256",
+        .iterations = 1000,
+        .flags = CRYPT_PBKDF_NO_BENCHMARK,
+};
+
+/*
+ * libcryptsetup grows a detached header file to its full size, but refuses
+ * one that is shorter than a sector to begin with (as a new file is): give
+ * it its first 4 KiB, as the cryptsetup tool does.
+ */
+static int header_file_prepare(const char *header, struct kc_err *err) {
+        _cleanup_close_ int fd = -1;
+        struct stat st;
+        int r;
+
+        fd = open(header, O_RDWR | O_CLOEXEC);
+        if (fd < 0 || fstat(fd, &st) < 0)
+                return kc_err_set(err, negative_errno(), "header %s: %s", header, strerror(errno));
+        if (!S_ISREG(st.st_mode) || st.st_size >= 4096)
+                return 0;
+        r = posix_fallocate(fd, 0, 4096);
+        if (r != 0 && ftruncate(fd, 4096) < 0)
+                return kc_err_set(err, -r, "cannot extend header %s: %s", header, strerror(r));
+        return 0;
+}
+
+int kc_luks_format(const struct kc_luks_format_params *p, const struct kc_token *token, struct kc_err *err) {
+        _cleanup_(crypt_freep) struct crypt_device *cd = NULL;
+        struct crypt_params_luks2 params = {};
+        uint32_t sector_size = 0;
+        int r;
+
+        if (!p || !p->device || !token || !p->volume_key)
+                return -EINVAL;
+        if (p->volume_key_size != KC_LUKS_KEY_SIZE)
+                return kc_err_set(err, -EINVAL, "volume key must be %d bytes for aes-xts-plain64", KC_LUKS_KEY_SIZE);
+        r = path_exists("device", p->device, err);
+        if (r < 0)
+                return r;
+        if (!p->force) {
+                r = kc_luks_check_blank(p->device, err);
+                if (r < 0)
+                        return r;
+        }
+        r = pick_sector_size(p->device, p->sector_size, &sector_size, err);
+        if (r < 0)
+                return r;
+        if (p->header) {
+                r = header_file_prepare(p->header, err);
+                if (r < 0)
+                        return r;
+        }
+
+        r = crypt_init_paths(p->device, p->header, &cd);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot open %s: %s", p->header ?: p->device, strerror(-r));
+        r = crypt_set_pbkdf_type(cd, &digest_pbkdf);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot set the digest PBKDF: %s", strerror(-r));
+
+        params = (struct crypt_params_luks2) {
+                .sector_size = sector_size,
+                .label = p->label,
+        };
+        r = crypt_format(cd, CRYPT_LUKS2, KC_LUKS_CIPHER, KC_LUKS_CIPHER_MODE, p->uuid,
+                         p->volume_key, p->volume_key_size, &params);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot format %s as LUKS2: %s", p->header ?: p->device, strerror(-r));
+
+        if (p->recovery_passphrase) {
+                /* A passphrase is another matter: back to the defaults, or what the caller asked for. */
+                r = crypt_set_pbkdf_type(cd, NULL);
+                if (r >= 0)
+                        r = pbkdf_apply(cd, p->pbkdf, err);
+                if (r < 0)
+                        return kc_err_set(err, r, "cannot set the keyslot PBKDF: %s", strerror(-r));
+                r = crypt_keyslot_add_by_volume_key(cd, CRYPT_ANY_SLOT, p->volume_key, p->volume_key_size,
+                                                    p->recovery_passphrase, p->recovery_passphrase_len);
+                if (r < 0)
+                        return kc_err_set(err, r, "cannot add the recovery keyslot: %s", strerror(-r));
+        }
+
+        r = token_add(cd, -1, token, err);
+        return r < 0 ? r : 0;
+}
+
+/* ---- open ---- */
+
+int kc_luks_open(const char *device, const char *header, struct kc_luks **ret, struct kc_err *err) {
+        _cleanup_(crypt_freep) struct crypt_device *cd = NULL;
+        _cleanup_free_ struct kc_luks *l = NULL;
+        const char *meta = header ?: device;
+        const char *type;
+        int r;
+
+        if (!device || !ret)
+                return -EINVAL;
+        r = path_exists("device", device, err);
+        if (r < 0)
+                return r;
+        if (header) {
+                r = path_exists("header", header, err);
+                if (r < 0)
+                        return r;
+        }
+
+        r = crypt_init_paths(device, header, &cd);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot open %s: %s", meta, strerror(-r));
+        r = crypt_load(cd, CRYPT_LUKS, NULL);
+        if (r == -EINVAL)
+                return kc_err_set(err, -EINVAL, "%s is not a LUKS2 device (no valid LUKS header)", meta);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot read the LUKS header of %s: %s", meta, strerror(-r));
+        type = crypt_get_type(cd);
+        if (streq_ptr(type, CRYPT_LUKS1))
+                return kc_err_set(err, -EINVAL, "%s is LUKS1; kmscrypt needs LUKS2 (see cryptsetup convert)", meta);
+        if (!streq_ptr(type, CRYPT_LUKS2))
+                return kc_err_set(err, -EINVAL, "%s is not a LUKS2 device", meta);
+
+        l = calloc(1, sizeof(*l));
+        if (!l)
+                return -ENOMEM;
+        l->device = strdup(device);
+        l->header = header ? strdup(header) : NULL;
+        if (!l->device || (header && !l->header)) {
+                free(l->device);
+                free(l->header);
+                return -ENOMEM;
+        }
+        l->cd = TAKE_PTR(cd);
+        *ret = TAKE_PTR(l);
+        return 0;
+}
+
+void kc_luks_close(struct kc_luks *l) {
+        if (!l)
+                return;
+        crypt_free(l->cd);
+        free(l->device);
+        free(l->header);
+        free(l);
+}
+
+/* ---- segment ---- */
+
+/* Our own view of the header JSON, from crypt_dump_json(): what the crypt_get_* calls do not give. */
+static int header_json(struct kc_luks *l, struct json_object **ret) {
+        const char *text = NULL;
+        struct json_object *o;
+        int r;
+
+        r = crypt_dump_json(l->cd, &text, 0);
+        if (r < 0)
+                return r;
+        o = json_tokener_parse(text);
+        if (!o)
+                return -EINVAL;
+        *ret = o;
+        return 0;
+}
+
+static struct json_object *json_path(struct json_object *o, const char *a, const char *b) {
+        struct json_object *v = NULL;
+
+        if (!json_object_object_get_ex(o, a, &v) || !b)
+                return v;
+        return json_object_object_get_ex(v, b, &v) ? v : NULL;
+}
+
+/* Segment size: "dynamic" (to the end of the device) is 0. */
+static int segment_size(struct json_object *hdr, uint64_t *ret) {
+        struct json_object *seg = json_path(hdr, "segments", "0"), *size;
+        const char *s;
+        char *end;
+        unsigned long long v;
+
+        if (!seg || json_object_object_length(json_object_object_get(hdr, "segments")) != 1)
+                return -EOPNOTSUPP;
+        size = json_object_object_get(seg, "size");
+        s = json_object_get_string(size);
+        if (!s)
+                return -EINVAL;
+        if (streq(s, "dynamic")) {
+                *ret = 0;
+                return 0;
+        }
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno || *end || v % 512)
+                return -EINVAL;
+        *ret = v / 512;
+        return 0;
+}
+
+static int copy_string(char *buf, size_t size, const char *s) {
+        if (!s)
+                s = "";
+        if (strlen(s) >= size)
+                return -ENAMETOOLONG;
+        memcpy(buf, s, strlen(s) + 1);
+        return 0;
+}
+
+/*
+ * Refuses (-EOPNOTSUPP) what a single dm-crypt target cannot describe: an
+ * interrupted reencryption (several segments) and authenticated encryption
+ * (dm-integrity underneath).
+ */
+int kc_luks_segment(struct kc_luks *l, struct kc_luks_segment *ret) {
+        _cleanup_json_ struct json_object *hdr = NULL;
+        struct crypt_params_integrity ip = {};
+        struct kc_luks_segment s = {};
+        int r;
+
+        if (!l || !ret)
+                return -EINVAL;
+        if (crypt_reencrypt_status(l->cd, NULL) != CRYPT_REENCRYPT_NONE)
+                return -EOPNOTSUPP;
+        if (crypt_get_integrity_info(l->cd, &ip) == 0 && ip.integrity)
+                return -EOPNOTSUPP;
+        r = header_json(l, &hdr);
+        if (r < 0)
+                return r;
+        r = segment_size(hdr, &s.size);
+        if (r < 0)
+                return r;
+
+        if (snprintf(s.cipher, sizeof(s.cipher), "%s-%s", strna(crypt_get_cipher(l->cd)),
+                     strna(crypt_get_cipher_mode(l->cd))) >= (int) sizeof(s.cipher))
+                return -ENAMETOOLONG;
+        /* 0 without keyslots: libcryptsetup 2.6 records the key size only in keyslots (see luks.h). */
+        r = crypt_get_volume_key_size(l->cd);
+        s.key_size = r > 0 ? (size_t) r : 0;
+        s.offset = crypt_get_data_offset(l->cd);
+        s.iv_offset = crypt_get_iv_offset(l->cd);
+        s.sector_size = (uint32_t) crypt_get_sector_size(l->cd);
+        if ((r = copy_string(s.uuid, sizeof(s.uuid), crypt_get_uuid(l->cd))) < 0 ||
+            (r = copy_string(s.label, sizeof(s.label), crypt_get_label(l->cd))) < 0 ||
+            (r = copy_string(s.data_device, sizeof(s.data_device), crypt_get_device_name(l->cd))) < 0)
+                return r;
+        *ret = s;
+        return 0;
+}
+
+/* ---- token ---- */
+
+/* Token ids of type kmscrypt; more than one is refused, since nothing could say which one counts. */
+static int token_find(struct kc_luks *l, int *ret_id, struct kc_err *err) {
+        int max = crypt_token_max(CRYPT_LUKS2), found = -1;
+
+        for (int i = 0; i < max; i++) {
+                const char *type = NULL;
+                crypt_token_info st = crypt_token_status(l->cd, i, &type);
+
+                if (st == CRYPT_TOKEN_INVALID || st == CRYPT_TOKEN_INACTIVE || !streq_ptr(type, KC_TOKEN_TYPE))
+                        continue;
+                if (found >= 0)
+                        return kc_err_set(err, -ENOTUNIQ, "%s has more than one kmscrypt token (%d and %d)",
+                                          l->header ?: l->device, found, i);
+                found = i;
+        }
+        if (found < 0)
+                return kc_err_set(err, -ENOENT, "%s has no kmscrypt token", l->header ?: l->device);
+        *ret_id = found;
+        return 0;
+}
+
+int kc_luks_token_read(struct kc_luks *l, struct kc_token *ret, int *ret_id, struct kc_err *err) {
+        struct kc_err perr = {};
+        const char *json = NULL;
+        int id, r;
+
+        if (!l || !ret)
+                return -EINVAL;
+        r = token_find(l, &id, err);
+        if (r < 0)
+                return r;
+        r = crypt_token_json_get(l->cd, id, &json);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot read token %d of %s: %s", id, l->header ?: l->device, strerror(-r));
+        r = kc_token_parse(json, ret, &perr);
+        if (r < 0)
+                return kc_err_set(err, r, "kmscrypt token %d of %s is invalid: %s", id, l->header ?: l->device,
+                                  kc_err_msg(&perr, r));
+        if (ret_id)
+                *ret_id = id;
+        return 0;
+}
+
+int kc_luks_token_write(struct kc_luks *l, int id, const struct kc_token *t, struct kc_err *err) {
+        struct kc_err ferr = {};
+        int existing = -1, r;
+
+        if (!l || !t)
+                return -EINVAL;
+        r = token_find(l, &existing, &ferr);
+        if (r < 0 && r != -ENOENT)
+                return kc_err_set(err, r, "%s", kc_err_msg(&ferr, r));
+        if (id < 0 && existing >= 0)
+                return kc_err_set(err, -EEXIST, "%s already has a kmscrypt token (%d)", l->header ?: l->device, existing);
+        /* Replacing must not clobber a token of another type, e.g. a systemd-tpm2 one. */
+        if (id >= 0 && id != existing)
+                return kc_err_set(err, -EINVAL, "token %d of %s is not the kmscrypt token", id, l->header ?: l->device);
+        return token_add(l->cd, id, t, err);
+}
+
+/* ---- keys and keyslots ---- */
+
+int kc_luks_verify_key(struct kc_luks *l, const void *key, size_t key_size) {
+        int known, r;
+
+        if (!l || !key || key_size == 0)
+                return -EINVAL;
+        known = crypt_get_volume_key_size(l->cd);
+        if (known > 0 && (size_t) known != key_size)
+                return -EPERM;
+        r = crypt_volume_key_verify(l->cd, key, key_size);
+        return r < 0 ? r : 0;
+}
+
+int kc_luks_volume_key_by_passphrase(struct kc_luks *l, const void *pass, size_t pass_len,
+                                     void **ret_key, struct kc_err *err) {
+        _cleanup_secret_ void *key = NULL;
+        size_t size;
+        int r;
+
+        if (!l || !pass || !ret_key)
+                return -EINVAL;
+        r = crypt_get_volume_key_size(l->cd);
+        if (r <= 0)
+                return kc_err_set(err, -EINVAL, "%s has no volume key size", l->header ?: l->device);
+        size = (size_t) r;
+        key = kc_secret_alloc(size);
+        if (!key)
+                return -ENOMEM;
+        r = crypt_volume_key_get(l->cd, CRYPT_ANY_SLOT, key, &size, pass, pass_len);
+        if (r == -EPERM)
+                return kc_err_set(err, -EPERM, "no keyslot of %s opens with that passphrase", l->header ?: l->device);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot unlock %s: %s", l->header ?: l->device, strerror(-r));
+        if (size != kc_secret_size(key))
+                return kc_err_set(err, -EINVAL, "keyslot %d of %s holds a key of unexpected size", r, l->header ?: l->device);
+        *ret_key = TAKE_PTR(key);
+        return 0;
+}
+
+int kc_luks_set_pbkdf(struct kc_luks *l, const struct kc_luks_pbkdf *p, struct kc_err *err) {
+        if (!l)
+                return -EINVAL;
+        return pbkdf_apply(l->cd, p, err);
+}
+
+int kc_luks_add_passphrase(struct kc_luks *l, const void *key, size_t key_size,
+                           const void *pass, size_t pass_len, struct kc_err *err) {
+        int r;
+
+        if (!l || !key || !pass)
+                return -EINVAL;
+        r = crypt_keyslot_add_by_volume_key(l->cd, CRYPT_ANY_SLOT, key, key_size, pass, pass_len);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot add a keyslot to %s: %s", l->header ?: l->device, strerror(-r));
+        return r;
+}
+
+int kc_luks_remove_keyslots(struct kc_luks *l, struct kc_err *err) {
+        int max = crypt_keyslot_max(CRYPT_LUKS2), removed = 0;
+
+        if (!l)
+                return -EINVAL;
+        for (int i = 0; i < max; i++) {
+                crypt_keyslot_info st = crypt_keyslot_status(l->cd, i);
+                int r;
+
+                if (st == CRYPT_SLOT_INACTIVE || st == CRYPT_SLOT_INVALID)
+                        continue;
+                r = crypt_keyslot_destroy(l->cd, i);
+                if (r < 0)
+                        return kc_err_set(err, r, "cannot remove keyslot %d of %s: %s", i,
+                                          l->header ?: l->device, strerror(-r));
+                removed++;
+        }
+        return removed;
+}
+
+/* ---- dump ---- */
+
+
+/* An absent or empty string is a JSON null (json-c's null is a NULL pointer, so add it directly). */
+static int json_add_string(struct json_object *o, const char *name, const char *s) {
+        if (!s || !*s)
+                return json_object_object_add(o, name, NULL) < 0 ? -ENOMEM : 0;
+        return kc_json_add(o, name, json_object_new_string(s));
+}
+
+/* A size libcryptsetup does not know (0) is a JSON null. */
+static int json_add_size(struct json_object *o, const char *name, int size) {
+        if (size <= 0)
+                return json_object_object_add(o, name, NULL) < 0 ? -ENOMEM : 0;
+        return kc_json_add(o, name, json_object_new_int(size));
+}
+
+/* [{"id": 0, "type": "luks2", "kdf": "argon2id"}, ...] from the header's "keyslots" object. */
+static int dump_keyslots(struct json_object *hdr, struct json_object **ret) {
+        _cleanup_json_ struct json_object *a = json_object_new_array();
+        struct json_object *slots = json_object_object_get(hdr, "keyslots");
+
+        if (!a)
+                return -ENOMEM;
+        if (slots && json_object_is_type(slots, json_type_object)) {
+                json_object_object_foreach(slots, id, slot) {
+                        struct json_object *e = json_object_new_object(), *kdf = json_path(slot, "kdf", "type");
+                        int r;
+
+                        if (!e)
+                                return -ENOMEM;
+                        if ((r = kc_json_add(e, "id", json_object_new_int(atoi(id)))) < 0 ||
+                            (r = json_add_string(e, "type", json_object_get_string(json_object_object_get(slot, "type")))) < 0 ||
+                            (r = json_add_string(e, "kdf", kdf ? json_object_get_string(kdf) : NULL)) < 0 ||
+                            (r = json_object_array_add(a, e) < 0 ? -ENOMEM : 0) < 0) {
+                                json_object_put(e);
+                                return r;
+                        }
+                }
+        }
+        *ret = TAKE_PTR(a);
+        return 0;
+}
+
+static int dump_tokens(struct kc_luks *l, struct json_object **ret) {
+        _cleanup_json_ struct json_object *a = json_object_new_array();
+        int max = crypt_token_max(CRYPT_LUKS2);
+
+        if (!a)
+                return -ENOMEM;
+        for (int i = 0; i < max; i++) {
+                const char *type = NULL;
+                crypt_token_info st = crypt_token_status(l->cd, i, &type);
+                struct json_object *e;
+                int r;
+
+                if (st == CRYPT_TOKEN_INVALID || st == CRYPT_TOKEN_INACTIVE)
+                        continue;
+                e = json_object_new_object();
+                if (!e)
+                        return -ENOMEM;
+                if ((r = kc_json_add(e, "id", json_object_new_int(i))) < 0 ||
+                    (r = json_add_string(e, "type", type)) < 0 ||
+                    (r = json_object_array_add(a, e) < 0 ? -ENOMEM : 0) < 0) {
+                        json_object_put(e);
+                        return r;
+                }
+        }
+        *ret = TAKE_PTR(a);
+        return 0;
+}
+
+/* The token's facts; the blob (not secret: only the KMS can open it) as the header stores it. */
+static int dump_token(const struct kc_token *t, int id, struct json_object *hdr, struct json_object **ret) {
+        _cleanup_json_ struct json_object *o = json_object_new_object();
+        _cleanup_json_ struct json_object *ctx = NULL;
+        _cleanup_free_ char *ref = NULL;
+        struct json_object *stored;
+        char idstr[16];
+        int r;
+
+        if (!o)
+                return -ENOMEM;
+        r = kc_token_key_ref(t, &ref);
+        if (r < 0)
+                return r;
+        r = kc_context_to_json(t->context, &ctx);
+        if (r < 0)
+                return r;
+        if ((r = kc_json_add(o, "token_id", json_object_new_int(id))) < 0 ||
+            (r = kc_json_add(o, "version", json_object_new_int64(t->version))) < 0 ||
+            (r = kc_json_add(o, "provider", json_object_new_string(t->provider))) < 0 ||
+            (r = kc_json_add(o, "key_id", json_object_new_string(t->key_id))) < 0 ||
+            (r = kc_json_add(o, "key_ref", json_object_new_string(ref))) < 0 ||
+            (r = kc_json_add(o, "key_version", json_object_new_int64(t->key_version))) < 0 ||
+            (r = kc_json_add(o, "context", TAKE_PTR(ctx))) < 0 ||
+            (r = kc_json_add(o, "wrapped_key_length", json_object_new_int64((int64_t) t->wrapped_key_len))) < 0)
+                return r;
+        snprintf(idstr, sizeof(idstr), "%d", id);
+        stored = json_object_object_get(json_path(hdr, "tokens", idstr), "wrapped_key");
+        if (stored && (r = kc_json_add(o, "wrapped_key", json_object_get(stored))) < 0)
+                return r;
+        *ret = TAKE_PTR(o);
+        return 0;
+}
+
+int kc_luks_dump_json(struct kc_luks *l, struct json_object **ret) {
+        _cleanup_json_ struct json_object *hdr = NULL, *o = NULL;
+        struct json_object *slots = NULL, *tokens = NULL, *kc = NULL, *seg;
+        struct kc_token t = {};
+        uint64_t metadata = 0, keyslots_size = 0;
+        int r, id;
+
+        if (!l || !ret)
+                return -EINVAL;
+        r = header_json(l, &hdr);
+        if (r < 0)
+                return r;
+        (void) crypt_get_metadata_size(l->cd, &metadata, &keyslots_size);
+        seg = json_path(hdr, "segments", "0");
+
+        o = json_object_new_object();
+        if (!o)
+                return -ENOMEM;
+        if ((r = json_add_string(o, "device", crypt_get_device_name(l->cd))) < 0 ||
+            (r = json_add_string(o, "header", l->header)) < 0 ||
+            (r = json_add_string(o, "type", crypt_get_type(l->cd))) < 0 ||
+            (r = json_add_string(o, "uuid", crypt_get_uuid(l->cd))) < 0 ||
+            (r = json_add_string(o, "label", crypt_get_label(l->cd))) < 0 ||
+            (r = json_add_string(o, "subsystem", crypt_get_subsystem(l->cd))) < 0 ||
+            (r = json_add_string(o, "cipher", crypt_get_cipher(l->cd))) < 0 ||
+            (r = json_add_string(o, "cipher_mode", crypt_get_cipher_mode(l->cd))) < 0 ||
+            (r = json_add_size(o, "key_size", crypt_get_volume_key_size(l->cd))) < 0 ||
+            (r = kc_json_add(o, "sector_size", json_object_new_int(crypt_get_sector_size(l->cd)))) < 0 ||
+            (r = kc_json_add(o, "data_offset", json_object_new_int64((int64_t) crypt_get_data_offset(l->cd) * 512))) < 0 ||
+            (r = kc_json_add(o, "iv_offset", json_object_new_int64((int64_t) crypt_get_iv_offset(l->cd)))) < 0 ||
+            (r = json_add_string(o, "data_size", seg ? json_object_get_string(json_object_object_get(seg, "size")) : NULL)) < 0 ||
+            (r = kc_json_add(o, "metadata_size", json_object_new_int64((int64_t) metadata))) < 0 ||
+            (r = kc_json_add(o, "keyslots_size", json_object_new_int64((int64_t) keyslots_size))) < 0)
+                return r;
+
+        if ((r = dump_keyslots(hdr, &slots)) < 0 || (r = kc_json_add(o, "keyslots", slots)) < 0)
+                return r;
+        if ((r = dump_tokens(l, &tokens)) < 0 || (r = kc_json_add(o, "tokens", tokens)) < 0)
+                return r;
+
+        /* The kmscrypt token when there is a valid one; callers that need the reason use kc_luks_token_read(). */
+        if (kc_luks_token_read(l, &t, &id, NULL) >= 0) {
+                r = dump_token(&t, id, hdr, &kc);
+                kc_token_clear(&t);
+                if (r < 0 || (r = kc_json_add(o, "kmscrypt", kc)) < 0)
+                        return r;
+        }
+        *ret = TAKE_PTR(o);
+        return 0;
+}

@@ -1,0 +1,412 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Host tests of kmscryptd over its socket (no device-mapper needed).
+
+Starts the agent on a socket, volumes file, keystore and audit log in a
+temporary directory and checks what works without dm-crypt: readiness
+notification, ping, status (with the reason a volume waits and since when),
+list and attach failing cleanly, the strict request parser on the wire,
+authorization by SO_PEERCRED, reload by request and by SIGHUP, socket
+activation, a stale socket, a second agent, and a SIGTERM stop.  Needs root
+(to drop to other users); exits 77 otherwise.  Ends with "N passed, N failed".
+"""
+import grp
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+top_builddir = os.environ.get("top_builddir") or os.path.join(os.path.dirname(__file__), "..", "..")
+KMSCRYPTD = os.path.join(top_builddir, "kmscryptd")
+passed = failed = 0
+
+
+def ok(name):
+    global passed
+    passed += 1
+    print("ok -", name)
+
+
+def fail(name):
+    global failed
+    failed += 1
+    print("FAIL -", name)
+
+
+def check(name, cond, detail=""):
+    if cond:
+        ok(name)
+    else:
+        fail(f"{name} {detail}")
+
+
+def connect(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.settimeout(20)
+    s.connect(path)
+    return s
+
+
+def call_raw(s, data):
+    s.send(data)
+    return json.loads(s.recv(1 << 22))
+
+
+def call(path, req):
+    with connect(path) as s:
+        return call_raw(s, json.dumps(req).encode())
+
+
+class Agent:
+    def __init__(self, d, volumes_text, extra=(), env=None, notify=True, **popen):
+        self.d = d
+        self.sock = os.path.join(d, "run", "agent.sock")
+        self.volumes = os.path.join(d, "volumes")
+        with open(self.volumes, "w") as f:
+            f.write(volumes_text)
+        self.notify = None
+        environ = dict(os.environ, KMSCRYPT_CONFIG=os.path.join(d, "empty.conf"))
+        environ.pop("JOURNAL_STREAM", None)
+        if notify:
+            self.notify_path = os.path.join(d, "notify.sock")
+            if os.path.exists(self.notify_path):
+                os.unlink(self.notify_path)
+            self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            self.notify.bind(self.notify_path)
+            environ["NOTIFY_SOCKET"] = self.notify_path
+        environ.update(env or {})
+        self.log = open(os.path.join(d, "agent.log"), "a+")
+        args = [KMSCRYPTD, "--socket", self.sock, "--volumes", self.volumes, "--group", "nogroup",
+                "--keystore", os.path.join(d, "ks"), "--audit-log", os.path.join(d, "audit.log"),
+                "--stderr", *extra]
+        self.p = subprocess.Popen(popen.pop("args", args), stdout=self.log, stderr=self.log, env=environ, **popen)
+
+    def messages(self, timeout):
+        """Notification datagrams received within timeout seconds."""
+        got = []
+        self.notify.settimeout(timeout)
+        try:
+            while True:
+                got.append(self.notify.recv(4096).decode())
+                self.notify.settimeout(0.2)
+        except (socket.timeout, BlockingIOError):
+            pass
+        return got
+
+    def wait_socket(self, timeout=10):
+        end = time.time() + timeout
+        while time.time() < end:
+            try:
+                return call(self.sock, {"v": 1, "op": "ping"})
+            except OSError:
+                time.sleep(0.05)
+        return None
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                return self.p.wait(10)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                return None
+        return self.p.returncode
+
+    def logtext(self):
+        self.log.flush()
+        with open(self.log.name) as f:
+            return f.read()
+
+
+def as_user(uid, gid, fn):
+    """Run fn() in a child with the given credentials; return what it printed as JSON."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            out = json.dumps(fn())
+        except Exception as e:  # report the exception to the parent
+            out = json.dumps({"exception": repr(e)})
+        os.write(w, out.encode())
+        os._exit(0)
+    os.close(w)
+    data = b""
+    while chunk := os.read(r, 65536):
+        data += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    return json.loads(data)
+
+
+def configured(reply, name):
+    for v in reply["result"]["Configured"]:
+        if v["Name"] == name:
+            return v
+    return None
+
+
+def test_basics(d):
+    volumes = ("# host test\n"
+               "gone   UUID=kmscrypt-test-no-such-uuid  db-id=db-1,volume-id=gone   timeout=2\n"
+               "plain  /dev/null                        db-id=db-1,volume-id=plain\n"
+               "later  PARTLABEL=kmscrypt-test-none     db-id=db-1,volume-id=later  nofail,timeout=0\n")
+    t0 = time.time()
+    a = Agent(d, volumes)
+    try:
+        msgs = a.messages(15)
+        ready = [m for m in msgs if "READY=1" in m]
+        check("READY=1 sent once the volumes that are not nofail settled", ready, str(msgs))
+        check("readiness waited for the timeout of the waiting volume", time.time() - t0 >= 1.5)
+        check("readiness did not wait for the nofail volume (timeout=0)", time.time() - t0 < 15)
+        check("socket is 0660", ready and (os.stat(a.sock).st_mode & 0o777) == 0o660)
+        check("socket belongs to the status group",
+              ready and os.stat(a.sock).st_gid == grp.getgrnam("nogroup").gr_gid)
+        with open(f"/proc/{a.p.pid}/limits") as f:
+            core = [line for line in f if line.startswith("Max core file size")]
+        check("RLIMIT_CORE is 0", core and core[0].split()[4:6] == ["0", "0"], str(core))
+
+        r = call(a.sock, {"v": 1, "op": "ping"})
+        check("ping answers with the agent's pid", r["ok"] and r["result"]["Pid"] == a.p.pid, str(r))
+
+        r = call(a.sock, {"v": 1, "op": "status"})
+        gone, plain, later = (configured(r, n) for n in ("gone", "plain", "later"))
+        check("status lists the three configured volumes in file order",
+              [v["Name"] for v in r["result"]["Configured"]] == ["gone", "plain", "later"], str(r))
+        check("status says there is no device-mapper", r["result"]["DeviceMapper"] is False)
+        check("a missing device fails after its timeout, saying why",
+              gone["State"] == "failed" and "gave up after" in gone["Reason"] and
+              "kmscrypt-test-no-such-uuid" in gone["Reason"] and gone["Attempts"] >= 2, str(gone))
+        check("no dm: attach fails at once with a clear reason",
+              plain["State"] == "failed" and "device-mapper is not available" in plain["Reason"] and
+              plain["Errno"] == 95 and plain["Attempts"] == 1, str(plain))
+        check("the nofail volume keeps waiting, with reason, since and next try",
+              later["State"] == "waiting" and later["NoFail"] and "kmscrypt-test-none" in later["Reason"] and
+              t0 - 2 <= later["Since"] <= time.time() and later["NextTry"] >= later["Since"], str(later))
+        end = time.time() + 12      # backoff doubles (with jitter) up to 30 s: one more try within 12 s
+        while time.time() < end:
+            later2 = configured(call(a.sock, {"v": 1, "op": "status"}), "later")
+            if later2["Attempts"] > later["Attempts"]:
+                break
+            time.sleep(0.2)
+        check("a waiting volume is retried (attempts grow, since stays)",
+              later2["Attempts"] > later["Attempts"] and later2["Since"] == later["Since"], str(later2))
+
+        r = call(a.sock, {"v": 1, "op": "status", "names": ["plain"]})
+        check("status NAME filters", [v["Name"] for v in r["result"]["Configured"]] == ["plain"], str(r))
+
+        r = call(a.sock, {"v": 1, "op": "list"})
+        check("list without dm: the error the CLI gives without the agent", not r["ok"] and r["errno"] == 19 and
+              "cannot list device-mapper devices" in r["error"], str(r))
+        r = call(a.sock, {"v": 1, "op": "attach", "device": "/dev/null", "options": {"read-only": True}})
+        check("attach of a device without dm: a clean error", not r["ok"] and r["errno"] == 95, str(r))
+        r = call(a.sock, {"v": 1, "op": "attach", "volume": "nosuch"})
+        check("attach of an unknown volume: ENOENT", not r["ok"] and r["errno"] == 2 and "nosuch" in r["error"], str(r))
+        r = call(a.sock, {"v": 1, "op": "attach", "volume": "plain"})
+        check("attach of a configured volume by request: the same clean error",
+              not r["ok"] and r["errno"] == 95 and configured(call(a.sock, {"v": 1, "op": "status"}), "plain")
+              ["Attempts"] == 2, str(r))
+        r = call(a.sock, {"v": 1, "op": "detach", "name": "plain"})
+        check("detach without dm: a clean error", not r["ok"] and r["errno"] == 95, str(r))
+        r = call(a.sock, {"v": 1, "op": "attach-all"})
+        check("attach-all waits and reports every volume",
+              r["ok"] and [v["State"] for v in r["result"]["Configured"]] == ["failed", "failed", "waiting"], str(r))
+
+        cli_through_agent(a)
+        protocol_on_the_wire(a)
+        authorization(a)
+        reload(a)
+
+        rc = a.stop()
+        check("SIGTERM: exit status 0", rc == 0, f"rc={rc} log: {a.logtext()}")
+        check("SIGTERM: STOPPING=1 sent", any("STOPPING=1" in m for m in a.messages(1)))
+        check("SIGTERM: the socket we made is removed", not os.path.exists(a.sock))
+        check("SIGTERM: the log says volumes stay attached", "attached volumes stay attached" in a.logtext())
+    finally:
+        a.stop()
+
+
+def kmscrypt(a, *args, agent=True):
+    env = dict(os.environ, KMSCRYPT_CONFIG=os.path.join(a.d, "empty.conf"), KMSCRYPT_AGENT_SOCKET=a.sock)
+    if not agent:
+        env["KMSCRYPT_NO_AGENT"] = "1"
+    return subprocess.run([os.path.join(top_builddir, "kmscrypt"), "--keystore", os.path.join(a.d, "ks"),
+                           "--audit-log", os.path.join(a.d, "audit.log"), *args],
+                          capture_output=True, text=True, env=env, timeout=60)
+
+
+def cli_through_agent(a):
+    r = kmscrypt(a, "status")
+    check("kmscrypt status through the agent says why a volume waits and since when",
+          r.returncode == 0 and "later: waiting since 20" in r.stdout and "kmscrypt-test-none" in r.stdout and
+          "next try" in r.stdout and "[nofail]" in r.stdout, r.stdout + r.stderr)
+    check("kmscrypt status through the agent shows failed volumes with their reason",
+          "gone: failed since" in r.stdout and "gave up after" in r.stdout, r.stdout)
+    with_agent, direct = kmscrypt(a, "list"), kmscrypt(a, "list", agent=False)
+    check("kmscrypt list: the same exit status and message with and without the agent",
+          with_agent.returncode == direct.returncode != 0 and with_agent.stderr == direct.stderr,
+          f"{with_agent} / {direct}")
+    r = kmscrypt(a, "--json", "attach", "--all")
+    states = [v["State"] for v in json.loads(r.stdout)] if r.stdout.startswith("[") else r.stdout
+    check("kmscrypt attach --all asks the agent: every volume, and a failure status",
+          r.returncode != 0 and states == ["failed", "failed", "waiting"], f"{r.returncode} {states} {r.stderr}")
+    r = kmscrypt(a, "attach", "plain")
+    check("kmscrypt attach VOLUME through the agent: the agent's error",
+          r.returncode != 0 and "device-mapper is not available" in r.stderr, r.stderr)
+    r = kmscrypt(a, "config", "check", "--volumes", a.volumes)
+    check("kmscrypt config check: syntax ok, absent devices reported, /dev/null is no LUKS2 volume",
+          r.returncode == 4 and "3 volumes, syntax ok" in r.stdout and "absent" in r.stdout and
+          "plain                bad" in r.stdout, r.stdout + r.stderr)
+
+
+def protocol_on_the_wire(a):
+    with connect(a.sock) as s:
+        cases = [
+            (b'{"v":1,"op":"nope"}', 22, "unknown op"),
+            (b'{"v":2,"op":"ping"}', 71, "version 2"),
+            (b'{"op":"ping"}', 71, '"v"'),
+            (b'{"v":1,"op":"detach"}', 22, "missing member"),
+            (b'{"v":1,"op":"detach","name":7}', 22, "must be a string"),
+            (b'{"v":1,"op":"ping","extra":true}', 22, "unknown member"),
+            (b'{"v":1,"op":"ping"} trailing', 22, ""),
+            (b'not json', 22, "not valid JSON"),
+            (b'{"v":1,"op":"ping",' + b' ' * 70000 + b'}', 90, "exceeds"),
+        ]
+        for data, errno, words in cases:
+            r = call_raw(s, data)
+            check(f"wire: {data[:40]!r}... refused with errno {errno}",
+                  not r["ok"] and r["errno"] == errno and words in r["error"], str(r)[:300])
+        r = call_raw(s, b'{"v":1,"op":"ping"}')
+        check("wire: the connection still serves after refusals", r["ok"], str(r))
+
+
+def authorization(a):
+    nogroup = grp.getgrnam("nogroup").gr_gid
+    sock = a.sock
+
+    def status():
+        return call(sock, {"v": 1, "op": "status"})
+
+    def reload():
+        return call(sock, {"v": 1, "op": "reload"})
+
+    r = as_user(65534, nogroup, status)
+    check("status group member may ask status", r.get("ok") is True, str(r)[:300])
+    r = as_user(65534, nogroup, reload)
+    check("status group member may not reload (EPERM)", r.get("ok") is False and r.get("errno") == 1 and
+          "needs root" in r.get("error", ""), str(r))
+    r = as_user(65534, 65533, status)
+    check("a user outside the group cannot even connect (socket 0660)",
+          "PermissionError" in r.get("exception", "") or r.get("errno") == 1, str(r))
+
+
+def reload(a):
+    with open(a.volumes, "a") as f:
+        f.write("fourth /dev/zero db-id=db-1,volume-id=fourth nofail\n")
+    r = call(a.sock, {"v": 1, "op": "reload"})
+    check("reload request: the new volume count", r["ok"] and r["result"]["Volumes"] == 4, str(r))
+    time.sleep(0.3)
+    fourth = configured(call(a.sock, {"v": 1, "op": "status"}), "fourth")
+    check("reload: a new volume is attached at once (and fails cleanly here)",
+          fourth and fourth["State"] == "failed" and fourth["Attempts"] == 1, str(fourth))
+
+    with open(a.volumes, "a") as f:
+        f.write("broken /dev/zero db-id=db-1 frobnicate\n")
+    r = call(a.sock, {"v": 1, "op": "reload"})
+    check("reload of a broken file: refused, naming file:line",
+          not r["ok"] and f"{a.volumes}:6: unknown option" in r["error"], str(r))
+    r = call(a.sock, {"v": 1, "op": "status"})
+    check("reload of a broken file keeps the previous volumes", len(r["result"]["Configured"]) == 4)
+
+    with open(a.volumes, "w") as f:
+        f.write("plain /dev/null db-id=db-1,volume-id=plain\n")
+    a.p.send_signal(signal.SIGHUP)
+    end = time.time() + 5
+    names = []
+    while time.time() < end:
+        names = [v["Name"] for v in call(a.sock, {"v": 1, "op": "status"})["result"]["Configured"]]
+        if names == ["plain"]:
+            break
+        time.sleep(0.1)
+    check("SIGHUP reloads the volumes file", names == ["plain"], str(names))
+
+
+def test_activation(d):
+    """LISTEN_FDS: the agent serves the socket it is given and leaves the file alone."""
+    path = os.path.join(d, "activated.sock")
+    lsock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    lsock.bind(path)
+    lsock.listen(16)
+    fd = lsock.fileno()
+    cmd = (f"LISTEN_FDS=1 LISTEN_PID=$$ exec {KMSCRYPTD} --socket {d}/unused.sock --volumes {d}/none "
+           f"--keystore {d}/ks --audit-log {d}/audit.log --group '' --stderr")
+    a = Agent(d, "", args=["sh", "-c", cmd], pass_fds=(fd,),
+              preexec_fn=lambda: (os.dup2(fd, 3), os.set_inheritable(3, True)))
+    try:
+        check("activation: READY=1", any("READY=1" in m for m in a.messages(10)))
+        r = call(path, {"v": 1, "op": "ping"})
+        check("activation: serves the passed socket", r["ok"] and r["result"]["Pid"] == a.p.pid, str(r))
+        check("activation: does not bind its own", not os.path.exists(f"{d}/unused.sock"))
+        rc = a.stop()
+        check("activation: stops cleanly and leaves the socket file", rc == 0 and os.path.exists(path))
+    finally:
+        a.stop()
+        lsock.close()
+
+
+def test_stale_and_twice(d):
+    stale_dir = os.path.join(d, "run")
+    os.makedirs(stale_dir, exist_ok=True)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.bind(os.path.join(stale_dir, "agent.sock"))
+    s.close()       # a socket file nobody listens on: what a killed agent leaves
+    a = Agent(d, "")
+    try:
+        check("a stale socket is replaced", a.wait_socket() is not None, a.logtext())
+        b = Agent(d, "", notify=False)
+        rc = b.p.wait(10)
+        check("a second agent on the same socket refuses to start", rc == 1, f"rc={rc}")
+        check("... saying why", "another kmscryptd is listening" in b.logtext())
+        check("... and the first one still answers", a.wait_socket(2) is not None)
+    finally:
+        a.stop()
+
+
+def test_bad_volumes(d):
+    a = Agent(d, "x /dev/null db-id=1\nx /dev/zero db-id=2\n", notify=False)
+    rc = a.p.wait(10)
+    check("a broken volumes file at start: exit 1 naming file:line",
+          rc == 1 and "volumes:2: volume x is already defined on line 1" in a.logtext(), a.logtext())
+
+
+def main():
+    if os.geteuid() != 0:
+        print("SKIP: needs root to test authorization")
+        sys.exit(77)
+    if not os.access(KMSCRYPTD, os.X_OK):
+        print(f"no {KMSCRYPTD}")
+        sys.exit(99)
+    for test in (test_basics, test_activation, test_stale_and_twice, test_bad_volumes):
+        d = tempfile.mkdtemp(prefix="kmscryptd-host.")
+        os.chmod(d, 0o755)       # the unprivileged children must reach the socket
+        open(os.path.join(d, "empty.conf"), "w").close()
+        try:
+            test(d)
+        except Exception as e:  # one broken test must not hide the others
+            fail(f"{test.__name__}: {e!r}")
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+    print(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

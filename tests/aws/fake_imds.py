@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Loopback stand-ins for the AWS credential endpoints and for misbehaving
+KMS servers, used by test-aws-kms.py.  Nothing here leaves 127.0.0.1.
+
+  imds       EC2 instance metadata, IMDSv2 only: PUT /latest/api/token, then
+             GETs must carry X-aws-ec2-metadata-token
+  container  ECS-style endpoint: GET /creds with an Authorization header
+  slow       answers every request after SLEEP seconds
+  throttle   answers every request with 400 ThrottlingException
+  error      answers every request with the AWS error body of ETYPE (status STATUS)
+"""
+import json
+import sys
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+TOKEN = "imds-session-token-1"
+ROLE = "kmscrypt-role"
+
+
+def creds_body(key_id):
+    exp = (datetime.now(timezone.utc) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return json.dumps({"Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": key_id,
+                       "SecretAccessKey": "fake-secret-" + key_id, "Token": "fake-session-token",
+                       "Expiration": exp}).encode()
+
+
+class Handler(BaseHTTPRequestHandler):
+    mode = "imds"
+    sleep = 5.0
+    log = []
+    auth = "container-auth-token"
+    etype = "DisabledException"
+    status = 400
+
+    def log_message(self, *args):
+        pass
+
+    def reply(self, code, body, ctype="text/plain", headers=()):
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in headers:
+            self.send_header(k, v)
+        self.end_headers()
+        try:
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass   # the client timed out first: that is what the slow mode tests
+
+    def record(self):
+        type(self).log.append((self.command, self.path, dict(self.headers)))
+
+    def do_PUT(self):
+        self.record()
+        if self.mode == "imds" and self.path == "/latest/api/token" and \
+                self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
+            return self.reply(200, TOKEN.encode())
+        self.reply(403, b"forbidden")
+
+    def do_GET(self):
+        self.record()
+        if self.mode == "imds":
+            if self.headers.get("X-aws-ec2-metadata-token") != TOKEN:
+                return self.reply(401, b"IMDSv2 token required")
+            base = "/latest/meta-data/iam/security-credentials/"
+            if self.path == base:
+                return self.reply(200, ROLE.encode())
+            if self.path == base + ROLE:
+                return self.reply(200, creds_body("ASIAIMDSEXAMPLE"), "application/json")
+            return self.reply(404, b"not found")
+        if self.mode == "container":
+            if self.headers.get("Authorization") != self.auth:
+                return self.reply(403, b"bad authorization")
+            return self.reply(200, creds_body("ASIACONTAINEREXAMPLE"), "application/json")
+        self.reply(404, b"not found")
+
+    def do_POST(self):
+        self.record()
+        n = int(self.headers.get("Content-Length", "0"))
+        self.rfile.read(n)
+        if self.mode == "slow":
+            time.sleep(self.sleep)
+            return self.reply(200, b"{}", "application/x-amz-json-1.1")
+        if self.mode == "error":
+            body = json.dumps({"__type": self.etype, "message": "replayed " + self.etype}).encode()
+            return self.reply(self.status, body, "application/x-amz-json-1.1",
+                              [("x-amzn-RequestId", "err-req-%d" % len(self.log))])
+        if self.mode == "throttle":
+            return self.reply(400, b'{"__type":"ThrottlingException","message":"Rate exceeded"}',
+                              "application/x-amz-json-1.1", [("x-amzn-RequestId", "throttle-req-%d" % len(self.log))])
+        self.reply(404, b"not found")
+
+
+def start(mode, **kw):
+    """Serve in a thread on a free loopback port; returns (server, port)."""
+    handler = type("H", (Handler,), dict(mode=mode, log=[], **kw))
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv, srv.server_address[1]
+
+
+if __name__ == "__main__":
+    srv, port = start(sys.argv[1] if len(sys.argv) > 1 else "imds")
+    print(port, flush=True)
+    threading.Event().wait()

@@ -1,0 +1,356 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Host tests of the aws KMS provider against a real AWS KMS implementation
+(moto in server mode) on 127.0.0.1, through tests/aws/aws-driver (which
+goes through kc_kms_*, so the audit record is checked too).
+
+Skips (77) when moto or boto3 cannot be imported; install them with
+`pip install 'moto[server]'`.  All traffic stays on loopback.
+"""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+try:
+    import boto3
+    import moto  # noqa: F401  (the server comes with it)
+except ImportError as e:
+    print("SKIP: moto/boto3 not installed (%s): pip install 'moto[server]'" % e)
+    sys.exit(77)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import fake_imds  # noqa: E402
+
+BUILD = os.environ.get("top_builddir") or os.path.abspath(os.path.join(HERE, "..", "..", "build"))
+DRIVER = os.path.join(BUILD, "tests", "aws", "aws-driver")
+REGION = "eu-west-1"
+CTX = "db-id=db-1,volume-id=vol-1"
+
+passed = failed = 0
+
+
+def check(name, cond, detail=""):
+    global passed, failed
+    if cond:
+        passed += 1
+        print("ok - %s" % name)
+    else:
+        failed += 1
+        print("not ok - %s %s" % (name, detail))
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def start_moto(port, logdir):
+    log = open(os.path.join(logdir, "moto.log"), "w")
+    p = subprocess.Popen(["moto_server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
+    for _ in range(100):
+        try:
+            urllib.request.urlopen("http://127.0.0.1:%d/moto-api/" % port, timeout=1)
+            return p
+        except Exception:
+            if p.poll() is not None:
+                break
+            time.sleep(0.1)
+    p.kill()
+    print("SKIP: moto_server did not start")
+    sys.exit(77)
+
+
+class Proxy:
+    """TCP forwarder 127.0.0.1:port -> moto, so 'the server' can go down and come back with its keys."""
+
+    def __init__(self, port, target):
+        self.port, self.target, self.sock = port, target, None
+
+    def up(self):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", self.port))
+        self.sock.listen(16)
+        threading.Thread(target=self.accept, args=(self.sock,), daemon=True).start()
+
+    def down(self):
+        if self.sock:
+            self.sock.close()
+            self.sock = None
+
+    def accept(self, lsock):
+        while True:
+            try:
+                c, _ = lsock.accept()
+            except OSError:
+                return
+            u = socket.create_connection(("127.0.0.1", self.target))
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self.pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def pipe(a, b):
+        try:
+            while True:
+                d = a.recv(65536)
+                if not d:
+                    break
+                b.sendall(d)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+def base_env(endpoint, tmp):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and not k.startswith("KMSCRYPT_")}
+    env.update({
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": REGION,
+        "AWS_ENDPOINT_URL_KMS": endpoint, "KMSCRYPT_AWS_ALLOW_HTTP": "1",
+        # Never reach for the real metadata addresses from a test.
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_CONFIG_FILE": os.path.join(tmp, "no-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": os.path.join(tmp, "no-credentials"),
+    })
+    return env
+
+
+def drive(env, audit_dir, *args, timeout=60):
+    p = subprocess.run([DRIVER, audit_dir] + list(args), env=env, capture_output=True, text=True, timeout=timeout)
+    out = p.stdout.strip()
+    words = out.split()
+    fields = dict(zip(words[1::2], words[2::2])) if words[:1] == ["ok"] else {}
+    return p.returncode, out, fields
+
+
+def err_name(out):
+    w = out.split()
+    return w[1] if len(w) > 1 and w[0] == "error" else None
+
+
+def main():
+    if not os.access(DRIVER, os.X_OK):
+        print("SKIP: %s not built" % DRIVER)
+        return 77
+    tmp = tempfile.mkdtemp(prefix="kc-aws-")
+    audit = os.path.join(tmp, "audit")
+    os.mkdir(audit, 0o700)
+    port = free_port()
+    moto_p = start_moto(port, tmp)
+    try:
+        return run(tmp, audit, port)
+    finally:
+        moto_p.terminate()
+        moto_p.wait(timeout=10)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(tmp, audit, port):
+    endpoint = "http://127.0.0.1:%d" % port
+    env = base_env(endpoint, tmp)
+    kms = boto3.client("kms", region_name=REGION, endpoint_url=endpoint,
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    k1 = kms.create_key(Description="kmscrypt test 1")["KeyMetadata"]
+    k2 = kms.create_key(Description="kmscrypt test 2")["KeyMetadata"]
+    kms.create_alias(AliasName="alias/pgdata", TargetKeyId=k1["KeyId"])
+    ref1, ref2 = "aws:" + k1["Arn"], "aws:" + k2["Arn"]
+    alias_ref = "aws:" + k1["Arn"].split(":key/")[0] + ":alias/pgdata"
+    blob, blob2 = os.path.join(tmp, "blob"), os.path.join(tmp, "blob2")
+
+    # GenerateDataKey, then Decrypt of what it wrapped.
+    rc, out, f = drive(env, audit, "generate", ref1, CTX, blob)
+    check("generate", rc == 0 and f.get("bytes") == "64" and f.get("key-id") == k1["KeyId"], out)
+    want = f.get("plaintext-sha256")
+    rc, out, f = drive(env, audit, "decrypt", ref1, CTX, blob)
+    check("decrypt gives the generated key", rc == 0 and f.get("plaintext-sha256") == want, out)
+
+    # The context went to KMS as its native map: boto3 decrypts with the same dict.
+    import hashlib
+    pt = kms.decrypt(CiphertextBlob=open(blob, "rb").read(), KeyId=k1["Arn"],
+                     EncryptionContext={"db-id": "db-1", "volume-id": "vol-1"})["Plaintext"]
+    check("EncryptionContext is the native map", hashlib.sha256(pt).hexdigest() == want)
+
+    rc, out, _ = drive(env, audit, "decrypt", ref1, "db-id=db-1,volume-id=vol-2", blob)
+    check("wrong context refused with EBADMSG", rc == 1 and err_name(out) == "EBADMSG"
+          and "InvalidCiphertextException" in out, out)
+    rc, out, f = drive(env, audit, "decrypt", alias_ref, CTX, blob)
+    check("decrypt through the alias ARN", rc == 0 and f.get("plaintext-sha256") == want, out)
+    # Real KMS answers IncorrectKeyException (EBADMSG); moto answers AccessDeniedException.
+    rc, out, _ = drive(env, audit, "decrypt", ref2, CTX, blob)
+    check("blob of another key refused (KeyId is sent)", rc == 1 and err_name(out) in ("EBADMSG", "EACCES"), out)
+
+    # ReEncrypt to another key and context, never seeing the plaintext.
+    rc, out, f = drive(env, audit, "reencrypt", ref1, CTX, blob, ref2, "db-id=db-1,volume-id=vol-9", blob2)
+    check("re-encrypt", rc == 0 and f.get("key-id") == k2["KeyId"] and f.get("plaintext") == "none", out)
+    rc, out, f = drive(env, audit, "decrypt", ref2, "db-id=db-1,volume-id=vol-9", blob2)
+    check("re-encrypted blob opens under the new key and context",
+          rc == 0 and f.get("plaintext-sha256") == want, out)
+
+    rc, out, f = drive(env, audit, "describe", alias_ref)
+    check("describe", rc == 0 and f.get("state") == "Enabled" and f.get("key-id") == k1["KeyId"]
+          and f.get("arn") == ref1 and f.get("alias") == "alias/pgdata", out)
+
+    # Key states, driven through the provider.  moto 5 keeps the state but does
+    # not refuse crypto operations on a disabled or pending-deletion key, so the
+    # refusals themselves are checked below against replayed AWS error bodies.
+    rc, out, _ = drive(env, audit, "disable", ref1)
+    check("disable through the provider", rc == 0 and
+          kms.describe_key(KeyId=k1["KeyId"])["KeyMetadata"]["KeyState"] == "Disabled", out)
+    rc, out, f = drive(env, audit, "describe", ref1)
+    check("describe shows Disabled", f.get("state") == "Disabled", out)
+    rc, out, _ = drive(env, audit, "enable", ref1)
+    check("enable through the provider", rc == 0 and
+          kms.describe_key(KeyId=k1["KeyId"])["KeyMetadata"]["KeyState"] == "Enabled", out)
+    rc, out, f = drive(env, audit, "schedule-deletion", ref2, "7")
+    check("schedule deletion", rc == 0 and int(f.get("deletion", "0")) > time.time() + 6 * 86400, out)
+    rc, out, f = drive(env, audit, "describe", ref2)
+    check("describe shows PendingDeletion and its date", f.get("state") == "PendingDeletion"
+          and int(f.get("deletion", "0")) > time.time(), out)
+    rc, out, _ = drive(env, audit, "schedule-deletion", ref2, "3")
+    check("deletion window under 7 days refused", err_name(out) == "EINVAL", out)
+    rc, out, _ = drive(env, audit, "cancel-deletion", ref2)
+    check("cancel deletion", rc == 0 and
+          kms.describe_key(KeyId=k2["KeyId"])["KeyMetadata"]["KeyState"] != "PendingDeletion", out)
+    kms.enable_key(KeyId=k2["KeyId"])
+
+    # AWS error bodies replayed by a loopback stub: each maps to its errno, none is retried.
+    for etype, want_err in (("DisabledException", "EKEYREVOKED"), ("KMSInvalidStateException", "EKEYEXPIRED"),
+                            ("IncorrectKeyException", "EBADMSG"), ("InvalidCiphertextException", "EBADMSG"),
+                            ("AccessDeniedException", "EACCES"), ("NotFoundException", "ENOKEY")):
+        srv, eport = fake_imds.start("error", etype=etype)
+        e = dict(env, AWS_ENDPOINT_URL_KMS="http://127.0.0.1:%d" % eport)
+        rc, out, _ = drive(e, audit, "decrypt", ref1, CTX, blob)
+        check("%s -> %s, not retried" % (etype, want_err), rc == 1 and err_name(out) == want_err and etype in out
+              and "err-req-1" in out and len(srv.RequestHandlerClass.log) == 1, out)
+        srv.shutdown()
+    srv, eport = fake_imds.start("error", etype="InternalFailure", status=503)
+    e = dict(env, AWS_ENDPOINT_URL_KMS="http://127.0.0.1:%d" % eport, KMSCRYPT_AWS_DEADLINE_MS="1500")
+    rc, out, _ = drive(e, audit, "decrypt", ref1, CTX, blob)
+    check("5xx retried then EAGAIN", err_name(out) == "EAGAIN" and len(srv.RequestHandlerClass.log) >= 3, out)
+    srv.shutdown()
+
+    missing = "aws:" + k1["Arn"].rsplit("/", 1)[0] + "/11111111-2222-3333-4444-555555555555"
+    rc, out, _ = drive(env, audit, "describe", missing)
+    check("missing key refused with ENOKEY", rc == 1 and err_name(out) == "ENOKEY", out)
+    rc, out, _ = drive(env, audit, "describe", "aws:arn:aws:kms:eu-west-1:12345:key/x")
+    check("malformed ARN refused with EINVAL", rc == 1 and err_name(out) == "EINVAL", out)
+
+    # The audit trail names the KMS request id of each remote call.
+    recs = [json.loads(line) for line in open(os.path.join(audit, "audit.log"))]
+    ok = [r for r in recs if r.get("result") == "ok"]
+    with_id = [r for r in ok if "request-id" in (r.get("detail") or "")]
+    check("every successful audit record carries the KMS request id", len(ok) > 10 and len(with_id) == len(ok),
+          "%d of %d" % (len(with_id), len(ok)))
+    check("audit records of refusals by KMS carry it too",
+          any(r.get("result") != "ok" and "request-id" in (r.get("detail") or "") for r in recs))
+
+    # Transport policy: plain http needs the flag, and loopback.
+    e = dict(env)
+    del e["KMSCRYPT_AWS_ALLOW_HTTP"]
+    rc, out, _ = drive(e, audit, "describe", ref1)
+    check("plain http refused without KMSCRYPT_AWS_ALLOW_HTTP", err_name(out) == "EPERM", out)
+    e = dict(env, AWS_ENDPOINT_URL_KMS="http://192.0.2.1:4566")
+    rc, out, _ = drive(e, audit, "describe", ref1)
+    check("plain http to a non-loopback host refused", err_name(out) == "EPERM", out)
+    e = dict(env)
+    del e["AWS_ENDPOINT_URL_KMS"]
+    e["AWS_ENDPOINT_URL"] = endpoint
+    rc, out, _ = drive(e, audit, "describe", ref1)
+    check("AWS_ENDPOINT_URL is the fallback override", rc == 0, out)
+
+    # Server down, then up: refused within the deadline, then retried into success.
+    pport = free_port()
+    proxy = Proxy(pport, port)
+    e = dict(env, AWS_ENDPOINT_URL_KMS="http://127.0.0.1:%d" % pport, KMSCRYPT_AWS_DEADLINE_MS="1500")
+    t0 = time.monotonic()
+    rc, out, _ = drive(e, audit, "decrypt", ref1, CTX, blob)
+    dt = time.monotonic() - t0
+    check("server down: ECONNREFUSED after retries", err_name(out) == "ECONNREFUSED" and "attempts" in out
+          and dt < 5, out)
+    e["KMSCRYPT_AWS_DEADLINE_MS"] = "10000"
+    threading.Timer(1.0, proxy.up).start()
+    rc, out, f = drive(e, audit, "decrypt", ref1, CTX, blob)
+    check("server back within the deadline: retried to success",
+          rc == 0 and f.get("plaintext-sha256") == want and int(f.get("ms", "0")) >= 900, out)
+    proxy.down()
+
+    # A server that never answers in time.
+    srv, sport = fake_imds.start("slow", sleep=5.0)
+    e = dict(env, AWS_ENDPOINT_URL_KMS="http://127.0.0.1:%d" % sport,
+             KMSCRYPT_AWS_TIMEOUT_MS="400", KMSCRYPT_AWS_DEADLINE_MS="1200")
+    t0 = time.monotonic()
+    rc, out, _ = drive(e, audit, "describe", ref1)
+    dt = time.monotonic() - t0
+    check("slow server hits the timeout (ETIMEDOUT, within the deadline)",
+          err_name(out) == "ETIMEDOUT" and dt < 3.0, "%s (%.2fs)" % (out, dt))
+    srv.shutdown()
+
+    # Throttling is retried with backoff, then reported.
+    srv, tport = fake_imds.start("throttle")
+    e = dict(env, AWS_ENDPOINT_URL_KMS="http://127.0.0.1:%d" % tport, KMSCRYPT_AWS_DEADLINE_MS="1500")
+    rc, out, _ = drive(e, audit, "describe", ref1)
+    hits = len(srv.RequestHandlerClass.log)
+    check("throttling retried then EBUSY", err_name(out) == "EBUSY" and hits >= 3 and "ThrottlingException" in out,
+          "%s (%d requests)" % (out, hits))
+    srv.shutdown()
+
+    # Credential sources.
+    creds = os.path.join(tmp, "credentials")
+    with open(creds, "w") as fh:
+        fh.write("[default]\naws_access_key_id = wrong\n\n[ prod ]\naws_access_key_id = AKIAPROFILE\n"
+                 "aws_secret_access_key = profile-secret\n[broken]\naws_access_key_id = x\n")
+    e = dict(env, AWS_SHARED_CREDENTIALS_FILE=creds, AWS_PROFILE="prod")
+    del e["AWS_ACCESS_KEY_ID"], e["AWS_SECRET_ACCESS_KEY"]
+    rc, out, _ = drive(e, audit, "describe", ref1)
+    check("shared credentials file, profile prod", rc == 0, out)
+    e["AWS_PROFILE"] = "broken"
+    rc, out, _ = drive(e, audit, "describe", ref1)
+    check("profile without a secret refused", rc == 1 and "aws_secret_access_key" in out, out)
+
+    srv, iport = fake_imds.start("imds")
+    e = dict(env, AWS_EC2_METADATA_SERVICE_ENDPOINT="http://127.0.0.1:%d" % iport)
+    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_EC2_METADATA_DISABLED"):
+        del e[k]
+    rc, out, _ = drive(e, audit, "describe", ref1)
+    log = srv.RequestHandlerClass.log
+    check("IMDSv2: token PUT first, then GETs with the token", rc == 0 and log and log[0][0] == "PUT"
+          and all(h.get("X-aws-ec2-metadata-token") == fake_imds.TOKEN for m, _, h in log if m == "GET"), out)
+    srv.shutdown()
+
+    srv, cport = fake_imds.start("container")
+    e = dict(env, AWS_CONTAINER_CREDENTIALS_FULL_URI="http://127.0.0.1:%d/creds" % cport,
+             AWS_CONTAINER_AUTHORIZATION_TOKEN="container-auth-token")
+    del e["AWS_ACCESS_KEY_ID"], e["AWS_SECRET_ACCESS_KEY"]
+    rc, out, _ = drive(e, audit, "describe", ref1)
+    check("container credentials with an authorization token", rc == 0 and len(srv.RequestHandlerClass.log) == 1, out)
+    e["AWS_CONTAINER_AUTHORIZATION_TOKEN"] = "wrong"
+    rc, out, _ = drive(e, audit, "describe", ref1)
+    check("container endpoint refusing the token is an error", rc == 1 and "container" in out, out)
+    srv.shutdown()
+
+    e = dict(env)
+    del e["AWS_ACCESS_KEY_ID"], e["AWS_SECRET_ACCESS_KEY"]
+    rc, out, _ = drive(e, audit, "describe", ref1)
+    check("no credentials anywhere: ENOKEY", err_name(out) == "ENOKEY" and "no AWS credentials" in out, out)
+
+    print("%d passed, %d failed" % (passed, failed))
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

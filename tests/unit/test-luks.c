@@ -1,0 +1,425 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The LUKS2 boundary on small sparse image files: format, tokens, keyslots,
+ * refusals, and interoperability with the stock cryptsetup tool.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <libcryptsetup.h>
+
+#include "agent/luks.h"
+#include "lib/macro.h"
+#include "lib/secret.h"
+#include "tests/unit/luks-util.h"
+#include "tests/unit/check-main.h"
+
+START_TEST(test_format_and_read) {
+        _cleanup_free_ char *dir = kc_test_tmpdir(), *img = kc_test_image(dir, "a.img", KC_TEST_IMAGE_SIZE);
+        _cleanup_secret_ uint8_t *key = kc_test_random_key(64), *other = kc_test_random_key(64);
+        _cleanup_(kc_token_clear) struct kc_token tok = {}, back = {};
+        _cleanup_luks_ struct kc_luks *l = NULL;
+        _cleanup_free_ char *dump = NULL;
+        struct kc_luks_segment seg;
+        struct kc_err err = {};
+        int id;
+
+        kc_test_token(&tok, 3);
+        struct kc_luks_format_params p = {
+                .device = img, .label = "pgdata", .volume_key = key, .volume_key_size = 64,
+                .uuid = "1b4e28ba-2fa1-41d2-883f-0016d3cca427",
+        };
+        ck_assert_msg(kc_luks_format(&p, &tok, &err) == 0, "%s", err.msg);
+
+        ck_assert_int_eq(kc_luks_open(img, NULL, &l, &err), 0);
+        ck_assert_int_eq(kc_luks_segment(l, &seg), 0);
+        ck_assert_str_eq(seg.cipher, "aes-xts-plain64");
+        /* No keyslot records the key size: the key itself does, through the digest. */
+        ck_assert_uint_eq(seg.key_size, 0);
+        ck_assert_uint_eq(seg.sector_size, 4096);
+        ck_assert_uint_eq(seg.offset, 16 * 1024 * 1024 / 512);
+        ck_assert_uint_eq(seg.iv_offset, 0);
+        ck_assert_uint_eq(seg.size, 0);
+        ck_assert_str_eq(seg.uuid, p.uuid);
+        ck_assert_str_eq(seg.label, "pgdata");
+        ck_assert_str_eq(seg.data_device, img);
+
+        ck_assert_int_eq(kc_luks_token_read(l, &back, &id, &err), 0);
+        ck_assert_int_eq(id, 0);
+        ck_assert(kc_test_token_equal(&tok, &back));
+
+        ck_assert_int_eq(kc_luks_verify_key(l, key, 64), 0);
+        ck_assert_int_eq(kc_luks_verify_key(l, other, 64), -EPERM);
+        ck_assert_int_eq(kc_luks_verify_key(l, key, 32), -EPERM);
+
+        /* Stock cryptsetup sees a LUKS2 header with our token, and no keyslot. */
+        dump = kc_test_run("cryptsetup luksDump '%s'", img);
+        ck_assert_ptr_nonnull(strstr(dump, "Version:       \t2"));
+        ck_assert_ptr_nonnull(strstr(dump, "kmscrypt"));
+        ck_assert_ptr_nonnull(strstr(dump, "pgdata"));
+        ck_assert_ptr_null(strstr(dump, "luks2\n\tKey:"));
+}
+END_TEST
+
+START_TEST(test_recovery_keyslot) {
+        _cleanup_free_ char *dir = kc_test_tmpdir(), *img = kc_test_image(dir, "a.img", KC_TEST_IMAGE_SIZE);
+        _cleanup_free_ char *passfile = NULL;
+        _cleanup_secret_ uint8_t *key = kc_test_random_key(64);
+        _cleanup_secret_ void *got = NULL, *mk = NULL;
+        _cleanup_(kc_token_clear) struct kc_token tok = {};
+        _cleanup_luks_ struct kc_luks *l = NULL;
+        struct kc_luks_segment seg;
+        struct kc_err err = {};
+        static const char pass[] = "correct horse battery staple";
+
+        kc_test_token(&tok, 1);
+        struct kc_luks_format_params p = {
+                .device = img, .volume_key = key, .volume_key_size = 64,
+                .recovery_passphrase = pass, .recovery_passphrase_len = strlen(pass),
+                .pbkdf = &kc_test_fast_pbkdf,
+        };
+        ck_assert_msg(kc_luks_format(&p, &tok, &err) == 0, "%s", err.msg);
+        ck_assert_int_eq(kc_luks_open(img, NULL, &l, &err), 0);
+        ck_assert_int_eq(kc_luks_segment(l, &seg), 0);
+        ck_assert_uint_eq(seg.key_size, 64);
+
+        ck_assert_int_eq(kc_luks_volume_key_by_passphrase(l, pass, strlen(pass), &got, &err), 0);
+        ck_assert_uint_eq(kc_secret_size(got), 64);
+        ck_assert_mem_eq(got, key, 64);
+        ck_assert_int_eq(kc_luks_volume_key_by_passphrase(l, "wrong", 5, &mk, &err), -EPERM);
+        ck_assert_ptr_null(mk);
+        ck_assert_ptr_nonnull(strstr(err.msg, "no keyslot"));
+
+        /* The stock tool opens the recovery keyslot to the very same key. */
+        passfile = kc_test_write_file(dir, "pass", pass);
+        mk = kc_test_cryptsetup_volume_key(img, NULL, passfile);
+        ck_assert_mem_eq(mk, key, 64);
+
+        ck_assert_int_eq(kc_luks_remove_keyslots(l, &err), 1);
+        ck_assert_int_lt(kc_luks_volume_key_by_passphrase(l, pass, strlen(pass), &got, &err), 0);
+        ck_assert_int_eq(kc_luks_verify_key(l, key, 64), 0);
+
+        /* A keyslot can be added back from the volume key alone. */
+        ck_assert_int_eq(kc_luks_set_pbkdf(l, &kc_test_fast_pbkdf, &err), 0);
+        ck_assert_int_ge(kc_luks_add_passphrase(l, key, 64, "again", 5, &err), 0);
+        kc_secret_free(TAKE_PTR(got));
+        ck_assert_int_eq(kc_luks_volume_key_by_passphrase(l, "again", 5, &got, &err), 0);
+        ck_assert_mem_eq(got, key, 64);
+}
+END_TEST
+
+START_TEST(test_detached_header) {
+        _cleanup_free_ char *dir = kc_test_tmpdir(), *img = kc_test_image(dir, "data.img", KC_TEST_IMAGE_SIZE),
+                            *hdr = kc_test_image(dir, "hdr.img", 0);  /* new and empty, as a header file usually starts */
+        _cleanup_secret_ uint8_t *key = kc_test_random_key(64);
+        _cleanup_(kc_token_clear) struct kc_token tok = {}, back = {};
+        _cleanup_luks_ struct kc_luks *l = NULL, *nol = NULL;
+        struct kc_luks_segment seg;
+        struct kc_err err = {};
+
+        kc_test_token(&tok, 1);
+        struct kc_luks_format_params p = {
+                .device = img, .header = hdr, .volume_key = key, .volume_key_size = 64,
+        };
+        ck_assert_msg(kc_luks_format(&p, &tok, &err) == 0, "%s", err.msg);
+
+        /* The data device stays raw: still all zeros, no signature. */
+        ck_assert(kc_test_file_is_zero(img));
+        ck_assert_int_eq(kc_luks_check_blank(img, &err), 0);
+        ck_assert_int_eq(kc_luks_open(img, NULL, &nol, &err), -EINVAL);
+
+        ck_assert_int_eq(kc_luks_open(img, hdr, &l, &err), 0);
+        ck_assert_int_eq(kc_luks_segment(l, &seg), 0);
+        ck_assert_uint_eq(seg.offset, 0);
+        ck_assert_str_eq(seg.data_device, img);
+        ck_assert_int_eq(kc_luks_token_read(l, &back, NULL, &err), 0);
+        ck_assert_int_eq(kc_luks_verify_key(l, key, 64), 0);
+}
+END_TEST
+
+START_TEST(test_sector_size) {
+        _cleanup_free_ char *dir = kc_test_tmpdir();
+        _cleanup_secret_ uint8_t *key = kc_test_random_key(64);
+        _cleanup_(kc_token_clear) struct kc_token tok = {};
+        static const struct {
+                uint64_t size;
+                uint32_t requested, want;
+                int r;
+        } cases[] = {
+                { KC_TEST_IMAGE_SIZE, 0, 4096, 0 },
+                { KC_TEST_IMAGE_SIZE, 512, 512, 0 },
+                { KC_TEST_IMAGE_SIZE, 4096, 4096, 0 },
+                { KC_TEST_IMAGE_SIZE + 512, 0, 512, 0 },   /* 4096 would not divide the device */
+                { KC_TEST_IMAGE_SIZE, 1000, 0, -EINVAL },
+                { KC_TEST_IMAGE_SIZE, 8192, 0, -EINVAL },
+                { KC_TEST_IMAGE_SIZE, 256, 0, -EINVAL },
+        };
+
+        kc_test_token(&tok, 1);
+        for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+                _cleanup_free_ char *name = NULL, *img = NULL;
+                _cleanup_luks_ struct kc_luks *l = NULL;
+                struct kc_luks_segment seg;
+                struct kc_err err = {};
+
+                ck_assert_int_ge(asprintf(&name, "s%zu.img", i), 0);
+                img = kc_test_image(dir, name, cases[i].size);
+                struct kc_luks_format_params p = {
+                        .device = img, .volume_key = key, .volume_key_size = 64,
+                        .sector_size = cases[i].requested,
+                };
+                ck_assert_int_eq(kc_luks_format(&p, &tok, &err), cases[i].r);
+                if (cases[i].r < 0) {
+                        ck_assert_ptr_nonnull(strstr(err.msg, "sector size"));
+                        ck_assert(kc_test_file_is_zero(img));
+                        continue;
+                }
+                ck_assert_int_eq(kc_luks_open(img, NULL, &l, &err), 0);
+                ck_assert_int_eq(kc_luks_segment(l, &seg), 0);
+                ck_assert_uint_eq(seg.sector_size, cases[i].want);
+        }
+}
+END_TEST
+
+START_TEST(test_signatures) {
+        _cleanup_free_ char *dir = kc_test_tmpdir(), *img = kc_test_image(dir, "a.img", KC_TEST_IMAGE_SIZE),
+                            *fs = kc_test_image(dir, "fs.img", KC_TEST_IMAGE_SIZE);
+        _cleanup_secret_ uint8_t *key = kc_test_random_key(64);
+        _cleanup_(kc_token_clear) struct kc_token tok = {};
+        struct kc_err err = {};
+        uint64_t before;
+
+        kc_test_token(&tok, 1);
+        ck_assert_int_eq(kc_luks_check_blank(img, &err), 0);
+        struct kc_luks_format_params p = { .device = img, .volume_key = key, .volume_key_size = 64 };
+        ck_assert_int_eq(kc_luks_format(&p, &tok, &err), 0);
+
+        /* A LUKS device is refused, and left exactly as it was. */
+        before = kc_test_file_hash(img);
+        ck_assert_int_eq(kc_luks_check_blank(img, &err), -EEXIST);
+        ck_assert_ptr_nonnull(strstr(err.msg, "crypto_LUKS"));
+        err = (struct kc_err) {};
+        ck_assert_int_eq(kc_luks_format(&p, &tok, &err), -EEXIST);
+        ck_assert_uint_eq(kc_test_file_hash(img), before);
+        p.force = true;
+        ck_assert_int_eq(kc_luks_format(&p, &tok, &err), 0);
+        ck_assert_uint_ne(kc_test_file_hash(img), before);
+
+        /* A filesystem too. */
+        if (system("command -v mkfs.ext4 >/dev/null 2>&1") == 0) {
+                free(kc_test_run("mkfs.ext4 -q -F '%s' 2>&1", fs));
+                err = (struct kc_err) {};
+                ck_assert_int_eq(kc_luks_check_blank(fs, &err), -EEXIST);
+                ck_assert_msg(strstr(err.msg, "ext4"), "%s", err.msg);
+        }
+        err = (struct kc_err) {};
+        ck_assert_int_eq(kc_luks_check_blank("/nonexistent/x.img", &err), -ENOENT);
+}
+END_TEST
+
+START_TEST(test_open_refusals) {
+        _cleanup_free_ char *dir = kc_test_tmpdir(), *img = kc_test_image(dir, "zero.img", KC_TEST_IMAGE_SIZE),
+                            *l1 = kc_test_luks1(dir, "l1.img");
+        _cleanup_luks_ struct kc_luks *l = NULL;
+        struct kc_err err = {};
+        uint64_t before = kc_test_file_hash(l1);
+
+        ck_assert_int_eq(kc_luks_open(img, NULL, &l, &err), -EINVAL);
+        ck_assert_msg(strstr(err.msg, "not a LUKS2 device"), "%s", err.msg);
+        err = (struct kc_err) {};
+        ck_assert_int_eq(kc_luks_open(l1, NULL, &l, &err), -EINVAL);
+        ck_assert_msg(strstr(err.msg, "is LUKS1"), "%s", err.msg);
+        ck_assert_uint_eq(kc_test_file_hash(l1), before);
+        err = (struct kc_err) {};
+        ck_assert_int_eq(kc_luks_open("/nonexistent/x.img", NULL, &l, &err), -ENOENT);
+        ck_assert_ptr_nonnull(strstr(err.msg, "/nonexistent/x.img"));
+        err = (struct kc_err) {};
+        ck_assert_int_eq(kc_luks_open(dir, NULL, &l, &err), -ENOTBLK);
+        err = (struct kc_err) {};
+        ck_assert_int_eq(kc_luks_open(img, "/nonexistent/hdr", &l, &err), -ENOENT);
+        ck_assert_ptr_null(l);
+}
+END_TEST
+
+/* Raw token JSON as another tool (or an attacker) could store it, and what reading it must say. */
+static const struct {
+        const char *json;
+        int r;
+        const char *want;
+} bad_tokens[] = {
+        { "{\"type\":\"kmscrypt\",\"keyslots\":[]}", -EINVAL, "no \"kmscrypt_version\"" },
+        { "{\"type\":\"kmscrypt\",\"keyslots\":[],\"kmscrypt_version\":1}", -EINVAL, "has no \"provider\"" },
+        { "{\"type\":\"kmscrypt\",\"keyslots\":[],\"kmscrypt_version\":2,\"future\":true}", -EPROTONOSUPPORT,
+          "unsupported kmscrypt token version 2" },
+        { "{\"type\":\"kmscrypt\",\"keyslots\":[],\"kmscrypt_version\":\"1\"}", -EINVAL,
+          "\"kmscrypt_version\" is not an integer" },
+        { "{\"type\":\"kmscrypt\",\"keyslots\":[],\"kmscrypt_version\":1,\"provider\":\"local\",\"key_id\":\"k\","
+          "\"key_version\":\"3\",\"context\":{\"db-id\":\"d\",\"volume-id\":\"v\"},\"wrapped_key\":\"AAAA\"}",
+          -EINVAL, "\"key_version\" is not an integer" },
+        { "{\"type\":\"kmscrypt\",\"keyslots\":[],\"kmscrypt_version\":1,\"provider\":\"local\",\"key_id\":\"k\","
+          "\"key_version\":3,\"context\":{\"db-id\":\"d\",\"volume-id\":\"v\"},\"wrapped_key\":\"AA*A\"}",
+          -EINVAL, "not valid base64" },
+        { "{\"type\":\"kmscrypt\",\"keyslots\":[],\"kmscrypt_version\":1,\"provider\":\"local\",\"key_id\":\"k\","
+          "\"key_version\":3,\"context\":[],\"wrapped_key\":\"AAAA\"}",
+          -EINVAL, "\"context\" is not an object" },
+        { "{\"type\":\"kmscrypt\",\"keyslots\":[],\"kmscrypt_version\":1,\"provider\":\"local\",\"key_id\":\"k\","
+          "\"key_version\":3,\"context\":{\"db-id\":\"d\",\"volume-id\":\"v\"},\"wrapped_key\":\"AAAA\",\"x\":1}",
+          -EINVAL, "unknown member \"x\"" },
+};
+
+START_TEST(test_bad_token) {
+        _cleanup_free_ char *dir = kc_test_tmpdir(), *img = kc_test_luks2_plain(dir, "a.img", NULL);
+
+        for (size_t i = 0; i < ARRAY_SIZE(bad_tokens); i++) {
+                _cleanup_luks_ struct kc_luks *l = NULL;
+                struct kc_token t = { .key_version = 4242 };
+                struct kc_err err = {};
+                uint64_t before;
+
+                kc_test_token_set_raw(img, NULL, 0, bad_tokens[i].json);
+                before = kc_test_file_hash(img);
+                ck_assert_int_eq(kc_luks_open(img, NULL, &l, &err), 0);
+                ck_assert_int_eq(kc_luks_token_read(l, &t, NULL, &err), bad_tokens[i].r);
+                ck_assert_msg(strstr(err.msg, bad_tokens[i].want), "%s", err.msg);
+                ck_assert_ptr_nonnull(strstr(err.msg, "kmscrypt token 0 of"));
+                ck_assert_uint_eq(t.key_version, 4242);
+                ck_assert_uint_eq(kc_test_file_hash(img), before);
+                kc_test_token_set_raw(img, NULL, 0, NULL);
+        }
+}
+END_TEST
+
+START_TEST(test_token_presence) {
+        _cleanup_free_ char *dir = kc_test_tmpdir(), *img = kc_test_luks2_plain(dir, "a.img", NULL), *pad = NULL;
+        _cleanup_(kc_token_clear) struct kc_token tok = {}, back = {};
+        _cleanup_luks_ struct kc_luks *l = NULL;
+        struct kc_err err = {};
+        int id;
+
+        /* LUKS2 without any token, then with someone else's token only. */
+        ck_assert_int_eq(kc_luks_open(img, NULL, &l, &err), 0);
+        ck_assert_int_eq(kc_luks_token_read(l, &back, NULL, &err), -ENOENT);
+        ck_assert_ptr_nonnull(strstr(err.msg, "has no kmscrypt token"));
+        kc_luks_close(TAKE_PTR(l));
+        kc_test_token_set_raw(img, NULL, 3, "{\"type\":\"systemd-recovery\",\"keyslots\":[]}");
+        ck_assert_int_eq(kc_luks_open(img, NULL, &l, &err), 0);
+        ck_assert_int_eq(kc_luks_token_read(l, &back, NULL, &err), -ENOENT);
+
+        /* Write ours; a second add is refused; replacing the other type's token is refused. */
+        kc_test_token(&tok, 5);
+        ck_assert_int_eq(kc_luks_token_write(l, -1, &tok, &err), 0);
+        ck_assert_int_eq(kc_luks_token_write(l, -1, &tok, &err), -EEXIST);
+        err = (struct kc_err) {};
+        ck_assert_int_eq(kc_luks_token_write(l, 3, &tok, &err), -EINVAL);
+        ck_assert_ptr_nonnull(strstr(err.msg, "not the kmscrypt token"));
+
+        /* Replace in place (what a re-wrap does). */
+        tok.key_version = 6;
+        ck_assert_int_eq(kc_luks_token_write(l, 0, &tok, &err), 0);
+        kc_luks_close(TAKE_PTR(l));
+        ck_assert_int_eq(kc_luks_open(img, NULL, &l, &err), 0);
+        ck_assert_int_eq(kc_luks_token_read(l, &back, &id, &err), 0);
+        ck_assert_int_eq(id, 0);
+        ck_assert_uint_eq(back.key_version, 6);
+        kc_luks_close(TAKE_PTR(l));
+
+        /* Two kmscrypt tokens: nothing could say which counts. */
+        {
+                _cleanup_free_ char *json = NULL;
+
+                ck_assert_int_eq(kc_token_format(&tok, &json), 0);
+                kc_test_token_set_raw(img, NULL, 7, json);
+        }
+        ck_assert_int_eq(kc_luks_open(img, NULL, &l, &err), 0);
+        err = (struct kc_err) {};
+        ck_assert_int_eq(kc_luks_token_read(l, &back, NULL, &err), -ENOTUNIQ);
+        ck_assert_ptr_nonnull(strstr(err.msg, "more than one kmscrypt token (0 and 7)"));
+        kc_luks_close(TAKE_PTR(l));
+
+        /* Oversized: libcryptsetup stores it (the JSON area is 12 KiB), we refuse it. */
+        kc_test_token_set_raw(img, NULL, 7, NULL);
+        kc_test_token_set_raw(img, NULL, 0, NULL);
+        pad = malloc(KC_TOKEN_JSON_MAX + 200);
+        ck_assert_ptr_nonnull(pad);
+        snprintf(pad, KC_TOKEN_JSON_MAX + 200, "{\"type\":\"kmscrypt\",\"keyslots\":[],\"kmscrypt_version\":1,\"x\":\"%0*d\"}",
+                 KC_TOKEN_JSON_MAX, 0);
+        kc_test_token_set_raw(img, NULL, 1, pad);
+        ck_assert_int_eq(kc_luks_open(img, NULL, &l, &err), 0);
+        err = (struct kc_err) {};
+        ck_assert_int_eq(kc_luks_token_read(l, &back, NULL, &err), -E2BIG);
+        ck_assert_msg(strstr(err.msg, "larger than 8192"), "%s", err.msg);
+}
+END_TEST
+
+START_TEST(test_dump_json) {
+        _cleanup_free_ char *dir = kc_test_tmpdir(), *img = kc_test_image(dir, "a.img", KC_TEST_IMAGE_SIZE);
+        _cleanup_secret_ uint8_t *key = kc_test_random_key(64);
+        _cleanup_(kc_token_clear) struct kc_token tok = {};
+        _cleanup_luks_ struct kc_luks *l = NULL;
+        struct json_object *o = NULL, *kc, *slots, *tokens;
+        struct kc_err err = {};
+
+        kc_test_token(&tok, 9);
+        struct kc_luks_format_params p = {
+                .device = img, .volume_key = key, .volume_key_size = 64, .label = "L",
+                .recovery_passphrase = "pw", .recovery_passphrase_len = 2, .pbkdf = &kc_test_fast_pbkdf,
+        };
+        ck_assert_int_eq(kc_luks_format(&p, &tok, &err), 0);
+        ck_assert_int_eq(kc_luks_open(img, NULL, &l, &err), 0);
+        ck_assert_int_eq(kc_luks_dump_json(l, &o), 0);
+
+        ck_assert_str_eq(json_object_get_string(json_object_object_get(o, "type")), "LUKS2");
+        ck_assert_str_eq(json_object_get_string(json_object_object_get(o, "label")), "L");
+        ck_assert_str_eq(json_object_get_string(json_object_object_get(o, "cipher_mode")), "xts-plain64");
+        ck_assert_int_eq(json_object_get_int(json_object_object_get(o, "key_size")), 64);   /* from the keyslot */
+        ck_assert_int_eq(json_object_get_int64(json_object_object_get(o, "data_offset")), 16 << 20);
+        ck_assert_str_eq(json_object_get_string(json_object_object_get(o, "data_size")), "dynamic");
+        ck_assert(json_object_object_get_ex(o, "header", NULL));
+        ck_assert_ptr_null(json_object_object_get(o, "header"));
+
+        slots = json_object_object_get(o, "keyslots");
+        ck_assert_uint_eq(json_object_array_length(slots), 1);
+        ck_assert_str_eq(json_object_get_string(json_object_object_get(json_object_array_get_idx(slots, 0), "kdf")),
+                         "pbkdf2");
+        tokens = json_object_object_get(o, "tokens");
+        ck_assert_uint_eq(json_object_array_length(tokens), 1);
+        ck_assert_str_eq(json_object_get_string(json_object_object_get(json_object_array_get_idx(tokens, 0), "type")),
+                         "kmscrypt");
+
+        kc = json_object_object_get(o, "kmscrypt");
+        ck_assert_ptr_nonnull(kc);
+        ck_assert_int_eq(json_object_get_int(json_object_object_get(kc, "key_version")), 9);
+        ck_assert_str_eq(json_object_get_string(json_object_object_get(kc, "key_ref")), "local:5f0c6a1e-0e8b-4f0d-9a3c-2b1a00112233");
+        ck_assert_int_eq(json_object_get_int(json_object_object_get(kc, "wrapped_key_length")), (int) tok.wrapped_key_len);
+        ck_assert_str_eq(json_object_get_string(json_object_object_get(json_object_object_get(kc, "context"), "volume-id")),
+                         "vol-2");
+        json_object_put(o);
+}
+END_TEST
+
+Suite *kc_test_suite(void) {
+        Suite *s = suite_create("luks");
+        TCase *tc = tcase_create("luks");
+
+        if (getuid() != 0 && access("/run/cryptsetup", W_OK) < 0)
+                /* libcryptsetup takes its metadata locks there. */
+                kc_test_skip("needs /run/cryptsetup writable (root)");
+        tcase_set_timeout(tc, 30);
+        tcase_add_test(tc, test_format_and_read);
+        tcase_add_test(tc, test_recovery_keyslot);
+        tcase_add_test(tc, test_detached_header);
+        tcase_add_test(tc, test_sector_size);
+        tcase_add_test(tc, test_signatures);
+        tcase_add_test(tc, test_open_refusals);
+        tcase_add_test(tc, test_bad_token);
+        tcase_add_test(tc, test_token_presence);
+        tcase_add_test(tc, test_dump_json);
+        suite_add_tcase(s, tc);
+        return s;
+}
