@@ -21,7 +21,7 @@ make -j"$(nproc)" check VERBOSE=1
 # Robustness tiers: run both, fail if either failed.
 cd "$top"
 rc=0
-sh tests/sanitize.sh "$top/build-asan" || rc=1
+JOBS="$(nproc)" sh tests/sanitize.sh "$top/build-asan" || rc=1
 sh tests/valgrind-cli.sh "$top/build" > build/valgrind-cli.log 2>&1 || rc=1
 grep -A 30 -E '^FAIL' build/valgrind-cli.log || true
 echo "valgrind memcheck (CLI): $(tail -n 1 build/valgrind-cli.log)"
