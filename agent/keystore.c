@@ -706,6 +706,29 @@ static int root_ensure(struct kc_keystore *ks, struct kc_err *err) {
         return root_load(ks, err);
 }
 
+int kc_keystore_parse_key_file(const uint8_t root_key[static 32], const char *id, const char *text,
+                               const char *name, struct kc_key_info *ret, struct kc_err *err) {
+        _cleanup_(key_freep) struct ks_key *k = NULL;
+        struct kc_keystore ks = { .lock_fd = -1 };
+        int r;
+
+        if (!id || !text || !name)
+                return -EINVAL;
+        ks.root = kc_secret_alloc(KS_ROOT_BUF);
+        if (!ks.root)
+                return -ENOMEM;
+        memcpy(ks.root + KS_ROOT, root_key, KS_CMK_SIZE);
+        r = root_derive(&ks);
+        if (r >= 0)
+                r = key_parse(&ks, id, text, name, &k, err);
+        kc_secret_free(ks.root);
+        if (r < 0)
+                return r;
+        if (ret)
+                key_info(k, ret);
+        return 0;
+}
+
 /* ---- cache, locking, change counter --------------------------------------------------------- */
 
 static void entries_free(struct kc_keystore *ks) {

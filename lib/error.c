@@ -14,6 +14,15 @@ int kc_err_set(struct kc_err *err, int error, const char *fmt, ...) {
                 va_start(ap, fmt);
                 vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
                 va_end(ap);
+                /*
+                 * Messages quote untrusted input (an unknown op or member
+                 * name from a client, a field of a header): keep them one
+                 * line with no terminal controls, whatever was quoted, so
+                 * that no input can forge log lines or records.
+                 */
+                for (char *p = err->msg; *p; p++)
+                        if ((unsigned char) *p < 0x20 || *p == 0x7f)
+                                *p = '?';
         }
         return r;
 }

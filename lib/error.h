@@ -17,7 +17,7 @@ struct kc_err {
         char msg[256];
 };
 
-/* Record the first error only (the root cause); returns -abs(error). */
+/* Record the first error only (the root cause); returns -abs(error).  Control characters become '?'. */
 int kc_err_set(struct kc_err *err, int error, const char *fmt, ...) _printf_(3, 4);
 
 /* Message, or strerror() of the errno when no message was set. */

@@ -281,8 +281,13 @@ static int run(struct daemon *d, struct kc_server *s, int sfd) {
         }
 }
 
+/* Last to run at exit (declared first in main): the manager borrows strings of d.config. */
+static void daemon_done(struct daemon *d) {
+        kc_config_done(&d->config);
+}
+
 int main(int argc, char **argv) {
-        struct daemon d = {
+        _cleanup_(daemon_done) struct daemon d = {
                 .socket_path = getenv("KMSCRYPT_AGENT_SOCKET") ?: KC_AGENT_SOCKET,
                 .volumes_path = KC_VOLUMES_FILE,
                 .group = DEFAULT_GROUP,
@@ -354,6 +359,5 @@ int main(int argc, char **argv) {
 
         r = run(&d, s, sfd);
         kc_manager_stop(m);
-        kc_config_done(&d.config);
         return r < 0 ? 1 : 0;
 }
