@@ -445,7 +445,7 @@ int kc_mapping_of_device(const char *device, char **ret_name) {
         _cleanup_strv_ char **names = NULL;
         int r;
 
-        if (!device || !ret_name)
+        if (!device)
                 return -EINVAL;
         if (!kc_dm_available())
                 return -ENOENT;
@@ -461,7 +461,7 @@ int kc_mapping_of_device(const char *device, char **ret_name) {
                 same = same_device(st.device, device);
                 kc_volume_status_clear(&st);
                 if (same)
-                        return strdup_or_null(names[i], ret_name);
+                        return ret_name ? strdup_or_null(names[i], ret_name) : 0;
         }
         return -ENOENT;
 }

@@ -108,7 +108,7 @@ int kc_known_volumes_scan(const char *volumes_file, char *const *devices, struct
 /* Does v's token name this CMK (provider and key id as DescribeKey gives them)? */
 bool kc_known_volume_uses(const struct kc_known_volume *v, const struct kc_key_info *key);
 
-/* The first attached mapping whose backing device is device, or -ENOENT. Caller frees ret_name. */
+/* The first attached mapping whose backing device is device, or -ENOENT. Caller frees ret_name (may be NULL). */
 int kc_mapping_of_device(const char *device, char **ret_name);
 
 /* ---- key state of one volume ---- */
