@@ -181,3 +181,5 @@ int kc_cli_rewrap_users(struct kc_cli *cli, struct kc_kms *kms, const char *key_
                         char **devices);
 int kc_cli_key_retire_check(struct kc_cli *cli, struct kc_kms *kms, const char *key_ref, const char *volumes,
                             bool force);
+/* For status: the CMK's state and what still opens the volume, one line; false when unknown here. */
+bool kc_cli_key_state(struct kc_cli *cli, const char *device, const char *header, char *buf, size_t size);

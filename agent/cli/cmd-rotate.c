@@ -519,6 +519,35 @@ int kc_cli_key_retire_check(struct kc_cli *cli, struct kc_kms *kms, const char *
         return KC_EXIT_OK;
 }
 
+/* ---- key state for status (cmd-attach.c) ---- */
+
+/* The KMS for status only: opened quietly, since status must work (without this line) where it cannot. */
+static struct kc_kms *status_kms(struct kc_cli *cli) {
+        struct kc_kms_config kcfg;
+
+        if (cli->kms)
+                return cli->kms;
+        if (!cli->config_loaded && kc_config_load(&cli->overrides, &cli->config, NULL) >= 0)
+                cli->config_loaded = true;
+        if (!cli->config_loaded)
+                return NULL;
+        kc_config_kms(&cli->config, &kcfg);
+        (void) kc_kms_open(&kcfg, &cli->kms, NULL);
+        return cli->kms;
+}
+
+bool kc_cli_key_state(struct kc_cli *cli, const char *device, const char *header, char *buf, size_t size) {
+        struct kc_volume_ref ref = { .device = device, .header = header };
+        struct kc_kms_request req = kc_cli_request(cli, NULL);
+        struct kc_volume_key_health h;
+        struct kc_kms *kms = status_kms(cli);
+
+        if (!kms || kc_volume_key_health(kms, &req, &ref, &h, NULL) < 0)
+                return false;
+        kc_volume_key_health_format(&h, buf, size);
+        return true;
+}
+
 /* ---- copies ---- */
 
 struct progress {
