@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* kmscrypt attach | detach | status | list */
-#include <getopt.h>
 #include <inttypes.h>
 #include <string.h>
 
@@ -17,30 +16,6 @@ static int usage_error(const char *cmd, const char *what) {
         log_error("%s: %s (see 'kmscrypt %s --help')", cmd, what, cmd);
         return KC_EXIT_USAGE;
 }
-
-static const char attach_help[] =
-        "Usage: kmscrypt attach DEVICE|UUID=...|LABEL=... [OPTIONS]\n"
-        "       kmscrypt attach VOLUME        (a name in the volumes file)\n"
-        "       kmscrypt attach --all         (every volume of the volumes file)\n"
-        "\n"
-        "Unwrap the volume's data key through its KMS under the encryption context\n"
-        "stored in its kmscrypt token, load it into the kernel keyring and create\n"
-        "the dm-crypt mapping /dev/mapper/NAME.  When kmscryptd runs, the agent does\n"
-        "it (and keeps retrying a volume whose KMS or device is away); otherwise\n"
-        "kmscrypt does it itself, with the same output.\n"
-        "\n"
-        "      --all                    attach every configured volume that is not attached\n"
-        "      --volumes FILE           volumes file without the agent (default " KC_VOLUMES_FILE ")\n"
-        "  -n, --name NAME              mapping name (default: the context's volume-id)\n"
-        "      --header FILE            detached LUKS2 header\n"
-        "      --expect-context K=V,..  refuse unless the token's context is exactly this\n"
-        "      --expect-context-json J  the same as a JSON object\n"
-        "  -r, --read-only              read-only mapping\n"
-        "      --perf-options LIST      dm-crypt flags, e.g. no_read_workqueue,same_cpu_crypt\n"
-        "                               (default: no_read_workqueue,no_write_workqueue; 'none')\n"
-        "      --allow-discards         pass discards (TRIM) to the device\n"
-        "      --json                   print the result as JSON\n"
-        "  -h, --help                   this text\n";
 
 static int parse_expect(const char *kv, const char *json, struct kc_context **ret) {
         struct kc_err err = {};
@@ -223,63 +198,59 @@ static int attach_one(struct kc_cli *cli, const struct kc_attach_params *p, cons
 }
 
 static int run_attach(struct kc_cli *cli, int argc, char **argv) {
-        enum { ARG_HEADER = 0x100, ARG_EXPECT, ARG_EXPECT_JSON, ARG_PERF, ARG_DISCARDS, ARG_JSON, ARG_ALL,
-               ARG_VOLUMES };
-        static const struct option options[] = {
-                { "name",                required_argument, NULL, 'n' },
-                { "header",              required_argument, NULL, ARG_HEADER },
-                { "expect-context",      required_argument, NULL, ARG_EXPECT },
-                { "expect-context-json", required_argument, NULL, ARG_EXPECT_JSON },
-                { "read-only",           no_argument,       NULL, 'r' },
-                { "perf-options",        required_argument, NULL, ARG_PERF },
-                { "allow-discards",      no_argument,       NULL, ARG_DISCARDS },
-                { "json",                no_argument,       NULL, ARG_JSON },
-                { "all",                 no_argument,       NULL, ARG_ALL },
-                { "volumes",             required_argument, NULL, ARG_VOLUMES },
-                { "help",                no_argument,       NULL, 'h' },
-                {}
-        };
+        const char *expect_kv = NULL, *expect_json = NULL, *perf = NULL, *volumes = KC_VOLUMES_FILE;
         struct kc_attach_params p = { .flags = KC_CRYPT_DEFAULT_FLAGS };
+        bool discards = false, all = false, read_only = false;
+        const struct kc_cli_option options[] = {
+                { .name = "all", .help = "attach every configured volume that is not attached", .flag = &all },
+                { .name = "volumes", .arg = "FILE", .help = "volumes file when working without the agent", .value = &volumes },
+                { .name = "name", .short_name = 'n', .arg = "NAME", .help = "mapping name (default: the context's volume-id)", .value = &p.name },
+                { .name = "header", .arg = "FILE", .help = "detached LUKS2 header", .value = &p.header },
+                { .name = "expect-context", .arg = "K=V,...", .help = "refuse unless the token's context is exactly this", .value = &expect_kv },
+                { .name = "expect-context-json", .arg = "JSON", .help = "the same as a JSON object", .value = &expect_json },
+                { .name = "read-only", .short_name = 'r', .help = "read-only mapping", .flag = &read_only },
+                { .name = "perf-options", .arg = "LIST", .help = "dm-crypt flags (default no_read_workqueue,no_write_workqueue; 'none')", .value = &perf },
+                { .name = "allow-discards", .help = "pass discards (TRIM) to the device", .flag = &discards },
+                {},
+        };
+        const struct kc_cli_usage usage = {
+                .synopsis = "attach DEVICE|UUID=...|LABEL=...|VOLUME|--all [OPTIONS]",
+                .description =
+                        "Unwrap the volume's data key through its KMS under the encryption context\n"
+                        "stored in its kmscrypt token, load it into the kernel keyring and create\n"
+                        "the dm-crypt mapping /dev/mapper/NAME.  VOLUME is a name of the volumes file.\n"
+                        "When kmscryptd runs, the agent does it (and keeps retrying a volume whose KMS\n"
+                        "or device is away); otherwise kmscrypt does it itself, with the same output.",
+                .options = options,
+                .min_args = 0, .max_args = 1,
+        };
         _cleanup_context_ struct kc_context *expect = NULL;
-        const char *expect_kv = NULL, *expect_json = NULL, *volumes = KC_VOLUMES_FILE, *volume = NULL;
         struct kc_attach_result res;
         struct kc_err err = {};
-        bool discards = false, all = false, tuned = false;
-        int c, r;
+        const char *volume = NULL;
+        bool tuned;
+        int nargs, r;
 
-        optind = 0;
-        while ((c = getopt_long(argc, argv, "+n:rh", options, NULL)) >= 0)
-                switch (c) {
-                case 'n': p.name = optarg; tuned = true; break;
-                case ARG_HEADER: p.header = optarg; tuned = true; break;
-                case ARG_EXPECT: expect_kv = optarg; tuned = true; break;
-                case ARG_EXPECT_JSON: expect_json = optarg; tuned = true; break;
-                case 'r': p.read_only = true; tuned = true; break;
-                case ARG_PERF:
-                        if (kc_crypt_flags_parse(optarg, &p.flags) < 0)
-                                return usage_error("attach", "invalid --perf-options");
-                        tuned = true;
-                        break;
-                case ARG_DISCARDS: discards = true; tuned = true; break;
-                case ARG_JSON: cli->json = true; break;
-                case ARG_ALL: all = true; break;
-                case ARG_VOLUMES: volumes = optarg; break;
-                case 'h': fputs(attach_help, stdout); return KC_EXIT_OK;
-                default: return KC_EXIT_USAGE;
-                }
+        r = kc_cli_parse(cli, argc, argv, &usage, &nargs);
+        if (r <= 0)
+                return kc_cli_parse_exit(r);
+        tuned = p.name || p.header || expect_kv || expect_json || read_only || perf || discards;
         if (all) {
-                if (optind != argc || tuned)
+                if (nargs != 0 || tuned)
                         return usage_error("attach", "--all takes no DEVICE and no per-volume options");
                 return attach_all(cli, volumes);
         }
-        if (optind != argc - 1)
+        if (nargs != 1)
                 return usage_error("attach", "expected exactly one DEVICE or VOLUME");
-        if (is_volume_name(argv[optind])) {
+        if (is_volume_name(argv[1])) {
                 if (tuned)
                         return usage_error("attach", "a configured VOLUME takes its options from the volumes file");
-                volume = argv[optind];
+                volume = argv[1];
         }
-        p.device = argv[optind];
+        p.device = argv[1];
+        p.read_only = read_only;
+        if (perf && kc_crypt_flags_parse(perf, &p.flags) < 0)
+                return usage_error("attach", "invalid --perf-options");
         if (discards)
                 p.flags |= KC_CRYPT_ALLOW_DISCARDS;
         if (parse_expect(expect_kv, expect_json, &expect) < 0)
@@ -288,53 +259,42 @@ static int run_attach(struct kc_cli *cli, int argc, char **argv) {
 
         r = attach_one(cli, &p, volume, volumes, &res, &err);
         if (r < 0) {
-                log_error("cannot attach %s: %s", p.device, kc_err_msg(&err, r));
-                return kc_cli_exit_status(r);
+                char what[300];
+                snprintf(what, sizeof(what), "cannot attach %s", p.device);
+                return kc_cli_fail(cli, r, &err, what);
         }
         print_attach(cli, &res);
         return KC_EXIT_OK;
 }
 
-static const char detach_help[] =
-        "Usage: kmscrypt detach NAME [--deferred]\n"
-        "\n"
-        "Remove the dm-crypt mapping of a kmscrypt volume; the kernel wipes its key.\n"
-        "\n"
-        "      --deferred   remove when the last user closes it\n"
-        "  -h, --help       this text\n";
-
 static int run_detach(struct kc_cli *cli, int argc, char **argv) {
-        static const struct option options[] = {
-                { "deferred", no_argument, NULL, 'd' },
-                { "json",     no_argument, NULL, 'j' },
-                { "help",     no_argument, NULL, 'h' },
-                {}
-        };
-        struct kc_err err = {};
         bool deferred = false;
-        int c, r;
+        const struct kc_cli_option options[] = {
+                { .name = "deferred", .help = "remove when the last user closes it", .flag = &deferred },
+                {},
+        };
+        const struct kc_cli_usage usage = {
+                .synopsis = "detach NAME [--deferred]",
+                .description = "Remove the dm-crypt mapping of a kmscrypt volume; the kernel wipes its key.",
+                .options = options,
+                .min_args = 1, .max_args = 1,
+        };
+        _cleanup_(kc_client_closep) struct kc_client *agent = NULL;
+        struct kc_err err = {};
+        int nargs, r;
 
-        optind = 0;
-        while ((c = getopt_long(argc, argv, "+h", options, NULL)) >= 0)
-                switch (c) {
-                case 'd': deferred = true; break;
-                case 'j': cli->json = true; break;
-                case 'h': fputs(detach_help, stdout); return KC_EXIT_OK;
-                default: return KC_EXIT_USAGE;
-                }
-        if (optind != argc - 1)
-                return usage_error("detach", "expected exactly one NAME");
-        {
-                _cleanup_(kc_client_closep) struct kc_client *agent = open_agent();
-                r = agent ? kc_client_detach(agent, argv[optind], deferred, &err)
-                          : kc_detach(argv[optind], deferred, &err);
-        }
+        r = kc_cli_parse(cli, argc, argv, &usage, &nargs);
+        if (r <= 0)
+                return kc_cli_parse_exit(r);
+        agent = open_agent();
+        r = agent ? kc_client_detach(agent, argv[1], deferred, &err) : kc_detach(argv[1], deferred, &err);
         if (r < 0) {
-                log_error("cannot detach %s: %s", argv[optind], kc_err_msg(&err, r));
-                return kc_cli_exit_status(r);
+                char what[300];
+                snprintf(what, sizeof(what), "cannot detach %s", argv[1]);
+                return kc_cli_fail(cli, r, &err, what);
         }
         if (!cli->quiet && !cli->json)
-                printf("%s %s\n", argv[optind], deferred ? "marked for deferred removal" : "detached");
+                printf("%s %s\n", argv[1], deferred ? "marked for deferred removal" : "detached");
         return KC_EXIT_OK;
 }
 
@@ -476,51 +436,46 @@ static int print_agent_statuses(struct kc_cli *cli, struct kc_client *agent, cha
         return status;
 }
 
-static const char status_help[] =
-        "Usage: kmscrypt status [NAME...] [--json] [--header FILE]\n"
-        "       kmscrypt list [--json]\n"
-        "\n"
-        "Show attached kmscrypt volumes: device, LUKS UUID, provider, key and version,\n"
-        "encryption context, cipher, key size, sector size, flags, open count, size.\n"
-        "Without NAME, every attached kmscrypt volume.  `list` prints names only.\n";
-
 static int run_status_or_list(struct kc_cli *cli, int argc, char **argv, bool list) {
-        static const struct option options[] = {
-                { "json",   no_argument,       NULL, 'j' },
-                { "header", required_argument, NULL, 'H' },
-                { "help",   no_argument,       NULL, 'h' },
-                {}
+        const char *header = NULL;
+        const struct kc_cli_option status_options[] = {
+                { .name = "header", .arg = "FILE", .help = "detached LUKS2 header of the volume named", .value = &header },
+                {},
+        };
+        const struct kc_cli_usage status_usage = {
+                .synopsis = "status [NAME...] [--header FILE]",
+                .description =
+                        "Show attached kmscrypt volumes: device, LUKS UUID, provider, key and version,\n"
+                        "encryption context, cipher, key size, sector size, flags, open count, size.\n"
+                        "Without NAME, every attached kmscrypt volume (and, through kmscryptd, every\n"
+                        "configured volume that waits, with the reason and since when).",
+                .options = status_options,
+                .min_args = 0, .max_args = 1024,
+        }, list_usage = {
+                .synopsis = "list",
+                .description = "Names of the attached kmscrypt volumes.",
         };
         _cleanup_strv_ char **names = NULL;
         _cleanup_(kc_client_closep) struct kc_client *agent = NULL;
         struct kc_err err = {};
-        const char *header = NULL;
-        int c, r;
+        int nargs, r;
 
-        optind = 0;
-        while ((c = getopt_long(argc, argv, "+h", options, NULL)) >= 0)
-                switch (c) {
-                case 'j': cli->json = true; break;
-                case 'H': header = optarg; break;
-                case 'h': fputs(status_help, stdout); return KC_EXIT_OK;
-                default: return KC_EXIT_USAGE;
-                }
-        if (list && optind < argc)
-                return usage_error("list", "takes no arguments");
+        r = kc_cli_parse(cli, argc, argv, list ? &list_usage : &status_usage, &nargs);
+        if (r <= 0)
+                return kc_cli_parse_exit(r);
         /* A detached header is read here, not by the agent. */
         agent = header ? NULL : open_agent();
         if (agent && !list)
-                return print_agent_statuses(cli, agent, optind < argc ? argv + optind : NULL);
-        if (optind < argc)
-                return print_statuses(cli, argv + optind, header);
+                return print_agent_statuses(cli, agent, nargs > 0 ? argv + 1 : NULL);
+        if (nargs > 0)
+                return print_statuses(cli, argv + 1, header);
 
         r = agent ? kc_client_list(agent, &names, &err) : kc_volume_list(&names);
         if (r < 0) {
-                if (agent)
-                        log_error("%s", kc_err_msg(&err, r));
-                else
-                        log_error_errno(r, "cannot list device-mapper devices: %m");
-                return kc_cli_exit_status(r);
+                /* The same words as the agent's, so scripts see one message either way. */
+                if (!agent)
+                        kc_err_set(&err, r, "cannot list device-mapper devices: %s", strerror(-r));
+                return kc_cli_fail(cli, r, &err, "cannot list volumes");
         }
         if (!list)
                 return print_statuses(cli, names, NULL);
