@@ -7,7 +7,6 @@
  *
  * Usage: rewrap-bench [N] [DIRECTORY]   (defaults 1000, $TMPDIR or /tmp)
  */
-#define _GNU_SOURCE
 #include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
