@@ -501,7 +501,7 @@ int kc_volume_key_health(struct kc_kms *kms, const struct kc_kms_request *req, c
         if (r >= 0) {
                 h.known = true;
                 h.state = info.state;
-        } else if (r == -ENOENT) {
+        } else if (r == -ENOENT || r == -ENOKEY) {
                 /* A key the keystore no longer has is as gone as a destroyed one. */
                 h.known = true;
                 h.state = KC_KEY_DESTROYED;
