@@ -492,12 +492,18 @@ int kc_cli_key_retire_check(struct kc_cli *cli, struct kc_kms *kms, const char *
         unsigned n = 0;
         int r;
 
-        r = kc_kms_describe_key(kms, &req, key_ref, &info, &err);
-        if (r < 0)
-                return kc_cli_fail(cli, r, &err, "describe key");
         r = kc_known_volumes_scan(volumes, NULL, &k, &err);
         if (r < 0)
                 return kc_cli_fail(cli, r, &err, "find the volumes that use the key");
+        for (size_t i = 0; i < k->n; i++)
+                n += k->v[i].error == 0;
+        /* Nothing to compare with: no DescribeKey (and no audit record) for nothing. */
+        if (n == 0)
+                return KC_EXIT_OK;
+        n = 0;
+        r = kc_kms_describe_key(kms, &req, key_ref, &info, &err);
+        if (r < 0)
+                return kc_cli_fail(cli, r, &err, "describe key");
         for (size_t i = 0; i < k->n; i++) {
                 if (!kc_known_volume_uses(&k->v[i], &info))
                         continue;
