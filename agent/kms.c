@@ -207,6 +207,15 @@ static int audit_finish(struct kc_kms *k, const struct kc_kms_request *req, stru
         return 0;
 }
 
+int kc_kms_audit_event(struct kc_kms *k, const struct kc_kms_request *req, struct kc_audit_record *rec,
+                       int result, struct kc_err *err) {
+        struct kc_err local = {};
+
+        if (!k || !rec || !rec->operation)
+                return -EINVAL;
+        return audit_finish(k, req, rec, result, err ?: &local);
+}
+
 /* The same for an operation that made a data key: release it only when audited, else wipe it. */
 static int audit_finish_data_key(struct kc_kms *k, const struct kc_kms_request *req, struct kc_audit_record *rec,
                                  int result, struct kc_data_key *dk, struct kc_data_key *ret, struct kc_err *err) {

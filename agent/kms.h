@@ -151,6 +151,15 @@ int kc_kms_schedule_deletion(struct kc_kms *k, const struct kc_kms_request *req,
 int kc_kms_cancel_deletion(struct kc_kms *k, const struct kc_kms_request *req, const char *key_ref,
                            struct kc_err *err);
 
+/*
+ * Record an operation built on the calls above (e.g. "RewrapVolume": a
+ * header rewritten after ReEncrypt) in the same audit trail; caller and
+ * volume come from req.  result < 0 is recorded as a refusal and returned;
+ * a success whose record is not durable fails (fail closed).
+ */
+int kc_kms_audit_event(struct kc_kms *k, const struct kc_kms_request *req, struct kc_audit_record *rec,
+                       int result, struct kc_err *err);
+
 /* The built-in providers. */
 extern const struct kc_kms_provider kc_kms_provider_local;
 #if HAVE_AWS

@@ -72,8 +72,8 @@ static int uuid_random(char ret[static 37]) {
         return 0;
 }
 
-static int token_build(const char *provider, const struct kc_data_key *dk, const struct kc_context *ctx,
-                       struct kc_token *ret) {
+int kc_volume_token_build(const char *provider, const struct kc_data_key *dk, const struct kc_context *ctx,
+                          struct kc_token *ret) {
         struct kc_token t = { .version = KC_TOKEN_VERSION, .key_version = dk->key_version };
         int r;
 
@@ -227,7 +227,7 @@ static int format_write(struct kc_kms *kms, const struct kc_kms_request *req, co
                 return r;
         if (kc_secret_size(dk.plaintext) != VOLUME_KEY_SIZE)
                 return kc_err_set(err, -EIO, "the KMS returned a data key of the wrong size");
-        r = token_build(provider, &dk, p->context, &token);
+        r = kc_volume_token_build(provider, &dk, p->context, &token);
         if (r < 0)
                 return kc_err_set(err, r, "cannot build the kmscrypt token: %s", strerror(-r));
 
@@ -374,7 +374,7 @@ int kc_volume_adopt(struct kc_kms *kms, const struct kc_caller *caller,
         r = kc_kms_encrypt(kms, &req, p->key_ref, p->context, key, kc_secret_size(key), &dk, err);
         if (r < 0)
                 return r;
-        r = token_build(provider->name, &dk, p->context, &token);
+        r = kc_volume_token_build(provider->name, &dk, p->context, &token);
         if (r < 0)
                 return kc_err_set(err, r, "cannot build the kmscrypt token: %s", strerror(-r));
         r = kc_luks_token_write(l, -1, &token, err);

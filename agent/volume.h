@@ -49,6 +49,10 @@ struct kc_volume_result {
         int removed_keyslots;           /* adopt --remove-passphrase: how many */
 };
 
+/* A kmscrypt token for a key the KMS just wrapped (dk->plaintext is not used). -ENAMETOOLONG, -ENOMEM. */
+int kc_volume_token_build(const char *provider, const struct kc_data_key *dk, const struct kc_context *ctx,
+                          struct kc_token *ret);
+
 struct kc_volume_format_params {
         struct kc_volume_ref ref;
         const char *key_ref;            /* CMK, e.g. "alias/pgdata", "local:5f0c..." */

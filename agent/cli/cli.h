@@ -168,3 +168,18 @@ extern const struct kc_cli_command kc_cli_cmd_detach;
 extern const struct kc_cli_command kc_cli_cmd_status;
 extern const struct kc_cli_command kc_cli_cmd_list;
 extern const struct kc_cli_command kc_cli_cmd_config;
+/* Rotation and copies (cmd-rotate.c). */
+extern const struct kc_cli_command kc_cli_cmd_rewrap;
+extern const struct kc_cli_command kc_cli_cmd_rebind;
+extern const struct kc_cli_command kc_cli_cmd_snapshot;
+extern const struct kc_cli_command kc_cli_cmd_backup;
+extern const struct kc_cli_command kc_cli_cmd_restore;
+/* For cmd-key.c: `key usage`, `key rotate --rewrap`, and schedule-deletion's in-use check
+ * (KC_EXIT_OK to go on, else the status to return; prints the volumes). */
+int kc_cli_key_usage(struct kc_cli *cli, int argc, char **argv);
+int kc_cli_rewrap_users(struct kc_cli *cli, struct kc_kms *kms, const char *key_ref, const char *volumes,
+                        char **devices);
+int kc_cli_key_retire_check(struct kc_cli *cli, struct kc_kms *kms, const char *key_ref, const char *volumes,
+                            bool force);
+/* For status: the CMK's state and what still opens the volume, one line; false when unknown here. */
+bool kc_cli_key_state(struct kc_cli *cli, const char *device, const char *header, char *buf, size_t size);

@@ -298,6 +298,19 @@ static int run_detach(struct kc_cli *cli, int argc, char **argv) {
         return KC_EXIT_OK;
 }
 
+/* "key state:" (text) or "KeyState" (JSON): a disabled or deleted CMK leaves only recovery keyslots. */
+static void status_key_state(struct kc_cli *cli, const struct kc_volume_status *s, const char *header,
+                             struct json_object *o) {
+        char line[320];
+
+        if (!s->has_token || !kc_cli_key_state(cli, s->device, header, line, sizeof(line)))
+                return;
+        if (o)
+                json_object_object_add(o, "KeyState", json_object_new_string(line));
+        else
+                printf("  key state:    %s\n", line);
+}
+
 static void status_text(const struct kc_volume_status *s) {
         _cleanup_free_ char *flags = NULL, *ctx = NULL;
 
@@ -341,10 +354,15 @@ static int print_statuses(struct kc_cli *cli, char **names, const char *header) 
                                 status = kc_cli_exit_status(r);
                         continue;
                 }
-                if (arr)
-                        json_object_array_add(arr, kc_volume_status_to_json(&s));
-                else
+                if (arr) {
+                        struct json_object *o = kc_volume_status_to_json(&s);
+
+                        status_key_state(cli, &s, header, o);
+                        json_object_array_add(arr, o);
+                } else {
                         status_text(&s);
+                        status_key_state(cli, &s, header, NULL);
+                }
                 kc_volume_status_clear(&s);
         }
         if (arr)
@@ -379,10 +397,15 @@ static int print_agent_statuses(struct kc_cli *cli, struct kc_client *agent, cha
                 return kc_cli_exit_status(r);
         }
         for (size_t i = 0; i < st.n_volumes; i++)
-                if (arr)
-                        json_object_array_add(arr, kc_volume_status_to_json(&st.volumes[i]));
-                else
+                if (arr) {
+                        struct json_object *o = kc_volume_status_to_json(&st.volumes[i]);
+
+                        status_key_state(cli, &st.volumes[i], NULL, o);
+                        json_object_array_add(arr, o);
+                } else {
                         status_text(&st.volumes[i]);
+                        status_key_state(cli, &st.volumes[i], NULL, NULL);
+                }
         for (size_t i = 0; i < st.n_errors; i++) {
                 const struct kc_agent_volume *v = find_configured(&st, st.errors[i].name);
                 if (v && v->state != KC_VOLUME_ATTACHED)

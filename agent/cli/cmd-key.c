@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "agent/cli/cli.h"
+#include "agent/daemon/volumes.h"
 #include "lib/log.h"
 
 /*
@@ -315,12 +316,18 @@ static int key_change(struct kc_cli *cli, int argc, char **argv) {
 }
 
 static int key_rotate(struct kc_cli *cli, int argc, char **argv) {
+        bool rewrap = false;
+        const struct kc_cli_option options[] = {
+                { .name = "rewrap", .help = "then rewrap every known volume under KEY (and DEVICEs given)", .flag = &rewrap },
+                {},
+        };
         const struct kc_cli_usage usage = {
-                .synopsis = "key rotate KEY",
+                .synopsis = "key rotate KEY [--rewrap [DEVICE...]]",
                 .description = "Add a new version of the key; new data keys are wrapped under it, older\n"
                                "versions still unwrap what they wrapped.",
+                .options = options,
                 .min_args = 1,
-                .max_args = 1,
+                .max_args = 64,
         };
         struct kc_kms_request req = kc_cli_request(cli, NULL);
         struct json_object *extra;
@@ -331,18 +338,24 @@ static int key_rotate(struct kc_cli *cli, int argc, char **argv) {
 
         if (!kc_cli_begin(cli, argc, argv, &usage, &kms, &status))
                 return status;
+        if (!rewrap && argv[2])
+                return kc_cli_fail(cli, -EINVAL, NULL, "rotate key: DEVICE arguments go with --rewrap");
         r = kc_kms_rotate_key(kms, &req, argv[1], &version, &err);
         if (r < 0)
                 return kc_cli_fail(cli, r, &err, "rotate key");
         extra = json_object_new_object();
         json_object_object_add(extra, "KeyVersion", json_object_new_int64(version));
-        return print_change(cli, kms, argv[1], "rotate key", extra);
+        status = print_change(cli, kms, argv[1], "rotate key", extra);
+        return rewrap && status == KC_EXIT_OK ? kc_cli_rewrap_users(cli, kms, argv[1], KC_VOLUMES_FILE, argv + 2) : status;
 }
 
 static int key_schedule_deletion(struct kc_cli *cli, int argc, char **argv) {
-        const char *window = NULL;
+        const char *window = NULL, *volumes = KC_VOLUMES_FILE;
+        bool force = false;
         const struct kc_cli_option options[] = {
                 { .name = "pending-window-in-days", .arg = "DAYS", .help = "waiting period, 7 to 30 (default: configuration, 30)", .value = &window },
+                { .name = "force", .help = "even though known volumes still use the key", .flag = &force },
+                { .name = "volumes", .arg = "FILE", .help = "volumes file to check (default " KC_VOLUMES_FILE ")", .value = &volumes },
                 {},
         };
         const struct kc_cli_usage usage = {
@@ -366,6 +379,9 @@ static int key_schedule_deletion(struct kc_cli *cli, int argc, char **argv) {
         days = cli->config.deletion_window_days;
         if (window && kc_cli_parse_uint("pending-window-in-days", window, 7, 30, &days) < 0)
                 return KC_EXIT_USAGE;
+        status = kc_cli_key_retire_check(cli, kms, argv[1], volumes, force);
+        if (status != KC_EXIT_OK)
+                return status;
         r = kc_kms_schedule_deletion(kms, &req, argv[1], days, &date, &err);
         if (r < 0)
                 return kc_cli_fail(cli, r, &err, "schedule deletion");
@@ -384,6 +400,7 @@ static const struct kc_cli_command key_commands[] = {
         { .name = "rotate", .summary = "add a new key version", .run = key_rotate },
         { .name = "schedule-deletion", .summary = "destroy a key after a waiting period", .run = key_schedule_deletion },
         { .name = "cancel-deletion", .summary = "keep a key scheduled for deletion", .run = key_change },
+        { .name = "usage", .summary = "list the volumes that use a key, per version", .run = kc_cli_key_usage },
 };
 
 static int run_key(struct kc_cli *cli, int argc, char **argv) {

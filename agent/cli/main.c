@@ -23,6 +23,11 @@ static const struct kc_cli_command *const commands[] = {
         &kc_cli_cmd_status,
         &kc_cli_cmd_list,
         &kc_cli_cmd_config,
+        &kc_cli_cmd_rewrap,
+        &kc_cli_cmd_rebind,
+        &kc_cli_cmd_snapshot,
+        &kc_cli_cmd_backup,
+        &kc_cli_cmd_restore,
 };
 
 /* No plaintext key of this process may end up in a core file. */

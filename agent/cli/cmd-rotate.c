@@ -1,0 +1,687 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * kmscrypt rewrap | rebind | snapshot | backup | restore, and the helpers
+ * behind `key usage`, `key rotate --rewrap` and `key schedule-deletion`'s
+ * in-use check (cmd-key.c).  The work is in agent/rotate.h; this file finds
+ * the volumes, prints a line per volume and maps outcomes to exit codes.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent/attach.h"
+#include "agent/cli/cli.h"
+#include "agent/daemon/volumes.h"
+#include "agent/rotate.h"
+#include "lib/json-util.h"
+#include "lib/log.h"
+#include "lib/strv.h"
+
+/* ---- which volume ---- */
+
+/* A bare word (no '/', no '=') names a configured volume or an attached mapping. */
+static bool is_name(const char *arg) {
+        return !strchr(arg, '/') && !strchr(arg, '=');
+}
+
+struct target {
+        char *name;             /* configured or mapping name, or NULL */
+        char *device;
+        char *header;
+};
+
+static void target_clear(struct target *t) {
+        free(t->name);
+        free(t->device);
+        free(t->header);
+}
+
+/* NAME (volumes file, then attached mapping) or DEVICE (path, UUID=, LABEL=) to a device and header. */
+static int target_resolve(const char *arg, const char *header, const char *volumes, struct target *ret,
+                          struct kc_err *err) {
+        _cleanup_volumes_ struct kc_volumes *vs = NULL;
+        const struct kc_volume_conf *c = NULL;
+        struct kc_volume_status st;
+        struct kc_err lerr = {};
+        struct target t = {};
+        int r;
+
+        if (!is_name(arg)) {
+                r = kc_resolve_device(arg, &t.device, err);
+                if (r < 0)
+                        return r;
+                t.header = header ? strdup(header) : NULL;
+                if (header && !t.header) {
+                        target_clear(&t);
+                        return -ENOMEM;
+                }
+                *ret = t;
+                return 0;
+        }
+        r = kc_volumes_load(volumes, &vs, &lerr);
+        if (r < 0 && r != -ENOENT)
+                return kc_err_set(err, r, "%s", kc_err_msg(&lerr, r));
+        if (r >= 0)
+                c = kc_volumes_find(vs, arg);
+        if (c) {
+                r = kc_resolve_device(c->device, &t.device, err);
+                if (r < 0)
+                        return r;
+                header = header ?: c->header;
+        } else {
+                r = kc_volume_status(arg, NULL, &st, NULL);
+                if (r < 0)
+                        return kc_err_set(err, -ENOENT, "no volume %s in %s and no attached volume of that name",
+                                          arg, volumes);
+                t.device = strdup(st.device);
+                kc_volume_status_clear(&st);
+        }
+        t.name = strdup(arg);
+        t.header = header ? strdup(header) : NULL;
+        if (!t.device || !t.name || (header && !t.header)) {
+                target_clear(&t);
+                return -ENOMEM;
+        }
+        *ret = t;
+        return 0;
+}
+
+/* ---- output ---- */
+
+static struct json_object *rewrap_json(const char *name, const char *device, const struct kc_rewrap_result *res,
+                                       bool dry_run) {
+        struct json_object *o = json_object_new_object();
+
+        if (!o)
+                return NULL;
+        if ((name && kc_json_add(o, "Name", json_object_new_string(name)) < 0) ||
+            kc_json_add(o, "Device", json_object_new_string(device)) < 0 ||
+            kc_json_add(o, "LuksUuid", json_object_new_string(res->uuid)) < 0 ||
+            kc_json_add(o, "TokenId", json_object_new_int(res->token_id)) < 0 ||
+            kc_json_add(o, "SourceKeyId", json_object_new_string(res->old_key_id)) < 0 ||
+            kc_json_add(o, "SourceKeyVersion", json_object_new_int64(res->old_key_version)) < 0 ||
+            kc_json_add(o, "KeyId", json_object_new_string(res->new_key_id)) < 0 ||
+            kc_json_add(o, "KeyVersion", json_object_new_int64(res->new_key_version)) < 0 ||
+            kc_json_add(o, "Changed", json_object_new_boolean(res->changed)) < 0 ||
+            kc_json_add(o, "AlreadyCurrent", json_object_new_boolean(res->current)) < 0 ||
+            kc_json_add(o, "DryRun", json_object_new_boolean(dry_run)) < 0) {
+                json_object_put(o);
+                return NULL;
+        }
+        return o;
+}
+
+static const char *rewrap_verb(const struct kc_rewrap_result *res, bool dry_run, bool rebind) {
+        if (res->current)
+                return "already under the newest key version";
+        if (dry_run)
+                return rebind ? "would be rebound" : "would be rewrapped";
+        return rebind ? "rebound" : "rewrapped";
+}
+
+static void rewrap_text(const char *prefix, const char *label, const struct kc_rewrap_result *res, bool dry_run,
+                        bool rebind) {
+        if (res->current)
+                printf("%s%s: %s (%s version %" PRIu32 ")\n", prefix, label, rewrap_verb(res, dry_run, rebind),
+                       res->old_key_id, res->old_key_version);
+        else
+                printf("%s%s: %s, %s version %" PRIu32 " -> %s version %" PRIu32 "\n", prefix, label,
+                       rewrap_verb(res, dry_run, rebind), res->old_key_id, res->old_key_version,
+                       res->new_key_id, res->new_key_version);
+}
+
+/* ---- rewrap ---- */
+
+struct rewrap_run {
+        struct kc_cli *cli;
+        struct kc_kms *kms;
+        const char *key;          /* --key or NULL */
+        bool dry_run, always;
+        struct json_object *out;  /* --json: array of results */
+        unsigned done, current, failed, unreadable;
+};
+
+static int rewrap_one(struct rewrap_run *w, const char *name, const char *device, const char *header,
+                      const char *prefix) {
+        struct kc_rewrap_params p = {
+                .ref = { .device = device, .header = header },
+                .dst_key_ref = w->key, .dry_run = w->dry_run, .always = w->always,
+        };
+        struct kc_rewrap_result res;
+        struct kc_err err = {};
+        const char *label = name ?: device;
+        int r;
+
+        r = kc_rewrap(w->kms, &w->cli->caller, &p, &res, &err);
+        if (r < 0) {
+                w->failed++;
+                log_error("%s%s: cannot rewrap: %s", prefix, label, kc_err_msg(&err, r));
+                /* A header kmscrypt cannot use is the device's state, not a bad argument. */
+                return r == -EINVAL ? -EUCLEAN : r;
+        }
+        if (res.current)
+                w->current++;
+        else
+                w->done++;
+        if (w->out)
+                json_object_array_add(w->out, rewrap_json(name, device, &res, w->dry_run));
+        else if (!w->cli->quiet)
+                rewrap_text(prefix, label, &res, w->dry_run, false);
+        return 0;
+}
+
+/* Every readable known volume (that uses key, when key is not NULL), with a "[i/n]" counter per line. */
+static int rewrap_known(struct rewrap_run *w, const struct kc_known_volumes *k, const struct kc_key_info *key) {
+        size_t n = 0, i = 0;
+        int first = 0;
+
+        for (size_t j = 0; j < k->n; j++)
+                n += !key || kc_known_volume_uses(&k->v[j], key);
+        for (size_t j = 0; j < k->n; j++) {
+                const struct kc_known_volume *v = &k->v[j];
+                char prefix[32];
+                int r;
+
+                if (v->error < 0) {
+                        w->unreadable++;
+                        log_warning("%s: not checked: %s", v->name ?: strna(v->device), v->reason);
+                        continue;
+                }
+                if (key && !kc_known_volume_uses(v, key))
+                        continue;
+                snprintf(prefix, sizeof(prefix), "[%zu/%zu] ", ++i, n);
+                r = rewrap_one(w, v->name, v->device, v->header, prefix);
+                if (r < 0 && first == 0)
+                        first = r;
+        }
+        return first;
+}
+
+static int rewrap_finish(struct rewrap_run *w, int r) {
+        if (w->out)
+                kc_cli_print_json(TAKE_PTR(w->out));
+        else if (!w->cli->quiet && w->done + w->current + w->failed + w->unreadable > 1)
+                printf("%u %s, %u already current, %u failed, %u not readable\n", w->done,
+                       w->dry_run ? "would be rewrapped" : "rewrapped", w->current, w->failed, w->unreadable);
+        return r < 0 ? kc_cli_exit_status(r) : KC_EXIT_OK;
+}
+
+int kc_cli_rewrap_users(struct kc_cli *cli, struct kc_kms *kms, const char *key_ref, const char *volumes,
+                        char **devices) {
+        _cleanup_known_volumes_ struct kc_known_volumes *k = NULL;
+        struct rewrap_run w = { .cli = cli, .kms = kms };
+        struct kc_kms_request req = kc_cli_request(cli, NULL);
+        struct kc_key_info info;
+        struct kc_err err = {};
+        int r;
+
+        r = kc_kms_describe_key(kms, &req, key_ref, &info, &err);
+        if (r < 0)
+                return kc_cli_fail(cli, r, &err, "describe key");
+        r = kc_known_volumes_scan(volumes, devices, &k, &err);
+        if (r < 0)
+                return kc_cli_fail(cli, r, &err, "find volumes");
+        w.out = cli->json ? json_object_new_array() : NULL;
+        return rewrap_finish(&w, rewrap_known(&w, k, &info));
+}
+
+static int run_rewrap(struct kc_cli *cli, int argc, char **argv) {
+        const char *key = NULL, *header = NULL, *volumes = KC_VOLUMES_FILE;
+        bool all = false, dry_run = false, always = false;
+        const struct kc_cli_option options[] = {
+                { .name = "all", .help = "every known volume: configured, attached, and DEVICEs given", .flag = &all },
+                { .name = "key", .arg = "KEY", .help = "wrap under this CMK instead (newest version)", .value = &key },
+                { .name = "dry-run", .help = "prove the rewrap works (ReEncrypt, Decrypt, digest), write nothing", .flag = &dry_run },
+                { .name = "always", .help = "rewrap even a volume already under the newest version", .flag = &always },
+                { .name = "header", .arg = "FILE", .help = "detached LUKS2 header", .value = &header },
+                { .name = "volumes", .arg = "FILE", .help = "volumes file (default " KC_VOLUMES_FILE ")", .value = &volumes },
+                {},
+        };
+        const struct kc_cli_usage usage = {
+                .synopsis = "rewrap NAME|DEVICE|--all [DEVICE...] [--key KEY] [--dry-run]",
+                .description = "Re-wrap volume data keys under the newest version of their CMK, or under\n"
+                               "another CMK, through the KMS's ReEncrypt.  The data and the data key are\n"
+                               "not touched; attached volumes stay in use.  The new token is written only\n"
+                               "after it is proven to unwrap to the key the LUKS2 digest accepts.",
+                .options = options,
+                .max_args = 64,
+        };
+        struct rewrap_run w = { .cli = cli };
+        _cleanup_(target_clear) struct target t = {};
+        struct kc_err err = {};
+        int status, r;
+
+        if (!kc_cli_begin(cli, argc, argv, &usage, &w.kms, &status))
+                return status;
+        w.key = key;
+        w.dry_run = dry_run;
+        w.always = always;
+        w.out = cli->json ? json_object_new_array() : NULL;
+        if (all) {
+                _cleanup_known_volumes_ struct kc_known_volumes *k = NULL;
+
+                if (header)
+                        return kc_cli_fail(cli, -EINVAL, NULL, "--header names one volume; not with --all");
+                r = kc_known_volumes_scan(volumes, argv + 1, &k, &err);
+                if (r < 0)
+                        return kc_cli_fail(cli, r, &err, "find volumes");
+                return rewrap_finish(&w, rewrap_known(&w, k, NULL));
+        }
+        if (kc_strv_length(argv) != 2) {
+                json_object_put(w.out);
+                log_error("rewrap: give one NAME or DEVICE, or --all (see 'kmscrypt rewrap --help')");
+                return KC_EXIT_USAGE;
+        }
+        r = target_resolve(argv[1], header, volumes, &t, &err);
+        if (r < 0) {
+                json_object_put(w.out);
+                return kc_cli_fail(cli, r, &err, argv[1]);
+        }
+        return rewrap_finish(&w, rewrap_one(&w, t.name, t.device, t.header, ""));
+}
+
+/* ---- rebind ---- */
+
+/* The token's context with the pairs of kv replacing or adding theirs. */
+static int merged_context(const struct target *t, const char *kv, struct kc_context **ret, struct kc_err *err) {
+        _cleanup_luks_ struct kc_luks *l = NULL;
+        _cleanup_(kc_token_clear) struct kc_token tok = {};
+        _cleanup_context_ struct kc_context *given = NULL;
+        int r;
+
+        r = kc_context_parse_kv(kv, &given, err);
+        if (r < 0)
+                return r;
+        r = kc_luks_open(t->device, t->header, &l, err);
+        if (r >= 0)
+                r = kc_luks_token_read(l, &tok, NULL, err);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < kc_context_count(given); i++) {
+                r = kc_context_set(tok.context, kc_context_key(given, i), kc_context_value(given, i), err);
+                if (r < 0)
+                        return r;
+        }
+        *ret = TAKE_PTR(tok.context);
+        return 0;
+}
+
+static int run_rebind(struct kc_cli *cli, int argc, char **argv) {
+        const char *kv = NULL, *key = NULL, *header = NULL;
+        bool force = false, dry_run = false;
+        const struct kc_cli_option options[] = {
+                { .name = "context", .arg = "K=V,...", .help = "pairs that replace or join the token's context (required)", .value = &kv },
+                { .name = "key", .arg = "KEY", .help = "wrap under this CMK instead", .value = &key },
+                { .name = "header", .arg = "FILE", .help = "detached LUKS2 header", .value = &header },
+                { .name = "dry-run", .help = "prove the rebind works, write nothing", .flag = &dry_run },
+                { .name = "force", .help = "rebind even though DEVICE is attached under its current context", .flag = &force },
+                {},
+        };
+        const struct kc_cli_usage usage = {
+                .synopsis = "rebind DEVICE --context volume-id=NEW[,K=V...] [--key KEY] [--force]",
+                .description = "Move a volume's wrapped data key to a new encryption context (a clone or a\n"
+                               "restored copy becomes a volume of its own in the audit trail).  The KMS\n"
+                               "re-encrypts the key; it is never handed to this program's caller.\n"
+                               "An attached device is refused without --force: its configured context\n"
+                               "would no longer match, and the next attach would be refused.",
+                .options = options,
+                .min_args = 1,
+                .max_args = 1,
+        };
+        _cleanup_(target_clear) struct target t = {};
+        _cleanup_context_ struct kc_context *ctx = NULL;
+        _cleanup_free_ char *mapping = NULL;
+        struct kc_rewrap_params p = {};
+        struct kc_rewrap_result res;
+        struct kc_err err = {};
+        struct kc_kms *kms;
+        int status, r;
+
+        if (!kc_cli_begin(cli, argc, argv, &usage, &kms, &status))
+                return status;
+        if (!kv) {
+                log_error("rebind: --context is required (see 'kmscrypt rebind --help')");
+                return KC_EXIT_USAGE;
+        }
+        if (!is_name(argv[1]) || strchr(argv[1], '='))
+                r = target_resolve(argv[1], header, KC_VOLUMES_FILE, &t, &err);
+        else
+                r = kc_err_set(&err, -EINVAL, "rebind takes a DEVICE path, UUID= or LABEL=, not a name");
+        if (r >= 0)
+                r = merged_context(&t, kv, &ctx, &err);
+        if (r < 0)
+                return kc_cli_fail(cli, r, &err, "rebind");
+        if (!force && kc_mapping_of_device(t.device, &mapping) >= 0) {
+                kc_err_set(&err, -EBUSY, "%s is attached as %s under its current context; detach it, "
+                           "or rebind with --force", t.device, mapping);
+                return kc_cli_fail(cli, -EBUSY, &err, "rebind");
+        }
+        p = (struct kc_rewrap_params) {
+                .ref = { .device = t.device, .header = t.header },
+                .dst_key_ref = key, .dst_context = ctx, .dry_run = dry_run,
+        };
+        r = kc_rewrap(kms, &cli->caller, &p, &res, &err);
+        if (r < 0)
+                return kc_cli_fail(cli, r, &err, "rebind");
+        if (cli->json)
+                kc_cli_print_json(rewrap_json(NULL, t.device, &res, dry_run));
+        else if (!cli->quiet)
+                rewrap_text("", t.device, &res, dry_run, true);
+        return KC_EXIT_OK;
+}
+
+/* ---- key usage and retirement (for cmd-key.c) ---- */
+
+static struct json_object *known_json(const struct kc_known_volume *v) {
+        struct json_object *o = json_object_new_object();
+
+        if (v->name)
+                json_object_object_add(o, "Name", json_object_new_string(v->name));
+        if (v->device)
+                json_object_object_add(o, "Device", json_object_new_string(v->device));
+        if (v->mapping)
+                json_object_object_add(o, "Mapping", json_object_new_string(v->mapping));
+        if (v->uuid[0])
+                json_object_object_add(o, "LuksUuid", json_object_new_string(v->uuid));
+        if (v->error < 0)
+                json_object_object_add(o, "Error", json_object_new_string(v->reason));
+        return o;
+}
+
+static void known_text(const char *indent, const struct kc_known_volume *v) {
+        if (v->name)
+                printf("%s%s (%s)", indent, v->name, strna(v->device));
+        else
+                printf("%s%s", indent, strna(v->device));
+        printf("%s%s\n", v->mapping ? ", attached as " : "", v->mapping ?: "");
+        if (v->error < 0)
+                printf("%s  not readable: %s\n", indent, v->reason);
+}
+
+static void print_usage(struct kc_cli *cli, const struct kc_key_info *info, const struct kc_known_volumes *k) {
+        struct json_object *o = NULL, *versions = NULL, *unreadable = NULL;
+
+        if (cli->json) {
+                o = json_object_new_object();
+                versions = json_object_new_array();
+                unreadable = json_object_new_array();
+                json_object_object_add(o, "KeyId", json_object_new_string(info->key_id));
+                json_object_object_add(o, "Arn", json_object_new_string(info->arn));
+                json_object_object_add(o, "KeyVersion", json_object_new_int64(info->current_version));
+        } else
+                printf("%s%s%s%s: current version %" PRIu32 "\n", info->arn, info->alias[0] ? " (" : "",
+                       info->alias, info->alias[0] ? ")" : "", info->current_version);
+
+        for (uint32_t ver = info->current_version; ver >= 1; ver--) {
+                struct json_object *vols = cli->json ? json_object_new_array() : NULL, *e;
+                unsigned n = 0;
+
+                for (size_t i = 0; i < k->n; i++) {
+                        if (!kc_known_volume_uses(&k->v[i], info) || k->v[i].key_version != ver)
+                                continue;
+                        if (!n++ && !vols)
+                                printf("  version %" PRIu32 ":\n", ver);
+                        if (vols)
+                                json_object_array_add(vols, known_json(&k->v[i]));
+                        else
+                                known_text("    ", &k->v[i]);
+                }
+                if (!vols)
+                        continue;
+                e = json_object_new_object();
+                json_object_object_add(e, "KeyVersion", json_object_new_int64(ver));
+                json_object_object_add(e, "Volumes", vols);
+                json_object_array_add(versions, e);
+        }
+        for (size_t i = 0; i < k->n; i++) {
+                if (k->v[i].error == 0)
+                        continue;
+                if (unreadable)
+                        json_object_array_add(unreadable, known_json(&k->v[i]));
+                else
+                        known_text("  unknown: ", &k->v[i]);
+        }
+        if (o) {
+                json_object_object_add(o, "Versions", versions);
+                json_object_object_add(o, "Unreadable", unreadable);
+                kc_cli_print_json(o);
+        }
+}
+
+int kc_cli_key_usage(struct kc_cli *cli, int argc, char **argv) {
+        const char *volumes = KC_VOLUMES_FILE;
+        const struct kc_cli_option options[] = {
+                { .name = "volumes", .arg = "FILE", .help = "volumes file (default " KC_VOLUMES_FILE ")", .value = &volumes },
+                {},
+        };
+        const struct kc_cli_usage usage = {
+                .synopsis = "key usage KEY [DEVICE...] [--json]",
+                .description = "List the known volumes (configured, attached, and DEVICEs given) whose data\n"
+                               "key is wrapped under KEY, per key version; volumes whose header cannot be\n"
+                               "read are listed apart, since they may depend on it too.",
+                .options = options,
+                .min_args = 1,
+                .max_args = 64,
+        };
+        _cleanup_known_volumes_ struct kc_known_volumes *k = NULL;
+        struct kc_kms_request req = kc_cli_request(cli, NULL);
+        struct kc_key_info info;
+        struct kc_err err = {};
+        struct kc_kms *kms;
+        int status, r;
+
+        if (!kc_cli_begin(cli, argc, argv, &usage, &kms, &status))
+                return status;
+        r = kc_kms_describe_key(kms, &req, argv[1], &info, &err);
+        if (r < 0)
+                return kc_cli_fail(cli, r, &err, "describe key");
+        r = kc_known_volumes_scan(volumes, argv + 2, &k, &err);
+        if (r < 0)
+                return kc_cli_fail(cli, r, &err, "find volumes");
+        print_usage(cli, &info, k);
+        return KC_EXIT_OK;
+}
+
+int kc_cli_key_retire_check(struct kc_cli *cli, struct kc_kms *kms, const char *key_ref, const char *volumes,
+                            bool force) {
+        _cleanup_known_volumes_ struct kc_known_volumes *k = NULL;
+        struct kc_kms_request req = kc_cli_request(cli, NULL);
+        struct kc_key_info info;
+        struct kc_err err = {};
+        unsigned n = 0;
+        int r;
+
+        r = kc_known_volumes_scan(volumes, NULL, &k, &err);
+        if (r < 0)
+                return kc_cli_fail(cli, r, &err, "find the volumes that use the key");
+        for (size_t i = 0; i < k->n; i++)
+                n += k->v[i].error == 0;
+        /* Nothing to compare with: no DescribeKey (and no audit record) for nothing. */
+        if (n == 0)
+                return KC_EXIT_OK;
+        n = 0;
+        r = kc_kms_describe_key(kms, &req, key_ref, &info, &err);
+        if (r < 0)
+                return kc_cli_fail(cli, r, &err, "describe key");
+        for (size_t i = 0; i < k->n; i++) {
+                if (!kc_known_volume_uses(&k->v[i], &info))
+                        continue;
+                if (!n++)
+                        fprintf(stderr, "kmscrypt: key %s still wraps the data key of:\n", info.key_id);
+                fprintf(stderr, "  %s (%s, key version %" PRIu32 ")\n", k->v[i].name ?: strna(k->v[i].device),
+                        strna(k->v[i].device), k->v[i].key_version);
+        }
+        if (n == 0)
+                return KC_EXIT_OK;
+        if (!force) {
+                fprintf(stderr, "kmscrypt: refusing to schedule its deletion: rewrap them first "
+                        "(kmscrypt rewrap NAME --key OTHER), or give --force; once the key is destroyed\n"
+                        "kmscrypt: they open only with a recovery keyslot\n");
+                return KC_EXIT_REFUSED;
+        }
+        fprintf(stderr, "kmscrypt: --force: scheduling deletion anyway; after it these volumes open only "
+                "with a recovery keyslot\n");
+        return KC_EXIT_OK;
+}
+
+/* ---- key state for status (cmd-attach.c) ---- */
+
+/* The KMS for status only: opened quietly, since status must work (without this line) where it cannot. */
+static struct kc_kms *status_kms(struct kc_cli *cli) {
+        struct kc_kms_config kcfg;
+
+        if (cli->kms)
+                return cli->kms;
+        if (!cli->config_loaded && kc_config_load(&cli->overrides, &cli->config, NULL) >= 0)
+                cli->config_loaded = true;
+        if (!cli->config_loaded)
+                return NULL;
+        kc_config_kms(&cli->config, &kcfg);
+        (void) kc_kms_open(&kcfg, &cli->kms, NULL);
+        return cli->kms;
+}
+
+bool kc_cli_key_state(struct kc_cli *cli, const char *device, const char *header, char *buf, size_t size) {
+        struct kc_volume_ref ref = { .device = device, .header = header };
+        struct kc_kms_request req = kc_cli_request(cli, NULL);
+        struct kc_volume_key_health h;
+        struct kc_kms *kms = status_kms(cli);
+
+        if (!kms || kc_volume_key_health(kms, &req, &ref, &h, NULL) < 0)
+                return false;
+        kc_volume_key_health_format(&h, buf, size);
+        return true;
+}
+
+/* ---- copies ---- */
+
+struct progress {
+        bool tty;
+        const char *what;
+        time_t start;
+        int last_pct;
+};
+
+static void progress_print(uint64_t done, uint64_t total, void *userdata) {
+        struct progress *p = userdata;
+        int pct = total ? (int) (done * 100 / total) : 100;
+        time_t el = time(NULL) - p->start;
+
+        if (!p->tty || pct == p->last_pct)
+                return;
+        p->last_pct = pct;
+        fprintf(stderr, "\r%s: %3d%% %" PRIu64 " MiB, ETA %llds ", p->what, pct, done >> 20,
+                done && el ? (long long) ((total - done) * (uint64_t) el / done) : 0LL);
+        if (done == total)
+                fputc('\n', stderr);
+}
+
+static int copy_done(struct kc_cli *cli, const char *verb, const char *src, const char *dst) {
+        if (!cli->quiet && !cli->json)
+                printf("%s %s to %s (encrypted, block for block)\n", verb, src, dst);
+        return KC_EXIT_OK;
+}
+
+static int run_snapshot_or_backup(struct kc_cli *cli, int argc, char **argv, bool backup) {
+        bool force = false;
+        const struct kc_cli_option options[] = {
+                { .name = "force", .help = "overwrite an existing file", .flag = &force },
+                {},
+        };
+        const struct kc_cli_usage usage_snapshot = {
+                .synopsis = "snapshot NAME DEST [--force]",
+                .description = "Consistent block copy of the attached volume NAME: suspend it (flushing and\n"
+                               "freezing its filesystem), copy its backing device, header and ciphertext,\n"
+                               "to DEST (a device or file), resume.  Nothing is decrypted.",
+                .options = options, .min_args = 2, .max_args = 2,
+        };
+        const struct kc_cli_usage usage_backup = {
+                .synopsis = "backup NAME|DEVICE FILE [--force]",
+                .description = "Copy a volume, header and ciphertext, to FILE: a snapshot when NAME is\n"
+                               "attached, a plain copy of DEVICE otherwise.  Restore with `kmscrypt restore`.",
+                .options = options, .min_args = 2, .max_args = 2,
+        };
+        struct progress pg = { .tty = isatty(STDERR_FILENO), .what = argv[0], .start = time(NULL), .last_pct = -1 };
+        _cleanup_(target_clear) struct target t = {};
+        struct kc_volume_status st;
+        struct kc_err err = {};
+        int r;
+
+        r = kc_cli_parse(cli, argc, argv, backup ? &usage_backup : &usage_snapshot, &argc);
+        if (r <= 0)
+                return kc_cli_parse_exit(r);
+        if (is_name(argv[1]) && kc_volume_status(argv[1], NULL, &st, NULL) >= 0) {
+                kc_volume_status_clear(&st);
+                r = kc_snapshot(argv[1], argv[2], force, progress_print, &pg, &err);
+        } else if (backup) {
+                r = target_resolve(argv[1], NULL, KC_VOLUMES_FILE, &t, &err);
+                if (r >= 0 && kc_mapping_of_device(t.device, NULL) >= 0)
+                        r = kc_err_set(&err, -EBUSY, "%s is attached; back it up by its name", t.device);
+                if (r >= 0)
+                        r = kc_copy_encrypted(t.device, argv[2], force, progress_print, &pg, &err);
+        } else
+                r = kc_err_set(&err, -ENXIO, "no attached volume %s", argv[1]);
+        if (r < 0)
+                return kc_cli_fail(cli, r, &err, argv[0]);
+        return copy_done(cli, backup ? "backed up" : "snapshot of", argv[1], argv[2]);
+}
+
+static int run_snapshot(struct kc_cli *cli, int argc, char **argv) {
+        return run_snapshot_or_backup(cli, argc, argv, false);
+}
+
+static int run_backup(struct kc_cli *cli, int argc, char **argv) {
+        return run_snapshot_or_backup(cli, argc, argv, true);
+}
+
+static int run_restore(struct kc_cli *cli, int argc, char **argv) {
+        const char *kv = NULL;
+        bool force = false;
+        const struct kc_cli_option options[] = {
+                { .name = "context", .arg = "K=V,...", .help = "rebind the restored copy (e.g. volume-id=NEW)", .value = &kv },
+                { .name = "force", .help = "overwrite an existing file", .flag = &force },
+                {},
+        };
+        const struct kc_cli_usage usage = {
+                .synopsis = "restore FILE DEVICE [--context volume-id=NEW,...]",
+                .description = "Write a backup (header and ciphertext) to DEVICE, which must not be attached.\n"
+                               "With --context the copy is then rebound: a volume of its own.",
+                .options = options, .min_args = 2, .max_args = 2,
+        };
+        struct progress pg = { .tty = isatty(STDERR_FILENO), .what = "restore", .start = time(NULL), .last_pct = -1 };
+        struct kc_err err = {};
+        int r;
+
+        r = kc_cli_parse(cli, argc, argv, &usage, &argc);
+        if (r <= 0)
+                return kc_cli_parse_exit(r);
+        if (kc_mapping_of_device(argv[2], NULL) >= 0)
+                return kc_cli_fail(cli, -EBUSY, NULL, "restore: the target device is attached");
+        r = kc_copy_encrypted(argv[1], argv[2], force, progress_print, &pg, &err);
+        if (r < 0)
+                return kc_cli_fail(cli, r, &err, "restore");
+        copy_done(cli, "restored", argv[1], argv[2]);
+        if (!kv)
+                return KC_EXIT_OK;
+        {
+                char *rebind_argv[] = { (char *) "rebind", argv[2], (char *) "--context", (char *) kv, NULL };
+                return run_rebind(cli, 4, rebind_argv);
+        }
+}
+
+const struct kc_cli_command kc_cli_cmd_rewrap = {
+        .name = "rewrap", .summary = "re-wrap data keys under the newest CMK version or another CMK", .run = run_rewrap,
+};
+const struct kc_cli_command kc_cli_cmd_rebind = {
+        .name = "rebind", .summary = "move a volume's wrapped key to a new encryption context", .run = run_rebind,
+};
+const struct kc_cli_command kc_cli_cmd_snapshot = {
+        .name = "snapshot", .summary = "consistent encrypted block copy of an attached volume", .run = run_snapshot,
+};
+const struct kc_cli_command kc_cli_cmd_backup = {
+        .name = "backup", .summary = "copy a volume (header and ciphertext) to a file", .run = run_backup,
+};
+const struct kc_cli_command kc_cli_cmd_restore = {
+        .name = "restore", .summary = "write a backup to a device, optionally rebinding it", .run = run_restore,
+};

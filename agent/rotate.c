@@ -1,0 +1,676 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Rewrap, rebind, key usage and encrypted copies (agent/rotate.h).  The
+ * order of kc_rewrap() is the point: everything that can refuse does so
+ * before the single metadata write, and the new blob is proven to open the
+ * volume (KMS Decrypt + LUKS2 digest) before it replaces the old one.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "agent/attach.h"
+#include "agent/daemon/volumes.h"
+#include "agent/rotate.h"
+#include "dmsetup-helpers/dmcrypt.h"
+#include "lib/json-util.h"
+#include "lib/log.h"
+#include "lib/macro.h"
+#include "lib/secret.h"
+#include "lib/strv.h"
+
+/* ---- rewrap ---- */
+
+struct rewrap_state {
+        struct kc_kms *kms;
+        struct kc_kms_request req;
+        const struct kc_rewrap_params *p;
+        const char *what;                       /* header path for messages */
+        struct kc_luks *luks;
+        struct kc_token old;
+        int token_id;
+        char *old_ref;
+        const struct kc_context *dst_ctx;
+        const char *dst_provider;
+};
+
+static void rewrap_state_done(struct rewrap_state *s) {
+        kc_luks_close(s->luks);
+        kc_token_clear(&s->old);
+        free(s->old_ref);
+}
+
+/* Header and token; a header in the middle of a reencryption is left to `kmscrypt reencrypt`. */
+static int rewrap_load(struct rewrap_state *s, struct kc_rewrap_result *res, struct kc_err *err) {
+        struct kc_luks_segment seg;
+        int r;
+
+        r = kc_luks_open(s->p->ref.device, s->p->ref.header, &s->luks, err);
+        if (r < 0)
+                return r;
+        r = kc_luks_token_read(s->luks, &s->old, &s->token_id, err);
+        if (r < 0)
+                return r;
+        r = kc_luks_segment(s->luks, &seg);
+        if (r == -EOPNOTSUPP)
+                return kc_err_set(err, -EBUSY, "%s has a reencryption in progress; finish it first "
+                                  "(kmscrypt reencrypt --resume)", s->what);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot read the data segment of %s: %s", s->what, strerror(-r));
+        r = kc_token_key_ref(&s->old, &s->old_ref);
+        if (r < 0)
+                return r;
+        kc_strscpy(res->uuid, sizeof(res->uuid), seg.uuid);
+        kc_strscpy(res->old_key_id, sizeof(res->old_key_id), s->old.key_id);
+        res->old_key_version = s->old.key_version;
+        res->token_id = s->token_id;
+        return 0;
+}
+
+/* Where the key goes: the provider of dst_key_ref, else the token's. */
+static int rewrap_target(struct rewrap_state *s, struct kc_err *err) {
+        const struct kc_kms_provider *prov;
+        const char *key;
+        int r;
+
+        s->dst_ctx = s->p->dst_context ?: s->old.context;
+        if (s->p->dst_context) {
+                r = kc_volume_check_context(s->p->dst_context, err);
+                if (r < 0)
+                        return r;
+        }
+        if (!s->p->dst_key_ref) {
+                s->dst_provider = s->old.provider;
+                return 0;
+        }
+        r = kc_kms_resolve(s->p->dst_key_ref, &prov, &key, err);
+        if (r < 0)
+                return r;
+        s->dst_provider = prov->name;
+        return 0;
+}
+
+/* Nothing to do: same key, same context, and the token already names the newest version. */
+static int rewrap_is_current(struct rewrap_state *s, bool *ret, struct kc_err *err) {
+        struct kc_key_info info;
+        int r;
+
+        *ret = false;
+        if (s->p->always || s->p->dst_key_ref || s->p->dst_context)
+                return 0;
+        r = kc_kms_describe_key(s->kms, &s->req, s->old_ref, &info, err);
+        if (r < 0)
+                return r;
+        *ret = streq(info.key_id, s->old.key_id) && info.current_version == s->old.key_version;
+        return 0;
+}
+
+/* The new blob must open this volume: KMS Decrypt under the new context, then the LUKS2 digest. */
+static int rewrap_prove(struct rewrap_state *s, const char *new_ref, const struct kc_data_key *dk,
+                        struct kc_err *err) {
+        _cleanup_secret_ void *key = NULL;
+        int r;
+
+        r = kc_kms_decrypt(s->kms, &s->req, new_ref, dk->blob, dk->blob_len, s->dst_ctx, &key, NULL, NULL, err);
+        if (r < 0)
+                return r;
+        r = kc_luks_verify_key(s->luks, key, kc_secret_size(key));
+        if (r == -EPERM)
+                return kc_err_set(err, -EPERM, "the rewrapped key does not match the LUKS2 digest of %s; "
+                                  "nothing written", s->what);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot check the rewrapped key against %s: %s", s->what, strerror(-r));
+        return 0;
+}
+
+/* A fresh handle on the header: the token on disk serialises exactly as the one written. */
+static int rewrap_read_back(const struct rewrap_state *s, const struct kc_token *written, struct kc_err *err) {
+        _cleanup_luks_ struct kc_luks *l = NULL;
+        _cleanup_(kc_token_clear) struct kc_token t = {};
+        _cleanup_free_ char *a = NULL, *b = NULL;
+        int id, r;
+
+        r = kc_luks_open(s->p->ref.device, s->p->ref.header, &l, err);
+        if (r < 0)
+                return r;
+        r = kc_luks_token_read(l, &t, &id, err);
+        if (r < 0)
+                return r;
+        if ((r = kc_token_format(&t, &a)) < 0 || (r = kc_token_format(written, &b)) < 0)
+                return r;
+        if (id != s->token_id || !streq(a, b))
+                return kc_err_set(err, -EIO, "the kmscrypt token read back from %s differs from the one written",
+                                  s->what);
+        return 0;
+}
+
+static int rewrap_write(struct rewrap_state *s, const struct kc_data_key *dk, struct kc_err *err) {
+        _cleanup_(kc_token_clear) struct kc_token t = {};
+        int r;
+
+        r = kc_volume_token_build(s->dst_provider, dk, s->dst_ctx, &t);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot build the new kmscrypt token: %s", strerror(-r));
+        r = kc_luks_token_write(s->luks, s->token_id, &t, err);
+        if (r < 0)
+                return r;
+        return rewrap_read_back(s, &t, err);
+}
+
+static int rewrap_audit(struct rewrap_state *s, const struct kc_data_key *dk, int result, struct kc_err *err) {
+        char detail[400];
+        struct kc_audit_record rec = {
+                .operation = s->p->dst_context ? "RebindVolume" : "RewrapVolume",
+                .key_id = dk ? dk->key_id : s->old.key_id,
+                .key_version = dk ? dk->key_version : s->old.key_version,
+                .context = s->dst_ctx,
+                .detail = detail,
+        };
+
+        snprintf(detail, sizeof(detail), "from %s version %u, token %d", s->old_ref, s->old.key_version, s->token_id);
+        return kc_kms_audit_event(s->kms, &s->req, &rec, result, err);
+}
+
+static int rewrap_run(struct rewrap_state *s, struct kc_rewrap_result *res, struct kc_err *err) {
+        _cleanup_(kc_data_key_clear) struct kc_data_key dk = {};
+        _cleanup_free_ char *new_ref = NULL;
+        bool current;
+        int r;
+
+        r = rewrap_load(s, res, err);
+        if (r < 0)
+                return r;
+        s->req.volume = res->uuid;
+        r = rewrap_target(s, err);
+        if (r < 0)
+                return r;
+        r = rewrap_is_current(s, &current, err);
+        if (r < 0)
+                return r;
+        if (current) {
+                res->current = true;
+                kc_strscpy(res->new_key_id, sizeof(res->new_key_id), s->old.key_id);
+                res->new_key_version = s->old.key_version;
+                return 0;
+        }
+
+        /* ReEncrypt: the KMS moves the key; this process never sees it in this step. */
+        r = kc_kms_re_encrypt(s->kms, &s->req, s->old_ref, s->old.wrapped_key, s->old.wrapped_key_len,
+                              s->old.context, s->p->dst_key_ref, s->dst_ctx, &dk, err);
+        if (r < 0)
+                return r;
+        if (dk.plaintext || dk.blob_len == 0 || dk.blob_len > KC_TOKEN_WRAPPED_MAX)
+                return kc_err_set(err, -EIO, "the KMS returned an unusable re-encrypted key");
+        if (asprintf(&new_ref, "%s:%s", s->dst_provider, dk.key_id) < 0)
+                return -ENOMEM;
+        r = rewrap_prove(s, new_ref, &dk, err);
+        if (r < 0)
+                return r;
+        kc_strscpy(res->new_key_id, sizeof(res->new_key_id), dk.key_id);
+        res->new_key_version = dk.key_version;
+        if (s->p->dry_run)
+                return 0;
+
+        r = rewrap_write(s, &dk, err);
+        /* The write is recorded whatever its outcome: a failed write may still have reached the disk. */
+        r = rewrap_audit(s, &dk, r, err);
+        if (r < 0)
+                return r;
+        res->changed = true;
+        return 0;
+}
+
+int kc_rewrap(struct kc_kms *kms, const struct kc_caller *caller, const struct kc_rewrap_params *p,
+              struct kc_rewrap_result *ret, struct kc_err *err) {
+        struct rewrap_state s = {
+                .kms = kms, .p = p, .req = { .caller = caller }, .token_id = -1,
+        };
+        struct kc_rewrap_result res = {};
+        int r;
+
+        if (!kms || !p || !ret)
+                return -EINVAL;
+        if (!p->ref.device || !*p->ref.device)
+                return kc_err_set(err, -EINVAL, "no device given");
+        s.what = p->ref.header ?: p->ref.device;
+        r = rewrap_run(&s, &res, err);
+        rewrap_state_done(&s);
+        if (r < 0)
+                return r;
+        *ret = res;
+        return 0;
+}
+
+/* ---- known volumes ---- */
+
+static void known_volume_clear(struct kc_known_volume *v) {
+        free(v->name);
+        free(v->device);
+        free(v->header);
+        free(v->mapping);
+        kc_context_free(v->context);
+}
+
+void kc_known_volumes_free(struct kc_known_volumes *k) {
+        if (!k)
+                return;
+        for (size_t i = 0; i < k->n; i++)
+                known_volume_clear(&k->v[i]);
+        free(k->v);
+        free(k);
+}
+
+/* Two paths name the same device: same device number, or the same file. */
+static bool same_device(const char *a, const char *b) {
+        struct stat sa, sb;
+
+        if (!a || !b)
+                return false;
+        if (stat(a, &sa) < 0 || stat(b, &sb) < 0)
+                return streq(a, b);
+        if (S_ISBLK(sa.st_mode) && S_ISBLK(sb.st_mode))
+                return sa.st_rdev == sb.st_rdev;
+        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+static struct kc_known_volume *known_find(struct kc_known_volumes *k, const char *device) {
+        for (size_t i = 0; i < k->n; i++)
+                if (same_device(k->v[i].device, device))
+                        return &k->v[i];
+        return NULL;
+}
+
+static int strdup_or_null(const char *s, char **ret) {
+        *ret = NULL;
+        if (s && !(*ret = strdup(s)))
+                return -ENOMEM;
+        return 0;
+}
+
+/* Append an entry, or return the existing one for the same device. */
+static int known_add(struct kc_known_volumes *k, const char *name, const char *device, const char *header,
+                     struct kc_known_volume **ret) {
+        struct kc_known_volume *v = device ? known_find(k, device) : NULL, *grown;
+
+        if (v) {
+                if (!v->name && name && strdup_or_null(name, &v->name) < 0)
+                        return -ENOMEM;
+                *ret = v;
+                return 0;
+        }
+        grown = realloc(k->v, (k->n + 1) * sizeof(*k->v));
+        if (!grown)
+                return -ENOMEM;
+        k->v = grown;
+        v = &k->v[k->n++];
+        *v = (struct kc_known_volume) {};
+        if (strdup_or_null(name, &v->name) < 0 || strdup_or_null(device, &v->device) < 0 ||
+            strdup_or_null(header, &v->header) < 0)
+                return -ENOMEM;
+        *ret = v;
+        return 0;
+}
+
+/* Token facts of one volume; a failure is recorded in the entry, not returned. */
+static void known_read_header(struct kc_known_volume *v) {
+        _cleanup_luks_ struct kc_luks *l = NULL;
+        _cleanup_(kc_token_clear) struct kc_token t = {};
+        struct kc_luks_segment seg;
+        struct kc_err err = {};
+        int r;
+
+        if (!v->device)
+                return;
+        r = kc_luks_open(v->device, v->header, &l, &err);
+        if (r >= 0)
+                r = kc_luks_token_read(l, &t, NULL, &err);
+        if (r < 0) {
+                v->error = r;
+                kc_strscpy(v->reason, sizeof(v->reason), kc_err_msg(&err, r));
+                return;
+        }
+        kc_strscpy(v->provider, sizeof(v->provider), t.provider);
+        kc_strscpy(v->key_id, sizeof(v->key_id), t.key_id);
+        v->key_version = t.key_version;
+        v->context = TAKE_PTR(t.context);
+        if (kc_luks_segment(l, &seg) >= 0)
+                kc_strscpy(v->uuid, sizeof(v->uuid), seg.uuid);
+        else
+                kc_strscpy(v->reason, sizeof(v->reason), "reencryption in progress");
+}
+
+static int scan_volumes_file(struct kc_known_volumes *k, const char *path, struct kc_err *err) {
+        _cleanup_volumes_ struct kc_volumes *vs = NULL;
+        int r;
+
+        if (!path)
+                return 0;
+        r = kc_volumes_load(path, &vs, err);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < vs->n; i++) {
+                const struct kc_volume_conf *c = &vs->volumes[i];
+                _cleanup_free_ char *dev = NULL;
+                struct kc_known_volume *v;
+                struct kc_err rerr = {};
+                int q = kc_resolve_device(c->device, &dev, &rerr);
+
+                r = known_add(k, c->name, q >= 0 ? dev : NULL, c->header, &v);
+                if (r < 0)
+                        return r;
+                if (q < 0) {
+                        v->error = q;
+                        kc_strscpy(v->reason, sizeof(v->reason), kc_err_msg(&rerr, q));
+                }
+        }
+        return 0;
+}
+
+/* Attached kmscrypt mappings; none where device-mapper is not there (this is a header tool too). */
+static int scan_mappings(struct kc_known_volumes *k) {
+        _cleanup_strv_ char **names = NULL;
+        int r;
+
+        if (!kc_dm_available())
+                return 0;
+        r = kc_volume_list(&names);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; names[i]; i++) {
+                struct kc_volume_status st;
+                struct kc_known_volume *v;
+
+                if (kc_volume_status(names[i], NULL, &st, NULL) < 0)
+                        continue;       /* gone meanwhile */
+                r = known_add(k, names[i], st.device, NULL, &v);
+                kc_volume_status_clear(&st);
+                if (r < 0 || (!v->mapping && strdup_or_null(names[i], &v->mapping) < 0))
+                        return r < 0 ? r : -ENOMEM;
+        }
+        return 0;
+}
+
+static int scan_devices(struct kc_known_volumes *k, char *const *devices, struct kc_err *err) {
+        for (size_t i = 0; devices && devices[i]; i++) {
+                _cleanup_free_ char *dev = NULL;
+                struct kc_known_volume *v;
+                int r = kc_resolve_device(devices[i], &dev, err);
+
+                if (r < 0)
+                        return r;
+                r = known_add(k, NULL, dev, NULL, &v);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int kc_known_volumes_scan(const char *volumes_file, char *const *devices, struct kc_known_volumes **ret,
+                          struct kc_err *err) {
+        _cleanup_known_volumes_ struct kc_known_volumes *k = calloc(1, sizeof(*k));
+        int r;
+
+        if (!k || !ret)
+                return k ? -EINVAL : -ENOMEM;
+        r = scan_volumes_file(k, volumes_file, err);
+        if (r < 0)
+                return r;
+        r = scan_mappings(k);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot list the attached volumes: %s", strerror(-r));
+        r = scan_devices(k, devices, err);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < k->n; i++)
+                if (k->v[i].error == 0)
+                        known_read_header(&k->v[i]);
+        *ret = TAKE_PTR(k);
+        return 0;
+}
+
+bool kc_known_volume_uses(const struct kc_known_volume *v, const struct kc_key_info *key) {
+        return v->error == 0 && v->key_id[0] && streq(v->provider, key->provider) && streq(v->key_id, key->key_id);
+}
+
+int kc_mapping_of_device(const char *device, char **ret_name) {
+        _cleanup_strv_ char **names = NULL;
+        int r;
+
+        if (!device)
+                return -EINVAL;
+        if (!kc_dm_available())
+                return -ENOENT;
+        r = kc_volume_list(&names);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; names[i]; i++) {
+                struct kc_volume_status st;
+                bool same;
+
+                if (kc_volume_status(names[i], NULL, &st, NULL) < 0)
+                        continue;
+                same = same_device(st.device, device);
+                kc_volume_status_clear(&st);
+                if (same)
+                        return ret_name ? strdup_or_null(names[i], ret_name) : 0;
+        }
+        return -ENOENT;
+}
+
+/* ---- key health ---- */
+
+static unsigned count_keyslots(struct kc_luks *l) {
+        _cleanup_json_ struct json_object *o = NULL;
+        struct json_object *slots;
+
+        if (kc_luks_dump_json(l, &o) < 0 || !json_object_object_get_ex(o, "keyslots", &slots))
+                return 0;
+        return (unsigned) json_object_array_length(slots);
+}
+
+int kc_volume_key_health(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_volume_ref *ref,
+                         struct kc_volume_key_health *ret, struct kc_err *err) {
+        _cleanup_luks_ struct kc_luks *l = NULL;
+        _cleanup_(kc_token_clear) struct kc_token t = {};
+        _cleanup_free_ char *key_ref = NULL;
+        struct kc_volume_key_health h = {};
+        struct kc_key_info info;
+        struct kc_err kerr = {};
+        int r;
+
+        if (!kms || !ref || !ret)
+                return -EINVAL;
+        r = kc_luks_open(ref->device, ref->header, &l, err);
+        if (r >= 0)
+                r = kc_luks_token_read(l, &t, NULL, err);
+        if (r >= 0)
+                r = kc_token_key_ref(&t, &key_ref);
+        if (r < 0)
+                return r;
+        h.recovery_keyslots = count_keyslots(l);
+        r = kc_kms_describe_key(kms, req, key_ref, &info, &kerr);
+        if (r >= 0) {
+                h.known = true;
+                h.state = info.state;
+        } else if (r == -ENOENT || r == -ENOKEY) {
+                /* A key the keystore no longer has is as gone as a destroyed one. */
+                h.known = true;
+                h.state = KC_KEY_DESTROYED;
+        } else
+                kc_strscpy(h.reason, sizeof(h.reason), kc_err_msg(&kerr, r));
+        *ret = h;
+        return 0;
+}
+
+void kc_volume_key_health_format(const struct kc_volume_key_health *h, char *buf, size_t size) {
+        if (!h->known) {
+                snprintf(buf, size, "unknown (%s)", h->reason);
+                return;
+        }
+        if (h->state == KC_KEY_ENABLED) {
+                snprintf(buf, size, "%s", kc_key_state_to_string(h->state));
+                return;
+        }
+        if (h->recovery_keyslots == 0)
+                snprintf(buf, size, "%s: the KMS will not unwrap this volume's key and it has no recovery "
+                         "keyslot%s", kc_key_state_to_string(h->state),
+                         h->state == KC_KEY_DESTROYED ? "; its data is unrecoverable" : "");
+        else
+                snprintf(buf, size, "%s: only a recovery keyslot opens this volume (%u keyslot%s)",
+                         kc_key_state_to_string(h->state), h->recovery_keyslots,
+                         h->recovery_keyslots == 1 ? "" : "s");
+}
+
+/* ---- copies ---- */
+
+#define COPY_CHUNK (1U << 20)
+
+static int fd_size(int fd, uint64_t *ret) {
+        struct stat st;
+
+        if (fstat(fd, &st) < 0)
+                return negative_errno();
+        if (S_ISBLK(st.st_mode))
+                return ioctl(fd, BLKGETSIZE64, ret) < 0 ? negative_errno() : 0;
+        if (!S_ISREG(st.st_mode))
+                return -ENOTBLK;
+        *ret = (uint64_t) st.st_size;
+        return 0;
+}
+
+/* A dm-crypt mapping holds plaintext: copies come from what is underneath it. */
+static bool is_crypt_mapping(int fd) {
+        _cleanup_fclose_ FILE *f = NULL;
+        struct stat st;
+        char path[96], uuid[160] = "";
+
+        if (fstat(fd, &st) < 0 || !S_ISBLK(st.st_mode))
+                return false;
+        snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/dm/uuid", major(st.st_rdev), minor(st.st_rdev));
+        f = fopen(path, "re");
+        if (!f || !fgets(uuid, sizeof(uuid), f))
+                return false;
+        return strncmp(uuid, "CRYPT-", 6) == 0;
+}
+
+static int open_copy_dst(const char *dst, bool overwrite, uint64_t need, bool *ret_file, struct kc_err *err) {
+        struct stat st;
+        uint64_t size;
+        int fd;
+
+        if (stat(dst, &st) == 0 && S_ISBLK(st.st_mode)) {
+                fd = open(dst, O_WRONLY | O_CLOEXEC | O_EXCL);
+                if (fd < 0)
+                        return kc_err_set(err, negative_errno(), "cannot open %s: %s", dst, strerror(errno));
+                if (fd_size(fd, &size) < 0 || size < need) {
+                        close(fd);
+                        return kc_err_set(err, -ENOSPC, "%s is smaller than the source", dst);
+                }
+                *ret_file = false;
+                return fd;
+        }
+        fd = open(dst, O_WRONLY | O_CREAT | O_CLOEXEC | (overwrite ? O_TRUNC : O_EXCL), 0600);
+        if (fd < 0)
+                return kc_err_set(err, negative_errno(), "cannot create %s: %s%s", dst, strerror(errno),
+                                  errno == EEXIST ? " (refusing to overwrite)" : "");
+        *ret_file = true;
+        return fd;
+}
+
+static bool all_zero(const uint8_t *p, size_t n) {
+        return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+static int copy_fds(int in, int out, uint64_t total, bool sparse, kc_copy_progress_fn progress, void *userdata) {
+        _cleanup_free_ uint8_t *buf = malloc(COPY_CHUNK);
+        uint64_t done = 0;
+
+        if (!buf)
+                return -ENOMEM;
+        while (done < total) {
+                size_t want = total - done < COPY_CHUNK ? (size_t) (total - done) : COPY_CHUNK;
+                ssize_t n = pread(in, buf, want, (off_t) done);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        return n < 0 ? negative_errno() : -EIO;
+                /* Zero chunks stay holes in a file copy; a device gets every byte. */
+                if (!(sparse && all_zero(buf, (size_t) n))) {
+                        for (ssize_t w = 0, k; w < n; w += k) {
+                                k = pwrite(out, buf + w, (size_t) (n - w), (off_t) (done + (uint64_t) w));
+                                if (k < 0 && errno == EINTR)
+                                        k = 0;
+                                else if (k <= 0)
+                                        return k < 0 ? negative_errno() : -EIO;
+                        }
+                }
+                done += (uint64_t) n;
+                if (progress)
+                        progress(done, total, userdata);
+        }
+        if (sparse && ftruncate(out, (off_t) total) < 0)
+                return negative_errno();
+        return fsync(out) < 0 ? negative_errno() : 0;
+}
+
+int kc_copy_encrypted(const char *src, const char *dst, bool overwrite, kc_copy_progress_fn progress,
+                      void *userdata, struct kc_err *err) {
+        _cleanup_close_ int in = -1, out = -1;
+        uint64_t total;
+        bool file = false;
+        int r;
+
+        if (!src || !dst)
+                return -EINVAL;
+        in = open(src, O_RDONLY | O_CLOEXEC);
+        if (in < 0)
+                return kc_err_set(err, negative_errno(), "cannot open %s: %s", src, strerror(errno));
+        if (is_crypt_mapping(in))
+                return kc_err_set(err, -EPERM, "%s is a dm-crypt mapping (plaintext); copy its backing device", src);
+        r = fd_size(in, &total);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot read the size of %s: %s", src, strerror(-r));
+        out = open_copy_dst(dst, overwrite, total, &file, err);
+        if (out < 0)
+                return out;
+        r = copy_fds(in, out, total, file, progress, userdata);
+        if (r < 0)
+                return kc_err_set(err, r, "copying %s to %s: %s", src, dst, strerror(-r));
+        return 0;
+}
+
+int kc_snapshot(const char *mapping, const char *dst, bool overwrite, kc_copy_progress_fn progress,
+                void *userdata, struct kc_err *err) {
+        struct kc_volume_status st;
+        bool was_suspended;
+        int r, q;
+
+        r = kc_volume_status(mapping, NULL, &st, err);
+        if (r < 0)
+                return r;
+        was_suspended = st.suspended;
+        kc_volume_status_clear(&st);
+        /* Suspend flushes the mapping and freezes its filesystem: the backing device is consistent. */
+        if (!was_suspended) {
+                r = kc_dm_suspend(mapping);
+                if (r < 0)
+                        return kc_err_set(err, r, "cannot suspend %s: %s", mapping, strerror(-r));
+        }
+        r = kc_copy_encrypted(st.device, dst, overwrite, progress, userdata, err);
+        if (!was_suspended) {
+                q = kc_dm_resume(mapping);
+                if (q < 0 && r >= 0)
+                        r = kc_err_set(err, q, "cannot resume %s: %s", mapping, strerror(-q));
+        }
+        return r;
+}
