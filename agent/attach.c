@@ -181,7 +181,7 @@ static int load_mapping(const char *name, const struct kc_luks_segment *seg, con
 
 /* Steps 3 and 4: unwrap under the token's context and prove the key is this volume's. */
 static int unwrap_key(struct kc_kms *kms, const struct kc_kms_request *req, struct kc_luks *l,
-                      const struct kc_token *tok, const struct kc_luks_segment *seg,
+                      const struct kc_token *tok, struct kc_luks_segment *seg,
                       void **ret_key, struct kc_err *err) {
         _cleanup_free_ char *ref = NULL;
         _cleanup_secret_ void *key = NULL;
@@ -196,14 +196,17 @@ static int unwrap_key(struct kc_kms *kms, const struct kc_kms_request *req, stru
                            &key, key_id, &version, err);
         if (r < 0)
                 return r;
-        if (kc_secret_size(key) != seg->key_size)
+        /* key_size is 0 when no keyslot records it (a volume without recovery keyslot). */
+        if (seg->key_size > 0 && kc_secret_size(key) != seg->key_size)
                 return kc_err_set(err, -EBADMSG, "unwrapped key has %zu bytes, the header wants %zu",
                                   kc_secret_size(key), seg->key_size);
-        r = kc_luks_verify_key(l, key, seg->key_size);
+        r = kc_luks_verify_key(l, key, kc_secret_size(key));
         if (r < 0)
                 return kc_err_set(err, -EBADMSG,
                                   "unwrapped key does not match the LUKS2 header of %s (token from another volume?)",
                                   seg->data_device);
+        /* The digest has just proven the key, and with it its size. */
+        seg->key_size = kc_secret_size(key);
         *ret_key = TAKE_PTR(key);
         return 0;
 }
