@@ -94,6 +94,12 @@ for tool in $host_tools; do
         copy_binary "$path" "$dest"
 done
 
+# glibc dlopen()s libgcc_s for pthread_exit and cancellation, which ldd
+# cannot see: without it libcryptsetup's argon2 threads abort the program
+# ("libgcc_s.so.1 must be installed for pthread_exit to work").
+libgcc_s=$(ldconfig -p 2>/dev/null | awk '$1 == "libgcc_s.so.1" && /x86-64/ { print $NF; exit }')
+[ -n "$libgcc_s" ] && copy_file "$libgcc_s" "$libgcc_s"
+
 for prog in $programs; do
         # A libtool wrapper script runs the real program from .libs/.
         if head -c 2 "$prog" | grep -q '^#!' && [ -x "${prog%/*}/.libs/${prog##*/}" ]; then
