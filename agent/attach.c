@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <blkid/blkid.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <linux/fs.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -16,6 +18,8 @@
 #include "lib/log.h"
 #include "lib/secret.h"
 #include "lib/strv.h"
+
+DEFINE_CLEANUP_FUNC(DIR *, closedir)
 
 #define DM_UUID_PREFIX "CRYPT-LUKS2-"
 #define KEY_PREFIX "kmscrypt:"
@@ -71,26 +75,76 @@ static int volume_uuid_prefix(const char *luks_uuid, char **ret) {
         return 0;
 }
 
+/* Read a one-line sysfs attribute into buf, newline dropped; false if unreadable. */
+static bool sysfs_line(const char *path, char *buf, size_t size) {
+        _cleanup_fclose_ FILE *f = fopen(path, "re");
+
+        if (!f || !fgets(buf, (int) size, f))
+                return false;
+        buf[strcspn(buf, "\n")] = '\0';
+        return true;
+}
+
 /*
- * Is this volume attached already (under any name)?  1 and the name if so,
- * 0 if not; -EEXIST if the wanted name is taken by another device.
+ * The mapping (of any tool) that holds block device dev and whose dm UUID
+ * starts with prefix: 1 and its name, or 0.  The kernel lists the holders of
+ * a device in sysfs, so this costs no device-mapper ioctl however many
+ * mappings the host has.
  */
-static int find_existing(const char *luks_uuid, const char *name, char ret_name[128], struct kc_err *err) {
+static int holder_with_uuid(dev_t dev, const char *prefix, char ret_name[128]) {
+        _cleanup_(closedirp) DIR *d = NULL;
+        char path[PATH_MAX], uuid[160];
+        struct dirent *de;
+
+        snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/holders", major(dev), minor(dev));
+        d = opendir(path);
+        if (!d)
+                return errno == ENOENT ? 0 : negative_errno();
+        while ((de = readdir(d))) {
+                if (de->d_name[0] == '.')
+                        continue;
+                snprintf(path, sizeof(path), "/sys/class/block/%s/dm/uuid", de->d_name);
+                if (!sysfs_line(path, uuid, sizeof(uuid)) || strncmp(uuid, prefix, strlen(prefix)) != 0)
+                        continue;
+                snprintf(path, sizeof(path), "/sys/class/block/%s/dm/name", de->d_name);
+                if (sysfs_line(path, ret_name, 128))
+                        return 1;
+        }
+        return 0;
+}
+
+/*
+ * Is this volume attached already (under any name)?  1 and the name if a
+ * mapping of this LUKS UUID reads from this very device, 0 if none does;
+ * -EEXIST if the wanted name is taken by another device.  A block-for-block
+ * copy (snapshot, clone) shares the LUKS UUID but not the device: it is a
+ * volume of its own and may be attached beside its original.
+ */
+static int find_existing(const char *luks_uuid, const char *device, const char *name, char ret_name[128],
+                         struct kc_err *err) {
         _cleanup_free_ char *prefix = NULL;
         _cleanup_strv_ char **names = NULL;
         struct kc_dm_info info;
+        struct stat st;
         int r;
 
         r = volume_uuid_prefix(luks_uuid, &prefix);
         if (r < 0)
                 return r;
-        r = kc_dm_list(prefix, &names);
-        if (r < 0)
-                return kc_err_set(err, r, "cannot list device-mapper devices: %s", strerror(-r));
-        if (names && names[0]) {
-                snprintf(ret_name, 128, "%s", names[0]);
-                return 1;
+        if (stat(device, &st) >= 0 && S_ISBLK(st.st_mode))
+                r = holder_with_uuid(st.st_rdev, prefix, ret_name);
+        else {
+                /* Not a block device (a file): any mapping of the volume counts. */
+                r = kc_dm_list(prefix, &names);
+                if (r >= 0 && names && names[0]) {
+                        snprintf(ret_name, 128, "%s", names[0]);
+                        r = 1;
+                }
         }
+        if (r < 0)
+                return kc_err_set(err, r, "cannot look for mappings of %s: %s", device, strerror(-r));
+        if (r > 0)
+                return 1;
         r = kc_dm_info(name, &info);
         if (r < 0)
                 return kc_err_set(err, r, "cannot query mapping %s: %s", name, strerror(-r));
@@ -269,7 +323,7 @@ int kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct
 
         kc_strscpy(res.luks_uuid, sizeof(res.luks_uuid), seg.uuid);
         kc_strscpy(res.device, sizeof(res.device), device);
-        r = find_existing(seg.uuid, name, res.name, err);
+        r = find_existing(seg.uuid, seg.data_device, name, res.name, err);
         if (r < 0)
                 goto out;
         if (r > 0) {

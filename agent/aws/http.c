@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <dlfcn.h>
+#include <pthread.h>
 #include <string.h>
 #include <strings.h>
 
@@ -11,19 +13,91 @@
 #include "lib/log.h"
 #include "lib/secret.h"
 
+/*
+ * libcurl is loaded on the aws provider's first use, not linked: it and the
+ * libraries it pulls in (TLS, IDN, SSH, LDAP, Kerberos, ...) cost every
+ * kmscrypt process about 16 ms of start-up on real hardware, three times
+ * what the rest of the program costs, although only volumes of the aws
+ * provider need it.  Each call below goes through this table.
+ */
+static struct {
+        CURLcode (*global_init)(long flags);
+        CURL *(*easy_init)(void);
+        void (*easy_cleanup)(CURL *c);
+        void (*easy_reset)(CURL *c);
+        CURLcode (*easy_setopt)(CURL *c, CURLoption option, ...);
+        CURLcode (*easy_perform)(CURL *c);
+        CURLcode (*easy_getinfo)(CURL *c, CURLINFO info, ...);
+        const char *(*easy_strerror)(CURLcode code);
+        struct curl_slist *(*slist_append)(struct curl_slist *l, const char *s);
+        void (*slist_free_all)(struct curl_slist *l);
+        CURLU *(*url)(void);
+        CURLUcode (*url_set)(CURLU *u, CURLUPart what, const char *part, unsigned flags);
+        CURLUcode (*url_get)(const CURLU *u, CURLUPart what, char **part, unsigned flags);
+        void (*url_cleanup)(CURLU *u);
+        void (*free)(void *p);
+} lc;
+static int lc_status = -ENOPKG;
+static pthread_once_t lc_once = PTHREAD_ONCE_INIT;
+
+static void lc_load_once(void) {
+        void *dl = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
+        const struct {
+                void **fn;
+                const char *name;
+        } syms[] = {
+                { (void **) &lc.global_init,   "curl_global_init" },
+                { (void **) &lc.easy_init,     "curl_easy_init" },
+                { (void **) &lc.easy_cleanup,  "curl_easy_cleanup" },
+                { (void **) &lc.easy_reset,    "curl_easy_reset" },
+                { (void **) &lc.easy_setopt,   "curl_easy_setopt" },
+                { (void **) &lc.easy_perform,  "curl_easy_perform" },
+                { (void **) &lc.easy_getinfo,  "curl_easy_getinfo" },
+                { (void **) &lc.easy_strerror, "curl_easy_strerror" },
+                { (void **) &lc.slist_append,  "curl_slist_append" },
+                { (void **) &lc.slist_free_all, "curl_slist_free_all" },
+                { (void **) &lc.url,           "curl_url" },
+                { (void **) &lc.url_set,       "curl_url_set" },
+                { (void **) &lc.url_get,       "curl_url_get" },
+                { (void **) &lc.url_cleanup,   "curl_url_cleanup" },
+                { (void **) &lc.free,          "curl_free" },
+        };
+
+        if (!dl) {
+                log_debug("cannot load libcurl.so.4: %s", dlerror());
+                return;
+        }
+        for (size_t i = 0; i < ARRAY_SIZE(syms); i++) {
+                *syms[i].fn = dlsym(dl, syms[i].name);
+                if (!*syms[i].fn) {
+                        log_debug("libcurl.so.4 lacks %s", syms[i].name);
+                        return; /* the handle stays open: harmless, and lc is never used */
+                }
+        }
+        /* Once per process, before any thread uses curl (its documented rule). */
+        lc_status = lc.global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -EIO;
+}
+
+static int lc_load(void) {
+        (void) pthread_once(&lc_once, lc_load_once);
+        return lc_status;
+}
+
 struct kc_http {
         CURL *curl;
 };
 
 int kc_http_new(struct kc_http **ret) {
         struct kc_http *h;
+        int r;
 
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-                return -EIO;
+        r = lc_load();
+        if (r < 0)
+                return r;
         h = calloc(1, sizeof(*h));
         if (!h)
                 return -ENOMEM;
-        h->curl = curl_easy_init();
+        h->curl = lc.easy_init();
         if (!h->curl) {
                 free(h);
                 return -ENOMEM;
@@ -35,7 +109,7 @@ int kc_http_new(struct kc_http **ret) {
 void kc_http_free(struct kc_http *h) {
         if (!h)
                 return;
-        curl_easy_cleanup(h->curl);
+        lc.easy_cleanup(h->curl);
         free(h);
 }
 
@@ -123,11 +197,11 @@ static int curl_to_errno(CURLcode c) {
 }
 
 #define SETOPT(h, opt, val) \
-        do { if (curl_easy_setopt((h), (opt), (val)) != CURLE_OK) return -EINVAL; } while (0)
+        do { if (lc.easy_setopt((h), (opt), (val)) != CURLE_OK) return -EINVAL; } while (0)
 
 static int setup(CURL *c, const struct kc_http_request *req, struct curl_slist *headers, struct sink *sink,
                  struct kc_http_response *resp, char *errbuf) {
-        curl_easy_reset(c);
+        lc.easy_reset(c);
         SETOPT(c, CURLOPT_URL, req->url);
         SETOPT(c, CURLOPT_PROTOCOLS_STR, "http,https");
         SETOPT(c, CURLOPT_FOLLOWLOCATION, 0L);
@@ -159,7 +233,7 @@ static void slist_free_wiped(struct curl_slist *l) {
         /* Header lines may carry a session token or an IMDS token. */
         for (struct curl_slist *i = l; i; i = i->next)
                 kc_wipe(i->data, strlen(i->data));
-        curl_slist_free_all(l);
+        lc.slist_free_all(l);
 }
 
 int kc_http_perform(struct kc_http *h, const struct kc_http_request *req, struct kc_http_response *ret,
@@ -172,9 +246,9 @@ int kc_http_perform(struct kc_http *h, const struct kc_http_request *req, struct
         int r;
 
         /* Refuse curl's "Expect: 100-continue" round trip. */
-        headers = curl_slist_append(headers, "Expect:");
+        headers = lc.slist_append(headers, "Expect:");
         for (size_t i = 0; headers && req->headers && req->headers[i]; i++) {
-                struct curl_slist *n = curl_slist_append(headers, req->headers[i]);
+                struct curl_slist *n = lc.slist_append(headers, req->headers[i]);
                 if (!n) {
                         slist_free_wiped(headers);
                         return -ENOMEM;
@@ -188,9 +262,9 @@ int kc_http_perform(struct kc_http *h, const struct kc_http_request *req, struct
                 slist_free_wiped(headers);
                 return kc_err_set(err, r, "cannot set up the HTTP request to %s", req->url);
         }
-        c = curl_easy_perform(h->curl);
+        c = lc.easy_perform(h->curl);
         /* Drop curl's pointers to our header list before wiping it. */
-        curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, NULL);
+        lc.easy_setopt(h->curl, CURLOPT_HTTPHEADER, NULL);
         slist_free_wiped(headers);
         if (c != CURLE_OK) {
                 kc_secret_free(sink.buf);
@@ -198,9 +272,9 @@ int kc_http_perform(struct kc_http *h, const struct kc_http_request *req, struct
                         return kc_err_set(err, -EMSGSIZE, "response from %s larger than %d bytes",
                                           req->url, KC_HTTP_MAX_RESPONSE);
                 return kc_err_set(err, curl_to_errno(c), "%s %s: %s", req->method, req->url,
-                                  errbuf[0] ? errbuf : curl_easy_strerror(c));
+                                  errbuf[0] ? errbuf : lc.easy_strerror(c));
         }
-        curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &resp.status);
+        lc.easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &resp.status);
         resp.body = sink.buf;
         resp.body_len = sink.len;
         log_debug("%s %s: HTTP %ld, %zu bytes, request id %s", req->method, req->url, resp.status,
@@ -210,16 +284,19 @@ int kc_http_perform(struct kc_http *h, const struct kc_http_request *req, struct
 }
 
 static int url_host(const char *url, char **ret_host, char **ret_scheme) {
-        CURLU *u = curl_url();
-        int r = 0;
+        CURLU *u;
+        int r = lc_load();
 
+        if (r < 0)
+                return r;
+        u = lc.url();
         if (!u)
                 return -ENOMEM;
-        if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
-            (ret_host && curl_url_get(u, CURLUPART_HOST, ret_host, 0) != CURLUE_OK) ||
-            (ret_scheme && curl_url_get(u, CURLUPART_SCHEME, ret_scheme, 0) != CURLUE_OK))
+        if (lc.url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+            (ret_host && lc.url_get(u, CURLUPART_HOST, ret_host, 0) != CURLUE_OK) ||
+            (ret_scheme && lc.url_get(u, CURLUPART_SCHEME, ret_scheme, 0) != CURLUE_OK))
                 r = -EINVAL;
-        curl_url_cleanup(u);
+        lc.url_cleanup(u);
         return r;
 }
 
@@ -241,7 +318,7 @@ bool kc_http_url_is_loopback(const char *url) {
                 loopback = (ntohl(a4.s_addr) >> 24) == 127;
         else
                 loopback = strcasecmp(host, "localhost") == 0;
-        curl_free(host);
+        lc.free(host);
         return loopback;
 }
 
@@ -252,7 +329,7 @@ bool kc_http_url_is_https(const char *url) {
         if (url_host(url, NULL, &scheme) < 0)
                 return false;
         https = strcasecmp(scheme, "https") == 0;
-        curl_free(scheme);
+        lc.free(scheme);
         return https;
 }
 

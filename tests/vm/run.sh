@@ -14,6 +14,8 @@
 #   KC_VM_CACHE=DIR      where the kernel is kept (default $top_builddir/tests/vm/cache)
 #   KC_VM_ACCEL=tcg      QEMU accelerator (kvm where the host has one)
 #   KC_VM_MEMORY=1024 KC_VM_SMP=2
+#   KC_VM_CMDLINE="A=1"  extra kernel command line words; NAME=VALUE words
+#                        reach /init, and so every guest test, as environment
 #
 # A guest test declares what it needs in header comments:
 #   # kcvm-programs: tests/vm/kc-dm-smoke    built programs (relative to the build tree)
@@ -101,7 +103,7 @@ timeout -k 5 "$timeout_s" qemu-system-x86_64 \
         -accel "$accel" -cpu max -m "${KC_VM_MEMORY:-1024}" -smp "${KC_VM_SMP:-2}" \
         -nodefaults -nographic -no-reboot -serial stdio -monitor none -nic none \
         -kernel "$KC_VM_VMLINUZ" -initrd "$initrd" \
-        -append "console=ttyS0 quiet loglevel=3 panic=-1 kcvm.timeout=$test_timeout_s" \
+        -append "console=ttyS0 quiet loglevel=3 panic=-1 kcvm.timeout=$test_timeout_s ${KC_VM_CMDLINE:-}" \
         </dev/null >"$console" 2>&1
 qemu_rc=$?
 t_boot=$(now)

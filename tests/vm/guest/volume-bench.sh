@@ -1,0 +1,119 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# The attach latency benchmark of issue #4 (tests/bench/attach-bench.sh
+# boots it with KC_VM_BENCH=1; skipped otherwise).  Over N volumes
+# (KC_BENCH_VOLUMES, 20), the median attach and detach latency of:
+#   kmscrypt attach / detach                         (the CLI, a process each)
+#   cryptsetup open with a passphrase keyslot at cryptsetup's default cost / close
+#   cryptsetup open --volume-key-file / close
+#   keyctl padd logon + dmsetup create / dmsetup remove   (the command-line floor)
+#   kc_attach / kc_detach in one process, KMS opened once (the agent's path)
+#   logon key + kc_dm_create / kc_dm_remove in one process (the in-process floor)
+# and the steps of kc_attach, each timed, and each program's start-up.  Processes are timed by kc-floor
+# (fork, exec, wait: no shell); each volume gets the four command-line
+# configurations in turn, so that a change of host load hits them alike.
+# Prints "BENCH: " lines; attach-bench.sh turns them into the table.
+# kcvm-programs: kmscrypt tests/bench/kc-floor
+. /kc/lib.sh
+
+[ "${KC_VM_BENCH:-0}" = 1 ] || skip "benchmark; run tests/bench/attach-bench.sh (KC_VM_BENCH=1)"
+n=${KC_BENCH_VOLUMES:-20}
+
+export KMSCRYPT_CONFIG="$KCVM_DIR/empty.conf" KMSCRYPT_KEYSTORE="$KCVM_DIR/keystore" \
+        KMSCRYPT_AUDIT_LOG="$KCVM_DIR/audit.log" KMSCRYPT_AUDIT_HEAD="$KCVM_DIR/audit.head"
+: >"$KMSCRYPT_CONFIG"
+kmscrypt -q key create --alias alias/bench || die "kmscrypt key create failed"
+say() { echo "BENCH: $*"; }
+
+# ---- N volumes: one formatted, the others block copies with UUIDs of their own ----
+printf 'bench passphrase' >pass
+kcvm_loop 17
+base=$KCVM_LOOP
+kmscrypt -q format "$base" --key alias/bench --context db-id=bench,volume-id=bench \
+        --recovery-passphrase-file pass || die "format failed"
+cryptsetup luksDump -q --dump-volume-key --volume-key-file vk --key-file pass "$base" >/dev/null ||
+        die "cannot dump the volume key"
+say "pbkdf $(cryptsetup luksDump "$base" | sed -n 's/^\tPBKDF: *//p;s/^\tMemory: *//p;s/^\tTime cost: *//p' | tr '\n' ' ')"
+devs=$base
+i=1
+while [ "$i" -lt "$n" ]; do
+        kcvm_loop 17
+        dd if="$base" of="$KCVM_LOOP" bs=1M 2>/dev/null || die "copying the volume failed"
+        cryptsetup luksUUID -q --uuid "$(cat /proc/sys/kernel/random/uuid)" "$KCVM_LOOP" ||
+                die "cryptsetup luksUUID --uuid failed"
+        devs="$devs $KCVM_LOOP"
+        i=$((i + 1))
+done
+defer "for m in \$(dmsetup ls | awk '/^(ka|cp|cv|fl|kf|kp|kx)[0-9]/ { print \$1 }'); do dmsetup remove \$m; done; keyctl clear @s"
+
+# The table kmscrypt makes, for the command-line floor to make the same.
+kmscrypt -q attach "$base" --name probe || die "probe attach failed"
+set -- $(dmsetup table probe)
+size=$2 cipher=$4 iv_offset=$6 offset=$8 nopts=$9
+shift 9
+opts="$*"
+kmscrypt -q detach probe || die "probe detach failed"
+sector_size=$(printf '%s\n' $opts | sed -n 's/^sector_size://p')
+say "table 0 $size crypt $cipher :64:logon:... $iv_offset DEV $offset $nopts $opts"
+head -c 64 /dev/urandom >floor.key
+
+# t FILE CMD...: append the microseconds CMD... took (kc-floor time) to FILE.
+t() {
+        out=$1
+        shift
+        kc-floor time "$@" >t.out 2>t.err || die "$*: $(cat t.err)"
+        sed -n 's/^time //p' t.out >>"$out"
+}
+
+# ---- the command-line configurations, volume by volume ----
+i=0
+for d in $devs; do
+        t ka.a kmscrypt -q attach "$d" --name "ka$i"
+        t ka.d kmscrypt -q detach "ka$i"
+        t cp.a cryptsetup open --key-file pass "$d" "cp$i"
+        t cp.d cryptsetup close "cp$i"
+        t cv.a cryptsetup open --volume-key-file vk "$d" "cv$i"
+        t cv.d cryptsetup close "cv$i"
+        t fl.a -i floor.key keyctl padd logon "kcbench:fl$i" @s -- \
+                dmsetup create "fl$i" --table "0 $size crypt $cipher :64:logon:kcbench:fl$i $iv_offset $d $offset $nopts $opts"
+        t fl.d dmsetup remove "fl$i"
+        # Start-up alone: a program that loads and exits.
+        t su.kmscrypt kmscrypt --version
+        t su.cryptsetup cryptsetup --version
+        t su.dmsetup dmsetup --version
+        t su.keyctl keyctl --version
+        i=$((i + 1))
+done
+keyctl clear @s
+
+# ---- in one process: the agent's path, the floor, the steps ----
+kc-floor attach kx $devs >kx.out 2>err || die "kc-floor attach: $(cat err)"
+sed -n 's/^attach //p' kx.out >kx.a
+sed -n 's/^detach //p' kx.out >kx.d
+kc-floor floor kf "$offset" "${sector_size:-512}" $devs >kf.out 2>err || die "kc-floor floor: $(cat err)"
+sed -n 's/^create //p' kf.out >kf.a
+sed -n 's/^remove //p' kf.out >kf.d
+kc-floor profile kp $devs >kp.out 2>err || die "kc-floor profile: $(cat err)"
+for step in header token unwrap verify keymap; do
+        sed -n "s/^$step //p" kp.out >"kp.$step"
+done
+kcvm_mknodes
+kcvm_no_key kmscrypt:
+
+# median FILE: the median of its numbers, in milliseconds.
+median() {
+        sort -n "$1" | awk '{ v[NR] = $1 } END {
+                if (NR == 0) { print "nan"; exit }
+                m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+                printf "%.2f", m / 1000 }'
+}
+for c in ka cp cv fl kx kf; do
+        expect_eq "samples of $c" "$(wc -l <"$c.a") $(wc -l <"$c.d")" "$n $n"
+        say "median $c $(median "$c.a") $(median "$c.d")"
+done
+for step in header token unwrap verify keymap; do
+        say "step $step $(median "kp.$step")"
+done
+for p in kmscrypt cryptsetup dmsetup keyctl; do
+        say "startup $p $(median "su.$p")"
+done
+say "volumes $n"
