@@ -71,14 +71,33 @@ static int volume_uuid_prefix(const char *luks_uuid, char **ret) {
         return 0;
 }
 
+/* Whether mapping name is a dm-crypt mapping reading from block device dev (any tool's). */
+static bool mapping_reads(const char *name, dev_t dev) {
+        _cleanup_free_ char *target = NULL, *params = NULL;
+        unsigned maj, min;
+
+        if (kc_dm_table(name, &target, &params) < 0 || !streq(target, "crypt"))
+                return false;
+        /* <cipher> <key> <iv_offset> <device> ...: the kernel gives the device as major:minor. */
+        if (sscanf(params, "%*s %*s %*s %u:%u", &maj, &min) != 2)
+                return false;
+        return makedev(maj, min) == dev;
+}
+
 /*
- * Is this volume attached already (under any name)?  1 and the name if so,
- * 0 if not; -EEXIST if the wanted name is taken by another device.
+ * Is this volume attached already (under any name)?  1 and the name if a
+ * mapping of this LUKS UUID reads from this very device, 0 if none does;
+ * -EEXIST if the wanted name is taken by another device.  A block-for-block
+ * copy (snapshot, clone) shares the LUKS UUID but not the device: it is a
+ * volume of its own and may be attached beside its original.
  */
-static int find_existing(const char *luks_uuid, const char *name, char ret_name[128], struct kc_err *err) {
+static int find_existing(const char *luks_uuid, const char *device, const char *name, char ret_name[128],
+                         struct kc_err *err) {
         _cleanup_free_ char *prefix = NULL;
         _cleanup_strv_ char **names = NULL;
         struct kc_dm_info info;
+        struct stat st;
+        bool blk;
         int r;
 
         r = volume_uuid_prefix(luks_uuid, &prefix);
@@ -87,10 +106,12 @@ static int find_existing(const char *luks_uuid, const char *name, char ret_name[
         r = kc_dm_list(prefix, &names);
         if (r < 0)
                 return kc_err_set(err, r, "cannot list device-mapper devices: %s", strerror(-r));
-        if (names && names[0]) {
-                snprintf(ret_name, 128, "%s", names[0]);
-                return 1;
-        }
+        blk = stat(device, &st) >= 0 && S_ISBLK(st.st_mode);
+        for (size_t i = 0; names && names[i]; i++)
+                if (!blk || mapping_reads(names[i], st.st_rdev)) {
+                        snprintf(ret_name, 128, "%s", names[i]);
+                        return 1;
+                }
         r = kc_dm_info(name, &info);
         if (r < 0)
                 return kc_err_set(err, r, "cannot query mapping %s: %s", name, strerror(-r));
@@ -181,7 +202,7 @@ static int load_mapping(const char *name, const struct kc_luks_segment *seg, con
 
 /* Steps 3 and 4: unwrap under the token's context and prove the key is this volume's. */
 static int unwrap_key(struct kc_kms *kms, const struct kc_kms_request *req, struct kc_luks *l,
-                      const struct kc_token *tok, const struct kc_luks_segment *seg,
+                      const struct kc_token *tok, struct kc_luks_segment *seg,
                       void **ret_key, struct kc_err *err) {
         _cleanup_free_ char *ref = NULL;
         _cleanup_secret_ void *key = NULL;
@@ -196,14 +217,17 @@ static int unwrap_key(struct kc_kms *kms, const struct kc_kms_request *req, stru
                            &key, key_id, &version, err);
         if (r < 0)
                 return r;
-        if (kc_secret_size(key) != seg->key_size)
+        /* key_size is 0 when no keyslot records it (a volume without recovery keyslot). */
+        if (seg->key_size > 0 && kc_secret_size(key) != seg->key_size)
                 return kc_err_set(err, -EBADMSG, "unwrapped key has %zu bytes, the header wants %zu",
                                   kc_secret_size(key), seg->key_size);
-        r = kc_luks_verify_key(l, key, seg->key_size);
+        r = kc_luks_verify_key(l, key, kc_secret_size(key));
         if (r < 0)
                 return kc_err_set(err, -EBADMSG,
                                   "unwrapped key does not match the LUKS2 header of %s (token from another volume?)",
                                   seg->data_device);
+        /* The digest has just proven the key, and with it its size. */
+        seg->key_size = kc_secret_size(key);
         *ret_key = TAKE_PTR(key);
         return 0;
 }
@@ -263,7 +287,7 @@ int kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct
 
         kc_strscpy(res.luks_uuid, sizeof(res.luks_uuid), seg.uuid);
         kc_strscpy(res.device, sizeof(res.device), device);
-        r = find_existing(seg.uuid, name, res.name, err);
+        r = find_existing(seg.uuid, seg.data_device, name, res.name, err);
         if (r < 0)
                 goto out;
         if (r > 0) {

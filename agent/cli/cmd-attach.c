@@ -248,7 +248,7 @@ static int run_attach(struct kc_cli *cli, int argc, char **argv) {
         int c, r;
 
         optind = 0;
-        while ((c = getopt_long(argc, argv, "+n:rh", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, "n:rh", options, NULL)) >= 0)
                 switch (c) {
                 case 'n': p.name = optarg; tuned = true; break;
                 case ARG_HEADER: p.header = optarg; tuned = true; break;
@@ -315,7 +315,7 @@ static int run_detach(struct kc_cli *cli, int argc, char **argv) {
         int c, r;
 
         optind = 0;
-        while ((c = getopt_long(argc, argv, "+h", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
                 switch (c) {
                 case 'd': deferred = true; break;
                 case 'j': cli->json = true; break;
@@ -475,7 +475,7 @@ static int run_status_or_list(struct kc_cli *cli, int argc, char **argv, bool li
         int c, r;
 
         optind = 0;
-        while ((c = getopt_long(argc, argv, "+h", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
                 switch (c) {
                 case 'j': cli->json = true; break;
                 case 'H': header = optarg; break;

@@ -48,9 +48,12 @@ expect_eq() {
 }
 
 # kcvm_loop MIB: a fresh backing file of MIB MiB attached to a loop device;
-# sets KCVM_LOOP (/dev/loopN) and KCVM_LOOP_FILE, detached on exit.
+# sets KCVM_LOOP (/dev/loopN) and KCVM_LOOP_FILE, detached on exit.  Each
+# call gets a file of its own (truncate keeps what an existing file holds).
+_kcvm_nloop=0
 kcvm_loop() {
-        KCVM_LOOP_FILE=$KCVM_DIR/backing-$1M-$$.img
+        _kcvm_nloop=$((_kcvm_nloop + 1))
+        KCVM_LOOP_FILE=$KCVM_DIR/backing-$1M-$$-$_kcvm_nloop.img
         truncate -s "$1M" "$KCVM_LOOP_FILE" ||
                 die "cannot create a $1 MiB backing file"
         KCVM_LOOP=$(losetup --find --show "$KCVM_LOOP_FILE") || die "losetup --find failed"
