@@ -74,10 +74,13 @@ static int reload_key_and_resume(struct kc_kms *kms, const struct kc_caller *sel
                            &version, err);
         if (r < 0)
                 goto out;
-        if (kc_secret_size(key) != seg.key_size || kc_luks_verify_key(l, key, seg.key_size) < 0) {
+        /* Without a keyslot the header records no key size (luks.h): the digest proves it. */
+        if ((seg.key_size && kc_secret_size(key) != seg.key_size) ||
+            kc_luks_verify_key(l, key, kc_secret_size(key)) < 0) {
                 r = kc_err_set(err, -EBADMSG, "unwrapped key does not match the LUKS2 header of %s", path);
                 goto out;
         }
+        seg.key_size = kc_secret_size(key);
         r = kc_keyring_volume_description(seg.uuid, &desc);
         if (r >= 0)
                 r = kc_keyring_add_logon(desc, key, seg.key_size, &serial);
