@@ -44,8 +44,17 @@ static int suspend_and_wipe(const char *name, struct kc_err *err) {
         return 0;
 }
 
-/* Fresh unwrap under the token's context, checked against the header, then handed to dm-crypt by reference. */
-static int reload_key_and_resume(struct kc_kms *kms, const struct kc_caller *self, const struct kc_volume_conf *conf,
+#define RESUME_DETAIL "CMK enabled again: fresh unwrap, key set, resume"
+
+/*
+ * Fresh unwrap under the token's context, checked against the header, then
+ * handed to dm-crypt by reference.  The ResumeVolume record is written
+ * after the unwrap and before the key reaches dm-crypt: if the audit log
+ * cannot take it, the volume stays suspended (fail closed); a failure after
+ * that is audited as a second, failed ResumeVolume.
+ */
+static int reload_key_and_resume(struct kc_kms *kms, const struct kc_kms_config *cfg, const struct kc_caller *self,
+                                 const struct kc_volume_conf *conf, const struct kc_volume_status *st,
                                  struct kc_err *err) {
         _cleanup_free_ char *path = NULL, *ref = NULL, *desc = NULL;
         _cleanup_luks_ struct kc_luks *l = NULL;
@@ -54,6 +63,7 @@ static int reload_key_and_resume(struct kc_kms *kms, const struct kc_caller *sel
         struct kc_luks_segment seg;
         struct kc_token tok = {};
         kc_key_serial_t serial = 0;
+        bool audited = false;
         char msg[256], key_id[65];
         uint32_t version;
         int r;
@@ -81,6 +91,13 @@ static int reload_key_and_resume(struct kc_kms *kms, const struct kc_caller *sel
                 goto out;
         }
         seg.key_size = kc_secret_size(key);
+        r = audit_action(cfg, self, "ResumeVolume", st->key_id, st->context, st->luks_uuid, 0, RESUME_DETAIL);
+        if (r < 0) {
+                kc_err_set(err, r, "cannot write the audit record of the resume, %s stays suspended: %s",
+                           conf->name, strerror(-r));
+                goto out;
+        }
+        audited = true;
         r = kc_keyring_volume_description(seg.uuid, &desc);
         if (r >= 0)
                 r = kc_keyring_add_logon(desc, key, seg.key_size, &serial);
@@ -99,6 +116,9 @@ static int reload_key_and_resume(struct kc_kms *kms, const struct kc_caller *sel
         if (r < 0)
                 kc_err_set(err, r, "cannot resume %s: %s", conf->name, strerror(-r));
 out:
+        if (audited && r < 0)
+                (void) audit_action(cfg, self, "ResumeVolume", st->key_id, st->context, st->luks_uuid, r,
+                                    RESUME_DETAIL);
         kc_token_clear(&tok);
         return r;
 }
@@ -134,9 +154,7 @@ int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const s
 
         if (!key_revoked(info.state)) {
                 if (suspended_by_us) {
-                        r = reload_key_and_resume(kms, self, conf, err);
-                        (void) audit_action(cfg, self, "ResumeVolume", st.key_id, st.context, st.luks_uuid, r,
-                                            "CMK enabled again: fresh unwrap, key set, resume");
+                        r = reload_key_and_resume(kms, cfg, self, conf, &st, err);
                         if (r < 0)
                                 goto out;
                         out.action = KC_REVOKE_RESUMED;
