@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <blkid/blkid.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <linux/fs.h>
@@ -84,6 +85,50 @@ static bool mapping_reads(const char *name, dev_t dev) {
         return makedev(maj, min) == dev;
 }
 
+DEFINE_CLEANUP_FUNC(DIR *, closedir)
+
+/* First line of a sysfs attribute, without its newline; -errno if unreadable. */
+static int read_attr(const char *path, char *buf, size_t size) {
+        _cleanup_fclose_ FILE *f = fopen(path, "re");
+
+        if (!f)
+                return negative_errno();
+        if (!fgets(buf, (int) size, f))
+                return -ENODATA;
+        buf[strcspn(buf, "\n")] = '\0';
+        return 0;
+}
+
+/*
+ * The mappings that read from block device dev are its holders in sysfs:
+ * one of them of this LUKS UUID (prefix) and reading it through dm-crypt is
+ * the volume attached.  1 and its name, 0 if none; < 0 when sysfs cannot
+ * tell (the caller then asks device-mapper about every mapping, which
+ * costs an ioctl a mapping under the dm lock on every attach).
+ */
+static int find_holder(const char *prefix, dev_t dev, char ret_name[128]) {
+        _cleanup_(closedirp) DIR *d = NULL;
+        char path[PATH_MAX], buf[256];
+        struct dirent *e;
+
+        snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/holders", major(dev), minor(dev));
+        d = opendir(path);
+        if (!d)
+                return negative_errno();
+        while ((e = readdir(d)))
+                if (strncmp(e->d_name, "dm-", 3) == 0) {
+                        snprintf(path, sizeof(path), "/sys/block/%s/dm/uuid", e->d_name);
+                        if (read_attr(path, buf, sizeof(buf)) < 0 || strncmp(buf, prefix, strlen(prefix)) != 0)
+                                continue;
+                        snprintf(path, sizeof(path), "/sys/block/%s/dm/name", e->d_name);
+                        if (read_attr(path, buf, sizeof(buf)) < 0 || !mapping_reads(buf, dev))
+                                continue;
+                        kc_strscpy(ret_name, 128, buf);
+                        return 1;
+                }
+        return 0;
+}
+
 /*
  * Is this volume attached already (under any name)?  1 and the name if a
  * mapping of this LUKS UUID reads from this very device, 0 if none does;
@@ -103,10 +148,15 @@ static int find_existing(const char *luks_uuid, const char *device, const char *
         r = volume_uuid_prefix(luks_uuid, &prefix);
         if (r < 0)
                 return r;
-        r = kc_dm_list(prefix, &names);
-        if (r < 0)
-                return kc_err_set(err, r, "cannot list device-mapper devices: %s", strerror(-r));
         blk = stat(device, &st) >= 0 && S_ISBLK(st.st_mode);
+        r = blk ? find_holder(prefix, st.st_rdev, ret_name) : -ENOTBLK;
+        if (r > 0)
+                return 1;
+        if (r < 0) {
+                r = kc_dm_list(prefix, &names);
+                if (r < 0)
+                        return kc_err_set(err, r, "cannot list device-mapper devices: %s", strerror(-r));
+        }
         for (size_t i = 0; names && names[i]; i++)
                 if (!blk || mapping_reads(names[i], st.st_rdev)) {
                         snprintf(ret_name, 128, "%s", names[i]);
