@@ -11,7 +11,9 @@
 #
 #     ../tests/bench/agent-bench.sh            # or KC_VM_BENCH_N=20 for a quick look
 #
-# Environment: KC_VM_BENCH_N (100), KC_VM_TIMEOUT (3600 s), KC_VM_MEMORY
+# Environment: KC_VM_BENCH_N (100), KC_VM_BENCH_CS (5: volumes timed with
+# cryptsetup), KC_VM_BENCH_J (1,4: agent runs with these -j besides the default),
+# KC_VM_TIMEOUT (3600 s), KC_VM_MEMORY
 # (1024), KC_VM_SMP (2), KC_VM_ACCEL (tcg), KC_VM_CACHE (the kernel cache).
 # Exit status 0 when the guest passed, 1 otherwise.
 
@@ -41,7 +43,7 @@ timeout -k 5 "${KC_VM_TIMEOUT:-3600}" qemu-system-x86_64 \
         -accel "${KC_VM_ACCEL:-tcg}" -cpu max -m "${KC_VM_MEMORY:-1024}" -smp "${KC_VM_SMP:-2}" \
         -nodefaults -nographic -no-reboot -serial stdio -monitor none -nic none \
         -kernel "$KC_VM_VMLINUZ" -initrd "$rundir/initrd.gz" \
-        -append "console=ttyS0 quiet loglevel=3 panic=-1 kcvm.timeout=${KC_VM_TIMEOUT:-3600} KC_VM_BENCH=1 KC_VM_BENCH_N=$n" \
+        -append "console=ttyS0 quiet loglevel=3 panic=-1 kcvm.timeout=${KC_VM_TIMEOUT:-3600} KC_VM_BENCH=1 KC_VM_BENCH_N=$n KC_VM_BENCH_CS=${KC_VM_BENCH_CS:-5} KC_VM_BENCH_J=${KC_VM_BENCH_J:-1,4}" \
         </dev/null >"$rundir/console.log" 2>&1 || true
 tr -d '\r' <"$rundir/console.log" | sed -n 's/^.*| BENCH: //p'
 verdict=$(tr -d '\r' <"$rundir/console.log" | grep -E '^KCVM: (PASS|FAIL|SKIP) agent-bench' || echo "no verdict")

@@ -49,8 +49,11 @@ agent_run() {
 }
 agent_run
 agent=$agent_secs
-agent_run -j 1
-agent_seq=$agent_secs
+others=
+for j in $(echo "${KC_VM_BENCH_J:-1,4}" | tr , " "); do
+        agent_run -j "$j"
+        others="$others, -j $j: $agent_secs s"
+done
 
 # 4. cryptsetup open at the default keyslot cost, CS volumes, extrapolated
 t=$(agent_cs)
@@ -64,7 +67,7 @@ cs=$(secs "$t" "$(agent_cs)" "$((N / (CS ? CS : 1)))")
 remove_all
 
 bench "volumes=$N cpus=$(grep -c ^processor /proc/cpuinfo)"
-bench "kmscryptd start to all attached: $agent s (-j 1: $agent_seq s)"
+bench "kmscryptd start to all attached: $agent s (default -j$others)"
 bench "in-process floor x$N: $(awk -v m="$floor_ms" 'BEGIN { printf "%.2f", m / 1000 }') s in-process, $floor_ext s with exec"
 bench "header+KMS half x$N: ${unwrap#ms=} (KMS opened per volume: ${unwrap_o#ms=})"
 bench "cryptsetup open x$N (default keyslot cost; $CS timed, x$((N / (CS ? CS : 1)))): $cs s"
