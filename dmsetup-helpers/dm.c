@@ -15,7 +15,10 @@
  * the device.  Without udev (an initramfs, a container) libdm reports no
  * sync support; we then set no cookie and let libdm make the nodes itself.
  *
- * libdevmapper is not thread-safe; callers serialise.
+ * libdevmapper is not thread-safe (its queue of /dev/mapper node
+ * operations and its control fd are process globals), so every public
+ * function here holds one process-wide lock for its whole run: callers
+ * such as kmscryptd's attach threads may call in from any thread.
  */
 #include <inttypes.h>
 #include <libdevmapper.h>
@@ -34,6 +37,21 @@
 
 DEFINE_CLEANUP_FUNC(struct dm_task *, dm_task_destroy)
 #define _cleanup_dm_task_ _cleanup_(dm_task_destroyp)
+
+static pthread_mutex_t dm_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static pthread_mutex_t *dm_serialise(void) {
+        pthread_mutex_lock(&dm_lock);
+        return &dm_lock;
+}
+
+static void dm_unserialisep(pthread_mutex_t **m) {
+        if (*m)
+                pthread_mutex_unlock(*m);
+}
+
+/* First declaration of a public function: the lock is released last, after every task is destroyed. */
+#define DM_SERIALISED _cleanup_(dm_unserialisep) _unused_ pthread_mutex_t *dm_serialised_ = dm_serialise()
 
 _printf_(5, 6)
 static void dm_log_to_debug(int level, const char *file, int line, int dm_errno_or_class, const char *f, ...) {
@@ -89,6 +107,7 @@ static int dm_ready(void) {
 }
 
 bool kc_dm_available(void) {
+        DM_SERIALISED;
         return dm_ready() >= 0;
 }
 
@@ -206,6 +225,7 @@ static int dm_remove_retrying(const char *name, bool deferred) {
 }
 
 int kc_dm_remove(const char *name, bool deferred) {
+        DM_SERIALISED;
         int r;
 
         if (!name)
@@ -261,6 +281,7 @@ static int dm_resume_synced(const char *name) {
  */
 int kc_dm_create(const char *name, const char *uuid, const char *target, uint64_t size,
                  const char *params, bool read_only) {
+        DM_SERIALISED;
         int r, q;
 
         if (!name || !target || !*target || strlen(target) >= DM_MAX_TYPE_NAME || !params || size == 0)
@@ -291,6 +312,7 @@ int kc_dm_create(const char *name, const char *uuid, const char *target, uint64_
 }
 
 int kc_dm_info(const char *name, struct kc_dm_info *ret_info) {
+        DM_SERIALISED;
         _cleanup_dm_task_ struct dm_task *dmt = NULL;
         struct kc_dm_info info = {};
         struct dm_info dmi;
@@ -356,6 +378,7 @@ static char *params_without_key(const char *target, const char *params) {
 }
 
 int kc_dm_table(const char *name, char **ret_target, char **ret_params) {
+        DM_SERIALISED;
         _cleanup_dm_task_ struct dm_task *dmt = NULL;
         _cleanup_free_ char *t = NULL, *p = NULL;
         uint64_t start, length;
@@ -386,6 +409,7 @@ int kc_dm_table(const char *name, char **ret_target, char **ret_params) {
 }
 
 int kc_dm_suspend(const char *name) {
+        DM_SERIALISED;
         _cleanup_dm_task_ struct dm_task *dmt = NULL;
         int r;
 
@@ -401,6 +425,7 @@ int kc_dm_suspend(const char *name) {
 }
 
 int kc_dm_resume(const char *name) {
+        DM_SERIALISED;
         int r;
 
         if (!name)
@@ -412,6 +437,7 @@ int kc_dm_resume(const char *name) {
 }
 
 int kc_dm_message(const char *name, const char *message) {
+        DM_SERIALISED;
         _cleanup_dm_task_ struct dm_task *dmt = NULL;
         int r;
 
@@ -452,6 +478,7 @@ static int dm_uuid_of(const char *name, char **ret_uuid) {
 }
 
 int kc_dm_list(const char *uuid_prefix, char ***ret_names) {
+        DM_SERIALISED;
         _cleanup_dm_task_ struct dm_task *dmt = NULL;
         _cleanup_strv_ char **names = NULL;
         struct dm_names *n;

@@ -12,6 +12,8 @@
 
 #define BACKOFF_FIRST_MS 1000
 #define BACKOFF_MAX_MS   30000
+/* An idle KMS handle older than this is closed, not reused: see kms_take(). */
+#define KMS_IDLE_MAX_MS  5000
 
 /* A loaded volumes file, shared by the volumes that point into it and the attaches using it. */
 struct confset {
@@ -31,12 +33,20 @@ struct mvol {
         bool suspended_by_us;       /* the revocation policy suspended it */
 };
 
+/* A KMS handle nobody uses right now, and since when. */
+struct idle_kms {
+        struct kc_kms *kms;
+        uint64_t since_ms;
+};
+
 struct kc_manager {
         pthread_mutex_t lock;
         pthread_cond_t changed;     /* a volume changed state or a slot came free */
         pthread_cond_t wake;        /* the scheduler has something to look at */
         struct kc_kms_config kms;
         char *kms_strings[4];
+        struct idle_kms *idle;      /* max_parallel entries; under the lock */
+        size_t n_idle;
         unsigned max_parallel, running;
         unsigned revoke_interval;
         struct mvol **vols;         /* never shrinks: a removed volume keeps its slot, !present */
@@ -102,6 +112,11 @@ int kc_manager_new(const struct kc_manager_config *cfg, struct kc_manager **ret)
                 .audit_log = m->kms_strings[2], .audit_head = m->kms_strings[3],
         };
         m->max_parallel = cfg->max_parallel ? cfg->max_parallel : 1;
+        m->idle = calloc(m->max_parallel, sizeof(*m->idle));
+        if (!m->idle) {
+                kc_manager_free(m);
+                return -ENOMEM;
+        }
         m->revoke_interval = cfg->revoke_interval;
         (void) kc_caller_self(&m->self);
         pthread_mutex_init(&m->lock, NULL);
@@ -177,13 +192,86 @@ static void record_result(struct kc_manager *m, struct mvol *v, int r, const str
         pthread_cond_signal(&m->wake);
 }
 
+/* ---- KMS handles ---- */
+
+/*
+ * The KMS layer is not thread-safe, so a handle is used by one thread at a
+ * time; but opening one (audit log and chain head, keystore directory,
+ * lock, root key, every CMK file) costs about as much as the decrypt
+ * itself, and an attach burst at start would pay it once a volume.  A
+ * handle that served an attach well goes back to a small idle set, at
+ * most one a slot, and the next attach takes it.  One idle for more than
+ * KMS_IDLE_MAX_MS is closed instead: outside a burst every attach opens a
+ * fresh handle, which sees a keystore that was replaced or a provider
+ * that came back, as before.  (A reused handle sees key state changes
+ * anyway: the keystore re-reads what changed under its lock.)
+ */
+static int kms_take(struct kc_manager *m, struct kc_kms **ret, struct kc_err *err) {
+        struct kc_kms *k = NULL;
+
+        pthread_mutex_lock(&m->lock);
+        /* Handles go back in time order: if the newest is too old, so are the rest. */
+        if (m->n_idle > 0 && now_ms() - m->idle[m->n_idle - 1].since_ms <= KMS_IDLE_MAX_MS)
+                k = m->idle[--m->n_idle].kms;
+        else
+                while (m->n_idle > 0)
+                        kc_kms_close(m->idle[--m->n_idle].kms);   /* closes files and frees: quick */
+        pthread_mutex_unlock(&m->lock);
+        if (k) {
+                *ret = k;
+                return 0;
+        }
+        return kc_kms_open(&m->kms, ret, err);
+}
+
+/* Hand a handle back after use; one that saw a failure is closed. */
+static void kms_give(struct kc_manager *m, struct kc_kms *k, bool healthy) {
+        if (!k)
+                return;
+        pthread_mutex_lock(&m->lock);
+        if (healthy && !m->stopping && m->n_idle < m->max_parallel) {
+                m->idle[m->n_idle++] = (struct idle_kms) { k, now_ms() };
+                k = NULL;
+        }
+        pthread_mutex_unlock(&m->lock);
+        kc_kms_close(k);
+}
+
 /* ---- the attach itself (no lock held) ---- */
+
+/*
+ * An attach killed between creating the device and resuming its table (a
+ * kill -9 of the agent, or of kmscrypt or cryptsetup) leaves a device
+ * with a LUKS2 dm UUID ending in its name and no live table: it serves no
+ * I/O (an inactive table, if loaded, goes with it) but holds the name, and
+ * kc_attach would refuse the name as taken.  Remove it, so that the next
+ * start cleans up and retries.  Anything else of that name is left alone.
+ */
+static void remove_half_made(const char *name) {
+        static const char prefix[] = "CRYPT-LUKS2-";
+        struct kc_dm_info info;
+        size_t n, k = strlen(name);
+        int r;
+
+        if (kc_dm_info(name, &info) < 0 || !info.exists || info.target_type[0] || info.open_count > 0)
+                return;
+        n = strlen(info.uuid);
+        if (strncmp(info.uuid, prefix, strlen(prefix)) != 0 || n < strlen(prefix) + k + 1 ||
+            info.uuid[n - k - 1] != '-' || !streq(info.uuid + n - k, name))
+                return;
+        r = kc_dm_remove(name, false);
+        if (r < 0)
+                log_warning("%s: cannot remove the half-made mapping an interrupted attach left: %s", name,
+                            strerror(-r));
+        else
+                log_notice("%s: removed the half-made mapping (no live table) an interrupted attach left", name);
+}
 
 static int attach_with(struct kc_manager *m, const struct kc_attach_params *p, const struct kc_caller *caller,
                        struct kc_attach_result *ret, struct kc_err *err) {
-        _cleanup_kms_ struct kc_kms *kms = NULL;
         struct kc_kms_request req = { .caller = caller };
         _cleanup_free_ char *path = NULL;
+        struct kc_kms *kms = NULL;
         int r;
 
         /* A device that is not there yet is the commonest reason to wait: say so first. */
@@ -197,10 +285,14 @@ static int attach_with(struct kc_manager *m, const struct kc_attach_params *p, c
         if (!kc_dm_available())
                 return kc_err_set(err, -EOPNOTSUPP, "device-mapper is not available on this host "
                                   "(no /dev/mapper/control or no dm driver)");
-        r = kc_kms_open(&m->kms, &kms, err);
+        if (p->name)
+                remove_half_made(p->name);
+        r = kms_take(m, &kms, err);
         if (r < 0)
                 return kc_err_set(err, r, "cannot open the KMS layer: %s", strerror(-r));
-        return kc_attach(kms, &req, p, ret, err);
+        r = kc_attach(kms, &req, p, ret, err);
+        kms_give(m, kms, r >= 0);
+        return r;
 }
 
 static int attach_conf(struct kc_manager *m, const struct kc_volume_conf *c, const struct kc_caller *caller,
@@ -476,6 +568,9 @@ void kc_manager_free(struct kc_manager *m) {
                 free(m->vols[i]);
         }
         free(m->vols);
+        for (size_t i = 0; i < m->n_idle; i++)
+                kc_kms_close(m->idle[i].kms);
+        free(m->idle);
         confset_unref(m->set);
         for (size_t i = 0; i < ARRAY_SIZE(m->kms_strings); i++)
                 free(m->kms_strings[i]);

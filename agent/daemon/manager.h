@@ -7,9 +7,12 @@
  *
  * Every attach runs on a thread of its own (kc_attach loads the key into
  * the calling thread's keyring and creates the table from that same
- * thread), at most max_parallel at a time.  Each attach opens its own KMS
- * handle: the KMS layer is not shared between threads, and a fresh handle
- * sees a keystore or provider that came back.
+ * thread), at most max_parallel at a time.  The KMS layer is not
+ * thread-safe: each attach has a KMS handle to itself, opened for it or
+ * taken from the few that finished an attach well within the last 5 s (an
+ * attach burst at start opens about one a slot, not one a volume); outside
+ * a burst it is a fresh handle, which sees a keystore or provider that
+ * came back.
  *
  * Errors that may pass (KMS or device unavailable) put a volume in
  * "waiting": it is tried again after an exponential backoff with jitter

@@ -44,9 +44,72 @@ static int suspend_and_wipe(const char *name, struct kc_err *err) {
         return 0;
 }
 
-/* Fresh unwrap under the token's context, checked against the header, then handed to dm-crypt by reference. */
-static int reload_key_and_resume(struct kc_kms *kms, const struct kc_caller *self, const struct kc_volume_conf *conf,
-                                 struct kc_err *err) {
+#define RESUME_DETAIL "CMK enabled again: fresh unwrap, key set, resume"
+
+/* What a check needs to know about a configured volume and its mapping. */
+struct facts {
+        char luks_uuid[40];
+        char provider[16];
+        char key_id[256];
+        struct kc_context *context;     /* owned */
+        bool suspended;
+};
+
+static void facts_clear(struct facts *f) {
+        kc_context_free(f->context);
+        f->context = NULL;
+}
+
+/*
+ * From the volume's header (token) and the dm state of its mapping, which
+ * must carry this volume's dm UUID.  Not from the mapping's table: once the
+ * key is wiped, the table shows zeros where the keyring reference was.
+ */
+static int volume_facts(const struct kc_volume_conf *conf, struct facts *ret, struct kc_err *err) {
+        _cleanup_free_ char *path = NULL, *dm_uuid = NULL;
+        _cleanup_luks_ struct kc_luks *l = NULL;
+        struct kc_luks_segment seg;
+        struct kc_token tok = {};
+        struct kc_dm_info info;
+        int r;
+
+        r = kc_dm_info(conf->name, &info);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot query mapping %s: %s", conf->name, strerror(-r));
+        if (!info.exists)
+                return kc_err_set(err, -ENXIO, "no mapping named %s", conf->name);
+        r = kc_resolve_device(conf->device, &path, err);
+        if (r >= 0)
+                r = kc_luks_open(path, conf->header, &l, err);
+        if (r >= 0 && (r = kc_luks_segment(l, &seg)) < 0)
+                kc_err_set(err, r, "cannot read the LUKS2 segment of %s", path);
+        if (r >= 0 && (r = kc_luks_token_read(l, &tok, NULL, err)) == -ENOENT)
+                kc_err_set(err, r, "%s has no kmscrypt token", path);
+        if (r < 0)
+                return r;
+        r = kc_dm_uuid_luks2(seg.uuid, conf->name, &dm_uuid);
+        if (r >= 0 && !streq(dm_uuid, info.uuid))
+                r = kc_err_set(err, -EPERM, "mapping %s is not the mapping of %s (dm UUID %s)", conf->name, path,
+                               info.uuid);
+        if (r >= 0) {
+                *ret = (struct facts) { .context = TAKE_PTR(tok.context), .suspended = info.suspended };
+                kc_strscpy(ret->luks_uuid, sizeof(ret->luks_uuid), seg.uuid);
+                kc_strscpy(ret->provider, sizeof(ret->provider), tok.provider);
+                kc_strscpy(ret->key_id, sizeof(ret->key_id), tok.key_id);
+        }
+        kc_token_clear(&tok);
+        return r;
+}
+
+/*
+ * Fresh unwrap under the token's context, checked against the header, then
+ * handed to dm-crypt by reference.  The ResumeVolume record is written
+ * after the unwrap and before the key reaches dm-crypt: if the audit log
+ * cannot take it, the volume stays suspended (fail closed); a failure after
+ * that is audited as a second, failed ResumeVolume.
+ */
+static int reload_key_and_resume(struct kc_kms *kms, const struct kc_kms_config *cfg, const struct kc_caller *self,
+                                 const struct kc_volume_conf *conf, const struct facts *st, struct kc_err *err) {
         _cleanup_free_ char *path = NULL, *ref = NULL, *desc = NULL;
         _cleanup_luks_ struct kc_luks *l = NULL;
         _cleanup_secret_ void *key = NULL;
@@ -54,6 +117,7 @@ static int reload_key_and_resume(struct kc_kms *kms, const struct kc_caller *sel
         struct kc_luks_segment seg;
         struct kc_token tok = {};
         kc_key_serial_t serial = 0;
+        bool audited = false;
         char msg[256], key_id[65];
         uint32_t version;
         int r;
@@ -74,10 +138,20 @@ static int reload_key_and_resume(struct kc_kms *kms, const struct kc_caller *sel
                            &version, err);
         if (r < 0)
                 goto out;
-        if (kc_secret_size(key) != seg.key_size || kc_luks_verify_key(l, key, seg.key_size) < 0) {
+        /* Without a keyslot the header records no key size (luks.h): the digest proves it. */
+        if ((seg.key_size && kc_secret_size(key) != seg.key_size) ||
+            kc_luks_verify_key(l, key, kc_secret_size(key)) < 0) {
                 r = kc_err_set(err, -EBADMSG, "unwrapped key does not match the LUKS2 header of %s", path);
                 goto out;
         }
+        seg.key_size = kc_secret_size(key);
+        r = audit_action(cfg, self, "ResumeVolume", st->key_id, st->context, st->luks_uuid, 0, RESUME_DETAIL);
+        if (r < 0) {
+                kc_err_set(err, r, "cannot write the audit record of the resume, %s stays suspended: %s",
+                           conf->name, strerror(-r));
+                goto out;
+        }
+        audited = true;
         r = kc_keyring_volume_description(seg.uuid, &desc);
         if (r >= 0)
                 r = kc_keyring_add_logon(desc, key, seg.key_size, &serial);
@@ -96,6 +170,9 @@ static int reload_key_and_resume(struct kc_kms *kms, const struct kc_caller *sel
         if (r < 0)
                 kc_err_set(err, r, "cannot resume %s: %s", conf->name, strerror(-r));
 out:
+        if (audited && r < 0)
+                (void) audit_action(cfg, self, "ResumeVolume", st->key_id, st->context, st->luks_uuid, r,
+                                    RESUME_DETAIL);
         kc_token_clear(&tok);
         return r;
 }
@@ -108,34 +185,28 @@ int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const s
                     const struct kc_volume_conf *conf, bool suspended_by_us, struct kc_revoke_outcome *ret,
                     struct kc_err *err) {
         struct kc_revoke_outcome out = {};
-        struct kc_volume_status st;
         struct kc_kms_request req = { .caller = self, .volume = conf->name };
         struct kc_key_info info;
         _cleanup_free_ char *ref = NULL;
+        _cleanup_(facts_clear) struct facts st = {};
         const char *state;
         int r;
 
-        r = kc_volume_status(conf->name, conf->header, &st, err);
+        r = volume_facts(conf, &st, err);
         if (r < 0)
                 return r;
-        if (!st.has_token) {
-                kc_volume_status_clear(&st);
-                return kc_err_set(err, -ENOKEY, "cannot read the kmscrypt token of %s", conf->name);
-        }
         if (asprintf(&ref, "%s:%s", st.provider, st.key_id) < 0)
-                ref = NULL;
-        r = ref ? kc_kms_describe_key(kms, &req, ref, &info, err) : -ENOMEM;
+                return -ENOMEM;
+        r = kc_kms_describe_key(kms, &req, ref, &info, err);
         if (r < 0)
-                goto out;
+                return r;
         state = kc_key_state_to_string(info.state);
 
         if (!key_revoked(info.state)) {
                 if (suspended_by_us) {
-                        r = reload_key_and_resume(kms, self, conf, err);
-                        (void) audit_action(cfg, self, "ResumeVolume", st.key_id, st.context, st.luks_uuid, r,
-                                            "CMK enabled again: fresh unwrap, key set, resume");
+                        r = reload_key_and_resume(kms, cfg, self, conf, &st, err);
                         if (r < 0)
-                                goto out;
+                                return r;
                         out.action = KC_REVOKE_RESUMED;
                         snprintf(out.reason, sizeof(out.reason), "CMK %s is enabled again; resumed", ref);
                 }
@@ -151,12 +222,10 @@ int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const s
                 (void) audit_action(cfg, self, "SuspendVolume", st.key_id, st.context, st.luks_uuid, r,
                                     "CMK disabled or pending deletion: dm suspend, key wipe (revoke=suspend)");
                 if (r < 0)
-                        goto out;
+                        return r;
                 out.action = KC_REVOKE_SUSPENDED;
                 snprintf(out.reason, sizeof(out.reason), "CMK %s is %s; suspended, key wiped", ref, state);
         }
         *ret = out;
-out:
-        kc_volume_status_clear(&st);
-        return r;
+        return 0;
 }

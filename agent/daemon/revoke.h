@@ -12,7 +12,8 @@
  * with a fresh unwrap: key into this thread's keyring, "key set" with a
  * keyring reference, key dropped, dm resume.  Suspend and resume each write
  * an audit record (SuspendVolume, ResumeVolume); the describe is audited by
- * the KMS layer.
+ * the KMS layer.  ResumeVolume is written before the key reaches dm-crypt,
+ * and a volume whose record cannot be written stays suspended.
  */
 
 #include <stdbool.h>

@@ -1,0 +1,202 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * agent-floor: the halves of an attach, timed in one process, for the
+ * agent benchmark (tests/bench/agent-bench.sh).
+ *
+ *   agent-floor dm PREFIX DEVICE...
+ *       The in-process floor: for each DEVICE, in turn, a random 512-bit key
+ *       in secret memory becomes a logon key in this thread's keyring
+ *       (kernel-keyring/), an aes-xts-plain64 table with 4096-byte sectors
+ *       from 1 MiB on (what agent-mkvols volumes attach as) references it,
+ *       kc_dm_create makes mapping PREFIX<n> (dmsetup-helpers/), the key is
+ *       dropped.  No header, no KMS: what no attach can do without.
+ *   agent-floor unwrap [-o] DEVICE...
+ *       The other half: LUKS2 header and token read, context check skipped,
+ *       KMS Decrypt (audited), digest check -- on one KMS handle, or with
+ *       -o on a handle opened for each volume, as the agent once did.
+ *
+ * Prints "ms=<total milliseconds> n=<volumes>", and for unwrap the
+ * milliseconds of each step: header= token= decrypt= verify=.  Exit status 0, or 1 with
+ * one line on stderr.
+ */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/config.h"
+#include "agent/luks.h"
+#include "agent/token.h"
+#include "dmsetup-helpers/dmcrypt.h"
+#include "kernel-keyring/keyring.h"
+#include "lib/log.h"
+#include "lib/secret.h"
+
+#define KEY_BYTES 64
+#define DATA_OFFSET 2048        /* sectors, as agent-mkvols lays volumes out */
+
+static uint64_t now_us(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
+}
+
+static int device_sectors(const char *path, uint64_t *ret) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        uint64_t bytes;
+
+        if (fd < 0 || ioctl(fd, BLKGETSIZE64, &bytes) < 0)
+                return negative_errno();
+        *ret = bytes / 512;
+        return 0;
+}
+
+static int floor_one(const char *name, const char *device, struct kc_err *err) {
+        _cleanup_free_ char *params = NULL, *desc = NULL, *dm_uuid = NULL;
+        _cleanup_secret_ uint8_t *key = kc_secret_alloc(KEY_BYTES);
+        struct kc_crypt_params p = {
+                .cipher = "aes-xts-plain64", .key_size = KEY_BYTES, .device = device,
+                .offset = DATA_OFFSET, .sector_size = 4096, .flags = KC_CRYPT_DEFAULT_FLAGS,
+        };
+        uint8_t u[16];
+        char uuid[37];
+        kc_key_serial_t serial;
+        int r;
+
+        if (!key || getrandom(key, KEY_BYTES, 0) != KEY_BYTES || getrandom(u, sizeof(u), 0) != sizeof(u))
+                return -EIO;
+        snprintf(uuid, sizeof(uuid), "%08x-%04x-4%03x-8%03x-%04x%08x", *(uint32_t *) u, u[4] | u[5] << 8,
+                 (u[6] | u[7] << 8) & 0xfff, (u[8] | u[9] << 8) & 0xfff, u[10] | u[11] << 8, *(uint32_t *) (u + 12));
+        r = device_sectors(device, &p.size);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot size %s: %s", device, strerror(-r));
+        p.size -= DATA_OFFSET;
+        r = kc_keyring_volume_description(uuid, &desc);
+        if (r >= 0)
+                r = kc_dm_uuid_luks2(uuid, name, &dm_uuid);
+        p.key_description = desc;
+        if (r >= 0)
+                r = kc_crypt_table_build(&p, &params);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot build the table of %s", name);
+        r = kc_keyring_add_logon(desc, key, KEY_BYTES, &serial);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot add a logon key: %s", strerror(-r));
+        r = kc_dm_create(name, dm_uuid, "crypt", p.size, params, false);
+        (void) kc_keyring_drop(serial);
+        return r < 0 ? kc_err_set(err, r, "cannot create %s: %s", name, strerror(-r)) : 0;
+}
+
+/* Microseconds spent in each step of the header + KMS half, over all volumes. */
+static uint64_t phase_us[4];
+static const char *const phase_name[4] = { "header", "token", "decrypt", "verify" };
+
+static void phase_end(unsigned i, uint64_t *t) {
+        uint64_t now = now_us();
+
+        phase_us[i] += now - *t;
+        *t = now;
+}
+
+static int unwrap_one(struct kc_kms *kms, const struct kc_caller *self, const char *device, struct kc_err *err) {
+        _cleanup_luks_ struct kc_luks *l = NULL;
+        _cleanup_secret_ void *key = NULL;
+        _cleanup_free_ char *ref = NULL;
+        _cleanup_(kc_token_clear) struct kc_token tok = {};
+        struct kc_luks_segment seg;
+        struct kc_kms_request req = { .caller = self };
+        char key_id[65];
+        uint32_t version;
+        uint64_t t = now_us();
+        int r;
+
+        r = kc_luks_open(device, NULL, &l, err);
+        if (r >= 0)
+                r = kc_luks_segment(l, &seg);
+        phase_end(0, &t);
+        if (r >= 0)
+                r = kc_luks_token_read(l, &tok, NULL, err);
+        if (r >= 0)
+                r = kc_token_key_ref(&tok, &ref);
+        phase_end(1, &t);
+        if (r < 0)
+                return r;
+        req.volume = seg.uuid;
+        r = kc_kms_decrypt(kms, &req, ref, tok.wrapped_key, tok.wrapped_key_len, tok.context, &key, key_id,
+                           &version, err);
+        phase_end(2, &t);
+        if (r >= 0 && kc_luks_verify_key(l, key, kc_secret_size(key)) < 0)
+                r = kc_err_set(err, -EBADMSG, "the key of %s does not match its header", device);
+        phase_end(3, &t);
+        return r;
+}
+
+static int run_unwrap(int argc, char **argv, struct kc_err *err) {
+        _cleanup_kms_ struct kc_kms *kms = NULL;
+        struct kc_config cfg = {};
+        struct kc_kms_config kc;
+        struct kc_caller self;
+        bool per_volume = argc > 0 && streq(argv[0], "-o");
+        int r;
+
+        r = kc_config_load(NULL, &cfg, err);
+        if (r < 0)
+                return r;
+        kc_config_kms(&cfg, &kc);
+        (void) kc_caller_self(&self);
+        for (int i = per_volume; r >= 0 && i < argc; i++) {
+                if (!kms || per_volume) {
+                        kms = (kc_kms_close(kms), NULL);
+                        r = kc_kms_open(&kc, &kms, err);
+                }
+                if (r >= 0)
+                        r = unwrap_one(kms, &self, argv[i], err);
+        }
+        kms = (kc_kms_close(kms), NULL);
+        kc_config_done(&cfg);
+        return r < 0 ? r : argc - per_volume;
+}
+
+static int run_dm(int argc, char **argv, struct kc_err *err) {
+        int r = 0;
+
+        if (argc < 1)
+                return kc_err_set(err, -EINVAL, "dm needs a PREFIX");
+        for (int i = 1; r >= 0 && i < argc; i++) {
+                char name[128];
+
+                snprintf(name, sizeof(name), "%s%d", argv[0], i);
+                r = floor_one(name, argv[i], err);
+        }
+        return r < 0 ? r : argc - 1;
+}
+
+int main(int argc, char **argv) {
+        struct kc_err err = {};
+        uint64_t t0;
+        int r;
+
+        if (argc < 2 || (!streq(argv[1], "dm") && !streq(argv[1], "unwrap"))) {
+                fputs("usage: agent-floor dm PREFIX DEVICE... | unwrap [-o] DEVICE...\n", stderr);
+                return 2;
+        }
+        t0 = now_us();
+        r = streq(argv[1], "dm") ? run_dm(argc - 2, argv + 2, &err) : run_unwrap(argc - 2, argv + 2, &err);
+        if (r < 0) {
+                fprintf(stderr, "agent-floor: %s\n", kc_err_msg(&err, r));
+                return 1;
+        }
+        printf("ms=%" PRIu64 " n=%d", (now_us() - t0 + 500) / 1000, r);
+        for (size_t i = 0; i < ARRAY_SIZE(phase_us); i++)
+                if (phase_us[i])
+                        printf(" %s=%" PRIu64, phase_name[i], (phase_us[i] + 500) / 1000);
+        putchar('\n');
+        return 0;
+}

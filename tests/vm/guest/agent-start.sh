@@ -1,0 +1,42 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# kmscryptd attaches the 20 volumes of its volumes file at start, in
+# parallel: every mapping references its own logon key and shows none, no
+# key is left in any keyring, `kmscrypt list` and `status` (through the
+# agent) agree, data round-trips, the socket and audit log are private,
+# and SIGTERM stops the agent with every volume still attached.
+# kcvm-programs: kmscrypt kmscryptd tests/bench/agent-mkvols tests/bench/agent-vmlib
+. /kc/lib.sh
+. /kc/bin/agent-vmlib
+
+N=20
+agent_key agent
+agent_volumes st "$N" 2 agent
+agent_start
+set -- $(agent_wait_ready 60)
+expect_eq "volumes attached when ready" "$1 of $2" "$N of $N"
+echo "$N volumes attached $3 s after the agent started"
+kcvm_mknodes
+
+agent_check_mappings st "$N"
+kcvm_no_key kmscrypt:
+expect_eq "mappings listed by kmscrypt list" "$(kmscrypt list | sort | tr '\n' ' ')" \
+        "$(awk '{ print $1 }' "$AGENT_UUIDS" | sort | tr '\n' ' ')"
+kmscrypt status st7 >status || die "kmscrypt status st7 failed"
+grep -q 'db-id.*kcvm' status || die "status of st7 lacks its context: $(cat status)"
+
+# Data through one of them, ciphertext on its loop device.
+kcvm_roundtrip /dev/mapper/st7 "$KCVM_DIR/st7.img" 1
+
+# Hardening that can be seen from outside: private files, no core, capabilities
+# (CAP_CHOWN, CAP_IPC_LOCK, CAP_SYS_ADMIN, CAP_MKNOD, also in the bounding set).
+caps() { awk -v f="$1:" '$1 == f { print $2 }' "/proc/$AGENT_PID/status"; }
+expect_eq "effective capabilities" "$(caps CapEff)" 0000000008204001
+expect_eq "bounding set" "$(caps CapBnd)" 0000000008204001
+expect_eq "core size limit" "$(awk '/^Max core file size/ { print $5 " " $6 }' "/proc/$AGENT_PID/limits")" "0 0"
+expect_eq "socket mode" "$(stat -c %a "$KMSCRYPT_AGENT_SOCKET")" 600
+expect_eq "audit log mode" "$(stat -c %a "$KMSCRYPT_AUDIT_LOG")" 600
+expect_eq "Decrypt records in the audit log" "$(grep -c '"Decrypt"' "$KMSCRYPT_AUDIT_LOG")" "$N"
+
+agent_stop
+expect_eq "exit status after SIGTERM" "$AGENT_STATUS" 0
+expect_eq "mappings left after the agent stopped" "$(dmsetup ls | grep -c '^st')" "$N"
