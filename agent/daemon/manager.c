@@ -188,6 +188,7 @@ static int attach_with(struct kc_manager *m, const struct kc_attach_params *p, c
         _cleanup_kms_ struct kc_kms *kms = NULL;
         struct kc_kms_request req = { .caller = caller };
         _cleanup_free_ char *path = NULL;
+        struct kc_err kerr = {};
         int r;
 
         /* A device that is not there yet is the commonest reason to wait: say so first. */
@@ -201,9 +202,9 @@ static int attach_with(struct kc_manager *m, const struct kc_attach_params *p, c
         if (!kc_dm_available())
                 return kc_err_set(err, -EOPNOTSUPP, "device-mapper is not available on this host "
                                   "(no /dev/mapper/control or no dm driver)");
-        r = kc_kms_open(&m->kms, &kms, err);
-        if (r < 0)
-                return kc_err_set(err, r, "cannot open the KMS layer: %s", strerror(-r));
+        r = kc_kms_open(&m->kms, &kms, &kerr);
+        if (r < 0)      /* what is missing (keystore, audit log) is what status must show */
+                return kc_err_set(err, r, "cannot open the KMS layer: %s", kc_err_msg(&kerr, r));
         return kc_attach(kms, &req, p, ret, err);
 }
 
