@@ -14,7 +14,7 @@
  *                        when its last user closes it).
  *   volume NAME          kmscrypt-NAME.service (from the generator): attach a
  *                        configured volume through the agent.
- *   detach-volume NAME   its ExecStop at shutdown.
+ *   detach-volume NAME   its ExecStop at shutdown: deferred removal, like detach.
  *
  * Everything that needs a key goes through the agent (kmscryptd), which
  * retries, serializes attaches of one volume and audits every KMS call.
@@ -198,7 +198,12 @@ int main(int argc, char **argv) {
                 for (size_t i = 0; i < ARRAY_SIZE(verbs); i++) {
                         if (!streq(argv[1], verbs[i].verb))
                                 continue;
-                        return verbs[i].run ? verbs[i].run(argv[2]) : detach_name(argv[2], false);
+                        /*
+                         * detach-volume runs after the file systems on the volume are
+                         * unmounted, but udev may still be probing it after the last
+                         * close (for seconds under load): deferred, so it goes then.
+                         */
+                        return verbs[i].run ? verbs[i].run(argv[2]) : detach_name(argv[2], true);
                 }
         fprintf(stderr, "usage: kmscrypt-hotplug attach|detach MAJOR:MINOR | volume|detach-volume NAME\n");
         return 2;

@@ -72,10 +72,17 @@ V
         check "mkfs on pgdata" mkfs.ext4 -q /dev/mapper/pgdata
         systemctl stop postgresql
         mkdir -p /mnt/pg
-        mount /dev/mapper/pgdata /mnt/pg && cp -a "$pgmain/." /mnt/pg/ && umount /mnt/pg
-        check "stopping kmscrypt-pgdata.service detaches pgdata" sh -c \
-                "systemctl stop kmscrypt-pgdata.service && ! dmsetup info pgdata"
-        dmsetup info pgdata > /dev/null 2>&1 && diag
+        check "mount pgdata" mount /dev/mapper/pgdata /mnt/pg
+        check "copy PostgreSQL's data onto pgdata" cp -a "$pgmain/." /mnt/pg/
+        check "unmount pgdata" umount /mnt/pg
+        # At once, while udev may still probe it after the unmount (deferred removal).
+        check "stopping kmscrypt-pgdata.service" systemctl stop kmscrypt-pgdata.service
+        check "... detaches pgdata" wait_for 10 not mapping pgdata
+        if dmsetup info pgdata > /dev/null 2>&1; then
+                { dmsetup info pgdata; grep -e pgdata -e dm- /proc/mounts; ls -l /sys/block/dm-*/holders;
+                  ls -l /proc/[0-9]*/fd 2>/dev/null | grep -e dm- -e mapper; } 2>&1 | sed 's/^/SYSTEST-DIAG /'
+                diag
+        fi
         echo "/dev/mapper/pgdata $pgmain ext4 defaults 0 2" >> /etc/fstab
 }
 
@@ -88,6 +95,9 @@ phase_main() {
         check "a: data directory on the volume" sh -c \
                 "findmnt -n -o SOURCE -T \"\$(su postgres -c 'psql -XAtqc \"show data_directory\"')\" | grep -qx /dev/mapper/pgdata"
         check "a: pgbench table" su postgres -c "pgbench -q -i -s 2 postgres"
+        # pgbench -i writes the same rows every time: random transactions make
+        # the checksum this database's own.
+        check "a: pgbench transactions" su postgres -c "pgbench -n -q -t 200 postgres"
         sum=$(table_sum)
         if [ -n "$sum" ]; then echo "$sum" > "$state/sum"; pass "a: checksum $sum"; else fail "a: no checksum"; fi
         echo "SYSTEST-BENCH kmscrypt-mounted-ms $(active_ms var-lib-postgresql.mount)"
