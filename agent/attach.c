@@ -268,15 +268,31 @@ static int unwrap_key(struct kc_kms *kms, const struct kc_kms_request *req, stru
         return 0;
 }
 
-static int check_context(const struct kc_token *tok, const struct kc_context *expect, const char *device,
-                         struct kc_err *err) {
-        _cleanup_free_ char *have = NULL, *want = NULL;
+/*
+ * A volume bound to another context than this host expects is refused
+ * before its key is asked for; the refusal is audited like a KMS call, so
+ * a disk that turns up where it does not belong leaves a trace in the chain.
+ */
+static int check_context(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_token *tok,
+                         const struct kc_context *expect, const char *device, struct kc_err *err) {
+        _cleanup_free_ char *have = NULL, *want = NULL, *ref = NULL, *detail = NULL;
+        struct kc_audit_record rec = { .operation = "Attach", .context = tok->context, .result = -EPERM };
+        int r;
 
         if (!expect || kc_context_equal(tok->context, expect))
                 return 0;
         (void) kc_context_to_string(tok->context, &have);
         (void) kc_context_to_string(expect, &want);
-        return kc_err_set(err, -EPERM, "%s is bound to context %s, expected %s", device, strna(have), strna(want));
+        kc_err_set(err, -EPERM, "%s is bound to context %s, expected %s", device, strna(have), strna(want));
+        if (kc_token_key_ref(tok, &ref) >= 0)
+                rec.key_id = ref;
+        if (asprintf(&detail, "device %s", device) >= 0)
+                rec.detail = detail;
+        rec.error = kc_err_msg(err, -EPERM);
+        r = kc_kms_audit_refusal(kms, req, &rec);
+        if (r < 0)
+                log_debug("audit record of the refused attach of %s not written: %s", device, strerror(-r));
+        return -EPERM;
 }
 
 int kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_attach_params *p,
@@ -305,7 +321,8 @@ int kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct
         if (r < 0)
                 return r;
 
-        r = check_context(&tok, p->expect, device, err);
+        volreq.volume = seg.uuid;
+        r = check_context(kms, &volreq, &tok, p->expect, device, err);
         if (r < 0)
                 goto out;
         if (p->name)
@@ -334,7 +351,6 @@ int kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct
         }
         kc_strscpy(res.name, sizeof(res.name), name);
 
-        volreq.volume = seg.uuid;
         r = unwrap_key(kms, &volreq, l, &tok, &seg, &key, err);
         if (r < 0)
                 goto out;
@@ -392,20 +408,24 @@ int kc_detach(const char *name, bool deferred, struct kc_err *err) {
         return 0;
 }
 
-/* /dev path of a "major:minor" device, through sysfs (works without udev). */
-static void devnode_of(const char *majmin, char *buf, size_t size) {
+int kc_block_devnode(const char *majmin, char *buf, size_t size) {
         _cleanup_fclose_ FILE *f = NULL;
         char path[64], line[256];
 
         snprintf(buf, size, "%s", majmin);
+        if (strchr(majmin, '/'))
+                return -EINVAL;
         snprintf(path, sizeof(path), "/sys/dev/block/%s/uevent", majmin);
         f = fopen(path, "re");
-        while (f && fgets(line, sizeof(line), f))
+        if (!f)
+                return errno == ENOENT ? -ENODEV : negative_errno();
+        while (fgets(line, sizeof(line), f))
                 if (strncmp(line, "DEVNAME=", 8) == 0) {
                         line[strcspn(line, "\n")] = '\0';
                         snprintf(buf, size, "/dev/%s", line + 8);
-                        return;
+                        return 0;
                 }
+        return -ENODEV;
 }
 
 void kc_volume_status_clear(struct kc_volume_status *s) {
@@ -443,7 +463,7 @@ int kc_volume_status(const char *name, const char *header, struct kc_volume_stat
         kc_strscpy(s.name, sizeof(s.name), name);
         kc_strscpy(s.cipher, sizeof(s.cipher), t.p.cipher);
         kc_strscpy(s.key_description, sizeof(s.key_description), t.p.key_description);
-        devnode_of(t.p.device, s.device, sizeof(s.device));
+        (void) kc_block_devnode(t.p.device, s.device, sizeof(s.device));
         s.key_size = (uint32_t) t.p.key_size;
         s.sector_size = t.p.sector_size;
         s.offset = t.p.offset;

@@ -37,6 +37,13 @@ struct kc_attach_result {
         bool already;                     /* it was attached before this call */
 };
 
+/*
+ * /dev path of the block device "MAJOR:MINOR", through sysfs (works without
+ * udev's /dev/block links).  -ENODEV when there is no such device; buf then
+ * holds majmin itself.
+ */
+int kc_block_devnode(const char *majmin, char *buf, size_t size);
+
 /* Resolve "UUID=...", "LABEL=..." or a path to a device path. Caller frees. */
 int kc_resolve_device(const char *spec, char **ret_path, struct kc_err *err);
 

@@ -180,6 +180,47 @@ int kc_client_attach_volume(struct kc_client *c, const char *name, struct kc_att
         return call_with(c, req, err, take_attach_result, ret);
 }
 
+struct hotplug_out {
+        struct kc_attach_result *res;
+        char *note;
+        bool attached;
+};
+
+static int take_hotplug(struct json_object *result, void *userdata) {
+        struct hotplug_out *out = userdata;
+        struct json_object *action = member(result, "Action", json_type_string);
+        struct json_object *reason = member(result, "Reason", json_type_string);
+
+        if (!action)
+                return -EPROTO;
+        out->attached = streq(json_object_get_string(action), "attached");
+        if (out->attached)
+                return kc_attach_result_from_json(result, out->res);
+        snprintf(out->note, 256, "%s", reason ? json_object_get_string(reason) : "left alone");
+        return 0;
+}
+
+int kc_client_hotplug(struct kc_client *c, const char *majmin, struct kc_attach_result *ret, char ret_note[256],
+                      struct kc_err *err) {
+        struct json_object *req = kc_request_new(KC_OP_HOTPLUG);
+        struct kc_attach_result res = {};
+        char note[256] = "";
+        struct hotplug_out out = { .res = &res, .note = note };
+        int r;
+
+        if (!req)
+                return -ENOMEM;
+        json_object_object_add(req, "device", json_object_new_string(majmin));
+        r = call_with(c, req, err, take_hotplug, &out);
+        if (r < 0)
+                return r;
+        if (out.attached)
+                *ret = res;
+        else
+                memcpy(ret_note, note, sizeof(note));
+        return out.attached;
+}
+
 struct agent_volumes {
         struct kc_agent_volume *v;
         size_t n;

@@ -44,6 +44,14 @@ int kc_client_ping(struct kc_client *c, pid_t *ret_pid, struct kc_err *err);
 int kc_client_attach(struct kc_client *c, const struct kc_attach_params *p, struct kc_attach_result *ret,
                      struct kc_err *err);
 int kc_client_attach_volume(struct kc_client *c, const char *name, struct kc_attach_result *ret, struct kc_err *err);
+/*
+ * A block device appeared ("MAJOR:MINOR"): the agent attaches the volume on
+ * it, leaves it alone, or refuses and audits it (kc_manager_hotplug()).
+ * 1 and ret filled when attached (or already), 0 and ret_note saying why
+ * when left alone, < 0 when refused or failed.
+ */
+int kc_client_hotplug(struct kc_client *c, const char *majmin, struct kc_attach_result *ret, char ret_note[256],
+                      struct kc_err *err);
 /* Every configured volume after the attach round; caller frees *ret. */
 int kc_client_attach_all(struct kc_client *c, struct kc_agent_volume **ret, size_t *ret_n, struct kc_err *err);
 int kc_client_detach(struct kc_client *c, const char *name, bool deferred, struct kc_err *err);

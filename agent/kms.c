@@ -216,6 +216,14 @@ int kc_kms_audit_event(struct kc_kms *k, const struct kc_kms_request *req, struc
         return audit_finish(k, req, rec, result, err ?: &local);
 }
 
+int kc_kms_audit_refusal(struct kc_kms *k, const struct kc_kms_request *req, struct kc_audit_record *rec) {
+        if (!k || !rec || rec->result >= 0)
+                return -EINVAL;
+        rec->caller = req ? req->caller : NULL;
+        rec->volume = req ? req->volume : NULL;
+        return kc_audit_write(k->audit, rec);
+}
+
 /* The same for an operation that made a data key: release it only when audited, else wipe it. */
 static int audit_finish_data_key(struct kc_kms *k, const struct kc_kms_request *req, struct kc_audit_record *rec,
                                  int result, struct kc_data_key *dk, struct kc_data_key *ret, struct kc_err *err) {

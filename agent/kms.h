@@ -160,6 +160,14 @@ int kc_kms_cancel_deletion(struct kc_kms *k, const struct kc_kms_request *req, c
 int kc_kms_audit_event(struct kc_kms *k, const struct kc_kms_request *req, struct kc_audit_record *rec,
                        int result, struct kc_err *err);
 
+/*
+ * Audit a refusal decided before any KMS call, such as an attach refused
+ * because the volume's context is not the one this host expects: the same
+ * chain, the same caller and volume (from req) as the calls above.
+ * rec->result must be negative.  0, or the negative errno of the write.
+ */
+int kc_kms_audit_refusal(struct kc_kms *k, const struct kc_kms_request *req, struct kc_audit_record *rec);
+
 /* The built-in providers. */
 extern const struct kc_kms_provider kc_kms_provider_local;
 #if HAVE_AWS

@@ -3,17 +3,18 @@
  * kmscrypt-hotplug: what the units run (kmscrypt-hotplug(8)).
  *
  *   attach MAJ:MIN       kmscrypt-attach@MAJ:MIN.service, started by udev for
- *                        a LUKS2 device: a device with no kmscrypt token is
- *                        not ours (exit 0); one that a volumes-file entry with
- *                        hotplug=yes names is attached by the agent under that
- *                        entry's expected context; any other kmscrypt device is
- *                        refused (logged with its context, exit 4), never attached.
+ *                        a LUKS2 device: handed to the agent ("hotplug"
+ *                        request), which leaves a device with no kmscrypt token
+ *                        alone (exit 0), attaches the one a volumes-file entry
+ *                        with hotplug=yes names under that entry's expected
+ *                        context, and refuses and audits any other kmscrypt
+ *                        device (exit 4), never attaching it.
  *   detach MAJ:MIN       its ExecStop: the device went away, so every kmscrypt
  *                        mapping on it is removed, deferred (an open mapping goes
  *                        when its last user closes it).
  *   volume NAME          kmscrypt-NAME.service (from the generator): attach a
  *                        configured volume through the agent.
- *   detach-volume NAME   its ExecStop at shutdown.
+ *   detach-volume NAME   its ExecStop at shutdown: deferred removal, like detach.
  *
  * Everything that needs a key goes through the agent (kmscryptd), which
  * retries, serializes attaches of one volume and audits every KMS call.
@@ -28,9 +29,6 @@
 
 #include "agent/attach.h"
 #include "agent/client.h"
-#include "agent/daemon/volumes.h"
-#include "agent/luks.h"
-#include "agent/token.h"
 #include "dmsetup-helpers/dmcrypt.h"
 #include "lib/log.h"
 #include "lib/macro.h"
@@ -48,19 +46,27 @@ static int parse_devno(const char *s, dev_t *ret) {
         return 0;
 }
 
-/* The configured volume whose device spec resolves to devno, or NULL. */
-static const struct kc_volume_conf *find_volume(const struct kc_volumes *v, dev_t devno) {
-        for (size_t i = 0; i < v->n; i++) {
-                _cleanup_free_ char *path = NULL;
-                struct kc_err err = {};
-                struct stat st;
+static int agent_open(struct kc_client **ret) {
+        int r = kc_client_open(NULL, ret);
 
-                if (kc_resolve_device(v->volumes[i].device, &path, &err) < 0)
-                        continue;
-                if (stat(path, &st) == 0 && S_ISBLK(st.st_mode) && st.st_rdev == devno)
-                        return &v->volumes[i];
+        if (r <= 0) {
+                log_error_errno(r ?: -ECONNREFUSED, "cannot reach the kmscrypt agent at %s", kc_client_socket_path());
+                return -ECONNREFUSED;
         }
-        return NULL;
+        return 0;
+}
+
+/* Whether the agent has volume name in its volumes file (a missing device is ENOENT too). */
+static bool agent_knows(struct kc_client *c, const char *name) {
+        _cleanup_(kc_client_status_clear) struct kc_client_status st = {};
+        char *names[] = { (char *) name, NULL };
+        bool known = false;
+
+        if (kc_client_status(c, names, &st, NULL) < 0)
+                return true;    /* cannot tell: do not reload on a guess */
+        for (size_t i = 0; i < st.n_configured; i++)
+                known = known || streq(st.configured[i].name, name);
+        return known;
 }
 
 static int agent_attach_volume(const char *name) {
@@ -69,12 +75,25 @@ static int agent_attach_volume(const char *name) {
         struct kc_err err = {};
         int r;
 
-        r = kc_client_open(NULL, &c);
-        if (r <= 0) {
-                log_error_errno(r ?: -ECONNREFUSED, "cannot reach the kmscrypt agent at %s", kc_client_socket_path());
+        if (agent_open(&c) < 0)
                 return EXIT_UNAVAILABLE;
-        }
         r = kc_client_attach_volume(c, name, &res, &err);
+        if (r == -ENOENT && !agent_knows(c, name)) {
+                /*
+                 * This unit exists because the generator saw the volume in
+                 * the file, so an agent that does not know it read an older
+                 * file (edited, then daemon-reload without reloading the
+                 * agent): have it re-read the file, and try once more.
+                 */
+                struct kc_err rerr = {};
+                size_t n;
+
+                log_notice("the agent does not know volume %s yet: asking it to re-read the volumes file", name);
+                err = (struct kc_err) {};
+                r = kc_client_reload(c, &n, &rerr);
+                r = r < 0 ? kc_err_set(&err, r, "reloading the agent: %s", kc_err_msg(&rerr, r))
+                          : kc_client_attach_volume(c, name, &res, &err);
+        }
         if (r < 0) {
                 log_error_errno(r, "attaching volume %s failed: %s", name, kc_err_msg(&err, r));
                 return r == -EPERM || r == -EACCES ? EXIT_REFUSED : EXIT_FAILURE;
@@ -83,46 +102,35 @@ static int agent_attach_volume(const char *name) {
         return EXIT_SUCCESS;
 }
 
+/*
+ * The agent decides what to do with the device, so that a refusal (a
+ * kmscrypt volume no entry of the volumes file allows here) is audited by
+ * the one audit writer, and so that repeated events for one device are
+ * serialized where the volume's state lives.
+ */
 static int do_attach(const char *arg) {
-        _cleanup_volumes_ struct kc_volumes *vols = NULL;
-        _cleanup_luks_ struct kc_luks *l = NULL;
-        _cleanup_free_ char *ctx = NULL;
-        const struct kc_volume_conf *v;
-        struct kc_token tok = {};
+        _cleanup_client_ struct kc_client *c = NULL;
+        struct kc_attach_result res = {};
         struct kc_err err = {};
-        char path[64];
+        char note[256] = "";
         dev_t devno;
         int r;
 
         if (parse_devno(arg, &devno) < 0)
                 return log_error_errno(-EINVAL, "not MAJOR:MINOR: %s", arg), EXIT_FAILURE;
-        snprintf(path, sizeof(path), "/dev/block/%u:%u", major(devno), minor(devno));
-
-        r = kc_luks_open(path, NULL, &l, &err);
-        if (r >= 0)
-                r = kc_luks_token_read(l, &tok, NULL, &err);
+        if (agent_open(&c) < 0)
+                return EXIT_UNAVAILABLE;
+        r = kc_client_hotplug(c, arg, &res, note, &err);
         if (r < 0) {
-                /* Plain LUKS2 (crypttab, cryptsetup) is not ours to touch. */
-                log_debug("%s: no kmscrypt volume: %s", path, kc_err_msg(&err, r));
-                return EXIT_SUCCESS;
+                log_error_errno(r, "%s", kc_err_msg(&err, r));
+                return r == -EPERM || r == -EACCES ? EXIT_REFUSED : EXIT_FAILURE;
         }
-        (void) kc_context_to_string(tok.context, &ctx);
-        kc_token_clear(&tok);
-
-        r = kc_volumes_load(KC_VOLUMES_FILE, &vols, &err);
-        if (r < 0 && r != -ENOENT)
-                return log_error_errno(r, "%s", kc_err_msg(&err, r)), EXIT_FAILURE;
-        v = r < 0 ? NULL : find_volume(vols, devno);
-        if (!v) {
-                log_warning("refusing kmscrypt volume on %s (context %s): no entry in %s names this device",
-                            path, ctx ? ctx : "?", KC_VOLUMES_FILE);
-                return EXIT_REFUSED;
-        }
-        if (!v->hotplug) {
-                log_notice("%s is volume %s, which has hotplug=no; not attaching", path, v->name);
-                return EXIT_SUCCESS;
-        }
-        return agent_attach_volume(v->name);
+        if (r == 0)
+                log_info("%s", note);
+        else
+                log_info("%s %s as /dev/mapper/%s", res.device, res.already ? "was already attached" : "attached",
+                         res.name);
+        return EXIT_SUCCESS;
 }
 
 /* Whether mapping name is a kmscrypt mapping on devno. */
@@ -190,7 +198,12 @@ int main(int argc, char **argv) {
                 for (size_t i = 0; i < ARRAY_SIZE(verbs); i++) {
                         if (!streq(argv[1], verbs[i].verb))
                                 continue;
-                        return verbs[i].run ? verbs[i].run(argv[2]) : detach_name(argv[2], false);
+                        /*
+                         * detach-volume runs after the file systems on the volume are
+                         * unmounted, but udev may still be probing it after the last
+                         * close (for seconds under load): deferred, so it goes then.
+                         */
+                        return verbs[i].run ? verbs[i].run(argv[2]) : detach_name(argv[2], true);
                 }
         fprintf(stderr, "usage: kmscrypt-hotplug attach|detach MAJOR:MINOR | volume|detach-volume NAME\n");
         return 2;

@@ -3,10 +3,14 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 
 #include "agent/daemon/manager.h"
 #include "agent/daemon/revoke.h"
+#include "agent/luks.h"
+#include "agent/token.h"
 #include "dmsetup-helpers/dmcrypt.h"
 #include "lib/log.h"
 
@@ -787,6 +791,112 @@ int kc_manager_attach_device(struct kc_manager *m, const struct kc_attach_params
         if (r >= 0)
                 *ret = res;
         return r;
+}
+
+struct candidate {
+        char name[128];
+        char device[256];
+        bool hotplug;
+};
+
+/* The present volume whose device spec resolves to devno: 1 and a copy of it, or 0. */
+static int find_by_devno(struct kc_manager *m, dev_t devno, struct candidate *ret) {
+        _cleanup_free_ struct candidate *c = NULL;
+        size_t n = 0;
+
+        pthread_mutex_lock(&m->lock);
+        c = calloc(m->n_vols ? m->n_vols : 1, sizeof(*c));
+        for (size_t i = 0; c && i < m->n_vols; i++) {
+                const struct mvol *v = m->vols[i];
+                if (!v->present)
+                        continue;
+                kc_strscpy(c[n].name, sizeof(c[n].name), v->st.name);
+                kc_strscpy(c[n].device, sizeof(c[n].device), v->st.device);
+                c[n++].hotplug = v->conf->hotplug;
+        }
+        pthread_mutex_unlock(&m->lock);
+        if (!c)
+                return -ENOMEM;
+        /* Resolving probes devices (blkid): never under the lock. */
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ char *path = NULL;
+                struct stat st;
+
+                if (kc_resolve_device(c[i].device, &path, NULL) < 0 || stat(path, &st) < 0 ||
+                    !S_ISBLK(st.st_mode) || st.st_rdev != devno)
+                        continue;
+                *ret = c[i];
+                return 1;
+        }
+        return 0;
+}
+
+/* A device no entry names: not ours (0, note) when it has no kmscrypt token; refused and audited when it has. */
+static int refuse_unconfigured(struct kc_manager *m, const char *path, const struct kc_caller *caller,
+                               char note[256], struct kc_err *err) {
+        _cleanup_luks_ struct kc_luks *l = NULL;
+        _cleanup_kms_ struct kc_kms *kms = NULL;
+        _cleanup_free_ char *ctx = NULL, *ref = NULL;
+        struct kc_luks_segment seg = {};
+        struct kc_token tok = {};
+        struct kc_kms_request req = { .caller = caller };
+        struct kc_audit_record rec = { .operation = "Attach", .result = -EPERM, .detail = "hotplug" };
+        struct kc_err e = {};
+        int r;
+
+        r = kc_luks_open(path, NULL, &l, &e);
+        if (r >= 0)
+                r = kc_luks_token_read(l, &tok, NULL, &e);
+        if (r < 0 && (r == -ENOENT || !l)) {
+                snprintf(note, 256, "%s is not a kmscrypt volume: %s", path, kc_err_msg(&e, r));
+                return 0;
+        }
+        (void) kc_luks_segment(l, &seg);
+        if (r >= 0) {
+                (void) kc_context_to_string(tok.context, &ctx);
+                (void) kc_token_key_ref(&tok, &ref);
+                kc_err_set(err, -EPERM, "%s holds a kmscrypt volume bound to context %s, and no entry of "
+                           KC_VOLUMES_FILE " names this device: not attached", path, strna(ctx));
+        } else
+                kc_err_set(err, -EPERM, "%s has a kmscrypt token that cannot be read (%s): not attached",
+                           path, kc_err_msg(&e, r));
+
+        req.volume = seg.uuid[0] ? seg.uuid : NULL;
+        rec.key_id = ref;
+        rec.context = tok.context;
+        rec.error = kc_err_msg(err, -EPERM);
+        e = (struct kc_err) {};
+        r = kc_kms_open(&m->kms, &kms, &e);
+        if (r >= 0)
+                r = kc_kms_audit_refusal(kms, &req, &rec);
+        if (r < 0)
+                log_error("refusal of %s could not be audited: %s", path, kc_err_msg(&e, r));
+        log_warning("%s", kc_err_msg(err, -EPERM));
+        kc_token_clear(&tok);
+        return -EPERM;
+}
+
+int kc_manager_hotplug(struct kc_manager *m, dev_t devno, const struct kc_caller *caller,
+                       struct kc_attach_result *ret, char ret_note[256], struct kc_err *err) {
+        struct candidate c;
+        char majmin[32], path[64];
+        int r;
+
+        snprintf(majmin, sizeof(majmin), "%u:%u", major(devno), minor(devno));
+        r = kc_block_devnode(majmin, path, sizeof(path));
+        if (r < 0)
+                return kc_err_set(err, r, "no block device %s: %s", majmin, strerror(-r));
+        r = find_by_devno(m, devno, &c);
+        if (r < 0)
+                return r;
+        if (r == 0)
+                return refuse_unconfigured(m, path, caller, ret_note, err);
+        if (!c.hotplug) {
+                snprintf(ret_note, 256, "%s is volume %s, which has hotplug=no: left alone", path, c.name);
+                return 0;
+        }
+        r = kc_manager_attach_volume(m, c.name, caller, ret, err);
+        return r < 0 ? r : 1;
 }
 
 int kc_manager_detach(struct kc_manager *m, const char *name, bool deferred, struct kc_err *err) {

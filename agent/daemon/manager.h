@@ -89,6 +89,22 @@ int kc_manager_attach_device(struct kc_manager *m, const struct kc_attach_params
                              const struct kc_caller *caller, struct kc_attach_result *ret,
                              struct kc_err *err);
 
+/*
+ * A block device appeared (udev -> kmscrypt-attach@MAJ:MIN.service ->
+ * kmscrypt-hotplug).  The agent, not the helper, decides, so every refusal
+ * is audited by the one audit writer:
+ *   - a device without a kmscrypt token is not ours: 0, note says why;
+ *   - the configured volume on it with hotplug=no: 0, note says so;
+ *   - the configured volume on it with hotplug=yes: attached as by
+ *     kc_manager_attach_volume() (its expected context checked, a refusal
+ *     audited there): 1 and ret filled;
+ *   - a kmscrypt volume no entry names: refused with -EPERM and audited.
+ * Events for one device are serialized per volume, so a repeated event
+ * finds the mapping there ("already attached") and makes no second one.
+ */
+int kc_manager_hotplug(struct kc_manager *m, dev_t devno, const struct kc_caller *caller,
+                       struct kc_attach_result *ret, char ret_note[256], struct kc_err *err);
+
 /* Detach a mapping; a configured volume becomes "detached" and stays so until attached again. */
 int kc_manager_detach(struct kc_manager *m, const char *name, bool deferred, struct kc_err *err);
 

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/sysmacros.h>
 
 #include "agent/daemon/protocol.h"
 #include "dmsetup-helpers/dmcrypt.h"
@@ -135,6 +137,24 @@ static int set_names(struct kc_request *r, struct json_object *v, struct kc_err 
         return 0;
 }
 
+/* "MAJOR:MINOR" in decimal, nothing else: what udev's %i gives the hotplug unit. */
+static int set_devno(struct kc_request *r, struct json_object *v, struct kc_err *err) {
+        const char *s = json_object_get_string(v);
+        unsigned ma, mi;
+        int n = -1;
+
+        if (strspn(s, "0123456789:") != strlen(s) || sscanf(s, "%u:%u%n", &ma, &mi, &n) != 2 ||
+            n != (int) strlen(s) || ma > 0xfff || mi > 0xfffff)
+                return kc_err_set(err, -EINVAL, "\"device\" must be MAJOR:MINOR in decimal");
+        r->devno = makedev(ma, mi);
+        return 0;
+}
+
+static const struct member hotplug_members[] = {
+        { "device", json_type_string, true, set_devno },
+        {}
+};
+
 static const struct member attach_members[] = {
         { "volume",  json_type_string, false, set_volume },
         { "device",  json_type_string, false, set_device },
@@ -177,6 +197,7 @@ static const struct op_desc ops[_KC_OP_MAX] = {
         [KC_OP_ATTACH_ALL] = { .name = "attach-all", .members = attach_all_members, .privileged = true },
         [KC_OP_DETACH]     = { .name = "detach",     .members = detach_members, .privileged = true },
         [KC_OP_RELOAD]     = { .name = "reload",     .members = no_members, .privileged = true },
+        [KC_OP_HOTPLUG]    = { .name = "hotplug",    .members = hotplug_members, .privileged = true },
 };
 
 const char *kc_op_to_string(enum kc_op op) {

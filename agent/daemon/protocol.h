@@ -42,6 +42,7 @@ enum kc_op {
         KC_OP_ATTACH_ALL,
         KC_OP_DETACH,
         KC_OP_RELOAD,
+        KC_OP_HOTPLUG,
         _KC_OP_MAX,
 };
 
@@ -62,6 +63,8 @@ struct kc_request {
         char **names;
         /* attach-all: wait for every volume that is not nofail to settle */
         bool wait;
+        /* hotplug: the block device that appeared ("device":"MAJOR:MINOR") */
+        dev_t devno;
 };
 
 void kc_request_clear(struct kc_request *r);

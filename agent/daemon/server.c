@@ -374,6 +374,25 @@ static int handle_reload(struct conn *c, const struct kc_request *req, struct js
         return 0;
 }
 
+static int handle_hotplug(struct conn *c, const struct kc_request *req, struct json_object **ret,
+                          struct kc_err *err) {
+        struct kc_attach_result res = {};
+        char note[256] = "";
+        int r = kc_manager_hotplug(c->s->m, req->devno, &c->caller, &res, note, err);
+
+        if (r < 0)
+                return r;
+        if (r > 0) {
+                *ret = kc_attach_result_to_json(&res);
+                json_object_object_add(*ret, "Action", json_object_new_string("attached"));
+                return 0;
+        }
+        *ret = json_object_new_object();
+        json_object_object_add(*ret, "Action", json_object_new_string("ignored"));
+        json_object_object_add(*ret, "Reason", json_object_new_string(note));
+        return 0;
+}
+
 static const handler_t handlers[_KC_OP_MAX] = {
         [KC_OP_PING]       = handle_ping,
         [KC_OP_STATUS]     = handle_status,
@@ -382,6 +401,7 @@ static const handler_t handlers[_KC_OP_MAX] = {
         [KC_OP_ATTACH_ALL] = handle_attach_all,
         [KC_OP_DETACH]     = handle_detach,
         [KC_OP_RELOAD]     = handle_reload,
+        [KC_OP_HOTPLUG]    = handle_hotplug,
 };
 
 static struct json_object *serve_one(struct conn *c, const char *msg, size_t len) {

@@ -11,7 +11,8 @@
  *   dev-mapper-NAME.device.requires/kmscrypt-NAME.service
  *                               so a mount of /dev/mapper/NAME pulls the attach in
  *   DEVICE.device.d/ and dev-mapper-NAME.device.d/50-kmscrypt-timeout.conf
- *                               JobRunningTimeoutSec= from timeout= (0: none)
+ *                               JobRunningTimeoutSec= from timeout= (0: none);
+ *                               the latter not for nofail volumes
  *
  * Local volumes are ordered before local-fs-pre.target, so /etc/fstab can
  * mount them like any disk; _netdev volumes after network-online.target and
@@ -177,8 +178,14 @@ static int generate_volume(const struct kc_volume_conf *v, const char *source) {
         if (r < 0)
                 return r;
         r = write_timeout(dev_unit, v->timeout);
-        if (r < 0)
+        if (r < 0 || v->nofail)
                 return r;
+        /*
+         * Not for a nofail volume: a mount of it keeps systemd's device
+         * timeout (or its fstab line's x-systemd.device-timeout=) and gives
+         * up, so whatever needs the mount does not hold up the boot, while
+         * the agent keeps retrying in the background.
+         */
         return write_timeout(map_unit, v->timeout);
 }
 

@@ -286,6 +286,11 @@ def protocol_on_the_wire(a):
                   not r["ok"] and r["errno"] == errno and words in r["error"], str(r)[:300])
         r = call_raw(s, b'{"v":1,"op":"ping"}')
         check("wire: the connection still serves after refusals", r["ok"], str(r))
+        # hotplug of a device that is not there (1:3 is /dev/null, a character device)
+        for dev in ("1:3", "4095:1048575"):
+            r = call_raw(s, json.dumps({"v": 1, "op": "hotplug", "device": dev}).encode())
+            check(f"hotplug of {dev}, no such block device: ENODEV naming it",
+                  not r["ok"] and r["errno"] == 19 and dev in r["error"], str(r)[:300])
 
 
 def authorization(a):
@@ -302,6 +307,9 @@ def authorization(a):
     check("status group member may ask status", r.get("ok") is True, str(r)[:300])
     r = as_user(65534, nogroup, reload)
     check("status group member may not reload (EPERM)", r.get("ok") is False and r.get("errno") == 1 and
+          "needs root" in r.get("error", ""), str(r))
+    r = as_user(65534, nogroup, lambda: call(sock, {"v": 1, "op": "hotplug", "device": "1:3"}))
+    check("status group member may not send hotplug (EPERM)", r.get("ok") is False and r.get("errno") == 1 and
           "needs root" in r.get("error", ""), str(r))
     r = as_user(65534, 65533, status)
     check("a user outside the group cannot even connect (socket 0660)",

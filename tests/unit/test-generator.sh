@@ -36,6 +36,9 @@ u=$out/kmscrypt-wal.service
 hasnt "$u" '^Before=cryptsetup.target'
 [ -L "$out/cryptsetup.target.wants/kmscrypt-wal.service" ] && ok "nofail volume only wanted" || bad "nofail wants link missing"
 [ -e "$out/cryptsetup.target.requires/kmscrypt-wal.service" ] && bad "nofail volume is required" || ok "nofail volume not required"
+has "$out/dev-mapper-pg\\x2ddata.device.d/50-kmscrypt-timeout.conf" 'JobRunningTimeoutSec=30s'
+[ -e "$out/dev-mapper-wal.device.d/50-kmscrypt-timeout.conf" ] && bad "nofail mapping device got a timeout" ||
+        ok "nofail mapping device keeps the default timeout"
 
 u=$out/kmscrypt-remote.service
 has "$u" 'After=network-online.target remote-fs-pre.target'

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The agent's request parser, authorization and reply envelope (agent/daemon/protocol.c). */
 #include <string.h>
+#include <sys/sysmacros.h>
 
 #include "agent/daemon/protocol.h"
 #include "dmsetup-helpers/dmcrypt.h"
@@ -199,6 +200,31 @@ START_TEST(test_attach_refused) {
 }
 END_TEST
 
+START_TEST(test_hotplug) {
+        struct kc_request req;
+        struct kc_err err = {};
+
+        ck_assert_int_eq(parse("{\"v\":1,\"op\":\"hotplug\",\"device\":\"254:16\"}", &req, &err), 0);
+        ck_assert_int_eq(req.op, KC_OP_HOTPLUG);
+        ck_assert_uint_eq(major(req.devno), 254);
+        ck_assert_uint_eq(minor(req.devno), 16);
+        kc_request_clear(&req);
+        ck_assert(kc_op_privileged(KC_OP_HOTPLUG));
+
+        refused("{\"v\":1,\"op\":\"hotplug\"}", -EINVAL, "missing member \"device\"");
+        refused("{\"v\":1,\"op\":\"hotplug\",\"device\":254}", -EINVAL, "string");
+        refused("{\"v\":1,\"op\":\"hotplug\",\"device\":\"/dev/vdb\"}", -EINVAL, "MAJOR:MINOR");
+        refused("{\"v\":1,\"op\":\"hotplug\",\"device\":\"254:16x\"}", -EINVAL, "MAJOR:MINOR");
+        refused("{\"v\":1,\"op\":\"hotplug\",\"device\":\"254:16:1\"}", -EINVAL, "MAJOR:MINOR");
+        refused("{\"v\":1,\"op\":\"hotplug\",\"device\":\"-1:16\"}", -EINVAL, "MAJOR:MINOR");
+        refused("{\"v\":1,\"op\":\"hotplug\",\"device\":\" 254:16\"}", -EINVAL, "MAJOR:MINOR");
+        refused("{\"v\":1,\"op\":\"hotplug\",\"device\":\"254:\"}", -EINVAL, "MAJOR:MINOR");
+        refused("{\"v\":1,\"op\":\"hotplug\",\"device\":\"4096:0\"}", -EINVAL, "MAJOR:MINOR");
+        refused("{\"v\":1,\"op\":\"hotplug\",\"device\":\"1:2\",\"volume\":\"a\"}", -EINVAL,
+                "unknown member \"volume\"");
+}
+END_TEST
+
 START_TEST(test_authorize) {
         const gid_t extra[] = { 5, 42 };
         struct kc_peer root = { .uid = 0, .gid = 0 };
@@ -306,6 +332,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_oversized_refused);
         tcase_add_test(tc, test_members_refused);
         tcase_add_test(tc, test_attach_refused);
+        tcase_add_test(tc, test_hotplug);
         tcase_add_test(tc, test_authorize);
         tcase_add_test(tc, test_reply_envelope);
         tcase_add_test(tc, test_payload_round_trip);
