@@ -10,7 +10,7 @@
 # Environment (all optional):
 #   KC_VM_TESTS="a b"    run only these guest tests (names without .sh)
 #   KC_VM_TIMEOUT=900    seconds before the whole boot is killed
-#   KC_VM_TEST_TIMEOUT=120  seconds before one guest test is killed
+#   KC_VM_TEST_TIMEOUT=300  seconds before one guest test is killed
 #   KC_VM_CACHE=DIR      where the kernel is kept (default $top_builddir/tests/vm/cache)
 #   KC_VM_ACCEL=tcg      QEMU accelerator (kvm where the host has one)
 #   KC_VM_MEMORY=1024 KC_VM_SMP=2
@@ -30,7 +30,7 @@ builddir=$(cd "$builddir" && pwd)
 vmdir=$srcdir/tests/vm
 rundir=$builddir/tests/vm/run
 timeout_s=${KC_VM_TIMEOUT:-900}
-test_timeout_s=${KC_VM_TEST_TIMEOUT:-120}
+test_timeout_s=${KC_VM_TEST_TIMEOUT:-300}
 
 skip() { echo "SKIP: $*"; exit 77; }
 hard_error() { echo "ERROR: $*"; echo "0 passed, 1 failed"; exit 1; }
