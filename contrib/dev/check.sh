@@ -19,6 +19,9 @@ make -j"$(nproc)"
 
 rc=0
 make -j"$(nproc)" check VERBOSE=1 2>&1 | tee check.log || true
+# A failing `make check` stops before its closing line: count the logs here.
+tail -n 1 check.log | grep -qE '^[0-9]+ passed, [0-9]+ failed' ||
+        sh "$top/tests/summary.sh" $(find tests -name '*.trs' | sed 's/\.trs$/.log/') | tee -a check.log
 grep -qE '^[0-9]+ passed, 0 failed' check.log && [ -z "$(grep -E '^# (FAIL|ERROR): +[1-9]' check.log)" ] || rc=1
 
 cd "$top"
