@@ -98,4 +98,6 @@ setup)
                 fail "unknown phase $phase"
         fi ;;
 esac
+# Where the guest's time went (emulated): the boot to multi-user, then the checks.
+echo "SYSTEST-TIME $phase multi-user at $(active_ms multi-user.target) ms, checks done at $(now_ms) ms"
 echo "SYSTEST $phase END"
