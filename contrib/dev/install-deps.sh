@@ -8,7 +8,7 @@ packages="
   libcryptsetup-dev libdevmapper-dev libkeyutils-dev libssl-dev libjson-c-dev
   libblkid-dev check libcurl4-openssl-dev valgrind
   cryptsetup-bin dmsetup keyutils e2fsprogs util-linux python3 python3-cryptography
-  qemu-system-x86 busybox-static cpio kmod
+  qemu-system-x86 busybox-static cpio kmod debootstrap
 "
 
 missing=

@@ -98,6 +98,10 @@ sys_make_root() {
         mkdir -p "$root/lib/modules"
         cp -a "$KC_VM_KROOT/lib/modules/$KC_VM_KVER" "$root/lib/modules/"
         depmod -b "$root" "$KC_VM_KVER"
+        # What a first boot would otherwise redo under emulation (ldconfig,
+        # hwdb, journal catalog: ConditionNeedsUpdate=), done here once.
+        chroot "$root" /sbin/ldconfig
+        touch "$root/etc/.updated" "$root/var/.updated"
 
         echo systest > "$root/etc/hostname"
         printf 'LABEL=sysroot / ext4 rw,errors=remount-ro 0 1\n' > "$root/etc/fstab"

@@ -81,7 +81,7 @@ done
 # shellcheck disable=SC2086
 verdicts=$(cat $logs | tr -d '\r' | grep -ao 'SYSTEST [a-z]* \(PASS\|FAIL\|SKIP\) .*' || true)
 printf '%s\n' "$verdicts" | sed 's/^SYSTEST /  /'
-grep -aoh 'SYSTEST-BENCH .*' $logs | tr -d '\r' || true
+grep -aoh 'SYSTEST-\(BENCH\|TIME\) .*' $logs | tr -d '\r' || true
 np=$(printf '%s\n' "$verdicts" | grep -c ' PASS ' || true)
 nf=$(printf '%s\n' "$verdicts" | grep -c ' FAIL ' || true)
 ns=$(printf '%s\n' "$verdicts" | grep -c ' SKIP ' || true)
