@@ -4,6 +4,7 @@
  * tests and benchmark.
  *
  *   agent-mkvols [-d] [-k] KEY DB-ID NAME=DEVICE...
+ *   agent-mkvols -l MIB [-d] [-k] KEY DB-ID NAME...
  *
  * `kmscrypt format` lets libcryptsetup wipe a 16 MiB header area with
  * zeros and random bytes, and proves the new token with a second KMS call:
@@ -19,15 +20,23 @@
  *       "kcvm"), so that stock `cryptsetup open` can open the volume too
  *   -d  that keyslot at libcryptsetup's default cost (argon2id,
  *       benchmarked) instead of PBKDF2 with 1000 iterations
+ *   -l  make each DEVICE here: a sparse file NAME.img of MIB MiB in the
+ *       current folder on a free loop device (what a test would otherwise
+ *       do with two programs a volume, which under emulation costs more
+ *       than the volume itself)
  *
  * The keystore and audit log come from the usual configuration
  * (KMSCRYPT_KEYSTORE, KMSCRYPT_AUDIT_LOG, KMSCRYPT_CONFIG).  Prints one
- * "NAME UUID" line a volume.  Exit status 0, or 1 with one line on stderr.
+ * "NAME UUID DEVICE" line a volume.  Exit status 0, or 1 with one line on stderr.
  */
+#include <fcntl.h>
 #include <libcryptsetup.h>
+#include <limits.h>
+#include <linux/loop.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "agent/config.h"
@@ -49,8 +58,35 @@ static const struct crypt_pbkdf_type cheap_pbkdf = {
 
 struct opts {
         bool keep, default_cost;
+        unsigned loop_mib;          /* -l: make NAME.img and a loop device */
         const char *passphrase;
 };
+
+/* A sparse file NAME.img of mib MiB on a free loop device; its path in ret (PATH_MAX). */
+static int make_loop(const char *name, unsigned mib, char *ret, struct kc_err *err) {
+        _cleanup_close_ int ctl = -1, file = -1, loop = -1;
+        char img[PATH_MAX];
+        int n;
+
+        snprintf(img, sizeof(img), "%s.img", name);
+        file = open(img, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (file < 0 || ftruncate(file, (off_t) mib << 20) < 0)
+                return kc_err_set(err, negative_errno(), "cannot create %s: %m", img);
+        ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+        for (unsigned tries = 0; ctl >= 0 && tries < 16; tries++) {
+                n = ioctl(ctl, LOOP_CTL_GET_FREE);
+                if (n < 0)
+                        break;
+                snprintf(ret, PATH_MAX, "/dev/loop%d", n);
+                loop = open(ret, O_RDWR | O_CLOEXEC);
+                if (loop >= 0 && ioctl(loop, LOOP_SET_FD, file) == 0)
+                        return 0;
+                if (loop >= 0 && errno != EBUSY)
+                        break;
+                loop = loop >= 0 ? (close(loop), -1) : -1;    /* taken meanwhile: ask again */
+        }
+        return kc_err_set(err, negative_errno(), "cannot put %s on a loop device: %m", img);
+}
 
 static void quiet(int level, const char *msg, void *usrptr) {
         if (level == CRYPT_LOG_ERROR)
@@ -104,15 +140,22 @@ static int make_volume(struct kc_kms *kms, const struct kc_caller *self, const c
         _cleanup_(kc_data_key_clear) struct kc_data_key dk = {};
         struct kc_kms_request req = { .caller = self };
         struct kc_context *ctx = NULL;
-        char *device, uuid[40];
+        char *device, uuid[40], loop[PATH_MAX];
         int r;
 
         if (!name)
                 return -ENOMEM;
-        device = strchr(name, '=');
-        if (!device || device == name || !device[1])
-                return kc_err_set(err, -EINVAL, "expected NAME=DEVICE, got \"%s\"", spec);
-        *device++ = '\0';
+        if (o->loop_mib) {
+                r = make_loop(name, o->loop_mib, loop, err);
+                if (r < 0)
+                        return r;
+                device = loop;
+        } else {
+                device = strchr(name, '=');
+                if (!device || device == name || !device[1])
+                        return kc_err_set(err, -EINVAL, "expected NAME=DEVICE, got \"%s\"", spec);
+                *device++ = '\0';
+        }
         if (asprintf(&kv, "db-id=%s,volume-id=%s", db, name) < 0)
                 return -ENOMEM;
         r = kc_context_parse_kv(kv, &ctx, err);
@@ -127,7 +170,7 @@ static int make_volume(struct kc_kms *kms, const struct kc_caller *self, const c
         kc_context_free(ctx);
         if (r < 0)
                 return r;
-        printf("%s %s\n", name, uuid);
+        printf("%s %s %s\n", name, uuid, device);
         return 0;
 }
 
@@ -140,14 +183,15 @@ int main(int argc, char **argv) {
         struct kc_err err = {};
         int c, r;
 
-        while ((c = getopt(argc, argv, "dk")) >= 0)
+        while ((c = getopt(argc, argv, "dkl:")) >= 0)
                 switch (c) {
                 case 'd': o.default_cost = true; break;
                 case 'k': o.keep = true; break;
+                case 'l': o.loop_mib = (unsigned) strtoul(optarg, NULL, 10); break;
                 default: return 2;
                 }
         if (argc - optind < 3) {
-                fputs("usage: agent-mkvols [-d] [-k] KEY DB-ID NAME=DEVICE...\n", stderr);
+                fputs("usage: agent-mkvols [-l MIB] [-d] [-k] KEY DB-ID NAME=DEVICE|NAME...\n", stderr);
                 return 2;
         }
         crypt_set_log_callback(NULL, quiet, NULL);

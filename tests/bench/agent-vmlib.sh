@@ -33,34 +33,34 @@ agent_key() {
         kmscrypt -q key create --alias "alias/$1" || die "cannot create CMK alias/$1"
 }
 
-# agent_volumes PREFIX N MIB KEY [OPTIONS] [MKVOLS-FLAGS]: N loop devices of
-# MIB MiB (sparse files in the test folder) made kmscrypt volumes PREFIX1 ..
-# PREFIXN under CMK alias/KEY, context db-id=kcvm,volume-id=NAME, each a line
-# of the volumes file with OPTIONS.  "NAME UUID" lines go to $AGENT_UUIDS.
+# agent_volumes PREFIX N MIB KEY [OPTIONS] [MKVOLS-FLAGS]: N volumes
+# PREFIX1 .. PREFIXN on loop devices over sparse MIB MiB files in the test
+# folder, made kmscrypt volumes under CMK alias/KEY with context
+# db-id=kcvm,volume-id=NAME by agent-mkvols (which makes the files and loop
+# devices too), each a line of the volumes file with OPTIONS.
+# "NAME UUID DEVICE" lines go to $AGENT_UUIDS.
 agent_volumes() {
         _p=$1 _n=$2 _mib=$3 _key=$4 _opts=${5:-} _flags=${6:-}
-        _specs= _i=1
+        _names= _i=1
         while [ "$_i" -le "$_n" ]; do
-                _f=$KCVM_DIR/$_p$_i.img
-                truncate -s "${_mib}M" "$_f" || die "cannot create $_f"
-                _l=$(losetup --find --show "$_f") || die "losetup --find failed for $_f"
-                defer "losetup -d $_l; rm -f $_f"
-                _specs="$_specs $_p$_i=$_l"
-                printf '%s %s db-id=kcvm,volume-id=%s %s\n' "$_p$_i" "$_l" "$_p$_i" "$_opts" >>"$AGENT_VOLUMES"
+                _names="$_names $_p$_i"
                 _i=$((_i + 1))
         done
-        defer "agent_remove_mappings $_p"
         # shellcheck disable=SC2086
-        agent-mkvols $_flags "alias/$_key" kcvm $_specs >>"$AGENT_UUIDS" ||
+        agent-mkvols -l "$_mib" $_flags "alias/$_key" kcvm $_names >"$KCVM_DIR/made" ||
                 die "agent-mkvols could not make the $_p volumes"
+        cat "$KCVM_DIR/made" >>"$AGENT_UUIDS"
+        _devs=$(awk '{ print $3 }' "$KCVM_DIR/made" | tr '\n' ' ')
+        defer "losetup -d $_devs; rm -f $KCVM_DIR/$_p[0-9]*.img"
+        defer "agent_remove_mappings $_p"
+        awk -v o="$_opts" '{ print $1, $3, "db-id=kcvm,volume-id=" $1, o }' "$KCVM_DIR/made" >>"$AGENT_VOLUMES"
 }
 
 # agent_remove_mappings PREFIX: remove every mapping whose name starts so
-# (forced: a suspended one, or one without a table, goes too).
+# (forced: a suspended one, or one without a table, goes too), in one call.
 agent_remove_mappings() {
-        for _m in $(dmsetup ls 2>/dev/null | awk -v p="$1" 'index($1, p) == 1 { print $1 }'); do
-                dmsetup remove --force "$_m" >/dev/null 2>&1
-        done
+        _m=$(dmsetup ls 2>/dev/null | awk -v p="$1" 'index($1, p) == 1 { print $1 }' | tr '\n' ' ')
+        [ -z "$_m" ] || dmsetup remove --force $_m >/dev/null 2>&1
         kcvm_mknodes
 }
 
