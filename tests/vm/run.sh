@@ -9,7 +9,7 @@
 #
 # Environment (all optional):
 #   KC_VM_TESTS="a b"    run only these guest tests (names without .sh)
-#   KC_VM_TIMEOUT=300    seconds before the whole boot is killed
+#   KC_VM_TIMEOUT=600    seconds before the whole boot is killed (every test, one boot)
 #   KC_VM_TEST_TIMEOUT=120  seconds before one guest test is killed
 #   KC_VM_CACHE=DIR      where the kernel is kept (default $top_builddir/tests/vm/cache)
 #   KC_VM_ACCEL=tcg      QEMU accelerator (kvm where the host has one)
@@ -29,7 +29,7 @@ builddir=${top_builddir:-.}
 builddir=$(cd "$builddir" && pwd)
 vmdir=$srcdir/tests/vm
 rundir=$builddir/tests/vm/run
-timeout_s=${KC_VM_TIMEOUT:-300}
+timeout_s=${KC_VM_TIMEOUT:-600}
 test_timeout_s=${KC_VM_TEST_TIMEOUT:-120}
 
 skip() { echo "SKIP: $*"; exit 77; }
