@@ -132,3 +132,62 @@ kcvm_no_key() {
 kcvm_has_hex_key() {
         printf '%s\n' "$1" | grep -Eq '[0-9a-fA-F]{64}'
 }
+
+# ---- refusals: a command that must fail and change nothing ----
+
+# kcvm_head_sum DEVICE [KIB]: sha256 of its first KIB (64) KiB (a LUKS2
+# header's metadata; a full 16 MiB hash costs seconds under emulation).
+kcvm_head_sum() {
+        dd if="$1" bs=64k count=$((${2:-64} / 64)) 2>/dev/null | sha256sum | cut -d' ' -f1
+}
+
+# kcvm_written DEVICE: 512-byte sectors written to a block device so far, once flushed.
+kcvm_written() {
+        sync
+        set -- $(cat "/sys/class/block/${1#/dev/}/stat")
+        echo "$7"
+}
+
+# kcvm_maps: names of every mapping, from sysfs (quicker than dmsetup).
+kcvm_maps() {
+        cat /sys/block/dm-*/dm/name 2>/dev/null | LC_ALL=C sort | tr '\n' ' '
+}
+
+# kcvm_refusal_begin DEVICE: what kcvm_refused compares against.
+kcvm_refusal_begin() {
+        _kcvm_sum=$(kcvm_head_sum "$1") _kcvm_maps=$(kcvm_maps) _kcvm_written=$(kcvm_written "$1")
+}
+
+# kcvm_refused WHAT DEVICE WANT: the command run since kcvm_refusal_begin
+# DEVICE (stdout in ./out, stderr in ./err) failed with one line containing
+# WANT, printed nothing else, left the mappings as they were and no
+# kmscrypt key in the kernel, and wrote not one sector of DEVICE.
+kcvm_refused() {
+        [ "$(wc -l <err)" = 1 ] || die "$1: $(wc -l <err) lines on stderr: $(cat err)"
+        grep -qF -- "$3" err || die "$1: says '$(cat err)', expected '$3'"
+        [ ! -s out ] || die "$1: stdout has: $(cat out)"
+        expect_eq "$1: mappings" "$(kcvm_maps)" "$_kcvm_maps"
+        kcvm_no_key kmscrypt:
+        expect_eq "$1: sectors written" "$(kcvm_written "$2")" "$_kcvm_written"
+        expect_eq "$1: header bytes" "$(kcvm_head_sum "$2")" "$_kcvm_sum"
+        echo "refused as it should, $1: $(cat err)"
+}
+
+# kcvm_kmscrypt_env: kmscrypt's keystore, audit log and (empty)
+# configuration in this test's folder, through KMSCRYPT_* variables.
+kcvm_kmscrypt_env() {
+        export KMSCRYPT_CONFIG="$KCVM_DIR/empty.conf" KMSCRYPT_KEYSTORE="$KCVM_DIR/keystore" \
+                KMSCRYPT_AUDIT_LOG="$KCVM_DIR/audit.log" KMSCRYPT_AUDIT_HEAD="$KCVM_DIR/audit.head"
+        : >"$KMSCRYPT_CONFIG"
+}
+
+# kcvm_attach_refused WHAT DEVICE WANT [ATTACH-OPTION...]: `kmscrypt attach
+# DEVICE --name kcbad` fails with one line containing WANT and changes
+# nothing (kcvm_refused).
+kcvm_attach_refused() {
+        _what=$1 _dev=$2 _want=$3
+        shift 3
+        kcvm_refusal_begin "$_dev"
+        ! kmscrypt attach "$_dev" --name kcbad "$@" >out 2>err || die "$_what: attach succeeded"
+        kcvm_refused "$_what" "$_dev" "$_want"
+}

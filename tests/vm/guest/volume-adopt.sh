@@ -6,9 +6,7 @@
 # kcvm-programs: kmscrypt
 . /kc/lib.sh
 
-export KMSCRYPT_CONFIG="$KCVM_DIR/empty.conf" KMSCRYPT_KEYSTORE="$KCVM_DIR/keystore" \
-        KMSCRYPT_AUDIT_LOG="$KCVM_DIR/audit.log" KMSCRYPT_AUDIT_HEAD="$KCVM_DIR/audit.head"
-: >"$KMSCRYPT_CONFIG"
+kcvm_kmscrypt_env
 kmscrypt -q key create --alias alias/db || die "kmscrypt key create failed"
 
 # region DEVICE: sha256 of 1 MiB at 1 MiB into a mapping.

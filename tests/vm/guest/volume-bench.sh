@@ -18,9 +18,7 @@
 [ "${KC_VM_BENCH:-0}" = 1 ] || skip "benchmark; run tests/bench/attach-bench.sh (KC_VM_BENCH=1)"
 n=${KC_BENCH_VOLUMES:-20}
 
-export KMSCRYPT_CONFIG="$KCVM_DIR/empty.conf" KMSCRYPT_KEYSTORE="$KCVM_DIR/keystore" \
-        KMSCRYPT_AUDIT_LOG="$KCVM_DIR/audit.log" KMSCRYPT_AUDIT_HEAD="$KCVM_DIR/audit.head"
-: >"$KMSCRYPT_CONFIG"
+kcvm_kmscrypt_env
 kmscrypt -q key create --alias alias/bench || die "kmscrypt key create failed"
 say() { echo "BENCH: $*"; }
 

@@ -9,9 +9,7 @@
 # kcvm-programs: kmscrypt
 . /kc/lib.sh
 
-export KMSCRYPT_CONFIG="$KCVM_DIR/empty.conf" KMSCRYPT_KEYSTORE="$KCVM_DIR/keystore" \
-        KMSCRYPT_AUDIT_LOG="$KCVM_DIR/audit.log" KMSCRYPT_AUDIT_HEAD="$KCVM_DIR/audit.head"
-: >"$KMSCRYPT_CONFIG"
+kcvm_kmscrypt_env
 kmscrypt --json key create --alias alias/db >key.json || die "kmscrypt key create failed"
 
 # jget KEY FILE: a scalar member of pretty-printed JSON (first match).

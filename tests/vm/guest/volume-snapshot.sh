@@ -6,9 +6,7 @@
 # kcvm-programs: kmscrypt
 . /kc/lib.sh
 
-export KMSCRYPT_CONFIG="$KCVM_DIR/empty.conf" KMSCRYPT_KEYSTORE="$KCVM_DIR/keystore" \
-        KMSCRYPT_AUDIT_LOG="$KCVM_DIR/audit.log" KMSCRYPT_AUDIT_HEAD="$KCVM_DIR/audit.head"
-: >"$KMSCRYPT_CONFIG"
+kcvm_kmscrypt_env
 kmscrypt -q key create --alias alias/db || die "kmscrypt key create failed"
 
 sum() { dd if="$1" bs=64k skip=16 count=16 2>/dev/null | sha256sum | cut -d' ' -f1; }
