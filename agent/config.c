@@ -8,6 +8,7 @@
 #include <syslog.h>
 
 #include "agent/config.h"
+#include "lib/fileio.h"
 #include "lib/log.h"
 
 #ifndef KC_SYSCONFDIR
@@ -269,35 +270,14 @@ int kc_config_parse_text(struct kc_config *c, const char *text, size_t len, cons
 }
 
 int kc_config_parse_file(struct kc_config *c, const char *path, struct kc_err *err) {
-        _cleanup_close_ int fd = -1;
         _cleanup_free_ char *buf = NULL;
-        struct stat st;
-        size_t len = 0;
+        size_t len;
         char *copy;
         int r;
 
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0)
-                return kc_err_set(err, negative_errno(), "%s: %s", path, strerror(errno));
-        if (fstat(fd, &st) < 0)
-                return kc_err_set(err, negative_errno(), "%s: %s", path, strerror(errno));
-        if (!S_ISREG(st.st_mode))
-                return kc_err_set(err, -EINVAL, "%s: not a regular file", path);
-        if (st.st_size > KC_CONFIG_FILE_MAX)
-                return kc_err_set(err, -EFBIG, "%s: larger than %d bytes", path, KC_CONFIG_FILE_MAX);
-        buf = malloc((size_t) st.st_size + 1);
-        if (!buf)
-                return -ENOMEM;
-        while (len < (size_t) st.st_size) {
-                ssize_t n = read(fd, buf + len, (size_t) st.st_size - len);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return kc_err_set(err, negative_errno(), "%s: %s", path, strerror(errno));
-                if (n == 0)
-                        break;
-                len += (size_t) n;
-        }
+        r = kc_read_small_file(path, KC_CONFIG_FILE_MAX, &buf, &len, err);
+        if (r < 0)
+                return r;
         r = kc_config_parse_text(c, buf, len, path, err);
         if (r < 0)
                 return r;

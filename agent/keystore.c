@@ -16,6 +16,7 @@
 #include <openssl/rand.h>
 
 #include "agent/keystore.h"
+#include "lib/fileio.h"
 #include "lib/log.h"
 #include "lib/secret.h"
 
@@ -589,29 +590,15 @@ fail:
 /* Whole regular file into a NUL-terminated malloc()ed buffer. */
 static int read_file(const char *path, char **ret, struct kc_err *err) {
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        _cleanup_free_ char *text = NULL;
-        struct stat st;
-        size_t done = 0;
+        int r;
 
         if (fd < 0)
                 return kc_err_set(err, negative_errno(), "cannot open keystore file %s: %m", path);
-        if (fstat(fd, &st) < 0)
-                return negative_errno();
-        if (!S_ISREG(st.st_mode) || st.st_size > KS_FILE_MAX)
+        r = kc_read_full_fd(fd, KS_FILE_MAX, 0, ret, NULL);
+        if (r == -EINVAL || r == -EFBIG)
                 return corrupt(err, path, "not a regular file of at most %d bytes", KS_FILE_MAX);
-        text = malloc((size_t) st.st_size + 1);
-        if (!text)
-                return -ENOMEM;
-        while (done < (size_t) st.st_size) {
-                ssize_t n = read(fd, text + done, (size_t) st.st_size - done);
-                if (n < 0)
-                        return kc_err_set(err, negative_errno(), "cannot read keystore file %s: %m", path);
-                if (n == 0)
-                        break;
-                done += (size_t) n;
-        }
-        text[done] = '\0';
-        *ret = TAKE_PTR(text);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot read keystore file %s: %s", path, strerror(-r));
         return 0;
 }
 

@@ -7,6 +7,7 @@
 #include <json-c/json.h>
 
 #include "agent/aws/credentials.h"
+#include "lib/fileio.h"
 #include "lib/log.h"
 #include "lib/secret.h"
 
@@ -61,32 +62,10 @@ int kc_aws_parse_time(const char *s, time_t *ret) {
 /* The whole file in secret memory (it holds secret keys), NUL-terminated. */
 static int read_secret_file(const char *path, char **ret) {
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        _cleanup_secret_ char *buf = NULL;
-        struct stat st;
-        size_t len = 0;
 
         if (fd < 0)
                 return negative_errno();
-        if (fstat(fd, &st) < 0)
-                return negative_errno();
-        if (!S_ISREG(st.st_mode) || st.st_size > MAX_FILE)
-                return -EFBIG;
-        buf = kc_secret_alloc((size_t) st.st_size + 1);
-        if (!buf)
-                return -ENOMEM;
-        while (len < (size_t) st.st_size) {
-                ssize_t n = read(fd, buf + len, (size_t) st.st_size - len);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return negative_errno();
-                if (n == 0)
-                        break;
-                len += (size_t) n;
-        }
-        buf[len] = '\0';
-        *ret = TAKE_PTR(buf);
-        return 0;
+        return kc_read_full_fd(fd, MAX_FILE, KC_READ_SECRET, ret, NULL);
 }
 
 static char *strip(char *s) {

@@ -8,6 +8,7 @@
 #include <openssl/evp.h>
 
 #include "agent/cli/cli.h"
+#include "lib/fileio.h"
 #include "lib/log.h"
 #include "lib/secret.h"
 
@@ -366,7 +367,8 @@ int kc_cli_unbase64_secret(const char *text, size_t len, uint8_t **ret, size_t *
 int kc_cli_read_secret_file(const char *path, size_t max, char **ret, size_t *ret_len) {
         _cleanup_close_ int fd = -1;
         _cleanup_secret_ char *buf = NULL;
-        size_t len = 0;
+        size_t len;
+        int r;
 
         fd = streq(path, "-") ? dup(STDIN_FILENO) : open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0)
@@ -375,19 +377,9 @@ int kc_cli_read_secret_file(const char *path, size_t max, char **ret, size_t *re
         buf = kc_secret_alloc(max + 1);
         if (!buf)
                 return -ENOMEM;
-        for (;;) {
-                ssize_t n = read(fd, buf + len, max + 1 - len);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return negative_errno();
-                if (n == 0)
-                        break;
-                len += (size_t) n;
-                if (len > max)
-                        return -EFBIG;
-        }
-        buf[len] = '\0';
+        r = kc_read_upto(fd, buf, max, &len);
+        if (r < 0)
+                return r;
         *ret_len = len;
         *ret = TAKE_PTR(buf);
         return 0;

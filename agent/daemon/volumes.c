@@ -6,6 +6,7 @@
 
 #include "agent/daemon/volumes.h"
 #include "dmsetup-helpers/dmcrypt.h"
+#include "lib/fileio.h"
 #include "lib/strv.h"
 
 #define VOLUMES_FILE_MAX (1024 * 1024)
@@ -366,29 +367,13 @@ int kc_volumes_parse(const char *text, size_t len, const char *path, struct kc_v
 }
 
 int kc_volumes_load(const char *path, struct kc_volumes **ret, struct kc_err *err) {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         _cleanup_free_ char *buf = NULL;
-        struct stat st;
-        size_t len = 0;
-        ssize_t n;
+        size_t len;
+        int r;
 
-        if (fd < 0)
-                return kc_err_set(err, negative_errno(), "%s: %s", path, strerror(errno));
-        if (fstat(fd, &st) < 0)
-                return kc_err_set(err, negative_errno(), "%s: %s", path, strerror(errno));
-        if (!S_ISREG(st.st_mode))
-                return kc_err_set(err, -EINVAL, "%s: not a regular file", path);
-        if (st.st_size > VOLUMES_FILE_MAX)
-                return kc_err_set(err, -EFBIG, "%s: larger than %d bytes", path, VOLUMES_FILE_MAX);
-        buf = malloc((size_t) st.st_size + 1);
-        if (!buf)
-                return -ENOMEM;
-        while ((n = read(fd, buf + len, (size_t) st.st_size + 1 - len)) > 0 && len < (size_t) st.st_size + 1)
-                len += (size_t) n;
-        if (n < 0)
-                return kc_err_set(err, negative_errno(), "%s: %s", path, strerror(errno));
-        if (len > (size_t) st.st_size)
-                return kc_err_set(err, -EFBIG, "%s: grew while being read", path);
+        r = kc_read_small_file(path, VOLUMES_FILE_MAX, &buf, &len, err);
+        if (r < 0)
+                return r;
         return kc_volumes_parse(buf, len, path, ret, err);
 }
 

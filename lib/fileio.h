@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Whole small files: configuration, the volumes list, keystore entries, credentials. */
+
+#include <stddef.h>
+
+/* Allocate the buffer with kc_secret_alloc() (free it with kc_secret_free()), for files that hold keys. */
+#define KC_READ_SECRET (1u << 0)
+
+/*
+ * Read fd to its end into buf, which holds max + 1 bytes, and NUL-terminate
+ * it.  -EFBIG when there is more than max bytes (reading stops at max + 1, so
+ * a pipe that never ends is refused, not drained).
+ */
+int kc_read_upto(int fd, char *buf, size_t max, size_t *ret_len);
+
+/*
+ * Read the whole regular file open on fd into a NUL-terminated buffer.
+ * Refuses what is not a regular file (-EINVAL) and a file larger than max bytes, also one that
+ * grows past its fstat() size while being read (-EFBIG): the caller parses the bytes it got, so
+ * a writer racing with us must not make it parse a torn or unbounded file.
+ * ret_len may be NULL.  Nothing is written to ret or ret_len on failure.
+ */
+int kc_read_full_fd(int fd, size_t max, unsigned flags, char **ret, size_t *ret_len);
+
+struct kc_err;
+
+/* Opens path and reads it as kc_read_full_fd() does; every refusal is one line naming path. */
+int kc_read_small_file(const char *path, size_t max, char **ret, size_t *ret_len, struct kc_err *err);
