@@ -785,6 +785,49 @@ static int lock_file_open(struct kc_keystore *ks, struct kc_err *err) {
         return 0;
 }
 
+/*
+ * Find the keystore on disk and open its lock file.  Only key creation
+ * makes the directories: a keystore that is not there (its file system not
+ * mounted yet at boot, or a restore still to come) must not be replaced by
+ * a new empty one that later keys and audit heads would land in.  Until it
+ * appears every call fails with -ENOENT and the next call looks again, so a
+ * running agent picks it up without a restart.
+ */
+static int ks_attach_dir(struct kc_keystore *ks, bool create, struct kc_err *err) {
+        struct stat st;
+        int r;
+
+        if (ks->lock_fd >= 0)
+                return 0;
+        if (create) {
+                r = ensure_private_dir(ks->dir, err);
+        } else if (lstat(ks->dir, &st) < 0) {
+                if (errno == ENOENT)
+                        return kc_err_set(err, -ENOENT, "keystore %s does not exist (no key created yet, "
+                                          "or its file system is not mounted)", ks->dir);
+                return kc_err_set(err, negative_errno(), "cannot stat %s: %m", ks->dir);
+        } else
+                r = S_ISDIR(st.st_mode) ? check_private(ks->dir, &st, err) :
+                    kc_err_set(err, -ENOTDIR, "%s is not a directory", ks->dir);
+        if (r >= 0)
+                r = ensure_private_dir(ks->keys_dir, err);
+        if (r >= 0)
+                r = lock_file_open(ks, err);
+        if (r >= 0) {
+                r = root_load(ks, err);
+                if (r == -ENOENT)
+                        r = 0;
+        }
+        if (r < 0 && ks->lock_fd >= 0) {
+                if (ks->generation_map)
+                        munmap((void *) ks->generation_map, sizeof(uint64_t));
+                ks->generation_map = NULL;
+                close(ks->lock_fd);
+                ks->lock_fd = -1;
+        }
+        return r;
+}
+
 static int entry_load(struct kc_keystore *ks, struct ks_entry *e) {
         _cleanup_free_ char *path = NULL, *text = NULL;
         int r;
@@ -853,8 +896,10 @@ static int ks_reload_locked(struct kc_keystore *ks, struct kc_err *err) {
 
 /* Make the cache current: costs one pread when nobody wrote since the last call. */
 static int ks_refresh(struct kc_keystore *ks, struct kc_err *err) {
-        int r;
+        int r = ks_attach_dir(ks, false, err);
 
+        if (r < 0)
+                return r;
         if (ks->loaded && generation_read(ks) == ks->generation)
                 return 0;
         r = ks_lock(ks, LOCK_SH, err);
@@ -910,9 +955,11 @@ static int ks_sweep_locked(struct kc_keystore *ks, struct kc_err *err) {
 }
 
 /* Take the write lock, re-read and validate every file, destroy what is due. */
-static int ks_write_begin(struct kc_keystore *ks, struct kc_err *err) {
-        int r = ks_lock(ks, LOCK_EX, err);
+static int ks_write_begin(struct kc_keystore *ks, bool create, struct kc_err *err) {
+        int r = ks_attach_dir(ks, create, err);
 
+        if (r >= 0)
+                r = ks_lock(ks, LOCK_EX, err);
         if (r < 0)
                 return r;
         r = ks_reload_locked(ks, err);
@@ -929,7 +976,7 @@ static int ks_prepare(struct kc_keystore *ks, struct kc_err *err) {
 
         if (r < 0 || ks->next_deadline == 0 || ks_now() < ks->next_deadline)
                 return r;
-        r = ks_write_begin(ks, err);
+        r = ks_write_begin(ks, false, err);
         if (r < 0)
                 return r;
         ks_unlock(ks);
@@ -1022,16 +1069,8 @@ int kc_keystore_open(const char *dir, const char *root_key_file, struct kc_keyst
             asprintf(&ks->root_key_path, "%s/root.key", dir) < 0)
                 return -ENOMEM;
 
-        r = ensure_private_dir(ks->dir, err);
-        if (r < 0)
-                return r;
-        r = ensure_private_dir(ks->keys_dir, err);
-        if (r < 0)
-                return r;
-        r = lock_file_open(ks, err);
-        if (r < 0)
-                return r;
-        r = root_load(ks, err);
+        /* An absent keystore is not an error yet (ks_attach_dir()); anything else wrong with it is. */
+        r = ks_attach_dir(ks, false, err);
         if (r < 0 && r != -ENOENT)
                 return r;
         *ret = TAKE_PTR(ks);
@@ -1075,7 +1114,7 @@ int kc_keystore_create_key(struct kc_keystore *ks, const char *alias, const char
         snprintf(k.description, sizeof(k.description), "%s", description ?: "");
         k.created = v.created = ks_now();
 
-        r = ks_write_begin(ks, err);
+        r = ks_write_begin(ks, true, err);
         if (r < 0)
                 return r;
         if (k.alias[0]) {
@@ -1140,7 +1179,7 @@ static int ks_modify(struct kc_keystore *ks, const char *key,
                      int (*change)(struct ks_key *k, void *userdata, struct kc_err *err),
                      void *userdata, struct kc_err *err) {
         struct ks_key *found, copy;
-        int r = ks_write_begin(ks, err);
+        int r = ks_write_begin(ks, false, err);
 
         if (r < 0)
                 return r;

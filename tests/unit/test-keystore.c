@@ -162,6 +162,32 @@ START_TEST(test_file_modes) {
 }
 END_TEST
 
+/*
+ * A keystore that is not there yet (its file system not mounted at boot) is
+ * not made anew by readers: calls fail with -ENOENT and nothing is created;
+ * once it appears, the same handle uses it.  Only key creation makes it.
+ */
+START_TEST(test_absent_keystore_not_created) {
+        _cleanup_free_ char *dir = new_keystore_dir();
+        _cleanup_keystore_ struct kc_keystore *reader = open_ks(dir);
+        struct kc_key_info a, b;
+        struct kc_err err = {};
+        struct stat st;
+
+        ck_assert_int_eq(kc_keystore_describe(reader, "alias/a", &a, &err), -ENOENT);
+        ck_assert_msg(strstr(err.msg, "does not exist"), "%s", err.msg);
+        ck_assert_int_eq(kc_keystore_rotate(reader, "alias/a", NULL, NULL), -ENOENT);
+        ck_assert_int_eq(lstat(dir, &st), -1);
+        ck_assert_int_eq(errno, ENOENT);
+        {
+                _cleanup_keystore_ struct kc_keystore *writer = open_ks(dir);
+                create(writer, "alias/a", &a);
+        }
+        ck_assert_int_eq(kc_keystore_describe(reader, "alias/a", &b, NULL), 0);
+        ck_assert_str_eq(a.key_id, b.key_id);
+}
+END_TEST
+
 START_TEST(test_refuses_open_directory) {
         _cleanup_free_ char *dir = new_keystore_dir();
         struct kc_keystore *ks = NULL;
@@ -522,6 +548,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_unknown_and_bad_names);
         tcase_add_test(tc, test_file_modes);
         tcase_add_test(tc, test_refuses_open_directory);
+        tcase_add_test(tc, test_absent_keystore_not_created);
         tcase_add_test(tc, test_rotate_keeps_old_versions);
         tcase_add_test(tc, test_disable_enable_seen_by_other_handle);
         tcase_add_test(tc, test_deletion_window);
