@@ -233,10 +233,9 @@ static int load_mapping(const char *name, const struct kc_luks_segment *seg, con
         return 0;
 }
 
-/* Steps 3 and 4: unwrap under the token's context and prove the key is this volume's. */
-static int unwrap_key(struct kc_kms *kms, const struct kc_kms_request *req, struct kc_luks *l,
-                      const struct kc_token *tok, struct kc_luks_segment *seg,
-                      void **ret_key, struct kc_err *err) {
+int kc_attach_unwrap_key(struct kc_kms *kms, const struct kc_kms_request *req, struct kc_luks *l,
+                         const struct kc_token *tok, struct kc_luks_segment *seg, void **ret_key,
+                         struct kc_err *err) {
         _cleanup_free_ char *ref = NULL;
         _cleanup_secret_ void *key = NULL;
         char key_id[65];
@@ -351,7 +350,7 @@ int kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct
         }
         kc_strscpy(res.name, sizeof(res.name), name);
 
-        r = unwrap_key(kms, &volreq, l, &tok, &seg, &key, err);
+        r = kc_attach_unwrap_key(kms, &volreq, l, &tok, &seg, &key, err);
         if (r < 0)
                 goto out;
         r = load_mapping(name, &seg, key, p, err);

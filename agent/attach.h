@@ -53,6 +53,21 @@ int kc_resolve_device(const char *spec, char **ret_path, struct kc_err *err);
  */
 int kc_attach_default_name(const struct kc_context *ctx, const char *luks_uuid, char **ret_name);
 
+struct kc_luks;
+struct kc_luks_segment;
+struct kc_token;
+
+/*
+ * Activation steps 3 and 4: unwrap the token's key under its own context and
+ * prove it is this volume's (LUKS2 digest, length included); fills in
+ * seg->key_size.  The key is kc_secret memory, the caller frees it.  Shared
+ * with the agent's resume of a suspended volume, which must prove the key the
+ * same way before giving it back to dm-crypt.
+ */
+int kc_attach_unwrap_key(struct kc_kms *kms, const struct kc_kms_request *req, struct kc_luks *l,
+                         const struct kc_token *tok, struct kc_luks_segment *seg, void **ret_key,
+                         struct kc_err *err);
+
 int kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_attach_params *p,
               struct kc_attach_result *ret, struct kc_err *err);
 

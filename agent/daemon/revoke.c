@@ -110,7 +110,7 @@ static int volume_facts(const struct kc_volume_conf *conf, struct facts *ret, st
  */
 static int reload_key_and_resume(struct kc_kms *kms, const struct kc_kms_config *cfg, const struct kc_caller *self,
                                  const struct kc_volume_conf *conf, const struct facts *st, struct kc_err *err) {
-        _cleanup_free_ char *path = NULL, *ref = NULL, *desc = NULL;
+        _cleanup_free_ char *path = NULL, *desc = NULL;
         _cleanup_luks_ struct kc_luks *l = NULL;
         _cleanup_secret_ void *key = NULL;
         struct kc_kms_request req = { .caller = self };
@@ -118,8 +118,7 @@ static int reload_key_and_resume(struct kc_kms *kms, const struct kc_kms_config 
         struct kc_token tok = {};
         kc_key_serial_t serial = 0;
         bool audited = false;
-        char msg[256], key_id[65];
-        uint32_t version;
+        char msg[256];
         int r;
 
         r = kc_resolve_device(conf->device, &path, err);
@@ -129,22 +128,12 @@ static int reload_key_and_resume(struct kc_kms *kms, const struct kc_kms_config 
                 r = kc_luks_segment(l, &seg);
         if (r >= 0)
                 r = kc_luks_token_read(l, &tok, NULL, err);
-        if (r >= 0)
-                r = kc_token_key_ref(&tok, &ref);
         if (r < 0)
                 goto out;
         req.volume = seg.uuid;
-        r = kc_kms_decrypt(kms, &req, ref, tok.wrapped_key, tok.wrapped_key_len, tok.context, &key, key_id,
-                           &version, err);
+        r = kc_attach_unwrap_key(kms, &req, l, &tok, &seg, &key, err);
         if (r < 0)
                 goto out;
-        /* Without a keyslot the header records no key size (luks.h): the digest proves it. */
-        if ((seg.key_size && kc_secret_size(key) != seg.key_size) ||
-            kc_luks_verify_key(l, key, kc_secret_size(key)) < 0) {
-                r = kc_err_set(err, -EBADMSG, "unwrapped key does not match the LUKS2 header of %s", path);
-                goto out;
-        }
-        seg.key_size = kc_secret_size(key);
         r = audit_action(cfg, self, "ResumeVolume", st->key_id, st->context, st->luks_uuid, 0, RESUME_DETAIL);
         if (r < 0) {
                 kc_err_set(err, r, "cannot write the audit record of the resume, %s stays suspended: %s",
