@@ -187,15 +187,20 @@ static int unsupported(const struct kc_kms_provider *p, const char *operation, s
  * stays a refusal; a success whose record is not durable becomes a failure,
  * and the caller then wipes what it would have returned.
  */
+/* Every record of this trail names the caller and volume of its request. */
+static int audit_write(struct kc_kms *k, const struct kc_kms_request *req, struct kc_audit_record *rec) {
+        rec->caller = req ? req->caller : NULL;
+        rec->volume = req ? req->volume : NULL;
+        return kc_audit_write(k->audit, rec);
+}
+
 static int audit_finish(struct kc_kms *k, const struct kc_kms_request *req, struct kc_audit_record *rec,
                         int result, struct kc_err *err) {
         int r;
 
-        rec->caller = req ? req->caller : NULL;
-        rec->volume = req ? req->volume : NULL;
         rec->result = result;
         rec->error = result < 0 ? kc_err_msg(err, result) : NULL;
-        r = kc_audit_write(k->audit, rec);
+        r = audit_write(k, req, rec);
         if (result < 0) {
                 if (r < 0)
                         log_debug("audit record of refused %s not written: %s", rec->operation, strerror(-r));
@@ -219,9 +224,7 @@ int kc_kms_audit_event(struct kc_kms *k, const struct kc_kms_request *req, struc
 int kc_kms_audit_refusal(struct kc_kms *k, const struct kc_kms_request *req, struct kc_audit_record *rec) {
         if (!k || !rec || rec->result >= 0)
                 return -EINVAL;
-        rec->caller = req ? req->caller : NULL;
-        rec->volume = req ? req->volume : NULL;
-        return kc_audit_write(k->audit, rec);
+        return audit_write(k, req, rec);
 }
 
 /* The same for an operation that made a data key: release it only when audited, else wipe it. */
