@@ -11,8 +11,15 @@
 
 /* No libcap: the two system calls and the bounding-set prctl are all it takes. */
 
+/*
+ * CAP_SYS_PTRACE is kept for one reason: the kmscrypt CLI makes itself
+ * non-dumpable, and the kernel then hides a non-dumpable peer's
+ * /proc/PID/exe from anyone without it, so every audit record of a request
+ * would name no executable.  systemd-journald keeps it for the same reason
+ * (its _EXE field).  The agent never attaches to a process.
+ */
 uint64_t kc_caps_keep(void) {
-        static const int keep[] = { CAP_SYS_ADMIN, CAP_MKNOD, CAP_CHOWN, CAP_IPC_LOCK };
+        static const int keep[] = { CAP_SYS_ADMIN, CAP_MKNOD, CAP_CHOWN, CAP_IPC_LOCK, CAP_SYS_PTRACE };
         uint64_t mask = 0;
 
         for (size_t i = 0; i < ARRAY_SIZE(keep); i++)
