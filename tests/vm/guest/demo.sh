@@ -4,9 +4,11 @@
 # customer master key, a database volume whose data key the KMS generates
 # under the volume's encryption context, attached through the kernel
 # keyring, a filesystem on it, the audit trail of every use of the key.
-# contrib/dev/demo.sh runs this test alone and shows its transcript.
+# contrib/dev/demo.sh runs this test alone and shows its transcript; on a
+# host with device-mapper it runs it on the host itself (KCVM_LIB names
+# tests/vm/lib.sh there; the guest has it at /kc/lib.sh).
 # kcvm-programs: kmscrypt
-. /kc/lib.sh
+. "${KCVM_LIB:-/kc/lib.sh}"
 
 export KMSCRYPT_KEYSTORE=$KCVM_DIR/keystore KMSCRYPT_AUDIT_LOG=$KCVM_DIR/audit.log
 CTX=db-id=db-CQYSMDPBRZ7BPMH7Y3RTDG5QY,volume-id=vol-ad8c6542
