@@ -504,18 +504,11 @@ static int log_open_fd(const char *path, int flags, struct kc_err *err) {
         return TAKE_FD(fd);
 }
 
-/*
- * The last line of a log of the given size (which ends with a newline):
- * into *ret_buf, line at *ret_line of *ret_len bytes, newline excluded.
- */
-static int read_last_line(int fd, uint64_t size, char **ret_buf, const char **ret_line, size_t *ret_len,
-                          struct kc_err *err) {
-        _cleanup_free_ char *buf = NULL;
-        size_t want = size < AUDIT_LINE_MAX + 1 ? size : AUDIT_LINE_MAX + 1;
+/* The last want bytes of the log (of the given size) into a fresh buffer. */
+static int read_end(int fd, uint64_t size, size_t want, char **ret, struct kc_err *err) {
+        _cleanup_free_ char *buf = malloc(want);
         size_t got = 0;
-        const char *nl;
 
-        buf = malloc(want);
         if (!buf)
                 return -ENOMEM;
         while (got < want) {
@@ -528,10 +521,40 @@ static int read_last_line(int fd, uint64_t size, char **ret_buf, const char **re
                         return kc_err_set(err, -EBADMSG, "audit log shrank while being read");
                 got += k;
         }
-        if (buf[want - 1] != '\n')
-                return kc_err_set(err, -EBADMSG,
-                                  "audit log ends with an incomplete line (interrupted write or appended data)");
-        nl = memrchr(buf, '\n', want - 1);
+        *ret = TAKE_PTR(buf);
+        return 0;
+}
+
+/* Records are a few hundred bytes: a page nearly always holds the last one whole. */
+#define TAIL_GUESS 4096
+
+/*
+ * The last line of a log of the given size (which ends with a newline):
+ * into *ret_buf, line at *ret_line of *ret_len bytes, newline excluded.
+ * Every append reads it, so a page is read first and the full
+ * AUDIT_LINE_MAX window only when the last line is longer than that.
+ */
+static int read_last_line(int fd, uint64_t size, char **ret_buf, const char **ret_line, size_t *ret_len,
+                          struct kc_err *err) {
+        _cleanup_free_ char *buf = NULL;
+        size_t max = size < AUDIT_LINE_MAX + 1 ? size : AUDIT_LINE_MAX + 1;
+        size_t want = max < TAIL_GUESS ? max : TAIL_GUESS;
+        const char *nl;
+        int r;
+
+        for (;;) {
+                r = read_end(fd, size, want, &buf, err);
+                if (r < 0)
+                        return r;
+                if (buf[want - 1] != '\n')
+                        return kc_err_set(err, -EBADMSG,
+                                          "audit log ends with an incomplete line (interrupted write or appended data)");
+                nl = memrchr(buf, '\n', want - 1);
+                if (nl || want == max)
+                        break;
+                free(TAKE_PTR(buf));
+                want = max;
+        }
         if (!nl && want < size)
                 return kc_err_set(err, -EBADMSG, "last line of the audit log is longer than %d bytes", AUDIT_LINE_MAX);
         *ret_line = nl ? nl + 1 : buf;

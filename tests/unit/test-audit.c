@@ -190,6 +190,32 @@ START_TEST(test_chain_rule) {
 }
 END_TEST
 
+/* The chain is found again however long the last record is (the tail is read a page first). */
+START_TEST(test_long_last_record) {
+        struct paths p = paths_new();
+        static const size_t sizes[] = { 4000, 4093, 4094, 4095, 4096, 4097, 9000, 40000 };
+
+        for (size_t i = 0; i < ARRAY_SIZE(sizes); i++) {
+                _cleanup_audit_ struct kc_audit *a = NULL;
+                _cleanup_free_ char *detail = malloc(sizes[i] + 1);
+                struct kc_err err = {};
+                off_t before;
+
+                ck_assert_ptr_nonnull(detail);
+                memset(detail, 'a' + (int) i, sizes[i]);
+                detail[sizes[i]] = '\0';
+                struct kc_audit_record rec = { .operation = "Decrypt", .key_id = "local:k1", .detail = detail };
+                /* Each open re-reads the tail the previous write left: a long line must be found whole. */
+                ck_assert_msg(kc_audit_open(p.log, p.head, &a, &err) == 0, "open after %zu: %s", i, err.msg);
+                before = file_size(p.log);
+                ck_assert_int_eq(kc_audit_write(a, &rec), 0);
+                ck_assert_int_gt(file_size(p.log) - before, (off_t) sizes[i]);
+        }
+        write_records(p.log, p.head, 2, "after");
+        assert_verify_ok(&p, ARRAY_SIZE(sizes) + 2);
+}
+END_TEST
+
 START_TEST(test_record_fields) {
         struct paths p = paths_new();
         _cleanup_audit_ struct kc_audit *a = NULL;
@@ -824,6 +850,7 @@ Suite *kc_test_suite(void) {
         TCase *caller = tcase_create("caller");
 
         tcase_add_test(chain, test_chain_rule);
+        tcase_add_test(chain, test_long_last_record);
         tcase_add_test(chain, test_record_fields);
         tcase_add_test(chain, test_record_context);
         tcase_add_test(chain, test_bad_records_refused);
