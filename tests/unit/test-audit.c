@@ -593,16 +593,36 @@ START_TEST(test_write_fails_closed_when_head_cannot_be_written) {
         char longname[600];
         off_t size;
 
-        /* A head whose name leaves no room for its temporary file: readable, never replaceable. */
+        /*
+         * A head that is a symbolic link (readable, never rewritten in place)
+         * whose name leaves no room for the temporary file that would
+         * replace it: it cannot be written at all.
+         */
         write_records(p.log, p.head, 2, "head");
         size = file_size(p.log);
         snprintf(longname, sizeof(longname), "%s/%0250d", p.dir, 0);
-        ck_assert_int_eq(rename(p.head, longname), 0);
+        ck_assert_int_eq(symlink(p.head, longname), 0);
         ck_assert_int_eq(kc_audit_open(p.log, longname, &a, NULL), 0);
         ck_assert_int_eq(kc_audit_write(a, &(struct kc_audit_record) { .operation = "Decrypt" }), -ENAMETOOLONG);
         ck_assert_int_eq(file_size(p.log), size);       /* rolled back */
-        ck_assert_int_eq(rename(longname, p.head), 0);
+        ck_assert_int_eq(unlink(longname), 0);
         assert_verify_ok(&p, 2);
+}
+END_TEST
+
+/* Once it exists, the head is rewritten in place (one flush a record), private, one line. */
+START_TEST(test_head_rewritten_in_place) {
+        struct paths p = paths_new();
+        struct stat a, b;
+
+        write_records(p.log, p.head, 1, "inplace");
+        ck_assert_int_eq(stat(p.head, &a), 0);
+        write_records(p.log, p.head, 12, "inplace");     /* seq 9 -> 10 and 13: the line grows */
+        ck_assert_int_eq(stat(p.head, &b), 0);
+        ck_assert_uint_eq(a.st_ino, b.st_ino);
+        ck_assert_uint_eq(b.st_mode & 07777, 0600);
+        ck_assert_int_eq(b.st_size, (off_t) strlen("{\"seq\":13,\"sha256\":\"\"}\n") + 64);
+        assert_verify_ok(&p, 13);
 }
 END_TEST
 
@@ -868,6 +888,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(io, test_crash_between_log_and_head_repaired);
         tcase_add_test(io, test_write_fails_closed_when_file_cannot_grow);
         tcase_add_test(io, test_write_fails_closed_when_head_cannot_be_written);
+        tcase_add_test(io, test_head_rewritten_in_place);
         tcase_add_test(io, test_write_refused_when_head_vanishes);
         tcase_add_test(io, test_log_must_be_regular_file);
         tcase_add_test(io, test_unopenable_log);
