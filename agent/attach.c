@@ -362,10 +362,71 @@ out:
         return r;
 }
 
-/* Read our mapping back: table parsed, and whether it is one of ours. */
-static int read_mapping(const char *name, struct kc_dm_info *info, struct kc_crypt_table *table,
-                        struct kc_err *err) {
+/* "CRYPT-LUKS2-<32 hex>-<name>" -> the LUKS UUID with its dashes; false if it is not of that form. */
+static bool luks_uuid_of_dm_uuid(const char *dm_uuid, char ret[40]) {
+        const char *hex = dm_uuid + strlen(DM_UUID_PREFIX);
+        size_t j = 0;
+
+        if (strncmp(dm_uuid, DM_UUID_PREFIX, strlen(DM_UUID_PREFIX)) != 0 || strspn(hex, "0123456789abcdef") != 32 ||
+            hex[32] != '-')
+                return false;
+        for (size_t i = 0; i < 32; i++) {
+                if (i == 8 || i == 12 || i == 16 || i == 20)
+                        ret[j++] = '-';
+                ret[j++] = hex[i];
+        }
+        ret[j] = '\0';
+        return true;
+}
+
+/*
+ * A suspended mapping whose key the revocation policy wiped ("key wipe"):
+ * the kernel dropped the keyring reference, so the table shows zeros where
+ * it was.  It is ours when its dm UUID names a LUKS UUID and the header of
+ * the device it reads from (or header) is that volume with a kmscrypt
+ * token; then the table is parsed with the reference it had put back.
+ */
+static int parse_wiped(const char *name, const struct kc_dm_info *info, const char *params, const char *header,
+                       struct kc_crypt_table *table) {
+        _cleanup_free_ char *fixed = NULL;
+        _cleanup_luks_ struct kc_luks *l = NULL;
+        struct kc_luks_segment seg;
+        struct kc_token tok = {};
+        struct kc_crypt_table t;
+        char uuid[40], dev[256];
+        const char *key = strchr(params, ' ');
+        size_t n;
+        int r;
+
+        if (!info->suspended || !key || !luks_uuid_of_dm_uuid(info->uuid, uuid) || kc_dm_crypt_key_wiped(name) != 1)
+                return -EOPNOTSUPP;
+        key++;
+        n = strcspn(key, " ");
+        if (asprintf(&fixed, "%.*s:%zu:logon:" KEY_PREFIX "%s%s", (int) (key - params), params, n / 2, uuid,
+                     key + n) < 0)
+                return -ENOMEM;
+        r = kc_crypt_table_parse(fixed, info->size, &t);
+        if (r < 0)
+                return r;
+        /* The table names the device as major:minor. */
+        if (kc_block_devnode(t.p.device, dev, sizeof(dev)) < 0 || kc_luks_open(dev, header, &l, NULL) < 0 ||
+            kc_luks_segment(l, &seg) < 0 || !streq(seg.uuid, uuid) || kc_luks_token_read(l, &tok, NULL, NULL) < 0) {
+                kc_crypt_table_clear(&t);
+                return -EOPNOTSUPP;
+        }
+        kc_token_clear(&tok);
+        *table = t;
+        return 0;
+}
+
+/*
+ * Read our mapping back: table parsed, and whether it is one of ours
+ * (ret_wiped: suspended with its key wiped; NULL refuses those).
+ */
+static int read_mapping(const char *name, const char *header, struct kc_dm_info *info, struct kc_crypt_table *table,
+                        bool *ret_wiped, struct kc_err *err) {
         _cleanup_free_ char *target = NULL, *params = NULL;
+        bool wiped = false;
         int r;
 
         r = kc_dm_info(name, info);
@@ -381,11 +442,17 @@ static int read_mapping(const char *name, struct kc_dm_info *info, struct kc_cry
         if (!streq(target, "crypt"))
                 return kc_err_set(err, -EPERM, "%s is not a dm-crypt mapping", name);
         r = kc_crypt_table_parse(params, info->size, table);
+        if (r == -EOPNOTSUPP && ret_wiped) {
+                r = parse_wiped(name, info, params, header, table);
+                wiped = r >= 0;
+        }
         if (r < 0 || strncmp(table->p.key_description, KEY_PREFIX, strlen(KEY_PREFIX)) != 0) {
                 if (r >= 0)
                         kc_crypt_table_clear(table);
                 return kc_err_set(err, -EPERM, "%s is not a kmscrypt mapping", name);
         }
+        if (ret_wiped)
+                *ret_wiped = wiped;
         return 0;
 }
 
@@ -394,7 +461,9 @@ int kc_detach(const char *name, bool deferred, struct kc_err *err) {
         struct kc_dm_info info;
         int r;
 
-        r = read_mapping(name, &info, &table, err);
+        bool wiped;
+
+        r = read_mapping(name, NULL, &info, &table, &wiped, err);
         if (r < 0)
                 return r;
         kc_crypt_table_clear(&table);
@@ -456,7 +525,7 @@ int kc_volume_status(const char *name, const char *header, struct kc_volume_stat
         const char *u;
         int r;
 
-        r = read_mapping(name, &info, &t, err);
+        r = read_mapping(name, header, &info, &t, &s.key_wiped, err);
         if (r < 0)
                 return r;
         kc_strscpy(s.name, sizeof(s.name), name);
@@ -492,7 +561,9 @@ int kc_volume_list(char ***ret_names) {
                 struct kc_crypt_table t;
                 struct kc_dm_info info;
 
-                if (read_mapping(all[i], &info, &t, NULL) < 0)
+                bool wiped;
+
+                if (read_mapping(all[i], NULL, &info, &t, &wiped, NULL) < 0)
                         continue; /* another tool's LUKS2 mapping */
                 kc_crypt_table_clear(&t);
                 r = kc_strv_push(&ours, all[i]);

@@ -87,6 +87,7 @@ struct kc_volume_status {
         uint64_t offset;            /* data offset on the device, 512-byte sectors */
         unsigned flags;             /* KC_CRYPT_* */
         bool read_only, suspended;
+        bool key_wiped;             /* suspended and its key wiped (revoke=suspend): key_description is what it was */
         uint32_t open_count;
         /* from the token, when the header can be read (has_token) */
         bool has_token;
@@ -100,5 +101,5 @@ void kc_volume_status_clear(struct kc_volume_status *s);
 /* Status of one mapping; -ENXIO if absent, -EPERM if it is not a kmscrypt volume. */
 int kc_volume_status(const char *name, const char *header, struct kc_volume_status *ret, struct kc_err *err);
 
-/* Names of every attached kmscrypt mapping. NULL-terminated, kc_strv_free(). */
+/* Names of every attached kmscrypt mapping, suspended ones with a wiped key included. NULL-terminated, kc_strv_free(). */
 int kc_volume_list(char ***ret_names);

@@ -443,7 +443,43 @@ static int head_read(const char *path, struct link *ret, struct kc_err *err) {
         return 0;
 }
 
-/* Replace the head atomically and durably: temp file in the same directory, fsync, rename, fsync directory. */
+/*
+ * Rewrite an existing head in place: its one line (well under 512 bytes)
+ * at offset 0, then fdatasync: one flush instead of the three of a
+ * replace (temporary file, rename, directory), and every audit record
+ * pays it.  The line lies in the file's first 512-byte sector, which
+ * storage writes whole (PostgreSQL keeps pg_control under 512 bytes for
+ * the same reason); should a crash leave it torn or stale anyway,
+ * head_read() and load_tail() refuse it, never trust it.  A head that is
+ * not there yet (or is not a regular file) is -ENOENT: the caller
+ * replaces it instead.  ret_touched: the head may have changed.
+ */
+static int head_rewrite(const char *path, const char *text, size_t n, bool *ret_touched) {
+        _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
+        struct stat st;
+        int r;
+
+        *ret_touched = false;
+        if (fd < 0)
+                return errno == ELOOP ? -ENOENT : negative_errno();
+        if (fstat(fd, &st) < 0)
+                return negative_errno();
+        if (!S_ISREG(st.st_mode))
+                return -ENOENT;
+        *ret_touched = true;
+        r = write_full(fd, text, n);
+        if (r == 0 && st.st_size > (off_t) n && ftruncate(fd, (off_t) n) < 0)
+                r = negative_errno();
+        if (r == 0 && fdatasync(fd) < 0)
+                r = negative_errno();
+        return r;
+}
+
+/*
+ * Make the head name h durably: rewritten in place when it exists, else
+ * created atomically (temporary file in the same directory, fsync,
+ * rename, fsync directory).  ret_renamed: the head may name h now.
+ */
 static int head_write(const char *path, const struct link *h, bool *ret_renamed) {
         _cleanup_free_ char *tmp = NULL;
         _cleanup_close_ int fd = -1;
@@ -453,6 +489,9 @@ static int head_write(const char *path, const struct link *h, bool *ret_renamed)
 
         *ret_renamed = false;
         n = snprintf(text, sizeof(text), "{\"seq\":%" PRIu64 ",\"sha256\":\"%s\"}\n", h->seq, h->hash);
+        r = head_rewrite(path, text, (size_t) n, ret_renamed);
+        if (r != -ENOENT)
+                return r;
         if (asprintf(&tmp, "%s.XXXXXX", path) < 0)
                 return -ENOMEM;
         old_umask = umask(0077);
@@ -504,18 +543,11 @@ static int log_open_fd(const char *path, int flags, struct kc_err *err) {
         return TAKE_FD(fd);
 }
 
-/*
- * The last line of a log of the given size (which ends with a newline):
- * into *ret_buf, line at *ret_line of *ret_len bytes, newline excluded.
- */
-static int read_last_line(int fd, uint64_t size, char **ret_buf, const char **ret_line, size_t *ret_len,
-                          struct kc_err *err) {
-        _cleanup_free_ char *buf = NULL;
-        size_t want = size < AUDIT_LINE_MAX + 1 ? size : AUDIT_LINE_MAX + 1;
+/* The last want bytes of the log (of the given size) into a fresh buffer. */
+static int read_end(int fd, uint64_t size, size_t want, char **ret, struct kc_err *err) {
+        _cleanup_free_ char *buf = malloc(want);
         size_t got = 0;
-        const char *nl;
 
-        buf = malloc(want);
         if (!buf)
                 return -ENOMEM;
         while (got < want) {
@@ -528,10 +560,40 @@ static int read_last_line(int fd, uint64_t size, char **ret_buf, const char **re
                         return kc_err_set(err, -EBADMSG, "audit log shrank while being read");
                 got += k;
         }
-        if (buf[want - 1] != '\n')
-                return kc_err_set(err, -EBADMSG,
-                                  "audit log ends with an incomplete line (interrupted write or appended data)");
-        nl = memrchr(buf, '\n', want - 1);
+        *ret = TAKE_PTR(buf);
+        return 0;
+}
+
+/* Records are a few hundred bytes: a page nearly always holds the last one whole. */
+#define TAIL_GUESS 4096
+
+/*
+ * The last line of a log of the given size (which ends with a newline):
+ * into *ret_buf, line at *ret_line of *ret_len bytes, newline excluded.
+ * Every append reads it, so a page is read first and the full
+ * AUDIT_LINE_MAX window only when the last line is longer than that.
+ */
+static int read_last_line(int fd, uint64_t size, char **ret_buf, const char **ret_line, size_t *ret_len,
+                          struct kc_err *err) {
+        _cleanup_free_ char *buf = NULL;
+        size_t max = size < AUDIT_LINE_MAX + 1 ? size : AUDIT_LINE_MAX + 1;
+        size_t want = max < TAIL_GUESS ? max : TAIL_GUESS;
+        const char *nl;
+        int r;
+
+        for (;;) {
+                r = read_end(fd, size, want, &buf, err);
+                if (r < 0)
+                        return r;
+                if (buf[want - 1] != '\n')
+                        return kc_err_set(err, -EBADMSG,
+                                          "audit log ends with an incomplete line (interrupted write or appended data)");
+                nl = memrchr(buf, '\n', want - 1);
+                if (nl || want == max)
+                        break;
+                free(TAKE_PTR(buf));
+                want = max;
+        }
         if (!nl && want < size)
                 return kc_err_set(err, -EBADMSG, "last line of the audit log is longer than %d bytes", AUDIT_LINE_MAX);
         *ret_line = nl ? nl + 1 : buf;

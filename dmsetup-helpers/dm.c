@@ -377,26 +377,40 @@ static char *params_without_key(const char *target, const char *params) {
         return copy;
 }
 
-int kc_dm_table(const char *name, char **ret_target, char **ret_params) {
-        DM_SERIALISED;
+/* The live table's first target, in libdm's buffer (dmt owns it). -ENODATA without a live table. */
+static int first_target(const char *name, struct dm_task **ret_dmt, char **ret_type, char **ret_params) {
         _cleanup_dm_task_ struct dm_task *dmt = NULL;
-        _cleanup_free_ char *t = NULL, *p = NULL;
         uint64_t start, length;
         char *type = NULL, *params = NULL;
         int r;
 
-        if (!name || !ret_target || !ret_params)
-                return -EINVAL;
         r = dm_prepare(name);
         if (r < 0)
                 return r;
         r = dm_query(DM_DEVICE_TABLE, name, "table query", &dmt);
         if (r < 0)
                 return r;
-
         (void) dm_get_next_target(dmt, NULL, &start, &length, &type, &params);
         if (!type || !params)
                 return log_debug_errno(-ENODATA, "%s has no live table.", name);
+        *ret_dmt = TAKE_PTR(dmt);
+        *ret_type = type;
+        *ret_params = params;
+        return 0;
+}
+
+int kc_dm_table(const char *name, char **ret_target, char **ret_params) {
+        DM_SERIALISED;
+        _cleanup_dm_task_ struct dm_task *dmt = NULL;
+        _cleanup_free_ char *t = NULL, *p = NULL;
+        char *type, *params;
+        int r;
+
+        if (!name || !ret_target || !ret_params)
+                return -EINVAL;
+        r = first_target(name, &dmt, &type, &params);
+        if (r < 0)
+                return r;
 
         /* libdm's buffer is wiped by dm_task_destroy(); ours never holds a hex key. */
         t = strdup(type);
@@ -406,6 +420,34 @@ int kc_dm_table(const char *name, char **ret_target, char **ret_params) {
         *ret_target = TAKE_PTR(t);
         *ret_params = TAKE_PTR(p);
         return 0;
+}
+
+/*
+ * After "key wipe" dm-crypt reports its key as hex zeros (it drops the
+ * keyring reference and zeroes the key).  The table is looked at in libdm's
+ * buffer, which dm_task_destroy() wipes, and nothing of it is copied: all
+ * that leaves is whether every digit is '0'.
+ */
+int kc_dm_crypt_key_wiped(const char *name) {
+        DM_SERIALISED;
+        _cleanup_dm_task_ struct dm_task *dmt = NULL;
+        char *type, *params;
+        const char *key;
+        size_t n;
+        int r;
+
+        if (!name)
+                return -EINVAL;
+        r = first_target(name, &dmt, &type, &params);
+        if (r == -ENODATA)
+                return 0;
+        if (r < 0)
+                return r;
+        if (!streq(type, "crypt") || !(key = strchr(params, ' ')))
+                return 0;
+        key++;
+        n = strcspn(key, " ");
+        return n > 0 && n % 2 == 0 && strspn(key, "0") >= n;
 }
 
 int kc_dm_suspend(const char *name) {

@@ -115,6 +115,13 @@ int kc_dm_info(const char *name, struct kc_dm_info *ret_info);
 /* Table of the first target without keys (dm_task_no_flush/no "showkeys"). Caller frees. */
 int kc_dm_table(const char *name, char **ret_target, char **ret_params);
 
+/*
+ * 1 if name is a dm-crypt mapping whose key was wiped ("key wipe" message:
+ * the table shows a hex key of zeros instead of a keyring reference), 0 if
+ * not, negative errno on failure.  No key byte leaves libdm's buffer.
+ */
+int kc_dm_crypt_key_wiped(const char *name);
+
 int kc_dm_suspend(const char *name);
 int kc_dm_resume(const char *name);
 

@@ -317,7 +317,8 @@ static void status_text(const struct kc_volume_status *s) {
         (void) kc_crypt_flags_format(s->flags, &flags);
         if (s->context)
                 (void) kc_context_to_string(s->context, &ctx);
-        printf("/dev/mapper/%s is %s%s.\n", s->name, s->suspended ? "suspended" : "active",
+        printf("/dev/mapper/%s is %s%s.\n", s->name,
+               s->key_wiped ? "suspended, key wiped" : s->suspended ? "suspended" : "active",
                s->open_count > 0 ? " and is in use" : "");
         printf("  device:       %s\n", s->device);
         printf("  luks uuid:    %s\n", s->luks_uuid);
@@ -329,7 +330,10 @@ static void status_text(const struct kc_volume_status *s) {
                 printf("  token:        header not readable\n");
         printf("  cipher:       %s\n", s->cipher);
         printf("  keysize:      %" PRIu32 " bits\n", s->key_size * 8);
-        printf("  key location: keyring (%s)\n", s->key_description);
+        if (s->key_wiped)
+                printf("  key location: wiped (revocation policy; was keyring %s)\n", s->key_description);
+        else
+                printf("  key location: keyring (%s)\n", s->key_description);
         printf("  sector size:  %" PRIu32 "\n", s->sector_size);
         printf("  offset:       %" PRIu64 " sectors\n", s->offset);
         printf("  size:         %" PRIu64 " sectors\n", s->size);

@@ -354,6 +354,7 @@ int main(int argc, char **argv) {
                 return log_error_errno(errno, "signalfd: %m"), 1;
 
         mc = (struct kc_manager_config) { .max_parallel = d.max_parallel, .revoke_interval = d.revoke_interval,
+                .state_dir = getenv("KMSCRYPT_STATE_DIR") ?: KC_STATEDIR,
         };
         kc_config_kms(&d.config, &mc.kms);
         r = kc_manager_new(&mc, &m);

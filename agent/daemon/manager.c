@@ -53,6 +53,7 @@ struct kc_manager {
         size_t n_idle;
         unsigned max_parallel, running;
         unsigned revoke_interval;
+        char *state_dir;
         struct mvol **vols;         /* never shrinks: a removed volume keeps its slot, !present */
         size_t n_vols;
         struct confset *set;
@@ -122,6 +123,11 @@ int kc_manager_new(const struct kc_manager_config *cfg, struct kc_manager **ret)
                 return -ENOMEM;
         }
         m->revoke_interval = cfg->revoke_interval;
+        m->state_dir = strdup(cfg->state_dir ?: KC_STATEDIR);
+        if (!m->state_dir) {
+                kc_manager_free(m);
+                return -ENOMEM;
+        }
         (void) kc_caller_self(&m->self);
         pthread_mutex_init(&m->lock, NULL);
         pthread_condattr_init(&ca);
@@ -335,8 +341,18 @@ static void begin_attempt(struct kc_manager *m, struct mvol *v) {
 }
 
 static void finish_attempt(struct kc_manager *m, struct mvol *v, int r, const struct kc_err *err,
-                           const struct kc_attach_result *res) {
+                           const struct kc_attach_result *res, bool recalled) {
         v->busy = false;
+        if (r >= 0 && recalled) {
+                /* Found as an earlier agent left it (revoke.h): the revocation pass resumes it. */
+                log_notice("%s: suspended with its key wiped by the revocation policy before this agent started",
+                           v->conf->name);
+                v->suspended_by_us = true;
+                v->st.error = -EKEYREVOKED;
+                snprintf(v->st.reason, sizeof(v->st.reason), "suspended, key wiped (revocation policy)");
+                set_state(m, v, KC_VOLUME_SUSPENDED);
+                return;
+        }
         if (r >= 0)
                 log_info("%s: %s /dev/mapper/%s", v->conf->name,
                          res->already ? "already attached as" : "attached as", res->name);
@@ -356,9 +372,12 @@ static void *attach_job(void *arg) {
         struct kc_err err = {};
         int r;
 
+        bool recalled;
+
         r = attach_conf(m, j->conf, &m->self, &res, &err);
+        recalled = r >= 0 && res.already && kc_revoke_recall(m->state_dir, res.name);
         pthread_mutex_lock(&m->lock);
-        finish_attempt(m, j->v, r, &err, &res);
+        finish_attempt(m, j->v, r, &err, &res, recalled);
         confset_unref(j->set);
         release_slot(m);
         pthread_mutex_unlock(&m->lock);
@@ -384,7 +403,7 @@ static int spawn_attach(struct kc_manager *m, struct mvol *v) {
         if (r < 0) {
                 struct kc_err err = {};
                 kc_err_set(&err, r, "cannot start an attach thread");
-                finish_attempt(m, v, r, &err, NULL);
+                finish_attempt(m, v, r, &err, NULL, false);
                 v->set->ref--;
                 free(j);
         }
@@ -466,7 +485,7 @@ static void *revoke_pass(void *arg) {
         for (size_t i = 0; r >= 0 && i < n; i++) {
                 struct kc_revoke_outcome o = {};
                 struct kc_err e = {};
-                int k = kc_revoke_check(kms, &m->kms, &m->self, items[i].conf, items[i].suspended_by_us, &o, &e);
+                int k = kc_revoke_check(kms, &m->kms, m->state_dir, &m->self, items[i].conf, items[i].suspended_by_us, &o, &e);
 
                 pthread_mutex_lock(&m->lock);
                 apply_revoke(m, items[i].v, k, &e, &o);
@@ -578,6 +597,7 @@ void kc_manager_free(struct kc_manager *m) {
         confset_unref(m->set);
         for (size_t i = 0; i < ARRAY_SIZE(m->kms_strings); i++)
                 free(m->kms_strings[i]);
+        free(m->state_dir);
         pthread_cond_destroy(&m->wake);
         pthread_cond_destroy(&m->changed);
         pthread_mutex_destroy(&m->lock);
@@ -726,6 +746,7 @@ int kc_manager_attach_volume(struct kc_manager *m, const char *name, const struc
         struct kc_attach_result res = {};
         struct confset *set;
         struct mvol *v;
+        bool recalled;
         int r;
 
         pthread_mutex_lock(&m->lock);
@@ -750,9 +771,10 @@ int kc_manager_attach_volume(struct kc_manager *m, const char *name, const struc
         pthread_mutex_unlock(&m->lock);
 
         r = attach_conf(m, conf, caller, &res, err);
+        recalled = r >= 0 && res.already && kc_revoke_recall(m->state_dir, res.name);
 
         pthread_mutex_lock(&m->lock);
-        finish_attempt(m, v, r, err, &res);
+        finish_attempt(m, v, r, err, &res, recalled);
         if (r < 0 && v->st.state == KC_VOLUME_WAITING) {
                 struct kc_err e = *err;
                 *err = (struct kc_err) {};
@@ -916,6 +938,7 @@ int kc_manager_detach(struct kc_manager *m, const char *name, bool deferred, str
         r = kc_detach(name, deferred, err);
         if (r < 0)
                 return r;
+        kc_revoke_forget(m->state_dir, name);
         pthread_mutex_lock(&m->lock);
         if ((v = find_vol(m, name)) && !v->busy) {
                 v->st.error = 0;

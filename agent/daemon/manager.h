@@ -35,6 +35,7 @@ struct kc_manager_config {
         struct kc_kms_config kms;     /* strings copied */
         unsigned max_parallel;        /* attaches at once, >= 1 */
         unsigned revoke_interval;     /* seconds between CMK checks; 0: never */
+        const char *state_dir;        /* the agent's own state (revoke.h); copied; NULL: KC_STATEDIR */
 };
 
 struct kc_manager;

@@ -538,6 +538,7 @@ struct json_object *kc_volume_status_to_json(const struct kc_volume_status *s) {
         add_str(o, "Flags", strna(flags));
         add_bool(o, "ReadOnly", s->read_only);
         add_bool(o, "Suspended", s->suspended);
+        add_bool(o, "KeyWiped", s->key_wiped);
         add_int(o, "OpenCount", s->open_count);
         return o;
 }
@@ -567,6 +568,7 @@ int kc_volume_status_from_json(struct json_object *o, struct kc_volume_status *r
                 return -EPROTO;
         s.read_only = get_bool(o, "ReadOnly");
         s.suspended = get_bool(o, "Suspended");
+        s.key_wiped = get_bool(o, "KeyWiped");
         s.open_count = (uint32_t) get_int(o, "OpenCount");
         if (!s.name[0])
                 return -EPROTO;

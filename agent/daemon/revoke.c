@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "agent/attach.h"
 #include "agent/audit.h"
@@ -49,6 +52,7 @@ static int suspend_and_wipe(const char *name, struct kc_err *err) {
 /* What a check needs to know about a configured volume and its mapping. */
 struct facts {
         char luks_uuid[40];
+        char dm_uuid[130];
         char provider[16];
         char key_id[256];
         struct kc_context *context;     /* owned */
@@ -94,6 +98,7 @@ static int volume_facts(const struct kc_volume_conf *conf, struct facts *ret, st
         if (r >= 0) {
                 *ret = (struct facts) { .context = TAKE_PTR(tok.context), .suspended = info.suspended };
                 kc_strscpy(ret->luks_uuid, sizeof(ret->luks_uuid), seg.uuid);
+                kc_strscpy(ret->dm_uuid, sizeof(ret->dm_uuid), info.uuid);
                 kc_strscpy(ret->provider, sizeof(ret->provider), tok.provider);
                 kc_strscpy(ret->key_id, sizeof(ret->key_id), tok.key_id);
         }
@@ -166,18 +171,87 @@ out:
         return r;
 }
 
+/* ---- the agent's own suspensions, remembered across restarts ---- */
+
+#define MARK_DIR "suspended"
+
+static int mark_path(const char *state_dir, const char *name, char **ret) {
+        if (!state_dir || !kc_dm_name_is_valid(name))
+                return -EINVAL;
+        return asprintf(ret, "%s/" MARK_DIR "/%s", state_dir, name) < 0 ? -ENOMEM : 0;
+}
+
+static int fsync_path(const char *path) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_DIRECTORY);
+
+        return fd < 0 || fsync(fd) < 0 ? negative_errno() : 0;
+}
+
+int kc_revoke_remember(const char *state_dir, const char *name, const char *dm_uuid) {
+        _cleanup_free_ char *dir = NULL, *path = NULL, *tmp = NULL;
+        _cleanup_close_ int fd = -1;
+        size_t n = strlen(dm_uuid);
+        int r;
+
+        r = mark_path(state_dir, name, &path);
+        if (r < 0)
+                return r;
+        if (asprintf(&dir, "%s/" MARK_DIR, state_dir) < 0 || asprintf(&tmp, "%s.tmp", path) < 0)
+                return -ENOMEM;
+        if ((mkdir(state_dir, 0700) < 0 && errno != EEXIST) || (mkdir(dir, 0700) < 0 && errno != EEXIST))
+                return negative_errno();
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                return negative_errno();
+        if (write(fd, dm_uuid, n) != (ssize_t) n || write(fd, "\n", 1) != 1 || fsync(fd) < 0 ||
+            rename(tmp, path) < 0) {
+                r = errno ? negative_errno() : -EIO;
+                (void) unlink(tmp);
+                return r;
+        }
+        return fsync_path(dir);
+}
+
+void kc_revoke_forget(const char *state_dir, const char *name) {
+        _cleanup_free_ char *path = NULL;
+
+        if (mark_path(state_dir, name, &path) >= 0 && unlink(path) < 0 && errno != ENOENT)
+                log_debug("cannot remove %s: %m", path);
+}
+
+bool kc_revoke_recall(const char *state_dir, const char *name) {
+        _cleanup_free_ char *path = NULL;
+        _cleanup_fclose_ FILE *f = NULL;
+        struct kc_dm_info info;
+        char uuid[160];
+
+        if (mark_path(state_dir, name, &path) < 0 || !(f = fopen(path, "re")))
+                return false;
+        if (!fgets(uuid, sizeof(uuid), f))
+                uuid[0] = '\0';
+        uuid[strcspn(uuid, "\n")] = '\0';
+        /* The kernel has the last word: the same mapping, still suspended, its key still wiped. */
+        if (kc_dm_info(name, &info) >= 0 && info.exists && info.suspended && streq(info.uuid, uuid) &&
+            kc_dm_crypt_key_wiped(name) == 1)
+                return true;
+        log_debug("%s: forgetting a suspension the kernel no longer shows", name);
+        kc_revoke_forget(state_dir, name);
+        return false;
+}
+
 static bool key_revoked(enum kc_key_state s) {
         return s != KC_KEY_ENABLED;
 }
 
-int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const struct kc_caller *self,
-                    const struct kc_volume_conf *conf, bool suspended_by_us, struct kc_revoke_outcome *ret,
-                    struct kc_err *err) {
+int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const char *state_dir,
+                    const struct kc_caller *self, const struct kc_volume_conf *conf, bool suspended_by_us,
+                    struct kc_revoke_outcome *ret, struct kc_err *err) {
         struct kc_revoke_outcome out = {};
         struct kc_kms_request req = { .caller = self, .volume = conf->name };
         struct kc_key_info info;
         _cleanup_free_ char *ref = NULL;
         _cleanup_(facts_clear) struct facts st = {};
+        struct kc_dm_info dmi;
         const char *state;
         int r;
 
@@ -196,6 +270,7 @@ int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const s
                         r = reload_key_and_resume(kms, cfg, self, conf, &st, err);
                         if (r < 0)
                                 return r;
+                        kc_revoke_forget(state_dir, conf->name);
                         out.action = KC_REVOKE_RESUMED;
                         snprintf(out.reason, sizeof(out.reason), "CMK %s is enabled again; resumed", ref);
                 }
@@ -207,7 +282,18 @@ int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const s
                 out.action = KC_REVOKE_STILL;
                 snprintf(out.reason, sizeof(out.reason), "CMK %s is %s; suspended, key wiped", ref, state);
         } else {
+                /*
+                 * Remembered first: an agent that restarts after the wipe
+                 * still knows the suspension is its own and resumes it.  Not
+                 * remembering it costs that resume, never the suspension.
+                 */
+                r = kc_revoke_remember(state_dir, conf->name, st.dm_uuid);
+                if (r < 0)
+                        log_warning("%s: cannot record the suspension under %s (a restarted agent will not "
+                                    "resume it): %s", conf->name, state_dir, strerror(-r));
                 r = suspend_and_wipe(conf->name, err);
+                if (r < 0 && !(kc_dm_info(conf->name, &dmi) >= 0 && dmi.suspended))
+                        kc_revoke_forget(state_dir, conf->name);
                 (void) audit_action(cfg, self, "SuspendVolume", st.key_id, st.context, st.luks_uuid, r,
                                     "CMK disabled or pending deletion: dm suspend, key wipe (revoke=suspend)");
                 if (r < 0)

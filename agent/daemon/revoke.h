@@ -39,6 +39,20 @@ struct kc_revoke_outcome {
  * Check one attached volume (conf) against its CMK and act per conf->revoke.
  * suspended_by_us: the agent suspended it earlier (only those are resumed).
  */
-int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const struct kc_caller *self,
-                    const struct kc_volume_conf *conf, bool suspended_by_us, struct kc_revoke_outcome *ret,
-                    struct kc_err *err);
+int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const char *state_dir,
+                    const struct kc_caller *self, const struct kc_volume_conf *conf, bool suspended_by_us,
+                    struct kc_revoke_outcome *ret, struct kc_err *err);
+
+/*
+ * The suspensions this policy made outlive the agent: before it suspends a
+ * volume, the agent writes <state_dir>/suspended/<name> (the mapping's dm
+ * UUID), durably; a resume or a detach removes it.  A restarted agent asks
+ * kc_revoke_recall() about each volume it finds attached: true when the
+ * file is there and the kernel agrees (that mapping, suspended, key wiped),
+ * so the agent resumes it when the CMK is enabled again.  A file the kernel
+ * contradicts (resumed or removed by hand) is dropped.  A suspension made
+ * by anyone else (cryptsetup luksSuspend) is never resumed.
+ */
+int kc_revoke_remember(const char *state_dir, const char *name, const char *dm_uuid);
+void kc_revoke_forget(const char *state_dir, const char *name);
+bool kc_revoke_recall(const char *state_dir, const char *name);

@@ -190,6 +190,32 @@ START_TEST(test_chain_rule) {
 }
 END_TEST
 
+/* The chain is found again however long the last record is (the tail is read a page first). */
+START_TEST(test_long_last_record) {
+        struct paths p = paths_new();
+        static const size_t sizes[] = { 4000, 4093, 4094, 4095, 4096, 4097, 9000, 40000 };
+
+        for (size_t i = 0; i < ARRAY_SIZE(sizes); i++) {
+                _cleanup_audit_ struct kc_audit *a = NULL;
+                _cleanup_free_ char *detail = malloc(sizes[i] + 1);
+                struct kc_err err = {};
+                off_t before;
+
+                ck_assert_ptr_nonnull(detail);
+                memset(detail, 'a' + (int) i, sizes[i]);
+                detail[sizes[i]] = '\0';
+                struct kc_audit_record rec = { .operation = "Decrypt", .key_id = "local:k1", .detail = detail };
+                /* Each open re-reads the tail the previous write left: a long line must be found whole. */
+                ck_assert_msg(kc_audit_open(p.log, p.head, &a, &err) == 0, "open after %zu: %s", i, err.msg);
+                before = file_size(p.log);
+                ck_assert_int_eq(kc_audit_write(a, &rec), 0);
+                ck_assert_int_gt(file_size(p.log) - before, (off_t) sizes[i]);
+        }
+        write_records(p.log, p.head, 2, "after");
+        assert_verify_ok(&p, ARRAY_SIZE(sizes) + 2);
+}
+END_TEST
+
 START_TEST(test_record_fields) {
         struct paths p = paths_new();
         _cleanup_audit_ struct kc_audit *a = NULL;
@@ -567,16 +593,36 @@ START_TEST(test_write_fails_closed_when_head_cannot_be_written) {
         char longname[600];
         off_t size;
 
-        /* A head whose name leaves no room for its temporary file: readable, never replaceable. */
+        /*
+         * A head that is a symbolic link (readable, never rewritten in place)
+         * whose name leaves no room for the temporary file that would
+         * replace it: it cannot be written at all.
+         */
         write_records(p.log, p.head, 2, "head");
         size = file_size(p.log);
         snprintf(longname, sizeof(longname), "%s/%0250d", p.dir, 0);
-        ck_assert_int_eq(rename(p.head, longname), 0);
+        ck_assert_int_eq(symlink(p.head, longname), 0);
         ck_assert_int_eq(kc_audit_open(p.log, longname, &a, NULL), 0);
         ck_assert_int_eq(kc_audit_write(a, &(struct kc_audit_record) { .operation = "Decrypt" }), -ENAMETOOLONG);
         ck_assert_int_eq(file_size(p.log), size);       /* rolled back */
-        ck_assert_int_eq(rename(longname, p.head), 0);
+        ck_assert_int_eq(unlink(longname), 0);
         assert_verify_ok(&p, 2);
+}
+END_TEST
+
+/* Once it exists, the head is rewritten in place (one flush a record), private, one line. */
+START_TEST(test_head_rewritten_in_place) {
+        struct paths p = paths_new();
+        struct stat a, b;
+
+        write_records(p.log, p.head, 1, "inplace");
+        ck_assert_int_eq(stat(p.head, &a), 0);
+        write_records(p.log, p.head, 12, "inplace");     /* seq 9 -> 10 and 13: the line grows */
+        ck_assert_int_eq(stat(p.head, &b), 0);
+        ck_assert_uint_eq(a.st_ino, b.st_ino);
+        ck_assert_uint_eq(b.st_mode & 07777, 0600);
+        ck_assert_int_eq(b.st_size, (off_t) strlen("{\"seq\":13,\"sha256\":\"\"}\n") + 64);
+        assert_verify_ok(&p, 13);
 }
 END_TEST
 
@@ -824,6 +870,7 @@ Suite *kc_test_suite(void) {
         TCase *caller = tcase_create("caller");
 
         tcase_add_test(chain, test_chain_rule);
+        tcase_add_test(chain, test_long_last_record);
         tcase_add_test(chain, test_record_fields);
         tcase_add_test(chain, test_record_context);
         tcase_add_test(chain, test_bad_records_refused);
@@ -841,6 +888,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(io, test_crash_between_log_and_head_repaired);
         tcase_add_test(io, test_write_fails_closed_when_file_cannot_grow);
         tcase_add_test(io, test_write_fails_closed_when_head_cannot_be_written);
+        tcase_add_test(io, test_head_rewritten_in_place);
         tcase_add_test(io, test_write_refused_when_head_vanishes);
         tcase_add_test(io, test_log_must_be_regular_file);
         tcase_add_test(io, test_unopenable_log);

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
 #include <libcryptsetup.h>
 
 #include "agent/luks.h"
@@ -64,6 +65,74 @@ START_TEST(test_format_and_read) {
         ck_assert_ptr_nonnull(strstr(dump, "kmscrypt"));
         ck_assert_ptr_nonnull(strstr(dump, "pgdata"));
         ck_assert_ptr_null(strstr(dump, "luks2\n\tKey:"));
+}
+END_TEST
+
+/*
+ * kc_luks_verify_key() checks the LUKS2 digest itself when it is PBKDF2-
+ * SHA256: on headers libcryptsetup formatted with various digest
+ * parameters, its verdict is libcryptsetup's (the digest libcryptsetup
+ * stored is OpenSSL's PBKDF2, so a match proves the same derivation).
+ */
+static const struct {
+        const char *hash;
+        uint32_t time_ms;       /* 0: minimum iterations, no benchmark */
+        size_t key_size;
+} digest_cases[] = {
+        { "sha256", 0, 64 },
+        { "sha256", 0, 32 },
+        { "sha256", 3, 64 },    /* benchmarked: some other count than 1000 */
+        { "sha512", 0, 64 },    /* not ours to compute: libcryptsetup verifies */
+        { "sha1", 0, 64 },
+};
+
+static uint64_t digest_iterations(struct crypt_device *cd) {
+        const char *text = NULL;
+        struct json_object *o, *d;
+        uint64_t n = 0;
+
+        ck_assert_int_eq(crypt_dump_json(cd, &text, 0), 0);
+        o = json_tokener_parse(text);
+        ck_assert_ptr_nonnull(o);
+        if (json_object_object_get_ex(o, "digests", &d) && json_object_object_get_ex(d, "0", &d) &&
+            json_object_object_get_ex(d, "iterations", &d))
+                n = (uint64_t) json_object_get_int64(d);
+        json_object_put(o);
+        return n;
+}
+
+START_TEST(test_verify_matches_libcryptsetup) {
+        _cleanup_free_ char *dir = kc_test_tmpdir(), *img = kc_test_image(dir, "d.img", KC_TEST_IMAGE_SIZE);
+        size_t n = digest_cases[_i].key_size;
+        _cleanup_secret_ uint8_t *key = kc_test_random_key(n), *other = kc_test_random_key(n);
+        _cleanup_luks_ struct kc_luks *l = NULL;
+        struct crypt_pbkdf_type pbkdf = {
+                .type = CRYPT_KDF_PBKDF2, .hash = digest_cases[_i].hash,
+                .time_ms = digest_cases[_i].time_ms ?: 1, .iterations = 1000,
+                .flags = digest_cases[_i].time_ms ? 0 : CRYPT_PBKDF_NO_BENCHMARK,
+        };
+        struct crypt_device *cd = NULL;
+        uint64_t iterations;
+
+        ck_assert_int_eq(crypt_init(&cd, img), 0);
+        ck_assert_int_eq(crypt_set_pbkdf_type(cd, &pbkdf), 0);
+        ck_assert_int_eq(crypt_format(cd, CRYPT_LUKS2, "aes", "xts-plain64", NULL, (const char *) key, n, NULL), 0);
+        iterations = digest_iterations(cd);
+        ck_assert_uint_ge(iterations, 1000);
+        if (digest_cases[_i].time_ms)
+                ck_assert_uint_ne(iterations, 1000);
+        ck_assert_int_eq(crypt_volume_key_verify(cd, (const char *) key, n), 0);
+        ck_assert_int_eq(crypt_volume_key_verify(cd, (const char *) other, n), -EPERM);
+        crypt_free(cd);
+
+        ck_assert_int_eq(kc_luks_open(img, NULL, &l, NULL), 0);
+        ck_assert_int_eq(kc_luks_verify_key(l, key, n), 0);
+        ck_assert_int_eq(kc_luks_verify_key(l, other, n), -EPERM);
+        key[n - 1] ^= 1;
+        ck_assert_int_eq(kc_luks_verify_key(l, key, n), -EPERM);
+        key[n - 1] ^= 1;
+        ck_assert_int_eq(kc_luks_verify_key(l, key, n - 1), -EPERM);
+        ck_assert_int_eq(kc_luks_verify_key(l, key, n), 0);
 }
 END_TEST
 
@@ -413,6 +482,7 @@ Suite *kc_test_suite(void) {
         tcase_set_timeout(tc, 30);
         tcase_add_test(tc, test_format_and_read);
         tcase_add_test(tc, test_recovery_keyslot);
+        tcase_add_loop_test(tc, test_verify_matches_libcryptsetup, 0, ARRAY_SIZE(digest_cases));
         tcase_add_test(tc, test_detached_header);
         tcase_add_test(tc, test_sector_size);
         tcase_add_test(tc, test_signatures);

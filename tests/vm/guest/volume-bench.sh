@@ -3,6 +3,7 @@
 # boots it with KC_VM_BENCH=1; skipped otherwise).  Over N volumes
 # (KC_BENCH_VOLUMES, 20), the median attach and detach latency of:
 #   kmscrypt attach / detach                         (the CLI, a process each)
+#   kmscrypt attach / detach through kmscryptd       (the CLI as the agent's client)
 #   cryptsetup open with a passphrase keyslot at cryptsetup's default cost / close
 #   cryptsetup open --volume-key-file / close
 #   keyctl padd logon + dmsetup create / dmsetup remove   (the command-line floor)
@@ -12,7 +13,7 @@
 # (fork, exec, wait: no shell); each volume gets the four command-line
 # configurations in turn, so that a change of host load hits them alike.
 # Prints "BENCH: " lines; attach-bench.sh turns them into the table.
-# kcvm-programs: kmscrypt tests/bench/kc-floor
+# kcvm-programs: kmscrypt kmscryptd tests/bench/kc-floor
 . /kc/lib.sh
 
 [ "${KC_VM_BENCH:-0}" = 1 ] || skip "benchmark; run tests/bench/attach-bench.sh (KC_VM_BENCH=1)"
@@ -41,7 +42,21 @@ while [ "$i" -lt "$n" ]; do
         devs="$devs $KCVM_LOOP"
         i=$((i + 1))
 done
-defer "for m in \$(dmsetup ls | awk '/^(ka|cp|cv|fl|kf|kp|kx)[0-9]/ { print \$1 }'); do dmsetup remove \$m; done; keyctl clear @s"
+defer "for m in \$(dmsetup ls | awk '/^(ka|kd|cp|cv|fl|kf|kp|kx)[0-9]/ { print \$1 }'); do dmsetup remove \$m; done; keyctl clear @s"
+
+# kmscryptd with no volumes of its own, for the kd rows only: the CLI finds
+# it through KMSCRYPT_AGENT_SOCKET, which the other rows do not set.
+sock=$KCVM_DIR/agent.sock
+: >agent.volumes
+kmscryptd --socket "$sock" --volumes agent.volumes --group '' --stderr --revoke-interval 0 </dev/null >agent.log 2>&1 &
+agent_pid=$!
+defer "kill \$agent_pid 2>/dev/null; wait \$agent_pid 2>/dev/null"
+i=0
+while [ ! -S "$sock" ]; do
+        i=$((i + 1))
+        [ "$i" -lt 300 ] || die "kmscryptd did not listen within 60 s: $(cat agent.log)"
+        sleep 0.2
+done
 
 # The table kmscrypt makes, for the command-line floor to make the same.
 kmscrypt -q attach "$base" --name probe || die "probe attach failed"
@@ -67,6 +82,11 @@ i=0
 for d in $devs; do
         t ka.a kmscrypt -q attach "$d" --name "ka$i"
         t ka.d kmscrypt -q detach "ka$i"
+        (
+                export KMSCRYPT_AGENT_SOCKET="$sock"
+                t kd.a kmscrypt -q attach "$d" --name "kd$i"
+                t kd.d kmscrypt -q detach "kd$i"
+        ) || exit 1
         t cp.a cryptsetup open --key-file pass "$d" "cp$i"
         t cp.d cryptsetup close "cp$i"
         t cv.a cryptsetup open --volume-key-file vk "$d" "cv$i"
@@ -82,6 +102,8 @@ for d in $devs; do
         i=$((i + 1))
 done
 keyctl clear @s
+# The kd rows went through the agent, not the CLI's own fallback.
+expect_eq "detaches done by kmscryptd" "$(grep -c ': kd[0-9]* detached at the request of uid' agent.log)" "$n"
 
 # ---- in one process: the agent's path, the floor, the steps ----
 kc-floor attach kx $devs >kx.out 2>err || die "kc-floor attach: $(cat err)"
@@ -104,7 +126,7 @@ median() {
                 m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
                 printf "%.2f", m / 1000 }'
 }
-for c in ka cp cv fl kx kf; do
+for c in ka kd cp cv fl kx kf; do
         expect_eq "samples of $c" "$(wc -l <"$c.a") $(wc -l <"$c.d")" "$n $n"
         say "median $c $(median "$c.a") $(median "$c.d")"
 done
