@@ -53,6 +53,13 @@ int kc_resolve_device(const char *spec, char **ret_path, struct kc_err *err);
  */
 int kc_attach_default_name(const struct kc_context *ctx, const char *luks_uuid, char **ret_name);
 
+/*
+ * Remove mapping name if it is what an attach killed before resuming left:
+ * a LUKS2 dm UUID ending in name and no live table, opened by nobody.
+ * 1 removed, 0 nothing such there, negative errno.  kc_attach does it first.
+ */
+int kc_attach_remove_half_made(const char *name);
+
 int kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_attach_params *p,
               struct kc_attach_result *ret, struct kc_err *err);
 
