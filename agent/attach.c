@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <linux/fs.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -199,8 +200,9 @@ static int mapping_size(const struct kc_luks_segment *seg, uint64_t *ret, struct
  * I/O (an inactive table, if loaded, goes with it) but holds the name (and,
  * with an inactive table, the device), so find_existing would refuse the
  * name or call the volume attached.  Anything else of that name is left alone.
+ * 1 removed, 0 nothing such there, negative errno.
  */
-int kc_attach_remove_half_made(const char *name) {
+static int remove_half_made(const char *name) {
         static const char prefix[] = "CRYPT-LUKS2-";
         struct kc_dm_info info;
         size_t n, k = strlen(name);
@@ -214,6 +216,30 @@ int kc_attach_remove_half_made(const char *name) {
                 return 0;
         r = kc_dm_remove(name, false);
         return r < 0 ? r : 1;
+}
+
+/*
+ * Attaches of one volume, by any process (agent threads, kmscrypt attach,
+ * duplicate udev events), take turns: an exclusive BSD lock on its data
+ * device, held from the look for an existing mapping to the resume, so the
+ * second finds the first's mapping instead of racing it for the name or
+ * taking its half-made device for a dead one.  The same lock udev honours
+ * (it leaves a device alone while someone holds it exclusively).  Without
+ * it (device gone, lock refused) the attach goes on and fails or succeeds
+ * on its own.
+ */
+static int lock_volume(const char *path) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+
+        if (fd < 0)
+                return log_debug_errno(negative_errno(), "cannot open %s to lock it: %m", path);
+        while (flock(fd, LOCK_EX) < 0)
+                if (errno != EINTR) {
+                        log_debug_errno(negative_errno(), "cannot lock %s: %m", path);
+                        close(fd);
+                        return -1;
+                }
+        return fd;
 }
 
 /* Steps 5 and 6: key into this thread's keyring, mapping that references it, key out again. */
@@ -330,6 +356,7 @@ int kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct
         struct kc_luks_segment seg;
         struct kc_attach_result res = {};
         struct kc_kms_request volreq = *req;
+        _cleanup_close_ int lock_fd = -1;
         int r;
 
         r = kc_resolve_device(p->device, &device, err);
@@ -366,9 +393,11 @@ int kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct
 
         kc_strscpy(res.luks_uuid, sizeof(res.luks_uuid), seg.uuid);
         kc_strscpy(res.device, sizeof(res.device), device);
-        r = kc_attach_remove_half_made(name);
+        lock_fd = lock_volume(seg.data_device);
+        r = remove_half_made(name);
         if (r < 0)
                 log_debug("%s: cannot remove a half-made mapping: %s", name, strerror(-r));
+        res.removed_half_made = r > 0;
         r = find_existing(seg.uuid, seg.data_device, name, res.name, err);
         if (r < 0)
                 goto out;

@@ -35,6 +35,7 @@ struct kc_attach_result {
         char luks_uuid[40];
         char device[256];                 /* resolved device path */
         bool already;                     /* it was attached before this call */
+        bool removed_half_made;           /* a killed attach's leftover of that name was removed first */
 };
 
 /*
@@ -52,13 +53,6 @@ int kc_resolve_device(const char *spec, char **ret_path, struct kc_err *err);
  * when it is a valid dm name, else "luks-<uuid>" (systemd-cryptsetup's habit).
  */
 int kc_attach_default_name(const struct kc_context *ctx, const char *luks_uuid, char **ret_name);
-
-/*
- * Remove mapping name if it is what an attach killed before resuming left:
- * a LUKS2 dm UUID ending in name and no live table, opened by nobody.
- * 1 removed, 0 nothing such there, negative errno.  kc_attach does it first.
- */
-int kc_attach_remove_half_made(const char *name);
 
 int kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_attach_params *p,
               struct kc_attach_result *ret, struct kc_err *err);

@@ -261,20 +261,13 @@ static int attach_with(struct kc_manager *m, const struct kc_attach_params *p, c
         if (!kc_dm_available())
                 return kc_err_set(err, -EOPNOTSUPP, "device-mapper is not available on this host "
                                   "(no /dev/mapper/control or no dm driver)");
-        if (p->name) {
-                r = kc_attach_remove_half_made(p->name);
-                if (r < 0)
-                        log_warning("%s: cannot remove the half-made mapping an interrupted attach left: %s",
-                                    p->name, strerror(-r));
-                else if (r > 0)
-                        log_notice("%s: removed the half-made mapping (no live table) an interrupted attach left",
-                                   p->name);
-        }
         r = kms_take(m, &kms, err);
         if (r < 0)
                 return kc_err_set(err, r, "cannot open the KMS layer: %s", strerror(-r));
         r = kc_attach(kms, &req, p, ret, err);
         kms_give(m, kms, r >= 0);
+        if (r >= 0 && ret->removed_half_made)
+                log_notice("%s: removed the half-made mapping (no live table) an interrupted attach left", ret->name);
         return r;
 }
 
