@@ -191,3 +191,23 @@ kcvm_attach_refused() {
         ! kmscrypt attach "$_dev" --name kcbad "$@" >out 2>err || die "$_what: attach succeeded"
         kcvm_refused "$_what" "$_dev" "$_want"
 }
+
+# ---- data that must survive a fault ----
+
+# kcvm_seed NAME: 1 MiB of random data written through /dev/mapper/NAME;
+# its checksum goes to KCVM_SEED_SUM for kcvm_check_seed.
+kcvm_seed() {
+        head -c 1048576 /dev/urandom >"$KCVM_DIR/seed"
+        dd if="$KCVM_DIR/seed" of="/dev/mapper/$1" bs=64k conv=fsync 2>/dev/null ||
+                die "write through /dev/mapper/$1 failed"
+        KCVM_SEED_SUM=$(md5sum <"$KCVM_DIR/seed" | cut -d' ' -f1)
+        rm -f "$KCVM_DIR/seed"
+}
+
+# kcvm_check_seed WHAT NAME: /dev/mapper/NAME reads back (past the page
+# cache) the data kcvm_seed wrote.
+kcvm_check_seed() {
+        kcvm_drop_caches
+        _sum=$(dd if="/dev/mapper/$2" bs=64k count=16 2>/dev/null | md5sum | cut -d' ' -f1)
+        expect_eq "$1: checksum of the data" "$_sum" "$KCVM_SEED_SUM"
+}

@@ -23,19 +23,9 @@ key_a=$(kmscrypt --json dump "$dev" | sed -n 's/.*"key_id": "\(.*\)".*/\1/p')
 # 1 MiB of random data through the mapping; its checksum is the reference.
 kmscrypt -q attach "$dev" || die "first attach"
 kcvm_mknodes
-head -c 1048576 /dev/urandom >data
-dd if=data of="/dev/mapper/$VOL" bs=64k conv=fsync 2>/dev/null || die "write through the mapping"
-sum=$(md5sum <data | cut -d' ' -f1)
-rm -f data
+kcvm_seed "$VOL"
 kmscrypt -q detach "$VOL" || die "first detach"
 kcvm_mknodes
-
-# the mapping reads back what was written (past the page cache)
-check_data() {
-        kcvm_drop_caches
-        got=$(dd if="/dev/mapper/$VOL" bs=64k count=16 2>/dev/null | md5sum | cut -d' ' -f1)
-        expect_eq "$1: checksum of the data" "$got" "$sum"
-}
 
 # killed_at STEP COMMAND...: COMMAND dies of SIGKILL at STEP (so the step exists and was reached).
 killed_at() {
@@ -68,7 +58,7 @@ for spec in attach:after-unwrap=none attach:after-key-add=none dm-create:after-c
         kcvm_mknodes
         expect_eq "mapping after attach following a kill at $step" "$(live_state)" live
         dmsetup table "$VOL" | grep -q ":logon:kmscrypt:" || die "after $step: table references no logon key"
-        check_data "attach after a kill at $step"
+        kcvm_check_seed "attach after a kill at $step" "$VOL"
         kmscrypt -q detach "$VOL" || die "detach after $step"
         kcvm_mknodes
         echo "attach killed at $step: left $(echo "${spec#*=}"), next attach fine"
@@ -79,7 +69,7 @@ kmscrypt -q attach "$dev" || die "attach before detach kills"
 kcvm_mknodes
 killed_at detach:before-remove kmscrypt detach "$VOL"
 expect_eq "mapping after a kill before remove" "$(live_state)" live
-check_data "after a detach killed before remove"
+kcvm_check_seed "after a detach killed before remove" "$VOL"
 killed_at detach:after-remove kmscrypt detach "$VOL"
 kcvm_mknodes
 expect_eq "mapping after a kill after remove" "$(live_state)" none
@@ -101,14 +91,14 @@ for spec in rewrap:after-reencrypt=old rewrap:after-prove=old rewrap:after-write
                 [ "$after" != "$before" ] || die "token key after a rewrap killed at $step: still the old $before"
         fi
         kmscrypt rewrap "$dev" --dry-run --always >/dev/null || die "after a rewrap killed at $step: token does not open the volume"
-        check_data "attached volume after a rewrap killed at $step"
+        kcvm_check_seed "attached volume after a rewrap killed at $step" "$VOL"
         echo "rewrap killed at $step: token has the ${spec#*=} key"
 done
 kmscrypt -q detach "$VOL" || die "detach after rewrap kills"
 kcvm_mknodes
 kmscrypt -q attach "$dev" || die "attach with the token the rewrap kills left"
 kcvm_mknodes
-check_data "re-attach after rewrap kills"
+kcvm_check_seed "re-attach after rewrap kills" "$VOL"
 kmscrypt -q detach "$VOL"
 kcvm_mknodes
 
