@@ -194,14 +194,19 @@ kcvm_attach_refused() {
 
 # ---- data that must survive a fault ----
 
-# kcvm_seed NAME: 1 MiB of random data written through /dev/mapper/NAME;
-# its checksum goes to KCVM_SEED_SUM for kcvm_check_seed.
+# kcvm_seed DEVICE NAME: attach kmscrypt volume DEVICE as NAME, write 1 MiB
+# of random data through it, detach; the data's checksum goes to
+# KCVM_SEED_SUM for kcvm_check_seed.
 kcvm_seed() {
+        kmscrypt -q attach "$1" --name "$2" || die "attach of $1 to seed it failed"
+        kcvm_mknodes
         head -c 1048576 /dev/urandom >"$KCVM_DIR/seed"
-        dd if="$KCVM_DIR/seed" of="/dev/mapper/$1" bs=64k conv=fsync 2>/dev/null ||
-                die "write through /dev/mapper/$1 failed"
+        dd if="$KCVM_DIR/seed" of="/dev/mapper/$2" bs=64k conv=fsync 2>/dev/null ||
+                die "write through /dev/mapper/$2 failed"
         KCVM_SEED_SUM=$(md5sum <"$KCVM_DIR/seed" | cut -d' ' -f1)
         rm -f "$KCVM_DIR/seed"
+        kmscrypt -q detach "$2" || die "detach of $2 after seeding failed"
+        kcvm_mknodes
 }
 
 # kcvm_check_seed WHAT NAME: /dev/mapper/NAME reads back (past the page
@@ -210,4 +215,16 @@ kcvm_check_seed() {
         kcvm_drop_caches
         _sum=$(dd if="/dev/mapper/$2" bs=64k count=16 2>/dev/null | md5sum | cut -d' ' -f1)
         expect_eq "$1: checksum of the data" "$_sum" "$KCVM_SEED_SUM"
+}
+
+# kcvm_killed_at STEP COMMAND...: COMMAND, run with KC_FAULT_STEP=STEP (the
+# test-only hook of lib/fault.h), dies of SIGKILL (so the step exists and
+# was reached), leaving no kmscrypt key in the kernel; output in ./out, ./err.
+kcvm_killed_at() {
+        _step=$1
+        shift
+        _rc=0
+        KC_FAULT_STEP=$_step "$@" >out 2>err || _rc=$?
+        expect_eq "exit status of '$*' killed at $_step" "$_rc" 137
+        kcvm_no_key kmscrypt:
 }

@@ -34,11 +34,7 @@ meta=$(kmscrypt --json dump "$dev" | sed -n 's/.*"metadata_size": \([0-9]*\).*/\
 m=$((meta / 512))       # sectors per header copy: primary at 0, secondary at $m
 key_a=$(kmscrypt --json dump "$dev" | sed -n 's/.*"key_id": "\(.*\)".*/\1/p')
 
-kmscrypt -q attach "$dev" || die "first attach"
-kcvm_mknodes
-kcvm_seed "$VOL"
-kmscrypt -q detach "$VOL" || die "first detach"
-kcvm_mknodes
+kcvm_seed "$dev" "$VOL"
 
 # table TABLE-LINES: swap kchdr's table (suspend, reload, resume), then drop its buffers.
 table() {

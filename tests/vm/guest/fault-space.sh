@@ -30,11 +30,7 @@ kcvm_loop 24
 dev=$KCVM_LOOP
 defer "dmsetup remove --force $VOL >/dev/null 2>&1; kcvm_mknodes"
 kmscrypt -q format "$dev" --key alias/a --context db-id=db-space,volume-id=$VOL || die "format"
-kmscrypt -q attach "$dev" || die "first attach"
-kcvm_mknodes
-kcvm_seed "$VOL"
-kmscrypt -q detach "$VOL" || die "first detach"
-kcvm_mknodes
+kcvm_seed "$dev" "$VOL"
 
 # fill DIR: no byte left on its file system.
 fill() {

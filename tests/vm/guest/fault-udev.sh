@@ -7,6 +7,8 @@
 # every run exits 0, exactly one mapping holds the device, with the live
 # table of the volume's own logon key, and no key stays in the kernel.
 # Duplicate `kmscrypt-hotplug detach` events both succeed and remove it.
+# First, the agent killed mid-attach at start-up leaves nothing a restart
+# cannot clean up.
 # kcvm-programs: kmscrypt kmscryptd kmscrypt-hotplug tests/bench/agent-mkvols tests/bench/agent-vmlib
 . /kc/lib.sh
 . /kc/bin/agent-vmlib
@@ -44,9 +46,29 @@ one_mapping() {
         echo "$1: one mapping"
 }
 
+# The agent killed in its start-up attach between table load and resume
+# (KC_FAULT_STEP, lib/fault.h): no key survives it, and the next start
+# removes the half-made mapping and attaches.
+export KC_FAULT_STEP=dm-create:after-table-load
+agent_start
+unset KC_FAULT_STEP
+i=0
+while agent_alive; do
+        i=$((i + 1))
+        [ "$i" -lt 600 ] || die "kmscryptd never reached dm-create:after-table-load"
+        sleep 0.1
+done
+rc=0
+wait "$AGENT_PID" || rc=$?
+expect_eq "exit status of kmscryptd killed at dm-create:after-table-load" "$rc" 137
+AGENT_PID=
+kcvm_no_key kmscrypt:
+[ -z "$(dmsetup table h1)" ] || die "the killed agent left a live table"
 agent_start
 set -- $(agent_wait_ready 120)
 expect_eq "volumes attached at start" "$1 of $2" "1 of 1"
+grep -q "h1: removed the half-made mapping" "$AGENT_LOG" || die "the agent did not say it removed half-made h1"
+echo "kmscryptd killed mid-attach: restart removed the half-made mapping and attached"
 kmscrypt -q detach h1 || die "detach through the agent"
 kcvm_mknodes
 together kmscrypt-hotplug attach "$majmin"
