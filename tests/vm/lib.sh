@@ -228,3 +228,33 @@ kcvm_killed_at() {
         expect_eq "exit status of '$*' killed at $_step" "$_rc" 137
         kcvm_no_key kmscrypt:
 }
+
+# kcvm_fails WHAT COMMAND...: COMMAND exits non-zero with one line on
+# stderr, leaving the mappings as they were and no kmscrypt key in the kernel.
+kcvm_fails() {
+        _what=$1
+        shift
+        _maps=$(kcvm_maps)
+        _rc=0
+        "$@" >out 2>err || _rc=$?
+        [ "$_rc" != 0 ] || die "$_what: '$*' succeeded"
+        [ "$(wc -l <err)" = 1 ] || die "$_what: $(wc -l <err) lines on stderr: $(cat err)"
+        expect_eq "$_what: mappings" "$(kcvm_maps)" "$_maps"
+        kcvm_no_key kmscrypt:
+        echo "$_what: exit $_rc: $(cat err)"
+}
+
+# kcvm_intact WHAT DEVICE NAME: after a fault under the keystore and audit
+# log, the chain verifies, no temp file lies about in either, and volume
+# DEVICE attaches as NAME and reads back what kcvm_seed wrote.
+kcvm_intact() {
+        kmscrypt audit verify >out 2>err || die "$1: audit verify: $(cat out err)"
+        left=$(find "${KMSCRYPT_AUDIT_LOG%/*}" "$KMSCRYPT_KEYSTORE" -name '*tmp*' 2>/dev/null)
+        [ -z "$left" ] || die "$1: temp files left: $left"
+        kmscrypt -q attach "$2" --name "$3" || die "$1: attach failed afterwards"
+        kcvm_mknodes
+        kcvm_check_seed "$1" "$3"
+        kmscrypt -q detach "$3" || die "$1: detach"
+        kcvm_mknodes
+        echo "$1: chain verifies, keys unwrap the volume, data intact"
+}
