@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <linux/fs.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -15,6 +16,7 @@
 #include "agent/token.h"
 #include "dmsetup-helpers/dmcrypt.h"
 #include "kernel-keyring/keyring.h"
+#include "lib/fault.h"
 #include "lib/log.h"
 #include "lib/secret.h"
 #include "lib/strv.h"
@@ -191,6 +193,55 @@ static int mapping_size(const struct kc_luks_segment *seg, uint64_t *ret, struct
         return 0;
 }
 
+/*
+ * An attach killed between creating the device and resuming its table (a
+ * kill -9 of the agent, or of kmscrypt or cryptsetup) leaves a device
+ * with a LUKS2 dm UUID ending in its name and no live table: it serves no
+ * I/O (an inactive table, if loaded, goes with it) but holds the name (and,
+ * with an inactive table, the device), so find_existing would refuse the
+ * name or call the volume attached.  Anything else of that name is left alone.
+ * 1 removed, 0 nothing such there, negative errno.
+ */
+static int remove_half_made(const char *name) {
+        static const char prefix[] = "CRYPT-LUKS2-";
+        struct kc_dm_info info;
+        size_t n, k = strlen(name);
+        int r;
+
+        if (kc_dm_info(name, &info) < 0 || !info.exists || info.target_type[0] || info.open_count > 0)
+                return 0;
+        n = strlen(info.uuid);
+        if (strncmp(info.uuid, prefix, strlen(prefix)) != 0 || n < strlen(prefix) + k + 1 ||
+            info.uuid[n - k - 1] != '-' || !streq(info.uuid + n - k, name))
+                return 0;
+        r = kc_dm_remove(name, false);
+        return r < 0 ? r : 1;
+}
+
+/*
+ * Attaches of one volume, by any process (agent threads, kmscrypt attach,
+ * duplicate udev events), take turns: an exclusive BSD lock on its data
+ * device, held from the look for an existing mapping to the resume, so the
+ * second finds the first's mapping instead of racing it for the name or
+ * taking its half-made device for a dead one.  The same lock udev honours
+ * (it leaves a device alone while someone holds it exclusively).  Without
+ * it (device gone, lock refused) the attach goes on and fails or succeeds
+ * on its own.
+ */
+static int lock_volume(const char *path) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+
+        if (fd < 0)
+                return log_debug_errno(negative_errno(), "cannot open %s to lock it: %m", path);
+        while (flock(fd, LOCK_EX) < 0)
+                if (errno != EINTR) {
+                        log_debug_errno(negative_errno(), "cannot lock %s: %m", path);
+                        close(fd);
+                        return -1;
+                }
+        return fd;
+}
+
 /* Steps 5 and 6: key into this thread's keyring, mapping that references it, key out again. */
 static int load_mapping(const char *name, const struct kc_luks_segment *seg, const void *key,
                         const struct kc_attach_params *p, struct kc_err *err) {
@@ -225,6 +276,7 @@ static int load_mapping(const char *name, const struct kc_luks_segment *seg, con
         r = kc_keyring_add_logon(desc, key, seg->key_size, &serial);
         if (r < 0)
                 return kc_err_set(err, r, "cannot add the data key to the kernel keyring: %s", strerror(-r));
+        kc_fault_point("attach:after-key-add");
         r = kc_dm_create(name, dm_uuid, "crypt", cp.size, params, p->read_only);
         /* dm-crypt copied the key at table load: drop ours whatever happened. */
         (void) kc_keyring_drop(serial);
@@ -303,6 +355,7 @@ int kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct
         struct kc_luks_segment seg;
         struct kc_attach_result res = {};
         struct kc_kms_request volreq = *req;
+        _cleanup_close_ int lock_fd = -1;
         int r;
 
         r = kc_resolve_device(p->device, &device, err);
@@ -339,6 +392,11 @@ int kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct
 
         kc_strscpy(res.luks_uuid, sizeof(res.luks_uuid), seg.uuid);
         kc_strscpy(res.device, sizeof(res.device), device);
+        lock_fd = lock_volume(seg.data_device);
+        r = remove_half_made(name);
+        if (r < 0)
+                log_debug("%s: cannot remove a half-made mapping: %s", name, strerror(-r));
+        res.removed_half_made = r > 0;
         r = find_existing(seg.uuid, seg.data_device, name, res.name, err);
         if (r < 0)
                 goto out;
@@ -353,9 +411,11 @@ int kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct
         r = kc_attach_unwrap_key(kms, &volreq, l, &tok, &seg, &key, err);
         if (r < 0)
                 goto out;
+        kc_fault_point("attach:after-unwrap");
         r = load_mapping(name, &seg, key, p, err);
         if (r < 0)
                 goto out;
+        kc_fault_point("attach:after-resume");
         *ret = res;
 out:
         kc_token_clear(&tok);
@@ -467,7 +527,9 @@ int kc_detach(const char *name, bool deferred, struct kc_err *err) {
         if (r < 0)
                 return r;
         kc_crypt_table_clear(&table);
+        kc_fault_point("detach:before-remove");
         r = kc_dm_remove(name, deferred);
+        kc_fault_point("detach:after-remove");
         if (r == -EBUSY)
                 return kc_err_set(err, r, "%s is in use (open count %u); unmount it first or use --deferred",
                                   name, info.open_count);

@@ -35,6 +35,7 @@ struct kc_attach_result {
         char luks_uuid[40];
         char device[256];                 /* resolved device path */
         bool already;                     /* it was attached before this call */
+        bool removed_half_made;           /* a killed attach's leftover of that name was removed first */
 };
 
 /*

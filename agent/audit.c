@@ -28,6 +28,7 @@
 #include <openssl/evp.h>
 
 #include "agent/audit.h"
+#include "lib/fault.h"
 #include "lib/log.h"
 
 /* Longest line accepted, newline excluded: a maximal context fits with room to spare. */
@@ -770,6 +771,7 @@ static int audit_append(struct kc_audit *a, const struct kc_audit_record *rec) {
                 log_rollback(a, t.size);
                 return log_debug_errno(r, "Cannot append to audit log %s: %m", a->path);
         }
+        kc_fault_point("audit:after-append");
         r = head_write(a->head_path, &next, &renamed);
         if (r < 0) {
                 /* Once renamed, log and head agree; only the head's durability is in doubt. */

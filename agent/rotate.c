@@ -20,6 +20,7 @@
 #include "agent/daemon/volumes.h"
 #include "agent/rotate.h"
 #include "dmsetup-helpers/dmcrypt.h"
+#include "lib/fault.h"
 #include "lib/json-util.h"
 #include "lib/log.h"
 #include "lib/macro.h"
@@ -208,6 +209,7 @@ static int rewrap_run(struct rewrap_state *s, struct kc_rewrap_result *res, stru
                 return r;
         if (dk.plaintext || dk.blob_len == 0 || dk.blob_len > KC_TOKEN_WRAPPED_MAX)
                 return kc_err_set(err, -EIO, "the KMS returned an unusable re-encrypted key");
+        kc_fault_point("rewrap:after-reencrypt");
         if (asprintf(&new_ref, "%s:%s", s->dst_provider, dk.key_id) < 0)
                 return -ENOMEM;
         r = rewrap_prove(s, new_ref, &dk, err);
@@ -218,7 +220,9 @@ static int rewrap_run(struct rewrap_state *s, struct kc_rewrap_result *res, stru
         if (s->p->dry_run)
                 return 0;
 
+        kc_fault_point("rewrap:after-prove");
         r = rewrap_write(s, &dk, err);
+        kc_fault_point("rewrap:after-write");
         /* The write is recorded whatever its outcome: a failed write may still have reached the disk. */
         r = rewrap_audit(s, &dk, r, err);
         if (r < 0)

@@ -30,6 +30,7 @@
 #include <time.h>
 
 #include "dmsetup-helpers/dmcrypt.h"
+#include "lib/fault.h"
 #include "lib/log.h"
 
 #define REMOVE_RETRIES 5
@@ -298,9 +299,12 @@ int kc_dm_create(const char *name, const char *uuid, const char *target, uint64_
         r = dm_create_empty(name, uuid);
         if (r < 0)
                 return r;
+        kc_fault_point("dm-create:after-create");
         r = dm_load(name, target, size, params, read_only);
-        if (r >= 0)
+        if (r >= 0) {
+                kc_fault_point("dm-create:after-table-load");
                 r = dm_resume_synced(name);
+        }
         if (r >= 0)
                 return 0;
 

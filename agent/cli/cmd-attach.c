@@ -167,9 +167,13 @@ static int attach_all(struct kc_cli *cli, const char *volumes) {
         return print_attach_all(cli, v, n);
 }
 
-/* One volume: through the agent when it runs, else here. */
+/*
+ * One volume: through the agent when it runs, else here.  *ret_said is set
+ * when the failure was already printed (kc_cli_kms says why the KMS cannot
+ * open), so that the refusal stays one line.
+ */
 static int attach_one(struct kc_cli *cli, const struct kc_attach_params *p, const char *volume,
-                      const char *volumes, struct kc_attach_result *res, struct kc_err *err) {
+                      const char *volumes, struct kc_attach_result *res, struct kc_err *err, bool *ret_said) {
         _cleanup_(kc_client_closep) struct kc_client *agent = open_agent();
         _cleanup_volumes_ struct kc_volumes *vs = NULL;
         const struct kc_volume_conf *v;
@@ -191,8 +195,10 @@ static int attach_one(struct kc_cli *cli, const struct kc_attach_params *p, cons
                 p = &cp;
         }
         r = kc_cli_kms(cli, &kms);
-        if (r < 0)
+        if (r < 0) {
+                *ret_said = true;
                 return r;
+        }
         req = kc_cli_request(cli, NULL);
         return kc_attach(kms, &req, p, res, err);
 }
@@ -200,7 +206,7 @@ static int attach_one(struct kc_cli *cli, const struct kc_attach_params *p, cons
 static int run_attach(struct kc_cli *cli, int argc, char **argv) {
         const char *expect_kv = NULL, *expect_json = NULL, *perf = NULL, *volumes = KC_VOLUMES_FILE;
         struct kc_attach_params p = { .flags = KC_CRYPT_DEFAULT_FLAGS };
-        bool discards = false, all = false, read_only = false;
+        bool discards = false, all = false, read_only = false, said = false;
         const struct kc_cli_option options[] = {
                 { .name = "all", .help = "attach every configured volume that is not attached", .flag = &all },
                 { .name = "volumes", .arg = "FILE", .help = "volumes file when working without the agent", .value = &volumes },
@@ -257,7 +263,9 @@ static int run_attach(struct kc_cli *cli, int argc, char **argv) {
                 return KC_EXIT_USAGE;
         p.expect = expect;
 
-        r = attach_one(cli, &p, volume, volumes, &res, &err);
+        r = attach_one(cli, &p, volume, volumes, &res, &err, &said);
+        if (r < 0 && said)
+                return kc_cli_exit_status(r);
         if (r < 0) {
                 char what[300];
                 snprintf(what, sizeof(what), "cannot attach %s", p.device);

@@ -249,34 +249,6 @@ static void kms_give(struct kc_manager *m, struct kc_kms *k, bool healthy) {
 
 /* ---- the attach itself (no lock held) ---- */
 
-/*
- * An attach killed between creating the device and resuming its table (a
- * kill -9 of the agent, or of kmscrypt or cryptsetup) leaves a device
- * with a LUKS2 dm UUID ending in its name and no live table: it serves no
- * I/O (an inactive table, if loaded, goes with it) but holds the name, and
- * kc_attach would refuse the name as taken.  Remove it, so that the next
- * start cleans up and retries.  Anything else of that name is left alone.
- */
-static void remove_half_made(const char *name) {
-        static const char prefix[] = "CRYPT-LUKS2-";
-        struct kc_dm_info info;
-        size_t n, k = strlen(name);
-        int r;
-
-        if (kc_dm_info(name, &info) < 0 || !info.exists || info.target_type[0] || info.open_count > 0)
-                return;
-        n = strlen(info.uuid);
-        if (strncmp(info.uuid, prefix, strlen(prefix)) != 0 || n < strlen(prefix) + k + 1 ||
-            info.uuid[n - k - 1] != '-' || !streq(info.uuid + n - k, name))
-                return;
-        r = kc_dm_remove(name, false);
-        if (r < 0)
-                log_warning("%s: cannot remove the half-made mapping an interrupted attach left: %s", name,
-                            strerror(-r));
-        else
-                log_notice("%s: removed the half-made mapping (no live table) an interrupted attach left", name);
-}
-
 static int attach_with(struct kc_manager *m, const struct kc_attach_params *p, const struct kc_caller *caller,
                        struct kc_attach_result *ret, struct kc_err *err) {
         struct kc_kms_request req = { .caller = caller };
@@ -295,13 +267,13 @@ static int attach_with(struct kc_manager *m, const struct kc_attach_params *p, c
         if (!kc_dm_available())
                 return kc_err_set(err, -EOPNOTSUPP, "device-mapper is not available on this host "
                                   "(no /dev/mapper/control or no dm driver)");
-        if (p->name)
-                remove_half_made(p->name);
         r = kms_take(m, &kms, err);
         if (r < 0)
                 return kc_err_set(err, r, "cannot open the KMS layer: %s", strerror(-r));
         r = kc_attach(kms, &req, p, ret, err);
         kms_give(m, kms, r >= 0);
+        if (r >= 0 && ret->removed_half_made)
+                log_notice("%s: removed the half-made mapping (no live table) an interrupted attach left", ret->name);
         return r;
 }
 

@@ -191,3 +191,70 @@ kcvm_attach_refused() {
         ! kmscrypt attach "$_dev" --name kcbad "$@" >out 2>err || die "$_what: attach succeeded"
         kcvm_refused "$_what" "$_dev" "$_want"
 }
+
+# ---- data that must survive a fault ----
+
+# kcvm_seed DEVICE NAME: attach kmscrypt volume DEVICE as NAME, write 1 MiB
+# of random data through it, detach; the data's checksum goes to
+# KCVM_SEED_SUM for kcvm_check_seed.
+kcvm_seed() {
+        kmscrypt -q attach "$1" --name "$2" || die "attach of $1 to seed it failed"
+        kcvm_mknodes
+        head -c 1048576 /dev/urandom >"$KCVM_DIR/seed"
+        dd if="$KCVM_DIR/seed" of="/dev/mapper/$2" bs=64k conv=fsync 2>/dev/null ||
+                die "write through /dev/mapper/$2 failed"
+        KCVM_SEED_SUM=$(md5sum <"$KCVM_DIR/seed" | cut -d' ' -f1)
+        rm -f "$KCVM_DIR/seed"
+        kmscrypt -q detach "$2" || die "detach of $2 after seeding failed"
+        kcvm_mknodes
+}
+
+# kcvm_check_seed WHAT NAME: /dev/mapper/NAME reads back (past the page
+# cache) the data kcvm_seed wrote.
+kcvm_check_seed() {
+        kcvm_drop_caches
+        _sum=$(dd if="/dev/mapper/$2" bs=64k count=16 2>/dev/null | md5sum | cut -d' ' -f1)
+        expect_eq "$1: checksum of the data" "$_sum" "$KCVM_SEED_SUM"
+}
+
+# kcvm_killed_at STEP COMMAND...: COMMAND, run with KC_FAULT_STEP=STEP (the
+# test-only hook of lib/fault.h), dies of SIGKILL (so the step exists and
+# was reached), leaving no kmscrypt key in the kernel; output in ./out, ./err.
+kcvm_killed_at() {
+        _step=$1
+        shift
+        _rc=0
+        KC_FAULT_STEP=$_step "$@" >out 2>err || _rc=$?
+        expect_eq "exit status of '$*' killed at $_step" "$_rc" 137
+        kcvm_no_key kmscrypt:
+}
+
+# kcvm_fails WHAT COMMAND...: COMMAND exits non-zero with one line on
+# stderr, leaving the mappings as they were and no kmscrypt key in the kernel.
+kcvm_fails() {
+        _what=$1
+        shift
+        _maps=$(kcvm_maps)
+        _rc=0
+        "$@" >out 2>err || _rc=$?
+        [ "$_rc" != 0 ] || die "$_what: '$*' succeeded"
+        [ "$(wc -l <err)" = 1 ] || die "$_what: $(wc -l <err) lines on stderr: $(cat err)"
+        expect_eq "$_what: mappings" "$(kcvm_maps)" "$_maps"
+        kcvm_no_key kmscrypt:
+        echo "$_what: exit $_rc: $(cat err)"
+}
+
+# kcvm_intact WHAT DEVICE NAME: after a fault under the keystore and audit
+# log, the chain verifies, no temp file lies about in either, and volume
+# DEVICE attaches as NAME and reads back what kcvm_seed wrote.
+kcvm_intact() {
+        kmscrypt audit verify >out 2>err || die "$1: audit verify: $(cat out err)"
+        left=$(find "${KMSCRYPT_AUDIT_LOG%/*}" "$KMSCRYPT_KEYSTORE" -name '*tmp*' 2>/dev/null)
+        [ -z "$left" ] || die "$1: temp files left: $left"
+        kmscrypt -q attach "$2" --name "$3" || die "$1: attach failed afterwards"
+        kcvm_mknodes
+        kcvm_check_seed "$1" "$3"
+        kmscrypt -q detach "$3" || die "$1: detach"
+        kcvm_mknodes
+        echo "$1: chain verifies, keys unwrap the volume, data intact"
+}

@@ -3,11 +3,13 @@
 #
 # Build the vm tier's initramfs (cpio newc, gzip -1):
 #
-#   mkinitramfs.sh -k KROOT -v KVER -o OUT [-m MODULE]... [-b PROGRAM]... [-t TEST.sh]...
+#   mkinitramfs.sh -k KROOT -v KVER -o OUT [-m MODULE]... [-b PROGRAM]... [-l LIBRARY]... [-t TEST.sh]...
 #
 #   -k, -v   the kernel tree unpacked by kernel.sh and its version
 #   -m       a kernel module to load besides the default set (with its dependencies)
 #   -b       a built program, copied to /kc/bin with the libraries it needs
+#   -l       a host library a program dlopen()s (ldd cannot see it), with the
+#            libraries it needs, each at its host path
 #   -t       a guest test script, copied to /kc/tests; run in the order given
 #
 # The image holds static busybox (applets linked at boot), dash as /bin/sh,
@@ -23,16 +25,17 @@ here=$(cd "$(dirname "$0")" && pwd)
 say() { echo "mkinitramfs.sh: $*" >&2; }
 die() { say "$*"; exit 1; }
 
-kroot= kver= out= modules= programs= tests=
-while getopts k:v:o:m:b:t: opt; do
+kroot= kver= out= modules= programs= libraries= tests=
+while getopts k:v:o:m:b:l:t: opt; do
         case $opt in
         k) kroot=$OPTARG ;;
         v) kver=$OPTARG ;;
         o) out=$OPTARG ;;
         m) modules="$modules $OPTARG" ;;
         b) programs="$programs $OPTARG" ;;
+        l) libraries="$libraries $OPTARG" ;;
         t) tests="$tests $OPTARG" ;;
-        *) die "usage: $0 -k KROOT -v KVER -o OUT [-m MODULE]... [-b PROGRAM]... [-t TEST]..." ;;
+        *) die "usage: $0 -k KROOT -v KVER -o OUT [-m MODULE]... [-b PROGRAM]... [-l LIBRARY]... [-t TEST]..." ;;
         esac
 done
 [ -n "$kroot" ] && [ -n "$kver" ] && [ -n "$out" ] || die "-k, -v and -o are required"
@@ -71,6 +74,10 @@ copy_file() {
 # path ldd found it, and the dynamic loader.
 copy_binary() {
         [ -x "$1" ] || die "$1 is not an executable"
+        copy_with_libraries "$1" "$2"
+}
+
+copy_with_libraries() {
         copy_file "$1" "$2"
         LC_ALL=C ldd "$1" 2>/dev/null | awk '
                 $2 == "=>" && $3 ~ /^\// { print $3 }
@@ -108,6 +115,11 @@ for prog in $programs; do
                 real=$prog
         fi
         copy_binary "$real" "/kc/bin/${prog##*/}"
+done
+
+for lib in $libraries; do
+        [ -e "$lib" ] || die "library $lib missing"
+        copy_with_libraries "$lib" "$lib"
 done
 
 # ---- kernel modules: the dependency closure, in load order, once each ----

@@ -20,6 +20,7 @@
 # A guest test declares what it needs in header comments:
 #   # kcvm-programs: tests/vm/kc-dm-smoke    built programs (relative to the build tree)
 #   # kcvm-modules: dm-integrity             kernel modules besides the default set
+#   # kcvm-libraries: libcurl.so.4           host libraries a program dlopen()s (skip if missing)
 # See tests/vm/README.md.
 
 set -u
@@ -85,6 +86,11 @@ for t in $selected; do
         done
         for m in $(header modules "$script"); do
                 set -- "$@" -m "$m"
+        done
+        for l in $(header libraries "$script"); do
+                path=$(ldconfig -p 2>/dev/null | awk -v l="$l" '$1 == l && /x86-64/ { print $NF; exit }')
+                # Missing on the host: the guest test sees it missing and skips.
+                [ -z "$path" ] || set -- "$@" -l "$path"
         done
 done
 

@@ -1,0 +1,65 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# ENOSPC under the audit log and the keystore (issue #8), each on a small
+# tmpfs, filled up: each operation that needs to write there fails closed,
+# with one line on stderr and a non-zero exit: no mapping, no key in the
+# kernel, the volume header unwritten, no audit record from the refusals.
+# Once the space is freed the audit chain verifies, no temp file is left,
+# the keystore's keys still unwrap the volume, and its data checksums as
+# written.  EIO is fault-eio.
+# kcvm-programs: kmscrypt
+. /kc/lib.sh
+
+VOL=vol-space
+roomy=$KCVM_DIR/roomy
+mkdir -p "$roomy" "$KCVM_DIR/a" "$KCVM_DIR/k"
+mount -t tmpfs -o size=1m tmpfs "$KCVM_DIR/a" || die "mount tmpfs for the audit log"
+defer "umount $KCVM_DIR/a"
+mount -t tmpfs -o size=1m tmpfs "$KCVM_DIR/k" || die "mount tmpfs for the keystore"
+defer "umount $KCVM_DIR/k"
+export KMSCRYPT_CONFIG="$KCVM_DIR/empty.conf" KMSCRYPT_KEYSTORE="$KCVM_DIR/k/keystore" \
+        KMSCRYPT_AUDIT_LOG="$KCVM_DIR/a/audit.log" KMSCRYPT_AUDIT_HEAD="$KCVM_DIR/a/audit.head"
+: >"$KMSCRYPT_CONFIG"
+
+kmscrypt -q key create --alias alias/a || die "key create"
+kcvm_loop 24
+dev=$KCVM_LOOP
+defer "dmsetup remove --force $VOL >/dev/null 2>&1; kcvm_mknodes"
+kmscrypt -q format "$dev" --key alias/a --context db-id=db-space,volume-id=$VOL || die "format"
+kcvm_seed "$dev" "$VOL"
+
+# fill DIR: no byte left on its file system.
+fill() {
+        dd if=/dev/zero of="$1/fill" bs=4k 2>/dev/null || :
+        ! head -c 1 /dev/zero >"$1/probe" 2>/dev/null || [ ! -s "$1/probe" ] || die "$1 still has room"
+        rm -f "$1/probe"
+}
+
+# ---- ENOSPC under the audit log ----
+records=$(kmscrypt audit verify | sed -n 's/.*: \([0-9]*\) records.*/\1/p')
+fill "$KCVM_DIR/a"
+kcvm_refusal_begin "$dev"
+! kmscrypt attach "$dev" >out 2>err || die "attach with a full audit log file system succeeded"
+kcvm_refused "attach, audit log full" "$dev" "audit"
+kcvm_fails "rewrap, audit log full" kmscrypt rewrap "$dev" --always
+expect_eq "header after the refused rewrap" "$(kcvm_head_sum "$dev")" "$_kcvm_sum"
+kcvm_fails "key create, audit log full" kmscrypt key create --alias alias/full
+rm -f "$KCVM_DIR/a/fill"
+kcvm_intact "after ENOSPC under the audit log" "$dev" "$VOL"
+now=$(kmscrypt audit verify | sed -n 's/.*: \([0-9]*\) records.*/\1/p')
+# One record more: the Decrypt of the attach in intact; the refusals wrote none.
+expect_eq "audit records after the refusals and one attach" "$now" $((records + 1))
+
+# ---- ENOSPC under the keystore ----
+fill "$KCVM_DIR/k"
+kcvm_fails "key create, keystore full" kmscrypt key create --alias alias/full2
+kcvm_fails "key rotate, keystore full" kmscrypt key rotate alias/a
+rm -f "$KCVM_DIR/k/fill"
+kmscrypt key list >out 2>err || die "key list after ENOSPC: $(cat err)"
+for a in alias/full alias/full2; do
+        grep -q "$a" out || continue
+        kmscrypt -q key describe "$a" || die "$a is listed but cannot be described"
+        echo "note: $a exists though its create failed"
+done
+kcvm_intact "after ENOSPC under the keystore" "$dev" "$VOL"
+
