@@ -2,7 +2,9 @@
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 #include <openssl/evp.h>
@@ -24,13 +26,13 @@
  *     aws:arn:aws:kms:eu-west-1:111122223333:alias/pgdata
  *
  * (a bare key id or alias/name uses the default region).  The ARN's region
- * picks the endpoint kms.<region>.amazonaws.com unless AWS_ENDPOINT_URL_KMS
- * or AWS_ENDPOINT_URL overrides it.  The encryption context goes to KMS as
+ * picks the endpoint kms.<region>.amazonaws.com unless AWS_ENDPOINT_URL_KMS,
+ * AWS_ENDPOINT_URL or kmscrypt.conf's aws-endpoint overrides it.  The encryption context goes to KMS as
  * its native EncryptionContext map, KeyId is always sent with Decrypt, and
  * the request id of the last exchange is kept for the audit record.
  * Settings (environment; see docs/aws.md):
  *
- *   KMSCRYPT_AWS_CA_FILE / AWS_CA_BUNDLE   CA bundle for verification
+ *   KMSCRYPT_AWS_CA_FILE / AWS_CA_BUNDLE   CA bundle for verification (over aws-ca-file)
  *   KMSCRYPT_AWS_ALLOW_HTTP=1              plain http, loopback endpoints only
  *   KMSCRYPT_AWS_CONNECT_TIMEOUT_MS        per attempt (default 2000)
  *   KMSCRYPT_AWS_TIMEOUT_MS                per attempt, whole exchange (default 5000)
@@ -108,10 +110,40 @@ static void aws_close(void *p) {
         free(s);
 }
 
+/*
+ * Where the endpoint comes from, in the AWS SDKs' order (docs/aws.md): the
+ * service's variable, the global one, then configuration (kmscrypt.conf
+ * aws-endpoint, where the SDKs read endpoint_url from their config file);
+ * AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true ignores all three.  NULL: regional.
+ */
+static const char *configured_endpoint(const struct kc_kms_config *cfg) {
+        const char *ignore = getenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS");
+
+        if (ignore && strcasecmp(ignore, "true") == 0)
+                return NULL;
+        return env_nonempty("AWS_ENDPOINT_URL_KMS") ?: env_nonempty("AWS_ENDPOINT_URL") ?: cfg->aws_endpoint;
+}
+
+/* A CA bundle that cannot be read is named now, not reported later as a TLS failure. */
+static int check_ca_file(const char *path, struct kc_err *err) {
+        if (access(path, R_OK) < 0)
+                return kc_err_set(err, negative_errno(), "AWS CA file %.200s: %m", path);
+        return 0;
+}
+
+/* Region of bare key ids: AWS_REGION, AWS_DEFAULT_REGION, aws-region, the AWS config file. */
+static int default_region(const struct kc_kms_config *cfg, char **ret) {
+        if (!env_nonempty("AWS_REGION") && !env_nonempty("AWS_DEFAULT_REGION") && cfg->aws_region) {
+                *ret = strdup(cfg->aws_region);
+                return *ret ? 0 : -ENOMEM;
+        }
+        return kc_aws_default_region(ret);
+}
+
 static int aws_open(const struct kc_kms_config *cfg, void **ret_state, struct kc_err *err) {
         struct aws_state *s = calloc(1, sizeof(*s));
-        const char *endpoint = env_nonempty("AWS_ENDPOINT_URL_KMS") ?: env_nonempty("AWS_ENDPOINT_URL");
-        const char *ca = env_nonempty("KMSCRYPT_AWS_CA_FILE") ?: env_nonempty("AWS_CA_BUNDLE");
+        const char *endpoint = configured_endpoint(cfg);
+        const char *ca = env_nonempty("KMSCRYPT_AWS_CA_FILE") ?: env_nonempty("AWS_CA_BUNDLE") ?: cfg->aws_ca_file;
         int r;
 
         if (!s)
@@ -128,9 +160,12 @@ static int aws_open(const struct kc_kms_config *cfg, void **ret_state, struct kc
                 if (r >= 0 && !(s->endpoint = strdup(endpoint)))
                         r = -ENOMEM;
         }
-        if (r >= 0 && ca && !(s->ca_file = strdup(ca)))
-                r = -ENOMEM;
-        if (r >= 0 && kc_aws_default_region(&s->default_region) < 0)
+        if (r >= 0 && ca) {
+                r = check_ca_file(ca, err);
+                if (r >= 0 && !(s->ca_file = strdup(ca)))
+                        r = -ENOMEM;
+        }
+        if (r >= 0 && default_region(cfg, &s->default_region) < 0)
                 s->default_region = NULL;   /* key ARNs carry their region */
         if (r < 0) {
                 aws_close(s);
