@@ -45,6 +45,12 @@
 #define BACKOFF_BASE_MS 100L
 #define BACKOFF_CAP_MS 2000L
 #define MAX_DATA_KEY 1024
+/*
+ * AWS exposes no key material versions: rotation keeps the key id and KMS
+ * keeps the old material, so a key is always at its one version.  It is 1,
+ * not 0, because a kmscrypt token's key_version starts at 1 (docs/token.md).
+ */
+#define AWS_KEY_VERSION 1
 
 struct aws_state {
         struct kc_http *http;
@@ -220,7 +226,7 @@ static int parse_key(const struct aws_state *s, const char *key, struct key_ref 
                         return kc_err_set(err, -EINVAL, "\"%.128s\" is not an AWS KMS key ARN, key id or alias", key);
                 if (!s->default_region)
                         return kc_err_set(err, -EINVAL, "key \"%.128s\" names no region and none is configured "
-                                          "(AWS_REGION, AWS_DEFAULT_REGION or the profile)", key);
+                                          "(AWS_REGION, AWS_DEFAULT_REGION, aws-region or the profile)", key);
                 kc_strscpy(ret->region, sizeof(ret->region), s->default_region);
                 kc_strscpy(ret->partition, sizeof(ret->partition), "aws");
                 return 0;
@@ -495,7 +501,8 @@ static int take_data_key(struct json_object *resp, const char *operation, bool w
                         return kc_err_set(err, -EBADMSG, "AWS KMS %s: response has no valid %zu-byte Plaintext",
                                           operation, nbytes);
         }
-        *ret = (struct kc_data_key) { .plaintext = TAKE_PTR(plaintext), .blob = TAKE_PTR(blob), .blob_len = blob_len };
+        *ret = (struct kc_data_key) { .plaintext = TAKE_PTR(plaintext), .blob = TAKE_PTR(blob), .blob_len = blob_len,
+                                      .key_version = AWS_KEY_VERSION };
         key_id_of(get_string(resp, "KeyId"), ret->key_id);
         return 0;
 }
@@ -559,7 +566,7 @@ static int aws_decrypt(void *state, const char *key, const uint8_t *blob, size_t
                 return kc_err_set(err, -EBADMSG, "AWS KMS Decrypt: response has no valid Plaintext");
         *ret_plaintext = plaintext;
         key_id_of(get_string(resp, "KeyId"), ret_key_id);
-        *ret_key_version = 0;   /* AWS does not expose key material versions */
+        *ret_key_version = AWS_KEY_VERSION;
         return 0;
 }
 
@@ -644,6 +651,7 @@ static int aws_describe_key(void *state, const char *key, struct kc_key_info *re
         for (size_t i = 0; i < ARRAY_SIZE(key_states); i++)
                 if (streq(st, key_states[i].name))
                         info.state = key_states[i].state;
+        info.current_version = AWS_KEY_VERSION;
         info.created = get_time(meta, "CreationDate");
         info.deletion_date = get_time(meta, "DeletionDate");
         *ret = info;
