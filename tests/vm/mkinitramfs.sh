@@ -3,11 +3,15 @@
 #
 # Build the vm tier's initramfs (cpio newc, gzip -1):
 #
-#   mkinitramfs.sh -k KROOT -v KVER -o OUT [-m MODULE]... [-b PROGRAM]... [-t TEST.sh]...
+#   mkinitramfs.sh -k KROOT -v KVER -o OUT [-m MODULE]... [-b PROGRAM]... [-l SONAME]...
+#                  [-f SRC=DEST]... [-t TEST.sh]...
 #
 #   -k, -v   the kernel tree unpacked by kernel.sh and its version
 #   -m       a kernel module to load besides the default set (with its dependencies)
 #   -b       a built program, copied to /kc/bin with the libraries it needs
+#   -l       a host library a program dlopen()s (ldd cannot see it), e.g.
+#            libcurl.so.4: found with ldconfig, copied with the libraries it needs
+#   -f       a host file SRC copied into the image as DEST
 #   -t       a guest test script, copied to /kc/tests; run in the order given
 #
 # The image holds static busybox (applets linked at boot), dash as /bin/sh,
@@ -23,16 +27,18 @@ here=$(cd "$(dirname "$0")" && pwd)
 say() { echo "mkinitramfs.sh: $*" >&2; }
 die() { say "$*"; exit 1; }
 
-kroot= kver= out= modules= programs= tests=
-while getopts k:v:o:m:b:t: opt; do
+kroot= kver= out= modules= programs= tests= libs= files=
+while getopts k:v:o:m:b:l:f:t: opt; do
         case $opt in
         k) kroot=$OPTARG ;;
         v) kver=$OPTARG ;;
         o) out=$OPTARG ;;
         m) modules="$modules $OPTARG" ;;
         b) programs="$programs $OPTARG" ;;
+        l) libs="$libs $OPTARG" ;;
+        f) files="$files $OPTARG" ;;
         t) tests="$tests $OPTARG" ;;
-        *) die "usage: $0 -k KROOT -v KVER -o OUT [-m MODULE]... [-b PROGRAM]... [-t TEST]..." ;;
+        *) die "usage: $0 -k KROOT -v KVER -o OUT [-m MODULE]... [-b PROGRAM]... [-l SONAME]... [-f SRC=DEST]... [-t TEST]..." ;;
         esac
 done
 [ -n "$kroot" ] && [ -n "$kver" ] && [ -n "$out" ] || die "-k, -v and -o are required"
@@ -72,6 +78,11 @@ copy_file() {
 copy_binary() {
         [ -x "$1" ] || die "$1 is not an executable"
         copy_file "$1" "$2"
+        copy_needed "$1"
+}
+
+# copy_needed ELF: the libraries ldd lists for a program or a library.
+copy_needed() {
         LC_ALL=C ldd "$1" 2>/dev/null | awk '
                 $2 == "=>" && $3 ~ /^\// { print $3 }
                 $1 ~ /^\// { print $1 }' | while read -r lib; do
@@ -108,6 +119,18 @@ for prog in $programs; do
                 real=$prog
         fi
         copy_binary "$real" "/kc/bin/${prog##*/}"
+done
+
+for lib in $libs; do
+        path=$(ldconfig -p 2>/dev/null | awk -v l="$lib" '$1 == l && /x86-64/ { print $NF; exit }')
+        [ -n "$path" ] || die "library $lib not found by ldconfig -p (is its package installed?)"
+        copy_file "$path" "$path"
+        copy_needed "$path"
+done
+
+for f in $files; do
+        [ -r "${f%%=*}" ] || die "file ${f%%=*} (-f $f) cannot be read"
+        copy_file "${f%%=*}" "${f#*=}"
 done
 
 # ---- kernel modules: the dependency closure, in load order, once each ----
