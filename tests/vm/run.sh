@@ -9,7 +9,7 @@
 #
 # Environment (all optional):
 #   KC_VM_TESTS="a b"    run only these guest tests (names without .sh)
-#   KC_VM_TIMEOUT=900    seconds before the whole boot is killed
+#   KC_VM_TIMEOUT=1800   seconds before the whole boot is killed
 #   KC_VM_TEST_TIMEOUT=300  seconds before one guest test is killed
 #   KC_VM_CACHE=DIR      where the kernel is kept (default $top_builddir/tests/vm/cache)
 #   KC_VM_ACCEL=tcg      QEMU accelerator (kvm where the host has one)
@@ -25,7 +25,8 @@
 #       aws: moto_server over HTTPS on 127.0.0.1 (tests/vm/aws-host.py), reached
 #       by the guest at https://10.0.2.100/ through a QEMU user-network guestfwd
 #       (restrict=on: the guest reaches nothing else); the guest gets
-#       KC_AWS_ENDPOINT, KC_AWS_KEY, KC_AWS_REGION, /kc/aws/ca.pem (the test
+#       KC_AWS_ENDPOINT, KC_AWS_KEY, KC_AWS_REGION, KC_AWS_HOST_PORT (moto's
+#       port on the host's loopback, which the guest must not reach), /kc/aws/ca.pem (the test
 #       CA) and /kc/aws/other-ca.pem (one that signed nothing here), or
 #       KC_AWS_SKIP=<why> when moto is not installed.
 # See tests/vm/README.md.
@@ -37,7 +38,7 @@ builddir=${top_builddir:-.}
 builddir=$(cd "$builddir" && pwd)
 vmdir=$srcdir/tests/vm
 rundir=$builddir/tests/vm/run
-timeout_s=${KC_VM_TIMEOUT:-900}
+timeout_s=${KC_VM_TIMEOUT:-1800}
 test_timeout_s=${KC_VM_TEST_TIMEOUT:-300}
 
 skip() { echo "SKIP: $*"; exit 77; }
@@ -139,6 +140,7 @@ case " $host_needs " in
         else
                 echo "vm: moto_server on https://127.0.0.1:$KC_VM_AWS_PORT, the guest's $KC_AWS_ENDPOINT"
                 guest_env="KC_AWS_ENDPOINT=$KC_AWS_ENDPOINT KC_AWS_KEY=$KC_AWS_KEY KC_AWS_REGION=$KC_AWS_REGION"
+                guest_env="$guest_env KC_AWS_HOST_PORT=$KC_VM_AWS_PORT"
                 set -- "$@" -f "$awsdir/ca.pem=/kc/aws/ca.pem" -f "$awsdir/other-ca.pem=/kc/aws/other-ca.pem" -m virtio_pci -m virtio_net
                 # The guest's only way out: 10.0.2.100:443, relayed byte for byte
                 # to moto on the host's loopback (TLS stays end to end).  QEMU

@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # A volume through the aws provider (issue #9): the key is a CMK in moto on
 # the host, reached over HTTPS through QEMU's user network (guestfwd to the
-# host's loopback, restrict=on: nothing leaves the machine), the endpoint
-# and the test CA from kmscrypt.conf.  Format, attach, write and read back,
+# host's loopback, restrict=on: nothing leaves the machine, checked by the
+# host's own address being out of reach), the endpoint and the test CA from
+# kmscrypt.conf.  Format, attach, write and read back,
 # detach, attach again and read the data; then refusals that change
 # nothing: the context attach expects, a token whose context was altered
 # (KMS refuses the Decrypt), the server's certificate checked against a CA
@@ -15,6 +16,12 @@
 
 kcvm_aws_up
 key=aws:$KC_AWS_KEY
+
+# restrict=on: the host itself (10.0.2.2, where moto listens behind QEMU's
+# user network) is out of reach; only the forward at 10.0.2.100 answers.
+command -v nc >/dev/null || die "no nc in the guest (busybox applet)"
+! nc -w 2 10.0.2.2 "$KC_AWS_HOST_PORT" </dev/null >/dev/null 2>&1 ||
+        die "the guest reached the host at 10.0.2.2:$KC_AWS_HOST_PORT: the user network is not restricted"
 ctx=db-id=db-aws,volume-id=vol-aws
 defer "dmsetup remove kcaws >/dev/null 2>&1; kcvm_mknodes"
 
