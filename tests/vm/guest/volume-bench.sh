@@ -31,8 +31,16 @@ kmscrypt -q format "$base" --key alias/bench --context db-id=bench,volume-id=ben
 cryptsetup luksDump -q --dump-volume-key --volume-key-file vk --key-file pass "$base" >/dev/null ||
         die "cannot dump the volume key"
 say "pbkdf $(cryptsetup luksDump "$base" | sed -n 's/^\tPBKDF: *//p;s/^\tMemory: *//p;s/^\tTime cost: *//p' | tr '\n' ' ')"
-kcvm_copies "$base" "$n"
-devs=$KCVM_COPIES
+devs=$base
+i=1
+while [ "$i" -lt "$n" ]; do
+        kcvm_loop 17
+        dd if="$base" of="$KCVM_LOOP" bs=1M 2>/dev/null || die "copying the volume failed"
+        cryptsetup luksUUID -q --uuid "$(cat /proc/sys/kernel/random/uuid)" "$KCVM_LOOP" ||
+                die "cryptsetup luksUUID --uuid failed"
+        devs="$devs $KCVM_LOOP"
+        i=$((i + 1))
+done
 defer "for m in \$(dmsetup ls | awk '/^(ka|cp|cv|fl|kf|kp|kx)[0-9]/ { print \$1 }'); do dmsetup remove \$m; done; keyctl clear @s"
 
 # The table kmscrypt makes, for the command-line floor to make the same.
@@ -46,23 +54,31 @@ sector_size=$(printf '%s\n' $opts | sed -n 's/^sector_size://p')
 say "table 0 $size crypt $cipher :64:logon:... $iv_offset DEV $offset $nopts $opts"
 head -c 64 /dev/urandom >floor.key
 
+# t FILE CMD...: append the microseconds CMD... took (kc-floor time) to FILE.
+t() {
+        out=$1
+        shift
+        kc-floor time "$@" >t.out 2>t.err || die "$*: $(cat t.err)"
+        sed -n 's/^time //p' t.out >>"$out"
+}
+
 # ---- the command-line configurations, volume by volume ----
 i=0
 for d in $devs; do
-        kcvm_time ka.a kmscrypt -q attach "$d" --name "ka$i"
-        kcvm_time ka.d kmscrypt -q detach "ka$i"
-        kcvm_time cp.a cryptsetup open --key-file pass "$d" "cp$i"
-        kcvm_time cp.d cryptsetup close "cp$i"
-        kcvm_time cv.a cryptsetup open --volume-key-file vk "$d" "cv$i"
-        kcvm_time cv.d cryptsetup close "cv$i"
-        kcvm_time fl.a -i floor.key keyctl padd logon "kcbench:fl$i" @s -- \
+        t ka.a kmscrypt -q attach "$d" --name "ka$i"
+        t ka.d kmscrypt -q detach "ka$i"
+        t cp.a cryptsetup open --key-file pass "$d" "cp$i"
+        t cp.d cryptsetup close "cp$i"
+        t cv.a cryptsetup open --volume-key-file vk "$d" "cv$i"
+        t cv.d cryptsetup close "cv$i"
+        t fl.a -i floor.key keyctl padd logon "kcbench:fl$i" @s -- \
                 dmsetup create "fl$i" --table "0 $size crypt $cipher :64:logon:kcbench:fl$i $iv_offset $d $offset $nopts $opts"
-        kcvm_time fl.d dmsetup remove "fl$i"
+        t fl.d dmsetup remove "fl$i"
         # Start-up alone: a program that loads and exits.
-        kcvm_time su.kmscrypt kmscrypt --version
-        kcvm_time su.cryptsetup cryptsetup --version
-        kcvm_time su.dmsetup dmsetup --version
-        kcvm_time su.keyctl keyctl --version
+        t su.kmscrypt kmscrypt --version
+        t su.cryptsetup cryptsetup --version
+        t su.dmsetup dmsetup --version
+        t su.keyctl keyctl --version
         i=$((i + 1))
 done
 keyctl clear @s
@@ -81,14 +97,21 @@ done
 kcvm_mknodes
 kcvm_no_key kmscrypt:
 
+# median FILE: the median of its numbers, in milliseconds.
+median() {
+        sort -n "$1" | awk '{ v[NR] = $1 } END {
+                if (NR == 0) { print "nan"; exit }
+                m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+                printf "%.2f", m / 1000 }'
+}
 for c in ka cp cv fl kx kf; do
         expect_eq "samples of $c" "$(wc -l <"$c.a") $(wc -l <"$c.d")" "$n $n"
-        say "median $c $(kcvm_median "$c.a") $(kcvm_median "$c.d")"
+        say "median $c $(median "$c.a") $(median "$c.d")"
 done
 for step in header token unwrap verify keymap; do
-        say "step $step $(kcvm_median "kp.$step")"
+        say "step $step $(median "kp.$step")"
 done
 for p in kmscrypt cryptsetup dmsetup keyctl; do
-        say "startup $p $(kcvm_median "su.$p")"
+        say "startup $p $(median "su.$p")"
 done
 say "volumes $n"
