@@ -63,6 +63,44 @@ static int parse_key_ref(struct kc_config *c, const struct config_key *k, const 
         return set_string(c, k, value);
 }
 
+/*
+ * An endpoint URL as the AWS SDKs take it: scheme and host, optional port and
+ * path.  Only the shape is checked here; the provider decides at open whether
+ * plain http may be used (loopback only, with KMSCRYPT_AWS_ALLOW_HTTP=1).
+ */
+static int parse_endpoint(struct kc_config *c, const struct config_key *k, const char *value,
+                          bool from_file, struct kc_err *err) {
+        const char *host;
+
+        if (strncasecmp(value, "https://", 8) == 0)
+                host = value + 8;
+        else if (strncasecmp(value, "http://", 7) == 0)
+                host = value + 7;
+        else
+                return kc_err_set(err, -EINVAL, "%s: expected an https:// or http:// URL, got \"%.128s\"",
+                                  k->name, value);
+        if (strlen(value) > 512)
+                return kc_err_set(err, -EINVAL, "%s: URL longer than 512 bytes", k->name);
+        if (host[0] == '\0' || host[0] == '/' || host[0] == ':')
+                return kc_err_set(err, -EINVAL, "%s: URL has no host: %s", k->name, value);
+        /* Credentials in the URL would be logged and sent; a query or fragment would break signing. */
+        if (strpbrk(value, " \t@?#\\"))
+                return kc_err_set(err, -EINVAL, "%s: URL may not hold blanks, '@', '?', '#' or '\\': %s",
+                                  k->name, value);
+        return set_string(c, k, value);
+}
+
+/* "eu-west-1", "us-gov-east-1", "cn-north-1": a lower-case letter, then [a-z0-9-], at most 31. */
+static int parse_region(struct kc_config *c, const struct config_key *k, const char *value,
+                        bool from_file, struct kc_err *err) {
+        size_t n = strlen(value);
+
+        if (n > 31 || value[0] < 'a' || value[0] > 'z' || value[n - 1] == '-' ||
+            strspn(value, "abcdefghijklmnopqrstuvwxyz0123456789-") != n)
+                return kc_err_set(err, -EINVAL, "%s: not an AWS region name: \"%.40s\"", k->name, value);
+        return set_string(c, k, value);
+}
+
 static int parse_uint(const char *value, unsigned min, unsigned max, unsigned *ret) {
         unsigned long v;
         char *end;
@@ -143,6 +181,10 @@ static const struct config_key config_keys[] = {
         { "deletion-window-days", NULL, parse_window, 0 },
         { "log-level", NULL, parse_log_level, 0 },
         { "syslog", NULL, parse_syslog, 0 },
+        /* No env here: the aws provider puts the SDKs' variables above these (config.h). */
+        { "aws-endpoint", NULL, parse_endpoint, STR_FIELD(aws_endpoint) },
+        { "aws-region", NULL, parse_region, STR_FIELD(aws_region) },
+        { "aws-ca-file", NULL, parse_path, STR_FIELD(aws_ca_file) },
 };
 
 static const struct config_key *find_key(const char *name) {
@@ -191,8 +233,12 @@ void kc_config_done(struct kc_config *c) {
         free(c->audit_head);
         free(c->default_key);
         free(c->source);
+        free(c->aws_endpoint);
+        free(c->aws_region);
+        free(c->aws_ca_file);
         c->keystore_dir = c->root_key_file = c->audit_log = c->audit_head = NULL;
         c->default_key = c->source = NULL;
+        c->aws_endpoint = c->aws_region = c->aws_ca_file = NULL;
 }
 
 static bool is_blank(char ch) {
@@ -372,5 +418,8 @@ void kc_config_kms(const struct kc_config *c, struct kc_kms_config *ret) {
                 .root_key_file = c->root_key_file,
                 .audit_log = c->audit_log,
                 .audit_head = c->audit_head,
+                .aws_endpoint = c->aws_endpoint,
+                .aws_region = c->aws_region,
+                .aws_ca_file = c->aws_ca_file,
         };
 }

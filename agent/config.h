@@ -20,6 +20,15 @@
  *   deletion-window-days   -                         -
  *   log-level              -                         --verbose (debug)
  *   syslog                 -                         -
+ *   aws-endpoint           (*)                       -
+ *   aws-region             (*)                       -
+ *   aws-ca-file            (*)                       -
+ *
+ * (*) The aws-* keys are read by the aws provider, which lets the AWS SDKs'
+ * own variables win over them as the SDKs let them win over their config
+ * file: AWS_ENDPOINT_URL_KMS, AWS_ENDPOINT_URL > aws-endpoint;
+ * AWS_REGION, AWS_DEFAULT_REGION > aws-region > the AWS config file's region;
+ * KMSCRYPT_AWS_CA_FILE, AWS_CA_BUNDLE > aws-ca-file (docs/aws.md).
  *
  * The file itself is --config FILE, else KMSCRYPT_CONFIG, else
  * KC_SYSCONFDIR/kmscrypt.conf; only the default one may be missing.
@@ -41,6 +50,9 @@ struct kc_config {
         unsigned deletion_window_days; /* default for schedule-deletion, 7..30 */
         int log_level;                /* LOG_ERR..LOG_DEBUG */
         bool syslog;                  /* refusals also to syslog */
+        char *aws_endpoint;           /* aws provider: endpoint URL, NULL: regional */
+        char *aws_region;             /* aws provider: region of bare key ids, NULL: none */
+        char *aws_ca_file;            /* aws provider: CA bundle, NULL: system default */
         char *source;                 /* configuration file that was read, NULL if none */
 };
 

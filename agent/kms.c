@@ -23,7 +23,7 @@ static const struct kc_kms_provider *const providers[] = {
 
 struct kc_kms {
         struct kc_kms_config cfg;
-        char *owned[4];                       /* the strings cfg points to */
+        char *owned[7];                       /* the strings cfg points to */
         struct kc_audit *audit;
         void *state[ARRAY_SIZE(providers)];   /* opened on first use */
 };
@@ -73,7 +73,10 @@ int kc_kms_open(const struct kc_kms_config *cfg, struct kc_kms **ret, struct kc_
                 return -ENOMEM;
         if (own(k, 0, cfg->keystore_dir ?: KC_KEYSTORE_DEFAULT_DIR, &k->cfg.keystore_dir) < 0 ||
             own(k, 1, cfg->root_key_file, &k->cfg.root_key_file) < 0 ||
-            own(k, 2, cfg->audit_log, &k->cfg.audit_log) < 0)
+            own(k, 2, cfg->audit_log, &k->cfg.audit_log) < 0 ||
+            own(k, 4, cfg->aws_endpoint, &k->cfg.aws_endpoint) < 0 ||
+            own(k, 5, cfg->aws_region, &k->cfg.aws_region) < 0 ||
+            own(k, 6, cfg->aws_ca_file, &k->cfg.aws_ca_file) < 0)
                 return -ENOMEM;
         if (cfg->audit_head)
                 r = own(k, 3, cfg->audit_head, &k->cfg.audit_head);

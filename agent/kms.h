@@ -61,6 +61,10 @@ struct kc_kms_config {
         const char *root_key_file; /* local provider; NULL: <keystore_dir>/root.key */
         const char *audit_log;     /* path of the audit log */
         const char *audit_head;    /* chain head; NULL: <keystore_dir>/audit.head */
+        /* aws provider (kmscrypt.conf aws-*); NULL: unset.  Its environment variables win. */
+        const char *aws_endpoint;  /* endpoint URL */
+        const char *aws_region;    /* region of bare key ids */
+        const char *aws_ca_file;   /* CA bundle for the endpoint's certificate */
 };
 
 /* Who and what an operation is for; recorded in the audit trail. */

@@ -2,7 +2,9 @@
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 #include <openssl/evp.h>
@@ -24,13 +26,13 @@
  *     aws:arn:aws:kms:eu-west-1:111122223333:alias/pgdata
  *
  * (a bare key id or alias/name uses the default region).  The ARN's region
- * picks the endpoint kms.<region>.amazonaws.com unless AWS_ENDPOINT_URL_KMS
- * or AWS_ENDPOINT_URL overrides it.  The encryption context goes to KMS as
+ * picks the endpoint kms.<region>.amazonaws.com unless AWS_ENDPOINT_URL_KMS,
+ * AWS_ENDPOINT_URL or kmscrypt.conf's aws-endpoint overrides it.  The encryption context goes to KMS as
  * its native EncryptionContext map, KeyId is always sent with Decrypt, and
  * the request id of the last exchange is kept for the audit record.
  * Settings (environment; see docs/aws.md):
  *
- *   KMSCRYPT_AWS_CA_FILE / AWS_CA_BUNDLE   CA bundle for verification
+ *   KMSCRYPT_AWS_CA_FILE / AWS_CA_BUNDLE   CA bundle for verification (over aws-ca-file)
  *   KMSCRYPT_AWS_ALLOW_HTTP=1              plain http, loopback endpoints only
  *   KMSCRYPT_AWS_CONNECT_TIMEOUT_MS        per attempt (default 2000)
  *   KMSCRYPT_AWS_TIMEOUT_MS                per attempt, whole exchange (default 5000)
@@ -43,6 +45,12 @@
 #define BACKOFF_BASE_MS 100L
 #define BACKOFF_CAP_MS 2000L
 #define MAX_DATA_KEY 1024
+/*
+ * AWS exposes no key material versions: rotation keeps the key id and KMS
+ * keeps the old material, so a key is always at its one version.  It is 1,
+ * not 0, because a kmscrypt token's key_version starts at 1 (docs/token.md).
+ */
+#define AWS_KEY_VERSION 1
 
 struct aws_state {
         struct kc_http *http;
@@ -108,10 +116,40 @@ static void aws_close(void *p) {
         free(s);
 }
 
+/*
+ * Where the endpoint comes from, in the AWS SDKs' order (docs/aws.md): the
+ * service's variable, the global one, then configuration (kmscrypt.conf
+ * aws-endpoint, where the SDKs read endpoint_url from their config file);
+ * AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true ignores all three.  NULL: regional.
+ */
+static const char *configured_endpoint(const struct kc_kms_config *cfg) {
+        const char *ignore = getenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS");
+
+        if (ignore && strcasecmp(ignore, "true") == 0)
+                return NULL;
+        return env_nonempty("AWS_ENDPOINT_URL_KMS") ?: env_nonempty("AWS_ENDPOINT_URL") ?: cfg->aws_endpoint;
+}
+
+/* A CA bundle that cannot be read is named now, not reported later as a TLS failure. */
+static int check_ca_file(const char *path, struct kc_err *err) {
+        if (access(path, R_OK) < 0)
+                return kc_err_set(err, negative_errno(), "AWS CA file %.200s: %m", path);
+        return 0;
+}
+
+/* Region of bare key ids: AWS_REGION, AWS_DEFAULT_REGION, aws-region, the AWS config file. */
+static int default_region(const struct kc_kms_config *cfg, char **ret) {
+        if (!env_nonempty("AWS_REGION") && !env_nonempty("AWS_DEFAULT_REGION") && cfg->aws_region) {
+                *ret = strdup(cfg->aws_region);
+                return *ret ? 0 : -ENOMEM;
+        }
+        return kc_aws_default_region(ret);
+}
+
 static int aws_open(const struct kc_kms_config *cfg, void **ret_state, struct kc_err *err) {
         struct aws_state *s = calloc(1, sizeof(*s));
-        const char *endpoint = env_nonempty("AWS_ENDPOINT_URL_KMS") ?: env_nonempty("AWS_ENDPOINT_URL");
-        const char *ca = env_nonempty("KMSCRYPT_AWS_CA_FILE") ?: env_nonempty("AWS_CA_BUNDLE");
+        const char *endpoint = configured_endpoint(cfg);
+        const char *ca = env_nonempty("KMSCRYPT_AWS_CA_FILE") ?: env_nonempty("AWS_CA_BUNDLE") ?: cfg->aws_ca_file;
         int r;
 
         if (!s)
@@ -128,9 +166,12 @@ static int aws_open(const struct kc_kms_config *cfg, void **ret_state, struct kc
                 if (r >= 0 && !(s->endpoint = strdup(endpoint)))
                         r = -ENOMEM;
         }
-        if (r >= 0 && ca && !(s->ca_file = strdup(ca)))
-                r = -ENOMEM;
-        if (r >= 0 && kc_aws_default_region(&s->default_region) < 0)
+        if (r >= 0 && ca) {
+                r = check_ca_file(ca, err);
+                if (r >= 0 && !(s->ca_file = strdup(ca)))
+                        r = -ENOMEM;
+        }
+        if (r >= 0 && default_region(cfg, &s->default_region) < 0)
                 s->default_region = NULL;   /* key ARNs carry their region */
         if (r < 0) {
                 aws_close(s);
@@ -185,7 +226,7 @@ static int parse_key(const struct aws_state *s, const char *key, struct key_ref 
                         return kc_err_set(err, -EINVAL, "\"%.128s\" is not an AWS KMS key ARN, key id or alias", key);
                 if (!s->default_region)
                         return kc_err_set(err, -EINVAL, "key \"%.128s\" names no region and none is configured "
-                                          "(AWS_REGION, AWS_DEFAULT_REGION or the profile)", key);
+                                          "(AWS_REGION, AWS_DEFAULT_REGION, aws-region or the profile)", key);
                 kc_strscpy(ret->region, sizeof(ret->region), s->default_region);
                 kc_strscpy(ret->partition, sizeof(ret->partition), "aws");
                 return 0;
@@ -460,7 +501,8 @@ static int take_data_key(struct json_object *resp, const char *operation, bool w
                         return kc_err_set(err, -EBADMSG, "AWS KMS %s: response has no valid %zu-byte Plaintext",
                                           operation, nbytes);
         }
-        *ret = (struct kc_data_key) { .plaintext = TAKE_PTR(plaintext), .blob = TAKE_PTR(blob), .blob_len = blob_len };
+        *ret = (struct kc_data_key) { .plaintext = TAKE_PTR(plaintext), .blob = TAKE_PTR(blob), .blob_len = blob_len,
+                                      .key_version = AWS_KEY_VERSION };
         key_id_of(get_string(resp, "KeyId"), ret->key_id);
         return 0;
 }
@@ -524,7 +566,7 @@ static int aws_decrypt(void *state, const char *key, const uint8_t *blob, size_t
                 return kc_err_set(err, -EBADMSG, "AWS KMS Decrypt: response has no valid Plaintext");
         *ret_plaintext = plaintext;
         key_id_of(get_string(resp, "KeyId"), ret_key_id);
-        *ret_key_version = 0;   /* AWS does not expose key material versions */
+        *ret_key_version = AWS_KEY_VERSION;
         return 0;
 }
 
@@ -609,6 +651,7 @@ static int aws_describe_key(void *state, const char *key, struct kc_key_info *re
         for (size_t i = 0; i < ARRAY_SIZE(key_states); i++)
                 if (streq(st, key_states[i].name))
                         info.state = key_states[i].state;
+        info.current_version = AWS_KEY_VERSION;
         info.created = get_time(meta, "CreationDate");
         info.deletion_date = get_time(meta, "DeletionDate");
         *ret = info;

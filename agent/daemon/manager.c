@@ -48,7 +48,7 @@ struct kc_manager {
         pthread_cond_t changed;     /* a volume changed state or a slot came free */
         pthread_cond_t wake;        /* the scheduler has something to look at */
         struct kc_kms_config kms;
-        char *kms_strings[4];
+        char *kms_strings[7];
         struct idle_kms *idle;      /* max_parallel entries; under the lock */
         size_t n_idle;
         unsigned max_parallel, running;
@@ -101,7 +101,8 @@ bool kc_attach_error_retryable(int error) {
 }
 
 int kc_manager_new(const struct kc_manager_config *cfg, struct kc_manager **ret) {
-        const char *src[4] = { cfg->kms.keystore_dir, cfg->kms.root_key_file, cfg->kms.audit_log, cfg->kms.audit_head };
+        const char *src[7] = { cfg->kms.keystore_dir, cfg->kms.root_key_file, cfg->kms.audit_log, cfg->kms.audit_head,
+                               cfg->kms.aws_endpoint, cfg->kms.aws_region, cfg->kms.aws_ca_file };
         struct kc_manager *m = calloc(1, sizeof(*m));
         pthread_condattr_t ca;
 
@@ -115,6 +116,8 @@ int kc_manager_new(const struct kc_manager_config *cfg, struct kc_manager **ret)
         m->kms = (struct kc_kms_config) {
                 .keystore_dir = m->kms_strings[0], .root_key_file = m->kms_strings[1],
                 .audit_log = m->kms_strings[2], .audit_head = m->kms_strings[3],
+                .aws_endpoint = m->kms_strings[4], .aws_region = m->kms_strings[5],
+                .aws_ca_file = m->kms_strings[6],
         };
         m->max_parallel = cfg->max_parallel ? cfg->max_parallel : 1;
         m->idle = calloc(m->max_parallel, sizeof(*m->idle));

@@ -10,7 +10,9 @@
  *   aws-driver DIR disable|enable|cancel-deletion KEYREF
  *   aws-driver DIR schedule-deletion KEYREF DAYS
  *
- * DIR holds the audit log and head.  CONTEXT is "k=v,k=v".  Prints
+ * DIR holds the audit log and head.  CONTEXT is "k=v,k=v".  With
+ * KMSCRYPT_CONFIG set, that kmscrypt.conf is loaded as the CLI loads it and
+ * its aws-* keys reach the provider (kc_config_kms).  Prints
  * "ok ..." (with the SHA-256 of a plaintext, never the plaintext) and the
  * elapsed milliseconds, or "error <ERRNO-NAME> <message>" and exits 1.
  */
@@ -20,6 +22,7 @@
 
 #include <openssl/sha.h>
 
+#include "agent/config.h"
 #include "agent/kms.h"
 #include "lib/secret.h"
 
@@ -69,6 +72,8 @@ int main(int argc, char **argv) {
         _cleanup_kms_ struct kc_kms *k = NULL;
         _cleanup_context_ struct kc_context *ctx = NULL, *ctx2 = NULL;
         struct kc_kms_request req = { .volume = "aws-driver" };
+        struct kc_config conf = {};
+        struct kc_kms_config kcfg = {};
         struct kc_err err = {};
         struct timespec t0;
         const char *op;
@@ -82,8 +87,17 @@ int main(int argc, char **argv) {
         op = argv[2];
         if (asprintf(&log, "%s/audit.log", argv[1]) < 0 || asprintf(&head, "%s/audit.head", argv[1]) < 0)
                 return 2;
-        r = kc_kms_open(&(struct kc_kms_config) { .keystore_dir = argv[1], .audit_log = log, .audit_head = head },
-                        &k, &err);
+        if (getenv("KMSCRYPT_CONFIG")) {
+                r = kc_config_load(NULL, &conf, &err);
+                if (r < 0)
+                        return fail(r, &err);
+                kc_config_kms(&conf, &kcfg);
+        }
+        kcfg.keystore_dir = argv[1];
+        kcfg.audit_log = log;
+        kcfg.audit_head = head;
+        r = kc_kms_open(&kcfg, &k, &err);
+        kc_config_done(&conf);
         if (r < 0)
                 return fail(r, &err);
         clock_gettime(CLOCK_MONOTONIC, &t0);

@@ -273,6 +273,63 @@ def run(tmp, audit, port):
     rc, out, _ = drive(e, audit, "describe", ref1)
     check("AWS_ENDPOINT_URL is the fallback override", rc == 0, out)
 
+    # kmscrypt.conf's aws-* keys, under the SDKs' variables (docs/aws.md).
+    conf = os.path.join(tmp, "kmscrypt.conf")
+
+    def with_conf(text, **env_over):
+        with open(conf, "w") as f:
+            f.write(text)
+        e = {k: v for k, v in env.items() if k not in ("AWS_ENDPOINT_URL_KMS", "AWS_REGION")}
+        e["KMSCRYPT_CONFIG"] = conf
+        e.update(env_over)
+        return e
+
+    dead = "http://127.0.0.1:%d" % free_port()
+    e = with_conf("aws-endpoint = %s\n" % endpoint)
+    rc, out, _ = drive(e, audit, "describe", ref1)
+    check("aws-endpoint from kmscrypt.conf is used", rc == 0, out)
+    e = with_conf("aws-endpoint = %s\n" % dead, AWS_ENDPOINT_URL_KMS=endpoint)
+    rc, out, _ = drive(e, audit, "describe", ref1)
+    check("AWS_ENDPOINT_URL_KMS wins over aws-endpoint", rc == 0, out)
+    e = with_conf("aws-endpoint = %s\n" % dead, AWS_ENDPOINT_URL=endpoint)
+    rc, out, _ = drive(e, audit, "describe", ref1)
+    check("AWS_ENDPOINT_URL wins over aws-endpoint", rc == 0, out)
+    e = with_conf("aws-endpoint = %s\n" % endpoint, KMSCRYPT_AWS_DEADLINE_MS="300")
+    e["AWS_ENDPOINT_URL_KMS"] = dead
+    rc, out, _ = drive(e, audit, "describe", ref1)
+    check("aws-endpoint is not a fallback when the variable's endpoint is down", err_name(out) == "ECONNREFUSED", out)
+    e = with_conf("aws-endpoint = http://192.0.2.1:4566\n")
+    rc, out, _ = drive(e, audit, "describe", ref1)
+    check("aws-endpoint: plain http to a non-loopback host refused", err_name(out) == "EPERM"
+          and "loopback" in out, out)
+    e = with_conf("aws-endpoint = %s\n" % endpoint)
+    del e["KMSCRYPT_AWS_ALLOW_HTTP"]
+    rc, out, _ = drive(e, audit, "describe", ref1)
+    check("aws-endpoint: plain http on loopback still needs KMSCRYPT_AWS_ALLOW_HTTP", err_name(out) == "EPERM", out)
+    # Ignored endpoints: the non-loopback http one is not even looked at (a
+    # malformed key is refused before any traffic, so nothing leaves).
+    e = with_conf("aws-endpoint = http://192.0.2.1:4566\n", AWS_IGNORE_CONFIGURED_ENDPOINT_URLS="true")
+    rc, out, _ = drive(e, audit, "describe", "aws:arn:aws:kms:eu-west-1:1:key/x")
+    check("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true ignores aws-endpoint", err_name(out) == "EINVAL", out)
+    for text, says in (("aws-endpoint = kms.eu-west-1.amazonaws.com\n", "kmscrypt.conf:1: aws-endpoint: expected"),
+                       ("aws-region = EU-WEST-1\n", "aws-region: not an AWS region name"),
+                       ("aws-ca-file = ca.pem\n", "aws-ca-file: path must be absolute")):
+        rc, out, _ = drive(with_conf(text, AWS_ENDPOINT_URL_KMS=endpoint), audit, "describe", ref1)
+        check("bad kmscrypt.conf refused: %s" % text.strip(), err_name(out) == "EINVAL" and says in out, out)
+    rc, out, _ = drive(with_conf("aws-endpoint = %s\naws-ca-file = %s/missing.pem\n" % (endpoint, tmp)),
+                       audit, "describe", ref1)
+    check("aws-ca-file that cannot be read is named at open", err_name(out) == "ENOENT" and "missing.pem" in out, out)
+    # aws-region names the region of a bare key id; AWS_REGION wins over it.
+    e = with_conf("aws-endpoint = %s\naws-region = %s\n" % (endpoint, REGION))
+    rc, out, _ = drive(e, audit, "describe", "aws:" + k1["KeyId"])
+    check("aws-region from kmscrypt.conf for a bare key id", rc == 0, out)
+    e = with_conf("aws-endpoint = %s\naws-region = us-east-1\n" % endpoint)
+    rc, out, _ = drive(e, audit, "describe", "aws:" + k1["KeyId"])
+    check("aws-region us-east-1: the eu-west-1 key is not found there", err_name(out) == "ENOKEY", out)
+    e["AWS_REGION"] = REGION
+    rc, out, _ = drive(e, audit, "describe", "aws:" + k1["KeyId"])
+    check("AWS_REGION wins over aws-region", rc == 0, out)
+
     # Server down, then up: refused within the deadline, then retried into success.
     pport = free_port()
     proxy = Proxy(pport, port)

@@ -61,6 +61,9 @@ START_TEST(test_full_file) {
                 "default-key = alias/pgdata\n"
                 "deletion-window-days = 7\n"
                 "log-level = debug\n"
+                "aws-endpoint = https://kms.example.test:8443/\n"
+                "aws-region = us-gov-east-1\n"
+                "aws-ca-file = /etc/kmscrypt/aws-ca.pem\n"
                 "syslog = no";   /* last line without newline */
 
         ck_assert_int_eq(parse(text, &c, &err), 0);
@@ -72,6 +75,9 @@ START_TEST(test_full_file) {
         ck_assert_uint_eq(c.deletion_window_days, 7);
         ck_assert_int_eq(c.log_level, LOG_DEBUG);
         ck_assert(!c.syslog);
+        ck_assert_str_eq(c.aws_endpoint, "https://kms.example.test:8443/");
+        ck_assert_str_eq(c.aws_region, "us-gov-east-1");
+        ck_assert_str_eq(c.aws_ca_file, "/etc/kmscrypt/aws-ca.pem");
         kc_config_done(&c);
 }
 END_TEST
@@ -98,6 +104,21 @@ static const struct {
         { "default-key = alias/a b\n", -EINVAL, "default-key: not a key reference" },
         { "[global]\n", -EINVAL, "test.conf:1: expected" },
         { "audit-log = /a\tb\n", -EINVAL, "control character" },
+        { "aws-endpoint = kms.eu-west-1.amazonaws.com\n", -EINVAL, "test.conf:1: aws-endpoint: expected an https://" },
+        { "aws-endpoint = ftp://kms.test/\n", -EINVAL, "aws-endpoint: expected an https:// or http:// URL" },
+        { "aws-endpoint = https://\n", -EINVAL, "aws-endpoint: URL has no host" },
+        { "aws-endpoint = https://:443/\n", -EINVAL, "aws-endpoint: URL has no host" },
+        { "aws-endpoint = https://user:pw@kms.test/\n", -EINVAL, "aws-endpoint: URL may not hold" },
+        { "aws-endpoint = https://kms.test/?a=b\n", -EINVAL, "aws-endpoint: URL may not hold" },
+        { "aws-endpoint = https://kms test/\n", -EINVAL, "aws-endpoint: URL may not hold" },
+        { "aws-endpoint = https://a\naws-endpoint = https://b\n", -EINVAL, "test.conf:2: \"aws-endpoint\" already set" },
+        { "aws-region = EU-WEST-1\n", -EINVAL, "aws-region: not an AWS region name: \"EU-WEST-1\"" },
+        { "aws-region = eu_west_1\n", -EINVAL, "aws-region: not an AWS region name" },
+        { "aws-region = 1eu\n", -EINVAL, "aws-region: not an AWS region name" },
+        { "aws-region = eu-west-\n", -EINVAL, "aws-region: not an AWS region name" },
+        { "aws-region = abcdefghijklmnopqrstuvwxyz-123456\n", -EINVAL, "aws-region: not an AWS region name" },
+        { "aws-ca-file = ca.pem\n", -EINVAL, "aws-ca-file: path must be absolute" },
+        { "aws-ca-file =\n", -EINVAL, "aws-ca-file: empty value" },
 };
 
 START_TEST(test_bad_lines) {
@@ -260,6 +281,14 @@ START_TEST(test_kms_view) {
         ck_assert_ptr_eq(k.audit_log, c.audit_log);
         ck_assert_str_eq(k.audit_head, "/h");
         ck_assert_ptr_null(k.root_key_file);
+        ck_assert_ptr_null(k.aws_endpoint);
+        ck_assert_int_eq(kc_config_set(&c, "aws-endpoint", "http://127.0.0.1:4566", NULL), 0);
+        ck_assert_int_eq(kc_config_set(&c, "aws-region", "eu-west-1", NULL), 0);
+        ck_assert_int_eq(kc_config_set(&c, "aws-ca-file", "ca.pem", NULL), 0);   /* relative: not from a file */
+        kc_config_kms(&c, &k);
+        ck_assert_str_eq(k.aws_endpoint, "http://127.0.0.1:4566");
+        ck_assert_str_eq(k.aws_region, "eu-west-1");
+        ck_assert_str_eq(k.aws_ca_file, "ca.pem");
         kc_config_done(&c);
 }
 END_TEST

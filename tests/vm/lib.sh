@@ -258,3 +258,67 @@ kcvm_intact() {
         kcvm_mknodes
         echo "$1: chain verifies, keys unwrap the volume, data intact"
 }
+
+# ---- the AWS KMS of the host (tests that say "# kcvm-host: aws") ----
+
+# kcvm_aws_up: skip unless the host runs moto for this boot (run.sh), bring
+# up the guest's network (10.0.2.15/24 on eth0; QEMU's guestfwd answers at
+# 10.0.2.100 and nothing else is reachable), and point kmscrypt at it
+# through kmscrypt.conf (aws-endpoint, aws-ca-file, aws-region), with moto's dummy
+# credentials.  Calls kcvm_kmscrypt_env.
+kcvm_aws_up() {
+        [ -z "${KC_AWS_SKIP:-}" ] || skip "$(echo "$KC_AWS_SKIP" | tr _ ' ')"
+        [ -n "${KC_AWS_ENDPOINT:-}" ] || skip "no AWS KMS from the host (run through tests/vm/run.sh)"
+        _i=0
+        while [ ! -e /sys/class/net/eth0 ]; do
+                _i=$((_i + 1))
+                [ "$_i" -lt 100 ] || die "no eth0: virtio_net did not come up"
+                sleep 0.1
+        done
+        ip link set lo up
+        ip addr add 10.0.2.15/24 dev eth0 2>/dev/null || true
+        ip link set eth0 up || die "cannot bring eth0 up"
+        kcvm_kmscrypt_env
+        # aws-region: a volume's token names the key id only (docs/aws.md).
+        printf 'aws-endpoint = %s\naws-ca-file = /kc/aws/ca.pem\naws-region = %s\n' \
+                "$KC_AWS_ENDPOINT" "$KC_AWS_REGION" >"$KMSCRYPT_CONFIG"
+        export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_EC2_METADATA_DISABLED=true \
+                AWS_CONFIG_FILE=/nonexistent AWS_SHARED_CREDENTIALS_FILE=/nonexistent
+        unset AWS_REGION AWS_DEFAULT_REGION
+}
+
+# ---- benchmarks ----
+
+# kcvm_copies BASE N: N-1 block copies of the volume on BASE, each on a loop
+# device of its own with a LUKS UUID of its own; sets KCVM_COPIES to BASE
+# and the copies (N devices).
+kcvm_copies() {
+        KCVM_COPIES=$1
+        _i=1
+        while [ "$_i" -lt "$2" ]; do
+                kcvm_loop $(($(blockdev --getsize64 "$1") / 1048576))
+                dd if="$1" of="$KCVM_LOOP" bs=1M 2>/dev/null || die "copying the volume failed"
+                cryptsetup luksUUID -q --uuid "$(cat /proc/sys/kernel/random/uuid)" "$KCVM_LOOP" ||
+                        die "cryptsetup luksUUID --uuid failed"
+                KCVM_COPIES="$KCVM_COPIES $KCVM_LOOP"
+                _i=$((_i + 1))
+        done
+}
+
+# kcvm_time FILE CMD...: append the microseconds CMD... took to FILE
+# (kc-floor time: fork, exec, wait, no shell; list tests/bench/kc-floor in
+# the test's kcvm-programs).
+kcvm_time() {
+        _out=$1
+        shift
+        kc-floor time "$@" >t.out 2>t.err || die "$*: $(cat t.err)"
+        sed -n 's/^time //p' t.out >>"$_out"
+}
+
+# kcvm_median FILE: the median of its numbers (microseconds), in milliseconds.
+kcvm_median() {
+        sort -n "$1" | awk '{ v[NR] = $1 } END {
+                if (NR == 0) { print "nan"; exit }
+                m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+                printf "%.2f", m / 1000 }'
+}

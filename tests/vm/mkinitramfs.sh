@@ -3,13 +3,15 @@
 #
 # Build the vm tier's initramfs (cpio newc, gzip -1):
 #
-#   mkinitramfs.sh -k KROOT -v KVER -o OUT [-m MODULE]... [-b PROGRAM]... [-l LIBRARY]... [-t TEST.sh]...
+#   mkinitramfs.sh -k KROOT -v KVER -o OUT [-m MODULE]... [-b PROGRAM]... [-l LIBRARY]...
+#                  [-f SRC=DEST]... [-t TEST.sh]...
 #
 #   -k, -v   the kernel tree unpacked by kernel.sh and its version
 #   -m       a kernel module to load besides the default set (with its dependencies)
 #   -b       a built program, copied to /kc/bin with the libraries it needs
 #   -l       a host library a program dlopen()s (ldd cannot see it), with the
 #            libraries it needs, each at its host path
+#   -f       a host file SRC copied into the image as DEST
 #   -t       a guest test script, copied to /kc/tests; run in the order given
 #
 # The image holds static busybox (applets linked at boot), dash as /bin/sh,
@@ -25,8 +27,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 say() { echo "mkinitramfs.sh: $*" >&2; }
 die() { say "$*"; exit 1; }
 
-kroot= kver= out= modules= programs= libraries= tests=
-while getopts k:v:o:m:b:l:t: opt; do
+kroot= kver= out= modules= programs= libraries= tests= files=
+while getopts k:v:o:m:b:l:f:t: opt; do
         case $opt in
         k) kroot=$OPTARG ;;
         v) kver=$OPTARG ;;
@@ -34,8 +36,9 @@ while getopts k:v:o:m:b:l:t: opt; do
         m) modules="$modules $OPTARG" ;;
         b) programs="$programs $OPTARG" ;;
         l) libraries="$libraries $OPTARG" ;;
+        f) files="$files $OPTARG" ;;
         t) tests="$tests $OPTARG" ;;
-        *) die "usage: $0 -k KROOT -v KVER -o OUT [-m MODULE]... [-b PROGRAM]... [-l LIBRARY]... [-t TEST]..." ;;
+        *) die "usage: $0 -k KROOT -v KVER -o OUT [-m MODULE]... [-b PROGRAM]... [-l LIBRARY]... [-f SRC=DEST]... [-t TEST]..." ;;
         esac
 done
 [ -n "$kroot" ] && [ -n "$kver" ] && [ -n "$out" ] || die "-k, -v and -o are required"
@@ -79,6 +82,11 @@ copy_binary() {
 
 copy_with_libraries() {
         copy_file "$1" "$2"
+        copy_needed "$1"
+}
+
+# copy_needed ELF: the libraries ldd lists for a program or a library.
+copy_needed() {
         LC_ALL=C ldd "$1" 2>/dev/null | awk '
                 $2 == "=>" && $3 ~ /^\// { print $3 }
                 $1 ~ /^\// { print $1 }' | while read -r lib; do
@@ -120,6 +128,11 @@ done
 for lib in $libraries; do
         [ -e "$lib" ] || die "library $lib missing"
         copy_with_libraries "$lib" "$lib"
+done
+
+for f in $files; do
+        [ -r "${f%%=*}" ] || die "file ${f%%=*} (-f $f) cannot be read"
+        copy_file "${f%%=*}" "${f#*=}"
 done
 
 # ---- kernel modules: the dependency closure, in load order, once each ----

@@ -9,7 +9,7 @@
 #
 # Environment (all optional):
 #   KC_VM_TESTS="a b"    run only these guest tests (names without .sh)
-#   KC_VM_TIMEOUT=900    seconds before the whole boot is killed
+#   KC_VM_TIMEOUT=1800   seconds before the whole boot is killed
 #   KC_VM_TEST_TIMEOUT=300  seconds before one guest test is killed
 #   KC_VM_CACHE=DIR      where the kernel is kept (default $top_builddir/tests/vm/cache)
 #   KC_VM_ACCEL=tcg      QEMU accelerator (kvm where the host has one)
@@ -21,6 +21,14 @@
 #   # kcvm-programs: tests/vm/kc-dm-smoke    built programs (relative to the build tree)
 #   # kcvm-modules: dm-integrity             kernel modules besides the default set
 #   # kcvm-libraries: libcurl.so.4           host libraries a program dlopen()s (skip if missing)
+#   # kcvm-host: aws                         a service the host runs for the boot:
+#       aws: moto_server over HTTPS on 127.0.0.1 (tests/vm/aws-host.py), reached
+#       by the guest at https://10.0.2.100/ through a QEMU user-network guestfwd
+#       (restrict=on: the guest reaches nothing else); the guest gets
+#       KC_AWS_ENDPOINT, KC_AWS_KEY, KC_AWS_REGION, KC_AWS_HOST_PORT (moto's
+#       port on the host's loopback, which the guest must not reach), /kc/aws/ca.pem (the test
+#       CA) and /kc/aws/other-ca.pem (one that signed nothing here), or
+#       KC_AWS_SKIP=<why> when moto is not installed.
 # See tests/vm/README.md.
 
 set -u
@@ -30,7 +38,7 @@ builddir=${top_builddir:-.}
 builddir=$(cd "$builddir" && pwd)
 vmdir=$srcdir/tests/vm
 rundir=$builddir/tests/vm/run
-timeout_s=${KC_VM_TIMEOUT:-900}
+timeout_s=${KC_VM_TIMEOUT:-1800}
 test_timeout_s=${KC_VM_TEST_TIMEOUT:-300}
 
 skip() { echo "SKIP: $*"; exit 77; }
@@ -75,6 +83,7 @@ fi
 # header VALUE-NAME SCRIPT: the words after "# kcvm-NAME:" lines
 header() { sed -n "s/^# kcvm-$1:[[:space:]]*//p" "$2" | tr '\n' ' '; }
 
+host_needs=
 set --
 for t in $selected; do
         script=$vmdir/guest/$t.sh
@@ -90,9 +99,61 @@ for t in $selected; do
         for l in $(header libraries "$script"); do
                 path=$(ldconfig -p 2>/dev/null | awk -v l="$l" '$1 == l && /x86-64/ { print $NF; exit }')
                 # Missing on the host: the guest test sees it missing and skips.
-                [ -z "$path" ] || set -- "$@" -l "$path"
+                [ -z "$path" ] || case " $* " in *" -l $path "*) ;; *) set -- "$@" -l "$path" ;; esac
+        done
+        for h in $(header host "$script"); do
+                case $h in aws) ;; *) hard_error "guest test $t asks for host service '$h' (known: aws)" ;; esac
+                case " $host_needs " in *" $h "*) ;; *) host_needs="$host_needs $h" ;; esac
         done
 done
+
+# ---- services on the host ----
+# QEMU's network: none, unless a test asks for a host service.
+net="-nic none"
+guest_env=
+case " $host_needs " in
+*" aws "*)
+        awsdir=$rundir/aws
+        rm -rf "$awsdir"
+        mkdir -p "$awsdir"
+        if command -v python3 >/dev/null 2>&1; then
+                python3 "$vmdir/aws-host.py" "$awsdir" </dev/null >"$awsdir/host.log" 2>&1 &
+        else
+                echo "KC_AWS_SKIP=python3_missing_on_the_host_(no_moto_server)" >"$awsdir/env" &
+        fi
+        aws_pid=$!
+        trap 'kill "$aws_pid" 2>/dev/null; wait "$aws_pid" 2>/dev/null' EXIT
+        # wait_for FILE: up to 90 s (moto takes seconds to start on a loaded host).
+        wait_for() {
+                i=0
+                while [ ! -e "$1" ]; do
+                        kill -0 "$aws_pid" 2>/dev/null || [ -e "$1" ] ||
+                                hard_error "tests/vm/aws-host.py ended without $1: $(tail -n 5 "$awsdir/host.log")"
+                        i=$((i + 1))
+                        [ "$i" -lt 900 ] || hard_error "tests/vm/aws-host.py: no $1 after 90 s"
+                        sleep 0.1
+                done
+        }
+        wait_for "$awsdir/env"
+        . "$awsdir/env"
+        if [ -n "${KC_AWS_SKIP:-}" ]; then
+                echo "vm: no AWS KMS for the guest: $(echo "$KC_AWS_SKIP" | tr _ ' ')"
+                guest_env="KC_AWS_SKIP=$KC_AWS_SKIP"
+        else
+                echo "vm: moto_server on https://127.0.0.1:$KC_VM_AWS_PORT, the guest's $KC_AWS_ENDPOINT"
+                guest_env="KC_AWS_ENDPOINT=$KC_AWS_ENDPOINT KC_AWS_KEY=$KC_AWS_KEY KC_AWS_REGION=$KC_AWS_REGION"
+                guest_env="$guest_env KC_AWS_HOST_PORT=$KC_VM_AWS_PORT"
+                set -- "$@" -f "$awsdir/ca.pem=/kc/aws/ca.pem" -f "$awsdir/other-ca.pem=/kc/aws/other-ca.pem" -m virtio_pci -m virtio_net
+                # The guest's only way out: 10.0.2.100:443, relayed byte for byte
+                # to moto on the host's loopback (TLS stays end to end).  QEMU
+                # runs the relay once per connection; a script keeps the
+                # command one word.
+                printf '#!/bin/sh\nexec %s nc 127.0.0.1 %s\n' "$(command -v busybox)" "$KC_VM_AWS_PORT" >"$awsdir/relay"
+                chmod 755 "$awsdir/relay"
+                net="-netdev user,id=kcnet,restrict=on,guestfwd=tcp:10.0.2.100:443-cmd:$awsdir/relay -device virtio-net-pci,netdev=kcnet,romfile="
+        fi
+        ;;
+esac
 
 # ---- the initramfs ----
 mkdir -p "$rundir"
@@ -107,9 +168,9 @@ accel=${KC_VM_ACCEL:-tcg}
 echo "vm: kernel $KC_VM_KVER, accel $accel, tests: $(echo $selected)"
 timeout -k 5 "$timeout_s" qemu-system-x86_64 \
         -accel "$accel" -cpu max -m "${KC_VM_MEMORY:-1024}" -smp "${KC_VM_SMP:-2}" \
-        -nodefaults -nographic -no-reboot -serial stdio -monitor none -nic none \
+        -nodefaults -nographic -no-reboot -serial stdio -monitor none $net \
         -kernel "$KC_VM_VMLINUZ" -initrd "$initrd" \
-        -append "console=ttyS0 quiet loglevel=3 panic=-1 kcvm.timeout=$test_timeout_s ${KC_VM_CMDLINE:-}" \
+        -append "console=ttyS0 quiet loglevel=3 panic=-1 kcvm.timeout=$test_timeout_s $guest_env ${KC_VM_CMDLINE:-}" \
         </dev/null >"$console" 2>&1
 qemu_rc=$?
 t_boot=$(now)
