@@ -464,8 +464,10 @@ static int add_keyslots(struct re_state *s, bool starting, int *ret_recovery, st
                 r = kc_luks_set_pbkdf(s->luks, s->p->pbkdf, err);
         if (r < 0)
                 return kc_err_set(err, r, "cannot set the recovery keyslot PBKDF: %s", strerror(-r));
+        /* The digest of keyslot_new, which the data segment takes over at the end: bound then, not orphaned. */
         r = crypt_keyslot_add_by_key(s->cd, CRYPT_ANY_SLOT, nkey, KEY_SIZE, s->p->recovery_passphrase,
-                                     s->p->recovery_passphrase_len, CRYPT_VOLUME_KEY_NO_SEGMENT);
+                                     s->p->recovery_passphrase_len,
+                                     CRYPT_VOLUME_KEY_NO_SEGMENT | CRYPT_VOLUME_KEY_DIGEST_REUSE);
         if (r < 0)
                 return kc_err_set(err, r, "cannot add the new recovery keyslot to %s: %s", s->what, strerror(-r));
         *ret_recovery = r;

@@ -21,6 +21,7 @@
 
 #include "agent/config.h"
 #include "agent/kms.h"
+#include "agent/luks.h"
 #include "lib/error.h"
 
 /* Exit codes, documented in kmscrypt(8). */
@@ -199,6 +200,7 @@ struct kc_cli_reencrypt_options {
         const char *resilience;              /* NULL: checksum */
         uint64_t rate_limit;                 /* bytes per second, 0: none */
         bool resume;
+        bool no_report;                      /* print nothing on success (a step of another command) */
         const char *recovery_passphrase;     /* kc_secret, or NULL */
         size_t recovery_passphrase_len;
         const struct kc_luks_pbkdf *pbkdf;

@@ -149,11 +149,13 @@ int kc_cli_reencrypt(struct kc_cli *cli, struct kc_kms *kms, const struct kc_cli
                 snprintf(what, sizeof(what), "cannot reencrypt %s", o->label);
                 return kc_cli_fail(cli, r, &err, what);
         }
-        if (cli->json)
-                kc_cli_print_json(result_json(o, &res));
-        else if (res.stopped)
+        if (res.stopped)
                 fprintf(stderr, "%s: stopped; resume with: kmscrypt reencrypt --resume %s\n", o->label, o->label);
-        else if (!cli->quiet)
+        if (o->no_report)
+                ;
+        else if (cli->json)
+                kc_cli_print_json(result_json(o, &res));
+        else if (!cli->quiet && !res.stopped)
                 printf("%s: %s, %s version %" PRIu32 " -> new data key under version %" PRIu32 "%s%s\n", o->label,
                        res.resumed ? "reencryption resumed and finished" : "reencrypted", res.key_id,
                        res.old_key_version, res.new_key_version, res.mapping[0] ? ", online as " : " (offline)",

@@ -303,9 +303,10 @@ static int merged_context(const struct kc_cli_target *t, const char *kv, struct 
 
 static int run_rebind(struct kc_cli *cli, int argc, char **argv) {
         const char *kv = NULL, *key = NULL, *header = NULL;
-        bool force = false, dry_run = false;
+        bool force = false, dry_run = false, reencrypt = false;
         const struct kc_cli_option options[] = {
                 { .name = "context", .arg = "K=V,...", .help = "pairs that replace or join the token's context (required)", .value = &kv },
+                { .name = "reencrypt", .help = "then give the clone a data key of its own (kmscrypt reencrypt)", .flag = &reencrypt },
                 { .name = "key", .arg = "KEY", .help = "wrap under this CMK instead", .value = &key },
                 { .name = "header", .arg = "FILE", .help = "detached LUKS2 header", .value = &header },
                 { .name = "dry-run", .help = "prove the rebind works, write nothing", .flag = &dry_run },
@@ -313,7 +314,7 @@ static int run_rebind(struct kc_cli *cli, int argc, char **argv) {
                 {},
         };
         const struct kc_cli_usage usage = {
-                .synopsis = "rebind DEVICE --context volume-id=NEW[,K=V...] [--key KEY] [--force]",
+                .synopsis = "rebind DEVICE --context volume-id=NEW[,K=V...] [--key KEY] [--force] [--reencrypt]",
                 .description = "Move a volume's wrapped data key to a new encryption context (a clone or a\n"
                                "restored copy becomes a volume of its own in the audit trail).  The KMS\n"
                                "re-encrypts the key; it is never handed to this program's caller.\n"
@@ -362,7 +363,12 @@ static int run_rebind(struct kc_cli *cli, int argc, char **argv) {
                 kc_cli_print_json(rewrap_json(NULL, t.device, &res, dry_run));
         else if (!cli->quiet)
                 rewrap_text("", t.device, &res, dry_run, true);
-        return KC_EXIT_OK;
+        if (!reencrypt || dry_run)
+                return KC_EXIT_OK;
+        /* A clone shares its original's data key until it gets one of its own. */
+        return kc_cli_reencrypt(cli, kms, &(struct kc_cli_reencrypt_options) {
+                .label = t.device, .device = t.device, .header = t.header, .expect = ctx, .no_report = cli->json,
+        });
 }
 
 /* ---- key usage and retirement (for cmd-key.c) ---- */
