@@ -488,8 +488,6 @@ static int reencrypt_init(struct re_state *s, bool resume, struct kc_err *err) {
         };
         int r;
 
-        if (!streq(resilience, "checksum") && !streq(resilience, "journal"))
-                return kc_err_set(err, -EINVAL, "resilience must be checksum or journal, not \"%s\"", resilience);
         /* A rate limit is kept by sleeping between hotzones: keep them small enough to be smooth. */
         if (s->p->rate_limit)
                 rp.max_hotzone_size = (s->p->rate_limit / 4 > (1u << 20) ? s->p->rate_limit / 4 : 1u << 20) / 512;
@@ -697,6 +695,8 @@ int kc_reencrypt(struct kc_kms *kms, const struct kc_caller *caller, const struc
                 return -EINVAL;
         if (!p->ref.device || !*p->ref.device)
                 return kc_err_set(err, -EINVAL, "no device given");
+        if (p->resilience && !streq(p->resilience, "checksum") && !streq(p->resilience, "journal"))
+                return kc_err_set(err, -EINVAL, "resilience must be checksum or journal, not \"%s\"", p->resilience);
         s.what = p->ref.header ?: p->ref.device;
         r = run(&s, &res, err);
         re_state_done(&s);

@@ -16,7 +16,7 @@ MNT=$KCVM_DIR/mnt
 FAST="--pbkdf pbkdf2 --pbkdf-force-iterations 1000"
 mkdir -p "$MNT"
 
-kcvm_loop 48
+kcvm_loop 32
 defer "umount $MNT 2>/dev/null; kmscrypt detach $VOL >/dev/null 2>&1; kcvm_mknodes"
 
 kmscrypt key create --alias alias/re >/dev/null || die "key create"
