@@ -215,6 +215,25 @@ static int find_mapping(struct re_state *s, const char *uuid, struct kc_err *err
         return 0;
 }
 
+/*
+ * An online run killed mid-way leaves the mapping on libcryptsetup's stack
+ * (NAME -> NAME-overlay -> NAME-hotzone-forward and the data device).  The
+ * stack is consistent with the header, so the data is safe and stays in
+ * use, but libcryptsetup 2.6 cannot take such a stack over again: resume
+ * needs the volume detached, and attach then finishes the reencryption.
+ */
+static int check_stack(struct re_state *s, struct kc_err *err) {
+        char overlay[160];
+        struct kc_dm_info info;
+
+        snprintf(overlay, sizeof(overlay), "%s-overlay", s->mapping);
+        if (kc_dm_info(overlay, &info) < 0 || !info.exists)
+                return 0;
+        return kc_err_set(err, -EBUSY, "%s is still on the device stack of the interrupted reencryption; unmount it, "
+                          "remove %s, %s-overlay and %s-hotzone-forward (dmsetup remove), then attach: attach "
+                          "finishes the reencryption", s->mapping, s->mapping, s->mapping, s->mapping);
+}
+
 /* The live table's performance flags and mode, to be kept across the key swaps. */
 static void mapping_flags(const char *name, unsigned *ret_flags, bool *ret_ro) {
         _cleanup_free_ char *target = NULL, *params = NULL;
@@ -660,6 +679,11 @@ static int run(struct re_state *s, struct kc_reencrypt_result *res, struct kc_er
         res->new_key_version = s->tok.reencrypt->key_version;
 
         if (!done) {
+                if (ri != CRYPT_REENCRYPT_NONE && s->mapping) {
+                        r = check_stack(s, err);
+                        if (r < 0)
+                                return r;
+                }
                 if (ri == CRYPT_REENCRYPT_NONE && s->mapping) {
                         r = mapping_to_cryptsetup(s, res->uuid, err);
                         if (r < 0)

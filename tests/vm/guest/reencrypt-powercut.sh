@@ -36,7 +36,7 @@ kmscrypt reencrypt "$VOL" --rate-limit 4 --resilience journal >"$KCVM_DIR/out" 2
 pid=$!
 # Once the header says the reencryption runs (after the KMS calls and keyslots), a little more.
 n=0
-until cryptsetup luksDump "$DEV" 2>/dev/null | grep -q "online-reencrypt"; do
+until dmsetup ls | grep -q -- "$VOL-overlay"; do
         n=$((n + 1))
         [ $n -lt 240 ] && kill -0 "$pid" 2>/dev/null || die "the reencryption never started: $(cat "$KCVM_DIR/out" 2>/dev/null)"
         sleep 0.25
