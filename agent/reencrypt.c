@@ -372,7 +372,7 @@ static int check_recovery(struct re_state *s, struct kc_err *err) {
         if (n == 0)
                 return 0;
         if (!s->p->recovery_passphrase)
-                return kc_err_set(err, -EBUSY, "%s has %u recovery keyslot%s for the old key; give its passphrase "
+                return kc_err_set(err, -EPERM, "%s has %u recovery keyslot%s for the old key; give its passphrase "
                                   "(--recovery-passphrase-file) to keep one for the new key", s->what, n,
                                   n == 1 ? "" : "s");
         return kc_luks_volume_key_by_passphrase(s->luks, s->p->recovery_passphrase, s->p->recovery_passphrase_len,

@@ -105,7 +105,9 @@ static struct json_object *result_json(const struct kc_cli_reencrypt_options *o,
             kc_json_add(j, "KeyId", json_object_new_string(res->key_id)) < 0 ||
             kc_json_add(j, "SourceKeyVersion", json_object_new_int64(res->old_key_version)) < 0 ||
             kc_json_add(j, "KeyVersion", json_object_new_int64(res->new_key_version)) < 0 ||
-            kc_json_add(j, "Mapping", res->mapping[0] ? json_object_new_string(res->mapping) : NULL) < 0 ||
+            /* json-c's null is a NULL pointer: added directly, since kc_json_add takes NULL for out of memory. */
+            (res->mapping[0] ? kc_json_add(j, "Mapping", json_object_new_string(res->mapping))
+                             : json_object_object_add(j, "Mapping", NULL)) < 0 ||
             kc_json_add(j, "Online", json_object_new_boolean(res->mapping[0] != '\0')) < 0 ||
             kc_json_add(j, "Resumed", json_object_new_boolean(res->resumed)) < 0 ||
             kc_json_add(j, "Finished", json_object_new_boolean(!res->stopped)) < 0 ||
