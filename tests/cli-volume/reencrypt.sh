@@ -11,18 +11,8 @@ command -v cryptsetup >/dev/null || { echo "SKIP: cryptsetup is needed"; exit 77
 
 CTX=db-id=db-1,volume-id=vol-1
 FAST="--pbkdf pbkdf2 --pbkdf-force-iterations 1000"
-sum() { sha256sum "$1" | cut -d' ' -f1; }
 blob() { kc --json dump "$1" && json 'j["kmscrypt"]["wrapped_key"]'; }
 slots() { cryptsetup luksDump "$1" | sed -n '/^Keyslots:/,/^Tokens:/p' | grep -c '^  [0-9]*: luks2'; }
-bad() {
-        name=$1 want=$2 file=$3 what=$4
-        shift 4
-        before=$(sum "$file")
-        expect "$want" "$name" "$@"
-        check "$name: one line on stderr" one_error_line
-        check "$name: says '$what'" grep -qF -- "$what" "$T/err"
-        check "$name: image unchanged" test "$before" = "$(sum "$file")"
-}
 
 expect 0 "create key" key create --alias alias/pg
 V=$T/v.img
