@@ -42,16 +42,19 @@ until dmsetup ls | grep -q -- "$VOL-overlay"; do
         sleep 0.25
 done
 sleep 1
-# The cut: from now on every read and write of the disk fails.
+# The cut: from now on every read and write of the disk fails, and a moment
+# later the process dies with the power.
 dmsetup suspend --noflush "$PC" && dmsetup load "$PC" --table "0 $SECTORS error" && dmsetup resume "$PC" ||
         die "cannot swap in the error table"
-wait "$pid" && die "reencrypt succeeded on a dead disk"
-echo "reencrypt after the cut: $(tail -n 1 "$KCVM_DIR/out")"
-
-# Power comes back: nothing of the old boot survives but the disk.  Every
-# mapping above the disk fails its I/O first (a suspended one would hold the
-# unmount forever), then goes.
+sleep 2
+kill -9 "$pid" 2>/dev/null || true
+# Every mapping above the disk fails its I/O (a suspended one would hold a
+# dying process and the unmount forever).
 for m in $(dmsetup ls | awk '{print $1}' | grep -v "^$PC\$"); do dmsetup wipe_table "$m" 2>/dev/null; done
+wait "$pid" 2>/dev/null || true
+echo "reencrypt at the cut: $(tail -n 1 "$KCVM_DIR/out")"
+
+# Power comes back: nothing of the old boot survives but the disk.
 umount "$MNT" 2>/dev/null || umount -l "$MNT"
 for m in $(dmsetup ls | awk '{print $1}' | grep -v "^$PC\$"); do dmsetup remove --force "$m" 2>/dev/null; done
 dmsetup suspend "$PC" && dmsetup load "$PC" --table "0 $SECTORS linear $KCVM_LOOP 0" && dmsetup resume "$PC" ||
