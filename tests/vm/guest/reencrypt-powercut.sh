@@ -55,13 +55,19 @@ wait "$pid" 2>/dev/null || true
 echo "reencrypt at the cut: $(tail -n 1 "$KCVM_DIR/out")"
 
 # Power comes back: nothing of the old boot survives but the disk.
+echo "unmounting"
 umount "$MNT" 2>/dev/null || umount -l "$MNT"
-for m in $(dmsetup ls | awk '{print $1}' | grep -v "^$PC\$"); do dmsetup remove --force "$m" 2>/dev/null; done
-dmsetup suspend "$PC" && dmsetup load "$PC" --table "0 $SECTORS linear $KCVM_LOOP 0" && dmsetup resume "$PC" ||
+echo "removing the mappings: $(dmsetup ls | awk '{print $1}' | tr '\n' ' ')"
+for m in $VOL $VOL-overlay $VOL-hotzone-forward; do
+        dmsetup info "$m" >/dev/null 2>&1 && { dmsetup remove "$m" || die "cannot remove $m"; }
+done
+echo "restoring the disk"
+dmsetup load "$PC" --table "0 $SECTORS linear $KCVM_LOOP 0" && dmsetup resume "$PC" ||
         die "cannot restore the linear table"
 kcvm_mknodes
 cryptsetup luksDump "$DEV" | grep -q "online-reencrypt" || die "the cut came too late: no reencryption in progress"
 
+echo "attaching"
 kmscrypt attach "$DEV" >"$KCVM_DIR/out" 2>"$KCVM_DIR/err" || die "attach after the cut: $(tail -n 3 "$KCVM_DIR/err")"
 grep -q "finishing it first" "$KCVM_DIR/err" || die "attach did not resume the reencryption"
 kcvm_mknodes
