@@ -44,13 +44,18 @@ done
 sleep 1
 # The cut: from now on every read and write of the disk fails, and a moment
 # later the process dies with the power.
+echo "cutting the power"
 dmsetup suspend --noflush "$PC" && dmsetup load "$PC" --table "0 $SECTORS error" && dmsetup resume "$PC" ||
         die "cannot swap in the error table"
 sleep 2
 kill -9 "$pid" 2>/dev/null || true
 # Every mapping above the disk fails its I/O (a suspended one would hold a
 # dying process and the unmount forever).
-for m in $(dmsetup ls | awk '{print $1}' | grep -v "^$PC\$"); do dmsetup wipe_table "$m" 2>/dev/null; done
+# Bottom up: a flushing suspend above a suspended device would wait forever.
+echo "failing the stack"
+for m in $VOL-hotzone-forward $VOL-overlay $VOL; do
+        dmsetup info "$m" >/dev/null 2>&1 && dmsetup wipe_table --noflush --nolockfs "$m" 2>/dev/null
+done
 wait "$pid" 2>/dev/null || true
 echo "reencrypt at the cut: $(tail -n 1 "$KCVM_DIR/out")"
 
