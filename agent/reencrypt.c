@@ -523,6 +523,29 @@ static int reencrypt_init(struct re_state *s, bool resume, struct kc_err *err) {
         return 0;
 }
 
+/*
+ * A crash inside a chunk (power cut, kill -9) leaves the hotzone half
+ * rewritten: libcryptsetup restores it from its checksums or journal before
+ * anything may go on, and only with the volume not in use.
+ */
+static int recover(struct re_state *s, struct kc_err *err) {
+        const struct kc_token_reencrypt *re = s->tok.reencrypt;
+        struct crypt_params_reencrypt rp = { .flags = CRYPT_REENCRYPT_RECOVERY };
+        int r;
+
+        if (s->mapping)
+                return kc_err_set(err, -EBUSY, "%s needs the crash recovery of its reencryption, which needs it "
+                                  "detached; detach %s, then attach: attach finishes it", s->what, s->mapping);
+        r = passphrase(s, err);
+        if (r < 0)
+                return r;
+        r = crypt_reencrypt_init_by_passphrase(s->cd, NULL, s->pass, PASSPHRASE_SIZE, re->keyslot_old,
+                                               re->keyslot_new, NULL, NULL, &rp);
+        if (r < 0)
+                return kc_err_set(err, r, "crash recovery of the reencryption of %s failed: %s", s->what, strerror(-r));
+        return 0;
+}
+
 static uint64_t elapsed_ns(const struct timespec *t0) {
         struct timespec t;
 
@@ -686,6 +709,11 @@ static int run(struct re_state *s, struct kc_reencrypt_result *res, struct kc_er
                 }
                 if (ri == CRYPT_REENCRYPT_NONE && s->mapping) {
                         r = mapping_to_cryptsetup(s, res->uuid, err);
+                        if (r < 0)
+                                return r;
+                }
+                if (ri == CRYPT_REENCRYPT_CRASH) {
+                        r = recover(s, err);
                         if (r < 0)
                                 return r;
                 }

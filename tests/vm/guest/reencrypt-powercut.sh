@@ -73,7 +73,11 @@ kcvm_mknodes
 cryptsetup luksDump "$DEV" | grep -q "online-reencrypt" || die "the cut came too late: no reencryption in progress"
 
 echo "attaching"
-kmscrypt attach "$DEV" >"$KCVM_DIR/out" 2>"$KCVM_DIR/err" || die "attach after the cut: $(tail -n 3 "$KCVM_DIR/err")"
+if ! kmscrypt attach "$DEV" >"$KCVM_DIR/out" 2>"$KCVM_DIR/err"; then
+        kmscrypt --verbose reencrypt --resume "$DEV" 2>&1 | grep -i libcryptsetup | tail -n 25
+        cryptsetup luksDump "$DEV" | sed -n '/^Data segments/,/^Keyslots/p'
+        die "attach after the cut: $(tail -n 3 "$KCVM_DIR/err")"
+fi
 grep -q "finishing it first" "$KCVM_DIR/err" || die "attach did not resume the reencryption"
 kcvm_mknodes
 cryptsetup luksDump "$DEV" | grep -q "online-reencrypt" && die "reencryption still in progress after attach"
