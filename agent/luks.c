@@ -361,6 +361,10 @@ int kc_luks_open(const char *device, const char *header, struct kc_luks **ret, s
         return 0;
 }
 
+struct crypt_device *kc_luks_crypt_device(struct kc_luks *l) {
+        return l ? l->cd : NULL;
+}
+
 void kc_luks_close(struct kc_luks *l) {
         if (!l)
                 return;

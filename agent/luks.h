@@ -15,6 +15,7 @@
 #include "lib/error.h"
 
 struct kc_luks;   /* an open header: wraps struct crypt_device */
+struct crypt_device;
 
 /*
  * What the dm-crypt table needs, read from the LUKS2 segment.
@@ -93,6 +94,12 @@ int kc_luks_add_passphrase(struct kc_luks *l, const void *key, size_t key_size,
                            const void *pass, size_t pass_len, struct kc_err *err);
 /* Remove every passphrase keyslot (adopt --remove-passphrase). */
 int kc_luks_remove_keyslots(struct kc_luks *l, struct kc_err *err);
+
+/*
+ * The libcryptsetup handle, for agent/reencrypt.c only: LUKS2 reencryption
+ * is driven by libcryptsetup itself, through keyslots (docs/rotation.md).
+ */
+struct crypt_device *kc_luks_crypt_device(struct kc_luks *l);
 
 /* Header and token as JSON for `kmscrypt dump --json` (no secret, no KMS). */
 int kc_luks_dump_json(struct kc_luks *l, struct json_object **ret);

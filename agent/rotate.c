@@ -60,7 +60,8 @@ static int rewrap_load(struct rewrap_state *s, struct kc_rewrap_result *res, str
         if (r < 0)
                 return r;
         r = kc_luks_segment(s->luks, &seg);
-        if (r == -EOPNOTSUPP)
+        /* A token carrying a reencryption must keep it: the member is how it resumes. */
+        if (r == -EOPNOTSUPP || (r >= 0 && s->old.reencrypt))
                 return kc_err_set(err, -EBUSY, "%s has a reencryption in progress; finish it first "
                                   "(kmscrypt reencrypt --resume)", s->what);
         if (r < 0)

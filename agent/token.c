@@ -115,6 +115,18 @@ static bool key_id_valid(const char *s) {
         return true;
 }
 
+static bool keyslot_valid(int64_t k) {
+        return k >= 0 && k < KC_TOKEN_KEYSLOTS_MAX;
+}
+
+static bool reencrypt_valid(const struct kc_token_reencrypt *re) {
+        return re->wrapped_passphrase && re->wrapped_passphrase_len > 0 &&
+               re->wrapped_passphrase_len <= KC_TOKEN_WRAPPED_MAX &&
+               re->wrapped_key && re->wrapped_key_len > 0 && re->wrapped_key_len <= KC_TOKEN_WRAPPED_MAX &&
+               re->key_version > 0 && keyslot_valid(re->keyslot_old) && keyslot_valid(re->keyslot_new) &&
+               re->keyslot_old != re->keyslot_new;
+}
+
 static int token_validate(const struct kc_token *t, struct kc_err *err) {
         if (t->version != KC_TOKEN_VERSION)
                 return kc_err_set(err, -EPROTONOSUPPORT, "unsupported kmscrypt token version %u", t->version);
@@ -131,7 +143,17 @@ static int token_validate(const struct kc_token *t, struct kc_err *err) {
         if (t->wrapped_key_len > KC_TOKEN_WRAPPED_MAX)
                 return kc_err_set(err, -E2BIG, "token wrapped_key is %zu bytes, more than %d",
                                   t->wrapped_key_len, KC_TOKEN_WRAPPED_MAX);
+        if (t->reencrypt && !reencrypt_valid(t->reencrypt))
+                return kc_err_set(err, -EINVAL, "token kmscrypt_reencrypt member is incomplete");
         return 0;
+}
+
+void kc_token_reencrypt_free(struct kc_token_reencrypt *re) {
+        if (!re)
+                return;
+        free(re->wrapped_passphrase);
+        free(re->wrapped_key);
+        free(re);
 }
 
 void kc_token_clear(struct kc_token *t) {
@@ -139,6 +161,7 @@ void kc_token_clear(struct kc_token *t) {
                 return;
         kc_context_free(t->context);
         free(t->wrapped_key);
+        kc_token_reencrypt_free(t->reencrypt);
         *t = (struct kc_token) {};
 }
 
@@ -148,6 +171,7 @@ struct member {
         const char *name;
         enum json_type type;
         const char *type_name;
+        bool optional;
 };
 
 /* Every member a version 1 token has; any other member is refused. */
@@ -160,27 +184,42 @@ static const struct member members[] = {
         { .name = "key_version",      .type = json_type_int,    .type_name = "an integer" },
         { .name = "context",          .type = json_type_object, .type_name = "an object" },
         { .name = "wrapped_key",      .type = json_type_string, .type_name = "a string" },
+        { .name = "kmscrypt_reencrypt", .type = json_type_object, .type_name = "an object", .optional = true },
 };
 
-static int check_members(struct json_object *o, struct kc_err *err) {
+/* The members of "kmscrypt_reencrypt": all required. */
+static const struct member reencrypt_members[] = {
+        { .name = "wrapped_passphrase", .type = json_type_string, .type_name = "a string" },
+        { .name = "wrapped_key",        .type = json_type_string, .type_name = "a string" },
+        { .name = "key_version",        .type = json_type_int,    .type_name = "an integer" },
+        { .name = "keyslot_old",        .type = json_type_int,    .type_name = "an integer" },
+        { .name = "keyslot_new",        .type = json_type_int,    .type_name = "an integer" },
+};
+
+static int check_members_of(struct json_object *o, const struct member *table, size_t n_members,
+                            const char *where, struct kc_err *err) {
         json_object_object_foreach(o, name, value) {
                 const struct member *m = NULL;
 
-                for (size_t i = 0; i < ARRAY_SIZE(members); i++)
-                        if (streq(members[i].name, name))
-                                m = &members[i];
+                for (size_t i = 0; i < n_members; i++)
+                        if (streq(table[i].name, name))
+                                m = &table[i];
                 if (!m)
                         /* The name came from the header: print it only when it is short and plain. */
                         return strlen(name) <= 64 && strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_-") == strlen(name)
-                                ? kc_err_set(err, -EINVAL, "token has unknown member \"%s\"", name)
-                                : kc_err_set(err, -EINVAL, "token has an unknown member");
+                                ? kc_err_set(err, -EINVAL, "%s has unknown member \"%s\"", where, name)
+                                : kc_err_set(err, -EINVAL, "%s has an unknown member", where);
                 if (!json_object_is_type(value, m->type))
-                        return kc_err_set(err, -EINVAL, "token member \"%s\" is not %s", name, m->type_name);
+                        return kc_err_set(err, -EINVAL, "%s member \"%s\" is not %s", where, name, m->type_name);
         }
-        for (size_t i = 0; i < ARRAY_SIZE(members); i++)
-                if (!json_object_object_get_ex(o, members[i].name, NULL))
-                        return kc_err_set(err, -EINVAL, "token has no \"%s\"", members[i].name);
+        for (size_t i = 0; i < n_members; i++)
+                if (!table[i].optional && !json_object_object_get_ex(o, table[i].name, NULL))
+                        return kc_err_set(err, -EINVAL, "%s has no \"%s\"", where, table[i].name);
         return 0;
+}
+
+static int check_members(struct json_object *o, struct kc_err *err) {
+        return check_members_of(o, members, ARRAY_SIZE(members), "token", err);
 }
 
 /* json-c clamps out-of-range integers to INT64_MIN/MAX, so the range check also catches overflow. */
@@ -209,9 +248,58 @@ static int get_string(struct json_object *o, const char *name, char *buf, size_t
         return 0;
 }
 
+/* A base64 member of at most KC_TOKEN_WRAPPED_MAX decoded bytes. */
+static int get_blob(struct json_object *o, const char *name, uint8_t **ret, size_t *ret_len, struct kc_err *err) {
+        struct json_object *v = json_object_object_get(o, name);
+        const char *s = json_object_get_string(v);
+        size_t n = (size_t) json_object_get_string_len(v);
+
+        /* Bound before decoding so a huge string costs nothing. */
+        if (n > (KC_TOKEN_WRAPPED_MAX + 2) / 3 * 4)
+                return kc_err_set(err, -E2BIG, "token %s is longer than %d bytes", name, KC_TOKEN_WRAPPED_MAX);
+        if (n != strlen(s) || b64_decode(s, ret, ret_len) < 0)
+                return kc_err_set(err, -EINVAL, "token %s is not valid base64", name);
+        if (*ret_len > KC_TOKEN_WRAPPED_MAX)
+                return kc_err_set(err, -E2BIG, "token %s is longer than %d bytes", name, KC_TOKEN_WRAPPED_MAX);
+        return 0;
+}
+
+static int get_keyslot(struct json_object *o, const char *name, int *ret, struct kc_err *err) {
+        int64_t v = json_object_get_int64(json_object_object_get(o, name));
+
+        if (!keyslot_valid(v))
+                return kc_err_set(err, -ERANGE, "token kmscrypt_reencrypt member \"%s\" is not a keyslot number", name);
+        *ret = (int) v;
+        return 0;
+}
+
+static int parse_reencrypt(struct json_object *o, struct kc_token_reencrypt **ret, struct kc_err *err) {
+        struct kc_token_reencrypt *re;
+        int r;
+
+        r = check_members_of(o, reencrypt_members, ARRAY_SIZE(reencrypt_members), "token kmscrypt_reencrypt", err);
+        if (r < 0)
+                return r;
+        re = calloc(1, sizeof(*re));
+        if (!re)
+                return -ENOMEM;
+        *ret = re; /* freed with the token on failure */
+        r = get_blob(o, "wrapped_passphrase", &re->wrapped_passphrase, &re->wrapped_passphrase_len, err);
+        if (r >= 0)
+                r = get_blob(o, "wrapped_key", &re->wrapped_key, &re->wrapped_key_len, err);
+        if (r >= 0)
+                r = get_u32(o, "key_version", 1, &re->key_version, err);
+        if (r >= 0)
+                r = get_keyslot(o, "keyslot_old", &re->keyslot_old, err);
+        if (r >= 0)
+                r = get_keyslot(o, "keyslot_new", &re->keyslot_new, err);
+        if (r >= 0 && re->keyslot_old == re->keyslot_new)
+                r = kc_err_set(err, -EINVAL, "token kmscrypt_reencrypt names keyslot %d twice", re->keyslot_old);
+        return r;
+}
+
 static int parse_object(struct json_object *o, struct kc_token *t, struct kc_err *err) {
         struct json_object *v;
-        const char *s;
         uint32_t version = 0;
         int r;
 
@@ -251,17 +339,11 @@ static int parse_object(struct json_object *o, struct kc_token *t, struct kc_err
         if (r < 0)
                 return r;
 
-        v = json_object_object_get(o, "wrapped_key");
-        s = json_object_get_string(v);
-        /* Bound before decoding so a huge string costs nothing. */
-        if ((size_t) json_object_get_string_len(v) > (KC_TOKEN_WRAPPED_MAX + 2) / 3 * 4)
-                return kc_err_set(err, -E2BIG, "token wrapped_key is longer than %d bytes", KC_TOKEN_WRAPPED_MAX);
-        if ((size_t) json_object_get_string_len(v) != strlen(s) ||
-            b64_decode(s, &t->wrapped_key, &t->wrapped_key_len) < 0)
-                return kc_err_set(err, -EINVAL, "token wrapped_key is not valid base64");
-        if (t->wrapped_key_len > KC_TOKEN_WRAPPED_MAX)
-                return kc_err_set(err, -E2BIG, "token wrapped_key is longer than %d bytes", KC_TOKEN_WRAPPED_MAX);
-        return 0;
+        r = get_blob(o, "wrapped_key", &t->wrapped_key, &t->wrapped_key_len, err);
+        if (r < 0)
+                return r;
+        v = json_object_object_get(o, "kmscrypt_reencrypt");
+        return v ? parse_reencrypt(v, &t->reencrypt, err) : 0;
 }
 
 int kc_token_parse(const char *json, struct kc_token *ret, struct kc_err *err) {
@@ -298,10 +380,29 @@ int kc_token_parse(const char *json, struct kc_token *ret, struct kc_err *err) {
 
 /* ---- format ---- */
 
+static int reencrypt_to_json(const struct kc_token_reencrypt *re, struct json_object **ret) {
+        _cleanup_json_ struct json_object *o = json_object_new_object();
+        _cleanup_free_ char *pass = NULL, *key = NULL;
+        int r;
+
+        if (!o)
+                return -ENOMEM;
+        if ((r = b64_encode(re->wrapped_passphrase, re->wrapped_passphrase_len, &pass)) < 0 ||
+            (r = b64_encode(re->wrapped_key, re->wrapped_key_len, &key)) < 0)
+                return r;
+        if ((r = kc_json_add(o, "wrapped_passphrase", json_object_new_string(pass))) < 0 ||
+            (r = kc_json_add(o, "wrapped_key", json_object_new_string(key))) < 0 ||
+            (r = kc_json_add(o, "key_version", json_object_new_int64(re->key_version))) < 0 ||
+            (r = kc_json_add(o, "keyslot_old", json_object_new_int(re->keyslot_old))) < 0 ||
+            (r = kc_json_add(o, "keyslot_new", json_object_new_int(re->keyslot_new))) < 0)
+                return r;
+        *ret = TAKE_PTR(o);
+        return 0;
+}
 
 int kc_token_format(const struct kc_token *t, char **ret_json) {
         _cleanup_json_ struct json_object *o = NULL;
-        _cleanup_json_ struct json_object *ctx = NULL;
+        _cleanup_json_ struct json_object *ctx = NULL, *re = NULL;
         _cleanup_free_ char *b64 = NULL;
         const char *text;
         char *copy;
@@ -331,6 +432,9 @@ int kc_token_format(const struct kc_token *t, char **ret_json) {
             (r = kc_json_add(o, "key_version", json_object_new_int64(t->key_version))) < 0 ||
             (r = kc_json_add(o, "context", TAKE_PTR(ctx))) < 0 ||
             (r = kc_json_add(o, "wrapped_key", json_object_new_string(b64))) < 0)
+                return r;
+        if (t->reencrypt && ((r = reencrypt_to_json(t->reencrypt, &re)) < 0 ||
+                             (r = kc_json_add(o, "kmscrypt_reencrypt", TAKE_PTR(re))) < 0))
                 return r;
 
         text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);

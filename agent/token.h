@@ -30,6 +30,27 @@
 #define KC_TOKEN_VERSION 1
 #define KC_TOKEN_JSON_MAX 8192        /* bytes of token JSON accepted */
 #define KC_TOKEN_WRAPPED_MAX 2048     /* bytes of wrapped key (decoded) */
+#define KC_TOKEN_KEYSLOTS_MAX 32      /* LUKS2 keyslot numbers are below this */
+
+/*
+ * A data key replacement in progress (agent/reencrypt.h), optional member
+ * "kmscrypt_reencrypt" of the token:
+ *
+ *   {"wrapped_passphrase": "<base64>",   // KMS Encrypt of the random passphrase of the two keyslots,
+ *                                        // same CMK, context plus purpose=reencrypt
+ *    "wrapped_key": "<base64>",          // the new data key (GenerateDataKey), same CMK and context
+ *    "key_version": 4,                   // CMK version of wrapped_key
+ *    "keyslot_old": 1, "keyslot_new": 2} // the temporary keyslots, removed at the end
+ */
+struct kc_token_reencrypt {
+        uint8_t *wrapped_passphrase;
+        size_t wrapped_passphrase_len;
+        uint8_t *wrapped_key;
+        size_t wrapped_key_len;
+        uint32_t key_version;
+        int keyslot_old;
+        int keyslot_new;
+};
 
 struct kc_token {
         unsigned version;
@@ -39,9 +60,11 @@ struct kc_token {
         struct kc_context *context;
         uint8_t *wrapped_key;
         size_t wrapped_key_len;
+        struct kc_token_reencrypt *reencrypt; /* NULL: no reencryption in progress */
 };
 
 void kc_token_clear(struct kc_token *t);
+void kc_token_reencrypt_free(struct kc_token_reencrypt *re);
 
 /* Parse token JSON text (untrusted: from a device header). */
 int kc_token_parse(const char *json, struct kc_token *ret, struct kc_err *err);

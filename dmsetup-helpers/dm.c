@@ -315,6 +315,21 @@ int kc_dm_create(const char *name, const char *uuid, const char *target, uint64_
         return r;
 }
 
+int kc_dm_replace(const char *name, const char *target, uint64_t size, const char *params, bool read_only) {
+        DM_SERIALISED;
+        int r;
+
+        if (!name || !target || !*target || strlen(target) >= DM_MAX_TYPE_NAME || !params || size == 0)
+                return log_debug_errno(-EINVAL, "Invalid mapping arguments.");
+        r = dm_prepare(name);
+        if (r < 0)
+                return r;
+        r = dm_load(name, target, size, params, read_only);
+        if (r < 0)
+                return r;
+        return dm_resume_synced(name);
+}
+
 int kc_dm_info(const char *name, struct kc_dm_info *ret_info) {
         DM_SERIALISED;
         _cleanup_dm_task_ struct dm_task *dmt = NULL;

@@ -122,6 +122,14 @@ int kc_dm_table(const char *name, char **ret_target, char **ret_params);
  */
 int kc_dm_crypt_key_wiped(const char *name);
 
+/*
+ * Swap the table of an existing mapping: load "0 <size> <target> <params>"
+ * as its inactive table (marked secure), then resume, which suspends (with
+ * a flush), swaps and resumes in the kernel.  A refused table leaves the
+ * live one in place.
+ */
+int kc_dm_replace(const char *name, const char *target, uint64_t size, const char *params, bool read_only);
+
 int kc_dm_suspend(const char *name);
 int kc_dm_resume(const char *name);
 

@@ -21,6 +21,7 @@
 
 #include "agent/config.h"
 #include "agent/kms.h"
+#include "agent/luks.h"
 #include "lib/error.h"
 
 /* Exit codes, documented in kmscrypt(8). */
@@ -181,5 +182,34 @@ int kc_cli_rewrap_users(struct kc_cli *cli, struct kc_kms *kms, const char *key_
                         char **devices);
 int kc_cli_key_retire_check(struct kc_cli *cli, struct kc_kms *kms, const char *key_ref, const char *volumes,
                             bool force);
+/* A volume named on the command line: NAME (volumes file, then attached mapping) or DEVICE (path, UUID=, LABEL=). */
+struct kc_cli_target {
+        char *name;             /* configured or mapping name, or NULL */
+        char *device;
+        char *header;
+};
+void kc_cli_target_clear(struct kc_cli_target *t);
+int kc_cli_target_resolve(const char *arg, const char *header, const char *volumes, struct kc_cli_target *ret,
+                          struct kc_err *err);
+/* Data key replacement (cmd-reencrypt.c). */
+extern const struct kc_cli_command kc_cli_cmd_reencrypt;
+struct kc_cli_reencrypt_options {
+        const char *label;                   /* name or device, for messages */
+        const char *device, *header;
+        const struct kc_context *expect;     /* NULL: no check */
+        const char *resilience;              /* NULL: checksum */
+        uint64_t rate_limit;                 /* bytes per second, 0: none */
+        bool resume;
+        bool no_report;                      /* print nothing on success (a step of another command) */
+        const char *recovery_passphrase;     /* kc_secret, or NULL */
+        size_t recovery_passphrase_len;
+        const struct kc_luks_pbkdf *pbkdf;
+};
+/* Reencrypt (or resume) one volume with a progress display; prints the outcome; KC_EXIT_* status. */
+int kc_cli_reencrypt(struct kc_cli *cli, struct kc_kms *kms, const struct kc_cli_reencrypt_options *o);
+/* From cmd-volume-header.c: a passphrase or key file (-: stdin) into kc_secret memory; error printed. */
+int kc_cli_secret_from_file(const char *option, const char *path, bool passphrase, char **ret, size_t *ret_len);
+/* --pbkdf TYPE --pbkdf-force-iterations N --pbkdf-memory KB; error printed. */
+int kc_cli_pbkdf_from_options(const char *type, const char *iterations, const char *memory, struct kc_luks_pbkdf *ret);
 /* For status: the CMK's state and what still opens the volume, one line; false when unknown here. */
 bool kc_cli_key_state(struct kc_cli *cli, const char *device, const char *header, char *buf, size_t size);

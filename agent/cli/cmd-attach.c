@@ -8,6 +8,7 @@
 #include "agent/client.h"
 #include "agent/daemon/protocol.h"
 #include "agent/daemon/volumes.h"
+#include "agent/reencrypt.h"
 #include "dmsetup-helpers/dmcrypt.h"
 #include "lib/log.h"
 #include "lib/strv.h"
@@ -168,6 +169,41 @@ static int attach_all(struct kc_cli *cli, const char *volumes) {
 }
 
 /*
+ * A volume whose data key replacement was interrupted is carried to its end
+ * before it is attached (why: docs/rotation.md), so that the attach itself
+ * stays the plain fast path on a kmscrypt logon key.  A header that cannot
+ * be read is left to the attach to report.
+ */
+static int resume_reencryption(struct kc_cli *cli, const struct kc_attach_params *p, struct kc_err *err,
+                               bool *ret_said) {
+        _cleanup_free_ char *device = NULL;
+        struct kc_volume_ref ref = { .header = p->header };
+        struct kc_cli_reencrypt_options o;
+        struct kc_kms *kms;
+        int r;
+
+        if (kc_resolve_device(p->device, &device, NULL) < 0)
+                return 0;
+        ref.device = device;
+        if (kc_reencrypt_pending(&ref, NULL) <= 0)
+                return 0;
+        r = kc_cli_kms(cli, &kms);
+        if (r < 0) {
+                *ret_said = true;
+                return r;
+        }
+        if (!cli->quiet)
+                fprintf(stderr, "%s: its data key replacement was interrupted; finishing it first\n", p->device);
+        o = (struct kc_cli_reencrypt_options) {
+                .label = p->device, .device = device, .header = p->header, .expect = p->expect,
+                .resume = true, .no_report = true,
+        };
+        if (kc_cli_reencrypt(cli, kms, &o) != KC_EXIT_OK)
+                return kc_err_set(err, -EBUSY, "the interrupted reencryption of %s is not finished", p->device);
+        return 0;
+}
+
+/*
  * One volume: through the agent when it runs, else here.  *ret_said is set
  * when the failure was already printed (kc_cli_kms says why the KMS cannot
  * open), so that the refusal stays one line.
@@ -182,10 +218,17 @@ static int attach_one(struct kc_cli *cli, const struct kc_attach_params *p, cons
         struct kc_kms *kms;
         int r;
 
+        if (volume && (r = load_volumes(volumes, &vs)) >= 0 && (v = kc_volumes_find(vs, volume))) {
+                params_from_conf(v, &cp);
+                r = resume_reencryption(cli, &cp, err, ret_said);
+        } else
+                r = volume ? 0 : resume_reencryption(cli, p, err, ret_said);
+        if (r < 0)
+                return r;
         if (agent)
                 return volume ? kc_client_attach_volume(agent, volume, res, err) : kc_client_attach(agent, p, res, err);
         if (volume) {
-                r = load_volumes(volumes, &vs);
+                r = vs ? 0 : load_volumes(volumes, &vs);
                 if (r < 0)
                         return r;
                 v = kc_volumes_find(vs, volume);

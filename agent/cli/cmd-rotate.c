@@ -25,26 +25,20 @@ static bool is_name(const char *arg) {
         return !strchr(arg, '/') && !strchr(arg, '=');
 }
 
-struct target {
-        char *name;             /* configured or mapping name, or NULL */
-        char *device;
-        char *header;
-};
-
-static void target_clear(struct target *t) {
+void kc_cli_target_clear(struct kc_cli_target *t) {
         free(t->name);
         free(t->device);
         free(t->header);
 }
 
 /* NAME (volumes file, then attached mapping) or DEVICE (path, UUID=, LABEL=) to a device and header. */
-static int target_resolve(const char *arg, const char *header, const char *volumes, struct target *ret,
+int kc_cli_target_resolve(const char *arg, const char *header, const char *volumes, struct kc_cli_target *ret,
                           struct kc_err *err) {
         _cleanup_volumes_ struct kc_volumes *vs = NULL;
         const struct kc_volume_conf *c = NULL;
         struct kc_volume_status st;
         struct kc_err lerr = {};
-        struct target t = {};
+        struct kc_cli_target t = {};
         int r;
 
         if (!is_name(arg)) {
@@ -53,7 +47,7 @@ static int target_resolve(const char *arg, const char *header, const char *volum
                         return r;
                 t.header = header ? strdup(header) : NULL;
                 if (header && !t.header) {
-                        target_clear(&t);
+                        kc_cli_target_clear(&t);
                         return -ENOMEM;
                 }
                 *ret = t;
@@ -80,7 +74,7 @@ static int target_resolve(const char *arg, const char *header, const char *volum
         t.name = strdup(arg);
         t.header = header ? strdup(header) : NULL;
         if (!t.device || !t.name || (header && !t.header)) {
-                target_clear(&t);
+                kc_cli_target_clear(&t);
                 return -ENOMEM;
         }
         *ret = t;
@@ -248,7 +242,7 @@ static int run_rewrap(struct kc_cli *cli, int argc, char **argv) {
                 .max_args = 64,
         };
         struct rewrap_run w = { .cli = cli };
-        _cleanup_(target_clear) struct target t = {};
+        _cleanup_(kc_cli_target_clear) struct kc_cli_target t = {};
         struct kc_err err = {};
         int status, r;
 
@@ -273,7 +267,7 @@ static int run_rewrap(struct kc_cli *cli, int argc, char **argv) {
                 log_error("rewrap: give one NAME or DEVICE, or --all (see 'kmscrypt rewrap --help')");
                 return KC_EXIT_USAGE;
         }
-        r = target_resolve(argv[1], header, volumes, &t, &err);
+        r = kc_cli_target_resolve(argv[1], header, volumes, &t, &err);
         if (r < 0) {
                 json_object_put(w.out);
                 return kc_cli_fail(cli, r, &err, argv[1]);
@@ -284,7 +278,7 @@ static int run_rewrap(struct kc_cli *cli, int argc, char **argv) {
 /* ---- rebind ---- */
 
 /* The token's context with the pairs of kv replacing or adding theirs. */
-static int merged_context(const struct target *t, const char *kv, struct kc_context **ret, struct kc_err *err) {
+static int merged_context(const struct kc_cli_target *t, const char *kv, struct kc_context **ret, struct kc_err *err) {
         _cleanup_luks_ struct kc_luks *l = NULL;
         _cleanup_(kc_token_clear) struct kc_token tok = {};
         _cleanup_context_ struct kc_context *given = NULL;
@@ -309,9 +303,10 @@ static int merged_context(const struct target *t, const char *kv, struct kc_cont
 
 static int run_rebind(struct kc_cli *cli, int argc, char **argv) {
         const char *kv = NULL, *key = NULL, *header = NULL;
-        bool force = false, dry_run = false;
+        bool force = false, dry_run = false, reencrypt = false;
         const struct kc_cli_option options[] = {
                 { .name = "context", .arg = "K=V,...", .help = "pairs that replace or join the token's context (required)", .value = &kv },
+                { .name = "reencrypt", .help = "then give the clone a data key of its own (kmscrypt reencrypt)", .flag = &reencrypt },
                 { .name = "key", .arg = "KEY", .help = "wrap under this CMK instead", .value = &key },
                 { .name = "header", .arg = "FILE", .help = "detached LUKS2 header", .value = &header },
                 { .name = "dry-run", .help = "prove the rebind works, write nothing", .flag = &dry_run },
@@ -319,7 +314,7 @@ static int run_rebind(struct kc_cli *cli, int argc, char **argv) {
                 {},
         };
         const struct kc_cli_usage usage = {
-                .synopsis = "rebind DEVICE --context volume-id=NEW[,K=V...] [--key KEY] [--force]",
+                .synopsis = "rebind DEVICE --context volume-id=NEW[,K=V...] [--key KEY] [--force] [--reencrypt]",
                 .description = "Move a volume's wrapped data key to a new encryption context (a clone or a\n"
                                "restored copy becomes a volume of its own in the audit trail).  The KMS\n"
                                "re-encrypts the key; it is never handed to this program's caller.\n"
@@ -329,7 +324,7 @@ static int run_rebind(struct kc_cli *cli, int argc, char **argv) {
                 .min_args = 1,
                 .max_args = 1,
         };
-        _cleanup_(target_clear) struct target t = {};
+        _cleanup_(kc_cli_target_clear) struct kc_cli_target t = {};
         _cleanup_context_ struct kc_context *ctx = NULL;
         _cleanup_free_ char *mapping = NULL;
         struct kc_rewrap_params p = {};
@@ -345,7 +340,7 @@ static int run_rebind(struct kc_cli *cli, int argc, char **argv) {
                 return KC_EXIT_USAGE;
         }
         if (!is_name(argv[1]) || strchr(argv[1], '='))
-                r = target_resolve(argv[1], header, KC_VOLUMES_FILE, &t, &err);
+                r = kc_cli_target_resolve(argv[1], header, KC_VOLUMES_FILE, &t, &err);
         else
                 r = kc_err_set(&err, -EINVAL, "rebind takes a DEVICE path, UUID= or LABEL=, not a name");
         if (r >= 0)
@@ -368,7 +363,12 @@ static int run_rebind(struct kc_cli *cli, int argc, char **argv) {
                 kc_cli_print_json(rewrap_json(NULL, t.device, &res, dry_run));
         else if (!cli->quiet)
                 rewrap_text("", t.device, &res, dry_run, true);
-        return KC_EXIT_OK;
+        if (!reencrypt || dry_run)
+                return KC_EXIT_OK;
+        /* A clone shares its original's data key until it gets one of its own. */
+        return kc_cli_reencrypt(cli, kms, &(struct kc_cli_reencrypt_options) {
+                .label = t.device, .device = t.device, .header = t.header, .expect = ctx, .no_report = cli->json,
+        });
 }
 
 /* ---- key usage and retirement (for cmd-key.c) ---- */
@@ -603,7 +603,7 @@ static int run_snapshot_or_backup(struct kc_cli *cli, int argc, char **argv, boo
                 .options = options, .min_args = 2, .max_args = 2,
         };
         struct progress pg = { .tty = isatty(STDERR_FILENO), .what = argv[0], .start = time(NULL), .last_pct = -1 };
-        _cleanup_(target_clear) struct target t = {};
+        _cleanup_(kc_cli_target_clear) struct kc_cli_target t = {};
         struct kc_volume_status st;
         struct kc_err err = {};
         int r;
@@ -615,7 +615,7 @@ static int run_snapshot_or_backup(struct kc_cli *cli, int argc, char **argv, boo
                 kc_volume_status_clear(&st);
                 r = kc_snapshot(argv[1], argv[2], force, progress_print, &pg, &err);
         } else if (backup) {
-                r = target_resolve(argv[1], NULL, KC_VOLUMES_FILE, &t, &err);
+                r = kc_cli_target_resolve(argv[1], NULL, KC_VOLUMES_FILE, &t, &err);
                 if (r >= 0 && kc_mapping_of_device(t.device, NULL) >= 0)
                         r = kc_err_set(&err, -EBUSY, "%s is attached; back it up by its name", t.device);
                 if (r >= 0)

@@ -46,7 +46,7 @@ static int volume_context(const struct kc_context *ctx) {
  * newline, as the passphrase typed at a prompt would; a key file counts
  * byte for byte, as in cryptsetup --key-file.
  */
-static int secret_from_file(const char *option, const char *path, bool passphrase, char **ret, size_t *ret_len) {
+int kc_cli_secret_from_file(const char *option, const char *path, bool passphrase, char **ret, size_t *ret_len) {
         _cleanup_secret_ char *buf = NULL;
         size_t len;
         int r;
@@ -132,7 +132,7 @@ static int header_status(int r) {
 }
 
 /* --pbkdf TYPE --pbkdf-force-iterations N --pbkdf-memory KB, as in cryptsetup. */
-static int pbkdf_from_options(const char *type, const char *iterations, const char *memory, struct kc_luks_pbkdf *ret) {
+int kc_cli_pbkdf_from_options(const char *type, const char *iterations, const char *memory, struct kc_luks_pbkdf *ret) {
         static const char *const types[] = { "argon2id", "argon2i", "pbkdf2" };
         bool known = !type;
 
@@ -189,14 +189,14 @@ static int volume_format(struct kc_cli *cli, int argc, char **argv) {
 
         if (!volume_begin(cli, argc, argv, &usage, &key, &kv, &json, &ctx, &status))
                 return status;
-        if (pbkdf_from_options(pbkdf, iterations, memory, &pb) < 0)
+        if (kc_cli_pbkdf_from_options(pbkdf, iterations, memory, &pb) < 0)
                 return KC_EXIT_USAGE;
         if (sector && (kc_cli_parse_uint("sector-size", sector, 512, 4096, &sector_size) < 0 ||
                        (sector_size != 512 && sector_size != 4096))) {
                 log_error("--sector-size: expected 512 or 4096");
                 return KC_EXIT_USAGE;
         }
-        if (passfile && secret_from_file("recovery-passphrase-file", passfile, true, &pass, &pass_len) < 0)
+        if (passfile && kc_cli_secret_from_file("recovery-passphrase-file", passfile, true, &pass, &pass_len) < 0)
                 return KC_EXIT_USAGE;
         r = kc_cli_kms(cli, &kms);
         if (r < 0)
@@ -262,7 +262,7 @@ static int volume_adopt(struct kc_cli *cli, int argc, char **argv) {
                 log_error("give exactly one of --passphrase-file FILE and --key-file FILE");
                 return KC_EXIT_USAGE;
         }
-        if (secret_from_file(passfile ? "passphrase-file" : "key-file", passfile ?: keyfile, !!passfile,
+        if (kc_cli_secret_from_file(passfile ? "passphrase-file" : "key-file", passfile ?: keyfile, !!passfile,
                              &pass, &pass_len) < 0)
                 return KC_EXIT_USAGE;
         r = kc_cli_kms(cli, &kms);

@@ -26,6 +26,7 @@ static const struct kc_cli_command *const commands[] = {
         &kc_cli_cmd_config,
         &kc_cli_cmd_rewrap,
         &kc_cli_cmd_rebind,
+        &kc_cli_cmd_reencrypt,
         &kc_cli_cmd_snapshot,
         &kc_cli_cmd_backup,
         &kc_cli_cmd_restore,

@@ -11,7 +11,6 @@ CTX=db-id=db-1,volume-id=vol-1
 FAST="--pbkdf pbkdf2 --pbkdf-force-iterations 1000"
 
 img() { truncate -s 32M "$T/$1" && echo "$T/$1"; }
-sum() { sha256sum "$1" | cut -d' ' -f1; }
 # The volume key as stock cryptsetup shows it, in lower-case hex.
 stock_key() {
         cryptsetup luksDump --dump-volume-key --batch-mode --key-file "$2" "$1" |
@@ -24,16 +23,6 @@ kms_key() {
         ctx=$(json '__import__("json").dumps(j["kmscrypt"]["context"])')
         kc --json kms decrypt --ciphertext-blob "$blob" --context-json "$ctx"
         json '__import__("base64").b64decode(j["Plaintext"]).hex()'
-}
-# bad NAME STATUS FILE WANT ARGS...: refused with STATUS, one line naming WANT, FILE unchanged.
-bad() {
-        name=$1 want=$2 file=$3 what=$4
-        shift 4
-        before=$(sum "$file")
-        expect "$want" "$name" "$@"
-        check "$name: one line on stderr" one_error_line
-        check "$name: says '$what'" grep -qF -- "$what" "$T/err"
-        check "$name: image unchanged" test "$before" = "$(sum "$file")"
 }
 
 expect 0 "create key" key create --alias alias/pg --json

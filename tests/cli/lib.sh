@@ -89,6 +89,20 @@ refused() {
         check "$name: record says $op failed" sh -c "tail -n1 '$LOG' | grep -q '\"operation\":\"$op\".*\"result\":\"error\"'"
 }
 
+# sum FILE: its sha256, to check that a refusal left a file byte-identical.
+sum() { sha256sum "$1" | cut -d' ' -f1; }
+
+# bad NAME STATUS FILE WANT ARGS...: refused with STATUS, one line naming WANT, FILE unchanged.
+bad() {
+        name=$1 want=$2 file=$3 what=$4
+        shift 4
+        before=$(sum "$file")
+        expect "$want" "$name" "$@"
+        check "$name: one line on stderr" one_error_line
+        check "$name: says '$what'" grep -qF -- "$what" "$T/err"
+        check "$name: image unchanged" test "$before" = "$(sum "$file")"
+}
+
 finish() {
         echo "$passed passed, $failed failed"
         [ "$failed" -eq 0 ]

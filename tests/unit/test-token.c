@@ -427,11 +427,76 @@ START_TEST(test_clear_twice) {
 }
 END_TEST
 
+/* The reencryption member: round trip, and every way it can be broken is refused by name. */
+static struct json_object *reencrypt_object(void) {
+        struct json_object *o = sample_object(), *re = json_object_new_object();
+
+        ck_assert_ptr_nonnull(re);
+        json_object_object_add(re, "wrapped_passphrase", json_object_new_string("AAECAw=="));
+        json_object_object_add(re, "wrapped_key", json_object_new_string("BAUGBwg="));
+        json_object_object_add(re, "key_version", json_object_new_int(4));
+        json_object_object_add(re, "keyslot_old", json_object_new_int(1));
+        json_object_object_add(re, "keyslot_new", json_object_new_int(2));
+        json_object_object_add(o, "kmscrypt_reencrypt", re);
+        return o;
+}
+
+START_TEST(test_reencrypt_member) {
+        _cleanup_(kc_token_clear) struct kc_token t = {};
+        _cleanup_free_ char *again = NULL;
+        struct json_object *o = reencrypt_object(), *re;
+        const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+        struct kc_err err = {};
+
+        ck_assert_int_eq(kc_token_parse(text, &t, &err), 0);
+        ck_assert_ptr_nonnull(t.reencrypt);
+        ck_assert_uint_eq(t.reencrypt->wrapped_passphrase_len, 4);
+        ck_assert_uint_eq(t.reencrypt->wrapped_key[4], 8);
+        ck_assert_uint_eq(t.reencrypt->key_version, 4);
+        ck_assert_int_eq(t.reencrypt->keyslot_old, 1);
+        ck_assert_int_eq(t.reencrypt->keyslot_new, 2);
+        ck_assert_int_eq(kc_token_format(&t, &again), 0);
+        ck_assert_str_eq(again, text);
+        json_object_put(o);
+
+        o = reencrypt_object();
+        re = json_object_object_get(o, "kmscrypt_reencrypt");
+        json_object_object_add(re, "extra", json_object_new_int(1));
+        expect_refused(o, -EINVAL, "kmscrypt_reencrypt has unknown member \"extra\"");
+        json_object_put(o);
+        o = reencrypt_object();
+        json_object_object_del(json_object_object_get(o, "kmscrypt_reencrypt"), "wrapped_passphrase");
+        expect_refused(o, -EINVAL, "has no \"wrapped_passphrase\"");
+        json_object_put(o);
+        o = reencrypt_object();
+        json_object_object_add(json_object_object_get(o, "kmscrypt_reencrypt"), "keyslot_new", json_object_new_int(32));
+        expect_refused(o, -ERANGE, "keyslot_new");
+        json_object_put(o);
+        o = reencrypt_object();
+        json_object_object_add(json_object_object_get(o, "kmscrypt_reencrypt"), "keyslot_new", json_object_new_int(1));
+        expect_refused(o, -EINVAL, "keyslot 1 twice");
+        json_object_put(o);
+        o = reencrypt_object();
+        json_object_object_add(json_object_object_get(o, "kmscrypt_reencrypt"), "wrapped_key", json_object_new_string("AB=="));
+        expect_refused(o, -EINVAL, "wrapped_key is not valid base64");
+        json_object_put(o);
+        o = reencrypt_object();
+        json_object_object_add(json_object_object_get(o, "kmscrypt_reencrypt"), "key_version", json_object_new_int(0));
+        expect_refused(o, -ERANGE, "key_version");
+        json_object_put(o);
+        o = sample_object();
+        json_object_object_add(o, "kmscrypt_reencrypt", json_object_new_string("x"));
+        expect_refused(o, -EINVAL, "\"kmscrypt_reencrypt\" is not an object");
+        json_object_put(o);
+}
+END_TEST
+
 Suite *kc_test_suite(void) {
         Suite *s = suite_create("token");
         TCase *tc = tcase_create("parse");
 
         tcase_add_test(tc, test_round_trip);
+        tcase_add_test(tc, test_reencrypt_member);
         tcase_add_test(tc, test_parse_documented_example);
         tcase_add_test(tc, test_base64_lengths);
         tcase_add_loop_test(tc, test_missing_member, 0, ARRAY_SIZE(members));
