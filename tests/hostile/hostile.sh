@@ -106,6 +106,12 @@ while IFS='|' read -r c dump_status dump_says attach_says; do
         fi
 done < "$T/cases"
 
+# The cases are what they claim, as stock cryptsetup sees them.
+check "reencrypt-forged: libcryptsetup loads a reencryption in progress" \
+        sh -c "cryptsetup luksDump '$T/reencrypt-forged.img' | grep -q '^Requirements:.*online-reencrypt-v2'"
+check "tokens-33: the JSON holds 33 tokens" sh -c "cryptsetup luksDump --dump-json-metadata '$T/tokens-33.img' |
+        python3 -c 'import json, sys; sys.exit(len(json.load(sys.stdin)[\"tokens\"]) != 33)'"
+
 # The segment offset near 2^64 is shown as it is on disk (it once came out
 # as a negative number, through a signed overflow UBSan reported).
 kc --json dump "$T/overflow-segment.img"

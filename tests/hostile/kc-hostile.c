@@ -277,12 +277,6 @@ static int case_token_transplant(struct image *img, struct image *donor) {
         return write_json(img);
 }
 
-/*
- * A reencryption that never ran: the online-reencrypt-v2 requirement, a
- * "reencrypt" keyslot and a second segment, as an interrupted `cryptsetup
- * reencrypt` leaves them, without the reencryption digest that would make
- * them authentic.
- */
 static struct json_object *segment_copy(struct json_object *seg, const char *offset, const char *flag) {
         struct json_object *copy = NULL, *flags;
 
@@ -297,6 +291,13 @@ static struct json_object *segment_copy(struct json_object *seg, const char *off
         return copy;
 }
 
+/*
+ * A reencryption that never ran: the online-reencrypt-v2 requirement, a
+ * "reencrypt" keyslot, the volume split in a done and a pending segment and
+ * the two backup segments an interrupted `cryptsetup reencrypt` keeps, all
+ * under the volume key's digest (no reencryption digest exists), so that
+ * libcryptsetup loads it and reports a reencryption in progress.
+ */
 static int case_reencrypt_forged(struct image *img, struct image *donor) {
         struct json_object *config = get(img->json, "config", NULL), *ks = get(img->json, "keyslots", NULL);
         struct json_object *segs = get(img->json, "segments", NULL), *seg0 = get(segs, "0", NULL);
