@@ -7,19 +7,19 @@
 # not one sector written (kcvm_refused); a repair leaves both copies valid
 # with the good JSON.  Cases that need the key or the device to be refused
 # (another volume's token, a segment past the device) are here rather than
-# in the host tier (tests/hostile/hostile.sh runs every case there, and
-# the other header-level refusals: kept out here for time under TCG).
+# in the host tier (tests/hostile/hostile.sh runs every case there; the
+# header-level refusals libcryptsetup makes, one of which is here, are the
+# same code on a file as on a block device, and the whole boot of the vm
+# tier has a time budget).
 # kcvm-programs: kmscrypt kmscryptd kmscrypt-hotplug tests/hostile/kc-hostile tests/bench/agent-vmlib
 . /kc/lib.sh
 . /kc/bin/agent-vmlib
 
 kmscrypt -q key create --alias alias/hx || die "kmscrypt key create failed"
 CTX=db-id=kcvm,volume-id=hx
-printf 'recovery words' >recovery
 kcvm_loop 20
 dev=$KCVM_LOOP
-kmscrypt -q format "$dev" --key alias/hx --context "$CTX" --recovery-passphrase-file recovery \
-        --pbkdf pbkdf2 --pbkdf-force-iterations 1000 || die "format failed"
+kmscrypt -q format "$dev" --key alias/hx --context "$CTX" || die "format failed"
 kcvm_loop 20
 donor=$KCVM_LOOP
 # The same context: only the LUKS2 digest tells the donor's token from the volume's own.
@@ -38,11 +38,8 @@ while IFS='|' read -r c want; do
         hostile "$c"
         kcvm_attach_refused "attach, $c" "$dev" "$want"
 done <<EOF
-csum-both|is not a LUKS2 device
 json-malformed|is not a LUKS2 device
-overlap-keyslots|is not a LUKS2 device
 overflow-segment|smaller than its LUKS2 data offset
-token-oversized|token JSON is larger than 8192 bytes
 tokens-33|has no kmscrypt token
 token-transplant|does not match the LUKS2 header
 reencrypt-forged|cannot read the LUKS2 segment
@@ -89,8 +86,6 @@ while IFS='|' read -r c want; do
         hostile "$c"
         hotplug_refused "hotplug, configured, $c" "$dev" "$want"
 done <<EOF
-json-malformed|is not a LUKS2 device
-overflow-segment|smaller than its LUKS2 data offset
 token-transplant|does not match the LUKS2 header
 reencrypt-forged|cannot read the LUKS2 segment
 EOF
