@@ -867,6 +867,7 @@ int kc_luks_dump_json(struct kc_luks *l, struct json_object **ret) {
         o = json_object_new_object();
         if (!o)
                 return -ENOMEM;
+        /* data_offset unsigned: a hostile header's may pass 2^63 bytes (tests/hostile). */
         if ((r = json_add_string(o, "device", crypt_get_device_name(l->cd))) < 0 ||
             (r = json_add_string(o, "header", l->header)) < 0 ||
             (r = json_add_string(o, "type", crypt_get_type(l->cd))) < 0 ||
@@ -877,7 +878,7 @@ int kc_luks_dump_json(struct kc_luks *l, struct json_object **ret) {
             (r = json_add_string(o, "cipher_mode", crypt_get_cipher_mode(l->cd))) < 0 ||
             (r = json_add_size(o, "key_size", crypt_get_volume_key_size(l->cd))) < 0 ||
             (r = kc_json_add(o, "sector_size", json_object_new_int(crypt_get_sector_size(l->cd)))) < 0 ||
-            (r = kc_json_add(o, "data_offset", json_object_new_int64((int64_t) crypt_get_data_offset(l->cd) * 512))) < 0 ||
+            (r = kc_json_add(o, "data_offset", json_object_new_uint64(crypt_get_data_offset(l->cd) * 512))) < 0 ||
             (r = kc_json_add(o, "iv_offset", json_object_new_int64((int64_t) crypt_get_iv_offset(l->cd)))) < 0 ||
             (r = json_add_string(o, "data_size", seg ? json_object_get_string(json_object_object_get(seg, "size")) : NULL)) < 0 ||
             (r = kc_json_add(o, "metadata_size", json_object_new_int64((int64_t) metadata))) < 0 ||
