@@ -365,6 +365,9 @@ int kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct
         if (r < 0)
                 return r;
         r = kc_luks_segment(l, &seg);
+        if (r == -EOPNOTSUPP)   /* kmscrypt's own reencryptions were finished before we got here */
+                return kc_err_set(err, r, "cannot read the LUKS2 segment of %s: a reencryption kmscrypt did "
+                                  "not start is in progress, or the segment is not one dm-crypt table", device);
         if (r < 0)
                 return kc_err_set(err, r, "cannot read the LUKS2 segment of %s", device);
         r = kc_luks_token_read(l, &tok, NULL, err);

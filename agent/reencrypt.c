@@ -766,8 +766,13 @@ int kc_reencrypt_pending(const struct kc_volume_ref *ref, struct kc_err *err) {
         r = kc_luks_open(ref->device, ref->header, &l, err);
         if (r < 0)
                 return r;
-        if (crypt_reencrypt_status(kc_luks_crypt_device(l), NULL) != CRYPT_REENCRYPT_NONE)
-                return 1;
+        /*
+         * Ours only: the token's reencrypt member is written before the
+         * reencryption starts and removed after it ends, so it covers every
+         * crash state.  A LUKS2 reencryption without it (cryptsetup's, or a
+         * forged header) has keyslots we hold no passphrase for; attach
+         * refuses it in one line instead of trying to carry it on.
+         */
         r = kc_luks_token_read(l, &t, NULL, NULL);
         return r >= 0 && t.reencrypt;
 }

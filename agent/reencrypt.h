@@ -75,8 +75,9 @@ int kc_reencrypt(struct kc_kms *kms, const struct kc_caller *caller, const struc
                  struct kc_reencrypt_result *ret, struct kc_err *err);
 
 /*
- * Is a data key replacement pending on this volume (token member, or a
- * LUKS2 reencryption in the header)?  1 yes, 0 no, negative errno when the
+ * Is a kmscrypt data key replacement pending on this volume (its token
+ * carries the reencrypt member)?  1 yes, 0 no (also for a LUKS2 reencryption
+ * kmscrypt did not start: not ours to carry on), negative errno when the
  * header cannot be read.
  */
 int kc_reencrypt_pending(const struct kc_volume_ref *ref, struct kc_err *err);
