@@ -28,14 +28,26 @@ grep -q 'db-id.*kcvm' status || die "status of st7 lacks its context: $(cat stat
 kcvm_roundtrip /dev/mapper/st7 "$KCVM_DIR/st7.img" 1
 
 # Hardening that can be seen from outside: private files, no core, capabilities
-# (CAP_CHOWN, CAP_IPC_LOCK, CAP_SYS_ADMIN, CAP_MKNOD, also in the bounding set).
+# (CAP_CHOWN, CAP_IPC_LOCK, CAP_SYS_ADMIN, CAP_MKNOD, CAP_SYS_PTRACE, also in
+# the bounding set).
 caps() { awk -v f="$1:" '$1 == f { print $2 }' "/proc/$AGENT_PID/status"; }
-expect_eq "effective capabilities" "$(caps CapEff)" 0000000008204001
-expect_eq "bounding set" "$(caps CapBnd)" 0000000008204001
+expect_eq "effective capabilities" "$(caps CapEff)" 0000000008284001
+expect_eq "bounding set" "$(caps CapBnd)" 0000000008284001
 expect_eq "core size limit" "$(awk '/^Max core file size/ { print $5 " " $6 }' "/proc/$AGENT_PID/limits")" "0 0"
 expect_eq "socket mode" "$(stat -c %a "$KMSCRYPT_AGENT_SOCKET")" 600
 expect_eq "audit log mode" "$(stat -c %a "$KMSCRYPT_AUDIT_LOG")" 600
 expect_eq "Decrypt records in the audit log" "$(grep -c '"Decrypt"' "$KMSCRYPT_AUDIT_LOG")" "$N"
+
+# A request through the agent is audited with its client's executable, though
+# the CLI makes itself non-dumpable (what CAP_SYS_PTRACE is kept for).
+kmscrypt -q detach st7 || die "detach st7 through the agent failed"
+kmscrypt -q attach st7 || die "attach st7 through the agent failed"
+kcvm_mknodes
+last=$(grep '"Decrypt"' "$KMSCRYPT_AUDIT_LOG" | tail -n 1)
+case $last in
+*'"exe":"/kc/bin/kmscrypt"'*) ;;
+*) die "the Decrypt record of a CLI request does not name the client: $last" ;;
+esac
 
 agent_stop
 expect_eq "exit status after SIGTERM" "$AGENT_STATUS" 0
