@@ -10,6 +10,7 @@
 #include "agent/daemon/manager.h"
 #include "agent/daemon/revoke.h"
 #include "agent/luks.h"
+#include "agent/reencrypt.h"
 #include "agent/token.h"
 #include "dmsetup-helpers/dmcrypt.h"
 #include "lib/log.h"
@@ -252,6 +253,52 @@ static void kms_give(struct kc_manager *m, struct kc_kms *k, bool healthy) {
 
 /* ---- the attach itself (no lock held) ---- */
 
+/* Stop a reencryption between chunks when the agent stops: the header says how far it got. */
+static int reencrypt_progress(uint64_t done, uint64_t total, void *userdata) {
+        struct kc_manager *m = userdata;
+        bool stopping;
+
+        (void) done;
+        (void) total;
+        pthread_mutex_lock(&m->lock);
+        stopping = m->stopping;
+        pthread_mutex_unlock(&m->lock);
+        return stopping;
+}
+
+/*
+ * A volume whose kmscrypt data key replacement was interrupted (a crash or
+ * power cut mid-reencryption) is carried to its end before it is attached,
+ * as `kmscrypt attach` does (docs/rotation.md), so that a volume attached
+ * at boot or on hotplug does not stay refused.  Nothing has it attached, so
+ * this runs offline; the attach waits for the rest of the data.  A header
+ * that cannot be read is left for the attach to report.
+ */
+static int finish_reencryption(struct kc_manager *m, struct kc_kms *kms, const struct kc_caller *caller,
+                               const struct kc_attach_params *p, const char *path, struct kc_err *err) {
+        struct kc_reencrypt_params rp = {
+                .ref = { .device = path, .header = p->header },
+                .resume = true, .expect = p->expect,
+                .progress = reencrypt_progress, .userdata = m,
+        };
+        struct kc_reencrypt_result res;
+        const char *what = p->name ?: path;
+        int r;
+
+        if (kc_reencrypt_pending(&rp.ref, NULL) <= 0)
+                return 0;
+        log_notice("%s: its data key replacement was interrupted; finishing it before the attach", what);
+        r = kc_reencrypt(kms, caller, &rp, &res, err);
+        if (r < 0)
+                return r;
+        if (res.stopped)
+                return kc_err_set(err, -ESHUTDOWN, "the agent is stopping; the reencryption of %s resumes "
+                                  "at the next attach", what);
+        log_notice("%s: reencryption finished, key version %u -> %u", what, res.old_key_version,
+                   res.new_key_version);
+        return 0;
+}
+
 static int attach_with(struct kc_manager *m, const struct kc_attach_params *p, const struct kc_caller *caller,
                        struct kc_attach_result *ret, struct kc_err *err) {
         struct kc_kms_request req = { .caller = caller };
@@ -273,7 +320,9 @@ static int attach_with(struct kc_manager *m, const struct kc_attach_params *p, c
         r = kms_take(m, &kms, err);
         if (r < 0)
                 return kc_err_set(err, r, "cannot open the KMS layer: %s", strerror(-r));
-        r = kc_attach(kms, &req, p, ret, err);
+        r = finish_reencryption(m, kms, caller, p, path, err);
+        if (r >= 0)
+                r = kc_attach(kms, &req, p, ret, err);
         kms_give(m, kms, r >= 0);
         if (r >= 0 && ret->removed_half_made)
                 log_notice("%s: removed the half-made mapping (no live table) an interrupted attach left", ret->name);

@@ -3,12 +3,13 @@
 # A power cut in the middle of an online reencryption, emulated at the block
 # layer: the volume sits on a dm-linear device whose table is swapped to
 # `error` mid-way; then every mapping goes, the linear table comes back, and
-# `kmscrypt attach` finishes the reencryption before attaching.  The files
-# synced before the cut checksum as written.
-# kcvm-programs: kmscrypt
+# kmscryptd, attaching the volume from its volumes file as at boot, finishes
+# the reencryption before attaching (reencrypt-kill covers `kmscrypt
+# attach` doing the same).  The files synced before the cut checksum as
+# written.
+# kcvm-programs: kmscrypt kmscryptd tests/bench/agent-vmlib
 . /kc/lib.sh
-
-export KMSCRYPT_KEYSTORE=$KCVM_DIR/keystore KMSCRYPT_AUDIT_LOG=$KCVM_DIR/audit.log
+. /kc/bin/agent-vmlib
 VOL=vol-cut
 PC=kcvm-pc
 MNT=$KCVM_DIR/mnt
@@ -72,13 +73,11 @@ dmsetup load "$PC" --table "0 $SECTORS linear $KCVM_LOOP 0" && dmsetup resume "$
 kcvm_mknodes
 cryptsetup luksDump "$DEV" | grep -q "online-reencrypt" || die "the cut came too late: no reencryption in progress"
 
-echo "attaching"
-if ! kmscrypt attach "$DEV" >"$KCVM_DIR/out" 2>"$KCVM_DIR/err"; then
-        kmscrypt --verbose reencrypt --resume "$DEV" 2>&1 | grep -i libcryptsetup | tail -n 25
-        cryptsetup luksDump "$DEV" | sed -n '/^Data segments/,/^Keyslots/p'
-        die "attach after the cut: $(tail -n 3 "$KCVM_DIR/err")"
-fi
-grep -q "finishing it first" "$KCVM_DIR/err" || die "attach did not resume the reencryption"
+echo "booting the agent with the volume configured"
+echo "$VOL $DEV db-id=db-p,volume-id=$VOL" >"$AGENT_VOLUMES"
+agent_start
+agent_wait_log "$VOL: reencryption finished" 240
+agent_wait_ready 60 >/dev/null
 kcvm_mknodes
 cryptsetup luksDump "$DEV" | grep -q "online-reencrypt" && die "reencryption still in progress after attach"
 mount -o ro "/dev/mapper/$VOL" "$MNT" || die "mount after the cut"
