@@ -356,7 +356,7 @@ int kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct
         struct kc_attach_result res = {};
         struct kc_kms_request volreq = *req;
         _cleanup_close_ int lock_fd = -1;
-        int r;
+        int r, rt;
 
         r = kc_resolve_device(p->device, &device, err);
         if (r < 0)
@@ -365,16 +365,29 @@ int kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct
         if (r < 0)
                 return r;
         r = kc_luks_segment(l, &seg);
-        if (r == -EOPNOTSUPP)   /* kmscrypt's own reencryptions were finished before we got here */
+        if (r < 0 && r != -EOPNOTSUPP)
+                return kc_err_set(err, r, "cannot read the LUKS2 segment of %s", device);
+        /*
+         * The token's reencrypt member marks every crash state of a kmscrypt
+         * data key replacement (agent/reencrypt.h), read here from the header
+         * already open rather than by a second read before every attach: the
+         * caller finishes it (kc_reencrypt) and attaches again.
+         */
+        rt = kc_luks_token_read(l, &tok, NULL, r < 0 ? NULL : err);
+        if (rt >= 0 && tok.reencrypt) {
+                kc_token_clear(&tok);
+                return kc_err_set(err, -EINPROGRESS, "the data key replacement of %s was interrupted "
+                                  "(kmscrypt reencrypt --resume finishes it)", device);
+        }
+        if (r < 0) {
+                kc_token_clear(&tok);
                 return kc_err_set(err, r, "cannot read the LUKS2 segment of %s: a reencryption kmscrypt did "
                                   "not start is in progress, or the segment is not one dm-crypt table", device);
-        if (r < 0)
-                return kc_err_set(err, r, "cannot read the LUKS2 segment of %s", device);
-        r = kc_luks_token_read(l, &tok, NULL, err);
-        if (r == -ENOENT)
-                return kc_err_set(err, r, "%s has no kmscrypt token", device);
-        if (r < 0)
-                return r;
+        }
+        if (rt == -ENOENT)
+                return kc_err_set(err, rt, "%s has no kmscrypt token", device);
+        if (rt < 0)
+                return rt;
 
         volreq.volume = seg.uuid;
         r = check_context(kms, &volreq, &tok, p->expect, device, err);

@@ -69,6 +69,11 @@ int kc_attach_unwrap_key(struct kc_kms *kms, const struct kc_kms_request *req, s
                          const struct kc_token *tok, struct kc_luks_segment *seg, void **ret_key,
                          struct kc_err *err);
 
+/*
+ * The whole activation path.  -EINPROGRESS when the volume's kmscrypt data
+ * key replacement was interrupted: nothing is attached; the caller finishes
+ * it (kc_reencrypt() with resume) and calls again.
+ */
 int kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_attach_params *p,
               struct kc_attach_result *ret, struct kc_err *err);
 

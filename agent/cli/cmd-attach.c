@@ -169,29 +169,20 @@ static int attach_all(struct kc_cli *cli, const char *volumes) {
 }
 
 /*
- * A volume whose data key replacement was interrupted is carried to its end
- * before it is attached (why: docs/rotation.md), so that the attach itself
- * stays the plain fast path on a kmscrypt logon key.  A header that cannot
- * be read is left to the attach to report.
+ * A volume whose data key replacement was interrupted (kc_attach() says
+ * -EINPROGRESS) is carried to its end before it is attached (why:
+ * docs/rotation.md), so that the attach itself stays the plain fast path on
+ * a kmscrypt logon key.
  */
-static int resume_reencryption(struct kc_cli *cli, const struct kc_attach_params *p, struct kc_err *err,
-                               bool *ret_said) {
+static int resume_reencryption(struct kc_cli *cli, struct kc_kms *kms, const struct kc_attach_params *p,
+                               struct kc_err *err) {
         _cleanup_free_ char *device = NULL;
-        struct kc_volume_ref ref = { .header = p->header };
         struct kc_cli_reencrypt_options o;
-        struct kc_kms *kms;
         int r;
 
-        if (kc_resolve_device(p->device, &device, NULL) < 0)
-                return 0;
-        ref.device = device;
-        if (kc_reencrypt_pending(&ref, NULL) <= 0)
-                return 0;
-        r = kc_cli_kms(cli, &kms);
-        if (r < 0) {
-                *ret_said = true;
+        r = kc_resolve_device(p->device, &device, err);
+        if (r < 0)
                 return r;
-        }
         if (!cli->quiet)
                 fprintf(stderr, "%s: its data key replacement was interrupted; finishing it first\n", p->device);
         o = (struct kc_cli_reencrypt_options) {
@@ -218,17 +209,10 @@ static int attach_one(struct kc_cli *cli, const struct kc_attach_params *p, cons
         struct kc_kms *kms;
         int r;
 
-        if (volume && (r = load_volumes(volumes, &vs)) >= 0 && (v = kc_volumes_find(vs, volume))) {
-                params_from_conf(v, &cp);
-                r = resume_reencryption(cli, &cp, err, ret_said);
-        } else
-                r = volume ? 0 : resume_reencryption(cli, p, err, ret_said);
-        if (r < 0)
-                return r;
         if (agent)
                 return volume ? kc_client_attach_volume(agent, volume, res, err) : kc_client_attach(agent, p, res, err);
         if (volume) {
-                r = vs ? 0 : load_volumes(volumes, &vs);
+                r = load_volumes(volumes, &vs);
                 if (r < 0)
                         return r;
                 v = kc_volumes_find(vs, volume);
@@ -243,7 +227,12 @@ static int attach_one(struct kc_cli *cli, const struct kc_attach_params *p, cons
                 return r;
         }
         req = kc_cli_request(cli, NULL);
-        return kc_attach(kms, &req, p, res, err);
+        r = kc_attach(kms, &req, p, res, err);
+        if (r != -EINPROGRESS)
+                return r;
+        *err = (struct kc_err) {};
+        r = resume_reencryption(cli, kms, p, err);
+        return r < 0 ? r : kc_attach(kms, &req, p, res, err);
 }
 
 static int run_attach(struct kc_cli *cli, int argc, char **argv) {

@@ -270,9 +270,9 @@ static int reencrypt_progress(uint64_t done, uint64_t total, void *userdata) {
  * A volume whose kmscrypt data key replacement was interrupted (a crash or
  * power cut mid-reencryption) is carried to its end before it is attached,
  * as `kmscrypt attach` does (docs/rotation.md), so that a volume attached
- * at boot or on hotplug does not stay refused.  Nothing has it attached, so
- * this runs offline; the attach waits for the rest of the data.  A header
- * that cannot be read is left for the attach to report.
+ * at boot or on hotplug does not stay refused (kc_attach() says
+ * -EINPROGRESS).  Nothing has it attached, so this runs offline; the attach
+ * waits for the rest of the data.
  */
 static int finish_reencryption(struct kc_manager *m, struct kc_kms *kms, const struct kc_caller *caller,
                                const struct kc_attach_params *p, const char *path, struct kc_err *err) {
@@ -285,8 +285,6 @@ static int finish_reencryption(struct kc_manager *m, struct kc_kms *kms, const s
         const char *what = p->name ?: path;
         int r;
 
-        if (kc_reencrypt_pending(&rp.ref, NULL) <= 0)
-                return 0;
         log_notice("%s: its data key replacement was interrupted; finishing it before the attach", what);
         r = kc_reencrypt(kms, caller, &rp, &res, err);
         if (r < 0)
@@ -320,9 +318,13 @@ static int attach_with(struct kc_manager *m, const struct kc_attach_params *p, c
         r = kms_take(m, &kms, err);
         if (r < 0)
                 return kc_err_set(err, r, "cannot open the KMS layer: %s", strerror(-r));
-        r = finish_reencryption(m, kms, caller, p, path, err);
-        if (r >= 0)
-                r = kc_attach(kms, &req, p, ret, err);
+        r = kc_attach(kms, &req, p, ret, err);
+        if (r == -EINPROGRESS) {
+                *err = (struct kc_err) {};
+                r = finish_reencryption(m, kms, caller, p, path, err);
+                if (r >= 0)
+                        r = kc_attach(kms, &req, p, ret, err);
+        }
         kms_give(m, kms, r >= 0);
         if (r >= 0 && ret->removed_half_made)
                 log_notice("%s: removed the half-made mapping (no live table) an interrupted attach left", ret->name);
