@@ -18,8 +18,11 @@ expect 0 "audit list --json" --json audit list
 N=$(json 'len(j["Records"])')
 check "one record per call so far (got $N)" test "$N" -eq "$(wc -l < "$LOG")"
 json_is '[r["seq"] for r in j["Records"]] == list(range(1, len(j["Records"]) + 1))' true
-json_is '[r["operation"] for r in j["Records"] if r["operation"] in ("CreateKey", "GenerateDataKey", "Decrypt", "RotateKey")]' \
+json_is '[r["operation"] for r in j["Records"] if r["operation"] in ("CreateKey", "GenerateDataKey", "Decrypt", "RotateKey") and r["result"] != "pending"]' \
         "['CreateKey', 'CreateKey', 'GenerateDataKey', 'Decrypt', 'Decrypt', 'RotateKey']"
+# Changes are written ahead: each outcome follows its "pending" intent.
+json_is '[(r["operation"], r["result"]) for r in j["Records"] if r["operation"] in ("CreateKey", "RotateKey")]' \
+        "[('CreateKey', 'pending'), ('CreateKey', 'ok'), ('CreateKey', 'pending'), ('CreateKey', 'ok'), ('RotateKey', 'pending'), ('RotateKey', 'ok')]"
 json_is '[r["result"] for r in j["Records"] if r["operation"] == "Decrypt"]' "['ok', 'error']"
 json_is '[r["encryption_context"] for r in j["Records"] if r["operation"] == "GenerateDataKey"][0]' \
         "{'db-id': 'db-1', 'volume-id': 'vol-2'}"
