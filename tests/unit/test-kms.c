@@ -1,10 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <dirent.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <json-c/json.h>
@@ -416,33 +414,15 @@ START_TEST(test_every_call_audited) {
 END_TEST
 
 /*
- * Make appends to the audit log fail (EFBIG) while fn runs: works even for
- * root, unlike permissions.  The limit holds for every file of the process,
- * Check's own message file included: each passing ck_assert appends a
- * location record to it, and one appended while the limit is on is cut short
- * once that file has grown past the audit log's size, which Check then reads
- * as "Bad message type" (how large it has grown depends on the length of
- * __FILE__, so it showed only in builds configured with an absolute source
- * path, as tests/sanitize.sh does).  So no ck_assert between the two
- * setrlimit calls: their results are checked once the limit is lifted.
- * room: bytes the log may still grow by (one record fits, the next not).
+ * Make appends to the audit log fail (EFBIG) while fn runs, past room more
+ * bytes (one record fits, the next not): kc_test_with_file_limit(), which
+ * works for root too; fn must not assert.
  */
 static void with_frozen_audit_log(const char *path, off_t room, void (*fn)(void *userdata), void *userdata) {
         struct stat st;
-        struct rlimit old, rl;
-        int r_freeze, r_thaw;
 
         ck_assert_int_eq(stat(path, &st), 0);
-        ck_assert_ptr_ne(signal(SIGXFSZ, SIG_IGN), SIG_ERR);
-        ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
-        rl = old;
-        rl.rlim_cur = (rlim_t) (st.st_size + room);
-        r_freeze = setrlimit(RLIMIT_FSIZE, &rl);
-        if (r_freeze == 0)
-                fn(userdata);
-        r_thaw = setrlimit(RLIMIT_FSIZE, &old);
-        ck_assert_int_eq(r_thaw, 0);
-        ck_assert_int_eq(r_freeze, 0);
+        kc_test_with_file_limit(st.st_size + room, fn, userdata);
 }
 
 struct frozen {
