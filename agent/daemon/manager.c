@@ -87,6 +87,7 @@ static void confset_unref(struct confset *s) {
 }
 
 bool kc_attach_error_retryable(int error) {
+        /* Not ENOKEY: a device without a kmscrypt token (kc_attach()) fails once, it is not retried. */
         static const int transient[] = {
                 ENOENT, ENODEV, ENXIO, ENOMEDIUM,             /* device not there (yet) */
                 EAGAIN, EBUSY, EINTR, EIO,                     /* busy, or the KMS layer unusable for now */
