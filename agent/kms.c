@@ -587,8 +587,10 @@ static int manage(struct kc_kms *k, const struct kc_kms_request *req, const char
         /* A key that does not exist is refused before anything is asked; one that does is
          * recorded by its id rather than the alias it was named by, in both records. */
         r = p->describe_key(state, key, &info, &lookup);
-        if (r == -ENOKEY || r == -ENOENT)
+        if (r == -ENOKEY || r == -ENOENT) {
+                note_request_id(p, state, &rec, request_id, sizeof(request_id));
                 return audit_finish(k, req, &rec, kc_err_set(err, r, "%s", kc_err_msg(&lookup, r)), err);
+        }
         if (r >= 0)
                 rec.key_id = info.key_id;
         if (a->days > 0) {
