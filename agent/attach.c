@@ -384,8 +384,9 @@ int kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct
                 return kc_err_set(err, r, "cannot read the LUKS2 segment of %s: a reencryption kmscrypt did "
                                   "not start is in progress, or the segment is not one dm-crypt table", device);
         }
+        /* Not -ENOENT, which callers that wait take for "device not there yet": no wait grows a token. */
         if (rt == -ENOENT)
-                return kc_err_set(err, rt, "%s has no kmscrypt token", device);
+                return kc_err_set(err, -ENOKEY, "%s has no kmscrypt token", device);
         if (rt < 0)
                 return rt;
 

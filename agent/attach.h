@@ -72,7 +72,9 @@ int kc_attach_unwrap_key(struct kc_kms *kms, const struct kc_kms_request *req, s
 /*
  * The whole activation path.  -EINPROGRESS when the volume's kmscrypt data
  * key replacement was interrupted: nothing is attached; the caller finishes
- * it (kc_reencrypt() with resume) and calls again.
+ * it (kc_reencrypt() with resume) and calls again.  -ENOKEY when the device
+ * is LUKS2 but has no kmscrypt token (final: waiting will not grow one,
+ * unlike an -ENOENT or -ENODEV device that is not there yet).
  */
 int kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_attach_params *p,
               struct kc_attach_result *ret, struct kc_err *err);

@@ -233,8 +233,8 @@ static int parse_record(const char *line, size_t n, struct json_object **ret_obj
         if (!s || !s[0])
                 return kc_err_set(err, -EBADMSG, "\"operation\" is missing");
         s = json_get_string(o, "result");
-        if (!s || (!streq(s, "ok") && !streq(s, "error")))
-                return kc_err_set(err, -EBADMSG, "\"result\" is neither \"ok\" nor \"error\"");
+        if (!s || (!streq(s, "ok") && !streq(s, "error") && !streq(s, "pending")))
+                return kc_err_set(err, -EBADMSG, "\"result\" is not \"ok\", \"error\" or \"pending\"");
 
         if (ret_obj)
                 *ret_obj = TAKE_PTR(o);
@@ -345,6 +345,13 @@ static int json_caller(const struct kc_caller *c, struct json_object **ret) {
         return 0;
 }
 
+/* An intent is neither a success nor a failure yet: its outcome is a later record. */
+static const char *record_result(const struct kc_audit_record *rec) {
+        if (rec->intent)
+                return "pending";
+        return rec->result < 0 ? "error" : "ok";
+}
+
 /* The record as one line of compact JSON, members in the order of docs/audit.md. No newline. */
 static int build_line(const struct kc_audit_record *rec, uint64_t seq, const char *prev, char **ret, size_t *ret_len) {
         _cleanup_json_ struct json_object *o = NULL;
@@ -381,8 +388,8 @@ static int build_line(const struct kc_audit_record *rec, uint64_t seq, const cha
             (r = json_add(o, "encryption_context", TAKE_PTR(ctx))) < 0 ||
             (r = json_add(o, "caller", TAKE_PTR(caller))) < 0 ||
             (r = json_add_text(o, "volume", rec->volume)) < 0 ||
-            (r = json_add_text(o, "result", rec->result < 0 ? "error" : "ok")) < 0 ||
-            (r = json_add_text(o, "error", rec->result >= 0 ? NULL :
+            (r = json_add_text(o, "result", record_result(rec))) < 0 ||
+            (r = json_add_text(o, "error", rec->intent || rec->result >= 0 ? NULL :
                                            rec->error ?: strerror(-rec->result))) < 0 ||
             (r = json_add_text(o, "detail", rec->detail)) < 0 ||
             (r = json_add_text(o, "prev", prev)) < 0) {

@@ -35,6 +35,8 @@ struct kc_audit_record {
         const char *volume;             /* LUKS UUID or mapping name, NULL if none */
         int result;                     /* 0 or negative errno */
         const char *error;              /* message when result < 0 */
+        bool intent;                    /* write-ahead record of a change about to be made:
+                                         * "result":"pending", result and error ignored */
         const char *detail;             /* free text (never secret), may be NULL */
 };
 

@@ -12,6 +12,11 @@
  * audit_finish(), which writes one record whatever the outcome and turns a
  * success into a failure when that record cannot be made durable.  Results
  * are built in locals and copied to the caller only after that.
+ *
+ * A change of state (a key created, enabled, rotated, ...) cannot be taken
+ * back once made, so it is written ahead: audit_intent() makes a "pending"
+ * record durable before the provider is called, and audit_outcome() records
+ * how it ended.  No intent record, no change.
  */
 
 static const struct kc_kms_provider *const providers[] = {
@@ -185,11 +190,6 @@ static int unsupported(const struct kc_kms_provider *p, const char *operation, s
         return kc_err_set(err, -EOPNOTSUPP, "KMS provider %s does not support %s", p->name, operation);
 }
 
-/*
- * Write the audit record of an operation that ended with result.  A refusal
- * stays a refusal; a success whose record is not durable becomes a failure,
- * and the caller then wipes what it would have returned.
- */
 /* Every record of this trail names the caller and volume of its request. */
 static int audit_write(struct kc_kms *k, const struct kc_kms_request *req, struct kc_audit_record *rec) {
         rec->caller = req ? req->caller : NULL;
@@ -197,18 +197,31 @@ static int audit_write(struct kc_kms *k, const struct kc_kms_request *req, struc
         return kc_audit_write(k->audit, rec);
 }
 
-static int audit_finish(struct kc_kms *k, const struct kc_kms_request *req, struct kc_audit_record *rec,
+/* The record of an operation that ended with result; 0 or the negative errno of the write. */
+static int audit_result(struct kc_kms *k, const struct kc_kms_request *req, struct kc_audit_record *rec,
                         int result, struct kc_err *err) {
         int r;
 
+        rec->intent = false;
         rec->result = result;
         rec->error = result < 0 ? kc_err_msg(err, result) : NULL;
         r = audit_write(k, req, rec);
-        if (result < 0) {
-                if (r < 0)
-                        log_debug("audit record of refused %s not written: %s", rec->operation, strerror(-r));
+        if (r < 0 && result < 0)
+                log_debug("audit record of refused %s not written: %s", rec->operation, strerror(-r));
+        return r;
+}
+
+/*
+ * Write the audit record of an operation that ended with result.  A refusal
+ * stays a refusal; a success whose record is not durable becomes a failure,
+ * and the caller then wipes what it would have returned.
+ */
+static int audit_finish(struct kc_kms *k, const struct kc_kms_request *req, struct kc_audit_record *rec,
+                        int result, struct kc_err *err) {
+        int r = audit_result(k, req, rec, result, err);
+
+        if (result < 0)
                 return result;
-        }
         if (r < 0)
                 return kc_err_set(err, r, "%s withheld: its audit record could not be written: %s",
                                   rec->operation, strerror(-r));
@@ -228,6 +241,62 @@ int kc_kms_audit_refusal(struct kc_kms *k, const struct kc_kms_request *req, str
         if (!k || !rec || rec->result >= 0)
                 return -EINVAL;
         return audit_write(k, req, rec);
+}
+
+/*
+ * Write-ahead: the intent record of a change, durable before the change is
+ * made.  It carries what rec says (operation, key, context, detail) with the
+ * result "pending".  When it cannot be written nothing may be changed.
+ */
+static int audit_intent(struct kc_kms *k, const struct kc_kms_request *req, const struct kc_audit_record *rec,
+                        struct kc_err *err) {
+        struct kc_audit_record intent = *rec;
+        int r;
+
+        intent.intent = true;
+        r = audit_write(k, req, &intent);
+        if (r < 0)
+                return kc_err_set(err, r, "%s not done: its audit record could not be written: %s",
+                                  rec->operation, strerror(-r));
+        return 0;
+}
+
+/*
+ * The outcome of a change whose intent is on record.  A refusal is recorded
+ * and returned.  A change that was made stays made when its outcome record
+ * cannot be written: undoing it would be another unrecorded change, and a
+ * caller told "failed" would retry a change that happened.  So it is
+ * reported as done (1) with err saying the outcome record is missing; the
+ * intent record already proves the change was asked for.
+ */
+static int audit_outcome(struct kc_kms *k, const struct kc_kms_request *req, struct kc_audit_record *rec,
+                         int result, struct kc_err *err) {
+        int r = audit_result(k, req, rec, result, err);
+
+        if (result < 0)
+                return result;
+        if (r < 0) {
+                kc_err_set(err, r, "%s done, but its outcome record could not be written to the audit log (%s); "
+                           "the intent record before it stands", rec->operation, strerror(-r));
+                return 1;
+        }
+        return 0;
+}
+
+int kc_kms_audit_intent(struct kc_kms *k, const struct kc_kms_request *req, const struct kc_audit_record *rec,
+                        struct kc_err *err) {
+        if (!k || !rec || !rec->operation)
+                return -EINVAL;
+        return audit_intent(k, req, rec, err);
+}
+
+int kc_kms_audit_outcome(struct kc_kms *k, const struct kc_kms_request *req, struct kc_audit_record *rec,
+                         int result, struct kc_err *err) {
+        struct kc_err local = {};
+
+        if (!k || !rec || !rec->operation)
+                return -EINVAL;
+        return audit_outcome(k, req, rec, result, err ?: &local);
 }
 
 /* The same for an operation that made a data key: release it only when audited, else wipe it. */
@@ -404,18 +473,22 @@ int kc_kms_create_key(struct kc_kms *k, const struct kc_kms_request *req, const 
 
         err = err ?: &local;
         r = dispatch_by_name(k, provider, &p, &state, err);
-        if (r >= 0)
-                r = p->create_key ? p->create_key(state, alias, description, &info, err) : unsupported(p, rec.operation, err);
+        if (r >= 0 && !p->create_key)
+                r = unsupported(p, rec.operation, err);
+        if (r < 0)
+                return audit_finish(k, req, &rec, r, err);
+        r = audit_intent(k, req, &rec, err);
+        if (r < 0)
+                return r;
+        r = p->create_key(state, alias, description, &info, err);
         if (r >= 0) {
                 rec.key_id = info.key_id;
                 rec.key_version = info.current_version;
         }
-        r = audit_finish(k, req, &rec, r, err);
-        if (r < 0)
-                return r;
-        if (ret)
+        r = audit_outcome(k, req, &rec, r, err);
+        if (r >= 0 && ret)
                 *ret = info;
-        return 0;
+        return r;
 }
 
 int kc_kms_list_keys(struct kc_kms *k, const struct kc_kms_request *req, const char *provider,
@@ -441,8 +514,8 @@ int kc_kms_list_keys(struct kc_kms *k, const struct kc_kms_request *req, const c
 }
 
 /*
- * The state changes share one shape: resolve, call, audit.  Each is a row
- * of this table, called through manage().
+ * The state changes share one shape: resolve, record the intent, call,
+ * record the outcome.  Each is a row of this table, called through manage().
  */
 struct manage_args {
         bool enabled;
@@ -495,7 +568,7 @@ static const struct manage_op manage_ops[] = {
 
 static int manage(struct kc_kms *k, const struct kc_kms_request *req, const char *key_ref,
                   const struct manage_op *op, struct manage_args *a, struct kc_err *err) {
-        struct kc_err local = {};
+        struct kc_err local = {}, lookup = {};
         struct kc_audit_record rec = { .operation = op->operation, .key_id = key_ref };
         struct kc_key_info info;
         char detail[256] = "";
@@ -507,12 +580,30 @@ static int manage(struct kc_kms *k, const struct kc_kms_request *req, const char
 
         err = err ?: &local;
         r = dispatch(k, key_ref, &p, &state, &key, err);
+        if (r >= 0 && !op->supported(p))
+                r = unsupported(p, op->operation, err);
+        if (r < 0)
+                return audit_finish(k, req, &rec, r, err);
+        /* A key that does not exist is refused before anything is asked; one that does is
+         * recorded by its id rather than the alias it was named by, in both records. */
+        r = p->describe_key(state, key, &info, &lookup);
+        if (r == -ENOKEY || r == -ENOENT) {
+                note_request_id(p, state, &rec, request_id, sizeof(request_id));
+                return audit_finish(k, req, &rec, kc_err_set(err, r, "%s", kc_err_msg(&lookup, r)), err);
+        }
         if (r >= 0)
-                r = op->supported(p) ? op->call(p, state, key, a, err) : unsupported(p, op->operation, err);
-        note_request_id(p, state, &rec, request_id, sizeof(request_id));
-        /* Record the key's id rather than the alias it was named by. */
-        if (r >= 0 && p->describe_key(state, key, &info, NULL) >= 0)
                 rec.key_id = info.key_id;
+        if (a->days > 0) {
+                snprintf(detail, sizeof(detail), "pending window %u days", a->days);
+                rec.detail = detail;
+        }
+        r = audit_intent(k, req, &rec, err);
+        if (r < 0)
+                return r;
+
+        r = op->call(p, state, key, a, err);
+        rec.detail = NULL;
+        note_request_id(p, state, &rec, request_id, sizeof(request_id));
         if (r >= 0 && a->version > 0)
                 rec.key_version = a->version;
         if (r >= 0 && a->date > 0) {
@@ -520,7 +611,7 @@ static int manage(struct kc_kms *k, const struct kc_kms_request *req, const char
                          rec.detail ? "; " : "", rec.detail ?: "");
                 rec.detail = detail;
         }
-        return audit_finish(k, req, &rec, r, err);
+        return audit_outcome(k, req, &rec, r, err);
 }
 
 int kc_kms_set_enabled(struct kc_kms *k, const struct kc_kms_request *req, const char *key_ref,

@@ -141,6 +141,15 @@ int kc_kms_encrypt(struct kc_kms *k, const struct kc_kms_request *req, const cha
                    struct kc_data_key *ret, struct kc_err *err);
 int kc_kms_describe_key(struct kc_kms *k, const struct kc_kms_request *req, const char *key_ref,
                         struct kc_key_info *ret, struct kc_err *err);
+/*
+ * Changes of state: create, enable/disable, rotate, schedule and cancel
+ * deletion.  Each writes an intent record ("result":"pending") before the
+ * provider is called and its outcome record after (docs/audit.md):
+ *   < 0  nothing was changed (intent record not written, or refused);
+ *     0  changed, both records written;
+ *     1  changed, but the outcome record could not be written: err holds a
+ *        one-line warning saying so; ret_* are filled.  The change stands.
+ */
 int kc_kms_create_key(struct kc_kms *k, const struct kc_kms_request *req, const char *provider,
                       const char *alias, const char *description, struct kc_key_info *ret,
                       struct kc_err *err);
@@ -154,6 +163,19 @@ int kc_kms_schedule_deletion(struct kc_kms *k, const struct kc_kms_request *req,
                              unsigned days, time_t *ret_date, struct kc_err *err);
 int kc_kms_cancel_deletion(struct kc_kms *k, const struct kc_kms_request *req, const char *key_ref,
                            struct kc_err *err);
+
+/*
+ * Write-ahead for a change built on the calls above (a volume header
+ * rewritten after ReEncrypt): kc_kms_audit_intent() before the change, 0 or
+ * a negative errno (with err naming the audit problem) on which the change
+ * must not be made; kc_kms_audit_outcome() after it, returning as the
+ * changes of state above do (result < 0: recorded and returned; 1: done,
+ * outcome record missing, err says so).
+ */
+int kc_kms_audit_intent(struct kc_kms *k, const struct kc_kms_request *req, const struct kc_audit_record *rec,
+                        struct kc_err *err);
+int kc_kms_audit_outcome(struct kc_kms *k, const struct kc_kms_request *req, struct kc_audit_record *rec,
+                         int result, struct kc_err *err);
 
 /*
  * Record an operation built on the calls above (e.g. "RewrapVolume": a

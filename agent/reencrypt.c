@@ -329,7 +329,14 @@ static int mapping_to_kmscrypt(struct re_state *s, const char *uuid, const void 
 
 /* ---- audit ---- */
 
-static int re_audit(struct re_state *s, const char *detail, uint32_t version, int result, struct kc_err *err) {
+/*
+ * Starting and finishing change the header, so both are written ahead
+ * (docs/audit.md): re_audit(s, ..., true, 0, err) before the change, which
+ * is not made when it fails; re_audit(s, ..., false, result, err) after it
+ * (1: made, its outcome record missing, err says so).
+ */
+static int re_audit(struct re_state *s, const char *detail, uint32_t version, bool intent, int result,
+                    struct kc_err *err) {
         struct kc_audit_record rec = {
                 .operation = "ReencryptVolume",
                 .key_id = s->tok.key_id,
@@ -338,7 +345,25 @@ static int re_audit(struct re_state *s, const char *detail, uint32_t version, in
                 .detail = detail,
         };
 
-        return kc_kms_audit_event(s->kms, &s->req, &rec, result, err);
+        if (intent)
+                return kc_kms_audit_intent(s->kms, &s->req, &rec, err);
+        return kc_kms_audit_outcome(s->kms, &s->req, &rec, result, err);
+}
+
+/*
+ * Started, but the outcome record is missing: stop here rather than
+ * reencrypt a whole volume the audit log cannot follow.  The header says
+ * "in progress", so --resume carries on once the log can be written.
+ */
+static int re_start_unrecorded(struct re_state *s, struct kc_err *err) {
+        char why[sizeof(err->msg)];
+
+        if (!err)
+                return -EIO;
+        snprintf(why, sizeof(why), "%s", err->msg);
+        *err = (struct kc_err) {};
+        return kc_err_set(err, -EIO, "%s: reencryption stopped: %s; resume with kmscrypt reencrypt --resume",
+                          s->what, why);
 }
 
 /* ---- steps ---- */
@@ -426,13 +451,15 @@ static int step_start(struct re_state *s, struct kc_err *err) {
         };
         t = s->tok;
         t.reencrypt = re;
-        r = token_commit(s, &t, err);
+        r = re_audit(s, "start", dk.key_version, true, 0, err);
+        if (r >= 0)
+                r = re_audit(s, "started", dk.key_version, false, token_commit(s, &t, err), err);
         if (r < 0) {
                 kc_token_reencrypt_free(re);
                 return r;
         }
         s->tok.reencrypt = re;
-        return re_audit(s, "started", dk.key_version, 0, err);
+        return r > 0 ? re_start_unrecorded(s, err) : 0;
 }
 
 static const struct kc_luks_pbkdf temp_pbkdf = {
@@ -593,6 +620,10 @@ static int step_finish(struct re_state *s, const char *uuid, struct kc_err *err)
         if (r < 0)
                 return kc_err_set(err, -EBADMSG, "the new data key does not match the LUKS2 digest of %s; "
                                   "token left as it is", s->what);
+        snprintf(detail, sizeof(detail), "finish, from version %u, token %d", s->tok.key_version, s->token_id);
+        r = re_audit(s, detail, re->key_version, true, 0, err);
+        if (r < 0)
+                return r;
         if (s->mapping) {
                 r = mapping_to_kmscrypt(s, uuid, key, err);
                 if (r < 0)
@@ -612,7 +643,7 @@ static int step_finish(struct re_state *s, const char *uuid, struct kc_err *err)
         t.reencrypt = NULL;
         r = token_commit(s, &t, err);
         snprintf(detail, sizeof(detail), "finished, from version %u, token %d", s->tok.key_version, s->token_id);
-        return re_audit(s, detail, re->key_version, r, err);
+        return re_audit(s, detail, re->key_version, false, r, err);
 }
 
 /* A fresh handle on the header, after libcryptsetup rewrote it. */
@@ -755,7 +786,7 @@ int kc_reencrypt(struct kc_kms *kms, const struct kc_caller *caller, const struc
         if (r < 0)
                 return r;
         *ret = res;
-        return 0;
+        return r;
 }
 
 int kc_reencrypt_pending(const struct kc_volume_ref *ref, struct kc_err *err) {

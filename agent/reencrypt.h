@@ -71,6 +71,13 @@ struct kc_reencrypt_result {
         int recovery_keyslot;                /* re-created recovery keyslot, -1 for none */
 };
 
+/*
+ * Starting and finishing are written ahead in the audit log (docs/audit.md):
+ * without their intent record the header is not changed.  Returns 0, or 1
+ * when the reencryption finished but its last outcome record could not be
+ * written (err holds that warning, ret is filled); one started whose outcome
+ * record is missing stops with an error, resumable.
+ */
 int kc_reencrypt(struct kc_kms *kms, const struct kc_caller *caller, const struct kc_reencrypt_params *p,
                  struct kc_reencrypt_result *ret, struct kc_err *err);
 

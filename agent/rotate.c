@@ -166,18 +166,27 @@ static int rewrap_write(struct rewrap_state *s, const struct kc_data_key *dk, st
         return rewrap_read_back(s, &t, err);
 }
 
-static int rewrap_audit(struct rewrap_state *s, const struct kc_data_key *dk, int result, struct kc_err *err) {
+/*
+ * The header change is written ahead (docs/audit.md): rewrap_audit(s, dk,
+ * true, 0, err) records the intent before the token is written, and nothing
+ * is written when it fails; rewrap_audit(s, dk, false, result, err) records
+ * the outcome (1: written, its outcome record missing).
+ */
+static int rewrap_audit(struct rewrap_state *s, const struct kc_data_key *dk, bool intent, int result,
+                        struct kc_err *err) {
         char detail[400];
         struct kc_audit_record rec = {
                 .operation = s->p->dst_context ? "RebindVolume" : "RewrapVolume",
-                .key_id = dk ? dk->key_id : s->old.key_id,
-                .key_version = dk ? dk->key_version : s->old.key_version,
+                .key_id = dk->key_id,
+                .key_version = dk->key_version,
                 .context = s->dst_ctx,
                 .detail = detail,
         };
 
         snprintf(detail, sizeof(detail), "from %s version %u, token %d", s->old_ref, s->old.key_version, s->token_id);
-        return kc_kms_audit_event(s->kms, &s->req, &rec, result, err);
+        if (intent)
+                return kc_kms_audit_intent(s->kms, &s->req, &rec, err);
+        return kc_kms_audit_outcome(s->kms, &s->req, &rec, result, err);
 }
 
 static int rewrap_run(struct rewrap_state *s, struct kc_rewrap_result *res, struct kc_err *err) {
@@ -222,14 +231,17 @@ static int rewrap_run(struct rewrap_state *s, struct kc_rewrap_result *res, stru
                 return 0;
 
         kc_fault_point("rewrap:after-prove");
+        r = rewrap_audit(s, &dk, true, 0, err);
+        if (r < 0)
+                return r;
         r = rewrap_write(s, &dk, err);
         kc_fault_point("rewrap:after-write");
         /* The write is recorded whatever its outcome: a failed write may still have reached the disk. */
-        r = rewrap_audit(s, &dk, r, err);
+        r = rewrap_audit(s, &dk, false, r, err);
         if (r < 0)
                 return r;
         res->changed = true;
-        return 0;
+        return r;
 }
 
 int kc_rewrap(struct kc_kms *kms, const struct kc_caller *caller, const struct kc_rewrap_params *p,
@@ -250,7 +262,7 @@ int kc_rewrap(struct kc_kms *kms, const struct kc_caller *caller, const struct k
         if (r < 0)
                 return r;
         *ret = res;
-        return 0;
+        return r;
 }
 
 /* ---- known volumes ---- */

@@ -57,11 +57,15 @@ struct kc_rewrap_result {
  *   3. ReEncrypt the blob (the plaintext never reaches this process);
  *   4. Decrypt the new blob under the new context and check the key against
  *      the LUKS2 digest: a blob that does not open the volume is never written;
- *   5. replace the token in place (same token id): one LUKS2 metadata write;
- *   6. read the header back with a fresh handle: the token must be the one written;
- *   7. audit "RewrapVolume" or "RebindVolume".
+ *   5. audit the intent of "RewrapVolume" or "RebindVolume" (written ahead,
+ *      docs/audit.md): when it cannot be written, nothing is;
+ *   6. replace the token in place (same token id): one LUKS2 metadata write;
+ *   7. read the header back with a fresh handle: the token must be the one written;
+ *   8. audit the outcome.
  *
- * Fails with the header unchanged whenever it fails before step 5.
+ * Fails with the header unchanged whenever it fails before step 6.  Returns
+ * 0, or 1 when the token was replaced but its outcome record could not be
+ * written (err holds that warning; ret is filled, changed is true).
  */
 int kc_rewrap(struct kc_kms *kms, const struct kc_caller *caller, const struct kc_rewrap_params *p,
               struct kc_rewrap_result *ret, struct kc_err *err);

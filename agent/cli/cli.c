@@ -78,6 +78,7 @@ static const struct {
         { EUCLEAN, KC_EXIT_UNAVAILABLE },
         { ENOTRECOVERABLE, KC_EXIT_UNAVAILABLE },
         { ENOSPC, KC_EXIT_UNAVAILABLE },
+        { EFBIG, KC_EXIT_UNAVAILABLE },         /* a file size limit on the audit log or keystore */
         { EDQUOT, KC_EXIT_UNAVAILABLE },
         { EROFS, KC_EXIT_UNAVAILABLE },
         { EBUSY, KC_EXIT_UNAVAILABLE },
@@ -111,6 +112,15 @@ int kc_cli_fail(struct kc_cli *cli, int r, const struct kc_err *err, const char 
             (!cli->config_loaded || cli->config.syslog))
                 kc_log_sink_syslog(LOG_WARNING, line, NULL);
         return status;
+}
+
+void kc_cli_warn_unrecorded(struct kc_cli *cli, const struct kc_err *err, const char *what) {
+        char line[512];
+
+        snprintf(line, sizeof(line), "%s: %s", what, err->msg);
+        log_warning("%s", line);
+        if (!cli->config_loaded || cli->config.syslog)
+                kc_log_sink_syslog(LOG_WARNING, line, NULL);
 }
 
 void kc_cli_print_json(struct json_object *o) {

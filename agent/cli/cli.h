@@ -81,6 +81,14 @@ int kc_cli_exit_status(int r);
 int kc_cli_fail(struct kc_cli *cli, int r, const struct kc_err *err, const char *what);
 
 /*
+ * A change that was made but whose outcome record is missing from the audit
+ * log (a kc_kms_* change returned 1): one warning line on stderr, and the
+ * same line to syslog, the outside copy of the audit trail.  The command
+ * still succeeds: the change stands.
+ */
+void kc_cli_warn_unrecorded(struct kc_cli *cli, const struct kc_err *err, const char *what);
+
+/*
  * Options: a table per command, terminated by an empty entry.  Global
  * options (--keystore, --audit-log, --config, --root-key-file, --json,
  * --quiet, --verbose) and --help are understood everywhere, before or after

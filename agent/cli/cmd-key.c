@@ -96,7 +96,7 @@ static int print_key(struct kc_cli *cli, const struct kc_key_info *k) {
  * extra (released); text output shows the same as "Name: value" lines.
  */
 static int print_change(struct kc_cli *cli, struct kc_kms *kms, const char *key_ref, const char *what,
-                        struct json_object *extra) {
+                        struct json_object *extra, int changed) {
         struct kc_kms_request req = kc_cli_request(cli, NULL);
         struct json_object *o;
         struct kc_key_info info;
@@ -108,13 +108,15 @@ static int print_change(struct kc_cli *cli, struct kc_kms *kms, const char *key_
                 return KC_EXIT_OK;
         }
         r = kc_kms_describe_key(kms, &req, key_ref, &info, &err);
-        if (r < 0) {
+        /* The audit log that lost the outcome record refuses the describe too: the change still stands. */
+        if (r < 0 && changed <= 0) {
                 json_object_put(extra);
                 return kc_cli_fail(cli, r, &err, what);
         }
         o = json_object_new_object();
-        add_string(o, "KeyId", info.key_id);
-        add_string(o, "KeyState", kc_key_state_to_string(info.state));
+        add_string(o, "KeyId", r < 0 ? key_ref : info.key_id);
+        if (r >= 0)
+                add_string(o, "KeyState", kc_key_state_to_string(info.state));
         if (extra) {
                 json_object_object_foreach(extra, name, value)
                         json_object_object_add(o, name, json_object_get(value));
@@ -158,6 +160,8 @@ static int key_create(struct kc_cli *cli, int argc, char **argv) {
         r = kc_kms_create_key(kms, &req, provider, alias, description, &info, &err);
         if (r < 0)
                 return kc_cli_fail(cli, r, &err, "create key");
+        if (r > 0)
+                kc_cli_warn_unrecorded(cli, &err, "create key");
         return print_key(cli, &info);
 }
 
@@ -312,7 +316,9 @@ static int key_change(struct kc_cli *cli, int argc, char **argv) {
         r = c->apply(kms, &req, argv[1], &err);
         if (r < 0)
                 return kc_cli_fail(cli, r, &err, c->what);
-        return print_change(cli, kms, argv[1], c->what, NULL);
+        if (r > 0)
+                kc_cli_warn_unrecorded(cli, &err, c->what);
+        return print_change(cli, kms, argv[1], c->what, NULL, r);
 }
 
 static int key_rotate(struct kc_cli *cli, int argc, char **argv) {
@@ -343,9 +349,11 @@ static int key_rotate(struct kc_cli *cli, int argc, char **argv) {
         r = kc_kms_rotate_key(kms, &req, argv[1], &version, &err);
         if (r < 0)
                 return kc_cli_fail(cli, r, &err, "rotate key");
+        if (r > 0)
+                kc_cli_warn_unrecorded(cli, &err, "rotate key");
         extra = json_object_new_object();
         json_object_object_add(extra, "KeyVersion", json_object_new_int64(version));
-        status = print_change(cli, kms, argv[1], "rotate key", extra);
+        status = print_change(cli, kms, argv[1], "rotate key", extra, r);
         return rewrap && status == KC_EXIT_OK ? kc_cli_rewrap_users(cli, kms, argv[1], KC_VOLUMES_FILE, argv + 2) : status;
 }
 
@@ -385,10 +393,12 @@ static int key_schedule_deletion(struct kc_cli *cli, int argc, char **argv) {
         r = kc_kms_schedule_deletion(kms, &req, argv[1], days, &date, &err);
         if (r < 0)
                 return kc_cli_fail(cli, r, &err, "schedule deletion");
+        if (r > 0)
+                kc_cli_warn_unrecorded(cli, &err, "schedule deletion");
         extra = json_object_new_object();
         add_time(extra, "DeletionDate", date);
         json_object_object_add(extra, "PendingWindowInDays", json_object_new_int64(days));
-        return print_change(cli, kms, argv[1], "schedule deletion", extra);
+        return print_change(cli, kms, argv[1], "schedule deletion", extra, r);
 }
 
 static const struct kc_cli_command key_commands[] = {

@@ -151,6 +151,8 @@ int kc_cli_reencrypt(struct kc_cli *cli, struct kc_kms *kms, const struct kc_cli
                 snprintf(what, sizeof(what), "cannot reencrypt %s", o->label);
                 return kc_cli_fail(cli, r, &err, what);
         }
+        if (r > 0)
+                kc_cli_warn_unrecorded(cli, &err, o->label);
         if (res.stopped)
                 fprintf(stderr, "%s: stopped; resume with: kmscrypt reencrypt --resume %s\n", o->label, o->label);
         if (o->no_report)

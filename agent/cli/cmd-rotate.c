@@ -154,6 +154,12 @@ static int rewrap_one(struct rewrap_run *w, const char *name, const char *device
                 /* A header kmscrypt cannot use is the device's state, not a bad argument. */
                 return r == -EINVAL ? -EUCLEAN : r;
         }
+        if (r > 0) {
+                char what[300];
+
+                snprintf(what, sizeof(what), "%s%s", prefix, label);
+                kc_cli_warn_unrecorded(w->cli, &err, what);
+        }
         if (res.current)
                 w->current++;
         else
@@ -359,6 +365,8 @@ static int run_rebind(struct kc_cli *cli, int argc, char **argv) {
         r = kc_rewrap(kms, &cli->caller, &p, &res, &err);
         if (r < 0)
                 return kc_cli_fail(cli, r, &err, "rebind");
+        if (r > 0)
+                kc_cli_warn_unrecorded(cli, &err, "rebind");
         if (cli->json)
                 kc_cli_print_json(rewrap_json(NULL, t.device, &res, dry_run));
         else if (!cli->quiet)

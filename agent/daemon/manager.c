@@ -87,6 +87,7 @@ static void confset_unref(struct confset *s) {
 }
 
 bool kc_attach_error_retryable(int error) {
+        /* Not ENOKEY: a device without a kmscrypt token (kc_attach()) fails once, it is not retried. */
         static const int transient[] = {
                 ENOENT, ENODEV, ENXIO, ENOMEDIUM,             /* device not there (yet) */
                 EAGAIN, EBUSY, EINTR, EIO,                     /* busy, or the KMS layer unusable for now */
@@ -289,6 +290,11 @@ static int finish_reencryption(struct kc_manager *m, struct kc_kms *kms, const s
         r = kc_reencrypt(kms, caller, &rp, &res, err);
         if (r < 0)
                 return r;
+        if (r > 0 && err) {
+                /* Finished, its outcome record missing: say so, and keep err for the attach that follows. */
+                log_warning("%s: %s", what, err->msg);
+                *err = (struct kc_err) {};
+        }
         if (res.stopped)
                 return kc_err_set(err, -ESHUTDOWN, "the agent is stopping; the reencryption of %s resumes "
                                   "at the next attach", what);

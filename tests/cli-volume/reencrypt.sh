@@ -35,7 +35,10 @@ expect 0 "rewrap --dry-run proves the new token against the digest" rewrap "$V" 
 check "no keyslot left" test "$(slots "$V")" = 0
 check "no reencrypt member left" sh -c "! cryptsetup token export --token-id 0 '$V' | grep -q kmscrypt_reencrypt"
 expect 0 "audit chain intact" audit verify
-check "ReencryptVolume audited twice" test "$(grep -c '"operation":"ReencryptVolume"' "$LOG")" = 2
+# Start and finish, each written ahead: an intent ("pending"), then its outcome.
+check "ReencryptVolume audited twice, written ahead" sh -c \
+        "[ \$(grep -c '\"operation\":\"ReencryptVolume\"' '$LOG') = 4 ] &&
+         [ \$(grep '\"operation\":\"ReencryptVolume\"' '$LOG' | grep -c '\"result\":\"pending\"') = 2 ]"
 
 # A recovery keyslot goes with the old key: refused without its passphrase, re-created with it.
 R=$T/r.img

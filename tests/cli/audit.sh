@@ -18,8 +18,11 @@ expect 0 "audit list --json" --json audit list
 N=$(json 'len(j["Records"])')
 check "one record per call so far (got $N)" test "$N" -eq "$(wc -l < "$LOG")"
 json_is '[r["seq"] for r in j["Records"]] == list(range(1, len(j["Records"]) + 1))' true
-json_is '[r["operation"] for r in j["Records"] if r["operation"] in ("CreateKey", "GenerateDataKey", "Decrypt", "RotateKey")]' \
+json_is '[r["operation"] for r in j["Records"] if r["operation"] in ("CreateKey", "GenerateDataKey", "Decrypt", "RotateKey") and r["result"] != "pending"]' \
         "['CreateKey', 'CreateKey', 'GenerateDataKey', 'Decrypt', 'Decrypt', 'RotateKey']"
+# Changes are written ahead: each outcome follows its "pending" intent.
+json_is '[(r["operation"], r["result"]) for r in j["Records"] if r["operation"] in ("CreateKey", "RotateKey")]' \
+        "[('CreateKey', 'pending'), ('CreateKey', 'ok'), ('CreateKey', 'pending'), ('CreateKey', 'ok'), ('RotateKey', 'pending'), ('RotateKey', 'ok')]"
 json_is '[r["result"] for r in j["Records"] if r["operation"] == "Decrypt"]' "['ok', 'error']"
 json_is '[r["encryption_context"] for r in j["Records"] if r["operation"] == "GenerateDataKey"][0]' \
         "{'db-id': 'db-1', 'volume-id': 'vol-2'}"
@@ -67,5 +70,47 @@ expect 4 "truncated log (head ahead)" audit verify
 check "truncated log: one line" one_error_line
 cp "$T/log.bak" "$LOG"
 expect 0 "restored log verifies" audit verify
+
+# ---- Changes are written ahead (docs/audit.md) ----
+# kc_limited BYTES ARGS...: kc with files limited to BYTES (RLIMIT_FSIZE,
+# SIGXFSZ ignored): the audit log, larger than any keystore file, cannot grow
+# past it, as on a full file system.
+kc_limited() {
+        limit=$1
+        shift
+        python3 -c 'import os, resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+os.execv(sys.argv[2], sys.argv[2:])' "$limit" "$KMSCRYPT" --keystore "$KS" --audit-log "$LOG" "$@" > "$T/out" 2> "$T/err"
+        rc=$?
+}
+size() { stat -c %s "$1"; }
+largest=$(find "$KS" -type f -exec stat -c %s {} + | sort -n | tail -n 1)
+check "the log is larger than every keystore file" test "$(size "$LOG")" -gt "$largest"
+
+# No room for the intent record: nothing changes, one line names the audit log.
+before=$(snapshot "$KS") lines=$(wc -l < "$LOG")
+kc_limited "$(size "$LOG")" key disable alias/pg
+check "no room for the intent: exit 5 (got $rc)" test "$rc" = 5
+check "no room for the intent: one line naming the audit log" sh -c \
+        "[ \$(wc -l < '$T/err') -eq 1 ] && grep -q 'DisableKey not done: its audit record could not be written' '$T/err'"
+check "no room for the intent: keystore unchanged" test "$before" = "$(snapshot "$KS")"
+check "no room for the intent: no record" test "$(wc -l < "$LOG")" -eq "$lines"
+
+# Room for the intent but not the outcome: the change stands, exit 0, one warning line.
+expect 0 "disable the twin key" key disable alias/other
+intent=$(grep '"result":"pending"' "$LOG" | tail -n 1)
+check "the twin's intent is its newest pending record" sh -c "echo '$intent' | grep -q '\"operation\":\"DisableKey\",\"key_id\":\"$ID2\"'"
+# + 8: a pid a digit longer; the outcome needs hundreds more.
+kc_limited $(($(size "$LOG") + ${#intent} + 1 + 8)) key disable alias/pg
+check "no room for the outcome: exit 0 (got $rc)" test "$rc" = 0
+check "no room for the outcome: one warning line saying so" sh -c \
+        "[ \$(wc -l < '$T/err') -eq 1 ] && grep -q 'DisableKey done, but its outcome record could not be written' '$T/err'"
+check "no room for the outcome: the log ends with the intent" sh -c \
+        "tail -n 1 '$LOG' | grep -q '\"operation\":\"DisableKey\",\"key_id\":\"$ID\".*\"result\":\"pending\"'"
+expect 0 "no room for the outcome: the change stands" --json key describe alias/pg
+json_is 'j["KeyMetadata"]["KeyState"]' Disabled
+expect 0 "no room for the outcome: the chain verifies" audit verify
+expect 0 "enable again" key enable alias/pg
 
 finish

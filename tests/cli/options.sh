@@ -42,7 +42,8 @@ check "env over file" test -d "$T/ks-env/keys" -a -s "$T/audit-env0.log"
 KMSCRYPT_CONFIG="$T/conf/kmscrypt.conf" KMSCRYPT_KEYSTORE="$T/ks-env" KMSCRYPT_AUDIT_LOG="$T/audit-env.log" \
         run --keystore "$T/ks-flag" key create --quiet
 check "flag over env" test -d "$T/ks-flag/keys" -a -s "$T/audit-env.log"
-check "env audit log over file" test "$(wc -l < "$T/audit-env.log")" -eq 1
+# CreateKey's intent and outcome records, both in the log the environment names.
+check "env audit log over file" test "$(wc -l < "$T/audit-env.log")" -eq 2
 KMSCRYPT_CONFIG="$T/conf/kmscrypt.conf" run --json key create
 ID=$(json 'j["KeyMetadata"]["KeyId"]')
 KMSCRYPT_CONFIG="$T/conf/kmscrypt.conf" run --json key schedule-deletion "$ID"

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <ftw.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "lib/log.h"
@@ -54,4 +56,20 @@ int main(void) {
         failed = srunner_ntests_failed(sr);
         srunner_free(sr);
         return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+void kc_test_with_file_limit(off_t limit, void (*fn)(void *userdata), void *userdata) {
+        struct rlimit old, rl;
+        int r_freeze, r_thaw;
+
+        ck_assert_ptr_ne(signal(SIGXFSZ, SIG_IGN), SIG_ERR);
+        ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+        rl = old;
+        rl.rlim_cur = (rlim_t) limit;
+        r_freeze = setrlimit(RLIMIT_FSIZE, &rl);
+        if (r_freeze == 0)
+                fn(userdata);
+        r_thaw = setrlimit(RLIMIT_FSIZE, &old);
+        ck_assert_int_eq(r_thaw, 0);
+        ck_assert_int_eq(r_freeze, 0);
 }

@@ -8,6 +8,7 @@
  */
 
 #include <check.h>
+#include <sys/types.h>
 
 Suite *kc_test_suite(void);
 
@@ -16,3 +17,13 @@ void kc_test_skip(const char *why) __attribute__((noreturn));
 
 /* Fresh private temporary directory for a test; removed recursively at exit. Caller frees. */
 char *kc_test_tmpdir(void);
+
+/*
+ * Run fn(userdata) with RLIMIT_FSIZE at `limit` bytes (SIGXFSZ ignored), so
+ * that a write past it fails with EFBIG, for root too: a file system that
+ * fills up, for one file.  The limit holds for every file of the process,
+ * Check's own message file included, and a ck_assert that appends to it
+ * while the limit is on can be cut short (read back as "Bad message type"):
+ * fn must not assert.  Store results and check them after this returns.
+ */
+void kc_test_with_file_limit(off_t limit, void (*fn)(void *userdata), void *userdata);

@@ -238,8 +238,11 @@ START_TEST(test_record_fields) {
         }), 0);
         ck_assert_int_eq(kc_audit_write(a, &(struct kc_audit_record) { .operation = "CreateKey", .result = -ENOENT }), 0);
         ck_assert_int_eq(kc_audit_write(a, &(struct kc_audit_record) { .operation = "CreateKey" }), 0);
+        /* An intent: "pending" whatever result says, and no error. */
+        ck_assert_int_eq(kc_audit_write(a, &(struct kc_audit_record) {
+                .operation = "RotateKey", .intent = true, .result = -EIO, .error = "ignored" }), 0);
         lines = read_lines(p.log);
-        ck_assert_uint_eq(kc_strv_length(lines), 3);
+        ck_assert_uint_eq(kc_strv_length(lines), 4);
 
         for (size_t i = 0; i < ARRAY_SIZE(order); i++) {
                 const char *at = strstr(lines[0], order[i]);
@@ -280,7 +283,9 @@ START_TEST(test_record_fields) {
         ck_assert_ptr_nonnull(strstr(lines[1], "\"result\":\"error\",\"error\":\"No such file or directory\""));
         ck_assert_ptr_nonnull(strstr(lines[2], "\"key_id\":null,\"key_version\":null,\"encryption_context\":null,"
                                                "\"caller\":null,\"volume\":null,\"result\":\"ok\",\"error\":null,\"detail\":null"));
-        assert_verify_ok(&p, 3);
+        ck_assert_ptr_nonnull(strstr(lines[3], "\"operation\":\"RotateKey\","));
+        ck_assert_ptr_nonnull(strstr(lines[3], "\"result\":\"pending\",\"error\":null,"));
+        assert_verify_ok(&p, 4);
 }
 END_TEST
 
@@ -329,6 +334,40 @@ END_TEST
 /* ---- tampering ---- */
 
 /* Flip the low bit of the byte that follows the first `after` in line `line`. */
+/* A one-record trail written by hand, chain and head correct, with this result. */
+static void write_one_record(const struct paths *p, const char *result) {
+        _cleanup_free_ char *line = NULL, *text = NULL, *head = NULL;
+        char hash[65];
+
+        ck_assert_int_ge(asprintf(&line, "{\"seq\":1,\"time\":\"2026-11-27T23:59:59.123Z\",\"operation\":\"RotateKey\","
+                                  "\"key_id\":null,\"key_version\":null,\"encryption_context\":null,\"caller\":null,"
+                                  "\"volume\":null,\"result\":\"%s\",\"error\":null,\"detail\":null,"
+                                  "\"prev\":\"%064d\"}", result, 0), 0);
+        sha256_hex(line, hash);
+        ck_assert_int_ge(asprintf(&text, "%s\n", line), 0);
+        ck_assert_int_ge(asprintf(&head, "{\"seq\":1,\"sha256\":\"%s\"}\n", hash), 0);
+        spew(p->log, text);
+        spew(p->head, head);
+}
+
+/* "pending" (an intent) is a result like "ok" and "error"; anything else is not a record. */
+START_TEST(test_result_values) {
+        static const char *const good[] = { "ok", "error", "pending" };
+        static const char *const bad[] = { "maybe", "", "Pending", "ok " };
+
+        for (size_t i = 0; i < ARRAY_SIZE(good); i++) {
+                struct paths p = paths_new();
+                write_one_record(&p, good[i]);
+                assert_verify_ok(&p, 1);
+        }
+        for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+                struct paths p = paths_new();
+                write_one_record(&p, bad[i]);
+                assert_verify_bad(&p, 1, "\"result\"");
+        }
+}
+END_TEST
+
 static void edit_line(const struct paths *p, size_t line, const char *after) {
         _cleanup_strv_ char **lines = read_lines(p->log);
         char *at = strstr(lines[line - 1], after);
@@ -874,6 +913,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(chain, test_record_fields);
         tcase_add_test(chain, test_record_context);
         tcase_add_test(chain, test_bad_records_refused);
+        tcase_add_test(chain, test_result_values);
         tcase_add_test(chain, test_foreach_filters);
         tcase_add_test(tamper, test_edit_detected);
         tcase_add_test(tamper, test_delete_middle_line);

@@ -1,9 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-#include <signal.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <json-c/json.h>
@@ -337,19 +336,22 @@ END_TEST
 
 struct audit_seen {
         char ops[64][32];
-        bool ok[64];
+        char results[64][8];            /* "ok", "error", "pending" */
+        char key_ids[64][72];
         size_t n;
 };
 
 static int collect(struct json_object *rec, void *userdata) {
         struct audit_seen *s = userdata;
-        struct json_object *op, *result;
+        struct json_object *op, *result, *key;
 
         ck_assert(json_object_object_get_ex(rec, "operation", &op));
         ck_assert(json_object_object_get_ex(rec, "result", &result));
+        ck_assert(json_object_object_get_ex(rec, "key_id", &key));
         if (s->n < ARRAY_SIZE(s->ops)) {
                 snprintf(s->ops[s->n], sizeof(s->ops[0]), "%s", json_object_get_string(op));
-                s->ok[s->n] = streq(json_object_get_string(result), "ok");
+                snprintf(s->results[s->n], sizeof(s->results[0]), "%s", json_object_get_string(result));
+                snprintf(s->key_ids[s->n], sizeof(s->key_ids[0]), "%s", key ? json_object_get_string(key) : "");
         }
         s->n++;
         return 0;
@@ -364,12 +366,18 @@ START_TEST(test_every_call_audited) {
         struct kc_err err = {};
         size_t n;
         struct env e;
-        static const struct { const char *op; bool ok; } want[] = {
-                { "CreateKey", true }, { "GenerateDataKey", true }, { "Decrypt", true }, { "Decrypt", false },
-                { "ReEncrypt", true }, { "DescribeKey", true }, { "ListKeys", true }, { "RotateKey", true },
-                { "DisableKey", true }, { "GenerateDataKey", false }, { "EnableKey", true },
-                { "ScheduleKeyDeletion", false }, { "ScheduleKeyDeletion", true }, { "CancelKeyDeletion", true },
-                { "DescribeKey", false }, { "GenerateDataKey", false },
+        /* Changes are written ahead: a "pending" intent, then the outcome. */
+        static const struct { const char *op, *result; } want[] = {
+                { "CreateKey", "pending" }, { "CreateKey", "ok" },
+                { "GenerateDataKey", "ok" }, { "Decrypt", "ok" }, { "Decrypt", "error" },
+                { "ReEncrypt", "ok" }, { "DescribeKey", "ok" }, { "ListKeys", "ok" },
+                { "RotateKey", "pending" }, { "RotateKey", "ok" },
+                { "DisableKey", "pending" }, { "DisableKey", "ok" }, { "GenerateDataKey", "error" },
+                { "EnableKey", "pending" }, { "EnableKey", "ok" },
+                { "ScheduleKeyDeletion", "pending" }, { "ScheduleKeyDeletion", "error" },
+                { "ScheduleKeyDeletion", "pending" }, { "ScheduleKeyDeletion", "ok" },
+                { "CancelKeyDeletion", "pending" }, { "CancelKeyDeletion", "ok" },
+                { "DescribeKey", "error" }, { "GenerateDataKey", "error" },
         };
 
         env_init(&e);
@@ -395,7 +403,8 @@ START_TEST(test_every_call_audited) {
         ck_assert_uint_eq(seen.n, ARRAY_SIZE(want));
         for (size_t i = 0; i < ARRAY_SIZE(want); i++) {
                 ck_assert_msg(streq(seen.ops[i], want[i].op), "record %zu is %s, want %s", i + 1, seen.ops[i], want[i].op);
-                ck_assert_msg(seen.ok[i] == want[i].ok, "record %zu (%s) result", i + 1, seen.ops[i]);
+                ck_assert_msg(streq(seen.results[i], want[i].result), "record %zu (%s) result %s, want %s",
+                              i + 1, seen.ops[i], seen.results[i], want[i].result);
         }
         assert_audit_intact(&e);
         kc_data_key_clear(&dk);
@@ -405,32 +414,15 @@ START_TEST(test_every_call_audited) {
 END_TEST
 
 /*
- * Make appends to the audit log fail (EFBIG) while fn runs: works even for
- * root, unlike permissions.  The limit holds for every file of the process,
- * Check's own message file included: each passing ck_assert appends a
- * location record to it, and one appended while the limit is on is cut short
- * once that file has grown past the audit log's size, which Check then reads
- * as "Bad message type" (how large it has grown depends on the length of
- * __FILE__, so it showed only in builds configured with an absolute source
- * path, as tests/sanitize.sh does).  So no ck_assert between the two
- * setrlimit calls: their results are checked once the limit is lifted.
+ * Make appends to the audit log fail (EFBIG) while fn runs, past room more
+ * bytes (one record fits, the next not): kc_test_with_file_limit(), which
+ * works for root too; fn must not assert.
  */
-static void with_frozen_audit_log(const char *path, void (*fn)(void *userdata), void *userdata) {
+static void with_frozen_audit_log(const char *path, off_t room, void (*fn)(void *userdata), void *userdata) {
         struct stat st;
-        struct rlimit old, rl;
-        int r_freeze, r_thaw;
 
         ck_assert_int_eq(stat(path, &st), 0);
-        ck_assert_ptr_ne(signal(SIGXFSZ, SIG_IGN), SIG_ERR);
-        ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
-        rl = old;
-        rl.rlim_cur = (rlim_t) st.st_size;
-        r_freeze = setrlimit(RLIMIT_FSIZE, &rl);
-        if (r_freeze == 0)
-                fn(userdata);
-        r_thaw = setrlimit(RLIMIT_FSIZE, &old);
-        ck_assert_int_eq(r_thaw, 0);
-        ck_assert_int_eq(r_freeze, 0);
+        kc_test_with_file_limit(st.st_size + room, fn, userdata);
 }
 
 struct frozen {
@@ -473,7 +465,7 @@ START_TEST(test_audit_failure_fails_closed) {
         f.e = &e;
         f.ctx = ctx;
         f.dk = &dk;
-        with_frozen_audit_log(e.audit_log, frozen_calls, &f);
+        with_frozen_audit_log(e.audit_log, 0, frozen_calls, &f);
 
         ck_assert_int_lt(f.r_generate, 0);
         ck_assert_msg(strstr(f.err.msg, "audit"), "message: %s", f.err.msg);
@@ -497,6 +489,274 @@ START_TEST(test_audit_failure_fails_closed) {
 }
 END_TEST
 
+/* ---- write-ahead changes ---- */
+
+/* Every file under dir, name and bytes, in name order, into out: to compare before and after. */
+static void snapshot_dir(const char *dir, FILE *out, off_t *largest) {
+        struct dirent **names = NULL;
+        int n = scandir(dir, &names, NULL, alphasort);
+
+        ck_assert_int_ge(n, 0);
+        for (int i = 0; i < n; i++) {
+                _cleanup_free_ char *path = NULL, *data = NULL;
+                struct stat st;
+                FILE *f;
+
+                ck_assert_int_ge(asprintf(&path, "%s/%s", dir, names[i]->d_name), 0);
+                ck_assert_int_eq(lstat(path, &st), 0);
+                fprintf(out, "%s %o %lld\n", path, (unsigned) st.st_mode, (long long) st.st_size);
+                if (S_ISDIR(st.st_mode) && !streq(names[i]->d_name, ".") && !streq(names[i]->d_name, ".."))
+                        snapshot_dir(path, out, largest);
+                free(names[i]);
+                if (!S_ISREG(st.st_mode))
+                        continue;
+                data = malloc(st.st_size + 1);
+                f = fopen(path, "re");
+                ck_assert_ptr_nonnull(data);
+                ck_assert_ptr_nonnull(f);
+                ck_assert_uint_eq(fread(data, 1, st.st_size, f), (size_t) st.st_size);
+                fclose(f);
+                fwrite(data, 1, st.st_size, out);
+                if (st.st_size > *largest)
+                        *largest = st.st_size;
+        }
+        free(names);
+}
+
+static char *keystore_snapshot(const char *dir, size_t *ret_len, off_t *ret_largest) {
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *out = open_memstream(&buf, &len);
+
+        ck_assert_ptr_nonnull(out);
+        *ret_largest = 0;
+        snapshot_dir(dir, out, ret_largest);
+        ck_assert_int_eq(fclose(out), 0);
+        *ret_len = len;
+        return buf;
+}
+
+static off_t file_size(const char *path) {
+        struct stat st;
+
+        ck_assert_int_eq(stat(path, &st), 0);
+        return st.st_size;
+}
+
+static size_t count_records(const struct env *e) {
+        struct audit_seen seen = {};
+
+        ck_assert_int_eq(kc_audit_foreach(e->audit_log, NULL, collect, &seen), 0);
+        return seen.n;
+}
+
+/* The changes of state, each with what must hold before it can be made. */
+struct change {
+        const char *operation;
+        int (*prepare)(struct env *e);
+        int (*apply)(struct env *e, struct kc_err *err);
+};
+
+static int do_create(struct env *e, struct kc_err *err) {
+        struct kc_key_info info;
+        return kc_kms_create_key(e->kms, &e->req, NULL, "alias/new", "new", &info, err);
+}
+static int do_disable(struct env *e, struct kc_err *err) {
+        return kc_kms_set_enabled(e->kms, &e->req, "alias/a", false, err);
+}
+static int do_enable(struct env *e, struct kc_err *err) {
+        return kc_kms_set_enabled(e->kms, &e->req, "alias/a", true, err);
+}
+static int do_rotate(struct env *e, struct kc_err *err) {
+        uint32_t v;
+        return kc_kms_rotate_key(e->kms, &e->req, "alias/a", &v, err);
+}
+static int do_schedule(struct env *e, struct kc_err *err) {
+        time_t date;
+        return kc_kms_schedule_deletion(e->kms, &e->req, "alias/a", 7, &date, err);
+}
+static int do_cancel(struct env *e, struct kc_err *err) {
+        return kc_kms_cancel_deletion(e->kms, &e->req, "alias/a", err);
+}
+static int prepare_disabled(struct env *e) {
+        return do_disable(e, NULL);
+}
+static int prepare_scheduled(struct env *e) {
+        return do_schedule(e, NULL);
+}
+
+static const struct change changes[] = {
+        { "CreateKey", NULL, do_create },
+        { "DisableKey", NULL, do_disable },
+        { "EnableKey", prepare_disabled, do_enable },
+        { "RotateKey", NULL, do_rotate },
+        { "ScheduleKeyDeletion", NULL, do_schedule },
+        { "CancelKeyDeletion", prepare_scheduled, do_cancel },
+};
+
+struct frozen_change {
+        struct env *e;
+        const struct change *c;
+        int r;
+        struct kc_err err;
+};
+
+static void frozen_change(void *userdata) {
+        struct frozen_change *f = userdata;
+
+        f->r = f->c->apply(f->e, &f->err);
+}
+
+/* With the audit log unwritable, every change fails naming the audit log, and the keystore is untouched. */
+START_TEST(test_change_without_audit_changes_nothing) {
+        const struct change *c = &changes[_i];
+        struct frozen_change f = { .c = c };
+        _cleanup_free_ char *before = NULL, *after = NULL;
+        size_t before_len, after_len, records;
+        off_t largest, ignored;
+        struct env e;
+
+        env_init(&e);
+        create(&e, "alias/a", NULL);
+        if (c->prepare)
+                ck_assert_int_eq(c->prepare(&e), 0);
+        before = keystore_snapshot(e.keystore, &before_len, &largest);
+        /* Grow the log past every keystore file: the frozen limit must stop the audit record, not the change. */
+        while (file_size(e.audit_log) <= largest) {
+                struct kc_key_info info;
+                ck_assert_int_eq(kc_kms_describe_key(e.kms, &e.req, "alias/a", &info, NULL), 0);
+        }
+        free(before);
+        before = keystore_snapshot(e.keystore, &before_len, &largest);
+        records = count_records(&e);
+
+        f.e = &e;
+        with_frozen_audit_log(e.audit_log, 0, frozen_change, &f);
+
+        ck_assert_msg(f.r < 0, "%s returned %d with the audit log frozen", c->operation, f.r);
+        ck_assert_msg(strstr(f.err.msg, c->operation) && strstr(f.err.msg, "audit record could not be written"),
+                      "message: %s", f.err.msg);
+        ck_assert_ptr_null(strchr(f.err.msg, '\n'));
+        after = keystore_snapshot(e.keystore, &after_len, &ignored);
+        ck_assert_msg(after_len == before_len && memcmp(before, after, before_len) == 0,
+                      "%s changed the keystore without an audit record", c->operation);
+        ck_assert_uint_eq(count_records(&e), records);
+        assert_audit_intact(&e);
+
+        /* Once the log is writable again the same change goes through, written ahead. */
+        ck_assert_int_eq(c->apply(&e, &f.err), 0);
+        env_done(&e);
+}
+END_TEST
+
+/* With a working log, a change leaves its intent and its outcome, both naming the key's id. */
+START_TEST(test_change_written_ahead) {
+        const struct change *c = &changes[_i];
+        struct audit_seen seen = {};
+        struct kc_key_info a;
+        struct kc_err err = {};
+        struct env e;
+        size_t n;
+        int r;
+
+        env_init(&e);
+        create(&e, "alias/a", &a);
+        if (c->prepare)
+                ck_assert_int_eq(c->prepare(&e), 0);
+        r = c->apply(&e, &err);
+        ck_assert_msg(r == 0, "%s: %s", c->operation, kc_err_msg(&err, r));
+        ck_assert_int_eq(kc_audit_foreach(e.audit_log, NULL, collect, &seen), 0);
+        n = seen.n;
+        ck_assert_uint_ge(n, 2);
+        ck_assert_str_eq(seen.ops[n - 2], c->operation);
+        ck_assert_str_eq(seen.results[n - 2], "pending");
+        ck_assert_str_eq(seen.ops[n - 1], c->operation);
+        ck_assert_str_eq(seen.results[n - 1], "ok");
+        if (c->apply != do_create) {
+                /* Named by alias, recorded by id: the same key in both. */
+                ck_assert_str_eq(seen.key_ids[n - 2], a.key_id);
+                ck_assert_str_eq(seen.key_ids[n - 1], a.key_id);
+        } else
+                ck_assert_str_eq(seen.key_ids[n - 2], "");      /* no id before the key exists */
+        assert_audit_intact(&e);
+        env_done(&e);
+}
+END_TEST
+
+/* Length of the newest line of the log, newline included. */
+static off_t last_line_len(const char *path) {
+        _cleanup_free_ char *line = NULL;
+        size_t size = 0;
+        off_t last = 0;
+        ssize_t n;
+        FILE *f = fopen(path, "re");
+
+        ck_assert_ptr_nonnull(f);
+        while ((n = getline(&line, &size, f)) > 0)
+                last = n;
+        fclose(f);
+        return last;
+}
+
+struct frozen_disable {
+        struct env *e;
+        int r;
+        struct kc_err err;
+};
+
+static void frozen_disable_b(void *userdata) {
+        struct frozen_disable *f = userdata;
+
+        f->r = kc_kms_set_enabled(f->e->kms, &f->e->req, "alias/b", false, &f->err);
+}
+
+/*
+ * Room for the intent record but not the outcome: the change is made and
+ * stands, reported as done (1) with a warning that its outcome record is
+ * missing; the log ends with the intent and still verifies.
+ */
+START_TEST(test_change_outcome_record_missing) {
+        struct frozen_disable f = {};
+        struct audit_seen seen = {};
+        struct kc_key_info a, b, now;
+        _cleanup_free_ char *ks = NULL;
+        size_t ks_len;
+        off_t intent_len, largest;
+        struct env e;
+
+        env_init(&e);
+        create(&e, "alias/a", &a);
+        create(&e, "alias/b", &b);
+        ck_assert_uint_eq(strlen(a.key_id), strlen(b.key_id));
+        /* The same change on a twin key measures the intent record: same lengths, seq still one digit. */
+        ck_assert_int_eq(kc_kms_set_enabled(e.kms, &e.req, "alias/a", false, NULL), 0);
+        ck_assert_int_eq(kc_audit_foreach(e.audit_log, NULL, collect, &seen), 0);
+        ck_assert_uint_eq(seen.n, 6);
+        ck_assert_str_eq(seen.results[4], "pending");
+        intent_len = last_line_len(e.audit_log);      /* the outcome: the intent is as long, "ok" vs "pending" aside */
+        intent_len += strlen("pending") - strlen("ok");
+        ks = keystore_snapshot(e.keystore, &ks_len, &largest);
+        ck_assert_int_gt(file_size(e.audit_log), largest);
+
+        f.e = &e;
+        with_frozen_audit_log(e.audit_log, intent_len, frozen_disable_b, &f);
+
+        ck_assert_msg(f.r == 1, "disable with no room for its outcome returned %d: %s", f.r, f.err.msg);
+        ck_assert_msg(strstr(f.err.msg, "DisableKey done") && strstr(f.err.msg, "outcome record"), "message: %s", f.err.msg);
+        ck_assert_int_eq(kc_kms_describe_key(e.kms, &e.req, "alias/b", &now, NULL), 0);
+        ck_assert_int_eq(now.state, KC_KEY_DISABLED);
+        memset(&seen, 0, sizeof(seen));
+        ck_assert_int_eq(kc_audit_foreach(e.audit_log, NULL, collect, &seen), 0);
+        ck_assert_uint_eq(seen.n, 8);                  /* ..., intent for b, the describe just now */
+        ck_assert_str_eq(seen.ops[6], "DisableKey");
+        ck_assert_str_eq(seen.results[6], "pending");
+        ck_assert_str_eq(seen.key_ids[6], b.key_id);
+        ck_assert_str_eq(seen.ops[7], "DescribeKey");
+        assert_audit_intact(&e);
+        env_done(&e);
+}
+END_TEST
+
 Suite *kc_test_suite(void) {
         Suite *s = suite_create("kms");
         TCase *tc = tcase_create("core");
@@ -511,6 +771,9 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_refusals);
         tcase_add_test(tc, test_every_call_audited);
         tcase_add_test(tc, test_audit_failure_fails_closed);
+        tcase_add_loop_test(tc, test_change_without_audit_changes_nothing, 0, ARRAY_SIZE(changes));
+        tcase_add_loop_test(tc, test_change_written_ahead, 0, ARRAY_SIZE(changes));
+        tcase_add_test(tc, test_change_outcome_record_missing);
         suite_add_tcase(s, tc);
         return s;
 }

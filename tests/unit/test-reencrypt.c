@@ -203,7 +203,12 @@ START_TEST(test_reencrypt_data) {
         ck_assert(kc_context_equal(after.context, before.context));
         sectors(new, false);
         ck_assert_uint_eq(active_keyslots(), 0);
-        ck_assert_uint_eq(audit_count("\"ReencryptVolume\""), 2);
+        /* Start and finish, each written ahead: intent, then outcome. */
+        ck_assert_uint_eq(audit_count("\"ReencryptVolume\""), 4);
+        ck_assert_uint_eq(audit_count("\"result\":\"pending\",\"error\":null,\"detail\":\"start\""), 1);
+        ck_assert_uint_eq(audit_count("\"result\":\"ok\",\"error\":null,\"detail\":\"started\""), 1);
+        ck_assert_uint_eq(audit_count("\"result\":\"pending\",\"error\":null,\"detail\":\"finish, "), 1);
+        ck_assert_uint_eq(audit_count("\"result\":\"ok\",\"error\":null,\"detail\":\"finished, "), 1);
         ck_assert_uint_eq(audit_count("\"purpose\":\"reencrypt\""), 1);   /* the Encrypt of the passphrase */
         ck_assert_int_eq(kc_reencrypt_pending(&(struct kc_volume_ref) { .device = f.img }, &err), 0);
 }

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "agent/kms.h"
 #include "agent/rotate.h"
@@ -98,18 +99,24 @@ static void teardown(void) {
         free(f.audit_log);
 }
 
-static unsigned audit_count(const char *op) {
-        char line[8192], want[64];
+/* Records of op (with this result, when not NULL). */
+static unsigned audit_count_result(const char *op, const char *result) {
+        char line[1 << 16], want[64], want_result[32];
         unsigned n = 0;
         FILE *a = fopen(f.audit_log, "re");
 
         ck_assert_ptr_nonnull(a);
         snprintf(want, sizeof(want), "\"operation\":\"%s\"", op);
+        snprintf(want_result, sizeof(want_result), "\"result\":\"%s\"", result ?: "");
         while (fgets(line, sizeof(line), a))
-                if (strstr(line, want))
+                if (strstr(line, want) && (!result || strstr(line, want_result)))
                         n++;
         fclose(a);
         return n;
+}
+
+static unsigned audit_count(const char *op) {
+        return audit_count_result(op, NULL);
 }
 
 static int rewrap(int i, const char *key, const struct kc_context *ctx, bool dry_run,
@@ -163,7 +170,86 @@ START_TEST(test_rewrap_new_version) {
         /* The other volume is still under version 1 and still opens. */
         check_volume(1, f.a.key_id, 1, 0);
         ck_assert_uint_eq(audit_count("ReEncrypt"), 1);
-        ck_assert_uint_eq(audit_count("RewrapVolume"), 1);
+        /* Written ahead: the intent, then the outcome. */
+        ck_assert_uint_eq(audit_count_result("RewrapVolume", "pending"), 1);
+        ck_assert_uint_eq(audit_count_result("RewrapVolume", "ok"), 1);
+}
+END_TEST
+
+/* ---- write-ahead: no intent record, no header write ---- */
+
+static off_t log_size(void) {
+        struct stat st;
+
+        ck_assert_int_eq(stat(f.audit_log, &st), 0);
+        return st.st_size;
+}
+
+struct frozen_rewrap {
+        int r;
+        struct kc_rewrap_result res;
+        struct kc_err err;
+};
+
+static void frozen_rewrap(void *userdata) {
+        struct frozen_rewrap *fr = userdata;
+
+        fr->r = rewrap(0, "alias/b", NULL, false, &fr->res, &fr->err);
+}
+
+/*
+ * Room for the ReEncrypt and Decrypt records of a rewrap but not for its
+ * intent: it fails naming the audit log, and not one byte of the image
+ * changes.  The log is first grown past the header area, so that the limit
+ * stops the audit record, never the header write itself.
+ */
+START_TEST(test_rewrap_without_intent_record_writes_nothing) {
+        struct kc_kms_request rq = req();
+        struct frozen_rewrap fr = {};
+        struct kc_rewrap_result res;
+        struct kc_err err = {};
+        _cleanup_free_ char *pad = malloc(60000);
+        off_t before, room;
+        uint64_t image;
+        unsigned decrypts;
+        int r;
+
+        ck_assert_ptr_nonnull(pad);
+        memset(pad, 'p', 59999);
+        pad[59999] = '\0';
+        while (log_size() < (1 << 20)) {
+                struct kc_audit_record rec = { .operation = "Padding", .detail = pad };
+                ck_assert_int_eq(kc_kms_audit_event(f.kms, &rq, &rec, 0, &err), 0);
+        }
+        /* A dry run asks the KMS what the real one will, and stops before the intent: measure it. */
+        before = log_size();
+        decrypts = audit_count("Decrypt");
+        r = rewrap(0, "alias/b", NULL, true, &res, &err);
+        ck_assert_msg(r == 0, "dry run: %s", kc_err_msg(&err, r));
+        room = log_size() - before + 2;         /* + a digit more in each seq, should one roll over */
+        ck_assert_uint_eq(audit_count("ReEncrypt"), 1);
+        ck_assert_uint_eq(audit_count("Decrypt"), decrypts + 1);
+
+        image = kc_test_file_hash(f.img[0]);
+        /* No ck_assert in frozen_rewrap: see kc_test_with_file_limit(). */
+        kc_test_with_file_limit(log_size() + room, frozen_rewrap, &fr);
+
+        ck_assert_msg(fr.r < 0, "rewrap with no room for its intent record returned %d", fr.r);
+        ck_assert_msg(strstr(fr.err.msg, "RewrapVolume not done") && strstr(fr.err.msg, "audit record could not be written"),
+                      "message: %s", fr.err.msg);
+        ck_assert_uint_eq(kc_test_file_hash(f.img[0]), image);
+        /* The KMS calls before it were recorded, the rewrap not at all. */
+        ck_assert_uint_eq(audit_count("ReEncrypt"), 2);
+        ck_assert_uint_eq(audit_count("Decrypt"), decrypts + 2);
+        ck_assert_uint_eq(audit_count("RewrapVolume"), 0);
+        check_volume(0, f.a.key_id, 1, 0);
+
+        /* With room again the same rewrap goes through, written ahead. */
+        r = rewrap(0, "alias/b", NULL, false, &res, &err);
+        ck_assert_msg(r == 0, "rewrap: %s", kc_err_msg(&err, r));
+        check_volume(0, f.b.key_id, 1, 0);
+        ck_assert_uint_eq(audit_count_result("RewrapVolume", "pending"), 1);
+        ck_assert_uint_eq(audit_count_result("RewrapVolume", "ok"), 1);
 }
 END_TEST
 
@@ -312,7 +398,8 @@ START_TEST(test_rebind) {
         /* The clone's blob no longer opens under the original's context. */
         ck_assert_int_lt(kc_kms_decrypt(f.kms, &rq, NULL, t.wrapped_key, t.wrapped_key_len, f.ctx[0],
                                         &old, NULL, NULL, &err), 0);
-        ck_assert_uint_eq(audit_count("RebindVolume"), 1);
+        ck_assert_uint_eq(audit_count_result("RebindVolume", "pending"), 1);
+        ck_assert_uint_eq(audit_count_result("RebindVolume", "ok"), 1);
         /* The original is untouched. */
         check_volume(0, f.a.key_id, 1, 0);
 }
@@ -422,6 +509,7 @@ Suite *kc_test_suite(void) {
         tcase_add_checked_fixture(tc, setup, teardown);
         tcase_set_timeout(tc, 60);
         tcase_add_test(tc, test_rewrap_new_version);
+        tcase_add_test(tc, test_rewrap_without_intent_record_writes_nothing);
         tcase_add_test(tc, test_rewrap_token_id_preserved);
         tcase_add_test(tc, test_rewrap_other_key);
         tcase_add_test(tc, test_rewrap_dry_run);

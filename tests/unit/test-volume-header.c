@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "agent/attach.h"
 #include "agent/kms.h"
 #include "agent/volume.h"
 #include "lib/json-util.h"
@@ -545,6 +546,31 @@ START_TEST(test_dump) {
 }
 END_TEST
 
+/*
+ * A LUKS2 device without a kmscrypt token is refused with -ENOKEY, not
+ * -ENOENT: the agent takes -ENOENT for a device not there yet and would wait
+ * for it forever.  Nothing is asked of the KMS, nothing written.
+ */
+START_TEST(test_attach_without_token) {
+        struct env e;
+        env_init(&e);
+        _cleanup_free_ char *plain = kc_test_luks2_plain(e.dir, "plain.img", NULL);
+        struct kc_kms_request req = { .caller = &e.caller };
+        struct kc_attach_params p = { .device = plain, .expect = e.ctx };
+        struct kc_attach_result res;
+        struct kc_err err = {};
+        uint64_t before = kc_test_file_hash(plain);
+        unsigned records = audit_count(&e, NULL);
+
+        ck_assert_int_eq(kc_attach(e.kms, &req, &p, &res, &err), -ENOKEY);
+        ck_assert_ptr_nonnull(strstr(err.msg, "has no kmscrypt token"));
+        ck_assert_ptr_nonnull(strstr(err.msg, plain));
+        ck_assert_uint_eq(kc_test_file_hash(plain), before);
+        ck_assert_uint_eq(audit_count(&e, NULL), records);
+        env_done(&e);
+}
+END_TEST
+
 Suite *kc_test_suite(void) {
         Suite *s = suite_create("volume-header");
         TCase *tc = tcase_create("workflows");
@@ -562,6 +588,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_adopt_remove_passphrase);
         tcase_add_test(tc, test_adopt_refusals);
         tcase_add_test(tc, test_dump);
+        tcase_add_test(tc, test_attach_without_token);
         suite_add_tcase(s, tc);
         return s;
 }

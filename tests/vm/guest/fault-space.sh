@@ -4,6 +4,9 @@
 # tmpfs, filled up: each operation that needs to write there fails closed,
 # with one line on stderr and a non-zero exit: no mapping, no key in the
 # kernel, the volume header unwritten, no audit record from the refusals.
+# Key changes (create, rotate, disable, schedule-deletion) are written
+# ahead: with no room for their intent record they change nothing, the
+# keystore stays byte-identical and no key appears.
 # Once the space is freed the audit chain verifies, no temp file is left,
 # the keystore's keys still unwrap the volume, and its data checksums as
 # written.  EIO is fault-eio.
@@ -27,6 +30,11 @@ dev=$KCVM_LOOP
 defer "dmsetup remove --force $VOL >/dev/null 2>&1; kcvm_mknodes"
 kmscrypt -q format "$dev" --key alias/a --context db-id=db-space,volume-id=$VOL || die "format"
 kcvm_seed "$dev" "$VOL"
+
+# keystore_sum: one checksum over every file of the keystore, names included.
+keystore_sum() {
+        (cd "$KMSCRYPT_KEYSTORE" && find . -type f | LC_ALL=C sort | xargs sha256sum) | sha256sum | cut -d' ' -f1
+}
 
 # fill DIR: no byte left on its file system.
 fill() {
@@ -53,7 +61,13 @@ kcvm_refusal_begin "$dev"
 kcvm_refused "attach, audit log full" "$dev" "audit"
 kcvm_fails "rewrap, audit log full" kmscrypt rewrap "$dev" --always
 expect_eq "header after the refused rewrap" "$(kcvm_head_sum "$dev")" "$_kcvm_sum"
-kcvm_fails "key create, audit log full" kmscrypt key create --alias alias/full
+ks=$(keystore_sum)
+for change in "key create --alias alias/full" "key rotate alias/a" "key disable alias/a" \
+              "key schedule-deletion alias/a --pending-window-in-days 7"; do
+        kcvm_fails "$change, audit log full" kmscrypt $change
+        grep -q "audit record could not be written" err || die "$change: says '$(cat err)', expected the audit log named"
+        expect_eq "keystore after the refused $change" "$(keystore_sum)" "$ks"
+done
 rm -f "$KCVM_DIR/a/fill"
 kcvm_intact "after ENOSPC under the audit log" "$dev" "$VOL"
 now=$(kmscrypt audit verify | sed -n 's/.*: \([0-9]*\) records.*/\1/p')
@@ -67,9 +81,10 @@ kcvm_fails "key rotate, keystore full" kmscrypt key rotate alias/a
 rm -f "$KCVM_DIR/k/fill"
 kmscrypt key list >out 2>err || die "key list after ENOSPC: $(cat err)"
 for a in alias/full alias/full2; do
-        grep -q "$a" out || continue
-        kmscrypt -q key describe "$a" || die "$a is listed but cannot be described"
-        echo "note: $a exists though its create failed"
+        ! grep -q "$a" out || die "$a exists though its create failed"
 done
+kmscrypt --json key describe alias/a >out 2>err || die "key describe after ENOSPC: $(cat err)"
+grep -q '"KeyState": "Enabled"' out || die "alias/a changed state though every change failed: $(cat out)"
+grep -q '"KeyVersion": 1,' out || die "alias/a was rotated though every rotate failed: $(cat out)"
 kcvm_intact "after ENOSPC under the keystore" "$dev" "$VOL"
 
