@@ -11,10 +11,11 @@
 # (those synced before, and those the writer synced during) checksum as
 # written, read back from the disk, and the plaintext pattern written
 # through the mapping is nowhere on the backing file.
-# kcvm-programs: kmscrypt
+# Then a second reencryption is killed the same way, and kmscryptd,
+# started with the volume configured, finishes it online as it attaches.
+# kcvm-programs: kmscrypt kmscryptd tests/bench/agent-vmlib
 . /kc/lib.sh
-
-export KMSCRYPT_KEYSTORE=$KCVM_DIR/keystore KMSCRYPT_AUDIT_LOG=$KCVM_DIR/audit.log
+. /kc/bin/agent-vmlib
 VOL=vol-kill
 MNT=$KCVM_DIR/mnt
 mkdir -p "$MNT"
@@ -95,8 +96,21 @@ grep -q " $MNT " /proc/mounts || die "the file system is no longer mounted"
 kmscrypt attach "$KCVM_LOOP" >"$KCVM_DIR/out" 2>"$KCVM_DIR/err" || die "attach after kill: $(tail -n 3 "$KCVM_DIR/err")"
 grep -q "finishing it first" "$KCVM_DIR/err" || die "attach did not finish the reencryption: $(cat "$KCVM_DIR/err")"
 grep "device stack of the interrupted run" "$KCVM_DIR/err" || die "attach did not take the stack over: $(cat "$KCVM_DIR/err")"
+expect_eq "mappings" "$(kcvm_maps)" "$VOL "
+
+# A second data key replacement, killed; kmscryptd finishes it as it attaches the configured volume.
+done_before=0
+kill_mid_run "second reencrypt" kmscrypt reencrypt "$VOL" --rate-limit 2
+echo "$VOL $KCVM_LOOP db-id=db-k,volume-id=$VOL" >"$AGENT_VOLUMES"
+agent_start
+agent_wait_log "$VOL: reencryption finished" 120
+agent_wait_ready 60 >/dev/null
+echo "kmscryptd: $(grep -m1 "$VOL: reencryption finished" "$AGENT_LOG")"
+agent_stop
+grep -q " $MNT " /proc/mounts || die "the file system is no longer mounted after kmscryptd's attach"
+
 touch "$KCVM_DIR/stop"
-wait "$writer" || die "the writer failed during the reencryption"
+wait "$writer" || die "the writer failed during the reencryptions"
 expect_eq "mappings" "$(kcvm_maps)" "$VOL "
 dmsetup table --showkeys "$VOL" | grep -q ":64:logon:kmscrypt:" || die "mapping is not on a kmscrypt logon key"
 [ "$(cryptsetup luksDump "$KCVM_LOOP" | grep -c '^  [0-9]*: luks2')" = 0 ] || die "temporary keyslots left"
