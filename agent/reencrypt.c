@@ -215,25 +215,6 @@ static int find_mapping(struct re_state *s, const char *uuid, struct kc_err *err
         return 0;
 }
 
-/*
- * An online run killed mid-way leaves the mapping on libcryptsetup's stack
- * (NAME -> NAME-overlay -> NAME-hotzone-forward and the data device).  The
- * stack is consistent with the header, so the data is safe and stays in
- * use, but libcryptsetup 2.6 cannot take such a stack over again: resume
- * needs the volume detached, and attach then finishes the reencryption.
- */
-static int check_stack(struct re_state *s, struct kc_err *err) {
-        char overlay[160];
-        struct kc_dm_info info;
-
-        snprintf(overlay, sizeof(overlay), "%s-overlay", s->mapping);
-        if (kc_dm_info(overlay, &info) < 0 || !info.exists)
-                return 0;
-        return kc_err_set(err, -EBUSY, "%s is still on the device stack of the interrupted reencryption; unmount it, "
-                          "remove %s, %s-overlay and %s-hotzone-forward (dmsetup remove), then attach: attach "
-                          "finishes the reencryption", s->mapping, s->mapping, s->mapping, s->mapping);
-}
-
 /* The live table's performance flags and mode, to be kept across the key swaps. */
 static void mapping_flags(const char *name, unsigned *ret_flags, bool *ret_ro) {
         _cleanup_free_ char *target = NULL, *params = NULL;
@@ -325,6 +306,279 @@ static int mapping_to_kmscrypt(struct re_state *s, const char *uuid, const void 
         if (r < 0)
                 return r;
         return mapping_swap_key(s, desc, key, err);
+}
+
+/* ---- an online run killed mid-way ---- */
+
+/* Whether the JSON array arr holds the string value. */
+static bool json_array_has(struct json_object *arr, const char *value) {
+        for (size_t i = 0; arr && i < json_object_array_length(arr); i++)
+                if (streq_ptr(json_object_get_string(json_object_array_get_idx(arr, i)), value))
+                        return true;
+        return false;
+}
+
+/* A backup segment (backup-previous, backup-final, backup-moved-segment): not mapped. */
+static bool backup_segment(struct json_object *seg) {
+        struct json_object *flags = json_object_object_get(seg, "flags");
+
+        for (size_t i = 0; flags && i < json_object_array_length(flags); i++)
+                if (strncmp(strempty(json_object_get_string(json_object_array_get_idx(flags, i))), "backup-", 7) == 0)
+                        return true;
+        return false;
+}
+
+/* The first digest whose member (keyslots, segments) lists id, or -1. */
+static int digest_listing(struct json_object *digests, const char *member, const char *id) {
+        json_object_object_foreach(digests, d, o)
+                if (json_array_has(json_object_object_get(o, member), id))
+                        return atoi(d);
+        return -1;
+}
+
+static uint64_t json_u64(struct json_object *o, const char *key) {
+        return strtoull(strempty(json_object_get_string(json_object_object_get(o, key))), NULL, 10);
+}
+
+/*
+ * A key of the reencryption from its temporary keyslot: libcryptsetup
+ * checks it against the keyslot's digest (in the middle of a reencryption
+ * the old key has no digest crypt_volume_key_verify() would check).
+ */
+static int keyslot_key(struct re_state *s, int slot, void **ret, struct kc_err *err) {
+        _cleanup_secret_ void *key = NULL;
+        size_t size = KEY_SIZE;
+        int r;
+
+        r = passphrase(s, err);
+        if (r < 0)
+                return r;
+        key = kc_secret_alloc(KEY_SIZE);
+        if (!key)
+                return -ENOMEM;
+        r = crypt_volume_key_get(s->cd, slot, key, &size, s->pass, PASSPHRASE_SIZE);
+        if (r < 0 || size != KEY_SIZE)
+                return kc_err_set(err, r < 0 ? r : -EBADMSG, "cannot open keyslot %d of %s: %s", slot, s->what,
+                                  strerror(r < 0 ? -r : EBADMSG));
+        *ret = TAKE_PTR(key);
+        return 0;
+}
+
+/*
+ * The mapping onto the header's data segments, one crypt target each, its
+ * keys under libcryptsetup's descriptions: how libcryptsetup leaves a
+ * volume it stopped reencrypting online, and what an online resume checks
+ * the mapping against.  Needed after a kill, which leaves the mapping on
+ * the helper devices instead (take_over_stack).
+ */
+static int mapping_to_segments(struct re_state *s, const char *uuid, const char *flags_from, struct kc_err *err) {
+        const struct kc_token_reencrypt *re = s->tok.reencrypt;
+        _cleanup_json_ struct json_object *hdr = NULL;
+        _cleanup_secret_ void *okey = NULL, *nkey = NULL;
+        struct json_object *segments, *digests;
+        struct kc_dm_target targets[8];
+        char *params[8] = {}, descs[8][96], id[16], ks[16];
+        kc_key_serial_t serials[2] = {};
+        const char *text = NULL, *data_device;
+        struct kc_dm_info info;
+        unsigned flags;
+        uint64_t start = 0;
+        size_t n = 0;
+        int dold, dnew, r;
+        bool ro;
+
+        r = kc_dm_info(s->mapping, &info);
+        if (r < 0 || !info.exists)
+                return kc_err_set(err, r < 0 ? r : -ENXIO, "mapping %s is gone", s->mapping);
+        mapping_flags(flags_from, &flags, &ro);
+        data_device = crypt_get_device_name(s->cd);
+        if (!data_device)
+                return kc_err_set(err, -EINVAL, "%s has no data device", s->what);
+        if (crypt_dump_json(s->cd, &text, 0) < 0 || !(hdr = json_tokener_parse(text)) ||
+            !json_object_object_get_ex(hdr, "segments", &segments) ||
+            !json_object_object_get_ex(hdr, "digests", &digests))
+                return kc_err_set(err, -EINVAL, "cannot read the LUKS2 metadata of %s", s->what);
+        snprintf(ks, sizeof(ks), "%d", re->keyslot_old);
+        dold = digest_listing(digests, "keyslots", ks);
+        snprintf(ks, sizeof(ks), "%d", re->keyslot_new);
+        dnew = digest_listing(digests, "keyslots", ks);
+        if (dold < 0 || dnew < 0)
+                return kc_err_set(err, -EINVAL, "%s: no LUKS2 digest for the keyslots of the reencryption", s->what);
+        r = keyslot_key(s, re->keyslot_old, &okey, err);
+        if (r >= 0)
+                r = keyslot_key(s, re->keyslot_new, &nkey, err);
+        if (r < 0)
+                return r;
+
+        for (;; n++) {
+                struct json_object *o;
+                int d;
+
+                snprintf(id, sizeof(id), "%zu", n);
+                if (!json_object_object_get_ex(segments, id, &o) || backup_segment(o))   /* they come last */
+                        break;
+                if (n == ARRAY_SIZE(targets) || !streq_ptr(json_object_get_string(json_object_object_get(o, "type")), "crypt")) {
+                        r = kc_err_set(err, -EOPNOTSUPP, "%s: data segment %zu is not one kmscrypt reencrypts", s->what, n);
+                        goto out;
+                }
+                d = digest_listing(digests, "segments", id);
+                if (d != dold && d != dnew) {
+                        r = kc_err_set(err, -EINVAL, "%s: data segment %zu has no key of the reencryption", s->what, n);
+                        goto out;
+                }
+                snprintf(descs[n], sizeof(descs[n]), "cryptsetup:%s-d%d", uuid, d);
+                targets[n] = (struct kc_dm_target) {
+                        .start = start, .type = "crypt",
+                        .length = streq_ptr(json_object_get_string(json_object_object_get(o, "size")), "dynamic")
+                                ? info.size - start : json_u64(o, "size") / 512,
+                };
+                r = kc_crypt_table_build(&(struct kc_crypt_params) {
+                                .cipher = json_object_get_string(json_object_object_get(o, "encryption")),
+                                .key_size = KEY_SIZE,
+                                .key_description = descs[n],
+                                .device = data_device,
+                                .iv_offset = json_u64(o, "iv_tweak"),
+                                .offset = json_u64(o, "offset") / 512,
+                                .size = targets[n].length,
+                                .sector_size = (uint32_t) json_object_get_int(json_object_object_get(o, "sector_size")),
+                                .flags = flags,
+                        }, &params[n]);
+                if (r < 0) {
+                        r = kc_err_set(err, r, "cannot build the table of %s for segment %zu: %s", s->mapping, n,
+                                       strerror(-r));
+                        goto out;
+                }
+                targets[n].params = params[n];
+                start += targets[n].length;
+        }
+        if (n == 0 || start != info.size) {
+                r = kc_err_set(err, -EINVAL, "the data segments of %s do not cover mapping %s", s->what, s->mapping);
+                goto out;
+        }
+        snprintf(descs[0], sizeof(descs[0]), "cryptsetup:%s-d%d", uuid, dold);
+        r = kc_keyring_add_logon(descs[0], okey, kc_secret_size(okey), &serials[0]);
+        if (r >= 0) {
+                snprintf(descs[1], sizeof(descs[1]), "cryptsetup:%s-d%d", uuid, dnew);
+                r = kc_keyring_add_logon(descs[1], nkey, kc_secret_size(nkey), &serials[1]);
+        }
+        if (r >= 0)
+                r = kc_dm_replace_targets(s->mapping, targets, n, ro);
+        for (size_t i = 0; i < ARRAY_SIZE(serials); i++)
+                if (serials[i])
+                        (void) kc_keyring_drop(serials[i]);
+        if (r < 0)
+                r = kc_err_set(err, r, "cannot reload mapping %s onto the data segments of %s: %s", s->mapping,
+                               s->what, strerror(-r));
+out:
+        for (size_t i = 0; i < ARRAY_SIZE(params); i++)
+                free(params[i]);
+        return r;
+}
+
+/*
+ * The sectors of the mapping its overlay reads and writes through the
+ * hotzone device: the chunk the killed run was at.  -ENOENT if none.
+ */
+static int hot_range(const char *overlay, const struct kc_dm_info *hotzone, uint64_t *ret_start, uint64_t *ret_end) {
+        struct kc_dm_target *t = NULL;
+        char majmin[32], dev[32];
+        size_t n = 0;
+        int r = -ENOENT;
+
+        snprintf(majmin, sizeof(majmin), "%u:%u", hotzone->major, hotzone->minor);
+        if (kc_dm_targets(overlay, &t, &n) < 0)
+                return -EIO;
+        for (size_t i = 0; i < n; i++)
+                if (streq(t[i].type, "crypt") && sscanf(t[i].params, "%*s %*s %*s %31s", dev) == 1 &&
+                    streq(dev, majmin)) {
+                        *ret_start = t[i].start;
+                        *ret_end = t[i].start + t[i].length;
+                        r = 0;
+                        break;
+                }
+        kc_dm_targets_free(t, n);
+        return r;
+}
+
+/* Sectors under the new key by the header: data segment 0 when it is the new key's (forward direction). */
+static int new_key_sectors(struct re_state *s, uint64_t *ret) {
+        _cleanup_json_ struct json_object *hdr = NULL;
+        struct json_object *segments, *digests, *seg0;
+        const char *text = NULL;
+        char ks[16];
+
+        if (crypt_dump_json(s->cd, &text, 0) < 0 || !(hdr = json_tokener_parse(text)) ||
+            !json_object_object_get_ex(hdr, "segments", &segments) ||
+            !json_object_object_get_ex(hdr, "digests", &digests) ||
+            !json_object_object_get_ex(segments, "0", &seg0))
+                return -EINVAL;
+        snprintf(ks, sizeof(ks), "%d", s->tok.reencrypt->keyslot_new);
+        *ret = digest_listing(digests, "segments", "0") == digest_listing(digests, "keyslots", ks)
+                ? json_u64(seg0, "size") / 512 : 0;
+        return 0;
+}
+
+/*
+ * An online run killed mid-way (kill -9, OOM) leaves the mapping on
+ * libcryptsetup's device stack: NAME (linear) -> NAME-overlay (a crypt
+ * target per segment, the chunk in work read and written through
+ * NAME-hotzone-forward) -> the data device.  The data is safe and stays in
+ * use; libcryptsetup cannot resume on such a stack (it compares NAME's
+ * table with the header's segments), so it is taken down under the
+ * mounted file system as libcryptsetup takes it down when a run stops:
+ * NAME onto the header's segments, then the helpers removed.
+ *
+ * Killed inside a chunk, the hotzone device is suspended and holds the
+ * chunk's I/O, made for the new key.  If the header already counts the
+ * chunk as done, the held I/O goes on.  If the header says the chunk is
+ * being rewritten (crash state), its recovery needs the data device for
+ * itself (libcryptsetup opens it exclusively): refused, the volume must be
+ * detached.  If the header has not got to the chunk yet, the chunk is still
+ * under the old key: the held I/O is failed, as libcryptsetup fails it on a
+ * fatal error, and *ret_failed_io says so.
+ */
+static int take_over_stack(struct re_state *s, const char *uuid, crypt_reencrypt_info ri, bool *ret_taken,
+                           bool *ret_failed_io, struct kc_err *err) {
+        char overlay[160], hotzone[160];
+        uint64_t hot_start, hot_end, done;
+        struct kc_dm_info oi, hi;
+        int r;
+
+        snprintf(overlay, sizeof(overlay), "%s-overlay", s->mapping);
+        snprintf(hotzone, sizeof(hotzone), "%s-hotzone-forward", s->mapping);
+        if (kc_dm_info(overlay, &oi) < 0 || !oi.exists)
+                return 0;
+        r = kc_dm_info(hotzone, &hi);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot query mapping %s: %s", hotzone, strerror(-r));
+        if (ri == CRYPT_REENCRYPT_CRASH)
+                return kc_err_set(err, -EBUSY, "%s was killed while rewriting a chunk, whose crash recovery needs "
+                                  "the volume detached: unmount it (if that hangs: dmsetup wipe_table %s), dmsetup "
+                                  "remove %s %s %s, then attach: attach finishes the reencryption", s->mapping,
+                                  hotzone, s->mapping, overlay, hotzone);
+        if (hi.exists && hi.suspended) {
+                r = new_key_sectors(s, &done);
+                if (r >= 0)
+                        r = hot_range(overlay, &hi, &hot_start, &hot_end);
+                if (r >= 0 && hot_end <= done)
+                        r = kc_dm_resume(hotzone);
+                else {
+                        r = kc_dm_replace(hotzone, "error", hi.size, "", false);
+                        *ret_failed_io = r >= 0;
+                }
+                if (r < 0)
+                        return kc_err_set(err, r, "cannot release the held I/O of %s: %s", hotzone, strerror(-r));
+        }
+        r = mapping_to_segments(s, uuid, overlay, err);
+        if (r < 0)
+                return r;
+        r = kc_dm_remove(overlay, false);
+        if (r >= 0 && hi.exists)
+                r = kc_dm_remove(hotzone, false);
+        if (r < 0 && r != -ENXIO)
+                return kc_err_set(err, r, "cannot remove the helper devices of %s: %s", s->mapping, strerror(-r));
+        *ret_taken = true;
+        return 0;
 }
 
 /* ---- audit ---- */
@@ -732,12 +986,12 @@ static int run(struct re_state *s, struct kc_reencrypt_result *res, struct kc_er
                 return r;
         res->new_key_version = s->tok.reencrypt->key_version;
 
+        if (!done && ri != CRYPT_REENCRYPT_NONE && s->mapping) {
+                r = take_over_stack(s, res->uuid, ri, &res->stack_taken_over, &res->held_io_failed, err);
+                if (r < 0)
+                        return r;
+        }
         if (!done) {
-                if (ri != CRYPT_REENCRYPT_NONE && s->mapping) {
-                        r = check_stack(s, err);
-                        if (r < 0)
-                                return r;
-                }
                 if (ri == CRYPT_REENCRYPT_NONE && s->mapping) {
                         r = mapping_to_cryptsetup(s, res->uuid, err);
                         if (r < 0)

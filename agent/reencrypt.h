@@ -69,6 +69,9 @@ struct kc_reencrypt_result {
         bool resumed;                        /* carried on one in progress */
         bool stopped;                        /* the progress callback asked to stop: resume later */
         int recovery_keyslot;                /* re-created recovery keyslot, -1 for none */
+        bool stack_taken_over;               /* resumed online on the device stack of a killed run */
+        bool held_io_failed;                 /* ... whose held chunk I/O had to be failed (killed between
+                                                the overlay switch and the header update) */
 };
 
 /*

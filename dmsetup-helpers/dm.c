@@ -251,18 +251,25 @@ static int dm_create_empty(const char *name, const char *uuid) {
         return r == -EBUSY ? -EEXIST : r;
 }
 
-static int dm_load(const char *name, const char *target, uint64_t size, const char *params, bool read_only) {
+static int dm_load_targets(const char *name, const struct kc_dm_target *t, size_t n, bool read_only) {
         _cleanup_dm_task_ struct dm_task *dmt = NULL;
         int r;
 
         r = task_new(DM_DEVICE_RELOAD, name, &dmt);
         if (r < 0)
                 return r;
-        if (!dm_task_add_target(dmt, 0, size, target, params))
-                return -ENOMEM;
+        for (size_t i = 0; i < n; i++)
+                if (!dm_task_add_target(dmt, t[i].start, t[i].length, t[i].type, t[i].params))
+                        return -ENOMEM;
         if (read_only && !dm_task_set_ro(dmt))
                 return -EIO;
         return task_run(dmt, "table load", name);
+}
+
+static int dm_load(const char *name, const char *target, uint64_t size, const char *params, bool read_only) {
+        const struct kc_dm_target t = { .length = size, .type = target, .params = params };
+
+        return dm_load_targets(name, &t, 1, read_only);
 }
 
 static int dm_resume_synced(const char *name) {
@@ -325,6 +332,29 @@ int kc_dm_replace(const char *name, const char *target, uint64_t size, const cha
         if (r < 0)
                 return r;
         r = dm_load(name, target, size, params, read_only);
+        if (r < 0)
+                return r;
+        return dm_resume_synced(name);
+}
+
+int kc_dm_replace_targets(const char *name, const struct kc_dm_target *targets, size_t n, bool read_only) {
+        DM_SERIALISED;
+        uint64_t next = 0;
+        int r;
+
+        if (!name || !targets || n == 0)
+                return log_debug_errno(-EINVAL, "Invalid mapping arguments.");
+        /* Contiguous from sector 0, as the kernel wants them. */
+        for (size_t i = 0; i < n; i++) {
+                if (!targets[i].type || !*targets[i].type || strlen(targets[i].type) >= DM_MAX_TYPE_NAME ||
+                    !targets[i].params || targets[i].length == 0 || targets[i].start != next)
+                        return log_debug_errno(-EINVAL, "Invalid target %zu of the table.", i);
+                next += targets[i].length;
+        }
+        r = dm_prepare(name);
+        if (r < 0)
+                return r;
+        r = dm_load_targets(name, targets, n, read_only);
         if (r < 0)
                 return r;
         return dm_resume_synced(name);
@@ -396,6 +426,16 @@ static char *params_without_key(const char *target, const char *params) {
         return copy;
 }
 
+/* The live table of name, in a task to walk with dm_get_next_target(). */
+static int table_query(const char *name, struct dm_task **ret_dmt) {
+        int r;
+
+        r = dm_prepare(name);
+        if (r < 0)
+                return r;
+        return dm_query(DM_DEVICE_TABLE, name, "table query", ret_dmt);
+}
+
 /* The live table's first target, in libdm's buffer (dmt owns it). -ENODATA without a live table. */
 static int first_target(const char *name, struct dm_task **ret_dmt, char **ret_type, char **ret_params) {
         _cleanup_dm_task_ struct dm_task *dmt = NULL;
@@ -403,10 +443,7 @@ static int first_target(const char *name, struct dm_task **ret_dmt, char **ret_t
         char *type = NULL, *params = NULL;
         int r;
 
-        r = dm_prepare(name);
-        if (r < 0)
-                return r;
-        r = dm_query(DM_DEVICE_TABLE, name, "table query", &dmt);
+        r = table_query(name, &dmt);
         if (r < 0)
                 return r;
         (void) dm_get_next_target(dmt, NULL, &start, &length, &type, &params);
@@ -439,6 +476,53 @@ int kc_dm_table(const char *name, char **ret_target, char **ret_params) {
         *ret_target = TAKE_PTR(t);
         *ret_params = TAKE_PTR(p);
         return 0;
+}
+
+int kc_dm_targets(const char *name, struct kc_dm_target **ret, size_t *ret_n) {
+        DM_SERIALISED;
+        _cleanup_dm_task_ struct dm_task *dmt = NULL;
+        struct kc_dm_target *t = NULL, *bigger;
+        uint64_t start, length;
+        char *type, *params;
+        void *next = NULL;
+        size_t n = 0;
+        int r;
+
+        if (!name || !ret || !ret_n)
+                return -EINVAL;
+        r = table_query(name, &dmt);
+        if (r < 0)
+                return r;
+        do {
+                next = dm_get_next_target(dmt, next, &start, &length, &type, &params);
+                if (!type || !params)
+                        break;
+                bigger = realloc(t, (n + 1) * sizeof(*t));
+                if (!bigger) {
+                        kc_dm_targets_free(t, n);
+                        return -ENOMEM;
+                }
+                t = bigger;
+                t[n] = (struct kc_dm_target) { .start = start, .length = length, .type = strdup(type),
+                                               .params = params_without_key(type, params) };
+                if (!t[n++].type || !t[n - 1].params) {
+                        kc_dm_targets_free(t, n);
+                        return -ENOMEM;
+                }
+        } while (next);
+        if (n == 0)
+                return log_debug_errno(-ENODATA, "%s has no live table.", name);
+        *ret = t;
+        *ret_n = n;
+        return 0;
+}
+
+void kc_dm_targets_free(struct kc_dm_target *targets, size_t n) {
+        for (size_t i = 0; targets && i < n; i++) {
+                free((char *) targets[i].type);
+                free((char *) targets[i].params);
+        }
+        free(targets);
 }
 
 /*

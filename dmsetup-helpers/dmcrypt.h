@@ -130,6 +130,24 @@ int kc_dm_crypt_key_wiped(const char *name);
  */
 int kc_dm_replace(const char *name, const char *target, uint64_t size, const char *params, bool read_only);
 
+/* One target of a table: "<start> <length> <type> <params>", in 512-byte sectors. */
+struct kc_dm_target {
+        uint64_t start;
+        uint64_t length;
+        const char *type;
+        const char *params;
+};
+
+/*
+ * Every target of the live table, keys masked as kc_dm_table() does; free
+ * with kc_dm_targets_free().  -ENODATA without a live table.
+ */
+int kc_dm_targets(const char *name, struct kc_dm_target **ret, size_t *ret_n);
+void kc_dm_targets_free(struct kc_dm_target *targets, size_t n);
+
+/* kc_dm_replace with a table of n targets (e.g. a LUKS2 volume half reencrypted: one crypt target per segment). */
+int kc_dm_replace_targets(const char *name, const struct kc_dm_target *targets, size_t n, bool read_only);
+
 int kc_dm_suspend(const char *name);
 int kc_dm_resume(const char *name);
 

@@ -14,10 +14,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/attach.h"
 #include "agent/cli/cli.h"
 #include "agent/daemon/volumes.h"
 #include "agent/luks.h"
 #include "agent/reencrypt.h"
+#include "dmsetup-helpers/dmcrypt.h"
 #include "lib/json-util.h"
 #include "lib/log.h"
 #include "lib/secret.h"
@@ -153,6 +155,10 @@ int kc_cli_reencrypt(struct kc_cli *cli, struct kc_kms *kms, const struct kc_cli
         }
         if (r > 0)
                 kc_cli_warn_unrecorded(cli, &err, o->label);
+        if (res.stack_taken_over && !cli->quiet)
+                fprintf(stderr, "%s: resumed online on the device stack of the interrupted run%s\n", o->label,
+                        res.held_io_failed ? "; the I/O it held on its chunk failed (killed between the device "
+                                             "switch and the header update)" : "");
         if (res.stopped)
                 fprintf(stderr, "%s: stopped; resume with: kmscrypt reencrypt --resume %s\n", o->label, o->label);
         if (o->no_report)
@@ -178,6 +184,34 @@ static int parse_rate(const char *text, uint64_t *ret) {
         if (kc_cli_parse_uint("rate-limit", text, 1, 1u << 20, &mib) < 0)
                 return -EINVAL;
         *ret = (uint64_t) mib << 20;
+        return 0;
+}
+
+/*
+ * NAME of a volume whose online reencryption was killed: the mapping is a
+ * linear target on NAME-overlay (agent/reencrypt.c), so it is no attached
+ * volume to kc_cli_target_resolve(); the overlay's first crypt target
+ * names the data device.
+ */
+static int stack_target(const char *name, const char *header, struct kc_cli_target *ret) {
+        _cleanup_free_ char *target = NULL, *params = NULL;
+        char overlay[160], majmin[32], node[256];
+        int r;
+
+        if (strchr(name, '/') || snprintf(overlay, sizeof(overlay), "%s-overlay", name) >= (int) sizeof(overlay))
+                return -ENOENT;
+        if (kc_dm_table(overlay, &target, &params) < 0 || !streq(target, "crypt") ||
+            sscanf(params, "%*s %*s %*s %31s", majmin) != 1)
+                return -ENOENT;
+        r = kc_block_devnode(majmin, node, sizeof(node));
+        if (r < 0)
+                return r;
+        *ret = (struct kc_cli_target) { .name = strdup(name), .device = strdup(node),
+                                        .header = header ? strdup(header) : NULL };
+        if (!ret->name || !ret->device || (header && !ret->header)) {
+                kc_cli_target_clear(ret);
+                return -ENOMEM;
+        }
         return 0;
 }
 
@@ -224,6 +258,8 @@ static int run_reencrypt(struct kc_cli *cli, int argc, char **argv) {
         if (passfile && kc_cli_secret_from_file("recovery-passphrase-file", passfile, true, &pass, &pass_len) < 0)
                 return KC_EXIT_USAGE;
         r = kc_cli_target_resolve(argv[1], header, volumes, &t, &err);
+        if (r == -ENOENT && stack_target(argv[1], header, &t) >= 0)
+                r = 0;
         if (r < 0)
                 return kc_cli_fail(cli, r, &err, argv[1]);
         o.label = t.name ?: t.device;

@@ -5,11 +5,12 @@
 # listed in /kc/modules, runs every test named in /kc/tests.list and speaks
 # to the host over the serial console in lines it parses:
 #
-#     KCVM: BOOT <kernel> ...          /init started
+#     KCVM: BOOT <kernel> ...          /init started (boot=<n>/<N> for a test with boots of its own)
 #     KCVM: RUN <name>                 a test starts; its output follows as "  <name>| ..."
 #     KCVM: PASS <name> (<secs>s)
 #     KCVM: SKIP <name>: <reason>
 #     KCVM: FAIL <name>: <reason>
+#     KCVM: RESET <name>               the test resets the machine (lib.sh kcvm_reset) to be booted again
 #     KCVM: DONE <number of tests run>  the last line; anything less is a failed boot
 #
 # Then it powers the machine off, which ends QEMU (-no-reboot).
@@ -49,7 +50,7 @@ done
 
 # The firmware leaves escape sequences on the console: start a clean line.
 echo
-echo "KCVM: BOOT $(uname -r) cpus=$(grep -c ^processor /proc/cpuinfo) aesni=$(grep -qw aes /proc/cpuinfo && echo yes || echo no)"
+echo "KCVM: BOOT $(uname -r) cpus=$(grep -c ^processor /proc/cpuinfo) aesni=$(grep -qw aes /proc/cpuinfo && echo yes || echo no)${KCVM_BOOT:+ boot=$KCVM_BOOT/$KCVM_BOOTS}"
 
 fatal=
 while read -r mod; do

@@ -259,6 +259,57 @@ kcvm_intact() {
         echo "$1: chain verifies, keys unwrap the volume, data intact"
 }
 
+# kcvm_wait_for CONDITION WHY: wait up to 10 s for the shell CONDITION, else die WHY.
+kcvm_wait_for() {
+        _i=0
+        until eval "$1"; do
+                _i=$((_i + 1))
+                [ "$_i" -lt 100 ] || die "$2"
+                sleep 0.1
+        done
+}
+
+# ---- persistent disks and resets ("# kcvm-disk:", "# kcvm-boots:") ----
+
+# kcvm_disk N: the path of the test's Nth persistent disk (1: the first size
+# in "# kcvm-disk:"), once the kernel has found it.  Its content survives
+# from one boot of the test to the next.
+kcvm_disk() {
+        _d=$(printf '%s\n' "${KCVM_DISKS:-}" | tr , '\n' | sed -n "${1}p")
+        [ -n "$_d" ] || die "no persistent disk $1 (give a '# kcvm-disk:' header, run through tests/vm/run.sh)"
+        kcvm_wait_for "[ -b $_d ]" "persistent disk $_d never appeared (virtio_blk)"
+        echo "$_d"
+}
+
+# kcvm_state DISK DIR: an ext4 file system on DISK (made in boot 1), mounted
+# on DIR: where a test keeps what its next boot needs (a keystore, checksums).
+kcvm_state() {
+        if [ "${KCVM_BOOT:-1}" = 1 ]; then
+                mkfs.ext4 -q -F "$1" || die "mkfs.ext4 of the state disk $1"
+        fi
+        mkdir -p "$2"
+        mount -t ext4 "$1" "$2" || die "cannot mount the state disk $1"
+        defer "umount $2"
+}
+
+# kcvm_reset WHY: end this boot the way a power cut or a hard reset does:
+# no sync, no unmount, nothing flushed that was not (sysrq b; QEMU exits
+# through -no-reboot and the host boots the same disks again).  Only in a
+# boot before the test's last; the host checks for the RESET line.
+kcvm_reset() {
+        [ "${KCVM_BOOT:-1}" -lt "${KCVM_BOOTS:-1}" ] ||
+                die "kcvm_reset in boot ${KCVM_BOOT:-1} of ${KCVM_BOOTS:-1}: no boot follows"
+        # Straight to the console: what is still in the pipe to /init's
+        # prefixing sed is lost with the machine.
+        sleep 0.5
+        printf '  %s| hard reset in boot %s: %s\nKCVM: RESET %s\n' "$KCVM_TEST" "$KCVM_BOOT" "$*" "$KCVM_TEST" \
+                >/dev/console
+        sleep 0.2
+        echo b >/proc/sysrq-trigger
+        sleep 60
+        die "the machine did not reset"
+}
+
 # ---- the AWS KMS of the host (tests that say "# kcvm-host: aws") ----
 
 # kcvm_aws_up: skip unless the host runs moto for this boot (run.sh), bring
@@ -269,12 +320,7 @@ kcvm_intact() {
 kcvm_aws_up() {
         [ -z "${KC_AWS_SKIP:-}" ] || skip "$(echo "$KC_AWS_SKIP" | tr _ ' ')"
         [ -n "${KC_AWS_ENDPOINT:-}" ] || skip "no AWS KMS from the host (run through tests/vm/run.sh)"
-        _i=0
-        while [ ! -e /sys/class/net/eth0 ]; do
-                _i=$((_i + 1))
-                [ "$_i" -lt 100 ] || die "no eth0: virtio_net did not come up"
-                sleep 0.1
-        done
+        kcvm_wait_for "[ -e /sys/class/net/eth0 ]" "no eth0: virtio_net did not come up"
         ip link set lo up
         ip addr add 10.0.2.15/24 dev eth0 2>/dev/null || true
         ip link set eth0 up || die "cannot bring eth0 up"

@@ -21,6 +21,9 @@
 #   # kcvm-programs: tests/vm/kc-dm-smoke    built programs (relative to the build tree)
 #   # kcvm-modules: dm-integrity             kernel modules besides the default set
 #   # kcvm-libraries: libcurl.so.4           host libraries a program dlopen()s (skip if missing)
+#   # kcvm-disk: 16M 48M                     persistent disks (host files, virtio-blk
+#                                            /dev/vda, /dev/vdb... in the guest, KCVM_DISKS)
+#   # kcvm-boots: 2                          boot this many times with the same disks
 #   # kcvm-host: aws                         a service the host runs for the boot:
 #       aws: moto_server over HTTPS on 127.0.0.1 (tests/vm/aws-host.py), reached
 #       by the guest at https://10.0.2.100/ through a QEMU user-network guestfwd
@@ -29,6 +32,14 @@
 #       port on the host's loopback, which the guest must not reach), /kc/aws/ca.pem (the test
 #       CA) and /kc/aws/other-ca.pem (one that signed nothing here), or
 #       KC_AWS_SKIP=<why> when moto is not installed.
+# A test with disks or more than one boot runs alone, in boots of its own
+# (after the shared boot of every other test): its disks are fresh sparse
+# files in $top_builddir/tests/vm/run/disks, attached with cache=writeback
+# (guest flushes reach the host file system), and each boot gets
+# KCVM_BOOT=<n> KCVM_BOOTS=<N> in its environment.  Every boot but the last
+# must end in `kcvm_reset` (lib.sh: "KCVM: RESET <name>" on the console,
+# then a reset with no sync, which ends QEMU through -no-reboot); the last
+# gives the verdict.  A verdict in an earlier boot ends the series.
 # See tests/vm/README.md.
 
 set -u
@@ -83,29 +94,67 @@ fi
 # header VALUE-NAME SCRIPT: the words after "# kcvm-NAME:" lines
 header() { sed -n "s/^# kcvm-$1:[[:space:]]*//p" "$2" | tr '\n' ' '; }
 
-host_needs=
-set --
+# Tests with disks or several boots run alone (their boots share nothing
+# with the others); the rest share one boot, as always.
+shared= alone= host_needs=
 for t in $selected; do
         script=$vmdir/guest/$t.sh
-        set -- "$@" -t "$script"
         for p in $(header programs "$script"); do
                 [ -x "$builddir/$p" ] ||
                         hard_error "guest test $t needs $p, which is not built (make check builds check_PROGRAMS)"
-                case " $* " in *" -b $builddir/$p "*) ;; *) set -- "$@" -b "$builddir/$p" ;; esac
-        done
-        for m in $(header modules "$script"); do
-                set -- "$@" -m "$m"
-        done
-        for l in $(header libraries "$script"); do
-                path=$(ldconfig -p 2>/dev/null | awk -v l="$l" '$1 == l && /x86-64/ { print $NF; exit }')
-                # Missing on the host: the guest test sees it missing and skips.
-                [ -z "$path" ] || case " $* " in *" -l $path "*) ;; *) set -- "$@" -l "$path" ;; esac
         done
         for h in $(header host "$script"); do
                 case $h in aws) ;; *) hard_error "guest test $t asks for host service '$h' (known: aws)" ;; esac
                 case " $host_needs " in *" $h "*) ;; *) host_needs="$host_needs $h" ;; esac
         done
+        boots=$(echo $(header boots "$script"))
+        case ${boots:-1} in
+        [1-9]) ;;
+        *) hard_error "guest test $t: '# kcvm-boots: $boots' is not one number from 1 to 9" ;;
+        esac
+        for d in $(header disk "$script"); do
+                case $d in
+                [1-9]*M) [ -z "$(printf '%s' "${d%M}" | tr -d 0-9)" ] ||
+                        hard_error "guest test $t: disk size '$d' is not <number>M" ;;
+                *) hard_error "guest test $t: disk size '$d' is not <number>M" ;;
+                esac
+        done
+        if [ -n "$(header disk "$script")" ] || [ "${boots:-1}" != 1 ]; then
+                alone="$alone $t"
+        else
+                shared="$shared $t"
+        fi
 done
+
+# build_image OUT TEST...: the initramfs for these tests: their programs,
+# modules and libraries, and $image_extra (host files, network modules).
+image_extra=
+build_image() {
+        _out=$1
+        shift
+        _tests=$*
+        set --
+        for t in $_tests; do
+                script=$vmdir/guest/$t.sh
+                set -- "$@" -t "$script"
+                for p in $(header programs "$script"); do
+                        case " $* " in *" -b $builddir/$p "*) ;; *) set -- "$@" -b "$builddir/$p" ;; esac
+                done
+                for m in $(header modules "$script"); do
+                        set -- "$@" -m "$m"
+                done
+                for l in $(header libraries "$script"); do
+                        path=$(ldconfig -p 2>/dev/null | awk -v l="$l" '$1 == l && /x86-64/ { print $NF; exit }')
+                        # Missing on the host: the guest test sees it missing and skips.
+                        [ -z "$path" ] || case " $* " in *" -l $path "*) ;; *) set -- "$@" -l "$path" ;; esac
+                done
+                # Persistent disks are virtio-blk devices on QEMU's PCI bus.
+                [ -z "$(header disk "$script")" ] || set -- "$@" -m virtio_pci -m virtio_blk
+        done
+        # shellcheck disable=SC2086 # words: -f SRC=DEST and -m MODULE
+        "$vmdir/mkinitramfs.sh" -k "$KC_VM_KROOT" -v "$KC_VM_KVER" -o "$_out" "$@" $image_extra ||
+                hard_error "mkinitramfs.sh failed"
+}
 
 # ---- services on the host ----
 # QEMU's network: none, unless a test asks for a host service.
@@ -143,7 +192,7 @@ case " $host_needs " in
                 echo "vm: moto_server on https://127.0.0.1:$KC_VM_AWS_PORT, the guest's $KC_AWS_ENDPOINT"
                 guest_env="KC_AWS_ENDPOINT=$KC_AWS_ENDPOINT KC_AWS_KEY=$KC_AWS_KEY KC_AWS_REGION=$KC_AWS_REGION"
                 guest_env="$guest_env KC_AWS_HOST_PORT=$KC_VM_AWS_PORT"
-                set -- "$@" -f "$awsdir/ca.pem=/kc/aws/ca.pem" -f "$awsdir/other-ca.pem=/kc/aws/other-ca.pem" -m virtio_pci -m virtio_net
+                image_extra="-f $awsdir/ca.pem=/kc/aws/ca.pem -f $awsdir/other-ca.pem=/kc/aws/other-ca.pem -m virtio_pci -m virtio_net"
                 # The guest's only way out: 10.0.2.100:443, relayed byte for byte
                 # to moto on the host's loopback (TLS stays end to end).  QEMU
                 # runs the relay once per connection; a script keeps the
@@ -155,70 +204,147 @@ case " $host_needs " in
         ;;
 esac
 
-# ---- the initramfs ----
-mkdir -p "$rundir"
-initrd=$rundir/initrd.gz
-console=$rundir/console.log
-"$vmdir/mkinitramfs.sh" -k "$KC_VM_KROOT" -v "$KC_VM_KVER" -o "$initrd" "$@" ||
-        hard_error "mkinitramfs.sh failed"
-t_initrd=$(now)
-
-# ---- boot ----
+# ---- boots ----
 accel=${KC_VM_ACCEL:-tcg}
-echo "vm: kernel $KC_VM_KVER, accel $accel, tests: $(echo $selected)"
-timeout -k 5 "$timeout_s" qemu-system-x86_64 \
-        -accel "$accel" -cpu max -m "${KC_VM_MEMORY:-1024}" -smp "${KC_VM_SMP:-2}" \
-        -nodefaults -nographic -no-reboot -serial stdio -monitor none $net \
-        -kernel "$KC_VM_VMLINUZ" -initrd "$initrd" \
-        -append "console=ttyS0 quiet loglevel=3 panic=-1 kcvm.timeout=$test_timeout_s $guest_env ${KC_VM_CMDLINE:-}" \
-        </dev/null >"$console" 2>&1
-qemu_rc=$?
-t_boot=$(now)
+mkdir -p "$rundir"
 
-# ---- the guest's story ----
-# Serial lines end in \r\n and the firmware clears the screen with escape
-# sequences; verdicts are only ever at the start of a line.
-tr -d '\r' <"$console" | sed 's/\x1b\[[0-9;?]*[A-Za-z]//g; s/\x1b[A-Za-z]//g' >"$console.txt"
-echo "---- guest console ----"
-cat "$console.txt"
-echo "---- end of guest console ----"
+# boot INITRD CONSOLE [APPEND [QEMU-ARG...]]: one boot; the console, cleaned
+# of escape sequences and \r, in CONSOLE.txt; QEMU's status in qemu_rc.
+boot() {
+        _initrd=$1 _console=$2 _append=${3:-}
+        shift 2
+        [ $# = 0 ] || shift
+        # shellcheck disable=SC2086 # $net: QEMU words
+        timeout -k 5 "$timeout_s" qemu-system-x86_64 \
+                -accel "$accel" -cpu max -m "${KC_VM_MEMORY:-1024}" -smp "${KC_VM_SMP:-2}" \
+                -nodefaults -nographic -no-reboot -serial stdio -monitor none $net "$@" \
+                -kernel "$KC_VM_VMLINUZ" -initrd "$_initrd" \
+                -append "console=ttyS0 quiet loglevel=3 panic=-1 kcvm.timeout=$test_timeout_s $guest_env ${KC_VM_CMDLINE:-} $_append" \
+                </dev/null >"$_console" 2>&1
+        qemu_rc=$?
+        # Serial lines end in \r\n and the firmware clears the screen with escape
+        # sequences; verdicts are only ever at the start of a line.
+        tr -d '\r' <"$_console" | sed 's/\x1b\[[0-9;?]*[A-Za-z]//g; s/\x1b[A-Za-z]//g' >"$_console.txt"
+}
 
-verdicts=$(grep -E '^KCVM: (PASS|FAIL|SKIP) ' "$console.txt")
-done_line=$(grep -E '^KCVM: DONE [0-9]+$' "$console.txt" | tail -n1)
+# verdict TEST CONSOLE.txt: the test's last verdict line, as "PASS name (1.2s)" etc., or nothing.
+verdict() {
+        grep -E '^KCVM: (PASS|FAIL|SKIP) ' "$2" | awk -v t="$1" '$3 == t || $3 == t ":"' | tail -n1 | sed 's/^KCVM: //'
+}
 
-passed=0 failed=0 skipped=0 report=
-for t in $selected; do
-        v=$(printf '%s\n' "$verdicts" | awk -v t="$t" '$3 == t || $3 == t ":"' | tail -n1)
-        case $v in
-        "KCVM: PASS "*) passed=$((passed + 1)); line="PASS ${v#KCVM: PASS }" ;;
-        "KCVM: SKIP "*) skipped=$((skipped + 1)); line="SKIP ${v#KCVM: SKIP }" ;;
-        "KCVM: FAIL "*) failed=$((failed + 1)); line="FAIL ${v#KCVM: FAIL }" ;;
-        *) failed=$((failed + 1)); line="FAIL $t: no verdict from the guest" ;;
+# why_no_done CONSOLE.txt: why a boot ended without "KCVM: DONE".
+why_no_done() {
+        if [ "$qemu_rc" = 124 ] || [ "$qemu_rc" = 137 ]; then
+                echo "killed after the ${timeout_s}s boot timeout (KC_VM_TIMEOUT)"
+        elif grep -q 'Kernel panic' "$1"; then
+                echo "kernel panic"
+        elif ! grep -q '^KCVM: BOOT ' "$1"; then
+                echo "the guest never ran /init (qemu exit status $qemu_rc)"
+        else
+                echo "qemu exit status $qemu_rc"
+        fi
+}
+
+passed=0 failed=0 skipped=0 report= bad_boot=
+# record LINE: one report line ("PASS name (1.2s)", "FAIL name: why", ...).
+record() {
+        case $1 in
+        PASS*) passed=$((passed + 1)) ;;
+        SKIP*) skipped=$((skipped + 1)) ;;
+        *) failed=$((failed + 1)) ;;
         esac
-        report="$report$line
+        report="$report$1
 "
+}
+
+show_console() { # CONSOLE.txt TITLE
+        echo "---- guest console$2 ----"
+        cat "$1"
+        echo "---- end of guest console$2 ----"
+}
+
+t_initrd=0 t_boot=0
+echo "vm: kernel $KC_VM_KVER, accel $accel, tests: $(echo $selected)"
+
+# The shared boot: every test without disks or boots of its own.
+if [ -n "$shared" ]; then
+        t0=$(now)
+        build_image "$rundir/initrd.gz" $shared
+        t1=$(now)
+        console=$rundir/console.log
+        boot "$rundir/initrd.gz" "$console"
+        t2=$(now)
+        t_initrd=$(awk -v a="$t_initrd" -v b="$(seconds "$t0" "$t1")" 'BEGIN { print a + b }')
+        t_boot=$(awk -v a="$t_boot" -v b="$(seconds "$t1" "$t2")" 'BEGIN { print a + b }')
+        show_console "$console.txt" ""
+        for t in $shared; do
+                v=$(verdict "$t" "$console.txt")
+                record "${v:-FAIL $t: no verdict from the guest}"
+        done
+        if ! grep -qE '^KCVM: DONE [0-9]+$' "$console.txt"; then
+                echo "vm: the guest never printed 'KCVM: DONE': $(why_no_done "$console.txt"); console tail:"
+                tail -n 40 "$console.txt" | sed 's/^/    /'
+                bad_boot=yes
+        fi
+fi
+
+# Each test with disks or boots of its own: fresh disks, then boot 1..N.
+for t in $alone; do
+        script=$vmdir/guest/$t.sh
+        boots=$(echo $(header boots "$script"))
+        boots=${boots:-1}
+        t0=$(now)
+        build_image "$rundir/initrd-$t.gz" "$t"
+        t1=$(now)
+        set --
+        disks= n=0
+        mkdir -p "$rundir/disks"
+        for d in $(header disk "$script"); do
+                img=$rundir/disks/$t-$n.img
+                rm -f "$img"
+                truncate -s "$d" "$img" || hard_error "cannot create disk $img"
+                set -- "$@" -drive "file=$img,format=raw,if=none,id=kcd$n,cache=writeback" \
+                        -device "virtio-blk-pci,drive=kcd$n,romfile="
+                disks="$disks${disks:+,}/dev/vd$(printf "\\$(printf %03o $((97 + n)))")"
+                n=$((n + 1))
+        done
+        k=1 line=
+        while [ -z "$line" ]; do
+                console=$rundir/console-$t-$k.log
+                boot "$rundir/initrd-$t.gz" "$console" "KCVM_BOOT=$k KCVM_BOOTS=$boots${disks:+ KCVM_DISKS=$disks}" "$@"
+                show_console "$console.txt" " ($t, boot $k of $boots)"
+                v=$(verdict "$t" "$console.txt")
+                done_line=$(grep -E '^KCVM: DONE [0-9]+$' "$console.txt")
+                if [ "$k" -lt "$boots" ]; then
+                        case $v in
+                        PASS*) line="FAIL $t: passed in boot $k of $boots, without the reset that leads to boot $((k + 1))" ;;
+                        FAIL*|SKIP*) line="$v (boot $k of $boots)" ;;
+                        *) grep -qxF "KCVM: RESET $t" "$console.txt" ||
+                                line="FAIL $t: boot $k of $boots ended with no verdict and no reset: $(why_no_done "$console.txt")" ;;
+                        esac
+                else
+                        line=${v:-FAIL $t: no verdict from the guest in boot $k of $boots}
+                        if [ -z "$done_line" ]; then
+                                echo "vm: boot $k of $boots ($t) never printed 'KCVM: DONE': $(why_no_done "$console.txt"); console tail:"
+                                tail -n 40 "$console.txt" | sed 's/^/    /'
+                                bad_boot=yes
+                        fi
+                fi
+                k=$((k + 1))
+        done
+        t2=$(now)
+        t_initrd=$(awk -v a="$t_initrd" -v b="$(seconds "$t0" "$t1")" 'BEGIN { print a + b }')
+        t_boot=$(awk -v a="$t_boot" -v b="$(seconds "$t1" "$t2")" 'BEGIN { print a + b }')
+        record "$line"
 done
 
-if [ -z "$done_line" ]; then
-        if [ "$qemu_rc" = 124 ] || [ "$qemu_rc" = 137 ]; then
-                why="killed after the ${timeout_s}s boot timeout (KC_VM_TIMEOUT)"
-        elif grep -q 'Kernel panic' "$console.txt"; then
-                why="kernel panic"
-        elif ! grep -q '^KCVM: BOOT ' "$console.txt"; then
-                why="the guest never ran /init (qemu exit status $qemu_rc)"
-        else
-                why="qemu exit status $qemu_rc"
-        fi
-        echo "vm: the guest never printed 'KCVM: DONE': $why; console tail:"
-        tail -n 40 "$console.txt" | sed 's/^/    /'
-        # A boot that went wrong fails the tier even if every verdict came.
-        [ "$failed" -gt 0 ] || failed=$((failed + 1))
-fi
+# A boot that went wrong fails the tier even if every verdict came.
+[ -z "$bad_boot" ] || [ "$failed" -gt 0 ] || failed=$((failed + 1))
 
 echo "---- vm tier report ----"
 printf '%s' "$report"
 t_end=$(now)
-echo "vm timing: kernel $(seconds "$t_start" "$t_kernel")s, initramfs $(seconds "$t_kernel" "$t_initrd")s ($(du -k "$initrd" | cut -f1) KiB), boot+tests $(seconds "$t_initrd" "$t_boot")s, total $(seconds "$t_start" "$t_end")s"
+echo "vm timing: kernel $(seconds "$t_start" "$t_kernel")s, initramfs ${t_initrd}s$([ -z "$shared" ] || echo " ($(du -k "$rundir/initrd.gz" | cut -f1) KiB)"), boot+tests ${t_boot}s, total $(seconds "$t_start" "$t_end")s"
 if [ "$skipped" -gt 0 ]; then
         echo "$passed passed, $failed failed, $skipped skipped"
 else

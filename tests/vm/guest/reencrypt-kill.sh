@@ -1,14 +1,21 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
 # kill -9 of kmscrypt in the middle of an online reencryption of a mounted
-# volume: the volume is left on libcryptsetup's device stack, rewrap
-# and an online resume refuse with instructions, and once the stack is
-# taken down `kmscrypt attach` finishes the reencryption and attaches; the
-# files checksum as written and the header has no keyslot left.
-# kcvm-programs: kmscrypt
+# volume with a writer running: the volume stays in use on libcryptsetup's
+# device stack and rewrap refuses it, naming --resume.  `kmscrypt reencrypt
+# --resume` then carries it on with the file system still mounted and
+# written, taking the stack over; killed again, `kmscrypt attach` of the
+# still attached, still mounted volume does the same and finishes it.  No
+# manual step: no unmount, no dmsetup.  Afterwards the mapping is on a
+# kmscrypt logon key with no helper device and no keyslot left, the files
+# (those synced before, and those the writer synced during) checksum as
+# written, read back from the disk, and the plaintext pattern written
+# through the mapping is nowhere on the backing file.
+# Then a second reencryption is killed the same way, and kmscryptd,
+# started with the volume configured, finishes it online as it attaches.
+# kcvm-programs: kmscrypt kmscryptd tests/bench/agent-vmlib
 . /kc/lib.sh
-
-export KMSCRYPT_KEYSTORE=$KCVM_DIR/keystore KMSCRYPT_AUDIT_LOG=$KCVM_DIR/audit.log
+. /kc/bin/agent-vmlib
 VOL=vol-kill
 MNT=$KCVM_DIR/mnt
 mkdir -p "$MNT"
@@ -21,43 +28,102 @@ kmscrypt attach "$KCVM_LOOP" >/dev/null || die "attach"
 kcvm_mknodes
 mkfs.ext4 -q "/dev/mapper/$VOL" || die "mkfs"
 mount "/dev/mapper/$VOL" "$MNT" || die "mount"
-for i in 1 2 3 4 5 6; do head -c 2097152 /dev/urandom >"$MNT/f$i"; done
+kcvm_pattern "$MNT/plain" 2097152
+for i in 1 2 3 4 5; do head -c 2097152 /dev/urandom >"$MNT/f$i"; done
 sync
-(cd "$MNT" && md5sum f* >"$KCVM_DIR/sums")
+(cd "$MNT" && md5sum plain f* >"$KCVM_DIR/sums")
 
-# 24 MiB at 4 MiB/s; killed a second after libcryptsetup's stack appears (no header lock needed to see it).
-kmscrypt reencrypt "$VOL" --rate-limit 4 >"$KCVM_DIR/out" 2>&1 &
-pid=$!
-n=0
-until dmsetup ls | grep -q -- "$VOL-overlay"; do
-        n=$((n + 1))
-        [ $n -lt 240 ] && kill -0 "$pid" 2>/dev/null || die "the reencryption never started: $(cat "$KCVM_DIR/out")"
-        sleep 0.25
-done
-sleep 1
-kill -9 "$pid"
-wait "$pid" 2>/dev/null || true
+# The writer: a file, synced, then its checksum in ./written; 40 of them at most (5 MiB).
+: >"$KCVM_DIR/written"
+(
+        i=0
+        while [ ! -e "$KCVM_DIR/stop" ] && [ $i -lt 40 ]; do
+                i=$((i + 1))
+                head -c 131072 /dev/urandom >"$KCVM_DIR/w"
+                cp "$KCVM_DIR/w" "$MNT/w$i" && sync || { echo "writer: w$i failed" >&2; exit 1; }
+                echo "$(md5sum <"$KCVM_DIR/w" | cut -d' ' -f1)  w$i" >>"$KCVM_DIR/written"
+                sleep 0.2
+        done
+) &
+writer=$!
+defer "touch $KCVM_DIR/stop; wait $writer 2>/dev/null"
 
-# Killed in the middle of a chunk, the hotzone device stays suspended: fail its
-# I/O, as libcryptsetup does on a fatal error, so that the unmount can finish.
-if dmsetup info "$VOL-hotzone-forward" | grep -q SUSPENDED; then
-        echo "killed inside a chunk"
-        dmsetup wipe_table "$VOL-hotzone-forward" || die "wipe_table"
-fi
+# kill_mid_run WHAT COMMAND...: COMMAND in the background, killed with
+# SIGKILL once the header shows it got further than the last run, between
+# two chunks (a kill inside one: see reencrypt(8), "A RUN THAT WAS KILLED").
+kill_mid_run() {
+        _what=$1
+        shift
+        "$@" >"$KCVM_DIR/out" 2>&1 &
+        _pid=$!
+        _n=0
+        until [ "$(segment0_length)" -gt "$done_before" ] &&
+                dmsetup info "$VOL-hotzone-forward" 2>/dev/null | grep -q ACTIVE; do
+                _n=$((_n + 1))
+                [ $_n -lt 400 ] && kill -0 "$_pid" 2>/dev/null ||
+                        die "$_what: no progress past $done_before bytes: $(cat "$KCVM_DIR/out")"
+                sleep 0.25
+        done
+        kill -9 "$_pid" 2>/dev/null || die "$_what: ended before the kill: $(cat "$KCVM_DIR/out")"
+        wait "$_pid" 2>/dev/null || true
+        _at=$(segment0_length)
+        if dmsetup info "$VOL-hotzone-forward" | grep -q SUSPENDED; then
+                echo "$_what: killed inside a chunk, $((_at >> 20)) MiB done"
+        else
+                echo "$_what: killed between chunks, $((_at >> 20)) MiB done"
+        fi
+        dmsetup ls | grep -q -- "$VOL-overlay" || die "$_what: no device stack left by the kill"
+        done_before=$_at
+}
+
+# segment0_length: bytes under the new key (data segment 0 of the header).
+segment0_length() {
+        cryptsetup luksDump "$KCVM_LOOP" 2>/dev/null |
+                awk '/^  0: crypt/ { s = 1 } s && $1 == "length:" { print ($2 ~ /^[0-9]+$/) ? $2 : 0; exit }'
+}
+done_before=0
+
+# 24 MiB at 2 MiB/s, 1 MiB a chunk: each run is killed well before its end.
+kill_mid_run "reencrypt" kmscrypt reencrypt "$VOL" --rate-limit 2
 kmscrypt rewrap "$KCVM_LOOP" >"$KCVM_DIR/out" 2>&1 && die "rewrap accepted a volume being reencrypted"
 grep -q "reencrypt --resume" "$KCVM_DIR/out" || die "rewrap refusal does not name --resume: $(cat "$KCVM_DIR/out")"
-kmscrypt reencrypt --resume "$KCVM_LOOP" >"$KCVM_DIR/out" 2>&1 && die "online resume on the stack of a killed run"
-grep -q "then attach" "$KCVM_DIR/out" || die "resume refusal says no way out: $(cat "$KCVM_DIR/out")"
 
-umount "$MNT" 2>/dev/null || umount -l "$MNT"
-dmsetup remove "$VOL" && dmsetup remove "$VOL-overlay" && dmsetup remove "$VOL-hotzone-forward" ||
-        die "cannot take down the stack: $(dmsetup ls)"
-kcvm_mknodes
+# Resumed online on the stack of the killed run (it gets further), mounted and written; killed again.
+kill_mid_run "reencrypt --resume" kmscrypt reencrypt --resume "$VOL" --rate-limit 2
+grep -q " $MNT " /proc/mounts || die "the file system is no longer mounted"
+
+# attach of the volume still attached and mounted finishes it.
 kmscrypt attach "$KCVM_LOOP" >"$KCVM_DIR/out" 2>"$KCVM_DIR/err" || die "attach after kill: $(tail -n 3 "$KCVM_DIR/err")"
-grep -q "finishing it first" "$KCVM_DIR/err" || die "attach did not finish the reencryption"
-kcvm_mknodes
+grep -q "finishing it first" "$KCVM_DIR/err" || die "attach did not finish the reencryption: $(cat "$KCVM_DIR/err")"
+grep "device stack of the interrupted run" "$KCVM_DIR/err" || die "attach did not take the stack over: $(cat "$KCVM_DIR/err")"
+expect_eq "mappings" "$(kcvm_maps)" "$VOL "
+
+# A second data key replacement, killed; kmscryptd finishes it as it attaches the configured volume.
+done_before=0
+kill_mid_run "second reencrypt" kmscrypt reencrypt "$VOL" --rate-limit 2
+echo "$VOL $KCVM_LOOP db-id=db-k,volume-id=$VOL" >"$AGENT_VOLUMES"
+agent_start
+agent_wait_log "$VOL: reencryption finished" 120
+agent_wait_ready 60 >/dev/null
+echo "kmscryptd: $(grep -m1 "$VOL: reencryption finished" "$AGENT_LOG")"
+agent_stop
+grep -q " $MNT " /proc/mounts || die "the file system is no longer mounted after kmscryptd's attach"
+
+touch "$KCVM_DIR/stop"
+wait "$writer" || die "the writer failed during the reencryptions"
+expect_eq "mappings" "$(kcvm_maps)" "$VOL "
 dmsetup table --showkeys "$VOL" | grep -q ":64:logon:kmscrypt:" || die "mapping is not on a kmscrypt logon key"
 [ "$(cryptsetup luksDump "$KCVM_LOOP" | grep -c '^  [0-9]*: luks2')" = 0 ] || die "temporary keyslots left"
-mount -o ro "/dev/mapper/$VOL" "$MNT" || die "mount after attach"
-(cd "$MNT" && md5sum -c "$KCVM_DIR/sums" >/dev/null) || die "data changed across kill -9 and resume"
+
 umount "$MNT"
+kcvm_drop_caches
+mount -o ro "/dev/mapper/$VOL" "$MNT" || die "mount after the reencryption"
+grep -E '^[0-9a-f]{32}  w[0-9]+$' "$KCVM_DIR/written" >"$KCVM_DIR/written.ok" || true
+nw=$(wc -l <"$KCVM_DIR/written.ok")
+[ "$nw" -gt 0 ] || die "the writer synced no file"
+(cd "$MNT" && md5sum -c "$KCVM_DIR/sums" >/dev/null) || die "files synced before the reencryption changed"
+(cd "$MNT" && md5sum -c "$KCVM_DIR/written.ok" >/dev/null) || die "files the writer synced during it changed"
+echo "the 6 files synced before and the $nw the writer synced during the runs checksum as written"
+umount "$MNT"
+kcvm_drop_caches
+! grep -qF "$KCVM_TAG" "$KCVM_LOOP_FILE" || die "plaintext pattern on the backing file"
