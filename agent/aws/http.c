@@ -365,13 +365,20 @@ int kc_http_json_parse(const char *body, size_t len, struct json_object **ret, s
 int kc_http_json_take_secret(struct json_object *obj, const char *name, char **ret) {
         struct json_object *v;
         char *s, *copy;
+        size_t n;
+        bool nul;
 
         if (!json_object_object_get_ex(obj, name, &v) || !json_object_is_type(v, json_type_string))
                 return -ENOENT;
-        /* json-c hands out its own storage; we wipe it once copied. */
+        /* json-c hands out its own storage; we wipe it once copied, all of it even past a "\u0000". */
         s = (char *) json_object_get_string(v);
-        copy = kc_secret_strdup(s);
-        kc_wipe(s, strlen(s));
+        n = (size_t) json_object_get_string_len(v);
+        /* A NUL inside would cut the secret short without a word: refused instead. */
+        nul = strlen(s) != n;
+        copy = nul ? NULL : kc_secret_strdup(s);
+        kc_wipe(s, n);
+        if (nul)
+                return -EBADMSG;
         if (!copy)
                 return -ENOMEM;
         *ret = copy;

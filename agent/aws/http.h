@@ -63,5 +63,5 @@ bool kc_http_url_is_https(const char *url);
  */
 struct json_object;
 int kc_http_json_parse(const char *body, size_t len, struct json_object **ret, struct kc_err *err);
-/* Member name of obj as a kc_secret string; -ENOENT when absent or not a string. */
+/* Member name of obj as a kc_secret string; -ENOENT when absent or not a string, -EBADMSG when it holds a NUL. */
 int kc_http_json_take_secret(struct json_object *obj, const char *name, char **ret);
