@@ -9,7 +9,12 @@
 #include "agent/aws/response.h"
 #include "lib/secret.h"
 
-DEFINE_CLEANUP_FUNC(struct json_object *, json_object_put)
+/*
+ * Every parsed body is dropped through this: a refusal may come before the
+ * Plaintext or a credential was taken out of it (a bad CiphertextBlob, a bad
+ * KeyId), and json-c frees its strings without wiping them.
+ */
+DEFINE_CLEANUP_FUNC(struct json_object *, kc_http_json_put_wiped)
 
 /* ---- JSON members ------------------------------------------------------------------------- */
 
@@ -143,8 +148,10 @@ static int take_plaintext(const char *what, struct json_object *o, size_t max, v
 
         if (r == -ENOMEM)
                 return r;
-        if (r < 0)
+        if (r == -ENOENT)
                 return kc_err_set(err, -EBADMSG, "%s: response has no Plaintext string", what);
+        if (r < 0)
+                return kc_err_set(err, r, "%s: Plaintext holds a NUL character", what);
         r = b64_decode(b64, max, true, ret, ret_len);
         if (r == -EBADMSG)
                 return kc_err_set(err, r, "%s: Plaintext is not base64 of 1..%zu bytes", what, max);
@@ -155,7 +162,7 @@ static int take_plaintext(const char *what, struct json_object *o, size_t max, v
 
 int kc_aws_response_data_key(const char *operation, const char *body, size_t len, size_t nbytes,
                              struct kc_data_key *ret, struct kc_err *err) {
-        _cleanup_(json_object_putp) struct json_object *o = NULL;
+        _cleanup_(kc_http_json_put_wipedp) struct json_object *o = NULL;
         _cleanup_secret_ void *plaintext = NULL;
         _cleanup_free_ void *blob = NULL;
         char what[64], key_id[KC_AWS_KEY_ID_MAX + 1];
@@ -197,7 +204,7 @@ int kc_aws_response_data_key(const char *operation, const char *body, size_t len
 
 int kc_aws_response_decrypt(const char *body, size_t len, void **ret_plaintext, char ret_key_id[65],
                             struct kc_err *err) {
-        _cleanup_(json_object_putp) struct json_object *o = NULL;
+        _cleanup_(kc_http_json_put_wipedp) struct json_object *o = NULL;
         _cleanup_secret_ void *plaintext = NULL;
         char key_id[KC_AWS_KEY_ID_MAX + 1];
         size_t plen;
@@ -242,17 +249,19 @@ static void copy_description(char *dst, size_t size, const char *src) {
 
         for (; src[n] && n + 1 < size; n++)
                 dst[n] = (unsigned char) src[n] < 0x20 || src[n] == 0x7f ? '?' : src[n];
-        if (src[n])
+        /* Cut where the next byte continues a sequence: drop the sequence's first part, lead byte too. */
+        if (((unsigned char) src[n] & 0xc0) == 0x80) {
                 while (n > 0 && ((unsigned char) dst[n - 1] & 0xc0) == 0x80)
                         n--;
-        if (src[n] && n > 0 && ((unsigned char) dst[n - 1] & 0xc0) == 0xc0)
-                n--;
+                if (n > 0)
+                        n--;
+        }
         dst[n] = '\0';
 }
 
 int kc_aws_response_describe_key(const char *body, size_t len, struct kc_key_info *ret, struct kc_err *err) {
         static const char what[] = "AWS KMS DescribeKey";
-        _cleanup_(json_object_putp) struct json_object *o = NULL;
+        _cleanup_(kc_http_json_put_wipedp) struct json_object *o = NULL;
         struct kc_key_info info = { .provider = "aws", .current_version = KC_AWS_KEY_VERSION };
         struct json_object *meta;
         const char *arn = NULL, *desc = "", *state = "";
@@ -285,7 +294,7 @@ int kc_aws_response_describe_key(const char *body, size_t len, struct kc_key_inf
 }
 
 int kc_aws_response_deletion_date(const char *body, size_t len, time_t *ret, struct kc_err *err) {
-        _cleanup_(json_object_putp) struct json_object *o = NULL;
+        _cleanup_(kc_http_json_put_wipedp) struct json_object *o = NULL;
         time_t t;
         int r = parse_object("AWS KMS ScheduleKeyDeletion", body, len, &o, err);
 
@@ -337,7 +346,7 @@ static int take_expiration(const char *what, struct json_object *o, time_t *ret,
 
 int kc_aws_response_credentials(const char *what, long status, const char *body, size_t len,
                                 struct kc_aws_credentials *ret, struct kc_err *err) {
-        _cleanup_(json_object_putp) struct json_object *o = NULL;
+        _cleanup_(kc_http_json_put_wipedp) struct json_object *o = NULL;
         _cleanup_(kc_aws_credentials_clear) struct kc_aws_credentials c = {};
         struct json_object *v;
         char w[64];
