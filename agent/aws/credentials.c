@@ -4,9 +4,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include <json-c/json.h>
-
 #include "agent/aws/credentials.h"
+#include "agent/aws/response.h"
 #include "lib/fileio.h"
 #include "lib/log.h"
 #include "lib/secret.h"
@@ -37,24 +36,6 @@ static bool env_true(const char *name) {
 static const char *env_nonempty(const char *name) {
         const char *v = getenv(name);
         return v && v[0] ? v : NULL;
-}
-
-int kc_aws_parse_time(const char *s, time_t *ret) {
-        struct tm tm = {};
-        const char *end;
-
-        if (!s)
-                return -EINVAL;
-        end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-        if (!end)
-                return -EINVAL;
-        if (*end == '.')            /* fractional seconds */
-                for (end++; isdigit((unsigned char) *end); end++)
-                        ;
-        if (!streq(end, "Z") && !streq(end, "+00:00"))
-                return -EINVAL;
-        *ret = timegm(&tm);
-        return 0;
 }
 
 /* ---- shared files --------------------------------------------------------------------------- */
@@ -220,31 +201,6 @@ static int from_shared_files(struct kc_http *h, struct kc_aws_credentials *c, st
         return r;
 }
 
-/* {"AccessKeyId", "SecretAccessKey", "Token", "Expiration"}: the shape IMDS and ECS both use. */
-static int parse_temporary(const struct kc_http_response *resp, const char *what, struct kc_aws_credentials *c,
-                           struct kc_err *err) {
-        struct json_object *obj = NULL, *v;
-        int r;
-
-        if (resp->status != 200)
-                return kc_err_set(err, -EACCES, "%s credentials: HTTP %ld", what, resp->status);
-        r = kc_http_json_parse(resp->body, resp->body_len, &obj, err);
-        if (r < 0)
-                return r;
-        if (json_object_object_get_ex(obj, "Code", &v) && !streq(json_object_get_string(v) ?: "", "Success"))
-                r = kc_err_set(err, -EACCES, "%s credentials: Code is not Success", what);
-        if (r >= 0 && (kc_http_json_take_secret(obj, "AccessKeyId", &c->access_key_id) < 0 ||
-                       kc_http_json_take_secret(obj, "SecretAccessKey", &c->secret_access_key) < 0))
-                r = kc_err_set(err, -EBADMSG, "%s credentials: AccessKeyId or SecretAccessKey missing", what);
-        if (r >= 0 && kc_http_json_take_secret(obj, "Token", &c->session_token) < 0)
-                c->session_token = NULL;
-        if (r >= 0 && json_object_object_get_ex(obj, "Expiration", &v) &&
-            kc_aws_parse_time(json_object_get_string(v), &c->expiration) < 0)
-                r = kc_err_set(err, -EBADMSG, "%s credentials: bad Expiration", what);
-        json_object_put(obj);
-        return r;
-}
-
 /* Plain http is what the container agents speak; allow it only to their link-local or loopback hosts. */
 static bool container_host_ok(const char *url) {
         static const char *const hosts[] = {
@@ -296,7 +252,7 @@ static int from_container(struct kc_http *h, struct kc_aws_credentials *c, struc
                 .connect_timeout_ms = LOCAL_TIMEOUT_MS, .timeout_ms = 2 * LOCAL_TIMEOUT_MS,
         }, &resp, err);
         if (r >= 0)
-                r = parse_temporary(&resp, "container", c, err);
+                r = kc_aws_response_credentials("container", resp.status, resp.body, resp.body_len, c, err);
         kc_http_response_clear(&resp);
         return r;
 }
@@ -311,67 +267,61 @@ static int imds_get(struct kc_http *h, const char *url, const char *token_header
         }, resp, err);
 }
 
-static int from_imds(struct kc_http *h, struct kc_aws_credentials *c, struct kc_err *err) {
-        const char *base = env_nonempty("AWS_EC2_METADATA_SERVICE_ENDPOINT") ?: IMDS_DEFAULT;
+/* IMDSv2: a session token first (PUT), then every GET carries it as this header. */
+static int imds_token_header(struct kc_http *h, const char *base, size_t blen, char **ret, struct kc_err *err) {
         const char *ttl_header[] = { "X-aws-ec2-metadata-token-ttl-seconds: " IMDS_TOKEN_TTL, NULL };
-        _cleanup_free_ char *url = NULL, *role_url = NULL;
-        _cleanup_secret_ char *token_header = NULL;
-        struct kc_http_response resp = {};
-        size_t blen = strlen(base), n;
-        char *nl;
+        _cleanup_(kc_http_response_clear) struct kc_http_response resp = {};
+        _cleanup_free_ char *url = NULL;
+        _cleanup_secret_ char *token = NULL, *header = NULL;
+        size_t n;
         int r;
 
-        if (env_true("AWS_EC2_METADATA_DISABLED"))
-                return -ENOENT;
-        while (blen > 0 && base[blen - 1] == '/')
-                blen--;
-        /* IMDSv2: a session token first (PUT), then every GET carries it. */
         if (asprintf(&url, "%.*s/latest/api/token", (int) blen, base) < 0)
                 return -ENOMEM;
         r = kc_http_perform(h, &(struct kc_http_request) {
                 .method = "PUT", .url = url, .headers = ttl_header,
                 .connect_timeout_ms = LOCAL_TIMEOUT_MS, .timeout_ms = 2 * LOCAL_TIMEOUT_MS,
         }, &resp, err);
+        if (r >= 0)
+                r = kc_aws_response_imds_token(resp.status, resp.body, resp.body_len, &token, err);
         if (r < 0)
                 return r;
-        if (resp.status != 200 || !resp.body) {
-                kc_http_response_clear(&resp);
-                return kc_err_set(err, -EACCES, "instance metadata refused a session token (HTTP %ld)", resp.status);
-        }
-        n = strlen("X-aws-ec2-metadata-token: ") + resp.body_len + 1;
-        token_header = kc_secret_alloc(n);
-        if (!token_header) {
-                kc_http_response_clear(&resp);
+        n = strlen("X-aws-ec2-metadata-token: ") + strlen(token) + 1;
+        header = kc_secret_alloc(n);
+        if (!header)
                 return -ENOMEM;
-        }
-        snprintf(token_header, n, "X-aws-ec2-metadata-token: %s", strip(resp.body));
-        kc_http_response_clear(&resp);
+        snprintf(header, n, "X-aws-ec2-metadata-token: %s", token);
+        *ret = TAKE_PTR(header);
+        return 0;
+}
 
-        free(url);
+static int from_imds(struct kc_http *h, struct kc_aws_credentials *c, struct kc_err *err) {
+        const char *base = env_nonempty("AWS_EC2_METADATA_SERVICE_ENDPOINT") ?: IMDS_DEFAULT;
+        _cleanup_(kc_http_response_clear) struct kc_http_response list = {}, doc = {};
+        _cleanup_free_ char *url = NULL, *role = NULL, *role_url = NULL;
+        _cleanup_secret_ char *token_header = NULL;
+        size_t blen = strlen(base);
+        int r;
+
+        if (env_true("AWS_EC2_METADATA_DISABLED"))
+                return -ENOENT;
+        while (blen > 0 && base[blen - 1] == '/')
+                blen--;
+        r = imds_token_header(h, base, blen, &token_header, err);
+        if (r < 0)
+                return r;
         if (asprintf(&url, "%.*s/latest/meta-data/iam/security-credentials/", (int) blen, base) < 0)
                 return -ENOMEM;
-        r = imds_get(h, url, token_header, &resp, err);
-        if (r < 0)
-                return r;
-        if (resp.status != 200 || !resp.body) {
-                kc_http_response_clear(&resp);
-                return kc_err_set(err, -ENOENT, "instance metadata: no IAM role attached (HTTP %ld)", resp.status);
-        }
-        /* The first line is the role name; it must be a plain path segment. */
-        nl = strchr(resp.body, '\n');
-        if (nl)
-                *nl = '\0';
-        if (!strip(resp.body)[0] || strpbrk(strip(resp.body), "/?#% "))
-                r = kc_err_set(err, -EBADMSG, "instance metadata: bad role name");
-        else if (asprintf(&role_url, "%s%s", url, strip(resp.body)) < 0)
-                r = -ENOMEM;
-        kc_http_response_clear(&resp);
-        if (r < 0)
-                return r;
-        r = imds_get(h, role_url, token_header, &resp, err);
+        r = imds_get(h, url, token_header, &list, err);
         if (r >= 0)
-                r = parse_temporary(&resp, "instance metadata", c, err);
-        kc_http_response_clear(&resp);
+                r = kc_aws_response_imds_role(list.status, list.body, list.body_len, &role, err);
+        if (r < 0)
+                return r;
+        if (asprintf(&role_url, "%s%s", url, role) < 0)
+                return -ENOMEM;
+        r = imds_get(h, role_url, token_header, &doc, err);
+        if (r >= 0)
+                r = kc_aws_response_credentials("instance metadata", doc.status, doc.body, doc.body_len, c, err);
         return r;
 }
 

@@ -44,9 +44,6 @@ int kc_aws_credentials_load(struct kc_http *h, struct kc_aws_credentials *ret, s
 /* AWS_REGION, AWS_DEFAULT_REGION, then "region" of the profile in the config file. Caller frees. */
 int kc_aws_default_region(char **ret);
 
-/* "2024-05-01T12:00:00Z" (the form IMDS and container endpoints use). */
-int kc_aws_parse_time(const char *s, time_t *ret);
-
 /*
  * Value of key in [section] of an INI-style AWS file (secret memory).
  * -ENOENT when the file, section or key is missing.

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <ctype.h>
+#include <stdint.h>
 #include <string.h>
 
 #include <json-c/json.h>
@@ -43,6 +44,26 @@ static void printable(char *dst, size_t n, const char *src) {
         dst[o] = '\0';
 }
 
+/*
+ * The body as JSON, NULL when it is not: its length bounds it (it need not
+ * be NUL-terminated).  What follows a complete value is ignored, as it was
+ * by json_tokener_parse(): the body only explains an error already known.
+ */
+static struct json_object *parse_body(const char *body, size_t len) {
+        struct json_tokener *tok = len <= INT32_MAX ? json_tokener_new() : NULL;
+        struct json_object *obj;
+
+        if (!tok)
+                return NULL;
+        obj = json_tokener_parse_ex(tok, body, (int) len);
+        if (json_tokener_get_error(tok) != json_tokener_success) {
+                json_object_put(obj);
+                obj = NULL;
+        }
+        json_tokener_free(tok);
+        return obj;
+}
+
 int kc_aws_error_map(long status, const char *body, size_t body_len, const char *operation,
                      const char *request_id, bool *ret_retry, struct kc_err *err) {
         struct json_object *obj = NULL, *v;
@@ -53,7 +74,7 @@ int kc_aws_error_map(long status, const char *body, size_t body_len, const char 
         bool retry;
 
         if (body && body_len > 0) {
-                obj = json_tokener_parse(body);
+                obj = parse_body(body, body_len);
                 if (obj && json_object_object_get_ex(obj, "__type", &v) && (t = json_object_get_string(v))) {
                         /* "com.amazonaws.kms#NotFoundException" or plain "NotFoundException". */
                         hash = strrchr(t, '#');

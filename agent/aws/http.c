@@ -335,10 +335,33 @@ bool kc_http_url_is_https(const char *url) {
 
 /* ---- JSON that carries secrets ------------------------------------------------------------ */
 
+void kc_http_json_put_wiped(struct json_object *o) {
+        struct json_object_iterator it, end;
+
+        switch (json_object_get_type(o)) {
+        case json_type_string:
+                kc_wipe((char *) json_object_get_string(o), (size_t) json_object_get_string_len(o));
+                break;
+        case json_type_array:
+                for (size_t i = 0; i < json_object_array_length(o); i++)
+                        kc_http_json_put_wiped(json_object_get(json_object_array_get_idx(o, i)));
+                break;
+        case json_type_object:
+                end = json_object_iter_end(o);
+                for (it = json_object_iter_begin(o); !json_object_iter_equal(&it, &end); json_object_iter_next(&it))
+                        kc_http_json_put_wiped(json_object_get(json_object_iter_peek_value(&it)));
+                break;
+        default:
+                break;
+        }
+        json_object_put(o);
+}
+
 int kc_http_json_parse(const char *body, size_t len, struct json_object **ret, struct kc_err *err) {
         struct json_tokener *tok;
         struct json_object *obj;
         enum json_tokener_error e;
+        size_t end;
 
         if (!body || len == 0 || len > INT32_MAX)
                 return kc_err_set(err, -EBADMSG, "empty response body");
@@ -347,6 +370,10 @@ int kc_http_json_parse(const char *body, size_t len, struct json_object **ret, s
                 return -ENOMEM;
         obj = json_tokener_parse_ex(tok, body, (int) len);
         e = json_tokener_get_error(tok);
+        /* One object and nothing after it but whitespace: a second value is not silently dropped. */
+        end = json_tokener_get_parse_end(tok);
+        while (e == json_tokener_success && end < len && strchr(" \t\r\n", body[end]) && body[end])
+                end++;
         /*
          * The tokener accumulates string values in its printbuf and frees
          * it without wiping; the struct is public, so wipe it here.
@@ -355,8 +382,12 @@ int kc_http_json_parse(const char *body, size_t len, struct json_object **ret, s
                 kc_wipe(tok->pb->buf, (size_t) tok->pb->size);
         json_tokener_free(tok);
         if (!obj || e != json_tokener_success || !json_object_is_type(obj, json_type_object)) {
-                json_object_put(obj);
+                kc_http_json_put_wiped(obj);
                 return kc_err_set(err, -EBADMSG, "response is not a JSON object (%s)", json_tokener_error_desc(e));
+        }
+        if (end != len) {
+                kc_http_json_put_wiped(obj);
+                return kc_err_set(err, -EBADMSG, "response is not a JSON object (bytes after it at offset %zu)", end);
         }
         *ret = obj;
         return 0;
@@ -365,13 +396,20 @@ int kc_http_json_parse(const char *body, size_t len, struct json_object **ret, s
 int kc_http_json_take_secret(struct json_object *obj, const char *name, char **ret) {
         struct json_object *v;
         char *s, *copy;
+        size_t n;
+        bool nul;
 
         if (!json_object_object_get_ex(obj, name, &v) || !json_object_is_type(v, json_type_string))
                 return -ENOENT;
-        /* json-c hands out its own storage; we wipe it once copied. */
+        /* json-c hands out its own storage; we wipe it once copied, all of it even past a "\u0000". */
         s = (char *) json_object_get_string(v);
-        copy = kc_secret_strdup(s);
-        kc_wipe(s, strlen(s));
+        n = (size_t) json_object_get_string_len(v);
+        /* A NUL inside would cut the secret short without a word: refused instead. */
+        nul = strlen(s) != n;
+        copy = nul ? NULL : kc_secret_strdup(s);
+        kc_wipe(s, n);
+        if (nul)
+                return -EBADMSG;
         if (!copy)
                 return -ENOMEM;
         *ret = copy;

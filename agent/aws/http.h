@@ -63,5 +63,10 @@ bool kc_http_url_is_https(const char *url);
  */
 struct json_object;
 int kc_http_json_parse(const char *body, size_t len, struct json_object **ret, struct kc_err *err);
-/* Member name of obj as a kc_secret string; -ENOENT when absent or not a string. */
+/*
+ * Wipe every string in o (members, array items, at any depth), then drop
+ * the reference: for a parsed body refused before its secrets were taken.
+ */
+void kc_http_json_put_wiped(struct json_object *o);
+/* Member name of obj as a kc_secret string; -ENOENT when absent or not a string, -EBADMSG when it holds a NUL. */
 int kc_http_json_take_secret(struct json_object *obj, const char *name, char **ret);

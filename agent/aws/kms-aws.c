@@ -12,6 +12,7 @@
 #include "agent/aws/credentials.h"
 #include "agent/aws/errors.h"
 #include "agent/aws/http.h"
+#include "agent/aws/response.h"
 #include "agent/aws/sigv4.h"
 #include "agent/kms.h"
 #include "lib/log.h"
@@ -44,13 +45,6 @@
 #define DEFAULT_DEADLINE_MS 15000L
 #define BACKOFF_BASE_MS 100L
 #define BACKOFF_CAP_MS 2000L
-#define MAX_DATA_KEY 1024
-/*
- * AWS exposes no key material versions: rotation keeps the key id and KMS
- * keeps the old material, so a key is always at its one version.  It is 1,
- * not 0, because a kmscrypt token's key_version starts at 1 (docs/token.md).
- */
-#define AWS_KEY_VERSION 1
 
 struct aws_state {
         struct kc_http *http;
@@ -339,13 +333,13 @@ static int exchange(struct aws_state *s, const char *url, const char *host, cons
 }
 
 /*
- * Call operation with the JSON request; on 200 the parsed response (ret
- * NULL: not wanted).
+ * Call operation with the JSON request; on 200 the response, its body in
+ * kc_secret memory for agent/aws/response.h to parse (ret NULL: not wanted).
  * Throttling, 5xx and transport failures are retried with exponential
  * backoff and full jitter until the deadline.
  */
 static int aws_call(struct aws_state *s, const struct key_ref *k, const char *operation, struct json_object *req,
-                    struct json_object **ret, struct kc_err *err) {
+                    struct kc_http_response *ret, struct kc_err *err) {
         _cleanup_free_ char *url = NULL, *host = NULL, *target = NULL, *body = NULL;
         long deadline = now_ms() + s->deadline_ms;
         int r;
@@ -374,11 +368,12 @@ static int aws_call(struct aws_state *s, const struct key_ref *k, const char *op
                 if (r >= 0) {
                         memcpy(s->request_id, resp.request_id, sizeof(s->request_id));
                         /* Calls whose answer is not needed (EnableKey's is empty, or "null") skip parsing. */
-                        if (resp.status == 200)
-                                r = ret ? kc_http_json_parse(resp.body, resp.body_len, ret, &e) : 0;
-                        else
-                                r = kc_aws_error_map(resp.status, resp.body, resp.body_len, operation,
-                                                     resp.request_id, &retry, &e);
+                        if (resp.status == 200 && ret) {
+                                *ret = resp;
+                                return 0;
+                        }
+                        r = resp.status == 200 ? 0 : kc_aws_error_map(resp.status, resp.body, resp.body_len, operation,
+                                                                      resp.request_id, &retry, &e);
                         kc_http_response_clear(&resp);
                         if (r >= 0)
                                 return 0;
@@ -412,38 +407,6 @@ static int b64_encode(const uint8_t *in, size_t n, char **ret) {
         return 0;
 }
 
-/* Strict base64 (with padding) into a buffer from alloc; ret_len is the exact decoded length. */
-static int b64_decode(const char *in, bool secret, void **ret, size_t *ret_len) {
-        size_t n = strlen(in), pad = 0, len;
-        _cleanup_secret_ uint8_t *tmp = NULL;
-        void *out;
-
-        if (n == 0 || n % 4 != 0 || n > 4 * KC_HTTP_MAX_RESPONSE ||
-            strspn(in, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") != n)
-                return -EBADMSG;
-        pad = in[n - 1] == '=' ? (in[n - 2] == '=' ? 2 : 1) : 0;
-        if (strchr(in, '=') != in + n - pad && pad)
-                return -EBADMSG;
-        if (!pad && strchr(in, '='))
-                return -EBADMSG;
-        tmp = kc_secret_alloc(n / 4 * 3);
-        if (!tmp)
-                return -ENOMEM;
-        if (EVP_DecodeBlock(tmp, (const unsigned char *) in, (int) n) != (int) (n / 4 * 3))
-                return -EBADMSG;
-        len = n / 4 * 3 - pad;
-        if (len == 0)
-                return -EBADMSG;
-        out = secret ? kc_secret_memdup(tmp, len) : malloc(len);
-        if (!out)
-                return -ENOMEM;
-        if (!secret)
-                memcpy(out, tmp, len);
-        *ret = out;
-        *ret_len = len;
-        return 0;
-}
-
 static int add_string(struct json_object *o, const char *name, const char *value) {
         struct json_object *v = json_object_new_string(value);
 
@@ -474,39 +437,6 @@ static int add_context(struct json_object *o, const char *name, const struct kc_
         return 0;
 }
 
-static const char *get_string(struct json_object *o, const char *name) {
-        struct json_object *v;
-
-        return json_object_object_get_ex(o, name, &v) && json_object_is_type(v, json_type_string)
-                ? json_object_get_string(v) : NULL;
-}
-
-/* CiphertextBlob (and, when want_plaintext, Plaintext of nbytes) from a response into ret. */
-static int take_data_key(struct json_object *resp, const char *operation, bool want_plaintext, size_t nbytes,
-                         struct kc_data_key *ret, struct kc_err *err) {
-        _cleanup_secret_ char *b64 = NULL;
-        _cleanup_secret_ void *plaintext = NULL;
-        _cleanup_free_ void *blob = NULL;
-        const char *cb = get_string(resp, "CiphertextBlob");
-        size_t blob_len, len = 0;
-        int r;
-
-        if (!cb || b64_decode(cb, false, &blob, &blob_len) < 0)
-                return kc_err_set(err, -EBADMSG, "AWS KMS %s: response has no valid CiphertextBlob", operation);
-        if (want_plaintext) {
-                r = kc_http_json_take_secret(resp, "Plaintext", &b64);
-                if (r >= 0)
-                        r = b64_decode(b64, true, &plaintext, &len);
-                if (r < 0 || len != nbytes)
-                        return kc_err_set(err, -EBADMSG, "AWS KMS %s: response has no valid %zu-byte Plaintext",
-                                          operation, nbytes);
-        }
-        *ret = (struct kc_data_key) { .plaintext = TAKE_PTR(plaintext), .blob = TAKE_PTR(blob), .blob_len = blob_len,
-                                      .key_version = AWS_KEY_VERSION };
-        key_id_of(get_string(resp, "KeyId"), ret->key_id);
-        return 0;
-}
-
 DEFINE_CLEANUP_FUNC(struct json_object *, json_object_put)
 
 /* ---- operations ----------------------------------------------------------------------------- */
@@ -514,14 +444,16 @@ DEFINE_CLEANUP_FUNC(struct json_object *, json_object_put)
 static int aws_generate_data_key(void *state, const char *key, const struct kc_context *ctx, size_t nbytes,
                                  struct kc_data_key *ret, struct kc_err *err) {
         struct aws_state *s = state;
-        _cleanup_(json_object_putp) struct json_object *req = json_object_new_object(), *resp = NULL;
+        _cleanup_(json_object_putp) struct json_object *req = json_object_new_object();
+        _cleanup_(kc_http_response_clear) struct kc_http_response resp = {};
         struct key_ref k;
         int r;
 
         if (!ctx)
                 return kc_err_set(err, -EINVAL, "an encryption context is required");
-        if (nbytes < 1 || nbytes > MAX_DATA_KEY)
-                return kc_err_set(err, -EINVAL, "data key size must be 1..%d bytes, not %zu", MAX_DATA_KEY, nbytes);
+        if (nbytes < 1 || nbytes > KC_AWS_MAX_DATA_KEY)
+                return kc_err_set(err, -EINVAL, "data key size must be 1..%d bytes, not %zu", KC_AWS_MAX_DATA_KEY,
+                                  nbytes);
         r = parse_key(s, key, &k, err);
         if (r < 0)
                 return r;
@@ -531,17 +463,15 @@ static int aws_generate_data_key(void *state, const char *key, const struct kc_c
         r = aws_call(s, &k, "GenerateDataKey", req, &resp, err);
         if (r < 0)
                 return r;
-        return take_data_key(resp, "GenerateDataKey", true, nbytes, ret, err);
+        return kc_aws_response_data_key("GenerateDataKey", resp.body, resp.body_len, nbytes, ret, err);
 }
 
 static int aws_decrypt(void *state, const char *key, const uint8_t *blob, size_t blob_len,
                        const struct kc_context *ctx, void **ret_plaintext,
                        char ret_key_id[65], uint32_t *ret_key_version, struct kc_err *err) {
         struct aws_state *s = state;
-        _cleanup_(json_object_putp) struct json_object *req = json_object_new_object(), *resp = NULL;
-        _cleanup_secret_ char *b64 = NULL;
-        void *plaintext;
-        size_t len;
+        _cleanup_(json_object_putp) struct json_object *req = json_object_new_object();
+        _cleanup_(kc_http_response_clear) struct kc_http_response resp = {};
         struct key_ref k;
         int r;
 
@@ -559,14 +489,10 @@ static int aws_decrypt(void *state, const char *key, const uint8_t *blob, size_t
         r = aws_call(s, &k, "Decrypt", req, &resp, err);
         if (r < 0)
                 return r;
-        r = kc_http_json_take_secret(resp, "Plaintext", &b64);
-        if (r >= 0)
-                r = b64_decode(b64, true, &plaintext, &len);
+        r = kc_aws_response_decrypt(resp.body, resp.body_len, ret_plaintext, ret_key_id, err);
         if (r < 0)
-                return kc_err_set(err, -EBADMSG, "AWS KMS Decrypt: response has no valid Plaintext");
-        *ret_plaintext = plaintext;
-        key_id_of(get_string(resp, "KeyId"), ret_key_id);
-        *ret_key_version = AWS_KEY_VERSION;
+                return r;
+        *ret_key_version = KC_AWS_KEY_VERSION;
         return 0;
 }
 
@@ -574,7 +500,8 @@ static int aws_re_encrypt(void *state, const char *src_key, const uint8_t *blob,
                           const struct kc_context *src_ctx, const char *dst_key,
                           const struct kc_context *dst_ctx, struct kc_data_key *ret, struct kc_err *err) {
         struct aws_state *s = state;
-        _cleanup_(json_object_putp) struct json_object *req = json_object_new_object(), *resp = NULL;
+        _cleanup_(json_object_putp) struct json_object *req = json_object_new_object();
+        _cleanup_(kc_http_response_clear) struct kc_http_response resp = {};
         struct key_ref src, dst;
         int r;
 
@@ -601,32 +528,15 @@ static int aws_re_encrypt(void *state, const char *src_key, const uint8_t *blob,
         if (r < 0)
                 return r;
         /* KMS re-wraps inside the HSM: no plaintext reaches this host (ret->plaintext stays NULL). */
-        return take_data_key(resp, "ReEncrypt", false, 0, ret, err);
-}
-
-static const struct {
-        const char *name;
-        enum kc_key_state state;
-} key_states[] = {
-        { "Enabled", KC_KEY_ENABLED },
-        { "Disabled", KC_KEY_DISABLED },
-        { "PendingDeletion", KC_KEY_PENDING_DELETION },
-        { "PendingReplicaDeletion", KC_KEY_PENDING_DELETION },
-};
-
-static time_t get_time(struct json_object *o, const char *name) {
-        struct json_object *v;
-
-        /* KMS sends epoch seconds as a JSON number (with a fraction). */
-        return json_object_object_get_ex(o, name, &v) ? (time_t) json_object_get_double(v) : 0;
+        return kc_aws_response_data_key("ReEncrypt", resp.body, resp.body_len, 0, ret, err);
 }
 
 static int aws_describe_key(void *state, const char *key, struct kc_key_info *ret, struct kc_err *err) {
         struct aws_state *s = state;
-        _cleanup_(json_object_putp) struct json_object *req = json_object_new_object(), *resp = NULL;
-        struct json_object *meta;
-        struct kc_key_info info = { .provider = "aws", .state = KC_KEY_DISABLED };
-        const char *st, *arn, *alias;
+        _cleanup_(json_object_putp) struct json_object *req = json_object_new_object();
+        _cleanup_(kc_http_response_clear) struct kc_http_response resp = {};
+        struct kc_key_info info;
+        const char *alias;
         struct key_ref k;
         int r;
 
@@ -636,33 +546,23 @@ static int aws_describe_key(void *state, const char *key, struct kc_key_info *re
         if (!req || add_string(req, "KeyId", k.key_id) < 0)
                 return -ENOMEM;
         r = aws_call(s, &k, "DescribeKey", req, &resp, err);
+        if (r >= 0)
+                r = kc_aws_response_describe_key(resp.body, resp.body_len, &info, err);
         if (r < 0)
                 return r;
-        if (!json_object_object_get_ex(resp, "KeyMetadata", &meta) || !(arn = get_string(meta, "Arn")))
-                return kc_err_set(err, -EBADMSG, "AWS KMS DescribeKey: response has no KeyMetadata.Arn");
-        key_id_of(get_string(meta, "KeyId") ?: arn, info.key_id);
-        snprintf(info.arn, sizeof(info.arn), "aws:%s", arn);
+        /* The response names no alias: the one asked by is the one shown. */
         alias = strstr(key, "alias/");
         if (alias)
                 kc_strscpy(info.alias, sizeof(info.alias), alias);
-        kc_strscpy(info.description, sizeof(info.description), get_string(meta, "Description") ?: "");
-        /* States that cannot serve a request (PendingImport, Unavailable, Creating, ...) stay "disabled". */
-        st = get_string(meta, "KeyState") ?: "";
-        for (size_t i = 0; i < ARRAY_SIZE(key_states); i++)
-                if (streq(st, key_states[i].name))
-                        info.state = key_states[i].state;
-        info.current_version = AWS_KEY_VERSION;
-        info.created = get_time(meta, "CreationDate");
-        info.deletion_date = get_time(meta, "DeletionDate");
         *ret = info;
         return 0;
 }
 
 /* ---- key management that maps one to one ------------------------------------------------- */
 
-static int simple_call(struct aws_state *s, const char *key, const char *operation, struct json_object **ret_resp,
-                       int days, struct kc_err *err) {
-        _cleanup_(json_object_putp) struct json_object *req = json_object_new_object(), *resp = NULL;
+static int simple_call(struct aws_state *s, const char *key, const char *operation,
+                       struct kc_http_response *ret_resp, int days, struct kc_err *err) {
+        _cleanup_(json_object_putp) struct json_object *req = json_object_new_object();
         char id[65];
         struct key_ref k;
         int r = parse_key(s, key, &k, err);
@@ -678,12 +578,7 @@ static int simple_call(struct aws_state *s, const char *key, const char *operati
         if (!req || add_string(req, "KeyId", id) < 0 ||
             (days > 0 && json_object_object_add(req, "PendingWindowInDays", json_object_new_int(days)) < 0))
                 return -ENOMEM;
-        r = aws_call(s, &k, operation, req, ret_resp ? &resp : NULL, err);
-        if (r < 0)
-                return r;
-        if (ret_resp)
-                *ret_resp = TAKE_PTR(resp);
-        return 0;
+        return aws_call(s, &k, operation, req, ret_resp, err);
 }
 
 static int aws_set_enabled(void *state, const char *key, bool enabled, struct kc_err *err) {
@@ -691,7 +586,8 @@ static int aws_set_enabled(void *state, const char *key, bool enabled, struct kc
 }
 
 static int aws_schedule_deletion(void *state, const char *key, unsigned days, time_t *ret_date, struct kc_err *err) {
-        _cleanup_(json_object_putp) struct json_object *resp = NULL;
+        _cleanup_(kc_http_response_clear) struct kc_http_response resp = {};
+        time_t date;
         int r;
 
         /* AWS's own bounds for the waiting period. */
@@ -700,8 +596,11 @@ static int aws_schedule_deletion(void *state, const char *key, unsigned days, ti
         r = simple_call(state, key, "ScheduleKeyDeletion", &resp, (int) days, err);
         if (r < 0)
                 return r;
+        r = kc_aws_response_deletion_date(resp.body, resp.body_len, &date, err);
+        if (r < 0)
+                return r;
         if (ret_date)
-                *ret_date = get_time(resp, "DeletionDate");
+                *ret_date = date;
         return 0;
 }
 
