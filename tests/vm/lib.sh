@@ -80,6 +80,16 @@ kcvm_mknodes() {
         dmsetup mknodes >/dev/null
 }
 
+# kcvm_attach_mount DEVICE NAME DIR: attach the kmscrypt volume on DEVICE
+# (its default mapping name is NAME), put a fresh ext4 on /dev/mapper/NAME
+# and mount it on DIR: the start of every test of a database volume in use.
+kcvm_attach_mount() {
+        kmscrypt attach "$1" >/dev/null || die "attach of $1"
+        kcvm_mknodes
+        mkfs.ext4 -q "/dev/mapper/$2" || die "mkfs.ext4 of /dev/mapper/$2"
+        mount "/dev/mapper/$2" "$3" || die "mount of /dev/mapper/$2"
+}
+
 # kv KEY FILE: the value of a "KEY=value" line (what kc-* programs print).
 kv() {
         sed -n "s/^$1=//p" "$2"

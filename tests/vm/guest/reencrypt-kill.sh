@@ -24,10 +24,7 @@ kcvm_loop 40
 defer "umount $MNT 2>/dev/null; kmscrypt detach $VOL >/dev/null 2>&1; kcvm_mknodes"
 kmscrypt key create --alias alias/k >/dev/null || die "key create"
 kmscrypt format "$KCVM_LOOP" --key alias/k --context db-id=db-k,volume-id=$VOL >/dev/null || die "format"
-kmscrypt attach "$KCVM_LOOP" >/dev/null || die "attach"
-kcvm_mknodes
-mkfs.ext4 -q "/dev/mapper/$VOL" || die "mkfs"
-mount "/dev/mapper/$VOL" "$MNT" || die "mount"
+kcvm_attach_mount "$KCVM_LOOP" "$VOL" "$MNT"
 kcvm_pattern "$MNT/plain" 2097152
 for i in 1 2 3 4 5; do head -c 2097152 /dev/urandom >"$MNT/f$i"; done
 sync

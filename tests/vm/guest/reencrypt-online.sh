@@ -23,10 +23,7 @@ kmscrypt key create --alias alias/re >/dev/null || die "key create"
 printf 'recovery words\n' >"$KCVM_DIR/recovery"
 kmscrypt format "$KCVM_LOOP" --key alias/re --context "$CTX" --recovery-passphrase-file "$KCVM_DIR/recovery" \
         $FAST >/dev/null || die "format"
-kmscrypt attach "$KCVM_LOOP" >/dev/null || die "attach"
-kcvm_mknodes
-mkfs.ext4 -q "/dev/mapper/$VOL" || die "mkfs"
-mount "/dev/mapper/$VOL" "$MNT" || die "mount"
+kcvm_attach_mount "$KCVM_LOOP" "$VOL" "$MNT"
 kcvm_pattern "$MNT/pattern" 1048576
 sync
 blob_before=$(kmscrypt --json dump "$KCVM_LOOP" | sed -n 's/.*"wrapped_key": "\(.*\)".*/\1/p')

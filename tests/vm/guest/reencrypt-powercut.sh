@@ -25,10 +25,7 @@ DEV=/dev/mapper/$PC
 
 kmscrypt key create --alias alias/p >/dev/null || die "key create"
 kmscrypt format "$DEV" --key alias/p --context db-id=db-p,volume-id=$VOL >/dev/null || die "format"
-kmscrypt attach "$DEV" >/dev/null || die "attach"
-kcvm_mknodes
-mkfs.ext4 -q "/dev/mapper/$VOL" || die "mkfs"
-mount "/dev/mapper/$VOL" "$MNT" || die "mount"
+kcvm_attach_mount "$DEV" "$VOL" "$MNT"
 for i in 1 2 3 4 5 6; do head -c 2097152 /dev/urandom >"$MNT/f$i"; done
 sync
 (cd "$MNT" && md5sum f* >"$KCVM_DIR/sums")

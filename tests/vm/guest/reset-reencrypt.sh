@@ -48,10 +48,7 @@ segment0() {
 if [ "$KCVM_BOOT" = 1 ]; then
         kmscrypt key create --alias alias/r >/dev/null || die "key create"
         kmscrypt format "$DEV" --key alias/r --context db-id=db-r,volume-id=$VOL >/dev/null || die "format"
-        kmscrypt attach "$DEV" >/dev/null || die "attach"
-        kcvm_mknodes
-        mkfs.ext4 -q "/dev/mapper/$VOL" || die "mkfs"
-        mount "/dev/mapper/$VOL" "$MNT" || die "mount"
+        kcvm_attach_mount "$DEV" "$VOL" "$MNT"
         kcvm_pattern "$MNT/plain" 2097152
         echo "$KCVM_TAG" >"$STATE/tag"
         for i in 1 2 3 4; do head -c 2097152 /dev/urandom >"$MNT/f$i"; done

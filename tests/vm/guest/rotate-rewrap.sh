@@ -19,10 +19,7 @@ defer "umount $MNT 2>/dev/null; kmscrypt detach $VOL >/dev/null 2>&1; kcvm_mknod
 kmscrypt key create --alias alias/a >/dev/null || die "key create a"
 kmscrypt key create --alias alias/b >/dev/null || die "key create b"
 kmscrypt format "$KCVM_LOOP" --key alias/a --context "$CTX" >/dev/null || die "format"
-kmscrypt attach "$KCVM_LOOP" >/dev/null || die "attach"
-kcvm_mknodes
-mkfs.ext4 -q "/dev/mapper/$VOL" || die "mkfs"
-mount "/dev/mapper/$VOL" "$MNT" || die "mount"
+kcvm_attach_mount "$KCVM_LOOP" "$VOL" "$MNT"
 
 # A writer that keeps the volume busy for the whole test.
 (
