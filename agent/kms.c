@@ -228,15 +228,6 @@ static int audit_finish(struct kc_kms *k, const struct kc_kms_request *req, stru
         return 0;
 }
 
-int kc_kms_audit_event(struct kc_kms *k, const struct kc_kms_request *req, struct kc_audit_record *rec,
-                       int result, struct kc_err *err) {
-        struct kc_err local = {};
-
-        if (!k || !rec || !rec->operation)
-                return -EINVAL;
-        return audit_finish(k, req, rec, result, err ?: &local);
-}
-
 int kc_kms_audit_refusal(struct kc_kms *k, const struct kc_kms_request *req, struct kc_audit_record *rec) {
         if (!k || !rec || rec->result >= 0)
                 return -EINVAL;

@@ -178,15 +178,6 @@ int kc_kms_audit_outcome(struct kc_kms *k, const struct kc_kms_request *req, str
                          int result, struct kc_err *err);
 
 /*
- * Record an operation built on the calls above (e.g. "RewrapVolume": a
- * header rewritten after ReEncrypt) in the same audit trail; caller and
- * volume come from req.  result < 0 is recorded as a refusal and returned;
- * a success whose record is not durable fails (fail closed).
- */
-int kc_kms_audit_event(struct kc_kms *k, const struct kc_kms_request *req, struct kc_audit_record *rec,
-                       int result, struct kc_err *err);
-
-/*
  * Audit a refusal decided before any KMS call, such as an attach refused
  * because the volume's context is not the one this host expects: the same
  * chain, the same caller and volume (from req) as the calls above.

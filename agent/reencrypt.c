@@ -377,7 +377,7 @@ static int mapping_to_segments(struct re_state *s, const char *uuid, const char 
         _cleanup_secret_ void *okey = NULL, *nkey = NULL;
         struct json_object *segments, *digests;
         struct kc_dm_target targets[8];
-        char *params[8] = {}, descs[8][96], id[16], ks[16];
+        char *params[8] = {}, descs[8][96], key_descs[2][96], id[16], ks[16];
         kc_key_serial_t serials[2] = {};
         const char *text = NULL, *data_device;
         struct kc_dm_info info;
@@ -455,12 +455,11 @@ static int mapping_to_segments(struct re_state *s, const char *uuid, const char 
                 r = kc_err_set(err, -EINVAL, "the data segments of %s do not cover mapping %s", s->what, s->mapping);
                 goto out;
         }
-        snprintf(descs[0], sizeof(descs[0]), "cryptsetup:%s-d%d", uuid, dold);
-        r = kc_keyring_add_logon(descs[0], okey, kc_secret_size(okey), &serials[0]);
-        if (r >= 0) {
-                snprintf(descs[1], sizeof(descs[1]), "cryptsetup:%s-d%d", uuid, dnew);
-                r = kc_keyring_add_logon(descs[1], nkey, kc_secret_size(nkey), &serials[1]);
-        }
+        snprintf(key_descs[0], sizeof(key_descs[0]), "cryptsetup:%s-d%d", uuid, dold);
+        snprintf(key_descs[1], sizeof(key_descs[1]), "cryptsetup:%s-d%d", uuid, dnew);
+        r = kc_keyring_add_logon(key_descs[0], okey, kc_secret_size(okey), &serials[0]);
+        if (r >= 0)
+                r = kc_keyring_add_logon(key_descs[1], nkey, kc_secret_size(nkey), &serials[1]);
         if (r >= 0)
                 r = kc_dm_replace_targets(s->mapping, targets, n, ro);
         for (size_t i = 0; i < ARRAY_SIZE(serials); i++)
