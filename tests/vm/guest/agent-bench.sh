@@ -3,7 +3,10 @@
 # it): start-to-all-attached time of kmscryptd for 100 configured volumes,
 # against 100 times the in-process floor (logon key + mapping, agent-floor
 # dm) and against `cryptsetup open` at its default keyslot cost (5 volumes
-# timed, extrapolated to 100).  Prints "BENCH:" lines.
+# timed, extrapolated to 100).  Prints "BENCH:" lines.  The floor runs
+# before and after the agent (the emulator drifts); the CPU time kmscryptd
+# and the whole guest spent, and how much CPU-bound work the vCPUs do at
+# once, tell whether a faster schedule or less work is what is missing.
 # kcvm-programs: kmscrypt kmscryptd tests/bench/agent-mkvols tests/bench/agent-floor tests/bench/agent-vmlib
 . /kc/lib.sh
 [ "${KC_VM_BENCH:-}" = 1 ] || skip "benchmark; run tests/bench/agent-bench.sh"
@@ -25,37 +28,76 @@ sed -i '/^c[0-9]/d' "$AGENT_VOLUMES"
 bench "setup: $N + $CS volumes in $(secs "$t" "$(agent_cs)") s"
 devices=$(awk '{ print $2 }' "$AGENT_VOLUMES")
 
-# 1. the in-process floor: logon key + mapping, one after another, one process
+NCPU=$(grep -c ^processor /proc/cpuinfo)
+ratio() { awk -v a="$1" -v b="$2" -v f="${3:-%.2f}" 'BEGIN { printf f, b ? a / b : 0 }'; }
+
+# 0. How much CPU-bound work the vCPUs do at once: under TCG each is a host
+# thread sharing the host's cores with QEMU's own, so two are less than
+# twice one.  NCPU copies of sha256sum at once against one alone.
+dd if=/dev/zero of="$KCVM_DIR/calib" bs=1M count=24 2>/dev/null
+t=$(agent_cs); sha256sum "$KCVM_DIR/calib" >/dev/null; one=$(($(agent_cs) - t))
 t=$(agent_cs)
-floor=$(agent-floor dm f $devices) || die "agent-floor dm failed"
-floor_ext=$(secs "$t" "$(agent_cs)")
-floor_ms=${floor#ms=}; floor_ms=${floor_ms%% *}
-remove_all
-kcvm_no_key kmscrypt:
+i=0
+while [ "$i" -lt "$NCPU" ]; do sha256sum "$KCVM_DIR/calib" >/dev/null & i=$((i + 1)); done
+wait
+all=$(($(agent_cs) - t))
+rm -f "$KCVM_DIR/calib"
+capacity=$(ratio "$((NCPU * one))" "$all")
+
+# 1. The in-process floor: logon key + mapping, one after another, one
+# process.  Run again after the agent (step 4): the emulator drifts, and
+# the ratio uses the mean of the two.
+floor_run() {
+        t=$(agent_cs)
+        floor=$(agent-floor dm f $devices) || die "agent-floor dm failed"
+        floor_ext=$(secs "$t" "$(agent_cs)")
+        floor=${floor#ms=}; floor=${floor%% *}
+        remove_all
+        kcvm_no_key kmscrypt:
+}
+floor_run
+floor1=$floor
 
 # 2. the header + KMS half, for the record (shared KMS handle, then one a volume)
 unwrap=$(agent-floor unwrap $devices) || die "agent-floor unwrap failed"
 unwrap_o=$(agent-floor unwrap -o $devices) || die "agent-floor unwrap -o failed"
 
-# 3. kmscryptd from exec to "ready: N of N volumes attached" (its own count)
+# Busy and idle jiffies (USER_HZ) of all CPUs together, from /proc/stat.
+cpu_jiffies() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6; exit }' /proc/stat; }
+
+# 3. kmscryptd from exec to "ready: N of N volumes attached" (its own
+# count), and the CPU time spent meanwhile: by every process and kernel
+# thread (agent_busy; dm-crypt starts three kernel threads a mapping), and
+# by kmscryptd itself (agent_user, agent_sys).
 agent_run() {
+        set -- $(cpu_jiffies) "$@"
+        _busy=$1 _idle=$2
+        shift 2
         agent_start "$@"
         set -- $(agent_wait_ready 600)
         expect_eq "volumes attached when ready" "$1 of $2" "$N of $N"
         agent_secs=$3
+        set -- $(cpu_jiffies) $(awk '{ print $14, $15 }' "/proc/$AGENT_PID/stat")
+        agent_busy=$(($1 - _busy)) agent_load=$(ratio "$((NCPU * ($1 - _busy)))" "$(($1 - _busy + $2 - _idle))")
+        agent_user=$3 agent_sys=$4
         agent_stop
         agent_check_mappings b "$N"
         remove_all
 }
 agent_run
-agent=$agent_secs
+agent=$agent_secs busy=$agent_busy load=$agent_load user=$agent_user sys=$agent_sys
 others=
 for j in $(echo "${KC_VM_BENCH_J:-1,4}" | tr , " "); do
         agent_run -j "$j"
         others="$others, -j $j: $agent_secs s"
 done
 
-# 4. cryptsetup open at the default keyslot cost, CS volumes, extrapolated
+# 4. the floor again
+floor_run
+floor2=$floor
+floor_ms=$(((floor1 + floor2) / 2))
+
+# 5. cryptsetup open at the default keyslot cost, CS volumes, extrapolated
 t=$(agent_cs)
 i=1
 while [ "$i" -le "$CS" ]; do
@@ -66,9 +108,11 @@ done
 cs=$(secs "$t" "$(agent_cs)" "$((N / (CS ? CS : 1)))")
 remove_all
 
-bench "volumes=$N cpus=$(grep -c ^processor /proc/cpuinfo)"
+bench "volumes=$N cpus=$NCPU"
+bench "calibration: $NCPU sha256sum at once take $(secs 0 "$all") s, one alone $(secs 0 "$one") s: the vCPUs do $capacity CPUs of work"
 bench "kmscryptd start to all attached: $agent s (default -j$others)"
-bench "in-process floor x$N: $(awk -v m="$floor_ms" 'BEGIN { printf "%.2f", m / 1000 }') s in-process, $floor_ext s with exec"
+bench "in-process floor x$N: $(ratio "$floor_ms" 1000) s in-process (before the agent $(ratio "$floor1" 1000) s, after $(ratio "$floor2" 1000) s), $floor_ext s with exec"
+bench "while kmscryptd ran: $load CPUs busy, $(secs 0 "$busy") s of CPU in all, kmscryptd's own $(secs 0 "$((user + sys))") s (user $(secs 0 "$user"), system $(secs 0 "$sys"))"
 bench "header+KMS half x$N: ${unwrap#ms=} (KMS opened per volume: ${unwrap_o#ms=})"
 bench "cryptsetup open x$N (default keyslot cost; $CS timed, x$((N / (CS ? CS : 1)))): $cs s"
 bench "cryptsetup / kmscryptd = $(awk -v a="$cs" -v b="$agent" 'BEGIN { printf "%.1f", a / b }') (target >= 50)"
