@@ -749,7 +749,8 @@ static void log_rollback(struct kc_audit *a, uint64_t size) {
                 log_debug("Cannot roll back audit log %s to %" PRIu64 " bytes: %s", a->path, size, strerror(errno));
 }
 
-static int audit_append(struct kc_audit *a, const struct kc_audit_record *rec) {
+/* Append rec to the chain; the line written goes to ret_line, for syslog. */
+static int audit_append(struct kc_audit *a, const struct kc_audit_record *rec, char **ret_line) {
         _cleanup_free_ char *line = NULL;
         struct kc_err err = {};
         struct tail t;
@@ -786,7 +787,7 @@ static int audit_append(struct kc_audit *a, const struct kc_audit_record *rec) {
                         log_rollback(a, t.size);
                 return log_debug_errno(r, "Cannot update audit chain head %s: %m", a->head_path);
         }
-        syslog(LOG_AUTHPRIV | LOG_INFO, "%s", line);
+        *ret_line = TAKE_PTR(line);
         return 0;
 }
 
@@ -806,6 +807,7 @@ static int audit_reopen_after_fork(struct kc_audit *a) {
 }
 
 int kc_audit_write(struct kc_audit *a, const struct kc_audit_record *rec) {
+        _cleanup_free_ char *line = NULL;
         int r;
 
         if (!a || !rec || !rec->operation || !rec->operation[0])
@@ -815,10 +817,17 @@ int kc_audit_write(struct kc_audit *a, const struct kc_audit_record *rec) {
         if (r >= 0)
                 r = flock_retry(a->fd, LOCK_EX);
         if (r >= 0) {
-                r = audit_append(a, rec);
+                r = audit_append(a, rec, &line);
                 (void) flock(a->fd, LOCK_UN);
         }
         pthread_mutex_unlock(&a->lock);
+        /*
+         * The syslog copy goes out after both locks are dropped: a send to a
+         * busy journal can block, and every attach of this host, in this
+         * process and in others, waits for the audit lock.
+         */
+        if (line)
+                syslog(LOG_AUTHPRIV | LOG_INFO, "%s", line);
         return r;
 }
 
