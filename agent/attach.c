@@ -122,11 +122,10 @@ static int holder_with_uuid(dev_t dev, const char *prefix, char ret_name[128]) {
  * copy (snapshot, clone) shares the LUKS UUID but not the device: it is a
  * volume of its own and may be attached beside its original.
  */
-static int find_existing(const char *luks_uuid, const char *device, const char *name, char ret_name[128],
-                         struct kc_err *err) {
+static int find_existing(const char *luks_uuid, const char *device, const char *name,
+                         const struct kc_dm_info *info, char ret_name[128], struct kc_err *err) {
         _cleanup_free_ char *prefix = NULL;
         _cleanup_strv_ char **names = NULL;
-        struct kc_dm_info info;
         struct stat st;
         int r;
 
@@ -147,10 +146,7 @@ static int find_existing(const char *luks_uuid, const char *device, const char *
                 return kc_err_set(err, r, "cannot look for mappings of %s: %s", device, strerror(-r));
         if (r > 0)
                 return 1;
-        r = kc_dm_info(name, &info);
-        if (r < 0)
-                return kc_err_set(err, r, "cannot query mapping %s: %s", name, strerror(-r));
-        if (info.exists)
+        if (info->exists)
                 return kc_err_set(err, -EEXIST, "mapping name %s is in use by another device", name);
         return 0;
 }
@@ -200,22 +196,25 @@ static int mapping_size(const struct kc_luks_segment *seg, uint64_t *ret, struct
  * I/O (an inactive table, if loaded, goes with it) but holds the name (and,
  * with an inactive table, the device), so find_existing would refuse the
  * name or call the volume attached.  Anything else of that name is left alone.
- * 1 removed, 0 nothing such there, negative errno.
+ * info is what the kernel says of name; once the device is removed, it says
+ * so.  1 removed, 0 nothing such there, negative errno.
  */
-static int remove_half_made(const char *name) {
+static int remove_half_made(const char *name, struct kc_dm_info *info) {
         static const char prefix[] = "CRYPT-LUKS2-";
-        struct kc_dm_info info;
         size_t n, k = strlen(name);
         int r;
 
-        if (kc_dm_info(name, &info) < 0 || !info.exists || info.target_type[0] || info.open_count > 0)
+        if (!info->exists || info->target_type[0] || info->open_count > 0)
                 return 0;
-        n = strlen(info.uuid);
-        if (strncmp(info.uuid, prefix, strlen(prefix)) != 0 || n < strlen(prefix) + k + 1 ||
-            info.uuid[n - k - 1] != '-' || !streq(info.uuid + n - k, name))
+        n = strlen(info->uuid);
+        if (strncmp(info->uuid, prefix, strlen(prefix)) != 0 || n < strlen(prefix) + k + 1 ||
+            info->uuid[n - k - 1] != '-' || !streq(info->uuid + n - k, name))
                 return 0;
         r = kc_dm_remove(name, false);
-        return r < 0 ? r : 1;
+        if (r < 0)
+                return r;
+        *info = (struct kc_dm_info) {};
+        return 1;
 }
 
 /*
@@ -354,6 +353,7 @@ int kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct
         struct kc_token tok = {};
         struct kc_luks_segment seg;
         struct kc_attach_result res = {};
+        struct kc_dm_info info;
         struct kc_kms_request volreq = *req;
         _cleanup_close_ int lock_fd = -1;
         int r, rt;
@@ -410,11 +410,16 @@ int kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct
         kc_strscpy(res.luks_uuid, sizeof(res.luks_uuid), seg.uuid);
         kc_strscpy(res.device, sizeof(res.device), device);
         lock_fd = lock_volume(seg.data_device);
-        r = remove_half_made(name);
+        r = kc_dm_info(name, &info);
+        if (r < 0) {
+                r = kc_err_set(err, r, "cannot query mapping %s: %s", name, strerror(-r));
+                goto out;
+        }
+        r = remove_half_made(name, &info);
         if (r < 0)
                 log_debug("%s: cannot remove a half-made mapping: %s", name, strerror(-r));
         res.removed_half_made = r > 0;
-        r = find_existing(seg.uuid, seg.data_device, name, res.name, err);
+        r = find_existing(seg.uuid, seg.data_device, name, &info, res.name, err);
         if (r < 0)
                 goto out;
         if (r > 0) {
