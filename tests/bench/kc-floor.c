@@ -8,15 +8,17 @@
  *       run the commands one after another (stdin from FILE) and print
  *       "time <us>" for all of them: a process's whole cost, start-up
  *       included, without a shell's.
- *   kc-floor floor PREFIX OFFSET SECTOR_SIZE DEVICE...
- *       the in-process floor: for each DEVICE, a random 64-byte logon key
- *       (kernel-keyring/) and the dm-crypt mapping PREFIX<i> that refers to
- *       it (dmsetup-helpers/), key dropped ("create <us>"); then each
- *       mapping removed ("remove <us>").
- *   kc-floor attach PREFIX DEVICE...
- *       kc_attach of each DEVICE as PREFIX<i> with one KMS opened once from
- *       the KMSCRYPT_* environment, as the agent runs it ("attach <us>"),
- *       then kc_detach of each ("detach <us>").
+ *   kc-floor pair PREFIX OFFSET SECTOR_SIZE DEVICE...
+ *       the agent's path against the in-process floor, volume by volume,
+ *       in the order kc_attach, floor, floor, kc_attach, ... so that a
+ *       drift of the emulator hits both alike:
+ *       - kc_attach of DEVICE as PREFIX<i> with one KMS opened once from
+ *         the KMSCRYPT_* environment, as the agent runs it ("attach <us>"),
+ *         then kc_detach ("detach <us>");
+ *       - the floor: a random 64-byte logon key (kernel-keyring/) and the
+ *         dm-crypt mapping PREFIX<i>f on DEVICE that refers to it
+ *         (dmsetup-helpers/), key dropped ("create <us>"), then the mapping
+ *         removed ("remove <us>").
  *   kc-floor profile PREFIX DEVICE...
  *       the steps of kc_attach timed apiece, per device: "header", "token",
  *       "unwrap", "verify", "keymap" (key, mapping, key dropped), then the
@@ -170,31 +172,13 @@ static int floor_create(const char *name, const char *device, uint64_t offset, u
         return 0;
 }
 
-static int cmd_floor(int argc, char **argv) {
-        uint64_t offset;
-        uint32_t sector_size;
-        char name[128];
-        int r;
+static int floor_remove(const char *name) {
+        uint64_t t0 = now_us();
+        int r = kc_dm_remove(name, false);
 
-        if (argc < 4)
-                return fail("floor: PREFIX OFFSET SECTOR_SIZE DEVICE...", EINVAL);
-        offset = strtoull(argv[1], NULL, 10);
-        sector_size = (uint32_t) strtoul(argv[2], NULL, 10);
-        for (int i = 3; i < argc; i++) {
-                snprintf(name, sizeof(name), "%s%d", argv[0], i - 3);
-                r = floor_create(name, argv[i], offset, sector_size);
-                if (r < 0)
-                        return fail(name, r);
-        }
-        for (int i = 3; i < argc; i++) {
-                uint64_t t0 = now_us();
-
-                snprintf(name, sizeof(name), "%s%d", argv[0], i - 3);
-                r = kc_dm_remove(name, false);
-                if (r < 0)
-                        return fail(name, r);
-                printf("remove %" PRIu64 "\n", now_us() - t0);
-        }
+        if (r < 0)
+                return r;
+        printf("remove %" PRIu64 "\n", now_us() - t0);
         return 0;
 }
 
@@ -235,45 +219,68 @@ static void bench_kms_close(struct bench_kms *b) {
         kc_config_done(&b->config);
 }
 
-static int cmd_attach(int argc, char **argv) {
-        struct bench_kms b;
-        char name[128];
+static int attach_detach(struct bench_kms *b, const char *name, const char *device) {
+        struct kc_attach_params p = { .device = device, .name = name, .flags = KC_CRYPT_DEFAULT_FLAGS };
+        struct kc_attach_result res;
+        struct kc_err err = {};
+        uint64_t t0;
         int r;
 
-        if (argc < 2)
-                return fail("attach: PREFIX DEVICE...", EINVAL);
+        t0 = now_us();
+        r = kc_attach(b->kms, &b->req, &p, &res, &err);
+        if (r < 0) {
+                fprintf(stderr, "kc-floor: attach %s: %s\n", device, kc_err_msg(&err, r));
+                return r;
+        }
+        printf("attach %" PRIu64 "\n", now_us() - t0);
+        t0 = now_us();
+        r = kc_detach(name, false, &err);
+        if (r < 0) {
+                fprintf(stderr, "kc-floor: detach %s: %s\n", name, kc_err_msg(&err, r));
+                return r;
+        }
+        printf("detach %" PRIu64 "\n", now_us() - t0);
+        return 0;
+}
+
+static int floor_create_remove(const char *name, const char *device, uint64_t offset, uint32_t sector_size) {
+        int r = floor_create(name, device, offset, sector_size);
+
+        if (r >= 0)
+                r = floor_remove(name);
+        if (r < 0)
+                fail(name, r);
+        return r;
+}
+
+static int cmd_pair(int argc, char **argv) {
+        struct bench_kms b;
+        uint64_t offset;
+        uint32_t sector_size;
+        char name[128], fname[130];
+        int r = 0;
+
+        if (argc < 4)
+                return fail("pair: PREFIX OFFSET SECTOR_SIZE DEVICE...", EINVAL);
+        offset = strtoull(argv[1], NULL, 10);
+        sector_size = (uint32_t) strtoul(argv[2], NULL, 10);
         if (bench_kms_open(&b) < 0)
                 return 1;
-        for (int i = 1; i < argc; i++) {
-                struct kc_attach_params p = { .device = argv[i], .name = name, .flags = KC_CRYPT_DEFAULT_FLAGS };
-                struct kc_attach_result res;
-                struct kc_err err = {};
-                uint64_t t0;
-
-                snprintf(name, sizeof(name), "%s%d", argv[0], i - 1);
-                t0 = now_us();
-                r = kc_attach(b.kms, &b.req, &p, &res, &err);
-                if (r < 0) {
-                        fprintf(stderr, "kc-floor: attach %s: %s\n", argv[i], kc_err_msg(&err, r));
-                        bench_kms_close(&b);
-                        return 1;
+        for (int i = 3; i < argc && r >= 0; i++) {
+                snprintf(name, sizeof(name), "%s%d", argv[0], i - 3);
+                snprintf(fname, sizeof(fname), "%sf", name);
+                if ((i - 3) % 2 == 0) {
+                        r = attach_detach(&b, name, argv[i]);
+                        if (r >= 0)
+                                r = floor_create_remove(fname, argv[i], offset, sector_size);
+                } else {
+                        r = floor_create_remove(fname, argv[i], offset, sector_size);
+                        if (r >= 0)
+                                r = attach_detach(&b, name, argv[i]);
                 }
-                printf("attach %" PRIu64 "\n", now_us() - t0);
         }
         bench_kms_close(&b);
-        for (int i = 1; i < argc; i++) {
-                struct kc_err err = {};
-                uint64_t t0 = now_us();
-
-                snprintf(name, sizeof(name), "%s%d", argv[0], i - 1);
-                r = kc_detach(name, false, &err);
-                if (r < 0) {
-                        fprintf(stderr, "kc-floor: detach %s: %s\n", name, kc_err_msg(&err, r));
-                        return 1;
-                }
-                printf("detach %" PRIu64 "\n", now_us() - t0);
-        }
-        return 0;
+        return r < 0 ? 1 : 0;
 }
 
 /* The steps of kc_attach, each timed; mirrors agent/attach.c for the profile only. */
@@ -373,8 +380,7 @@ static const struct {
         int (*run)(int argc, char **argv);
 } commands[] = {
         { "time",    cmd_time },
-        { "floor",   cmd_floor },
-        { "attach",  cmd_attach },
+        { "pair",    cmd_pair },
         { "profile", cmd_profile },
 };
 
@@ -384,6 +390,6 @@ int main(int argc, char **argv) {
         for (size_t i = 0; argc >= 2 && i < ARRAY_SIZE(commands); i++)
                 if (streq(argv[1], commands[i].name))
                         return commands[i].run(argc - 2, argv + 2);
-        fprintf(stderr, "usage: kc-floor time|floor|attach|profile ...\n");
+        fprintf(stderr, "usage: kc-floor time|pair|profile ...\n");
         return 2;
 }

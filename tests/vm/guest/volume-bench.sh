@@ -9,6 +9,7 @@
 #   keyctl padd logon + dmsetup create / dmsetup remove   (the command-line floor)
 #   kc_attach / kc_detach in one process, KMS opened once (the agent's path)
 #   logon key + kc_dm_create / kc_dm_remove in one process (the in-process floor)
+#   (these two volume by volume in turn, kc-floor pair, so that drift hits both alike)
 # and the steps of kc_attach, each timed, and each program's start-up.  Processes are timed by kc-floor
 # (fork, exec, wait: no shell); each volume gets the four command-line
 # configurations in turn, so that a change of host load hits them alike.
@@ -106,12 +107,11 @@ keyctl clear @s
 expect_eq "detaches done by kmscryptd" "$(grep -c ': kd[0-9]* detached at the request of uid' agent.log)" "$n"
 
 # ---- in one process: the agent's path, the floor, the steps ----
-kc-floor attach kx $devs >kx.out 2>err || die "kc-floor attach: $(cat err)"
+kc-floor pair kx "$offset" "${sector_size:-512}" $devs >kx.out 2>err || die "kc-floor pair: $(cat err)"
 sed -n 's/^attach //p' kx.out >kx.a
 sed -n 's/^detach //p' kx.out >kx.d
-kc-floor floor kf "$offset" "${sector_size:-512}" $devs >kf.out 2>err || die "kc-floor floor: $(cat err)"
-sed -n 's/^create //p' kf.out >kf.a
-sed -n 's/^remove //p' kf.out >kf.d
+sed -n 's/^create //p' kx.out >kf.a
+sed -n 's/^remove //p' kx.out >kf.d
 kc-floor profile kp $devs >kp.out 2>err || die "kc-floor profile: $(cat err)"
 for step in header token unwrap verify keymap; do
         sed -n "s/^$step //p" kp.out >"kp.$step"
