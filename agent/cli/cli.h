@@ -122,6 +122,9 @@ struct kc_cli_usage {
 int kc_cli_parse(struct kc_cli *cli, int argc, char **argv, const struct kc_cli_usage *u, int *ret_nargs);
 static inline int kc_cli_parse_exit(int r) { return r < 0 ? KC_EXIT_USAGE : KC_EXIT_OK; }
 
+/* A usage error found after parsing: one line, the message plus "(see 'kmscrypt CMD --help')"; KC_EXIT_USAGE. */
+int kc_cli_usage_error(const struct kc_cli_usage *u, const char *fmt, ...) _printf_(2, 3);
+
 /*
  * The start of most commands: parse per u, then open the KMS.  true to go
  * on with *ret_kms set; false when the command is done (--help, or an error

@@ -164,10 +164,8 @@ static int kms_generate_data_key(struct kc_cli *cli, int argc, char **argv) {
         r = kc_cli_parse(cli, argc, argv, &usage, &nargs);
         if (r <= 0)
                 return kc_cli_parse_exit(r);
-        if (!key) {
-                log_error("--key KEY is required");
-                return KC_EXIT_USAGE;
-        }
+        if (!key)
+                return kc_cli_usage_error(&usage, "--key KEY is required");
         if (nbytes_text && kc_cli_parse_uint("number-of-bytes", nbytes_text, 1, KC_BLOB_PLAINTEXT_MAX, &nbytes) < 0)
                 return KC_EXIT_USAGE;
         if (parse_context(&ca, "context", true, &ctx) < 0)

@@ -16,7 +16,6 @@
 #include "agent/rotate.h"
 #include "lib/json-util.h"
 #include "lib/log.h"
-#include "lib/strv.h"
 
 /* ---- which volume ---- */
 
@@ -250,10 +249,19 @@ static int run_rewrap(struct kc_cli *cli, int argc, char **argv) {
         struct rewrap_run w = { .cli = cli };
         _cleanup_(kc_cli_target_clear) struct kc_cli_target t = {};
         struct kc_err err = {};
-        int status, r;
+        int nargs, r;
 
-        if (!kc_cli_begin(cli, argc, argv, &usage, &w.kms, &status))
-                return status;
+        /* Usage errors first: they change nothing and need no KMS. */
+        r = kc_cli_parse(cli, argc, argv, &usage, &nargs);
+        if (r <= 0)
+                return kc_cli_parse_exit(r);
+        if (all && header)
+                return kc_cli_usage_error(&usage, "--header names one volume; not with --all");
+        if (!all && nargs != 1)
+                return kc_cli_usage_error(&usage, "give one NAME or DEVICE, or --all");
+        r = kc_cli_kms(cli, &w.kms);
+        if (r < 0)
+                return kc_cli_exit_status(r);
         w.key = key;
         w.dry_run = dry_run;
         w.always = always;
@@ -261,17 +269,12 @@ static int run_rewrap(struct kc_cli *cli, int argc, char **argv) {
         if (all) {
                 _cleanup_known_volumes_ struct kc_known_volumes *k = NULL;
 
-                if (header)
-                        return kc_cli_fail(cli, -EINVAL, NULL, "--header names one volume; not with --all");
                 r = kc_known_volumes_scan(volumes, argv + 1, &k, &err);
-                if (r < 0)
+                if (r < 0) {
+                        json_object_put(w.out);
                         return kc_cli_fail(cli, r, &err, "find volumes");
+                }
                 return rewrap_finish(&w, rewrap_known(&w, k, NULL));
-        }
-        if (kc_strv_length(argv) != 2) {
-                json_object_put(w.out);
-                log_error("rewrap: give one NAME or DEVICE, or --all (see 'kmscrypt rewrap --help')");
-                return KC_EXIT_USAGE;
         }
         r = kc_cli_target_resolve(argv[1], header, volumes, &t, &err);
         if (r < 0) {
@@ -337,18 +340,20 @@ static int run_rebind(struct kc_cli *cli, int argc, char **argv) {
         struct kc_rewrap_result res;
         struct kc_err err = {};
         struct kc_kms *kms;
-        int status, r;
+        int nargs, r;
 
-        if (!kc_cli_begin(cli, argc, argv, &usage, &kms, &status))
-                return status;
-        if (!kv) {
-                log_error("rebind: --context is required (see 'kmscrypt rebind --help')");
-                return KC_EXIT_USAGE;
-        }
-        if (!is_name(argv[1]) || strchr(argv[1], '='))
-                r = kc_cli_target_resolve(argv[1], header, KC_VOLUMES_FILE, &t, &err);
-        else
-                r = kc_err_set(&err, -EINVAL, "rebind takes a DEVICE path, UUID= or LABEL=, not a name");
+        /* Usage errors first: they change nothing and need no KMS. */
+        r = kc_cli_parse(cli, argc, argv, &usage, &nargs);
+        if (r <= 0)
+                return kc_cli_parse_exit(r);
+        if (!kv)
+                return kc_cli_usage_error(&usage, "--context is required");
+        if (is_name(argv[1]))
+                return kc_cli_usage_error(&usage, "rebind takes a DEVICE path, UUID= or LABEL=, not a name");
+        r = kc_cli_kms(cli, &kms);
+        if (r < 0)
+                return kc_cli_exit_status(r);
+        r = kc_cli_target_resolve(argv[1], header, KC_VOLUMES_FILE, &t, &err);
         if (r >= 0)
                 r = merged_context(&t, kv, &ctx, &err);
         if (r < 0)
@@ -586,8 +591,18 @@ static void progress_print(uint64_t done, uint64_t total, void *userdata) {
 }
 
 static int copy_done(struct kc_cli *cli, const char *verb, const char *src, const char *dst) {
-        if (!cli->quiet && !cli->json)
+        struct json_object *o;
+
+        if (cli->quiet)
+                return KC_EXIT_OK;
+        if (!cli->json) {
                 printf("%s %s to %s (encrypted, block for block)\n", verb, src, dst);
+                return KC_EXIT_OK;
+        }
+        o = json_object_new_object();
+        json_object_object_add(o, "Source", json_object_new_string(src));
+        json_object_object_add(o, "Destination", json_object_new_string(dst));
+        kc_cli_print_json(o);
         return KC_EXIT_OK;
 }
 
@@ -619,6 +634,7 @@ static int run_snapshot_or_backup(struct kc_cli *cli, int argc, char **argv, boo
         r = kc_cli_parse(cli, argc, argv, backup ? &usage_backup : &usage_snapshot, &argc);
         if (r <= 0)
                 return kc_cli_parse_exit(r);
+        pg.tty = pg.tty && !cli->quiet;
         if (is_name(argv[1]) && kc_volume_status(argv[1], NULL, &st, NULL) >= 0) {
                 kc_volume_status_clear(&st);
                 r = kc_snapshot(argv[1], argv[2], force, progress_print, &pg, &err);
@@ -664,12 +680,15 @@ static int run_restore(struct kc_cli *cli, int argc, char **argv) {
         r = kc_cli_parse(cli, argc, argv, &usage, &argc);
         if (r <= 0)
                 return kc_cli_parse_exit(r);
+        pg.tty = pg.tty && !cli->quiet;
         if (kc_mapping_of_device(argv[2], NULL) >= 0)
                 return kc_cli_fail(cli, -EBUSY, NULL, "restore: the target device is attached");
         r = kc_copy_encrypted(argv[1], argv[2], force, progress_print, &pg, &err);
         if (r < 0)
                 return kc_cli_fail(cli, r, &err, "restore");
-        copy_done(cli, "restored", argv[1], argv[2]);
+        /* With --context, --json prints the one object of the rebind (it names the device). */
+        if (!kv || !cli->json)
+                copy_done(cli, "restored", argv[1], argv[2]);
         if (!kv)
                 return KC_EXIT_OK;
         {

@@ -78,7 +78,7 @@ static bool volume_begin(struct kc_cli *cli, int argc, char **argv, const struct
         }
         *ret_status = KC_EXIT_USAGE;
         if (!*key) {
-                log_error("--key KEY is required");
+                kc_cli_usage_error(u, "--key KEY is required");
                 return false;
         }
         return context_from_options(*kv, *json, ret_ctx) >= 0 && volume_context(*ret_ctx) >= 0;
@@ -258,10 +258,8 @@ static int volume_adopt(struct kc_cli *cli, int argc, char **argv) {
 
         if (!volume_begin(cli, argc, argv, &usage, &key, &kv, &json, &ctx, &status))
                 return status;
-        if (!!passfile == !!keyfile) {
-                log_error("give exactly one of --passphrase-file FILE and --key-file FILE");
-                return KC_EXIT_USAGE;
-        }
+        if (!!passfile == !!keyfile)
+                return kc_cli_usage_error(&usage, "give exactly one of --passphrase-file FILE and --key-file FILE");
         if (kc_cli_secret_from_file(passfile ? "passphrase-file" : "key-file", passfile ?: keyfile, !!passfile,
                              &pass, &pass_len) < 0)
                 return KC_EXIT_USAGE;
