@@ -359,8 +359,18 @@ static int key_rotate(struct kc_cli *cli, int argc, char **argv) {
                 kc_cli_warn_unrecorded(cli, &err, "rotate key");
         extra = json_object_new_object();
         json_object_object_add(extra, "KeyVersion", json_object_new_int64(version));
+        if (rewrap && cli->json) {
+                /* One JSON object: the rotation, with the rewraps as its Rewrapped member. */
+                struct json_object *rewrapped = NULL;
+
+                status = kc_cli_rewrap_users(cli, kms, argv[1], KC_VOLUMES_FILE, argv + 2, &rewrapped);
+                json_object_object_add(extra, "Rewrapped", rewrapped ?: json_object_new_array());
+                r = print_change(cli, kms, argv[1], "rotate key", extra, r);
+                return status != KC_EXIT_OK ? status : r;
+        }
         status = print_change(cli, kms, argv[1], "rotate key", extra, r);
-        return rewrap && status == KC_EXIT_OK ? kc_cli_rewrap_users(cli, kms, argv[1], KC_VOLUMES_FILE, argv + 2) : status;
+        return rewrap && status == KC_EXIT_OK ? kc_cli_rewrap_users(cli, kms, argv[1], KC_VOLUMES_FILE, argv + 2, NULL)
+                                              : status;
 }
 
 static int key_schedule_deletion(struct kc_cli *cli, int argc, char **argv) {

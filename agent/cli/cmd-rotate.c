@@ -200,14 +200,14 @@ static int rewrap_known(struct rewrap_run *w, const struct kc_known_volumes *k, 
 static int rewrap_finish(struct rewrap_run *w, int r) {
         if (w->out)
                 kc_cli_print_json(TAKE_PTR(w->out));
-        else if (!w->cli->quiet && w->done + w->current + w->failed + w->unreadable > 1)
+        else if (!w->cli->quiet && !w->cli->json && w->done + w->current + w->failed + w->unreadable > 1)
                 printf("%u %s, %u already current, %u failed, %u not readable\n", w->done,
                        w->dry_run ? "would be rewrapped" : "rewrapped", w->current, w->failed, w->unreadable);
         return r < 0 ? kc_cli_exit_status(r) : KC_EXIT_OK;
 }
 
 int kc_cli_rewrap_users(struct kc_cli *cli, struct kc_kms *kms, const char *key_ref, const char *volumes,
-                        char **devices) {
+                        char **devices, struct json_object **ret_json) {
         _cleanup_known_volumes_ struct kc_known_volumes *k = NULL;
         struct rewrap_run w = { .cli = cli, .kms = kms };
         struct kc_kms_request req = kc_cli_request(cli, NULL);
@@ -222,7 +222,10 @@ int kc_cli_rewrap_users(struct kc_cli *cli, struct kc_kms *kms, const char *key_
         if (r < 0)
                 return kc_cli_fail(cli, r, &err, "find volumes");
         w.out = cli->json ? json_object_new_array() : NULL;
-        return rewrap_finish(&w, rewrap_known(&w, k, &info));
+        r = rewrap_known(&w, k, &info);
+        if (ret_json)
+                *ret_json = TAKE_PTR(w.out);
+        return rewrap_finish(&w, r);
 }
 
 static int run_rewrap(struct kc_cli *cli, int argc, char **argv) {
@@ -469,7 +472,7 @@ int kc_cli_key_usage(struct kc_cli *cli, int argc, char **argv) {
                 {},
         };
         const struct kc_cli_usage usage = {
-                .synopsis = "key usage KEY [DEVICE...] [--json]",
+                .synopsis = "key usage KEY [DEVICE...] [--volumes FILE] [--json]",
                 .description = "List the known volumes (configured, attached, and DEVICEs given) whose data\n"
                                "key is wrapped under KEY, per key version; volumes whose header cannot be\n"
                                "read are listed apart, since they may depend on it too.",
@@ -668,7 +671,7 @@ static int run_restore(struct kc_cli *cli, int argc, char **argv) {
                 {},
         };
         const struct kc_cli_usage usage = {
-                .synopsis = "restore FILE DEVICE [--context volume-id=NEW,...]",
+                .synopsis = "restore FILE DEVICE [--context volume-id=NEW,...] [--force]",
                 .description = "Write a backup (header and ciphertext) to DEVICE, which must not be attached.\n"
                                "With --context the copy is then rebound: a volume of its own.",
                 .options = options, .min_args = 2, .max_args = 2,

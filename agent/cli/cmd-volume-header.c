@@ -240,7 +240,8 @@ static int volume_adopt(struct kc_cli *cli, int argc, char **argv) {
                 {},
         };
         const struct kc_cli_usage usage = {
-                .synopsis = "adopt DEVICE --key KEY --context ... (--passphrase-file F | --key-file F) [--remove-passphrase]",
+                .synopsis = "adopt DEVICE --key KEY --context K=V,... (--passphrase-file FILE | --key-file FILE)\n"
+                            "      [--remove-passphrase]",
                 .description = "Put an existing LUKS2 volume under kmscrypt: unlock its volume key once,\n"
                                "wrap it with the KMS and store the kmscrypt token.  The data is not touched;\n"
                                "keyslots stay unless --remove-passphrase.",
