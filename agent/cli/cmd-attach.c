@@ -35,10 +35,11 @@ static int parse_expect(const char *kv, const char *json, struct kc_context **re
 static void print_attach(struct kc_cli *cli, const struct kc_attach_result *res) {
         struct json_object *o;
 
+        if (cli->quiet)
+                return;
         if (!cli->json) {
-                if (!cli->quiet)
-                        printf("%s %s as /dev/mapper/%s\n", res->device,
-                               res->already ? "is already attached" : "attached", res->name);
+                printf("%s %s as /dev/mapper/%s\n", res->device, res->already ? "is already attached" : "attached",
+                       res->name);
                 return;
         }
         o = json_object_new_object();

@@ -161,11 +161,11 @@ int kc_cli_reencrypt(struct kc_cli *cli, struct kc_kms *kms, const struct kc_cli
                                              "switch and the header update)" : "");
         if (res.stopped)
                 fprintf(stderr, "%s: stopped; resume with: kmscrypt reencrypt --resume %s\n", o->label, o->label);
-        if (o->no_report)
+        if (o->no_report || cli->quiet)
                 ;
         else if (cli->json)
                 kc_cli_print_json(result_json(o, &res));
-        else if (!cli->quiet && !res.stopped)
+        else if (!res.stopped)
                 printf("%s: %s, %s version %" PRIu32 " -> new data key under version %" PRIu32 "%s%s\n", o->label,
                        res.resumed ? "reencryption resumed and finished" : "reencrypted", res.key_id,
                        res.old_key_version, res.new_key_version, res.mapping[0] ? ", online as " : " (offline)",

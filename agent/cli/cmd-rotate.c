@@ -221,7 +221,7 @@ int kc_cli_rewrap_users(struct kc_cli *cli, struct kc_kms *kms, const char *key_
         r = kc_known_volumes_scan(volumes, devices, &k, &err);
         if (r < 0)
                 return kc_cli_fail(cli, r, &err, "find volumes");
-        w.out = cli->json ? json_object_new_array() : NULL;
+        w.out = cli->json && !cli->quiet ? json_object_new_array() : NULL;
         r = rewrap_known(&w, k, &info);
         if (ret_json)
                 *ret_json = TAKE_PTR(w.out);
@@ -268,7 +268,7 @@ static int run_rewrap(struct kc_cli *cli, int argc, char **argv) {
         w.key = key;
         w.dry_run = dry_run;
         w.always = always;
-        w.out = cli->json ? json_object_new_array() : NULL;
+        w.out = cli->json && !cli->quiet ? json_object_new_array() : NULL;
         if (all) {
                 _cleanup_known_volumes_ struct kc_known_volumes *k = NULL;
 
@@ -375,9 +375,11 @@ static int run_rebind(struct kc_cli *cli, int argc, char **argv) {
                 return kc_cli_fail(cli, r, &err, "rebind");
         if (r > 0)
                 kc_cli_warn_unrecorded(cli, &err, "rebind");
-        if (cli->json)
+        if (cli->quiet)
+                ;
+        else if (cli->json)
                 kc_cli_print_json(rewrap_json(NULL, t.device, &res, dry_run));
-        else if (!cli->quiet)
+        else
                 rewrap_text("", t.device, &res, dry_run, true);
         if (!reencrypt || dry_run)
                 return KC_EXIT_OK;
@@ -495,7 +497,8 @@ int kc_cli_key_usage(struct kc_cli *cli, int argc, char **argv) {
         r = kc_known_volumes_scan(volumes, argv + 2, &k, &err);
         if (r < 0)
                 return kc_cli_fail(cli, r, &err, "find volumes");
-        print_usage(cli, &info, k);
+        if (!cli->quiet)
+                print_usage(cli, &info, k);
         return KC_EXIT_OK;
 }
 

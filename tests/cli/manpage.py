@@ -4,6 +4,7 @@
 #
 #   manpage.py kmscrypt PROGRAM MANDIR
 #   manpage.py kmscryptd PROGRAM MANDIR
+#   manpage.py fields MANDIR "COMMAND WORDS" FILE
 #
 # For kmscrypt, every command and subcommand that `--help` lists: its
 # `--help` exits 0 with "Usage: kmscrypt SYNOPSIS", SYNOPSIS is the first
@@ -13,6 +14,13 @@
 # "-") or names in the synopsis is one the command accepts.  The global options
 # of `--help` are the items of GLOBAL OPTIONS and back.  For kmscryptd, the
 # options of `--help` are the items of OPTIONS and back.
+#
+# fields: FILE (the output of `kmscrypt --json COMMAND WORDS ...`) is one JSON
+# document, and every member name in it is named by the entry of the command
+# in kmscrypt(8) (kmscrypt-reencrypt(8) for reencrypt); members of members
+# may be named anywhere in that page.  The members of data (an encryption
+# context, audit records, LUKS2 keyslots and tokens) are not member names.
+import json
 import os
 import re
 import subprocess
@@ -28,7 +36,7 @@ def check(name, cond, detail=""):
 
 def render(path):
     """The man page as text: wide lines (no wrapping), no tabs, no overstrike."""
-    out = subprocess.run(["nroff", "-man", "-Tascii", "-rLL=400n", path], capture_output=True, text=True,
+    out = subprocess.run(["nroff", "-man", "-Tascii", "-rLL=400n", "-rHY=0", path], capture_output=True, text=True,
                          check=True).stdout
     out = subprocess.run(["col", "-bx"], input=out, capture_output=True, text=True, check=True).stdout
     return out.splitlines()
@@ -186,5 +194,57 @@ def kmscryptd(prog, mandir):
           "only in --help: %s; only in the man page: %s" % (sorted(accepted - man), sorted(man - accepted)))
 
 
-{"kmscrypt": kmscrypt, "kmscryptd": kmscryptd}[sys.argv[1]](sys.argv[2], sys.argv[3])
+DATA = {"EncryptionContext", "context", "Records", "keyslots", "tokens"}
+
+
+def member_names(value, depth=0):
+    """(name, depth) of every member of value, not descending into DATA."""
+    if isinstance(value, list):
+        for v in value:
+            yield from member_names(v, depth)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield k, depth
+            if k not in DATA:
+                yield from member_names(v, depth + 1)
+
+
+def fields(mandir, words, path):
+    what = "kmscrypt --json " + words
+    try:
+        doc = json.load(open(path))
+    except ValueError as e:
+        check(what + ": one JSON document on stdout", False, str(e))
+        return
+    check(what + ": one JSON document on stdout", True)
+    if words.split()[0] == "reencrypt":
+        page = render(os.path.join(mandir, "kmscrypt-reencrypt.8"))
+        entry = page
+    else:
+        page = render(os.path.join(mandir, "kmscrypt.8"))
+        entry = None
+        for i, l in enumerate(page):
+            if indent(l) == 7 and (l[7:] + " ").startswith(words + " "):
+                end = i + 1
+                while end < len(page) and indent(page[end]) == 7:     # entries that share a body
+                    end += 1
+                while end < len(page) and (indent(page[end]) == -1 or indent(page[end]) > 7):
+                    end += 1
+                entry = page[i:end]
+                break
+    check(what + ": the command has an entry in the man page", entry is not None)
+    if entry is None:
+        return
+    in_entry = set(re.findall(r"[A-Za-z_]+", " ".join(entry)))
+    in_page = set(re.findall(r"[A-Za-z_]+", " ".join(page)))
+    names = set(member_names(doc))
+    missing = sorted(n for n, d in names if n not in (in_entry if d == 0 else in_page))
+    check(what + ": the man page names its %d members" % len({n for n, _ in names}), not missing,
+          "not named: %s" % missing)
+
+
+if sys.argv[1] == "fields":
+    fields(sys.argv[2], sys.argv[3], sys.argv[4])
+else:
+    {"kmscrypt": kmscrypt, "kmscryptd": kmscryptd}[sys.argv[1]](sys.argv[2], sys.argv[3])
 sys.exit(0 if all(results) else 1)
