@@ -82,6 +82,9 @@ rc=0
 kmscrypt status no-such-volume >out 2>err || rc=$?
 expect_eq "status of no such volume: exit status" "$rc" 3
 expect_eq "status of no such volume: error lines" "$(wc -l <err)" 1
+rc=0
+kmscrypt detach no-such-volume 2>err || rc=$?
+expect_eq "detach of no such volume: exit status" "$rc" 3
 
 # ---- attached already: reported, no second mapping, under any name ----
 maps_before=$(dmsetup ls | wc -l)
