@@ -96,6 +96,16 @@ truncate -s 24M "$A"
 printf 'old passphrase' > "$T/pass"
 cryptsetup luksFormat --type luks2 --batch-mode --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key-file "$T/pass" "$A"
 j "adopt" adopt "$A" --key alias/pg --context db-id=db-1,volume-id=vol-a --passphrase-file "$T/pass"
+# default-key of kmscrypt.conf stands in for --key of format (kmscrypt.conf(5)).
+printf 'default-key = alias/pg\n' > "$T/default-key.conf"
+W=$T/w.img
+truncate -s 24M "$W"
+expect 2 "format without --key or default-key" format "$W" --context db-id=db-1,volume-id=vol-w
+check "format without --key: one line naming --key" sh -c "[ \$(wc -l < '$T/err') = 1 ] && grep -q -- '--key KEY is required' '$T/err'"
+export KMSCRYPT_CONFIG="$T/default-key.conf"
+j "format with the default-key" format "$W" --context db-id=db-1,volume-id=vol-w
+json_is 'j["key_id"]' "$KEY_ID"
+export KMSCRYPT_CONFIG="$T/empty.conf"
 quiet dump "$V"
 quiet rewrap "$V" --always
 quiet backup "$V" "$T/backup-q.img"
