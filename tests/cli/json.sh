@@ -154,5 +154,23 @@ else
         echo "# script(1) missing: progress on a terminal not checked"
 fi
 
+# Stopped by SIGINT after the current chunk: status 1, how to resume; --resume finishes it (kmscrypt-reencrypt(8)).
+S=$T/s.img
+truncate -s 24M "$S"
+expect 0 "format a volume to stop" format "$S" --key alias/pg --context db-id=db-1,volume-id=vol-s --quiet
+"$KMSCRYPT" --keystore "$KS" --audit-log "$LOG" reencrypt "$S" --rate-limit 1 > "$T/out" 2> "$T/err" &
+pid=$!
+for i in $(seq 100); do
+        cryptsetup luksDump "$S" 2>/dev/null | grep -q online-reencrypt && break
+        sleep 0.2
+done
+kill -INT "$pid"
+rc=0
+wait "$pid" || rc=$?
+check "reencrypt stopped by SIGINT: exit 1 (got $rc)" test "$rc" = 1
+check "reencrypt stopped: says how to resume" grep -q "stopped; resume with: kmscrypt reencrypt --resume $S" "$T/err"
+j "reencrypt --resume" reencrypt "$S" --resume
+json_is 'j["Resumed"]' true
+
 expect 0 "the audit trail verifies" audit verify
 finish
