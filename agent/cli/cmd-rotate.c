@@ -698,7 +698,15 @@ static int run_restore(struct kc_cli *cli, int argc, char **argv) {
         if (!kv)
                 return KC_EXIT_OK;
         {
+                /* DEVICE is a path here, also a bare file name, which rebind would take for a volume name. */
+                _cleanup_free_ char *path = NULL;
                 char *rebind_argv[] = { (char *) "rebind", argv[2], (char *) "--context", (char *) kv, NULL };
+
+                if (is_name(argv[2])) {
+                        if (asprintf(&path, "./%s", argv[2]) < 0)
+                                return kc_cli_fail(cli, -ENOMEM, NULL, "restore");
+                        rebind_argv[1] = path;
+                }
                 return run_rebind(cli, 4, rebind_argv);
         }
 }

@@ -89,6 +89,13 @@ entry=rebind
 j "restore --context" restore "$T/backup.img" "$T/restored2.img" --context volume-id=vol-2
 entry=
 json_is 'j["KeyId"]' "$KEY_ID"
+# DEVICE is a path, also a bare file name (not a volume name): the copy is rebound too.
+rc=0
+(cd "$T" && "$KMSCRYPT" --keystore "$KS" --audit-log "$LOG" restore backup.img restored3.img --context volume-id=vol-3 \
+        > "$T/out" 2> "$T/err") || rc=$?
+check "restore to a file named without a directory, --context (exit $rc)" test "$rc" = 0 -a ! -s "$T/err"
+expect 0 "its token names the new context" --json dump "$T/restored3.img"
+json_is 'j["kmscrypt"]["context"]["volume-id"]' vol-3
 j "reencrypt" reencrypt "$V"
 json_is 'j["Finished"]' true
 A=$T/adopt.img
