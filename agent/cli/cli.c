@@ -180,6 +180,57 @@ static void print_help(struct kc_cli *cli, const struct kc_cli_usage *u) {
         printf("\nSee kmscrypt(8) for exit statuses and examples.\n");
 }
 
+/*
+ * "kmscrypt key describe" from the synopsis "key describe KEY": its leading
+ * lower-case words.  For the hint that ends every usage error.
+ */
+static void command_path(const struct kc_cli_usage *u, char buf[static 64]) {
+        const char *p = u->synopsis;
+        size_t n = strlen("kmscrypt");
+
+        memcpy(buf, "kmscrypt", n + 1);
+        while (*p >= 'a' && *p <= 'z') {
+                size_t len = strspn(p, "abcdefghijklmnopqrstuvwxyz-");
+
+                if ((p[len] != ' ' && p[len] != '\0') || n + 1 + len >= 64)
+                        break;
+                buf[n++] = ' ';
+                memcpy(buf + n, p, len);
+                buf[n += len] = '\0';
+                p += len;
+                p += strspn(p, " ");
+        }
+}
+
+/*
+ * The name of positional argument i (from 0) in the synopsis, e.g. "DEST" of
+ * "snapshot NAME DEST [--force]": the words after the command that are not
+ * options, their values or optional parts.  "argument" when there is none.
+ */
+static void positional_name(const struct kc_cli_usage *u, unsigned i, char buf[static 64]) {
+        const char *p = u->synopsis;
+        bool after_option = false, command = true;
+
+        snprintf(buf, 64, "argument");
+        while (*p) {
+                size_t len = strcspn(p, " \n");
+
+                if (command && strspn(p, "abcdefghijklmnopqrstuvwxyz-") < len)
+                        command = false;
+                if (!command && len > 0) {
+                        bool positional = !after_option && !strchr("[(-.", p[0]);
+
+                        after_option = p[0] == '-';
+                        if (positional && i-- == 0) {
+                                snprintf(buf, 64, "%.*s", (int) len, p);
+                                return;
+                        }
+                }
+                p += len;
+                p += strspn(p, " \n");
+        }
+}
+
 static const struct kc_cli_option *find_option(const struct kc_cli_option *tables[], size_t n,
                                                const char *name, size_t name_len, char short_name) {
         for (size_t t = 0; t < n; t++)
@@ -197,6 +248,7 @@ static int parse_one(struct kc_cli *cli, const struct kc_cli_option *tables[], s
                      char **argv, int *i, const struct kc_cli_usage *u) {
         const char *arg = argv[*i], *value = NULL, *name, *eq;
         const struct kc_cli_option *o;
+        char path[64];
         size_t name_len;
 
         if (streq(arg, "--help") || streq(arg, "-h")) {
@@ -214,13 +266,14 @@ static int parse_one(struct kc_cli *cli, const struct kc_cli_option *tables[], s
                 /* Single short flags only (-q, -v); no bundling, so "-qv" is an error. */
                 o = arg[2] == '\0' ? find_option(tables, n_tables, NULL, 0, arg[1]) : NULL;
         }
+        command_path(u, path);
         if (!o) {
-                log_error("unknown option %s (see --help)", arg);
+                log_error("unknown option %s (see '%s --help')", arg, path);
                 return -EINVAL;
         }
         if (!o->arg) {
                 if (value) {
-                        log_error("option --%s takes no value", o->name);
+                        log_error("option --%s takes no value (see '%s --help')", o->name, path);
                         return -EINVAL;
                 }
                 *o->flag = true;
@@ -228,13 +281,25 @@ static int parse_one(struct kc_cli *cli, const struct kc_cli_option *tables[], s
         }
         if (!value) {
                 if (*i + 1 >= argc) {
-                        log_error("option --%s needs a value (%s)", o->name, o->arg);
+                        log_error("option --%s needs a value %s (see '%s --help')", o->name, o->arg, path);
                         return -EINVAL;
                 }
                 value = argv[++*i];
         }
         *o->value = value;
         return 1;
+}
+
+int kc_cli_usage_error(const struct kc_cli_usage *u, const char *fmt, ...) {
+        char path[64], msg[400];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        command_path(u, path);
+        log_error("%s (see '%s --help')", msg, path);
+        return KC_EXIT_USAGE;
 }
 
 int kc_cli_parse(struct kc_cli *cli, int argc, char **argv, const struct kc_cli_usage *u, int *ret_nargs) {
@@ -265,10 +330,19 @@ int kc_cli_parse(struct kc_cli *cli, int argc, char **argv, const struct kc_cli_
         argv[w] = NULL;
         if (cli->verbose)
                 kc_log_set_max_priority(LOG_DEBUG);
-        if (!u->stop_at_command && ((unsigned) (w - 1) < u->min_args || (unsigned) (w - 1) > u->max_args)) {
-                log_error("%s (usage: kmscrypt %s)",
-                          (unsigned) (w - 1) < u->min_args ? "missing argument" : "too many arguments",
-                          u->synopsis);
+        if (!u->stop_at_command && (unsigned) (w - 1) < u->min_args) {
+                char name[64], path[64];
+
+                positional_name(u, (unsigned) (w - 1), name);
+                command_path(u, path);
+                log_error("missing %s (see '%s --help')", name, path);
+                return -EINVAL;
+        }
+        if (!u->stop_at_command && (unsigned) (w - 1) > u->max_args) {
+                char path[64];
+
+                command_path(u, path);
+                log_error("unexpected argument \"%s\" (see '%s --help')", argv[u->max_args + 1], path);
                 return -EINVAL;
         }
         *ret_nargs = w - 1;
@@ -308,19 +382,22 @@ int kc_cli_parse_uint(const char *name, const char *text, unsigned min, unsigned
 
 int kc_cli_dispatch(struct kc_cli *cli, int argc, char **argv, const struct kc_cli_usage *u,
                     const struct kc_cli_command *table, size_t n) {
+        char path[64];
         int nargs, r;
 
         r = kc_cli_parse(cli, argc, argv, u, &nargs);
         if (r <= 0)
                 return kc_cli_parse_exit(r);
+        command_path(u, path);
         if (nargs == 0) {
                 print_help(cli, u);
+                log_error("missing command (see '%s --help')", path);
                 return KC_EXIT_USAGE;
         }
         for (size_t i = 0; i < n; i++)
                 if (streq(table[i].name, argv[1]))
                         return table[i].run(cli, nargs, argv + 1);
-        log_error("unknown command \"%s\" (see --help)", argv[1]);
+        log_error("unknown command \"%s\" (see '%s --help')", argv[1], path);
         return KC_EXIT_USAGE;
 }
 

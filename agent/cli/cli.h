@@ -122,6 +122,9 @@ struct kc_cli_usage {
 int kc_cli_parse(struct kc_cli *cli, int argc, char **argv, const struct kc_cli_usage *u, int *ret_nargs);
 static inline int kc_cli_parse_exit(int r) { return r < 0 ? KC_EXIT_USAGE : KC_EXIT_OK; }
 
+/* A usage error found after parsing: one line, the message plus "(see 'kmscrypt CMD --help')"; KC_EXIT_USAGE. */
+int kc_cli_usage_error(const struct kc_cli_usage *u, const char *fmt, ...) _printf_(2, 3);
+
 /*
  * The start of most commands: parse per u, then open the KMS.  true to go
  * on with *ret_kms set; false when the command is done (--help, or an error
@@ -184,10 +187,11 @@ extern const struct kc_cli_command kc_cli_cmd_snapshot;
 extern const struct kc_cli_command kc_cli_cmd_backup;
 extern const struct kc_cli_command kc_cli_cmd_restore;
 /* For cmd-key.c: `key usage`, `key rotate --rewrap`, and schedule-deletion's in-use check
- * (KC_EXIT_OK to go on, else the status to return; prints the volumes). */
+ * (KC_EXIT_OK to go on, else the status to return; prints the volumes).  With --json and
+ * ret_json, kc_cli_rewrap_users() hands its array of results over instead of printing it. */
 int kc_cli_key_usage(struct kc_cli *cli, int argc, char **argv);
 int kc_cli_rewrap_users(struct kc_cli *cli, struct kc_kms *kms, const char *key_ref, const char *volumes,
-                        char **devices);
+                        char **devices, struct json_object **ret_json);
 int kc_cli_key_retire_check(struct kc_cli *cli, struct kc_kms *kms, const char *key_ref, const char *volumes,
                             bool force);
 /* A volume named on the command line: NAME (volumes file, then attached mapping) or DEVICE (path, UUID=, LABEL=). */

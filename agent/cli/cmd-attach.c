@@ -35,10 +35,11 @@ static int parse_expect(const char *kv, const char *json, struct kc_context **re
 static void print_attach(struct kc_cli *cli, const struct kc_attach_result *res) {
         struct json_object *o;
 
+        if (cli->quiet)
+                return;
         if (!cli->json) {
-                if (!cli->quiet)
-                        printf("%s %s as /dev/mapper/%s\n", res->device,
-                               res->already ? "is already attached" : "attached", res->name);
+                printf("%s %s as /dev/mapper/%s\n", res->device, res->already ? "is already attached" : "attached",
+                       res->name);
                 return;
         }
         o = json_object_new_object();
@@ -137,7 +138,7 @@ static void print_agent_volume(const struct kc_agent_volume *v) {
 
 /* Print the outcome of attach --all; the status is that of the first volume that is not nofail and not attached. */
 static int print_attach_all(struct kc_cli *cli, const struct kc_agent_volume *v, size_t n) {
-        struct json_object *arr = cli->json ? json_object_new_array() : NULL;
+        struct json_object *arr = cli->json && !cli->quiet ? json_object_new_array() : NULL;
         int status = KC_EXIT_OK;
 
         for (size_t i = 0; i < n; i++) {
@@ -333,7 +334,16 @@ static int run_detach(struct kc_cli *cli, int argc, char **argv) {
                 snprintf(what, sizeof(what), "cannot detach %s", argv[1]);
                 return kc_cli_fail(cli, r, &err, what);
         }
-        if (!cli->quiet && !cli->json)
+        if (cli->quiet)
+                return KC_EXIT_OK;
+        if (cli->json) {
+                struct json_object *o = json_object_new_object();
+
+                /* What the agent's detach answers (docs/protocol.md). */
+                json_object_object_add(o, "Name", json_object_new_string(argv[1]));
+                json_object_object_add(o, "Deferred", json_object_new_boolean(deferred));
+                kc_cli_print_json(o);
+        } else
                 printf("%s %s\n", argv[1], deferred ? "marked for deferred removal" : "detached");
         return KC_EXIT_OK;
 }
@@ -384,7 +394,7 @@ static void status_text(const struct kc_volume_status *s) {
 
 /* Status of every name; the exit status is that of the first failure. */
 static int print_statuses(struct kc_cli *cli, char **names, const char *header) {
-        struct json_object *arr = cli->json ? json_object_new_array() : NULL;
+        struct json_object *arr = cli->json && !cli->quiet ? json_object_new_array() : NULL;
         int status = KC_EXIT_OK;
 
         for (size_t i = 0; names[i]; i++) {
@@ -403,7 +413,7 @@ static int print_statuses(struct kc_cli *cli, char **names, const char *header) 
 
                         status_key_state(cli, &s, header, o);
                         json_object_array_add(arr, o);
-                } else {
+                } else if (!cli->quiet) {
                         status_text(&s);
                         status_key_state(cli, &s, header, NULL);
                 }
@@ -430,7 +440,7 @@ static const struct kc_agent_volume *find_configured(const struct kc_client_stat
  */
 static int print_agent_statuses(struct kc_cli *cli, struct kc_client *agent, char **names) {
         struct kc_client_status st = {};
-        struct json_object *arr = cli->json ? json_object_new_array() : NULL;
+        struct json_object *arr = cli->json && !cli->quiet ? json_object_new_array() : NULL;
         struct kc_err err = {};
         int status = KC_EXIT_OK, r;
 
@@ -446,7 +456,7 @@ static int print_agent_statuses(struct kc_cli *cli, struct kc_client *agent, cha
 
                         status_key_state(cli, &st.volumes[i], NULL, o);
                         json_object_array_add(arr, o);
-                } else {
+                } else if (!cli->quiet) {
                         status_text(&st.volumes[i]);
                         status_key_state(cli, &st.volumes[i], NULL, NULL);
                 }
@@ -464,7 +474,7 @@ static int print_agent_statuses(struct kc_cli *cli, struct kc_client *agent, cha
                         continue;       /* its mapping is shown above */
                 if (arr)
                         json_object_array_add(arr, kc_agent_volume_to_json(v));
-                else
+                else if (!cli->quiet)
                         print_agent_volume(v);
         }
         if (names)
@@ -523,6 +533,8 @@ static int run_status_or_list(struct kc_cli *cli, int argc, char **argv, bool li
         }
         if (!list)
                 return print_statuses(cli, names, NULL);
+        if (cli->quiet)
+                return KC_EXIT_OK;
         if (cli->json) {
                 struct json_object *arr = json_object_new_array();
                 for (size_t i = 0; names[i]; i++)

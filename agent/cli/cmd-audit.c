@@ -107,7 +107,7 @@ static int audit_list(struct kc_cli *cli, int argc, char **argv) {
         r = kc_cli_config(cli);
         if (r < 0)
                 return kc_cli_exit_status(r);
-        if (cli->json)
+        if (cli->json && !cli->quiet)
                 s.records = json_object_new_array();
         else if (!cli->quiet)
                 printf("%-6s %-24s %-16s %-36s %-4s %-6s %s\n", "SEQ", "TIME", "OPERATION", "KEY ID", "VER",

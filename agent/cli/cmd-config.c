@@ -120,7 +120,7 @@ static int config_check(struct kc_cli *cli, int argc, char **argv) {
                 printf("%s: ok\n", cli->config.source ?: "kmscrypt.conf: absent, defaults");
         r = check_volumes(cli, volumes, out);
         json_object_object_add(out, "Valid", json_object_new_boolean(r >= 0));
-        if (cli->json)
+        if (cli->json && !cli->quiet)
                 kc_cli_print_json(out);
         else
                 json_object_put(out);

@@ -145,7 +145,7 @@ static int key_create(struct kc_cli *cli, int argc, char **argv) {
                 {},
         };
         const struct kc_cli_usage usage = {
-                .synopsis = "key create [--alias alias/NAME] [--description TEXT]",
+                .synopsis = "key create [--alias alias/NAME] [--description TEXT] [--provider NAME]",
                 .description = "Create a customer master key (version 1, enabled).",
                 .options = options,
         };
@@ -200,7 +200,7 @@ static int key_list(struct kc_cli *cli, int argc, char **argv) {
                 {},
         };
         const struct kc_cli_usage usage = {
-                .synopsis = "key list",
+                .synopsis = "key list [--provider NAME]",
                 .description = "List the customer master keys with their aliases and states.",
                 .options = options,
         };
@@ -340,12 +340,18 @@ static int key_rotate(struct kc_cli *cli, int argc, char **argv) {
         struct kc_err err = {};
         struct kc_kms *kms;
         uint32_t version;
-        int status, r;
+        int nargs, status, r;
 
-        if (!kc_cli_begin(cli, argc, argv, &usage, &kms, &status))
-                return status;
-        if (!rewrap && argv[2])
-                return kc_cli_fail(cli, -EINVAL, NULL, "rotate key: DEVICE arguments go with --rewrap");
+        /* Usage errors first: they change nothing and need no KMS. */
+        r = kc_cli_parse(cli, argc, argv, &usage, &nargs);
+        if (r <= 0)
+                return kc_cli_parse_exit(r);
+        if (!rewrap && nargs > 1)
+                return kc_cli_usage_error(&usage, "unexpected argument \"%s\": DEVICE arguments go with --rewrap",
+                                          argv[2]);
+        r = kc_cli_kms(cli, &kms);
+        if (r < 0)
+                return kc_cli_exit_status(r);
         r = kc_kms_rotate_key(kms, &req, argv[1], &version, &err);
         if (r < 0)
                 return kc_cli_fail(cli, r, &err, "rotate key");
@@ -353,8 +359,18 @@ static int key_rotate(struct kc_cli *cli, int argc, char **argv) {
                 kc_cli_warn_unrecorded(cli, &err, "rotate key");
         extra = json_object_new_object();
         json_object_object_add(extra, "KeyVersion", json_object_new_int64(version));
+        if (rewrap && cli->json) {
+                /* One JSON object: the rotation, with the rewraps as its Rewrapped member. */
+                struct json_object *rewrapped = NULL;
+
+                status = kc_cli_rewrap_users(cli, kms, argv[1], KC_VOLUMES_FILE, argv + 2, &rewrapped);
+                json_object_object_add(extra, "Rewrapped", rewrapped ?: json_object_new_array());
+                r = print_change(cli, kms, argv[1], "rotate key", extra, r);
+                return status != KC_EXIT_OK ? status : r;
+        }
         status = print_change(cli, kms, argv[1], "rotate key", extra, r);
-        return rewrap && status == KC_EXIT_OK ? kc_cli_rewrap_users(cli, kms, argv[1], KC_VOLUMES_FILE, argv + 2) : status;
+        return rewrap && status == KC_EXIT_OK ? kc_cli_rewrap_users(cli, kms, argv[1], KC_VOLUMES_FILE, argv + 2, NULL)
+                                              : status;
 }
 
 static int key_schedule_deletion(struct kc_cli *cli, int argc, char **argv) {
@@ -367,7 +383,7 @@ static int key_schedule_deletion(struct kc_cli *cli, int argc, char **argv) {
                 {},
         };
         const struct kc_cli_usage usage = {
-                .synopsis = "key schedule-deletion KEY [--pending-window-in-days DAYS]",
+                .synopsis = "key schedule-deletion KEY [--pending-window-in-days DAYS] [--force] [--volumes FILE]",
                 .description = "Disable the key now and destroy it after the waiting period, unless\n"
                                "cancel-deletion is run before.  Destroyed keys unwrap nothing, ever.",
                 .options = options,
@@ -378,15 +394,20 @@ static int key_schedule_deletion(struct kc_cli *cli, int argc, char **argv) {
         struct json_object *extra;
         struct kc_err err = {};
         struct kc_kms *kms;
-        unsigned days;
+        unsigned days = 0;
         time_t date;
-        int status, r;
+        int nargs, status, r;
 
-        if (!kc_cli_begin(cli, argc, argv, &usage, &kms, &status))
-                return status;
-        days = cli->config.deletion_window_days;
+        r = kc_cli_parse(cli, argc, argv, &usage, &nargs);
+        if (r <= 0)
+                return kc_cli_parse_exit(r);
         if (window && kc_cli_parse_uint("pending-window-in-days", window, 7, 30, &days) < 0)
                 return KC_EXIT_USAGE;
+        r = kc_cli_kms(cli, &kms);
+        if (r < 0)
+                return kc_cli_exit_status(r);
+        if (!window)
+                days = cli->config.deletion_window_days;
         status = kc_cli_key_retire_check(cli, kms, argv[1], volumes, force);
         if (status != KC_EXIT_OK)
                 return status;

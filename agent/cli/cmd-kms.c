@@ -21,14 +21,14 @@ struct context_args {
 };
 
 /* The context from --NAME k=v,... or --NAME-json '{...}': exactly one, and not empty. */
-static int parse_context(const struct context_args *a, const char *name, bool required,
+static int parse_context(const struct kc_cli_usage *u, const struct context_args *a, const char *name, bool required,
                          struct kc_context **ret) {
         _cleanup_context_ struct kc_context *c = NULL;
         struct kc_err err = {};
         int r;
 
         if (a->kv && a->json) {
-                log_error("--%s and --%s-json exclude each other", name, name);
+                kc_cli_usage_error(u, "--%s and --%s-json exclude each other", name, name);
                 return -EINVAL;
         }
         if (!a->kv && !a->json) {
@@ -36,7 +36,7 @@ static int parse_context(const struct context_args *a, const char *name, bool re
                         *ret = NULL;
                         return 0;
                 }
-                log_error("an encryption context is required: --%s k=v,... or --%s-json '{...}'", name, name);
+                kc_cli_usage_error(u, "an encryption context is required: --%s k=v,... or --%s-json '{...}'", name, name);
                 return -EINVAL;
         }
         r = a->kv ? kc_context_parse_kv(a->kv, &c, &err) : kc_context_parse_json(a->json, &c, &err);
@@ -53,13 +53,13 @@ static int parse_context(const struct context_args *a, const char *name, bool re
 }
 
 /* The blob from --ciphertext-blob B64 or --ciphertext-blob-file FILE ("-": stdin), decoded. */
-static int read_blob(const char *b64, const char *file, uint8_t **ret, size_t *ret_len) {
+static int read_blob(const struct kc_cli_usage *u, const char *b64, const char *file, uint8_t **ret, size_t *ret_len) {
         _cleanup_secret_ char *text = NULL;
         size_t len;
         int r;
 
         if (!!b64 == !!file) {
-                log_error("give exactly one of --ciphertext-blob B64 and --ciphertext-blob-file FILE");
+                kc_cli_usage_error(u, "give exactly one of --ciphertext-blob B64 and --ciphertext-blob-file FILE");
                 return -EINVAL;
         }
         if (file) {
@@ -164,13 +164,11 @@ static int kms_generate_data_key(struct kc_cli *cli, int argc, char **argv) {
         r = kc_cli_parse(cli, argc, argv, &usage, &nargs);
         if (r <= 0)
                 return kc_cli_parse_exit(r);
-        if (!key) {
-                log_error("--key KEY is required");
-                return KC_EXIT_USAGE;
-        }
+        if (!key)
+                return kc_cli_usage_error(&usage, "--key KEY is required");
         if (nbytes_text && kc_cli_parse_uint("number-of-bytes", nbytes_text, 1, KC_BLOB_PLAINTEXT_MAX, &nbytes) < 0)
                 return KC_EXIT_USAGE;
-        if (parse_context(&ca, "context", true, &ctx) < 0)
+        if (parse_context(&usage, &ca, "context", true, &ctx) < 0)
                 return KC_EXIT_USAGE;
         r = kc_cli_kms(cli, &kms);
         if (r < 0)
@@ -210,13 +208,14 @@ static void blob_input_done(struct blob_input *in) {
 }
 
 /* Validate the input, then open the KMS.  false: stop with *ret_status (error printed). */
-static bool blob_input_load(struct kc_cli *cli, struct blob_input *in, struct kc_kms **ret_kms, int *ret_status) {
+static bool blob_input_load(struct kc_cli *cli, const struct kc_cli_usage *u, struct blob_input *in,
+                            struct kc_kms **ret_kms, int *ret_status) {
         int r;
 
         *ret_status = KC_EXIT_USAGE;
-        if (parse_context(&in->ctx_args, "context", true, &in->ctx) < 0)
+        if (parse_context(u, &in->ctx_args, "context", true, &in->ctx) < 0)
                 return false;
-        r = read_blob(in->b64, in->file, &in->blob, &in->blob_len);
+        r = read_blob(u, in->b64, in->file, &in->blob, &in->blob_len);
         if (r < 0) {
                 *ret_status = r == -EINVAL ? KC_EXIT_USAGE : kc_cli_exit_status(r);
                 return false;
@@ -251,7 +250,7 @@ static int kms_decrypt(struct kc_cli *cli, int argc, char **argv) {
         r = kc_cli_parse(cli, argc, argv, &usage, &nargs);
         if (r <= 0)
                 return kc_cli_parse_exit(r);
-        if (!blob_input_load(cli, &in, &kms, &status))
+        if (!blob_input_load(cli, &usage, &in, &kms, &status))
                 return status;
         r = kc_kms_decrypt(kms, &req, in.key, in.blob, in.blob_len, in.ctx, &plaintext, key_id, &version, &err);
         if (r < 0)
@@ -290,9 +289,9 @@ static int kms_re_encrypt(struct kc_cli *cli, int argc, char **argv) {
         r = kc_cli_parse(cli, argc, argv, &usage, &nargs);
         if (r <= 0)
                 return kc_cli_parse_exit(r);
-        if (parse_context(&dst, "destination-context", false, &dst_ctx) < 0)
+        if (parse_context(&usage, &dst, "destination-context", false, &dst_ctx) < 0)
                 return KC_EXIT_USAGE;
-        if (!blob_input_load(cli, &in, &kms, &status))
+        if (!blob_input_load(cli, &usage, &in, &kms, &status))
                 return status;
         r = kc_kms_re_encrypt(kms, &req, in.key, in.blob, in.blob_len, in.ctx, dst_key, dst_ctx ?: in.ctx, &dk, &err);
         if (r < 0)

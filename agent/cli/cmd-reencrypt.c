@@ -161,11 +161,11 @@ int kc_cli_reencrypt(struct kc_cli *cli, struct kc_kms *kms, const struct kc_cli
                                              "switch and the header update)" : "");
         if (res.stopped)
                 fprintf(stderr, "%s: stopped; resume with: kmscrypt reencrypt --resume %s\n", o->label, o->label);
-        if (o->no_report)
+        if (o->no_report || cli->quiet)
                 ;
         else if (cli->json)
                 kc_cli_print_json(result_json(o, &res));
-        else if (!cli->quiet && !res.stopped)
+        else if (!res.stopped)
                 printf("%s: %s, %s version %" PRIu32 " -> new data key under version %" PRIu32 "%s%s\n", o->label,
                        res.resumed ? "reencryption resumed and finished" : "reencrypted", res.key_id,
                        res.old_key_version, res.new_key_version, res.mapping[0] ? ", online as " : " (offline)",
@@ -232,7 +232,8 @@ static int run_reencrypt(struct kc_cli *cli, int argc, char **argv) {
                 {},
         };
         const struct kc_cli_usage usage = {
-                .synopsis = "reencrypt NAME|DEVICE [--resilience checksum|journal] [--rate-limit MiB/s] [--resume]",
+                .synopsis = "reencrypt NAME|DEVICE [--resilience checksum|journal] [--rate-limit MiB/s] [--resume]\n"
+                            "          [--recovery-passphrase-file FILE] [--header FILE] [--json]",
                 .description = "Replace a volume's data key: a new key from the KMS (same CMK, same context)\n"
                                "and a LUKS2 reencryption of the data, online while the volume is attached\n"
                                "and in use.  Crash-safe: an interrupted run is carried on by --resume, or by\n"
@@ -249,14 +250,23 @@ static int run_reencrypt(struct kc_cli *cli, int argc, char **argv) {
         struct kc_err err = {};
         struct kc_kms *kms;
         size_t pass_len = 0;
-        int status, r;
+        int nargs, r;
 
-        if (!kc_cli_begin(cli, argc, argv, &usage, &kms, &status))
-                return status;
+        /* Usage errors first: they change nothing and need no KMS. */
+        r = kc_cli_parse(cli, argc, argv, &usage, &nargs);
+        if (r <= 0)
+                return kc_cli_parse_exit(r);
+        if (resilience && !streq(resilience, "checksum") && !streq(resilience, "journal")) {
+                log_error("--resilience: expected checksum or journal, got \"%s\"", resilience);
+                return KC_EXIT_USAGE;
+        }
         if (parse_rate(rate, &o.rate_limit) < 0 || kc_cli_pbkdf_from_options(pbkdf, iterations, memory, &pb) < 0)
                 return KC_EXIT_USAGE;
         if (passfile && kc_cli_secret_from_file("recovery-passphrase-file", passfile, true, &pass, &pass_len) < 0)
                 return KC_EXIT_USAGE;
+        r = kc_cli_kms(cli, &kms);
+        if (r < 0)
+                return kc_cli_exit_status(r);
         r = kc_cli_target_resolve(argv[1], header, volumes, &t, &err);
         if (r == -ENOENT && stack_target(argv[1], header, &t) >= 0)
                 r = 0;

@@ -16,7 +16,6 @@
 #include "agent/rotate.h"
 #include "lib/json-util.h"
 #include "lib/log.h"
-#include "lib/strv.h"
 
 /* ---- which volume ---- */
 
@@ -201,14 +200,14 @@ static int rewrap_known(struct rewrap_run *w, const struct kc_known_volumes *k, 
 static int rewrap_finish(struct rewrap_run *w, int r) {
         if (w->out)
                 kc_cli_print_json(TAKE_PTR(w->out));
-        else if (!w->cli->quiet && w->done + w->current + w->failed + w->unreadable > 1)
+        else if (!w->cli->quiet && !w->cli->json && w->done + w->current + w->failed + w->unreadable > 1)
                 printf("%u %s, %u already current, %u failed, %u not readable\n", w->done,
                        w->dry_run ? "would be rewrapped" : "rewrapped", w->current, w->failed, w->unreadable);
         return r < 0 ? kc_cli_exit_status(r) : KC_EXIT_OK;
 }
 
 int kc_cli_rewrap_users(struct kc_cli *cli, struct kc_kms *kms, const char *key_ref, const char *volumes,
-                        char **devices) {
+                        char **devices, struct json_object **ret_json) {
         _cleanup_known_volumes_ struct kc_known_volumes *k = NULL;
         struct rewrap_run w = { .cli = cli, .kms = kms };
         struct kc_kms_request req = kc_cli_request(cli, NULL);
@@ -222,8 +221,11 @@ int kc_cli_rewrap_users(struct kc_cli *cli, struct kc_kms *kms, const char *key_
         r = kc_known_volumes_scan(volumes, devices, &k, &err);
         if (r < 0)
                 return kc_cli_fail(cli, r, &err, "find volumes");
-        w.out = cli->json ? json_object_new_array() : NULL;
-        return rewrap_finish(&w, rewrap_known(&w, k, &info));
+        w.out = cli->json && !cli->quiet ? json_object_new_array() : NULL;
+        r = rewrap_known(&w, k, &info);
+        if (ret_json)
+                *ret_json = TAKE_PTR(w.out);
+        return rewrap_finish(&w, r);
 }
 
 static int run_rewrap(struct kc_cli *cli, int argc, char **argv) {
@@ -250,28 +252,32 @@ static int run_rewrap(struct kc_cli *cli, int argc, char **argv) {
         struct rewrap_run w = { .cli = cli };
         _cleanup_(kc_cli_target_clear) struct kc_cli_target t = {};
         struct kc_err err = {};
-        int status, r;
+        int nargs, r;
 
-        if (!kc_cli_begin(cli, argc, argv, &usage, &w.kms, &status))
-                return status;
+        /* Usage errors first: they change nothing and need no KMS. */
+        r = kc_cli_parse(cli, argc, argv, &usage, &nargs);
+        if (r <= 0)
+                return kc_cli_parse_exit(r);
+        if (all && header)
+                return kc_cli_usage_error(&usage, "--header names one volume; not with --all");
+        if (!all && nargs != 1)
+                return kc_cli_usage_error(&usage, "give one NAME or DEVICE, or --all");
+        r = kc_cli_kms(cli, &w.kms);
+        if (r < 0)
+                return kc_cli_exit_status(r);
         w.key = key;
         w.dry_run = dry_run;
         w.always = always;
-        w.out = cli->json ? json_object_new_array() : NULL;
+        w.out = cli->json && !cli->quiet ? json_object_new_array() : NULL;
         if (all) {
                 _cleanup_known_volumes_ struct kc_known_volumes *k = NULL;
 
-                if (header)
-                        return kc_cli_fail(cli, -EINVAL, NULL, "--header names one volume; not with --all");
                 r = kc_known_volumes_scan(volumes, argv + 1, &k, &err);
-                if (r < 0)
+                if (r < 0) {
+                        json_object_put(w.out);
                         return kc_cli_fail(cli, r, &err, "find volumes");
+                }
                 return rewrap_finish(&w, rewrap_known(&w, k, NULL));
-        }
-        if (kc_strv_length(argv) != 2) {
-                json_object_put(w.out);
-                log_error("rewrap: give one NAME or DEVICE, or --all (see 'kmscrypt rewrap --help')");
-                return KC_EXIT_USAGE;
         }
         r = kc_cli_target_resolve(argv[1], header, volumes, &t, &err);
         if (r < 0) {
@@ -337,18 +343,20 @@ static int run_rebind(struct kc_cli *cli, int argc, char **argv) {
         struct kc_rewrap_result res;
         struct kc_err err = {};
         struct kc_kms *kms;
-        int status, r;
+        int nargs, r;
 
-        if (!kc_cli_begin(cli, argc, argv, &usage, &kms, &status))
-                return status;
-        if (!kv) {
-                log_error("rebind: --context is required (see 'kmscrypt rebind --help')");
-                return KC_EXIT_USAGE;
-        }
-        if (!is_name(argv[1]) || strchr(argv[1], '='))
-                r = kc_cli_target_resolve(argv[1], header, KC_VOLUMES_FILE, &t, &err);
-        else
-                r = kc_err_set(&err, -EINVAL, "rebind takes a DEVICE path, UUID= or LABEL=, not a name");
+        /* Usage errors first: they change nothing and need no KMS. */
+        r = kc_cli_parse(cli, argc, argv, &usage, &nargs);
+        if (r <= 0)
+                return kc_cli_parse_exit(r);
+        if (!kv)
+                return kc_cli_usage_error(&usage, "--context is required");
+        if (is_name(argv[1]))
+                return kc_cli_usage_error(&usage, "rebind takes a DEVICE path, UUID= or LABEL=, not a name");
+        r = kc_cli_kms(cli, &kms);
+        if (r < 0)
+                return kc_cli_exit_status(r);
+        r = kc_cli_target_resolve(argv[1], header, KC_VOLUMES_FILE, &t, &err);
         if (r >= 0)
                 r = merged_context(&t, kv, &ctx, &err);
         if (r < 0)
@@ -367,9 +375,11 @@ static int run_rebind(struct kc_cli *cli, int argc, char **argv) {
                 return kc_cli_fail(cli, r, &err, "rebind");
         if (r > 0)
                 kc_cli_warn_unrecorded(cli, &err, "rebind");
-        if (cli->json)
+        if (cli->quiet)
+                ;
+        else if (cli->json)
                 kc_cli_print_json(rewrap_json(NULL, t.device, &res, dry_run));
-        else if (!cli->quiet)
+        else
                 rewrap_text("", t.device, &res, dry_run, true);
         if (!reencrypt || dry_run)
                 return KC_EXIT_OK;
@@ -464,7 +474,7 @@ int kc_cli_key_usage(struct kc_cli *cli, int argc, char **argv) {
                 {},
         };
         const struct kc_cli_usage usage = {
-                .synopsis = "key usage KEY [DEVICE...] [--json]",
+                .synopsis = "key usage KEY [DEVICE...] [--volumes FILE] [--json]",
                 .description = "List the known volumes (configured, attached, and DEVICEs given) whose data\n"
                                "key is wrapped under KEY, per key version; volumes whose header cannot be\n"
                                "read are listed apart, since they may depend on it too.",
@@ -487,7 +497,8 @@ int kc_cli_key_usage(struct kc_cli *cli, int argc, char **argv) {
         r = kc_known_volumes_scan(volumes, argv + 2, &k, &err);
         if (r < 0)
                 return kc_cli_fail(cli, r, &err, "find volumes");
-        print_usage(cli, &info, k);
+        if (!cli->quiet)
+                print_usage(cli, &info, k);
         return KC_EXIT_OK;
 }
 
@@ -586,8 +597,18 @@ static void progress_print(uint64_t done, uint64_t total, void *userdata) {
 }
 
 static int copy_done(struct kc_cli *cli, const char *verb, const char *src, const char *dst) {
-        if (!cli->quiet && !cli->json)
+        struct json_object *o;
+
+        if (cli->quiet)
+                return KC_EXIT_OK;
+        if (!cli->json) {
                 printf("%s %s to %s (encrypted, block for block)\n", verb, src, dst);
+                return KC_EXIT_OK;
+        }
+        o = json_object_new_object();
+        json_object_object_add(o, "Source", json_object_new_string(src));
+        json_object_object_add(o, "Destination", json_object_new_string(dst));
+        kc_cli_print_json(o);
         return KC_EXIT_OK;
 }
 
@@ -619,6 +640,7 @@ static int run_snapshot_or_backup(struct kc_cli *cli, int argc, char **argv, boo
         r = kc_cli_parse(cli, argc, argv, backup ? &usage_backup : &usage_snapshot, &argc);
         if (r <= 0)
                 return kc_cli_parse_exit(r);
+        pg.tty = pg.tty && !cli->quiet;
         if (is_name(argv[1]) && kc_volume_status(argv[1], NULL, &st, NULL) >= 0) {
                 kc_volume_status_clear(&st);
                 r = kc_snapshot(argv[1], argv[2], force, progress_print, &pg, &err);
@@ -652,7 +674,7 @@ static int run_restore(struct kc_cli *cli, int argc, char **argv) {
                 {},
         };
         const struct kc_cli_usage usage = {
-                .synopsis = "restore FILE DEVICE [--context volume-id=NEW,...]",
+                .synopsis = "restore FILE DEVICE [--context volume-id=NEW,...] [--force]",
                 .description = "Write a backup (header and ciphertext) to DEVICE, which must not be attached.\n"
                                "With --context the copy is then rebound: a volume of its own.",
                 .options = options, .min_args = 2, .max_args = 2,
@@ -664,16 +686,27 @@ static int run_restore(struct kc_cli *cli, int argc, char **argv) {
         r = kc_cli_parse(cli, argc, argv, &usage, &argc);
         if (r <= 0)
                 return kc_cli_parse_exit(r);
+        pg.tty = pg.tty && !cli->quiet;
         if (kc_mapping_of_device(argv[2], NULL) >= 0)
                 return kc_cli_fail(cli, -EBUSY, NULL, "restore: the target device is attached");
         r = kc_copy_encrypted(argv[1], argv[2], force, progress_print, &pg, &err);
         if (r < 0)
                 return kc_cli_fail(cli, r, &err, "restore");
-        copy_done(cli, "restored", argv[1], argv[2]);
+        /* With --context, --json prints the one object of the rebind (it names the device). */
+        if (!kv || !cli->json)
+                copy_done(cli, "restored", argv[1], argv[2]);
         if (!kv)
                 return KC_EXIT_OK;
         {
+                /* DEVICE is a path here, also a bare file name, which rebind would take for a volume name. */
+                _cleanup_free_ char *path = NULL;
                 char *rebind_argv[] = { (char *) "rebind", argv[2], (char *) "--context", (char *) kv, NULL };
+
+                if (is_name(argv[2])) {
+                        if (asprintf(&path, "./%s", argv[2]) < 0)
+                                return kc_cli_fail(cli, -ENOMEM, NULL, "restore");
+                        rebind_argv[1] = path;
+                }
                 return run_rebind(cli, 4, rebind_argv);
         }
 }

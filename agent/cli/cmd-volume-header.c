@@ -66,9 +66,13 @@ int kc_cli_secret_from_file(const char *option, const char *path, bool passphras
         return 0;
 }
 
-/* Parse the options of format or adopt, and check --key and the context.  false: done, *ret_status says how. */
+/*
+ * Parse the options of format or adopt, and check the context and --key,
+ * which default-key of kmscrypt.conf stands in for.  false: done, *ret_status
+ * says how.
+ */
 static bool volume_begin(struct kc_cli *cli, int argc, char **argv, const struct kc_cli_usage *u,
-                         const char *const *key, const char *const *kv, const char *const *json, struct kc_context **ret_ctx, int *ret_status) {
+                         const char **key, const char *const *kv, const char *const *json, struct kc_context **ret_ctx, int *ret_status) {
         int nargs, r;
 
         r = kc_cli_parse(cli, argc, argv, u, &nargs);
@@ -78,7 +82,12 @@ static bool volume_begin(struct kc_cli *cli, int argc, char **argv, const struct
         }
         *ret_status = KC_EXIT_USAGE;
         if (!*key) {
-                log_error("--key KEY is required");
+                if (kc_cli_config(cli) < 0)
+                        return false;
+                *key = cli->config.default_key;
+        }
+        if (!*key) {
+                kc_cli_usage_error(u, "--key KEY is required (kmscrypt.conf sets no default-key)");
                 return false;
         }
         return context_from_options(*kv, *json, ret_ctx) >= 0 && volume_context(*ret_ctx) >= 0;
@@ -240,7 +249,8 @@ static int volume_adopt(struct kc_cli *cli, int argc, char **argv) {
                 {},
         };
         const struct kc_cli_usage usage = {
-                .synopsis = "adopt DEVICE --key KEY --context ... (--passphrase-file F | --key-file F) [--remove-passphrase]",
+                .synopsis = "adopt DEVICE --key KEY --context K=V,... (--passphrase-file FILE | --key-file FILE)\n"
+                            "      [--remove-passphrase]",
                 .description = "Put an existing LUKS2 volume under kmscrypt: unlock its volume key once,\n"
                                "wrap it with the KMS and store the kmscrypt token.  The data is not touched;\n"
                                "keyslots stay unless --remove-passphrase.",
@@ -258,10 +268,8 @@ static int volume_adopt(struct kc_cli *cli, int argc, char **argv) {
 
         if (!volume_begin(cli, argc, argv, &usage, &key, &kv, &json, &ctx, &status))
                 return status;
-        if (!!passfile == !!keyfile) {
-                log_error("give exactly one of --passphrase-file FILE and --key-file FILE");
-                return KC_EXIT_USAGE;
-        }
+        if (!!passfile == !!keyfile)
+                return kc_cli_usage_error(&usage, "give exactly one of --passphrase-file FILE and --key-file FILE");
         if (kc_cli_secret_from_file(passfile ? "passphrase-file" : "key-file", passfile ?: keyfile, !!passfile,
                              &pass, &pass_len) < 0)
                 return KC_EXIT_USAGE;

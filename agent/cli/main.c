@@ -56,9 +56,9 @@ int main(int argc, char **argv) {
                 {},
         };
         const struct kc_cli_usage usage = {
-                .synopsis = "[OPTIONS] COMMAND ...",
-                .description = "Manage the customer master keys of the local KMS, wrap and unwrap data keys,\n"
-                               "and read the audit trail.",
+                .synopsis = "[GLOBAL-OPTIONS] COMMAND [SUBCOMMAND] [OPTIONS] [ARGUMENTS]",
+                .description = "Manage kmscrypt volumes (LUKS2 whose data key a KMS wraps), the customer master\n"
+                               "keys of the local KMS, data keys, and the audit trail.",
                 .options = options,
                 .commands = table,
                 .n_commands = ARRAY_SIZE(commands),

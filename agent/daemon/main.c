@@ -153,7 +153,9 @@ static int parse_args(struct daemon *d, int argc, char **argv) {
         };
         int c, level;
 
-        while ((c = getopt_long(argc, argv, "s:g:j:c:h", options, NULL)) >= 0)
+        /* Our own one-line messages, with a hint, instead of getopt's. */
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, ":s:g:j:c:h", options, NULL)) >= 0)
                 switch (c) {
                 case 's': d->socket_path = optarg; break;
                 case ARG_VOLUMES: d->volumes_path = optarg; break;
@@ -180,10 +182,20 @@ static int parse_args(struct daemon *d, int argc, char **argv) {
                 case ARG_STDERR: d->log_stderr = true; break;
                 case 'h': fputs(help, stdout); return 0;
                 case ARG_VERSION: puts("kmscryptd " PACKAGE_VERSION); return 0;
-                default: return -EINVAL;
+                case ':':
+                        return log_error_errno(EINVAL, "option %s needs a value (see 'kmscryptd --help')",
+                                               argv[optind - 1]);
+                default:
+                        /* A long option known but given a value sets optopt; an unknown one leaves it 0. */
+                        if (strncmp(argv[optind - 1], "--", 2) != 0)
+                                return log_error_errno(EINVAL, "unknown option -%c (see 'kmscryptd --help')", optopt);
+                        if (optopt != 0)
+                                return log_error_errno(EINVAL, "option %.*s takes no value (see 'kmscryptd --help')",
+                                                       (int) strcspn(argv[optind - 1], "="), argv[optind - 1]);
+                        return log_error_errno(EINVAL, "unknown option %s (see 'kmscryptd --help')", argv[optind - 1]);
                 }
         if (optind < argc)
-                return log_error_errno(EINVAL, "unexpected argument \"%s\"", argv[optind]);
+                return log_error_errno(EINVAL, "unexpected argument \"%s\" (see 'kmscryptd --help')", argv[optind]);
         return 1;
 }
 

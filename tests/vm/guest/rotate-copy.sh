@@ -3,7 +3,8 @@
 # snapshot, backup and restore --context: copies are taken from the backing
 # device while the volume is mounted, hold no plaintext, and a restored copy
 # rebound to its own volume-id attaches with the original's data; a copy of
-# /dev/mapper is refused, and so is rebinding an attached device.
+# /dev/mapper is refused, and so is rebinding an attached device (with the
+# exit statuses of kmscrypt(8)).
 # kcvm-programs: kmscrypt
 . /kc/lib.sh
 
@@ -31,9 +32,17 @@ kmscrypt snapshot vol-orig "$KCVM_DIR/snap.img" || die "snapshot while mounted"
 kmscrypt backup vol-orig "$KCVM_DIR/backup.img" || die "backup while mounted"
 grep -qF "$KCVM_TAG" "$KCVM_DIR/snap.img" && die "plaintext in the snapshot"
 grep -qF "$KCVM_TAG" "$KCVM_DIR/backup.img" && die "plaintext in the backup"
-kmscrypt backup /dev/mapper/vol-orig "$KCVM_DIR/plain.img" 2>/dev/null && die "a backup of the mapping was allowed"
+# Refused with the statuses kmscrypt(8) gives: a mapping holds plaintext (4), an attached device is busy (5).
+rc=0
+kmscrypt backup /dev/mapper/vol-orig "$KCVM_DIR/plain.img" 2>/dev/null || rc=$?
+expect_eq "backup of the mapping: exit status" "$rc" 4
 [ ! -s "$KCVM_DIR/plain.img" ] || die "a copy of the mapping was written"
-kmscrypt rebind "$ORIG" --context volume-id=vol-x 2>/dev/null && die "rebind of an attached device was allowed"
+rc=0
+kmscrypt backup "$ORIG" "$KCVM_DIR/busy.img" 2>/dev/null || rc=$?
+expect_eq "backup of the device of an attached volume: exit status" "$rc" 5
+rc=0
+kmscrypt rebind "$ORIG" --context volume-id=vol-x 2>/dev/null || rc=$?
+expect_eq "rebind of an attached device: exit status" "$rc" 5
 echo ok >"$MNT/after" && sync || die "the volume is not writable after the snapshot (not resumed?)"
 
 umount "$MNT"

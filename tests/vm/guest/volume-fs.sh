@@ -5,7 +5,8 @@
 # attaching an attached volume reports it without a second mapping, a name
 # held by another device is refused, `status --json` and `list --json`
 # against what the kernel and the header say, detach of a mounted volume
-# refused, `detach --deferred` completing on unmount.
+# refused (status 5), `detach --deferred` completing on unmount; -q prints
+# nothing, --json of attach and detach (kmscrypt(8)).
 # kcvm-programs: kmscrypt
 . /kc/lib.sh
 
@@ -73,6 +74,17 @@ grep -q "^/dev/mapper/$name is active and is in use" status.txt || die "status t
 kmscrypt --json list >list.json || die "list --json failed"
 expect_eq "list --json" "$(tr -d ' \n' <list.json)" "[\"$name\"]"
 expect_eq "list" "$(kmscrypt list)" "$name"
+kmscrypt -q status "$name" >out 2>&1 || die "status -q failed: $(cat out)"
+expect_eq "status -q prints" "$(cat out)" ""
+kmscrypt -q --json list >out 2>&1 || die "list -q --json failed: $(cat out)"
+expect_eq "list -q --json prints" "$(cat out)" ""
+rc=0
+kmscrypt status no-such-volume >out 2>err || rc=$?
+expect_eq "status of no such volume: exit status" "$rc" 3
+expect_eq "status of no such volume: error lines" "$(wc -l <err)" 1
+rc=0
+kmscrypt detach no-such-volume 2>err || rc=$?
+expect_eq "detach of no such volume: exit status" "$rc" 3
 
 # ---- attached already: reported, no second mapping, under any name ----
 maps_before=$(dmsetup ls | wc -l)
@@ -80,11 +92,16 @@ kmscrypt attach "$dev" >out 2>&1 || die "attaching an attached volume failed: $(
 expect_eq "second attach says" "$(cat out)" "$dev is already attached as /dev/mapper/$name"
 kmscrypt attach "$dev" --name other >out 2>&1 || die "attaching an attached volume under another name failed: $(cat out)"
 expect_eq "attach under another name says" "$(cat out)" "$dev is already attached as /dev/mapper/$name"
+kmscrypt --json attach "$dev" >out || die "attach --json of an attached volume failed"
+expect_eq "attach --json Name" "$(jget Name out)" "$name"
+expect_eq "attach --json AlreadyAttached" "$(jget AlreadyAttached out)" true
 expect_eq "mappings after attaching twice" "$(dmsetup ls | wc -l)" "$maps_before"
 kcvm_no_key kmscrypt:
 
 # ---- mounted: detach refused, --deferred waits for the unmount ----
-! kmscrypt detach "$name" 2>err || die "detach of a mounted volume succeeded"
+rc=0
+kmscrypt detach "$name" 2>err || rc=$?
+expect_eq "detach of a mounted volume: exit status (busy)" "$rc" 5
 grep -q "in use" err || die "detach of a mounted volume: '$(cat err)', expected 'in use'"
 kmscrypt detach "$name" --deferred >out || die "detach --deferred failed"
 expect_eq "detach --deferred says" "$(cat out)" "$name marked for deferred removal"
@@ -108,7 +125,9 @@ kmscrypt -q attach "$dev" || die "attach after detach failed"
 mount -t ext4 -o ro "/dev/mapper/$name" "$mnt" || die "mount after re-attach failed"
 (cd "$mnt" && sha256sum -c -s "$KCVM_DIR/sums") || die "checksums differ after detach and attach"
 umount "$mnt"
-kmscrypt -q detach "$name" || die "final detach failed"
+kmscrypt --json detach "$name" >out || die "final detach failed"
+expect_eq "detach --json Name" "$(jget Name out)" "$name"
+expect_eq "detach --json Deferred" "$(jget Deferred out)" false
 kcvm_mknodes
 expect_eq "list after detach" "$(kmscrypt list)" ""
 kcvm_no_key kmscrypt:

@@ -1,0 +1,171 @@
+#!/bin/sh
+# The command-line contract of kmscrypt and kmscryptd, as kmscrypt(8),
+# kmscrypt-reencrypt(8) and kmscryptd(8) state it: --help on every command,
+# synopses and options that match the man pages, usage errors (one line naming
+# what is wrong, with a hint, status 2, before any KMS is opened), and the
+# exit statuses of kmscryptd.
+. "$(dirname "$0")/lib.sh"
+MANDIR=$(cd "$(dirname "$0")/../../man" && pwd)
+KMSCRYPTD=$top_builddir/kmscryptd
+
+# ---- --help, synopses and options against the man pages ----
+if command -v nroff >/dev/null && command -v col >/dev/null; then
+        python3 "$(dirname "$0")/manpage.py" kmscrypt "$KMSCRYPT" "$MANDIR" > "$T/man.out"
+        python3 "$(dirname "$0")/manpage.py" kmscryptd "$KMSCRYPTD" "$MANDIR" >> "$T/man.out"
+        cat "$T/man.out"
+        passed=$((passed + $(grep -c '^ok - ' "$T/man.out")))
+        failed=$((failed + $(grep -c '^FAIL - ' "$T/man.out")))
+        check "the man pages were compared" grep -q 'kmscrypt reencrypt: the man page documents' "$T/man.out"
+else
+        echo "# nroff or col missing: --help not compared with the man pages"
+fi
+
+# Every command and subcommand, from the Commands: lists of --help.
+commands() {
+        for c in $("$KMSCRYPT" --help | sed -n '/^Commands:/,/^$/p' | awk 'NF && !/:$/ { print $1 }'); do
+                subs=$("$KMSCRYPT" $c --help | sed -n '/^Commands:/,/^$/p' | awk 'NF && !/:$/ { print $1 }')
+                if [ -n "$subs" ]; then
+                        for s in $subs; do echo "$c $s"; done
+                else
+                        echo "$c"
+                fi
+        done
+}
+commands > "$T/commands"
+check "more than 25 commands found" test "$(wc -l < "$T/commands")" -gt 25
+
+# ---- usage errors ----
+# ue STATUS NAME ARGS...: a usage error with an audit log that cannot be opened (a directory):
+# status 2 all the same, one line, nothing on stdout, no keystore created.
+mkdir "$T/logdir"
+ue() {
+        want=$1 name=$2
+        shift 2
+        "$KMSCRYPT" --keystore "$T/never" --audit-log "$T/logdir" "$@" > "$T/out" 2> "$T/err"
+        rc=$?
+        if [ "$rc" = "$want" ]; then ok "$name (exit $rc)"; else fail "$name: exit $rc, expected $want: $(cat "$T/err")"; fi
+        check "$name: one line on stderr" one_error_line
+        check "$name: nothing on stdout" test ! -s "$T/out"
+        check "$name: no keystore created" test ! -e "$T/never"
+}
+# says TEXT: the one line on stderr contains TEXT.
+says() { check "says '$1'" grep -qF -- "$1" "$T/err"; }
+
+while read -r cmd; do
+        ue 2 "$cmd --no-such-option" $cmd --no-such-option
+        says "unknown option --no-such-option (see 'kmscrypt $cmd --help')"
+        # The first option that takes a value, given none.
+        opt=$("$KMSCRYPT" $cmd --help | sed -n '/^Options:/,/^$/s/^  \(-., \)\{0,1\} *\(--[a-z-]*\) \([^ ][^ ]*\) .*/\2 \3/p' | head -n1)
+        if [ -n "$opt" ]; then
+                ue 2 "$cmd ${opt% *} without its value" $cmd "${opt% *}"
+                says "option ${opt% *} needs a value ${opt#* } (see 'kmscrypt $cmd --help')"
+        fi
+        # A command whose synopsis starts with an argument or a required option, given nothing.
+        syn=$("$KMSCRYPT" $cmd --help | sed -n '1s/^Usage: kmscrypt //p')
+        first=${syn#"$cmd "}
+        case "$first" in
+        [A-Z]*|--*)
+                ue 2 "$cmd without arguments" $cmd
+                says "(see 'kmscrypt $cmd --help')"
+                ;;
+        esac
+done < "$T/commands"
+
+ue 2 "unknown command" frobnicate
+says "unknown command \"frobnicate\" (see 'kmscrypt --help')"
+ue 2 "unknown subcommand" key frobnicate
+says "unknown command \"frobnicate\" (see 'kmscrypt key --help')"
+# A group without its command: the one line, and its commands listed on stdout.
+expect 2 "group without its command" audit
+check "group without its command: one line" one_error_line
+says "missing command (see 'kmscrypt audit --help')"
+check "group without its command: lists its commands" grep -q '^  verify' "$T/out"
+ue 2 "missing positional, named" snapshot pgdata
+says "missing DEST (see 'kmscrypt snapshot --help')"
+ue 2 "unexpected positional, named" key describe alias/a alias/b
+says "unexpected argument \"alias/b\" (see 'kmscrypt key describe --help')"
+ue 2 "flag given a value" key list --json=yes
+says "option --json takes no value"
+ue 2 "short flags are not bundled" -qv key list
+says "unknown option -qv"
+# Usage errors that commands find after parsing: before the KMS too.
+ue 2 "key rotate: DEVICE without --rewrap" key rotate alias/a /dev/sdx
+says "DEVICE arguments go with --rewrap"
+ue 2 "schedule-deletion: window out of range" key schedule-deletion alias/a --pending-window-in-days 6
+says "--pending-window-in-days"
+ue 2 "rewrap: no volume" rewrap
+says "give one NAME or DEVICE, or --all (see 'kmscrypt rewrap --help')"
+ue 2 "rewrap: --header with --all" rewrap --all --header /tmp/h
+says "--header names one volume"
+ue 2 "rebind: no --context" rebind /dev/sdx
+says "--context is required (see 'kmscrypt rebind --help')"
+ue 2 "rebind: a name" rebind pgdata --context volume-id=x
+says "not a name"
+ue 2 "reencrypt: bad --rate-limit" reencrypt /dev/sdx --rate-limit 0
+says "--rate-limit"
+ue 2 "reencrypt: bad --resilience" reencrypt /dev/sdx --resilience none
+says "checksum or journal"
+ue 2 "reencrypt: bad --pbkdf" reencrypt /dev/sdx --pbkdf md5
+says "--pbkdf"
+ue 2 "format: bad --sector-size" format /dev/sdx --key alias/a --context db-id=d,volume-id=v --sector-size 1000
+ue 2 "adopt: neither passphrase nor key file" adopt /dev/sdx --key alias/a --context db-id=d,volume-id=v
+says "(see 'kmscrypt adopt --help')"
+ue 2 "attach: --all with a device" attach --all /dev/sdx
+ue 2 "audit list: bad --since" audit list --since yesterday
+
+# With a usable audit log the same refusal is 2 as well, and the keystore stays as it was.
+expect 0 "create key" key create --alias alias/a --quiet
+before=$(snapshot "$KS")
+lines=$(audit_lines)
+expect 2 "usage error with a working KMS" key rotate alias/a /dev/sdx
+check "usage error: nothing audited, keystore unchanged" test "$(audit_lines)" = "$lines" -a "$before" = "$(snapshot "$KS")"
+
+# ---- exit statuses the man page names, with real cases ----
+expect 3 "rewrap of a name that is neither configured nor attached" rewrap no-such-volume --volumes "$T/none"
+check "not found: one line" one_error_line
+printf 'pg /dev/disk/by-id/nothing db-id=d,volume-id=v nofial\n' > "$T/volumes.bad"
+expect 2 "config check: a mistake in the volumes file" config check --volumes "$T/volumes.bad"
+check "names the file and line" grep -q "volumes.bad:1: .*nofial" "$T/err"
+printf 'pg /dev/disk/by-id/nothing db-id=d,volume-id=v\n' > "$T/volumes.ok"
+expect 0 "config check: a device not present is no error" config check --volumes "$T/volumes.ok"
+
+# ---- kmscryptd ----
+unset JOURNAL_STREAM
+# d STATUS NAME ARGS...: kmscryptd with its socket in $T; it must not get as far as serving.
+d() {
+        want=$1 name=$2
+        shift 2
+        timeout 20 "$KMSCRYPTD" --socket "$T/agent.sock" --stderr "$@" > "$T/out" 2> "$T/err"
+        rc=$?
+        if [ "$rc" = "$want" ]; then ok "kmscryptd $name (exit $rc)"; else fail "kmscryptd $name: exit $rc, expected $want: $(cat "$T/err")"; fi
+}
+d_one_line() { [ "$(wc -l < "$T/err")" -eq 1 ] && grep -q '^kmscryptd: ' "$T/err"; }
+d 0 "--help" --help
+check "kmscryptd --help: usage" grep -q '^Usage: kmscryptd \[OPTIONS\]' "$T/out"
+d 0 "--version" --version
+check "kmscryptd --version" grep -q '^kmscryptd [0-9]' "$T/out"
+d 2 "unknown option" --no-such-option
+check "kmscryptd unknown option: one line with a hint" d_one_line
+check "kmscryptd unknown option: names it" grep -qF "unknown option --no-such-option (see 'kmscryptd --help')" "$T/err"
+d 2 "unknown short option" -z
+check "kmscryptd -z: names it" grep -qF "unknown option -z (see" "$T/err"
+d 2 "option without its value" --volumes
+check "kmscryptd --volumes without value: one line" d_one_line
+check "kmscryptd --volumes without value: names it" grep -qF "option --volumes needs a value (see 'kmscryptd --help')" "$T/err"
+d 2 "flag given a value" --no-attach=yes
+check "kmscryptd --no-attach=yes: names it" grep -qF "option --no-attach takes no value" "$T/err"
+d 2 "an argument" extra
+check "kmscryptd extra argument: names it" grep -qF 'unexpected argument "extra"' "$T/err"
+d 2 "--max-parallel out of range" --max-parallel 0
+d 2 "--revoke-interval out of range" --revoke-interval 86401
+d 2 "--log-level unknown" --log-level loud
+if [ "$(id -u)" = 0 ]; then
+        # Status 1: the agent cannot start.  (It drops capabilities first, which needs root.)
+        d 1 "a status group that does not exist" --group kmscrypt-no-such-group --config "$T/empty.conf"
+        check "kmscryptd: names the group" grep -q 'kmscrypt-no-such-group' "$T/err"
+        d 1 "a volumes file with a mistake" --volumes "$T/volumes.bad" --group '' --config "$T/empty.conf"
+        check "kmscryptd: names the file and line" grep -q "volumes.bad:1:" "$T/err"
+        check "kmscryptd: no socket left" test ! -e "$T/agent.sock"
+fi
+
+finish
