@@ -594,7 +594,9 @@ static int open_copy_dst(const char *dst, bool overwrite, uint64_t need, char **
         uint64_t size;
         int fd;
 
-        if (stat(dst, &st) == 0 && S_ISBLK(st.st_mode)) {
+        if (stat(dst, &st) < 0)
+                st.st_mode = 0;
+        if (S_ISBLK(st.st_mode)) {
                 fd = open(dst, O_WRONLY | O_CLOEXEC | O_EXCL);
                 if (fd < 0)
                         return kc_err_set(err, negative_errno(), "cannot open %s: %s", dst, strerror(errno));
@@ -605,6 +607,9 @@ static int open_copy_dst(const char *dst, bool overwrite, uint64_t need, char **
                 *ret_tmp = NULL;
                 return fd;
         }
+        /* Renaming over a character device, a FIFO or a directory would replace it, not write to it. */
+        if (st.st_mode != 0 && !S_ISREG(st.st_mode))
+                return kc_err_set(err, -EINVAL, "%s is neither a block device nor a regular file", dst);
         if (!overwrite && lstat(dst, &st) == 0)
                 return kc_err_set(err, -EEXIST, "cannot create %s: %s (refusing to overwrite)", dst, strerror(EEXIST));
         if (asprintf(&tmp, "%.*s.%s.tmp-XXXXXX", dirlen, dst, dst + dirlen) < 0)

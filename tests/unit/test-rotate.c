@@ -550,6 +550,21 @@ START_TEST(test_copy_failure_keeps_destination) {
 }
 END_TEST
 
+/* A destination that is neither a block device nor a regular file is refused, not replaced by a file. */
+START_TEST(test_copy_refuses_special_destination) {
+        _cleanup_free_ char *fifo = NULL;
+        struct kc_err err = {};
+        struct stat st;
+
+        ck_assert_int_ge(asprintf(&fifo, "%s/copy.img.fifo", f.dir), 0);
+        ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+        ck_assert_int_eq(kc_copy_encrypted(f.img[0], fifo, true, NULL, NULL, &err), -EINVAL);
+        ck_assert_int_eq(lstat(fifo, &st), 0);
+        ck_assert(S_ISFIFO(st.st_mode));
+        ck_assert_uint_eq(copy_entries(), 1);
+}
+END_TEST
+
 Suite *kc_test_suite(void) {
         Suite *s = suite_create("rotate");
         TCase *tc = tcase_create("rotate");
@@ -568,6 +583,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_key_health);
         tcase_add_test(tc, test_copy);
         tcase_add_test(tc, test_copy_failure_keeps_destination);
+        tcase_add_test(tc, test_copy_refuses_special_destination);
         suite_add_tcase(s, tc);
         return s;
 }
