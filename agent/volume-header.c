@@ -10,12 +10,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "agent/volume.h"
 #include "lib/json-util.h"
@@ -271,6 +273,40 @@ static int recovery_keyslot(const struct kc_volume_ref *ref) {
         return json_object_get_int(json_object_object_get(json_object_array_get_idx(slots, 0), "id"));
 }
 
+/*
+ * Undo a format that failed after libcryptsetup wrote its header (a keyslot,
+ * the token or the read-back refused): that header opens nothing, and it
+ * would make the next format of the device refuse it as not blank.  Only a
+ * header carrying this call's fresh UUID is touched: both of its copies
+ * (primary and secondary, each metadata_size bytes) are zeroed.
+ */
+static void format_undo(const struct kc_volume_ref *ref, const char *uuid) {
+        static const uint8_t zeros[4096];
+        _cleanup_luks_ struct kc_luks *l = NULL;
+        _cleanup_json_ struct json_object *o = NULL;
+        _cleanup_close_ int fd = -1;
+        const char *path = ref->header ?: ref->device;
+        int64_t size;
+        int r;
+
+        if (kc_luks_open(ref->device, ref->header, &l, NULL) < 0 || kc_luks_dump_json(l, &o) < 0 ||
+            !streq_ptr(json_object_get_string(json_object_object_get(o, "uuid")), uuid))
+                return;
+        kc_luks_close(TAKE_PTR(l));
+        size = 2 * json_object_get_int64(json_object_object_get(o, "metadata_size"));
+        if (size <= 0 || size % (int64_t) sizeof(zeros) != 0 || size > 8 * 1024 * 1024)
+                return;
+        fd = open(path, O_WRONLY | O_CLOEXEC);
+        r = fd < 0 ? negative_errno() : 0;
+        for (int64_t off = 0; r == 0 && off < size; off += (int64_t) sizeof(zeros))
+                if (pwrite(fd, zeros, sizeof(zeros), (off_t) off) != (ssize_t) sizeof(zeros))
+                        r = -EIO;
+        if (r == 0 && fsync(fd) < 0)
+                r = negative_errno();
+        if (r < 0)
+                log_debug_errno(r, "cannot remove the half-made header of %s: %m", path);
+}
+
 int kc_volume_format(struct kc_kms *kms, const struct kc_caller *caller,
                      const struct kc_volume_format_params *p, struct kc_volume_result *ret, struct kc_err *err) {
         const struct kc_kms_provider *provider;
@@ -295,8 +331,11 @@ int kc_volume_format(struct kc_kms *kms, const struct kc_caller *caller,
         req.volume = res.uuid;
 
         r = format_write(kms, &req, provider->name, p, &res, err);
-        if (r < 0)
+        if (r < 0) {
+                if (!created)
+                        format_undo(&p->ref, res.uuid);
                 goto fail;
+        }
         if (p->recovery_passphrase)
                 res.recovery_keyslot = recovery_keyslot(&p->ref);
         *ret = res;

@@ -306,6 +306,40 @@ START_TEST(test_format_refusals) {
 }
 END_TEST
 
+/*
+ * A format that fails once libcryptsetup has written its header (here the
+ * recovery keyslot's PBKDF costs, which it refuses only then) leaves the
+ * device blank again, so the same format with good costs needs no force; a
+ * header this call did not write (forced, failed before writing) is left alone.
+ */
+START_TEST(test_format_failure_leaves_device_blank) {
+        struct env e;
+        env_init(&e);
+        _cleanup_free_ char *img = kc_test_image(e.dir, "a.img", KC_TEST_IMAGE_SIZE),
+                            *luks = kc_test_luks2_plain(e.dir, "luks.img", NULL);
+        const struct kc_luks_pbkdf refused = { .type = "pbkdf2", .iterations = 1 };
+        struct kc_volume_format_params p = format_params(&e, img);
+        uint64_t luks_before = kc_test_file_hash(luks);
+        struct kc_volume_result res;
+        struct kc_err err = {};
+
+        p.recovery_passphrase = "recover";
+        p.recovery_passphrase_len = 7;
+        p.pbkdf = &refused;
+        ck_assert_int_eq(kc_volume_format(e.kms, &e.caller, &p, &res, &err), -EINVAL);
+        ck_assert_msg(kc_luks_check_blank(img, &err) == 0, "%s", err.msg);
+        p.pbkdf = &kc_test_fast_pbkdf;
+        ck_assert_msg(kc_volume_format(e.kms, &e.caller, &p, &res, &err) == 0, "%s", err.msg);
+
+        p = format_params(&e, luks);
+        p.force = true;
+        p.sector_size = 768;
+        ck_assert_int_eq(kc_volume_format(e.kms, &e.caller, &p, &res, &err), -EINVAL);
+        ck_assert_uint_eq(kc_test_file_hash(luks), luks_before);
+        env_done(&e);
+}
+END_TEST
+
 START_TEST(test_format_read_only) {
         struct env e;
         env_init(&e);
@@ -583,6 +617,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_format_recovery_interop);
         tcase_add_test(tc, test_format_detached);
         tcase_add_test(tc, test_format_refusals);
+        tcase_add_test(tc, test_format_failure_leaves_device_blank);
         tcase_add_test(tc, test_format_read_only);
         tcase_add_test(tc, test_adopt);
         tcase_add_test(tc, test_adopt_remove_passphrase);
