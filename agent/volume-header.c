@@ -104,6 +104,25 @@ static bool token_same(const struct kc_token *a, const struct kc_token *b) {
                 memcmp(a->wrapped_key, b->wrapped_key, a->wrapped_key_len) == 0;
 }
 
+/* The KMS unwraps token's blob (under the token's context) to exactly key. */
+static int token_unwraps_to(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_token *t,
+                            const void *key, size_t key_size, const char *what, struct kc_err *err) {
+        _cleanup_secret_ void *unwrapped = NULL;
+        _cleanup_free_ char *key_ref = NULL;
+        int r;
+
+        r = kc_token_key_ref(t, &key_ref);
+        if (r < 0)
+                return r;
+        r = kc_kms_decrypt(kms, req, key_ref, t->wrapped_key, t->wrapped_key_len, t->context, &unwrapped, NULL, NULL,
+                           err);
+        if (r < 0)
+                return r;
+        if (kc_secret_size(unwrapped) != key_size || !kc_memeq_const(unwrapped, key, key_size))
+                return kc_err_set(err, -EIO, "the kmscrypt token of %s unwraps to a different key", what);
+        return 0;
+}
+
 /*
  * Read the header back from disk with a fresh handle and prove the whole
  * chain: the token parses and is the one written, the LUKS2 digest accepts
@@ -115,10 +134,6 @@ static int verify_on_disk(struct kc_kms *kms, const struct kc_kms_request *req, 
                           struct kc_luks **ret_luks, int *ret_token_id, struct kc_err *err) {
         _cleanup_luks_ struct kc_luks *l = NULL;
         _cleanup_(kc_token_clear) struct kc_token t = {};
-        _cleanup_secret_ void *unwrapped = NULL;
-        _cleanup_free_ char *key_ref = NULL;
-        char key_id[65];
-        uint32_t key_version;
         int id, r;
 
         r = kc_luks_open(ref->device, ref->header, &l, err);
@@ -134,16 +149,9 @@ static int verify_on_disk(struct kc_kms *kms, const struct kc_kms_request *req, 
         if (r < 0)
                 return kc_err_set(err, r, "the LUKS2 digest of %s does not accept the volume key",
                                   ref->header ?: ref->device);
-        r = kc_token_key_ref(&t, &key_ref);
+        r = token_unwraps_to(kms, req, &t, key, key_size, ref->header ?: ref->device, err);
         if (r < 0)
                 return r;
-        r = kc_kms_decrypt(kms, req, key_ref, t.wrapped_key, t.wrapped_key_len, t.context,
-                           &unwrapped, key_id, &key_version, err);
-        if (r < 0)
-                return r;
-        if (kc_secret_size(unwrapped) != key_size || !kc_memeq_const(unwrapped, key, key_size))
-                return kc_err_set(err, -EIO, "the kmscrypt token of %s unwraps to a different key",
-                                  ref->header ?: ref->device);
         if (ret_luks)
                 *ret_luks = TAKE_PTR(l);
         *ret_token_id = id;
@@ -416,6 +424,10 @@ int kc_volume_adopt(struct kc_kms *kms, const struct kc_caller *caller,
         r = kc_volume_token_build(provider->name, &dk, p->context, &token);
         if (r < 0)
                 return kc_err_set(err, r, "cannot build the kmscrypt token: %s", strerror(-r));
+        /* Proven before it is written: a token the KMS will not unwrap must not be left in the header. */
+        r = token_unwraps_to(kms, &req, &token, key, kc_secret_size(key), p->ref.header ?: p->ref.device, err);
+        if (r < 0)
+                return r;
         r = kc_luks_token_write(l, -1, &token, err);
         if (r < 0)
                 return r;
