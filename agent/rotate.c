@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <linux/fs.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -579,12 +580,23 @@ static bool is_crypt_mapping(int fd) {
         return strncmp(uuid, "CRYPT-", 6) == 0;
 }
 
-static int open_copy_dst(const char *dst, bool overwrite, uint64_t need, bool *ret_file, struct kc_err *err) {
+/*
+ * A device is written in place.  A file copy goes to a 0600 temporary file
+ * beside dst (*ret_tmp), renamed over dst only once complete (copy_commit):
+ * a copy that fails half-way never truncates an earlier backup (--force)
+ * nor leaves a half-written one under the name.
+ */
+static int open_copy_dst(const char *dst, bool overwrite, uint64_t need, char **ret_tmp, struct kc_err *err) {
+        _cleanup_free_ char *tmp = NULL;
+        const char *slash = strrchr(dst, '/');
+        int dirlen = slash ? (int) (slash - dst + 1) : 0;
         struct stat st;
         uint64_t size;
         int fd;
 
-        if (stat(dst, &st) == 0 && S_ISBLK(st.st_mode)) {
+        if (stat(dst, &st) < 0)
+                st.st_mode = 0;
+        if (S_ISBLK(st.st_mode)) {
                 fd = open(dst, O_WRONLY | O_CLOEXEC | O_EXCL);
                 if (fd < 0)
                         return kc_err_set(err, negative_errno(), "cannot open %s: %s", dst, strerror(errno));
@@ -592,15 +604,37 @@ static int open_copy_dst(const char *dst, bool overwrite, uint64_t need, bool *r
                         close(fd);
                         return kc_err_set(err, -ENOSPC, "%s is smaller than the source", dst);
                 }
-                *ret_file = false;
+                *ret_tmp = NULL;
                 return fd;
         }
-        fd = open(dst, O_WRONLY | O_CREAT | O_CLOEXEC | (overwrite ? O_TRUNC : O_EXCL), 0600);
+        /* Renaming over a character device, a FIFO or a directory would replace it, not write to it. */
+        if (st.st_mode != 0 && !S_ISREG(st.st_mode))
+                return kc_err_set(err, -EINVAL, "%s is neither a block device nor a regular file", dst);
+        if (!overwrite && lstat(dst, &st) == 0)
+                return kc_err_set(err, -EEXIST, "cannot create %s: %s (refusing to overwrite)", dst, strerror(EEXIST));
+        if (asprintf(&tmp, "%.*s.%s.tmp-XXXXXX", dirlen, dst, dst + dirlen) < 0)
+                return -ENOMEM;
+        fd = mkostemp(tmp, O_CLOEXEC);
         if (fd < 0)
-                return kc_err_set(err, negative_errno(), "cannot create %s: %s%s", dst, strerror(errno),
-                                  errno == EEXIST ? " (refusing to overwrite)" : "");
-        *ret_file = true;
+                return kc_err_set(err, negative_errno(), "cannot create %s: %s", tmp, strerror(errno));
+        *ret_tmp = TAKE_PTR(tmp);
         return fd;
+}
+
+/* The complete (fsync()ed) temporary file becomes dst, durably; without overwrite never over a file that appeared meanwhile. */
+static int copy_commit(const char *tmp, const char *dst, bool overwrite, struct kc_err *err) {
+        _cleanup_free_ char *dir = strdup(dst);
+        _cleanup_close_ int fd = -1;
+
+        if (!dir)
+                return -ENOMEM;
+        if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dst, overwrite ? 0 : RENAME_NOREPLACE) < 0)
+                return kc_err_set(err, negative_errno(), "cannot rename %s to %s: %s%s", tmp, dst, strerror(errno),
+                                  errno == EEXIST ? " (refusing to overwrite)" : "");
+        fd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0 || fsync(fd) < 0)
+                return kc_err_set(err, negative_errno(), "cannot fsync the directory of %s: %s", dst, strerror(errno));
+        return 0;
 }
 
 static bool all_zero(const uint8_t *p, size_t n) {
@@ -643,8 +677,8 @@ static int copy_fds(int in, int out, uint64_t total, bool sparse, kc_copy_progre
 int kc_copy_encrypted(const char *src, const char *dst, bool overwrite, kc_copy_progress_fn progress,
                       void *userdata, struct kc_err *err) {
         _cleanup_close_ int in = -1, out = -1;
+        _cleanup_free_ char *tmp = NULL;
         uint64_t total;
-        bool file = false;
         int r;
 
         if (!src || !dst)
@@ -657,13 +691,17 @@ int kc_copy_encrypted(const char *src, const char *dst, bool overwrite, kc_copy_
         r = fd_size(in, &total);
         if (r < 0)
                 return kc_err_set(err, r, "cannot read the size of %s: %s", src, strerror(-r));
-        out = open_copy_dst(dst, overwrite, total, &file, err);
+        out = open_copy_dst(dst, overwrite, total, &tmp, err);
         if (out < 0)
                 return out;
-        r = copy_fds(in, out, total, file, progress, userdata);
+        r = copy_fds(in, out, total, !!tmp, progress, userdata);
         if (r < 0)
-                return kc_err_set(err, r, "copying %s to %s: %s", src, dst, strerror(-r));
-        return 0;
+                kc_err_set(err, r, "copying %s to %s: %s", src, dst, strerror(-r));
+        else if (tmp)
+                r = copy_commit(tmp, dst, overwrite, err);
+        if (r < 0 && tmp)
+                (void) unlink(tmp);
+        return r;
 }
 
 int kc_snapshot(const char *mapping, const char *dst, bool overwrite, kc_copy_progress_fn progress,

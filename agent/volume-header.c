@@ -10,12 +10,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "agent/volume.h"
 #include "lib/json-util.h"
@@ -102,6 +104,25 @@ static bool token_same(const struct kc_token *a, const struct kc_token *b) {
                 memcmp(a->wrapped_key, b->wrapped_key, a->wrapped_key_len) == 0;
 }
 
+/* The KMS unwraps token's blob (under the token's context) to exactly key. */
+static int token_unwraps_to(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_token *t,
+                            const void *key, size_t key_size, const char *what, struct kc_err *err) {
+        _cleanup_secret_ void *unwrapped = NULL;
+        _cleanup_free_ char *key_ref = NULL;
+        int r;
+
+        r = kc_token_key_ref(t, &key_ref);
+        if (r < 0)
+                return r;
+        r = kc_kms_decrypt(kms, req, key_ref, t->wrapped_key, t->wrapped_key_len, t->context, &unwrapped, NULL, NULL,
+                           err);
+        if (r < 0)
+                return r;
+        if (kc_secret_size(unwrapped) != key_size || !kc_memeq_const(unwrapped, key, key_size))
+                return kc_err_set(err, -EIO, "the kmscrypt token of %s unwraps to a different key", what);
+        return 0;
+}
+
 /*
  * Read the header back from disk with a fresh handle and prove the whole
  * chain: the token parses and is the one written, the LUKS2 digest accepts
@@ -113,10 +134,6 @@ static int verify_on_disk(struct kc_kms *kms, const struct kc_kms_request *req, 
                           struct kc_luks **ret_luks, int *ret_token_id, struct kc_err *err) {
         _cleanup_luks_ struct kc_luks *l = NULL;
         _cleanup_(kc_token_clear) struct kc_token t = {};
-        _cleanup_secret_ void *unwrapped = NULL;
-        _cleanup_free_ char *key_ref = NULL;
-        char key_id[65];
-        uint32_t key_version;
         int id, r;
 
         r = kc_luks_open(ref->device, ref->header, &l, err);
@@ -132,16 +149,9 @@ static int verify_on_disk(struct kc_kms *kms, const struct kc_kms_request *req, 
         if (r < 0)
                 return kc_err_set(err, r, "the LUKS2 digest of %s does not accept the volume key",
                                   ref->header ?: ref->device);
-        r = kc_token_key_ref(&t, &key_ref);
+        r = token_unwraps_to(kms, req, &t, key, key_size, ref->header ?: ref->device, err);
         if (r < 0)
                 return r;
-        r = kc_kms_decrypt(kms, req, key_ref, t.wrapped_key, t.wrapped_key_len, t.context,
-                           &unwrapped, key_id, &key_version, err);
-        if (r < 0)
-                return r;
-        if (kc_secret_size(unwrapped) != key_size || !kc_memeq_const(unwrapped, key, key_size))
-                return kc_err_set(err, -EIO, "the kmscrypt token of %s unwraps to a different key",
-                                  ref->header ?: ref->device);
         if (ret_luks)
                 *ret_luks = TAKE_PTR(l);
         *ret_token_id = id;
@@ -271,6 +281,40 @@ static int recovery_keyslot(const struct kc_volume_ref *ref) {
         return json_object_get_int(json_object_object_get(json_object_array_get_idx(slots, 0), "id"));
 }
 
+/*
+ * Undo a format that failed after libcryptsetup wrote its header (a keyslot,
+ * the token or the read-back refused): that header opens nothing, and it
+ * would make the next format of the device refuse it as not blank.  Only a
+ * header carrying this call's fresh UUID is touched: both of its copies
+ * (primary and secondary, each metadata_size bytes) are zeroed.
+ */
+static void format_undo(const struct kc_volume_ref *ref, const char *uuid) {
+        static const uint8_t zeros[4096];
+        _cleanup_luks_ struct kc_luks *l = NULL;
+        _cleanup_json_ struct json_object *o = NULL;
+        _cleanup_close_ int fd = -1;
+        const char *path = ref->header ?: ref->device;
+        int64_t size;
+        int r;
+
+        if (kc_luks_open(ref->device, ref->header, &l, NULL) < 0 || kc_luks_dump_json(l, &o) < 0 ||
+            !streq_ptr(json_object_get_string(json_object_object_get(o, "uuid")), uuid))
+                return;
+        kc_luks_close(TAKE_PTR(l));
+        size = 2 * json_object_get_int64(json_object_object_get(o, "metadata_size"));
+        if (size <= 0 || size % (int64_t) sizeof(zeros) != 0 || size > 8 * 1024 * 1024)
+                return;
+        fd = open(path, O_WRONLY | O_CLOEXEC);
+        r = fd < 0 ? negative_errno() : 0;
+        for (int64_t off = 0; r == 0 && off < size; off += (int64_t) sizeof(zeros))
+                if (pwrite(fd, zeros, sizeof(zeros), (off_t) off) != (ssize_t) sizeof(zeros))
+                        r = -EIO;
+        if (r == 0 && fsync(fd) < 0)
+                r = negative_errno();
+        if (r < 0)
+                log_debug_errno(r, "cannot remove the half-made header of %s: %m", path);
+}
+
 int kc_volume_format(struct kc_kms *kms, const struct kc_caller *caller,
                      const struct kc_volume_format_params *p, struct kc_volume_result *ret, struct kc_err *err) {
         const struct kc_kms_provider *provider;
@@ -295,8 +339,11 @@ int kc_volume_format(struct kc_kms *kms, const struct kc_caller *caller,
         req.volume = res.uuid;
 
         r = format_write(kms, &req, provider->name, p, &res, err);
-        if (r < 0)
+        if (r < 0) {
+                if (!created)
+                        format_undo(&p->ref, res.uuid);
                 goto fail;
+        }
         if (p->recovery_passphrase)
                 res.recovery_keyslot = recovery_keyslot(&p->ref);
         *ret = res;
@@ -377,6 +424,10 @@ int kc_volume_adopt(struct kc_kms *kms, const struct kc_caller *caller,
         r = kc_volume_token_build(provider->name, &dk, p->context, &token);
         if (r < 0)
                 return kc_err_set(err, r, "cannot build the kmscrypt token: %s", strerror(-r));
+        /* Proven before it is written: a token the KMS will not unwrap must not be left in the header. */
+        r = token_unwraps_to(kms, &req, &token, key, kc_secret_size(key), p->ref.header ?: p->ref.device, err);
+        if (r < 0)
+                return r;
         r = kc_luks_token_write(l, -1, &token, err);
         if (r < 0)
                 return r;

@@ -2,6 +2,7 @@
 #include <ctype.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -92,15 +93,58 @@ static void hdrs_free(struct hdr *h, size_t n) {
         free(h);
 }
 
+/*
+ * The canonical request carries the session token in clear, so it is built
+ * in kc_secret memory: growing copies it into a bigger secret buffer and
+ * frees (wipes) the old one, where a memstream's realloc() would leave
+ * copies of the token behind in freed heap.
+ */
+struct sbuf {
+        char *p;                /* kc_secret, NUL-terminated */
+        size_t n, cap;
+        bool failed;
+};
+
+static void sbuf_add(struct sbuf *b, const char *s, size_t n) {
+        char *p;
+
+        if (b->failed)
+                return;
+        if (b->n + n + 1 > b->cap) {
+                size_t cap = 2 * (b->n + n + 1);
+
+                p = kc_secret_alloc(cap);
+                if (!p) {
+                        b->failed = true;
+                        return;
+                }
+                if (b->p)
+                        memcpy(p, b->p, b->n);
+                kc_secret_free(b->p);
+                b->p = p;
+                b->cap = cap;
+        }
+        memcpy(b->p + b->n, s, n);
+        b->n += n;
+        b->p[b->n] = '\0';
+}
+
+static void sbuf_str(struct sbuf *b, const char *s) {
+        sbuf_add(b, s, strlen(s));
+}
+
 /* RFC 3986 unreserved characters stay, everything else is %XX (upper-case hex). */
-static void uri_encode(FILE *f, const char *s, size_t n) {
+static void uri_encode(struct sbuf *b, const char *s, size_t n) {
         for (size_t i = 0; i < n; i++) {
                 unsigned char c = (unsigned char) s[i];
+                char esc[4];
 
                 if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~')
-                        fputc(c, f);
-                else
-                        fprintf(f, "%%%02X", c);
+                        sbuf_add(b, s + i, 1);
+                else {
+                        snprintf(esc, sizeof(esc), "%%%02X", c);
+                        sbuf_add(b, esc, 3);
+                }
         }
 }
 
@@ -122,7 +166,7 @@ static int qparam_cmp(const void *a, const void *b) {
 }
 
 /* Parameters sorted by key then value, each part URI-encoded. */
-static int write_query(FILE *f, const char *query) {
+static int write_query(struct sbuf *b, const char *query) {
         _cleanup_free_ struct qparam *p = NULL;
         size_t n = 0, cap = 0;
 
@@ -147,19 +191,20 @@ static int write_query(FILE *f, const char *query) {
                 qsort(p, n, sizeof(*p), qparam_cmp);
         for (size_t i = 0; i < n; i++) {
                 if (i > 0)
-                        fputc('&', f);
-                uri_encode(f, p[i].key, p[i].key_len);
-                fputc('=', f);
-                uri_encode(f, p[i].value, p[i].value_len);
+                        sbuf_str(b, "&");
+                uri_encode(b, p[i].key, p[i].key_len);
+                sbuf_str(b, "=");
+                uri_encode(b, p[i].value, p[i].value_len);
         }
         return 0;
 }
 
 int kc_sigv4_canonical_request(const struct kc_sigv4_request *req, char **ret_creq, char **ret_signed_headers) {
         struct hdr *h;
-        _cleanup_free_ char *creq = NULL, *signed_headers = NULL;
-        size_t creq_len = 0, sh_len = 0;
-        _cleanup_fclose_ FILE *f = NULL, *sh = NULL;
+        struct sbuf b = {};
+        _cleanup_free_ char *signed_headers = NULL;
+        size_t sh_len = 0;
+        _cleanup_fclose_ FILE *sh = NULL;
         char payload_hash[65];
         int r = 0;
 
@@ -181,36 +226,46 @@ int kc_sigv4_canonical_request(const struct kc_sigv4_request *req, char **ret_cr
         }
         qsort(h, req->n_headers, sizeof(*h), hdr_cmp);
 
-        f = open_memstream(&creq, &creq_len);
         sh = open_memstream(&signed_headers, &sh_len);
-        if (!f || !sh) {
+        if (!sh) {
                 hdrs_free(h, req->n_headers);
                 return -ENOMEM;
         }
-        fprintf(f, "%s\n%s\n", req->method, req->path);
-        r = write_query(f, req->query);
-        fputc('\n', f);
+        sbuf_str(&b, req->method);
+        sbuf_str(&b, "\n");
+        sbuf_str(&b, req->path);
+        sbuf_str(&b, "\n");
+        r = write_query(&b, req->query);
+        sbuf_str(&b, "\n");
         /* One line per distinct name, repeated names joined with ','. */
         for (size_t i = 0; r >= 0 && i < req->n_headers; i++) {
                 bool first = i == 0 || strcmp(h[i].name, h[i - 1].name) != 0;
 
                 if (first) {
                         if (i > 0)
-                                fputc('\n', f);
-                        fprintf(f, "%s:%s", h[i].name, h[i].value);
+                                sbuf_str(&b, "\n");
+                        sbuf_str(&b, h[i].name);
+                        sbuf_str(&b, ":");
                         fprintf(sh, "%s%s", ftell(sh) > 0 ? ";" : "", h[i].name);
                 } else
-                        fprintf(f, ",%s", h[i].value);
+                        sbuf_str(&b, ",");
+                sbuf_str(&b, h[i].value);
         }
         hdrs_free(h, req->n_headers);
-        if (r < 0)
-                return r;
-        fflush(sh);
+        if (fclose(TAKE_PTR(sh)) != 0)
+                r = -ENOMEM;
         kc_sigv4_sha256_hex(req->payload ?: "", req->payload_len, payload_hash);
-        fprintf(f, "\n\n%s\n%s", signed_headers ?: "", payload_hash);
-        if (fclose(TAKE_PTR(f)) != 0 || fclose(TAKE_PTR(sh)) != 0)
-                return -ENOMEM;
-        *ret_creq = TAKE_PTR(creq);
+        sbuf_str(&b, "\n\n");
+        sbuf_str(&b, signed_headers ?: "");
+        sbuf_str(&b, "\n");
+        sbuf_str(&b, payload_hash);
+        if (r >= 0 && b.failed)
+                r = -ENOMEM;
+        if (r < 0) {
+                kc_secret_free(b.p);
+                return r;
+        }
+        *ret_creq = b.p;
         *ret_signed_headers = TAKE_PTR(signed_headers);
         return 0;
 }
@@ -265,7 +320,8 @@ static int signing_key(const struct kc_sigv4_signer *s, uint8_t ret[32]) {
 }
 
 int kc_sigv4_authorization(const struct kc_sigv4_signer *s, const struct kc_sigv4_request *req, char **ret) {
-        _cleanup_free_ char *creq = NULL, *signed_headers = NULL, *sts = NULL, *sc = NULL;
+        _cleanup_secret_ char *creq = NULL;
+        _cleanup_free_ char *signed_headers = NULL, *sts = NULL, *sc = NULL;
         _cleanup_secret_ uint8_t *key = kc_secret_alloc(32);
         uint8_t sig[32];
         char sig_hex[65];

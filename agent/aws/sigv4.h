@@ -43,7 +43,11 @@ struct kc_sigv4_signer {
 /* Lower-case hex SHA-256 of data (65 bytes with the NUL). */
 void kc_sigv4_sha256_hex(const void *data, size_t len, char ret[65]);
 
-/* Canonical request text and the signed header list ("host;x-amz-date"). Caller frees both. */
+/*
+ * Canonical request text and the signed header list ("host;x-amz-date").  The
+ * text carries header values such as the session token: it is kc_secret memory,
+ * freed with kc_secret_free(); the header list is freed with free().
+ */
 int kc_sigv4_canonical_request(const struct kc_sigv4_request *req, char **ret_creq, char **ret_signed_headers);
 
 /* "AWS4-HMAC-SHA256\n<date>\n<scope>\n<hex sha256 of creq>". Caller frees. */

@@ -140,20 +140,41 @@ static int header_status(int r) {
         return r;
 }
 
+/*
+ * The PBKDFs of a recovery keyslot, with libcryptsetup's floor for forced
+ * iterations.  Costs libcryptsetup would refuse are refused here: format
+ * meets them only once its LUKS2 header is on the device, and would leave
+ * that header behind.
+ */
+static const struct {
+        const char *name;
+        unsigned min_iterations;
+        bool memory_cost;
+} pbkdf_types[] = {
+        { "argon2id", 4, true },     /* the default */
+        { "argon2i", 4, true },
+        { "pbkdf2", 1000, false },
+};
+
 /* --pbkdf TYPE --pbkdf-force-iterations N --pbkdf-memory KB, as in cryptsetup. */
 int kc_cli_pbkdf_from_options(const char *type, const char *iterations, const char *memory, struct kc_luks_pbkdf *ret) {
-        static const char *const types[] = { "argon2id", "argon2i", "pbkdf2" };
-        bool known = !type;
+        const char *name = type ?: pbkdf_types[0].name;
+        size_t t = 0;
 
-        for (size_t i = 0; type && i < ARRAY_SIZE(types); i++)
-                known = known || streq(type, types[i]);
-        if (!known) {
+        while (t < ARRAY_SIZE(pbkdf_types) && !streq(name, pbkdf_types[t].name))
+                t++;
+        if (t == ARRAY_SIZE(pbkdf_types)) {
                 log_error("--pbkdf: expected argon2id, argon2i or pbkdf2, got \"%s\"", type);
                 return -EINVAL;
         }
         *ret = (struct kc_luks_pbkdf) { .type = type };
-        if (iterations && kc_cli_parse_uint("pbkdf-force-iterations", iterations, 1, UINT32_MAX, &ret->iterations) < 0)
+        if (iterations && kc_cli_parse_uint("pbkdf-force-iterations", iterations, pbkdf_types[t].min_iterations,
+                                            UINT32_MAX, &ret->iterations) < 0)
                 return -EINVAL;
+        if (memory && !pbkdf_types[t].memory_cost) {
+                log_error("--pbkdf-memory: %s has no memory cost", name);
+                return -EINVAL;
+        }
         if (memory && kc_cli_parse_uint("pbkdf-memory", memory, 32, 4 * 1024 * 1024, &ret->max_memory_kb) < 0)
                 return -EINVAL;
         return 0;

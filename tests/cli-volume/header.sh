@@ -67,6 +67,17 @@ bad "format without volume-id" 2 "$V" "must name volume-id" format "$V" --key al
 bad "format with an unknown key" 3 "$D" "alias/none" format "$D" --header "$T/hdr2" --key alias/none --context "$CTX"
 check "a failed format leaves no header file" test ! -e "$T/hdr2"
 bad "format, odd sector size" 2 "$D" "512 or 4096" format "$D" --key alias/pg --context "$CTX" --sector-size 1024
+# PBKDF costs libcryptsetup refuses are refused before the header is written: the image stays
+# blank, and the same format with costs it takes then succeeds.
+for costs in "--pbkdf pbkdf2 --pbkdf-force-iterations 999" "--pbkdf argon2i --pbkdf-force-iterations 3" \
+             "--pbkdf-force-iterations 3" "--pbkdf pbkdf2 --pbkdf-memory 64"; do
+        N=$(img costs.img)
+        bad "format, refused PBKDF costs ($costs)" 2 "$N" "--pbkdf" format "$N" --key alias/pg --context "$CTX" \
+                --recovery-passphrase-file "$T/recovery" $costs
+        expect 0 "format after the refused costs ($costs)" format "$N" --key alias/pg --context "$CTX" \
+                --recovery-passphrase-file "$T/recovery" $FAST
+        rm -f "$N"
+done
 
 # ---- bad headers, for dump and adopt ----
 Z=$(img zero.img)

@@ -4,11 +4,15 @@
  * LUKS2 volumes, against a real local KMS in a temporary keystore.  The
  * refusals check the header bytes: a refused rewrap must not write at all.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "agent/kms.h"
 #include "agent/rotate.h"
@@ -502,6 +506,65 @@ START_TEST(test_copy) {
 }
 END_TEST
 
+/* Entries of f.dir whose name contains "copy.img" (the destination and any temporary file beside it). */
+static unsigned copy_entries(void) {
+        DIR *d = opendir(f.dir);
+        struct dirent *e;
+        unsigned n = 0;
+
+        ck_assert_ptr_nonnull(d);
+        while ((e = readdir(d)))
+                n += strstr(e->d_name, "copy.img") != NULL;
+        closedir(d);
+        return n;
+}
+
+/*
+ * A copy that fails half-way (here: the file size limit, as a full disk
+ * would) leaves the destination as it was: an earlier backup is not
+ * truncated by --force, and no half-written file is left under the name.
+ */
+START_TEST(test_copy_failure_keeps_destination) {
+        _cleanup_free_ char *dst = NULL;
+        struct rlimit small, old;
+        struct kc_err err = {};
+        uint64_t before;
+
+        ck_assert_int_ge(asprintf(&dst, "%s/copy.img", f.dir), 0);
+        ck_assert_int_eq(kc_copy_encrypted(f.img[0], dst, false, NULL, NULL, &err), 0);
+        before = kc_test_file_hash(dst);
+
+        signal(SIGXFSZ, SIG_IGN);
+        ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+        small = (struct rlimit) { .rlim_cur = 64 * 1024, .rlim_max = old.rlim_max };
+        ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &small), 0);
+        ck_assert_int_lt(kc_copy_encrypted(f.img[1], dst, true, NULL, NULL, &err), 0);
+        ck_assert_uint_eq(kc_test_file_hash(dst), before);
+        ck_assert_uint_eq(copy_entries(), 1);
+
+        ck_assert_int_eq(unlink(dst), 0);
+        ck_assert_int_lt(kc_copy_encrypted(f.img[1], dst, false, NULL, NULL, &err), 0);
+        ck_assert_int_eq(access(dst, F_OK), -1);
+        ck_assert_uint_eq(copy_entries(), 0);
+        ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+}
+END_TEST
+
+/* A destination that is neither a block device nor a regular file is refused, not replaced by a file. */
+START_TEST(test_copy_refuses_special_destination) {
+        _cleanup_free_ char *fifo = NULL;
+        struct kc_err err = {};
+        struct stat st;
+
+        ck_assert_int_ge(asprintf(&fifo, "%s/copy.img.fifo", f.dir), 0);
+        ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+        ck_assert_int_eq(kc_copy_encrypted(f.img[0], fifo, true, NULL, NULL, &err), -EINVAL);
+        ck_assert_int_eq(lstat(fifo, &st), 0);
+        ck_assert(S_ISFIFO(st.st_mode));
+        ck_assert_uint_eq(copy_entries(), 1);
+}
+END_TEST
+
 Suite *kc_test_suite(void) {
         Suite *s = suite_create("rotate");
         TCase *tc = tcase_create("rotate");
@@ -519,6 +582,8 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_known_volumes_and_usage);
         tcase_add_test(tc, test_key_health);
         tcase_add_test(tc, test_copy);
+        tcase_add_test(tc, test_copy_failure_keeps_destination);
+        tcase_add_test(tc, test_copy_refuses_special_destination);
         suite_add_tcase(s, tc);
         return s;
 }

@@ -3,6 +3,7 @@
 
 #include "agent/aws/sigv4.h"
 #include "lib/macro.h"
+#include "lib/secret.h"
 #include "tests/unit/check-main.h"
 
 /*
@@ -145,7 +146,8 @@ static struct kc_sigv4_request request_of(const struct vector *v) {
 START_TEST(test_suite_vector) {
         const struct vector *v = &vectors[_i];
         struct kc_sigv4_request req = request_of(v);
-        _cleanup_free_ char *creq = NULL, *sh = NULL, *sts = NULL, *authz = NULL;
+        _cleanup_secret_ char *creq = NULL;
+        _cleanup_free_ char *sh = NULL, *sts = NULL, *authz = NULL;
 
         ck_assert_int_eq(kc_sigv4_canonical_request(&req, &creq, &sh), 0);
         if (v->creq)
@@ -198,11 +200,26 @@ START_TEST(test_query_encoding) {
         struct kc_sigv4_request req = {
                 .method = "GET", .path = "/", .query = "b=x y&a=1/2&a=", .headers = h, .n_headers = 2,
         };
-        _cleanup_free_ char *creq = NULL, *sh = NULL;
+        _cleanup_secret_ char *creq = NULL;
+        _cleanup_free_ char *sh = NULL;
 
         ck_assert_int_eq(kc_sigv4_canonical_request(&req, &creq, &sh), 0);
         ck_assert_ptr_nonnull(strstr(creq, "\na=&a=1%2F2&b=x%20y\n"));
         ck_assert_str_eq(sh, "host;x-amz-date");
+}
+END_TEST
+
+/* The canonical request holds the session token in clear: it comes back in secret memory. */
+START_TEST(test_canonical_request_is_secret) {
+        struct kc_sigv4_header h[] = { HOST, DATE, { "X-Amz-Security-Token", "FQoGZXIvYXdzEXAMPLETOKEN" } };
+        struct kc_sigv4_request req = { .method = "POST", .path = "/", .headers = h, .n_headers = 3 };
+        _cleanup_secret_ char *creq = NULL;
+        _cleanup_free_ char *sh = NULL;
+
+        ck_assert_int_eq(kc_sigv4_canonical_request(&req, &creq, &sh), 0);
+        ck_assert_ptr_nonnull(strstr(creq, "\nx-amz-security-token:FQoGZXIvYXdzEXAMPLETOKEN\n"));
+        ck_assert_uint_ge(kc_secret_size(creq), strlen(creq) + 1);
+        ck_assert_str_eq(sh, "host;x-amz-date;x-amz-security-token");
 }
 END_TEST
 
@@ -222,6 +239,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_signature_depends_on_inputs);
         tcase_add_test(tc, test_refuses_incomplete_signer);
         tcase_add_test(tc, test_query_encoding);
+        tcase_add_test(tc, test_canonical_request_is_secret);
         tcase_add_test(tc, test_format_date);
         suite_add_tcase(s, tc);
         return s;

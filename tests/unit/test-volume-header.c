@@ -5,11 +5,13 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <linux/fs.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -306,6 +308,40 @@ START_TEST(test_format_refusals) {
 }
 END_TEST
 
+/*
+ * A format that fails once libcryptsetup has written its header (here the
+ * recovery keyslot's PBKDF costs, which it refuses only then) leaves the
+ * device blank again, so the same format with good costs needs no force; a
+ * header this call did not write (forced, failed before writing) is left alone.
+ */
+START_TEST(test_format_failure_leaves_device_blank) {
+        struct env e;
+        env_init(&e);
+        _cleanup_free_ char *img = kc_test_image(e.dir, "a.img", KC_TEST_IMAGE_SIZE),
+                            *luks = kc_test_luks2_plain(e.dir, "luks.img", NULL);
+        const struct kc_luks_pbkdf refused = { .type = "pbkdf2", .iterations = 1 };
+        struct kc_volume_format_params p = format_params(&e, img);
+        uint64_t luks_before = kc_test_file_hash(luks);
+        struct kc_volume_result res;
+        struct kc_err err = {};
+
+        p.recovery_passphrase = "recover";
+        p.recovery_passphrase_len = 7;
+        p.pbkdf = &refused;
+        ck_assert_int_eq(kc_volume_format(e.kms, &e.caller, &p, &res, &err), -EINVAL);
+        ck_assert_msg(kc_luks_check_blank(img, &err) == 0, "%s", err.msg);
+        p.pbkdf = &kc_test_fast_pbkdf;
+        ck_assert_msg(kc_volume_format(e.kms, &e.caller, &p, &res, &err) == 0, "%s", err.msg);
+
+        p = format_params(&e, luks);
+        p.force = true;
+        p.sector_size = 768;
+        ck_assert_int_eq(kc_volume_format(e.kms, &e.caller, &p, &res, &err), -EINVAL);
+        ck_assert_uint_eq(kc_test_file_hash(luks), luks_before);
+        env_done(&e);
+}
+END_TEST
+
 START_TEST(test_format_read_only) {
         struct env e;
         env_init(&e);
@@ -404,6 +440,72 @@ START_TEST(test_adopt) {
         dump = kc_test_run("cryptsetup luksDump '%s'", img);
         ck_assert_ptr_nonnull(strstr(dump, "kmscrypt"));
         ck_assert_ptr_nonnull(strstr(dump, "0: luks2"));
+        env_done(&e);
+}
+END_TEST
+
+/* Length of the first audit record of operation op, newline included; 0 if none. */
+static size_t audit_record_len(const struct env *e, const char *op) {
+        char line[8192], want[64];
+        size_t n = 0;
+        FILE *f = fopen(e->audit_log, "re");
+
+        ck_assert_ptr_nonnull(f);
+        snprintf(want, sizeof(want), "\"operation\":\"%s\"", op);
+        while (n == 0 && fgets(line, sizeof(line), f))
+                if (strstr(line, want))
+                        n = strlen(line);
+        fclose(f);
+        return n;
+}
+
+/*
+ * The KMS wraps the key but will not unwrap it (here: its audit log cannot
+ * take the Decrypt record, through the file size limit): adopt fails and
+ * the header is as it was, no token in it, so adopting again once the KMS
+ * is back needs nothing undone by hand.
+ */
+START_TEST(test_adopt_unproven_writes_nothing) {
+        struct env e;
+        env_init(&e);
+        _cleanup_free_ char *img = kc_test_luks2_plain(e.dir, "a.img", NULL),
+                            *twin = kc_test_luks2_plain(e.dir, "b.img", NULL);
+        struct kc_volume_adopt_params p = adopt_params(&e, twin, "old passphrase");
+        struct kc_kms_request req = { .caller = &e.caller };
+        struct kc_volume_result res;
+        struct kc_key_info info;
+        struct rlimit old, small;
+        struct kc_err err = {};
+        uint64_t before = kc_test_file_hash(img);
+        struct stat st;
+        size_t record;
+        int r;
+
+        /* The limit must fall in the audit log only, well past the two LUKS2 header copies. */
+        do
+                ck_assert_int_eq(kc_kms_describe_key(e.kms, &req, "alias/pgdata", &info, &err), 0);
+        while (stat(e.audit_log, &st) == 0 && st.st_size < 128 * 1024);
+        r = kc_volume_adopt(e.kms, &e.caller, &p, &res, &err);
+        ck_assert_msg(r == 0, "adopt the twin: %s", kc_err_msg(&err, r));
+        record = audit_record_len(&e, "Encrypt");
+        ck_assert_uint_gt(record, 0);
+
+        /* Room for the Encrypt record of img, not for a Decrypt record after it. */
+        ck_assert_int_eq(stat(e.audit_log, &st), 0);
+        signal(SIGXFSZ, SIG_IGN);
+        ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+        small = (struct rlimit) { .rlim_cur = (rlim_t) st.st_size + record + record / 2, .rlim_max = old.rlim_max };
+        ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &small), 0);
+        p = adopt_params(&e, img, "old passphrase");
+        err = (struct kc_err) {};
+        r = kc_volume_adopt(e.kms, &e.caller, &p, &res, &err);
+        ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+        ck_assert_msg(r < 0, "adopt succeeded without a Decrypt record");
+        ck_assert_msg(kc_test_file_hash(img) == before, "adopt failed (%s), but changed the header", err.msg);
+
+        err = (struct kc_err) {};
+        r = kc_volume_adopt(e.kms, &e.caller, &p, &res, &err);
+        ck_assert_msg(r == 0, "adopt again: %s", kc_err_msg(&err, r));
         env_done(&e);
 }
 END_TEST
@@ -583,8 +685,10 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_format_recovery_interop);
         tcase_add_test(tc, test_format_detached);
         tcase_add_test(tc, test_format_refusals);
+        tcase_add_test(tc, test_format_failure_leaves_device_blank);
         tcase_add_test(tc, test_format_read_only);
         tcase_add_test(tc, test_adopt);
+        tcase_add_test(tc, test_adopt_unproven_writes_nothing);
         tcase_add_test(tc, test_adopt_remove_passphrase);
         tcase_add_test(tc, test_adopt_refusals);
         tcase_add_test(tc, test_dump);
