@@ -322,25 +322,49 @@ int kc_dm_create(const char *name, const char *uuid, const char *target, uint64_
         return r;
 }
 
-int kc_dm_replace(const char *name, const char *target, uint64_t size, const char *params, bool read_only) {
-        DM_SERIALISED;
+/* Drop the inactive table, and with it a dm-crypt table's copy of its key. */
+static int dm_clear(const char *name) {
+        _cleanup_dm_task_ struct dm_task *dmt = NULL;
         int r;
 
-        if (!name || !target || !*target || strlen(target) >= DM_MAX_TYPE_NAME || !params || size == 0)
-                return log_debug_errno(-EINVAL, "Invalid mapping arguments.");
+        r = task_new(DM_DEVICE_CLEAR, name, &dmt);
+        if (r < 0)
+                return r;
+        return task_run(dmt, "clear", name);
+}
+
+/*
+ * Load targets as name's inactive table and make it live.  If the resume
+ * fails, the inactive table would stay loaded, unused, holding its key in
+ * kernel memory until the device goes: it is cleared.
+ */
+static int dm_reload(const char *name, const struct kc_dm_target *targets, size_t n, bool read_only) {
+        int r, q;
+
         r = dm_prepare(name);
         if (r < 0)
                 return r;
-        r = dm_load(name, target, size, params, read_only);
+        r = dm_load_targets(name, targets, n, read_only);
         if (r < 0)
                 return r;
-        return dm_resume_synced(name);
+        r = dm_resume_synced(name);
+        if (r < 0 && (q = dm_clear(name)) < 0)
+                log_debug_errno(q, "Failed to clear the inactive table of %s: %m", name);
+        return r;
+}
+
+int kc_dm_replace(const char *name, const char *target, uint64_t size, const char *params, bool read_only) {
+        DM_SERIALISED;
+        const struct kc_dm_target t = { .length = size, .type = target, .params = params };
+
+        if (!name || !target || !*target || strlen(target) >= DM_MAX_TYPE_NAME || !params || size == 0)
+                return log_debug_errno(-EINVAL, "Invalid mapping arguments.");
+        return dm_reload(name, &t, 1, read_only);
 }
 
 int kc_dm_replace_targets(const char *name, const struct kc_dm_target *targets, size_t n, bool read_only) {
         DM_SERIALISED;
         uint64_t next = 0;
-        int r;
 
         if (!name || !targets || n == 0)
                 return log_debug_errno(-EINVAL, "Invalid mapping arguments.");
@@ -351,13 +375,7 @@ int kc_dm_replace_targets(const char *name, const struct kc_dm_target *targets, 
                         return log_debug_errno(-EINVAL, "Invalid target %zu of the table.", i);
                 next += targets[i].length;
         }
-        r = dm_prepare(name);
-        if (r < 0)
-                return r;
-        r = dm_load_targets(name, targets, n, read_only);
-        if (r < 0)
-                return r;
-        return dm_resume_synced(name);
+        return dm_reload(name, targets, n, read_only);
 }
 
 int kc_dm_info(const char *name, struct kc_dm_info *ret_info) {
