@@ -7,6 +7,7 @@
 
 #include <openssl/crypto.h>
 
+#include "lib/log.h"
 #include "lib/secret.h"
 
 /*
@@ -40,6 +41,7 @@ struct chunk {
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct chunk *chunks;
 static bool all_locked = true;
+static int lock_errno;          /* why the first mlock() failed */
 
 void kc_wipe(void *p, size_t n) {
         if (p && n > 0)
@@ -67,8 +69,10 @@ static struct chunk *chunk_new(size_t map_size, size_t slot_size) {
         }
         (void) madvise(m, map_size, MADV_DONTDUMP);
         (void) madvise(m, map_size, MADV_WIPEONFORK);
-        if (mlock(m, map_size) < 0)
+        if (mlock(m, map_size) < 0 && all_locked) {
+                lock_errno = errno;
                 all_locked = false;
+        }
 
         c->base = m;
         c->map_size = map_size;
@@ -209,6 +213,21 @@ char *kc_secret_strdup(const char *s) {
 
 bool kc_secret_locked(void) {
         return all_locked;
+}
+
+/*
+ * The one warning of lib/: whether keys stay out of swap is the
+ * administrator's business, and only the program knows when to say it
+ * (the CLI before it exits, the agent once it is ready).
+ */
+void kc_secret_warn_unlocked(void) {
+        static bool warned;
+
+        if (all_locked || warned)
+                return;
+        warned = true;
+        log_warning_errno(-lock_errno, "secret memory could not be locked (%m): keys may be written to swap; "
+                          "raise RLIMIT_MEMLOCK (LimitMEMLOCK=, ulimit -l) or grant CAP_IPC_LOCK");
 }
 
 void kc_wipe_free_str(char *s) {

@@ -13,7 +13,8 @@
  *
  * Allocation failures return NULL with errno set; mlock failure (e.g.
  * RLIMIT_MEMLOCK exhausted for an unprivileged test) is not fatal, but is
- * reported once through kc_secret_locked().
+ * reported through kc_secret_locked(), and by kc_secret_warn_unlocked()
+ * as one warning, which every program gives.
  */
 
 #include <stdbool.h>
@@ -38,6 +39,9 @@ char *kc_secret_strdup(const char *s);
 
 /* Whether every secret allocation so far could be mlock()ed. */
 bool kc_secret_locked(void);
+
+/* One warning (the first time only) if some secret memory is not locked. */
+void kc_secret_warn_unlocked(void);
 
 /* Wipe memory in a way the compiler may not optimise away. */
 void kc_wipe(void *p, size_t n);

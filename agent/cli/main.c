@@ -7,6 +7,7 @@
 
 #include "agent/cli/cli.h"
 #include "lib/log.h"
+#include "lib/secret.h"
 
 /*
  * Every command of kmscrypt, one entry each; a new command file adds its
@@ -92,6 +93,7 @@ int main(int argc, char **argv) {
                 log_error_errno(negative_errno(), "cannot write output: %m");
                 status = status ?: KC_EXIT_FAILURE;
         }
+        kc_secret_warn_unlocked();
         cli_done(&cli);
         closelog();
         /*

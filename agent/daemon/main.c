@@ -18,6 +18,7 @@
 #include "agent/daemon/server.h"
 #include "agent/daemon/volumes.h"
 #include "lib/log.h"
+#include "lib/secret.h"
 
 #define DEFAULT_MAX_PARALLEL 16
 #define DEFAULT_REVOKE_INTERVAL 60
@@ -268,6 +269,7 @@ static void *readiness(void *arg) {
         snprintf(status, sizeof(status), "READY=1\nSTATUS=%zu of %zu volumes attached", attached, n);
         (void) kc_notify(status);
         log_info("ready: %zu of %zu volumes attached, %.2f s after start", attached, n, seconds_since_start());
+        kc_secret_warn_unlocked();
         return NULL;
 }
 

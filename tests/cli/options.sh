@@ -67,4 +67,22 @@ expect 0 "--verbose" --verbose key list --json
 check "--verbose logs on stderr" test -s "$T/err"
 json_is 'len(j["Keys"])' 0
 
+# Secret memory that cannot be locked (no CAP_IPC_LOCK, RLIMIT_MEMLOCK 0):
+# the command works and says once that keys may reach swap.
+expect 0 "a CMK for the memlock check" key create --alias alias/memlock --quiet
+kc kms generate-data-key --key alias/memlock --context db-id=memlock --json
+check "with locked memory: no warning (stderr: $(cat "$T/err"))" test ! -s "$T/err"
+if command -v setpriv >/dev/null && [ "$(id -u)" = 0 ]; then
+        sh -c 'ulimit -l 0 && exec setpriv --inh-caps=-ipc_lock --bounding-set=-ipc_lock "$@"' sh \
+                "$KMSCRYPT" --keystore "$KS" --audit-log "$LOG" kms generate-data-key --key alias/memlock \
+                --context db-id=memlock --json > "$T/out" 2> "$T/err"
+        rc=$?
+        check "unlockable memory: the key is still generated (exit $rc)" test "$rc" = 0 -a -s "$T/out"
+        check "unlockable memory: one warning line" one_error_line
+        check "unlockable memory: the warning names swap and the limit" \
+                grep -q "could not be locked.*swap.*RLIMIT_MEMLOCK" "$T/err"
+else
+        echo "ok - # SKIP memlock warning: needs root and setpriv"
+fi
+
 finish
