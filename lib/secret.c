@@ -63,6 +63,8 @@ static struct chunk *chunk_new(size_t map_size, size_t slot_size) {
         c->sizes = calloc(c->nslots, sizeof(size_t));
         m = mmap(NULL, map_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (!c->sizes || m == MAP_FAILED) {
+                if (m != MAP_FAILED)
+                        (void) munmap(m, map_size);
                 free(c->sizes);
                 free(c);
                 return NULL;
