@@ -73,8 +73,16 @@ agent_run() {
         set -- $(cpu_jiffies) "$@"
         _busy=$1 _idle=$2
         shift 2
+        # Blocked on the agent's READY=1, not polling its log (agent-floor notify).
+        rm -f "$KCVM_DIR/notify"
+        agent-floor notify "$KCVM_DIR/notify" 300 >"$KCVM_DIR/notify.out" &
+        _waiter=$!
+        while [ ! -S "$KCVM_DIR/notify" ]; do sleep 0.05; done
+        export NOTIFY_SOCKET="$KCVM_DIR/notify"
         agent_start "$@"
-        set -- $(agent_wait_ready 600)
+        unset NOTIFY_SOCKET
+        wait "$_waiter" || die "kmscryptd sent no READY=1: $(tail -n 5 "$AGENT_LOG")"
+        set -- $(agent_wait_ready 60)
         expect_eq "volumes attached when ready" "$1 of $2" "$N of $N"
         agent_secs=$3
         set -- $(cpu_jiffies) $(awk '{ print $14, $15 }' "/proc/$AGENT_PID/stat")
