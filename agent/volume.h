@@ -96,15 +96,18 @@ int kc_volume_adopt(struct kc_kms *kms, const struct kc_caller *caller,
                     const struct kc_volume_adopt_params *p, struct kc_volume_result *ret, struct kc_err *err);
 
 /*
- * Header facts and the kmscrypt token as JSON, without any KMS call:
- *   {"device", "header", "type", "uuid", "label", "subsystem", "cipher", "cipher_mode",
- *    "key_size" (bytes), "sector_size", "data_offset" (bytes), "iv_offset" (sectors),
- *    "data_size" ("dynamic" or bytes), "metadata_size", "keyslots_size",
- *    "keyslots": [{"id", "type", "kdf"}], "tokens": [{"id", "type"}],
- *    "kmscrypt": {"token_id", "version", "provider", "key_id", "key_ref",
- *                 "key_version", "context", "wrapped_key_length", "wrapped_key"}}
+ * Header facts and the kmscrypt token as JSON, without any KMS call, named
+ * as `kmscrypt status --json` names the same facts:
+ *   {"Device", "Header", "Type", "LuksUuid", "Label", "Subsystem",
+ *    "Cipher" ("aes-xts-plain64"), "KeySize" (bits), "SectorSize",
+ *    "DataOffset" (bytes), "IvOffset" (sectors), "DataSize" ("dynamic" or
+ *    bytes), "MetadataSize", "KeyslotsSize",
+ *    "Keyslots": [{"Id", "Type", "Kdf"}], "Tokens": [{"Id", "Type"}],
+ *    "KmscryptToken": {"TokenId", "Version", "Provider", "KeyId", "KeyRef",
+ *                      "KeyVersion", "EncryptionContext",
+ *                      "CiphertextBlobLength", "CiphertextBlob"}}
  * Fails (nothing in *ret) when the header is not LUKS2.  A LUKS2 header
- * without a valid kmscrypt token still gives the facts (no "kmscrypt"
+ * without a valid kmscrypt token still gives the facts (no "KmscryptToken"
  * member), and token_err says why (token_err->error < 0): -ENOENT none,
  * -EINVAL / -E2BIG / -EPROTONOSUPPORT invalid, -ENOTUNIQ several.
  */

@@ -20,6 +20,7 @@
  * retries, serializes attaches of one volume and audits every KMS call.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +35,34 @@
 #include "lib/macro.h"
 #include "lib/strv.h"
 
-enum { EXIT_REFUSED = 4, EXIT_UNAVAILABLE = 5 };
+/* The statuses of kmscrypt(8), as kmscrypt-hotplug(8) documents them. */
+enum { EXIT_USAGE = 2, EXIT_REFUSED = 4, EXIT_UNAVAILABLE = 5 };
+
+/*
+ * Refused, as kmscrypt counts it: the agent's policy (no entry allows this
+ * volume, another context than the entry expects) or the KMS (a disabled
+ * key, a blob not under the key or context asked for).
+ */
+static int failure_status(int r) {
+        static const int refusals[] = { EPERM, EACCES, EBADMSG, EKEYREJECTED, EKEYREVOKED, EKEYEXPIRED };
+
+        for (size_t i = 0; i < ARRAY_SIZE(refusals); i++)
+                if (-r == refusals[i])
+                        return EXIT_REFUSED;
+        return EXIT_FAILURE;
+}
+
+/* One line naming what is wrong, with the hint every kmscrypt program gives. */
+_printf_(1, 2) static int usage_error(const char *fmt, ...) {
+        va_list ap;
+
+        fputs("kmscrypt-hotplug: ", stderr);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputs(" (see 'kmscrypt-hotplug --help')\n", stderr);
+        return EXIT_USAGE;
+}
 
 static int parse_devno(const char *s, dev_t *ret) {
         unsigned ma, mi;
@@ -96,7 +124,7 @@ static int agent_attach_volume(const char *name) {
         }
         if (r < 0) {
                 log_error_errno(r, "attaching volume %s failed: %s", name, kc_err_msg(&err, r));
-                return r == -EPERM || r == -EACCES ? EXIT_REFUSED : EXIT_FAILURE;
+                return failure_status(r);
         }
         log_info("%s %s as /dev/mapper/%s", res.device, res.already ? "was already attached" : "attached", res.name);
         return EXIT_SUCCESS;
@@ -117,13 +145,13 @@ static int do_attach(const char *arg) {
         int r;
 
         if (parse_devno(arg, &devno) < 0)
-                return log_error_errno(-EINVAL, "not MAJOR:MINOR: %s", arg), EXIT_FAILURE;
+                return usage_error("not MAJOR:MINOR: \"%s\"", arg);
         if (agent_open(&c) < 0)
                 return EXIT_UNAVAILABLE;
         r = kc_client_hotplug(c, arg, &res, note, &err);
         if (r < 0) {
                 log_error_errno(r, "%s", kc_err_msg(&err, r));
-                return r == -EPERM || r == -EACCES ? EXIT_REFUSED : EXIT_FAILURE;
+                return failure_status(r);
         }
         if (r == 0)
                 log_info("%s", note);
@@ -172,7 +200,7 @@ static int do_detach(const char *arg) {
         int rc = EXIT_SUCCESS;
 
         if (parse_devno(arg, &devno) < 0)
-                return log_error_errno(-EINVAL, "not MAJOR:MINOR: %s", arg), EXIT_FAILURE;
+                return usage_error("not MAJOR:MINOR: \"%s\"", arg);
         if (kc_volume_list(&names) < 0)
                 return EXIT_FAILURE;
         for (char **n = names; n && *n; n++)
@@ -183,28 +211,58 @@ static int do_detach(const char *arg) {
 
 static const struct {
         const char *verb;
+        const char *arg;        /* what its one argument is, for messages */
         int (*run)(const char *arg);
 } verbs[] = {
-        { "attach",        do_attach },
-        { "detach",        do_detach },
-        { "volume",        agent_attach_volume },
-        { "detach-volume", NULL },
+        { "attach",        "MAJOR:MINOR", do_attach },
+        { "detach",        "MAJOR:MINOR", do_detach },
+        { "volume",        "NAME",        agent_attach_volume },
+        { "detach-volume", "NAME",        NULL },
 };
 
+static const char help_text[] =
+        "Usage: kmscrypt-hotplug attach|detach MAJOR:MINOR\n"
+        "       kmscrypt-hotplug volume|detach-volume NAME\n"
+        "\n"
+        "What the kmscrypt units run.  attach hands a LUKS2 block device that appeared\n"
+        "to the agent kmscryptd, which attaches it when an entry of the volumes file\n"
+        "allows and refuses (and audits) any other kmscrypt volume; detach removes\n"
+        "every kmscrypt mapping on a device that went away, deferred.  volume and\n"
+        "detach-volume attach and remove a configured volume by name.\n"
+        "\n"
+        "Options:\n"
+        "  -h, --help                     show this help\n"
+        "\n"
+        "See kmscrypt-hotplug(8) for exit statuses.\n";
+
 int main(int argc, char **argv) {
+        size_t i;
+
         kc_log_set_program("kmscrypt-hotplug");
-        kc_log_set_sink(kc_log_sink_syslog, NULL);
-        if (argc == 3)
-                for (size_t i = 0; i < ARRAY_SIZE(verbs); i++) {
-                        if (!streq(argv[1], verbs[i].verb))
-                                continue;
-                        /*
-                         * detach-volume runs after the file systems on the volume are
-                         * unmounted, but udev may still be probing it after the last
-                         * close (for seconds under load): deferred, so it goes then.
-                         */
-                        return verbs[i].run ? verbs[i].run(argv[2]) : detach_name(argv[2], true);
+        /* Under its unit the journal has it with the unit's name; run by hand, the terminal. */
+        kc_log_set_sink(getenv("JOURNAL_STREAM") ? kc_log_sink_syslog : kc_log_sink_stderr, NULL);
+        for (int a = 1; a < argc; a++) {
+                if (streq(argv[a], "--help") || streq(argv[a], "-h")) {
+                        fputs(help_text, stdout);
+                        return EXIT_SUCCESS;
                 }
-        fprintf(stderr, "usage: kmscrypt-hotplug attach|detach MAJOR:MINOR | volume|detach-volume NAME\n");
-        return 2;
+                if (argv[a][0] == '-' && argv[a][1] != '\0')
+                        return usage_error("unknown option %s", argv[a]);
+        }
+        if (argc < 2)
+                return usage_error("missing command: attach, detach, volume or detach-volume");
+        for (i = 0; i < ARRAY_SIZE(verbs) && !streq(argv[1], verbs[i].verb); i++)
+                ;
+        if (i == ARRAY_SIZE(verbs))
+                return usage_error("unknown command \"%s\"", argv[1]);
+        if (argc < 3)
+                return usage_error("%s needs %s", verbs[i].verb, verbs[i].arg);
+        if (argc > 3)
+                return usage_error("unexpected argument \"%s\"", argv[3]);
+        /*
+         * detach-volume runs after the file systems on the volume are
+         * unmounted, but udev may still be probing it after the last close
+         * (for seconds under load): deferred, so it goes then.
+         */
+        return verbs[i].run ? verbs[i].run(argv[2]) : detach_name(argv[2], true);
 }

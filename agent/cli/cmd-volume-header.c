@@ -102,14 +102,14 @@ static int print_result(struct kc_cli *cli, const char *verb, const struct kc_vo
                 int r;
 
                 if (!o ||
-                    (r = kc_json_add(o, "device", json_object_new_string(ref->device))) < 0 ||
-                    (ref->header && (r = kc_json_add(o, "header", json_object_new_string(ref->header))) < 0) ||
-                    (r = kc_json_add(o, "uuid", json_object_new_string(res->uuid))) < 0 ||
-                    (r = kc_json_add(o, "key_id", json_object_new_string(res->key_id))) < 0 ||
-                    (r = kc_json_add(o, "key_version", json_object_new_int64(res->key_version))) < 0 ||
-                    (r = kc_json_add(o, "token_id", json_object_new_int(res->token_id))) < 0 ||
-                    (!adopt && (r = kc_json_add(o, "recovery_keyslot", json_object_new_int(res->recovery_keyslot))) < 0) ||
-                    (adopt && (r = kc_json_add(o, "removed_keyslots", json_object_new_int(res->removed_keyslots))) < 0))
+                    (r = kc_json_add(o, "Device", json_object_new_string(ref->device))) < 0 ||
+                    (ref->header && (r = kc_json_add(o, "Header", json_object_new_string(ref->header))) < 0) ||
+                    (r = kc_json_add(o, "LuksUuid", json_object_new_string(res->uuid))) < 0 ||
+                    (r = kc_json_add(o, "KeyId", json_object_new_string(res->key_id))) < 0 ||
+                    (r = kc_json_add(o, "KeyVersion", json_object_new_int64(res->key_version))) < 0 ||
+                    (r = kc_json_add(o, "TokenId", json_object_new_int(res->token_id))) < 0 ||
+                    (!adopt && (r = kc_json_add(o, "RecoveryKeyslot", json_object_new_int(res->recovery_keyslot))) < 0) ||
+                    (adopt && (r = kc_json_add(o, "RemovedKeyslots", json_object_new_int(res->removed_keyslots))) < 0))
                         return kc_cli_fail(cli, -ENOMEM, NULL, "output");
                 kc_cli_print_json(TAKE_PTR(o));
                 return KC_EXIT_OK;
@@ -328,40 +328,40 @@ static void print_list(const char *name, struct json_object *a, const char *seco
         for (size_t i = 0; i < n; i++) {
                 struct json_object *e = json_object_array_get_idx(a, i);
 
-                kc_cli_print_field(i == 0 ? name : "", "%d: %s%s%s%s", json_object_get_int(json_object_object_get(e, "id")),
-                                   strna(jstr(e, "type")), second ? " (" : "", second ? strna(jstr(e, second)) : "",
+                kc_cli_print_field(i == 0 ? name : "", "%d: %s%s%s%s", json_object_get_int(json_object_object_get(e, "Id")),
+                                   strna(jstr(e, "Type")), second ? " (" : "", second ? strna(jstr(e, second)) : "",
                                    second ? ")" : "");
         }
 }
 
 /* Text form of kc_volume_dump(): the facts, and of the token what is not the blob. */
 static void print_dump(struct json_object *o) {
-        struct json_object *kc = json_object_object_get(o, "kmscrypt"), *ks = json_object_object_get(o, "key_size");
+        struct json_object *kc = json_object_object_get(o, "KmscryptToken"), *ks = json_object_object_get(o, "KeySize");
 
-        kc_cli_print_field("Device:", "%s", strna(jstr(o, "device")));
-        kc_cli_print_field("Header:", "%s", jstr(o, "header") ?: "(on the device)");
-        kc_cli_print_field("Type:", "%s", strna(jstr(o, "type")));
-        kc_cli_print_field("UUID:", "%s", strna(jstr(o, "uuid")));
-        kc_cli_print_field("Label:", "%s", jstr(o, "label") ?: "(none)");
-        kc_cli_print_field("Cipher:", "%s-%s", strna(jstr(o, "cipher")), strna(jstr(o, "cipher_mode")));
+        kc_cli_print_field("Device:", "%s", strna(jstr(o, "Device")));
+        kc_cli_print_field("Header:", "%s", jstr(o, "Header") ?: "(on the device)");
+        kc_cli_print_field("Type:", "%s", strna(jstr(o, "Type")));
+        kc_cli_print_field("UUID:", "%s", strna(jstr(o, "LuksUuid")));
+        kc_cli_print_field("Label:", "%s", jstr(o, "Label") ?: "(none)");
+        kc_cli_print_field("Cipher:", "%s", strna(jstr(o, "Cipher")));
         if (ks)
-                kc_cli_print_field("Key size:", "%d bits", json_object_get_int(ks) * 8);
+                kc_cli_print_field("Key size:", "%s bits", jstr(o, "KeySize"));
         else
                 kc_cli_print_field("Key size:", "(not recorded without a keyslot)");
-        kc_cli_print_field("Sector size:", "%s", strna(jstr(o, "sector_size")));
-        kc_cli_print_field("Data offset:", "%s bytes", strna(jstr(o, "data_offset")));
-        kc_cli_print_field("Data size:", "%s", strna(jstr(o, "data_size")));
-        print_list("Keyslots:", json_object_object_get(o, "keyslots"), "kdf");
-        print_list("Tokens:", json_object_object_get(o, "tokens"), NULL);
+        kc_cli_print_field("Sector size:", "%s", strna(jstr(o, "SectorSize")));
+        kc_cli_print_field("Data offset:", "%s bytes", strna(jstr(o, "DataOffset")));
+        kc_cli_print_field("Data size:", "%s", strna(jstr(o, "DataSize")));
+        print_list("Keyslots:", json_object_object_get(o, "Keyslots"), "Kdf");
+        print_list("Tokens:", json_object_object_get(o, "Tokens"), NULL);
         if (!kc)
                 return;
-        kc_cli_print_field("kmscrypt token:", "%s", strna(jstr(kc, "token_id")));
-        kc_cli_print_field("  Version:", "%s", strna(jstr(kc, "version")));
-        kc_cli_print_field("  Provider:", "%s", strna(jstr(kc, "provider")));
-        kc_cli_print_field("  Key:", "%s (version %s)", strna(jstr(kc, "key_ref")), strna(jstr(kc, "key_version")));
-        kc_cli_print_field("  Context:", "%s", json_object_to_json_string_ext(json_object_object_get(kc, "context"),
+        kc_cli_print_field("kmscrypt token:", "%s", strna(jstr(kc, "TokenId")));
+        kc_cli_print_field("  Version:", "%s", strna(jstr(kc, "Version")));
+        kc_cli_print_field("  Provider:", "%s", strna(jstr(kc, "Provider")));
+        kc_cli_print_field("  Key:", "%s (version %s)", strna(jstr(kc, "KeyRef")), strna(jstr(kc, "KeyVersion")));
+        kc_cli_print_field("  Context:", "%s", json_object_to_json_string_ext(json_object_object_get(kc, "EncryptionContext"),
                                                                             JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-        kc_cli_print_field("  Wrapped key:", "%s bytes", strna(jstr(kc, "wrapped_key_length")));
+        kc_cli_print_field("  Wrapped key:", "%s bytes", strna(jstr(kc, "CiphertextBlobLength")));
 }
 
 static int volume_dump(struct kc_cli *cli, int argc, char **argv) {

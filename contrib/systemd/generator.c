@@ -189,6 +189,44 @@ static int generate_volume(const struct kc_volume_conf *v, const char *source) {
         return write_timeout(map_unit, v->timeout);
 }
 
+enum { EXIT_USAGE = 2 };
+
+static const char help_text[] =
+        "Usage: kmscrypt-generator normal-dir [early-dir late-dir]\n"
+        "\n"
+        "The systemd generator of kmscrypt: writes into normal-dir a unit\n"
+        "kmscrypt-NAME.service for each volume of the volumes file\n"
+        "(KMSCRYPT_VOLUMES, default " KC_VOLUMES_FILE "), which attaches it\n"
+        "through the agent at boot and detaches it at shutdown.\n"
+        "\n"
+        "Options:\n"
+        "  -h, --help                     show this help\n"
+        "\n"
+        "See kmscrypt-generator(8) for exit statuses.\n";
+
+/* Arguments as systemd passes them; --help.  false: done, *ret_status says how. */
+static bool parse_args(int argc, char **argv, int *ret_status) {
+        for (int a = 1; a < argc; a++) {
+                if (streq(argv[a], "--help") || streq(argv[a], "-h")) {
+                        fputs(help_text, stdout);
+                        *ret_status = EXIT_SUCCESS;
+                        return false;
+                }
+                if (argv[a][0] == '-') {
+                        log_error("unknown option %s (see 'kmscrypt-generator --help')", argv[a]);
+                        *ret_status = EXIT_USAGE;
+                        return false;
+                }
+        }
+        if (argc != 2 && argc != 4) {
+                log_error("expected normal-dir [early-dir late-dir], got %d argument%s (see 'kmscrypt-generator --help')",
+                          argc - 1, argc == 2 ? "" : "s");
+                *ret_status = EXIT_USAGE;
+                return false;
+        }
+        return true;
+}
+
 int main(int argc, char **argv) {
         _cleanup_volumes_ struct kc_volumes *vols = NULL;
         struct kc_err err = {};
@@ -197,10 +235,8 @@ int main(int argc, char **argv) {
 
         kc_log_set_program("kmscrypt-generator");
         kc_log_set_sink(kc_log_sink_stderr, NULL);
-        if (argc != 2 && argc != 4) {
-                log_error("usage: kmscrypt-generator NORMAL-DIR [EARLY-DIR LATE-DIR]");
-                return EXIT_FAILURE;
-        }
+        if (!parse_args(argc, argv, &rc))
+                return rc;
         arg_dest = argv[1];
         umask(0022);
 

@@ -19,8 +19,8 @@ stock_key() {
 # The key the KMS unwraps from a volume's token, in hex (from `dump --json`).
 kms_key() {
         kc --json dump "$1"
-        blob=$(json 'j["kmscrypt"]["wrapped_key"]')
-        ctx=$(json '__import__("json").dumps(j["kmscrypt"]["context"])')
+        blob=$(json 'j["KmscryptToken"]["CiphertextBlob"]')
+        ctx=$(json '__import__("json").dumps(j["KmscryptToken"]["EncryptionContext"])')
         kc --json kms decrypt --ciphertext-blob "$blob" --context-json "$ctx"
         json '__import__("base64").b64decode(j["Plaintext"]).hex()'
 }
@@ -33,9 +33,11 @@ V=$(img v.img)
 printf 'recovery words\n' > "$T/recovery"
 expect 0 "format" --json format "$V" --key alias/pg --context "$CTX" --label pgdata \
         --recovery-passphrase-file "$T/recovery" $FAST
-json_is 'j["uuid"]' "$(cryptsetup luksUUID "$V")"
-json_is 'j["key_id"]' "$KEY_ID"
-json_is 'j["recovery_keyslot"]' 0
+json_is 'j["LuksUuid"]' "$(cryptsetup luksUUID "$V")"
+json_is 'j["KeyId"]' "$KEY_ID"
+json_is 'j["RecoveryKeyslot"]' 0
+# The names every other command prints (kmscrypt(8) JSON OUTPUT): no snake_case.
+json_is 'sorted(j)' "['Device', 'KeyId', 'KeyVersion', 'LuksUuid', 'RecoveryKeyslot', 'TokenId']"
 check "stock luksDump lists the kmscrypt token" sh -c "cryptsetup luksDump '$V' | grep -q '^  0: kmscrypt'"
 # The passphrase file's trailing newline is not part of the passphrase: typed at a prompt, it opens.
 check "recovery passphrase opens with stock cryptsetup" \
@@ -49,17 +51,24 @@ check "dump: the token's key" grep -q "local:$KEY_ID (version 1)" "$T/out"
 check "dump: the context" grep -q '{"db-id":"db-1","volume-id":"vol-1"}' "$T/out"
 check "dump: blob length, not the blob" sh -c "grep -q 'Wrapped key: *[0-9]* bytes' '$T/out' && ! grep -q S0NX '$T/out'"
 expect 0 "dump --json" --json dump "$V"
-json_is 'j["sector_size"]' 4096
-json_is 'j["label"]' pgdata
-json_is 'j["kmscrypt"]["key_version"]' 1
-json_is 'j["kmscrypt"]["wrapped_key_length"] > 0' true
+json_is 'j["SectorSize"]' 4096
+json_is 'j["Label"]' pgdata
+json_is 'j["KmscryptToken"]["KeyVersion"]' 1
+json_is 'j["KmscryptToken"]["CiphertextBlobLength"] > 0' true
+json_is 'j["LuksUuid"]' "$(cryptsetup luksUUID "$V")"
+json_is 'j["Cipher"]' aes-xts-plain64
+json_is 'j["Keyslots"][0]["Kdf"]' pbkdf2
+json_is 'j["KeySize"]' 512
+json_is 'j["KmscryptToken"]["KeyId"]' "$KEY_ID"
+json_is 'j["KmscryptToken"]["EncryptionContext"]["volume-id"]' vol-1
+json_is '[k for o in [j, j["KmscryptToken"]] + j["Keyslots"] + j["Tokens"] for k in o if not k[0].isupper() or "_" in k]' '[]'
 
 D=$(img data.img)
 expect 0 "format, detached header" format "$D" --header "$T/hdr" --key alias/pg --context "$CTX" --sector-size 512
 check "detached: data device still all zeros" cmp -s "$D" "$(img zeros.img)"
 expect 0 "dump, detached header" --json dump "$D" --header "$T/hdr"
-json_is 'j["sector_size"]' 512
-json_is 'j["data_offset"]' 0
+json_is 'j["SectorSize"]' 512
+json_is 'j["DataOffset"]' 0
 
 # ---- format refusals ----
 bad "format over LUKS" 1 "$V" "crypto_LUKS signature" format "$V" --key alias/pg --context "$CTX"
@@ -126,7 +135,8 @@ printf 'wrong' > "$T/wrong"
 bad "adopt: wrong passphrase" 4 "$A" "no keyslot" adopt "$A" --key alias/pg --context "$CTX" --passphrase-file "$T/wrong"
 bad "adopt: no passphrase" 2 "$A" "exactly one of" adopt "$A" --key alias/pg --context "$CTX"
 expect 0 "adopt" --json adopt "$A" --key alias/pg --context "$CTX" --key-file "$T/old"
-json_is 'j["removed_keyslots"]' 0
+json_is 'j["RemovedKeyslots"]' 0
+json_is 'sorted(j)' "['Device', 'KeyId', 'KeyVersion', 'LuksUuid', 'RemovedKeyslots', 'TokenId']"
 check "adopt: the KMS unwraps the volume's own key" test "$(kms_key "$A")" = "$OLD_KEY"
 check "adopt: the passphrase still opens" cryptsetup open --test-passphrase --key-file "$T/old" "$A"
 bad "adopt twice" 1 "$A" "already has a kmscrypt token" adopt "$A" --key alias/pg --context "$CTX" --key-file "$T/old"
@@ -135,7 +145,7 @@ R=$(img remove.img)
 cryptsetup luksFormat --type luks2 --batch-mode $FAST --key-file "$T/old" "$R"
 OLD_KEY=$(stock_key "$R" "$T/old")
 expect 0 "adopt --remove-passphrase" --json adopt "$R" --key alias/pg --context "$CTX" --passphrase-file "$T/old" --remove-passphrase
-json_is 'j["removed_keyslots"]' 1
+json_is 'j["RemovedKeyslots"]' 1
 check "removed: no keyslot left" sh -c "! cryptsetup open --test-passphrase --key-file '$T/old' '$R' 2>/dev/null"
 check "removed: the KMS still unwraps the key" test "$(kms_key "$R")" = "$OLD_KEY"
 

@@ -32,12 +32,12 @@ expect 2 "512-byte sectors on a 4096-byte device" format "$B4K" --key alias/pg -
 check "names the logical block size" grep -q "4096-byte logical block size" "$T/err"
 expect 0 "format a 4096-byte device" format "$B4K" --key alias/pg --context "$CTX"
 expect 0 "dump it" --json dump "$B4K"
-json_is 'j["sector_size"]' 4096
+json_is 'j["SectorSize"]' 4096
 
 # 512-byte logical blocks and a size that 4096 does not divide: 512 it is.
 truncate -s $((32 * 1024 * 1024 + 512)) "$T/odd.img"
 attach "$T/odd.img"; ODD=$L
 expect 0 "format a device of odd size" format "$ODD" --key alias/pg --context "$CTX"
 expect 0 "dump it" --json dump "$ODD"
-json_is 'j["sector_size"]' 512
+json_is 'j["SectorSize"]' 512
 finish

@@ -11,7 +11,7 @@ command -v cryptsetup >/dev/null || { echo "SKIP: cryptsetup is needed"; exit 77
 
 CTX=db-id=db-1,volume-id=vol-1
 FAST="--pbkdf pbkdf2 --pbkdf-force-iterations 1000"
-blob() { kc --json dump "$1" && json 'j["kmscrypt"]["wrapped_key"]'; }
+blob() { kc --json dump "$1" && json 'j["KmscryptToken"]["CiphertextBlob"]'; }
 slots() { cryptsetup luksDump "$1" | sed -n '/^Keyslots:/,/^Tokens:/p' | grep -c '^  [0-9]*: luks2'; }
 
 expect 0 "create key" key create --alias alias/pg
@@ -58,7 +58,7 @@ cp "$V" "$C"
 expect 0 "rebind --reencrypt" rebind "$C" --context volume-id=clone-1 --reencrypt
 check "clone and original no longer share a blob" test "$(blob "$C")" != "$(blob "$V")"
 kc --json dump "$C"
-json_is 'j["kmscrypt"]["context"]["volume-id"]' clone-1
+json_is 'j["KmscryptToken"]["EncryptionContext"]["volume-id"]' clone-1
 expect 0 "the clone's token proves against its digest" rewrap "$C" --dry-run --always
 
 finish

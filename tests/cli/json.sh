@@ -95,7 +95,7 @@ rc=0
         > "$T/out" 2> "$T/err") || rc=$?
 check "restore to a file named without a directory, --context (exit $rc)" test "$rc" = 0 -a ! -s "$T/err"
 expect 0 "its token names the new context" --json dump "$T/restored3.img"
-json_is 'j["kmscrypt"]["context"]["volume-id"]' vol-3
+json_is 'j["KmscryptToken"]["EncryptionContext"]["volume-id"]' vol-3
 j "reencrypt" reencrypt "$V"
 json_is 'j["Finished"]' true
 A=$T/adopt.img
@@ -111,7 +111,7 @@ expect 2 "format without --key or default-key" format "$W" --context db-id=db-1,
 check "format without --key: one line naming --key" sh -c "[ \$(wc -l < '$T/err') = 1 ] && grep -q -- '--key KEY is required' '$T/err'"
 export KMSCRYPT_CONFIG="$T/default-key.conf"
 j "format with the default-key" format "$W" --context db-id=db-1,volume-id=vol-w
-json_is 'j["key_id"]' "$KEY_ID"
+json_is 'j["KeyId"]' "$KEY_ID"
 export KMSCRYPT_CONFIG="$T/empty.conf"
 quiet dump "$V"
 quiet rewrap "$V" --always

@@ -5,6 +5,7 @@
 #   manpage.py kmscrypt PROGRAM MANDIR
 #   manpage.py kmscryptd PROGRAM MANDIR
 #   manpage.py fields MANDIR "COMMAND WORDS" FILE
+#   manpage.py helper PROGRAM PAGE
 #
 # For kmscrypt, every command and subcommand that `--help` lists: its
 # `--help` exits 0 with "Usage: kmscrypt SYNOPSIS", SYNOPSIS is the first
@@ -194,7 +195,39 @@ def kmscryptd(prog, mandir):
           "only in --help: %s; only in the man page: %s" % (sorted(accepted - man), sorted(man - accepted)))
 
 
-DATA = {"EncryptionContext", "context", "Records", "keyslots", "tokens"}
+def helper(prog, page_path):
+    """A helper program (kmscrypt-hotplug, kmscrypt-generator) against its page: the Usage lines of --help
+    are the SYNOPSIS lines that run it (the directory dropped), its options the items of OPTIONS; prints
+    the statuses EXIT STATUS lists for the caller to exercise."""
+    page = render(page_path)
+    name = os.path.basename(prog)
+    p = subprocess.run([prog, "--help"], capture_output=True, text=True)
+    check(name + " --help exits 0, nothing on stderr", p.returncode == 0 and not p.stderr, p.stderr)
+    lines = p.stdout.splitlines()
+    usage = []
+    for i, l in enumerate(lines):
+        if i == 0 and l.startswith("Usage: "):
+            usage.append(norm(l[len("Usage: "):]))
+        elif i > 0 and l.startswith(" ") and l.strip():
+            usage.append(norm(l))
+        else:
+            break
+    man = [re.sub(r"^\S*/", "", norm(l)) for l in section(page, "SYNOPSIS") if l.strip()]
+    man = [l for l in man if l.split()[0] == name]
+    check(name + " --help: its Usage lines are the SYNOPSIS lines that run it", usage and usage == man,
+          "help %s, man %s" % (usage, man))
+    accepted = help_options([l for l in lines if re.match(r"^\s+-", l)])
+    documented = set()
+    for tag in item_tags(section(page, "OPTIONS"), 7):
+        documented |= options_in(tag)
+    check(name + ": the options of --help are the items of OPTIONS", accepted and accepted == documented,
+          "only in --help: %s; only in the man page: %s" % (sorted(accepted - documented), sorted(documented - accepted)))
+    statuses = [m.group(1) for m in (re.match(r"^ {7}(\d+)(\s|$)", l) for l in section(page, "EXIT STATUS")) if m]
+    check(name + ": EXIT STATUS lists its statuses as items", len(statuses) >= 3, str(statuses))
+    print("statuses: " + " ".join(statuses))
+
+
+DATA = {"EncryptionContext", "context", "Records"}
 
 
 def member_names(value, depth=0):
@@ -245,6 +278,8 @@ def fields(mandir, words, path):
 
 if sys.argv[1] == "fields":
     fields(sys.argv[2], sys.argv[3], sys.argv[4])
+elif sys.argv[1] == "helper":
+    helper(sys.argv[2], sys.argv[3])
 else:
     {"kmscrypt": kmscrypt, "kmscryptd": kmscryptd}[sys.argv[1]](sys.argv[2], sys.argv[3])
 sys.exit(0 if all(results) else 1)

@@ -115,7 +115,7 @@ check "tokens-33: the JSON holds 33 tokens" sh -c "cryptsetup luksDump --dump-js
 # The segment offset near 2^64 is shown as it is on disk (it once came out
 # as a negative number, through a signed overflow UBSan reported).
 kc --json dump "$T/overflow-segment.img"
-json_is 'j["data_offset"]' 18446744073709547520
+json_is 'j["DataOffset"]' 18446744073709547520
 
 # The seeds in tests/fuzz/corpus/luks2-header/hostile-* are these images'
 # first 32 KiB (both headers); each case must have one.

@@ -616,12 +616,24 @@ START_TEST(test_dump) {
 
         ck_assert_int_eq(kc_volume_dump(&ref, &o, &terr, &err), 0);
         ck_assert_int_eq(terr.error, 0);
-        ck_assert_str_eq(json_object_get_string(json_object_object_get(o, "uuid")), res.uuid);
-        kc = json_object_object_get(o, "kmscrypt");
+        ck_assert_str_eq(json_object_get_string(json_object_object_get(o, "LuksUuid")), res.uuid);
+        /* The names and units kmscrypt status uses for the same facts. */
+        ck_assert_str_eq(json_object_get_string(json_object_object_get(o, "Cipher")), "aes-xts-plain64");
+        /* Without a keyslot libcryptsetup does not record the key size: null, not 0. */
+        ck_assert(json_object_object_get_ex(o, "KeySize", NULL) && !json_object_object_get(o, "KeySize"));
+        json_object_object_foreach(o, name, v) {
+                (void) v;
+                ck_assert_msg(name[0] >= 'A' && name[0] <= 'Z' && !strchr(name, '_'), "member %s", name);
+        }
+        kc = json_object_object_get(o, "KmscryptToken");
         ck_assert_ptr_nonnull(kc);
-        ck_assert_str_eq(json_object_get_string(json_object_object_get(kc, "key_id")), e.key.key_id);
-        ck_assert_str_eq(json_object_get_string(json_object_object_get(json_object_object_get(kc, "context"), "db-id")),
+        ck_assert_str_eq(json_object_get_string(json_object_object_get(kc, "KeyId")), e.key.key_id);
+        ck_assert_int_eq(json_object_get_int(json_object_object_get(kc, "TokenId")), res.token_id);
+        ck_assert_str_eq(json_object_get_string(json_object_object_get(json_object_object_get(kc, "EncryptionContext"), "db-id")),
                          "db-1");
+        ck_assert_int_gt(json_object_get_int(json_object_object_get(kc, "CiphertextBlobLength")), 0);
+        ck_assert_int_eq(json_object_get_int(json_object_object_get(
+                                 json_object_array_get_idx(json_object_object_get(o, "Tokens"), 0), "Id")), res.token_id);
         json_object_put(TAKE_PTR(o));
         /* No KMS involved. */
         ck_assert_uint_eq(audit_count(&e, NULL), records);
@@ -631,8 +643,11 @@ START_TEST(test_dump) {
         ck_assert_int_eq(kc_volume_dump(&ref, &o, &terr, &err), 0);
         ck_assert_int_eq(terr.error, -ENOENT);
         ck_assert_ptr_nonnull(strstr(terr.msg, "has no kmscrypt token"));
-        ck_assert(!json_object_object_get_ex(o, "kmscrypt", NULL));
-        ck_assert_uint_eq(json_object_array_length(json_object_object_get(o, "keyslots")), 1);
+        ck_assert(!json_object_object_get_ex(o, "KmscryptToken", NULL));
+        ck_assert_uint_eq(json_object_array_length(json_object_object_get(o, "Keyslots")), 1);
+        ck_assert_str_eq(json_object_get_string(json_object_object_get(
+                                 json_object_array_get_idx(json_object_object_get(o, "Keyslots"), 0), "Kdf")), "pbkdf2");
+        ck_assert_int_eq(json_object_get_int(json_object_object_get(o, "KeySize")), 512);
         json_object_put(TAKE_PTR(o));
 
         terr = (struct kc_err) {};

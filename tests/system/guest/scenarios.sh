@@ -67,7 +67,7 @@ V
         check "kmscrypt-pgdata.service attaches pgdata" systemctl start kmscrypt-pgdata.service
         if ! test -b /dev/mapper/pgdata; then
                 diag
-                kmscrypt dump --json "$(disk pgdata)" 2>&1 | grep -i 'key_size' | sed 's/^/SYSTEST-DIAG dump: /'
+                kmscrypt dump --json "$(disk pgdata)" 2>&1 | grep 'KeySize' | sed 's/^/SYSTEST-DIAG dump: /'
         fi
         check "mkfs on pgdata" mkfs.ext4 -q /dev/mapper/pgdata
         # The wrapper unit's stop does not wait for the cluster's own unit.

@@ -30,9 +30,9 @@ defer "dmsetup remove --force $VOL >/dev/null 2>&1; dmsetup remove --force kchdr
 kcvm_mknodes
 dev=/dev/mapper/kchdr
 kmscrypt -q format "$dev" --key alias/a --context db-id=db-hdr,volume-id=$VOL || die "format"
-meta=$(kmscrypt --json dump "$dev" | sed -n 's/.*"metadata_size": \([0-9]*\).*/\1/p')
+meta=$(kmscrypt --json dump "$dev" | sed -n 's/.*"MetadataSize": \([0-9]*\).*/\1/p')
 m=$((meta / 512))       # sectors per header copy: primary at 0, secondary at $m
-key_a=$(kmscrypt --json dump "$dev" | sed -n 's/.*"key_id": "\(.*\)".*/\1/p')
+key_a=$(kmscrypt --json dump "$dev" | sed -n 's/.*"KeyId": "\(.*\)".*/\1/p')
 
 kcvm_seed "$dev" "$VOL"
 
@@ -49,7 +49,7 @@ seqid() {
         dd if="$raw" bs=512 skip=$(($1 * m)) count=1 2>/dev/null | od -An -tx1 -j16 -N8 | tr -d ' \n'
 }
 
-token_key() { kmscrypt --json dump "$dev" | sed -n 's/.*"key_id": "\(.*\)".*/\1/p'; }
+token_key() { kmscrypt --json dump "$dev" | sed -n 's/.*"KeyId": "\(.*\)".*/\1/p'; }
 
 # attaches_as_before WHAT OLD NEW: the volume attaches, with key OLD or NEW in its token, data intact.
 attaches_as_before() {

@@ -19,13 +19,13 @@ kcvm_loop 24
 dev=$KCVM_LOOP
 defer "dmsetup remove --force $VOL >/dev/null 2>&1; kcvm_mknodes"
 kmscrypt -q format "$dev" --key alias/a --context db-id=db-kill,volume-id=$VOL || die "format"
-key_a=$(kmscrypt --json dump "$dev" | sed -n 's/.*"key_id": "\(.*\)".*/\1/p')
+key_a=$(kmscrypt --json dump "$dev" | sed -n 's/.*"KeyId": "\(.*\)".*/\1/p')
 kcvm_seed "$dev" "$VOL"
 
 # ---- rewrap, while attached: before the write the old token stays, after it the new one ----
 kmscrypt -q attach "$dev" || die "attach before rewrap kills"
 kcvm_mknodes
-token_key() { kmscrypt --json dump "$dev" | sed -n 's/.*"key_id": "\(.*\)".*/\1/p'; }
+token_key() { kmscrypt --json dump "$dev" | sed -n 's/.*"KeyId": "\(.*\)".*/\1/p'; }
 before=$(token_key)
 for spec in rewrap:after-reencrypt=old rewrap:after-prove=old rewrap:after-write=new; do
         step=${spec%=*}

@@ -26,7 +26,7 @@ kmscrypt format "$KCVM_LOOP" --key alias/re --context "$CTX" --recovery-passphra
 kcvm_attach_mount "$KCVM_LOOP" "$VOL" "$MNT"
 kcvm_pattern "$MNT/pattern" 1048576
 sync
-blob_before=$(kmscrypt --json dump "$KCVM_LOOP" | sed -n 's/.*"wrapped_key": "\(.*\)".*/\1/p')
+blob_before=$(kmscrypt --json dump "$KCVM_LOOP" | sed -n 's/.*"CiphertextBlob": "\(.*\)".*/\1/p')
 
 (
         i=0
@@ -57,7 +57,7 @@ slots=$(cryptsetup luksDump "$KCVM_LOOP" | sed -n '/^Keyslots:/,/^Tokens:/p' | g
 expect_eq "keyslots after reencrypt" "$slots" 1
 printf 'recovery words' | cryptsetup open --test-passphrase "$KCVM_LOOP" || die "recovery passphrase no longer opens"
 cryptsetup token export --token-id 0 "$KCVM_LOOP" | grep -q kmscrypt_reencrypt && die "token still has its reencrypt member"
-blob_after=$(kmscrypt --json dump "$KCVM_LOOP" | sed -n 's/.*"wrapped_key": "\(.*\)".*/\1/p')
+blob_after=$(kmscrypt --json dump "$KCVM_LOOP" | sed -n 's/.*"CiphertextBlob": "\(.*\)".*/\1/p')
 [ -n "$blob_after" ] && [ "$blob_after" != "$blob_before" ] || die "token blob unchanged"
 kmscrypt audit verify >/dev/null || die "audit chain"
 grep -q '"ReencryptVolume"' "$KMSCRYPT_AUDIT_LOG" || die "no ReencryptVolume audit record"

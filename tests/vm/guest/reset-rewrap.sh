@@ -27,7 +27,7 @@ DEV=$(kcvm_disk 2)
 export KMSCRYPT_KEYSTORE=$STATE/keystore KMSCRYPT_AUDIT_LOG=$STATE/audit.log
 defer "kmscrypt detach $VOL >/dev/null 2>&1; dmsetup remove kcdelay 2>/dev/null; kcvm_mknodes"
 
-token_key() { kmscrypt --json dump "$1" | sed -n 's/.*"key_id": "\(.*\)".*/\1/p'; }
+token_key() { kmscrypt --json dump "$1" | sed -n 's/.*"KeyId": "\(.*\)".*/\1/p'; }
 key_of() { kmscrypt --json key describe "$1" | sed -n 's/.*"KeyId": "\([^"]*\)".*/\1/p' | head -n1; }
 # seqid COPY: the sequence id of header copy 0 (primary) or 1 on the disk
 # itself: the disk's page cache, which writes through a mapping bypass, dropped first.
@@ -41,7 +41,7 @@ if [ "$KCVM_BOOT" = 1 ]; then
         kmscrypt -q key create --alias alias/a || die "key create a"
         kmscrypt -q key create --alias alias/b || die "key create b"
         kmscrypt -q format "$DEV" --key alias/a --context db-id=db-rw,volume-id=$VOL || die "format"
-        meta=$(kmscrypt --json dump "$DEV" | sed -n 's/.*"metadata_size": \([0-9]*\).*/\1/p')
+        meta=$(kmscrypt --json dump "$DEV" | sed -n 's/.*"MetadataSize": \([0-9]*\).*/\1/p')
         m=$((meta / 512))       # sectors per header copy: primary at 0, secondary at $m
         echo "$m" >"$STATE/m"
         sectors=$(blockdev --getsz "$DEV")

@@ -36,7 +36,7 @@ defer "touch $KCVM_DIR/stop; kill $writer 2>/dev/null"
 out=$(kmscrypt key rotate alias/a --rewrap "$KCVM_LOOP") || die "key rotate --rewrap: $out"
 echo "$out"
 case $out in *"version 1 -> "*"version 2"*) ;; *) die "rotate --rewrap did not rewrap to version 2: $out" ;; esac
-kmscrypt --json dump "$KCVM_LOOP" | grep -q '"key_version": 2' || die "token not at version 2"
+kmscrypt --json dump "$KCVM_LOOP" | grep -q '"KeyVersion": 2' || die "token not at version 2"
 
 kmscrypt rewrap "$KCVM_LOOP" --key alias/b || die "rewrap to alias/b while mounted"
 kmscrypt key usage alias/b "$KCVM_LOOP" | grep -q "version 1:" || die "key usage does not list the volume"
