@@ -753,14 +753,26 @@ static int json_add_string(struct json_object *o, const char *name, const char *
         return kc_json_add(o, name, json_object_new_string(s));
 }
 
-/* A size libcryptsetup does not know (0) is a JSON null. */
-static int json_add_size(struct json_object *o, const char *name, int size) {
-        if (size <= 0)
+/* A key size in bits from libcryptsetup's bytes; one it does not know (0) is a JSON null. */
+static int json_add_key_bits(struct json_object *o, const char *name, int bytes) {
+        if (bytes <= 0)
                 return json_object_object_add(o, name, NULL) < 0 ? -ENOMEM : 0;
-        return kc_json_add(o, name, json_object_new_int(size));
+        return kc_json_add(o, name, json_object_new_int(bytes * 8));
 }
 
-/* [{"id": 0, "type": "luks2", "kdf": "argon2id"}, ...] from the header's "keyslots" object. */
+/* "aes" and "xts-plain64" as the one "aes-xts-plain64" dm-crypt and status show. */
+static int json_add_cipher(struct json_object *o, const char *name, struct crypt_device *cd) {
+        _cleanup_free_ char *s = NULL;
+        const char *cipher = crypt_get_cipher(cd), *mode = crypt_get_cipher_mode(cd);
+
+        if (!cipher || !mode)
+                return json_add_string(o, name, cipher);
+        if (asprintf(&s, "%s-%s", cipher, mode) < 0)
+                return -ENOMEM;
+        return json_add_string(o, name, s);
+}
+
+/* [{"Id": 0, "Type": "luks2", "Kdf": "argon2id"}, ...] from the header's "keyslots" object. */
 static int dump_keyslots(struct json_object *hdr, struct json_object **ret) {
         _cleanup_json_ struct json_object *a = json_object_new_array();
         struct json_object *slots = json_object_object_get(hdr, "keyslots");
@@ -774,9 +786,9 @@ static int dump_keyslots(struct json_object *hdr, struct json_object **ret) {
 
                         if (!e)
                                 return -ENOMEM;
-                        if ((r = kc_json_add(e, "id", json_object_new_int(atoi(id)))) < 0 ||
-                            (r = json_add_string(e, "type", json_object_get_string(json_object_object_get(slot, "type")))) < 0 ||
-                            (r = json_add_string(e, "kdf", kdf ? json_object_get_string(kdf) : NULL)) < 0 ||
+                        if ((r = kc_json_add(e, "Id", json_object_new_int(atoi(id)))) < 0 ||
+                            (r = json_add_string(e, "Type", json_object_get_string(json_object_object_get(slot, "type")))) < 0 ||
+                            (r = json_add_string(e, "Kdf", kdf ? json_object_get_string(kdf) : NULL)) < 0 ||
                             (r = json_object_array_add(a, e) < 0 ? -ENOMEM : 0) < 0) {
                                 json_object_put(e);
                                 return r;
@@ -804,8 +816,8 @@ static int dump_tokens(struct kc_luks *l, struct json_object **ret) {
                 e = json_object_new_object();
                 if (!e)
                         return -ENOMEM;
-                if ((r = kc_json_add(e, "id", json_object_new_int(i))) < 0 ||
-                    (r = json_add_string(e, "type", type)) < 0 ||
+                if ((r = kc_json_add(e, "Id", json_object_new_int(i))) < 0 ||
+                    (r = json_add_string(e, "Type", type)) < 0 ||
                     (r = json_object_array_add(a, e) < 0 ? -ENOMEM : 0) < 0) {
                         json_object_put(e);
                         return r;
@@ -832,18 +844,18 @@ static int dump_token(const struct kc_token *t, int id, struct json_object *hdr,
         r = kc_context_to_json(t->context, &ctx);
         if (r < 0)
                 return r;
-        if ((r = kc_json_add(o, "token_id", json_object_new_int(id))) < 0 ||
-            (r = kc_json_add(o, "version", json_object_new_int64(t->version))) < 0 ||
-            (r = kc_json_add(o, "provider", json_object_new_string(t->provider))) < 0 ||
-            (r = kc_json_add(o, "key_id", json_object_new_string(t->key_id))) < 0 ||
-            (r = kc_json_add(o, "key_ref", json_object_new_string(ref))) < 0 ||
-            (r = kc_json_add(o, "key_version", json_object_new_int64(t->key_version))) < 0 ||
-            (r = kc_json_add(o, "context", TAKE_PTR(ctx))) < 0 ||
-            (r = kc_json_add(o, "wrapped_key_length", json_object_new_int64((int64_t) t->wrapped_key_len))) < 0)
+        if ((r = kc_json_add(o, "TokenId", json_object_new_int(id))) < 0 ||
+            (r = kc_json_add(o, "Version", json_object_new_int64(t->version))) < 0 ||
+            (r = kc_json_add(o, "Provider", json_object_new_string(t->provider))) < 0 ||
+            (r = kc_json_add(o, "KeyId", json_object_new_string(t->key_id))) < 0 ||
+            (r = kc_json_add(o, "KeyRef", json_object_new_string(ref))) < 0 ||
+            (r = kc_json_add(o, "KeyVersion", json_object_new_int64(t->key_version))) < 0 ||
+            (r = kc_json_add(o, "EncryptionContext", TAKE_PTR(ctx))) < 0 ||
+            (r = kc_json_add(o, "CiphertextBlobLength", json_object_new_int64((int64_t) t->wrapped_key_len))) < 0)
                 return r;
         snprintf(idstr, sizeof(idstr), "%d", id);
         stored = json_object_object_get(json_path(hdr, "tokens", idstr), "wrapped_key");
-        if (stored && (r = kc_json_add(o, "wrapped_key", json_object_get(stored))) < 0)
+        if (stored && (r = kc_json_add(o, "CiphertextBlob", json_object_get(stored))) < 0)
                 return r;
         *ret = TAKE_PTR(o);
         return 0;
@@ -868,33 +880,32 @@ int kc_luks_dump_json(struct kc_luks *l, struct json_object **ret) {
         if (!o)
                 return -ENOMEM;
         /* data_offset unsigned: a hostile header's may pass 2^63 bytes (tests/hostile). */
-        if ((r = json_add_string(o, "device", crypt_get_device_name(l->cd))) < 0 ||
-            (r = json_add_string(o, "header", l->header)) < 0 ||
-            (r = json_add_string(o, "type", crypt_get_type(l->cd))) < 0 ||
-            (r = json_add_string(o, "uuid", crypt_get_uuid(l->cd))) < 0 ||
-            (r = json_add_string(o, "label", crypt_get_label(l->cd))) < 0 ||
-            (r = json_add_string(o, "subsystem", crypt_get_subsystem(l->cd))) < 0 ||
-            (r = json_add_string(o, "cipher", crypt_get_cipher(l->cd))) < 0 ||
-            (r = json_add_string(o, "cipher_mode", crypt_get_cipher_mode(l->cd))) < 0 ||
-            (r = json_add_size(o, "key_size", crypt_get_volume_key_size(l->cd))) < 0 ||
-            (r = kc_json_add(o, "sector_size", json_object_new_int(crypt_get_sector_size(l->cd)))) < 0 ||
-            (r = kc_json_add(o, "data_offset", json_object_new_uint64(crypt_get_data_offset(l->cd) * 512))) < 0 ||
-            (r = kc_json_add(o, "iv_offset", json_object_new_int64((int64_t) crypt_get_iv_offset(l->cd)))) < 0 ||
-            (r = json_add_string(o, "data_size", seg ? json_object_get_string(json_object_object_get(seg, "size")) : NULL)) < 0 ||
-            (r = kc_json_add(o, "metadata_size", json_object_new_int64((int64_t) metadata))) < 0 ||
-            (r = kc_json_add(o, "keyslots_size", json_object_new_int64((int64_t) keyslots_size))) < 0)
+        if ((r = json_add_string(o, "Device", crypt_get_device_name(l->cd))) < 0 ||
+            (r = json_add_string(o, "Header", l->header)) < 0 ||
+            (r = json_add_string(o, "Type", crypt_get_type(l->cd))) < 0 ||
+            (r = json_add_string(o, "LuksUuid", crypt_get_uuid(l->cd))) < 0 ||
+            (r = json_add_string(o, "Label", crypt_get_label(l->cd))) < 0 ||
+            (r = json_add_string(o, "Subsystem", crypt_get_subsystem(l->cd))) < 0 ||
+            (r = json_add_cipher(o, "Cipher", l->cd)) < 0 ||
+            (r = json_add_key_bits(o, "KeySize", crypt_get_volume_key_size(l->cd))) < 0 ||
+            (r = kc_json_add(o, "SectorSize", json_object_new_int(crypt_get_sector_size(l->cd)))) < 0 ||
+            (r = kc_json_add(o, "DataOffset", json_object_new_uint64(crypt_get_data_offset(l->cd) * 512))) < 0 ||
+            (r = kc_json_add(o, "IvOffset", json_object_new_int64((int64_t) crypt_get_iv_offset(l->cd)))) < 0 ||
+            (r = json_add_string(o, "DataSize", seg ? json_object_get_string(json_object_object_get(seg, "size")) : NULL)) < 0 ||
+            (r = kc_json_add(o, "MetadataSize", json_object_new_int64((int64_t) metadata))) < 0 ||
+            (r = kc_json_add(o, "KeyslotsSize", json_object_new_int64((int64_t) keyslots_size))) < 0)
                 return r;
 
-        if ((r = dump_keyslots(hdr, &slots)) < 0 || (r = kc_json_add(o, "keyslots", slots)) < 0)
+        if ((r = dump_keyslots(hdr, &slots)) < 0 || (r = kc_json_add(o, "Keyslots", slots)) < 0)
                 return r;
-        if ((r = dump_tokens(l, &tokens)) < 0 || (r = kc_json_add(o, "tokens", tokens)) < 0)
+        if ((r = dump_tokens(l, &tokens)) < 0 || (r = kc_json_add(o, "Tokens", tokens)) < 0)
                 return r;
 
         /* The kmscrypt token when there is a valid one; callers that need the reason use kc_luks_token_read(). */
         if (kc_luks_token_read(l, &t, &id, NULL) >= 0) {
                 r = dump_token(&t, id, hdr, &kc);
                 kc_token_clear(&t);
-                if (r < 0 || (r = kc_json_add(o, "kmscrypt", kc)) < 0)
+                if (r < 0 || (r = kc_json_add(o, "KmscryptToken", kc)) < 0)
                         return r;
         }
         *ret = TAKE_PTR(o);

@@ -101,5 +101,5 @@ int kc_luks_remove_keyslots(struct kc_luks *l, struct kc_err *err);
  */
 struct crypt_device *kc_luks_crypt_device(struct kc_luks *l);
 
-/* Header and token as JSON for `kmscrypt dump --json` (no secret, no KMS). */
+/* Header and token as JSON for `kmscrypt dump --json` (no secret, no KMS), in the members kc_volume_dump() lists. */
 int kc_luks_dump_json(struct kc_luks *l, struct json_object **ret);

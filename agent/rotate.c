@@ -490,7 +490,7 @@ static unsigned count_keyslots(struct kc_luks *l) {
         _cleanup_json_ struct json_object *o = NULL;
         struct json_object *slots;
 
-        if (kc_luks_dump_json(l, &o) < 0 || !json_object_object_get_ex(o, "keyslots", &slots))
+        if (kc_luks_dump_json(l, &o) < 0 || !json_object_object_get_ex(o, "Keyslots", &slots))
                 return 0;
         return (unsigned) json_object_array_length(slots);
 }

@@ -275,10 +275,10 @@ static int recovery_keyslot(const struct kc_volume_ref *ref) {
 
         if (kc_luks_open(ref->device, ref->header, &l, NULL) < 0 || kc_luks_dump_json(l, &o) < 0)
                 return -1;
-        slots = json_object_object_get(o, "keyslots");
+        slots = json_object_object_get(o, "Keyslots");
         if (json_object_array_length(slots) == 0)
                 return -1;
-        return json_object_get_int(json_object_object_get(json_object_array_get_idx(slots, 0), "id"));
+        return json_object_get_int(json_object_object_get(json_object_array_get_idx(slots, 0), "Id"));
 }
 
 /*
@@ -298,10 +298,10 @@ static void format_undo(const struct kc_volume_ref *ref, const char *uuid) {
         int r;
 
         if (kc_luks_open(ref->device, ref->header, &l, NULL) < 0 || kc_luks_dump_json(l, &o) < 0 ||
-            !streq_ptr(json_object_get_string(json_object_object_get(o, "uuid")), uuid))
+            !streq_ptr(json_object_get_string(json_object_object_get(o, "LuksUuid")), uuid))
                 return;
         kc_luks_close(TAKE_PTR(l));
-        size = 2 * json_object_get_int64(json_object_object_get(o, "metadata_size"));
+        size = 2 * json_object_get_int64(json_object_object_get(o, "MetadataSize"));
         if (size <= 0 || size % (int64_t) sizeof(zeros) != 0 || size > 8 * 1024 * 1024)
                 return;
         fd = open(path, O_WRONLY | O_CLOEXEC);
@@ -451,145 +451,10 @@ int kc_volume_adopt(struct kc_kms *kms, const struct kc_caller *caller,
 
 /* ---- dump ---- */
 
-/*
- * kc_luks_dump_json() describes the header in libcryptsetup's lower-case
- * words; kmscrypt prints AWS-style names, the same name for the same fact
- * as `kmscrypt status --json` (LuksUuid, KeyId, EncryptionContext, Cipher
- * as dm-crypt spells it, KeySize in bits).  These tables are that renaming;
- * a member of the source no table names is not printed.
- */
-struct dump_name {
-        const char *from, *to;
-        /* NULL: copy the value; else build it (src: the whole source object). */
-        int (*convert)(struct json_object *src, struct json_object *v, struct json_object **ret);
-};
-
-static int dump_rename(struct json_object *src, const struct dump_name *names, size_t n, struct json_object **ret);
-
-static const struct dump_name dump_list_names[] = {
-        { .from = "id", .to = "Id" },
-        { .from = "type", .to = "Type" },
-        { .from = "kdf", .to = "Kdf" },
-};
-
-static const struct dump_name dump_token_names[] = {
-        { .from = "token_id", .to = "TokenId" },
-        { .from = "version", .to = "Version" },
-        { .from = "provider", .to = "Provider" },
-        { .from = "key_id", .to = "KeyId" },
-        { .from = "key_ref", .to = "KeyRef" },
-        { .from = "key_version", .to = "KeyVersion" },
-        { .from = "context", .to = "EncryptionContext" },
-        { .from = "wrapped_key_length", .to = "CiphertextBlobLength" },
-        { .from = "wrapped_key", .to = "CiphertextBlob" },
-};
-
-/* "aes" and "xts-plain64" as the one "aes-xts-plain64" dm-crypt and status show. */
-static int dump_cipher(struct json_object *src, struct json_object *v, struct json_object **ret) {
-        const char *mode = json_object_get_string(json_object_object_get(src, "cipher_mode"));
-        _cleanup_free_ char *s = NULL;
-
-        if (!v || !mode) {
-                *ret = json_object_get(v);
-                return 0;
-        }
-        if (asprintf(&s, "%s-%s", json_object_get_string(v), mode) < 0)
-                return -ENOMEM;
-        *ret = json_object_new_string(s);
-        return *ret ? 0 : -ENOMEM;
-}
-
-/* Bytes to bits, as status prints KeySize; unknown (null) stays null. */
-static int dump_key_bits(struct json_object *src, struct json_object *v, struct json_object **ret) {
-        (void) src;
-        if (!v) {
-                *ret = NULL;
-                return 0;
-        }
-        *ret = json_object_new_int64(json_object_get_int64(v) * 8);
-        return *ret ? 0 : -ENOMEM;
-}
-
-static int dump_list(struct json_object *src, struct json_object *v, struct json_object **ret) {
-        _cleanup_json_ struct json_object *a = json_object_new_array();
-        size_t n = json_object_array_length(v);
-
-        (void) src;
-        if (!a)
-                return -ENOMEM;
-        for (size_t i = 0; i < n; i++) {
-                struct json_object *e;
-                int r = dump_rename(json_object_array_get_idx(v, i), dump_list_names, ARRAY_SIZE(dump_list_names), &e);
-
-                if (r < 0)
-                        return r;
-                if (json_object_array_add(a, e) < 0) {
-                        json_object_put(e);
-                        return -ENOMEM;
-                }
-        }
-        *ret = TAKE_PTR(a);
-        return 0;
-}
-
-static int dump_token_object(struct json_object *src, struct json_object *v, struct json_object **ret) {
-        (void) src;
-        return dump_rename(v, dump_token_names, ARRAY_SIZE(dump_token_names), ret);
-}
-
-static const struct dump_name dump_header_names[] = {
-        { .from = "device", .to = "Device" },
-        { .from = "header", .to = "Header" },
-        { .from = "type", .to = "Type" },
-        { .from = "uuid", .to = "LuksUuid" },
-        { .from = "label", .to = "Label" },
-        { .from = "subsystem", .to = "Subsystem" },
-        { .from = "cipher", .to = "Cipher", .convert = dump_cipher },
-        { .from = "key_size", .to = "KeySize", .convert = dump_key_bits },
-        { .from = "sector_size", .to = "SectorSize" },
-        { .from = "data_offset", .to = "DataOffset" },
-        { .from = "iv_offset", .to = "IvOffset" },
-        { .from = "data_size", .to = "DataSize" },
-        { .from = "metadata_size", .to = "MetadataSize" },
-        { .from = "keyslots_size", .to = "KeyslotsSize" },
-        { .from = "keyslots", .to = "Keyslots", .convert = dump_list },
-        { .from = "tokens", .to = "Tokens", .convert = dump_list },
-        { .from = "kmscrypt", .to = "KmscryptToken", .convert = dump_token_object },
-};
-
-/* A new object with src's members under their new names, in the table's order. */
-static int dump_rename(struct json_object *src, const struct dump_name *names, size_t n, struct json_object **ret) {
-        _cleanup_json_ struct json_object *o = json_object_new_object();
-
-        if (!o)
-                return -ENOMEM;
-        for (size_t i = 0; i < n; i++) {
-                struct json_object *v, *out;
-                int r;
-
-                if (!json_object_object_get_ex(src, names[i].from, &v))
-                        continue;
-                if (names[i].convert) {
-                        r = names[i].convert(src, v, &out);
-                        if (r < 0)
-                                return r;
-                } else
-                        out = json_object_get(v);
-                /* json-c's null is a NULL pointer: added directly. */
-                if (json_object_object_add(o, names[i].to, out) < 0) {
-                        json_object_put(out);
-                        return -ENOMEM;
-                }
-        }
-        *ret = TAKE_PTR(o);
-        return 0;
-}
-
 int kc_volume_dump(const struct kc_volume_ref *ref, struct json_object **ret,
                    struct kc_err *token_err, struct kc_err *err) {
         _cleanup_luks_ struct kc_luks *l = NULL;
         _cleanup_(kc_token_clear) struct kc_token t = {};
-        _cleanup_json_ struct json_object *raw = NULL;
         struct json_object *o = NULL;
         int r;
 
@@ -601,9 +466,7 @@ int kc_volume_dump(const struct kc_volume_ref *ref, struct json_object **ret,
         r = kc_luks_open(ref->device, ref->header, &l, err);
         if (r < 0)
                 return r;
-        r = kc_luks_dump_json(l, &raw);
-        if (r >= 0)
-                r = dump_rename(raw, dump_header_names, ARRAY_SIZE(dump_header_names), &o);
+        r = kc_luks_dump_json(l, &o);
         if (r < 0)
                 return kc_err_set(err, r, "cannot describe the header of %s: %s", ref->header ?: ref->device,
                                   strerror(-r));

@@ -443,30 +443,30 @@ START_TEST(test_dump_json) {
         ck_assert_int_eq(kc_luks_open(img, NULL, &l, &err), 0);
         ck_assert_int_eq(kc_luks_dump_json(l, &o), 0);
 
-        ck_assert_str_eq(json_object_get_string(json_object_object_get(o, "type")), "LUKS2");
-        ck_assert_str_eq(json_object_get_string(json_object_object_get(o, "label")), "L");
-        ck_assert_str_eq(json_object_get_string(json_object_object_get(o, "cipher_mode")), "xts-plain64");
-        ck_assert_int_eq(json_object_get_int(json_object_object_get(o, "key_size")), 64);   /* from the keyslot */
-        ck_assert_int_eq(json_object_get_int64(json_object_object_get(o, "data_offset")), 16 << 20);
-        ck_assert_str_eq(json_object_get_string(json_object_object_get(o, "data_size")), "dynamic");
-        ck_assert(json_object_object_get_ex(o, "header", NULL));
-        ck_assert_ptr_null(json_object_object_get(o, "header"));
+        ck_assert_str_eq(json_object_get_string(json_object_object_get(o, "Type")), "LUKS2");
+        ck_assert_str_eq(json_object_get_string(json_object_object_get(o, "Label")), "L");
+        ck_assert_str_eq(json_object_get_string(json_object_object_get(o, "Cipher")), "aes-xts-plain64");
+        ck_assert_int_eq(json_object_get_int(json_object_object_get(o, "KeySize")), 512);   /* bits, from the keyslot */
+        ck_assert_int_eq(json_object_get_int64(json_object_object_get(o, "DataOffset")), 16 << 20);
+        ck_assert_str_eq(json_object_get_string(json_object_object_get(o, "DataSize")), "dynamic");
+        ck_assert(json_object_object_get_ex(o, "Header", NULL));
+        ck_assert_ptr_null(json_object_object_get(o, "Header"));
 
-        slots = json_object_object_get(o, "keyslots");
+        slots = json_object_object_get(o, "Keyslots");
         ck_assert_uint_eq(json_object_array_length(slots), 1);
-        ck_assert_str_eq(json_object_get_string(json_object_object_get(json_object_array_get_idx(slots, 0), "kdf")),
+        ck_assert_str_eq(json_object_get_string(json_object_object_get(json_object_array_get_idx(slots, 0), "Kdf")),
                          "pbkdf2");
-        tokens = json_object_object_get(o, "tokens");
+        tokens = json_object_object_get(o, "Tokens");
         ck_assert_uint_eq(json_object_array_length(tokens), 1);
-        ck_assert_str_eq(json_object_get_string(json_object_object_get(json_object_array_get_idx(tokens, 0), "type")),
+        ck_assert_str_eq(json_object_get_string(json_object_object_get(json_object_array_get_idx(tokens, 0), "Type")),
                          "kmscrypt");
 
-        kc = json_object_object_get(o, "kmscrypt");
+        kc = json_object_object_get(o, "KmscryptToken");
         ck_assert_ptr_nonnull(kc);
-        ck_assert_int_eq(json_object_get_int(json_object_object_get(kc, "key_version")), 9);
-        ck_assert_str_eq(json_object_get_string(json_object_object_get(kc, "key_ref")), "local:5f0c6a1e-0e8b-4f0d-9a3c-2b1a00112233");
-        ck_assert_int_eq(json_object_get_int(json_object_object_get(kc, "wrapped_key_length")), (int) tok.wrapped_key_len);
-        ck_assert_str_eq(json_object_get_string(json_object_object_get(json_object_object_get(kc, "context"), "volume-id")),
+        ck_assert_int_eq(json_object_get_int(json_object_object_get(kc, "KeyVersion")), 9);
+        ck_assert_str_eq(json_object_get_string(json_object_object_get(kc, "KeyRef")), "local:5f0c6a1e-0e8b-4f0d-9a3c-2b1a00112233");
+        ck_assert_int_eq(json_object_get_int(json_object_object_get(kc, "CiphertextBlobLength")), (int) tok.wrapped_key_len);
+        ck_assert_str_eq(json_object_get_string(json_object_object_get(json_object_object_get(kc, "EncryptionContext"), "volume-id")),
                          "vol-2");
         json_object_put(o);
 }
