@@ -72,7 +72,10 @@ json_is 'len(j["Keys"])' 0
 expect 0 "a CMK for the memlock check" key create --alias alias/memlock --quiet
 kc kms generate-data-key --key alias/memlock --context db-id=memlock --json
 check "with locked memory: no warning (stderr: $(cat "$T/err"))" test ! -s "$T/err"
-if command -v setpriv >/dev/null && [ "$(id -u)" = 0 ]; then
+# ASan's interceptor makes mlock() a no-op that succeeds: nothing to see there.
+if ldd "$KMSCRYPT" 2>/dev/null | grep -q libasan; then
+        echo "ok - # SKIP memlock warning: ASan ignores mlock()"
+elif command -v setpriv >/dev/null && [ "$(id -u)" = 0 ]; then
         sh -c 'ulimit -l 0 && exec setpriv --inh-caps=-ipc_lock --bounding-set=-ipc_lock "$@"' sh \
                 "$KMSCRYPT" --keystore "$KS" --audit-log "$LOG" kms generate-data-key --key alias/memlock \
                 --context db-id=memlock --json > "$T/out" 2> "$T/err"
