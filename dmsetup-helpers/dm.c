@@ -523,7 +523,8 @@ int kc_dm_targets(const char *name, struct kc_dm_target **ret, size_t *ret_n) {
                 t = bigger;
                 t[n] = (struct kc_dm_target) { .start = start, .length = length, .type = strdup(type),
                                                .params = params_without_key(type, params) };
-                if (!t[n++].type || !t[n - 1].params) {
+                n++;
+                if (!t[n - 1].type || !t[n - 1].params) {
                         kc_dm_targets_free(t, n);
                         return -ENOMEM;
                 }

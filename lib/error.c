@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -31,4 +32,13 @@ const char *kc_err_msg(const struct kc_err *err, int error) {
         if (err && err->error != 0 && err->msg[0])
                 return err->msg;
         return strerror(error < 0 ? -error : error);
+}
+
+bool kc_err_is_refusal(int error) {
+        static const int refusals[] = { EPERM, EACCES, EBADMSG, EKEYREJECTED, EKEYREVOKED, EKEYEXPIRED };
+
+        for (size_t i = 0; i < ARRAY_SIZE(refusals); i++)
+                if (-error == refusals[i])
+                        return true;
+        return false;
 }

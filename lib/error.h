@@ -10,6 +10,8 @@
  *         return kc_err_set(err, -EINVAL, "duplicate key \"%s\"", key);
  */
 
+#include <stdbool.h>
+
 #include "lib/macro.h"
 
 struct kc_err {
@@ -22,3 +24,11 @@ int kc_err_set(struct kc_err *err, int error, const char *fmt, ...) _printf_(3, 
 
 /* Message, or strerror() of the errno when no message was set. */
 const char *kc_err_msg(const struct kc_err *err, int error);
+
+/*
+ * Whether error (negative errno) is a refusal: policy (-EPERM, -EACCES)
+ * or the KMS saying no (-EBADMSG a blob not under that key or context,
+ * -EKEYREJECTED, -EKEYREVOKED disabled, -EKEYEXPIRED pending deletion).
+ * Every kmscrypt program exits 4 for these.
+ */
+bool kc_err_is_refusal(int error);

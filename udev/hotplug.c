@@ -31,6 +31,7 @@
 #include "agent/attach.h"
 #include "agent/client.h"
 #include "dmsetup-helpers/dmcrypt.h"
+#include "lib/error.h"
 #include "lib/log.h"
 #include "lib/macro.h"
 #include "lib/strv.h"
@@ -38,18 +39,9 @@
 /* The statuses of kmscrypt(8), as kmscrypt-hotplug(8) documents them. */
 enum { EXIT_USAGE = 2, EXIT_REFUSED = 4, EXIT_UNAVAILABLE = 5 };
 
-/*
- * Refused, as kmscrypt counts it: the agent's policy (no entry allows this
- * volume, another context than the entry expects) or the KMS (a disabled
- * key, a blob not under the key or context asked for).
- */
+/* Refused as kmscrypt counts it (no entry allows the volume, another context, the KMS said no): 4; else 1. */
 static int failure_status(int r) {
-        static const int refusals[] = { EPERM, EACCES, EBADMSG, EKEYREJECTED, EKEYREVOKED, EKEYEXPIRED };
-
-        for (size_t i = 0; i < ARRAY_SIZE(refusals); i++)
-                if (-r == refusals[i])
-                        return EXIT_REFUSED;
-        return EXIT_FAILURE;
+        return kc_err_is_refusal(r) ? EXIT_REFUSED : EXIT_FAILURE;
 }
 
 /* One line naming what is wrong, with the hint every kmscrypt program gives. */

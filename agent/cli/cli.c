@@ -68,12 +68,6 @@ static const struct {
         { ENOKEY, KC_EXIT_NOT_FOUND },
         { ENXIO, KC_EXIT_NOT_FOUND },
         { ENODEV, KC_EXIT_NOT_FOUND },
-        { EBADMSG, KC_EXIT_REFUSED },
-        { EPERM, KC_EXIT_REFUSED },
-        { EACCES, KC_EXIT_REFUSED },
-        { EKEYREJECTED, KC_EXIT_REFUSED },
-        { EKEYREVOKED, KC_EXIT_REFUSED },
-        { EKEYEXPIRED, KC_EXIT_REFUSED },
         { EIO, KC_EXIT_UNAVAILABLE },
         { EUCLEAN, KC_EXIT_UNAVAILABLE },
         { ENOTRECOVERABLE, KC_EXIT_UNAVAILABLE },
@@ -95,6 +89,8 @@ static const struct {
 int kc_cli_exit_status(int r) {
         if (r >= 0)
                 return KC_EXIT_OK;
+        if (kc_err_is_refusal(r))
+                return KC_EXIT_REFUSED;
         for (size_t i = 0; i < ARRAY_SIZE(exit_map); i++)
                 if (exit_map[i].error == -r)
                         return exit_map[i].status;
