@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 #include <openssl/sha.h>
 
 #include "agent/luks.h"
+#include "dmsetup-helpers/dmcrypt.h"
 #include "lib/json-util.h"
 #include "lib/log.h"
 #include "lib/macro.h"
@@ -37,7 +39,20 @@ struct kc_luks {
         char *header;
 };
 
-DEFINE_CLEANUP_FUNC(struct crypt_device *, crypt_free)
+/*
+ * crypt_init*() and crypt_free() count libcryptsetup's users of libdevmapper
+ * in an unlocked global, and the last crypt_free() releases libdm: its
+ * control fd closes under any thread that is in an ioctl.  Both run under
+ * dmsetup-helpers' lock (dmsetup-helpers/dm.c), which kmscryptd's attach
+ * threads take for every device-mapper call.
+ */
+static void luks_crypt_free(struct crypt_device *cd) {
+        kc_dm_lock();
+        crypt_free(cd);
+        kc_dm_unlock();
+}
+
+DEFINE_CLEANUP_FUNC(struct crypt_device *, luks_crypt_free)
 DEFINE_CLEANUP_FUNC(blkid_probe, blkid_free_probe)
 
 static void cryptsetup_log(int level, const char *msg, void *usrptr) {
@@ -53,21 +68,19 @@ static void cryptsetup_log(int level, const char *msg, void *usrptr) {
  * not want a header to choose which shared object gets dlopen()ed).
  */
 static void luks_setup(void) {
-        static bool done;
-
-        if (done)
-                return;
         crypt_set_log_callback(NULL, cryptsetup_log, NULL);
         crypt_token_external_disable();
-        done = true;
 }
 
 static int crypt_init_paths(const char *device, const char *header, struct crypt_device **ret) {
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
         struct crypt_device *cd = NULL;
         int r;
 
-        luks_setup();
+        pthread_once(&once, luks_setup);
+        kc_dm_lock();
         r = header ? crypt_init_data_device(&cd, header, device) : crypt_init(&cd, device);
+        kc_dm_unlock();
         if (r < 0)
                 return r;
         crypt_set_log_callback(cd, cryptsetup_log, NULL);
@@ -253,7 +266,7 @@ static int header_file_prepare(const char *header, struct kc_err *err) {
 }
 
 int kc_luks_format(const struct kc_luks_format_params *p, const struct kc_token *token, struct kc_err *err) {
-        _cleanup_(crypt_freep) struct crypt_device *cd = NULL;
+        _cleanup_(luks_crypt_freep) struct crypt_device *cd = NULL;
         struct crypt_params_luks2 params = {};
         uint32_t sector_size = 0;
         int r;
@@ -290,8 +303,10 @@ int kc_luks_format(const struct kc_luks_format_params *p, const struct kc_token 
                 .sector_size = sector_size,
                 .label = p->label,
         };
+        kc_dm_lock(); /* crypt_format() asks device-mapper which dm-crypt features it has */
         r = crypt_format(cd, CRYPT_LUKS2, KC_LUKS_CIPHER, KC_LUKS_CIPHER_MODE, p->uuid,
                          p->volume_key, p->volume_key_size, &params);
+        kc_dm_unlock();
         if (r < 0)
                 return kc_err_set(err, r, "cannot format %s as LUKS2: %s", p->header ?: p->device, strerror(-r));
 
@@ -315,7 +330,7 @@ int kc_luks_format(const struct kc_luks_format_params *p, const struct kc_token 
 /* ---- open ---- */
 
 int kc_luks_open(const char *device, const char *header, struct kc_luks **ret, struct kc_err *err) {
-        _cleanup_(crypt_freep) struct crypt_device *cd = NULL;
+        _cleanup_(luks_crypt_freep) struct crypt_device *cd = NULL;
         _cleanup_free_ struct kc_luks *l = NULL;
         const char *meta = header ?: device;
         const char *type;
@@ -368,7 +383,7 @@ struct crypt_device *kc_luks_crypt_device(struct kc_luks *l) {
 void kc_luks_close(struct kc_luks *l) {
         if (!l)
                 return;
-        crypt_free(l->cd);
+        luks_crypt_free(l->cd);
         free(l->device);
         free(l->header);
         free(l);

@@ -793,9 +793,11 @@ static int reencrypt_init(struct re_state *s, bool resume, struct kc_err *err) {
         r = passphrase(s, err);
         if (r < 0)
                 return r;
+        kc_dm_lock();
         r = crypt_reencrypt_init_by_passphrase(s->cd, s->mapping, s->pass, PASSPHRASE_SIZE, re->keyslot_old,
                                                re->keyslot_new, resume ? NULL : "aes",
                                                resume ? NULL : "xts-plain64", &rp);
+        kc_dm_unlock();
         if (r < 0)
                 return kc_err_set(err, r, "libcryptsetup refused to %s the reencryption of %s%s%s: %s",
                                   resume ? "resume" : "start", s->what, s->mapping ? " as " : "",
@@ -819,8 +821,10 @@ static int recover(struct re_state *s, struct kc_err *err) {
         r = passphrase(s, err);
         if (r < 0)
                 return r;
+        kc_dm_lock();
         r = crypt_reencrypt_init_by_passphrase(s->cd, NULL, s->pass, PASSPHRASE_SIZE, re->keyslot_old,
                                                re->keyslot_new, NULL, NULL, &rp);
+        kc_dm_unlock();
         if (r < 0)
                 return kc_err_set(err, r, "crash recovery of the reencryption of %s failed: %s", s->what, strerror(-r));
         return 0;
@@ -1004,7 +1008,14 @@ static int run(struct re_state *s, struct kc_reencrypt_result *res, struct kc_er
                 r = reencrypt_init(s, ri != CRYPT_REENCRYPT_NONE, err);
                 if (r < 0)
                         return r;
+                /*
+                 * libcryptsetup drives libdevmapper from inside the run (hotzone
+                 * reloads), so no other thread may use libdm meanwhile: in
+                 * kmscryptd, other attaches wait for a reencryption it finishes.
+                 */
+                kc_dm_lock();
                 r = crypt_reencrypt_run(s->cd, progress_cb, s);
+                kc_dm_unlock();
                 if (s->stopped) {
                         res->stopped = true;
                         return 0;

@@ -16,9 +16,16 @@
  * sync support; we then set no cookie and let libdm make the nodes itself.
  *
  * libdevmapper is not thread-safe (its queue of /dev/mapper node
- * operations and its control fd are process globals), so every public
- * function here holds one process-wide lock for its whole run: callers
- * such as kmscryptd's attach threads may call in from any thread.
+ * operations, its control fd and its log function are process globals),
+ * so every public function here holds one process-wide lock for its whole
+ * run: callers such as kmscryptd's attach threads may call in from any
+ * thread.  libcryptsetup drives libdevmapper too, behind our back: its
+ * crypt_init() and crypt_free() count their users in an unlocked global,
+ * the last crypt_free() calls dm_lib_release(), which closes the control
+ * fd and flushes the node queue, and each first user swaps libdm's log
+ * function for its own.  Code that calls libcryptsetup from more than one
+ * thread holds the same lock across those calls (kc_dm_lock()), and we set
+ * our log function again whenever we take it.
  */
 #include <inttypes.h>
 #include <libdevmapper.h>
@@ -39,21 +46,6 @@
 DEFINE_CLEANUP_FUNC(struct dm_task *, dm_task_destroy)
 #define _cleanup_dm_task_ _cleanup_(dm_task_destroyp)
 
-static pthread_mutex_t dm_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static pthread_mutex_t *dm_serialise(void) {
-        pthread_mutex_lock(&dm_lock);
-        return &dm_lock;
-}
-
-static void dm_unserialisep(pthread_mutex_t **m) {
-        if (*m)
-                pthread_mutex_unlock(*m);
-}
-
-/* First declaration of a public function: the lock is released last, after every task is destroyed. */
-#define DM_SERIALISED _cleanup_(dm_unserialisep) _unused_ pthread_mutex_t *dm_serialised_ = dm_serialise()
-
 _printf_(5, 6)
 static void dm_log_to_debug(int level, const char *file, int line, int dm_errno_or_class, const char *f, ...) {
         char buf[512];
@@ -70,11 +62,26 @@ static void dm_log_to_debug(int level, const char *file, int line, int dm_errno_
         log_debug("libdevmapper[%d]: %s", level & 0xf, buf);
 }
 
-static pthread_once_t dm_setup_once = PTHREAD_ONCE_INIT;
+/* Recursive: a caller holding it across libcryptsetup may reach our own functions. */
+static pthread_mutex_t dm_lock = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
 
-static void dm_setup(void) {
+void kc_dm_lock(void) {
+        pthread_mutex_lock(&dm_lock);
+        /* libcryptsetup may have put its own, or libdm's stderr default, in place since. */
         dm_log_with_errno_init(dm_log_to_debug);
 }
+
+void kc_dm_unlock(void) {
+        pthread_mutex_unlock(&dm_lock);
+}
+
+static void dm_unserialisep(bool *held) {
+        if (*held)
+                kc_dm_unlock();
+}
+
+/* First declaration of a public function: the lock is released last, after every task is destroyed. */
+#define DM_SERIALISED _cleanup_(dm_unserialisep) _unused_ bool dm_serialised_ = (kc_dm_lock(), true)
 
 /*
  * Whether the control node exists and the driver answers.  Checked before
@@ -86,7 +93,6 @@ static int dm_ready(void) {
         char control[256], version[64];
         struct stat st;
 
-        pthread_once(&dm_setup_once, dm_setup);
         if (ready)
                 return 0;
 

@@ -98,6 +98,14 @@ struct kc_dm_info {
 bool kc_dm_available(void);
 
 /*
+ * The process-wide lock every function below holds (recursive).  Take it
+ * across calls into another library that drives libdevmapper itself:
+ * libcryptsetup's crypt_init*() and crypt_free() (see dm.c).
+ */
+void kc_dm_lock(void);
+void kc_dm_unlock(void);
+
+/*
  * Create and activate a single-target mapping: "0 <size> <target> <params>".
  * Marked secure (the kernel wipes its ioctl buffers), waits for udev.  On
  * failure nothing is left behind (a half-created device is removed).

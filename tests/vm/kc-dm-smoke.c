@@ -11,6 +11,12 @@
  *   kc-dm-smoke remove NAME [deferred]
  *   kc-dm-smoke info NAME        key=value lines from kc_dm_info
  *   kc-dm-smoke table NAME       "TARGET PARAMS" from kc_dm_table
+ *   kc-dm-smoke threads NAME HEADER COUNT
+ *       what kmscryptd's attach threads do at once: one thread opens and
+ *       closes the LUKS2 header HEADER COUNT times (libcryptsetup, which
+ *       drives libdevmapper itself), another asks kc_dm_info about mapping
+ *       NAME COUNT times.  Prints "dm_errors=N luks_errors=N"; fails when
+ *       either is not 0.
  *
  * Exit status 0 on success, 1 with one line on stderr otherwise.
  * KCVM_DEBUG=1 turns on the libraries' debug log.
@@ -18,6 +24,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <linux/fs.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +32,7 @@
 #include <sys/ioctl.h>
 #include <sys/random.h>
 
+#include "agent/luks.h"
 #include "dmsetup-helpers/dmcrypt.h"
 #include "kernel-keyring/keyring.h"
 #include "lib/log.h"
@@ -210,6 +218,42 @@ static int cmd_table(int argc, char **argv) {
         return 0;
 }
 
+struct luks_loop {
+        const char *header;
+        long count, errors;
+};
+
+static void *luks_open_close(void *arg) {
+        struct luks_loop *l = arg;
+
+        for (long i = 0; i < l->count; i++) {
+                struct kc_luks *luks = NULL;
+
+                if (kc_luks_open(l->header, NULL, &luks, NULL) < 0)
+                        l->errors++;
+                kc_luks_close(luks);
+        }
+        return NULL;
+}
+
+static int cmd_threads(int argc, char **argv) {
+        struct luks_loop l = { .header = argv[2], .count = strtol(argv[3], NULL, 10) };
+        struct kc_dm_info info;
+        long dm_errors = 0;
+        pthread_t t;
+        int r;
+
+        r = -pthread_create(&t, NULL, luks_open_close, &l);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start a thread: %m");
+        for (long i = 0; i < l.count; i++)
+                if (kc_dm_info(argv[1], &info) < 0 || !info.exists)
+                        dm_errors++;
+        pthread_join(t, NULL);
+        printf("dm_errors=%ld luks_errors=%ld\n", dm_errors, l.errors);
+        return dm_errors || l.errors ? -EIO : 0;
+}
+
 static const struct command {
         const char *name;
         int min_args, max_args; /* after the command word */
@@ -219,6 +263,7 @@ static const struct command {
         { .name = "remove", .min_args = 1, .max_args = 2, .run = cmd_remove },
         { .name = "info",   .min_args = 1, .max_args = 1, .run = cmd_info },
         { .name = "table",  .min_args = 1, .max_args = 1, .run = cmd_table },
+        { .name = "threads", .min_args = 3, .max_args = 3, .run = cmd_threads },
 };
 
 int main(int argc, char **argv) {
@@ -234,6 +279,7 @@ int main(int argc, char **argv) {
                         break;
                 return c->run(argc - 1, argv + 1) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
         }
-        fprintf(stderr, "usage: kc-dm-smoke create NAME DEVICE [SECTOR_SIZE] | remove NAME [deferred] | info NAME | table NAME\n");
+        fprintf(stderr, "usage: kc-dm-smoke create NAME DEVICE [SECTOR_SIZE] | remove NAME [deferred] | info NAME | table NAME\n"
+              "       | threads NAME HEADER COUNT\n");
         return EXIT_FAILURE;
 }
