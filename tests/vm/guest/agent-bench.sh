@@ -58,9 +58,13 @@ floor_run() {
 floor_run
 floor1=$floor
 
-# 2. the header + KMS half, for the record (shared KMS handle, then one a volume)
+# 2. the header + KMS half, for the record (shared KMS handle, then one a
+# volume), and spread over NCPU and 16 threads as the agent's workers run
+# it: cpu= against the one thread's shows what running in parallel costs.
 unwrap=$(agent-floor unwrap $devices) || die "agent-floor unwrap failed"
 unwrap_o=$(agent-floor unwrap -o $devices) || die "agent-floor unwrap -o failed"
+unwrap_t=$(agent-floor unwrap -t "$NCPU" $devices) || die "agent-floor unwrap -t $NCPU failed"
+unwrap_16=$(agent-floor unwrap -t 16 $devices) || die "agent-floor unwrap -t 16 failed"
 
 # Busy and idle jiffies (USER_HZ) of all CPUs together, from /proc/stat.
 cpu_jiffies() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6; exit }' /proc/stat; }
@@ -122,6 +126,7 @@ bench "kmscryptd start to all attached: $agent s (default -j$others)"
 bench "in-process floor x$N: $(ratio "$floor_ms" 1000) s in-process (before the agent $(ratio "$floor1" 1000) s, after $(ratio "$floor2" 1000) s), $floor_ext s with exec"
 bench "while kmscryptd ran: $load CPUs busy, $(secs 0 "$busy") s of CPU in all, kmscryptd's own $(secs 0 "$((user + sys))") s (user $(secs 0 "$user"), system $(secs 0 "$sys"))"
 bench "header+KMS half x$N: ${unwrap#ms=} (KMS opened per volume: ${unwrap_o#ms=})"
+bench "header+KMS half x$N on $NCPU threads: ${unwrap_t#ms=}; on 16 threads: ${unwrap_16#ms=}"
 bench "cryptsetup open x$N (default keyslot cost; $CS timed, x$((N / (CS ? CS : 1)))): $cs s"
 bench "cryptsetup / kmscryptd = $(awk -v a="$cs" -v b="$agent" 'BEGIN { printf "%.1f", a / b }') (target >= 50)"
 bench "kmscryptd / floor = $(awk -v a="$agent" -v m="$floor_ms" 'BEGIN { printf "%.2f", a * 1000 / m }') (target <= 1.5)"
