@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +68,32 @@ static void cryptsetup_log(int level, const char *msg, void *usrptr) {
  * no token plugin is ever loaded (a header names its token type, and we do
  * not want a header to choose which shared object gets dlopen()ed).
  */
+/*
+ * libcryptsetup sets its crypto backend up on first use (crypt_load,
+ * crypt_format) behind a plain flag: with OpenSSL 3, a library context and
+ * its providers.  Two threads loading their first headers at once may both
+ * build one, and one may fetch a digest from a context the other has not
+ * finished, failing a load or a digest check.  Until one such call has
+ * succeeded, they take turns; after that, the lock is never taken again.
+ */
+static pthread_mutex_t backend_lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_bool backend_ready;
+
+static bool backend_first_use_begin(void) {
+        if (atomic_load(&backend_ready))
+                return false;
+        pthread_mutex_lock(&backend_lock);
+        return true;
+}
+
+static void backend_first_use_end(bool taken, int r) {
+        if (!taken)
+                return;
+        if (r >= 0)
+                atomic_store(&backend_ready, true);
+        pthread_mutex_unlock(&backend_lock);
+}
+
 static void luks_setup(void) {
         crypt_set_log_callback(NULL, cryptsetup_log, NULL);
         crypt_token_external_disable();
@@ -330,6 +357,7 @@ int kc_luks_format(const struct kc_luks_format_params *p, const struct kc_token 
         _cleanup_(luks_crypt_freep) struct crypt_device *cd = NULL;
         struct crypt_params_luks2 params = {};
         uint32_t sector_size = 0;
+        bool taken;
         int r;
 
         if (!p || !p->device || !token || !p->volume_key)
@@ -371,8 +399,10 @@ int kc_luks_format(const struct kc_luks_format_params *p, const struct kc_token 
                 .label = p->label,
         };
         kc_dm_lock(); /* crypt_format() asks device-mapper which dm-crypt features it has */
+        taken = backend_first_use_begin();
         r = crypt_format(cd, CRYPT_LUKS2, KC_LUKS_CIPHER, KC_LUKS_CIPHER_MODE, p->uuid,
                          p->volume_key, p->volume_key_size, &params);
+        backend_first_use_end(taken, r);
         kc_dm_unlock();
         if (r < 0)
                 return kc_err_set(err, r, "cannot format %s as LUKS2: %s", p->header ?: p->device, strerror(-r));
@@ -401,6 +431,7 @@ int kc_luks_open(const char *device, const char *header, struct kc_luks **ret, s
         _cleanup_free_ struct kc_luks *l = NULL;
         const char *meta = header ?: device;
         const char *type;
+        bool taken;
         int r;
 
         if (!device || !ret)
@@ -417,7 +448,9 @@ int kc_luks_open(const char *device, const char *header, struct kc_luks **ret, s
         r = crypt_init_paths(device, header, &cd);
         if (r < 0)
                 return kc_err_set(err, r, "cannot open %s: %s", meta, strerror(-r));
+        taken = backend_first_use_begin();
         r = crypt_load(cd, CRYPT_LUKS, NULL);
+        backend_first_use_end(taken, r);
         if (r == -EINVAL)
                 return kc_err_set(err, -EINVAL, "%s is not a LUKS2 device (no valid LUKS header)", meta);
         if (r < 0)

@@ -127,10 +127,13 @@ static int token_unwraps_to(struct kc_kms *kms, const struct kc_kms_request *req
  * Read the header back from disk with a fresh handle and prove the whole
  * chain: the token parses and is the one written, the LUKS2 digest accepts
  * the key, and the KMS unwraps the stored blob (under the stored context)
- * to that same key.  Returns the verified handle for a follow-up change.
+ * to that same key.  A caller that had the KMS unwrap the written token
+ * already says so (unwrap_proven): the token read back equals it member for
+ * member, so a second KMS call (and audit record) would prove nothing new.
+ * Returns the verified handle for a follow-up change.
  */
 static int verify_on_disk(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_volume_ref *ref,
-                          const struct kc_token *written, const void *key, size_t key_size,
+                          const struct kc_token *written, bool unwrap_proven, const void *key, size_t key_size,
                           struct kc_luks **ret_luks, int *ret_token_id, struct kc_err *err) {
         _cleanup_luks_ struct kc_luks *l = NULL;
         _cleanup_(kc_token_clear) struct kc_token t = {};
@@ -149,9 +152,11 @@ static int verify_on_disk(struct kc_kms *kms, const struct kc_kms_request *req, 
         if (r < 0)
                 return kc_err_set(err, r, "the LUKS2 digest of %s does not accept the volume key",
                                   ref->header ?: ref->device);
-        r = token_unwraps_to(kms, req, &t, key, key_size, ref->header ?: ref->device, err);
-        if (r < 0)
-                return r;
+        if (!unwrap_proven) {
+                r = token_unwraps_to(kms, req, &t, key, key_size, ref->header ?: ref->device, err);
+                if (r < 0)
+                        return r;
+        }
         if (ret_luks)
                 *ret_luks = TAKE_PTR(l);
         *ret_token_id = id;
@@ -258,7 +263,7 @@ static int format_write(struct kc_kms *kms, const struct kc_kms_request *req, co
         r = kc_luks_format(&lp, &token, err);
         if (r < 0)
                 return r;
-        r = verify_on_disk(kms, req, &p->ref, &token, dk.plaintext, VOLUME_KEY_SIZE, NULL, &res->token_id, err);
+        r = verify_on_disk(kms, req, &p->ref, &token, false, dk.plaintext, VOLUME_KEY_SIZE, NULL, &res->token_id, err);
         if (r < 0)
                 return r;
 
@@ -433,7 +438,7 @@ int kc_volume_adopt(struct kc_kms *kms, const struct kc_caller *caller,
                 return r;
         kc_luks_close(TAKE_PTR(l));
 
-        r = verify_on_disk(kms, &req, &p->ref, &token, key, kc_secret_size(key), &verified, &res.token_id, err);
+        r = verify_on_disk(kms, &req, &p->ref, &token, true, key, kc_secret_size(key), &verified, &res.token_id, err);
         if (r < 0)
                 return r;
         /* Only now is the token known to open the volume: the keyslots may go. */

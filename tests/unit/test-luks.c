@@ -5,11 +5,14 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -565,6 +568,60 @@ START_TEST(test_dump_json) {
 }
 END_TEST
 
+/*
+ * First header loads from eight threads at once, in processes where
+ * libcryptsetup has not set its crypto backend up yet (forks of this test,
+ * whose runner never calls libcryptsetup), 200 times over.  libcryptsetup
+ * builds its backend behind a plain flag; kc_luks_open() makes first loads
+ * take turns.  Without that, 2 of 300 such processes lost a load here.
+ */
+#define FIRST_LOAD_THREADS 8
+#define FIRST_LOAD_PROCESSES 200
+
+static pthread_barrier_t first_load_barrier;
+static atomic_int first_load_failures;
+
+static void *first_load(void *img) {
+        _cleanup_luks_ struct kc_luks *l = NULL;
+        struct kc_luks_segment seg;
+
+        pthread_barrier_wait(&first_load_barrier);
+        if (kc_luks_open(img, NULL, &l, NULL) < 0 || kc_luks_segment(l, &seg) < 0)
+                atomic_fetch_add(&first_load_failures, 1);
+        return NULL;
+}
+
+static void first_loads_at_once(const char *img) {
+        pthread_t t[FIRST_LOAD_THREADS];
+
+        pthread_barrier_init(&first_load_barrier, NULL, FIRST_LOAD_THREADS);
+        for (int i = 0; i < FIRST_LOAD_THREADS; i++)
+                if (pthread_create(&t[i], NULL, first_load, (void *) img) != 0)
+                        _exit(2);
+        for (int i = 0; i < FIRST_LOAD_THREADS; i++)
+                pthread_join(t[i], NULL);
+        _exit(atomic_load(&first_load_failures) ? 1 : 0);
+}
+
+START_TEST(test_first_loads_in_parallel) {
+        _cleanup_free_ char *dir = kc_test_tmpdir(), *img = kc_test_luks2_plain(dir, "a.img", NULL);
+        unsigned failed = 0;
+
+        for (int i = 0; i < FIRST_LOAD_PROCESSES; i++) {
+                pid_t pid = fork();
+                int status;
+
+                ck_assert_int_ge(pid, 0);
+                if (pid == 0)
+                        first_loads_at_once(img);
+                ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+                if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                        failed++;
+        }
+        ck_assert_uint_eq(failed, 0);
+}
+END_TEST
+
 Suite *kc_test_suite(void) {
         Suite *s = suite_create("luks");
         TCase *tc = tcase_create("luks");
@@ -580,6 +637,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_sector_size);
         tcase_add_test(tc, test_signatures);
         tcase_add_loop_test(tc, test_pbkdf_check, 0, ARRAY_SIZE(pbkdf_cases));
+        tcase_add_test(tc, test_first_loads_in_parallel);
         tcase_add_test(tc, test_open_refusals);
         tcase_add_test(tc, test_bad_token);
         tcase_add_test(tc, test_token_presence);

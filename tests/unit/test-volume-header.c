@@ -430,6 +430,8 @@ START_TEST(test_adopt) {
         ck_assert_uint_eq(kc_secret_size(key), kc_secret_size(mk));
         ck_assert_mem_eq(key, mk, kc_secret_size(mk));
         ck_assert_uint_eq(audit_count(&e, "Encrypt"), 1);
+        /* adopt asked the KMS to unwrap once (before writing), token_unwrap() once more. */
+        ck_assert_uint_eq(audit_count(&e, "Decrypt"), 2);
 
         /* Adopting twice is refused before anything is unlocked. */
         err = (struct kc_err) {};
