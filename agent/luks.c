@@ -276,6 +276,7 @@ int kc_luks_pbkdf_check(const struct kc_luks_pbkdf *p, struct kc_err *err) {
         _cleanup_(luks_crypt_freep) struct crypt_device *cd = NULL;
         struct crypt_pbkdf_type pbkdf;
         struct refusal why = {};
+        bool taken;
         int r;
 
         r = pbkdf_build(p, &pbkdf, err);
@@ -297,7 +298,9 @@ int kc_luks_pbkdf_check(const struct kc_luks_pbkdf *p, struct kc_err *err) {
         if (r < 0)
                 return kc_err_set(err, r, "cannot initialise libcryptsetup: %s", strerror(-r));
         crypt_set_log_callback(cd, refusal_log, &why);
+        taken = backend_first_use_begin();   /* it sets libcryptsetup's crypto backend up (init_crypto) */
         r = crypt_set_pbkdf_type(cd, &pbkdf);
+        backend_first_use_end(taken, r);
         if (r < 0)
                 return kc_err_set(err, r, "PBKDF %s refused by libcryptsetup: %s", pbkdf.type,
                                   why.msg[0] ? why.msg : strerror(-r));
