@@ -214,10 +214,13 @@ static int pick_sector_size(const char *device, uint32_t requested, uint32_t *re
         return 0;
 }
 
-static int pbkdf_apply(struct crypt_device *cd, const struct kc_luks_pbkdf *p, struct kc_err *err) {
+/*
+ * The crypt_pbkdf_type for p: libcryptsetup's LUKS2 default with what p
+ * changes.  0 with *ret untouched when p asks for nothing (the default as is).
+ */
+static int pbkdf_build(const struct kc_luks_pbkdf *p, struct crypt_pbkdf_type *ret, struct kc_err *err) {
         const struct crypt_pbkdf_type *def;
         struct crypt_pbkdf_type pbkdf;
-        int r;
 
         if (!p || (!p->type && p->iterations == 0 && p->max_memory_kb == 0))
                 return 0;
@@ -237,9 +240,70 @@ static int pbkdf_apply(struct crypt_device *cd, const struct kc_luks_pbkdf *p, s
                 pbkdf.iterations = p->iterations;
                 pbkdf.flags |= CRYPT_PBKDF_NO_BENCHMARK;
         }
+        *ret = pbkdf;
+        return 1;
+}
+
+static int pbkdf_apply(struct crypt_device *cd, const struct kc_luks_pbkdf *p, struct kc_err *err) {
+        struct crypt_pbkdf_type pbkdf;
+        int r;
+
+        r = pbkdf_build(p, &pbkdf, err);
+        if (r <= 0)
+                return r;
         r = crypt_set_pbkdf_type(cd, &pbkdf);
         if (r < 0)
                 return kc_err_set(err, r, "PBKDF %s with these costs is refused by libcryptsetup", pbkdf.type);
+        return 0;
+}
+
+/* libcryptsetup's error messages of one scratch context, joined into one line. */
+struct refusal {
+        char msg[sizeof(((struct kc_err *) NULL)->msg)];
+};
+
+static void refusal_log(int level, const char *msg, void *usrptr) {
+        struct refusal *why = usrptr;
+        size_t n = strlen(why->msg), len = strcspn(msg, "\n");
+
+        cryptsetup_log(level, msg, NULL);
+        if (level != CRYPT_LOG_ERROR || len == 0)
+                return;
+        snprintf(why->msg + n, sizeof(why->msg) - n, "%s%.*s", n > 0 ? "; " : "", (int) len, msg);
+}
+
+int kc_luks_pbkdf_check(const struct kc_luks_pbkdf *p, struct kc_err *err) {
+        _cleanup_(luks_crypt_freep) struct crypt_device *cd = NULL;
+        struct crypt_pbkdf_type pbkdf;
+        struct refusal why = {};
+        bool taken;
+        int r;
+
+        r = pbkdf_build(p, &pbkdf, err);
+        if (r <= 0)
+                return r;
+        /*
+         * libcryptsetup checks the memory floor only of forced costs, but its
+         * benchmark never raises a memory cost: one below the floor would fail
+         * at the keyslot, after the header is written.  Ask about the highest
+         * forced iteration count instead, which is above any iteration floor,
+         * so that what is judged is the rest (type, memory, threads).
+         */
+        if (!(pbkdf.flags & CRYPT_PBKDF_NO_BENCHMARK)) {
+                pbkdf.iterations = UINT32_MAX;
+                pbkdf.flags |= CRYPT_PBKDF_NO_BENCHMARK;
+        }
+        /* No device: only libcryptsetup's own checks of the cost run, nothing is read or written. */
+        r = crypt_init_paths(NULL, NULL, &cd);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot initialise libcryptsetup: %s", strerror(-r));
+        crypt_set_log_callback(cd, refusal_log, &why);
+        taken = backend_first_use_begin();   /* it sets libcryptsetup's crypto backend up (init_crypto) */
+        r = crypt_set_pbkdf_type(cd, &pbkdf);
+        backend_first_use_end(taken, r);
+        if (r < 0)
+                return kc_err_set(err, r, "PBKDF %s refused by libcryptsetup: %s", pbkdf.type,
+                                  why.msg[0] ? why.msg : strerror(-r));
         return 0;
 }
 
@@ -303,6 +367,12 @@ int kc_luks_format(const struct kc_luks_format_params *p, const struct kc_token 
                 return -EINVAL;
         if (p->volume_key_size != KC_LUKS_KEY_SIZE)
                 return kc_err_set(err, -EINVAL, "volume key must be %d bytes for aes-xts-plain64", KC_LUKS_KEY_SIZE);
+        if (p->recovery_passphrase) {
+                /* Its PBKDF is applied only after crypt_format(): refuse a bad cost before anything is written. */
+                r = kc_luks_pbkdf_check(p->pbkdf, err);
+                if (r < 0)
+                        return r;
+        }
         r = path_exists("device", p->device, err);
         if (r < 0)
                 return r;

@@ -48,6 +48,16 @@ struct kc_luks_pbkdf {
         uint32_t max_memory_kb;      /* argon2 memory cost, 0 = default */
 };
 
+/*
+ * Whether libcryptsetup accepts p for a passphrase keyslot, asked of
+ * libcryptsetup itself in a context without a device (nothing is read or
+ * written): 0, or a negative errno (-EINVAL: refused) with one line in
+ * libcryptsetup's words naming what it refuses.  NULL and an all-zero p (the
+ * defaults) are accepted.  Run before anything is written, so that a bad
+ * cost leaves no header or keyslot behind.
+ */
+int kc_luks_pbkdf_check(const struct kc_luks_pbkdf *p, struct kc_err *err);
+
 struct kc_luks_format_params {
         const char *device;          /* data device */
         const char *header;          /* detached header file, or NULL */

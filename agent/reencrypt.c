@@ -1044,6 +1044,12 @@ int kc_reencrypt(struct kc_kms *kms, const struct kc_caller *caller, const struc
                 return kc_err_set(err, -EINVAL, "no device given");
         if (p->resilience && !streq(p->resilience, "checksum") && !streq(p->resilience, "journal"))
                 return kc_err_set(err, -EINVAL, "resilience must be checksum or journal, not \"%s\"", p->resilience);
+        if (p->recovery_passphrase) {
+                /* The new recovery keyslot comes after the temporary ones: refuse its cost before any is added. */
+                r = kc_luks_pbkdf_check(p->pbkdf, err);
+                if (r < 0)
+                        return r;
+        }
         s.what = p->ref.header ?: p->ref.device;
         r = run(&s, &res, err);
         re_state_done(&s);

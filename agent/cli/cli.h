@@ -221,7 +221,8 @@ struct kc_cli_reencrypt_options {
 int kc_cli_reencrypt(struct kc_cli *cli, struct kc_kms *kms, const struct kc_cli_reencrypt_options *o);
 /* From cmd-volume-header.c: a passphrase or key file (-: stdin) into kc_secret memory; error printed. */
 int kc_cli_secret_from_file(const char *option, const char *path, bool passphrase, char **ret, size_t *ret_len);
-/* --pbkdf TYPE --pbkdf-force-iterations N --pbkdf-memory KB; error printed. */
-int kc_cli_pbkdf_from_options(const char *type, const char *iterations, const char *memory, struct kc_luks_pbkdf *ret);
+/* --pbkdf TYPE --pbkdf-force-iterations N --pbkdf-memory KB, costs checked by libcryptsetup; usage error printed. */
+int kc_cli_pbkdf_from_options(const struct kc_cli_usage *u, const char *type, const char *iterations,
+                              const char *memory, struct kc_luks_pbkdf *ret);
 /* For status: the CMK's state and what still opens the volume, one line; false when unknown here. */
 bool kc_cli_key_state(struct kc_cli *cli, const char *device, const char *header, char *buf, size_t size);

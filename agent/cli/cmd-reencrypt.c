@@ -260,7 +260,7 @@ static int run_reencrypt(struct kc_cli *cli, int argc, char **argv) {
                 log_error("--resilience: expected checksum or journal, got \"%s\"", resilience);
                 return KC_EXIT_USAGE;
         }
-        if (parse_rate(rate, &o.rate_limit) < 0 || kc_cli_pbkdf_from_options(pbkdf, iterations, memory, &pb) < 0)
+        if (parse_rate(rate, &o.rate_limit) < 0 || kc_cli_pbkdf_from_options(&usage, pbkdf, iterations, memory, &pb) < 0)
                 return KC_EXIT_USAGE;
         if (passfile && kc_cli_secret_from_file("recovery-passphrase-file", passfile, true, &pass, &pass_len) < 0)
                 return KC_EXIT_USAGE;

@@ -140,43 +140,41 @@ static int header_status(int r) {
         return r;
 }
 
-/*
- * The PBKDFs of a recovery keyslot, with libcryptsetup's floor for forced
- * iterations.  Costs libcryptsetup would refuse are refused here: format
- * meets them only once its LUKS2 header is on the device, and would leave
- * that header behind.
- */
-static const struct {
-        const char *name;
-        unsigned min_iterations;
-        bool memory_cost;
-} pbkdf_types[] = {
-        { "argon2id", 4, true },     /* the default */
-        { "argon2i", 4, true },
-        { "pbkdf2", 1000, false },
+/* The PBKDFs of a recovery keyslot, as cryptsetup's --pbkdf names them. */
+static const char *const pbkdf_types[] = {
+        "argon2id",     /* the default */
+        "argon2i",
+        "pbkdf2",
 };
 
-/* --pbkdf TYPE --pbkdf-force-iterations N --pbkdf-memory KB, as in cryptsetup. */
-int kc_cli_pbkdf_from_options(const char *type, const char *iterations, const char *memory, struct kc_luks_pbkdf *ret) {
-        const char *name = type ?: pbkdf_types[0].name;
+/*
+ * --pbkdf TYPE --pbkdf-force-iterations N --pbkdf-memory KB, as in cryptsetup.
+ * Only the syntax is ours; whether the costs are acceptable is libcryptsetup's
+ * to say (kc_luks_pbkdf_check), asked here so that a bad cost is a usage
+ * error before any KMS is opened or anything written.
+ */
+int kc_cli_pbkdf_from_options(const struct kc_cli_usage *u, const char *type, const char *iterations,
+                              const char *memory, struct kc_luks_pbkdf *ret) {
+        struct kc_luks_pbkdf pb = { .type = type };
+        struct kc_err err = {};
         size_t t = 0;
 
-        while (t < ARRAY_SIZE(pbkdf_types) && !streq(name, pbkdf_types[t].name))
+        while (type && t < ARRAY_SIZE(pbkdf_types) && !streq(type, pbkdf_types[t]))
                 t++;
         if (t == ARRAY_SIZE(pbkdf_types)) {
-                log_error("--pbkdf: expected argon2id, argon2i or pbkdf2, got \"%s\"", type);
+                kc_cli_usage_error(u, "--pbkdf: expected argon2id, argon2i or pbkdf2, got \"%s\"", type);
                 return -EINVAL;
         }
-        *ret = (struct kc_luks_pbkdf) { .type = type };
-        if (iterations && kc_cli_parse_uint("pbkdf-force-iterations", iterations, pbkdf_types[t].min_iterations,
-                                            UINT32_MAX, &ret->iterations) < 0)
+        /* 0 would mean "not given" (benchmark, default memory): only a positive cost can be forced. */
+        if (iterations && kc_cli_parse_uint("pbkdf-force-iterations", iterations, 1, UINT32_MAX, &pb.iterations) < 0)
                 return -EINVAL;
-        if (memory && !pbkdf_types[t].memory_cost) {
-                log_error("--pbkdf-memory: %s has no memory cost", name);
+        if (memory && kc_cli_parse_uint("pbkdf-memory", memory, 1, UINT32_MAX, &pb.max_memory_kb) < 0)
+                return -EINVAL;
+        if (kc_luks_pbkdf_check(&pb, &err) < 0) {
+                kc_cli_usage_error(u, "%s", err.msg);
                 return -EINVAL;
         }
-        if (memory && kc_cli_parse_uint("pbkdf-memory", memory, 32, 4 * 1024 * 1024, &ret->max_memory_kb) < 0)
-                return -EINVAL;
+        *ret = pb;
         return 0;
 }
 
@@ -219,7 +217,7 @@ static int volume_format(struct kc_cli *cli, int argc, char **argv) {
 
         if (!volume_begin(cli, argc, argv, &usage, &key, &kv, &json, &ctx, &status))
                 return status;
-        if (kc_cli_pbkdf_from_options(pbkdf, iterations, memory, &pb) < 0)
+        if (kc_cli_pbkdf_from_options(&usage, pbkdf, iterations, memory, &pb) < 0)
                 return KC_EXIT_USAGE;
         if (sector && (kc_cli_parse_uint("sector-size", sector, 512, 4096, &sector_size) < 0 ||
                        (sector_size != 512 && sector_size != 4096))) {

@@ -107,6 +107,19 @@ ue 2 "reencrypt: bad --resilience" reencrypt /dev/sdx --resilience none
 says "checksum or journal"
 ue 2 "reencrypt: bad --pbkdf" reencrypt /dev/sdx --pbkdf md5
 says "--pbkdf"
+# Costs are libcryptsetup's to judge, still as usage errors before anything is opened.
+ue 2 "format: pbkdf2 below libcryptsetup's floor" format /dev/sdx --key alias/a --context db-id=d,volume-id=v \
+        --pbkdf pbkdf2 --pbkdf-force-iterations 999
+says "refused by libcryptsetup"
+says "(see 'kmscrypt format --help')"
+ue 2 "format: a memory cost on pbkdf2" format /dev/sdx --key alias/a --context db-id=d,volume-id=v \
+        --pbkdf pbkdf2 --pbkdf-memory 65536
+says "refused by libcryptsetup"
+ue 2 "reencrypt: argon2id below libcryptsetup's floor" reencrypt /dev/sdx --pbkdf argon2id --pbkdf-force-iterations 3
+says "refused by libcryptsetup"
+says "(see 'kmscrypt reencrypt --help')"
+ue 2 "reencrypt: argon2id memory below libcryptsetup's floor" reencrypt /dev/sdx --pbkdf-memory 16
+says "refused by libcryptsetup"
 ue 2 "format: bad --sector-size" format /dev/sdx --key alias/a --context db-id=d,volume-id=v --sector-size 1000
 ue 2 "adopt: neither passphrase nor key file" adopt /dev/sdx --key alias/a --context db-id=d,volume-id=v
 says "(see 'kmscrypt adopt --help')"

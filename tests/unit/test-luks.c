@@ -295,6 +295,99 @@ START_TEST(test_signatures) {
 }
 END_TEST
 
+/*
+ * Recovery keyslot costs as libcryptsetup judges them.  format: cheap enough
+ * to format with (forced iterations), so an accepted cost is proven by a
+ * real keyslot, not only by the check.  what: a word the refusal must name.
+ */
+static const struct {
+        struct kc_luks_pbkdf pbkdf;
+        bool ok, format;
+        const char *what;
+} pbkdf_cases[] = {
+        { { "pbkdf2", 999, 0 }, false, true, "iteration" },
+        { { "pbkdf2", 1000, 0 }, true, true, NULL },
+        { { "pbkdf2", 1000, 64 }, false, true, "memory" },
+        { { "pbkdf2", 0, 64 }, false, true, "memory" },
+        { { "argon2id", 3, 32 }, false, true, "iteration" },
+        { { "argon2id", 3, 0 }, false, true, "iteration" },
+        { { "argon2id", 4, 32 }, true, true, NULL },
+        { { "argon2i", 4, 32 }, true, true, NULL },
+        { { "argon2id", 4, 31 }, false, true, "memory" },
+        { { "argon2id", 0, 31 }, false, true, "memory" },   /* benchmarked: the floor holds all the same */
+        { { "argon2i", 4, 4u << 21 }, false, true, "memory" },
+        { { "argon2id", 0, 4u << 20 }, true, false, NULL },   /* 4 GiB: accepted, too costly to format with */
+        { { "md5", 1000, 0 }, false, true, "md5" },
+        { { NULL, 0, 0 }, true, false, NULL },                /* the defaults */
+};
+
+START_TEST(test_pbkdf_check) {
+        _cleanup_free_ char *dir = kc_test_tmpdir(), *img = kc_test_image(dir, "a.img", KC_TEST_IMAGE_SIZE),
+                            *data = kc_test_image(dir, "data.img", KC_TEST_IMAGE_SIZE),
+                            *hdr = kc_test_image(dir, "hdr.img", 0);
+        _cleanup_secret_ uint8_t *key = kc_test_random_key(64), *old = kc_test_random_key(64);
+        _cleanup_secret_ void *got = NULL;
+        _cleanup_(kc_token_clear) struct kc_token tok = {};
+        _cleanup_luks_ struct kc_luks *l = NULL;
+        const struct kc_luks_pbkdf *pb = &pbkdf_cases[_i].pbkdf;
+        struct kc_err err = {};
+        struct stat st;
+        uint64_t before;
+        int r;
+
+        r = kc_luks_pbkdf_check(pb, &err);
+        if (pbkdf_cases[_i].ok) {
+                ck_assert_msg(r == 0, "%s/%u/%u: %s", pb->type, pb->iterations, pb->max_memory_kb, err.msg);
+        } else {
+                ck_assert_msg(r == -EINVAL, "%s/%u/%u: %d", pb->type, pb->iterations, pb->max_memory_kb, r);
+                ck_assert_ptr_nonnull(strstr(err.msg, "refused by libcryptsetup"));
+                ck_assert_msg(strcasestr(err.msg, pbkdf_cases[_i].what), "%s", err.msg);
+                ck_assert_ptr_null(strchr(err.msg, '\n'));
+        }
+        if (!pbkdf_cases[_i].format)
+                return;
+
+        /* A volume that is there already: format --force with a refused cost must not touch it. */
+        kc_test_token(&tok, 1);
+        struct kc_luks_format_params p = {
+                .device = img, .volume_key = old, .volume_key_size = 64,
+                .recovery_passphrase = "pw", .recovery_passphrase_len = 2, .pbkdf = &kc_test_fast_pbkdf,
+        };
+        ck_assert_int_eq(kc_luks_format(&p, &tok, &err), 0);
+        before = kc_test_file_hash(img);
+        p.volume_key = key;
+        p.pbkdf = pb;
+        p.force = true;
+        err = (struct kc_err) {};
+        r = kc_luks_format(&p, &tok, &err);
+        if (!pbkdf_cases[_i].ok) {
+                ck_assert_int_eq(r, -EINVAL);
+                ck_assert_ptr_nonnull(strstr(err.msg, "refused by libcryptsetup"));
+                ck_assert_uint_eq(kc_test_file_hash(img), before);
+                ck_assert_int_eq(kc_luks_open(img, NULL, &l, &err), 0);
+                ck_assert_int_eq(kc_luks_volume_key_by_passphrase(l, "pw", 2, &got, &err), 0);
+                ck_assert_mem_eq(got, old, 64);
+
+                /* Nor a new detached header file and its data device (the header is not even grown). */
+                struct kc_luks_format_params d = {
+                        .device = data, .header = hdr, .volume_key = key, .volume_key_size = 64,
+                        .recovery_passphrase = "pw", .recovery_passphrase_len = 2, .pbkdf = pb,
+                };
+                ck_assert_int_eq(kc_luks_format(&d, &tok, &err), -EINVAL);
+                ck_assert_int_eq(stat(hdr, &st), 0);
+                ck_assert_int_eq(st.st_size, 0);
+                ck_assert(kc_test_file_is_zero(data));
+                return;
+        }
+        /* Accepted: the recovery keyslot is really made with that cost. */
+        ck_assert_msg(r == 0, "%s", err.msg);
+        ck_assert_uint_ne(kc_test_file_hash(img), before);
+        ck_assert_int_eq(kc_luks_open(img, NULL, &l, &err), 0);
+        ck_assert_int_eq(kc_luks_volume_key_by_passphrase(l, "pw", 2, &got, &err), 0);
+        ck_assert_mem_eq(got, key, 64);
+}
+END_TEST
+
 START_TEST(test_open_refusals) {
         _cleanup_free_ char *dir = kc_test_tmpdir(), *img = kc_test_image(dir, "zero.img", KC_TEST_IMAGE_SIZE),
                             *l1 = kc_test_luks1(dir, "l1.img");
@@ -543,6 +636,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_detached_header);
         tcase_add_test(tc, test_sector_size);
         tcase_add_test(tc, test_signatures);
+        tcase_add_loop_test(tc, test_pbkdf_check, 0, ARRAY_SIZE(pbkdf_cases));
         tcase_add_test(tc, test_first_loads_in_parallel);
         tcase_add_test(tc, test_open_refusals);
         tcase_add_test(tc, test_bad_token);

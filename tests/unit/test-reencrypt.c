@@ -350,6 +350,15 @@ START_TEST(test_reencrypt_recovery) {
         ck_assert_int_eq(reencrypt(&(struct kc_reencrypt_params) {}, &res, &err), -EPERM);
         ck_assert_ptr_nonnull(strstr(err.msg, "recovery keyslot"));
         ck_assert_uint_eq(kc_test_file_hash(f.img), before);
+        /* A cost libcryptsetup refuses for the new recovery keyslot: refused before any keyslot or KMS call. */
+        err = (struct kc_err) {};
+        ck_assert_int_eq(reencrypt(&(struct kc_reencrypt_params) { .recovery_passphrase = pass, .recovery_passphrase_len = strlen(pass),
+                                                                   .pbkdf = &(struct kc_luks_pbkdf) { "pbkdf2", 999, 0 } },
+                                   &res, &err), -EINVAL);
+        ck_assert_ptr_nonnull(strstr(err.msg, "refused by libcryptsetup"));
+        ck_assert_uint_eq(kc_test_file_hash(f.img), before);
+        ck_assert_uint_eq(active_keyslots(), 1);
+        ck_assert_uint_eq(audit_count("\"ReencryptVolume\""), 0);
         ck_assert_int_lt(reencrypt(&(struct kc_reencrypt_params) { .recovery_passphrase = "wrong", .recovery_passphrase_len = 5,
                                                                    .pbkdf = &kc_test_fast_pbkdf }, &res, &err), 0);
         ck_assert_uint_eq(kc_test_file_hash(f.img), before);
