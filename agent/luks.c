@@ -393,20 +393,22 @@ int kc_luks_format(const struct kc_luks_format_params *p, const struct kc_token 
         r = crypt_init_paths(p->device, p->header, &cd);
         if (r < 0)
                 return kc_err_set(err, r, "cannot open %s: %s", p->header ?: p->device, strerror(-r));
-        r = crypt_set_pbkdf_type(cd, &digest_pbkdf);
-        if (r < 0)
-                return kc_err_set(err, r, "cannot set the digest PBKDF: %s", strerror(-r));
-
         params = (struct crypt_params_luks2) {
                 .sector_size = sector_size,
                 .label = p->label,
         };
-        kc_dm_lock(); /* crypt_format() asks device-mapper which dm-crypt features it has */
+        /* Setting a PBKDF is a first use of libcryptsetup's crypto too. */
         taken = backend_first_use_begin();
+        r = crypt_set_pbkdf_type(cd, &digest_pbkdf);
+        if (r < 0) {
+                backend_first_use_end(taken, r);
+                return kc_err_set(err, r, "cannot set the digest PBKDF: %s", strerror(-r));
+        }
+        kc_dm_lock(); /* crypt_format() asks device-mapper which dm-crypt features it has */
         r = crypt_format(cd, CRYPT_LUKS2, KC_LUKS_CIPHER, KC_LUKS_CIPHER_MODE, p->uuid,
                          p->volume_key, p->volume_key_size, &params);
-        backend_first_use_end(taken, r);
         kc_dm_unlock();
+        backend_first_use_end(taken, r);
         if (r < 0)
                 return kc_err_set(err, r, "cannot format %s as LUKS2: %s", p->header ?: p->device, strerror(-r));
 

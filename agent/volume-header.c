@@ -219,6 +219,12 @@ static int format_check(const struct kc_volume_format_params *p, const struct kc
                 return r;
         if (p->recovery_passphrase && p->recovery_passphrase_len == 0)
                 return kc_err_set(err, -EINVAL, "the recovery passphrase is empty");
+        /* kc_luks_format() checks it too, but only after the KMS made (and audited) a data key. */
+        if (p->recovery_passphrase) {
+                r = kc_luks_pbkdf_check(p->pbkdf, err);
+                if (r < 0)
+                        return r;
+        }
         r = check_writable("device", p->ref.device, err);
         if (r < 0)
                 return r;

@@ -287,6 +287,14 @@ START_TEST(test_format_refusals) {
         ck_assert_int_eq(kc_volume_format(e.kms, &e.caller, &p, &res, &err), -EPROTONOSUPPORT);
         p.key_ref = "";
         ck_assert_int_eq(kc_volume_format(e.kms, &e.caller, &p, &res, &err), -EINVAL);
+        /* A recovery keyslot cost libcryptsetup refuses: before the KMS makes a data key. */
+        p = format_params(&e, img);
+        p.recovery_passphrase = "pw";
+        p.recovery_passphrase_len = 2;
+        p.pbkdf = &(const struct kc_luks_pbkdf) { .type = "pbkdf2", .iterations = 999 };
+        err = (struct kc_err) {};
+        ck_assert_int_eq(kc_volume_format(e.kms, &e.caller, &p, &res, &err), -EINVAL);
+        ck_assert_msg(strstr(err.msg, "pbkdf2"), "%s", err.msg);
 
         ck_assert_uint_eq(audit_count(&e, NULL), records);
         ck_assert_uint_eq(kc_test_file_hash(img), before);
