@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* kmscrypt config check: kmscrypt.conf, the volumes file, and every configured device present. */
+/*
+ * kmscrypt config check: kmscrypt.conf, the volumes file, and every configured device present.
+ * kmscrypt config list: the names of the volumes file, for scripts and the bash completion.
+ */
 #include <string.h>
 
 #include "agent/attach.h"
@@ -127,15 +130,65 @@ static int config_check(struct kc_cli *cli, int argc, char **argv) {
         return r < 0 ? kc_cli_exit_status(r) : KC_EXIT_OK;
 }
 
+/*
+ * The names "attach VOLUME" takes, read by the parser attach and kmscryptd use
+ * (agent/daemon/volumes.c), so that the bash completion needs no parser of its
+ * own.  No device and no KMS is looked at: it stays fast on a TAB.  A missing
+ * file is no volumes, as for attach.
+ */
+static int config_list(struct kc_cli *cli, int argc, char **argv) {
+        const char *volumes = KC_VOLUMES_FILE;
+        const struct kc_cli_option options[] = {
+                { .name = "volumes", .arg = "FILE", .help = "volumes file (default " KC_VOLUMES_FILE ")",
+                  .value = &volumes },
+                {}
+        };
+        const struct kc_cli_usage usage = {
+                .synopsis = "config list [--volumes FILE]",
+                .description = "Names of the volumes of the volumes file, one a line, in file order:\n"
+                               "what attach VOLUME takes.  A missing file has none.",
+                .options = options,
+        };
+        _cleanup_volumes_ struct kc_volumes *vs = NULL;
+        struct kc_err err = {};
+        struct json_object *arr;
+        int nargs, r;
+
+        r = kc_cli_parse(cli, argc, argv, &usage, &nargs);
+        if (r <= 0)
+                return kc_cli_parse_exit(r);
+        r = kc_volumes_load(volumes, &vs, &err);
+        if (r == -ENOENT)
+                r = kc_volumes_parse("", 0, volumes, &vs, &err);
+        if (r < 0) {
+                /* Status 2 for any of it, as config check: what is wrong is in the line. */
+                kc_cli_fail(cli, r, &err, "volumes file");
+                return KC_EXIT_USAGE;
+        }
+        if (cli->quiet)
+                return KC_EXIT_OK;
+        if (!cli->json) {
+                for (size_t i = 0; i < vs->n; i++)
+                        printf("%s\n", vs->volumes[i].name);
+                return KC_EXIT_OK;
+        }
+        arr = json_object_new_array();
+        for (size_t i = 0; i < vs->n; i++)
+                json_object_array_add(arr, json_object_new_string(vs->volumes[i].name));
+        kc_cli_print_json(arr);
+        return KC_EXIT_OK;
+}
+
 static const struct kc_cli_command config_commands[] = {
         { .name = "check", .summary = "validate kmscrypt.conf, the volumes file and the configured devices",
           .run = config_check },
+        { .name = "list", .summary = "list the volume names of the volumes file", .run = config_list },
 };
 
 static int run_config(struct kc_cli *cli, int argc, char **argv) {
         const struct kc_cli_usage usage = {
                 .synopsis = "config COMMAND ...",
-                .description = "Check the configuration.",
+                .description = "Check the configuration, list the configured volumes.",
                 .commands = config_commands,
                 .n_commands = ARRAY_SIZE(config_commands),
                 .stop_at_command = true,
@@ -145,6 +198,6 @@ static int run_config(struct kc_cli *cli, int argc, char **argv) {
 
 const struct kc_cli_command kc_cli_cmd_config = {
         .name = "config",
-        .summary = "check the configuration and the configured devices",
+        .summary = "check the configuration, list the configured volumes",
         .run = run_config,
 };

@@ -141,6 +141,16 @@ expect 2 "config check: a mistake in the volumes file" config check --volumes "$
 check "names the file and line" grep -q "volumes.bad:1: .*nofial" "$T/err"
 printf 'pg /dev/disk/by-id/nothing db-id=d,volume-id=v\n' > "$T/volumes.ok"
 expect 0 "config check: a device not present is no error" config check --volumes "$T/volumes.ok"
+expect 2 "config list: a mistake in the volumes file" config list --volumes "$T/volumes.bad"
+check "config list: one line" one_error_line
+check "config list: names the file and line" grep -q "volumes.bad:1: .*nofial" "$T/err"
+check "config list: nothing on stdout" test ! -s "$T/out"
+expect 2 "config list: a volumes file that cannot be read (a directory)" config list --volumes "$T"
+check "config list, a directory: one line" one_error_line
+expect 0 "config list: a device not present is no matter" config list --volumes "$T/volumes.ok"
+check "config list: the name, one a line" test "$(cat "$T/out")" = pg
+expect 0 "config list: a missing volumes file has none" config list --volumes "$T/none"
+check "config list: missing file, nothing printed" test ! -s "$T/out" -a ! -s "$T/err"
 
 # ---- kmscryptd ----
 unset JOURNAL_STREAM

@@ -121,6 +121,12 @@ quiet backup "$V" "$T/backup-q.img"
 printf 'pg %s %s\n' "$V" "$CTX" > "$T/volumes"
 j "config check, devices as configured" config check --volumes "$T/volumes"
 json_is 'j["Volumes"][0]["Check"]' ok
+{ cat "$T/volumes"; printf 'pg2 UUID=0b7e db-id=db-1,volume-id=vol-2 nofail\n'; } > "$T/volumes.two"
+j "config list" config list --volumes "$T/volumes.two"
+json_is 'j' "['pg', 'pg2']"
+j "config list, no volumes file" config list --volumes "$T/no-volumes"
+json_is 'j' "[]"
+quiet config list --volumes "$T/volumes.two"
 printf 'pg %s db-id=db-1,volume-id=other\n' "$V" > "$T/volumes.other"
 expect 4 "config check: a device bound to another context" --json config check --volumes "$T/volumes.other"
 json_is 'j["Valid"]' false
