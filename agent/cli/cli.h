@@ -47,6 +47,15 @@ struct kc_cli {
         bool config_loaded;
 };
 
+/* What a command prints on success: its JSON document, its text, or (-q) nothing. */
+static inline bool kc_cli_prints_json(const struct kc_cli *cli) {
+        return cli->json && !cli->quiet;
+}
+
+static inline bool kc_cli_prints_text(const struct kc_cli *cli) {
+        return !cli->json && !cli->quiet;
+}
+
 struct kc_cli_command {
         const char *name;
         const char *summary;      /* one line for `kmscrypt --help` */

@@ -138,7 +138,7 @@ static void print_agent_volume(const struct kc_agent_volume *v) {
 
 /* Print the outcome of attach --all; the status is that of the first volume that is not nofail and not attached. */
 static int print_attach_all(struct kc_cli *cli, const struct kc_agent_volume *v, size_t n) {
-        struct json_object *arr = cli->json && !cli->quiet ? json_object_new_array() : NULL;
+        struct json_object *arr = kc_cli_prints_json(cli) ? json_object_new_array() : NULL;
         int status = KC_EXIT_OK;
 
         for (size_t i = 0; i < n; i++) {
@@ -394,7 +394,7 @@ static void status_text(const struct kc_volume_status *s) {
 
 /* Status of every name; the exit status is that of the first failure. */
 static int print_statuses(struct kc_cli *cli, char **names, const char *header) {
-        struct json_object *arr = cli->json && !cli->quiet ? json_object_new_array() : NULL;
+        struct json_object *arr = kc_cli_prints_json(cli) ? json_object_new_array() : NULL;
         int status = KC_EXIT_OK;
 
         for (size_t i = 0; names[i]; i++) {
@@ -440,7 +440,7 @@ static const struct kc_agent_volume *find_configured(const struct kc_client_stat
  */
 static int print_agent_statuses(struct kc_cli *cli, struct kc_client *agent, char **names) {
         struct kc_client_status st = {};
-        struct json_object *arr = cli->json && !cli->quiet ? json_object_new_array() : NULL;
+        struct json_object *arr = kc_cli_prints_json(cli) ? json_object_new_array() : NULL;
         struct kc_err err = {};
         int status = KC_EXIT_OK, r;
 

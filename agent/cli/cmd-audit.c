@@ -107,7 +107,7 @@ static int audit_list(struct kc_cli *cli, int argc, char **argv) {
         r = kc_cli_config(cli);
         if (r < 0)
                 return kc_cli_exit_status(r);
-        if (cli->json && !cli->quiet)
+        if (kc_cli_prints_json(cli))
                 s.records = json_object_new_array();
         else if (!cli->quiet)
                 printf("%-6s %-24s %-16s %-36s %-4s %-6s %s\n", "SEQ", "TIME", "OPERATION", "KEY ID", "VER",
@@ -147,7 +147,7 @@ static int audit_verify(struct kc_cli *cli, int argc, char **argv) {
         if (r < 0)
                 return kc_cli_fail(cli, r, NULL, "audit verify");
         r = kc_audit_verify(cli->config.audit_log, head, &v);
-        if (cli->json && !cli->quiet) {
+        if (kc_cli_prints_json(cli)) {
                 struct json_object *o = json_object_new_object();
 
                 json_object_object_add(o, "AuditLog", json_object_new_string(cli->config.audit_log));
@@ -167,7 +167,7 @@ static int audit_verify(struct kc_cli *cli, int argc, char **argv) {
                         kc_err_set(&err, r, "%s: %s", cli->config.audit_log, v.reason[0] ? v.reason : strerror(-r));
                 return kc_cli_fail(cli, r, &err, "audit verify");
         }
-        if (!cli->json && !cli->quiet)
+        if (kc_cli_prints_text(cli))
                 printf("%s: %llu records, chain intact\n", cli->config.audit_log, (unsigned long long) v.records);
         return KC_EXIT_OK;
 }

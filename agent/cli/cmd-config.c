@@ -62,13 +62,13 @@ static int check_volumes(struct kc_cli *cli, const char *path, struct json_objec
         json_object_object_add(out, "Volumes", arr);
         r = kc_volumes_load(path, &vs, &err);
         if (r == -ENOENT) {
-                if (!cli->json && !cli->quiet)
+                if (kc_cli_prints_text(cli))
                         printf("%s: absent (no volumes configured)\n", path);
                 return 0;
         }
         if (r < 0)
                 return kc_cli_fail(cli, r, &err, "volumes file"), -EINVAL;
-        if (!cli->json && !cli->quiet)
+        if (kc_cli_prints_text(cli))
                 printf("%s: %zu volumes, syntax ok\n", path, vs->n);
         for (size_t i = 0; i < vs->n; i++) {
                 const struct kc_volume_conf *v = &vs->volumes[i];
@@ -78,7 +78,7 @@ static int check_volumes(struct kc_cli *cli, const char *path, struct json_objec
 
                 d = check_device(v, why, sizeof(why));
                 bad += d == DEVICE_BAD;
-                if (!cli->json && !cli->quiet)
+                if (kc_cli_prints_text(cli))
                         printf("  %-20s %-6s %s\n", v->name, words[d], why);
                 o = json_object_new_object();
                 json_object_object_add(o, "Name", json_object_new_string(v->name));
@@ -119,11 +119,11 @@ static int config_check(struct kc_cli *cli, int argc, char **argv) {
                 return kc_cli_exit_status(r);
         out = json_object_new_object();
         json_object_object_add(out, "Config", json_object_new_string(cli->config.source ?: "(defaults)"));
-        if (!cli->json && !cli->quiet)
+        if (kc_cli_prints_text(cli))
                 printf("%s: ok\n", cli->config.source ?: "kmscrypt.conf: absent, defaults");
         r = check_volumes(cli, volumes, out);
         json_object_object_add(out, "Valid", json_object_new_boolean(r >= 0));
-        if (cli->json && !cli->quiet)
+        if (kc_cli_prints_json(cli))
                 kc_cli_print_json(out);
         else
                 json_object_put(out);

@@ -200,7 +200,7 @@ static int rewrap_known(struct rewrap_run *w, const struct kc_known_volumes *k, 
 static int rewrap_finish(struct rewrap_run *w, int r) {
         if (w->out)
                 kc_cli_print_json(TAKE_PTR(w->out));
-        else if (!w->cli->quiet && !w->cli->json && w->done + w->current + w->failed + w->unreadable > 1)
+        else if (kc_cli_prints_text(w->cli) && w->done + w->current + w->failed + w->unreadable > 1)
                 printf("%u %s, %u already current, %u failed, %u not readable\n", w->done,
                        w->dry_run ? "would be rewrapped" : "rewrapped", w->current, w->failed, w->unreadable);
         return r < 0 ? kc_cli_exit_status(r) : KC_EXIT_OK;
@@ -221,7 +221,7 @@ int kc_cli_rewrap_users(struct kc_cli *cli, struct kc_kms *kms, const char *key_
         r = kc_known_volumes_scan(volumes, devices, &k, &err);
         if (r < 0)
                 return kc_cli_fail(cli, r, &err, "find volumes");
-        w.out = cli->json && !cli->quiet ? json_object_new_array() : NULL;
+        w.out = kc_cli_prints_json(cli) ? json_object_new_array() : NULL;
         r = rewrap_known(&w, k, &info);
         if (ret_json)
                 *ret_json = TAKE_PTR(w.out);
@@ -268,7 +268,7 @@ static int run_rewrap(struct kc_cli *cli, int argc, char **argv) {
         w.key = key;
         w.dry_run = dry_run;
         w.always = always;
-        w.out = cli->json && !cli->quiet ? json_object_new_array() : NULL;
+        w.out = kc_cli_prints_json(cli) ? json_object_new_array() : NULL;
         if (all) {
                 _cleanup_known_volumes_ struct kc_known_volumes *k = NULL;
 
