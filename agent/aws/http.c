@@ -8,6 +8,7 @@
 
 #include <curl/curl.h>
 #include <json-c/json.h>
+#include <openssl/ssl.h>
 
 #include "agent/aws/http.h"
 #include "lib/log.h"
@@ -36,9 +37,43 @@ static struct {
         CURLUcode (*url_get)(const CURLU *u, CURLUPart what, char **part, unsigned flags);
         void (*url_cleanup)(CURLU *u);
         void (*free)(void *p);
+        curl_version_info_data *(*version_info)(CURLversion age);
+        /* From the libssl libcurl loaded, when it is OpenSSL 3; else NULL. */
+        uint64_t (*ssl_ctx_set_options)(SSL_CTX *ctx, uint64_t options);
 } lc;
 static int lc_status = -ENOPKG;
 static pthread_once_t lc_once = PTHREAD_ONCE_INIT;
+
+/*
+ * A KMS response carries a plaintext data key (base64).  OpenSSL keeps each
+ * TLS record it decrypted in its read buffer until the next one overwrites
+ * it; SSL_OP_CLEANSE_PLAINTEXT has it wipe the record once delivered.  We
+ * link no libssl (libcurl is loaded, not linked, and may use another TLS
+ * library): when libcurl's TLS is OpenSSL 3, its libssl is already in the
+ * process, and we take SSL_CTX_set_options from it for the
+ * CURLOPT_SSL_CTX_FUNCTION callback below.
+ */
+static void lc_find_openssl(void) {
+        const curl_version_info_data *v = lc.version_info(CURLVERSION_NOW);
+        void *ssl;
+
+        if (!v || !v->ssl_version || strncmp(v->ssl_version, "OpenSSL/3", 9) != 0) {
+                log_debug("libcurl's TLS is %s, not OpenSSL 3: its buffers are not cleansed",
+                          v && v->ssl_version ? v->ssl_version : "unknown");
+                return;
+        }
+        ssl = dlopen("libssl.so.3", RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
+        if (ssl)
+                lc.ssl_ctx_set_options = (uint64_t (*)(SSL_CTX *, uint64_t)) dlsym(ssl, "SSL_CTX_set_options");
+        if (!lc.ssl_ctx_set_options)
+                log_debug("libcurl uses %s, but its SSL_CTX_set_options was not found", v->ssl_version);
+}
+
+static CURLcode ssl_ctx_cb(CURL *c, void *ssl_ctx, void *userdata) {
+        lc.ssl_ctx_set_options(ssl_ctx, SSL_OP_CLEANSE_PLAINTEXT);
+        log_debug("TLS: OpenSSL cleanses received plaintext once delivered");
+        return CURLE_OK;
+}
 
 static void lc_load_once(void) {
         void *dl = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
@@ -61,6 +96,7 @@ static void lc_load_once(void) {
                 { (void **) &lc.url_get,       "curl_url_get" },
                 { (void **) &lc.url_cleanup,   "curl_url_cleanup" },
                 { (void **) &lc.free,          "curl_free" },
+                { (void **) &lc.version_info,  "curl_version_info" },
         };
 
         if (!dl) {
@@ -76,6 +112,8 @@ static void lc_load_once(void) {
         }
         /* Once per process, before any thread uses curl (its documented rule). */
         lc_status = lc.global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -EIO;
+        if (lc_status == 0)
+                lc_find_openssl();
 }
 
 static int lc_load(void) {
@@ -142,6 +180,8 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *userdata) {
         }
         memcpy(s->buf + s->len, data, n);
         s->len += n;
+        /* curl delivered it from its download buffer, which it reuses and frees unwiped. */
+        kc_wipe(data, n);
         return n;
 }
 
@@ -226,6 +266,8 @@ static int setup(CURL *c, const struct kc_http_request *req, struct curl_slist *
         SETOPT(c, CURLOPT_HEADERFUNCTION, header_cb);
         SETOPT(c, CURLOPT_HEADERDATA, resp);
         SETOPT(c, CURLOPT_ERRORBUFFER, errbuf);
+        if (lc.ssl_ctx_set_options)
+                SETOPT(c, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_cb);
         return 0;
 }
 

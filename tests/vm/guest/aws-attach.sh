@@ -38,7 +38,11 @@ dd if=data of=/dev/mapper/kcaws bs=64k conv=fsync 2>/dev/null || die "write thro
 kmscrypt -q detach kcaws || die "detach failed"
 kcvm_mknodes
 kcvm_no_key kmscrypt:
-kmscrypt -q attach "$dev" --name kcaws || die "second attach failed"
+# The Decrypt response (the plaintext data key) came through OpenSSL, told
+# to wipe each received TLS record once delivered; the key itself is never logged.
+kmscrypt -q --verbose attach "$dev" --name kcaws 2>attach.debug || die "second attach failed: $(tail -n 3 attach.debug)"
+grep -q "TLS: OpenSSL cleanses received plaintext" attach.debug ||
+        die "libcurl's OpenSSL was not told to cleanse plaintext: $(grep -i 'tls\|curl' attach.debug | head -n 3)"
 kcvm_mknodes
 kcvm_drop_caches
 dd if=/dev/mapper/kcaws of=readback bs=64k count=4 2>/dev/null || die "read through kcaws failed"
