@@ -4,8 +4,9 @@
 # Installs the build and test dependencies, configures with --enable-werror
 # in ./build and runs `make check` (unit, CLI, fuzz-regression and agent
 # tests, then the QEMU vm tier with real dm-crypt), then the unit tier again
-# under ASan+UBSan (./build-asan), the CLI under valgrind memcheck, and the
-# system tier (`make check-system`: a Debian guest with systemd, udev and
+# under ASan+UBSan (./build-asan), the threaded tests and kmscryptd's vm
+# tests under ThreadSanitizer (./build-tsan), the CLI under valgrind
+# memcheck, and the system tier (`make check-system`: a Debian guest with systemd, udev and
 # PostgreSQL).
 # Ends with one line summing every tier: "N passed, N failed, N skipped".
 set -eu
@@ -30,6 +31,8 @@ cd "$top"
 # Not through a pipe: sh has no pipefail, and tee's status would hide a failure.
 JOBS="$(nproc)" sh tests/sanitize.sh "$top/build-asan" > build/sanitize.log 2>&1 || rc=1
 cat build/sanitize.log
+JOBS="$(nproc)" sh tests/tsan.sh "$top/build-tsan" > build/tsan.log 2>&1 || rc=1
+cat build/tsan.log
 sh tests/valgrind-cli.sh "$top/build" > build/valgrind-cli.log 2>&1 || rc=1
 grep -A 30 -E '^FAIL' build/valgrind-cli.log || true
 echo "valgrind memcheck (CLI): $(tail -n 1 build/valgrind-cli.log)"
@@ -55,8 +58,8 @@ echo "$counts" >> build/check-system.log
 grep -E '^system tier timings:' build/check-system.log || true
 echo "$counts"
 
-# One closing line over the four runs.
-tail -q -n 1 build/check.log build/sanitize.log build/valgrind-cli.log build/check-system.log | awk '
+# One closing line over the five runs.
+tail -q -n 1 build/check.log build/sanitize.log build/tsan.log build/valgrind-cli.log build/check-system.log | awk '
         { for (i = 1; i < NF; i++) {
                 if ($(i + 1) ~ /^passed/) p += $i
                 if ($(i + 1) ~ /^failed/) f += $i
