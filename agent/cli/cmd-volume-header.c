@@ -171,7 +171,7 @@ int kc_cli_pbkdf_from_options(const struct kc_cli_usage *u, const char *type, co
         if (memory && kc_cli_parse_uint("pbkdf-memory", memory, 1, UINT32_MAX, &pb.max_memory_kb) < 0)
                 return -EINVAL;
         if (kc_luks_pbkdf_check(&pb, &err) < 0) {
-                kc_cli_usage_error(u, "%s", err.msg);
+                kc_cli_usage_error(u, "--pbkdf costs: %s", err.msg);
                 return -EINVAL;
         }
         *ret = pb;
