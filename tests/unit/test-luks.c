@@ -117,6 +117,12 @@ START_TEST(test_verify_matches_libcryptsetup) {
         struct crypt_device *cd = NULL;
         uint64_t iterations;
 
+        /*
+         * HMAC pads its key with zeros: a key ending in a zero byte and the
+         * same key one byte shorter give the same digest, and the check of
+         * the truncated key below would pass for 1 random key in 256.
+         */
+        key[n - 1] |= 0x80;
         ck_assert_int_eq(crypt_init(&cd, img), 0);
         ck_assert_int_eq(crypt_set_pbkdf_type(cd, &pbkdf), 0);
         ck_assert_int_eq(crypt_format(cd, CRYPT_LUKS2, "aes", "xts-plain64", NULL, (const char *) key, n, NULL), 0);
