@@ -64,11 +64,6 @@ static void cryptsetup_log(int level, const char *msg, void *usrptr) {
 }
 
 /*
- * One-time process setup: libcryptsetup messages go to the debug log, and
- * no token plugin is ever loaded (a header names its token type, and we do
- * not want a header to choose which shared object gets dlopen()ed).
- */
-/*
  * libcryptsetup sets its crypto backend up on first use (crypt_load,
  * crypt_format) behind a plain flag: with OpenSSL 3, a library context and
  * its providers.  Two threads loading their first headers at once may both
@@ -94,6 +89,11 @@ static void backend_first_use_end(bool taken, int r) {
         pthread_mutex_unlock(&backend_lock);
 }
 
+/*
+ * One-time process setup: libcryptsetup messages go to the debug log, and
+ * no token plugin is ever loaded (a header names its token type, and we do
+ * not want a header to choose which shared object gets dlopen()ed).
+ */
 static void luks_setup(void) {
         crypt_set_log_callback(NULL, cryptsetup_log, NULL);
         crypt_token_external_disable();

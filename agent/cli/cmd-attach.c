@@ -65,12 +65,16 @@ static bool is_volume_name(const char *arg) {
         return !strchr(arg, '/') && !strchr(arg, '=');
 }
 
+int kc_cli_volumes_load(const char *path, struct kc_volumes **ret, struct kc_err *err) {
+        int r = kc_volumes_load(path, ret, err);
+
+        return r == -ENOENT ? kc_volumes_parse("", 0, path, ret, err) : r;
+}
+
 static int load_volumes(const char *path, struct kc_volumes **ret) {
         struct kc_err err = {};
-        int r = kc_volumes_load(path, ret, &err);
+        int r = kc_cli_volumes_load(path, ret, &err);
 
-        if (r == -ENOENT)
-                return kc_volumes_parse("", 0, path, ret, &err);
         if (r < 0)
                 log_error("%s", kc_err_msg(&err, r));
         return r;

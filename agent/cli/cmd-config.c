@@ -157,9 +157,7 @@ static int config_list(struct kc_cli *cli, int argc, char **argv) {
         r = kc_cli_parse(cli, argc, argv, &usage, &nargs);
         if (r <= 0)
                 return kc_cli_parse_exit(r);
-        r = kc_volumes_load(volumes, &vs, &err);
-        if (r == -ENOENT)
-                r = kc_volumes_parse("", 0, volumes, &vs, &err);
+        r = kc_cli_volumes_load(volumes, &vs, &err);
         if (r < 0) {
                 /* Status 2 for any of it, as config check: what is wrong is in the line. */
                 kc_cli_fail(cli, r, &err, "volumes file");
