@@ -241,11 +241,26 @@ static int lock_volume(const char *path) {
         return fd;
 }
 
-/* Steps 5 and 6: key into this thread's keyring, mapping that references it, key out again. */
+int kc_mapping_load(const struct kc_mapping *m, const void *key, size_t key_size, struct kc_err *err) {
+        kc_key_serial_t serial = 0;
+        int r;
+
+        r = kc_keyring_add_logon(m->key_description, key, key_size, &serial);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot add the data key to the kernel keyring: %s", strerror(-r));
+        kc_fault_point("attach:after-key-add");
+        r = kc_dm_create(m->name, m->dm_uuid, "crypt", m->size, m->params, m->read_only);
+        /* dm-crypt copied the key at table load: drop ours whatever happened. */
+        (void) kc_keyring_drop(serial);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot create mapping %s: %s", m->name, strerror(-r));
+        return 0;
+}
+
+/* Steps 5 and 6: key into a keyring only the loading thread possesses, mapping that references it, key out again. */
 static int load_mapping(const char *name, const struct kc_luks_segment *seg, const void *key,
                         const struct kc_attach_params *p, struct kc_err *err) {
         _cleanup_free_ char *desc = NULL, *params = NULL, *dm_uuid = NULL;
-        kc_key_serial_t serial = 0;
         struct kc_crypt_params cp = {
                 .cipher = seg->cipher,
                 .key_size = seg->key_size,
@@ -256,6 +271,7 @@ static int load_mapping(const char *name, const struct kc_luks_segment *seg, con
                 /* LUKS2 counts IVs in 512-byte sectors whatever the sector size: never iv_large_sectors. */
                 .flags = p->flags & ~(unsigned) KC_CRYPT_IV_LARGE_SECTORS,
         };
+        struct kc_mapping m;
         int r;
 
         r = mapping_size(seg, &cp.size, err);
@@ -272,16 +288,11 @@ static int load_mapping(const char *name, const struct kc_luks_segment *seg, con
         if (r < 0)
                 return kc_err_set(err, r, "cannot name mapping %s", name);
 
-        r = kc_keyring_add_logon(desc, key, seg->key_size, &serial);
-        if (r < 0)
-                return kc_err_set(err, r, "cannot add the data key to the kernel keyring: %s", strerror(-r));
-        kc_fault_point("attach:after-key-add");
-        r = kc_dm_create(name, dm_uuid, "crypt", cp.size, params, p->read_only);
-        /* dm-crypt copied the key at table load: drop ours whatever happened. */
-        (void) kc_keyring_drop(serial);
-        if (r < 0)
-                return kc_err_set(err, r, "cannot create mapping %s: %s", name, strerror(-r));
-        return 0;
+        m = (struct kc_mapping) { .name = name, .dm_uuid = dm_uuid, .key_description = desc, .params = params,
+                                  .size = cp.size, .read_only = p->read_only };
+        if (p->loader)
+                return p->loader(p->loader_userdata, &m, key, seg->key_size, err);
+        return kc_mapping_load(&m, key, seg->key_size, err);
 }
 
 int kc_attach_unwrap_key(struct kc_kms *kms, const struct kc_kms_request *req, struct kc_luks *l,

@@ -21,6 +21,30 @@
 #include "agent/kms.h"
 #include "lib/error.h"
 
+/*
+ * Steps 5 and 6 of one attach, as kc_attach hands them on: the mapping,
+ * whose table names the key by its keyring description (never the key).
+ */
+struct kc_mapping {
+        const char *name;
+        const char *dm_uuid;
+        const char *key_description;      /* "kmscrypt:<luks-uuid>" */
+        const char *params;               /* dm-crypt table parameters */
+        uint64_t size;                    /* sectors */
+        bool read_only;
+};
+
+/*
+ * Add key (key_size bytes) as a logon key to the calling thread's keyring,
+ * create the mapping that references it, drop the key: on failure nothing
+ * is left, neither key nor mapping.
+ */
+int kc_mapping_load(const struct kc_mapping *m, const void *key, size_t key_size, struct kc_err *err);
+
+/* Whatever runs kc_mapping_load for kc_attach: kmscryptd hands it to its mapper processes. */
+typedef int (*kc_mapping_loader_t)(void *userdata, const struct kc_mapping *m, const void *key, size_t key_size,
+                                   struct kc_err *err);
+
 struct kc_attach_params {
         const char *device;               /* path, or UUID=..., LABEL=... */
         const char *header;               /* detached header, or NULL */
@@ -28,6 +52,8 @@ struct kc_attach_params {
         const struct kc_context *expect;  /* refuse unless the token's context equals it; NULL: no check */
         bool read_only;
         unsigned flags;                   /* KC_CRYPT_* performance flags */
+        kc_mapping_loader_t loader;       /* NULL: kc_mapping_load in this thread */
+        void *loader_userdata;
 };
 
 struct kc_attach_result {

@@ -5,10 +5,19 @@
 
 #include "lib/fault.h"
 
+static pid_t partner;
+
+void kc_fault_set_partner(pid_t pid) {
+        partner = pid;
+}
+
 void kc_fault_point(const char *step) {
         /* secure_getenv: a setuid or file-capability program ignores it. */
         const char *want = secure_getenv("KC_FAULT_STEP");
 
-        if (want && step && strcmp(want, step) == 0)
-                (void) raise(SIGKILL);
+        if (!want || !step || strcmp(want, step) != 0)
+                return;
+        if (partner > 0)
+                (void) kill(partner, SIGKILL);
+        (void) raise(SIGKILL);
 }

@@ -11,4 +11,13 @@
  * involved: the variable is read, compared and forgotten.
  */
 
+#include <sys/types.h>
+
 void kc_fault_point(const char *step);
+
+/*
+ * A helper process that does part of another's work (kmscryptd's mapper
+ * processes) names that process: its fault points kill both, as a crash
+ * of the one program would.
+ */
+void kc_fault_set_partner(pid_t pid);

@@ -29,7 +29,7 @@ unit=$(sh "$top/tests/summary.sh" tests/unit/test-luks.log tests/unit/test-keyri
 
 # The guest gets TSAN_OPTIONS through the kernel command line (run.sh).
 KC_VM_CACHE=${KC_VM_CACHE:-$top/build/tests/vm/cache} \
-KC_VM_TESTS="agent-start agent-outage agent-suspend agent-kill agent-restart" \
+KC_VM_TESTS="agent-start agent-mapper agent-outage agent-suspend agent-kill agent-restart" \
 KC_VM_CMDLINE="TSAN_OPTIONS=$TSAN_OPTIONS" \
         top_builddir=. top_srcdir="$top" sh "$top/tests/vm/run.sh" > vm.log 2>&1 || rc=1
 grep -E '^FAIL|ThreadSanitizer' vm.log || true

@@ -14,6 +14,7 @@
 
 #include "agent/config.h"
 #include "agent/daemon/caps.h"
+#include "agent/daemon/mapper.h"
 #include "agent/daemon/manager.h"
 #include "agent/daemon/server.h"
 #include "agent/daemon/volumes.h"
@@ -30,6 +31,7 @@ struct daemon {
         const char *group;          /* status group name, "" for none */
         gid_t status_gid;
         unsigned max_parallel;
+        int mappers;                /* -1: as many as CPUs, 2 to 8 */
         unsigned revoke_interval;
         bool attach_at_start;
         bool log_stderr;
@@ -51,6 +53,8 @@ static const char help[] =
         "  -g, --group NAME           group that may ask status and list (default " DEFAULT_GROUP
         " if it exists; '' for none)\n"
         "  -j, --max-parallel N       attaches at once (default 16)\n"
+        "      --mappers N            processes that create mappings (default: one a CPU,\n"
+        "                             2 to 8, at most -j; 0: the attach threads do)\n"
         "      --revoke-interval SEC  how often to check the CMKs in use (default 60; 0: never)\n"
         "      --no-attach            do not attach the configured volumes at start\n"
         "  -c, --config FILE          kmscrypt.conf (default " KC_SYSCONFDIR "/kmscrypt.conf)\n"
@@ -88,6 +92,27 @@ static int harden(void) {
         umask(0077);
         /* Before any thread starts: capabilities are per thread, and new threads inherit the reduced set. */
         return kc_caps_reduce();
+}
+
+/* ---- mapper processes (mapper.h) ---- */
+
+static struct kc_mapper *start_mappers(const struct daemon *d) {
+        struct kc_mapper *mp = NULL;
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        unsigned n = d->mappers >= 0 ? (unsigned) d->mappers : (unsigned) (cpus < 2 ? 2 : cpus > 8 ? 8 : cpus);
+        int r;
+
+        if (n > d->max_parallel)
+                n = d->max_parallel;
+        if (n == 0)
+                return NULL;
+        r = kc_mapper_new(n, &mp);
+        if (r < 0) {
+                log_warning_errno(r, "cannot start mapper processes, the attach threads create mappings: %m");
+                return NULL;
+        }
+        log_debug("%u mapper processes", n);
+        return mp;
 }
 
 /* ---- configuration ---- */
@@ -133,7 +158,7 @@ static int resolve_group(struct daemon *d) {
 }
 
 static int parse_args(struct daemon *d, int argc, char **argv) {
-        enum { ARG_VOLUMES = 0x100, ARG_REVOKE, ARG_NO_ATTACH, ARG_KEYSTORE, ARG_ROOT_KEY, ARG_AUDIT_LOG,
+        enum { ARG_VOLUMES = 0x100, ARG_REVOKE, ARG_MAPPERS, ARG_NO_ATTACH, ARG_KEYSTORE, ARG_ROOT_KEY, ARG_AUDIT_LOG,
                ARG_LOG_LEVEL, ARG_STDERR, ARG_VERSION };
         static const struct option options[] = {
                 { "socket",          required_argument, NULL, 's' },
@@ -141,6 +166,7 @@ static int parse_args(struct daemon *d, int argc, char **argv) {
                 { "group",           required_argument, NULL, 'g' },
                 { "max-parallel",    required_argument, NULL, 'j' },
                 { "revoke-interval", required_argument, NULL, ARG_REVOKE },
+                { "mappers",         required_argument, NULL, ARG_MAPPERS },
                 { "no-attach",       no_argument,       NULL, ARG_NO_ATTACH },
                 { "keystore",        required_argument, NULL, ARG_KEYSTORE },
                 { "root-key-file",   required_argument, NULL, ARG_ROOT_KEY },
@@ -152,6 +178,7 @@ static int parse_args(struct daemon *d, int argc, char **argv) {
                 { "version",         no_argument,       NULL, ARG_VERSION },
                 {}
         };
+        unsigned n;
         int c, level;
 
         /* Our own one-line messages, with a hint, instead of getopt's. */
@@ -164,6 +191,11 @@ static int parse_args(struct daemon *d, int argc, char **argv) {
                 case 'j':
                         if (parse_uint_opt("max-parallel", optarg, 1, 1024, &d->max_parallel) < 0)
                                 return -EINVAL;
+                        break;
+                case ARG_MAPPERS:
+                        if (parse_uint_opt("mappers", optarg, 0, 64, &n) < 0)
+                                return -EINVAL;
+                        d->mappers = (int) n;
                         break;
                 case ARG_REVOKE:
                         if (parse_uint_opt("revoke-interval", optarg, 0, 86400, &d->revoke_interval) < 0)
@@ -330,6 +362,7 @@ int main(int argc, char **argv) {
                 .volumes_path = KC_VOLUMES_FILE,
                 .group = DEFAULT_GROUP,
                 .max_parallel = DEFAULT_MAX_PARALLEL,
+                .mappers = -1,
                 .revoke_interval = DEFAULT_REVOKE_INTERVAL,
                 .attach_at_start = true,
                 .log_stderr = !getenv("JOURNAL_STREAM"),
@@ -337,6 +370,7 @@ int main(int argc, char **argv) {
         };
         struct kc_manager_config mc;
         struct kc_server_config sc;
+        _cleanup_(kc_mapper_freep) struct kc_mapper *mapper = NULL;
         _cleanup_(kc_manager_freep) struct kc_manager *m = NULL;
         _cleanup_(kc_server_freep) struct kc_server *s = NULL;
         _cleanup_close_ int sfd = -1;
@@ -353,6 +387,8 @@ int main(int argc, char **argv) {
         setup_logging(d.log_stderr);
         if (harden() < 0 || resolve_group(&d) < 0)
                 return 1;
+        /* Now, while this process has one thread, no KMS handle and no key. */
+        mapper = start_mappers(&d);
         r = kc_config_load(&d.overrides, &d.config, &err);
         if (r < 0) {
                 log_error("%s", kc_err_msg(&err, r));
@@ -368,7 +404,7 @@ int main(int argc, char **argv) {
                 return log_error_errno(errno, "signalfd: %m"), 1;
 
         mc = (struct kc_manager_config) { .max_parallel = d.max_parallel, .revoke_interval = d.revoke_interval,
-                .state_dir = getenv("KMSCRYPT_STATE_DIR") ?: KC_STATEDIR,
+                .state_dir = getenv("KMSCRYPT_STATE_DIR") ?: KC_STATEDIR, .mapper = mapper,
         };
         kc_config_kms(&d.config, &mc.kms);
         r = kc_manager_new(&mc, &m);

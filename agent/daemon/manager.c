@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "agent/daemon/manager.h"
+#include "agent/daemon/mapper.h"
 #include "agent/daemon/revoke.h"
 #include "agent/luks.h"
 #include "agent/reencrypt.h"
@@ -55,6 +56,7 @@ struct kc_manager {
         unsigned max_parallel, running;
         unsigned revoke_interval;
         char *state_dir;
+        struct kc_mapper *mapper;   /* not owned */
         struct mvol **vols;         /* never shrinks: a removed volume keeps its slot, !present */
         size_t n_vols;
         struct confset *set;
@@ -128,6 +130,7 @@ int kc_manager_new(const struct kc_manager_config *cfg, struct kc_manager **ret)
                 return -ENOMEM;
         }
         m->revoke_interval = cfg->revoke_interval;
+        m->mapper = cfg->mapper;
         m->state_dir = strdup(cfg->state_dir ?: KC_STATEDIR);
         if (!m->state_dir) {
                 kc_manager_free(m);
@@ -303,8 +306,9 @@ static int finish_reencryption(struct kc_manager *m, struct kc_kms *kms, const s
         return 0;
 }
 
-static int attach_with(struct kc_manager *m, const struct kc_attach_params *p, const struct kc_caller *caller,
+static int attach_with(struct kc_manager *m, const struct kc_attach_params *params, const struct kc_caller *caller,
                        struct kc_attach_result *ret, struct kc_err *err) {
+        struct kc_attach_params mapped = *params, *p = &mapped;
         struct kc_kms_request req = { .caller = caller };
         _cleanup_free_ char *path = NULL;
         struct kc_kms *kms = NULL;
@@ -321,6 +325,10 @@ static int attach_with(struct kc_manager *m, const struct kc_attach_params *p, c
         if (!kc_dm_available())
                 return kc_err_set(err, -EOPNOTSUPP, "device-mapper is not available on this host "
                                   "(no /dev/mapper/control or no dm driver)");
+        if (m->mapper) {
+                mapped.loader = kc_mapper_load;
+                mapped.loader_userdata = m->mapper;
+        }
         r = kms_take(m, &kms, err);
         if (r < 0)
                 return kc_err_set(err, r, "cannot open the KMS layer: %s", strerror(-r));

@@ -36,6 +36,7 @@ struct kc_manager_config {
         unsigned max_parallel;        /* attaches at once, >= 1 */
         unsigned revoke_interval;     /* seconds between CMK checks; 0: never */
         const char *state_dir;        /* the agent's own state (revoke.h); copied; NULL: KC_STATEDIR */
+        struct kc_mapper *mapper;     /* loads the mappings of attaches (mapper.h); NULL: their threads do */
 };
 
 struct kc_manager;

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "lib/fault.h"
 #include "tests/unit/check-main.h"
@@ -31,6 +33,22 @@ START_TEST(test_named_step_kills) {
 }
 END_TEST
 
+/* A helper process's fault point takes its partner down too (kmscryptd and its mappers). */
+START_TEST(test_partner_killed_too) {
+        pid_t helper = fork();
+
+        ck_assert_int_ge(helper, 0);
+        if (helper == 0) {
+                setenv("KC_FAULT_STEP", "attach:after-key-add", 1);
+                kc_fault_set_partner(getppid());
+                kc_fault_point("attach:after-key-add");
+                _exit(1);
+        }
+        (void) waitpid(helper, NULL, 0);
+        ck_abort_msg("the helper's fault point left its partner alive");
+}
+END_TEST
+
 Suite *kc_test_suite(void) {
         Suite *s = suite_create("fault");
         TCase *tc = tcase_create("fault");
@@ -38,6 +56,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_inert_without_variable);
         tcase_add_test(tc, test_other_step_survives);
         tcase_add_test_raise_signal(tc, test_named_step_kills, SIGKILL);
+        tcase_add_test_raise_signal(tc, test_partner_killed_too, SIGKILL);
         suite_add_tcase(s, tc);
         return s;
 }

@@ -7,6 +7,8 @@
 # before and after the agent (the emulator drifts); the CPU time kmscryptd
 # and the whole guest spent, and how much CPU-bound work the vCPUs do at
 # once, tell whether a faster schedule or less work is what is missing.
+# kmscryptd runs once more with --mappers 0 (every mapping made inside the
+# agent, one at a time), against its default mapper processes.
 # kcvm-programs: kmscrypt kmscryptd tests/bench/agent-mkvols tests/bench/agent-floor tests/bench/agent-vmlib
 . /kc/lib.sh
 [ "${KC_VM_BENCH:-}" = 1 ] || skip "benchmark; run tests/bench/agent-bench.sh"
@@ -110,6 +112,10 @@ for j in $(echo "${KC_VM_BENCH_J:-1,4}" | tr , " "); do
         agent_run -j "$j"
         others="$others, -j $j: $agent_secs s"
 done
+# Without mapper processes: every mapping made in the agent, one at a time
+# (libdevmapper's lock), as before them.
+agent_run --mappers 0
+nomappers=$agent_secs
 
 # 4. the floor again
 floor_run
@@ -130,6 +136,7 @@ remove_all
 bench "volumes=$N cpus=$NCPU"
 bench "calibration: $NCPU sha256sum at once take $(secs 0 "$all") s, one alone $(secs 0 "$one") s: the vCPUs do $capacity CPUs of work"
 bench "kmscryptd start to all attached: $agent s (default -j$others)"
+bench "kmscryptd --mappers 0 (mappings made by the attach threads, one at a time): $nomappers s"
 bench "in-process floor x$N: $(ratio "$floor_ms" 1000) s in-process (before the agent $(ratio "$floor1" 1000) s, after $(ratio "$floor2" 1000) s), $floor_ext s with exec; its own CPU $(ratio "$floor1_cpu" 1000) s and $(ratio "$floor_cpu" 1000) s"
 bench "while kmscryptd ran: $load CPUs busy, $(secs 0 "$busy") s of CPU in all, kmscryptd's own $(secs 0 "$((user + sys))") s (user $(secs 0 "$user"), system $(secs 0 "$sys"))"
 bench "header+KMS half x$N: ${unwrap#ms=} (KMS opened per volume: ${unwrap_o#ms=})"

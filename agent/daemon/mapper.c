@@ -1,0 +1,318 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "agent/daemon/mapper.h"
+#include "lib/fault.h"
+#include "lib/log.h"
+
+/* Room for a dm-crypt key of any cipher LUKS2 can name (aes-xts with 512 bits is 64 bytes). */
+#define SLOT_BYTES 256
+
+/* What an attach thread asks of a mapper: kc_mapping's strings, inline. */
+struct request {
+        uint64_t size;
+        uint32_t key_size;
+        uint32_t read_only;
+        char name[128];
+        char dm_uuid[160];
+        char key_description[96];
+        char params[PATH_MAX + 512];
+};
+
+struct reply {
+        int32_t error;                    /* 0 or negative errno */
+        char msg[sizeof(((struct kc_err *) NULL)->msg)];
+};
+
+struct mapper {
+        pid_t pid;
+        int fd;
+        bool busy, dead;
+};
+
+struct kc_mapper {
+        pthread_mutex_t lock;
+        pthread_cond_t changed;
+        struct mapper *m;
+        unsigned n;
+        uint8_t *slots;                   /* n * SLOT_BYTES, shared with the mappers */
+        size_t slots_len;
+};
+
+/* ---- the mapper process ---- */
+
+static void mapper_detach_from_agent(int fd, pid_t agent) {
+        static const int stop_signals[] = { SIGTERM, SIGINT, SIGHUP, SIGPIPE };
+
+        /* With the agent gone, so is whoever would wipe the slot: go too. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != agent)
+                _exit(0);
+        /*
+         * A service manager stopping kmscryptd signals every process of it;
+         * the mapper finishes the mapping in hand and leaves when the agent
+         * closes its socket.
+         */
+        for (size_t i = 0; i < ARRAY_SIZE(stop_signals); i++)
+                (void) signal(stop_signals[i], SIG_IGN);
+        kc_fault_set_partner(agent);
+        /* Nothing of the agent's but stdio and its own socket; syslog connects again when it must. */
+        closelog();
+        if (fd > 3)
+                (void) close_range(3, fd - 1, 0);
+        (void) close_range(fd + 1, ~0U, 0);
+        openlog("kmscryptd", LOG_PID, LOG_DAEMON);
+}
+
+/* Strings arrive as fixed arrays: one without a NUL is a broken request. */
+static bool request_terminated(const struct request *q) {
+        return memchr(q->name, 0, sizeof(q->name)) && memchr(q->dm_uuid, 0, sizeof(q->dm_uuid)) &&
+               memchr(q->key_description, 0, sizeof(q->key_description)) && memchr(q->params, 0, sizeof(q->params));
+}
+
+static void mapper_serve(const struct request *q, const uint8_t *slot, struct reply *a) {
+        struct kc_err err = {};
+        struct kc_mapping m = {
+                .name = q->name, .dm_uuid = q->dm_uuid, .key_description = q->key_description,
+                .params = q->params, .size = q->size, .read_only = q->read_only,
+        };
+
+        if (!request_terminated(q) || q->key_size == 0 || q->key_size > SLOT_BYTES) {
+                a->error = kc_err_set(&err, -EINVAL, "malformed request to the mapper process");
+        } else
+                a->error = kc_mapping_load(&m, slot, q->key_size, &err);
+        if (a->error < 0)
+                kc_strscpy(a->msg, sizeof(a->msg), kc_err_msg(&err, a->error));
+}
+
+static _Noreturn void mapper_main(int fd, const uint8_t *slot, pid_t agent) {
+        struct request q;
+        struct reply a;
+        ssize_t n;
+
+        mapper_detach_from_agent(fd, agent);
+        for (;;) {
+                n = recv(fd, &q, sizeof(q), 0);
+                if (n == 0)
+                        _exit(0);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        _exit(1);
+                }
+                a = (struct reply) {};
+                if (n != sizeof(q))
+                        a.error = -EINVAL;
+                else
+                        mapper_serve(&q, slot, &a);
+                if (send(fd, &a, sizeof(a), MSG_NOSIGNAL) != sizeof(a))
+                        _exit(1);
+        }
+}
+
+/* ---- the agent's side ---- */
+
+static int slots_map(struct kc_mapper *mp) {
+        long page = sysconf(_SC_PAGESIZE);
+
+        mp->slots_len = ((size_t) mp->n * SLOT_BYTES + page - 1) / page * page;
+        mp->slots = mmap(NULL, mp->slots_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (mp->slots == MAP_FAILED) {
+                mp->slots = NULL;
+                return negative_errno();
+        }
+        /* Keys pass through here: never swapped, never in a core file. */
+        if (mlock(mp->slots, mp->slots_len) < 0)
+                return log_warning_errno(negative_errno(), "cannot lock the mappers' key slots: %m");
+        (void) madvise(mp->slots, mp->slots_len, MADV_DONTDUMP);
+        return 0;
+}
+
+static int mapper_spawn(struct kc_mapper *mp, unsigned i) {
+        int sv[2];
+        pid_t agent = getpid(), pid;
+
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+                return negative_errno();
+        pid = fork();
+        if (pid < 0) {
+                int r = negative_errno();
+
+                close(sv[0]);
+                close(sv[1]);
+                return r;
+        }
+        if (pid == 0) {
+                close(sv[0]);
+                mapper_main(sv[1], mp->slots + (size_t) i * SLOT_BYTES, agent);
+        }
+        close(sv[1]);
+        mp->m[i] = (struct mapper) { .pid = pid, .fd = sv[0] };
+        return 0;
+}
+
+int kc_mapper_new(unsigned n, struct kc_mapper **ret) {
+        _cleanup_(kc_mapper_freep) struct kc_mapper *mp = NULL;
+        int r;
+
+        if (n == 0)
+                return -EINVAL;
+        mp = calloc(1, sizeof(*mp));
+        if (!mp)
+                return -ENOMEM;
+        pthread_mutex_init(&mp->lock, NULL);
+        pthread_cond_init(&mp->changed, NULL);
+        mp->m = calloc(n, sizeof(*mp->m));
+        if (!mp->m)
+                return -ENOMEM;
+        for (unsigned i = 0; i < n; i++)
+                mp->m[i] = (struct mapper) { .fd = -1, .dead = true };
+        mp->n = n;
+        r = slots_map(mp);
+        if (r < 0)
+                return r;
+        for (unsigned i = 0; i < n; i++) {
+                r = mapper_spawn(mp, i);
+                if (r < 0)
+                        return r;
+        }
+        *ret = TAKE_PTR(mp);
+        return 0;
+}
+
+static void mapper_reap(struct mapper *w) {
+        if (w->fd >= 0)
+                close(w->fd);
+        w->fd = -1;
+        if (w->pid > 0)
+                while (waitpid(w->pid, NULL, 0) < 0 && errno == EINTR)
+                        ;
+        w->pid = 0;
+        w->dead = true;
+}
+
+void kc_mapper_free(struct kc_mapper *mp) {
+        if (!mp)
+                return;
+        /* Close every socket first: the mappers exit together, not one after another's reaping. */
+        for (unsigned i = 0; i < mp->n && mp->m; i++)
+                if (mp->m[i].fd >= 0) {
+                        close(mp->m[i].fd);
+                        mp->m[i].fd = -1;
+                }
+        for (unsigned i = 0; i < mp->n && mp->m; i++)
+                mapper_reap(&mp->m[i]);
+        if (mp->slots) {
+                explicit_bzero(mp->slots, mp->slots_len);
+                munmap(mp->slots, mp->slots_len);
+        }
+        pthread_cond_destroy(&mp->changed);
+        pthread_mutex_destroy(&mp->lock);
+        free(mp->m);
+        free(mp);
+}
+
+/* An idle mapper, marked busy; -1 when none is alive. */
+static int mapper_take(struct kc_mapper *mp) {
+        int found = -1;
+
+        pthread_mutex_lock(&mp->lock);
+        for (;;) {
+                bool alive = false;
+
+                for (unsigned i = 0; i < mp->n && found < 0; i++) {
+                        alive = alive || !mp->m[i].dead;
+                        if (!mp->m[i].dead && !mp->m[i].busy)
+                                found = (int) i;
+                }
+                if (found >= 0 || !alive)
+                        break;
+                pthread_cond_wait(&mp->changed, &mp->lock);
+        }
+        if (found >= 0)
+                mp->m[found].busy = true;
+        pthread_mutex_unlock(&mp->lock);
+        return found;
+}
+
+static void mapper_give(struct kc_mapper *mp, unsigned i, bool died) {
+        pthread_mutex_lock(&mp->lock);
+        mp->m[i].busy = false;
+        if (died)
+                mapper_reap(&mp->m[i]);
+        pthread_cond_broadcast(&mp->changed);
+        pthread_mutex_unlock(&mp->lock);
+}
+
+/*
+ * One request, one reply.  -ECONNREFUSED when the mapper was gone before it
+ * got the request (it died idle: nothing happened, another may do it),
+ * -ECONNRESET when it went before answering (the mapping may be half made:
+ * the attach is retried, and its retry removes that).
+ */
+static int exchange(int fd, const struct request *q, struct reply *a) {
+        ssize_t n;
+
+        if (send(fd, q, sizeof(*q), MSG_NOSIGNAL) != sizeof(*q))
+                return -ECONNREFUSED;
+        do
+                n = recv(fd, a, sizeof(*a), 0);
+        while (n < 0 && errno == EINTR);
+        return n == sizeof(*a) ? 0 : -ECONNRESET;
+}
+
+static int request_fill(struct request *q, const struct kc_mapping *m, size_t key_size) {
+        *q = (struct request) { .size = m->size, .key_size = (uint32_t) key_size, .read_only = m->read_only };
+        if (key_size == 0 || key_size > SLOT_BYTES || !kc_strscpy(q->name, sizeof(q->name), m->name) ||
+            !kc_strscpy(q->dm_uuid, sizeof(q->dm_uuid), m->dm_uuid) ||
+            !kc_strscpy(q->key_description, sizeof(q->key_description), m->key_description) ||
+            !kc_strscpy(q->params, sizeof(q->params), m->params))
+                return -ENAMETOOLONG;
+        return 0;
+}
+
+int kc_mapper_load(void *userdata, const struct kc_mapping *m, const void *key, size_t key_size,
+                   struct kc_err *err) {
+        struct kc_mapper *mp = userdata;
+        struct request q;
+        struct reply a;
+        uint8_t *slot;
+        pid_t pid;
+        int i, r;
+
+        /* Longer than a mapper takes (a dm-crypt table naming a very long device path): load it here. */
+        if (request_fill(&q, m, key_size) < 0)
+                return kc_mapping_load(m, key, key_size, err);
+        do {
+                i = mapper_take(mp);
+                if (i < 0)
+                        return kc_mapping_load(m, key, key_size, err);
+                slot = mp->slots + (size_t) i * SLOT_BYTES;
+                pid = mp->m[i].pid;
+                memcpy(slot, key, key_size);
+                r = exchange(mp->m[i].fd, &q, &a);
+                explicit_bzero(slot, key_size);
+                mapper_give(mp, (unsigned) i, r < 0);
+                if (r < 0)
+                        log_warning("mapper process %d has died%s", (int) pid,
+                                    r == -ECONNRESET ? " while loading a mapping" : "");
+        } while (r == -ECONNREFUSED);
+        if (r < 0)
+                return kc_err_set(err, r, "the mapper process loading %s died", m->name);
+        if (a.error < 0) {
+                a.msg[sizeof(a.msg) - 1] = '\0';
+                return kc_err_set(err, a.error, "%s", a.msg);
+        }
+        return 0;
+}
