@@ -232,6 +232,8 @@ int kc_cli_reencrypt(struct kc_cli *cli, struct kc_kms *kms, const struct kc_cli
 /* The volumes file at path; a missing one has no volumes, as for attach (cmd-attach.c). */
 struct kc_volumes;
 int kc_cli_volumes_load(const char *path, struct kc_volumes **ret, struct kc_err *err);
+/* The volumes file when no --volumes names one: $KMSCRYPT_VOLUMES, else KC_VOLUMES_FILE. */
+const char *kc_cli_volumes_default(void);
 
 int kc_cli_secret_from_file(const char *option, const char *path, bool passphrase, char **ret, size_t *ret_len);
 /* --pbkdf TYPE --pbkdf-force-iterations N --pbkdf-memory KB, costs checked by libcryptsetup; usage error printed. */

@@ -95,7 +95,7 @@ static int check_volumes(struct kc_cli *cli, const char *path, struct json_objec
 }
 
 static int config_check(struct kc_cli *cli, int argc, char **argv) {
-        const char *volumes = KC_VOLUMES_FILE;
+        const char *volumes = kc_cli_volumes_default();
         const struct kc_cli_option options[] = {
                 { .name = "volumes", .arg = "FILE", .help = "volumes file (default " KC_VOLUMES_FILE ")",
                   .value = &volumes },
@@ -137,7 +137,7 @@ static int config_check(struct kc_cli *cli, int argc, char **argv) {
  * file is no volumes, as for attach.
  */
 static int config_list(struct kc_cli *cli, int argc, char **argv) {
-        const char *volumes = KC_VOLUMES_FILE;
+        const char *volumes = kc_cli_volumes_default();
         const struct kc_cli_option options[] = {
                 { .name = "volumes", .arg = "FILE", .help = "volumes file (default " KC_VOLUMES_FILE ")",
                   .value = &volumes },

@@ -363,18 +363,18 @@ static int key_rotate(struct kc_cli *cli, int argc, char **argv) {
                 /* One JSON object: the rotation, with the rewraps as its Rewrapped member. */
                 struct json_object *rewrapped = NULL;
 
-                status = kc_cli_rewrap_users(cli, kms, argv[1], KC_VOLUMES_FILE, argv + 2, &rewrapped);
+                status = kc_cli_rewrap_users(cli, kms, argv[1], kc_cli_volumes_default(), argv + 2, &rewrapped);
                 json_object_object_add(extra, "Rewrapped", rewrapped ?: json_object_new_array());
                 r = print_change(cli, kms, argv[1], "rotate key", extra, r);
                 return status != KC_EXIT_OK ? status : r;
         }
         status = print_change(cli, kms, argv[1], "rotate key", extra, r);
-        return rewrap && status == KC_EXIT_OK ? kc_cli_rewrap_users(cli, kms, argv[1], KC_VOLUMES_FILE, argv + 2, NULL)
+        return rewrap && status == KC_EXIT_OK ? kc_cli_rewrap_users(cli, kms, argv[1], kc_cli_volumes_default(), argv + 2, NULL)
                                               : status;
 }
 
 static int key_schedule_deletion(struct kc_cli *cli, int argc, char **argv) {
-        const char *window = NULL, *volumes = KC_VOLUMES_FILE;
+        const char *window = NULL, *volumes = kc_cli_volumes_default();
         bool force = false;
         const struct kc_cli_option options[] = {
                 { .name = "pending-window-in-days", .arg = "DAYS", .help = "waiting period, 7 to 30 (default: configuration, 30)", .value = &window },

@@ -216,7 +216,7 @@ static int stack_target(const char *name, const char *header, struct kc_cli_targ
 }
 
 static int run_reencrypt(struct kc_cli *cli, int argc, char **argv) {
-        const char *header = NULL, *volumes = KC_VOLUMES_FILE, *resilience = NULL, *rate = NULL, *passfile = NULL,
+        const char *header = NULL, *volumes = kc_cli_volumes_default(), *resilience = NULL, *rate = NULL, *passfile = NULL,
                    *pbkdf = NULL, *iterations = NULL, *memory = NULL;
         bool resume = false;
         const struct kc_cli_option options[] = {

@@ -229,7 +229,7 @@ int kc_cli_rewrap_users(struct kc_cli *cli, struct kc_kms *kms, const char *key_
 }
 
 static int run_rewrap(struct kc_cli *cli, int argc, char **argv) {
-        const char *key = NULL, *header = NULL, *volumes = KC_VOLUMES_FILE;
+        const char *key = NULL, *header = NULL, *volumes = kc_cli_volumes_default();
         bool all = false, dry_run = false, always = false;
         const struct kc_cli_option options[] = {
                 { .name = "all", .help = "every known volume: configured, attached, and DEVICEs given", .flag = &all },
@@ -356,7 +356,7 @@ static int run_rebind(struct kc_cli *cli, int argc, char **argv) {
         r = kc_cli_kms(cli, &kms);
         if (r < 0)
                 return kc_cli_exit_status(r);
-        r = kc_cli_target_resolve(argv[1], header, KC_VOLUMES_FILE, &t, &err);
+        r = kc_cli_target_resolve(argv[1], header, kc_cli_volumes_default(), &t, &err);
         if (r >= 0)
                 r = merged_context(&t, kv, &ctx, &err);
         if (r < 0)
@@ -468,7 +468,7 @@ static void print_usage(struct kc_cli *cli, const struct kc_key_info *info, cons
 }
 
 int kc_cli_key_usage(struct kc_cli *cli, int argc, char **argv) {
-        const char *volumes = KC_VOLUMES_FILE;
+        const char *volumes = kc_cli_volumes_default();
         const struct kc_cli_option options[] = {
                 { .name = "volumes", .arg = "FILE", .help = "volumes file (default " KC_VOLUMES_FILE ")", .value = &volumes },
                 {},
@@ -645,7 +645,7 @@ static int run_snapshot_or_backup(struct kc_cli *cli, int argc, char **argv, boo
                 kc_volume_status_clear(&st);
                 r = kc_snapshot(argv[1], argv[2], force, progress_print, &pg, &err);
         } else if (backup) {
-                r = kc_cli_target_resolve(argv[1], NULL, KC_VOLUMES_FILE, &t, &err);
+                r = kc_cli_target_resolve(argv[1], NULL, kc_cli_volumes_default(), &t, &err);
                 if (r >= 0 && kc_mapping_of_device(t.device, NULL) >= 0)
                         r = kc_err_set(&err, -EBUSY, "%s is attached; back it up by its name", t.device);
                 if (r >= 0)

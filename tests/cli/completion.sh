@@ -166,6 +166,24 @@ check "attach VOLUME after a flag: the names" offers pgwal
 # Without --volumes: the default file, not this one (the test does not know what the host has).
 comp attach pgw
 check "attach VOLUME without --volumes: not this test's file" sh -c "! grep -qx pgwal '$T/comp'"
+# ... unless $KMSCRYPT_VOLUMES names it, as it does for the generator and every command.
+KMSCRYPT_VOLUMES=$T/volumes "$KMSCRYPT" config list > "$T/names"
+check "config list under KMSCRYPT_VOLUMES: its names" test "$(tr '\n' ' ' < "$T/names")" = "pgdata pgwal "
+KMSCRYPT_VOLUMES= "$KMSCRYPT" config list --volumes "$T/volumes" > "$T/names"
+check "config list, KMSCRYPT_VOLUMES empty, --volumes: that file" test "$(tr '\n' ' ' < "$T/names")" = "pgdata pgwal "
+KMSCRYPT_VOLUMES=$T/no-such "$KMSCRYPT" config list --volumes "$T/volumes" > "$T/names"
+check "config list --volumes wins over KMSCRYPT_VOLUMES" test "$(tr '\n' ' ' < "$T/names")" = "pgdata pgwal "
+export KMSCRYPT_VOLUMES="$T/volumes"
+comp attach pgw
+check "attach VOLUME under KMSCRYPT_VOLUMES: its names" test "$(cat "$T/comp")" = pgwal
+unset KMSCRYPT_VOLUMES
+# rewrap and reencrypt take a configured name where they say NAME; detach does not.
+for c in rewrap reencrypt; do
+        comp $c --volumes "$T/volumes" pgw
+        check "$c NAME: configured names" test "$(cat "$T/comp")" = pgwal
+done
+comp detach --volumes "$T/volumes" pgw
+check "detach NAME: no configured names" test ! -s "$T/comp"
 # Failures offer no name and print nothing: a file with a mistake, a directory, no file.
 printf 'pgdata /dev/zz-none db-id=d,volume-id=pgdata nofial\n' > "$T/volumes.bad"
 for f in volumes.bad . no-such-volumes; do
