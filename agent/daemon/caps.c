@@ -49,9 +49,17 @@ static int caps_set(const struct __user_cap_data_struct data[2]) {
         return syscall(SYS_capset, &h, data) < 0 ? negative_errno() : 0;
 }
 
+uint64_t kc_caps_keep_mapper(void) {
+        return (UINT64_C(1) << CAP_SYS_ADMIN) | (UINT64_C(1) << CAP_MKNOD) | (UINT64_C(1) << CAP_CHOWN);
+}
+
 int kc_caps_reduce(void) {
+        return kc_caps_reduce_to(kc_caps_keep());
+}
+
+int kc_caps_reduce_to(uint64_t keep) {
         struct __user_cap_data_struct d[2] = {};
-        uint64_t keep = kc_caps_keep(), permitted;
+        uint64_t permitted;
         int r, last = cap_last();
 
         r = caps_get(d);

@@ -29,3 +29,14 @@ uint64_t kc_caps_keep(void);
  * no_new_privs.  0 or a negative errno.
  */
 int kc_caps_reduce(void);
+
+/*
+ * What a mapper process (mapper.h) keeps: device-mapper's ioctls, and the
+ * /dev/mapper node libdevmapper makes and owns when no udev does.  Not
+ * CAP_IPC_LOCK (the agent locked the key slots) nor CAP_SYS_PTRACE (it
+ * audits no caller).
+ */
+uint64_t kc_caps_keep_mapper(void);
+
+/* kc_caps_reduce to another set (which the bounding set can no longer grow beyond). */
+int kc_caps_reduce_to(uint64_t keep);

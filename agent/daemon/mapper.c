@@ -13,6 +13,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "agent/daemon/caps.h"
 #include "agent/daemon/mapper.h"
 #include "lib/fault.h"
 #include "lib/log.h"
@@ -53,6 +54,16 @@ struct kc_mapper {
 
 /* ---- the mapper process ---- */
 
+/* Close every descriptor above stderr but keep. */
+static void close_others(int keep) {
+        if ((keep <= 3 || close_range(3, (unsigned) keep - 1, 0) == 0) && close_range((unsigned) keep + 1, ~0U, 0) == 0)
+                return;
+        /* Kernels before 5.9 have no close_range. */
+        for (long i = 3, max = sysconf(_SC_OPEN_MAX); i < (max > 0 && max < 65536 ? max : 65536); i++)
+                if (i != keep)
+                        (void) close((int) i);
+}
+
 static void mapper_detach_from_agent(int fd, pid_t agent) {
         static const int stop_signals[] = { SIGTERM, SIGINT, SIGHUP, SIGPIPE };
 
@@ -66,12 +77,12 @@ static void mapper_detach_from_agent(int fd, pid_t agent) {
          */
         for (size_t i = 0; i < ARRAY_SIZE(stop_signals); i++)
                 (void) signal(stop_signals[i], SIG_IGN);
+        if (kc_caps_reduce_to(kc_caps_keep_mapper()) < 0)
+                _exit(1);
         kc_fault_set_partner(agent);
         /* Nothing of the agent's but stdio and its own socket; syslog connects again when it must. */
         closelog();
-        if (fd > 3)
-                (void) close_range(3, fd - 1, 0);
-        (void) close_range(fd + 1, ~0U, 0);
+        close_others(fd);
         openlog("kmscryptd", LOG_PID, LOG_DAEMON);
 }
 
