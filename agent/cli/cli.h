@@ -228,13 +228,13 @@ struct kc_cli_reencrypt_options {
 };
 /* Reencrypt (or resume) one volume with a progress display; prints the outcome; KC_EXIT_* status. */
 int kc_cli_reencrypt(struct kc_cli *cli, struct kc_kms *kms, const struct kc_cli_reencrypt_options *o);
-/* From cmd-volume-header.c: a passphrase or key file (-: stdin) into kc_secret memory; error printed. */
 /* The volumes file at path; a missing one has no volumes, as for attach (cmd-attach.c). */
 struct kc_volumes;
 int kc_cli_volumes_load(const char *path, struct kc_volumes **ret, struct kc_err *err);
 /* The volumes file when no --volumes names one: $KMSCRYPT_VOLUMES, else KC_VOLUMES_FILE. */
 const char *kc_cli_volumes_default(void);
 
+/* From cmd-volume-header.c: a passphrase or key file (-: stdin) into kc_secret memory; error printed. */
 int kc_cli_secret_from_file(const char *option, const char *path, bool passphrase, char **ret, size_t *ret_len);
 /* --pbkdf TYPE --pbkdf-force-iterations N --pbkdf-memory KB, costs checked by libcryptsetup; usage error printed. */
 int kc_cli_pbkdf_from_options(const struct kc_cli_usage *u, const char *type, const char *iterations,

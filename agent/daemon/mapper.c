@@ -64,7 +64,7 @@ static void close_others(int keep) {
                         (void) close((int) i);
 }
 
-static void mapper_detach_from_agent(int fd, pid_t agent) {
+static void mapper_detach_from_agent(int fd, pid_t agent, const sigset_t *mask) {
         static const int stop_signals[] = { SIGTERM, SIGINT, SIGHUP, SIGPIPE };
 
         /* With the agent gone, so is whoever would wipe the slot: go too. */
@@ -77,6 +77,8 @@ static void mapper_detach_from_agent(int fd, pid_t agent) {
          */
         for (size_t i = 0; i < ARRAY_SIZE(stop_signals); i++)
                 (void) signal(stop_signals[i], SIG_IGN);
+        /* Blocked since the fork (mapper_spawn): one sent meanwhile is dropped now, not acted on. */
+        (void) sigprocmask(SIG_SETMASK, mask, NULL);
         if (kc_caps_reduce_to(kc_caps_keep_mapper()) < 0)
                 _exit(1);
         kc_fault_set_partner(agent);
@@ -107,12 +109,12 @@ static void mapper_serve(const struct request *q, const uint8_t *slot, struct re
                 kc_strscpy(a->msg, sizeof(a->msg), kc_err_msg(&err, a->error));
 }
 
-static _Noreturn void mapper_main(int fd, const uint8_t *slot, pid_t agent) {
+static _Noreturn void mapper_main(int fd, const uint8_t *slot, pid_t agent, const sigset_t *mask) {
         struct request q;
         struct reply a;
         ssize_t n;
 
-        mapper_detach_from_agent(fd, agent);
+        mapper_detach_from_agent(fd, agent, mask);
         for (;;) {
                 n = recv(fd, &q, sizeof(q), 0);
                 if (n == 0)
@@ -151,24 +153,31 @@ static int slots_map(struct kc_mapper *mp) {
 }
 
 static int mapper_spawn(struct kc_mapper *mp, unsigned i) {
-        int sv[2];
+        sigset_t all, mask;
+        int sv[2], r = 0;
         pid_t agent = getpid(), pid;
 
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
                 return negative_errno();
+        /*
+         * The child starts with every signal blocked, so that the stop signal
+         * or a handler it inherited cannot act before it has set its own.
+         */
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &mask);
         pid = fork();
-        if (pid < 0) {
-                int r = negative_errno();
-
-                close(sv[0]);
-                close(sv[1]);
-                return r;
-        }
         if (pid == 0) {
                 close(sv[0]);
-                mapper_main(sv[1], mp->slots + (size_t) i * SLOT_BYTES, agent);
+                mapper_main(sv[1], mp->slots + (size_t) i * SLOT_BYTES, agent, &mask);
         }
+        if (pid < 0)
+                r = negative_errno();
+        pthread_sigmask(SIG_SETMASK, &mask, NULL);
         close(sv[1]);
+        if (r < 0) {
+                close(sv[0]);
+                return r;
+        }
         mp->m[i] = (struct mapper) { .pid = pid, .fd = sv[0] };
         return 0;
 }
@@ -260,8 +269,11 @@ static int mapper_take(struct kc_mapper *mp) {
 static void mapper_give(struct kc_mapper *mp, unsigned i, bool died) {
         pthread_mutex_lock(&mp->lock);
         mp->m[i].busy = false;
-        if (died)
+        if (died) {
+                /* Whatever broke the exchange, never wait for a mapper that still runs. */
+                (void) kill(mp->m[i].pid, SIGKILL);
                 mapper_reap(&mp->m[i]);
+        }
         pthread_cond_broadcast(&mp->changed);
         pthread_mutex_unlock(&mp->lock);
 }
