@@ -65,10 +65,21 @@ done </kc/modules
 # starts from nothing.
 leftovers() {
         left=
+        mnts=$(awk '$2 ~ "^/tmp/kcvm/" { print $2 }' /proc/mounts | sort -r | tr '\n' ' ')
+        if [ -n "$mnts" ]; then
+                left="mounts: $mnts"
+                for m in $mnts; do umount -l "$m" >/dev/null 2>&1; done
+        fi
         maps=$(dmsetup ls 2>/dev/null | awk '$1 != "No" { print $1 }' | tr '\n' ' ')
         if [ -n "$maps" ]; then
-                left="mappings: $maps"
-                for m in $maps; do dmsetup remove --force "$m" >/dev/null 2>&1; done
+                left="$left mappings: $maps"
+                # A stack (libcryptsetup's reencryption devices) goes top
+                # down: a pass removes what nothing holds open any more.
+                for pass in 1 2 3 4; do
+                        for m in $maps; do dmsetup remove --force "$m" >/dev/null 2>&1; done
+                        maps=$(dmsetup ls 2>/dev/null | awk '$1 != "No" { print $1 }')
+                        [ -n "$maps" ] || break
+                done
         fi
         loops=$(losetup -a 2>/dev/null | cut -d: -f1 | tr '\n' ' ')
         if [ -n "$loops" ]; then
@@ -76,6 +87,18 @@ leftovers() {
                 for l in $loops; do losetup -d "$l" >/dev/null 2>&1; done
         fi
         echo "$left"
+}
+
+# release_group PGID: kill what a test left running.  What does not die
+# within 5 s is stuck in the kernel, and may hold the output pipe open:
+# stuck.sh says where and releases it.
+release_group() {
+        kill -KILL "-$1" 2>/dev/null || return 0
+        for _ in 1 2 3 4 5 6 7 8 9 10; do
+                sleep 0.5
+                kill -0 "-$1" 2>/dev/null || return 0
+        done
+        /bin/sh /kc/stuck.sh "$1" 2>&1 | sed 's/^/stuck: /'
 }
 
 run_test() {
@@ -97,11 +120,12 @@ run_test() {
                 # keyctl given @s would make one that dies with it).
                 setsid keyctl session - /bin/sh "/kc/tests/$name.sh" </dev/null &
                 test_pid=$!
-                setsid sh -c "sleep $test_timeout; kill -KILL -$test_pid" </dev/null >/dev/null 2>&1 &
+                setsid sh -c "sleep $test_timeout; /bin/sh /kc/stuck.sh $test_pid 2>&1 | sed 's/^/stuck: /'" </dev/null &
                 watchdog_pid=$!
                 wait "$test_pid"
                 echo $? >"$dir/.rc"
-                kill -KILL "-$watchdog_pid" "-$test_pid" 2>/dev/null
+                kill -KILL "-$watchdog_pid" 2>/dev/null
+                release_group "$test_pid"
         ) 2>&1 | sed "s/^/  $name| /"
         t1=$(uptime_cs)
         rc=$(cat "$dir/.rc" 2>/dev/null || echo 1)

@@ -15,7 +15,7 @@
 #   -t       a guest test script, copied to /kc/tests; run in the order given
 #
 # The image holds static busybox (applets linked at boot), dash as /bin/sh,
-# init.sh as /init,
+# init.sh as /init, stuck.sh (what a test that timed out was doing),
 # lib.sh as /kc/lib.sh, the default modules (dm-crypt with AES-NI, xts, loop,
 # AF_ALG for libcryptsetup) in dependency order in /kc/modules, and the
 # host's dmsetup, keyctl, cryptsetup, mkfs.ext4, blkid, losetup and flock, each
@@ -172,6 +172,7 @@ add_modules no $optional_modules
 copy_file "$here/init.sh" /init
 chmod 755 "$stage/init"
 copy_file "$here/lib.sh" /kc/lib.sh
+copy_file "$here/stuck.sh" /kc/stuck.sh
 : >"$stage/kc/tests.list"
 for t in $tests; do
         name=${t##*/}
