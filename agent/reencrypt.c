@@ -535,6 +535,13 @@ static int new_key_sectors(struct re_state *s, uint64_t *ret) {
  * detached.  If the header has not got to the chunk yet, the chunk is still
  * under the old key: the held I/O is failed, as libcryptsetup fails it on a
  * fatal error, and *ret_failed_io says so.
+ *
+ * Each chunk, libcryptsetup also suspends the overlay (then the hotzone)
+ * to swap the overlay's table.  Killed between that suspend and the swap,
+ * the overlay holds the file system's I/O on the table it still has live,
+ * which matches the data (the hotzone, below it, is dealt with first): it
+ * is resumed on that table.  Left suspended, the reload of NAME would wait
+ * forever to freeze a file system whose writeback waits on the overlay.
  */
 static int take_over_stack(struct re_state *s, const char *uuid, crypt_reencrypt_info ri, bool *ret_taken,
                            bool *ret_failed_io, struct kc_err *err) {
@@ -559,7 +566,8 @@ static int take_over_stack(struct re_state *s, const char *uuid, crypt_reencrypt
                 r = new_key_sectors(s, &done);
                 if (r >= 0)
                         r = hot_range(overlay, &hi, &hot_start, &hot_end);
-                if (r >= 0 && hot_end <= done)
+                /* -ENOENT: the overlay's live table sends nothing there, so it holds nothing. */
+                if (r == -ENOENT || (r >= 0 && hot_end <= done))
                         r = kc_dm_resume(hotzone);
                 else {
                         r = kc_dm_replace(hotzone, "error", hi.size, "", false);
@@ -567,6 +575,11 @@ static int take_over_stack(struct re_state *s, const char *uuid, crypt_reencrypt
                 }
                 if (r < 0)
                         return kc_err_set(err, r, "cannot release the held I/O of %s: %s", hotzone, strerror(-r));
+        }
+        if (oi.suspended) {
+                r = kc_dm_resume_live(overlay);
+                if (r < 0)
+                        return kc_err_set(err, r, "cannot release the held I/O of %s: %s", overlay, strerror(-r));
         }
         r = mapping_to_segments(s, uuid, overlay, err);
         if (r < 0)

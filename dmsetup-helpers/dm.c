@@ -606,6 +606,20 @@ int kc_dm_resume(const char *name) {
         return dm_resume_synced(name);
 }
 
+int kc_dm_resume_live(const char *name) {
+        DM_SERIALISED;
+        int r;
+
+        if (!name)
+                return -EINVAL;
+        r = dm_prepare(name);
+        if (r >= 0)
+                r = dm_clear(name);
+        if (r >= 0)
+                r = dm_resume_synced(name);
+        return r;
+}
+
 int kc_dm_message(const char *name, const char *message) {
         DM_SERIALISED;
         _cleanup_dm_task_ struct dm_task *dmt = NULL;

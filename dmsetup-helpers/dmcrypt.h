@@ -159,6 +159,13 @@ int kc_dm_replace_targets(const char *name, const struct kc_dm_target *targets, 
 int kc_dm_suspend(const char *name);
 int kc_dm_resume(const char *name);
 
+/*
+ * Resume name on the table it has live, first dropping any inactive table:
+ * what a reload killed between its suspend and its resume leaves.  The I/O
+ * the suspension held goes on where it was headed.
+ */
+int kc_dm_resume_live(const char *name);
+
 /* Send a target message, e.g. "key wipe". */
 int kc_dm_message(const char *name, const char *message);
 

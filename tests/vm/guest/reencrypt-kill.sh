@@ -6,8 +6,10 @@
 # --resume` then carries it on with the file system still mounted and
 # written, taking the stack over; killed again, `kmscrypt attach` of the
 # still attached, still mounted volume does the same and finishes it.  No
-# manual step: no unmount, no dmsetup.  Afterwards the mapping is on a
-# kmscrypt logon key with no helper device and no keyslot left, the files
+# manual step: no unmount, no dmsetup (the first kill is made to leave the
+# overlay suspended, as a kill inside a table swap does).  Afterwards the
+# mapping is on a kmscrypt logon key with no helper device and no keyslot
+# left, the files
 # (those synced before, and those the writer synced during) checksum as
 # written, read back from the disk, and the plaintext pattern written
 # through the mapping is nowhere on the backing file.
@@ -82,6 +84,10 @@ done_before=0
 
 # 24 MiB at 2 MiB/s, 1 MiB a chunk: each run is killed well before its end.
 kill_mid_run "reencrypt" kmscrypt reencrypt "$VOL" --rate-limit 2
+# A kill between libcryptsetup's suspend of the overlay and the table swap
+# that resumes it (each chunk has two) leaves the overlay suspended, holding
+# the writer's I/O: made so here, for the takeover to release it.
+dmsetup suspend --nolockfs --noflush "$VOL-overlay" || die "suspend $VOL-overlay"
 kmscrypt rewrap "$KCVM_LOOP" >"$KCVM_DIR/out" 2>&1 && die "rewrap accepted a volume being reencrypted"
 grep -q "reencrypt --resume" "$KCVM_DIR/out" || die "rewrap refusal does not name --resume: $(cat "$KCVM_DIR/out")"
 
