@@ -6,8 +6,8 @@
 # --resume` then carries it on with the file system still mounted and
 # written, taking the stack over; killed again, `kmscrypt attach` of the
 # still attached, still mounted volume does the same and finishes it.  No
-# manual step: no unmount, no dmsetup (the first kill is made to leave the
-# overlay suspended, as a kill inside a table swap does).  Afterwards the
+# manual step: no unmount, no dmsetup (the first kill between chunks is
+# made to leave the overlay suspended, as a kill inside a table swap does).  Afterwards the
 # mapping is on a kmscrypt logon key with no helper device and no keyslot
 # left, the files
 # (those synced before, and those the writer synced during) checksum as
@@ -82,17 +82,31 @@ segment0_length() {
 }
 done_before=0
 
+# suspend_overlay: after a kill between chunks, leave the overlay suspended,
+# holding the writer's I/O, as a kill between libcryptsetup's suspend of the
+# overlay and the table swap that resumes it does (each chunk has two such
+# swaps), for the takeover to release.  Not after a kill inside a chunk:
+# the suspended hotzone holds I/O that the overlay's suspend would wait for
+# (libcryptsetup suspends top down for that reason), so only the next kill
+# between chunks does it.
+overlay_suspended=no
+suspend_overlay() {
+        [ $overlay_suspended = no ] || return 0
+        dmsetup info "$VOL-hotzone-forward" | grep -q SUSPENDED && return 0
+        dmsetup suspend --nolockfs --noflush "$VOL-overlay" || die "suspend $VOL-overlay"
+        overlay_suspended=yes
+        echo "overlay left suspended, as by a kill inside a table swap"
+}
+
 # 24 MiB at 2 MiB/s, 1 MiB a chunk: each run is killed well before its end.
 kill_mid_run "reencrypt" kmscrypt reencrypt "$VOL" --rate-limit 2
-# A kill between libcryptsetup's suspend of the overlay and the table swap
-# that resumes it (each chunk has two) leaves the overlay suspended, holding
-# the writer's I/O: made so here, for the takeover to release it.
-dmsetup suspend --nolockfs --noflush "$VOL-overlay" || die "suspend $VOL-overlay"
+suspend_overlay
 kmscrypt rewrap "$KCVM_LOOP" >"$KCVM_DIR/out" 2>&1 && die "rewrap accepted a volume being reencrypted"
 grep -q "reencrypt --resume" "$KCVM_DIR/out" || die "rewrap refusal does not name --resume: $(cat "$KCVM_DIR/out")"
 
 # Resumed online on the stack of the killed run (it gets further), mounted and written; killed again.
 kill_mid_run "reencrypt --resume" kmscrypt reencrypt --resume "$VOL" --rate-limit 2
+suspend_overlay
 grep -q " $MNT " /proc/mounts || die "the file system is no longer mounted"
 
 # attach of the volume still attached and mounted finishes it.
@@ -104,6 +118,7 @@ expect_eq "mappings" "$(kcvm_maps)" "$VOL "
 # A second data key replacement, killed; kmscryptd finishes it as it attaches the configured volume.
 done_before=0
 kill_mid_run "second reencrypt" kmscrypt reencrypt "$VOL" --rate-limit 2
+suspend_overlay
 echo "$VOL $KCVM_LOOP db-id=db-k,volume-id=$VOL" >"$AGENT_VOLUMES"
 agent_start
 agent_wait_log "$VOL: reencryption finished" 120
