@@ -270,8 +270,9 @@ static void mapper_give(struct kc_mapper *mp, unsigned i, bool died) {
         pthread_mutex_lock(&mp->lock);
         mp->m[i].busy = false;
         if (died) {
-                /* Whatever broke the exchange, never wait for a mapper that still runs. */
-                (void) kill(mp->m[i].pid, SIGKILL);
+                /* Whatever broke the exchange, never wait for a mapper that still runs (pid 0: our own group). */
+                if (mp->m[i].pid > 0)
+                        (void) kill(mp->m[i].pid, SIGKILL);
                 mapper_reap(&mp->m[i]);
         }
         pthread_cond_broadcast(&mp->changed);
