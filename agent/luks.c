@@ -38,6 +38,7 @@ struct kc_luks {
         struct crypt_device *cd;
         char *device;
         char *header;
+        struct json_object *json;         /* the header's JSON, parsed once: see header_json() */
 };
 
 /*
@@ -54,6 +55,12 @@ static void luks_crypt_free(struct crypt_device *cd) {
 }
 
 DEFINE_CLEANUP_FUNC(struct crypt_device *, luks_crypt_free)
+
+/* After every write of the header: the next header_json() reads it again. */
+static void header_changed(struct kc_luks *l) {
+        json_object_put(l->json);
+        l->json = NULL;
+}
 DEFINE_CLEANUP_FUNC(blkid_probe, blkid_free_probe)
 
 static void cryptsetup_log(int level, const char *msg, void *usrptr) {
@@ -481,13 +488,18 @@ int kc_luks_open(const char *device, const char *header, struct kc_luks **ret, s
         return 0;
 }
 
+/* Whoever holds the crypt_device may write the header: our parsed copy is dropped. */
 struct crypt_device *kc_luks_crypt_device(struct kc_luks *l) {
-        return l ? l->cd : NULL;
+        if (!l)
+                return NULL;
+        header_changed(l);
+        return l->cd;
 }
 
 void kc_luks_close(struct kc_luks *l) {
         if (!l)
                 return;
+        header_changed(l);
         luks_crypt_free(l->cd);
         free(l->device);
         free(l->header);
@@ -496,19 +508,26 @@ void kc_luks_close(struct kc_luks *l) {
 
 /* ---- segment ---- */
 
-/* Our own view of the header JSON, from crypt_dump_json(): what the crypt_get_* calls do not give. */
+/*
+ * Our own view of the header JSON, from crypt_dump_json(): what the
+ * crypt_get_* calls do not give.  An attach reads it for the segment and
+ * again for the digest; serialising and parsing it is a tenth of a header
+ * load, so it is parsed once and kept until something writes the header.
+ * *ret is a new reference.
+ */
 static int header_json(struct kc_luks *l, struct json_object **ret) {
         const char *text = NULL;
-        struct json_object *o;
         int r;
 
-        r = crypt_dump_json(l->cd, &text, 0);
-        if (r < 0)
-                return r;
-        o = json_tokener_parse(text);
-        if (!o)
-                return -EINVAL;
-        *ret = o;
+        if (!l->json) {
+                r = crypt_dump_json(l->cd, &text, 0);
+                if (r < 0)
+                        return r;
+                l->json = json_tokener_parse(text);
+                if (!l->json)
+                        return -EINVAL;
+        }
+        *ret = json_object_get(l->json);
         return 0;
 }
 
@@ -654,6 +673,7 @@ int kc_luks_token_write(struct kc_luks *l, int id, const struct kc_token *t, str
         /* Replacing must not clobber a token of another type, e.g. a systemd-tpm2 one. */
         if (id >= 0 && id != existing)
                 return kc_err_set(err, -EINVAL, "token %d of %s is not the kmscrypt token", id, l->header ?: l->device);
+        header_changed(l);
         return token_add(l->cd, id, t, err);
 }
 
@@ -837,6 +857,7 @@ int kc_luks_add_passphrase(struct kc_luks *l, const void *key, size_t key_size,
 
         if (!l || !key || !pass)
                 return -EINVAL;
+        header_changed(l);
         r = crypt_keyslot_add_by_volume_key(l->cd, CRYPT_ANY_SLOT, key, key_size, pass, pass_len);
         if (r < 0)
                 return kc_err_set(err, r, "cannot add a keyslot to %s: %s", l->header ?: l->device, strerror(-r));
@@ -848,6 +869,7 @@ int kc_luks_remove_keyslots(struct kc_luks *l, struct kc_err *err) {
 
         if (!l)
                 return -EINVAL;
+        header_changed(l);
         for (int i = 0; i < max; i++) {
                 crypt_keyslot_info st = crypt_keyslot_status(l->cd, i);
                 int r;
