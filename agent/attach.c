@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <linux/fs.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
@@ -241,7 +242,8 @@ static int lock_volume(const char *path) {
         return fd;
 }
 
-int kc_mapping_load(const struct kc_mapping *m, const void *key, size_t key_size, struct kc_err *err) {
+int kc_mapping_load_gated(const struct kc_mapping *m, const void *key, size_t key_size,
+                          int (*gate)(void *userdata), void *gate_userdata, struct kc_err *err) {
         kc_key_serial_t serial = 0;
         int r;
 
@@ -249,7 +251,7 @@ int kc_mapping_load(const struct kc_mapping *m, const void *key, size_t key_size
         if (r < 0)
                 return kc_err_set(err, r, "cannot add the data key to the kernel keyring: %s", strerror(-r));
         kc_fault_point("attach:after-key-add");
-        r = kc_dm_create(m->name, m->dm_uuid, "crypt", m->size, m->params, m->read_only);
+        r = kc_dm_create_gated(m->name, m->dm_uuid, "crypt", m->size, m->params, m->read_only, gate, gate_userdata);
         /* dm-crypt copied the key at table load: drop ours whatever happened. */
         (void) kc_keyring_drop(serial);
         if (r < 0)
@@ -257,9 +259,54 @@ int kc_mapping_load(const struct kc_mapping *m, const void *key, size_t key_size
         return 0;
 }
 
+/* m->check on a thread of its own, so that it runs while this one waits for the kernel's table load. */
+struct check_thread {
+        const struct kc_mapping *m;
+        pthread_t thread;
+        bool running;
+        int r;
+};
+
+static void *check_thread_run(void *userdata) {
+        struct check_thread *c = userdata;
+
+        c->r = c->m->check(c->m->check_userdata);
+        return NULL;
+}
+
+/* The gate: the check's verdict.  Called again (every path ends here), it only returns it. */
+static int check_thread_join(void *userdata) {
+        struct check_thread *c = userdata;
+
+        if (c->running) {
+                (void) pthread_join(c->thread, NULL);
+                c->running = false;
+        }
+        return c->r;
+}
+
+int kc_mapping_load(const struct kc_mapping *m, const void *key, size_t key_size, struct kc_err *err) {
+        struct check_thread c = { .m = m };
+        int r;
+
+        if (!m->check)
+                return kc_mapping_load_gated(m, key, key_size, NULL, NULL, err);
+        c.running = pthread_create(&c.thread, NULL, check_thread_run, &c) == 0;
+        if (!c.running) {
+                /* No thread to spare: check first, load after. */
+                c.r = m->check(m->check_userdata);
+                if (c.r < 0)
+                        return c.r;
+        }
+        r = kc_mapping_load_gated(m, key, key_size, check_thread_join, &c, err);
+        (void) check_thread_join(&c);
+        return r;
+}
+
 /* Steps 5 and 6: key into a keyring only the loading thread possesses, mapping that references it, key out again. */
 static int load_mapping(const char *name, const struct kc_luks_segment *seg, const void *key,
-                        const struct kc_attach_params *p, struct kc_err *err) {
+                        const struct kc_attach_params *p, int (*check)(void *userdata), void *check_userdata,
+                        struct kc_err *err) {
         _cleanup_free_ char *desc = NULL, *params = NULL, *dm_uuid = NULL;
         struct kc_crypt_params cp = {
                 .cipher = seg->cipher,
@@ -289,15 +336,16 @@ static int load_mapping(const char *name, const struct kc_luks_segment *seg, con
                 return kc_err_set(err, r, "cannot name mapping %s", name);
 
         m = (struct kc_mapping) { .name = name, .dm_uuid = dm_uuid, .key_description = desc, .params = params,
-                                  .size = cp.size, .read_only = p->read_only };
+                                  .size = cp.size, .read_only = p->read_only,
+                                  .check = check, .check_userdata = check_userdata };
         if (p->loader)
                 return p->loader(p->loader_userdata, &m, key, seg->key_size, err);
         return kc_mapping_load(&m, key, seg->key_size, err);
 }
 
-int kc_attach_unwrap_key(struct kc_kms *kms, const struct kc_kms_request *req, struct kc_luks *l,
-                         const struct kc_token *tok, struct kc_luks_segment *seg, void **ret_key,
-                         struct kc_err *err) {
+/* Step 3: the token's key, unwrapped under its own context; its length checked where the header knows it. */
+static int unwrap_key(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_token *tok,
+                      struct kc_luks_segment *seg, void **ret_key, struct kc_err *err) {
         _cleanup_free_ char *ref = NULL;
         _cleanup_secret_ void *key = NULL;
         char key_id[65];
@@ -313,19 +361,85 @@ int kc_attach_unwrap_key(struct kc_kms *kms, const struct kc_kms_request *req, s
                 return r;
         /*
          * libcryptsetup records a volume key size only in keyslots, and a
-         * kmscrypt volume may have none: then the digest check below is what
+         * kmscrypt volume may have none: then the digest check is what
          * proves the unwrapped key, length included.
          */
         if (seg->key_size != 0 && kc_secret_size(key) != seg->key_size)
                 return kc_err_set(err, -EBADMSG, "unwrapped key has %zu bytes, the header wants %zu",
                                   kc_secret_size(key), seg->key_size);
-        r = kc_luks_verify_key(l, key, kc_secret_size(key));
-        if (r < 0)
-                return kc_err_set(err, -EBADMSG,
-                                  "unwrapped key does not match the LUKS2 header of %s (token from another volume?)",
-                                  seg->data_device);
         seg->key_size = kc_secret_size(key);
         *ret_key = TAKE_PTR(key);
+        return 0;
+}
+
+/* Step 4, as kc_mapping's check: the LUKS2 digest.  ran tells whether a loader ran it. */
+struct key_check {
+        struct kc_luks *luks;
+        const void *key;
+        size_t key_size;
+        bool ran;
+        int r;
+};
+
+static int key_check_run(void *userdata) {
+        struct key_check *c = userdata;
+
+        c->ran = true;
+        c->r = kc_luks_verify_key(c->luks, c->key, c->key_size) < 0 ? -EBADMSG : 0;
+        return c->r;
+}
+
+static int key_check_refused(const struct kc_luks_segment *seg, struct kc_err *err) {
+        return kc_err_set(err, -EBADMSG, "unwrapped key does not match the LUKS2 header of %s (token from another volume?)",
+                          seg->data_device);
+}
+
+int kc_attach_unwrap_key(struct kc_kms *kms, const struct kc_kms_request *req, struct kc_luks *l,
+                         const struct kc_token *tok, struct kc_luks_segment *seg, void **ret_key,
+                         struct kc_err *err) {
+        _cleanup_secret_ void *key = NULL;
+        struct key_check c;
+        int r;
+
+        r = unwrap_key(kms, req, tok, seg, &key, err);
+        if (r < 0)
+                return r;
+        c = (struct key_check) { .luks = l, .key = key, .key_size = kc_secret_size(key) };
+        if (key_check_run(&c) < 0)
+                return key_check_refused(seg, err);
+        *ret_key = TAKE_PTR(key);
+        return 0;
+}
+
+/*
+ * Steps 3 to 6: the digest check runs beside the table load, and the
+ * mapping is resumed only once it has passed, so an unproven key never
+ * serves I/O.  A loader that ignored the check gets it run here, and its
+ * mapping removed if the key is wrong.
+ */
+static int unwrap_and_load(struct kc_kms *kms, const struct kc_kms_request *req, struct kc_luks *l,
+                           const struct kc_token *tok, struct kc_luks_segment *seg, const char *name,
+                           const struct kc_attach_params *p, struct kc_err *err) {
+        _cleanup_secret_ void *key = NULL;
+        struct kc_err lerr = {};
+        struct key_check c;
+        int r;
+
+        r = unwrap_key(kms, req, tok, seg, &key, err);
+        if (r < 0)
+                return r;
+        kc_fault_point("attach:after-unwrap");
+        c = (struct key_check) { .luks = l, .key = key, .key_size = kc_secret_size(key) };
+        r = load_mapping(name, seg, key, p, key_check_run, &c, &lerr);
+        if (!c.ran && key_check_run(&c) < 0 && r >= 0) {
+                log_error("the mapping loader of %s skipped the key check: mapping removed", name);
+                (void) kc_dm_remove(name, false);
+        }
+        /* A wrong key is the reason, whatever the mapping's removal said. */
+        if (c.r < 0)
+                return key_check_refused(seg, err);
+        if (r < 0)
+                return kc_err_set(err, r, "%s", kc_err_msg(&lerr, r));
         return 0;
 }
 
@@ -360,7 +474,6 @@ int kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct
               struct kc_attach_result *ret, struct kc_err *err) {
         _cleanup_free_ char *device = NULL, *name = NULL;
         _cleanup_luks_ struct kc_luks *l = NULL;
-        _cleanup_secret_ void *key = NULL;
         struct kc_token tok = {};
         struct kc_luks_segment seg;
         struct kc_attach_result res = {};
@@ -441,11 +554,7 @@ int kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct
         }
         kc_strscpy(res.name, sizeof(res.name), name);
 
-        r = kc_attach_unwrap_key(kms, &volreq, l, &tok, &seg, &key, err);
-        if (r < 0)
-                goto out;
-        kc_fault_point("attach:after-unwrap");
-        r = load_mapping(name, &seg, key, p, err);
+        r = unwrap_and_load(kms, &volreq, l, &tok, &seg, name, p, err);
         if (r < 0)
                 goto out;
         kc_fault_point("attach:after-resume");

@@ -32,6 +32,15 @@ struct kc_mapping {
         const char *params;               /* dm-crypt table parameters */
         uint64_t size;                    /* sectors */
         bool read_only;
+        /*
+         * The proof that the key is the volume's (the LUKS2 digest check),
+         * or NULL.  The mapping serves no I/O before check(check_userdata)
+         * has returned 0: its table is loaded but not resumed, and it is
+         * removed when the check fails.  A loader runs it beside the
+         * kernel's table load, and exactly once.
+         */
+        int (*check)(void *userdata);
+        void *check_userdata;
 };
 
 /*
@@ -40,6 +49,14 @@ struct kc_mapping {
  * is left, neither key nor mapping.
  */
 int kc_mapping_load(const struct kc_mapping *m, const void *key, size_t key_size, struct kc_err *err);
+
+/*
+ * kc_mapping_load with gate(gate_userdata) between the table load and the
+ * resume (see kc_dm_create_gated) instead of m->check: for a loader that
+ * runs the check elsewhere (kmscryptd's mapper processes ask the agent).
+ */
+int kc_mapping_load_gated(const struct kc_mapping *m, const void *key, size_t key_size,
+                          int (*gate)(void *userdata), void *gate_userdata, struct kc_err *err);
 
 /* Whatever runs kc_mapping_load for kc_attach: kmscryptd hands it to its mapper processes. */
 typedef int (*kc_mapping_loader_t)(void *userdata, const struct kc_mapping *m, const void *key, size_t key_size,

@@ -288,15 +288,23 @@ static int dm_resume_synced(const char *name) {
         return task_run_synced(dmt, "resume", name);
 }
 
+static void dm_undo_create(const char *name) {
+        int r = dm_remove_retrying(name, false);
+
+        if (r < 0)
+                log_debug_errno(r, "Failed to remove half-created %s: %m", name);
+}
+
 /*
  * Create, load and resume as three steps rather than one CREATE with a
  * table: each step keeps its own errno (ENOKEY from a missing logon key,
  * EINVAL from a table the kernel refuses), and we decide the cleanup.
+ * This is the first two; on failure nothing is left.
  */
-int kc_dm_create(const char *name, const char *uuid, const char *target, uint64_t size,
-                 const char *params, bool read_only) {
+static int dm_create_loaded(const char *name, const char *uuid, const char *target, uint64_t size,
+                            const char *params, bool read_only) {
         DM_SERIALISED;
-        int r, q;
+        int r;
 
         if (!name || !target || !*target || strlen(target) >= DM_MAX_TYPE_NAME || !params || size == 0)
                 return log_debug_errno(-EINVAL, "Invalid mapping arguments.");
@@ -314,18 +322,39 @@ int kc_dm_create(const char *name, const char *uuid, const char *target, uint64_
                 return r;
         kc_fault_point("dm-create:after-create");
         r = dm_load(name, target, size, params, read_only);
-        if (r >= 0) {
-                kc_fault_point("dm-create:after-table-load");
-                r = dm_resume_synced(name);
+        if (r < 0) {
+                dm_undo_create(name);
+                return r;
         }
-        if (r >= 0)
-                return 0;
+        kc_fault_point("dm-create:after-table-load");
+        return 0;
+}
 
-        /* Leave nothing half-made behind. */
-        q = dm_remove_retrying(name, false);
-        if (q < 0)
-                log_debug_errno(q, "Failed to remove half-created %s: %m", name);
+/* The third step when verdict is 0; else, and when the resume fails, the mapping goes. */
+static int dm_resume_created(const char *name, int verdict) {
+        DM_SERIALISED;
+        int r = verdict;
+
+        if (r >= 0)
+                r = dm_resume_synced(name);
+        if (r < 0)
+                dm_undo_create(name);
         return r;
+}
+
+int kc_dm_create_gated(const char *name, const char *uuid, const char *target, uint64_t size,
+                       const char *params, bool read_only, int (*gate)(void *userdata), void *userdata) {
+        int r;
+
+        r = dm_create_loaded(name, uuid, target, size, params, read_only);
+        if (r < 0)
+                return r;
+        return dm_resume_created(name, gate ? gate(userdata) : 0);
+}
+
+int kc_dm_create(const char *name, const char *uuid, const char *target, uint64_t size,
+                 const char *params, bool read_only) {
+        return kc_dm_create_gated(name, uuid, target, size, params, read_only, NULL, NULL);
 }
 
 /* Drop the inactive table, and with it a dm-crypt table's copy of its key. */

@@ -114,6 +114,16 @@ void kc_dm_unlock(void);
 int kc_dm_create(const char *name, const char *uuid, const char *target, uint64_t size,
                  const char *params, bool read_only);
 
+/*
+ * kc_dm_create, with gate(userdata) run between the table load and the
+ * resume, outside the dm lock: until it returns 0 the mapping has its
+ * table but serves no I/O.  When it fails, the mapping is removed and its
+ * error returned.  What the caller still has to prove (that a key is the
+ * right one) can thus run beside the kernel's table load.
+ */
+int kc_dm_create_gated(const char *name, const char *uuid, const char *target, uint64_t size,
+                       const char *params, bool read_only, int (*gate)(void *userdata), void *userdata);
+
 /* Remove; deferred marks it for removal on last close. -ENXIO if absent, -EBUSY if open. */
 int kc_dm_remove(const char *name, bool deferred);
 

@@ -26,15 +26,27 @@ struct request {
         uint64_t size;
         uint32_t key_size;
         uint32_t read_only;
+        uint32_t gated;                   /* the agent checks the key meanwhile: wait for its verdict */
         char name[128];
         char dm_uuid[160];
         char key_description[96];
         char params[PATH_MAX + 512];
 };
 
+/*
+ * The mapper's answer.  To a gated request it answers twice: loaded = 1
+ * when the table is loaded (the agent then sends its verdict), and at the
+ * end.
+ */
 struct reply {
         int32_t error;                    /* 0 or negative errno */
+        uint32_t loaded;
         char msg[sizeof(((struct kc_err *) NULL)->msg)];
+};
+
+/* The key check's result, from the agent to a mapper holding a loaded table: 0 resumes it. */
+struct verdict {
+        int32_t error;
 };
 
 struct mapper {
@@ -94,7 +106,24 @@ static bool request_terminated(const struct request *q) {
                memchr(q->key_description, 0, sizeof(q->key_description)) && memchr(q->params, 0, sizeof(q->params));
 }
 
-static void mapper_serve(const struct request *q, const uint8_t *slot, struct reply *a) {
+/* A gated request's gate, in the mapper: tell the agent the table is loaded, wait for its verdict. */
+static int mapper_gate(void *userdata) {
+        const struct reply loaded = { .loaded = 1 };
+        int fd = *(int *) userdata;
+        struct verdict v;
+        ssize_t n;
+
+        if (send(fd, &loaded, sizeof(loaded), MSG_NOSIGNAL) != sizeof(loaded))
+                return -ECONNRESET;
+        do
+                n = recv(fd, &v, sizeof(v), 0);
+        while (n < 0 && errno == EINTR);
+        if (n != sizeof(v))
+                return -ECONNRESET;     /* agent gone: the mapping goes too */
+        return v.error < 0 ? v.error : 0;
+}
+
+static void mapper_serve(int fd, const struct request *q, const uint8_t *slot, struct reply *a) {
         struct kc_err err = {};
         struct kc_mapping m = {
                 .name = q->name, .dm_uuid = q->dm_uuid, .key_description = q->key_description,
@@ -104,7 +133,7 @@ static void mapper_serve(const struct request *q, const uint8_t *slot, struct re
         if (!request_terminated(q) || q->key_size == 0 || q->key_size > SLOT_BYTES) {
                 a->error = kc_err_set(&err, -EINVAL, "malformed request to the mapper process");
         } else
-                a->error = kc_mapping_load(&m, slot, q->key_size, &err);
+                a->error = kc_mapping_load_gated(&m, slot, q->key_size, q->gated ? mapper_gate : NULL, &fd, &err);
         if (a->error < 0)
                 kc_strscpy(a->msg, sizeof(a->msg), kc_err_msg(&err, a->error));
 }
@@ -128,7 +157,7 @@ static _Noreturn void mapper_main(int fd, const uint8_t *slot, pid_t agent, cons
                 if (n != sizeof(q))
                         a.error = -EINVAL;
                 else
-                        mapper_serve(&q, slot, &a);
+                        mapper_serve(fd, &q, slot, &a);
                 if (send(fd, &a, sizeof(a), MSG_NOSIGNAL) != sizeof(a))
                         _exit(1);
         }
@@ -279,25 +308,71 @@ static void mapper_give(struct kc_mapper *mp, unsigned i, bool died) {
         pthread_mutex_unlock(&mp->lock);
 }
 
-/*
- * One request, one reply.  -ECONNREFUSED when the mapper was gone before it
- * got the request (it died idle: nothing happened, another may do it),
- * -ECONNRESET when it went before answering (the mapping may be half made:
- * the attach is retried, and its retry removes that).
- */
-static int exchange(int fd, const struct request *q, struct reply *a) {
+static int reply_recv(int fd, struct reply *a) {
         ssize_t n;
 
-        if (send(fd, q, sizeof(*q), MSG_NOSIGNAL) != sizeof(*q))
-                return -ECONNREFUSED;
         do
                 n = recv(fd, a, sizeof(*a), 0);
         while (n < 0 && errno == EINTR);
         return n == sizeof(*a) ? 0 : -ECONNRESET;
 }
 
+/* The key check of one load, run once whichever mapper (or this thread) loads it. */
+struct load_check {
+        const struct kc_mapping *m;
+        bool done;
+        int r;
+};
+
+static int load_check_run(struct load_check *c) {
+        if (!c->done) {
+                c->r = c->m->check(c->m->check_userdata);
+                c->done = true;
+        }
+        return c->r;
+}
+
+static int load_check_gate(void *userdata) {
+        return load_check_run(userdata);
+}
+
+/*
+ * One request, its reply.  A gated one is checked here while the mapper
+ * loads the table; the mapper says when it has, and gets the verdict.
+ * -ECONNREFUSED when the mapper was gone before it got the request (it
+ * died idle: nothing happened, another may do it), -ECONNRESET when it
+ * went before answering (the mapping may be half made: the attach is
+ * retried, and its retry removes that).
+ */
+static int exchange(int fd, const struct request *q, struct load_check *c, struct reply *a) {
+        struct verdict v;
+        int r;
+
+        if (send(fd, q, sizeof(*q), MSG_NOSIGNAL) != sizeof(*q))
+                return -ECONNREFUSED;
+        if (q->gated)
+                (void) load_check_run(c);
+        r = reply_recv(fd, a);
+        if (r < 0 || !a->loaded)
+                return r;
+        v = (struct verdict) { .error = c->r };
+        if (send(fd, &v, sizeof(v), MSG_NOSIGNAL) != sizeof(v))
+                return -ECONNRESET;
+        r = reply_recv(fd, a);
+        return r < 0 || a->loaded ? -ECONNRESET : 0;
+}
+
+/* In this thread, when no mapper can: the check is not run twice. */
+static int load_here(const struct kc_mapping *m, const void *key, size_t key_size, struct load_check *c,
+                     struct kc_err *err) {
+        if (m->check && c->done)
+                return kc_mapping_load_gated(m, key, key_size, load_check_gate, c, err);
+        return kc_mapping_load(m, key, key_size, err);
+}
+
 static int request_fill(struct request *q, const struct kc_mapping *m, size_t key_size) {
-        *q = (struct request) { .size = m->size, .key_size = (uint32_t) key_size, .read_only = m->read_only };
+        *q = (struct request) { .size = m->size, .key_size = (uint32_t) key_size, .read_only = m->read_only,
+                                .gated = m->check != NULL };
         if (key_size == 0 || key_size > SLOT_BYTES || !kc_strscpy(q->name, sizeof(q->name), m->name) ||
             !kc_strscpy(q->dm_uuid, sizeof(q->dm_uuid), m->dm_uuid) ||
             !kc_strscpy(q->key_description, sizeof(q->key_description), m->key_description) ||
@@ -309,6 +384,7 @@ static int request_fill(struct request *q, const struct kc_mapping *m, size_t ke
 int kc_mapper_load(void *userdata, const struct kc_mapping *m, const void *key, size_t key_size,
                    struct kc_err *err) {
         struct kc_mapper *mp = userdata;
+        struct load_check c = { .m = m };
         struct request q;
         struct reply a;
         uint8_t *slot;
@@ -321,11 +397,11 @@ int kc_mapper_load(void *userdata, const struct kc_mapping *m, const void *key, 
         do {
                 i = mapper_take(mp);
                 if (i < 0)
-                        return kc_mapping_load(m, key, key_size, err);
+                        return load_here(m, key, key_size, &c, err);
                 slot = mp->slots + (size_t) i * SLOT_BYTES;
                 pid = mp->m[i].pid;
                 memcpy(slot, key, key_size);
-                r = exchange(mp->m[i].fd, &q, &a);
+                r = exchange(mp->m[i].fd, &q, &c, &a);
                 explicit_bzero(slot, key_size);
                 mapper_give(mp, (unsigned) i, r < 0);
                 if (r < 0)

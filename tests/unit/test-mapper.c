@@ -132,6 +132,47 @@ START_TEST(test_dead_mappers_are_skipped) {
 }
 END_TEST
 
+/* A key check that counts its runs. */
+static int check_runs;
+
+static int counted_check(void *userdata) {
+        (void) userdata;
+        check_runs++;
+        return 0;
+}
+
+/* The key check runs once per load whoever loads: a mapper, this thread after the mappers died, kc_mapping_load. */
+START_TEST(test_check_runs_once) {
+        struct kc_mapping checked = mapping;
+        struct kc_mapper *mp = NULL;
+        struct kc_err want, have = {};
+        pid_t pids[2];
+
+        checked.check = counted_check;
+        ck_assert_int_eq(kc_mapper_new(1, &mp), 0);
+        ck_assert_uint_eq(children_of(getpid(), pids, 2), 1);
+        check_runs = 0;
+        ck_assert_int_eq(kc_mapper_load(mp, &checked, key, sizeof(key), &have), in_thread(&mapping, &want));
+        ck_assert_str_eq(have.msg, want.msg);
+        ck_assert_int_eq(check_runs, 1);
+
+        ck_assert_int_eq(kill(pids[0], SIGKILL), 0);
+        while (!gone(pids[0]))
+                usleep(10000);
+        check_runs = 0;
+        have = (struct kc_err) {};
+        ck_assert_int_eq(kc_mapper_load(mp, &checked, key, sizeof(key), &have), in_thread(&mapping, &want));
+        ck_assert_str_eq(have.msg, want.msg);
+        ck_assert_int_eq(check_runs, 1);
+
+        check_runs = 0;
+        ck_assert_int_eq(in_thread(&checked, &have), in_thread(&mapping, &want));
+        ck_assert_int_eq(check_runs, 1);
+        kc_mapper_free(mp);
+        assert_no_children_left();
+}
+END_TEST
+
 START_TEST(test_sigterm_ignored) {
         struct kc_mapper *mp = NULL;
         pid_t pids[2];
@@ -208,6 +249,7 @@ Suite *kc_test_suite(void) {
         tcase_set_timeout(tc, 30);
         tcase_add_test(tc, test_answer_is_kc_mapping_load_s);
         tcase_add_test(tc, test_dead_mappers_are_skipped);
+        tcase_add_test(tc, test_check_runs_once);
         tcase_add_test(tc, test_sigterm_ignored);
         tcase_add_test(tc, test_long_table_loaded_in_thread);
         tcase_add_test(tc, test_mappers_die_with_the_agent);

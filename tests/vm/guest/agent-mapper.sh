@@ -4,7 +4,8 @@
 # fewer capabilities still (device-mapper's alone); they ignore the service manager's SIGTERM and leave
 # with the agent.  Attaches go on when one dies idle (another takes the
 # mapping) and when none is left (the attach threads create it); no key
-# is left in any keyring meanwhile.
+# is left in any keyring meanwhile.  A wrong key (a token copied from
+# another volume) is refused while a mapper holds its table unresumed.
 # kcvm-programs: kmscrypt kmscryptd tests/bench/agent-mkvols tests/bench/agent-vmlib
 . /kc/lib.sh
 . /kc/bin/agent-vmlib
@@ -33,6 +34,18 @@ expect_eq "volumes attached" "$1 of $2" "$N of $N"
 kcvm_mknodes
 agent_check_mappings m "$N"
 kcvm_no_key kmscrypt:
+
+# A token copied from m1 onto another volume, attached through the agent:
+# its key is checked while a mapper loads the table, and that table never
+# serves I/O; the mapping goes, the key goes, the mapper stays.
+kcvm_loop 20
+head -c 32 /dev/urandom >"$KCVM_DIR/pass"
+cryptsetup luksFormat -q --type luks2 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 \
+        --key-file "$KCVM_DIR/pass" "$KCVM_LOOP" || die "stock luksFormat failed"
+cryptsetup token export --token-id 0 "$(agent_device m1)" >"$KCVM_DIR/m1-token.json" || die "token export failed"
+cryptsetup token import --json-file "$KCVM_DIR/m1-token.json" "$KCVM_LOOP" || die "token import failed"
+kcvm_attach_refused "m1's token on another volume, through a mapper" "$KCVM_LOOP" \
+        "does not match the LUKS2 header"
 
 # Forked one after another: in pid order, the order the agent tries them in.
 mappers=$(children "$AGENT_PID" | sort -n)
