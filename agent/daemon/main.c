@@ -21,7 +21,6 @@
 #include "lib/log.h"
 #include "lib/secret.h"
 
-#define DEFAULT_MAX_PARALLEL 16
 #define DEFAULT_REVOKE_INTERVAL 60
 #define DEFAULT_GROUP "kmscrypt"
 
@@ -52,7 +51,7 @@ static const char help[] =
         "      --volumes FILE         volumes file (default " KC_VOLUMES_FILE ")\n"
         "  -g, --group NAME           group that may ask status and list (default " DEFAULT_GROUP
         " if it exists; '' for none)\n"
-        "  -j, --max-parallel N       attaches at once (default 16)\n"
+        "  -j, --max-parallel N       attaches at once (default four a CPU, 4 to 16)\n"
         "      --mappers N            processes that create mappings (default: one a CPU,\n"
         "                             2 to 8, at most -j; 0: the attach threads do)\n"
         "      --revoke-interval SEC  how often to check the CMKs in use (default 60; 0: never)\n"
@@ -96,10 +95,25 @@ static int harden(void) {
 
 /* ---- mapper processes (mapper.h) ---- */
 
+static unsigned clamp_cpus(long per_cpu, long min, long max) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN), n = (cpus > 0 ? cpus : 1) * per_cpu;
+
+        return (unsigned) (n < min ? min : n > max ? max : n);
+}
+
+/*
+ * Attaches at once, when -j does not say: an attach is CPU work (header
+ * read, digest check, a local KMS) but for its wait on a remote KMS, and
+ * more of them than a few a CPU only contend (100 volumes on 2 vCPUs in
+ * the vm guest: -j16 5.0 s, -j8 4.2 s, -j4 4.35 s).
+ */
+static unsigned default_max_parallel(void) {
+        return clamp_cpus(4, 4, 16);
+}
+
 static struct kc_mapper *start_mappers(const struct daemon *d) {
         struct kc_mapper *mp = NULL;
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        unsigned n = d->mappers >= 0 ? (unsigned) d->mappers : (unsigned) (cpus < 2 ? 2 : cpus > 8 ? 8 : cpus);
+        unsigned n = d->mappers >= 0 ? (unsigned) d->mappers : clamp_cpus(1, 2, 8);
         int r;
 
         if (n > d->max_parallel)
@@ -361,7 +375,6 @@ int main(int argc, char **argv) {
                 .socket_path = getenv("KMSCRYPT_AGENT_SOCKET") ?: KC_AGENT_SOCKET,
                 .volumes_path = KC_VOLUMES_FILE,
                 .group = DEFAULT_GROUP,
-                .max_parallel = DEFAULT_MAX_PARALLEL,
                 .mappers = -1,
                 .revoke_interval = DEFAULT_REVOKE_INTERVAL,
                 .attach_at_start = true,
@@ -384,6 +397,8 @@ int main(int argc, char **argv) {
         r = parse_args(&d, argc, argv);
         if (r <= 0)
                 return r < 0 ? 2 : 0;
+        if (d.max_parallel == 0)
+                d.max_parallel = default_max_parallel();
         setup_logging(d.log_stderr);
         if (harden() < 0 || resolve_group(&d) < 0)
                 return 1;
