@@ -234,6 +234,10 @@ int kc_cli_volumes_load(const char *path, struct kc_volumes **ret, struct kc_err
 /* The volumes file when no --volumes names one: $KMSCRYPT_VOLUMES, else KC_VOLUMES_FILE. */
 const char *kc_cli_volumes_default(void);
 
+/* From cmd-attach.c: --expect-context K=V,... or --expect-context-json JSON (at most one) into *ret; error printed. */
+struct kc_context;
+int kc_cli_parse_expect(const char *kv, const char *json, struct kc_context **ret);
+
 /* From cmd-volume-header.c: a passphrase or key file (-: stdin) into kc_secret memory; error printed. */
 int kc_cli_secret_from_file(const char *option, const char *path, bool passphrase, char **ret, size_t *ret_len);
 /* --pbkdf TYPE --pbkdf-force-iterations N --pbkdf-memory KB, costs checked by libcryptsetup; usage error printed. */

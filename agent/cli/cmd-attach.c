@@ -18,7 +18,7 @@ static int usage_error(const char *cmd, const char *what) {
         return KC_EXIT_USAGE;
 }
 
-static int parse_expect(const char *kv, const char *json, struct kc_context **ret) {
+int kc_cli_parse_expect(const char *kv, const char *json, struct kc_context **ret) {
         struct kc_err err = {};
         int r;
 
@@ -303,7 +303,7 @@ static int run_attach(struct kc_cli *cli, int argc, char **argv) {
                 return usage_error("attach", "invalid --perf-options");
         if (discards)
                 p.flags |= KC_CRYPT_ALLOW_DISCARDS;
-        if (parse_expect(expect_kv, expect_json, &expect) < 0)
+        if (kc_cli_parse_expect(expect_kv, expect_json, &expect) < 0)
                 return KC_EXIT_USAGE;
         p.expect = expect;
 

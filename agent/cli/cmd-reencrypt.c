@@ -217,7 +217,8 @@ static int stack_target(const char *name, const char *header, struct kc_cli_targ
 
 static int run_reencrypt(struct kc_cli *cli, int argc, char **argv) {
         const char *header = NULL, *volumes = kc_cli_volumes_default(), *resilience = NULL, *rate = NULL, *passfile = NULL,
-                   *pbkdf = NULL, *iterations = NULL, *memory = NULL;
+                   *pbkdf = NULL, *iterations = NULL, *memory = NULL, *expect_kv = NULL, *expect_json = NULL;
+        _cleanup_(kc_context_freep) struct kc_context *expect = NULL;
         bool resume = false;
         const struct kc_cli_option options[] = {
                 { .name = "resume", .help = "carry on an interrupted reencryption", .flag = &resume },
@@ -228,12 +229,14 @@ static int run_reencrypt(struct kc_cli *cli, int argc, char **argv) {
                 { .name = "pbkdf-force-iterations", .arg = "N", .help = "new recovery keyslot PBKDF iterations, no benchmark", .value = &iterations },
                 { .name = "pbkdf-memory", .arg = "KB", .help = "new recovery keyslot argon2 memory cost", .value = &memory },
                 { .name = "header", .arg = "FILE", .help = "detached LUKS2 header", .value = &header },
+                { .name = "expect-context", .arg = "K=V,...", .help = "refuse unless the token's context is exactly this", .value = &expect_kv },
+                { .name = "expect-context-json", .arg = "JSON", .help = "the same as a JSON object", .value = &expect_json },
                 { .name = "volumes", .arg = "FILE", .help = "volumes file (default " KC_VOLUMES_FILE ")", .value = &volumes },
                 {},
         };
         const struct kc_cli_usage usage = {
                 .synopsis = "reencrypt NAME|DEVICE [--resilience checksum|journal] [--rate-limit MiB/s] [--resume]\n"
-                            "          [--recovery-passphrase-file FILE] [--header FILE] [--json]",
+                            "          [--recovery-passphrase-file FILE] [--header FILE] [--expect-context K=V,...] [--json]",
                 .description = "Replace a volume's data key: a new key from the KMS (same CMK, same context)\n"
                                "and a LUKS2 reencryption of the data, online while the volume is attached\n"
                                "and in use.  Crash-safe: an interrupted run is carried on by --resume, or by\n"
@@ -264,6 +267,8 @@ static int run_reencrypt(struct kc_cli *cli, int argc, char **argv) {
                 return KC_EXIT_USAGE;
         if (passfile && kc_cli_secret_from_file("recovery-passphrase-file", passfile, true, &pass, &pass_len) < 0)
                 return KC_EXIT_USAGE;
+        if (kc_cli_parse_expect(expect_kv, expect_json, &expect) < 0)
+                return KC_EXIT_USAGE;
         r = kc_cli_kms(cli, &kms);
         if (r < 0)
                 return kc_cli_exit_status(r);
@@ -277,6 +282,7 @@ static int run_reencrypt(struct kc_cli *cli, int argc, char **argv) {
         o.header = t.header;
         o.resilience = resilience;
         o.resume = resume;
+        o.expect = expect;
         o.recovery_passphrase = pass;
         o.recovery_passphrase_len = pass_len;
         o.pbkdf = &pb;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* kmscryptd: the key agent (man/kmscryptd.8). */
 #include <getopt.h>
+#include <limits.h>
 #include <grp.h>
 #include <poll.h>
 #include <pthread.h>
@@ -91,6 +92,25 @@ static int harden(void) {
         umask(0077);
         /* Before any thread starts: capabilities are per thread, and new threads inherit the reduced set. */
         return kc_caps_reduce();
+}
+
+/*
+ * kmscrypt(8) beside this executable (both are installed in sbin, and sit
+ * side by side in a build tree): the agent runs it to finish interrupted
+ * reencryptions.  NULL when that cannot be read: then PATH finds it.
+ */
+static char *cli_path(void) {
+        char self[PATH_MAX], *cli;
+        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        char *slash;
+
+        if (n <= 0)
+                return NULL;
+        self[n] = '\0';
+        slash = strrchr(self, '/');
+        if (!slash || asprintf(&cli, "%.*s/kmscrypt", (int) (slash - self), self) < 0)
+                return NULL;
+        return cli;
 }
 
 /* ---- mapper processes (mapper.h) ---- */
@@ -382,6 +402,7 @@ int main(int argc, char **argv) {
                 .reload_lock = PTHREAD_MUTEX_INITIALIZER,
         };
         struct kc_manager_config mc;
+        _cleanup_free_ char *cli = NULL;
         struct kc_server_config sc;
         _cleanup_(kc_mapper_freep) struct kc_mapper *mapper = NULL;
         _cleanup_(kc_manager_freep) struct kc_manager *m = NULL;
@@ -418,8 +439,10 @@ int main(int argc, char **argv) {
         if (sfd < 0)
                 return log_error_errno(errno, "signalfd: %m"), 1;
 
+        cli = cli_path();
         mc = (struct kc_manager_config) { .max_parallel = d.max_parallel, .revoke_interval = d.revoke_interval,
                 .state_dir = getenv("KMSCRYPT_STATE_DIR") ?: KC_STATEDIR, .mapper = mapper,
+                .cli = cli, .config_file = d.overrides.config_file,
         };
         kc_config_kms(&d.config, &mc.kms);
         r = kc_manager_new(&mc, &m);

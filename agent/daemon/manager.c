@@ -10,8 +10,8 @@
 #include "agent/daemon/manager.h"
 #include "agent/daemon/mapper.h"
 #include "agent/daemon/revoke.h"
+#include "agent/daemon/spawn.h"
 #include "agent/luks.h"
-#include "agent/reencrypt.h"
 #include "agent/token.h"
 #include "dmsetup-helpers/dmcrypt.h"
 #include "lib/log.h"
@@ -56,6 +56,7 @@ struct kc_manager {
         unsigned max_parallel, running;
         unsigned revoke_interval;
         char *state_dir;
+        char *cli, *config_file;
         struct kc_mapper *mapper;   /* not owned */
         struct mvol **vols;         /* never shrinks: a removed volume keeps its slot, !present */
         size_t n_vols;
@@ -132,7 +133,9 @@ int kc_manager_new(const struct kc_manager_config *cfg, struct kc_manager **ret)
         m->revoke_interval = cfg->revoke_interval;
         m->mapper = cfg->mapper;
         m->state_dir = strdup(cfg->state_dir ?: KC_STATEDIR);
-        if (!m->state_dir) {
+        m->cli = strdup(cfg->cli ?: "kmscrypt");
+        m->config_file = cfg->config_file ? strdup(cfg->config_file) : NULL;
+        if (!m->state_dir || !m->cli || (cfg->config_file && !m->config_file)) {
                 kc_manager_free(m);
                 return -ENOMEM;
         }
@@ -257,17 +260,26 @@ static void kms_give(struct kc_manager *m, struct kc_kms *k, bool healthy) {
 
 /* ---- the attach itself (no lock held) ---- */
 
-/* Stop a reencryption between chunks when the agent stops: the header says how far it got. */
-static int reencrypt_progress(uint64_t done, uint64_t total, void *userdata) {
+/* Asked while a helper runs (spawn.h): once the agent stops, the helper is stopped too. */
+static bool manager_stopping(void *userdata) {
         struct kc_manager *m = userdata;
         bool stopping;
 
-        (void) done;
-        (void) total;
         pthread_mutex_lock(&m->lock);
         stopping = m->stopping;
         pthread_mutex_unlock(&m->lock);
         return stopping;
+}
+
+/* The errno class of a kmscrypt(8) exit status, for the retry policy (kc_attach_error_retryable). */
+static int cli_exit_errno(int status) {
+        switch (status) {
+        case 2: return -EINVAL;         /* usage */
+        case 3: return -ENOENT;         /* not found: maybe not there yet */
+        case 4: return -EPERM;          /* refused */
+        case 5: return -EIO;            /* KMS, keystore or device unusable for now */
+        default: return -ENOTRECOVERABLE;
+        }
 }
 
 /*
@@ -276,33 +288,54 @@ static int reencrypt_progress(uint64_t done, uint64_t total, void *userdata) {
  * as `kmscrypt attach` does (docs/rotation.md), so that a volume attached
  * at boot or on hotplug does not stay refused (kc_attach() says
  * -EINPROGRESS).  Nothing has it attached, so this runs offline; the attach
- * waits for the rest of the data.
+ * waits for the rest of the data, the other volumes do not: it runs in
+ * `kmscrypt reencrypt --resume` (spawn.h says why), which stops between
+ * two chunks when the agent stops.
  */
-static int finish_reencryption(struct kc_manager *m, struct kc_kms *kms, const struct kc_caller *caller,
-                               const struct kc_attach_params *p, const char *path, struct kc_err *err) {
-        struct kc_reencrypt_params rp = {
-                .ref = { .device = path, .header = p->header },
-                .resume = true, .expect = p->expect,
-                .progress = reencrypt_progress, .userdata = m,
-        };
-        struct kc_reencrypt_result res;
-        const char *what = p->name ?: path;
+static int finish_reencryption(struct kc_manager *m, const struct kc_attach_params *p, const char *path,
+                               struct kc_err *err) {
+        _cleanup_free_ char *expect = NULL;
+        const char *argv[12], *what = p->name ?: path;
+        char line[512];
+        size_t n = 0;
         int r;
 
-        log_notice("%s: its data key replacement was interrupted; finishing it before the attach", what);
-        r = kc_reencrypt(kms, caller, &rp, &res, err);
-        if (r < 0)
-                return r;
-        if (r > 0 && err) {
-                /* Finished, its outcome record missing: say so, and keep err for the attach that follows. */
-                log_warning("%s: %s", what, err->msg);
-                *err = (struct kc_err) {};
+        if (p->expect && kc_context_to_string(p->expect, &expect) < 0)
+                return -ENOMEM;
+        argv[n++] = m->cli;
+        argv[n++] = "reencrypt";
+        argv[n++] = path;
+        argv[n++] = "--resume";
+        argv[n++] = "--quiet";
+        if (p->header) {
+                argv[n++] = "--header";
+                argv[n++] = p->header;
         }
-        if (res.stopped)
+        if (expect) {
+                argv[n++] = "--expect-context-json";
+                argv[n++] = expect;
+        }
+        if (m->config_file) {
+                argv[n++] = "--config";
+                argv[n++] = m->config_file;
+        }
+        argv[n] = NULL;
+
+        log_notice("%s: its data key replacement was interrupted; finishing it before the attach", what);
+        r = kc_spawn_wait((char *const *) argv, manager_stopping, m, line, sizeof(line));
+        if (r < 0)
+                return kc_err_set(err, r, "cannot run %s to finish the reencryption of %s: %s", m->cli, what,
+                                  strerror(-r));
+        if (r != 0 && manager_stopping(m))
                 return kc_err_set(err, -ESHUTDOWN, "the agent is stopping; the reencryption of %s resumes "
                                   "at the next attach", what);
-        log_notice("%s: reencryption finished, key version %u -> %u", what, res.old_key_version,
-                   res.new_key_version);
+        if (r != 0)
+                return kc_err_set(err, cli_exit_errno(r), "the reencryption of %s was not finished: %s", what,
+                                  line[0] ? line : "kmscrypt reencrypt --resume failed without a message");
+        /* Finished; a line on stderr is a warning (its outcome record missing, say). */
+        if (line[0])
+                log_warning("%s: %s", what, line);
+        log_notice("%s: reencryption finished", what);
         return 0;
 }
 
@@ -335,7 +368,7 @@ static int attach_with(struct kc_manager *m, const struct kc_attach_params *para
         r = kc_attach(kms, &req, p, ret, err);
         if (r == -EINPROGRESS) {
                 *err = (struct kc_err) {};
-                r = finish_reencryption(m, kms, caller, p, path, err);
+                r = finish_reencryption(m, p, path, err);
                 if (r >= 0)
                         r = kc_attach(kms, &req, p, ret, err);
         }
@@ -638,6 +671,8 @@ void kc_manager_free(struct kc_manager *m) {
         for (size_t i = 0; i < ARRAY_SIZE(m->kms_strings); i++)
                 free(m->kms_strings[i]);
         free(m->state_dir);
+        free(m->cli);
+        free(m->config_file);
         pthread_cond_destroy(&m->wake);
         pthread_cond_destroy(&m->changed);
         pthread_mutex_destroy(&m->lock);

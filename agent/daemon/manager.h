@@ -37,6 +37,8 @@ struct kc_manager_config {
         unsigned revoke_interval;     /* seconds between CMK checks; 0: never */
         const char *state_dir;        /* the agent's own state (revoke.h); copied; NULL: KC_STATEDIR */
         struct kc_mapper *mapper;     /* loads the mappings of attaches (mapper.h); NULL: their threads do */
+        const char *cli;              /* kmscrypt(8), run to finish interrupted reencryptions; copied */
+        const char *config_file;      /* the agent's -c FILE, passed on to cli; copied; NULL: none given */
 };
 
 struct kc_manager;

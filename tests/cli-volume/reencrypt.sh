@@ -2,8 +2,8 @@
 # kmscrypt reencrypt and rebind --reencrypt on image files (offline: no
 # device-mapper here): the token names a new key the KMS unwraps and the
 # LUKS2 digest accepts, no keyslot is left, --json reports it; refusals
-# (nothing to resume, a bad --resilience or --rate-limit, a recovery keyslot
-# without its passphrase) are one line and leave the image byte-identical.
+# (nothing to resume, a bad --resilience or --rate-limit, another context
+# expected, a recovery keyslot without its passphrase) are one line and leave the image byte-identical.
 . "$(dirname "$0")/../cli/lib.sh"
 
 command -v cryptsetup >/dev/null || { echo "SKIP: cryptsetup is needed"; exit 77; }
@@ -23,8 +23,12 @@ old=$(blob "$V")
 bad "resume with nothing in progress" 3 "$V" "no reencryption in progress" reencrypt --resume "$V"
 bad "bad resilience" 2 "$V" "checksum or journal" reencrypt "$V" --resilience none
 bad "bad rate limit" 2 "$V" "rate-limit" reencrypt "$V" --rate-limit fast
+bad "another context expected" 4 "$V" "bound to another context than expected" \
+        reencrypt "$V" --expect-context db-id=db-1,volume-id=vol-2
+bad "both forms of the expected context" 2 "$V" "not both" \
+        reencrypt "$V" --expect-context "$CTX" --expect-context-json '{"db-id":"db-1","volume-id":"vol-1"}'
 
-expect 0 "reencrypt --json" --json reencrypt "$V"
+expect 0 "reencrypt --json" --json reencrypt "$V" --expect-context-json '{"db-id":"db-1","volume-id":"vol-1"}'
 json_is 'j["Finished"]' true
 json_is 'j["Online"]' false
 json_is 'j["Resumed"]' false

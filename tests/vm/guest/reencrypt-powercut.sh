@@ -5,8 +5,7 @@
 # `error` mid-way; then every mapping goes, the linear table comes back, and
 # kmscryptd, attaching the volume from its volumes file as at boot, finishes
 # the reencryption before attaching (reencrypt-kill covers `kmscrypt
-# attach` doing the same).  The files synced before the cut checksum as
-# written.
+# attach` doing the same), while another volume attaches meanwhile.  The files synced before the cut checksum as written.
 # kcvm-programs: kmscrypt kmscryptd tests/bench/agent-vmlib
 . /kc/lib.sh
 . /kc/bin/agent-vmlib
@@ -15,8 +14,11 @@ PC=kcvm-pc
 MNT=$KCVM_DIR/mnt
 mkdir -p "$MNT"
 
-kcvm_loop 40
-SECTORS=$((40 * 2048))
+# Big enough that the rest of the reencryption, offline at the agent's
+# start, takes a while (seconds) beside another volume's attach.
+MIB=128
+kcvm_loop $MIB
+SECTORS=$((MIB * 2048))
 dmsetup create "$PC" --table "0 $SECTORS linear $KCVM_LOOP 0" || die "dm-linear"
 defer "dmsetup remove $PC 2>/dev/null"
 defer "umount $MNT 2>/dev/null; kmscrypt detach $VOL >/dev/null 2>&1; kcvm_mknodes"
@@ -70,8 +72,40 @@ dmsetup load "$PC" --table "0 $SECTORS linear $KCVM_LOOP 0" && dmsetup resume "$
 kcvm_mknodes
 cryptsetup luksDump "$DEV" | grep -q "online-reencrypt" || die "the cut came too late: no reencryption in progress"
 
+kcvm_loop 20
+OTHER=$KCVM_LOOP
+kmscrypt format "$OTHER" --key alias/p --context db-id=db-p,volume-id=vol-other >/dev/null || die "format other"
+defer "kmscrypt detach vol-other >/dev/null 2>&1; kcvm_mknodes"
+
 echo "booting the agent with the volume configured"
 echo "$VOL $DEV db-id=db-p,volume-id=$VOL" >"$AGENT_VOLUMES"
+agent_start
+# Another volume attaches while the reencryption runs: the agent finishes
+# it in a kmscrypt child process, not under its own device-mapper lock,
+# which every other attach would wait for.
+agent_wait_log "$VOL: its data key replacement was interrupted" 120
+t0=$(agent_cs)
+kmscrypt attach "$OTHER" --name vol-other >"$KCVM_DIR/other" 2>&1 || die "attach of another volume: $(cat "$KCVM_DIR/other")"
+t1=$(agent_cs)
+echo "another volume attached in $(((t1 - t0) * 10)) ms while the reencryption of $VOL ran"
+# Waiting for the lock, the attach would have returned with the reencryption's end.
+[ $((t1 - t0)) -lt 500 ] && ! grep -q "$VOL: reencryption finished" "$AGENT_LOG" ||
+        die "the other volume's attach waited for the reencryption of $VOL"
+
+# reencrypt_helpers: pids of `kmscrypt reencrypt` processes.
+reencrypt_helpers() {
+        for _c in /proc/[0-9]*/cmdline; do
+                tr '\0' ' ' <"$_c" 2>/dev/null | grep -q "^[^ ]*kmscrypt reencrypt " && echo "${_c%/cmdline}"
+        done
+}
+# The agent stops meanwhile: its child stops between two chunks and goes
+# with it; the header says how far it got, and the next start goes on.
+[ -n "$(reencrypt_helpers)" ] || die "no kmscrypt reencrypt process while the agent finishes $VOL"
+agent_stop
+expect_eq "exit status of the agent stopped while it finished a reencryption" "$AGENT_STATUS" 0
+expect_eq "kmscrypt reencrypt processes after the agent stopped" "$(reencrypt_helpers)" ""
+cryptsetup luksDump "$DEV" | grep -q "online-reencrypt" || die "the reencryption ended instead of stopping"
+grep -q "$VOL: reencryption finished" "$AGENT_LOG" && die "the stopped agent says the reencryption finished"
 agent_start
 agent_wait_log "$VOL: reencryption finished" 240
 agent_wait_ready 60 >/dev/null
