@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <linux/capability.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -237,4 +240,33 @@ void kc_wipe_free_str(char *s) {
                 return;
         kc_wipe(s, strlen(s));
         free(s);
+}
+
+/* Whether CAP_IPC_LOCK is in this thread's effective set (from /proc: no libcap). */
+static bool can_lock_unlimited(void) {
+        unsigned long long eff = 0;
+        char line[128];
+        bool found = false;
+        FILE *f = fopen("/proc/self/status", "re");
+
+        if (!f)
+                return false;
+        while (!found && fgets(line, sizeof(line), f))
+                found = sscanf(line, "CapEff: %llx", &eff) == 1;
+        fclose(f);
+        return found && (eff & (1ULL << CAP_IPC_LOCK));
+}
+
+int kc_secret_lock_all(void) {
+        struct rlimit rl;
+
+        /*
+         * With MCL_FUTURE, a mapping beyond RLIMIT_MEMLOCK fails (malloc,
+         * a thread stack): only lock everything where there is no limit.
+         */
+        if (!can_lock_unlimited() && (getrlimit(RLIMIT_MEMLOCK, &rl) < 0 || rl.rlim_cur != RLIM_INFINITY))
+                return -EPERM;
+        if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) < 0)
+                return negative_errno();
+        return 0;
 }

@@ -43,6 +43,17 @@ bool kc_secret_locked(void);
 /* One warning (the first time only) if some secret memory is not locked. */
 void kc_secret_warn_unlocked(void);
 
+/*
+ * Lock every page of this process, present and future, once it is touched
+ * (mlockall MCL_ONFAULT: thread stacks and arenas are not faulted in whole).
+ * Our secrets live in locked memory anyway; this keeps the copies other
+ * libraries make out of swap too: GnuTLS's record buffers holding a KMS
+ * response's Plaintext, OpenSSL's cipher contexts, libcryptsetup's volume
+ * key.  Only where nothing can then fail for want of lockable memory: with
+ * CAP_IPC_LOCK, or no RLIMIT_MEMLOCK; -EPERM otherwise, and nothing done.
+ */
+int kc_secret_lock_all(void);
+
 /* Wipe memory in a way the compiler may not optimise away. */
 void kc_wipe(void *p, size_t n);
 

@@ -33,12 +33,14 @@ static const struct kc_cli_command *const commands[] = {
         &kc_cli_cmd_restore,
 };
 
-/* No plaintext key of this process may end up in a core file. */
+/* No plaintext key of this process may end up in a core file, nor in swap where it can be avoided. */
 static void harden(void) {
         struct rlimit no_core = { 0, 0 };
 
         (void) prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
         (void) setrlimit(RLIMIT_CORE, &no_core);
+        /* Our secrets are locked in any case; as a user without CAP_IPC_LOCK, the rest is not. */
+        (void) kc_secret_lock_all();
 }
 
 static void cli_done(struct kc_cli *cli) {

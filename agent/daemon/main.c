@@ -83,6 +83,7 @@ static void setup_logging(bool stderr_too) {
 
 static int harden(void) {
         struct rlimit nocore = { 0, 0 };
+        int r;
 
         /* Key material passes through this process: it must never land in a core file. */
         if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
@@ -91,7 +92,15 @@ static int harden(void) {
                 return log_error_errno(errno, "setrlimit(RLIMIT_CORE): %m");
         umask(0077);
         /* Before any thread starts: capabilities are per thread, and new threads inherit the reduced set. */
-        return kc_caps_reduce();
+        r = kc_caps_reduce();
+        if (r < 0)
+                return r;
+        /* Kept: CAP_IPC_LOCK.  Then no copy of a key that a library makes can reach swap either. */
+        r = kc_secret_lock_all();
+        if (r < 0)
+                log_warning_errno(r, "cannot lock the agent's memory, copies of keys that libraries make may be "
+                                  "swapped: %m");
+        return 0;
 }
 
 /*

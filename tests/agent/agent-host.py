@@ -173,6 +173,13 @@ def test_basics(d):
         with open(f"/proc/{a.p.pid}/limits") as f:
             core = [line for line in f if line.startswith("Max core file size")]
         check("RLIMIT_CORE is 0", core and core[0].split()[4:6] == ["0", "0"], str(core))
+        with open(f"/proc/{a.p.pid}/status") as f:
+            kb = {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in f) if k in ("VmLck", "VmRSS")}
+        # mlockall(MCL_ONFAULT): every page touched is locked, so nearly all of what is resident.
+        # AddressSanitizer intercepts mlockall as a no-op (tests/sanitize.sh sets ASAN_OPTIONS).
+        if "ASAN_OPTIONS" not in os.environ:
+            check("the agent's memory is locked as it is touched (VmLck near VmRSS)",
+                  kb.get("VmLck", 0) > 0 and kb["VmLck"] >= kb["VmRSS"] * 0.8, str(kb))
 
         r = call(a.sock, {"v": 1, "op": "ping"})
         check("ping answers with the agent's pid", r["ok"] and r["result"]["Pid"] == a.p.pid, str(r))
