@@ -323,9 +323,10 @@ static int finish_reencryption(struct kc_manager *m, const struct kc_attach_para
 
         log_notice("%s: its data key replacement was interrupted; finishing it before the attach", what);
         r = kc_spawn_wait((char *const *) argv, manager_stopping, m, line, sizeof(line));
+        /* Not r: an ENOENT of the program would read as a device not there yet, and be retried. */
         if (r < 0)
-                return kc_err_set(err, r, "cannot run %s to finish the reencryption of %s: %s", m->cli, what,
-                                  strerror(-r));
+                return kc_err_set(err, -ENOTRECOVERABLE, "cannot run %s to finish the reencryption of %s: %s",
+                                  m->cli, what, strerror(-r));
         if (r != 0 && manager_stopping(m))
                 return kc_err_set(err, -ESHUTDOWN, "the agent is stopping; the reencryption of %s resumes "
                                   "at the next attach", what);
