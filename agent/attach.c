@@ -372,7 +372,7 @@ static int unwrap_key(struct kc_kms *kms, const struct kc_kms_request *req, cons
         return 0;
 }
 
-/* Step 4, as kc_mapping's check: the LUKS2 digest.  ran tells whether a loader ran it. */
+/* Step 4, as kc_mapping's check: the LUKS2 digest.  ran tells whether a loader ran it; r is its verdict once it has. */
 struct key_check {
         struct kc_luks *luks;
         const void *key;
@@ -398,14 +398,12 @@ int kc_attach_unwrap_key(struct kc_kms *kms, const struct kc_kms_request *req, s
                          const struct kc_token *tok, struct kc_luks_segment *seg, void **ret_key,
                          struct kc_err *err) {
         _cleanup_secret_ void *key = NULL;
-        struct key_check c;
         int r;
 
         r = unwrap_key(kms, req, tok, seg, &key, err);
         if (r < 0)
                 return r;
-        c = (struct key_check) { .luks = l, .key = key, .key_size = kc_secret_size(key) };
-        if (key_check_run(&c) < 0)
+        if (kc_luks_verify_key(l, key, kc_secret_size(key)) < 0)
                 return key_check_refused(seg, err);
         *ret_key = TAKE_PTR(key);
         return 0;
@@ -431,7 +429,7 @@ static int unwrap_and_load(struct kc_kms *kms, const struct kc_kms_request *req,
         kc_fault_point("attach:after-unwrap");
         c = (struct key_check) { .luks = l, .key = key, .key_size = kc_secret_size(key) };
         r = load_mapping(name, seg, key, p, key_check_run, &c, &lerr);
-        if (!c.ran && key_check_run(&c) < 0 && r >= 0) {
+        if (r >= 0 && !c.ran && key_check_run(&c) < 0) {
                 log_error("the mapping loader of %s skipped the key check: mapping removed", name);
                 (void) kc_dm_remove(name, false);
         }

@@ -55,13 +55,13 @@ static void luks_crypt_free(struct crypt_device *cd) {
 }
 
 DEFINE_CLEANUP_FUNC(struct crypt_device *, luks_crypt_free)
+DEFINE_CLEANUP_FUNC(blkid_probe, blkid_free_probe)
 
 /* After every write of the header: the next header_json() reads it again. */
 static void header_changed(struct kc_luks *l) {
         json_object_put(l->json);
         l->json = NULL;
 }
-DEFINE_CLEANUP_FUNC(blkid_probe, blkid_free_probe)
 
 static void cryptsetup_log(int level, const char *msg, void *usrptr) {
         size_t n = strlen(msg);

@@ -7,6 +7,7 @@
 #include <sys/sysmacros.h>
 #include <time.h>
 
+#include "agent/cli/cli.h"         /* KC_EXIT_*: the exit statuses of kmscrypt(8), which the agent runs */
 #include "agent/daemon/manager.h"
 #include "agent/daemon/mapper.h"
 #include "agent/daemon/revoke.h"
@@ -274,10 +275,10 @@ static bool manager_stopping(void *userdata) {
 /* The errno class of a kmscrypt(8) exit status, for the retry policy (kc_attach_error_retryable). */
 static int cli_exit_errno(int status) {
         switch (status) {
-        case 2: return -EINVAL;         /* usage */
-        case 3: return -ENOENT;         /* not found: maybe not there yet */
-        case 4: return -EPERM;          /* refused */
-        case 5: return -EIO;            /* KMS, keystore or device unusable for now */
+        case KC_EXIT_USAGE: return -EINVAL;
+        case KC_EXIT_NOT_FOUND: return -ENOENT;         /* maybe not there yet */
+        case KC_EXIT_REFUSED: return -EPERM;
+        case KC_EXIT_UNAVAILABLE: return -EIO;          /* KMS, keystore or device unusable for now */
         default: return -ENOTRECOVERABLE;
         }
 }
