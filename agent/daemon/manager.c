@@ -63,7 +63,7 @@ struct kc_manager {
         size_t n_vols;
         struct confset *set;
         bool started, stopping;
-        bool revoke_running;
+        bool revoke_running, revoked_once;
         uint64_t next_revoke_ms;
         pthread_t scheduler;
         struct kc_caller self;
@@ -574,13 +574,34 @@ static void *revoke_pass(void *arg) {
         return NULL;
 }
 
-/* Lock held: start a pass when one is due and device-mapper is there to act on. */
+/* Lock held: whether a volume has yet to finish its first attach (configured, or added by a reload). */
+static bool first_attaches_pending(const struct kc_manager *m) {
+        for (size_t i = 0; i < m->n_vols; i++) {
+                const struct mvol *v = m->vols[i];
+                if (v->present && (v->st.state == KC_VOLUME_PENDING || v->st.state == KC_VOLUME_ATTACHING))
+                        return true;
+        }
+        return false;
+}
+
+/*
+ * Lock held: start a pass when one is due and device-mapper is there to act
+ * on.  The first pass runs as soon as the start's attaches are done, not
+ * in their midst: each of them proved its key usable moments before, and a
+ * pass over the volumes attached so far (a key lookup each, over the
+ * network for a remote KMS) would take a slot and CPU from the attaches
+ * still to come.  It resumes a volume an earlier agent left suspended.
+ * Should an attach take longer than one interval, the pass runs anyway.
+ */
 static void maybe_revoke(struct kc_manager *m, uint64_t now) {
+        bool first = !m->revoked_once && !first_attaches_pending(m);
         pthread_attr_t attr;
         pthread_t t;
 
-        if (!m->revoke_interval || m->revoke_running || now < m->next_revoke_ms || m->running >= m->max_parallel)
+        if (!m->revoke_interval || m->revoke_running || m->running >= m->max_parallel ||
+            (now < m->next_revoke_ms && !first))
                 return;
+        m->revoked_once = true;
         m->next_revoke_ms = now + (uint64_t) m->revoke_interval * 1000;
         if (!kc_dm_available())
                 return;
@@ -635,7 +656,10 @@ static void *scheduler(void *arg) {
 }
 
 int kc_manager_start(struct kc_manager *m) {
-        int r = -pthread_create(&m->scheduler, NULL, scheduler, m);
+        int r;
+
+        m->next_revoke_ms = now_ms() + (uint64_t) m->revoke_interval * 1000;
+        r = -pthread_create(&m->scheduler, NULL, scheduler, m);
 
         if (r == 0)
                 m->started = true;

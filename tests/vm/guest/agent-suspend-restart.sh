@@ -5,7 +5,9 @@
 # and `kmscrypt status` still show the volume, "suspended, key wiped".  A
 # new agent finds the volume as the old one left it and, once the CMK is
 # enabled again, resumes it with a fresh unwrap; data written before reads
-# back.  A suspension the kernel no longer shows is forgotten.
+# back.  A suspension the kernel no longer shows is forgotten.  A CMK
+# enabled while no agent ran: the next agent resumes the volume once its
+# start is done, whatever its --revoke-interval.
 # kcvm-programs: kmscrypt kmscryptd tests/bench/agent-mkvols tests/bench/agent-vmlib
 . /kc/lib.sh
 . /kc/bin/agent-vmlib
@@ -66,4 +68,14 @@ while [ -e "$mark" ]; do
         sleep 0.2
 done
 ! grep -q 'before this agent started' "$AGENT_LOG" || die "the agent took a stale memory for a suspension"
+agent_check_mappings r 1
+
+# ---- enabled while no agent ran: a new agent's first revocation pass, run
+# once its start's attaches are done, resumes it (not an interval later) ----
+kmscrypt -q key disable alias/rst || die "cannot disable the CMK"
+agent_wait_log 'r1: .*suspended, key wiped' 15
+agent_stop
+kmscrypt -q key enable alias/rst || die "cannot enable the CMK"
+agent_start --revoke-interval 3600
+agent_wait_log 'r1: .*enabled again; resumed' 15
 agent_check_mappings r 1
