@@ -154,6 +154,9 @@ static struct kc_mapper *start_mappers(const struct daemon *d) {
                 log_warning_errno(r, "cannot start mapper processes, the attach threads create mappings: %m");
                 return NULL;
         }
+        r = kc_mapper_supervise(mp, "/proc/self/exe");
+        if (r < 0)
+                log_warning_errno(r, "cannot watch the mapper processes, a dead one is not replaced: %m");
         log_debug("%u mapper processes", n);
         return mp;
 }
@@ -424,6 +427,9 @@ int main(int argc, char **argv) {
 
         kc_log_set_program("kmscryptd");
         kc_log_set_sink(kc_log_sink_stderr, NULL);
+        /* A mapper process started in place of a dead one (mapper.h): not an option for users. */
+        if (argc == 4 && strcmp(argv[1], "--mapper-process") == 0)
+                return kc_mapper_process_main(argv[2], argv[3]);
         r = parse_args(&d, argc, argv);
         if (r <= 0)
                 return r < 0 ? 2 : 0;

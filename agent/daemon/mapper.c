@@ -1,16 +1,22 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent/daemon/caps.h"
@@ -20,6 +26,14 @@
 
 /* Room for a dm-crypt key of any cipher LUKS2 can name (aes-xts with 512 bits is 64 bytes). */
 #define SLOT_BYTES 256
+
+/* Where a replacement mapper, executed afresh, finds its socket and the slots (kc_mapper_process_main). */
+#define EXEC_SOCKET_FD 3
+#define EXEC_SLOTS_FD 4
+
+/* A replacement is started at most once a second a slot, and 5 s after one that could not be. */
+#define RESPAWN_MIN_MS 1000
+#define RESPAWN_FAILED_MS 5000
 
 /* What an attach thread asks of a mapper: kc_mapping's strings, inline. */
 struct request {
@@ -53,6 +67,7 @@ struct mapper {
         pid_t pid;
         int fd;
         bool busy, dead;
+        uint64_t next_spawn_ms;           /* a dead one's replacement, not before */
 };
 
 struct kc_mapper {
@@ -62,6 +77,14 @@ struct kc_mapper {
         unsigned n;
         uint8_t *slots;                   /* n * SLOT_BYTES, shared with the mappers */
         size_t slots_len;
+        int slots_fd;                     /* the memfd behind slots, for a replacement to map */
+        /* Replacement of dead mappers (kc_mapper_supervise) */
+        char *exe;
+        pthread_t supervisor;
+        bool supervising, stopping;
+        int wake[2];                      /* written to wake the supervisor */
+        struct pollfd *pf;                /* the supervisor's: n + 1 */
+        unsigned *idx;                    /* the supervisor's: which mapper each pf entry is */
 };
 
 /* ---- the mapper process ---- */
@@ -163,18 +186,68 @@ static _Noreturn void mapper_main(int fd, const uint8_t *slot, pid_t agent, cons
         }
 }
 
+/*
+ * A replacement mapper, started by kc_mapper_supervise as "kmscryptd
+ * --mapper-process INDEX AGENT" with its socket and the slots' memfd on
+ * EXEC_SOCKET_FD and EXEC_SLOTS_FD.  Executed afresh rather than forked:
+ * the agent has threads by then, and a fork would copy whatever lock one
+ * of them holds (libdevmapper's, syslog's) into a child that could never
+ * take it.
+ */
+int kc_mapper_process_main(const char *index, const char *agent) {
+        struct stat st;
+        unsigned long i, pid;
+        sigset_t none;
+        uint8_t *slots;
+        char *end;
+
+        /* Not inherited across exec: before the slot holds anything. */
+        if (prctl(PR_SET_DUMPABLE, 0) < 0 || setrlimit(RLIMIT_CORE, &(struct rlimit) {}) < 0)
+                return 1;
+        errno = 0;
+        i = strtoul(index, &end, 10);
+        if (errno || *end || !*index)
+                return 1;
+        pid = strtoul(agent, &end, 10);
+        if (errno || *end || !*agent || pid == 0 || pid > INT_MAX)
+                return 1;
+        if (fstat(EXEC_SLOTS_FD, &st) < 0 || st.st_size < 0 || i >= (size_t) st.st_size / SLOT_BYTES)
+                return 1;
+        slots = mmap(NULL, (size_t) st.st_size, PROT_READ, MAP_SHARED, EXEC_SLOTS_FD, 0);
+        if (slots == MAP_FAILED)
+                return 1;
+        (void) madvise(slots, (size_t) st.st_size, MADV_DONTDUMP);
+        sigemptyset(&none);
+        mapper_main(EXEC_SOCKET_FD, slots + i * SLOT_BYTES, (pid_t) pid, &none);
+}
+
 /* ---- the agent's side ---- */
 
+static uint64_t now_ms(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+}
+
+/* In a memfd, so that a mapper executed afresh can map it too (kc_mapper_process_main). */
 static int slots_map(struct kc_mapper *mp) {
         long page = sysconf(_SC_PAGESIZE);
 
         mp->slots_len = ((size_t) mp->n * SLOT_BYTES + page - 1) / page * page;
-        mp->slots = mmap(NULL, mp->slots_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        mp->slots_fd = memfd_create("kmscryptd-key-slots", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        if (mp->slots_fd < 0)
+                return negative_errno();
+        /* Sealed at its size: nobody can truncate it under a mapper reading its slot. */
+        if (ftruncate(mp->slots_fd, (off_t) mp->slots_len) < 0 ||
+            fcntl(mp->slots_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
+                return negative_errno();
+        mp->slots = mmap(NULL, mp->slots_len, PROT_READ | PROT_WRITE, MAP_SHARED, mp->slots_fd, 0);
         if (mp->slots == MAP_FAILED) {
                 mp->slots = NULL;
                 return negative_errno();
         }
-        /* Keys pass through here: never swapped, never in a core file. */
+        /* Keys pass through here: never swapped (the agent's lock holds the pages), never in a core file. */
         if (mlock(mp->slots, mp->slots_len) < 0)
                 return log_warning_errno(negative_errno(), "cannot lock the mappers' key slots: %m");
         (void) madvise(mp->slots, mp->slots_len, MADV_DONTDUMP);
@@ -211,6 +284,64 @@ static int mapper_spawn(struct kc_mapper *mp, unsigned i) {
         return 0;
 }
 
+/* posix_spawn's setup of a replacement: its two descriptors in place, every signal blocked. */
+static int exec_setup(posix_spawn_file_actions_t *fa, posix_spawnattr_t *attr, int sock, int slots) {
+        sigset_t all;
+        int r;
+
+        sigfillset(&all);
+        r = posix_spawnattr_setflags(attr, POSIX_SPAWN_SETSIGMASK);
+        if (r == 0)
+                r = posix_spawnattr_setsigmask(attr, &all);
+        if (r == 0)
+                r = posix_spawn_file_actions_adddup2(fa, sock, EXEC_SOCKET_FD);
+        if (r == 0)
+                r = posix_spawn_file_actions_adddup2(fa, slots, EXEC_SLOTS_FD);
+        return -r;
+}
+
+/* Lock held, slot i dead: a replacement executed from mp->exe (kc_mapper_process_main). */
+static int mapper_exec(struct kc_mapper *mp, unsigned i) {
+        char index[16], agent[16];
+        char *argv[] = { (char *) "kmscryptd", (char *) "--mapper-process", index, agent, NULL };
+        posix_spawn_file_actions_t fa;
+        posix_spawnattr_t attr;
+        int sv[2], sock = -1, slots = -1, r;
+        pid_t pid;
+
+        snprintf(index, sizeof(index), "%u", i);
+        snprintf(agent, sizeof(agent), "%d", (int) getpid());
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+                return negative_errno();
+        /* Above the two targets, so that neither dup2 overwrites the other's source. */
+        sock = fcntl(sv[1], F_DUPFD_CLOEXEC, EXEC_SLOTS_FD + 1);
+        slots = fcntl(mp->slots_fd, F_DUPFD_CLOEXEC, EXEC_SLOTS_FD + 1);
+        close(sv[1]);
+        if (sock < 0 || slots < 0) {
+                r = negative_errno();
+                goto out;
+        }
+        posix_spawn_file_actions_init(&fa);
+        posix_spawnattr_init(&attr);
+        r = exec_setup(&fa, &attr, sock, slots);
+        if (r == 0)
+                r = -posix_spawn(&pid, mp->exe, &fa, &attr, argv, environ);
+        posix_spawnattr_destroy(&attr);
+        posix_spawn_file_actions_destroy(&fa);
+        if (r == 0) {
+                mp->m[i] = (struct mapper) { .pid = pid, .fd = sv[0] };
+                sv[0] = -1;
+        }
+out:
+        if (sv[0] >= 0)
+                close(sv[0]);
+        if (sock >= 0)
+                close(sock);
+        if (slots >= 0)
+                close(slots);
+        return r;
+}
+
 int kc_mapper_new(unsigned n, struct kc_mapper **ret) {
         _cleanup_(kc_mapper_freep) struct kc_mapper *mp = NULL;
         int r;
@@ -220,6 +351,7 @@ int kc_mapper_new(unsigned n, struct kc_mapper **ret) {
         mp = calloc(1, sizeof(*mp));
         if (!mp)
                 return -ENOMEM;
+        mp->slots_fd = mp->wake[0] = mp->wake[1] = -1;
         pthread_mutex_init(&mp->lock, NULL);
         pthread_cond_init(&mp->changed, NULL);
         mp->m = calloc(n, sizeof(*mp->m));
@@ -251,9 +383,157 @@ static void mapper_reap(struct mapper *w) {
         w->dead = true;
 }
 
+/* Lock held: the supervisor looks again (a mapper died, or it is to stop). */
+static void supervisor_wake(struct kc_mapper *mp) {
+        if (mp->wake[1] >= 0)
+                (void) write(mp->wake[1], "", 1);
+}
+
+/* Lock held: replace the dead mappers whose time has come; when the next one's comes. */
+static uint64_t replace_dead(struct kc_mapper *mp, uint64_t now) {
+        uint64_t next = UINT64_MAX;
+
+        for (unsigned i = 0; i < mp->n; i++) {
+                struct mapper *w = &mp->m[i];
+                int r;
+
+                if (!w->dead)
+                        continue;
+                /* Reaped here, by the thread that polls its socket: a close elsewhere would race that poll. */
+                if (w->fd >= 0 || w->pid > 0)
+                        mapper_reap(w);
+                if (now < w->next_spawn_ms) {
+                        next = w->next_spawn_ms < next ? w->next_spawn_ms : next;
+                        continue;
+                }
+                r = mapper_exec(mp, i);
+                if (r < 0) {
+                        log_warning_errno(r, "cannot start a mapper process in place of a dead one: %m");
+                        w->next_spawn_ms = now + RESPAWN_FAILED_MS;
+                        next = w->next_spawn_ms < next ? w->next_spawn_ms : next;
+                        continue;
+                }
+                w->next_spawn_ms = now + RESPAWN_MIN_MS;
+                log_info("mapper process %d started in place of a dead one", (int) w->pid);
+                pthread_cond_broadcast(&mp->changed);
+        }
+        return next;
+}
+
+/*
+ * Lock held: reap the idle mappers whose socket hung up (the process is
+ * gone).  A busy one is its attach thread's to reap (kc_mapper_load);
+ * true if there is such a one, so that the caller waits for that.
+ */
+static bool reap_hung_up(struct kc_mapper *mp, const struct pollfd *pf, const unsigned *idx, size_t n) {
+        bool busy = false;
+
+        for (size_t k = 0; k < n; k++) {
+                struct mapper *w = &mp->m[idx[k]];
+
+                if (!(pf[k].revents & (POLLHUP | POLLERR)) || w->dead || w->fd != pf[k].fd)
+                        continue;
+                if (w->busy) {
+                        busy = true;
+                        continue;
+                }
+                log_warning("mapper process %d has died", (int) w->pid);
+                mapper_reap(w);
+                pthread_cond_broadcast(&mp->changed);
+        }
+        return busy;
+}
+
+/* Lock held: wait until a mapper changes, or ms have passed. */
+static void wait_changed(struct kc_mapper *mp, long ms) {
+        struct timespec until;
+
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += ms / 1000;
+        until.tv_nsec += ms % 1000 * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+        }
+        (void) pthread_cond_timedwait(&mp->changed, &mp->lock, &until);
+}
+
+/*
+ * The supervisor thread: watches every mapper's socket for the hang-up of
+ * its death, and starts a replacement for a dead one.  It lives as long
+ * as the mappers do: their parent-death signal follows the thread that
+ * started them.
+ */
+static void *supervise(void *arg) {
+        struct kc_mapper *mp = arg;
+
+        pthread_mutex_lock(&mp->lock);
+        while (!mp->stopping) {
+                struct pollfd *pf = mp->pf;
+                unsigned *idx = mp->idx;
+                uint64_t now = now_ms(), next = replace_dead(mp, now);
+                size_t n = 0;
+                char buf[64];
+
+                for (unsigned i = 0; i < mp->n; i++)
+                        if (!mp->m[i].dead) {
+                                pf[n] = (struct pollfd) { .fd = mp->m[i].fd };
+                                idx[n++] = i;
+                        }
+                pf[n] = (struct pollfd) { .fd = mp->wake[0], .events = POLLIN };
+                pthread_mutex_unlock(&mp->lock);
+                (void) poll(pf, n + 1, next == UINT64_MAX ? -1 : (int) (next > now ? next - now : 0));
+                while (read(mp->wake[0], buf, sizeof(buf)) > 0)
+                        ;
+                pthread_mutex_lock(&mp->lock);
+                /* A busy one's attach thread gives it back marked dead, and says so on changed. */
+                if (!mp->stopping && reap_hung_up(mp, pf, idx, n))
+                        wait_changed(mp, 100);
+        }
+        pthread_mutex_unlock(&mp->lock);
+        return NULL;
+}
+
+int kc_mapper_supervise(struct kc_mapper *mp, const char *exe) {
+        sigset_t all, mask;
+        int r;
+
+        if (!mp || mp->supervising)
+                return -EINVAL;
+        mp->exe = strdup(exe);
+        mp->pf = calloc(mp->n + 1, sizeof(*mp->pf));
+        mp->idx = calloc(mp->n, sizeof(*mp->idx));
+        if (!mp->exe || !mp->pf || !mp->idx)
+                return -ENOMEM;
+        if (pipe2(mp->wake, O_CLOEXEC | O_NONBLOCK) < 0)
+                return negative_errno();
+        /* Started before the agent blocks its stop signals for its signalfd: none is for this thread. */
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &mask);
+        mp->supervising = true;
+        r = -pthread_create(&mp->supervisor, NULL, supervise, mp);
+        pthread_sigmask(SIG_SETMASK, &mask, NULL);
+        if (r < 0)
+                mp->supervising = false;
+        return r;
+}
+
 void kc_mapper_free(struct kc_mapper *mp) {
         if (!mp)
                 return;
+        /*
+         * The supervisor first: its poll() holds a reference to every
+         * mapper's socket, so a close here would not reach a mapper until
+         * it returned.  The mappers it started get their parent-death
+         * signal as it exits: idle, as every mapper is by now.
+         */
+        if (mp->supervising) {
+                pthread_mutex_lock(&mp->lock);
+                mp->stopping = true;
+                supervisor_wake(mp);
+                pthread_mutex_unlock(&mp->lock);
+                pthread_join(mp->supervisor, NULL);
+        }
         /* Close every socket first: the mappers exit together, not one after another's reaping. */
         for (unsigned i = 0; i < mp->n && mp->m; i++)
                 if (mp->m[i].fd >= 0) {
@@ -262,12 +542,20 @@ void kc_mapper_free(struct kc_mapper *mp) {
                 }
         for (unsigned i = 0; i < mp->n && mp->m; i++)
                 mapper_reap(&mp->m[i]);
+        for (int k = 0; k < 2; k++)
+                if (mp->wake[k] >= 0)
+                        close(mp->wake[k]);
         if (mp->slots) {
                 explicit_bzero(mp->slots, mp->slots_len);
                 munmap(mp->slots, mp->slots_len);
         }
+        if (mp->slots_fd >= 0)
+                close(mp->slots_fd);
         pthread_cond_destroy(&mp->changed);
         pthread_mutex_destroy(&mp->lock);
+        free(mp->exe);
+        free(mp->pf);
+        free(mp->idx);
         free(mp->m);
         free(mp);
 }
@@ -302,7 +590,12 @@ static void mapper_give(struct kc_mapper *mp, unsigned i, bool died) {
                 /* Whatever broke the exchange, never wait for a mapper that still runs (pid 0: our own group). */
                 if (mp->m[i].pid > 0)
                         (void) kill(mp->m[i].pid, SIGKILL);
-                mapper_reap(&mp->m[i]);
+                /* Under supervision the supervisor reaps it (replace_dead), and replaces it. */
+                if (mp->supervising) {
+                        mp->m[i].dead = true;
+                        supervisor_wake(mp);
+                } else
+                        mapper_reap(&mp->m[i]);
         }
         pthread_cond_broadcast(&mp->changed);
         pthread_mutex_unlock(&mp->lock);

@@ -22,6 +22,12 @@
  * names the key by its keyring description.  The mapper adds the key to
  * its own thread keyring, so that it alone possesses it (DESIGN.md), and
  * dies with the agent (PR_SET_PDEATHSIG): a key it held goes with it.
+ *
+ * A mapper that dies (killed, out of memory) is replaced when the agent
+ * asks for that (kc_mapper_supervise): by then the agent has threads, so
+ * the replacement is not forked but executed afresh from the agent's own
+ * binary, and maps the slots from the memfd they live in.  Meanwhile the
+ * other mappers, or the attach threads themselves, make the mappings.
  */
 
 #include <stddef.h>
@@ -37,7 +43,21 @@ struct kc_mapper;
  */
 int kc_mapper_new(unsigned n, struct kc_mapper **ret);
 
-/* Close the mappers' sockets (they exit on it), reap them, wipe the slots. */
+/*
+ * Replace every mapper that dies, from now on, by one executed from exe
+ * (the agent's own binary: "/proc/self/exe") as "kmscryptd
+ * --mapper-process INDEX AGENT-PID", at most once a second a slot.  A
+ * thread of its own watches the mappers; it stops in kc_mapper_free.
+ */
+int kc_mapper_supervise(struct kc_mapper *mp, const char *exe);
+
+/*
+ * The main of such a replacement (kmscryptd --mapper-process INDEX AGENT):
+ * returns only on a bad start (1), when it was not started by an agent.
+ */
+int kc_mapper_process_main(const char *index, const char *agent);
+
+/* Close the mappers' sockets (they exit on it), reap them, stop the supervision, wipe the slots. */
 void kc_mapper_free(struct kc_mapper *mp);
 DEFINE_CLEANUP_FUNC(struct kc_mapper *, kc_mapper_free)
 

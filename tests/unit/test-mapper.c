@@ -7,6 +7,9 @@
  * die with the agent.  The mapping itself fails here (no device-mapper, or
  * a table on /dev/null where there is one): that failure is the answer
  * compared.  The vm tier (tests/vm/guest/agent-mapper.sh) makes real ones.
+ * Under supervision, a dead mapper is replaced by one executed from the
+ * kmscryptd this tree built (KC_TEST_KMSCRYPTD), which answers the next
+ * request.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -206,6 +209,181 @@ START_TEST(test_long_table_loaded_in_thread) {
 }
 END_TEST
 
+/* A number from /proc/PID/status ("voluntary_ctxt_switches", "CapEff" in hex, ...); -1 if none. */
+static long status_field(pid_t pid, const char *name) {
+        char path[64], line[256];
+        long v = -1;
+        size_t n = strlen(name);
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/status", (int) pid);
+        f = fopen(path, "re");
+        if (!f)
+                return -1;
+        while (fgets(line, sizeof(line), f))
+                if (strncmp(line, name, n) == 0 && line[n] == ':')
+                        v = strtol(line + n + 1, NULL, strncmp(name, "Cap", 3) == 0 ? 16 : 10);
+        fclose(f);
+        return v;
+}
+
+/* Whether /proc/PID/cmdline holds the argument arg. */
+static bool has_arg(pid_t pid, const char *arg) {
+        char path[64], buf[4096];
+        size_t n;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/cmdline", (int) pid);
+        f = fopen(path, "re");
+        if (!f)
+                return false;
+        n = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        for (size_t i = 0; i < n; i += strlen(buf + i) + 1)
+                if (strcmp(buf + i, arg) == 0)
+                        return true;
+        return false;
+}
+
+/* Wait (up to 10 s) until pid sleeps waiting for a request (for a packet on its socket). */
+static void wait_for_request_wait(pid_t pid) {
+        char path[64], wchan[128];
+
+        snprintf(path, sizeof(path), "/proc/%d/wchan", (int) pid);
+        for (int tries = 0; tries < 1000; tries++) {
+                FILE *f = fopen(path, "re");
+                size_t n = f ? fread(wchan, 1, sizeof(wchan) - 1, f) : 0;
+
+                if (f)
+                        fclose(f);
+                wchan[n] = '\0';
+                if (strstr(wchan, "wait_for_more_packets"))
+                        return;
+                usleep(10000);
+        }
+        ck_abort_msg("mapper %d never waited for a request", (int) pid);
+}
+
+/* Wait (up to 10 s) until this process has n children, none of them old; their pids into pids. */
+static void wait_for_new_children(pid_t *pids, size_t n, const pid_t *old, size_t n_old) {
+        for (int tries = 0; tries < 1000; tries++) {
+                bool fresh = children_of(getpid(), pids, n) == n;
+
+                for (size_t i = 0; fresh && i < n; i++)
+                        for (size_t k = 0; k < n_old; k++)
+                                fresh = fresh && pids[i] != old[k];
+                if (fresh)
+                        return;
+                usleep(10000);
+        }
+        ck_abort_msg("the dead mappers were not replaced within 10 s");
+}
+
+/*
+ * A load of mapping through mp answers what kc_mapping_load answers, and
+ * one of the n mappers pids, each asleep waiting for a request first, woke
+ * for it (it sleeps again, one more voluntary switch, just after it
+ * answered).
+ */
+static void assert_served_by(struct kc_mapper *mp, const pid_t *pids, size_t n) {
+        struct kc_err want, have = {};
+        long before = 0, after = 0;
+
+        for (size_t i = 0; i < n; i++) {
+                wait_for_request_wait(pids[i]);
+                before += status_field(pids[i], "voluntary_ctxt_switches");
+        }
+        ck_assert_int_eq(kc_mapper_load(mp, &mapping, key, sizeof(key), &have), in_thread(&mapping, &want));
+        ck_assert_str_eq(have.msg, want.msg);
+        for (int tries = 0; tries < 1000 && after <= before; tries++) {
+                usleep(10000);
+                after = 0;
+                for (size_t i = 0; i < n; i++)
+                        after += status_field(pids[i], "voluntary_ctxt_switches");
+        }
+        ck_assert_int_gt(after, before);
+}
+
+START_TEST(test_dead_mapper_replaced) {
+        struct kc_mapper *mp = NULL;
+        pid_t pids[2], fresh[2];
+
+        ck_assert_int_eq(kc_mapper_new(2, &mp), 0);
+        ck_assert_int_eq(kc_mapper_supervise(mp, KC_TEST_KMSCRYPTD), 0);
+        ck_assert_uint_eq(children_of(getpid(), pids, 2), 2);
+        /* Killed idle: the supervisor sees the hang-up and starts one in its place. */
+        ck_assert_int_eq(kill(pids[0], SIGKILL), 0);
+        ck_assert_int_eq(kill(pids[1], SIGKILL), 0);
+        wait_for_new_children(fresh, 2, pids, 2);
+        for (int i = 0; i < 2; i++) {
+                ck_assert_msg(has_arg(fresh[i], "--mapper-process"), "child %d is no mapper process", (int) fresh[i]);
+                /* Its capabilities reduced as a forked one's: device-mapper's alone. */
+                ck_assert_int_eq(status_field(fresh[i], "CapEff"), status_field(fresh[i], "CapPrm"));
+        }
+        assert_served_by(mp, fresh, 2);
+        /* None started after the free: the supervision stops first. */
+        kc_mapper_free(mp);
+        assert_no_children_left();
+}
+END_TEST
+
+/* A key check that kills the one mapper (stopped) while it holds the request. */
+static int killing_check(void *userdata) {
+        pid_t pids[1];
+
+        (void) userdata;
+        ck_assert_uint_eq(children_of(getpid(), pids, 1), 1);
+        ck_assert_int_eq(kill(pids[0], SIGKILL), 0);
+        return 0;
+}
+
+/* Dead amid a request: that load fails, the next one goes to the mapper started in its place. */
+START_TEST(test_busy_mapper_replaced) {
+        struct kc_mapping killing = mapping;
+        struct kc_mapper *mp = NULL;
+        struct kc_err err = {};
+        pid_t pids[1], fresh[1];
+
+        killing.check = killing_check;
+        ck_assert_int_eq(kc_mapper_new(1, &mp), 0);
+        ck_assert_int_eq(kc_mapper_supervise(mp, KC_TEST_KMSCRYPTD), 0);
+        ck_assert_uint_eq(children_of(getpid(), pids, 1), 1);
+        /* Stopped, it cannot answer before the check kills it (no device-mapper here: its load fails fast). */
+        wait_for_request_wait(pids[0]);
+        ck_assert_int_eq(kill(pids[0], SIGSTOP), 0);
+        ck_assert_int_eq(kc_mapper_load(mp, &killing, key, sizeof(key), &err), -ECONNRESET);
+        ck_assert_ptr_nonnull(strstr(err.msg, "died"));
+        wait_for_new_children(fresh, 1, pids, 1);
+        assert_served_by(mp, fresh, 1);
+        kc_mapper_free(mp);
+        assert_no_children_left();
+}
+END_TEST
+
+/* A replacement not started by an agent (no socket, no slots) exits at once. */
+START_TEST(test_mapper_process_bad_start) {
+        static const char *const bad[][2] = { { "0", "1" }, { "x", "1" }, { "0", "0" }, { "0", "-1" } };
+
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                int status;
+                pid_t pid = fork();
+
+                ck_assert_int_ge(pid, 0);
+                if (pid == 0) {
+                        /* No descriptor 3 or 4, as a user running it by hand would have. */
+                        close(3);
+                        close(4);
+                        execl(KC_TEST_KMSCRYPTD, "kmscryptd", "--mapper-process", bad[i][0], bad[i][1], (char *) NULL);
+                        _exit(127);
+                }
+                ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+                ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 1, "%s %s: status %d", bad[i][0],
+                              bad[i][1], status);
+        }
+}
+END_TEST
+
 /* A mapper outlives no agent: the agent here is a child that gets killed. */
 START_TEST(test_mappers_die_with_the_agent) {
         int p[2];
@@ -253,6 +431,9 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_sigterm_ignored);
         tcase_add_test(tc, test_long_table_loaded_in_thread);
         tcase_add_test(tc, test_mappers_die_with_the_agent);
+        tcase_add_test(tc, test_dead_mapper_replaced);
+        tcase_add_test(tc, test_busy_mapper_replaced);
+        tcase_add_test(tc, test_mapper_process_bad_start);
         suite_add_tcase(s, tc);
         return s;
 }

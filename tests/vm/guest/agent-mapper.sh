@@ -2,9 +2,9 @@
 # kmscryptd's mapper processes (agent/daemon/mapper.h): as many as
 # --mappers asks, forked with the agent's hardening (no core file) and
 # fewer capabilities still (device-mapper's alone); they ignore the service manager's SIGTERM and leave
-# with the agent.  Attaches go on when one dies idle (another takes the
-# mapping) and when none is left (the attach threads create it); no key
-# is left in any keyring meanwhile.  A wrong key (a token copied from
+# with the agent.  One that dies is replaced by one executed from the
+# agent's binary, hardened alike; attaches go on meanwhile, and no key is
+# left in any keyring.  A wrong key (a token copied from
 # another volume) is refused while a mapper holds its table unresumed.
 # kcvm-programs: kmscrypt kmscryptd tests/bench/agent-mkvols tests/bench/agent-vmlib
 . /kc/lib.sh
@@ -23,6 +23,25 @@ reattach() {
         kmscrypt detach "$1" || die "detach $1 failed"
         kcvm_mknodes
         kmscrypt attach "$1" >"$KCVM_DIR/out" 2>&1 || die "attach $1 through the agent failed: $(cat "$KCVM_DIR/out")"
+}
+
+# mapper_ok PID WHAT: PID is a mapper with the hardening of a forked one.
+mapper_ok() {
+        expect_eq "$2 $1: core file size" "$(core_limit "$1")" 0
+        # The agent's, less CAP_IPC_LOCK and CAP_SYS_PTRACE: CAP_SYS_ADMIN, CAP_MKNOD and CAP_CHOWN.
+        expect_eq "$2 $1: effective capabilities" "$(field "$1" CapEff)" \
+                "$(printf %016x $((0x$(field "$AGENT_PID" CapEff) & ((1 << 21) | (1 << 27) | 1))))"
+        expect_eq "$2 $1: permitted capabilities" "$(field "$1" CapPrm)" "$(field "$1" CapEff)"
+}
+# wait_mappers N: wait (5 s) until the agent has N mapper processes; prints them.
+wait_mappers() {
+        _i=0
+        while [ "$(children "$AGENT_PID" | wc -w)" != "$1" ]; do
+                _i=$((_i + 1))
+                [ "$_i" -lt 50 ] || die "the agent has $(children "$AGENT_PID" | wc -w) mapper processes, not $1"
+                sleep 0.1
+        done
+        children "$AGENT_PID"
 }
 
 N=6
@@ -51,11 +70,7 @@ kcvm_attach_refused "m1's token on another volume, through a mapper" "$KCVM_LOOP
 mappers=$(children "$AGENT_PID" | sort -n)
 expect_eq "mapper processes" "$(echo $mappers | wc -w)" 3
 for p in $mappers; do
-        expect_eq "mapper $p: core file size" "$(core_limit "$p")" 0
-        # The agent's, less CAP_IPC_LOCK and CAP_SYS_PTRACE: CAP_SYS_ADMIN, CAP_MKNOD and CAP_CHOWN.
-        expect_eq "mapper $p: effective capabilities" "$(field "$p" CapEff)" \
-                "$(printf %016x $((0x$(field "$AGENT_PID" CapEff) & ((1 << 21) | (1 << 27) | 1))))"
-        expect_eq "mapper $p: permitted capabilities" "$(field "$p" CapPrm)" "$(field "$p" CapEff)"
+        mapper_ok "$p" mapper
 done
 
 # The stop signal of a service manager reaches every process of the service.
@@ -64,27 +79,43 @@ kill -TERM "$1"
 sleep 0.3
 [ -d "/proc/$1" ] || die "mapper $1 exited on SIGTERM"
 
-# The first killed while idle: the next attach finds out and takes the second.
+# The first killed while idle: the agent sees its socket hang up and
+# executes a replacement from its own binary, hardened as a forked one.
 kill -KILL "$1"
-sleep 0.3
+agent_wait_log "mapper process $1 has died" 5
+agent_wait_log "mapper process [0-9]+ started in place of a dead one" 5
+fresh=$(sed -n 's/.*mapper process \([0-9]*\) started in place of a dead one.*/\1/p' "$AGENT_LOG" | tail -n 1)
+tr '\0' ' ' <"/proc/$fresh/cmdline" | grep -q -- "--mapper-process" || die "replacement $fresh: $(tr '\0' ' ' <"/proc/$fresh/cmdline")"
+mapper_ok "$fresh" "replacement mapper"
 reattach m1
-grep -q "mapper process $1 has died" "$AGENT_LOG" || die "the agent did not notice mapper $1 died"
 kcvm_no_key kmscrypt:
 
-# All killed: the attach threads create mappings themselves.
-kill -KILL "$2" "$3"
-sleep 0.3
+# All killed at once, attaches meanwhile: they go on (in the other
+# mappers, a replacement or the attach thread), and each is replaced.
+kill -KILL "$2" "$3" "$fresh"
 reattach m2
-grep -q "mapper process $3 has died" "$AGENT_LOG" || die "the agent did not notice mapper $3 died"
 reattach m3
 kcvm_mknodes
 agent_check_mappings m "$N"
 kcvm_no_key kmscrypt:
-expect_eq "mapper processes left" "$(children "$AGENT_PID" | wc -w)" 0
+for p in $(wait_mappers 3); do
+        case " $2 $3 $fresh " in *" $p "*) die "mapper $p is still there after SIGKILL" ;; esac
+        mapper_ok "$p" "replacement mapper"
+done
+reattach m4
+kcvm_mknodes
+agent_check_mappings m "$N"
+kcvm_no_key kmscrypt:
+replacements=$(children "$AGENT_PID")
 
-# A new start forks them again; a stop takes them along.
+# A new start forks them again; a stop takes them along, replacements too.
 agent_stop
 expect_eq "exit status of the stopped agent" "$AGENT_STATUS" 0
+sleep 0.5
+for p in $replacements; do
+        [ ! -d "/proc/$p" ] || [ "$(sed 's/.*) \(.\).*/\1/' "/proc/$p/stat")" = Z ] ||
+                die "replacement mapper $p outlived the agent"
+done
 agent_start --mappers 2 --no-attach
 agent_wait_log "listening on" 60
 mappers=$(children "$AGENT_PID")
