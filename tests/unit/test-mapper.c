@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/daemon/caps.h"
 #include "agent/daemon/mapper.h"
 #include "tests/unit/check-main.h"
 
@@ -318,8 +320,11 @@ START_TEST(test_dead_mapper_replaced) {
         wait_for_new_children(fresh, 2, pids, 2);
         for (int i = 0; i < 2; i++) {
                 ck_assert_msg(has_arg(fresh[i], "--mapper-process"), "child %d is no mapper process", (int) fresh[i]);
-                /* Its capabilities reduced as a forked one's: device-mapper's alone. */
-                ck_assert_int_eq(status_field(fresh[i], "CapEff"), status_field(fresh[i], "CapPrm"));
+                /* Ready, its capabilities reduced as a forked one's: device-mapper's alone. */
+                wait_for_request_wait(fresh[i]);
+                ck_assert_int_eq(status_field(fresh[i], "CapEff"),
+                                 (long) ((uint64_t) status_field(getpid(), "CapEff") & kc_caps_keep_mapper()));
+                ck_assert_int_eq(status_field(fresh[i], "CapPrm"), status_field(fresh[i], "CapEff"));
         }
         assert_served_by(mp, fresh, 2);
         /* None started after the free: the supervision stops first. */

@@ -25,8 +25,15 @@ reattach() {
         kmscrypt attach "$1" >"$KCVM_DIR/out" 2>&1 || die "attach $1 through the agent failed: $(cat "$KCVM_DIR/out")"
 }
 
-# mapper_ok PID WHAT: PID is a mapper with the hardening of a forked one.
+# mapper_ok PID WHAT: PID is a mapper with the hardening of a forked one,
+# once it waits for requests (a replacement sets itself up after its exec).
 mapper_ok() {
+        _i=0
+        while ! grep -q wait_for_more_packets "/proc/$1/wchan"; do
+                _i=$((_i + 1))
+                [ "$_i" -lt 100 ] || die "$2 $1 never waits for a request ($(cat "/proc/$1/wchan"))"
+                sleep 0.1
+        done
         expect_eq "$2 $1: core file size" "$(core_limit "$1")" 0
         # The agent's, less CAP_IPC_LOCK and CAP_SYS_PTRACE: CAP_SYS_ADMIN, CAP_MKNOD and CAP_CHOWN.
         expect_eq "$2 $1: effective capabilities" "$(field "$1" CapEff)" \
