@@ -35,12 +35,25 @@ url=${url:-http://deb.debian.org/debian}
 command -v debootstrap >/dev/null ||
         { echo "mkbase: debootstrap missing (apt-get install debootstrap)" >&2; exit 1; }
 
+# debootstrap mounts /proc and /sys inside the tree it builds, and one
+# interrupted leaves them mounted: unmount whatever is under the tree
+# before removing it, and never let rm cross into a mount.  A stop signal
+# stops debootstrap and ends the script through that clean-up too.
+cleanup() {
+        awk -v w="$work/" 'index($2, w) == 1 { print $2 }' /proc/mounts | sort -r |
+                while read -r m; do umount -l "$m" || :; done
+        rm -rf --one-file-system "$work"
+}
 mkdir -p "$cache"
 work=$(mktemp -d "$cache/debootstrap.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+boot=
+trap cleanup EXIT
+trap '[ -z "$boot" ] || { kill "$boot"; wait "$boot"; } 2>/dev/null; exit 130' INT TERM HUP
 echo "mkbase: debootstrap $suite from $url (once; cached as $tarball)" >&2
-debootstrap --variant=minbase --include="$packages" "$suite" "$work/root" "$url" >&2 ||
-        { tail -n 30 "$work/root/debootstrap/debootstrap.log" >&2 2>/dev/null; exit 1; }
+debootstrap --variant=minbase --include="$packages" "$suite" "$work/root" "$url" >&2 &
+boot=$!
+wait "$boot" || { tail -n 30 "$work/root/debootstrap/debootstrap.log" >&2 2>/dev/null; exit 1; }
+boot=
 # Packages are installed; their downloaded .debs are not needed in the image.
 rm -rf "$work/root/var/cache/apt/archives/"*.deb "$work/root/var/lib/apt/lists/"*_Packages
 tar -C "$work/root" --numeric-owner -cf "$tarball.tmp" .
