@@ -15,6 +15,7 @@
 #include "agent/luks.h"
 #include "agent/token.h"
 #include "dmsetup-helpers/dmcrypt.h"
+#include "lib/clock.h"
 #include "lib/log.h"
 
 #define BACKOFF_FIRST_MS 1000
@@ -75,13 +76,6 @@ struct job {
         struct confset *set;                /* keeps conf alive across a reload */
         const struct kc_volume_conf *conf;
 };
-
-static uint64_t now_ms(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
-}
 
 static void confset_unref(struct confset *s) {
         if (s && --s->ref == 0) {
@@ -183,7 +177,7 @@ static unsigned next_backoff(struct mvol *v) {
 }
 
 static void record_result(struct kc_manager *m, struct mvol *v, int r, const struct kc_err *err) {
-        uint64_t now = now_ms(), deadline;
+        uint64_t now = kc_now_ms(), deadline;
         unsigned delay;
 
         if (r >= 0) {
@@ -233,7 +227,7 @@ static int kms_take(struct kc_manager *m, struct kc_kms **ret, struct kc_err *er
 
         pthread_mutex_lock(&m->lock);
         /* Handles go back in time order: if the newest is too old, so are the rest. */
-        if (m->n_idle > 0 && now_ms() - m->idle[m->n_idle - 1].since_ms <= KMS_IDLE_MAX_MS)
+        if (m->n_idle > 0 && kc_now_ms() - m->idle[m->n_idle - 1].since_ms <= KMS_IDLE_MAX_MS)
                 k = m->idle[--m->n_idle].kms;
         else
                 while (m->n_idle > 0)
@@ -252,7 +246,7 @@ static void kms_give(struct kc_manager *m, struct kc_kms *k, bool healthy) {
                 return;
         pthread_mutex_lock(&m->lock);
         if (healthy && !m->stopping && m->n_idle < m->max_parallel) {
-                m->idle[m->n_idle++] = (struct idle_kms) { k, now_ms() };
+                m->idle[m->n_idle++] = (struct idle_kms) { k, kc_now_ms() };
                 k = NULL;
         }
         pthread_mutex_unlock(&m->lock);
@@ -410,7 +404,7 @@ static void begin_attempt(struct kc_manager *m, struct mvol *v) {
         v->busy = true;
         v->st.attempts++;
         if (!v->window_start_ms)
-                v->window_start_ms = now_ms();
+                v->window_start_ms = kc_now_ms();
         if (v->st.state != KC_VOLUME_WAITING)
                 set_state(m, v, KC_VOLUME_ATTACHING);
 }
@@ -627,7 +621,7 @@ static void *scheduler(void *arg) {
 
         pthread_mutex_lock(&m->lock);
         while (!m->stopping) {
-                uint64_t now = now_ms(), wake_at = UINT64_MAX;
+                uint64_t now = kc_now_ms(), wake_at = UINT64_MAX;
                 struct timespec ts;
 
                 for (size_t i = 0; i < m->n_vols && m->running < m->max_parallel; i++)
@@ -658,9 +652,8 @@ static void *scheduler(void *arg) {
 int kc_manager_start(struct kc_manager *m) {
         int r;
 
-        m->next_revoke_ms = now_ms() + (uint64_t) m->revoke_interval * 1000;
+        m->next_revoke_ms = kc_now_ms() + (uint64_t) m->revoke_interval * 1000;
         r = -pthread_create(&m->scheduler, NULL, scheduler, m);
-
         if (r == 0)
                 m->started = true;
         return r;

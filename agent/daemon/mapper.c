@@ -21,6 +21,7 @@
 
 #include "agent/daemon/caps.h"
 #include "agent/daemon/mapper.h"
+#include "lib/clock.h"
 #include "lib/fault.h"
 #include "lib/log.h"
 
@@ -223,13 +224,6 @@ int kc_mapper_process_main(const char *index, const char *agent) {
 
 /* ---- the agent's side ---- */
 
-static uint64_t now_ms(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
-}
-
 /* In a memfd, so that a mapper executed afresh can map it too (kc_mapper_process_main). */
 static int slots_map(struct kc_mapper *mp) {
         long page = sysconf(_SC_PAGESIZE);
@@ -422,8 +416,9 @@ static uint64_t replace_dead(struct kc_mapper *mp, uint64_t now) {
 
 /*
  * Lock held: reap the idle mappers whose socket hung up (the process is
- * gone).  A busy one is its attach thread's to reap (kc_mapper_load);
- * true if there is such a one, so that the caller waits for that.
+ * gone).  A busy one its attach thread marks dead when its exchange fails
+ * (mapper_give), for replace_dead to reap; true if there is such a one,
+ * so that the caller waits for that.
  */
 static bool reap_hung_up(struct kc_mapper *mp, const struct pollfd *pf, const unsigned *idx, size_t n) {
         bool busy = false;
@@ -471,7 +466,7 @@ static void *supervise(void *arg) {
         while (!mp->stopping) {
                 struct pollfd *pf = mp->pf;
                 unsigned *idx = mp->idx;
-                uint64_t now = now_ms(), next = replace_dead(mp, now);
+                uint64_t now = kc_now_ms(), next = replace_dead(mp, now);
                 size_t n = 0;
                 char buf[64];
 

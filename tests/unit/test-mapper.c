@@ -43,6 +43,40 @@ static int in_thread(const struct kc_mapping *m, struct kc_err *err) {
         return kc_mapping_load(m, key, sizeof(key), err);
 }
 
+/* A number from /proc/PID/status ("voluntary_ctxt_switches", "CapEff" in hex, ...); -1 if none. */
+static long status_field(pid_t pid, const char *name) {
+        char path[64], line[256];
+        long v = -1;
+        size_t n = strlen(name);
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/status", (int) pid);
+        f = fopen(path, "re");
+        if (!f)
+                return -1;
+        while (fgets(line, sizeof(line), f))
+                if (strncmp(line, name, n) == 0 && line[n] == ':')
+                        v = strtol(line + n + 1, NULL, strncmp(name, "Cap", 3) == 0 ? 16 : 10);
+        fclose(f);
+        return v;
+}
+
+/* /proc/PID/WHAT into buf, NUL-terminated (empty if unreadable); its length. */
+static size_t proc_read(pid_t pid, const char *what, char *buf, size_t size) {
+        char path[64];
+        size_t n = 0;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/%s", (int) pid, what);
+        f = fopen(path, "re");
+        if (f) {
+                n = fread(buf, 1, size - 1, f);
+                fclose(f);
+        }
+        buf[n] = '\0';
+        return n;
+}
+
 /* The pids whose parent is pid, into pids (at most n); how many. */
 static size_t children_of(pid_t pid, pid_t *pids, size_t n) {
         DIR *d = opendir("/proc");
@@ -51,21 +85,9 @@ static size_t children_of(pid_t pid, pid_t *pids, size_t n) {
 
         ck_assert_ptr_nonnull(d);
         while ((e = readdir(d)) && found < n) {
-                char path[300], line[256];
-                FILE *f;
-                long ppid = -1;
-
                 if (e->d_name[0] < '0' || e->d_name[0] > '9')
                         continue;
-                snprintf(path, sizeof(path), "/proc/%s/status", e->d_name);
-                f = fopen(path, "re");
-                if (!f)
-                        continue;
-                while (fgets(line, sizeof(line), f))
-                        if (sscanf(line, "PPid: %ld", &ppid) == 1)
-                                break;
-                fclose(f);
-                if (ppid == pid)
+                if (status_field((pid_t) atol(e->d_name), "PPid") == pid)
                         pids[found++] = (pid_t) atol(e->d_name);
         }
         closedir(d);
@@ -211,37 +233,11 @@ START_TEST(test_long_table_loaded_in_thread) {
 }
 END_TEST
 
-/* A number from /proc/PID/status ("voluntary_ctxt_switches", "CapEff" in hex, ...); -1 if none. */
-static long status_field(pid_t pid, const char *name) {
-        char path[64], line[256];
-        long v = -1;
-        size_t n = strlen(name);
-        FILE *f;
-
-        snprintf(path, sizeof(path), "/proc/%d/status", (int) pid);
-        f = fopen(path, "re");
-        if (!f)
-                return -1;
-        while (fgets(line, sizeof(line), f))
-                if (strncmp(line, name, n) == 0 && line[n] == ':')
-                        v = strtol(line + n + 1, NULL, strncmp(name, "Cap", 3) == 0 ? 16 : 10);
-        fclose(f);
-        return v;
-}
-
 /* Whether /proc/PID/cmdline holds the argument arg. */
 static bool has_arg(pid_t pid, const char *arg) {
-        char path[64], buf[4096];
-        size_t n;
-        FILE *f;
+        char buf[4096];
+        size_t n = proc_read(pid, "cmdline", buf, sizeof(buf));
 
-        snprintf(path, sizeof(path), "/proc/%d/cmdline", (int) pid);
-        f = fopen(path, "re");
-        if (!f)
-                return false;
-        n = fread(buf, 1, sizeof(buf) - 1, f);
-        fclose(f);
-        buf[n] = '\0';
         for (size_t i = 0; i < n; i += strlen(buf + i) + 1)
                 if (strcmp(buf + i, arg) == 0)
                         return true;
@@ -250,16 +246,10 @@ static bool has_arg(pid_t pid, const char *arg) {
 
 /* Wait (up to 10 s) until pid sleeps waiting for a request (for a packet on its socket). */
 static void wait_for_request_wait(pid_t pid) {
-        char path[64], wchan[128];
+        char wchan[128];
 
-        snprintf(path, sizeof(path), "/proc/%d/wchan", (int) pid);
         for (int tries = 0; tries < 1000; tries++) {
-                FILE *f = fopen(path, "re");
-                size_t n = f ? fread(wchan, 1, sizeof(wchan) - 1, f) : 0;
-
-                if (f)
-                        fclose(f);
-                wchan[n] = '\0';
+                proc_read(pid, "wchan", wchan, sizeof(wchan));
                 if (strstr(wchan, "wait_for_more_packets"))
                         return;
                 usleep(10000);

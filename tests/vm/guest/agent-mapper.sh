@@ -50,6 +50,16 @@ wait_mappers() {
         done
         children "$AGENT_PID"
 }
+# gone_with_agent WHAT PID...: half a second after the agent stopped, each PID is gone (or a zombie).
+gone_with_agent() {
+        _what=$1
+        shift
+        sleep 0.5
+        for _p in "$@"; do
+                [ ! -d "/proc/$_p" ] || [ "$(sed 's/.*) \(.\).*/\1/' "/proc/$_p/stat")" = Z ] ||
+                        die "$_what $_p outlived the agent"
+        done
+}
 
 N=6
 agent_key agent
@@ -118,21 +128,13 @@ replacements=$(children "$AGENT_PID")
 # A new start forks them again; a stop takes them along, replacements too.
 agent_stop
 expect_eq "exit status of the stopped agent" "$AGENT_STATUS" 0
-sleep 0.5
-for p in $replacements; do
-        [ ! -d "/proc/$p" ] || [ "$(sed 's/.*) \(.\).*/\1/' "/proc/$p/stat")" = Z ] ||
-                die "replacement mapper $p outlived the agent"
-done
+gone_with_agent "replacement mapper" $replacements
 agent_start --mappers 2 --no-attach
 agent_wait_log "listening on" 60
 mappers=$(children "$AGENT_PID")
 expect_eq "mapper processes of the second start" "$(echo $mappers | wc -w)" 2
 agent_stop
-sleep 0.5
-for p in $mappers; do
-        [ ! -d "/proc/$p" ] || [ "$(sed 's/.*) \(.\).*/\1/' "/proc/$p/stat")" = Z ] ||
-                die "mapper $p outlived the agent"
-done
+gone_with_agent mapper $mappers
 
 # --mappers 0: the attach threads do it all, as before mappers.
 agent_remove_mappings m
