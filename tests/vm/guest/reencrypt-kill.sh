@@ -49,15 +49,18 @@ defer "touch $KCVM_DIR/stop; wait $writer 2>/dev/null"
 
 # kill_mid_run WHAT COMMAND...: COMMAND in the background, killed with
 # SIGKILL once the header shows it got further than the last run, between
-# two chunks (a kill inside one: see reencrypt(8), "A RUN THAT WAS KILLED").
+# two chunks (a kill inside one: see reencrypt(8), "A RUN THAT WAS KILLED";
+# in the few milliseconds between a chunk's device switch and its header
+# update it fails the held I/O, which would abort the mounted journal).
+# The run is stopped while it is looked at, so the state seen is the state
+# killed in: without that, the next chunk could start between look and kill.
 kill_mid_run() {
         _what=$1
         shift
         "$@" >"$KCVM_DIR/out" 2>&1 &
         _pid=$!
         _n=0
-        until [ "$(segment0_length)" -gt "$done_before" ] &&
-                dmsetup info "$VOL-hotzone-forward" 2>/dev/null | grep -q ACTIVE; do
+        until between_chunks "$_pid"; do
                 _n=$((_n + 1))
                 [ $_n -lt 400 ] && kill -0 "$_pid" 2>/dev/null ||
                         die "$_what: no progress past $done_before bytes: $(cat "$KCVM_DIR/out")"
@@ -66,13 +69,19 @@ kill_mid_run() {
         kill -9 "$_pid" 2>/dev/null || die "$_what: ended before the kill: $(cat "$KCVM_DIR/out")"
         wait "$_pid" 2>/dev/null || true
         _at=$(segment0_length)
-        if dmsetup info "$VOL-hotzone-forward" | grep -q SUSPENDED; then
-                echo "$_what: killed inside a chunk, $((_at >> 20)) MiB done"
-        else
-                echo "$_what: killed between chunks, $((_at >> 20)) MiB done"
-        fi
+        echo "$_what: killed between chunks, $((_at >> 20)) MiB done"
         dmsetup ls | grep -q -- "$VOL-overlay" || die "$_what: no device stack left by the kill"
         done_before=$_at
+}
+
+# between_chunks PID: PID, stopped, is further than the last run and
+# between two chunks (the hotzone device holds no I/O); left stopped if so.
+between_chunks() {
+        kill -STOP "$1" 2>/dev/null || return 1
+        dmsetup info "$VOL-hotzone-forward" 2>/dev/null | grep -q ACTIVE &&
+                [ "$(segment0_length)" -gt "$done_before" ] && return 0
+        kill -CONT "$1"
+        return 1
 }
 
 # segment0_length: bytes under the new key (data segment 0 of the header).
@@ -85,14 +94,10 @@ done_before=0
 # suspend_overlay: after a kill between chunks, leave the overlay suspended,
 # holding the writer's I/O, as a kill between libcryptsetup's suspend of the
 # overlay and the table swap that resumes it does (each chunk has two such
-# swaps), for the takeover to release.  Not after a kill inside a chunk:
-# the suspended hotzone holds I/O that the overlay's suspend would wait for
-# (libcryptsetup suspends top down for that reason), so only the next kill
-# between chunks does it.
+# swaps), for the takeover to release.
 overlay_suspended=no
 suspend_overlay() {
         [ $overlay_suspended = no ] || return 0
-        dmsetup info "$VOL-hotzone-forward" | grep -q SUSPENDED && return 0
         dmsetup suspend --nolockfs --noflush "$VOL-overlay" || die "suspend $VOL-overlay"
         overlay_suspended=yes
         echo "overlay left suspended, as by a kill inside a table swap"
