@@ -187,22 +187,56 @@ static int parse_rate(const char *text, uint64_t *ret) {
         return 0;
 }
 
+/* Whether majmin is the device of mapping name. */
+static bool is_mapping(const char *name, const char *majmin) {
+        struct kc_dm_info info;
+        char mm[32];
+
+        if (kc_dm_info(name, &info) < 0 || !info.exists)
+                return false;
+        snprintf(mm, sizeof(mm), "%u:%u", info.major, info.minor);
+        return streq(mm, majmin);
+}
+
+/*
+ * The data device under NAME-overlay: the device of its first crypt target
+ * that is not the hotzone device.  The chunk last done still goes through
+ * the hotzone until the next chunk's switch, so right after the first chunk
+ * the overlay's first target is the hotzone's.
+ */
+static int overlay_data_device(const char *name, const char *overlay, char majmin[static 32]) {
+        struct kc_dm_target *t = NULL;
+        char hot[2][160];
+        size_t n = 0;
+        int r = -ENOENT;
+
+        snprintf(hot[0], sizeof(hot[0]), "%s-hotzone-forward", name);
+        snprintf(hot[1], sizeof(hot[1]), "%s-hotzone-backward", name);
+        if (kc_dm_targets(overlay, &t, &n) < 0)
+                return -ENOENT;
+        for (size_t i = 0; i < n && r < 0; i++)
+                if (streq(t[i].type, "crypt") && sscanf(t[i].params, "%*s %*s %*s %31s", majmin) == 1 &&
+                    !is_mapping(hot[0], majmin) && !is_mapping(hot[1], majmin))
+                        r = 0;
+        kc_dm_targets_free(t, n);
+        return r;
+}
+
 /*
  * NAME of a volume whose online reencryption was killed: the mapping is a
  * linear target on NAME-overlay (agent/reencrypt.c), so it is no attached
- * volume to kc_cli_target_resolve(); the overlay's first crypt target
- * names the data device.
+ * volume to kc_cli_target_resolve(); the overlay's crypt targets name the
+ * data device.
  */
 static int stack_target(const char *name, const char *header, struct kc_cli_target *ret) {
-        _cleanup_free_ char *target = NULL, *params = NULL;
         char overlay[160], majmin[32], node[256];
         int r;
 
         if (strchr(name, '/') || snprintf(overlay, sizeof(overlay), "%s-overlay", name) >= (int) sizeof(overlay))
                 return -ENOENT;
-        if (kc_dm_table(overlay, &target, &params) < 0 || !streq(target, "crypt") ||
-            sscanf(params, "%*s %*s %*s %31s", majmin) != 1)
-                return -ENOENT;
+        r = overlay_data_device(name, overlay, majmin);
+        if (r < 0)
+                return r;
         r = kc_block_devnode(majmin, node, sizeof(node));
         if (r < 0)
                 return r;
