@@ -47,10 +47,10 @@ struct re_state {
         struct kc_context *pass_ctx;      /* the token's context plus purpose=reencrypt */
         char *mapping;                    /* attached mapping, or NULL */
         void *pass;                       /* kc_secret */
-        /* progress and rate limit */
+        /* progress and rate limit: done0 bytes were done at t0 */
         struct timespec t0;
         uint64_t done0;
-        bool first_call;
+        bool rate_origin;
         bool stopped;
 };
 
@@ -850,11 +850,25 @@ static uint64_t elapsed_ns(const struct timespec *t0) {
         return (uint64_t) (t.tv_sec - t0->tv_sec) * 1000000000ull + (uint64_t) t.tv_nsec - (uint64_t) t0->tv_nsec;
 }
 
+/*
+ * The rate limit counts from the run's start, where the header says how
+ * far it got.  libcryptsetup reports progress only after each chunk, so an
+ * origin taken at the first report let the first two chunks run unlimited.
+ * Without the header's figure, the first report is the origin.
+ */
+static void rate_origin(struct re_state *s) {
+        uint64_t sectors = 0;
+
+        s->rate_origin = new_key_sectors(s, &sectors) >= 0;
+        s->done0 = sectors * 512;
+        clock_gettime(CLOCK_MONOTONIC, &s->t0);
+}
+
 static int progress_cb(uint64_t size, uint64_t offset, void *userdata) {
         struct re_state *s = userdata;
 
-        if (!s->first_call) {
-                s->first_call = true;
+        if (!s->rate_origin) {
+                s->rate_origin = true;
                 s->done0 = offset;
                 clock_gettime(CLOCK_MONOTONIC, &s->t0);
         } else if (s->p->rate_limit && offset > s->done0) {
@@ -1026,6 +1040,7 @@ static int run(struct re_state *s, struct kc_reencrypt_result *res, struct kc_er
                  * reloads), so no other thread may use libdm meanwhile: in
                  * kmscryptd, other attaches wait for a reencryption it finishes.
                  */
+                rate_origin(s);
                 kc_dm_lock();
                 r = crypt_reencrypt_run(s->cd, progress_cb, s);
                 kc_dm_unlock();
