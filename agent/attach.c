@@ -372,9 +372,25 @@ static int unwrap_key(struct kc_kms *kms, const struct kc_kms_request *req, cons
         return 0;
 }
 
+/*
+ * The header an attach works from.  Loaded: l.  Peeked: pk, which the check
+ * holds against load (libcryptsetup's load, running meanwhile) before the
+ * digest check; then l is the loaded header.  restart: the peek did not do,
+ * start again from the load.
+ */
+struct volume_view {
+        struct kc_luks *l;
+        const struct kc_luks_peek *pk;
+        struct header_load *load;
+        struct kc_luks_segment *seg;      /* the segment the mapping is built from */
+        bool restart;
+};
+
+static bool view_confirm(struct volume_view *v);
+
 /* Step 4, as kc_mapping's check: the LUKS2 digest.  ran tells whether a loader ran it; r is its verdict once it has. */
 struct key_check {
-        struct kc_luks *luks;
+        struct volume_view *view;
         const void *key;
         size_t key_size;
         bool ran;
@@ -384,8 +400,21 @@ struct key_check {
 static int key_check_run(void *userdata) {
         struct key_check *c = userdata;
 
+        struct volume_view *v = c->view;
+        int r = -EOPNOTSUPP;
+
         c->ran = true;
-        c->r = kc_luks_verify_key(c->luks, c->key, c->key_size) < 0 ? -EBADMSG : 0;
+        /*
+         * A peek's digest is checked while libcryptsetup still loads; its
+         * verdict counts only if the load then shows the same header.
+         */
+        if (v->pk)
+                r = kc_luks_peek_verify_key(v->pk, c->key, c->key_size);
+        if (!view_confirm(v))
+                return c->r = -ESTALE;
+        if (r == -EOPNOTSUPP)
+                r = kc_luks_verify_key(v->l, c->key, c->key_size);
+        c->r = r < 0 ? -EBADMSG : 0;
         return c->r;
 }
 
@@ -415,7 +444,7 @@ int kc_attach_unwrap_key(struct kc_kms *kms, const struct kc_kms_request *req, s
  * serves I/O.  A loader that ignored the check gets it run here, and its
  * mapping removed if the key is wrong.
  */
-static int unwrap_and_load(struct kc_kms *kms, const struct kc_kms_request *req, struct kc_luks *l,
+static int unwrap_and_load(struct kc_kms *kms, const struct kc_kms_request *req, struct volume_view *v,
                            const struct kc_token *tok, struct kc_luks_segment *seg, const char *name,
                            const struct kc_attach_params *p, struct kc_err *err) {
         _cleanup_secret_ void *key = NULL;
@@ -427,11 +456,15 @@ static int unwrap_and_load(struct kc_kms *kms, const struct kc_kms_request *req,
         if (r < 0)
                 return r;
         kc_fault_point("attach:after-unwrap");
-        c = (struct key_check) { .luks = l, .key = key, .key_size = kc_secret_size(key) };
+        c = (struct key_check) { .view = v, .key = key, .key_size = kc_secret_size(key) };
         r = load_mapping(name, seg, key, p, key_check_run, &c, &lerr);
         if (r >= 0 && !c.ran && key_check_run(&c) < 0) {
                 log_error("the mapping loader of %s skipped the key check: mapping removed", name);
                 (void) kc_dm_remove(name, false);
+        }
+        if (c.r == -ESTALE) {
+                v->restart = true;
+                return c.r;
         }
         /* A wrong key is the reason, whatever the mapping's removal said. */
         if (c.r < 0)
@@ -468,58 +501,131 @@ static int check_context(struct kc_kms *kms, const struct kc_kms_request *req, c
         return -EPERM;
 }
 
-int kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_attach_params *p,
-              struct kc_attach_result *ret, struct kc_err *err) {
-        _cleanup_free_ char *device = NULL, *name = NULL;
-        _cleanup_luks_ struct kc_luks *l = NULL;
-        struct kc_token tok = {};
+/*
+ * libcryptsetup's load of the header (and its segment), on a thread of its
+ * own while an attach goes on from a peek at the header.
+ */
+struct header_load {
+        const char *device, *header;
+        pthread_t thread;
+        bool running;
+        struct kc_luks *l;
         struct kc_luks_segment seg;
-        struct kc_attach_result res = {};
-        struct kc_dm_info info;
-        struct kc_kms_request volreq = *req;
-        _cleanup_close_ int lock_fd = -1;
+        int r, r_segment;                 /* of kc_luks_open(), of kc_luks_segment() */
+        struct kc_err err;
+};
+
+static void *header_load_run(void *userdata) {
+        struct header_load *h = userdata;
+
+        h->r = kc_luks_open(h->device, h->header, &h->l, &h->err);
+        if (h->r >= 0)
+                h->r_segment = kc_luks_segment(h->l, &h->seg);
+        return NULL;
+}
+
+static void header_load_join(struct header_load *h) {
+        if (h->running) {
+                (void) pthread_join(h->thread, NULL);
+                h->running = false;
+        }
+}
+
+static void header_load_done(struct header_load *h) {
+        header_load_join(h);
+        kc_luks_close(h->l);
+        h->l = NULL;
+}
+
+/* Whether a peeked view is the header libcryptsetup loaded (a loaded view is). */
+static bool view_confirm(struct volume_view *v) {
+        const struct kc_luks_segment *ls;
+
+        if (v->l)
+                return true;
+        header_load_join(v->load);
+        ls = &v->load->seg;
+        if (v->load->r < 0 || v->load->r_segment < 0 || !kc_luks_peek_matches(v->pk, v->seg, v->load->l, ls) ||
+            (ls->key_size != 0 && v->seg->key_size != 0 && ls->key_size != v->seg->key_size))
+                return false;
+        v->l = v->load->l;
+        return true;
+}
+
+/* The segment and token of the view.  A peek that cannot give them restarts from the load, which says why. */
+static int view_read(struct volume_view *v, const char *device, struct kc_token *tok, struct kc_err *err) {
         int r, rt;
 
-        r = kc_resolve_device(p->device, &device, err);
-        if (r < 0)
-                return r;
-        r = kc_luks_open(device, p->header, &l, err);
-        if (r < 0)
-                return r;
-        r = kc_luks_segment(l, &seg);
-        if (r < 0 && r != -EOPNOTSUPP)
-                return kc_err_set(err, r, "cannot read the LUKS2 segment of %s", device);
+        if (v->pk) {
+                if (kc_luks_peek_segment(v->pk, v->seg) < 0 || kc_luks_peek_token(v->pk, tok) < 0) {
+                        v->restart = true;
+                        return -ESTALE;
+                }
+                r = rt = 0;
+        } else {
+                r = v->load->r_segment;
+                *v->seg = v->load->seg;
+                if (r < 0 && r != -EOPNOTSUPP)
+                        return kc_err_set(err, r, "cannot read the LUKS2 segment of %s", device);
+                rt = kc_luks_token_read(v->l, tok, NULL, r < 0 ? NULL : err);
+        }
         /*
          * The token's reencrypt member marks every crash state of a kmscrypt
          * data key replacement (agent/reencrypt.h), read here from the header
          * already open rather than by a second read before every attach: the
          * caller finishes it (kc_reencrypt) and attaches again.
          */
-        rt = kc_luks_token_read(l, &tok, NULL, r < 0 ? NULL : err);
-        if (rt >= 0 && tok.reencrypt) {
-                kc_token_clear(&tok);
+        if (rt >= 0 && tok->reencrypt) {
+                kc_token_clear(tok);
+                if (v->pk) {
+                        v->restart = true;
+                        return -ESTALE;
+                }
                 return kc_err_set(err, -EINPROGRESS, "the data key replacement of %s was interrupted "
                                   "(kmscrypt reencrypt --resume finishes it)", device);
         }
         if (r < 0) {
-                kc_token_clear(&tok);
+                kc_token_clear(tok);
                 return kc_err_set(err, r, "cannot read the LUKS2 segment of %s: a reencryption kmscrypt did "
                                   "not start is in progress, or the segment is not one dm-crypt table", device);
         }
         /* Not -ENOENT, which callers that wait take for "device not there yet": no wait grows a token. */
         if (rt == -ENOENT)
                 return kc_err_set(err, -ENOKEY, "%s has no kmscrypt token", device);
-        if (rt < 0)
-                return rt;
+        return rt;
+}
 
-        volreq.volume = seg.uuid;
+/* Steps 2 to 7 on a view of the header of device. */
+static int attach_view(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_attach_params *p,
+                       const char *device, struct volume_view *v, struct kc_attach_result *ret,
+                       struct kc_err *err) {
+        _cleanup_free_ char *name = NULL;
+        _cleanup_close_ int lock_fd = -1;
+        struct kc_attach_result res = {};
+        struct kc_kms_request volreq = *req;
+        struct kc_luks_segment *seg = v->seg;
+        struct kc_token tok = {};
+        struct kc_dm_info info;
+        int r;
+
+        r = view_read(v, device, &tok, err);
+        if (r < 0)
+                return r;
+
+        volreq.volume = seg->uuid;
+        if (v->pk && p->expect && !kc_context_equal(tok.context, p->expect)) {
+                /* Refused and audited from the loaded header, not from a peek. */
+                v->restart = true;
+                r = -ESTALE;
+                goto out;
+        }
         r = check_context(kms, &volreq, &tok, p->expect, device, err);
         if (r < 0)
                 goto out;
         if (p->name)
                 name = strdup(p->name);
         else
-                r = kc_attach_default_name(tok.context, seg.uuid, &name);
+                r = kc_attach_default_name(tok.context, seg->uuid, &name);
         if (r < 0 || !name) {
                 r = r < 0 ? r : -ENOMEM;
                 goto out;
@@ -529,9 +635,9 @@ int kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct
                 goto out;
         }
 
-        kc_strscpy(res.luks_uuid, sizeof(res.luks_uuid), seg.uuid);
+        kc_strscpy(res.luks_uuid, sizeof(res.luks_uuid), seg->uuid);
         kc_strscpy(res.device, sizeof(res.device), device);
-        lock_fd = lock_volume(seg.data_device);
+        lock_fd = lock_volume(seg->data_device);
         r = kc_dm_info(name, &info);
         if (r < 0) {
                 r = kc_err_set(err, r, "cannot query mapping %s: %s", name, strerror(-r));
@@ -541,7 +647,7 @@ int kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct
         if (r < 0)
                 log_debug("%s: cannot remove a half-made mapping: %s", name, strerror(-r));
         res.removed_half_made = r > 0;
-        r = find_existing(seg.uuid, seg.data_device, name, &info, res.name, err);
+        r = find_existing(seg->uuid, seg->data_device, name, &info, res.name, err);
         if (r < 0)
                 goto out;
         if (r > 0) {
@@ -552,13 +658,65 @@ int kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct
         }
         kc_strscpy(res.name, sizeof(res.name), name);
 
-        r = unwrap_and_load(kms, &volreq, l, &tok, &seg, name, p, err);
+        r = unwrap_and_load(kms, &volreq, v, &tok, seg, name, p, err);
         if (r < 0)
                 goto out;
         kc_fault_point("attach:after-resume");
         *ret = res;
 out:
         kc_token_clear(&tok);
+        return r;
+}
+
+/*
+ * Step 1, then the rest.  libcryptsetup's load of the header runs on a
+ * thread of its own while the attach goes on from a peek at the header:
+ * the KMS call and the kernel's table load need not wait for the load's
+ * checksums and validation, only the resume does (view_confirm() in the
+ * key check).  Whatever the peeked attach ends in, it stands only once
+ * the load has shown the peek right; otherwise, or when the peek could
+ * not do, the attach starts again from the loaded header.  Side effects
+ * of a peeked attach that is started again: a KMS Decrypt (audited), and
+ * a table loaded but never resumed, removed with its key.
+ */
+int kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_attach_params *p,
+              struct kc_attach_result *ret, struct kc_err *err) {
+        _cleanup_free_ char *device = NULL;
+        _cleanup_(kc_luks_peek_freep) struct kc_luks_peek *pk = NULL;
+        struct header_load load = {};
+        struct kc_luks_segment seg;
+        struct volume_view v;
+        int r;
+
+        r = kc_resolve_device(p->device, &device, err);
+        if (r < 0)
+                return r;
+        load = (struct header_load) { .device = device, .header = p->header };
+        if (kc_luks_peek(device, p->header, &pk) >= 0)
+                load.running = pthread_create(&load.thread, NULL, header_load_run, &load) == 0;
+        if (load.running) {
+                struct kc_err perr = {};
+
+                v = (struct volume_view) { .pk = pk, .load = &load, .seg = &seg };
+                r = attach_view(kms, req, p, device, &v, ret, &perr);
+                if (!v.restart && view_confirm(&v)) {
+                        if (r < 0 && err)
+                                *err = perr;
+                        header_load_done(&load);
+                        return r;
+                }
+                log_debug("%s: attaching again, from the header libcryptsetup loaded", device);
+        } else
+                (void) header_load_run(&load);
+        header_load_join(&load);
+        if (load.r < 0) {
+                if (err)
+                        *err = load.err;
+                return load.r;
+        }
+        v = (struct volume_view) { .l = load.l, .load = &load, .seg = &seg };
+        r = attach_view(kms, req, p, device, &v, ret, err);
+        header_load_done(&load);
         return r;
 }
 

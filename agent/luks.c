@@ -614,6 +614,231 @@ int kc_luks_segment(struct kc_luks *l, struct kc_luks_segment *ret) {
         return 0;
 }
 
+/* ---- a look ahead: the primary header, read without libcryptsetup ---- */
+
+/*
+ * libcryptsetup's load is most of an attach's own time under emulation
+ * (checksums of both header copies, JSON validation), and nothing of the
+ * mapping could start before it.  A peek reads the primary header's JSON
+ * area and binary UUID directly, so that the KMS call and the table load
+ * can run while libcryptsetup loads.  It is never trusted: kc_luks_peek_matches()
+ * holds it against the loaded header, and attach resumes no mapping built
+ * from a peek that does not match (agent/attach.c).  So the peek checks
+ * no checksum and validates nothing beyond what it needs to stay in
+ * bounds; anything unusual is -EOPNOTSUPP, and attach just waits for the load.
+ */
+#define LUKS2_BIN_HDR_SIZE 4096
+#define LUKS2_MAGIC "LUKS\xba\xbe"
+#define LUKS2_LABEL_OFF 24
+#define LUKS2_UUID_OFF 168
+#define PEEK_HDR_SIZE_DEFAULT (16 * 1024)
+#define PEEK_HDR_SIZE_MAX (64 * 1024)   /* a bigger header just waits for the load */
+
+struct kc_luks_peek {
+        struct json_object *json;
+        char uuid[40];
+        char label[48];
+        char data_device[256];
+};
+
+static uint64_t be64(const uint8_t *p) {
+        uint64_t v = 0;
+
+        for (size_t i = 0; i < 8; i++)
+                v = v << 8 | p[i];
+        return v;
+}
+
+/* A NUL-terminated string field of the binary header, or -EOPNOTSUPP. */
+static int peek_field(const uint8_t *hdr, size_t off, char *buf, size_t size) {
+        const char *f = (const char *) hdr + off;
+
+        if (strnlen(f, size) == size)
+                return -EOPNOTSUPP;
+        memcpy(buf, f, strlen(f) + 1);
+        return 0;
+}
+
+/*
+ * The first len bytes of path in buf (aligned): one direct read, as
+ * libcryptsetup reads headers, so that no readahead of the data behind the
+ * header goes through the page cache; a buffered read where O_DIRECT is
+ * refused (tmpfs).
+ */
+static int read_start(const char *path, void *buf, size_t len) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_DIRECT);
+        ssize_t n;
+
+        if (fd < 0 && errno == EINVAL)
+                fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return negative_errno();
+        n = pread(fd, buf, len, 0);
+        if (n < 0 && errno == EINVAL) {         /* O_DIRECT accepted at open, refused at read */
+                (void) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_DIRECT);
+                n = pread(fd, buf, len, 0);
+        }
+        return n == (ssize_t) len ? 0 : -EOPNOTSUPP;
+}
+
+int kc_luks_peek(const char *device, const char *header, struct kc_luks_peek **ret) {
+        _cleanup_free_ uint8_t *buf = NULL;
+        struct kc_luks_peek *pk;
+        struct json_tokener *tok;
+        uint64_t hdr_size;
+        size_t json_len;
+        int r;
+
+        if (!device || !ret)
+                return -EINVAL;
+        if (posix_memalign((void **) &buf, LUKS2_BIN_HDR_SIZE, PEEK_HDR_SIZE_MAX) != 0)
+                return -ENOMEM;
+        /* The default header size in one read; a bigger header's rest in a second. */
+        r = read_start(header ?: device, buf, PEEK_HDR_SIZE_DEFAULT);
+        if (r < 0)
+                return r;
+        if (memcmp(buf, LUKS2_MAGIC, 6) != 0 || buf[6] != 0 || buf[7] != 2)
+                return -EOPNOTSUPP;
+        hdr_size = be64(buf + 8);
+        if (hdr_size <= LUKS2_BIN_HDR_SIZE || hdr_size > PEEK_HDR_SIZE_MAX || hdr_size % LUKS2_BIN_HDR_SIZE)
+                return -EOPNOTSUPP;
+        if (hdr_size > PEEK_HDR_SIZE_DEFAULT && read_start(header ?: device, buf, hdr_size) < 0)
+                return -EOPNOTSUPP;
+        json_len = strnlen((const char *) buf + LUKS2_BIN_HDR_SIZE, hdr_size - LUKS2_BIN_HDR_SIZE);
+
+        pk = calloc(1, sizeof(*pk));
+        if (!pk)
+                return -ENOMEM;
+        if (peek_field(buf, LUKS2_UUID_OFF, pk->uuid, sizeof(pk->uuid)) < 0 ||
+            peek_field(buf, LUKS2_LABEL_OFF, pk->label, sizeof(pk->label)) < 0 ||
+            copy_string(pk->data_device, sizeof(pk->data_device), device) < 0) {
+                free(pk);
+                return -EOPNOTSUPP;
+        }
+        tok = json_tokener_new();
+        if (tok) {
+                pk->json = json_tokener_parse_ex(tok, (const char *) buf + LUKS2_BIN_HDR_SIZE, (int) json_len);
+                json_tokener_free(tok);
+        }
+        if (!json_object_is_type(pk->json, json_type_object)) {
+                kc_luks_peek_free(pk);
+                return -EOPNOTSUPP;
+        }
+        *ret = pk;
+        return 0;
+}
+
+void kc_luks_peek_free(struct kc_luks_peek *pk) {
+        if (!pk)
+                return;
+        json_object_put(pk->json);
+        free(pk);
+}
+
+/* A non-negative integer member (JSON number, or a decimal string as LUKS2 writes 64-bit ones). */
+static int json_u64_member(struct json_object *o, const char *key, uint64_t *ret) {
+        struct json_object *v = json_object_object_get(o, key);
+        const char *s;
+        char *end;
+
+        if (json_object_is_type(v, json_type_int) && json_object_get_int64(v) >= 0) {
+                *ret = (uint64_t) json_object_get_int64(v);
+                return 0;
+        }
+        s = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+        if (!s || !*s || *s == '-')
+                return -EOPNOTSUPP;
+        errno = 0;
+        *ret = strtoull(s, &end, 10);
+        return errno || *end ? -EOPNOTSUPP : 0;
+}
+
+/*
+ * The segment as kc_luks_segment() gives it, from the peeked JSON; the key
+ * size is left 0 (the unwrapped key's length, proven by the digest check).
+ */
+int kc_luks_peek_segment(const struct kc_luks_peek *pk, struct kc_luks_segment *ret) {
+        struct json_object *seg = json_path(pk->json, "segments", "0");
+        struct kc_luks_segment s = {};
+        uint64_t offset, iv, sector_size;
+        const char *cipher;
+        int r;
+
+        if (!json_object_is_type(seg, json_type_object) ||
+            !streq_ptr(json_object_get_string(json_object_object_get(seg, "type")), "crypt") ||
+            json_object_object_get(seg, "integrity"))
+                return -EOPNOTSUPP;
+        r = segment_size(pk->json, &s.size);
+        if (r < 0)
+                return -EOPNOTSUPP;
+        cipher = json_object_is_type(json_object_object_get(seg, "encryption"), json_type_string)
+                ? json_object_get_string(json_object_object_get(seg, "encryption")) : NULL;
+        if (!cipher || json_u64_member(seg, "offset", &offset) < 0 || offset % 512 ||
+            json_u64_member(seg, "iv_tweak", &iv) < 0 || json_u64_member(seg, "sector_size", &sector_size) < 0 ||
+            sector_size > UINT32_MAX || copy_string(s.cipher, sizeof(s.cipher), cipher) < 0)
+                return -EOPNOTSUPP;
+        s.offset = offset / 512;
+        s.iv_offset = iv;
+        s.sector_size = (uint32_t) sector_size;
+        memcpy(s.uuid, pk->uuid, sizeof(s.uuid));
+        memcpy(s.label, pk->label, sizeof(s.label));
+        memcpy(s.data_device, pk->data_device, sizeof(s.data_device));
+        *ret = s;
+        return 0;
+}
+
+/*
+ * The one kmscrypt token of the peeked JSON, parsed as kc_luks_token_read()
+ * parses it.  Only the ids libcryptsetup's token calls reach count: "0" up
+ * to crypt_token_max() - 1, written as it writes them.
+ */
+int kc_luks_peek_token(const struct kc_luks_peek *pk, struct kc_token *ret) {
+        struct json_object *tokens = json_object_object_get(pk->json, "tokens"), *found = NULL;
+        int max = crypt_token_max(CRYPT_LUKS2);
+        struct kc_err perr = {};
+        char canonical[16];
+
+        if (!json_object_is_type(tokens, json_type_object))
+                return -EOPNOTSUPP;
+        json_object_object_foreach(tokens, id, t) {
+                char *end;
+                long n;
+
+                errno = 0;
+                n = strtol(id, &end, 10);
+                if (errno || *end || n < 0 || n >= max ||
+                    (snprintf(canonical, sizeof(canonical), "%ld", n), !streq(canonical, id)))
+                        continue;
+                if (!streq_ptr(json_object_get_string(json_object_object_get(t, "type")), KC_TOKEN_TYPE))
+                        continue;
+                if (found)
+                        return -EOPNOTSUPP;
+                found = t;
+        }
+        if (!found)
+                return -EOPNOTSUPP;
+        return kc_token_parse(json_object_to_json_string_ext(found, JSON_C_TO_STRING_PLAIN), ret, &perr) < 0
+                ? -EOPNOTSUPP : 0;
+}
+
+/*
+ * Whether the peek saw what libcryptsetup loaded: the same JSON (so the
+ * same token and digest) and the same UUID and label.  seg is the peek's
+ * segment: it must be the one kc_luks_segment() gives, but for the key size,
+ * which the peek leaves 0 and which libcryptsetup knows only from keyslots.
+ */
+bool kc_luks_peek_matches(const struct kc_luks_peek *pk, const struct kc_luks_segment *seg, struct kc_luks *l,
+                          const struct kc_luks_segment *lseg) {
+        _cleanup_json_ struct json_object *hdr = NULL;
+
+        if (!pk || !l || header_json(l, &hdr) < 0 || !json_object_equal(pk->json, hdr))
+                return false;
+        return streq(seg->cipher, lseg->cipher) && seg->offset == lseg->offset &&
+                seg->iv_offset == lseg->iv_offset && seg->size == lseg->size &&
+                seg->sector_size == lseg->sector_size && streq(seg->uuid, lseg->uuid) &&
+                streq(seg->label, lseg->label) && streq(seg->data_device, lseg->data_device);
+}
+
 /* ---- token ---- */
 
 /* Token ids of type kmscrypt; more than one is refused, since nothing could say which one counts. */
@@ -797,11 +1022,23 @@ static int segment_digest(struct json_object *hdr, unsigned char salt[64], size_
         return 1;
 }
 
-int kc_luks_verify_key(struct kc_luks *l, const void *key, size_t key_size) {
-        _cleanup_json_ struct json_object *hdr = NULL;
+/* The verdict of the segment's digest in hdr: 0 or -EPERM; -EOPNOTSUPP when it is not one computed here. */
+static int verify_key_json(struct json_object *hdr, const void *key, size_t key_size) {
         unsigned char salt[64], want[SHA256_DIGEST_LENGTH], have[SHA256_DIGEST_LENGTH];
         size_t salt_len = 0;
         uint64_t iterations = 0;
+        int r;
+
+        if (segment_digest(hdr, salt, &salt_len, want, &iterations) <= 0 ||
+            digest_pbkdf2_sha256(key, key_size, salt, salt_len, iterations, have) < 0)
+                return -EOPNOTSUPP;
+        r = CRYPTO_memcmp(have, want, sizeof(want)) == 0 ? 0 : -EPERM;
+        OPENSSL_cleanse(have, sizeof(have));
+        return r;
+}
+
+int kc_luks_verify_key(struct kc_luks *l, const void *key, size_t key_size) {
+        _cleanup_json_ struct json_object *hdr = NULL;
         int known, r;
 
         if (!l || !key || key_size == 0)
@@ -809,14 +1046,16 @@ int kc_luks_verify_key(struct kc_luks *l, const void *key, size_t key_size) {
         known = crypt_get_volume_key_size(l->cd);
         if (known > 0 && (size_t) known != key_size)
                 return -EPERM;
-        if (header_json(l, &hdr) >= 0 && segment_digest(hdr, salt, &salt_len, want, &iterations) > 0 &&
-            digest_pbkdf2_sha256(key, key_size, salt, salt_len, iterations, have) >= 0) {
-                r = CRYPTO_memcmp(have, want, sizeof(want)) == 0 ? 0 : -EPERM;
-                OPENSSL_cleanse(have, sizeof(have));
+        if (header_json(l, &hdr) >= 0 && (r = verify_key_json(hdr, key, key_size)) != -EOPNOTSUPP)
                 return r;
-        }
         r = crypt_volume_key_verify(l->cd, key, key_size);
         return r < 0 ? r : 0;
+}
+
+int kc_luks_peek_verify_key(const struct kc_luks_peek *pk, const void *key, size_t key_size) {
+        if (!pk || !key || key_size == 0)
+                return -EINVAL;
+        return verify_key_json(pk->json, key, key_size);
 }
 
 int kc_luks_volume_key_by_passphrase(struct kc_luks *l, const void *pass, size_t pass_len,

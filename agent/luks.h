@@ -86,6 +86,23 @@ DEFINE_CLEANUP_FUNC(struct kc_luks *, kc_luks_close)
 
 int kc_luks_segment(struct kc_luks *l, struct kc_luks_segment *ret);
 
+/*
+ * A look at the primary header without libcryptsetup, for an attach to start
+ * on while libcryptsetup loads the header: never trusted until
+ * kc_luks_peek_matches() says the loaded header is the same.  -EOPNOTSUPP
+ * for anything it does not read (no LUKS2 primary header, a big one, ...).
+ */
+struct kc_luks_peek;
+int kc_luks_peek(const char *device, const char *header, struct kc_luks_peek **ret);
+void kc_luks_peek_free(struct kc_luks_peek *pk);
+DEFINE_CLEANUP_FUNC(struct kc_luks_peek *, kc_luks_peek_free)
+int kc_luks_peek_segment(const struct kc_luks_peek *pk, struct kc_luks_segment *ret);
+int kc_luks_peek_token(const struct kc_luks_peek *pk, struct kc_token *ret);
+/* The digest check of kc_luks_verify_key() on the peeked JSON; -EOPNOTSUPP when it needs libcryptsetup. */
+int kc_luks_peek_verify_key(const struct kc_luks_peek *pk, const void *key, size_t key_size);
+bool kc_luks_peek_matches(const struct kc_luks_peek *pk, const struct kc_luks_segment *seg, struct kc_luks *l,
+                          const struct kc_luks_segment *lseg);
+
 /* Find and parse the kmscrypt token. -ENOENT when there is none. ret_id: token number. */
 int kc_luks_token_read(struct kc_luks *l, struct kc_token *ret, int *ret_id, struct kc_err *err);
 /* Replace (id >= 0) or add (id < 0) the kmscrypt token in one metadata write. Returns the token id. */

@@ -88,27 +88,53 @@ static void write_image(const uint8_t *data, size_t size) {
         FUZZ_ASSERT(ftruncate(fd, size > IMAGE_SIZE ? size : IMAGE_SIZE) == 0);
 }
 
+/*
+ * The peek attach starts from (kc_luks_peek()): whatever it makes of the
+ * bytes, when kc_luks_peek_matches() says libcryptsetup loaded the same, the
+ * segment and token it gives are the loaded header's.  Nothing else of the
+ * peek is ever used.
+ */
+static void check_peek(struct kc_luks *l, int r_segment, const struct kc_luks_segment *lseg, int r_token,
+                       const struct kc_token *lt) {
+        _cleanup_(kc_luks_peek_freep) struct kc_luks_peek *pk = NULL;
+        _cleanup_(kc_token_clear) struct kc_token pt = {};
+        struct kc_luks_segment ps;
+
+        if (kc_luks_peek(image, NULL, &pk) < 0)
+                return;
+        if (kc_luks_peek_segment(pk, &ps) < 0 || !l || r_segment < 0 || !kc_luks_peek_matches(pk, &ps, l, lseg))
+                return;
+        ps.key_size = lseg->key_size;
+        FUZZ_ASSERT(memcmp(&ps, lseg, sizeof(ps)) == 0);
+        if (kc_luks_peek_token(pk, &pt) == 0)
+                FUZZ_ASSERT(r_token == 0 && lt->version == pt.version && streq(lt->provider, pt.provider) &&
+                            streq(lt->key_id, pt.key_id) && lt->key_version == pt.key_version &&
+                            kc_context_equal(lt->context, pt.context) && lt->wrapped_key_len == pt.wrapped_key_len &&
+                            memcmp(lt->wrapped_key, pt.wrapped_key, pt.wrapped_key_len) == 0);
+}
+
 static void read_header(void) {
         _cleanup_luks_ struct kc_luks *l = NULL;
         _cleanup_(kc_token_clear) struct kc_token t = {};
-        struct kc_luks_segment seg;
+        struct kc_luks_segment seg = {};
         struct json_object *dump = NULL;
         struct kc_err err = {};
-        int r, id = -1;
+        int r, rt = -ENOENT, rs = -ENOENT, id = -1;
 
         r = kc_luks_open(image, NULL, &l, &err);
         fuzz_assert_refusal(r, &err);
-        if (r < 0)
-                return;
-        err = (struct kc_err) {};
-        r = kc_luks_token_read(l, &t, &id, &err);
-        if (r != -ENOENT)
-                fuzz_assert_refusal(r, &err);
-        if (r == 0)
-                FUZZ_ASSERT(id >= 0 && id < 32 && t.context);
-        (void) kc_luks_segment(l, &seg);
-        if (kc_luks_dump_json(l, &dump) == 0)
-                json_object_put(dump);
+        if (r >= 0) {
+                err = (struct kc_err) {};
+                rt = kc_luks_token_read(l, &t, &id, &err);
+                if (rt != -ENOENT)
+                        fuzz_assert_refusal(rt, &err);
+                if (rt == 0)
+                        FUZZ_ASSERT(id >= 0 && id < 32 && t.context);
+                rs = kc_luks_segment(l, &seg);
+                if (kc_luks_dump_json(l, &dump) == 0)
+                        json_object_put(dump);
+        }
+        check_peek(l, rs, &seg, rt, &t);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

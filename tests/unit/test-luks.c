@@ -528,6 +528,148 @@ START_TEST(test_token_presence) {
 }
 END_TEST
 
+/* Offset of the first s in the first 64 KiB of path. */
+static off_t file_find(const char *path, const char *s) {
+        static char buf[65536];
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ssize_t n;
+        char *at;
+
+        ck_assert_int_ge(fd, 0);
+        n = read(fd, buf, sizeof(buf));
+        close(fd);
+        ck_assert_int_gt(n, 0);
+        at = memmem(buf, (size_t) n, s, strlen(s));
+        ck_assert_ptr_nonnull(at);
+        return at - buf;
+}
+
+/* Headers the peek refuses: bytes written at an offset of a good detached header. */
+static const struct {
+        off_t offset;
+        const char *bytes;
+        size_t n;
+} bad_peeks[] = {
+        { 0, "LUKS\xba\xbf", 6 },                                   /* magic */
+        { 6, "\0\1", 2 },                                           /* version 1 */
+        { 8, "\0\0\0\0\0\0\x10\0", 8 },                           /* hdr_size: no JSON area */
+        { 8, "\0\0\0\0\x01\0\0\0", 8 },                           /* hdr_size 16 MiB: not peeked */
+        { 168, "0123456789012345678901234567890123456789", 40 },     /* UUID without its NUL */
+        { 24, "0123456789012345678901234567890123456789012345678", 48 }, /* label without its NUL */
+        { 4096, "[1,2,3]", 8 },                                     /* JSON not an object */
+        { 4096, "{\"a\":", 6 },                                     /* JSON cut short */
+};
+
+static void copy_file(const char *from, const char *to) {
+        _cleanup_free_ char *out = kc_test_run("cp '%s' '%s' && echo ok", from, to);
+
+        ck_assert_ptr_nonnull(strstr(out, "ok"));
+}
+
+/* Bytes at offset of path replaced. */
+static void patch_file(const char *path, off_t offset, const void *bytes, size_t n) {
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(pwrite(fd, bytes, n, offset), (ssize_t) n);
+        close(fd);
+}
+
+/* The peek, segment and token against the loaded header's; key_size aside (the peek leaves it 0). */
+static void assert_peek_matches(const char *img, const char *hdr) {
+        _cleanup_(kc_luks_peek_freep) struct kc_luks_peek *pk = NULL;
+        _cleanup_(kc_token_clear) struct kc_token pt = {}, lt = {};
+        _cleanup_luks_ struct kc_luks *l = NULL;
+        struct kc_luks_segment ps, ls;
+        struct kc_err err = {};
+
+        ck_assert_int_eq(kc_luks_peek(img, hdr, &pk), 0);
+        ck_assert_int_eq(kc_luks_peek_segment(pk, &ps), 0);
+        ck_assert_int_eq(kc_luks_peek_token(pk, &pt), 0);
+        ck_assert_int_eq(kc_luks_open(img, hdr, &l, &err), 0);
+        ck_assert_int_eq(kc_luks_segment(l, &ls), 0);
+        ck_assert_int_eq(kc_luks_token_read(l, &lt, NULL, &err), 0);
+        ck_assert(kc_luks_peek_matches(pk, &ps, l, &ls));
+        ck_assert(kc_test_token_equal(&pt, &lt));
+        ck_assert_uint_eq(ps.key_size, 0);
+        ps.key_size = ls.key_size;
+        ck_assert_mem_eq(&ps, &ls, sizeof(ps));
+}
+
+/*
+ * The peek that attach starts from (agent/attach.c) reads what
+ * libcryptsetup loads, and kc_luks_peek_matches() notices when it does not:
+ * a header rewritten after the peek, a primary header that libcryptsetup
+ * passes over for the secondary.  What the peek cannot read is
+ * -EOPNOTSUPP, never a crash or a guess.
+ */
+START_TEST(test_peek) {
+        _cleanup_free_ char *dir = kc_test_tmpdir(), *img = kc_test_image(dir, "a.img", KC_TEST_IMAGE_SIZE),
+                            *data = kc_test_image(dir, "d.img", KC_TEST_IMAGE_SIZE), *hdr = kc_test_image(dir, "h.img", 0),
+                            *l1 = kc_test_luks1(dir, "l1.img"), *zero = kc_test_image(dir, "z.img", KC_TEST_IMAGE_SIZE);
+        _cleanup_secret_ uint8_t *key = kc_test_random_key(64);
+        _cleanup_(kc_luks_peek_freep) struct kc_luks_peek *pk = NULL;
+        _cleanup_(kc_token_clear) struct kc_token tok = {}, other = {};
+        struct kc_luks_segment ps, ls;
+        struct kc_err err = {};
+
+        kc_test_token(&tok, 3);
+        struct kc_luks_format_params p = { .device = img, .label = "pgdata", .volume_key = key, .volume_key_size = 64 };
+        ck_assert_msg(kc_luks_format(&p, &tok, &err) == 0, "%s", err.msg);
+        assert_peek_matches(img, NULL);
+        p = (struct kc_luks_format_params) { .device = data, .header = hdr, .volume_key = key, .volume_key_size = 64 };
+        ck_assert_msg(kc_luks_format(&p, &tok, &err) == 0, "%s", err.msg);
+        assert_peek_matches(data, hdr);
+
+        /* Peeked, then the token rewritten: the load no longer matches the peek. */
+        ck_assert_int_eq(kc_luks_peek(img, NULL, &pk), 0);
+        ck_assert_int_eq(kc_luks_peek_segment(pk, &ps), 0);
+        {
+                _cleanup_luks_ struct kc_luks *l = NULL;
+
+                kc_test_token(&other, 4);
+                ck_assert_int_eq(kc_luks_open(img, NULL, &l, &err), 0);
+                ck_assert_int_ge(kc_luks_token_write(l, 0, &other, &err), 0);
+                ck_assert_int_eq(kc_luks_segment(l, &ls), 0);
+                ck_assert(!kc_luks_peek_matches(pk, &ps, l, &ls));
+        }
+        assert_peek_matches(img, NULL);
+        kc_luks_peek_free(TAKE_PTR(pk));
+
+        /*
+         * The primary copy changed behind libcryptsetup's back: its checksum
+         * fails, libcryptsetup loads the secondary, the peek read the primary.
+         */
+        {
+                _cleanup_(kc_luks_peek_freep) struct kc_luks_peek *pk2 = NULL;
+                _cleanup_luks_ struct kc_luks *l = NULL;
+
+                patch_file(img, file_find(img, "aes-xts-plain64"), "aes-cbc-plain64", 15);
+                ck_assert_int_eq(kc_luks_peek(img, NULL, &pk2), 0);
+                ck_assert_int_eq(kc_luks_peek_segment(pk2, &ps), 0);
+                ck_assert_str_eq(ps.cipher, "aes-cbc-plain64");
+                ck_assert_int_eq(kc_luks_open(img, NULL, &l, &err), 0);
+                ck_assert_int_eq(kc_luks_segment(l, &ls), 0);
+                ck_assert_str_eq(ls.cipher, "aes-xts-plain64");
+                ck_assert(!kc_luks_peek_matches(pk2, &ps, l, &ls));
+        }
+
+        /* What the peek does not read. */
+        ck_assert_int_eq(kc_luks_peek(zero, NULL, &pk), -EOPNOTSUPP);
+        ck_assert_int_eq(kc_luks_peek(l1, NULL, &pk), -EOPNOTSUPP);
+        ck_assert_int_eq(kc_luks_peek(data, NULL, &pk), -EOPNOTSUPP);
+        ck_assert_int_eq(kc_luks_peek("/nonexistent/x.img", NULL, &pk), -ENOENT);
+        for (size_t i = 0; i < ARRAY_SIZE(bad_peeks); i++) {
+                _cleanup_free_ char *copy = kc_test_image(dir, "bad.img", 0);
+
+                copy_file(hdr, copy);
+                patch_file(copy, bad_peeks[i].offset, bad_peeks[i].bytes, bad_peeks[i].n);
+                ck_assert_msg(kc_luks_peek(data, copy, &pk) == -EOPNOTSUPP, "bad peek %zu", i);
+                ck_assert_ptr_null(pk);
+        }
+}
+END_TEST
+
 START_TEST(test_dump_json) {
         _cleanup_free_ char *dir = kc_test_tmpdir(), *img = kc_test_image(dir, "a.img", KC_TEST_IMAGE_SIZE);
         _cleanup_secret_ uint8_t *key = kc_test_random_key(64);
@@ -648,6 +790,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_bad_token);
         tcase_add_test(tc, test_token_presence);
         tcase_add_test(tc, test_dump_json);
+        tcase_add_test(tc, test_peek);
         suite_add_tcase(s, tc);
         return s;
 }

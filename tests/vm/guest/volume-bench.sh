@@ -113,7 +113,7 @@ sed -n 's/^detach //p' kx.out >kx.d
 sed -n 's/^create //p' kx.out >kf.a
 sed -n 's/^remove //p' kx.out >kf.d
 kc-floor profile kp $devs >kp.out 2>err || die "kc-floor profile: $(cat err)"
-for step in header token unwrap verify keymap; do
+for step in peek header token unwrap verify keymap; do
         sed -n "s/^$step //p" kp.out >"kp.$step"
 done
 kcvm_mknodes
@@ -130,7 +130,7 @@ for c in ka kd cp cv fl kx kf; do
         expect_eq "samples of $c" "$(wc -l <"$c.a") $(wc -l <"$c.d")" "$n $n"
         say "median $c $(median "$c.a") $(median "$c.d")"
 done
-for step in header token unwrap verify keymap; do
+for step in peek header token unwrap verify keymap; do
         say "step $step $(median "kp.$step")"
 done
 for p in kmscrypt cryptsetup dmsetup keyctl; do
