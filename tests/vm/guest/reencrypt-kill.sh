@@ -7,7 +7,9 @@
 # written, taking the stack over; killed again, `kmscrypt attach` of the
 # still attached, still mounted volume does the same and finishes it.  No
 # manual step: no unmount, no dmsetup (the first kill between chunks is
-# made to leave the overlay suspended, as a kill inside a table swap does).  Afterwards the
+# made to leave the overlay suspended, as a kill inside a table swap does;
+# the second the hotzone, as a kill between a chunk's header update and
+# the hotzone's resume does).  Afterwards the
 # mapping is on a kmscrypt logon key with no helper device and no keyslot
 # left, the files
 # (those synced before, and those the writer synced during) checksum as
@@ -103,6 +105,31 @@ suspend_overlay() {
         echo "overlay left suspended, as by a kill inside a table swap"
 }
 
+# suspend_hotzone: after a kill between chunks, leave the hotzone device
+# suspended, holding the I/O to the chunk last done, as a kill between a
+# chunk's header update and the resume of its hotzone does (libcryptsetup
+# commits the chunk, then resumes the hotzone): the header counts the chunk
+# as done, so the take-over must let the held I/O go on.
+suspend_hotzone() {
+        dmsetup suspend --nolockfs --noflush "$VOL-hotzone-forward" || die "suspend $VOL-hotzone-forward"
+        echo "hotzone left suspended, as by a kill between a chunk's header update and its resume"
+}
+
+# read_held: a direct read of a block of the chunk the hotzone holds,
+# through the mapping, in the background ($held): it waits on the
+# suspended hotzone, and must complete once the take-over lets the held I/O
+# go on (failing it fails the read).  Its block goes to $KCVM_DIR/held.
+read_held() {
+        _hot=$(dmsetup info -c --noheadings -o major,minor "$VOL-hotzone-forward")
+        held_start=$(dmsetup table "$VOL-overlay" | awk -v d="$_hot" '$3 == "crypt" && $7 == d { print $1; exit }')
+        [ -n "$held_start" ] || die "the overlay sends nothing through the hotzone: $(dmsetup table "$VOL-overlay")"
+        dd if="/dev/mapper/$VOL" of="$KCVM_DIR/held" bs=4096 count=1 skip=$((held_start / 8)) iflag=direct \
+                2>"$KCVM_DIR/held.err" &
+        held=$!
+        sleep 0.5
+        kill -0 "$held" 2>/dev/null || die "the read of the chunk was not held: $(cat "$KCVM_DIR/held.err")"
+}
+
 # 24 MiB at 2 MiB/s, 1 MiB a chunk: each run is killed well before its end.
 kill_mid_run "reencrypt" kmscrypt reencrypt "$VOL" --rate-limit 2
 suspend_overlay
@@ -112,12 +139,18 @@ grep -q "reencrypt --resume" "$KCVM_DIR/out" || die "rewrap refusal does not nam
 # Resumed online on the stack of the killed run (it gets further), mounted and written; killed again.
 kill_mid_run "reencrypt --resume" kmscrypt reencrypt --resume "$VOL" --rate-limit 2
 suspend_overlay
+suspend_hotzone
+read_held
 grep -q " $MNT " /proc/mounts || die "the file system is no longer mounted"
 
 # attach of the volume still attached and mounted finishes it.
 kmscrypt attach "$KCVM_LOOP" >"$KCVM_DIR/out" 2>"$KCVM_DIR/err" || die "attach after kill: $(tail -n 3 "$KCVM_DIR/err")"
 grep -q "finishing it first" "$KCVM_DIR/err" || die "attach did not finish the reencryption: $(cat "$KCVM_DIR/err")"
 grep "device stack of the interrupted run" "$KCVM_DIR/err" || die "attach did not take the stack over: $(cat "$KCVM_DIR/err")"
+wait "$held" || die "the held read failed: $(cat "$KCVM_DIR/held.err")"
+dd if="/dev/mapper/$VOL" bs=4096 count=1 skip=$((held_start / 8)) iflag=direct 2>/dev/null | cmp -s - "$KCVM_DIR/held" ||
+        die "the held read returned other data than the block holds"
+echo "the read held by the hotzone went on and read the block as it is"
 expect_eq "mappings" "$(kcvm_maps)" "$VOL "
 
 # A second data key replacement, killed; kmscryptd finishes it as it attaches the configured volume.
