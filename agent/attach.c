@@ -399,7 +399,6 @@ struct key_check {
 
 static int key_check_run(void *userdata) {
         struct key_check *c = userdata;
-
         struct volume_view *v = c->view;
         int r = -EOPNOTSUPP;
 

@@ -6,6 +6,7 @@
  */
 /* SHA256_Init/Update/Final: see digest_pbkdf2_sha256() for why the low-level interface. */
 #define OPENSSL_SUPPRESS_DEPRECATED
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
@@ -641,14 +642,6 @@ struct kc_luks_peek {
         char data_device[256];
 };
 
-static uint64_t be64(const uint8_t *p) {
-        uint64_t v = 0;
-
-        for (size_t i = 0; i < 8; i++)
-                v = v << 8 | p[i];
-        return v;
-}
-
 /* A NUL-terminated string field of the binary header, or -EOPNOTSUPP. */
 static int peek_field(const uint8_t *hdr, size_t off, char *buf, size_t size) {
         const char *f = (const char *) hdr + off;
@@ -683,7 +676,7 @@ static int read_start(const char *path, void *buf, size_t len) {
 
 int kc_luks_peek(const char *device, const char *header, struct kc_luks_peek **ret) {
         _cleanup_free_ uint8_t *buf = NULL;
-        struct kc_luks_peek *pk;
+        _cleanup_(kc_luks_peek_freep) struct kc_luks_peek *pk = NULL;
         struct json_tokener *tok;
         uint64_t hdr_size;
         size_t json_len;
@@ -699,7 +692,8 @@ int kc_luks_peek(const char *device, const char *header, struct kc_luks_peek **r
                 return r;
         if (memcmp(buf, LUKS2_MAGIC, 6) != 0 || buf[6] != 0 || buf[7] != 2)
                 return -EOPNOTSUPP;
-        hdr_size = be64(buf + 8);
+        memcpy(&hdr_size, buf + 8, sizeof(hdr_size));
+        hdr_size = be64toh(hdr_size);
         if (hdr_size <= LUKS2_BIN_HDR_SIZE || hdr_size > PEEK_HDR_SIZE_MAX || hdr_size % LUKS2_BIN_HDR_SIZE)
                 return -EOPNOTSUPP;
         if (hdr_size > PEEK_HDR_SIZE_DEFAULT && read_start(header ?: device, buf, hdr_size) < 0)
@@ -711,20 +705,16 @@ int kc_luks_peek(const char *device, const char *header, struct kc_luks_peek **r
                 return -ENOMEM;
         if (peek_field(buf, LUKS2_UUID_OFF, pk->uuid, sizeof(pk->uuid)) < 0 ||
             peek_field(buf, LUKS2_LABEL_OFF, pk->label, sizeof(pk->label)) < 0 ||
-            copy_string(pk->data_device, sizeof(pk->data_device), device) < 0) {
-                free(pk);
+            copy_string(pk->data_device, sizeof(pk->data_device), device) < 0)
                 return -EOPNOTSUPP;
-        }
         tok = json_tokener_new();
         if (tok) {
                 pk->json = json_tokener_parse_ex(tok, (const char *) buf + LUKS2_BIN_HDR_SIZE, (int) json_len);
                 json_tokener_free(tok);
         }
-        if (!json_object_is_type(pk->json, json_type_object)) {
-                kc_luks_peek_free(pk);
+        if (!json_object_is_type(pk->json, json_type_object))
                 return -EOPNOTSUPP;
-        }
-        *ret = pk;
+        *ret = TAKE_PTR(pk);
         return 0;
 }
 

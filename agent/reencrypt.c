@@ -50,7 +50,7 @@ struct re_state {
         /* progress and rate limit: done0 bytes were done at t0 */
         struct timespec t0;
         uint64_t done0;
-        bool rate_origin;
+        bool origin_set;
         bool stopped;
 };
 
@@ -850,6 +850,12 @@ static uint64_t elapsed_ns(const struct timespec *t0) {
         return (uint64_t) (t.tv_sec - t0->tv_sec) * 1000000000ull + (uint64_t) t.tv_nsec - (uint64_t) t0->tv_nsec;
 }
 
+static void rate_origin_at(struct re_state *s, uint64_t done) {
+        s->origin_set = true;
+        s->done0 = done;
+        clock_gettime(CLOCK_MONOTONIC, &s->t0);
+}
+
 /*
  * The rate limit counts from the run's start, where the header says how
  * far it got.  libcryptsetup reports progress only after each chunk, so an
@@ -857,20 +863,18 @@ static uint64_t elapsed_ns(const struct timespec *t0) {
  * Without the header's figure, the first report is the origin.
  */
 static void rate_origin(struct re_state *s) {
-        uint64_t sectors = 0;
+        uint64_t sectors;
 
-        s->rate_origin = new_key_sectors(s, &sectors) >= 0;
-        s->done0 = sectors * 512;
-        clock_gettime(CLOCK_MONOTONIC, &s->t0);
+        s->origin_set = false;
+        if (new_key_sectors(s, &sectors) >= 0)
+                rate_origin_at(s, sectors * 512);
 }
 
 static int progress_cb(uint64_t size, uint64_t offset, void *userdata) {
         struct re_state *s = userdata;
 
-        if (!s->rate_origin) {
-                s->rate_origin = true;
-                s->done0 = offset;
-                clock_gettime(CLOCK_MONOTONIC, &s->t0);
+        if (!s->origin_set) {
+                rate_origin_at(s, offset);
         } else if (s->p->rate_limit && offset > s->done0) {
                 uint64_t want = (offset - s->done0) * 1000000000ull / s->p->rate_limit, have = elapsed_ns(&s->t0);
 

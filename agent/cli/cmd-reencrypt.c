@@ -187,15 +187,13 @@ static int parse_rate(const char *text, uint64_t *ret) {
         return 0;
 }
 
-/* Whether majmin is the device of mapping name. */
-static bool is_mapping(const char *name, const char *majmin) {
+/* "MAJOR:MINOR" of mapping name, or "" when there is none. */
+static void mapping_majmin(const char *name, char ret[static 32]) {
         struct kc_dm_info info;
-        char mm[32];
 
-        if (kc_dm_info(name, &info) < 0 || !info.exists)
-                return false;
-        snprintf(mm, sizeof(mm), "%u:%u", info.major, info.minor);
-        return streq(mm, majmin);
+        ret[0] = '\0';
+        if (kc_dm_info(name, &info) >= 0 && info.exists)
+                snprintf(ret, 32, "%u:%u", info.major, info.minor);
 }
 
 /*
@@ -205,18 +203,21 @@ static bool is_mapping(const char *name, const char *majmin) {
  * the overlay's first target is the hotzone's.
  */
 static int overlay_data_device(const char *name, const char *overlay, char majmin[static 32]) {
+        static const char *const suffixes[] = { "-hotzone-forward", "-hotzone-backward" };
         struct kc_dm_target *t = NULL;
-        char hot[2][160];
+        char hot[2][32], hz[160];
         size_t n = 0;
         int r = -ENOENT;
 
-        snprintf(hot[0], sizeof(hot[0]), "%s-hotzone-forward", name);
-        snprintf(hot[1], sizeof(hot[1]), "%s-hotzone-backward", name);
+        for (size_t i = 0; i < ARRAY_SIZE(suffixes); i++) {
+                snprintf(hz, sizeof(hz), "%s%s", name, suffixes[i]);
+                mapping_majmin(hz, hot[i]);
+        }
         if (kc_dm_targets(overlay, &t, &n) < 0)
                 return -ENOENT;
         for (size_t i = 0; i < n && r < 0; i++)
                 if (streq(t[i].type, "crypt") && sscanf(t[i].params, "%*s %*s %*s %31s", majmin) == 1 &&
-                    !is_mapping(hot[0], majmin) && !is_mapping(hot[1], majmin))
+                    !streq(majmin, hot[0]) && !streq(majmin, hot[1]))
                         r = 0;
         kc_dm_targets_free(t, n);
         return r;

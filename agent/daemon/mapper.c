@@ -396,20 +396,18 @@ static uint64_t replace_dead(struct kc_mapper *mp, uint64_t now) {
                 /* Reaped here, by the thread that polls its socket: a close elsewhere would race that poll. */
                 if (w->fd >= 0 || w->pid > 0)
                         mapper_reap(w);
-                if (now < w->next_spawn_ms) {
-                        next = w->next_spawn_ms < next ? w->next_spawn_ms : next;
-                        continue;
-                }
-                r = mapper_exec(mp, i);
-                if (r < 0) {
+                if (now >= w->next_spawn_ms) {
+                        r = mapper_exec(mp, i);
+                        if (r >= 0) {
+                                w->next_spawn_ms = now + RESPAWN_MIN_MS;
+                                log_info("mapper process %d started in place of a dead one", (int) w->pid);
+                                pthread_cond_broadcast(&mp->changed);
+                                continue;
+                        }
                         log_warning_errno(r, "cannot start a mapper process in place of a dead one: %m");
                         w->next_spawn_ms = now + RESPAWN_FAILED_MS;
-                        next = w->next_spawn_ms < next ? w->next_spawn_ms : next;
-                        continue;
                 }
-                w->next_spawn_ms = now + RESPAWN_MIN_MS;
-                log_info("mapper process %d started in place of a dead one", (int) w->pid);
-                pthread_cond_broadcast(&mp->changed);
+                next = w->next_spawn_ms < next ? w->next_spawn_ms : next;
         }
         return next;
 }

@@ -550,20 +550,18 @@ static const struct {
         const char *bytes;
         size_t n;
 } bad_peeks[] = {
-        { 0, "LUKS\xba\xbf", 6 },                                   /* magic */
-        { 6, "\0\1", 2 },                                           /* version 1 */
-        { 8, "\0\0\0\0\0\0\x10\0", 8 },                           /* hdr_size: no JSON area */
-        { 8, "\0\0\0\0\x01\0\0\0", 8 },                           /* hdr_size 16 MiB: not peeked */
-        { 168, "0123456789012345678901234567890123456789", 40 },     /* UUID without its NUL */
-        { 24, "0123456789012345678901234567890123456789012345678", 48 }, /* label without its NUL */
-        { 4096, "[1,2,3]", 8 },                                     /* JSON not an object */
-        { 4096, "{\"a\":", 6 },                                     /* JSON cut short */
+        { 0, "LUKS\xba\xbf", 6 },                                         /* magic */
+        { 6, "\0\1", 2 },                                                 /* version 1 */
+        { 8, "\0\0\0\0\0\0\x10\0", 8 },                                   /* hdr_size: no JSON area */
+        { 8, "\0\0\0\0\x01\0\0\0", 8 },                                   /* hdr_size 16 MiB: not peeked */
+        { 168, "0123456789012345678901234567890123456789", 40 },          /* UUID without its NUL */
+        { 24, "0123456789012345678901234567890123456789012345678", 48 },  /* label without its NUL */
+        { 4096, "[1,2,3]", 8 },                                           /* JSON not an object */
+        { 4096, "{\"a\":", 6 },                                           /* JSON cut short */
 };
 
 static void copy_file(const char *from, const char *to) {
-        _cleanup_free_ char *out = kc_test_run("cp '%s' '%s' && echo ok", from, to);
-
-        ck_assert_ptr_nonnull(strstr(out, "ok"));
+        free(kc_test_run("cp '%s' '%s'", from, to));
 }
 
 /* Bytes at offset of path replaced. */
