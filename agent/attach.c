@@ -289,8 +289,8 @@ int kc_mapping_load(const struct kc_mapping *m, const void *key, size_t key_size
         struct check_thread c = { .m = m };
         int r;
 
-        if (!m->check)
-                return kc_mapping_load_gated(m, key, key_size, NULL, NULL, err);
+        if (!m->check || m->check_elsewhere)
+                return kc_mapping_load_gated(m, key, key_size, m->check, m->check_userdata, err);
         c.running = pthread_create(&c.thread, NULL, check_thread_run, &c) == 0;
         if (!c.running) {
                 /* No thread to spare: check first, load after. */
@@ -306,7 +306,7 @@ int kc_mapping_load(const struct kc_mapping *m, const void *key, size_t key_size
 /* Steps 5 and 6: key into a keyring only the loading thread possesses, mapping that references it, key out again. */
 static int load_mapping(const char *name, const struct kc_luks_segment *seg, const void *key,
                         const struct kc_attach_params *p, int (*check)(void *userdata), void *check_userdata,
-                        struct kc_err *err) {
+                        bool elsewhere, struct kc_err *err) {
         _cleanup_free_ char *desc = NULL, *params = NULL, *dm_uuid = NULL;
         struct kc_crypt_params cp = {
                 .cipher = seg->cipher,
@@ -337,7 +337,7 @@ static int load_mapping(const char *name, const struct kc_luks_segment *seg, con
 
         m = (struct kc_mapping) { .name = name, .dm_uuid = dm_uuid, .key_description = desc, .params = params,
                                   .size = cp.size, .read_only = p->read_only,
-                                  .check = check, .check_userdata = check_userdata };
+                                  .check = check, .check_userdata = check_userdata, .check_elsewhere = elsewhere };
         if (p->loader)
                 return p->loader(p->loader_userdata, &m, key, seg->key_size, err);
         return kc_mapping_load(&m, key, seg->key_size, err);
@@ -386,34 +386,157 @@ struct volume_view {
         bool restart;
 };
 
-static bool view_confirm(struct volume_view *v);
-
-/* Step 4, as kc_mapping's check: the LUKS2 digest.  ran tells whether a loader ran it; r is its verdict once it has. */
+/*
+ * Step 4, as kc_mapping's check: the LUKS2 digest.  posted: handed to the
+ * header load's thread, which runs it (header_load_post()).  ran tells
+ * whether a loader asked for the verdict; r is the verdict once it has.
+ */
 struct key_check {
         struct volume_view *view;
         const void *key;
         size_t key_size;
+        bool posted;
         bool ran;
         int r;
 };
 
-static int key_check_run(void *userdata) {
-        struct key_check *c = userdata;
+/*
+ * libcryptsetup's load of the header (and its segment), on a thread of its
+ * own while an attach goes on from a peek at the header.  Once the key is
+ * known, the same thread checks it: one thread beside the table load, not
+ * two, and one hand-off on the way to the resume, not a chain of them.
+ * Under emulation a third runnable thread, or a wake-up passed from thread
+ * to thread, costs the table load (the attach's longest step) more than
+ * the check itself does.
+ */
+struct header_load {
+        const char *device, *header;
+        pthread_t thread;
+        bool running;
+        struct kc_luks *l;
+        struct kc_luks_segment seg;
+        int r, r_segment;                 /* of kc_luks_open(), of kc_luks_segment() */
+        struct kc_err err;
+
+        pthread_mutex_t lock;             /* guards the three below */
+        pthread_cond_t cond;
+        struct key_check *check;          /* posted: for the thread to run once loaded */
+        bool closed;                      /* no check comes any more */
+        bool checked;                     /* the posted check has its verdict */
+};
+
+#define HEADER_LOAD_INIT(dev, hdr) \
+        ((struct header_load) { .device = (dev), .header = (hdr), .lock = PTHREAD_MUTEX_INITIALIZER, \
+                                .cond = PTHREAD_COND_INITIALIZER })
+
+static int key_check_verify(struct key_check *c);
+
+static void *header_load_run(void *userdata) {
+        struct header_load *h = userdata;
+        struct key_check *c;
+
+        h->r = kc_luks_open(h->device, h->header, &h->l, &h->err);
+        if (h->r >= 0)
+                h->r_segment = kc_luks_segment(h->l, &h->seg);
+
+        pthread_mutex_lock(&h->lock);
+        while (!h->check && !h->closed)
+                pthread_cond_wait(&h->cond, &h->lock);
+        c = h->check;
+        pthread_mutex_unlock(&h->lock);
+        if (!c)
+                return NULL;
+        (void) key_check_verify(c);
+        pthread_mutex_lock(&h->lock);
+        h->checked = true;
+        pthread_cond_broadcast(&h->cond);
+        pthread_mutex_unlock(&h->lock);
+        return NULL;
+}
+
+/* Hand c to the load's thread; false if it takes no check (not running, or closed). */
+static bool header_load_post(struct header_load *h, struct key_check *c) {
+        pthread_mutex_lock(&h->lock);
+        if (h->running && !h->closed) {
+                h->check = c;
+                c->posted = true;
+                pthread_cond_signal(&h->cond);
+        }
+        pthread_mutex_unlock(&h->lock);
+        return c->posted;
+}
+
+/* Wait for the verdict of the check posted to h. */
+static void header_load_wait_check(struct header_load *h) {
+        pthread_mutex_lock(&h->lock);
+        while (!h->checked)
+                pthread_cond_wait(&h->cond, &h->lock);
+        pthread_mutex_unlock(&h->lock);
+}
+
+static void header_load_join(struct header_load *h) {
+        if (h->running) {
+                pthread_mutex_lock(&h->lock);
+                h->closed = true;
+                pthread_cond_signal(&h->cond);
+                pthread_mutex_unlock(&h->lock);
+                (void) pthread_join(h->thread, NULL);
+                h->running = false;
+        }
+}
+
+static void header_load_done(struct header_load *h) {
+        header_load_join(h);
+        kc_luks_close(h->l);
+        h->l = NULL;
+}
+
+/* Whether the peek is the header libcryptsetup loaded; only once the load is done. */
+static bool view_matches(struct volume_view *v) {
+        const struct header_load *h = v->load;
+        const struct kc_luks_segment *ls = &h->seg;
+
+        if (h->r < 0 || h->r_segment < 0 || !kc_luks_peek_matches(v->pk, v->seg, h->l, ls) ||
+            (ls->key_size != 0 && v->seg->key_size != 0 && ls->key_size != v->seg->key_size))
+                return false;
+        v->l = h->l;
+        return true;
+}
+
+/* Whether a peeked view is the header libcryptsetup loaded (a loaded view is). */
+static bool view_confirm(struct volume_view *v) {
+        if (v->l)
+                return true;
+        header_load_join(v->load);
+        return view_matches(v);
+}
+
+/*
+ * The check itself: a peek's digest counts only once the load has shown
+ * the peek right; the confirmed peek's JSON is the loaded header's,
+ * already parsed.  Run by the load's thread when posted to it.
+ */
+static int key_check_verify(struct key_check *c) {
         struct volume_view *v = c->view;
         int r = -EOPNOTSUPP;
 
-        c->ran = true;
-        /*
-         * A peek's digest is checked while libcryptsetup still loads; its
-         * verdict counts only if the load then shows the same header.
-         */
+        if (!(c->posted ? view_matches(v) : view_confirm(v)))
+                return c->r = -ESTALE;
         if (v->pk)
                 r = kc_luks_peek_verify_key(v->pk, c->key, c->key_size);
-        if (!view_confirm(v))
-                return c->r = -ESTALE;
         if (r == -EOPNOTSUPP)
                 r = kc_luks_verify_key(v->l, c->key, c->key_size);
-        c->r = r < 0 ? -EBADMSG : 0;
+        return c->r = r < 0 ? -EBADMSG : 0;
+}
+
+/* The mapping's check: the verdict, reached here or on the load's thread. */
+static int key_check_run(void *userdata) {
+        struct key_check *c = userdata;
+
+        c->ran = true;
+        if (!c->posted)
+                return key_check_verify(c);
+        header_load_wait_check(c->view->load);
         return c->r;
 }
 
@@ -456,11 +579,16 @@ static int unwrap_and_load(struct kc_kms *kms, const struct kc_kms_request *req,
                 return r;
         kc_fault_point("attach:after-unwrap");
         c = (struct key_check) { .view = v, .key = key, .key_size = kc_secret_size(key) };
-        r = load_mapping(name, seg, key, p, key_check_run, &c, &lerr);
+        if (v->pk)
+                (void) header_load_post(v->load, &c);
+        r = load_mapping(name, seg, key, p, key_check_run, &c, c.posted, &lerr);
         if (r >= 0 && !c.ran && key_check_run(&c) < 0) {
                 log_error("the mapping loader of %s skipped the key check: mapping removed", name);
                 (void) kc_dm_remove(name, false);
         }
+        /* The load's thread may still be using the key (and the view): not before its verdict. */
+        if (c.posted && !c.ran)
+                (void) key_check_run(&c);
         if (c.r == -ESTALE) {
                 v->restart = true;
                 return c.r;
@@ -498,57 +626,6 @@ static int check_context(struct kc_kms *kms, const struct kc_kms_request *req, c
         if (r < 0)
                 log_debug("audit record of the refused attach of %s not written: %s", device, strerror(-r));
         return -EPERM;
-}
-
-/*
- * libcryptsetup's load of the header (and its segment), on a thread of its
- * own while an attach goes on from a peek at the header.
- */
-struct header_load {
-        const char *device, *header;
-        pthread_t thread;
-        bool running;
-        struct kc_luks *l;
-        struct kc_luks_segment seg;
-        int r, r_segment;                 /* of kc_luks_open(), of kc_luks_segment() */
-        struct kc_err err;
-};
-
-static void *header_load_run(void *userdata) {
-        struct header_load *h = userdata;
-
-        h->r = kc_luks_open(h->device, h->header, &h->l, &h->err);
-        if (h->r >= 0)
-                h->r_segment = kc_luks_segment(h->l, &h->seg);
-        return NULL;
-}
-
-static void header_load_join(struct header_load *h) {
-        if (h->running) {
-                (void) pthread_join(h->thread, NULL);
-                h->running = false;
-        }
-}
-
-static void header_load_done(struct header_load *h) {
-        header_load_join(h);
-        kc_luks_close(h->l);
-        h->l = NULL;
-}
-
-/* Whether a peeked view is the header libcryptsetup loaded (a loaded view is). */
-static bool view_confirm(struct volume_view *v) {
-        const struct kc_luks_segment *ls;
-
-        if (v->l)
-                return true;
-        header_load_join(v->load);
-        ls = &v->load->seg;
-        if (v->load->r < 0 || v->load->r_segment < 0 || !kc_luks_peek_matches(v->pk, v->seg, v->load->l, ls) ||
-            (ls->key_size != 0 && v->seg->key_size != 0 && ls->key_size != v->seg->key_size))
-                return false;
-        v->l = v->load->l;
-        return true;
 }
 
 /* The segment and token of the view.  A peek that cannot give them restarts from the load, which says why. */
@@ -669,10 +746,11 @@ out:
 
 /*
  * Step 1, then the rest.  libcryptsetup's load of the header runs on a
- * thread of its own while the attach goes on from a peek at the header:
- * the KMS call and the kernel's table load need not wait for the load's
- * checksums and validation, only the resume does (view_confirm() in the
- * key check).  Whatever the peeked attach ends in, it stands only once
+ * thread of its own, started before the peek so that it overlaps it too,
+ * while the attach goes on from a peek at the header: the KMS call and
+ * the kernel's table load need not wait for the load's checksums and
+ * validation, only the resume does (the key check, which that thread runs
+ * once it has loaded and the key is known).  Whatever the peeked attach ends in, it stands only once
  * the load has shown the peek right; otherwise, or when the peek could
  * not do, the attach starts again from the loaded header.  Side effects
  * of a peeked attach that is started again: a KMS Decrypt (audited), and
@@ -682,7 +760,7 @@ int kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct
               struct kc_attach_result *ret, struct kc_err *err) {
         _cleanup_free_ char *device = NULL;
         _cleanup_(kc_luks_peek_freep) struct kc_luks_peek *pk = NULL;
-        struct header_load load = {};
+        struct header_load load;
         struct kc_luks_segment seg;
         struct volume_view v;
         int r;
@@ -690,10 +768,9 @@ int kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct
         r = kc_resolve_device(p->device, &device, err);
         if (r < 0)
                 return r;
-        load = (struct header_load) { .device = device, .header = p->header };
-        if (kc_luks_peek(device, p->header, &pk) >= 0)
-                load.running = pthread_create(&load.thread, NULL, header_load_run, &load) == 0;
-        if (load.running) {
+        load = HEADER_LOAD_INIT(device, p->header);
+        load.running = pthread_create(&load.thread, NULL, header_load_run, &load) == 0;
+        if (load.running && kc_luks_peek(device, p->header, &pk) >= 0) {
                 struct kc_err perr = {};
 
                 v = (struct volume_view) { .pk = pk, .load = &load, .seg = &seg };
@@ -705,8 +782,10 @@ int kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct
                         return r;
                 }
                 log_debug("%s: attaching again, from the header libcryptsetup loaded", device);
-        } else
+        } else if (!load.running) {
+                load.closed = true;     /* no check to wait for */
                 (void) header_load_run(&load);
+        }
         header_load_join(&load);
         if (load.r < 0) {
                 if (err)

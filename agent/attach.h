@@ -41,6 +41,12 @@ struct kc_mapping {
          */
         int (*check)(void *userdata);
         void *check_userdata;
+        /*
+         * The check already runs on another thread and check() only waits
+         * for its verdict: a loader calls it where it would join the check,
+         * without a thread of its own for it.
+         */
+        bool check_elsewhere;
 };
 
 /*
