@@ -769,7 +769,7 @@ int kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct
         if (r < 0)
                 return r;
         load = HEADER_LOAD_INIT(device, p->header);
-        load.running = pthread_create(&load.thread, NULL, header_load_run, &load) == 0;
+        load.running = !p->no_peek && pthread_create(&load.thread, NULL, header_load_run, &load) == 0;
         if (load.running && kc_luks_peek(device, p->header, &pk) >= 0) {
                 struct kc_err perr = {};
 

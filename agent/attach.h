@@ -77,6 +77,14 @@ struct kc_attach_params {
         unsigned flags;                   /* KC_CRYPT_* performance flags */
         kc_mapping_loader_t loader;       /* NULL: kc_mapping_load in this thread */
         void *loader_userdata;
+        /*
+         * Load the header first, rather than go on from a peek at it while
+         * libcryptsetup loads it: the peek buys one attach's latency with
+         * CPU (a second read and parse of the header), which a caller
+         * whose other attaches keep every CPU busy already is better off
+         * without (kmscryptd attaching many volumes at once).
+         */
+        bool no_peek;
 };
 
 struct kc_attach_result {

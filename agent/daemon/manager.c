@@ -56,6 +56,7 @@ struct kc_manager {
         struct idle_kms *idle;      /* max_parallel entries; under the lock */
         size_t n_idle;
         unsigned max_parallel, running;
+        unsigned cpus;              /* online when the manager started */
         unsigned revoke_interval;
         char *state_dir;
         char *cli, *config_file;
@@ -105,6 +106,7 @@ int kc_manager_new(const struct kc_manager_config *cfg, struct kc_manager **ret)
                                cfg->kms.aws_endpoint, cfg->kms.aws_region, cfg->kms.aws_ca_file };
         struct kc_manager *m = calloc(1, sizeof(*m));
         pthread_condattr_t ca;
+        long cpus;
 
         if (!m)
                 return -ENOMEM;
@@ -120,6 +122,8 @@ int kc_manager_new(const struct kc_manager_config *cfg, struct kc_manager **ret)
                 .aws_ca_file = m->kms_strings[6],
         };
         m->max_parallel = cfg->max_parallel ? cfg->max_parallel : 1;
+        cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        m->cpus = cpus > 0 ? (unsigned) cpus : 1;
         m->idle = calloc(m->max_parallel, sizeof(*m->idle));
         if (!m->idle) {
                 kc_manager_free(m);
@@ -358,6 +362,10 @@ static int attach_with(struct kc_manager *m, const struct kc_attach_params *para
                 mapped.loader = kc_mapper_load;
                 mapped.loader_userdata = m->mapper;
         }
+        /* More attaches than CPUs: they keep every CPU busy, and a peek at the header would only cost CPU. */
+        pthread_mutex_lock(&m->lock);
+        mapped.no_peek = m->running > m->cpus;
+        pthread_mutex_unlock(&m->lock);
         r = kms_take(m, &kms, err);
         if (r < 0)
                 return kc_err_set(err, r, "cannot open the KMS layer: %s", strerror(-r));
