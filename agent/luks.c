@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 
 #include <blkid.h>
 #include <libcryptsetup.h>
@@ -653,22 +654,28 @@ static int peek_field(const uint8_t *hdr, size_t off, char *buf, size_t size) {
 }
 
 /*
- * The first len bytes of path in buf (aligned): one direct read, as
+ * The first len bytes of path in buf (aligned).  From the page cache when
+ * they are all there, without I/O and without readahead (RWF_NOWAIT): udev's
+ * blkid probe reads a LUKS2 header when its device appears, so a boot or
+ * hotplug attach usually finds it cached.  Otherwise one direct read, as
  * libcryptsetup reads headers, so that no readahead of the data behind the
  * header goes through the page cache; a buffered read where O_DIRECT is
- * refused (tmpfs).
+ * refused (tmpfs).  A stale cached copy is no risk: the peek is held against
+ * libcryptsetup's direct load before anything of it is used.
  */
 static int read_start(const char *path, void *buf, size_t len) {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_DIRECT);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        struct iovec iov = { .iov_base = buf, .iov_len = len };
         ssize_t n;
 
-        if (fd < 0 && errno == EINVAL)
-                fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0)
                 return negative_errno();
+        if (preadv2(fd, &iov, 1, 0, RWF_NOWAIT) == (ssize_t) len)
+                return 0;
+        (void) fcntl(fd, F_SETFL, O_DIRECT);    /* refused by tmpfs: then a buffered read */
         n = pread(fd, buf, len, 0);
-        if (n < 0 && errno == EINVAL) {         /* O_DIRECT accepted at open, refused at read */
-                (void) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_DIRECT);
+        if (n < 0 && errno == EINVAL) {         /* O_DIRECT accepted by fcntl, refused at read */
+                (void) fcntl(fd, F_SETFL, 0);
                 n = pread(fd, buf, len, 0);
         }
         return n == (ssize_t) len ? 0 : -EOPNOTSUPP;

@@ -76,7 +76,7 @@ END {
                 a["kx"] <= 1.5 * a["kf"] ? "met" : "MISSED", ratio(a["kx"], a["kf"])
         printf "  the LUKS2 header load (libcryptsetup crypt_load) is %s of the floor, run beside the\n",
                 ratio(step["header"], a["kf"])
-        printf "  KMS call and the table load from a direct read of the header (%s); the digest check\n",
+        printf "  KMS call and the table load from a peek at the header (%s); the digest check\n",
                 ratio(step["peek"], a["kf"])
         printf "  (PBKDF2, the header'"'"'s iterations) %s, run beside the table load\n", ratio(step["verify"], a["kf"])
 }'

@@ -43,6 +43,11 @@ while [ "$i" -lt "$n" ]; do
         devs="$devs $KCVM_LOOP"
         i=$((i + 1))
 done
+# What udev's blkid builtin does when a device appears (this guest runs no
+# udev): it reads the header, which is how ID_FS_TYPE=crypto_LUKS and
+# UUID= reach the rules.  On a real host an attach at boot or hotplug finds
+# the header in the page cache; so do these.
+blkid $devs >/dev/null || die "blkid failed"
 defer "for m in \$(dmsetup ls | awk '/^(ka|kd|cp|cv|fl|kf|kp|kx)[0-9]/ { print \$1 }'); do dmsetup remove \$m; done; keyctl clear @s"
 
 # kmscryptd with no volumes of its own, for the kd rows only: the CLI finds
