@@ -47,6 +47,7 @@ done
 # udev): it reads the header, which is how ID_FS_TYPE=crypto_LUKS and
 # UUID= reach the rules.  On a real host an attach at boot or hotplug finds
 # the header in the page cache; so do these.
+# shellcheck disable=SC2086
 blkid $devs >/dev/null || die "blkid failed"
 defer "for m in \$(dmsetup ls | awk '/^(ka|kd|cp|cv|fl|kf|kp|kx)[0-9]/ { print \$1 }'); do dmsetup remove \$m; done; keyctl clear @s"
 
