@@ -750,11 +750,13 @@ out:
  * while the attach goes on from a peek at the header: the KMS call and
  * the kernel's table load need not wait for the load's checksums and
  * validation, only the resume does (the key check, which that thread runs
- * once it has loaded and the key is known).  Whatever the peeked attach ends in, it stands only once
- * the load has shown the peek right; otherwise, or when the peek could
- * not do, the attach starts again from the loaded header.  Side effects
- * of a peeked attach that is started again: a KMS Decrypt (audited), and
- * a table loaded but never resumed, removed with its key.
+ * once it has loaded and the key is known).  Whatever the peeked attach
+ * ends in, it stands only once the load has shown the peek right;
+ * otherwise, or when the peek could not do, the attach starts again from
+ * the loaded header.  Side effects of a peeked attach that is started
+ * again: a KMS Decrypt (audited), and a table loaded but never resumed,
+ * removed with its key.  kc_attach_params.no_peek skips the peek: the
+ * load then runs in this thread, before anything else.
  */
 int kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_attach_params *p,
               struct kc_attach_result *ret, struct kc_err *err) {
