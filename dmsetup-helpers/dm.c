@@ -278,6 +278,15 @@ static int dm_load(const char *name, const char *target, uint64_t size, const ch
         return dm_load_targets(name, &t, 1, read_only);
 }
 
+/*
+ * Every resume here either wakes a suspended device or swaps in a table
+ * that maps the same data (or fails I/O on purpose, below any file
+ * system): the kernel's suspend for that swap need not freeze the file
+ * system above, as cryptsetup's reload of a live volume does not either.
+ * Freezing would first write back all its dirty data, stalling a busy
+ * database for that long, and fails on a file system that cannot freeze.
+ * The suspend still waits for the I/O in flight (no noflush).
+ */
 static int dm_resume_synced(const char *name) {
         _cleanup_dm_task_ struct dm_task *dmt = NULL;
         int r;
@@ -285,6 +294,8 @@ static int dm_resume_synced(const char *name) {
         r = task_new(DM_DEVICE_RESUME, name, &dmt);
         if (r < 0)
                 return r;
+        if (!dm_task_skip_lockfs(dmt))
+                return -EIO;
         return task_run_synced(dmt, "resume", name);
 }
 

@@ -143,8 +143,8 @@ int kc_dm_crypt_key_wiped(const char *name);
 /*
  * Swap the table of an existing mapping: load "0 <size> <target> <params>"
  * as its inactive table (marked secure), then resume, which suspends (with
- * a flush), swaps and resumes in the kernel.  A refused table leaves the
- * live one in place.
+ * a flush, without freezing the file system above), swaps and resumes in
+ * the kernel.  A refused table leaves the live one in place.
  */
 int kc_dm_replace(const char *name, const char *target, uint64_t size, const char *params, bool read_only);
 
@@ -166,6 +166,7 @@ void kc_dm_targets_free(struct kc_dm_target *targets, size_t n);
 /* kc_dm_replace with a table of n targets (e.g. a LUKS2 volume half reencrypted: one crypt target per segment). */
 int kc_dm_replace_targets(const char *name, const struct kc_dm_target *targets, size_t n, bool read_only);
 
+/* Suspend name; a file system above is frozen first, so its dirty data reaches the device before I/O stops. */
 int kc_dm_suspend(const char *name);
 int kc_dm_resume(const char *name);
 

@@ -11,6 +11,7 @@
  *   kc-dm-smoke remove NAME [deferred]
  *   kc-dm-smoke info NAME        key=value lines from kc_dm_info
  *   kc-dm-smoke table NAME       "TARGET PARAMS" from kc_dm_table
+ *   kc-dm-smoke reload NAME      kc_dm_replace_targets with the live table
  *   kc-dm-smoke threads NAME HEADER COUNT
  *       what kmscryptd's attach threads do at once: one thread opens and
  *       closes the LUKS2 header HEADER COUNT times (libcryptsetup, which
@@ -218,6 +219,26 @@ static int cmd_table(int argc, char **argv) {
         return 0;
 }
 
+/* Swap NAME's live table for a copy of itself: the path of a reencryption's table swaps. */
+static int cmd_reload(int argc, char **argv) {
+        struct kc_dm_target *targets = NULL;
+        struct kc_dm_info info;
+        size_t n = 0;
+        int r;
+
+        r = kc_dm_info(argv[1], &info);
+        if (r >= 0 && !info.exists)
+                r = -ENXIO;
+        if (r >= 0)
+                r = kc_dm_targets(argv[1], &targets, &n);
+        if (r >= 0)
+                r = kc_dm_replace_targets(argv[1], targets, n, info.read_only);
+        kc_dm_targets_free(targets, n);
+        if (r < 0)
+                return log_error_errno(r, "Failed to reload %s: %m", argv[1]);
+        return 0;
+}
+
 struct luks_loop {
         const char *header;
         long count, errors;
@@ -263,6 +284,7 @@ static const struct command {
         { .name = "remove", .min_args = 1, .max_args = 2, .run = cmd_remove },
         { .name = "info",   .min_args = 1, .max_args = 1, .run = cmd_info },
         { .name = "table",  .min_args = 1, .max_args = 1, .run = cmd_table },
+        { .name = "reload", .min_args = 1, .max_args = 1, .run = cmd_reload },
         { .name = "threads", .min_args = 3, .max_args = 3, .run = cmd_threads },
 };
 
@@ -280,6 +302,6 @@ int main(int argc, char **argv) {
                 return c->run(argc - 1, argv + 1) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
         }
         fprintf(stderr, "usage: kc-dm-smoke create NAME DEVICE [SECTOR_SIZE] | remove NAME [deferred] | info NAME | table NAME\n"
-              "       | threads NAME HEADER COUNT\n");
+              "       | reload NAME | threads NAME HEADER COUNT\n");
         return EXIT_FAILURE;
 }
