@@ -109,6 +109,22 @@ static bool gone(pid_t pid) {
         return state == 'Z' || state == 'X';
 }
 
+/*
+ * Kill our child pid and wait until it is dead, without reaping it (the
+ * mapper code does).  Its state turning 'Z' is not enough: that is its
+ * main thread, and another of its threads (ThreadSanitizer starts one in
+ * every process) may still hold its socket open, so a request sent then
+ * is taken and lost.  waitid() reports the child once every thread is gone.
+ */
+static void kill_and_wait(pid_t pid) {
+        siginfo_t info = {};
+
+        ck_assert_int_eq(kill(pid, SIGKILL), 0);
+        while (waitid(P_PID, (id_t) pid, &info, WEXITED | WNOWAIT) < 0)
+                ck_assert_int_eq(errno, EINTR);
+        ck_assert_int_eq(info.si_pid, pid);
+}
+
 static void assert_no_children_left(void) {
         ck_assert_int_eq(waitpid(-1, NULL, WNOHANG), -1);
         ck_assert_int_eq(errno, ECHILD);
@@ -141,16 +157,12 @@ START_TEST(test_dead_mappers_are_skipped) {
         ck_assert_int_eq(kc_mapper_new(3, &mp), 0);
         ck_assert_uint_eq(children_of(getpid(), pids, 4), 3);
         /* Two killed idle: the third answers. */
-        ck_assert_int_eq(kill(pids[0], SIGKILL), 0);
-        ck_assert_int_eq(kill(pids[1], SIGKILL), 0);
-        while (!gone(pids[0]) || !gone(pids[1]))
-                usleep(10000);
+        kill_and_wait(pids[0]);
+        kill_and_wait(pids[1]);
         ck_assert_int_eq(kc_mapper_load(mp, &mapping, key, sizeof(key), &have), in_thread(&mapping, &want));
         ck_assert_str_eq(have.msg, want.msg);
         /* All dead: this thread loads it. */
-        ck_assert_int_eq(kill(pids[2], SIGKILL), 0);
-        while (!gone(pids[2]))
-                usleep(10000);
+        kill_and_wait(pids[2]);
         have = (struct kc_err) {};
         ck_assert_int_eq(kc_mapper_load(mp, &mapping, key, sizeof(key), &have), in_thread(&mapping, &want));
         ck_assert_str_eq(have.msg, want.msg);
@@ -183,9 +195,7 @@ START_TEST(test_check_runs_once) {
         ck_assert_str_eq(have.msg, want.msg);
         ck_assert_int_eq(check_runs, 1);
 
-        ck_assert_int_eq(kill(pids[0], SIGKILL), 0);
-        while (!gone(pids[0]))
-                usleep(10000);
+        kill_and_wait(pids[0]);
         check_runs = 0;
         have = (struct kc_err) {};
         ck_assert_int_eq(kc_mapper_load(mp, &checked, key, sizeof(key), &have), in_thread(&mapping, &want));
