@@ -205,7 +205,7 @@ static int pick_sector_size(const char *device, uint32_t requested, uint32_t *re
         uint64_t size;
         int r;
 
-        if (requested != 0 && (requested < 512 || requested > 4096 || (requested & (requested - 1))))
+        if (requested != 0 && !kc_crypt_sector_size_valid(requested))
                 return kc_err_set(err, -EINVAL, "sector size %u is not a power of two between 512 and 4096", requested);
         r = device_geometry(device, &lbs, &size);
         if (r < 0)
@@ -770,9 +770,10 @@ int kc_luks_peek_segment(const struct kc_luks_peek *pk, struct kc_luks_segment *
                 return -EOPNOTSUPP;
         cipher = json_object_is_type(json_object_object_get(seg, "encryption"), json_type_string)
                 ? json_object_get_string(json_object_object_get(seg, "encryption")) : NULL;
+        /* Unchecked bytes: a sector size that the attach computes with must be one LUKS2 allows. */
         if (!cipher || json_u64_member(seg, "offset", &offset) < 0 || offset % 512 ||
             json_u64_member(seg, "iv_tweak", &iv) < 0 || json_u64_member(seg, "sector_size", &sector_size) < 0 ||
-            sector_size > UINT32_MAX || copy_string(s.cipher, sizeof(s.cipher), cipher) < 0)
+            !kc_crypt_sector_size_valid(sector_size) || copy_string(s.cipher, sizeof(s.cipher), cipher) < 0)
                 return -EOPNOTSUPP;
         s.offset = offset / 512;
         s.iv_offset = iv;

@@ -391,10 +391,14 @@ static int validate_device(const char *dev, char ret_devno[static 24]) {
         return 0;
 }
 
+bool kc_crypt_sector_size_valid(uint64_t bytes) {
+        return bytes >= 512 && bytes <= 4096 && (bytes & (bytes - 1)) == 0;
+}
+
 static int validate_geometry(const struct kc_crypt_params *p) {
         uint64_t unit;
 
-        if (p->sector_size != 512 && p->sector_size != 1024 && p->sector_size != 2048 && p->sector_size != 4096)
+        if (!kc_crypt_sector_size_valid(p->sector_size))
                 return log_debug_errno(-EINVAL, "Sector size %" PRIu32 " is not 512, 1024, 2048 or 4096.",
                                        p->sector_size);
         unit = p->sector_size / SECTOR_SIZE;

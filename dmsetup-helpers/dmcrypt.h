@@ -49,6 +49,9 @@ struct kc_crypt_params {
         unsigned flags;              /* KC_CRYPT_* */
 };
 
+/* A dm-crypt encryption sector size, as LUKS2 allows them too: a power of two from 512 to 4096. */
+bool kc_crypt_sector_size_valid(uint64_t bytes);
+
 /* Build the table parameters (everything after "0 <size> crypt "). Caller frees with free(). */
 int kc_crypt_table_build(const struct kc_crypt_params *p, char **ret_params);
 

@@ -23,6 +23,7 @@
 
 #include "agent/luks.h"
 #include "agent/token.h"
+#include "dmsetup-helpers/dmcrypt.h"
 #include "tests/fuzz/fuzz.h"
 
 #define BIN_HDR_SIZE 4096
@@ -91,18 +92,21 @@ static void write_image(const uint8_t *data, size_t size) {
 /*
  * The peek attach starts from (kc_luks_peek()): whatever it makes of the
  * bytes, when kc_luks_peek_matches() says libcryptsetup loaded the same, the
- * segment and token it gives are the loaded header's.  Nothing else of the
- * peek is ever used.
+ * segment and token it gives are the loaded header's.  Before that check
+ * the attach already sizes and loads (not resumes) a table from the peek's
+ * segment, so even an unmatched one must have a sector size LUKS2 allows.
+ * pk was taken before the load, as attach takes it: libcryptsetup's load
+ * repairs a primary copy it refuses from the secondary.
  */
-static void check_peek(struct kc_luks *l, int r_segment, const struct kc_luks_segment *lseg, int r_token,
-                       const struct kc_token *lt) {
-        _cleanup_(kc_luks_peek_freep) struct kc_luks_peek *pk = NULL;
+static void check_peek(const struct kc_luks_peek *pk, struct kc_luks *l, int r_segment,
+                       const struct kc_luks_segment *lseg, int r_token, const struct kc_token *lt) {
         _cleanup_(kc_token_clear) struct kc_token pt = {};
         struct kc_luks_segment ps;
 
-        if (kc_luks_peek(image, NULL, &pk) < 0)
+        if (!pk || kc_luks_peek_segment(pk, &ps) < 0)
                 return;
-        if (kc_luks_peek_segment(pk, &ps) < 0 || !l || r_segment < 0 || !kc_luks_peek_matches(pk, &ps, l, lseg))
+        FUZZ_ASSERT(kc_crypt_sector_size_valid(ps.sector_size));
+        if (!l || r_segment < 0 || !kc_luks_peek_matches(pk, &ps, l, lseg))
                 return;
         ps.key_size = lseg->key_size;
         FUZZ_ASSERT(memcmp(&ps, lseg, sizeof(ps)) == 0);
@@ -114,6 +118,7 @@ static void check_peek(struct kc_luks *l, int r_segment, const struct kc_luks_se
 }
 
 static void read_header(void) {
+        _cleanup_(kc_luks_peek_freep) struct kc_luks_peek *pk = NULL;
         _cleanup_luks_ struct kc_luks *l = NULL;
         _cleanup_(kc_token_clear) struct kc_token t = {};
         struct kc_luks_segment seg = {};
@@ -121,6 +126,7 @@ static void read_header(void) {
         struct kc_err err = {};
         int r, rt = -ENOENT, rs = -ENOENT, id = -1;
 
+        (void) kc_luks_peek(image, NULL, &pk);
         r = kc_luks_open(image, NULL, &l, &err);
         fuzz_assert_refusal(r, &err);
         if (r >= 0) {
@@ -134,7 +140,7 @@ static void read_header(void) {
                 if (kc_luks_dump_json(l, &dump) == 0)
                         json_object_put(dump);
         }
-        check_peek(l, rs, &seg, rt, &t);
+        check_peek(pk, l, rs, &seg, rt, &t);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

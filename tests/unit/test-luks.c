@@ -652,6 +652,25 @@ START_TEST(test_peek) {
                 ck_assert(!kc_luks_peek_matches(pk2, &ps, l, &ls));
         }
 
+        /*
+         * A sector size LUKS2 does not allow, in a primary copy changed
+         * behind libcryptsetup's back: the peek reads the header but not
+         * the segment, and the attach starts again from the loaded header
+         * (it divides by the sector size; 256 once made that a zero).
+         */
+        for (size_t i = 0; i < 3; i++) {
+                static const char *const bad[] = { "   0", " 256", "3072" };
+                _cleanup_free_ char *copy = kc_test_image(dir, "ss.img", 0);
+                _cleanup_(kc_luks_peek_freep) struct kc_luks_peek *pk3 = NULL;
+                off_t at;
+
+                copy_file(hdr, copy);
+                at = file_find(copy, "\"sector_size\":4096") + (off_t) strlen("\"sector_size\":");
+                patch_file(copy, at, bad[i], 4);
+                ck_assert_int_eq(kc_luks_peek(data, copy, &pk3), 0);
+                ck_assert_msg(kc_luks_peek_segment(pk3, &ps) == -EOPNOTSUPP, "sector size \"%s\"", bad[i]);
+        }
+
         /* What the peek does not read. */
         ck_assert_int_eq(kc_luks_peek(zero, NULL, &pk), -EOPNOTSUPP);
         ck_assert_int_eq(kc_luks_peek(l1, NULL, &pk), -EOPNOTSUPP);
