@@ -25,6 +25,7 @@
 DEFINE_CLEANUP_FUNC(DIR *, closedir)
 
 #define DM_UUID_PREFIX "CRYPT-LUKS2-"
+#define KC_ATTACH_LOCK_DIR KC_RUNSTATEDIR "/attach"
 #define KEY_PREFIX "kmscrypt:"
 
 int kc_resolve_device(const char *spec, char **ret_path, struct kc_err *err) {
@@ -123,26 +124,15 @@ static int holder_with_uuid(dev_t dev, const char *prefix, char ret_name[128]) {
  * copy (snapshot, clone) shares the LUKS UUID but not the device: it is a
  * volume of its own and may be attached beside its original.
  */
-static int find_existing(const char *luks_uuid, const char *device, const char *name,
+static int find_existing(const char *luks_uuid, const char *device, dev_t devno, const char *name,
                          const struct kc_dm_info *info, char ret_name[128], struct kc_err *err) {
         _cleanup_free_ char *prefix = NULL;
-        _cleanup_strv_ char **names = NULL;
-        struct stat st;
         int r;
 
         r = volume_uuid_prefix(luks_uuid, &prefix);
         if (r < 0)
                 return r;
-        if (stat(device, &st) >= 0 && S_ISBLK(st.st_mode))
-                r = holder_with_uuid(st.st_rdev, prefix, ret_name);
-        else {
-                /* Not a block device (a file): any mapping of the volume counts. */
-                r = kc_dm_list(prefix, &names);
-                if (r >= 0 && names && names[0]) {
-                        snprintf(ret_name, 128, "%s", names[0]);
-                        r = 1;
-                }
-        }
+        r = holder_with_uuid(devno, prefix, ret_name);
         if (r < 0)
                 return kc_err_set(err, r, "cannot look for mappings of %s: %s", device, strerror(-r));
         if (r > 0)
@@ -228,8 +218,8 @@ static int remove_half_made(const char *name, struct kc_dm_info *info) {
  * it (device gone, lock refused) the attach goes on and fails or succeeds
  * on its own.
  */
-static int lock_volume(const char *path) {
-        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+static int lock_exclusive(const char *path, int flags) {
+        int fd = open(path, flags | O_CLOEXEC | O_NONBLOCK, 0600);
 
         if (fd < 0)
                 return log_debug_errno(negative_errno(), "cannot open %s to lock it: %m", path);
@@ -240,6 +230,34 @@ static int lock_volume(const char *path) {
                         return -1;
                 }
         return fd;
+}
+
+static int lock_volume(const char *path) {
+        return lock_exclusive(path, O_RDONLY);
+}
+
+/*
+ * Attaches of one mapping name but of different devices take turns too,
+ * taken after the volume's lock: a volume and its block copy share their
+ * default name.  Otherwise one could take the other's device, between its
+ * create and its resume, for what a killed attach left (remove_half_made)
+ * and remove it, or resume a table whose key the other has not checked
+ * yet.  A lock file a name under KC_ATTACH_LOCK_DIR (on tmpfs, left in
+ * place); without it the attach goes on, as without the volume's lock.
+ */
+static int lock_name(const char *name) {
+        char path[sizeof(KC_ATTACH_LOCK_DIR) + 128];
+
+        /* The folders as far as they are missing (runstatedir itself, when not /run). */
+        snprintf(path, sizeof(path), "%s", KC_ATTACH_LOCK_DIR);
+        for (char *slash = strchr(path + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+                *slash = '\0';
+                (void) mkdir(path, 0755);
+                *slash = '/';
+        }
+        (void) mkdir(path, 0700);
+        snprintf(path, sizeof(path), "%s/%s", KC_ATTACH_LOCK_DIR, name);
+        return lock_exclusive(path, O_RDWR | O_CREAT | O_NOFOLLOW);
 }
 
 int kc_mapping_load_gated(const struct kc_mapping *m, const void *key, size_t key_size,
@@ -676,12 +694,13 @@ static int attach_view(struct kc_kms *kms, const struct kc_kms_request *req, con
                        const char *device, struct volume_view *v, struct kc_attach_result *ret,
                        struct kc_err *err) {
         _cleanup_free_ char *name = NULL;
-        _cleanup_close_ int lock_fd = -1;
+        _cleanup_close_ int lock_fd = -1, name_lock_fd = -1;
         struct kc_attach_result res = {};
         struct kc_kms_request volreq = *req;
         struct kc_luks_segment *seg = v->seg;
         struct kc_token tok = {};
         struct kc_dm_info info;
+        struct stat st;
         int r;
 
         r = view_read(v, device, &tok, err);
@@ -711,9 +730,27 @@ static int attach_view(struct kc_kms *kms, const struct kc_kms_request *req, con
                 goto out;
         }
 
+        /*
+         * dm-crypt maps block devices only.  An image file would deadlock
+         * below, too: libcryptsetup's load, maybe still running, locks a
+         * file itself (shared), which lock_volume's lock holds off while
+         * this attach waits for the load's verdict on the key.
+         */
+        if (stat(seg->data_device, &st) < 0) {
+                r = negative_errno();
+                r = kc_err_set(err, r, "cannot open %s: %s", seg->data_device, strerror(-r));
+                goto out;
+        }
+        if (!S_ISBLK(st.st_mode)) {
+                r = kc_err_set(err, -ENOTBLK, "%s is not a block device; attach a loop device of it "
+                               "(losetup --find --show %s)", seg->data_device, seg->data_device);
+                goto out;
+        }
+
         kc_strscpy(res.luks_uuid, sizeof(res.luks_uuid), seg->uuid);
         kc_strscpy(res.device, sizeof(res.device), device);
         lock_fd = lock_volume(seg->data_device);
+        name_lock_fd = lock_name(name);
         r = kc_dm_info(name, &info);
         if (r < 0) {
                 r = kc_err_set(err, r, "cannot query mapping %s: %s", name, strerror(-r));
@@ -723,7 +760,7 @@ static int attach_view(struct kc_kms *kms, const struct kc_kms_request *req, con
         if (r < 0)
                 log_debug("%s: cannot remove a half-made mapping: %s", name, strerror(-r));
         res.removed_half_made = r > 0;
-        r = find_existing(seg->uuid, seg->data_device, name, &info, res.name, err);
+        r = find_existing(seg->uuid, seg->data_device, st.st_rdev, name, &info, res.name, err);
         if (r < 0)
                 goto out;
         if (r > 0) {

@@ -7,8 +7,8 @@
 # byte-identical (kcvm_refused in lib.sh).  A context other than
 # the expected one, a name held by another device, a device that vanishes
 # while attach waits for its KMS (after the header is read), a disabled,
-# pending-deletion and destroyed CMK (fake time); and format of a read-only
-# device.  Bad headers and tokens are in volume-bad.
+# pending-deletion and destroyed CMK (fake time); the volume's image file
+# in place of a block device; and format of a read-only device.  Bad headers and tokens are in volume-bad.
 # kcvm-programs: kmscrypt tests/cli/fake-time.so
 . /kc/lib.sh
 
@@ -17,8 +17,18 @@ kmscrypt -q key create --alias alias/db || die "kmscrypt key create failed"
 defer "dmsetup remove kcbad >/dev/null 2>&1; dmsetup remove kcbad-lower >/dev/null 2>&1; kcvm_mknodes"
 
 kcvm_loop 20
-good=$KCVM_LOOP
+good=$KCVM_LOOP good_file=$KCVM_LOOP_FILE
 kmscrypt -q format "$good" --key alias/db --context db-id=db1,volume-id=vol-a || die "format failed"
+
+# ---- the volume's image file itself: dm-crypt maps block devices only ----
+# (an attach of the file once hung: libcryptsetup's load locks a file itself)
+file_sum=$(kcvm_head_sum "$good_file") maps=$(kcvm_maps)
+! timeout 60 kmscrypt attach "$good_file" --name kcbad >out 2>err || die "attach of an image file succeeded"
+[ "$(wc -l <err)" = 1 ] || die "attach of an image file: $(wc -l <err) lines on stderr: $(cat err)"
+grep -qF "is not a block device; attach a loop device of it" err || die "attach of an image file says: $(cat err)"
+expect_eq "mappings after attaching an image file" "$(kcvm_maps)" "$maps"
+kcvm_no_key kmscrypt:
+expect_eq "header bytes of the image file" "$(kcvm_head_sum "$good_file")" "$file_sum"
 
 # ---- the good volume, refused by context and name ----
 good_sum=$(kcvm_head_sum "$good" 16384)

@@ -2,7 +2,8 @@
 # A volume copied block for block (a snapshot) attaches under the same CMK
 # and reads the same plaintext, beside its original (same LUKS UUID, other
 # device) as well as alone; `--expect-context` naming another volume-id
-# refuses it, leaving no mapping and no key.
+# refuses it, leaving no mapping and no key.  Attached at once under their
+# shared default name, one of the two gets it.
 # kcvm-programs: kmscrypt
 . /kc/lib.sh
 
@@ -59,4 +60,26 @@ set -- $(dmsetup table vol-a)
 expect_eq "backing device of vol-a" "$7" "$(cat "/sys/block/${snap#/dev/}/dev")"
 kmscrypt -q detach vol-a || die "detach failed"
 kcvm_mknodes
+kcvm_no_key kmscrypt:
+
+# The original and the snapshot at once, under their shared default name:
+# one attaches, the other is refused (the name is another device's), and
+# the mapping reads from the device whose attach succeeded.  Attaches of
+# one name take turns; racing, one could resume the other's table and
+# both report success.
+for round in 1 2 3 4 5 6 7 8; do
+        kmscrypt -q attach "$orig" 2>err-orig & a=$!
+        kmscrypt -q attach "$snap" 2>err-snap & b=$!
+        ok=0 winner=
+        wait $a && ok=$((ok + 1)) winner=$orig
+        wait $b && ok=$((ok + 1)) winner=$snap
+        expect_eq "round $round: attaches that succeeded" "$ok" 1
+        cat err-orig err-snap >err
+        grep -q 'is in use by another device' err || die "round $round: the loser says: $(cat err)"
+        kcvm_mknodes
+        set -- $(dmsetup table vol-a)
+        expect_eq "round $round: backing device of vol-a" "$7" "$(cat "/sys/block/${winner#/dev/}/dev")"
+        kmscrypt -q detach vol-a || die "round $round: detach failed"
+        kcvm_mknodes
+done
 kcvm_no_key kmscrypt:
