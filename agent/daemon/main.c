@@ -39,6 +39,7 @@ struct daemon {
         struct kc_config config;    /* kmscrypt.conf: keystore, root key, audit log */
         struct kc_manager *m;
         pthread_mutex_t reload_lock;
+        bool ready_sent;            /* READY=1 told (under reload_lock) */
 };
 
 static const char help[] =
@@ -295,7 +296,9 @@ static int reload(void *userdata, size_t *ret_n, struct kc_err *err) {
         int r;
 
         pthread_mutex_lock(&d->reload_lock);
-        (void) kc_notify("RELOADING=1");
+        /* Before the first READY=1, a READY=1 here would end the start-up early: say nothing. */
+        if (d->ready_sent)
+                (void) kc_notify("RELOADING=1");
         r = load_volumes(d, &v, err);
         if (r < 0)
                 log_error("reload: %s; keeping the previous configuration", kc_err_msg(err, r));
@@ -304,7 +307,8 @@ static int reload(void *userdata, size_t *ret_n, struct kc_err *err) {
                 log_info("reloaded %s: %zu volumes", d->volumes_path, v->n);
                 kc_manager_set_volumes(d->m, v, true);
         }
-        (void) kc_notify("READY=1");
+        if (d->ready_sent)
+                (void) kc_notify("READY=1");
         pthread_mutex_unlock(&d->reload_lock);
         return r;
 }
@@ -345,7 +349,10 @@ static void *readiness(void *arg) {
                 for (size_t i = 0; i < n; i++)
                         attached += av[i].state == KC_VOLUME_ATTACHED;
         snprintf(status, sizeof(status), "READY=1\nSTATUS=%zu of %zu volumes attached", attached, n);
+        pthread_mutex_lock(&d->reload_lock);
         (void) kc_notify(status);
+        d->ready_sent = true;
+        pthread_mutex_unlock(&d->reload_lock);
         log_info("ready: %zu of %zu volumes attached, %.2f s after start", attached, n, seconds_since_start());
         kc_secret_warn_unlocked();
         return NULL;
@@ -483,9 +490,10 @@ int main(int argc, char **argv) {
         r = pthread_create(&ready, NULL, readiness, &d);
         if (r != 0)
                 return log_error_errno(r, "cannot start: %m"), 1;
-        pthread_detach(ready);
 
         r = run(&d, s, sfd);
         kc_manager_stop(m);
+        /* Stopping wakes it (kc_manager_wait_settled fails); it must be done with m and d before they go. */
+        pthread_join(ready, NULL);
         return r < 0 ? 1 : 0;
 }
