@@ -857,7 +857,13 @@ int kc_manager_attach_volume(struct kc_manager *m, const char *name, const struc
                 pthread_mutex_unlock(&m->lock);
                 return kc_err_set(err, -ENOENT, "no volume %s in the volumes file", name);
         }
-        while (v->busy && !m->stopping)     /* an attach of it is running: wait for its outcome */
+        /*
+         * An attach of it running: wait for its outcome.  In one loop with
+         * the wait for a slot, so that no other attach of it (the
+         * scheduler's) can start while this one waits for the slot: two at
+         * once would let a detach in between and one of them attach again.
+         */
+        while (!m->stopping && (v->busy || m->running >= m->max_parallel))
                 pthread_cond_wait(&m->changed, &m->lock);
         r = take_slot(m);
         if (r < 0) {
