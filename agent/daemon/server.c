@@ -427,21 +427,39 @@ static struct json_object *serve_one(struct conn *c, const char *msg, size_t len
         return kc_reply_ok(result);
 }
 
+static int send_text(int fd, const char *text) {
+        return send(fd, text, strlen(text), MSG_NOSIGNAL) < 0 ? negative_errno() : 0;
+}
+
+/*
+ * A reply is one message, which must fit the connection's send buffer:
+ * KC_PROTOCOL_REPLY_MAX where the agent may force that (CAP_NET_ADMIN),
+ * else twice net.core.wmem_max (about 416 KiB by default: the status of
+ * some 500 volumes).  A reply too big for it is answered with an error
+ * that says so, rather than by a closed connection.
+ */
 static int send_reply(int fd, struct json_object *reply) {
-        const char *text;
-        size_t len;
+        int r;
 
         if (!reply)
                 return -ENOMEM;
-        text = json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN);
-        len = strlen(text);
-        if (send(fd, text, len, MSG_NOSIGNAL) < 0) {
-                int r = negative_errno();
+        r = send_text(fd, json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN));
+        if (r == -EMSGSIZE) {
+                char msg[192];
+                int size = 0;
+                socklen_t l = sizeof(size);
+
+                (void) getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, &l);
+                snprintf(msg, sizeof(msg), "the reply of %zu bytes is larger than this connection carries (%d; "
+                         "raise net.core.wmem_max), or ask for one volume by name",
+                         strlen(json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN)), size);
+                log_warning("%s", msg);
                 json_object_put(reply);
-                return r;
+                reply = kc_reply_error(-EMSGSIZE, msg);
+                r = reply ? send_text(fd, json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN)) : -ENOMEM;
         }
         json_object_put(reply);
-        return 0;
+        return r;
 }
 
 /* ---- connections ---- */
@@ -510,7 +528,7 @@ static void setup_conn_socket(int fd) {
         (void) setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
         tv.tv_sec = 10;
         (void) setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-        /* A reply is one message and must fit the send buffer; root may go past wmem_max. */
+        /* A reply is one message and must fit the send buffer (send_reply); with CAP_NET_ADMIN past wmem_max. */
         if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)) < 0)
                 (void) setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
 }

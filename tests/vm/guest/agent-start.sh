@@ -49,6 +49,20 @@ case $last in
 *) die "the Decrypt record of a CLI request does not name the client: $last" ;;
 esac
 
+# A reply larger than the connection's send buffer (twice wmem_max; the agent
+# has no CAP_NET_ADMIN to force more) is an error that says so, not a
+# closed connection.
+wmem=$(cat /proc/sys/net/core/wmem_max)
+# (the kernel's floor for wmem_max is about 4.5 KiB)
+echo 5000 >/proc/sys/net/core/wmem_max || die "cannot lower net.core.wmem_max"
+defer "echo $wmem >/proc/sys/net/core/wmem_max"
+! kmscrypt status >out 2>err || die "status of $N volumes fitted a 10 KB send buffer"
+echo "$wmem" >/proc/sys/net/core/wmem_max
+expect_eq "error lines of the oversized status" "$(wc -l <err)" 1
+grep -q 'larger than this connection carries' err || die "oversized status says: $(cat err)"
+kmscrypt status >out || die "status failed with wmem_max restored"
+grep -q "st$N" out || die "status with wmem_max restored does not show st$N: $(head -n 5 out)"
+
 agent_stop
 expect_eq "exit status after SIGTERM" "$AGENT_STATUS" 0
 expect_eq "mappings left after the agent stopped" "$(dmsetup ls | grep -c '^st')" "$N"
