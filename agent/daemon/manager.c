@@ -556,6 +556,9 @@ static void *revoke_pass(void *arg) {
         }
         pthread_mutex_unlock(&m->lock);
 
+        /* Here, not in maybe_revoke: it takes the process-wide dm lock, not to be waited for under m->lock. */
+        if (n > 0 && !kc_dm_available())
+                n = 0;
         r = n > 0 ? kc_kms_open(&m->kms, &kms, &err) : 0;
         if (r < 0)
                 log_warning("revocation check: cannot open the KMS layer: %s", kc_err_msg(&err, r));
@@ -605,8 +608,6 @@ static void maybe_revoke(struct kc_manager *m, uint64_t now) {
                 return;
         m->revoked_once = true;
         m->next_revoke_ms = now + (uint64_t) m->revoke_interval * 1000;
-        if (!kc_dm_available())
-                return;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         if (pthread_create(&t, &attr, revoke_pass, m) == 0) {
