@@ -16,7 +16,9 @@
  *
  * Local volumes are ordered before local-fs-pre.target, so /etc/fstab can
  * mount them like any disk; _netdev volumes after network-online.target and
- * before remote-fs-pre.target, so their mounts need _netdev too.
+ * remote-fs-pre.target and before remote-cryptsetup.target, as
+ * systemd-cryptsetup-generator orders them (not also before
+ * remote-fs-pre.target: a cycle), so their mounts need _netdev too.
  *
  * A generator must not fail the boot over one bad line: a volumes file that
  * does not parse is reported and produces no units at all (the agent refuses
@@ -164,7 +166,7 @@ static int generate_volume(const struct kc_volume_conf *v, const char *source) {
                      v->netdev ? "Wants=network-online.target\n"
                                  "After=network-online.target remote-fs-pre.target\n" : "",
                      v->nofail ? "" : "Before=", v->nofail ? "" : target,
-                     v->nofail ? "" : (v->netdev ? " remote-fs-pre.target\n" : " local-fs-pre.target\n"),
+                     v->nofail ? "" : (v->netdev ? "\n" : " local-fs-pre.target\n"),
                      timeout, v->name, v->name) < 0)
                 return -ENOMEM;
 
