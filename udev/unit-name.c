@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <blkid/blkid.h>
+
 #include "lib/macro.h"
 #include "udev/unit-name.h"
 
@@ -68,23 +70,24 @@ int kc_unit_name_from_path(const char *path, const char *suffix, char **ret) {
         return asprintf(ret, "%s%s", esc, suffix) < 0 ? -ENOMEM : 0;
 }
 
+/*
+ * udev names /dev/disk/by-label/ and by-partlabel/ links with libblkid's
+ * encoding (every byte outside letters, digits, "#+-.:=@_" and valid UTF-8
+ * as \xNN): the same function here, so that a generated unit names the
+ * device unit udev makes.
+ */
 int kc_udev_escape_tag(const char *s, char **ret) {
         _cleanup_free_ char *out = NULL;
-        char *p;
+        size_t size;
 
         if (!s || !*s)
                 return -EINVAL;
-        out = malloc(strlen(s) * 4 + 1);
+        size = strlen(s) * 4 + 1;
+        out = malloc(size);
         if (!out)
                 return -ENOMEM;
-        p = out;
-        for (const char *c = s; *c; c++) {
-                if (*c == '/' || *c == ' ' || *c == '\\' || (unsigned char) *c < 0x20)
-                        p += sprintf(p, "\\x%02x", (unsigned char) *c);
-                else
-                        *p++ = *c;
-        }
-        *p = '\0';
+        if (blkid_encode_string(s, out, size) < 0)
+                return -EINVAL;
         *ret = TAKE_PTR(out);
         return 0;
 }

@@ -55,6 +55,10 @@ START_TEST(udev_tags) {
         ck_assert_int_eq(kc_udev_escape_tag("my disk/1", &out), 0);
         ck_assert_str_eq(out, "my\\x20disk\\x2f1");
         free(out);
+        /* As udev's by-label links: blkid's set kept, anything else hex, UTF-8 kept. */
+        ck_assert_int_eq(kc_udev_escape_tag("db(1),$x#+-.:=@_\xc3\xa9", &out), 0);
+        ck_assert_str_eq(out, "db\\x281\\x29\\x2c\\x24x#+-.:=@_\xc3\xa9");
+        free(out);
 }
 END_TEST
 
