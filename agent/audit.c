@@ -584,7 +584,8 @@ static int read_end(int fd, uint64_t size, size_t want, char **ret, struct kc_er
 static int read_last_line(int fd, uint64_t size, char **ret_buf, const char **ret_line, size_t *ret_len,
                           struct kc_err *err) {
         _cleanup_free_ char *buf = NULL;
-        size_t max = size < AUDIT_LINE_MAX + 1 ? size : AUDIT_LINE_MAX + 1;
+        /* The longest line, its newline, and the newline that ends the line before it. */
+        size_t max = size < AUDIT_LINE_MAX + 2 ? size : AUDIT_LINE_MAX + 2;
         size_t want = max < TAIL_GUESS ? max : TAIL_GUESS;
         const char *nl;
         int r;

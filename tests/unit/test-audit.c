@@ -216,6 +216,35 @@ START_TEST(test_long_last_record) {
 }
 END_TEST
 
+/* A record exactly as long as a line may be is written, and the next append still finds the chain after it. */
+START_TEST(test_longest_record) {
+        struct paths p = paths_new();
+        _cleanup_audit_ struct kc_audit *a = NULL;
+        _cleanup_free_ char *detail = NULL;
+        struct kc_audit_record rec = { .operation = "Decrypt", .key_id = "local:k1", .detail = "x" };
+        off_t before;
+        size_t rest;
+
+        ck_assert_int_eq(kc_audit_open(p.log, p.head, &a, NULL), 0);
+        ck_assert_int_eq(kc_audit_write(a, &rec), 0);
+        /* The same record with a longer detail (same seq width, fixed-width time): 65536 bytes with it. */
+        rest = (size_t) file_size(p.log) - 1 - 1;
+        detail = malloc(64 * 1024 - rest + 1);
+        ck_assert_ptr_nonnull(detail);
+        memset(detail, 'y', 64 * 1024 - rest);
+        detail[64 * 1024 - rest] = '\0';
+        rec.detail = detail;
+        before = file_size(p.log);
+        ck_assert_int_eq(kc_audit_write(a, &rec), 0);
+        ck_assert_int_eq(file_size(p.log) - before, 64 * 1024 + 1);
+        kc_audit_close(TAKE_PTR(a));
+        ck_assert_int_eq(kc_audit_open(p.log, p.head, &a, NULL), 0);
+        rec.detail = "after";
+        ck_assert_int_eq(kc_audit_write(a, &rec), 0);
+        assert_verify_ok(&p, 3);
+}
+END_TEST
+
 START_TEST(test_record_fields) {
         struct paths p = paths_new();
         _cleanup_audit_ struct kc_audit *a = NULL;
@@ -910,6 +939,7 @@ Suite *kc_test_suite(void) {
 
         tcase_add_test(chain, test_chain_rule);
         tcase_add_test(chain, test_long_last_record);
+        tcase_add_test(chain, test_longest_record);
         tcase_add_test(chain, test_record_fields);
         tcase_add_test(chain, test_record_context);
         tcase_add_test(chain, test_bad_records_refused);
