@@ -16,6 +16,7 @@
 #include <openssl/rand.h>
 
 #include "agent/keystore.h"
+#include "lib/fault.h"
 #include "lib/fileio.h"
 #include "lib/log.h"
 #include "lib/secret.h"
@@ -578,6 +579,7 @@ static int write_atomic(const char *path, const void *data, size_t n, bool norep
                         kc_err_set(err, r, "cannot rename %s into place: %m", tmp);
                 goto fail;
         }
+        kc_fault_point("keystore:after-rename");
         r = fsync_dir_of(path);
         if (r < 0)
                 return kc_err_set(err, r, "cannot fsync the directory of %s: %m", path);
@@ -919,10 +921,18 @@ static int key_write(struct kc_keystore *ks, const struct ks_key *k, struct kc_e
                 return r;
         if (asprintf(&path, "%s/%s.json", ks->keys_dir, k->id) < 0)
                 return -ENOMEM;
-        r = write_atomic(path, text, strlen(text), false, err);
+        /*
+         * The change counter first, under the write lock: a reader that sees
+         * it waits for that lock, then reloads what is there.  After the
+         * rename, a writer killed in between, or a write_atomic failing at
+         * the directory's fsync (the file already replaced), left the
+         * counter behind, and the agent kept a key disabled on disk usable.
+         * A write that then fails costs readers one reload.
+         */
+        r = generation_bump(ks);
         if (r < 0)
-                return r;
-        return generation_bump(ks);
+                return kc_err_set(err, r, "cannot count the change in %s/.lock: %s", ks->dir, strerror(-r));
+        return write_atomic(path, text, strlen(text), false, err);
 }
 
 /* Rewrite a key whose deletion window has passed as a Destroyed tombstone: material and alias gone. */

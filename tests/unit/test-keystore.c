@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "agent/keystore.h"
 #include "lib/secret.h"
@@ -260,6 +262,32 @@ START_TEST(test_disable_enable_seen_by_other_handle) {
         ck_assert_ptr_nonnull(strstr(err.msg, "disabled"));
         ck_assert_int_eq(kc_keystore_set_enabled(cli, "alias/d", true, NULL), 0);
         ck_assert_int_eq(use_rc(agent, "alias/d", &err), 0);
+}
+END_TEST
+
+/* A writer killed right after its rename (kill -9, OOM): the change is counted, the agent sees it. */
+START_TEST(test_disable_seen_after_writer_killed) {
+        _cleanup_free_ char *dir = new_keystore_dir();
+        _cleanup_keystore_ struct kc_keystore *agent = open_ks(dir);
+        struct kc_err err;
+        int status;
+        pid_t pid;
+
+        create(agent, "alias/k", NULL);
+        ck_assert_int_eq(use_rc(agent, "alias/k", &err), 0);      /* agent caches it */
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                struct kc_keystore *cli = open_ks(dir);
+
+                setenv("KC_FAULT_STEP", "keystore:after-rename", 1);
+                (void) kc_keystore_set_enabled(cli, "alias/k", false, NULL);
+                _exit(0);       /* not reached: the fault point kills */
+        }
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+        ck_assert_int_eq(use_rc(agent, "alias/k", &err), -EKEYREVOKED);
+        ck_assert_ptr_nonnull(strstr(err.msg, "disabled"));
 }
 END_TEST
 
@@ -551,6 +579,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_absent_keystore_not_created);
         tcase_add_test(tc, test_rotate_keeps_old_versions);
         tcase_add_test(tc, test_disable_enable_seen_by_other_handle);
+        tcase_add_test(tc, test_disable_seen_after_writer_killed);
         tcase_add_test(tc, test_deletion_window);
         tcase_add_test(tc, test_destroyed_on_write_open);
         tcase_add_test(tc, test_corrupt_state);
