@@ -78,15 +78,6 @@ int kc_cli_volumes_load(const char *path, struct kc_volumes **ret, struct kc_err
         return r == -ENOENT ? kc_volumes_parse("", 0, path, ret, err) : r;
 }
 
-static int load_volumes(const char *path, struct kc_volumes **ret) {
-        struct kc_err err = {};
-        int r = kc_cli_volumes_load(path, ret, &err);
-
-        if (r < 0)
-                log_error("%s", kc_err_msg(&err, r));
-        return r;
-}
-
 static void params_from_conf(const struct kc_volume_conf *v, struct kc_attach_params *p) {
         *p = (struct kc_attach_params) {
                 .device = v->device, .header = v->header, .name = v->name, .expect = v->context,
@@ -95,13 +86,14 @@ static void params_from_conf(const struct kc_volume_conf *v, struct kc_attach_pa
 }
 
 /* Without the agent: one try of each configured volume, in file order. */
-static int attach_all_direct(struct kc_cli *cli, const char *path, struct kc_agent_volume **ret, size_t *ret_n) {
+static int attach_all_direct(struct kc_cli *cli, const char *path, struct kc_agent_volume **ret, size_t *ret_n,
+                             struct kc_err *load_err) {
         _cleanup_volumes_ struct kc_volumes *vs = NULL;
         struct kc_agent_volume *out;
         struct kc_kms *kms;
         int r;
 
-        r = load_volumes(path, &vs);
+        r = kc_cli_volumes_load(path, &vs, load_err);
         if (r < 0)
                 return r;
         out = calloc(vs->n ? vs->n : 1, sizeof(*out));
@@ -172,7 +164,7 @@ static int attach_all(struct kc_cli *cli, const char *volumes) {
         size_t n = 0;
         int r;
 
-        r = agent ? kc_client_attach_all(agent, &v, &n, &err) : attach_all_direct(cli, volumes, &v, &n);
+        r = agent ? kc_client_attach_all(agent, &v, &n, &err) : attach_all_direct(cli, volumes, &v, &n, &err);
         if (r < 0) {
                 log_error("cannot attach the configured volumes: %s", kc_err_msg(&err, r));
                 return kc_cli_exit_status(r);
@@ -187,7 +179,7 @@ static int attach_all(struct kc_cli *cli, const char *volumes) {
  * a kmscrypt logon key.
  */
 static int resume_reencryption(struct kc_cli *cli, struct kc_kms *kms, const struct kc_attach_params *p,
-                               struct kc_err *err) {
+                               struct kc_err *err, int *ret_said) {
         _cleanup_free_ char *device = NULL;
         struct kc_cli_reencrypt_options o;
         int r;
@@ -201,18 +193,19 @@ static int resume_reencryption(struct kc_cli *cli, struct kc_kms *kms, const str
                 .label = p->device, .device = device, .header = p->header, .expect = p->expect,
                 .resume = true, .no_report = true,
         };
-        if (kc_cli_reencrypt(cli, kms, &o) != KC_EXIT_OK)
-                return kc_err_set(err, -EBUSY, "the interrupted reencryption of %s is not finished", p->device);
-        return 0;
+        /* It said why on its own line, and its exit status is the attach's. */
+        *ret_said = kc_cli_reencrypt(cli, kms, &o);
+        return *ret_said == KC_EXIT_OK ? 0 : -EBUSY;
 }
 
 /*
- * One volume: through the agent when it runs, else here.  *ret_said is set
- * when the failure was already printed (kc_cli_kms says why the KMS cannot
- * open), so that the refusal stays one line.
+ * One volume: through the agent when it runs, else here.  *ret_said is the
+ * exit status when the failure was already printed (kc_cli_kms says why the
+ * KMS cannot open, an interrupted reencryption why it could not finish),
+ * so that the refusal stays one line; else 0.
  */
 static int attach_one(struct kc_cli *cli, const struct kc_attach_params *p, const char *volume,
-                      const char *volumes, struct kc_attach_result *res, struct kc_err *err, bool *ret_said) {
+                      const char *volumes, struct kc_attach_result *res, struct kc_err *err, int *ret_said) {
         _cleanup_(kc_client_closep) struct kc_client *agent = open_agent();
         _cleanup_volumes_ struct kc_volumes *vs = NULL;
         const struct kc_volume_conf *v;
@@ -224,7 +217,7 @@ static int attach_one(struct kc_cli *cli, const struct kc_attach_params *p, cons
         if (agent)
                 return volume ? kc_client_attach_volume(agent, volume, res, err) : kc_client_attach(agent, p, res, err);
         if (volume) {
-                r = load_volumes(volumes, &vs);
+                r = kc_cli_volumes_load(volumes, &vs, err);
                 if (r < 0)
                         return r;
                 v = kc_volumes_find(vs, volume);
@@ -235,7 +228,7 @@ static int attach_one(struct kc_cli *cli, const struct kc_attach_params *p, cons
         }
         r = kc_cli_kms(cli, &kms);
         if (r < 0) {
-                *ret_said = true;
+                *ret_said = kc_cli_exit_status(r);
                 return r;
         }
         req = kc_cli_request(cli, NULL);
@@ -243,14 +236,15 @@ static int attach_one(struct kc_cli *cli, const struct kc_attach_params *p, cons
         if (r != -EINPROGRESS)
                 return r;
         *err = (struct kc_err) {};
-        r = resume_reencryption(cli, kms, p, err);
+        r = resume_reencryption(cli, kms, p, err, ret_said);
         return r < 0 ? r : kc_attach(kms, &req, p, res, err);
 }
 
 static int run_attach(struct kc_cli *cli, int argc, char **argv) {
         const char *expect_kv = NULL, *expect_json = NULL, *perf = NULL, *volumes = kc_cli_volumes_default();
         struct kc_attach_params p = { .flags = KC_CRYPT_DEFAULT_FLAGS };
-        bool discards = false, all = false, read_only = false, said = false;
+        bool discards = false, all = false, read_only = false;
+        int said = 0;
         const struct kc_cli_option options[] = {
                 { .name = "all", .help = "attach every configured volume that is not attached", .flag = &all },
                 { .name = "volumes", .arg = "FILE", .help = "volumes file when working without the agent", .value = &volumes },
@@ -309,7 +303,7 @@ static int run_attach(struct kc_cli *cli, int argc, char **argv) {
 
         r = attach_one(cli, &p, volume, volumes, &res, &err, &said);
         if (r < 0 && said)
-                return kc_cli_exit_status(r);
+                return said;
         if (r < 0) {
                 char what[300];
                 snprintf(what, sizeof(what), "cannot attach %s", p.device);

@@ -147,6 +147,12 @@ check "config list: names the file and line" grep -q "volumes.bad:1: .*nofial" "
 check "config list: nothing on stdout" test ! -s "$T/out"
 expect 2 "config list: a volumes file that cannot be read (a directory)" config list --volumes "$T"
 check "config list, a directory: one line" one_error_line
+expect 2 "attach of a configured volume: a mistake in the volumes file" attach pg --volumes "$T/volumes.bad"
+check "attach VOLUME, bad volumes file: one line" one_error_line
+check "attach VOLUME, bad volumes file: names the file and line" grep -q "volumes.bad:1: .*nofial" "$T/err"
+expect 2 "attach --all: a mistake in the volumes file" attach --all --volumes "$T/volumes.bad"
+check "attach --all, bad volumes file: one line" one_error_line
+check "attach --all, bad volumes file: names the file and line" grep -q "volumes.bad:1: .*nofial" "$T/err"
 expect 0 "config list: a device not present is no matter" config list --volumes "$T/volumes.ok"
 check "config list: the name, one a line" test "$(cat "$T/out")" = pg
 expect 0 "config list: a missing volumes file has none" config list --volumes "$T/none"
