@@ -143,6 +143,8 @@ static int local_re_encrypt(void *state, const char *src_key, const uint8_t *blo
                 return r;
         /* ReEncrypt never hands the plaintext out: the cleanup above wipes it. */
         ret->plaintext = NULL;
+        memcpy(ret->source_key_id, src_id, sizeof(src_id));
+        ret->source_key_version = src_version;
         return 0;
 }
 

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <inttypes.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -390,7 +391,7 @@ int kc_kms_re_encrypt(struct kc_kms *k, const struct kc_kms_request *req, const 
         const struct kc_kms_provider *p = NULL, *dst_p;
         const char *src_key, *dst_key = NULL;
         void *state = NULL;
-        char request_id[160];
+        char request_id[160], source[96];
         int r;
 
         err = err ?: &local;
@@ -403,6 +404,12 @@ int kc_kms_re_encrypt(struct kc_kms *k, const struct kc_kms_request *req, const 
         }
         if (r >= 0)
                 r = p->re_encrypt(state, src_key, blob, blob_len, src_ctx, dst_key, dst_ctx, &dk, err);
+        /* The record names the destination key; the source, which the blob may name alone, goes in the detail. */
+        if (r >= 0 && dk.source_key_id[0]) {
+                snprintf(source, sizeof(source), "source %s version %" PRIu32, dk.source_key_id,
+                         dk.source_key_version);
+                rec.detail = source;
+        }
         note_request_id(p, state, &rec, request_id, sizeof(request_id));
         return audit_finish_data_key(k, req, &rec, r, &dk, ret, err);
 }

@@ -52,6 +52,9 @@ struct kc_data_key {
         size_t blob_len;
         char key_id[65];
         uint32_t key_version;
+        /* ReEncrypt only: the key (and version) the blob was wrapped under; empty when the provider cannot tell. */
+        char source_key_id[65];
+        uint32_t source_key_version;
 };
 void kc_data_key_clear(struct kc_data_key *k);   /* wipes and frees both, safe to call twice */
 

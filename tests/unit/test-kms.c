@@ -338,12 +338,13 @@ struct audit_seen {
         char ops[64][32];
         char results[64][8];            /* "ok", "error", "pending" */
         char key_ids[64][72];
+        char details[64][96];
         size_t n;
 };
 
 static int collect(struct json_object *rec, void *userdata) {
         struct audit_seen *s = userdata;
-        struct json_object *op, *result, *key;
+        struct json_object *op, *result, *key, *detail = json_object_object_get(rec, "detail");
 
         ck_assert(json_object_object_get_ex(rec, "operation", &op));
         ck_assert(json_object_object_get_ex(rec, "result", &result));
@@ -352,6 +353,7 @@ static int collect(struct json_object *rec, void *userdata) {
                 snprintf(s->ops[s->n], sizeof(s->ops[0]), "%s", json_object_get_string(op));
                 snprintf(s->results[s->n], sizeof(s->results[0]), "%s", json_object_get_string(result));
                 snprintf(s->key_ids[s->n], sizeof(s->key_ids[0]), "%s", key ? json_object_get_string(key) : "");
+                snprintf(s->details[s->n], sizeof(s->details[0]), "%s", detail ? json_object_get_string(detail) : "");
         }
         s->n++;
         return 0;
@@ -405,6 +407,13 @@ START_TEST(test_every_call_audited) {
                 ck_assert_msg(streq(seen.ops[i], want[i].op), "record %zu is %s, want %s", i + 1, seen.ops[i], want[i].op);
                 ck_assert_msg(streq(seen.results[i], want[i].result), "record %zu (%s) result %s, want %s",
                               i + 1, seen.ops[i], seen.results[i], want[i].result);
+        }
+        /* ReEncrypt was given no source key (the blob names it): the record names it, and its version. */
+        {
+                char source[96];
+
+                snprintf(source, sizeof(source), "source %s version 1", dk.key_id);
+                ck_assert_str_eq(seen.details[5], source);
         }
         assert_audit_intact(&e);
         kc_data_key_clear(&dk);
