@@ -19,6 +19,7 @@
 #include "agent/rotate.h"
 #include "dmsetup-helpers/dmcrypt.h"
 #include "kernel-keyring/keyring.h"
+#include "lib/fault.h"
 #include "lib/json-util.h"
 #include "lib/log.h"
 #include "lib/macro.h"
@@ -365,6 +366,31 @@ static int keyslot_key(struct re_state *s, int slot, void **ret, struct kc_err *
 }
 
 /*
+ * The header's JSON (free it) and its "digests" object, and the digests of
+ * the reencryption's two keyslots: what the mapping onto the segments and
+ * the recovery check read.
+ */
+static int read_digests(struct re_state *s, struct json_object **ret_hdr, struct json_object **ret_digests,
+                        int *ret_old, int *ret_new, struct kc_err *err) {
+        const struct kc_token_reencrypt *re = s->tok.reencrypt;
+        _cleanup_json_ struct json_object *hdr = NULL;
+        const char *text = NULL;
+        char ks[16];
+
+        if (crypt_dump_json(s->cd, &text, 0) < 0 || !(hdr = json_tokener_parse(text)) ||
+            !json_object_object_get_ex(hdr, "digests", ret_digests))
+                return kc_err_set(err, -EINVAL, "cannot read the LUKS2 metadata of %s", s->what);
+        snprintf(ks, sizeof(ks), "%d", re->keyslot_old);
+        *ret_old = digest_listing(*ret_digests, "keyslots", ks);
+        snprintf(ks, sizeof(ks), "%d", re->keyslot_new);
+        *ret_new = digest_listing(*ret_digests, "keyslots", ks);
+        if (*ret_old < 0 || *ret_new < 0)
+                return kc_err_set(err, -EINVAL, "%s: no LUKS2 digest for the keyslots of the reencryption", s->what);
+        *ret_hdr = TAKE_PTR(hdr);
+        return 0;
+}
+
+/*
  * The mapping onto the header's data segments, one crypt target each, its
  * keys under libcryptsetup's descriptions: how libcryptsetup leaves a
  * volume it stopped reencrypting online, and what an online resume checks
@@ -377,9 +403,9 @@ static int mapping_to_segments(struct re_state *s, const char *uuid, const char 
         _cleanup_secret_ void *okey = NULL, *nkey = NULL;
         struct json_object *segments, *digests;
         struct kc_dm_target targets[8];
-        char *params[8] = {}, descs[8][96], key_descs[2][96], id[16], ks[16];
+        char *params[8] = {}, descs[8][96], key_descs[2][96], id[16];
         kc_key_serial_t serials[2] = {};
-        const char *text = NULL, *data_device;
+        const char *data_device;
         struct kc_dm_info info;
         unsigned flags;
         uint64_t start = 0;
@@ -394,16 +420,11 @@ static int mapping_to_segments(struct re_state *s, const char *uuid, const char 
         data_device = crypt_get_device_name(s->cd);
         if (!data_device)
                 return kc_err_set(err, -EINVAL, "%s has no data device", s->what);
-        if (crypt_dump_json(s->cd, &text, 0) < 0 || !(hdr = json_tokener_parse(text)) ||
-            !json_object_object_get_ex(hdr, "segments", &segments) ||
-            !json_object_object_get_ex(hdr, "digests", &digests))
-                return kc_err_set(err, -EINVAL, "cannot read the LUKS2 metadata of %s", s->what);
-        snprintf(ks, sizeof(ks), "%d", re->keyslot_old);
-        dold = digest_listing(digests, "keyslots", ks);
-        snprintf(ks, sizeof(ks), "%d", re->keyslot_new);
-        dnew = digest_listing(digests, "keyslots", ks);
-        if (dold < 0 || dnew < 0)
-                return kc_err_set(err, -EINVAL, "%s: no LUKS2 digest for the keyslots of the reencryption", s->what);
+        r = read_digests(s, &hdr, &digests, &dold, &dnew, err);
+        if (r < 0)
+                return r;
+        if (!json_object_object_get_ex(hdr, "segments", &segments))
+                return kc_err_set(err, -EINVAL, "cannot read the LUKS2 segments of %s", s->what);
         r = keyslot_key(s, re->keyslot_old, &okey, err);
         if (r >= 0)
                 r = keyslot_key(s, re->keyslot_new, &nkey, err);
@@ -734,7 +755,43 @@ static const struct kc_luks_pbkdf temp_pbkdf = {
         .iterations = 1000,
 };
 
-/* The two temporary keyslots (again, after a crash), and at the start the new recovery keyslot. */
+/*
+ * Whether the new key still lacks the recovery keyslot the old key has: 1
+ * when a keyslot other than the two temporary ones is bound to the old
+ * key's digest and none to the new key's (keyslot_new's).  Both temporary
+ * keyslots are there.
+ */
+static int recovery_missing(struct re_state *s, struct kc_err *err) {
+        const struct kc_token_reencrypt *re = s->tok.reencrypt;
+        _cleanup_json_ struct json_object *hdr = NULL;
+        struct json_object *digests;
+        unsigned on_old = 0, on_new = 0;
+        char id[16];
+        int dold, dnew, r;
+
+        r = read_digests(s, &hdr, &digests, &dold, &dnew, err);
+        if (r < 0)
+                return r;
+        for (int i = 0; i < crypt_keyslot_max(CRYPT_LUKS2); i++) {
+                int d;
+
+                if (i == re->keyslot_old || i == re->keyslot_new || !keyslot_active(s->cd, i))
+                        continue;
+                snprintf(id, sizeof(id), "%d", i);
+                d = digest_listing(digests, "keyslots", id);
+                on_old += d >= 0 && d == dold;
+                on_new += d >= 0 && d == dnew;
+        }
+        return on_old > 0 && on_new == 0;
+}
+
+/*
+ * The two temporary keyslots (again, after a crash), and the new recovery
+ * keyslot: at the start when a passphrase is given, and on a resume when
+ * the header shows it missing (a failure or a kill before it was added):
+ * then its passphrase is required, for libcryptsetup wipes the old key's
+ * keyslots at the end and the volume would be left to the KMS alone.
+ */
 static int add_keyslots(struct re_state *s, bool starting, int *ret_recovery, struct kc_err *err) {
         const struct kc_token_reencrypt *re = s->tok.reencrypt;
         _cleanup_secret_ void *okey = NULL, *nkey = NULL;
@@ -756,20 +813,31 @@ static int add_keyslots(struct re_state *s, bool starting, int *ret_recovery, st
                         return kc_err_set(err, r, "cannot add keyslot %d to %s: %s", re->keyslot_old, s->what,
                                           strerror(-r));
         }
-        if (keyslot_active(s->cd, re->keyslot_new) && !starting)
-                return 0;
-        r = new_key(s, &nkey, err);
-        if (r < 0)
-                return r;
         if (!keyslot_active(s->cd, re->keyslot_new)) {
+                r = new_key(s, &nkey, err);
+                if (r < 0)
+                        return r;
                 r = crypt_keyslot_add_by_key(s->cd, re->keyslot_new, nkey, KEY_SIZE, s->pass, PASSPHRASE_SIZE,
                                              CRYPT_VOLUME_KEY_NO_SEGMENT);
                 if (r < 0)
                         return kc_err_set(err, r, "cannot add keyslot %d to %s: %s", re->keyslot_new, s->what,
                                           strerror(-r));
         }
-        if (!starting || !s->p->recovery_passphrase)
+        if (!starting) {
+                r = recovery_missing(s, err);
+                if (r <= 0)
+                        return r;
+                /* Refused without the passphrase: the reencryption waits, with the old key's keyslots. */
+                r = check_recovery(s, err);
+                if (r < 0)
+                        return r;
+        } else if (!s->p->recovery_passphrase)
                 return 0;
+        if (!nkey) {
+                r = new_key(s, &nkey, err);
+                if (r < 0)
+                        return r;
+        }
         /* The old recovery keyslot goes with the old key (libcryptsetup wipes it at the end). */
         r = crypt_set_pbkdf_type(s->cd, NULL);
         if (r >= 0)
@@ -912,24 +980,23 @@ static int step_finish(struct re_state *s, const char *uuid, struct kc_err *err)
         r = re_audit(s, detail, re->key_version, true, 0, err);
         if (r < 0)
                 return r;
-        if (s->mapping) {
-                r = mapping_to_kmscrypt(s, uuid, key, err);
-                if (r < 0)
-                        return r;
-        }
-        for (int slot = 0; slot < crypt_keyslot_max(CRYPT_LUKS2); slot++) {
+        /* From here every end, failed too, gets its outcome record: an intent alone means a kill. */
+        r = s->mapping ? mapping_to_kmscrypt(s, uuid, key, err) : 0;
+        for (int slot = 0; r >= 0 && slot < crypt_keyslot_max(CRYPT_LUKS2); slot++) {
                 if ((slot != re->keyslot_old && slot != re->keyslot_new) || !keyslot_active(s->cd, slot))
                         continue;
                 r = crypt_keyslot_destroy(s->cd, slot);
                 if (r < 0)
-                        return kc_err_set(err, r, "cannot remove keyslot %d of %s: %s", slot, s->what, strerror(-r));
+                        r = kc_err_set(err, r, "cannot remove keyslot %d of %s: %s", slot, s->what, strerror(-r));
         }
-        t = s->tok;
-        t.wrapped_key = re->wrapped_key;
-        t.wrapped_key_len = re->wrapped_key_len;
-        t.key_version = re->key_version;
-        t.reencrypt = NULL;
-        r = token_commit(s, &t, err);
+        if (r >= 0) {
+                t = s->tok;
+                t.wrapped_key = re->wrapped_key;
+                t.wrapped_key_len = re->wrapped_key_len;
+                t.key_version = re->key_version;
+                t.reencrypt = NULL;
+                r = token_commit(s, &t, err);
+        }
         snprintf(detail, sizeof(detail), "finished, from version %u, token %d", s->tok.key_version, s->token_id);
         return re_audit(s, detail, re->key_version, false, r, err);
 }
@@ -1010,6 +1077,7 @@ static int run(struct re_state *s, struct kc_reencrypt_result *res, struct kc_er
                 r = step_start(s, err);
                 if (r < 0)
                         return r;
+                kc_fault_point("reencrypt:after-start");
                 r = add_keyslots(s, true, &res->recovery_keyslot, err);
         } else if (ri == CRYPT_REENCRYPT_NONE) {
                 r = finished(s, &done, err);

@@ -11,7 +11,9 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <libcryptsetup.h>
@@ -329,6 +331,16 @@ START_TEST(test_reencrypt_refusals) {
 }
 END_TEST
 
+/* A recovery keyslot (passphrase pass) for key, as kmscrypt format --recovery-passphrase-file adds. */
+static void add_recovery(const void *key, const char *pass) {
+        _cleanup_luks_ struct kc_luks *l = NULL;
+        struct kc_err err = {};
+
+        ck_assert_int_eq(kc_luks_open(f.img, NULL, &l, &err), 0);
+        ck_assert_int_eq(kc_luks_set_pbkdf(l, &kc_test_fast_pbkdf, &err), 0);
+        ck_assert_int_ge(kc_luks_add_passphrase(l, key, 64, pass, strlen(pass), &err), 0);
+}
+
 /* A recovery keyslot is not silently lost: refused without its passphrase, re-created with it. */
 START_TEST(test_reencrypt_recovery) {
         _cleanup_(kc_token_clear) struct kc_token t = {};
@@ -341,10 +353,7 @@ START_TEST(test_reencrypt_recovery) {
         int r;
 
         key = token_key(&t);
-        ck_assert_int_eq(kc_luks_open(f.img, NULL, &l, &err), 0);
-        ck_assert_int_eq(kc_luks_set_pbkdf(l, &kc_test_fast_pbkdf, &err), 0);
-        ck_assert_int_ge(kc_luks_add_passphrase(l, key, 64, pass, strlen(pass), &err), 0);
-        kc_luks_close(TAKE_PTR(l));
+        add_recovery(key, pass);
         before = kc_test_file_hash(f.img);
         err = (struct kc_err) {};
         ck_assert_int_eq(reencrypt(&(struct kc_reencrypt_params) {}, &res, &err), -EPERM);
@@ -376,6 +385,66 @@ START_TEST(test_reencrypt_recovery) {
 }
 END_TEST
 
+/*
+ * Killed after the start's token write, before the keyslots (a KMS call
+ * failing there ends it the same way): the resume must not finish without
+ * a recovery keyslot for the new key, since libcryptsetup wipes the old
+ * key's at the end.  Without the passphrase it is refused, with the old
+ * recovery keyslot kept; with it, the new key gets one.
+ */
+START_TEST(test_reencrypt_resume_keeps_recovery) {
+        _cleanup_(kc_token_clear) struct kc_token t = {};
+        _cleanup_secret_ void *key = NULL, *new = NULL, *by_pass = NULL;
+        _cleanup_luks_ struct kc_luks *l = NULL;
+        struct kc_reencrypt_result res;
+        struct kc_err err = {};
+        const char pass[] = "recovery words";
+        int status, r;
+        pid_t pid;
+
+        key = token_key(&t);
+        add_recovery(key, pass);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                /* A process of its own, as a killed kmscrypt is: secret memory is wiped in a forked child. */
+                struct kc_kms_config cfg = { .keystore_dir = f.keystore, .audit_log = f.audit_log };
+
+                kc_kms_close(f.kms);
+                if (kc_kms_open(&cfg, &f.kms, &err) < 0)
+                        _exit(1);
+                setenv("KC_FAULT_STEP", "reencrypt:after-start", 1);
+                (void) reencrypt(&(struct kc_reencrypt_params) { .recovery_passphrase = pass,
+                                                                 .recovery_passphrase_len = strlen(pass),
+                                                                 .pbkdf = &kc_test_fast_pbkdf }, &res, &err);
+                _exit(0);       /* not reached: the fault point kills */
+        }
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+
+        err = (struct kc_err) {};
+        ck_assert_int_eq(reencrypt(&(struct kc_reencrypt_params) { .resume = true }, &res, &err), -EPERM);
+        ck_assert_ptr_nonnull(strstr(err.msg, "recovery keyslot"));
+        ck_assert_int_eq(kc_luks_open(f.img, NULL, &l, &err), 0);
+        ck_assert_int_eq(kc_luks_volume_key_by_passphrase(l, pass, strlen(pass), &by_pass, &err), 0);
+        ck_assert(kc_memeq_const(by_pass, key, 64));
+        kc_luks_close(TAKE_PTR(l));
+        kc_secret_free(TAKE_PTR(by_pass));
+
+        r = reencrypt(&(struct kc_reencrypt_params) { .resume = true, .recovery_passphrase = pass,
+                                                      .recovery_passphrase_len = strlen(pass),
+                                                      .pbkdf = &kc_test_fast_pbkdf }, &res, &err);
+        ck_assert_msg(r == 0, "resume: %s", kc_err_msg(&err, r));
+        ck_assert_int_ge(res.recovery_keyslot, 0);
+        kc_token_clear(&t);
+        new = token_key(&t);
+        ck_assert_ptr_null(t.reencrypt);
+        ck_assert_int_eq(kc_luks_open(f.img, NULL, &l, &err), 0);
+        ck_assert_int_eq(kc_luks_volume_key_by_passphrase(l, pass, strlen(pass), &by_pass, &err), 0);
+        ck_assert(kc_memeq_const(by_pass, new, 64));
+}
+END_TEST
+
 Suite *kc_test_suite(void) {
         Suite *s = suite_create("reencrypt");
         TCase *tc = tcase_create("reencrypt");
@@ -386,6 +455,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_reencrypt_stop_and_resume);
         tcase_add_test(tc, test_reencrypt_refusals);
         tcase_add_test(tc, test_reencrypt_recovery);
+        tcase_add_test(tc, test_reencrypt_resume_keeps_recovery);
         suite_add_tcase(s, tc);
         return s;
 }
