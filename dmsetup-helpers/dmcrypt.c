@@ -269,11 +269,16 @@ static int parse_cipher(const char *s, struct cipher_spec *ret) {
                 if (!table_char_ok(*p))
                         return log_debug_errno(-EINVAL, "Cipher specification has an invalid character.");
 
+        /*
+         * Anywhere in the spec: the kernel also finds a cipher by its driver
+         * name, so "capi:ecb-cipher_null-plain" (no parentheses, no cipher
+         * parsed out of it) is the null cipher too.
+         */
+        if (strstr(s, "cipher_null"))
+                return log_debug_errno(-EINVAL, "cipher_null does not encrypt; refused.");
         r = strncmp(s, "capi:", 5) == 0 ? parse_cipher_capi(s, &c) : parse_cipher_legacy(s, &c);
         if (r < 0)
                 return r;
-        if (streq(c.cipher, "cipher_null"))
-                return log_debug_errno(-EINVAL, "cipher_null does not encrypt; refused.");
         *ret = c;
         return 0;
 }

@@ -161,6 +161,7 @@ START_TEST(test_refuse_cipher) {
                 "aes-xts-plain64:sha256", "aes-cbc-elephant",
                 "aes:3-cbc-plain", "aes:0-cbc-plain", "aes:-cbc-plain", "aes:x-cbc-plain", "aes:128-cbc-plain",
                 "aes:02-cbc-plain", "cipher_null-ecb", "cipher_null-ecb-null", "capi:ecb(cipher_null)-null",
+                "capi:ecb-cipher_null-plain", "capi:ecb(cipher_null-generic)-plain",
                 "capi:xts(aes)", "capi:-plain64", "capi:xts(aes-plain64", "capi:xts)aes(-plain64",
                 "capi:xts(aes)-plain64:sha256", "capi:xts(AES)-plain64", "capi:xts(aes)-bogus",
                 "aes-xts-plain64-x",
