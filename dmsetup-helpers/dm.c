@@ -299,11 +299,27 @@ static int dm_resume_synced(const char *name) {
         return task_run_synced(dmt, "resume", name);
 }
 
+/* Drop the inactive table, and with it a dm-crypt table's copy of its key. */
+static int dm_clear(const char *name) {
+        _cleanup_dm_task_ struct dm_task *dmt = NULL;
+        int r;
+
+        r = task_new(DM_DEVICE_CLEAR, name, &dmt);
+        if (r < 0)
+                return r;
+        return task_run(dmt, "clear", name);
+}
+
 static void dm_undo_create(const char *name) {
         int r = dm_remove_retrying(name, false);
 
+        if (r >= 0 || r == -ENXIO)
+                return;
+        log_debug_errno(r, "Failed to remove half-created %s: %m", name);
+        /* Still open by someone: at least its inactive table goes, and dm-crypt's copy of the key with it. */
+        r = dm_clear(name);
         if (r < 0)
-                log_debug_errno(r, "Failed to remove half-created %s: %m", name);
+                log_debug_errno(r, "Failed to clear the inactive table of %s: %m", name);
 }
 
 /*
@@ -366,17 +382,6 @@ int kc_dm_create_gated(const char *name, const char *uuid, const char *target, u
 int kc_dm_create(const char *name, const char *uuid, const char *target, uint64_t size,
                  const char *params, bool read_only) {
         return kc_dm_create_gated(name, uuid, target, size, params, read_only, NULL, NULL);
-}
-
-/* Drop the inactive table, and with it a dm-crypt table's copy of its key. */
-static int dm_clear(const char *name) {
-        _cleanup_dm_task_ struct dm_task *dmt = NULL;
-        int r;
-
-        r = task_new(DM_DEVICE_CLEAR, name, &dmt);
-        if (r < 0)
-                return r;
-        return task_run(dmt, "clear", name);
 }
 
 /*
