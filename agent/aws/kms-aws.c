@@ -257,6 +257,18 @@ static bool transport_retryable(int r) {
         return r == -ECONNREFUSED || r == -ECONNRESET || r == -ETIMEDOUT || r == -EHOSTUNREACH;
 }
 
+/*
+ * Whether a call may be sent again after a failure that leaves open whether
+ * KMS carried it out (a reset or a timeout after sending, a 5xx).  Sent
+ * again, a ScheduleKeyDeletion that went through meets a key already
+ * pending deletion and fails: the change would be reported, and audited,
+ * as not made.  Those are retried only where nothing was sent.
+ */
+static bool operation_idempotent(const char *operation) {
+        return !streq(operation, "ScheduleKeyDeletion") && !streq(operation, "CancelKeyDeletion") &&
+               !streq(operation, "CreateKey");
+}
+
 static int endpoint_for(const struct aws_state *s, const struct key_ref *k, char **ret) {
         if (s->endpoint)
                 *ret = strdup(s->endpoint);
@@ -357,12 +369,18 @@ static int aws_call(struct aws_state *s, const struct key_ref *k, const char *op
         for (unsigned attempt = 0;; attempt++) {
                 struct kc_http_response resp = {};
                 struct kc_err e = {};
-                long left = deadline - now_ms(), backoff;
+                long left, backoff;
                 bool retry = false;
+                int status = 0;
 
                 r = ensure_credentials(s, err);
                 if (r < 0)
                         return r;
+                /* After the credentials, which may have taken a metadata service's time. */
+                left = deadline - now_ms();
+                if (left <= 0)
+                        return kc_err_set(err, -ETIMEDOUT, "AWS KMS %s: no time left within %ld ms", operation,
+                                          s->deadline_ms);
                 r = exchange(s, url, host, k->region, target, body, left < s->timeout_ms ? left : s->timeout_ms,
                              &resp, &e);
                 if (r >= 0) {
@@ -372,15 +390,21 @@ static int aws_call(struct aws_state *s, const struct key_ref *k, const char *op
                                 *ret = resp;
                                 return 0;
                         }
+                        status = (int) resp.status;
                         r = resp.status == 200 ? 0 : kc_aws_error_map(resp.status, resp.body, resp.body_len, operation,
                                                                       resp.request_id, &retry, &e);
                         kc_http_response_clear(&resp);
                         if (r >= 0)
                                 return 0;
-                        if (r == -EACCES && strstr(e.msg, "ExpiredToken"))
-                                kc_aws_credentials_clear(&s->creds);   /* reload before the next try */
+                        if (r == -EACCES && strstr(e.msg, "ExpiredToken")) {
+                                kc_aws_credentials_clear(&s->creds);   /* reloaded for one more try */
+                                retry = attempt == 0;
+                        }
+                        if (status >= 500 && !operation_idempotent(operation))
+                                retry = false;
                 } else
-                        retry = transport_retryable(r);
+                        retry = transport_retryable(r) &&
+                                (operation_idempotent(operation) || r == -ECONNREFUSED || r == -EHOSTUNREACH);
                 /* Full jitter: sleep uniformly in [0, min(cap, base * 2^attempt)]. */
                 backoff = BACKOFF_BASE_MS << (attempt < 5 ? attempt : 5);
                 backoff = (long) arc4random_uniform((uint32_t) (backoff < BACKOFF_CAP_MS ? backoff : BACKOFF_CAP_MS) + 1);

@@ -242,6 +242,17 @@ def run(tmp, audit, port):
     e = dict(env, AWS_ENDPOINT_URL_KMS="http://127.0.0.1:%d" % eport, KMSCRYPT_AWS_DEADLINE_MS="1500")
     rc, out, _ = drive(e, audit, "decrypt", ref1, CTX, blob)
     check("5xx retried then EAGAIN", err_name(out) == "EAGAIN" and len(srv.RequestHandlerClass.log) >= 3, out)
+    # ... but not for a call that KMS may have carried out: sent again, a deletion already scheduled fails.
+    rc, out, _ = drive(e, audit, "schedule-deletion", ref2, "7")
+    sent = [x for x in srv.RequestHandlerClass.log if "ScheduleKeyDeletion" in str(x)]
+    check("5xx on ScheduleKeyDeletion not retried", rc == 1 and len(sent) == 1, "%s (sent %d times)" % (out, len(sent)))
+    srv.shutdown()
+    # An expired session token: the credentials are read again and the call tried once more.
+    srv, eport = fake_imds.start("error", etype="ExpiredTokenException")
+    e = dict(env, AWS_ENDPOINT_URL_KMS="http://127.0.0.1:%d" % eport)
+    rc, out, _ = drive(e, audit, "decrypt", ref1, CTX, blob)
+    check("ExpiredToken retried once", rc == 1 and err_name(out) == "EACCES" and
+          len(srv.RequestHandlerClass.log) == 2, out)
     srv.shutdown()
 
     missing = "aws:" + k1["Arn"].rsplit("/", 1)[0] + "/11111111-2222-3333-4444-555555555555"
