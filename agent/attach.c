@@ -22,8 +22,6 @@
 #include "lib/secret.h"
 #include "lib/strv.h"
 
-DEFINE_CLEANUP_FUNC(DIR *, closedir)
-
 #define DM_UUID_PREFIX "CRYPT-LUKS2-"
 #define KC_ATTACH_LOCK_DIR KC_RUNSTATEDIR "/attach"
 #define KEY_PREFIX "kmscrypt:"

@@ -105,7 +105,6 @@ static int state_from_string(const char *s, enum kc_key_state *ret) {
         return -EINVAL;
 }
 
-static inline void closedirp(DIR **d) { if (*d) closedir(*d); }
 static inline void json_object_putp(struct json_object **o) { if (*o) json_object_put(*o); }
 
 /* ---- names ---------------------------------------------------------------------------------- */

@@ -18,11 +18,6 @@
 #include "lib/macro.h"
 #include "tests/fuzz/fuzz.h"
 
-static inline void closedirp(DIR **d) {
-        if (*d)
-                closedir(*d);
-}
-
 static int replay_file(const char *path) {
         _cleanup_fclose_ FILE *f = NULL;
         _cleanup_free_ uint8_t *buf = NULL;
