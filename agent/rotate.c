@@ -5,10 +5,14 @@
  * before the single metadata write, and the new blob is proven to open the
  * volume (KMS Decrypt + LUKS2 digest) before it replaces the old one.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <limits.h>
 #include <linux/fs.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -637,6 +641,97 @@ static int copy_commit(const char *tmp, const char *dst, bool overwrite, struct 
         return 0;
 }
 
+/* The signals that stop a copy (blocked by kc_snapshot, so that it resumes the volume first). */
+static void stop_signals(sigset_t *ret) {
+        sigemptyset(ret);
+        sigaddset(ret, SIGINT);
+        sigaddset(ret, SIGTERM);
+        sigaddset(ret, SIGHUP);
+        sigaddset(ret, SIGQUIT);
+}
+
+/*
+ * One of them is pending (only ever so while blocked) and not ignored (nohup,
+ * a shell's background job): the copy stops at the next chunk.
+ */
+static bool stop_requested(void) {
+        sigset_t pending, stop;
+
+        stop_signals(&stop);
+        if (sigpending(&pending) < 0)
+                return false;
+        for (int sig = 1; sig < NSIG; sig++) {
+                struct sigaction sa;
+
+                if (sigismember(&stop, sig) == 1 && sigismember(&pending, sig) == 1 &&
+                    sigaction(sig, NULL, &sa) == 0 && sa.sa_handler != SIG_IGN)
+                        return true;
+        }
+        return false;
+}
+
+/*
+ * Whether dev is top or stacked on it (a holder of a holder..., as sysfs
+ * lists them): a device mapper, LVM or md device built on the mapping.
+ */
+static bool stacked_on(dev_t top, dev_t dev, unsigned depth) {
+        _cleanup_(closedirp) DIR *d = NULL;
+        char path[PATH_MAX];
+        struct dirent *de;
+
+        if (dev == top)
+                return true;
+        if (depth == 0)
+                return false;
+        snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/holders", major(top), minor(top));
+        d = opendir(path);
+        while (d && (de = readdir(d))) {
+                unsigned ma, mi;
+                _cleanup_fclose_ FILE *f = NULL;
+
+                if (de->d_name[0] == '.')
+                        continue;
+                snprintf(path, sizeof(path), "/sys/class/block/%s/dev", de->d_name);
+                f = fopen(path, "re");
+                if (f && fscanf(f, "%u:%u", &ma, &mi) == 2 && stacked_on(makedev(ma, mi), dev, depth - 1))
+                        return true;
+        }
+        return false;
+}
+
+/* The device dst is, or that holds it (its file system; for a new file, its folder's). */
+static int dst_device(const char *dst, dev_t *ret) {
+        _cleanup_free_ char *dir = strdup(dst);
+        struct stat st;
+
+        if (!dir)
+                return -ENOMEM;
+        if (stat(dst, &st) < 0 && stat(dirname(dir), &st) < 0)
+                return negative_errno();
+        *ret = S_ISBLK(st.st_mode) ? st.st_rdev : st.st_dev;
+        return 0;
+}
+
+int kc_device_has_holders(const char *device, char ret_holder[64]) {
+        _cleanup_(closedirp) DIR *d = NULL;
+        char path[PATH_MAX];
+        struct dirent *de;
+        struct stat st;
+
+        if (stat(device, &st) < 0)
+                return negative_errno();
+        if (!S_ISBLK(st.st_mode))
+                return 0;
+        snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/holders", major(st.st_rdev), minor(st.st_rdev));
+        d = opendir(path);
+        while (d && (de = readdir(d)))
+                if (de->d_name[0] != '.') {
+                        snprintf(ret_holder, 64, "%.63s", de->d_name);
+                        return 1;
+                }
+        return 0;
+}
+
 static bool all_zero(const uint8_t *p, size_t n) {
         return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
 }
@@ -649,7 +744,11 @@ static int copy_fds(int in, int out, uint64_t total, bool sparse, kc_copy_progre
                 return -ENOMEM;
         while (done < total) {
                 size_t want = total - done < COPY_CHUNK ? (size_t) (total - done) : COPY_CHUNK;
-                ssize_t n = pread(in, buf, want, (off_t) done);
+                ssize_t n;
+
+                if (stop_requested())
+                        return -ECANCELED;
+                n = pread(in, buf, want, (off_t) done);
 
                 if (n < 0 && errno == EINTR)
                         continue;
@@ -707,7 +806,10 @@ int kc_copy_encrypted(const char *src, const char *dst, bool overwrite, kc_copy_
 int kc_snapshot(const char *mapping, const char *dst, bool overwrite, kc_copy_progress_fn progress,
                 void *userdata, struct kc_err *err) {
         struct kc_volume_status st;
+        struct kc_dm_info info;
+        sigset_t stop, old;
         bool was_suspended;
+        dev_t dev;
         int r, q;
 
         r = kc_volume_status(mapping, NULL, &st, err);
@@ -715,11 +817,25 @@ int kc_snapshot(const char *mapping, const char *dst, bool overwrite, kc_copy_pr
                 return r;
         was_suspended = st.suspended;
         kc_volume_status_clear(&st);
+        /* Written to while the volume is suspended, DEST on it (or above it) would wait for ever. */
+        if (kc_dm_info(mapping, &info) >= 0 && info.exists && dst_device(dst, &dev) >= 0 &&
+            stacked_on(makedev(info.major, info.minor), dev, 8))
+                return kc_err_set(err, -EINVAL, "%s is on %s itself (or on a device built on it), which the "
+                                  "snapshot suspends: put the copy elsewhere", dst, mapping);
+        /*
+         * Interrupted (Ctrl-C, a hang-up, SIGTERM), the copy stops at the next
+         * chunk and the volume is resumed before the signal ends the process;
+         * only a SIGKILL can leave it suspended (dmsetup resume NAME).
+         */
+        stop_signals(&stop);
+        pthread_sigmask(SIG_BLOCK, &stop, &old);
         /* Suspend flushes the mapping and freezes its filesystem: the backing device is consistent. */
         if (!was_suspended) {
                 r = kc_dm_suspend(mapping);
-                if (r < 0)
+                if (r < 0) {
+                        pthread_sigmask(SIG_SETMASK, &old, NULL);
                         return kc_err_set(err, r, "cannot suspend %s: %s", mapping, strerror(-r));
+                }
         }
         r = kc_copy_encrypted(st.device, dst, overwrite, progress, userdata, err);
         if (!was_suspended) {
@@ -727,5 +843,6 @@ int kc_snapshot(const char *mapping, const char *dst, bool overwrite, kc_copy_pr
                 if (q < 0 && r >= 0)
                         r = kc_err_set(err, q, "cannot resume %s: %s", mapping, strerror(-q));
         }
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
         return r;
 }

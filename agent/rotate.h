@@ -150,7 +150,13 @@ int kc_copy_encrypted(const char *src, const char *dst, bool overwrite, kc_copy_
 
 /*
  * A consistent copy of the attached volume `mapping`: suspend it (dm suspend
- * flushes and holds I/O), copy its backing device, resume, whatever happened.
+ * flushes and holds I/O), copy its backing device, resume, whatever happened
+ * (SIGINT, SIGTERM, SIGHUP and SIGQUIT included: they stop the copy, and act
+ * once the volume is resumed).  A dst on the mapping, or on a device built on
+ * it, is refused before anything is suspended.
  */
 int kc_snapshot(const char *mapping, const char *dst, bool overwrite, kc_copy_progress_fn progress,
                 void *userdata, struct kc_err *err);
+
+/* 1 and the name of one (e.g. "dm-3") when a block device is held by another (dm, md, a partition); 0 if not. */
+int kc_device_has_holders(const char *device, char ret_holder[64]);

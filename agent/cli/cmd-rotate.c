@@ -580,7 +580,15 @@ struct progress {
         const char *what;
         time_t start;
         int last_pct;
+        bool open;              /* a progress line without its newline yet */
 };
+
+/* An error line of its own, not at the end of a progress line left open. */
+static void progress_end(struct progress *p) {
+        if (p->open)
+                fputc('\n', stderr);
+        p->open = false;
+}
 
 static void progress_print(uint64_t done, uint64_t total, void *userdata) {
         struct progress *p = userdata;
@@ -592,8 +600,13 @@ static void progress_print(uint64_t done, uint64_t total, void *userdata) {
         p->last_pct = pct;
         fprintf(stderr, "\r%s: %3d%% %" PRIu64 " MiB, ETA %llds ", p->what, pct, done >> 20,
                 done && el ? (long long) ((total - done) * (uint64_t) el / done) : 0LL);
+        p->open = true;
         if (done == total)
-                fputc('\n', stderr);
+                progress_end(p);
+}
+
+static bool path_startswith_dev(const char *path) {
+        return strncmp(path, "/dev/", 5) == 0;
 }
 
 static int copy_done(struct kc_cli *cli, const char *verb, const char *src, const char *dst) {
@@ -645,13 +658,21 @@ static int run_snapshot_or_backup(struct kc_cli *cli, int argc, char **argv, boo
                 kc_volume_status_clear(&st);
                 r = kc_snapshot(argv[1], argv[2], force, progress_print, &pg, &err);
         } else if (backup) {
+                char holder[64];
+
                 r = kc_cli_target_resolve(argv[1], NULL, kc_cli_volumes_default(), &t, &err);
                 if (r >= 0 && kc_mapping_of_device(t.device, NULL) >= 0)
                         r = kc_err_set(&err, -EBUSY, "%s is attached; back it up by its name", t.device);
+                /* Opened by another tool (cryptsetup open, LVM): written to while copied, the copy is torn. */
+                if (r >= 0 && kc_device_has_holders(t.device, holder) > 0)
+                        r = kc_err_set(&err, -EBUSY, "%s is in use by %s; a copy of it would not be consistent: "
+                                       "close that first, or attach it with kmscrypt and back it up by name",
+                                       t.device, holder);
                 if (r >= 0)
                         r = kc_copy_encrypted(t.device, argv[2], force, progress_print, &pg, &err);
         } else
                 r = kc_err_set(&err, -ENXIO, "no attached volume %s", argv[1]);
+        progress_end(&pg);
         if (r < 0)
                 return kc_cli_fail(cli, r, &err, argv[0]);
         return copy_done(cli, backup ? "backed up" : "snapshot of", argv[1], argv[2]);
@@ -689,7 +710,11 @@ static int run_restore(struct kc_cli *cli, int argc, char **argv) {
         pg.tty = pg.tty && !cli->quiet;
         if (kc_mapping_of_device(argv[2], NULL) >= 0)
                 return kc_cli_fail(cli, -EBUSY, NULL, "restore: the target device is attached");
+        /* A mistyped /dev/sdX would become a new file in /dev, "restored". */
+        if (path_startswith_dev(argv[2]) && access(argv[2], F_OK) < 0)
+                return kc_cli_fail(cli, kc_err_set(&err, -ENOENT, "%s does not exist", argv[2]), &err, "restore");
         r = kc_copy_encrypted(argv[1], argv[2], force, progress_print, &pg, &err);
+        progress_end(&pg);
         if (r < 0)
                 return kc_cli_fail(cli, r, &err, "restore");
         /* With --context, --json prints the one object of the rebind (it names the device). */

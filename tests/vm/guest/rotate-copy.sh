@@ -4,7 +4,10 @@
 # device while the volume is mounted, hold no plaintext, and a restored copy
 # rebound to its own volume-id attaches with the original's data; a copy of
 # /dev/mapper is refused, and so is rebinding an attached device (with the
-# exit statuses of kmscrypt(8)).
+# exit statuses of kmscrypt(8)).  A snapshot onto the volume itself is
+# refused before it suspends anything; one stopped by SIGTERM while it
+# copies resumes the volume first; a device another mapping holds is not
+# backed up; restore does not create a missing /dev path as a file.
 # kcvm-programs: kmscrypt
 . /kc/lib.sh
 
@@ -45,9 +48,58 @@ kmscrypt rebind "$ORIG" --context volume-id=vol-x 2>/dev/null || rc=$?
 expect_eq "rebind of an attached device: exit status" "$rc" 5
 echo ok >"$MNT/after" && sync || die "the volume is not writable after the snapshot (not resumed?)"
 
+# DEST on the volume it suspends would wait for ever: refused before the suspend.
+rc=0
+timeout 60 kmscrypt snapshot vol-orig "$MNT/self.img" 2>err || rc=$?
+[ "$rc" != 0 ] && [ "$rc" != 124 ] || die "snapshot onto the volume itself: exit status $rc"
+grep -q "is on vol-orig itself" err || die "snapshot onto the volume itself says: $(cat err)"
+[ ! -e "$MNT/self.img" ] || die "snapshot onto the volume itself left a file"
+
+# Stopped while it copies (SIGTERM once the volume is suspended; SIGINT is
+# ignored in a background job), a snapshot stops the copy and resumes the
+# volume before the signal ends it; no copy is left.
+kcvm_loop 256
+BIG=$KCVM_LOOP
+kmscrypt format "$BIG" --key alias/pg --context db-id=db-copy,volume-id=vol-big >/dev/null || die "format vol-big"
+kmscrypt attach "$BIG" >/dev/null || die "attach vol-big"
+defer "kmscrypt detach vol-big >/dev/null 2>&1"
+kcvm_mknodes
+suspended() { dmsetup info -c --noheadings -o attr "$1" | cut -c3; }
+kmscrypt snapshot vol-big "$KCVM_DIR/int.img" 2>/dev/null &
+p=$!
+i=0
+until [ "$(suspended vol-big)" = s ]; do
+        i=$((i + 1))
+        [ "$i" -lt 500 ] && kill -0 "$p" 2>/dev/null || die "the snapshot of vol-big was not seen suspended"
+        sleep 0.01
+done
+kill -TERM "$p"
+rc=0
+wait "$p" || rc=$?
+expect_eq "exit status of the stopped snapshot (SIGTERM)" "$rc" 143
+expect_eq "vol-big suspended after the interrupted snapshot" "$(suspended vol-big)" "-"
+[ ! -e "$KCVM_DIR/int.img" ] || die "the interrupted snapshot left its copy"
+[ -z "$(ls "$KCVM_DIR" | grep '\.int\.img\.tmp-')" ] || die "the interrupted snapshot left its temporary file"
+kmscrypt detach vol-big >/dev/null || die "detach vol-big"
+kcvm_mknodes
+
 umount "$MNT"
 kmscrypt detach vol-orig >/dev/null
 kcvm_mknodes
+
+# Held by another tool (here a linear mapping over it), a device is not backed up: the copy would be torn.
+dmsetup create kcvm-holder --table "0 $(blockdev --getsz "$ORIG") linear $ORIG 0" || die "dmsetup create kcvm-holder"
+rc=0
+kmscrypt backup "$ORIG" "$KCVM_DIR/held.img" 2>err || rc=$?
+dmsetup remove kcvm-holder || die "dmsetup remove kcvm-holder"
+kcvm_mknodes
+expect_eq "backup of a device another mapping holds: exit status" "$rc" 5
+grep -q "is in use by dm-" err || die "backup of a held device says: $(cat err)"
+[ ! -e "$KCVM_DIR/held.img" ] || die "backup of a held device wrote a file"
+# A mistyped device is not created as a file in /dev.
+! kmscrypt restore "$KCVM_DIR/backup.img" /dev/kcvm-nosuch 2>err || die "restore to a missing device succeeded"
+grep -q "/dev/kcvm-nosuch does not exist" err || die "restore to a missing device says: $(cat err)"
+[ ! -e /dev/kcvm-nosuch ] || die "restore created /dev/kcvm-nosuch"
 
 kmscrypt restore "$KCVM_DIR/backup.img" "$CLONE" --context volume-id=vol-clone || die "restore --context"
 kmscrypt attach "$CLONE" --expect-context db-id=db-copy,volume-id=vol-clone >/dev/null || die "attach the rebound clone"
