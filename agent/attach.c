@@ -245,16 +245,18 @@ static int lock_volume(const char *path) {
  */
 static int lock_name(const char *name) {
         char path[sizeof(KC_ATTACH_LOCK_DIR) + 128];
+        int fd;
 
-        /* The folders as far as they are missing (runstatedir itself, when not /run). */
-        snprintf(path, sizeof(path), "%s", KC_ATTACH_LOCK_DIR);
+        snprintf(path, sizeof(path), "%s/%s", KC_ATTACH_LOCK_DIR, name);
+        fd = lock_exclusive(path, O_RDWR | O_CREAT | O_NOFOLLOW);
+        if (fd >= 0 || access(KC_ATTACH_LOCK_DIR, F_OK) == 0)
+                return fd;
+        /* The first attach since boot: the folders as far as they are missing (runstatedir too, when not /run). */
         for (char *slash = strchr(path + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
                 *slash = '\0';
-                (void) mkdir(path, 0755);
+                (void) mkdir(path, streq(path, KC_ATTACH_LOCK_DIR) ? 0700 : 0755);
                 *slash = '/';
         }
-        (void) mkdir(path, 0700);
-        snprintf(path, sizeof(path), "%s/%s", KC_ATTACH_LOCK_DIR, name);
         return lock_exclusive(path, O_RDWR | O_CREAT | O_NOFOLLOW);
 }
 

@@ -439,11 +439,13 @@ static int send_text(int fd, const char *text) {
  * that says so, rather than by a closed connection.
  */
 static int send_reply(int fd, struct json_object *reply) {
+        const char *text;
         int r;
 
         if (!reply)
                 return -ENOMEM;
-        r = send_text(fd, json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN));
+        text = json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN);
+        r = send_text(fd, text);
         if (r == -EMSGSIZE) {
                 char msg[192];
                 int size = 0;
@@ -451,8 +453,7 @@ static int send_reply(int fd, struct json_object *reply) {
 
                 (void) getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, &l);
                 snprintf(msg, sizeof(msg), "the reply of %zu bytes is larger than this connection carries (%d; "
-                         "raise net.core.wmem_max), or ask for one volume by name",
-                         strlen(json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN)), size);
+                         "raise net.core.wmem_max), or ask for one volume by name", strlen(text), size);
                 log_warning("%s", msg);
                 json_object_put(reply);
                 reply = kc_reply_error(-EMSGSIZE, msg);
