@@ -84,6 +84,9 @@ struct kc_keystore {
         int64_t next_deadline;    /* earliest deletion date among cached keys, 0: none */
         struct ks_entry *entries;
         size_t n_entries;
+
+        kc_kms_destroy_fn destroy_hook;   /* records each destruction; NULL: none */
+        void *destroy_hook_data;
 };
 
 static kc_keystore_clock_t ks_clock;
@@ -945,7 +948,12 @@ static int key_destroy(struct kc_keystore *ks, const struct ks_key *k, struct kc
         return key_write(ks, &t, err);
 }
 
-/* With the write lock held: destroy every key whose window has passed, then reload. */
+/*
+ * With the write lock held: destroy every key whose window has passed, then
+ * reload.  Each destruction is a change of state, so it is written ahead to
+ * the audit trail through the hook; a key whose intent record cannot be
+ * written is left pending deletion for a later use to destroy.
+ */
 static int ks_sweep_locked(struct kc_keystore *ks, struct kc_err *err) {
         int64_t now = ks_now();
         bool wrote = false;
@@ -955,7 +963,12 @@ static int ks_sweep_locked(struct kc_keystore *ks, struct kc_err *err) {
                 const struct ks_key *k = ks->entries[i].key;
                 if (!k || k->state != KC_KEY_PENDING_DELETION || now < k->deletion_date)
                         continue;
+                if (ks->destroy_hook &&
+                    ks->destroy_hook(ks->destroy_hook_data, k->id, (time_t) k->deletion_date, true, 0, NULL) < 0)
+                        continue;
                 r = key_destroy(ks, k, err);
+                if (ks->destroy_hook)
+                        ks->destroy_hook(ks->destroy_hook_data, k->id, (time_t) k->deletion_date, false, r, err);
                 if (r < 0)
                         return r;
                 wrote = true;
@@ -1084,6 +1097,11 @@ int kc_keystore_open(const char *dir, const char *root_key_file, struct kc_keyst
                 return r;
         *ret = TAKE_PTR(ks);
         return 0;
+}
+
+void kc_keystore_set_destroy_hook(struct kc_keystore *ks, kc_kms_destroy_fn fn, void *userdata) {
+        ks->destroy_hook = fn;
+        ks->destroy_hook_data = userdata;
 }
 
 void kc_keystore_close(struct kc_keystore *ks) {

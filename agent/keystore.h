@@ -45,6 +45,13 @@ void kc_keystore_close(struct kc_keystore *ks);
 DEFINE_CLEANUP_FUNC(struct kc_keystore *, kc_keystore_close)
 #define _cleanup_keystore_ _cleanup_(kc_keystore_closep)
 
+/*
+ * Have fn called around each destruction of a key whose deletion window has
+ * passed (see kc_kms_destroy_fn).  When it refuses the intent, the key stays
+ * pending deletion, unusable all the same, and the next use tries again.
+ */
+void kc_keystore_set_destroy_hook(struct kc_keystore *ks, kc_kms_destroy_fn fn, void *userdata);
+
 /* Key management.  key is a key id or "alias/NAME". */
 int kc_keystore_create_key(struct kc_keystore *ks, const char *alias, const char *description,
                            struct kc_key_info *ret, struct kc_err *err);

@@ -198,6 +198,10 @@ static int local_cancel_deletion(void *state, const char *key, struct kc_err *er
         return kc_keystore_cancel_deletion(state, key, err);
 }
 
+static void local_set_destroy_hook(void *state, kc_kms_destroy_fn fn, void *userdata) {
+        kc_keystore_set_destroy_hook(state, fn, userdata);
+}
+
 const struct kc_kms_provider kc_kms_provider_local = {
         .name = "local",
         .open = local_open,
@@ -213,4 +217,5 @@ const struct kc_kms_provider kc_kms_provider_local = {
         .rotate_key = local_rotate_key,
         .schedule_deletion = local_schedule_deletion,
         .cancel_deletion = local_cancel_deletion,
+        .set_destroy_hook = local_set_destroy_hook,
 };

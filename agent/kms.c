@@ -146,6 +146,9 @@ int kc_kms_resolve(const char *key_ref, const struct kc_kms_provider **ret_provi
         return 0;
 }
 
+static int record_destruction(void *userdata, const char *key_id, time_t deletion_date, bool intent,
+                              int result, const struct kc_err *err);
+
 static int provider_state(struct kc_kms *k, const struct kc_kms_provider *p, void **ret, struct kc_err *err) {
         for (size_t i = 0; i < ARRAY_SIZE(providers); i++) {
                 if (providers[i] != p)
@@ -154,6 +157,8 @@ static int provider_state(struct kc_kms *k, const struct kc_kms_provider *p, voi
                         int r = p->open(&k->cfg, &k->state[i], err);
                         if (r < 0)
                                 return kc_err_set(err, r, "cannot open KMS provider %s: %s", p->name, strerror(-r));
+                        if (p->set_destroy_hook)
+                                p->set_destroy_hook(k->state[i], record_destruction, k);
                 }
                 *ret = k->state[i];
                 return 0;
@@ -272,6 +277,36 @@ static int audit_outcome(struct kc_kms *k, const struct kc_kms_request *req, str
                            "the intent record before it stands", rec->operation, strerror(-r));
                 return 1;
         }
+        return 0;
+}
+
+/*
+ * A key the provider destroys by itself once its deletion window has passed
+ * (AWS KMS records that as DeleteKey).  It is written ahead like a change
+ * asked for, with this process, which carried it out, as the caller.  A
+ * refused intent leaves the key pending deletion: unusable all the same.
+ */
+static int record_destruction(void *userdata, const char *key_id, time_t deletion_date, bool intent,
+                              int result, const struct kc_err *err) {
+        struct kc_kms *k = userdata;
+        struct kc_caller self;
+        struct kc_kms_request req = { .caller = kc_caller_self(&self) >= 0 ? &self : NULL };
+        char detail[64];
+        struct kc_audit_record rec = { .operation = "DeleteKey", .key_id = key_id, .detail = detail };
+        struct kc_err e = {};
+        int r;
+
+        snprintf(detail, sizeof(detail), "deletion date %lld passed", (long long) deletion_date);
+        if (intent) {
+                r = audit_intent(k, &req, &rec, &e);
+                if (r < 0)
+                        log_warning("key %s stays pending deletion: %s", key_id, e.msg);
+                return r;
+        }
+        if (result < 0 && err)
+                e = *err;
+        if (audit_outcome(k, &req, &rec, result, &e) == 1)
+                log_warning("key %s: %s", key_id, e.msg);
         return 0;
 }
 

@@ -78,6 +78,16 @@ struct kc_kms_request {
 
 struct kc_kms;
 
+/*
+ * A change a provider makes by itself rather than on request: the local
+ * keystore destroys a key whose deletion window has passed at its next use.
+ * The provider calls this hook twice around it, like kc_kms writes a change
+ * requested of it: first with intent true (result 0), and makes the change
+ * only if that returns 0; then with the change's result and err.
+ */
+typedef int (*kc_kms_destroy_fn)(void *userdata, const char *key_id, time_t deletion_date, bool intent,
+                                 int result, const struct kc_err *err);
+
 struct kc_kms_provider {
         const char *name;          /* scheme, e.g. "local" */
         int (*open)(const struct kc_kms_config *cfg, void **ret_state, struct kc_err *err);
@@ -111,6 +121,9 @@ struct kc_kms_provider {
         /* Optional: the remote KMS's id of the last request (e.g. x-amzn-RequestId), NULL if none.
          * kc_kms_* put it in the audit record's detail, so both audit logs can be joined. */
         const char *(*last_request_id)(void *state);
+
+        /* Optional: install the hook kc_kms records the provider's own destructions with. */
+        void (*set_destroy_hook)(void *state, kc_kms_destroy_fn fn, void *userdata);
 };
 
 /* Open the KMS layer: providers are opened lazily on first use. The audit log is opened here. */

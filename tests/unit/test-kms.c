@@ -766,6 +766,70 @@ START_TEST(test_change_outcome_record_missing) {
 }
 END_TEST
 
+struct frozen_describe {
+        struct env *e;
+        int r;
+        struct kc_err err;
+};
+
+static void frozen_describe_a(void *userdata) {
+        struct frozen_describe *f = userdata;
+        struct kc_key_info info;
+
+        f->r = kc_kms_describe_key(f->e->kms, &f->e->req, "alias/a", &info, &f->err);
+}
+
+/*
+ * A key whose deletion window has passed is destroyed at its next use, a
+ * change nobody asked for at that moment: it is written ahead all the same
+ * (DeleteKey, as AWS records it), and deferred while its intent record
+ * cannot be written.
+ */
+START_TEST(test_destruction_written_ahead) {
+        struct frozen_describe f = {};
+        struct audit_seen seen = {};
+        struct kc_key_info a, now;
+        _cleanup_free_ char *before = NULL, *after = NULL;
+        size_t before_len, after_len, records, n;
+        off_t largest;
+        time_t date = 0;
+        char detail[64];
+        struct env e;
+
+        env_init(&e);
+        create(&e, "alias/a", &a);
+        ck_assert_int_eq(kc_kms_schedule_deletion(e.kms, &e.req, "alias/a", 7, &date, NULL), 0);
+        fake_now = date;
+        before = keystore_snapshot(e.keystore, &before_len, &largest);
+        records = count_records(&e);
+
+        f.e = &e;
+        with_frozen_audit_log(e.audit_log, 0, frozen_describe_a, &f);
+        ck_assert_int_lt(f.r, 0);
+        after = keystore_snapshot(e.keystore, &after_len, &largest);
+        ck_assert_msg(after_len == before_len && memcmp(before, after, before_len) == 0,
+                      "the key was destroyed without an audit record");
+        ck_assert_uint_eq(count_records(&e), records);
+
+        ck_assert_int_eq(kc_kms_describe_key(e.kms, &e.req, a.key_id, &now, NULL), 0);
+        ck_assert_int_eq(now.state, KC_KEY_DESTROYED);
+        ck_assert_int_eq(kc_audit_foreach(e.audit_log, NULL, collect, &seen), 0);
+        n = seen.n;
+        ck_assert_uint_eq(n, records + 3);
+        snprintf(detail, sizeof(detail), "deletion date %lld passed", (long long) date);
+        for (size_t i = n - 3; i < n - 1; i++) {
+                ck_assert_str_eq(seen.ops[i], "DeleteKey");
+                ck_assert_str_eq(seen.key_ids[i], a.key_id);
+                ck_assert_str_eq(seen.details[i], detail);
+        }
+        ck_assert_str_eq(seen.results[n - 3], "pending");
+        ck_assert_str_eq(seen.results[n - 2], "ok");
+        ck_assert_str_eq(seen.ops[n - 1], "DescribeKey");
+        assert_audit_intact(&e);
+        env_done(&e);
+}
+END_TEST
+
 Suite *kc_test_suite(void) {
         Suite *s = suite_create("kms");
         TCase *tc = tcase_create("core");
@@ -783,6 +847,7 @@ Suite *kc_test_suite(void) {
         tcase_add_loop_test(tc, test_change_without_audit_changes_nothing, 0, ARRAY_SIZE(changes));
         tcase_add_loop_test(tc, test_change_written_ahead, 0, ARRAY_SIZE(changes));
         tcase_add_test(tc, test_change_outcome_record_missing);
+        tcase_add_test(tc, test_destruction_written_ahead);
         suite_add_tcase(s, tc);
         return s;
 }
