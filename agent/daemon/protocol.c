@@ -63,9 +63,13 @@ static int set_opt_read_only(struct kc_request *r, struct json_object *v, struct
         return 0;
 }
 static int set_opt_perf(struct kc_request *r, struct json_object *v, struct kc_err *err) {
+        _cleanup_free_ char *text = NULL;
         unsigned flags;
+        int k = dup_string(&text, v, "perf", err);
 
-        if (kc_crypt_flags_parse(json_object_get_string(v), &flags) < 0)
+        if (k < 0)
+                return k;
+        if (kc_crypt_flags_parse(text, &flags) < 0)
                 return kc_err_set(err, -EINVAL, "invalid \"perf\" flags");
         /* allow-discards is its own option: keep it if it came first. */
         r->attach.flags = flags | (r->attach.flags & KC_CRYPT_ALLOW_DISCARDS);
@@ -96,6 +100,7 @@ static int parse_members(struct kc_request *r, struct json_object *obj, const st
                          const char *where, struct kc_err *err);
 
 static int set_options(struct kc_request *r, struct json_object *v, struct kc_err *err) {
+        r->has_options = true;
         return parse_members(r, v, attach_option_members, "options", err);
 }
 
@@ -179,9 +184,9 @@ static const struct member no_members[] = { {} };
 static int check_attach(struct kc_request *r, struct kc_err *err) {
         if (!!r->volume == !!r->attach.device)
                 return kc_err_set(err, -EINVAL, "attach needs exactly one of \"volume\" and \"device\"");
-        /* A configured volume's options come from the volumes file, never the peer. */
-        if (r->volume && (r->attach.name || r->attach.header || r->expect || r->attach.read_only ||
-                          r->attach.flags != KC_CRYPT_DEFAULT_FLAGS))
+        /* A configured volume's options come from the volumes file, never the peer: not even
+         * values equal to the defaults, which the file may not use. */
+        if (r->volume && r->has_options)
                 return kc_err_set(err, -EINVAL, "\"options\" apply to \"device\" only; "
                                   "a configured volume takes them from the volumes file");
         r->attach.expect = r->expect;

@@ -56,6 +56,7 @@ struct kc_request {
         char *volume;
         struct kc_attach_params attach;   /* strings below are owned by the request */
         struct kc_context *expect;        /* attach "options":{"context":{...}} */
+        bool has_options;                 /* attach: "options" was given, even empty */
         /* detach */
         char *name;
         bool deferred;

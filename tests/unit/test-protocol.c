@@ -189,6 +189,12 @@ START_TEST(test_attach_refused) {
         refused("{\"v\":1,\"op\":\"attach\",\"volume\":\"a\",\"device\":\"/dev/x\"}", -EINVAL, "exactly one");
         refused("{\"v\":1,\"op\":\"attach\",\"volume\":\"a\",\"options\":{\"read-only\":true}}", -EINVAL,
                 "volumes file");
+        refused("{\"v\":1,\"op\":\"attach\",\"volume\":\"a\",\"options\":{}}", -EINVAL,
+                "\"options\" apply to \"device\" only");
+        refused("{\"v\":1,\"op\":\"attach\",\"volume\":\"a\",\"options\":{\"read-only\":false}}", -EINVAL,
+                "\"options\" apply to \"device\" only");
+        refused("{\"v\":1,\"op\":\"attach\",\"device\":\"/d\",\"options\":{\"perf\":\"\"}}", -EINVAL,
+                "\"perf\" is empty");
         refused("{\"v\":1,\"op\":\"attach\",\"device\":\"/d\",\"options\":{\"ro\":true}}", -EINVAL,
                 "unknown member \"ro\" in options");
         refused("{\"v\":1,\"op\":\"attach\",\"device\":\"/d\",\"options\":[]}", -EINVAL, "object");
