@@ -186,6 +186,30 @@ static int bind_socket(const char *path, gid_t gid, int *ret_fd, struct kc_err *
         return 0;
 }
 
+/*
+ * The service manager made the socket file root's (a socket unit has no
+ * group that is sure to exist), so the status group could not connect:
+ * give it the file as bind_socket() does, when the group exists.  An
+ * abstract or unnamed socket has no file to give.
+ */
+static int give_activated_socket(int fd, gid_t gid, struct kc_err *err) {
+        struct sockaddr_un sa = {};
+        socklen_t salen = sizeof(sa);
+        struct stat st;
+
+        if (gid == (gid_t) -1 || getsockname(fd, (struct sockaddr *) &sa, &salen) < 0 ||
+            salen <= offsetof(struct sockaddr_un, sun_path) || sa.sun_path[0] != '/')
+                return 0;
+        sa.sun_path[sizeof(sa.sun_path) - 1] = '\0';
+        /* Only the socket itself: a link or other file planted in its place is left alone. */
+        if (lstat(sa.sun_path, &st) < 0 || !S_ISSOCK(st.st_mode))
+                return 0;
+        if (chown(sa.sun_path, (uid_t) -1, gid) < 0 || chmod(sa.sun_path, 0660) < 0)
+                return kc_err_set(err, negative_errno(), "cannot give %s to group %u: %m",
+                                  sa.sun_path, (unsigned) gid);
+        return 0;
+}
+
 int kc_server_new(const struct kc_server_config *cfg, struct kc_manager *m, struct kc_server **ret,
                   struct kc_err *err) {
         struct kc_server *s = calloc(1, sizeof(*s));
@@ -194,7 +218,9 @@ int kc_server_new(const struct kc_server_config *cfg, struct kc_manager *m, stru
         if (!s)
                 return -ENOMEM;
         r = kc_listen_fd(&fd, err);
-        if (r == 0) {
+        if (r > 0)
+                r = give_activated_socket(fd, cfg->status_gid, err);
+        else if (r == 0) {
                 r = bind_socket(cfg->socket_path, cfg->status_gid, &fd, err);
                 if (r >= 0 && !(s->path = strdup(cfg->socket_path)))
                         r = -ENOMEM;

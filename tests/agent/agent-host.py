@@ -355,14 +355,16 @@ def reload(a):
 
 
 def test_activation(d):
-    """LISTEN_FDS: the agent serves the socket it is given and leaves the file alone."""
+    """LISTEN_FDS: the agent serves the socket it is given, gives its file to the status group, and
+    leaves the file in place when it stops."""
     path = os.path.join(d, "activated.sock")
     lsock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     lsock.bind(path)
     lsock.listen(16)
     fd = lsock.fileno()
     cmd = (f"LISTEN_FDS=1 LISTEN_PID=$$ exec {KMSCRYPTD} --socket {d}/unused.sock --volumes {d}/none "
-           f"--keystore {d}/ks --audit-log {d}/audit.log --group '' --stderr")
+           f"--keystore {d}/ks --audit-log {d}/audit.log --group nogroup --stderr")
+    os.chmod(path, 0o600)       # as a socket unit without SocketGroup= leaves it: root's alone
     a = Agent(d, "", args=["sh", "-c", cmd], pass_fds=(fd,),
               preexec_fn=lambda: (os.dup2(fd, 3), os.set_inheritable(3, True)))
     try:
@@ -370,6 +372,10 @@ def test_activation(d):
         r = call(path, {"v": 1, "op": "ping"})
         check("activation: serves the passed socket", r["ok"] and r["result"]["Pid"] == a.p.pid, str(r))
         check("activation: does not bind its own", not os.path.exists(f"{d}/unused.sock"))
+        st = os.stat(path)
+        check("activation: the passed socket's file is given to the status group (0660)",
+              st.st_gid == grp.getgrnam("nogroup").gr_gid and st.st_mode & 0o777 == 0o660,
+              "gid %d mode %o" % (st.st_gid, st.st_mode & 0o777))
         rc = a.stop()
         check("activation: stops cleanly and leaves the socket file", rc == 0 and os.path.exists(path))
     finally:
