@@ -8,6 +8,8 @@
 
 #include <curl/curl.h>
 #include <json-c/json.h>
+#include <json-c/printbuf.h>
+#include <malloc.h>
 #include <openssl/ssl.h>
 
 #include "agent/aws/http.h"
@@ -22,7 +24,8 @@
  * provider need it.  Each call below goes through this table.
  */
 static struct {
-        CURLcode (*global_init)(long flags);
+        CURLcode (*global_init_mem)(long flags, curl_malloc_callback m, curl_free_callback f,
+                                    curl_realloc_callback r, curl_strdup_callback s, curl_calloc_callback c);
         CURL *(*easy_init)(void);
         void (*easy_cleanup)(CURL *c);
         void (*easy_reset)(CURL *c);
@@ -75,13 +78,45 @@ static CURLcode ssl_ctx_cb(CURL *c, void *ssl_ctx, void *userdata) {
         return CURLE_OK;
 }
 
+/*
+ * curl copies every request header (X-Amz-Security-Token, the IMDS and
+ * container tokens) into buffers it grows with realloc() and frees as they
+ * are; our own header list is wiped, its copies were not.  Its allocations
+ * go through these, which wipe a block before giving it back.
+ */
+static void wiping_free(void *p) {
+        if (!p)
+                return;
+        kc_wipe(p, malloc_usable_size(p));
+        free(p);
+}
+
+static void *wiping_realloc(void *p, size_t n) {
+        size_t old;
+        void *q;
+
+        if (!p)
+                return malloc(n);
+        if (n == 0) {
+                wiping_free(p);
+                return NULL;
+        }
+        old = malloc_usable_size(p);
+        q = malloc(n);
+        if (!q)
+                return NULL;
+        memcpy(q, p, old < n ? old : n);
+        wiping_free(p);
+        return q;
+}
+
 static void lc_load_once(void) {
         void *dl = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
         const struct {
                 void **fn;
                 const char *name;
         } syms[] = {
-                { (void **) &lc.global_init,   "curl_global_init" },
+                { (void **) &lc.global_init_mem, "curl_global_init_mem" },
                 { (void **) &lc.easy_init,     "curl_easy_init" },
                 { (void **) &lc.easy_cleanup,  "curl_easy_cleanup" },
                 { (void **) &lc.easy_reset,    "curl_easy_reset" },
@@ -111,7 +146,8 @@ static void lc_load_once(void) {
                 }
         }
         /* Once per process, before any thread uses curl (its documented rule). */
-        lc_status = lc.global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -EIO;
+        lc_status = lc.global_init_mem(CURL_GLOBAL_DEFAULT, malloc, wiping_free, wiping_realloc, strdup, calloc)
+                == CURLE_OK ? 0 : -EIO;
         if (lc_status == 0)
                 lc_find_openssl();
 }
@@ -169,13 +205,11 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *userdata) {
         struct sink *s = userdata;
         size_t n = size * nmemb;
 
-        if (!s->buf) {
+        if (!s->buf)
                 s->buf = kc_secret_alloc(KC_HTTP_MAX_RESPONSE + 1);
-                if (!s->buf)
-                        return 0;
-        }
-        if (n > KC_HTTP_MAX_RESPONSE - s->len) {
-                s->overflow = true;
+        if (!s->buf || n > KC_HTTP_MAX_RESPONSE - s->len) {
+                s->overflow = s->buf != NULL;
+                kc_wipe(data, n);       /* refused, but curl's buffer held it all the same */
                 return 0;
         }
         memcpy(s->buf + s->len, data, n);
@@ -410,6 +444,17 @@ int kc_http_json_parse(const char *body, size_t len, struct json_object **ret, s
         tok = json_tokener_new();
         if (!tok)
                 return -ENOMEM;
+        /*
+         * The tokener collects each string value (a base64 Plaintext, a
+         * SecretAccessKey) in its printbuf, grown with realloc(), which frees
+         * the old block unwiped.  No string is longer than the body: size
+         * the printbuf for it once, so it never moves.
+         */
+        if (printbuf_memset(tok->pb, 0, 0, (int) len + 1) < 0) {
+                json_tokener_free(tok);
+                return -ENOMEM;
+        }
+        printbuf_reset(tok->pb);
         obj = json_tokener_parse_ex(tok, body, (int) len);
         e = json_tokener_get_error(tok);
         /* One object and nothing after it but whitespace: a second value is not silently dropped. */

@@ -1,0 +1,221 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <arpa/inet.h>
+#include <malloc.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "agent/aws/credentials.h"
+#include "agent/aws/http.h"
+#include "agent/aws/response.h"
+#include "agent/kms.h"
+#include "lib/secret.h"
+#include "tests/unit/check-main.h"
+
+/*
+ * No copy of a secret is left in freed heap by the libraries the aws
+ * provider hands secrets to: json-c, which grows its tokener buffer with
+ * realloc() while it parses a Plaintext or a SecretAccessKey, and libcurl,
+ * which copies request headers (a session token) into buffers of its own.
+ *
+ * This program replaces realloc() and free(): before a block is moved or
+ * freed, it looks in it for marker strings planted inside the secrets.  A
+ * sanitizer brings its own allocator, so under one the program skips.
+ */
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define KC_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
+#define KC_SANITIZED 1
+#endif
+#endif
+
+static const char *const *markers;   /* NULL-terminated; NULL: not looking */
+static int residues;
+
+#ifndef KC_SANITIZED
+extern void *__libc_realloc(void *p, size_t n);
+extern void __libc_free(void *p);
+
+static void look(const void *p, const char *how) {
+        size_t n;
+
+        if (!p || !markers)
+                return;
+        n = malloc_usable_size((void *) p);
+        for (size_t i = 0; markers[i]; i++)
+                if (memmem(p, n, markers[i], strlen(markers[i]))) {
+                        residues++;
+                        fprintf(stderr, "%s a block holding \"%s\" unwiped\n", how, markers[i]);
+                }
+}
+
+void *realloc(void *p, size_t n) {
+        void *q;
+        size_t old = p ? malloc_usable_size(p) : 0;
+
+        q = __libc_realloc(p, n);
+        if (q && p && q != p && markers) {
+                /* The old block was freed as it was; what it held was copied to q: look there. */
+                for (size_t i = 0; markers[i]; i++)
+                        if (memmem(q, old < n ? old : n, markers[i], strlen(markers[i]))) {
+                                residues++;
+                                fprintf(stderr, "realloc() moved and freed a block holding \"%s\" unwiped\n",
+                                        markers[i]);
+                        }
+        }
+        return q;
+}
+
+void free(void *p) {
+        look(p, "free() of");
+        __libc_free(p);
+}
+#endif
+
+static void watch(const char *const *m) {
+        residues = 0;
+        markers = m;
+}
+
+static int unwatch(void) {
+        markers = NULL;
+        return residues;
+}
+
+START_TEST(test_data_key_parse) {
+        static const char *const m[] = { "PLAINKEYMARK", NULL };
+        char blob[401], pt[89];
+        _cleanup_free_ char *body = NULL;
+        struct kc_data_key dk = {};
+        struct kc_err err = {};
+        int r;
+
+        /* Plaintext before a longer CiphertextBlob: the member order is the server's choice. */
+        memset(blob, 'Q', 400);
+        blob[400] = '\0';
+        memset(pt, 'P', 86);
+        memcpy(pt + 20, "PLAINKEYMARK", 12);
+        memcpy(pt + 86, "==", 3);
+        ck_assert_int_ge(asprintf(&body, "{\"KeyId\":\"arn:aws:kms:eu-west-1:111122223333:key/"
+                                  "1234abcd-12ab-34cd-56ef-1234567890ab\",\"Plaintext\":\"%s\","
+                                  "\"CiphertextBlob\":\"%s\"}", pt, blob), 0);
+        watch(m);
+        r = kc_aws_response_data_key("GenerateDataKey", body, strlen(body), 64, &dk, &err);
+        ck_assert_int_eq(unwatch(), 0);
+        ck_assert_msg(r == 0, "%s", err.msg);
+        kc_data_key_clear(&dk);
+}
+END_TEST
+
+START_TEST(test_credentials_parse) {
+        static const char *const m[] = { "SeCrEtAcCeSsKeY", "ToKeNmArKeR", NULL };
+        char token[1201];
+        _cleanup_free_ char *body = NULL;
+        struct kc_aws_credentials c = {};
+        struct kc_err err = {};
+        int r;
+
+        memset(token, 'A', 1200);
+        memcpy(token + 600, "ToKeNmArKeR", 11);
+        token[1200] = '\0';
+        /* IMDS's own order: the secret key, then the much longer session token. */
+        ck_assert_int_ge(asprintf(&body, "{\n  \"Code\" : \"Success\",\n  \"LastUpdated\" : \"2012-04-26T16:39:16Z\",\n"
+                                  "  \"Type\" : \"AWS-HMAC\",\n  \"AccessKeyId\" : \"ASIAIOSFODNN7EXAMPLE\",\n"
+                                  "  \"SecretAccessKey\" : \"wJalrXUtnFEMI/SeCrEtAcCeSsKeY/bPxRfiCYEXAMPLEKEY\",\n"
+                                  "  \"Token\" : \"%s\",\n  \"Expiration\" : \"2037-05-17T15:09:54Z\"\n}\n", token), 0);
+        watch(m);
+        r = kc_aws_response_credentials("instance metadata", 200, body, strlen(body), &c, &err);
+        ck_assert_int_eq(unwatch(), 0);
+        ck_assert_msg(r == 0, "%s", err.msg);
+        kc_aws_credentials_clear(&c);
+}
+END_TEST
+
+/* One HTTP exchange on 127.0.0.1: read a request, answer a data key. */
+static void *serve_one(void *arg) {
+        int l = *(int *) arg, c = accept(l, NULL, NULL);
+        static const char body[] = "{\"Plaintext\":\"PPPPBODYMARKBODYMARKPPPP==\"}";
+        char buf[8192], reply[256];
+        size_t have = 0;
+        ssize_t n;
+
+        if (c < 0)
+                return NULL;
+        /* Headers, then the two bytes of body the client sends. */
+        while (have < sizeof(buf) - 1 && (n = read(c, buf + have, sizeof(buf) - 1 - have)) > 0) {
+                char *end;
+
+                have += (size_t) n;
+                buf[have] = '\0';
+                end = strstr(buf, "\r\n\r\n");
+                if (end && (size_t) (end + 4 - buf) + 2 <= have)
+                        break;
+        }
+        n = snprintf(reply, sizeof(reply), "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\n\r\n%s", strlen(body), body);
+        (void) !write(c, reply, (size_t) n);
+        close(c);
+        return NULL;
+}
+
+START_TEST(test_http_headers) {
+        static const char *const m[] = { "HDRTOKENMARK", "BODYMARKBODYMARK", NULL };
+        const char *headers[] = {
+                "X-Amz-Security-Token: IQoJb3JpZ2luX2VjEHDRTOKENMARKxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+                NULL,
+        };
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t salen = sizeof(sa);
+        struct kc_http_response resp = {};
+        struct kc_err err = {};
+        struct kc_http *h = NULL;
+        long status;
+        char url[64];
+        pthread_t t;
+        int l, r;
+
+        l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(l, 0);
+        ck_assert_int_eq(bind(l, (struct sockaddr *) &sa, sizeof(sa)), 0);
+        ck_assert_int_eq(listen(l, 1), 0);
+        ck_assert_int_eq(getsockname(l, (struct sockaddr *) &sa, &salen), 0);
+        snprintf(url, sizeof(url), "http://127.0.0.1:%u/", ntohs(sa.sin_port));
+        ck_assert_int_eq(pthread_create(&t, NULL, serve_one, &l), 0);
+
+        r = kc_http_new(&h);
+        if (r < 0) {
+                pthread_cancel(t);
+                ck_abort_msg("libcurl not loadable here: %d", r);
+        }
+        watch(m);
+        r = kc_http_perform(h, &(struct kc_http_request) { .method = "POST", .url = url, .headers = headers,
+                                                           .body = "{}", .body_len = 2 }, &resp, &err);
+        status = resp.status;
+        kc_http_response_clear(&resp);
+        kc_http_free(h);
+        ck_assert_int_eq(unwatch(), 0);
+        ck_assert_msg(r == 0 && status == 200, "perform: %d (status %ld) %s", r, status, err.msg);
+        pthread_join(t, NULL);
+        close(l);
+}
+END_TEST
+
+Suite *kc_test_suite(void) {
+        Suite *s = suite_create("aws-residue");
+        TCase *tc = tcase_create("core");
+
+#ifdef KC_SANITIZED
+        kc_test_skip("a sanitizer's allocator cannot be watched from here");
+#endif
+        tcase_set_timeout(tc, 30);
+        tcase_add_test(tc, test_data_key_parse);
+        tcase_add_test(tc, test_credentials_parse);
+        tcase_add_test(tc, test_http_headers);
+        suite_add_tcase(s, tc);
+        return s;
+}
