@@ -75,7 +75,7 @@ for p in $phases; do
         logs="$logs $log"
         grep -aq "SYSTEST $p END" "$log" || echo "SYSTEST $p FAIL phase did not finish (see $log)" >> "$log"
         # Later phases build on this one: stop at the first phase that could not run.
-        if grep -aq "SYSTEST $p SKIP phase" "$log"; then break; fi
+        if grep -aq "SYSTEST $p FAIL phase" "$log"; then break; fi
 done
 
 # shellcheck disable=SC2086

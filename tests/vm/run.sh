@@ -31,7 +31,8 @@
 #       KC_AWS_ENDPOINT, KC_AWS_KEY, KC_AWS_REGION, KC_AWS_HOST_PORT (moto's
 #       port on the host's loopback, which the guest must not reach), /kc/aws/ca.pem (the test
 #       CA) and /kc/aws/other-ca.pem (one that signed nothing here), or
-#       KC_AWS_SKIP=<why> when moto is not installed.
+#       KC_AWS_SKIP=<why> when moto is not installed (a hard error with
+#       KC_REQUIRE_AWS=1, as CI sets it).
 # A test with disks or more than one boot runs alone, in boots of its own
 # (after the shared boot of every other test): its disks are fresh sparse
 # files in $top_builddir/tests/vm/run/disks, attached with cache=writeback
@@ -185,7 +186,9 @@ case " $host_needs " in
         }
         wait_for "$awsdir/env"
         . "$awsdir/env"
-        if [ -n "${KC_AWS_SKIP:-}" ]; then
+        if [ -n "${KC_AWS_SKIP:-}" ] && [ "${KC_REQUIRE_AWS:-0}" = 1 ]; then
+                hard_error "KC_REQUIRE_AWS=1 but no AWS KMS for the guest: $(echo "$KC_AWS_SKIP" | tr _ ' ')"
+        elif [ -n "${KC_AWS_SKIP:-}" ]; then
                 echo "vm: no AWS KMS for the guest: $(echo "$KC_AWS_SKIP" | tr _ ' ')"
                 guest_env="KC_AWS_SKIP=$KC_AWS_SKIP"
         else
