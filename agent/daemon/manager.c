@@ -226,16 +226,30 @@ static void record_result(struct kc_manager *m, struct mvol *v, int r, const str
  * that came back, as before.  (A reused handle sees key state changes
  * anyway: the keystore re-reads what changed under its lock.)
  */
+/*
+ * Lock held: close the idle handles older than KMS_IDLE_MAX_MS, and say
+ * when the next one will be.  The scheduler calls this too, not only the
+ * next attach: a handle's keystore cache holds every CMK unwrapped, and
+ * none of that may outlive the burst it served while no attach comes.
+ */
+static uint64_t kms_reap_idle(struct kc_manager *m, uint64_t now) {
+        size_t n = 0;
+
+        /* Handles go back in time order: the oldest first. */
+        while (n < m->n_idle && now - m->idle[n].since_ms > KMS_IDLE_MAX_MS)
+                kc_kms_close(m->idle[n++].kms);                   /* closes files and frees: quick */
+        memmove(m->idle, m->idle + n, (m->n_idle - n) * sizeof(*m->idle));
+        m->n_idle -= n;
+        return m->n_idle > 0 ? m->idle[0].since_ms + KMS_IDLE_MAX_MS + 1 : UINT64_MAX;
+}
+
 static int kms_take(struct kc_manager *m, struct kc_kms **ret, struct kc_err *err) {
         struct kc_kms *k = NULL;
 
         pthread_mutex_lock(&m->lock);
-        /* Handles go back in time order: if the newest is too old, so are the rest. */
-        if (m->n_idle > 0 && kc_now_ms() - m->idle[m->n_idle - 1].since_ms <= KMS_IDLE_MAX_MS)
+        (void) kms_reap_idle(m, kc_now_ms());
+        if (m->n_idle > 0)
                 k = m->idle[--m->n_idle].kms;
-        else
-                while (m->n_idle > 0)
-                        kc_kms_close(m->idle[--m->n_idle].kms);   /* closes files and frees: quick */
         pthread_mutex_unlock(&m->lock);
         if (k) {
                 *ret = k;
@@ -252,6 +266,7 @@ static void kms_give(struct kc_manager *m, struct kc_kms *k, bool healthy) {
         if (healthy && !m->stopping && m->n_idle < m->max_parallel) {
                 m->idle[m->n_idle++] = (struct idle_kms) { k, kc_now_ms() };
                 k = NULL;
+                pthread_cond_signal(&m->wake);          /* the scheduler closes it when it expires */
         }
         pthread_mutex_unlock(&m->lock);
         kc_kms_close(k);
@@ -637,6 +652,7 @@ static void *scheduler(void *arg) {
                         if (due(m->vols[i], now) && spawn_attach(m, m->vols[i]) >= 0)
                                 m->running++;
                 maybe_revoke(m, now);
+                wake_at = kms_reap_idle(m, now);
                 if (m->revoke_interval && m->next_revoke_ms < wake_at)
                         wake_at = m->next_revoke_ms;
                 for (size_t i = 0; i < m->n_vols; i++) {

@@ -49,6 +49,19 @@ case $last in
 *) die "the Decrypt record of a CLI request does not name the client: $last" ;;
 esac
 
+# The KMS handle that served that attach is kept for the next one of a burst,
+# its keystore cache holding every CMK unwrapped; with no attach after it,
+# the scheduler closes it once idle for 5 s (each handle holds the keystore's
+# .lock open: that is what we count).
+handles() { ls -l "/proc/$AGENT_PID/fd" | grep -c "$KMSCRYPT_KEYSTORE/.lock"; }
+[ "$(handles)" -ge 1 ] || die "no idle KMS handle right after an attach: the count below proves nothing"
+i=0
+while [ "$(handles)" -gt 0 ] && [ $i -lt 40 ]; do
+        sleep 0.5
+        i=$((i + 1))
+done
+expect_eq "idle KMS handles (CMKs in memory) after 20 s without attaches" "$(handles)" 0
+
 # A reply larger than the connection's send buffer (twice wmem_max; the agent
 # has no CAP_NET_ADMIN to force more) is an error that says so, not a
 # closed connection.
