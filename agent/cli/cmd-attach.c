@@ -440,7 +440,7 @@ static const struct kc_agent_volume *find_configured(const struct kc_client_stat
 /*
  * Status through the agent: the same mapping output as without it, then what
  * the agent knows about configured volumes that are not attached (why they
- * wait, since when).  A name that is configured but not attached shows its
+ * wait, since when) or are attached with a reason (a revoked key).  A name that is configured but not attached shows its
  * state instead of an error.
  */
 static int print_agent_statuses(struct kc_cli *cli, struct kc_client *agent, char **names) {
@@ -475,8 +475,10 @@ static int print_agent_statuses(struct kc_cli *cli, struct kc_client *agent, cha
         }
         for (size_t i = 0; i < st.n_configured; i++) {
                 const struct kc_agent_volume *v = &st.configured[i];
-                if (v->state == KC_VOLUME_ATTACHED && st.device_mapper)
-                        continue;       /* its mapping is shown above */
+                /* Its mapping is shown above; what the agent says about it too, when it says
+                 * something (kept running under a revoked key). */
+                if (v->state == KC_VOLUME_ATTACHED && st.device_mapper && v->error == 0)
+                        continue;
                 if (arr)
                         json_object_array_add(arr, kc_agent_volume_to_json(v));
                 else if (!cli->quiet)

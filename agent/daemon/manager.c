@@ -507,8 +507,14 @@ static int spawn_attach(struct kc_manager *m, struct mvol *v) {
 struct revoke_item {
         struct mvol *v;
         const struct kc_volume_conf *conf;
-        bool suspended_by_us;
+        unsigned prior;             /* KC_REVOKE_PRIOR_* */
 };
+
+/* Lock held: what earlier checks did to v, for kc_revoke_check(). */
+static unsigned revoke_prior(const struct mvol *v) {
+        return (v->suspended_by_us ? KC_REVOKE_PRIOR_SUSPENDED : 0) |
+                (v->st.state == KC_VOLUME_ATTACHED && v->st.error == -EKEYREVOKED ? KC_REVOKE_PRIOR_KEPT : 0);
+}
 
 /* Lock held: apply the outcome of one check. */
 static void apply_revoke(struct kc_manager *m, struct mvol *v, int r, const struct kc_err *err,
@@ -567,7 +573,7 @@ static void *revoke_pass(void *arg) {
                 struct mvol *v = m->vols[i];
                 if (v->present && !v->busy && v->conf && v->set == set &&
                     (v->st.state == KC_VOLUME_ATTACHED || v->st.state == KC_VOLUME_SUSPENDED))
-                        items[n++] = (struct revoke_item) { v, v->conf, v->suspended_by_us };
+                        items[n++] = (struct revoke_item) { v, v->conf, revoke_prior(v) };
         }
         pthread_mutex_unlock(&m->lock);
 
@@ -580,7 +586,7 @@ static void *revoke_pass(void *arg) {
         for (size_t i = 0; r >= 0 && i < n; i++) {
                 struct kc_revoke_outcome o = {};
                 struct kc_err e = {};
-                int k = kc_revoke_check(kms, &m->kms, m->state_dir, &m->self, items[i].conf, items[i].suspended_by_us, &o, &e);
+                int k = kc_revoke_check(kms, &m->kms, m->state_dir, &m->self, items[i].conf, items[i].prior, &o, &e);
 
                 pthread_mutex_lock(&m->lock);
                 apply_revoke(m, items[i].v, k, &e, &o);

@@ -244,8 +244,9 @@ static bool key_revoked(enum kc_key_state s) {
 }
 
 int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const char *state_dir,
-                    const struct kc_caller *self, const struct kc_volume_conf *conf, bool suspended_by_us,
+                    const struct kc_caller *self, const struct kc_volume_conf *conf, unsigned prior,
                     struct kc_revoke_outcome *ret, struct kc_err *err) {
+        bool suspended_by_us = prior & KC_REVOKE_PRIOR_SUSPENDED;
         struct kc_revoke_outcome out = {};
         struct kc_kms_request req = { .caller = self, .volume = conf->name };
         struct kc_key_info info;
@@ -275,6 +276,15 @@ int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const c
                         snprintf(out.reason, sizeof(out.reason), "CMK %s is enabled again; resumed", ref);
                 }
         } else if (conf->revoke == KC_REVOKE_KEEP) {
+                /* Nothing done to the volume, but a decision taken about it: on record, once. */
+                if (!(prior & KC_REVOKE_PRIOR_KEPT)) {
+                        r = audit_action(cfg, self, "KeepVolume", st.key_id, st.context, st.luks_uuid, 0,
+                                         "CMK disabled or pending deletion: left attached, new attaches fail "
+                                         "(revoke=keep)");
+                        if (r < 0)
+                                log_warning("%s: the audit record of keeping it attached could not be written: %s",
+                                            conf->name, strerror(-r));
+                }
                 out.action = KC_REVOKE_KEPT;
                 snprintf(out.reason, sizeof(out.reason), "CMK %s is %s; kept running (revoke=keep), new attaches fail",
                          ref, state);

@@ -37,10 +37,16 @@ struct kc_revoke_outcome {
 
 /*
  * Check one attached volume (conf) against its CMK and act per conf->revoke.
- * suspended_by_us: the agent suspended it earlier (only those are resumed).
+ * prior says what earlier checks did: KC_REVOKE_PRIOR_SUSPENDED, the agent
+ * suspended it (only those are resumed); KC_REVOKE_PRIOR_KEPT, it is already
+ * kept running with its key revoked (audited once, when first noticed).
  */
+enum {
+        KC_REVOKE_PRIOR_SUSPENDED = 1 << 0,
+        KC_REVOKE_PRIOR_KEPT      = 1 << 1,
+};
 int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const char *state_dir,
-                    const struct kc_caller *self, const struct kc_volume_conf *conf, bool suspended_by_us,
+                    const struct kc_caller *self, const struct kc_volume_conf *conf, unsigned prior,
                     struct kc_revoke_outcome *ret, struct kc_err *err);
 
 /*
