@@ -32,6 +32,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 #include "agent/luks.h"
 #include "dmsetup-helpers/dmcrypt.h"
@@ -275,6 +276,18 @@ static int cmd_threads(int argc, char **argv) {
         return dm_errors || l.errors ? -EIO : 0;
 }
 
+/* Hold DEVICE open exclusively (O_EXCL: as a mounted file system does) until killed. */
+static int cmd_hold(int argc, char **argv) {
+        int fd = open(argv[1], O_RDONLY | O_EXCL | O_CLOEXEC);
+
+        if (fd < 0)
+                return log_error_errno(errno, "Failed to open %s exclusively: %m", argv[1]);
+        printf("held\n");
+        fflush(stdout);
+        pause();
+        return 0;
+}
+
 static const struct command {
         const char *name;
         int min_args, max_args; /* after the command word */
@@ -286,6 +299,7 @@ static const struct command {
         { .name = "table",  .min_args = 1, .max_args = 1, .run = cmd_table },
         { .name = "reload", .min_args = 1, .max_args = 1, .run = cmd_reload },
         { .name = "threads", .min_args = 3, .max_args = 3, .run = cmd_threads },
+        { .name = "hold",   .min_args = 1, .max_args = 1, .run = cmd_hold },
 };
 
 int main(int argc, char **argv) {
@@ -302,6 +316,6 @@ int main(int argc, char **argv) {
                 return c->run(argc - 1, argv + 1) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
         }
         fprintf(stderr, "usage: kc-dm-smoke create NAME DEVICE [SECTOR_SIZE] | remove NAME [deferred] | info NAME | table NAME\n"
-              "       | reload NAME | threads NAME HEADER COUNT\n");
+              "       | reload NAME | threads NAME HEADER COUNT | hold DEVICE\n");
         return EXIT_FAILURE;
 }
