@@ -13,8 +13,10 @@ void kc_fault_set_partner(pid_t pid) {
 
 void kc_fault_point(const char *step) {
         /* secure_getenv: a setuid or file-capability program ignores it. */
-        const char *want = secure_getenv("KC_FAULT_STEP");
+        const char *want = secure_getenv("KC_FAULT_STEP"), *stop = secure_getenv("KC_FAULT_STOP");
 
+        if (step && stop && strcmp(stop, step) == 0)
+                (void) raise(SIGSTOP);
         if (!want || !step || strcmp(want, step) != 0)
                 return;
         if (partner > 0)

@@ -7,8 +7,11 @@
  * step: then the process raises SIGKILL when it reaches that step, which is
  * what a kill -9, an OOM kill or a crash at that very point leaves behind.
  * Step names are "<operation>:<where>", e.g. "attach:after-key-add"; the
- * call sites are the step list (grep kc_fault_point).  Nothing secret is
- * involved: the variable is read, compared and forgotten.
+ * call sites are the step list (grep kc_fault_point).  KC_FAULT_STOP names
+ * a step where the process stops itself instead (SIGSTOP), for a test to
+ * look at that moment from outside and then let it go on (SIGCONT).
+ * Nothing secret is involved: the variables are read, compared and
+ * forgotten.
  */
 
 #include <sys/types.h>

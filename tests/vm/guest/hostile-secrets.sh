@@ -66,6 +66,26 @@ sampled() {
         wait "$_pid" || die "$* failed: $(cat err)"
 }
 
+# A positive control for every "no kmscrypt key in /proc/keys" check of this
+# tier: while one exists (an attach stopped right after adding its key),
+# this shell does see it there, and cannot read it.
+KC_FAULT_STOP=attach:after-key-add kmscrypt attach "$dev" --name sxctl >out 2>err &
+ctl=$!
+i=0
+until [ "$(sed 's/.*) \(.\).*/\1/' "/proc/$ctl/stat" 2>/dev/null)" = T ]; do
+        i=$((i + 1))
+        [ "$i" -lt 300 ] || die "the attach never stopped after adding its key: $(cat err)"
+        sleep 0.1
+done
+serial=$(awk '$9 ~ /^kmscrypt:/ { print $1; exit }' /proc/keys)
+[ -n "$serial" ] || die "/proc/keys does not list the key of the stopped attach: every kcvm_no_key would pass vacuously"
+! keyctl read "0x$serial" >/dev/null 2>&1 || die "keyctl read of the stopped attach's key succeeded"
+kill -CONT "$ctl"
+wait "$ctl" || die "the attach failed once continued: $(cat err)"
+kmscrypt -q detach sxctl || die "detach sxctl failed"
+kcvm_no_key kmscrypt:
+echo "positive control: /proc/keys listed the attach's key $serial while it existed"
+
 printf 'sx %s db-id=kcvm,volume-id=sx\n' "$dev" >"$AGENT_VOLUMES"
 agent_start
 set -- $(agent_wait_ready 60)
