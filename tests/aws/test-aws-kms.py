@@ -104,16 +104,21 @@ class Proxy:
             except OSError:
                 return
             u = socket.create_connection(("127.0.0.1", self.target))
-            for a, b in ((c, u), (u, c)):
-                threading.Thread(target=self.pipe, args=(a, b), daemon=True).start()
+            threading.Thread(target=self.pipe, args=(c, u, self.client_sent), daemon=True).start()
+            threading.Thread(target=self.pipe, args=(u, c, None), daemon=True).start()
+
+    def client_sent(self, data):
+        """What a client sent, chunk by chunk; a plain forwarder keeps nothing."""
 
     @staticmethod
-    def pipe(a, b):
+    def pipe(a, b, seen):
         try:
             while True:
                 d = a.recv(65536)
                 if not d:
                     break
+                if seen:
+                    seen(d)
                 b.sendall(d)
         except OSError:
             pass
@@ -123,6 +128,27 @@ class Proxy:
                     s.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+
+
+class Recorder(Proxy):
+    """The forwarder, keeping what clients sent: over http the requests, headers in the clear."""
+
+    def __init__(self, target):
+        super().__init__(free_port(), target)
+        self.sent = []
+        self.up()
+
+    def client_sent(self, data):
+        self.sent.append(data)
+
+    def signed_with(self, key_id, token=None):
+        """Whether a request was signed with key_id (and, given token, carried it as the session token)."""
+        text = b"".join(self.sent).decode("latin-1").lower()
+        ok = ("credential=%s/" % key_id.lower()) in text
+        return ok and (token is None or ("x-amz-security-token: %s\r\n" % token.lower()) in text)
+
+    def url(self):
+        return "http://127.0.0.1:%d" % self.port
 
 
 def base_env(endpoint, tmp):
@@ -390,30 +416,39 @@ def run(tmp, audit, port):
     with open(creds, "w") as fh:
         fh.write("[default]\naws_access_key_id = wrong\n\n[ prod ]\naws_access_key_id = AKIAPROFILE\n"
                  "aws_secret_access_key = profile-secret\n[broken]\naws_access_key_id = x\n")
-    e = dict(env, AWS_SHARED_CREDENTIALS_FILE=creds, AWS_PROFILE="prod")
+    # Each source's requests go through a recorder: signed with that source's key, its token sent.
+    rec = Recorder(port)
+    e = dict(env, AWS_SHARED_CREDENTIALS_FILE=creds, AWS_PROFILE="prod", AWS_ENDPOINT_URL_KMS=rec.url())
     del e["AWS_ACCESS_KEY_ID"], e["AWS_SECRET_ACCESS_KEY"]
     rc, out, _ = drive(e, audit, "describe", ref1)
-    check("shared credentials file, profile prod", rc == 0, out)
+    check("shared credentials file, profile prod: signed with its key", rc == 0 and rec.signed_with("AKIAPROFILE")
+          and not rec.signed_with("wrong"), out)
     e["AWS_PROFILE"] = "broken"
     rc, out, _ = drive(e, audit, "describe", ref1)
     check("profile without a secret refused", rc == 1 and "aws_secret_access_key" in out, out)
 
     srv, iport = fake_imds.start("imds")
-    e = dict(env, AWS_EC2_METADATA_SERVICE_ENDPOINT="http://127.0.0.1:%d" % iport)
+    rec = Recorder(port)
+    e = dict(env, AWS_EC2_METADATA_SERVICE_ENDPOINT="http://127.0.0.1:%d" % iport, AWS_ENDPOINT_URL_KMS=rec.url())
     for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_EC2_METADATA_DISABLED"):
         del e[k]
     rc, out, _ = drive(e, audit, "describe", ref1)
     log = srv.RequestHandlerClass.log
     check("IMDSv2: token PUT first, then GETs with the token", rc == 0 and log and log[0][0] == "PUT"
           and all(h.get("X-aws-ec2-metadata-token") == fake_imds.TOKEN for m, _, h in log if m == "GET"), out)
+    check("IMDS credentials: signed with the role's key, its session token sent",
+          rec.signed_with("ASIAIMDSEXAMPLE", "fake-session-token"), out)
     srv.shutdown()
 
     srv, cport = fake_imds.start("container")
+    rec = Recorder(port)
     e = dict(env, AWS_CONTAINER_CREDENTIALS_FULL_URI="http://127.0.0.1:%d/creds" % cport,
-             AWS_CONTAINER_AUTHORIZATION_TOKEN="container-auth-token")
+             AWS_CONTAINER_AUTHORIZATION_TOKEN="container-auth-token", AWS_ENDPOINT_URL_KMS=rec.url())
     del e["AWS_ACCESS_KEY_ID"], e["AWS_SECRET_ACCESS_KEY"]
     rc, out, _ = drive(e, audit, "describe", ref1)
     check("container credentials with an authorization token", rc == 0 and len(srv.RequestHandlerClass.log) == 1, out)
+    check("container credentials: signed with the task's key, its session token sent",
+          rec.signed_with("ASIACONTAINEREXAMPLE", "fake-session-token"), out)
     e["AWS_CONTAINER_AUTHORIZATION_TOKEN"] = "wrong"
     rc, out, _ = drive(e, audit, "describe", ref1)
     check("container endpoint refusing the token is an error", rc == 1 and "container" in out, out)
