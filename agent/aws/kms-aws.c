@@ -15,6 +15,7 @@
 #include "agent/aws/response.h"
 #include "agent/aws/sigv4.h"
 #include "agent/kms.h"
+#include "lib/backoff.h"
 #include "lib/log.h"
 #include "lib/secret.h"
 
@@ -43,8 +44,8 @@
 #define DEFAULT_CONNECT_TIMEOUT_MS 2000L
 #define DEFAULT_TIMEOUT_MS 5000L
 #define DEFAULT_DEADLINE_MS 15000L
-#define BACKOFF_BASE_MS 100L
-#define BACKOFF_CAP_MS 2000L
+#define BACKOFF_BASE_MS 100
+#define BACKOFF_CAP_MS 2000
 
 struct aws_state {
         struct kc_http *http;
@@ -406,8 +407,8 @@ static int aws_call(struct aws_state *s, const struct key_ref *k, const char *op
                         retry = transport_retryable(r) &&
                                 (operation_idempotent(operation) || r == -ECONNREFUSED || r == -EHOSTUNREACH);
                 /* Full jitter: sleep uniformly in [0, min(cap, base * 2^attempt)]. */
-                backoff = BACKOFF_BASE_MS << (attempt < 5 ? attempt : 5);
-                backoff = (long) arc4random_uniform((uint32_t) (backoff < BACKOFF_CAP_MS ? backoff : BACKOFF_CAP_MS) + 1);
+                backoff = kc_backoff_ceiling(attempt, BACKOFF_BASE_MS, BACKOFF_CAP_MS);
+                backoff = kc_backoff_draw((unsigned) backoff, (unsigned) backoff);
                 if (!retry || now_ms() + backoff + 50 >= deadline) {
                         if (retry)
                                 return kc_err_set(err, r, "%s (gave up after %u attempts within %ld ms)",

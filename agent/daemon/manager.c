@@ -2,7 +2,6 @@
 #include <pthread.h>
 #include <string.h>
 #include <unistd.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <time.h>
@@ -15,6 +14,7 @@
 #include "agent/luks.h"
 #include "agent/token.h"
 #include "dmsetup-helpers/dmcrypt.h"
+#include "lib/backoff.h"
 #include "lib/clock.h"
 #include "lib/log.h"
 
@@ -37,7 +37,6 @@ struct mvol {
         bool present;               /* still in the volumes file */
         uint64_t window_start_ms;   /* first try of this round: the timeout counts from here */
         uint64_t next_try_ms;       /* WAITING: monotonic time of the next try */
-        unsigned backoff_ms;
         bool suspended_by_us;       /* the revocation policy suspended it */
 };
 
@@ -162,22 +161,18 @@ static void schedule_now(struct kc_manager *m, struct mvol *v) {
         v->st.attempts = 0;
         v->st.error = 0;
         v->st.reason[0] = '\0';
-        v->backoff_ms = 0;
         v->window_start_ms = 0;
         v->next_try_ms = 0;
         set_state(m, v, KC_VOLUME_PENDING);
         pthread_cond_signal(&m->wake);
 }
 
-/* Full jitter on the upper half: spread retries of many volumes after one KMS outage. */
-static unsigned next_backoff(struct mvol *v) {
-        unsigned base = v->backoff_ms ? v->backoff_ms * 2 : BACKOFF_FIRST_MS, jitter = 0;
+/* The delay before the next try: the upper half of the ceiling, so that retries of many
+ * volumes after one KMS outage spread out, yet none comes back at once. */
+static unsigned next_backoff(const struct mvol *v) {
+        unsigned ceiling = kc_backoff_ceiling(v->st.attempts ? v->st.attempts - 1 : 0, BACKOFF_FIRST_MS, BACKOFF_MAX_MS);
 
-        if (base > BACKOFF_MAX_MS)
-                base = BACKOFF_MAX_MS;
-        v->backoff_ms = base;
-        (void) getrandom(&jitter, sizeof(jitter), GRND_NONBLOCK);
-        return base / 2 + jitter % (base / 2 + 1);
+        return kc_backoff_draw(ceiling, ceiling / 2);
 }
 
 static void record_result(struct kc_manager *m, struct mvol *v, int r, const struct kc_err *err) {
