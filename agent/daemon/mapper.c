@@ -35,6 +35,14 @@
 /* A replacement is started at most once a second a slot, and 5 s after one that could not be. */
 #define RESPAWN_MIN_MS 1000
 #define RESPAWN_FAILED_MS 5000
+/*
+ * A mapper that does not answer within this long (stopped, stuck) is taken
+ * for dead and killed: a table load takes milliseconds, seconds under the
+ * worst load; an attach, and the agent's stop, must not wait for ever.
+ */
+#define REPLY_TIMEOUT_MS 60000
+/* How long a mapper whose socket closed may take to exit before it is killed. */
+#define EXIT_GRACE_MS 2000
 
 /* What an attach thread asks of a mapper: kc_mapping's strings, inline. */
 struct request {
@@ -86,6 +94,7 @@ struct kc_mapper {
         int wake[2];                      /* written to wake the supervisor */
         struct pollfd *pf;                /* the supervisor's: n + 1 */
         unsigned *idx;                    /* the supervisor's: which mapper each pf entry is */
+        int reply_timeout_ms;             /* REPLY_TIMEOUT_MS; tests shorten it */
 };
 
 /* ---- the mapper process ---- */
@@ -346,6 +355,7 @@ int kc_mapper_new(unsigned n, struct kc_mapper **ret) {
         if (!mp)
                 return -ENOMEM;
         mp->slots_fd = mp->wake[0] = mp->wake[1] = -1;
+        mp->reply_timeout_ms = REPLY_TIMEOUT_MS;
         pthread_mutex_init(&mp->lock, NULL);
         pthread_cond_init(&mp->changed, NULL);
         mp->m = calloc(n, sizeof(*mp->m));
@@ -366,13 +376,27 @@ int kc_mapper_new(unsigned n, struct kc_mapper **ret) {
         return 0;
 }
 
+/*
+ * Close a mapper's socket and reap it.  An idle mapper exits when its socket
+ * closes; one that does not within EXIT_GRACE_MS (stopped, hung) is killed,
+ * so that neither the agent's stop nor the supervisor waits for it for ever.
+ */
 static void mapper_reap(struct mapper *w) {
+        pid_t r = 0;
+
         if (w->fd >= 0)
                 close(w->fd);
         w->fd = -1;
-        if (w->pid > 0)
-                while (waitpid(w->pid, NULL, 0) < 0 && errno == EINTR)
-                        ;
+        if (w->pid > 0) {
+                for (unsigned i = 0; i < EXIT_GRACE_MS / 10 && (r = waitpid(w->pid, NULL, WNOHANG)) == 0; i++)
+                        (void) usleep(10 * 1000);
+                if (r == 0) {
+                        log_warning("mapper process %d did not exit; killing it", (int) w->pid);
+                        (void) kill(w->pid, SIGKILL);
+                        while (waitpid(w->pid, NULL, 0) < 0 && errno == EINTR)
+                                ;
+                }
+        }
         w->pid = 0;
         w->dead = true;
 }
@@ -594,9 +618,21 @@ static void mapper_give(struct kc_mapper *mp, unsigned i, bool died) {
         pthread_mutex_unlock(&mp->lock);
 }
 
-static int reply_recv(int fd, struct reply *a) {
+/* A reply within timeout_ms; -ETIMEDOUT when none comes (the caller kills the mapper). */
+static int reply_recv(int fd, int timeout_ms, struct reply *a) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        uint64_t deadline = kc_now_ms() + (uint64_t) timeout_ms, now;
         ssize_t n;
+        int k;
 
+        for (;;) {
+                now = kc_now_ms();
+                k = now >= deadline ? 0 : poll(&p, 1, (int) (deadline - now));
+                if (k == 0)
+                        return -ETIMEDOUT;
+                if (k > 0 || errno != EINTR)
+                        break;
+        }
         do
                 n = recv(fd, a, sizeof(*a), 0);
         while (n < 0 && errno == EINTR);
@@ -630,7 +666,7 @@ static int load_check_gate(void *userdata) {
  * went before answering (the mapping may be half made: the attach is
  * retried, and its retry removes that).
  */
-static int exchange(int fd, const struct request *q, struct load_check *c, struct reply *a) {
+static int exchange(int fd, int timeout_ms, const struct request *q, struct load_check *c, struct reply *a) {
         struct verdict v;
         int r;
 
@@ -638,14 +674,14 @@ static int exchange(int fd, const struct request *q, struct load_check *c, struc
                 return -ECONNREFUSED;
         if (q->gated)
                 (void) load_check_run(c);
-        r = reply_recv(fd, a);
+        r = reply_recv(fd, timeout_ms, a);
         if (r < 0 || !a->loaded)
                 return r;
         v = (struct verdict) { .error = c->r };
         if (send(fd, &v, sizeof(v), MSG_NOSIGNAL) != sizeof(v))
                 return -ECONNRESET;
-        r = reply_recv(fd, a);
-        return r < 0 || a->loaded ? -ECONNRESET : 0;
+        r = reply_recv(fd, timeout_ms, a);
+        return r < 0 ? r : a->loaded ? -ECONNRESET : 0;
 }
 
 /* In this thread, when no mapper can: the check is not run twice. */
@@ -665,6 +701,10 @@ static int request_fill(struct request *q, const struct kc_mapping *m, size_t ke
             !kc_strscpy(q->params, sizeof(q->params), m->params))
                 return -ENAMETOOLONG;
         return 0;
+}
+
+void kc_mapper_set_reply_timeout(struct kc_mapper *mp, int ms) {
+        mp->reply_timeout_ms = ms;
 }
 
 int kc_mapper_load(void *userdata, const struct kc_mapping *m, const void *key, size_t key_size,
@@ -687,13 +727,19 @@ int kc_mapper_load(void *userdata, const struct kc_mapping *m, const void *key, 
                 slot = mp->slots + (size_t) i * SLOT_BYTES;
                 pid = mp->m[i].pid;
                 memcpy(slot, key, key_size);
-                r = exchange(mp->m[i].fd, &q, &c, &a);
+                r = exchange(mp->m[i].fd, mp->reply_timeout_ms, &q, &c, &a);
                 explicit_bzero(slot, key_size);
                 mapper_give(mp, (unsigned) i, r < 0);
-                if (r < 0)
+                if (r == -ETIMEDOUT)
+                        log_warning("mapper process %d did not answer within %d ms; killed", (int) pid,
+                                    mp->reply_timeout_ms);
+                else if (r < 0)
                         log_warning("mapper process %d has died%s", (int) pid,
                                     r == -ECONNRESET ? " while loading a mapping" : "");
         } while (r == -ECONNREFUSED);
+        if (r == -ETIMEDOUT)
+                return kc_err_set(err, -ECONNRESET, "the mapper process loading %s did not answer within %d ms",
+                                  m->name, mp->reply_timeout_ms);
         if (r < 0)
                 return kc_err_set(err, r, "the mapper process loading %s died", m->name);
         if (a.error < 0) {

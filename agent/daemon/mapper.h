@@ -57,7 +57,10 @@ int kc_mapper_supervise(struct kc_mapper *mp, const char *exe);
  */
 int kc_mapper_process_main(const char *index, const char *agent);
 
-/* Close the mappers' sockets (they exit on it), reap them, stop the supervision, wipe the slots. */
+/*
+ * Close the mappers' sockets (they exit on it), reap them (killing one that
+ * has not exited within 2 s), stop the supervision, wipe the slots.
+ */
 void kc_mapper_free(struct kc_mapper *mp);
 DEFINE_CLEANUP_FUNC(struct kc_mapper *, kc_mapper_free)
 
@@ -68,3 +71,9 @@ DEFINE_CLEANUP_FUNC(struct kc_mapper *, kc_mapper_free)
  */
 int kc_mapper_load(void *userdata, const struct kc_mapping *m, const void *key, size_t key_size,
                    struct kc_err *err);
+
+/*
+ * A mapper that has not answered a load within ms (default 60 s) is killed
+ * and the load fails with -ECONNRESET, as when it dies.  Tests shorten it.
+ */
+void kc_mapper_set_reply_timeout(struct kc_mapper *mp, int ms);

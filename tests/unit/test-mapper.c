@@ -24,6 +24,7 @@
 
 #include "agent/daemon/caps.h"
 #include "agent/daemon/mapper.h"
+#include "lib/clock.h"
 #include "tests/unit/check-main.h"
 
 #define KEY_BYTES 64
@@ -366,6 +367,44 @@ START_TEST(test_busy_mapper_replaced) {
 }
 END_TEST
 
+/* Stopped (or hung) amid a request: the load fails after the reply timeout, and the mapper is killed. */
+START_TEST(test_hung_mapper_timed_out) {
+        struct kc_mapper *mp = NULL;
+        struct kc_err err = {};
+        pid_t pids[1];
+        uint64_t t0;
+
+        ck_assert_int_eq(kc_mapper_new(1, &mp), 0);
+        kc_mapper_set_reply_timeout(mp, 300);
+        ck_assert_uint_eq(children_of(getpid(), pids, 1), 1);
+        wait_for_request_wait(pids[0]);
+        ck_assert_int_eq(kill(pids[0], SIGSTOP), 0);
+        t0 = kc_now_ms();
+        ck_assert_int_eq(kc_mapper_load(mp, &mapping, key, sizeof(key), &err), -ECONNRESET);
+        ck_assert_uint_ge(kc_now_ms() - t0, 300);
+        ck_assert_msg(strstr(err.msg, "did not answer within 300 ms"), "%s", err.msg);
+        kc_mapper_free(mp);
+        assert_no_children_left();
+}
+END_TEST
+
+/* A mapper stopped while idle does not hold up kc_mapper_free (the agent's stop) for ever. */
+START_TEST(test_free_with_a_stopped_mapper) {
+        struct kc_mapper *mp = NULL;
+        pid_t pids[2];
+        uint64_t t0;
+
+        ck_assert_int_eq(kc_mapper_new(2, &mp), 0);
+        ck_assert_uint_eq(children_of(getpid(), pids, 2), 2);
+        wait_for_request_wait(pids[0]);
+        ck_assert_int_eq(kill(pids[0], SIGSTOP), 0);
+        t0 = kc_now_ms();
+        kc_mapper_free(mp);
+        ck_assert_uint_lt(kc_now_ms() - t0, 10000);
+        assert_no_children_left();
+}
+END_TEST
+
 /* A replacement not started by an agent (no socket, no slots) exits at once. */
 START_TEST(test_mapper_process_bad_start) {
         static const char *const bad[][2] = { { "0", "1" }, { "x", "1" }, { "0", "0" }, { "0", "-1" } };
@@ -438,6 +477,8 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_mappers_die_with_the_agent);
         tcase_add_test(tc, test_dead_mapper_replaced);
         tcase_add_test(tc, test_busy_mapper_replaced);
+        tcase_add_test(tc, test_hung_mapper_timed_out);
+        tcase_add_test(tc, test_free_with_a_stopped_mapper);
         tcase_add_test(tc, test_mapper_process_bad_start);
         suite_add_tcase(s, tc);
         return s;
