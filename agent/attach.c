@@ -17,6 +17,7 @@
 #include "agent/token.h"
 #include "dmsetup-helpers/dmcrypt.h"
 #include "kernel-keyring/keyring.h"
+#include "lib/clock.h"
 #include "lib/fault.h"
 #include "lib/log.h"
 #include "lib/secret.h"
@@ -25,6 +26,8 @@
 #define DM_UUID_PREFIX "CRYPT-LUKS2-"
 #define KC_ATTACH_LOCK_DIR KC_RUNSTATEDIR "/attach"
 #define KEY_PREFIX "kmscrypt:"
+#define LOCK_WAIT_MS 20000
+#define LOCK_POLL_MS 20
 
 int kc_resolve_device(const char *spec, char **ret_path, struct kc_err *err) {
         const char *tags[] = { "UUID=", "LABEL=", "PARTUUID=", "PARTLABEL=" };
@@ -214,19 +217,40 @@ static int remove_half_made(const char *name, struct kc_dm_info *info) {
  * taking its half-made device for a dead one.  The same lock udev honours
  * (it leaves a device alone while someone holds it exclusively).  Without
  * it (device gone, lock refused) the attach goes on and fails or succeeds
- * on its own.
+ * on its own; a lock someone else holds for LOCK_WAIT_MS fails it (-EBUSY).
  */
 static int lock_exclusive(const char *path, int flags) {
         int fd = open(path, flags | O_CLOEXEC | O_NONBLOCK, 0600);
+        uint64_t deadline = 0;
 
         if (fd < 0)
                 return log_debug_errno(negative_errno(), "cannot open %s to lock it: %m", path);
-        while (flock(fd, LOCK_EX) < 0)
-                if (errno != EINTR) {
-                        log_debug_errno(negative_errno(), "cannot lock %s: %m", path);
+        /*
+         * Not a blocking flock(): anyone who may read the device can hold a
+         * lock on it, and an attach (with its agent slot, and the agent's
+         * stop) must not wait on that for ever.  Another attach holds it for
+         * a KMS call and a table load; LOCK_WAIT_MS is well past that.
+         */
+        while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                int e = errno;
+
+                if (e == EINTR)
+                        continue;
+                if (e != EWOULDBLOCK) {
+                        log_debug_errno(-e, "cannot lock %s: %m", path);
                         close(fd);
-                        return -1;
+                        return -e;
                 }
+                if (!deadline) {
+                        deadline = kc_now_ms() + LOCK_WAIT_MS;
+                        log_debug("%s is locked: waiting up to %d s for its holder", path, LOCK_WAIT_MS / 1000);
+                }
+                if (kc_now_ms() >= deadline) {
+                        close(fd);
+                        return -EBUSY;
+                }
+                (void) usleep(LOCK_POLL_MS * 1000);
+        }
         return fd;
 }
 
@@ -750,7 +774,13 @@ static int attach_view(struct kc_kms *kms, const struct kc_kms_request *req, con
         kc_strscpy(res.luks_uuid, sizeof(res.luks_uuid), seg->uuid);
         kc_strscpy(res.device, sizeof(res.device), device);
         lock_fd = lock_volume(seg->data_device);
-        name_lock_fd = lock_name(name);
+        if (lock_fd != -EBUSY)
+                name_lock_fd = lock_name(name);
+        if (lock_fd == -EBUSY || name_lock_fd == -EBUSY) {
+                r = kc_err_set(err, -EBUSY, "%s is locked by another process (flock) and stayed so for %d s",
+                               lock_fd == -EBUSY ? seg->data_device : name, LOCK_WAIT_MS / 1000);
+                goto out;
+        }
         r = kc_dm_info(name, &info);
         if (r < 0) {
                 r = kc_err_set(err, r, "cannot query mapping %s: %s", name, strerror(-r));

@@ -5,7 +5,8 @@
 # kernel, and the device unwritten: no sector written (the block device's
 # write counter) and its first 64 KiB, where the LUKS2 metadata lives,
 # byte-identical (kcvm_refused in lib.sh).  A context other than
-# the expected one, a name held by another device, a device that vanishes
+# the expected one, a device locked by another process for 20 s, a name
+# held by another device, a device that vanishes
 # while attach waits for its KMS (after the header is read), a disabled,
 # pending-deletion and destroyed CMK (fake time); the volume's image file
 # in place of a block device; and format of a read-only device.  Bad headers and tokens are in volume-bad.
@@ -33,6 +34,18 @@ expect_eq "header bytes of the image file" "$(kcvm_head_sum "$good_file")" "$fil
 # ---- the good volume, refused by context and name ----
 good_sum=$(kcvm_head_sum "$good" 16384)
 kcvm_attach_refused "context other than expected" "$good" "expected {" --expect-context db-id=db1,volume-id=vol-b
+
+# Anyone who may read the device can lock it (flock): the attach waits 20 s
+# for such a holder, not for ever, then fails, busy, leaving nothing.
+flock --no-fork -s "$good" sleep 120 &
+holder=$!
+defer "kill $holder 2>/dev/null"
+sleep 0.5
+t0=$(date +%s)
+kcvm_attach_refused "volume locked by another process" "$good" "is locked by another process (flock)"
+expect_eq "seconds waited for the lock" "$(( $(date +%s) - t0 >= 19 && $(date +%s) - t0 <= 40 ))" 1
+kill "$holder"
+wait "$holder" 2>/dev/null || :
 dmsetup create kcbad --table "0 8 error" || die "dmsetup create of an error device failed"
 kcvm_refusal_begin "$good"
 ! kmscrypt attach "$good" --name kcbad >out 2>err || die "attach took a name held by another device"
