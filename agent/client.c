@@ -5,6 +5,7 @@
 #include <sys/un.h>
 
 #include "agent/client.h"
+#include "lib/log.h"
 #include "lib/strv.h"
 
 struct kc_client {
@@ -16,10 +17,29 @@ const char *kc_client_socket_path(void) {
         return e && *e ? e : KC_AGENT_SOCKET;
 }
 
+/*
+ * The agent runs as root: a socket served by anyone else (another user who
+ * could replace it in a socket directory open to them) is not the agent,
+ * and would be told the volumes to attach and answer what it likes.  An
+ * agent of this very user is one a test or a developer started.
+ */
+static int check_agent(int fd, const char *path) {
+        struct ucred uc;
+        socklen_t l = sizeof(uc);
+
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &l) < 0)
+                return negative_errno();
+        if (uc.uid != 0 && uc.uid != geteuid())
+                return log_error_errno(-EPERM, "%s is served by uid %u, not root: not the agent, refusing it",
+                                       path, (unsigned) uc.uid);
+        return 0;
+}
+
 int kc_client_open(const char *path, struct kc_client **ret) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         _cleanup_close_ int fd = -1;
         struct kc_client *c;
+        int r;
 
         if (getenv("KMSCRYPT_NO_AGENT")) {
                 *ret = NULL;
@@ -42,6 +62,9 @@ int kc_client_open(const char *path, struct kc_client **ret) {
                 }
                 return negative_errno();
         }
+        r = check_agent(fd, path);
+        if (r < 0)
+                return r;
         c = malloc(sizeof(*c));
         if (!c)
                 return -ENOMEM;
@@ -90,18 +113,20 @@ int kc_client_call(struct kc_client *c, struct json_object *request, struct json
         struct json_object *reply, *result = NULL;
         const char *text;
         size_t len;
-        int r;
+        int r, k;
 
         if (!request)
                 return -ENOMEM;
         text = json_object_to_json_string_ext(request, JSON_C_TO_STRING_PLAIN);
         r = send(c->fd, text, strlen(text), MSG_NOSIGNAL) < 0 ? negative_errno() : 0;
         json_object_put(request);
-        if (r < 0)
+        /* An agent that turns a connection away (too many) says why before it closes: read that. */
+        if (r < 0 && (r != -EPIPE && r != -ECONNRESET))
                 return kc_err_set(err, r, "cannot send to the agent: %s", strerror(-r));
-        r = recv_message(c->fd, &buf, &len);
-        if (r < 0)
-                return kc_err_set(err, r, "no reply from the agent: %s", strerror(-r));
+        k = recv_message(c->fd, &buf, &len);
+        if (k < 0)
+                return r < 0 ? kc_err_set(err, r, "cannot send to the agent: %s", strerror(-r))
+                             : kc_err_set(err, k, "no reply from the agent: %s", strerror(-k));
         reply = json_tokener_parse(buf);
         if (!reply)
                 return kc_err_set(err, -EPROTO, "the agent sent a reply that is not JSON");

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -9,19 +11,34 @@
 
 #include "agent/daemon/server.h"
 #include "dmsetup-helpers/dmcrypt.h"
+#include "lib/clock.h"
 #include "lib/log.h"
 #include "lib/strv.h"
 
 #define SD_LISTEN_FDS_START 3
 /* A client that says nothing for this long loses its thread. */
 #define IDLE_TIMEOUT_SEC 60
+/*
+ * Of KC_SERVER_MAX_CONNECTIONS, a user other than root holds at most
+ * MAX_PER_USER, and all of them together leave ROOT_RESERVED free: members
+ * of the status group may ask, but never shut root, the hotplug helper or
+ * the boot units out of the agent.
+ */
+#define MAX_PER_USER 4
+#define ROOT_RESERVED 16
+/* Refused requests in a row after which a connection is closed. */
+#define MAX_REFUSED_IN_A_ROW 16
+/* Refusals logged a minute; the rest are counted, so a peer cannot flood the journal. */
+#define REFUSALS_LOGGED_PER_MIN 20
 
 struct conn {
         struct kc_server *s;
         int fd;
         struct kc_peer peer;
         gid_t groups[64];
+        gid_t *many_groups;         /* when the peer has more than 64 */
         struct kc_caller caller;
+        unsigned refused_in_a_row;
         struct conn *next;
 };
 
@@ -35,7 +52,43 @@ struct kc_server {
         struct conn *conns;         /* live connections */
         unsigned n_conns;
         bool stopping;
+        uint64_t refusal_minute_ms; /* start of the minute refusals are counted in */
+        unsigned refusals_logged, refusals_unlogged;
 };
+
+/*
+ * A refusal (a connection turned away, a malformed or unauthorized
+ * request) is logged at notice, but at most REFUSALS_LOGGED_PER_MIN a
+ * minute: the next minute's first line says how many were not.
+ */
+static void _printf_(2, 3) log_refusal(struct kc_server *s, const char *fmt, ...) {
+        unsigned unlogged = 0;
+        uint64_t now = kc_now_ms();
+        char text[320];
+        bool log;
+        va_list ap;
+
+        pthread_mutex_lock(&s->lock);
+        if (now - s->refusal_minute_ms >= 60000) {
+                unlogged = s->refusals_unlogged;
+                s->refusal_minute_ms = now;
+                s->refusals_logged = s->refusals_unlogged = 0;
+        }
+        log = s->refusals_logged < REFUSALS_LOGGED_PER_MIN;
+        if (log)
+                s->refusals_logged++;
+        else
+                s->refusals_unlogged++;
+        pthread_mutex_unlock(&s->lock);
+        if (unlogged)
+                log_notice("%u more refusals in the last minute were not logged", unlogged);
+        if (!log)
+                return;
+        va_start(ap, fmt);
+        vsnprintf(text, sizeof(text), fmt, ap);
+        va_end(ap);
+        log_notice("%s", text);
+}
 
 /* ---- service manager integration ---- */
 
@@ -111,8 +164,16 @@ out:
 
 /* ---- our own socket ---- */
 
-static int make_parent(const char *path) {
+/*
+ * The socket's folder: made 0755 when missing.  One that is there must be
+ * ours and not writable by others (unless sticky, as /tmp): whoever may
+ * write it may replace the socket with one of their own, which clients
+ * would take for the agent.
+ */
+static int make_parent(const char *path, gid_t status_gid, struct kc_err *err) {
         _cleanup_free_ char *dir = strdup(path);
+        _cleanup_close_ int fd = -1;
+        struct stat st;
         char *slash;
 
         if (!dir)
@@ -121,11 +182,22 @@ static int make_parent(const char *path) {
         if (!slash || slash == dir)
                 return 0;
         *slash = '\0';
-        if (mkdir(dir, 0755) < 0)
-                return errno == EEXIST ? 0 : negative_errno();
-        /* Our umask is 0077; the status group must be able to reach the socket inside. */
-        if (chmod(dir, 0755) < 0)
-                return negative_errno();
+        if (mkdir(dir, 0755) == 0) {
+                /* Our umask is 0077; the status group must be able to reach the socket inside. */
+                if (chmod(dir, 0755) < 0)
+                        return kc_err_set(err, negative_errno(), "cannot make %s: %m", dir);
+        } else if (errno != EEXIST)
+                return kc_err_set(err, negative_errno(), "cannot make %s: %m", dir);
+        fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 || fstat(fd, &st) < 0)
+                return kc_err_set(err, negative_errno(), "%s: %m", dir);
+        if (st.st_uid != geteuid() || ((st.st_mode & 022) && !(st.st_mode & S_ISVTX)))
+                return kc_err_set(err, -EPERM, "%s is owned by uid %u, mode %04o: only its owner, root, may write "
+                                  "the folder of the agent's socket", dir, (unsigned) st.st_uid,
+                                  (unsigned) (st.st_mode & 07777));
+        if (status_gid != (gid_t) -1 && !(st.st_mode & 001) && !(st.st_gid == status_gid && (st.st_mode & 010)))
+                log_warning("%s is mode %04o: members of the status group cannot reach the socket in it", dir,
+                            (unsigned) (st.st_mode & 07777));
         return 0;
 }
 
@@ -158,9 +230,9 @@ static int bind_socket(const char *path, gid_t gid, int *ret_fd, struct kc_err *
         if (path[0] != '/' || strlen(path) >= sizeof(sa.sun_path))
                 return kc_err_set(err, -EINVAL, "socket path \"%s\" is not absolute or too long", path);
         memcpy(sa.sun_path, path, strlen(path));
-        r = make_parent(path);
+        r = make_parent(path, gid, err);
         if (r < 0)
-                return kc_err_set(err, r, "cannot create the directory of %s: %s", path, strerror(-r));
+                return r;
         r = clear_stale(&sa, salen, path, err);
         if (r < 0)
                 return r;
@@ -438,15 +510,19 @@ static struct json_object *serve_one(struct conn *c, const char *msg, size_t len
 
         r = kc_request_parse(msg, len, &req, &err);
         if (r < 0) {
-                log_notice("refused a request from uid %u (pid %d): %s", (unsigned) c->peer.uid, (int) c->peer.pid,
-                           kc_err_msg(&err, r));
+                c->refused_in_a_row++;
+                log_refusal(c->s, "refused a request from uid %u (pid %d): %s", (unsigned) c->peer.uid,
+                            (int) c->peer.pid, kc_err_msg(&err, r));
                 return kc_reply_error(r, kc_err_msg(&err, r));
         }
         r = kc_protocol_authorize(req.op, &c->peer, c->s->cfg.status_gid, &err);
-        if (r < 0)
-                log_notice("refused: %s", kc_err_msg(&err, r));
-        else
+        if (r < 0) {
+                c->refused_in_a_row++;
+                log_refusal(c->s, "refused: %s", kc_err_msg(&err, r));
+        } else {
+                c->refused_in_a_row = 0;
                 r = handlers[req.op](c, &req, &result, &err);
+        }
         kc_request_clear(&req);
         if (r < 0)
                 return kc_reply_error(r, kc_err_msg(&err, r));
@@ -504,6 +580,7 @@ static void conn_unlink(struct conn *c) {
         pthread_cond_broadcast(&s->idle);
         pthread_mutex_unlock(&s->lock);
         close(c->fd);
+        free(c->many_groups);
         free(c);
 }
 
@@ -521,12 +598,18 @@ static void *conn_thread(void *arg) {
                 if ((size_t) n > KC_PROTOCOL_REQUEST_MAX) {
                         char msg[96];
                         snprintf(msg, sizeof(msg), "request of %zd bytes exceeds %d", n, KC_PROTOCOL_REQUEST_MAX);
-                        log_notice("refused a request from uid %u: %s", (unsigned) c->peer.uid, msg);
+                        c->refused_in_a_row++;
+                        log_refusal(c->s, "refused a request from uid %u: %s", (unsigned) c->peer.uid, msg);
                         reply = kc_reply_error(-EMSGSIZE, msg);
                 } else
                         reply = serve_one(c, buf, (size_t) n);
                 if (send_reply(c->fd, reply) < 0)
                         break;
+                if (c->refused_in_a_row >= MAX_REFUSED_IN_A_ROW) {
+                        log_refusal(c->s, "closed the connection of uid %u (pid %d) after %u refused requests",
+                                    (unsigned) c->peer.uid, (int) c->peer.pid, c->refused_in_a_row);
+                        break;
+                }
         }
         conn_unlink(c);
         return NULL;
@@ -540,9 +623,14 @@ static int peer_credentials(struct conn *c) {
                 return negative_errno();
         c->peer = (struct kc_peer) { .uid = uc.uid, .gid = uc.gid, .pid = uc.pid, .groups = c->groups };
         l = sizeof(c->groups);
-        /* Supplementary groups; a peer in more than 64 is judged by its primary group alone. */
+        /* Supplementary groups; for a peer in more than 64 the kernel says how much room they need. */
         if (getsockopt(c->fd, SOL_SOCKET, SO_PEERGROUPS, c->groups, &l) == 0)
                 c->peer.n_groups = l / sizeof(gid_t);
+        else if (errno == ERANGE && (c->many_groups = malloc(l)) &&
+                 getsockopt(c->fd, SOL_SOCKET, SO_PEERGROUPS, c->many_groups, &l) == 0) {
+                c->peer.groups = c->many_groups;
+                c->peer.n_groups = l / sizeof(gid_t);
+        }
         if (kc_caller_from_socket(c->fd, &c->caller) < 0)
                 c->caller = (struct kc_caller) { .uid = uc.uid, .pid = uc.pid };
         return 0;
@@ -560,12 +648,34 @@ static void setup_conn_socket(int fd) {
                 (void) setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
 }
 
-static void refuse_busy(int fd) {
-        (void) send_reply(fd, kc_reply_error(-EBUSY, "too many connections to the agent; try again"));
+/* Lock held: why a new connection of peer uid may not be served, NULL when it may. */
+static const char *admission(const struct kc_server *s, uid_t uid) {
+        unsigned same = 0, others = 0;
+
+        if (s->stopping)
+                return "the agent is stopping";
+        if (s->n_conns >= KC_SERVER_MAX_CONNECTIONS)
+                return "too many connections to the agent; try again";
+        if (uid == 0)
+                return NULL;
+        for (const struct conn *c = s->conns; c; c = c->next) {
+                others += c->peer.uid != 0;
+                same += c->peer.uid == uid;
+        }
+        if (same >= MAX_PER_USER)
+                return "too many connections of this user to the agent; try again";
+        if (others >= KC_SERVER_MAX_CONNECTIONS - ROOT_RESERVED)
+                return "too many connections to the agent; try again";
+        return NULL;
+}
+
+static void refuse_busy(int fd, const char *why) {
+        (void) send_reply(fd, kc_reply_error(-EBUSY, why));
         close(fd);
 }
 
 void kc_server_accept(struct kc_server *s) {
+        const char *why;
         struct conn *c;
         pthread_attr_t attr;
         pthread_t t;
@@ -578,28 +688,34 @@ void kc_server_accept(struct kc_server *s) {
                 return;
         }
         setup_conn_socket(fd);
-        pthread_mutex_lock(&s->lock);
-        if (s->stopping || s->n_conns >= KC_SERVER_MAX_CONNECTIONS) {
-                pthread_mutex_unlock(&s->lock);
-                refuse_busy(fd);
-                return;
-        }
         c = calloc(1, sizeof(*c));
         if (!c) {
-                pthread_mutex_unlock(&s->lock);
                 close(fd);
                 return;
         }
-        *c = (struct conn) { .s = s, .fd = fd, .next = s->conns };
+        *c = (struct conn) { .s = s, .fd = fd };
         if (peer_credentials(c) < 0) {
-                pthread_mutex_unlock(&s->lock);
                 close(fd);
+                free(c->many_groups);
                 free(c);
                 return;
         }
-        s->conns = c;
-        s->n_conns++;
+        pthread_mutex_lock(&s->lock);
+        why = admission(s, c->peer.uid);
+        if (!why) {
+                c->next = s->conns;
+                s->conns = c;
+                s->n_conns++;
+        }
         pthread_mutex_unlock(&s->lock);
+        if (why) {
+                log_refusal(s, "turned away a connection of uid %u (pid %d): %s", (unsigned) c->peer.uid,
+                            (int) c->peer.pid, why);
+                refuse_busy(fd, why);
+                free(c->many_groups);
+                free(c);
+                return;
+        }
 
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);

@@ -23,6 +23,7 @@ import time
 
 top_builddir = os.environ.get("top_builddir") or os.path.join(os.path.dirname(__file__), "..", "..")
 KMSCRYPTD = os.path.join(top_builddir, "kmscryptd")
+KMSCRYPT = os.path.join(top_builddir, "kmscrypt")
 passed = failed = 0
 
 
@@ -123,16 +124,21 @@ class Agent:
             return f.read()
 
 
-def as_user(uid, gid, fn):
+def become(uid, gid, groups=()):
+    """In a child: drop root for uid, gid and groups."""
+    os.setgroups(list(groups))
+    os.setgid(gid)
+    os.setuid(uid)
+
+
+def as_user(uid, gid, fn, groups=()):
     """Run fn() in a child with the given credentials; return what it printed as JSON."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(r)
         try:
-            os.setgroups([])
-            os.setgid(gid)
-            os.setuid(uid)
+            become(uid, gid, groups)
             out = json.dumps(fn())
         except Exception as e:  # report the exception to the parent
             out = json.dumps({"exception": repr(e)})
@@ -401,6 +407,117 @@ def test_stale_and_twice(d):
         a.stop()
 
 
+def test_limits(d):
+    """A member of the status group holds at most 4 connections and cannot shut root out; a peer that
+    only sends refused requests is cut off, and the log does not take every refusal; a peer in more
+    than 64 groups is judged by all of them; a socket folder others may write is refused; and the
+    client refuses a socket not served by root."""
+    nogroup = grp.getgrnam("nogroup").gr_gid
+    a = Agent(d, "")
+    try:
+        check("limits: the agent answers", a.wait_socket() is not None, a.logtext())
+        r_res, w_res = os.pipe()
+        r_go, w_go = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            become(65534, nogroup)
+            held, out = [], []
+            for _ in range(5):
+                s = connect(a.sock)
+                held.append(s)
+                try:
+                    s.send(b'{"v":1,"op":"ping"}')
+                except OSError:
+                    pass            # turned away: the agent said why before it closed
+                try:
+                    out.append(json.loads(s.recv(1 << 16)))
+                except (OSError, ValueError) as e:
+                    out.append({"exception": repr(e)})
+            os.write(w_res, json.dumps(out).encode())
+            os.read(r_go, 1)            # hold them until root has been served
+            os._exit(0)
+        out = json.loads(os.read(r_res, 1 << 20))
+        check("a status-group user is served on 4 connections at once", all(o.get("ok") for o in out[:4]), str(out))
+        check("... and turned away on a 5th, saying why", out[4].get("errno") == 16 and
+              "too many connections of this user" in out[4].get("error", ""), str(out[4]))
+        r = call(a.sock, {"v": 1, "op": "ping"})
+        check("root is served while that user holds its connections", r.get("ok") is True, str(r))
+        os.write(w_go, b"x")
+        os.waitpid(pid, 0)
+
+        def flood():
+            with connect(a.sock) as s:
+                n = 0
+                try:
+                    for _ in range(40):
+                        s.send(b'{"v":1,"op":"reload"}')
+                        if not s.recv(1 << 16):
+                            break
+                        n += 1
+                except OSError:
+                    pass
+                return n
+        n = as_user(65534, nogroup, flood)
+        check("a peer sending only refused requests is cut off after 16", n == 16, f"{n} replies")
+        refusals = [line for line in a.logtext().splitlines() if "refused" in line or "turned away" in line]
+        check("refusals are logged at most 20 a minute", 0 < len(refusals) <= 20, f"{len(refusals)} lines")
+
+        r = as_user(65534, 65533, lambda: call(a.sock, {"v": 1, "op": "ping"}),
+                    groups=[10000 + i for i in range(70)] + [nogroup])
+        check("a peer in 71 groups, the status group last, may ping", r.get("ok") is True, str(r))
+    finally:
+        a.stop()
+
+    for mode, starts in ((0o777, False), (0o1777, True)):
+        sub = os.path.join(d, "mode%o" % mode)
+        os.makedirs(os.path.join(sub, "run"))
+        os.chmod(os.path.join(sub, "run"), mode)
+        open(os.path.join(sub, "empty.conf"), "w").close()
+        b = Agent(sub, "", notify=False)
+        try:
+            if starts:
+                check("a sticky world-writable socket folder (as /tmp) is accepted", b.wait_socket() is not None,
+                      b.logtext())
+            else:
+                rc = b.p.wait(10)
+                check("a socket folder others may write is refused, saying why",
+                      rc == 1 and "only its owner, root, may write" in b.logtext(), f"rc={rc}: {b.logtext()}")
+        finally:
+            b.stop()
+
+    fake = os.path.join(d, "fake")
+    os.makedirs(fake)
+    os.chown(fake, 65534, nogroup)
+    path = os.path.join(fake, "agent.sock")
+    r_ready, w_ready = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        become(65534, nogroup)
+        ls = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ls.bind(path)
+        ls.listen(4)
+        os.write(w_ready, b"x")
+        ls.settimeout(20)
+        try:
+            c, _ = ls.accept()
+            c.recv(1 << 16)
+            c.send(b'{"ok":true,"result":{"Names":["fake"]}}')
+        except OSError:
+            pass
+        os._exit(0)
+    os.read(r_ready, 1)
+    env = dict(os.environ, KMSCRYPT_AGENT_SOCKET=path, KMSCRYPT_CONFIG=os.path.join(d, "empty.conf"))
+    p = subprocess.run([KMSCRYPT, "list"], env=env, capture_output=True, text=True, timeout=30)
+    try:
+        socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET).connect(path)    # let the fake go
+    except OSError:
+        pass
+    os.waitpid(pid, 0)
+    check("the client refuses a socket served by another user than root",
+          p.returncode != 0 and "served by uid 65534, not root" in p.stderr and "fake" not in p.stdout,
+          f"rc={p.returncode} {p.stdout} {p.stderr}")
+
+
 def test_bad_volumes(d):
     a = Agent(d, "x /dev/null db-id=1\nx /dev/zero db-id=2\n", notify=False)
     rc = a.p.wait(10)
@@ -415,7 +532,7 @@ def main():
     if not os.access(KMSCRYPTD, os.X_OK):
         print(f"no {KMSCRYPTD}")
         sys.exit(99)
-    for test in (test_basics, test_activation, test_stale_and_twice, test_bad_volumes):
+    for test in (test_basics, test_activation, test_stale_and_twice, test_bad_volumes, test_limits):
         d = tempfile.mkdtemp(prefix="kmscryptd-host.")
         os.chmod(d, 0o755)       # the unprivileged children must reach the socket
         open(os.path.join(d, "empty.conf"), "w").close()
