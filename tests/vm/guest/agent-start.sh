@@ -24,6 +24,23 @@ expect_eq "mappings listed by kmscrypt list" "$(kmscrypt list | sort | tr '\n' '
 kmscrypt status st7 >status || die "kmscrypt status st7 failed"
 grep -q 'db-id.*kcvm' status || die "status of st7 lacks its context: $(cat status)"
 
+# The CLI gives the same output and status through the agent as without it
+# (KMSCRYPT_NO_AGENT): list, status of a volume, of all, in text and JSON,
+# and for a name that is not attached.
+same() {
+        _a=0 _d=0
+        kmscrypt "$@" >via-agent 2>&1 || _a=$?
+        KMSCRYPT_NO_AGENT=1 kmscrypt "$@" >direct 2>&1 || _d=$?
+        expect_eq "exit status of 'kmscrypt $*' through the agent and without it" "$_a" "$_d"
+        cmp -s via-agent direct || die "'kmscrypt $*' through the agent differs: $(diff via-agent direct | head -n 6)"
+}
+same list
+same list --json
+same status st3
+same status --json st3 st4
+same status
+same status nosuchvolume
+
 # Data through one of them, ciphertext on its loop device.
 kcvm_roundtrip /dev/mapper/st7 "$KCVM_DIR/st7.img" 1
 
