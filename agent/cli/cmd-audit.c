@@ -24,7 +24,8 @@ static int parse_since(const char *text, time_t *ret) {
         if (text[0] == '@') {
                 errno = 0;
                 secs = strtoull(text + 1, &end, 10);
-                if (text[1] < '0' || text[1] > '9' || errno != 0 || *end != '\0' || secs == 0 ||
+                /* @0 is the epoch itself, as date(1) takes it: every record, the same as no --since. */
+                if (text[1] < '0' || text[1] > '9' || errno != 0 || *end != '\0' ||
                     secs > (unsigned long long) INT32_MAX * 4)
                         return -EINVAL;
                 *ret = (time_t) secs;
@@ -36,7 +37,8 @@ static int parse_since(const char *text, time_t *ret) {
 
                 if (p && *p == '\0') {
                         *ret = timegm(&tm);
-                        return *ret > 0 ? 0 : -EINVAL;
+                        /* 1970-01-01 is the epoch as @0 is; before it (or timegm's -1) is no time of a record. */
+                        return *ret >= 0 ? 0 : -EINVAL;
                 }
         }
         return -EINVAL;

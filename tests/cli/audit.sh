@@ -37,6 +37,13 @@ expect 0 "audit list --since the future" audit list --since 2999-01-01 --json
 json_is 'len(j["Records"])' 0
 expect 0 "audit list --since the past" audit list --since @1000000000 --json
 json_is 'len(j["Records"]) >= '"$N" true
+# @SECONDS counts from the epoch itself: @0 is every record, as no --since.
+expect 0 "audit list --since @0" audit list --since @0 --json
+json_is 'len(j["Records"]) >= '"$N" true
+expect 0 "audit list --since 1970-01-01, the same moment" audit list --since 1970-01-01 --json
+json_is 'len(j["Records"]) >= '"$N" true
+expect 2 "audit list --since @-1" audit list --since @-1
+check "--since @-1: one line" one_error_line
 expect 0 "audit list --since date and time" audit list --since 2000-01-01T00:00:00Z --json
 json_is 'len(j["Records"]) >= '"$N" true
 
