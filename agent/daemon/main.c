@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -164,6 +165,19 @@ static struct kc_mapper *start_mappers(const struct daemon *d) {
 
 /* ---- configuration ---- */
 
+/* A bad option or argument: one line ending with the hint kmscryptd(8) promises for each; -EINVAL. */
+static int usage_error(const char *fmt, ...) _printf_(1, 2);
+static int usage_error(const char *fmt, ...) {
+        char msg[256];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        log_error("%s (see 'kmscryptd --help')", msg);
+        return -EINVAL;
+}
+
 static int parse_uint_opt(const char *name, const char *text, unsigned min, unsigned max, unsigned *ret) {
         unsigned long v;
         char *end;
@@ -171,7 +185,7 @@ static int parse_uint_opt(const char *name, const char *text, unsigned min, unsi
         errno = 0;
         v = strtoul(text, &end, 10);
         if (!*text || *end || errno || text[0] == '-' || v < min || v > max)
-                return log_error_errno(EINVAL, "--%s: expected a number from %u to %u, got \"%s\"", name, min, max, text);
+                return usage_error("--%s: expected a number from %u to %u, got \"%s\"", name, min, max, text);
         *ret = (unsigned) v;
         return 0;
 }
@@ -256,26 +270,25 @@ static int parse_args(struct daemon *d, int argc, char **argv) {
                 case ARG_LOG_LEVEL:
                         level = parse_log_level(optarg);
                         if (level < 0)
-                                return log_error_errno(EINVAL, "--log-level: unknown level \"%s\"", optarg);
+                                return usage_error("--log-level: unknown level \"%s\"", optarg);
                         kc_log_set_max_priority(level);
                         break;
                 case ARG_STDERR: d->log_stderr = true; break;
                 case 'h': fputs(help, stdout); return 0;
                 case ARG_VERSION: puts("kmscryptd " PACKAGE_VERSION); return 0;
                 case ':':
-                        return log_error_errno(EINVAL, "option %s needs a value (see 'kmscryptd --help')",
-                                               argv[optind - 1]);
+                        return usage_error("option %s needs a value", argv[optind - 1]);
                 default:
                         /* A long option known but given a value sets optopt; an unknown one leaves it 0. */
                         if (strncmp(argv[optind - 1], "--", 2) != 0)
-                                return log_error_errno(EINVAL, "unknown option -%c (see 'kmscryptd --help')", optopt);
+                                return usage_error("unknown option -%c", optopt);
                         if (optopt != 0)
-                                return log_error_errno(EINVAL, "option %.*s takes no value (see 'kmscryptd --help')",
-                                                       (int) strcspn(argv[optind - 1], "="), argv[optind - 1]);
-                        return log_error_errno(EINVAL, "unknown option %s (see 'kmscryptd --help')", argv[optind - 1]);
+                                return usage_error("option %.*s takes no value",
+                                                   (int) strcspn(argv[optind - 1], "="), argv[optind - 1]);
+                        return usage_error("unknown option %s", argv[optind - 1]);
                 }
         if (optind < argc)
-                return log_error_errno(EINVAL, "unexpected argument \"%s\" (see 'kmscryptd --help')", argv[optind]);
+                return usage_error("unexpected argument \"%s\"", argv[optind]);
         return 1;
 }
 

@@ -185,9 +185,22 @@ d 2 "flag given a value" --no-attach=yes
 check "kmscryptd --no-attach=yes: names it" grep -qF "option --no-attach takes no value" "$T/err"
 d 2 "an argument" extra
 check "kmscryptd extra argument: names it" grep -qF 'unexpected argument "extra"' "$T/err"
-d 2 "--max-parallel out of range" --max-parallel 0
-d 2 "--revoke-interval out of range" --revoke-interval 86401
-d 2 "--log-level unknown" --log-level loud
+# Every bad option is one line that names it and ends with the hint (kmscryptd(8), EXIT STATUS).
+d_usage() {
+        d 2 "$@"
+        check "kmscryptd $1: one line ending with the hint" sh -c "
+                [ \$(wc -l < '$T/err') = 1 ] && grep -q \"^kmscryptd: .* (see 'kmscryptd --help')\$\" '$T/err'"
+}
+d_usage "-j out of range" -j 0
+check "kmscryptd -j 0: names the option and the range" grep -qF -- '--max-parallel: expected a number from 1 to 1024, got "0"' "$T/err"
+d_usage "--max-parallel out of range" --max-parallel 0
+d_usage "--mappers not a number" --mappers many
+d_usage "--revoke-interval out of range" --revoke-interval 86401
+d_usage "--log-level unknown" --log-level verbose
+check "kmscryptd --log-level verbose: names the level" grep -qF -- '--log-level: unknown level "verbose"' "$T/err"
+for args in --no-such-option -z --volumes --no-attach=yes extra; do
+        d_usage "$args" $args
+done
 if [ "$(id -u)" = 0 ]; then
         # Status 1: the agent cannot start.  (It drops capabilities first, which needs root.)
         d 1 "a status group that does not exist" --group kmscrypt-no-such-group --config "$T/empty.conf"
