@@ -372,23 +372,26 @@ static int apply_overrides(struct kc_config *c, const struct kc_config_overrides
         return 0;
 }
 
+const char *kc_config_file_named(const struct kc_config_overrides *overrides) {
+        const char *env = getenv("KMSCRYPT_CONFIG");
+
+        if (overrides && overrides->config_file)
+                return overrides->config_file;
+        return env && env[0] ? env : NULL;
+}
+
 int kc_config_load(const struct kc_config_overrides *overrides, struct kc_config *ret,
                    struct kc_err *err) {
         const struct kc_config_overrides none = {};
-        const char *path, *env = getenv("KMSCRYPT_CONFIG");
+        const char *path = kc_config_file_named(overrides);
         struct kc_config c;
-        bool explicit = true;
+        bool explicit = path;
         int r;
 
         if (!overrides)
                 overrides = &none;
-        path = overrides->config_file;
-        if (!path && env && env[0])
-                path = env;
-        if (!path) {
+        if (!path)
                 path = KC_SYSCONFDIR "/kmscrypt.conf";
-                explicit = false;
-        }
 
         r = kc_config_init(&c);
         if (r < 0)

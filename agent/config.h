@@ -89,5 +89,12 @@ int kc_config_parse_file(struct kc_config *c, const char *path, struct kc_err *e
 int kc_config_load(const struct kc_config_overrides *overrides, struct kc_config *ret,
                    struct kc_err *err);
 
+/*
+ * The configuration file that was named (overrides->config_file, else a
+ * non-empty KMSCRYPT_CONFIG), which must exist; NULL when none was and the
+ * default, which may be missing, applies.  overrides may be NULL.
+ */
+const char *kc_config_file_named(const struct kc_config_overrides *overrides);
+
 /* The KMS layer's view; pointers borrowed from c. */
 void kc_config_kms(const struct kc_config *c, struct kc_kms_config *ret);

@@ -298,6 +298,17 @@ int kc_cli_usage_error(const struct kc_cli_usage *u, const char *fmt, ...) {
         return KC_EXIT_USAGE;
 }
 
+/*
+ * A configuration file named by --config or KMSCRYPT_CONFIG is read by every
+ * command, once its options (which may name it) are parsed, also by those
+ * that use none of its settings (dump, config list, backup): a named file
+ * that is missing or wrong is status 2, never silently unused.  The default
+ * file is read only by the commands that need it, as before.
+ */
+static int check_named_config(struct kc_cli *cli) {
+        return kc_config_file_named(&cli->overrides) ? kc_cli_config(cli) : 0;
+}
+
 int kc_cli_parse(struct kc_cli *cli, int argc, char **argv, const struct kc_cli_usage *u, int *ret_nargs) {
         struct kc_cli_option g[8];
         const struct kc_cli_option *tables[] = { u->options, g };
@@ -341,6 +352,9 @@ int kc_cli_parse(struct kc_cli *cli, int argc, char **argv, const struct kc_cli_
                 log_error("unexpected argument \"%s\" (see '%s --help')", argv[u->max_args + 1], path);
                 return -EINVAL;
         }
+        /* A command, not a group: its global options are all known now. */
+        if (!u->stop_at_command && check_named_config(cli) < 0)
+                return -EINVAL;
         *ret_nargs = w - 1;
         return 1;
 }

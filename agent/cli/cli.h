@@ -126,7 +126,9 @@ struct kc_cli_usage {
  * Parse argv[1..] per u, moving the positional arguments to argv[1..*ret_nargs]
  * (argv[*ret_nargs + 1] = NULL).  Returns 1 to go on, 0 when --help was printed,
  * -EINVAL after printing a usage error.  kc_cli_parse_exit() turns the latter two
- * into KC_EXIT_OK / KC_EXIT_USAGE.
+ * into KC_EXIT_OK / KC_EXIT_USAGE.  For a command (not a group, u->stop_at_command
+ * false) it also loads the configuration when a file is named (--config,
+ * KMSCRYPT_CONFIG): one that cannot be read or has a mistake is -EINVAL too.
  */
 int kc_cli_parse(struct kc_cli *cli, int argc, char **argv, const struct kc_cli_usage *u, int *ret_nargs);
 static inline int kc_cli_parse_exit(int r) { return r < 0 ? KC_EXIT_USAGE : KC_EXIT_OK; }

@@ -58,6 +58,29 @@ expect 2 "missing named configuration" --config "$T/conf/nonexistent.conf" key l
 check "missing configuration: one line" one_error_line
 KMSCRYPT_CONFIG="$T/conf/nonexistent.conf" run key list
 check "missing configuration from env: exit 2 (got $rc)" test "$rc" = 2
+# ... by every command, also one that uses none of its settings (dump, config list,
+# backup): a file that was named and cannot be read is never silently unused.
+: > "$T/not-luks.img"
+for args in "dump $T/not-luks.img" "config list --volumes $T/empty.conf" "backup $T/not-luks.img $T/copy.img" \
+            "list" "audit verify"; do
+        expect 2 "missing named configuration: $args" --config "$T/conf/nonexistent.conf" $args
+        check "missing configuration, $args: one line naming the file" \
+                sh -c "[ \$(wc -l < '$T/err') = 1 ] && grep -qF '$T/conf/nonexistent.conf' '$T/err'"
+        expect 2 "configuration with a mistake: $args" --config "$T/conf/typo.conf" $args
+        check "configuration with a mistake, $args: names file:line" grep -qF "$T/conf/typo.conf:2:" "$T/err"
+done
+check "backup with a missing configuration: no copy" test ! -e "$T/copy.img"
+# The option may follow the command's own arguments, and the environment names a file too.
+expect 2 "missing named configuration after the arguments" dump "$T/not-luks.img" --config "$T/conf/nonexistent.conf"
+KMSCRYPT_CONFIG="$T/conf/nonexistent.conf" run config list --volumes "$T/empty.conf"
+check "missing configuration from env, config list: exit 2 (got $rc)" test "$rc" = 2
+# --help needs no configuration.
+expect 0 "--help with a missing configuration" --config "$T/conf/nonexistent.conf" dump --help
+# The default file alone may be missing, or go unread by a command that needs none of it.
+if [ ! -e /etc/kmscrypt/kmscrypt.conf ]; then
+        KMSCRYPT_CONFIG= run config list --volumes "$T/empty.conf"
+        check "no configuration named, default missing: config list works (got $rc)" test "$rc" = 0
+fi
 printf 'deletion-window-days = 99\n' > "$T/conf/range.conf"
 expect 2 "value out of range" --config "$T/conf/range.conf" key list
 check "range: message names the line" grep -q "range.conf:1: deletion-window-days" "$T/err"
