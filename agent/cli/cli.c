@@ -8,6 +8,7 @@
 #include <openssl/evp.h>
 
 #include "agent/cli/cli.h"
+#include "agent/daemon/volumes.h"
 #include "lib/fileio.h"
 #include "lib/log.h"
 #include "lib/secret.h"
@@ -309,6 +310,21 @@ static int check_named_config(struct kc_cli *cli) {
         return kc_config_file_named(&cli->overrides) ? kc_cli_config(cli) : 0;
 }
 
+int kc_cli_volumes_file(const char *option, const char **ret) {
+        /* The generator's variable; empty counts as unset, as for every KMSCRYPT_ variable. */
+        const char *env = getenv("KMSCRYPT_VOLUMES");
+        const char *path = option ?: env && *env ? env : NULL;
+
+        /* Only the built-in default may be absent: no volume configured yet. */
+        if (path && access(path, F_OK) < 0) {
+                log_error_errno(errno, "volumes file %s (named by %s): %m", path,
+                                option ? "--volumes" : "KMSCRYPT_VOLUMES");
+                return -EINVAL;
+        }
+        *ret = path ?: KC_VOLUMES_FILE;
+        return 0;
+}
+
 int kc_cli_parse(struct kc_cli *cli, int argc, char **argv, const struct kc_cli_usage *u, int *ret_nargs) {
         struct kc_cli_option g[8];
         const struct kc_cli_option *tables[] = { u->options, g };
@@ -354,6 +370,8 @@ int kc_cli_parse(struct kc_cli *cli, int argc, char **argv, const struct kc_cli_
         }
         /* A command, not a group: its global options are all known now. */
         if (!u->stop_at_command && check_named_config(cli) < 0)
+                return -EINVAL;
+        if (u->volumes && kc_cli_volumes_file(*u->volumes, u->volumes) < 0)
                 return -EINVAL;
         *ret_nargs = w - 1;
         return 1;

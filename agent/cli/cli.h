@@ -120,6 +120,9 @@ struct kc_cli_usage {
         size_t n_commands;
         unsigned min_args, max_args;                /* positional arguments allowed */
         bool stop_at_command;     /* options end at the first positional (a command name) */
+        /* A command that reads the volumes file: where its --volumes value goes (NULL when not
+         * given); kc_cli_parse() resolves it by kc_cli_volumes_file(). */
+        const char **volumes;
 };
 
 /*
@@ -128,7 +131,8 @@ struct kc_cli_usage {
  * -EINVAL after printing a usage error.  kc_cli_parse_exit() turns the latter two
  * into KC_EXIT_OK / KC_EXIT_USAGE.  For a command (not a group, u->stop_at_command
  * false) it also loads the configuration when a file is named (--config,
- * KMSCRYPT_CONFIG): one that cannot be read or has a mistake is -EINVAL too.
+ * KMSCRYPT_CONFIG): one that cannot be read or has a mistake is -EINVAL too, as is
+ * a named volumes file that does not exist (u->volumes).
  */
 int kc_cli_parse(struct kc_cli *cli, int argc, char **argv, const struct kc_cli_usage *u, int *ret_nargs);
 static inline int kc_cli_parse_exit(int r) { return r < 0 ? KC_EXIT_USAGE : KC_EXIT_OK; }
@@ -212,6 +216,7 @@ struct kc_cli_target {
         char *header;
 };
 void kc_cli_target_clear(struct kc_cli_target *t);
+/* volumes: from kc_cli_volumes_file(), or NULL where no volumes file is read (attached mappings only). */
 int kc_cli_target_resolve(const char *arg, const char *header, const char *volumes, struct kc_cli_target *ret,
                           struct kc_err *err);
 /* Data key replacement (cmd-reencrypt.c). */
@@ -230,11 +235,19 @@ struct kc_cli_reencrypt_options {
 };
 /* Reencrypt (or resume) one volume with a progress display; prints the outcome; KC_EXIT_* status. */
 int kc_cli_reencrypt(struct kc_cli *cli, struct kc_kms *kms, const struct kc_cli_reencrypt_options *o);
-/* The volumes file at path; a missing one has no volumes, as for attach (cmd-attach.c). */
+/*
+ * The volumes file of a command: option (its --volumes FILE,
+ * NULL when not given), else $KMSCRYPT_VOLUMES, else KC_VOLUMES_FILE.  Only
+ * that built-in default may be missing (no volume configured yet); a file
+ * that was named must exist, as a named --config must, since a typo read as
+ * "no volumes" would let key schedule-deletion skip its in-use check.
+ * 0 with *ret set; -EINVAL after printing one line naming the file (the
+ * caller returns KC_EXIT_USAGE).
+ */
+int kc_cli_volumes_file(const char *option, const char **ret);
+/* The volumes file at path from kc_cli_volumes_file(); the default one missing has no volumes. */
 struct kc_volumes;
 int kc_cli_volumes_load(const char *path, struct kc_volumes **ret, struct kc_err *err);
-/* The volumes file when no --volumes names one: $KMSCRYPT_VOLUMES, else KC_VOLUMES_FILE. */
-const char *kc_cli_volumes_default(void);
 
 /* From cmd-attach.c: --expect-context K=V,... or --expect-context-json JSON (at most one) into *ret; error printed. */
 struct kc_context;

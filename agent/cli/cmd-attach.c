@@ -65,13 +65,6 @@ static bool is_volume_name(const char *arg) {
         return !strchr(arg, '/') && !strchr(arg, '=');
 }
 
-const char *kc_cli_volumes_default(void) {
-        const char *e = getenv("KMSCRYPT_VOLUMES");
-
-        /* The generator's variable; empty counts as unset, as for every KMSCRYPT_ variable. */
-        return e && *e ? e : KC_VOLUMES_FILE;
-}
-
 int kc_cli_volumes_load(const char *path, struct kc_volumes **ret, struct kc_err *err) {
         int r = kc_volumes_load(path, ret, err);
 
@@ -241,7 +234,7 @@ static int attach_one(struct kc_cli *cli, const struct kc_attach_params *p, cons
 }
 
 static int run_attach(struct kc_cli *cli, int argc, char **argv) {
-        const char *expect_kv = NULL, *expect_json = NULL, *perf = NULL, *volumes = kc_cli_volumes_default();
+        const char *expect_kv = NULL, *expect_json = NULL, *perf = NULL, *volumes = NULL;
         struct kc_attach_params p = { .flags = KC_CRYPT_DEFAULT_FLAGS };
         bool discards = false, all = false, read_only = false;
         int said = 0;
@@ -266,6 +259,7 @@ static int run_attach(struct kc_cli *cli, int argc, char **argv) {
                         "When kmscryptd runs, the agent does it (and keeps retrying a volume whose KMS\n"
                         "or device is away); otherwise kmscrypt does it itself, with the same output.",
                 .options = options,
+                .volumes = &volumes,
                 .min_args = 0, .max_args = 1,
         };
         _cleanup_context_ struct kc_context *expect = NULL;

@@ -95,7 +95,7 @@ static int check_volumes(struct kc_cli *cli, const char *path, struct json_objec
 }
 
 static int config_check(struct kc_cli *cli, int argc, char **argv) {
-        const char *volumes = kc_cli_volumes_default();
+        const char *volumes = NULL;
         const struct kc_cli_option options[] = {
                 { .name = "volumes", .arg = "FILE", .help = "volumes file (default " KC_VOLUMES_FILE ")",
                   .value = &volumes },
@@ -107,6 +107,7 @@ static int config_check(struct kc_cli *cli, int argc, char **argv) {
                                "device that is present: a LUKS2 header with a kmscrypt token bound to the\n"
                                "expected encryption context.  Devices not present are reported, not errors.",
                 .options = options,
+                .volumes = &volumes,
         };
         struct json_object *out;
         int nargs, r;
@@ -133,11 +134,11 @@ static int config_check(struct kc_cli *cli, int argc, char **argv) {
 /*
  * The names "attach VOLUME" takes, read by the parser attach and kmscryptd use
  * (agent/daemon/volumes.c), so that the bash completion needs no parser of its
- * own.  No device and no KMS is looked at: it stays fast on a TAB.  A missing
- * file is no volumes, as for attach.
+ * own.  No device and no KMS is looked at: it stays fast on a TAB.  The
+ * default file missing is no volumes, as for attach; a named one must exist.
  */
 static int config_list(struct kc_cli *cli, int argc, char **argv) {
-        const char *volumes = kc_cli_volumes_default();
+        const char *volumes = NULL;
         const struct kc_cli_option options[] = {
                 { .name = "volumes", .arg = "FILE", .help = "volumes file (default " KC_VOLUMES_FILE ")",
                   .value = &volumes },
@@ -146,8 +147,9 @@ static int config_list(struct kc_cli *cli, int argc, char **argv) {
         const struct kc_cli_usage usage = {
                 .synopsis = "config list [--volumes FILE]",
                 .description = "Names of the volumes of the volumes file, one a line, in file order:\n"
-                               "what attach VOLUME takes.  A missing file has none.",
+                               "what attach VOLUME takes.  The default file, when missing, has none.",
                 .options = options,
+                .volumes = &volumes,
         };
         _cleanup_volumes_ struct kc_volumes *vs = NULL;
         struct kc_err err = {};

@@ -336,6 +336,7 @@ static int key_rotate(struct kc_cli *cli, int argc, char **argv) {
                 .max_args = 64,
         };
         struct kc_kms_request req = kc_cli_request(cli, NULL);
+        const char *volumes = NULL;
         struct json_object *extra;
         struct kc_err err = {};
         struct kc_kms *kms;
@@ -349,6 +350,9 @@ static int key_rotate(struct kc_cli *cli, int argc, char **argv) {
         if (!rewrap && nargs > 1)
                 return kc_cli_usage_error(&usage, "unexpected argument \"%s\": DEVICE arguments go with --rewrap",
                                           argv[2]);
+        /* Before the rotation: a rewrap that cannot find its volumes must not follow a change. */
+        if (rewrap && kc_cli_volumes_file(NULL, &volumes) < 0)
+                return KC_EXIT_USAGE;
         r = kc_cli_kms(cli, &kms);
         if (r < 0)
                 return kc_cli_exit_status(r);
@@ -363,18 +367,18 @@ static int key_rotate(struct kc_cli *cli, int argc, char **argv) {
                 /* One JSON object: the rotation, with the rewraps as its Rewrapped member. */
                 struct json_object *rewrapped = NULL;
 
-                status = kc_cli_rewrap_users(cli, kms, argv[1], kc_cli_volumes_default(), argv + 2, &rewrapped);
+                status = kc_cli_rewrap_users(cli, kms, argv[1], volumes, argv + 2, &rewrapped);
                 json_object_object_add(extra, "Rewrapped", rewrapped ?: json_object_new_array());
                 r = print_change(cli, kms, argv[1], "rotate key", extra, r);
                 return status != KC_EXIT_OK ? status : r;
         }
         status = print_change(cli, kms, argv[1], "rotate key", extra, r);
-        return rewrap && status == KC_EXIT_OK ? kc_cli_rewrap_users(cli, kms, argv[1], kc_cli_volumes_default(), argv + 2, NULL)
+        return rewrap && status == KC_EXIT_OK ? kc_cli_rewrap_users(cli, kms, argv[1], volumes, argv + 2, NULL)
                                               : status;
 }
 
 static int key_schedule_deletion(struct kc_cli *cli, int argc, char **argv) {
-        const char *window = NULL, *volumes = kc_cli_volumes_default();
+        const char *window = NULL, *volumes = NULL;
         bool force = false;
         const struct kc_cli_option options[] = {
                 { .name = "pending-window-in-days", .arg = "DAYS", .help = "waiting period, 7 to 30 (default: configuration, 30)", .value = &window },
@@ -387,6 +391,7 @@ static int key_schedule_deletion(struct kc_cli *cli, int argc, char **argv) {
                 .description = "Disable the key now and destroy it after the waiting period, unless\n"
                                "cancel-deletion is run before.  Destroyed keys unwrap nothing, ever.",
                 .options = options,
+                .volumes = &volumes,
                 .min_args = 1,
                 .max_args = 1,
         };

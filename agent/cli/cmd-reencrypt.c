@@ -251,7 +251,7 @@ static int stack_target(const char *name, const char *header, struct kc_cli_targ
 }
 
 static int run_reencrypt(struct kc_cli *cli, int argc, char **argv) {
-        const char *header = NULL, *volumes = kc_cli_volumes_default(), *resilience = NULL, *rate = NULL, *passfile = NULL,
+        const char *header = NULL, *volumes = NULL, *resilience = NULL, *rate = NULL, *passfile = NULL,
                    *pbkdf = NULL, *iterations = NULL, *memory = NULL, *expect_kv = NULL, *expect_json = NULL;
         _cleanup_(kc_context_freep) struct kc_context *expect = NULL;
         bool resume = false;
@@ -278,6 +278,7 @@ static int run_reencrypt(struct kc_cli *cli, int argc, char **argv) {
                                "the next attach.  The new token is written only once the new key is proven\n"
                                "against the LUKS2 digest.",
                 .options = options,
+                .volumes = &volumes,
                 .min_args = 1,
                 .max_args = 1,
         };

@@ -52,7 +52,7 @@ int kc_cli_target_resolve(const char *arg, const char *header, const char *volum
                 *ret = t;
                 return 0;
         }
-        r = kc_volumes_load(volumes, &vs, &lerr);
+        r = volumes ? kc_volumes_load(volumes, &vs, &lerr) : -ENOENT;
         if (r < 0 && r != -ENOENT)
                 return kc_err_set(err, r, "%s", kc_err_msg(&lerr, r));
         if (r >= 0)
@@ -66,7 +66,7 @@ int kc_cli_target_resolve(const char *arg, const char *header, const char *volum
                 r = kc_volume_status(arg, NULL, &st, NULL);
                 if (r < 0)
                         return kc_err_set(err, -ENOENT, "no volume %s in %s and no attached volume of that name",
-                                          arg, volumes);
+                                          arg, strna(volumes));
                 t.device = strdup(st.device);
                 kc_volume_status_clear(&st);
         }
@@ -229,7 +229,7 @@ int kc_cli_rewrap_users(struct kc_cli *cli, struct kc_kms *kms, const char *key_
 }
 
 static int run_rewrap(struct kc_cli *cli, int argc, char **argv) {
-        const char *key = NULL, *header = NULL, *volumes = kc_cli_volumes_default();
+        const char *key = NULL, *header = NULL, *volumes = NULL;
         bool all = false, dry_run = false, always = false;
         const struct kc_cli_option options[] = {
                 { .name = "all", .help = "every known volume: configured, attached, and DEVICEs given", .flag = &all },
@@ -247,6 +247,7 @@ static int run_rewrap(struct kc_cli *cli, int argc, char **argv) {
                                "not touched; attached volumes stay in use.  The new token is written only\n"
                                "after it is proven to unwrap to the key the LUKS2 digest accepts.",
                 .options = options,
+                .volumes = &volumes,
                 .max_args = 64,
         };
         struct rewrap_run w = { .cli = cli };
@@ -356,7 +357,8 @@ static int run_rebind(struct kc_cli *cli, int argc, char **argv) {
         r = kc_cli_kms(cli, &kms);
         if (r < 0)
                 return kc_cli_exit_status(r);
-        r = kc_cli_target_resolve(argv[1], header, kc_cli_volumes_default(), &t, &err);
+        /* A DEVICE, never a name (refused above): no volumes file to read. */
+        r = kc_cli_target_resolve(argv[1], header, NULL, &t, &err);
         if (r >= 0)
                 r = merged_context(&t, kv, &ctx, &err);
         if (r < 0)
@@ -468,7 +470,7 @@ static void print_usage(struct kc_cli *cli, const struct kc_key_info *info, cons
 }
 
 int kc_cli_key_usage(struct kc_cli *cli, int argc, char **argv) {
-        const char *volumes = kc_cli_volumes_default();
+        const char *volumes = NULL;
         const struct kc_cli_option options[] = {
                 { .name = "volumes", .arg = "FILE", .help = "volumes file (default " KC_VOLUMES_FILE ")", .value = &volumes },
                 {},
@@ -479,6 +481,7 @@ int kc_cli_key_usage(struct kc_cli *cli, int argc, char **argv) {
                                "key is wrapped under KEY, per key version; volumes whose header cannot be\n"
                                "read are listed apart, since they may depend on it too.",
                 .options = options,
+                .volumes = &volumes,
                 .min_args = 1,
                 .max_args = 64,
         };
@@ -658,9 +661,13 @@ static int run_snapshot_or_backup(struct kc_cli *cli, int argc, char **argv, boo
                 kc_volume_status_clear(&st);
                 r = kc_snapshot(argv[1], argv[2], force, progress_print, &pg, &err);
         } else if (backup) {
+                const char *volumes = NULL;
                 char holder[64];
 
-                r = kc_cli_target_resolve(argv[1], NULL, kc_cli_volumes_default(), &t, &err);
+                /* Only a NAME is looked up in the volumes file; a DEVICE needs none. */
+                if (is_name(argv[1]) && kc_cli_volumes_file(NULL, &volumes) < 0)
+                        return KC_EXIT_USAGE;
+                r = kc_cli_target_resolve(argv[1], NULL, volumes, &t, &err);
                 if (r >= 0 && kc_mapping_of_device(t.device, NULL) >= 0)
                         r = kc_err_set(&err, -EBUSY, "%s is attached; back it up by its name", t.device);
                 /* Opened by another tool (cryptsetup open, LVM): written to while copied, the copy is torn. */

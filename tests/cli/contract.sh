@@ -134,7 +134,8 @@ expect 2 "usage error with a working KMS" key rotate alias/a /dev/sdx
 check "usage error: nothing audited, keystore unchanged" test "$(audit_lines)" = "$lines" -a "$before" = "$(snapshot "$KS")"
 
 # ---- exit statuses the man page names, with real cases ----
-expect 3 "rewrap of a name that is neither configured nor attached" rewrap no-such-volume --volumes "$T/none"
+: > "$T/volumes.empty"
+expect 3 "rewrap of a name that is neither configured nor attached" rewrap no-such-volume --volumes "$T/volumes.empty"
 check "not found: one line" one_error_line
 printf 'pg /dev/disk/by-id/nothing db-id=d,volume-id=v nofial\n' > "$T/volumes.bad"
 expect 2 "config check: a mistake in the volumes file" config check --volumes "$T/volumes.bad"
@@ -155,8 +156,54 @@ check "attach --all, bad volumes file: one line" one_error_line
 check "attach --all, bad volumes file: names the file and line" grep -q "volumes.bad:1: .*nofial" "$T/err"
 expect 0 "config list: a device not present is no matter" config list --volumes "$T/volumes.ok"
 check "config list: the name, one a line" test "$(cat "$T/out")" = pg
-expect 0 "config list: a missing volumes file has none" config list --volumes "$T/none"
-check "config list: missing file, nothing printed" test ! -s "$T/out" -a ! -s "$T/err"
+expect 0 "config list: an empty volumes file has none" config list --volumes "$T/volumes.empty"
+check "config list: empty file, nothing printed" test ! -s "$T/out" -a ! -s "$T/err"
+
+# A volumes file that was named (--volumes, KMSCRYPT_VOLUMES) must exist, as a named
+# --config must: read as "no volumes", a typo let schedule-deletion skip its in-use
+# check.  Status 2, one line naming the file, before anything is changed.
+# named_missing WHAT ARGS...: both ways of naming $T/no-such-volumes.
+named_missing() {
+        what=$1
+        shift
+        expect 2 "$what --volumes naming no file" "$@" --volumes "$T/no-such-volumes"
+        check "$what --volumes naming no file: one line naming it" \
+                sh -c "[ \$(wc -l < '$T/err') = 1 ] && grep -qF '$T/no-such-volumes (named by --volumes)' '$T/err'"
+        KMSCRYPT_VOLUMES=$T/no-such-volumes kc "$@"
+        check "$what under KMSCRYPT_VOLUMES naming no file: status 2 (got $rc)" test "$rc" = 2
+        check "$what under KMSCRYPT_VOLUMES naming no file: one line naming it" \
+                sh -c "[ \$(wc -l < '$T/err') = 1 ] && grep -qF '$T/no-such-volumes (named by KMSCRYPT_VOLUMES)' '$T/err'"
+}
+before=$(snapshot "$KS")
+lines=$(audit_lines)
+named_missing "key schedule-deletion" key schedule-deletion alias/a
+named_missing "config check" config check
+named_missing "config list" config list
+named_missing "attach --all" attach --all
+named_missing "attach VOLUME" attach pg
+named_missing "key usage" key usage alias/a
+named_missing "rewrap --all" rewrap --all
+named_missing "rewrap NAME" rewrap pg
+named_missing "reencrypt NAME" reencrypt pg
+check "a volumes file named but missing: keystore unchanged, nothing audited" \
+        test "$before" = "$(snapshot "$KS")" -a "$(audit_lines)" = "$lines"
+kc key describe alias/a --json
+json_is 'j["KeyMetadata"]["KeyState"]' Enabled
+# Commands without --volumes read KMSCRYPT_VOLUMES where they need the file.
+KMSCRYPT_VOLUMES=$T/no-such-volumes kc key rotate alias/a --rewrap
+check "key rotate --rewrap under KMSCRYPT_VOLUMES naming no file: status 2 (got $rc)" test "$rc" = 2
+kc key describe alias/a --json
+json_is 'j["KeyMetadata"]["KeyVersion"]' 1
+KMSCRYPT_VOLUMES=$T/no-such-volumes kc backup pg "$T/pg.copy"
+check "backup NAME under KMSCRYPT_VOLUMES naming no file: status 2 (got $rc)" test "$rc" = 2
+check "backup NAME: no copy" test ! -e "$T/pg.copy"
+KMSCRYPT_VOLUMES=$T/no-such-volumes kc key rotate alias/a
+check "key rotate without --rewrap needs no volumes file (got $rc)" test "$rc" = 0
+# The built-in default alone may be missing.
+if [ ! -e /etc/kmscrypt/volumes ]; then
+        KMSCRYPT_VOLUMES= kc config list
+        check "the default volumes file missing: no volumes (got $rc)" test "$rc" = 0 -a ! -s "$T/out"
+fi
 
 # ---- kmscryptd ----
 unset JOURNAL_STREAM

@@ -48,6 +48,8 @@ j "audit list" audit list --key "$KEY_ID"
 json_is 'len(j["Records"]) > 5' true
 j "audit verify" audit verify
 json_is 'j["Intact"]' true
+# No volume configured: an empty file (a named file must exist).
+: > "$T/no-volumes"
 j "config check" config check --volumes "$T/no-volumes"
 json_is 'j["Valid"]' true
 quiet key list
@@ -124,7 +126,7 @@ json_is 'j["Volumes"][0]["Check"]' ok
 { cat "$T/volumes"; printf 'pg2 UUID=0b7e db-id=db-1,volume-id=vol-2 nofail\n'; } > "$T/volumes.two"
 j "config list" config list --volumes "$T/volumes.two"
 json_is 'j' "['pg', 'pg2']"
-j "config list, no volumes file" config list --volumes "$T/no-volumes"
+j "config list, an empty volumes file" config list --volumes "$T/no-volumes"
 json_is 'j' "[]"
 quiet config list --volumes "$T/volumes.two"
 printf 'pg %s db-id=db-1,volume-id=other\n' "$V" > "$T/volumes.other"
