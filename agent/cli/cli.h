@@ -202,7 +202,8 @@ extern const struct kc_cli_command kc_cli_cmd_snapshot;
 extern const struct kc_cli_command kc_cli_cmd_backup;
 extern const struct kc_cli_command kc_cli_cmd_restore;
 /* For cmd-key.c: `key usage`, `key rotate --rewrap`, and schedule-deletion's in-use check
- * (KC_EXIT_OK to go on, else the status to return; prints the volumes).  With --json and
+ * (KC_EXIT_OK to go on, else the status to return: its refusal is one kc_cli_fail line
+ * naming the volumes, and an audit record; --force, one warning line).  With --json and
  * ret_json, kc_cli_rewrap_users() hands its array of results over instead of printing it. */
 int kc_cli_key_usage(struct kc_cli *cli, int argc, char **argv);
 int kc_cli_rewrap_users(struct kc_cli *cli, struct kc_kms *kms, const char *key_ref, const char *volumes,

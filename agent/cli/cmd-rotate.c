@@ -505,12 +505,59 @@ int kc_cli_key_usage(struct kc_cli *cli, int argc, char **argv) {
         return KC_EXIT_OK;
 }
 
+/*
+ * The volumes of k whose data key info wraps, for one line: "pg, pgwal and 3
+ * more", each by its configured or mapping name, else its device, cut where
+ * the next would not fit in size (key usage lists them all).  Their number.
+ */
+static unsigned key_users(const struct kc_known_volumes *k, const struct kc_key_info *info, char *buf, size_t size) {
+        unsigned n = 0, shown = 0;
+        size_t len = 0;
+
+        buf[0] = '\0';
+        for (size_t i = 0; i < k->n; i++) {
+                const char *label = k->v[i].name ?: strna(k->v[i].device);
+
+                if (!kc_known_volume_uses(&k->v[i], info))
+                        continue;
+                /* Room for this one and for a later " and N more". */
+                if (n++ == shown && len + strlen(label) + 2 + 16 < size) {
+                        len += (size_t) snprintf(buf + len, size - len, "%s%s", shown ? ", " : "", label);
+                        shown++;
+                }
+        }
+        if (n > shown && shown > 0)
+                snprintf(buf + len, size - len, " and %u more", n - shown);
+        else if (n > shown)
+                snprintf(buf, size, "%u volume%s", n, n == 1 ? "" : "s");
+        return n;
+}
+
+/*
+ * A refusal of the in-use check goes where the KMS's own refusals go: the
+ * audit trail, as the ScheduleKeyDeletion it stopped.  A record that cannot
+ * be written leaves the refusal as it is (nothing was changed).
+ */
+static void audit_retire_refusal(struct kc_cli *cli, struct kc_kms *kms, const struct kc_key_info *info,
+                                 const struct kc_err *err) {
+        struct kc_kms_request req = kc_cli_request(cli, NULL);
+        struct kc_audit_record rec = {
+                .operation = "ScheduleKeyDeletion", .key_id = info->key_id, .result = -EPERM,
+                .error = kc_err_msg(err, -EPERM), .detail = "refused by kmscrypt: volumes still use the key",
+        };
+        int r = kc_kms_audit_refusal(kms, &req, &rec);
+
+        if (r < 0)
+                log_debug_errno(r, "audit record of the refused deletion of key %s not written: %m", info->key_id);
+}
+
 int kc_cli_key_retire_check(struct kc_cli *cli, struct kc_kms *kms, const char *key_ref, const char *volumes,
                             bool force) {
         _cleanup_known_volumes_ struct kc_known_volumes *k = NULL;
         struct kc_kms_request req = kc_cli_request(cli, NULL);
         struct kc_key_info info;
         struct kc_err err = {};
+        char users[96];
         unsigned n = 0;
         int r;
 
@@ -522,29 +569,21 @@ int kc_cli_key_retire_check(struct kc_cli *cli, struct kc_kms *kms, const char *
         /* Nothing to compare with: no DescribeKey (and no audit record) for nothing. */
         if (n == 0)
                 return KC_EXIT_OK;
-        n = 0;
         r = kc_kms_describe_key(kms, &req, key_ref, &info, &err);
         if (r < 0)
                 return kc_cli_fail(cli, r, &err, "describe key");
-        for (size_t i = 0; i < k->n; i++) {
-                if (!kc_known_volume_uses(&k->v[i], &info))
-                        continue;
-                if (!n++)
-                        fprintf(stderr, "kmscrypt: key %s still wraps the data key of:\n", info.key_id);
-                fprintf(stderr, "  %s (%s, key version %" PRIu32 ")\n", k->v[i].name ?: strna(k->v[i].device),
-                        strna(k->v[i].device), k->v[i].key_version);
-        }
+        n = key_users(k, &info, users, sizeof(users));
         if (n == 0)
                 return KC_EXIT_OK;
-        if (!force) {
-                fprintf(stderr, "kmscrypt: refusing to schedule its deletion: rewrap them first "
-                        "(kmscrypt rewrap NAME --key OTHER), or give --force; once the key is destroyed\n"
-                        "kmscrypt: they open only with a recovery keyslot\n");
-                return KC_EXIT_REFUSED;
+        if (force) {
+                log_warning("--force: scheduling the deletion of key %s though it still wraps the data key of %s; "
+                            "once it is destroyed they open only with a recovery keyslot", info.key_id, users);
+                return KC_EXIT_OK;
         }
-        fprintf(stderr, "kmscrypt: --force: scheduling deletion anyway; after it these volumes open only "
-                "with a recovery keyslot\n");
-        return KC_EXIT_OK;
+        kc_err_set(&err, -EPERM, "key %s still wraps the data key of %s: rewrap %s under another key first "
+                   "(kmscrypt rewrap NAME --key OTHER) or give --force", info.key_id, users, n == 1 ? "it" : "them");
+        audit_retire_refusal(cli, kms, &info, &err);
+        return kc_cli_fail(cli, -EPERM, &err, "schedule deletion");
 }
 
 /* ---- key state for status (cmd-attach.c) ---- */

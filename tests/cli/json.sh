@@ -134,10 +134,23 @@ expect 4 "config check: a device bound to another context" --json config check -
 json_is 'j["Valid"]' false
 json_is 'j["Volumes"][0]["Check"]' bad
 before=$(snapshot "$KS")
+lines=$(audit_lines)
 expect 4 "schedule-deletion of a key a volume uses" key schedule-deletion alias/pg --volumes "$T/volumes"
-check "schedule-deletion refused: names the volume" grep -q "$V" "$T/err"
+check "schedule-deletion refused: one line" one_error_line
+check "schedule-deletion refused: names the key and the volume" \
+        grep -q "^kmscrypt: schedule deletion: key $KEY_ID still wraps the data key of pg: .*--force" "$T/err"
+check "schedule-deletion refused: nothing on stdout" test ! -s "$T/out"
 check "schedule-deletion refused: keystore unchanged" test "$before" = "$(snapshot "$KS")"
+# Audited as the ScheduleKeyDeletion it stopped, like a refusal of the KMS itself (kmscrypt(8)).
+check "schedule-deletion refused: the check's DescribeKey and the refusal audited" \
+        sh -c "[ $(audit_lines) = $((lines + 2)) ] && tail -n 2 '$LOG' | head -n 1 | grep -q '\"operation\":\"DescribeKey\"'"
+tail -n 1 "$LOG" > "$T/out"
+json_is '(j["operation"], j["key_id"], j["result"])' "('ScheduleKeyDeletion', '$KEY_ID', 'error')"
+json_is '"still wraps the data key of pg" in j["error"]' true
+expect 0 "the audit trail still verifies" audit verify
 j "key schedule-deletion --force" key schedule-deletion alias/pg --volumes "$T/volumes" --force
+check "schedule-deletion --force: one warning line naming the volume" \
+        sh -c "[ \$(wc -l < '$T/err') = 1 ] && grep -q '^kmscrypt: --force: .* still wraps the data key of pg' '$T/err'"
 expect 0 "cancel it" key cancel-deletion alias/pg --quiet
 expect 0 "enable it again" key enable alias/pg --quiet
 expect 1 "backup over an existing file" backup "$V" "$T/backup.img"
