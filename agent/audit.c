@@ -1066,7 +1066,7 @@ static bool record_matches(struct json_object *o, const struct record_view *v, c
                 return false;
         if (f->key_id) {
                 key_id = json_get_string(o, "key_id");
-                if (!key_id || !streq(key_id, f->key_id))
+                if (!key_id || !(streq(key_id, f->key_id) || (f->key_ref && streq(key_id, f->key_ref))))
                         return false;
         }
         return true;

@@ -66,6 +66,9 @@ int kc_audit_verify(const char *path, const char *head_path, struct kc_audit_ver
 
 struct kc_audit_filter {
         const char *key_id;     /* NULL: any */
+        /* With key_id, NULL or another name of that key that records may carry: a refusal
+         * recorded before the key was looked up names it as it was given ("alias/pg"). */
+        const char *key_ref;
         time_t since;           /* 0: any */
 };
 

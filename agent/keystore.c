@@ -747,9 +747,10 @@ static uint64_t generation_read(const struct kc_keystore *ks) {
          * Read without the lock and without a system call, from the shared
          * mapping of .lock: a torn read yields either the old value (as if
          * read just before the write) or a new one (a reload, under the
-         * lock).  Either is correct.
+         * lock).  Either is correct.  A keystore peeked at read-only
+         * (kc_keystore_peek_id) has no mapping and never reloads.
          */
-        return __atomic_load_n(ks->generation_map, __ATOMIC_ACQUIRE);
+        return ks->generation_map ? __atomic_load_n(ks->generation_map, __ATOMIC_ACQUIRE) : 0;
 }
 
 static int generation_bump(struct kc_keystore *ks) {
@@ -848,7 +849,7 @@ static int entry_load(struct kc_keystore *ks, struct ks_entry *e) {
         return 0;
 }
 
-/* Re-read every key file.  Called with the lock (shared or exclusive) held. */
+/* Re-read every key file.  Called with the lock (shared or exclusive) held, or by kc_keystore_peek_id. */
 static int ks_reload_locked(struct kc_keystore *ks, struct kc_err *err) {
         _cleanup_(closedirp) DIR *d = NULL;
         struct dirent *de;
@@ -1060,10 +1061,10 @@ static int state_refusal(const struct ks_key *k, struct kc_err *err) {
 
 /* ---- public --------------------------------------------------------------------------------- */
 
-int kc_keystore_open(const char *dir, const char *root_key_file, struct kc_keystore **ret, struct kc_err *err) {
+/* The paths of the keystore at dir, nothing opened yet; root key as kc_keystore_open() finds it. */
+static int ks_new(const char *dir, const char *root_key_file, struct kc_keystore **ret, struct kc_err *err) {
         _cleanup_keystore_ struct kc_keystore *ks = NULL;
         const char *creds = getenv("CREDENTIALS_DIRECTORY");
-        int r;
 
         if (!dir || !dir[0])
                 return kc_err_set(err, -EINVAL, "no keystore directory given");
@@ -1090,7 +1091,17 @@ int kc_keystore_open(const char *dir, const char *root_key_file, struct kc_keyst
             !(ks->root_key_path = root_key_file ? strdup(root_key_file) : NULL) &&
             asprintf(&ks->root_key_path, "%s/root.key", dir) < 0)
                 return -ENOMEM;
+        *ret = TAKE_PTR(ks);
+        return 0;
+}
 
+int kc_keystore_open(const char *dir, const char *root_key_file, struct kc_keystore **ret, struct kc_err *err) {
+        _cleanup_keystore_ struct kc_keystore *ks = NULL;
+        int r;
+
+        r = ks_new(dir, root_key_file, &ks, err);
+        if (r < 0)
+                return r;
         /* An absent keystore is not an error yet (ks_attach_dir()); anything else wrong with it is. */
         r = ks_attach_dir(ks, false, err);
         if (r < 0 && r != -ENOENT)
@@ -1328,6 +1339,41 @@ int kc_keystore_resolve(struct kc_keystore *ks, const char *key, char ret_key_id
         struct ks_key *k;
         int r = ks_lookup(ks, key, &k, err);
 
+        if (r < 0)
+                return r;
+        memcpy(ret_key_id, k->id, KC_KEYSTORE_KEY_ID_LEN + 1);
+        return 0;
+}
+
+/*
+ * Read-only: no lock file (opening it may create it), no directory made, no
+ * key due for destruction destroyed.  Each key file is replaced whole by a
+ * rename, so every file read is one version of itself, validated as a load
+ * validates it; and an alias never moves from one key to another, so the
+ * files need not be read as one generation.
+ */
+int kc_keystore_peek_id(const char *dir, const char *root_key_file, const char *key,
+                        char ret_key_id[static KC_KEYSTORE_KEY_ID_LEN + 1], struct kc_err *err) {
+        _cleanup_keystore_ struct kc_keystore *ks = NULL;
+        struct ks_key *k;
+        struct stat st;
+        int r;
+
+        if (key && kc_keystore_key_id_valid(key)) {
+                memcpy(ret_key_id, key, KC_KEYSTORE_KEY_ID_LEN + 1);
+                return 0;
+        }
+        r = ks_new(dir, root_key_file, &ks, err);
+        if (r < 0)
+                return r;
+        if (lstat(ks->dir, &st) < 0)
+                return kc_err_set(err, negative_errno(), "cannot read keystore %s: %m", ks->dir);
+        r = S_ISDIR(st.st_mode) ? check_private(ks->dir, &st, err) :
+            kc_err_set(err, -ENOTDIR, "%s is not a directory", ks->dir);
+        if (r >= 0)
+                r = ks_reload_locked(ks, err);
+        if (r >= 0)
+                r = ks_find(ks, key, &k, err);
         if (r < 0)
                 return r;
         memcpy(ret_key_id, k->id, KC_KEYSTORE_KEY_ID_LEN + 1);

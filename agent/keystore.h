@@ -78,6 +78,16 @@ int kc_keystore_use_key(struct kc_keystore *ks, const char *key, uint32_t versio
 int kc_keystore_resolve(struct kc_keystore *ks, const char *key, char ret_key_id[static KC_KEYSTORE_KEY_ID_LEN + 1],
                         struct kc_err *err);
 
+/*
+ * The same without opening the keystore for use, for readers that must change
+ * nothing (audit list --key alias/NAME): the keystore at dir (root key as for
+ * kc_keystore_open()) is only read, a key id given is returned as it is, and
+ * an alias is looked up in the key files as they are now.  No lock file or
+ * directory is made, no key whose deletion window has passed is destroyed.
+ */
+int kc_keystore_peek_id(const char *dir, const char *root_key_file, const char *key,
+                        char ret_key_id[static KC_KEYSTORE_KEY_ID_LEN + 1], struct kc_err *err);
+
 /* Whether text is a key id of this keystore's form (lower-case UUID). */
 bool kc_keystore_key_id_valid(const char *text);
 /* Whether text is "alias/" followed by 1..250 of [A-Za-z0-9/_-]; err says why not. */

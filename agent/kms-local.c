@@ -198,6 +198,13 @@ static int local_cancel_deletion(void *state, const char *key, struct kc_err *er
         return kc_keystore_cancel_deletion(state, key, err);
 }
 
+/* Read-only, for the audit trail: its records name local keys by id. */
+static int local_peek_key_id(const struct kc_kms_config *cfg, const char *key, char ret_key_id[65],
+                             struct kc_err *err) {
+        return kc_keystore_peek_id(cfg->keystore_dir ?: KC_KEYSTORE_DEFAULT_DIR, cfg->root_key_file, key, ret_key_id,
+                                   err);
+}
+
 static void local_set_destroy_hook(void *state, kc_kms_destroy_fn fn, void *userdata) {
         kc_keystore_set_destroy_hook(state, fn, userdata);
 }
@@ -218,4 +225,5 @@ const struct kc_kms_provider kc_kms_provider_local = {
         .schedule_deletion = local_schedule_deletion,
         .cancel_deletion = local_cancel_deletion,
         .set_destroy_hook = local_set_destroy_hook,
+        .peek_key_id = local_peek_key_id,
 };

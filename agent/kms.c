@@ -146,6 +146,25 @@ int kc_kms_resolve(const char *key_ref, const struct kc_kms_provider **ret_provi
         return 0;
 }
 
+int kc_kms_peek_key_id(const struct kc_kms_config *cfg, const char *key_ref, char ret_key_id[65],
+                       struct kc_err *err) {
+        const struct kc_kms_provider *p;
+        const char *key;
+        int r = kc_kms_resolve(key_ref, &p, &key, err);
+
+        if (r < 0)
+                return r;
+        if (p->peek_key_id)
+                return p->peek_key_id(cfg, key, ret_key_id, err);
+        if (strncmp(key, "alias/", 6) == 0)
+                return kc_err_set(err, -EOPNOTSUPP, "%s: aliases of KMS provider %s are not looked up here; "
+                                  "give the key id", key_ref, p->name);
+        if (strlen(key) > 64)
+                return kc_err_set(err, -EINVAL, "%.128s: not a key id", key_ref);
+        kc_strscpy(ret_key_id, 65, key);
+        return 0;
+}
+
 static int record_destruction(void *userdata, const char *key_id, time_t deletion_date, bool intent,
                               int result, const struct kc_err *err);
 

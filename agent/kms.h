@@ -124,6 +124,12 @@ struct kc_kms_provider {
 
         /* Optional: install the hook kc_kms records the provider's own destructions with. */
         void (*set_destroy_hook)(void *state, kc_kms_destroy_fn fn, void *userdata);
+
+        /* Optional: the id the audit records of key name it by, found without a provider state
+         * and without changing or asking anything (kc_kms_peek_key_id).  NULL: key as it is,
+         * unless it is an alias. */
+        int (*peek_key_id)(const struct kc_kms_config *cfg, const char *key, char ret_key_id[65],
+                           struct kc_err *err);
 };
 
 /* Open the KMS layer: providers are opened lazily on first use. The audit log is opened here. */
@@ -135,6 +141,16 @@ DEFINE_CLEANUP_FUNC(struct kc_kms *, kc_kms_close)
 /* Split "scheme:rest" into provider and key; bare "alias/x" or an id means local. */
 int kc_kms_resolve(const char *key_ref, const struct kc_kms_provider **ret_provider,
                    const char **ret_key, struct kc_err *err);
+
+/*
+ * The key id the audit records of key_ref name it by ("alias/pg", "local:ID"
+ * -> ID), for readers of the audit trail (audit list --key): no KMS is
+ * opened, no audit record written, no keystore changed, nothing asked of a
+ * remote KMS.  An alias the provider cannot look up that way is
+ * -EOPNOTSUPP, an unknown one -ENOKEY, each with a line in err.
+ */
+int kc_kms_peek_key_id(const struct kc_kms_config *cfg, const char *key_ref, char ret_key_id[65],
+                       struct kc_err *err);
 
 int kc_kms_generate_data_key(struct kc_kms *k, const struct kc_kms_request *req, const char *key_ref,
                              const struct kc_context *ctx, size_t nbytes, struct kc_data_key *ret,

@@ -245,6 +245,21 @@ static void key_id_of(const char *arn, char ret[65]) {
         kc_strscpy(ret, 65, k ? k + 5 : arn ?: "");
 }
 
+/*
+ * For the audit trail, whose records name an AWS key by the id part of its
+ * ARN: a key ARN or a bare id, without a call.  An alias would need one.
+ */
+static int aws_peek_key_id(const struct kc_kms_config *cfg, const char *key, char ret_key_id[65],
+                           struct kc_err *err) {
+        bool arn = strncmp(key, "arn:", 4) == 0;
+
+        if ((arn && !strstr(key, ":key/")) || (!arn && strncmp(key, "alias/", 6) == 0))
+                return kc_err_set(err, -EOPNOTSUPP, "%.128s: AWS KMS aliases are not looked up here; "
+                                  "give the key id or key ARN", key);
+        key_id_of(key, ret_key_id);
+        return 0;
+}
+
 /* ---- one signed call, retried --------------------------------------------------------------- */
 
 static long now_ms(void) {
@@ -650,4 +665,5 @@ const struct kc_kms_provider kc_kms_provider_aws = {
         .schedule_deletion = aws_schedule_deletion,
         .cancel_deletion = aws_cancel_deletion,
         .last_request_id = aws_last_request_id,
+        .peek_key_id = aws_peek_key_id,
 };

@@ -79,20 +79,41 @@ static int list_one(struct json_object *rec, void *userdata) {
         return 0;
 }
 
+/*
+ * --key as every other --key takes it (id, alias/NAME, either with local:),
+ * as the id that records name the key by, and as given for a refusal
+ * recorded under that name.  Looked up without opening the KMS: reading
+ * the trail writes neither to it nor to the keystore.  KC_EXIT_* status.
+ */
+static int key_filter(struct kc_cli *cli, const char *key, char id[static 65], struct kc_audit_filter *f) {
+        struct kc_kms_config kcfg;
+        struct kc_err err = {};
+        int r;
+
+        kc_config_kms(&cli->config, &kcfg);
+        r = kc_kms_peek_key_id(&kcfg, key, id, &err);
+        if (r < 0)
+                return kc_cli_fail(cli, r, &err, "--key");
+        f->key_id = id;
+        f->key_ref = key;
+        return KC_EXIT_OK;
+}
+
 static int audit_list(struct kc_cli *cli, int argc, char **argv) {
         const char *key = NULL, *since_text = NULL;
         const struct kc_cli_option options[] = {
-                { .name = "key", .arg = "KEY_ID", .help = "only records about this key id", .value = &key },
+                { .name = "key", .arg = "KEY", .help = "only records about this key (id or alias/NAME)", .value = &key },
                 { .name = "since", .arg = "TIME", .help = "only records from TIME on (YYYY-MM-DD[THH:MM:SSZ], @SECONDS)", .value = &since_text },
                 {},
         };
         const struct kc_cli_usage usage = {
-                .synopsis = "audit list [--key KEY_ID] [--since TIME]",
+                .synopsis = "audit list [--key KEY] [--since TIME]",
                 .description = "Print the audit records, oldest first.",
                 .options = options,
         };
         struct kc_audit_filter filter = {};
         struct list_state s = { .cli = cli };
+        char key_id[65];
         int nargs, r;
 
         r = kc_cli_parse(cli, argc, argv, &usage, &nargs);
@@ -102,13 +123,14 @@ static int audit_list(struct kc_cli *cli, int argc, char **argv) {
                 log_error("--since: expected YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or @SECONDS, got \"%s\"", since_text);
                 return KC_EXIT_USAGE;
         }
-        /* Records name keys by id without the provider prefix. */
-        if (key && strncmp(key, "local:", 6) == 0)
-                key += 6;
-        filter.key_id = key;
         r = kc_cli_config(cli);
         if (r < 0)
                 return kc_cli_exit_status(r);
+        if (key) {
+                r = key_filter(cli, key, key_id, &filter);
+                if (r != KC_EXIT_OK)
+                        return r;
+        }
         if (kc_cli_prints_json(cli))
                 s.records = json_object_new_array();
         else if (!cli->quiet)

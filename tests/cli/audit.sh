@@ -32,6 +32,29 @@ json_is 'sorted(set(r["key_id"] for r in j["Records"]))' "['$ID2']"
 json_is '"RotateKey" in [r["operation"] for r in j["Records"]]' true
 expect 0 "audit list --key local:ID" audit list --key "local:$ID" --json
 json_is 'sorted(set(r["key_id"] for r in j["Records"]))' "['$ID']"
+# An alias, as every other --key takes it: the records of its key, which name it by id.
+ks_before=$(snapshot "$KS")
+lines=$(audit_lines)
+expect 0 "audit list --key alias/NAME" audit list --key alias/other --json
+json_is 'sorted(set(r["key_id"] for r in j["Records"]))' "['$ID2']"
+json_is '{"CreateKey", "RotateKey"} <= {r["operation"] for r in j["Records"] if r["result"] == "ok"}' true
+expect 0 "audit list --key local:alias/NAME" audit list --key local:alias/pg --json
+json_is '[(r["operation"], r["key_id"]) for r in j["Records"]]' \
+        "[('CreateKey', '$ID'), ('GenerateDataKey', '$ID'), ('Decrypt', '$ID')]"
+check "audit list --key alias/NAME: keystore and audit log untouched" \
+        test "$ks_before" = "$(snapshot "$KS")" -a "$(audit_lines)" = "$lines"
+# A refusal recorded before the key was looked up names it as given: it belongs to the key too.
+expect 4 "decrypt under another key's alias" kms decrypt --key alias/other --ciphertext-blob "$BLOB" --context "$CTX"
+expect 0 "audit list --key alias/NAME, with a refusal naming it" audit list --key alias/other --json
+json_is '[(r["key_id"], r["result"]) for r in j["Records"] if r["operation"] == "Decrypt"]' "[('alias/other', 'error')]"
+# An alias that names no key: one line, not an empty list.
+expect 3 "audit list --key of an unknown alias" audit list --key alias/no-such-key
+check "unknown alias: one line naming it" sh -c "[ \$(wc -l < '$T/err') = 1 ] && grep -q '^kmscrypt: --key: .*alias/no-such-key' '$T/err'"
+check "unknown alias: nothing on stdout" test ! -s "$T/out"
+expect 1 "audit list --key of another provider's alias" audit list --key aws:alias/pg
+check "another provider's alias: one line" one_error_line
+expect 2 "audit list --key neither id nor alias" audit list --key "not a key"
+check "neither id nor alias: one line" one_error_line
 
 expect 0 "audit list --since the future" audit list --since 2999-01-01 --json
 json_is 'len(j["Records"])' 0

@@ -19,6 +19,12 @@ expect 0 "schedule deletion" key schedule-deletion alias/doomed --pending-window
 
 export KC_TEST_TIME_OFFSET=$((8 * 86400))
 export LD_PRELOAD="$FAKE"
+# Reading the audit trail changes nothing: the alias is looked up, the key not destroyed.
+before=$(snapshot "$KS")
+lines=$(audit_lines)
+expect 0 "audit list --key of a key past its window" audit list --key alias/doomed --json
+json_is 'sorted(set(r["key_id"] for r in j["Records"]))' "['$ID']"
+check "audit list --key: keystore and audit log untouched" test "$before" = "$(snapshot "$KS")" -a "$(audit_lines)" = "$lines"
 expect 0 "eight days later the key is destroyed" key describe "$ID" --json
 json_is 'j["KeyMetadata"]["KeyState"]' Destroyed
 json_is 'j["KeyMetadata"]["Enabled"]' false

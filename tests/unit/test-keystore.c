@@ -190,6 +190,49 @@ START_TEST(test_absent_keystore_not_created) {
 }
 END_TEST
 
+/* For readers of the audit trail: an alias to its id, the keystore only read (no .lock, no destruction). */
+START_TEST(test_peek_id_reads_only) {
+        _cleanup_free_ char *dir = new_keystore_dir(), *lock = NULL, *file = NULL;
+        char id[KC_KEYSTORE_KEY_ID_LEN + 1];
+        uint8_t before[8192], after[8192];
+        struct kc_key_info a, d;
+        struct kc_err err = {};
+        size_t n;
+        time_t date;
+
+        ck_assert_int_eq(kc_keystore_peek_id(dir, NULL, "alias/a", id, &err), -ENOENT);
+        ck_assert_int_eq(access(dir, F_OK), -1);
+        {
+                _cleanup_keystore_ struct kc_keystore *ks = open_ks(dir);
+                create(ks, "alias/a", &a);
+                ck_assert_int_eq(kc_keystore_schedule_deletion(ks, "alias/a", 7, &date, NULL), 0);
+        }
+        ck_assert_int_ge(asprintf(&lock, "%s/.lock", dir), 0);
+        ck_assert_int_eq(unlink(lock), 0);
+        file = key_path(dir, a.key_id);
+        n = read_bytes(file, before, sizeof(before));
+
+        /* Past its window: a use would destroy it, a peek leaves it as it is. */
+        fake_now = date + 1;
+        ck_assert_int_eq(kc_keystore_peek_id(dir, NULL, "alias/a", id, NULL), 0);
+        ck_assert_str_eq(id, a.key_id);
+        ck_assert_int_eq(kc_keystore_peek_id(dir, NULL, a.key_id, id, NULL), 0);
+        ck_assert_str_eq(id, a.key_id);
+        err = (struct kc_err) {};
+        ck_assert_int_eq(kc_keystore_peek_id(dir, NULL, "alias/b", id, &err), -ENOKEY);
+        ck_assert_msg(strstr(err.msg, "alias/b"), "%s", err.msg);
+        ck_assert_int_eq(kc_keystore_peek_id(dir, NULL, "b", id, NULL), -EINVAL);
+        ck_assert_int_eq(access(lock, F_OK), -1);
+        ck_assert_uint_eq(read_bytes(file, after, sizeof(after)), n);
+        ck_assert_int_eq(memcmp(before, after, n), 0);
+        {
+                _cleanup_keystore_ struct kc_keystore *ks = open_ks(dir);
+                ck_assert_int_eq(kc_keystore_describe(ks, a.key_id, &d, NULL), 0);
+                ck_assert_int_eq(d.state, KC_KEY_DESTROYED);
+        }
+}
+END_TEST
+
 START_TEST(test_refuses_open_directory) {
         _cleanup_free_ char *dir = new_keystore_dir();
         struct kc_keystore *ks = NULL;
@@ -577,6 +620,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_file_modes);
         tcase_add_test(tc, test_refuses_open_directory);
         tcase_add_test(tc, test_absent_keystore_not_created);
+        tcase_add_test(tc, test_peek_id_reads_only);
         tcase_add_test(tc, test_rotate_keeps_old_versions);
         tcase_add_test(tc, test_disable_enable_seen_by_other_handle);
         tcase_add_test(tc, test_disable_seen_after_writer_killed);

@@ -133,6 +133,41 @@ START_TEST(test_resolve) {
 }
 END_TEST
 
+/* The ids the audit records name keys by, found without opening the KMS (audit list --key). */
+START_TEST(test_peek_key_id) {
+        struct env e;
+        struct kc_key_info a;
+        struct kc_err err = {};
+        struct stat before, after;
+        char id[65];
+
+        env_init(&e);
+        ck_assert_int_eq(kc_kms_create_key(e.kms, &e.req, NULL, "alias/pg", NULL, &a, NULL), 0);
+        ck_assert_int_eq(stat(e.audit_log, &before), 0);
+        for (const char *const *ref = (const char *const[]) { "alias/pg", "local:alias/pg", a.key_id, NULL }; *ref; ref++) {
+                ck_assert_int_eq(kc_kms_peek_key_id(&e.cfg, *ref, id, NULL), 0);
+                ck_assert_str_eq(id, a.key_id);
+        }
+        ck_assert_int_eq(kc_kms_peek_key_id(&e.cfg, "alias/none", id, &err), -ENOKEY);
+        ck_assert_int_eq(kc_kms_peek_key_id(&e.cfg, "kmip:x", id, NULL), -EPROTONOSUPPORT);
+#if HAVE_AWS
+        /* AWS records name a key by the id part of its ARN; an alias would need a call. */
+        ck_assert_int_eq(kc_kms_peek_key_id(&e.cfg, "aws:arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab", id,
+                                            NULL), 0);
+        ck_assert_str_eq(id, "1234abcd-12ab");
+        ck_assert_int_eq(kc_kms_peek_key_id(&e.cfg, "aws:1234abcd-12ab", id, NULL), 0);
+        ck_assert_str_eq(id, "1234abcd-12ab");
+        ck_assert_int_eq(kc_kms_peek_key_id(&e.cfg, "aws:alias/pg", id, NULL), -EOPNOTSUPP);
+        ck_assert_int_eq(kc_kms_peek_key_id(&e.cfg, "aws:arn:aws:kms:eu-west-1:111122223333:alias/pg", id, NULL),
+                         -EOPNOTSUPP);
+#endif
+        /* Nothing audited: the peek is no KMS call. */
+        ck_assert_int_eq(stat(e.audit_log, &after), 0);
+        ck_assert_int_eq(after.st_size, before.st_size);
+        env_done(&e);
+}
+END_TEST
+
 START_TEST(test_generate_decrypt_roundtrip) {
         _cleanup_context_ struct kc_context *ctx = ctx_new("db-1", "vol-1");
         struct kc_data_key dk = {}, dk2 = {};
@@ -836,6 +871,7 @@ Suite *kc_test_suite(void) {
         tcase_add_checked_fixture(tc, setup, NULL);
         tcase_set_timeout(tc, 60);
         tcase_add_test(tc, test_resolve);
+        tcase_add_test(tc, test_peek_key_id);
         tcase_add_test(tc, test_generate_decrypt_roundtrip);
         tcase_add_test(tc, test_rotate_old_blob_still_decrypts);
         tcase_add_test(tc, test_re_encrypt_other_key_and_context);
