@@ -136,15 +136,21 @@ static const struct {
         { "debug", LOG_DEBUG },
 };
 
+int kc_config_log_level(const char *name) {
+        for (size_t i = 0; i < ARRAY_SIZE(log_levels); i++)
+                if (streq(name, log_levels[i].name))
+                        return log_levels[i].level;
+        return -EINVAL;
+}
+
 static int parse_log_level(struct kc_config *c, const struct config_key *k, const char *value,
                            bool from_file, struct kc_err *err) {
-        for (size_t i = 0; i < ARRAY_SIZE(log_levels); i++)
-                if (streq(value, log_levels[i].name)) {
-                        c->log_level = log_levels[i].level;
-                        return 0;
-                }
-        return kc_err_set(err, -EINVAL, "%s: expected err, warning, notice, info or debug, got \"%s\"",
-                          k->name, value);
+        int level = kc_config_log_level(value);
+
+        if (level < 0)
+                return kc_err_set(err, -EINVAL, "%s: expected " KC_CONFIG_LOG_LEVELS ", got \"%s\"", k->name, value);
+        c->log_level = level;
+        return 0;
 }
 
 static int parse_bool(const char *value) {

@@ -69,6 +69,11 @@ int kc_config_init(struct kc_config *c);
 /* Free what c owns; c may then be initialised again. Safe to call twice. */
 void kc_config_done(struct kc_config *c);
 
+/* The names log-level and kmscryptd --log-level take, for messages and --help. */
+#define KC_CONFIG_LOG_LEVELS "err (or error), warning, notice, info or debug"
+/* LOG_ERR..LOG_DEBUG for one of KC_CONFIG_LOG_LEVELS, else -EINVAL. */
+int kc_config_log_level(const char *name);
+
 /* Set one key from a string, validated; -ENOENT for an unknown key, -EINVAL for a bad value. */
 int kc_config_set(struct kc_config *c, const char *key, const char *value, struct kc_err *err);
 

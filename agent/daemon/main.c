@@ -36,8 +36,9 @@ struct daemon {
         unsigned revoke_interval;
         bool attach_at_start;
         bool log_stderr;
+        int log_level;              /* --log-level, -1: log-level of kmscrypt.conf */
         struct kc_config_overrides overrides;
-        struct kc_config config;    /* kmscrypt.conf: keystore, root key, audit log */
+        struct kc_config config;    /* kmscrypt.conf: keystore, root key, audit log, log-level, syslog */
         struct kc_manager *m;
         pthread_mutex_t reload_lock;
         bool ready_sent;            /* READY=1 told (under reload_lock) */
@@ -63,7 +64,8 @@ static const char help[] =
         "      --keystore DIR         keystore of the local KMS (overrides the file)\n"
         "      --root-key-file FILE   root key of the keystore\n"
         "      --audit-log FILE       audit log\n"
-        "      --log-level LEVEL      err, warning, notice, info or debug (default info)\n"
+        "      --log-level LEVEL      err (or error), warning, notice, info or debug\n"
+        "                             (default: log-level of kmscrypt.conf, info)\n"
         "      --stderr               also log to stderr (default when not under the journal)\n"
         "  -h, --help                 this text\n"
         "      --version              print the version\n";
@@ -79,6 +81,17 @@ static void setup_logging(bool stderr_too) {
         kc_log_set_program("kmscryptd");
         openlog("kmscryptd", LOG_PID | LOG_NDELAY, LOG_DAEMON);
         kc_log_set_sink(stderr_too ? log_both : kc_log_sink_syslog, NULL);
+}
+
+/*
+ * Once kmscrypt.conf is read: its log-level unless --log-level was given,
+ * and with "syslog = no" standard error alone (under systemd that is the
+ * journal's stream; the messages must go somewhere).
+ */
+static void apply_logging_config(const struct daemon *d) {
+        kc_log_set_max_priority(d->log_level >= 0 ? d->log_level : d->config.log_level);
+        if (!d->config.syslog)
+                kc_log_set_sink(kc_log_sink_stderr, NULL);
 }
 
 /* ---- hardening ---- */
@@ -190,17 +203,6 @@ static int parse_uint_opt(const char *name, const char *text, unsigned min, unsi
         return 0;
 }
 
-static int parse_log_level(const char *s) {
-        static const struct { const char *name; int level; } levels[] = {
-                { "err", LOG_ERR }, { "warning", LOG_WARNING }, { "notice", LOG_NOTICE },
-                { "info", LOG_INFO }, { "debug", LOG_DEBUG },
-        };
-        for (size_t i = 0; i < ARRAY_SIZE(levels); i++)
-                if (streq(levels[i].name, s))
-                        return levels[i].level;
-        return -EINVAL;
-}
-
 static int resolve_group(struct daemon *d) {
         struct group *g;
 
@@ -240,7 +242,7 @@ static int parse_args(struct daemon *d, int argc, char **argv) {
                 {}
         };
         unsigned n;
-        int c, level;
+        int c;
 
         /* Our own one-line messages, with a hint, instead of getopt's. */
         opterr = 0;
@@ -268,10 +270,12 @@ static int parse_args(struct daemon *d, int argc, char **argv) {
                 case ARG_ROOT_KEY: d->overrides.root_key_file = optarg; break;
                 case ARG_AUDIT_LOG: d->overrides.audit_log = optarg; break;
                 case ARG_LOG_LEVEL:
-                        level = parse_log_level(optarg);
-                        if (level < 0)
-                                return usage_error("--log-level: unknown level \"%s\"", optarg);
-                        kc_log_set_max_priority(level);
+                        d->log_level = kc_config_log_level(optarg);
+                        if (d->log_level < 0)
+                                return usage_error("--log-level: unknown level \"%s\", expected " KC_CONFIG_LOG_LEVELS,
+                                                   optarg);
+                        /* At once: what comes before kmscrypt.conf is read is logged at this level too. */
+                        kc_log_set_max_priority(d->log_level);
                         break;
                 case ARG_STDERR: d->log_stderr = true; break;
                 case 'h': fputs(help, stdout); return 0;
@@ -431,6 +435,7 @@ int main(int argc, char **argv) {
                 .revoke_interval = DEFAULT_REVOKE_INTERVAL,
                 .attach_at_start = true,
                 .log_stderr = !getenv("JOURNAL_STREAM"),
+                .log_level = -1,
                 .reload_lock = PTHREAD_MUTEX_INITIALIZER,
         };
         struct kc_manager_config mc;
@@ -456,15 +461,17 @@ int main(int argc, char **argv) {
         if (d.max_parallel == 0)
                 d.max_parallel = default_max_parallel();
         setup_logging(d.log_stderr);
-        if (harden() < 0 || resolve_group(&d) < 0)
-                return 1;
-        /* Now, while this process has one thread, no KMS handle and no key. */
-        mapper = start_mappers(&d);
+        /* First, so that its log-level and syslog settings hold for all that follows. */
         r = kc_config_load(&d.overrides, &d.config, &err);
         if (r < 0) {
                 log_error("%s", kc_err_msg(&err, r));
                 return 1;
         }
+        apply_logging_config(&d);
+        if (harden() < 0 || resolve_group(&d) < 0)
+                return 1;
+        /* Now, while this process has one thread, no KMS handle and no key. */
+        mapper = start_mappers(&d);
         r = load_volumes(&d, &v, &err);
         if (r < 0) {
                 log_error("%s", kc_err_msg(&err, r));

@@ -245,6 +245,10 @@ d_usage "--mappers not a number" --mappers many
 d_usage "--revoke-interval out of range" --revoke-interval 86401
 d_usage "--log-level unknown" --log-level verbose
 check "kmscryptd --log-level verbose: names the level" grep -qF -- '--log-level: unknown level "verbose"' "$T/err"
+# The levels of log-level in kmscrypt.conf, "error" among them (--help after it: parsed, then exit 0).
+for level in err error warning notice info debug; do
+        d 0 "--log-level $level" --log-level "$level" --help
+done
 for args in --no-such-option -z --volumes --no-attach=yes extra; do
         d_usage "$args" $args
 done
@@ -255,6 +259,43 @@ if [ "$(id -u)" = 0 ]; then
         d 1 "a volumes file with a mistake" --volumes "$T/volumes.bad" --group '' --config "$T/empty.conf"
         check "kmscryptd: names the file and line" grep -q "volumes.bad:1:" "$T/err"
         check "kmscryptd: no socket left" test ! -e "$T/agent.sock"
+
+        # kmscrypt.conf's log-level and syslog hold for the agent too; --log-level wins.
+        # agent CONF ARGS...: kmscryptd under kmscrypt.conf CONF until it listens, then
+        # stopped; its standard error in $T/agent.err.
+        agent() {
+                conf=$1
+                shift
+                KMSCRYPT_STATE_DIR=$T/state timeout 20 "$KMSCRYPTD" --socket "$T/agent.sock" --group '' \
+                        --volumes "$T/volumes.empty" --keystore "$KS" --audit-log "$LOG" --no-attach \
+                        --config "$conf" "$@" > /dev/null 2> "$T/agent.err" &
+                pid=$!
+                for _ in $(seq 100); do [ -S "$T/agent.sock" ] && break; sleep 0.1; done
+                kill "$pid"
+                wait "$pid"
+                rc=$?
+        }
+        for level in debug err error; do
+                printf 'log-level = %s\n' "$level" > "$T/log-$level.conf"
+        done
+        agent "$T/log-debug.conf" --stderr
+        check "log-level = debug: the agent ran (exit $rc)" test "$rc" = 0
+        check "log-level = debug: debug messages" grep -q 'mapper processes' "$T/agent.err"
+        agent "$T/log-debug.conf" --stderr --log-level info
+        check "log-level = debug, --log-level info: the option wins" \
+                sh -c "grep -q 'listening on' '$T/agent.err' && ! grep -q 'mapper processes' '$T/agent.err'"
+        agent "$T/log-error.conf" --stderr
+        check "log-level = error: no info messages" sh -c "[ -e '$T/agent.err' ] && ! grep -q 'listening on' '$T/agent.err'"
+        agent "$T/log-err.conf" --stderr --log-level error
+        check "--log-level error is a level, as in kmscrypt.conf (exit $rc)" \
+                sh -c "[ $rc = 0 ] && ! grep -q 'listening on' '$T/agent.err'"
+        # Under the journal (JOURNAL_STREAM) the agent logs through syslog alone; with
+        # syslog = no through standard error alone, which is then the journal's stream.
+        printf 'syslog = no\n' > "$T/no-syslog.conf"
+        JOURNAL_STREAM=8:1 agent "$T/empty.conf"
+        check "under the journal: nothing on standard error" test ! -s "$T/agent.err"
+        JOURNAL_STREAM=8:1 agent "$T/no-syslog.conf"
+        check "syslog = no: the messages on standard error" grep -q '^kmscryptd: listening on' "$T/agent.err"
 fi
 
 finish

@@ -258,6 +258,27 @@ START_TEST(test_bad_env_and_option) {
 }
 END_TEST
 
+/* One set of level names for log-level and kmscryptd --log-level, "error" included. */
+START_TEST(test_log_levels) {
+        static const struct { const char *name; int level; } levels[] = {
+                { "err", LOG_ERR }, { "error", LOG_ERR }, { "warning", LOG_WARNING }, { "notice", LOG_NOTICE },
+                { "info", LOG_INFO }, { "debug", LOG_DEBUG },
+        };
+        struct kc_config c;
+
+        for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++) {
+                ck_assert_int_eq(kc_config_log_level(levels[i].name), levels[i].level);
+                ck_assert_int_eq(kc_config_init(&c), 0);
+                ck_assert_int_eq(kc_config_set(&c, "log-level", levels[i].name, NULL), 0);
+                ck_assert_int_eq(c.log_level, levels[i].level);
+                kc_config_done(&c);
+        }
+        ck_assert_int_eq(kc_config_log_level("verbose"), -EINVAL);
+        ck_assert_int_eq(kc_config_log_level("ERR"), -EINVAL);
+        ck_assert_int_eq(kc_config_log_level(""), -EINVAL);
+}
+END_TEST
+
 START_TEST(test_set_unknown_key) {
         struct kc_config c;
         struct kc_err err = {};
@@ -306,6 +327,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_named_file_must_exist);
         tcase_add_test(tc, test_bad_file_names_path_and_line);
         tcase_add_test(tc, test_bad_env_and_option);
+        tcase_add_test(tc, test_log_levels);
         tcase_add_test(tc, test_set_unknown_key);
         tcase_add_test(tc, test_kms_view);
         suite_add_tcase(s, tc);
