@@ -86,9 +86,13 @@ static int recv_message(int fd, char **ret, size_t *ret_len) {
         char probe;
         ssize_t n;
 
-        do
+        for (int reset = 0;;) {
                 n = recv(fd, &probe, 1, MSG_PEEK | MSG_TRUNC);
-        while (n < 0 && errno == EINTR);
+                if (n >= 0 || (errno != EINTR && (errno != ECONNRESET || reset++)))
+                        break;
+                /* An agent that closed with our request unread (it turned us away) makes the first
+                 * read fail with ECONNRESET, once, ahead of the reply it sent before: read again. */
+        }
         if (n < 0)
                 return negative_errno();
         if (n == 0)
