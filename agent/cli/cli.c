@@ -4,6 +4,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <syslog.h>
+#include <termios.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 
@@ -476,6 +478,50 @@ int kc_cli_unbase64_secret(const char *text, size_t len, uint8_t **ret, size_t *
         }
         *ret_len = o - pad;
         *ret = TAKE_PTR(out);
+        return 0;
+}
+
+/*
+ * One line typed at the terminal on stdin, not echoed (as cryptsetup reads a
+ * passphrase), after prompt on stderr; the newline is kept, as a file's
+ * would be.  The terminal's modes are put back whatever happens.
+ */
+int kc_cli_read_secret_tty(const char *prompt, size_t max, char **ret, size_t *ret_len) {
+        _cleanup_secret_ char *buf = NULL;
+        struct termios old, quiet;
+        size_t len = 0;
+        int r = 0;
+
+        if (tcgetattr(STDIN_FILENO, &old) < 0)
+                return negative_errno();
+        buf = kc_secret_alloc(max + 1);
+        if (!buf)
+                return -ENOMEM;
+        quiet = old;
+        quiet.c_lflag &= ~(tcflag_t) ECHO;
+        quiet.c_lflag |= ECHONL;
+        fputs(prompt, stderr);
+        fflush(stderr);
+        if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) < 0)
+                return negative_errno();
+        for (;;) {
+                ssize_t n = read(STDIN_FILENO, buf + len, 1);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        r = negative_errno();
+                else if (n > 0 && len == max)
+                        r = -EFBIG;
+                if (n <= 0 || r < 0 || buf[len++] == '\n')
+                        break;
+        }
+        (void) tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+        if (r < 0)
+                return r;
+        buf[len] = '\0';
+        *ret_len = len;
+        *ret = TAKE_PTR(buf);
         return 0;
 }
 

@@ -164,6 +164,8 @@ char *kc_cli_base64_secret(const void *data, size_t n);
 int kc_cli_unbase64_secret(const char *text, size_t len, uint8_t **ret, size_t *ret_len);
 /* Read a whole file ("-": stdin) of at most max bytes into kc_secret memory, NUL-terminated. */
 int kc_cli_read_secret_file(const char *path, size_t max, char **ret, size_t *ret_len);
+/* One line of at most max bytes from the terminal on stdin, not echoed, after prompt; newline kept. */
+int kc_cli_read_secret_tty(const char *prompt, size_t max, char **ret, size_t *ret_len);
 /* write(2) all of buf to stdout, bypassing stdio so that no copy of a secret stays in its buffer. */
 int kc_cli_write_stdout(const void *buf, size_t n);
 

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <string.h>
+#include <unistd.h>
 
 #include "agent/cli/cli.h"
 #include "agent/volume.h"
@@ -42,16 +43,24 @@ static int volume_context(const struct kc_context *ctx) {
 }
 
 /*
- * A secret from a file ("-": stdin).  A passphrase file loses one trailing
- * newline, as the passphrase typed at a prompt would; a key file counts
- * byte for byte, as in cryptsetup --key-file.
+ * A secret from a file ("-": stdin; a terminal there is read one line, not
+ * echoed).  A passphrase file loses one trailing newline, as the passphrase
+ * typed at a prompt would; a key file counts byte for byte, as in
+ * cryptsetup --key-file.
  */
 int kc_cli_secret_from_file(const char *option, const char *path, bool passphrase, char **ret, size_t *ret_len) {
         _cleanup_secret_ char *buf = NULL;
         size_t len;
         int r;
 
-        r = kc_cli_read_secret_file(path, passphrase ? PASSPHRASE_MAX : KEY_FILE_MAX, &buf, &len);
+        if (streq(path, "-") && isatty(STDIN_FILENO)) {
+                char prompt[96];
+
+                /* Typed, not a file: not echoed, and one line. */
+                snprintf(prompt, sizeof(prompt), "%s for --%s: ", passphrase ? "Passphrase" : "Key", option);
+                r = kc_cli_read_secret_tty(prompt, passphrase ? PASSPHRASE_MAX : KEY_FILE_MAX, &buf, &len);
+        } else
+                r = kc_cli_read_secret_file(path, passphrase ? PASSPHRASE_MAX : KEY_FILE_MAX, &buf, &len);
         if (r == -EFBIG)
                 return log_error_errno(-EINVAL, "--%s %s: larger than %d bytes", option, path,
                                        passphrase ? PASSPHRASE_MAX : KEY_FILE_MAX);
