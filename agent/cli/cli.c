@@ -500,10 +500,12 @@ int kc_cli_read_secret_tty(const char *prompt, size_t max, char **ret, size_t *r
         quiet = old;
         quiet.c_lflag &= ~(tcflag_t) ECHO;
         quiet.c_lflag |= ECHONL;
-        fputs(prompt, stderr);
-        fflush(stderr);
+        /* Echo off (and what was typed ahead dropped) before the prompt shows, not after: a
+         * line typed as soon as the prompt appears is then neither echoed nor thrown away. */
         if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) < 0)
                 return negative_errno();
+        fputs(prompt, stderr);
+        fflush(stderr);
         for (;;) {
                 ssize_t n = read(STDIN_FILENO, buf + len, 1);
 
