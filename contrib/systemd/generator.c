@@ -14,8 +14,14 @@
  *                               JobRunningTimeoutSec= from timeout= (0: none);
  *                               the latter not for nofail volumes
  *
- * Local volumes are ordered before local-fs-pre.target, so /etc/fstab can
- * mount them like any disk; _netdev volumes after network-online.target and
+ * Every volume unit is wanted by and ordered before
+ * blockdev@dev-mapper-NAME.target, which systemd-fstab-generator orders
+ * the mount of /dev/mapper/NAME after, as systemd-cryptsetup-generator
+ * does.  Not before local-fs-pre.target: the agent needs its state
+ * directory in /var (StateDirectory= means RequiresMountsFor=), and a
+ * separate /var is mounted after local-fs-pre.target, an ordering cycle
+ * that systemd breaks by deleting a job.  Local volumes are before
+ * cryptsetup.target; _netdev volumes after network-online.target and
  * remote-fs-pre.target and before remote-cryptsetup.target, as
  * systemd-cryptsetup-generator orders them (not also before
  * remote-fs-pre.target: a cycle), so their mounts need _netdev too.
@@ -118,7 +124,7 @@ static int write_timeout(const char *device_unit, unsigned timeout) {
 
 static int generate_volume(const struct kc_volume_conf *v, const char *source) {
         _cleanup_free_ char *name_esc = NULL, *unit = NULL, *dev = NULL, *dev_unit = NULL, *map = NULL,
-                            *map_unit = NULL, *text = NULL, *timeout = NULL;
+                            *map_unit = NULL, *blockdev = NULL, *text = NULL, *timeout = NULL;
         const char *target;
         int r;
 
@@ -134,6 +140,9 @@ static int generate_volume(const struct kc_volume_conf *v, const char *source) {
         if (r < 0)
                 return r;
         r = kc_unit_name_from_path(map, ".device", &map_unit);
+        if (r < 0)
+                return r;
+        r = kc_unit_name_from_path(map, ".target", &blockdev);
         if (r < 0)
                 return r;
         if (v->timeout ? asprintf(&timeout, "%us", v->timeout) < 0 : !(timeout = strdup("infinity")))
@@ -154,6 +163,8 @@ static int generate_volume(const struct kc_volume_conf *v, const char *source) {
                      "After=kmscryptd.socket kmscryptd.service cryptsetup-pre.target systemd-udevd-kernel.socket\n"
                      "BindsTo=%s\n"
                      "After=%s\n"
+                     "Wants=blockdev@%s\n"
+                     "Before=blockdev@%s\n"
                      "%s"
                      "%s%s%s"
                      "\n[Service]\n"
@@ -162,11 +173,10 @@ static int generate_volume(const struct kc_volume_conf *v, const char *source) {
                      "TimeoutStartSec=%s\n"
                      "ExecStart=" KC_LIBEXECDIR "/kmscrypt/kmscrypt-hotplug volume %s\n"
                      "ExecStop=" KC_LIBEXECDIR "/kmscrypt/kmscrypt-hotplug detach-volume %s\n",
-                     source, v->line, v->name, source, dev_unit, dev_unit,
+                     source, v->line, v->name, source, dev_unit, dev_unit, blockdev, blockdev,
                      v->netdev ? "Wants=network-online.target\n"
                                  "After=network-online.target remote-fs-pre.target\n" : "",
-                     v->nofail ? "" : "Before=", v->nofail ? "" : target,
-                     v->nofail ? "" : (v->netdev ? "\n" : " local-fs-pre.target\n"),
+                     v->nofail ? "" : "Before=", v->nofail ? "" : target, v->nofail ? "" : "\n",
                      timeout, v->name, v->name) < 0)
                 return -ENOMEM;
 

@@ -23,7 +23,12 @@ KMSCRYPT_VOLUMES=$tmp/volumes "$gen" "$out" "$out" "$out"
 
 u=$out/kmscrypt-pg\\x2ddata.service
 has "$u" 'BindsTo=dev-disk-by\\x2duuid-0b7e\\x2d11.device'
-has "$u" 'Before=cryptsetup.target local-fs-pre.target'
+has "$u" 'Before=cryptsetup.target'
+# As systemd-cryptsetup does: fstab-generator orders the mount after this target.
+has "$u" 'Wants=blockdev@dev-mapper-pg\\x2ddata.target'
+has "$u" 'Before=blockdev@dev-mapper-pg\\x2ddata.target'
+# Before local-fs-pre.target is a cycle with a separate /var (the agent's StateDirectory=).
+hasnt "$u" 'local-fs-pre.target'
 has "$u" 'TimeoutStartSec=30s'
 has "$u" 'ExecStart=.*/kmscrypt-hotplug volume pg-data'
 [ -L "$out/cryptsetup.target.requires/kmscrypt-pg\\x2ddata.service" ] && ok "local volume required by cryptsetup.target" ||
@@ -34,6 +39,8 @@ has "$out/dev-disk-by\\x2duuid-0b7e\\x2d11.device.d/50-kmscrypt-timeout.conf" 'J
 
 u=$out/kmscrypt-wal.service
 hasnt "$u" '^Before=cryptsetup.target'
+hasnt "$u" 'local-fs-pre.target'
+has "$u" 'Before=blockdev@dev-mapper-wal.target'
 [ -L "$out/cryptsetup.target.wants/kmscrypt-wal.service" ] && ok "nofail volume only wanted" || bad "nofail wants link missing"
 [ -e "$out/cryptsetup.target.requires/kmscrypt-wal.service" ] && bad "nofail volume is required" || ok "nofail volume not required"
 has "$out/dev-mapper-pg\\x2ddata.device.d/50-kmscrypt-timeout.conf" 'JobRunningTimeoutSec=30s'
@@ -48,8 +55,47 @@ hasnt "$u" 'Before=.*remote-fs-pre.target'
 hasnt "$u" 'local-fs-pre.target'
 has "$u" 'BindsTo=dev-disk-by\\x2dlabel-far\\x2daway.device'
 has "$u" 'TimeoutStartSec=infinity'
+has "$u" 'Before=blockdev@dev-mapper-remote.target'
 [ -L "$out/remote-cryptsetup.target.requires/kmscrypt-remote.service" ] && ok "_netdev volume under remote-cryptsetup.target" ||
         bad "remote-cryptsetup.target link missing"
+
+# The agent is not ordered before local-fs-pre.target either.
+svc=${top_builddir:-.}/contrib/systemd/kmscryptd.service
+hasnt "$svc" '^[^#].*local-fs-pre.target'
+hasnt "$svc" '^[^#].*cryptsetup-pre.target'
+
+# The whole boot transaction as systemd sees it, with the host's own
+# systemd-fstab-generator and an /etc/fstab that mounts /var separately and
+# a volume on /srv/pg: no ordering cycle (systemd would delete a job to break
+# it: kmscryptd.service or var.mount).
+fstabgen=/lib/systemd/system-generators/systemd-fstab-generator
+if command -v systemd-analyze > /dev/null && [ -x "$fstabgen" ]; then
+        units=$tmp/units
+        mkdir "$units" "$tmp/fsgen"
+        cat > "$tmp/fstab" <<'F'
+/dev/vda1           /        ext4 defaults 0 1
+/dev/vda3           /var     ext4 defaults 0 2
+/dev/mapper/pg-data /srv/pg  ext4 defaults 0 2
+/dev/mapper/wal     /srv/wal ext4 defaults,nofail 0 2
+F
+        SYSTEMD_FSTAB=$tmp/fstab "$fstabgen" "$tmp/fsgen" "$tmp/fsgen" "$tmp/fsgen"
+        cp -r "$tmp/fsgen/." "$out/." "$units/"
+        for f in kmscryptd.service kmscryptd.socket; do
+                # Programs that exist, so that verify looks at the ordering only.
+                sed -e 's|^ExecStart=.*|ExecStart=/bin/true|' -e 's|^ExecStop=.*|ExecStop=/bin/true|' \
+                        -e 's|^ExecReload=.*|ExecReload=/bin/true|' "${top_builddir:-.}/contrib/systemd/$f" > "$units/$f"
+        done
+        for f in "$units"/kmscrypt-*.service; do
+                sed -i -e 's|^ExecStart=.*|ExecStart=/bin/true|' -e 's|^ExecStop=.*|ExecStop=/bin/true|' "$f"
+        done
+        SYSTEMD_UNIT_PATH=$units: systemd-analyze verify --man=no "$units/var.mount" "$units/srv-pg.mount" \
+                "$units/kmscryptd.service" "$units/kmscrypt-pg\\x2ddata.service" /lib/systemd/system/local-fs.target \
+                > "$tmp/verify" 2>&1 || true
+        if grep -qi 'cycle' "$tmp/verify"; then bad "ordering cycle with a separate /var: $(cat "$tmp/verify")"
+        else ok "systemd-analyze verify: no ordering cycle with a separate /var"; fi
+else
+        echo "skip - systemd-analyze or $fstabgen missing: boot transaction not verified"
+fi
 
 # A volumes file that does not parse: no units at all, and a failure exit.
 printf 'broken\n' > "$tmp/bad"
