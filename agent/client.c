@@ -200,12 +200,15 @@ int kc_client_attach(struct kc_client *c, const struct kc_attach_params *p, stru
         return call_with(c, req, err, take_attach_result, ret);
 }
 
-int kc_client_attach_volume(struct kc_client *c, const char *name, struct kc_attach_result *ret, struct kc_err *err) {
+int kc_client_attach_volume(struct kc_client *c, const char *name, bool wait, struct kc_attach_result *ret,
+                            struct kc_err *err) {
         struct json_object *req = kc_request_new(KC_OP_ATTACH);
 
         if (!req)
                 return -ENOMEM;
         json_object_object_add(req, "volume", json_object_new_string(name));
+        if (wait)
+                json_object_object_add(req, "wait", json_object_new_boolean(true));
         return call_with(c, req, err, take_attach_result, ret);
 }
 

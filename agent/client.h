@@ -43,7 +43,12 @@ int kc_client_call(struct kc_client *c, struct json_object *request, struct json
 int kc_client_ping(struct kc_client *c, pid_t *ret_pid, struct kc_err *err);
 int kc_client_attach(struct kc_client *c, const struct kc_attach_params *p, struct kc_attach_result *ret,
                      struct kc_err *err);
-int kc_client_attach_volume(struct kc_client *c, const char *name, struct kc_attach_result *ret, struct kc_err *err);
+/*
+ * Attach configured volume name.  wait: until it settles (an error that may
+ * pass is retried by the agent within the volume's timeout=); else one try.
+ */
+int kc_client_attach_volume(struct kc_client *c, const char *name, bool wait, struct kc_attach_result *ret,
+                            struct kc_err *err);
 /*
  * A block device appeared ("MAJOR:MINOR"): the agent attaches the volume on
  * it, leaves it alone, or refuses and audits it (kc_manager_hotplug()).

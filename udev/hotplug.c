@@ -13,7 +13,11 @@
  *                        mapping on it is removed, deferred (an open mapping goes
  *                        when its last user closes it).
  *   volume NAME          kmscrypt-NAME.service (from the generator): attach a
- *                        configured volume through the agent.
+ *                        configured volume through the agent, and wait until it
+ *                        settles: attached, or failed once its timeout= ran out
+ *                        while the agent retried (a failure at the first try
+ *                        would fail the unit, its mount and local-fs.target
+ *                        while the agent attaches the volume seconds later).
  *   detach-volume NAME   its ExecStop at shutdown: deferred removal, like detach.
  *
  * Everything that needs a key goes through the agent (kmscryptd), which
@@ -97,7 +101,7 @@ static int agent_attach_volume(const char *name) {
 
         if (agent_open(&c) < 0)
                 return EXIT_UNAVAILABLE;
-        r = kc_client_attach_volume(c, name, &res, &err);
+        r = kc_client_attach_volume(c, name, true, &res, &err);
         if (r == -ENOENT && !agent_knows(c, name)) {
                 /*
                  * This unit exists because the generator saw the volume in
@@ -112,7 +116,7 @@ static int agent_attach_volume(const char *name) {
                 err = (struct kc_err) {};
                 r = kc_client_reload(c, &n, &rerr);
                 r = r < 0 ? kc_err_set(&err, r, "reloading the agent: %s", kc_err_msg(&rerr, r))
-                          : kc_client_attach_volume(c, name, &res, &err);
+                          : kc_client_attach_volume(c, name, true, &res, &err);
         }
         if (r < 0) {
                 log_error_errno(r, "attaching volume %s failed: %s", name, kc_err_msg(&err, r));

@@ -208,7 +208,7 @@ static int attach_one(struct kc_cli *cli, const struct kc_attach_params *p, cons
         int r;
 
         if (agent)
-                return volume ? kc_client_attach_volume(agent, volume, res, err) : kc_client_attach(agent, p, res, err);
+                return volume ? kc_client_attach_volume(agent, volume, false, res, err) : kc_client_attach(agent, p, res, err);
         if (volume) {
                 r = kc_cli_volumes_load(volumes, &vs, err);
                 if (r < 0)

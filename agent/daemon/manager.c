@@ -38,6 +38,7 @@ struct mvol {
         uint64_t window_start_ms;   /* first try of this round: the timeout counts from here */
         uint64_t next_try_ms;       /* WAITING: monotonic time of the next try */
         bool suspended_by_us;       /* the revocation policy suspended it */
+        struct kc_attach_result last;   /* ATTACHED: what its attach said */
 };
 
 /* A KMS handle nobody uses right now, and since when. */
@@ -440,9 +441,11 @@ static void finish_attempt(struct kc_manager *m, struct mvol *v, int r, const st
                 set_state(m, v, KC_VOLUME_SUSPENDED);
                 return;
         }
-        if (r >= 0)
+        if (r >= 0) {
+                v->last = *res;
                 log_info("%s: %s /dev/mapper/%s", v->conf->name,
                          res->already ? "already attached as" : "attached as", res->name);
+        }
         else if (kc_attach_error_retryable(r) && v->st.state != KC_VOLUME_WAITING)
                 log_warning("%s: cannot attach yet, retrying: %s", v->conf->name, kc_err_msg(err, r));
         else if (!kc_attach_error_retryable(r))
@@ -860,7 +863,32 @@ int kc_manager_snapshot(struct kc_manager *m, struct kc_agent_volume **ret, size
         return 0;
 }
 
-int kc_manager_attach_volume(struct kc_manager *m, const char *name, const struct kc_caller *caller,
+/*
+ * Lock held, v's attempt over and its slot given back: wait while the
+ * scheduler retries it, until it is attached, failed (refused, or its
+ * timeout ran out), suspended or detached.  The outcome as an attach's.
+ */
+static int wait_outcome(struct kc_manager *m, struct mvol *v, struct kc_attach_result *ret, struct kc_err *err) {
+        int r;
+
+        while (!m->stopping && v->present &&
+               (v->busy || v->st.state == KC_VOLUME_PENDING || v->st.state == KC_VOLUME_ATTACHING ||
+                v->st.state == KC_VOLUME_WAITING))
+                pthread_cond_wait(&m->changed, &m->lock);
+        *err = (struct kc_err) {};
+        if (m->stopping)
+                return kc_err_set(err, -ESHUTDOWN, "the agent is stopping");
+        if (!v->present)
+                return kc_err_set(err, -ENOENT, "volume %s left the volumes file", v->st.name);
+        if (v->st.state == KC_VOLUME_ATTACHED) {
+                *ret = v->last;
+                return 0;
+        }
+        r = v->st.error < 0 ? v->st.error : -EIO;
+        return kc_err_set(err, r, "%s", v->st.reason[0] ? v->st.reason : kc_volume_state_to_string(v->st.state));
+}
+
+int kc_manager_attach_volume(struct kc_manager *m, const char *name, const struct kc_caller *caller, bool wait,
                              struct kc_attach_result *ret, struct kc_err *err) {
         const struct kc_volume_conf *conf;
         struct kc_attach_result res = {};
@@ -901,13 +929,15 @@ int kc_manager_attach_volume(struct kc_manager *m, const char *name, const struc
 
         pthread_mutex_lock(&m->lock);
         finish_attempt(m, v, r, err, &res, recalled);
-        if (r < 0 && v->st.state == KC_VOLUME_WAITING) {
+        confset_unref(set);
+        release_slot(m);
+        if (r < 0 && v->st.state == KC_VOLUME_WAITING && wait)
+                r = wait_outcome(m, v, &res, err);
+        else if (r < 0 && v->st.state == KC_VOLUME_WAITING) {
                 struct kc_err e = *err;
                 *err = (struct kc_err) {};
                 kc_err_set(err, r, "%s (the agent keeps retrying)", kc_err_msg(&e, r));
         }
-        confset_unref(set);
-        release_slot(m);
         pthread_mutex_unlock(&m->lock);
         if (r >= 0)
                 *ret = res;
@@ -1043,7 +1073,7 @@ int kc_manager_hotplug(struct kc_manager *m, dev_t devno, const struct kc_caller
                 snprintf(ret_note, 256, "%s is volume %s, which has hotplug=no: left alone", path, c.name);
                 return 0;
         }
-        r = kc_manager_attach_volume(m, c.name, caller, ret, err);
+        r = kc_manager_attach_volume(m, c.name, caller, true, ret, err);
         return r < 0 ? r : 1;
 }
 

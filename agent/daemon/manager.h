@@ -81,11 +81,15 @@ int kc_manager_wait_settled(struct kc_manager *m, bool include_nofail);
 int kc_manager_snapshot(struct kc_manager *m, struct kc_agent_volume **ret, size_t *ret_n);
 
 /*
- * Attach one configured volume now on the calling thread (one try; on an
- * error that may pass the volume keeps waiting and retrying in the
- * background).  -ENOENT if no such volume is configured.
+ * Attach one configured volume now on the calling thread.  On an error
+ * that may pass the volume keeps waiting and retrying in the background;
+ * without wait that first error is returned at once, with wait the call
+ * blocks until the volume settles (attached by a retry: 0 and its result;
+ * failed when its timeout ran out, or suspended or detached meanwhile: its
+ * error and reason; -ESHUTDOWN when the manager stops; -ENOENT when a
+ * reload drops it).  -ENOENT if no such volume is configured.
  */
-int kc_manager_attach_volume(struct kc_manager *m, const char *name, const struct kc_caller *caller,
+int kc_manager_attach_volume(struct kc_manager *m, const char *name, const struct kc_caller *caller, bool wait,
                              struct kc_attach_result *ret, struct kc_err *err);
 
 /* Attach a device that is not (necessarily) configured, within the parallelism bound. */
@@ -100,8 +104,9 @@ int kc_manager_attach_device(struct kc_manager *m, const struct kc_attach_params
  *   - a device without a kmscrypt token is not ours: 0, note says why;
  *   - the configured volume on it with hotplug=no: 0, note says so;
  *   - the configured volume on it with hotplug=yes: attached as by
- *     kc_manager_attach_volume() (its expected context checked, a refusal
- *     audited there): 1 and ret filled;
+ *     kc_manager_attach_volume() with wait (its expected context checked,
+ *     a refusal audited there; an error that may pass retried until its
+ *     timeout): 1 and ret filled;
  *   - a kmscrypt volume no entry names: refused with -EPERM and audited.
  * Events for one device are serialized per volume, so a repeated event
  * finds the mapping there ("already attached") and makes no second one.

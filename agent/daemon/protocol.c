@@ -115,6 +115,10 @@ static int set_wait(struct kc_request *r, struct json_object *v, struct kc_err *
         r->wait = json_object_get_boolean(v);
         return 0;
 }
+static int set_attach_wait(struct kc_request *r, struct json_object *v, struct kc_err *err) {
+        r->has_wait = true;
+        return set_wait(r, v, err);
+}
 
 static int set_names(struct kc_request *r, struct json_object *v, struct kc_err *err) {
         size_t n = json_object_array_length(v);
@@ -164,6 +168,7 @@ static const struct member attach_members[] = {
         { "volume",  json_type_string, false, set_volume },
         { "device",  json_type_string, false, set_device },
         { "options", json_type_object, false, set_options },
+        { "wait",    json_type_boolean, false, set_attach_wait },
         {}
 };
 static const struct member detach_members[] = {
@@ -189,6 +194,11 @@ static int check_attach(struct kc_request *r, struct kc_err *err) {
         if (r->volume && r->has_options)
                 return kc_err_set(err, -EINVAL, "\"options\" apply to \"device\" only; "
                                   "a configured volume takes them from the volumes file");
+        /* Only a configured volume has a timeout= to retry within. */
+        if (r->attach.device && r->has_wait)
+                return kc_err_set(err, -EINVAL, "\"wait\" applies to \"volume\" only");
+        if (!r->has_wait)
+                r->wait = false;
         r->attach.expect = r->expect;
         return 0;
 }

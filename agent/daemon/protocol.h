@@ -62,8 +62,10 @@ struct kc_request {
         bool deferred;
         /* status: names to show, NULL for all */
         char **names;
-        /* attach-all: wait for every volume that is not nofail to settle */
+        /* attach-all (default true): wait for every volume that is not nofail to settle;
+         * attach with volume (default false): wait for that volume to settle */
         bool wait;
+        bool has_wait;                    /* attach: "wait" was given */
         /* hotplug: the block device that appeared ("device":"MAJOR:MINOR") */
         dev_t devno;
 };

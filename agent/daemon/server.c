@@ -415,7 +415,7 @@ static int handle_attach(struct conn *c, const struct kc_request *req, struct js
         int r;
 
         if (req->volume)
-                r = kc_manager_attach_volume(c->s->m, req->volume, &c->caller, &res, err);
+                r = kc_manager_attach_volume(c->s->m, req->volume, &c->caller, req->wait, &res, err);
         else
                 r = kc_manager_attach_device(c->s->m, &req->attach, &c->caller, &res, err);
         if (r < 0)

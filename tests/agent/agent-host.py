@@ -522,6 +522,48 @@ def test_limits(d):
           f"rc={p.returncode} {p.stdout} {p.stderr}")
 
 
+def hotplug(a, *args, wait=True):
+    env = dict(os.environ, KMSCRYPT_CONFIG=os.path.join(a.d, "empty.conf"), KMSCRYPT_AGENT_SOCKET=a.sock)
+    env.pop("JOURNAL_STREAM", None)
+    p = subprocess.Popen([os.path.join(top_builddir, "kmscrypt-hotplug"), *args], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env)
+    return p.communicate(timeout=90) + (p.returncode,) if wait else p
+
+
+def test_volume_waits(d):
+    """kmscrypt-hotplug volume NAME (kmscrypt-NAME.service) returns when the volume settles, not at the first try."""
+    late = os.path.join(d, "late-dev")
+    a = Agent(d, "gone  UUID=kmscrypt-test-no-such-uuid  db-id=db-1,volume-id=gone  timeout=3\n"
+                 f"late  {late}  db-id=db-1,volume-id=late  timeout=30\n", notify=False)
+    try:
+        a.wait_socket()
+        end = time.time() + 15
+        while time.time() < end and configured(call(a.sock, {"v": 1, "op": "status"}), "gone")["State"] != "failed":
+            time.sleep(0.2)
+        t0 = time.time()
+        out, err, rc = hotplug(a, "volume", "gone")
+        took = time.time() - t0
+        check("volume: a missing device fails the unit once a new round of its timeout= ran out, not at the first try",
+              rc == 1 and took >= 2.5 and "gave up after" in err, f"rc={rc} took={took:.1f}s {err}")
+
+        t0 = time.time()
+        p = hotplug(a, "volume", "late", wait=False)
+        time.sleep(1.5)
+        check("volume: still waiting while the agent retries a device that is not there",
+              p.poll() is None, p.poll() is not None and p.communicate())
+        open(late, "w").close()
+        out, err = p.communicate(timeout=60)
+        took = time.time() - t0
+        # Without device-mapper the next try after the device came fails for good: that verdict is the outcome.
+        check("volume: the outcome of the retry after the device appeared, well before the timeout",
+              p.returncode == 1 and "device-mapper is not available" in err and took < 30,
+              f"rc={p.returncode} took={took:.1f}s {err}")
+        r = call(a.sock, {"v": 1, "op": "attach", "volume": "gone", "wait": True, "options": {}})
+        check("attach: \"wait\" with \"options\" still refused", not r["ok"] and r["errno"] == 22, str(r))
+    finally:
+        a.stop()
+
+
 def test_bad_volumes(d):
     a = Agent(d, "x /dev/null db-id=1\nx /dev/zero db-id=2\n", notify=False)
     rc = a.p.wait(10)
@@ -536,7 +578,8 @@ def main():
     if not os.access(KMSCRYPTD, os.X_OK):
         print(f"no {KMSCRYPTD}")
         sys.exit(99)
-    for test in (test_basics, test_activation, test_stale_and_twice, test_bad_volumes, test_limits):
+    for test in (test_basics, test_activation, test_stale_and_twice, test_volume_waits, test_bad_volumes,
+                 test_limits):
         d = tempfile.mkdtemp(prefix="kmscryptd-host.")
         os.chmod(d, 0o755)       # the unprivileged children must reach the socket
         open(os.path.join(d, "empty.conf"), "w").close()

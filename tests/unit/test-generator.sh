@@ -29,7 +29,8 @@ has "$u" 'Wants=blockdev@dev-mapper-pg\\x2ddata.target'
 has "$u" 'Before=blockdev@dev-mapper-pg\\x2ddata.target'
 # Before local-fs-pre.target is a cycle with a separate /var (the agent's StateDirectory=).
 hasnt "$u" 'local-fs-pre.target'
-has "$u" 'TimeoutStartSec=30s'
+# timeout= and a margin for the agent's last try: its verdict ends the unit, not SIGTERM.
+has "$u" 'TimeoutStartSec=60s'
 has "$u" 'ExecStart=.*/kmscrypt-hotplug volume pg-data'
 [ -L "$out/cryptsetup.target.requires/kmscrypt-pg\\x2ddata.service" ] && ok "local volume required by cryptsetup.target" ||
         bad "cryptsetup.target.requires link missing"
@@ -43,7 +44,10 @@ hasnt "$u" 'local-fs-pre.target'
 has "$u" 'Before=blockdev@dev-mapper-wal.target'
 [ -L "$out/cryptsetup.target.wants/kmscrypt-wal.service" ] && ok "nofail volume only wanted" || bad "nofail wants link missing"
 [ -e "$out/cryptsetup.target.requires/kmscrypt-wal.service" ] && bad "nofail volume is required" || ok "nofail volume not required"
-has "$out/dev-mapper-pg\\x2ddata.device.d/50-kmscrypt-timeout.conf" 'JobRunningTimeoutSec=30s'
+# The unit bounds the wait: a device job that gave up first would fail the mount
+# (and local-fs.target) while the agent still retries.
+has "$out/dev-mapper-pg\\x2ddata.device.d/50-kmscrypt-timeout.conf" 'JobTimeoutSec=infinity'
+hasnt "$out/dev-mapper-pg\\x2ddata.device.d/50-kmscrypt-timeout.conf" 'JobRunningTimeoutSec'
 [ -e "$out/dev-mapper-wal.device.d/50-kmscrypt-timeout.conf" ] && bad "nofail mapping device got a timeout" ||
         ok "nofail mapping device keeps the default timeout"
 

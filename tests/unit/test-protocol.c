@@ -206,6 +206,37 @@ START_TEST(test_attach_refused) {
 }
 END_TEST
 
+START_TEST(test_attach_wait) {
+        struct kc_request req;
+        struct kc_err err = {};
+
+        /* By volume: one try unless "wait" asks to wait for the volume to settle. */
+        ck_assert_int_eq(parse("{\"v\":1,\"op\":\"attach\",\"volume\":\"a\"}", &req, &err), 0);
+        ck_assert(!req.wait);
+        kc_request_clear(&req);
+        ck_assert_int_eq(parse("{\"v\":1,\"op\":\"attach\",\"volume\":\"a\",\"wait\":true}", &req, &err), 0);
+        ck_assert(req.wait);
+        ck_assert_str_eq(req.volume, "a");
+        kc_request_clear(&req);
+        ck_assert_int_eq(parse("{\"v\":1,\"op\":\"attach\",\"volume\":\"a\",\"wait\":false}", &req, &err), 0);
+        ck_assert(!req.wait);
+        kc_request_clear(&req);
+        /* attach-all keeps its own default. */
+        ck_assert_int_eq(parse("{\"v\":1,\"op\":\"attach-all\"}", &req, &err), 0);
+        ck_assert(req.wait);
+        kc_request_clear(&req);
+
+        refused("{\"v\":1,\"op\":\"attach\",\"volume\":\"a\",\"wait\":1}", -EINVAL, "\"wait\" must be a boolean");
+        refused("{\"v\":1,\"op\":\"attach\",\"volume\":\"a\",\"wait\":\"yes\"}", -EINVAL, "boolean");
+        refused("{\"v\":1,\"op\":\"attach\",\"device\":\"/d\",\"wait\":true}", -EINVAL,
+                "\"wait\" applies to \"volume\" only");
+        refused("{\"v\":1,\"op\":\"attach\",\"device\":\"/d\",\"wait\":false}", -EINVAL,
+                "\"wait\" applies to \"volume\" only");
+        refused("{\"v\":1,\"op\":\"attach\",\"device\":\"/d\",\"options\":{\"wait\":true}}", -EINVAL,
+                "unknown member \"wait\" in options");
+}
+END_TEST
+
 START_TEST(test_hotplug) {
         struct kc_request req;
         struct kc_err err = {};
@@ -338,6 +369,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_oversized_refused);
         tcase_add_test(tc, test_members_refused);
         tcase_add_test(tc, test_attach_refused);
+        tcase_add_test(tc, test_attach_wait);
         tcase_add_test(tc, test_hotplug);
         tcase_add_test(tc, test_authorize);
         tcase_add_test(tc, test_reply_envelope);
