@@ -143,6 +143,30 @@ static int find_existing(const char *luks_uuid, const char *device, dev_t devno,
         return 0;
 }
 
+/*
+ * A mapping found in place stays in place: a deferred removal armed on it
+ * (a stop of its unit, `kmscrypt detach --deferred`) would remove it at its
+ * next close, under a file system mounted again meanwhile, so an attach
+ * that finds it cancels that.  1 when one was cancelled, 0 when none was
+ * pending; -EBUSY when the removal has begun.
+ */
+static int keep_existing(const char *name, struct kc_err *err) {
+        struct kc_dm_info info;
+        int r;
+
+        r = kc_dm_info(name, &info);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot query mapping %s: %s", name, strerror(-r));
+        if (!info.exists || !info.deferred_remove)
+                return 0;
+        r = kc_dm_cancel_deferred_remove(name);
+        if (r < 0)
+                return kc_err_set(err, r, "%s is attached but marked for removal at its last close, and that "
+                                  "cannot be cancelled: %s", name, strerror(-r));
+        log_debug("%s: cancelled its pending deferred removal", name);
+        return 1;
+}
+
 static int device_sectors(const char *path, uint64_t *ret) {
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
         struct stat st;
@@ -794,7 +818,11 @@ static int attach_view(struct kc_kms *kms, const struct kc_kms_request *req, con
         if (r < 0)
                 goto out;
         if (r > 0) {
+                r = keep_existing(res.name, err);
+                if (r < 0)
+                        goto out;
                 res.already = true;
+                res.cancelled_deferred_remove = r > 0;
                 r = 0;
                 *ret = res;
                 goto out;

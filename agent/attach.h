@@ -93,6 +93,7 @@ struct kc_attach_result {
         char device[256];                 /* resolved device path */
         bool already;                     /* it was attached before this call */
         bool removed_half_made;           /* a killed attach's leftover of that name was removed first */
+        bool cancelled_deferred_remove;   /* already: a pending deferred removal of it was cancelled */
 };
 
 /*

@@ -456,6 +456,7 @@ int kc_dm_info(const char *name, struct kc_dm_info *ret_info) {
                 info.suspended = dmi.suspended;
                 info.read_only = dmi.read_only;
                 info.open_count = dmi.open_count > 0 ? (uint32_t) dmi.open_count : 0;
+                info.deferred_remove = dmi.deferred_remove;
                 info.major = dmi.major;
                 info.minor = dmi.minor;
                 snprintf(info.uuid, sizeof(info.uuid), "%s", dm_task_get_uuid(dmt) ?: "");
@@ -683,6 +684,11 @@ int kc_dm_message(const char *name, const char *message) {
                 return -ENOMEM;
         /* The message is not logged: "key set" would carry key material. */
         return task_run(dmt, "message", name);
+}
+
+int kc_dm_cancel_deferred_remove(const char *name) {
+        /* Handled by dm-ioctl itself before any target sees it, so any mapping takes it. */
+        return kc_dm_message(name, "@cancel_deferred_remove");
 }
 
 /* dm UUID of name; 0 with *ret_uuid = NULL when it vanished in the meantime. */

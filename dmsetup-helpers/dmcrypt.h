@@ -91,6 +91,7 @@ struct kc_dm_info {
         bool suspended;
         bool read_only;
         uint32_t open_count;
+        bool deferred_remove;     /* marked for removal at its last close */
         uint32_t major, minor;
         uint64_t size;            /* 512-byte sectors */
         char uuid[130];           /* DM_UUID_LEN */
@@ -182,6 +183,13 @@ int kc_dm_resume_live(const char *name);
 
 /* Send a target message, e.g. "key wipe". */
 int kc_dm_message(const char *name, const char *message);
+
+/*
+ * Cancel a pending deferred removal of name (the kernel's
+ * "@cancel_deferred_remove" message, what `dmsetup remove --cancel-deferred`
+ * sends): 0 also when none was pending; -EBUSY when the removal has begun.
+ */
+int kc_dm_cancel_deferred_remove(const char *name);
 
 /* Names of all mappings whose dm UUID starts with prefix (e.g. "CRYPT-LUKS2-"). NULL-terminated; free with kc_strv_free(). */
 int kc_dm_list(const char *uuid_prefix, char ***ret_names);

@@ -9,16 +9,21 @@
  *                        with hotplug=yes names under that entry's expected
  *                        context, and refuses and audits any other kmscrypt
  *                        device (exit 4), never attaching it.
- *   detach MAJ:MIN       its ExecStop: the device went away, so every kmscrypt
- *                        mapping on it is removed, deferred (an open mapping goes
- *                        when its last user closes it).
+ *   detach MAJ:MIN       its ExecStop: every kmscrypt mapping on the device is
+ *                        removed; deferred (an open mapping goes when its last
+ *                        user closes it) only when the device went away.
  *   volume NAME          kmscrypt-NAME.service (from the generator): attach a
  *                        configured volume through the agent, and wait until it
  *                        settles: attached, or failed once its timeout= ran out
  *                        while the agent retried (a failure at the first try
  *                        would fail the unit, its mount and local-fs.target
  *                        while the agent attaches the volume seconds later).
- *   detach-volume NAME   its ExecStop at shutdown: deferred removal, like detach.
+ *   detach-volume NAME   its ExecStop: removal, deferred only when the
+ *                        volume's device went away, like detach.  At shutdown
+ *                        the unit stops after the mounts of the volume
+ *                        (blockdev@dev-mapper-NAME.target); udev's probe after
+ *                        the last close is waited out by the retries of the
+ *                        removal (dmsetup-helpers).
  *
  * Everything that needs a key goes through the agent (kmscryptd), which
  * retries, serializes attaches of one volume and audits every KMS call.
@@ -157,21 +162,40 @@ static int do_attach(const char *arg) {
         return EXIT_SUCCESS;
 }
 
-/* Whether mapping name is a kmscrypt mapping on devno. */
-static bool mapping_on(const char *name, dev_t devno) {
+/* The device under kmscrypt mapping name, as MAJOR:MINOR; false when it is none. */
+static bool mapping_device(const char *name, char ret[32]) {
         _cleanup_free_ char *target = NULL, *params = NULL;
         struct kc_dm_info info;
         struct kc_crypt_table t;
-        char want[32];
-        bool on;
+        bool ok;
 
         if (kc_dm_info(name, &info) < 0 || kc_dm_table(name, &target, &params) < 0 || !streq(target, "crypt") ||
             kc_crypt_table_parse(params, info.size, &t) < 0)
                 return false;
-        snprintf(want, sizeof(want), "%u:%u", major(devno), minor(devno));
-        on = t.p.device && streq(t.p.device, want);
+        ok = t.p.device && snprintf(ret, 32, "%s", t.p.device) < 32;
         kc_crypt_table_clear(&t);
-        return on;
+        return ok;
+}
+
+/* Whether mapping name is a kmscrypt mapping on devno. */
+static bool mapping_on(const char *name, dev_t devno) {
+        char dev[32], want[32];
+
+        snprintf(want, sizeof(want), "%u:%u", major(devno), minor(devno));
+        return mapping_device(name, dev) && streq(dev, want);
+}
+
+/*
+ * Whether block device MAJOR:MINOR is gone: hot-unplugged.  Only then is a
+ * removal deferred to the mapping's last close.  A stop with the device in
+ * place (shutdown, after the file systems on the volume are unmounted; a
+ * restart by hand) removes the mapping now or fails: a deferred removal
+ * there would stay armed and remove the volume at some later unmount.
+ */
+static bool device_gone(const char *majmin) {
+        char path[64];
+
+        return kc_block_devnode(majmin, path, sizeof(path)) == -ENODEV;
 }
 
 static int detach_name(const char *name, bool deferred) {
@@ -200,9 +224,16 @@ static int do_detach(const char *arg) {
         if (kc_volume_list(&names) < 0)
                 return EXIT_FAILURE;
         for (char **n = names; n && *n; n++)
-                if (mapping_on(*n, devno) && detach_name(*n, true) != EXIT_SUCCESS)
+                if (mapping_on(*n, devno) && detach_name(*n, device_gone(arg)) != EXIT_SUCCESS)
                         rc = EXIT_FAILURE;
         return rc;
+}
+
+/* kmscrypt-NAME.service's ExecStop: deferred only when the volume's device went away. */
+static int do_detach_volume(const char *name) {
+        char dev[32];
+
+        return detach_name(name, mapping_device(name, dev) && device_gone(dev));
 }
 
 static const struct {
@@ -213,7 +244,7 @@ static const struct {
         { "attach",        "MAJOR:MINOR", do_attach },
         { "detach",        "MAJOR:MINOR", do_detach },
         { "volume",        "NAME",        agent_attach_volume },
-        { "detach-volume", "NAME",        NULL },
+        { "detach-volume", "NAME",        do_detach_volume },
 };
 
 static const char help_text[] =
@@ -223,8 +254,9 @@ static const char help_text[] =
         "What the kmscrypt units run.  attach hands a LUKS2 block device that appeared\n"
         "to the agent kmscryptd, which attaches it when an entry of the volumes file\n"
         "allows and refuses (and audits) any other kmscrypt volume; detach removes\n"
-        "every kmscrypt mapping on a device that went away, deferred.  volume and\n"
-        "detach-volume attach and remove a configured volume by name.\n"
+        "every kmscrypt mapping on a device, deferred when the device went away.\n"
+        "volume and detach-volume attach (waiting until the volume settles) and\n"
+        "remove a configured volume by name.\n"
         "\n"
         "Options:\n"
         "  -h, --help                     show this help\n"
@@ -255,10 +287,5 @@ int main(int argc, char **argv) {
                 return usage_error("%s needs %s", verbs[i].verb, verbs[i].arg);
         if (argc > 3)
                 return usage_error("unexpected argument \"%s\"", argv[3]);
-        /*
-         * detach-volume runs after the file systems on the volume are
-         * unmounted, but udev may still be probing it after the last close
-         * (for seconds under load): deferred, so it goes then.
-         */
-        return verbs[i].run ? verbs[i].run(argv[2]) : detach_name(argv[2], true);
+        return verbs[i].run(argv[2]);
 }

@@ -390,6 +390,8 @@ static int attach_with(struct kc_manager *m, const struct kc_attach_params *para
         kms_give(m, kms, r >= 0);
         if (r >= 0 && ret->removed_half_made)
                 log_notice("%s: removed the half-made mapping (no live table) an interrupted attach left", ret->name);
+        if (r >= 0 && ret->cancelled_deferred_remove)
+                log_notice("%s: attached, so its pending deferred removal is cancelled", ret->name);
         return r;
 }
 
