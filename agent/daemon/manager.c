@@ -1056,19 +1056,66 @@ static int refuse_unconfigured(struct kc_manager *m, const char *path, const str
         return -EPERM;
 }
 
+/* Whether path holds a kmscrypt token (one that cannot be read counts): 1; 0 and note when not. */
+static int has_kmscrypt_token(const char *path, char note[256]) {
+        _cleanup_luks_ struct kc_luks *l = NULL;
+        struct kc_token tok = {};
+        struct kc_err e = {};
+        int r;
+
+        r = kc_luks_open(path, NULL, &l, &e);
+        if (r >= 0)
+                r = kc_luks_token_read(l, &tok, NULL, &e);
+        kc_token_clear(&tok);
+        if (r < 0 && (r == -ENOENT || !l)) {
+                snprintf(note, 256, "%s is not a kmscrypt volume: %s", path, kc_err_msg(&e, r));
+                return 0;
+        }
+        return 1;
+}
+
+/*
+ * No entry names the kmscrypt volume on path: the entry may have been
+ * added without a reload of the agent (its udev event comes first), so
+ * re-read the volumes file once before the device is refused and audited.
+ */
+static int find_after_reload(struct kc_manager *m, dev_t devno, const char *path,
+                             const struct kc_manager_reload *reload, struct candidate *ret, char note[256]) {
+        struct kc_err e = {};
+        size_t n;
+        int r;
+
+        if (!reload || !reload->fn)
+                return 0;
+        r = has_kmscrypt_token(path, note);
+        if (r <= 0)
+                return r;
+        log_notice("%s holds a kmscrypt volume no entry of the volumes file names: re-reading the file", path);
+        r = reload->fn(reload->userdata, &n, &e);
+        if (r < 0)
+                return 0;       /* the reload said why; the old list stands */
+        return find_by_devno(m, devno, ret);
+}
+
 int kc_manager_hotplug(struct kc_manager *m, dev_t devno, const struct kc_caller *caller,
-                       struct kc_attach_result *ret, char ret_note[256], struct kc_err *err) {
+                       const struct kc_manager_reload *reload, struct kc_attach_result *ret, char ret_note[256],
+                       struct kc_err *err) {
         struct candidate c;
         char majmin[32], path[64];
         int r;
 
+        ret_note[0] = '\0';
         snprintf(majmin, sizeof(majmin), "%u:%u", major(devno), minor(devno));
         r = kc_block_devnode(majmin, path, sizeof(path));
         if (r < 0)
                 return kc_err_set(err, r, "no block device %s: %s", majmin, strerror(-r));
         r = find_by_devno(m, devno, &c);
+        if (r == 0)
+                r = find_after_reload(m, devno, path, reload, &c, ret_note);
         if (r < 0)
                 return r;
+        if (r == 0 && ret_note[0])
+                return 0;       /* not a kmscrypt volume: left alone */
         if (r == 0)
                 return refuse_unconfigured(m, path, caller, ret_note, err);
         if (!c.hotplug) {

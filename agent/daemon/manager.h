@@ -107,12 +107,19 @@ int kc_manager_attach_device(struct kc_manager *m, const struct kc_attach_params
  *     kc_manager_attach_volume() with wait (its expected context checked,
  *     a refusal audited there; an error that may pass retried until its
  *     timeout): 1 and ret filled;
- *   - a kmscrypt volume no entry names: refused with -EPERM and audited.
+ *   - a kmscrypt volume no entry names: the volumes file is re-read once
+ *     through reload (NULL: not), as its entry may be newer than the
+ *     agent's list; still none: refused with -EPERM and audited.
  * Events for one device are serialized per volume, so a repeated event
  * finds the mapping there ("already attached") and makes no second one.
  */
+struct kc_manager_reload {
+        int (*fn)(void *userdata, size_t *ret_volumes, struct kc_err *err);   /* the agent's reload */
+        void *userdata;
+};
 int kc_manager_hotplug(struct kc_manager *m, dev_t devno, const struct kc_caller *caller,
-                       struct kc_attach_result *ret, char ret_note[256], struct kc_err *err);
+                       const struct kc_manager_reload *reload, struct kc_attach_result *ret, char ret_note[256],
+                       struct kc_err *err);
 
 /* Detach a mapping; a configured volume becomes "detached" and stays so until attached again. */
 int kc_manager_detach(struct kc_manager *m, const char *name, bool deferred, struct kc_err *err);

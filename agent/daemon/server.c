@@ -474,9 +474,10 @@ static int handle_reload(struct conn *c, const struct kc_request *req, struct js
 
 static int handle_hotplug(struct conn *c, const struct kc_request *req, struct json_object **ret,
                           struct kc_err *err) {
+        const struct kc_manager_reload reload = { .fn = c->s->cfg.reload, .userdata = c->s->cfg.userdata };
         struct kc_attach_result res = {};
         char note[256] = "";
-        int r = kc_manager_hotplug(c->s->m, req->devno, &c->caller, &res, note, err);
+        int r = kc_manager_hotplug(c->s->m, req->devno, &c->caller, &reload, &res, note, err);
 
         if (r < 0)
                 return r;

@@ -564,6 +564,62 @@ def test_volume_waits(d):
         a.stop()
 
 
+def loop_device(d, name):
+    """A loop device over a 32 MiB file in d, or None where there are none; detached by the caller."""
+    if not shutil.which("losetup") or not os.path.exists("/dev/loop-control"):
+        return None
+    img = os.path.join(d, name + ".img")
+    with open(img, "wb") as f:
+        f.truncate(32 << 20)
+    r = subprocess.run(["losetup", "-f", "--show", img], capture_output=True, text=True)
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def test_hotplug_reload(d):
+    """A kmscrypt volume whose entry is newer than the agent's list: the file is re-read before a refusal."""
+    loops = [loop_device(d, n) for n in ("hot", "foreign")]
+    a = None
+    try:
+        if None in loops:
+            print("skip - no loop devices: the re-read before a hotplug refusal is not tested here")
+            return
+        a = Agent(d, "", notify=False)
+        a.wait_socket()
+        r = kmscrypt(a, "key", "create", "--alias", "alias/hot")
+        check("hotplug reload: key created", r.returncode == 0, r.stderr)
+        for dev, vol in zip(loops, ("hot", "foreign")):
+            r = kmscrypt(a, "-q", "format", dev, "--key", "alias/hot", "--context", f"db-id=db-1,volume-id={vol}",
+                         agent=False)
+            check(f"hotplug reload: {vol} formatted on {dev}", r.returncode == 0, r.stderr)
+        # The entry is written, udev's event comes before anyone reloads the agent.
+        with open(a.volumes, "a") as f:
+            f.write(f"hot {loops[0]} db-id=db-1,volume-id=hot\n")
+        majmin = [open(f"/sys/class/block/{os.path.basename(dev)}/dev").read().strip() for dev in loops]
+        with open(os.path.join(d, "audit.log")) as f:
+            refusals = sum('"Attach"' in line and "hotplug" in line for line in f)
+        out, err, rc = hotplug(a, "attach", majmin[0])
+        # No device-mapper here: the attach of the configured volume then fails for that reason.
+        check("hotplug of a volume whose entry the agent has not read: the file re-read, the volume attached",
+              rc == 1 and "device-mapper is not available" in err and "no entry" not in err, f"rc={rc} {err}")
+        check("hotplug reload: the agent says it re-read the file", "re-reading the file" in a.logtext(),
+              a.logtext()[-500:])
+        with open(os.path.join(d, "audit.log")) as f:
+            after = sum('"Attach"' in line and "hotplug" in line for line in f)
+        check("hotplug reload: no refusal audited for the configured volume", after == refusals, f"{refusals} {after}")
+        out, err, rc = hotplug(a, "attach", majmin[1])
+        check("hotplug of a kmscrypt volume no entry names, after the re-read: refused (4)",
+              rc == 4 and "no entry" in err, f"rc={rc} {err}")
+        with open(os.path.join(d, "audit.log")) as f:
+            after2 = sum('"Attach"' in line and "hotplug" in line for line in f)
+        check("hotplug reload: the refusal is audited", after2 == after + 1, f"{after} {after2}")
+    finally:
+        if a:
+            a.stop()
+        for dev in loops:
+            if dev:
+                subprocess.run(["losetup", "-d", dev])
+
+
 def test_bad_volumes(d):
     a = Agent(d, "x /dev/null db-id=1\nx /dev/zero db-id=2\n", notify=False)
     rc = a.p.wait(10)
@@ -578,8 +634,8 @@ def main():
     if not os.access(KMSCRYPTD, os.X_OK):
         print(f"no {KMSCRYPTD}")
         sys.exit(99)
-    for test in (test_basics, test_activation, test_stale_and_twice, test_volume_waits, test_bad_volumes,
-                 test_limits):
+    for test in (test_basics, test_activation, test_stale_and_twice, test_volume_waits, test_hotplug_reload,
+                 test_bad_volumes, test_limits):
         d = tempfile.mkdtemp(prefix="kmscryptd-host.")
         os.chmod(d, 0o755)       # the unprivileged children must reach the socket
         open(os.path.join(d, "empty.conf"), "w").close()
