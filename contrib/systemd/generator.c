@@ -11,7 +11,8 @@
  *   dev-mapper-NAME.device.requires/kmscrypt-NAME.service
  *                               so a mount of /dev/mapper/NAME pulls the attach in
  *   DEVICE.device.d/50-kmscrypt-timeout.conf
- *                               JobRunningTimeoutSec= from timeout= (0: none)
+ *                               JobRunningTimeoutSec= from timeout= (0: none;
+ *                               for a nofail volume: systemd's default)
  *   dev-mapper-NAME.device.d/50-kmscrypt-timeout.conf
  *                               JobTimeoutSec=infinity, not for nofail volumes:
  *                               the unit's TimeoutStartSec= bounds the wait
@@ -200,7 +201,14 @@ static int generate_volume(const struct kc_volume_conf *v, const char *source) {
         r = add_symlink(map_unit, "requires", unit);
         if (r < 0)
                 return r;
-        r = write_timeout(dev_unit, "JobRunningTimeoutSec", v->timeout);
+        /*
+         * timeout=0 waits for the device for ever, but not for a nofail
+         * volume: a start job that never ends for a disk that is allowed to
+         * be missing holds up `systemctl is-system-running --wait` and
+         * whatever waits for the boot to finish.  It keeps systemd's
+         * default device timeout; the agent still attaches it when it comes.
+         */
+        r = v->timeout || !v->nofail ? write_timeout(dev_unit, "JobRunningTimeoutSec", v->timeout) : 0;
         if (r < 0 || v->nofail)
                 return r;
         /*

@@ -16,6 +16,7 @@ cat > "$tmp/volumes" <<'V'
 pg-data   UUID=0b7e-11              db-id=db-1,volume-id=pgdata       timeout=30
 wal       /dev/vdc                  db-id=db-1,volume-id=wal          nofail
 remote    LABEL=far-away            db-id=db-1,volume-id=remote       _netdev,timeout=0
+spare     /dev/vdd                  db-id=db-1,volume-id=spare        nofail,timeout=0
 V
 out=$tmp/out
 mkdir "$out"
@@ -100,6 +101,14 @@ F
 else
         echo "skip - systemd-analyze or $fstabgen missing: boot transaction not verified"
 fi
+
+# nofail with timeout=0: the agent retries for ever, but the device keeps
+# systemd's default timeout, or a missing disk leaves a start job for ever.
+[ -e "$out/dev-vdd.device.d/50-kmscrypt-timeout.conf" ] &&
+        bad "nofail timeout=0: device job without end ($(cat "$out/dev-vdd.device.d/50-kmscrypt-timeout.conf"))" ||
+        ok "nofail timeout=0: the device keeps the default timeout"
+# Not nofail, timeout=0: the volume is needed, its device is waited for.
+has "$out/dev-disk-by\\x2dlabel-far\\x2daway.device.d/50-kmscrypt-timeout.conf" 'JobRunningTimeoutSec=infinity'
 
 # A volumes file that does not parse: no units at all, and a failure exit.
 printf 'broken\n' > "$tmp/bad"
