@@ -25,6 +25,10 @@ static int opt_read_only(struct kc_volume_conf *v, const char *value, struct kc_
         v->read_only = true;
         return 0;
 }
+static int opt_initrd(struct kc_volume_conf *v, const char *value, struct kc_err *err) {
+        v->initrd = true;
+        return 0;
+}
 static int opt_nofail(struct kc_volume_conf *v, const char *value, struct kc_err *err) {
         v->nofail = true;
         return 0;
@@ -129,6 +133,7 @@ static const struct vol_option vol_options[] = {
         { .name = "readonly",               .apply = opt_read_only },
         { .name = "nofail",                 .apply = opt_nofail },
         { .name = "_netdev",                .apply = opt_netdev },
+        { .name = "x-initrd.attach",        .apply = opt_initrd },
         { .name = "discard",                .flag = KC_CRYPT_ALLOW_DISCARDS },
         { .name = "same-cpu-crypt",         .flag = KC_CRYPT_SAME_CPU_CRYPT },
         { .name = "submit-from-crypt-cpus", .flag = KC_CRYPT_SUBMIT_FROM_CRYPT_CPUS },
@@ -374,7 +379,30 @@ int kc_volumes_load(const char *path, struct kc_volumes **ret, struct kc_err *er
         r = kc_read_small_file(path, VOLUMES_FILE_MAX, &buf, &len, err);
         if (r < 0)
                 return r;
-        return kc_volumes_parse(buf, len, path, ret, err);
+        r = kc_volumes_parse(buf, len, path, ret, err);
+        if (r >= 0 && kc_in_initrd())
+                kc_volumes_keep_initrd(*ret);
+        return r;
+}
+
+void kc_volumes_keep_initrd(struct kc_volumes *v) {
+        size_t k = 0;
+
+        for (size_t i = 0; i < v->n; i++) {
+                if (v->volumes[i].initrd)
+                        v->volumes[k++] = v->volumes[i];
+                else
+                        volume_conf_clear(&v->volumes[i]);
+        }
+        v->n = k;
+}
+
+bool kc_in_initrd(void) {
+        const char *e = getenv("KMSCRYPT_INITRD");
+
+        if (e && (streq(e, "1") || streq(e, "0")))
+                return streq(e, "1");
+        return access("/etc/initrd-release", F_OK) == 0;
 }
 
 const struct kc_volume_conf *kc_volumes_find(const struct kc_volumes *v, const char *name) {

@@ -7,6 +7,7 @@
  *     # name   device              context                          options
  *     pgdata   UUID=0b7e...        db-id=db-1,volume-id=pgdata       nofail,timeout=30
  *     pgwal    PARTLABEL=wal       db-id=db-1,volume-id=pgwal        perf=none,revoke=suspend
+ *     root     UUID=77aa...        db-id=db-1,volume-id=root         x-initrd.attach
  *
  * One volume a line; '#' starts a comment line; fields are separated by
  * blanks, and a backslash escapes the next character (so a context value
@@ -42,6 +43,7 @@ struct kc_volume_conf {
         bool nofail;                /* nofail: never holds up readiness or the others */
         bool hotplug;               /* hotplug=yes|no (default yes): attach when the device appears */
         bool netdev;                /* _netdev: needs the network (remote KMS) */
+        bool initrd;                /* x-initrd.attach: attached in the initramfs, kept across switch-root */
         unsigned timeout;           /* timeout=SECONDS of retrying; 0: retry for ever */
         char **kms;                 /* kms=A+B: providers in the order to try; NULL: the token's */
         enum kc_revoke_policy revoke;  /* revoke=keep|suspend */
@@ -55,8 +57,20 @@ struct kc_volumes {
 
 /* Parse text (len bytes); path is only used in messages.  Errors: "path:line: what". */
 int kc_volumes_parse(const char *text, size_t len, const char *path, struct kc_volumes **ret, struct kc_err *err);
-/* Read and parse a file.  A missing file is -ENOENT (the caller decides whether that means none). */
+/*
+ * Read and parse a file.  A missing file is -ENOENT (the caller decides
+ * whether that means none).  In an initramfs (kc_in_initrd()) only the
+ * x-initrd.attach volumes: the others are the real root's, attached after
+ * switch-root, and the initramfs may lack what they need.
+ */
 int kc_volumes_load(const char *path, struct kc_volumes **ret, struct kc_err *err);
+/* Drop every volume without x-initrd.attach. */
+void kc_volumes_keep_initrd(struct kc_volumes *v);
+/*
+ * Whether this runs in an initramfs: /etc/initrd-release exists, as systemd
+ * decides it.  KMSCRYPT_INITRD=1 or 0 overrides that (tests).
+ */
+bool kc_in_initrd(void);
 void kc_volumes_free(struct kc_volumes *v);
 DEFINE_CLEANUP_FUNC(struct kc_volumes *, kc_volumes_free)
 #define _cleanup_volumes_ _cleanup_(kc_volumes_freep)

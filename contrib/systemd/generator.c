@@ -29,6 +29,14 @@
  * systemd-cryptsetup-generator orders them (not also before
  * remote-fs-pre.target: a cycle), so their mounts need _netdev too.
  *
+ * An x-initrd.attach volume (the root file system, /usr) is attached in
+ * the initramfs; its unit, there and on the real root, has no
+ * Conflicts=umount.target, as systemd-cryptsetup-generator writes it for
+ * x-initrd.attach: the mapping stays through switch-root and until the
+ * file system on it is gone at the very end of shutdown.  In the
+ * initramfs (/etc/initrd-release) the volumes file gives only those
+ * volumes (kc_volumes_load()).
+ *
  * A generator must not fail the boot over one bad line: a volumes file that
  * does not parse is reported and produces no units at all (the agent refuses
  * to start on it too); a missing file produces nothing.
@@ -169,8 +177,7 @@ static int generate_volume(const struct kc_volume_conf *v, const char *source) {
                      "SourcePath=%s\n"
                      "DefaultDependencies=no\n"
                      "IgnoreOnIsolate=yes\n"
-                     "Conflicts=umount.target\n"
-                     "Before=umount.target\n"
+                     "%s"
                      "Wants=kmscryptd.socket kmscryptd.service\n"
                      "After=kmscryptd.socket kmscryptd.service cryptsetup-pre.target systemd-udevd-kernel.socket\n"
                      "BindsTo=%s\n"
@@ -185,7 +192,9 @@ static int generate_volume(const struct kc_volume_conf *v, const char *source) {
                      "TimeoutStartSec=%s\n"
                      "ExecStart=" KC_LIBEXECDIR "/kmscrypt/kmscrypt-hotplug volume %s\n"
                      "ExecStop=" KC_LIBEXECDIR "/kmscrypt/kmscrypt-hotplug detach-volume %s\n",
-                     source, v->line, v->name, source, dev_unit, dev_unit, blockdev, blockdev,
+                     source, v->line, v->name, source,
+                     v->initrd ? "" : "Conflicts=umount.target\nBefore=umount.target\n",
+                     dev_unit, dev_unit, blockdev, blockdev,
                      v->netdev ? "Wants=network-online.target\n"
                                  "After=network-online.target remote-fs-pre.target\n" : "",
                      v->nofail ? "" : "Before=", v->nofail ? "" : target, v->nofail ? "" : "\n",

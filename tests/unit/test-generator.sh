@@ -110,6 +110,31 @@ fi
 # Not nofail, timeout=0: the volume is needed, its device is waited for.
 has "$out/dev-disk-by\\x2dlabel-far\\x2daway.device.d/50-kmscrypt-timeout.conf" 'JobRunningTimeoutSec=infinity'
 
+# x-initrd.attach: on the real root and in the initramfs the unit is not
+# stopped by umount.target (the mapping holds / or /usr); in the initramfs
+# only such volumes get units.
+cat > "$tmp/volumes-initrd" <<'V'
+root      UUID=77aa                 db-id=db-1,volume-id=root         x-initrd.attach
+data      /dev/vdb                  db-id=db-1,volume-id=data
+V
+for where in real initrd; do
+        o=$tmp/out-$where
+        mkdir "$o"
+        KMSCRYPT_INITRD=$([ "$where" = initrd ] && echo 1 || echo 0) KMSCRYPT_VOLUMES=$tmp/volumes-initrd \
+                "$gen" "$o" "$o" "$o"
+        hasnt "$o/kmscrypt-root.service" 'umount.target'
+        has "$o/kmscrypt-root.service" 'Before=blockdev@dev-mapper-root.target'
+        [ -L "$o/dev-mapper-root.device.requires/kmscrypt-root.service" ] && ok "$where: root mapping requires its unit" ||
+                bad "$where: dev-mapper-root.device.requires link missing"
+done
+has "$tmp/out-real/kmscrypt-data.service" 'Conflicts=umount.target'
+[ -e "$tmp/out-initrd/kmscrypt-data.service" ] && bad "initrd: a unit for a volume without x-initrd.attach" ||
+        ok "initrd: no unit for a volume without x-initrd.attach"
+mkdir "$tmp/out-initrd2"
+KMSCRYPT_INITRD=1 KMSCRYPT_VOLUMES=$tmp/volumes "$gen" "$tmp/out-initrd2"
+[ -z "$(ls "$tmp/out-initrd2")" ] && ok "initrd: no x-initrd.attach volume, no units" ||
+        bad "initrd: units without any x-initrd.attach volume: $(ls "$tmp/out-initrd2")"
+
 # A volumes file that does not parse: no units at all, and a failure exit.
 printf 'broken\n' > "$tmp/bad"
 mkdir "$tmp/out2"

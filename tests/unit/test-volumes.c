@@ -122,6 +122,69 @@ START_TEST(test_options_refused) {
 }
 END_TEST
 
+START_TEST(test_initrd_attach) {
+        _cleanup_volumes_ struct kc_volumes *v = NULL;
+        struct kc_err err = {};
+        const char *text =
+                "root  UUID=77aa  db-id=db-1,volume-id=root  x-initrd.attach\n"
+                "data  /dev/vdb   db-id=db-1,volume-id=data\n"
+                "usr   /dev/vdc   db-id=db-1,volume-id=usr   nofail,x-initrd.attach,timeout=5\n";
+
+        ck_assert_msg(parse(text, &v, &err) == 0, "%s", err.msg);
+        ck_assert_uint_eq(v->n, 3);
+        ck_assert(kc_volumes_find(v, "root")->initrd);
+        ck_assert(!kc_volumes_find(v, "data")->initrd);
+        ck_assert(kc_volumes_find(v, "usr")->initrd && kc_volumes_find(v, "usr")->nofail);
+        ck_assert_uint_eq(kc_volumes_find(v, "usr")->timeout, 5);
+
+        /* In the initramfs only these are kept, in file order. */
+        kc_volumes_keep_initrd(v);
+        ck_assert_uint_eq(v->n, 2);
+        ck_assert_str_eq(v->volumes[0].name, "root");
+        ck_assert_str_eq(v->volumes[1].name, "usr");
+        ck_assert_ptr_null(kc_volumes_find(v, "data"));
+
+        /* As crypttab's: a flag, spelled exactly. */
+        refused("a /dev/x db-id=1 x-initrd.attach=yes", -EINVAL, "volumes:1: ", "takes no value");
+        refused("a /dev/x db-id=1 x-initrd.attach=", -EINVAL, "volumes:1: ", "takes no value");
+        refused("a /dev/x db-id=1 x-initrd", -EINVAL, "volumes:1: ", "unknown option \"x-initrd\"");
+        refused("a /dev/x db-id=1 x-initrd.mount", -EINVAL, "volumes:1: ", "unknown option \"x-initrd.mount\"");
+        refused("a /dev/x db-id=1 X-Initrd.Attach", -EINVAL, "volumes:1: ", "unknown option");
+        refused("a /dev/x db-id=1 initrd", -EINVAL, "volumes:1: ", "unknown option \"initrd\"");
+}
+END_TEST
+
+START_TEST(test_load_in_initrd) {
+        _cleanup_free_ char *dir = kc_test_tmpdir(), *path = NULL;
+        struct kc_volumes *v = NULL;
+        struct kc_err err = {};
+        FILE *f;
+
+        ck_assert_int_ge(asprintf(&path, "%s/volumes", dir), 0);
+        f = fopen(path, "w");
+        ck_assert_ptr_nonnull(f);
+        fputs("data /dev/vdb db-id=1\nroot /dev/vda2 db-id=2 x-initrd.attach\n", f);
+        fclose(f);
+
+        setenv("KMSCRYPT_INITRD", "1", 1);
+        ck_assert(kc_in_initrd());
+        ck_assert_msg(kc_volumes_load(path, &v, &err) == 0, "%s", err.msg);
+        ck_assert_uint_eq(v->n, 1);
+        ck_assert_str_eq(v->volumes[0].name, "root");
+        ck_assert_uint_eq(v->volumes[0].line, 2);
+        kc_volumes_free(v);
+
+        setenv("KMSCRYPT_INITRD", "0", 1);
+        ck_assert(!kc_in_initrd());
+        ck_assert_msg(kc_volumes_load(path, &v, &err) == 0, "%s", err.msg);
+        ck_assert_uint_eq(v->n, 2);
+        kc_volumes_free(v);
+        unsetenv("KMSCRYPT_INITRD");
+        unlink(path);
+        rmdir(dir);
+}
+END_TEST
+
 START_TEST(test_duplicates_refused) {
         refused("a /dev/x db-id=1\nb /dev/y db-id=1\na /dev/z db-id=1\n", -EEXIST, "volumes:3: ",
                 "already defined on line 1");
@@ -177,6 +240,8 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_fields_refused);
         tcase_add_test(tc, test_context_refused);
         tcase_add_test(tc, test_options_refused);
+        tcase_add_test(tc, test_initrd_attach);
+        tcase_add_test(tc, test_load_in_initrd);
         tcase_add_test(tc, test_duplicates_refused);
         tcase_add_test(tc, test_nul_refused);
         tcase_add_test(tc, test_load_file);
