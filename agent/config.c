@@ -166,13 +166,14 @@ static int parse_bool(const char *value) {
         return -EINVAL;
 }
 
-static int parse_syslog(struct kc_config *c, const struct config_key *k, const char *value,
-                        bool from_file, struct kc_err *err) {
+/* A boolean key: the bool field at k->offset. */
+static int parse_flag(struct kc_config *c, const struct config_key *k, const char *value,
+                      bool from_file, struct kc_err *err) {
         int b = parse_bool(value);
 
         if (b < 0)
                 return kc_err_set(err, -EINVAL, "%s: expected yes or no, got \"%s\"", k->name, value);
-        c->syslog = b;
+        *(bool *) ((char *) c + k->offset) = b;
         return 0;
 }
 
@@ -186,7 +187,8 @@ static const struct config_key config_keys[] = {
         { "default-key", NULL, parse_key_ref, STR_FIELD(default_key) },
         { "deletion-window-days", NULL, parse_window, 0 },
         { "log-level", NULL, parse_log_level, 0 },
-        { "syslog", NULL, parse_syslog, 0 },
+        { "syslog", NULL, parse_flag, offsetof(struct kc_config, syslog) },
+        { "initramfs-keystore", NULL, parse_flag, offsetof(struct kc_config, initramfs_keystore) },
         /* No env here: the aws provider puts the SDKs' variables above these (config.h). */
         { "aws-endpoint", NULL, parse_endpoint, STR_FIELD(aws_endpoint) },
         { "aws-region", NULL, parse_region, STR_FIELD(aws_region) },

@@ -20,6 +20,7 @@
  *   deletion-window-days   -                         -
  *   log-level              -                         --verbose (debug)
  *   syslog                 -                         -
+ *   initramfs-keystore     -                         -
  *   aws-endpoint           (*)                       -
  *   aws-region             (*)                       -
  *   aws-ca-file            (*)                       -
@@ -50,6 +51,7 @@ struct kc_config {
         unsigned deletion_window_days; /* default for schedule-deletion, 7..30 */
         int log_level;                /* LOG_ERR..LOG_DEBUG */
         bool syslog;                  /* refusals also to syslog */
+        bool initramfs_keystore;      /* the initramfs hooks may copy the local keystore and root key */
         char *aws_endpoint;           /* aws provider: endpoint URL, NULL: regional */
         char *aws_region;             /* aws provider: region of bare key ids, NULL: none */
         char *aws_ca_file;            /* aws provider: CA bundle, NULL: system default */

@@ -43,6 +43,7 @@ START_TEST(test_defaults) {
         ck_assert_ptr_null(c.root_key_file);
         ck_assert_uint_eq(c.deletion_window_days, 30);
         ck_assert(c.syslog);
+        ck_assert(!c.initramfs_keystore);      /* the keystore stays out of an initramfs unless asked */
         kc_config_done(&c);
         kc_config_done(&c);   /* twice is harmless */
 }
@@ -64,6 +65,7 @@ START_TEST(test_full_file) {
                 "aws-endpoint = https://kms.example.test:8443/\n"
                 "aws-region = us-gov-east-1\n"
                 "aws-ca-file = /etc/kmscrypt/aws-ca.pem\n"
+                "initramfs-keystore = yes\n"
                 "syslog = no";   /* last line without newline */
 
         ck_assert_int_eq(parse(text, &c, &err), 0);
@@ -75,6 +77,7 @@ START_TEST(test_full_file) {
         ck_assert_uint_eq(c.deletion_window_days, 7);
         ck_assert_int_eq(c.log_level, LOG_DEBUG);
         ck_assert(!c.syslog);
+        ck_assert(c.initramfs_keystore);
         ck_assert_str_eq(c.aws_endpoint, "https://kms.example.test:8443/");
         ck_assert_str_eq(c.aws_region, "us-gov-east-1");
         ck_assert_str_eq(c.aws_ca_file, "/etc/kmscrypt/aws-ca.pem");
@@ -101,6 +104,9 @@ static const struct {
         { "deletion-window-days = 99999999999999999999\n", -EINVAL, "deletion-window-days" },
         { "log-level = loud\n", -EINVAL, "log-level: expected err" },
         { "syslog = maybe\n", -EINVAL, "syslog: expected yes or no" },
+        { "initramfs-keystore = always\n", -EINVAL, "test.conf:1: initramfs-keystore: expected yes or no" },
+        { "initramfs-keystore =\n", -EINVAL, "initramfs-keystore: empty value" },
+        { "initramfs-keystore = yes\ninitramfs-keystore = no\n", -EINVAL, "test.conf:2: \"initramfs-keystore\" already set" },
         { "default-key = alias/a b\n", -EINVAL, "default-key: not a key reference" },
         { "[global]\n", -EINVAL, "test.conf:1: expected" },
         { "audit-log = /a\tb\n", -EINVAL, "control character" },
