@@ -68,6 +68,15 @@ has "$u" 'Before=blockdev@dev-mapper-remote.target'
 svc=${top_builddir:-.}/contrib/systemd/kmscryptd.service
 hasnt "$svc" '^[^#].*local-fs-pre.target'
 hasnt "$svc" '^[^#].*cryptsetup-pre.target'
+# The agent may write where the programs were built to keep state and the
+# socket (localstatedir, runstatedir), not some other folder.
+mk=${top_builddir:-.}/Makefile
+prefix=$(sed -n 's/^prefix = //p' "$mk")
+statedir=$(sed -n 's/^localstatedir = //p' "$mk" | sed "s|\${prefix}|$prefix|")/lib/kmscrypt
+sockdir=$(sed -n 's/^ListenSequentialPacket=\(.*\)\/agent.sock$/\1/p' "${top_builddir:-.}/contrib/systemd/kmscryptd.socket")
+has "$svc" "ReadWritePaths=-$statedir -$sockdir"
+has "$svc" "RequiresMountsFor=$statedir"
+hasnt "$svc" 'log/kmscrypt'
 
 # The whole boot transaction as systemd sees it, with the host's own
 # systemd-fstab-generator and an /etc/fstab that mounts /var separately and
