@@ -257,7 +257,7 @@ static void print_plan(struct json_object *plan) {
  * audit log or its chain head: the initramfs keeps a chain of its own.
  */
 static int config_initramfs(struct kc_cli *cli, int argc, char **argv) {
-        const char *volumes = kc_cli_volumes_default();
+        const char *volumes = NULL;
         const struct kc_cli_option options[] = {
                 { .name = "volumes", .arg = "FILE", .help = "volumes file (default " KC_VOLUMES_FILE ")",
                   .value = &volumes },
@@ -271,6 +271,7 @@ static int config_initramfs(struct kc_cli *cli, int argc, char **argv) {
                                "and kmscrypt.conf allows it (initramfs-keystore = yes).  Nothing: no early\n"
                                "boot volume, the hooks install nothing.",
                 .options = options,
+                .volumes = &volumes,
         };
         _cleanup_free_ char *root_key = NULL;
         struct initramfs_plan plan = {};

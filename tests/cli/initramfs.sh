@@ -13,8 +13,10 @@ printf 'initramfs-keystore = yes\n' > "$T/yes.conf"
 expect 0 "no x-initrd.attach volume" config initramfs --volumes "$T/volumes-none"
 check "no x-initrd.attach volume: nothing for the hooks" test ! -s "$T/out"
 check "no x-initrd.attach volume: no warning" test ! -s "$T/err"
-expect 0 "no volumes file" config initramfs --volumes "$T/none"
-check "no volumes file: nothing" test ! -s "$T/out"
+# A volumes file that was named must exist (only the built-in default may be missing).
+expect 2 "a named volumes file that does not exist" config initramfs --volumes "$T/none"
+check "a named missing volumes file: one line naming it" grep -q "volumes file $T/none (named by --volumes)" "$T/err"
+check "a named missing volumes file: nothing for the hooks" test ! -s "$T/out"
 
 expect 0 "x-initrd.attach volume, keystore not allowed" config initramfs --volumes "$T/volumes-root"
 check "its volume line (device absent: provider unknown)" \
