@@ -9,7 +9,12 @@ fails=0
 ok() { echo "ok - $*"; }
 bad() { echo "FAIL - $*"; fails=$((fails + 1)); }
 has() { if grep -qx -- "$2" "$1"; then ok "${1##*/}: $2"; else bad "${1##*/} lacks '$2'"; fi; }
-hasnt() { if grep -q -- "$2" "$1"; then bad "${1##*/} has '$2'"; else ok "${1##*/}: no $2"; fi; }
+# hasnt FILE RE: FILE exists (a missing unit lacks everything) and has no line matching RE.
+hasnt() {
+        if [ ! -s "$1" ]; then bad "${1##*/} is missing or empty"
+        elif grep -q -- "$2" "$1"; then bad "${1##*/} has '$2'"
+        else ok "${1##*/}: no $2"; fi
+}
 
 cat > "$tmp/volumes" <<'V'
 # name    device                    context                          options
@@ -77,6 +82,8 @@ sockdir=$(sed -n 's/^ListenSequentialPacket=\(.*\)\/agent.sock$/\1/p' "${top_bui
 has "$svc" "ReadWritePaths=-$statedir -$sockdir"
 has "$svc" "RequiresMountsFor=$statedir"
 hasnt "$svc" 'log/kmscrypt'
+# Readiness waits for the volumes' own timeouts, which systemd's default start timeout would cut.
+has "$svc" 'TimeoutStartSec=infinity'
 
 # The whole boot transaction as systemd sees it, with the host's own
 # systemd-fstab-generator and an /etc/fstab that mounts /var separately and
