@@ -36,10 +36,12 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <syslog.h>
+#include <unistd.h>
 
 #include "agent/attach.h"
 #include "agent/client.h"
 #include "dmsetup-helpers/dmcrypt.h"
+#include "lib/backoff.h"
 #include "lib/error.h"
 #include "lib/log.h"
 #include "lib/macro.h"
@@ -98,16 +100,43 @@ static bool agent_knows(struct kc_client *c, const char *name) {
         return known;
 }
 
-static int agent_attach_volume(const char *name) {
-        _cleanup_client_ struct kc_client *c = NULL;
-        struct kc_attach_result res = {};
-        struct kc_err err = {};
-        int r;
+/*
+ * Open the agent and make one call; again, after a pause, while the agent
+ * turns the connection away (EUSERS: more units talk to it at once than it
+ * serves, as at a boot with many volumes, each unit waiting for its own).
+ * The unit's start timeout bounds that.  -ECONNREFUSED when there is no
+ * agent (logged).
+ */
+static int agent_call(int (*call)(struct kc_client *c, void *userdata, struct kc_err *err), void *userdata,
+                      struct kc_err *err) {
+        for (unsigned attempt = 0;; attempt++) {
+                _cleanup_client_ struct kc_client *c = NULL;
+                unsigned ms;
+                int r;
 
-        if (agent_open(&c) < 0)
-                return EXIT_UNAVAILABLE;
-        r = kc_client_attach_volume(c, name, true, &res, &err);
-        if (r == -ENOENT && !agent_knows(c, name)) {
+                if (agent_open(&c) < 0)
+                        return -ECONNREFUSED;
+                *err = (struct kc_err) {};
+                r = call(c, userdata, err);
+                if (r != -EUSERS)
+                        return r;
+                ms = kc_backoff_ceiling(attempt, 100, 5000);
+                ms = kc_backoff_draw(ms, ms);
+                log_debug("%s; trying again in %u ms", kc_err_msg(err, r), ms);
+                (void) usleep(ms * 1000);
+        }
+}
+
+struct volume_call {
+        const char *name;
+        struct kc_attach_result res;
+};
+
+static int call_attach_volume(struct kc_client *c, void *userdata, struct kc_err *err) {
+        struct volume_call *v = userdata;
+        int r = kc_client_attach_volume(c, v->name, true, &v->res, err);
+
+        if (r == -ENOENT && !agent_knows(c, v->name)) {
                 /*
                  * This unit exists because the generator saw the volume in
                  * the file, so an agent that does not know it read an older
@@ -117,17 +146,28 @@ static int agent_attach_volume(const char *name) {
                 struct kc_err rerr = {};
                 size_t n;
 
-                log_notice("the agent does not know volume %s yet: asking it to re-read the volumes file", name);
-                err = (struct kc_err) {};
+                log_notice("the agent does not know volume %s yet: asking it to re-read the volumes file", v->name);
+                *err = (struct kc_err) {};
                 r = kc_client_reload(c, &n, &rerr);
-                r = r < 0 ? kc_err_set(&err, r, "reloading the agent: %s", kc_err_msg(&rerr, r))
-                          : kc_client_attach_volume(c, name, true, &res, &err);
+                r = r < 0 ? kc_err_set(err, r, "reloading the agent: %s", kc_err_msg(&rerr, r))
+                          : kc_client_attach_volume(c, v->name, true, &v->res, err);
         }
+        return r;
+}
+
+static int agent_attach_volume(const char *name) {
+        struct volume_call v = { .name = name };
+        struct kc_err err = {};
+        int r = agent_call(call_attach_volume, &v, &err);
+
+        if (r == -ECONNREFUSED)
+                return EXIT_UNAVAILABLE;
         if (r < 0) {
                 log_error_errno(r, "attaching volume %s failed: %s", name, kc_err_msg(&err, r));
                 return failure_status(r);
         }
-        log_info("%s %s as /dev/mapper/%s", res.device, res.already ? "was already attached" : "attached", res.name);
+        log_info("%s %s as /dev/mapper/%s", v.res.device, v.res.already ? "was already attached" : "attached",
+                 v.res.name);
         return EXIT_SUCCESS;
 }
 
@@ -137,28 +177,38 @@ static int agent_attach_volume(const char *name) {
  * the one audit writer, and so that repeated events for one device are
  * serialized where the volume's state lives.
  */
+struct hotplug_call {
+        const char *devno;
+        struct kc_attach_result res;
+        char note[256];
+};
+
+static int call_hotplug(struct kc_client *c, void *userdata, struct kc_err *err) {
+        struct hotplug_call *h = userdata;
+
+        return kc_client_hotplug(c, h->devno, &h->res, h->note, err);
+}
+
 static int do_attach(const char *arg) {
-        _cleanup_client_ struct kc_client *c = NULL;
-        struct kc_attach_result res = {};
+        struct hotplug_call h = { .devno = arg };
         struct kc_err err = {};
-        char note[256] = "";
         dev_t devno;
         int r;
 
         if (parse_devno(arg, &devno) < 0)
                 return usage_error("not MAJOR:MINOR: \"%s\"", arg);
-        if (agent_open(&c) < 0)
+        r = agent_call(call_hotplug, &h, &err);
+        if (r == -ECONNREFUSED)
                 return EXIT_UNAVAILABLE;
-        r = kc_client_hotplug(c, arg, &res, note, &err);
         if (r < 0) {
                 log_error_errno(r, "%s", kc_err_msg(&err, r));
                 return failure_status(r);
         }
         if (r == 0)
-                log_info("%s", note);
+                log_info("%s", h.note);
         else
-                log_info("%s %s as /dev/mapper/%s", res.device, res.already ? "was already attached" : "attached",
-                         res.name);
+                log_info("%s %s as /dev/mapper/%s", h.res.device, h.res.already ? "was already attached" : "attached",
+                         h.res.name);
         return EXIT_SUCCESS;
 }
 

@@ -79,6 +79,7 @@ static const struct {
         { EDQUOT, KC_EXIT_UNAVAILABLE },
         { EROFS, KC_EXIT_UNAVAILABLE },
         { EBUSY, KC_EXIT_UNAVAILABLE },
+        { EUSERS, KC_EXIT_UNAVAILABLE },        /* the agent turned the connection away: too many */
         { EAGAIN, KC_EXIT_UNAVAILABLE },
         { ENOLCK, KC_EXIT_UNAVAILABLE },
         { EISDIR, KC_EXIT_UNAVAILABLE },

@@ -671,7 +671,8 @@ static const char *admission(const struct kc_server *s, uid_t uid) {
 }
 
 static void refuse_busy(int fd, const char *why) {
-        (void) send_reply(fd, kc_reply_error(-EBUSY, why));
+        /* EUSERS, not EBUSY: the hotplug helper waits and tries again on exactly this. */
+        (void) send_reply(fd, kc_reply_error(-EUSERS, why));
         close(fd);
 }
 

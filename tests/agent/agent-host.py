@@ -442,7 +442,7 @@ def test_limits(d):
             os._exit(0)
         out = json.loads(os.read(r_res, 1 << 20))
         check("a status-group user is served on 4 connections at once", all(o.get("ok") for o in out[:4]), str(out))
-        check("... and turned away on a 5th, saying why", out[4].get("errno") == 16 and
+        check("... and turned away on a 5th, saying why (EUSERS)", out[4].get("errno") == 87 and
               "too many connections of this user" in out[4].get("error", ""), str(out[4]))
         r = call(a.sock, {"v": 1, "op": "ping"})
         check("root is served while that user holds its connections", r.get("ok") is True, str(r))
@@ -560,6 +560,23 @@ def test_volume_waits(d):
               f"rc={p.returncode} took={took:.1f}s {err}")
         r = call(a.sock, {"v": 1, "op": "attach", "volume": "gone", "wait": True, "options": {}})
         check("attach: \"wait\" with \"options\" still refused", not r["ok"] and r["errno"] == 22, str(r))
+
+        # Every connection taken (as many units waiting at once as the agent serves): the helper waits
+        # and tries again, rather than failing its unit with "too many connections".
+        held = []
+        for _ in range(64):
+            s = connect(a.sock)
+            held.append(s)
+            call_raw(s, b'{"v":1,"op":"ping"}')
+        p = hotplug(a, "volume", "gone", wait=False)
+        time.sleep(1.5)
+        check("volume: the agent full, the helper waits", p.poll() is None, p.poll() is not None and p.communicate())
+        for s in held:
+            s.close()
+        out, err = p.communicate(timeout=60)
+        check("volume: once served, the volume's own outcome, not the agent's refusal",
+              p.returncode == 1 and "gave up after" in err and "too many connections" not in err,
+              f"rc={p.returncode} {err}")
     finally:
         a.stop()
 
