@@ -687,8 +687,15 @@ int kc_dm_message(const char *name, const char *message) {
 }
 
 int kc_dm_cancel_deferred_remove(const char *name) {
+        DM_SERIALISED;
         /* Handled by dm-ioctl itself before any target sees it, so any mapping takes it. */
-        return kc_dm_message(name, "@cancel_deferred_remove");
+        int r = kc_dm_message(name, "@cancel_deferred_remove");
+
+        /* Without udev, libdm removed /dev/mapper/NAME when the removal was deferred, though the
+         * mapping stayed: the mapping kept, its node comes back. */
+        if (r >= 0 && !dm_udev_get_sync_support() && !dm_mknodes(name))
+                log_debug("Cannot make the node of %s again.", name);
+        return r;
 }
 
 /* dm UUID of name; 0 with *ret_uuid = NULL when it vanished in the meantime. */
