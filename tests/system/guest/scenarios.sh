@@ -105,6 +105,13 @@ phase_main() {
         if [ -n "$sum" ]; then echo "$sum" > "$state/sum"; pass "a: checksum $sum"; else fail "a: no checksum"; fi
         echo "SYSTEST-BENCH kmscrypt-mounted-ms $(active_ms var-lib-postgresql.mount)"
         mounted_from_mapping || diag
+        # A restart of the mounted volume's unit (its stop cannot detach an open mapping) must not
+        # leave a deferred removal armed, which would take the volume away at its next unmount.
+        systemctl restart kmscrypt-pgdata.service > /dev/null 2>&1 || true
+        check "a: restart of the mounted volume's unit: still attached, mounted, no deferred removal" sh -c \
+                "dmsetup info pgdata | grep -q '^State: *ACTIVE' && ! dmsetup info pgdata | grep -qi deferred &&
+                 findmnt -n -o SOURCE $pgmain | grep -qx /dev/mapper/pgdata"
+        check "a: PostgreSQL still online after the unit's restart" psql_q "select 1"
         # b, and duplicate events: the hot-add's own event plus two more
         # "add" events sent at once must make exactly one mapping.
         req plug hot1
