@@ -266,11 +266,15 @@ if [ "$(id -u)" = 0 ]; then
         agent() {
                 conf=$1
                 shift
-                KMSCRYPT_STATE_DIR=$T/state timeout 20 "$KMSCRYPTD" --socket "$T/agent.sock" --group '' \
+                rm -f "$T/agent.sock"       # what the loop below waits for is this agent's
+                KMSCRYPT_STATE_DIR=$T/state timeout 120 "$KMSCRYPTD" --socket "$T/agent.sock" --group '' \
                         --volumes "$T/volumes.empty" --keystore "$KS" --audit-log "$LOG" --no-attach \
                         --config "$conf" "$@" > /dev/null 2> "$T/agent.err" &
                 pid=$!
-                for _ in $(seq 100); do [ -S "$T/agent.sock" ] && break; sleep 0.1; done
+                # Its socket made, the agent holds SIGTERM for its own orderly stop (a signalfd):
+                # killed before, it would die without the lines the checks look for.  A loaded
+                # machine (the vm tier beside) may take seconds to get there.
+                for _ in $(seq 600); do [ -S "$T/agent.sock" ] && break; sleep 0.1; done
                 kill "$pid"
                 wait "$pid"
                 rc=$?
