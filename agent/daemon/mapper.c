@@ -43,6 +43,8 @@
 #define REPLY_TIMEOUT_MS 60000
 /* How long a mapper whose socket closed may take to exit before it is killed. */
 #define EXIT_GRACE_MS 2000
+/* How soon the supervisor looks again at a killed mapper that has not exited yet. */
+#define REAP_RETRY_MS 100
 
 /* What an attach thread asks of a mapper: kc_mapping's strings, inline. */
 struct request {
@@ -377,28 +379,20 @@ int kc_mapper_new(unsigned n, struct kc_mapper **ret) {
 }
 
 /*
- * Close a mapper's socket and reap it.  An idle mapper exits when its socket
- * closes; one that does not within EXIT_GRACE_MS (stopped, hung) is killed,
- * so that neither the agent's stop nor the supervisor waits for it for ever.
+ * Close a mapper's socket and reap it if it has exited; never wait for it
+ * (the callers hold mp->lock, which every attach takes): false while it
+ * has not exited, its pid kept for a later try.  It is dead either way.
  */
-static void mapper_reap(struct mapper *w) {
-        pid_t r = 0;
-
+static bool mapper_reap_now(struct mapper *w) {
+        w->dead = true;
         if (w->fd >= 0)
                 close(w->fd);
         w->fd = -1;
-        if (w->pid > 0) {
-                for (unsigned i = 0; i < EXIT_GRACE_MS / 10 && (r = waitpid(w->pid, NULL, WNOHANG)) == 0; i++)
-                        (void) usleep(10 * 1000);
-                if (r == 0) {
-                        log_warning("mapper process %d did not exit; killing it", (int) w->pid);
-                        (void) kill(w->pid, SIGKILL);
-                        while (waitpid(w->pid, NULL, 0) < 0 && errno == EINTR)
-                                ;
-                }
-        }
+        /* 0: still running.  Otherwise reaped, or not ours to reap (ECHILD): gone either way. */
+        if (w->pid > 0 && waitpid(w->pid, NULL, WNOHANG) == 0)
+                return false;
         w->pid = 0;
-        w->dead = true;
+        return true;
 }
 
 /* Lock held: the supervisor looks again (a mapper died, or it is to stop). */
@@ -417,9 +411,16 @@ static uint64_t replace_dead(struct kc_mapper *mp, uint64_t now) {
 
                 if (!w->dead)
                         continue;
-                /* Reaped here, by the thread that polls its socket: a close elsewhere would race that poll. */
-                if (w->fd >= 0 || w->pid > 0)
-                        mapper_reap(w);
+                /*
+                 * Reaped here, by the thread that polls its socket: a close elsewhere would race that
+                 * poll.  One that has not exited yet (killed, but stuck in the kernel or held by a
+                 * tracer) keeps its slot empty and is looked at again; nothing waits for it.
+                 */
+                if ((w->fd >= 0 || w->pid > 0) && !mapper_reap_now(w)) {
+                        (void) kill(w->pid, SIGKILL);
+                        next = now + REAP_RETRY_MS < next ? now + REAP_RETRY_MS : next;
+                        continue;
+                }
                 if (now >= w->next_spawn_ms) {
                         r = mapper_exec(mp, i);
                         if (r >= 0) {
@@ -455,7 +456,7 @@ static bool reap_hung_up(struct kc_mapper *mp, const struct pollfd *pf, const un
                         continue;
                 }
                 log_warning("mapper process %d has died", (int) w->pid);
-                mapper_reap(w);
+                (void) mapper_reap_now(w);      /* not yet exited: replace_dead() tries again */
                 pthread_cond_broadcast(&mp->changed);
         }
         return busy;
@@ -535,6 +536,37 @@ int kc_mapper_supervise(struct kc_mapper *mp, const char *exe) {
         return r;
 }
 
+/*
+ * At the end: close every socket, so that the mappers exit together, and
+ * reap them against one deadline, EXIT_GRACE_MS; those still there then
+ * (stopped, hung) are killed and given as long again.  One that outlives
+ * that too is left to init: the agent's stop waits for no process.
+ */
+static void reap_all(struct kc_mapper *mp) {
+        for (int round = 0; round < 2; round++) {
+                uint64_t deadline = kc_now_ms() + EXIT_GRACE_MS;
+                bool left;
+
+                for (;;) {
+                        left = false;
+                        for (unsigned i = 0; i < mp->n && mp->m; i++)
+                                left |= !mapper_reap_now(&mp->m[i]);
+                        if (!left || kc_now_ms() >= deadline)
+                                break;
+                        (void) usleep(10 * 1000);
+                }
+                if (!left)
+                        return;
+                for (unsigned i = 0; i < mp->n && mp->m; i++)
+                        if (mp->m[i].pid > 0) {
+                                log_warning("mapper process %d %s", (int) mp->m[i].pid,
+                                            round == 0 ? "did not exit; killing it" : "cannot be reaped; left to init");
+                                if (round == 0)
+                                        (void) kill(mp->m[i].pid, SIGKILL);
+                        }
+        }
+}
+
 void kc_mapper_free(struct kc_mapper *mp) {
         if (!mp)
                 return;
@@ -551,14 +583,7 @@ void kc_mapper_free(struct kc_mapper *mp) {
                 pthread_mutex_unlock(&mp->lock);
                 pthread_join(mp->supervisor, NULL);
         }
-        /* Close every socket first: the mappers exit together, not one after another's reaping. */
-        for (unsigned i = 0; i < mp->n && mp->m; i++)
-                if (mp->m[i].fd >= 0) {
-                        close(mp->m[i].fd);
-                        mp->m[i].fd = -1;
-                }
-        for (unsigned i = 0; i < mp->n && mp->m; i++)
-                mapper_reap(&mp->m[i]);
+        reap_all(mp);
         for (int k = 0; k < 2; k++)
                 if (mp->wake[k] >= 0)
                         close(mp->wake[k]);
@@ -612,7 +637,7 @@ static void mapper_give(struct kc_mapper *mp, unsigned i, bool died) {
                         mp->m[i].dead = true;
                         supervisor_wake(mp);
                 } else
-                        mapper_reap(&mp->m[i]);
+                        (void) mapper_reap_now(&mp->m[i]);   /* if not yet, kc_mapper_free() reaps it */
         }
         pthread_cond_broadcast(&mp->changed);
         pthread_mutex_unlock(&mp->lock);

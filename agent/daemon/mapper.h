@@ -58,8 +58,9 @@ int kc_mapper_supervise(struct kc_mapper *mp, const char *exe);
 int kc_mapper_process_main(const char *index, const char *agent);
 
 /*
- * Close the mappers' sockets (they exit on it), reap them (killing one that
- * has not exited within 2 s), stop the supervision, wipe the slots.
+ * Stop the supervision, close the mappers' sockets (they exit on it), reap
+ * them (killing those not gone within 2 s; one that cannot be reaped 2 s
+ * later is left to init), wipe the slots.
  */
 void kc_mapper_free(struct kc_mapper *mp);
 DEFINE_CLEANUP_FUNC(struct kc_mapper *, kc_mapper_free)

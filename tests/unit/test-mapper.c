@@ -388,6 +388,26 @@ START_TEST(test_hung_mapper_timed_out) {
 }
 END_TEST
 
+/* Supervised, as in kmscryptd: the hung mapper is killed and replaced, and the next load is served. */
+START_TEST(test_hung_mapper_replaced) {
+        struct kc_mapper *mp = NULL;
+        struct kc_err err = {};
+        pid_t pids[1], fresh[1];
+
+        ck_assert_int_eq(kc_mapper_new(1, &mp), 0);
+        ck_assert_int_eq(kc_mapper_supervise(mp, KC_TEST_KMSCRYPTD), 0);
+        kc_mapper_set_reply_timeout(mp, 300);
+        ck_assert_uint_eq(children_of(getpid(), pids, 1), 1);
+        wait_for_request_wait(pids[0]);
+        ck_assert_int_eq(kill(pids[0], SIGSTOP), 0);
+        ck_assert_int_eq(kc_mapper_load(mp, &mapping, key, sizeof(key), &err), -ECONNRESET);
+        wait_for_new_children(fresh, 1, pids, 1);
+        assert_served_by(mp, fresh, 1);
+        kc_mapper_free(mp);
+        assert_no_children_left();
+}
+END_TEST
+
 /* A mapper stopped while idle does not hold up kc_mapper_free (the agent's stop) for ever. */
 START_TEST(test_free_with_a_stopped_mapper) {
         struct kc_mapper *mp = NULL;
@@ -478,6 +498,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_dead_mapper_replaced);
         tcase_add_test(tc, test_busy_mapper_replaced);
         tcase_add_test(tc, test_hung_mapper_timed_out);
+        tcase_add_test(tc, test_hung_mapper_replaced);
         tcase_add_test(tc, test_free_with_a_stopped_mapper);
         tcase_add_test(tc, test_mapper_process_bad_start);
         suite_add_tcase(s, tc);
