@@ -192,7 +192,7 @@ static int config_list(struct kc_cli *cli, int argc, char **argv) {
 }
 
 struct initramfs_plan {
-        struct json_object *volumes;  /* [{Name, Device, Provider}] */
+        struct json_object *volumes;  /* [{Name, Device, Provider, Header (detached only)}] */
         bool local;                   /* a volume uses the local KMS, or may (its device unreadable now) */
 };
 
@@ -226,24 +226,33 @@ static int plan_volumes(struct kc_cli *cli, const char *path, struct initramfs_p
                 json_object_object_add(o, "Name", json_object_new_string(v->name));
                 json_object_object_add(o, "Device", json_object_new_string(v->device));
                 json_object_object_add(o, "Provider", json_object_new_string(provider));
+                /* A detached header must be in the image too, or the volume cannot be opened there. */
+                if (v->header)
+                        json_object_object_add(o, "Header", json_object_new_string(v->header));
                 json_object_array_add(plan->volumes, o);
         }
         return 0;
 }
 
-/* The plan as lines for the hooks' shell: "volume NAME DEVICE PROVIDER", "keystore DIR", "root-key FILE". */
+/*
+ * The plan as lines for the hooks' shell: "volume NAME DEVICE PROVIDER", each
+ * followed by "header FILE" when it has a detached header, then "keystore
+ * DIR" and "root-key FILE".
+ */
 static void print_plan(struct json_object *plan) {
         struct json_object *vols, *dir, *key;
 
         json_object_object_get_ex(plan, "Volumes", &vols);
         for (size_t i = 0; i < json_object_array_length(vols); i++) {
-                struct json_object *o = json_object_array_get_idx(vols, i), *n, *d, *p;
+                struct json_object *o = json_object_array_get_idx(vols, i), *n, *d, *p, *h;
 
                 json_object_object_get_ex(o, "Name", &n);
                 json_object_object_get_ex(o, "Device", &d);
                 json_object_object_get_ex(o, "Provider", &p);
                 printf("volume %s %s %s\n", json_object_get_string(n), json_object_get_string(d),
                        json_object_get_string(p));
+                if (json_object_object_get_ex(o, "Header", &h))
+                        printf("header %s\n", json_object_get_string(h));
         }
         if (json_object_object_get_ex(plan, "Keystore", &dir) && dir &&
             json_object_object_get_ex(plan, "RootKeyFile", &key) && key)

@@ -30,6 +30,10 @@ echo '{"seq":7}' > "$ks/audit.head"
 echo '{"record":1}' > "$tmp/var/audit.log"
 printf 'keystore = %s\naudit-log = %s/var/audit.log\n' "$ks" "$tmp" > "$etc/kmscrypt/no.conf"
 printf 'keystore = %s\naudit-log = %s/var/audit.log\ninitramfs-keystore = yes\n' "$ks" "$tmp" > "$etc/kmscrypt/yes.conf"
+printf 'keystore = %s\nfrobnicate = yes\n' "$ks" > "$etc/kmscrypt/bad.conf"
+echo header > "$tmp/root.hdr"
+printf 'root UUID=kmscrypt-test-root db-id=db-1,volume-id=root x-initrd.attach,header=%s/root.hdr\n' "$tmp" \
+        > "$etc/kmscrypt/volumes-hdr"
 printf 'data /dev/kmscrypt-test-none db-id=db-1,volume-id=data\n' > "$etc/kmscrypt/volumes-none"
 printf 'data /dev/kmscrypt-test-none db-id=db-1,volume-id=data\nroot UUID=kmscrypt-test-root db-id=db-1,volume-id=root x-initrd.attach\n' \
         > "$etc/kmscrypt/volumes-root"
@@ -42,7 +46,7 @@ cp "$bld/contrib/initramfs-tools/scripts/initramfs-tools-attach" "$tmp/libexec/k
 # fill TEMPLATE OUT: the template with this test's folders.
 fill() {
         sed -e "s|@sbindir@|$tmp/bin|g" -e "s|@sysconfdir@|$etc|g" -e "s|@libexecdir@|$tmp/libexec|g" \
-                -e 's|@runstatedir@|/run|g' -e 's|@localstatedir@|/var|g' -e 's|@systemdgeneratordir@|/gen|g' \
+                -e 's|@runstatedir@|/usr/local/var/run|g' -e 's|@localstatedir@|/var|g' -e 's|@systemdgeneratordir@|/gen|g' \
                 -e 's|@systemdsystemunitdir@|/units|g' -e 's|@udevrulesdir@|/rules|g' \
                 -e "s|/usr/share/initramfs-tools/hook-functions|$tmp/hook-functions|" "$1" > "$2"
         chmod +x "$2"
@@ -123,6 +127,18 @@ use yes.conf volumes-none
 dracut "$tmp/d4"
 check "dracut, keystore allowed but no x-initrd.attach volume: nothing" test -z "$(ls -A "$tmp/d4")"
 
+use no.conf volumes-hdr
+dracut "$tmp/d5"
+check "dracut: a detached header of an x-initrd.attach volume goes in" grep -qx "$tmp/root.hdr" "$tmp/d5.list"
+
+# A mistake in kmscrypt.conf: the module is not silently left out (an image that cannot attach
+# the root), its install() fails the build instead.
+use bad.conf volumes-root
+dracut "$tmp/d6"
+check "dracut, broken kmscrypt.conf: check() still includes the module" grep -qx 'check 0' "$tmp/d6.status"
+check "dracut, broken kmscrypt.conf: install() fails, saying so" \
+        sh -c "grep -q '^install [1-9]' '$tmp/d6.status' && grep -q 'derror: kmscrypt' '$tmp/d6.warn'"
+
 # ---- initramfs-tools ----
 # itools IMG UMASK: the hook into DESTDIR IMG under UMASK; its status in $rc.
 itools() {
@@ -162,6 +178,22 @@ check "initramfs-tools, keystore allowed, umask 077: status 0" test "$rc" = 0
 check "initramfs-tools, umask 077: key files and the root key (0600)" \
         test -f "$tmp/i4$ks/keys/0b7e.key" -a "$(stat -c %a "$tmp/i4$ks/root.key" 2> /dev/null)" = 600
 check "initramfs-tools, umask 077: never the audit log or its chain head" no_audit_chain "$tmp/i4"
+itools "$tmp/i5" 027
+check "initramfs-tools, keystore allowed, umask 027 (others kept out too): status 0" test "$rc" = 0
+
+use no.conf volumes-hdr
+itools "$tmp/i6" 022
+check "initramfs-tools: a detached header of an x-initrd.attach volume goes in" test -f "$tmp/i6$tmp/root.hdr"
+check "initramfs-tools: the boot script's audit chain in /run, whatever runstatedir is" \
+        grep -q 'KMSCRYPT_AUDIT_HEAD=/run/kmscrypt/initrd-audit.head' "$tmp/i6/scripts/local-top/kmscrypt"
+
+use bad.conf volumes-root
+itools "$tmp/i7" 022
+check "initramfs-tools, broken kmscrypt.conf and an x-initrd.attach volume: the build fails" test "$rc" != 0
+use bad.conf volumes-none
+itools "$tmp/i8" 022
+check "initramfs-tools, broken kmscrypt.conf, no x-initrd.attach volume: a warning, status 0" \
+        sh -c "[ $rc = 0 ] && grep -q 'nothing installed' '$tmp/i8.out'"
 
 # The conf-hook makes the image 0600 exactly when the keystore may go in.
 check "conf-hook: initramfs-keystore = yes sets UMASK=0077" \
