@@ -20,7 +20,7 @@
 
 #define BACKOFF_FIRST_MS 1000
 #define BACKOFF_MAX_MS   30000
-/* An idle KMS handle older than this is closed, not reused: see kms_take(). */
+/* An idle KMS handle older than this is closed, not reused: see kms_reap_idle(). */
 #define KMS_IDLE_MAX_MS  5000
 
 /* A loaded volumes file, shared by the volumes that point into it and the attaches using it. */
@@ -38,6 +38,7 @@ struct mvol {
         uint64_t window_start_ms;   /* first try of this round: the timeout counts from here */
         uint64_t next_try_ms;       /* WAITING: monotonic time of the next try */
         bool suspended_by_us;       /* the revocation policy suspended it */
+        bool keep_audited;          /* kept running under a revoked key, and that is on record */
         struct kc_attach_result last;   /* ATTACHED: what its attach said */
 };
 
@@ -183,6 +184,7 @@ static void record_result(struct kc_manager *m, struct mvol *v, int r, const str
         if (r >= 0) {
                 v->st.error = 0;
                 v->st.reason[0] = '\0';
+                v->keep_audited = false;        /* a fresh attach: a later revocation is a new decision */
                 set_state(m, v, KC_VOLUME_ATTACHED);
                 return;
         }
@@ -512,8 +514,7 @@ struct revoke_item {
 
 /* Lock held: what earlier checks did to v, for kc_revoke_check(). */
 static unsigned revoke_prior(const struct mvol *v) {
-        return (v->suspended_by_us ? KC_REVOKE_PRIOR_SUSPENDED : 0) |
-                (v->st.state == KC_VOLUME_ATTACHED && v->st.error == -EKEYREVOKED ? KC_REVOKE_PRIOR_KEPT : 0);
+        return (v->suspended_by_us ? KC_REVOKE_PRIOR_SUSPENDED : 0) | (v->keep_audited ? KC_REVOKE_PRIOR_KEPT : 0);
 }
 
 /* Lock held: apply the outcome of one check. */
@@ -527,6 +528,7 @@ static void apply_revoke(struct kc_manager *m, struct mvol *v, int r, const stru
         }
         switch (o->action) {
         case KC_REVOKE_NONE:
+                v->keep_audited = false;
                 if (v->st.error == -EKEYREVOKED) {      /* a kept volume's key is enabled again */
                         v->st.error = 0;
                         v->st.reason[0] = '\0';
@@ -546,6 +548,7 @@ static void apply_revoke(struct kc_manager *m, struct mvol *v, int r, const stru
                 __attribute__((fallthrough));
         case KC_REVOKE_STILL:
         case KC_REVOKE_KEPT:
+                v->keep_audited = o->action == KC_REVOKE_KEPT && o->audited;
                 if (!streq(v->st.reason, o->reason) && o->action == KC_REVOKE_KEPT)
                         log_warning("%s: %s", v->conf->name, o->reason);
                 v->st.error = -EKEYREVOKED;

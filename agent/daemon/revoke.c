@@ -277,13 +277,17 @@ int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const c
                 }
         } else if (conf->revoke == KC_REVOKE_KEEP) {
                 /* Nothing done to the volume, but a decision taken about it: on record, once. */
-                if (!(prior & KC_REVOKE_PRIOR_KEPT)) {
-                        r = audit_action(cfg, self, "KeepVolume", st.key_id, st.context, st.luks_uuid, 0,
-                                         "CMK disabled or pending deletion: left attached, new attaches fail "
-                                         "(revoke=keep)");
+                out.audited = prior & KC_REVOKE_PRIOR_KEPT;
+                if (!out.audited) {
+                        char detail[128];
+
+                        snprintf(detail, sizeof(detail), "CMK %s: left attached, new attaches fail (revoke=keep)",
+                                 state);
+                        r = audit_action(cfg, self, "KeepVolume", st.key_id, st.context, st.luks_uuid, 0, detail);
+                        out.audited = r >= 0;
                         if (r < 0)
-                                log_warning("%s: the audit record of keeping it attached could not be written: %s",
-                                            conf->name, strerror(-r));
+                                log_warning("%s: the audit record of keeping it attached could not be written "
+                                            "(tried again at the next check): %s", conf->name, strerror(-r));
                 }
                 out.action = KC_REVOKE_KEPT;
                 snprintf(out.reason, sizeof(out.reason), "CMK %s is %s; kept running (revoke=keep), new attaches fail",

@@ -33,13 +33,15 @@ enum kc_revoke_action {
 struct kc_revoke_outcome {
         enum kc_revoke_action action;
         char reason[256];
+        bool audited;             /* KC_REVOKE_KEPT: its KeepVolume record is written (now or before) */
 };
 
 /*
  * Check one attached volume (conf) against its CMK and act per conf->revoke.
  * prior says what earlier checks did: KC_REVOKE_PRIOR_SUSPENDED, the agent
  * suspended it (only those are resumed); KC_REVOKE_PRIOR_KEPT, it is already
- * kept running with its key revoked (audited once, when first noticed).
+ * kept running with its key revoked and that is on record (audited once;
+ * a record that could not be written is tried again at the next check).
  */
 enum {
         KC_REVOKE_PRIOR_SUSPENDED = 1 << 0,
