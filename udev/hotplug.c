@@ -103,22 +103,29 @@ static bool agent_knows(struct kc_client *c, const char *name) {
 /*
  * Open the agent and make one call; again, after a pause, while the agent
  * turns the connection away (EUSERS: more units talk to it at once than it
- * serves, as at a boot with many volumes, each unit waiting for its own).
- * The unit's start timeout bounds that.  -ECONNREFUSED when there is no
- * agent (logged).
+ * serves, as at a boot with many volumes, each unit waiting for its own;
+ * or it is stopping) or stops while we wait (ESHUTDOWN): a restarted agent
+ * will serve.  The unit's start
+ * timeout, or its stop, bounds that.  *no_agent says there was no agent to
+ * ask (logged), apart from any errno a reply may carry.
  */
 static int agent_call(int (*call)(struct kc_client *c, void *userdata, struct kc_err *err), void *userdata,
-                      struct kc_err *err) {
+                      bool *no_agent, struct kc_err *err) {
+        *no_agent = false;
         for (unsigned attempt = 0;; attempt++) {
                 _cleanup_client_ struct kc_client *c = NULL;
                 unsigned ms;
                 int r;
 
-                if (agent_open(&c) < 0)
+                if (agent_open(&c) < 0) {
+                        *no_agent = true;
                         return -ECONNREFUSED;
+                }
                 *err = (struct kc_err) {};
                 r = call(c, userdata, err);
-                if (r != -EUSERS)
+                /* EUSERS: turned away, too many connections.  ESHUTDOWN: the agent stopped while we
+                 * waited (a restart; socket activation starts the next one). */
+                if (r != -EUSERS && r != -ESHUTDOWN)
                         return r;
                 ms = kc_backoff_ceiling(attempt, 100, 5000);
                 ms = kc_backoff_draw(ms, ms);
@@ -158,9 +165,10 @@ static int call_attach_volume(struct kc_client *c, void *userdata, struct kc_err
 static int agent_attach_volume(const char *name) {
         struct volume_call v = { .name = name };
         struct kc_err err = {};
-        int r = agent_call(call_attach_volume, &v, &err);
+        bool no_agent;
+        int r = agent_call(call_attach_volume, &v, &no_agent, &err);
 
-        if (r == -ECONNREFUSED)
+        if (no_agent)
                 return EXIT_UNAVAILABLE;
         if (r < 0) {
                 log_error_errno(r, "attaching volume %s failed: %s", name, kc_err_msg(&err, r));
@@ -192,13 +200,14 @@ static int call_hotplug(struct kc_client *c, void *userdata, struct kc_err *err)
 static int do_attach(const char *arg) {
         struct hotplug_call h = { .devno = arg };
         struct kc_err err = {};
+        bool no_agent;
         dev_t devno;
         int r;
 
         if (parse_devno(arg, &devno) < 0)
                 return usage_error("not MAJOR:MINOR: \"%s\"", arg);
-        r = agent_call(call_hotplug, &h, &err);
-        if (r == -ECONNREFUSED)
+        r = agent_call(call_hotplug, &h, &no_agent, &err);
+        if (no_agent)
                 return EXIT_UNAVAILABLE;
         if (r < 0) {
                 log_error_errno(r, "%s", kc_err_msg(&err, r));
