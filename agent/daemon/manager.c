@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <poll.h>
 #include <pthread.h>
 #include <string.h>
 #include <unistd.h>
@@ -157,6 +158,13 @@ static void set_state(struct kc_manager *m, struct mvol *v, enum kc_volume_state
                 v->st.since = time(NULL);
         v->st.state = s;
         pthread_cond_broadcast(&m->changed);
+}
+
+/* Lock held: wait on cond until the kc_now_ms() time at_ms at most (the conds run on CLOCK_MONOTONIC). */
+static void cond_wait_until(pthread_cond_t *cond, pthread_mutex_t *lock, uint64_t at_ms) {
+        struct timespec ts = { .tv_sec = (time_t) (at_ms / 1000), .tv_nsec = (long) (at_ms % 1000) * 1000000 };
+
+        (void) pthread_cond_timedwait(cond, lock, &ts);
 }
 
 static void schedule_now(struct kc_manager *m, struct mvol *v) {
@@ -655,7 +663,6 @@ static void *scheduler(void *arg) {
         pthread_mutex_lock(&m->lock);
         while (!m->stopping) {
                 uint64_t now = kc_now_ms(), wake_at = UINT64_MAX;
-                struct timespec ts;
 
                 for (size_t i = 0; i < m->n_vols && m->running < m->max_parallel; i++)
                         if (due(m->vols[i], now) && spawn_attach(m, m->vols[i]) >= 0)
@@ -675,9 +682,7 @@ static void *scheduler(void *arg) {
                 }
                 if (wake_at <= now)
                         wake_at = now + 10;  /* due but no slot: a finishing attach signals us */
-                ts.tv_sec = (time_t) (wake_at / 1000);
-                ts.tv_nsec = (long) (wake_at % 1000) * 1000000;
-                pthread_cond_timedwait(&m->wake, &m->lock, &ts);
+                cond_wait_until(&m->wake, &m->lock, wake_at);
         }
         pthread_mutex_unlock(&m->lock);
         return NULL;
@@ -868,19 +873,38 @@ int kc_manager_snapshot(struct kc_manager *m, struct kc_agent_volume **ret, size
         return 0;
 }
 
+/* Whether the peer of connection fd has closed it. */
+static bool peer_gone(int fd) {
+        struct pollfd p = { .fd = fd, .events = POLLRDHUP };
+
+        return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
 /*
  * Lock held, v's attempt over and its slot given back: wait while the
  * scheduler retries it, until it is attached, failed (refused, or its
  * timeout ran out), suspended or detached.  The outcome as an attach's.
  */
-static int wait_outcome(struct kc_manager *m, struct mvol *v, struct kc_attach_result *ret, struct kc_err *err) {
+static int wait_outcome(struct kc_manager *m, struct mvol *v, int watch_fd, struct kc_attach_result *ret,
+                        struct kc_err *err) {
+        bool gone = false;
         int r;
 
-        while (!m->stopping && v->present &&
+        while (!m->stopping && v->present && !gone &&
                (v->busy || v->st.state == KC_VOLUME_PENDING || v->st.state == KC_VOLUME_ATTACHING ||
-                v->st.state == KC_VOLUME_WAITING))
-                pthread_cond_wait(&m->changed, &m->lock);
+                v->st.state == KC_VOLUME_WAITING)) {
+                if (watch_fd < 0) {
+                        pthread_cond_wait(&m->changed, &m->lock);
+                        continue;
+                }
+                /* A requester that went away (killed, its unit stopped) waits no more: its
+                 * connection would stay counted for as long as the volume does not settle. */
+                cond_wait_until(&m->changed, &m->lock, kc_now_ms() + 1000);
+                gone = peer_gone(watch_fd);
+        }
         *err = (struct kc_err) {};
+        if (gone)
+                return kc_err_set(err, -ECANCELED, "the requester went away");
         if (m->stopping)
                 return kc_err_set(err, -ESHUTDOWN, "the agent is stopping");
         if (!v->present)
@@ -894,7 +918,7 @@ static int wait_outcome(struct kc_manager *m, struct mvol *v, struct kc_attach_r
 }
 
 int kc_manager_attach_volume(struct kc_manager *m, const char *name, const struct kc_caller *caller, bool wait,
-                             struct kc_attach_result *ret, struct kc_err *err) {
+                             int watch_fd, struct kc_attach_result *ret, struct kc_err *err) {
         const struct kc_volume_conf *conf;
         struct kc_attach_result res = {};
         struct confset *set;
@@ -937,7 +961,7 @@ int kc_manager_attach_volume(struct kc_manager *m, const char *name, const struc
         confset_unref(set);
         release_slot(m);
         if (r < 0 && v->st.state == KC_VOLUME_WAITING && wait)
-                r = wait_outcome(m, v, &res, err);
+                r = wait_outcome(m, v, watch_fd, &res, err);
         else if (r < 0 && v->st.state == KC_VOLUME_WAITING) {
                 struct kc_err e = *err;
                 *err = (struct kc_err) {};
@@ -1101,8 +1125,8 @@ static int find_after_reload(struct kc_manager *m, dev_t devno, const char *path
 }
 
 int kc_manager_hotplug(struct kc_manager *m, dev_t devno, const struct kc_caller *caller,
-                       const struct kc_manager_reload *reload, struct kc_attach_result *ret, char ret_note[256],
-                       struct kc_err *err) {
+                       const struct kc_manager_reload *reload, int watch_fd, struct kc_attach_result *ret,
+                       char ret_note[256], struct kc_err *err) {
         struct candidate c;
         char majmin[32], path[64];
         int r;
@@ -1125,7 +1149,7 @@ int kc_manager_hotplug(struct kc_manager *m, dev_t devno, const struct kc_caller
                 snprintf(ret_note, 256, "%s is volume %s, which has hotplug=no: left alone", path, c.name);
                 return 0;
         }
-        r = kc_manager_attach_volume(m, c.name, caller, true, ret, err);
+        r = kc_manager_attach_volume(m, c.name, caller, true, watch_fd, ret, err);
         return r < 0 ? r : 1;
 }
 

@@ -87,10 +87,12 @@ int kc_manager_snapshot(struct kc_manager *m, struct kc_agent_volume **ret, size
  * blocks until the volume settles (attached by a retry: 0 and its result;
  * failed when its timeout ran out, or suspended or detached meanwhile: its
  * error and reason; -ESHUTDOWN when the manager stops; -ENOENT when a
- * reload drops it).  -ENOENT if no such volume is configured.
+ * reload drops it; -ECANCELED when the requester's connection watch_fd,
+ * -1 for none, hangs up meanwhile).  -ENOENT if no such volume is
+ * configured.
  */
 int kc_manager_attach_volume(struct kc_manager *m, const char *name, const struct kc_caller *caller, bool wait,
-                             struct kc_attach_result *ret, struct kc_err *err);
+                             int watch_fd, struct kc_attach_result *ret, struct kc_err *err);
 
 /* Attach a device that is not (necessarily) configured, within the parallelism bound. */
 int kc_manager_attach_device(struct kc_manager *m, const struct kc_attach_params *p,
@@ -118,8 +120,8 @@ struct kc_manager_reload {
         void *userdata;
 };
 int kc_manager_hotplug(struct kc_manager *m, dev_t devno, const struct kc_caller *caller,
-                       const struct kc_manager_reload *reload, struct kc_attach_result *ret, char ret_note[256],
-                       struct kc_err *err);
+                       const struct kc_manager_reload *reload, int watch_fd, struct kc_attach_result *ret,
+                       char ret_note[256], struct kc_err *err);
 
 /* Detach a mapping; a configured volume becomes "detached" and stays so until attached again. */
 int kc_manager_detach(struct kc_manager *m, const char *name, bool deferred, struct kc_err *err);

@@ -415,7 +415,7 @@ static int handle_attach(struct conn *c, const struct kc_request *req, struct js
         int r;
 
         if (req->volume)
-                r = kc_manager_attach_volume(c->s->m, req->volume, &c->caller, req->wait, &res, err);
+                r = kc_manager_attach_volume(c->s->m, req->volume, &c->caller, req->wait, c->fd, &res, err);
         else
                 r = kc_manager_attach_device(c->s->m, &req->attach, &c->caller, &res, err);
         if (r < 0)
@@ -477,7 +477,7 @@ static int handle_hotplug(struct conn *c, const struct kc_request *req, struct j
         const struct kc_manager_reload reload = { .fn = c->s->cfg.reload, .userdata = c->s->cfg.userdata };
         struct kc_attach_result res = {};
         char note[256] = "";
-        int r = kc_manager_hotplug(c->s->m, req->devno, &c->caller, &reload, &res, note, err);
+        int r = kc_manager_hotplug(c->s->m, req->devno, &c->caller, &reload, c->fd, &res, note, err);
 
         if (r < 0)
                 return r;

@@ -534,7 +534,8 @@ def test_volume_waits(d):
     """kmscrypt-hotplug volume NAME (kmscrypt-NAME.service) returns when the volume settles, not at the first try."""
     late = os.path.join(d, "late-dev")
     a = Agent(d, "gone  UUID=kmscrypt-test-no-such-uuid  db-id=db-1,volume-id=gone  timeout=3\n"
-                 f"late  {late}  db-id=db-1,volume-id=late  timeout=30\n", notify=False)
+                 f"late  {late}  db-id=db-1,volume-id=late  timeout=30\n"
+                 "never  UUID=kmscrypt-test-never  db-id=db-1,volume-id=never  timeout=0,nofail\n", notify=False)
     try:
         a.wait_socket()
         end = time.time() + 15
@@ -560,6 +561,18 @@ def test_volume_waits(d):
               f"rc={p.returncode} took={took:.1f}s {err}")
         r = call(a.sock, {"v": 1, "op": "attach", "volume": "gone", "wait": True, "options": {}})
         check("attach: \"wait\" with \"options\" still refused", not r["ok"] and r["errno"] == 22, str(r))
+
+        # Helpers killed while they wait (units stopped, devices pulled) leave no connection behind:
+        # 70 of them, more than the agent serves at once, and then root is still served.
+        helpers = [hotplug(a, "volume", "never", wait=False) for _ in range(70)]
+        time.sleep(2)
+        for p in helpers:
+            p.kill()
+        for p in helpers:
+            p.communicate()
+        time.sleep(2.5)
+        r = call(a.sock, {"v": 1, "op": "ping"})
+        check("waiters that went away hold no connection", r.get("ok") is True, str(r))
 
         # Every connection taken (as many units waiting at once as the agent serves): the helper waits
         # and tries again, rather than failing its unit with "too many connections".
