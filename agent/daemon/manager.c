@@ -992,6 +992,7 @@ int kc_manager_attach_device(struct kc_manager *m, const struct kc_attach_params
         if (r >= 0 && (v = find_vol(m, res.name)) && v->present && !v->busy) {
                 v->st.error = 0;
                 v->st.reason[0] = '\0';
+                v->last = res;          /* what a unit waiting for it is told */
                 set_state(m, v, KC_VOLUME_ATTACHED);
         }
         pthread_mutex_unlock(&m->lock);

@@ -164,8 +164,14 @@ static int generate_volume(const struct kc_volume_conf *v, const char *source) {
         r = kc_unit_name_from_path(map, ".target", &blockdev);
         if (r < 0)
                 return r;
-        if (v->timeout ? asprintf(&timeout, "%us", v->timeout + START_TIMEOUT_MARGIN_SEC) < 0
-                       : !(timeout = strdup("infinity")))
+        /*
+         * The unit waits until its volume settles: timeout= and a margin for the last try.  With
+         * timeout=0 the agent retries for ever; a volume the boot needs waits for ever too, but a
+         * nofail one keeps systemd's default, or its start job would keep the boot from ever
+         * finishing (the agent goes on retrying it all the same).
+         */
+        if (v->timeout ? asprintf(&timeout, "TimeoutStartSec=%us\n", v->timeout + START_TIMEOUT_MARGIN_SEC) < 0
+                       : !(timeout = strdup(v->nofail ? "" : "TimeoutStartSec=infinity\n")))
                 return -ENOMEM;
 
         target = v->netdev ? "remote-cryptsetup.target" : "cryptsetup.target";
@@ -189,7 +195,7 @@ static int generate_volume(const struct kc_volume_conf *v, const char *source) {
                      "\n[Service]\n"
                      "Type=oneshot\n"
                      "RemainAfterExit=yes\n"
-                     "TimeoutStartSec=%s\n"
+                     "%s"
                      "ExecStart=" KC_LIBEXECDIR "/kmscrypt/kmscrypt-hotplug volume %s\n"
                      "ExecStop=" KC_LIBEXECDIR "/kmscrypt/kmscrypt-hotplug detach-volume %s\n",
                      source, v->line, v->name, source,

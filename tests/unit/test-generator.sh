@@ -123,6 +123,10 @@ fi
 [ -e "$out/dev-vdd.device.d/50-kmscrypt-timeout.conf" ] &&
         bad "nofail timeout=0: device job without end ($(cat "$out/dev-vdd.device.d/50-kmscrypt-timeout.conf"))" ||
         ok "nofail timeout=0: the device keeps the default timeout"
+# ... and so does its unit, whose wait for a device or KMS that stays away would never end.
+hasnt "$out/kmscrypt-spare.service" '^TimeoutStartSec='
+# Not nofail, timeout=0: the unit waits as long as the agent retries.
+has "$out/kmscrypt-remote.service" 'TimeoutStartSec=infinity'
 # Not nofail, timeout=0: the volume is needed, its device is waited for.
 has "$out/dev-disk-by\\x2dlabel-far\\x2daway.device.d/50-kmscrypt-timeout.conf" 'JobRunningTimeoutSec=infinity'
 
