@@ -39,6 +39,9 @@ sync
 (
         i=0
         while [ ! -e "$KCVM_DIR/stop" ] && [ $i -lt 40 ]; do
+                # Paused (between two files, all synced) while a block is compared before and after.
+                while [ -e "$KCVM_DIR/pause" ]; do touch "$KCVM_DIR/paused"; sleep 0.1; done
+                rm -f "$KCVM_DIR/paused"
                 i=$((i + 1))
                 head -c 131072 /dev/urandom >"$KCVM_DIR/w"
                 cp "$KCVM_DIR/w" "$MNT/w$i" && sync || { echo "writer: w$i failed" >&2; exit 1; }
@@ -139,6 +142,11 @@ grep -q "reencrypt --resume" "$KCVM_DIR/out" || die "rewrap refusal does not nam
 # Resumed online on the stack of the killed run (it gets further), mounted and written; killed again.
 kill_mid_run "reencrypt --resume" kmscrypt reencrypt --resume "$VOL" --rate-limit 2
 suspend_overlay
+# The held block is compared with what it holds after the take-over: nothing else may write it
+# meanwhile, so the writer pauses (its files all synced) until then.
+touch "$KCVM_DIR/pause"
+kcvm_wait_for "[ -e $KCVM_DIR/paused ] || ! kill -0 $writer 2>/dev/null" "the writer did not pause"
+sync
 suspend_hotzone
 read_held
 grep -q " $MNT " /proc/mounts || die "the file system is no longer mounted"
@@ -151,6 +159,7 @@ wait "$held" || die "the held read failed: $(cat "$KCVM_DIR/held.err")"
 dd if="/dev/mapper/$VOL" bs=4096 count=1 skip=$((held_start / 8)) iflag=direct 2>/dev/null | cmp -s - "$KCVM_DIR/held" ||
         die "the held read returned other data than the block holds"
 echo "the read held by the hotzone went on and read the block as it is"
+rm -f "$KCVM_DIR/pause"
 expect_eq "mappings" "$(kcvm_maps)" "$VOL "
 
 # A second data key replacement, killed; kmscryptd finishes it as it attaches the configured volume.
