@@ -452,8 +452,13 @@ static int print_agent_statuses(struct kc_cli *cli, struct kc_client *agent, cha
         for (size_t i = 0; i < st.n_volumes; i++)
                 if (arr) {
                         struct json_object *o = kc_volume_status_to_json(&st.volumes[i]);
+                        const struct kc_agent_volume *v = find_configured(&st, st.volumes[i].name);
 
                         status_key_state(cli, &st.volumes[i], NULL, o);
+                        /* What the agent says about an attached volume (kept under a revoked key)
+                         * goes with its mapping, not as a second element of the same name. */
+                        if (v && v->state == KC_VOLUME_ATTACHED && v->error < 0)
+                                json_object_object_add(o, "AgentReason", json_object_new_string(v->reason));
                         json_object_array_add(arr, o);
                 } else if (!cli->quiet) {
                         status_text(&st.volumes[i]);
@@ -471,7 +476,7 @@ static int print_agent_statuses(struct kc_cli *cli, struct kc_client *agent, cha
                 const struct kc_agent_volume *v = &st.configured[i];
                 /* Its mapping is shown above; what the agent says about it too, when it says
                  * something (kept running under a revoked key). */
-                if (v->state == KC_VOLUME_ATTACHED && st.device_mapper && v->error == 0)
+                if (v->state == KC_VOLUME_ATTACHED && st.device_mapper && (v->error == 0 || arr))
                         continue;
                 if (arr)
                         json_object_array_add(arr, kc_agent_volume_to_json(v));

@@ -35,6 +35,9 @@ cmp -s data back || die "data written to the kept volume does not read back"
 kmscrypt status k1 >status 2>&1 || :
 grep -q '^k1: attached since .*kept running (revoke=keep)' status || die "status does not say why k1 is kept: $(cat status)"
 grep -q 'key state: *Disabled' status || die "status does not show k1's key state: $(cat status)"
+kmscrypt status --json k1 >status.json 2>&1 || :
+expect_eq "objects named k1 in status --json" "$(grep -o '"Name": *"k1"' status.json | wc -l)" 1
+grep -q '"AgentReason": *"[^"]*kept running' status.json || die "status --json lacks the agent's reason: $(cat status.json)"
 
 # Several checks later, still one record for each volume.
 sleep 3
