@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -482,32 +483,49 @@ int kc_cli_unbase64_secret(const char *text, size_t len, uint8_t **ret, size_t *
         return 0;
 }
 
+/* The terminal's modes while a secret is read with echo off, for a signal that ends the read. */
+static struct termios tty_saved;
+static const int tty_signals[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
+
+/* Put the terminal back (async-signal-safe), then die of the signal as without us. */
+static void tty_restore_and_die(int sig) {
+        (void) tcsetattr(STDIN_FILENO, TCSANOW, &tty_saved);
+        signal(sig, SIG_DFL);
+        raise(sig);
+}
+
 /*
  * One line typed at the terminal on stdin, not echoed (as cryptsetup reads a
  * passphrase), after prompt on stderr; the newline is kept, as a file's
- * would be.  The terminal's modes are put back whatever happens.
+ * would be.  The terminal's modes are put back however the read ends, a
+ * Ctrl-C included.
  */
 int kc_cli_read_secret_tty(const char *prompt, size_t max, char **ret, size_t *ret_len) {
         _cleanup_secret_ char *buf = NULL;
-        struct termios old, quiet;
+        struct sigaction old_sa[ARRAY_SIZE(tty_signals)], sa = { .sa_handler = tty_restore_and_die };
+        struct termios quiet;
         size_t len = 0;
         int r = 0;
 
-        if (tcgetattr(STDIN_FILENO, &old) < 0)
+        if (tcgetattr(STDIN_FILENO, &tty_saved) < 0)
                 return negative_errno();
         buf = kc_secret_alloc(max + 1);
         if (!buf)
                 return -ENOMEM;
-        quiet = old;
+        quiet = tty_saved;
         quiet.c_lflag &= ~(tcflag_t) ECHO;
         quiet.c_lflag |= ECHONL;
+        for (size_t i = 0; i < ARRAY_SIZE(tty_signals); i++)
+                (void) sigaction(tty_signals[i], &sa, &old_sa[i]);
         /* Echo off (and what was typed ahead dropped) before the prompt shows, not after: a
          * line typed as soon as the prompt appears is then neither echoed nor thrown away. */
         if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) < 0)
-                return negative_errno();
-        fputs(prompt, stderr);
-        fflush(stderr);
-        for (;;) {
+                r = negative_errno();
+        else {
+                fputs(prompt, stderr);
+                fflush(stderr);
+        }
+        while (r == 0) {
                 ssize_t n = read(STDIN_FILENO, buf + len, 1);
 
                 if (n < 0 && errno == EINTR)
@@ -519,7 +537,9 @@ int kc_cli_read_secret_tty(const char *prompt, size_t max, char **ret, size_t *r
                 if (n <= 0 || r < 0 || buf[len++] == '\n')
                         break;
         }
-        (void) tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+        (void) tcsetattr(STDIN_FILENO, TCSANOW, &tty_saved);
+        for (size_t i = 0; i < ARRAY_SIZE(tty_signals); i++)
+                (void) sigaction(tty_signals[i], &old_sa[i], NULL);
         if (r < 0)
                 return r;
         buf[len] = '\0';

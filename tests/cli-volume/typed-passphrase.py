@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import termios
 
 top_builddir = os.environ.get("top_builddir", os.path.join(os.path.dirname(__file__), "..", ".."))
 KMSCRYPT = os.path.join(top_builddir, "kmscrypt")
@@ -55,6 +56,25 @@ def main():
             ("it prompted for it", b"Passphrase for --recovery-passphrase-file: " in seen),
             ("the passphrase is not echoed", PASS not in seen),
         ]
+        # Ctrl-C at the prompt: the command dies of SIGINT and leaves the terminal echoing again.
+        img2 = os.path.join(t, "v2.img")
+        with open(img2, "wb") as f:
+            f.truncate(32 << 20)
+        pid, fd2 = pty.fork()
+        if pid == 0:
+            os.execve(KMSCRYPT, [KMSCRYPT, "format", img2, "--key", "alias/t", "--context", "db-id=d,volume-id=w",
+                                 "--recovery-passphrase-file", "-"], env)
+        seen2 = b""
+        while b"Passphrase for --recovery-passphrase-file: " not in seen2:
+            chunk = os.read(fd2, 1024)
+            if not chunk:
+                break
+            seen2 += chunk
+        os.write(fd2, b"\x03")
+        _, status2 = os.waitpid(pid, 0)
+        echo_on = bool(termios.tcgetattr(fd2)[3] & termios.ECHO)
+        checks.append(("Ctrl-C at the prompt ends the command", os.WIFSIGNALED(status2)))
+        checks.append(("... and leaves the terminal echoing", echo_on))
         key = os.path.join(t, "pass")
         with open(key, "wb") as f:
             f.write(PASS)       # no newline: it was not part of the passphrase
