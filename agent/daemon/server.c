@@ -267,16 +267,24 @@ static int bind_socket(const char *path, gid_t gid, int *ret_fd, struct kc_err *
 static int give_activated_socket(int fd, gid_t gid, struct kc_err *err) {
         struct sockaddr_un sa = {};
         socklen_t salen = sizeof(sa);
+        _cleanup_close_ int path_fd = -1;
+        char proc[64];
         struct stat st;
 
         if (gid == (gid_t) -1 || getsockname(fd, (struct sockaddr *) &sa, &salen) < 0 ||
             salen <= offsetof(struct sockaddr_un, sun_path) || sa.sun_path[0] != '/')
                 return 0;
         sa.sun_path[sizeof(sa.sun_path) - 1] = '\0';
-        /* Only the socket itself: a link or other file planted in its place is left alone. */
-        if (lstat(sa.sun_path, &st) < 0 || !S_ISSOCK(st.st_mode))
+        /*
+         * Only the socket itself: a link or other file planted in its place is left alone.  Looked
+         * at and changed through one O_PATH descriptor, so that nothing swapped in between the
+         * look and the change is changed.
+         */
+        path_fd = open(sa.sun_path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (path_fd < 0 || fstat(path_fd, &st) < 0 || !S_ISSOCK(st.st_mode))
                 return 0;
-        if (chown(sa.sun_path, (uid_t) -1, gid) < 0 || chmod(sa.sun_path, 0660) < 0)
+        snprintf(proc, sizeof(proc), "/proc/self/fd/%d", path_fd);
+        if (fchownat(path_fd, "", (uid_t) -1, gid, AT_EMPTY_PATH) < 0 || chmod(proc, 0660) < 0)
                 return kc_err_set(err, negative_errno(), "cannot give %s to group %u: %m",
                                   sa.sun_path, (unsigned) gid);
         return 0;
