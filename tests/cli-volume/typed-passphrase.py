@@ -15,6 +15,26 @@ KMSCRYPT = os.path.join(top_builddir, "kmscrypt")
 PASS = b"typed-recovery-words"
 
 
+def format_at_prompt(t, vol, env):
+    """kmscrypt format of a fresh image under a pty, read up to its passphrase prompt:
+    (image, pid, pty fd, what the terminal showed)."""
+    img = os.path.join(t, vol + ".img")
+    with open(img, "wb") as f:
+        f.truncate(32 << 20)
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(KMSCRYPT, [KMSCRYPT, "format", img, "--key", "alias/t", "--context", "db-id=d,volume-id=" + vol,
+                             "--recovery-passphrase-file", "-", "--pbkdf", "pbkdf2",
+                             "--pbkdf-force-iterations", "1000"], env)
+    seen = b""
+    while b"Passphrase for --recovery-passphrase-file: " not in seen:
+        chunk = os.read(fd, 1024)
+        if not chunk:
+            break
+        seen += chunk
+    return img, pid, fd, seen
+
+
 def main():
     if not shutil.which("cryptsetup") or os.geteuid() != 0:
         print("SKIP: cryptsetup and root (libcryptsetup's /run/cryptsetup) are needed")
@@ -26,21 +46,8 @@ def main():
                    KMSCRYPT_KEYSTORE=os.path.join(t, "ks"), KMSCRYPT_AUDIT_LOG=os.path.join(t, "audit.log"),
                    KMSCRYPT_AUDIT_HEAD=os.path.join(t, "audit.head"))
         subprocess.run([KMSCRYPT, "-q", "key", "create", "--alias", "alias/t"], env=env, check=True)
-        img = os.path.join(t, "v.img")
-        with open(img, "wb") as f:
-            f.truncate(32 << 20)
         signal.alarm(int(os.environ.get("KC_TTY_TIMEOUT", "60")))   # a read that waits for EOF never ends
-        pid, fd = pty.fork()
-        if pid == 0:
-            os.execve(KMSCRYPT, [KMSCRYPT, "format", img, "--key", "alias/t", "--context", "db-id=d,volume-id=v",
-                                 "--recovery-passphrase-file", "-", "--pbkdf", "pbkdf2",
-                                 "--pbkdf-force-iterations", "1000"], env)
-        seen = b""
-        while b"Passphrase for --recovery-passphrase-file: " not in seen:
-            chunk = os.read(fd, 1024)
-            if not chunk:
-                break
-            seen += chunk
+        img, pid, fd, seen = format_at_prompt(t, "v", env)
         os.write(fd, PASS + b"\n")
         while True:
             try:
@@ -57,19 +64,7 @@ def main():
             ("the passphrase is not echoed", PASS not in seen),
         ]
         # Ctrl-C at the prompt: the command dies of SIGINT and leaves the terminal echoing again.
-        img2 = os.path.join(t, "v2.img")
-        with open(img2, "wb") as f:
-            f.truncate(32 << 20)
-        pid, fd2 = pty.fork()
-        if pid == 0:
-            os.execve(KMSCRYPT, [KMSCRYPT, "format", img2, "--key", "alias/t", "--context", "db-id=d,volume-id=w",
-                                 "--recovery-passphrase-file", "-"], env)
-        seen2 = b""
-        while b"Passphrase for --recovery-passphrase-file: " not in seen2:
-            chunk = os.read(fd2, 1024)
-            if not chunk:
-                break
-            seen2 += chunk
+        _, pid, fd2, _ = format_at_prompt(t, "w", env)
         os.write(fd2, b"\x03")
         _, status2 = os.waitpid(pid, 0)
         echo_on = bool(termios.tcgetattr(fd2)[3] & termios.ECHO)
