@@ -667,22 +667,51 @@ static int unwrap_and_load(struct kc_kms *kms, const struct kc_kms_request *req,
         return 0;
 }
 
-/*
- * A volume bound to another context than this host expects is refused
- * before its key is asked for; the refusal is audited like a KMS call, so
- * a disk that turns up where it does not belong leaves a trace in the chain.
- */
-static int check_context(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_token *tok,
-                         const struct kc_context *expect, const char *device, struct kc_err *err) {
-        _cleanup_free_ char *have = NULL, *want = NULL, *ref = NULL, *detail = NULL;
-        struct kc_audit_record rec = { .operation = "Attach", .context = tok->context, .result = -EPERM };
-        int r;
+bool kc_attach_provider_allowed(char *const *providers, const char *provider) {
+        if (!providers)
+                return true;
+        for (size_t i = 0; providers[i]; i++)
+                if (streq(providers[i], provider))
+                        return true;
+        return false;
+}
 
-        if (!expect || kc_context_equal(tok->context, expect))
+/* Why the token breaks this host's policy for the volume (p->expect, p->providers); 0 if it does not. */
+static int policy_breach(const struct kc_token *tok, const struct kc_attach_params *p, const char *device,
+                         struct kc_err *err) {
+        _cleanup_free_ char *have = NULL, *want = NULL;
+        char list[128] = "";
+
+        if (p->expect && !kc_context_equal(tok->context, p->expect)) {
+                (void) kc_context_to_string(tok->context, &have);
+                (void) kc_context_to_string(p->expect, &want);
+                return kc_err_set(err, -EPERM, "%s is bound to context %s, expected %s", device, strna(have),
+                                  strna(want));
+        }
+        if (!kc_attach_provider_allowed(p->providers, tok->provider)) {
+                for (size_t i = 0; p->providers[i]; i++)
+                        snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? "+" : "",
+                                 p->providers[i]);
+                return kc_err_set(err, -EPERM, "%s is wrapped by KMS provider %s, which this volume does not allow "
+                                  "(kms=%s)", device, tok->provider, list);
+        }
+        return 0;
+}
+
+/*
+ * A volume bound to another context than this host expects, or wrapped by
+ * a KMS provider its entry does not allow, is refused before its key is
+ * asked for; the refusal is audited like a KMS call, so a disk that turns
+ * up where it does not belong leaves a trace in the chain.
+ */
+static int check_policy(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_token *tok,
+                        const struct kc_attach_params *p, const char *device, struct kc_err *err) {
+        _cleanup_free_ char *ref = NULL, *detail = NULL;
+        struct kc_audit_record rec = { .operation = "Attach", .context = tok->context, .result = -EPERM };
+        int r = policy_breach(tok, p, device, err);
+
+        if (r == 0)
                 return 0;
-        (void) kc_context_to_string(tok->context, &have);
-        (void) kc_context_to_string(expect, &want);
-        kc_err_set(err, -EPERM, "%s is bound to context %s, expected %s", device, strna(have), strna(want));
         if (kc_token_key_ref(tok, &ref) >= 0)
                 rec.key_id = ref;
         if (asprintf(&detail, "device %s", device) >= 0)
@@ -756,13 +785,13 @@ static int attach_view(struct kc_kms *kms, const struct kc_kms_request *req, con
                 return r;
 
         volreq.volume = seg->uuid;
-        if (v->pk && p->expect && !kc_context_equal(tok.context, p->expect)) {
+        if (v->pk && policy_breach(&tok, p, device, &(struct kc_err) {}) < 0) {
                 /* Refused and audited from the loaded header, not from a peek. */
                 v->restart = true;
                 r = -ESTALE;
                 goto out;
         }
-        r = check_context(kms, &volreq, &tok, p->expect, device, err);
+        r = check_policy(kms, &volreq, &tok, p, device, err);
         if (r < 0)
                 goto out;
         if (p->name)

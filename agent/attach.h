@@ -73,6 +73,8 @@ struct kc_attach_params {
         const char *header;               /* detached header, or NULL */
         const char *name;                 /* mapping name; NULL: derived from the volume */
         const struct kc_context *expect;  /* refuse unless the token's context equals it; NULL: no check */
+        char *const *providers;           /* refuse unless the token's KMS provider is one of them (kms=
+                                           * of the volumes file); NULL: any */
         bool read_only;
         unsigned flags;                   /* KC_CRYPT_* performance flags */
         kc_mapping_loader_t loader;       /* NULL: kc_mapping_load in this thread */
@@ -102,6 +104,9 @@ struct kc_attach_result {
  * holds majmin itself.
  */
 int kc_block_devnode(const char *majmin, char *buf, size_t size);
+
+/* Whether provider is one of providers (a NULL list allows any). */
+bool kc_attach_provider_allowed(char *const *providers, const char *provider);
 
 /* Resolve "UUID=...", "LABEL=..." or a path to a device path. Caller frees. */
 int kc_resolve_device(const char *spec, char **ret_path, struct kc_err *err);

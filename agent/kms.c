@@ -123,6 +123,10 @@ static const struct kc_kms_provider *provider_by_name(const char *name, size_t l
         return NULL;
 }
 
+bool kc_kms_provider_known(const char *name) {
+        return name && provider_by_name(name, strlen(name));
+}
+
 int kc_kms_resolve(const char *key_ref, const struct kc_kms_provider **ret_provider,
                    const char **ret_key, struct kc_err *err) {
         const struct kc_kms_provider *p = &kc_kms_provider_local;

@@ -138,6 +138,9 @@ void kc_kms_close(struct kc_kms *k);
 DEFINE_CLEANUP_FUNC(struct kc_kms *, kc_kms_close)
 #define _cleanup_kms_ _cleanup_(kc_kms_closep)
 
+/* Whether this build has a KMS provider of that name ("local", "aws"). */
+bool kc_kms_provider_known(const char *name);
+
 /* Split "scheme:rest" into provider and key; bare "alias/x" or an id means local. */
 int kc_kms_resolve(const char *key_ref, const struct kc_kms_provider **ret_provider,
                    const char **ret_key, struct kc_err *err);

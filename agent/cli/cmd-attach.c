@@ -74,7 +74,7 @@ int kc_cli_volumes_load(const char *path, struct kc_volumes **ret, struct kc_err
 static void params_from_conf(const struct kc_volume_conf *v, struct kc_attach_params *p) {
         *p = (struct kc_attach_params) {
                 .device = v->device, .header = v->header, .name = v->name, .expect = v->context,
-                .read_only = v->read_only, .flags = v->flags,
+                .providers = v->kms, .read_only = v->read_only, .flags = v->flags,
         };
 }
 

@@ -57,6 +57,10 @@ static enum device_verdict check_device(const struct kc_volume_conf *v, char *wh
                 snprintf(why, size, "%s is bound to context %s, the volumes file expects %s", path, strna(have),
                          strna(want));
                 verdict = DEVICE_BAD;
+        } else if (!kc_attach_provider_allowed(v->kms, tok.provider)) {
+                snprintf(why, size, "%s is wrapped by KMS provider %s, which its kms= does not allow", path,
+                         tok.provider);
+                verdict = DEVICE_BAD;
         } else
                 snprintf(why, size, "%s, key %s:%s, context matches", path, tok.provider, tok.key_id);
         kc_token_clear(&tok);

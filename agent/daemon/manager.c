@@ -409,6 +409,7 @@ static int attach_conf(struct kc_manager *m, const struct kc_volume_conf *c, con
                        struct kc_attach_result *ret, struct kc_err *err) {
         struct kc_attach_params p = {
                 .device = c->device, .header = c->header, .name = c->name, .expect = c->context,
+                .providers = c->kms,
                 .read_only = c->read_only, .flags = c->flags,
         };
         return attach_with(m, &p, caller, ret, err);

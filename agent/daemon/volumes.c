@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include "agent/daemon/volumes.h"
+#include "agent/kms.h"
 #include "dmsetup-helpers/dmcrypt.h"
 #include "lib/fileio.h"
 #include "lib/strv.h"
@@ -95,7 +96,12 @@ static bool valid_provider_name(const char *s) {
         return true;
 }
 
-/* kms=aws+local: remote KMS ordering, stored for the providers that use it. */
+/*
+ * kms=aws+local: the KMS providers this volume may be unwrapped through.  A
+ * token wrapped by another is refused, as a token bound to another context
+ * is; and a volume whose providers are not all local waits for the network
+ * at boot, as with _netdev.
+ */
 static int opt_kms(struct kc_volume_conf *v, const char *value, struct kc_err *err) {
         _cleanup_free_ char *list = strdup(value);
         _cleanup_strv_ char **names = NULL;
@@ -107,6 +113,9 @@ static int opt_kms(struct kc_volume_conf *v, const char *value, struct kc_err *e
         for (char *p = strtok_r(list, "+", &save); p; p = strtok_r(NULL, "+", &save)) {
                 if (!valid_provider_name(p))
                         return kc_err_set(err, -EINVAL, "kms=: \"%.32s\" is not a provider name", p);
+                /* A typo would make a volume no token can satisfy. */
+                if (!kc_kms_provider_known(p))
+                        return kc_err_set(err, -EINVAL, "kms=: no KMS provider \"%.32s\" in this build", p);
                 r = kc_strv_push(&names, p);
                 if (r < 0)
                         return r;
@@ -414,4 +423,13 @@ const struct kc_volume_conf *kc_volumes_find(const struct kc_volumes *v, const c
 
 const char *kc_revoke_policy_to_string(enum kc_revoke_policy p) {
         return p == KC_REVOKE_SUSPEND ? "suspend" : "keep";
+}
+
+bool kc_volume_needs_network(const struct kc_volume_conf *v) {
+        if (v->netdev)
+                return true;
+        for (size_t i = 0; v->kms && v->kms[i]; i++)
+                if (!streq(v->kms[i], "local"))
+                        return true;
+        return false;
 }

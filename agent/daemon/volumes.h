@@ -45,7 +45,7 @@ struct kc_volume_conf {
         bool netdev;                /* _netdev: needs the network (remote KMS) */
         bool initrd;                /* x-initrd.attach: attached in the initramfs, kept across switch-root */
         unsigned timeout;           /* timeout=SECONDS of retrying; 0: retry for ever */
-        char **kms;                 /* kms=A+B: providers in the order to try; NULL: the token's */
+        char **kms;                 /* kms=A+B: the providers allowed to unwrap it; NULL: any (the token's) */
         enum kc_revoke_policy revoke;  /* revoke=keep|suspend */
         unsigned line;              /* where it was defined */
 };
@@ -78,3 +78,6 @@ DEFINE_CLEANUP_FUNC(struct kc_volumes *, kc_volumes_free)
 const struct kc_volume_conf *kc_volumes_find(const struct kc_volumes *v, const char *name);
 
 const char *kc_revoke_policy_to_string(enum kc_revoke_policy p);
+
+/* Whether attaching v needs the network: _netdev, or a kms= provider other than local. */
+bool kc_volume_needs_network(const struct kc_volume_conf *v);

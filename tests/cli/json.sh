@@ -133,6 +133,10 @@ printf 'pg %s db-id=db-1,volume-id=other\n' "$V" > "$T/volumes.other"
 expect 4 "config check: a device bound to another context" --json config check --volumes "$T/volumes.other"
 json_is 'j["Valid"]' false
 json_is 'j["Volumes"][0]["Check"]' bad
+printf 'pg %s %s kms=aws\n' "$V" "$CTX" > "$T/volumes.kms"
+expect 4 "config check: a token of a KMS provider kms= does not allow" --json config check --volumes "$T/volumes.kms"
+json_is 'j["Volumes"][0]["Check"]' bad
+json_is '"kms=" in j["Volumes"][0]["Detail"]' true
 before=$(snapshot "$KS")
 lines=$(audit_lines)
 expect 4 "schedule-deletion of a key a volume uses" key schedule-deletion alias/pg --volumes "$T/volumes"

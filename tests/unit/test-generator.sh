@@ -21,6 +21,7 @@ cat > "$tmp/volumes" <<'V'
 pg-data   UUID=0b7e-11              db-id=db-1,volume-id=pgdata       timeout=30
 wal       /dev/vdc                  db-id=db-1,volume-id=wal          nofail
 remote    LABEL=far-away            db-id=db-1,volume-id=remote       _netdev,timeout=0
+cloud     /dev/vde                  db-id=db-1,volume-id=cloud        kms=aws
 spare     /dev/vdd                  db-id=db-1,volume-id=spare        nofail,timeout=0
 V
 out=$tmp/out
@@ -129,6 +130,12 @@ hasnt "$out/kmscrypt-spare.service" '^TimeoutStartSec='
 has "$out/kmscrypt-remote.service" 'TimeoutStartSec=infinity'
 # Not nofail, timeout=0: the volume is needed, its device is waited for.
 has "$out/dev-disk-by\\x2dlabel-far\\x2daway.device.d/50-kmscrypt-timeout.conf" 'JobRunningTimeoutSec=infinity'
+
+# kms= naming a remote provider waits for the network, as _netdev does.
+u=$out/kmscrypt-cloud.service
+has "$u" 'After=network-online.target remote-fs-pre.target'
+[ -L "$out/remote-cryptsetup.target.requires/kmscrypt-cloud.service" ] && ok "kms=aws: required by remote-cryptsetup.target" ||
+        bad "kms=aws: remote-cryptsetup.target.requires link missing"
 
 # x-initrd.attach: on the real root and in the initramfs the unit is not
 # stopped by umount.target (the mapping holds / or /usr); in the initramfs

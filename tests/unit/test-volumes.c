@@ -118,6 +118,7 @@ START_TEST(test_options_refused) {
         refused("a /dev/x db-id=1 perf=turbo", -EINVAL, "volumes:1: ", "unknown dm-crypt flag");
         refused("a /dev/x db-id=1 kms=AWS", -EINVAL, "volumes:1: ", "not a provider name");
         refused("a /dev/x db-id=1 kms=+", -EINVAL, "volumes:1: ", "no provider");
+        refused("a /dev/x db-id=1 kms=asw", -EINVAL, "volumes:1: ", "no KMS provider \"asw\" in this build");
         refused("a /dev/x db-id=1 revoke=destroy", -EINVAL, "volumes:1: ", "keep or suspend");
 }
 END_TEST

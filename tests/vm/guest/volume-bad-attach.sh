@@ -5,7 +5,8 @@
 # kernel, and the device unwritten: no sector written (the block device's
 # write counter) and its first 64 KiB, where the LUKS2 metadata lives,
 # byte-identical (kcvm_refused in lib.sh).  A context other than
-# the expected one, a device locked by another process for 20 s, a name
+# the expected one, a token of a KMS provider kms= does not allow, a
+# device locked by another process for 20 s, a name
 # held by another device, a device that vanishes
 # while attach waits for its KMS (after the header is read), a disabled,
 # pending-deletion and destroyed CMK (fake time); the volume's image file
@@ -34,6 +35,15 @@ expect_eq "header bytes of the image file" "$(kcvm_head_sum "$good_file")" "$fil
 # ---- the good volume, refused by context and name ----
 good_sum=$(kcvm_head_sum "$good" 16384)
 kcvm_attach_refused "context other than expected" "$good" "expected {" --expect-context db-id=db1,volume-id=vol-b
+
+# A volumes entry that allows only another KMS provider than the token's (kms=): refused and audited.
+printf 'kcbad %s db-id=db1,volume-id=vol-a kms=aws\n' "$good" >"$KCVM_DIR/volumes-kms"
+records=$(wc -l <"$KMSCRYPT_AUDIT_LOG")
+kcvm_refusal_begin "$good"
+! KMSCRYPT_VOLUMES=$KCVM_DIR/volumes-kms kmscrypt attach kcbad >out 2>err || die "attach despite kms=aws"
+kcvm_refused "token of a provider its kms= does not allow" "$good" "which this volume does not allow (kms=aws)"
+tail -n "+$((records + 1))" "$KMSCRYPT_AUDIT_LOG" | grep -q '"operation":"Attach".*"result":"error".*kms=aws' ||
+        die "the refusal by kms= is not in the audit log"
 
 # Anyone who may read the device can lock it (flock): the attach waits 20 s
 # for such a holder, not for ever, then fails, busy, leaving nothing.
