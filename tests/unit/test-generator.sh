@@ -102,7 +102,7 @@ if command -v systemd-analyze > /dev/null && [ -x "$fstabgen" ]; then
 F
         SYSTEMD_FSTAB=$tmp/fstab "$fstabgen" "$tmp/fsgen" "$tmp/fsgen" "$tmp/fsgen"
         cp -r "$tmp/fsgen/." "$out/." "$units/"
-        for f in kmscryptd.service kmscryptd.socket; do
+        for f in kmscryptd.service kmscryptd.socket kmscrypt-initrd-audit.service kmscrypt-attach@.service; do
                 # Programs that exist, so that verify looks at the ordering only.
                 sed -e 's|^ExecStart=.*|ExecStart=/bin/true|' -e 's|^ExecStop=.*|ExecStop=/bin/true|' \
                         -e 's|^ExecReload=.*|ExecReload=/bin/true|' "${top_builddir:-.}/contrib/systemd/$f" > "$units/$f"
@@ -115,6 +115,13 @@ F
                 > "$tmp/verify" 2>&1 || true
         if grep -qi 'cycle' "$tmp/verify"; then bad "ordering cycle with a separate /var: $(cat "$tmp/verify")"
         else ok "systemd-analyze verify: no ordering cycle with a separate /var"; fi
+        # Every setting of our units is one systemd knows, in its section (systemd only warns, then ignores it).
+        cp "$units/kmscrypt-attach@.service" "$units/kmscrypt-attach@8:0.service"
+        SYSTEMD_UNIT_PATH=$units: systemd-analyze verify --man=no "$units/kmscryptd.socket" \
+                "$units/kmscrypt-initrd-audit.service" "$units/kmscrypt-attach@8:0.service" >> "$tmp/verify" 2>&1 || true
+        if grep -E 'Unknown (key|section)|Failed to parse|Invalid|Ignoring' "$tmp/verify" | grep -q 'kmscrypt'; then
+                bad "systemd ignores settings of our units: $(grep -E 'Unknown|Failed to parse|Invalid|Ignoring' "$tmp/verify")"
+        else ok "systemd-analyze verify: every setting of our units understood"; fi
 else
         echo "skip - systemd-analyze or $fstabgen missing: boot transaction not verified"
 fi
