@@ -132,17 +132,26 @@ static void print_agent_volume(const struct kc_agent_volume *v) {
         printf("%s\n", v->nofail ? " [nofail]" : "");
 }
 
-/* Print the outcome of attach --all; the status is that of the first volume that is not nofail and not attached. */
+/*
+ * Print the outcome of attach --all; the status is that of the first volume
+ * that is not nofail and not attached.  Quiet still names each such volume
+ * on stderr: a failure is never silent (the initramfs runs attach -q).
+ */
 static int print_attach_all(struct kc_cli *cli, const struct kc_agent_volume *v, size_t n) {
         struct json_object *arr = kc_cli_prints_json(cli) ? json_object_new_array() : NULL;
         int status = KC_EXIT_OK;
 
         for (size_t i = 0; i < n; i++) {
+                bool fails = !v[i].nofail && v[i].state != KC_VOLUME_ATTACHED;
+
                 if (arr)
                         json_object_array_add(arr, kc_agent_volume_to_json(&v[i]));
                 else if (!cli->quiet)
                         print_agent_volume(&v[i]);
-                if (status == KC_EXIT_OK && !v[i].nofail && v[i].state != KC_VOLUME_ATTACHED)
+                else if (fails)
+                        log_error("%s: %s", v[i].name,
+                                  v[i].error < 0 ? v[i].reason : kc_volume_state_to_string(v[i].state));
+                if (status == KC_EXIT_OK && fails)
                         status = v[i].error < 0 ? kc_cli_exit_status(v[i].error) : KC_EXIT_FAILURE;
         }
         if (arr)

@@ -154,6 +154,13 @@ check "attach VOLUME, bad volumes file: names the file and line" grep -q "volume
 expect 2 "attach --all: a mistake in the volumes file" attach --all --volumes "$T/volumes.bad"
 check "attach --all, bad volumes file: one line" one_error_line
 check "attach --all, bad volumes file: names the file and line" grep -q "volumes.bad:1: .*nofial" "$T/err"
+# Quiet still names the volume that fails attach --all, and only that one
+# (the initramfs runs attach -q --all); a nofail volume is no failure.
+printf 'pg /dev/disk/by-id/nothing db-id=d,volume-id=v\nlate /dev/disk/by-id/late db-id=d,volume-id=l nofail\n' \
+        > "$T/volumes.two"
+expect 3 "attach -q --all: a device not there" -q attach --all --volumes "$T/volumes.two"
+check "attach -q --all: one line" one_error_line
+check "attach -q --all: names the volume that fails, and why" grep -q "^kmscrypt: pg: .*/dev/disk/by-id/nothing" "$T/err"
 expect 0 "config list: a device not present is no matter" config list --volumes "$T/volumes.ok"
 check "config list: the name, one a line" test "$(cat "$T/out")" = pg
 expect 0 "config list: an empty volumes file has none" config list --volumes "$T/volumes.empty"
