@@ -41,7 +41,9 @@ printf 'data /dev/kmscrypt-test-none db-id=db-1,volume-id=data\nroot UUID=kmscry
 printf '#!/bin/sh\nKMSCRYPT_CONFIG=%s/kmscrypt/kmscrypt.conf KMSCRYPT_VOLUMES=%s/kmscrypt/volumes exec %s/kmscrypt "$@"\n' \
         "$etc" "$etc" "$(cd "$bld" && pwd)" > "$tmp/bin/kmscrypt"
 chmod +x "$tmp/bin/kmscrypt"
-cp "$bld/contrib/initramfs-tools/scripts/initramfs-tools-attach" "$tmp/libexec/kmscrypt/"
+# The boot scripts initramfs-tools runs (installed with its own, not by the hook).
+boot_top=$bld/contrib/initramfs-tools/scripts/local-top/kmscrypt
+boot_block=$src/contrib/initramfs-tools/scripts/local-block/kmscrypt
 
 # fill TEMPLATE OUT: the template with this test's folders.
 fill() {
@@ -160,12 +162,12 @@ check "initramfs-tools: device-mapper and cipher modules" \
         sh -c "grep -qx 'module dm_mod' '$tmp/itools.log' && grep -qx 'module dm_crypt' '$tmp/itools.log' &&
                grep -qx 'module xts' '$tmp/itools.log' && grep -qx 'module aesni_intel' '$tmp/itools.log'"
 check "initramfs-tools: the configuration" test -f "$tmp/i2$etc/kmscrypt/volumes"
-check "initramfs-tools: the boot script in local-top and local-block" \
-        test -x "$tmp/i2/scripts/local-top/kmscrypt" -a -x "$tmp/i2/scripts/local-block/kmscrypt"
+check "initramfs-tools: the hook copies no boot script (mkinitramfs would not run it)" \
+        test ! -e "$tmp/i2/scripts"
 check "initramfs-tools: no agent started (the CLI attaches alone)" \
-        sh -c "! grep -q kmscryptd '$tmp/i2/scripts/local-top/kmscrypt' '$tmp/itools.log'"
+        sh -c "! grep -q kmscryptd '$boot_top' '$tmp/itools.log'"
 check "initramfs-tools: the boot script writes its own audit chain" \
-        grep -q 'KMSCRYPT_AUDIT_HEAD=.*/kmscrypt/initrd-audit.head' "$tmp/i2/scripts/local-top/kmscrypt"
+        grep -q 'KMSCRYPT_AUDIT_HEAD=.*/kmscrypt/initrd-audit.head' "$boot_top"
 check "initramfs-tools, keystore not allowed: no keystore, no root key, no audit chain" has_no_secrets "$tmp/i2"
 
 use yes.conf volumes-root
@@ -185,7 +187,7 @@ use no.conf volumes-hdr
 itools "$tmp/i6" 022
 check "initramfs-tools: a detached header of an x-initrd.attach volume goes in" test -f "$tmp/i6$tmp/root.hdr"
 check "initramfs-tools: the boot script's audit chain in /run, whatever runstatedir is" \
-        grep -q 'KMSCRYPT_AUDIT_HEAD=/run/kmscrypt/initrd-audit.head' "$tmp/i6/scripts/local-top/kmscrypt"
+        grep -q 'KMSCRYPT_AUDIT_HEAD=/run/kmscrypt/initrd-audit.head' "$boot_top"
 
 use bad.conf volumes-root
 itools "$tmp/i7" 022
@@ -194,6 +196,24 @@ use bad.conf volumes-none
 itools "$tmp/i8" 022
 check "initramfs-tools, broken kmscrypt.conf, no x-initrd.attach volume: a warning, status 0" \
         sh -c "[ $rc = 0 ] && grep -q 'nothing installed' '$tmp/i8.out'"
+
+# The boot scripts: mkinitramfs runs them with "prereqs" on the host that
+# builds the image, where they must only answer; in an image without the
+# CLI (no x-initrd.attach volume) they do nothing.  $tmp/bin/kmscrypt-ran
+# would say the CLI was run.
+printf '#!/bin/sh\ntouch %s/bin/kmscrypt-ran\n' "$tmp" > "$tmp/bin/modprobe"
+chmod +x "$tmp/bin/modprobe"
+for s in "$boot_top" "$boot_block"; do
+        stage=${s%/kmscrypt}
+        check "initramfs-tools: ${stage##*/} script, prereqs: answers, runs nothing" \
+                sh -c "[ -z \"\$(PATH=$tmp/bin:\$PATH '$s' prereqs)\" ] && [ ! -e '$tmp/bin/kmscrypt-ran' ]"
+done
+# (Not where /sbin/kmscrypt is installed: the script would attach this host's volumes.)
+if [ ! -e /sbin/kmscrypt ]; then
+        check "initramfs-tools: local-top script in an image without the CLI: status 0, nothing run" \
+                sh -c "PATH=$tmp/bin:\$PATH '$boot_top' && [ ! -e '$tmp/bin/kmscrypt-ran' ]"
+fi
+check "initramfs-tools: local-block script runs local-top's" grep -qx 'exec /scripts/local-top/kmscrypt' "$boot_block"
 
 # The conf-hook makes the image 0600 exactly when the keystore may go in.
 check "conf-hook: initramfs-keystore = yes sets UMASK=0077" \
