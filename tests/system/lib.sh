@@ -18,7 +18,7 @@ skip() { say "SKIP: $*"; exit 77; }
 
 sys_require() {
         [ "$(id -u)" = 0 ] || skip "needs root (debootstrap, mkfs.ext4 -d with device nodes)"
-        for c in debootstrap qemu-system-x86_64 mkfs.ext4 busybox cpio depmod python3 cryptsetup; do
+        for c in debootstrap qemu-system-x86_64 mkfs.ext4 debugfs busybox cpio depmod python3 cryptsetup; do
                 command -v "$c" >/dev/null 2>&1 || skip "$c missing (contrib/dev/install-deps.sh)"
         done
 }
@@ -98,6 +98,9 @@ sys_make_root() {
         mkdir -p "$root/lib/modules"
         cp -a "$KC_VM_KROOT/lib/modules/$KC_VM_KVER" "$root/lib/modules/"
         depmod -b "$root" "$KC_VM_KVER"
+        # As a kernel package leaves it: mkinitramfs reads the config.
+        mkdir -p "$root/boot"
+        cp "$KC_VM_KROOT/boot/config-$KC_VM_KVER" "$root/boot/"
         # What a first boot would otherwise redo under emulation (ldconfig,
         # hwdb, journal catalog: ConditionNeedsUpdate=), done here once.
         chroot "$root" /sbin/ldconfig
@@ -125,15 +128,18 @@ sys_make_root() {
 # command line and the named disk images (in $work) attached at boot as
 # virtio disks with serial=NAME.  While it runs, serve the guest's
 # "SYSTEST-REQ plug|unplug NAME" lines through QMP.  Returns when QEMU exits.
+# SYS_INITRD (default: the busybox one of sys_initramfs) and SYS_APPEND
+# (more kernel arguments) change how it boots.
 sys_boot() {
         phase=$1 log=$2
         shift 2
+        initrd=${SYS_INITRD:-$work/initrd.gz}
         set -- -drive "file=$work/root.img,format=raw,if=none,id=sysroot,cache=unsafe" \
                 -device virtio-blk-pci,drive=sysroot,serial=sysroot "$@"
         rm -f "$log" "$work/qmp.sock"
         qemu-system-x86_64 -m "$SYS_MEM" -smp 2 -cpu max -nic none \
-                -kernel "$KC_VM_VMLINUZ" -initrd "$work/initrd.gz" \
-                -append "console=ttyS0 quiet panic=-1 systemd.show_status=0 systest.phase=$phase" \
+                -kernel "$KC_VM_VMLINUZ" -initrd "$initrd" \
+                -append "console=ttyS0 quiet panic=-1 systemd.show_status=0 systest.phase=$phase ${SYS_APPEND:-}" \
                 -display none -monitor none -serial "file:$log" -no-reboot \
                 -qmp "unix:$work/qmp.sock,server,nowait" "$@" &
         qpid=$!
@@ -172,6 +178,13 @@ sys_serve() {
                         say "unplug $2 failed" ;;
         *) say "unknown guest request: $*" ;;
         esac
+}
+
+# sys_guest_file PATH OUT: copy a file out of the guest's root image (after
+# the guest powered off), as the guest left it.
+sys_guest_file() {
+        rm -f "$2"
+        debugfs -R "dump $1 $2" "$work/root.img" > /dev/null 2>&1 && [ -s "$2" ]
 }
 
 # Disk attached at boot: sys_disk NAME -> qemu arguments

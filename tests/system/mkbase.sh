@@ -1,8 +1,9 @@
 #!/bin/sh
 # Build (once) the cached Debian root filesystem of the system tier.
 #   mkbase.sh CACHEDIR    -> prints the path of CACHEDIR/debian-bookworm-<hash>.tar
-# debootstrap --variant=minbase with systemd, udev, PostgreSQL and the runtime
-# libraries of our binaries.  The tarball is keyed by a hash of the package
+# debootstrap --variant=minbase with systemd, udev, PostgreSQL, the runtime
+# libraries of our binaries, and initramfs-tools with busybox (the initrd
+# phases build Debian's own initramfs in the guest and boot from it).  The tarball is keyed by a hash of the package
 # list, so changing the list rebuilds it; an existing one is reused as is.
 set -eu
 
@@ -10,7 +11,7 @@ cache=${1:?usage: mkbase.sh CACHEDIR}
 suite=bookworm
 packages="systemd,systemd-sysv,udev,kmod,postgresql,cryptsetup-bin,dmsetup,keyutils,\
 e2fsprogs,util-linux,procps,libcryptsetup12,libdevmapper1.02.1,libkeyutils1,\
-libjson-c5,libssl3,libblkid1,cryptsetup,postgresql-contrib"
+libjson-c5,libssl3,libblkid1,cryptsetup,postgresql-contrib,initramfs-tools,busybox"
 
 hash=$(printf '%s %s\n' "$suite" "$packages" | sha256sum | cut -c1-12)
 tarball=$cache/debian-$suite-$hash.tar

@@ -6,6 +6,8 @@
 #           the udev rule sees a hot-added LUKS2 disk and starts
 #           kmscrypt-attach@ for it), then the volumes of scenarios.sh
 #   main, reboot, outage   scenarios a-e of issue #6 (scenarios.sh)
+#   initrdprep, initrd     an x-initrd.attach volume: the guest builds
+#           Debian's initramfs with our hook, the next boot starts from it
 # KC_SYSTEM_PHASES=smoke runs the smoke checks alone.
 # Prints the wall and CPU seconds of every step (CPU: this script's children,
 # mostly QEMU; on an idle machine a boot's wall time is about CPU / 2).
@@ -58,21 +60,33 @@ truncate -s 32M "$work/luks.img"
 printf 'systest' | cryptsetup luksFormat -q --type luks2 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 \
         --key-file - "$work/luks.img"
 
-phases=${KC_SYSTEM_PHASES:-setup main reboot outage}
+phases=${KC_SYSTEM_PHASES:-setup main reboot outage initrdprep initrd}
 logs=
 for p in $phases; do
-        disks=
+        disks= noboot= SYS_INITRD= SYS_APPEND=
         case $p in
         setup) for d in pgdata hot1 hot2 hot3; do rm -f "$work/$d.img"; truncate -s 256M "$work/$d.img"; done
                disks="$(sys_disk pgdata) $(sys_disk hot1) $(sys_disk hot2) $(sys_disk hot3)" ;;
         main|reboot|outage) disks=$(sys_disk pgdata) ;;
+        initrdprep) rm -f "$work/early.img"; truncate -s 64M "$work/early.img"
+               disks="$(sys_disk pgdata) $(sys_disk early)" ;;
+        initrd)
+               # Debian's own initramfs, which initrdprep built in the guest with our hook.
+               SYS_INITRD=$work/initrd-debian.img SYS_APPEND="root=LABEL=sysroot"
+               sys_guest_file "/boot/initrd.img-$KC_VM_KVER" "$SYS_INITRD" ||
+                       noboot="initrdprep left no /boot/initrd.img-$KC_VM_KVER in the guest"
+               disks="$(sys_disk pgdata) $(sys_disk early)" ;;
         esac
         log=$work/$p.log
+        logs="$logs $log"
+        if [ -n "$noboot" ]; then
+                echo "SYSTEST $p FAIL phase: $noboot" > "$log"
+                break
+        fi
         tp=$(date +%s)
         # shellcheck disable=SC2086
         sys_boot "$p" "$log" $disks
         timed "$p" "$tp"
-        logs="$logs $log"
         grep -aq "SYSTEST $p END" "$log" || echo "SYSTEST $p FAIL phase did not finish (see $log)" >> "$log"
         # Later phases build on this one: stop at the first phase that could not run.
         if grep -aq "SYSTEST $p FAIL phase" "$log"; then break; fi

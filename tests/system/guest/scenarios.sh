@@ -8,6 +8,10 @@
 #           and make pgdata nofail for the next boot
 #   outage  e: boot completes without pgdata, status says why, restoring
 #           the keystore attaches it without a reboot
+#   initrdprep  (disks pgdata, early) format early with x-initrd.attach and
+#           build Debian's initramfs (initramfs-tools) with our hook
+#   initrd  booted from that initramfs: early was attached there, before
+#           switch-root, and the real root's agent took it over
 # shellcheck shell=sh
 ctx_pg=db-id=systest,volume-id=pgdata
 # The local KMS's keystore; "unavailable" is its root key gone (as when the
@@ -198,6 +202,65 @@ phase_outage() {
         fi
         systemctl start "$(systemd-escape -p --suffix=mount $pgmain)" postgresql
         check "e: PostgreSQL back with its rows" sum_is_saved
+}
+
+# ---- early boot: an x-initrd.attach volume and Debian's own initramfs ----
+ctx_early=db-id=systest,volume-id=early
+early_mounted() { [ "$(findmnt -n -o SOURCE /srv/early)" = /dev/mapper/early ]; }
+# A Decrypt of the early volume's key in the audit log $1 (after its first $2 lines).
+early_decrypt_in() {
+        tail -n "+$((${2:-0} + 1))" "$1" | grep '"operation":"Decrypt"' | grep -q '"volume-id":"early"'
+}
+in_image() { grep -Eq "$1" "$state/initrd.list"; }
+
+phase_initrdprep() {
+        need_agent || return 0
+        rec="--recovery-passphrase-file /root/recovery --pbkdf pbkdf2 --pbkdf-force-iterations 1000"
+        check "format early" kmscrypt format "$(disk early)" $rec --key alias/systest --context "$ctx_early"
+        echo "early  UUID=$(blkid -s UUID -o value "$(disk early)")  $ctx_early  x-initrd.attach" >> /etc/kmscrypt/volumes
+        echo "initramfs-keystore = yes" >> /etc/kmscrypt/kmscrypt.conf
+        systemctl daemon-reload
+        check "kmscrypt-early.service attaches early" systemctl start kmscrypt-early.service
+        mkdir -p /srv/early
+        check "a file system with data on early" sh -c "mkfs.ext4 -q /dev/mapper/early && mount /dev/mapper/early /srv/early &&
+                head -c 4M /dev/urandom > /srv/early/data && cd /srv/early && sha256sum data > $state/early.sum && cd / && umount /srv/early"
+        check "stopping kmscrypt-early.service detaches early" sh -c \
+                "systemctl stop kmscrypt-early.service && for i in \$(seq 50); do dmsetup info early > /dev/null 2>&1 || exit 0; sleep 0.2; done; exit 1"
+        echo "/dev/mapper/early /srv/early ext4 defaults 0 2" >> /etc/fstab
+        # Only the modules this guest needs, and gzip: both quick under emulation.
+        printf 'MODULES=dep\nCOMPRESS=gzip\n' > /etc/initramfs-tools/conf.d/systest
+        audit_lines > "$state/audit-lines"
+        img=/boot/initrd.img-$(uname -r)
+        check "update-initramfs builds Debian's initramfs with the kmscrypt hook" update-initramfs -c -k "$(uname -r)"
+        lsinitramfs "$img" > "$state/initrd.list" 2>&1
+        check "image: the CLI and both boot scripts" sh -c "grep -Eq 'sbin/kmscrypt\$' $state/initrd.list &&
+                grep -q 'scripts/local-top/kmscrypt\$' $state/initrd.list && grep -q 'scripts/local-block/kmscrypt\$' $state/initrd.list"
+        check "image: the volumes file and dm-crypt" sh -c "grep -q 'etc/kmscrypt/volumes\$' $state/initrd.list &&
+                grep -q 'dm-crypt.ko' $state/initrd.list"
+        check "image: the keystore's root key (initramfs-keystore = yes)" in_image 'kmscrypt/keystore/root\.key$'
+        check "image: no audit log or chain head" not in_image 'audit\.(log|head)$'
+        check "image: readable by root alone (the conf-hook's UMASK)" sh -c "[ \"\$(stat -c %a $img)\" = 600 ]"
+}
+
+phase_initrd() {
+        need_agent || return 0
+        bootid=$(tr -d - < /proc/sys/kernel/random/boot_id)
+        kept=/var/lib/kmscrypt/initrd-audit-$bootid
+        check "early: attached in the initramfs (its Decrypt in the initramfs's audit chain)" \
+                early_decrypt_in /run/kmscrypt/initrd-audit.log
+        check "early: that chain kept on the real root" wait_for 20 test -s "$kept.log"
+        check "early: the kept chain verifies" sh -c "test -s '$kept.head' &&
+                KMSCRYPT_AUDIT_HEAD='$kept.head' kmscrypt audit verify --audit-log '$kept.log'"
+        check "early: the real root's agent made no second unwrap" not early_decrypt_in /var/lib/kmscrypt/audit.log "$(cat "$state/audit-lines")"
+        check "early: kmscrypt-early.service found it attached" journal_has "already attached as /dev/mapper/early"
+        check "early: one mapping" sh -c "[ \"\$(dmsetup table --target crypt | grep -c '^early:')\" -eq 1 ]"
+        check "early: mounted at boot from /dev/mapper/early" early_mounted
+        check "early: its data intact" sh -c "cd /srv/early && sha256sum -c --quiet $state/early.sum"
+        check "early: no kmscrypt key left in a keyring" not grep -q kmscrypt /proc/keys
+        check "early: kmscrypt status reports it" sh -c "kmscrypt status early | grep -q early"
+        check "pgdata still attached and mounted by the real root" mounted_from_mapping
+        check "no ordering cycle at boot" no_cycle
+        early_mounted || { diag; journalctl -b --no-pager -o cat | grep -i -e kmscrypt -e early | tail -n 30 | sed 's/^/SYSTEST-DIAG /'; }
 }
 
 # ---- boot benchmark (tests/bench/boot-bench.sh): kernel start -> database
