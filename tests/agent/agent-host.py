@@ -63,10 +63,21 @@ def call(path, req):
         return call_raw(s, json.dumps(req).encode())
 
 
+def listening(path):
+    """A listening socket at path, as a socket unit (ListenSequentialPacket=) makes it: root's alone."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.bind(path)
+    s.listen(16)
+    os.chmod(path, 0o600)       # a socket unit without SocketGroup= leaves it so
+    return s
+
+
 class Agent:
-    def __init__(self, d, volumes_text, extra=(), env=None, notify=True, **popen):
+    def __init__(self, d, volumes_text, extra=(), env=None, notify=True, listen=None, on_demand=False, **popen):
+        """listen: a listening socket, passed as fd 3 with LISTEN_FDS as systemd does; on_demand: through
+        systemd-socket-activate, which starts the agent at the first connection to it, not at once."""
         self.d = d
-        self.sock = os.path.join(d, "run", "agent.sock")
+        self.sock = listen.getsockname() if listen else os.path.join(d, "run", "agent.sock")
         self.volumes = os.path.join(d, "volumes")
         with open(self.volumes, "w") as f:
             f.write(volumes_text)
@@ -85,6 +96,12 @@ class Agent:
         args = [KMSCRYPTD, "--socket", self.sock, "--volumes", self.volumes, "--group", "nogroup",
                 "--keystore", os.path.join(d, "ks"), "--audit-log", os.path.join(d, "audit.log"),
                 "--stderr", *extra]
+        if listen:
+            fd = listen.fileno()
+            # systemd-socket-activate hands its child only the variables it is told (--setenv).
+            lazy = ["systemd-socket-activate", *(f"--setenv={k}={v}" for k, v in environ.items())] if on_demand else []
+            args = ["sh", "-c", 'LISTEN_FDS=1 LISTEN_PID=$$ exec "$@"', "sh", *lazy, *args]
+            popen.update(pass_fds=(fd,), preexec_fn=lambda: (os.dup2(fd, 3), os.set_inheritable(3, True)))
         self.p = subprocess.Popen(popen.pop("args", args), stdout=self.log, stderr=self.log, env=environ, **popen)
 
     def messages(self, timeout):
@@ -364,20 +381,13 @@ def test_activation(d):
     """LISTEN_FDS: the agent serves the socket it is given, gives its file to the status group, and
     leaves the file in place when it stops."""
     path = os.path.join(d, "activated.sock")
-    lsock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    lsock.bind(path)
-    lsock.listen(16)
-    fd = lsock.fileno()
-    cmd = (f"LISTEN_FDS=1 LISTEN_PID=$$ exec {KMSCRYPTD} --socket {d}/unused.sock --volumes {d}/none "
-           f"--keystore {d}/ks --audit-log {d}/audit.log --group nogroup --stderr")
-    os.chmod(path, 0o600)       # as a socket unit without SocketGroup= leaves it: root's alone
-    a = Agent(d, "", args=["sh", "-c", cmd], pass_fds=(fd,),
-              preexec_fn=lambda: (os.dup2(fd, 3), os.set_inheritable(3, True)))
+    lsock = listening(path)
+    a = Agent(d, "", listen=lsock)
     try:
         check("activation: READY=1", any("READY=1" in m for m in a.messages(10)))
         r = call(path, {"v": 1, "op": "ping"})
         check("activation: serves the passed socket", r["ok"] and r["result"]["Pid"] == a.p.pid, str(r))
-        check("activation: does not bind its own", not os.path.exists(f"{d}/unused.sock"))
+        check("activation: does not bind its own", not os.path.exists(os.path.join(d, "run", "agent.sock")))
         st = os.stat(path)
         check("activation: the passed socket's file is given to the status group (0660)",
               st.st_gid == grp.getgrnam("nogroup").gr_gid and st.st_mode & 0o777 == 0o660,
