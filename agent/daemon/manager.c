@@ -904,10 +904,11 @@ static int wait_outcome(struct kc_manager *m, struct mvol *v, int watch_fd, stru
                 gone = peer_gone(watch_fd);
         }
         *err = (struct kc_err) {};
-        if (gone)
-                return kc_err_set(err, -ECANCELED, "the requester went away");
+        /* First: a stopping agent shuts its connections for reading, which reads as the peer gone. */
         if (m->stopping)
                 return kc_err_set(err, -ESHUTDOWN, "the agent is stopping");
+        if (gone)
+                return kc_err_set(err, -ECANCELED, "the requester went away");
         if (!v->present)
                 return kc_err_set(err, -ENOENT, "volume %s left the volumes file", v->st.name);
         if (v->st.state == KC_VOLUME_ATTACHED) {

@@ -746,8 +746,16 @@ void kc_server_free(struct kc_server *s) {
                 (void) unlink(s->path);
         pthread_mutex_lock(&s->lock);
         s->stopping = true;
+        /*
+         * Reading only: that wakes the connections waiting for a request, and
+         * lets a reply on its way out go, above all the ESHUTDOWN a waiting
+         * attach gets from the stopped manager (the hotplug helper tries again
+         * on exactly that; with its connection cut first it read no reply and
+         * failed its unit).  A peer that does not read holds us up to the send
+         * timeout.
+         */
         for (struct conn *c = s->conns; c; c = c->next)
-                (void) shutdown(c->fd, SHUT_RDWR);
+                (void) shutdown(c->fd, SHUT_RD);
         while (s->n_conns > 0)
                 pthread_cond_wait(&s->idle, &s->lock);
         pthread_mutex_unlock(&s->lock);

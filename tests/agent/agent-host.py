@@ -7,7 +7,8 @@ temporary directory and checks what works without dm-crypt: readiness
 notification, ping, status (with the reason a volume waits and since when),
 list and attach failing cleanly, the strict request parser on the wire,
 authorization by SO_PEERCRED, reload by request and by SIGHUP, socket
-activation, a stale socket, a second agent, and a SIGTERM stop.  Needs root
+activation (and the hotplug helper waiting across restarts of an agent
+started on demand), a stale socket, a second agent, and a SIGTERM stop.  Needs root
 (to drop to other users); exits 77 otherwise.  Ends with "N passed, N failed".
 """
 import grp
@@ -399,6 +400,46 @@ def test_activation(d):
         lsock.close()
 
 
+def test_activated_restart(d):
+    """kmscrypt-hotplug volume NAME, waiting when the agent stops (ESHUTDOWN), tries again: the agent that
+    socket activation starts afresh on that connection answers it.  Many helpers and a few restarts, for
+    the stopping agent's replies race its closing of their connections."""
+    if not shutil.which("systemd-socket-activate"):
+        print("skip - no systemd-socket-activate: the helper's retry across an agent restart is not tested here")
+        return
+    late = os.path.join(d, "late-dev")
+    volumes = f"late  {late}  db-id=db-1,volume-id=late  timeout=60\n"
+    lsock = listening(os.path.join(d, "activated.sock"))
+    agents, helpers = [], []
+    try:
+        for restart in range(3):
+            agents.append(Agent(d, volumes, notify=False, listen=lsock, on_demand=True))
+            if not helpers:     # the first one's connection starts the first agent
+                helpers = [hotplug(agents[0], "volume", "late", wait=False) for _ in range(40)]
+            time.sleep(1)       # every helper's attach request is in (or queued on the socket), waiting
+            r = call(agents[-1].sock, {"v": 1, "op": "status"})
+            check(f"restart {restart}: the helpers wait on an agent started on demand",
+                  not [p for p in helpers if p.poll() is not None] and
+                  configured(r, "late")["State"] == "waiting", str(r))
+            rc = agents[-1].stop()
+            check(f"restart {restart}: the agent stops cleanly", rc == 0, f"rc={rc}")
+        # Only the next agent can see the device: the helpers' outcome says which agent answered them.
+        open(late, "w").close()
+        agents.append(Agent(d, volumes, notify=False, listen=lsock, on_demand=True))
+        outcomes = [p.communicate(timeout=30) + (p.returncode,) for p in helpers]
+        wrong = [(rc, err) for out, err, rc in outcomes if rc != 1 or "device-mapper is not available" not in err]
+        check("restart: every helper tried again each time and the last agent started answered it",
+              not wrong, f"{len(wrong)} of {len(helpers)}: {wrong[:3]}")
+    finally:
+        for p in helpers:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+        for a in agents:
+            a.stop()
+        lsock.close()
+
+
 def test_stale_and_twice(d):
     stale_dir = os.path.join(d, "run")
     os.makedirs(stale_dir, exist_ok=True)
@@ -674,8 +715,8 @@ def main():
     if not os.access(KMSCRYPTD, os.X_OK):
         print(f"no {KMSCRYPTD}")
         sys.exit(99)
-    for test in (test_basics, test_activation, test_stale_and_twice, test_volume_waits, test_hotplug_reload,
-                 test_bad_volumes, test_limits):
+    for test in (test_basics, test_activation, test_activated_restart, test_stale_and_twice, test_volume_waits,
+                 test_hotplug_reload, test_bad_volumes, test_limits):
         d = tempfile.mkdtemp(prefix="kmscryptd-host.")
         os.chmod(d, 0o755)       # the unprivileged children must reach the socket
         open(os.path.join(d, "empty.conf"), "w").close()
