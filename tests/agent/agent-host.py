@@ -393,6 +393,12 @@ def test_activation(d):
         check("activation: the passed socket's file is given to the status group (0660)",
               st.st_gid == grp.getgrnam("nogroup").gr_gid and st.st_mode & 0o777 == 0o660,
               "gid %d mode %o" % (st.st_gid, st.st_mode & 0o777))
+        nogroup = grp.getgrnam("nogroup").gr_gid
+        r = as_user(65534, nogroup, lambda: call(path, {"v": 1, "op": "status"}))
+        check("activation: a member of the status group connects and is served", r.get("ok") is True, str(r))
+        r = as_user(65534, 65533, lambda: call(path, {"v": 1, "op": "ping"}))
+        check("activation: a user outside the group cannot connect", "PermissionError" in r.get("exception", ""),
+              str(r))
         rc = a.stop()
         check("activation: stops cleanly and leaves the socket file", rc == 0 and os.path.exists(path))
     finally:
