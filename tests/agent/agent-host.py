@@ -11,6 +11,7 @@ activation (and the hotplug helper waiting across restarts of an agent
 started on demand), a stale socket, a second agent, and a SIGTERM stop.  Needs root
 (to drop to other users); exits 77 otherwise.  Ends with "N passed, N failed".
 """
+import errno
 import grp
 import json
 import os
@@ -20,7 +21,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import types
 
 top_builddir = os.environ.get("top_builddir") or os.path.join(os.path.dirname(__file__), "..", "..")
 KMSCRYPTD = os.path.join(top_builddir, "kmscryptd")
@@ -651,6 +654,46 @@ def test_volume_waits(d):
         a.stop()
 
 
+def test_refused_is_no_absence(d):
+    """An attach the agent answers with ECONNREFUSED (a remote KMS it could not reach) fails the helper
+    with that answer (1), not as "no agent" (5).  kmscryptd finds device-mapper missing here before it
+    asks any KMS, so a stand-in served by root gives the reply."""
+    path = os.path.join(d, "agent.sock")
+    ls = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ls.bind(path)
+    ls.listen(4)
+    ls.settimeout(0.2)
+    refusal = "aws Decrypt: cannot connect to https://kms.eu-west-1.amazonaws.com/: Connection refused"
+    ops, done = [], threading.Event()
+
+    def serve():
+        while not done.is_set():
+            try:
+                c, _ = ls.accept()
+            except socket.timeout:
+                continue
+            with c:
+                c.settimeout(10)
+                ops.append(json.loads(c.recv(1 << 16))["op"])
+                c.send(json.dumps({"v": 1, "ok": False, "errno": errno.ECONNREFUSED, "error": refusal}).encode())
+
+    t = threading.Thread(target=serve)
+    t.start()
+    try:
+        fake = types.SimpleNamespace(d=d, sock=path)
+        for verb, arg in (("volume", "remote"), ("attach", "1:3")):
+            out, err, rc = hotplug(fake, verb, arg)
+            check(f"{verb}: an agent's ECONNREFUSED is its answer (1, its reason), not \"no agent\" (5)",
+                  rc == 1 and refusal in err and "cannot reach the kmscrypt agent" not in err, f"rc={rc} {err}")
+        check("... asked once each, not again", ops == ["attach", "hotplug"], str(ops))
+    finally:
+        done.set()
+        t.join()
+        ls.close()
+    out, err, rc = hotplug(types.SimpleNamespace(d=d, sock=os.path.join(d, "none.sock")), "volume", "remote")
+    check("volume: no agent at all is 5", rc == 5 and "cannot reach the kmscrypt agent" in err, f"rc={rc} {err}")
+
+
 def loop_device(d, name):
     """A loop device over a 32 MiB file in d, or None where there are none; detached by the caller."""
     if not shutil.which("losetup") or not os.path.exists("/dev/loop-control"):
@@ -722,7 +765,7 @@ def main():
         print(f"no {KMSCRYPTD}")
         sys.exit(99)
     for test in (test_basics, test_activation, test_activated_restart, test_stale_and_twice, test_volume_waits,
-                 test_hotplug_reload, test_bad_volumes, test_limits):
+                 test_refused_is_no_absence, test_hotplug_reload, test_bad_volumes, test_limits):
         d = tempfile.mkdtemp(prefix="kmscryptd-host.")
         os.chmod(d, 0o755)       # the unprivileged children must reach the socket
         open(os.path.join(d, "empty.conf"), "w").close()
