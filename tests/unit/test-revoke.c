@@ -1,0 +1,283 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The revocation check (agent/daemon/revoke.c) of a kept volume, against a
+ * real local KMS in a temporary keystore and a file-backed LUKS2 volume.
+ * The check asks device-mapper about the volume's mapping; the libdm calls
+ * of dmsetup-helpers/dm.c are wrapped at link time (-Wl,--wrap, see
+ * agent/daemon/Makemodule.am) by a device-mapper that knows one mapping,
+ * the volume's, so no kernel device-mapper is needed.
+ */
+#include <errno.h>
+#include <libdevmapper.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "agent/audit.h"
+#include "agent/daemon/revoke.h"
+#include "agent/kms.h"
+#include "agent/volume.h"
+#include "dmsetup-helpers/dmcrypt.h"
+#include "tests/unit/check-main.h"
+#include "tests/unit/luks-util.h"
+
+/* ---- the device-mapper dm.c sees: one active mapping ---- */
+
+static struct {
+        char *dir;                  /* dm_dir(): its "control" is /dev/null, a character device */
+        const char *name;
+        char *uuid;
+} dm;
+
+struct dm_task {
+        int type;
+        char name[128];
+};
+
+/* What -Wl,--wrap=SYMBOL sends dm.c's calls of SYMBOL to. */
+const char *__wrap_dm_dir(void);
+int __wrap_dm_driver_version(char *version, size_t size);
+int __wrap_dm_udev_get_sync_support(void);
+struct dm_task *__wrap_dm_task_create(int type);
+void __wrap_dm_task_destroy(struct dm_task *t);
+int __wrap_dm_task_set_name(struct dm_task *t, const char *name);
+int __wrap_dm_task_secure_data(struct dm_task *t);
+int __wrap_dm_task_no_flush(struct dm_task *t);
+int __wrap_dm_task_run(struct dm_task *t);
+int __wrap_dm_task_get_errno(struct dm_task *t);
+int __wrap_dm_task_get_info(struct dm_task *t, struct dm_info *info);
+const char *__wrap_dm_task_get_uuid(const struct dm_task *t);
+void *__wrap_dm_get_next_target(struct dm_task *t, void *next, uint64_t *start, uint64_t *length,
+                                char **target_type, char **params);
+
+const char *__wrap_dm_dir(void) {
+        return dm.dir;
+}
+
+int __wrap_dm_driver_version(char *version, size_t size) {
+        snprintf(version, size, "4.48.0-test");
+        return 1;
+}
+
+int __wrap_dm_udev_get_sync_support(void) {
+        return 0;
+}
+
+struct dm_task *__wrap_dm_task_create(int type) {
+        struct dm_task *t = calloc(1, sizeof(*t));
+
+        if (t)
+                t->type = type;
+        return t;
+}
+
+void __wrap_dm_task_destroy(struct dm_task *t) {
+        free(t);
+}
+
+int __wrap_dm_task_set_name(struct dm_task *t, const char *name) {
+        snprintf(t->name, sizeof(t->name), "%s", name);
+        return 1;
+}
+
+int __wrap_dm_task_secure_data(struct dm_task *t) {
+        return 1;
+}
+
+int __wrap_dm_task_no_flush(struct dm_task *t) {
+        return 1;
+}
+
+/* Status queries only: anything that would change a mapping fails, as a test must not reach one. */
+int __wrap_dm_task_run(struct dm_task *t) {
+        return t->type == DM_DEVICE_STATUS;
+}
+
+int __wrap_dm_task_get_errno(struct dm_task *t) {
+        return EPERM;
+}
+
+int __wrap_dm_task_get_info(struct dm_task *t, struct dm_info *info) {
+        *info = (struct dm_info) { .exists = dm.name && strcmp(t->name, dm.name) == 0, .target_count = 1 };
+        return 1;
+}
+
+const char *__wrap_dm_task_get_uuid(const struct dm_task *t) {
+        return dm.uuid;
+}
+
+void *__wrap_dm_get_next_target(struct dm_task *t, void *next, uint64_t *start, uint64_t *length,
+                                char **target_type, char **params) {
+        *start = 0;
+        *length = 8192;
+        *target_type = (char *) "crypt";
+        *params = (char *) "";
+        return NULL;
+}
+
+/* ---- one keystore, one CMK, one volume attached as "kept" under revoke=keep ---- */
+
+static struct {
+        char *dir, *keystore, *audit_log, *moved;
+        struct kc_kms_config cfg;
+        struct kc_kms *kms;
+        struct kc_caller caller;
+        struct kc_context *ctx;
+        struct kc_volume_conf conf;
+} f;
+
+static struct kc_kms_request req(void) {
+        return (struct kc_kms_request) { .caller = &f.caller };
+}
+
+static void setup(void) {
+        _cleanup_luks_ struct kc_luks *l = NULL;
+        struct kc_luks_segment seg;
+        struct kc_volume_format_params p;
+        struct kc_volume_result res;
+        struct kc_kms_request rq = req();
+        struct kc_key_info key;
+        struct kc_err err = {};
+        char *img, *control;
+        int r;
+
+        memset(&f, 0, sizeof(f));
+        f.dir = kc_test_tmpdir();
+        ck_assert_int_ge(asprintf(&f.audit_log, "%s/audit.log", f.dir), 0);
+        ck_assert_int_ge(asprintf(&f.moved, "%s/audit.log.moved", f.dir), 0);
+        ck_assert_int_ge(asprintf(&f.keystore, "%s/keystore", f.dir), 0);
+        f.cfg = (struct kc_kms_config) { .keystore_dir = f.keystore, .audit_log = f.audit_log };
+        ck_assert_int_eq(kc_caller_self(&f.caller), 0);
+        ck_assert_int_eq(kc_kms_open(&f.cfg, &f.kms, &err), 0);
+        ck_assert_int_eq(kc_kms_create_key(f.kms, &rq, NULL, "alias/k", "", &key, &err), 0);
+
+        img = kc_test_image(f.dir, "kept.img", KC_TEST_IMAGE_SIZE);
+        ck_assert_int_eq(kc_context_parse_kv("db-id=db-1,volume-id=kept", &f.ctx, &err), 0);
+        p = (struct kc_volume_format_params) { .ref = { .device = img }, .key_ref = "alias/k", .context = f.ctx };
+        r = kc_volume_format(f.kms, &f.caller, &p, &res, &err);
+        ck_assert_msg(r == 0, "format: %s", kc_err_msg(&err, r));
+        f.conf = (struct kc_volume_conf) { .name = (char *) "kept", .device = img, .context = f.ctx,
+                                           .revoke = KC_REVOKE_KEEP };
+
+        ck_assert_int_ge(asprintf(&dm.dir, "%s/mapper", f.dir), 0);
+        ck_assert_int_eq(mkdir(dm.dir, 0700), 0);
+        ck_assert_int_ge(asprintf(&control, "%s/control", dm.dir), 0);
+        ck_assert_int_eq(symlink("/dev/null", control), 0);
+        free(control);
+        ck_assert_int_eq(kc_luks_open(img, NULL, &l, &err), 0);
+        ck_assert_int_eq(kc_luks_segment(l, &seg), 0);
+        dm.name = f.conf.name;
+        ck_assert_int_eq(kc_dm_uuid_luks2(seg.uuid, dm.name, &dm.uuid), 0);
+}
+
+static void teardown(void) {
+        kc_kms_close(f.kms);
+        kc_context_free(f.ctx);
+        free(f.conf.device);
+        free(f.keystore);
+        free(f.audit_log);
+        free(f.moved);
+        free(f.dir);
+        free(dm.dir);
+        free(dm.uuid);
+        memset(&dm, 0, sizeof(dm));
+}
+
+static void set_enabled(bool enabled) {
+        struct kc_kms_request rq = req();
+        struct kc_err err = {};
+
+        ck_assert_int_eq(kc_kms_set_enabled(f.kms, &rq, "alias/k", enabled, &err), 0);
+}
+
+static int count_op(struct json_object *record, void *userdata) {
+        const char **want = userdata;
+        struct json_object *op;
+
+        if (json_object_object_get_ex(record, "operation", &op) && strcmp(json_object_get_string(op), want[0]) == 0)
+                (*(unsigned *) want[1])++;
+        return 0;
+}
+
+/* Records of operation op in the audit log at path. */
+static unsigned records(const char *path, const char *op) {
+        unsigned n = 0;
+        const char *want[] = { op, (const char *) &n };
+
+        ck_assert_int_eq(kc_audit_foreach(path, NULL, count_op, want), 0);
+        return n;
+}
+
+static int check_kept(unsigned prior, struct kc_revoke_outcome *out) {
+        struct kc_err err = {};
+        int r = kc_revoke_check(f.kms, &f.cfg, f.dir, &f.caller, &f.conf, prior, out, &err);
+
+        ck_assert_msg(r == 0, "check: %s", kc_err_msg(&err, r));
+        ck_assert_int_eq(out->action, KC_REVOKE_KEPT);
+        ck_assert_ptr_nonnull(strstr(out->reason, "kept running (revoke=keep)"));
+        return r;
+}
+
+START_TEST(keep_record_tried_again) {
+        struct kc_revoke_outcome out;
+        struct kc_audit_verify v;
+        _cleanup_free_ char *head = NULL;
+        unsigned described;
+
+        set_enabled(false);
+        /*
+         * The KMS layer holds the log open since kc_kms_open(): the check's
+         * DescribeKey is written there, while the KeepVolume record, which
+         * revoke.c writes through the path, finds a folder in its place.
+         */
+        ck_assert_int_eq(rename(f.audit_log, f.moved), 0);
+        ck_assert_int_eq(mkdir(f.audit_log, 0700), 0);
+        described = records(f.moved, "DescribeKey");
+        check_kept(0, &out);
+        ck_assert_msg(!out.audited, "a KeepVolume record that could not be written counts as written");
+        ck_assert_uint_eq(records(f.moved, "DescribeKey"), described + 1);
+        ck_assert_uint_eq(records(f.moved, "KeepVolume"), 0);
+        ck_assert_int_eq(rmdir(f.audit_log), 0);
+        ck_assert_int_eq(rename(f.moved, f.audit_log), 0);
+
+        /* The agent's next check: not on record yet, so prior has no KC_REVOKE_PRIOR_KEPT. */
+        check_kept(0, &out);
+        ck_assert(out.audited);
+        ck_assert_uint_eq(records(f.audit_log, "KeepVolume"), 1);
+
+        /* On record: later checks write no more. */
+        check_kept(KC_REVOKE_PRIOR_KEPT, &out);
+        ck_assert(out.audited);
+        ck_assert_uint_eq(records(f.audit_log, "KeepVolume"), 1);
+        /* The refused write left nothing half-written: the chain verifies. */
+        ck_assert_int_ge(asprintf(&head, "%s/audit.head", f.keystore), 0);
+        ck_assert_int_eq(kc_audit_verify(f.audit_log, head, &v), 0);
+}
+END_TEST
+
+START_TEST(enabled_key_nothing_kept) {
+        struct kc_revoke_outcome out;
+        struct kc_err err = {};
+
+        ck_assert_int_eq(kc_revoke_check(f.kms, &f.cfg, f.dir, &f.caller, &f.conf, 0, &out, &err), 0);
+        ck_assert_int_eq(out.action, KC_REVOKE_NONE);
+        ck_assert_uint_eq(records(f.audit_log, "KeepVolume"), 0);
+        ck_assert_uint_ge(records(f.audit_log, "DescribeKey"), 1);
+}
+END_TEST
+
+Suite *kc_test_suite(void) {
+        Suite *s = suite_create("revoke");
+        TCase *tc = tcase_create("keep");
+
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_set_timeout(tc, 60);
+        tcase_add_test(tc, keep_record_tried_again);
+        tcase_add_test(tc, enabled_key_nothing_kept);
+        suite_add_tcase(s, tc);
+        return s;
+}
