@@ -10,7 +10,12 @@
 
 struct kc_client {
         int fd;
+        bool lost;      /* the last call got no reply: the agent went away under it */
 };
+
+bool kc_client_lost(const struct kc_client *c) {
+        return c->lost;
+}
 
 const char *kc_client_socket_path(void) {
         const char *e = getenv("KMSCRYPT_AGENT_SOCKET");
@@ -128,6 +133,7 @@ int kc_client_call(struct kc_client *c, struct json_object *request, struct json
         if (r < 0 && (r != -EPIPE && r != -ECONNRESET))
                 return kc_err_set(err, r, "cannot send to the agent: %s", strerror(-r));
         k = recv_message(c->fd, &buf, &len);
+        c->lost = k < 0;
         if (k < 0)
                 return r < 0 ? kc_err_set(err, r, "cannot send to the agent: %s", strerror(-r))
                              : kc_err_set(err, k, "no reply from the agent: %s", strerror(-k));

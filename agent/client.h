@@ -40,6 +40,13 @@ DEFINE_CLEANUP_FUNC(struct kc_client *, kc_client_close)
 int kc_client_call(struct kc_client *c, struct json_object *request, struct json_object **ret_reply,
                    struct json_object **ret_result, struct kc_err *err);
 
+/*
+ * Whether the last call got no reply at all: the agent closed the
+ * connection with the request unanswered (it crashed or was killed), as
+ * opposed to an error it replied.
+ */
+bool kc_client_lost(const struct kc_client *c);
+
 int kc_client_ping(struct kc_client *c, pid_t *ret_pid, struct kc_err *err);
 int kc_client_attach(struct kc_client *c, const struct kc_attach_params *p, struct kc_attach_result *ret,
                      struct kc_err *err);

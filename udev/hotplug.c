@@ -104,10 +104,12 @@ static bool agent_knows(struct kc_client *c, const char *name) {
  * Open the agent and make one call; again, after a pause, while the agent
  * turns the connection away (EUSERS: more units talk to it at once than it
  * serves, as at a boot with many volumes, each unit waiting for its own;
- * or it is stopping) or stops while we wait (ESHUTDOWN): a restarted agent
- * will serve.  The unit's start
- * timeout, or its stop, bounds that.  *no_agent says there was no agent to
- * ask (logged), apart from any errno a reply may carry.
+ * or it is stopping), stops while we wait (ESHUTDOWN), or goes away without
+ * a reply (it crashed or was killed; systemd restarts it): a restarted agent
+ * will serve, and asking again is safe, as an attached volume is reported
+ * attached.  The unit's start timeout, or its stop, bounds that; an agent
+ * that does not come back ends it as "no agent".  *no_agent says there was
+ * no agent to ask (logged), apart from any errno a reply may carry.
  */
 static int agent_call(int (*call)(struct kc_client *c, void *userdata, struct kc_err *err), void *userdata,
                       bool *no_agent, struct kc_err *err) {
@@ -124,8 +126,8 @@ static int agent_call(int (*call)(struct kc_client *c, void *userdata, struct kc
                 *err = (struct kc_err) {};
                 r = call(c, userdata, err);
                 /* EUSERS: turned away, too many connections.  ESHUTDOWN: the agent stopped while we
-                 * waited (a restart; socket activation starts the next one). */
-                if (r != -EUSERS && r != -ESHUTDOWN)
+                 * waited (a restart; socket activation starts the next one).  Lost: no reply at all. */
+                if (r != -EUSERS && r != -ESHUTDOWN && !kc_client_lost(c))
                         return r;
                 ms = kc_backoff_ceiling(attempt, 100, 5000);
                 ms = kc_backoff_draw(ms, ms);

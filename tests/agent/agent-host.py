@@ -435,18 +435,55 @@ def test_activated_restart(d):
         # Only the next agent can see the device: the helpers' outcome says which agent answered them.
         open(late, "w").close()
         agents.append(Agent(d, volumes, notify=False, listen=lsock, on_demand=True))
-        outcomes = [p.communicate(timeout=30) + (p.returncode,) for p in helpers]
-        wrong = [(rc, err) for out, err, rc in outcomes if rc != 1 or "device-mapper is not available" not in err]
         check("restart: every helper tried again each time and the last agent started answered it",
-              not wrong, f"{len(wrong)} of {len(helpers)}: {wrong[:3]}")
+              *answered_by_last(helpers))
     finally:
-        for p in helpers:
-            if p.poll() is None:
-                p.kill()
-                p.communicate()
-        for a in agents:
-            a.stop()
-        lsock.close()
+        end_activated(helpers, agents, lsock)
+
+
+def answered_by_last(helpers):
+    """(ok, detail): every helper ended with the verdict only an agent that sees the device gives."""
+    outcomes = [p.communicate(timeout=30) + (p.returncode,) for p in helpers]
+    wrong = [(rc, err) for out, err, rc in outcomes if rc != 1 or "device-mapper is not available" not in err]
+    return not wrong, f"{len(wrong)} of {len(helpers)}: {wrong[:3]}"
+
+
+def end_activated(helpers, agents, lsock):
+    for p in helpers:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    for a in agents:
+        a.stop()
+    lsock.close()
+
+
+def test_activated_killed(d):
+    """An agent killed while helpers wait on a volume (no reply at all: a crash, the OOM killer) is
+    asked again: socket activation starts the next one, as systemd restarts it, and that one answers."""
+    if not shutil.which("systemd-socket-activate"):
+        print("skip - no systemd-socket-activate: the helper's retry after an agent crash is not tested here")
+        return
+    late = os.path.join(d, "late-dev-killed")
+    volumes = f"late  {late}  db-id=db-1,volume-id=late  timeout=60\n"
+    lsock = listening(os.path.join(d, "killed.sock"))
+    agents, helpers = [Agent(d, volumes, notify=False, listen=lsock, on_demand=True)], []
+    try:
+        helpers = [hotplug(agents[0], "volume", "late", wait=False) for _ in range(8)]
+        time.sleep(1)
+        r = call(agents[0].sock, {"v": 1, "op": "status"})
+        check("killed: the helpers wait", not [p for p in helpers if p.poll() is not None] and
+              configured(r, "late")["State"] == "waiting", str(r))
+        agents[0].p.kill()
+        agents[0].p.wait()
+        time.sleep(0.5)
+        check("killed: the helpers still wait, for the next agent",
+              not [p.communicate() for p in helpers if p.poll() is not None])
+        open(late, "w").close()
+        agents.append(Agent(d, volumes, notify=False, listen=lsock, on_demand=True))
+        check("killed: every helper asked the next agent, which answered it", *answered_by_last(helpers))
+    finally:
+        end_activated(helpers, agents, lsock)
 
 
 def test_stale_and_twice(d):
@@ -764,8 +801,8 @@ def main():
     if not os.access(KMSCRYPTD, os.X_OK):
         print(f"no {KMSCRYPTD}")
         sys.exit(99)
-    for test in (test_basics, test_activation, test_activated_restart, test_stale_and_twice, test_volume_waits,
-                 test_refused_is_no_absence, test_hotplug_reload, test_bad_volumes, test_limits):
+    for test in (test_basics, test_activation, test_activated_restart, test_activated_killed, test_stale_and_twice,
+                 test_volume_waits, test_refused_is_no_absence, test_hotplug_reload, test_bad_volumes, test_limits):
         d = tempfile.mkdtemp(prefix="kmscryptd-host.")
         os.chmod(d, 0o755)       # the unprivileged children must reach the socket
         open(os.path.join(d, "empty.conf"), "w").close()
