@@ -409,16 +409,25 @@ def test_activation(d):
         lsock.close()
 
 
+def activated_late(d, what):
+    """For the tests of agents socket activation starts on demand: the path of a device that is not
+    there yet, a volumes file naming it, and the listening socket; no socket where
+    systemd-socket-activate is missing."""
+    late = os.path.join(d, "late-dev")
+    volumes = f"late  {late}  db-id=db-1,volume-id=late  timeout=60\n"
+    if not shutil.which("systemd-socket-activate"):
+        print(f"skip - no systemd-socket-activate: {what} is not tested here")
+        return late, volumes, None
+    return late, volumes, listening(os.path.join(d, "activated.sock"))
+
+
 def test_activated_restart(d):
     """kmscrypt-hotplug volume NAME, waiting when the agent stops (ESHUTDOWN), tries again: the agent that
     socket activation starts afresh on that connection answers it.  Many helpers and a few restarts, for
     the stopping agent's replies race its closing of their connections."""
-    if not shutil.which("systemd-socket-activate"):
-        print("skip - no systemd-socket-activate: the helper's retry across an agent restart is not tested here")
+    late, volumes, lsock = activated_late(d, "the helper's retry across an agent restart")
+    if not lsock:
         return
-    late = os.path.join(d, "late-dev")
-    volumes = f"late  {late}  db-id=db-1,volume-id=late  timeout=60\n"
-    lsock = listening(os.path.join(d, "activated.sock"))
     agents, helpers = [], []
     try:
         for restart in range(3):
@@ -461,12 +470,9 @@ def end_activated(helpers, agents, lsock):
 def test_activated_killed(d):
     """An agent killed while helpers wait on a volume (no reply at all: a crash, the OOM killer) is
     asked again: socket activation starts the next one, as systemd restarts it, and that one answers."""
-    if not shutil.which("systemd-socket-activate"):
-        print("skip - no systemd-socket-activate: the helper's retry after an agent crash is not tested here")
+    late, volumes, lsock = activated_late(d, "the helper's retry after an agent crash")
+    if not lsock:
         return
-    late = os.path.join(d, "late-dev-killed")
-    volumes = f"late  {late}  db-id=db-1,volume-id=late  timeout=60\n"
-    lsock = listening(os.path.join(d, "killed.sock"))
     agents, helpers = [Agent(d, volumes, notify=False, listen=lsock, on_demand=True)], []
     try:
         helpers = [hotplug(agents[0], "volume", "late", wait=False) for _ in range(8)]
