@@ -360,22 +360,35 @@ static int finish_reencryption(struct kc_manager *m, const struct kc_attach_para
         return 0;
 }
 
-static int attach_with(struct kc_manager *m, const struct kc_attach_params *params, const struct kc_caller *caller,
-                       struct kc_attach_result *ret, struct kc_err *err) {
-        struct kc_attach_params mapped = *params, *p = &mapped;
-        struct kc_kms_request req = { .caller = caller };
+/*
+ * The path of device spec, or why it is not there: the commonest reason to
+ * wait, so the first thing an attach looks at.  Apart from attach_with(),
+ * as an attach of a configured volume tells this failure from the others
+ * (kc_manager_attach_volume).
+ */
+static int find_device(const char *spec, char **ret_path, struct kc_err *err) {
         _cleanup_free_ char *path = NULL;
-        struct kc_kms *kms = NULL;
         int r;
 
-        /* A device that is not there yet is the commonest reason to wait: say so first. */
-        r = kc_resolve_device(p->device, &path, err);
+        r = kc_resolve_device(spec, &path, err);
         if (r < 0)
                 return r;
         if (access(path, F_OK) < 0) {
                 r = negative_errno();
                 return kc_err_set(err, r, "device %s is not there: %s", path, strerror(-r));
         }
+        *ret_path = TAKE_PTR(path);
+        return 0;
+}
+
+/* Attach params->device, found at path (find_device()). */
+static int attach_with(struct kc_manager *m, const struct kc_attach_params *params, const char *path,
+                       const struct kc_caller *caller, struct kc_attach_result *ret, struct kc_err *err) {
+        struct kc_attach_params mapped = *params, *p = &mapped;
+        struct kc_kms_request req = { .caller = caller };
+        struct kc_kms *kms = NULL;
+        int r;
+
         if (!kc_dm_available())
                 return kc_err_set(err, -EOPNOTSUPP, "device-mapper is not available on this host "
                                   "(no /dev/mapper/control or no dm driver)");
@@ -405,14 +418,14 @@ static int attach_with(struct kc_manager *m, const struct kc_attach_params *para
         return r;
 }
 
-static int attach_conf(struct kc_manager *m, const struct kc_volume_conf *c, const struct kc_caller *caller,
-                       struct kc_attach_result *ret, struct kc_err *err) {
+static int attach_conf(struct kc_manager *m, const struct kc_volume_conf *c, const char *path,
+                       const struct kc_caller *caller, struct kc_attach_result *ret, struct kc_err *err) {
         struct kc_attach_params p = {
                 .device = c->device, .header = c->header, .name = c->name, .expect = c->context,
                 .providers = c->kms,
                 .read_only = c->read_only, .flags = c->flags,
         };
-        return attach_with(m, &p, caller, ret, err);
+        return attach_with(m, &p, path, caller, ret, err);
 }
 
 /* Wait for a free slot (lock held).  -ESHUTDOWN when stopping. */
@@ -472,12 +485,15 @@ static void *attach_job(void *arg) {
         _cleanup_free_ struct job *j = arg;
         struct kc_manager *m = j->m;
         struct kc_attach_result res = {};
+        _cleanup_free_ char *path = NULL;
         struct kc_err err = {};
         int r;
 
         bool recalled;
 
-        r = attach_conf(m, j->conf, &m->self, &res, &err);
+        r = find_device(j->conf->device, &path, &err);
+        if (r >= 0)
+                r = attach_conf(m, j->conf, path, &m->self, &res, &err);
         recalled = r >= 0 && res.already && kc_revoke_recall(m->state_dir, res.name);
         pthread_mutex_lock(&m->lock);
         finish_attempt(m, j->v, r, &err, &res, recalled);
@@ -923,6 +939,7 @@ int kc_manager_attach_volume(struct kc_manager *m, const char *name, const struc
                              int watch_fd, struct kc_attach_result *ret, struct kc_err *err) {
         const struct kc_volume_conf *conf;
         struct kc_attach_result res = {};
+        _cleanup_free_ char *path = NULL;
         struct confset *set;
         struct mvol *v;
         bool recalled;
@@ -955,7 +972,9 @@ int kc_manager_attach_volume(struct kc_manager *m, const char *name, const struc
         conf = v->conf;
         pthread_mutex_unlock(&m->lock);
 
-        r = attach_conf(m, conf, caller, &res, err);
+        r = find_device(conf->device, &path, err);
+        if (r >= 0)
+                r = attach_conf(m, conf, path, caller, &res, err);
         recalled = r >= 0 && res.already && kc_revoke_recall(m->state_dir, res.name);
 
         pthread_mutex_lock(&m->lock);
@@ -979,6 +998,7 @@ int kc_manager_attach_device(struct kc_manager *m, const struct kc_attach_params
                              const struct kc_caller *caller, struct kc_attach_result *ret,
                              struct kc_err *err) {
         struct kc_attach_result res = {};
+        _cleanup_free_ char *path = NULL;
         struct mvol *v;
         int r;
 
@@ -987,7 +1007,9 @@ int kc_manager_attach_device(struct kc_manager *m, const struct kc_attach_params
         pthread_mutex_unlock(&m->lock);
         if (r < 0)
                 return kc_err_set(err, r, "the agent is stopping");
-        r = attach_with(m, p, caller, &res, err);
+        r = find_device(p->device, &path, err);
+        if (r >= 0)
+                r = attach_with(m, p, path, caller, &res, err);
         pthread_mutex_lock(&m->lock);
         release_slot(m);
         /* A configured volume attached by device counts as attached. */
