@@ -37,6 +37,7 @@ struct mvol {
         bool busy;                  /* an attach is running */
         bool present;               /* still in the volumes file */
         uint64_t window_start_ms;   /* first try of this round: the timeout counts from here */
+        bool told;                  /* FAILED: a volume request was given this round's verdict */
         uint64_t next_try_ms;       /* WAITING: monotonic time of the next try */
         bool suspended_by_us;       /* the revocation policy suspended it */
         bool keep_audited;          /* kept running under a revoked key, and that is on record */
@@ -172,6 +173,7 @@ static void schedule_now(struct kc_manager *m, struct mvol *v) {
         v->st.error = 0;
         v->st.reason[0] = '\0';
         v->window_start_ms = 0;
+        v->told = false;
         v->next_try_ms = 0;
         set_state(m, v, KC_VOLUME_PENDING);
         pthread_cond_signal(&m->wake);
@@ -935,14 +937,19 @@ static int wait_outcome(struct kc_manager *m, struct mvol *v, int watch_fd, stru
         return kc_err_set(err, r, "%s", v->st.reason[0] ? v->st.reason : kc_volume_state_to_string(v->st.state));
 }
 
-int kc_manager_attach_volume(struct kc_manager *m, const char *name, const struct kc_caller *caller, bool wait,
-                             int watch_fd, struct kc_attach_result *ret, struct kc_err *err) {
+/*
+ * kc_manager_attach_volume(); tell: a wait ends the volume's untold round
+ * (below), false for a hotplug event's request.
+ */
+static int attach_volume(struct kc_manager *m, const char *name, const struct kc_caller *caller, bool wait,
+                         bool tell, int watch_fd, struct kc_attach_result *ret, struct kc_err *err) {
         const struct kc_volume_conf *conf;
         struct kc_attach_result res = {};
         _cleanup_free_ char *path = NULL;
         struct confset *set;
         struct mvol *v;
-        bool recalled;
+        bool recalled, verdict, absent;
+        uint64_t start;
         int r;
 
         pthread_mutex_lock(&m->lock);
@@ -964,8 +971,24 @@ int kc_manager_attach_volume(struct kc_manager *m, const char *name, const struc
                 pthread_mutex_unlock(&m->lock);
                 return kc_err_set(err, r, "the agent is stopping");
         }
-        if (v->st.state != KC_VOLUME_WAITING)
+        /*
+         * A round that failed while nobody waited for it (the start's: the
+         * units of volumes start once the agent is ready, so after it) has
+         * a verdict nobody was told.  A wait for it gets that verdict after
+         * one more try in the same round (the KMS may be back), not a round
+         * of its own: with the KMS down at boot a volume would hold the boot
+         * for twice its timeout.  Not so when that try finds no device: it
+         * may still come, so a fresh round waits for it as before.  Once a
+         * volume request was told, a new request (a unit restarted by hand)
+         * starts a new round; a hotplug event's does not tell, as the
+         * device's kmscrypt-attach@ unit starts beside the volume's at boot.
+         */
+        verdict = wait && v->st.state == KC_VOLUME_FAILED && !v->told;
+        if (v->st.state != KC_VOLUME_WAITING && !verdict) {
                 v->window_start_ms = 0;     /* a fresh round: the timeout starts now */
+                v->told = false;
+        }
+        start = kc_now_ms();
         begin_attempt(m, v);
         set = v->set;
         set->ref++;
@@ -973,25 +996,37 @@ int kc_manager_attach_volume(struct kc_manager *m, const char *name, const struc
         pthread_mutex_unlock(&m->lock);
 
         r = find_device(conf->device, &path, err);
+        absent = r < 0 && kc_attach_error_retryable(r);
         if (r >= 0)
                 r = attach_conf(m, conf, path, caller, &res, err);
         recalled = r >= 0 && res.already && kc_revoke_recall(m->state_dir, res.name);
 
         pthread_mutex_lock(&m->lock);
+        if (verdict && absent) {
+                verdict = false;
+                v->window_start_ms = start;     /* no device: a fresh round, from this try */
+        }
         finish_attempt(m, v, r, err, &res, recalled);
         confset_unref(set);
         release_slot(m);
-        if (r < 0 && v->st.state == KC_VOLUME_WAITING && wait)
+        if (r < 0 && wait && (v->st.state == KC_VOLUME_WAITING || verdict))
                 r = wait_outcome(m, v, watch_fd, &res, err);
         else if (r < 0 && v->st.state == KC_VOLUME_WAITING) {
                 struct kc_err e = *err;
                 *err = (struct kc_err) {};
                 kc_err_set(err, r, "%s (the agent keeps retrying)", kc_err_msg(&e, r));
         }
+        if (r < 0 && wait && tell && v->st.state == KC_VOLUME_FAILED)
+                v->told = true;
         pthread_mutex_unlock(&m->lock);
         if (r >= 0)
                 *ret = res;
         return r;
+}
+
+int kc_manager_attach_volume(struct kc_manager *m, const char *name, const struct kc_caller *caller, bool wait,
+                             int watch_fd, struct kc_attach_result *ret, struct kc_err *err) {
+        return attach_volume(m, name, caller, wait, true, watch_fd, ret, err);
 }
 
 int kc_manager_attach_device(struct kc_manager *m, const struct kc_attach_params *p,
@@ -1174,7 +1209,7 @@ int kc_manager_hotplug(struct kc_manager *m, dev_t devno, const struct kc_caller
                 snprintf(ret_note, 256, "%s is volume %s, which has hotplug=no: left alone", path, c.name);
                 return 0;
         }
-        r = kc_manager_attach_volume(m, c.name, caller, true, watch_fd, ret, err);
+        r = attach_volume(m, c.name, caller, true, false, watch_fd, ret, err);
         return r < 0 ? r : 1;
 }
 

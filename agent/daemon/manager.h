@@ -88,8 +88,11 @@ int kc_manager_snapshot(struct kc_manager *m, struct kc_agent_volume **ret, size
  * failed when its timeout ran out, or suspended or detached meanwhile: its
  * error and reason; -ESHUTDOWN when the manager stops; -ENOENT when a
  * reload drops it; -ECANCELED when the requester's connection watch_fd,
- * -1 for none, hangs up meanwhile).  -ENOENT if no such volume is
- * configured.
+ * -1 for none, hangs up meanwhile).  A wait starts a new round of its
+ * timeout, but for a volume whose last round failed with nobody told (the
+ * start's, ending before the units ordered after the agent ask): one more
+ * try in that round, its outcome at once, unless that try finds no device.
+ * -ENOENT if no such volume is configured.
  */
 int kc_manager_attach_volume(struct kc_manager *m, const char *name, const struct kc_caller *caller, bool wait,
                              int watch_fd, struct kc_attach_result *ret, struct kc_err *err);
@@ -108,7 +111,8 @@ int kc_manager_attach_device(struct kc_manager *m, const struct kc_attach_params
  *   - the configured volume on it with hotplug=yes: attached as by
  *     kc_manager_attach_volume() with wait (its expected context checked,
  *     a refusal audited there; an error that may pass retried until its
- *     timeout): 1 and ret filled;
+ *     timeout; a failed round's outcome is not counted as told): 1 and
+ *     ret filled;
  *   - a kmscrypt volume no entry names: the volumes file is re-read once
  *     through reload (NULL: not), as its entry may be newer than the
  *     agent's list; still none: refused with -EPERM and audited.

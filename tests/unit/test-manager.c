@@ -1,0 +1,244 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The volume manager's rounds (agent/daemon/manager.c) and what a request
+ * that waits for a volume is told after one, with the attach itself faked:
+ * kc_attach, kc_dm_available, kc_kms_open and kc_kms_close are wrapped at
+ * link time (-Wl,--wrap, see agent/daemon/Makemodule.am), so neither a
+ * KMS nor device-mapper is needed.  The device check before them is the
+ * manager's own and real: a volume's device is a file that is there or not.
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "agent/daemon/manager.h"
+#include "lib/clock.h"
+#include "tests/unit/check-main.h"
+
+/* What the faked KMS says: 0 it unwraps (the attach succeeds), else this error. */
+static atomic_int kms_error;
+static atomic_uint attaches;
+
+int __wrap_kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_attach_params *p,
+                     struct kc_attach_result *ret, struct kc_err *err);
+bool __wrap_kc_dm_available(void);
+int __wrap_kc_kms_open(const struct kc_kms_config *cfg, struct kc_kms **ret, struct kc_err *err);
+void __wrap_kc_kms_close(struct kc_kms *k);
+
+int __wrap_kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_attach_params *p,
+                     struct kc_attach_result *ret, struct kc_err *err) {
+        int e = atomic_load(&kms_error);
+
+        (void) kms, (void) req;
+        atomic_fetch_add(&attaches, 1);
+        /* -ENOENT as the local keystore says it: the same errno as a device not there, yet no device is missing. */
+        if (e)
+                return kc_err_set(err, e, "keystore /test/ks holds keys but its root key /test/ks/root.key is missing");
+        *ret = (struct kc_attach_result) {};
+        snprintf(ret->name, sizeof(ret->name), "%s", p->name);
+        return 0;
+}
+
+bool __wrap_kc_dm_available(void) {
+        return true;
+}
+
+int __wrap_kc_kms_open(const struct kc_kms_config *cfg, struct kc_kms **ret, struct kc_err *err) {
+        static int handle;
+
+        (void) cfg, (void) err;
+        *ret = (struct kc_kms *) &handle;
+        return 0;
+}
+
+void __wrap_kc_kms_close(struct kc_kms *k) {
+        (void) k;
+}
+
+static struct kc_manager *m;
+static char *dir;
+
+/*
+ * A manager whose start round ran with the KMS down: "vol" on device dev
+ * (NULL: a file that is there), "gone" on a file that is not.
+ */
+static void start_manager(const char *device) {
+        _cleanup_free_ char *text = NULL, *dev = NULL, *state = NULL;
+        struct kc_manager_config cfg = { .max_parallel = 2 };
+        struct kc_volumes *v = NULL;
+        struct kc_err err = {};
+        FILE *f;
+
+        dir = kc_test_tmpdir();
+        ck_assert(asprintf(&dev, "%s/dev", dir) > 0 && asprintf(&state, "%s/state", dir) > 0);
+        ck_assert_ptr_nonnull(f = fopen(dev, "w"));
+        fclose(f);
+        if (device) {
+                free(dev);
+                ck_assert_ptr_nonnull(dev = strdup(device));
+        }
+        ck_assert(asprintf(&text, "vol %s db-id=1,volume-id=vol timeout=1\n"
+                                  "gone %s/no-such-dev db-id=1,volume-id=gone timeout=1\n", dev, dir) > 0);
+        ck_assert_int_eq(kc_volumes_parse(text, strlen(text), "volumes", &v, &err), 0);
+        cfg.state_dir = state;
+        ck_assert_int_eq(kc_manager_new(&cfg, &m), 0);
+        atomic_store(&kms_error, -ENOENT);
+        kc_manager_set_volumes(m, v, true);
+        ck_assert_int_eq(kc_manager_start(m), 0);
+        ck_assert_int_eq(kc_manager_wait_settled(m, true), 0);
+}
+
+static void setup(void) {
+        start_manager(NULL);
+}
+
+static void teardown(void) {
+        kc_manager_free(m);
+        m = NULL;
+        free(dir);
+}
+
+static const struct kc_agent_volume *state_of(const char *name, struct kc_agent_volume **all) {
+        size_t n;
+
+        free(*all);
+        ck_assert_int_eq(kc_manager_snapshot(m, all, &n), 0);
+        for (size_t i = 0; i < n; i++)
+                if (streq((*all)[i].name, name))
+                        return &(*all)[i];
+        ck_abort_msg("no volume %s", name);
+}
+
+/* A request that waits for name: its result, err, and how long it took in ms. */
+static int wait_for(const char *name, struct kc_err *err, uint64_t *ret_ms) {
+        struct kc_attach_result res = {};
+        struct kc_caller caller = {};
+        uint64_t t0 = kc_now_ms();
+        int r;
+
+        *err = (struct kc_err) {};
+        r = kc_manager_attach_volume(m, name, &caller, true, -1, &res, err);
+        *ret_ms = kc_now_ms() - t0;
+        return r;
+}
+
+START_TEST(test_verdict_of_the_start_round) {
+        _cleanup_free_ struct kc_agent_volume *all = NULL;
+        struct kc_err err = {};
+        unsigned before;
+        uint64_t ms;
+        int r;
+
+        ck_assert_int_eq(state_of("vol", &all)->state, KC_VOLUME_FAILED);
+        ck_assert_int_eq(state_of("gone", &all)->state, KC_VOLUME_FAILED);
+
+        /* The unit at boot: one more try, then the start round's verdict at once, not a round of its own. */
+        before = atomic_load(&attaches);
+        r = wait_for("vol", &err, &ms);
+        ck_assert_int_eq(r, -ENOENT);
+        ck_assert_msg(ms < 500, "the start round's verdict took %llu ms", (unsigned long long) ms);
+        ck_assert_msg(strstr(err.msg, "gave up after") && strstr(err.msg, "root key"), "%s", err.msg);
+        ck_assert_uint_eq(atomic_load(&attaches), before + 1);
+
+        /* Told once: the next request (a unit restarted by hand) gets a round of its own. */
+        r = wait_for("vol", &err, &ms);
+        ck_assert_int_eq(r, -ENOENT);
+        ck_assert_msg(ms >= 900, "a new round took only %llu ms", (unsigned long long) ms);
+        ck_assert_msg(strstr(err.msg, "gave up after") && strstr(err.msg, "root key"), "%s", err.msg);
+
+        /* A device not there: it may still come, so the first request gets a round of its own too. */
+        r = wait_for("gone", &err, &ms);
+        ck_assert_int_eq(r, -ENOENT);
+        ck_assert_msg(ms >= 900, "a missing device's round took only %llu ms", (unsigned long long) ms);
+        ck_assert_msg(strstr(err.msg, "gave up after") && strstr(err.msg, "is not there"), "%s", err.msg);
+}
+END_TEST
+
+START_TEST(test_verdict_try_attaches) {
+        _cleanup_free_ struct kc_agent_volume *all = NULL;
+        struct kc_err err = {};
+        uint64_t ms;
+
+        /* The KMS back before the unit asks: its one try attaches, at once. */
+        atomic_store(&kms_error, 0);
+        ck_assert_int_eq(wait_for("vol", &err, &ms), 0);
+        ck_assert_msg(ms < 500, "took %llu ms", (unsigned long long) ms);
+        ck_assert_int_eq(state_of("vol", &all)->state, KC_VOLUME_ATTACHED);
+}
+END_TEST
+
+START_TEST(test_attach_all_is_a_new_round) {
+        _cleanup_free_ struct kc_agent_volume *all = NULL;
+        struct kc_err err = {};
+        uint64_t ms;
+
+        /* Told, then a new unattended round (attach-all): its verdict is untold again. */
+        ck_assert_int_eq(wait_for("vol", &err, &ms), -ENOENT);
+        kc_manager_attach_all(m);
+        ck_assert_int_eq(kc_manager_wait_settled(m, true), 0);
+        ck_assert_int_eq(state_of("vol", &all)->state, KC_VOLUME_FAILED);
+        ck_assert_int_eq(wait_for("vol", &err, &ms), -ENOENT);
+        ck_assert_msg(ms < 500, "the attach-all round's verdict took %llu ms", (unsigned long long) ms);
+}
+END_TEST
+
+/* A block device that find_by_devno() can match, or NULL. */
+static const char *block_device(dev_t *ret) {
+        struct stat st;
+
+        if (stat("/dev/loop0", &st) < 0 || !S_ISBLK(st.st_mode))
+                return NULL;
+        *ret = st.st_rdev;
+        return "/dev/loop0";
+}
+
+START_TEST(test_hotplug_does_not_tell) {
+        _cleanup_free_ struct kc_agent_volume *all = NULL;
+        struct kc_attach_result res = {};
+        struct kc_caller caller = {};
+        struct kc_err err = {};
+        char note[256];
+        const char *dev;
+        dev_t devno;
+        uint64_t t0, ms;
+
+        dev = block_device(&devno);
+        if (!dev) {
+                printf("no /dev/loop0: the hotplug request at boot is not tested here\n");
+                return;
+        }
+        /*
+         * At boot the device's kmscrypt-attach@ unit asks beside the volume's
+         * unit, in either order: both get the start round's verdict at once.
+         */
+        start_manager(dev);
+        t0 = kc_now_ms();
+        ck_assert_int_eq(kc_manager_hotplug(m, devno, &caller, NULL, -1, &res, note, &err), -ENOENT);
+        ck_assert_msg(kc_now_ms() - t0 < 500, "the hotplug request took %llu ms", (unsigned long long) (kc_now_ms() - t0));
+        ck_assert_int_eq(wait_for("vol", &err, &ms), -ENOENT);
+        ck_assert_msg(ms < 500, "the unit after the hotplug request took %llu ms", (unsigned long long) ms);
+        ck_assert_int_eq(state_of("vol", &all)->state, KC_VOLUME_FAILED);
+}
+END_TEST
+
+Suite *kc_test_suite(void) {
+        Suite *s = suite_create("manager");
+        TCase *tc = tcase_create("rounds");
+
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_set_timeout(tc, 30);
+        tcase_add_test(tc, test_verdict_of_the_start_round);
+        tcase_add_test(tc, test_verdict_try_attaches);
+        tcase_add_test(tc, test_attach_all_is_a_new_round);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("hotplug");
+        tcase_add_checked_fixture(tc, NULL, teardown);
+        tcase_set_timeout(tc, 30);
+        tcase_add_test(tc, test_hotplug_does_not_tell);
+        suite_add_tcase(s, tc);
+        return s;
+}
