@@ -986,6 +986,7 @@ static int attach_volume(struct kc_manager *m, const char *name, const struct kc
         verdict = wait && v->st.state == KC_VOLUME_FAILED && !v->told;
         if (v->st.state != KC_VOLUME_WAITING && !verdict) {
                 v->window_start_ms = 0;     /* a fresh round: the timeout starts now */
+                v->st.attempts = 0;         /* and its backoff from the first step */
                 v->told = false;
         }
         start = kc_now_ms();
@@ -1005,6 +1006,7 @@ static int attach_volume(struct kc_manager *m, const char *name, const struct kc
         if (verdict && absent) {
                 verdict = false;
                 v->window_start_ms = start;     /* no device: a fresh round, from this try */
+                v->st.attempts = 1;
         }
         finish_attempt(m, v, r, err, &res, recalled);
         confset_unref(set);

@@ -128,7 +128,7 @@ static int wait_for(const char *name, struct kc_err *err, uint64_t *ret_ms) {
 START_TEST(test_verdict_of_the_start_round) {
         _cleanup_free_ struct kc_agent_volume *all = NULL;
         struct kc_err err = {};
-        unsigned before;
+        unsigned before, n;
         uint64_t ms;
         int r;
 
@@ -143,11 +143,15 @@ START_TEST(test_verdict_of_the_start_round) {
         ck_assert_msg(strstr(err.msg, "gave up after") && strstr(err.msg, "root key"), "%s", err.msg);
         ck_assert_uint_eq(atomic_load(&attaches), before + 1);
 
-        /* Told once: the next request (a unit restarted by hand) gets a round of its own. */
+        /* Told once: the next request (a unit restarted by hand) gets a round of its own, which
+         * counts its own attempts (they set its backoff, from the first step again). */
+        before = atomic_load(&attaches);
         r = wait_for("vol", &err, &ms);
         ck_assert_int_eq(r, -ENOENT);
         ck_assert_msg(ms >= 900, "a new round took only %llu ms", (unsigned long long) ms);
         ck_assert_msg(strstr(err.msg, "gave up after") && strstr(err.msg, "root key"), "%s", err.msg);
+        ck_assert_msg(sscanf(err.msg, "gave up after %u attempts", &n) == 1 && n == atomic_load(&attaches) - before,
+                      "%s, in %u tries", err.msg, atomic_load(&attaches) - before);
 
         /* A device not there: it may still come, so the first request gets a round of its own too. */
         r = wait_for("gone", &err, &ms);
