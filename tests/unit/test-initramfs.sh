@@ -81,7 +81,8 @@ dracut() {
         local img=$1
         rm -rf "$img" && mkdir -p "$img"
         (
-                initdir=$img SYSTEMCTL=true
+                initdir=$img SYSTEMCTL=systemctl_stub
+                systemctl_stub() { echo "systemctl $*" >> "$img.list"; }
                 require_binaries() { return 0; }
                 inst_multiple() { local f; for f; do [ "$f" = -o ] || echo "$f" >> "$img.list"; done; }
                 inst_simple() { echo "$1" >> "$img.list"; }
@@ -108,6 +109,9 @@ check "dracut: install() succeeds" grep -qx 'install 0' "$tmp/d2.status"
 check "dracut: agent, CLI, generator, units and configuration" \
         grep -qx "$tmp/bin/kmscryptd" "$tmp/d2.list"
 check "dracut: the configuration" grep -qx "$etc/kmscrypt/volumes" "$tmp/d2.list"
+check "dracut: the agent's socket enabled" grep -q '^systemctl .* enable kmscryptd.socket$' "$tmp/d2.list"
+check "dracut: cryptsetup.target pulled in, with the volumes' units it requires" \
+        grep -q '^systemctl .* add-wants sysinit.target cryptsetup.target$' "$tmp/d2.list"
 # There every other kmscrypt volume that udev saw would be refused and audited as foreign.
 check "dracut: no hotplug rule or unit in the initramfs" \
         sh -c "! grep -q '90-kmscrypt.rules\|kmscrypt-attach@' '$tmp/d2.list'"
