@@ -2,8 +2,9 @@
 # Build (once) the cached Debian root filesystem of the system tier.
 #   mkbase.sh CACHEDIR    -> prints the path of CACHEDIR/debian-bookworm-<hash>.tar
 # debootstrap --variant=minbase with systemd, udev, PostgreSQL, the runtime
-# libraries of our binaries, and initramfs-tools with busybox (the initrd
-# phases build Debian's own initramfs in the guest and boot from it).  The tarball is keyed by a hash of the package
+# libraries of our binaries, initramfs-tools with busybox, and dracut-core
+# (the initrd phases build both kinds of initramfs in the guest and boot
+# from them).  The tarball is keyed by a hash of the package
 # list, so changing the list rebuilds it; an existing one is reused as is.
 set -eu
 
@@ -11,7 +12,7 @@ cache=${1:?usage: mkbase.sh CACHEDIR}
 suite=bookworm
 packages="systemd,systemd-sysv,udev,kmod,postgresql,cryptsetup-bin,dmsetup,keyutils,\
 e2fsprogs,util-linux,procps,libcryptsetup12,libdevmapper1.02.1,libkeyutils1,\
-libjson-c5,libssl3,libblkid1,cryptsetup,postgresql-contrib,initramfs-tools,busybox"
+libjson-c5,libssl3,libblkid1,cryptsetup,postgresql-contrib,initramfs-tools,busybox,dracut-core"
 
 hash=$(printf '%s %s\n' "$suite" "$packages" | sha256sum | cut -c1-12)
 tarball=$cache/debian-$suite-$hash.tar

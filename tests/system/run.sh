@@ -6,8 +6,9 @@
 #           the udev rule sees a hot-added LUKS2 disk and starts
 #           kmscrypt-attach@ for it), then the volumes of scenarios.sh
 #   main, reboot, outage   scenarios a-e of issue #6 (scenarios.sh)
-#   initrdprep, initrd     an x-initrd.attach volume: the guest builds
-#           Debian's initramfs with our hook, the next boot starts from it
+#   initrdprep, initrd, dracut   an x-initrd.attach volume: the guest
+#           builds Debian's initramfs with our hook and a dracut image with
+#           our module, and the next two boots start from them
 # KC_SYSTEM_PHASES=smoke runs the smoke checks alone.
 # Prints the wall and CPU seconds of every step (CPU: this script's children,
 # mostly QEMU; on an idle machine a boot's wall time is about CPU / 2).
@@ -60,21 +61,23 @@ truncate -s 32M "$work/luks.img"
 printf 'systest' | cryptsetup luksFormat -q --type luks2 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 \
         --key-file - "$work/luks.img"
 
-phases=${KC_SYSTEM_PHASES:-setup main reboot outage initrdprep initrd}
+phases=${KC_SYSTEM_PHASES:-setup main reboot outage initrdprep initrd dracut}
 logs=
 for p in $phases; do
         disks= noboot= SYS_INITRD= SYS_APPEND=
         case $p in
         setup) for d in pgdata hot1 hot2 hot3; do rm -f "$work/$d.img"; truncate -s 256M "$work/$d.img"; done
                disks="$(sys_disk pgdata) $(sys_disk hot1) $(sys_disk hot2) $(sys_disk hot3)" ;;
-        main|reboot|outage) disks=$(sys_disk pgdata) ;;
+        main|reboot) disks=$(sys_disk pgdata) ;;
+        outage) disks="$(sys_disk pgdata) $(sys_disk hot1)" ;;
         initrdprep) rm -f "$work/early.img"; truncate -s 64M "$work/early.img"
                disks="$(sys_disk pgdata) $(sys_disk early)" ;;
-        initrd)
-               # Debian's own initramfs, which initrdprep built in the guest with our hook.
-               SYS_INITRD=$work/initrd-debian.img SYS_APPEND="root=LABEL=sysroot"
-               sys_guest_file "/boot/initrd.img-$KC_VM_KVER" "$SYS_INITRD" ||
-                       noboot="initrdprep left no /boot/initrd.img-$KC_VM_KVER in the guest"
+        initrd|dracut)
+               # The images initrdprep built in the guest: Debian's own initramfs with our hook, and dracut's.
+               img=/boot/initrd.img-$KC_VM_KVER
+               [ "$p" = dracut ] && img=/boot/initrd-dracut.img
+               SYS_INITRD=$work/$p.img SYS_APPEND="root=LABEL=sysroot"
+               sys_guest_file "$img" "$SYS_INITRD" || noboot="initrdprep left no $img in the guest"
                disks="$(sys_disk pgdata) $(sys_disk early)" ;;
         esac
         log=$work/$p.log

@@ -7,11 +7,16 @@
 #   reboot  d: PostgreSQL back with the same checksum; then hide the keystore
 #           and make pgdata nofail for the next boot
 #   outage  e: boot completes without pgdata, status says why, restoring
-#           the keystore attaches it without a reboot
+#           the keystore attaches it without a reboot; hot1, not nofail,
+#           fails once, after the agent's start round, not after two
 #   initrdprep  (disks pgdata, early) format early with x-initrd.attach and
-#           build Debian's initramfs (initramfs-tools) with our hook
-#   initrd  booted from that initramfs: early was attached there, before
-#           switch-root, and the real root's agent took it over
+#           build two images: Debian's initramfs (initramfs-tools) with our
+#           hook, and a dracut one with our module
+#   initrd  booted from the initramfs-tools image: early was attached there
+#           (by the CLI), before switch-root, and the real root's agent took
+#           it over
+#   dracut  the same from the dracut image (systemd in the initramfs; the
+#           agent attaches there)
 # shellcheck shell=sh
 ctx_pg=db-id=systest,volume-id=pgdata
 # The local KMS's keystore; "unavailable" is its root key gone (as when the
@@ -181,6 +186,8 @@ phase_reboot() {
         # mount (RequiresMountsFor=), and the boot should not wait 90 s for it.
         sed -i "s|^/dev/mapper/pgdata $pgmain ext4 defaults|/dev/mapper/pgdata $pgmain ext4 defaults,nofail,x-systemd.device-timeout=5s|" /etc/fstab
         mv "$rootkey" /root/root.key.away
+        # And hot1 (its disk at boot too) a volume that is not nofail, with a timeout.
+        sed -i 's/^\(hot1 .*\)hotplug=yes,nofail$/\1hotplug=yes,timeout=20/' /etc/kmscrypt/volumes
 }
 
 phase_outage() {
@@ -191,6 +198,14 @@ phase_outage() {
         kmscrypt status > "$state/status.txt" 2>&1
         sed 's/^/SYSTEST-DIAG status: /' "$state/status.txt"
         check "e: status says pgdata waits and why" grep -qi "pgdata.*wait.*keystore" "$state/status.txt"
+        # hot1 (not nofail, timeout=20): the agent's start round gave up; its unit, which starts once
+        # the agent is ready (after that round), gets that verdict, not a second round of its own.
+        check "e: hot1's unit failed" wait_for 60 systemctl is-failed kmscrypt-hot1.service
+        ran=$(systemctl show -P ExecMainStartTimestampMonotonic,ExecMainExitTimestampMonotonic kmscrypt-hot1.service |
+                awk 'NR == 1 { s = $1 } NR == 2 { printf "%d\n", ($1 - s) / 1000 }')
+        check "e: ... at once with the start round's verdict (ran ${ran:-?} ms, timeout=20 s)" test "${ran:-99999}" -lt 10000
+        sed -i 's/^\(hot1 .*\)hotplug=yes,timeout=20$/\1hotplug=yes,nofail/' /etc/kmscrypt/volumes
+        systemctl daemon-reload
         mv /root/root.key.away "$rootkey"
         t0=$(now_ms)
         if wait_for 90 test -b /dev/mapper/pgdata; then
@@ -202,6 +217,10 @@ phase_outage() {
         fi
         systemctl start "$(systemd-escape -p --suffix=mount $pgmain)" postgresql
         check "e: PostgreSQL back with its rows" sum_is_saved
+        # pgdata as it was before e, for the boots after: a mount with a 5 s device timeout
+        # gives up before the agent has attached it (nofail: it is not tried again).
+        sed -i 's/timeout=0,nofail$/timeout=60/' /etc/kmscrypt/volumes
+        sed -i "s|^/dev/mapper/pgdata $pgmain ext4 defaults,nofail,x-systemd.device-timeout=5s|/dev/mapper/pgdata $pgmain ext4 defaults|" /etc/fstab
 }
 
 # ---- early boot: an x-initrd.attach volume and Debian's own initramfs ----
@@ -240,14 +259,32 @@ phase_initrdprep() {
         check "image: the keystore's root key (initramfs-keystore = yes)" in_image 'kmscrypt/keystore/root\.key$'
         check "image: no audit log or chain head" not in_image 'audit\.(log|head)$'
         check "image: readable by root alone (the conf-hook's UMASK)" sh -c "[ \"\$(stat -c %a $img)\" = 600 ]"
+
+        # dracut beside it (dracut-core does not replace initramfs-tools): host-only, as distributions build it.
+        img=/boot/initrd-dracut.img
+        check "dracut builds an image with the kmscrypt module" \
+                dracut -q -f --hostonly --no-hostonly-cmdline --gzip --kver "$(uname -r)" "$img"
+        lsinitrd "$img" > "$state/initrd.list" 2>&1
+        check "dracut image: the kmscrypt module" grep -qx kmscrypt "$state/initrd.list"
+        check "dracut image: agent, CLI, generator, socket enabled" sh -c "grep -Eq 'sbin/kmscryptd\$' $state/initrd.list &&
+                grep -Eq 'sbin/kmscrypt\$' $state/initrd.list && grep -q 'system-generators/kmscrypt-generator\$' $state/initrd.list &&
+                grep -q 'sockets.target.wants/kmscryptd.socket' $state/initrd.list"
+        check "dracut image: the keystore's root key" in_image 'kmscrypt/keystore/root\.key'
+        check "dracut image: no audit log or chain head" not in_image 'kmscrypt/audit\.(log|head)'
+        check "dracut image: readable by root alone" sh -c "[ \"\$(stat -c %a $img)\" = 600 ]"
 }
 
-phase_initrd() {
-        need_agent || return 0
+# early_boot_checks EXE: early was attached in the initramfs by EXE (the CLI, or the agent).
+early_boot_checks() {
         bootid=$(tr -d - < /proc/sys/kernel/random/boot_id)
         kept=/var/lib/kmscrypt/initrd-audit-$bootid
         check "early: attached in the initramfs (its Decrypt in the initramfs's audit chain)" \
                 early_decrypt_in /run/kmscrypt/initrd-audit.log
+        early_decrypt_in /run/kmscrypt/initrd-audit.log ||
+                journalctl -b --no-pager -o short-monotonic | grep -i -e kmscrypt -e early | head -n 40 |
+                sed 's/^/SYSTEST-DIAG /'
+        check "early: by ${1##*/}" sh -c "grep '\"operation\":\"Decrypt\"' /run/kmscrypt/initrd-audit.log |
+                grep -q '\"exe\":\"$1\"'"
         check "early: that chain kept on the real root" wait_for 20 test -s "$kept.log"
         check "early: the kept chain verifies" sh -c "test -s '$kept.head' &&
                 KMSCRYPT_AUDIT_HEAD='$kept.head' kmscrypt audit verify --audit-log '$kept.log'"
@@ -258,9 +295,24 @@ phase_initrd() {
         check "early: its data intact" sh -c "cd /srv/early && sha256sum -c --quiet $state/early.sum"
         check "early: no kmscrypt key left in a keyring" not grep -q kmscrypt /proc/keys
         check "early: kmscrypt status reports it" sh -c "kmscrypt status early | grep -q early"
-        check "pgdata still attached and mounted by the real root" mounted_from_mapping
+        # After phase e its mount is nofail: the boot does not wait for it.
+        check "pgdata still attached and mounted by the real root" wait_for 60 mounted_from_mapping
+        mounted_from_mapping || systemctl status --no-pager -n 10 kmscrypt-pgdata.service \
+                "$(systemd-escape -p --suffix=mount $pgmain)" 2>&1 | sed 's/^/SYSTEST-DIAG /'
         check "no ordering cycle at boot" no_cycle
         early_mounted || { diag; journalctl -b --no-pager -o cat | grep -i -e kmscrypt -e early | tail -n 30 | sed 's/^/SYSTEST-DIAG /'; }
+        # The next phase's baseline: this root's records so far.
+        audit_lines > "$state/audit-lines"
+}
+
+phase_initrd() {
+        need_agent || return 0
+        early_boot_checks /usr/sbin/kmscrypt
+}
+
+phase_dracut() {
+        need_agent || return 0
+        early_boot_checks /usr/sbin/kmscryptd
 }
 
 # ---- boot benchmark (tests/bench/boot-bench.sh): kernel start -> database
