@@ -38,6 +38,7 @@ struct mvol {
         bool present;               /* still in the volumes file */
         uint64_t window_start_ms;   /* first try of this round: the timeout counts from here */
         bool told;                  /* FAILED: a volume request was given this round's verdict */
+        bool absent;                /* the last try found no device (it may come: worth a new round) */
         uint64_t next_try_ms;       /* WAITING: monotonic time of the next try */
         bool suspended_by_us;       /* the revocation policy suspended it */
         bool keep_audited;          /* kept running under a revoked key, and that is on record */
@@ -489,15 +490,16 @@ static void *attach_job(void *arg) {
         struct kc_attach_result res = {};
         _cleanup_free_ char *path = NULL;
         struct kc_err err = {};
+        bool recalled, absent;
         int r;
 
-        bool recalled;
-
         r = find_device(j->conf->device, &path, &err);
+        absent = r < 0 && kc_attach_error_retryable(r);
         if (r >= 0)
                 r = attach_conf(m, j->conf, path, &m->self, &res, &err);
         recalled = r >= 0 && res.already && kc_revoke_recall(m->state_dir, res.name);
         pthread_mutex_lock(&m->lock);
+        j->v->absent = absent;
         finish_attempt(m, j->v, r, &err, &res, recalled);
         confset_unref(j->set);
         release_slot(m);
@@ -977,17 +979,19 @@ static int attach_volume(struct kc_manager *m, const char *name, const struct kc
          * a verdict nobody was told.  A wait for it gets that verdict after
          * one more try in the same round (the KMS may be back), not a round
          * of its own: with the KMS down at boot a volume would hold the boot
-         * for twice its timeout.  Not so when that try finds no device: it
-         * may still come, so a fresh round waits for it as before.  Once a
-         * volume request was told, a new request (a unit restarted by hand)
-         * starts a new round; a hotplug event's does not tell, as the
-         * device's kmscrypt-attach@ unit starts beside the volume's at boot.
+         * for twice its timeout.  Not so when the round ended, or that try
+         * finds, no device: it may come (a disk plugged in hours later), so
+         * a fresh round waits for it as before.  Once a volume request was
+         * told, a new request (a unit restarted by hand) starts a new round;
+         * a hotplug event's does not tell, as the device's kmscrypt-attach@
+         * unit starts beside the volume's at boot.
          */
-        verdict = wait && v->st.state == KC_VOLUME_FAILED && !v->told;
+        verdict = wait && v->st.state == KC_VOLUME_FAILED && !v->told && !v->absent;
         if (v->st.state != KC_VOLUME_WAITING && !verdict) {
                 v->window_start_ms = 0;     /* a fresh round: the timeout starts now */
                 v->st.attempts = 0;         /* and its backoff from the first step */
-                v->told = false;
+                if (tell)
+                        v->told = false;
         }
         start = kc_now_ms();
         begin_attempt(m, v);
@@ -1003,6 +1007,7 @@ static int attach_volume(struct kc_manager *m, const char *name, const struct kc
         recalled = r >= 0 && res.already && kc_revoke_recall(m->state_dir, res.name);
 
         pthread_mutex_lock(&m->lock);
+        v->absent = absent;
         if (verdict && absent) {
                 verdict = false;
                 v->window_start_ms = start;     /* no device: a fresh round, from this try */

@@ -99,6 +99,7 @@ static void teardown(void) {
         kc_manager_free(m);
         m = NULL;
         free(dir);
+        dir = NULL;     /* the hotplug case has no setup: a skipped test frees nothing twice (CK_FORK=no) */
 }
 
 static const struct kc_agent_volume *state_of(const char *name, struct kc_agent_volume **all) {
@@ -189,6 +190,27 @@ START_TEST(test_attach_all_is_a_new_round) {
 }
 END_TEST
 
+START_TEST(test_device_that_came_gets_a_round) {
+        _cleanup_free_ char *path = NULL;
+        struct kc_err err = {};
+        uint64_t ms;
+        FILE *f;
+
+        /*
+         * "gone" had no device in the start round, and nobody was told; it
+         * came since (a disk plugged in hours later): whatever the KMS says,
+         * the request gets a round of its own, with its retries, not the
+         * one try of a start round's verdict.
+         */
+        ck_assert(asprintf(&path, "%s/no-such-dev", dir) > 0);
+        ck_assert_ptr_nonnull(f = fopen(path, "w"));
+        fclose(f);
+        ck_assert_int_eq(wait_for("gone", &err, &ms), -ENOENT);
+        ck_assert_msg(ms >= 900, "the device's first round took only %llu ms", (unsigned long long) ms);
+        ck_assert_msg(strstr(err.msg, "gave up after") && strstr(err.msg, "root key"), "%s", err.msg);
+}
+END_TEST
+
 /* A block device that find_by_devno() can match, or NULL. */
 static const char *block_device(dev_t *ret) {
         struct stat st;
@@ -237,6 +259,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_verdict_of_the_start_round);
         tcase_add_test(tc, test_verdict_try_attaches);
         tcase_add_test(tc, test_attach_all_is_a_new_round);
+        tcase_add_test(tc, test_device_that_came_gets_a_round);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("hotplug");
