@@ -70,7 +70,7 @@ int kc_client_open(const char *path, struct kc_client **ret) {
         r = check_agent(fd, path);
         if (r < 0)
                 return r;
-        c = malloc(sizeof(*c));
+        c = calloc(1, sizeof(*c));
         if (!c)
                 return -ENOMEM;
         c->fd = TAKE_FD(fd);
@@ -124,6 +124,7 @@ int kc_client_call(struct kc_client *c, struct json_object *request, struct json
         size_t len;
         int r, k;
 
+        c->lost = false;
         if (!request)
                 return -ENOMEM;
         text = json_object_to_json_string_ext(request, JSON_C_TO_STRING_PLAIN);

@@ -107,12 +107,18 @@ static bool agent_knows(struct kc_client *c, const char *name) {
  * or it is stopping), stops while we wait (ESHUTDOWN), or goes away without
  * a reply (it crashed or was killed; systemd restarts it): a restarted agent
  * will serve, and asking again is safe, as an attached volume is reported
- * attached.  The unit's start timeout, or its stop, bounds that; an agent
- * that does not come back ends it as "no agent".  *no_agent says there was
- * no agent to ask (logged), apart from any errno a reply may carry.
+ * attached.  Not more than LOST_MAX times without a reply, though: a request
+ * that itself kills the agent would otherwise kill every agent systemd
+ * starts, until the start limit takes the agent away from all volumes.
+ * The unit's start timeout, or its stop, bounds the rest; an agent that
+ * does not come back ends it as "no agent".  *no_agent says there was no
+ * agent to ask (logged), apart from any errno a reply may carry.
  */
+#define LOST_MAX 3
 static int agent_call(int (*call)(struct kc_client *c, void *userdata, struct kc_err *err), void *userdata,
                       bool *no_agent, struct kc_err *err) {
+        unsigned lost = 0;
+
         *no_agent = false;
         for (unsigned attempt = 0;; attempt++) {
                 _cleanup_client_ struct kc_client *c = NULL;
@@ -127,7 +133,7 @@ static int agent_call(int (*call)(struct kc_client *c, void *userdata, struct kc
                 r = call(c, userdata, err);
                 /* EUSERS: turned away, too many connections.  ESHUTDOWN: the agent stopped while we
                  * waited (a restart; socket activation starts the next one).  Lost: no reply at all. */
-                if (r != -EUSERS && r != -ESHUTDOWN && !kc_client_lost(c))
+                if (r != -EUSERS && r != -ESHUTDOWN && (!kc_client_lost(c) || ++lost > LOST_MAX))
                         return r;
                 ms = kc_backoff_ceiling(attempt, 100, 5000);
                 ms = kc_backoff_draw(ms, ms);

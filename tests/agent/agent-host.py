@@ -470,25 +470,36 @@ def end_activated(helpers, agents, lsock):
 
 def test_activated_killed(d):
     """An agent killed while helpers wait on a volume (no reply at all: a crash, the OOM killer) is
-    asked again: socket activation starts the next one, as systemd restarts it, and that one answers."""
+    asked again: socket activation starts the next one, as systemd restarts it, and that one answers.
+    Up to three agents lost so (test_lost_cap: not a fourth)."""
     late, volumes, lsock = activated_late(d, "the helper's retry after an agent crash")
     if not lsock:
         return
-    agents, helpers = [Agent(d, volumes, notify=False, listen=lsock, on_demand=True)], []
+    agents, helpers = [], []
+
+    def kill_agent(what, waiting):
+        """Let the helpers' requests reach an agent started on demand, then kill it with SIGKILL."""
+        agents.append(Agent(d, volumes, notify=False, listen=lsock, on_demand=True))
+        time.sleep(1)
+        check(f"killed: {what}: the helpers wait", not [p for p in waiting if p.poll() is not None])
+        agents[-1].p.kill()
+        agents[-1].p.wait()
+
     try:
+        agents.append(Agent(d, volumes, notify=False, listen=lsock, on_demand=True))
         helpers = [hotplug(agents[0], "volume", "late", wait=False) for _ in range(8)]
         time.sleep(1)
-        r = call(agents[0].sock, {"v": 1, "op": "status"})
-        check("killed: the helpers wait", not [p for p in helpers if p.poll() is not None] and
-              configured(r, "late")["State"] == "waiting", str(r))
         agents[0].p.kill()
         agents[0].p.wait()
+        for n in (2, 3):
+            kill_agent(f"agent {n}", helpers)
         time.sleep(0.5)
-        check("killed: the helpers still wait, for the next agent",
+        check("killed: three agents lost, the helpers still wait, for the next one",
               not [p.communicate() for p in helpers if p.poll() is not None])
         open(late, "w").close()
         agents.append(Agent(d, volumes, notify=False, listen=lsock, on_demand=True))
         check("killed: every helper asked the next agent, which answered it", *answered_by_last(helpers))
+
     finally:
         end_activated(helpers, agents, lsock)
 
@@ -698,44 +709,73 @@ def test_volume_waits(d):
         a.stop()
 
 
-def test_refused_is_no_absence(d):
-    """An attach the agent answers with ECONNREFUSED (a remote KMS it could not reach) fails the helper
-    with that answer (1), not as "no agent" (5).  kmscryptd finds device-mapper missing here before it
-    asks any KMS, so a stand-in served by root gives the reply."""
-    path = os.path.join(d, "agent.sock")
-    ls = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    ls.bind(path)
-    ls.listen(4)
-    ls.settimeout(0.2)
-    refusal = "aws Decrypt: cannot connect to https://kms.eu-west-1.amazonaws.com/: Connection refused"
-    ops, done = [], threading.Event()
+class StandIn:
+    """An agent stand-in served by root on d/agent.sock, for replies kmscryptd cannot be made to give
+    on this host: answer(request) is the reply to send, or None to close with the request unanswered.
+    ops: the requests' op, in order."""
 
-    def serve():
-        while not done.is_set():
+    def __init__(self, d, answer):
+        self.sock, self.d, self.ops = os.path.join(d, "agent.sock"), d, []
+        self.ls = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.ls.bind(self.sock)
+        self.ls.listen(4)
+        self.ls.settimeout(0.2)
+        self.done = threading.Event()
+        self.t = threading.Thread(target=self.serve, args=(answer,))
+        self.t.start()
+
+    def serve(self, answer):
+        while not self.done.is_set():
             try:
-                c, _ = ls.accept()
+                c, _ = self.ls.accept()
             except socket.timeout:
                 continue
             with c:
                 c.settimeout(10)
-                ops.append(json.loads(c.recv(1 << 16))["op"])
-                c.send(json.dumps({"v": 1, "ok": False, "errno": errno.ECONNREFUSED, "error": refusal}).encode())
+                request = json.loads(c.recv(1 << 16))
+                self.ops.append(request["op"])
+                reply = answer(request)
+                if reply is not None:
+                    c.send(json.dumps(reply).encode())
 
-    t = threading.Thread(target=serve)
-    t.start()
+    def close(self):
+        self.done.set()
+        self.t.join()
+        self.ls.close()
+        os.unlink(self.sock)
+
+
+def test_refused_is_no_absence(d):
+    """An attach the agent answers with ECONNREFUSED (a remote KMS it could not reach) fails the helper
+    with that answer (1), not as "no agent" (5).  kmscryptd finds device-mapper missing here before it
+    asks any KMS, so a stand-in gives the reply."""
+    refusal = "aws Decrypt: cannot connect to https://kms.eu-west-1.amazonaws.com/: Connection refused"
+    fake = StandIn(d, lambda request: {"v": 1, "ok": False, "errno": errno.ECONNREFUSED, "error": refusal})
     try:
-        fake = types.SimpleNamespace(d=d, sock=path)
         for verb, arg in (("volume", "remote"), ("attach", "1:3")):
             out, err, rc = hotplug(fake, verb, arg)
             check(f"{verb}: an agent's ECONNREFUSED is its answer (1, its reason), not \"no agent\" (5)",
                   rc == 1 and refusal in err and "cannot reach the kmscrypt agent" not in err, f"rc={rc} {err}")
-        check("... asked once each, not again", ops == ["attach", "hotplug"], str(ops))
+        check("... asked once each, not again", fake.ops == ["attach", "hotplug"], str(fake.ops))
     finally:
-        done.set()
-        t.join()
-        ls.close()
+        fake.close()
     out, err, rc = hotplug(types.SimpleNamespace(d=d, sock=os.path.join(d, "none.sock")), "volume", "remote")
     check("volume: no agent at all is 5", rc == 5 and "cannot reach the kmscrypt agent" in err, f"rc={rc} {err}")
+
+
+def test_lost_cap(d):
+    """A request that every agent dies of (it closes with the request unanswered) is asked of four
+    agents, then the helper gives up (1, "no reply"): it is not sent on to every agent systemd starts,
+    until the start limit takes the agent away from every volume."""
+    fake = StandIn(d, lambda request: None)
+    try:
+        t0 = time.time()
+        out, err, rc = hotplug(fake, "volume", "poison")
+        check("volume: four agents lost under one request, then the helper gives up",
+              rc == 1 and "no reply from the agent" in err and fake.ops == ["attach"] * 4 and time.time() - t0 < 20,
+              f"rc={rc} asked {fake.ops} {err}")
+    finally:
+        fake.close()
 
 
 def loop_device(d, name):
@@ -809,7 +849,8 @@ def main():
         print(f"no {KMSCRYPTD}")
         sys.exit(99)
     for test in (test_basics, test_activation, test_activated_restart, test_activated_killed, test_stale_and_twice,
-                 test_volume_waits, test_refused_is_no_absence, test_hotplug_reload, test_bad_volumes, test_limits):
+                 test_volume_waits, test_refused_is_no_absence, test_lost_cap, test_hotplug_reload, test_bad_volumes,
+                 test_limits):
         d = tempfile.mkdtemp(prefix="kmscryptd-host.")
         os.chmod(d, 0o755)       # the unprivileged children must reach the socket
         open(os.path.join(d, "empty.conf"), "w").close()
