@@ -207,11 +207,19 @@ check "initramfs-tools, broken kmscrypt.conf, no x-initrd.attach volume: a warni
 # would say the CLI was run.
 printf '#!/bin/sh\ntouch %s/bin/kmscrypt-ran\n' "$tmp" > "$tmp/bin/modprobe"
 chmod +x "$tmp/bin/modprobe"
+# prereqs_only SCRIPT: "prereqs" gives the script's PREREQ list and runs nothing after it (traced:
+# the guard on /sbin/kmscrypt is never reached, wherever the CLI is installed).
+prereqs_only() {
+        out=$(sh -x "$1" prereqs 2> "$tmp/trace") &&
+                [ "$out" = "$(sed -n 's/^PREREQ="\(.*\)"$/\1/p' "$1")" ] &&
+                ! grep -q -e kmscrypt -e modprobe "$tmp/trace"
+}
 for s in "$boot_top" "$boot_block"; do
         stage=${s%/kmscrypt}
-        check "initramfs-tools: ${stage##*/} script, prereqs: answers, runs nothing" \
-                sh -c "[ -z \"\$(PATH=$tmp/bin:\$PATH '$s' prereqs)\" ] && [ ! -e '$tmp/bin/kmscrypt-ran' ]"
+        check "initramfs-tools: ${stage##*/} script, prereqs: answers, runs nothing" prereqs_only "$s"
 done
+check "initramfs-tools: local-top script after the scripts that assemble the devices below it" \
+        grep -qx 'PREREQ="mdadm mdrun multipath lvm2"' "$boot_top"
 # (Not where /sbin/kmscrypt is installed: the script would attach this host's volumes.)
 if [ ! -e /sbin/kmscrypt ]; then
         check "initramfs-tools: local-top script in an image without the CLI: status 0, nothing run" \
