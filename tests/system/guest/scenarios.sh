@@ -201,8 +201,9 @@ phase_outage() {
         # hot1 (not nofail, timeout=20): the agent's start round gave up; its unit, which starts once
         # the agent is ready (after that round), gets that verdict, not a second round of its own.
         check "e: hot1's unit failed" wait_for 60 systemctl is-failed kmscrypt-hot1.service
+        # (Not when it never ran its helper: both timestamps 0.)
         ran=$(systemctl show -P ExecMainStartTimestampMonotonic,ExecMainExitTimestampMonotonic kmscrypt-hot1.service |
-                awk 'NR == 1 { s = $1 } NR == 2 { printf "%d\n", ($1 - s) / 1000 }')
+                awk 'NR == 1 { s = $1 } NR == 2 && s > 0 && $1 >= s { printf "%d\n", ($1 - s) / 1000 }')
         check "e: ... at once with the start round's verdict (ran ${ran:-?} ms, timeout=20 s)" test "${ran:-99999}" -lt 10000
         sed -i 's/^\(hot1 .*\)hotplug=yes,timeout=20$/\1hotplug=yes,nofail/' /etc/kmscrypt/volumes
         systemctl daemon-reload
