@@ -363,12 +363,7 @@ static int finish_reencryption(struct kc_manager *m, const struct kc_attach_para
         return 0;
 }
 
-/*
- * The path of device spec, or why it is not there: the commonest reason to
- * wait, so the first thing an attach looks at.  Apart from attach_with(),
- * as an attach of a configured volume tells this failure from the others
- * (kc_manager_attach_volume).
- */
+/* The path of device spec, or why it is not there. */
 static int find_device(const char *spec, char **ret_path, struct kc_err *err) {
         _cleanup_free_ char *path = NULL;
         int r;
@@ -384,14 +379,25 @@ static int find_device(const char *spec, char **ret_path, struct kc_err *err) {
         return 0;
 }
 
-/* Attach params->device, found at path (find_device()). */
-static int attach_with(struct kc_manager *m, const struct kc_attach_params *params, const char *path,
-                       const struct kc_caller *caller, struct kc_attach_result *ret, struct kc_err *err) {
+/*
+ * Attach params->device.  A device that is not there yet is the commonest
+ * reason to wait, so that is looked at first, and *ret_absent (unless NULL)
+ * says whether this try failed so: the errno alone cannot tell, the local
+ * keystore without its root key says -ENOENT too (kc_manager_attach_volume()).
+ */
+static int attach_with(struct kc_manager *m, const struct kc_attach_params *params, const struct kc_caller *caller,
+                       struct kc_attach_result *ret, struct kc_err *err, bool *ret_absent) {
         struct kc_attach_params mapped = *params, *p = &mapped;
         struct kc_kms_request req = { .caller = caller };
+        _cleanup_free_ char *path = NULL;
         struct kc_kms *kms = NULL;
         int r;
 
+        r = find_device(p->device, &path, err);
+        if (ret_absent)
+                *ret_absent = r < 0 && kc_attach_error_retryable(r);
+        if (r < 0)
+                return r;
         if (!kc_dm_available())
                 return kc_err_set(err, -EOPNOTSUPP, "device-mapper is not available on this host "
                                   "(no /dev/mapper/control or no dm driver)");
@@ -421,14 +427,14 @@ static int attach_with(struct kc_manager *m, const struct kc_attach_params *para
         return r;
 }
 
-static int attach_conf(struct kc_manager *m, const struct kc_volume_conf *c, const char *path,
-                       const struct kc_caller *caller, struct kc_attach_result *ret, struct kc_err *err) {
+static int attach_conf(struct kc_manager *m, const struct kc_volume_conf *c, const struct kc_caller *caller,
+                       struct kc_attach_result *ret, struct kc_err *err, bool *ret_absent) {
         struct kc_attach_params p = {
                 .device = c->device, .header = c->header, .name = c->name, .expect = c->context,
                 .providers = c->kms,
                 .read_only = c->read_only, .flags = c->flags,
         };
-        return attach_with(m, &p, path, caller, ret, err);
+        return attach_with(m, &p, caller, ret, err, ret_absent);
 }
 
 /* Wait for a free slot (lock held).  -ESHUTDOWN when stopping. */
@@ -488,15 +494,11 @@ static void *attach_job(void *arg) {
         _cleanup_free_ struct job *j = arg;
         struct kc_manager *m = j->m;
         struct kc_attach_result res = {};
-        _cleanup_free_ char *path = NULL;
         struct kc_err err = {};
         bool recalled, absent;
         int r;
 
-        r = find_device(j->conf->device, &path, &err);
-        absent = r < 0 && kc_attach_error_retryable(r);
-        if (r >= 0)
-                r = attach_conf(m, j->conf, path, &m->self, &res, &err);
+        r = attach_conf(m, j->conf, &m->self, &res, &err, &absent);
         recalled = r >= 0 && res.already && kc_revoke_recall(m->state_dir, res.name);
         pthread_mutex_lock(&m->lock);
         j->v->absent = absent;
@@ -947,7 +949,6 @@ static int attach_volume(struct kc_manager *m, const char *name, const struct kc
                          bool tell, int watch_fd, struct kc_attach_result *ret, struct kc_err *err) {
         const struct kc_volume_conf *conf;
         struct kc_attach_result res = {};
-        _cleanup_free_ char *path = NULL;
         struct confset *set;
         struct mvol *v;
         bool recalled, verdict, absent;
@@ -1000,10 +1001,7 @@ static int attach_volume(struct kc_manager *m, const char *name, const struct kc
         conf = v->conf;
         pthread_mutex_unlock(&m->lock);
 
-        r = find_device(conf->device, &path, err);
-        absent = r < 0 && kc_attach_error_retryable(r);
-        if (r >= 0)
-                r = attach_conf(m, conf, path, caller, &res, err);
+        r = attach_conf(m, conf, caller, &res, err, &absent);
         recalled = r >= 0 && res.already && kc_revoke_recall(m->state_dir, res.name);
 
         pthread_mutex_lock(&m->lock);
@@ -1040,7 +1038,6 @@ int kc_manager_attach_device(struct kc_manager *m, const struct kc_attach_params
                              const struct kc_caller *caller, struct kc_attach_result *ret,
                              struct kc_err *err) {
         struct kc_attach_result res = {};
-        _cleanup_free_ char *path = NULL;
         struct mvol *v;
         int r;
 
@@ -1049,9 +1046,7 @@ int kc_manager_attach_device(struct kc_manager *m, const struct kc_attach_params
         pthread_mutex_unlock(&m->lock);
         if (r < 0)
                 return kc_err_set(err, r, "the agent is stopping");
-        r = find_device(p->device, &path, err);
-        if (r >= 0)
-                r = attach_with(m, p, path, caller, &res, err);
+        r = attach_with(m, p, caller, &res, err, NULL);
         pthread_mutex_lock(&m->lock);
         release_slot(m);
         /* A configured volume attached by device counts as attached. */
