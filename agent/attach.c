@@ -19,6 +19,7 @@
 #include "kernel-keyring/keyring.h"
 #include "lib/clock.h"
 #include "lib/fault.h"
+#include "lib/fileio.h"
 #include "lib/log.h"
 #include "lib/secret.h"
 #include "lib/strv.h"
@@ -167,22 +168,6 @@ static int keep_existing(const char *name, struct kc_err *err) {
         return 1;
 }
 
-static int device_sectors(const char *path, uint64_t *ret) {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-        struct stat st;
-        uint64_t bytes;
-
-        if (fd < 0 || fstat(fd, &st) < 0)
-                return negative_errno();
-        if (S_ISBLK(st.st_mode)) {
-                if (ioctl(fd, BLKGETSIZE64, &bytes) < 0)
-                        return negative_errno();
-        } else
-                bytes = (uint64_t) st.st_size;
-        *ret = bytes / 512;
-        return 0;
-}
-
 /* The mapping's length: the segment's, or what the device holds past the data offset. */
 static int mapping_size(const struct kc_luks_segment *seg, uint64_t *ret, struct kc_err *err) {
         uint64_t dev, size;
@@ -192,9 +177,10 @@ static int mapping_size(const struct kc_luks_segment *seg, uint64_t *ret, struct
                 *ret = seg->size;
                 return 0;
         }
-        r = device_sectors(seg->data_device, &dev);
+        r = kc_path_size(seg->data_device, &dev);
         if (r < 0)
                 return kc_err_set(err, r, "cannot size %s: %s", seg->data_device, strerror(-r));
+        dev /= 512;     /* the segment counts in 512-byte sectors */
         if (dev <= seg->offset)
                 return kc_err_set(err, -ENOSPC, "%s is smaller than its LUKS2 data offset", seg->data_device);
         size = dev - seg->offset;

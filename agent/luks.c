@@ -27,6 +27,7 @@
 
 #include "agent/luks.h"
 #include "dmsetup-helpers/dmcrypt.h"
+#include "lib/fileio.h"
 #include "lib/json-util.h"
 #include "lib/log.h"
 #include "lib/macro.h"
@@ -178,19 +179,16 @@ int kc_luks_check_blank(const char *device, struct kc_err *err) {
 static int device_geometry(const char *path, uint32_t *ret_lbs, uint64_t *ret_size) {
         _cleanup_close_ int fd = -1;
         struct stat st;
-        int lbs = 512;
+        int lbs = 512, r;
 
         fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0 || fstat(fd, &st) < 0)
                 return negative_errno();
-        if (S_ISBLK(st.st_mode)) {
-                uint64_t size;
-
-                if (ioctl(fd, BLKSSZGET, &lbs) < 0 || ioctl(fd, BLKGETSIZE64, &size) < 0)
-                        return negative_errno();
-                *ret_size = size;
-        } else
-                *ret_size = (uint64_t) st.st_size;
+        r = kc_fd_size(fd, ret_size);
+        if (r < 0)
+                return r;
+        if (S_ISBLK(st.st_mode) && ioctl(fd, BLKSSZGET, &lbs) < 0)
+                return negative_errno();
         *ret_lbs = (uint32_t) lbs;
         return 0;
 }
@@ -440,6 +438,19 @@ int kc_luks_format(const struct kc_luks_format_params *p, const struct kc_token 
 
 /* ---- open ---- */
 
+/*
+ * libcryptsetup fails the header reads of a device shorter than a header
+ * with -EIO, which would read as a failing disk.  Two copies of at least
+ * 16 KiB each are the smallest LUKS2 header there is.
+ */
+#define LUKS2_MIN_HEADERS_SIZE (2 * 16384)
+
+static bool too_small_for_luks2(const char *path) {
+        uint64_t size;
+
+        return kc_path_size(path, &size) >= 0 && size < LUKS2_MIN_HEADERS_SIZE;
+}
+
 int kc_luks_open(const char *device, const char *header, struct kc_luks **ret, struct kc_err *err) {
         _cleanup_(luks_crypt_freep) struct crypt_device *cd = NULL;
         _cleanup_free_ struct kc_luks *l = NULL;
@@ -467,6 +478,8 @@ int kc_luks_open(const char *device, const char *header, struct kc_luks **ret, s
         backend_first_use_end(taken, r);
         if (r == -EINVAL)
                 return kc_err_set(err, -EINVAL, "%s is not a LUKS2 device (no valid LUKS header)", meta);
+        if (r == -EIO && too_small_for_luks2(meta))
+                return kc_err_set(err, -EINVAL, "%s is not a LUKS2 device (too small for a LUKS2 header)", meta);
         if (r < 0)
                 return kc_err_set(err, r, "cannot read the LUKS header of %s: %s", meta, strerror(-r));
         type = crypt_get_type(cd);

@@ -26,6 +26,7 @@
 #include "agent/rotate.h"
 #include "dmsetup-helpers/dmcrypt.h"
 #include "lib/fault.h"
+#include "lib/fileio.h"
 #include "lib/json-util.h"
 #include "lib/log.h"
 #include "lib/macro.h"
@@ -556,19 +557,6 @@ void kc_volume_key_health_format(const struct kc_volume_key_health *h, char *buf
 
 #define COPY_CHUNK (1U << 20)
 
-static int fd_size(int fd, uint64_t *ret) {
-        struct stat st;
-
-        if (fstat(fd, &st) < 0)
-                return negative_errno();
-        if (S_ISBLK(st.st_mode))
-                return ioctl(fd, BLKGETSIZE64, ret) < 0 ? negative_errno() : 0;
-        if (!S_ISREG(st.st_mode))
-                return -ENOTBLK;
-        *ret = (uint64_t) st.st_size;
-        return 0;
-}
-
 /* A dm-crypt mapping holds plaintext: copies come from what is underneath it. */
 static bool is_crypt_mapping(int fd) {
         _cleanup_fclose_ FILE *f = NULL;
@@ -604,7 +592,7 @@ static int open_copy_dst(const char *dst, bool overwrite, uint64_t need, char **
                 fd = open(dst, O_WRONLY | O_CLOEXEC | O_EXCL);
                 if (fd < 0)
                         return kc_err_set(err, negative_errno(), "cannot open %s: %s", dst, strerror(errno));
-                if (fd_size(fd, &size) < 0 || size < need) {
+                if (kc_fd_size(fd, &size) < 0 || size < need) {
                         close(fd);
                         return kc_err_set(err, -ENOSPC, "%s is smaller than the source", dst);
                 }
@@ -787,7 +775,7 @@ int kc_copy_encrypted(const char *src, const char *dst, bool overwrite, kc_copy_
                 return kc_err_set(err, negative_errno(), "cannot open %s: %s", src, strerror(errno));
         if (is_crypt_mapping(in))
                 return kc_err_set(err, -EPERM, "%s is a dm-crypt mapping (plaintext); copy its backing device", src);
-        r = fd_size(in, &total);
+        r = kc_fd_size(in, &total);
         if (r < 0)
                 return kc_err_set(err, r, "cannot read the size of %s: %s", src, strerror(-r));
         out = open_copy_dst(dst, overwrite, total, &tmp, err);

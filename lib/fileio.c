@@ -4,6 +4,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -83,4 +85,23 @@ int kc_read_small_file(const char *path, size_t max, char **ret, size_t *ret_len
         if (r < 0)
                 return kc_err_set(err, r, "%s: %s", path, strerror(-r));
         return 0;
+}
+
+int kc_fd_size(int fd, uint64_t *ret) {
+        struct stat st;
+
+        if (fstat(fd, &st) < 0)
+                return negative_errno();
+        if (S_ISBLK(st.st_mode))
+                return ioctl(fd, BLKGETSIZE64, ret) < 0 ? negative_errno() : 0;
+        if (!S_ISREG(st.st_mode))
+                return -ENOTBLK;
+        *ret = (uint64_t) st.st_size;
+        return 0;
+}
+
+int kc_path_size(const char *path, uint64_t *ret) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+        return fd < 0 ? negative_errno() : kc_fd_size(fd, ret);
 }

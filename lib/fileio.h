@@ -4,6 +4,7 @@
 /* Whole small files: configuration, the volumes list, keystore entries, credentials. */
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Allocate the buffer with kc_secret_alloc() (free it with kc_secret_free()), for files that hold keys. */
 #define KC_READ_SECRET (1u << 0)
@@ -28,3 +29,9 @@ struct kc_err;
 
 /* Opens path and reads it as kc_read_full_fd() does; every refusal is one line naming path. */
 int kc_read_small_file(const char *path, size_t max, char **ret, size_t *ret_len, struct kc_err *err);
+
+/* Size in bytes of the block device or regular file open on fd; -ENOTBLK for anything else. */
+int kc_fd_size(int fd, uint64_t *ret);
+
+/* The same for path, opened read-only for the question. */
+int kc_path_size(const char *path, uint64_t *ret);

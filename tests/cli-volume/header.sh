@@ -91,6 +91,10 @@ done
 # ---- bad headers, for dump and adopt ----
 Z=$(img zero.img)
 bad "dump: not LUKS" 5 "$Z" "not a LUKS2 device" dump "$Z"
+# Shorter than any LUKS2 header: libcryptsetup's reads fail with EIO, which is no disk error.
+printf 'short' > "$T/short.img"
+bad "dump: too small for LUKS2" 5 "$T/short.img" "short.img is not a LUKS2 device (too small for a LUKS2 header)" \
+        dump "$T/short.img"
 L1=$(img luks1.img)
 printf 'old passphrase' > "$T/old"
 cryptsetup luksFormat --type luks1 --batch-mode --pbkdf-force-iterations 1000 --key-file "$T/old" "$L1"

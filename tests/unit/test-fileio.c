@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,6 +88,19 @@ START_TEST(test_secret_buffer) {
 }
 END_TEST
 
+START_TEST(test_size_of_files_and_nothing_else) {
+        _cleanup_free_ char *path = file_with("12345"), *dir = kc_test_tmpdir();
+        uint64_t size = 0;
+
+        ck_assert_int_eq(kc_path_size(path, &size), 0);
+        ck_assert_uint_eq(size, 5);
+        /* Neither a directory nor a character device has a size a volume could use. */
+        ck_assert_int_eq(kc_path_size(dir, &size), -ENOTBLK);
+        ck_assert_int_eq(kc_path_size("/dev/null", &size), -ENOTBLK);
+        ck_assert_int_eq(kc_path_size("/nonexistent/kmscrypt", &size), -ENOENT);
+}
+END_TEST
+
 Suite *kc_test_suite(void) {
         Suite *s = suite_create("fileio");
         TCase *tc = tcase_create("core");
@@ -95,6 +109,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_refusals_name_the_path);
         tcase_add_test(tc, test_growth_while_reading_refused);
         tcase_add_test(tc, test_secret_buffer);
+        tcase_add_test(tc, test_size_of_files_and_nothing_else);
         suite_add_tcase(s, tc);
         return s;
 }
