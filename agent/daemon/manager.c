@@ -109,7 +109,6 @@ int kc_manager_new(const struct kc_manager_config *cfg, struct kc_manager **ret)
         const char *src[7] = { cfg->kms.keystore_dir, cfg->kms.root_key_file, cfg->kms.audit_log, cfg->kms.audit_head,
                                cfg->kms.aws_endpoint, cfg->kms.aws_region, cfg->kms.aws_ca_file };
         struct kc_manager *m = calloc(1, sizeof(*m));
-        pthread_condattr_t ca;
         long cpus;
 
         if (!m)
@@ -144,11 +143,8 @@ int kc_manager_new(const struct kc_manager_config *cfg, struct kc_manager **ret)
         }
         (void) kc_caller_self(&m->self);
         pthread_mutex_init(&m->lock, NULL);
-        pthread_condattr_init(&ca);
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        pthread_cond_init(&m->wake, &ca);
-        pthread_cond_init(&m->changed, &ca);
-        pthread_condattr_destroy(&ca);
+        kc_cond_init_monotonic(&m->wake);
+        kc_cond_init_monotonic(&m->changed);
         *ret = m;
         return 0;
 }
@@ -160,13 +156,6 @@ static void set_state(struct kc_manager *m, struct mvol *v, enum kc_volume_state
                 v->st.since = time(NULL);
         v->st.state = s;
         pthread_cond_broadcast(&m->changed);
-}
-
-/* Lock held: wait on cond until the kc_now_ms() time at_ms at most (the conds run on CLOCK_MONOTONIC). */
-static void cond_wait_until(pthread_cond_t *cond, pthread_mutex_t *lock, uint64_t at_ms) {
-        struct timespec ts = { .tv_sec = (time_t) (at_ms / 1000), .tv_nsec = (long) (at_ms % 1000) * 1000000 };
-
-        (void) pthread_cond_timedwait(cond, lock, &ts);
 }
 
 static void schedule_now(struct kc_manager *m, struct mvol *v) {
@@ -705,7 +694,7 @@ static void *scheduler(void *arg) {
                 }
                 if (wake_at <= now)
                         wake_at = now + 10;  /* due but no slot: a finishing attach signals us */
-                cond_wait_until(&m->wake, &m->lock, wake_at);
+                kc_cond_wait_until(&m->wake, &m->lock, wake_at);
         }
         pthread_mutex_unlock(&m->lock);
         return NULL;
@@ -922,7 +911,7 @@ static int wait_outcome(struct kc_manager *m, struct mvol *v, int watch_fd, stru
                 }
                 /* A requester that went away (killed, its unit stopped) waits no more: its
                  * connection would stay counted for as long as the volume does not settle. */
-                cond_wait_until(&m->changed, &m->lock, kc_now_ms() + 1000);
+                kc_cond_wait_until(&m->changed, &m->lock, kc_now_ms() + 1000);
                 gone = peer_gone(watch_fd);
         }
         *err = (struct kc_err) {};
