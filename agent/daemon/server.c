@@ -18,6 +18,17 @@
 #define SD_LISTEN_FDS_START 3
 /* A client that says nothing for this long loses its thread. */
 #define IDLE_TIMEOUT_SEC 60
+/* A client that reads no reply for this long loses its thread. */
+#define SEND_TIMEOUT_SEC 10
+/*
+ * At stop, a reply that waited this long to go out is given up (its
+ * connection shut for writing).  Only a peer with earlier replies unread
+ * makes a send wait at all: a reply fits the send buffer on its own
+ * (send_reply) and a client reads each before its next request.  So a
+ * stop waits this long at most for a peer that does not read, not
+ * SEND_TIMEOUT_SEC, and a peer that reads gets its reply.
+ */
+#define STOP_SEND_GRACE_MS 1000
 /*
  * Of KC_SERVER_MAX_CONNECTIONS, a user other than root holds at most
  * MAX_PER_USER, and all of them together leave ROOT_RESERVED free: members
@@ -39,6 +50,7 @@ struct conn {
         gid_t *many_groups;         /* when the peer has more than 64 */
         struct kc_caller caller;
         unsigned refused_in_a_row;
+        uint64_t sending_since_ms;  /* under s->lock: kc_now_ms() when its reply's send began, 0 when not sending */
         struct conn *next;
 };
 
@@ -315,7 +327,7 @@ int kc_server_new(const struct kc_server_config *cfg, struct kc_manager *m, stru
         s->fd = fd;
         s->m = m;
         pthread_mutex_init(&s->lock, NULL);
-        pthread_cond_init(&s->idle, NULL);
+        kc_cond_init_monotonic(&s->idle);     /* kc_server_free() waits on it with deadlines */
         *ret = s;
         return 0;
 }
@@ -593,6 +605,22 @@ static void conn_unlink(struct conn *c) {
         free(c);
 }
 
+static void mark_sending(struct conn *c, uint64_t since_ms) {
+        pthread_mutex_lock(&c->s->lock);
+        c->sending_since_ms = since_ms;
+        pthread_mutex_unlock(&c->s->lock);
+}
+
+/* send_reply() on c, marked as under way for kc_server_free(), which gives up one that waits too long at stop. */
+static int conn_send(struct conn *c, struct json_object *reply) {
+        int r;
+
+        mark_sending(c, kc_now_ms());
+        r = send_reply(c->fd, reply);
+        mark_sending(c, 0);
+        return r;
+}
+
 static void *conn_thread(void *arg) {
         struct conn *c = arg;
         _cleanup_free_ char *buf = malloc(KC_PROTOCOL_REQUEST_MAX + 1);
@@ -612,7 +640,7 @@ static void *conn_thread(void *arg) {
                         reply = kc_reply_error(-EMSGSIZE, msg);
                 } else
                         reply = serve_one(c, buf, (size_t) n);
-                if (send_reply(c->fd, reply) < 0)
+                if (conn_send(c, reply) < 0)
                         break;
                 if (c->refused_in_a_row >= MAX_REFUSED_IN_A_ROW) {
                         log_refusal(c->s, "closed the connection of uid %u (pid %d) after %u refused requests",
@@ -650,7 +678,7 @@ static void setup_conn_socket(int fd) {
         int size = KC_PROTOCOL_REPLY_MAX + 4096;
 
         (void) setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-        tv.tv_sec = 10;
+        tv.tv_sec = SEND_TIMEOUT_SEC;
         (void) setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
         /* A reply is one message and must fit the send buffer (send_reply); with CAP_NET_ADMIN past wmem_max. */
         if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)) < 0)
@@ -737,6 +765,34 @@ void kc_server_accept(struct kc_server *s) {
         }
 }
 
+/*
+ * Lock held, stopping: shut for writing too each connection whose reply
+ * has waited STOP_SEND_GRACE_MS to go out, which ends that send (EPIPE)
+ * and so its thread.  The SO_SNDTIMEO of a send under way cannot be
+ * shortened, and shutting every connection for writing at once would cut
+ * the replies of peers that read.  Returns when the next one may be due.
+ */
+static uint64_t give_up_unread(struct kc_server *s, uint64_t now) {
+        uint64_t next = now + STOP_SEND_GRACE_MS;
+
+        for (struct conn *c = s->conns; c; c = c->next) {
+                uint64_t due = c->sending_since_ms + STOP_SEND_GRACE_MS;
+
+                if (c->sending_since_ms == 0)
+                        continue;
+                if (due > now) {
+                        if (due < next)
+                                next = due;
+                        continue;
+                }
+                log_notice("stopping: gave up on the reply to uid %u (pid %d), which does not read it",
+                           (unsigned) c->peer.uid, (int) c->peer.pid);
+                (void) shutdown(c->fd, SHUT_WR);
+                c->sending_since_ms = 0;    /* once: its send fails now */
+        }
+        return next;
+}
+
 void kc_server_free(struct kc_server *s) {
         if (!s)
                 return;
@@ -751,13 +807,13 @@ void kc_server_free(struct kc_server *s) {
          * lets a reply on its way out go, above all the ESHUTDOWN a waiting
          * attach gets from the stopped manager (the hotplug helper tries again
          * on exactly that; with its connection cut first it read no reply and
-         * failed its unit).  A peer that does not read holds us up to the send
-         * timeout.
+         * failed its unit).  A peer that does not read holds us up
+         * STOP_SEND_GRACE_MS at most (give_up_unread).
          */
         for (struct conn *c = s->conns; c; c = c->next)
                 (void) shutdown(c->fd, SHUT_RD);
         while (s->n_conns > 0)
-                pthread_cond_wait(&s->idle, &s->lock);
+                kc_cond_wait_until(&s->idle, &s->lock, give_up_unread(s, kc_now_ms()));
         pthread_mutex_unlock(&s->lock);
         pthread_cond_destroy(&s->idle);
         pthread_mutex_destroy(&s->lock);

@@ -40,7 +40,11 @@ int kc_server_fd(const struct kc_server *s);
 /* Accept one pending connection and serve it on a thread of its own. */
 void kc_server_accept(struct kc_server *s);
 
-/* Close the listening socket (and remove it if we made it), end every connection, wait for their threads. */
+/*
+ * Close the listening socket (and remove it if we made it), end every
+ * connection, wait for their threads: the replies under way go out, but
+ * one whose peer does not read it holds the stop up a second at most.
+ */
 void kc_server_free(struct kc_server *s);
 DEFINE_CLEANUP_FUNC(struct kc_server *, kc_server_free)
 

@@ -504,6 +504,55 @@ def test_activated_killed(d):
         end_activated(helpers, agents, lsock)
 
 
+def unread_replies(sock):
+    """Pings sent on sock, never reading a reply, until the agent's thread of it is stuck in sending one:
+    its send buffer full of our unread replies, it reads no more requests and ours stop going out too.
+    True once ours have stopped for half a second."""
+    sock.settimeout(0.5)
+    try:
+        for _ in range(100000):
+            sock.send(b'{"v":1,"op":"ping"}')
+    except socket.timeout:
+        return True
+    return False
+
+
+def test_stop_unread(d):
+    """A peer that sends requests and never reads the replies (a stuck or hostile member of the status
+    group) holds up a stopping agent for a moment, not for the send timeout of each blocked reply, while
+    a request waiting on a volume still gets its ESHUTDOWN (the hotplug helper's cue to try again)."""
+    a = Agent(d, f"late  {os.path.join(d, 'late-dev')}  db-id=db-1,volume-id=late  timeout=60\n", notify=False)
+    stuck = waiting = None
+    try:
+        a.wait_socket()
+        waiting = connect(a.sock)
+        waiting.send(b'{"v":1,"op":"attach","volume":"late","wait":true}')
+        time.sleep(0.5)
+        check("stop: the request for the volume waits", configured(call(a.sock, {"v": 1, "op": "status"}), "late")
+              ["State"] == "waiting")
+        stuck = connect(a.sock)
+        # Stopped at once: the stuck reply has waited for about half a second of the agent's grace.
+        check("stop: a peer that does not read has the agent's reply to it stuck", unread_replies(stuck))
+        t0 = time.time()
+        a.p.send_signal(signal.SIGTERM)
+        try:
+            rc = a.p.wait(15)
+        except subprocess.TimeoutExpired:
+            rc = None
+        took = time.time() - t0
+        check("stop: the agent exits within 3 s, not held up by the peer that does not read",
+              rc == 0 and took < 3, f"rc={rc} took={took:.1f}s")
+        print(f"# stop with a peer that does not read took {took:.2f} s")
+        r = json.loads(waiting.recv(1 << 16))
+        check("stop: the waiting request still gets its ESHUTDOWN", not r["ok"] and r["errno"] == errno.ESHUTDOWN,
+              str(r))
+    finally:
+        for s in (stuck, waiting):
+            if s:
+                s.close()
+        a.stop()
+
+
 def test_stale_and_twice(d):
     stale_dir = os.path.join(d, "run")
     os.makedirs(stale_dir, exist_ok=True)
@@ -848,9 +897,9 @@ def main():
     if not os.access(KMSCRYPTD, os.X_OK):
         print(f"no {KMSCRYPTD}")
         sys.exit(99)
-    for test in (test_basics, test_activation, test_activated_restart, test_activated_killed, test_stale_and_twice,
-                 test_volume_waits, test_refused_is_no_absence, test_lost_cap, test_hotplug_reload, test_bad_volumes,
-                 test_limits):
+    for test in (test_basics, test_activation, test_activated_restart, test_activated_killed, test_stop_unread,
+                 test_stale_and_twice, test_volume_waits, test_refused_is_no_absence, test_lost_cap, test_hotplug_reload,
+                 test_bad_volumes, test_limits):
         d = tempfile.mkdtemp(prefix="kmscryptd-host.")
         os.chmod(d, 0o755)       # the unprivileged children must reach the socket
         open(os.path.join(d, "empty.conf"), "w").close()
