@@ -11,7 +11,8 @@
  *                        device (exit 4), never attaching it.
  *   detach MAJ:MIN       its ExecStop: every kmscrypt mapping on the device is
  *                        removed; deferred (an open mapping goes when its last
- *                        user closes it) only when the device went away.
+ *                        user closes it) only when the device went away.  One
+ *                        in use on a device still there stays (do_detach).
  *   volume NAME          kmscrypt-NAME.service (from the generator): attach a
  *                        configured volume through the agent, and wait until it
  *                        settles: attached, or failed once its timeout= ran out
@@ -265,7 +266,8 @@ static bool device_gone(const char *majmin) {
         return kc_block_devnode(majmin, path, sizeof(path)) == -ENODEV;
 }
 
-static int detach_name(const char *name, bool deferred) {
+/* busy_ok: a mapping in use stays, and that is no failure (do_detach says why). */
+static int detach_name(const char *name, bool deferred, bool busy_ok) {
         _cleanup_client_ struct kc_client *c = NULL;
         struct kc_err err = {};
         int r;
@@ -275,23 +277,39 @@ static int detach_name(const char *name, bool deferred) {
         r = r > 0 ? kc_client_detach(c, name, deferred, &err) : kc_detach(name, deferred, &err);
         if (r == -ENXIO)
                 return EXIT_SUCCESS;
+        if (r == -EBUSY && busy_ok) {
+                log_notice("%s is in use and stays attached; its volume's unit detaches it after its mounts", name);
+                return EXIT_SUCCESS;
+        }
         if (r < 0)
                 return log_error_errno(r, "detaching %s failed: %s", name, kc_err_msg(&err, r)), EXIT_FAILURE;
         log_info("%s %s", name, deferred ? "detached (deferred until closed)" : "detached");
         return EXIT_SUCCESS;
 }
 
+/*
+ * kmscrypt-attach@'s ExecStop.  With the device in place, a mapping still
+ * in use stays, and the stop succeeds: at shutdown this unit stops beside
+ * the unmounts, as it cannot be ordered after the mounts of a mapping it
+ * learns only at run time, and a volume still mounted then would fail it
+ * at every shutdown.  Every volume it attaches has an entry in the
+ * volumes file, so a kmscrypt-NAME.service of the generator's, which is
+ * ordered after the volume's mounts (blockdev@dev-mapper-NAME.target), and
+ * which detaches it then.
+ */
 static int do_detach(const char *arg) {
         _cleanup_strv_ char **names = NULL;
         dev_t devno;
+        bool gone;
         int rc = EXIT_SUCCESS;
 
         if (parse_devno(arg, &devno) < 0)
                 return usage_error("not MAJOR:MINOR: \"%s\"", arg);
         if (kc_volume_list(&names) < 0)
                 return EXIT_FAILURE;
+        gone = device_gone(arg);
         for (char **n = names; n && *n; n++)
-                if (mapping_on(*n, devno) && detach_name(*n, device_gone(arg)) != EXIT_SUCCESS)
+                if (mapping_on(*n, devno) && detach_name(*n, gone, !gone) != EXIT_SUCCESS)
                         rc = EXIT_FAILURE;
         return rc;
 }
@@ -300,7 +318,7 @@ static int do_detach(const char *arg) {
 static int do_detach_volume(const char *name) {
         char dev[32];
 
-        return detach_name(name, mapping_device(name, dev) && device_gone(dev));
+        return detach_name(name, mapping_device(name, dev) && device_gone(dev), false);
 }
 
 static const struct {

@@ -180,6 +180,16 @@ phase_reboot() {
         check "d: no ordering cycle at boot" no_cycle
         no_cycle || journalctl -b --no-pager -o cat | grep -A12 "ordering cycle" | head -n 30 | sed 's/^/SYSTEST-DIAG /'
         check "d: checksum unchanged" sum_is_saved
+        # The shutdown that ended the last boot: pgdata's disk's kmscrypt-attach@ unit, not ordered
+        # against the mount, stops while pgdata may still be mounted and then leaves it to
+        # kmscrypt-pgdata.service, which stops after the unmount and detaches it.  No unit failed to stop.
+        journalctl -b -1 --no-pager -o cat | sed -n '/^Stopped target multi-user.target/,$p' > "$state/last-shutdown.journal"
+        check "d: last shutdown: journal kept" test -s "$state/last-shutdown.journal"
+        check "d: last shutdown: no kmscrypt unit failed to stop" not grep -Eq \
+                'kmscrypt-.*Control process exited|detaching .* failed' "$state/last-shutdown.journal"
+        grep -E 'kmscrypt-.*Control process exited|detaching .* failed' "$state/last-shutdown.journal" |
+                sed 's/^/SYSTEST-DIAG last shutdown: /'
+        check "d: last shutdown: pgdata detached" grep -q '^pgdata detached$' "$state/last-shutdown.journal"
         # Prepare e: pgdata becomes nofail, the keystore's root key goes away.
         sed -i 's/timeout=60$/timeout=0,nofail/' /etc/kmscrypt/volumes
         # nofail in fstab too, with a short device timeout: PostgreSQL needs the

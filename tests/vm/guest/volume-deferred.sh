@@ -2,12 +2,14 @@
 # No deferred removal is left armed on a volume in use.  An attach that
 # finds the mapping in place cancels a pending deferred removal
 # (`kmscrypt detach --deferred` of the mounted volume, then attach: the
-# mapping outlives the unmount).  `kmscrypt-hotplug detach-volume NAME`
-# (the ExecStop of kmscrypt-NAME.service) and `kmscrypt-hotplug detach
-# MAJ:MIN` (kmscrypt-attach@.service) with the device in place refuse an
-# open mapping instead of arming a deferred removal (what a `systemctl
-# restart` of a mounted volume once did: the volume vanished at its next
-# unmount), and remove it once it is closed.
+# mapping outlives the unmount).  With the device in place, neither
+# `kmscrypt-hotplug detach-volume NAME` (the ExecStop of
+# kmscrypt-NAME.service), which refuses, nor `kmscrypt-hotplug detach
+# MAJ:MIN` (kmscrypt-attach@.service), which leaves it and succeeds (at
+# shutdown it stops before the unmounts; the volume's unit detaches it
+# after them), arms a deferred removal on an open mapping (what a
+# `systemctl restart` of a mounted volume once did: the volume vanished at
+# its next unmount); both remove it once it is closed.
 # kcvm-programs: kmscrypt kmscrypt-hotplug
 . /kc/lib.sh
 
@@ -37,9 +39,14 @@ dmsetup info "$name" >/dev/null 2>&1 || die "the unmount removed $name: attach l
 mount -t ext4 "/dev/mapper/$name" "$mnt" || die "second mount failed"
 ! kmscrypt-hotplug detach-volume "$name" 2>err || die "detach-volume of a mounted volume succeeded"
 grep -q "in use" err || die "detach-volume of a mounted volume says: $(cat err)"
-! kmscrypt-hotplug detach "$majmin" 2>err || die "detach $majmin of a mounted volume succeeded"
+kmscrypt-hotplug detach "$majmin" 2>err || die "detach $majmin of a mounted volume failed: $(cat err)"
+grep -q "$name is in use and stays attached" err || die "detach $majmin of a mounted volume says: $(cat err)"
+dmsetup info "$name" | grep -q '^State: *ACTIVE' || die "detach $majmin took the mounted $name away"
 umount "$mnt" || die "second umount failed"
 sleep 0.2     # the kernel removes a deferred mapping at its last close
 dmsetup info "$name" >/dev/null 2>&1 || die "a refused stop left a deferred removal: $name went at the unmount"
+kmscrypt-hotplug detach "$majmin" 2>err || die "detach $majmin of a closed volume failed: $(cat err)"
+! dmsetup info "$name" >/dev/null 2>&1 || die "$name still there after detach $majmin"
+kmscrypt -q attach "$dev" || die "attach after detach $majmin failed"
 kmscrypt-hotplug detach-volume "$name" 2>err || die "detach-volume of a closed volume failed: $(cat err)"
 ! dmsetup info "$name" >/dev/null 2>&1 || die "$name still there after detach-volume"
