@@ -849,11 +849,21 @@ static int entry_load(struct kc_keystore *ks, struct ks_entry *e) {
         return 0;
 }
 
+/* Whether name, an entry of keys/, is a key file <id>.json; temp files start with '.' and are not. */
+static bool key_file_name(const char *name, char ret_id[static KC_KEYSTORE_KEY_ID_LEN + 1]) {
+        if (strlen(name) != KC_KEYSTORE_KEY_ID_LEN + 5 || !streq(name + KC_KEYSTORE_KEY_ID_LEN, ".json"))
+                return false;
+        memcpy(ret_id, name, KC_KEYSTORE_KEY_ID_LEN);
+        ret_id[KC_KEYSTORE_KEY_ID_LEN] = '\0';
+        return kc_keystore_key_id_valid(ret_id);
+}
+
 /* Re-read every key file.  Called with the lock (shared or exclusive) held, or by kc_keystore_peek_id. */
 static int ks_reload_locked(struct kc_keystore *ks, struct kc_err *err) {
         _cleanup_(closedirp) DIR *d = NULL;
         struct dirent *de;
         uint64_t gen = generation_read(ks);
+        char id[KC_KEYSTORE_KEY_ID_LEN + 1];
         int r;
 
         entries_free(ks);
@@ -862,11 +872,9 @@ static int ks_reload_locked(struct kc_keystore *ks, struct kc_err *err) {
         if (!d)
                 return kc_err_set(err, negative_errno(), "cannot read %s: %m", ks->keys_dir);
         while ((de = readdir(d))) {
-                size_t len = strlen(de->d_name);
                 struct ks_entry *e;
 
-                /* Only <id>.json; temp files start with '.' and are ignored. */
-                if (len != KC_KEYSTORE_KEY_ID_LEN + 5 || !streq(de->d_name + KC_KEYSTORE_KEY_ID_LEN, ".json"))
+                if (!key_file_name(de->d_name, id))
                         continue;
                 e = reallocarray(ks->entries, ks->n_entries + 1, sizeof(*e));
                 if (!e)
@@ -874,11 +882,7 @@ static int ks_reload_locked(struct kc_keystore *ks, struct kc_err *err) {
                 ks->entries = e;
                 e = &ks->entries[ks->n_entries++];
                 *e = (struct ks_entry) {};
-                memcpy(e->id, de->d_name, KC_KEYSTORE_KEY_ID_LEN);
-                if (!kc_keystore_key_id_valid(e->id)) {
-                        ks->n_entries--;
-                        continue;
-                }
+                memcpy(e->id, id, sizeof(id));
                 if (!ks->root) {
                         r = root_load(ks, err);
                         if (r == -ENOENT)
@@ -1377,6 +1381,38 @@ int kc_keystore_peek_id(const char *dir, const char *root_key_file, const char *
         if (r < 0)
                 return r;
         memcpy(ret_key_id, k->id, KC_KEYSTORE_KEY_ID_LEN + 1);
+        return 0;
+}
+
+int kc_keystore_count_keys(const char *dir, size_t *ret, struct kc_err *err) {
+        _cleanup_free_ char *keys_dir = NULL;
+        _cleanup_(closedirp) DIR *d = NULL;
+        char id[KC_KEYSTORE_KEY_ID_LEN + 1];
+        struct dirent *de;
+        size_t n = 0;
+
+        if (!dir || !dir[0])
+                return kc_err_set(err, -EINVAL, "no keystore directory given");
+        if (asprintf(&keys_dir, "%s/keys", dir) < 0)
+                return -ENOMEM;
+        d = opendir(keys_dir);
+        if (!d) {
+                if (errno != ENOENT)
+                        return kc_err_set(err, negative_errno(), "cannot read %s: %m", keys_dir);
+                *ret = 0;
+                return 0;
+        }
+        for (;;) {
+                errno = 0;
+                de = readdir(d);
+                if (!de)
+                        break;
+                if (key_file_name(de->d_name, id))
+                        n++;
+        }
+        if (errno != 0)
+                return kc_err_set(err, negative_errno(), "cannot read %s: %m", keys_dir);
+        *ret = n;
         return 0;
 }
 

@@ -88,6 +88,16 @@ int kc_keystore_resolve(struct kc_keystore *ks, const char *key, char ret_key_id
 int kc_keystore_peek_id(const char *dir, const char *root_key_file, const char *key,
                         char ret_key_id[static KC_KEYSTORE_KEY_ID_LEN + 1], struct kc_err *err);
 
+/*
+ * How many key files the keystore at dir holds, whatever their state and
+ * whether or not they are valid: each was written by a change that the KMS
+ * layer wrote ahead to the audit trail, so a keystore that holds any is
+ * evidence that the trail held records (docs/audit.md).  Only reads the
+ * names in keys/: no root key, no lock, nothing created; no keystore (or no
+ * keys/ in it) is 0 keys.
+ */
+int kc_keystore_count_keys(const char *dir, size_t *ret, struct kc_err *err);
+
 /* Whether text is a key id of this keystore's form (lower-case UUID). */
 bool kc_keystore_key_id_valid(const char *text);
 /* Whether text is "alias/" followed by 1..250 of [A-Za-z0-9/_-]; err says why not. */

@@ -233,6 +233,39 @@ START_TEST(test_peek_id_reads_only) {
 }
 END_TEST
 
+/* For the audit trail's evidence: key files counted by name, whatever their state; nothing created. */
+START_TEST(test_count_keys) {
+        _cleanup_free_ char *dir = new_keystore_dir(), *stray = NULL, *other = NULL, *lock = NULL;
+        struct kc_key_info a, b;
+        time_t date;
+        size_t n = 99;
+
+        ck_assert_int_eq(kc_keystore_count_keys(dir, &n, NULL), 0);
+        ck_assert_uint_eq(n, 0);
+        ck_assert_int_eq(access(dir, F_OK), -1);
+        {
+                _cleanup_keystore_ struct kc_keystore *ks = open_ks(dir);
+                create(ks, "alias/a", &a);
+                create(ks, NULL, &b);
+                ck_assert_int_eq(kc_keystore_schedule_deletion(ks, "alias/a", 7, &date, NULL), 0);
+                fake_now = date;
+                ck_assert_int_eq(kc_keystore_describe(ks, a.key_id, &a, NULL), 0);
+                ck_assert_int_eq(a.state, KC_KEY_DESTROYED);
+        }
+        /* A temp file, a file of another name: not keys. */
+        ck_assert_int_ge(asprintf(&stray, "%s/keys/.%s.json.tmp-x", dir, b.key_id), 0);
+        write_bytes(stray, "{}", 2);
+        ck_assert_int_ge(asprintf(&other, "%s/keys/README.json", dir), 0);
+        write_bytes(other, "{}", 2);
+        ck_assert_int_ge(asprintf(&lock, "%s/.lock", dir), 0);
+        ck_assert_int_eq(unlink(lock), 0);
+        ck_assert_int_eq(kc_keystore_count_keys(dir, &n, NULL), 0);
+        ck_assert_uint_eq(n, 2);
+        ck_assert_int_eq(access(lock, F_OK), -1);
+        ck_assert_int_eq(kc_keystore_count_keys("", &n, NULL), -EINVAL);
+}
+END_TEST
+
 START_TEST(test_refuses_open_directory) {
         _cleanup_free_ char *dir = new_keystore_dir();
         struct kc_keystore *ks = NULL;
@@ -621,6 +654,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_refuses_open_directory);
         tcase_add_test(tc, test_absent_keystore_not_created);
         tcase_add_test(tc, test_peek_id_reads_only);
+        tcase_add_test(tc, test_count_keys);
         tcase_add_test(tc, test_rotate_keeps_old_versions);
         tcase_add_test(tc, test_disable_enable_seen_by_other_handle);
         tcase_add_test(tc, test_disable_seen_after_writer_killed);
