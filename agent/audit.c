@@ -46,6 +46,9 @@ struct link {
 struct kc_audit {
         char *path;
         char *head_path;
+        struct kc_audit_evidence evidence; /* check NULL: none */
+        bool restarting;        /* kc_audit_restart(): a lost chain is to be started anew */
+        bool created;           /* the log was missing and this handle created it */
         int fd;                 /* O_RDWR|O_APPEND; the flock is taken on it */
         pid_t pid;              /* process that opened fd: a forked child needs its own open file */
         pthread_mutex_t lock;   /* flock does not exclude threads sharing one open file */
@@ -523,6 +526,47 @@ static int head_write(const char *path, const struct link *h, bool *ret_renamed)
         return fsync_parent_dir(path);
 }
 
+/* ---- a chain with no records and no head ---- */
+
+/*
+ * No head, and a log that is missing (log_missing) or empty: a fresh chain,
+ * unless the evidence says it held records.  Then 1 and, in ret, what is
+ * missing and why that is no empty chain, in words that follow "the log" or
+ * "audit log PATH".  < 0 when the evidence cannot be checked.
+ */
+static int chain_lost(const struct kc_audit_evidence *e, const char *head_path, bool log_missing,
+                      char ret[static KC_AUDIT_REASON_MAX]) {
+        char why[KC_AUDIT_REASON_MAX] = "";
+        int r;
+
+        if (!e || !e->check)
+                return 0;
+        r = e->check(e->userdata, why, sizeof(why));
+        if (r <= 0)
+                return r;
+        if (log_missing)
+                snprintf(ret, KC_AUDIT_REASON_MAX, "and its head %s are both missing, but %s", head_path, why);
+        else
+                snprintf(ret, KC_AUDIT_REASON_MAX, "is empty and its head %s is missing, but %s", head_path, why);
+        return 1;
+}
+
+/* chain_lost() for the chain of a, with a message in err when the evidence cannot be checked. */
+static int lost_check(const struct kc_audit *a, bool log_missing, char ret_lost[static KC_AUDIT_REASON_MAX],
+                      struct kc_err *err) {
+        int r = chain_lost(&a->evidence, a->head_path, log_missing, ret_lost);
+
+        if (r < 0)
+                return kc_err_set(err, r, "cannot tell whether audit log %s held records: %s", a->path, strerror(-r));
+        return r;
+}
+
+/* Starting a new chain silently would hide the loss: only kc_audit_restart() does, with a record of it. */
+static int refuse_lost(const struct kc_audit *a, const char *lost, struct kc_err *err) {
+        return kc_err_set(err, -EBADMSG, "audit log %s %s: refusing a new chain, see kmscrypt audit restart",
+                          a->path, lost);
+}
+
 /* ---- the log ---- */
 
 static int log_open_fd(const char *path, int flags, struct kc_err *err) {
@@ -614,17 +658,21 @@ static int read_last_line(int fd, uint64_t size, char **ret_buf, const char **re
 struct tail {
         struct link last;       /* newest record; seq 0 for an empty log */
         uint64_t size;          /* bytes in the log */
+        char lost[KC_AUDIT_REASON_MAX]; /* restarting: why the empty chain is a lost one, "" if it is fresh */
 };
 
 /*
  * Under the log's lock: where the chain ends, after checking that the log's
  * last record is the one the head names.  A log one record ahead of its
  * head (a crash between the two writes) gets its head repaired; a fresh
- * pair gets a head of seq 0.  Anything else is refused with -EBADMSG.
+ * pair gets a head of seq 0.  Anything else is refused with -EBADMSG, and
+ * so is an empty log without a head when the evidence says records
+ * existed, except while restarting: then ret->lost says why, and no head
+ * is written (the first record writes it).
  */
 static int load_tail(struct kc_audit *a, struct tail *ret, struct kc_err *err) {
         _cleanup_free_ char *buf = NULL;
-        struct tail t = {};
+        struct tail t = { .lost = "" };
         struct link head;
         const char *line = NULL;
         size_t len = 0;
@@ -649,6 +697,15 @@ static int load_tail(struct kc_audit *a, struct tail *ret, struct kc_err *err) {
                                           "audit log %s is empty but its head %s records %" PRIu64 " records: refusing (truncated?)",
                                           a->path, a->head_path, head.seq);
                 if (!have_head) {
+                        r = lost_check(a, a->created, t.lost, err);
+                        if (r < 0)
+                                return r;
+                        if (r > 0 && !a->restarting)
+                                return refuse_lost(a, t.lost, err);
+                        if (r > 0) {
+                                *ret = t;
+                                return 0;
+                        }
                         r = head_write(a->head_path, &t.last, &renamed);
                         if (r < 0)
                                 return kc_err_set(err, r, "cannot write audit chain head %s: %s",
@@ -715,9 +772,10 @@ static int audit_check_locked(struct kc_audit *a, struct kc_err *err) {
         return r;
 }
 
-int kc_audit_open(const char *path, const char *head_path, struct kc_audit **ret, struct kc_err *err) {
+/* A handle on the chain at path and head_path, its log not opened yet. */
+static int audit_new(const char *path, const char *head_path, const struct kc_audit_evidence *evidence,
+                     struct kc_audit **ret) {
         _cleanup_(kc_audit_closep) struct kc_audit *a = NULL;
-        int r;
 
         if (!path || !head_path || !ret)
                 return -EINVAL;
@@ -730,8 +788,66 @@ int kc_audit_open(const char *path, const char *head_path, struct kc_audit **ret
         a->head_path = strdup(head_path);
         if (!a->path || !a->head_path)
                 return -ENOMEM;
+        if (evidence)
+                a->evidence = *evidence;
+        *ret = TAKE_PTR(a);
+        return 0;
+}
 
-        r = log_open_fd(path, O_RDWR | O_APPEND | O_CREAT, err);
+enum missing_log {
+        MISSING_FRESH,          /* no head either, nothing says records existed */
+        MISSING_LOST,           /* no head either, and the evidence says records existed */
+        MISSING_HEAD_THERE,     /* the head is there: load_tail() judges them together */
+};
+
+/* The log of a is missing: what that is (enum missing_log), or < 0 when the evidence cannot be checked. */
+static int missing_log(const struct kc_audit *a, char ret_lost[static KC_AUDIT_REASON_MAX], struct kc_err *err) {
+        struct link head;
+        int r;
+
+        if (head_read(a->head_path, &head, NULL) != -ENOENT)
+                return MISSING_HEAD_THERE;
+        r = lost_check(a, true, ret_lost, err);
+        return r <= 0 ? r : MISSING_LOST;
+}
+
+/* The open file of a's log, created now. */
+static int log_create(struct kc_audit *a, struct kc_err *err) {
+        int r = log_open_fd(a->path, O_RDWR | O_APPEND | O_CREAT, err);
+
+        a->created = r >= 0;
+        return r;
+}
+
+/*
+ * Open the log of a, creating it only where that does not start a new
+ * chain over a lost one: that is refused before anything is created, so
+ * the state stays what it was, for verify to report and for a restore.
+ */
+static int log_open_checked(struct kc_audit *a, struct kc_err *err) {
+        char lost[KC_AUDIT_REASON_MAX];
+        int r;
+
+        r = log_open_fd(a->path, O_RDWR | O_APPEND, err);
+        if (r != -ENOENT)
+                return r;
+        r = missing_log(a, lost, err);
+        if (r < 0)
+                return r;
+        if (r == MISSING_LOST)
+                return refuse_lost(a, lost, err);
+        return log_create(a, err);
+}
+
+int kc_audit_open(const char *path, const char *head_path, const struct kc_audit_evidence *evidence,
+                  struct kc_audit **ret, struct kc_err *err) {
+        _cleanup_(kc_audit_closep) struct kc_audit *a = NULL;
+        int r;
+
+        r = audit_new(path, head_path, evidence, &a);
+        if (r < 0)
+                return r;
+        r = log_open_checked(a, err);
         if (r < 0)
                 return r;
         a->fd = r;
@@ -750,21 +866,17 @@ static void log_rollback(struct kc_audit *a, uint64_t size) {
                 log_debug("Cannot roll back audit log %s to %" PRIu64 " bytes: %s", a->path, size, strerror(errno));
 }
 
-/* Append rec to the chain; the line written goes to ret_line, for syslog. */
-static int audit_append(struct kc_audit *a, const struct kc_audit_record *rec, char **ret_line) {
+/* Append rec after the tail t, which load_tail() just found; the line written goes to ret_line, for syslog. */
+static int append_after(struct kc_audit *a, const struct tail *t, const struct kc_audit_record *rec,
+                        char **ret_line) {
         _cleanup_free_ char *line = NULL;
-        struct kc_err err = {};
-        struct tail t;
         struct link next;
         size_t len;
         bool renamed;
         int r;
 
-        r = load_tail(a, &t, &err);
-        if (r < 0)
-                return log_debug_errno(r, "Audit log refused: %s", kc_err_msg(&err, r));
-        next.seq = t.last.seq + 1;
-        r = build_line(rec, next.seq, t.last.hash, &line, &len);
+        next.seq = t->last.seq + 1;
+        r = build_line(rec, next.seq, t->last.hash, &line, &len);
         if (r < 0)
                 return log_debug_errno(r, "Cannot format audit record: %m");
         r = sha256_hex(line, len, next.hash);
@@ -777,7 +889,7 @@ static int audit_append(struct kc_audit *a, const struct kc_audit_record *rec, c
         if (r == 0 && fsync(a->fd) < 0)
                 r = negative_errno();
         if (r < 0) {
-                log_rollback(a, t.size);
+                log_rollback(a, t->size);
                 return log_debug_errno(r, "Cannot append to audit log %s: %m", a->path);
         }
         kc_fault_point("audit:after-append");
@@ -785,11 +897,23 @@ static int audit_append(struct kc_audit *a, const struct kc_audit_record *rec, c
         if (r < 0) {
                 /* Once renamed, log and head agree; only the head's durability is in doubt. */
                 if (!renamed)
-                        log_rollback(a, t.size);
+                        log_rollback(a, t->size);
                 return log_debug_errno(r, "Cannot update audit chain head %s: %m", a->head_path);
         }
         *ret_line = TAKE_PTR(line);
         return 0;
+}
+
+/* Append rec to the chain; the line written goes to ret_line, for syslog. */
+static int audit_append(struct kc_audit *a, const struct kc_audit_record *rec, char **ret_line) {
+        struct kc_err err = {};
+        struct tail t;
+        int r;
+
+        r = load_tail(a, &t, &err);
+        if (r < 0)
+                return log_debug_errno(r, "Audit log refused: %s", kc_err_msg(&err, r));
+        return append_after(a, &t, rec, ret_line);
 }
 
 /* A forked child shares the parent's open file and so its flock: give it its own. */
@@ -798,7 +922,7 @@ static int audit_reopen_after_fork(struct kc_audit *a) {
 
         if (a->pid == getpid())
                 return 0;
-        fd = log_open_fd(a->path, O_RDWR | O_APPEND | O_CREAT, NULL);
+        fd = log_open_checked(a, NULL);
         if (fd < 0)
                 return fd;
         close(a->fd);
@@ -830,6 +954,50 @@ int kc_audit_write(struct kc_audit *a, const struct kc_audit_record *rec) {
         if (line)
                 syslog(LOG_AUTHPRIV | LOG_INFO, "%s", line);
         return r;
+}
+
+int kc_audit_restart(const char *path, const char *head_path, const struct kc_audit_evidence *evidence,
+                     const struct kc_caller *caller, struct kc_err *err) {
+        _cleanup_(kc_audit_closep) struct kc_audit *a = NULL;
+        _cleanup_free_ char *line = NULL;
+        char lost[KC_AUDIT_REASON_MAX], detail[KC_AUDIT_REASON_MAX + 64];
+        struct kc_audit_record rec = { .operation = "RestartChain", .caller = caller, .detail = detail };
+        struct tail t;
+        int r;
+
+        r = audit_new(path, head_path, evidence, &a);
+        if (r < 0)
+                return r;
+        a->restarting = true;
+        r = log_open_fd(path, O_RDWR | O_APPEND, err);
+        if (r == -ENOENT) {
+                /* Where nothing was lost, a missing log stays missing: nothing to restart. */
+                r = missing_log(a, lost, err);
+                if (r == MISSING_FRESH)
+                        return 0;
+                if (r >= 0)
+                        r = log_create(a, err);
+        }
+        if (r < 0)
+                return r;
+        a->fd = r;
+        a->pid = getpid();
+
+        r = flock_retry(a->fd, LOCK_EX);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot lock audit log %s: %s", path, strerror(-r));
+        r = load_tail(a, &t, err);
+        if (r >= 0 && t.lost[0]) {
+                snprintf(detail, sizeof(detail), "the log %s; the records before this one are lost", t.lost);
+                r = append_after(a, &t, &rec, &line);
+                if (r < 0)
+                        kc_err_set(err, r, "cannot write the first record of a new chain to %s: %s", path, strerror(-r));
+        }
+        (void) flock(a->fd, LOCK_UN);
+        /* Not a use of a key, but the trace of records lost: a warning in the journal. */
+        if (line)
+                syslog(LOG_AUTHPRIV | LOG_WARNING, "%s", line);
+        return r < 0 ? r : line != NULL;
 }
 
 /* ---- reading: line reader, verify, foreach ---- */
@@ -1025,7 +1193,40 @@ static int verify_head(const struct link *head, bool have_head, const char *last
                            "it was rolled back or replaced", head->seq, n);
 }
 
-int kc_audit_verify(const char *path, const char *head_path, struct kc_audit_verify *ret) {
+/*
+ * No head and no records (log_missing: not even a log): fresh, 0, unless
+ * the evidence says records existed: then the chain was removed or emptied.
+ */
+static int verify_lost(const struct kc_audit_evidence *e, const char *head_path, bool log_missing,
+                       struct kc_audit_verify *v) {
+        char lost[KC_AUDIT_REASON_MAX];
+        int r = chain_lost(e, head_path, log_missing, lost);
+
+        if (r < 0) {
+                snprintf(v->reason, sizeof(v->reason), "cannot tell whether the chain held records: %s", strerror(-r));
+                return r;
+        }
+        if (r == 0)
+                return 0;
+        return verify_fail(v, 0, "the log %s: the chain was %s, not a fresh one", lost,
+                           log_missing ? "removed" : "emptied");
+}
+
+/* No log: a head of seq 0 or none at all is a fresh chain, unless the evidence says otherwise. */
+static int verify_no_log(const char *head_path, const struct kc_audit_evidence *evidence, struct kc_audit_verify *v,
+                         struct kc_err *err) {
+        struct link head;
+        int r = head_read(head_path, &head, err);
+
+        if (r == -ENOENT)
+                return verify_lost(evidence, head_path, true, v);
+        if (r == 0 && head.seq > 0)
+                return verify_fail(v, 1, "log missing but the head records %" PRIu64 " records", head.seq);
+        return r;
+}
+
+int kc_audit_verify(const char *path, const char *head_path, const struct kc_audit_evidence *evidence,
+                    struct kc_audit_verify *ret) {
         _cleanup_(reader_freep) struct line_reader *rd = NULL;
         struct kc_audit_verify v = {};
         char last[HASH_HEX_LEN + 1], before_last[HASH_HEX_LEN + 1];
@@ -1037,23 +1238,20 @@ int kc_audit_verify(const char *path, const char *head_path, struct kc_audit_ver
         if (!path || !head_path || !ret)
                 return -EINVAL;
         r = reader_open(path, head_path, &rd, &head, &have_head, &err);
-        if (r == -ENOENT) {
-                r = head_read(head_path, &head, &err);
-                if (r == -ENOENT || (r == 0 && head.seq == 0)) {
-                        *ret = v;
-                        return 0;
-                }
+        if (r == -ENOENT)
+                r = verify_no_log(head_path, evidence, &v, &err);
+        else {
                 if (r == 0)
-                        r = verify_fail(&v, 1, "log missing but the head records %" PRIu64 " records", head.seq);
+                        r = verify_walk(rd, &head, have_head, &v, last, before_last);
+                if (r == 0)
+                        r = verify_head(&head, have_head, last, before_last, &v);
+                if (r == 0 && !have_head && v.records == 0)
+                        r = verify_lost(evidence, head_path, false, &v);
         }
+        /* A head (or log) that is not one: its reader said what is wrong with it. */
         if (r == -EBADMSG && err.error == -EBADMSG)
                 snprintf(v.reason, sizeof(v.reason), "%.*s", (int) sizeof(v.reason) - 1, err.msg);
-        if (r == 0)
-                r = verify_walk(rd, &head, have_head, &v, last, before_last);
-        if (r == 0)
-                r = verify_head(&head, have_head, last, before_last, &v);
-        if (r == 0 || r == -EBADMSG)
-                *ret = v;
+        *ret = v;
         return r;
 }
 

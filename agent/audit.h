@@ -40,14 +40,33 @@ struct kc_audit_record {
         const char *detail;             /* free text (never secret), may be NULL */
 };
 
+#define KC_AUDIT_REASON_MAX 256
+
+/*
+ * What says that a chain held records, for the one state in which the chain
+ * cannot tell by itself: no head, and a log that is missing or empty.  That
+ * is a fresh chain, unless check() says otherwise: 1 with one line in buf
+ * naming the evidence ("keystore DIR holds 3 keys, whose creation was
+ * audited"), 0 when nothing says records existed, a negative errno when it
+ * cannot tell.  kc_kms_audit_evidence() gives the KMS layer's.  userdata
+ * must outlive every handle opened with it.
+ */
+struct kc_audit_evidence {
+        int (*check)(const void *userdata, char *buf, size_t size);
+        const void *userdata;
+};
+
 /*
  * Open (creating 0600 files if needed) the log at path with its chain head at
  * head_path.  Checks that the log's last record matches the head; a log
  * one record ahead of its head (a crash between the two writes) is
  * accepted and the head repaired.  A mismatch is -EBADMSG (tampering):
- * refuse to append.
+ * refuse to append.  So is a chain whose log is missing or empty and whose
+ * head is missing when evidence (NULL: none) says it held records: nothing
+ * is created then, and only kc_audit_restart() starts a new chain there.
  */
-int kc_audit_open(const char *path, const char *head_path, struct kc_audit **ret, struct kc_err *err);
+int kc_audit_open(const char *path, const char *head_path, const struct kc_audit_evidence *evidence,
+                  struct kc_audit **ret, struct kc_err *err);
 void kc_audit_close(struct kc_audit *a);
 DEFINE_CLEANUP_FUNC(struct kc_audit *, kc_audit_close)
 #define _cleanup_audit_ _cleanup_(kc_audit_closep)
@@ -55,14 +74,32 @@ DEFINE_CLEANUP_FUNC(struct kc_audit *, kc_audit_close)
 /* Append one record durably (write, fsync, head update). Locked against concurrent writers. */
 int kc_audit_write(struct kc_audit *a, const struct kc_audit_record *r);
 
+/*
+ * Where the chain at path has no records and no head but evidence says it
+ * held records (the state kc_audit_open() refuses): start a new chain whose
+ * first record, "RestartChain" by caller, names what was lost.  1 when it
+ * did; 0 when there was nothing to restart: a chain that is there, checked
+ * as kc_audit_open() checks it, or a fresh one (a missing log is not
+ * created); -EBADMSG and the reason in err for a chain that is there but
+ * broken, which must be moved aside first.
+ */
+int kc_audit_restart(const char *path, const char *head_path, const struct kc_audit_evidence *evidence,
+                     const struct kc_caller *caller, struct kc_err *err);
+
 struct kc_audit_verify {
         uint64_t records;       /* records that verified */
-        uint64_t bad_line;      /* first bad line (1-based), 0 if none */
-        char reason[160];       /* what is wrong with it, or with the head */
+        uint64_t bad_line;      /* first bad line (1-based), 0 if none or the whole chain */
+        char reason[KC_AUDIT_REASON_MAX]; /* what is wrong with it, or with the head */
 };
 
-/* Verify the whole chain and the head. 0 when intact, -EBADMSG with ret filled when not. */
-int kc_audit_verify(const char *path, const char *head_path, struct kc_audit_verify *ret);
+/*
+ * Verify the whole chain and the head. 0 when intact, -EBADMSG when not,
+ * another negative errno when it cannot be read; ret is filled in every
+ * case.  A log that is missing or empty without a head is intact (fresh)
+ * unless evidence (NULL: none) says the chain held records.
+ */
+int kc_audit_verify(const char *path, const char *head_path, const struct kc_audit_evidence *evidence,
+                    struct kc_audit_verify *ret);
 
 struct kc_audit_filter {
         const char *key_id;     /* NULL: any */

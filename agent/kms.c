@@ -95,7 +95,7 @@ int kc_kms_open(const struct kc_kms_config *cfg, struct kc_kms **ret, struct kc_
         }
         if (r < 0)
                 return r;
-        r = kc_audit_open(k->cfg.audit_log, k->cfg.audit_head, &k->audit, err);
+        r = kc_audit_open(k->cfg.audit_log, k->cfg.audit_head, NULL, &k->audit, err);
         if (r < 0)
                 return r;
         *ret = TAKE_PTR(k);

@@ -170,7 +170,7 @@ static int audit_verify(struct kc_cli *cli, int argc, char **argv) {
         r = audit_head_path(&cli->config, &head);
         if (r < 0)
                 return kc_cli_fail(cli, r, NULL, "audit verify");
-        r = kc_audit_verify(cli->config.audit_log, head, &v);
+        r = kc_audit_verify(cli->config.audit_log, head, NULL, &v);
         if (kc_cli_prints_json(cli)) {
                 struct json_object *o = json_object_new_object();
 

@@ -29,7 +29,7 @@ static int audit_action(const struct kc_kms_config *cfg, const struct kc_caller 
 
         if (!cfg->audit_head && asprintf(&head, "%s/audit.head", cfg->keystore_dir) < 0)
                 return -ENOMEM;
-        r = kc_audit_open(cfg->audit_log, cfg->audit_head ?: head, &a, NULL);
+        r = kc_audit_open(cfg->audit_log, cfg->audit_head ?: head, NULL, &a, NULL);
         if (r < 0)
                 return r;
         return kc_audit_write(a, &rec);

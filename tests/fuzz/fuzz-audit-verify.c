@@ -10,7 +10,8 @@
  * each line's "prev" link is replaced by the SHA-256 of the line before, and
  * the head's hash by that of the last line, so that mutations of a record
  * reach the record checks instead of stopping at the first hash mismatch.
- * Bit 1 leaves the head file out.
+ * Bit 1 leaves the head file out.  Bit 2 passes evidence that the chain held
+ * records, which turns an empty log without a head from fresh into lost.
  */
 
 #include <fcntl.h>
@@ -90,6 +91,11 @@ static void fix_up(char *head, size_t head_len, char *log, size_t log_len) {
         put_hash(head, head_len, "\"sha256\":\"", prev);
 }
 
+static int records_existed(const void *userdata, char *buf, size_t size) {
+        snprintf(buf, size, "the fuzzer says so");
+        return 1;
+}
+
 static int count_record(struct json_object *record, void *userdata) {
         (*(uint64_t *) userdata)++;
         return 0;
@@ -98,6 +104,8 @@ static int count_record(struct json_object *record, void *userdata) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         _cleanup_free_ char *text = NULL;
         struct kc_audit_verify v = {};
+        const struct kc_audit_evidence existed = { .check = records_existed };
+        const struct kc_audit_evidence *evidence;
         struct kc_err err = {};
         uint64_t visited = 0;
         size_t head_len;
@@ -116,8 +124,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         unlink(head_path);
         if (!(data[0] & 2))
                 write_file(head_path, text, head_len);
+        evidence = data[0] & 4 ? &existed : NULL;
 
-        r = kc_audit_verify(log_path, head_path, &v);
+        r = kc_audit_verify(log_path, head_path, evidence, &v);
         FUZZ_ASSERT(r == 0 || r == -EBADMSG);
         if (r < 0)
                 FUZZ_ASSERT(v.reason[0] != '\0');
@@ -129,7 +138,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
         {
                 _cleanup_audit_ struct kc_audit *a = NULL;
-                r = kc_audit_open(log_path, head_path, &a, &err);
+                r = kc_audit_open(log_path, head_path, evidence, &a, &err);
                 fuzz_assert_refusal(r, &err);
         }
         return 0;

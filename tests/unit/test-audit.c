@@ -96,7 +96,7 @@ static void write_records(const char *log, const char *head, unsigned n, const c
         char detail[64];
 
         ck_assert_int_eq(kc_caller_self(&self), 0);
-        ck_assert_msg(kc_audit_open(log, head, &a, &err) == 0, "open: %s", err.msg);
+        ck_assert_msg(kc_audit_open(log, head, NULL, &a, &err) == 0, "open: %s", err.msg);
         for (unsigned i = 0; i < n; i++) {
                 snprintf(detail, sizeof(detail), "%s %u", tag, i);
                 struct kc_audit_record rec = {
@@ -121,7 +121,7 @@ static void sha256_hex(const char *s, char out[65]) {
 
 static int verify(const struct paths *p, struct kc_audit_verify *v) {
         memset(v, 0xaa, sizeof(*v));
-        return kc_audit_verify(p->log, p->head, v);
+        return kc_audit_verify(p->log, p->head, NULL, v);
 }
 
 static void assert_verify_bad(const struct paths *p, uint64_t line, const char *reason_part) {
@@ -142,7 +142,7 @@ static void assert_verify_ok(const struct paths *p, uint64_t records) {
 
 static int open_refused(const struct paths *p, struct kc_err *err) {
         struct kc_audit *a = NULL;
-        int r = kc_audit_open(p->log, p->head, &a, err);
+        int r = kc_audit_open(p->log, p->head, NULL, &a, err);
         ck_assert_ptr_null(a);
         return r;
 }
@@ -206,7 +206,7 @@ START_TEST(test_long_last_record) {
                 detail[sizes[i]] = '\0';
                 struct kc_audit_record rec = { .operation = "Decrypt", .key_id = "local:k1", .detail = detail };
                 /* Each open re-reads the tail the previous write left: a long line must be found whole. */
-                ck_assert_msg(kc_audit_open(p.log, p.head, &a, &err) == 0, "open after %zu: %s", i, err.msg);
+                ck_assert_msg(kc_audit_open(p.log, p.head, NULL, &a, &err) == 0, "open after %zu: %s", i, err.msg);
                 before = file_size(p.log);
                 ck_assert_int_eq(kc_audit_write(a, &rec), 0);
                 ck_assert_int_gt(file_size(p.log) - before, (off_t) sizes[i]);
@@ -225,7 +225,7 @@ START_TEST(test_longest_record) {
         off_t before;
         size_t rest;
 
-        ck_assert_int_eq(kc_audit_open(p.log, p.head, &a, NULL), 0);
+        ck_assert_int_eq(kc_audit_open(p.log, p.head, NULL, &a, NULL), 0);
         ck_assert_int_eq(kc_audit_write(a, &rec), 0);
         /* The same record with a longer detail (same seq width, fixed-width time): 65536 bytes with it. */
         rest = (size_t) file_size(p.log) - 1 - 1;
@@ -238,7 +238,7 @@ START_TEST(test_longest_record) {
         ck_assert_int_eq(kc_audit_write(a, &rec), 0);
         ck_assert_int_eq(file_size(p.log) - before, 64 * 1024 + 1);
         kc_audit_close(TAKE_PTR(a));
-        ck_assert_int_eq(kc_audit_open(p.log, p.head, &a, NULL), 0);
+        ck_assert_int_eq(kc_audit_open(p.log, p.head, NULL, &a, NULL), 0);
         rec.detail = "after";
         ck_assert_int_eq(kc_audit_write(a, &rec), 0);
         assert_verify_ok(&p, 3);
@@ -259,7 +259,7 @@ START_TEST(test_record_fields) {
         time_t now = time(NULL), t;
 
         ck_assert_int_eq(kc_caller_self(&self), 0);
-        ck_assert_int_eq(kc_audit_open(p.log, p.head, &a, NULL), 0);
+        ck_assert_int_eq(kc_audit_open(p.log, p.head, NULL, &a, NULL), 0);
         ck_assert_int_eq(kc_audit_write(a, &(struct kc_audit_record) {
                 .operation = "Decrypt", .key_id = "local:k1", .key_version = 3, .caller = &self,
                 .volume = "vol/a", .result = -EACCES, .error = "context mismatch",
@@ -327,7 +327,7 @@ START_TEST(test_record_context) {
 
         /* Given out of order, recorded in canonical (byte) order. */
         ck_assert_int_eq(kc_context_parse_kv("volume-id=vol-2,aws:rds:db-id=db-1,db-id=d\\,b\"1\"", &ctx, NULL), 0);
-        ck_assert_int_eq(kc_audit_open(p.log, p.head, &a, NULL), 0);
+        ck_assert_int_eq(kc_audit_open(p.log, p.head, NULL, &a, NULL), 0);
         ck_assert_int_eq(kc_audit_write(a, &(struct kc_audit_record) {
                 .operation = "GenerateDataKey", .key_id = "local:k1", .key_version = 1, .context = ctx }), 0);
         lines = read_lines(p.log);
@@ -348,7 +348,7 @@ START_TEST(test_bad_records_refused) {
         _cleanup_audit_ struct kc_audit *a = NULL;
         _cleanup_free_ char *big = malloc(70000);
 
-        ck_assert_int_eq(kc_audit_open(p.log, p.head, &a, NULL), 0);
+        ck_assert_int_eq(kc_audit_open(p.log, p.head, NULL, &a, NULL), 0);
         ck_assert_int_eq(kc_audit_write(a, &(struct kc_audit_record) { .operation = NULL }), -EINVAL);
         ck_assert_int_eq(kc_audit_write(a, &(struct kc_audit_record) { .operation = "" }), -EINVAL);
         memset(big, 'x', 69999);
@@ -565,6 +565,237 @@ START_TEST(test_empty_log_with_head_refused) {
 }
 END_TEST
 
+/* ---- a chain with no records and no head (docs/audit.md, "A lost chain") ---- */
+
+/* Evidence as the KMS layer gives it: keys in a keystore, each created with a record. */
+struct keys_evidence {
+        unsigned keys;
+        int error;      /* < 0: cannot tell */
+};
+
+static int keys_check(const void *userdata, char *buf, size_t size) {
+        const struct keys_evidence *k = userdata;
+
+        if (k->error < 0)
+                return k->error;
+        if (k->keys == 0)
+                return 0;
+        snprintf(buf, size, "keystore /ks holds %u keys, whose creation was audited", k->keys);
+        return 1;
+}
+
+static struct kc_audit_evidence keys_evidence(const struct keys_evidence *k) {
+        return (struct kc_audit_evidence) { .check = keys_check, .userdata = k };
+}
+
+static int verify_with(const struct paths *p, const struct keys_evidence *k, struct kc_audit_verify *v) {
+        struct kc_audit_evidence e = keys_evidence(k);
+
+        memset(v, 0xaa, sizeof(*v));
+        return kc_audit_verify(p->log, p->head, &e, v);
+}
+
+static int open_with(const struct paths *p, const struct keys_evidence *k, struct kc_audit **ret, struct kc_err *err) {
+        struct kc_audit_evidence e = keys_evidence(k);
+
+        return kc_audit_open(p->log, p->head, &e, ret, err);
+}
+
+static void assert_lost(const struct paths *p, const struct keys_evidence *k, const char *state) {
+        struct kc_audit_verify v;
+
+        ck_assert_int_eq(verify_with(p, k, &v), -EBADMSG);
+        ck_assert_uint_eq(v.records, 0);
+        ck_assert_uint_eq(v.bad_line, 0);
+        ck_assert_msg(strstr(v.reason, state) && strstr(v.reason, p->head) &&
+                      strstr(v.reason, "keystore /ks holds 2 keys") && strstr(v.reason, "not a fresh one"),
+                      "reason \"%s\" lacks \"%s\", the head or the evidence", v.reason, state);
+}
+
+/* Nothing says records existed: both files missing, or an empty log without a head, is a fresh chain. */
+START_TEST(test_lost_chain_fresh_host) {
+        struct paths p = paths_new();
+        struct keys_evidence none = {};
+        _cleanup_audit_ struct kc_audit *a = NULL;
+        struct kc_audit_verify v;
+
+        ck_assert_int_eq(verify_with(&p, &none, &v), 0);
+        ck_assert_uint_eq(v.records, 0);
+        ck_assert_int_eq(open_with(&p, &none, &a, NULL), 0);
+        ck_assert_int_eq(kc_audit_write(a, &(struct kc_audit_record) { .operation = "CreateKey" }), 0);
+        assert_verify_ok(&p, 1);
+}
+END_TEST
+
+/* Remove the log (or empty it) and its head, as someone hiding the records would. */
+static void lose_chain(const struct paths *p, bool empty) {
+        if (empty)
+                ck_assert_int_eq(truncate(p->log, 0), 0);
+        else
+                ck_assert_int_eq(unlink(p->log), 0);
+        ck_assert_int_eq(unlink(p->head), 0);
+}
+
+/* Log and head deleted, or the log emptied and the head deleted, while the keystore holds keys: lost, not fresh. */
+START_TEST(test_lost_chain_verify) {
+        static const struct {
+                bool empty;
+                const char *state;
+        } ways[] = { { false, "both missing" }, { true, "is empty" } };
+
+        for (size_t i = 0; i < ARRAY_SIZE(ways); i++) {
+                struct paths p = paths_new();
+                struct keys_evidence keys = { .keys = 2 };
+
+                write_records(p.log, p.head, 4, "lost");
+                lose_chain(&p, ways[i].empty);
+                assert_lost(&p, &keys, ways[i].state);
+                /* Without the evidence it is what it was before: a fresh chain. */
+                assert_verify_ok(&p, 0);
+        }
+}
+END_TEST
+
+/* Opening must not start a new chain over the lost one, nor create a file that would change what verify sees. */
+START_TEST(test_lost_chain_open_refused) {
+        struct paths p = paths_new();
+        struct keys_evidence keys = { .keys = 2 };
+        struct kc_audit *a = NULL;
+        struct kc_err err = {};
+
+        ck_assert_int_eq(open_with(&p, &keys, &a, &err), -EBADMSG);
+        ck_assert_ptr_null(a);
+        ck_assert_msg(strstr(err.msg, "both missing") && strstr(err.msg, "refusing a new chain, see kmscrypt audit restart"),
+                      "message: %s", err.msg);
+        ck_assert_int_eq(access(p.log, F_OK), -1);
+        ck_assert_int_eq(access(p.head, F_OK), -1);
+        assert_lost(&p, &keys, "both missing");
+
+        spew(p.log, "");
+        err = (struct kc_err) {};
+        ck_assert_int_eq(open_with(&p, &keys, &a, &err), -EBADMSG);
+        ck_assert_msg(strstr(err.msg, "is empty") && strstr(err.msg, "refusing"), "message: %s", err.msg);
+        ck_assert_int_eq(access(p.head, F_OK), -1);     /* no head of seq 0 written */
+        ck_assert_int_eq(file_size(p.log), 0);
+}
+END_TEST
+
+/*
+ * The evidence is asked when the loss is found, not when the handle was
+ * opened: an agent opened on a fresh host, keys created since, then log and
+ * head deleted.  The parent's open file still holds the old records; a
+ * forked child reopens the path and must not start a new chain there.
+ */
+START_TEST(test_lost_chain_write_after_fork_refused) {
+        struct paths p = paths_new();
+        struct keys_evidence keys = {};
+        _cleanup_audit_ struct kc_audit *a = NULL;
+        int status;
+        pid_t pid;
+
+        ck_assert_int_eq(open_with(&p, &keys, &a, NULL), 0);
+        ck_assert_int_eq(kc_audit_write(a, &(struct kc_audit_record) { .operation = "CreateKey", .intent = true }), 0);
+        keys.keys = 2;
+        lose_chain(&p, false);
+        ck_assert_int_eq(kc_audit_write(a, &(struct kc_audit_record) { .operation = "Decrypt" }), -EBADMSG);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0)
+                _exit(kc_audit_write(a, &(struct kc_audit_record) { .operation = "Decrypt" }) == -EBADMSG &&
+                      access(p.log, F_OK) < 0 && access(p.head, F_OK) < 0 ? 0 : 1);
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child started a new chain");
+        assert_lost(&p, &keys, "both missing");
+}
+END_TEST
+
+/* Evidence that cannot be checked is no evidence of a fresh chain: neither verify nor open says so. */
+START_TEST(test_lost_chain_evidence_unreadable) {
+        struct paths p = paths_new();
+        struct keys_evidence broken = { .error = -EACCES };
+        struct kc_audit *a = NULL;
+        struct kc_audit_verify v;
+        struct kc_err err = {};
+
+        ck_assert_int_eq(verify_with(&p, &broken, &v), -EACCES);
+        ck_assert_msg(strstr(v.reason, "cannot tell"), "reason: %s", v.reason);
+        ck_assert_int_eq(open_with(&p, &broken, &a, &err), -EACCES);
+        ck_assert_msg(strstr(err.msg, "cannot tell"), "message: %s", err.msg);
+        ck_assert_int_eq(access(p.log, F_OK), -1);
+}
+END_TEST
+
+/* Restart: a new chain whose first record says what was lost; afterwards the chain is a chain like any other. */
+START_TEST(test_lost_chain_restart) {
+        struct paths p = paths_new();
+        struct keys_evidence keys = { .keys = 2 };
+        struct kc_audit_evidence e = keys_evidence(&keys);
+        _cleanup_audit_ struct kc_audit *a = NULL;
+        _cleanup_strv_ char **lines = NULL;
+        struct kc_caller self;
+        struct kc_audit_verify v;
+        struct kc_err err = {};
+
+        ck_assert_int_eq(kc_caller_self(&self), 0);
+        write_records(p.log, p.head, 4, "restart");
+        lose_chain(&p, false);
+        ck_assert_msg(kc_audit_restart(p.log, p.head, &e, &self, &err) == 1, "restart: %s", err.msg);
+        lines = read_lines(p.log);
+        ck_assert_uint_eq(kc_strv_length(lines), 1);
+        ck_assert_msg(strstr(lines[0], "\"seq\":1,") && strstr(lines[0], "\"operation\":\"RestartChain\"") &&
+                      strstr(lines[0], "\"result\":\"ok\"") && strstr(lines[0], "\"uid\":") &&
+                      strstr(lines[0], "both missing, but keystore /ks holds 2 keys") &&
+                      strstr(lines[0], "the records before this one are lost") &&
+                      strstr(lines[0], "\"prev\":\"0000000000000000000000000000000000000000000000000000000000000000\""),
+                      "first record: %s", lines[0]);
+        ck_assert_int_eq(verify_with(&p, &keys, &v), 0);
+        ck_assert_uint_eq(v.records, 1);
+
+        /* A chain is there now: restart has nothing to do, open and write go on. */
+        ck_assert_int_eq(kc_audit_restart(p.log, p.head, &e, &self, NULL), 0);
+        ck_assert_int_eq(open_with(&p, &keys, &a, NULL), 0);
+        ck_assert_int_eq(kc_audit_write(a, &(struct kc_audit_record) { .operation = "Decrypt" }), 0);
+        ck_assert_int_eq(verify_with(&p, &keys, &v), 0);
+        ck_assert_uint_eq(v.records, 2);
+
+        /* An emptied log is restarted the same way, the record saying so. */
+        kc_audit_close(TAKE_PTR(a));
+        lose_chain(&p, true);
+        ck_assert_int_eq(kc_audit_restart(p.log, p.head, &e, NULL, NULL), 1);
+        kc_strv_free(lines);
+        lines = read_lines(p.log);
+        ck_assert_uint_eq(kc_strv_length(lines), 1);
+        ck_assert_msg(strstr(lines[0], "is empty and its head"), "first record: %s", lines[0]);
+        ck_assert_int_eq(verify_with(&p, &keys, &v), 0);
+}
+END_TEST
+
+/* Restart never touches a chain that is there, broken or not, nor makes one where nothing was lost. */
+START_TEST(test_lost_chain_restart_refuses_others) {
+        struct paths p = paths_new();
+        struct keys_evidence none = {}, keys = { .keys = 2 };
+        struct kc_audit_evidence e = keys_evidence(&keys), no = keys_evidence(&none);
+        _cleanup_free_ char *before = NULL, *after = NULL;
+        struct kc_err err = {};
+
+        /* Fresh: nothing lost, nothing made. */
+        ck_assert_int_eq(kc_audit_restart(p.log, p.head, &no, NULL, NULL), 0);
+        ck_assert_int_eq(access(p.log, F_OK), -1);
+        ck_assert_int_eq(access(p.head, F_OK), -1);
+        assert_verify_ok(&p, 0);
+
+        /* Broken (head missing, records there): refused, nothing written. */
+        write_records(p.log, p.head, 3, "broken");
+        ck_assert_int_eq(unlink(p.head), 0);
+        before = slurp(p.log);
+        ck_assert_int_eq(kc_audit_restart(p.log, p.head, &e, NULL, &err), -EBADMSG);
+        ck_assert_msg(strstr(err.msg, "missing"), "message: %s", err.msg);
+        after = slurp(p.log);
+        ck_assert_str_eq(before, after);
+        ck_assert_int_eq(access(p.head, F_OK), -1);
+}
+END_TEST
+
 START_TEST(test_fresh_files_private) {
         struct paths p = paths_new();
         _cleanup_audit_ struct kc_audit *a = NULL;
@@ -573,7 +804,7 @@ START_TEST(test_fresh_files_private) {
         mode_t old = umask(0);  /* the code must not rely on the caller's umask */
 
         assert_verify_ok(&p, 0);        /* neither file: a fresh trail */
-        ck_assert_int_eq(kc_audit_open(p.log, p.head, &a, NULL), 0);
+        ck_assert_int_eq(kc_audit_open(p.log, p.head, NULL, &a, NULL), 0);
         umask(old);
         ck_assert_int_eq(stat(p.log, &st), 0);
         ck_assert_uint_eq(st.st_mode & 07777, 0600);
@@ -609,7 +840,7 @@ START_TEST(test_crash_between_log_and_head_repaired) {
         ck_assert_uint_eq(v.records, 6);
         ck_assert_ptr_nonnull(strstr(v.reason, "behind"));
 
-        ck_assert_msg(kc_audit_open(p.log, p.head, &a, &err) == 0, "open: %s", err.msg);
+        ck_assert_msg(kc_audit_open(p.log, p.head, NULL, &a, &err) == 0, "open: %s", err.msg);
         _cleanup_free_ char *repaired = slurp(p.head);
         ck_assert_str_eq(repaired, new_head);
         ck_assert_int_eq(kc_audit_write(a, &(struct kc_audit_record) { .operation = "Decrypt" }), 0);
@@ -635,7 +866,7 @@ START_TEST(test_write_fails_closed_when_file_cannot_grow) {
         write_records(p.log, p.head, 3, "fsize");
         size = file_size(p.log);
         head = slurp(p.head);
-        ck_assert_int_eq(kc_audit_open(p.log, p.head, &a, NULL), 0);
+        ck_assert_int_eq(kc_audit_open(p.log, p.head, NULL, &a, NULL), 0);
 
         /* Room for 20 more bytes: the first write is short, the next fails with EFBIG. */
         signal(SIGXFSZ, SIG_IGN);
@@ -670,7 +901,7 @@ START_TEST(test_write_fails_closed_when_head_cannot_be_written) {
         size = file_size(p.log);
         snprintf(longname, sizeof(longname), "%s/%0250d", p.dir, 0);
         ck_assert_int_eq(symlink(p.head, longname), 0);
-        ck_assert_int_eq(kc_audit_open(p.log, longname, &a, NULL), 0);
+        ck_assert_int_eq(kc_audit_open(p.log, longname, NULL, &a, NULL), 0);
         ck_assert_int_eq(kc_audit_write(a, &(struct kc_audit_record) { .operation = "Decrypt" }), -ENAMETOOLONG);
         ck_assert_int_eq(file_size(p.log), size);       /* rolled back */
         ck_assert_int_eq(unlink(longname), 0);
@@ -702,7 +933,7 @@ START_TEST(test_write_refused_when_head_vanishes) {
         /* Every write checks the tail against the head again, under the lock. */
         write_records(p.log, p.head, 2, "vanish");
         size = file_size(p.log);
-        ck_assert_int_eq(kc_audit_open(p.log, p.head, &a, NULL), 0);
+        ck_assert_int_eq(kc_audit_open(p.log, p.head, NULL, &a, NULL), 0);
         ck_assert_int_eq(unlink(p.head), 0);
         ck_assert_int_eq(kc_audit_write(a, &(struct kc_audit_record) { .operation = "Decrypt" }), -EBADMSG);
         ck_assert_int_eq(file_size(p.log), size);
@@ -719,7 +950,7 @@ START_TEST(test_log_must_be_regular_file) {
 
                 ck_assert_int_eq(symlink(targets[i], p.log), 0);
                 assert_open_refused(&p, -EINVAL, "not a regular file");
-                ck_assert_int_eq(kc_audit_verify(p.log, p.head, &v), -EINVAL);
+                ck_assert_int_eq(kc_audit_verify(p.log, p.head, NULL, &v), -EINVAL);
         }
 }
 END_TEST
@@ -745,7 +976,7 @@ static void run_writers(const struct paths *p, struct kc_audit *shared, unsigned
                         char detail[32];
                         int ok = 1;
 
-                        if (!a && kc_audit_open(p->log, p->head, &a, NULL) < 0)
+                        if (!a && kc_audit_open(p->log, p->head, NULL, &a, NULL) < 0)
                                 _exit(2);
                         for (unsigned i = 0; i < each && ok; i++) {
                                 snprintf(detail, sizeof(detail), "writer %u record %u", w, i);
@@ -792,7 +1023,7 @@ START_TEST(test_concurrent_writers_sharing_a_handle_across_fork) {
         _cleanup_audit_ struct kc_audit *a = NULL;
 
         /* Children inherit one open file, whose flock would not exclude them from each other. */
-        ck_assert_int_eq(kc_audit_open(p.log, p.head, &a, NULL), 0);
+        ck_assert_int_eq(kc_audit_open(p.log, p.head, NULL, &a, NULL), 0);
         run_writers(&p, a, 4, 50);
         assert_verify_ok(&p, 200);
         ck_assert_int_eq(kc_audit_write(a, &(struct kc_audit_record) { .operation = "Decrypt" }), 0);
@@ -934,6 +1165,7 @@ Suite *kc_test_suite(void) {
         Suite *s = suite_create("audit");
         TCase *chain = tcase_create("chain");
         TCase *tamper = tcase_create("tamper");
+        TCase *lost = tcase_create("lost");
         TCase *io = tcase_create("io");
         TCase *caller = tcase_create("caller");
 
@@ -954,6 +1186,13 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tamper, test_head_missing_refused);
         tcase_add_test(tamper, test_head_malformed_refused);
         tcase_add_test(tamper, test_empty_log_with_head_refused);
+        tcase_add_test(lost, test_lost_chain_fresh_host);
+        tcase_add_test(lost, test_lost_chain_verify);
+        tcase_add_test(lost, test_lost_chain_open_refused);
+        tcase_add_test(lost, test_lost_chain_write_after_fork_refused);
+        tcase_add_test(lost, test_lost_chain_evidence_unreadable);
+        tcase_add_test(lost, test_lost_chain_restart);
+        tcase_add_test(lost, test_lost_chain_restart_refuses_others);
         tcase_add_test(io, test_fresh_files_private);
         tcase_add_test(io, test_crash_between_log_and_head_repaired);
         tcase_add_test(io, test_write_fails_closed_when_file_cannot_grow);
@@ -969,6 +1208,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(caller, test_caller_from_socket);
         suite_add_tcase(s, chain);
         suite_add_tcase(s, tamper);
+        suite_add_tcase(s, lost);
         suite_add_tcase(s, io);
         suite_add_tcase(s, caller);
         return s;

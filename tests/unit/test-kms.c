@@ -100,7 +100,7 @@ static void assert_audit_intact(const struct env *e) {
         int r;
 
         ck_assert_int_ge(asprintf(&head, "%s/audit.head", e->keystore), 0);
-        r = kc_audit_verify(e->audit_log, head, &v);
+        r = kc_audit_verify(e->audit_log, head, NULL, &v);
         ck_assert_msg(r == 0, "audit chain broken at line %llu: %s", (unsigned long long) v.bad_line, v.reason);
 }
 
