@@ -3,6 +3,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "agent/daemon/volumes.h"
 #include "agent/keystore.h"
 #include "agent/kms.h"
 #include "lib/log.h"
@@ -100,6 +101,40 @@ int kc_kms_open(const struct kc_kms_config *cfg, struct kc_kms **ret, struct kc_
                 return r;
         *ret = TAKE_PTR(k);
         return 0;
+}
+
+int kc_kms_audit_head(const struct kc_kms_config *cfg, char **ret) {
+        char *head;
+
+        if (cfg->audit_head)
+                head = strdup(cfg->audit_head);
+        else if (asprintf(&head, "%s/audit.head", cfg->keystore_dir ?: KC_KEYSTORE_DEFAULT_DIR) < 0)
+                head = NULL;
+        if (!head)
+                return -ENOMEM;
+        *ret = head;
+        return 0;
+}
+
+static int keystore_evidence(const void *userdata, char *buf, size_t size) {
+        const char *dir = userdata;
+        size_t n;
+        int r;
+
+        if (kc_in_initrd())
+                return 0;
+        r = kc_keystore_count_keys(dir, &n, NULL);
+        if (r < 0 || n == 0)
+                return r;
+        snprintf(buf, size, "keystore %s holds %zu key%s, whose creation was audited", dir, n, n == 1 ? "" : "s");
+        return 1;
+}
+
+void kc_kms_audit_evidence(const struct kc_kms_config *cfg, struct kc_audit_evidence *ret) {
+        *ret = (struct kc_audit_evidence) {
+                .check = keystore_evidence,
+                .userdata = cfg->keystore_dir ?: KC_KEYSTORE_DEFAULT_DIR,
+        };
 }
 
 void kc_kms_close(struct kc_kms *k) {

@@ -138,6 +138,19 @@ void kc_kms_close(struct kc_kms *k);
 DEFINE_CLEANUP_FUNC(struct kc_kms *, kc_kms_close)
 #define _cleanup_kms_ _cleanup_(kc_kms_closep)
 
+/* The chain head of cfg's audit log: audit_head, else <keystore_dir>/audit.head.  -ENOMEM. */
+int kc_kms_audit_head(const struct kc_kms_config *cfg, char **ret);
+
+/*
+ * The evidence that cfg's audit chain held records, for a log and head
+ * found missing (kc_audit_evidence, docs/audit.md): the local keystore
+ * holds keys, and kc_kms_create_key() creates none before its intent
+ * record is durable.  None in an initramfs (kc_in_initrd()), whose chain
+ * starts afresh at every boot beside a copy of the keystore.  ret borrows
+ * cfg->keystore_dir.
+ */
+void kc_kms_audit_evidence(const struct kc_kms_config *cfg, struct kc_audit_evidence *ret);
+
 /* Whether this build has a KMS provider of that name ("local", "aws"). */
 bool kc_kms_provider_known(const char *name);
 

@@ -6,15 +6,6 @@
 
 /* kmscrypt audit ...: read and verify the hash-chained audit trail. */
 
-/* The chain head: configured, or inside the keystore, where the KMS layer keeps it by default. */
-static int audit_head_path(const struct kc_config *c, char **ret) {
-        if (c->audit_head)
-                *ret = strdup(c->audit_head);
-        else if (asprintf(ret, "%s/audit.head", c->keystore_dir) < 0)
-                *ret = NULL;
-        return *ret ? 0 : -ENOMEM;
-}
-
 /* --since: "2026-11-27", "2026-11-27T23:45:48Z" (UTC) or "@SECONDS" since the epoch. */
 static int parse_since(const char *text, time_t *ret) {
         static const char *const formats[] = { "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d" };
@@ -157,6 +148,8 @@ static int audit_verify(struct kc_cli *cli, int argc, char **argv) {
                                "or truncated record is reported with its line, and the exit status is 4.",
         };
         _cleanup_free_ char *head = NULL;
+        struct kc_audit_evidence evidence;
+        struct kc_kms_config kcfg;
         struct kc_audit_verify v = {};
         struct kc_err err = {};
         int nargs, r;
@@ -167,10 +160,13 @@ static int audit_verify(struct kc_cli *cli, int argc, char **argv) {
         r = kc_cli_config(cli);
         if (r < 0)
                 return kc_cli_exit_status(r);
-        r = audit_head_path(&cli->config, &head);
+        kc_config_kms(&cli->config, &kcfg);
+        r = kc_kms_audit_head(&kcfg, &head);
         if (r < 0)
                 return kc_cli_fail(cli, r, NULL, "audit verify");
-        r = kc_audit_verify(cli->config.audit_log, head, NULL, &v);
+        /* Log and head both gone is no empty chain where the keystore's keys say records were written. */
+        kc_kms_audit_evidence(&kcfg, &evidence);
+        r = kc_audit_verify(cli->config.audit_log, head, &evidence, &v);
         if (kc_cli_prints_json(cli)) {
                 struct json_object *o = json_object_new_object();
 

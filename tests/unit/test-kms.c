@@ -96,11 +96,13 @@ static int decrypt(struct env *e, const char *ref, const struct kc_data_key *dk,
 /* The chain the KMS layer wrote verifies, with its head in the keystore (the default). */
 static void assert_audit_intact(const struct env *e) {
         _cleanup_free_ char *head = NULL;
+        struct kc_audit_evidence evidence;
         struct kc_audit_verify v = {};
         int r;
 
-        ck_assert_int_ge(asprintf(&head, "%s/audit.head", e->keystore), 0);
-        r = kc_audit_verify(e->audit_log, head, NULL, &v);
+        ck_assert_int_eq(kc_kms_audit_head(&e->cfg, &head), 0);
+        kc_kms_audit_evidence(&e->cfg, &evidence);
+        r = kc_audit_verify(e->audit_log, head, &evidence, &v);
         ck_assert_msg(r == 0, "audit chain broken at line %llu: %s", (unsigned long long) v.bad_line, v.reason);
 }
 
@@ -108,6 +110,7 @@ static void setup(void) {
         fake_now = 1800000000;
         kc_keystore_set_clock(fake_clock);
         unsetenv("CREDENTIALS_DIRECTORY");
+        setenv("KMSCRYPT_INITRD", "0", 1);
 }
 
 START_TEST(test_resolve) {
@@ -130,6 +133,30 @@ START_TEST(test_resolve) {
         ck_assert_int_eq(kc_kms_resolve(NULL, &p, &key, NULL), -EINVAL);
         ck_assert_int_eq(kc_kms_resolve("local:", &p, &key, NULL), -EINVAL);
         ck_assert_str_eq(kc_key_state_to_string(KC_KEY_PENDING_DELETION), "PendingDeletion");
+}
+END_TEST
+
+/* What says the audit chain held records: the keystore's keys, each created after its record; not in an initramfs. */
+START_TEST(test_audit_evidence) {
+        struct env e;
+        struct kc_audit_evidence evidence;
+        _cleanup_free_ char *head = NULL, *want = NULL;
+        char buf[KC_AUDIT_REASON_MAX] = "";
+
+        env_init(&e);
+        ck_assert_int_eq(kc_kms_audit_head(&e.cfg, &head), 0);
+        ck_assert_str_eq(head + strlen(e.keystore), "/audit.head");
+        kc_kms_audit_evidence(&e.cfg, &evidence);
+        ck_assert_int_eq(evidence.check(evidence.userdata, buf, sizeof(buf)), 0);
+        create(&e, "alias/a", NULL);
+        create(&e, NULL, NULL);
+        ck_assert_int_eq(evidence.check(evidence.userdata, buf, sizeof(buf)), 1);
+        ck_assert_int_ge(asprintf(&want, "keystore %s holds 2 keys, whose creation was audited", e.keystore), 0);
+        ck_assert_str_eq(buf, want);
+        setenv("KMSCRYPT_INITRD", "1", 1);
+        ck_assert_int_eq(evidence.check(evidence.userdata, buf, sizeof(buf)), 0);
+        setenv("KMSCRYPT_INITRD", "0", 1);
+        env_done(&e);
 }
 END_TEST
 
@@ -872,6 +899,7 @@ Suite *kc_test_suite(void) {
         tcase_set_timeout(tc, 60);
         tcase_add_test(tc, test_resolve);
         tcase_add_test(tc, test_peek_key_id);
+        tcase_add_test(tc, test_audit_evidence);
         tcase_add_test(tc, test_generate_decrypt_roundtrip);
         tcase_add_test(tc, test_rotate_old_blob_still_decrypts);
         tcase_add_test(tc, test_re_encrypt_other_key_and_context);
