@@ -70,7 +70,7 @@ static int own(struct kc_kms *k, size_t slot, const char *s, const char **ret) {
 
 int kc_kms_open(const struct kc_kms_config *cfg, struct kc_kms **ret, struct kc_err *err) {
         _cleanup_kms_ struct kc_kms *k = NULL;
-        _cleanup_free_ char *head = NULL;
+        struct kc_audit_evidence evidence;
         int r;
 
         if (!cfg || !cfg->audit_log)
@@ -85,18 +85,17 @@ int kc_kms_open(const struct kc_kms_config *cfg, struct kc_kms **ret, struct kc_
             own(k, 5, cfg->aws_region, &k->cfg.aws_region) < 0 ||
             own(k, 6, cfg->aws_ca_file, &k->cfg.aws_ca_file) < 0)
                 return -ENOMEM;
-        if (cfg->audit_head)
-                r = own(k, 3, cfg->audit_head, &k->cfg.audit_head);
-        else {
-                /* The default head lives in the keystore, which may not exist yet: create it private. */
-                if (mkdir(k->cfg.keystore_dir, 0700) < 0 && errno != EEXIST)
-                        return kc_err_set(err, negative_errno(), "cannot create %s: %m", k->cfg.keystore_dir);
-                r = asprintf(&head, "%s/audit.head", k->cfg.keystore_dir) < 0 ? -ENOMEM
-                        : own(k, 3, head, &k->cfg.audit_head);
-        }
+        /* The default head lives in the keystore, which may not exist yet: create it private. */
+        if (!cfg->audit_head && mkdir(k->cfg.keystore_dir, 0700) < 0 && errno != EEXIST)
+                return kc_err_set(err, negative_errno(), "cannot create %s: %m", k->cfg.keystore_dir);
+        k->cfg.audit_head = cfg->audit_head;   /* borrowed until its copy below replaces it */
+        r = kc_kms_audit_head(&k->cfg, &k->owned[3]);
+        k->cfg.audit_head = k->owned[3];
         if (r < 0)
                 return r;
-        r = kc_audit_open(k->cfg.audit_log, k->cfg.audit_head, NULL, &k->audit, err);
+        /* A chain gone with its head while keys say it held records is not started anew here (docs/audit.md). */
+        kc_kms_audit_evidence(&k->cfg, &evidence);
+        r = kc_audit_open(k->cfg.audit_log, k->cfg.audit_head, &evidence, &k->audit, err);
         if (r < 0)
                 return r;
         *ret = TAKE_PTR(k);

@@ -4,7 +4,39 @@
 #include "agent/cli/cli.h"
 #include "lib/log.h"
 
-/* kmscrypt audit ...: read and verify the hash-chained audit trail. */
+/* kmscrypt audit ...: read and verify the hash-chained audit trail, restart a lost one. */
+
+/*
+ * The start of the commands that check the chain as a whole, like
+ * kc_cli_begin() without opening the KMS: parse per u, then find the
+ * chain's head and the evidence that it held records (the keystore's keys;
+ * it borrows cli's configuration).  true to go on; false when the command
+ * is done and should return *ret_status.
+ */
+static bool audit_begin(struct kc_cli *cli, int argc, char **argv, const struct kc_cli_usage *u, char **ret_head,
+                        struct kc_audit_evidence *ret_evidence, int *ret_status) {
+        struct kc_kms_config kcfg;
+        int nargs, r;
+
+        r = kc_cli_parse(cli, argc, argv, u, &nargs);
+        if (r <= 0) {
+                *ret_status = kc_cli_parse_exit(r);
+                return false;
+        }
+        r = kc_cli_config(cli);
+        if (r < 0) {
+                *ret_status = kc_cli_exit_status(r);
+                return false;
+        }
+        kc_config_kms(&cli->config, &kcfg);
+        r = kc_kms_audit_head(&kcfg, ret_head);
+        if (r < 0) {
+                *ret_status = kc_cli_fail(cli, r, NULL, u->synopsis);
+                return false;
+        }
+        kc_kms_audit_evidence(&kcfg, ret_evidence);
+        return true;
+}
 
 /* --since: "2026-11-27", "2026-11-27T23:45:48Z" (UTC) or "@SECONDS" since the epoch. */
 static int parse_since(const char *text, time_t *ret) {
@@ -149,23 +181,13 @@ static int audit_verify(struct kc_cli *cli, int argc, char **argv) {
         };
         _cleanup_free_ char *head = NULL;
         struct kc_audit_evidence evidence;
-        struct kc_kms_config kcfg;
         struct kc_audit_verify v = {};
         struct kc_err err = {};
-        int nargs, r;
+        int r;
 
-        r = kc_cli_parse(cli, argc, argv, &usage, &nargs);
-        if (r <= 0)
-                return kc_cli_parse_exit(r);
-        r = kc_cli_config(cli);
-        if (r < 0)
-                return kc_cli_exit_status(r);
-        kc_config_kms(&cli->config, &kcfg);
-        r = kc_kms_audit_head(&kcfg, &head);
-        if (r < 0)
-                return kc_cli_fail(cli, r, NULL, "audit verify");
+        if (!audit_begin(cli, argc, argv, &usage, &head, &evidence, &r))
+                return r;
         /* Log and head both gone is no empty chain where the keystore's keys say records were written. */
-        kc_kms_audit_evidence(&kcfg, &evidence);
         r = kc_audit_verify(cli->config.audit_log, head, &evidence, &v);
         if (kc_cli_prints_json(cli)) {
                 struct json_object *o = json_object_new_object();
@@ -192,9 +214,40 @@ static int audit_verify(struct kc_cli *cli, int argc, char **argv) {
         return KC_EXIT_OK;
 }
 
+static int audit_restart(struct kc_cli *cli, int argc, char **argv) {
+        const struct kc_cli_usage usage = {
+                .synopsis = "audit restart",
+                .description = "Start a new chain where the audit log and its head were lost although the\n"
+                               "keystore's keys say records existed (audit verify exits 4, key operations\n"
+                               "are refused).  Its first record, RestartChain, says what was lost.  Nothing\n"
+                               "is changed where the chain is there or is fresh; a broken chain is refused.",
+        };
+        _cleanup_free_ char *head = NULL;
+        struct kc_audit_evidence evidence;
+        struct kc_err err = {};
+        int r;
+
+        if (!audit_begin(cli, argc, argv, &usage, &head, &evidence, &r))
+                return r;
+        r = kc_audit_restart(cli->config.audit_log, head, &evidence, &cli->caller, &err);
+        if (r < 0)
+                return kc_cli_fail(cli, r, &err, "audit restart");
+        if (kc_cli_prints_json(cli)) {
+                struct json_object *o = json_object_new_object();
+
+                json_object_object_add(o, "AuditLog", json_object_new_string(cli->config.audit_log));
+                json_object_object_add(o, "Restarted", json_object_new_boolean(r > 0));
+                kc_cli_print_json(o);
+        } else if (kc_cli_prints_text(cli))
+                printf(r > 0 ? "%s: new chain started; its first record says the records before it are lost\n"
+                             : "%s: no lost chain, nothing restarted\n", cli->config.audit_log);
+        return KC_EXIT_OK;
+}
+
 static const struct kc_cli_command audit_commands[] = {
         { .name = "list", .summary = "print audit records", .run = audit_list },
         { .name = "verify", .summary = "check the hash chain of the audit log", .run = audit_verify },
+        { .name = "restart", .summary = "start a new chain where the log and its head were lost", .run = audit_restart },
 };
 
 static int run_audit(struct kc_cli *cli, int argc, char **argv) {

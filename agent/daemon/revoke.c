@@ -20,6 +20,7 @@ static int audit_action(const struct kc_kms_config *cfg, const struct kc_caller 
                         const char *detail) {
         _cleanup_audit_ struct kc_audit *a = NULL;
         _cleanup_free_ char *head = NULL;
+        struct kc_audit_evidence evidence;
         struct kc_audit_record rec = {
                 .operation = operation, .key_id = key_id, .context = ctx, .caller = self,
                 .volume = volume, .result = result, .error = result < 0 ? strerror(-result) : NULL,
@@ -27,9 +28,11 @@ static int audit_action(const struct kc_kms_config *cfg, const struct kc_caller 
         };
         int r;
 
-        if (!cfg->audit_head && asprintf(&head, "%s/audit.head", cfg->keystore_dir) < 0)
-                return -ENOMEM;
-        r = kc_audit_open(cfg->audit_log, cfg->audit_head ?: head, NULL, &a, NULL);
+        r = kc_kms_audit_head(cfg, &head);
+        if (r < 0)
+                return r;
+        kc_kms_audit_evidence(cfg, &evidence);
+        r = kc_audit_open(cfg->audit_log, head, &evidence, &a, NULL);
         if (r < 0)
                 return r;
         return kc_audit_write(a, &rec);

@@ -1,8 +1,10 @@
 #!/bin/sh
-# kmscrypt audit verify when the audit log and its head are both gone
-# (docs/audit.md, "A lost chain"): no records and no head is a fresh chain
-# only where nothing says records existed; a keystore that holds keys says
-# so, since creating a key writes its intent record first.
+# kmscrypt audit verify and restart when the audit log and its head are both
+# gone (docs/audit.md, "A lost chain"): no records and no head is a fresh
+# chain only where nothing says records existed; a keystore that holds keys
+# says so, since creating a key writes its intent record first.  Commands
+# refuse to start a new chain over a lost one; audit restart starts one that
+# records the loss.
 . "$(dirname "$0")/lib.sh"
 unset KMSCRYPT_INITRD
 
@@ -13,6 +15,9 @@ expect 0 "fresh host: verify --json" --json audit verify
 json_is 'j["Intact"]' true
 json_is 'j["Records"]' 0
 check "fresh host: verify created nothing" test ! -e "$LOG" -a ! -e "$T/audit.head" -a ! -e "$KS"
+expect 0 "fresh host: restart" audit restart
+check "fresh host: nothing to restart" grep -qx "$LOG: no lost chain, nothing restarted" "$T/out"
+check "fresh host: restart created nothing" test ! -e "$LOG" -a ! -e "$T/audit.head"
 
 # ---- keys whose creation was audited, then the log and its head deleted ----
 expect 0 "create a key" key create --alias alias/pg
@@ -32,17 +37,52 @@ json_is '"both missing" in j["Reason"] and "holds 2 keys" in j["Reason"]' true
 check "log and head deleted: verify --json, one line on stderr" one_error_line
 check "verify created nothing" test ! -e "$LOG" -a ! -e "$T/audit.head"
 
+# Nor does any other command start a new chain there, which would hide the loss behind a record 1.
+for args in "key list" "key create --alias alias/new" "key describe alias/pg"; do
+        expect 5 "log and head deleted: $args refused" $args
+        check "$args: one line naming the loss and the way on" sh -c "[ \$(wc -l < '$T/err') = 1 ] && grep -qF \
+                'kmscrypt: cannot open the KMS: audit log $LOG and its head $T/audit.head are both missing, but keystore $KS holds 2 keys, whose creation was audited: refusing a new chain, see kmscrypt audit restart' '$T/err'"
+        check "$args: no log, no head, no new key" test ! -e "$LOG" -a ! -e "$T/audit.head" -a "$(ls "$KS/keys" | wc -l)" = 2
+done
+
 # The log emptied rather than deleted is the same loss.
 : > "$LOG"
 expect 4 "log emptied, head deleted: verify" audit verify
 check "log emptied: says so" grep -qF "$LOG: the log is empty and its head $T/audit.head is missing, but keystore $KS holds 2 keys" "$T/err"
+expect 5 "log emptied, head deleted: key list refused" key list
+check "log emptied: no head of seq 0 written" test ! -e "$T/audit.head" -a ! -s "$LOG"
 rm "$LOG"
 
 # In an initramfs the chain starts afresh at every boot beside a copy of the keystore: fresh there.
 KMSCRYPT_INITRD=1
 export KMSCRYPT_INITRD
 expect 0 "in an initramfs: no log and no head is a fresh chain" audit verify
+expect 0 "in an initramfs: key list starts one" key list
+rm "$LOG" "$T/audit.head"
 unset KMSCRYPT_INITRD
+
+# ---- restart: a new chain whose first record says what was lost ----
+expect 0 "restart" --json audit restart
+json_is 'j["Restarted"]' true
+json_is 'j["AuditLog"] == "'"$LOG"'"' true
+check "restart: the log holds one record" test "$(wc -l < "$LOG")" = 1
+check "restart: RestartChain, seq 1, by this user, naming the loss" sh -c "grep -q '^{\"seq\":1,.*\"operation\":\"RestartChain\",.*\"caller\":{\"uid\":$(id -u),.*\"result\":\"ok\",.*both missing, but keystore .* holds 2 keys.*the records before this one are lost' '$LOG'"
+expect 0 "restart: the new chain verifies" audit verify
+check "restart: 1 record" grep -qx "$LOG: 1 records, chain intact" "$T/out"
+expect 0 "restart: key list works again" key list
+expect 0 "restart: and is audited in the new chain" audit verify
+check "restart: 2 records" grep -qx "$LOG: 2 records, chain intact" "$T/out"
+expect 0 "restart again: nothing to do" audit restart
+check "restart again: says so" grep -qx "$LOG: no lost chain, nothing restarted" "$T/out"
+check "restart again: no record added" test "$(wc -l < "$LOG")" = 2
+
+# A chain that is there but broken is not restarted over: move it aside first.
+cp "$LOG" "$T/log.bak"
+rm "$T/audit.head"
+expect 4 "restart of a broken chain (head deleted) refused" audit restart
+check "broken chain: one line" one_error_line
+check "broken chain: log unchanged, no head made" test "$(sum "$LOG")" = "$(sum "$T/log.bak")" -a ! -e "$T/audit.head"
+rm "$LOG"
 
 # ---- the head in the keystore, where it is by default ----
 unset KMSCRYPT_AUDIT_HEAD

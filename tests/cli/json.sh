@@ -48,6 +48,8 @@ j "audit list" audit list --key "$KEY_ID"
 json_is 'len(j["Records"]) > 5' true
 j "audit verify" audit verify
 json_is 'j["Intact"]' true
+j "audit restart" audit restart
+json_is 'j["Restarted"]' false
 # No volume configured: an empty file (a named file must exist).
 : > "$T/no-volumes"
 j "config check" config check --volumes "$T/no-volumes"
@@ -55,6 +57,7 @@ json_is 'j["Valid"]' true
 quiet key list
 quiet key describe alias/pg
 quiet audit verify
+quiet audit restart
 quiet kms generate-data-key --key alias/pg --context "$CTX"
 
 # A broken audit chain: --json still prints the verdict, and the status is 4.

@@ -160,6 +160,34 @@ START_TEST(test_audit_evidence) {
 }
 END_TEST
 
+/* Log and head deleted while keys exist: the KMS layer does not start a new chain over them. */
+START_TEST(test_open_refuses_lost_chain) {
+        struct env e;
+        _cleanup_free_ char *head = NULL;
+        struct kc_kms *k = NULL;
+        struct kc_err err = {};
+
+        env_init(&e);
+        create(&e, "alias/a", NULL);
+        kc_kms_close(TAKE_PTR(e.kms));
+        ck_assert_int_eq(kc_kms_audit_head(&e.cfg, &head), 0);
+        ck_assert_int_eq(unlink(e.audit_log), 0);
+        ck_assert_int_eq(unlink(head), 0);
+        ck_assert_int_eq(kc_kms_open(&e.cfg, &k, &err), -EBADMSG);
+        ck_assert_ptr_null(k);
+        ck_assert_msg(strstr(err.msg, "both missing") && strstr(err.msg, "holds 1 key,"), "%s", err.msg);
+        ck_assert_int_eq(access(e.audit_log, F_OK), -1);
+        ck_assert_int_eq(access(head, F_OK), -1);
+
+        /* In an initramfs the chain is new at every boot: opened as a fresh one. */
+        setenv("KMSCRYPT_INITRD", "1", 1);
+        env_open(&e);
+        setenv("KMSCRYPT_INITRD", "0", 1);
+        assert_audit_intact(&e);
+        env_done(&e);
+}
+END_TEST
+
 /* The ids the audit records name keys by, found without opening the KMS (audit list --key). */
 START_TEST(test_peek_key_id) {
         struct env e;
@@ -900,6 +928,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_resolve);
         tcase_add_test(tc, test_peek_key_id);
         tcase_add_test(tc, test_audit_evidence);
+        tcase_add_test(tc, test_open_refuses_lost_chain);
         tcase_add_test(tc, test_generate_decrypt_roundtrip);
         tcase_add_test(tc, test_rotate_old_blob_still_decrypts);
         tcase_add_test(tc, test_re_encrypt_other_key_and_context);
