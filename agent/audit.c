@@ -813,10 +813,21 @@ static int missing_log(const struct kc_audit *a, char ret_lost[static KC_AUDIT_R
 
 /* The open file of a's log, created now. */
 static int log_create(struct kc_audit *a, struct kc_err *err) {
-        int r = log_open_fd(a->path, O_RDWR | O_APPEND | O_CREAT, err);
+        _cleanup_close_ int fd = log_open_fd(a->path, O_RDWR | O_APPEND | O_CREAT, err);
+        int r;
 
-        a->created = r >= 0;
-        return r;
+        if (fd < 0)
+                return fd;
+        /*
+         * The head, written with a sync of its own directory, will soon name
+         * records of this file: a crash must not keep the head and lose the
+         * log's name, which verify would rightly call a removed log.
+         */
+        r = fsync_parent_dir(a->path);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot sync the directory of audit log %s: %s", a->path, strerror(-r));
+        a->created = true;
+        return TAKE_FD(fd);
 }
 
 /*

@@ -143,4 +143,21 @@ json_is 'j["KeyMetadata"]["KeyState"]' Disabled
 expect 0 "no room for the outcome: the chain verifies" audit verify
 expect 0 "enable again" key enable alias/pg
 
+# A new log's name is as durable as the head that names its records: its
+# directory is synced when it is made (here apart from the head's, as by
+# default: /var/lib/kmscrypt against the keystore).
+if command -v strace >/dev/null 2>&1; then
+        mkdir "$T/logdir"
+        # A fresh keystore, with the head in it as by default.
+        env -u KMSCRYPT_AUDIT_HEAD strace -f -qq -e trace=openat,fsync -o "$T/trace" \
+                "$KMSCRYPT" --keystore "$T/fresh-keystore" --audit-log "$T/logdir/audit.log" key list > "$T/out" 2> "$T/err"
+        check "a new log: made (exit $?; $(cat "$T/err"))" test -s "$T/logdir/audit.log"
+        check "a new log: its directory synced" awk -v d="\"$T/logdir\"" '
+                index($0, d ", O_RDONLY") && /O_DIRECTORY/ { fd[$NF] = 1 }
+                /fsync\(/ { n = $2; sub(/^fsync\(/, "", n); sub(/\).*/, "", n); if (n in fd && / = 0$/) found = 1 }
+                END { exit !found }' "$T/trace"
+else
+        echo "# strace missing: the sync of a new log's directory is not checked"
+fi
+
 finish
