@@ -293,9 +293,9 @@ static int detach_name(const char *name, bool deferred, bool busy_ok) {
  * the unmounts, as it cannot be ordered after the mounts of a mapping it
  * learns only at run time, and a volume still mounted then would fail it
  * at every shutdown.  Every volume it attaches has an entry in the
- * volumes file, so a kmscrypt-NAME.service of the generator's, which is
- * ordered after the volume's mounts (blockdev@dev-mapper-NAME.target), and
- * which detaches it then.
+ * volumes file, and so a kmscrypt-NAME.service from the generator, which
+ * is ordered after the volume's mounts (blockdev@dev-mapper-NAME.target)
+ * and detaches it then.
  */
 static int do_detach(const char *arg) {
         _cleanup_strv_ char **names = NULL;
