@@ -10,6 +10,7 @@ authorization by SO_PEERCRED, reload by request and by SIGHUP, socket
 activation (and the hotplug helper waiting across restarts of an agent
 started on demand), a stale socket, a second agent, and a SIGTERM stop.  Needs root
 (to drop to other users); exits 77 otherwise.  Ends with "N passed, N failed".
+Arguments name the tests to run (default: all), e.g. test_stop_unread.
 """
 import errno
 import grp
@@ -897,9 +898,17 @@ def main():
     if not os.access(KMSCRYPTD, os.X_OK):
         print(f"no {KMSCRYPTD}")
         sys.exit(99)
-    for test in (test_basics, test_activation, test_activated_restart, test_activated_killed, test_stop_unread,
-                 test_stale_and_twice, test_volume_waits, test_refused_is_no_absence, test_lost_cap, test_hotplug_reload,
-                 test_bad_volumes, test_limits):
+    tests = (test_basics, test_activation, test_activated_restart, test_activated_killed, test_stop_unread,
+             test_stale_and_twice, test_volume_waits, test_refused_is_no_absence, test_lost_cap, test_hotplug_reload,
+             test_bad_volumes, test_limits)
+    if len(sys.argv) > 1:       # a debugging run of some: agent-host.py test_limits test_basics
+        known = {t.__name__: t for t in tests}
+        unknown = [a for a in sys.argv[1:] if a not in known]
+        if unknown:
+            print(f"no such test: {' '.join(unknown)} (known: {' '.join(known)})")
+            sys.exit(99)
+        tests = [known[a] for a in sys.argv[1:]]
+    for test in tests:
         d = tempfile.mkdtemp(prefix="kmscryptd-host.")
         os.chmod(d, 0o755)       # the unprivileged children must reach the socket
         open(os.path.join(d, "empty.conf"), "w").close()
