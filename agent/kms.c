@@ -3,9 +3,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "agent/daemon/volumes.h"
 #include "agent/keystore.h"
 #include "agent/kms.h"
+#include "lib/initrd.h"
 #include "lib/log.h"
 #include "lib/secret.h"
 

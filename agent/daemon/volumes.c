@@ -8,6 +8,7 @@
 #include "agent/kms.h"
 #include "dmsetup-helpers/dmcrypt.h"
 #include "lib/fileio.h"
+#include "lib/initrd.h"
 #include "lib/strv.h"
 
 #define VOLUMES_FILE_MAX (1024 * 1024)
@@ -404,14 +405,6 @@ void kc_volumes_keep_initrd(struct kc_volumes *v) {
                         volume_conf_clear(&v->volumes[i]);
         }
         v->n = k;
-}
-
-bool kc_in_initrd(void) {
-        const char *e = getenv("KMSCRYPT_INITRD");
-
-        if (e && (streq(e, "1") || streq(e, "0")))
-                return streq(e, "1");
-        return access("/etc/initrd-release", F_OK) == 0;
 }
 
 const struct kc_volume_conf *kc_volumes_find(const struct kc_volumes *v, const char *name) {

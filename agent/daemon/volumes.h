@@ -59,18 +59,13 @@ struct kc_volumes {
 int kc_volumes_parse(const char *text, size_t len, const char *path, struct kc_volumes **ret, struct kc_err *err);
 /*
  * Read and parse a file.  A missing file is -ENOENT (the caller decides
- * whether that means none).  In an initramfs (kc_in_initrd()) only the
+ * whether that means none).  In an initramfs (kc_in_initrd(), lib/initrd.h) only the
  * x-initrd.attach volumes: the others are the real root's, attached after
  * switch-root, and the initramfs may lack what they need.
  */
 int kc_volumes_load(const char *path, struct kc_volumes **ret, struct kc_err *err);
 /* Drop every volume without x-initrd.attach. */
 void kc_volumes_keep_initrd(struct kc_volumes *v);
-/*
- * Whether this runs in an initramfs: /etc/initrd-release exists, as systemd
- * decides it.  KMSCRYPT_INITRD=1 or 0 overrides that (tests).
- */
-bool kc_in_initrd(void);
 void kc_volumes_free(struct kc_volumes *v);
 DEFINE_CLEANUP_FUNC(struct kc_volumes *, kc_volumes_free)
 #define _cleanup_volumes_ _cleanup_(kc_volumes_freep)

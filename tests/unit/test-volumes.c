@@ -5,6 +5,7 @@
 
 #include "agent/daemon/volumes.h"
 #include "dmsetup-helpers/dmcrypt.h"
+#include "lib/initrd.h"
 #include "lib/strv.h"
 #include "tests/unit/check-main.h"
 
