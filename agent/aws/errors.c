@@ -64,27 +64,55 @@ static struct json_object *parse_body(const char *body, size_t len) {
         return obj;
 }
 
-int kc_aws_error_map(long status, const char *body, size_t body_len, const char *operation,
-                     const char *request_id, bool *ret_retry, struct kc_err *err) {
+/*
+ * The bare shape name of an error code as the AWS JSON protocols send it:
+ * "com.amazonaws.kms#NotFoundException", and a front end's
+ * "ThrottlingException:http://internal.amazon.com/coral/..." both name
+ * the type before the ':' and after the '#' (the SDKs' sanitize rule).
+ */
+static void sanitize_type(char *dst, size_t n, const char *code) {
+        char bare[80];
+        const char *hash;
+
+        printable(bare, sizeof(bare), code);
+        bare[strcspn(bare, ":")] = '\0';
+        hash = strchr(bare, '#');
+        printable(dst, n, hash ? hash + 1 : bare);
+}
+
+/*
+ * The error code: the X-Amzn-ErrorType header when there is one, else the
+ * body's "code", else its "__type", as the SDKs look for it.  A throttle
+ * named only in the header is still a throttle, retried.
+ */
+static void error_type(const char *header_type, struct json_object *obj, char *dst, size_t n) {
+        struct json_object *v;
+        const char *t = NULL;
+
+        if (header_type && header_type[0])
+                t = header_type;
+        else if (obj && (json_object_object_get_ex(obj, "code", &v) || json_object_object_get_ex(obj, "__type", &v)))
+                t = json_object_get_string(v);
+        if (t)
+                sanitize_type(dst, n, t);
+}
+
+int kc_aws_error_map(long status, const char *header_type, const char *body, size_t body_len,
+                     const char *operation, const char *request_id, bool *ret_retry, struct kc_err *err) {
         struct json_object *obj = NULL, *v;
         const struct aws_error *e = NULL;
         char type[80] = "", message[120] = "";
-        const char *t, *hash;
         int error;
         bool retry;
 
         if (body && body_len > 0) {
                 obj = parse_body(body, body_len);
-                if (obj && json_object_object_get_ex(obj, "__type", &v) && (t = json_object_get_string(v))) {
-                        /* "com.amazonaws.kms#NotFoundException" or plain "NotFoundException". */
-                        hash = strrchr(t, '#');
-                        printable(type, sizeof(type), hash ? hash + 1 : t);
-                }
                 if (obj && (json_object_object_get_ex(obj, "message", &v) ||
                             json_object_object_get_ex(obj, "Message", &v)))
                         printable(message, sizeof(message), json_object_get_string(v));
-                json_object_put(obj);
         }
+        error_type(header_type, obj, type, sizeof(type));
+        json_object_put(obj);
         for (size_t i = 0; i < ARRAY_SIZE(aws_errors); i++)
                 if (streq(type, aws_errors[i].type))
                         e = &aws_errors[i];

@@ -2,7 +2,8 @@
 #pragma once
 
 /*
- * AWS KMS error responses ({"__type": "...Exception", "message": "..."})
+ * AWS KMS error responses ({"__type": "...Exception", "message": "..."},
+ * or the type in an X-Amzn-ErrorType header)
  * turned into negative errno, a one-line message and whether the call may
  * be retried (throttling, 5xx, KMS internal errors):
  *
@@ -20,6 +21,11 @@
 
 #include "lib/error.h"
 
-/* status >= 300: fill err and return the mapped errno; *ret_retry tells whether to try again. */
-int kc_aws_error_map(long status, const char *body, size_t body_len, const char *operation,
-                     const char *request_id, bool *ret_retry, struct kc_err *err);
+/*
+ * status >= 300: fill err and return the mapped errno; *ret_retry tells
+ * whether to try again.  The type is the X-Amzn-ErrorType header's
+ * (header_type, NULL or "" when none), else the body's "code" or "__type",
+ * without a "namespace#" prefix or a ":<url>" suffix.
+ */
+int kc_aws_error_map(long status, const char *header_type, const char *body, size_t body_len,
+                     const char *operation, const char *request_id, bool *ret_retry, struct kc_err *err);

@@ -219,6 +219,18 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *userdata) {
         return n;
 }
 
+/* value (n bytes) without leading blanks, printable characters only: it ends up in messages and the audit record. */
+static void header_value(const char *v, const char *end, char *dst, size_t size) {
+        size_t o = 0;
+
+        while (v < end && (*v == ' ' || *v == '\t'))
+                v++;
+        for (; v < end && o + 1 < size; v++)
+                if (isgraph((unsigned char) *v))
+                        dst[o++] = *v;
+        dst[o] = '\0';
+}
+
 static size_t header_cb(char *data, size_t size, size_t nmemb, void *userdata) {
         struct kc_http_response *r = userdata;
         size_t n = size * nmemb, name_len;
@@ -228,18 +240,11 @@ static size_t header_cb(char *data, size_t size, size_t nmemb, void *userdata) {
                 return n;
         name_len = (size_t) (colon - data);
         if ((name_len == 16 && strncasecmp(data, "x-amzn-RequestId", 16) == 0) ||
-            (name_len == 16 && strncasecmp(data, "x-amz-request-id", 16) == 0)) {
-                const char *v = colon + 1, *end = data + n;
-                size_t o = 0;
-
-                while (v < end && (*v == ' ' || *v == '\t'))
-                        v++;
-                /* Keep printable characters only: this ends up in the audit record. */
-                for (; v < end && o + 1 < sizeof(r->request_id); v++)
-                        if (isgraph((unsigned char) *v))
-                                r->request_id[o++] = *v;
-                r->request_id[o] = '\0';
-        }
+            (name_len == 16 && strncasecmp(data, "x-amz-request-id", 16) == 0))
+                header_value(colon + 1, data + n, r->request_id, sizeof(r->request_id));
+        /* Some front ends name the error type only here (errors.h). */
+        else if (name_len == 16 && strncasecmp(data, "x-amzn-ErrorType", 16) == 0)
+                header_value(colon + 1, data + n, r->error_type, sizeof(r->error_type));
         return n;
 }
 

@@ -45,6 +45,7 @@ struct kc_http_response {
         char *body;                       /* kc_secret memory, NUL-terminated; NULL when empty */
         size_t body_len;
         char request_id[96];              /* x-amzn-RequestId (or x-amz-request-id), "" if none */
+        char error_type[96];              /* X-Amzn-ErrorType, "" if none */
 };
 
 int kc_http_perform(struct kc_http *h, const struct kc_http_request *req, struct kc_http_response *ret,

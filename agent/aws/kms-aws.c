@@ -407,8 +407,9 @@ static int aws_call(struct aws_state *s, const struct key_ref *k, const char *op
                                 return 0;
                         }
                         status = (int) resp.status;
-                        r = resp.status == 200 ? 0 : kc_aws_error_map(resp.status, resp.body, resp.body_len, operation,
-                                                                      resp.request_id, &retry, &e);
+                        r = resp.status == 200 ? 0 : kc_aws_error_map(resp.status, resp.error_type, resp.body,
+                                                                      resp.body_len, operation, resp.request_id,
+                                                                      &retry, &e);
                         kc_http_response_clear(&resp);
                         if (r >= 0)
                                 return 0;

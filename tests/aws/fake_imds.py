@@ -8,7 +8,8 @@ KMS servers, used by test-aws-kms.py.  Nothing here leaves 127.0.0.1.
   container  ECS-style endpoint: GET /creds with an Authorization header
   slow       answers every request after SLEEP seconds
   throttle   answers every request with 400 ThrottlingException
-  error      answers every request with the AWS error body of ETYPE (status STATUS)
+  error      answers every request with the AWS error body of ETYPE (status STATUS);
+             with IN_HEADER, ETYPE goes in an X-Amzn-ErrorType header instead
 """
 import json
 import sys
@@ -35,6 +36,7 @@ class Handler(BaseHTTPRequestHandler):
     auth = "container-auth-token"
     etype = "DisabledException"
     status = 400
+    in_header = False
 
     def log_message(self, *args):
         pass
@@ -86,9 +88,13 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(self.sleep)
             return self.reply(200, b"{}", "application/x-amz-json-1.1")
         if self.mode == "error":
-            body = json.dumps({"__type": self.etype, "message": "replayed " + self.etype}).encode()
-            return self.reply(self.status, body, "application/x-amz-json-1.1",
-                              [("x-amzn-RequestId", "err-req-%d" % len(self.log))])
+            body = {"message": "replayed " + self.etype}
+            headers = [("x-amzn-RequestId", "err-req-%d" % len(self.log))]
+            if self.in_header:
+                headers.append(("X-Amzn-ErrorType", self.etype))
+            else:
+                body["__type"] = self.etype
+            return self.reply(self.status, json.dumps(body).encode(), "application/x-amz-json-1.1", headers)
         if self.mode == "throttle":
             return self.reply(400, b'{"__type":"ThrottlingException","message":"Rate exceeded"}',
                               "application/x-amz-json-1.1", [("x-amzn-RequestId", "throttle-req-%d" % len(self.log))])

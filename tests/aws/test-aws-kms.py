@@ -410,6 +410,18 @@ def run(tmp, audit, port):
     check("throttling retried then EBUSY", err_name(out) == "EBUSY" and hits >= 3 and "ThrottlingException" in out,
           "%s (%d requests)" % (out, hits))
     srv.shutdown()
+    # ... also when a front end names it as the SDKs expect it too: in the
+    # X-Amzn-ErrorType header only, or with a ":<url>" suffix.
+    coral = "ThrottlingException:http://internal.amazon.com/coral/com.amazon.coral.availability/"
+    for how, kw in (("in X-Amzn-ErrorType only", dict(etype=coral, in_header=True)),
+                    ("with a ':<url>' suffix", dict(etype=coral))):
+        srv, tport = fake_imds.start("error", **kw)
+        e = dict(env, AWS_ENDPOINT_URL_KMS="http://127.0.0.1:%d" % tport, KMSCRYPT_AWS_DEADLINE_MS="1500")
+        rc, out, _ = drive(e, audit, "describe", ref1)
+        hits = len(srv.RequestHandlerClass.log)
+        check("throttling %s retried then EBUSY" % how, err_name(out) == "EBUSY" and hits >= 3,
+              "%s (%d requests)" % (out, hits))
+        srv.shutdown()
 
     # Credential sources.
     creds = os.path.join(tmp, "credentials")

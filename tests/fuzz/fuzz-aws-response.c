@@ -124,7 +124,7 @@ static void error_body(long status, const char *body, size_t len) {
         struct kc_err err = {};
         bool retry = true;
         long st = status == 200 ? 400 : status;
-        int r = kc_aws_error_map(st, body, len, "Decrypt", "0f1e2d3c-request", &retry, &err);
+        int r = kc_aws_error_map(st, NULL, body, len, "Decrypt", "0f1e2d3c-request", &retry, &err);
 
         FUZZ_ASSERT(r < 0 && r != -ENOMEM);
         fuzz_assert_refusal(r, &err);

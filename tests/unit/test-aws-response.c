@@ -377,13 +377,35 @@ static const struct error_case {
         { 400, "{\"__type\": \"Bad\\nType\", \"message\": \"line\\r\\nX-Injected: 1\"}", -EIO, false,
           "(Bad?Type, HTTP 400, request id r-1): line??X-Injected: 1" },
         { 400, "[\"__type\", \"DisabledException\"]", -EIO, false, "no error type" },
+        /* A front end's throttle: the type has a ":<url>" suffix, or is in the header only. */
+        { 400, "{\"__type\": \"ThrottlingException:http://internal.amazon.com/coral/com.amazon.coral.availability/\"}",
+          -EBUSY, true, "throttled (ThrottlingException, HTTP 400" },
+        { 400, "{\"__type\": \"com.amazonaws.kms#DisabledException:http://internal/\"}", -EKEYREVOKED, false,
+          "(DisabledException, HTTP 400" },
+        /* The body's "code" names the type over its "__type". */
+        { 400, "{\"__type\": \"ValidationException\", \"code\": \"NotFoundException\"}", -ENOKEY, false,
+          "(NotFoundException" },
+};
+
+/* The type in an X-Amzn-ErrorType header, which names it over the body. */
+static const struct error_header_case {
+        const char *header, *body;
+        int error;
+        bool retry;
+        const char *want;
+} error_header_cases[] = {
+        { "ThrottlingException:http://internal.amazon.com/coral/com.amazon.coral.availability/",
+          "{\"message\": \"Rate exceeded\"}", -EBUSY, true, "throttled (ThrottlingException, HTTP 400" },
+        { "ThrottlingException", "", -EBUSY, true, "throttled (ThrottlingException" },
+        { "DisabledException", "{\"__type\": \"ValidationException\"}", -EKEYREVOKED, false, "(DisabledException" },
+        { "", "{\"__type\": \"NotFoundException\"}", -ENOKEY, false, "(NotFoundException" },
 };
 
 START_TEST(test_error_map) {
         const struct error_case *c = &error_cases[_i];
         struct kc_err err = {};
         bool retry = !c->retry;
-        int r = kc_aws_error_map(c->status, c->body, strlen(c->body), "Decrypt", "r-1", &retry, &err);
+        int r = kc_aws_error_map(c->status, NULL, c->body, strlen(c->body), "Decrypt", "r-1", &retry, &err);
 
         assert_refused(r, c->error, &err, c->want);
         ck_assert_int_eq(retry, c->retry);
@@ -393,15 +415,26 @@ START_TEST(test_error_map) {
 }
 END_TEST
 
+START_TEST(test_error_header) {
+        const struct error_header_case *c = &error_header_cases[_i];
+        struct kc_err err = {};
+        bool retry = !c->retry;
+        int r = kc_aws_error_map(400, c->header, c->body, strlen(c->body), "Decrypt", "r-1", &retry, &err);
+
+        assert_refused(r, c->error, &err, c->want);
+        ck_assert_int_eq(retry, c->retry);
+}
+END_TEST
+
 START_TEST(test_error_body_by_length) {
         /* The body ends at its length: a type in the bytes after it is not read. */
         const char body[] = "{\"message\": \"m\"}{\"__type\": \"DisabledException\"}";
         struct kc_err err = {};
-        int r = kc_aws_error_map(400, body, strlen("{\"message\": \"m\"}"), "Decrypt", NULL, NULL, &err);
+        int r = kc_aws_error_map(400, NULL, body, strlen("{\"message\": \"m\"}"), "Decrypt", NULL, NULL, &err);
 
         assert_refused(r, -EIO, &err, "no error type");
         err = (struct kc_err) {};
-        r = kc_aws_error_map(400, body + 16, strlen(body + 16) - 2, "Decrypt", NULL, NULL, &err);
+        r = kc_aws_error_map(400, NULL, body + 16, strlen(body + 16) - 2, "Decrypt", NULL, NULL, &err);
         assert_refused(r, -EIO, &err, "no error type");   /* cut inside the value: not JSON */
 }
 END_TEST
@@ -594,6 +627,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_describe_key_arn_too_long);
         tcase_add_test(tc, test_deletion_date);
         tcase_add_loop_test(tc, test_error_map, 0, ARRAY_SIZE(error_cases));
+        tcase_add_loop_test(tc, test_error_header, 0, ARRAY_SIZE(error_header_cases));
         tcase_add_test(tc, test_error_body_by_length);
         suite_add_tcase(s, tc);
 
