@@ -361,3 +361,30 @@ int kc_aws_credentials_load(struct kc_http *h, struct kc_aws_credentials *ret, s
         return kc_err_set(err, -ENOKEY, "no AWS credentials: none in the environment, the shared files "
                           "(profile %s), the container endpoint or instance metadata", profile_name());
 }
+
+/*
+ * The refresh window is advice, the expiry is not: a metadata or container
+ * endpoint that blinks during the last minutes of a set must not fail the
+ * calls those credentials can still sign (the SDKs' advisory refresh).
+ * Expired ones are given up, and so are ones KMS said were expired: the
+ * caller clears those before asking.
+ */
+int kc_aws_credentials_refresh(struct kc_http *h, struct kc_aws_credentials *c, time_t now, struct kc_err *err) {
+        struct kc_aws_credentials fresh = {};
+        struct kc_err e = {};
+        int r;
+
+        if (!kc_aws_credentials_stale(c, now))
+                return 0;
+        r = kc_aws_credentials_load(h, &fresh, &e);
+        if (r < 0 && c->access_key_id && now < c->expiration) {
+                log_debug("AWS credentials from %s kept for their last %lld s: %s", c->source ?: "?",
+                          (long long) (c->expiration - now), kc_err_msg(&e, r));
+                return 0;
+        }
+        if (r < 0)
+                return kc_err_set(err, r, "%s", kc_err_msg(&e, r));
+        kc_aws_credentials_clear(c);
+        *c = fresh;
+        return 0;
+}

@@ -41,6 +41,13 @@ bool kc_aws_credentials_stale(const struct kc_aws_credentials *c, time_t now);
 /* Walk the chain; -ENOKEY with a message naming what was tried when nothing gave credentials. */
 int kc_aws_credentials_load(struct kc_http *h, struct kc_aws_credentials *ret, struct kc_err *err);
 
+/*
+ * Reload c (empty, or held from an earlier load) when it is stale at now.
+ * c is replaced only by a complete new set; when the reload fails and c has
+ * not yet expired, c is kept and 0 returned.  Otherwise the load's error.
+ */
+int kc_aws_credentials_refresh(struct kc_http *h, struct kc_aws_credentials *c, time_t now, struct kc_err *err);
+
 /* AWS_REGION, AWS_DEFAULT_REGION, then "region" of the profile in the config file. Caller frees. */
 int kc_aws_default_region(char **ret);
 

@@ -294,12 +294,6 @@ static int endpoint_for(const struct aws_state *s, const struct key_ref *k, char
         return *ret ? 0 : -ENOMEM;
 }
 
-static int ensure_credentials(struct aws_state *s, struct kc_err *err) {
-        if (!kc_aws_credentials_stale(&s->creds, time(NULL)))
-                return 0;
-        kc_aws_credentials_clear(&s->creds);
-        return kc_aws_credentials_load(s->http, &s->creds, err);
-}
 
 /* "host[:port]" of url, signed and sent as the Host header. */
 static int host_of(const char *url, char **ret) {
@@ -389,7 +383,7 @@ static int aws_call(struct aws_state *s, const struct key_ref *k, const char *op
                 bool retry = false;
                 int status = 0;
 
-                r = ensure_credentials(s, err);
+                r = kc_aws_credentials_refresh(s->http, &s->creds, time(NULL), err);
                 if (r < 0)
                         return r;
                 /* After the credentials, which may have taken a metadata service's time. */
