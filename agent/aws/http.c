@@ -264,6 +264,8 @@ static int curl_to_errno(CURLcode c) {
                 { CURLE_GOT_NOTHING, -ECONNRESET },
                 { CURLE_SEND_ERROR, -ECONNRESET },
                 { CURLE_RECV_ERROR, -ECONNRESET },
+                /* Closed before the whole body came (Content-Length or chunks short): a reset, retried. */
+                { CURLE_PARTIAL_FILE, -ECONNRESET },
                 { CURLE_UNSUPPORTED_PROTOCOL, -EPROTONOSUPPORT },
                 { CURLE_URL_MALFORMAT, -EINVAL },
                 { CURLE_OUT_OF_MEMORY, -ENOMEM },

@@ -13,6 +13,7 @@
  *   -ECONNREFUSED   nothing listening / connection failed
  *   -EHOSTUNREACH   name did not resolve
  *   -EPROTO         TLS handshake or certificate failure
+ *   -ECONNRESET     connection closed before or while the response came
  *   -EMSGSIZE       response larger than KC_HTTP_MAX_RESPONSE
  */
 

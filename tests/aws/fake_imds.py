@@ -8,6 +8,7 @@ KMS servers, used by test-aws-kms.py.  Nothing here leaves 127.0.0.1.
   container  ECS-style endpoint: GET /creds with an Authorization header
   slow       answers every request after SLEEP seconds
   throttle   answers every request with 400 ThrottlingException
+  truncate   promises a body of 200 bytes, sends 20 and closes the connection
   error      answers every request with the AWS error body of ETYPE (status STATUS);
              with IN_HEADER, ETYPE goes in an X-Amzn-ErrorType header instead
 """
@@ -95,6 +96,15 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 body["__type"] = self.etype
             return self.reply(self.status, json.dumps(body).encode(), "application/x-amz-json-1.1", headers)
+        if self.mode == "truncate":
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-amz-json-1.1")
+            self.send_header("Content-Length", "200")
+            self.end_headers()
+            self.wfile.write(b'{"KeyMetadata": {"Ar')
+            self.wfile.flush()
+            self.close_connection = True
+            return
         if self.mode == "throttle":
             return self.reply(400, b'{"__type":"ThrottlingException","message":"Rate exceeded"}',
                               "application/x-amz-json-1.1", [("x-amzn-RequestId", "throttle-req-%d" % len(self.log))])

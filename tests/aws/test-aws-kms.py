@@ -402,6 +402,15 @@ def run(tmp, audit, port):
           err_name(out) == "ETIMEDOUT" and dt < 3.0, "%s (%.2fs)" % (out, dt))
     srv.shutdown()
 
+    # A connection closed before the whole body came is a reset: retried, then reported.
+    srv, cport = fake_imds.start("truncate")
+    e = dict(env, AWS_ENDPOINT_URL_KMS="http://127.0.0.1:%d" % cport, KMSCRYPT_AWS_DEADLINE_MS="1500")
+    rc, out, _ = drive(e, audit, "describe", ref1)
+    hits = len(srv.RequestHandlerClass.log)
+    check("body cut short retried then ECONNRESET", err_name(out) == "ECONNRESET" and hits >= 2,
+          "%s (%d requests)" % (out, hits))
+    srv.shutdown()
+
     # Throttling is retried with backoff, then reported.
     srv, tport = fake_imds.start("throttle")
     e = dict(env, AWS_ENDPOINT_URL_KMS="http://127.0.0.1:%d" % tport, KMSCRYPT_AWS_DEADLINE_MS="1500")
