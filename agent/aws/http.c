@@ -289,8 +289,15 @@ static int setup(CURL *c, const struct kc_http_request *req, struct curl_slist *
         SETOPT(c, CURLOPT_NOSIGNAL, 1L);
         SETOPT(c, CURLOPT_SSL_VERIFYPEER, 1L);
         SETOPT(c, CURLOPT_SSL_VERIFYHOST, 2L);
-        if (req->ca_file)
+        /*
+         * A named bundle is the whole trust store, as AWS_CA_BUNDLE is in the
+         * SDKs: libcurl would otherwise still trust its built-in CA directory
+         * (/etc/ssl/certs on Debian) beside it, and any public CA with it.
+         */
+        if (req->ca_file) {
                 SETOPT(c, CURLOPT_CAINFO, req->ca_file);
+                SETOPT(c, CURLOPT_CAPATH, NULL);
+        }
         SETOPT(c, CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms > 0 ? req->connect_timeout_ms : 3000L);
         SETOPT(c, CURLOPT_TIMEOUT_MS, req->timeout_ms > 0 ? req->timeout_ms : 10000L);
         SETOPT(c, CURLOPT_CUSTOMREQUEST, req->method);

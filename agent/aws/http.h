@@ -4,7 +4,8 @@
 /*
  * One HTTP(S) exchange over libcurl, for the aws provider and its
  * credential sources.  Certificate verification is always on (a CA file may
- * be named); redirects are never followed; only http and https.  The
+ * be named, and is then the only one trusted); redirects are never
+ * followed; only http and https.  The
  * response body is received straight into kc_secret memory (it may carry a
  * plaintext data key or credentials) and is wiped when cleared.  curl
  * failures become negative errno with a message in err:

@@ -103,9 +103,16 @@ class Proxy:
                 c, _ = lsock.accept()
             except OSError:
                 return
+            c = self.wrap(c)
+            if c is None:
+                continue
             u = socket.create_connection(("127.0.0.1", self.target))
             threading.Thread(target=self.pipe, args=(c, u, self.client_sent), daemon=True).start()
             threading.Thread(target=self.pipe, args=(u, c, None), daemon=True).start()
+
+    def wrap(self, c):
+        """The client's connection as the forwarder speaks it (None: dropped)."""
+        return c
 
     def client_sent(self, data):
         """What a client sent, chunk by chunk; a plain forwarder keeps nothing."""
@@ -149,6 +156,109 @@ class Recorder(Proxy):
 
     def url(self):
         return "http://127.0.0.1:%d" % self.port
+
+
+class TLSProxy(Proxy):
+    """The forwarder behind TLS: https://127.0.0.1:port with cert/key, to moto over plain http."""
+
+    def __init__(self, target, cert, key):
+        import ssl
+        super().__init__(free_port(), target)
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(cert, key)
+        self.up()
+
+    def wrap(self, c):
+        try:
+            return self.ctx.wrap_socket(c, server_side=True)
+        except OSError:
+            c.close()   # the client refused our certificate: what some cases expect
+            return None
+
+    def url(self):
+        return "https://127.0.0.1:%d" % self.port
+
+
+def openssl(*args):
+    subprocess.run(["openssl"] + list(args), check=True, capture_output=True)
+
+
+def make_ca(d, name):
+    """A CA of its own in d: (name.pem, name.key)."""
+    pem, key = os.path.join(d, name + ".pem"), os.path.join(d, name + ".key")
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+            "-keyout", key, "-out", pem, "-subj", "/CN=" + name,
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
+    return pem, key
+
+
+def make_server_cert(d, ca_pem, ca_key):
+    """A certificate for 127.0.0.1 issued by the CA: (cert, key)."""
+    cert, key, csr, ext = (os.path.join(d, n) for n in ("srv.pem", "srv.key", "srv.csr", "srv.ext"))
+    with open(ext, "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key,
+            "-out", csr, "-subj", "/CN=127.0.0.1")
+    openssl("x509", "-req", "-in", csr, "-CA", ca_pem, "-CAkey", ca_key, "-CAcreateserial", "-days", "2",
+            "-out", cert, "-extfile", ext)
+    return cert, key
+
+
+def in_system_store(ca_dir, argv):
+    """argv run with ca_dir mounted over /etc/ssl/certs, the directory libcurl trusts by default."""
+    unshare = ["unshare", "-m"] if os.geteuid() == 0 else ["unshare", "-rm"]
+    return unshare + ["sh", "-c", 'mount --bind "$0" /etc/ssl/certs && exec "$@"', ca_dir] + argv
+
+
+def tls_cases(tmp, audit, port, env, ref):
+    """HTTPS with certificate verification, and what a named CA file trusts."""
+    if not shutil.which("openssl"):
+        print("skip - TLS cases: no openssl command")
+        return
+    d = os.path.join(tmp, "tls")
+    os.mkdir(d)
+    ca_pem, ca_key = make_ca(d, "kc-test-ca")
+    other_pem, _ = make_ca(d, "kc-other-ca")
+    cert, key = make_server_cert(d, ca_pem, ca_key)
+    proxy = TLSProxy(port, cert, key)
+    try:
+        tls_cases_through(proxy, d, audit, env, ref, ca_pem, other_pem)
+    finally:
+        proxy.down()
+
+
+def tls_cases_through(proxy, d, audit, env, ref, ca_pem, other_pem):
+    """The cases of tls_cases, through proxy (https, a certificate of ca_pem's)."""
+    e = dict(env, AWS_ENDPOINT_URL_KMS=proxy.url())
+    del e["KMSCRYPT_AWS_ALLOW_HTTP"]
+    rc, out, _ = drive(dict(e, KMSCRYPT_AWS_CA_FILE=ca_pem), audit, "describe", ref)
+    check("https with the CA file that issued the endpoint's certificate", rc == 0, out)
+    rc, out, _ = drive(e, audit, "describe", ref)
+    check("https: a certificate the system store does not know is refused (EPROTO)", err_name(out) == "EPROTO", out)
+    rc, out, _ = drive(dict(e, KMSCRYPT_AWS_CA_FILE=other_pem), audit, "describe", ref)
+    check("https: a certificate the named CA file did not issue is refused (EPROTO)", err_name(out) == "EPROTO", out)
+
+    # The system's CA directory trusting the issuer, as if a public CA had issued it: a named
+    # CA file replaces the system store, as AWS_CA_BUNDLE does in the SDKs, rather than adding to it.
+    store = os.path.join(d, "system-store")
+    os.mkdir(store)
+    shutil.copy(ca_pem, store)
+    openssl("rehash", store)
+    shutil.copy(ca_pem, os.path.join(store, "ca-certificates.crt"))   # libcurl's default bundle file
+    argv = [DRIVER, audit, "describe", ref]
+    try:
+        p = subprocess.run(in_system_store(store, argv), env=e, capture_output=True, text=True, timeout=60)
+    except OSError as ex:
+        print("skip - TLS cases with a system store of our own: %s" % ex)
+        return
+    if "ok" not in p.stdout.split()[:1]:
+        print("skip - TLS cases with a system store of our own: %s %s" % (p.stdout.strip(), p.stderr.strip()))
+        return
+    check("https: the system store is used when no CA file is named", True)
+    p = subprocess.run(in_system_store(store, argv), env=dict(e, KMSCRYPT_AWS_CA_FILE=other_pem),
+                       capture_output=True, text=True, timeout=60)
+    out = p.stdout.strip()
+    check("https: with a CA file named, the system store is not trusted as well", err_name(out) == "EPROTO", out)
 
 
 def base_env(endpoint, tmp):
@@ -479,6 +589,8 @@ def run(tmp, audit, port):
     del e["AWS_ACCESS_KEY_ID"], e["AWS_SECRET_ACCESS_KEY"]
     rc, out, _ = drive(e, audit, "describe", ref1)
     check("no credentials anywhere: ENOKEY", err_name(out) == "ENOKEY" and "no AWS credentials" in out, out)
+
+    tls_cases(tmp, audit, port, env, ref1)
 
     print("%d passed, %d failed" % (passed, failed))
     return 0 if failed == 0 else 1
