@@ -60,7 +60,11 @@ static char *strip(char *s) {
         return s;
 }
 
-int kc_aws_ini_lookup(const char *path, const char *section, const char *key, char **ret) {
+/*
+ * key in [section] of path as kc_aws_ini_lookup() gives it; key NULL: 0
+ * when the section is there at all (ret untouched).
+ */
+static int ini_find(const char *path, const char *section, const char *key, char **ret) {
         _cleanup_secret_ char *text = NULL;
         bool in_section = false;
         char *save = NULL;
@@ -85,6 +89,8 @@ int kc_aws_ini_lookup(const char *path, const char *section, const char *key, ch
                                 in_section = strncmp(section, "profile ", 8) == 0 && streq(section + 8, name);
                         } else
                                 in_section = streq(l, section);
+                        if (in_section && !key)
+                                return 0;
                         continue;
                 }
                 eq = strchr(l, '=');
@@ -97,6 +103,10 @@ int kc_aws_ini_lookup(const char *path, const char *section, const char *key, ch
                 return *ret ? 0 : -ENOMEM;
         }
         return -ENOENT;
+}
+
+int kc_aws_ini_lookup(const char *path, const char *section, const char *key, char **ret) {
+        return key ? ini_find(path, section, key, ret) : -EINVAL;
 }
 
 static int home_file(const char *env, const char *name, char **ret) {
@@ -181,23 +191,39 @@ static int from_file(const char *path, const char *section, struct kc_aws_creden
         return r == -ENOENT ? 0 : r;
 }
 
+/*
+ * A profile named in AWS_PROFILE that neither file has is a mistake to
+ * report, as the SDKs do (ProfileNotFound): going on down the chain would
+ * sign with the instance's or container's role instead, another identity
+ * than the one configured.  One that is there without keys (a region only)
+ * lets the chain go on, as in the SDKs.
+ */
+static bool profile_missing(const char *creds, const char *config, const char *config_section) {
+        const char *p = env_nonempty("AWS_PROFILE");
+
+        if (!p || streq(p, "default"))
+                return false;
+        return !(creds && ini_find(creds, p, NULL, NULL) == 0) &&
+               !(config && config_section && ini_find(config, config_section, NULL, NULL) == 0);
+}
+
 static int from_shared_files(struct kc_http *h, struct kc_aws_credentials *c, struct kc_err *err) {
         _cleanup_free_ char *creds = NULL, *config = NULL, *section = NULL;
         const char *p = profile_name();
-        int r;
+        int r = -ENOENT;
 
-        if (home_file("AWS_SHARED_CREDENTIALS_FILE", "credentials", &creds) >= 0) {
+        if (home_file("AWS_SHARED_CREDENTIALS_FILE", "credentials", &creds) >= 0)
                 r = from_file(creds, p, c, err);
-                if (r != -ENOENT)
-                        return r;
+        if (r == -ENOENT && home_file("AWS_CONFIG_FILE", "config", &config) >= 0) {
+                if (asprintf(&section, "profile %s", p) < 0)
+                        return -ENOMEM;
+                r = from_file(config, section, c, err);
+                if (r == -ENOENT && streq(p, "default"))
+                        r = from_file(config, "default", c, err);
         }
-        if (home_file("AWS_CONFIG_FILE", "config", &config) < 0)
-                return -ENOENT;
-        if (asprintf(&section, "profile %s", p) < 0)
-                return -ENOMEM;
-        r = from_file(config, section, c, err);
-        if (r == -ENOENT && streq(p, "default"))
-                r = from_file(config, "default", c, err);
+        if (r == -ENOENT && profile_missing(creds, config, section))
+                return kc_err_set(err, -ENOKEY, "profile \"%.64s\" (AWS_PROFILE) is in neither %.100s nor %.100s",
+                                  p, creds ?: "a credentials file", config ?: "a config file");
         return r;
 }
 

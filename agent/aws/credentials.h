@@ -6,7 +6,8 @@
  *
  *   1. environment: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN
  *   2. shared files: AWS_SHARED_CREDENTIALS_FILE (~/.aws/credentials), then
- *      AWS_CONFIG_FILE (~/.aws/config), profile AWS_PROFILE or "default"
+ *      AWS_CONFIG_FILE (~/.aws/config), profile AWS_PROFILE or "default";
+ *      a profile AWS_PROFILE names that neither file has is -ENOKEY
  *   3. container: AWS_CONTAINER_CREDENTIALS_RELATIVE_URI (on 169.254.170.2) or
  *      _FULL_URI, with AWS_CONTAINER_AUTHORIZATION_TOKEN(_FILE)
  *   4. EC2 instance metadata, IMDSv2 only (PUT a session token, then GET the

@@ -13,7 +13,8 @@
  * The credential chain of the aws provider (agent/aws/credentials.h) over
  * files and the environment only: each test starts from an environment
  * with no AWS variable, metadata disabled and both shared files named but
- * absent, so nothing here reaches the network.
+ * absent, so nothing here reaches the network (a container endpoint, where
+ * one is named, is a loopback port where nothing listens).
  */
 
 static char *tmp;
@@ -131,6 +132,79 @@ START_TEST(test_refresh_loads_empty) {
 }
 END_TEST
 
+/* ---- the named profile ---------------------------------------------------------------------- */
+
+static void write_file(const char *name, const char *text) {
+        _cleanup_free_ char *path = NULL;
+        FILE *f;
+
+        ck_assert_int_ge(asprintf(&path, "%s/%s", tmp, name), 0);
+        f = fopen(path, "we");
+        ck_assert_ptr_nonnull(f);
+        ck_assert_int_ge(fputs(text, f), 0);
+        ck_assert_int_eq(fclose(f), 0);
+}
+
+/*
+ * A source after the shared files that would answer if asked: the container
+ * endpoint, on a loopback port where nothing listens (refused at once).
+ */
+static void container_next(void) {
+        setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1:1/creds", 1);
+}
+
+START_TEST(test_profile_missing_stops_the_chain) {
+        _cleanup_(kc_aws_credentials_clear) struct kc_aws_credentials c = {};
+        struct kc_err err = {};
+
+        write_file("credentials", "[default]\naws_access_key_id = AKIADEFAULT\naws_secret_access_key = s\n");
+        write_file("config", "[profile other]\nregion = eu-west-1\n");
+        setenv("AWS_PROFILE", "prdo", 1);
+        container_next();
+        ck_assert_int_eq(kc_aws_credentials_load(http, &c, &err), -ENOKEY);
+        ck_assert_msg(strstr(err.msg, "profile \"prdo\" (AWS_PROFILE) is in neither"), "%s", err.msg);
+        ck_assert_ptr_null(c.access_key_id);
+}
+END_TEST
+
+START_TEST(test_profile_without_keys_goes_on) {
+        _cleanup_(kc_aws_credentials_clear) struct kc_aws_credentials c = {};
+        struct kc_err err = {};
+
+        /* There, with a region only: the next source is asked, as in the SDKs. */
+        write_file("config", "[profile prod]\nregion = eu-west-1\n");
+        setenv("AWS_PROFILE", "prod", 1);
+        container_next();
+        ck_assert_int_eq(kc_aws_credentials_load(http, &c, &err), -ECONNREFUSED);
+        ck_assert_msg(strstr(err.msg, "AWS credentials (container)"), "%s", err.msg);
+}
+END_TEST
+
+START_TEST(test_profile_found) {
+        _cleanup_(kc_aws_credentials_clear) struct kc_aws_credentials c = {};
+
+        write_file("credentials", "[prod]\naws_access_key_id = AKIAPROD\naws_secret_access_key = s\n");
+        setenv("AWS_PROFILE", "prod", 1);
+        container_next();
+        ck_assert_int_eq(kc_aws_credentials_load(http, &c, NULL), 0);
+        ck_assert_str_eq(c.access_key_id, "AKIAPROD");
+        ck_assert_str_eq(c.source, "shared-file");
+}
+END_TEST
+
+START_TEST(test_default_profile_absent_goes_on) {
+        _cleanup_(kc_aws_credentials_clear) struct kc_aws_credentials c = {};
+        struct kc_err err = {};
+
+        /* No AWS_PROFILE, or "default": no profile was chosen, so none is missing. */
+        container_next();
+        ck_assert_int_eq(kc_aws_credentials_load(http, &c, &err), -ECONNREFUSED);
+        setenv("AWS_PROFILE", "default", 1);
+        err = (struct kc_err) {};
+        ck_assert_int_eq(kc_aws_credentials_load(http, &c, &err), -ECONNREFUSED);
+}
+END_TEST
+
 Suite *kc_test_suite(void) {
         Suite *s = suite_create("aws-credentials");
         TCase *tc = tcase_create("refresh");
@@ -141,6 +215,14 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_refresh_replaces_stale);
         tcase_add_test(tc, test_refresh_leaves_fresh);
         tcase_add_test(tc, test_refresh_loads_empty);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("profile");
+        tcase_add_checked_fixture(tc, isolate, teardown);
+        tcase_add_test(tc, test_profile_missing_stops_the_chain);
+        tcase_add_test(tc, test_profile_without_keys_goes_on);
+        tcase_add_test(tc, test_profile_found);
+        tcase_add_test(tc, test_default_profile_absent_goes_on);
         suite_add_tcase(s, tc);
         return s;
 }
