@@ -451,6 +451,17 @@ static bool too_small_for_luks2(const char *path) {
         return kc_path_size(path, &size) >= 0 && size < LUKS2_MIN_HEADERS_SIZE;
 }
 
+int kc_luks_check_paths(const char *device, const char *header, struct kc_err *err) {
+        int r;
+
+        if (!device)
+                return -EINVAL;
+        r = path_exists("device", device, err);
+        if (r >= 0 && header)
+                r = path_exists("header", header, err);
+        return r;
+}
+
 int kc_luks_open(const char *device, const char *header, struct kc_luks **ret, struct kc_err *err) {
         _cleanup_(luks_crypt_freep) struct crypt_device *cd = NULL;
         _cleanup_free_ struct kc_luks *l = NULL;
@@ -461,14 +472,9 @@ int kc_luks_open(const char *device, const char *header, struct kc_luks **ret, s
 
         if (!device || !ret)
                 return -EINVAL;
-        r = path_exists("device", device, err);
+        r = kc_luks_check_paths(device, header, err);
         if (r < 0)
                 return r;
-        if (header) {
-                r = path_exists("header", header, err);
-                if (r < 0)
-                        return r;
-        }
 
         r = crypt_init_paths(device, header, &cd);
         if (r < 0)

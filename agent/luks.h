@@ -78,6 +78,15 @@ int kc_luks_check_blank(const char *device, struct kc_err *err);
 /* Format LUKS2 aes-xts-plain64 with the given volume key and write the token. */
 int kc_luks_format(const struct kc_luks_format_params *p, const struct kc_token *token, struct kc_err *err);
 
+/*
+ * kc_luks_open()'s first check on its own, in its words: device (and header,
+ * unless NULL) exist, each a block device or a regular file ("device PATH:
+ * No such file or directory", -ENOENT).  For a caller that refuses a typo
+ * before it opens anything that leaves a trace (kc_kms_open() creates the
+ * keystore directory and the audit log).
+ */
+int kc_luks_check_paths(const char *device, const char *header, struct kc_err *err);
+
 /* Open the header of device (header = detached header or NULL). -EINVAL not LUKS2 (LUKS1 named as such). */
 int kc_luks_open(const char *device, const char *header, struct kc_luks **ret, struct kc_err *err);
 void kc_luks_close(struct kc_luks *l);

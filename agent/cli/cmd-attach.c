@@ -210,8 +210,9 @@ static int attach_one(struct kc_cli *cli, const struct kc_attach_params *p, cons
                       const char *volumes, struct kc_attach_result *res, struct kc_err *err, int *ret_said) {
         _cleanup_(kc_client_closep) struct kc_client *agent = open_agent();
         _cleanup_volumes_ struct kc_volumes *vs = NULL;
+        _cleanup_free_ char *device = NULL;
         const struct kc_volume_conf *v;
-        struct kc_attach_params cp;
+        struct kc_attach_params cp = *p;
         struct kc_kms_request req;
         struct kc_kms *kms;
         int r;
@@ -226,8 +227,16 @@ static int attach_one(struct kc_cli *cli, const struct kc_attach_params *p, cons
                 if (!v)
                         return kc_err_set(err, -ENOENT, "no volume %s in %s", volume, volumes);
                 params_from_conf(v, &cp);
-                p = &cp;
         }
+        /* A mistyped device is refused before the KMS is opened, which would create the keystore and
+         * audit log; resolved once, so that kc_attach() does not ask blkid again. */
+        r = kc_resolve_device(cp.device, &device, err);
+        if (r >= 0)
+                r = kc_luks_check_paths(device, cp.header, err);
+        if (r < 0)
+                return r;
+        cp.device = device;
+        p = &cp;
         r = kc_cli_kms(cli, &kms);
         if (r < 0) {
                 *ret_said = kc_cli_exit_status(r);

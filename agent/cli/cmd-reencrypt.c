@@ -305,14 +305,20 @@ static int run_reencrypt(struct kc_cli *cli, int argc, char **argv) {
                 return KC_EXIT_USAGE;
         if (kc_cli_parse_expect(expect_kv, expect_json, &expect) < 0)
                 return KC_EXIT_USAGE;
-        r = kc_cli_kms(cli, &kms);
-        if (r < 0)
-                return kc_cli_exit_status(r);
+        /* The volume before the KMS, which would create the keystore and audit log for a typo. */
         r = kc_cli_target_resolve(argv[1], header, volumes, &t, &err);
         if (r == -ENOENT && stack_target(argv[1], header, &t) >= 0)
                 r = 0;
+        if (r < 0) {
+                char what[300];
+
+                /* The words of kc_cli_reencrypt()'s failure, which this one came before. */
+                snprintf(what, sizeof(what), "cannot reencrypt %s", argv[1]);
+                return kc_cli_fail(cli, r, &err, what);
+        }
+        r = kc_cli_kms(cli, &kms);
         if (r < 0)
-                return kc_cli_fail(cli, r, &err, argv[1]);
+                return kc_cli_exit_status(r);
         o.label = t.name ?: t.device;
         o.device = t.device;
         o.header = t.header;

@@ -31,8 +31,8 @@ void kc_cli_target_clear(struct kc_cli_target *t) {
 }
 
 /* NAME (volumes file, then attached mapping) or DEVICE (path, UUID=, LABEL=) to a device and header. */
-int kc_cli_target_resolve(const char *arg, const char *header, const char *volumes, struct kc_cli_target *ret,
-                          struct kc_err *err) {
+static int target_find(const char *arg, const char *header, const char *volumes, struct kc_cli_target *ret,
+                       struct kc_err *err) {
         _cleanup_volumes_ struct kc_volumes *vs = NULL;
         const struct kc_volume_conf *c = NULL;
         struct kc_volume_status st;
@@ -75,6 +75,29 @@ int kc_cli_target_resolve(const char *arg, const char *header, const char *volum
         if (!t.device || !t.name || (header && !t.header)) {
                 kc_cli_target_clear(&t);
                 return -ENOMEM;
+        }
+        *ret = t;
+        return 0;
+}
+
+/*
+ * target_find(), and the device and header there: every command that takes
+ * a target reads its header, and refusing a typo here, in kc_luks_open()'s
+ * words, comes before the command opens the KMS, which would create the
+ * keystore and the audit log.
+ */
+int kc_cli_target_resolve(const char *arg, const char *header, const char *volumes, struct kc_cli_target *ret,
+                          struct kc_err *err) {
+        struct kc_cli_target t = {};
+        int r;
+
+        r = target_find(arg, header, volumes, &t, err);
+        if (r < 0)
+                return r;
+        r = kc_luks_check_paths(t.device, t.header, err);
+        if (r < 0) {
+                kc_cli_target_clear(&t);
+                return r;
         }
         *ret = t;
         return 0;
@@ -263,6 +286,17 @@ static int run_rewrap(struct kc_cli *cli, int argc, char **argv) {
                 return kc_cli_usage_error(&usage, "--header names one volume; not with --all");
         if (!all && nargs != 1)
                 return kc_cli_usage_error(&usage, "give one NAME or DEVICE, or --all");
+        /* The volume too, before the KMS is opened (kc_cli_target_resolve). */
+        if (!all) {
+                r = kc_cli_target_resolve(argv[1], header, volumes, &t, &err);
+                if (r < 0) {
+                        char what[300];
+
+                        /* The words of rewrap_one()'s failure, which this one came before. */
+                        snprintf(what, sizeof(what), "%s: cannot rewrap", argv[1]);
+                        return kc_cli_fail(cli, r, &err, what);
+                }
+        }
         r = kc_cli_kms(cli, &w.kms);
         if (r < 0)
                 return kc_cli_exit_status(r);
@@ -279,11 +313,6 @@ static int run_rewrap(struct kc_cli *cli, int argc, char **argv) {
                         return kc_cli_fail(cli, r, &err, "find volumes");
                 }
                 return rewrap_finish(&w, rewrap_known(&w, k, NULL));
-        }
-        r = kc_cli_target_resolve(argv[1], header, volumes, &t, &err);
-        if (r < 0) {
-                json_object_put(w.out);
-                return kc_cli_fail(cli, r, &err, argv[1]);
         }
         return rewrap_finish(&w, rewrap_one(&w, t.name, t.device, t.header, ""));
 }
@@ -354,10 +383,8 @@ static int run_rebind(struct kc_cli *cli, int argc, char **argv) {
                 return kc_cli_usage_error(&usage, "--context is required");
         if (is_name(argv[1]))
                 return kc_cli_usage_error(&usage, "rebind takes a DEVICE path, UUID= or LABEL=, not a name");
-        r = kc_cli_kms(cli, &kms);
-        if (r < 0)
-                return kc_cli_exit_status(r);
-        /* A DEVICE, never a name (refused above): no volumes file to read. */
+        /* A DEVICE, never a name (refused above): no volumes file to read.  Its header is read, and
+         * a refusal found there made, before the KMS is opened: that would create the keystore. */
         r = kc_cli_target_resolve(argv[1], header, NULL, &t, &err);
         if (r >= 0)
                 r = merged_context(&t, kv, &ctx, &err);
@@ -368,6 +395,9 @@ static int run_rebind(struct kc_cli *cli, int argc, char **argv) {
                            "or rebind with --force", t.device, mapping);
                 return kc_cli_fail(cli, -EBUSY, &err, "rebind");
         }
+        r = kc_cli_kms(cli, &kms);
+        if (r < 0)
+                return kc_cli_exit_status(r);
         p = (struct kc_rewrap_params) {
                 .ref = { .device = t.device, .header = t.header },
                 .dst_key_ref = key, .dst_context = ctx, .dry_run = dry_run,

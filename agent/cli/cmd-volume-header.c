@@ -102,6 +102,19 @@ static bool volume_begin(struct kc_cli *cli, int argc, char **argv, const struct
         return context_from_options(*kv, *json, ret_ctx) >= 0 && volume_context(*ret_ctx) >= 0;
 }
 
+/*
+ * Before the KMS is opened, which creates the keystore directory and the
+ * audit log: a mistyped device (or header, unless NULL) is refused with
+ * nothing left behind, in the words the workflow would use.  KC_EXIT_OK, or
+ * the status of the failure line "what: ...".
+ */
+static int check_paths(struct kc_cli *cli, const char *device, const char *header, const char *what) {
+        struct kc_err err = {};
+        int r = kc_luks_check_paths(device, header, &err);
+
+        return r < 0 ? kc_cli_fail(cli, r, &err, what) : KC_EXIT_OK;
+}
+
 static int print_result(struct kc_cli *cli, const char *verb, const struct kc_volume_ref *ref,
                         const struct kc_volume_result *res, bool adopt) {
         if (cli->quiet)
@@ -235,6 +248,10 @@ static int volume_format(struct kc_cli *cli, int argc, char **argv) {
         }
         if (passfile && kc_cli_secret_from_file("recovery-passphrase-file", passfile, true, &pass, &pass_len) < 0)
                 return KC_EXIT_USAGE;
+        /* Not the header: format creates it when missing. */
+        status = check_paths(cli, argv[1], NULL, "format");
+        if (status != KC_EXIT_OK)
+                return status;
         r = kc_cli_kms(cli, &kms);
         if (r < 0)
                 return kc_cli_exit_status(r);
@@ -301,6 +318,9 @@ static int volume_adopt(struct kc_cli *cli, int argc, char **argv) {
         if (kc_cli_secret_from_file(passfile ? "passphrase-file" : "key-file", passfile ?: keyfile, !!passfile,
                              &pass, &pass_len) < 0)
                 return KC_EXIT_USAGE;
+        status = check_paths(cli, argv[1], header, "adopt");
+        if (status != KC_EXIT_OK)
+                return status;
         r = kc_cli_kms(cli, &kms);
         if (r < 0)
                 return kc_cli_exit_status(r);

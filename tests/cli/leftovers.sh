@@ -1,0 +1,54 @@
+#!/bin/sh
+# A command that fails on bad input leaves nothing behind.  Opening the KMS
+# creates the keystore directory and the audit log (and its head), so every
+# command that takes a device refuses a device (or header) that is not there
+# before it opens the KMS: the same line and status as on a host whose
+# keystore exists, and no keystore, log or head made for a typo.
+. "$(dirname "$0")/lib.sh"
+
+# gone NAME STATUS WANT ARGS...: refused with STATUS and the one line WANT; nothing created.
+gone() {
+        name=$1 want=$2 line=$3
+        shift 3
+        expect "$want" "$name" "$@"
+        check "$name: one line" one_error_line
+        check "$name: says '$line'" grep -qxF -- "kmscrypt: $line" "$T/err"
+        check "$name: no keystore, log or head made" test ! -e "$KS" -a ! -e "$LOG" -a ! -e "$T/audit.head"
+}
+
+D=$T/typo
+CTX=db-id=db-1,volume-id=vol-1
+printf 'secret\n' > "$T/pass"
+: > "$T/image"
+printf '# name device context\npgdata %s db-id=db-1,volume-id=pgdata\n' "$D" > "$T/volumes"
+NOENT="No such file or directory"
+
+# ---- a host without the keystore and audit directories (the report this test is for) ----
+"$KMSCRYPT" --keystore "$T/nonexist" --audit-log "$T/no-dir/audit.log" attach "$D" > "$T/out" 2> "$T/err"
+rc=$?
+check "no keystore or audit directory: attach of a missing device is not found (exit $rc)" test "$rc" = 3
+check "no keystore or audit directory: says the device is missing, not the KMS" \
+        grep -qxF "kmscrypt: cannot attach $D: device $D: $NOENT" "$T/err"
+check "no keystore or audit directory: keystore directory not created" test ! -e "$T/nonexist"
+
+# ---- every command that takes a device ----
+gone "attach DEVICE" 3 "cannot attach $D: device $D: $NOENT" attach "$D"
+gone "attach VOLUME whose device is missing" 3 "cannot attach pgdata: device $D: $NOENT" \
+        attach pgdata --volumes "$T/volumes"
+gone "attach --header missing" 3 "cannot attach $T/image: header $T/nohdr: $NOENT" \
+        attach "$T/image" --header "$T/nohdr"
+gone "format" 3 "format: device $D: $NOENT" format "$D" --key alias/pg --context "$CTX"
+gone "adopt" 3 "adopt: device $D: $NOENT" adopt "$D" --key alias/pg --context "$CTX" --passphrase-file "$T/pass"
+gone "adopt --header missing" 3 "adopt: header $T/nohdr: $NOENT" \
+        adopt "$T/image" --header "$T/nohdr" --key alias/pg --context "$CTX" --passphrase-file "$T/pass"
+gone "rebind" 3 "rebind: device $D: $NOENT" rebind "$D" --context volume-id=vol-2
+gone "reencrypt DEVICE" 3 "cannot reencrypt $D: device $D: $NOENT" reencrypt "$D"
+gone "reencrypt VOLUME whose device is missing" 3 "cannot reencrypt pgdata: device $D: $NOENT" \
+        reencrypt pgdata --volumes "$T/volumes"
+gone "rewrap DEVICE" 3 "$D: cannot rewrap: device $D: $NOENT" rewrap "$D"
+gone "rewrap --header missing" 3 "$T/image: cannot rewrap: header $T/nohdr: $NOENT" \
+        rewrap "$T/image" --header "$T/nohdr"
+gone "backup" 3 "backup: device $D: $NOENT" backup "$D" "$T/backup"
+check "backup: no backup file made" test ! -e "$T/backup"
+
+finish
