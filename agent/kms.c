@@ -68,10 +68,38 @@ static int own(struct kc_kms *k, size_t slot, const char *s, const char **ret) {
         return 0;
 }
 
-int kc_kms_open(const struct kc_kms_config *cfg, struct kc_kms **ret, struct kc_err *err) {
-        _cleanup_kms_ struct kc_kms *k = NULL;
+/*
+ * The default head lives in the keystore, which may not exist yet: create it
+ * private.  1 when this call made it, 0 when there was nothing to make.
+ */
+static int keystore_dir_make(const char *dir, const char *audit_head, struct kc_err *err) {
+        if (audit_head)
+                return 0;
+        if (mkdir(dir, 0700) == 0)
+                return 1;
+        if (errno == EEXIST)
+                return 0;
+        return kc_err_set(err, negative_errno(), "cannot create %s: %m", dir);
+}
+
+/* The audit log of k, its head at audit_head (NULL: in the keystore). */
+static int kms_audit_open(struct kc_kms *k, const char *audit_head, struct kc_err *err) {
         struct kc_audit_evidence evidence;
         int r;
+
+        k->cfg.audit_head = audit_head;   /* borrowed until its copy below replaces it */
+        r = kc_kms_audit_head(&k->cfg, &k->owned[3]);
+        k->cfg.audit_head = k->owned[3];
+        if (r < 0)
+                return r;
+        /* A chain gone with its head while keys say it held records is not started anew here (docs/audit.md). */
+        kc_kms_audit_evidence(&k->cfg, &evidence);
+        return kc_audit_open(k->cfg.audit_log, k->cfg.audit_head, &evidence, &k->audit, err);
+}
+
+int kc_kms_open(const struct kc_kms_config *cfg, struct kc_kms **ret, struct kc_err *err) {
+        _cleanup_kms_ struct kc_kms *k = NULL;
+        int made, r;
 
         if (!cfg || !cfg->audit_log)
                 return kc_err_set(err, -EINVAL, "no audit log configured");
@@ -85,19 +113,17 @@ int kc_kms_open(const struct kc_kms_config *cfg, struct kc_kms **ret, struct kc_
             own(k, 5, cfg->aws_region, &k->cfg.aws_region) < 0 ||
             own(k, 6, cfg->aws_ca_file, &k->cfg.aws_ca_file) < 0)
                 return -ENOMEM;
-        /* The default head lives in the keystore, which may not exist yet: create it private. */
-        if (!cfg->audit_head && mkdir(k->cfg.keystore_dir, 0700) < 0 && errno != EEXIST)
-                return kc_err_set(err, negative_errno(), "cannot create %s: %m", k->cfg.keystore_dir);
-        k->cfg.audit_head = cfg->audit_head;   /* borrowed until its copy below replaces it */
-        r = kc_kms_audit_head(&k->cfg, &k->owned[3]);
-        k->cfg.audit_head = k->owned[3];
-        if (r < 0)
+        made = keystore_dir_make(k->cfg.keystore_dir, cfg->audit_head, err);
+        if (made < 0)
+                return made;
+        r = kms_audit_open(k, cfg->audit_head, err);
+        if (r < 0) {
+                /* A failed open leaves nothing behind: a directory made for a mistyped --audit-log
+                 * would be taken for the keystore next time.  rmdir() keeps one that is not empty. */
+                if (made)
+                        (void) rmdir(k->cfg.keystore_dir);
                 return r;
-        /* A chain gone with its head while keys say it held records is not started anew here (docs/audit.md). */
-        kc_kms_audit_evidence(&k->cfg, &evidence);
-        r = kc_audit_open(k->cfg.audit_log, k->cfg.audit_head, &evidence, &k->audit, err);
-        if (r < 0)
-                return r;
+        }
         *ret = TAKE_PTR(k);
         return 0;
 }

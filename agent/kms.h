@@ -132,7 +132,11 @@ struct kc_kms_provider {
                            struct kc_err *err);
 };
 
-/* Open the KMS layer: providers are opened lazily on first use. The audit log is opened here. */
+/*
+ * Open the KMS layer: providers are opened lazily on first use. The audit log is opened here
+ * (created when missing), and the keystore directory created for the head when that is in it
+ * (cfg->audit_head NULL); a failed open takes back the directory it created.
+ */
 int kc_kms_open(const struct kc_kms_config *cfg, struct kc_kms **ret, struct kc_err *err);
 void kc_kms_close(struct kc_kms *k);
 DEFINE_CLEANUP_FUNC(struct kc_kms *, kc_kms_close)

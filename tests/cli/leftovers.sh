@@ -24,12 +24,29 @@ printf '# name device context\npgdata %s db-id=db-1,volume-id=pgdata\n' "$D" > "
 NOENT="No such file or directory"
 
 # ---- a host without the keystore and audit directories (the report this test is for) ----
+# The head in the keystore, where it is by default: opening the KMS makes the keystore directory for it.
+unset KMSCRYPT_AUDIT_HEAD
 "$KMSCRYPT" --keystore "$T/nonexist" --audit-log "$T/no-dir/audit.log" attach "$D" > "$T/out" 2> "$T/err"
 rc=$?
 check "no keystore or audit directory: attach of a missing device is not found (exit $rc)" test "$rc" = 3
 check "no keystore or audit directory: says the device is missing, not the KMS" \
         grep -qxF "kmscrypt: cannot attach $D: device $D: $NOENT" "$T/err"
 check "no keystore or audit directory: keystore directory not created" test ! -e "$T/nonexist"
+
+# A KMS that cannot open (its audit log's directory is missing) takes back the keystore directory it made.
+for args in "key list" "key create --alias alias/pg"; do
+        "$KMSCRYPT" --keystore "$T/nonexist" --audit-log "$T/no-dir/audit.log" $args > "$T/out" 2> "$T/err"
+        rc=$?
+        check "no audit directory: $args is unavailable (exit $rc)" test "$rc" = 5
+        check "no audit directory: $args names the audit log" \
+                grep -qxF "kmscrypt: cannot open the KMS: cannot open audit log $T/no-dir/audit.log: $NOENT" "$T/err"
+        check "no audit directory: $args leaves no keystore directory" test ! -e "$T/nonexist"
+done
+mkdir -m 700 "$T/existing"
+"$KMSCRYPT" --keystore "$T/existing" --audit-log "$T/no-dir/audit.log" key list > "$T/out" 2> "$T/err"
+check "no audit directory: a keystore directory that was there stays" test -d "$T/existing"
+rmdir "$T/existing"
+export KMSCRYPT_AUDIT_HEAD=$T/audit.head
 
 # ---- every command that takes a device ----
 gone "attach DEVICE" 3 "cannot attach $D: device $D: $NOENT" attach "$D"
