@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <string.h>
+#include <sys/stat.h>
 
 #include "agent/cli/cli.h"
 #include "lib/log.h"
@@ -7,7 +8,8 @@
 /* kmscrypt audit ...: read and verify the hash-chained audit trail, restart a lost one. */
 
 /*
- * The start of the commands that check the chain as a whole, like
+ * The start of the commands that read the chain (list checks it where it
+ * has no records; verify and restart, as a whole), like
  * kc_cli_begin() without opening the KMS: parse per u, then find the
  * chain's head and the evidence that it held records (the keystore's keys;
  * it borrows cli's configuration).  true to go on; false when the command
@@ -122,6 +124,31 @@ static int key_filter(struct kc_cli *cli, const char *key, char id[static 65], s
         return KC_EXIT_OK;
 }
 
+/*
+ * A log without records lists nothing, which reads as "no key was used":
+ * true of a fresh chain only.  Where there is nothing to list, the chain is
+ * verified (cheap: no records to hash), and one that was lost with its
+ * head, or whose head says it had records, is status 5, as for every
+ * command that opens the KMS over it (kmscrypt(8)), in one line that says
+ * why and the way on.  A log with records is listed as it is: audit verify
+ * checks those.  KC_EXIT_* status.
+ */
+static int list_check_empty(struct kc_cli *cli, const char *head, const struct kc_audit_evidence *evidence) {
+        struct kc_audit_verify v = {};
+        struct stat st;
+        int r;
+
+        if (stat(cli->config.audit_log, &st) == 0 && st.st_size > 0)
+                return KC_EXIT_OK;
+        r = kc_audit_verify(cli->config.audit_log, head, evidence, &v);
+        if (r >= 0)
+                return KC_EXIT_OK;
+        /* Not through a kc_err: the reason names two paths and the keystore, and its line must not be cut. */
+        log_error("audit list: %s: %s: no records to list (see kmscrypt audit verify, kmscrypt audit restart)",
+                  cli->config.audit_log, v.reason[0] ? v.reason : strerror(-r));
+        return r == -EBADMSG ? KC_EXIT_UNAVAILABLE : kc_cli_exit_status(r);
+}
+
 static int audit_list(struct kc_cli *cli, int argc, char **argv) {
         const char *key = NULL, *since_text = NULL;
         const struct kc_cli_option options[] = {
@@ -134,26 +161,27 @@ static int audit_list(struct kc_cli *cli, int argc, char **argv) {
                 .description = "Print the audit records, oldest first.",
                 .options = options,
         };
+        _cleanup_free_ char *head = NULL;
+        struct kc_audit_evidence evidence;
         struct kc_audit_filter filter = {};
         struct list_state s = { .cli = cli };
         char key_id[65];
-        int nargs, r;
+        int r;
 
-        r = kc_cli_parse(cli, argc, argv, &usage, &nargs);
-        if (r <= 0)
-                return kc_cli_parse_exit(r);
+        if (!audit_begin(cli, argc, argv, &usage, &head, &evidence, &r))
+                return r;
         if (since_text && parse_since(since_text, &filter.since) < 0) {
                 log_error("--since: expected YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or @SECONDS, got \"%s\"", since_text);
                 return KC_EXIT_USAGE;
         }
-        r = kc_cli_config(cli);
-        if (r < 0)
-                return kc_cli_exit_status(r);
         if (key) {
                 r = key_filter(cli, key, key_id, &filter);
                 if (r != KC_EXIT_OK)
                         return r;
         }
+        r = list_check_empty(cli, head, &evidence);
+        if (r != KC_EXIT_OK)
+                return r;
         if (kc_cli_prints_json(cli))
                 s.records = json_object_new_array();
         else if (!cli->quiet)
