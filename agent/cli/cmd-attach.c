@@ -66,9 +66,16 @@ static bool is_volume_name(const char *arg) {
 }
 
 int kc_cli_volumes_load(const char *path, struct kc_volumes **ret, struct kc_err *err) {
-        int r = kc_volumes_load(path, ret, err);
+        struct kc_err lerr = {};
+        int r = kc_volumes_load(path, ret, &lerr);
 
-        return r == -ENOENT ? kc_volumes_parse("", 0, path, ret, err) : r;
+        /* Not into err: its first line would stay, and name the missing file instead of what
+         * the caller finds wrong next ("no volume NAME in FILE"). */
+        if (r == -ENOENT)
+                return kc_volumes_parse("", 0, path, ret, err);
+        if (r < 0 && err)
+                *err = lerr;
+        return r;
 }
 
 static void params_from_conf(const struct kc_volume_conf *v, struct kc_attach_params *p) {
