@@ -398,6 +398,22 @@ bool kc_cli_begin(struct kc_cli *cli, int argc, char **argv, const struct kc_cli
         return true;
 }
 
+int kc_cli_check_key_ref(const struct kc_cli_usage *u, const char *key) {
+        const struct kc_kms_provider *provider;
+        struct kc_err err = {};
+        const char *rest;
+        int r;
+
+        if (!key)
+                return 0;
+        r = kc_kms_resolve(key, &provider, &rest, &err);
+        if (r < 0) {
+                kc_cli_usage_error(u, "--key: %s", kc_err_msg(&err, r));
+                return -EINVAL;
+        }
+        return 0;
+}
+
 int kc_cli_parse_uint(const char *name, const char *text, unsigned min, unsigned max, unsigned *ret) {
         unsigned long v;
         char *end;

@@ -148,6 +148,13 @@ int kc_cli_usage_error(const struct kc_cli_usage *u, const char *fmt, ...) _prin
 bool kc_cli_begin(struct kc_cli *cli, int argc, char **argv, const struct kc_cli_usage *u,
                   struct kc_kms **ret_kms, int *ret_status);
 
+/*
+ * --key KEY (NULL: not given) names a provider this build has: a usage error
+ * (printed) before any device is read or KMS opened, for every command that
+ * takes one, rather than the device's or the KMS's failure it would become.
+ */
+int kc_cli_check_key_ref(const struct kc_cli_usage *u, const char *key);
+
 /* Parse "--NAME" as an unsigned integer in [min, max]; prints a usage error when < 0. */
 int kc_cli_parse_uint(const char *name, const char *text, unsigned min, unsigned max, unsigned *ret);
 

@@ -286,6 +286,8 @@ static int run_rewrap(struct kc_cli *cli, int argc, char **argv) {
                 return kc_cli_usage_error(&usage, "--header names one volume; not with --all");
         if (!all && nargs != 1)
                 return kc_cli_usage_error(&usage, "give one NAME or DEVICE, or --all");
+        if (kc_cli_check_key_ref(&usage, key) < 0)
+                return KC_EXIT_USAGE;
         /* The volume too, before the KMS is opened (kc_cli_target_resolve). */
         if (!all) {
                 r = kc_cli_target_resolve(argv[1], header, volumes, &t, &err);
@@ -383,6 +385,8 @@ static int run_rebind(struct kc_cli *cli, int argc, char **argv) {
                 return kc_cli_usage_error(&usage, "--context is required");
         if (is_name(argv[1]))
                 return kc_cli_usage_error(&usage, "rebind takes a DEVICE path, UUID= or LABEL=, not a name");
+        if (kc_cli_check_key_ref(&usage, key) < 0)
+                return KC_EXIT_USAGE;
         /* A DEVICE, never a name (refused above): no volumes file to read.  Its header is read, and
          * a refusal found there made, before the KMS is opened: that would create the keystore. */
         r = kc_cli_target_resolve(argv[1], header, NULL, &t, &err);

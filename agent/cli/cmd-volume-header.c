@@ -99,6 +99,8 @@ static bool volume_begin(struct kc_cli *cli, int argc, char **argv, const struct
                 kc_cli_usage_error(u, "--key KEY is required (kmscrypt.conf sets no default-key)");
                 return false;
         }
+        if (kc_cli_check_key_ref(u, *key) < 0)
+                return false;
         return context_from_options(*kv, *json, ret_ctx) >= 0 && volume_context(*ret_ctx) >= 0;
 }
 

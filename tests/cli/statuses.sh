@@ -1,8 +1,24 @@
 #!/bin/sh
 # Exit statuses and lines as kmscrypt(8) gives them, the same for every
-# command: a VOLUME that is not configured is named as such.  On image
+# command: a --key naming no provider is status 2 before any device is
+# read, and a VOLUME that is not configured is named as such.  On image
 # files: nothing here needs device-mapper.
 . "$(dirname "$0")/lib.sh"
+
+CTX=db-id=db-1,volume-id=vol-1
+truncate -s 1M "$T/plain.img"
+printf 'secret\n' > "$T/pass"
+expect 0 "create key" key create --alias alias/pg
+
+# ---- --key naming no provider: a usage error, not the device's ----
+for args in "adopt $T/plain.img --context $CTX --passphrase-file $T/pass" "rewrap $T/plain.img" \
+            "rebind $T/plain.img --context volume-id=vol-2" "format $T/plain.img --context $CTX"; do
+        cmd=${args%% *}
+        expect 2 "--key nope:x: $cmd" $args --key nope:x
+        check "--key nope:x: $cmd: one line naming the option" grep -qxF \
+                "kmscrypt: --key: unknown KMS provider \"nope\" in \"nope:x\" (see 'kmscrypt $cmd --help')" "$T/err"
+done
+
 
 # ---- attach VOLUME that is not configured: says so, not that the default file is missing ----
 DEFAULT_VOLUMES=$("$KMSCRYPT" rewrap --help | sed -n 's/.*--volumes FILE.*(default \(.*\))$/\1/p')
