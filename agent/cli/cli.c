@@ -102,6 +102,12 @@ int kc_cli_exit_status(int r) {
         return KC_EXIT_FAILURE;
 }
 
+int kc_cli_header_error(int r) {
+        if (r == -EINVAL || r == -E2BIG || r == -ERANGE || r == -EPROTONOSUPPORT || r == -ENOTUNIQ)
+                return -EUCLEAN;
+        return r;
+}
+
 int kc_cli_fail(struct kc_cli *cli, int r, const struct kc_err *err, const char *what) {
         int status = kc_cli_exit_status(r);
         char line[512];

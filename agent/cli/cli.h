@@ -83,6 +83,16 @@ struct kc_kms_request kc_cli_request(struct kc_cli *cli, const char *volume);
 int kc_cli_exit_status(int r);
 
 /*
+ * A failure to use a volume's header, as the errno to report: a header
+ * kmscrypt cannot use (not LUKS2, a malformed token, ...) is the device's
+ * state, not a bad argument, so the -EINVAL family of libcryptsetup and the
+ * token parser becomes -EUCLEAN (KC_EXIT_UNAVAILABLE, as kmscrypt(8) says);
+ * a missing token stays -ENOENT (not found); anything else is r.  Only for
+ * errors that come after the command's arguments were checked.
+ */
+int kc_cli_header_error(int r);
+
+/*
  * Report a failed operation in one line ("kmscrypt: WHAT: reason") on
  * stderr and, when it is a refusal (KC_EXIT_REFUSED / KC_EXIT_NOT_FOUND),
  * also to syslog.  Returns the KC_EXIT_* status for r.

@@ -224,8 +224,11 @@ static int attach_one(struct kc_cli *cli, const struct kc_attach_params *p, cons
         struct kc_kms *kms;
         int r;
 
+        /* What kc_attach() (here or in the agent) calls invalid is the header's: not a bad argument
+         * (--name is checked before), unlike a mistake in the volumes file below. */
         if (agent)
-                return volume ? kc_client_attach_volume(agent, volume, false, res, err) : kc_client_attach(agent, p, res, err);
+                return kc_cli_header_error(volume ? kc_client_attach_volume(agent, volume, false, res, err)
+                                                  : kc_client_attach(agent, p, res, err));
         if (volume) {
                 r = kc_cli_volumes_load(volumes, &vs, err);
                 if (r < 0)
@@ -252,10 +255,10 @@ static int attach_one(struct kc_cli *cli, const struct kc_attach_params *p, cons
         req = kc_cli_request(cli, NULL);
         r = kc_attach(kms, &req, p, res, err);
         if (r != -EINPROGRESS)
-                return r;
+                return kc_cli_header_error(r);
         *err = (struct kc_err) {};
         r = resume_reencryption(cli, kms, p, err, ret_said);
-        return r < 0 ? r : kc_attach(kms, &req, p, res, err);
+        return r < 0 ? r : kc_cli_header_error(kc_attach(kms, &req, p, res, err));
 }
 
 static int run_attach(struct kc_cli *cli, int argc, char **argv) {
@@ -310,6 +313,9 @@ static int run_attach(struct kc_cli *cli, int argc, char **argv) {
                         return usage_error("attach", "a configured VOLUME takes its options from the volumes file");
                 volume = argv[1];
         }
+        /* A usage error here, so that what kc_attach() calls invalid is the header's (attach_one). */
+        if (p.name && !kc_dm_name_is_valid(p.name))
+                return usage_error("attach", "invalid --name: 1 to 127 characters, no '/' or blank, not . or ..");
         p.device = argv[1];
         p.read_only = read_only;
         if (perf && kc_crypt_flags_parse(perf, &p.flags) < 0)

@@ -151,7 +151,7 @@ int kc_cli_reencrypt(struct kc_cli *cli, struct kc_kms *kms, const struct kc_cli
                 fputc('\n', stderr);
         if (r < 0) {
                 snprintf(what, sizeof(what), "cannot reencrypt %s", o->label);
-                return kc_cli_fail(cli, r, &err, what);
+                return kc_cli_fail(cli, kc_cli_header_error(r), &err, what);
         }
         if (r > 0)
                 kc_cli_warn_unrecorded(cli, &err, o->label);

@@ -173,8 +173,7 @@ static int rewrap_one(struct rewrap_run *w, const char *name, const char *device
         if (r < 0) {
                 w->failed++;
                 log_error("%s%s: cannot rewrap: %s", prefix, label, kc_err_msg(&err, r));
-                /* A header kmscrypt cannot use is the device's state, not a bad argument. */
-                return r == -EINVAL ? -EUCLEAN : r;
+                return kc_cli_header_error(r);
         }
         if (r > 0) {
                 char what[300];
@@ -321,21 +320,18 @@ static int run_rewrap(struct kc_cli *cli, int argc, char **argv) {
 
 /* ---- rebind ---- */
 
-/* The token's context with the pairs of kv replacing or adding theirs. */
-static int merged_context(const struct kc_cli_target *t, const char *kv, struct kc_context **ret, struct kc_err *err) {
+/* The token's context with the pairs of given replacing or adding theirs. */
+static int merged_context(const struct kc_cli_target *t, const struct kc_context *given, struct kc_context **ret,
+                          struct kc_err *err) {
         _cleanup_luks_ struct kc_luks *l = NULL;
         _cleanup_(kc_token_clear) struct kc_token tok = {};
-        _cleanup_context_ struct kc_context *given = NULL;
         int r;
 
-        r = kc_context_parse_kv(kv, &given, err);
-        if (r < 0)
-                return r;
         r = kc_luks_open(t->device, t->header, &l, err);
         if (r >= 0)
                 r = kc_luks_token_read(l, &tok, NULL, err);
         if (r < 0)
-                return r;
+                return kc_cli_header_error(r);
         for (size_t i = 0; i < kc_context_count(given); i++) {
                 r = kc_context_set(tok.context, kc_context_key(given, i), kc_context_value(given, i), err);
                 if (r < 0)
@@ -369,7 +365,7 @@ static int run_rebind(struct kc_cli *cli, int argc, char **argv) {
                 .max_args = 1,
         };
         _cleanup_(kc_cli_target_clear) struct kc_cli_target t = {};
-        _cleanup_context_ struct kc_context *ctx = NULL;
+        _cleanup_context_ struct kc_context *ctx = NULL, *given = NULL;
         _cleanup_free_ char *mapping = NULL;
         struct kc_rewrap_params p = {};
         struct kc_rewrap_result res;
@@ -387,11 +383,15 @@ static int run_rebind(struct kc_cli *cli, int argc, char **argv) {
                 return kc_cli_usage_error(&usage, "rebind takes a DEVICE path, UUID= or LABEL=, not a name");
         if (kc_cli_check_key_ref(&usage, key) < 0)
                 return KC_EXIT_USAGE;
+        /* A malformed --context is a usage error, told apart from a header that cannot be used. */
+        r = kc_context_parse_kv(kv, &given, &err);
+        if (r < 0)
+                return kc_cli_usage_error(&usage, "--context: %s", kc_err_msg(&err, r));
         /* A DEVICE, never a name (refused above): no volumes file to read.  Its header is read, and
          * a refusal found there made, before the KMS is opened: that would create the keystore. */
         r = kc_cli_target_resolve(argv[1], header, NULL, &t, &err);
         if (r >= 0)
-                r = merged_context(&t, kv, &ctx, &err);
+                r = merged_context(&t, given, &ctx, &err);
         if (r < 0)
                 return kc_cli_fail(cli, r, &err, "rebind");
         if (!force && kc_mapping_of_device(t.device, &mapping) >= 0) {
@@ -408,7 +408,7 @@ static int run_rebind(struct kc_cli *cli, int argc, char **argv) {
         };
         r = kc_rewrap(kms, &cli->caller, &p, &res, &err);
         if (r < 0)
-                return kc_cli_fail(cli, r, &err, "rebind");
+                return kc_cli_fail(cli, kc_cli_header_error(r), &err, "rebind");
         if (r > 0)
                 kc_cli_warn_unrecorded(cli, &err, "rebind");
         if (cli->quiet)

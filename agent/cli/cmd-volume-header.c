@@ -151,19 +151,6 @@ static int print_result(struct kc_cli *cli, const char *verb, const struct kc_vo
         return KC_EXIT_OK;
 }
 
-/*
- * A header kmscrypt cannot use (not LUKS2, no token, a malformed one) is the
- * device's state, not a bad argument: not found for a missing token,
- * unavailable for the rest.
- */
-static int header_status(int r) {
-        if (r == -ENOENT)
-                return -ENOENT;
-        if (r == -EINVAL || r == -E2BIG || r == -ERANGE || r == -EPROTONOSUPPORT || r == -ENOTUNIQ)
-                return -EUCLEAN;
-        return r;
-}
-
 /* The PBKDFs of a recovery keyslot, as cryptsetup's --pbkdf names them. */
 static const char *const pbkdf_types[] = {
         "argon2id",     /* the default */
@@ -337,7 +324,7 @@ static int volume_adopt(struct kc_cli *cli, int argc, char **argv) {
         };
         r = kc_volume_adopt(kms, &cli->caller, &p, &res, &err);
         if (r < 0)
-                return kc_cli_fail(cli, header_status(r), &err, "adopt");
+                return kc_cli_fail(cli, kc_cli_header_error(r), &err, "adopt");
         return print_result(cli, "Adopted", &p.ref, &res, true);
 }
 
@@ -417,7 +404,7 @@ static int volume_dump(struct kc_cli *cli, int argc, char **argv) {
         ref = (struct kc_volume_ref) { .device = argv[1], .header = header };
         r = kc_volume_dump(&ref, &o, &terr, &err);
         if (r < 0)
-                return kc_cli_fail(cli, header_status(r), &err, "dump");
+                return kc_cli_fail(cli, kc_cli_header_error(r), &err, "dump");
         if (cli->quiet)
                 json_object_put(o);
         else if (cli->json)
@@ -428,7 +415,7 @@ static int volume_dump(struct kc_cli *cli, int argc, char **argv) {
         }
         fflush(stdout);
         if (terr.error < 0)
-                return kc_cli_fail(cli, header_status(terr.error), &terr, "dump");
+                return kc_cli_fail(cli, kc_cli_header_error(terr.error), &terr, "dump");
         return KC_EXIT_OK;
 }
 

@@ -1,14 +1,24 @@
 #!/bin/sh
 # Exit statuses and lines as kmscrypt(8) gives them, the same for every
-# command: a --key naming no provider is status 2 before any device is
-# read, and a VOLUME that is not configured is named as such.  On image
-# files: nothing here needs device-mapper.
+# command: a header kmscrypt cannot use is status 5 (the device's state, not
+# a bad argument), a --key naming no provider and a bad --name are status 2
+# before any device is read, and a VOLUME that is not configured is named as
+# such.  On image files: nothing here needs device-mapper.
 . "$(dirname "$0")/lib.sh"
 
 CTX=db-id=db-1,volume-id=vol-1
 truncate -s 1M "$T/plain.img"
 printf 'secret\n' > "$T/pass"
 expect 0 "create key" key create --alias alias/pg
+
+# ---- a device that is not LUKS2 ----
+NOT_LUKS="$T/plain.img is not a LUKS2 device (no valid LUKS header)"
+for args in "attach $T/plain.img" "rebind $T/plain.img --context volume-id=vol-2" "reencrypt $T/plain.img" \
+            "rewrap $T/plain.img" "dump $T/plain.img" \
+            "adopt $T/plain.img --key alias/pg --context $CTX --passphrase-file $T/pass"; do
+        expect 5 "not LUKS2: ${args%% *}" $args
+        check "not LUKS2: ${args%% *}: one line saying so" sh -c "[ \$(wc -l < '$T/err') = 1 ] && grep -qF '$NOT_LUKS' '$T/err'"
+done
 
 # ---- --key naming no provider: a usage error, not the device's ----
 for args in "adopt $T/plain.img --context $CTX --passphrase-file $T/pass" "rewrap $T/plain.img" \
@@ -19,6 +29,13 @@ for args in "adopt $T/plain.img --context $CTX --passphrase-file $T/pass" "rewra
                 "kmscrypt: --key: unknown KMS provider \"nope\" in \"nope:x\" (see 'kmscrypt $cmd --help')" "$T/err"
 done
 
+# ---- rebind: a malformed --context is a usage error, whatever the device ----
+expect 2 "rebind --context without '='" rebind "$T/plain.img" --context volume-id
+check "rebind --context without '=': names the option" grep -qF "kmscrypt: --context: " "$T/err"
+
+# ---- attach --name that device-mapper cannot take: a usage error ----
+expect 2 "attach --name with a slash" attach "$T/plain.img" --name a/b
+check "attach --name: one line naming the option" grep -qF "kmscrypt: attach: invalid --name" "$T/err"
 
 # ---- attach VOLUME that is not configured: says so, not that the default file is missing ----
 DEFAULT_VOLUMES=$("$KMSCRYPT" rewrap --help | sed -n 's/.*--volumes FILE.*(default \(.*\))$/\1/p')
