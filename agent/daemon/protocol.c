@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
 #include <inttypes.h>
-#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/sysmacros.h>
 
@@ -146,14 +147,34 @@ static int set_names(struct kc_request *r, struct json_object *v, struct kc_err 
         return 0;
 }
 
+/*
+ * A decimal number of at most max at s, digits only; *ret_end after it.
+ * Not sscanf("%u"): it wraps 4294967304 to 8 without a word.
+ */
+static int devno_part(const char *s, unsigned long max, const char **ret_end, unsigned *ret) {
+        unsigned long n;
+        char *end;
+
+        if (*s < '0' || *s > '9')
+                return -EINVAL;
+        errno = 0;
+        n = strtoul(s, &end, 10);
+        if (errno != 0 || n > max)
+                return -ERANGE;
+        *ret_end = end;
+        *ret = (unsigned) n;
+        return 0;
+}
+
 /* "MAJOR:MINOR" in decimal, nothing else: what udev's %i gives the hotplug unit. */
 static int set_devno(struct kc_request *r, struct json_object *v, struct kc_err *err) {
-        const char *s = json_object_get_string(v);
+        const char *s = json_object_get_string(v), *p;
         unsigned ma, mi;
-        int n = -1;
 
-        if (strspn(s, "0123456789:") != strlen(s) || sscanf(s, "%u:%u%n", &ma, &mi, &n) != 2 ||
-            n != (int) strlen(s) || ma > 0xfff || mi > 0xfffff)
+        /* A "\u0000" would end the C string early and hide what follows it. */
+        if (json_object_get_string_len(v) != (int) strlen(s) ||
+            devno_part(s, 0xfff, &p, &ma) < 0 || *p != ':' ||
+            devno_part(p + 1, 0xfffff, &p, &mi) < 0 || *p != '\0')
                 return kc_err_set(err, -EINVAL, "\"device\" must be MAJOR:MINOR in decimal");
         r->devno = makedev(ma, mi);
         return 0;

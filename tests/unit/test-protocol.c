@@ -257,6 +257,12 @@ START_TEST(test_hotplug) {
         refused("{\"v\":1,\"op\":\"hotplug\",\"device\":\" 254:16\"}", -EINVAL, "MAJOR:MINOR");
         refused("{\"v\":1,\"op\":\"hotplug\",\"device\":\"254:\"}", -EINVAL, "MAJOR:MINOR");
         refused("{\"v\":1,\"op\":\"hotplug\",\"device\":\"4096:0\"}", -EINVAL, "MAJOR:MINOR");
+        /* Numbers past 32 bits must not wrap into range: 2^32 + 8 is not major 8 (sd). */
+        refused("{\"v\":1,\"op\":\"hotplug\",\"device\":\"4294967304:1\"}", -EINVAL, "MAJOR:MINOR");
+        refused("{\"v\":1,\"op\":\"hotplug\",\"device\":\"8:4294967297\"}", -EINVAL, "MAJOR:MINOR");
+        refused("{\"v\":1,\"op\":\"hotplug\",\"device\":\"99999999999999999999:1\"}", -EINVAL, "MAJOR:MINOR");
+        refused("{\"v\":1,\"op\":\"hotplug\",\"device\":\"8:1\\u0000:2\"}", -EINVAL, "MAJOR:MINOR");
+        refused("{\"v\":1,\"op\":\"hotplug\",\"device\":\":1\"}", -EINVAL, "MAJOR:MINOR");
         refused("{\"v\":1,\"op\":\"hotplug\",\"device\":\"1:2\",\"volume\":\"a\"}", -EINVAL,
                 "unknown member \"volume\"");
 }
