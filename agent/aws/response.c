@@ -30,13 +30,16 @@ static int parse_object(const char *what, const char *body, size_t len, struct j
 /*
  * Member name of o as a string: -ENOENT only when it is absent; present
  * but null or of another type is -EBADMSG (a wrong shape, not an omission).
+ * So is a string with a "\u0000" in it: C would see only the part before
+ * it, a CiphertextBlob or KeyId cut short without a word.
  */
 static int get_string(struct json_object *o, const char *name, const char **ret) {
         struct json_object *v;
 
         if (!json_object_object_get_ex(o, name, &v))
                 return -ENOENT;
-        if (!json_object_is_type(v, json_type_string))
+        if (!json_object_is_type(v, json_type_string) ||
+            strlen(json_object_get_string(v)) != (size_t) json_object_get_string_len(v))
                 return -EBADMSG;
         *ret = json_object_get_string(v);
         return 0;

@@ -107,6 +107,9 @@ static const struct bad {
         { "{\"CiphertextBlob\": null, \"Plaintext\": \"" PT32 "\"}", 32, "no CiphertextBlob string" },
         { "{\"CiphertextBlob\": \"AQID BAUG\", \"Plaintext\": \"" PT32 "\"}", 32, "CiphertextBlob is not base64" },
         { "{\"CiphertextBlob\": \"\", \"Plaintext\": \"" PT32 "\"}", 32, "CiphertextBlob is not base64" },
+        /* A "\u0000" would cut the blob short: "AQIDBAUGBwg=" alone decodes. */
+        { "{\"CiphertextBlob\": \"" BLOB "\\u0000AAAA\", \"Plaintext\": \"" PT32 "\"}", 32,
+          "no CiphertextBlob string" },
         { "{\"CiphertextBlob\": \"" BLOB "\"}", 32, "no Plaintext string" },
         { "{\"CiphertextBlob\": \"" BLOB "\", \"Plaintext\": [\"" PT32 "\"]}", 32, "no Plaintext string" },
         { "{\"CiphertextBlob\": \"" BLOB "\", \"Plaintext\": \"" PT16 "\"}", 32, "has 16 bytes, not the 32" },
@@ -126,6 +129,8 @@ static const struct bad {
           "characters other than" },
         { "{\"CiphertextBlob\": \"" BLOB "\", \"Plaintext\": \"" PT32 "\", \"KeyId\": \"key/../x\"}", 32,
           "characters other than" },
+        { "{\"CiphertextBlob\": \"" BLOB "\", \"Plaintext\": \"" PT32 "\", \"KeyId\": \"" KEY_ARN "\\u0000x\"}", 32,
+          "KeyId is not a string" },
 };
 
 START_TEST(test_data_key_refused) {
@@ -290,6 +295,9 @@ START_TEST(test_describe_key_refused) {
                 { "{\"KeyMetadata\": {\"Arn\": 5}}", "no Arn string" },
                 { "{\"KeyMetadata\": {\"Arn\": \"key/" KEY_UUID "\"}}", "Arn is not an ARN" },
                 { "{\"KeyMetadata\": {\"Arn\": \"arn:aws:kms x\"}}", "Arn is not an ARN" },
+                { "{\"KeyMetadata\": {\"Arn\": \"" KEY_ARN "\\u0000 x\"}}", "no Arn string" },
+                { "{\"KeyMetadata\": {\"Arn\": \"" KEY_ARN "\", \"Description\": \"a\\u0000b\"}}",
+                  "Description or KeyState" },
                 { "{\"KeyMetadata\": {\"Arn\": \"" KEY_ARN "\", \"Description\": 5}}", "Description or KeyState" },
                 { "{\"KeyMetadata\": {\"Arn\": \"" KEY_ARN "\", \"KeyState\": true}}", "Description or KeyState" },
                 { "{\"KeyMetadata\": {\"Arn\": \"" KEY_ARN "\", \"CreationDate\": 1e300}}",
@@ -496,6 +504,7 @@ static const struct cred_case {
         { 200, CREDS(", \"Expiration\": 1714564800"), -EBADMSG, "Expiration is not a date" },
         { 200, CREDS(", \"Expiration\": null"), -EBADMSG, "Expiration is not a date" },
         { 200, CREDS(", \"Expiration\": \"2024-02-30T12:00:00Z\""), -EBADMSG, "Expiration is not a date" },
+        { 200, CREDS(", \"Expiration\": \"2024-05-01T12:00:00Z\\u0000x\""), -EBADMSG, "Expiration is not a date" },
 };
 
 START_TEST(test_credentials_refused) {
