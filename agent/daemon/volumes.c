@@ -185,6 +185,13 @@ static int parse_options(struct kc_volume_conf *v, char *text, struct kc_err *er
         char *save = NULL;
         int r;
 
+        /*
+         * Only the context unescapes (kmscrypt-volumes(5)): here "header=/a\ b"
+         * would name a file with a backslash in it, and "\," would still split.
+         */
+        if (strchr(text, '\\'))
+                return kc_err_set(err, -EINVAL, "options \"%.64s\" contain a backslash: "
+                                  "only the context field takes escapes", text);
         if (text[0] == ',' || strstr(text, ",,") || (*text && text[strlen(text) - 1] == ','))
                 return kc_err_set(err, -EINVAL, "empty option in \"%.64s\"", text);
         for (char *o = strtok_r(text, ",", &save); o; o = strtok_r(NULL, ",", &save)) {

@@ -121,6 +121,9 @@ START_TEST(test_options_refused) {
         refused("a /dev/x db-id=1 kms=+", -EINVAL, "volumes:1: ", "no provider");
         refused("a /dev/x db-id=1 kms=asw", -EINVAL, "volumes:1: ", "no KMS provider \"asw\" in this build");
         refused("a /dev/x db-id=1 revoke=destroy", -EINVAL, "volumes:1: ", "keep or suspend");
+        /* Escapes belong to the context: kept here, they would end up in the header's path. */
+        refused("a /dev/x db-id=1 header=/etc/a\\ b.hdr", -EINVAL, "volumes:1: ", "backslash");
+        refused("a /dev/x db-id=1 nofail,header=/etc/a\\,b", -EINVAL, "volumes:1: ", "backslash");
 }
 END_TEST
 
