@@ -303,8 +303,6 @@ int kc_config_parse_text(struct kc_config *c, const char *text, size_t len, cons
         size_t pos = 0;
         int r;
 
-        if (memchr(text, '\0', len))
-                return kc_err_set(err, -EINVAL, "%s: NUL byte in configuration", name);
         while (pos < len) {
                 const char *nl = memchr(text + pos, '\n', len - pos);
                 size_t n = (nl ? (size_t) (nl - text) : len) - pos;
@@ -313,6 +311,9 @@ int kc_config_parse_text(struct kc_config *c, const char *text, size_t len, cons
                 if (n > KC_CONFIG_LINE_MAX)
                         return kc_err_set(err, -EINVAL, "%s:%u: line longer than %d bytes", name, lineno,
                                           KC_CONFIG_LINE_MAX);
+                /* Checked per line so that the message names it, as every other one does. */
+                if (memchr(text + pos, '\0', n))
+                        return kc_err_set(err, -EINVAL, "%s:%u: NUL byte in the line", name, lineno);
                 memcpy(line, text + pos, n);
                 line[n] = '\0';
                 r = parse_line(c, line, lineno, seen, name, err);

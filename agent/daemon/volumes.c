@@ -362,17 +362,19 @@ int kc_volumes_parse(const char *text, size_t len, const char *path, struct kc_v
 
         if (!vs)
                 return -ENOMEM;
-        if (memchr(text, '\0', len))
-                return kc_err_set(err, -EINVAL, "%s: contains a NUL byte", path);
         while (pos < len) {
                 const char *nl = memchr(text + pos, '\n', len - pos);
                 size_t n = nl ? (size_t) (nl - text - pos) : len - pos;
+                /* Before strndup(), which would stop at it; per line, so that the message names the line. */
+                bool nul = memchr(text + pos, '\0', n);
                 _cleanup_free_ char *line = strndup(text + pos, n);
                 struct kc_err e = {};
                 char *s;
 
                 pos += n + 1;
                 lineno++;
+                if (nul)
+                        return kc_err_set(err, -EINVAL, "%s:%u: contains a NUL byte", path, lineno);
                 if (!line)
                         return -ENOMEM;
                 if (n > 0 && line[n - 1] == '\r')

@@ -198,12 +198,13 @@ START_TEST(test_duplicates_refused) {
 END_TEST
 
 START_TEST(test_nul_refused) {
-        static const char text[] = "a /dev/x db-id=1\0b /dev/y db-id=1\n";
+        static const char text[] = "# ok\na /dev/x db-id=1\0b /dev/y db-id=1\n";
         struct kc_volumes *v = NULL;
         struct kc_err err = {};
 
         ck_assert_int_eq(kc_volumes_parse(text, sizeof(text) - 1, "volumes", &v, &err), -EINVAL);
-        ck_assert_ptr_nonnull(strstr(err.msg, "NUL"));
+        ck_assert_msg(strstr(err.msg, "volumes:2: ") && strstr(err.msg, "NUL"),
+                      "message \"%s\" does not name line 2", err.msg);
 }
 END_TEST
 
