@@ -187,18 +187,25 @@ static int format_time(char ret[32]) {
         return 0;
 }
 
-/* "2026-11-27T23:59:59.123Z" and nothing else. */
+/* "2026-11-27T23:59:59.123Z" and nothing else: the one spelling format_time() writes. */
 static int parse_time(const char *s, time_t *ret) {
         struct tm tm = {};
+        char back[32];
         const char *end;
         time_t t;
 
         end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-        if (!end || strlen(end) != 5 || end[0] != '.' || !isdigit((unsigned char) end[1]) ||
+        if (!end || end != s + 19 || strlen(end) != 5 || end[0] != '.' || !isdigit((unsigned char) end[1]) ||
             !isdigit((unsigned char) end[2]) || !isdigit((unsigned char) end[3]) || end[4] != 'Z')
                 return -EINVAL;
         t = timegm(&tm);
-        if (t == (time_t) -1)
+        /*
+         * strptime() skips blanks and takes "1" for "01" and a 60th second;
+         * timegm() moves 2026-02-31 to March 3.  A time that does not print
+         * back as it was written is not one format_time() wrote.
+         */
+        if (t == (time_t) -1 || !gmtime_r(&t, &tm) ||
+            strftime(back, sizeof(back), "%Y-%m-%dT%H:%M:%S", &tm) != 19 || strncmp(back, s, 19) != 0)
                 return -EINVAL;
         *ret = t;
         return 0;

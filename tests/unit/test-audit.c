@@ -363,21 +363,50 @@ END_TEST
 /* ---- tampering ---- */
 
 /* Flip the low bit of the byte that follows the first `after` in line `line`. */
-/* A one-record trail written by hand, chain and head correct, with this result. */
-static void write_one_record(const struct paths *p, const char *result) {
+/* A one-record trail written by hand, chain and head correct, with this time and result. */
+static void write_one_record_at(const struct paths *p, const char *time, const char *result) {
         _cleanup_free_ char *line = NULL, *text = NULL, *head = NULL;
         char hash[65];
 
-        ck_assert_int_ge(asprintf(&line, "{\"seq\":1,\"time\":\"2026-11-27T23:59:59.123Z\",\"operation\":\"RotateKey\","
+        ck_assert_int_ge(asprintf(&line, "{\"seq\":1,\"time\":\"%s\",\"operation\":\"RotateKey\","
                                   "\"key_id\":null,\"key_version\":null,\"encryption_context\":null,\"caller\":null,"
                                   "\"volume\":null,\"result\":\"%s\",\"error\":null,\"detail\":null,"
-                                  "\"prev\":\"%064d\"}", result, 0), 0);
+                                  "\"prev\":\"%064d\"}", time, result, 0), 0);
         sha256_hex(line, hash);
         ck_assert_int_ge(asprintf(&text, "%s\n", line), 0);
         ck_assert_int_ge(asprintf(&head, "{\"seq\":1,\"sha256\":\"%s\"}\n", hash), 0);
         spew(p->log, text);
         spew(p->head, head);
 }
+
+static void write_one_record(const struct paths *p, const char *result) {
+        write_one_record_at(p, "2026-11-27T23:59:59.123Z", result);
+}
+
+/* Only the spelling the writer uses is a time: strptime() alone takes more. */
+START_TEST(test_time_values) {
+        static const char *const good[] = { "2026-11-27T23:59:59.123Z", "2024-02-29T00:00:00.000Z" };
+        static const char *const bad[] = {
+                "2026-02-31T12:00:00.000Z",     /* timegm() would make it March 3 */
+                "2025-02-29T12:00:00.000Z",     /* not a leap year */
+                "2026-11-27T23:59:60.123Z",     /* a leap second format_time() never writes */
+                "2026-1-2T3:4:5.123Z",          /* digits not padded */
+                " 2026-11-27T23:59:59.123Z",    /* a leading blank */
+                "2026-11-27T23:59:59.12Z",
+        };
+
+        for (size_t i = 0; i < ARRAY_SIZE(good); i++) {
+                struct paths p = paths_new();
+                write_one_record_at(&p, good[i], "ok");
+                assert_verify_ok(&p, 1);
+        }
+        for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+                struct paths p = paths_new();
+                write_one_record_at(&p, bad[i], "ok");
+                assert_verify_bad(&p, 1, "\"time\"");
+        }
+}
+END_TEST
 
 /* "pending" (an intent) is a result like "ok" and "error"; anything else is not a record. */
 START_TEST(test_result_values) {
@@ -1176,6 +1205,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(chain, test_record_context);
         tcase_add_test(chain, test_bad_records_refused);
         tcase_add_test(chain, test_result_values);
+        tcase_add_test(chain, test_time_values);
         tcase_add_test(chain, test_foreach_filters);
         tcase_add_test(tamper, test_edit_detected);
         tcase_add_test(tamper, test_delete_middle_line);
