@@ -72,7 +72,8 @@ int kc_read_full_fd(int fd, size_t max, unsigned flags, char **ret, size_t *ret_
 }
 
 int kc_read_small_file(const char *path, size_t max, char **ret, size_t *ret_len, struct kc_err *err) {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        /* O_NONBLOCK: a FIFO put where a configuration file belongs is refused below, not waited on. */
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         int r;
 
         if (fd < 0)

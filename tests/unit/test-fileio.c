@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "lib/error.h"
@@ -48,12 +49,19 @@ START_TEST(test_limit_is_inclusive) {
 END_TEST
 
 START_TEST(test_refusals_name_the_path) {
-        _cleanup_free_ char *dir = kc_test_tmpdir(), *missing = NULL;
+        _cleanup_free_ char *dir = kc_test_tmpdir(), *missing = NULL, *fifo = NULL;
         struct kc_err err = {};
         char *none = NULL;
 
         ck_assert_int_eq(kc_read_small_file(dir, 64, &none, NULL, &err), -EINVAL);
         ck_assert_msg(strstr(err.msg, "not a regular file") && strstr(err.msg, dir), "%s", err.msg);
+        ck_assert_int_ge(asprintf(&fifo, "%s/fifo", dir), 0);
+        ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+        err = (struct kc_err) {};
+        /* Refused at once: an open that waits for a writer would hang here until the test times out. */
+        ck_assert_int_eq(kc_read_small_file(fifo, 64, &none, NULL, &err), -EINVAL);
+        ck_assert_msg(strstr(err.msg, "not a regular file") && strstr(err.msg, fifo), "%s", err.msg);
+        unlink(fifo);
         ck_assert_int_ge(asprintf(&missing, "%s/nothing", dir), 0);
         err = (struct kc_err) {};
         ck_assert_int_eq(kc_read_small_file(missing, 64, &none, NULL, &err), -ENOENT);
