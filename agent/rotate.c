@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <libgen.h>
 #include <limits.h>
 #include <pthread.h>
@@ -570,6 +571,19 @@ static bool is_crypt_mapping(int fd) {
         return strncmp(uuid, "CRYPT-", 6) == 0;
 }
 
+/* src opened for reading; never a dm-crypt mapping, whose copy would be its plaintext (-EPERM). */
+static int open_copy_src(const char *src, struct kc_err *err) {
+        int fd = open(src, O_RDONLY | O_CLOEXEC);
+
+        if (fd < 0)
+                return kc_err_set(err, negative_errno(), "cannot open %s: %s", src, strerror(errno));
+        if (is_crypt_mapping(fd)) {
+                close(fd);
+                return kc_err_set(err, -EPERM, "%s is a dm-crypt mapping (plaintext); copy its backing device", src);
+        }
+        return fd;
+}
+
 /*
  * A device is written in place.  A file copy goes to a 0600 temporary file
  * beside dst (*ret_tmp), renamed over dst only once complete (copy_commit):
@@ -768,11 +782,9 @@ int kc_copy_encrypted(const char *src, const char *dst, bool overwrite, kc_copy_
 
         if (!src || !dst)
                 return -EINVAL;
-        in = open(src, O_RDONLY | O_CLOEXEC);
+        in = open_copy_src(src, err);
         if (in < 0)
-                return kc_err_set(err, negative_errno(), "cannot open %s: %s", src, strerror(errno));
-        if (is_crypt_mapping(in))
-                return kc_err_set(err, -EPERM, "%s is a dm-crypt mapping (plaintext); copy its backing device", src);
+                return in;
         r = kc_fd_size(in, &total);
         if (r < 0)
                 return kc_err_set(err, r, "cannot read the size of %s: %s", src, strerror(-r));
@@ -787,6 +799,61 @@ int kc_copy_encrypted(const char *src, const char *dst, bool overwrite, kc_copy_
         if (r < 0 && tmp)
                 (void) unlink(tmp);
         return r;
+}
+
+/*
+ * A detached header can be device's: the device shows no signature (a file
+ * system there is plaintext, ciphertext shows none) and the header's data
+ * segment (512-byte sectors) ends within it.
+ */
+static int header_fits(struct kc_luks *l, const char *device, const char *header, struct kc_err *err) {
+        struct kc_luks_segment seg;
+        struct kc_err berr = {};
+        uint64_t size, end;
+        int r;
+
+        r = kc_luks_check_blank(device, &berr);
+        if (r == -EEXIST)
+                return kc_err_set(err, -EPERM, "%s: not the ciphertext of %s, a copy of it would not be encrypted",
+                                  berr.msg, header);
+        if (r < 0)
+                return kc_err_set(err, r, "%s", kc_err_msg(&berr, r));
+        /* A header in the middle of a reencryption has several segments; nothing simple to compare. */
+        if (kc_luks_segment(l, &seg) < 0)
+                return 0;
+        r = kc_path_size(device, &size);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot read the size of %s: %s", device, strerror(-r));
+        end = (seg.offset + (seg.size ?: 1)) * 512;
+        if (end > size)
+                return kc_err_set(err, -EPERM, "%s is not the header of %s: its data segment ends at byte %" PRIu64
+                                  ", beyond the device's %" PRIu64, header, device, end, size);
+        return 0;
+}
+
+int kc_copy_source_check(const char *device, const char *header, struct kc_err *err) {
+        _cleanup_luks_ struct kc_luks *l = NULL;
+        _cleanup_close_ int fd = -1;
+        struct kc_err lerr = {};
+        int r;
+
+        if (!device)
+                return -EINVAL;
+        fd = open_copy_src(device, err);
+        if (fd < 0)
+                return fd;
+        r = kc_luks_open(device, header, &l, &lerr);
+        /*
+         * No LUKS2 header on the device: plaintext, or the ciphertext of a
+         * volume whose header is elsewhere, which no key opens without it.
+         * Either way the copy would not be the encrypted volume it claims.
+         */
+        if (r == -EINVAL && !header)
+                return kc_err_set(err, -EPERM, "%s: a copy of it would not be encrypted (a volume with a detached "
+                                  "header? give --header FILE)", lerr.msg);
+        if (r < 0)
+                return kc_err_set(err, r, "%s", kc_err_msg(&lerr, r));
+        return header ? header_fits(l, device, header, err) : 0;
 }
 
 int kc_snapshot(const char *mapping, const char *dst, bool overwrite, kc_copy_progress_fn progress,

@@ -149,6 +149,17 @@ int kc_copy_encrypted(const char *src, const char *dst, bool overwrite, kc_copy_
                       void *userdata, struct kc_err *err);
 
 /*
+ * Whether a block copy of device is an encrypted volume, before anything is
+ * copied: device is no dm-crypt mapping (plaintext) and carries a LUKS2
+ * header, or header (a detached header, NULL: none) is one that can be
+ * device's: its data segment fits in device, which shows no signature (a
+ * file system).  -EPERM when the copy would not be encrypted (a mapping, no
+ * LUKS2 header on the device, a signature on it, a header that is not its),
+ * the error of kc_luks_open() for a header that is not LUKS2.
+ */
+int kc_copy_source_check(const char *device, const char *header, struct kc_err *err);
+
+/*
  * A consistent copy of the attached volume `mapping`: suspend it (dm suspend
  * flushes and holds I/O), copy its backing device, resume, whatever happened
  * (SIGINT, SIGTERM, SIGHUP and SIGQUIT included: they stop the copy, and act

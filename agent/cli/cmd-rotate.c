@@ -8,6 +8,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "agent/attach.h"
@@ -685,77 +686,166 @@ static bool path_startswith_dev(const char *path) {
         return strncmp(path, "/dev/", 5) == 0;
 }
 
-static int copy_done(struct kc_cli *cli, const char *verb, const char *src, const char *dst) {
+static int copy_done(struct kc_cli *cli, const char *verb, const char *src, const char *dst, const char *hdr_dst) {
         struct json_object *o;
 
         if (cli->quiet)
                 return KC_EXIT_OK;
         if (!cli->json) {
-                printf("%s %s to %s (encrypted, block for block)\n", verb, src, dst);
+                printf("%s %s to %s (encrypted, block for block)%s%s\n", verb, src, dst,
+                       hdr_dst ? ", its header to " : "", hdr_dst ?: "");
                 return KC_EXIT_OK;
         }
         o = json_object_new_object();
         json_object_object_add(o, "Source", json_object_new_string(src));
         json_object_object_add(o, "Destination", json_object_new_string(dst));
+        if (hdr_dst)
+                json_object_object_add(o, "HeaderDestination", json_object_new_string(hdr_dst));
         kc_cli_print_json(o);
         return KC_EXIT_OK;
 }
 
+/*
+ * Where the copy of a detached header goes, beside the data's as
+ * DEST.header; one that is there already stops the copy before its data is
+ * copied, in kc_copy_encrypted()'s words.
+ */
+static int header_dst_prepare(const char *dst, bool force, char **ret, struct kc_err *err) {
+        _cleanup_free_ char *p = NULL;
+        struct stat st;
+
+        /* DEST.header beside a device would be a new file in /dev. */
+        if (path_startswith_dev(dst) || (stat(dst, &st) == 0 && !S_ISREG(st.st_mode)))
+                return kc_err_set(err, -EINVAL, "%s is not a file: the copy of a volume with a detached header is "
+                                  "a pair of files, DEST and DEST.header (copy the header to a device with "
+                                  "cryptsetup luksHeaderBackup)", dst);
+        if (asprintf(&p, "%s.header", dst) < 0)
+                return -ENOMEM;
+        if (!force && lstat(p, &st) == 0)
+                return kc_err_set(err, -EEXIST, "cannot create %s: %s (refusing to overwrite)", p, strerror(EEXIST));
+        *ret = TAKE_PTR(p);
+        return 0;
+}
+
+/*
+ * A device not attached here: refused when written to by someone else (the
+ * copy would be torn), or when its copy would not be encrypted.
+ */
+static int device_copyable(const struct kc_cli_target *t, struct kc_err *err) {
+        char holder[64];
+
+        if (kc_mapping_of_device(t->device, NULL) >= 0)
+                return kc_err_set(err, -EBUSY, "%s is attached; back it up by its name", t->device);
+        /* Opened by another tool (cryptsetup open, LVM): written to while copied, the copy is torn. */
+        if (kc_device_has_holders(t->device, holder) > 0)
+                return kc_err_set(err, -EBUSY, "%s is in use by %s; a copy of it would not be consistent: "
+                                  "close that first, or attach it with kmscrypt and back it up by name",
+                                  t->device, holder);
+        /* A --header that is no LUKS2 header is status 5, as for every command (kc_cli_header_error). */
+        return kc_cli_header_error(kc_copy_source_check(t->device, t->header, err));
+}
+
+/* The data of a device not attached here; *ret_hdr_dst: where its detached header goes, if it has one. */
+static int copy_device(const struct kc_cli_target *t, const char *dst, bool force, struct progress *pg,
+                       char **ret_hdr_dst, struct kc_err *err) {
+        int r;
+
+        r = device_copyable(t, err);
+        if (r >= 0 && t->header)
+                r = header_dst_prepare(dst, force, ret_hdr_dst, err);
+        if (r < 0)
+                return r;
+        return kc_copy_encrypted(t->device, dst, force, progress_print, pg, err);
+}
+
+/* The data of an attached volume, suspended for the copy; its backing device checked as a device's. */
+static int copy_attached(const char *name, const char *header, const char *dst, bool force, struct progress *pg,
+                         struct kc_err *err) {
+        struct kc_volume_status st;
+        int r;
+
+        r = kc_volume_status(name, NULL, &st, err);
+        if (r < 0)
+                return r;
+        r = kc_cli_header_error(kc_copy_source_check(st.device, header, err));
+        kc_volume_status_clear(&st);
+        if (r < 0)
+                return r;
+        return kc_snapshot(name, dst, force, progress_print, pg, err);
+}
+
+/*
+ * The detached header after its data: the pair is complete or, should the
+ * header's copy fail, the data's is taken back (useless without it).
+ */
+static int copy_header(const char *header, const char *dst, const char *hdr_dst, bool force, struct kc_err *err) {
+        int r = kc_copy_encrypted(header, hdr_dst, force, NULL, NULL, err);
+
+        if (r < 0)
+                (void) unlink(dst);
+        return r;
+}
+
 static int run_snapshot_or_backup(struct kc_cli *cli, int argc, char **argv, bool backup) {
+        const char *header = NULL;
         bool force = false;
         const struct kc_cli_option options[] = {
+                { .name = "header", .arg = "HDR", .help = "detached LUKS2 header, copied to DEST.header", .value = &header },
                 { .name = "force", .help = "overwrite an existing file", .flag = &force },
                 {},
         };
         const struct kc_cli_usage usage_snapshot = {
-                .synopsis = "snapshot NAME DEST [--force]",
+                .synopsis = "snapshot NAME DEST [--header HDR] [--force]",
                 .description = "Consistent block copy of the attached volume NAME: suspend it (flushing and\n"
                                "freezing its filesystem), copy its backing device, header and ciphertext,\n"
-                               "to DEST (a device or file), resume.  Nothing is decrypted.",
+                               "to DEST (a device or file), resume.  Nothing is decrypted.  A detached\n"
+                               "header (--header) is copied to DEST.header.",
                 .options = options, .min_args = 2, .max_args = 2,
         };
         const struct kc_cli_usage usage_backup = {
-                .synopsis = "backup NAME|DEVICE FILE [--force]",
+                .synopsis = "backup NAME|DEVICE FILE [--header HDR] [--force]",
                 .description = "Copy a volume, header and ciphertext, to FILE: a snapshot when NAME is\n"
-                               "attached, a plain copy of DEVICE otherwise.  Restore with `kmscrypt restore`.",
+                               "attached, a plain copy of DEVICE otherwise.  A DEVICE without a LUKS2\n"
+                               "header is refused: its copy would not be encrypted.  A detached header\n"
+                               "(--header) is copied to FILE.header.  Restore with `kmscrypt restore`.",
                 .options = options, .min_args = 2, .max_args = 2,
         };
+        const struct kc_cli_usage *u = backup ? &usage_backup : &usage_snapshot;
         struct progress pg = { .tty = isatty(STDERR_FILENO), .what = argv[0], .start = time(NULL), .last_pct = -1 };
         _cleanup_(kc_cli_target_clear) struct kc_cli_target t = {};
+        _cleanup_free_ char *hdr_dst = NULL;
         struct kc_volume_status st;
         struct kc_err err = {};
         int r;
 
-        r = kc_cli_parse(cli, argc, argv, backup ? &usage_backup : &usage_snapshot, &argc);
+        r = kc_cli_parse(cli, argc, argv, u, &argc);
         if (r <= 0)
                 return kc_cli_parse_exit(r);
         pg.tty = pg.tty && !cli->quiet;
         if (is_name(argv[1]) && kc_volume_status(argv[1], NULL, &st, NULL) >= 0) {
                 kc_volume_status_clear(&st);
-                r = kc_snapshot(argv[1], argv[2], force, progress_print, &pg, &err);
+                r = header ? header_dst_prepare(argv[2], force, &hdr_dst, &err) : 0;
+                if (r >= 0)
+                        r = copy_attached(argv[1], header, argv[2], force, &pg, &err);
         } else if (backup) {
                 const char *volumes = NULL;
-                char holder[64];
 
                 /* Only a NAME is looked up in the volumes file; a DEVICE needs none. */
                 if (is_name(argv[1]) && kc_cli_volumes_file(NULL, &volumes) < 0)
                         return KC_EXIT_USAGE;
-                r = kc_cli_target_resolve(argv[1], NULL, volumes, &t, &err);
-                if (r >= 0 && kc_mapping_of_device(t.device, NULL) >= 0)
-                        r = kc_err_set(&err, -EBUSY, "%s is attached; back it up by its name", t.device);
-                /* Opened by another tool (cryptsetup open, LVM): written to while copied, the copy is torn. */
-                if (r >= 0 && kc_device_has_holders(t.device, holder) > 0)
-                        r = kc_err_set(&err, -EBUSY, "%s is in use by %s; a copy of it would not be consistent: "
-                                       "close that first, or attach it with kmscrypt and back it up by name",
-                                       t.device, holder);
+                r = kc_cli_target_resolve(argv[1], header, volumes, &t, &err);
                 if (r >= 0)
-                        r = kc_copy_encrypted(t.device, argv[2], force, progress_print, &pg, &err);
+                        r = copy_device(&t, argv[2], force, &pg, &hdr_dst, &err);
+                /* A configured volume's header too, from the volumes file. */
+                header = t.header;
         } else
                 r = kc_err_set(&err, -ENXIO, "no attached volume %s", argv[1]);
         progress_end(&pg);
+        if (r >= 0 && header)
+                r = copy_header(header, argv[2], hdr_dst, force, &err);
         if (r < 0)
                 return kc_cli_fail(cli, r, &err, argv[0]);
-        return copy_done(cli, backup ? "backed up" : "snapshot of", argv[1], argv[2]);
+        return copy_done(cli, backup ? "backed up" : "snapshot of", argv[1], argv[2], hdr_dst);
 }
 
 static int run_snapshot(struct kc_cli *cli, int argc, char **argv) {
@@ -766,21 +856,62 @@ static int run_backup(struct kc_cli *cli, int argc, char **argv) {
         return run_snapshot_or_backup(cli, argc, argv, true);
 }
 
+/* restore --context: the restored copy rebound, as `rebind DEVICE [--header HDR] --context KV` would. */
+static int restore_rebind(struct kc_cli *cli, const char *device, const char *header, const char *kv) {
+        /* DEVICE is a path here, also a bare file name, which rebind would take for a volume name. */
+        _cleanup_free_ char *path = NULL;
+        char *argv[] = { (char *) "rebind", (char *) device, (char *) "--context", (char *) kv,
+                         (char *) "--header", (char *) header, NULL };
+
+        if (is_name(device)) {
+                if (asprintf(&path, "./%s", device) < 0)
+                        return kc_cli_fail(cli, -ENOMEM, NULL, "restore");
+                argv[1] = path;
+        }
+        return run_rebind(cli, header ? 6 : 4, argv);
+}
+
+/* The data, then (--header) the header that backup --header put beside it, FILE.header, to header. */
+static int restore_copy(const char *src, const char *dst, const char *header, bool force, struct progress *pg,
+                        char **ret_hdr_src, struct kc_err *err) {
+        _cleanup_free_ char *hdr_src = NULL;
+        int r;
+
+        if (header) {
+                if (asprintf(&hdr_src, "%s.header", src) < 0)
+                        return -ENOMEM;
+                /* Before the data is written: a backup without its header restores nothing usable. */
+                if (access(hdr_src, F_OK) < 0)
+                        return kc_err_set(err, negative_errno(), "%s: %s (the header of a backup made with "
+                                          "--header)", hdr_src, strerror(errno));
+        }
+        r = kc_copy_encrypted(src, dst, force, progress_print, pg, err);
+        progress_end(pg);
+        if (r >= 0 && header)
+                r = kc_copy_encrypted(hdr_src, header, force, NULL, NULL, err);
+        if (r >= 0)
+                *ret_hdr_src = TAKE_PTR(hdr_src);
+        return r;
+}
+
 static int run_restore(struct kc_cli *cli, int argc, char **argv) {
-        const char *kv = NULL;
+        const char *kv = NULL, *header = NULL;
         bool force = false;
         const struct kc_cli_option options[] = {
                 { .name = "context", .arg = "K=V,...", .help = "rebind the restored copy (e.g. volume-id=NEW)", .value = &kv },
+                { .name = "header", .arg = "HDR", .help = "write FILE.header of the backup to this detached header", .value = &header },
                 { .name = "force", .help = "overwrite an existing file", .flag = &force },
                 {},
         };
         const struct kc_cli_usage usage = {
-                .synopsis = "restore FILE DEVICE [--context volume-id=NEW,...] [--force]",
+                .synopsis = "restore FILE DEVICE [--header HDR] [--context volume-id=NEW,...] [--force]",
                 .description = "Write a backup (header and ciphertext) to DEVICE, which must not be attached.\n"
-                               "With --context the copy is then rebound: a volume of its own.",
+                               "A backup made with --header has its header in FILE.header: --header names\n"
+                               "where that goes.  With --context the copy is then rebound: a volume of its own.",
                 .options = options, .min_args = 2, .max_args = 2,
         };
         struct progress pg = { .tty = isatty(STDERR_FILENO), .what = "restore", .start = time(NULL), .last_pct = -1 };
+        _cleanup_free_ char *hdr_src = NULL;
         struct kc_err err = {};
         int r;
 
@@ -793,27 +924,13 @@ static int run_restore(struct kc_cli *cli, int argc, char **argv) {
         /* A mistyped /dev/sdX would become a new file in /dev, "restored". */
         if (path_startswith_dev(argv[2]) && access(argv[2], F_OK) < 0)
                 return kc_cli_fail(cli, kc_err_set(&err, -ENOENT, "%s does not exist", argv[2]), &err, "restore");
-        r = kc_copy_encrypted(argv[1], argv[2], force, progress_print, &pg, &err);
-        progress_end(&pg);
+        r = restore_copy(argv[1], argv[2], header, force, &pg, &hdr_src, &err);
         if (r < 0)
                 return kc_cli_fail(cli, r, &err, "restore");
         /* With --context, --json prints the one object of the rebind (it names the device). */
         if (!kv || !cli->json)
-                copy_done(cli, "restored", argv[1], argv[2]);
-        if (!kv)
-                return KC_EXIT_OK;
-        {
-                /* DEVICE is a path here, also a bare file name, which rebind would take for a volume name. */
-                _cleanup_free_ char *path = NULL;
-                char *rebind_argv[] = { (char *) "rebind", argv[2], (char *) "--context", (char *) kv, NULL };
-
-                if (is_name(argv[2])) {
-                        if (asprintf(&path, "./%s", argv[2]) < 0)
-                                return kc_cli_fail(cli, -ENOMEM, NULL, "restore");
-                        rebind_argv[1] = path;
-                }
-                return run_rebind(cli, 4, rebind_argv);
-        }
+                copy_done(cli, "restored", argv[1], argv[2], header);
+        return kv ? restore_rebind(cli, argv[2], header, kv) : KC_EXIT_OK;
 }
 
 const struct kc_cli_command kc_cli_cmd_rewrap = {
