@@ -432,6 +432,7 @@ static int scan_devices(struct kc_known_volumes *k, char *const *devices, struct
                 r = known_add(k, NULL, dev, NULL, &v);
                 if (r < 0)
                         return r;
+                v->given = true;
         }
         return 0;
 }

@@ -81,6 +81,7 @@ struct kc_known_volume {
         char *device;                         /* resolved path (NULL if it could not be resolved) */
         char *header;                         /* detached header or NULL */
         char *mapping;                        /* name of the attached mapping, or NULL */
+        bool given;                           /* one of the devices the caller named */
         /* from the header (error == 0) */
         char uuid[40];
         char provider[16];

@@ -193,6 +193,23 @@ static int rewrap_one(struct rewrap_run *w, const char *name, const char *device
         return 0;
 }
 
+/*
+ * A volume whose header cannot be read.  One found (configured, attached),
+ * a nofail one whose disk is away, must not stop the others' rewrap: a
+ * warning.  A DEVICE the command line names is one the user asked for: its
+ * failure is the run's, in rewrap_one()'s words (-ENOENT: not there).
+ */
+static int rewrap_unreadable(struct rewrap_run *w, const struct kc_known_volume *v) {
+        if (!v->given) {
+                w->unreadable++;
+                log_warning("%s: not checked: %s", v->name ?: strna(v->device), v->reason);
+                return 0;
+        }
+        w->failed++;
+        log_error("%s: cannot rewrap: %s", strna(v->device), v->reason);
+        return kc_cli_header_error(v->error);
+}
+
 /* Every readable known volume (that uses key, when key is not NULL), with a "[i/n]" counter per line. */
 static int rewrap_known(struct rewrap_run *w, const struct kc_known_volumes *k, const struct kc_key_info *key) {
         size_t n = 0, i = 0;
@@ -206,8 +223,9 @@ static int rewrap_known(struct rewrap_run *w, const struct kc_known_volumes *k, 
                 int r;
 
                 if (v->error < 0) {
-                        w->unreadable++;
-                        log_warning("%s: not checked: %s", v->name ?: strna(v->device), v->reason);
+                        r = rewrap_unreadable(w, v);
+                        if (r < 0 && first == 0)
+                                first = r;
                         continue;
                 }
                 if (key && !kc_known_volume_uses(v, key))
@@ -251,6 +269,29 @@ int kc_cli_rewrap_users(struct kc_cli *cli, struct kc_kms *kms, const char *key_
         return rewrap_finish(&w, r);
 }
 
+/*
+ * The DEVICEs of --all are there, as kc_cli_target_resolve() makes sure for
+ * one volume, before the KMS is opened: a typo is status 3 with nothing
+ * made or changed, not a run of the other volumes.
+ */
+static int rewrap_check_devices(struct kc_cli *cli, char **devices) {
+        for (size_t i = 0; devices[i]; i++) {
+                _cleanup_free_ char *dev = NULL;
+                struct kc_err err = {};
+                char what[300];
+                int r;
+
+                r = kc_resolve_device(devices[i], &dev, &err);
+                if (r >= 0)
+                        r = kc_luks_check_paths(dev, NULL, &err);
+                if (r < 0) {
+                        snprintf(what, sizeof(what), "%s: cannot rewrap", devices[i]);
+                        return kc_cli_fail(cli, r, &err, what);
+                }
+        }
+        return KC_EXIT_OK;
+}
+
 static int run_rewrap(struct kc_cli *cli, int argc, char **argv) {
         const char *key = NULL, *header = NULL, *volumes = NULL;
         bool all = false, dry_run = false, always = false;
@@ -289,7 +330,11 @@ static int run_rewrap(struct kc_cli *cli, int argc, char **argv) {
         if (kc_cli_check_key_ref(&usage, key) < 0)
                 return KC_EXIT_USAGE;
         /* The volume too, before the KMS is opened (kc_cli_target_resolve). */
-        if (!all) {
+        if (all) {
+                r = rewrap_check_devices(cli, argv + 1);
+                if (r != KC_EXIT_OK)
+                        return r;
+        } else {
                 r = kc_cli_target_resolve(argv[1], header, volumes, &t, &err);
                 if (r < 0) {
                         char what[300];

@@ -65,6 +65,8 @@ gone "reencrypt VOLUME whose device is missing" 3 "cannot reencrypt pgdata: devi
 gone "rewrap DEVICE" 3 "$D: cannot rewrap: device $D: $NOENT" rewrap "$D"
 gone "rewrap --header missing" 3 "$T/image: cannot rewrap: header $T/nohdr: $NOENT" \
         rewrap "$T/image" --header "$T/nohdr"
+# --all with a DEVICE that is not there: that DEVICE was asked for, not a volume found missing (a warning).
+gone "rewrap --all DEVICE" 3 "$D: cannot rewrap: device $D: $NOENT" rewrap --all "$D" --volumes "$T/volumes"
 gone "backup" 3 "backup: device $D: $NOENT" backup "$D" "$T/backup"
 check "backup: no backup file made" test ! -e "$T/backup"
 

@@ -20,6 +20,20 @@ for args in "attach $T/plain.img" "rebind $T/plain.img --context volume-id=vol-2
         check "not LUKS2: ${args%% *}: one line saying so" sh -c "[ \$(wc -l < '$T/err') = 1 ] && grep -qF '$NOT_LUKS' '$T/err'"
 done
 
+# rewrap --all: a DEVICE named that is not LUKS2 fails the run as rewrap DEVICE does (status 5), after the
+# other volumes; a configured volume whose device is missing (a nofail disk away) is a warning only.
+truncate -s 24M "$T/v.img"
+expect 0 "format a volume" format "$T/v.img" --key alias/pg --context "$CTX" -q
+printf 'away %s/away.img %s nofail\n' "$T" "$CTX" > "$T/volumes"
+expect 5 "rewrap --all with a DEVICE that is not LUKS2" rewrap --all "$T/plain.img" "$T/v.img" --volumes "$T/volumes" --always
+check "rewrap --all: the DEVICE's failure in rewrap's words" \
+        grep -qxF "kmscrypt: $T/plain.img: cannot rewrap: $NOT_LUKS" "$T/err"
+check "rewrap --all: the configured volume away, a warning" grep -qxF \
+        "kmscrypt: away: not checked: device $T/away.img: No such file or directory" "$T/err"
+check "rewrap --all: the other DEVICE rewrapped" grep -qF "$T/v.img: rewrapped" "$T/out"
+check "rewrap --all: the summary counts the failure" grep -qxF "1 rewrapped, 0 already current, 1 failed, 1 not readable" "$T/out"
+expect 0 "rewrap --all with the configured volume away only" rewrap --all "$T/v.img" --volumes "$T/volumes"
+
 # ---- --key naming no provider: a usage error, not the device's ----
 for args in "adopt $T/plain.img --context $CTX --passphrase-file $T/pass" "rewrap $T/plain.img" \
             "rebind $T/plain.img --context volume-id=vol-2" "format $T/plain.img --context $CTX"; do
