@@ -40,7 +40,8 @@ struct kc_audit_record {
         const char *detail;             /* free text (never secret), may be NULL */
 };
 
-#define KC_AUDIT_REASON_MAX 256
+/* A reason names the log, its head and the evidence (a keystore): as long as any message. */
+#define KC_AUDIT_REASON_MAX KC_ERR_MSG_MAX
 
 /*
  * What says that a chain held records, for the one state in which the chain

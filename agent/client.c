@@ -235,15 +235,15 @@ static int take_hotplug(struct json_object *result, void *userdata) {
         out->attached = streq(json_object_get_string(action), "attached");
         if (out->attached)
                 return kc_attach_result_from_json(result, out->res);
-        snprintf(out->note, 256, "%s", reason ? json_object_get_string(reason) : "left alone");
+        snprintf(out->note, KC_ERR_MSG_MAX, "%s", reason ? json_object_get_string(reason) : "left alone");
         return 0;
 }
 
-int kc_client_hotplug(struct kc_client *c, const char *majmin, struct kc_attach_result *ret, char ret_note[256],
+int kc_client_hotplug(struct kc_client *c, const char *majmin, struct kc_attach_result *ret, char ret_note[KC_ERR_MSG_MAX],
                       struct kc_err *err) {
         struct json_object *req = kc_request_new(KC_OP_HOTPLUG);
         struct kc_attach_result res = {};
-        char note[256] = "";
+        char note[KC_ERR_MSG_MAX] = "";
         struct hotplug_out out = { .res = &res, .note = note };
         int r;
 

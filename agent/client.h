@@ -62,7 +62,7 @@ int kc_client_attach_volume(struct kc_client *c, const char *name, bool wait, st
  * 1 and ret filled when attached (or already), 0 and ret_note saying why
  * when left alone, < 0 when refused or failed.
  */
-int kc_client_hotplug(struct kc_client *c, const char *majmin, struct kc_attach_result *ret, char ret_note[256],
+int kc_client_hotplug(struct kc_client *c, const char *majmin, struct kc_attach_result *ret, char ret_note[KC_ERR_MSG_MAX],
                       struct kc_err *err);
 /* Every configured volume after the attach round; caller frees *ret. */
 int kc_client_attach_all(struct kc_client *c, struct kc_agent_volume **ret, size_t *ret_n, struct kc_err *err);
@@ -77,7 +77,7 @@ struct kc_client_status {
         struct kc_client_status_error {
                 char name[128];
                 int error;                  /* negative errno */
-                char message[256];
+                char message[KC_ERR_MSG_MAX];
         } *errors;                          /* names whose status could not be read */
         size_t n_errors;
         struct kc_agent_volume *configured; /* the volumes file, as the agent sees it */

@@ -89,7 +89,7 @@ struct kc_known_volume {
         uint32_t key_version;
         struct kc_context *context;
         int error;                            /* < 0: header or token unreadable, reason says why */
-        char reason[256];
+        char reason[KC_ERR_MSG_MAX];
 };
 
 struct kc_known_volumes {
@@ -122,7 +122,7 @@ struct kc_volume_key_health {
         enum kc_key_state state;
         bool known;                           /* false: DescribeKey failed (reason says why) */
         unsigned recovery_keyslots;           /* passphrase keyslots in the header */
-        char reason[256];
+        char reason[KC_ERR_MSG_MAX];
 };
 
 /*

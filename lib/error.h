@@ -14,9 +14,16 @@
 
 #include "lib/macro.h"
 
+/*
+ * Room for a message naming three long paths (an audit log, its head and a
+ * keystore: "cannot open the KMS" does) and its words: a message cut short
+ * loses its end, often the path that says where to look.
+ */
+#define KC_ERR_MSG_MAX 2048
+
 struct kc_err {
         int error;          /* negative errno, 0 when unset */
-        char msg[256];
+        char msg[KC_ERR_MSG_MAX];
 };
 
 /* Record the first error only (the root cause); returns -abs(error).  Control characters become '?'. */

@@ -38,7 +38,7 @@ void kc_log_sink_syslog(int priority, const char *message, void *userdata) {
 int kc_log_internal(int priority, int error, const char *fmt, ...) {
         int saved_errno = errno;
         int ret = error < 0 ? error : -error;
-        char buf[1024];
+        char buf[KC_LOG_LINE_MAX];
         va_list ap;
 
         if (log_sink && priority <= log_max_priority) {

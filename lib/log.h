@@ -16,7 +16,11 @@
 #include <stdarg.h>
 #include <syslog.h>
 
+#include "lib/error.h"
 #include "lib/macro.h"
+
+/* One line: what failed (a path or two and words) and its kc_err message, whole. */
+#define KC_LOG_LINE_MAX (2 * KC_ERR_MSG_MAX)
 
 typedef void (*kc_log_sink_t)(int priority, const char *message, void *userdata);
 

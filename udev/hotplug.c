@@ -197,7 +197,7 @@ static int agent_attach_volume(const char *name) {
 struct hotplug_call {
         const char *devno;
         struct kc_attach_result res;
-        char note[256];
+        char note[KC_ERR_MSG_MAX];
 };
 
 static int call_hotplug(struct kc_client *c, void *userdata, struct kc_err *err) {

@@ -110,7 +110,7 @@ int kc_cli_header_error(int r) {
 
 int kc_cli_fail(struct kc_cli *cli, int r, const struct kc_err *err, const char *what) {
         int status = kc_cli_exit_status(r);
-        char line[512];
+        char line[KC_LOG_LINE_MAX];
 
         snprintf(line, sizeof(line), "%s: %s", what, kc_err_msg(err, r));
         log_error_errno(r, "%s", line);
@@ -122,7 +122,7 @@ int kc_cli_fail(struct kc_cli *cli, int r, const struct kc_err *err, const char 
 }
 
 void kc_cli_warn_unrecorded(struct kc_cli *cli, const struct kc_err *err, const char *what) {
-        char line[512];
+        char line[KC_LOG_LINE_MAX];
 
         snprintf(line, sizeof(line), "%s: %s", what, err->msg);
         log_warning("%s", line);
@@ -298,7 +298,7 @@ static int parse_one(struct kc_cli *cli, const struct kc_cli_option *tables[], s
 }
 
 int kc_cli_usage_error(const struct kc_cli_usage *u, const char *fmt, ...) {
-        char path[64], msg[400];
+        char path[64], msg[KC_ERR_MSG_MAX];
         va_list ap;
 
         va_start(ap, fmt);

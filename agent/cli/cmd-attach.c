@@ -330,7 +330,7 @@ static int run_attach(struct kc_cli *cli, int argc, char **argv) {
         if (r < 0 && said)
                 return said;
         if (r < 0) {
-                char what[300];
+                char what[KC_ERR_MSG_MAX];
                 snprintf(what, sizeof(what), "cannot attach %s", p.device);
                 return kc_cli_fail(cli, r, &err, what);
         }
@@ -360,7 +360,7 @@ static int run_detach(struct kc_cli *cli, int argc, char **argv) {
         agent = open_agent();
         r = agent ? kc_client_detach(agent, argv[1], deferred, &err) : kc_detach(argv[1], deferred, &err);
         if (r < 0) {
-                char what[300];
+                char what[KC_ERR_MSG_MAX];
                 snprintf(what, sizeof(what), "cannot detach %s", argv[1]);
                 return kc_cli_fail(cli, r, &err, what);
         }

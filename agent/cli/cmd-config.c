@@ -89,7 +89,7 @@ static int check_volumes(struct kc_cli *cli, const char *path, struct json_objec
         for (size_t i = 0; i < vs->n; i++) {
                 const struct kc_volume_conf *v = &vs->volumes[i];
                 enum device_verdict d;
-                char why[512];
+                char why[KC_ERR_MSG_MAX];
                 struct json_object *o;
 
                 d = check_device(v, why, sizeof(why));
@@ -215,7 +215,7 @@ static int plan_volumes(struct kc_cli *cli, const char *path, struct initramfs_p
                 _cleanup_free_ char *dev = NULL;
                 struct kc_token tok = {};
                 struct json_object *o;
-                char why[512], provider[sizeof(tok.provider)] = "unknown";
+                char why[KC_ERR_MSG_MAX], provider[sizeof(tok.provider)] = "unknown";
 
                 if (!v->initrd)
                         continue;

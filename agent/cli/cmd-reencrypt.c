@@ -137,7 +137,7 @@ int kc_cli_reencrypt(struct kc_cli *cli, struct kc_kms *kms, const struct kc_cli
         };
         struct kc_reencrypt_result res;
         struct kc_err err = {};
-        char what[300];
+        char what[KC_ERR_MSG_MAX];
         int r;
 
         stop_requested = 0;
@@ -310,7 +310,7 @@ static int run_reencrypt(struct kc_cli *cli, int argc, char **argv) {
         if (r == -ENOENT && stack_target(argv[1], header, &t) >= 0)
                 r = 0;
         if (r < 0) {
-                char what[300];
+                char what[KC_ERR_MSG_MAX];
 
                 /* The words of kc_cli_reencrypt()'s failure, which this one came before. */
                 snprintf(what, sizeof(what), "cannot reencrypt %s", argv[1]);

@@ -177,7 +177,7 @@ static int rewrap_one(struct rewrap_run *w, const char *name, const char *device
                 return kc_cli_header_error(r);
         }
         if (r > 0) {
-                char what[300];
+                char what[KC_ERR_MSG_MAX];
 
                 snprintf(what, sizeof(what), "%s%s", prefix, label);
                 kc_cli_warn_unrecorded(w->cli, &err, what);
@@ -278,7 +278,7 @@ static int rewrap_check_devices(struct kc_cli *cli, char **devices) {
         for (size_t i = 0; devices[i]; i++) {
                 _cleanup_free_ char *dev = NULL;
                 struct kc_err err = {};
-                char what[300];
+                char what[KC_ERR_MSG_MAX];
                 int r;
 
                 r = kc_resolve_device(devices[i], &dev, &err);
@@ -337,7 +337,7 @@ static int run_rewrap(struct kc_cli *cli, int argc, char **argv) {
         } else {
                 r = kc_cli_target_resolve(argv[1], header, volumes, &t, &err);
                 if (r < 0) {
-                        char what[300];
+                        char what[KC_ERR_MSG_MAX];
 
                         /* The words of rewrap_one()'s failure, which this one came before. */
                         snprintf(what, sizeof(what), "%s: cannot rewrap", argv[1]);

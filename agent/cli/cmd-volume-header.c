@@ -258,10 +258,11 @@ static int volume_format(struct kc_cli *cli, int argc, char **argv) {
         };
         r = kc_volume_format(kms, &cli->caller, &p, &res, &err);
         if (r == -EEXIST && !force) {
-                /* Say how to go on, on the same line. */
+                /* Say how to go on, on the same line: the hint always fits, the message whole as a rule. */
+                static const char hint[] = "; --force destroys it";
                 char why[sizeof(err.msg)];
 
-                snprintf(why, sizeof(why), "%.200s; --force destroys it", err.msg);
+                snprintf(why, sizeof(why), "%.*s%s", (int) (sizeof(why) - sizeof(hint)), err.msg, hint);
                 snprintf(err.msg, sizeof(err.msg), "%s", why);
         }
         if (r < 0)

@@ -181,7 +181,7 @@ static struct kc_mapper *start_mappers(const struct daemon *d) {
 /* A bad option or argument: one line ending with the hint kmscryptd(8) promises for each; -EINVAL. */
 static int usage_error(const char *fmt, ...) _printf_(1, 2);
 static int usage_error(const char *fmt, ...) {
-        char msg[256];
+        char msg[KC_ERR_MSG_MAX];
         va_list ap;
 
         va_start(ap, fmt);

@@ -1091,7 +1091,7 @@ static int find_by_devno(struct kc_manager *m, dev_t devno, struct candidate *re
 
 /* A device no entry names: not ours (0, note) when it has no kmscrypt token; refused and audited when it has. */
 static int refuse_unconfigured(struct kc_manager *m, const char *path, const struct kc_caller *caller,
-                               char note[256], struct kc_err *err) {
+                               char note[KC_ERR_MSG_MAX], struct kc_err *err) {
         _cleanup_luks_ struct kc_luks *l = NULL;
         _cleanup_kms_ struct kc_kms *kms = NULL;
         _cleanup_free_ char *ctx = NULL, *ref = NULL;
@@ -1106,7 +1106,7 @@ static int refuse_unconfigured(struct kc_manager *m, const char *path, const str
         if (r >= 0)
                 r = kc_luks_token_read(l, &tok, NULL, &e);
         if (r < 0 && (r == -ENOENT || !l)) {
-                snprintf(note, 256, "%s is not a kmscrypt volume: %s", path, kc_err_msg(&e, r));
+                snprintf(note, KC_ERR_MSG_MAX, "%s is not a kmscrypt volume: %s", path, kc_err_msg(&e, r));
                 return 0;
         }
         (void) kc_luks_segment(l, &seg);
@@ -1135,7 +1135,7 @@ static int refuse_unconfigured(struct kc_manager *m, const char *path, const str
 }
 
 /* Whether path holds a kmscrypt token (one that cannot be read counts): 1; 0 and note when not. */
-static int has_kmscrypt_token(const char *path, char note[256]) {
+static int has_kmscrypt_token(const char *path, char note[KC_ERR_MSG_MAX]) {
         _cleanup_luks_ struct kc_luks *l = NULL;
         struct kc_token tok = {};
         struct kc_err e = {};
@@ -1146,7 +1146,7 @@ static int has_kmscrypt_token(const char *path, char note[256]) {
                 r = kc_luks_token_read(l, &tok, NULL, &e);
         kc_token_clear(&tok);
         if (r < 0 && (r == -ENOENT || !l)) {
-                snprintf(note, 256, "%s is not a kmscrypt volume: %s", path, kc_err_msg(&e, r));
+                snprintf(note, KC_ERR_MSG_MAX, "%s is not a kmscrypt volume: %s", path, kc_err_msg(&e, r));
                 return 0;
         }
         return 1;
@@ -1158,7 +1158,7 @@ static int has_kmscrypt_token(const char *path, char note[256]) {
  * re-read the volumes file once before the device is refused and audited.
  */
 static int find_after_reload(struct kc_manager *m, dev_t devno, const char *path,
-                             const struct kc_manager_reload *reload, struct candidate *ret, char note[256]) {
+                             const struct kc_manager_reload *reload, struct candidate *ret, char note[KC_ERR_MSG_MAX]) {
         struct kc_err e = {};
         size_t n;
         int r;
@@ -1177,7 +1177,7 @@ static int find_after_reload(struct kc_manager *m, dev_t devno, const char *path
 
 int kc_manager_hotplug(struct kc_manager *m, dev_t devno, const struct kc_caller *caller,
                        const struct kc_manager_reload *reload, int watch_fd, struct kc_attach_result *ret,
-                       char ret_note[256], struct kc_err *err) {
+                       char ret_note[KC_ERR_MSG_MAX], struct kc_err *err) {
         struct candidate c;
         char majmin[32], path[64];
         int r;
@@ -1197,7 +1197,7 @@ int kc_manager_hotplug(struct kc_manager *m, dev_t devno, const struct kc_caller
         if (r == 0)
                 return refuse_unconfigured(m, path, caller, ret_note, err);
         if (!c.hotplug) {
-                snprintf(ret_note, 256, "%s is volume %s, which has hotplug=no: left alone", path, c.name);
+                snprintf(ret_note, KC_ERR_MSG_MAX, "%s is volume %s, which has hotplug=no: left alone", path, c.name);
                 return 0;
         }
         r = attach_volume(m, c.name, caller, true, false, watch_fd, ret, err);

@@ -125,7 +125,7 @@ struct kc_manager_reload {
 };
 int kc_manager_hotplug(struct kc_manager *m, dev_t devno, const struct kc_caller *caller,
                        const struct kc_manager_reload *reload, int watch_fd, struct kc_attach_result *ret,
-                       char ret_note[256], struct kc_err *err);
+                       char ret_note[KC_ERR_MSG_MAX], struct kc_err *err);
 
 /* Detach a mapping; a configured volume becomes "detached" and stays so until attached again. */
 int kc_manager_detach(struct kc_manager *m, const char *name, bool deferred, struct kc_err *err);

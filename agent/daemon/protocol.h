@@ -141,7 +141,7 @@ struct kc_agent_volume {
         unsigned attempts;
         time_t next_try;              /* WAITING: when the next try is due */
         int error;                    /* last negative errno, 0 if none */
-        char reason[256];             /* why it waits, failed or is suspended */
+        char reason[KC_ERR_MSG_MAX];  /* why it waits, failed or is suspended */
         bool nofail;
 };
 

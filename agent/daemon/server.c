@@ -496,7 +496,7 @@ static int handle_hotplug(struct conn *c, const struct kc_request *req, struct j
                           struct kc_err *err) {
         const struct kc_manager_reload reload = { .fn = c->s->cfg.reload, .userdata = c->s->cfg.userdata };
         struct kc_attach_result res = {};
-        char note[256] = "";
+        char note[KC_ERR_MSG_MAX] = "";
         int r = kc_manager_hotplug(c->s->m, req->devno, &c->caller, &reload, c->fd, &res, note, err);
 
         if (r < 0)

@@ -126,4 +126,22 @@ expect 4 "default head: log and head deleted: verify" audit verify
 check "default head: one line naming the head in the keystore" sh -c \
         "[ \$(wc -l < '$T/err') = 1 ] && grep -qF '$LOG: the log and its head $KS/audit.head are both missing, but keystore $KS holds 1 key,' '$T/err'"
 
+# ---- a long keystore path: the lines end as they should, the path named whole, twice ----
+# Three directories of 200 bytes: a keystore path of some 650 bytes, and its head inside it.
+NAME200=$(printf '%0200d' 0 | tr 0 k)
+KS=$T/$NAME200/$NAME200/$NAME200/keystore LOG=$T/audit3.log
+mkdir -p "${KS%/keystore}"
+expect 0 "long keystore path: create a key" key create
+rm "$LOG" "$KS/audit.head"
+LONG_REASON="$LOG: the log and its head $KS/audit.head are both missing, but keystore $KS holds 1 key, whose creation was audited: the chain was removed, not a fresh one"
+expect 4 "long keystore path: verify" audit verify
+check "long keystore path: verify's line whole" grep -qxF "kmscrypt: audit verify: $LONG_REASON" "$T/err"
+expect 4 "long keystore path: verify --json" --json audit verify
+json_is 'j["Reason"].endswith(", whose creation was audited: the chain was removed, not a fresh one")' true
+json_is '"'"$KS"' holds 1 key" in j["Reason"]' true
+expect 5 "long keystore path: key list refused" key list
+check "long keystore path: cannot open the KMS, the line whole" grep -qxF \
+        "kmscrypt: cannot open the KMS: audit log $LOG and its head $KS/audit.head are both missing, but keystore $KS holds 1 key, whose creation was audited: refusing a new chain, see kmscrypt audit restart" \
+        "$T/err"
+
 finish

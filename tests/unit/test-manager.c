@@ -226,7 +226,7 @@ START_TEST(test_hotplug_does_not_tell) {
         struct kc_attach_result res = {};
         struct kc_caller caller = {};
         struct kc_err err = {};
-        char note[256];
+        char note[KC_ERR_MSG_MAX];
         const char *dev;
         dev_t devno;
         uint64_t t0, ms;
