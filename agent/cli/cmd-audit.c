@@ -291,6 +291,6 @@ static int run_audit(struct kc_cli *cli, int argc, char **argv) {
 
 const struct kc_cli_command kc_cli_cmd_audit = {
         .name = "audit",
-        .summary = "list and verify the audit trail",
+        .summary = "list, verify and restart the audit trail",
         .run = run_audit,
 };

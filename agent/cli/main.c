@@ -33,6 +33,51 @@ static const struct kc_cli_command *const commands[] = {
         &kc_cli_cmd_restore,
 };
 
+/* The command table and top-level usage, for main() and for `kmscrypt help`. */
+static struct kc_cli_command table[ARRAY_SIZE(commands) + 1];
+static bool version;
+static const struct kc_cli_option main_options[] = {
+        { .name = "version", .help = "print the version", .flag = &version },
+        {},
+};
+static const struct kc_cli_usage main_usage = {
+        .synopsis = "[GLOBAL-OPTIONS] COMMAND [SUBCOMMAND] [OPTIONS] [ARGUMENTS]",
+        .description = "Manage kmscrypt volumes (LUKS2 whose data key a KMS wraps), the customer master\n"
+                       "keys of the local KMS, data keys, and the audit trail.",
+        .options = main_options,
+        .commands = table,
+        .n_commands = ARRAY_SIZE(table),
+        .stop_at_command = true,
+};
+
+/*
+ * `kmscrypt help [COMMAND [SUBCOMMAND]]` is `kmscrypt [COMMAND [SUBCOMMAND]]
+ * --help`, as git and systemctl users expect: the same text and status, and
+ * an unknown command the same usage error.
+ */
+static int run_help(struct kc_cli *cli, int argc, char **argv) {
+        const struct kc_cli_usage usage = {
+                .synopsis = "help [COMMAND [SUBCOMMAND]]",
+                .description = "Print the help of kmscrypt, or of COMMAND (and SUBCOMMAND): the same as\n"
+                               "`kmscrypt --help` or `kmscrypt COMMAND [SUBCOMMAND] --help`.",
+                .max_args = 2,
+        };
+        char *words[] = { (char *) "kmscrypt", NULL, NULL, NULL, NULL };
+        int nargs, n = 1, r;
+
+        r = kc_cli_parse(cli, argc, argv, &usage, &nargs);
+        if (r <= 0)
+                return kc_cli_parse_exit(r);
+        for (int i = 1; i <= nargs; i++)
+                words[n++] = argv[i];
+        words[n++] = (char *) "--help";
+        return kc_cli_dispatch(cli, n, words, &main_usage, table, ARRAY_SIZE(table));
+}
+
+static const struct kc_cli_command cmd_help = {
+        .name = "help", .summary = "show the help of kmscrypt or of a command", .run = run_help,
+};
+
 /* No plaintext key of this process may end up in a core file, nor in swap where it can be avoided. */
 static void harden(void) {
         struct rlimit no_core = { 0, 0 };
@@ -51,22 +96,7 @@ static void cli_done(struct kc_cli *cli) {
 }
 
 int main(int argc, char **argv) {
-        struct kc_cli_command table[ARRAY_SIZE(commands)];
         struct kc_cli cli = {};
-        bool version = false;
-        const struct kc_cli_option options[] = {
-                { .name = "version", .help = "print the version", .flag = &version },
-                {},
-        };
-        const struct kc_cli_usage usage = {
-                .synopsis = "[GLOBAL-OPTIONS] COMMAND [SUBCOMMAND] [OPTIONS] [ARGUMENTS]",
-                .description = "Manage kmscrypt volumes (LUKS2 whose data key a KMS wraps), the customer master\n"
-                               "keys of the local KMS, data keys, and the audit trail.",
-                .options = options,
-                .commands = table,
-                .n_commands = ARRAY_SIZE(commands),
-                .stop_at_command = true,
-        };
         int nargs, status, r;
 
         harden();
@@ -76,13 +106,14 @@ int main(int argc, char **argv) {
 
         for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
                 table[i] = *commands[i];
+        table[ARRAY_SIZE(commands)] = cmd_help;
 
         r = kc_caller_self(&cli.caller);
         if (r < 0)
                 log_debug_errno(r, "cannot describe this process for the audit trail: %m");
 
         /* Global options first (--version needs no command), then the command. */
-        r = kc_cli_parse(&cli, argc, argv, &usage, &nargs);
+        r = kc_cli_parse(&cli, argc, argv, &main_usage, &nargs);
         if (r <= 0)
                 return kc_cli_parse_exit(r);
         if (version) {
@@ -90,7 +121,7 @@ int main(int argc, char **argv) {
                 return KC_EXIT_OK;
         }
 
-        status = kc_cli_dispatch(&cli, nargs + 1, argv, &usage, table, ARRAY_SIZE(table));
+        status = kc_cli_dispatch(&cli, nargs + 1, argv, &main_usage, table, ARRAY_SIZE(table));
         if (fflush(stdout) != 0) {
                 log_error_errno(negative_errno(), "cannot write output: %m");
                 status = status ?: KC_EXIT_FAILURE;

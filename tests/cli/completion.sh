@@ -140,6 +140,16 @@ comp format --pbkdf ""
 check "format --pbkdf: the three PBKDFs" sh -c "[ \$(grep -cxE 'argon2id|argon2i|pbkdf2' '$T/comp') = 3 ]"
 comp snapshot zz-map ""
 check "snapshot NAME DEST: files" offers zz-file
+comp snapshot zz-map zz-file --header ""
+check "snapshot --header HDR: files" offers zz-file
+# help COMMAND SUBCOMMAND: as `kmscrypt --help` and `kmscrypt COMMAND --help` list them.
+comp he
+check "help: offered" offers help
+comp help ""
+check "help COMMAND: the commands" sh -c "grep -qx key '$T/comp' && grep -qx backup '$T/comp' && grep -qx help '$T/comp'"
+comp help audit ""
+check "help audit SUBCOMMAND: its subcommands" sh -c "grep -qx verify '$T/comp' && grep -qx restart '$T/comp'"
+check "help audit SUBCOMMAND: not the commands" sh -c "! grep -qx key '$T/comp'"
 
 # attach VOLUME: the names of the volumes file, read by `kmscrypt config list` from the file the
 # line names (--volumes FILE, as attach reads it), besides block devices (DEVICE).

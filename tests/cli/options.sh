@@ -10,6 +10,23 @@ for args in "--help" "key --help" "key create --help" "kms decrypt --help" "audi
         check "$args prints a usage" grep -q '^Usage: kmscrypt' "$T/out"
 done
 check "--help does not create the keystore" test ! -e "$KS"
+# kmscrypt help [COMMAND [SUBCOMMAND]] is --help, as git and systemctl have it: the same text and status.
+for args in "" "key" "key create" "audit" "backup"; do
+        expect 0 "help $args" help $args
+        "$KMSCRYPT" $args --help > "$T/help.want"
+        check "help $args: the text of '$args --help'" cmp -s "$T/out" "$T/help.want"
+        check "help $args: nothing on stderr" test ! -s "$T/err"
+done
+expect 2 "help of an unknown command" help frobnicate
+check "help of an unknown command: the usage error of the command" \
+        grep -qxF "kmscrypt: unknown command \"frobnicate\" (see 'kmscrypt --help')" "$T/err"
+expect 2 "help of an unknown subcommand" help key frobnicate
+check "help of an unknown subcommand: the usage error of key" \
+        grep -qxF "kmscrypt: unknown command \"frobnicate\" (see 'kmscrypt key --help')" "$T/err"
+expect 0 "--help lists audit restart in its summary" --help
+check "--help: audit's line names restart" grep -q '^  audit .*restart' "$T/out"
+check "--help: help listed" grep -q '^  help ' "$T/out"
+check "help does not create the keystore" test ! -e "$KS"
 expect 0 "--version" --version
 check "--version prints the version" grep -q '^kmscrypt [0-9]' "$T/out"
 expect 2 "no command" 
