@@ -738,10 +738,11 @@ static bool all_zero(const uint8_t *p, size_t n) {
 }
 
 static int copy_fds(int in, int out, uint64_t total, bool sparse, kc_copy_progress_fn progress, void *userdata) {
-        _cleanup_free_ uint8_t *buf = malloc(COPY_CHUNK);
+        _cleanup_free_ uint8_t *buf = NULL;
         uint64_t done = 0;
 
-        if (!buf)
+        /* Aligned for O_DIRECT (direct_source()); a chunk is a multiple of any logical block size. */
+        if (posix_memalign((void **) &buf, 4096, COPY_CHUNK) != 0)
                 return -ENOMEM;
         while (done < total) {
                 size_t want = total - done < COPY_CHUNK ? (size_t) (total - done) : COPY_CHUNK;
@@ -774,6 +775,27 @@ static int copy_fds(int in, int out, uint64_t total, bool sparse, kc_copy_progre
         return fsync(out) < 0 ? negative_errno() : 0;
 }
 
+/*
+ * A block device is read past the page cache.  Its cache can hold blocks
+ * read before the snapshot's suspend (blkid's probe of the device in
+ * kc_copy_source_check(), any earlier reader), which the filesystem's
+ * writes through dm-crypt never updated: they go to the device as bios.  A
+ * buffered copy took those stale blocks, and a backup of a mounted volume
+ * lost the files written last.  It also keeps a copy of a large volume from
+ * evicting the database's own cache.
+ */
+static int direct_source(int fd, const char *src, struct kc_err *err) {
+        struct stat st;
+        int flags;
+
+        if (fstat(fd, &st) < 0 || !S_ISBLK(st.st_mode))
+                return 0;
+        flags = fcntl(fd, F_GETFL);
+        if (flags < 0 || fcntl(fd, F_SETFL, flags | O_DIRECT) < 0)
+                return kc_err_set(err, negative_errno(), "cannot read %s with O_DIRECT: %s", src, strerror(errno));
+        return 0;
+}
+
 int kc_copy_encrypted(const char *src, const char *dst, bool overwrite, kc_copy_progress_fn progress,
                       void *userdata, struct kc_err *err) {
         _cleanup_close_ int in = -1, out = -1;
@@ -789,6 +811,9 @@ int kc_copy_encrypted(const char *src, const char *dst, bool overwrite, kc_copy_
         r = kc_fd_size(in, &total);
         if (r < 0)
                 return kc_err_set(err, r, "cannot read the size of %s: %s", src, strerror(-r));
+        r = direct_source(in, src, err);
+        if (r < 0)
+                return r;
         out = open_copy_dst(dst, overwrite, total, &tmp, err);
         if (out < 0)
                 return out;

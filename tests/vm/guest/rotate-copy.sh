@@ -7,7 +7,8 @@
 # exit statuses of kmscrypt(8)).  A snapshot onto the volume itself is
 # refused before it suspends anything; one stopped by SIGTERM while it
 # copies resumes the volume first; a device another mapping holds is not
-# backed up; restore does not create a missing /dev path as a file.
+# backed up; restore does not create a missing /dev path as a file.  A
+# detached-header volume is backed up with its header, and only so.
 # kcvm-programs: kmscrypt
 . /kc/lib.sh
 
@@ -112,4 +113,47 @@ kcvm_mknodes
 # The original keeps its own identity; the clone's token no longer claims it.
 kmscrypt attach "$CLONE" --expect-context "$CTX" 2>/dev/null && die "the clone still attaches as the original"
 kmscrypt audit list | grep -q RebindVolume || die "no RebindVolume audit record"
+kcvm_mknodes
+
+# A detached-header volume, attached and mounted: its data device alone is
+# not a backup (status 4, no file); with --header, snapshot and backup write
+# FILE and FILE.header, no plaintext in either, and restore --header gives a
+# pair that attaches with the same data.
+kcvm_loop 24
+DDATA=$KCVM_LOOP
+kcvm_loop 24
+DCOPY=$KCVM_LOOP
+HDR=$KCVM_DIR/detached.hdr
+truncate -s 16M "$HDR"
+kmscrypt format "$DDATA" --header "$HDR" --key alias/pg --context db-id=db-copy,volume-id=vol-det >/dev/null ||
+        die "format with a detached header"
+kmscrypt attach "$DDATA" --header "$HDR" --name vol-det >/dev/null || die "attach with a detached header"
+defer "umount $MNT 2>/dev/null; kmscrypt detach vol-det >/dev/null 2>&1; kmscrypt detach vol-detcopy >/dev/null 2>&1"
+kcvm_mknodes
+mkfs.ext4 -q /dev/mapper/vol-det || die "mkfs vol-det"
+mount /dev/mapper/vol-det "$MNT" || die "mount vol-det"
+kcvm_pattern "$MNT/data" 1048576
+md5=$(md5sum <"$MNT/data")
+rc=0
+kmscrypt backup vol-det "$KCVM_DIR/det.img" 2>err || rc=$?
+expect_eq "backup of a detached-header volume without --header: exit status" "$rc" 4
+grep -q -- "--header" err || die "backup without --header says: $(cat err)"
+[ ! -e "$KCVM_DIR/det.img" ] || die "backup without --header wrote a file"
+kmscrypt snapshot vol-det "$KCVM_DIR/det-snap.img" --header "$HDR" >/dev/null || die "snapshot --header while mounted"
+kmscrypt backup vol-det "$KCVM_DIR/det.img" --header "$HDR" >/dev/null || die "backup --header while mounted"
+for f in det-snap.img det-snap.img.header det.img det.img.header; do
+        [ -s "$KCVM_DIR/$f" ] || die "no $f"
+        grep -qF "$KCVM_TAG" "$KCVM_DIR/$f" && die "plaintext in $f"
+done
+umount "$MNT"
+kmscrypt restore "$KCVM_DIR/det.img" "$DCOPY" --header "$KCVM_DIR/detcopy.hdr" || die "restore --header"
+cmp -s "$HDR" "$KCVM_DIR/detcopy.hdr" || die "the restored header differs from the original"
+kmscrypt detach vol-det >/dev/null || die "detach vol-det"
+kcvm_mknodes
+kmscrypt attach "$DCOPY" --header "$KCVM_DIR/detcopy.hdr" --name vol-detcopy >/dev/null || die "attach the restored pair"
+kcvm_mknodes
+mount -o ro /dev/mapper/vol-detcopy "$MNT" || die "mount the restored pair"
+expect_eq "restored detached-header data" "$(md5sum <"$MNT/data")" "$md5"
+umount "$MNT"
+kmscrypt detach vol-detcopy >/dev/null
 kcvm_mknodes
