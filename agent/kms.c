@@ -538,15 +538,17 @@ int kc_kms_encrypt(struct kc_kms *k, const struct kc_kms_request *req, const cha
         struct kc_err local = {};
         struct kc_audit_record rec = { .operation = "Encrypt", .key_id = key_ref, .context = ctx };
         struct kc_data_key dk = {};
-        const struct kc_kms_provider *p;
+        const struct kc_kms_provider *p = NULL;
         const char *key;
-        void *state;
+        void *state = NULL;
+        char request_id[160];
         int r;
 
         err = err ?: &local;
         r = dispatch(k, key_ref, &p, &state, &key, err);
         if (r >= 0)
                 r = p->encrypt ? p->encrypt(state, key, ctx, plaintext, len, &dk, err) : unsupported(p, "Encrypt", err);
+        note_request_id(p, state, &rec, request_id, sizeof(request_id));
         return audit_finish_data_key(k, req, &rec, r, &dk, ret, err);
 }
 

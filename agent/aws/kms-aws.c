@@ -355,14 +355,15 @@ static int exchange(struct aws_state *s, const char *url, const char *host, cons
 }
 
 /*
- * Call operation with the JSON request; on 200 the response, its body in
+ * Call operation with the request body (JSON text; the caller's, which may
+ * be kc_secret memory: it is only read); on 200 the response, its body in
  * kc_secret memory for agent/aws/response.h to parse (ret NULL: not wanted).
  * Throttling, 5xx and transport failures are retried with exponential
  * backoff and full jitter until the deadline.
  */
-static int aws_call(struct aws_state *s, const struct key_ref *k, const char *operation, struct json_object *req,
-                    struct kc_http_response *ret, struct kc_err *err) {
-        _cleanup_free_ char *url = NULL, *host = NULL, *target = NULL, *body = NULL;
+static int aws_call_body(struct aws_state *s, const struct key_ref *k, const char *operation, const char *body,
+                         struct kc_http_response *ret, struct kc_err *err) {
+        _cleanup_free_ char *url = NULL, *host = NULL, *target = NULL;
         long deadline = now_ms() + s->deadline_ms;
         int r;
 
@@ -372,8 +373,7 @@ static int aws_call(struct aws_state *s, const struct key_ref *k, const char *op
                 r = host_of(url, &host);
         if (r < 0)
                 return kc_err_set(err, r, "bad AWS KMS endpoint");
-        if (asprintf(&target, "TrentService.%s", operation) < 0 ||
-            !(body = strdup(json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN))))
+        if (asprintf(&target, "TrentService.%s", operation) < 0)
                 return -ENOMEM;
 
         for (unsigned attempt = 0;; attempt++) {
@@ -428,6 +428,16 @@ static int aws_call(struct aws_state *s, const struct key_ref *k, const char *op
                 log_debug("AWS KMS %s: %s; retrying in %ld ms", operation, kc_err_msg(&e, r), backoff);
                 nanosleep(&(struct timespec) { backoff / 1000, (backoff % 1000) * 1000000L }, NULL);
         }
+}
+
+/* aws_call_body() with the JSON request req, which carries no secret (json-c's buffers are not wiped). */
+static int aws_call(struct aws_state *s, const struct key_ref *k, const char *operation, struct json_object *req,
+                    struct kc_http_response *ret, struct kc_err *err) {
+        _cleanup_free_ char *body = strdup(json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN));
+
+        if (!body)
+                return -ENOMEM;
+        return aws_call_body(s, k, operation, body, ret, err);
 }
 
 /* ---- JSON helpers --------------------------------------------------------------------------- */
@@ -566,6 +576,61 @@ static int aws_re_encrypt(void *state, const char *src_key, const uint8_t *blob,
         return kc_aws_response_data_key("ReEncrypt", resp.body, resp.body_len, 0, ret, err);
 }
 
+/*
+ * The Encrypt request body in kc_secret memory: {"Plaintext":"<base64>",
+ * then the members of rest, the JSON object of the other members that
+ * json-c made.  The plaintext never passes through json-c, whose strings
+ * and printbuf (grown with realloc()) are freed unwiped; base64 needs no
+ * JSON escaping.
+ */
+static int encrypt_body(const char *rest, const void *plaintext, size_t len, char **ret) {
+        static const char head[] = "{\"Plaintext\":\"";
+        size_t b64_len = 4 * ((len + 2) / 3), rest_len = rest ? strlen(rest) : 0;
+        char *body, *p;
+
+        /* rest is "{...}" and not empty (KeyId): its members follow ours after a comma. */
+        if (rest_len < 3 || rest[0] != '{')
+                return -EINVAL;
+        body = kc_secret_alloc(sizeof(head) - 1 + b64_len + 2 + rest_len);
+        if (!body)
+                return -ENOMEM;
+        p = stpcpy(body, head);
+        EVP_EncodeBlock((unsigned char *) p, plaintext, (int) len);
+        p = stpcpy(p + b64_len, "\",");
+        strcpy(p, rest + 1);
+        *ret = body;
+        return 0;
+}
+
+static int aws_encrypt(void *state, const char *key, const struct kc_context *ctx, const void *plaintext,
+                       size_t len, struct kc_data_key *ret, struct kc_err *err) {
+        struct aws_state *s = state;
+        _cleanup_(json_object_putp) struct json_object *req = json_object_new_object();
+        _cleanup_(kc_http_response_clear) struct kc_http_response resp = {};
+        _cleanup_secret_ char *body = NULL;
+        struct key_ref k;
+        int r;
+
+        if (!ctx)
+                return kc_err_set(err, -EINVAL, "an encryption context is required");
+        if (!plaintext || len < 1 || len > KC_AWS_MAX_PLAINTEXT)
+                return kc_err_set(err, -EINVAL, "plaintext size must be 1..%d bytes, not %zu", KC_AWS_MAX_PLAINTEXT,
+                                  len);
+        r = parse_key(s, key, &k, err);
+        if (r < 0)
+                return r;
+        if (!req || add_string(req, "KeyId", k.key_id) < 0 || add_context(req, "EncryptionContext", ctx) < 0)
+                return -ENOMEM;
+        r = encrypt_body(json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN), plaintext, len, &body);
+        if (r < 0)
+                return r == -EINVAL ? -ENOMEM : r;   /* json-c gave no text */
+        r = aws_call_body(s, &k, "Encrypt", body, &resp, err);
+        if (r < 0)
+                return r;
+        /* The answer carries no Plaintext: the caller holds it, ret->plaintext stays NULL. */
+        return kc_aws_response_data_key("Encrypt", resp.body, resp.body_len, 0, ret, err);
+}
+
 static int aws_describe_key(void *state, const char *key, struct kc_key_info *ret, struct kc_err *err) {
         struct aws_state *s = state;
         _cleanup_(json_object_putp) struct json_object *req = json_object_new_object();
@@ -656,6 +721,7 @@ const struct kc_kms_provider kc_kms_provider_aws = {
         .decrypt = aws_decrypt,
         .re_encrypt = aws_re_encrypt,
         .describe_key = aws_describe_key,
+        .encrypt = aws_encrypt,
         .set_enabled = aws_set_enabled,
         .schedule_deletion = aws_schedule_deletion,
         .cancel_deletion = aws_cancel_deletion,

@@ -38,8 +38,8 @@
 #define KC_AWS_KEY_VERSION 1
 
 /*
- * GenerateDataKey (nbytes > 0: Plaintext of exactly nbytes is required) or
- * ReEncrypt (nbytes 0: Plaintext is not read).  CiphertextBlob is required;
+ * GenerateDataKey (nbytes > 0: Plaintext of exactly nbytes is required),
+ * Encrypt or ReEncrypt (nbytes 0: Plaintext is not read).  CiphertextBlob is required;
  * KeyId, a key ARN, gives ret->key_id its id part ("" when absent).
  */
 int kc_aws_response_data_key(const char *operation, const char *body, size_t len, size_t nbytes,

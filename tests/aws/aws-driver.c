@@ -5,6 +5,7 @@
  *
  *   aws-driver DIR generate  KEYREF CONTEXT OUT-BLOB
  *   aws-driver DIR decrypt   KEYREF CONTEXT BLOB
+ *   aws-driver DIR encrypt   KEYREF CONTEXT PLAINTEXT-FILE OUT-BLOB
  *   aws-driver DIR reencrypt SRC-KEYREF SRC-CONTEXT BLOB DST-KEYREF DST-CONTEXT OUT-BLOB
  *   aws-driver DIR describe  KEYREF
  *   aws-driver DIR disable|enable|cancel-deletion KEYREF
@@ -132,6 +133,30 @@ int main(int argc, char **argv) {
                 sha_hex(pt, kc_secret_size(pt), hex);
                 printf("ok plaintext-sha256 %s key-id %s ms %ld\n", hex, id, elapsed_ms(&t0));
                 return 0;
+        }
+        if (streq(op, "encrypt") && argc == 7) {
+                _cleanup_free_ uint8_t *in = NULL;
+                _cleanup_secret_ void *pt = NULL;
+                struct kc_data_key dk = {};
+                size_t len = 0;
+                r = kc_context_parse_kv(argv[4], &ctx, &err);
+                if (r >= 0)
+                        r = read_file(argv[5], &in, &len);
+                /* The key material as the callers hold it: in kc_secret memory. */
+                if (r >= 0 && !(pt = kc_secret_memdup(in, len ?: 1)))
+                        r = -ENOMEM;
+                if (in)
+                        kc_wipe(in, len);
+                if (r >= 0)
+                        r = kc_kms_encrypt(k, &req, argv[3], ctx, pt, len, &dk, &err);
+                if (r < 0)
+                        return fail(r, &err);
+                sha_hex(pt, len, hex);
+                r = write_file(argv[6], dk.blob, dk.blob_len);
+                printf("ok plaintext-sha256 %s key-id %s plaintext %s ms %ld\n", hex, dk.key_id,
+                       dk.plaintext ? "returned" : "none", elapsed_ms(&t0));
+                kc_data_key_clear(&dk);
+                return r < 0;
         }
         if (streq(op, "reencrypt") && argc == 9) {
                 _cleanup_free_ uint8_t *blob = NULL;

@@ -304,6 +304,118 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def boto3_decrypt(kms, key, blob):
+    """What boto3 unwraps from blob (bytes, or a file name) under CTX's dict; None when it cannot."""
+    try:
+        if isinstance(blob, str):
+            blob = open(blob, "rb").read()
+        return kms.decrypt(CiphertextBlob=blob, KeyId=key["Arn"],
+                           EncryptionContext={"db-id": "db-1", "volume-id": "vol-1"})["Plaintext"]
+    except Exception as ex:   # a failed case is reported by its check, not as a traceback
+        print("# boto3 decrypt: %s" % ex)
+        return None
+
+
+def encrypt_cases(tmp, audit, env, kms, k1, ref1, alias_ref):
+    """Encrypt: key material the caller already holds (a volume being adopted), wrapped under the CMK."""
+    import hashlib
+    pt_file, blob = os.path.join(tmp, "pt"), os.path.join(tmp, "blob-encrypt")
+    pt = os.urandom(64)
+    with open(pt_file, "wb") as fh:
+        fh.write(pt)
+    want = hashlib.sha256(pt).hexdigest()
+    rc, out, f = drive(env, audit, "encrypt", alias_ref, CTX, pt_file, blob)
+    check("encrypt through the alias ARN: the key id KMS names, no plaintext returned",
+          rc == 0 and f.get("key-id") == k1["KeyId"] and f.get("plaintext") == "none", out)
+    rc, out, f = drive(env, audit, "decrypt", ref1, CTX, blob)
+    check("decrypt of an Encrypt blob gives the caller's key", rc == 0 and f.get("plaintext-sha256") == want, out)
+    check("Encrypt sent the context as the native map", boto3_decrypt(kms, k1, blob) == pt)
+    rc, out, _ = drive(env, audit, "decrypt", ref1, "db-id=db-1,volume-id=vol-2", blob)
+    check("Encrypt blob under another context refused (EBADMSG)", err_name(out) == "EBADMSG", out)
+    with open(pt_file, "wb") as fh:
+        fh.write(os.urandom(4097))
+    rc, out, _ = drive(env, audit, "encrypt", ref1, CTX, pt_file, blob)
+    check("Encrypt of more than 4096 bytes refused (EINVAL)", err_name(out) == "EINVAL", out)
+    recs = [json.loads(line) for line in open(os.path.join(audit, "audit.log"))]
+    enc = [r for r in recs if r.get("operation") == "Encrypt" and r.get("result") == "ok"]
+    check("Encrypt audited under the key id with the KMS request id",
+          len(enc) == 1 and k1["KeyId"] in json.dumps(enc[0]) and "request-id" in (enc[0].get("detail") or ""),
+          json.dumps(enc))
+
+
+def stock_volume_key(img, keyfile):
+    """The volume key of a LUKS2 image as stock cryptsetup shows it, in hex."""
+    out = subprocess.run(["cryptsetup", "luksDump", "--dump-volume-key", "--batch-mode", "--key-file", keyfile, img],
+                         check=True, capture_output=True, text=True).stdout
+    return "".join(out.split("MK dump:", 1)[1].split()).lower()
+
+
+def adopt_cases(tmp, env, kms, k1, alias_ref):
+    """kmscrypt adopt of a volume stock cryptsetup made, with an AWS key: its own key wrapped by Encrypt."""
+    import base64
+    kmscrypt = os.path.join(BUILD, "kmscrypt")
+    if not shutil.which("cryptsetup") or not (os.geteuid() == 0 or os.access("/run/cryptsetup", os.W_OK)):
+        print("skip - adopt with an AWS key: needs cryptsetup and root (libcryptsetup's /run/cryptsetup)")
+        return
+    d = os.path.join(tmp, "adopt")
+    os.mkdir(d)
+    img, pw, conf = os.path.join(d, "v.img"), os.path.join(d, "pass"), os.path.join(d, "empty.conf")
+    open(conf, "w").close()
+    with open(pw, "w") as fh:
+        fh.write("old passphrase")
+    with open(img, "wb") as fh:
+        fh.truncate(32 << 20)
+    subprocess.run(["cryptsetup", "luksFormat", "--type", "luks2", "--batch-mode", "--pbkdf", "pbkdf2",
+                    "--pbkdf-force-iterations", "1000", "--key-file", pw, img], check=True, capture_output=True)
+    old_key = stock_volume_key(img, pw)
+    e = dict(env, KMSCRYPT_CONFIG=conf, KMSCRYPT_AUDIT_HEAD=os.path.join(d, "audit.head"))
+    log = os.path.join(d, "audit.log")
+
+    def kc(*args):
+        p = subprocess.run([kmscrypt, "--keystore", os.path.join(d, "ks"), "--audit-log", log, "--json"] + list(args),
+                           env=e, capture_output=True, text=True, timeout=120)
+        try:
+            return p.returncode, json.loads(p.stdout) if p.stdout.strip() else None, p.stderr.strip()
+        except ValueError:
+            return p.returncode, None, p.stdout + p.stderr
+
+    rc, j, err = kc("adopt", img, "--key", alias_ref, "--context", CTX, "--key-file", pw)
+    check("adopt with an AWS key (alias ARN)", rc == 0 and j and j.get("KeyId") == k1["KeyId"], "%s %s" % (j, err))
+    rc, j, err = kc("dump", img)
+    tok = (j or {}).get("KmscryptToken") or {}
+    check("adopted token names the aws key id, not the alias", tok.get("Provider") == "aws"
+          and tok.get("KeyRef") == "aws:" + k1["KeyId"], "%s %s" % (tok, err))
+    blob, ctx_json = tok.get("CiphertextBlob", ""), json.dumps(tok.get("EncryptionContext"))
+    rc, j, err = kc("kms", "decrypt", "--ciphertext-blob", blob, "--context-json", ctx_json, "--key", tok.get("KeyRef", ""))
+    got = base64.b64decode(j["Plaintext"]).hex() if rc == 0 and j else None
+    check("adopted token: Decrypt gives the volume's own key", got == old_key, "%s %s" % (j and "json", err))
+    pt = boto3_decrypt(kms, k1, base64.b64decode(blob))
+    check("adopted token: boto3 unwraps the same key with the same context", pt and pt.hex() == old_key)
+    rc, j, err = kc("kms", "decrypt", "--ciphertext-blob", blob, "--context", "db-id=db-1,volume-id=vol-2",
+                    "--key", tok.get("KeyRef", ""))
+    check("adopted token under another context refused", rc != 0 and "InvalidCiphertextException" in err, err)
+    check("adopt: the passphrase still opens",
+          subprocess.run(["cryptsetup", "open", "--test-passphrase", "--key-file", pw, img]).returncode == 0)
+    recs = [json.loads(line) for line in open(log)]
+    check("adopt audited as Encrypt under the key id with the request id",
+          any(r.get("operation") == "Encrypt" and r.get("result") == "ok" and k1["KeyId"] in json.dumps(r)
+              and "request-id" in (r.get("detail") or "") for r in recs), json.dumps(recs[:3]))
+
+    # Replacing the data key wraps the temporary keyslots' passphrase with Encrypt too (docs/token.md).
+    rc, j, err = kc("reencrypt", img, "--recovery-passphrase-file", pw)
+    check("reencrypt of the adopted AWS volume", rc == 0 and j and j.get("Finished") is True, "%s %s" % (j, err))
+    rc, j, err = kc("dump", img)
+    tok = (j or {}).get("KmscryptToken") or {}
+    rc, j, err = kc("kms", "decrypt", "--ciphertext-blob", tok.get("CiphertextBlob", ""), "--context-json",
+                    json.dumps(tok.get("EncryptionContext")), "--key", tok.get("KeyRef", ""))
+    new_key = base64.b64decode(j["Plaintext"]).hex() if rc == 0 and j else None
+    check("after reencrypt the token unwraps to a new key", new_key and new_key != old_key, err)
+    recs = [json.loads(line) for line in open(log)]
+    check("reencrypt wrapped its passphrase with Encrypt (purpose=reencrypt)",
+          any(r.get("operation") == "Encrypt" and r.get("result") == "ok" and "reencrypt" in json.dumps(r)
+              for r in recs), json.dumps([r for r in recs if r.get("operation") == "Encrypt"]))
+
+
 def run(tmp, audit, port):
     endpoint = "http://127.0.0.1:%d" % port
     env = base_env(endpoint, tmp)
@@ -344,6 +456,10 @@ def run(tmp, audit, port):
     rc, out, f = drive(env, audit, "decrypt", ref2, "db-id=db-1,volume-id=vol-9", blob2)
     check("re-encrypted blob opens under the new key and context",
           rc == 0 and f.get("plaintext-sha256") == want, out)
+
+    encrypt_cases(tmp, audit, env, kms, k1, ref1, alias_ref)
+
+    adopt_cases(tmp, env, kms, k1, alias_ref)
 
     rc, out, f = drive(env, audit, "describe", alias_ref)
     check("describe", rc == 0 and f.get("state") == "Enabled" and f.get("key-id") == k1["KeyId"]

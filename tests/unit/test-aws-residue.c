@@ -8,6 +8,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "agent/aws/credentials.h"
 #include "agent/aws/http.h"
 #include "agent/aws/response.h"
@@ -136,11 +138,17 @@ START_TEST(test_credentials_parse) {
 }
 END_TEST
 
-/* One HTTP exchange on 127.0.0.1: read a request, answer a data key. */
+struct stub {
+        int listener;
+        const char *body;         /* the answer's body */
+};
+
+/* One HTTP exchange on 127.0.0.1: read a request, answer stub->body. */
 static void *serve_one(void *arg) {
-        int l = *(int *) arg, c = accept(l, NULL, NULL);
-        static const char body[] = "{\"Plaintext\":\"PPPPBODYMARKBODYMARKPPPP==\"}";
-        char buf[8192], reply[256];
+        const struct stub *st = arg;
+        int c = accept(st->listener, NULL, NULL);
+        const char *body = st->body;
+        char buf[8192], reply[512];
         size_t have = 0;
         ssize_t n;
 
@@ -163,29 +171,37 @@ static void *serve_one(void *arg) {
         return NULL;
 }
 
+/* A stub answering one request with body on a loopback port: its listener, the URL in url. */
+static int stub_start(struct stub *st, const char *body, char url[64], pthread_t *t) {
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t salen = sizeof(sa);
+
+        st->body = body;
+        st->listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(st->listener, 0);
+        ck_assert_int_eq(bind(st->listener, (struct sockaddr *) &sa, sizeof(sa)), 0);
+        ck_assert_int_eq(listen(st->listener, 1), 0);
+        ck_assert_int_eq(getsockname(st->listener, (struct sockaddr *) &sa, &salen), 0);
+        snprintf(url, 64, "http://127.0.0.1:%u/", ntohs(sa.sin_port));
+        return pthread_create(t, NULL, serve_one, st);
+}
+
 START_TEST(test_http_headers) {
         static const char *const m[] = { "HDRTOKENMARK", "BODYMARKBODYMARK", NULL };
         const char *headers[] = {
                 "X-Amz-Security-Token: IQoJb3JpZ2luX2VjEHDRTOKENMARKxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
                 NULL,
         };
-        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t salen = sizeof(sa);
         struct kc_http_response resp = {};
         struct kc_err err = {};
         struct kc_http *h = NULL;
+        struct stub st;
         long status;
         char url[64];
         pthread_t t;
-        int l, r;
+        int r;
 
-        l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        ck_assert_int_ge(l, 0);
-        ck_assert_int_eq(bind(l, (struct sockaddr *) &sa, sizeof(sa)), 0);
-        ck_assert_int_eq(listen(l, 1), 0);
-        ck_assert_int_eq(getsockname(l, (struct sockaddr *) &sa, &salen), 0);
-        snprintf(url, sizeof(url), "http://127.0.0.1:%u/", ntohs(sa.sin_port));
-        ck_assert_int_eq(pthread_create(&t, NULL, serve_one, &l), 0);
+        ck_assert_int_eq(stub_start(&st, "{\"Plaintext\":\"PPPPBODYMARKBODYMARKPPPP==\"}", url, &t), 0);
 
         r = kc_http_new(&h);
         if (r < 0) {
@@ -201,7 +217,55 @@ START_TEST(test_http_headers) {
         ck_assert_int_eq(unwatch(), 0);
         ck_assert_msg(r == 0 && status == 200, "perform: %d (status %ld) %s", r, status, err.msg);
         pthread_join(t, NULL);
-        close(l);
+        close(st.listener);
+}
+END_TEST
+
+/*
+ * Encrypt through the provider: the request body carries the caller's key
+ * (base64), which must never pass through json-c's buffers or a plain
+ * malloc() copy, and goes to libcurl, whose copies are wiped.
+ */
+START_TEST(test_encrypt_request) {
+        static const char *const m[] = { "ENCRYPTPLAINMARK", NULL };
+        /* The marker at a multiple of 4 characters: the key's base64 spells it again. */
+        static const char pt_b64[] = "AAAAENCRYPTPLAINMARKAAAA";
+        _cleanup_context_ struct kc_context *ctx = NULL;
+        _cleanup_secret_ uint8_t *pt = kc_secret_alloc(18);
+        struct kc_data_key dk = {};
+        struct kc_err err = {};
+        void *state = NULL;
+        struct stub st;
+        char url[64];
+        pthread_t t;
+        int r;
+
+        ck_assert_ptr_nonnull(pt);
+        ck_assert_int_eq(EVP_DecodeBlock(pt, (const unsigned char *) pt_b64, 24), 18);
+        ck_assert_int_eq(kc_context_parse_kv("db-id=db-1,volume-id=vol-1", &ctx, &err), 0);
+        ck_assert_int_eq(stub_start(&st, "{\"CiphertextBlob\":\"AQIDBA==\",\"KeyId\":\"arn:aws:kms:eu-west-1:"
+                                    "111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab\"}", url, &t), 0);
+        setenv("AWS_ENDPOINT_URL_KMS", url, 1);
+        setenv("KMSCRYPT_AWS_ALLOW_HTTP", "1", 1);
+        setenv("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE", 1);
+        setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", 1);
+        setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
+        r = kc_kms_provider_aws.open(&(struct kc_kms_config) {}, &state, &err);
+        if (r < 0) {
+                pthread_cancel(t);
+                ck_abort_msg("aws provider: %d %s", r, err.msg);
+        }
+        watch(m);
+        r = kc_kms_provider_aws.encrypt(state, "arn:aws:kms:eu-west-1:111122223333:key/"
+                                        "1234abcd-12ab-34cd-56ef-1234567890ab", ctx, pt, 18, &dk, &err);
+        kc_kms_provider_aws.close(state);
+        ck_assert_int_eq(unwatch(), 0);
+        ck_assert_msg(r == 0, "encrypt: %d %s", r, err.msg);
+        ck_assert_int_eq(dk.blob_len, 4);
+        ck_assert_ptr_null(dk.plaintext);
+        kc_data_key_clear(&dk);
+        pthread_join(t, NULL);
+        close(st.listener);
 }
 END_TEST
 
@@ -219,6 +283,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_data_key_parse);
         tcase_add_test(tc, test_credentials_parse);
         tcase_add_test(tc, test_http_headers);
+        tcase_add_test(tc, test_encrypt_request);
         suite_add_tcase(s, tc);
         return s;
 }
