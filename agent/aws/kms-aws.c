@@ -310,12 +310,32 @@ static int host_of(const char *url, char **ret) {
         return *ret ? 0 : -ENOMEM;
 }
 
-/* One signed exchange: 0 and the response, or a transport error. */
+/*
+ * "Name: value" in a block of its exact size.  Not asprintf(): glibc's
+ * grows its buffer as it writes and frees the outgrown ones unwiped, with
+ * pieces of a signature or a session token in them.
+ */
+static int header_line(const char *name, const char *value, char **ret) {
+        size_t n = strlen(name) + 2 + strlen(value) + 1;
+        char *line = malloc(n);
+
+        if (!line)
+                return -ENOMEM;
+        snprintf(line, n, "%s: %s", name, value);
+        *ret = line;
+        return 0;
+}
+
+/*
+ * One signed exchange: 0 and the response, or a transport error.  The
+ * Authorization value is wiped like the session token: its signature,
+ * with the request, is good for a replay for five minutes.
+ */
 static int exchange(struct aws_state *s, const char *url, const char *host, const char *region,
                     const char *target, const char *body, long timeout_ms, struct kc_http_response *resp,
                     struct kc_err *err) {
-        _cleanup_free_ char *authz = NULL, *h_host = NULL, *h_date = NULL, *h_target = NULL, *h_authz = NULL;
-        _cleanup_wipe_str_ char *h_token = NULL;
+        _cleanup_free_ char *h_host = NULL, *h_date = NULL, *h_target = NULL;
+        _cleanup_wipe_str_ char *authz = NULL, *h_authz = NULL, *h_token = NULL;
         char date[17];
         struct kc_sigv4_header sh[5] = {
                 { "Content-Type", "application/x-amz-json-1.1" },
@@ -337,9 +357,9 @@ static int exchange(struct aws_state *s, const char *url, const char *host, cons
         }, &authz);
         if (r < 0)
                 return kc_err_set(err, r, "cannot sign the AWS KMS request");
-        if (asprintf(&h_host, "Host: %s", host) < 0 || asprintf(&h_date, "X-Amz-Date: %s", date) < 0 ||
-            asprintf(&h_target, "X-Amz-Target: %s", target) < 0 || asprintf(&h_authz, "Authorization: %s", authz) < 0 ||
-            (s->creds.session_token && asprintf(&h_token, "X-Amz-Security-Token: %s", s->creds.session_token) < 0))
+        if (header_line("Host", host, &h_host) < 0 || header_line("X-Amz-Date", date, &h_date) < 0 ||
+            header_line("X-Amz-Target", target, &h_target) < 0 || header_line("Authorization", authz, &h_authz) < 0 ||
+            (s->creds.session_token && header_line("X-Amz-Security-Token", s->creds.session_token, &h_token) < 0))
                 return -ENOMEM;
         headers[0] = "Content-Type: application/x-amz-json-1.1";
         headers[1] = h_host;

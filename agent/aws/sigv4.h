@@ -53,7 +53,12 @@ int kc_sigv4_canonical_request(const struct kc_sigv4_request *req, char **ret_cr
 /* "AWS4-HMAC-SHA256\n<date>\n<scope>\n<hex sha256 of creq>". Caller frees. */
 int kc_sigv4_string_to_sign(const struct kc_sigv4_signer *s, const char *creq, char **ret);
 
-/* Full Authorization header value ("AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=..."). */
+/*
+ * Full Authorization header value ("AWS4-HMAC-SHA256 Credential=...,
+ * SignedHeaders=..., Signature=...").  With the request, the signature is
+ * good for a replay for five minutes: free it with kc_wipe_free_str().
+ * No outgrown copy of it is left in freed heap.
+ */
 int kc_sigv4_authorization(const struct kc_sigv4_signer *s, const struct kc_sigv4_request *req, char **ret);
 
 /* "YYYYMMDDTHHMMSSZ" for t in UTC (17 bytes with the NUL). */

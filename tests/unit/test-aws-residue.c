@@ -141,14 +141,16 @@ END_TEST
 struct stub {
         int listener;
         const char *body;         /* the answer's body */
+        const char **publish;     /* non-NULL: the request's signature goes there, as a marker */
+        char signature[65];
 };
 
 /* One HTTP exchange on 127.0.0.1: read a request, answer stub->body. */
 static void *serve_one(void *arg) {
-        const struct stub *st = arg;
+        struct stub *st = arg;
         int c = accept(st->listener, NULL, NULL);
         const char *body = st->body;
-        char buf[8192], reply[512];
+        char buf[8192], reply[512], *sig;
         size_t have = 0;
         ssize_t n;
 
@@ -164,6 +166,11 @@ static void *serve_one(void *arg) {
                 if (end && (size_t) (end + 4 - buf) + 2 <= have)
                         break;
         }
+        /* Seen on the wire before the answer goes: the client frees its copies only after. */
+        if (st->publish && (sig = strstr(buf, "Signature=")) && strspn(sig + 10, "0123456789abcdef") >= 64) {
+                memcpy(st->signature, sig + 10, 64);
+                __atomic_store_n(st->publish, st->signature, __ATOMIC_RELEASE);
+        }
         n = snprintf(reply, sizeof(reply), "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                      "Content-Length: %zu\r\n\r\n%s", strlen(body), body);
         (void) !write(c, reply, (size_t) n);
@@ -176,7 +183,7 @@ static int stub_start(struct stub *st, const char *body, char url[64], pthread_t
         struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
         socklen_t salen = sizeof(sa);
 
-        st->body = body;
+        *st = (struct stub) { .body = body };
         st->listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         ck_assert_int_ge(st->listener, 0);
         ck_assert_int_eq(bind(st->listener, (struct sockaddr *) &sa, sizeof(sa)), 0);
@@ -221,15 +228,14 @@ START_TEST(test_http_headers) {
 }
 END_TEST
 
+#define KEY_ARN "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
 /*
- * Encrypt through the provider: the request body carries the caller's key
- * (base64), which must never pass through json-c's buffers or a plain
- * malloc() copy, and goes to libcurl, whose copies are wiped.
+ * One Encrypt of the 18 bytes whose base64 is pt_b64 through the aws
+ * provider, against a stub on loopback, with m watched; publish as in
+ * struct stub.  The number of residues found.
  */
-START_TEST(test_encrypt_request) {
-        static const char *const m[] = { "ENCRYPTPLAINMARK", NULL };
-        /* The marker at a multiple of 4 characters: the key's base64 spells it again. */
-        static const char pt_b64[] = "AAAAENCRYPTPLAINMARKAAAA";
+static int encrypt_watched(const char *pt_b64, const char **m, const char **publish) {
         _cleanup_context_ struct kc_context *ctx = NULL;
         _cleanup_secret_ uint8_t *pt = kc_secret_alloc(18);
         struct kc_data_key dk = {};
@@ -238,17 +244,15 @@ START_TEST(test_encrypt_request) {
         struct stub st;
         char url[64];
         pthread_t t;
-        int r;
+        int r, residue;
 
         ck_assert_ptr_nonnull(pt);
         ck_assert_int_eq(EVP_DecodeBlock(pt, (const unsigned char *) pt_b64, 24), 18);
         ck_assert_int_eq(kc_context_parse_kv("db-id=db-1,volume-id=vol-1", &ctx, &err), 0);
-        ck_assert_int_eq(stub_start(&st, "{\"CiphertextBlob\":\"AQIDBA==\",\"KeyId\":\"arn:aws:kms:eu-west-1:"
-                                    "111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab\"}", url, &t), 0);
+        ck_assert_int_eq(stub_start(&st, "{\"CiphertextBlob\":\"AQIDBA==\",\"KeyId\":\"" KEY_ARN "\"}", url, &t), 0);
+        st.publish = publish;
         setenv("AWS_ENDPOINT_URL_KMS", url, 1);
         setenv("KMSCRYPT_AWS_ALLOW_HTTP", "1", 1);
-        setenv("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE", 1);
-        setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", 1);
         setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
         r = kc_kms_provider_aws.open(&(struct kc_kms_config) {}, &state, &err);
         if (r < 0) {
@@ -256,16 +260,47 @@ START_TEST(test_encrypt_request) {
                 ck_abort_msg("aws provider: %d %s", r, err.msg);
         }
         watch(m);
-        r = kc_kms_provider_aws.encrypt(state, "arn:aws:kms:eu-west-1:111122223333:key/"
-                                        "1234abcd-12ab-34cd-56ef-1234567890ab", ctx, pt, 18, &dk, &err);
+        r = kc_kms_provider_aws.encrypt(state, KEY_ARN, ctx, pt, 18, &dk, &err);
         kc_kms_provider_aws.close(state);
-        ck_assert_int_eq(unwatch(), 0);
+        residue = unwatch();
         ck_assert_msg(r == 0, "encrypt: %d %s", r, err.msg);
         ck_assert_int_eq(dk.blob_len, 4);
         ck_assert_ptr_null(dk.plaintext);
         kc_data_key_clear(&dk);
         pthread_join(t, NULL);
         close(st.listener);
+        return residue;
+}
+
+/*
+ * Encrypt through the provider: the request body carries the caller's key
+ * (base64), which must never pass through json-c's buffers or a plain
+ * malloc() copy, and goes to libcurl, whose copies are wiped.
+ */
+START_TEST(test_encrypt_request) {
+        static const char *m[] = { "ENCRYPTPLAINMARK", NULL };
+
+        setenv("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE", 1);
+        setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", 1);
+        /* The marker at a multiple of 4 characters: the key's base64 spells it again. */
+        ck_assert_int_eq(encrypt_watched("AAAAENCRYPTPLAINMARKAAAA", m, NULL), 0);
+}
+END_TEST
+
+/*
+ * The signed headers of a call: Authorization carries the signature (with
+ * the request, good for five minutes) and the access key id, next to
+ * X-Amz-Security-Token.  The signature is taken off the wire by the stub.
+ */
+START_TEST(test_signed_headers) {
+        static const char *m[] = { "AKIDAUTHZMARK", "SESSIONTOKMARK", NULL, NULL };
+
+        setenv("AWS_ACCESS_KEY_ID", "AKIDAUTHZMARK0EXAMPLE", 1);
+        setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", 1);
+        setenv("AWS_SESSION_TOKEN", "IQoJb3JpZ2luX2VjSESSIONTOKMARKxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", 1);
+        ck_assert_int_eq(encrypt_watched("AAAAAAAAAAAAAAAAAAAAAAAA", m, &m[2]), 0);
+        ck_assert_msg(m[2], "the stub saw no Signature= in the request");
+        unsetenv("AWS_SESSION_TOKEN");
 }
 END_TEST
 
@@ -284,6 +319,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_credentials_parse);
         tcase_add_test(tc, test_http_headers);
         tcase_add_test(tc, test_encrypt_request);
+        tcase_add_test(tc, test_signed_headers);
         suite_add_tcase(s, tc);
         return s;
 }
