@@ -168,7 +168,7 @@ int kc_aws_response_data_key(const char *operation, const char *body, size_t len
         _cleanup_(kc_http_json_put_wipedp) struct json_object *o = NULL;
         _cleanup_secret_ void *plaintext = NULL;
         _cleanup_free_ void *blob = NULL;
-        char what[64], key_id[KC_AWS_KEY_ID_MAX + 1];
+        char what[64], key_id[KC_AWS_KEY_ID_MAX + 1], source_key_id[KC_AWS_KEY_ID_MAX + 1] = "";
         const char *cb = NULL;
         size_t blob_len, plen = 0;
         int r;
@@ -197,11 +197,16 @@ int kc_aws_response_data_key(const char *operation, const char *body, size_t len
                                           what, plen, nbytes);
         }
         r = take_key_id(what, o, "KeyId", NULL, key_id, err);
+        /* The key that opened the blob, which the caller may have named by an alias: the audit names it. */
+        if (r >= 0 && streq(operation, "ReEncrypt"))
+                r = take_key_id(what, o, "SourceKeyId", NULL, source_key_id, err);
         if (r < 0)
                 return r;
         *ret = (struct kc_data_key) { .plaintext = TAKE_PTR(plaintext), .blob = TAKE_PTR(blob), .blob_len = blob_len,
-                                      .key_version = KC_AWS_KEY_VERSION };
+                                      .key_version = KC_AWS_KEY_VERSION,
+                                      .source_key_version = source_key_id[0] ? KC_AWS_KEY_VERSION : 0 };
         memcpy(ret->key_id, key_id, sizeof(key_id));
+        memcpy(ret->source_key_id, source_key_id, sizeof(source_key_id));
         return 0;
 }
 

@@ -40,7 +40,9 @@
 /*
  * GenerateDataKey (nbytes > 0: Plaintext of exactly nbytes is required),
  * Encrypt or ReEncrypt (nbytes 0: Plaintext is not read).  CiphertextBlob is required;
- * KeyId, a key ARN, gives ret->key_id its id part ("" when absent).
+ * KeyId, a key ARN, gives ret->key_id its id part ("" when absent), and for
+ * ReEncrypt SourceKeyId gives ret->source_key_id (version
+ * KC_AWS_KEY_VERSION; "" and 0 when absent).
  */
 int kc_aws_response_data_key(const char *operation, const char *body, size_t len, size_t nbytes,
                              struct kc_data_key *ret, struct kc_err *err);

@@ -456,6 +456,11 @@ def run(tmp, audit, port):
     rc, out, f = drive(env, audit, "decrypt", ref2, "db-id=db-1,volume-id=vol-9", blob2)
     check("re-encrypted blob opens under the new key and context",
           rc == 0 and f.get("plaintext-sha256") == want, out)
+    # Asked by the alias ARN, the audit record names the source key by the id KMS answered (SourceKeyId).
+    rc, out, f = drive(env, audit, "reencrypt", alias_ref, CTX, blob, ref2, "db-id=db-1,volume-id=vol-9", blob2)
+    last = json.loads(open(os.path.join(audit, "audit.log")).readlines()[-1])
+    check("re-encrypt from an alias: the audit names the source key id", rc == 0 and
+          (last.get("detail") or "").startswith("source %s version 1;" % k1["KeyId"]), "%s %s" % (out, last))
 
     encrypt_cases(tmp, audit, env, kms, k1, ref1, alias_ref)
 

@@ -77,6 +77,34 @@ START_TEST(test_re_encrypt_reads_no_plaintext) {
         ck_assert_ptr_null(k.plaintext);
         ck_assert_uint_eq(k.blob_len, 8);
         ck_assert_str_eq(k.key_id, "");   /* no KeyId: none, as before */
+        ck_assert_str_eq(k.source_key_id, "x");
+        kc_data_key_clear(&k);
+}
+END_TEST
+
+START_TEST(test_re_encrypt_source_key) {
+        /* The source key's id comes from SourceKeyId, whatever name (an alias) the request gave. */
+        const char *body = "{\"CiphertextBlob\": \"" BLOB "\", \"KeyId\": \"" KEY_ARN "\", "
+                           "\"SourceKeyId\": \"arn:aws:kms:eu-west-1:111122223333:key/src-0123\"}";
+        const char *bad = "{\"CiphertextBlob\": \"" BLOB "\", \"SourceKeyId\": \"key/../x\"}";
+        const char *none = "{\"CiphertextBlob\": \"" BLOB "\", \"KeyId\": \"" KEY_ARN "\"}";
+        struct kc_data_key k = {};
+        struct kc_err err = {};
+
+        ck_assert_int_eq(kc_aws_response_data_key("ReEncrypt", body, strlen(body), 0, &k, &err), 0);
+        ck_assert_str_eq(k.key_id, KEY_UUID);
+        ck_assert_str_eq(k.source_key_id, "src-0123");
+        ck_assert_uint_eq(k.source_key_version, KC_AWS_KEY_VERSION);
+        kc_data_key_clear(&k);
+        assert_refused(kc_aws_response_data_key("ReEncrypt", bad, strlen(bad), 0, &k, &err), -EBADMSG, &err,
+                       "SourceKeyId has a key id with characters other than");
+        ck_assert_int_eq(kc_aws_response_data_key("ReEncrypt", none, strlen(none), 0, &k, &err), 0);
+        ck_assert_str_eq(k.source_key_id, "");
+        ck_assert_uint_eq(k.source_key_version, 0);
+        kc_data_key_clear(&k);
+        /* Only ReEncrypt has one: elsewhere the member is not read. */
+        ck_assert_int_eq(kc_aws_response_data_key("Encrypt", bad, strlen(bad), 0, &k, &err), 0);
+        ck_assert_str_eq(k.source_key_id, "");
         kc_data_key_clear(&k);
 }
 END_TEST
@@ -623,6 +651,7 @@ Suite *kc_test_suite(void) {
 
         tcase_add_test(tc, test_generate_data_key);
         tcase_add_test(tc, test_re_encrypt_reads_no_plaintext);
+        tcase_add_test(tc, test_re_encrypt_source_key);
         tcase_add_test(tc, test_body_not_nul_terminated);
         tcase_add_loop_test(tc, test_data_key_refused, 0, ARRAY_SIZE(bad_data_keys));
         tcase_add_test(tc, test_data_key_sizes);
