@@ -24,6 +24,10 @@ static const struct aws_error {
         { "InvalidGrantTokenException", -EACCES, false, "invalid grant token" },
         { "UnrecognizedClientException", -EACCES, false, "the access key id is not recognised" },
         { "InvalidSignatureException", -EACCES, false, "the request signature was rejected (secret key or clock?)" },
+        { "SignatureDoesNotMatch", -EACCES, false, "the request signature was rejected (secret key or clock?)" },
+        { "RequestTimeTooSkewed", -EACCES, false, "the request's time is too far from the KMS's clock" },
+        { "RequestExpired", -EACCES, false, "the request's time is too far from the KMS's clock" },
+        { "RequestInTheFuture", -EACCES, false, "the request's time is too far from the KMS's clock" },
         { "IncompleteSignature", -EACCES, false, "the request signature was incomplete" },
         { "ExpiredTokenException", -EACCES, false, "the session token has expired" },
         { "InvalidKeyUsageException", -EINVAL, false, "the key cannot be used for this operation" },
@@ -97,20 +101,25 @@ static void error_type(const char *header_type, struct json_object *obj, char *d
                 sanitize_type(dst, n, t);
 }
 
+/* The body's "message" (JSON protocols) or "Message", printable characters only; "" when none. */
+static void error_message(struct json_object *obj, char *dst, size_t n) {
+        struct json_object *v;
+
+        if (obj && (json_object_object_get_ex(obj, "message", &v) || json_object_object_get_ex(obj, "Message", &v)))
+                printable(dst, n, json_object_get_string(v));
+}
+
 int kc_aws_error_map(long status, const char *header_type, const char *body, size_t body_len,
                      const char *operation, const char *request_id, bool *ret_retry, struct kc_err *err) {
-        struct json_object *obj = NULL, *v;
+        struct json_object *obj = NULL;
         const struct aws_error *e = NULL;
         char type[80] = "", message[120] = "";
         int error;
         bool retry;
 
-        if (body && body_len > 0) {
+        if (body && body_len > 0)
                 obj = parse_body(body, body_len);
-                if (obj && (json_object_object_get_ex(obj, "message", &v) ||
-                            json_object_object_get_ex(obj, "Message", &v)))
-                        printable(message, sizeof(message), json_object_get_string(v));
-        }
+        error_message(obj, message, sizeof(message));
         error_type(header_type, obj, type, sizeof(type));
         json_object_put(obj);
         for (size_t i = 0; i < ARRAY_SIZE(aws_errors); i++)
@@ -129,4 +138,28 @@ int kc_aws_error_map(long status, const char *header_type, const char *body, siz
                           e ? e->what : "request failed", type[0] ? type : "no error type", status,
                           request_id && request_id[0] ? ", request id " : "", request_id ?: "",
                           message[0] ? ": " : "", message);
+}
+
+/*
+ * Refusals for the request's time, as the AWS SDKs recognise them: types
+ * that say so, and a signature refused with a message that names the time
+ * ("Signature expired: 20240101T000000Z is now earlier than ...", or "not
+ * yet current" when our clock is ahead).  Another rejected signature (a
+ * wrong secret key) is not one.
+ */
+bool kc_aws_error_clock_skew(const char *header_type, const char *body, size_t body_len) {
+        static const char *const skew_types[] = { "RequestTimeTooSkewed", "RequestExpired", "RequestInTheFuture" };
+        struct json_object *obj = body && body_len > 0 ? parse_body(body, body_len) : NULL;
+        char type[80] = "", message[120] = "";
+        bool skew = false;
+
+        error_type(header_type, obj, type, sizeof(type));
+        error_message(obj, message, sizeof(message));
+        json_object_put(obj);
+        for (size_t i = 0; i < ARRAY_SIZE(skew_types); i++)
+                skew = skew || streq(type, skew_types[i]);
+        if ((streq(type, "InvalidSignatureException") || streq(type, "SignatureDoesNotMatch")) &&
+            (strstr(message, "Signature expired") || strstr(message, "Signature not yet current")))
+                skew = true;
+        return skew;
 }

@@ -12,6 +12,7 @@
  *   KMSInvalidStateException (pending deletion)         -EKEYEXPIRED
  *   NotFoundException                                   -ENOKEY
  *   AccessDeniedException, rejected credentials         -EACCES
+ *   RequestTimeTooSkewed, a signature expired           -EACCES (kms-aws.c corrects its clock, once)
  *   ThrottlingException, LimitExceededException         -EBUSY  (retried)
  *   KMSInternalException, 5xx                           -EAGAIN (retried)
  */
@@ -29,3 +30,11 @@
  */
 int kc_aws_error_map(long status, const char *header_type, const char *body, size_t body_len,
                      const char *operation, const char *request_id, bool *ret_retry, struct kc_err *err);
+
+/*
+ * Whether an error response (as for kc_aws_error_map) refuses the request
+ * for its time: RequestTimeTooSkewed, RequestExpired, RequestInTheFuture,
+ * or InvalidSignatureException / SignatureDoesNotMatch whose message says
+ * "Signature expired" or "Signature not yet current".
+ */
+bool kc_aws_error_clock_skew(const char *header_type, const char *body, size_t body_len);

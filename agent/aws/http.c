@@ -219,15 +219,20 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *userdata) {
         return n;
 }
 
-/* value (n bytes) without leading blanks, printable characters only: it ends up in messages and the audit record. */
-static void header_value(const char *v, const char *end, char *dst, size_t size) {
+/*
+ * value (n bytes) without leading blanks, visible characters only (with
+ * spaces, inner spaces too): it ends up in messages and the audit record.
+ */
+static void header_value(const char *v, const char *end, bool spaces, char *dst, size_t size) {
         size_t o = 0;
 
         while (v < end && (*v == ' ' || *v == '\t'))
                 v++;
         for (; v < end && o + 1 < size; v++)
-                if (isgraph((unsigned char) *v))
+                if (isgraph((unsigned char) *v) || (spaces && *v == ' '))
                         dst[o++] = *v;
+        while (o > 0 && dst[o - 1] == ' ')
+                o--;
         dst[o] = '\0';
 }
 
@@ -241,10 +246,12 @@ static size_t header_cb(char *data, size_t size, size_t nmemb, void *userdata) {
         name_len = (size_t) (colon - data);
         if ((name_len == 16 && strncasecmp(data, "x-amzn-RequestId", 16) == 0) ||
             (name_len == 16 && strncasecmp(data, "x-amz-request-id", 16) == 0))
-                header_value(colon + 1, data + n, r->request_id, sizeof(r->request_id));
+                header_value(colon + 1, data + n, false, r->request_id, sizeof(r->request_id));
         /* Some front ends name the error type only here (errors.h). */
         else if (name_len == 16 && strncasecmp(data, "x-amzn-ErrorType", 16) == 0)
-                header_value(colon + 1, data + n, r->error_type, sizeof(r->error_type));
+                header_value(colon + 1, data + n, false, r->error_type, sizeof(r->error_type));
+        else if (name_len == 4 && strncasecmp(data, "Date", 4) == 0)
+                header_value(colon + 1, data + n, true, r->date, sizeof(r->date));
         return n;
 }
 

@@ -48,6 +48,7 @@ struct kc_http_response {
         size_t body_len;
         char request_id[96];              /* x-amzn-RequestId (or x-amz-request-id), "" if none */
         char error_type[96];              /* X-Amzn-ErrorType, "" if none */
+        char date[40];                    /* Date, "" if none: the server's clock, for a skew correction */
 };
 
 int kc_http_perform(struct kc_http *h, const struct kc_http_request *req, struct kc_http_response *ret,

@@ -46,6 +46,13 @@
 #define DEFAULT_DEADLINE_MS 15000L
 #define BACKOFF_BASE_MS 100
 #define BACKOFF_CAP_MS 2000
+/*
+ * A refusal for the request's time is followed by a clock correction only
+ * when the server's Date is this far from the (corrected) clock we signed
+ * with, as in the AWS SDK for Java v2: a nearer clock cannot have been the
+ * cause, KMS allowing 5 minutes either way.
+ */
+#define CLOCK_SKEW_MIN_S (4 * 60)
 
 struct aws_state {
         struct kc_http *http;
@@ -55,6 +62,7 @@ struct aws_state {
         char *ca_file;
         long connect_timeout_ms, timeout_ms, deadline_ms;
         char request_id[96];      /* of the last exchange, "" if none */
+        long long clock_offset;   /* seconds to add to our clock to sign: the KMS's clock, once it refused ours */
 };
 
 /* ---- settings ------------------------------------------------------------------------------- */
@@ -347,7 +355,7 @@ static int exchange(struct aws_state *s, const char *url, const char *host, cons
         const char *headers[7] = {};
         int r;
 
-        kc_sigv4_format_date((long long) time(NULL), date);
+        kc_sigv4_format_date((long long) time(NULL) + s->clock_offset, date);
         r = kc_sigv4_authorization(&(struct kc_sigv4_signer) {
                 .access_key_id = s->creds.access_key_id, .secret_access_key = s->creds.secret_access_key,
                 .region = region, .service = "kms", .amz_date = date,
@@ -375,6 +383,28 @@ static int exchange(struct aws_state *s, const char *url, const char *host, cons
 }
 
 /*
+ * After a refusal for the request's time (kc_aws_error_clock_skew), the
+ * AWS SDKs' correction: the offset of the server's clock, from the Date
+ * header of the refusal, kept for the rest of the session and signed
+ * with from now on.  True when it changed enough to try again.  A clock
+ * set right later is corrected back the same way.
+ */
+static bool correct_clock(struct aws_state *s, const char *date) {
+        long long now = (long long) time(NULL), offset;
+        time_t server;
+
+        if (kc_aws_parse_http_date(date, &server) < 0)
+                return false;
+        offset = (long long) server - now;
+        if (llabs(offset - s->clock_offset) < CLOCK_SKEW_MIN_S)
+                return false;
+        log_debug("AWS KMS refused the request's time: signing with the server's clock (Date: %s), %+lld s from ours",
+                  date, offset);
+        s->clock_offset = offset;
+        return true;
+}
+
+/*
  * Call operation with the request body (JSON text; the caller's, which may
  * be kc_secret memory: it is only read); on 200 the response, its body in
  * kc_secret memory for agent/aws/response.h to parse (ret NULL: not wanted).
@@ -385,6 +415,7 @@ static int aws_call_body(struct aws_state *s, const struct key_ref *k, const cha
                          struct kc_http_response *ret, struct kc_err *err) {
         _cleanup_free_ char *url = NULL, *host = NULL, *target = NULL;
         long deadline = now_ms() + s->deadline_ms;
+        bool clock_corrected = false;
         int r;
 
         s->request_id[0] = '\0';
@@ -424,6 +455,11 @@ static int aws_call_body(struct aws_state *s, const struct key_ref *k, const cha
                         r = resp.status == 200 ? 0 : kc_aws_error_map(resp.status, resp.error_type, resp.body,
                                                                       resp.body_len, operation, resp.request_id,
                                                                       &retry, &e);
+                        /* Signed again with the server's time, once per call. */
+                        if (r < 0 && !clock_corrected &&
+                            kc_aws_error_clock_skew(resp.error_type, resp.body, resp.body_len) &&
+                            correct_clock(s, resp.date))
+                                retry = clock_corrected = true;
                         kc_http_response_clear(&resp);
                         if (r >= 0)
                                 return 0;

@@ -456,10 +456,28 @@ static bool digits(const char *s, size_t n, int *ret) {
         return true;
 }
 
-int kc_aws_parse_time(const char *s, time_t *ret) {
-        struct tm tm = {}, back;
-        const char *end;
+/* tm with the calendar's year and month (1..12) as a time_t; -EINVAL for a time that does not exist. */
+static int calendar_time(struct tm tm, time_t *ret) {
+        struct tm back;
         time_t t;
+
+        if (tm.tm_year < 1970 || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_hour > 23 ||
+            tm.tm_min > 59 || tm.tm_sec > 59)
+                return -EINVAL;
+        tm.tm_year -= 1900;
+        tm.tm_mon -= 1;
+        back = tm;
+        t = timegm(&tm);
+        /* timegm() normalises 2024-02-31 to March 2: a date that moved did not exist. */
+        if (t < 0 || tm.tm_mday != back.tm_mday || tm.tm_mon != back.tm_mon)
+                return -EINVAL;
+        *ret = t;
+        return 0;
+}
+
+int kc_aws_parse_time(const char *s, time_t *ret) {
+        struct tm tm = {};
+        const char *end;
 
         /* Fixed positions: "YYYY-MM-DDTHH:MM:SS", no locale, no leading space, no sign. */
         if (!s || strlen(s) < 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' ||
@@ -475,16 +493,26 @@ int kc_aws_parse_time(const char *s, time_t *ret) {
         }
         if (!streq(end, "Z") && !streq(end, "+00:00"))
                 return -EINVAL;
-        if (tm.tm_year < 1970 || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_hour > 23 || tm.tm_min > 59 ||
-            tm.tm_sec > 59)
-                return -EINVAL;
-        tm.tm_year -= 1900;
-        tm.tm_mon -= 1;
-        back = tm;
-        t = timegm(&tm);
-        /* timegm() normalises 2024-02-31 to March 2: a date that moved did not exist. */
-        if (t < 0 || tm.tm_mday != back.tm_mday || tm.tm_mon != back.tm_mon)
-                return -EINVAL;
-        *ret = t;
+        return calendar_time(tm, ret);
+}
+
+/* 1 + the index of the three letters at s in names (three letters each), 0 when not there. */
+static int name_index(const char *s, const char *names) {
+        for (int i = 0; names[3 * i]; i++)
+                if (strncmp(s, names + 3 * i, 3) == 0)
+                        return i + 1;
         return 0;
+}
+
+int kc_aws_parse_http_date(const char *s, time_t *ret) {
+        struct tm tm = {};
+
+        /* "Sun, 06 Nov 1994 08:49:37 GMT": fixed positions, English names whatever the locale. */
+        if (!s || strlen(s) != 29 || !name_index(s, "MonTueWedThuFriSatSun") || s[3] != ',' || s[4] != ' ' ||
+            s[7] != ' ' || s[11] != ' ' || s[16] != ' ' || s[19] != ':' || s[22] != ':' || !streq(s + 25, " GMT") ||
+            !digits(s + 5, 2, &tm.tm_mday) || !digits(s + 12, 4, &tm.tm_year) || !digits(s + 17, 2, &tm.tm_hour) ||
+            !digits(s + 20, 2, &tm.tm_min) || !digits(s + 23, 2, &tm.tm_sec))
+                return -EINVAL;
+        tm.tm_mon = name_index(s + 8, "JanFebMarAprMayJunJulAugSepOctNovDec");
+        return calendar_time(tm, ret);
 }

@@ -82,3 +82,10 @@ int kc_aws_response_imds_role(long status, const char *body, size_t len, char **
  * optional fractional seconds and "Z" or "+00:00"; a real date in 1970..9999.
  */
 int kc_aws_parse_time(const char *s, time_t *ret);
+
+/*
+ * An HTTP Date header as AWS sends it, RFC 9110's IMF-fixdate
+ * ("Sun, 06 Nov 1994 08:49:37 GMT"); a real date in 1970..9999.  The
+ * obsolete RFC 850 and asctime forms are refused: no AWS endpoint sends them.
+ */
+int kc_aws_parse_http_date(const char *s, time_t *ret);

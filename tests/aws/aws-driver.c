@@ -7,7 +7,7 @@
  *   aws-driver DIR decrypt   KEYREF CONTEXT BLOB
  *   aws-driver DIR encrypt   KEYREF CONTEXT PLAINTEXT-FILE OUT-BLOB
  *   aws-driver DIR reencrypt SRC-KEYREF SRC-CONTEXT BLOB DST-KEYREF DST-CONTEXT OUT-BLOB
- *   aws-driver DIR describe  KEYREF
+ *   aws-driver DIR describe  KEYREF [TIMES]   (TIMES calls in one session, default 1)
  *   aws-driver DIR disable|enable|cancel-deletion KEYREF
  *   aws-driver DIR schedule-deletion KEYREF DAYS
  *
@@ -177,11 +177,14 @@ int main(int argc, char **argv) {
                 kc_data_key_clear(&dk);
                 return r < 0;
         }
-        if (streq(op, "describe") && argc == 4) {
+        if (streq(op, "describe") && (argc == 4 || argc == 5)) {
                 struct kc_key_info info;
-                r = kc_kms_describe_key(k, &req, argv[3], &info, &err);
-                if (r < 0)
-                        return fail(r, &err);
+                int times = argc == 5 ? atoi(argv[4]) : 1;
+                for (int i = 0; i < times; i++) {
+                        r = kc_kms_describe_key(k, &req, argv[3], &info, &err);
+                        if (r < 0)
+                                return fail(r, &err);
+                }
                 printf("ok state %s key-id %s arn %s alias %s created %lld deletion %lld ms %ld\n",
                        kc_key_state_to_string(info.state), info.key_id, info.arn, info.alias[0] ? info.alias : "-",
                        (long long) info.created, (long long) info.deletion_date, elapsed_ms(&t0));

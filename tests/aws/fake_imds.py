@@ -11,6 +11,9 @@ KMS servers, used by test-aws-kms.py.  Nothing here leaves 127.0.0.1.
   truncate   promises a body of 200 bytes, sends 20 and closes the connection
   error      answers every request with the AWS error body of ETYPE (status STATUS);
              with IN_HEADER, ETYPE goes in an X-Amzn-ErrorType header instead
+  skew       a KMS whose clock is SKEW seconds off ours: the first FAIL requests get
+             ETYPE with MESSAGE and a Date header of its clock, the others a
+             DescribeKey answer; each request's X-Amz-Date is in the log
 """
 import json
 import sys
@@ -38,6 +41,9 @@ class Handler(BaseHTTPRequestHandler):
     etype = "DisabledException"
     status = 400
     in_header = False
+    skew = 3600
+    fail = 1
+    message = "Signature expired: 20240101T000000Z is now earlier than 20240101T010000Z (20240101T010500Z - 5 min.)"
 
     def log_message(self, *args):
         pass
@@ -96,6 +102,8 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 body["__type"] = self.etype
             return self.reply(self.status, json.dumps(body).encode(), "application/x-amz-json-1.1", headers)
+        if self.mode == "skew":
+            return self.skewed()
         if self.mode == "truncate":
             self.send_response(200)
             self.send_header("Content-Type", "application/x-amz-json-1.1")
@@ -109,6 +117,24 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(400, b'{"__type":"ThrottlingException","message":"Rate exceeded"}',
                               "application/x-amz-json-1.1", [("x-amzn-RequestId", "throttle-req-%d" % len(self.log))])
         self.reply(404, b"not found")
+
+
+    SKEW_KEY = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+    def skewed(self):
+        """The answer of a KMS whose clock is self.skew seconds off, with its own Date header."""
+        self.send_response_only(400 if len(self.log) <= self.fail else 200)
+        self.send_header("Date", self.date_time_string(time.time() + self.skew))
+        if len(self.log) <= self.fail:
+            body = json.dumps({"__type": self.etype, "message": self.message}).encode()
+        else:
+            body = json.dumps({"KeyMetadata": {"Arn": self.SKEW_KEY, "KeyId": self.SKEW_KEY.split("/")[-1],
+                                               "KeyState": "Enabled"}}).encode()
+        self.send_header("Content-Type", "application/x-amz-json-1.1")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("x-amzn-RequestId", "skew-req-%d" % len(self.log))
+        self.end_headers()
+        self.wfile.write(body)
 
 
 def start(mode, **kw):

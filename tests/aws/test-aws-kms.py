@@ -343,6 +343,46 @@ def encrypt_cases(tmp, audit, env, kms, k1, ref1, alias_ref):
           json.dumps(enc))
 
 
+def amz_dates(srv):
+    """The X-Amz-Date of each request the stub saw, as epoch seconds."""
+    import calendar
+    return [calendar.timegm(time.strptime(h.get("X-Amz-Date", "19700101T000000Z"), "%Y%m%dT%H%M%SZ"))
+            for _, _, h in srv.RequestHandlerClass.log]
+
+
+def skew_cases(env, audit):
+    """A KMS whose clock is off ours refuses the request's time: signed again once with its Date."""
+    ref = "aws:" + fake_imds.Handler.SKEW_KEY
+    for etype, message, skew in (("InvalidSignatureException", fake_imds.Handler.message, 3600),
+                                 ("RequestTimeTooSkewed", "The difference is too large", -3600),
+                                 ("InvalidSignatureException", "Signature not yet current: 20240101T010000Z is "
+                                  "still later than 20240101T000500Z (20240101T000000Z + 5 min.)", -900)):
+        srv, sport = fake_imds.start("skew", etype=etype, message=message, skew=skew)
+        e = dict(env, AWS_ENDPOINT_URL_KMS="http://127.0.0.1:%d" % sport)
+        t0 = time.time()
+        rc, out, _ = drive(e, audit, "describe", ref, "2")
+        d = amz_dates(srv)
+        check("%s (server %+d s): signed again with the server's clock, which the session keeps" % (etype, skew),
+              rc == 0 and len(d) == 3 and abs(d[0] - t0) < 30 and all(abs(x - t0 - skew) < 30 for x in d[1:]),
+              "%s %s" % (out, [x - int(t0) for x in d]))
+        srv.shutdown()
+    # Refused every time: one correction per call, then the refusal is reported.
+    srv, sport = fake_imds.start("skew", etype="InvalidSignatureException", fail=99)
+    rc, out, _ = drive(dict(env, AWS_ENDPOINT_URL_KMS="http://127.0.0.1:%d" % sport), audit, "describe", ref)
+    check("refused for its time again after the correction: EACCES, two requests", err_name(out) == "EACCES"
+          and len(srv.RequestHandlerClass.log) == 2, out)
+    srv.shutdown()
+    # Nothing to correct: a server whose Date agrees with ours, a signature refused for another reason.
+    for what, kw in (("Date agrees with our clock", dict(skew=5)),
+                     ("signature refused, not for its time", dict(message="The request signature we calculated "
+                                                                  "does not match the signature you provided."))):
+        srv, sport = fake_imds.start("skew", etype="InvalidSignatureException", **kw)
+        rc, out, _ = drive(dict(env, AWS_ENDPOINT_URL_KMS="http://127.0.0.1:%d" % sport), audit, "describe", ref)
+        check("%s: not signed again (EACCES, one request)" % what, err_name(out) == "EACCES"
+              and len(srv.RequestHandlerClass.log) == 1, out)
+        srv.shutdown()
+
+
 def stock_volume_key(img, keyfile):
     """The volume key of a LUKS2 image as stock cryptsetup shows it, in hex."""
     out = subprocess.run(["cryptsetup", "luksDump", "--dump-volume-key", "--batch-mode", "--key-file", keyfile, img],
@@ -519,6 +559,8 @@ def run(tmp, audit, port):
     check("ExpiredToken retried once", rc == 1 and err_name(out) == "EACCES" and
           len(srv.RequestHandlerClass.log) == 2, out)
     srv.shutdown()
+
+    skew_cases(env, audit)
 
     missing = "aws:" + k1["Arn"].rsplit("/", 1)[0] + "/11111111-2222-3333-4444-555555555555"
     rc, out, _ = drive(env, audit, "describe", missing)

@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 
 # Selector bytes and status indices of fuzz-aws-response.c (parsers[], statuses[]).
-GEN32, GEN64, REENC, DECRYPT, DESCRIBE, DELETION, ERROR, CONTAINER, IMDS, TOKEN, ROLE, TIME = range(12)
+GEN32, GEN64, REENC, DECRYPT, DESCRIBE, DELETION, ERROR, CONTAINER, IMDS, TOKEN, ROLE, TIME, HTTP_DATE = range(13)
 STATUS = {200: 0, 400: 2, 401: 3, 403: 4, 404: 5, 429: 6, 500: 7, 503: 8, 301: 9}
 
 
@@ -192,8 +192,15 @@ def synthetic_seeds(out, gen):
         "time-hour-24": "2024-05-01T24:00:00Z",
         "time-local": "2024-05-01T12:00:00",
     }
-    for name, text in times.items():
-        write(out, name, TIME, text)
+    dates = {
+        "http-date": "Wed, 01 May 2024 12:00:00 GMT",
+        "http-date-leap-day": "Thu, 29 Feb 2024 23:59:59 GMT",
+        "http-date-rfc850": "Wednesday, 01-May-24 12:00:00 GMT",
+        "http-date-asctime": "Wed May  1 12:00:00 2024",
+    }
+    for selector, texts in ((TIME, times), (HTTP_DATE, dates)):
+        for name, text in texts.items():
+            write(out, name, selector, text)
 
 
 def main():

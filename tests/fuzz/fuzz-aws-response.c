@@ -6,7 +6,7 @@
  * of parsers (the table below: 0 GenerateDataKey of 32 bytes, 1 of 64,
  * 2 ReEncrypt, 3 Decrypt, 4 DescribeKey, 5 ScheduleKeyDeletion, 6 an error
  * body, 7 container credentials, 8 IMDS credentials, 9 IMDS session token,
- * 10 IMDS role list, 11 a timestamp); the parsers that look at the HTTP
+ * 10 IMDS role list, 11 a timestamp, 12 an HTTP Date header); the parsers that look at the HTTP
  * status take it from the second byte (status_of), and the rest is the body.
  * A refusal must be one line; what is accepted must be well-formed: sizes
  * in range, ids bounded, dates in 1970..9999, secrets in kc_secret memory.
@@ -131,6 +131,8 @@ static void error_body(long status, const char *body, size_t len) {
         FUZZ_ASSERT(strncmp(err.msg, "AWS KMS Decrypt: ", 17) == 0);
         /* A client error is retried only when the body names a retryable type (throttling). */
         FUZZ_ASSERT(!retry || st >= 500 || st == 429 || r == -EBUSY || r == -EAGAIN);
+        /* What a clock correction answers is a refusal for the request's time, never a retryable one. */
+        FUZZ_ASSERT(!kc_aws_error_clock_skew(NULL, body, len) || r == -EACCES);
 }
 
 static void credentials(const char *what, long status, const char *body, size_t len) {
@@ -199,6 +201,21 @@ static void timestamp(long status, const char *body, size_t len) {
         FUZZ_ASSERT(kc_aws_parse_time(back, &t2) == 0 && t2 == t);
 }
 
+/* An accepted Date prints back, as an HTTP date, to the same text. */
+static void http_date(long status, const char *body, size_t len) {
+        _cleanup_free_ char *s = fuzz_strndup((const uint8_t *) body, len);
+        struct tm tm;
+        char back[40];
+        time_t t;
+
+        if (kc_aws_parse_http_date(s, &t) < 0)
+                return;
+        assert_time(t);
+        FUZZ_ASSERT(gmtime_r(&t, &tm));
+        FUZZ_ASSERT(strftime(back, sizeof(back), "%d %b %Y %H:%M:%S GMT", &tm) == 24);
+        FUZZ_ASSERT(streq(back, s + 5));
+}
+
 static const struct parser {
         void (*parse)(long status, const char *body, size_t len);
         bool takes_status;
@@ -215,6 +232,7 @@ static const struct parser {
         { .parse = imds_token, .takes_status = true },
         { .parse = imds_role, .takes_status = true },
         { .parse = timestamp },
+        { .parse = http_date },
 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -462,6 +462,34 @@ START_TEST(test_error_header) {
 }
 END_TEST
 
+/* Refusals for the request's time, which the provider answers with a clock correction, and look-alikes. */
+START_TEST(test_error_clock_skew) {
+        static const struct { const char *header, *body; bool skew; } cases[] = {
+                { NULL, "{\"__type\": \"InvalidSignatureException\", \"message\": \"Signature expired: "
+                  "20240101T000000Z is now earlier than 20240101T000500Z (20240101T001000Z - 5 min.)\"}", true },
+                { NULL, "{\"__type\": \"InvalidSignatureException\", \"message\": \"Signature not yet current: "
+                  "20240101T010000Z is still later than 20240101T000500Z (20240101T000000Z + 5 min.)\"}", true },
+                { NULL, "{\"code\": \"SignatureDoesNotMatch\", \"Message\": \"Signature expired: ...\"}", true },
+                { NULL, "{\"__type\": \"com.amazonaws.s3#RequestTimeTooSkewed\"}", true },
+                { "RequestExpired", "", true },
+                { NULL, "{\"__type\": \"RequestInTheFuture\", \"message\": \"m\"}", true },
+                /* A signature refused for another reason (a wrong secret key) is not a clock's fault. */
+                { NULL, "{\"__type\": \"InvalidSignatureException\", \"message\": \"The request signature we "
+                  "calculated does not match the signature you provided.\"}", false },
+                { NULL, "{\"__type\": \"InvalidSignatureException\"}", false },
+                { NULL, "{\"__type\": \"AccessDeniedException\", \"message\": \"Signature expired\"}", false },
+                { "ThrottlingException", "{\"__type\": \"RequestTimeTooSkewed\"}", false },
+                { NULL, "Signature expired", false },
+                { NULL, "", false },
+        };
+
+        for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
+                ck_assert_msg(kc_aws_error_clock_skew(cases[i].header, cases[i].body, strlen(cases[i].body)) ==
+                              cases[i].skew, "case %zu", i);
+        ck_assert(!kc_aws_error_clock_skew(NULL, NULL, 0));
+}
+END_TEST
+
 START_TEST(test_error_body_by_length) {
         /* The body ends at its length: a type in the bytes after it is not read. */
         const char body[] = "{\"message\": \"m\"}{\"__type\": \"DisabledException\"}";
@@ -613,8 +641,50 @@ END_TEST
 
 /* ---- timestamps --------------------------------------------------------------------------- */
 
+struct time_case {
+        const char *s;
+        time_t t;
+};
+
+/* parse takes every good text to its time and refuses every bad one (and NULL), leaving ret alone. */
+static void check_time_parser(int (*parse)(const char *s, time_t *ret), const struct time_case *good, size_t n_good,
+                              const char *const *bad, size_t n_bad) {
+        for (size_t i = 0; i < n_good; i++) {
+                time_t t = -1;
+                ck_assert_msg(parse(good[i].s, &t) == 0, "%s refused", good[i].s);
+                ck_assert_int_eq(t, good[i].t);
+        }
+        for (size_t i = 0; i < n_bad; i++) {
+                time_t t = 4242;
+                ck_assert_msg(parse(bad[i], &t) == -EINVAL, "\"%s\" accepted", bad[i]);
+                ck_assert_int_eq(t, 4242);
+        }
+        ck_assert_int_eq(parse(NULL, &(time_t) { 0 }), -EINVAL);
+}
+
+START_TEST(test_parse_http_date) {
+        static const struct time_case good[] = {
+                { "Wed, 01 May 2024 12:00:00 GMT", 1714564800 },
+                { "Thu, 29 Feb 2024 00:00:00 GMT", 1709164800 },
+                { "Thu, 01 Jan 1970 00:00:00 GMT", 0 },
+                { "Fri, 31 Dec 9999 23:59:59 GMT", KC_AWS_TIME_MAX },
+        };
+        static const char *const bad[] = {
+                "", "Wed, 01 May 2024 12:00:00", "Wed, 01 May 2024 12:00:00 UTC", "Wed, 01 May 2024 12:00:00 GMT ",
+                "Wed, 1 May 2024 12:00:00 GMT", "Wed 01 May 2024 12:00:00 GMT", "Xyz, 01 May 2024 12:00:00 GMT",
+                "Wed, 01 Mai 2024 12:00:00 GMT", "Wed, 01 may 2024 12:00:00 GMT", "Wed, 31 Apr 2024 12:00:00 GMT",
+                "Wed, 00 May 2024 12:00:00 GMT", "Wed, 01 May 2024 24:00:00 GMT", "Wed, 01 May 1969 12:00:00 GMT",
+                "Wed, 01 May 2024 12:00:60 GMT", "Wed, 01 May 2024 12-00-00 GMT",
+                /* RFC 850 and asctime: obsolete, no AWS endpoint sends them. */
+                "Wednesday, 01-May-24 12:00:00 GMT", "Wed May  1 12:00:00 2024",
+        };
+
+        check_time_parser(kc_aws_parse_http_date, good, ARRAY_SIZE(good), bad, ARRAY_SIZE(bad));
+}
+END_TEST
+
 START_TEST(test_parse_time) {
-        static const struct { const char *s; time_t t; } good[] = {
+        static const struct time_case good[] = {
                 { "2024-05-01T12:00:00Z", 1714564800 },
                 { "2024-05-01T12:00:00.999999Z", 1714564800 },
                 { "2024-05-01T12:00:00+00:00", 1714564800 },
@@ -631,17 +701,7 @@ START_TEST(test_parse_time) {
                 "20240-05-01T12:00:00Z", "2024-05-01T12:00:00.5",
         };
 
-        for (size_t i = 0; i < ARRAY_SIZE(good); i++) {
-                time_t t = -1;
-                ck_assert_msg(kc_aws_parse_time(good[i].s, &t) == 0, "%s refused", good[i].s);
-                ck_assert_int_eq(t, good[i].t);
-        }
-        for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
-                time_t t = 4242;
-                ck_assert_msg(kc_aws_parse_time(bad[i], &t) == -EINVAL, "\"%s\" accepted", bad[i]);
-                ck_assert_int_eq(t, 4242);
-        }
-        ck_assert_int_eq(kc_aws_parse_time(NULL, &(time_t) { 0 }), -EINVAL);
+        check_time_parser(kc_aws_parse_time, good, ARRAY_SIZE(good), bad, ARRAY_SIZE(bad));
 }
 END_TEST
 
@@ -666,6 +726,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_deletion_date);
         tcase_add_loop_test(tc, test_error_map, 0, ARRAY_SIZE(error_cases));
         tcase_add_loop_test(tc, test_error_header, 0, ARRAY_SIZE(error_header_cases));
+        tcase_add_test(tc, test_error_clock_skew);
         tcase_add_test(tc, test_error_body_by_length);
         suite_add_tcase(s, tc);
 
@@ -676,6 +737,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_imds_token);
         tcase_add_test(tc, test_imds_role);
         tcase_add_test(tc, test_parse_time);
+        tcase_add_test(tc, test_parse_http_date);
         suite_add_tcase(s, tc);
         return s;
 }
