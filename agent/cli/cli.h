@@ -229,6 +229,9 @@ int kc_cli_rewrap_users(struct kc_cli *cli, struct kc_kms *kms, const char *key_
                         char **devices, struct json_object **ret_json);
 int kc_cli_key_retire_check(struct kc_cli *cli, struct kc_kms *kms, const char *key_ref, const char *volumes,
                             bool force);
+/* Each of devices (NULL-terminated: paths, UUID=, LABEL=) is there, before the KMS is opened; else
+ * one kc_cli_fail line, "DEVICE: verb: device PATH: ...", and its status (3 when it is missing). */
+int kc_cli_check_devices(struct kc_cli *cli, char **devices, const char *verb);
 /* A volume named on the command line: NAME (volumes file, then attached mapping) or DEVICE (path, UUID=, LABEL=). */
 struct kc_cli_target {
         char *name;             /* configured or mapping name, or NULL */

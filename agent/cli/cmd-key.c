@@ -353,6 +353,12 @@ static int key_rotate(struct kc_cli *cli, int argc, char **argv) {
         /* Before the rotation: a rewrap that cannot find its volumes must not follow a change. */
         if (rewrap && kc_cli_volumes_file(NULL, &volumes) < 0)
                 return KC_EXIT_USAGE;
+        /* And a DEVICE named that is not there, before the KMS is opened (kc_cli_target_resolve). */
+        if (rewrap) {
+                status = kc_cli_check_devices(cli, argv + 2, "cannot rewrap");
+                if (status != KC_EXIT_OK)
+                        return status;
+        }
         r = kc_cli_kms(cli, &kms);
         if (r < 0)
                 return kc_cli_exit_status(r);

@@ -270,11 +270,12 @@ int kc_cli_rewrap_users(struct kc_cli *cli, struct kc_kms *kms, const char *key_
 }
 
 /*
- * The DEVICEs of --all are there, as kc_cli_target_resolve() makes sure for
- * one volume, before the KMS is opened: a typo is status 3 with nothing
- * made or changed, not a run of the other volumes.
+ * The DEVICEs named on the command line are there, as
+ * kc_cli_target_resolve() makes sure for one volume, before the KMS is
+ * opened: a typo is status 3 with nothing made or changed, not a run of the
+ * other volumes.
  */
-static int rewrap_check_devices(struct kc_cli *cli, char **devices) {
+int kc_cli_check_devices(struct kc_cli *cli, char **devices, const char *verb) {
         for (size_t i = 0; devices[i]; i++) {
                 _cleanup_free_ char *dev = NULL;
                 struct kc_err err = {};
@@ -285,7 +286,7 @@ static int rewrap_check_devices(struct kc_cli *cli, char **devices) {
                 if (r >= 0)
                         r = kc_luks_check_paths(dev, NULL, &err);
                 if (r < 0) {
-                        snprintf(what, sizeof(what), "%s: cannot rewrap", devices[i]);
+                        snprintf(what, sizeof(what), "%s: %s", devices[i], verb);
                         return kc_cli_fail(cli, r, &err, what);
                 }
         }
@@ -331,7 +332,7 @@ static int run_rewrap(struct kc_cli *cli, int argc, char **argv) {
                 return KC_EXIT_USAGE;
         /* The volume too, before the KMS is opened (kc_cli_target_resolve). */
         if (all) {
-                r = rewrap_check_devices(cli, argv + 1);
+                r = kc_cli_check_devices(cli, argv + 1, "cannot rewrap");
                 if (r != KC_EXIT_OK)
                         return r;
         } else {
@@ -570,10 +571,18 @@ int kc_cli_key_usage(struct kc_cli *cli, int argc, char **argv) {
         struct kc_key_info info;
         struct kc_err err = {};
         struct kc_kms *kms;
-        int status, r;
+        int nargs, r;
 
-        if (!kc_cli_begin(cli, argc, argv, &usage, &kms, &status))
-                return status;
+        r = kc_cli_parse(cli, argc, argv, &usage, &nargs);
+        if (r <= 0)
+                return kc_cli_parse_exit(r);
+        /* A DEVICE asked for is not there: a failure (a volume found missing is listed as unreadable). */
+        r = kc_cli_check_devices(cli, argv + 2, "cannot read");
+        if (r != KC_EXIT_OK)
+                return r;
+        r = kc_cli_kms(cli, &kms);
+        if (r < 0)
+                return kc_cli_exit_status(r);
         r = kc_kms_describe_key(kms, &req, argv[1], &info, &err);
         if (r < 0)
                 return kc_cli_fail(cli, r, &err, "describe key");

@@ -69,5 +69,28 @@ gone "rewrap --header missing" 3 "$T/image: cannot rewrap: header $T/nohdr: $NOE
 gone "rewrap --all DEVICE" 3 "$D: cannot rewrap: device $D: $NOENT" rewrap --all "$D" --volumes "$T/volumes"
 gone "backup" 3 "backup: device $D: $NOENT" backup "$D" "$T/backup"
 check "backup: no backup file made" test ! -e "$T/backup"
+gone "key usage KEY DEVICE" 3 "$D: cannot read: device $D: $NOENT" key usage alias/pg "$D" \
+        --volumes "$T/volumes"
+# key rotate reads no --volumes: KMSCRYPT_VOLUMES.
+export KMSCRYPT_VOLUMES=$T/volumes
+gone "key rotate --rewrap DEVICE" 3 "$D: cannot rewrap: device $D: $NOENT" key rotate alias/pg --rewrap "$D"
+
+# ---- with a keystore: a DEVICE named is one asked for, not a volume found missing ----
+expect 0 "key create" key create --alias alias/pg
+lines=$(audit_lines)
+export KMSCRYPT_VOLUMES=$T/empty.conf
+expect 3 "key usage KEY DEVICE, DEVICE missing" key usage alias/pg "$D"
+check "key usage: one line naming it" grep -qxF "kmscrypt: $D: cannot read: device $D: $NOENT" "$T/err"
+check "key usage: nothing on stdout" test ! -s "$T/out"
+# The rotation must not come before a failure that the DEVICE's check would have told.
+expect 3 "key rotate --rewrap DEVICE, DEVICE missing" key rotate alias/pg --rewrap "$D"
+check "key rotate --rewrap: one line naming it" grep -qxF "kmscrypt: $D: cannot rewrap: device $D: $NOENT" "$T/err"
+check "key rotate --rewrap: nothing audited" test "$(audit_lines)" = "$lines"
+kc key describe alias/pg --json
+json_is 'j["KeyMetadata"]["KeyVersion"]' 1
+# A volume found missing stays a warning: key usage lists it apart, status 0.
+expect 0 "key usage, a configured volume missing" key usage alias/pg --volumes "$T/volumes"
+check "key usage: lists it apart" grep -qF "unknown: pgdata ($D)" "$T/out"
+unset KMSCRYPT_VOLUMES
 
 finish
