@@ -70,7 +70,7 @@ static int parse_key_ref(struct kc_config *c, const struct config_key *k, const 
  */
 static int parse_endpoint(struct kc_config *c, const struct config_key *k, const char *value,
                           bool from_file, struct kc_err *err) {
-        const char *host;
+        const char *host, *path;
 
         if (strncasecmp(value, "https://", 8) == 0)
                 host = value + 8;
@@ -87,6 +87,11 @@ static int parse_endpoint(struct kc_config *c, const struct config_key *k, const
         if (strpbrk(value, " \t@?#\\"))
                 return kc_err_set(err, -EINVAL, "%s: URL may not hold blanks, '@', '?', '#' or '\\': %s",
                                   k->name, value);
+        /* Requests are signed (SigV4) for the path "/": one under a path would be refused, each. */
+        path = strchr(host, '/');
+        if (path && !streq(path, "/"))
+                return kc_err_set(err, -EINVAL, "%s: URL may not have a path (%s): requests are signed for \"/\": %s",
+                                  k->name, path, value);
         return set_string(c, k, value);
 }
 

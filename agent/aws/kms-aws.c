@@ -89,10 +89,18 @@ static const char *env_nonempty(const char *name) {
         return v && v[0] ? v : NULL;
 }
 
-/* https anywhere; plain http only to a loopback host and only when explicitly allowed. */
-static int check_endpoint(const char *url, struct kc_err *err) {
+/*
+ * https anywhere; plain http only to a loopback host and only when explicitly
+ * allowed.  No path but "/": requests are signed (SigV4) for that one.
+ * source: where url comes from, for the message.
+ */
+static int check_endpoint(const char *url, const char *source, struct kc_err *err) {
         const char *allow = getenv("KMSCRYPT_AWS_ALLOW_HTTP");
+        const char *host = strstr(url, "://"), *path = host ? strchr(host + 3, '/') : NULL;
 
+        if (path && !streq(path, "/"))
+                return kc_err_set(err, -EINVAL, "%s: AWS KMS endpoint \"%.128s\" may not have a path (%.64s): "
+                                  "requests are signed for \"/\"", source, url, path);
         if (kc_http_url_is_https(url))
                 return 0;
         if (strncasecmp(url, "http://", 7) != 0)
@@ -125,12 +133,19 @@ static void aws_close(void *p) {
  * aws-endpoint, where the SDKs read endpoint_url from their config file);
  * AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true ignores all three.  NULL: regional.
  */
-static const char *configured_endpoint(const struct kc_kms_config *cfg) {
+static const char *configured_endpoint(const struct kc_kms_config *cfg, const char **ret_source) {
+        static const char *const vars[] = { "AWS_ENDPOINT_URL_KMS", "AWS_ENDPOINT_URL" };
         const char *ignore = getenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS");
 
         if (ignore && strcasecmp(ignore, "true") == 0)
                 return NULL;
-        return env_nonempty("AWS_ENDPOINT_URL_KMS") ?: env_nonempty("AWS_ENDPOINT_URL") ?: cfg->aws_endpoint;
+        for (size_t i = 0; i < ARRAY_SIZE(vars); i++)
+                if (env_nonempty(vars[i])) {
+                        *ret_source = vars[i];
+                        return env_nonempty(vars[i]);
+                }
+        *ret_source = "aws-endpoint";
+        return cfg->aws_endpoint;
 }
 
 /* A CA bundle that cannot be read is named now, not reported later as a TLS failure. */
@@ -151,7 +166,7 @@ static int default_region(const struct kc_kms_config *cfg, char **ret) {
 
 static int aws_open(const struct kc_kms_config *cfg, void **ret_state, struct kc_err *err) {
         struct aws_state *s = calloc(1, sizeof(*s));
-        const char *endpoint = configured_endpoint(cfg);
+        const char *source = NULL, *endpoint = configured_endpoint(cfg, &source);
         const char *ca = env_nonempty("KMSCRYPT_AWS_CA_FILE") ?: env_nonempty("AWS_CA_BUNDLE") ?: cfg->aws_ca_file;
         int r;
 
@@ -165,7 +180,7 @@ static int aws_open(const struct kc_kms_config *cfg, void **ret_state, struct kc
         if (r >= 0)
                 r = env_ms("KMSCRYPT_AWS_DEADLINE_MS", DEFAULT_DEADLINE_MS, &s->deadline_ms, err);
         if (r >= 0 && endpoint) {
-                r = check_endpoint(endpoint, err);
+                r = check_endpoint(endpoint, source, err);
                 if (r >= 0 && !(s->endpoint = strdup(endpoint)))
                         r = -ENOMEM;
         }

@@ -590,6 +590,17 @@ def run(tmp, audit, port):
     e["AWS_ENDPOINT_URL"] = endpoint
     rc, out, _ = drive(e, audit, "describe", ref1)
     check("AWS_ENDPOINT_URL is the fallback override", rc == 0, out)
+    # SigV4 signs the path "/": an endpoint with another path is refused, naming the variable.
+    for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_KMS"):
+        e = dict(env, **{var: endpoint + "/kms/"})
+        if var == "AWS_ENDPOINT_URL":
+            del e["AWS_ENDPOINT_URL_KMS"]
+        rc, out, _ = drive(e, audit, "describe", ref1)
+        check("%s with a path refused, naming it" % var,
+              err_name(out) == "EINVAL" and (var + ": AWS KMS endpoint") in out and "may not have a path" in out, out)
+    e = dict(env, AWS_ENDPOINT_URL_KMS=endpoint + "/")
+    rc, out, _ = drive(e, audit, "describe", ref1)
+    check("an endpoint ending in / is taken", rc == 0, out)
 
     # kmscrypt.conf's aws-* keys, under the SDKs' variables (docs/aws.md).
     conf = os.path.join(tmp, "kmscrypt.conf")

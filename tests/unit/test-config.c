@@ -117,6 +117,10 @@ static const struct {
         { "aws-endpoint = https://user:pw@kms.test/\n", -EINVAL, "aws-endpoint: URL may not hold" },
         { "aws-endpoint = https://kms.test/?a=b\n", -EINVAL, "aws-endpoint: URL may not hold" },
         { "aws-endpoint = https://kms test/\n", -EINVAL, "aws-endpoint: URL may not hold" },
+        /* SigV4 signs the path "/": an endpoint under a path would have every request refused. */
+        { "aws-endpoint = https://kms.test/kms/\n", -EINVAL,
+          "test.conf:1: aws-endpoint: URL may not have a path (/kms/): requests are signed for \"/\": https://kms.test/kms/" },
+        { "aws-endpoint = http://127.0.0.1:4566/x\n", -EINVAL, "test.conf:1: aws-endpoint: URL may not have a path (/x)" },
         { "aws-endpoint = https://a\naws-endpoint = https://b\n", -EINVAL, "test.conf:2: \"aws-endpoint\" already set" },
         { "aws-region = EU-WEST-1\n", -EINVAL, "aws-region: not an AWS region name: \"EU-WEST-1\"" },
         { "aws-region = eu_west_1\n", -EINVAL, "aws-region: not an AWS region name" },
