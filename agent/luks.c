@@ -509,6 +509,19 @@ int kc_luks_open(const char *device, const char *header, struct kc_luks **ret, s
         return 0;
 }
 
+bool kc_luks_is_luks1(const char *path) {
+        _cleanup_(luks_crypt_freep) struct crypt_device *cd = NULL;
+        bool taken;
+        int r;
+
+        if (!path || crypt_init(&cd, path) < 0)
+                return false;
+        taken = backend_first_use_begin();
+        r = crypt_load(cd, CRYPT_LUKS1, NULL);
+        backend_first_use_end(taken, r);
+        return r >= 0;
+}
+
 /* Whoever holds the crypt_device may write the header: our parsed copy is dropped. */
 struct crypt_device *kc_luks_crypt_device(struct kc_luks *l) {
         if (!l)

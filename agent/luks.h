@@ -87,6 +87,9 @@ int kc_luks_format(const struct kc_luks_format_params *p, const struct kc_token 
  */
 int kc_luks_check_paths(const char *device, const char *header, struct kc_err *err);
 
+/* Whether path carries a LUKS1 header: what kc_luks_open() refuses as such, told apart from none. */
+bool kc_luks_is_luks1(const char *path);
+
 /* Open the header of device (header = detached header or NULL). -EINVAL not LUKS2 (LUKS1 named as such). */
 int kc_luks_open(const char *device, const char *header, struct kc_luks **ret, struct kc_err *err);
 void kc_luks_close(struct kc_luks *l);

@@ -873,8 +873,10 @@ int kc_copy_source_check(const char *device, const char *header, struct kc_err *
          * No LUKS2 header on the device: plaintext, or the ciphertext of a
          * volume whose header is elsewhere, which no key opens without it.
          * Either way the copy would not be the encrypted volume it claims.
+         * A LUKS1 volume is encrypted, but no kmscrypt volume: refused in
+         * kc_luks_open()'s words, as its header given as --header is.
          */
-        if (r == -EINVAL && !header)
+        if (r == -EINVAL && !header && !kc_luks_is_luks1(device))
                 return kc_err_set(err, -EPERM, "%s: a copy of it would not be encrypted (a volume with a detached "
                                   "header? give --header FILE)", lerr.msg);
         if (r < 0)

@@ -156,7 +156,8 @@ int kc_copy_encrypted(const char *src, const char *dst, bool overwrite, kc_copy_
  * device's: its data segment fits in device, which shows no signature (a
  * file system).  -EPERM when the copy would not be encrypted (a mapping, no
  * LUKS2 header on the device, a signature on it, a header that is not its),
- * the error of kc_luks_open() for a header that is not LUKS2.
+ * the error of kc_luks_open() for a header that is not LUKS2 and for a
+ * LUKS1 device (-EINVAL: encrypted, but no volume of ours).
  */
 int kc_copy_source_check(const char *device, const char *header, struct kc_err *err);
 

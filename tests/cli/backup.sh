@@ -51,6 +51,16 @@ check "backup of a LUKS2 image: says so" grep -qxF "backed up $T/luks.img to $T/
 check "backup of a LUKS2 image: a byte for byte copy" cmp -s "$T/luks.img" "$T/copy"
 check "backup of a LUKS2 image: no header file" test ! -e "$T/copy.header"
 
+# ---- a LUKS1 image: encrypted, but no kmscrypt volume (LUKS2 only), status 5 as a LUKS1 --header ----
+truncate -s 8M "$T/luks1.img"
+if cryptsetup luksFormat --type luks1 --batch-mode --pbkdf-force-iterations 1000 \
+        --key-file "$T/pass" "$T/luks1.img" >/dev/null 2>&1; then
+        nocopy 5 "backup of a LUKS1 image" "$T/luks1.img is LUKS1; kmscrypt needs LUKS2" backup "$T/luks1.img" "$T/copy"
+        check "backup of a LUKS1 image: not said to be unencrypted" sh -c "! grep -qF 'would not be encrypted' '$T/err'"
+else
+        echo "ok - backup of a LUKS1 image: skipped, cryptsetup cannot make one # SKIP"
+fi
+
 # ---- a volume with a detached header ----
 # The header apart, the data device shows ciphertext only: refused without its header.
 truncate -s 16M "$T/data.img"
