@@ -925,10 +925,27 @@ static int restore_rebind(struct kc_cli *cli, const char *device, const char *he
         return run_rebind(cli, header ? 6 : 4, argv);
 }
 
+/*
+ * The data is written, its header is not: a file restore made for it is
+ * removed again, as backup does with its copy; a device or a file that was
+ * there keeps the data, and the message says so.
+ */
+static int header_failed(const char *dst, bool created, int r, struct kc_err *err) {
+        char why[KC_ERR_MSG_MAX];
+
+        snprintf(why, sizeof(why), "%s", kc_err_msg(err, r));
+        *err = (struct kc_err) {};   /* kc_err_set() keeps the first error: this one says more */
+        if (created && unlink(dst) >= 0)
+                return kc_err_set(err, r, "%s; the data written to %s is removed again", why, dst);
+        return kc_err_set(err, r, "%s; the data was written to %s, its header was not", why, dst);
+}
+
 /* The data, then (--header) the header that backup --header put beside it, FILE.header, to header. */
 static int restore_copy(const char *src, const char *dst, const char *header, bool force, struct progress *pg,
                         char **ret_hdr_src, struct kc_err *err) {
         _cleanup_free_ char *hdr_src = NULL;
+        struct stat st;
+        bool created;
         int r;
 
         if (header) {
@@ -939,10 +956,14 @@ static int restore_copy(const char *src, const char *dst, const char *header, bo
                         return kc_err_set(err, negative_errno(), "%s: %s (the header of a backup made with "
                                           "--header)", hdr_src, strerror(errno));
         }
+        created = lstat(dst, &st) < 0 && errno == ENOENT;
         r = kc_copy_encrypted(src, dst, force, progress_print, pg, err);
         progress_end(pg);
-        if (r >= 0 && header)
+        if (r >= 0 && header) {
                 r = kc_copy_encrypted(hdr_src, header, force, NULL, NULL, err);
+                if (r < 0)
+                        return header_failed(dst, created, r, err);
+        }
         if (r >= 0)
                 *ret_hdr_src = TAKE_PTR(hdr_src);
         return r;

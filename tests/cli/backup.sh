@@ -106,6 +106,18 @@ rm -f "$T/back.img" "$T/back.hdr"
 expect 0 "restore --header" restore "$T/copy" "$T/back.img" --header "$T/back.hdr"
 check "restore --header: data restored" cmp -s "$T/data.img" "$T/back.img"
 check "restore --header: header restored" cmp -s "$T/hdr.img" "$T/back.hdr"
+# The header cannot be written: the data restore wrote to a new file goes again, as backup's does.
+rm -f "$T/back.img"
+expect 3 "restore --header, HDR cannot be written" restore "$T/copy" "$T/back.img" --header "$T/nodir/back.hdr"
+check "... one line saying the data is removed" sh -c "[ \$(wc -l < '$T/err') = 1 ] &&
+        grep -qF 'the data written to $T/back.img is removed again' '$T/err'"
+check "... no data left" test ! -e "$T/back.img"
+# Over a file that was there (a device alike): the data stays, and the line says so.
+: > "$T/back.img"
+expect 3 "restore --header --force over a file, HDR cannot be written" \
+        restore "$T/copy" "$T/back.img" --header "$T/nodir/back.hdr" --force
+check "... says the data was written, its header not" \
+        grep -qF "the data was written to $T/back.img, its header was not" "$T/err"
 rm -f "$T/back.img" "$T/back.hdr"
 expect 3 "restore --header of a backup without FILE.header" restore "$T/luks.img" "$T/back.img" --header "$T/back.hdr"
 check "... one line naming it" sh -c "[ \$(wc -l < '$T/err') = 1 ] && grep -qF '$T/luks.img.header' '$T/err'"
