@@ -591,13 +591,26 @@ static int open_copy_src(const char *src, struct kc_err *err) {
  * a copy that fails half-way never truncates an earlier backup (--force)
  * nor leaves a half-written one under the name.
  */
+int kc_copy_dst_check(const char *dst, bool overwrite, struct kc_err *err) {
+        struct stat st;
+
+        if (stat(dst, &st) < 0 || S_ISBLK(st.st_mode))
+                return 0;
+        /* Renaming over a character device, a FIFO or a directory would replace it, not write to it. */
+        if (!S_ISREG(st.st_mode))
+                return kc_err_set(err, -EINVAL, "%s is neither a block device nor a regular file", dst);
+        if (!overwrite && lstat(dst, &st) == 0)
+                return kc_err_set(err, -EEXIST, "cannot create %s: %s (refusing to overwrite)", dst, strerror(EEXIST));
+        return 0;
+}
+
 static int open_copy_dst(const char *dst, bool overwrite, uint64_t need, char **ret_tmp, struct kc_err *err) {
         _cleanup_free_ char *tmp = NULL;
         const char *slash = strrchr(dst, '/');
         int dirlen = slash ? (int) (slash - dst + 1) : 0;
         struct stat st;
         uint64_t size;
-        int fd;
+        int fd, r;
 
         if (stat(dst, &st) < 0)
                 st.st_mode = 0;
@@ -612,11 +625,9 @@ static int open_copy_dst(const char *dst, bool overwrite, uint64_t need, char **
                 *ret_tmp = NULL;
                 return fd;
         }
-        /* Renaming over a character device, a FIFO or a directory would replace it, not write to it. */
-        if (st.st_mode != 0 && !S_ISREG(st.st_mode))
-                return kc_err_set(err, -EINVAL, "%s is neither a block device nor a regular file", dst);
-        if (!overwrite && lstat(dst, &st) == 0)
-                return kc_err_set(err, -EEXIST, "cannot create %s: %s (refusing to overwrite)", dst, strerror(EEXIST));
+        r = kc_copy_dst_check(dst, overwrite, err);
+        if (r < 0)
+                return r;
         if (asprintf(&tmp, "%.*s.%s.tmp-XXXXXX", dirlen, dst, dst + dirlen) < 0)
                 return -ENOMEM;
         fd = mkostemp(tmp, O_CLOEXEC);

@@ -148,6 +148,13 @@ typedef void (*kc_copy_progress_fn)(uint64_t done, uint64_t total, void *userdat
  */
 int kc_copy_encrypted(const char *src, const char *dst, bool overwrite, kc_copy_progress_fn progress,
                       void *userdata, struct kc_err *err);
+/*
+ * What kc_copy_encrypted() would refuse of dst before it reads a byte: a
+ * path that is neither a block device nor a regular file, or an existing
+ * file without overwrite.  For a second copy that goes with a first (a
+ * detached header), checked before the first is written.
+ */
+int kc_copy_dst_check(const char *dst, bool overwrite, struct kc_err *err);
 
 /*
  * Whether a block copy of device is an encrypted volume, before anything is

@@ -767,6 +767,7 @@ static int copy_done(struct kc_cli *cli, const char *verb, const char *src, cons
 static int header_dst_prepare(const char *dst, bool force, char **ret, struct kc_err *err) {
         _cleanup_free_ char *p = NULL;
         struct stat st;
+        int r;
 
         /* DEST.header beside a device would be a new file in /dev. */
         if (path_startswith_dev(dst) || (stat(dst, &st) == 0 && !S_ISREG(st.st_mode)))
@@ -775,8 +776,9 @@ static int header_dst_prepare(const char *dst, bool force, char **ret, struct kc
                                   "cryptsetup luksHeaderBackup)", dst);
         if (asprintf(&p, "%s.header", dst) < 0)
                 return -ENOMEM;
-        if (!force && lstat(p, &st) == 0)
-                return kc_err_set(err, -EEXIST, "cannot create %s: %s (refusing to overwrite)", p, strerror(EEXIST));
+        r = kc_copy_dst_check(p, force, err);
+        if (r < 0)
+                return r;
         *ret = TAKE_PTR(p);
         return 0;
 }
@@ -955,6 +957,10 @@ static int restore_copy(const char *src, const char *dst, const char *header, bo
                 if (access(hdr_src, F_OK) < 0)
                         return kc_err_set(err, negative_errno(), "%s: %s (the header of a backup made with "
                                           "--header)", hdr_src, strerror(errno));
+                /* And HDR can take it: refused only after the data was written, it left a volume with no header. */
+                r = kc_copy_dst_check(header, force, err);
+                if (r < 0)
+                        return r;
         }
         created = lstat(dst, &st) < 0 && errno == ENOENT;
         r = kc_copy_encrypted(src, dst, force, progress_print, pg, err);

@@ -118,6 +118,15 @@ expect 3 "restore --header --force over a file, HDR cannot be written" \
         restore "$T/copy" "$T/back.img" --header "$T/nodir/back.hdr" --force
 check "... says the data was written, its header not" \
         grep -qF "the data was written to $T/back.img, its header was not" "$T/err"
+# An HDR that is there is refused without --force before the data is written, not after.
+rm -f "$T/back.img"
+: > "$T/back.hdr"
+expect 1 "restore --header over an existing HDR" restore "$T/copy" "$T/back.img" --header "$T/back.hdr"
+check "... one line naming it" sh -c "[ \$(wc -l < '$T/err') = 1 ] && grep -qF 'cannot create $T/back.hdr' '$T/err'"
+check "... no data written" test ! -e "$T/back.img"
+# Not written and taken back: a device in place of back.img would have kept it.
+check "... refused before the data was written" sh -c "! grep -qF 'data written' '$T/err'"
+check "... HDR untouched" test ! -s "$T/back.hdr"
 rm -f "$T/back.img" "$T/back.hdr"
 expect 3 "restore --header of a backup without FILE.header" restore "$T/luks.img" "$T/back.img" --header "$T/back.hdr"
 check "... one line naming it" sh -c "[ \$(wc -l < '$T/err') = 1 ] && grep -qF '$T/luks.img.header' '$T/err'"
