@@ -585,12 +585,6 @@ static int open_copy_src(const char *src, struct kc_err *err) {
         return fd;
 }
 
-/*
- * A device is written in place.  A file copy goes to a 0600 temporary file
- * beside dst (*ret_tmp), renamed over dst only once complete (copy_commit):
- * a copy that fails half-way never truncates an earlier backup (--force)
- * nor leaves a half-written one under the name.
- */
 int kc_copy_dst_check(const char *dst, bool overwrite, struct kc_err *err) {
         struct stat st;
 
@@ -604,6 +598,12 @@ int kc_copy_dst_check(const char *dst, bool overwrite, struct kc_err *err) {
         return 0;
 }
 
+/*
+ * A device is written in place.  A file copy goes to a 0600 temporary file
+ * beside dst (*ret_tmp), renamed over dst only once complete (copy_commit):
+ * a copy that fails half-way never truncates an earlier backup (--force)
+ * nor leaves a half-written one under the name.
+ */
 static int open_copy_dst(const char *dst, bool overwrite, uint64_t need, char **ret_tmp, struct kc_err *err) {
         _cleanup_free_ char *tmp = NULL;
         const char *slash = strrchr(dst, '/');

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <linux/capability.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -240,6 +241,23 @@ void kc_wipe_free_str(char *s) {
                 return;
         kc_wipe(s, strlen(s));
         free(s);
+}
+
+int kc_format_exact(char **ret, const char *fmt, ...) {
+        va_list ap;
+        char *out;
+        int n;
+
+        va_start(ap, fmt);
+        n = vsnprintf(NULL, 0, fmt, ap);
+        va_end(ap);
+        if (n < 0 || !(out = malloc((size_t) n + 1)))
+                return -ENOMEM;
+        va_start(ap, fmt);
+        (void) vsnprintf(out, (size_t) n + 1, fmt, ap);
+        va_end(ap);
+        *ret = out;
+        return 0;
 }
 
 /* Whether CAP_IPC_LOCK is in this thread's effective set (from /proc: no libcap). */

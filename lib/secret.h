@@ -67,3 +67,11 @@ static inline void kc_secret_freep(void *p) { kc_secret_free(*(void **)p); }
 void kc_wipe_free_str(char *s);
 static inline void kc_wipe_free_strp(char **p) { kc_wipe_free_str(*p); }
 #define _cleanup_wipe_str_ _cleanup_(kc_wipe_free_strp)
+
+/*
+ * printf into a plain string of the exact size, measured first: for text
+ * that carries a secret (a signature, a session token) and is freed with
+ * kc_wipe_free_str().  Not asprintf(): glibc's grows its buffer as it
+ * writes and frees the outgrown ones unwiped.  -ENOMEM on failure.
+ */
+int kc_format_exact(char **ret, const char *fmt, ...) _printf_(2, 3);

@@ -317,7 +317,6 @@ static int endpoint_for(const struct aws_state *s, const struct key_ref *k, char
         return *ret ? 0 : -ENOMEM;
 }
 
-
 /* "host[:port]" of url, signed and sent as the Host header. */
 static int host_of(const char *url, char **ret) {
         const char *p = strstr(url, "://");
@@ -331,22 +330,6 @@ static int host_of(const char *url, char **ret) {
                 return -EINVAL;
         *ret = strndup(p, n);
         return *ret ? 0 : -ENOMEM;
-}
-
-/*
- * "Name: value" in a block of its exact size.  Not asprintf(): glibc's
- * grows its buffer as it writes and frees the outgrown ones unwiped, with
- * pieces of a signature or a session token in them.
- */
-static int header_line(const char *name, const char *value, char **ret) {
-        size_t n = strlen(name) + 2 + strlen(value) + 1;
-        char *line = malloc(n);
-
-        if (!line)
-                return -ENOMEM;
-        snprintf(line, n, "%s: %s", name, value);
-        *ret = line;
-        return 0;
 }
 
 /*
@@ -380,9 +363,12 @@ static int exchange(struct aws_state *s, const char *url, const char *host, cons
         }, &authz);
         if (r < 0)
                 return kc_err_set(err, r, "cannot sign the AWS KMS request");
-        if (header_line("Host", host, &h_host) < 0 || header_line("X-Amz-Date", date, &h_date) < 0 ||
-            header_line("X-Amz-Target", target, &h_target) < 0 || header_line("Authorization", authz, &h_authz) < 0 ||
-            (s->creds.session_token && header_line("X-Amz-Security-Token", s->creds.session_token, &h_token) < 0))
+        /* Exact-size blocks (kc_format_exact): the Authorization and token lines are wiped when freed. */
+        if (kc_format_exact(&h_host, "Host: %s", host) < 0 || kc_format_exact(&h_date, "X-Amz-Date: %s", date) < 0 ||
+            kc_format_exact(&h_target, "X-Amz-Target: %s", target) < 0 ||
+            kc_format_exact(&h_authz, "Authorization: %s", authz) < 0 ||
+            (s->creds.session_token &&
+             kc_format_exact(&h_token, "X-Amz-Security-Token: %s", s->creds.session_token) < 0))
                 return -ENOMEM;
         headers[0] = "Content-Type: application/x-amz-json-1.1";
         headers[1] = h_host;

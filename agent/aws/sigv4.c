@@ -1,10 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <ctype.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -321,29 +319,6 @@ static int signing_key(const struct kc_sigv4_signer *s, uint8_t ret[32]) {
         return r;
 }
 
-/*
- * printf into a block of the exact size, measured first.  Not asprintf():
- * glibc's grows its buffer as it writes and frees the outgrown ones
- * unwiped, which would leave pieces of a signature in freed heap.
- */
-_printf_(2, 3)
-static int format_exact(char **ret, const char *fmt, ...) {
-        va_list ap;
-        char *out;
-        int n;
-
-        va_start(ap, fmt);
-        n = vsnprintf(NULL, 0, fmt, ap);
-        va_end(ap);
-        if (n < 0 || !(out = malloc((size_t) n + 1)))
-                return -ENOMEM;
-        va_start(ap, fmt);
-        (void) vsnprintf(out, (size_t) n + 1, fmt, ap);
-        va_end(ap);
-        *ret = out;
-        return 0;
-}
-
 int kc_sigv4_authorization(const struct kc_sigv4_signer *s, const struct kc_sigv4_request *req, char **ret) {
         _cleanup_secret_ char *creq = NULL;
         _cleanup_free_ char *signed_headers = NULL, *sts = NULL, *sc = NULL;
@@ -368,8 +343,8 @@ int kc_sigv4_authorization(const struct kc_sigv4_signer *s, const struct kc_sigv
         if (r < 0)
                 return r;
         hex(sig, sizeof(sig), sig_hex);
-        r = format_exact(ret, "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, Signature=%s",
-                         s->access_key_id, sc, signed_headers, sig_hex);
+        r = kc_format_exact(ret, "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, Signature=%s",
+                            s->access_key_id, sc, signed_headers, sig_hex);
         kc_wipe(sig, sizeof(sig));
         kc_wipe(sig_hex, sizeof(sig_hex));
         return r;

@@ -944,7 +944,7 @@ static int header_failed(const char *dst, bool created, int r, struct kc_err *er
 
 /* The data, then (--header) the header that backup --header put beside it, FILE.header, to header. */
 static int restore_copy(const char *src, const char *dst, const char *header, bool force, struct progress *pg,
-                        char **ret_hdr_src, struct kc_err *err) {
+                        struct kc_err *err) {
         _cleanup_free_ char *hdr_src = NULL;
         struct stat st;
         bool created;
@@ -970,8 +970,6 @@ static int restore_copy(const char *src, const char *dst, const char *header, bo
                 if (r < 0)
                         return header_failed(dst, created, r, err);
         }
-        if (r >= 0)
-                *ret_hdr_src = TAKE_PTR(hdr_src);
         return r;
 }
 
@@ -992,7 +990,6 @@ static int run_restore(struct kc_cli *cli, int argc, char **argv) {
                 .options = options, .min_args = 2, .max_args = 2,
         };
         struct progress pg = { .tty = isatty(STDERR_FILENO), .what = "restore", .start = time(NULL), .last_pct = -1 };
-        _cleanup_free_ char *hdr_src = NULL;
         struct kc_err err = {};
         int r;
 
@@ -1005,7 +1002,7 @@ static int run_restore(struct kc_cli *cli, int argc, char **argv) {
         /* A mistyped /dev/sdX would become a new file in /dev, "restored". */
         if (path_startswith_dev(argv[2]) && access(argv[2], F_OK) < 0)
                 return kc_cli_fail(cli, kc_err_set(&err, -ENOENT, "%s does not exist", argv[2]), &err, "restore");
-        r = restore_copy(argv[1], argv[2], header, force, &pg, &hdr_src, &err);
+        r = restore_copy(argv[1], argv[2], header, force, &pg, &err);
         if (r < 0)
                 return kc_cli_fail(cli, r, &err, "restore");
         /* With --context, --json prints the one object of the rebind (it names the device). */
