@@ -20,6 +20,7 @@
 #include "agent/daemon/manager.h"
 #include "agent/daemon/server.h"
 #include "agent/daemon/volumes.h"
+#include "lib/fault.h"
 #include "lib/log.h"
 #include "lib/secret.h"
 
@@ -377,17 +378,32 @@ static void *readiness(void *arg) {
 
 /* ---- main loop ---- */
 
+static void stop_signals(sigset_t *ret) {
+        sigemptyset(ret);
+        sigaddset(ret, SIGTERM);
+        sigaddset(ret, SIGINT);
+        sigaddset(ret, SIGHUP);
+}
+
+/*
+ * The stop signals are blocked first thing, before any thread starts: a
+ * SIGTERM while the agent reads its configuration or starts its mappers
+ * (systemd stopping a unit that is still starting) then waits for the
+ * signalfd and ends in a clean stop, not in death by signal (status 143,
+ * which the unit reports as a failure).
+ */
+static void block_stop_signals(void) {
+        sigset_t set;
+
+        stop_signals(&set);
+        (void) pthread_sigmask(SIG_BLOCK, &set, NULL);
+        signal(SIGPIPE, SIG_IGN);
+}
+
 static int signal_fd(void) {
         sigset_t set;
 
-        sigemptyset(&set);
-        sigaddset(&set, SIGTERM);
-        sigaddset(&set, SIGINT);
-        sigaddset(&set, SIGHUP);
-        /* Blocked before any thread starts, so only the signalfd sees them. */
-        if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0)
-                return -EINVAL;
-        signal(SIGPIPE, SIG_IGN);
+        stop_signals(&set);
         return signalfd(-1, &set, SFD_CLOEXEC);
 }
 
@@ -455,6 +471,7 @@ int main(int argc, char **argv) {
         /* A mapper process started in place of a dead one (mapper.h): not an option for users. */
         if (argc == 4 && strcmp(argv[1], "--mapper-process") == 0)
                 return kc_mapper_process_main(argv[2], argv[3]);
+        block_stop_signals();
         r = parse_args(&d, argc, argv);
         if (r <= 0)
                 return r < 0 ? 2 : 0;
@@ -477,6 +494,7 @@ int main(int argc, char **argv) {
                 log_error("%s", kc_err_msg(&err, r));
                 return 1;
         }
+        kc_fault_point("agent:starting");
         sfd = signal_fd();
         if (sfd < 0)
                 return log_error_errno(errno, "signalfd: %m"), 1;

@@ -525,7 +525,7 @@ int kc_mapper_supervise(struct kc_mapper *mp, const char *exe) {
                 return -ENOMEM;
         if (pipe2(mp->wake, O_CLOEXEC | O_NONBLOCK) < 0)
                 return negative_errno();
-        /* Started before the agent blocks its stop signals for its signalfd: none is for this thread. */
+        /* None of the agent's signals is for this thread (its stop signals go to the signalfd). */
         sigfillset(&all);
         pthread_sigmask(SIG_SETMASK, &all, &mask);
         mp->supervising = true;

@@ -884,6 +884,35 @@ def test_hotplug_reload(d):
                 subprocess.run(["losetup", "-d", dev])
 
 
+def stopped(pid, timeout=10):
+    """Whether process pid is stopped (state T) within timeout seconds."""
+    end = time.time() + timeout
+    while time.time() < end:
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "T":
+                return True
+        time.sleep(0.02)
+    return False
+
+
+def test_stop_while_starting(d):
+    """A SIGTERM before the agent has its signalfd (systemd stopping a unit that is still starting) is a
+    clean stop, status 0, not death by the signal (143, a failed unit)."""
+    a = Agent(d, "", notify=False, env={"KC_FAULT_STOP": "agent:starting"})
+    try:
+        check("stop while starting: the agent halts at its fault point", stopped(a.p.pid))
+        a.p.send_signal(signal.SIGTERM)
+        a.p.send_signal(signal.SIGCONT)
+        try:
+            rc = a.p.wait(10)
+        except subprocess.TimeoutExpired:
+            rc = None
+        check("stop while starting: a SIGTERM before the signalfd ends the agent with status 0",
+              rc == 0 and "stopping" in a.logtext(), f"rc={rc} {a.logtext()}")
+    finally:
+        a.stop()
+
+
 def test_bad_volumes(d):
     a = Agent(d, "x /dev/null db-id=1\nx /dev/zero db-id=2\n", notify=False)
     rc = a.p.wait(10)
@@ -900,7 +929,7 @@ def main():
         sys.exit(99)
     tests = (test_basics, test_activation, test_activated_restart, test_activated_killed, test_stop_unread,
              test_stale_and_twice, test_volume_waits, test_refused_is_no_absence, test_lost_cap, test_hotplug_reload,
-             test_bad_volumes, test_limits)
+             test_bad_volumes, test_limits, test_stop_while_starting)
     if len(sys.argv) > 1:       # a debugging run of some: agent-host.py test_limits test_basics
         known = {t.__name__: t for t in tests}
         unknown = [a for a in sys.argv[1:] if a not in known]
