@@ -934,12 +934,12 @@ static bool luks_uuid_of_dm_uuid(const char *dm_uuid, char ret[40]) {
  */
 static int parse_wiped(const char *name, const struct kc_dm_info *info, const char *params, const char *header,
                        struct kc_crypt_table *table) {
-        _cleanup_free_ char *fixed = NULL;
+        _cleanup_free_ char *fixed = NULL, *dev = NULL;
         _cleanup_luks_ struct kc_luks *l = NULL;
         struct kc_luks_segment seg;
         struct kc_token tok = {};
         struct kc_crypt_table t;
-        char uuid[40], dev[256];
+        char uuid[40];
         const char *key = strchr(params, ' ');
         size_t n;
         int r;
@@ -955,7 +955,7 @@ static int parse_wiped(const char *name, const struct kc_dm_info *info, const ch
         if (r < 0)
                 return r;
         /* The table names the device as major:minor. */
-        if (kc_block_devnode(t.p.device, dev, sizeof(dev)) < 0 || kc_luks_open(dev, header, &l, NULL) < 0 ||
+        if (kc_block_devnode(t.p.device, &dev) < 0 || kc_luks_open(dev, header, &l, NULL) < 0 ||
             kc_luks_segment(l, &seg) < 0 || !streq(seg.uuid, uuid) || kc_luks_token_read(l, &tok, NULL, NULL) < 0) {
                 kc_crypt_table_clear(&t);
                 return -EOPNOTSUPP;
@@ -1024,11 +1024,10 @@ int kc_detach(const char *name, bool deferred, struct kc_err *err) {
         return 0;
 }
 
-int kc_block_devnode(const char *majmin, char *buf, size_t size) {
+int kc_block_devnode(const char *majmin, char **ret_path) {
         _cleanup_fclose_ FILE *f = NULL;
         char path[64], line[256];
 
-        snprintf(buf, size, "%s", majmin);
         if (strchr(majmin, '/'))
                 return -EINVAL;
         snprintf(path, sizeof(path), "/sys/dev/block/%s/uevent", majmin);
@@ -1038,8 +1037,7 @@ int kc_block_devnode(const char *majmin, char *buf, size_t size) {
         while (fgets(line, sizeof(line), f))
                 if (strncmp(line, "DEVNAME=", 8) == 0) {
                         line[strcspn(line, "\n")] = '\0';
-                        snprintf(buf, size, "/dev/%s", line + 8);
-                        return 0;
+                        return asprintf(ret_path, "/dev/%s", line + 8) < 0 ? -ENOMEM : 0;
                 }
         return -ENODEV;
 }
@@ -1067,6 +1065,7 @@ static void status_token(struct kc_volume_status *s, const char *header) {
 }
 
 int kc_volume_status(const char *name, const char *header, struct kc_volume_status *ret, struct kc_err *err) {
+        _cleanup_free_ char *node = NULL;
         struct kc_volume_status s = {};
         struct kc_crypt_table t;
         struct kc_dm_info info;
@@ -1079,7 +1078,8 @@ int kc_volume_status(const char *name, const char *header, struct kc_volume_stat
         kc_strscpy(s.name, sizeof(s.name), name);
         kc_strscpy(s.cipher, sizeof(s.cipher), t.p.cipher);
         kc_strscpy(s.key_description, sizeof(s.key_description), t.p.key_description);
-        (void) kc_block_devnode(t.p.device, s.device, sizeof(s.device));
+        /* The table's MAJOR:MINOR itself when the device has no node (gone underneath). */
+        kc_strscpy(s.device, sizeof(s.device), kc_block_devnode(t.p.device, &node) >= 0 ? node : t.p.device);
         s.key_size = (uint32_t) t.p.key_size;
         s.sector_size = t.p.sector_size;
         s.offset = t.p.offset;

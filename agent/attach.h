@@ -14,6 +14,7 @@
  * err with one line naming what went wrong.
  */
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -92,7 +93,7 @@ struct kc_attach_params {
 struct kc_attach_result {
         char name[128];
         char luks_uuid[40];
-        char device[256];                 /* resolved device path */
+        char device[PATH_MAX];            /* resolved device path */
         bool already;                     /* it was attached before this call */
         bool removed_half_made;           /* a killed attach's leftover of that name was removed first */
         bool cancelled_deferred_remove;   /* already: a pending deferred removal of it was cancelled */
@@ -100,10 +101,10 @@ struct kc_attach_result {
 
 /*
  * /dev path of the block device "MAJOR:MINOR", through sysfs (works without
- * udev's /dev/block links).  -ENODEV when there is no such device; buf then
- * holds majmin itself.
+ * udev's /dev/block links), in *ret_path (caller frees).  -ENODEV when there
+ * is no such device.
  */
-int kc_block_devnode(const char *majmin, char *buf, size_t size);
+int kc_block_devnode(const char *majmin, char **ret_path);
 
 /* Whether provider is one of providers (a NULL list allows any). */
 bool kc_attach_provider_allowed(char *const *providers, const char *provider);
@@ -149,7 +150,7 @@ int kc_detach(const char *name, bool deferred, struct kc_err *err);
 struct kc_volume_status {
         char name[128];
         char luks_uuid[40];
-        char device[256];           /* backing data device */
+        char device[PATH_MAX];      /* backing data device */
         char cipher[64];
         uint32_t key_size;          /* bytes */
         char key_description[160];  /* logon key the table references */

@@ -3,12 +3,13 @@
 
 /* Who asked for an operation: recorded in every audit record. */
 
+#include <limits.h>
 #include <sys/types.h>
 
 struct kc_caller {
         uid_t uid;
         pid_t pid;
-        char exe[256];   /* /proc/PID/exe target, "" if unknown */
+        char exe[PATH_MAX]; /* /proc/PID/exe target, "" if unknown */
 };
 
 /* The calling process itself (CLI working without the agent). */

@@ -672,7 +672,7 @@ struct kc_luks_peek {
         struct json_object *json;
         char uuid[40];
         char label[48];
-        char data_device[256];
+        char data_device[PATH_MAX];
 };
 
 /* A NUL-terminated string field of the binary header, or -EOPNOTSUPP. */

@@ -7,6 +7,7 @@
  * (that is kernel-keyring/ + dmsetup-helpers/).
  */
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -34,7 +35,7 @@ struct kc_luks_segment {
         uint32_t sector_size;
         char uuid[40];
         char label[48];
-        char data_device[256];   /* path of the data device */
+        char data_device[PATH_MAX]; /* path of the data device */
 };
 
 /*

@@ -261,9 +261,9 @@ static bool mapping_on(const char *name, dev_t devno) {
  * there would stay armed and remove the volume at some later unmount.
  */
 static bool device_gone(const char *majmin) {
-        char path[64];
+        _cleanup_free_ char *path = NULL;
 
-        return kc_block_devnode(majmin, path, sizeof(path)) == -ENODEV;
+        return kc_block_devnode(majmin, &path) == -ENODEV;
 }
 
 /* busy_ok: a mapping in use stays, and that is no failure (do_detach says why). */

@@ -230,7 +230,8 @@ static int overlay_data_device(const char *name, const char *overlay, char majmi
  * data device.
  */
 static int stack_target(const char *name, const char *header, struct kc_cli_target *ret) {
-        char overlay[160], majmin[32], node[256];
+        _cleanup_free_ char *node = NULL;
+        char overlay[160], majmin[32];
         int r;
 
         if (strchr(name, '/') || snprintf(overlay, sizeof(overlay), "%s-overlay", name) >= (int) sizeof(overlay))
@@ -238,10 +239,10 @@ static int stack_target(const char *name, const char *header, struct kc_cli_targ
         r = overlay_data_device(name, overlay, majmin);
         if (r < 0)
                 return r;
-        r = kc_block_devnode(majmin, node, sizeof(node));
+        r = kc_block_devnode(majmin, &node);
         if (r < 0)
                 return r;
-        *ret = (struct kc_cli_target) { .name = strdup(name), .device = strdup(node),
+        *ret = (struct kc_cli_target) { .name = strdup(name), .device = TAKE_PTR(node),
                                         .header = header ? strdup(header) : NULL };
         if (!ret->name || !ret->device || (header && !ret->header)) {
                 kc_cli_target_clear(ret);

@@ -1053,7 +1053,7 @@ int kc_manager_attach_device(struct kc_manager *m, const struct kc_attach_params
 
 struct candidate {
         char name[128];
-        char device[256];
+        char device[PATH_MAX];
         bool hotplug;
 };
 
@@ -1178,13 +1178,14 @@ static int find_after_reload(struct kc_manager *m, dev_t devno, const char *path
 int kc_manager_hotplug(struct kc_manager *m, dev_t devno, const struct kc_caller *caller,
                        const struct kc_manager_reload *reload, int watch_fd, struct kc_attach_result *ret,
                        char ret_note[KC_ERR_MSG_MAX], struct kc_err *err) {
+        _cleanup_free_ char *path = NULL;
         struct candidate c;
-        char majmin[32], path[64];
+        char majmin[32];
         int r;
 
         ret_note[0] = '\0';
         snprintf(majmin, sizeof(majmin), "%u:%u", major(devno), minor(devno));
-        r = kc_block_devnode(majmin, path, sizeof(path));
+        r = kc_block_devnode(majmin, &path);
         if (r < 0)
                 return kc_err_set(err, r, "no block device %s: %s", majmin, strerror(-r));
         r = find_by_devno(m, devno, &c);

@@ -16,6 +16,7 @@
  * CLI's client share it, and the unit tests drive it directly.
  */
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -135,7 +136,7 @@ int kc_volume_state_from_string(const char *s, enum kc_volume_state *ret);
 
 struct kc_agent_volume {
         char name[128];
-        char device[256];             /* as configured */
+        char device[PATH_MAX];        /* as configured */
         enum kc_volume_state state;
         time_t since;                 /* when it entered this state */
         unsigned attempts;
