@@ -127,7 +127,10 @@ static int crypt_init_paths(const char *device, const char *header, struct crypt
 
 static int path_exists(const char *what, const char *path, struct kc_err *err) {
         struct stat st;
+        int r = kc_path_check_length(what, path, err);
 
+        if (r < 0)
+                return r;
         if (stat(path, &st) < 0)
                 return kc_err_set(err, negative_errno(), "%s %s: %s", what, path, strerror(errno));
         if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))

@@ -574,8 +574,11 @@ static bool is_crypt_mapping(int fd) {
 
 /* src opened for reading; never a dm-crypt mapping, whose copy would be its plaintext (-EPERM). */
 static int open_copy_src(const char *src, struct kc_err *err) {
-        int fd = open(src, O_RDONLY | O_CLOEXEC);
+        int fd = kc_path_check_length("source", src, err);
 
+        if (fd < 0)
+                return fd;
+        fd = open(src, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
                 return kc_err_set(err, negative_errno(), "cannot open %s: %s", src, strerror(errno));
         if (is_crypt_mapping(fd)) {
@@ -587,7 +590,13 @@ static int open_copy_src(const char *src, struct kc_err *err) {
 
 int kc_copy_dst_check(const char *dst, bool overwrite, struct kc_err *err) {
         struct stat st;
+        int r = kc_path_check_length("destination", dst, err);
 
+        if (r < 0)
+                return r;
+        /* A name longer than NAME_MAX (FILE.header of a FILE near it) would fail at the rename, after the copy. */
+        if (stat(dst, &st) < 0 && errno == ENAMETOOLONG)
+                return kc_err_set(err, -ENAMETOOLONG, "cannot create %s: %s", dst, strerror(errno));
         if (stat(dst, &st) < 0 || S_ISBLK(st.st_mode))
                 return 0;
         /* Renaming over a character device, a FIFO or a directory would replace it, not write to it. */
@@ -598,6 +607,28 @@ int kc_copy_dst_check(const char *dst, bool overwrite, struct kc_err *err) {
         return 0;
 }
 
+#define COPY_TMP_SUFFIX ".tmp-XXXXXX"
+
+/*
+ * The temporary file beside dst, ".NAME.tmp-XXXXXX": NAME is cut where the
+ * whole would not fit NAME_MAX or PATH_MAX, which a dst that fits them may
+ * leave no room for.  -ENAMETOOLONG when even an empty NAME does not fit.
+ */
+static int copy_tmp_name(const char *dst, char **ret, struct kc_err *err) {
+        const char *slash = strrchr(dst, '/');
+        size_t dirlen = slash ? (size_t) (slash - dst + 1) : 0, extra = 1 + strlen(COPY_TMP_SUFFIX);
+        size_t keep = strlen(dst + dirlen);
+
+        if (dirlen + extra >= PATH_MAX)
+                return kc_err_set(err, -ENAMETOOLONG, "no room for a temporary file beside %.64s...: its "
+                                  "folder's path is %zu bytes", dst, dirlen);
+        if (keep > NAME_MAX - extra)
+                keep = NAME_MAX - extra;
+        if (dirlen + extra + keep >= PATH_MAX)
+                keep = PATH_MAX - 1 - dirlen - extra;
+        return asprintf(ret, "%.*s.%.*s" COPY_TMP_SUFFIX, (int) dirlen, dst, (int) keep, dst + dirlen) < 0 ? -ENOMEM : 0;
+}
+
 /*
  * A device is written in place.  A file copy goes to a 0600 temporary file
  * beside dst (*ret_tmp), renamed over dst only once complete (copy_commit):
@@ -606,8 +637,6 @@ int kc_copy_dst_check(const char *dst, bool overwrite, struct kc_err *err) {
  */
 static int open_copy_dst(const char *dst, bool overwrite, uint64_t need, char **ret_tmp, struct kc_err *err) {
         _cleanup_free_ char *tmp = NULL;
-        const char *slash = strrchr(dst, '/');
-        int dirlen = slash ? (int) (slash - dst + 1) : 0;
         struct stat st;
         uint64_t size;
         int fd, r;
@@ -628,8 +657,9 @@ static int open_copy_dst(const char *dst, bool overwrite, uint64_t need, char **
         r = kc_copy_dst_check(dst, overwrite, err);
         if (r < 0)
                 return r;
-        if (asprintf(&tmp, "%.*s.%s.tmp-XXXXXX", dirlen, dst, dst + dirlen) < 0)
-                return -ENOMEM;
+        r = copy_tmp_name(dst, &tmp, err);
+        if (r < 0)
+                return r;
         fd = mkostemp(tmp, O_CLOEXEC);
         if (fd < 0)
                 return kc_err_set(err, negative_errno(), "cannot create %s: %s", tmp, strerror(errno));

@@ -150,8 +150,9 @@ int kc_copy_encrypted(const char *src, const char *dst, bool overwrite, kc_copy_
                       void *userdata, struct kc_err *err);
 /*
  * What kc_copy_encrypted() would refuse of dst before it reads a byte: a
- * path that is neither a block device nor a regular file, or an existing
- * file without overwrite.  For a second copy that goes with a first (a
+ * path that is neither a block device nor a regular file, an existing file
+ * without overwrite, or a path too long (-ENAMETOOLONG: longer than
+ * PATH_MAX, or a name in it than NAME_MAX).  For a second copy that goes with a first (a
  * detached header), checked before the first is written.
  */
 int kc_copy_dst_check(const char *dst, bool overwrite, struct kc_err *err);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,4 +106,16 @@ int kc_path_size(const char *path, uint64_t *ret) {
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
 
         return fd < 0 ? negative_errno() : kc_fd_size(fd, ret);
+}
+
+/* Of a path too long to print, enough to tell which one it is. */
+#define PATH_SHOWN 64
+
+int kc_path_check_length(const char *what, const char *path, struct kc_err *err) {
+        size_t n = strlen(path);
+
+        if (n < PATH_MAX)
+                return 0;
+        return kc_err_set(err, -ENAMETOOLONG, "%s %.*s...: a path of %zu bytes, longer than %d", what, PATH_SHOWN,
+                          path, n, PATH_MAX - 1);
 }

@@ -35,3 +35,11 @@ int kc_fd_size(int fd, uint64_t *ret);
 
 /* The same for path, opened read-only for the question. */
 int kc_path_size(const char *path, uint64_t *ret);
+
+/*
+ * Whether path fits PATH_MAX with its NUL, as the kernel takes a path and
+ * kmscrypt keeps one: 0, or -ENAMETOOLONG with one line naming what and the
+ * start of path ("header /srv/...: a path of 5000 bytes, longer than 4095"),
+ * since the whole of it would fill a message and push out the reason.
+ */
+int kc_path_check_length(const char *what, const char *path, struct kc_err *err);

@@ -68,6 +68,7 @@ static const struct {
         { E2BIG, KC_EXIT_USAGE },
         { ERANGE, KC_EXIT_USAGE },
         { EPROTONOSUPPORT, KC_EXIT_USAGE },
+        { ENAMETOOLONG, KC_EXIT_USAGE },        /* a path longer than PATH_MAX, or a name in it than NAME_MAX */
         { ENOENT, KC_EXIT_NOT_FOUND },
         { ENOKEY, KC_EXIT_NOT_FOUND },
         { ENXIO, KC_EXIT_NOT_FOUND },

@@ -15,6 +15,7 @@
 #include "agent/cli/cli.h"
 #include "agent/daemon/volumes.h"
 #include "agent/rotate.h"
+#include "lib/fileio.h"
 #include "lib/json-util.h"
 #include "lib/log.h"
 
@@ -953,6 +954,9 @@ static int restore_copy(const char *src, const char *dst, const char *header, bo
         if (header) {
                 if (asprintf(&hdr_src, "%s.header", src) < 0)
                         return -ENOMEM;
+                r = kc_path_check_length("header of the backup", hdr_src, err);
+                if (r < 0)
+                        return r;
                 /* Before the data is written: a backup without its header restores nothing usable. */
                 if (access(hdr_src, F_OK) < 0)
                         return kc_err_set(err, negative_errno(), "%s: %s (the header of a backup made with "

@@ -7,6 +7,7 @@
 
 #include "agent/daemon/protocol.h"
 #include "dmsetup-helpers/dmcrypt.h"
+#include "lib/fileio.h"
 #include "lib/strv.h"
 
 /* ---- request parsing: a table of ops, each with a table of members ---- */
@@ -47,17 +48,24 @@ static int set_owned(const char **dst, struct json_object *v, const char *what, 
         return 0;
 }
 
+/* A path, refused here when longer than the kernel takes one, rather than cut in the error of its use. */
+static int set_owned_path(const char **dst, struct json_object *v, const char *what, struct kc_err *err) {
+        int r = set_owned(dst, v, what, err);
+
+        return r < 0 ? r : kc_path_check_length(what, *dst, err);
+}
+
 static int set_volume(struct kc_request *r, struct json_object *v, struct kc_err *err) {
         return dup_string(&r->volume, v, "volume", err);
 }
 static int set_device(struct kc_request *r, struct json_object *v, struct kc_err *err) {
-        return set_owned(&r->attach.device, v, "device", err);
+        return set_owned_path(&r->attach.device, v, "device", err);
 }
 static int set_opt_name(struct kc_request *r, struct json_object *v, struct kc_err *err) {
         return set_owned(&r->attach.name, v, "name", err);
 }
 static int set_opt_header(struct kc_request *r, struct json_object *v, struct kc_err *err) {
-        return set_owned(&r->attach.header, v, "header", err);
+        return set_owned_path(&r->attach.header, v, "header", err);
 }
 static int set_opt_read_only(struct kc_request *r, struct json_object *v, struct kc_err *err) {
         r->attach.read_only = json_object_get_boolean(v);

@@ -12,7 +12,8 @@
 #include "lib/strv.h"
 
 #define VOLUMES_FILE_MAX (1024 * 1024)
-#define FIELD_MAX 4096
+/* The options field holds header=PATH, up to PATH_MAX, and the other options; paths are checked themselves. */
+#define FIELD_MAX (2 * PATH_MAX)
 
 /* ---- options: a table, each entry applies itself ---- */
 
@@ -63,7 +64,11 @@ static int opt_hotplug(struct kc_volume_conf *v, const char *value, struct kc_er
 }
 
 static int opt_header(struct kc_volume_conf *v, const char *value, struct kc_err *err) {
-        if (value[0] != '/' || strlen(value) >= PATH_MAX)
+        int r = kc_path_check_length("header", value, err);
+
+        if (r < 0)
+                return r;
+        if (value[0] != '/')
                 return kc_err_set(err, -EINVAL, "header=%.64s is not an absolute path", value);
         free(v->header);
         v->header = strdup(value);
@@ -259,7 +264,7 @@ static int check_device(const char *dev, struct kc_err *err) {
         if (strchr(dev, '\\'))
                 return kc_err_set(err, -EINVAL, "device \"%.64s\" contains a backslash", dev);
         if (dev[0] == '/')
-                return 0;
+                return kc_path_check_length("device", dev, err);
         for (size_t i = 0; i < ARRAY_SIZE(tags); i++)
                 if (strncmp(dev, tags[i], strlen(tags[i])) == 0) {
                         if (!dev[strlen(tags[i])])
