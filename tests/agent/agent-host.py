@@ -920,6 +920,32 @@ def test_bad_volumes(d):
           rc == 1 and "volumes:2: volume x is already defined on line 1" in a.logtext(), a.logtext())
 
 
+def test_long_paths(d):
+    """A configured device path longer than 255 bytes is kept and reported whole (it once was cut to 255
+    in the agent's status and its client's); an attach request with a path over PATH_MAX is refused by
+    the parser, naming its start and why."""
+    long_dev = "/dev/disk/by-path/" + "/".join(["p" * 60] * 6) + "/kmscrypt-test-none"
+    a = Agent(d, f"long  {long_dev}  db-id=db-1,volume-id=long  nofail,timeout=0\n")
+    try:
+        check("long paths: the agent answers", a.wait_socket() is not None, a.logtext())
+        r = call(a.sock, {"v": 1, "op": "status"})
+        long = configured(r, "long")
+        check(f"status: a configured device of {len(long_dev)} bytes, whole", long["Device"] == long_dev,
+              str(long)[:400])
+        r = kmscrypt(a, "--json", "attach", "--all")
+        out = json.loads(r.stdout) if r.stdout.startswith("[") else []
+        check("kmscrypt attach --all through the agent: the device whole",
+              [v.get("Device") for v in out] == [long_dev], f"{r.stdout[:400]} {r.stderr[:400]}")
+        for member, req in (("device", {"device": "/" + "x" * 4096}),
+                            ("header", {"device": "/dev/null", "options": {"header": "/" + "x" * 4096}})):
+            r = call(a.sock, {"v": 1, "op": "attach", **req})
+            check(f"attach with a {member} of 4097 bytes: ENAMETOOLONG, one short line saying why",
+                  not r["ok"] and r["errno"] == errno.ENAMETOOLONG and len(r["error"]) < 200 and
+                  r["error"].endswith("a path of 4097 bytes, longer than 4095"), str(r)[:400])
+    finally:
+        a.stop()
+
+
 def main():
     if os.geteuid() != 0:
         print("SKIP: needs root to test authorization")
@@ -929,7 +955,7 @@ def main():
         sys.exit(99)
     tests = (test_basics, test_activation, test_activated_restart, test_activated_killed, test_stop_unread,
              test_stale_and_twice, test_volume_waits, test_refused_is_no_absence, test_lost_cap, test_hotplug_reload,
-             test_bad_volumes, test_limits, test_stop_while_starting)
+             test_bad_volumes, test_limits, test_stop_while_starting, test_long_paths)
     if len(sys.argv) > 1:       # a debugging run of some: agent-host.py test_limits test_basics
         known = {t.__name__: t for t in tests}
         unknown = [a for a in sys.argv[1:] if a not in known]

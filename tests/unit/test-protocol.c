@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The agent's request parser, authorization and reply envelope (agent/daemon/protocol.c). */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/sysmacros.h>
 
@@ -362,6 +365,72 @@ START_TEST(test_payload_round_trip) {
 }
 END_TEST
 
+/* "/" and then n - 1 bytes of 'p': a path of n bytes (caller frees). */
+static char *long_path(size_t n) {
+        char *p = malloc(n + 1);
+
+        ck_assert_ptr_nonnull(p);
+        memset(p, 'p', n);
+        p[0] = '/';
+        p[n] = '\0';
+        return p;
+}
+
+/*
+ * Paths up to PATH_MAX with its NUL go through the protocol whole: a device
+ * and a header in an attach request (which still fits a request), and the
+ * device of every reply payload that names one.  A longer one is refused by
+ * the parser, naming its start and why.
+ */
+START_TEST(test_long_paths) {
+        _cleanup_free_ char *dev = long_path(PATH_MAX - 1), *hdr = long_path(PATH_MAX - 1), *text = NULL;
+        _cleanup_free_ char *too_long = long_path(PATH_MAX), *refused_text = NULL;
+        struct kc_attach_params p = { .device = dev, .header = hdr, .name = "data" };
+        struct kc_agent_volume v = { .name = "pg", .state = KC_VOLUME_PENDING }, vback;
+        struct kc_attach_result a = { .name = "pg" }, aback;
+        struct kc_volume_status st = { .name = "pg" }, sback;
+        struct kc_request req;
+        struct kc_err err = {};
+        struct json_object *o;
+
+        ck_assert_int_eq(kc_request_attach_device(&p, &o), 0);
+        text = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+        json_object_put(o);
+        ck_assert_uint_lt(strlen(text), KC_PROTOCOL_REQUEST_MAX);
+        ck_assert_msg(parse(text, &req, &err) == 0, "%s", err.msg);
+        ck_assert_str_eq(req.attach.device, dev);
+        ck_assert_str_eq(req.attach.header, hdr);
+        kc_request_clear(&req);
+
+        ck_assert_int_gt(asprintf(&refused_text, "{\"v\":1,\"op\":\"attach\",\"device\":\"%s\"}", too_long), 0);
+        refused(refused_text, -ENAMETOOLONG, "...: a path of 4096 bytes, longer than 4095");
+        free(refused_text);
+        ck_assert_int_gt(asprintf(&refused_text, "{\"v\":1,\"op\":\"attach\",\"device\":\"/dev/vdb\","
+                                  "\"options\":{\"header\":\"%s\"}}", too_long), 0);
+        refused(refused_text, -ENAMETOOLONG, "header /ppp");
+        free(refused_text);
+        refused_text = NULL;
+
+        memcpy(v.device, dev, PATH_MAX);
+        o = kc_agent_volume_to_json(&v);
+        ck_assert_int_eq(kc_agent_volume_from_json(o, &vback), 0);
+        json_object_put(o);
+        ck_assert_str_eq(vback.device, dev);
+
+        memcpy(a.device, dev, PATH_MAX);
+        o = kc_attach_result_to_json(&a);
+        ck_assert_int_eq(kc_attach_result_from_json(o, &aback), 0);
+        json_object_put(o);
+        ck_assert_str_eq(aback.device, dev);
+
+        memcpy(st.device, dev, PATH_MAX);
+        o = kc_volume_status_to_json(&st);
+        ck_assert_int_eq(kc_volume_status_from_json(o, &sback), 0);
+        json_object_put(o);
+        ck_assert_str_eq(sback.device, dev);
+}
+END_TEST
+
 Suite *kc_test_suite(void) {
         Suite *s = suite_create("protocol");
         TCase *tc = tcase_create("core");
@@ -380,6 +449,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_authorize);
         tcase_add_test(tc, test_reply_envelope);
         tcase_add_test(tc, test_payload_round_trip);
+        tcase_add_test(tc, test_long_paths);
         suite_add_tcase(s, tc);
         return s;
 }
