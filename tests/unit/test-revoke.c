@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The revocation check (agent/daemon/revoke.c) of a kept volume, against a
- * real local KMS in a temporary keystore and a file-backed LUKS2 volume.
- * The check asks device-mapper about the volume's mapping; the libdm calls
- * of dmsetup-helpers/dm.c are wrapped at link time (-Wl,--wrap, see
- * agent/daemon/Makemodule.am) by a device-mapper that knows one mapping,
- * the volume's, so no kernel device-mapper is needed.
+ * The revocation check (agent/daemon/revoke.c) of a kept or suspended
+ * volume, against a real local KMS in a temporary keystore and a
+ * file-backed LUKS2 volume.  The check asks device-mapper about the
+ * volume's mapping and acts on it; the libdm calls of dmsetup-helpers/dm.c
+ * are wrapped at link time (-Wl,--wrap, see agent/daemon/Makemodule.am) by
+ * a device-mapper that knows one mapping, the volume's: it suspends and
+ * resumes it, and takes dm-crypt's "key wipe" and "key set" messages, so
+ * no kernel device-mapper is needed.  The resume's key goes through the
+ * real kernel keyring.
  */
 #include <errno.h>
 #include <libdevmapper.h>
@@ -25,17 +28,22 @@
 #include "tests/unit/check-main.h"
 #include "tests/unit/luks-util.h"
 
-/* ---- the device-mapper dm.c sees: one active mapping ---- */
+/* ---- the device-mapper dm.c sees: one mapping, which can be suspended and lose its key ---- */
 
 static struct {
         char *dir;                  /* dm_dir(): its "control" is /dev/null, a character device */
         const char *name;
         char *uuid;
+        bool suspended, wiped;
+        char table[256];            /* its dm-crypt parameters, as the table query shows them */
+        char last_message[256];     /* the last message it took */
+        unsigned suspends, resumes;
 } dm;
 
 struct dm_task {
         int type;
         char name[128];
+        char message[256];
 };
 
 /* What -Wl,--wrap=SYMBOL sends dm.c's calls of SYMBOL to. */
@@ -47,6 +55,10 @@ void __wrap_dm_task_destroy(struct dm_task *t);
 int __wrap_dm_task_set_name(struct dm_task *t, const char *name);
 int __wrap_dm_task_secure_data(struct dm_task *t);
 int __wrap_dm_task_no_flush(struct dm_task *t);
+int __wrap_dm_task_skip_lockfs(struct dm_task *t);
+int __wrap_dm_task_set_sector(struct dm_task *t, uint64_t sector);
+int __wrap_dm_task_set_message(struct dm_task *t, const char *message);
+void __wrap_dm_task_update_nodes(void);
 int __wrap_dm_task_run(struct dm_task *t);
 int __wrap_dm_task_get_errno(struct dm_task *t);
 int __wrap_dm_task_get_info(struct dm_task *t, struct dm_info *info);
@@ -92,17 +104,79 @@ int __wrap_dm_task_no_flush(struct dm_task *t) {
         return 1;
 }
 
-/* Status queries only: anything that would change a mapping fails, as a test must not reach one. */
+int __wrap_dm_task_skip_lockfs(struct dm_task *t) {
+        return 1;
+}
+
+int __wrap_dm_task_set_sector(struct dm_task *t, uint64_t sector) {
+        return sector == 0;
+}
+
+int __wrap_dm_task_set_message(struct dm_task *t, const char *message) {
+        snprintf(t->message, sizeof(t->message), "%s", message);
+        return 1;
+}
+
+void __wrap_dm_task_update_nodes(void) {
+}
+
+/* The table dm-crypt shows: the keyring reference, or zeros once the key is wiped. */
+static void dm_set_table(void) {
+        char zeros[129];
+
+        memset(zeros, '0', 128);
+        zeros[128] = '\0';
+        snprintf(dm.table, sizeof(dm.table), "aes-xts-plain64 %s 0 7:0 32768",
+                 dm.wiped ? zeros : ":64:logon:kmscrypt:test");
+}
+
+/*
+ * Status and table queries, suspend, resume and dm-crypt's key messages, on the one
+ * mapping, as the kernel takes them: a key is set or wiped only while the
+ * mapping is suspended, and a mapping without its key does not resume.
+ * Anything else fails, as a test must not reach it.
+ */
 int __wrap_dm_task_run(struct dm_task *t) {
-        return t->type == DM_DEVICE_STATUS;
+        bool ours = dm.name && strcmp(t->name, dm.name) == 0;
+
+        switch (t->type) {
+        case DM_DEVICE_STATUS:
+        case DM_DEVICE_TABLE:
+                return 1;
+        case DM_DEVICE_SUSPEND:
+                dm.suspended = dm.suspended || ours;
+                dm.suspends += ours;
+                return ours;
+        case DM_DEVICE_RESUME:
+                if (!ours || dm.wiped)
+                        return 0;
+                dm.suspended = false;
+                dm.resumes++;
+                return 1;
+        case DM_DEVICE_TARGET_MSG:
+                if (!ours || !dm.suspended)
+                        return 0;
+                snprintf(dm.last_message, sizeof(dm.last_message), "%s", t->message);
+                if (strcmp(t->message, "key wipe") == 0)
+                        dm.wiped = true;
+                else if (strncmp(t->message, "key set ", 8) == 0)
+                        dm.wiped = false;
+                else
+                        return 0;
+                dm_set_table();
+                return 1;
+        default:
+                return 0;
+        }
 }
 
 int __wrap_dm_task_get_errno(struct dm_task *t) {
-        return EPERM;
+        return EINVAL;
 }
 
 int __wrap_dm_task_get_info(struct dm_task *t, struct dm_info *info) {
         *info = (struct dm_info) { .exists = dm.name && strcmp(t->name, dm.name) == 0, .target_count = 1 };
+        info->suspended = info->exists && dm.suspended;
         return 1;
 }
 
@@ -115,7 +189,7 @@ void *__wrap_dm_get_next_target(struct dm_task *t, void *next, uint64_t *start, 
         *start = 0;
         *length = 8192;
         *target_type = (char *) "crypt";
-        *params = (char *) "";
+        *params = dm.table;
         return NULL;
 }
 
@@ -172,6 +246,7 @@ static void setup(void) {
         ck_assert_int_eq(kc_luks_segment(l, &seg), 0);
         dm.name = f.conf.name;
         ck_assert_int_eq(kc_dm_uuid_luks2(seg.uuid, dm.name, &dm.uuid), 0);
+        dm_set_table();
 }
 
 static void teardown(void) {
@@ -270,6 +345,59 @@ START_TEST(enabled_key_nothing_kept) {
 }
 END_TEST
 
+/* ---- revoke=suspend ---- */
+
+static void setup_suspend(void) {
+        setup();
+        f.conf.revoke = KC_REVOKE_SUSPEND;
+}
+
+static int check(unsigned prior, struct kc_revoke_outcome *out, struct kc_err *err) {
+        *out = (struct kc_revoke_outcome) {};
+        *err = (struct kc_err) {};
+        return kc_revoke_check(f.kms, &f.cfg, f.dir, &f.caller, &f.conf, prior, out, err);
+}
+
+/* Whether the agent's mark of its suspension of the volume is there. */
+static bool marked(void) {
+        _cleanup_free_ char *path = NULL;
+
+        ck_assert_int_ge(asprintf(&path, "%s/suspended/%s", f.dir, f.conf.name), 0);
+        return access(path, F_OK) == 0;
+}
+
+/* The cycle as the agent runs it: suspended and wiped when disabled, resumed by a fresh unwrap when enabled. */
+START_TEST(suspend_then_resume) {
+        struct kc_revoke_outcome out;
+        struct kc_err err = {};
+        int r;
+
+        set_enabled(false);
+        r = check(0, &out, &err);
+        ck_assert_msg(r == 0, "check: %s", kc_err_msg(&err, r));
+        ck_assert_int_eq(out.action, KC_REVOKE_SUSPENDED);
+        ck_assert(dm.suspended && dm.wiped);
+        ck_assert(marked() && kc_revoke_recall(f.dir, f.conf.name));
+        ck_assert_uint_eq(records(f.audit_log, "SuspendVolume"), 1);
+
+        /* Still disabled: nothing more done, nothing more written. */
+        r = check(KC_REVOKE_PRIOR_SUSPENDED, &out, &err);
+        ck_assert_msg(r == 0, "check: %s", kc_err_msg(&err, r));
+        ck_assert_int_eq(out.action, KC_REVOKE_STILL);
+        ck_assert_uint_eq(dm.suspends, 1);
+        ck_assert_uint_eq(records(f.audit_log, "SuspendVolume"), 1);
+
+        set_enabled(true);
+        r = check(KC_REVOKE_PRIOR_SUSPENDED, &out, &err);
+        ck_assert_msg(r == 0, "check: %s", kc_err_msg(&err, r));
+        ck_assert_int_eq(out.action, KC_REVOKE_RESUMED);
+        ck_assert(!dm.suspended && !dm.wiped);
+        ck_assert_msg(strncmp(dm.last_message, "key set :64:logon:kmscrypt:", 27) == 0, "%s", dm.last_message);
+        ck_assert(!marked());
+        ck_assert_uint_eq(records(f.audit_log, "ResumeVolume"), 1);
+}
+END_TEST
+
 Suite *kc_test_suite(void) {
         Suite *s = suite_create("revoke");
         TCase *tc = tcase_create("keep");
@@ -278,6 +406,12 @@ Suite *kc_test_suite(void) {
         tcase_set_timeout(tc, 60);
         tcase_add_test(tc, keep_record_tried_again);
         tcase_add_test(tc, enabled_key_nothing_kept);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("suspend");
+        tcase_add_checked_fixture(tc, setup_suspend, teardown);
+        tcase_set_timeout(tc, 60);
+        tcase_add_test(tc, suspend_then_resume);
         suite_add_tcase(s, tc);
         return s;
 }
