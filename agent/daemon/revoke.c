@@ -278,6 +278,10 @@ int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const c
                         out.action = KC_REVOKE_RESUMED;
                         snprintf(out.reason, sizeof(out.reason), "CMK %s is enabled again; resumed", ref);
                 }
+        } else if (st.suspended && suspended_by_us) {
+                /* Whatever the policy says now (a reload may have made it keep): no key, no resume. */
+                out.action = KC_REVOKE_STILL;
+                snprintf(out.reason, sizeof(out.reason), "CMK %s is %s; suspended, key wiped", ref, state);
         } else if (conf->revoke == KC_REVOKE_KEEP) {
                 /* Nothing done to the volume, but a decision taken about it: on record, once. */
                 out.audited = prior & KC_REVOKE_PRIOR_KEPT;
@@ -295,9 +299,6 @@ int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const c
                 out.action = KC_REVOKE_KEPT;
                 snprintf(out.reason, sizeof(out.reason), "CMK %s is %s; kept running (revoke=keep), new attaches fail",
                          ref, state);
-        } else if (st.suspended && suspended_by_us) {
-                out.action = KC_REVOKE_STILL;
-                snprintf(out.reason, sizeof(out.reason), "CMK %s is %s; suspended, key wiped", ref, state);
         } else {
                 /*
                  * Remembered first: an agent that restarts after the wipe

@@ -398,6 +398,39 @@ START_TEST(suspend_then_resume) {
 }
 END_TEST
 
+/*
+ * The volumes file changed its policy to keep (a reload) while the agent
+ * had it suspended under a key still disabled: it stays suspended, and
+ * is said to be so, not "kept running", nor audited as KeepVolume.
+ */
+START_TEST(keep_while_suspended) {
+        struct kc_revoke_outcome out;
+        struct kc_err err = {};
+        int r;
+
+        set_enabled(false);
+        ck_assert_int_eq(check(0, &out, &err), 0);
+        ck_assert_int_eq(out.action, KC_REVOKE_SUSPENDED);
+
+        f.conf.revoke = KC_REVOKE_KEEP;
+        r = check(KC_REVOKE_PRIOR_SUSPENDED, &out, &err);
+        ck_assert_msg(r == 0, "check: %s", kc_err_msg(&err, r));
+        ck_assert_int_eq(out.action, KC_REVOKE_STILL);
+        ck_assert_msg(strstr(out.reason, "suspended, key wiped"), "%s", out.reason);
+        ck_assert_uint_eq(records(f.audit_log, "KeepVolume"), 0);
+        ck_assert(dm.suspended && dm.wiped);
+
+        /* Enabled again: resumed as the suspend policy would have, then kept from then on. */
+        set_enabled(true);
+        ck_assert_int_eq(check(KC_REVOKE_PRIOR_SUSPENDED, &out, &err), 0);
+        ck_assert_int_eq(out.action, KC_REVOKE_RESUMED);
+        set_enabled(false);
+        ck_assert_int_eq(check(0, &out, &err), 0);
+        ck_assert_int_eq(out.action, KC_REVOKE_KEPT);
+        ck_assert(!dm.suspended);
+}
+END_TEST
+
 Suite *kc_test_suite(void) {
         Suite *s = suite_create("revoke");
         TCase *tc = tcase_create("keep");
@@ -412,6 +445,7 @@ Suite *kc_test_suite(void) {
         tcase_add_checked_fixture(tc, setup_suspend, teardown);
         tcase_set_timeout(tc, 60);
         tcase_add_test(tc, suspend_then_resume);
+        tcase_add_test(tc, keep_while_suspended);
         suite_add_tcase(s, tc);
         return s;
 }
