@@ -549,10 +549,12 @@ static void apply_revoke(struct kc_manager *m, struct mvol *v, int r, const stru
         switch (o->action) {
         case KC_REVOKE_NONE:
                 v->keep_audited = false;
-                if (v->st.error == -EKEYREVOKED) {      /* a kept volume's key is enabled again */
+                v->suspended_by_us = false;     /* a suspension of its own ended elsewhere (revoke.c) */
+                if (v->st.error == -EKEYREVOKED || v->st.state == KC_VOLUME_SUSPENDED) {
+                        /* a kept volume's key is enabled again, or a suspended one runs again */
                         v->st.error = 0;
                         v->st.reason[0] = '\0';
-                        pthread_cond_broadcast(&m->changed);
+                        set_state(m, v, KC_VOLUME_ATTACHED);
                 }
                 return;
         case KC_REVOKE_RESUMED:

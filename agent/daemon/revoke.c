@@ -270,13 +270,17 @@ int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const c
         state = kc_key_state_to_string(info.state);
 
         if (!key_revoked(info.state)) {
-                if (suspended_by_us) {
+                if (suspended_by_us && st.suspended) {
                         r = reload_key_and_resume(kms, cfg, self, conf, &st, err);
                         if (r < 0)
                                 return r;
                         kc_revoke_forget(state_dir, conf->name);
                         out.action = KC_REVOKE_RESUMED;
                         snprintf(out.reason, sizeof(out.reason), "CMK %s is enabled again; resumed", ref);
+                } else if (suspended_by_us) {
+                        /* Resumed by someone else, or detached and attached anew: no suspension left to undo. */
+                        log_debug("%s: runs again without this agent's resume", conf->name);
+                        kc_revoke_forget(state_dir, conf->name);
                 }
         } else if (st.suspended && suspended_by_us) {
                 /* Whatever the policy says now (a reload may have made it keep): no key, no resume. */

@@ -23,7 +23,7 @@
 #include "agent/kms.h"
 
 enum kc_revoke_action {
-        KC_REVOKE_NONE,         /* key enabled, nothing to do */
+        KC_REVOKE_NONE,         /* key enabled, nothing to do (nothing suspended by the agent, or no more) */
         KC_REVOKE_KEPT,         /* key revoked, volume kept running (keep) */
         KC_REVOKE_SUSPENDED,    /* key revoked, volume suspended and its key wiped */
         KC_REVOKE_STILL,        /* key still revoked, volume still suspended */

@@ -6,6 +6,9 @@
  * link time (-Wl,--wrap, see agent/daemon/Makemodule.am), so neither a
  * KMS nor device-mapper is needed.  The device check before them is the
  * manager's own and real: a volume's device is a file that is there or not.
+ * So is kc_revoke_check: its outcome is the test's, and the manager's
+ * bookkeeping of what the revocation policy did is checked by what the
+ * next check is told (its prior).
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -13,8 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "agent/daemon/manager.h"
+#include "agent/daemon/revoke.h"
 #include "lib/clock.h"
 #include "tests/unit/check-main.h"
 
@@ -22,8 +27,25 @@
 static atomic_int kms_error;
 static atomic_uint attaches;
 
+static void pause_ms(unsigned ms) {
+        struct timespec t = { .tv_sec = ms / 1000, .tv_nsec = (long) (ms % 1000) * 1000000 };
+
+        nanosleep(&t, NULL);
+}
+
+/* While set, an attach waits (it is under way, its volume busy). */
+static atomic_bool attach_held;
+
+/* What the faked revocation check says, the prior it was told last, and how many checks ran. */
+static atomic_int revoke_action = KC_REVOKE_NONE;
+static atomic_uint revoke_prior_seen, revoke_checks;
+static atomic_bool revoke_held, revoke_waiting;     /* a held check waits, saying so */
+
 int __wrap_kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_attach_params *p,
                      struct kc_attach_result *ret, struct kc_err *err);
+int __wrap_kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const char *state_dir,
+                           const struct kc_caller *self, const struct kc_volume_conf *conf, unsigned prior,
+                           struct kc_revoke_outcome *ret, struct kc_err *err);
 bool __wrap_kc_dm_available(void);
 int __wrap_kc_kms_open(const struct kc_kms_config *cfg, struct kc_kms **ret, struct kc_err *err);
 void __wrap_kc_kms_close(struct kc_kms *k);
@@ -34,11 +56,28 @@ int __wrap_kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const
 
         (void) kms, (void) req;
         atomic_fetch_add(&attaches, 1);
+        while (atomic_load(&attach_held))
+                pause_ms(5);
         /* -ENOENT as the local keystore says it: the same errno as a device not there, yet no device is missing. */
         if (e)
                 return kc_err_set(err, e, "keystore /test/ks holds keys but its root key /test/ks/root.key is missing");
         *ret = (struct kc_attach_result) {};
         snprintf(ret->name, sizeof(ret->name), "%s", p->name);
+        return 0;
+}
+
+int __wrap_kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const char *state_dir,
+                           const struct kc_caller *self, const struct kc_volume_conf *conf, unsigned prior,
+                           struct kc_revoke_outcome *ret, struct kc_err *err) {
+        (void) kms, (void) cfg, (void) state_dir, (void) self, (void) err;
+        atomic_store(&revoke_prior_seen, prior);
+        atomic_store(&revoke_waiting, true);
+        while (atomic_load(&revoke_held))
+                pause_ms(5);
+        atomic_store(&revoke_waiting, false);
+        *ret = (struct kc_revoke_outcome) { .action = atomic_load(&revoke_action) };
+        snprintf(ret->reason, sizeof(ret->reason), "%s: test outcome %d", conf->name, ret->action);
+        atomic_fetch_add(&revoke_checks, 1);
         return 0;
 }
 
@@ -250,6 +289,67 @@ START_TEST(test_hotplug_does_not_tell) {
 }
 END_TEST
 
+/* ---- the revocation pass's bookkeeping ---- */
+
+/* A manager with "vol" attached and a revocation pass every second. */
+static void setup_revoke(void) {
+        _cleanup_free_ char *text = NULL, *dev = NULL, *state = NULL;
+        _cleanup_free_ struct kc_agent_volume *all = NULL;
+        struct kc_manager_config cfg = { .max_parallel = 2, .revoke_interval = 1 };
+        struct kc_volumes *v = NULL;
+        struct kc_err err = {};
+        FILE *f;
+
+        atomic_store(&revoke_action, KC_REVOKE_NONE);
+        atomic_store(&revoke_held, false);
+        atomic_store(&attach_held, false);
+        dir = kc_test_tmpdir();
+        ck_assert(asprintf(&dev, "%s/dev", dir) > 0 && asprintf(&state, "%s/state", dir) > 0);
+        ck_assert_ptr_nonnull(f = fopen(dev, "w"));
+        fclose(f);
+        ck_assert(asprintf(&text, "vol %s db-id=1,volume-id=vol revoke=suspend\n", dev) > 0);
+        ck_assert_int_eq(kc_volumes_parse(text, strlen(text), "volumes", &v, &err), 0);
+        cfg.state_dir = state;
+        ck_assert_int_eq(kc_manager_new(&cfg, &m), 0);
+        atomic_store(&kms_error, 0);
+        kc_manager_set_volumes(m, v, true);
+        ck_assert_int_eq(kc_manager_start(m), 0);
+        ck_assert_int_eq(kc_manager_wait_settled(m, true), 0);
+        ck_assert_int_eq(state_of("vol", &all)->state, KC_VOLUME_ATTACHED);
+}
+
+static void teardown_revoke(void) {
+        atomic_store(&revoke_held, false);
+        atomic_store(&attach_held, false);
+        teardown();
+}
+
+/* Wait (at most 5 s) for the check after the one counted as n to have run: its outcome is applied. */
+static void wait_checks(unsigned n) {
+        for (unsigned i = 0; i < 1000 && atomic_load(&revoke_checks) <= n; i++)
+                pause_ms(5);
+        ck_assert_uint_gt(atomic_load(&revoke_checks), n);
+        pause_ms(50);   /* applied under the lock right after */
+}
+
+/* A suspension that ended elsewhere (revoke.c says NONE to it): no longer the agent's, the volume runs. */
+START_TEST(test_revoke_suspension_ended) {
+        _cleanup_free_ struct kc_agent_volume *all = NULL;
+
+        atomic_store(&revoke_action, KC_REVOKE_SUSPENDED);
+        wait_checks(atomic_load(&revoke_checks));
+        ck_assert_int_eq(state_of("vol", &all)->state, KC_VOLUME_SUSPENDED);
+
+        atomic_store(&revoke_action, KC_REVOKE_NONE);
+        wait_checks(atomic_load(&revoke_checks));
+        ck_assert_uint_eq(atomic_load(&revoke_prior_seen) & KC_REVOKE_PRIOR_SUSPENDED, KC_REVOKE_PRIOR_SUSPENDED);
+        ck_assert_int_eq(state_of("vol", &all)->state, KC_VOLUME_ATTACHED);
+        ck_assert_int_eq(state_of("vol", &all)->error, 0);
+        wait_checks(atomic_load(&revoke_checks));
+        ck_assert_uint_eq(atomic_load(&revoke_prior_seen), 0);
+}
+END_TEST
+
 Suite *kc_test_suite(void) {
         Suite *s = suite_create("manager");
         TCase *tc = tcase_create("rounds");
@@ -260,6 +360,12 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_verdict_try_attaches);
         tcase_add_test(tc, test_attach_all_is_a_new_round);
         tcase_add_test(tc, test_device_that_came_gets_a_round);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("revoke");
+        tcase_add_checked_fixture(tc, setup_revoke, teardown_revoke);
+        tcase_set_timeout(tc, 30);
+        tcase_add_test(tc, test_revoke_suspension_ended);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("hotplug");

@@ -431,6 +431,37 @@ START_TEST(keep_while_suspended) {
 }
 END_TEST
 
+/*
+ * The agent's suspension ended without it: resumed by another tool with
+ * the key (cryptsetup luksResume and the recovery passphrase), or the
+ * mapping detached and made anew.  Once the key is enabled, there is
+ * nothing to resume: no unwrap, no "key set" into a running mapping (which
+ * dm-crypt refuses, at every check), no ResumeVolume record; the mark goes.
+ */
+START_TEST(suspension_ended_elsewhere) {
+        struct kc_revoke_outcome out;
+        struct kc_err err = {};
+        unsigned decrypts;
+        int r;
+
+        set_enabled(false);
+        ck_assert_int_eq(check(0, &out, &err), 0);
+        ck_assert_int_eq(out.action, KC_REVOKE_SUSPENDED);
+        dm.suspended = dm.wiped = false;
+        dm_set_table();
+
+        set_enabled(true);
+        decrypts = records(f.audit_log, "Decrypt");
+        r = check(KC_REVOKE_PRIOR_SUSPENDED, &out, &err);
+        ck_assert_msg(r == 0, "check: %s", kc_err_msg(&err, r));
+        ck_assert_int_eq(out.action, KC_REVOKE_NONE);
+        ck_assert_str_eq(dm.last_message, "key wipe");
+        ck_assert_uint_eq(records(f.audit_log, "ResumeVolume"), 0);
+        ck_assert_uint_eq(records(f.audit_log, "Decrypt"), decrypts);
+        ck_assert(!marked());
+}
+END_TEST
+
 Suite *kc_test_suite(void) {
         Suite *s = suite_create("revoke");
         TCase *tc = tcase_create("keep");
@@ -446,6 +477,7 @@ Suite *kc_test_suite(void) {
         tcase_set_timeout(tc, 60);
         tcase_add_test(tc, suspend_then_resume);
         tcase_add_test(tc, keep_while_suspended);
+        tcase_add_test(tc, suspension_ended_elsewhere);
         suite_add_tcase(s, tc);
         return s;
 }
