@@ -540,6 +540,18 @@ static unsigned revoke_prior(const struct mvol *v) {
 /* Lock held: apply the outcome of one check. */
 static void apply_revoke(struct kc_manager *m, struct mvol *v, int r, const struct kc_err *err,
                          const struct kc_revoke_outcome *o) {
+        /*
+         * What the check did to the mapping is kept whatever happened to the
+         * volume meanwhile: a suspension forgotten because an attach of it was
+         * under way would never be resumed (revoke.c undoes one that is gone).
+         */
+        if (r >= 0 && o->action == KC_REVOKE_SUSPENDED) {
+                log_warning("%s: %s", v->conf->name, o->reason);
+                v->suspended_by_us = true;
+        } else if (r >= 0 && o->action == KC_REVOKE_RESUMED) {
+                log_notice("%s: %s", v->conf->name, o->reason);
+                v->suspended_by_us = false;
+        }
         if (v->busy || (v->st.state != KC_VOLUME_ATTACHED && v->st.state != KC_VOLUME_SUSPENDED))
                 return;             /* someone else changed it meanwhile */
         if (r < 0) {
@@ -558,16 +570,11 @@ static void apply_revoke(struct kc_manager *m, struct mvol *v, int r, const stru
                 }
                 return;
         case KC_REVOKE_RESUMED:
-                log_notice("%s: %s", v->conf->name, o->reason);
-                v->suspended_by_us = false;
                 v->st.error = 0;
                 v->st.reason[0] = '\0';
                 set_state(m, v, KC_VOLUME_ATTACHED);
                 return;
         case KC_REVOKE_SUSPENDED:
-                log_warning("%s: %s", v->conf->name, o->reason);
-                v->suspended_by_us = true;
-                __attribute__((fallthrough));
         case KC_REVOKE_STILL:
         case KC_REVOKE_KEPT:
                 v->keep_audited = o->action == KC_REVOKE_KEPT && o->audited;

@@ -11,6 +11,8 @@
  * next check is told (its prior).
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -342,11 +344,60 @@ START_TEST(test_revoke_suspension_ended) {
 
         atomic_store(&revoke_action, KC_REVOKE_NONE);
         wait_checks(atomic_load(&revoke_checks));
-        ck_assert_uint_eq(atomic_load(&revoke_prior_seen) & KC_REVOKE_PRIOR_SUSPENDED, KC_REVOKE_PRIOR_SUSPENDED);
+        ck_assert_msg(atomic_load(&revoke_prior_seen) & KC_REVOKE_PRIOR_SUSPENDED, "prior %u",
+                      atomic_load(&revoke_prior_seen));
         ck_assert_int_eq(state_of("vol", &all)->state, KC_VOLUME_ATTACHED);
         ck_assert_int_eq(state_of("vol", &all)->error, 0);
         wait_checks(atomic_load(&revoke_checks));
         ck_assert_uint_eq(atomic_load(&revoke_prior_seen), 0);
+}
+END_TEST
+
+static void *attach_thread(void *arg) {
+        struct kc_attach_result res = {};
+        struct kc_caller caller = {};
+        struct kc_err err = {};
+
+        (void) arg;
+        return (void *) (intptr_t) kc_manager_attach_volume(m, "vol", &caller, false, -1, &res, &err);
+}
+
+/*
+ * A `kmscrypt attach vol` under way (the volume busy) while the pass
+ * suspends it: the attach's outcome says how it is attached, but the
+ * suspension is the agent's all the same, so that it resumes it once the
+ * key is enabled, and the next check is told so.
+ */
+START_TEST(test_revoke_suspended_while_attaching) {
+        _cleanup_free_ struct kc_agent_volume *all = NULL;
+        unsigned n, prior;
+        pthread_t t;
+        void *r;
+
+        atomic_store(&revoke_held, true);
+        atomic_store(&revoke_action, KC_REVOKE_SUSPENDED);
+        for (unsigned i = 0; i < 1000 && !atomic_load(&revoke_waiting); i++)
+                pause_ms(5);
+        ck_assert(atomic_load(&revoke_waiting));
+
+        atomic_store(&attach_held, true);
+        ck_assert_int_eq(pthread_create(&t, NULL, attach_thread, NULL), 0);
+        for (unsigned i = 0; i < 1000 && state_of("vol", &all)->state != KC_VOLUME_ATTACHING; i++)
+                pause_ms(5);
+        ck_assert_int_eq(state_of("vol", &all)->state, KC_VOLUME_ATTACHING);
+
+        n = atomic_load(&revoke_checks);
+        atomic_store(&revoke_held, false);      /* suspended while the attach runs */
+        wait_checks(n);
+        atomic_store(&attach_held, false);
+        ck_assert_int_eq(pthread_join(t, &r), 0);
+        ck_assert_int_eq((int) (intptr_t) r, 0);
+
+        atomic_store(&revoke_action, KC_REVOKE_STILL);
+        wait_checks(atomic_load(&revoke_checks));
+        prior = atomic_load(&revoke_prior_seen);
+        ck_assert_msg(prior & KC_REVOKE_PRIOR_SUSPENDED, "the next check was told prior %u", prior);
+        ck_assert_int_eq(state_of("vol", &all)->state, KC_VOLUME_SUSPENDED);
 }
 END_TEST
 
@@ -366,6 +417,7 @@ Suite *kc_test_suite(void) {
         tcase_add_checked_fixture(tc, setup_revoke, teardown_revoke);
         tcase_set_timeout(tc, 30);
         tcase_add_test(tc, test_revoke_suspension_ended);
+        tcase_add_test(tc, test_revoke_suspended_while_attaching);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("hotplug");
