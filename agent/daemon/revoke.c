@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "agent/attach.h"
@@ -54,6 +55,7 @@ static int suspend_and_wipe(const char *name, struct kc_err *err) {
 
 /* What a check needs to know about a configured volume and its mapping. */
 struct facts {
+        char *path;                     /* owned: conf->device resolved */
         char luks_uuid[40];
         char dm_uuid[130];
         char provider[16];
@@ -65,6 +67,41 @@ struct facts {
 static void facts_clear(struct facts *f) {
         kc_context_free(f->context);
         f->context = NULL;
+        free(f->path);
+        f->path = NULL;
+}
+
+/*
+ * Whether mapping name reads from the block device at path: checked before
+ * a key goes into it.  A copy of the volume (snapshot, clone: the same LUKS
+ * UUID, hence the same dm UUID) may be attached beside it, and UUID= may
+ * name either: its header and, once its data key was replaced, its key are
+ * not this mapping's.  The table's fourth word is the device as
+ * major:minor, the key before it wiped or not.
+ */
+static int reads_from(const char *name, const char *path, struct kc_err *err) {
+        _cleanup_free_ char *target = NULL, *params = NULL;
+        const char *dev;
+        unsigned maj, min;
+        struct stat st;
+        int r;
+
+        r = kc_dm_table(name, &target, &params);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot read the table of %s: %s", name, strerror(-r));
+        dev = params;
+        for (int i = 0; i < 3 && dev; i++)
+                if ((dev = strchr(dev, ' ')))
+                        dev++;
+        if (!dev || sscanf(dev, "%u:%u", &maj, &min) != 2)
+                return kc_err_set(err, -EPERM, "%s is not a dm-crypt mapping of a device", name);
+        if (stat(path, &st) < 0) {
+                r = negative_errno();
+                return kc_err_set(err, r, "cannot stat %s: %s", path, strerror(-r));
+        }
+        if (st.st_rdev != makedev(maj, min))
+                return kc_err_set(err, -EPERM, "mapping %s reads from %u:%u, not from %s", name, maj, min, path);
+        return 0;
 }
 
 /*
@@ -99,7 +136,8 @@ static int volume_facts(const struct kc_volume_conf *conf, struct facts *ret, st
                 r = kc_err_set(err, -EPERM, "mapping %s is not the mapping of %s (dm UUID %s)", conf->name, path,
                                info.uuid);
         if (r >= 0) {
-                *ret = (struct facts) { .context = TAKE_PTR(tok.context), .suspended = info.suspended };
+                *ret = (struct facts) { .path = TAKE_PTR(path), .context = TAKE_PTR(tok.context),
+                                        .suspended = info.suspended };
                 kc_strscpy(ret->luks_uuid, sizeof(ret->luks_uuid), seg.uuid);
                 kc_strscpy(ret->dm_uuid, sizeof(ret->dm_uuid), info.uuid);
                 kc_strscpy(ret->provider, sizeof(ret->provider), tok.provider);
@@ -118,7 +156,7 @@ static int volume_facts(const struct kc_volume_conf *conf, struct facts *ret, st
  */
 static int reload_key_and_resume(struct kc_kms *kms, const struct kc_kms_config *cfg, const struct kc_caller *self,
                                  const struct kc_volume_conf *conf, const struct facts *st, struct kc_err *err) {
-        _cleanup_free_ char *path = NULL, *desc = NULL;
+        _cleanup_free_ char *desc = NULL;
         _cleanup_luks_ struct kc_luks *l = NULL;
         _cleanup_secret_ void *key = NULL;
         struct kc_kms_request req = { .caller = self };
@@ -129,11 +167,14 @@ static int reload_key_and_resume(struct kc_kms *kms, const struct kc_kms_config 
         char msg[256];
         int r;
 
-        r = kc_resolve_device(conf->device, &path, err);
+        /* The mapping's own device, and on it still the volume the facts were read from. */
+        r = reads_from(conf->name, st->path, err);
         if (r >= 0)
-                r = kc_luks_open(path, conf->header, &l, err);
+                r = kc_luks_open(st->path, conf->header, &l, err);
         if (r >= 0)
                 r = kc_luks_segment(l, &seg);
+        if (r >= 0 && !streq(seg.uuid, st->luks_uuid))
+                r = kc_err_set(err, -EPERM, "%s no longer holds the volume of mapping %s", st->path, conf->name);
         if (r >= 0)
                 r = kc_luks_token_read(l, &tok, NULL, err);
         if (r < 0)

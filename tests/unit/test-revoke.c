@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -35,6 +36,7 @@ static struct {
         const char *name;
         char *uuid;
         bool suspended, wiped;
+        char device[32];            /* major:minor it reads from: the image's, 0:0 for a regular file */
         char table[256];            /* its dm-crypt parameters, as the table query shows them */
         char last_message[256];     /* the last message it took */
         unsigned suspends, resumes;
@@ -126,8 +128,8 @@ static void dm_set_table(void) {
 
         memset(zeros, '0', 128);
         zeros[128] = '\0';
-        snprintf(dm.table, sizeof(dm.table), "aes-xts-plain64 %s 0 7:0 32768",
-                 dm.wiped ? zeros : ":64:logon:kmscrypt:test");
+        snprintf(dm.table, sizeof(dm.table), "aes-xts-plain64 %s 0 %s 32768",
+                 dm.wiped ? zeros : ":64:logon:kmscrypt:test", dm.device);
 }
 
 /*
@@ -217,6 +219,7 @@ static void setup(void) {
         struct kc_key_info key;
         struct kc_err err = {};
         char *img, *control;
+        struct stat st;
         int r;
 
         memset(&f, 0, sizeof(f));
@@ -246,6 +249,8 @@ static void setup(void) {
         ck_assert_int_eq(kc_luks_segment(l, &seg), 0);
         dm.name = f.conf.name;
         ck_assert_int_eq(kc_dm_uuid_luks2(seg.uuid, dm.name, &dm.uuid), 0);
+        ck_assert_int_eq(stat(img, &st), 0);
+        snprintf(dm.device, sizeof(dm.device), "%u:%u", major(st.st_rdev), minor(st.st_rdev));
         dm_set_table();
 }
 
@@ -366,6 +371,17 @@ static bool marked(void) {
         return access(path, F_OK) == 0;
 }
 
+/* Suspended by a check under the disabled key, then the key enabled again. */
+static void suspend_and_enable(void) {
+        struct kc_revoke_outcome out;
+        struct kc_err err = {};
+
+        set_enabled(false);
+        ck_assert_int_eq(check(0, &out, &err), 0);
+        ck_assert_int_eq(out.action, KC_REVOKE_SUSPENDED);
+        set_enabled(true);
+}
+
 /* The cycle as the agent runs it: suspended and wiped when disabled, resumed by a fresh unwrap when enabled. */
 START_TEST(suspend_then_resume) {
         struct kc_revoke_outcome out;
@@ -444,13 +460,9 @@ START_TEST(suspension_ended_elsewhere) {
         unsigned decrypts;
         int r;
 
-        set_enabled(false);
-        ck_assert_int_eq(check(0, &out, &err), 0);
-        ck_assert_int_eq(out.action, KC_REVOKE_SUSPENDED);
+        suspend_and_enable();
         dm.suspended = dm.wiped = false;
         dm_set_table();
-
-        set_enabled(true);
         decrypts = records(f.audit_log, "Decrypt");
         r = check(KC_REVOKE_PRIOR_SUSPENDED, &out, &err);
         ck_assert_msg(r == 0, "check: %s", kc_err_msg(&err, r));
@@ -459,6 +471,33 @@ START_TEST(suspension_ended_elsewhere) {
         ck_assert_uint_eq(records(f.audit_log, "ResumeVolume"), 0);
         ck_assert_uint_eq(records(f.audit_log, "Decrypt"), decrypts);
         ck_assert(!marked());
+}
+END_TEST
+
+/*
+ * The mapping reads from another device than the one its entry names now:
+ * a copy of the volume (the same LUKS UUID, so the same dm UUID), which
+ * UUID= may resolve to, has a header and, once its data key was replaced,
+ * a key of its own.  That key never goes into this mapping: it stays
+ * suspended, no unwrap, no resume.
+ */
+START_TEST(resume_only_from_its_own_device) {
+        struct kc_revoke_outcome out;
+        struct kc_err err = {};
+        unsigned decrypts;
+        int r;
+
+        suspend_and_enable();
+        snprintf(dm.device, sizeof(dm.device), "7:0");
+        dm_set_table();
+        decrypts = records(f.audit_log, "Decrypt");
+        r = check(KC_REVOKE_PRIOR_SUSPENDED, &out, &err);
+        ck_assert_int_eq(r, -EPERM);
+        ck_assert_msg(strstr(err.msg, "reads from 7:0"), "%s", err.msg);
+        ck_assert(dm.suspended && dm.wiped);
+        ck_assert_str_eq(dm.last_message, "key wipe");
+        ck_assert_uint_eq(records(f.audit_log, "Decrypt"), decrypts);
+        ck_assert_uint_eq(records(f.audit_log, "ResumeVolume"), 0);
 }
 END_TEST
 
@@ -478,6 +517,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, suspend_then_resume);
         tcase_add_test(tc, keep_while_suspended);
         tcase_add_test(tc, suspension_ended_elsewhere);
+        tcase_add_test(tc, resume_only_from_its_own_device);
         suite_add_tcase(s, tc);
         return s;
 }
