@@ -1,0 +1,62 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# revoke=suspend, then what comes after the suspension without the key:
+# - a reload (SIGHUP) that makes the volume revoke=keep while its CMK is
+#   still disabled: it stays suspended, and the agent says so ("suspended",
+#   not "attached ... kept running"), no KeepVolume record; once the CMK
+#   is enabled it is resumed with a fresh unwrap;
+# - a suspended volume detached through the agent (`kmscrypt detach`),
+#   attached again once its CMK is enabled: nothing of the old suspension
+#   is "resumed" into the new mapping (no "key set" dm-crypt refuses, no
+#   ResumeVolume records at every check), and its mark is gone.
+# kcvm-programs: kmscrypt kmscryptd tests/bench/agent-mkvols tests/bench/agent-vmlib
+. /kc/lib.sh
+. /kc/bin/agent-vmlib
+
+export KMSCRYPT_STATE_DIR="$KCVM_DIR/state"
+agent_key rel
+agent_volumes p 1 8 rel "revoke=suspend"
+agent_start --revoke-interval 1
+set -- $(agent_wait_ready 60)
+expect_eq "attached" "$1 of $2" "1 of 1"
+kcvm_mknodes
+dev=/dev/mapper/p1
+log=$KMSCRYPT_AUDIT_LOG
+kcvm_pattern before 1048576
+dd if=before of="$dev" bs=64k conv=fsync 2>/dev/null || die "write before the suspension failed"
+
+# ---- suspended, then the policy reloaded as keep under the disabled key ----
+kmscrypt -q key disable alias/rel || die "cannot disable the CMK"
+agent_wait_log 'p1: .*suspended, key wiped' 15
+sed -i 's/revoke=suspend/revoke=keep/' "$AGENT_VOLUMES"
+kill -HUP "$AGENT_PID"
+agent_wait_log 'reloaded .*: [0-9]+ volumes' 30
+sleep 3         # a few checks under the new policy
+dmsetup info p1 | grep -q '^State: *SUSPENDED' || die "p1 is not suspended any more under a disabled key"
+kmscrypt status >status 2>&1 || :
+grep -q '^p1: suspended since .*suspended, key wiped' status || die "the agent's state of p1: $(cat status)"
+! grep -q 'kept running' status || die "a suspended p1 is said to be kept running: $(cat status)"
+expect_eq "KeepVolume records for a suspended volume" "$(grep -c '"KeepVolume"' "$log" || :)" 0
+kmscrypt -q key enable alias/rel || die "cannot enable the CMK"
+agent_wait_log 'p1: .*enabled again; resumed' 15
+agent_check_mappings p 1
+kcvm_drop_caches
+dd if="$dev" of=back bs=64k count=16 2>/dev/null
+cmp -s before back || die "data written before the suspension differs after the resume"
+
+# ---- suspended, detached, attached anew: no resume of a suspension gone ----
+sed -i 's/revoke=keep/revoke=suspend/' "$AGENT_VOLUMES"
+kill -HUP "$AGENT_PID"
+agent_wait_log 'reloaded .*: [0-9]+ volumes' 30 2
+kmscrypt -q key disable alias/rel || die "cannot disable the CMK"
+agent_wait_log 'p1: .*suspended, key wiped' 15 2
+kmscrypt detach p1 || die "cannot detach the suspended p1"
+[ ! -e "$KMSCRYPT_STATE_DIR/suspended/p1" ] || die "the mark of p1 is left after its detach"
+kmscrypt -q key enable alias/rel || die "cannot enable the CMK"
+resumes=$(grep -c '"ResumeVolume"' "$log" || :)
+kmscrypt -q attach p1 || die "cannot attach p1 again"
+sleep 3         # a few checks with the key enabled
+! grep -q 'cannot give p1 its key back' "$AGENT_LOG" || die "the agent tried to resume the new mapping of p1"
+expect_eq "ResumeVolume records after the new attach" "$(grep -c '"ResumeVolume"' "$log" || :)" "$resumes"
+kmscrypt status >status 2>&1 || :
+grep -q '^p1: attached since' status || die "the agent's state of p1 after the new attach: $(cat status)"
+agent_check_mappings p 1
