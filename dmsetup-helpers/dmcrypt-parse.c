@@ -7,6 +7,7 @@
  */
 #include <inttypes.h>
 #include <string.h>
+#include <sys/sysmacros.h>
 
 #include "dmsetup-helpers/dmcrypt.h"
 #include "lib/log.h"
@@ -117,6 +118,32 @@ fail:
         log_debug("dm-crypt table not understood (%s)", strerror(-r));
         free(t.buf);
         return r;
+}
+
+int kc_crypt_table_device(const char *params, dev_t *ret) {
+        char word[32], *colon;
+        const char *dev = params;
+        uint64_t maj, min;
+        size_t n;
+
+        for (int i = 0; i < 3 && dev; i++)
+                if ((dev = strchr(dev, ' ')))
+                        dev++;
+        if (!dev)
+                return -EINVAL;
+        n = strcspn(dev, " ");
+        if (n >= sizeof(word))
+                return -EINVAL;
+        memcpy(word, dev, n);
+        word[n] = '\0';
+        colon = strchr(word, ':');
+        if (!colon)
+                return -EINVAL;
+        *colon = '\0';
+        if (parse_u64(word, &maj) < 0 || parse_u64(colon + 1, &min) < 0 || maj > UINT32_MAX || min > UINT32_MAX)
+                return -EINVAL;
+        *ret = makedev((unsigned) maj, (unsigned) min);
+        return 0;
 }
 
 void kc_crypt_table_clear(struct kc_crypt_table *t) {

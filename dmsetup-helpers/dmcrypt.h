@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "lib/strv.h"
 
@@ -69,6 +70,13 @@ struct kc_crypt_table {
  */
 int kc_crypt_table_parse(const char *params, uint64_t size, struct kc_crypt_table *ret);
 void kc_crypt_table_clear(struct kc_crypt_table *t);
+
+/*
+ * The device a dm-crypt table reads from (its fourth word, major:minor), of
+ * any dm-crypt table: one whose key was wiped (zeros where the reference
+ * was) or that kmscrypt did not make too.  -EINVAL when there is none.
+ */
+int kc_crypt_table_device(const char *params, dev_t *ret);
 
 /* Parse "no_read_workqueue,allow_discards,..." (also accepts "none" and ""). -EINVAL names nothing secret. */
 int kc_crypt_flags_parse(const char *list, unsigned *ret_flags);

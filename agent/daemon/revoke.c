@@ -76,31 +76,27 @@ static void facts_clear(struct facts *f) {
  * a key goes into it.  A copy of the volume (snapshot, clone: the same LUKS
  * UUID, hence the same dm UUID) may be attached beside it, and UUID= may
  * name either: its header and, once its data key was replaced, its key are
- * not this mapping's.  The table's fourth word is the device as
- * major:minor, the key before it wiped or not.
+ * not this mapping's.  The table names the device whether its key was
+ * wiped or not.
  */
 static int reads_from(const char *name, const char *path, struct kc_err *err) {
         _cleanup_free_ char *target = NULL, *params = NULL;
-        const char *dev;
-        unsigned maj, min;
         struct stat st;
+        dev_t dev;
         int r;
 
         r = kc_dm_table(name, &target, &params);
         if (r < 0)
                 return kc_err_set(err, r, "cannot read the table of %s: %s", name, strerror(-r));
-        dev = params;
-        for (int i = 0; i < 3 && dev; i++)
-                if ((dev = strchr(dev, ' ')))
-                        dev++;
-        if (!dev || sscanf(dev, "%u:%u", &maj, &min) != 2)
+        if (!streq(target, "crypt") || kc_crypt_table_device(params, &dev) < 0)
                 return kc_err_set(err, -EPERM, "%s is not a dm-crypt mapping of a device", name);
         if (stat(path, &st) < 0) {
                 r = negative_errno();
                 return kc_err_set(err, r, "cannot stat %s: %s", path, strerror(-r));
         }
-        if (st.st_rdev != makedev(maj, min))
-                return kc_err_set(err, -EPERM, "mapping %s reads from %u:%u, not from %s", name, maj, min, path);
+        if (st.st_rdev != dev)
+                return kc_err_set(err, -EPERM, "mapping %s reads from %u:%u, not from %s", name, major(dev),
+                                  minor(dev), path);
         return 0;
 }
 

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <string.h>
+#include <sys/sysmacros.h>
 
 #include "dmsetup-helpers/dmcrypt.h"
 #include "tests/unit/check-main.h"
@@ -70,12 +71,41 @@ START_TEST(test_malformed_tables) {
 }
 END_TEST
 
+/* The device of any dm-crypt table: wiped key, foreign key, with or without options. */
+START_TEST(test_table_device) {
+        static const struct {
+                const char *params;
+                unsigned maj, min;
+        } good[] = {
+                { "aes-xts-plain64 :64:logon:kmscrypt:x 0 7:0 4096", 7, 0 },
+                { "aes-xts-plain64 0000000000000000 0 253:17 32768 1 allow_discards", 253, 17 },
+                { "aes-cbc-essiv:sha256 00ff 8 259:4294967295 0", 259, 4294967295u },
+        };
+        static const char *const bad[] = {
+                "", "aes-xts-plain64 :64:logon:x 0", "aes-xts-plain64 :64:logon:x 0 sda 0",
+                "aes-xts-plain64 :64:logon:x 0 7: 0", "aes-xts-plain64 :64:logon:x 0 :0 0",
+                "aes-xts-plain64 :64:logon:x 0 -7:0 0", "aes-xts-plain64 :64:logon:x 0 7:+1 0",
+                "aes-xts-plain64 :64:logon:x 0 4294967296:1 0", "aes-xts-plain64 :64:logon:x 0 7:0x 0",
+        };
+        dev_t dev;
+
+        for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+                ck_assert_msg(kc_crypt_table_device(good[i].params, &dev) == 0, "refused: %s", good[i].params);
+                ck_assert_uint_eq(major(dev), good[i].maj);
+                ck_assert_uint_eq(minor(dev), good[i].min);
+        }
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+                ck_assert_msg(kc_crypt_table_device(bad[i], &dev) == -EINVAL, "accepted: %s", bad[i]);
+}
+END_TEST
+
 Suite *kc_test_suite(void) {
         Suite *s = suite_create("dmcrypt-parse");
         TCase *tc = tcase_create("parse");
         tcase_add_test(tc, test_round_trip);
         tcase_add_test(tc, test_foreign_tables);
         tcase_add_test(tc, test_malformed_tables);
+        tcase_add_test(tc, test_table_device);
         suite_add_tcase(s, tc);
         return s;
 }
