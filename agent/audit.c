@@ -187,28 +187,70 @@ static int format_time(char ret[32]) {
         return 0;
 }
 
+/*
+ * The UTC time at s in format, a leading part of "%Y-%m-%dT%H:%M:%SZ"
+ * (strptime(3) conversions), only as strftime(3) writes it back:
+ * strptime() alone skips blanks and takes "1" for "01" and a 60th second,
+ * and timegm() moves 2026-02-31 to March 3.  The end of the match, or NULL.
+ */
+static const char *parse_time_exact(const char *s, const char *format, time_t *ret) {
+        struct tm tm = {};
+        char back[64];
+        const char *end;
+        time_t t;
+        size_t n;
+
+        end = strptime(s, format, &tm);
+        if (!end)
+                return NULL;
+        n = (size_t) (end - s);
+        t = timegm(&tm);
+        if (t == (time_t) -1 || !gmtime_r(&t, &tm) ||
+            strftime(back, sizeof(back), "%Y-%m-%dT%H:%M:%SZ", &tm) < n || strncmp(back, s, n) != 0)
+                return NULL;
+        *ret = t;
+        return end;
+}
+
 /* "2026-11-27T23:59:59.123Z" and nothing else: the one spelling format_time() writes. */
 static int parse_time(const char *s, time_t *ret) {
-        struct tm tm = {};
-        char back[32];
         const char *end;
         time_t t;
 
-        end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-        if (!end || end != s + 19 || strlen(end) != 5 || end[0] != '.' || !isdigit((unsigned char) end[1]) ||
+        end = parse_time_exact(s, "%Y-%m-%dT%H:%M:%S", &t);
+        if (!end || strlen(end) != 5 || end[0] != '.' || !isdigit((unsigned char) end[1]) ||
             !isdigit((unsigned char) end[2]) || !isdigit((unsigned char) end[3]) || end[4] != 'Z')
-                return -EINVAL;
-        t = timegm(&tm);
-        /*
-         * strptime() skips blanks and takes "1" for "01" and a 60th second;
-         * timegm() moves 2026-02-31 to March 3.  A time that does not print
-         * back as it was written is not one format_time() wrote.
-         */
-        if (t == (time_t) -1 || !gmtime_r(&t, &tm) ||
-            strftime(back, sizeof(back), "%Y-%m-%dT%H:%M:%S", &tm) != 19 || strncmp(back, s, 19) != 0)
                 return -EINVAL;
         *ret = t;
         return 0;
+}
+
+int kc_audit_parse_since(const char *text, time_t *ret) {
+        static const char *const formats[] = { "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d" };
+        unsigned long long secs;
+        char *end;
+        time_t t;
+
+        if (text[0] == '@') {
+                errno = 0;
+                secs = strtoull(text + 1, &end, 10);
+                /* @0 is the epoch itself, as date(1) takes it: every record, the same as no --since. */
+                if (text[1] < '0' || text[1] > '9' || errno != 0 || *end != '\0' ||
+                    secs > (unsigned long long) INT32_MAX * 4)
+                        return -EINVAL;
+                *ret = (time_t) secs;
+                return 0;
+        }
+        for (size_t i = 0; i < ARRAY_SIZE(formats); i++) {
+                const char *p = parse_time_exact(text, formats[i], &t);
+
+                /* 1970-01-01 is the epoch as @0 is; before it is no time of a record. */
+                if (p && *p == '\0' && t >= 0) {
+                        *ret = t;
+                        return 0;
+                }
+        }
+        return -EINVAL;
 }
 
 /* ---- records ---- */

@@ -110,6 +110,15 @@ struct kc_audit_filter {
         time_t since;           /* 0: any */
 };
 
+/*
+ * The TIME of audit list --since (kmscrypt(8)) as a filter's since: UTC
+ * "2026-11-27", "2026-11-27T23:45:48Z" (or without the Z), or "@SECONDS"
+ * since the epoch.  Only dates that exist, spelled with every digit, as
+ * records' times are read: -EINVAL for 2026-02-31, 2026-1-5 or a time
+ * before the epoch.
+ */
+int kc_audit_parse_since(const char *text, time_t *ret);
+
 /* Call fn for each record (parsed JSON object) that matches filter. fn returns < 0 to stop. */
 int kc_audit_foreach(const char *path, const struct kc_audit_filter *filter,
                      int (*fn)(struct json_object *record, void *userdata), void *userdata);

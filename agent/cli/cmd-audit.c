@@ -40,35 +40,6 @@ static bool audit_begin(struct kc_cli *cli, int argc, char **argv, const struct 
         return true;
 }
 
-/* --since: "2026-11-27", "2026-11-27T23:45:48Z" (UTC) or "@SECONDS" since the epoch. */
-static int parse_since(const char *text, time_t *ret) {
-        static const char *const formats[] = { "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d" };
-        unsigned long long secs;
-        char *end;
-
-        if (text[0] == '@') {
-                errno = 0;
-                secs = strtoull(text + 1, &end, 10);
-                /* @0 is the epoch itself, as date(1) takes it: every record, the same as no --since. */
-                if (text[1] < '0' || text[1] > '9' || errno != 0 || *end != '\0' ||
-                    secs > (unsigned long long) INT32_MAX * 4)
-                        return -EINVAL;
-                *ret = (time_t) secs;
-                return 0;
-        }
-        for (size_t i = 0; i < ARRAY_SIZE(formats); i++) {
-                struct tm tm = {};
-                const char *p = strptime(text, formats[i], &tm);
-
-                if (p && *p == '\0') {
-                        *ret = timegm(&tm);
-                        /* 1970-01-01 is the epoch as @0 is; before it (or timegm's -1) is no time of a record. */
-                        return *ret >= 0 ? 0 : -EINVAL;
-                }
-        }
-        return -EINVAL;
-}
-
 static const char *record_string(struct json_object *rec, const char *name) {
         struct json_object *v;
 
@@ -170,7 +141,7 @@ static int audit_list(struct kc_cli *cli, int argc, char **argv) {
 
         if (!audit_begin(cli, argc, argv, &usage, &head, &evidence, &r))
                 return r;
-        if (since_text && parse_since(since_text, &filter.since) < 0) {
+        if (since_text && kc_audit_parse_since(since_text, &filter.since) < 0) {
                 log_error("--since: expected YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or @SECONDS, got \"%s\"", since_text);
                 return KC_EXIT_USAGE;
         }

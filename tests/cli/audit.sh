@@ -69,6 +69,18 @@ expect 2 "audit list --since @-1" audit list --since @-1
 check "--since @-1: one line" one_error_line
 expect 0 "audit list --since date and time" audit list --since 2000-01-01T00:00:00Z --json
 json_is 'len(j["Records"]) >= '"$N" true
+# Only dates that exist, read as strictly as the records' own times: timegm() would take
+# 2026-02-31 for March 3, and list from a day nobody asked for.
+names_since() { one_error_line && grep -qF -- "--since: " "$T/err" && grep -qF -- "\"$t\"" "$T/err"; }
+for t in 2026-02-31 2025-02-29 2026-13-01 2026-11-27T24:00:00Z 2026-11-27T23:59:60Z 2026-1-5 " 2026-11-27"; do
+        expect 2 "audit list --since '$t'" audit list --since "$t"
+        check "--since '$t': one line naming it" names_since
+        check "--since '$t': nothing on stdout" test ! -s "$T/out"
+done
+expect 0 "audit list --since a leap day" audit list --since 2024-02-29 --json
+json_is 'len(j["Records"]) >= '"$N" true
+expect 0 "audit list --since date and time without Z" audit list --since 2000-01-01T00:00:00 --json
+json_is 'len(j["Records"]) >= '"$N" true
 
 expect 0 "audit list (table)" audit list
 check "table has a header and a row per record" test "$(wc -l < "$T/out")" -ge $((N + 1))

@@ -408,6 +408,45 @@ START_TEST(test_time_values) {
 }
 END_TEST
 
+/* --since as the operator gives it: the documented forms, and only dates that exist. */
+START_TEST(test_since_values) {
+        static const struct { const char *text; time_t t; } good[] = {
+                { "2026-11-27", 1795737600 },
+                { "2026-11-27T23:45:48Z", 1795823148 },
+                { "2026-11-27T23:45:48", 1795823148 },
+                { "2024-02-29", 1709164800 },
+                { "1970-01-01", 0 },
+                { "@0", 0 },
+                { "@1795823148", 1795823148 },
+        };
+        static const char *const bad[] = {
+                "2026-02-31",                   /* timegm() would make it March 3 */
+                "2025-02-29",                   /* not a leap year */
+                "2026-13-01",
+                "2026-11-27T24:00:00Z",
+                "2026-11-27T23:59:60Z",         /* a leap second no record has */
+                "2026-1-5",                     /* digits not padded */
+                " 2026-11-27",                  /* a leading blank */
+                "2026-11-27 ",
+                "2026-11-27T23:45:48.123Z",     /* a record's spelling, not one of --since */
+                "1969-12-31",                   /* before the epoch */
+                "@-1", "@", "@1x", "yesterday", "",
+        };
+        time_t t;
+
+        for (size_t i = 0; i < ARRAY_SIZE(good); i++) {
+                t = -1;
+                ck_assert_msg(kc_audit_parse_since(good[i].text, &t) == 0, "\"%s\" refused", good[i].text);
+                ck_assert_msg(t == good[i].t, "\"%s\": %lld", good[i].text, (long long) t);
+        }
+        for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+                t = 12345;
+                ck_assert_msg(kc_audit_parse_since(bad[i], &t) == -EINVAL, "\"%s\" taken", bad[i]);
+                ck_assert_int_eq(t, 12345);
+        }
+}
+END_TEST
+
 /* "pending" (an intent) is a result like "ok" and "error"; anything else is not a record. */
 START_TEST(test_result_values) {
         static const char *const good[] = { "ok", "error", "pending" };
@@ -1206,6 +1245,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(chain, test_bad_records_refused);
         tcase_add_test(chain, test_result_values);
         tcase_add_test(chain, test_time_values);
+        tcase_add_test(chain, test_since_values);
         tcase_add_test(chain, test_foreach_filters);
         tcase_add_test(tamper, test_edit_detected);
         tcase_add_test(tamper, test_delete_middle_line);
