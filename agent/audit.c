@@ -29,6 +29,7 @@
 
 #include "agent/audit.h"
 #include "lib/fault.h"
+#include "lib/json-util.h"
 #include "lib/log.h"
 
 /* Longest line accepted, newline excluded: a maximal context fits with room to spare. */
@@ -53,12 +54,6 @@ struct kc_audit {
         pid_t pid;              /* process that opened fd: a forked child needs its own open file */
         pthread_mutex_t lock;   /* flock does not exclude threads sharing one open file */
 };
-
-static inline void json_object_putp(struct json_object **o) {
-        if (*o)
-                json_object_put(*o);
-}
-#define _cleanup_json_ _cleanup_(json_object_putp)
 
 /* ---- small helpers ---- */
 
@@ -113,37 +108,6 @@ static int fsync_parent_dir(const char *path) {
         fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0 || fsync(fd) < 0)
                 return negative_errno();
-        return 0;
-}
-
-/* A JSON object from a line: strict JSON, valid UTF-8, nothing after the object. */
-static int json_parse_line(const char *line, size_t n, struct json_object **ret, struct kc_err *err) {
-        struct json_tokener *tok;
-        struct json_object *o;
-        enum json_tokener_error e;
-        size_t end;
-
-        if (memchr(line, '\0', n))
-                return kc_err_set(err, -EBADMSG, "contains a NUL byte");
-        tok = json_tokener_new();
-        if (!tok)
-                return -ENOMEM;
-        json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-        o = json_tokener_parse_ex(tok, line, (int) n);
-        e = json_tokener_get_error(tok);
-        end = json_tokener_get_parse_end(tok);
-        json_tokener_free(tok);
-        if (!o || e != json_tokener_success || end != n) {
-                json_object_put(o);
-                return kc_err_set(err, -EBADMSG, "not valid JSON (%s)",
-                                  e == json_tokener_success ? "data after the object" :
-                                  e == json_tokener_continue ? "incomplete" : json_tokener_error_desc(e));
-        }
-        if (!json_object_is_type(o, json_type_object)) {
-                json_object_put(o);
-                return kc_err_set(err, -EBADMSG, "not a JSON object");
-        }
-        *ret = o;
         return 0;
 }
 
@@ -269,7 +233,7 @@ static int parse_record(const char *line, size_t n, struct json_object **ret_obj
         const char *s;
         int r;
 
-        r = json_parse_line(line, n, &o, err);
+        r = kc_json_parse_object(line, n, JSON_TOKENER_VALIDATE_UTF8, &o, err);
         if (r < 0)
                 return r;
         if (json_get_u64(o, "seq", &v.seq) < 0 || v.seq == 0)
@@ -494,7 +458,7 @@ static int head_read(const char *path, struct link *ret, struct kc_err *err) {
         if (n == 0 || (size_t) n == sizeof(buf) || buf[n - 1] != '\n')
                 return kc_err_set(err, -EBADMSG, "audit chain head %s is not one line of at most %d bytes",
                                   path, HEAD_MAX - 1);
-        if (json_parse_line(buf, n - 1, &o, NULL) < 0 || json_object_object_length(o) != 2 ||
+        if (kc_json_parse_object(buf, n - 1, JSON_TOKENER_VALIDATE_UTF8, &o, NULL) < 0 || json_object_object_length(o) != 2 ||
             json_get_u64(o, "seq", &h.seq) < 0 || !(s = json_get_string(o, "sha256")) || !is_hash_hex(s) ||
             (h.seq == 0 && !streq(s, ZERO_HASH)))
                 return kc_err_set(err, -EBADMSG, "audit chain head %s is malformed", path);

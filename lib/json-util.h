@@ -4,6 +4,7 @@
 /* Small json-c helpers: scoped release and building objects without leaks. */
 
 #include <errno.h>
+#include <stddef.h>
 
 #include <json-c/json.h>
 
@@ -26,3 +27,14 @@ static inline int kc_json_add(struct json_object *o, const char *name, struct js
         }
         return 0;
 }
+
+struct kc_err;
+
+/*
+ * text[0..n) as one JSON object: strict JSON (JSON_TOKENER_STRICT, plus
+ * the tokener flags in flags, such as JSON_TOKENER_VALIDATE_UTF8), no NUL
+ * byte, and nothing after the object but whitespace (a JSON text may end
+ * in some).  -EBADMSG with a reason in err ("not valid JSON (data after
+ * the object)"), for the caller to put after what it was reading; -ENOMEM.
+ */
+int kc_json_parse_object(const char *text, size_t n, int flags, struct json_object **ret, struct kc_err *err);
