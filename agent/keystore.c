@@ -18,6 +18,7 @@
 #include "agent/keystore.h"
 #include "lib/fault.h"
 #include "lib/fileio.h"
+#include "lib/json-util.h"
 #include "lib/log.h"
 #include "lib/secret.h"
 
@@ -107,8 +108,6 @@ static int state_from_string(const char *s, enum kc_key_state *ret) {
                 }
         return -EINVAL;
 }
-
-static inline void json_object_putp(struct json_object **o) { if (*o) json_object_put(*o); }
 
 /* ---- names ---------------------------------------------------------------------------------- */
 
@@ -427,19 +426,31 @@ static int parse_metadata(struct json_object *o, struct ks_key *k, const char *p
         return 0;
 }
 
-/* Validate text as the file of key id (MAC, names, versions) and unwrap its versions. */
-static int key_parse(const struct kc_keystore *ks, const char *id, const char *text, const char *path,
+/*
+ * Validate text[0..len), the file of key id, (one JSON object and nothing
+ * after it; MAC, names, versions) and unwrap its versions.
+ */
+static int key_parse(const struct kc_keystore *ks, const char *id, const char *text, size_t len, const char *path,
                      struct ks_key **ret, struct kc_err *err) {
-        _cleanup_(json_object_putp) struct json_object *o = NULL;
+        _cleanup_json_ struct json_object *o = NULL;
         _cleanup_(key_freep) struct ks_key *k = NULL;
         struct json_object *versions;
         uint8_t mac[KS_MAC_SIZE], want[KS_MAC_SIZE];
+        struct kc_err why = {};
         const char *mac_hex;
         int r;
 
-        o = json_tokener_parse(text);
-        if (!o || !json_object_is_type(o, json_type_object))
-                return corrupt(err, path, "not a JSON object (truncated?)");
+        /*
+         * The MAC covers every value, not the bytes around them: text after
+         * the object (a second one, an editor's or a tool's leftovers) is
+         * not the file kmscrypt wrote, and reading only its first object
+         * would hide that.
+         */
+        r = kc_json_parse_object(text, len, 0, &o, &why);
+        if (r == -EBADMSG)
+                return corrupt(err, path, "%s", why.msg);
+        if (r < 0)
+                return r;
         k = calloc(1, sizeof(*k));
         if (!k)
                 return -ENOMEM;
@@ -591,14 +602,14 @@ fail:
         return r;
 }
 
-/* Whole regular file into a NUL-terminated malloc()ed buffer. */
-static int read_file(const char *path, char **ret, struct kc_err *err) {
+/* Whole regular file into a NUL-terminated malloc()ed buffer, and its length (it may hold a NUL). */
+static int read_file(const char *path, char **ret, size_t *ret_len, struct kc_err *err) {
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         int r;
 
         if (fd < 0)
                 return kc_err_set(err, negative_errno(), "cannot open keystore file %s: %m", path);
-        r = kc_read_full_fd(fd, KS_FILE_MAX, 0, ret, NULL);
+        r = kc_read_full_fd(fd, KS_FILE_MAX, 0, ret, ret_len);
         if (r == -EINVAL || r == -EFBIG)
                 return corrupt(err, path, "not a regular file of at most %d bytes", KS_FILE_MAX);
         if (r < 0)
@@ -697,7 +708,7 @@ static int root_ensure(struct kc_keystore *ks, struct kc_err *err) {
         return root_load(ks, err);
 }
 
-int kc_keystore_parse_key_file(const uint8_t root_key[static 32], const char *id, const char *text,
+int kc_keystore_parse_key_file(const uint8_t root_key[static 32], const char *id, const char *text, size_t len,
                                const char *name, struct kc_key_info *ret, struct kc_err *err) {
         _cleanup_(key_freep) struct ks_key *k = NULL;
         struct kc_keystore ks = { .lock_fd = -1 };
@@ -711,7 +722,7 @@ int kc_keystore_parse_key_file(const uint8_t root_key[static 32], const char *id
         memcpy(ks.root + KS_ROOT, root_key, KS_CMK_SIZE);
         r = root_derive(&ks);
         if (r >= 0)
-                r = key_parse(&ks, id, text, name, &k, err);
+                r = key_parse(&ks, id, text, len, name, &k, err);
         kc_secret_free(ks.root);
         if (r < 0)
                 return r;
@@ -835,13 +846,14 @@ static int ks_attach_dir(struct kc_keystore *ks, bool create, struct kc_err *err
 
 static int entry_load(struct kc_keystore *ks, struct ks_entry *e) {
         _cleanup_free_ char *path = NULL, *text = NULL;
+        size_t len;
         int r;
 
         if (asprintf(&path, "%s/%s.json", ks->keys_dir, e->id) < 0)
                 return -ENOMEM;
-        r = read_file(path, &text, &e->error);
+        r = read_file(path, &text, &len, &e->error);
         if (r >= 0)
-                r = key_parse(ks, e->id, text, path, &e->key, &e->error);
+                r = key_parse(ks, e->id, text, len, path, &e->key, &e->error);
         if (r == -ENOMEM)
                 return r;
         if (r < 0)

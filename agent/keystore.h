@@ -104,12 +104,13 @@ bool kc_keystore_key_id_valid(const char *text);
 int kc_keystore_alias_check(const char *text, struct kc_err *err);
 
 /*
- * Fuzzers and tests only: validate text as the key file of key id exactly as
- * the keystore does when it loads keys/<id>.json (members, MAC, unwrapping of
- * every version) under root_key, without a keystore directory.  name stands
- * for the path in messages.  -EUCLEAN with a message for a bad file.
+ * Fuzzers and tests only: validate text[0..len) as the key file of key id
+ * exactly as the keystore does when it loads keys/<id>.json (one JSON
+ * object, members, MAC, unwrapping of every version) under root_key,
+ * without a keystore directory.  name stands for the path in messages.
+ * -EUCLEAN with a message for a bad file.
  */
-int kc_keystore_parse_key_file(const uint8_t root_key[static 32], const char *id, const char *text,
+int kc_keystore_parse_key_file(const uint8_t root_key[static 32], const char *id, const char *text, size_t len,
                                const char *name, struct kc_key_info *ret, struct kc_err *err);
 
 /* Tests only: replace time(NULL) as the keystore's clock; NULL restores it. */

@@ -92,19 +92,30 @@ check "blob file missing: one line" one_error_line
 corrupt_line() { one_error_line && grep -q 'is corrupted' "$T/err"; }
 
 # A corrupted keystore file: the KMS is unavailable (5), nothing is repaired or rewritten.
-cp -a "$KS" "$T/ks-corrupt"
-f=$T/ks-corrupt/keys/$ID.json   # the file of alias/pg, which every command below needs
-check "key file of alias/pg exists" test -f "$f"
-python3 -c 'import sys; p = sys.argv[1]; b = bytearray(open(p, "rb").read()); b[len(b) // 2] ^= 0x01; open(p, "wb").write(b)' "$f"
-before=$(snapshot "$T/ks-corrupt")
-for args in "key list" "key describe alias/pg" "kms decrypt --ciphertext-blob $BLOB --context $CTX"; do
-        "$KMSCRYPT" --keystore "$T/ks-corrupt" --audit-log "$LOG" $args > "$T/out" 2> "$T/err"
-        rc=$?
-        check "corrupted keystore file, $args: exit 5 (got $rc)" test "$rc" = 5
-        check "corrupted keystore file, $args: one line naming the corruption" corrupt_line
-        check "corrupted keystore file, $args: no output" test ! -s "$T/out"
-done
-check "corrupted keystore left as it was" test "$before" = "$(snapshot "$T/ks-corrupt")"
+# corrupted_refused WHAT PYTHON: a copy of the keystore, the file of alias/pg (which every
+# command below needs) changed by PYTHON (b: its bytes), and each command refused.
+corrupted_refused() {
+        what=$1
+        rm -rf "$T/ks-corrupt"
+        cp -a "$KS" "$T/ks-corrupt"
+        f=$T/ks-corrupt/keys/$ID.json
+        check "key file of alias/pg exists" test -f "$f"
+        python3 -c 'import sys; p = sys.argv[1]; b = bytearray(open(p, "rb").read()); exec(sys.argv[2]); open(p, "wb").write(b)' "$f" "$2"
+        before=$(snapshot "$T/ks-corrupt")
+        for args in "key list" "key describe alias/pg" "kms decrypt --ciphertext-blob $BLOB --context $CTX"; do
+                "$KMSCRYPT" --keystore "$T/ks-corrupt" --audit-log "$LOG" $args > "$T/out" 2> "$T/err"
+                rc=$?
+                check "$what, $args: exit 5 (got $rc)" test "$rc" = 5
+                check "$what, $args: one line naming the corruption" corrupt_line
+                check "$what, $args: the line names the file" grep -qF "$f" "$T/err"
+                check "$what, $args: no output" test ! -s "$T/out"
+        done
+        check "$what: keystore left as it was" test "$before" = "$(snapshot "$T/ks-corrupt")"
+}
+corrupted_refused "corrupted keystore file" 'b[len(b) // 2] ^= 0x01'
+# Every value as written, so the MAC holds, and text after the object: not the file kmscrypt wrote.
+corrupted_refused "keystore file with text after it" 'b += b"\n{\"state\": \"Enabled\"}\n"'
+check "text after it: the line says so" grep -qF 'data after the object' "$T/err"
 
 # The audit log cannot be written: fail closed, no key released, keystore untouched.
 mkdir "$T/logdir"

@@ -25,7 +25,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 return 0;
         *nl = '\0';
         memset(root, 'k', sizeof(root));
-        r = kc_keystore_parse_key_file(root, text, nl + 1, "fuzz.json", &info, &err);
+        /* The file by its length: a NUL byte in it is the parser's to refuse. */
+        r = kc_keystore_parse_key_file(root, text, nl + 1, size - (size_t) (nl + 1 - text), "fuzz.json", &info, &err);
         fuzz_assert_refusal(r, &err);
         if (r < 0) {
                 FUZZ_ASSERT(r == -EUCLEAN || r == -ENOMEM);

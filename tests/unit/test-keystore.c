@@ -531,6 +531,16 @@ static void truncate_half(uint8_t *text, size_t *n) {
         *n /= 2;
 }
 
+/* Text after the object: every value, so the MAC, is as written; the file is not. */
+static void append(uint8_t *text, size_t *n, const char *tail, size_t len) {
+        memcpy(text + *n, tail, len);
+        *n += len;
+}
+
+static void append_text(uint8_t *text, size_t *n) { append(text, n, "\ngarbage\n", 9); }
+static void append_object(uint8_t *text, size_t *n) { append(text, n, "{}", 2); }
+static void append_after_nul(uint8_t *text, size_t *n) { append(text, n, "\0garbage", 8); }
+
 START_TEST(test_corrupt_state) { corrupt_and_check(flip_state); }
 END_TEST
 START_TEST(test_corrupt_material) { corrupt_and_check(flip_material_byte); }
@@ -538,6 +548,43 @@ END_TEST
 START_TEST(test_corrupt_mac_only) { corrupt_and_check(flip_description_byte); }
 END_TEST
 START_TEST(test_corrupt_truncated) { corrupt_and_check(truncate_half); }
+END_TEST
+
+START_TEST(test_corrupt_appended_text) { corrupt_and_check(append_text); }
+END_TEST
+START_TEST(test_corrupt_appended_object) { corrupt_and_check(append_object); }
+END_TEST
+START_TEST(test_corrupt_appended_after_nul) { corrupt_and_check(append_after_nul); }
+END_TEST
+
+/* describe of a one-key keystore whose file has tail (n bytes) appended; its path in *ret_file. */
+static int describe_with_tail(const char *tail, size_t n, char **ret_file, struct kc_err *err) {
+        _cleanup_free_ char *dir = new_keystore_dir();
+        _cleanup_keystore_ struct kc_keystore *ks = open_ks(dir);
+        static uint8_t text[65536];
+        struct kc_key_info a;
+        size_t len;
+
+        create(ks, "alias/a", &a);
+        *ret_file = key_path(dir, a.key_id);
+        len = read_bytes(*ret_file, text, sizeof(text));
+        append(text, &len, tail, n);
+        write_bytes(*ret_file, text, len);
+        kc_keystore_close(TAKE_PTR(ks));
+        ks = open_ks(dir);
+        return kc_keystore_describe(ks, a.key_id, &a, err);
+}
+
+/* Whitespace after the object is part of a JSON text (RFC 8259); anything else is named. */
+START_TEST(test_trailing_text_named) {
+        _cleanup_free_ char *spaced = NULL, *file = NULL;
+        struct kc_err err = {};
+
+        ck_assert_int_eq(describe_with_tail(" \n\t\r\n", 5, &spaced, &err), 0);
+        ck_assert_int_eq(describe_with_tail("\nx", 2, &file, &err), -EUCLEAN);
+        ck_assert_msg(strstr(err.msg, file) && strstr(err.msg, "data after the object") && !strchr(err.msg, '\n'),
+                      "message: %s", err.msg);
+}
 END_TEST
 
 START_TEST(test_swapped_file_detected) {
@@ -664,6 +711,10 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_corrupt_material);
         tcase_add_test(tc, test_corrupt_mac_only);
         tcase_add_test(tc, test_corrupt_truncated);
+        tcase_add_test(tc, test_corrupt_appended_text);
+        tcase_add_test(tc, test_corrupt_appended_object);
+        tcase_add_test(tc, test_corrupt_appended_after_nul);
+        tcase_add_test(tc, test_trailing_text_named);
         tcase_add_test(tc, test_swapped_file_detected);
         tcase_add_test(tc, test_wrong_root_key);
         tcase_add_test(tc, test_root_key_credential_wins);
