@@ -43,7 +43,8 @@ bool kc_aws_credentials_stale(const struct kc_aws_credentials *c, time_t now);
 int kc_aws_credentials_load(struct kc_http *h, struct kc_aws_credentials *ret, struct kc_err *err);
 
 /*
- * Reload c (empty, or held from an earlier load) when it is stale at now.
+ * Reload c (empty, or held from an earlier load) when it is stale at now
+ * (the provider's session clock, corrected to the KMS's after a skew).
  * c is replaced only by a complete new set; when the reload fails and c has
  * not yet expired, c is kept and 0 returned.  Otherwise the load's error.
  */

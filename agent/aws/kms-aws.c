@@ -333,6 +333,16 @@ static int host_of(const char *url, char **ret) {
 }
 
 /*
+ * The time by the clock this session signs with: ours, or the KMS's once it
+ * refused ours (correct_clock()).  Temporary credentials expire by the
+ * clock of the service that issued them, so their expiry is judged by this
+ * one too: a host an hour behind would otherwise keep a set past its end.
+ */
+static time_t session_now(const struct aws_state *s) {
+        return time(NULL) + (time_t) s->clock_offset;
+}
+
+/*
  * One signed exchange: 0 and the response, or a transport error.  The
  * Authorization value is wiped like the session token: its signature,
  * with the request, is good for a replay for five minutes.
@@ -353,7 +363,7 @@ static int exchange(struct aws_state *s, const char *url, const char *host, cons
         const char *headers[7] = {};
         int r;
 
-        kc_sigv4_format_date((long long) time(NULL) + s->clock_offset, date);
+        kc_sigv4_format_date((long long) session_now(s), date);
         r = kc_sigv4_authorization(&(struct kc_sigv4_signer) {
                 .access_key_id = s->creds.access_key_id, .secret_access_key = s->creds.secret_access_key,
                 .region = region, .service = "kms", .amz_date = date,
@@ -435,7 +445,7 @@ static int aws_call_body(struct aws_state *s, const struct key_ref *k, const cha
                 bool retry = false;
                 int status = 0;
 
-                r = kc_aws_credentials_refresh(s->http, &s->creds, time(NULL), err);
+                r = kc_aws_credentials_refresh(s->http, &s->creds, session_now(s), err);
                 if (r < 0)
                         return r;
                 /* After the credentials, which may have taken a metadata service's time. */

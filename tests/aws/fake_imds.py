@@ -5,7 +5,8 @@ KMS servers, used by test-aws-kms.py.  Nothing here leaves 127.0.0.1.
 
   imds       EC2 instance metadata, IMDSv2 only: PUT /latest/api/token, then
              GETs must carry X-aws-ec2-metadata-token
-  container  ECS-style endpoint: GET /creds with an Authorization header
+  container  ECS-style endpoint: GET /creds with an Authorization header; the
+             credentials expire EXPIRES_IN seconds from now
   slow       answers every request after SLEEP seconds
   throttle   answers every request with 400 ThrottlingException
   truncate   promises a body of 200 bytes, sends 20 and closes the connection
@@ -26,8 +27,8 @@ TOKEN = "imds-session-token-1"
 ROLE = "kmscrypt-role"
 
 
-def creds_body(key_id):
-    exp = (datetime.now(timezone.utc) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+def creds_body(key_id, expires_in=3600):
+    exp = (datetime.now(timezone.utc) + timedelta(seconds=expires_in)).strftime("%Y-%m-%dT%H:%M:%SZ")
     return json.dumps({"Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": key_id,
                        "SecretAccessKey": "fake-secret-" + key_id, "Token": "fake-session-token",
                        "Expiration": exp}).encode()
@@ -43,6 +44,7 @@ class Handler(BaseHTTPRequestHandler):
     in_header = False
     skew = 3600
     fail = 1
+    expires_in = 3600
     message = "Signature expired: 20240101T000000Z is now earlier than 20240101T010000Z (20240101T010500Z - 5 min.)"
 
     def log_message(self, *args):
@@ -84,7 +86,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.mode == "container":
             if self.headers.get("Authorization") != self.auth:
                 return self.reply(403, b"bad authorization")
-            return self.reply(200, creds_body("ASIACONTAINEREXAMPLE"), "application/json")
+            return self.reply(200, creds_body("ASIACONTAINEREXAMPLE", self.expires_in), "application/json")
         self.reply(404, b"not found")
 
     def do_POST(self):

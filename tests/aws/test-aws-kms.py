@@ -366,6 +366,22 @@ def skew_cases(env, audit):
               rc == 0 and len(d) == 3 and abs(d[0] - t0) < 30 and all(abs(x - t0 - skew) < 30 for x in d[1:]),
               "%s %s" % (out, [x - int(t0) for x in d]))
         srv.shutdown()
+    # Temporary credentials expire by the KMS's clock: once it corrected ours, they are judged by it too.
+    # Expiring 2 minutes from the server's time are 62 minutes from ours, and within the 5 minutes
+    # of the refresh by the corrected clock: read again before the second request.
+    csrv, cport = fake_imds.start("container", expires_in=3600 + 120)
+    srv, sport = fake_imds.start("skew", etype="RequestTimeTooSkewed", message="The difference is too large")
+    e = dict(env, AWS_ENDPOINT_URL_KMS="http://127.0.0.1:%d" % sport,
+             AWS_CONTAINER_CREDENTIALS_FULL_URI="http://127.0.0.1:%d/creds" % cport,
+             AWS_CONTAINER_AUTHORIZATION_TOKEN=fake_imds.Handler.auth)
+    del e["AWS_ACCESS_KEY_ID"], e["AWS_SECRET_ACCESS_KEY"]
+    rc, out, _ = drive(e, audit, "describe", ref)
+    check("credentials near their expiry by the server's clock: read again after the correction",
+          rc == 0 and len(srv.RequestHandlerClass.log) == 2 and len(csrv.RequestHandlerClass.log) == 2,
+          "%s; %d KMS requests, %d credential reads" % (out, len(srv.RequestHandlerClass.log),
+                                                        len(csrv.RequestHandlerClass.log)))
+    srv.shutdown()
+    csrv.shutdown()
     # Refused every time: one correction per call, then the refusal is reported.
     srv, sport = fake_imds.start("skew", etype="InvalidSignatureException", fail=99)
     rc, out, _ = drive(dict(env, AWS_ENDPOINT_URL_KMS="http://127.0.0.1:%d" % sport), audit, "describe", ref)
