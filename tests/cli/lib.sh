@@ -1,6 +1,9 @@
 # Shared helpers of the CLI tests (sourced).  Each test runs kmscrypt from
 # $top_builddir against a keystore, audit log and configuration of its own in
 # a temporary directory, counts its checks and ends with "N passed, N failed".
+# The helpers keep their own variables local (dash, bash and busybox sh have
+# local): a helper that takes NAME and calls check "$NAME: ..." several times
+# would otherwise label each check with the one before.
 
 top_builddir=${top_builddir:-$(cd "$(dirname "$0")/../.." && pwd)}
 KMSCRYPT=$top_builddir/kmscrypt
@@ -31,7 +34,7 @@ kc() {
 
 # expect STATUS NAME ARGS...: run kc ARGS and check the exit status.
 expect() {
-        want=$1 name=$2
+        local want="$1" name="$2"
         shift 2
         kc "$@"
         if [ "$rc" = "$want" ]; then
@@ -43,7 +46,7 @@ expect() {
 
 # check NAME COMMAND...: a shell condition.
 check() {
-        name=$1
+        local name="$1"
         shift
         if "$@"; then ok "$name"; else fail "$name"; fi
 }
@@ -55,6 +58,7 @@ json() {
 
 # json_is EXPR VALUE: check that EXPR on $T/out prints VALUE.
 json_is() {
+        local got
         got=$(json "$1" 2>/dev/null || echo "(no JSON on stdout)")
         if [ "$got" = "$2" ]; then ok "json $1 = $2"; else fail "json $1 = '$got', expected '$2'"; fi
 }
@@ -77,7 +81,7 @@ audit_lines() {
 
 # refused STATUS NAME OPERATION ARGS...: a refusal the KMS audits; keystore unchanged.
 refused() {
-        want=$1 name=$2 op=$3
+        local want="$1" name="$2" op="$3" before lines
         shift 3
         before=$(snapshot "$KS")
         lines=$(audit_lines)
@@ -97,7 +101,7 @@ sum() { sha256sum "$1" | cut -d' ' -f1; }
 
 # bad NAME STATUS FILE WANT ARGS...: refused with STATUS, one line naming WANT, FILE unchanged.
 bad() {
-        name=$1 want=$2 file=$3 what=$4
+        local name="$1" want="$2" file="$3" what="$4" before
         shift 4
         before=$(sum "$file")
         expect "$want" "$name" "$@"
