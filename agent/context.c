@@ -125,6 +125,18 @@ static const char *text_problem(const char *s, size_t n, size_t *ret_offset) {
                         why = "control character";
                         break;
                 }
+                /*
+                 * U+FFFD stands for text a decoder could not read, and is what
+                 * json-c 0.16 makes of valid escaped pairs too: every code point
+                 * whose low 16 bits fall in D800..DFFF ("\ud836\udc00", U+1D800).
+                 * A context read through json-c would then name other text than
+                 * was written, and two different ones the same: refused in every
+                 * context, so no path takes one for the other.
+                 */
+                if (cp == 0xFFFD) {
+                        why = "replacement character U+FFFD";
+                        break;
+                }
                 i += k;
         }
         *ret_offset = i;

@@ -192,6 +192,9 @@ static const struct bad_text bad_kv[] = {
         { "k=\xc2\x85", -EINVAL, "control character" },
         { "k=\xc2\x9f", -EINVAL, "control character" },
         { "k\n=v", -EINVAL, "pair 1: key has control character at byte 1" },
+        /* U+FFFD, which only a lossy decoder writes */
+        { "k=a\xef\xbf\xbd", -EINVAL, "key \"k\": value has replacement character U+FFFD at byte 1" },
+        { "\xef\xbf\xbd=v", -EINVAL, "pair 1: key has replacement character U+FFFD" },
 };
 
 START_TEST(test_kv_refused) {
@@ -208,7 +211,8 @@ START_TEST(test_utf8_edges_accepted) {
                 "k=\xe0\xa0\x80",            /* U+0800, shortest 3-byte */
                 "k=\xed\x9f\xbf",            /* U+D7FF, before surrogates */
                 "k=\xee\x80\x80",            /* U+E000, after surrogates */
-                "k=\xef\xbf\xbd",            /* U+FFFD */
+                "k=\xef\xbf\xbc",            /* U+FFFC, before the refused U+FFFD */
+                "k=\xef\xbf\xbe",            /* U+FFFE, after it */
                 "k=\xf0\x90\x80\x80",        /* U+10000, shortest 4-byte */
                 "k=\xf4\x8f\xbf\xbf",        /* U+10FFFF, the last */
                 "k=a b",                     /* spaces are not control characters */
@@ -254,6 +258,8 @@ static const struct bad_text bad_json[] = {
         { "{\"k\":\"\x01\"}", -EINVAL, "control character" },
         { "{\"k\":\"\xc0\xaf\"}", -EINVAL, "overlong" },
         { "{\"k\":\"\xed\xa0\x80\"}", -EINVAL, "surrogate" },
+        { "{\"k\":\"\\ufffd\"}", -EINVAL, "key \"k\": value has replacement character U+FFFD at byte 0" },
+        { "{\"k\":\"\xef\xbf\xbd\"}", -EINVAL, "replacement character U+FFFD" },
 };
 
 START_TEST(test_json_refused) {
@@ -270,6 +276,26 @@ START_TEST(test_json_escapes_accepted) {
         ck_assert_str_eq(kc_context_get(c, "emoji"), "\xf0\x9f\x98\x80");
         ck_assert_str_eq(kc_context_get(c, "s"), "/\"\\");
         ck_assert_str_eq(kc_context_get(c, "a:b"), "");
+}
+END_TEST
+
+/*
+ * A pair for a code point whose low 16 bits look like a surrogate: the text
+ * parser decodes it, json-c 0.16 makes U+FFFD of it, which the object path
+ * refuses rather than take for the context that was written.
+ */
+START_TEST(test_json_escapes_json_c_loses) {
+        static const char text[] = "{\"k\":\"\\ud836\\udc00\"}";
+        _cleanup_(kc_context_freep) struct kc_context *c = NULL, *d = NULL;
+        struct json_object *obj = json_tokener_parse(text);
+        struct kc_err err = {};
+
+        ck_assert_msg(kc_context_parse_json(text, &c, &err) == 0, "%s", err.msg);
+        ck_assert_str_eq(kc_context_get(c, "k"), "\xf0\x9d\xa0\x80");
+        ck_assert_ptr_nonnull(obj);
+        if (!streq(json_object_get_string(json_object_object_get(obj, "k")), "\xf0\x9d\xa0\x80"))
+                ck_assert_int_eq(kc_context_from_json(obj, &d, &err), -EINVAL);
+        json_object_put(obj);
 }
 END_TEST
 
@@ -494,6 +520,7 @@ Suite *kc_test_suite(void) {
         tcase_add_loop_test(tc, test_to_string_round_trip, 0, ARRAY_SIZE(vectors));
         tcase_add_test(tc, test_to_string_form);
         tcase_add_test(tc, test_from_json_object);
+        tcase_add_test(tc, test_json_escapes_json_c_loses);
         suite_add_tcase(s, tc);
         return s;
 }
