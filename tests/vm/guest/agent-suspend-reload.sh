@@ -58,5 +58,7 @@ sleep 3         # a few checks with the key enabled
 ! grep -q 'cannot give p1 its key back' "$AGENT_LOG" || die "the agent tried to resume the new mapping of p1"
 expect_eq "ResumeVolume records after the new attach" "$(grep -c '"ResumeVolume"' "$log" || :)" "$resumes"
 kmscrypt status >status 2>&1 || :
-grep -q '^p1: attached since' status || die "the agent's state of p1 after the new attach: $(cat status)"
+# An attached volume with nothing to report is the mapping's lines alone (print_agent_statuses()).
+grep -q '^/dev/mapper/p1 is active' status && ! grep -q '^p1: ' status ||
+        die "the agent's state of p1 after the new attach: $(cat status)"
 agent_check_mappings p 1
