@@ -1071,6 +1071,8 @@ static int state_refusal(const struct ks_key *k, struct kc_err *err) {
                 return kc_err_set(err, -EKEYEXPIRED, "key %s is pending deletion", k->id);
         case KC_KEY_DESTROYED:
                 return kc_err_set(err, -EKEYREJECTED, "key %s has been destroyed", k->id);
+        default:
+                break;          /* states of AWS KMS, never read from a keystore file */
         }
         return -EINVAL;
 }

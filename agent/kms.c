@@ -40,10 +40,32 @@ static const char *const key_state_names[] = {
         [KC_KEY_DISABLED] = "Disabled",
         [KC_KEY_PENDING_DELETION] = "PendingDeletion",
         [KC_KEY_DESTROYED] = "Destroyed",
+        [KC_KEY_PENDING_REPLICA_DELETION] = "PendingReplicaDeletion",
+        [KC_KEY_PENDING_IMPORT] = "PendingImport",
+        [KC_KEY_UNAVAILABLE] = "Unavailable",
+        [KC_KEY_CREATING] = "Creating",
+        [KC_KEY_UPDATING] = "Updating",
 };
 
 const char *kc_key_state_to_string(enum kc_key_state s) {
         return (size_t) s < ARRAY_SIZE(key_state_names) ? key_state_names[s] : NULL;
+}
+
+bool kc_key_state_revoked(enum kc_key_state s) {
+        switch (s) {
+        case KC_KEY_DISABLED:
+        case KC_KEY_PENDING_DELETION:
+        case KC_KEY_PENDING_REPLICA_DELETION:
+        case KC_KEY_DESTROYED:
+        case KC_KEY_PENDING_IMPORT:
+                return true;
+        case KC_KEY_ENABLED:
+        case KC_KEY_UNAVAILABLE:
+        case KC_KEY_CREATING:
+        case KC_KEY_UPDATING:
+                return false;
+        }
+        return false;
 }
 
 void kc_data_key_clear(struct kc_data_key *k) {

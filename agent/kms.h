@@ -28,10 +28,25 @@ enum kc_key_state {
         KC_KEY_ENABLED,
         KC_KEY_DISABLED,
         KC_KEY_PENDING_DELETION,
-        KC_KEY_DESTROYED,
+        KC_KEY_DESTROYED,               /* the last state the local keystore has */
+        /* Only AWS KMS says these (docs/aws.md, "Key states"). */
+        KC_KEY_PENDING_REPLICA_DELETION,
+        KC_KEY_PENDING_IMPORT,          /* imported key material not there: deleted, expired, never imported */
+        KC_KEY_UNAVAILABLE,             /* its custom key store is disconnected */
+        KC_KEY_CREATING,                /* a multi-Region replica being made */
+        KC_KEY_UPDATING,                /* a multi-Region key whose primary Region is being changed */
 };
-/* "Enabled", "Disabled", "PendingDeletion", "Destroyed" (AWS KeyState names). */
+/* "Enabled", "Disabled", "PendingDeletion", "Destroyed", ... (AWS KeyState names). */
 const char *kc_key_state_to_string(enum kc_key_state s);
+
+/*
+ * Whether the key's owner withdrew the key (disabled it, scheduled its
+ * deletion) or its material is gone (destroyed, imported material deleted
+ * or expired): what the revocation policy acts on.  Neither this nor
+ * Enabled: a state that passes by itself (Creating, Updating) or an outage
+ * of the key's store (Unavailable), which the policy does not act on.
+ */
+bool kc_key_state_revoked(enum kc_key_state s);
 
 struct kc_key_info {
         char provider[16];        /* "local" */

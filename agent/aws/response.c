@@ -229,6 +229,7 @@ int kc_aws_response_decrypt(const char *body, size_t len, void **ret_plaintext, 
         return 0;
 }
 
+/* Every KeyState AWS KMS documents, by its own name; which of them revoke: kc_key_state_revoked(). */
 static const struct {
         const char *name;
         enum kc_key_state state;
@@ -236,15 +237,28 @@ static const struct {
         { "Enabled", KC_KEY_ENABLED },
         { "Disabled", KC_KEY_DISABLED },
         { "PendingDeletion", KC_KEY_PENDING_DELETION },
-        { "PendingReplicaDeletion", KC_KEY_PENDING_DELETION },
+        { "PendingReplicaDeletion", KC_KEY_PENDING_REPLICA_DELETION },
+        { "PendingImport", KC_KEY_PENDING_IMPORT },
+        { "Unavailable", KC_KEY_UNAVAILABLE },
+        { "Creating", KC_KEY_CREATING },
+        { "Updating", KC_KEY_UPDATING },
 };
 
-/* States that cannot serve a request (PendingImport, Unavailable, Creating, ...) read as disabled. */
-static enum kc_key_state key_state(const char *name) {
+/*
+ * -EBADMSG for a state AWS does not document (or none): taken for
+ * "disabled", a state added later would suspend the volumes of a
+ * revoke=suspend host; refused, the agent's check warns and tries again.
+ */
+static int key_state(const char *what, const char *name, enum kc_key_state *ret, struct kc_err *err) {
         for (size_t i = 0; i < ARRAY_SIZE(key_states); i++)
-                if (streq(name, key_states[i].name))
-                        return key_states[i].state;
-        return KC_KEY_DISABLED;
+                if (streq(name, key_states[i].name)) {
+                        *ret = key_states[i].state;
+                        return 0;
+                }
+        if (!name[0])
+                return kc_err_set(err, -EBADMSG, "%s: KeyMetadata has no KeyState", what);
+        return kc_err_set(err, -EBADMSG, "%s: KeyState \"%.64s\" is not one this agent knows", what,
+                          visible_ascii(name) ? name : "(not printable)");
 }
 
 /*
@@ -289,12 +303,13 @@ int kc_aws_response_describe_key(const char *body, size_t len, struct kc_key_inf
         if (get_string(meta, "Description", &desc) == -EBADMSG || get_string(meta, "KeyState", &state) == -EBADMSG)
                 return kc_err_set(err, -EBADMSG, "%s: Description or KeyState is not a string", what);
         copy_description(info.description, sizeof(info.description), desc);
-        info.state = key_state(state);
         r = take_key_id(what, meta, "KeyId", arn, info.key_id, err);
         if (r >= 0)
                 r = get_time(what, meta, "CreationDate", &info.created, err);
         if (r >= 0)
                 r = get_time(what, meta, "DeletionDate", &info.deletion_date, err);
+        if (r >= 0)
+                r = key_state(what, state, &info.state, err);
         if (r < 0)
                 return r;
         *ret = info;

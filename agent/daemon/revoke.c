@@ -279,10 +279,6 @@ bool kc_revoke_recall(const char *state_dir, const char *name) {
         return false;
 }
 
-static bool key_revoked(enum kc_key_state s) {
-        return s != KC_KEY_ENABLED;
-}
-
 int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const char *state_dir,
                     const struct kc_caller *self, const struct kc_volume_conf *conf, unsigned prior,
                     struct kc_revoke_outcome *ret, struct kc_err *err) {
@@ -305,8 +301,12 @@ int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const c
         if (r < 0)
                 return r;
         state = kc_key_state_to_string(info.state);
+        /* Neither enabled nor withdrawn (kms.h): a KMS that cannot say, as when it cannot be reached. */
+        if (info.state != KC_KEY_ENABLED && !kc_key_state_revoked(info.state))
+                return kc_err_set(err, -EAGAIN, "CMK %s is %s, which passes or is an outage of its key store, "
+                                  "not a revocation: nothing done, checked again at the next pass", ref, state);
 
-        if (!key_revoked(info.state)) {
+        if (info.state == KC_KEY_ENABLED) {
                 if (suspended_by_us && st.suspended) {
                         r = reload_key_and_resume(kms, cfg, self, conf, &st, err);
                         if (r < 0)

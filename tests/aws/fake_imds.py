@@ -45,6 +45,7 @@ class Handler(BaseHTTPRequestHandler):
     skew = 3600
     fail = 1
     expires_in = 3600
+    key_state = "Enabled"
     message = "Signature expired: 20240101T000000Z is now earlier than 20240101T010000Z (20240101T010500Z - 5 min.)"
 
     def log_message(self, *args):
@@ -115,6 +116,12 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             self.close_connection = True
             return
+        if self.mode == "state":
+            # DescribeKey of a key in a state moto does not make (custom key stores, imports, replicas).
+            body = {"KeyMetadata": {"Arn": self.SKEW_KEY, "KeyId": self.SKEW_KEY.split("/")[-1],
+                                    "KeyState": self.key_state}}
+            return self.reply(200, json.dumps(body).encode(), "application/x-amz-json-1.1",
+                              [("x-amzn-RequestId", "state-req-%d" % len(self.log))])
         if self.mode == "throttle":
             return self.reply(400, b'{"__type":"ThrottlingException","message":"Rate exceeded"}',
                               "application/x-amz-json-1.1", [("x-amzn-RequestId", "throttle-req-%d" % len(self.log))])

@@ -549,6 +549,20 @@ def run(tmp, audit, port):
           kms.describe_key(KeyId=k2["KeyId"])["KeyMetadata"]["KeyState"] != "PendingDeletion", out)
     kms.enable_key(KeyId=k2["KeyId"])
 
+    # Every KeyState AWS documents, from a stub (moto makes only three of them): each is read as
+    # itself, not as "Disabled" (which would suspend revoke=suspend volumes for a disconnected
+    # custom key store); one AWS does not document is refused, not guessed.
+    for state in ("Enabled", "Disabled", "PendingDeletion", "PendingReplicaDeletion", "PendingImport",
+                  "Unavailable", "Creating", "Updating"):
+        srv, sport = fake_imds.start("state", key_state=state)
+        rc, out, f = drive(dict(env, AWS_ENDPOINT_URL_KMS="http://127.0.0.1:%d" % sport), audit, "describe", ref1)
+        check("describe reads KeyState %s as itself" % state, rc == 0 and f.get("state") == state, out)
+        srv.shutdown()
+    srv, sport = fake_imds.start("state", key_state="Hibernating")
+    rc, out, _ = drive(dict(env, AWS_ENDPOINT_URL_KMS="http://127.0.0.1:%d" % sport), audit, "describe", ref1)
+    check("an undocumented KeyState is refused", rc == 1 and err_name(out) == "EBADMSG" and "Hibernating" in out, out)
+    srv.shutdown()
+
     # AWS error bodies replayed by a loopback stub: each maps to its errno, none is retried.
     for etype, want_err in (("DisabledException", "EKEYREVOKED"), ("KMSInvalidStateException", "EKEYEXPIRED"),
                             ("IncorrectKeyException", "EBADMSG"), ("InvalidCiphertextException", "EBADMSG"),

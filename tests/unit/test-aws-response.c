@@ -277,16 +277,54 @@ START_TEST(test_describe_key) {
 END_TEST
 
 START_TEST(test_describe_key_defaults) {
-        /* No KeyId: the Arn's; a state that cannot serve is disabled; no dates: 0. */
+        /* No KeyId: the Arn's; no dates: 0. */
         const char *body = "{\"KeyMetadata\": {\"Arn\": \"" KEY_ARN "\", \"KeyState\": \"PendingImport\"}}";
         struct kc_key_info info;
         struct kc_err err = {};
 
         ck_assert_int_eq(kc_aws_response_describe_key(body, strlen(body), &info, &err), 0);
         ck_assert_str_eq(info.key_id, KEY_UUID);
-        ck_assert_int_eq(info.state, KC_KEY_DISABLED);
+        ck_assert_int_eq(info.state, KC_KEY_PENDING_IMPORT);
         ck_assert_int_eq(info.created, 0);
         ck_assert_int_eq(info.deletion_date, 0);
+}
+END_TEST
+
+/*
+ * Every KeyState AWS KMS documents is read as itself, shown by its own
+ * name, and only those of a key its owner withdrew (or whose material is
+ * gone) revoke: a custom key store disconnected, a replica being made, a
+ * primary Region being changed are not the owner's word on this key, and
+ * a revoke=suspend volume must not be suspended for them.
+ */
+START_TEST(test_describe_key_states) {
+        static const struct { const char *name; enum kc_key_state state; bool revoked; } cases[] = {
+                { "Enabled", KC_KEY_ENABLED, false },
+                { "Disabled", KC_KEY_DISABLED, true },
+                { "PendingDeletion", KC_KEY_PENDING_DELETION, true },
+                { "PendingReplicaDeletion", KC_KEY_PENDING_REPLICA_DELETION, true },
+                { "PendingImport", KC_KEY_PENDING_IMPORT, true },
+                { "Unavailable", KC_KEY_UNAVAILABLE, false },
+                { "Creating", KC_KEY_CREATING, false },
+                { "Updating", KC_KEY_UPDATING, false },
+        };
+
+        for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+                _cleanup_free_ char *body = NULL;
+                struct kc_key_info info;
+                struct kc_err err = {};
+                int r;
+
+                ck_assert_int_ge(asprintf(&body, "{\"KeyMetadata\": {\"Arn\": \"" KEY_ARN "\", \"KeyState\": \"%s\"}}",
+                                          cases[i].name), 0);
+                r = kc_aws_response_describe_key(body, strlen(body), &info, &err);
+                ck_assert_msg(r == 0, "%s: %s", cases[i].name, kc_err_msg(&err, r));
+                ck_assert_int_eq(info.state, cases[i].state);
+                ck_assert_str_eq(kc_key_state_to_string(info.state), cases[i].name);
+                ck_assert_msg(kc_key_state_revoked(info.state) == cases[i].revoked, "%s", cases[i].name);
+        }
+        /* The local keystore's last state: a key whose material is gone. */
+        ck_assert(kc_key_state_revoked(KC_KEY_DESTROYED));
 }
 END_TEST
 
@@ -302,12 +340,13 @@ START_TEST(test_describe_key_description) {
         for (size_t i = 0; i < 200; i++)
                 memcpy(long_desc + 2 + 2 * i, "\xc3\xa9", 2);
         long_desc[402] = '\0';
-        body = strdup("{\"KeyMetadata\": {\"Arn\": \"" KEY_ARN "\", \"Description\": \"\\u001b[2Jx\\u007f\"}}");
+        body = strdup("{\"KeyMetadata\": {\"Arn\": \"" KEY_ARN "\", \"KeyState\": \"Enabled\", "
+                      "\"Description\": \"\\u001b[2Jx\\u007f\"}}");
         ck_assert_int_eq(kc_aws_response_describe_key(body, strlen(body), &info, &err), 0);
         ck_assert_str_eq(info.description, "?[2Jx?");
         free(body);
-        ck_assert_int_ge(asprintf(&body, "{\"KeyMetadata\": {\"Arn\": \"" KEY_ARN "\", \"Description\": \"%s\"}}",
-                                  long_desc), 0);
+        ck_assert_int_ge(asprintf(&body, "{\"KeyMetadata\": {\"Arn\": \"" KEY_ARN "\", \"KeyState\": \"Enabled\", "
+                                  "\"Description\": \"%s\"}}", long_desc), 0);
         ck_assert_int_eq(kc_aws_response_describe_key(body, strlen(body), &info, &err), 0);
         n = strlen(info.description);
         ck_assert_uint_eq(n, 254);   /* "ab" + 126 whole "é": the half at byte 254 is dropped */
@@ -340,6 +379,12 @@ START_TEST(test_describe_key_refused) {
                   "DeletionDate is not a number" },
                 { "{\"KeyMetadata\": {\"Arn\": \"" KEY_ARN "\", \"KeyId\": \"" KEY_UUID KEY_UUID "\"}}",
                   "key id of 72 characters" },
+                /* Not "disabled", as it was: a state added later would suspend revoke=suspend volumes. */
+                { "{\"KeyMetadata\": {\"Arn\": \"" KEY_ARN "\"}}", "no KeyState" },
+                { "{\"KeyMetadata\": {\"Arn\": \"" KEY_ARN "\", \"KeyState\": \"Hibernating\"}}",
+                  "KeyState \"Hibernating\" is not one" },
+                { "{\"KeyMetadata\": {\"Arn\": \"" KEY_ARN "\", \"KeyState\": \"Dis\\u001babled\"}}",
+                  "KeyState \"(not printable)\"" },
         };
         struct kc_key_info info = { .created = 4242 };
 
@@ -720,6 +765,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_decrypt_refused);
         tcase_add_test(tc, test_describe_key);
         tcase_add_test(tc, test_describe_key_defaults);
+        tcase_add_test(tc, test_describe_key_states);
         tcase_add_test(tc, test_describe_key_description);
         tcase_add_test(tc, test_describe_key_refused);
         tcase_add_test(tc, test_describe_key_arn_too_long);
