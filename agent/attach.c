@@ -682,16 +682,11 @@ static int policy_breach(const struct kc_token *tok, const struct kc_attach_para
         return 0;
 }
 
-/*
- * A volume bound to another context than this host expects, or wrapped by
- * a KMS provider its entry does not allow, is refused before its key is
- * asked for; the refusal is audited like a KMS call, so a disk that turns
- * up where it does not belong leaves a trace in the chain.
- */
-static int check_policy(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_token *tok,
-                        const struct kc_attach_params *p, const char *device, struct kc_err *err) {
+int kc_attach_check_policy(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_token *tok,
+                           const struct kc_attach_params *p, const char *operation, const char *device,
+                           struct kc_err *err) {
         _cleanup_free_ char *ref = NULL, *detail = NULL;
-        struct kc_audit_record rec = { .operation = "Attach", .context = tok->context, .result = -EPERM };
+        struct kc_audit_record rec = { .operation = operation, .context = tok->context, .result = -EPERM };
         int r = policy_breach(tok, p, device, err);
 
         if (r == 0)
@@ -703,7 +698,7 @@ static int check_policy(struct kc_kms *kms, const struct kc_kms_request *req, co
         rec.error = kc_err_msg(err, -EPERM);
         r = kc_kms_audit_refusal(kms, req, &rec);
         if (r < 0)
-                log_debug("audit record of the refused attach of %s not written: %s", device, strerror(-r));
+                log_debug("audit record of the refused %s of %s not written: %s", operation, device, strerror(-r));
         return -EPERM;
 }
 
@@ -775,7 +770,7 @@ static int attach_view(struct kc_kms *kms, const struct kc_kms_request *req, con
                 r = -ESTALE;
                 goto out;
         }
-        r = check_policy(kms, &volreq, &tok, p, device, err);
+        r = kc_attach_check_policy(kms, &volreq, &tok, p, "Attach", device, err);
         if (r < 0)
                 goto out;
         if (p->name)

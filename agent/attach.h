@@ -134,6 +134,20 @@ int kc_attach_unwrap_key(struct kc_kms *kms, const struct kc_kms_request *req, s
                          struct kc_err *err);
 
 /*
+ * Activation step 2, the host's policy for the volume on device: its token
+ * tok must carry the context p->expect (NULL: any) and name one of the KMS
+ * providers p->providers (NULL: any).  A volume bound to another context,
+ * or wrapped by a provider its entry does not allow, is refused (-EPERM,
+ * err says why) before its key is asked for, and the refusal audited like
+ * a KMS call (operation: "Attach", or "ResumeVolume" for the agent's resume
+ * of a volume it suspended), so a disk that turns up where it does not
+ * belong leaves a trace in the chain.  0 when the token complies.
+ */
+int kc_attach_check_policy(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_token *tok,
+                           const struct kc_attach_params *p, const char *operation, const char *device,
+                           struct kc_err *err);
+
+/*
  * The whole activation path.  -EINPROGRESS when the volume's kmscrypt data
  * key replacement was interrupted: nothing is attached; the caller finishes
  * it (kc_reencrypt() with resume) and calls again.  -ENOKEY when the device

@@ -144,7 +144,24 @@ static int volume_facts(const struct kc_volume_conf *conf, struct facts *ret, st
 }
 
 /*
- * Fresh unwrap under the token's context, checked against the header, then
+ * The token as it is now, checked as an attach checks it (kc_attach_check_policy):
+ * a header that was rebound to another context, or an entry whose context or
+ * kms= changed with a reload, gets no key; the refusal is audited.
+ */
+static int check_policy(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_volume_conf *conf,
+                        const struct kc_token *tok, const char *path, struct kc_err *err) {
+        struct kc_attach_params policy = { .expect = conf->context, .providers = conf->kms };
+        struct kc_err e = {};
+        int r = kc_attach_check_policy(kms, req, tok, &policy, "ResumeVolume", path, &e);
+
+        if (r < 0)
+                kc_err_set(err, r, "not resumed, %s stays suspended: %s", conf->name, kc_err_msg(&e, r));
+        return r;
+}
+
+/*
+ * The token held to the host's policy first, as an attach holds it; then a
+ * fresh unwrap under the token's context, checked against the header, then
  * handed to dm-crypt by reference.  The ResumeVolume record is written
  * after the unwrap and before the key reaches dm-crypt: if the audit log
  * cannot take it, the volume stays suspended (fail closed); a failure after
@@ -176,7 +193,9 @@ static int reload_key_and_resume(struct kc_kms *kms, const struct kc_kms_config 
         if (r < 0)
                 goto out;
         req.volume = seg.uuid;
-        r = kc_attach_unwrap_key(kms, &req, l, &tok, &seg, &key, err);
+        r = check_policy(kms, &req, conf, &tok, st->path, err);
+        if (r >= 0)
+                r = kc_attach_unwrap_key(kms, &req, l, &tok, &seg, &key, err);
         if (r < 0)
                 goto out;
         r = audit_action(cfg, self, "ResumeVolume", st->key_id, st->context, st->luks_uuid, 0, RESUME_DETAIL);

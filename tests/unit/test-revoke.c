@@ -501,6 +501,53 @@ START_TEST(resume_only_from_its_own_device) {
 }
 END_TEST
 
+/*
+ * The key is enabled again, but the volume no longer is what this host
+ * expects: its entry names another context (a reload), or allows only
+ * another KMS provider, or its header was rebound meanwhile.  An attach
+ * would refuse it; so does the resume, before any unwrap, with an audited
+ * refusal, and the volume stays suspended until the entry fits again.
+ */
+START_TEST(resume_refused_by_policy) {
+        _cleanup_context_ struct kc_context *other = NULL;
+        char *aws_only[] = { (char *) "aws", NULL };
+        struct kc_context *expected = f.ctx;
+        struct kc_revoke_outcome out;
+        struct kc_err err = {};
+        unsigned decrypts;
+        int r;
+
+        suspend_and_enable();
+        decrypts = records(f.audit_log, "Decrypt");
+        ck_assert_int_eq(kc_context_parse_kv("db-id=db-2,volume-id=kept", &other, &err), 0);
+        f.conf.context = other;
+        r = check(KC_REVOKE_PRIOR_SUSPENDED, &out, &err);
+        ck_assert_int_eq(r, -EPERM);
+        ck_assert_msg(strstr(err.msg, "stays suspended") && strstr(err.msg, "expected {\"db-id\":\"db-2\""), "%s", err.msg);
+        ck_assert(dm.suspended && dm.wiped);
+        ck_assert_uint_eq(dm.resumes, 0);
+        ck_assert(marked());
+        ck_assert_uint_eq(records(f.audit_log, "Decrypt"), decrypts);
+        ck_assert_uint_eq(records(f.audit_log, "ResumeVolume"), 1);   /* the refusal */
+
+        f.conf.context = expected;
+        f.conf.kms = aws_only;
+        r = check(KC_REVOKE_PRIOR_SUSPENDED, &out, &err);
+        ck_assert_int_eq(r, -EPERM);
+        ck_assert_msg(strstr(err.msg, "kms=aws"), "%s", err.msg);
+        ck_assert(dm.suspended && dm.wiped);
+        ck_assert_uint_eq(records(f.audit_log, "Decrypt"), decrypts);
+        ck_assert_uint_eq(records(f.audit_log, "ResumeVolume"), 2);
+
+        /* The entry fits again: resumed at the next check. */
+        f.conf.kms = NULL;
+        r = check(KC_REVOKE_PRIOR_SUSPENDED, &out, &err);
+        ck_assert_msg(r == 0, "check: %s", kc_err_msg(&err, r));
+        ck_assert_int_eq(out.action, KC_REVOKE_RESUMED);
+        ck_assert(!dm.suspended && !dm.wiped);
+}
+END_TEST
+
 Suite *kc_test_suite(void) {
         Suite *s = suite_create("revoke");
         TCase *tc = tcase_create("keep");
@@ -518,6 +565,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, keep_while_suspended);
         tcase_add_test(tc, suspension_ended_elsewhere);
         tcase_add_test(tc, resume_only_from_its_own_device);
+        tcase_add_test(tc, resume_refused_by_policy);
         suite_add_tcase(s, tc);
         return s;
 }
