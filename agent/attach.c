@@ -831,6 +831,8 @@ static int attach_view(struct kc_kms *kms, const struct kc_kms_request *req, con
                         goto out;
                 res.already = true;
                 res.cancelled_deferred_remove = r > 0;
+                res.key_wiped = kc_dm_info(res.name, &info) >= 0 && info.suspended &&
+                                kc_dm_crypt_key_wiped(res.name) == 1;
                 r = 0;
                 *ret = res;
                 goto out;

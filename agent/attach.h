@@ -97,6 +97,12 @@ struct kc_attach_result {
         bool already;                     /* it was attached before this call */
         bool removed_half_made;           /* a killed attach's leftover of that name was removed first */
         bool cancelled_deferred_remove;   /* already: a pending deferred removal of it was cancelled */
+        /*
+         * already: the mapping is suspended with its key wiped (kmscryptd's
+         * revocation policy, or cryptsetup luksSuspend), serving no I/O until
+         * resumed; the callers that attach for a user refuse it as such.
+         */
+        bool key_wiped;
 };
 
 /*

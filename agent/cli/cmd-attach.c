@@ -254,11 +254,19 @@ static int attach_one(struct kc_cli *cli, const struct kc_attach_params *p, cons
         }
         req = kc_cli_request(cli, NULL);
         r = kc_attach(kms, &req, p, res, err);
-        if (r != -EINPROGRESS)
-                return kc_cli_header_error(r);
-        *err = (struct kc_err) {};
-        r = resume_reencryption(cli, kms, p, err, ret_said);
-        return r < 0 ? r : kc_cli_header_error(kc_attach(kms, &req, p, res, err));
+        if (r == -EINPROGRESS) {
+                *err = (struct kc_err) {};
+                r = resume_reencryption(cli, kms, p, err, ret_said);
+                if (r < 0)
+                        return r;
+                r = kc_attach(kms, &req, p, res, err);
+        }
+        /* As kmscrypt status says it: attached, but no I/O goes through. */
+        if (r >= 0 && res->key_wiped)
+                return kc_err_set(err, -EKEYREVOKED, "%s is attached as /dev/mapper/%s but suspended, its key "
+                                  "wiped (kmscryptd's revocation policy, or cryptsetup luksSuspend)", res->device,
+                                  res->name);
+        return kc_cli_header_error(r);
 }
 
 static int run_attach(struct kc_cli *cli, int argc, char **argv) {

@@ -455,13 +455,18 @@ static void begin_attempt(struct kc_manager *m, struct mvol *v) {
 static void finish_attempt(struct kc_manager *m, struct mvol *v, int r, const struct kc_err *err,
                            const struct kc_attach_result *res, bool recalled) {
         v->busy = false;
+        /* Its suspension, whether or not the mark of it could be written (revoke.c). */
+        recalled = recalled || (r >= 0 && res->key_wiped && v->suspended_by_us);
         if (r >= 0 && recalled) {
-                /* Found as an earlier agent left it (revoke.h): the revocation pass resumes it. */
-                log_notice("%s: suspended with its key wiped by the revocation policy before this agent started",
-                           v->conf->name);
-                v->suspended_by_us = true;
-                v->st.error = -EKEYREVOKED;
-                snprintf(v->st.reason, sizeof(v->st.reason), "suspended, key wiped (revocation policy)");
+                /* Found as an earlier agent left it (revoke.h): the revocation pass resumes it.  Found
+                 * as this one left it (an attach asked for meanwhile): so it stays, and says why. */
+                if (!v->suspended_by_us) {
+                        log_notice("%s: suspended with its key wiped by the revocation policy before this "
+                                   "agent started", v->conf->name);
+                        v->suspended_by_us = true;
+                        v->st.error = -EKEYREVOKED;
+                        snprintf(v->st.reason, sizeof(v->st.reason), "suspended, key wiped (revocation policy)");
+                }
                 set_state(m, v, KC_VOLUME_SUSPENDED);
                 return;
         }
@@ -940,6 +945,22 @@ static int wait_outcome(struct kc_manager *m, struct mvol *v, int watch_fd, stru
 }
 
 /*
+ * Lock held: an attach asked for found the mapping there but suspended with
+ * its key wiped (res->key_wiped): attached, but serving no I/O, which is
+ * what the requester is told, as kmscrypt status shows it (v: the
+ * configured volume of that mapping, or NULL).  -EKEYREVOKED.
+ */
+static int refuse_wiped(const struct mvol *v, const struct kc_attach_result *res, struct kc_err *err) {
+        *err = (struct kc_err) {};
+        if (v && v->suspended_by_us)
+                return kc_err_set(err, -EKEYREVOKED, "%s is attached but suspended, its key wiped by the revocation "
+                                  "policy (%s); the agent resumes it when its CMK is enabled again", res->name,
+                                  v->st.reason[0] ? v->st.reason : "CMK revoked");
+        return kc_err_set(err, -EKEYREVOKED, "%s is attached but suspended, its key wiped, not by this agent "
+                          "(cryptsetup luksSuspend?), which leaves it so", res->name);
+}
+
+/*
  * kc_manager_attach_volume(); tell: a wait ends the volume's untold round
  * (below), false for a hotplug event's request.
  */
@@ -1012,7 +1033,9 @@ static int attach_volume(struct kc_manager *m, const char *name, const struct kc
         finish_attempt(m, v, r, err, &res, recalled);
         confset_unref(set);
         release_slot(m);
-        if (r < 0 && wait && (v->st.state == KC_VOLUME_WAITING || verdict))
+        if (r >= 0 && res.key_wiped)
+                r = refuse_wiped(v, &res, err);
+        else if (r < 0 && wait && (v->st.state == KC_VOLUME_WAITING || verdict))
                 r = wait_outcome(m, v, watch_fd, &res, err);
         else if (r < 0 && v->st.state == KC_VOLUME_WAITING) {
                 struct kc_err e = *err;
@@ -1047,8 +1070,11 @@ int kc_manager_attach_device(struct kc_manager *m, const struct kc_attach_params
         r = attach_with(m, p, caller, &res, err, NULL);
         pthread_mutex_lock(&m->lock);
         release_slot(m);
+        v = r >= 0 ? find_vol(m, res.name) : NULL;
+        if (r >= 0 && res.key_wiped)
+                r = refuse_wiped(v && v->present ? v : NULL, &res, err);
         /* A configured volume attached by device counts as attached. */
-        if (r >= 0 && (v = find_vol(m, res.name)) && v->present && !v->busy) {
+        else if (r >= 0 && v && v->present && !v->busy) {
                 v->st.error = 0;
                 v->st.reason[0] = '\0';
                 v->last = res;          /* what a unit waiting for it is told */

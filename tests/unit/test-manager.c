@@ -37,6 +37,8 @@ static void pause_ms(unsigned ms) {
 
 /* While set, an attach waits (it is under way, its volume busy). */
 static atomic_bool attach_held;
+/* While set, an attach finds the mapping there, suspended with its key wiped. */
+static atomic_bool attach_wiped;
 
 /* What the faked revocation check says, the prior it was told last, and how many checks ran. */
 static atomic_int revoke_action = KC_REVOKE_NONE;
@@ -63,7 +65,8 @@ int __wrap_kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const
         /* -ENOENT as the local keystore says it: the same errno as a device not there, yet no device is missing. */
         if (e)
                 return kc_err_set(err, e, "keystore /test/ks holds keys but its root key /test/ks/root.key is missing");
-        *ret = (struct kc_attach_result) {};
+        *ret = (struct kc_attach_result) { .already = atomic_load(&attach_wiped),
+                                           .key_wiped = atomic_load(&attach_wiped) };
         snprintf(ret->name, sizeof(ret->name), "%s", p->name);
         return 0;
 }
@@ -305,6 +308,7 @@ static void setup_revoke(void) {
         atomic_store(&revoke_action, KC_REVOKE_NONE);
         atomic_store(&revoke_held, false);
         atomic_store(&attach_held, false);
+        atomic_store(&attach_wiped, false);
         dir = kc_test_tmpdir();
         ck_assert(asprintf(&dev, "%s/dev", dir) > 0 && asprintf(&state, "%s/state", dir) > 0);
         ck_assert_ptr_nonnull(f = fopen(dev, "w"));
@@ -323,6 +327,7 @@ static void setup_revoke(void) {
 static void teardown_revoke(void) {
         atomic_store(&revoke_held, false);
         atomic_store(&attach_held, false);
+        atomic_store(&attach_wiped, false);
         teardown();
 }
 
@@ -401,6 +406,50 @@ START_TEST(test_revoke_suspended_while_attaching) {
 }
 END_TEST
 
+/*
+ * `kmscrypt attach vol` of a volume the agent holds suspended: not "already
+ * attached" (exit 0, as if it served I/O), but refused as what it is,
+ * suspended with its key wiped and why, as kmscrypt status shows it; the
+ * volume stays the agent's suspension, resumed when its key comes back.
+ * One suspended by another tool is refused too, saying the agent leaves it.
+ */
+START_TEST(test_attach_of_a_suspended_volume) {
+        _cleanup_free_ struct kc_agent_volume *all = NULL;
+        struct kc_attach_result res = {};
+        struct kc_caller caller = {};
+        struct kc_err err = {};
+        unsigned prior;
+        int r;
+
+        atomic_store(&revoke_action, KC_REVOKE_SUSPENDED);
+        wait_checks(atomic_load(&revoke_checks));
+        ck_assert_int_eq(state_of("vol", &all)->state, KC_VOLUME_SUSPENDED);
+        atomic_store(&revoke_action, KC_REVOKE_STILL);
+
+        atomic_store(&attach_wiped, true);
+        r = kc_manager_attach_volume(m, "vol", &caller, false, -1, &res, &err);
+        ck_assert_int_eq(r, -EKEYREVOKED);
+        ck_assert_msg(strstr(err.msg, "attached but suspended, its key wiped by the revocation policy") &&
+                      strstr(err.msg, "test outcome") && strstr(err.msg, "enabled again"), "%s", err.msg);
+        r = kc_manager_attach_volume(m, "vol", &caller, true, -1, &res, &err);
+        ck_assert_int_eq(r, -EKEYREVOKED);
+        ck_assert_int_eq(state_of("vol", &all)->state, KC_VOLUME_SUSPENDED);
+        ck_assert_int_eq(state_of("vol", &all)->error, -EKEYREVOKED);
+        wait_checks(atomic_load(&revoke_checks));
+        prior = atomic_load(&revoke_prior_seen);
+        ck_assert_msg(prior & KC_REVOKE_PRIOR_SUSPENDED, "the next check was told prior %u", prior);
+
+        /* Resumed, then suspended by someone else (cryptsetup luksSuspend): not the agent's to resume. */
+        atomic_store(&revoke_action, KC_REVOKE_RESUMED);
+        wait_checks(atomic_load(&revoke_checks));
+        ck_assert_int_eq(state_of("vol", &all)->state, KC_VOLUME_ATTACHED);
+        atomic_store(&revoke_action, KC_REVOKE_NONE);
+        r = kc_manager_attach_volume(m, "vol", &caller, false, -1, &res, &err);
+        ck_assert_int_eq(r, -EKEYREVOKED);
+        ck_assert_msg(strstr(err.msg, "not by this agent"), "%s", err.msg);
+}
+END_TEST
+
 Suite *kc_test_suite(void) {
         Suite *s = suite_create("manager");
         TCase *tc = tcase_create("rounds");
@@ -418,6 +467,7 @@ Suite *kc_test_suite(void) {
         tcase_set_timeout(tc, 30);
         tcase_add_test(tc, test_revoke_suspension_ended);
         tcase_add_test(tc, test_revoke_suspended_while_attaching);
+        tcase_add_test(tc, test_attach_of_a_suspended_volume);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("hotplug");

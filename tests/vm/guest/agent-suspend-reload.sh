@@ -7,7 +7,9 @@
 # - a suspended volume detached through the agent (`kmscrypt detach`),
 #   attached again once its CMK is enabled: nothing of the old suspension
 #   is "resumed" into the new mapping (no "key set" dm-crypt refuses, no
-#   ResumeVolume records at every check), and its mark is gone.
+#   ResumeVolume records at every check), and its mark is gone;
+# - an attach of the suspended volume: refused (status 4) as suspended with
+#   its key wiped, not "already attached".
 # kcvm-programs: kmscrypt kmscryptd tests/bench/agent-mkvols tests/bench/agent-vmlib
 . /kc/lib.sh
 . /kc/bin/agent-vmlib
@@ -36,6 +38,12 @@ kmscrypt status >status 2>&1 || :
 grep -q '^p1: suspended since .*suspended, key wiped' status || die "the agent's state of p1: $(cat status)"
 ! grep -q 'kept running' status || die "a suspended p1 is said to be kept running: $(cat status)"
 expect_eq "KeepVolume records for a suspended volume" "$(grep -c '"KeepVolume"' "$log" || :)" 0
+# An attach of it says what status says (suspended, key wiped, why), status 4, not "already attached".
+rc=0; kmscrypt attach p1 >attach.out 2>&1 || rc=$?
+expect_eq "status of an attach of the suspended p1" "$rc" 4
+grep -q 'p1 is attached but suspended, its key wiped by the revocation policy' attach.out ||
+        die "the attach of the suspended p1 said: $(cat attach.out)"
+dmsetup info p1 | grep -q '^State: *SUSPENDED' || die "p1 is not suspended any more after an attach of it"
 kmscrypt -q key enable alias/rel || die "cannot enable the CMK"
 agent_wait_log 'p1: .*enabled again; resumed' 15
 agent_check_mappings p 1
