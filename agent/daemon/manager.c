@@ -42,6 +42,7 @@ struct mvol {
         uint64_t next_try_ms;       /* WAITING: monotonic time of the next try */
         bool suspended_by_us;       /* the revocation policy suspended it */
         bool keep_audited;          /* kept running under a revoked key, and that is on record */
+        unsigned gen;               /* attempts begun: tells a look at it from one attached since */
         struct kc_attach_result last;   /* ATTACHED: what its attach said */
 };
 
@@ -445,6 +446,7 @@ static void release_slot(struct kc_manager *m) {
 /* Lock held: the volume is marked busy, one more attempt counted. */
 static void begin_attempt(struct kc_manager *m, struct mvol *v) {
         v->busy = true;
+        v->gen++;
         v->st.attempts++;
         if (!v->window_start_ms)
                 v->window_start_ms = kc_now_ms();
@@ -529,6 +531,61 @@ static int spawn_attach(struct kc_manager *m, struct mvol *v) {
         return r;
 }
 
+/* ---- mappings removed without the agent ---- */
+
+struct held {
+        struct mvol *v;
+        unsigned gen;
+        char name[128];             /* configured */
+        char mapping[128];          /* what its attach made or found */
+};
+
+void kc_manager_notice_removed(struct kc_manager *m) {
+        _cleanup_free_ struct held *h = NULL;
+        size_t n = 0;
+
+        if (!kc_dm_available())
+                return;
+        pthread_mutex_lock(&m->lock);
+        h = calloc(m->n_vols ? m->n_vols : 1, sizeof(*h));
+        for (size_t i = 0; h && i < m->n_vols; i++) {
+                struct mvol *v = m->vols[i];
+                if (!v->present || v->busy || (v->st.state != KC_VOLUME_ATTACHED && v->st.state != KC_VOLUME_SUSPENDED))
+                        continue;
+                h[n] = (struct held) { .v = v, .gen = v->gen };
+                kc_strscpy(h[n].name, sizeof(h[n].name), v->st.name);
+                kc_strscpy(h[n++].mapping, sizeof(h->mapping), v->last.name[0] ? v->last.name : v->st.name);
+        }
+        pthread_mutex_unlock(&m->lock);
+
+        /* The dm queries take the process-wide dm lock: not under m->lock. */
+        for (size_t i = 0; i < n; i++) {
+                struct mvol *v = h[i].v;
+                struct kc_dm_info info;
+                bool gone = false;
+
+                if (kc_dm_info(h[i].mapping, &info) < 0 || info.exists)
+                        continue;
+                pthread_mutex_lock(&m->lock);
+                if (v->present && !v->busy && v->gen == h[i].gen &&
+                    (v->st.state == KC_VOLUME_ATTACHED || v->st.state == KC_VOLUME_SUSPENDED)) {
+                        log_warning("%s: mapping %s was removed without the agent (cryptsetup close, dmsetup "
+                                    "remove?): detached; kmscrypt attach %s attaches it again", h[i].name,
+                                    h[i].mapping, h[i].name);
+                        v->suspended_by_us = false;
+                        v->keep_audited = false;
+                        v->st.error = -ENXIO;
+                        snprintf(v->st.reason, sizeof(v->st.reason), "mapping %s was removed without the agent",
+                                 h[i].mapping);
+                        set_state(m, v, KC_VOLUME_DETACHED);
+                        gone = true;
+                }
+                pthread_mutex_unlock(&m->lock);
+                if (gone)
+                        kc_revoke_forget(m->state_dir, h[i].name);
+        }
+}
+
 /* ---- revocation policy: one pass over the attached volumes ---- */
 
 struct revoke_item {
@@ -601,6 +658,8 @@ static void *revoke_pass(void *arg) {
         size_t n = 0;
         int r;
 
+        /* Not checked, and not warned about at every pass: no longer attached. */
+        kc_manager_notice_removed(m);
         pthread_mutex_lock(&m->lock);
         set = m->set;
         if (set)

@@ -127,6 +127,17 @@ int kc_manager_hotplug(struct kc_manager *m, dev_t devno, const struct kc_caller
                        const struct kc_manager_reload *reload, int watch_fd, struct kc_attach_result *ret,
                        char ret_note[KC_ERR_MSG_MAX], struct kc_err *err);
 
+/*
+ * The volumes held attached or suspended whose mapping is gone, removed
+ * without the agent (cryptsetup close, dmsetup remove, a kmscrypt detach
+ * that did not go through it), become "detached" as after
+ * kc_manager_detach(): with the reason, one warning, their suspension
+ * forgotten, and never attached again on their own.  The revocation pass
+ * calls it first, and so does a status request; nothing without
+ * device-mapper.
+ */
+void kc_manager_notice_removed(struct kc_manager *m);
+
 /* Detach a mapping; a configured volume becomes "detached" and stays so until attached again. */
 int kc_manager_detach(struct kc_manager *m, const char *name, bool deferred, struct kc_err *err);
 

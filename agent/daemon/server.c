@@ -410,6 +410,8 @@ static int handle_status(struct conn *c, const struct kc_request *req, struct js
         size_t n;
         int r;
 
+        if (dm)
+                kc_manager_notice_removed(c->s->m);     /* shown as they are, not as the agent left them */
         r = kc_manager_snapshot(c->s->m, &av, &n);
         if (r < 0)
                 return r;

@@ -3,7 +3,8 @@
  * The volume manager's rounds (agent/daemon/manager.c) and what a request
  * that waits for a volume is told after one, with the attach itself faked:
  * kc_attach, kc_dm_available, kc_kms_open and kc_kms_close are wrapped at
- * link time (-Wl,--wrap, see agent/daemon/Makemodule.am), so neither a
+ * link time (-Wl,--wrap, see agent/daemon/Makemodule.am), and so is
+ * kc_dm_info (every mapping is there, unless a test removed it), so neither a
  * KMS nor device-mapper is needed.  The device check before them is the
  * manager's own and real: a volume's device is a file that is there or not.
  * So is kc_revoke_check: its outcome is the test's, and the manager's
@@ -19,9 +20,11 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "agent/daemon/manager.h"
 #include "agent/daemon/revoke.h"
+#include "dmsetup-helpers/dmcrypt.h"
 #include "lib/clock.h"
 #include "tests/unit/check-main.h"
 
@@ -88,6 +91,16 @@ int __wrap_kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, 
 
 bool __wrap_kc_dm_available(void) {
         return true;
+}
+
+/* While set, the volumes' mappings are gone, removed without the agent. */
+static atomic_bool mappings_gone;
+
+int __wrap_kc_dm_info(const char *name, struct kc_dm_info *ret);
+int __wrap_kc_dm_info(const char *name, struct kc_dm_info *ret) {
+        (void) name;
+        *ret = (struct kc_dm_info) { .exists = !atomic_load(&mappings_gone) };
+        return 0;
 }
 
 int __wrap_kc_kms_open(const struct kc_kms_config *cfg, struct kc_kms **ret, struct kc_err *err) {
@@ -309,6 +322,7 @@ static void setup_revoke(void) {
         atomic_store(&revoke_held, false);
         atomic_store(&attach_held, false);
         atomic_store(&attach_wiped, false);
+        atomic_store(&mappings_gone, false);
         dir = kc_test_tmpdir();
         ck_assert(asprintf(&dev, "%s/dev", dir) > 0 && asprintf(&state, "%s/state", dir) > 0);
         ck_assert_ptr_nonnull(f = fopen(dev, "w"));
@@ -328,6 +342,7 @@ static void teardown_revoke(void) {
         atomic_store(&revoke_held, false);
         atomic_store(&attach_held, false);
         atomic_store(&attach_wiped, false);
+        atomic_store(&mappings_gone, false);
         teardown();
 }
 
@@ -450,6 +465,55 @@ START_TEST(test_attach_of_a_suspended_volume) {
 }
 END_TEST
 
+/*
+ * The mapping removed behind the agent's back (cryptsetup close, dmsetup
+ * remove): the next pass finds it gone and the volume "detached", with the
+ * reason; it is not checked again (which warned "no mapping" at every pass),
+ * nor attached again on its own.
+ */
+START_TEST(test_mapping_removed_without_the_agent) {
+        _cleanup_free_ struct kc_agent_volume *all = NULL;
+        const struct kc_agent_volume *v;
+        unsigned checks, before;
+
+        wait_checks(atomic_load(&revoke_checks));
+        before = atomic_load(&attaches);
+        atomic_store(&mappings_gone, true);
+        for (unsigned i = 0; i < 1000 && state_of("vol", &all)->state != KC_VOLUME_DETACHED; i++)
+                pause_ms(5);
+        v = state_of("vol", &all);
+        ck_assert_int_eq(v->state, KC_VOLUME_DETACHED);
+        ck_assert_int_eq(v->error, -ENXIO);
+        ck_assert_msg(strstr(v->reason, "mapping vol was removed without the agent"), "%s", v->reason);
+        checks = atomic_load(&revoke_checks);
+        pause_ms(2500);         /* two passes more */
+        ck_assert_uint_eq(atomic_load(&revoke_checks), checks);
+        ck_assert_uint_eq(atomic_load(&attaches), before);
+        ck_assert_int_eq(state_of("vol", &all)->state, KC_VOLUME_DETACHED);
+}
+END_TEST
+
+/* A status request finds it so too, also for a volume the agent suspended: its mark goes. */
+START_TEST(test_suspended_mapping_removed_seen_by_status) {
+        _cleanup_free_ struct kc_agent_volume *all = NULL;
+        _cleanup_free_ char *mark = NULL;
+
+        atomic_store(&revoke_action, KC_REVOKE_SUSPENDED);
+        wait_checks(atomic_load(&revoke_checks));
+        ck_assert_int_eq(state_of("vol", &all)->state, KC_VOLUME_SUSPENDED);
+        ck_assert(asprintf(&mark, "%s/state", dir) > 0);
+        ck_assert_int_eq(kc_revoke_remember(mark, "vol", "CRYPT-LUKS2-test-vol"), 0);
+        free(mark);
+        ck_assert(asprintf(&mark, "%s/state/suspended/vol", dir) > 0);
+        ck_assert_int_eq(access(mark, F_OK), 0);
+
+        atomic_store(&mappings_gone, true);
+        kc_manager_notice_removed(m);
+        ck_assert_int_eq(state_of("vol", &all)->state, KC_VOLUME_DETACHED);
+        ck_assert_int_ne(access(mark, F_OK), 0);
+}
+END_TEST
+
 Suite *kc_test_suite(void) {
         Suite *s = suite_create("manager");
         TCase *tc = tcase_create("rounds");
@@ -468,6 +532,8 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_revoke_suspension_ended);
         tcase_add_test(tc, test_revoke_suspended_while_attaching);
         tcase_add_test(tc, test_attach_of_a_suspended_volume);
+        tcase_add_test(tc, test_mapping_removed_without_the_agent);
+        tcase_add_test(tc, test_suspended_mapping_removed_seen_by_status);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("hotplug");

@@ -9,7 +9,10 @@
 #   is "resumed" into the new mapping (no "key set" dm-crypt refuses, no
 #   ResumeVolume records at every check), and its mark is gone;
 # - an attach of the suspended volume: refused (status 4) as suspended with
-#   its key wiped, not "already attached".
+#   its key wiped, not "already attached";
+# - its mapping removed without the agent (dmsetup remove): "detached" with
+#   the reason, one warning, no check of it at every pass, not attached
+#   again until asked.
 # kcvm-programs: kmscrypt kmscryptd tests/bench/agent-mkvols tests/bench/agent-vmlib
 . /kc/lib.sh
 . /kc/bin/agent-vmlib
@@ -69,4 +72,19 @@ kmscrypt status >status 2>&1 || :
 # An attached volume with nothing to report is the mapping's lines alone (print_agent_statuses()).
 grep -q '^/dev/mapper/p1 is active' status && ! grep -q '^p1: ' status ||
         die "the agent's state of p1 after the new attach: $(cat status)"
+agent_check_mappings p 1
+
+# ---- removed behind the agent's back: detached, said once, not attached again ----
+dmsetup remove p1 || die "cannot remove p1 with dmsetup"
+agent_wait_log 'p1: mapping p1 was removed without the agent' 15
+sleep 3         # a few passes more
+expect_eq "warnings about the removed p1" \
+        "$(grep -c 'p1: mapping p1 was removed without the agent' "$AGENT_LOG" || :)" 1
+# One, when the removal fell between a pass's look at the mappings and its check of p1.
+[ "$(grep -c 'p1: revocation check: no mapping' "$AGENT_LOG" || :)" -le 1 ] ||
+        die "the agent checks the removed p1 at every pass"
+! dmsetup info p1 >/dev/null 2>&1 || die "the agent attached p1 again on its own"
+kmscrypt status >status 2>&1 || :
+grep -q '^p1: detached since .*removed without the agent' status || die "the agent's state of p1: $(cat status)"
+kmscrypt -q attach p1 || die "cannot attach p1 after its removal"
 agent_check_mappings p 1
