@@ -495,7 +495,9 @@ int kc_reply_parse(struct json_object *reply, struct json_object **ret_result, s
                 return 0;
         }
         if (!json_object_object_get_ex(reply, "errno", &e) || !json_object_is_type(e, json_type_int) ||
-            !json_object_object_get_ex(reply, "error", &msg) || !json_object_is_type(msg, json_type_string))
+            !json_object_object_get_ex(reply, "error", &msg) || !json_object_is_type(msg, json_type_string) ||
+            json_object_get_string_len(msg) == 0)
+                /* An error the agent cannot name is not one it sends: the caller would print an empty line. */
                 return kc_err_set(err, -EPROTO, "malformed error reply from the agent");
         no = json_object_get_int64(e);
         if (no <= 0 || no > 4095)

@@ -301,6 +301,7 @@ START_TEST(test_reply_envelope) {
         struct json_object *bad = kc_reply_error(-ENODEV, "no device with UUID=1");
         struct json_object *junk = json_tokener_parse("{\"v\":1,\"ok\":false,\"errno\":0,\"error\":\"?\"}");
         struct json_object *v2 = json_tokener_parse("{\"v\":2,\"ok\":true}");
+        struct json_object *unnamed = json_tokener_parse("{\"v\":1,\"ok\":false,\"errno\":5,\"error\":\"\"}");
         struct kc_err err = {};
 
         ck_assert_int_eq(kc_reply_parse(ok, &res, &err), 0);
@@ -311,10 +312,15 @@ START_TEST(test_reply_envelope) {
         ck_assert_int_eq(kc_reply_parse(junk, &res, &err), -EPROTO);
         err = (struct kc_err) {};
         ck_assert_int_eq(kc_reply_parse(v2, &res, &err), -EPROTO);
+        /* An error reply must name its error, or the caller prints an empty line. */
+        err = (struct kc_err) {};
+        ck_assert_int_eq(kc_reply_parse(unnamed, &res, &err), -EPROTO);
+        ck_assert_str_eq(err.msg, "malformed error reply from the agent");
         json_object_put(ok);
         json_object_put(bad);
         json_object_put(junk);
         json_object_put(v2);
+        json_object_put(unnamed);
 }
 END_TEST
 
