@@ -60,18 +60,10 @@ static char *strip(char *s) {
         return s;
 }
 
-/*
- * key in [section] of path as kc_aws_ini_lookup() gives it; key NULL: 0
- * when the section is there at all (ret untouched).
- */
-static int ini_find(const char *path, const char *section, const char *key, char **ret) {
-        _cleanup_secret_ char *text = NULL;
+int kc_aws_ini_parse(char *text, const char *section, const char *key, char **ret) {
         bool in_section = false;
         char *save = NULL;
-        int r = read_secret_file(path, &text);
 
-        if (r < 0)
-                return r == -ENOENT ? -ENOENT : r;
         for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
                 char *l = strip(line), *eq;
 
@@ -103,6 +95,16 @@ static int ini_find(const char *path, const char *section, const char *key, char
                 return *ret ? 0 : -ENOMEM;
         }
         return -ENOENT;
+}
+
+/* kc_aws_ini_parse() of the file at path, read into secret memory (it holds secret keys). */
+static int ini_find(const char *path, const char *section, const char *key, char **ret) {
+        _cleanup_secret_ char *text = NULL;
+        int r = read_secret_file(path, &text);
+
+        if (r < 0)
+                return r;
+        return kc_aws_ini_parse(text, section, key, ret);
 }
 
 int kc_aws_ini_lookup(const char *path, const char *section, const char *key, char **ret) {

@@ -58,3 +58,11 @@ int kc_aws_default_region(char **ret);
  * -ENOENT when the file, section or key is missing.
  */
 int kc_aws_ini_lookup(const char *path, const char *section, const char *key, char **ret);
+
+/*
+ * The same in text, an INI-style AWS file in memory, which it cuts up: the
+ * value of key in [section], a copy in secret memory with the blanks around
+ * it gone; key NULL: 0 when the section is there at all (ret untouched).
+ * -ENOENT when the section or key is missing.
+ */
+int kc_aws_ini_parse(char *text, const char *section, const char *key, char **ret);
