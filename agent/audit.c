@@ -38,6 +38,9 @@
 #define HEAD_MAX 256
 #define ZERO_HASH "0000000000000000000000000000000000000000000000000000000000000000"
 
+/* Records are written as valid UTF-8, so a record that is not was changed. */
+static const struct kc_json_parse utf8 = { .flags = JSON_TOKENER_VALIDATE_UTF8 };
+
 /* A position in the chain: the seq of a line and the hex SHA-256 of its bytes. */
 struct link {
         uint64_t seq;
@@ -233,7 +236,7 @@ static int parse_record(const char *line, size_t n, struct json_object **ret_obj
         const char *s;
         int r;
 
-        r = kc_json_parse_object(line, n, JSON_TOKENER_VALIDATE_UTF8, &o, err);
+        r = kc_json_parse_object(line, n, &utf8, &o, err);
         if (r < 0)
                 return r;
         if (json_get_u64(o, "seq", &v.seq) < 0 || v.seq == 0)
@@ -458,7 +461,7 @@ static int head_read(const char *path, struct link *ret, struct kc_err *err) {
         if (n == 0 || (size_t) n == sizeof(buf) || buf[n - 1] != '\n')
                 return kc_err_set(err, -EBADMSG, "audit chain head %s is not one line of at most %d bytes",
                                   path, HEAD_MAX - 1);
-        if (kc_json_parse_object(buf, n - 1, JSON_TOKENER_VALIDATE_UTF8, &o, NULL) < 0 || json_object_object_length(o) != 2 ||
+        if (kc_json_parse_object(buf, n - 1, &utf8, &o, NULL) < 0 || json_object_object_length(o) != 2 ||
             json_get_u64(o, "seq", &h.seq) < 0 || !(s = json_get_string(o, "sha256")) || !is_hash_hex(s) ||
             (h.seq == 0 && !streq(s, ZERO_HASH)))
                 return kc_err_set(err, -EBADMSG, "audit chain head %s is malformed", path);

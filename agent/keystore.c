@@ -446,7 +446,7 @@ static int key_parse(const struct kc_keystore *ks, const char *id, const char *t
          * not the file kmscrypt wrote, and reading only its first object
          * would hide that.
          */
-        r = kc_json_parse_object(text, len, 0, &o, &why);
+        r = kc_json_parse_object(text, len, NULL, &o, &why);
         if (r == -EBADMSG)
                 return corrupt(err, path, "%s", why.msg);
         if (r < 0)

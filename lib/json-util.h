@@ -4,6 +4,7 @@
 /* Small json-c helpers: scoped release and building objects without leaks. */
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <json-c/json.h>
@@ -30,11 +31,35 @@ static inline int kc_json_add(struct json_object *o, const char *name, struct js
 
 struct kc_err;
 
+/* "an array", "a string", "null", ...: a JSON type in a message. */
+const char *kc_json_type_label(enum json_type t);
+
 /*
- * text[0..n) as one JSON object: strict JSON (JSON_TOKENER_STRICT, plus
- * the tokener flags in flags, such as JSON_TOKENER_VALIDATE_UTF8), no NUL
- * byte, and nothing after the object but whitespace (a JSON text may end
- * in some).  -EBADMSG with a reason in err ("not valid JSON (data after
- * the object)"), for the caller to put after what it was reading; -ENOMEM.
+ * Wipe every string in o (members, array items, at any depth), then drop
+ * the reference: for a parsed text whose secrets were not taken out.
  */
-int kc_json_parse_object(const char *text, size_t n, int flags, struct json_object **ret, struct kc_err *err);
+void kc_json_put_wiped(struct json_object *o);
+DEFINE_CLEANUP_FUNC(struct json_object *, kc_json_put_wiped)
+#define _cleanup_json_wiped_ _cleanup_(kc_json_put_wipedp)
+
+/* How kc_json_parse_object() reads a text; NULL (or all zero) is strict JSON under json-c's nesting limit. */
+struct kc_json_parse {
+        int flags;      /* tokener flags besides JSON_TOKENER_STRICT, such as JSON_TOKENER_VALIDATE_UTF8 */
+        int depth;      /* nesting limit; 0 is json-c's (32) */
+        bool secret;    /* the text carries secrets: json-c's working copy of each string is wiped */
+};
+
+/*
+ * text[0..n) as one JSON object: json-c's strict JSON, no NUL byte, and
+ * nothing after the object but whitespace (a JSON text may end in some).
+ * The text need not be NUL-terminated.  json-c's strict mode still takes
+ * NaN, Infinity, "1." and single-quoted member names, which RFC 8259 does
+ * not, and json-c writes them back as they came (libcryptsetup's dump of a
+ * header does): a caller that must refuse them checks for them itself.  -EBADMSG with a reason in err, for the
+ * caller to put after "<what> is " or "<what>: ": "not valid JSON (empty)",
+ * "not valid JSON (<json-c's words>, at byte N)", "not valid JSON (a NUL
+ * byte, at byte N)", "not valid JSON (data after the object, at byte N)",
+ * "an array, not a JSON object", "too long for a JSON text"; -ENOMEM.
+ */
+int kc_json_parse_object(const char *text, size_t n, const struct kc_json_parse *how, struct json_object **ret,
+                         struct kc_err *err);

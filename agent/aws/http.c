@@ -8,11 +8,11 @@
 
 #include <curl/curl.h>
 #include <json-c/json.h>
-#include <json-c/printbuf.h>
 #include <malloc.h>
 #include <openssl/ssl.h>
 
 #include "agent/aws/http.h"
+#include "lib/json-util.h"
 #include "lib/log.h"
 #include "lib/secret.h"
 
@@ -432,73 +432,17 @@ bool kc_http_url_is_https(const char *url) {
 
 /* ---- JSON that carries secrets ------------------------------------------------------------ */
 
-void kc_http_json_put_wiped(struct json_object *o) {
-        struct json_object_iterator it, end;
-
-        switch (json_object_get_type(o)) {
-        case json_type_string:
-                kc_wipe((char *) json_object_get_string(o), (size_t) json_object_get_string_len(o));
-                break;
-        case json_type_array:
-                for (size_t i = 0; i < json_object_array_length(o); i++)
-                        kc_http_json_put_wiped(json_object_get(json_object_array_get_idx(o, i)));
-                break;
-        case json_type_object:
-                end = json_object_iter_end(o);
-                for (it = json_object_iter_begin(o); !json_object_iter_equal(&it, &end); json_object_iter_next(&it))
-                        kc_http_json_put_wiped(json_object_get(json_object_iter_peek_value(&it)));
-                break;
-        default:
-                break;
-        }
-        json_object_put(o);
-}
-
 int kc_http_json_parse(const char *body, size_t len, struct json_object **ret, struct kc_err *err) {
-        struct json_tokener *tok;
-        struct json_object *obj;
-        enum json_tokener_error e;
-        size_t end;
+        static const struct kc_json_parse secret = { .secret = true };
+        struct kc_err why = {};
+        int r;
 
-        if (!body || len == 0 || len > INT32_MAX)
+        if (!body || len == 0)
                 return kc_err_set(err, -EBADMSG, "empty response body");
-        tok = json_tokener_new();
-        if (!tok)
-                return -ENOMEM;
-        /*
-         * The tokener collects each string value (a base64 Plaintext, a
-         * SecretAccessKey) in its printbuf, grown with realloc(), which frees
-         * the old block unwiped.  No string is longer than the body: size
-         * the printbuf for it once, so it never moves.
-         */
-        if (printbuf_memset(tok->pb, 0, 0, (int) len + 1) < 0) {
-                json_tokener_free(tok);
-                return -ENOMEM;
-        }
-        printbuf_reset(tok->pb);
-        obj = json_tokener_parse_ex(tok, body, (int) len);
-        e = json_tokener_get_error(tok);
-        /* One object and nothing after it but whitespace: a second value is not silently dropped. */
-        end = json_tokener_get_parse_end(tok);
-        while (e == json_tokener_success && end < len && strchr(" \t\r\n", body[end]) && body[end])
-                end++;
-        /*
-         * The tokener accumulates string values in its printbuf and frees
-         * it without wiping; the struct is public, so wipe it here.
-         */
-        if (tok->pb && tok->pb->buf)
-                kc_wipe(tok->pb->buf, (size_t) tok->pb->size);
-        json_tokener_free(tok);
-        if (!obj || e != json_tokener_success || !json_object_is_type(obj, json_type_object)) {
-                kc_http_json_put_wiped(obj);
-                return kc_err_set(err, -EBADMSG, "response is not a JSON object (%s)", json_tokener_error_desc(e));
-        }
-        if (end != len) {
-                kc_http_json_put_wiped(obj);
-                return kc_err_set(err, -EBADMSG, "response is not a JSON object (bytes after it at offset %zu)", end);
-        }
-        *ret = obj;
-        return 0;
+        r = kc_json_parse_object(body, len, &secret, ret, &why);
+        if (r == -EBADMSG)
+                return kc_err_set(err, r, "response is %s", why.msg);
+        return r;
 }
 
 int kc_http_json_take_secret(struct json_object *obj, const char *name, char **ret) {

@@ -63,14 +63,10 @@ bool kc_http_url_is_https(const char *url);
 /*
  * JSON bodies that carry secrets (a Plaintext key, credentials).  Parse
  * with the tokener's own buffer wiped afterwards, and take string members
- * out into kc_secret memory, wiping json-c's copy.
+ * out into kc_secret memory, wiping json-c's copy; a body refused before its
+ * secrets were taken is released with kc_json_put_wiped() (lib/json-util.h).
  */
 struct json_object;
 int kc_http_json_parse(const char *body, size_t len, struct json_object **ret, struct kc_err *err);
-/*
- * Wipe every string in o (members, array items, at any depth), then drop
- * the reference: for a parsed body refused before its secrets were taken.
- */
-void kc_http_json_put_wiped(struct json_object *o);
 /* Member name of obj as a kc_secret string; -ENOENT when absent or not a string, -EBADMSG when it holds a NUL. */
 int kc_http_json_take_secret(struct json_object *obj, const char *name, char **ret);

@@ -7,14 +7,15 @@
 
 #include "agent/aws/http.h"
 #include "agent/aws/response.h"
+#include "lib/json-util.h"
 #include "lib/secret.h"
 
 /*
- * Every parsed body is dropped through this: a refusal may come before the
- * Plaintext or a credential was taken out of it (a bad CiphertextBlob, a bad
- * KeyId), and json-c frees its strings without wiping them.
+ * Every parsed body is dropped through _cleanup_json_wiped_: a refusal may
+ * come before the Plaintext or a credential was taken out of it (a bad
+ * CiphertextBlob, a bad KeyId), and json-c frees its strings without wiping
+ * them.
  */
-DEFINE_CLEANUP_FUNC(struct json_object *, kc_http_json_put_wiped)
 
 /* ---- JSON members ------------------------------------------------------------------------- */
 
@@ -165,7 +166,7 @@ static int take_plaintext(const char *what, struct json_object *o, size_t max, v
 
 int kc_aws_response_data_key(const char *operation, const char *body, size_t len, size_t nbytes,
                              struct kc_data_key *ret, struct kc_err *err) {
-        _cleanup_(kc_http_json_put_wipedp) struct json_object *o = NULL;
+        _cleanup_json_wiped_ struct json_object *o = NULL;
         _cleanup_secret_ void *plaintext = NULL;
         _cleanup_free_ void *blob = NULL;
         char what[64], key_id[KC_AWS_KEY_ID_MAX + 1], source_key_id[KC_AWS_KEY_ID_MAX + 1] = "";
@@ -212,7 +213,7 @@ int kc_aws_response_data_key(const char *operation, const char *body, size_t len
 
 int kc_aws_response_decrypt(const char *body, size_t len, void **ret_plaintext, char ret_key_id[65],
                             struct kc_err *err) {
-        _cleanup_(kc_http_json_put_wipedp) struct json_object *o = NULL;
+        _cleanup_json_wiped_ struct json_object *o = NULL;
         _cleanup_secret_ void *plaintext = NULL;
         char key_id[KC_AWS_KEY_ID_MAX + 1];
         size_t plen;
@@ -283,7 +284,7 @@ static void copy_description(char *dst, size_t size, const char *src) {
 
 int kc_aws_response_describe_key(const char *body, size_t len, struct kc_key_info *ret, struct kc_err *err) {
         static const char what[] = "AWS KMS DescribeKey";
-        _cleanup_(kc_http_json_put_wipedp) struct json_object *o = NULL;
+        _cleanup_json_wiped_ struct json_object *o = NULL;
         struct kc_key_info info = { .provider = "aws", .current_version = KC_AWS_KEY_VERSION };
         struct json_object *meta;
         const char *arn = NULL, *desc = "", *state = "";
@@ -317,7 +318,7 @@ int kc_aws_response_describe_key(const char *body, size_t len, struct kc_key_inf
 }
 
 int kc_aws_response_deletion_date(const char *body, size_t len, time_t *ret, struct kc_err *err) {
-        _cleanup_(kc_http_json_put_wipedp) struct json_object *o = NULL;
+        _cleanup_json_wiped_ struct json_object *o = NULL;
         time_t t;
         int r = parse_object("AWS KMS ScheduleKeyDeletion", body, len, &o, err);
 
@@ -369,7 +370,7 @@ static int take_expiration(const char *what, struct json_object *o, time_t *ret,
 
 int kc_aws_response_credentials(const char *what, long status, const char *body, size_t len,
                                 struct kc_aws_credentials *ret, struct kc_err *err) {
-        _cleanup_(kc_http_json_put_wipedp) struct json_object *o = NULL;
+        _cleanup_json_wiped_ struct json_object *o = NULL;
         _cleanup_(kc_aws_credentials_clear) struct kc_aws_credentials c = {};
         struct json_object *v;
         char w[64];

@@ -127,9 +127,9 @@ static const struct bad {
         const char *want;
 } bad_data_keys[] = {
         { "", 32, "empty response body" },
-        { "{\"CiphertextBlob\": ", 32, "not a JSON object" },
-        { "[\"CiphertextBlob\"]", 32, "not a JSON object" },
-        { "{\"a\": 1} trailing", 32, "not a JSON object" },
+        { "{\"CiphertextBlob\": ", 32, "response is not valid JSON (unexpected end of data, at byte 19)" },
+        { "[\"CiphertextBlob\"]", 32, "response is an array, not a JSON object" },
+        { "{\"a\": 1} trailing", 32, "response is not valid JSON (data after the object, at byte 9)" },
         { "{\"Plaintext\": \"" PT32 "\"}", 32, "no CiphertextBlob string" },
         { "{\"CiphertextBlob\": 7, \"Plaintext\": \"" PT32 "\"}", 32, "no CiphertextBlob string" },
         { "{\"CiphertextBlob\": null, \"Plaintext\": \"" PT32 "\"}", 32, "no CiphertextBlob string" },
@@ -232,7 +232,7 @@ START_TEST(test_decrypt_refused) {
                 { "{\"Plaintext\": \"\"}", "Plaintext is not base64 of 1..4096 bytes" },
                 { "{\"Plaintext\": \"" PT16 "\", \"KeyId\": \"has space\"}", "characters other than" },
                 { "{\"Plaintext\": \"" PT16 "\", \"KeyId\": {\"Arn\": \"x\"}}", "KeyId is not a string" },
-                { "null", "not a JSON object" },
+                { "null", "response is null, not a JSON object" },
         };
         _cleanup_free_ char *big = repeat(KC_AWS_MAX_PLAINTEXT + 1, true), *body = NULL;
         void *p = (void *) 1;
@@ -590,7 +590,7 @@ static const struct cred_case {
         { 404, CREDS(""), -EACCES, "container credentials: HTTP 404" },
         { 500, "", -EACCES, "HTTP 500" },
         { 200, "", -EBADMSG, "empty response body" },
-        { 200, "{\"AccessKeyId\": ", -EBADMSG, "not a JSON object" },
+        { 200, "{\"AccessKeyId\": ", -EBADMSG, "not valid JSON (unexpected end of data" },
         { 200, CREDS(", \"Code\": \"AssumeRoleUnauthorizedAccess\""), -EACCES, "Code is not Success" },
         { 200, "{\"Code\": 0, \"AccessKeyId\": \"A\", \"SecretAccessKey\": \"s\"}", -EACCES, "Code is not Success" },
         { 200, "{\"AccessKeyId\": \"AKIAEXAMPLE\"}", -EBADMSG, "AccessKeyId or SecretAccessKey missing" },
