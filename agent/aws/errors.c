@@ -6,6 +6,7 @@
 #include <json-c/json.h>
 
 #include "agent/aws/errors.h"
+#include "lib/json-util.h"
 
 static const struct aws_error {
         const char *type;
@@ -49,23 +50,15 @@ static void printable(char *dst, size_t n, const char *src) {
 }
 
 /*
- * The body as JSON, NULL when it is not: its length bounds it (it need not
- * be NUL-terminated).  What follows a complete value is ignored, as it was
- * by json_tokener_parse(): the body only explains an error already known.
+ * The body as a JSON object, NULL when it is not: its length bounds it (it
+ * need not be NUL-terminated).  It is parsed as strictly as any other JSON
+ * kmscrypt reads; a body that is not one JSON object only loses the
+ * explanation of an error the status already gives.
  */
 static struct json_object *parse_body(const char *body, size_t len) {
-        struct json_tokener *tok = len <= INT32_MAX ? json_tokener_new() : NULL;
-        struct json_object *obj;
+        struct json_object *obj = NULL;
 
-        if (!tok)
-                return NULL;
-        obj = json_tokener_parse_ex(tok, body, (int) len);
-        if (json_tokener_get_error(tok) != json_tokener_success) {
-                json_object_put(obj);
-                obj = NULL;
-        }
-        json_tokener_free(tok);
-        return obj;
+        return kc_json_parse_object(body, len, NULL, &obj, NULL) == 0 ? obj : NULL;
 }
 
 /*
