@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include "agent/context.h"
+#include "lib/json-util.h"
 #include "lib/log.h"
 
 /*
@@ -404,26 +405,13 @@ int kc_context_parse_kv(const char *text, struct kc_context **ret, struct kc_err
 
 /* ---- JSON --------------------------------------------------------------- */
 
-static const char *json_type_label(enum json_type t) {
-        static const char *const labels[] = {
-                [json_type_null] = "null",
-                [json_type_boolean] = "a boolean",
-                [json_type_double] = "a number",
-                [json_type_int] = "a number",
-                [json_type_object] = "an object",
-                [json_type_array] = "an array",
-                [json_type_string] = "a string",
-        };
-        return (size_t) t < ARRAY_SIZE(labels) && labels[t] ? labels[t] : "not a string";
-}
-
 int kc_context_from_json(struct json_object *obj, struct kc_context **ret, struct kc_err *err) {
         _cleanup_(kc_context_freep) struct kc_context *c = NULL;
         int r;
 
         if (!json_object_is_type(obj, json_type_object))
                 return kc_err_set(err, -EINVAL, "context is %s, not a JSON object",
-                                  json_type_label(json_object_get_type(obj)));
+                                  kc_json_type_label(json_object_get_type(obj)));
         r = kc_context_new(&c);
         if (r < 0)
                 return r;
@@ -436,7 +424,7 @@ int kc_context_from_json(struct json_object *obj, struct kc_context **ret, struc
                                 return r;
                         return kc_err_set(err, -EINVAL, "key \"%.*s\": value is %s, not a string",
                                           key_quote_len(key, strlen(key)), key,
-                                          json_type_label(json_object_get_type(val)));
+                                          kc_json_type_label(json_object_get_type(val)));
                 }
                 r = pair_put(c, key, strlen(key), json_object_get_string(val),
                              (size_t) json_object_get_string_len(val), PUT_PARSE, err);
@@ -565,8 +553,8 @@ static const char *json_text_type_label(char ch) {
         };
         for (size_t i = 0; i < ARRAY_SIZE(starts); i++)
                 if (starts[i].first == ch)
-                        return json_type_label(starts[i].type);
-        return json_type_label(json_type_double);
+                        return kc_json_type_label(starts[i].type);
+        return kc_json_type_label(json_type_double);
 }
 
 static int json_member(struct kc_context *c, const char **p, char *key, char *value, struct kc_err *err) {
@@ -628,37 +616,22 @@ static int json_members(const char *text, struct kc_context *c, struct kc_err *e
 
 int kc_context_parse_json(const char *text, struct kc_context **ret, struct kc_err *err) {
         _cleanup_(kc_context_freep) struct kc_context *c = NULL;
-        struct json_tokener *tok = NULL;
-        struct json_object *obj = NULL;
-        enum json_tokener_error e;
-        size_t len;
+        _cleanup_json_ struct json_object *obj = NULL;
+        struct kc_err why = {};
         int r;
 
         r = check_text(text, err);
         if (r < 0)
                 return r;
-        len = strlen(text);
-        tok = json_tokener_new();
-        if (!tok)
-                return -ENOMEM;
         /* json-c checks the syntax as a whole (and gives the better message); our walk then checks the members. */
-        json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-        obj = json_tokener_parse_ex(tok, text, (int) len);
-        e = json_tokener_get_error(tok);
-        if (!obj || e != json_tokener_success || json_tokener_get_parse_end(tok) != len)
-                r = kc_err_set(err, -EINVAL, "context is not valid JSON: %s at offset %zu",
-                               e == json_tokener_continue ? "unexpected end" : json_tokener_error_desc(e),
-                               json_tokener_get_parse_end(tok));
-        else if (!json_object_is_type(obj, json_type_object))
-                r = kc_err_set(err, -EINVAL, "context is %s, not a JSON object",
-                               json_type_label(json_object_get_type(obj)));
-        else
-                r = kc_context_new(&c);
-        json_object_put(obj);
-        json_tokener_free(tok);
+        r = kc_json_parse_object(text, strlen(text), NULL, &obj, &why);
+        if (r == -EBADMSG)
+                return kc_err_set(err, -EINVAL, "context is %s", why.msg);
         if (r < 0)
                 return r;
-
+        r = kc_context_new(&c);
+        if (r < 0)
+                return r;
         r = json_members(text, c, err);
         if (r < 0)
                 return r;

@@ -2,21 +2,23 @@
 
 /*
  * Encryption context, JSON syntax: as text (kc_context_parse_json, with its
- * own duplicate-member check) and, when json-c accepts the text, as an
- * already parsed object (kc_context_from_json, the path tokens take).
+ * own duplicate-member check) and, when the shared strict parse accepts the
+ * text, as an already parsed object (kc_context_from_json, the path tokens
+ * take).
  */
 
 #include "agent/context.h"
+#include "lib/json-util.h"
 #include "tests/fuzz/context-check.h"
 #include "tests/fuzz/fuzz.h"
 
 static void from_object(const char *text, const struct kc_context *from_text) {
         _cleanup_(kc_context_freep) struct kc_context *c = NULL;
-        struct json_object *o = json_tokener_parse(text);
+        struct json_object *o = NULL;
         struct kc_err err = {};
         int r;
 
-        if (!o)
+        if (kc_json_parse_object(text, strlen(text), NULL, &o, NULL) < 0)
                 return;
         r = kc_context_from_json(o, &c, &err);
         json_object_put(o);
