@@ -18,8 +18,6 @@
 #include "lib/log.h"
 #include "lib/macro.h"
 
-DEFINE_CLEANUP_FUNC(struct json_tokener *, json_tokener_free)
-
 /* ---- strict base64 (RFC 4648, standard alphabet, padded, no whitespace) ---- */
 
 static const char b64_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -347,9 +345,10 @@ static int parse_object(struct json_object *o, struct kc_token *t, struct kc_err
 }
 
 int kc_token_parse(const char *json, struct kc_token *ret, struct kc_err *err) {
-        _cleanup_(json_tokener_freep) struct json_tokener *tok = NULL;
+        static const struct kc_json_parse utf8 = { .flags = JSON_TOKENER_VALIDATE_UTF8 };
         _cleanup_json_ struct json_object *o = NULL;
         struct kc_token t = {};
+        struct kc_err why = {};
         size_t len;
         int r;
 
@@ -359,15 +358,11 @@ int kc_token_parse(const char *json, struct kc_token *ret, struct kc_err *err) {
         if (len > KC_TOKEN_JSON_MAX)
                 return kc_err_set(err, -E2BIG, "token JSON is larger than %d bytes", KC_TOKEN_JSON_MAX);
 
-        tok = json_tokener_new();
-        if (!tok)
-                return -ENOMEM;
-        json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-        o = json_tokener_parse_ex(tok, json, (int) len);
-        if (!o || json_tokener_get_error(tok) != json_tokener_success || json_tokener_get_parse_end(tok) != len)
-                return kc_err_set(err, -EINVAL, "token is not valid JSON");
-        if (!json_object_is_type(o, json_type_object))
-                return kc_err_set(err, -EINVAL, "token is not a JSON object");
+        r = kc_json_parse_object(json, len, &utf8, &o, &why);
+        if (r == -EBADMSG)
+                return kc_err_set(err, -EINVAL, "token is %s", why.msg);
+        if (r < 0)
+                return r;
 
         r = parse_object(o, &t, err);
         if (r < 0) {
