@@ -138,14 +138,9 @@ int kc_client_call(struct kc_client *c, struct json_object *request, struct json
         if (k < 0)
                 return r < 0 ? kc_err_set(err, r, "cannot send to the agent: %s", strerror(-r))
                              : kc_err_set(err, k, "no reply from the agent: %s", strerror(-k));
-        reply = json_tokener_parse(buf);
-        if (!reply)
-                return kc_err_set(err, -EPROTO, "the agent sent a reply that is not JSON");
-        r = kc_reply_parse(reply, &result, err);
-        if (r < 0) {
-                json_object_put(reply);
+        r = kc_reply_parse_text(buf, len, &reply, &result, err);
+        if (r < 0)
                 return r;
-        }
         *ret_reply = reply;
         if (ret_result)
                 *ret_result = result;

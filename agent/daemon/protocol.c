@@ -8,6 +8,7 @@
 #include "agent/daemon/protocol.h"
 #include "dmsetup-helpers/dmcrypt.h"
 #include "lib/fileio.h"
+#include "lib/json-util.h"
 #include "lib/strv.h"
 
 /* ---- request parsing: a table of ops, each with a table of members ---- */
@@ -321,42 +322,18 @@ static int parse_envelope(struct json_object *obj, enum kc_op *ret, struct kc_er
         return kc_err_set(err, -EINVAL, "unknown op \"%.64s\"", name);
 }
 
-/* Strict JSON text -> one object, nothing but whitespace after it. */
+/* A request's text -> one object, by the shared strict parse, nested at most 16 deep. */
 static int parse_object(const char *msg, size_t len, struct json_object **ret, struct kc_err *err) {
-        struct json_tokener *tok;
-        struct json_object *obj;
-        size_t end;
+        static const struct kc_json_parse request = { .depth = 16 };
+        struct kc_err why = {};
+        int r;
 
         if (len > KC_PROTOCOL_REQUEST_MAX)
                 return kc_err_set(err, -EMSGSIZE, "request of %zu bytes exceeds %d", len, KC_PROTOCOL_REQUEST_MAX);
-        if (len == 0)
-                return kc_err_set(err, -EINVAL, "empty request");
-        if (memchr(msg, '\0', len))
-                return kc_err_set(err, -EINVAL, "request contains a NUL byte");
-        tok = json_tokener_new_ex(16);
-        if (!tok)
-                return -ENOMEM;
-        json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-        obj = json_tokener_parse_ex(tok, msg, (int) len);
-        end = json_tokener_get_parse_end(tok);
-        if (!obj) {
-                enum json_tokener_error e = json_tokener_get_error(tok);
-                json_tokener_free(tok);
-                return kc_err_set(err, -EINVAL, "request is not valid JSON: %s",
-                                  e == json_tokener_continue ? "truncated" : json_tokener_error_desc(e));
-        }
-        json_tokener_free(tok);
-        for (; end < len; end++)
-                if (!strchr(" \t\r\n", msg[end])) {
-                        json_object_put(obj);
-                        return kc_err_set(err, -EINVAL, "trailing bytes after the request object");
-                }
-        if (!json_object_is_type(obj, json_type_object)) {
-                json_object_put(obj);
-                return kc_err_set(err, -EINVAL, "request is not a JSON object");
-        }
-        *ret = obj;
-        return 0;
+        r = kc_json_parse_object(msg, len, &request, ret, &why);
+        if (r == -EBADMSG)
+                return kc_err_set(err, -EINVAL, "request is %s", why.msg);
+        return r;
 }
 
 int kc_request_parse(const char *msg, size_t len, struct kc_request *ret, struct kc_err *err) {
@@ -503,6 +480,24 @@ int kc_reply_parse(struct json_object *reply, struct json_object **ret_result, s
         if (no <= 0 || no > 4095)
                 return kc_err_set(err, -EPROTO, "agent replied with errno %" PRId64, no);
         return kc_err_set(err, (int) -no, "%s", json_object_get_string(msg));
+}
+
+int kc_reply_parse_text(const char *text, size_t len, struct json_object **ret_reply, struct json_object **ret_result,
+                        struct kc_err *err) {
+        _cleanup_json_ struct json_object *reply = NULL;
+        struct kc_err why = {};
+        int r;
+
+        r = kc_json_parse_object(text, len, NULL, &reply, &why);
+        if (r == -EBADMSG)
+                return kc_err_set(err, -EPROTO, "the agent sent a reply that is %s", why.msg);
+        if (r < 0)
+                return r;
+        r = kc_reply_parse(reply, ret_result, err);
+        if (r < 0)
+                return r;
+        *ret_reply = TAKE_PTR(reply);
+        return 0;
 }
 
 /* ---- payloads ---- */

@@ -110,6 +110,13 @@ struct json_object *kc_reply_error(int error, const char *message);
  * message in err.  -EPROTO for a malformed reply.
  */
 int kc_reply_parse(struct json_object *reply, struct json_object **ret_result, struct kc_err *err);
+/*
+ * A reply as the client receives it, text[0..len): the shared strict parse
+ * (-EPROTO when it is not one JSON object), then kc_reply_parse().  On
+ * success *ret_reply is the reply and *ret_result borrowed from it.
+ */
+int kc_reply_parse_text(const char *text, size_t len, struct json_object **ret_reply, struct json_object **ret_result,
+                        struct kc_err *err);
 
 /* ---- payloads shared by daemon and client ---- */
 

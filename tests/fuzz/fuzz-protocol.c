@@ -5,7 +5,7 @@
  * the daemon receives it from any local client (kc_request_parse); an
  * attach request by device is rebuilt with kc_request_attach_device() and
  * must parse back to the same parameters.  Odd: the rest is a reply as the
- * CLI receives it (kc_reply_parse), whose result is also read as each
+ * CLI receives it (kc_reply_parse_text), whose result is also read as each
  * payload the CLI expects.
  */
 
@@ -48,18 +48,15 @@ static void request(const char *msg, size_t len) {
 }
 
 static void reply(const char *msg, size_t len) {
-        _cleanup_free_ char *text = fuzz_strndup((const uint8_t *) msg, len);
-        struct json_object *o = json_tokener_parse(text), *result = NULL;
+        struct json_object *o = NULL, *result = NULL;
         struct kc_attach_result ar;
         struct kc_volume_status vs;
         struct kc_agent_volume av;
         struct kc_err err = {};
         int r;
 
-        if (!o)
-                return;
-        r = kc_reply_parse(o, &result, &err);
-        /* A malformed envelope is named; an error reply carries the daemon's own message. */
+        r = kc_reply_parse_text(msg, len, &o, &result, &err);
+        /* A malformed reply is named; an error reply carries the daemon's own message. */
         if (r == -EPROTO)
                 FUZZ_ASSERT(err.msg[0] != '\0');
         if (r == 0 && result) {

@@ -144,11 +144,10 @@ START_TEST(test_syntax_refused) {
         refused("", -EINVAL, "empty");
         refused("[1,2]", -EINVAL, "not a JSON object");
         refused("\"ping\"", -EINVAL, "not a JSON object");
-        refused("{\"v\":1,\"op\":\"ping\"", -EINVAL, "truncated");
-        /* json-c's strict mode refuses some trailing bytes itself, with its own words */
-        refused("{\"v\":1,\"op\":\"ping\"}{}", -EINVAL, "");
-        refused("{\"v\":1,\"op\":\"ping\"} x", -EINVAL, "");
-        refused("{\"v\":1,\"op\":\"ping\"}\n\n{\"v\":1,\"op\":\"ping\"}", -EINVAL, "");
+        refused("{\"v\":1,\"op\":\"ping\"", -EINVAL, "request is not valid JSON (unexpected end of data, at byte 18)");
+        refused("{\"v\":1,\"op\":\"ping\"}{}", -EINVAL, "request is not valid JSON (data after the object, at byte 19)");
+        refused("{\"v\":1,\"op\":\"ping\"} x", -EINVAL, "(data after the object, at byte 20)");
+        refused("{\"v\":1,\"op\":\"ping\"}\n\n{\"v\":1,\"op\":\"ping\"}", -EINVAL, "(data after the object, at byte 21)");
         refused("{'v':1,'op':'ping'}", -EINVAL, "not valid JSON");
         refused("{\"v\":1,\"op\":\"ping\",}", -EINVAL, "not valid JSON");
         ck_assert_int_eq(kc_request_parse(nul, sizeof(nul) - 1, &req, &err), -EINVAL);
@@ -324,6 +323,34 @@ START_TEST(test_reply_envelope) {
 }
 END_TEST
 
+/* A reply's text as the client reads it: one strict JSON object, then the envelope. */
+START_TEST(test_reply_text) {
+        static const struct { const char *text; int error; const char *reason; } cases[] = {
+                { "{\"v\":1,\"ok\":true,\"result\":\"x\"}\n", 0, "" },
+                { "{\"v\":1,\"ok\":false,\"errno\":19,\"error\":\"gone\"}", -ENODEV, "gone" },
+                { "", -EPROTO, "the agent sent a reply that is not valid JSON (empty)" },
+                { "{\"v\":1,\"ok\":true}{\"v\":1,\"ok\":false}", -EPROTO,
+                  "the agent sent a reply that is not valid JSON (data after the object, at byte 17)" },
+                { "{\"v\":1,\"ok\":tru", -EPROTO, "not valid JSON (unexpected end of data, at byte 15)" },
+                { "[{\"v\":1,\"ok\":true}]", -EPROTO, "the agent sent a reply that is an array, not a JSON object" },
+                { "{\"v\":1,\"ok\":\"yes\"}", -EPROTO, "malformed reply from the agent" },
+        };
+
+        for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+                struct json_object *reply = NULL, *res = NULL;
+                struct kc_err err = {};
+                int r = kc_reply_parse_text(cases[i].text, strlen(cases[i].text), &reply, &res, &err);
+
+                ck_assert_msg(r == cases[i].error, "%s: %d (%s)", cases[i].text, r, err.msg);
+                ck_assert_msg(strstr(err.msg, cases[i].reason), "%s: \"%s\"", cases[i].text, err.msg);
+                ck_assert(!reply == (r < 0));
+                if (r == 0)
+                        ck_assert_str_eq(json_object_get_string(res), "x");
+                json_object_put(reply);
+        }
+}
+END_TEST
+
 START_TEST(test_payload_round_trip) {
         struct kc_volume_status s = {
                 .name = "pg", .luks_uuid = "0b7e", .device = "/dev/vdb", .cipher = "aes-xts-plain64",
@@ -455,6 +482,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_hotplug);
         tcase_add_test(tc, test_authorize);
         tcase_add_test(tc, test_reply_envelope);
+        tcase_add_test(tc, test_reply_text);
         tcase_add_test(tc, test_payload_round_trip);
         tcase_add_test(tc, test_long_paths);
         suite_add_tcase(s, tc);
