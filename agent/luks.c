@@ -553,19 +553,27 @@ void kc_luks_close(struct kc_luks *l) {
  * *ret is a new reference.
  */
 static int header_json(struct kc_luks *l, struct json_object **ret) {
-        const char *text = NULL;
         int r;
 
         if (!l->json) {
-                r = crypt_dump_json(l->cd, &text, 0);
+                r = kc_luks_metadata_json(l->cd, &l->json);
                 if (r < 0)
                         return r;
-                l->json = json_tokener_parse(text);
-                if (!l->json)
-                        return -EINVAL;
         }
         *ret = json_object_get(l->json);
         return 0;
+}
+
+int kc_luks_metadata_json(struct crypt_device *cd, struct json_object **ret) {
+        const char *text = NULL;
+        int r;
+
+        r = crypt_dump_json(cd, &text, 0);
+        if (r < 0)
+                return r;
+        /* libcryptsetup's own json-c wrote the text: a refusal here is a bug, not a header. */
+        r = kc_json_parse_object(text, strlen(text), NULL, ret, NULL);
+        return r == -EBADMSG ? -EINVAL : r;
 }
 
 static struct json_object *json_path(struct json_object *o, const char *a, const char *b) {
@@ -719,7 +727,6 @@ static int read_start(const char *path, void *buf, size_t len) {
 int kc_luks_peek(const char *device, const char *header, struct kc_luks_peek **ret) {
         _cleanup_free_ uint8_t *buf = NULL;
         _cleanup_(kc_luks_peek_freep) struct kc_luks_peek *pk = NULL;
-        struct json_tokener *tok;
         uint64_t hdr_size;
         size_t json_len;
         int r;
@@ -749,13 +756,10 @@ int kc_luks_peek(const char *device, const char *header, struct kc_luks_peek **r
             peek_field(buf, LUKS2_LABEL_OFF, pk->label, sizeof(pk->label)) < 0 ||
             copy_string(pk->data_device, sizeof(pk->data_device), device) < 0)
                 return -EOPNOTSUPP;
-        tok = json_tokener_new();
-        if (tok) {
-                pk->json = json_tokener_parse_ex(tok, (const char *) buf + LUKS2_BIN_HDR_SIZE, (int) json_len);
-                json_tokener_free(tok);
-        }
-        if (!json_object_is_type(pk->json, json_type_object))
-                return -EOPNOTSUPP;
+        /* The JSON area is the text, then NUL bytes to its end. */
+        r = kc_json_parse_object((const char *) buf + LUKS2_BIN_HDR_SIZE, json_len, NULL, &pk->json, NULL);
+        if (r < 0)
+                return r == -ENOMEM ? r : -EOPNOTSUPP;
         *ret = TAKE_PTR(pk);
         return 0;
 }

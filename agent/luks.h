@@ -140,6 +140,11 @@ int kc_luks_remove_keyslots(struct kc_luks *l, struct kc_err *err);
  * is driven by libcryptsetup itself, through keyslots (docs/rotation.md).
  */
 struct crypt_device *kc_luks_crypt_device(struct kc_luks *l);
+/*
+ * The LUKS2 metadata of cd as crypt_dump_json() gives it, by the shared
+ * strict parse: a new object.  -EINVAL if it does not parse.
+ */
+int kc_luks_metadata_json(struct crypt_device *cd, struct json_object **ret);
 
 /* Header and token as JSON for `kmscrypt dump --json` (no secret, no KMS), in the members kc_volume_dump() lists. */
 int kc_luks_dump_json(struct kc_luks *l, struct json_object **ret);

@@ -148,9 +148,8 @@ static int free_keyslots(struct re_state *s, int ret[2], struct kc_err *err) {
 static int segment_digest(struct re_state *s, unsigned *ret) {
         _cleanup_json_ struct json_object *hdr = NULL;
         struct json_object *digests;
-        const char *text = NULL;
 
-        if (crypt_dump_json(s->cd, &text, 0) < 0 || !(hdr = json_tokener_parse(text)))
+        if (kc_luks_metadata_json(s->cd, &hdr) < 0)
                 return -EINVAL;
         if (!json_object_object_get_ex(hdr, "digests", &digests))
                 return -EINVAL;
@@ -374,10 +373,9 @@ static int read_digests(struct re_state *s, struct json_object **ret_hdr, struct
                         int *ret_old, int *ret_new, struct kc_err *err) {
         const struct kc_token_reencrypt *re = s->tok.reencrypt;
         _cleanup_json_ struct json_object *hdr = NULL;
-        const char *text = NULL;
         char ks[16];
 
-        if (crypt_dump_json(s->cd, &text, 0) < 0 || !(hdr = json_tokener_parse(text)) ||
+        if (kc_luks_metadata_json(s->cd, &hdr) < 0 ||
             !json_object_object_get_ex(hdr, "digests", ret_digests))
                 return kc_err_set(err, -EINVAL, "cannot read the LUKS2 metadata of %s", s->what);
         snprintf(ks, sizeof(ks), "%d", re->keyslot_old);
@@ -524,10 +522,9 @@ static int hot_range(const char *overlay, const struct kc_dm_info *hotzone, uint
 static int new_key_sectors(struct re_state *s, uint64_t *ret) {
         _cleanup_json_ struct json_object *hdr = NULL;
         struct json_object *segments, *digests, *seg0;
-        const char *text = NULL;
         char ks[16];
 
-        if (crypt_dump_json(s->cd, &text, 0) < 0 || !(hdr = json_tokener_parse(text)) ||
+        if (kc_luks_metadata_json(s->cd, &hdr) < 0 ||
             !json_object_object_get_ex(hdr, "segments", &segments) ||
             !json_object_object_get_ex(hdr, "digests", &digests) ||
             !json_object_object_get_ex(segments, "0", &seg0))

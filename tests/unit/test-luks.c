@@ -558,6 +558,7 @@ static const struct {
         { 24, "0123456789012345678901234567890123456789012345678", 48 },  /* label without its NUL */
         { 4096, "[1,2,3]", 8 },                                           /* JSON not an object */
         { 4096, "{\"a\":", 6 },                                           /* JSON cut short */
+        { 4096, "{}   ", 5 },                                             /* an object, then the rest of the text */
 };
 
 static void copy_file(const char *from, const char *to) {
@@ -687,6 +688,28 @@ START_TEST(test_peek) {
 }
 END_TEST
 
+/*
+ * A header as stock cryptsetup writes it (its JSON area the text, then NUL
+ * bytes to its end) is read by the strict parse, by the peek from the disk
+ * and from libcryptsetup's dump once loaded.
+ */
+START_TEST(test_stock_header_strict) {
+        _cleanup_free_ char *dir = kc_test_tmpdir(), *img = kc_test_luks2_plain(dir, "stock.img", NULL);
+        _cleanup_(kc_luks_peek_freep) struct kc_luks_peek *pk = NULL;
+        _cleanup_luks_ struct kc_luks *l = NULL;
+        struct kc_luks_segment ps, ls;
+        struct kc_err err = {};
+
+        ck_assert_int_eq(kc_luks_peek(img, NULL, &pk), 0);
+        ck_assert_int_eq(kc_luks_peek_segment(pk, &ps), 0);
+        ck_assert_msg(kc_luks_open(img, NULL, &l, &err) == 0, "%s", err.msg);
+        ck_assert_int_eq(kc_luks_segment(l, &ls), 0);
+        ck_assert_str_eq(ps.cipher, ls.cipher);
+        ck_assert_uint_eq(ps.offset, ls.offset);
+        ck_assert_uint_eq(ps.sector_size, ls.sector_size);
+}
+END_TEST
+
 START_TEST(test_dump_json) {
         _cleanup_free_ char *dir = kc_test_tmpdir(), *img = kc_test_image(dir, "a.img", KC_TEST_IMAGE_SIZE);
         _cleanup_secret_ uint8_t *key = kc_test_random_key(64);
@@ -806,6 +829,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_open_refusals);
         tcase_add_test(tc, test_bad_token);
         tcase_add_test(tc, test_token_presence);
+        tcase_add_test(tc, test_stock_header_strict);
         tcase_add_test(tc, test_dump_json);
         tcase_add_test(tc, test_peek);
         suite_add_tcase(s, tc);
