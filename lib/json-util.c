@@ -101,6 +101,32 @@ static void tokener_free(struct json_tokener *tok, bool secret) {
         json_tokener_free(tok);
 }
 
+/*
+ * Where text[0..n), which json-c's strict mode accepted, is still not
+ * RFC 8259 JSON in a way json-c never writes: a single-quoted member name
+ * or a control character not escaped in a string.  n when it is not.
+ */
+static size_t json_c_leniency(const char *text, size_t n, const char **ret_what) {
+        bool in_string = false;
+
+        for (size_t i = 0; i < n; i++) {
+                unsigned char c = (unsigned char) text[i];
+
+                if (in_string && c == '\\')
+                        i++;
+                else if (c == '"')
+                        in_string = !in_string;
+                else if (in_string && c < 0x20) {
+                        *ret_what = "a control character in a string";
+                        return i;
+                } else if (!in_string && c == '\'') {
+                        *ret_what = "a single-quoted name";
+                        return i;
+                }
+        }
+        return n;
+}
+
 int kc_json_parse_object(const char *text, size_t n, const struct kc_json_parse *how, struct json_object **ret,
                          struct kc_err *err) {
         static const struct kc_json_parse strict = {};
@@ -108,8 +134,8 @@ int kc_json_parse_object(const char *text, size_t n, const struct kc_json_parse 
         struct json_object *o;
         enum json_tokener_error e;
         enum json_type type;
-        const char *nul;
-        size_t end;
+        const char *nul, *what;
+        size_t end, at;
 
         how = how ?: &strict;
         if (n > INT32_MAX - 1)
@@ -136,6 +162,11 @@ int kc_json_parse_object(const char *text, size_t n, const struct kc_json_parse 
         if (end != n) {
                 put(o, how->secret);
                 return kc_err_set(err, -EBADMSG, "not valid JSON (data after the object, at byte %zu)", end);
+        }
+        at = json_c_leniency(text, n, &what);
+        if (at != n) {
+                put(o, how->secret);
+                return kc_err_set(err, -EBADMSG, "not valid JSON (%s, at byte %zu)", what, at);
         }
         *ret = o;
         return 0;

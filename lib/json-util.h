@@ -52,11 +52,14 @@ struct kc_json_parse {
 /*
  * text[0..n) as one JSON object: json-c's strict JSON, no NUL byte, and
  * nothing after the object but whitespace (a JSON text may end in some).
- * The text need not be NUL-terminated.  json-c's strict mode still takes
- * NaN, Infinity, "1." and single-quoted member names, which RFC 8259 does
- * not, and json-c writes them back as they came (libcryptsetup's dump of a
- * header does): a caller that must refuse them checks for them itself.  -EBADMSG with a reason in err, for the
+ * The text need not be NUL-terminated.  Two leniencies of json-c's strict
+ * mode that json-c never writes are refused too: single-quoted member
+ * names and control characters not escaped in strings.  NaN, Infinity and
+ * "1." are taken, as json-c's strict mode takes them: json-c writes them
+ * back as they came (libcryptsetup's dump of a header with such a foreign
+ * token does), so a caller that must refuse them checks for them itself.  -EBADMSG with a reason in err, for the
  * caller to put after "<what> is " or "<what>: ": "not valid JSON (empty)",
+ * "not valid JSON (a single-quoted name, at byte N)",
  * "not valid JSON (<json-c's words>, at byte N)", "not valid JSON (a NUL
  * byte, at byte N)", "not valid JSON (data after the object, at byte N)",
  * "an array, not a JSON object", "too long for a JSON text"; -ENOMEM.

@@ -28,6 +28,11 @@ static const struct bad bad[] = {
         { "{\"a\":1} \n{}", 0, "not valid JSON (data after the object, at byte 9)" },
         { "{\"a\":1}\0{}", 10, "not valid JSON (a NUL byte, at byte 7)" },
         { "{\"a\":\"x\0\"}", 10, "not valid JSON (a NUL byte, at byte 7)" },
+        /* json-c's strict mode takes these two */
+        { "{'a':1}", 0, "not valid JSON (a single-quoted name, at byte 1)" },
+        { "{\"a\":{\"b\\\"'\":1,'c':2}}", 0, "not valid JSON (a single-quoted name, at byte 15)" },
+        { "{\"a\":\"x\ty\"}", 0, "not valid JSON (a control character in a string, at byte 7)" },
+        { "{\"a\n\":1}", 0, "not valid JSON (a control character in a string, at byte 3)" },
         { "[1,2]", 0, "an array, not a JSON object" },
         { "[1] x", 0, "an array, not a JSON object" },
         { "\"s\"", 0, "a string, not a JSON object" },
@@ -54,6 +59,9 @@ END_TEST
 START_TEST(test_accepted) {
         static const char *const good[] = {
                 "{}", " {} ", "{\"a\":[1,{\"b\":null}]}\n", "\r\n\t{\"a\":\"\\u0000\"}\r\n",
+                "{\"it's\":\"\\\"'\\\\\",\"t\":\"\\t\"}",
+                /* what json-c's strict mode takes and writes back as it came */
+                "{\"a\":NaN,\"b\":-Infinity,\"c\":1.}",
         };
 
         for (size_t i = 0; i < ARRAY_SIZE(good); i++) {
