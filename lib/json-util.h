@@ -57,8 +57,9 @@ struct kc_json_parse {
  * names and control characters not escaped in strings.  NaN, Infinity and
  * "1." are taken, as json-c's strict mode takes them: json-c writes them
  * back as they came (libcryptsetup's dump of a header with such a foreign
- * token does), so a caller that must refuse them checks for them itself.  -EBADMSG with a reason in err, for the
- * caller to put after "<what> is " or "<what>: ": "not valid JSON (empty)",
+ * token does), so a caller that must refuse them checks for them itself.
+ * -EBADMSG with a reason in err, for the caller to put after "<what> is "
+ * or "<what>: ": "not valid JSON (empty)",
  * "not valid JSON (a single-quoted name, at byte N)",
  * "not valid JSON (<json-c's words>, at byte N)", "not valid JSON (a NUL
  * byte, at byte N)", "not valid JSON (data after the object, at byte N)",
