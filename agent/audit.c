@@ -1287,7 +1287,7 @@ static bool record_matches(struct json_object *o, const struct record_view *v, c
 
         if (!f)
                 return true;
-        if (f->since != 0 && v->time < f->since)
+        if ((f->since != 0 && v->time < f->since) || (f->until_set && v->time >= f->until))
                 return false;
         if (f->key_id) {
                 key_id = json_get_string(o, "key_id");

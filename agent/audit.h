@@ -108,10 +108,12 @@ struct kc_audit_filter {
          * recorded before the key was looked up names it as it was given ("alias/pg"). */
         const char *key_ref;
         time_t since;           /* 0: any */
+        bool until_set;
+        time_t until;           /* with until_set: only records before it */
 };
 
 /*
- * The TIME of audit list --since (kmscrypt(8)) as a filter's since: UTC
+ * The TIME of audit list --since and --until (kmscrypt(8)) as seconds: UTC
  * "2026-11-27", "2026-11-27T23:45:48Z" (or without the Z), or "@SECONDS"
  * since the epoch.  Only dates that exist, spelled with every digit, as
  * records' times are read: -EINVAL for 2026-02-31, 2026-1-5 or a time

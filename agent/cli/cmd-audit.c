@@ -120,15 +120,24 @@ static int list_check_empty(struct kc_cli *cli, const char *head, const struct k
         return r == -EBADMSG ? KC_EXIT_UNAVAILABLE : kc_cli_exit_status(r);
 }
 
+/* --NAME TIME, when given, as seconds; -EINVAL said in one line. */
+static int parse_time_option(const char *name, const char *text, time_t *ret) {
+        if (!text || kc_audit_parse_since(text, ret) >= 0)
+                return 0;
+        log_error("--%s: expected YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or @SECONDS, got \"%s\"", name, text);
+        return -EINVAL;
+}
+
 static int audit_list(struct kc_cli *cli, int argc, char **argv) {
-        const char *key = NULL, *since_text = NULL;
+        const char *key = NULL, *since_text = NULL, *until_text = NULL;
         const struct kc_cli_option options[] = {
                 { .name = "key", .arg = "KEY", .help = "only records about this key (id or alias/NAME)", .value = &key },
                 { .name = "since", .arg = "TIME", .help = "only records from TIME on (YYYY-MM-DD[THH:MM:SSZ], @SECONDS)", .value = &since_text },
+                { .name = "until", .arg = "TIME", .help = "only records before TIME (the same forms)", .value = &until_text },
                 {},
         };
         const struct kc_cli_usage usage = {
-                .synopsis = "audit list [--key KEY] [--since TIME]",
+                .synopsis = "audit list [--key KEY] [--since TIME] [--until TIME]",
                 .description = "Print the audit records, oldest first.",
                 .options = options,
         };
@@ -141,10 +150,10 @@ static int audit_list(struct kc_cli *cli, int argc, char **argv) {
 
         if (!audit_begin(cli, argc, argv, &usage, &head, &evidence, &r))
                 return r;
-        if (since_text && kc_audit_parse_since(since_text, &filter.since) < 0) {
-                log_error("--since: expected YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or @SECONDS, got \"%s\"", since_text);
+        if (parse_time_option("since", since_text, &filter.since) < 0 ||
+            parse_time_option("until", until_text, &filter.until) < 0)
                 return KC_EXIT_USAGE;
-        }
+        filter.until_set = until_text != NULL;
         if (key) {
                 r = key_filter(cli, key, key_id, &filter);
                 if (r != KC_EXIT_OK)

@@ -82,6 +82,21 @@ json_is 'len(j["Records"]) >= '"$N" true
 expect 0 "audit list --since date and time without Z" audit list --since 2000-01-01T00:00:00 --json
 json_is 'len(j["Records"]) >= '"$N" true
 
+# --until: records before TIME, the same forms; with --since a half-open span.
+expect 0 "audit list --until the past" audit list --until 2000-01-01 --json
+json_is 'len(j["Records"])' 0
+expect 0 "audit list --until the future" audit list --until 2999-01-01T00:00:00Z --json
+json_is 'len(j["Records"]) >= '"$N" true
+now=$(date +%s)
+expect 0 "audit list --since and --until the same moment" audit list --since @$now --until @$now --json
+json_is 'len(j["Records"])' 0
+expect 0 "audit list --since the past --until the future" audit list --since @1000000000 --until 2999-01-01 --json
+json_is 'len(j["Records"]) >= '"$N" true
+names_until() { one_error_line && grep -qF -- "--until: " "$T/err" && grep -qF -- '"2026-02-31"' "$T/err"; }
+expect 2 "audit list --until 2026-02-31" audit list --until 2026-02-31
+check "--until 2026-02-31: one line naming it" names_until
+check "--until 2026-02-31: nothing on stdout" test ! -s "$T/out"
+
 expect 0 "audit list (table)" audit list
 check "table has a header and a row per record" test "$(wc -l < "$T/out")" -ge $((N + 1))
 check "table shows the refused decrypt" grep -q 'Decrypt .* error' "$T/out"
