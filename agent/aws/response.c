@@ -230,30 +230,16 @@ int kc_aws_response_decrypt(const char *body, size_t len, void **ret_plaintext, 
         return 0;
 }
 
-/* Every KeyState AWS KMS documents, by its own name; which of them revoke: kc_key_state_revoked(). */
-static const struct {
-        const char *name;
-        enum kc_key_state state;
-} key_states[] = {
-        { "Enabled", KC_KEY_ENABLED },
-        { "Disabled", KC_KEY_DISABLED },
-        { "PendingDeletion", KC_KEY_PENDING_DELETION },
-        { "PendingReplicaDeletion", KC_KEY_PENDING_REPLICA_DELETION },
-        { "PendingImport", KC_KEY_PENDING_IMPORT },
-        { "Unavailable", KC_KEY_UNAVAILABLE },
-        { "Creating", KC_KEY_CREATING },
-        { "Updating", KC_KEY_UPDATING },
-};
-
 /*
  * -EBADMSG for a state AWS does not document (or none): taken for
  * "disabled", a state added later would suspend the volumes of a
  * revoke=suspend host; refused, the agent's check warns and tries again.
  */
 static int key_state(const char *what, const char *name, enum kc_key_state *ret, struct kc_err *err) {
-        for (size_t i = 0; i < ARRAY_SIZE(key_states); i++)
-                if (streq(name, key_states[i].name)) {
-                        *ret = key_states[i].state;
+        /* Every KeyState AWS documents is a kc_key_state by its name (kms.h); Destroyed is the local keystore's. */
+        for (enum kc_key_state s = KC_KEY_ENABLED; kc_key_state_to_string(s); s++)
+                if (s != KC_KEY_DESTROYED && streq(name, kc_key_state_to_string(s))) {
+                        *ret = s;
                         return 0;
                 }
         if (!name[0])
