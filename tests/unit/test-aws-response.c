@@ -383,6 +383,9 @@ START_TEST(test_describe_key_refused) {
                 { "{\"KeyMetadata\": {\"Arn\": \"" KEY_ARN "\"}}", "no KeyState" },
                 { "{\"KeyMetadata\": {\"Arn\": \"" KEY_ARN "\", \"KeyState\": \"Hibernating\"}}",
                   "KeyState \"Hibernating\" is not one" },
+                /* The local keystore's last state, which AWS does not have. */
+                { "{\"KeyMetadata\": {\"Arn\": \"" KEY_ARN "\", \"KeyState\": \"Destroyed\"}}",
+                  "KeyState \"Destroyed\" is not one" },
                 { "{\"KeyMetadata\": {\"Arn\": \"" KEY_ARN "\", \"KeyState\": \"Dis\\u001babled\"}}",
                   "KeyState \"(not printable)\"" },
         };
