@@ -43,9 +43,13 @@ static atomic_bool attach_held;
 /* While set, an attach finds the mapping there, suspended with its key wiped. */
 static atomic_bool attach_wiped;
 
-/* What the faked revocation check says, the prior it was told last, and how many checks ran. */
+/*
+ * What the faked revocation check says; how many checks began and ended;
+ * the prior each was told, by its number (the first is 1).
+ */
 static atomic_int revoke_action = KC_REVOKE_NONE;
-static atomic_uint revoke_prior_seen, revoke_checks;
+static atomic_uint revoke_started, revoke_checks;
+static atomic_uint revoke_priors[256];
 static atomic_bool revoke_held, revoke_waiting;     /* a held check waits, saying so */
 
 int __wrap_kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_attach_params *p,
@@ -77,8 +81,10 @@ int __wrap_kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const
 int __wrap_kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const char *state_dir,
                            const struct kc_caller *self, const struct kc_volume_conf *conf, unsigned prior,
                            struct kc_revoke_outcome *ret, struct kc_err *err) {
+        unsigned k = atomic_fetch_add(&revoke_started, 1) + 1;
+
         (void) kms, (void) cfg, (void) state_dir, (void) self, (void) err;
-        atomic_store(&revoke_prior_seen, prior);
+        atomic_store(&revoke_priors[k % 256], prior);
         atomic_store(&revoke_waiting, true);
         while (atomic_load(&revoke_held))
                 pause_ms(5);
@@ -346,30 +352,47 @@ static void teardown_revoke(void) {
         teardown();
 }
 
-/* Wait (at most 5 s) for the check after the one counted as n to have run: its outcome is applied. */
-static void wait_checks(unsigned n) {
-        for (unsigned i = 0; i < 1000 && atomic_load(&revoke_checks) <= n; i++)
+/*
+ * Wait (at most 10 s) for check k to have run and its outcome to be
+ * applied.  The manager applies it under its lock after the check returns,
+ * before the next pass, so it is applied once check k + 1 has begun.
+ */
+static void wait_check(unsigned k) {
+        for (unsigned i = 0; i < 2000 && atomic_load(&revoke_started) <= k; i++)
                 pause_ms(5);
-        ck_assert_uint_gt(atomic_load(&revoke_checks), n);
-        pause_ms(50);   /* applied under the lock right after */
+        ck_assert_uint_gt(atomic_load(&revoke_started), k);
+}
+
+/*
+ * Wait for a check that reads what the test set before, and return its
+ * number: not the one under way, which may have read the outcome already.
+ */
+static unsigned wait_next_check(void) {
+        unsigned k = atomic_load(&revoke_started) + 1;
+
+        wait_check(k);
+        return k;
+}
+
+static unsigned prior_of(unsigned k) {
+        return atomic_load(&revoke_priors[k % 256]);
 }
 
 /* A suspension that ended elsewhere (revoke.c says NONE to it): no longer the agent's, the volume runs. */
 START_TEST(test_revoke_suspension_ended) {
         _cleanup_free_ struct kc_agent_volume *all = NULL;
+        unsigned k;
 
         atomic_store(&revoke_action, KC_REVOKE_SUSPENDED);
-        wait_checks(atomic_load(&revoke_checks));
+        wait_next_check();
         ck_assert_int_eq(state_of("vol", &all)->state, KC_VOLUME_SUSPENDED);
 
         atomic_store(&revoke_action, KC_REVOKE_NONE);
-        wait_checks(atomic_load(&revoke_checks));
-        ck_assert_msg(atomic_load(&revoke_prior_seen) & KC_REVOKE_PRIOR_SUSPENDED, "prior %u",
-                      atomic_load(&revoke_prior_seen));
+        k = wait_next_check();
+        ck_assert_msg(prior_of(k) & KC_REVOKE_PRIOR_SUSPENDED, "prior %u", prior_of(k));
         ck_assert_int_eq(state_of("vol", &all)->state, KC_VOLUME_ATTACHED);
         ck_assert_int_eq(state_of("vol", &all)->error, 0);
-        wait_checks(atomic_load(&revoke_checks));
-        ck_assert_uint_eq(atomic_load(&revoke_prior_seen), 0);
+        ck_assert_uint_eq(prior_of(k + 1), 0);
 }
 END_TEST
 
@@ -406,16 +429,24 @@ START_TEST(test_revoke_suspended_while_attaching) {
                 pause_ms(5);
         ck_assert_int_eq(state_of("vol", &all)->state, KC_VOLUME_ATTACHING);
 
+        /*
+         * Suspended while the attach runs.  No pass begins while the volume
+         * is busy, so the check's end is waited for, and the outcome is
+         * most likely applied before the attach ends; the other order must
+         * keep the suspension too.
+         */
         n = atomic_load(&revoke_checks);
-        atomic_store(&revoke_held, false);      /* suspended while the attach runs */
-        wait_checks(n);
+        atomic_store(&revoke_held, false);
+        for (unsigned i = 0; i < 2000 && atomic_load(&revoke_checks) <= n; i++)
+                pause_ms(5);
+        ck_assert_uint_gt(atomic_load(&revoke_checks), n);
+        pause_ms(50);
         atomic_store(&attach_held, false);
         ck_assert_int_eq(pthread_join(t, &r), 0);
         ck_assert_int_eq((int) (intptr_t) r, 0);
 
         atomic_store(&revoke_action, KC_REVOKE_STILL);
-        wait_checks(atomic_load(&revoke_checks));
-        prior = atomic_load(&revoke_prior_seen);
+        prior = prior_of(wait_next_check());
         ck_assert_msg(prior & KC_REVOKE_PRIOR_SUSPENDED, "the next check was told prior %u", prior);
         ck_assert_int_eq(state_of("vol", &all)->state, KC_VOLUME_SUSPENDED);
 }
@@ -437,7 +468,7 @@ START_TEST(test_attach_of_a_suspended_volume) {
         int r;
 
         atomic_store(&revoke_action, KC_REVOKE_SUSPENDED);
-        wait_checks(atomic_load(&revoke_checks));
+        wait_next_check();
         ck_assert_int_eq(state_of("vol", &all)->state, KC_VOLUME_SUSPENDED);
         atomic_store(&revoke_action, KC_REVOKE_STILL);
 
@@ -450,13 +481,12 @@ START_TEST(test_attach_of_a_suspended_volume) {
         ck_assert_int_eq(r, -EKEYREVOKED);
         ck_assert_int_eq(state_of("vol", &all)->state, KC_VOLUME_SUSPENDED);
         ck_assert_int_eq(state_of("vol", &all)->error, -EKEYREVOKED);
-        wait_checks(atomic_load(&revoke_checks));
-        prior = atomic_load(&revoke_prior_seen);
+        prior = prior_of(wait_next_check());
         ck_assert_msg(prior & KC_REVOKE_PRIOR_SUSPENDED, "the next check was told prior %u", prior);
 
         /* Resumed, then suspended by someone else (cryptsetup luksSuspend): not the agent's to resume. */
         atomic_store(&revoke_action, KC_REVOKE_RESUMED);
-        wait_checks(atomic_load(&revoke_checks));
+        wait_next_check();
         ck_assert_int_eq(state_of("vol", &all)->state, KC_VOLUME_ATTACHED);
         atomic_store(&revoke_action, KC_REVOKE_NONE);
         r = kc_manager_attach_volume(m, "vol", &caller, false, -1, &res, &err);
@@ -476,7 +506,7 @@ START_TEST(test_mapping_removed_without_the_agent) {
         const struct kc_agent_volume *v;
         unsigned checks, before;
 
-        wait_checks(atomic_load(&revoke_checks));
+        wait_next_check();
         before = atomic_load(&attaches);
         atomic_store(&mappings_gone, true);
         for (unsigned i = 0; i < 1000 && state_of("vol", &all)->state != KC_VOLUME_DETACHED; i++)
@@ -499,7 +529,7 @@ START_TEST(test_suspended_mapping_removed_seen_by_status) {
         _cleanup_free_ char *mark = NULL;
 
         atomic_store(&revoke_action, KC_REVOKE_SUSPENDED);
-        wait_checks(atomic_load(&revoke_checks));
+        wait_next_check();
         ck_assert_int_eq(state_of("vol", &all)->state, KC_VOLUME_SUSPENDED);
         ck_assert(asprintf(&mark, "%s/state", dir) > 0);
         ck_assert_int_eq(kc_revoke_remember(mark, "vol", "CRYPT-LUKS2-test-vol"), 0);
