@@ -745,8 +745,17 @@ static int view_read(struct volume_view *v, const char *device, struct kc_token 
         return rt;
 }
 
-/* Steps 2 to 7 on a view of the header of device. */
-static int attach_view(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_attach_params *p,
+/* The KMS of an attach: the one given, else opened now through p->open_kms (kc_attach_params). */
+static int attach_kms(struct kc_kms **kms, const struct kc_attach_params *p) {
+        if (*kms)
+                return 0;
+        if (!p->open_kms)
+                return -EINVAL;
+        return p->open_kms(p->open_kms_userdata, kms);
+}
+
+/* Steps 2 to 7 on a view of the header of device; *kms opened where first needed. */
+static int attach_view(struct kc_kms **kms, const struct kc_kms_request *req, const struct kc_attach_params *p,
                        const char *device, struct volume_view *v, struct kc_attach_result *ret,
                        struct kc_err *err) {
         _cleanup_free_ char *name = NULL;
@@ -764,15 +773,18 @@ static int attach_view(struct kc_kms *kms, const struct kc_kms_request *req, con
                 return r;
 
         volreq.volume = seg->uuid;
-        if (v->pk && policy_breach(&tok, p, device, &(struct kc_err) {}) < 0) {
+        if (policy_breach(&tok, p, device, &(struct kc_err) {}) < 0) {
                 /* Refused and audited from the loaded header, not from a peek. */
-                v->restart = true;
-                r = -ESTALE;
+                if (v->pk) {
+                        v->restart = true;
+                        r = -ESTALE;
+                        goto out;
+                }
+                r = attach_kms(kms, p);
+                if (r >= 0)
+                        r = kc_attach_check_policy(*kms, &volreq, &tok, p, "Attach", device, err);
                 goto out;
         }
-        r = kc_attach_check_policy(kms, &volreq, &tok, p, "Attach", device, err);
-        if (r < 0)
-                goto out;
         if (p->name)
                 name = strdup(p->name);
         else
@@ -839,7 +851,10 @@ static int attach_view(struct kc_kms *kms, const struct kc_kms_request *req, con
         }
         kc_strscpy(res.name, sizeof(res.name), name);
 
-        r = unwrap_and_load(kms, &volreq, v, &tok, seg, name, p, err);
+        r = attach_kms(kms, p);
+        if (r < 0)
+                goto out;
+        r = unwrap_and_load(*kms, &volreq, v, &tok, seg, name, p, err);
         if (r < 0)
                 goto out;
         kc_fault_point("attach:after-resume");
@@ -881,7 +896,7 @@ int kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct
                 struct kc_err perr = {};
 
                 v = (struct volume_view) { .pk = pk, .load = &load, .seg = &seg };
-                r = attach_view(kms, req, p, device, &v, ret, &perr);
+                r = attach_view(&kms, req, p, device, &v, ret, &perr);
                 if (!v.restart && view_confirm(&v)) {
                         if (r < 0 && err)
                                 *err = perr;
@@ -900,7 +915,7 @@ int kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct
                 return load.r;
         }
         v = (struct volume_view) { .l = load.l, .load = &load, .seg = &seg };
-        r = attach_view(kms, req, p, device, &v, ret, err);
+        r = attach_view(&kms, req, p, device, &v, ret, err);
         header_load_done(&load);
         return r;
 }

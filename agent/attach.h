@@ -88,6 +88,17 @@ struct kc_attach_params {
          * without (kmscryptd attaching many volumes at once).
          */
         bool no_peek;
+        /*
+         * With kc_attach(NULL, ...): the KMS, opened through this only once
+         * the header shows a volume whose key is to be asked for (or whose
+         * refusal is to be audited).  Opening the local KMS creates its
+         * keystore and audit log, which a device refused from its header
+         * alone (not LUKS2, no kmscrypt token, not a block device) must not
+         * leave behind; and no second read of the header is needed to know
+         * it first.  Called again after a failure, it must fail again.
+         */
+        int (*open_kms)(void *userdata, struct kc_kms **ret);
+        void *open_kms_userdata;
 };
 
 struct kc_attach_result {
@@ -158,7 +169,8 @@ int kc_attach_check_policy(struct kc_kms *kms, const struct kc_kms_request *req,
  * key replacement was interrupted: nothing is attached; the caller finishes
  * it (kc_reencrypt() with resume) and calls again.  -ENOKEY when the device
  * is LUKS2 but has no kmscrypt token (final: waiting will not grow one,
- * unlike an -ENOENT or -ENODEV device that is not there yet).
+ * unlike an -ENOENT or -ENODEV device that is not there yet).  kms NULL:
+ * p->open_kms opens it when it is first needed.
  */
 int kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_attach_params *p,
               struct kc_attach_result *ret, struct kc_err *err);

@@ -78,6 +78,25 @@ int kc_cli_volumes_load(const char *path, struct kc_volumes **ret, struct kc_err
         return r;
 }
 
+/*
+ * kc_attach_params.open_kms for kmscrypt itself: kc_cli_kms(), which says
+ * why it fails, once; r is its outcome, sticky once it failed.  Left to
+ * kc_attach(), so that a device it refuses from the header alone leaves no
+ * keystore or audit log behind.
+ */
+struct kms_opener {
+        struct kc_cli *cli;
+        int r;
+};
+
+static int open_kms(void *userdata, struct kc_kms **ret) {
+        struct kms_opener *o = userdata;
+
+        if (o->r >= 0)
+                o->r = kc_cli_kms(o->cli, ret);
+        return o->r;
+}
+
 static void params_from_conf(const struct kc_volume_conf *v, struct kc_attach_params *p) {
         *p = (struct kc_attach_params) {
                 .device = v->device, .header = v->header, .name = v->name, .expect = v->context,
@@ -89,8 +108,8 @@ static void params_from_conf(const struct kc_volume_conf *v, struct kc_attach_pa
 static int attach_all_direct(struct kc_cli *cli, const char *path, struct kc_agent_volume **ret, size_t *ret_n,
                              struct kc_err *load_err) {
         _cleanup_volumes_ struct kc_volumes *vs = NULL;
+        struct kms_opener opener = { .cli = cli };
         struct kc_agent_volume *out;
-        struct kc_kms *kms;
         int r;
 
         r = kc_cli_volumes_load(path, &vs, load_err);
@@ -99,18 +118,18 @@ static int attach_all_direct(struct kc_cli *cli, const char *path, struct kc_age
         out = calloc(vs->n ? vs->n : 1, sizeof(*out));
         if (!out)
                 return -ENOMEM;
-        r = vs->n ? kc_cli_kms(cli, &kms) : 0;
         for (size_t i = 0; i < vs->n; i++) {
                 const struct kc_volume_conf *v = &vs->volumes[i];
                 struct kc_kms_request req = kc_cli_request(cli, NULL);
                 struct kc_attach_params p;
                 struct kc_attach_result res;
                 struct kc_err err = {};
-                int k = r;
+                int k;
 
                 params_from_conf(v, &p);
-                if (k >= 0)
-                        k = kc_attach(kms, &req, &p, &res, &err);
+                p.open_kms = open_kms;
+                p.open_kms_userdata = &opener;
+                k = kc_attach(NULL, &req, &p, &res, &err);
                 kc_strscpy(out[i].name, sizeof(out[i].name), v->name);
                 kc_strscpy(out[i].device, sizeof(out[i].device), v->device);
                 out[i].state = k >= 0 ? KC_VOLUME_ATTACHED : KC_VOLUME_FAILED;
@@ -211,7 +230,8 @@ static int resume_reencryption(struct kc_cli *cli, struct kc_kms *kms, const str
  * One volume: through the agent when it runs, else here.  *ret_said is the
  * exit status when the failure was already printed (kc_cli_kms says why the
  * KMS cannot open, an interrupted reencryption why it could not finish),
- * so that the refusal stays one line; else 0.
+ * so that the refusal stays one line; else 0.  The KMS is opened only once
+ * the header shows a volume to unwrap (kc_attach_params.open_kms).
  */
 static int attach_one(struct kc_cli *cli, const struct kc_attach_params *p, const char *volume,
                       const char *volumes, struct kc_attach_result *res, struct kc_err *err, int *ret_said) {
@@ -220,8 +240,9 @@ static int attach_one(struct kc_cli *cli, const struct kc_attach_params *p, cons
         _cleanup_free_ char *device = NULL;
         const struct kc_volume_conf *v;
         struct kc_attach_params cp = *p;
+        struct kms_opener opener = { .cli = cli };
         struct kc_kms_request req;
-        struct kc_kms *kms;
+        struct kc_kms *kms = NULL;
         int r;
 
         /* What kc_attach() (here or in the agent) calls invalid is the header's: not a bad argument
@@ -239,27 +260,32 @@ static int attach_one(struct kc_cli *cli, const struct kc_attach_params *p, cons
                 params_from_conf(v, &cp);
         }
         /* A mistyped device is refused before the KMS is opened, which would create the keystore and
-         * audit log; resolved once, so that kc_attach() does not ask blkid again. */
+         * audit log (as kc_attach() refuses a header it cannot use); resolved once, so that kc_attach()
+         * does not ask blkid again. */
         r = kc_resolve_device(cp.device, &device, err);
         if (r >= 0)
                 r = kc_luks_check_paths(device, cp.header, err);
         if (r < 0)
                 return r;
         cp.device = device;
+        cp.open_kms = open_kms;
+        cp.open_kms_userdata = &opener;
         p = &cp;
-        r = kc_cli_kms(cli, &kms);
-        if (r < 0) {
-                *ret_said = kc_cli_exit_status(r);
-                return r;
-        }
         req = kc_cli_request(cli, NULL);
-        r = kc_attach(kms, &req, p, res, err);
+        r = kc_attach(NULL, &req, p, res, err);
         if (r == -EINPROGRESS) {
                 *err = (struct kc_err) {};
-                r = resume_reencryption(cli, kms, p, err, ret_said);
-                if (r < 0)
-                        return r;
-                r = kc_attach(kms, &req, p, res, err);
+                r = open_kms(&opener, &kms);
+                if (r >= 0) {
+                        r = resume_reencryption(cli, kms, p, err, ret_said);
+                        if (r < 0)
+                                return r;
+                        r = kc_attach(kms, &req, p, res, err);
+                }
+        }
+        if (opener.r < 0) {
+                *ret_said = kc_cli_exit_status(opener.r);
+                return opener.r;
         }
         /* As kmscrypt status says it: attached, but no I/O goes through. */
         if (r >= 0 && res->key_wiped)

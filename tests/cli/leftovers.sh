@@ -6,10 +6,12 @@
 # keystore exists, and no keystore, log or head made for a typo.
 . "$(dirname "$0")/lib.sh"
 
-# gone NAME STATUS WANT ARGS...: refused with STATUS and the one line WANT; nothing created.
+# gone NAME STATUS WANT ARGS...: on a host without keystore, log or head, refused with STATUS and the
+# one line WANT; nothing created.
 gone() {
         name=$1 want=$2 line=$3
         shift 3
+        rm -rf "$KS" "$LOG" "$T/audit.head"
         expect "$want" "$name" "$@"
         check "$name: one line" one_error_line
         check "$name: says '$line'" grep -qxF -- "kmscrypt: $line" "$T/err"
@@ -74,6 +76,41 @@ gone "key usage KEY DEVICE" 3 "$D: cannot read: device $D: $NOENT" key usage ali
 # key rotate reads no --volumes: KMSCRYPT_VOLUMES.
 export KMSCRYPT_VOLUMES=$T/volumes
 gone "key rotate --rewrap DEVICE" 3 "$D: cannot rewrap: device $D: $NOENT" key rotate alias/pg --rewrap "$D"
+
+# ---- a device that is there, but that the command refuses from its header alone ----
+# Opening the KMS waits until the header shows a volume to work on: no keystore, log or head for these either.
+if command -v cryptsetup >/dev/null; then
+        P=$T/plain.img L2=$T/luks2.img L1=$T/luks1.img KC=$T/kc.img
+        truncate -s 1M "$P"
+        truncate -s 24M "$L2" "$KC"
+        truncate -s 8M "$L1"
+        cryptsetup luksFormat --type luks2 --batch-mode --pbkdf pbkdf2 --pbkdf-force-iterations 1000 \
+                --key-file "$T/pass" "$L2"
+        # A kmscrypt volume, made under a keystore of its own.
+        other() { KMSCRYPT_AUDIT_HEAD=$T/other.head "$KMSCRYPT" --keystore "$T/other" --audit-log "$T/other.log" "$@"; }
+        other -q key create --alias alias/pg && other -q format "$KC" --key alias/pg --context "$CTX"
+        check "a kmscrypt volume image to refuse" test -s "$T/other.log"
+        NOT_LUKS="is not a LUKS2 device (no valid LUKS header)"
+        printf 'plain %s db-id=db-1,volume-id=plain\n' "$P" > "$T/volumes.plain"
+
+        gone "attach, not LUKS2" 5 "cannot attach $P: $P $NOT_LUKS" attach "$P"
+        gone "attach, LUKS2 without a kmscrypt token" 3 "cannot attach $L2: $L2 has no kmscrypt token" attach "$L2"
+        gone "attach --header, not LUKS2" 5 "cannot attach $L2: $P $NOT_LUKS" attach "$L2" --header "$P"
+        gone "attach VOLUME, not LUKS2" 5 "cannot attach plain: $P $NOT_LUKS" attach plain --volumes "$T/volumes.plain"
+        gone "attach of a kmscrypt image file" 1 \
+                "cannot attach $KC: $KC is not a block device; attach a loop device of it (losetup --find --show $KC)" \
+                attach "$KC"
+        gone "attach -q --all, not LUKS2" 2 "plain: $P $NOT_LUKS" -q attach --all --volumes "$T/volumes.plain"
+        if cryptsetup luksFormat --type luks1 --batch-mode --pbkdf-force-iterations 1000 \
+                --key-file "$T/pass" "$L1" >/dev/null 2>&1; then
+                LUKS1="is LUKS1; kmscrypt needs LUKS2 (see cryptsetup convert)"
+                gone "attach, LUKS1" 5 "cannot attach $L1: $L1 $LUKS1" attach "$L1"
+        else
+                echo "ok - LUKS1: skipped, cryptsetup cannot make one # SKIP"
+        fi
+else
+        echo "ok - headers refused: skipped, no cryptsetup to make a LUKS2 image # SKIP"
+fi
 
 # ---- with a keystore: a DEVICE named is one asked for, not a volume found missing ----
 expect 0 "key create" key create --alias alias/pg

@@ -698,6 +698,60 @@ START_TEST(test_attach_without_token) {
 }
 END_TEST
 
+/* kc_attach_params.open_kms: the test's KMS, counting the calls. */
+struct kms_opens {
+        struct kc_kms *kms;
+        unsigned n;
+};
+
+static int count_open(void *userdata, struct kc_kms **ret) {
+        struct kms_opens *o = userdata;
+
+        o->n++;
+        *ret = o->kms;
+        return 0;
+}
+
+/*
+ * An attach that leaves the KMS to kc_attach() opens it only once the
+ * header shows a volume to unwrap: a device refused from its header alone
+ * (not LUKS2, no kmscrypt token, an image file) opens nothing, so on a
+ * fresh host no keystore or audit log is made for it.  A refusal of the
+ * host's policy is audited, so that one opens it.
+ */
+START_TEST(test_attach_opens_kms_late) {
+        struct env e;
+        env_init(&e);
+        _cleanup_free_ char *plain = kc_test_luks2_plain(e.dir, "plain.img", NULL);
+        _cleanup_free_ char *zero = kc_test_image(e.dir, "zero.img", KC_TEST_IMAGE_SIZE);
+        _cleanup_free_ char *img = kc_test_image(e.dir, "kc.img", KC_TEST_IMAGE_SIZE);
+        _cleanup_context_ struct kc_context *other = NULL;
+        struct kc_volume_format_params fp = format_params(&e, img);
+        struct kms_opens opens = { .kms = e.kms };
+        struct kc_kms_request req = { .caller = &e.caller };
+        struct kc_attach_params p = { .open_kms = count_open, .open_kms_userdata = &opens };
+        struct kc_attach_result res;
+        struct kc_volume_result vres;
+        struct kc_err err = {};
+
+        ck_assert_int_eq(kc_volume_format(e.kms, &e.caller, &fp, &vres, &err), 0);
+        p.device = plain;
+        ck_assert_int_eq(kc_attach(NULL, &req, &p, &res, &err), -ENOKEY);
+        p.device = zero;
+        ck_assert_int_eq(kc_attach(NULL, &req, &p, &res, &(struct kc_err) {}), -EINVAL);
+        p.device = img;
+        ck_assert_int_eq(kc_attach(NULL, &req, &p, &res, &(struct kc_err) {}), -ENOTBLK);
+        ck_assert_uint_eq(opens.n, 0);
+
+        ck_assert_int_eq(kc_context_parse_kv("db-id=other,volume-id=other", &other, NULL), 0);
+        p.expect = other;
+        ck_assert_int_eq(kc_attach(NULL, &req, &p, &res, &(struct kc_err) {}), -EPERM);
+        ck_assert_uint_eq(opens.n, 1);
+        ck_assert_uint_eq(audit_count(&e, "Attach"), 1);
+        env_done(&e);
+}
+END_TEST
+
 Suite *kc_test_suite(void) {
         Suite *s = suite_create("volume-header");
         TCase *tc = tcase_create("workflows");
@@ -718,6 +772,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_adopt_refusals);
         tcase_add_test(tc, test_dump);
         tcase_add_test(tc, test_attach_without_token);
+        tcase_add_test(tc, test_attach_opens_kms_late);
         suite_add_tcase(s, tc);
         return s;
 }
