@@ -174,26 +174,33 @@ static int ref_check(const struct kc_volume_ref *ref, struct kc_err *err) {
 /* ---- format ---- */
 
 /*
- * A detached header file may be new (created here, 0600, and removed again
- * if format fails) or an existing file, which must be writable and, unless
- * forced, carry no signature.
+ * A detached header file may be new (created by header_prepare(), 0600, and
+ * removed again if format fails) or an existing file, which must be writable
+ * and, unless forced or empty, carry no signature.  1: there is none yet.
  */
-static int header_prepare(const struct kc_volume_format_params *p, bool *ret_created, struct kc_err *err) {
-        _cleanup_close_ int fd = -1;
+static int header_check(const struct kc_volume_format_params *p, struct kc_err *err) {
         struct stat st;
+        int r;
 
-        *ret_created = false;
         if (!p->ref.header)
                 return 0;
-        if (stat(p->ref.header, &st) == 0) {
-                int r = check_writable("header", p->ref.header, err);
+        if (stat(p->ref.header, &st) < 0)
+                return errno == ENOENT ? 1 : kc_err_set(err, negative_errno(), "header %s: %s", p->ref.header,
+                                                        strerror(errno));
+        r = check_writable("header", p->ref.header, err);
+        if (r < 0 || p->force || (S_ISREG(st.st_mode) && st.st_size == 0))
+                return r;
+        return kc_luks_check_blank(p->ref.header, err);
+}
 
-                if (r < 0 || p->force || (S_ISREG(st.st_mode) && st.st_size == 0))
-                        return r;
-                return kc_luks_check_blank(p->ref.header, err);
-        }
-        if (errno != ENOENT)
-                return kc_err_set(err, negative_errno(), "header %s: %s", p->ref.header, strerror(errno));
+static int header_prepare(const struct kc_volume_format_params *p, bool *ret_created, struct kc_err *err) {
+        _cleanup_close_ int fd = -1;
+        int r;
+
+        *ret_created = false;
+        r = header_check(p, err);
+        if (r <= 0)
+                return r;
         fd = open(p->ref.header, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd < 0)
                 return kc_err_set(err, negative_errno(), "cannot create header %s: %s", p->ref.header, strerror(errno));
@@ -201,6 +208,7 @@ static int header_prepare(const struct kc_volume_format_params *p, bool *ret_cre
         return 0;
 }
 
+/* Everything format refuses from its parameters and the device, before the KMS or the header file. */
 static int format_check(const struct kc_volume_format_params *p, const struct kc_kms_provider **ret_provider,
                         struct kc_err *err) {
         const char *key;
@@ -234,6 +242,18 @@ static int format_check(const struct kc_volume_format_params *p, const struct kc
                         return r;
         }
         return 0;
+}
+
+int kc_volume_format_check(const struct kc_volume_format_params *p, struct kc_err *err) {
+        const struct kc_kms_provider *provider;
+        int r;
+
+        if (!p)
+                return -EINVAL;
+        r = format_check(p, &provider, err);
+        if (r >= 0)
+                r = header_check(p, err);
+        return r < 0 ? r : 0;
 }
 
 static int format_write(struct kc_kms *kms, const struct kc_kms_request *req, const char *provider,
@@ -389,6 +409,46 @@ static int adopt_check(const struct kc_volume_adopt_params *p, struct kc_luks *l
         return check_writable(p->ref.header ? "header" : "device", p->ref.header ?: p->ref.device, err);
 }
 
+/* Everything adopt refuses before it unlocks the volume key: the header opened, in *ret_luks. */
+static int adopt_open(const struct kc_volume_adopt_params *p, const struct kc_kms_provider **ret_provider,
+                      struct kc_luks **ret_luks, struct kc_luks_segment *ret_seg, struct kc_err *err) {
+        _cleanup_luks_ struct kc_luks *l = NULL;
+        const char *rest;
+        int r;
+
+        r = ref_check(&p->ref, err);
+        if (r < 0)
+                return r;
+        if (!p->key_ref || !*p->key_ref)
+                return kc_err_set(err, -EINVAL, "no key given");
+        if (!p->passphrase)
+                return kc_err_set(err, -EINVAL, "no passphrase or key file given to unlock the volume");
+        r = kc_kms_resolve(p->key_ref, ret_provider, &rest, err);
+        if (r < 0)
+                return r;
+        r = kc_volume_check_context(p->context, err);
+        if (r < 0)
+                return r;
+        r = kc_luks_open(p->ref.device, p->ref.header, &l, err);
+        if (r < 0)
+                return r;
+        r = adopt_check(p, l, ret_seg, err);
+        if (r < 0)
+                return r;
+        *ret_luks = TAKE_PTR(l);
+        return 0;
+}
+
+int kc_volume_adopt_check(const struct kc_volume_adopt_params *p, struct kc_err *err) {
+        _cleanup_luks_ struct kc_luks *l = NULL;
+        const struct kc_kms_provider *provider;
+        struct kc_luks_segment seg;
+
+        if (!p)
+                return -EINVAL;
+        return adopt_open(p, &provider, &l, &seg, err);
+}
+
 int kc_volume_adopt(struct kc_kms *kms, const struct kc_caller *caller,
                     const struct kc_volume_adopt_params *p, struct kc_volume_result *ret, struct kc_err *err) {
         _cleanup_(kc_data_key_clear) struct kc_data_key dk = {};
@@ -399,28 +459,11 @@ int kc_volume_adopt(struct kc_kms *kms, const struct kc_caller *caller,
         struct kc_volume_result res = { .recovery_keyslot = -1 };
         struct kc_luks_segment seg;
         struct kc_kms_request req = { .caller = caller };
-        const char *rest;
         int r;
 
         if (!kms || !p || !ret)
                 return -EINVAL;
-        r = ref_check(&p->ref, err);
-        if (r < 0)
-                return r;
-        if (!p->key_ref || !*p->key_ref)
-                return kc_err_set(err, -EINVAL, "no key given");
-        if (!p->passphrase)
-                return kc_err_set(err, -EINVAL, "no passphrase or key file given to unlock the volume");
-        r = kc_kms_resolve(p->key_ref, &provider, &rest, err);
-        if (r < 0)
-                return r;
-        r = kc_volume_check_context(p->context, err);
-        if (r < 0)
-                return r;
-        r = kc_luks_open(p->ref.device, p->ref.header, &l, err);
-        if (r < 0)
-                return r;
-        r = adopt_check(p, l, &seg, err);
+        r = adopt_open(p, &provider, &l, &seg, err);
         if (r < 0)
                 return r;
 

@@ -75,6 +75,13 @@ struct kc_volume_format_params {
  */
 int kc_volume_format(struct kc_kms *kms, const struct kc_caller *caller,
                      const struct kc_volume_format_params *p, struct kc_volume_result *ret, struct kc_err *err);
+/*
+ * What kc_volume_format() refuses before any KMS call, in its words, for a
+ * caller that has yet to open the KMS: opening the local one creates its
+ * keystore and audit log, which a refused format must not leave behind.
+ * Writes nothing (a missing header file is not created).
+ */
+int kc_volume_format_check(const struct kc_volume_format_params *p, struct kc_err *err);
 
 struct kc_volume_adopt_params {
         struct kc_volume_ref ref;
@@ -94,6 +101,12 @@ struct kc_volume_adopt_params {
  */
 int kc_volume_adopt(struct kc_kms *kms, const struct kc_caller *caller,
                     const struct kc_volume_adopt_params *p, struct kc_volume_result *ret, struct kc_err *err);
+/*
+ * What kc_volume_adopt() refuses before it unlocks the volume key (not
+ * LUKS2, LUKS1, a kmscrypt token already, read-only, ...), in its words,
+ * for a caller that has yet to open the KMS (kc_volume_format_check()).
+ */
+int kc_volume_adopt_check(const struct kc_volume_adopt_params *p, struct kc_err *err);
 
 /*
  * Header facts and the kmscrypt token as JSON, without any KMS call, named

@@ -189,6 +189,19 @@ int kc_cli_pbkdf_from_options(const struct kc_cli_usage *u, const char *type, co
         return 0;
 }
 
+/* The failure line of format; a signature it refuses says how to go on, on the same line. */
+static int format_fail(struct kc_cli *cli, int r, struct kc_err *err, bool force) {
+        if (r == -EEXIST && !force) {
+                /* The hint always fits, the message whole as a rule. */
+                static const char hint[] = "; --force destroys it";
+                char why[sizeof(err->msg)];
+
+                snprintf(why, sizeof(why), "%.*s%s", (int) (sizeof(why) - sizeof(hint)), err->msg, hint);
+                snprintf(err->msg, sizeof(err->msg), "%s", why);
+        }
+        return kc_cli_fail(cli, r, err, "format");
+}
+
 static int volume_format(struct kc_cli *cli, int argc, char **argv) {
         const char *key = NULL, *kv = NULL, *json = NULL, *header = NULL, *sector = NULL, *passfile = NULL,
                    *label = NULL, *pbkdf = NULL, *iterations = NULL, *memory = NULL;
@@ -241,9 +254,6 @@ static int volume_format(struct kc_cli *cli, int argc, char **argv) {
         status = check_paths(cli, argv[1], NULL, "format");
         if (status != KC_EXIT_OK)
                 return status;
-        r = kc_cli_kms(cli, &kms);
-        if (r < 0)
-                return kc_cli_exit_status(r);
 
         p = (struct kc_volume_format_params) {
                 .ref = { .device = argv[1], .header = header },
@@ -256,17 +266,16 @@ static int volume_format(struct kc_cli *cli, int argc, char **argv) {
                 .pbkdf = &pb,
                 .force = force,
         };
-        r = kc_volume_format(kms, &cli->caller, &p, &res, &err);
-        if (r == -EEXIST && !force) {
-                /* Say how to go on, on the same line: the hint always fits, the message whole as a rule. */
-                static const char hint[] = "; --force destroys it";
-                char why[sizeof(err.msg)];
-
-                snprintf(why, sizeof(why), "%.*s%s", (int) (sizeof(why) - sizeof(hint)), err.msg, hint);
-                snprintf(err.msg, sizeof(err.msg), "%s", why);
-        }
+        /* A signature or a read-only device too, before the KMS opens (check_paths()). */
+        r = kc_volume_format_check(&p, &err);
         if (r < 0)
-                return kc_cli_fail(cli, r, &err, "format");
+                return format_fail(cli, r, &err, force);
+        r = kc_cli_kms(cli, &kms);
+        if (r < 0)
+                return kc_cli_exit_status(r);
+        r = kc_volume_format(kms, &cli->caller, &p, &res, &err);
+        if (r < 0)
+                return format_fail(cli, r, &err, force);
         return print_result(cli, "Formatted", &p.ref, &res, false);
 }
 
@@ -311,9 +320,6 @@ static int volume_adopt(struct kc_cli *cli, int argc, char **argv) {
         status = check_paths(cli, argv[1], header, "adopt");
         if (status != KC_EXIT_OK)
                 return status;
-        r = kc_cli_kms(cli, &kms);
-        if (r < 0)
-                return kc_cli_exit_status(r);
 
         p = (struct kc_volume_adopt_params) {
                 .ref = { .device = argv[1], .header = header },
@@ -323,7 +329,14 @@ static int volume_adopt(struct kc_cli *cli, int argc, char **argv) {
                 .passphrase_len = pass_len,
                 .remove_passphrase = remove,
         };
-        r = kc_volume_adopt(kms, &cli->caller, &p, &res, &err);
+        /* A header adopt cannot take too (not LUKS2, a kmscrypt token already), before the KMS opens. */
+        r = kc_volume_adopt_check(&p, &err);
+        if (r >= 0) {
+                r = kc_cli_kms(cli, &kms);
+                if (r < 0)
+                        return kc_cli_exit_status(r);
+                r = kc_volume_adopt(kms, &cli->caller, &p, &res, &err);
+        }
         if (r < 0)
                 return kc_cli_fail(cli, kc_cli_header_error(r), &err, "adopt");
         return print_result(cli, "Adopted", &p.ref, &res, true);

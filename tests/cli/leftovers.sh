@@ -101,12 +101,36 @@ if command -v cryptsetup >/dev/null; then
                 "cannot attach $KC: $KC is not a block device; attach a loop device of it (losetup --find --show $KC)" \
                 attach "$KC"
         gone "attach -q --all, not LUKS2" 2 "plain: $P $NOT_LUKS" -q attach --all --volumes "$T/volumes.plain"
+        gone "format over LUKS2" 1 "format: $L2 carries a crypto_LUKS signature (crypto); --force destroys it" \
+                format "$L2" --key alias/pg --context "$CTX"
+        gone "format, --header over LUKS2" 1 "format: $L2 carries a crypto_LUKS signature (crypto); --force destroys it" \
+                format "$P" --header "$L2" --key alias/pg --context "$CTX"
+        gone "adopt, not LUKS2" 5 "adopt: $P $NOT_LUKS" \
+                adopt "$P" --key alias/pg --context "$CTX" --passphrase-file "$T/pass"
+        gone "adopt of a kmscrypt volume" 1 "adopt: $KC already has a kmscrypt token" \
+                adopt "$KC" --key alias/pg --context "$CTX" --passphrase-file "$T/pass"
         if cryptsetup luksFormat --type luks1 --batch-mode --pbkdf-force-iterations 1000 \
                 --key-file "$T/pass" "$L1" >/dev/null 2>&1; then
                 LUKS1="is LUKS1; kmscrypt needs LUKS2 (see cryptsetup convert)"
                 gone "attach, LUKS1" 5 "cannot attach $L1: $L1 $LUKS1" attach "$L1"
+                gone "adopt, LUKS1" 5 "adopt: $L1 $LUKS1" \
+                        adopt "$L1" --key alias/pg --context "$CTX" --passphrase-file "$T/pass"
         else
                 echo "ok - LUKS1: skipped, cryptsetup cannot make one # SKIP"
+        fi
+        if mkfs.ext4 -q -F "$P" >/dev/null 2>&1; then
+                gone "format over a file system" 1 "format: $P carries a ext4 signature (filesystem); --force destroys it" \
+                        format "$P" --key alias/pg --context "$CTX"
+        else
+                echo "ok - format over a file system: skipped, no mkfs.ext4 # SKIP"
+        fi
+        RO=
+        if [ "$(id -u)" = 0 ] && [ -e /dev/loop-control ] && RO=$(losetup -r -f --show "$L2" 2>/dev/null); then
+                gone "format of a read-only device" 5 "format: device $RO is a read-only block device" \
+                        format "$RO" --key alias/pg --context "$CTX" --force
+                losetup -d "$RO"
+        else
+                echo "ok - format of a read-only device: skipped, no read-only loop device # SKIP"
         fi
 else
         echo "ok - headers refused: skipped, no cryptsetup to make a LUKS2 image # SKIP"
