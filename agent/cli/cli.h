@@ -242,6 +242,15 @@ void kc_cli_target_clear(struct kc_cli_target *t);
 /* volumes: from kc_cli_volumes_file(), or NULL where no volumes file is read (attached mappings only). */
 int kc_cli_target_resolve(const char *arg, const char *header, const char *volumes, struct kc_cli_target *ret,
                           struct kc_err *err);
+/*
+ * The target's header and kmscrypt token (into *ret unless NULL), read before
+ * the KMS is opened, which would create the keystore and audit log: a header
+ * that is not LUKS2, or has no kmscrypt token, is refused in the words of the
+ * command's own read (kc_luks_open(), kc_luks_token_read()), its error passed
+ * through kc_cli_header_error().
+ */
+struct kc_token;
+int kc_cli_target_token(const struct kc_cli_target *t, struct kc_token *ret, struct kc_err *err);
 /* Data key replacement (cmd-reencrypt.c). */
 extern const struct kc_cli_command kc_cli_cmd_reencrypt;
 struct kc_cli_reencrypt_options {

@@ -310,6 +310,9 @@ static int run_reencrypt(struct kc_cli *cli, int argc, char **argv) {
         r = kc_cli_target_resolve(argv[1], header, volumes, &t, &err);
         if (r == -ENOENT && stack_target(argv[1], header, &t) >= 0)
                 r = 0;
+        /* Its header too: one the reencryption would refuse (not LUKS2, no kmscrypt token) needs no KMS. */
+        if (r >= 0)
+                r = kc_cli_target_token(&t, NULL, &err);
         if (r < 0) {
                 char what[KC_ERR_MSG_MAX];
 

@@ -105,6 +105,23 @@ int kc_cli_target_resolve(const char *arg, const char *header, const char *volum
         return 0;
 }
 
+int kc_cli_target_token(const struct kc_cli_target *t, struct kc_token *ret, struct kc_err *err) {
+        _cleanup_luks_ struct kc_luks *l = NULL;
+        _cleanup_(kc_token_clear) struct kc_token tok = {};
+        int r;
+
+        r = kc_luks_open(t->device, t->header, &l, err);
+        if (r >= 0)
+                r = kc_luks_token_read(l, &tok, NULL, err);
+        if (r < 0)
+                return kc_cli_header_error(r);
+        if (ret) {
+                *ret = tok;
+                tok = (struct kc_token) {};
+        }
+        return 0;
+}
+
 /* ---- output ---- */
 
 static struct json_object *rewrap_json(const char *name, const char *device, const struct kc_rewrap_result *res,
@@ -337,7 +354,10 @@ static int run_rewrap(struct kc_cli *cli, int argc, char **argv) {
                 if (r != KC_EXIT_OK)
                         return r;
         } else {
+                /* Its header too: one rewrap would refuse (not LUKS2, no kmscrypt token) needs no KMS. */
                 r = kc_cli_target_resolve(argv[1], header, volumes, &t, &err);
+                if (r >= 0)
+                        r = kc_cli_target_token(&t, NULL, &err);
                 if (r < 0) {
                         char what[KC_ERR_MSG_MAX];
 
@@ -371,15 +391,12 @@ static int run_rewrap(struct kc_cli *cli, int argc, char **argv) {
 /* The token's context with the pairs of given replacing or adding theirs. */
 static int merged_context(const struct kc_cli_target *t, const struct kc_context *given, struct kc_context **ret,
                           struct kc_err *err) {
-        _cleanup_luks_ struct kc_luks *l = NULL;
         _cleanup_(kc_token_clear) struct kc_token tok = {};
         int r;
 
-        r = kc_luks_open(t->device, t->header, &l, err);
-        if (r >= 0)
-                r = kc_luks_token_read(l, &tok, NULL, err);
+        r = kc_cli_target_token(t, &tok, err);
         if (r < 0)
-                return kc_cli_header_error(r);
+                return r;
         for (size_t i = 0; i < kc_context_count(given); i++) {
                 r = kc_context_set(tok.context, kc_context_key(given, i), kc_context_value(given, i), err);
                 if (r < 0)

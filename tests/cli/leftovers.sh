@@ -109,12 +109,18 @@ if command -v cryptsetup >/dev/null; then
                 adopt "$P" --key alias/pg --context "$CTX" --passphrase-file "$T/pass"
         gone "adopt of a kmscrypt volume" 1 "adopt: $KC already has a kmscrypt token" \
                 adopt "$KC" --key alias/pg --context "$CTX" --passphrase-file "$T/pass"
+        gone "rewrap, not LUKS2" 5 "$P: cannot rewrap: $P $NOT_LUKS" rewrap "$P"
+        gone "rewrap, no kmscrypt token" 3 "$L2: cannot rewrap: $L2 has no kmscrypt token" rewrap "$L2"
+        gone "reencrypt, not LUKS2" 5 "cannot reencrypt $P: $P $NOT_LUKS" reencrypt "$P"
+        gone "reencrypt, no kmscrypt token" 3 "cannot reencrypt $L2: $L2 has no kmscrypt token" reencrypt "$L2"
+        gone "rebind, no kmscrypt token" 3 "rebind: $L2 has no kmscrypt token" rebind "$L2" --context volume-id=vol-2
         if cryptsetup luksFormat --type luks1 --batch-mode --pbkdf-force-iterations 1000 \
                 --key-file "$T/pass" "$L1" >/dev/null 2>&1; then
                 LUKS1="is LUKS1; kmscrypt needs LUKS2 (see cryptsetup convert)"
                 gone "attach, LUKS1" 5 "cannot attach $L1: $L1 $LUKS1" attach "$L1"
                 gone "adopt, LUKS1" 5 "adopt: $L1 $LUKS1" \
                         adopt "$L1" --key alias/pg --context "$CTX" --passphrase-file "$T/pass"
+                gone "rewrap, LUKS1" 5 "$L1: cannot rewrap: $L1 $LUKS1" rewrap "$L1"
         else
                 echo "ok - LUKS1: skipped, cryptsetup cannot make one # SKIP"
         fi
