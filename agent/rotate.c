@@ -774,10 +774,6 @@ int kc_device_has_holders(const char *device, char ret_holder[64]) {
         return 0;
 }
 
-static bool all_zero(const uint8_t *p, size_t n) {
-        return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
-}
-
 static int copy_fds(int in, int out, uint64_t total, bool sparse, kc_copy_progress_fn progress, void *userdata) {
         _cleanup_free_ uint8_t *buf = NULL;
         uint64_t done = 0;
@@ -798,7 +794,7 @@ static int copy_fds(int in, int out, uint64_t total, bool sparse, kc_copy_progre
                 if (n <= 0)
                         return n < 0 ? negative_errno() : -EIO;
                 /* Zero chunks stay holes in a file copy; a device gets every byte. */
-                if (!(sparse && all_zero(buf, (size_t) n))) {
+                if (!(sparse && kc_all_zero(buf, (size_t) n))) {
                         for (ssize_t w = 0, k; w < n; w += k) {
                                 k = pwrite(out, buf + w, (size_t) (n - w), (off_t) (done + (uint64_t) w));
                                 if (k < 0 && errno == EINTR)

@@ -51,6 +51,12 @@ static inline int streq_ptr(const char *a, const char *b) {
 }
 #define streq(a, b) (__builtin_strcmp((a), (b)) == 0)
 
+/* Whether the n bytes at p are all zero (n == 0 included). */
+static inline int kc_all_zero(const void *p, size_t n) {
+        const unsigned char *b = p;
+        return n == 0 || (b[0] == 0 && __builtin_memcmp(b, b + 1, n - 1) == 0);
+}
+
 /* Copy a string into a fixed buffer; false (and a truncated copy) when it did not fit. */
 static inline int kc_strscpy(char *dst, size_t size, const char *src) {
         size_t n = __builtin_strlen(src);
