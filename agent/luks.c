@@ -668,9 +668,21 @@ int kc_luks_segment(struct kc_luks *l, struct kc_luks_segment *ret) {
  * area and binary UUID directly, so that the KMS call and the table load
  * can run while libcryptsetup loads.  It is never trusted: kc_luks_peek_matches()
  * holds it against the loaded header, and attach resumes no mapping built
- * from a peek that does not match (agent/attach.c).  So the peek checks
- * no checksum and validates nothing beyond what it needs to stay in
- * bounds; anything unusual is -EOPNOTSUPP, and attach just waits for the load.
+ * from a peek that does not match (agent/attach.c).
+ *
+ * What the peek checks: the primary binary header's magic, version and
+ * hdr_size (up to PEEK_HDR_SIZE_MAX), NUL-terminated UUID and label, and
+ * the JSON area's layout as cryptsetup's loader reads it (validate_json_area()
+ * in lib/luks2/luks2_disk_metadata.c): '{' first, the text, then only NUL
+ * bytes to the area's end, at least one; the text strict JSON, an object.
+ * What it leaves to libcryptsetup's load: the checksum (the load's main
+ * cost), the header offset, the seqid, the secondary header and the choice
+ * between the two copies, and the LUKS2 validation of the JSON.  A primary
+ * copy the load passes over (bad checksum, older seqid) is no risk: the
+ * load then gives the secondary's JSON, and the peek counts only where that
+ * is the JSON it read.  Whatever the peek refuses is -EOPNOTSUPP (-ENOMEM
+ * aside), and attach waits for the load, which gives the real error if
+ * there is one.
  */
 #define LUKS2_BIN_HDR_SIZE 4096
 #define LUKS2_MAGIC "LUKS\xba\xbe"
@@ -728,7 +740,8 @@ int kc_luks_peek(const char *device, const char *header, struct kc_luks_peek **r
         _cleanup_free_ uint8_t *buf = NULL;
         _cleanup_(kc_luks_peek_freep) struct kc_luks_peek *pk = NULL;
         uint64_t hdr_size;
-        size_t json_len;
+        size_t area_size, json_len;
+        const char *area;
         int r;
 
         if (!device || !ret)
@@ -747,7 +760,12 @@ int kc_luks_peek(const char *device, const char *header, struct kc_luks_peek **r
                 return -EOPNOTSUPP;
         if (hdr_size > PEEK_HDR_SIZE_DEFAULT && read_start(header ?: device, buf, hdr_size) < 0)
                 return -EOPNOTSUPP;
-        json_len = strnlen((const char *) buf + LUKS2_BIN_HDR_SIZE, hdr_size - LUKS2_BIN_HDR_SIZE);
+        area = (const char *) buf + LUKS2_BIN_HDR_SIZE;
+        area_size = hdr_size - LUKS2_BIN_HDR_SIZE;
+        json_len = strnlen(area, area_size);
+        /* A JSON area the load would refuse (before the JSON itself) is none the peek goes on from. */
+        if (area[0] != '{' || json_len == area_size || !kc_all_zero(area + json_len, area_size - json_len))
+                return -EOPNOTSUPP;
 
         pk = calloc(1, sizeof(*pk));
         if (!pk)
@@ -756,8 +774,7 @@ int kc_luks_peek(const char *device, const char *header, struct kc_luks_peek **r
             peek_field(buf, LUKS2_LABEL_OFF, pk->label, sizeof(pk->label)) < 0 ||
             copy_string(pk->data_device, sizeof(pk->data_device), device) < 0)
                 return -EOPNOTSUPP;
-        /* The JSON area is the text, then NUL bytes to its end. */
-        r = kc_json_parse_object((const char *) buf + LUKS2_BIN_HDR_SIZE, json_len, NULL, &pk->json, NULL);
+        r = kc_json_parse_object(area, json_len, NULL, &pk->json, NULL);
         if (r < 0)
                 return r == -ENOMEM ? r : -EOPNOTSUPP;
         *ret = TAKE_PTR(pk);

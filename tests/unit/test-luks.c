@@ -688,6 +688,80 @@ START_TEST(test_peek) {
 }
 END_TEST
 
+/* The JSON area of path's primary header (hdr_size - 4096 bytes at 4096), with the text's length. */
+static char *json_area_read(const char *path, size_t *ret_size, size_t *ret_text_len) {
+        uint8_t be[8];
+        uint64_t hdr_size = 0;
+        char *area;
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(pread(fd, be, sizeof(be), 8), (ssize_t) sizeof(be));
+        for (size_t i = 0; i < sizeof(be); i++)
+                hdr_size = hdr_size << 8 | be[i];
+        ck_assert_uint_gt(hdr_size, 4096);
+        area = malloc(hdr_size - 4096);
+        ck_assert_ptr_nonnull(area);
+        ck_assert_int_eq(pread(fd, area, hdr_size - 4096, 4096), (ssize_t) (hdr_size - 4096));
+        close(fd);
+        *ret_size = hdr_size - 4096;
+        *ret_text_len = strnlen(area, *ret_size);
+        return area;
+}
+
+/*
+ * The JSON area as cryptsetup's loader reads it (validate_json_area()):
+ * '{' first, then the text, then NUL bytes to its end.  The peek refuses
+ * any other byte there, as the load refuses that copy, even where the text
+ * before the first NUL is a good header.
+ */
+START_TEST(test_peek_json_area) {
+        _cleanup_free_ char *dir = kc_test_tmpdir(), *img = kc_test_luks2_plain(dir, "stock.img", NULL);
+        _cleanup_free_ char *area = NULL, *shifted = NULL;
+        size_t size, len;
+
+        area = json_area_read(img, &size, &len);
+        ck_assert_uint_lt(len + 2, size);
+        shifted = malloc(len + 1);
+        ck_assert_ptr_nonnull(shifted);
+        shifted[0] = ' ';
+        memcpy(shifted + 1, area, len);
+
+        const struct {
+                off_t offset;
+                const void *bytes;
+                size_t n;
+                int r;
+        } cases[] = {
+                { 4096 + (off_t) len, "\n", 1, 0 },                      /* whitespace after the object: json-c eats it */
+                { 4096 + (off_t) len + 1, "x", 1, -EOPNOTSUPP },        /* a byte after the text's NUL */
+                { 4096 + (off_t) len + 1, "\n", 1, -EOPNOTSUPP },       /* even whitespace */
+                { 4096 + (off_t) size - 1, "\1", 1, -EOPNOTSUPP },      /* the area's last byte */
+                { 4096, shifted, len + 1, -EOPNOTSUPP },                 /* whitespace before the object */
+        };
+        for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+                _cleanup_free_ char *copy = kc_test_image(dir, "pad.img", 0);
+                _cleanup_(kc_luks_peek_freep) struct kc_luks_peek *pk = NULL;
+
+                copy_file(img, copy);
+                patch_file(copy, cases[i].offset, cases[i].bytes, cases[i].n);
+                ck_assert_msg(kc_luks_peek(copy, NULL, &pk) == cases[i].r, "case %zu", i);
+                ck_assert(!pk == (cases[i].r < 0));
+        }
+
+        /* No NUL at all: the text, then whitespace to the area's end. */
+        {
+                _cleanup_free_ char *copy = kc_test_image(dir, "full.img", 0);
+                _cleanup_(kc_luks_peek_freep) struct kc_luks_peek *pk = NULL;
+
+                memset(area + len, ' ', size - len);
+                copy_file(img, copy);
+                patch_file(copy, 4096, area, size);
+                ck_assert_int_eq(kc_luks_peek(copy, NULL, &pk), -EOPNOTSUPP);
+        }
+}
+END_TEST
+
 /*
  * A header as stock cryptsetup writes it (its JSON area the text, then NUL
  * bytes to its end) is read by the strict parse, by the peek from the disk
@@ -832,6 +906,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_stock_header_strict);
         tcase_add_test(tc, test_dump_json);
         tcase_add_test(tc, test_peek);
+        tcase_add_test(tc, test_peek_json_area);
         suite_add_tcase(s, tc);
         return s;
 }
