@@ -670,24 +670,29 @@ int kc_luks_segment(struct kc_luks *l, struct kc_luks_segment *ret) {
  * holds it against the loaded header, and attach resumes no mapping built
  * from a peek that does not match (agent/attach.c).
  *
- * What the peek checks: the primary binary header's magic, version and
- * hdr_size (up to PEEK_HDR_SIZE_MAX), NUL-terminated UUID and label, and
- * the JSON area's layout as cryptsetup's loader reads it (validate_json_area()
- * in lib/luks2/luks2_disk_metadata.c): '{' first, the text, then only NUL
- * bytes to the area's end, at least one; the text strict JSON, an object.
- * What it leaves to libcryptsetup's load: the checksum (the load's main
- * cost), the header offset, the seqid, the secondary header and the choice
- * between the two copies, and the LUKS2 validation of the JSON.  A primary
- * copy the load passes over (bad checksum, older seqid) is no risk: the
- * load then gives the secondary's JSON, and the peek counts only where that
- * is the JSON it read.  Whatever the peek refuses is -EOPNOTSUPP (-ENOMEM
- * aside), and attach waits for the load, which gives the real error if
- * there is one.
+ * What the peek checks: the primary binary header's magic and version;
+ * its hdr_offset 0, the offset the primary copy is read at, and its
+ * hdr_size one LUKS2 allows, a power of two from 16 KiB (up to
+ * PEEK_HDR_SIZE_MAX here), as cryptsetup's loader checks them before the
+ * checksum (hdr_disk_sanity_check_pre() in lib/luks2/luks2_disk_metadata.c;
+ * the power of two is LUKS2_check_metadata_area_size()'s); a NUL-terminated
+ * UUID and label; and the JSON area's layout as the loader reads it
+ * (validate_json_area()): '{' first, the text, then only NUL bytes to the
+ * area's end, at least one; the text strict JSON, an object.  What it
+ * leaves to libcryptsetup's load: the checksum (the load's main cost), the
+ * seqid, the secondary header and the choice between the two copies, and
+ * the LUKS2 validation of the JSON.  A primary copy the load passes over
+ * (bad checksum, older seqid) is no risk: the load then gives the
+ * secondary's JSON, and the peek counts only where that is the JSON it
+ * read.  Whatever the peek refuses is -EOPNOTSUPP (-ENOMEM aside), and
+ * attach waits for the load, which gives the real error if there is one.
  */
 #define LUKS2_BIN_HDR_SIZE 4096
 #define LUKS2_MAGIC "LUKS\xba\xbe"
 #define LUKS2_LABEL_OFF 24
 #define LUKS2_UUID_OFF 168
+#define LUKS2_HDR_OFFSET_OFF 256
+#define LUKS2_HDR_SIZE_MIN (16 * 1024)
 #define PEEK_HDR_SIZE_DEFAULT (16 * 1024)
 #define PEEK_HDR_SIZE_MAX (64 * 1024)   /* a bigger header just waits for the load */
 
@@ -739,7 +744,7 @@ static int read_start(const char *path, void *buf, size_t len) {
 int kc_luks_peek(const char *device, const char *header, struct kc_luks_peek **ret) {
         _cleanup_free_ uint8_t *buf = NULL;
         _cleanup_(kc_luks_peek_freep) struct kc_luks_peek *pk = NULL;
-        uint64_t hdr_size;
+        uint64_t hdr_size, hdr_offset;
         size_t area_size, json_len;
         const char *area;
         int r;
@@ -756,7 +761,11 @@ int kc_luks_peek(const char *device, const char *header, struct kc_luks_peek **r
                 return -EOPNOTSUPP;
         memcpy(&hdr_size, buf + 8, sizeof(hdr_size));
         hdr_size = be64toh(hdr_size);
-        if (hdr_size <= LUKS2_BIN_HDR_SIZE || hdr_size > PEEK_HDR_SIZE_MAX || hdr_size % LUKS2_BIN_HDR_SIZE)
+        memcpy(&hdr_offset, buf + LUKS2_HDR_OFFSET_OFF, sizeof(hdr_offset));
+        /* A copy that says it lives elsewhere, or of a size LUKS2 has not, the load refuses as the primary. */
+        if (be64toh(hdr_offset) != 0)
+                return -EOPNOTSUPP;
+        if (hdr_size < LUKS2_HDR_SIZE_MIN || hdr_size > PEEK_HDR_SIZE_MAX || (hdr_size & (hdr_size - 1)) != 0)
                 return -EOPNOTSUPP;
         if (hdr_size > PEEK_HDR_SIZE_DEFAULT && read_start(header ?: device, buf, hdr_size) < 0)
                 return -EOPNOTSUPP;

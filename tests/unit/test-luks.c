@@ -554,6 +554,9 @@ static const struct {
         { 6, "\0\1", 2 },                                                 /* version 1 */
         { 8, "\0\0\0\0\0\0\x10\0", 8 },                                   /* hdr_size: no JSON area */
         { 8, "\0\0\0\0\x01\0\0\0", 8 },                                   /* hdr_size 16 MiB: not peeked */
+        { 8, "\0\0\0\0\0\0\x20\0", 8 },                                   /* hdr_size 8 KiB: under LUKS2's 16 */
+        { 256, "\0\0\0\0\0\0\x40\0", 8 },                                 /* hdr_offset: the secondary's */
+        { 256, "\x80\0\0\0\0\0\0\0", 8 },                                 /* hdr_offset: its top byte */
         { 168, "0123456789012345678901234567890123456789", 40 },          /* UUID without its NUL */
         { 24, "0123456789012345678901234567890123456789012345678", 48 },  /* label without its NUL */
         { 4096, "[1,2,3]", 8 },                                           /* JSON not an object */
@@ -683,6 +686,24 @@ START_TEST(test_peek) {
                 copy_file(hdr, copy);
                 patch_file(copy, bad_peeks[i].offset, bad_peeks[i].bytes, bad_peeks[i].n);
                 ck_assert_msg(kc_luks_peek(data, copy, &pk) == -EOPNOTSUPP, "bad peek %zu", i);
+                ck_assert_ptr_null(pk);
+        }
+
+        /*
+         * hdr_size 24 KiB, a multiple of 4 KiB but no size LUKS2 has, over
+         * a JSON area the peek would otherwise take (the secondary copy at
+         * 16 KiB zeroed: the text, then NUL bytes to 24 KiB).
+         */
+        {
+                _cleanup_free_ char *copy = kc_test_image(dir, "24k.img", 0);
+                static const uint8_t zero8k[8192];
+
+                copy_file(hdr, copy);
+                patch_file(copy, 16384, zero8k, sizeof(zero8k));
+                ck_assert_int_eq(kc_luks_peek(data, copy, &pk), 0);
+                kc_luks_peek_free(TAKE_PTR(pk));
+                patch_file(copy, 8, "\0\0\0\0\0\0\x60\0", 8);
+                ck_assert_int_eq(kc_luks_peek(data, copy, &pk), -EOPNOTSUPP);
                 ck_assert_ptr_null(pk);
         }
 }
