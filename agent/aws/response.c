@@ -9,6 +9,7 @@
 #include "agent/aws/response.h"
 #include "lib/json-util.h"
 #include "lib/secret.h"
+#include "lib/time-util.h"
 
 /*
  * Every parsed body is dropped through _cleanup_json_wiped_: a refusal may
@@ -445,48 +446,14 @@ int kc_aws_response_imds_role(long status, const char *body, size_t len, char **
 
 /* ---- timestamps --------------------------------------------------------------------------- */
 
-/* n decimal digits at s into ret; false when any is not a digit. */
-static bool digits(const char *s, size_t n, int *ret) {
-        int v = 0;
-
-        for (size_t i = 0; i < n; i++) {
-                if (s[i] < '0' || s[i] > '9')
-                        return false;
-                v = v * 10 + (s[i] - '0');
-        }
-        *ret = v;
-        return true;
-}
-
-/* tm with the calendar's year and month (1..12) as a time_t; -EINVAL for a time that does not exist. */
-static int calendar_time(struct tm tm, time_t *ret) {
-        struct tm back;
-        time_t t;
-
-        if (tm.tm_year < 1970 || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_hour > 23 ||
-            tm.tm_min > 59 || tm.tm_sec > 59)
-                return -EINVAL;
-        tm.tm_year -= 1900;
-        tm.tm_mon -= 1;
-        back = tm;
-        t = timegm(&tm);
-        /* timegm() normalises 2024-02-31 to March 2: a date that moved did not exist. */
-        if (t < 0 || tm.tm_mday != back.tm_mday || tm.tm_mon != back.tm_mon)
-                return -EINVAL;
-        *ret = t;
-        return 0;
-}
-
 int kc_aws_parse_time(const char *s, time_t *ret) {
-        struct tm tm = {};
         const char *end;
+        time_t t;
+        int r;
 
-        /* Fixed positions: "YYYY-MM-DDTHH:MM:SS", no locale, no leading space, no sign. */
-        if (!s || strlen(s) < 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' ||
-            !digits(s, 4, &tm.tm_year) || !digits(s + 5, 2, &tm.tm_mon) || !digits(s + 8, 2, &tm.tm_mday) ||
-            !digits(s + 11, 2, &tm.tm_hour) || !digits(s + 14, 2, &tm.tm_min) || !digits(s + 17, 2, &tm.tm_sec))
-                return -EINVAL;
-        end = s + 19;
+        r = kc_time_parse_datetime(s, &t, &end);
+        if (r < 0)
+                return r;
         if (*end == '.') {          /* fractional seconds */
                 if (end[1] < '0' || end[1] > '9')
                         return -EINVAL;
@@ -495,7 +462,8 @@ int kc_aws_parse_time(const char *s, time_t *ret) {
         }
         if (!streq(end, "Z") && !streq(end, "+00:00"))
                 return -EINVAL;
-        return calendar_time(tm, ret);
+        *ret = t;
+        return 0;
 }
 
 /* 1 + the index of the three letters at s in names (three letters each), 0 when not there. */
@@ -507,14 +475,15 @@ static int name_index(const char *s, const char *names) {
 }
 
 int kc_aws_parse_http_date(const char *s, time_t *ret) {
-        struct tm tm = {};
+        struct kc_utc u = {};
 
         /* "Sun, 06 Nov 1994 08:49:37 GMT": fixed positions, English names whatever the locale. */
         if (!s || strlen(s) != 29 || !name_index(s, "MonTueWedThuFriSatSun") || s[3] != ',' || s[4] != ' ' ||
             s[7] != ' ' || s[11] != ' ' || s[16] != ' ' || s[19] != ':' || s[22] != ':' || !streq(s + 25, " GMT") ||
-            !digits(s + 5, 2, &tm.tm_mday) || !digits(s + 12, 4, &tm.tm_year) || !digits(s + 17, 2, &tm.tm_hour) ||
-            !digits(s + 20, 2, &tm.tm_min) || !digits(s + 23, 2, &tm.tm_sec))
+            kc_time_digits(s + 5, 2, &u.day) < 0 || kc_time_digits(s + 12, 4, &u.year) < 0 ||
+            kc_time_digits(s + 17, 2, &u.hour) < 0 || kc_time_digits(s + 20, 2, &u.minute) < 0 ||
+            kc_time_digits(s + 23, 2, &u.second) < 0)
                 return -EINVAL;
-        tm.tm_mon = name_index(s + 8, "JanFebMarAprMayJunJulAugSepOctNovDec");
-        return calendar_time(tm, ret);
+        u.month = name_index(s + 8, "JanFebMarAprMayJunJulAugSepOctNovDec");
+        return kc_time_from_utc(&u, ret);
 }

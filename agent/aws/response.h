@@ -24,12 +24,13 @@
 #include "agent/aws/credentials.h"
 #include "agent/kms.h"
 #include "lib/error.h"
+#include "lib/time-util.h"
 
 #define KC_AWS_MAX_DATA_KEY 1024          /* GenerateDataKey NumberOfBytes: 1..1024 */
 #define KC_AWS_MAX_PLAINTEXT 4096         /* Decrypt: KMS encrypts at most 4096 bytes */
 #define KC_AWS_MAX_CIPHERTEXT 6144        /* CiphertextBlob: 1..6144 bytes */
 #define KC_AWS_KEY_ID_MAX 64              /* a key id is a UUID or "mrk-" + 32 hex: 36 */
-#define KC_AWS_TIME_MAX 253402300799LL    /* 9999-12-31T23:59:59Z, the last date AWS can write */
+#define KC_AWS_TIME_MAX KC_TIME_MAX       /* 9999-12-31T23:59:59Z, the last date AWS can write */
 /*
  * AWS exposes no key material versions: rotation keeps the key id and KMS
  * keeps the old material, so a key is always at its one version.  It is 1,
