@@ -12,7 +12,6 @@
  * only long enough to note the size of the log and read the head, then walk
  * that many bytes without holding writers off.
  */
-#include <ctype.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <libgen.h>
@@ -31,6 +30,7 @@
 #include "lib/fault.h"
 #include "lib/json-util.h"
 #include "lib/log.h"
+#include "lib/time-util.h"
 
 /* Longest line accepted, newline excluded: a maximal context fits with room to spare. */
 #define AUDIT_LINE_MAX (64 * 1024)
@@ -155,46 +155,25 @@ static int format_time(char ret[32]) {
 }
 
 /*
- * The UTC time at s in format, a leading part of "%Y-%m-%dT%H:%M:%SZ"
- * (strptime(3) conversions), only as strftime(3) writes it back:
- * strptime() alone skips blanks and takes "1" for "01" and a 60th second,
- * and timegm() moves 2026-02-31 to March 3.  The end of the match, or NULL.
+ * "2026-11-27T23:59:59.123Z" and nothing else: the one spelling format_time()
+ * writes.  A year of four digits from 1970 (lib/time-util.h): format_time()
+ * writes the clock's time, never one before the epoch.
  */
-static const char *parse_time_exact(const char *s, const char *format, time_t *ret) {
-        struct tm tm = {};
-        char back[64];
-        const char *end;
-        time_t t;
-        size_t n;
-
-        end = strptime(s, format, &tm);
-        if (!end)
-                return NULL;
-        n = (size_t) (end - s);
-        t = timegm(&tm);
-        if (t == (time_t) -1 || !gmtime_r(&t, &tm) ||
-            strftime(back, sizeof(back), "%Y-%m-%dT%H:%M:%SZ", &tm) < n || strncmp(back, s, n) != 0)
-                return NULL;
-        *ret = t;
-        return end;
-}
-
-/* "2026-11-27T23:59:59.123Z" and nothing else: the one spelling format_time() writes. */
 static int parse_time(const char *s, time_t *ret) {
         const char *end;
         time_t t;
+        int ms;
 
-        end = parse_time_exact(s, "%Y-%m-%dT%H:%M:%S", &t);
-        if (!end || strlen(end) != 5 || end[0] != '.' || !isdigit((unsigned char) end[1]) ||
-            !isdigit((unsigned char) end[2]) || !isdigit((unsigned char) end[3]) || end[4] != 'Z')
+        if (kc_time_parse_datetime(s, &t, &end) < 0 || end[0] != '.' || kc_time_digits(end + 1, 3, &ms) < 0 ||
+            !streq(end + 4, "Z"))
                 return -EINVAL;
         *ret = t;
         return 0;
 }
 
 int kc_audit_parse_since(const char *text, time_t *ret) {
-        static const char *const formats[] = { "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d" };
         unsigned long long secs;
+        const char *rest;
         char *end;
         time_t t;
 
@@ -208,16 +187,16 @@ int kc_audit_parse_since(const char *text, time_t *ret) {
                 *ret = (time_t) secs;
                 return 0;
         }
-        for (size_t i = 0; i < ARRAY_SIZE(formats); i++) {
-                const char *p = parse_time_exact(text, formats[i], &t);
-
-                /* 1970-01-01 is the epoch as @0 is; before it is no time of a record. */
-                if (p && *p == '\0' && t >= 0) {
-                        *ret = t;
-                        return 0;
-                }
-        }
-        return -EINVAL;
+        /* A date and time, with or without its Z, or a date alone (its midnight); none before 1970-01-01. */
+        if (kc_time_parse_datetime(text, &t, &rest) < 0) {
+                if (kc_time_parse_date(text, &t, &rest) < 0)
+                        return -EINVAL;
+        } else if (*rest == 'Z')
+                rest++;
+        if (*rest != '\0')
+                return -EINVAL;
+        *ret = t;
+        return 0;
 }
 
 /* ---- records ---- */

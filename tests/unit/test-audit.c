@@ -393,6 +393,8 @@ START_TEST(test_time_values) {
                 "2026-1-2T3:4:5.123Z",          /* digits not padded */
                 " 2026-11-27T23:59:59.123Z",    /* a leading blank */
                 "2026-11-27T23:59:59.12Z",
+                "1969-12-31T23:59:58.000Z",     /* before the epoch: format_time() writes the clock's time */
+                "999-12-31T23:59:59.000Z",      /* a year of three digits */
         };
 
         for (size_t i = 0; i < ARRAY_SIZE(good); i++) {
