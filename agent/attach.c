@@ -660,9 +660,8 @@ bool kc_attach_provider_allowed(char *const *providers, const char *provider) {
         return false;
 }
 
-/* Why the token breaks this host's policy for the volume (p->expect, p->providers); 0 if it does not. */
-static int policy_breach(const struct kc_token *tok, const struct kc_attach_params *p, const char *device,
-                         struct kc_err *err) {
+int kc_attach_policy_breach(const struct kc_token *tok, const struct kc_attach_params *p, const char *device,
+                            struct kc_err *err) {
         _cleanup_free_ char *have = NULL, *want = NULL;
         char list[128] = "";
 
@@ -682,21 +681,27 @@ static int policy_breach(const struct kc_token *tok, const struct kc_attach_para
         return 0;
 }
 
-int kc_attach_check_policy(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_token *tok,
-                           const struct kc_attach_params *p, const char *operation, const char *device,
-                           struct kc_err *err) {
+int kc_attach_audit_refusal(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_token *tok,
+                            const char *operation, const char *device, const struct kc_err *why) {
         _cleanup_free_ char *ref = NULL, *detail = NULL;
         struct kc_audit_record rec = { .operation = operation, .context = tok->context, .result = -EPERM };
-        int r = policy_breach(tok, p, device, err);
 
-        if (r == 0)
-                return 0;
         if (kc_token_key_ref(tok, &ref) >= 0)
                 rec.key_id = ref;
         if (asprintf(&detail, "device %s", device) >= 0)
                 rec.detail = detail;
-        rec.error = kc_err_msg(err, -EPERM);
-        r = kc_kms_audit_refusal(kms, req, &rec);
+        rec.error = kc_err_msg(why, -EPERM);
+        return kc_kms_audit_refusal(kms, req, &rec);
+}
+
+int kc_attach_check_policy(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_token *tok,
+                           const struct kc_attach_params *p, const char *operation, const char *device,
+                           struct kc_err *err) {
+        int r = kc_attach_policy_breach(tok, p, device, err);
+
+        if (r == 0)
+                return 0;
+        r = kc_attach_audit_refusal(kms, req, tok, operation, device, err);
         if (r < 0)
                 log_debug("audit record of the refused %s of %s not written: %s", operation, device, strerror(-r));
         return -EPERM;
@@ -773,7 +778,7 @@ static int attach_view(struct kc_kms **kms, const struct kc_kms_request *req, co
                 return r;
 
         volreq.volume = seg->uuid;
-        if (policy_breach(&tok, p, device, &(struct kc_err) {}) < 0) {
+        if (kc_attach_policy_breach(&tok, p, device, &(struct kc_err) {}) < 0) {
                 /* Refused and audited from the loaded header, not from a peek. */
                 if (v->pk) {
                         v->restart = true;

@@ -165,6 +165,19 @@ int kc_attach_check_policy(struct kc_kms *kms, const struct kc_kms_request *req,
                            struct kc_err *err);
 
 /*
+ * The two halves of kc_attach_check_policy(), for a caller that asks again
+ * and again about one volume (the agent's resume, at every revocation
+ * pass) and audits a refusal once for each reason: why tok breaks p
+ * (-EPERM, err says why; 0 when it complies), nothing audited; and the
+ * audit record of that refusal (why: the breach's err), the audit write's
+ * result.
+ */
+int kc_attach_policy_breach(const struct kc_token *tok, const struct kc_attach_params *p, const char *device,
+                            struct kc_err *err);
+int kc_attach_audit_refusal(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_token *tok,
+                            const char *operation, const char *device, const struct kc_err *why);
+
+/*
  * The whole activation path.  -EINPROGRESS when the volume's kmscrypt data
  * key replacement was interrupted: nothing is attached; the caller finishes
  * it (kc_reencrypt() with resume) and calls again.  -ENOKEY when the device
