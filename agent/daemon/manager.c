@@ -41,6 +41,7 @@ struct mvol {
         bool absent;                /* the last try found no device (it may come: worth a new round) */
         uint64_t next_try_ms;       /* WAITING: monotonic time of the next try */
         bool suspended_by_us;       /* the revocation policy suspended it */
+        char refused[KC_ERR_MSG_MAX];   /* suspended_by_us: why its resume was refused, on record and said */
         bool keep_audited;          /* kept running under a revoked key, and that is on record */
         unsigned gen;               /* attempts begun: tells a look at it from one attached since */
         struct kc_attach_result last;   /* ATTACHED: what its attach said */
@@ -157,6 +158,12 @@ static void set_state(struct kc_manager *m, struct mvol *v, enum kc_volume_state
                 v->st.since = time(NULL);
         v->st.state = s;
         pthread_cond_broadcast(&m->changed);
+}
+
+/* Lock held: no suspension of v is the agent's to resume any more, nor its refusals to say again. */
+static void end_suspension(struct mvol *v) {
+        v->suspended_by_us = false;
+        v->refused[0] = '\0';
 }
 
 static void schedule_now(struct kc_manager *m, struct mvol *v) {
@@ -572,7 +579,7 @@ void kc_manager_notice_removed(struct kc_manager *m) {
                         log_warning("%s: mapping %s was removed without the agent (cryptsetup close, dmsetup "
                                     "remove?): detached; kmscrypt attach %s attaches it again", h[i].name,
                                     h[i].mapping, h[i].name);
-                        v->suspended_by_us = false;
+                        end_suspension(v);
                         v->keep_audited = false;
                         v->st.error = -ENXIO;
                         snprintf(v->st.reason, sizeof(v->st.reason), "mapping %s was removed without the agent",
@@ -592,6 +599,7 @@ struct revoke_item {
         struct mvol *v;
         const struct kc_volume_conf *conf;
         unsigned prior;             /* KC_REVOKE_PRIOR_* */
+        char refused[KC_ERR_MSG_MAX];   /* v->refused when the pass began */
 };
 
 /* Lock held: what earlier checks did to v, for kc_revoke_check(). */
@@ -609,10 +617,19 @@ static void apply_revoke(struct kc_manager *m, struct mvol *v, int r, const stru
          */
         if (r >= 0 && o->action == KC_REVOKE_SUSPENDED) {
                 log_warning("%s: %s", v->conf->name, o->reason);
+                end_suspension(v);      /* a suspension anew: whatever refused the last resume is news again */
                 v->suspended_by_us = true;
         } else if (r >= 0 && o->action == KC_REVOKE_RESUMED) {
                 log_notice("%s: %s", v->conf->name, o->reason);
-                v->suspended_by_us = false;
+                end_suspension(v);
+        } else if (r >= 0 && o->action == KC_REVOKE_REFUSED) {
+                /* Checked at every pass, said (and audited, revoke.c) once a suspension and reason. */
+                if (streq(v->refused, o->reason))
+                        log_debug("%s: %s", v->conf->name, o->reason);
+                else
+                        log_warning("%s: %s", v->conf->name, o->reason);
+                if (o->audited)
+                        kc_strscpy(v->refused, sizeof(v->refused), o->reason);
         }
         if (v->busy || (v->st.state != KC_VOLUME_ATTACHED && v->st.state != KC_VOLUME_SUSPENDED))
                 return;             /* someone else changed it meanwhile */
@@ -623,7 +640,7 @@ static void apply_revoke(struct kc_manager *m, struct mvol *v, int r, const stru
         switch (o->action) {
         case KC_REVOKE_NONE:
                 v->keep_audited = false;
-                v->suspended_by_us = false;     /* a suspension of its own ended elsewhere (revoke.c) */
+                end_suspension(v);      /* a suspension of its own ended elsewhere (revoke.c) */
                 if (v->st.error == -EKEYREVOKED || v->st.state == KC_VOLUME_SUSPENDED) {
                         /* a kept volume's key is enabled again, or a suspended one runs again */
                         v->st.error = 0;
@@ -635,6 +652,12 @@ static void apply_revoke(struct kc_manager *m, struct mvol *v, int r, const stru
                 v->st.error = 0;
                 v->st.reason[0] = '\0';
                 set_state(m, v, KC_VOLUME_ATTACHED);
+                return;
+        case KC_REVOKE_REFUSED:
+                /* Its key is back, but not into this volume: why, for kmscrypt status and an attach of it. */
+                v->st.error = -EPERM;
+                snprintf(v->st.reason, sizeof(v->st.reason), "%s", o->reason);
+                set_state(m, v, KC_VOLUME_SUSPENDED);
                 return;
         case KC_REVOKE_SUSPENDED:
         case KC_REVOKE_STILL:
@@ -668,8 +691,10 @@ static void *revoke_pass(void *arg) {
         for (size_t i = 0; items && i < m->n_vols; i++) {
                 struct mvol *v = m->vols[i];
                 if (v->present && !v->busy && v->conf && v->set == set &&
-                    (v->st.state == KC_VOLUME_ATTACHED || v->st.state == KC_VOLUME_SUSPENDED))
-                        items[n++] = (struct revoke_item) { v, v->conf, revoke_prior(v) };
+                    (v->st.state == KC_VOLUME_ATTACHED || v->st.state == KC_VOLUME_SUSPENDED)) {
+                        items[n] = (struct revoke_item) { .v = v, .conf = v->conf, .prior = revoke_prior(v) };
+                        kc_strscpy(items[n++].refused, sizeof(items->refused), v->refused);
+                }
         }
         pthread_mutex_unlock(&m->lock);
 
@@ -682,7 +707,8 @@ static void *revoke_pass(void *arg) {
         for (size_t i = 0; r >= 0 && i < n; i++) {
                 struct kc_revoke_outcome o = {};
                 struct kc_err e = {};
-                int k = kc_revoke_check(kms, &m->kms, m->state_dir, &m->self, items[i].conf, items[i].prior, &o, &e);
+                int k = kc_revoke_check(kms, &m->kms, m->state_dir, &m->self, items[i].conf, items[i].prior,
+                                        items[i].refused[0] ? items[i].refused : NULL, &o, &e);
 
                 pthread_mutex_lock(&m->lock);
                 apply_revoke(m, items[i].v, k, &e, &o);
@@ -1013,8 +1039,10 @@ static int refuse_wiped(const struct mvol *v, const struct kc_attach_result *res
         *err = (struct kc_err) {};
         if (v && v->suspended_by_us)
                 return kc_err_set(err, -EKEYREVOKED, "%s is attached but suspended, its key wiped by the revocation "
-                                  "policy (%s); the agent resumes it when its CMK is enabled again", res->name,
-                                  v->st.reason[0] ? v->st.reason : "CMK revoked");
+                                  "policy (%s); the agent resumes it when %s", res->name,
+                                  v->st.reason[0] ? v->st.reason : "CMK revoked",
+                                  v->st.error == -EPERM ? "it fits its entry of the volumes file again" :
+                                  "its CMK is enabled again");
         return kc_err_set(err, -EKEYREVOKED, "%s is attached but suspended, its key wiped, not by this agent "
                           "(cryptsetup luksSuspend?), which leaves it so", res->name);
 }
@@ -1319,6 +1347,7 @@ int kc_manager_detach(struct kc_manager *m, const char *name, bool deferred, str
         kc_revoke_forget(m->state_dir, name);
         pthread_mutex_lock(&m->lock);
         if ((v = find_vol(m, name)) && !v->busy) {
+                end_suspension(v);
                 v->st.error = 0;
                 v->st.reason[0] = '\0';
                 set_state(m, v, KC_VOLUME_DETACHED);

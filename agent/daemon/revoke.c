@@ -144,31 +144,49 @@ static int volume_facts(const struct kc_volume_conf *conf, struct facts *ret, st
 }
 
 /*
- * The token as it is now, checked as an attach checks it (kc_attach_check_policy):
+ * The token as it is now, checked as an attach checks it (kc_attach_policy_breach):
  * a header that was rebound to another context, or an entry whose context or
- * kms= changed with a reload, gets no key; the refusal is audited.
+ * kms= changed with a reload, gets no key.  1 and out filled in when so.  The
+ * refusal is audited (a failed ResumeVolume) once for each reason, not at
+ * every pass that finds it again: refused is the one on record already.
  */
 static int check_policy(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_volume_conf *conf,
-                        const struct kc_token *tok, const char *path, struct kc_err *err) {
+                        const struct kc_token *tok, const char *path, const char *refused,
+                        struct kc_revoke_outcome *out) {
         struct kc_attach_params policy = { .expect = conf->context, .providers = conf->kms };
         struct kc_err e = {};
-        int r = kc_attach_check_policy(kms, req, tok, &policy, "ResumeVolume", path, &e);
+        int r = kc_attach_policy_breach(tok, &policy, path, &e);
 
+        if (r == 0)
+                return 0;
+        out->action = KC_REVOKE_REFUSED;
+        snprintf(out->reason, sizeof(out->reason), "not resumed, %s stays suspended: %s", conf->name,
+                 kc_err_msg(&e, r));
+        out->audited = refused && streq(refused, out->reason);
+        if (out->audited) {
+                log_debug("%s: %s (on record already)", conf->name, out->reason);
+                return 1;
+        }
+        r = kc_attach_audit_refusal(kms, req, tok, "ResumeVolume", path, &e);
+        out->audited = r >= 0;
         if (r < 0)
-                kc_err_set(err, r, "not resumed, %s stays suspended: %s", conf->name, kc_err_msg(&e, r));
-        return r;
+                log_warning("%s: the audit record of the refused resume could not be written (tried again at "
+                            "the next check): %s", conf->name, strerror(-r));
+        return 1;
 }
 
 /*
- * The token held to the host's policy first, as an attach holds it; then a
- * fresh unwrap under the token's context, checked against the header, then
- * handed to dm-crypt by reference.  The ResumeVolume record is written
- * after the unwrap and before the key reaches dm-crypt: if the audit log
- * cannot take it, the volume stays suspended (fail closed); a failure after
- * that is audited as a second, failed ResumeVolume.
+ * The token held to the host's policy first, as an attach holds it (1 and
+ * out filled in when it is refused); then a fresh unwrap under the token's
+ * context, checked against the header, then handed to dm-crypt by
+ * reference.  The ResumeVolume record is written after the unwrap and
+ * before the key reaches dm-crypt: if the audit log cannot take it, the
+ * volume stays suspended (fail closed); a failure after that is audited as
+ * a second, failed ResumeVolume.
  */
 static int reload_key_and_resume(struct kc_kms *kms, const struct kc_kms_config *cfg, const struct kc_caller *self,
-                                 const struct kc_volume_conf *conf, const struct facts *st, struct kc_err *err) {
+                                 const struct kc_volume_conf *conf, const struct facts *st, const char *refused,
+                                 struct kc_revoke_outcome *out, struct kc_err *err) {
         _cleanup_free_ char *desc = NULL;
         _cleanup_luks_ struct kc_luks *l = NULL;
         _cleanup_secret_ void *key = NULL;
@@ -193,10 +211,10 @@ static int reload_key_and_resume(struct kc_kms *kms, const struct kc_kms_config 
         if (r < 0)
                 goto out;
         req.volume = seg.uuid;
-        r = check_policy(kms, &req, conf, &tok, st->path, err);
-        if (r >= 0)
+        r = check_policy(kms, &req, conf, &tok, st->path, refused, out);
+        if (r == 0)
                 r = kc_attach_unwrap_key(kms, &req, l, &tok, &seg, &key, err);
-        if (r < 0)
+        if (r != 0)
                 goto out;
         r = audit_action(cfg, self, "ResumeVolume", st->key_id, st->context, st->luks_uuid, 0, RESUME_DETAIL);
         if (r < 0) {
@@ -300,7 +318,7 @@ bool kc_revoke_recall(const char *state_dir, const char *name) {
 
 int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const char *state_dir,
                     const struct kc_caller *self, const struct kc_volume_conf *conf, unsigned prior,
-                    struct kc_revoke_outcome *ret, struct kc_err *err) {
+                    const char *refused, struct kc_revoke_outcome *ret, struct kc_err *err) {
         bool suspended_by_us = prior & KC_REVOKE_PRIOR_SUSPENDED;
         struct kc_revoke_outcome out = {};
         struct kc_kms_request req = { .caller = self, .volume = conf->name };
@@ -327,9 +345,13 @@ int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const c
 
         if (info.state == KC_KEY_ENABLED) {
                 if (suspended_by_us && st.suspended) {
-                        r = reload_key_and_resume(kms, cfg, self, conf, &st, err);
+                        r = reload_key_and_resume(kms, cfg, self, conf, &st, refused, &out, err);
                         if (r < 0)
                                 return r;
+                        if (r > 0) {
+                                *ret = out;
+                                return 0;
+                        }
                         kc_revoke_forget(state_dir, conf->name);
                         out.action = KC_REVOKE_RESUMED;
                         snprintf(out.reason, sizeof(out.reason), "CMK %s is enabled again; resumed", ref);

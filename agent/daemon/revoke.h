@@ -28,12 +28,17 @@ enum kc_revoke_action {
         KC_REVOKE_SUSPENDED,    /* key revoked, volume suspended and its key wiped */
         KC_REVOKE_STILL,        /* key still revoked, volume still suspended */
         KC_REVOKE_RESUMED,      /* key enabled again, volume resumed with a fresh unwrap */
+        KC_REVOKE_REFUSED,      /* key enabled again, but the volume no longer fits its entry: still suspended */
 };
 
 struct kc_revoke_outcome {
         enum kc_revoke_action action;
-        char reason[256];
-        bool audited;             /* KC_REVOKE_KEPT: its KeepVolume record is written (now or before) */
+        char reason[KC_ERR_MSG_MAX];
+        /*
+         * KC_REVOKE_KEPT: its KeepVolume record is written (now or before);
+         * KC_REVOKE_REFUSED: the failed ResumeVolume record of this reason is.
+         */
+        bool audited;
 };
 
 /*
@@ -42,6 +47,9 @@ struct kc_revoke_outcome {
  * suspended it (only those are resumed); KC_REVOKE_PRIOR_KEPT, it is already
  * kept running with its key revoked and that is on record (audited once;
  * a record that could not be written is tried again at the next check).
+ * refused (NULL: none) is the reason of a KC_REVOKE_REFUSED of this
+ * suspension that is on record: a refusal for the same reason is not
+ * audited again, one for another reason is.
  */
 enum {
         KC_REVOKE_PRIOR_SUSPENDED = 1 << 0,
@@ -49,7 +57,7 @@ enum {
 };
 int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const char *state_dir,
                     const struct kc_caller *self, const struct kc_volume_conf *conf, unsigned prior,
-                    struct kc_revoke_outcome *ret, struct kc_err *err);
+                    const char *refused, struct kc_revoke_outcome *ret, struct kc_err *err);
 
 /*
  * The suspensions this policy made outlive the agent: before it suspends a

@@ -26,6 +26,7 @@
 #include "agent/daemon/revoke.h"
 #include "dmsetup-helpers/dmcrypt.h"
 #include "lib/clock.h"
+#include "lib/log.h"
 #include "tests/unit/check-main.h"
 
 /* What the faked KMS says: 0 it unwraps (the attach succeeds), else this error. */
@@ -44,19 +45,22 @@ static atomic_bool attach_held;
 static atomic_bool attach_wiped;
 
 /*
- * What the faked revocation check says; how many checks began and ended;
- * the prior each was told, by its number (the first is 1).
+ * What the faked revocation check says (its reason: revoke_reason, or one
+ * that names the action); how many checks began and ended; the prior and
+ * the refusal on record each was told, by its number (the first is 1).
  */
 static atomic_int revoke_action = KC_REVOKE_NONE;
+static _Atomic(const char *) revoke_reason;
 static atomic_uint revoke_started, revoke_checks;
 static atomic_uint revoke_priors[256];
+static char revoke_refused[256][KC_ERR_MSG_MAX];
 static atomic_bool revoke_held, revoke_waiting;     /* a held check waits, saying so */
 
 int __wrap_kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_attach_params *p,
                      struct kc_attach_result *ret, struct kc_err *err);
 int __wrap_kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const char *state_dir,
                            const struct kc_caller *self, const struct kc_volume_conf *conf, unsigned prior,
-                           struct kc_revoke_outcome *ret, struct kc_err *err);
+                           const char *refused, struct kc_revoke_outcome *ret, struct kc_err *err);
 bool __wrap_kc_dm_available(void);
 int __wrap_kc_kms_open(const struct kc_kms_config *cfg, struct kc_kms **ret, struct kc_err *err);
 void __wrap_kc_kms_close(struct kc_kms *k);
@@ -80,17 +84,23 @@ int __wrap_kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const
 
 int __wrap_kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const char *state_dir,
                            const struct kc_caller *self, const struct kc_volume_conf *conf, unsigned prior,
-                           struct kc_revoke_outcome *ret, struct kc_err *err) {
+                           const char *refused, struct kc_revoke_outcome *ret, struct kc_err *err) {
         unsigned k = atomic_fetch_add(&revoke_started, 1) + 1;
+        const char *reason;
 
         (void) kms, (void) cfg, (void) state_dir, (void) self, (void) err;
         atomic_store(&revoke_priors[k % 256], prior);
+        snprintf(revoke_refused[k % 256], sizeof(revoke_refused[0]), "%s", refused ?: "");
         atomic_store(&revoke_waiting, true);
         while (atomic_load(&revoke_held))
                 pause_ms(5);
         atomic_store(&revoke_waiting, false);
-        *ret = (struct kc_revoke_outcome) { .action = atomic_load(&revoke_action) };
-        snprintf(ret->reason, sizeof(ret->reason), "%s: test outcome %d", conf->name, ret->action);
+        *ret = (struct kc_revoke_outcome) { .action = atomic_load(&revoke_action), .audited = true };
+        reason = atomic_load(&revoke_reason);
+        if (reason)
+                snprintf(ret->reason, sizeof(ret->reason), "%s", reason);
+        else
+                snprintf(ret->reason, sizeof(ret->reason), "%s: test outcome %d", conf->name, ret->action);
         atomic_fetch_add(&revoke_checks, 1);
         return 0;
 }
@@ -315,6 +325,29 @@ END_TEST
 
 /* ---- the revocation pass's bookkeeping ---- */
 
+/* Messages logged at warning level or above that name watched_words (the manager's threads log them). */
+static _Atomic(const char *) watched_words;
+static atomic_uint warned;
+
+static void count_warnings(int priority, const char *message, void *userdata) {
+        const char *words = atomic_load(&watched_words);
+
+        (void) userdata;
+        if (priority <= LOG_WARNING && words && strstr(message, words))
+                atomic_fetch_add(&warned, 1);
+}
+
+static unsigned warnings(void) {
+        return atomic_load(&warned);
+}
+
+static void watch_warnings(const char *words) {
+        atomic_store(&warned, 0);
+        atomic_store(&watched_words, words);
+        kc_log_set_sink(count_warnings, NULL);
+        kc_log_set_max_priority(LOG_DEBUG);
+}
+
 /* A manager with "vol" attached and a revocation pass every second. */
 static void setup_revoke(void) {
         _cleanup_free_ char *text = NULL, *dev = NULL, *state = NULL;
@@ -325,6 +358,7 @@ static void setup_revoke(void) {
         FILE *f;
 
         atomic_store(&revoke_action, KC_REVOKE_NONE);
+        atomic_store(&revoke_reason, NULL);
         atomic_store(&revoke_held, false);
         atomic_store(&attach_held, false);
         atomic_store(&attach_wiped, false);
@@ -345,6 +379,8 @@ static void setup_revoke(void) {
 }
 
 static void teardown_revoke(void) {
+        kc_log_set_sink(NULL, NULL);
+        atomic_store(&watched_words, NULL);
         atomic_store(&revoke_held, false);
         atomic_store(&attach_held, false);
         atomic_store(&attach_wiped, false);
@@ -378,6 +414,11 @@ static unsigned prior_of(unsigned k) {
         return atomic_load(&revoke_priors[k % 256]);
 }
 
+/* The refusal on record that check k was told ("" for none); read once check k + 1 has begun. */
+static const char *refused_of(unsigned k) {
+        return revoke_refused[k % 256];
+}
+
 /* A suspension that ended elsewhere (revoke.c says NONE to it): no longer the agent's, the volume runs. */
 START_TEST(test_revoke_suspension_ended) {
         _cleanup_free_ struct kc_agent_volume *all = NULL;
@@ -404,6 +445,58 @@ static void *attach_thread(void *arg) {
         (void) arg;
         return (void *) (intptr_t) kc_manager_attach_volume(m, "vol", &caller, false, -1, &res, &err);
 }
+
+#define REFUSED_A "not resumed, vol stays suspended: /dev/vol is bound to context {\"db-id\":\"2\"}, expected ..."
+#define REFUSED_B "not resumed, vol stays suspended: /dev/vol is wrapped by KMS provider local, which ... (kms=aws)"
+
+/*
+ * The key is enabled again but the resume refused by policy (the token
+ * no longer fits the entry), at every pass: the volume stays suspended and
+ * its state says why, but the refusal is warned about once a suspension
+ * and reason, and the check is told the one on record (which revoke.c
+ * does not audit again); another reason, or a suspension anew, is news.
+ */
+START_TEST(test_revoke_refusal_said_once) {
+        _cleanup_free_ struct kc_agent_volume *all = NULL;
+        const struct kc_agent_volume *v;
+        unsigned k;
+
+        atomic_store(&revoke_action, KC_REVOKE_SUSPENDED);
+        wait_next_check();
+        watch_warnings("stays suspended");
+        atomic_store(&revoke_reason, REFUSED_A);
+        atomic_store(&revoke_action, KC_REVOKE_REFUSED);
+        k = wait_next_check();
+        wait_check(k + 2);
+        ck_assert_str_eq(refused_of(k), "");
+        ck_assert_str_eq(refused_of(k + 1), REFUSED_A);
+        ck_assert_str_eq(refused_of(k + 2), REFUSED_A);
+        ck_assert_msg(prior_of(k + 2) & KC_REVOKE_PRIOR_SUSPENDED, "prior %u", prior_of(k + 2));
+        ck_assert_uint_eq(warnings(), 1);
+        v = state_of("vol", &all);
+        ck_assert_int_eq(v->state, KC_VOLUME_SUSPENDED);
+        ck_assert_int_eq(v->error, -EPERM);
+        ck_assert_str_eq(v->reason, REFUSED_A);
+
+        atomic_store(&revoke_reason, REFUSED_B);
+        k = wait_next_check();
+        wait_check(k + 1);
+        ck_assert_str_eq(refused_of(k + 1), REFUSED_B);
+        ck_assert_uint_eq(warnings(), 2);
+        ck_assert_str_eq(state_of("vol", &all)->reason, REFUSED_B);
+
+        /* Revoked and suspended anew (a check that suspends it), then refused for the same reason: said again. */
+        atomic_store(&revoke_reason, NULL);
+        atomic_store(&revoke_action, KC_REVOKE_SUSPENDED);
+        wait_next_check();
+        atomic_store(&revoke_reason, REFUSED_B);
+        atomic_store(&revoke_action, KC_REVOKE_REFUSED);
+        k = wait_next_check();
+        wait_check(k + 1);
+        ck_assert_str_eq(refused_of(k), "");
+        ck_assert_uint_eq(warnings(), 3);
+}
+END_TEST
 
 /*
  * A `kmscrypt attach vol` under way (the volume busy) while the pass
@@ -560,6 +653,7 @@ Suite *kc_test_suite(void) {
         tcase_add_checked_fixture(tc, setup_revoke, teardown_revoke);
         tcase_set_timeout(tc, 30);
         tcase_add_test(tc, test_revoke_suspension_ended);
+        tcase_add_test(tc, test_revoke_refusal_said_once);
         tcase_add_test(tc, test_revoke_suspended_while_attaching);
         tcase_add_test(tc, test_attach_of_a_suspended_volume);
         tcase_add_test(tc, test_mapping_removed_without_the_agent);

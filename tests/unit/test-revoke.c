@@ -294,7 +294,7 @@ static unsigned records(const char *path, const char *op) {
 
 static int check_kept(unsigned prior, struct kc_revoke_outcome *out) {
         struct kc_err err = {};
-        int r = kc_revoke_check(f.kms, &f.cfg, f.dir, &f.caller, &f.conf, prior, out, &err);
+        int r = kc_revoke_check(f.kms, &f.cfg, f.dir, &f.caller, &f.conf, prior, NULL, out, &err);
 
         ck_assert_msg(r == 0, "check: %s", kc_err_msg(&err, r));
         ck_assert_int_eq(out->action, KC_REVOKE_KEPT);
@@ -343,7 +343,7 @@ START_TEST(enabled_key_nothing_kept) {
         struct kc_revoke_outcome out;
         struct kc_err err = {};
 
-        ck_assert_int_eq(kc_revoke_check(f.kms, &f.cfg, f.dir, &f.caller, &f.conf, 0, &out, &err), 0);
+        ck_assert_int_eq(kc_revoke_check(f.kms, &f.cfg, f.dir, &f.caller, &f.conf, 0, NULL, &out, &err), 0);
         ck_assert_int_eq(out.action, KC_REVOKE_NONE);
         ck_assert_uint_eq(records(f.audit_log, "KeepVolume"), 0);
         ck_assert_uint_ge(records(f.audit_log, "DescribeKey"), 1);
@@ -357,10 +357,15 @@ static void setup_suspend(void) {
         f.conf.revoke = KC_REVOKE_SUSPEND;
 }
 
-static int check(unsigned prior, struct kc_revoke_outcome *out, struct kc_err *err) {
+/* A check told that a refused resume is on record for this reason (NULL: none). */
+static int check_refused(unsigned prior, const char *refused, struct kc_revoke_outcome *out, struct kc_err *err) {
         *out = (struct kc_revoke_outcome) {};
         *err = (struct kc_err) {};
-        return kc_revoke_check(f.kms, &f.cfg, f.dir, &f.caller, &f.conf, prior, out, err);
+        return kc_revoke_check(f.kms, &f.cfg, f.dir, &f.caller, &f.conf, prior, refused, out, err);
+}
+
+static int check(unsigned prior, struct kc_revoke_outcome *out, struct kc_err *err) {
+        return check_refused(prior, NULL, out, err);
 }
 
 /* Whether the agent's mark of its suspension of the volume is there. */
@@ -501,12 +506,28 @@ START_TEST(resume_only_from_its_own_device) {
 }
 END_TEST
 
+/* A check of the suspended volume that the policy refuses to resume, told refused; its outcome's reason. */
+static void check_refusal(const char *refused, struct kc_revoke_outcome *out) {
+        struct kc_err err = {};
+        int r = check_refused(KC_REVOKE_PRIOR_SUSPENDED, refused, out, &err);
+
+        ck_assert_msg(r == 0, "check: %s", kc_err_msg(&err, r));
+        ck_assert_int_eq(out->action, KC_REVOKE_REFUSED);
+        ck_assert(out->audited);
+        ck_assert_msg(strstr(out->reason, "not resumed, kept stays suspended: "), "%s", out->reason);
+        ck_assert(dm.suspended && dm.wiped);
+        ck_assert_uint_eq(dm.resumes, 0);
+        ck_assert(marked());
+}
+
 /*
  * The key is enabled again, but the volume no longer is what this host
  * expects: its entry names another context (a reload), or allows only
  * another KMS provider, or its header was rebound meanwhile.  An attach
- * would refuse it; so does the resume, before any unwrap, with an audited
- * refusal, and the volume stays suspended until the entry fits again.
+ * would refuse it; so does the resume, before any unwrap, and the volume
+ * stays suspended until the entry fits again.  The refusal is audited once
+ * for each reason, not at every pass: a check told that this one is on
+ * record writes nothing more.
  */
 START_TEST(resume_refused_by_policy) {
         _cleanup_context_ struct kc_context *other = NULL;
@@ -514,6 +535,7 @@ START_TEST(resume_refused_by_policy) {
         struct kc_context *expected = f.ctx;
         struct kc_revoke_outcome out;
         struct kc_err err = {};
+        char refused[sizeof(out.reason)];
         unsigned decrypts;
         int r;
 
@@ -521,27 +543,29 @@ START_TEST(resume_refused_by_policy) {
         decrypts = records(f.audit_log, "Decrypt");
         ck_assert_int_eq(kc_context_parse_kv("db-id=db-2,volume-id=kept", &other, &err), 0);
         f.conf.context = other;
-        r = check(KC_REVOKE_PRIOR_SUSPENDED, &out, &err);
-        ck_assert_int_eq(r, -EPERM);
-        ck_assert_msg(strstr(err.msg, "stays suspended") && strstr(err.msg, "expected {\"db-id\":\"db-2\""), "%s", err.msg);
-        ck_assert(dm.suspended && dm.wiped);
-        ck_assert_uint_eq(dm.resumes, 0);
-        ck_assert(marked());
+        check_refusal(NULL, &out);
+        ck_assert_msg(strstr(out.reason, "expected {\"db-id\":\"db-2\""), "%s", out.reason);
         ck_assert_uint_eq(records(f.audit_log, "Decrypt"), decrypts);
         ck_assert_uint_eq(records(f.audit_log, "ResumeVolume"), 1);   /* the refusal */
 
+        /* The next passes: the same refusal, on record already. */
+        snprintf(refused, sizeof(refused), "%s", out.reason);
+        check_refusal(refused, &out);
+        check_refusal(refused, &out);
+        ck_assert_str_eq(out.reason, refused);
+        ck_assert_uint_eq(records(f.audit_log, "ResumeVolume"), 1);
+
+        /* Another reason is news: on record too. */
         f.conf.context = expected;
         f.conf.kms = aws_only;
-        r = check(KC_REVOKE_PRIOR_SUSPENDED, &out, &err);
-        ck_assert_int_eq(r, -EPERM);
-        ck_assert_msg(strstr(err.msg, "kms=aws"), "%s", err.msg);
-        ck_assert(dm.suspended && dm.wiped);
+        check_refusal(refused, &out);
+        ck_assert_msg(strstr(out.reason, "kms=aws"), "%s", out.reason);
         ck_assert_uint_eq(records(f.audit_log, "Decrypt"), decrypts);
         ck_assert_uint_eq(records(f.audit_log, "ResumeVolume"), 2);
 
         /* The entry fits again: resumed at the next check. */
         f.conf.kms = NULL;
-        r = check(KC_REVOKE_PRIOR_SUSPENDED, &out, &err);
+        r = check_refused(KC_REVOKE_PRIOR_SUSPENDED, out.reason, &out, &err);
         ck_assert_msg(r == 0, "check: %s", kc_err_msg(&err, r));
         ck_assert_int_eq(out.action, KC_REVOKE_RESUMED);
         ck_assert(!dm.suspended && !dm.wiped);
