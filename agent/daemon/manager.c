@@ -42,6 +42,7 @@ struct mvol {
         uint64_t next_try_ms;       /* WAITING: monotonic time of the next try */
         bool suspended_by_us;       /* the revocation policy suspended it */
         char refused[KC_ERR_MSG_MAX];   /* suspended_by_us: why its resume was refused, on record and said */
+        char check_failed[KC_ERR_MSG_MAX];      /* why its revocation checks fail, said once (apply_revoke) */
         bool keep_audited;          /* kept running under a revoked key, and that is on record */
         unsigned gen;               /* attempts begun: tells a look at it from one attached since */
         struct kc_attach_result last;   /* ATTACHED: what its attach said */
@@ -193,6 +194,7 @@ static void record_result(struct kc_manager *m, struct mvol *v, int r, const str
                 v->st.error = 0;
                 v->st.reason[0] = '\0';
                 v->keep_audited = false;        /* a fresh attach: a later revocation is a new decision */
+                v->check_failed[0] = '\0';
                 set_state(m, v, KC_VOLUME_ATTACHED);
                 return;
         }
@@ -607,6 +609,24 @@ static unsigned revoke_prior(const struct mvol *v) {
         return (v->suspended_by_us ? KC_REVOKE_PRIOR_SUSPENDED : 0) | (v->keep_audited ? KC_REVOKE_PRIOR_KEPT : 0);
 }
 
+/*
+ * Lock held: a check that failed, and left the volume as it was (its
+ * state's reason too).  A failure that may pass on its own (the KMS away)
+ * is said at every pass, as kmscryptd(8) says; one that stays until
+ * someone acts (a mapping by this name that is another volume's, a
+ * mapping that reads from another device) once, until it changes.
+ */
+static void warn_check_failed(struct mvol *v, int r, const struct kc_err *err) {
+        const char *msg = kc_err_msg(err, r);
+        bool standing = !kc_attach_error_retryable(r);
+
+        if (standing && streq(v->check_failed, msg))
+                log_debug("%s: revocation check: %s", v->conf->name, msg);
+        else
+                log_warning("%s: revocation check: %s", v->conf->name, msg);
+        kc_strscpy(v->check_failed, sizeof(v->check_failed), standing ? msg : "");
+}
+
 /* Lock held: apply the outcome of one check. */
 static void apply_revoke(struct kc_manager *m, struct mvol *v, int r, const struct kc_err *err,
                          const struct kc_revoke_outcome *o) {
@@ -634,9 +654,10 @@ static void apply_revoke(struct kc_manager *m, struct mvol *v, int r, const stru
         if (v->busy || (v->st.state != KC_VOLUME_ATTACHED && v->st.state != KC_VOLUME_SUSPENDED))
                 return;             /* someone else changed it meanwhile */
         if (r < 0) {
-                log_warning("%s: revocation check: %s", v->conf->name, kc_err_msg(err, r));
+                warn_check_failed(v, r, err);
                 return;
         }
+        v->check_failed[0] = '\0';
         switch (o->action) {
         case KC_REVOKE_NONE:
                 v->keep_audited = false;

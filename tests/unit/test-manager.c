@@ -46,10 +46,12 @@ static atomic_bool attach_wiped;
 
 /*
  * What the faked revocation check says (its reason: revoke_reason, or one
- * that names the action); how many checks began and ended; the prior and
+ * that names the action), or the error it fails with (revoke_error, its
+ * message revoke_reason); how many checks began and ended; the prior and
  * the refusal on record each was told, by its number (the first is 1).
  */
 static atomic_int revoke_action = KC_REVOKE_NONE;
+static atomic_int revoke_error;
 static _Atomic(const char *) revoke_reason;
 static atomic_uint revoke_started, revoke_checks;
 static atomic_uint revoke_priors[256];
@@ -88,15 +90,19 @@ int __wrap_kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, 
         unsigned k = atomic_fetch_add(&revoke_started, 1) + 1;
         const char *reason;
 
-        (void) kms, (void) cfg, (void) state_dir, (void) self, (void) err;
+        (void) kms, (void) cfg, (void) state_dir, (void) self;
         atomic_store(&revoke_priors[k % 256], prior);
         snprintf(revoke_refused[k % 256], sizeof(revoke_refused[0]), "%s", refused ?: "");
         atomic_store(&revoke_waiting, true);
         while (atomic_load(&revoke_held))
                 pause_ms(5);
         atomic_store(&revoke_waiting, false);
-        *ret = (struct kc_revoke_outcome) { .action = atomic_load(&revoke_action), .audited = true };
         reason = atomic_load(&revoke_reason);
+        if (atomic_load(&revoke_error)) {
+                atomic_fetch_add(&revoke_checks, 1);
+                return kc_err_set(err, atomic_load(&revoke_error), "%s", reason ?: "test error");
+        }
+        *ret = (struct kc_revoke_outcome) { .action = atomic_load(&revoke_action), .audited = true };
         if (reason)
                 snprintf(ret->reason, sizeof(ret->reason), "%s", reason);
         else
@@ -358,6 +364,7 @@ static void setup_revoke(void) {
         FILE *f;
 
         atomic_store(&revoke_action, KC_REVOKE_NONE);
+        atomic_store(&revoke_error, 0);
         atomic_store(&revoke_reason, NULL);
         atomic_store(&revoke_held, false);
         atomic_store(&attach_held, false);
@@ -380,6 +387,7 @@ static void setup_revoke(void) {
 
 static void teardown_revoke(void) {
         kc_log_set_sink(NULL, NULL);
+        atomic_store(&revoke_error, 0);
         atomic_store(&watched_words, NULL);
         atomic_store(&revoke_held, false);
         atomic_store(&attach_held, false);
@@ -495,6 +503,57 @@ START_TEST(test_revoke_refusal_said_once) {
         wait_check(k + 1);
         ck_assert_str_eq(refused_of(k), "");
         ck_assert_uint_eq(warnings(), 3);
+}
+END_TEST
+
+#define FOREIGN_A "mapping vol is not the mapping of /dev/vol (dm UUID CRYPT-LUKS2-0a-vol)"
+#define FOREIGN_B "mapping vol is not the mapping of /dev/vol (dm UUID CRYPT-LUKS2-0b-vol)"
+
+/* Wait for n checks more, from the next one on, and give the last one's number. */
+static unsigned wait_checks(unsigned n) {
+        unsigned k = wait_next_check();
+
+        wait_check(k + n - 1);
+        return k + n - 1;
+}
+
+/*
+ * A check that fails for a reason that stays until someone acts (the
+ * mapping by the volume's name carries another volume's dm UUID): warned
+ * about once, until the reason changes or a check passes, and the state's
+ * reason left as it was.  One that may pass (a KMS away) is said at every
+ * pass.
+ */
+START_TEST(test_revoke_failure_said_once) {
+        _cleanup_free_ struct kc_agent_volume *all = NULL;
+        const struct kc_agent_volume *v;
+
+        watch_warnings("is not the mapping of");
+        atomic_store(&revoke_reason, FOREIGN_A);
+        atomic_store(&revoke_error, -EPERM);
+        wait_checks(3);
+        ck_assert_uint_eq(warnings(), 1);
+        v = state_of("vol", &all);
+        ck_assert_int_eq(v->state, KC_VOLUME_ATTACHED);
+        ck_assert_int_eq(v->error, 0);
+        ck_assert_str_eq(v->reason, "");
+
+        atomic_store(&revoke_reason, FOREIGN_B);
+        wait_checks(2);
+        ck_assert_uint_eq(warnings(), 2);
+
+        /* Fixed, then back: news again. */
+        atomic_store(&revoke_error, 0);
+        wait_checks(1);
+        atomic_store(&revoke_error, -EPERM);
+        wait_checks(2);
+        ck_assert_uint_eq(warnings(), 3);
+
+        watch_warnings("cannot be reached");
+        atomic_store(&revoke_reason, "the KMS cannot be reached");
+        atomic_store(&revoke_error, -EAGAIN);
+        wait_checks(2);
+        ck_assert_uint_ge(warnings(), 2);
 }
 END_TEST
 
@@ -654,6 +713,7 @@ Suite *kc_test_suite(void) {
         tcase_set_timeout(tc, 30);
         tcase_add_test(tc, test_revoke_suspension_ended);
         tcase_add_test(tc, test_revoke_refusal_said_once);
+        tcase_add_test(tc, test_revoke_failure_said_once);
         tcase_add_test(tc, test_revoke_suspended_while_attaching);
         tcase_add_test(tc, test_attach_of_a_suspended_volume);
         tcase_add_test(tc, test_mapping_removed_without_the_agent);
