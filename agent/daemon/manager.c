@@ -463,6 +463,20 @@ static void begin_attempt(struct kc_manager *m, struct mvol *v) {
                 set_state(m, v, KC_VOLUME_ATTACHING);
 }
 
+/*
+ * Lock held: v's mapping is suspended with its key wiped, not by this agent
+ * (reason: why, revoke.h): it serves no I/O, and the agent leaves it so.
+ */
+static void set_foreign_suspension(struct kc_manager *m, struct mvol *v, const char *reason) {
+        if (!streq(v->st.reason, reason))
+                log_warning("%s: %s", v->conf->name, reason);
+        v->keep_audited = false;
+        v->check_failed[0] = '\0';
+        v->st.error = -EKEYREVOKED;
+        snprintf(v->st.reason, sizeof(v->st.reason), "%s", reason);
+        set_state(m, v, KC_VOLUME_SUSPENDED);
+}
+
 static void finish_attempt(struct kc_manager *m, struct mvol *v, int r, const struct kc_err *err,
                            const struct kc_attach_result *res, bool recalled) {
         v->busy = false;
@@ -479,6 +493,12 @@ static void finish_attempt(struct kc_manager *m, struct mvol *v, int r, const st
                         snprintf(v->st.reason, sizeof(v->st.reason), "suspended, key wiped (revocation policy)");
                 }
                 set_state(m, v, KC_VOLUME_SUSPENDED);
+                return;
+        }
+        if (r >= 0 && res->key_wiped) {
+                /* Found so, and not by this agent (cryptsetup luksSuspend before it started, say). */
+                v->last = *res;
+                set_foreign_suspension(m, v, KC_REVOKE_FOREIGN_REASON);
                 return;
         }
         if (r >= 0) {
@@ -673,6 +693,9 @@ static void apply_revoke(struct kc_manager *m, struct mvol *v, int r, const stru
                 v->st.error = 0;
                 v->st.reason[0] = '\0';
                 set_state(m, v, KC_VOLUME_ATTACHED);
+                return;
+        case KC_REVOKE_FOREIGN:
+                set_foreign_suspension(m, v, o->reason);
                 return;
         case KC_REVOKE_REFUSED:
                 /* Its key is back, but not into this volume: why, for kmscrypt status and an attach of it. */
@@ -1064,8 +1087,7 @@ static int refuse_wiped(const struct mvol *v, const struct kc_attach_result *res
                                   v->st.reason[0] ? v->st.reason : "CMK revoked",
                                   v->st.error == -EPERM ? "it fits its entry of the volumes file again" :
                                   "its CMK is enabled again");
-        return kc_err_set(err, -EKEYREVOKED, "%s is attached but suspended, its key wiped, not by this agent "
-                          "(cryptsetup luksSuspend?), which leaves it so", res->name);
+        return kc_err_set(err, -EKEYREVOKED, "%s is attached but " KC_REVOKE_FOREIGN_REASON, res->name);
 }
 
 /*

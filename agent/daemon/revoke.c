@@ -332,6 +332,17 @@ int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const c
         r = volume_facts(conf, &st, err);
         if (r < 0)
                 return r;
+        if (st.suspended && !suspended_by_us && kc_dm_crypt_key_wiped(conf->name) == 1) {
+                /*
+                 * Suspended with its key wiped by someone else (cryptsetup
+                 * luksSuspend): whatever its CMK says, no key is left to wipe,
+                 * and none is the agent's to give back.
+                 */
+                out.action = KC_REVOKE_FOREIGN;
+                snprintf(out.reason, sizeof(out.reason), "%s", KC_REVOKE_FOREIGN_REASON);
+                *ret = out;
+                return 0;
+        }
         if (asprintf(&ref, "%s:%s", st.provider, st.key_id) < 0)
                 return -ENOMEM;
         r = kc_kms_describe_key(kms, &req, ref, &info, err);

@@ -29,7 +29,12 @@ enum kc_revoke_action {
         KC_REVOKE_STILL,        /* key still revoked, volume still suspended */
         KC_REVOKE_RESUMED,      /* key enabled again, volume resumed with a fresh unwrap */
         KC_REVOKE_REFUSED,      /* key enabled again, but the volume no longer fits its entry: still suspended */
+        KC_REVOKE_FOREIGN,      /* suspended, key wiped, not by the agent: nothing to wipe, nothing to resume */
 };
+
+/* The reason of KC_REVOKE_FOREIGN, and of an attach that finds such a mapping. */
+#define KC_REVOKE_FOREIGN_REASON \
+        "suspended, key wiped, not by this agent (cryptsetup luksSuspend?), which leaves it so"
 
 struct kc_revoke_outcome {
         enum kc_revoke_action action;

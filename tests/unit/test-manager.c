@@ -354,15 +354,7 @@ static void watch_warnings(const char *words) {
         kc_log_set_max_priority(LOG_DEBUG);
 }
 
-/* A manager with "vol" attached and a revocation pass every second. */
-static void setup_revoke(void) {
-        _cleanup_free_ char *text = NULL, *dev = NULL, *state = NULL;
-        _cleanup_free_ struct kc_agent_volume *all = NULL;
-        struct kc_manager_config cfg = { .max_parallel = 2, .revoke_interval = 1 };
-        struct kc_volumes *v = NULL;
-        struct kc_err err = {};
-        FILE *f;
-
+static void reset_fakes(void) {
         atomic_store(&revoke_action, KC_REVOKE_NONE);
         atomic_store(&revoke_error, 0);
         atomic_store(&revoke_reason, NULL);
@@ -370,6 +362,16 @@ static void setup_revoke(void) {
         atomic_store(&attach_held, false);
         atomic_store(&attach_wiped, false);
         atomic_store(&mappings_gone, false);
+}
+
+/* A manager with "vol" (revoke=suspend) and a revocation pass every second, its start's attach done. */
+static void start_revoke_manager(void) {
+        _cleanup_free_ char *text = NULL, *dev = NULL, *state = NULL;
+        struct kc_manager_config cfg = { .max_parallel = 2, .revoke_interval = 1 };
+        struct kc_volumes *v = NULL;
+        struct kc_err err = {};
+        FILE *f;
+
         dir = kc_test_tmpdir();
         ck_assert(asprintf(&dev, "%s/dev", dir) > 0 && asprintf(&state, "%s/state", dir) > 0);
         ck_assert_ptr_nonnull(f = fopen(dev, "w"));
@@ -382,6 +384,14 @@ static void setup_revoke(void) {
         kc_manager_set_volumes(m, v, true);
         ck_assert_int_eq(kc_manager_start(m), 0);
         ck_assert_int_eq(kc_manager_wait_settled(m, true), 0);
+}
+
+/* That manager with "vol" attached. */
+static void setup_revoke(void) {
+        _cleanup_free_ struct kc_agent_volume *all = NULL;
+
+        reset_fakes();
+        start_revoke_manager();
         ck_assert_int_eq(state_of("vol", &all)->state, KC_VOLUME_ATTACHED);
 }
 
@@ -648,6 +658,48 @@ START_TEST(test_attach_of_a_suspended_volume) {
 END_TEST
 
 /*
+ * The agent starts and finds the mapping suspended with its key wiped, by
+ * cryptsetup luksSuspend (no mark of its own): not "attached", which it
+ * is not for I/O, but suspended, and not by the agent, which neither
+ * resumes it (the checks are not told it is the agent's) nor says
+ * otherwise to an attach of it.  What the start's attach made of it is
+ * looked at while the first pass is held; that pass (revoke.c:
+ * KC_REVOKE_FOREIGN) keeps it so.
+ */
+START_TEST(test_suspended_before_the_agent) {
+        _cleanup_free_ struct kc_agent_volume *all = NULL;
+        const struct kc_agent_volume *v;
+        struct kc_attach_result res = {};
+        struct kc_caller caller = {};
+        struct kc_err err = {};
+        unsigned k;
+
+        reset_fakes();
+        atomic_store(&attach_wiped, true);
+        atomic_store(&revoke_held, true);
+        atomic_store(&revoke_action, KC_REVOKE_FOREIGN);
+        atomic_store(&revoke_reason, KC_REVOKE_FOREIGN_REASON);
+        start_revoke_manager();
+        v = state_of("vol", &all);
+        ck_assert_int_eq(v->state, KC_VOLUME_SUSPENDED);
+        ck_assert_int_eq(v->error, -EKEYREVOKED);
+        ck_assert_msg(strstr(v->reason, "not by this agent"), "%s", v->reason);
+
+        ck_assert_int_eq(kc_manager_attach_volume(m, "vol", &caller, false, -1, &res, &err), -EKEYREVOKED);
+        ck_assert_msg(strstr(err.msg, "not by this agent"), "%s", err.msg);
+        ck_assert_int_eq(state_of("vol", &all)->state, KC_VOLUME_SUSPENDED);
+
+        atomic_store(&revoke_held, false);
+        k = wait_next_check();
+        ck_assert_uint_eq(prior_of(k - 1), 0);
+        ck_assert_uint_eq(prior_of(k), 0);
+        v = state_of("vol", &all);
+        ck_assert_int_eq(v->state, KC_VOLUME_SUSPENDED);
+        ck_assert_msg(strstr(v->reason, "not by this agent"), "%s", v->reason);
+}
+END_TEST
+
+/*
  * The mapping removed behind the agent's back (cryptsetup close, dmsetup
  * remove): the next pass finds it gone and the volume "detached", with the
  * reason; it is not checked again (which warned "no mapping" at every pass),
@@ -718,6 +770,12 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_attach_of_a_suspended_volume);
         tcase_add_test(tc, test_mapping_removed_without_the_agent);
         tcase_add_test(tc, test_suspended_mapping_removed_seen_by_status);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("foreign");
+        tcase_add_checked_fixture(tc, NULL, teardown_revoke);
+        tcase_set_timeout(tc, 30);
+        tcase_add_test(tc, test_suspended_before_the_agent);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("hotplug");

@@ -572,6 +572,43 @@ START_TEST(resume_refused_by_policy) {
 }
 END_TEST
 
+/*
+ * Suspended with its key wiped by another tool (cryptsetup luksSuspend),
+ * not by the agent: whatever its CMK's state, there is no key to wipe and
+ * none of the agent's to give back.  No suspend, no mark (which would make
+ * the suspension the agent's, resumed once the key is enabled), no unwrap,
+ * no resume, no record; once that tool resumed it, the policy applies again.
+ */
+START_TEST(suspended_by_another_tool) {
+        struct kc_revoke_outcome out;
+        struct kc_err err = {};
+        unsigned decrypts;
+        int r;
+
+        dm.suspended = dm.wiped = true;
+        dm_set_table();
+        decrypts = records(f.audit_log, "Decrypt");
+        for (unsigned i = 0; i < 3; i++) {
+                set_enabled(i == 1);
+                r = check(0, &out, &err);
+                ck_assert_msg(r == 0, "check: %s", kc_err_msg(&err, r));
+                ck_assert_int_eq(out.action, KC_REVOKE_FOREIGN);
+                ck_assert_msg(strstr(out.reason, "not by this agent"), "%s", out.reason);
+        }
+        ck_assert(dm.suspended && dm.wiped);
+        ck_assert_uint_eq(dm.suspends + dm.resumes, 0);
+        ck_assert(!marked());
+        ck_assert_uint_eq(records(f.audit_log, "Decrypt"), decrypts);
+        ck_assert_uint_eq(records(f.audit_log, "SuspendVolume") + records(f.audit_log, "ResumeVolume"), 0);
+
+        dm.suspended = dm.wiped = false;
+        dm_set_table();
+        ck_assert_int_eq(check(0, &out, &err), 0);
+        ck_assert_int_eq(out.action, KC_REVOKE_SUSPENDED);
+        ck_assert(marked());
+}
+END_TEST
+
 Suite *kc_test_suite(void) {
         Suite *s = suite_create("revoke");
         TCase *tc = tcase_create("keep");
@@ -590,6 +627,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, suspension_ended_elsewhere);
         tcase_add_test(tc, resume_only_from_its_own_device);
         tcase_add_test(tc, resume_refused_by_policy);
+        tcase_add_test(tc, suspended_by_another_tool);
         suite_add_tcase(s, tc);
         return s;
 }
