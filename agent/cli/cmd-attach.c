@@ -496,6 +496,14 @@ static const struct kc_agent_volume *find_configured(const struct kc_client_stat
         return NULL;
 }
 
+/* Whether the status shows a kmscrypt mapping of that name. */
+static bool mapping_shown(const struct kc_client_status *st, const char *name) {
+        for (size_t i = 0; i < st->n_volumes; i++)
+                if (streq(st->volumes[i].name, name))
+                        return true;
+        return false;
+}
+
 /*
  * Status through the agent: the same mapping output as without it, then what
  * the agent knows about configured volumes that are not attached (why they
@@ -540,8 +548,10 @@ static int print_agent_statuses(struct kc_cli *cli, struct kc_client *agent, cha
         for (size_t i = 0; i < st.n_configured; i++) {
                 const struct kc_agent_volume *v = &st.configured[i];
                 /* Its mapping is shown above; what the agent says about it too, when it says
-                 * something (kept running under a revoked key). */
-                if (v->state == KC_VOLUME_ATTACHED && st.device_mapper && (v->error == 0 || arr))
+                 * something (kept running under a revoked key).  A mapping that is not
+                 * kmscrypt's any more (cryptsetup luksResume keyed it) is not: the agent's line is. */
+                if (v->state == KC_VOLUME_ATTACHED && st.device_mapper && (v->error == 0 || arr) &&
+                    mapping_shown(&st, v->name))
                         continue;
                 if (arr)
                         json_object_array_add(arr, kc_agent_volume_to_json(v));

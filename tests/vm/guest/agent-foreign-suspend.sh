@@ -5,9 +5,9 @@
 #   status` shows it, not "attached";
 # - with its CMK disabled and enabled again, the agent neither claims the
 #   suspension (no mark, no SuspendVolume record) nor resumes it;
-# - once `cryptsetup luksResume` gives it its key back (as a key of
-#   cryptsetup's own, so kmscrypt status shows no mapping of its own), a
-#   pass finds it running, and the agent no longer says it is suspended.
+# - once `cryptsetup luksResume` gives it its key back (a key of
+#   cryptsetup's own: no kmscrypt mapping any more), a pass finds it
+#   running, and kmscrypt status shows the agent's "attached" line for it.
 # kcvm-programs: kmscrypt kmscryptd tests/bench/agent-mkvols tests/bench/agent-vmlib
 . /kc/lib.sh
 . /kc/bin/agent-vmlib
@@ -39,7 +39,7 @@ expect_eq "warnings about p1's suspension" "$(grep -c 'p1: suspended, key wiped,
 printf '%s' "${AGENT_MKVOLS_PASSPHRASE:-kcvm}" | cryptsetup luksResume p1 --key-file - ||
         die "cryptsetup luksResume p1 failed"
 i=0
-until kmscrypt status >status 2>&1 && ! grep -q '^p1: ' status; do
+until kmscrypt status >status 2>&1 && grep -q '^p1: attached since ' status; do
         i=$((i + 1))
         [ "$i" -lt 50 ] || die "the agent's state of p1 after luksResume: $(cat status)"
         sleep 0.2
