@@ -192,7 +192,13 @@ static const struct kc_agent_volume *state_of(const char *name, struct kc_agent_
         ck_abort_msg("no volume %s", name);
 }
 
-/* A request that waits for name: its result, err, and how long it took in ms. */
+/*
+ * A request that waits for name: its result, err, and how long it took in
+ * ms.  How long is asserted only from below (a round of its own lasts its
+ * timeout): "at once" is asserted as one try, which a round of its own
+ * exceeds (its first and the one at its deadline), as a time bound would
+ * not be under a sanitizer on a loaded machine.
+ */
 static int wait_for(const char *name, struct kc_err *err, uint64_t *ret_ms) {
         struct kc_attach_result res = {};
         struct kc_caller caller = {};
@@ -219,7 +225,6 @@ START_TEST(test_verdict_of_the_start_round) {
         before = atomic_load(&attaches);
         r = wait_for("vol", &err, &ms);
         ck_assert_int_eq(r, -ENOENT);
-        ck_assert_msg(ms < 500, "the start round's verdict took %llu ms", (unsigned long long) ms);
         ck_assert_msg(strstr(err.msg, "gave up after") && strstr(err.msg, "root key"), "%s", err.msg);
         ck_assert_uint_eq(atomic_load(&attaches), before + 1);
 
@@ -244,12 +249,13 @@ END_TEST
 START_TEST(test_verdict_try_attaches) {
         _cleanup_free_ struct kc_agent_volume *all = NULL;
         struct kc_err err = {};
+        unsigned before = atomic_load(&attaches);
         uint64_t ms;
 
         /* The KMS back before the unit asks: its one try attaches, at once. */
         atomic_store(&kms_error, 0);
         ck_assert_int_eq(wait_for("vol", &err, &ms), 0);
-        ck_assert_msg(ms < 500, "took %llu ms", (unsigned long long) ms);
+        ck_assert_uint_eq(atomic_load(&attaches), before + 1);
         ck_assert_int_eq(state_of("vol", &all)->state, KC_VOLUME_ATTACHED);
 }
 END_TEST
@@ -257,6 +263,7 @@ END_TEST
 START_TEST(test_attach_all_is_a_new_round) {
         _cleanup_free_ struct kc_agent_volume *all = NULL;
         struct kc_err err = {};
+        unsigned before;
         uint64_t ms;
 
         /* Told, then a new unattended round (attach-all): its verdict is untold again. */
@@ -264,8 +271,10 @@ START_TEST(test_attach_all_is_a_new_round) {
         kc_manager_attach_all(m);
         ck_assert_int_eq(kc_manager_wait_settled(m, true), 0);
         ck_assert_int_eq(state_of("vol", &all)->state, KC_VOLUME_FAILED);
+        before = atomic_load(&attaches);
         ck_assert_int_eq(wait_for("vol", &err, &ms), -ENOENT);
-        ck_assert_msg(ms < 500, "the attach-all round's verdict took %llu ms", (unsigned long long) ms);
+        ck_assert_msg(atomic_load(&attaches) == before + 1, "the attach-all round's verdict took %u tries",
+                      atomic_load(&attaches) - before);
 }
 END_TEST
 
@@ -308,7 +317,8 @@ START_TEST(test_hotplug_does_not_tell) {
         char note[KC_ERR_MSG_MAX];
         const char *dev;
         dev_t devno;
-        uint64_t t0, ms;
+        unsigned before;
+        uint64_t ms;
 
         dev = block_device(&devno);
         if (!dev) {
@@ -320,11 +330,13 @@ START_TEST(test_hotplug_does_not_tell) {
          * unit, in either order: both get the start round's verdict at once.
          */
         start_manager(dev);
-        t0 = kc_now_ms();
+        before = atomic_load(&attaches);
         ck_assert_int_eq(kc_manager_hotplug(m, devno, &caller, NULL, -1, &res, note, &err), -ENOENT);
-        ck_assert_msg(kc_now_ms() - t0 < 500, "the hotplug request took %llu ms", (unsigned long long) (kc_now_ms() - t0));
+        ck_assert_msg(atomic_load(&attaches) == before + 1, "the hotplug request took %u tries",
+                      atomic_load(&attaches) - before);
         ck_assert_int_eq(wait_for("vol", &err, &ms), -ENOENT);
-        ck_assert_msg(ms < 500, "the unit after the hotplug request took %llu ms", (unsigned long long) ms);
+        ck_assert_msg(atomic_load(&attaches) == before + 2, "the unit after the hotplug request took %u tries",
+                      atomic_load(&attaches) - before - 1);
         ck_assert_int_eq(state_of("vol", &all)->state, KC_VOLUME_FAILED);
 }
 END_TEST
@@ -581,13 +593,13 @@ START_TEST(test_revoke_suspended_while_attaching) {
 
         atomic_store(&revoke_held, true);
         atomic_store(&revoke_action, KC_REVOKE_SUSPENDED);
-        for (unsigned i = 0; i < 1000 && !atomic_load(&revoke_waiting); i++)
+        for (unsigned i = 0; i < 2000 && !atomic_load(&revoke_waiting); i++)
                 pause_ms(5);
         ck_assert(atomic_load(&revoke_waiting));
 
         atomic_store(&attach_held, true);
         ck_assert_int_eq(pthread_create(&t, NULL, attach_thread, NULL), 0);
-        for (unsigned i = 0; i < 1000 && state_of("vol", &all)->state != KC_VOLUME_ATTACHING; i++)
+        for (unsigned i = 0; i < 2000 && state_of("vol", &all)->state != KC_VOLUME_ATTACHING; i++)
                 pause_ms(5);
         ck_assert_int_eq(state_of("vol", &all)->state, KC_VOLUME_ATTACHING);
 
@@ -713,7 +725,7 @@ START_TEST(test_mapping_removed_without_the_agent) {
         wait_next_check();
         before = atomic_load(&attaches);
         atomic_store(&mappings_gone, true);
-        for (unsigned i = 0; i < 1000 && state_of("vol", &all)->state != KC_VOLUME_DETACHED; i++)
+        for (unsigned i = 0; i < 2000 && state_of("vol", &all)->state != KC_VOLUME_DETACHED; i++)
                 pause_ms(5);
         v = state_of("vol", &all);
         ck_assert_int_eq(v->state, KC_VOLUME_DETACHED);
