@@ -8,10 +8,14 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "agent/daemon/spawn.h"
+#include "lib/macro.h"
 #include "tests/unit/check-main.h"
 
 /* /bin/sh -c SCRIPT; the array is static: one call at a time. */
@@ -35,6 +39,11 @@ static bool after(void *userdata) {
         int *left = userdata;
 
         return --*left <= 0;
+}
+
+/* Says stop once the file userdata names exists. */
+static bool once_there(void *userdata) {
+        return access(userdata, F_OK) == 0;
 }
 
 START_TEST(test_status_and_last_line) {
@@ -70,17 +79,23 @@ START_TEST(test_stop_sends_sigterm) {
 }
 END_TEST
 
-/* The caller's blocked signals are not the child's: a SIGTERM reaches a shell trap even when blocked here. */
+/*
+ * The caller's blocked signals are not the child's: a SIGTERM reaches a shell trap even when blocked here.
+ * Sent once the shell says its trap is set, not after a while: a shell slow to start (a loaded machine)
+ * would die of it before.
+ */
 START_TEST(test_child_signal_mask_empty) {
+        _cleanup_free_ char *dir = kc_test_tmpdir(), *mark = NULL, *script = NULL;
         sigset_t set, old;
         char line[64];
-        int asks = 5;
 
+        ck_assert(asprintf(&mark, "%s/trapped", dir) > 0);
+        ck_assert(asprintf(&script, "trap 'echo stopped >&2; exit 7' TERM; : > '%s'; while :; do sleep 0.05; done",
+                           mark) > 0);
         sigemptyset(&set);
         sigaddset(&set, SIGTERM);
         ck_assert_int_eq(pthread_sigmask(SIG_BLOCK, &set, &old), 0);
-        ck_assert_int_eq(kc_spawn_wait(sh_argv("trap 'echo stopped >&2; exit 7' TERM; while :; do sleep 0.05; done"),
-                                       after, &asks, line, sizeof(line)), 7);
+        ck_assert_int_eq(kc_spawn_wait(sh_argv(script), once_there, mark, line, sizeof(line)), 7);
         ck_assert_str_eq(line, "stopped");
         ck_assert_int_eq(pthread_sigmask(SIG_SETMASK, &old, NULL), 0);
 }
