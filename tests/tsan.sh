@@ -16,6 +16,9 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$top/build-tsan}
 jobs=${JOBS:-2}
 export TSAN_OPTIONS="halt_on_error=1:exitcode=66:${TSAN_OPTIONS:-}"
+# Check's per-test timeouts are set for a plain build; under ThreadSanitizer
+# test-luks's test_bad_token takes 10 s of its 30 on an idle CPU.
+export CK_TIMEOUT_MULTIPLIER=${CK_TIMEOUT_MULTIPLIER:-8}
 
 mkdir -p "$build"
 cd "$build"
