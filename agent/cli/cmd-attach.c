@@ -177,8 +177,9 @@ static int print_attach_all(struct kc_cli *cli, const struct kc_agent_volume *v,
                 else if (fails)
                         log_error("%s: %s", v[i].name,
                                   v[i].error < 0 ? v[i].reason : kc_volume_state_to_string(v[i].state));
+                /* As attach DEVICE says it: a header kmscrypt cannot use is the device's state, not a usage error. */
                 if (status == KC_EXIT_OK && fails)
-                        status = v[i].error < 0 ? kc_cli_exit_status(v[i].error) : KC_EXIT_FAILURE;
+                        status = v[i].error < 0 ? kc_cli_exit_status(kc_cli_header_error(v[i].error)) : KC_EXIT_FAILURE;
         }
         if (arr)
                 kc_cli_print_json(arr);

@@ -100,7 +100,7 @@ if command -v cryptsetup >/dev/null; then
         gone "attach of a kmscrypt image file" 1 \
                 "cannot attach $KC: $KC is not a block device; attach a loop device of it (losetup --find --show $KC)" \
                 attach "$KC"
-        gone "attach -q --all, not LUKS2" 2 "plain: $P $NOT_LUKS" -q attach --all --volumes "$T/volumes.plain"
+        gone "attach -q --all, not LUKS2" 5 "plain: $P $NOT_LUKS" -q attach --all --volumes "$T/volumes.plain"
         gone "format over LUKS2" 1 "format: $L2 carries a crypto_LUKS signature (crypto); --force destroys it" \
                 format "$L2" --key alias/pg --context "$CTX"
         gone "format, --header over LUKS2" 1 "format: $L2 carries a crypto_LUKS signature (crypto); --force destroys it" \
