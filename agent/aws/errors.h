@@ -9,7 +9,8 @@
  *
  *   InvalidCiphertextException, IncorrectKeyException   -EBADMSG
  *   DisabledException                                   -EKEYREVOKED
- *   KMSInvalidStateException (pending deletion)         -EKEYEXPIRED
+ *   KMSInvalidStateException (pending deletion)         -EKEYEXPIRED, or -EAGAIN when DescribeKey
+ *                                                       says Unavailable, Creating or Updating
  *   NotFoundException                                   -ENOKEY
  *   AccessDeniedException, rejected credentials         -EACCES
  *   RequestTimeTooSkewed, a signature expired           -EACCES (kms-aws.c corrects its clock, once)
@@ -20,6 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "agent/kms.h"
 #include "lib/error.h"
 
 /*
@@ -38,3 +40,15 @@ int kc_aws_error_map(long status, const char *header_type, const char *body, siz
  * "Signature expired" or "Signature not yet current".
  */
 bool kc_aws_error_clock_skew(const char *header_type, const char *body, size_t body_len);
+
+/*
+ * A cryptographic operation refused with KMSInvalidStateException
+ * (-EKEYEXPIRED, request_id its request id) on a key that DescribeKey
+ * (describe_request_id) then found in state: when that state passes by
+ * itself or is an outage of the key's store (Unavailable, Creating,
+ * Updating: neither enabled nor withdrawn, kc_key_state_revoked()), err
+ * names it and what it means, and -EAGAIN is returned, which callers
+ * retry.  Otherwise 0: the refusal stands as it was.
+ */
+int kc_aws_error_state_outage(const char *operation, const char *request_id, const char *key_id,
+                              enum kc_key_state state, const char *describe_request_id, struct kc_err *err);

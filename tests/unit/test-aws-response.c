@@ -551,6 +551,45 @@ START_TEST(test_error_body_by_length) {
 }
 END_TEST
 
+/*
+ * A refusal for the key's state (KMSInvalidStateException) is an outage
+ * exactly for the states the revocation check does not act on: neither
+ * Enabled nor withdrawn (kc_key_state_revoked()).  Those name the state
+ * and what it means, and both request ids; every other state leaves the
+ * refusal as it was.
+ */
+START_TEST(test_error_state_outage) {
+        for (enum kc_key_state s = KC_KEY_ENABLED; kc_key_state_to_string(s); s++) {
+                bool outage = s != KC_KEY_ENABLED && !kc_key_state_revoked(s);
+                struct kc_err err = {};
+                int r = kc_aws_error_state_outage("Decrypt", "r-1", "1234abcd", s, "r-2", &err);
+
+                ck_assert_msg(r == (outage ? -EAGAIN : 0), "%s: %d", kc_key_state_to_string(s), r);
+                if (!outage) {
+                        ck_assert_int_eq(err.error, 0);
+                        continue;
+                }
+                assert_refused(r, -EAGAIN, &err, "AWS KMS Decrypt: key 1234abcd is ");
+                ck_assert_ptr_nonnull(strstr(err.msg, kc_key_state_to_string(s)));
+                ck_assert_ptr_nonnull(strstr(err.msg, "(KMSInvalidStateException, request id r-1; "
+                                                      "DescribeKey request id r-2)"));
+        }
+}
+END_TEST
+
+START_TEST(test_error_state_outage_unavailable) {
+        struct kc_err err = {};
+        int r = kc_aws_error_state_outage("GenerateDataKey", NULL, "1234abcd", KC_KEY_UNAVAILABLE, "", &err);
+
+        assert_refused(r, -EAGAIN, &err, "AWS KMS GenerateDataKey: key 1234abcd is Unavailable: its custom key "
+                       "store is disconnected; an outage, not a refusal (KMSInvalidStateException, request id none; "
+                       "DescribeKey request id none)");
+        err = (struct kc_err) {};
+        assert_refused(kc_aws_error_state_outage("Decrypt", "r-1", "k", KC_KEY_CREATING, "r-2", &err), -EAGAIN,
+                       &err, "is Creating: it is a multi-Region replica still being created");
+}
+END_TEST
+
 /* ---- credentials -------------------------------------------------------------------------- */
 
 #define CREDS(extra) \
@@ -777,6 +816,8 @@ Suite *kc_test_suite(void) {
         tcase_add_loop_test(tc, test_error_header, 0, ARRAY_SIZE(error_header_cases));
         tcase_add_test(tc, test_error_clock_skew);
         tcase_add_test(tc, test_error_body_by_length);
+        tcase_add_test(tc, test_error_state_outage);
+        tcase_add_test(tc, test_error_state_outage_unavailable);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("credentials");
