@@ -553,6 +553,56 @@ DEFINE_CLEANUP_FUNC(struct json_object *, json_object_put)
 
 /* ---- operations ----------------------------------------------------------------------------- */
 
+static int aws_describe_key(void *state, const char *key, struct kc_key_info *ret, struct kc_err *err);
+
+/*
+ * KMSInvalidStateException (r is -EKEYEXPIRED: errors.c maps nothing else
+ * to it) says that the state of a key forbids the operation, not which
+ * state: pending deletion, which is final, or a disconnected custom key
+ * store (Unavailable; AWS disconnects them for maintenance too), or a
+ * multi-Region replica being made or changed (Creating, Updating), which
+ * pass.  DescribeKey tells them apart, as the revocation check does.  The
+ * refusal becomes an outage (-EAGAIN, which kmscryptd retries) only when
+ * one of the operation's keys (key, and other for ReEncrypt) is in a state
+ * that passes and none in another: a deletion never turns into a retry
+ * loop, nor does a DescribeKey that fails (a policy without
+ * kms:DescribeKey).  The operation itself is not sent again here, and its
+ * request id is left as the last one: the audit record is the operation's.
+ */
+static int explain_invalid_state(struct aws_state *s, const char *operation, const char *key, const char *other,
+                                 int r, struct kc_err *err) {
+        const char *keys[2] = { key, other && !streq(other, key) ? other : NULL };
+        char request_id[sizeof(s->request_id)];
+        struct kc_err outage = {};
+        bool final = false;
+
+        if (r != -EKEYEXPIRED)
+                return r;
+        memcpy(request_id, s->request_id, sizeof(request_id));
+        for (size_t i = 0; i < ARRAY_SIZE(keys) && keys[i] && !final; i++) {
+                struct kc_key_info info;
+                struct kc_err e = {};
+
+                if (aws_describe_key(s, keys[i], &info, &e) < 0) {
+                        log_debug("AWS KMS %s refused for the key's state, which DescribeKey does not tell: %s",
+                                  operation, e.msg);
+                        final = true;
+                } else if (info.state == KC_KEY_ENABLED)
+                        continue;
+                else if (kc_aws_error_state_outage(operation, request_id, info.key_id, info.state, s->request_id,
+                                                   &e) == 0)
+                        final = true;
+                else if (outage.error == 0)
+                        outage = e;
+        }
+        memcpy(s->request_id, request_id, sizeof(s->request_id));
+        if (final || outage.error == 0)
+                return r;
+        if (err)
+                *err = outage;   /* kc_err_set() keeps the first error: this one says more */
+        return outage.error;
+}
+
 static int aws_generate_data_key(void *state, const char *key, const struct kc_context *ctx, size_t nbytes,
                                  struct kc_data_key *ret, struct kc_err *err) {
         struct aws_state *s = state;
@@ -574,7 +624,7 @@ static int aws_generate_data_key(void *state, const char *key, const struct kc_c
                 return -ENOMEM;
         r = aws_call(s, &k, "GenerateDataKey", req, &resp, err);
         if (r < 0)
-                return r;
+                return explain_invalid_state(s, "GenerateDataKey", key, NULL, r, err);
         return kc_aws_response_data_key("GenerateDataKey", resp.body, resp.body_len, nbytes, ret, err);
 }
 
@@ -600,7 +650,7 @@ static int aws_decrypt(void *state, const char *key, const uint8_t *blob, size_t
                 return -ENOMEM;
         r = aws_call(s, &k, "Decrypt", req, &resp, err);
         if (r < 0)
-                return r;
+                return explain_invalid_state(s, "Decrypt", key, NULL, r, err);
         r = kc_aws_response_decrypt(resp.body, resp.body_len, ret_plaintext, ret_key_id, err);
         if (r < 0)
                 return r;
@@ -638,7 +688,7 @@ static int aws_re_encrypt(void *state, const char *src_key, const uint8_t *blob,
                 return -ENOMEM;
         r = aws_call(s, &src, "ReEncrypt", req, &resp, err);
         if (r < 0)
-                return r;
+                return explain_invalid_state(s, "ReEncrypt", src_key, dst_key, r, err);
         /* KMS re-wraps inside the HSM: no plaintext reaches this host (ret->plaintext stays NULL). */
         return kc_aws_response_data_key("ReEncrypt", resp.body, resp.body_len, 0, ret, err);
 }
@@ -693,7 +743,7 @@ static int aws_encrypt(void *state, const char *key, const struct kc_context *ct
                 return r == -EINVAL ? -ENOMEM : r;   /* json-c gave no text */
         r = aws_call_body(s, &k, "Encrypt", body, &resp, err);
         if (r < 0)
-                return r;
+                return explain_invalid_state(s, "Encrypt", key, NULL, r, err);
         /* The answer carries no Plaintext: the caller holds it, ret->plaintext stays NULL. */
         return kc_aws_response_data_key("Encrypt", resp.body, resp.body_len, 0, ret, err);
 }

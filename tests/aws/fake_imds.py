@@ -11,7 +11,9 @@ KMS servers, used by test-aws-kms.py.  Nothing here leaves 127.0.0.1.
   throttle   answers every request with 400 ThrottlingException
   truncate   promises a body of 200 bytes, sends 20 and closes the connection
   error      answers every request with the AWS error body of ETYPE (status STATUS);
-             with IN_HEADER, ETYPE goes in an X-Amzn-ErrorType header instead
+             with IN_HEADER, ETYPE goes in an X-Amzn-ErrorType header instead;
+             with DESCRIBE_STATE, a DescribeKey gets a key in that KeyState instead,
+             and with DESCRIBE_ETYPE, the error body of that type
   skew       a KMS whose clock is SKEW seconds off ours: the first FAIL requests get
              ETYPE with MESSAGE and a Date header of its clock, the others a
              DescribeKey answer; each request's X-Amz-Date is in the log
@@ -46,6 +48,8 @@ class Handler(BaseHTTPRequestHandler):
     fail = 1
     expires_in = 3600
     key_state = "Enabled"
+    describe_state = None
+    describe_etype = None
     message = "Signature expired: 20240101T000000Z is now earlier than 20240101T010000Z (20240101T010500Z - 5 min.)"
 
     def log_message(self, *args):
@@ -98,12 +102,16 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(self.sleep)
             return self.reply(200, b"{}", "application/x-amz-json-1.1")
         if self.mode == "error":
-            body = {"message": "replayed " + self.etype}
+            describe = self.headers.get("X-Amz-Target") == "TrentService.DescribeKey"
+            if describe and self.describe_state:
+                return self.key_metadata(self.describe_state)
+            etype = self.describe_etype if describe and self.describe_etype else self.etype
+            body = {"message": "replayed " + etype}
             headers = [("x-amzn-RequestId", "err-req-%d" % len(self.log))]
             if self.in_header:
-                headers.append(("X-Amzn-ErrorType", self.etype))
+                headers.append(("X-Amzn-ErrorType", etype))
             else:
-                body["__type"] = self.etype
+                body["__type"] = etype
             return self.reply(self.status, json.dumps(body).encode(), "application/x-amz-json-1.1", headers)
         if self.mode == "skew":
             return self.skewed()
@@ -118,10 +126,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         if self.mode == "state":
             # DescribeKey of a key in a state moto does not make (custom key stores, imports, replicas).
-            body = {"KeyMetadata": {"Arn": self.SKEW_KEY, "KeyId": self.SKEW_KEY.split("/")[-1],
-                                    "KeyState": self.key_state}}
-            return self.reply(200, json.dumps(body).encode(), "application/x-amz-json-1.1",
-                              [("x-amzn-RequestId", "state-req-%d" % len(self.log))])
+            return self.key_metadata(self.key_state)
         if self.mode == "throttle":
             return self.reply(400, b'{"__type":"ThrottlingException","message":"Rate exceeded"}',
                               "application/x-amz-json-1.1", [("x-amzn-RequestId", "throttle-req-%d" % len(self.log))])
@@ -129,6 +134,12 @@ class Handler(BaseHTTPRequestHandler):
 
 
     SKEW_KEY = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+    def key_metadata(self, state):
+        """A DescribeKey answer for a key in state."""
+        body = {"KeyMetadata": {"Arn": self.SKEW_KEY, "KeyId": self.SKEW_KEY.split("/")[-1], "KeyState": state}}
+        return self.reply(200, json.dumps(body).encode(), "application/x-amz-json-1.1",
+                          [("x-amzn-RequestId", "state-req-%d" % len(self.log))])
 
     def skewed(self):
         """The answer of a KMS whose clock is self.skew seconds off, with its own Date header."""

@@ -287,6 +287,55 @@ def err_name(out):
     return w[1] if len(w) > 1 and w[0] == "error" else None
 
 
+def invalid_state_cases(tmp, env, audit, ref1, ref2, blob):
+    """KMSInvalidStateException names no state: DescribeKey tells a custom key store that is
+    disconnected (Unavailable) or a replica being made (Creating, Updating), an outage that
+    kmscryptd retries (EAGAIN), from a key pending deletion (EKEYEXPIRED, final, as before);
+    a DescribeKey that fails leaves the refusal final.  The operation is sent once, and its
+    one audit record carries its own request id, not DescribeKey's."""
+    log_path = os.path.join(audit, "audit.log")
+    scratch = os.path.join(tmp, "state-out.blob")
+    pt_file = os.path.join(tmp, "state-pt.bin")
+    with open(pt_file, "wb") as f:
+        f.write(os.urandom(32))
+    ops = {"Decrypt": ["decrypt", ref1, CTX, blob],
+           "GenerateDataKey": ["generate", ref1, CTX, scratch],
+           "Encrypt": ["encrypt", ref1, CTX, pt_file, scratch],
+           "ReEncrypt": ["reencrypt", ref1, CTX, blob, ref2, CTX, scratch]}
+    final = "not usable in its current state (pending deletion?)"
+    cases = [("Decrypt", dict(describe_state="Unavailable"), "EAGAIN",
+              "is Unavailable: its custom key store is disconnected"),
+             ("Decrypt", dict(describe_state="Creating"), "EAGAIN", "is Creating: "),
+             ("Decrypt", dict(describe_state="Updating"), "EAGAIN", "is Updating: "),
+             ("Decrypt", dict(describe_state="PendingDeletion"), "EKEYEXPIRED", final),
+             ("Decrypt", dict(describe_state="PendingImport"), "EKEYEXPIRED", final),
+             ("Decrypt", dict(describe_etype="AccessDeniedException"), "EKEYEXPIRED", final),
+             ("Decrypt", dict(), "EKEYEXPIRED", final),
+             ("GenerateDataKey", dict(describe_state="Unavailable"), "EAGAIN", "is Unavailable"),
+             ("Encrypt", dict(describe_state="Unavailable"), "EAGAIN", "is Unavailable"),
+             ("ReEncrypt", dict(describe_state="Unavailable"), "EAGAIN", "is Unavailable"),
+             ("ReEncrypt", dict(describe_state="PendingDeletion"), "EKEYEXPIRED", final)]
+    for operation, describe, want_err, want_text in cases:
+        srv, eport = fake_imds.start("error", etype="KMSInvalidStateException", **describe)
+        e = dict(env, AWS_ENDPOINT_URL_KMS="http://127.0.0.1:%d" % eport)
+        before = len(open(log_path).readlines())
+        rc, out, _ = drive(e, audit, *ops[operation])
+        sent = [h.get("X-Amz-Target", "").split(".")[-1] for _, _, h in srv.RequestHandlerClass.log]
+        recs = [json.loads(line) for line in open(log_path).readlines()[before:]]
+        srv.shutdown()
+        what = "%s refused for its key's state, DescribeKey %s -> %s" % (
+            operation, describe.get("describe_state") or describe.get("describe_etype") or "refused too", want_err)
+        # ReEncrypt names two keys: the stub's one state stands for both, each asked for once.
+        describes = 2 if operation == "ReEncrypt" and want_err == "EAGAIN" else 1
+        check(what, rc == 1 and err_name(out) == want_err and want_text in out and "err-req-1" in out
+              and ("state-req-2" in out) == (want_err == "EAGAIN")
+              and sent == [operation] + ["DescribeKey"] * describes, "%s (sent %s)" % (out, sent))
+        check(what + ": one audit record, the operation's request id",
+              len(recs) == 1 and recs[0].get("operation") == operation and recs[0].get("result") == "error"
+              and "request-id err-req-1" in (recs[0].get("detail") or "")
+              and want_text in (recs[0].get("error") or ""), recs)
+
+
 def main():
     if not os.access(DRIVER, os.X_OK):
         print("SKIP: %s not built" % DRIVER)
@@ -564,7 +613,7 @@ def run(tmp, audit, port):
     srv.shutdown()
 
     # AWS error bodies replayed by a loopback stub: each maps to its errno, none is retried.
-    for etype, want_err in (("DisabledException", "EKEYREVOKED"), ("KMSInvalidStateException", "EKEYEXPIRED"),
+    for etype, want_err in (("DisabledException", "EKEYREVOKED"),
                             ("IncorrectKeyException", "EBADMSG"), ("InvalidCiphertextException", "EBADMSG"),
                             ("AccessDeniedException", "EACCES"), ("NotFoundException", "ENOKEY")):
         srv, eport = fake_imds.start("error", etype=etype)
@@ -589,6 +638,8 @@ def run(tmp, audit, port):
     check("ExpiredToken retried once", rc == 1 and err_name(out) == "EACCES" and
           len(srv.RequestHandlerClass.log) == 2, out)
     srv.shutdown()
+
+    invalid_state_cases(tmp, env, audit, ref1, ref2, blob)
 
     skew_cases(env, audit)
 
