@@ -359,11 +359,10 @@ static unsigned warnings(void) {
         return atomic_load(&warned);
 }
 
+/* Count the warnings that contain words from now on (the sink is set before the manager starts). */
 static void watch_warnings(const char *words) {
         atomic_store(&warned, 0);
         atomic_store(&watched_words, words);
-        kc_log_set_sink(count_warnings, NULL);
-        kc_log_set_max_priority(LOG_DEBUG);
 }
 
 static void reset_fakes(void) {
@@ -391,6 +390,10 @@ static void start_revoke_manager(void) {
         ck_assert(asprintf(&text, "vol %s db-id=1,volume-id=vol revoke=suspend\n", dev) > 0);
         ck_assert_int_eq(kc_volumes_parse(text, strlen(text), "volumes", &v, &err), 0);
         cfg.state_dir = state;
+        /* The log's sink is set while no other thread runs: its threads read it unlocked. */
+        atomic_store(&watched_words, NULL);
+        kc_log_set_sink(count_warnings, NULL);
+        kc_log_set_max_priority(LOG_DEBUG);
         ck_assert_int_eq(kc_manager_new(&cfg, &m), 0);
         atomic_store(&kms_error, 0);
         kc_manager_set_volumes(m, v, true);
@@ -408,14 +411,15 @@ static void setup_revoke(void) {
 }
 
 static void teardown_revoke(void) {
-        kc_log_set_sink(NULL, NULL);
         atomic_store(&revoke_error, 0);
         atomic_store(&watched_words, NULL);
         atomic_store(&revoke_held, false);
         atomic_store(&attach_held, false);
         atomic_store(&attach_wiped, false);
         atomic_store(&mappings_gone, false);
-        teardown();
+        teardown();     /* the manager's threads end: then the log's sink can go */
+        kc_log_set_sink(NULL, NULL);
+        kc_log_set_max_priority(LOG_INFO);
 }
 
 /*
