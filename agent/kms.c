@@ -68,6 +68,20 @@ bool kc_key_state_revoked(enum kc_key_state s) {
         return false;
 }
 
+/* What each state that is neither Enabled nor a revocation means, in words. */
+static const char *const outage_meanings[] = {
+        [KC_KEY_UNAVAILABLE] = "its custom key store is disconnected",
+        [KC_KEY_CREATING] = "it is a multi-Region replica still being created",
+        [KC_KEY_UPDATING] = "the primary Region of its multi-Region key is being changed",
+};
+
+const char *kc_key_state_outage(enum kc_key_state s) {
+        if (s == KC_KEY_ENABLED || kc_key_state_revoked(s))
+                return NULL;
+        return (size_t) s < ARRAY_SIZE(outage_meanings) && outage_meanings[s] ? outage_meanings[s] :
+                                                                                "a state that passes";
+}
+
 void kc_data_key_clear(struct kc_data_key *k) {
         if (!k)
                 return;

@@ -47,6 +47,8 @@ const char *kc_key_state_to_string(enum kc_key_state s);
  * of the key's store (Unavailable), which the policy does not act on.
  */
 bool kc_key_state_revoked(enum kc_key_state s);
+/* That other kind, neither Enabled nor revoked: what it means in words ("its custom key store is disconnected"); else NULL. */
+const char *kc_key_state_outage(enum kc_key_state s);
 
 struct kc_key_info {
         char provider[16];        /* "local" */

@@ -157,30 +157,15 @@ bool kc_aws_error_clock_skew(const char *header_type, const char *body, size_t b
         return skew;
 }
 
-/*
- * The key states in which AWS refuses cryptographic operations with
- * KMSInvalidStateException although the key was not withdrawn: they pass
- * by themselves (AWS KMS Developer Guide, "Key states of AWS KMS keys").
- */
-static const struct {
-        enum kc_key_state state;
-        const char *what;
-} outage_states[] = {
-        { KC_KEY_UNAVAILABLE, "its custom key store is disconnected" },
-        { KC_KEY_CREATING, "it is a multi-Region replica still being created" },
-        { KC_KEY_UPDATING, "the primary Region of its multi-Region key is being changed" },
-};
-
 int kc_aws_error_state_outage(const char *operation, const char *request_id, const char *key_id,
                               enum kc_key_state state, const char *describe_request_id, struct kc_err *err) {
         const char *id = request_id && request_id[0] ? request_id : "none";
         const char *describe_id = describe_request_id && describe_request_id[0] ? describe_request_id : "none";
+        const char *what = kc_key_state_outage(state);
 
-        for (size_t i = 0; i < ARRAY_SIZE(outage_states); i++)
-                if (outage_states[i].state == state)
-                        return kc_err_set(err, -EAGAIN, "AWS KMS %s: key %s is %s: %s; an outage, not a refusal "
-                                          "(KMSInvalidStateException, request id %s; DescribeKey request id %s)",
-                                          operation, key_id, kc_key_state_to_string(state), outage_states[i].what,
-                                          id, describe_id);
-        return 0;
+        if (!what)
+                return 0;
+        return kc_err_set(err, -EAGAIN, "AWS KMS %s: key %s is %s: %s; an outage, not a refusal "
+                          "(KMSInvalidStateException, request id %s; DescribeKey request id %s)",
+                          operation, key_id, kc_key_state_to_string(state), what, id, describe_id);
 }

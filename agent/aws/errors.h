@@ -46,8 +46,8 @@ bool kc_aws_error_clock_skew(const char *header_type, const char *body, size_t b
  * (-EKEYEXPIRED, request_id its request id) on a key that DescribeKey
  * (describe_request_id) then found in state: when that state passes by
  * itself or is an outage of the key's store (Unavailable, Creating,
- * Updating: neither enabled nor withdrawn, kc_key_state_revoked()), err
- * names it and what it means, and -EAGAIN is returned, which callers
+ * Updating: kc_key_state_outage(), which says what it means), err
+ * names it and that meaning, and -EAGAIN is returned, which callers
  * retry.  Otherwise 0: the refusal stands as it was.
  */
 int kc_aws_error_state_outage(const char *operation, const char *request_id, const char *key_id,

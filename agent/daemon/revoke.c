@@ -350,7 +350,7 @@ int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const c
                 return r;
         state = kc_key_state_to_string(info.state);
         /* Neither enabled nor withdrawn (kms.h): a KMS that cannot say, as when it cannot be reached. */
-        if (info.state != KC_KEY_ENABLED && !kc_key_state_revoked(info.state))
+        if (kc_key_state_outage(info.state))
                 return kc_err_set(err, -EAGAIN, "CMK %s is %s, which passes or is an outage of its key store, "
                                   "not a revocation: nothing done, checked again at the next pass", ref, state);
 
