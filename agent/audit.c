@@ -171,7 +171,7 @@ static int parse_time(const char *s, time_t *ret) {
         return 0;
 }
 
-int kc_audit_parse_since(const char *text, time_t *ret) {
+int kc_audit_parse_list_time(const char *text, time_t *ret) {
         unsigned long long secs;
         const char *rest;
         char *end;

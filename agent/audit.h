@@ -119,7 +119,7 @@ struct kc_audit_filter {
  * year of four, as records' times are read (lib/time-util.h): -EINVAL for
  * 2026-02-31, 2026-1-5, 10000-01-01 or a time before the epoch.
  */
-int kc_audit_parse_since(const char *text, time_t *ret);
+int kc_audit_parse_list_time(const char *text, time_t *ret);
 
 /* Call fn for each record (parsed JSON object) that matches filter. fn returns < 0 to stop. */
 int kc_audit_foreach(const char *path, const struct kc_audit_filter *filter,

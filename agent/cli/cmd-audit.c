@@ -122,7 +122,7 @@ static int list_check_empty(struct kc_cli *cli, const char *head, const struct k
 
 /* --NAME TIME, when given, as seconds; -EINVAL said in one line. */
 static int parse_time_option(const char *name, const char *text, time_t *ret) {
-        if (!text || kc_audit_parse_since(text, ret) >= 0)
+        if (!text || kc_audit_parse_list_time(text, ret) >= 0)
                 return 0;
         log_error("--%s: expected YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or @SECONDS, got \"%s\"", name, text);
         return -EINVAL;

@@ -438,12 +438,12 @@ START_TEST(test_since_values) {
 
         for (size_t i = 0; i < ARRAY_SIZE(good); i++) {
                 t = -1;
-                ck_assert_msg(kc_audit_parse_since(good[i].text, &t) == 0, "\"%s\" refused", good[i].text);
+                ck_assert_msg(kc_audit_parse_list_time(good[i].text, &t) == 0, "\"%s\" refused", good[i].text);
                 ck_assert_msg(t == good[i].t, "\"%s\": %lld", good[i].text, (long long) t);
         }
         for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
                 t = 12345;
-                ck_assert_msg(kc_audit_parse_since(bad[i], &t) == -EINVAL, "\"%s\" taken", bad[i]);
+                ck_assert_msg(kc_audit_parse_list_time(bad[i], &t) == -EINVAL, "\"%s\" taken", bad[i]);
                 ck_assert_int_eq(t, 12345);
         }
 }
