@@ -61,31 +61,29 @@ static const char *scan_date(const char *s, struct kc_utc *u) {
         return s + 10;
 }
 
-int kc_time_parse_date(const char *s, time_t *ret, const char **ret_end) {
-        struct kc_utc u = {};
-        const char *end = s ? scan_date(s, &u) : NULL;
-        int r;
+/* u, read up to end, as seconds; *ret_end = end. */
+static int scanned(const struct kc_utc *u, const char *end, time_t *ret, const char **ret_end) {
+        int r = kc_time_from_utc(u, ret);
 
-        if (!end)
-                return -EINVAL;
-        r = kc_time_from_utc(&u, ret);
         if (r < 0)
                 return r;
         *ret_end = end;
         return 0;
 }
 
+int kc_time_parse_date(const char *s, time_t *ret, const char **ret_end) {
+        struct kc_utc u = {};
+        const char *end = s ? scan_date(s, &u) : NULL;
+
+        return end ? scanned(&u, end, ret, ret_end) : -EINVAL;
+}
+
 int kc_time_parse_datetime(const char *s, time_t *ret, const char **ret_end) {
         struct kc_utc u = {};
         const char *p = s ? scan_date(s, &u) : NULL;
-        int r;
 
         if (!p || p[0] != 'T' || kc_time_digits(p + 1, 2, &u.hour) < 0 || p[3] != ':' ||
             kc_time_digits(p + 4, 2, &u.minute) < 0 || p[6] != ':' || kc_time_digits(p + 7, 2, &u.second) < 0)
                 return -EINVAL;
-        r = kc_time_from_utc(&u, ret);
-        if (r < 0)
-                return r;
-        *ret_end = p + 9;
-        return 0;
+        return scanned(&u, p + 9, ret, ret_end);
 }
