@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -58,6 +59,7 @@ struct kc_server {
         struct kc_server_config cfg;
         char *path;                 /* set when we bound it: removed at the end */
         int fd;
+        int lock_fd;                /* path.lock, held while we own path; -1 when socket-activated */
         struct kc_manager *m;
         pthread_mutex_t lock;
         pthread_cond_t idle;
@@ -232,10 +234,41 @@ static int clear_stale(const struct sockaddr_un *sa, socklen_t salen, const char
         return 0;
 }
 
-static int bind_socket(const char *path, gid_t gid, int *ret_fd, struct kc_err *err) {
+/*
+ * One agent a socket path: an exclusive lock on PATH.lock, held for the
+ * agent's life.  Without it two agents started at once could both find no
+ * one listening (the one that bound first but had not listened yet looks
+ * stale) and the second would unlink the first's socket and bind its own:
+ * two agents attaching and revoking, one of them unreachable.  The lock
+ * file stays in place (removing it would let a third lock a new file).
+ */
+static int lock_socket_path(const char *path, struct kc_err *err) {
+        _cleanup_free_ char *lock = NULL;
+        int fd;
+
+        if (asprintf(&lock, "%s.lock", path) < 0)
+                return -ENOMEM;
+        fd = open(lock, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return kc_err_set(err, negative_errno(), "cannot open %s: %m", lock);
+        while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                int r = negative_errno();
+
+                if (r == -EINTR)
+                        continue;
+                close(fd);
+                if (r == -EWOULDBLOCK)
+                        return kc_err_set(err, -EADDRINUSE, "another kmscryptd is running on %s (it holds %s)",
+                                          path, lock);
+                return kc_err_set(err, r, "cannot lock %s: %s", lock, strerror(-r));
+        }
+        return fd;
+}
+
+static int bind_socket(const char *path, gid_t gid, int *ret_fd, int *ret_lock_fd, struct kc_err *err) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         socklen_t salen = (socklen_t) (offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1);
-        _cleanup_close_ int fd = -1;
+        _cleanup_close_ int fd = -1, lock_fd = -1;
         mode_t old;
         int r;
 
@@ -245,6 +278,9 @@ static int bind_socket(const char *path, gid_t gid, int *ret_fd, struct kc_err *
         r = make_parent(path, gid, err);
         if (r < 0)
                 return r;
+        lock_fd = lock_socket_path(path, err);
+        if (lock_fd < 0)
+                return lock_fd;
         r = clear_stale(&sa, salen, path, err);
         if (r < 0)
                 return r;
@@ -267,6 +303,7 @@ static int bind_socket(const char *path, gid_t gid, int *ret_fd, struct kc_err *
                 return kc_err_set(err, r, "cannot listen on %s: %s", path, strerror(-r));
         }
         *ret_fd = TAKE_FD(fd);
+        *ret_lock_fd = TAKE_FD(lock_fd);
         return 0;
 }
 
@@ -309,17 +346,20 @@ int kc_server_new(const struct kc_server_config *cfg, struct kc_manager *m, stru
 
         if (!s)
                 return -ENOMEM;
+        s->lock_fd = -1;
         r = kc_listen_fd(&fd, err);
         if (r > 0)
                 r = give_activated_socket(fd, cfg->status_gid, err);
         else if (r == 0) {
-                r = bind_socket(cfg->socket_path, cfg->status_gid, &fd, err);
+                r = bind_socket(cfg->socket_path, cfg->status_gid, &fd, &s->lock_fd, err);
                 if (r >= 0 && !(s->path = strdup(cfg->socket_path)))
                         r = -ENOMEM;
         }
         if (r < 0) {
                 if (fd >= 0)
                         close(fd);
+                if (s->lock_fd >= 0)
+                        close(s->lock_fd);
                 free(s);
                 return r;
         }
@@ -802,6 +842,8 @@ void kc_server_free(struct kc_server *s) {
         close(s->fd);
         if (s->path)
                 (void) unlink(s->path);
+        if (s->lock_fd >= 0)
+                close(s->lock_fd);
         pthread_mutex_lock(&s->lock);
         s->stopping = true;
         /*

@@ -13,12 +13,14 @@ started on demand), a stale socket, a second agent, and a SIGTERM stop.  Needs r
 Arguments name the tests to run (default: all), e.g. test_stop_unread.
 """
 import errno
+import fcntl
 import grp
 import json
 import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -583,8 +585,24 @@ def test_stale_and_twice(d):
         b = Agent(d, "", notify=False)
         rc = b.p.wait(10)
         check("a second agent on the same socket refuses to start", rc == 1, f"rc={rc}")
-        check("... saying why", "another kmscryptd is listening" in b.logtext())
+        check("... saying why", "another kmscryptd is running on" in b.logtext(), b.logtext())
         check("... and the first one still answers", a.wait_socket(2) is not None)
+    finally:
+        a.stop()
+    # One that has the socket's lock but no socket yet (between its lock and
+    # its listen): a second agent must not take the socket for stale.
+    lock_path = os.path.join(stale_dir, "agent.sock.lock")
+    check("the lock file is the owner's alone", stat.S_IMODE(os.stat(lock_path).st_mode) == 0o600)
+    with open(lock_path, "r+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        b = Agent(d, "", notify=False)
+        rc = b.p.wait(10)
+        check("an agent that finds the socket's lock held refuses to start", rc == 1, f"rc={rc}")
+        check("... saying who holds it", "it holds " + lock_path in b.logtext(), b.logtext())
+        check("... and leaves no socket", not os.path.exists(os.path.join(stale_dir, "agent.sock")))
+    a = Agent(d, "")
+    try:
+        check("with the lock free again, an agent starts", a.wait_socket() is not None, a.logtext())
     finally:
         a.stop()
 
