@@ -13,7 +13,9 @@
 #
 # Targets: kmscrypt attach within 1.2x of the command-line floor; kc_attach
 # within 1.5x of the in-process floor.  Timings are emulated (TCG): compare
-# the rows with each other, never with hardware.  Exit status 0 when the
+# the rows with each other, never with hardware; KC_VM_CPU=max,avx=off,avx2=off
+# boots a guest whose OpenSSL runs scalar code, which TCG runs several times
+# faster than its AVX2 code (docs/attach.md).  Exit status 0 when the
 # benchmark ran (targets met or not: see the last lines), 1 when it failed,
 # 77 when the vm tier cannot run here.
 
