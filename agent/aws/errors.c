@@ -161,11 +161,14 @@ int kc_aws_error_state_outage(const char *operation, const char *request_id, con
                               enum kc_key_state state, const char *describe_request_id, struct kc_err *err) {
         const char *id = request_id && request_id[0] ? request_id : "none";
         const char *describe_id = describe_request_id && describe_request_id[0] ? describe_request_id : "none";
-        const char *what = kc_key_state_outage(state);
+        /* Enabled by the time DescribeKey ran: it changed state between the two calls, and a new try sees that. */
+        bool changed = state == KC_KEY_ENABLED;
+        const char *what = changed ? "its state changed while the request ran" : kc_key_state_outage(state);
 
         if (!what)
                 return 0;
-        return kc_err_set(err, -EAGAIN, "AWS KMS %s: key %s is %s: %s; an outage, not a refusal "
+        return kc_err_set(err, -EAGAIN, "AWS KMS %s: key %s is %s: %s; %s, not a refusal "
                           "(KMSInvalidStateException, request id %s; DescribeKey request id %s)",
-                          operation, key_id, kc_key_state_to_string(state), what, id, describe_id);
+                          operation, key_id, kc_key_state_to_string(state), what, changed ? "retryable" : "an outage",
+                          id, describe_id);
 }

@@ -10,7 +10,8 @@
  *   InvalidCiphertextException, IncorrectKeyException   -EBADMSG
  *   DisabledException                                   -EKEYREVOKED
  *   KMSInvalidStateException (pending deletion)         -EKEYEXPIRED, or -EAGAIN when DescribeKey
- *                                                       says Unavailable, Creating or Updating
+ *                                                       says Unavailable, Creating, Updating or
+ *                                                       Enabled (changed since)
  *   NotFoundException                                   -ENOKEY
  *   AccessDeniedException, rejected credentials         -EACCES
  *   RequestTimeTooSkewed, a signature expired           -EACCES (kms-aws.c corrects its clock, once)
@@ -46,9 +47,10 @@ bool kc_aws_error_clock_skew(const char *header_type, const char *body, size_t b
  * (-EKEYEXPIRED, request_id its request id) on a key that DescribeKey
  * (describe_request_id) then found in state: when that state passes by
  * itself or is an outage of the key's store (Unavailable, Creating,
- * Updating: kc_key_state_outage(), which says what it means), err
- * names it and that meaning, and -EAGAIN is returned, which callers
- * retry.  Otherwise 0: the refusal stands as it was.
+ * Updating: kc_key_state_outage(), which says what it means), or is
+ * Enabled (it changed between the two calls: enabled again, its store
+ * reconnected), err names it and that meaning, and -EAGAIN is returned,
+ * which callers retry.  Otherwise 0: the refusal stands as it was.
  */
 int kc_aws_error_state_outage(const char *operation, const char *request_id, const char *key_id,
                               enum kc_key_state state, const char *describe_request_id, struct kc_err *err);

@@ -561,20 +561,22 @@ static int aws_describe_key(void *state, const char *key, struct kc_key_info *re
  * state: pending deletion, which is final, or a disconnected custom key
  * store (Unavailable; AWS disconnects them for maintenance too), or a
  * multi-Region replica being made or changed (Creating, Updating), which
- * pass.  DescribeKey tells them apart, as the revocation check does.  The
- * refusal becomes an outage (-EAGAIN, which kmscryptd retries) only when
- * one of the operation's keys (key, and other for ReEncrypt) is in a state
- * that passes and none in another: a deletion never turns into a retry
- * loop, nor does a DescribeKey that fails (a policy without
- * kms:DescribeKey).  The operation itself is not sent again here, and its
- * request id is left as the last one: the audit record is the operation's.
+ * pass.  DescribeKey tells them apart, as the revocation check does.  A
+ * key it finds Enabled changed state between the two calls (enabled again,
+ * its store reconnected): the refusal no longer holds either.  The refusal
+ * becomes -EAGAIN, which kmscryptd retries, only when each of the
+ * operation's keys (key, and other for ReEncrypt) is in a state that
+ * passes or Enabled: a deletion never turns into a retry loop, nor does a
+ * DescribeKey that fails (a policy without kms:DescribeKey).  The
+ * operation itself is not sent again here, and its request id is left as
+ * the last one: the audit record is the operation's.
  */
 static int explain_invalid_state(struct aws_state *s, const char *operation, const char *key, const char *other,
                                  int r, struct kc_err *err) {
         const char *keys[2] = { key, other && !streq(other, key) ? other : NULL };
         char request_id[sizeof(s->request_id)];
         struct kc_err outage = {};
-        bool final = false;
+        bool final = false, changed = false;
 
         if (r != -EKEYEXPIRED)
                 return r;
@@ -587,13 +589,14 @@ static int explain_invalid_state(struct aws_state *s, const char *operation, con
                         log_debug("AWS KMS %s refused for the key's state, which DescribeKey does not tell: %s",
                                   operation, e.msg);
                         final = true;
-                } else if (info.state == KC_KEY_ENABLED)
-                        continue;
-                else if (kc_aws_error_state_outage(operation, request_id, info.key_id, info.state, s->request_id,
-                                                   &e) == 0)
+                } else if (kc_aws_error_state_outage(operation, request_id, info.key_id, info.state, s->request_id,
+                                                     &e) == 0)
                         final = true;
-                else if (outage.error == 0)
+                /* ReEncrypt's other key in an outage explains more than one found Enabled again. */
+                else if (outage.error == 0 || (changed && info.state != KC_KEY_ENABLED)) {
                         outage = e;
+                        changed = info.state == KC_KEY_ENABLED;
+                }
         }
         memcpy(s->request_id, request_id, sizeof(s->request_id));
         if (final || outage.error == 0)

@@ -12,7 +12,8 @@ KMS servers, used by test-aws-kms.py.  Nothing here leaves 127.0.0.1.
   truncate   promises a body of 200 bytes, sends 20 and closes the connection
   error      answers every request with the AWS error body of ETYPE (status STATUS);
              with IN_HEADER, ETYPE goes in an X-Amzn-ErrorType header instead;
-             with DESCRIBE_STATE, a DescribeKey gets a key in that KeyState instead,
+             with DESCRIBE_STATE, a DescribeKey gets a key in that KeyState instead
+             (a list "A,B": A for the first DescribeKey, B for the others),
              and with DESCRIBE_ETYPE, the error body of that type
   skew       a KMS whose clock is SKEW seconds off ours: the first FAIL requests get
              ETYPE with MESSAGE and a Date header of its clock, the others a
@@ -104,7 +105,9 @@ class Handler(BaseHTTPRequestHandler):
         if self.mode == "error":
             describe = self.headers.get("X-Amz-Target") == "TrentService.DescribeKey"
             if describe and self.describe_state:
-                return self.key_metadata(self.describe_state)
+                states = self.describe_state.split(",")
+                n = sum(h.get("X-Amz-Target") == "TrentService.DescribeKey" for _, _, h in self.log)
+                return self.key_metadata(states[min(n, len(states)) - 1])
             etype = self.describe_etype if describe and self.describe_etype else self.etype
             body = {"message": "replayed " + etype}
             headers = [("x-amzn-RequestId", "err-req-%d" % len(self.log))]

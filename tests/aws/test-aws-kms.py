@@ -291,7 +291,8 @@ def invalid_state_cases(tmp, env, audit, ref1, ref2, blob):
     """KMSInvalidStateException names no state: DescribeKey tells a custom key store that is
     disconnected (Unavailable) or a replica being made (Creating, Updating), an outage that
     kmscryptd retries (EAGAIN), from a key pending deletion (EKEYEXPIRED, final, as before);
-    a DescribeKey that fails leaves the refusal final.  The operation is sent once, and its
+    a key it finds Enabled was enabled again between the two calls, a race that a new try
+    wins (EAGAIN too); a DescribeKey that fails leaves the refusal final.  The operation is sent once, and its
     one audit record carries its own request id, not DescribeKey's."""
     log_path = os.path.join(audit, "audit.log")
     scratch = os.path.join(tmp, "state-out.blob")
@@ -307,6 +308,8 @@ def invalid_state_cases(tmp, env, audit, ref1, ref2, blob):
               "is Unavailable: its custom key store is disconnected"),
              ("Decrypt", dict(describe_state="Creating"), "EAGAIN", "is Creating: "),
              ("Decrypt", dict(describe_state="Updating"), "EAGAIN", "is Updating: "),
+             ("Decrypt", dict(describe_state="Enabled"), "EAGAIN",
+              "is Enabled: its state changed while the request ran; retryable, not a refusal"),
              ("Decrypt", dict(describe_state="PendingDeletion"), "EKEYEXPIRED", final),
              ("Decrypt", dict(describe_state="PendingImport"), "EKEYEXPIRED", final),
              ("Decrypt", dict(describe_etype="AccessDeniedException"), "EKEYEXPIRED", final),
@@ -314,6 +317,10 @@ def invalid_state_cases(tmp, env, audit, ref1, ref2, blob):
              ("GenerateDataKey", dict(describe_state="Unavailable"), "EAGAIN", "is Unavailable"),
              ("Encrypt", dict(describe_state="Unavailable"), "EAGAIN", "is Unavailable"),
              ("ReEncrypt", dict(describe_state="Unavailable"), "EAGAIN", "is Unavailable"),
+             ("ReEncrypt", dict(describe_state="Enabled"), "EAGAIN", "is Enabled: its state changed"),
+             # The other key's outage explains more than a key found Enabled; a revoked one stands.
+             ("ReEncrypt", dict(describe_state="Enabled,Unavailable"), "EAGAIN", "is Unavailable"),
+             ("ReEncrypt", dict(describe_state="Enabled,PendingDeletion"), "EKEYEXPIRED", final),
              ("ReEncrypt", dict(describe_state="PendingDeletion"), "EKEYEXPIRED", final)]
     for operation, describe, want_err, want_text in cases:
         srv, eport = fake_imds.start("error", etype="KMSInvalidStateException", **describe)
@@ -325,10 +332,11 @@ def invalid_state_cases(tmp, env, audit, ref1, ref2, blob):
         srv.shutdown()
         what = "%s refused for its key's state, DescribeKey %s -> %s" % (
             operation, describe.get("describe_state") or describe.get("describe_etype") or "refused too", want_err)
-        # ReEncrypt names two keys: the stub's one state stands for both, each asked for once.
-        describes = 2 if operation == "ReEncrypt" and want_err == "EAGAIN" else 1
+        # ReEncrypt names two keys, each asked for once, the second unless the first settled it.
+        first = (describe.get("describe_state") or "").split(",")[0]
+        describes = 2 if operation == "ReEncrypt" and first in ("Enabled", "Unavailable") else 1
         check(what, rc == 1 and err_name(out) == want_err and want_text in out and "err-req-1" in out
-              and ("state-req-2" in out) == (want_err == "EAGAIN")
+              and ("state-req-" in out) == (want_err == "EAGAIN")
               and sent == [operation] + ["DescribeKey"] * describes, "%s (sent %s)" % (out, sent))
         check(what + ": one audit record, the operation's request id",
               len(recs) == 1 and recs[0].get("operation") == operation and recs[0].get("result") == "error"

@@ -554,13 +554,14 @@ END_TEST
 /*
  * A refusal for the key's state (KMSInvalidStateException) is an outage
  * exactly for the states the revocation check does not act on: neither
- * Enabled nor withdrawn (kc_key_state_revoked()).  Those name the state
- * and what it means, and both request ids; every other state leaves the
- * refusal as it was.
+ * Enabled nor withdrawn (kc_key_state_revoked()), and is retried for
+ * Enabled too (test_error_state_changed).  Those name the state and what
+ * it means, and both request ids; every withdrawn state leaves the refusal
+ * as it was.
  */
 START_TEST(test_error_state_outage) {
         for (enum kc_key_state s = KC_KEY_ENABLED; kc_key_state_to_string(s); s++) {
-                bool outage = s != KC_KEY_ENABLED && !kc_key_state_revoked(s);
+                bool outage = !kc_key_state_revoked(s);
                 struct kc_err err = {};
                 int r = kc_aws_error_state_outage("Decrypt", "r-1", "1234abcd", s, "r-2", &err);
 
@@ -587,6 +588,27 @@ START_TEST(test_error_state_outage_unavailable) {
         err = (struct kc_err) {};
         assert_refused(kc_aws_error_state_outage("Decrypt", "r-1", "k", KC_KEY_CREATING, "r-2", &err), -EAGAIN,
                        &err, "is Creating: it is a multi-Region replica still being created");
+}
+END_TEST
+
+/*
+ * Refused for its state, then Enabled by DescribeKey: the key changed in
+ * between (enabled again), a race that a new try wins, not a refusal nor
+ * an outage of its store.
+ */
+START_TEST(test_error_state_changed) {
+        struct kc_err err = {};
+        int r = kc_aws_error_state_outage("Decrypt", "r-1", "1234abcd", KC_KEY_ENABLED, "r-2", &err);
+
+        assert_refused(r, -EAGAIN, &err, "AWS KMS Decrypt: key 1234abcd is Enabled: its state changed while the "
+                       "request ran; retryable, not a refusal (KMSInvalidStateException, request id r-1; "
+                       "DescribeKey request id r-2)");
+        /* The neighbours keep their meanings: Disabled stands, Unavailable is an outage. */
+        err = (struct kc_err) {};
+        ck_assert_int_eq(kc_aws_error_state_outage("Decrypt", "r-1", "k", KC_KEY_DISABLED, "r-2", &err), 0);
+        ck_assert_int_eq(err.error, 0);
+        assert_refused(kc_aws_error_state_outage("Decrypt", "r-1", "k", KC_KEY_UNAVAILABLE, "r-2", &err), -EAGAIN,
+                       &err, "disconnected; an outage, not a refusal");
 }
 END_TEST
 
@@ -818,6 +840,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_error_body_by_length);
         tcase_add_test(tc, test_error_state_outage);
         tcase_add_test(tc, test_error_state_outage_unavailable);
+        tcase_add_test(tc, test_error_state_changed);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("credentials");
