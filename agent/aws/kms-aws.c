@@ -16,6 +16,7 @@
 #include "agent/aws/sigv4.h"
 #include "agent/kms.h"
 #include "lib/backoff.h"
+#include "lib/fault.h"
 #include "lib/log.h"
 #include "lib/secret.h"
 
@@ -46,6 +47,8 @@
 #define DEFAULT_DEADLINE_MS 15000L
 #define BACKOFF_BASE_MS 100
 #define BACKOFF_CAP_MS 2000
+/* An attempt with less time than this left before the deadline is not started: it could hardly be answered. */
+#define ATTEMPT_MIN_MS 50
 /*
  * A refusal for the request's time is followed by a clock correction only
  * when the server's Date is this far from the (corrected) clock we signed
@@ -292,6 +295,11 @@ static long now_ms(void) {
         return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
+/* The deadline of a call started now, on now_ms()'s clock: its attempts and backoff all end by then. */
+static long call_deadline(const struct aws_state *s) {
+        return now_ms() + s->deadline_ms;
+}
+
 static bool transport_retryable(int r) {
         return r == -ECONNREFUSED || r == -ECONNRESET || r == -ETIMEDOUT || r == -EHOSTUNREACH;
 }
@@ -420,12 +428,12 @@ static bool correct_clock(struct aws_state *s, const char *date) {
  * be kc_secret memory: it is only read); on 200 the response, its body in
  * kc_secret memory for agent/aws/response.h to parse (ret NULL: not wanted).
  * Throttling, 5xx and transport failures are retried with exponential
- * backoff and full jitter until the deadline.
+ * backoff and full jitter until deadline, a now_ms() time: call_deadline()
+ * for a call of its own, the operation's for a call that serves one.
  */
 static int aws_call_body(struct aws_state *s, const struct key_ref *k, const char *operation, const char *body,
-                         struct kc_http_response *ret, struct kc_err *err) {
+                         long deadline, struct kc_http_response *ret, struct kc_err *err) {
         _cleanup_free_ char *url = NULL, *host = NULL, *target = NULL;
-        long deadline = now_ms() + s->deadline_ms;
         bool clock_corrected = false;
         int r;
 
@@ -486,7 +494,7 @@ static int aws_call_body(struct aws_state *s, const struct key_ref *k, const cha
                 /* Full jitter: sleep uniformly in [0, min(cap, base * 2^attempt)]. */
                 backoff = kc_backoff_ceiling(attempt, BACKOFF_BASE_MS, BACKOFF_CAP_MS);
                 backoff = kc_backoff_draw((unsigned) backoff, (unsigned) backoff);
-                if (!retry || now_ms() + backoff + 50 >= deadline) {
+                if (!retry || now_ms() + backoff + ATTEMPT_MIN_MS >= deadline) {
                         if (retry)
                                 return kc_err_set(err, r, "%s (gave up after %u attempts within %ld ms)",
                                                   kc_err_msg(&e, r), attempt + 1, s->deadline_ms);
@@ -499,12 +507,12 @@ static int aws_call_body(struct aws_state *s, const struct key_ref *k, const cha
 
 /* aws_call_body() with the JSON request req, which carries no secret (json-c's buffers are not wiped). */
 static int aws_call(struct aws_state *s, const struct key_ref *k, const char *operation, struct json_object *req,
-                    struct kc_http_response *ret, struct kc_err *err) {
+                    long deadline, struct kc_http_response *ret, struct kc_err *err) {
         _cleanup_free_ char *body = strdup(json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN));
 
         if (!body)
                 return -ENOMEM;
-        return aws_call_body(s, k, operation, body, ret, err);
+        return aws_call_body(s, k, operation, body, deadline, ret, err);
 }
 
 /* ---- JSON helpers --------------------------------------------------------------------------- */
@@ -553,7 +561,33 @@ DEFINE_CLEANUP_FUNC(struct json_object *, json_object_put)
 
 /* ---- operations ----------------------------------------------------------------------------- */
 
-static int aws_describe_key(void *state, const char *key, struct kc_key_info *ret, struct kc_err *err);
+/* DescribeKey of key, its attempts ending by deadline. */
+static int describe_key(struct aws_state *s, const char *key, long deadline, struct kc_key_info *ret,
+                        struct kc_err *err) {
+        _cleanup_(json_object_putp) struct json_object *req = json_object_new_object();
+        _cleanup_(kc_http_response_clear) struct kc_http_response resp = {};
+        struct kc_key_info info;
+        const char *alias;
+        struct key_ref k;
+        int r;
+
+        r = parse_key(s, key, &k, err);
+        if (r < 0)
+                return r;
+        if (!req || add_string(req, "KeyId", k.key_id) < 0)
+                return -ENOMEM;
+        r = aws_call(s, &k, "DescribeKey", req, deadline, &resp, err);
+        if (r >= 0)
+                r = kc_aws_response_describe_key(resp.body, resp.body_len, &info, err);
+        if (r < 0)
+                return r;
+        /* The response names no alias: the one asked by is the one shown. */
+        alias = strstr(key, "alias/");
+        if (alias)
+                kc_strscpy(info.alias, sizeof(info.alias), alias);
+        *ret = info;
+        return 0;
+}
 
 /*
  * KMSInvalidStateException (r is -EKEYEXPIRED: errors.c maps nothing else
@@ -569,10 +603,13 @@ static int aws_describe_key(void *state, const char *key, struct kc_key_info *re
  * passes or Enabled: a deletion never turns into a retry loop, nor does a
  * DescribeKey that fails (a policy without kms:DescribeKey).  The
  * operation itself is not sent again here, and its request id is left as
- * the last one: the audit record is the operation's.
+ * the last one: the audit record is the operation's.  The DescribeKey
+ * calls have what is left of the operation's deadline, so that the whole
+ * takes no longer than KMSCRYPT_AWS_DEADLINE_MS; with no time left for
+ * them, the refusal stands as it was.
  */
 static int explain_invalid_state(struct aws_state *s, const char *operation, const char *key, const char *other,
-                                 int r, struct kc_err *err) {
+                                 long deadline, int r, struct kc_err *err) {
         const char *keys[2] = { key, other && !streq(other, key) ? other : NULL };
         char request_id[sizeof(s->request_id)];
         struct kc_err outage = {};
@@ -580,12 +617,17 @@ static int explain_invalid_state(struct aws_state *s, const char *operation, con
 
         if (r != -EKEYEXPIRED)
                 return r;
+        kc_fault_point("aws:before-explain");   /* tests/aws: the deadline runs out here */
         memcpy(request_id, s->request_id, sizeof(request_id));
         for (size_t i = 0; i < ARRAY_SIZE(keys) && keys[i] && !final; i++) {
                 struct kc_key_info info;
                 struct kc_err e = {};
 
-                if (aws_describe_key(s, keys[i], &info, &e) < 0) {
+                if (deadline - now_ms() < ATTEMPT_MIN_MS) {
+                        log_debug("AWS KMS %s refused for the key's state, with no time left within %ld ms to ask "
+                                  "DescribeKey which", operation, s->deadline_ms);
+                        final = true;
+                } else if (describe_key(s, keys[i], deadline, &info, &e) < 0) {
                         log_debug("AWS KMS %s refused for the key's state, which DescribeKey does not tell: %s",
                                   operation, e.msg);
                         final = true;
@@ -612,6 +654,7 @@ static int aws_generate_data_key(void *state, const char *key, const struct kc_c
         _cleanup_(json_object_putp) struct json_object *req = json_object_new_object();
         _cleanup_(kc_http_response_clear) struct kc_http_response resp = {};
         struct key_ref k;
+        long deadline;
         int r;
 
         if (!ctx)
@@ -625,9 +668,10 @@ static int aws_generate_data_key(void *state, const char *key, const struct kc_c
         if (!req || add_string(req, "KeyId", k.key_id) < 0 || add_context(req, "EncryptionContext", ctx) < 0 ||
             json_object_object_add(req, "NumberOfBytes", json_object_new_int((int) nbytes)) < 0)
                 return -ENOMEM;
-        r = aws_call(s, &k, "GenerateDataKey", req, &resp, err);
+        deadline = call_deadline(s);
+        r = aws_call(s, &k, "GenerateDataKey", req, deadline, &resp, err);
         if (r < 0)
-                return explain_invalid_state(s, "GenerateDataKey", key, NULL, r, err);
+                return explain_invalid_state(s, "GenerateDataKey", key, NULL, deadline, r, err);
         return kc_aws_response_data_key("GenerateDataKey", resp.body, resp.body_len, nbytes, ret, err);
 }
 
@@ -638,6 +682,7 @@ static int aws_decrypt(void *state, const char *key, const uint8_t *blob, size_t
         _cleanup_(json_object_putp) struct json_object *req = json_object_new_object();
         _cleanup_(kc_http_response_clear) struct kc_http_response resp = {};
         struct key_ref k;
+        long deadline;
         int r;
 
         if (!ctx)
@@ -651,9 +696,10 @@ static int aws_decrypt(void *state, const char *key, const uint8_t *blob, size_t
         if (!req || add_blob(req, "CiphertextBlob", blob, blob_len) < 0 || add_string(req, "KeyId", k.key_id) < 0 ||
             add_context(req, "EncryptionContext", ctx) < 0)
                 return -ENOMEM;
-        r = aws_call(s, &k, "Decrypt", req, &resp, err);
+        deadline = call_deadline(s);
+        r = aws_call(s, &k, "Decrypt", req, deadline, &resp, err);
         if (r < 0)
-                return explain_invalid_state(s, "Decrypt", key, NULL, r, err);
+                return explain_invalid_state(s, "Decrypt", key, NULL, deadline, r, err);
         r = kc_aws_response_decrypt(resp.body, resp.body_len, ret_plaintext, ret_key_id, err);
         if (r < 0)
                 return r;
@@ -668,6 +714,7 @@ static int aws_re_encrypt(void *state, const char *src_key, const uint8_t *blob,
         _cleanup_(json_object_putp) struct json_object *req = json_object_new_object();
         _cleanup_(kc_http_response_clear) struct kc_http_response resp = {};
         struct key_ref src, dst;
+        long deadline;
         int r;
 
         if (!src_ctx)
@@ -689,9 +736,10 @@ static int aws_re_encrypt(void *state, const char *src_key, const uint8_t *blob,
             add_string(req, "DestinationKeyId", dst.key_id) < 0 ||
             add_context(req, "DestinationEncryptionContext", dst_ctx ?: src_ctx) < 0)
                 return -ENOMEM;
-        r = aws_call(s, &src, "ReEncrypt", req, &resp, err);
+        deadline = call_deadline(s);
+        r = aws_call(s, &src, "ReEncrypt", req, deadline, &resp, err);
         if (r < 0)
-                return explain_invalid_state(s, "ReEncrypt", src_key, dst_key, r, err);
+                return explain_invalid_state(s, "ReEncrypt", src_key, dst_key, deadline, r, err);
         /* KMS re-wraps inside the HSM: no plaintext reaches this host (ret->plaintext stays NULL). */
         return kc_aws_response_data_key("ReEncrypt", resp.body, resp.body_len, 0, ret, err);
 }
@@ -729,6 +777,7 @@ static int aws_encrypt(void *state, const char *key, const struct kc_context *ct
         _cleanup_(kc_http_response_clear) struct kc_http_response resp = {};
         _cleanup_secret_ char *body = NULL;
         struct key_ref k;
+        long deadline;
         int r;
 
         if (!ctx)
@@ -744,38 +793,18 @@ static int aws_encrypt(void *state, const char *key, const struct kc_context *ct
         r = encrypt_body(json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN), plaintext, len, &body);
         if (r < 0)
                 return r == -EINVAL ? -ENOMEM : r;   /* json-c gave no text */
-        r = aws_call_body(s, &k, "Encrypt", body, &resp, err);
+        deadline = call_deadline(s);
+        r = aws_call_body(s, &k, "Encrypt", body, deadline, &resp, err);
         if (r < 0)
-                return explain_invalid_state(s, "Encrypt", key, NULL, r, err);
+                return explain_invalid_state(s, "Encrypt", key, NULL, deadline, r, err);
         /* The answer carries no Plaintext: the caller holds it, ret->plaintext stays NULL. */
         return kc_aws_response_data_key("Encrypt", resp.body, resp.body_len, 0, ret, err);
 }
 
 static int aws_describe_key(void *state, const char *key, struct kc_key_info *ret, struct kc_err *err) {
         struct aws_state *s = state;
-        _cleanup_(json_object_putp) struct json_object *req = json_object_new_object();
-        _cleanup_(kc_http_response_clear) struct kc_http_response resp = {};
-        struct kc_key_info info;
-        const char *alias;
-        struct key_ref k;
-        int r;
 
-        r = parse_key(s, key, &k, err);
-        if (r < 0)
-                return r;
-        if (!req || add_string(req, "KeyId", k.key_id) < 0)
-                return -ENOMEM;
-        r = aws_call(s, &k, "DescribeKey", req, &resp, err);
-        if (r >= 0)
-                r = kc_aws_response_describe_key(resp.body, resp.body_len, &info, err);
-        if (r < 0)
-                return r;
-        /* The response names no alias: the one asked by is the one shown. */
-        alias = strstr(key, "alias/");
-        if (alias)
-                kc_strscpy(info.alias, sizeof(info.alias), alias);
-        *ret = info;
-        return 0;
+        return describe_key(s, key, call_deadline(s), ret, err);
 }
 
 /* ---- key management that maps one to one ------------------------------------------------- */
@@ -798,7 +827,7 @@ static int simple_call(struct aws_state *s, const char *key, const char *operati
         if (!req || add_string(req, "KeyId", id) < 0 ||
             (days > 0 && json_object_object_add(req, "PendingWindowInDays", json_object_new_int(days)) < 0))
                 return -ENOMEM;
-        return aws_call(s, &k, operation, req, ret_resp, err);
+        return aws_call(s, &k, operation, req, call_deadline(s), ret_resp, err);
 }
 
 static int aws_set_enabled(void *state, const char *key, bool enabled, struct kc_err *err) {

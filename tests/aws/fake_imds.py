@@ -14,7 +14,8 @@ KMS servers, used by test-aws-kms.py.  Nothing here leaves 127.0.0.1.
              with IN_HEADER, ETYPE goes in an X-Amzn-ErrorType header instead;
              with DESCRIBE_STATE, a DescribeKey gets a key in that KeyState instead
              (a list "A,B": A for the first DescribeKey, B for the others),
-             and with DESCRIBE_ETYPE, the error body of that type
+             and with DESCRIBE_ETYPE, the error body of that type; a DescribeKey
+             is answered after DESCRIBE_SLEEP seconds
   skew       a KMS whose clock is SKEW seconds off ours: the first FAIL requests get
              ETYPE with MESSAGE and a Date header of its clock, the others a
              DescribeKey answer; each request's X-Amz-Date is in the log
@@ -51,6 +52,7 @@ class Handler(BaseHTTPRequestHandler):
     key_state = "Enabled"
     describe_state = None
     describe_etype = None
+    describe_sleep = 0
     message = "Signature expired: 20240101T000000Z is now earlier than 20240101T010000Z (20240101T010500Z - 5 min.)"
 
     def log_message(self, *args):
@@ -104,6 +106,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200, b"{}", "application/x-amz-json-1.1")
         if self.mode == "error":
             describe = self.headers.get("X-Amz-Target") == "TrentService.DescribeKey"
+            if describe:
+                time.sleep(self.describe_sleep)
             if describe and self.describe_state:
                 states = self.describe_state.split(",")
                 n = sum(h.get("X-Amz-Target") == "TrentService.DescribeKey" for _, _, h in self.log)

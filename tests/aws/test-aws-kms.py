@@ -10,6 +10,7 @@ Skips (77) when moto or boto3 cannot be imported; install them with
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -344,6 +345,54 @@ def invalid_state_cases(tmp, env, audit, ref1, ref2, blob):
               and want_text in (recs[0].get("error") or ""), recs)
 
 
+def drive_paused(env, audit_dir, pause, *args):
+    """drive(), the driver stopped at its fault point before it asks DescribeKey why it was refused,
+    for pause seconds of its deadline; also the seconds it ran after it was let go (None: it never
+    stopped there)."""
+    p = subprocess.Popen([DRIVER, audit_dir] + list(args), env=dict(env, KC_FAULT_STOP="aws:before-explain"),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    end = time.time() + 30
+    while time.time() < end and p.poll() is None:
+        with open("/proc/%d/stat" % p.pid) as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "T":
+                break
+        time.sleep(0.02)
+    else:
+        p.kill()
+        return -1, p.communicate()[0].strip(), None
+    time.sleep(pause)
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGCONT)
+    out = p.communicate(timeout=60)[0].strip()
+    return p.returncode, out, time.monotonic() - t0
+
+
+def explain_deadline_cases(env, audit, ref, blob):
+    """The DescribeKey that explains a refusal for the key's state has what is left of the
+    operation's deadline, not one of its own: none left, it is not sent and the refusal stands
+    (EKEYEXPIRED, though the stub would say Unavailable); a little left, it is cut off there."""
+    final = "not usable in its current state (pending deletion?)"
+    srv, eport = fake_imds.start("error", etype="KMSInvalidStateException", describe_state="Unavailable")
+    e = dict(env, AWS_ENDPOINT_URL_KMS="http://127.0.0.1:%d" % eport, KMSCRYPT_AWS_DEADLINE_MS="1000")
+    rc, out, ran = drive_paused(e, audit, 1.2, "decrypt", ref, CTX, blob)
+    sent = [h.get("X-Amz-Target", "").split(".")[-1] for _, _, h in srv.RequestHandlerClass.log]
+    srv.shutdown()
+    check("refused for the key's state past the operation's deadline: DescribeKey not sent, EKEYEXPIRED",
+          ran is not None and rc == 1 and err_name(out) == "EKEYEXPIRED" and final in out and sent == ["Decrypt"],
+          "%s (sent %s)" % (out, sent))
+    # 2 s for all; 1 s of it stopped: the DescribeKey, answered after 1.5 s, is cut off after the
+    # second that is left.  With a deadline of its own it would be answered (EAGAIN).
+    srv, eport = fake_imds.start("error", etype="KMSInvalidStateException", describe_state="Unavailable",
+                                 describe_sleep=1.5)
+    e = dict(env, AWS_ENDPOINT_URL_KMS="http://127.0.0.1:%d" % eport, KMSCRYPT_AWS_DEADLINE_MS="2000")
+    rc, out, ran = drive_paused(e, audit, 1.0, "decrypt", ref, CTX, blob)
+    sent = [h.get("X-Amz-Target", "").split(".")[-1] for _, _, h in srv.RequestHandlerClass.log]
+    srv.shutdown()
+    check("DescribeKey after a refusal has what is left of the deadline: cut off, EKEYEXPIRED",
+          ran is not None and ran < 1.4 and rc == 1 and err_name(out) == "EKEYEXPIRED" and final in out
+          and sent == ["Decrypt", "DescribeKey"], "%s (sent %s, ran %s s)" % (out, sent, ran))
+
+
 def main():
     if not os.access(DRIVER, os.X_OK):
         print("SKIP: %s not built" % DRIVER)
@@ -648,6 +697,7 @@ def run(tmp, audit, port):
     srv.shutdown()
 
     invalid_state_cases(tmp, env, audit, ref1, ref2, blob)
+    explain_deadline_cases(env, audit, ref1, blob)
 
     skew_cases(env, audit)
 
