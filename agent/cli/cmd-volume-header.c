@@ -123,17 +123,17 @@ static int print_result(struct kc_cli *cli, const char *verb, const struct kc_vo
                 return KC_EXIT_OK;
         if (cli->json) {
                 _cleanup_json_ struct json_object *o = json_object_new_object();
-                int r;
 
+                /* kc_json_add() fails only for want of memory: what the one message below says. */
                 if (!o ||
-                    (r = kc_json_add(o, "Device", json_object_new_string(ref->device))) < 0 ||
-                    (ref->header && (r = kc_json_add(o, "Header", json_object_new_string(ref->header))) < 0) ||
-                    (r = kc_json_add(o, "LuksUuid", json_object_new_string(res->uuid))) < 0 ||
-                    (r = kc_json_add(o, "KeyId", json_object_new_string(res->key_id))) < 0 ||
-                    (r = kc_json_add(o, "KeyVersion", json_object_new_int64(res->key_version))) < 0 ||
-                    (r = kc_json_add(o, "TokenId", json_object_new_int(res->token_id))) < 0 ||
-                    (!adopt && (r = kc_json_add(o, "RecoveryKeyslot", json_object_new_int(res->recovery_keyslot))) < 0) ||
-                    (adopt && (r = kc_json_add(o, "RemovedKeyslots", json_object_new_int(res->removed_keyslots))) < 0))
+                    kc_json_add(o, "Device", json_object_new_string(ref->device)) < 0 ||
+                    (ref->header && kc_json_add(o, "Header", json_object_new_string(ref->header)) < 0) ||
+                    kc_json_add(o, "LuksUuid", json_object_new_string(res->uuid)) < 0 ||
+                    kc_json_add(o, "KeyId", json_object_new_string(res->key_id)) < 0 ||
+                    kc_json_add(o, "KeyVersion", json_object_new_int64(res->key_version)) < 0 ||
+                    kc_json_add(o, "TokenId", json_object_new_int(res->token_id)) < 0 ||
+                    (!adopt && kc_json_add(o, "RecoveryKeyslot", json_object_new_int(res->recovery_keyslot)) < 0) ||
+                    (adopt && kc_json_add(o, "RemovedKeyslots", json_object_new_int(res->removed_keyslots)) < 0))
                         return kc_cli_fail(cli, -ENOMEM, NULL, "output");
                 kc_cli_print_json(TAKE_PTR(o));
                 return KC_EXIT_OK;
