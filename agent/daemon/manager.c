@@ -663,12 +663,19 @@ static void apply_revoke(struct kc_manager *m, struct mvol *v, int r, const stru
                 log_notice("%s: %s", v->conf->name, o->reason);
                 end_suspension(v);
         } else if (r >= 0 && o->action == KC_REVOKE_REFUSED) {
-                /* Checked at every pass, said (and audited, revoke.c) once a suspension and reason. */
+                /*
+                 * Checked at every pass, said (and audited, revoke.c) once a
+                 * suspension and reason.  On record for the suspension the
+                 * check was told of: kept while that one is still the
+                 * agent's (an attach under way leaves it so), not once it
+                 * ended meanwhile, where it would silence the first refusal
+                 * of a suspension to come.
+                 */
                 if (streq(v->refused, o->reason))
                         log_debug("%s: %s", v->conf->name, o->reason);
                 else
                         log_warning("%s: %s", v->conf->name, o->reason);
-                if (o->audited)
+                if (o->audited && v->suspended_by_us)
                         kc_strscpy(v->refused, sizeof(v->refused), o->reason);
         }
         if (v->busy || (v->st.state != KC_VOLUME_ATTACHED && v->st.state != KC_VOLUME_SUSPENDED))

@@ -532,6 +532,93 @@ START_TEST(test_revoke_refusal_said_once) {
 }
 END_TEST
 
+/* Hold the next check until revoke_waiting says it runs, with action and reason set for its outcome. */
+static void hold_check(enum kc_revoke_action action, const char *reason) {
+        atomic_store(&revoke_held, true);
+        atomic_store(&revoke_reason, reason);
+        atomic_store(&revoke_action, action);
+        for (unsigned i = 0; i < 2000 && !atomic_load(&revoke_waiting); i++)
+                pause_ms(5);
+        ck_assert(atomic_load(&revoke_waiting));
+}
+
+/* Let the held check end, and wait until it has. */
+static void release_check(void) {
+        unsigned n = atomic_load(&revoke_checks);
+
+        atomic_store(&revoke_held, false);
+        for (unsigned i = 0; i < 2000 && atomic_load(&revoke_checks) <= n; i++)
+                pause_ms(5);
+        ck_assert_uint_gt(atomic_load(&revoke_checks), n);
+}
+
+/*
+ * A refusal whose check ran while the suspension ended (the mapping
+ * removed without the agent, a detach): it is on record for a suspension
+ * that is no more, and is not kept as this volume's.  Kept, a suspension
+ * the agent makes its own without a check that suspends it (an attach
+ * that recalls its mark) would have its first refusal for that reason
+ * neither audited (revoke.c is told it is on record) nor warned about.
+ */
+START_TEST(test_revoke_refusal_of_an_ended_suspension) {
+        _cleanup_free_ struct kc_agent_volume *all = NULL;
+        struct kc_attach_result res = {};
+        struct kc_caller caller = {};
+        struct kc_err err = {};
+        unsigned k;
+
+        atomic_store(&revoke_action, KC_REVOKE_SUSPENDED);
+        wait_next_check();
+        hold_check(KC_REVOKE_REFUSED, REFUSED_A);
+        atomic_store(&mappings_gone, true);
+        kc_manager_notice_removed(m);
+        ck_assert_int_eq(state_of("vol", &all)->state, KC_VOLUME_DETACHED);
+        release_check();
+
+        atomic_store(&mappings_gone, false);
+        atomic_store(&revoke_action, KC_REVOKE_NONE);
+        ck_assert_int_eq(kc_manager_attach_volume(m, "vol", &caller, true, -1, &res, &err), 0);
+        k = wait_next_check();
+        ck_assert_uint_eq(prior_of(k), 0);
+        ck_assert_str_eq(refused_of(k), "");
+}
+END_TEST
+
+/*
+ * One whose check ran while an attach of the volume was under way: the
+ * attach leaves the suspension the agent's (finish_attempt()), so the
+ * refusal stays on record for it, and is neither audited nor warned about
+ * again at the next pass.
+ */
+START_TEST(test_revoke_refusal_while_attaching) {
+        _cleanup_free_ struct kc_agent_volume *all = NULL;
+        pthread_t t;
+        unsigned k;
+        void *r;
+
+        atomic_store(&revoke_action, KC_REVOKE_SUSPENDED);
+        wait_next_check();
+        watch_warnings("stays suspended");
+        hold_check(KC_REVOKE_REFUSED, REFUSED_A);
+        atomic_store(&attach_wiped, true);
+        atomic_store(&attach_held, true);
+        ck_assert_int_eq(pthread_create(&t, NULL, attach_thread, NULL), 0);
+        for (unsigned i = 0; i < 2000 && state_of("vol", &all)->state != KC_VOLUME_ATTACHING; i++)
+                pause_ms(5);
+        ck_assert_int_eq(state_of("vol", &all)->state, KC_VOLUME_ATTACHING);
+        release_check();
+        atomic_store(&attach_held, false);
+        ck_assert_int_eq(pthread_join(t, &r), 0);
+        ck_assert_int_eq((int) (intptr_t) r, -EKEYREVOKED);
+
+        k = wait_next_check();
+        ck_assert_msg(prior_of(k) & KC_REVOKE_PRIOR_SUSPENDED, "prior %u", prior_of(k));
+        ck_assert_str_eq(refused_of(k), REFUSED_A);
+        wait_check(k);
+        ck_assert_uint_eq(warnings(), 1);
+}
+END_TEST
+
 #define FOREIGN_A "mapping vol is not the mapping of /dev/vol (dm UUID CRYPT-LUKS2-0a-vol)"
 #define FOREIGN_B "mapping vol is not the mapping of /dev/vol (dm UUID CRYPT-LUKS2-0b-vol)"
 
@@ -781,6 +868,8 @@ Suite *kc_test_suite(void) {
         tcase_set_timeout(tc, 30);
         tcase_add_test(tc, test_revoke_suspension_ended);
         tcase_add_test(tc, test_revoke_refusal_said_once);
+        tcase_add_test(tc, test_revoke_refusal_of_an_ended_suspension);
+        tcase_add_test(tc, test_revoke_refusal_while_attaching);
         tcase_add_test(tc, test_revoke_failure_said_once);
         tcase_add_test(tc, test_revoke_suspended_while_attaching);
         tcase_add_test(tc, test_attach_of_a_suspended_volume);
