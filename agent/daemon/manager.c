@@ -665,7 +665,9 @@ static void apply_revoke(struct kc_manager *m, struct mvol *v, int r, const stru
         } else if (r >= 0 && o->action == KC_REVOKE_REFUSED) {
                 /*
                  * Checked at every pass, said (and audited, revoke.c) once a
-                 * suspension and reason.  On record for the suspension the
+                 * suspension and reason; only the last reason is kept, as
+                 * revoke.c says why, so that the latest warning is the
+                 * refusal that holds.  On record for the suspension the
                  * check was told of: kept while that one is still the
                  * agent's (an attach under way leaves it so), not once it
                  * ended meanwhile, where it would silence the first refusal

@@ -149,6 +149,10 @@ static int volume_facts(const struct kc_volume_conf *conf, struct facts *ret, st
  * kms= changed with a reload, gets no key.  1 and out filled in when so.  The
  * refusal is audited (a failed ResumeVolume) once for each reason, not at
  * every pass that finds it again: refused is the one on record already.
+ * Only the last one: a reason that comes back after another (A, B, A) is
+ * audited again, so that the latest refusal on record is the one that
+ * holds.  It comes back only when someone changed the header or the entry
+ * again, never at a pass of its own, so that costs one record an action.
  */
 static int check_policy(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_volume_conf *conf,
                         const struct kc_token *tok, const char *path, const char *refused,

@@ -519,6 +519,14 @@ START_TEST(test_revoke_refusal_said_once) {
         ck_assert_uint_eq(warnings(), 2);
         ck_assert_str_eq(state_of("vol", &all)->reason, REFUSED_B);
 
+        /* Back to the first reason (the entry changed back): news too, the refusal that holds now. */
+        atomic_store(&revoke_reason, REFUSED_A);
+        k = wait_next_check();
+        wait_check(k + 1);
+        ck_assert_str_eq(refused_of(k + 1), REFUSED_A);
+        ck_assert_uint_eq(warnings(), 3);
+        ck_assert_str_eq(state_of("vol", &all)->reason, REFUSED_A);
+
         /* Revoked and suspended anew (a check that suspends it), then refused for the same reason: said again. */
         atomic_store(&revoke_reason, NULL);
         atomic_store(&revoke_action, KC_REVOKE_SUSPENDED);
@@ -528,7 +536,7 @@ START_TEST(test_revoke_refusal_said_once) {
         k = wait_next_check();
         wait_check(k + 1);
         ck_assert_str_eq(refused_of(k), "");
-        ck_assert_uint_eq(warnings(), 3);
+        ck_assert_uint_eq(warnings(), 4);
 }
 END_TEST
 

@@ -563,8 +563,16 @@ START_TEST(resume_refused_by_policy) {
         ck_assert_uint_eq(records(f.audit_log, "Decrypt"), decrypts);
         ck_assert_uint_eq(records(f.audit_log, "ResumeVolume"), 2);
 
-        /* The entry fits again: resumed at the next check. */
+        /* The first reason back (the entry changed back): on record again, as the refusal that holds now. */
+        f.conf.context = other;
         f.conf.kms = NULL;
+        snprintf(refused, sizeof(refused), "%s", out.reason);
+        check_refusal(refused, &out);
+        ck_assert_msg(strstr(out.reason, "expected {\"db-id\":\"db-2\""), "%s", out.reason);
+        ck_assert_uint_eq(records(f.audit_log, "ResumeVolume"), 3);
+
+        /* The entry fits again: resumed at the next check. */
+        f.conf.context = expected;
         r = check_refused(KC_REVOKE_PRIOR_SUSPENDED, out.reason, &out, &err);
         ck_assert_msg(r == 0, "check: %s", kc_err_msg(&err, r));
         ck_assert_int_eq(out.action, KC_REVOKE_RESUMED);
