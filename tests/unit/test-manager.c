@@ -471,17 +471,35 @@ START_TEST(test_revoke_suspension_ended) {
 }
 END_TEST
 
-static void *attach_thread(void *arg) {
+/* `kmscrypt attach vol` (wait: --wait); its message in err (NULL: not looked at). */
+static int attach_vol(bool wait, struct kc_err *err) {
         struct kc_attach_result res = {};
         struct kc_caller caller = {};
-        struct kc_err err = {};
+        struct kc_err e = {};
 
+        return kc_manager_attach_volume(m, "vol", &caller, wait, -1, &res, err ?: &e);
+}
+
+static void *attach_thread(void *arg) {
         (void) arg;
-        return (void *) (intptr_t) kc_manager_attach_volume(m, "vol", &caller, false, -1, &res, &err);
+        return (void *) (intptr_t) attach_vol(false, NULL);
 }
 
 #define REFUSED_A "not resumed, vol stays suspended: /dev/vol is bound to context {\"db-id\":\"2\"}, expected ..."
 #define REFUSED_B "not resumed, vol stays suspended: /dev/vol is wrapped by KMS provider local, which ... (kms=aws)"
+
+/* The resume refused for reason from now on: on record and the state's reason, warned about said times in all. */
+static void refused_for(const char *reason, unsigned said) {
+        _cleanup_free_ struct kc_agent_volume *all = NULL;
+        unsigned k;
+
+        atomic_store(&revoke_reason, reason);
+        k = wait_next_check();
+        wait_check(k + 1);
+        ck_assert_str_eq(refused_of(k + 1), reason);
+        ck_assert_uint_eq(warnings(), said);
+        ck_assert_str_eq(state_of("vol", &all)->reason, reason);
+}
 
 /*
  * The key is enabled again but the resume refused by policy (the token
@@ -512,20 +530,9 @@ START_TEST(test_revoke_refusal_said_once) {
         ck_assert_int_eq(v->error, -EPERM);
         ck_assert_str_eq(v->reason, REFUSED_A);
 
-        atomic_store(&revoke_reason, REFUSED_B);
-        k = wait_next_check();
-        wait_check(k + 1);
-        ck_assert_str_eq(refused_of(k + 1), REFUSED_B);
-        ck_assert_uint_eq(warnings(), 2);
-        ck_assert_str_eq(state_of("vol", &all)->reason, REFUSED_B);
-
+        refused_for(REFUSED_B, 2);
         /* Back to the first reason (the entry changed back): news too, the refusal that holds now. */
-        atomic_store(&revoke_reason, REFUSED_A);
-        k = wait_next_check();
-        wait_check(k + 1);
-        ck_assert_str_eq(refused_of(k + 1), REFUSED_A);
-        ck_assert_uint_eq(warnings(), 3);
-        ck_assert_str_eq(state_of("vol", &all)->reason, REFUSED_A);
+        refused_for(REFUSED_A, 3);
 
         /* Revoked and suspended anew (a check that suspends it), then refused for the same reason: said again. */
         atomic_store(&revoke_reason, NULL);
@@ -570,9 +577,6 @@ static void release_check(void) {
  */
 START_TEST(test_revoke_refusal_of_an_ended_suspension) {
         _cleanup_free_ struct kc_agent_volume *all = NULL;
-        struct kc_attach_result res = {};
-        struct kc_caller caller = {};
-        struct kc_err err = {};
         unsigned k;
 
         atomic_store(&revoke_action, KC_REVOKE_SUSPENDED);
@@ -585,7 +589,7 @@ START_TEST(test_revoke_refusal_of_an_ended_suspension) {
 
         atomic_store(&mappings_gone, false);
         atomic_store(&revoke_action, KC_REVOKE_NONE);
-        ck_assert_int_eq(kc_manager_attach_volume(m, "vol", &caller, true, -1, &res, &err), 0);
+        ck_assert_int_eq(attach_vol(true, NULL), 0);
         k = wait_next_check();
         ck_assert_uint_eq(prior_of(k), 0);
         ck_assert_str_eq(refused_of(k), "");
@@ -725,6 +729,14 @@ START_TEST(test_revoke_suspended_while_attaching) {
 }
 END_TEST
 
+/* `kmscrypt attach vol` (no wait): refused as suspended, key wiped, saying words. */
+static void assert_attach_refused(const char *words) {
+        struct kc_err err = {};
+
+        ck_assert_int_eq(attach_vol(false, &err), -EKEYREVOKED);
+        ck_assert_msg(strstr(err.msg, words), "%s", err.msg);
+}
+
 /*
  * `kmscrypt attach vol` of a volume the agent holds suspended: not "already
  * attached" (exit 0, as if it served I/O), but refused as what it is,
@@ -762,9 +774,7 @@ START_TEST(test_attach_of_a_suspended_volume) {
         wait_next_check();
         ck_assert_int_eq(state_of("vol", &all)->state, KC_VOLUME_ATTACHED);
         atomic_store(&revoke_action, KC_REVOKE_NONE);
-        r = kc_manager_attach_volume(m, "vol", &caller, false, -1, &res, &err);
-        ck_assert_int_eq(r, -EKEYREVOKED);
-        ck_assert_msg(strstr(err.msg, "not by this agent"), "%s", err.msg);
+        assert_attach_refused("not by this agent");
 }
 END_TEST
 
@@ -780,9 +790,6 @@ END_TEST
 START_TEST(test_suspended_before_the_agent) {
         _cleanup_free_ struct kc_agent_volume *all = NULL;
         const struct kc_agent_volume *v;
-        struct kc_attach_result res = {};
-        struct kc_caller caller = {};
-        struct kc_err err = {};
         unsigned k;
 
         reset_fakes();
@@ -796,8 +803,7 @@ START_TEST(test_suspended_before_the_agent) {
         ck_assert_int_eq(v->error, -EKEYREVOKED);
         ck_assert_msg(strstr(v->reason, "not by this agent"), "%s", v->reason);
 
-        ck_assert_int_eq(kc_manager_attach_volume(m, "vol", &caller, false, -1, &res, &err), -EKEYREVOKED);
-        ck_assert_msg(strstr(err.msg, "not by this agent"), "%s", err.msg);
+        assert_attach_refused("not by this agent");
         ck_assert_int_eq(state_of("vol", &all)->state, KC_VOLUME_SUSPENDED);
 
         atomic_store(&revoke_held, false);
