@@ -655,6 +655,12 @@ static void apply_revoke(struct kc_manager *m, struct mvol *v, int r, const stru
          * volume meanwhile: a suspension forgotten because an attach of it was
          * under way would never be resumed (revoke.c undoes one that is gone).
          */
+        if (r >= 0 && o->recalled && !v->suspended_by_us) {
+                /* A suspend of its own told as failed, whose mark the check found (revoke.h): the agent's. */
+                log_notice("%s: suspended with its key wiped by the revocation policy, as the agent's mark of "
+                           "its suspension says", v->conf->name);
+                v->suspended_by_us = true;
+        }
         if (r >= 0 && o->action == KC_REVOKE_SUSPENDED) {
                 log_warning("%s: %s", v->conf->name, o->reason);
                 end_suspension(v);      /* a suspension anew: whatever refused the last resume is news again */

@@ -338,14 +338,20 @@ int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const c
                 return r;
         if (st.suspended && !suspended_by_us && kc_dm_crypt_key_wiped(conf->name) == 1) {
                 /*
-                 * Suspended with its key wiped by someone else (cryptsetup
-                 * luksSuspend): whatever its CMK says, no key is left to wipe,
-                 * and none is the agent's to give back.
+                 * The agent's own after all when its mark says so, as it
+                 * would to an agent started now: a suspend whose wipe
+                 * reported failure yet took, which the caller was told
+                 * failed.  Else by someone else (cryptsetup luksSuspend):
+                 * whatever its CMK says, no key is left to wipe, and none
+                 * is the agent's to give back.
                  */
-                out.action = KC_REVOKE_FOREIGN;
-                snprintf(out.reason, sizeof(out.reason), "%s", KC_REVOKE_FOREIGN_REASON);
-                *ret = out;
-                return 0;
+                suspended_by_us = out.recalled = kc_revoke_recall(state_dir, conf->name);
+                if (!suspended_by_us) {
+                        out.action = KC_REVOKE_FOREIGN;
+                        snprintf(out.reason, sizeof(out.reason), "%s", KC_REVOKE_FOREIGN_REASON);
+                        *ret = out;
+                        return 0;
+                }
         }
         if (asprintf(&ref, "%s:%s", st.provider, st.key_id) < 0)
                 return -ENOMEM;

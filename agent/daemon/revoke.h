@@ -44,6 +44,12 @@ struct kc_revoke_outcome {
          * KC_REVOKE_REFUSED: the failed ResumeVolume record of this reason is.
          */
         bool audited;
+        /*
+         * The suspension is the agent's by its mark (kc_revoke_recall()),
+         * though prior did not say so: a suspend of its own that reported
+         * failure (the wipe) yet left the mapping suspended, key wiped.
+         */
+        bool recalled;
 };
 
 /*
@@ -70,9 +76,10 @@ int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const c
  * UUID), durably; a resume or a detach removes it.  A restarted agent asks
  * kc_revoke_recall() about each volume it finds attached: true when the
  * file is there and the kernel agrees (that mapping, suspended, key wiped),
- * so the agent resumes it when the CMK is enabled again.  A file the kernel
- * contradicts (resumed or removed by hand) is dropped.  A suspension made
- * by anyone else (cryptsetup luksSuspend) is never resumed.
+ * so the agent resumes it when the CMK is enabled again; so does a check
+ * that finds a suspension prior does not call the agent's (recalled).  A
+ * file the kernel contradicts (resumed or removed by hand) is dropped.  A
+ * suspension made by anyone else (cryptsetup luksSuspend) is never resumed.
  */
 int kc_revoke_remember(const char *state_dir, const char *name, const char *dm_uuid);
 void kc_revoke_forget(const char *state_dir, const char *name);

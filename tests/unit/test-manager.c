@@ -57,6 +57,7 @@ static atomic_uint revoke_started, revoke_checks;
 static atomic_uint revoke_priors[256];
 static char revoke_refused[256][KC_ERR_MSG_MAX];
 static atomic_bool revoke_held, revoke_waiting;     /* a held check waits, saying so */
+static atomic_bool revoke_recalled;                 /* the outcome's recalled */
 
 int __wrap_kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_attach_params *p,
                      struct kc_attach_result *ret, struct kc_err *err);
@@ -102,7 +103,8 @@ int __wrap_kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, 
                 atomic_fetch_add(&revoke_checks, 1);
                 return kc_err_set(err, atomic_load(&revoke_error), "%s", reason ?: "test error");
         }
-        *ret = (struct kc_revoke_outcome) { .action = atomic_load(&revoke_action), .audited = true };
+        *ret = (struct kc_revoke_outcome) { .action = atomic_load(&revoke_action), .audited = true,
+                                            .recalled = atomic_load(&revoke_recalled) };
         if (reason)
                 snprintf(ret->reason, sizeof(ret->reason), "%s", reason);
         else
@@ -370,6 +372,7 @@ static void reset_fakes(void) {
         atomic_store(&revoke_error, 0);
         atomic_store(&revoke_reason, NULL);
         atomic_store(&revoke_held, false);
+        atomic_store(&revoke_recalled, false);
         atomic_store(&attach_held, false);
         atomic_store(&attach_wiped, false);
         atomic_store(&mappings_gone, false);
@@ -817,6 +820,43 @@ START_TEST(test_suspended_before_the_agent) {
 END_TEST
 
 /*
+ * A suspend of the agent's own that failed as far as the manager was told
+ * (dm-crypt's "key wipe" failed, yet the key reads wiped): the next check
+ * finds the mapping suspended, key wiped, and the agent's mark of it
+ * (revoke.c: recalled).  The volume is the agent's suspension, said so to
+ * kmscrypt status and to an attach of it, not "not by this agent", and
+ * the checks after it are told so (they resume it once its key is back).
+ */
+START_TEST(test_revoke_recalled_suspension) {
+        _cleanup_free_ struct kc_agent_volume *all = NULL;
+        const struct kc_agent_volume *v;
+        unsigned k;
+
+        atomic_store(&revoke_reason, "vol is suspended but its key could not be wiped: Invalid argument");
+        atomic_store(&revoke_error, -EINVAL);
+        wait_checks(1);
+        ck_assert_int_eq(state_of("vol", &all)->state, KC_VOLUME_ATTACHED);
+
+        atomic_store(&revoke_reason, NULL);
+        atomic_store(&revoke_error, 0);
+        atomic_store(&revoke_recalled, true);
+        atomic_store(&revoke_action, KC_REVOKE_STILL);
+        k = wait_next_check();
+        ck_assert_uint_eq(prior_of(k), 0);
+        atomic_store(&revoke_recalled, false);
+        wait_check(k + 1);
+        ck_assert_msg(prior_of(k + 1) & KC_REVOKE_PRIOR_SUSPENDED, "prior %u", prior_of(k + 1));
+        v = state_of("vol", &all);
+        ck_assert_int_eq(v->state, KC_VOLUME_SUSPENDED);
+        ck_assert_int_eq(v->error, -EKEYREVOKED);
+        ck_assert_msg(!strstr(v->reason, "not by this agent"), "%s", v->reason);
+
+        atomic_store(&attach_wiped, true);
+        assert_attach_refused("by the revocation policy");
+}
+END_TEST
+
+/*
  * The mapping removed behind the agent's back (cryptsetup close, dmsetup
  * remove): the next pass finds it gone and the volume "detached", with the
  * reason; it is not checked again (which warned "no mapping" at every pass),
@@ -887,6 +927,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_revoke_failure_said_once);
         tcase_add_test(tc, test_revoke_suspended_while_attaching);
         tcase_add_test(tc, test_attach_of_a_suspended_volume);
+        tcase_add_test(tc, test_revoke_recalled_suspension);
         tcase_add_test(tc, test_mapping_removed_without_the_agent);
         tcase_add_test(tc, test_suspended_mapping_removed_seen_by_status);
         suite_add_tcase(s, tc);

@@ -36,6 +36,7 @@ static struct {
         const char *name;
         char *uuid;
         bool suspended, wiped;
+        bool wipe_fails;            /* "key wipe" wipes the key, yet fails (dm-crypt's crypt_wipe_key() can) */
         char device[32];            /* major:minor it reads from: the image's, 0:0 for a regular file */
         char table[256];            /* its dm-crypt parameters, as the table query shows them */
         char last_message[256];     /* the last message it took */
@@ -159,7 +160,11 @@ int __wrap_dm_task_run(struct dm_task *t) {
                 if (!ours || !dm.suspended)
                         return 0;
                 snprintf(dm.last_message, sizeof(dm.last_message), "%s", t->message);
-                if (strcmp(t->message, "key wipe") == 0)
+                if (strcmp(t->message, "key wipe") == 0 && dm.wipe_fails) {
+                        dm.wiped = true;
+                        dm_set_table();
+                        return 0;
+                } else if (strcmp(t->message, "key wipe") == 0)
                         dm.wiped = true;
                 else if (strncmp(t->message, "key set ", 8) == 0)
                         dm.wiped = false;
@@ -601,6 +606,7 @@ START_TEST(suspended_by_another_tool) {
                 r = check(0, &out, &err);
                 ck_assert_msg(r == 0, "check: %s", kc_err_msg(&err, r));
                 ck_assert_int_eq(out.action, KC_REVOKE_FOREIGN);
+                ck_assert(!out.recalled);
                 ck_assert_msg(strstr(out.reason, "not by this agent"), "%s", out.reason);
         }
         ck_assert(dm.suspended && dm.wiped);
@@ -614,6 +620,47 @@ START_TEST(suspended_by_another_tool) {
         ck_assert_int_eq(check(0, &out, &err), 0);
         ck_assert_int_eq(out.action, KC_REVOKE_SUSPENDED);
         ck_assert(marked());
+}
+END_TEST
+
+/*
+ * The agent's own suspend reports failure, yet leaves the mapping
+ * suspended with its key wiped (dm-crypt's "key wipe" can fail after it
+ * cleared the key) and the agent's mark of it in place: the manager,
+ * told of a failure, does not take it for its own.  The next check does
+ * not call it another tool's ("not by this agent"): it is the agent's by
+ * its mark, as an agent started later would find too, and it says so
+ * (recalled), resumes it once the key is enabled, and suspends nothing
+ * more meanwhile.
+ */
+START_TEST(own_suspension_whose_wipe_failed) {
+        struct kc_revoke_outcome out;
+        struct kc_err err = {};
+        int r;
+
+        set_enabled(false);
+        dm.wipe_fails = true;
+        r = check(0, &out, &err);
+        ck_assert_int_lt(r, 0);
+        ck_assert_msg(strstr(err.msg, "could not be wiped"), "%s", err.msg);
+        ck_assert(dm.suspended && dm.wiped && marked());
+        ck_assert_uint_eq(records(f.audit_log, "SuspendVolume"), 1);
+
+        r = check(0, &out, &err);
+        ck_assert_msg(r == 0, "check: %s", kc_err_msg(&err, r));
+        ck_assert_int_eq(out.action, KC_REVOKE_STILL);
+        ck_assert(out.recalled);
+        ck_assert_msg(!strstr(out.reason, "not by this agent") && strstr(out.reason, "suspended, key wiped"), "%s",
+                      out.reason);
+        ck_assert_uint_eq(dm.suspends, 1);
+        ck_assert_uint_eq(records(f.audit_log, "SuspendVolume"), 1);
+        ck_assert(marked());
+
+        set_enabled(true);
+        r = check(0, &out, &err);
+        ck_assert_msg(r == 0, "check: %s", kc_err_msg(&err, r));
+        ck_assert_int_eq(out.action, KC_REVOKE_RESUMED);
+        ck_assert(!dm.suspended && !dm.wiped && !marked());
 }
 END_TEST
 
@@ -636,6 +683,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, resume_only_from_its_own_device);
         tcase_add_test(tc, resume_refused_by_policy);
         tcase_add_test(tc, suspended_by_another_tool);
+        tcase_add_test(tc, own_suspension_whose_wipe_failed);
         suite_add_tcase(s, tc);
         return s;
 }
