@@ -681,13 +681,17 @@ int kc_attach_policy_breach(const struct kc_token *tok, const struct kc_attach_p
         return 0;
 }
 
+void kc_attach_audit_key(const struct kc_token *tok, struct kc_audit_record *rec) {
+        rec->key_id = tok->key_id[0] ? tok->key_id : NULL;
+        rec->key_version = tok->key_version;
+}
+
 int kc_attach_audit_refusal(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_token *tok,
                             const char *operation, const char *device, const struct kc_err *why) {
-        _cleanup_free_ char *ref = NULL, *detail = NULL;
+        _cleanup_free_ char *detail = NULL;
         struct kc_audit_record rec = { .operation = operation, .context = tok->context, .result = -EPERM };
 
-        if (kc_token_key_ref(tok, &ref) >= 0)
-                rec.key_id = ref;
+        kc_attach_audit_key(tok, &rec);
         if (asprintf(&detail, "device %s", device) >= 0)
                 rec.detail = detail;
         rec.error = kc_err_msg(why, -EPERM);

@@ -178,6 +178,14 @@ int kc_attach_audit_refusal(struct kc_kms *kms, const struct kc_kms_request *req
                             const char *operation, const char *device, const struct kc_err *why);
 
 /*
+ * The key of a refusal's audit record made before any KMS call: the
+ * token's, as its provider names it (a local key's bare UUID) and its
+ * version, as the records of the KMS's own operations name it, so that
+ * kmscrypt audit list --key finds the refusals too.  rec borrows tok's.
+ */
+void kc_attach_audit_key(const struct kc_token *tok, struct kc_audit_record *rec);
+
+/*
  * The whole activation path.  -EINPROGRESS when the volume's kmscrypt data
  * key replacement was interrupted: nothing is attached; the caller finishes
  * it (kc_reencrypt() with resume) and calls again.  -ENOKEY when the device

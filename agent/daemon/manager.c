@@ -1274,7 +1274,7 @@ static int refuse_unconfigured(struct kc_manager *m, const char *path, const str
                                char note[KC_ERR_MSG_MAX], struct kc_err *err) {
         _cleanup_luks_ struct kc_luks *l = NULL;
         _cleanup_kms_ struct kc_kms *kms = NULL;
-        _cleanup_free_ char *ctx = NULL, *ref = NULL;
+        _cleanup_free_ char *ctx = NULL;
         struct kc_luks_segment seg = {};
         struct kc_token tok = {};
         struct kc_kms_request req = { .caller = caller };
@@ -1292,7 +1292,7 @@ static int refuse_unconfigured(struct kc_manager *m, const char *path, const str
         (void) kc_luks_segment(l, &seg);
         if (r >= 0) {
                 (void) kc_context_to_string(tok.context, &ctx);
-                (void) kc_token_key_ref(&tok, &ref);
+                kc_attach_audit_key(&tok, &rec);
                 kc_err_set(err, -EPERM, "%s holds a kmscrypt volume bound to context %s, and no entry of "
                            KC_VOLUMES_FILE " names this device: not attached", path, strna(ctx));
         } else
@@ -1300,7 +1300,6 @@ static int refuse_unconfigured(struct kc_manager *m, const char *path, const str
                            path, kc_err_msg(&e, r));
 
         req.volume = seg.uuid[0] ? seg.uuid : NULL;
-        rec.key_id = ref;
         rec.context = tok.context;
         rec.error = kc_err_msg(err, -EPERM);
         e = (struct kc_err) {};

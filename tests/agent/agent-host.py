@@ -920,6 +920,12 @@ def test_hotplug_reload(d):
         with open(os.path.join(d, "audit.log")) as f:
             after2 = sum('"Attach"' in line and "hotplug" in line for line in f)
         check("hotplug reload: the refusal is audited", after2 == after + 1, f"{after} {after2}")
+        with open(os.path.join(d, "audit.log")) as f:
+            refusal = json.loads([line for line in f if '"Attach"' in line and "hotplug" in line][-1])
+        keys = json.loads(kmscrypt(a, "--json", "key", "list").stdout)
+        hot = [k["TargetKeyId"] for k in keys["Aliases"] if k["AliasName"] == "alias/hot"]
+        check("hotplug reload: the refusal names the key as the KMS's records do (bare id, version)",
+              hot and refusal["key_id"] == hot[0] and refusal["key_version"] == 1, f"{refusal} {hot}")
     finally:
         if a:
             a.stop()
