@@ -322,15 +322,38 @@ static int audit_write(struct kc_kms *k, const struct kc_kms_request *req, struc
         return kc_audit_write(k->audit, rec);
 }
 
+/*
+ * The key a refusal's record names.  An operation's record carries the key
+ * as it was given until the provider answers with its id, which a refusal
+ * does not; but audit list --key matches the id, as every other record
+ * names the key (docs/audit.md), and so missed a key's refusals ("key ...
+ * is disabled") that named it "alias/pg" or "local:ID".  So a key that the
+ * provider can name without a call (kc_kms_peek_key_id: a local alias
+ * looked up, read only; "local:" dropped; an AWS key ARN's id) is named by
+ * that id; one it cannot, or that does not exist, stays as given.
+ */
+static const char *refused_key_name(struct kc_kms *k, const char *key_ref, char buf[static 65]) {
+        struct kc_err e = {};
+
+        if (!key_ref || kc_kms_peek_key_id(&k->cfg, key_ref, buf, &e) < 0)
+                return key_ref;
+        return buf;
+}
+
 /* The record of an operation that ended with result; 0 or the negative errno of the write. */
 static int audit_result(struct kc_kms *k, const struct kc_kms_request *req, struct kc_audit_record *rec,
                         int result, struct kc_err *err) {
+        const char *given = rec->key_id;
+        char id[65];
         int r;
 
         rec->intent = false;
         rec->result = result;
         rec->error = result < 0 ? kc_err_msg(err, result) : NULL;
+        if (result < 0)
+                rec->key_id = refused_key_name(k, given, id);
         r = audit_write(k, req, rec);
+        rec->key_id = given;
         if (r < 0 && result < 0)
                 log_debug("audit record of refused %s not written: %s", rec->operation, strerror(-r));
         return r;

@@ -43,10 +43,27 @@ json_is '[(r["operation"], r["key_id"]) for r in j["Records"]]' \
         "[('CreateKey', '$ID'), ('GenerateDataKey', '$ID'), ('Decrypt', '$ID')]"
 check "audit list --key alias/NAME: keystore and audit log untouched" \
         test "$ks_before" = "$(snapshot "$KS")" -a "$(audit_lines)" = "$lines"
-# A refusal recorded before the key was looked up names it as given: it belongs to the key too.
+# A refusal of a key that exists names it by its id, as every other record does, however it was
+# given: audit list --key ID finds it.
 expect 4 "decrypt under another key's alias" kms decrypt --key alias/other --ciphertext-blob "$BLOB" --context "$CTX"
-expect 0 "audit list --key alias/NAME, with a refusal naming it" audit list --key alias/other --json
-json_is '[(r["key_id"], r["result"]) for r in j["Records"] if r["operation"] == "Decrypt"]' "[('alias/other', 'error')]"
+expect 0 "audit list --key alias/NAME, with a refusal of it" audit list --key alias/other --json
+json_is '[(r["key_id"], r["result"]) for r in j["Records"] if r["operation"] == "Decrypt"]' "[('$ID2', 'error')]"
+expect 0 "disable other" key disable alias/other
+for ref in alias/other "local:$ID2" "$ID2" local:alias/other; do
+        expect 4 "generate under the disabled key as $ref" kms generate-data-key --key "$ref" --context "$CTX"
+        check "refused as $ref: the record names the key by its id" \
+                sh -c "tail -n1 '$LOG' | grep -q '\"operation\":\"GenerateDataKey\",\"key_id\":\"$ID2\".*\"result\":\"error\"'"
+done
+expect 4 "re-encrypt under the disabled key" kms re-encrypt --ciphertext-blob "$BLOB" --context "$CTX" \
+        --destination-key local:alias/other
+expect 0 "audit list --key ID: the refusals of the disabled key" audit list --key "$ID2" --json
+json_is '[r["operation"] for r in j["Records"] if r["result"] == "error" and r["operation"] != "Decrypt"]' \
+        "['GenerateDataKey', 'GenerateDataKey', 'GenerateDataKey', 'GenerateDataKey', 'ReEncrypt']"
+expect 0 "enable other" key enable alias/other
+# A key that does not exist is named as given: there is no id to name it by.
+expect 3 "generate under an unknown alias" kms generate-data-key --key alias/no-such-key --context "$CTX"
+check "unknown alias: the record names it as given" \
+        sh -c "tail -n1 '$LOG' | grep -q '\"operation\":\"GenerateDataKey\",\"key_id\":\"alias/no-such-key\".*\"result\":\"error\"'"
 # An alias that names no key: one line, not an empty list.
 expect 3 "audit list --key of an unknown alias" audit list --key alias/no-such-key
 check "unknown alias: one line naming it" sh -c "[ \$(wc -l < '$T/err') = 1 ] && grep -q '^kmscrypt: --key: .*alias/no-such-key' '$T/err'"
