@@ -508,11 +508,12 @@ static struct json_object *known_json(const struct kc_known_volume *v) {
         return o;
 }
 
-static void known_text(const char *indent, const struct kc_known_volume *v) {
+/* One volume at indent, after label; why it is unreadable on a line of its own, indented under it. */
+static void known_text(const char *indent, const char *label, const struct kc_known_volume *v) {
         if (v->name)
-                printf("%s%s (%s)", indent, v->name, strna(v->device));
+                printf("%s%s%s (%s)", indent, label, v->name, strna(v->device));
         else
-                printf("%s%s", indent, strna(v->device));
+                printf("%s%s%s", indent, label, strna(v->device));
         printf("%s%s\n", v->mapping ? ", attached as " : "", v->mapping ?: "");
         if (v->error < 0)
                 printf("%s  not readable: %s\n", indent, v->reason);
@@ -544,7 +545,7 @@ static void print_usage(struct kc_cli *cli, const struct kc_key_info *info, cons
                         if (vols)
                                 json_object_array_add(vols, known_json(&k->v[i]));
                         else
-                                known_text("    ", &k->v[i]);
+                                known_text("    ", "", &k->v[i]);
                 }
                 if (!vols)
                         continue;
@@ -559,7 +560,7 @@ static void print_usage(struct kc_cli *cli, const struct kc_key_info *info, cons
                 if (unreadable)
                         json_object_array_add(unreadable, known_json(&k->v[i]));
                 else
-                        known_text("  unknown: ", &k->v[i]);
+                        known_text("  ", "unknown: ", &k->v[i]);
         }
         if (o) {
                 json_object_object_add(o, "Versions", versions);

@@ -158,6 +158,9 @@ json_is 'j["KeyMetadata"]["KeyVersion"]' 1
 # A volume found missing stays a warning: key usage lists it apart, status 0.
 expect 0 "key usage, a configured volume missing" key usage alias/pg --volumes "$T/volumes"
 check "key usage: lists it apart" grep -qF "unknown: pgdata ($D)" "$T/out"
+# Why, on the next line, indented under it: not labelled "unknown:" a second time.
+check "key usage: why it is unreadable, under it" \
+        sh -c "grep -A1 -xF '  unknown: pgdata ($D)' '$T/out' | tail -n1 | grep -qxF '    not readable: device $D: $NOENT'"
 unset KMSCRYPT_VOLUMES
 
 finish
