@@ -865,7 +865,10 @@ static int run_snapshot_or_backup(struct kc_cli *cli, int argc, char **argv, boo
         const char *header = NULL;
         bool force = false;
         const struct kc_cli_option options[] = {
-                { .name = "header", .arg = "HDR", .help = "detached LUKS2 header, copied to DEST.header", .value = &header },
+                /* Named as each synopsis names the copy: snapshot's DEST, backup's FILE. */
+                { .name = "header", .arg = "HDR", .value = &header,
+                  .help = backup ? "detached LUKS2 header, copied to FILE.header" :
+                                   "detached LUKS2 header, copied to DEST.header" },
                 { .name = "force", .help = "overwrite an existing file", .flag = &force },
                 {},
         };

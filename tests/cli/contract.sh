@@ -34,6 +34,16 @@ commands() {
 commands > "$T/commands"
 check "more than 25 commands found" test "$(wc -l < "$T/commands")" -gt 25
 
+# A copy an option's help names (DEST.header, FILE.header) is named after an argument of the synopsis.
+while read -r cmd; do
+        "$KMSCRYPT" $cmd --help > "$T/help"
+        syn=$(head -n1 "$T/help")
+        for w in $(sed -n '/^Options:/,/^$/p' "$T/help" | grep -o '[A-Z][A-Z]*\.header' | sort -u); do
+                check "$cmd --help: $w is named after an argument of '$syn'" \
+                        sh -c 'printf "%s\n" "$1" | grep -qw -- "$2"' sh "$syn" "${w%.header}"
+        done
+done < "$T/commands"
+
 # ---- usage errors ----
 # ue STATUS NAME ARGS...: a usage error with an audit log that cannot be opened (a directory):
 # status 2 all the same, one line, nothing on stdout, no keystore created.
