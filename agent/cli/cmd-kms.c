@@ -63,11 +63,13 @@ static int read_blob(const struct kc_cli_usage *u, const char *b64, const char *
                 return -EINVAL;
         }
         if (file) {
+                /* Named with its option, as the other files that options name (--passphrase-file). */
                 r = kc_cli_read_secret_file(file, BLOB_B64_MAX, &text, &len);
                 if (r == -EFBIG)
-                        return log_error_errno(-EINVAL, "%s: larger than %d bytes", file, BLOB_B64_MAX);
+                        return log_error_errno(-EINVAL, "--ciphertext-blob-file %s: larger than %d bytes", file,
+                                               BLOB_B64_MAX);
                 if (r < 0)
-                        return log_error_errno(r, "%s: %m", streq(file, "-") ? "standard input" : file);
+                        return log_error_errno(r, "--ciphertext-blob-file %s: %m", file);
                 b64 = text;
         } else
                 len = strlen(b64);

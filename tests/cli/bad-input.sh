@@ -88,6 +88,8 @@ usage_error "both blob forms" kms decrypt --ciphertext-blob "$BLOB" --ciphertext
 usage_error "bad --since" audit list --since yesterday
 expect 3 "blob file missing" kms decrypt --ciphertext-blob-file "$T/nonexistent" --context "$CTX"
 check "blob file missing: one line" one_error_line
+check "blob file missing: names the option and the file" \
+        grep -qxF "kmscrypt: --ciphertext-blob-file $T/nonexistent: No such file or directory" "$T/err"
 
 corrupt_line() { one_error_line && grep -q 'is corrupted' "$T/err"; }
 
