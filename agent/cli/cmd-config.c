@@ -104,7 +104,7 @@ static int check_volumes(struct kc_cli *cli, const char *path, struct json_objec
                 json_object_array_add(arr, o);
         }
         if (bad > 0) {
-                log_error("%u configured devices do not match the volumes file", bad);
+                log_error("%u configured device%s not match the volumes file", bad, bad == 1 ? " does" : "s do");
                 return -EPERM;
         }
         return 0;

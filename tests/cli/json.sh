@@ -136,6 +136,7 @@ printf 'pg %s db-id=db-1,volume-id=other\n' "$V" > "$T/volumes.other"
 expect 4 "config check: a device bound to another context" --json config check --volumes "$T/volumes.other"
 json_is 'j["Valid"]' false
 json_is 'j["Volumes"][0]["Check"]' bad
+check "config check: one line counting the device" grep -qxF "kmscrypt: 1 configured device does not match the volumes file" "$T/err"
 printf 'pg %s %s kms=aws\n' "$V" "$CTX" > "$T/volumes.kms"
 expect 4 "config check: a token of a KMS provider kms= does not allow" --json config check --volumes "$T/volumes.kms"
 json_is 'j["Volumes"][0]["Check"]' bad
