@@ -103,6 +103,16 @@ expect 0 "its token names the new context" --json dump "$T/restored3.img"
 json_is 'j["KmscryptToken"]["EncryptionContext"]["volume-id"]' vol-3
 j "reencrypt" reencrypt "$V"
 json_is 'j["Finished"]' true
+# A detached header: each command names its copy or file too (Header, HeaderDestination).
+H=$T/h.img
+truncate -s 8M "$H"
+j "format --header" format "$H" --header "$T/h.hdr" --key alias/pg --context db-id=db-1,volume-id=vol-h
+json_is 'j["Header"]' "$T/h.hdr"
+j "dump --header" dump "$H" --header "$T/h.hdr"
+j "backup --header" backup "$H" "$T/h-backup.img" --header "$T/h.hdr"
+json_is 'j["HeaderDestination"]' "$T/h-backup.img.header"
+j "restore --header" restore "$T/h-backup.img" "$T/h-restored.img" --header "$T/h-restored.hdr"
+json_is 'j["HeaderDestination"]' "$T/h-restored.hdr"
 A=$T/adopt.img
 truncate -s 24M "$A"
 printf 'old passphrase' > "$T/pass"
