@@ -437,12 +437,14 @@ struct volume_view {
 };
 
 /*
- * Step 4, as kc_mapping's check: the LUKS2 digest.  posted: handed to the
- * header load's thread, which runs it (header_load_post()).  ran tells
- * whether a loader asked for the verdict; r is the verdict once it has.
+ * Step 4, as kc_mapping's check: the token's key check, or the LUKS2
+ * digest.  posted: handed to the header load's thread, which runs it
+ * (header_load_post()).  ran tells whether a loader asked for the verdict;
+ * r is the verdict once it has.
  */
 struct key_check {
         struct volume_view *view;
+        const struct kc_token *tok;
         const void *key;
         size_t key_size;
         bool posted;
@@ -573,9 +575,9 @@ static int key_check_verify(struct key_check *c) {
         if (!(c->posted ? view_matches(v) : view_confirm(v)))
                 return c->r = -ESTALE;
         if (v->pk)
-                r = kc_luks_peek_verify_key(v->pk, c->key, c->key_size);
+                r = kc_luks_peek_verify_key(v->pk, c->key, c->key_size, c->tok);
         if (r == -EOPNOTSUPP)
-                r = kc_luks_verify_key(v->l, c->key, c->key_size);
+                r = kc_luks_verify_key(v->l, c->key, c->key_size, c->tok);
         return c->r = r < 0 ? -EBADMSG : 0;
 }
 
@@ -604,7 +606,7 @@ int kc_attach_unwrap_key(struct kc_kms *kms, const struct kc_kms_request *req, s
         r = unwrap_key(kms, req, tok, seg, &key, err);
         if (r < 0)
                 return r;
-        if (kc_luks_verify_key(l, key, kc_secret_size(key)) < 0)
+        if (kc_luks_verify_key(l, key, kc_secret_size(key), tok) < 0)
                 return key_check_refused(seg, err);
         *ret_key = TAKE_PTR(key);
         return 0;
@@ -628,7 +630,7 @@ static int unwrap_and_load(struct kc_kms *kms, const struct kc_kms_request *req,
         if (r < 0)
                 return r;
         kc_fault_point("attach:after-unwrap");
-        c = (struct key_check) { .view = v, .key = key, .key_size = kc_secret_size(key) };
+        c = (struct key_check) { .view = v, .tok = tok, .key = key, .key_size = kc_secret_size(key) };
         if (v->pk)
                 (void) header_load_post(v->load, &c);
         r = load_mapping(name, seg, key, p, key_check_run, &c, c.posted, &lerr);

@@ -330,6 +330,23 @@ static int token_add(struct crypt_device *cd, int id, const struct kc_token *t, 
         return r;
 }
 
+static int bind_key_json(struct json_object *hdr, const void *key, size_t key_size, struct kc_token *t);
+
+/* A new header's token, with the key check for its digest (kc_luks_bind_key()). */
+static int token_add_bound(struct crypt_device *cd, const struct kc_token *token, const void *key, size_t key_size,
+                           struct kc_err *err) {
+        _cleanup_json_ struct json_object *hdr = NULL;
+        struct kc_token t = *token;
+        int r;
+
+        r = kc_luks_metadata_json(cd, &hdr);
+        if (r >= 0)
+                r = bind_key_json(hdr, key, key_size, &t);
+        if (r < 0 && r != -EOPNOTSUPP)
+                return kc_err_set(err, r, "the new LUKS2 digest does not accept the volume key: %s", strerror(-r));
+        return token_add(cd, -1, &t, err);
+}
+
 /*
  * The LUKS2 digest lets anyone check a candidate volume key.  cryptsetup
  * benchmarks its PBKDF2 to about 125 ms, which protects nothing here: the
@@ -435,7 +452,7 @@ int kc_luks_format(const struct kc_luks_format_params *p, const struct kc_token 
                         return kc_err_set(err, r, "cannot add the recovery keyslot: %s", strerror(-r));
         }
 
-        r = token_add(cd, -1, token, err);
+        r = token_add_bound(cd, token, p->volume_key, p->volume_key_size, err);
         return r < 0 ? r : 0;
 }
 
@@ -978,46 +995,54 @@ int kc_luks_token_write(struct kc_luks *l, int id, const struct kc_token *t, str
  * checked against OpenSSL's PKCS5_PBKDF2_HMAC in tests/unit/test-luks.c.
  * All key-derived state lives in one wiped secret buffer.
  */
-struct pbkdf2_state {
+struct hmac_sha256 {
         SHA256_CTX inner, outer, c;
         unsigned char pad[SHA256_CBLOCK], u[SHA256_DIGEST_LENGTH], t[SHA256_DIGEST_LENGTH];
 };
 
+/* RFC 2104 with the pads hashed once; NULL: no memory, or a key longer than a block (no LUKS2 key is). */
+static struct hmac_sha256 *hmac_sha256_new(const void *key, size_t key_size) {
+        struct hmac_sha256 *h;
+
+        if (key_size > SHA256_CBLOCK || !(h = kc_secret_alloc(sizeof(*h))))
+                return NULL;
+        memset(h->pad, 0x36, sizeof(h->pad));
+        for (size_t i = 0; i < key_size; i++)
+                h->pad[i] ^= ((const unsigned char *) key)[i];
+        SHA256_Init(&h->inner);
+        SHA256_Update(&h->inner, h->pad, sizeof(h->pad));
+        for (size_t i = 0; i < sizeof(h->pad); i++)
+                h->pad[i] ^= 0x36 ^ 0x5c;
+        SHA256_Init(&h->outer);
+        SHA256_Update(&h->outer, h->pad, sizeof(h->pad));
+        h->c = h->inner;
+        return h;
+}
+
+/* The HMAC of what was fed to h->c since it was set to h->inner, into h->u. */
+static void hmac_sha256_final(struct hmac_sha256 *h) {
+        SHA256_Final(h->u, &h->c);
+        h->c = h->outer;
+        SHA256_Update(&h->c, h->u, sizeof(h->u));
+        SHA256_Final(h->u, &h->c);
+}
+
 static int digest_pbkdf2_sha256(const void *key, size_t key_size, const unsigned char *salt, size_t salt_len,
                                 uint64_t iterations, unsigned char ret[SHA256_DIGEST_LENGTH]) {
-        _cleanup_secret_ struct pbkdf2_state *st = kc_secret_alloc(sizeof(*st));
+        _cleanup_secret_ struct hmac_sha256 *st = hmac_sha256_new(key, key_size);
         static const unsigned char block1[4] = { 0, 0, 0, 1 };
 
         if (!st)
-                return -ENOMEM;
-        if (key_size > SHA256_CBLOCK)   /* HMAC hashes a long key first; no LUKS2 key is that long */
-                return -EOPNOTSUPP;
-        memset(st->pad, 0x36, sizeof(st->pad));
-        for (size_t i = 0; i < key_size; i++)
-                st->pad[i] ^= ((const unsigned char *) key)[i];
-        SHA256_Init(&st->inner);
-        SHA256_Update(&st->inner, st->pad, sizeof(st->pad));
-        for (size_t i = 0; i < sizeof(st->pad); i++)
-                st->pad[i] ^= 0x36 ^ 0x5c;
-        SHA256_Init(&st->outer);
-        SHA256_Update(&st->outer, st->pad, sizeof(st->pad));
-
+                return key_size > SHA256_CBLOCK ? -EOPNOTSUPP : -ENOMEM;
         /* U1 = HMAC(key, salt || INT(1)); Ui = HMAC(key, Ui-1); T = U1 ^ ... ^ Uc */
-        st->c = st->inner;
         SHA256_Update(&st->c, salt, salt_len);
         SHA256_Update(&st->c, block1, sizeof(block1));
-        SHA256_Final(st->u, &st->c);
-        st->c = st->outer;
-        SHA256_Update(&st->c, st->u, sizeof(st->u));
-        SHA256_Final(st->u, &st->c);
+        hmac_sha256_final(st);
         memcpy(st->t, st->u, sizeof(st->t));
         for (uint64_t i = 1; i < iterations; i++) {
                 st->c = st->inner;
                 SHA256_Update(&st->c, st->u, sizeof(st->u));
-                SHA256_Final(st->u, &st->c);
-                st->c = st->outer;
-                SHA256_Update(&st->c, st->u, sizeof(st->u));
-                SHA256_Final(st->u, &st->c);
+                hmac_sha256_final(st);
                 for (size_t j = 0; j < sizeof(st->t); j++)
                         st->t[j] ^= st->u[j];
         }
@@ -1044,13 +1069,20 @@ static ssize_t base64_decode(const char *text, unsigned char *buf, size_t size) 
 /* Iterations of a header we did not write are bounded like libcryptsetup's PBKDF2 (no 2^32 stall). */
 #define DIGEST_ITERATIONS_MAX UINT32_MAX
 
+/* A PBKDF2-SHA256 LUKS2 digest, the only kind kmscrypt computes itself. */
+struct luks_digest {
+        unsigned char salt[64];
+        size_t salt_len;
+        unsigned char digest[SHA256_DIGEST_LENGTH];
+        uint64_t iterations;
+};
+
 /*
  * The digest of segment 0 when it is one we verify here (pbkdf2, sha256,
  * a 32-byte digest): 1 and its parameters; 0 for anything else, which
  * libcryptsetup then verifies.
  */
-static int segment_digest(struct json_object *hdr, unsigned char salt[64], size_t *ret_salt_len,
-                          unsigned char digest[SHA256_DIGEST_LENGTH], uint64_t *ret_iterations) {
+static int segment_digest(struct json_object *hdr, struct luks_digest *ret) {
         struct json_object *digests = json_object_object_get(hdr, "digests"), *found = NULL, *v;
         ssize_t salt_len, digest_len;
         int64_t iterations;
@@ -1075,50 +1107,169 @@ static int segment_digest(struct json_object *hdr, unsigned char salt[64], size_
         iterations = json_object_get_int64(v);
         if (iterations < 1 || (uint64_t) iterations > DIGEST_ITERATIONS_MAX)
                 return 0;
-        salt_len = base64_decode(json_object_get_string(json_object_object_get(found, "salt")), salt, 64);
-        digest_len = base64_decode(json_object_get_string(json_object_object_get(found, "digest")), digest,
-                                   SHA256_DIGEST_LENGTH);
+        salt_len = base64_decode(json_object_get_string(json_object_object_get(found, "salt")), ret->salt,
+                                 sizeof(ret->salt));
+        digest_len = base64_decode(json_object_get_string(json_object_object_get(found, "digest")), ret->digest,
+                                   sizeof(ret->digest));
         if (salt_len <= 0 || digest_len != SHA256_DIGEST_LENGTH)
                 return 0;
-        *ret_salt_len = (size_t) salt_len;
-        *ret_iterations = (uint64_t) iterations;
+        ret->salt_len = (size_t) salt_len;
+        ret->iterations = (uint64_t) iterations;
         return 1;
 }
 
-/* The verdict of the segment's digest in hdr: 0 or -EPERM; -EOPNOTSUPP when it is not one computed here. */
-static int verify_key_json(struct json_object *hdr, const void *key, size_t key_size) {
-        unsigned char salt[64], want[SHA256_DIGEST_LENGTH], have[SHA256_DIGEST_LENGTH];
-        size_t salt_len = 0;
-        uint64_t iterations = 0;
+/* The digest's verdict on key: 0 or -EPERM. */
+static int digest_verdict(const struct luks_digest *d, const void *key, size_t key_size) {
+        unsigned char have[SHA256_DIGEST_LENGTH];
         int r;
 
-        if (segment_digest(hdr, salt, &salt_len, want, &iterations) <= 0 ||
-            digest_pbkdf2_sha256(key, key_size, salt, salt_len, iterations, have) < 0)
-                return -EOPNOTSUPP;
-        r = CRYPTO_memcmp(have, want, sizeof(want)) == 0 ? 0 : -EPERM;
+        r = digest_pbkdf2_sha256(key, key_size, d->salt, d->salt_len, d->iterations, have);
+        if (r < 0)
+                return r;
+        r = CRYPTO_memcmp(have, d->digest, sizeof(have)) == 0 ? 0 : -EPERM;
         OPENSSL_cleanse(have, sizeof(have));
         return r;
 }
 
-int kc_luks_verify_key(struct kc_luks *l, const void *key, size_t key_size) {
+/*
+ * The token's key check (docs/token.md): HMAC-SHA256 under the volume key
+ * of a label and the whole digest it was seen to match (iterations, salt,
+ * value).  Only someone holding the key can make one, as only someone
+ * holding it can make the digest, and it names the digest, so a check is
+ * worth exactly what the digest is: proof that this key opens segment 0.
+ * It costs four SHA-256 blocks where the digest's 1000 PBKDF2 iterations
+ * cost 2000, which for a 512-bit random key buy nothing.
+ */
+#define KEY_CHECK_LABEL "kmscrypt key check 1"
+
+static int key_check_compute(const struct luks_digest *d, const void *key, size_t key_size,
+                             uint8_t ret[KC_TOKEN_KEY_CHECK_SIZE]) {
+        _cleanup_secret_ struct hmac_sha256 *h = hmac_sha256_new(key, key_size);
+        uint64_t iterations = htobe64(d->iterations);
+        uint8_t salt_len = (uint8_t) d->salt_len;
+
+        if (!h)
+                return key_size > SHA256_CBLOCK ? -EOPNOTSUPP : -ENOMEM;
+        SHA256_Update(&h->c, KEY_CHECK_LABEL, sizeof(KEY_CHECK_LABEL));   /* with its NUL */
+        SHA256_Update(&h->c, &iterations, sizeof(iterations));
+        SHA256_Update(&h->c, &salt_len, sizeof(salt_len));
+        SHA256_Update(&h->c, d->salt, d->salt_len);
+        SHA256_Update(&h->c, d->digest, sizeof(d->digest));
+        hmac_sha256_final(h);
+        memcpy(ret, h->u, KC_TOKEN_KEY_CHECK_SIZE);
+        return 0;
+}
+
+/* Whether t's key check proves key for digest d: 0, -EPERM when not, -ENOENT when t has none. */
+static int key_check_verdict(const struct luks_digest *d, const void *key, size_t key_size,
+                             const struct kc_token *t) {
+        uint8_t have[KC_TOKEN_KEY_CHECK_SIZE];
+        int r;
+
+        if (!t || !t->has_key_check)
+                return -ENOENT;
+        r = key_check_compute(d, key, key_size, have);
+        if (r < 0)
+                return r;
+        r = CRYPTO_memcmp(have, t->key_check, sizeof(have)) == 0 ? 0 : -EPERM;
+        OPENSSL_cleanse(have, sizeof(have));
+        return r;
+}
+
+/*
+ * The verdict on key for segment 0 of hdr: 0 or -EPERM; -EOPNOTSUPP when
+ * its digest is not one computed here.  t's key check first, when it has
+ * one; one that does not match (a header rewritten by another tool, a key
+ * changed since) is no verdict, the digest decides.
+ */
+static int verify_key_json(struct json_object *hdr, const void *key, size_t key_size, const struct kc_token *t) {
+        struct luks_digest d;
+
+        if (segment_digest(hdr, &d) <= 0)
+                return -EOPNOTSUPP;
+        if (key_check_verdict(&d, key, key_size, t) == 0)
+                return 0;
+        return digest_verdict(&d, key, key_size);
+}
+
+/* A key whose length the header records must have it. */
+static bool key_size_fits(struct kc_luks *l, size_t key_size) {
+        int known = crypt_get_volume_key_size(l->cd);
+
+        return known <= 0 || (size_t) known == key_size;
+}
+
+int kc_luks_verify_key(struct kc_luks *l, const void *key, size_t key_size, const struct kc_token *t) {
         _cleanup_json_ struct json_object *hdr = NULL;
-        int known, r;
+        int r;
 
         if (!l || !key || key_size == 0)
                 return -EINVAL;
-        known = crypt_get_volume_key_size(l->cd);
-        if (known > 0 && (size_t) known != key_size)
+        if (!key_size_fits(l, key_size))
                 return -EPERM;
-        if (header_json(l, &hdr) >= 0 && (r = verify_key_json(hdr, key, key_size)) != -EOPNOTSUPP)
+        if (header_json(l, &hdr) >= 0 && (r = verify_key_json(hdr, key, key_size, t)) != -EOPNOTSUPP)
                 return r;
         r = crypt_volume_key_verify(l->cd, key, key_size);
         return r < 0 ? r : 0;
 }
 
-int kc_luks_peek_verify_key(const struct kc_luks_peek *pk, const void *key, size_t key_size) {
+int kc_luks_peek_verify_key(const struct kc_luks_peek *pk, const void *key, size_t key_size,
+                            const struct kc_token *t) {
         if (!pk || !key || key_size == 0)
                 return -EINVAL;
-        return verify_key_json(pk->json, key, key_size);
+        return verify_key_json(pk->json, key, key_size, t);
+}
+
+/* The check for key and segment 0's digest in hdr, proven by that digest first. */
+static int bind_key_json(struct json_object *hdr, const void *key, size_t key_size, struct kc_token *t) {
+        struct luks_digest d;
+        int r;
+
+        t->has_key_check = false;
+        if (segment_digest(hdr, &d) <= 0)
+                return -EOPNOTSUPP;
+        r = digest_verdict(&d, key, key_size);
+        if (r < 0)
+                return r;
+        r = key_check_compute(&d, key, key_size, t->key_check);
+        if (r < 0)
+                return r;
+        t->has_key_check = true;
+        return 0;
+}
+
+int kc_luks_bind_key(struct kc_luks *l, const void *key, size_t key_size, struct kc_token *t) {
+        _cleanup_json_ struct json_object *hdr = NULL;
+        int r;
+
+        if (!l || !key || key_size == 0 || !t)
+                return -EINVAL;
+        t->has_key_check = false;
+        if (!key_size_fits(l, key_size))
+                return -EPERM;
+        r = header_json(l, &hdr);
+        if (r >= 0)
+                r = bind_key_json(hdr, key, key_size, t);
+        if (r != -EOPNOTSUPP)
+                return r;
+        /* A digest only libcryptsetup computes: proven by it, and no check. */
+        r = crypt_volume_key_verify(l->cd, key, key_size);
+        return r < 0 ? r : 0;
+}
+
+int kc_luks_key_check_verify(struct kc_luks *l, const void *key, size_t key_size, const struct kc_token *t) {
+        _cleanup_json_ struct json_object *hdr = NULL;
+        struct luks_digest d;
+        int r;
+
+        if (!l || !key || key_size == 0 || !t)
+                return -EINVAL;
+        r = header_json(l, &hdr);
+        if (r < 0)
+                return r;
+        if (segment_digest(hdr, &d) <= 0)
+                return -EOPNOTSUPP;
+        return key_check_verdict(&d, key, key_size, t);
 }
 
 int kc_luks_volume_key_by_passphrase(struct kc_luks *l, const void *pass, size_t pass_len,

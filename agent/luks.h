@@ -111,8 +111,9 @@ void kc_luks_peek_free(struct kc_luks_peek *pk);
 DEFINE_CLEANUP_FUNC(struct kc_luks_peek *, kc_luks_peek_free)
 int kc_luks_peek_segment(const struct kc_luks_peek *pk, struct kc_luks_segment *ret);
 int kc_luks_peek_token(const struct kc_luks_peek *pk, struct kc_token *ret);
-/* The digest check of kc_luks_verify_key() on the peeked JSON; -EOPNOTSUPP when it needs libcryptsetup. */
-int kc_luks_peek_verify_key(const struct kc_luks_peek *pk, const void *key, size_t key_size);
+/* The check of kc_luks_verify_key() on the peeked JSON; -EOPNOTSUPP when it needs libcryptsetup. */
+int kc_luks_peek_verify_key(const struct kc_luks_peek *pk, const void *key, size_t key_size,
+                            const struct kc_token *t);
 bool kc_luks_peek_matches(const struct kc_luks_peek *pk, const struct kc_luks_segment *seg, struct kc_luks *l,
                           const struct kc_luks_segment *lseg);
 
@@ -121,8 +122,24 @@ int kc_luks_token_read(struct kc_luks *l, struct kc_token *ret, int *ret_id, str
 /* Replace (id >= 0) or add (id < 0) the kmscrypt token in one metadata write. Returns the token id. */
 int kc_luks_token_write(struct kc_luks *l, int id, const struct kc_token *t, struct kc_err *err);
 
-/* crypt_volume_key_verify: 0 when key matches the header's digest, -EPERM when not. */
-int kc_luks_verify_key(struct kc_luks *l, const void *key, size_t key_size);
+/*
+ * Whether key is the volume key of segment 0: 0, or -EPERM.  Proven by the
+ * key check of t (docs/token.md) when t is not NULL and has one for the
+ * header's current digest, else by the LUKS2 digest itself (PBKDF2), as
+ * crypt_volume_key_verify() does.
+ */
+int kc_luks_verify_key(struct kc_luks *l, const void *key, size_t key_size, const struct kc_token *t);
+
+/*
+ * Prove key by the LUKS2 digest (0, -EPERM) and give t the key check for
+ * that digest, to be written with it: every writer of a token that knows
+ * the key calls this, so the next attach can skip the PBKDF2.  A digest
+ * kmscrypt does not compute itself (not PBKDF2-SHA256) leaves t without one.
+ */
+int kc_luks_bind_key(struct kc_luks *l, const void *key, size_t key_size, struct kc_token *t);
+
+/* The key check of t alone: 0, -EPERM, -ENOENT (t has none), -EOPNOTSUPP (a digest not computed here). */
+int kc_luks_key_check_verify(struct kc_luks *l, const void *key, size_t key_size, const struct kc_token *t);
 
 /* Unlock the volume key with a passphrase (adopt). Key returned in kc_secret memory. */
 int kc_luks_volume_key_by_passphrase(struct kc_luks *l, const void *pass, size_t pass_len,

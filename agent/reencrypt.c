@@ -79,7 +79,7 @@ static int old_key(struct re_state *s, void **ret, struct kc_err *err) {
         r = unwrap(s, s->tok.wrapped_key, s->tok.wrapped_key_len, s->tok.context, &key, err);
         if (r < 0)
                 return r;
-        if (kc_luks_verify_key(s->luks, key, kc_secret_size(key)) < 0)
+        if (kc_luks_verify_key(s->luks, key, kc_secret_size(key), &s->tok) < 0)
                 return kc_err_set(err, -EBADMSG, "the token's key does not match the LUKS2 digest of %s", s->what);
         *ret = TAKE_PTR(key);
         return 0;
@@ -969,7 +969,8 @@ static int step_finish(struct re_state *s, const char *uuid, struct kc_err *err)
         r = new_key(s, &key, err);
         if (r < 0)
                 return r;
-        r = kc_luks_verify_key(s->luks, key, KEY_SIZE);
+        t = s->tok;
+        r = kc_luks_bind_key(s->luks, key, KEY_SIZE, &t);
         if (r < 0)
                 return kc_err_set(err, -EBADMSG, "the new data key does not match the LUKS2 digest of %s; "
                                   "token left as it is", s->what);
@@ -987,7 +988,6 @@ static int step_finish(struct re_state *s, const char *uuid, struct kc_err *err)
                         r = kc_err_set(err, r, "cannot remove keyslot %d of %s: %s", slot, s->what, strerror(-r));
         }
         if (r >= 0) {
-                t = s->tok;
                 t.wrapped_key = re->wrapped_key;
                 t.wrapped_key_len = re->wrapped_key_len;
                 t.key_version = re->key_version;
@@ -1044,7 +1044,7 @@ static int finished(struct re_state *s, bool *ret, struct kc_err *err) {
         r = new_key(s, &key, err);
         if (r < 0)
                 return r;
-        *ret = kc_luks_verify_key(s->luks, key, KEY_SIZE) == 0;
+        *ret = kc_luks_verify_key(s->luks, key, KEY_SIZE, NULL) == 0;
         return 0;
 }
 

@@ -119,16 +119,20 @@ static int rewrap_is_current(struct rewrap_state *s, bool *ret, struct kc_err *e
         return 0;
 }
 
-/* The new blob must open this volume: KMS Decrypt under the new context, then the LUKS2 digest. */
+/*
+ * The new blob must open this volume: KMS Decrypt under the new context,
+ * then the LUKS2 digest, which also gives t, the token to write, its key
+ * check.
+ */
 static int rewrap_prove(struct rewrap_state *s, const char *new_ref, const struct kc_data_key *dk,
-                        struct kc_err *err) {
+                        struct kc_token *t, struct kc_err *err) {
         _cleanup_secret_ void *key = NULL;
         int r;
 
         r = kc_kms_decrypt(s->kms, &s->req, new_ref, dk->blob, dk->blob_len, s->dst_ctx, &key, NULL, NULL, err);
         if (r < 0)
                 return r;
-        r = kc_luks_verify_key(s->luks, key, kc_secret_size(key));
+        r = kc_luks_bind_key(s->luks, key, kc_secret_size(key), t);
         if (r == -EPERM)
                 return kc_err_set(err, -EPERM, "the rewrapped key does not match the LUKS2 digest of %s; "
                                   "nothing written", s->what);
@@ -158,17 +162,13 @@ static int rewrap_read_back(const struct rewrap_state *s, const struct kc_token 
         return 0;
 }
 
-static int rewrap_write(struct rewrap_state *s, const struct kc_data_key *dk, struct kc_err *err) {
-        _cleanup_(kc_token_clear) struct kc_token t = {};
+static int rewrap_write(struct rewrap_state *s, const struct kc_token *t, struct kc_err *err) {
         int r;
 
-        r = kc_volume_token_build(s->dst_provider, dk, s->dst_ctx, &t);
-        if (r < 0)
-                return kc_err_set(err, r, "cannot build the new kmscrypt token: %s", strerror(-r));
-        r = kc_luks_token_write(s->luks, s->token_id, &t, err);
+        r = kc_luks_token_write(s->luks, s->token_id, t, err);
         if (r < 0)
                 return r;
-        return rewrap_read_back(s, &t, err);
+        return rewrap_read_back(s, t, err);
 }
 
 /*
@@ -196,6 +196,7 @@ static int rewrap_audit(struct rewrap_state *s, const struct kc_data_key *dk, bo
 
 static int rewrap_run(struct rewrap_state *s, struct kc_rewrap_result *res, struct kc_err *err) {
         _cleanup_(kc_data_key_clear) struct kc_data_key dk = {};
+        _cleanup_(kc_token_clear) struct kc_token t = {};
         _cleanup_free_ char *new_ref = NULL;
         bool current;
         int r;
@@ -227,7 +228,10 @@ static int rewrap_run(struct rewrap_state *s, struct kc_rewrap_result *res, stru
         kc_fault_point("rewrap:after-reencrypt");
         if (asprintf(&new_ref, "%s:%s", s->dst_provider, dk.key_id) < 0)
                 return -ENOMEM;
-        r = rewrap_prove(s, new_ref, &dk, err);
+        r = kc_volume_token_build(s->dst_provider, &dk, s->dst_ctx, &t);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot build the new kmscrypt token: %s", strerror(-r));
+        r = rewrap_prove(s, new_ref, &dk, &t, err);
         if (r < 0)
                 return r;
         kc_strscpy(res->new_key_id, sizeof(res->new_key_id), dk.key_id);
@@ -239,7 +243,7 @@ static int rewrap_run(struct rewrap_state *s, struct kc_rewrap_result *res, stru
         r = rewrap_audit(s, &dk, true, 0, err);
         if (r < 0)
                 return r;
-        r = rewrap_write(s, &dk, err);
+        r = rewrap_write(s, &t, err);
         kc_fault_point("rewrap:after-write");
         /* The write is recorded whatever its outcome: a failed write may still have reached the disk. */
         r = rewrap_audit(s, &dk, false, r, err);

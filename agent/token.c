@@ -172,7 +172,7 @@ struct member {
         bool optional;
 };
 
-/* Every member a version 1 token has; any other member is refused. */
+/* Every member a version 1 token may have; any other member is refused. */
 static const struct member members[] = {
         { .name = "type",             .type = json_type_string, .type_name = "a string" },
         { .name = "keyslots",         .type = json_type_array,  .type_name = "an array" },
@@ -183,6 +183,7 @@ static const struct member members[] = {
         { .name = "context",          .type = json_type_object, .type_name = "an object" },
         { .name = "wrapped_key",      .type = json_type_string, .type_name = "a string" },
         { .name = "kmscrypt_reencrypt", .type = json_type_object, .type_name = "an object", .optional = true },
+        { .name = "key_check",        .type = json_type_string, .type_name = "a string", .optional = true },
 };
 
 /* The members of "kmscrypt_reencrypt": all required. */
@@ -259,6 +260,24 @@ static int get_blob(struct json_object *o, const char *name, uint8_t **ret, size
                 return kc_err_set(err, -EINVAL, "token %s is not valid base64", name);
         if (*ret_len > KC_TOKEN_WRAPPED_MAX)
                 return kc_err_set(err, -E2BIG, "token %s is longer than %d bytes", name, KC_TOKEN_WRAPPED_MAX);
+        return 0;
+}
+
+/* The optional key check: exactly KC_TOKEN_KEY_CHECK_SIZE bytes, or absent. */
+static int get_key_check(struct json_object *o, struct kc_token *t, struct kc_err *err) {
+        _cleanup_free_ uint8_t *check = NULL;
+        size_t len = 0;
+        int r;
+
+        if (!json_object_object_get_ex(o, "key_check", NULL))
+                return 0;
+        r = get_blob(o, "key_check", &check, &len, err);
+        if (r < 0)
+                return r;
+        if (len != KC_TOKEN_KEY_CHECK_SIZE)
+                return kc_err_set(err, -EINVAL, "token key_check is %zu bytes, not %d", len, KC_TOKEN_KEY_CHECK_SIZE);
+        memcpy(t->key_check, check, len);
+        t->has_key_check = true;
         return 0;
 }
 
@@ -340,6 +359,9 @@ static int parse_object(struct json_object *o, struct kc_token *t, struct kc_err
         r = get_blob(o, "wrapped_key", &t->wrapped_key, &t->wrapped_key_len, err);
         if (r < 0)
                 return r;
+        r = get_key_check(o, t, err);
+        if (r < 0)
+                return r;
         v = json_object_object_get(o, "kmscrypt_reencrypt");
         return v ? parse_reencrypt(v, &t->reencrypt, err) : 0;
 }
@@ -398,7 +420,7 @@ static int reencrypt_to_json(const struct kc_token_reencrypt *re, struct json_ob
 int kc_token_format(const struct kc_token *t, char **ret_json) {
         _cleanup_json_ struct json_object *o = NULL;
         _cleanup_json_ struct json_object *ctx = NULL, *re = NULL;
-        _cleanup_free_ char *b64 = NULL;
+        _cleanup_free_ char *b64 = NULL, *check = NULL;
         const char *text;
         char *copy;
         int r;
@@ -427,6 +449,10 @@ int kc_token_format(const struct kc_token *t, char **ret_json) {
             (r = kc_json_add(o, "key_version", json_object_new_int64(t->key_version))) < 0 ||
             (r = kc_json_add(o, "context", TAKE_PTR(ctx))) < 0 ||
             (r = kc_json_add(o, "wrapped_key", json_object_new_string(b64))) < 0)
+                return r;
+        if (t->has_key_check &&
+            ((r = b64_encode(t->key_check, sizeof(t->key_check), &check)) < 0 ||
+             (r = kc_json_add(o, "key_check", json_object_new_string(check))) < 0))
                 return r;
         if (t->reencrypt && ((r = reencrypt_to_json(t->reencrypt, &re)) < 0 ||
                              (r = kc_json_add(o, "kmscrypt_reencrypt", TAKE_PTR(re))) < 0))

@@ -12,7 +12,8 @@
  *     "key_id": "5f0c6a1e-...",             // CMK id at the provider
  *     "key_version": 3,
  *     "context": {"db-id": "...", "volume-id": "..."},
- *     "wrapped_key": "<base64 blob>"
+ *     "wrapped_key": "<base64 blob>",
+ *     "key_check": "<base64, 32 bytes>"    // optional
  *   }
  *
  * Parsing is strict: every field present with the right type, no unknown
@@ -31,6 +32,7 @@
 #define KC_TOKEN_JSON_MAX 8192        /* bytes of token JSON accepted */
 #define KC_TOKEN_WRAPPED_MAX 2048     /* bytes of wrapped key (decoded) */
 #define KC_TOKEN_KEYSLOTS_MAX 32      /* LUKS2 keyslot numbers are below this */
+#define KC_TOKEN_KEY_CHECK_SIZE 32    /* HMAC-SHA256 */
 
 /*
  * A data key replacement in progress (agent/reencrypt.h), optional member
@@ -61,6 +63,13 @@ struct kc_token {
         uint8_t *wrapped_key;
         size_t wrapped_key_len;
         struct kc_token_reencrypt *reencrypt; /* NULL: no reencryption in progress */
+        /*
+         * Optional "key_check": proof, made by kmscrypt when it last saw
+         * this key match the header's LUKS2 digest, that lets an attach
+         * skip the digest's PBKDF2 (kc_luks_verify_key(), docs/token.md).
+         */
+        bool has_key_check;
+        uint8_t key_check[KC_TOKEN_KEY_CHECK_SIZE];
 };
 
 void kc_token_clear(struct kc_token *t);

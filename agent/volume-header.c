@@ -148,9 +148,13 @@ static int verify_on_disk(struct kc_kms *kms, const struct kc_kms_request *req, 
         if (!token_same(&t, written))
                 return kc_err_set(err, -EIO, "the kmscrypt token read back from %s differs from the one written",
                                   ref->header ?: ref->device);
-        r = kc_luks_verify_key(l, key, key_size);
+        r = kc_luks_verify_key(l, key, key_size, NULL);
         if (r < 0)
                 return kc_err_set(err, r, "the LUKS2 digest of %s does not accept the volume key",
+                                  ref->header ?: ref->device);
+        /* A key check must prove the key on its own, or every attach would pay for the digest in vain. */
+        if (t.has_key_check && kc_luks_key_check_verify(l, key, key_size, &t) < 0)
+                return kc_err_set(err, -EIO, "the key check written to %s does not prove the volume key",
                                   ref->header ?: ref->device);
         if (!unwrap_proven) {
                 r = token_unwraps_to(kms, req, &t, key, key_size, ref->header ?: ref->device, err);
@@ -482,6 +486,10 @@ int kc_volume_adopt(struct kc_kms *kms, const struct kc_caller *caller,
         r = token_unwraps_to(kms, &req, &token, key, kc_secret_size(key), p->ref.header ?: p->ref.device, err);
         if (r < 0)
                 return r;
+        r = kc_luks_bind_key(l, key, kc_secret_size(key), &token);
+        if (r < 0)
+                return kc_err_set(err, r, "the LUKS2 digest of %s does not accept its own volume key: %s",
+                                  p->ref.header ?: p->ref.device, strerror(-r));
         r = kc_luks_token_write(l, -1, &token, err);
         if (r < 0)
                 return r;

@@ -149,7 +149,7 @@ static int unwrap_one(struct kc_kms *kms, const struct kc_caller *self, const ch
         r = kc_kms_decrypt(kms, &req, ref, tok.wrapped_key, tok.wrapped_key_len, tok.context, &key, key_id,
                            &version, err);
         phase_end(2, &t);
-        if (r >= 0 && kc_luks_verify_key(l, key, kc_secret_size(key)) < 0)
+        if (r >= 0 && kc_luks_verify_key(l, key, kc_secret_size(key), &tok) < 0)
                 r = kc_err_set(err, -EBADMSG, "the key of %s does not match its header", device);
         phase_end(3, &t);
         return r;

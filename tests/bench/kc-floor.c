@@ -326,7 +326,7 @@ static int profile_one(struct bench_kms *b, const char *name, const char *device
         }
         t3 = now_us();
         if (r >= 0)
-                r = kc_luks_verify_key(l, key, kc_secret_size(key));
+                r = kc_luks_verify_key(l, key, kc_secret_size(key), &tok);
         t4 = now_us();
         kc_token_clear(&tok);
         if (r < 0) {

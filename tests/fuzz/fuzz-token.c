@@ -21,6 +21,8 @@ static void check_round_trip(const struct kc_token *t) {
         FUZZ_ASSERT(kc_context_equal(back.context, t->context));
         FUZZ_ASSERT(back.wrapped_key_len == t->wrapped_key_len &&
                     memcmp(back.wrapped_key, t->wrapped_key, t->wrapped_key_len) == 0);
+        FUZZ_ASSERT(back.has_key_check == t->has_key_check &&
+                    memcmp(back.key_check, t->key_check, sizeof(t->key_check)) == 0);
         FUZZ_ASSERT(kc_token_key_ref(t, &ref) == 0 && strchr(ref, ':'));
 }
 

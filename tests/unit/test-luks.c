@@ -15,8 +15,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <endian.h>
 #include <json-c/json.h>
 #include <libcryptsetup.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "agent/luks.h"
 #include "lib/macro.h"
@@ -58,9 +61,9 @@ START_TEST(test_format_and_read) {
         ck_assert_int_eq(id, 0);
         ck_assert(kc_test_token_equal(&tok, &back));
 
-        ck_assert_int_eq(kc_luks_verify_key(l, key, 64), 0);
-        ck_assert_int_eq(kc_luks_verify_key(l, other, 64), -EPERM);
-        ck_assert_int_eq(kc_luks_verify_key(l, key, 32), -EPERM);
+        ck_assert_int_eq(kc_luks_verify_key(l, key, 64, NULL), 0);
+        ck_assert_int_eq(kc_luks_verify_key(l, other, 64, NULL), -EPERM);
+        ck_assert_int_eq(kc_luks_verify_key(l, key, 32, NULL), -EPERM);
 
         /* Stock cryptsetup sees a LUKS2 header with our token, and no keyslot. */
         dump = kc_test_run("cryptsetup luksDump '%s'", img);
@@ -135,13 +138,124 @@ START_TEST(test_verify_matches_libcryptsetup) {
         crypt_free(cd);
 
         ck_assert_int_eq(kc_luks_open(img, NULL, &l, NULL), 0);
-        ck_assert_int_eq(kc_luks_verify_key(l, key, n), 0);
-        ck_assert_int_eq(kc_luks_verify_key(l, other, n), -EPERM);
+        ck_assert_int_eq(kc_luks_verify_key(l, key, n, NULL), 0);
+        ck_assert_int_eq(kc_luks_verify_key(l, other, n, NULL), -EPERM);
         key[n - 1] ^= 1;
-        ck_assert_int_eq(kc_luks_verify_key(l, key, n), -EPERM);
+        ck_assert_int_eq(kc_luks_verify_key(l, key, n, NULL), -EPERM);
         key[n - 1] ^= 1;
-        ck_assert_int_eq(kc_luks_verify_key(l, key, n - 1), -EPERM);
-        ck_assert_int_eq(kc_luks_verify_key(l, key, n), 0);
+        ck_assert_int_eq(kc_luks_verify_key(l, key, n - 1, NULL), -EPERM);
+        ck_assert_int_eq(kc_luks_verify_key(l, key, n, NULL), 0);
+}
+END_TEST
+
+/* A base64 member of digest "0" of img's header, decoded into buf: its length. */
+static size_t digest_member(struct json_object *d, const char *name, unsigned char *buf) {
+        const char *text = json_object_get_string(json_object_object_get(d, name));
+        size_t n = strlen(text);
+        int got = EVP_DecodeBlock(buf, (const unsigned char *) text, (int) n);
+
+        ck_assert_int_gt(got, 0);
+        return (size_t) got - (text[n - 1] == '=') - (text[n - 2] == '=');
+}
+
+/* The key check of docs/token.md for key and img's digest, from its description, by OpenSSL's HMAC. */
+static void key_check_expected(const char *img, const uint8_t *key, size_t key_size, unsigned char ret[32]) {
+        static const char label[] = "kmscrypt key check 1";
+        unsigned char msg[sizeof(label) + 8 + 1 + 96 + 96], salt[96], digest[96];
+        struct crypt_device *cd = NULL;
+        struct json_object *o, *d;
+        const char *text = NULL;
+        size_t salt_len, n = 0;
+        uint64_t iterations;
+        unsigned len = 0;
+
+        ck_assert_int_eq(crypt_init(&cd, img), 0);
+        ck_assert_int_eq(crypt_load(cd, CRYPT_LUKS2, NULL), 0);
+        ck_assert_int_eq(crypt_dump_json(cd, &text, 0), 0);
+        o = json_tokener_parse(text);
+        ck_assert(json_object_object_get_ex(o, "digests", &d) && json_object_object_get_ex(d, "0", &d));
+        iterations = htobe64((uint64_t) json_object_get_int64(json_object_object_get(d, "iterations")));
+        salt_len = digest_member(d, "salt", salt);
+        ck_assert_uint_eq(digest_member(d, "digest", digest), 32);
+        memcpy(msg + n, label, sizeof(label)), n += sizeof(label);
+        memcpy(msg + n, &iterations, 8), n += 8;
+        msg[n++] = (unsigned char) salt_len;
+        memcpy(msg + n, salt, salt_len), n += salt_len;
+        memcpy(msg + n, digest, 32), n += 32;
+        ck_assert_ptr_nonnull(HMAC(EVP_sha256(), key, (int) key_size, msg, n, ret, &len));
+        ck_assert_uint_eq(len, 32);
+        json_object_put(o);
+        crypt_free(cd);
+}
+
+/*
+ * The token's key check: format writes the one docs/token.md describes;
+ * it decides on its own (a check made with another key for this digest
+ * passes that key, just as a digest made with it would: which is why only
+ * a writer that has proven the key writes one); a check for another
+ * volume's digest, a corrupted one, or none is no verdict: the digest
+ * decides.
+ */
+START_TEST(test_key_check) {
+        _cleanup_free_ char *dir = kc_test_tmpdir(), *a = kc_test_image(dir, "a.img", KC_TEST_IMAGE_SIZE),
+                            *b = kc_test_image(dir, "b.img", KC_TEST_IMAGE_SIZE);
+        _cleanup_secret_ uint8_t *key = kc_test_random_key(64), *other = kc_test_random_key(64);
+        _cleanup_(kc_token_clear) struct kc_token tok = {}, ta = {}, tb = {};
+        _cleanup_(kc_luks_peek_freep) struct kc_luks_peek *pk = NULL;
+        _cleanup_luks_ struct kc_luks *la = NULL, *lb = NULL;
+        unsigned char want[32];
+        struct kc_token bound = {};
+        struct kc_err err = {};
+
+        kc_test_token(&tok, 1);
+        struct kc_luks_format_params p = { .device = a, .volume_key = key, .volume_key_size = 64 };
+        ck_assert_msg(kc_luks_format(&p, &tok, &err) == 0, "%s", err.msg);
+        p = (struct kc_luks_format_params) { .device = b, .volume_key = other, .volume_key_size = 64 };
+        ck_assert_msg(kc_luks_format(&p, &tok, &err) == 0, "%s", err.msg);
+        ck_assert_int_eq(kc_luks_open(a, NULL, &la, &err), 0);
+        ck_assert_int_eq(kc_luks_token_read(la, &ta, NULL, &err), 0);
+        ck_assert_int_eq(kc_luks_open(b, NULL, &lb, &err), 0);
+        ck_assert_int_eq(kc_luks_token_read(lb, &tb, NULL, &err), 0);
+
+        ck_assert(ta.has_key_check);
+        key_check_expected(a, key, 64, want);
+        ck_assert_mem_eq(ta.key_check, want, 32);
+        ck_assert_int_eq(kc_luks_key_check_verify(la, key, 64, &ta), 0);
+        ck_assert_int_eq(kc_luks_key_check_verify(la, other, 64, &ta), -EPERM);
+        ck_assert_int_eq(kc_luks_verify_key(la, key, 64, &ta), 0);
+        ck_assert_int_eq(kc_luks_verify_key(la, other, 64, &ta), -EPERM);
+
+        /* b's token, check and all, on a: its check names b's digest. */
+        ck_assert_int_eq(kc_luks_key_check_verify(la, other, 64, &tb), -EPERM);
+        ck_assert_int_eq(kc_luks_verify_key(la, other, 64, &tb), -EPERM);
+        ck_assert_int_eq(kc_luks_verify_key(lb, other, 64, &tb), 0);
+
+        /* It decides: made with other for a's digest, it passes other, by the key check alone. */
+        key_check_expected(a, other, 64, want);
+        memcpy(tb.key_check, want, 32);
+        ck_assert_int_eq(kc_luks_verify_key(la, other, 64, &tb), 0);
+        ck_assert_int_eq(kc_luks_peek(a, NULL, &pk), 0);
+        ck_assert_int_eq(kc_luks_peek_verify_key(pk, other, 64, &tb), 0);
+        ck_assert_int_eq(kc_luks_peek_verify_key(pk, other, 64, NULL), -EPERM);
+        ck_assert_int_eq(kc_luks_peek_verify_key(pk, key, 64, &ta), 0);
+
+        /* Corrupted, or none: the digest's verdict. */
+        ta.key_check[31] ^= 1;
+        ck_assert_int_eq(kc_luks_key_check_verify(la, key, 64, &ta), -EPERM);
+        ck_assert_int_eq(kc_luks_verify_key(la, key, 64, &ta), 0);
+        ck_assert_int_eq(kc_luks_peek_verify_key(pk, key, 64, &ta), 0);
+        ta.has_key_check = false;
+        ck_assert_int_eq(kc_luks_key_check_verify(la, key, 64, &ta), -ENOENT);
+        ck_assert_int_eq(kc_luks_verify_key(la, key, 64, &ta), 0);
+
+        /* bind: proven by the digest first; a refused key leaves no check. */
+        ck_assert_int_eq(kc_luks_bind_key(la, key, 64, &bound), 0);
+        ck_assert(bound.has_key_check);
+        key_check_expected(a, key, 64, want);
+        ck_assert_mem_eq(bound.key_check, want, 32);
+        ck_assert_int_eq(kc_luks_bind_key(la, other, 64, &bound), -EPERM);
+        ck_assert(!bound.has_key_check);
+        ck_assert_int_eq(kc_luks_bind_key(la, key, 32, &bound), -EPERM);
 }
 END_TEST
 
@@ -181,7 +295,7 @@ START_TEST(test_recovery_keyslot) {
 
         ck_assert_int_eq(kc_luks_remove_keyslots(l, &err), 1);
         ck_assert_int_lt(kc_luks_volume_key_by_passphrase(l, pass, strlen(pass), &got, &err), 0);
-        ck_assert_int_eq(kc_luks_verify_key(l, key, 64), 0);
+        ck_assert_int_eq(kc_luks_verify_key(l, key, 64, NULL), 0);
 
         /* A keyslot can be added back from the volume key alone. */
         ck_assert_int_eq(kc_luks_set_pbkdf(l, &kc_test_fast_pbkdf, &err), 0);
@@ -217,7 +331,7 @@ START_TEST(test_detached_header) {
         ck_assert_uint_eq(seg.offset, 0);
         ck_assert_str_eq(seg.data_device, img);
         ck_assert_int_eq(kc_luks_token_read(l, &back, NULL, &err), 0);
-        ck_assert_int_eq(kc_luks_verify_key(l, key, 64), 0);
+        ck_assert_int_eq(kc_luks_verify_key(l, key, 64, NULL), 0);
 }
 END_TEST
 
@@ -916,6 +1030,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_format_and_read);
         tcase_add_test(tc, test_recovery_keyslot);
         tcase_add_loop_test(tc, test_verify_matches_libcryptsetup, 0, ARRAY_SIZE(digest_cases));
+        tcase_add_test(tc, test_key_check);
         tcase_add_test(tc, test_detached_header);
         tcase_add_test(tc, test_sector_size);
         tcase_add_test(tc, test_signatures);

@@ -93,6 +93,49 @@ START_TEST(test_round_trip) {
 }
 END_TEST
 
+/* The optional key check: absent stays absent; present round-trips, after wrapped_key; else refused. */
+START_TEST(test_key_check) {
+        _cleanup_(kc_token_clear) struct kc_token a = {}, b = {}, c = {};
+        _cleanup_free_ char *json = NULL, *plain = NULL;
+        static const char *const bad[] = {
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHg==",         /* 31 bytes */
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8g",         /* 33 bytes */
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",          /* not base64 */
+                "",
+        };
+        struct kc_err err = {};
+
+        token_sample(&a);
+        ck_assert_int_eq(kc_token_format(&a, &plain), 0);
+        ck_assert_ptr_null(strstr(plain, "key_check"));
+        ck_assert_int_eq(kc_token_parse(plain, &c, &err), 0);
+        ck_assert(!c.has_key_check);
+
+        a.has_key_check = true;
+        for (size_t i = 0; i < sizeof(a.key_check); i++)
+                a.key_check[i] = (uint8_t) i;
+        ck_assert_int_eq(kc_token_format(&a, &json), 0);
+        ck_assert_ptr_nonnull(strstr(json, "\"wrapped_key\":\"AAEC"));
+        ck_assert_ptr_nonnull(strstr(json, "\",\"key_check\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"}"));
+        ck_assert_int_eq(kc_token_parse(json, &b, &err), 0);
+        ck_assert(b.has_key_check);
+        ck_assert_mem_eq(b.key_check, a.key_check, sizeof(a.key_check));
+
+        for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+                _cleanup_json_ struct json_object *o = sample_object();
+
+                json_object_object_add(o, "key_check", json_object_new_string(bad[i]));
+                expect_refused(o, -EINVAL, "key_check");
+        }
+        {
+                _cleanup_json_ struct json_object *o = sample_object();
+
+                json_object_object_add(o, "key_check", json_object_new_int(1));
+                expect_refused(o, -EINVAL, "member \"key_check\" is not a string");
+        }
+}
+END_TEST
+
 START_TEST(test_parse_documented_example) {
         /* The example in docs/token.md; "AAECAw==" is the bytes 0 1 2 3. */
         static const char json[] =
@@ -515,6 +558,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_context_invalid);
         tcase_add_test(tc, test_format_refuses_invalid);
         tcase_add_test(tc, test_clear_twice);
+        tcase_add_test(tc, test_key_check);
         suite_add_tcase(s, tc);
         return s;
 }
