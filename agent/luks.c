@@ -9,6 +9,7 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <linux/fs.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -225,6 +226,57 @@ static int pick_sector_size(const char *device, uint32_t requested, uint32_t *re
 }
 
 /*
+ * Where libcryptsetup puts the data of a new LUKS2 volume whose header is
+ * on the device: after two 16 KiB metadata copies and the keyslots area,
+ * 16 MiB in all (LUKS2_DEFAULT_HDR_SIZE), rounded up to the device's
+ * alignment and moved by its alignment offset (LUKS2_hdr_get_storage_params()
+ * and device_topology_alignment() in its lib/): never less.  A detached
+ * header leaves the data at offset 0.
+ */
+#define LUKS2_DEFAULT_DATA_OFFSET (16ULL << 20)
+
+/* -ENOSPC unless size bytes keep one sector of sector_size bytes for data after data_offset bytes. */
+static int data_room_check(const char *device, uint64_t size, uint64_t data_offset, uint32_t sector_size,
+                           struct kc_err *err) {
+        if (size >= data_offset && size - data_offset >= sector_size)
+                return 0;
+        if (data_offset == 0)
+                return kc_err_set(err, -ENOSPC, "device %s is %" PRIu64 " bytes; it needs at least %" PRIu32
+                                  " (one sector of data; the header is detached)", device, size, sector_size);
+        return kc_err_set(err, -ENOSPC, "device %s is %" PRIu64 " bytes; it needs at least %" PRIu64
+                          " (%" PRIu64 " for the LUKS2 header, %" PRIu32 " for one sector of data)",
+                          device, size, data_offset + sector_size, data_offset, sector_size);
+}
+
+int kc_luks_check_room(const char *device, const char *header, uint32_t sector_size, struct kc_err *err) {
+        uint32_t lbs;
+        uint64_t size;
+        int r;
+
+        r = device_geometry(device, &lbs, &size);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot read the size of %s: %s", device, strerror(-r));
+        /* Automatic: the logical block size is the smallest sector pick_sector_size() may choose. */
+        return data_room_check(device, size, header ? 0 : LUKS2_DEFAULT_DATA_OFFSET, sector_size ?: lbs, err);
+}
+
+/*
+ * The same, exactly, of a header crypt_format() has just laid out: a
+ * device whose topology moves the data past the default offset fails here,
+ * before a keyslot or token makes the header look usable.
+ */
+static int formatted_room_check(struct crypt_device *cd, const char *device, struct kc_err *err) {
+        uint64_t size;
+        int r;
+
+        r = kc_path_size(device, &size);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot read the size of %s: %s", device, strerror(-r));
+        return data_room_check(device, size, crypt_get_data_offset(cd) * 512, (uint32_t) crypt_get_sector_size(cd),
+                               err);
+}
+
+/*
  * The crypt_pbkdf_type for p: libcryptsetup's LUKS2 default with what p
  * changes.  0 with *ret untouched when p asks for nothing (the default as is).
  */
@@ -411,6 +463,10 @@ int kc_luks_format(const struct kc_luks_format_params *p, const struct kc_token 
         r = pick_sector_size(p->device, p->sector_size, &sector_size, err);
         if (r < 0)
                 return r;
+        /* Before crypt_format(), which grows a file that is too small for the header and keeps no data room. */
+        r = kc_luks_check_room(p->device, p->header, p->sector_size, err);
+        if (r < 0)
+                return r;
         if (p->header) {
                 r = header_file_prepare(p->header, err);
                 if (r < 0)
@@ -438,6 +494,9 @@ int kc_luks_format(const struct kc_luks_format_params *p, const struct kc_token 
         backend_first_use_end(taken, r);
         if (r < 0)
                 return kc_err_set(err, r, "cannot format %s as LUKS2: %s", p->header ?: p->device, strerror(-r));
+        r = formatted_room_check(cd, p->device, err);
+        if (r < 0)
+                return r;
 
         if (p->recovery_passphrase) {
                 /* A passphrase is another matter: back to the defaults, or what the caller asked for. */

@@ -76,7 +76,21 @@ struct kc_luks_format_params {
 /* Refuse (-EEXIST, message names the signature) when device carries a filesystem, LUKS or other signature. */
 int kc_luks_check_blank(const char *device, struct kc_err *err);
 
-/* Format LUKS2 aes-xts-plain64 with the given volume key and write the token. */
+/*
+ * Refuse (-ENOSPC, one line naming device, its size and the least it needs)
+ * a device format would leave no sector of data on: after libcryptsetup's
+ * default 16 MiB LUKS2 header, or after nothing when header (a detached
+ * header file, or NULL) is given.  sector_size as kc_luks_format_params has
+ * it (0: the device's logical block size, the smallest format picks).
+ * Reads the size only, so a caller can refuse before the KMS is asked.
+ */
+int kc_luks_check_room(const char *device, const char *header, uint32_t sector_size, struct kc_err *err);
+
+/*
+ * Format LUKS2 aes-xts-plain64 with the given volume key and write the
+ * token.  A device kc_luks_check_room() refuses, or whose header as laid
+ * out leaves no sector of data, is -ENOSPC.
+ */
 int kc_luks_format(const struct kc_luks_format_params *p, const struct kc_token *token, struct kc_err *err);
 
 /*

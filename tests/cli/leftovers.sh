@@ -57,6 +57,28 @@ gone "attach VOLUME whose device is missing" 3 "cannot attach pgdata: device $D:
 gone "attach --header missing" 3 "cannot attach $T/image: header $T/nohdr: $NOENT" \
         attach "$T/image" --header "$T/nohdr"
 gone "format" 3 "format: device $D: $NOENT" format "$D" --key alias/pg --context "$CTX"
+# A device with no room for data after the LUKS2 header (libcryptsetup's 16 MiB, or none with --header):
+# status 5, and neither the device (which libcryptsetup would grow to 16 MiB) nor a header file written.
+S=$T/small.img
+for size in 16777216 1048576; do
+        truncate -s "$size" "$S"
+        gone "format of a $size-byte device" 5 \
+                "format: device $S is $size bytes; it needs at least 16777728 (16777216 for the LUKS2 header, 512 for one sector of data)" \
+                format "$S" --key alias/pg --context "$CTX"
+        check "format of a $size-byte device: not grown" test "$(stat -c %s "$S")" = "$size"
+        check "format of a $size-byte device: nothing written" cmp -s -n "$size" "$S" /dev/zero
+        rm -f "$S"
+done
+truncate -s 16777728 "$S"
+gone "format --sector-size 4096 of a device with one 512-byte sector of data" 5 \
+        "format: device $S is 16777728 bytes; it needs at least 16781312 (16777216 for the LUKS2 header, 4096 for one sector of data)" \
+        format "$S" --key alias/pg --context "$CTX" --sector-size 4096
+: > "$S"
+gone "format --header of an empty device" 5 \
+        "format: device $S is 0 bytes; it needs at least 512 (one sector of data; the header is detached)" \
+        format "$S" --header "$T/new.hdr" --key alias/pg --context "$CTX"
+check "format --header of an empty device: no header file made" test ! -e "$T/new.hdr"
+rm -f "$S"
 gone "adopt" 3 "adopt: device $D: $NOENT" adopt "$D" --key alias/pg --context "$CTX" --passphrase-file "$T/pass"
 gone "adopt --header missing" 3 "adopt: header $T/nohdr: $NOENT" \
         adopt "$T/image" --header "$T/nohdr" --key alias/pg --context "$CTX" --passphrase-file "$T/pass"

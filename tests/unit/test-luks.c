@@ -22,6 +22,7 @@
 #include <openssl/hmac.h>
 
 #include "agent/luks.h"
+#include "lib/fileio.h"
 #include "lib/macro.h"
 #include "lib/secret.h"
 #include "tests/unit/luks-util.h"
@@ -375,6 +376,69 @@ START_TEST(test_sector_size) {
                 ck_assert_int_eq(kc_luks_open(img, NULL, &l, &err), 0);
                 ck_assert_int_eq(kc_luks_segment(l, &seg), 0);
                 ck_assert_uint_eq(seg.sector_size, cases[i].want);
+        }
+}
+END_TEST
+
+/*
+ * A device with no room for data after the header is refused before
+ * libcryptsetup writes (it would grow a small file to 16 MiB and leave a
+ * header over nothing): -ENOSPC, naming the device, its size and the least
+ * it needs.  A detached header needs one sector of data only.
+ */
+START_TEST(test_too_small) {
+        _cleanup_free_ char *dir = kc_test_tmpdir();
+        _cleanup_secret_ uint8_t *key = kc_test_random_key(64);
+        _cleanup_(kc_token_clear) struct kc_token tok = {};
+        static const uint64_t MIB16 = 16ULL << 20;
+        static const struct {
+                uint64_t size;
+                bool detached;
+                uint32_t requested;
+                int r;
+                const char *want;
+        } cases[] = {
+                { 0, false, 0, -ENOSPC, "is 0 bytes; it needs at least 16777728 (16777216 for the LUKS2 header, 512 " },
+                { 1 << 20, false, 0, -ENOSPC, "is 1048576 bytes; it needs at least 16777728 " },
+                { MIB16, false, 0, -ENOSPC, "is 16777216 bytes; it needs at least 16777728 " },
+                { MIB16 + 512, false, 0, 0, NULL },
+                { MIB16 + 512, false, 4096, -ENOSPC, "it needs at least 16781312 (16777216 for the LUKS2 header, 4096 " },
+                { MIB16 + 4096, false, 4096, 0, NULL },
+                { 0, true, 0, -ENOSPC, "is 0 bytes; it needs at least 512 (one sector of data; the header is detached)" },
+                { 511, true, 0, -ENOSPC, "is 511 bytes; it needs at least 512 " },
+                { 512, true, 0, 0, NULL },
+                { 2048, true, 4096, -ENOSPC, "is 2048 bytes; it needs at least 4096 " },
+        };
+
+        kc_test_token(&tok, 1);
+        for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+                _cleanup_free_ char *name = NULL, *hname = NULL, *img = NULL, *h = NULL;
+                struct kc_err err = {}, ferr = {};
+                uint64_t size;
+
+                ck_assert_int_ge(asprintf(&name, "t%zu.img", i), 0);
+                ck_assert_int_ge(asprintf(&hname, "t%zu.hdr", i), 0);
+                img = kc_test_image(dir, name, cases[i].size);
+                if (cases[i].detached)
+                        h = kc_test_image(dir, hname, 0);  /* new and empty, as format's caller creates it */
+                ck_assert_int_eq(kc_luks_check_room(img, h, cases[i].requested, &err), cases[i].r);
+                struct kc_luks_format_params p = {
+                        .device = img, .header = h, .volume_key = key, .volume_key_size = 64,
+                        .sector_size = cases[i].requested,
+                };
+                ck_assert_int_eq(kc_luks_format(&p, &tok, &ferr), cases[i].r);
+                if (cases[i].r == 0)
+                        continue;
+                ck_assert_msg(strstr(err.msg, img) && strstr(err.msg, cases[i].want), "case %zu: %s", i, err.msg);
+                ck_assert_str_eq(ferr.msg, err.msg);
+                /* Nothing written: the file not grown, the header file as it was. */
+                ck_assert_int_eq(kc_path_size(img, &size), 0);
+                ck_assert_uint_eq(size, cases[i].size);
+                ck_assert(kc_test_file_is_zero(img));
+                if (h) {
+                        ck_assert_int_eq(kc_path_size(h, &size), 0);
+                        ck_assert_uint_eq(size, 0);
+                }
         }
 }
 END_TEST
@@ -1033,6 +1097,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_key_check);
         tcase_add_test(tc, test_detached_header);
         tcase_add_test(tc, test_sector_size);
+        tcase_add_test(tc, test_too_small);
         tcase_add_test(tc, test_signatures);
         tcase_add_loop_test(tc, test_pbkdf_check, 0, ARRAY_SIZE(pbkdf_cases));
         tcase_add_test(tc, test_first_loads_in_parallel);

@@ -18,6 +18,7 @@
 #include "agent/attach.h"
 #include "agent/kms.h"
 #include "agent/volume.h"
+#include "lib/fileio.h"
 #include "lib/json-util.h"
 #include "lib/secret.h"
 #include "tests/unit/check-main.h"
@@ -258,11 +259,12 @@ START_TEST(test_format_refusals) {
         struct env e;
         env_init(&e);
         _cleanup_free_ char *img = kc_test_image(e.dir, "a.img", KC_TEST_IMAGE_SIZE),
-                            *luks = kc_test_luks2_plain(e.dir, "luks.img", NULL);
+                            *luks = kc_test_luks2_plain(e.dir, "luks.img", NULL),
+                            *small = kc_test_image(e.dir, "small.img", 16ULL << 20);
         _cleanup_context_ struct kc_context *no_vol = NULL, *no_db = NULL, *empty_vol = NULL;
         struct kc_volume_format_params p;
         struct kc_volume_result res;
-        uint64_t before = kc_test_file_hash(img), luks_before = kc_test_file_hash(luks);
+        uint64_t before = kc_test_file_hash(img), luks_before = kc_test_file_hash(luks), size;
         unsigned records = audit_count(&e, NULL);
         struct kc_err err = {};
 
@@ -282,6 +284,8 @@ START_TEST(test_format_refusals) {
                 { luks, e.ctx, -EEXIST, "crypto_LUKS" },
                 { "/nonexistent/dev", e.ctx, -ENOENT, "/nonexistent/dev" },
                 { e.dir, e.ctx, -EISDIR, e.dir },
+                /* All header, no data: libcryptsetup would format it. */
+                { small, e.ctx, -ENOSPC, "is 16777216 bytes; it needs at least 16777728" },
         };
 
         for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
@@ -308,6 +312,9 @@ START_TEST(test_format_refusals) {
         ck_assert_uint_eq(audit_count(&e, NULL), records);
         ck_assert_uint_eq(kc_test_file_hash(img), before);
         ck_assert_uint_eq(kc_test_file_hash(luks), luks_before);
+        ck_assert(kc_test_file_is_zero(small));
+        ck_assert_int_eq(kc_path_size(small, &size), 0);
+        ck_assert_uint_eq(size, 16ULL << 20);
 
         /* A key the KMS refuses: audited, and still nothing written. */
         p = format_params(&e, img);
