@@ -187,12 +187,16 @@ int kc_audit_parse_list_time(const char *text, time_t *ret) {
                 *ret = (time_t) secs;
                 return 0;
         }
-        /* A date and time, with or without its Z, or a date alone (its midnight); none before 1970-01-01. */
-        if (kc_time_parse_datetime(text, &t, &rest) < 0) {
-                if (kc_time_parse_date(text, &t, &rest) < 0)
+        /*
+         * A date and time with its Z, or a date alone (its midnight, UTC); none before 1970-01-01.  Without
+         * the Z a time reads as local to whoever types it, and would list from hours off what was meant.
+         */
+        if (kc_time_parse_datetime(text, &t, &rest) >= 0) {
+                if (*rest != 'Z')
                         return -EINVAL;
-        } else if (*rest == 'Z')
                 rest++;
+        } else if (kc_time_parse_date(text, &t, &rest) < 0)
+                return -EINVAL;
         if (*rest != '\0')
                 return -EINVAL;
         *ret = t;

@@ -114,10 +114,11 @@ struct kc_audit_filter {
 
 /*
  * The TIME of audit list --since and --until (kmscrypt(8)) as seconds: UTC
- * "2026-11-27", "2026-11-27T23:45:48Z" (or without the Z), or "@SECONDS"
+ * "2026-11-27", "2026-11-27T23:45:48Z" (the Z required), or "@SECONDS"
  * since the epoch.  Only dates that exist, spelled with every digit and a
  * year of four, as records' times are read (lib/time-util.h): -EINVAL for
- * 2026-02-31, 2026-1-5, 10000-01-01 or a time before the epoch.
+ * 2026-02-31, 2026-1-5, 2026-11-27T23:45:48, 10000-01-01 or a time before
+ * the epoch.
  */
 int kc_audit_parse_list_time(const char *text, time_t *ret);
 
