@@ -205,6 +205,21 @@ static int local_peek_key_id(const struct kc_kms_config *cfg, const char *key, c
                                    err);
 }
 
+/* Untrusted bytes: only a header that parses and names a key id (never an alias) names a key. */
+static int local_peek_blob_key(const uint8_t *blob, size_t blob_len, char ret_key_id[65],
+                               uint32_t *ret_key_version) {
+        struct kc_blob_header h;
+        int r = kc_blob_peek(blob, blob_len, &h, NULL);
+
+        if (r < 0)
+                return r;
+        if (!kc_keystore_key_id_valid(h.key_id))
+                return -ENOKEY;
+        kc_strscpy(ret_key_id, 65, h.key_id);
+        *ret_key_version = h.key_version;
+        return 0;
+}
+
 static void local_set_destroy_hook(void *state, kc_kms_destroy_fn fn, void *userdata) {
         kc_keystore_set_destroy_hook(state, fn, userdata);
 }
@@ -226,4 +241,5 @@ const struct kc_kms_provider kc_kms_provider_local = {
         .cancel_deletion = local_cancel_deletion,
         .set_destroy_hook = local_set_destroy_hook,
         .peek_key_id = local_peek_key_id,
+        .peek_blob_key = local_peek_blob_key,
 };

@@ -540,7 +540,8 @@ int kc_kms_decrypt(struct kc_kms *k, const struct kc_kms_request *req, const cha
         if (r >= 0)
                 r = p->decrypt(state, key, blob, blob_len, ctx, &plaintext, id, &version, err);
         note_request_id(p, state, &rec, request_id, sizeof(request_id));
-        if (r >= 0) {
+        /* Refused without a key: the key the blob names, as audit list --key finds its other records. */
+        if (r >= 0 || (!key_ref && p && p->peek_blob_key && p->peek_blob_key(blob, blob_len, id, &version) >= 0)) {
                 rec.key_id = id;
                 rec.key_version = version;
         }

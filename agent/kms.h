@@ -147,6 +147,12 @@ struct kc_kms_provider {
          * unless it is an alias. */
         int (*peek_key_id)(const struct kc_kms_config *cfg, const char *key, char ret_key_id[65],
                            struct kc_err *err);
+
+        /* Optional: the key (its id, as records name it, and version) a blob names in its own
+         * bytes, read without a provider state or any call: what the record of a refused
+         * decrypt without a key names.  < 0 (or NULL): the blob names none that can be read. */
+        int (*peek_blob_key)(const uint8_t *blob, size_t blob_len, char ret_key_id[65],
+                             uint32_t *ret_key_version);
 };
 
 /*

@@ -12,6 +12,9 @@ expect 0 "generate" kms generate-data-key --key alias/pg --context "$CTX" --json
 BLOB=$(json 'j["CiphertextBlob"]')
 expect 0 "decrypt" kms decrypt --ciphertext-blob "$BLOB" --context "$CTX"
 expect 4 "refused decrypt" kms decrypt --ciphertext-blob "$BLOB" --context db-id=db-9
+# Without --key, a refusal names the key the blob names, by id and version, as the decrypt allowed does.
+check "refused decrypt without --key: the record names the blob's key" \
+        sh -c "tail -n1 '$LOG' | grep -q '\"operation\":\"Decrypt\",\"key_id\":\"$ID\",\"key_version\":1,.*\"result\":\"error\"'"
 expect 0 "rotate other" key rotate alias/other
 
 expect 0 "audit list --json" --json audit list
@@ -39,8 +42,8 @@ expect 0 "audit list --key alias/NAME" audit list --key alias/other --json
 json_is 'sorted(set(r["key_id"] for r in j["Records"]))' "['$ID2']"
 json_is '{"CreateKey", "RotateKey"} <= {r["operation"] for r in j["Records"] if r["result"] == "ok"}' true
 expect 0 "audit list --key local:alias/NAME" audit list --key local:alias/pg --json
-json_is '[(r["operation"], r["key_id"]) for r in j["Records"]]' \
-        "[('CreateKey', '$ID'), ('GenerateDataKey', '$ID'), ('Decrypt', '$ID')]"
+json_is '[(r["operation"], r["key_id"], r["result"]) for r in j["Records"]]' \
+        "[('CreateKey', '$ID', 'ok'), ('GenerateDataKey', '$ID', 'ok'), ('Decrypt', '$ID', 'ok'), ('Decrypt', '$ID', 'error')]"
 check "audit list --key alias/NAME: keystore and audit log untouched" \
         test "$ks_before" = "$(snapshot "$KS")" -a "$(audit_lines)" = "$lines"
 # A refusal of a key that exists names it by its id, as every other record does, however it was
@@ -48,7 +51,12 @@ check "audit list --key alias/NAME: keystore and audit log untouched" \
 expect 4 "decrypt under another key's alias" kms decrypt --key alias/other --ciphertext-blob "$BLOB" --context "$CTX"
 expect 0 "audit list --key alias/NAME, with a refusal of it" audit list --key alias/other --json
 json_is '[(r["key_id"], r["result"]) for r in j["Records"] if r["operation"] == "Decrypt"]' "[('$ID2', 'error')]"
+expect 0 "generate under other" kms generate-data-key --key alias/other --context "$CTX" --json
+BLOB2=$(json 'j["CiphertextBlob"]')
 expect 0 "disable other" key disable alias/other
+expect 4 "decrypt without --key, the blob's key disabled" kms decrypt --ciphertext-blob "$BLOB2" --context "$CTX"
+check "disabled, without --key: the record names the blob's key and version" \
+        sh -c "tail -n1 '$LOG' | grep -q '\"operation\":\"Decrypt\",\"key_id\":\"$ID2\",\"key_version\":2,.*\"error\":\"key $ID2 is disabled\"'"
 for ref in alias/other "local:$ID2" "$ID2" local:alias/other; do
         expect 4 "generate under the disabled key as $ref" kms generate-data-key --key "$ref" --context "$CTX"
         check "refused as $ref: the record names the key by its id" \
@@ -59,7 +67,28 @@ expect 4 "re-encrypt under the disabled key" kms re-encrypt --ciphertext-blob "$
 expect 0 "audit list --key ID: the refusals of the disabled key" audit list --key "$ID2" --json
 json_is '[r["operation"] for r in j["Records"] if r["result"] == "error" and r["operation"] != "Decrypt"]' \
         "['GenerateDataKey', 'GenerateDataKey', 'GenerateDataKey', 'GenerateDataKey', 'ReEncrypt']"
+json_is '[(r["key_version"], r["result"]) for r in j["Records"] if r["operation"] == "Decrypt"]' \
+        "[(None, 'error'), (2, 'error')]"
 expect 0 "enable other" key enable alias/other
+# A key pending deletion: the same.
+expect 0 "create a key to delete" key create --alias alias/gone --json
+ID3=$(json 'j["KeyMetadata"]["KeyId"]')
+expect 0 "generate under it" kms generate-data-key --key alias/gone --context "$CTX" --json
+BLOB3=$(json 'j["CiphertextBlob"]')
+expect 0 "schedule its deletion" key schedule-deletion alias/gone --pending-window-in-days 7
+expect 4 "decrypt without --key, the blob's key pending deletion" kms decrypt --ciphertext-blob "$BLOB3" --context "$CTX"
+check "pending deletion, without --key: the record names the blob's key" \
+        sh -c "tail -n1 '$LOG' | grep -q '\"operation\":\"Decrypt\",\"key_id\":\"$ID3\",\"key_version\":1,.*\"result\":\"error\"'"
+# A blob that names no key that can be read: no header (refused as tampered), or a key id that is not
+# one (a key not found); the record names none.
+NOT_AN_ID=$(python3 -c 'import base64, sys
+b = bytearray(base64.b64decode(sys.argv[1])); b[6] = ord("!"); print(base64.b64encode(b).decode())' "$BLOB3")
+for bad in "4 AAAA" "3 $NOT_AN_ID"; do
+        expect "${bad%% *}" "decrypt without --key of a blob naming no key (${bad#* })" \
+                kms decrypt --ciphertext-blob "${bad#* }" --context "$CTX"
+        check "a blob naming no key: the record names none" \
+                sh -c "tail -n1 '$LOG' | grep -q '\"operation\":\"Decrypt\",\"key_id\":null,\"key_version\":null,.*\"result\":\"error\"'"
+done
 # A key that does not exist is named as given: there is no id to name it by.
 expect 3 "generate under an unknown alias" kms generate-data-key --key alias/no-such-key --context "$CTX"
 check "unknown alias: the record names it as given" \

@@ -428,13 +428,15 @@ struct audit_seen {
         char ops[64][32];
         char results[64][8];            /* "ok", "error", "pending" */
         char key_ids[64][72];
+        int64_t key_versions[64];       /* -1: null */
         char details[64][96];
         size_t n;
 };
 
 static int collect(struct json_object *rec, void *userdata) {
         struct audit_seen *s = userdata;
-        struct json_object *op, *result, *key, *detail = json_object_object_get(rec, "detail");
+        struct json_object *op, *result, *key, *detail = json_object_object_get(rec, "detail"),
+                           *version = json_object_object_get(rec, "key_version");
 
         ck_assert(json_object_object_get_ex(rec, "operation", &op));
         ck_assert(json_object_object_get_ex(rec, "result", &result));
@@ -444,10 +446,60 @@ static int collect(struct json_object *rec, void *userdata) {
                 snprintf(s->results[s->n], sizeof(s->results[0]), "%s", json_object_get_string(result));
                 snprintf(s->key_ids[s->n], sizeof(s->key_ids[0]), "%s", key ? json_object_get_string(key) : "");
                 snprintf(s->details[s->n], sizeof(s->details[0]), "%s", detail ? json_object_get_string(detail) : "");
+                s->key_versions[s->n] = version ? json_object_get_int64(version) : -1;
         }
         s->n++;
         return 0;
 }
+
+/*
+ * A decrypt refused without a key: its record names the key the blob names,
+ * by id and version, as the record of the same decrypt allowed would, so
+ * audit list --key finds it.  A blob that names no key that can be read
+ * leaves the record's key null.
+ */
+START_TEST(test_refusal_without_key_names_blob_key) {
+        _cleanup_context_ struct kc_context *ctx = ctx_new("db-1", "vol-1"), *wrong = ctx_new("db-1", "vol-2");
+        struct kc_data_key dk = {}, dk2 = {};
+        struct audit_seen seen = {};
+        struct kc_key_info a;
+        struct kc_err err = {};
+        size_t refused[4], nrefused = 0;
+        struct env e;
+
+        env_init(&e);
+        create(&e, "alias/a", &a);
+        generate(&e, "alias/a", ctx, &dk);
+        ck_assert_int_eq(kc_kms_rotate_key(e.kms, &e.req, "alias/a", NULL, NULL), 0);
+        generate(&e, "alias/a", ctx, &dk2);
+        ck_assert_int_eq(decrypt(&e, NULL, &dk, wrong, &err), -EBADMSG);          /* 1: version 1 */
+        ck_assert_int_eq(kc_kms_set_enabled(e.kms, &e.req, "alias/a", false, NULL), 0);
+        ck_assert_int_eq(decrypt(&e, NULL, &dk2, ctx, &err), -EKEYREVOKED);       /* 2: version 2 */
+        dk.blob[6] = '!';       /* the first byte of the key id: no longer one */
+        ck_assert_int_eq(decrypt(&e, NULL, &dk, ctx, &err), -ENOKEY);             /* 3 */
+        dk.blob_len = 5;
+        ck_assert_int_lt(decrypt(&e, NULL, &dk, ctx, &err), 0);                   /* 4: no header */
+
+        ck_assert_int_eq(kc_audit_foreach(e.audit_log, NULL, collect, &seen), 0);
+        for (size_t i = 0; i < seen.n; i++)
+                if (streq(seen.ops[i], "Decrypt") && streq(seen.results[i], "error")) {
+                        ck_assert_uint_lt(nrefused, ARRAY_SIZE(refused));
+                        refused[nrefused++] = i;
+                }
+        ck_assert_uint_eq(nrefused, 4);
+        ck_assert_str_eq(seen.key_ids[refused[0]], a.key_id);
+        ck_assert_int_eq(seen.key_versions[refused[0]], 1);
+        ck_assert_str_eq(seen.key_ids[refused[1]], a.key_id);
+        ck_assert_int_eq(seen.key_versions[refused[1]], 2);
+        for (size_t i = 2; i < 4; i++) {
+                ck_assert_str_eq(seen.key_ids[refused[i]], "");
+                ck_assert_int_eq(seen.key_versions[refused[i]], -1);
+        }
+        kc_data_key_clear(&dk);
+        kc_data_key_clear(&dk2);
+        env_done(&e);
+}
+END_TEST
 
 START_TEST(test_every_call_audited) {
         _cleanup_context_ struct kc_context *ctx = ctx_new("db-1", "vol-1"), *wrong = ctx_new("db-1", "vol-2");
@@ -935,6 +987,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_disable_enable);
         tcase_add_test(tc, test_deletion_lifecycle);
         tcase_add_test(tc, test_refusals);
+        tcase_add_test(tc, test_refusal_without_key_names_blob_key);
         tcase_add_test(tc, test_every_call_audited);
         tcase_add_test(tc, test_audit_failure_fails_closed);
         tcase_add_loop_test(tc, test_change_without_audit_changes_nothing, 0, ARRAY_SIZE(changes));
