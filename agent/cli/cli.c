@@ -592,6 +592,26 @@ int kc_cli_read_secret_file(const char *path, size_t max, char **ret, size_t *re
         return 0;
 }
 
+int kc_cli_read_option_file(const char *option, const char *path, size_t max, const char *prompt, char **ret,
+                            size_t *ret_len) {
+        int r;
+
+        if (prompt && streq(path, "-") && isatty(STDIN_FILENO))
+                r = kc_cli_read_secret_tty(prompt, max, ret, ret_len);
+        else
+                r = kc_cli_read_secret_file(path, max, ret, ret_len);
+
+        /* Whatever the errno, a bad argument (2), as a named --config or --volumes file that is
+         * missing is: the line names the option and the file, its reason says the rest. */
+        if (r == -EFBIG)
+                return log_error_errno(-EINVAL, "--%s %s: larger than %zu bytes", option, path, max);
+        if (r < 0) {
+                log_error_errno(r, "--%s %s: %m", option, path);
+                return -EINVAL;
+        }
+        return 0;
+}
+
 int kc_cli_write_stdout(const void *buf, size_t n) {
         const char *p = buf;
 

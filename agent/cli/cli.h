@@ -181,6 +181,15 @@ char *kc_cli_base64_secret(const void *data, size_t n);
 int kc_cli_unbase64_secret(const char *text, size_t len, uint8_t **ret, size_t *ret_len);
 /* Read a whole file ("-": stdin) of at most max bytes into kc_secret memory, NUL-terminated. */
 int kc_cli_read_secret_file(const char *path, size_t max, char **ret, size_t *ret_len);
+/*
+ * The file an option names for reading (--OPTION PATH, "-": stdin), as
+ * kc_cli_read_secret_file(); with a prompt (may be NULL), "-" on a terminal
+ * is one line typed there, as kc_cli_read_secret_tty().  One that is missing,
+ * unreadable or larger than max is a bad argument: one line "--OPTION PATH:
+ * reason" printed and -EINVAL (KC_EXIT_USAGE), for every such option alike.
+ */
+int kc_cli_read_option_file(const char *option, const char *path, size_t max, const char *prompt, char **ret,
+                            size_t *ret_len);
 /* One line of at most max bytes from the terminal on stdin, not echoed, after prompt; newline kept. */
 int kc_cli_read_secret_tty(const char *prompt, size_t max, char **ret, size_t *ret_len);
 /* write(2) all of buf to stdout, bypassing stdio so that no copy of a secret stays in its buffer. */

@@ -63,13 +63,10 @@ static int read_blob(const struct kc_cli_usage *u, const char *b64, const char *
                 return -EINVAL;
         }
         if (file) {
-                /* Named with its option, as the other files that options name (--passphrase-file). */
-                r = kc_cli_read_secret_file(file, BLOB_B64_MAX, &text, &len);
-                if (r == -EFBIG)
-                        return log_error_errno(-EINVAL, "--ciphertext-blob-file %s: larger than %d bytes", file,
-                                               BLOB_B64_MAX);
+                /* As every file an option names (--passphrase-file): a missing one is a bad argument. */
+                r = kc_cli_read_option_file("ciphertext-blob-file", file, BLOB_B64_MAX, NULL, &text, &len);
                 if (r < 0)
-                        return log_error_errno(r, "--ciphertext-blob-file %s: %m", file);
+                        return r;
                 b64 = text;
         } else
                 len = strlen(b64);

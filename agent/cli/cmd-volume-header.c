@@ -50,22 +50,15 @@ static int volume_context(const struct kc_context *ctx) {
  */
 int kc_cli_secret_from_file(const char *option, const char *path, bool passphrase, char **ret, size_t *ret_len) {
         _cleanup_secret_ char *buf = NULL;
+        char prompt[96];
         size_t len;
         int r;
 
-        if (streq(path, "-") && isatty(STDIN_FILENO)) {
-                char prompt[96];
-
-                /* Typed, not a file: not echoed, and one line. */
-                snprintf(prompt, sizeof(prompt), "%s for --%s: ", passphrase ? "Passphrase" : "Key", option);
-                r = kc_cli_read_secret_tty(prompt, passphrase ? PASSPHRASE_MAX : KEY_FILE_MAX, &buf, &len);
-        } else
-                r = kc_cli_read_secret_file(path, passphrase ? PASSPHRASE_MAX : KEY_FILE_MAX, &buf, &len);
-        if (r == -EFBIG)
-                return log_error_errno(-EINVAL, "--%s %s: larger than %d bytes", option, path,
-                                       passphrase ? PASSPHRASE_MAX : KEY_FILE_MAX);
+        /* "-" on a terminal is typed, not a file: not echoed, and one line. */
+        snprintf(prompt, sizeof(prompt), "%s for --%s: ", passphrase ? "Passphrase" : "Key", option);
+        r = kc_cli_read_option_file(option, path, passphrase ? PASSPHRASE_MAX : KEY_FILE_MAX, prompt, &buf, &len);
         if (r < 0)
-                return log_error_errno(r, "--%s %s: %m", option, path);
+                return r;
         if (passphrase && len > 0 && buf[len - 1] == '\n')
                 buf[--len] = '\0';
         if (len == 0)

@@ -86,10 +86,50 @@ usage_error "blob not base64" kms decrypt --ciphertext-blob 'not*base64' --conte
 usage_error "no blob" kms decrypt --context "$CTX"
 usage_error "both blob forms" kms decrypt --ciphertext-blob "$BLOB" --ciphertext-blob-file "$T/x" --context "$CTX"
 usage_error "bad --since" audit list --since yesterday
-expect 3 "blob file missing" kms decrypt --ciphertext-blob-file "$T/nonexistent" --context "$CTX"
-check "blob file missing: one line" one_error_line
+usage_error "blob file missing" kms decrypt --ciphertext-blob-file "$T/nonexistent" --context "$CTX"
 check "blob file missing: names the option and the file" \
         grep -qxF "kmscrypt: --ciphertext-blob-file $T/nonexistent: No such file or directory" "$T/err"
+
+# A file that an option names for reading and that is not there is a bad argument (2), whichever
+# option and command, as kmscrypt(8) EXIT STATUS says; the line names the file.  Not --header:
+# part of the volume, a missing one is 3 like a missing device; not --audit-log nor --root-key-file,
+# which the keystore creates.  Every other FILE option of every command's --help is tried here.
+NOFILE=$T/nonexistent
+file_options() {
+        for c in $("$KMSCRYPT" --help | sed -n '/^Commands:/,/^$/p' | awk 'NF && !/:$/ { print $1 }'); do
+                subs=$("$KMSCRYPT" $c --help | sed -n '/^Commands:/,/^$/p' | awk 'NF && !/:$/ { print $1 }')
+                for s in ${subs:-""}; do
+                        "$KMSCRYPT" $c $s --help | sed -n 's/^ *\(-., \)\{0,1\}--\([a-z-]*\) FILE .*/\2/p'
+                done
+        done | grep -vx 'header\|audit-log\|root-key-file' | sort -u
+}
+tried=""
+# missing_file OPTION ARGS...: kmscrypt ARGS, in which --OPTION names $NOFILE.
+missing_file() {
+        local option="$1" name
+        shift
+        name="--$option missing ($(echo "$*" | sed "s|$T/||g"))"
+        usage_error "$name" "$@"
+        check "$name: the line names the file" grep -qF "$NOFILE" "$T/err"
+        tried="$tried $option"
+}
+missing_file config --config "$NOFILE" key list
+missing_file volumes config check --volumes "$NOFILE"
+missing_file volumes key usage alias/pg --volumes "$NOFILE"
+missing_file volumes key schedule-deletion alias/pg --volumes "$NOFILE"
+missing_file volumes rewrap --all --volumes "$NOFILE"
+missing_file ciphertext-blob-file kms decrypt --ciphertext-blob-file "$NOFILE" --context "$CTX"
+missing_file ciphertext-blob-file kms re-encrypt --ciphertext-blob-file "$NOFILE" --context "$CTX"
+missing_file recovery-passphrase-file format "$T/no-device" --key alias/pg --context "$CTX" \
+        --recovery-passphrase-file "$NOFILE"
+missing_file recovery-passphrase-file reencrypt "$T/no-device" --recovery-passphrase-file "$NOFILE"
+missing_file passphrase-file adopt "$T/no-device" --key alias/pg --context "$CTX" --passphrase-file "$NOFILE"
+missing_file key-file adopt "$T/no-device" --key alias/pg --context "$CTX" --key-file "$NOFILE"
+file_options > "$T/file-options"
+check "FILE options found in --help" grep -qx passphrase-file "$T/file-options"
+for o in $(cat "$T/file-options"); do
+        check "missing --$o FILE tried above" sh -c "echo '$tried' | grep -qw -- '$o'"
+done
 
 corrupt_line() { one_error_line && grep -q 'is corrupted' "$T/err"; }
 
