@@ -538,23 +538,29 @@ int kc_volume_key_health(struct kc_kms *kms, const struct kc_kms_request *req, c
         return 0;
 }
 
-void kc_volume_key_health_format(const struct kc_volume_key_health *h, char *buf, size_t size) {
-        if (!h->known) {
-                snprintf(buf, size, "unknown (%s)", h->reason);
-                return;
-        }
-        if (h->state == KC_KEY_ENABLED) {
-                snprintf(buf, size, "%s", kc_key_state_to_string(h->state));
-                return;
-        }
-        if (h->recovery_keyslots == 0)
-                snprintf(buf, size, "%s: the KMS will not unwrap this volume's key and it has no recovery "
-                         "keyslot%s", kc_key_state_to_string(h->state),
+void kc_volume_key_health_reason(const struct kc_volume_key_health *h, char *buf, size_t size) {
+        if (!h->known)
+                snprintf(buf, size, "%s", h->reason);
+        else if (h->state == KC_KEY_ENABLED)
+                snprintf(buf, size, "%s", "");
+        else if (h->recovery_keyslots == 0)
+                snprintf(buf, size, "the KMS will not unwrap this volume's key and it has no recovery keyslot%s",
                          h->state == KC_KEY_DESTROYED ? "; its data is unrecoverable" : "");
         else
-                snprintf(buf, size, "%s: only a recovery keyslot opens this volume (%u keyslot%s)",
-                         kc_key_state_to_string(h->state), h->recovery_keyslots,
+                snprintf(buf, size, "only a recovery keyslot opens this volume (%u keyslot%s)", h->recovery_keyslots,
                          h->recovery_keyslots == 1 ? "" : "s");
+}
+
+void kc_volume_key_health_format(const struct kc_volume_key_health *h, char *buf, size_t size) {
+        char reason[KC_ERR_MSG_MAX + 64];
+
+        kc_volume_key_health_reason(h, reason, sizeof(reason));
+        if (!h->known)
+                snprintf(buf, size, "unknown (%s)", reason);
+        else if (!reason[0])
+                snprintf(buf, size, "%s", kc_key_state_to_string(h->state));
+        else
+                snprintf(buf, size, "%s: %s", kc_key_state_to_string(h->state), reason);
 }
 
 /* ---- copies ---- */

@@ -132,7 +132,13 @@ struct kc_volume_key_health {
  */
 int kc_volume_key_health(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_volume_ref *ref,
                          struct kc_volume_key_health *ret, struct kc_err *err);
-/* One line for status: "Enabled", or "Destroyed: only a recovery keyslot opens this volume (1 keyslot)". */
+/*
+ * What the state means for the volume, without the state itself: "only a recovery keyslot opens this
+ * volume (1 keyslot)"; why it is unknown when !h->known; "" for an enabled CMK.  status --json's
+ * KeyStateReason, beside the bare KeyState.
+ */
+void kc_volume_key_health_reason(const struct kc_volume_key_health *h, char *buf, size_t size);
+/* One line for status: "Enabled", "Destroyed: only a recovery keyslot opens this volume (1 keyslot)", "unknown (why)". */
 void kc_volume_key_health_format(const struct kc_volume_key_health *h, char *buf, size_t size);
 
 /* ---- copies ---- */

@@ -299,5 +299,6 @@ int kc_cli_secret_from_file(const char *option, const char *path, bool passphras
 /* --pbkdf TYPE --pbkdf-force-iterations N --pbkdf-memory KB, costs checked by libcryptsetup; usage error printed. */
 int kc_cli_pbkdf_from_options(const struct kc_cli_usage *u, const char *type, const char *iterations,
                               const char *memory, struct kc_luks_pbkdf *ret);
-/* For status: the CMK's state and what still opens the volume, one line; false when unknown here. */
-bool kc_cli_key_state(struct kc_cli *cli, const char *device, const char *header, char *buf, size_t size);
+/* For status: the CMK's state and what still opens the volume; false when the KMS cannot be asked here. */
+struct kc_volume_key_health;
+bool kc_cli_key_state(struct kc_cli *cli, const char *device, const char *header, struct kc_volume_key_health *ret);

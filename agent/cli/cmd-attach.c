@@ -9,6 +9,7 @@
 #include "agent/daemon/protocol.h"
 #include "agent/daemon/volumes.h"
 #include "agent/reencrypt.h"
+#include "agent/rotate.h"
 #include "dmsetup-helpers/dmcrypt.h"
 #include "lib/log.h"
 #include "lib/strv.h"
@@ -413,17 +414,28 @@ static int run_detach(struct kc_cli *cli, int argc, char **argv) {
         return KC_EXIT_OK;
 }
 
-/* "key state:" (text) or "KeyState" (JSON): a disabled or deleted CMK leaves only recovery keyslots. */
+/*
+ * "key state:" (text) or KeyState and KeyStateReason (JSON): a disabled or deleted CMK leaves only
+ * recovery keyslots.  KeyState is the bare state word that the key commands print, for scripts to
+ * compare; absent when the KMS could not tell, and KeyStateReason then says why.
+ */
 static void status_key_state(struct kc_cli *cli, const struct kc_volume_status *s, const char *header,
                              struct json_object *o) {
-        char line[320];
+        struct kc_volume_key_health h;
+        char line[KC_ERR_MSG_MAX + 128];
 
-        if (!s->has_token || !kc_cli_key_state(cli, s->device, header, line, sizeof(line)))
+        if (!s->has_token || !kc_cli_key_state(cli, s->device, header, &h))
                 return;
-        if (o)
-                json_object_object_add(o, "KeyState", json_object_new_string(line));
-        else
+        if (!o) {
+                kc_volume_key_health_format(&h, line, sizeof(line));
                 printf("  key state:    %s\n", line);
+                return;
+        }
+        if (h.known)
+                json_object_object_add(o, "KeyState", json_object_new_string(kc_key_state_to_string(h.state)));
+        kc_volume_key_health_reason(&h, line, sizeof(line));
+        if (line[0])
+                json_object_object_add(o, "KeyStateReason", json_object_new_string(line));
 }
 
 static void status_text(const struct kc_volume_status *s) {

@@ -711,16 +711,12 @@ static struct kc_kms *status_kms(struct kc_cli *cli) {
         return cli->kms;
 }
 
-bool kc_cli_key_state(struct kc_cli *cli, const char *device, const char *header, char *buf, size_t size) {
+bool kc_cli_key_state(struct kc_cli *cli, const char *device, const char *header, struct kc_volume_key_health *ret) {
         struct kc_volume_ref ref = { .device = device, .header = header };
         struct kc_kms_request req = kc_cli_request(cli, NULL);
-        struct kc_volume_key_health h;
         struct kc_kms *kms = status_kms(cli);
 
-        if (!kms || kc_volume_key_health(kms, &req, &ref, &h, NULL) < 0)
-                return false;
-        kc_volume_key_health_format(&h, buf, size);
-        return true;
+        return kms && kc_volume_key_health(kms, &req, &ref, ret, NULL) >= 0;
 }
 
 /* ---- copies ---- */

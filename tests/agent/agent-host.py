@@ -872,6 +872,50 @@ def test_lost_cap(d):
         fake.close()
 
 
+def test_status_key_state(d):
+    """kmscrypt status --json gives KeyState as the bare state word that the key commands print, and
+    what the state means for the volume in KeyStateReason; the text keeps them on one line.  The
+    mapping comes from a stand-in agent (there is no dm-crypt mapping here); its device is an image
+    file with a kmscrypt header, whose CMK kmscrypt status asks the keystore about."""
+    env = types.SimpleNamespace(d=d, sock=os.path.join(d, "agent.sock"))
+    img, pw = os.path.join(d, "vol.img"), os.path.join(d, "recovery")
+    with open(img, "wb") as f:
+        f.truncate(32 << 20)
+    with open(pw, "w") as f:
+        f.write("recover\n")
+    r = kmscrypt(env, "--json", "key", "create", "--alias", "alias/st", agent=False)
+    key_id = json.loads(r.stdout)["KeyMetadata"]["KeyId"] if r.returncode == 0 else r.stderr
+    r = kmscrypt(env, "format", img, "--key", "alias/st", "--context", "db-id=db-1,volume-id=vol-1",
+                 "--recovery-passphrase-file", pw, "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000",
+                 agent=False)
+    check("status key state: a kmscrypt image to report on", r.returncode == 0, r.stderr)
+    mapping = {"Name": "st", "Device": img, "LuksUuid": "", "Provider": "local", "KeyId": key_id, "KeyVersion": 1,
+               "Cipher": "aes-xts-plain64", "KeySize": 512, "KeyDescription": "kmscrypt:st", "SectorSize": 4096,
+               "Offset": 32768, "Size": 32768, "Flags": "", "ReadOnly": False, "Suspended": False,
+               "KeyWiped": False, "OpenCount": 0}
+    result = {"DeviceMapper": True, "Volumes": [mapping], "Errors": [], "Configured": []}
+    fake = StandIn(d, lambda request: {"v": 1, "ok": True, "result": result})
+    try:
+        r = kmscrypt(env, "--json", "status")
+        st = json.loads(r.stdout)[0] if r.returncode == 0 and r.stdout.startswith("[") else {}
+        check("status --json, key enabled: KeyState Enabled and no KeyStateReason",
+              st.get("KeyState") == "Enabled" and "KeyStateReason" not in st, r.stdout + r.stderr)
+        r = kmscrypt(env, "key", "disable", "alias/st", agent=False)
+        check("status key state: key disabled", r.returncode == 0, r.stderr)
+        r = kmscrypt(env, "--json", "status")
+        st = json.loads(r.stdout)[0] if r.returncode == 0 and r.stdout.startswith("[") else {}
+        check("status --json, key disabled: KeyState is the bare word of key describe",
+              st.get("KeyState") == "Disabled", r.stdout + r.stderr)
+        check("status --json, key disabled: KeyStateReason says what still opens the volume",
+              st.get("KeyStateReason") == "only a recovery keyslot opens this volume (1 keyslot)", r.stdout)
+        r = kmscrypt(env, "status")
+        check("status text: the state and its reason on the key state line",
+              r.returncode == 0 and "  key state:    Disabled: only a recovery keyslot opens this volume (1 keyslot)\n"
+              in r.stdout, r.stdout + r.stderr)
+    finally:
+        fake.close()
+
+
 def loop_device(d, name):
     """A loop device over a 32 MiB file in d, or None where there are none; detached by the caller."""
     if not shutil.which("losetup") or not os.path.exists("/dev/loop-control"):
@@ -1004,7 +1048,8 @@ def main():
         print(f"no {KMSCRYPTD}")
         sys.exit(99)
     tests = (test_basics, test_activation, test_activated_restart, test_activated_killed, test_stop_unread,
-             test_stale_and_twice, test_volume_waits, test_refused_is_no_absence, test_lost_cap, test_hotplug_reload,
+             test_stale_and_twice, test_volume_waits, test_refused_is_no_absence, test_lost_cap, test_status_key_state,
+             test_hotplug_reload,
              test_bad_volumes, test_limits, test_stop_while_starting, test_long_paths)
     if len(sys.argv) > 1:       # a debugging run of some: agent-host.py test_limits test_basics
         known = {t.__name__: t for t in tests}

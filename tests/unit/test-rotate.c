@@ -472,6 +472,8 @@ START_TEST(test_key_health) {
         ck_assert_uint_eq(h.recovery_keyslots, 0);
         kc_volume_key_health_format(&h, line, sizeof(line));
         ck_assert_str_eq(line, "Enabled");
+        kc_volume_key_health_reason(&h, line, sizeof(line));
+        ck_assert_str_eq(line, "");
 
         /* Volume 1 gets a recovery keyslot. */
         {
@@ -488,7 +490,15 @@ START_TEST(test_key_health) {
         ck_assert_int_eq(kc_volume_key_health(f.kms, &rq, &ref1, &h, &err), 0);
         ck_assert_uint_eq(h.recovery_keyslots, 1);
         kc_volume_key_health_format(&h, line, sizeof(line));
-        ck_assert_msg(strstr(line, "only a recovery keyslot opens this volume"), "%s", line);
+        ck_assert_str_eq(line, "PendingDeletion: only a recovery keyslot opens this volume (1 keyslot)");
+        /* The explanation alone, without the state (status --json's KeyStateReason). */
+        kc_volume_key_health_reason(&h, line, sizeof(line));
+        ck_assert_str_eq(line, "only a recovery keyslot opens this volume (1 keyslot)");
+        h = (struct kc_volume_key_health) { .reason = "cannot connect" };
+        kc_volume_key_health_format(&h, line, sizeof(line));
+        ck_assert_str_eq(line, "unknown (cannot connect)");
+        kc_volume_key_health_reason(&h, line, sizeof(line));
+        ck_assert_str_eq(line, "cannot connect");
 }
 END_TEST
 
