@@ -139,7 +139,13 @@ void kc_cli_print_json(struct json_object *o) {
 
 /* --- options ------------------------------------------------------------------------------ */
 
-static void global_options(struct kc_cli *cli, struct kc_cli_option ret[static 8]) {
+/* A command (not a group, which passes --json on) that prints JSON with --json. */
+static bool takes_json(const struct kc_cli_usage *u) {
+        return !u->stop_at_command && !u->no_json;
+}
+
+/* The global options of u's command: all of them, but --json only where it prints JSON or passes it on. */
+static void global_options(struct kc_cli *cli, const struct kc_cli_usage *u, struct kc_cli_option ret[static 8]) {
         struct kc_cli_option g[] = {
                 { .name = "keystore", .arg = "DIR", .help = "keystore directory (KMSCRYPT_KEYSTORE)", .value = &cli->overrides.keystore_dir },
                 { .name = "audit-log", .arg = "FILE", .help = "audit log (KMSCRYPT_AUDIT_LOG)", .value = &cli->overrides.audit_log },
@@ -150,7 +156,11 @@ static void global_options(struct kc_cli *cli, struct kc_cli_option ret[static 8
                 { .name = "verbose", .short_name = 'v', .help = "print debug messages", .flag = &cli->verbose },
                 {},
         };
-        memcpy(ret, g, sizeof(g));
+        size_t n = 0;
+
+        for (size_t i = 0; i < ARRAY_SIZE(g); i++)
+                if (!(u->no_json && g[i].flag == &cli->json))
+                        ret[n++] = g[i];
 }
 
 static void print_options(const struct kc_cli_option *o) {
@@ -169,7 +179,8 @@ static void print_options(const struct kc_cli_option *o) {
 static void print_help(struct kc_cli *cli, const struct kc_cli_usage *u) {
         struct kc_cli_option g[8];
 
-        printf("Usage: kmscrypt %s\n", u->synopsis);
+        /* Added here, not written in each synopsis, so that it is there exactly where --json is taken. */
+        printf("Usage: kmscrypt %s%s\n", u->synopsis, takes_json(u) ? " [--json]" : "");
         if (u->description)
                 printf("\n%s\n", u->description);
         if (u->commands) {
@@ -181,7 +192,7 @@ static void print_help(struct kc_cli *cli, const struct kc_cli_usage *u) {
                 printf("\nOptions:\n");
                 print_options(u->options);
         }
-        global_options(cli, g);
+        global_options(cli, u, g);
         printf("\nGlobal options:\n");
         print_options(g);
         printf("  %-30s %s\n", "-h, --help", "show this help");
@@ -342,7 +353,7 @@ int kc_cli_parse(struct kc_cli *cli, int argc, char **argv, const struct kc_cli_
         bool options_done = false;
         int w = 1, r;
 
-        global_options(cli, g);
+        global_options(cli, u, g);
         for (int i = 1; i < argc; i++) {
                 const char *arg = argv[i];
 
@@ -364,6 +375,15 @@ int kc_cli_parse(struct kc_cli *cli, int argc, char **argv, const struct kc_cli_
         argv[w] = NULL;
         if (cli->verbose)
                 kc_log_set_max_priority(LOG_DEBUG);
+        /* Not among its options (help --json is an unknown option), but given before the
+         * command name (kmscrypt --json help), where it was one: refused all the same. */
+        if (u->no_json && cli->json) {
+                char path[64];
+
+                command_path(u, path);
+                log_error("option --json: %s prints no JSON (see '%s --help')", path, path);
+                return -EINVAL;
+        }
         if (!u->stop_at_command && (unsigned) (w - 1) < u->min_args) {
                 char name[64], path[64];
 

@@ -111,7 +111,8 @@ void kc_cli_warn_unrecorded(struct kc_cli *cli, const struct kc_err *err, const 
  * Options: a table per command, terminated by an empty entry.  Global
  * options (--keystore, --audit-log, --config, --root-key-file, --json,
  * --quiet, --verbose) and --help are understood everywhere, before or after
- * the command name.  "--opt=VALUE" and "--opt VALUE" are both accepted.
+ * the command name, but --json by a command that prints JSON only
+ * (kc_cli_usage.no_json).  "--opt=VALUE" and "--opt VALUE" are both accepted.
  */
 struct kc_cli_option {
         const char *name;         /* long name without "--" */
@@ -130,6 +131,9 @@ struct kc_cli_usage {
         size_t n_commands;
         unsigned min_args, max_args;                /* positional arguments allowed */
         bool stop_at_command;     /* options end at the first positional (a command name) */
+        /* A command that prints no JSON (help): --json is refused and left out of its --help.
+         * Every other command's --help shows "[--json]" after its synopsis. */
+        bool no_json;
         /* A command that reads the volumes file: where its --volumes value goes (NULL when not
          * given); kc_cli_parse() resolves it by kc_cli_volumes_file(). */
         const char **volumes;

@@ -272,7 +272,7 @@ static int run_reencrypt(struct kc_cli *cli, int argc, char **argv) {
         };
         const struct kc_cli_usage usage = {
                 .synopsis = "reencrypt NAME|DEVICE [--resilience checksum|journal] [--rate-limit MiB/s] [--resume]\n"
-                            "          [--recovery-passphrase-file FILE] [--header FILE] [--expect-context K=V,...] [--json]",
+                            "          [--recovery-passphrase-file FILE] [--header FILE] [--expect-context K=V,...]",
                 .description = "Replace a volume's data key: a new key from the KMS (same CMK, same context)\n"
                                "and a LUKS2 reencryption of the data, online while the volume is attached\n"
                                "and in use.  Crash-safe: an interrupted run is carried on by --resume, or by\n"

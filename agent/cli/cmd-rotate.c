@@ -576,7 +576,7 @@ int kc_cli_key_usage(struct kc_cli *cli, int argc, char **argv) {
                 {},
         };
         const struct kc_cli_usage usage = {
-                .synopsis = "key usage KEY [DEVICE...] [--volumes FILE] [--json]",
+                .synopsis = "key usage KEY [DEVICE...] [--volumes FILE]",
                 .description = "List the known volumes (configured, attached, and DEVICEs given) whose data\n"
                                "key is wrapped under KEY, per key version; volumes whose header cannot be\n"
                                "read are listed apart, since they may depend on it too.",

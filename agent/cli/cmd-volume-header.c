@@ -394,7 +394,7 @@ static int volume_dump(struct kc_cli *cli, int argc, char **argv) {
                 {},
         };
         const struct kc_cli_usage usage = {
-                .synopsis = "dump DEVICE [--header FILE] [--json]",
+                .synopsis = "dump DEVICE [--header FILE]",
                 .description = "Show the LUKS2 header and the kmscrypt token, without asking any KMS.\n"
                                "Fails (after the header facts) when there is no valid kmscrypt token.",
                 .options = options,

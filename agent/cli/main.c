@@ -61,6 +61,7 @@ static int run_help(struct kc_cli *cli, int argc, char **argv) {
                 .description = "Print the help of kmscrypt, or of COMMAND (and SUBCOMMAND): the same as\n"
                                "`kmscrypt --help` or `kmscrypt COMMAND [SUBCOMMAND] --help`.",
                 .max_args = 2,
+                .no_json = true,
         };
         char *words[] = { (char *) "kmscrypt", NULL, NULL, NULL, NULL };
         int nargs, n = 1, r;

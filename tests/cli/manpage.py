@@ -12,7 +12,9 @@
 # line of an entry of kmscrypt(8) or kmscrypt-reencrypt(8) (as rendered), every
 # option of its help is mentioned in that entry (or in the introduction of its
 # section), and every option the entry lists as an item (a line starting with
-# "-") or names in the synopsis is one the command accepts.  The global options
+# "-") or names in the synopsis is one the command accepts; its synopsis ends
+# in [--json], and its --help names --json, exactly when its parser takes
+# --json (every command but help).  The global options
 # of `--help` are the items of GLOBAL OPTIONS and back.  For kmscryptd, the
 # options of `--help` are the items of OPTIONS and back.
 #
@@ -164,6 +166,7 @@ def kmscrypt(prog, mandir):
         rc, out, err = run_help(prog, cmd)
         check(what + " --help exits 0, nothing on stderr", rc == 0 and not err, "exit %d, %s" % (rc, err))
         syn, sec = parse_help(out)
+        json_taken(prog, cmd, what, syn, out)
         accepted = help_options(sec.get("Options", [])) | glob | {"--help", "-h"}
         region, intro = find_entry(pages, syn)
         check(what + ": its synopsis '%s' is an entry of the man page" % syn, region is not None)
@@ -177,6 +180,22 @@ def kmscrypt(prog, mandir):
             listed |= options_in(tag)
         extra = listed - accepted
         check(what + ": it accepts every option its entry lists", not extra, "not accepted: %s" % sorted(extra))
+
+
+def json_taken(prog, cmd, what, syn, out):
+    """Whether the command takes --json, asked of its option parser (an unknown option after --json
+    is the first error when --json is one of its options), against its --help: the synopsis ends
+    in [--json], and --json is listed, exactly then."""
+    p = subprocess.run([prog] + cmd + ["--json", "--no-such-option"], capture_output=True, text=True,
+                       env=dict(os.environ, KMSCRYPT_CONFIG="/nonexistent/kmscrypt.conf"))
+    takes = "unknown option --no-such-option " in p.stderr
+    check(what + ": --json is taken or refused, a usage error after it is reported",
+          p.returncode == 2 and takes != ("unknown option --json " in p.stderr), p.stderr)
+    check(what + ": its synopsis ends in [--json] exactly when it takes --json",
+          syn.endswith(" [--json]") == takes and syn.count("--json") == (1 if takes else 0),
+          "synopsis '%s', %s --json" % (syn, "takes" if takes else "refuses"))
+    check(what + ": its --help names --json exactly when it takes --json", ("--json" in out) == takes,
+          "takes --json" if takes else "refuses --json")
 
 
 def kmscryptd(prog, mandir):

@@ -23,6 +23,14 @@ check "help of an unknown command: the usage error of the command" \
 expect 2 "help of an unknown subcommand" help key frobnicate
 check "help of an unknown subcommand: the usage error of key" \
         grep -qxF "kmscrypt: unknown command \"frobnicate\" (see 'kmscrypt key --help')" "$T/err"
+# help prints no JSON: --json is refused there, after the command name or before it.
+expect 2 "help --json" help --json
+check "help --json: an unknown option of help" \
+        grep -qxF "kmscrypt: unknown option --json (see 'kmscrypt help --help')" "$T/err"
+expect 2 "--json help" --json help key
+check "--json help: refused, one line" one_error_line
+check "--json help: the line names --json" grep -q -- "--json" "$T/err"
+check "--json help: no help printed" test ! -s "$T/out"
 expect 0 "--help lists audit restart in its summary" --help
 check "--help: audit's line names restart" grep -q '^  audit .*restart' "$T/out"
 check "--help: help listed" grep -q '^  help ' "$T/out"
