@@ -298,6 +298,7 @@ static int format_write(struct kc_kms *kms, const struct kc_kms_request *req, co
         if (r < 0)
                 return r;
 
+        strcpy(res->provider, token.provider);
         strcpy(res->key_id, dk.key_id);
         res->key_version = dk.key_version;
         return 0;
@@ -506,6 +507,7 @@ int kc_volume_adopt(struct kc_kms *kms, const struct kc_caller *caller,
                         return r;
                 res.removed_keyslots = r;
         }
+        strcpy(res.provider, token.provider);
         strcpy(res.key_id, dk.key_id);
         res.key_version = dk.key_version;
         *ret = res;

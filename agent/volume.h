@@ -43,6 +43,7 @@ int kc_volume_check_context(const struct kc_context *ctx, struct kc_err *err);
 struct kc_volume_result {
         char uuid[40];                  /* LUKS2 UUID */
         int token_id;                   /* the kmscrypt token */
+        char provider[16];              /* KMS provider of the CMK, as the token names it ("local") */
         char key_id[65];                /* CMK id at the provider */
         uint32_t key_version;           /* CMK version the key is wrapped under */
         int recovery_keyslot;           /* format: keyslot added, -1 for none */

@@ -451,7 +451,8 @@ static void status_text(const struct kc_volume_status *s) {
         printf("  luks uuid:    %s\n", s->luks_uuid);
         if (s->has_token) {
                 printf("  provider:     %s\n", s->provider);
-                printf("  key:          %s (version %" PRIu32 ")\n", s->key_id, s->key_version);
+                /* A key reference, as dump's "Key:" (docs/token.md); KeyId in JSON is the id alone. */
+                printf("  key:          %s:%s (version %" PRIu32 ")\n", s->provider, s->key_id, s->key_version);
                 printf("  context:      %s\n", strna(ctx));
         } else
                 printf("  token:        header not readable\n");

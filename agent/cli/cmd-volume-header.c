@@ -135,7 +135,8 @@ static int print_result(struct kc_cli *cli, const char *verb, const struct kc_vo
         if (ref->header)
                 kc_cli_print_field("Header:", "%s", ref->header);
         kc_cli_print_field("UUID:", "%s", res->uuid);
-        kc_cli_print_field("Key:", "%s (version %u)", res->key_id, res->key_version);
+        /* "Key" is a key reference, as dump's and config check's are (docs/token.md); the id alone is KeyId in JSON. */
+        kc_cli_print_field("Key:", "%s:%s (version %u)", res->provider, res->key_id, res->key_version);
         kc_cli_print_field("Token:", "%d", res->token_id);
         if (!adopt && res->recovery_keyslot >= 0)
                 kc_cli_print_field("Recovery slot:", "%d", res->recovery_keyslot);

@@ -909,6 +909,8 @@ def test_status_key_state(d):
         check("status --json, key disabled: KeyStateReason says what still opens the volume",
               st.get("KeyStateReason") == "only a recovery keyslot opens this volume (1 keyslot)", r.stdout)
         r = kmscrypt(env, "status")
+        check("status text: key is a key reference, as dump's Key (local:ID)",
+              f"  key:          local:{key_id} (version 1)\n" in r.stdout, r.stdout + r.stderr)
         check("status text: the state and its reason on the key state line",
               r.returncode == 0 and "  key state:    Disabled: only a recovery keyslot opens this volume (1 keyslot)\n"
               in r.stdout, r.stdout + r.stderr)

@@ -128,6 +128,21 @@ export KMSCRYPT_CONFIG="$T/default-key.conf"
 j "format with the default-key" format "$W" --context db-id=db-1,volume-id=vol-w
 json_is 'j["KeyId"]' "$KEY_ID"
 export KMSCRYPT_CONFIG="$T/empty.conf"
+# In text, format and adopt name their "Key" as dump's "Key" does: a key reference (local:ID,
+# docs/token.md), which --key takes; the id alone is KeyId in JSON.
+key_line() { sed -n 's/^ *Key: *//p' "$T/out"; }
+X=$T/x.img
+truncate -s 24M "$X"
+expect 0 "format, text" format "$X" --key alias/pg --context db-id=db-1,volume-id=vol-x
+check "format, text: Key is local:ID (got '$(key_line)')" sh -c "[ '$(key_line)' = 'local:$KEY_ID (version 3)' ]"
+expect 0 "dump, text" dump "$X"
+check "dump, text: the same Key (got '$(key_line)')" sh -c "[ '$(key_line)' = 'local:$KEY_ID (version 3)' ]"
+truncate -s 24M "$T/adopt2.img"
+cryptsetup luksFormat --type luks2 --batch-mode --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key-file "$T/pass" \
+        "$T/adopt2.img"
+expect 0 "adopt, text" adopt "$T/adopt2.img" --key "local:$KEY_ID" --context db-id=db-1,volume-id=vol-a2 \
+        --passphrase-file "$T/pass"
+check "adopt, text: Key is local:ID (got '$(key_line)')" sh -c "[ '$(key_line)' = 'local:$KEY_ID (version 3)' ]"
 quiet dump "$V"
 quiet rewrap "$V" --always
 quiet backup "$V" "$T/backup-q.img"
