@@ -13,7 +13,7 @@
  * db-id=DB-ID,volume-id=NAME under KEY (GenerateDataKey, audited), DEVICE
  * becomes LUKS2 aes-xts-plain64 with that key, 4096-byte sectors, small
  * metadata and keyslot areas and a 1 MiB data offset, and the kmscrypt
- * token is written through agent/luks.h.  The attach path sees what a
+ * token, with its key check, is written through agent/luks.h.  The attach path sees what a
  * formatted volume offers: a LUKS2 header, a kmscrypt token, no keyslot.
  *
  *   -k  add a passphrase keyslot ($AGENT_MKVOLS_PASSPHRASE, default
@@ -128,6 +128,9 @@ static int write_token(const char *device, const struct kc_data_key *dk, const s
         r = kc_context_copy(ctx, &t.context);
         if (r >= 0)
                 r = kc_luks_open(device, NULL, &l, err);
+        /* With the key check, as kmscrypt format writes it. */
+        if (r >= 0 && (r = kc_luks_bind_key(l, dk->plaintext, kc_secret_size(dk->plaintext), &t)) < 0)
+                r = kc_err_set(err, r, "the new header of %s does not accept its key", device);
         if (r >= 0)
                 r = kc_luks_token_write(l, -1, &t, err);
         t.wrapped_key = NULL;   /* dk's */
