@@ -42,6 +42,7 @@ struct mvol {
         uint64_t next_try_ms;       /* WAITING: monotonic time of the next try */
         bool suspended_by_us;       /* the revocation policy suspended it */
         char refused[KC_ERR_MSG_MAX];   /* suspended_by_us: why its resume was refused, on record and said */
+        int mark_error;             /* suspended_by_us: why its mark could not be written (revoke.h), said */
         char check_failed[KC_ERR_MSG_MAX];      /* why its revocation checks fail, said once (apply_revoke) */
         bool keep_audited;          /* kept running under a revoked key, and that is on record */
         unsigned gen;               /* attempts begun: tells a look at it from one attached since */
@@ -165,6 +166,7 @@ static void set_state(struct kc_manager *m, struct mvol *v, enum kc_volume_state
 static void end_suspension(struct mvol *v) {
         v->suspended_by_us = false;
         v->refused[0] = '\0';
+        v->mark_error = 0;
 }
 
 static void schedule_now(struct kc_manager *m, struct mvol *v) {
@@ -647,6 +649,27 @@ static void warn_check_failed(struct mvol *v, int r, const struct kc_err *err) {
         kc_strscpy(v->check_failed, sizeof(v->check_failed), standing ? msg : "");
 }
 
+/*
+ * Lock held: the agent's mark of a suspension it holds, which a check could
+ * not write (revoke.h), said once an error, and once it is written: a
+ * suspension's first check says it in its reason, which is logged; a check
+ * that finds it still so says it in the reason kmscrypt status shows.
+ */
+static void say_mark(struct kc_manager *m, struct mvol *v, const struct kc_revoke_outcome *o) {
+        if (o->action != KC_REVOKE_SUSPENDED && o->action != KC_REVOKE_STILL && o->action != KC_REVOKE_REFUSED)
+                return;
+        if (o->action != KC_REVOKE_SUSPENDED && o->mark_error != v->mark_error) {
+                if (o->mark_error < 0)
+                        log_warning("%s: the agent's mark of its suspension cannot be written under %s (%s): a "
+                                    "restarted agent would not resume it; tried again at every pass",
+                                    v->conf->name, m->state_dir, strerror(-o->mark_error));
+                else
+                        log_notice("%s: the agent's mark of its suspension is written now: a restarted agent "
+                                   "resumes it too", v->conf->name);
+        }
+        v->mark_error = o->mark_error;
+}
+
 /* Lock held: apply the outcome of one check. */
 static void apply_revoke(struct kc_manager *m, struct mvol *v, int r, const struct kc_err *err,
                          const struct kc_revoke_outcome *o) {
@@ -686,6 +709,8 @@ static void apply_revoke(struct kc_manager *m, struct mvol *v, int r, const stru
                 if (o->audited && v->suspended_by_us)
                         kc_strscpy(v->refused, sizeof(v->refused), o->reason);
         }
+        if (r >= 0 && v->suspended_by_us)
+                say_mark(m, v, o);
         if (v->busy || (v->st.state != KC_VOLUME_ATTACHED && v->st.state != KC_VOLUME_SUSPENDED))
                 return;             /* someone else changed it meanwhile */
         if (r < 0) {

@@ -300,17 +300,25 @@ void kc_revoke_forget(const char *state_dir, const char *name) {
                 log_debug("cannot remove %s: %m", path);
 }
 
+/* The dm UUID the mark at path names, into uuid (size bytes): false when there is no mark to read. */
+static bool read_mark(const char *path, char *uuid, size_t size) {
+        _cleanup_fclose_ FILE *f = fopen(path, "re");
+
+        if (!f)
+                return false;
+        if (!fgets(uuid, (int) size, f))
+                uuid[0] = '\0';
+        uuid[strcspn(uuid, "\n")] = '\0';
+        return true;
+}
+
 bool kc_revoke_recall(const char *state_dir, const char *name) {
         _cleanup_free_ char *path = NULL;
-        _cleanup_fclose_ FILE *f = NULL;
         struct kc_dm_info info;
         char uuid[160];
 
-        if (mark_path(state_dir, name, &path) < 0 || !(f = fopen(path, "re")))
+        if (mark_path(state_dir, name, &path) < 0 || !read_mark(path, uuid, sizeof(uuid)))
                 return false;
-        if (!fgets(uuid, sizeof(uuid), f))
-                uuid[0] = '\0';
-        uuid[strcspn(uuid, "\n")] = '\0';
         /* The kernel has the last word: the same mapping, still suspended, its key still wiped. */
         if (kc_dm_info(name, &info) >= 0 && info.exists && info.suspended && streq(info.uuid, uuid) &&
             kc_dm_crypt_key_wiped(name) == 1)
@@ -318,6 +326,77 @@ bool kc_revoke_recall(const char *state_dir, const char *name) {
         log_debug("%s: forgetting a suspension the kernel no longer shows", name);
         kc_revoke_forget(state_dir, name);
         return false;
+}
+
+/*
+ * The mark of a suspension the agent holds, written now when it is not
+ * there (it could not be when the agent suspended the volume): 0 once it
+ * is there, else why not.
+ */
+static int keep_mark(const char *state_dir, const char *name, const char *dm_uuid) {
+        _cleanup_free_ char *path = NULL;
+        char uuid[160];
+        int r = mark_path(state_dir, name, &path);
+
+        if (r < 0)
+                return r;
+        if (read_mark(path, uuid, sizeof(uuid)) && streq(uuid, dm_uuid))
+                return 0;
+        return kc_revoke_remember(state_dir, name, dm_uuid);
+}
+
+/*
+ * A suspension the agent holds without its mark: said in the reason, which
+ * kmscrypt status shows and the manager logs, for as long as it lasts.
+ * The volume is not lost to the agent that runs, but to one started later,
+ * which could not tell it from another tool's (revoke.h).
+ */
+static void say_mark_error(const char *state_dir, struct kc_revoke_outcome *out) {
+        size_t n = strlen(out->reason);
+
+        if (out->mark_error < 0)
+                snprintf(out->reason + n, sizeof(out->reason) - n, "; its mark under %s/" MARK_DIR " could not be "
+                         "written (%s): a restarted agent would take the suspension for another tool's and not "
+                         "resume it; tried again at every check", state_dir, strerror(-out->mark_error));
+}
+
+/* The reason of a suspension the agent holds. */
+static void suspended_reason(const char *state_dir, const char *ref, const char *state, struct kc_revoke_outcome *out) {
+        snprintf(out->reason, sizeof(out->reason), "CMK %s is %s; suspended, key wiped", ref, state);
+        say_mark_error(state_dir, out);
+}
+
+#define SUSPEND_DETAIL "CMK disabled or pending deletion: dm suspend, key wipe (revoke=suspend)"
+
+/*
+ * revoke=suspend under a revoked key (ref, in state).  Marked first: an
+ * agent that restarts after the wipe still knows the suspension is its own
+ * and resumes it.  A mark that cannot be written costs that resume, never
+ * the suspension: revocation does not wait for a file system with room; it
+ * is said (out->mark_error, the reason, the audit record) and tried again
+ * at every check.
+ */
+static int suspend_volume(const struct kc_kms_config *cfg, const struct kc_caller *self, const char *state_dir,
+                          const struct kc_volume_conf *conf, const struct facts *st, const char *ref,
+                          const char *state, struct kc_revoke_outcome *out, struct kc_err *err) {
+        char detail[KC_AUDIT_REASON_MAX];
+        struct kc_dm_info dmi;
+        int r;
+
+        out->mark_error = kc_revoke_remember(state_dir, conf->name, st->dm_uuid);
+        r = suspend_and_wipe(conf->name, err);
+        if (r < 0 && !(kc_dm_info(conf->name, &dmi) >= 0 && dmi.suspended))
+                kc_revoke_forget(state_dir, conf->name);
+        snprintf(detail, sizeof(detail), SUSPEND_DETAIL);
+        if (out->mark_error < 0)
+                snprintf(detail + strlen(detail), sizeof(detail) - strlen(detail), "; the agent's mark of it "
+                         "could not be written: %s", strerror(-out->mark_error));
+        (void) audit_action(cfg, self, "SuspendVolume", st->key_id, st->context, st->luks_uuid, r, detail);
+        if (r < 0)
+                return r;
+        out->action = KC_REVOKE_SUSPENDED;
+        suspended_reason(state_dir, ref, state, out);
+        return 0;
 }
 
 int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const char *state_dir,
@@ -329,7 +408,6 @@ int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const c
         struct kc_key_info info;
         _cleanup_free_ char *ref = NULL;
         _cleanup_(facts_clear) struct facts st = {};
-        struct kc_dm_info dmi;
         const char *state;
         int r;
 
@@ -370,6 +448,9 @@ int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const c
                         if (r < 0)
                                 return r;
                         if (r > 0) {
+                                /* Still suspended, and still the agent's to resume once it fits. */
+                                out.mark_error = keep_mark(state_dir, conf->name, st.dm_uuid);
+                                say_mark_error(state_dir, &out);
                                 *ret = out;
                                 return 0;
                         }
@@ -383,8 +464,9 @@ int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const c
                 }
         } else if (st.suspended && suspended_by_us) {
                 /* Whatever the policy says now (a reload may have made it keep): no key, no resume. */
+                out.mark_error = keep_mark(state_dir, conf->name, st.dm_uuid);
                 out.action = KC_REVOKE_STILL;
-                snprintf(out.reason, sizeof(out.reason), "CMK %s is %s; suspended, key wiped", ref, state);
+                suspended_reason(state_dir, ref, state, &out);
         } else if (conf->revoke == KC_REVOKE_KEEP) {
                 /* Nothing done to the volume, but a decision taken about it: on record, once. */
                 out.audited = prior & KC_REVOKE_PRIOR_KEPT;
@@ -403,24 +485,9 @@ int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const c
                 snprintf(out.reason, sizeof(out.reason), "CMK %s is %s; kept running (revoke=keep), new attaches fail",
                          ref, state);
         } else {
-                /*
-                 * Remembered first: an agent that restarts after the wipe
-                 * still knows the suspension is its own and resumes it.  Not
-                 * remembering it costs that resume, never the suspension.
-                 */
-                r = kc_revoke_remember(state_dir, conf->name, st.dm_uuid);
-                if (r < 0)
-                        log_warning("%s: cannot record the suspension under %s (a restarted agent will not "
-                                    "resume it): %s", conf->name, state_dir, strerror(-r));
-                r = suspend_and_wipe(conf->name, err);
-                if (r < 0 && !(kc_dm_info(conf->name, &dmi) >= 0 && dmi.suspended))
-                        kc_revoke_forget(state_dir, conf->name);
-                (void) audit_action(cfg, self, "SuspendVolume", st.key_id, st.context, st.luks_uuid, r,
-                                    "CMK disabled or pending deletion: dm suspend, key wipe (revoke=suspend)");
+                r = suspend_volume(cfg, self, state_dir, conf, &st, ref, state, &out, err);
                 if (r < 0)
                         return r;
-                out.action = KC_REVOKE_SUSPENDED;
-                snprintf(out.reason, sizeof(out.reason), "CMK %s is %s; suspended, key wiped", ref, state);
         }
         *ret = out;
         return 0;

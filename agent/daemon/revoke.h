@@ -50,6 +50,13 @@ struct kc_revoke_outcome {
          * failure (the wipe) yet left the mapping suspended, key wiped.
          */
         bool recalled;
+        /*
+         * KC_REVOKE_SUSPENDED, _STILL, _REFUSED: 0 when the agent's mark of
+         * its suspension is written (kc_revoke_remember()), else why it
+         * could not be, which the reason says too.  The suspension is made
+         * all the same, and the mark tried again at every check.
+         */
+        int mark_error;
 };
 
 /*
@@ -73,7 +80,10 @@ int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const c
 /*
  * The suspensions this policy made outlive the agent: before it suspends a
  * volume, the agent writes <state_dir>/suspended/<name> (the mapping's dm
- * UUID), durably; a resume or a detach removes it.  A restarted agent asks
+ * UUID), durably; a resume or a detach removes it.  One that cannot be
+ * written (its file system full or read-only) does not stop the suspend:
+ * the check that finds the suspension still the agent's writes it then
+ * (mark_error says why not yet).  A restarted agent asks
  * kc_revoke_recall() about each volume it finds attached: true when the
  * file is there and the kernel agrees (that mapping, suspended, key wiped),
  * so the agent resumes it when the CMK is enabled again; so does a check

@@ -58,6 +58,7 @@ static atomic_uint revoke_priors[256];
 static char revoke_refused[256][KC_ERR_MSG_MAX];
 static atomic_bool revoke_held, revoke_waiting;     /* a held check waits, saying so */
 static atomic_bool revoke_recalled;                 /* the outcome's recalled */
+static atomic_int revoke_mark_error;                /* the outcome's mark_error */
 
 int __wrap_kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_attach_params *p,
                      struct kc_attach_result *ret, struct kc_err *err);
@@ -104,7 +105,8 @@ int __wrap_kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, 
                 return kc_err_set(err, atomic_load(&revoke_error), "%s", reason ?: "test error");
         }
         *ret = (struct kc_revoke_outcome) { .action = atomic_load(&revoke_action), .audited = true,
-                                            .recalled = atomic_load(&revoke_recalled) };
+                                            .recalled = atomic_load(&revoke_recalled),
+                                            .mark_error = atomic_load(&revoke_mark_error) };
         if (reason)
                 snprintf(ret->reason, sizeof(ret->reason), "%s", reason);
         else
@@ -373,6 +375,7 @@ static void reset_fakes(void) {
         atomic_store(&revoke_reason, NULL);
         atomic_store(&revoke_held, false);
         atomic_store(&revoke_recalled, false);
+        atomic_store(&revoke_mark_error, 0);
         atomic_store(&attach_held, false);
         atomic_store(&attach_wiped, false);
         atomic_store(&mappings_gone, false);
@@ -856,6 +859,40 @@ START_TEST(test_revoke_recalled_suspension) {
 }
 END_TEST
 
+#define UNMARKED "CMK local:k is Disabled; suspended, key wiped; its mark under /state/suspended could not be " \
+        "written (No space left on device): ..."
+
+/*
+ * A suspension the agent holds, whose mark a check could not write
+ * (revoke.h): the reason kmscrypt status shows says so at every pass, the
+ * journal once, and again when it is lost anew after it was written.
+ */
+START_TEST(test_revoke_mark_not_written) {
+        _cleanup_free_ struct kc_agent_volume *all = NULL;
+        const struct kc_agent_volume *v;
+
+        atomic_store(&revoke_action, KC_REVOKE_SUSPENDED);
+        wait_next_check();
+        watch_warnings("mark of its suspension cannot be written under");
+        atomic_store(&revoke_reason, UNMARKED);
+        atomic_store(&revoke_mark_error, -ENOSPC);
+        atomic_store(&revoke_action, KC_REVOKE_STILL);
+        wait_checks(3);
+        ck_assert_uint_eq(warnings(), 1);
+        v = state_of("vol", &all);
+        ck_assert_int_eq(v->state, KC_VOLUME_SUSPENDED);
+        ck_assert_str_eq(v->reason, UNMARKED);
+
+        /* Written, then lost anew: news again. */
+        atomic_store(&revoke_reason, NULL);
+        atomic_store(&revoke_mark_error, 0);
+        wait_checks(1);
+        atomic_store(&revoke_mark_error, -EROFS);
+        wait_checks(2);
+        ck_assert_uint_eq(warnings(), 2);
+}
+END_TEST
+
 /*
  * The mapping removed behind the agent's back (cryptsetup close, dmsetup
  * remove): the next pass finds it gone and the volume "detached", with the
@@ -928,6 +965,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_revoke_suspended_while_attaching);
         tcase_add_test(tc, test_attach_of_a_suspended_volume);
         tcase_add_test(tc, test_revoke_recalled_suspension);
+        tcase_add_test(tc, test_revoke_mark_not_written);
         tcase_add_test(tc, test_mapping_removed_without_the_agent);
         tcase_add_test(tc, test_suspended_mapping_removed_seen_by_status);
         suite_add_tcase(s, tc);

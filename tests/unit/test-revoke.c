@@ -297,6 +297,31 @@ static unsigned records(const char *path, const char *op) {
         return n;
 }
 
+static int keep_last(struct json_object *record, void *userdata) {
+        void **want = userdata;
+        struct json_object *op;
+
+        if (json_object_object_get_ex(record, "operation", &op) && strcmp(json_object_get_string(op), want[0]) == 0) {
+                json_object_put(want[1]);
+                want[1] = json_object_get(record);
+        }
+        return 0;
+}
+
+/* The string field of the last record of operation op in the audit log ("" for null); caller frees. */
+static char *last_field(const char *op, const char *field) {
+        void *want[] = { (void *) op, NULL };
+        struct json_object *v;
+        char *s;
+
+        ck_assert_int_eq(kc_audit_foreach(f.audit_log, NULL, keep_last, want), 0);
+        ck_assert_msg(want[1], "no %s record", op);
+        ck_assert(json_object_object_get_ex(want[1], field, &v));
+        ck_assert_ptr_nonnull(s = strdup(json_object_get_string(v) ?: ""));
+        json_object_put(want[1]);
+        return s;
+}
+
 static int check_kept(unsigned prior, struct kc_revoke_outcome *out) {
         struct kc_err err = {};
         int r = kc_revoke_check(f.kms, &f.cfg, f.dir, &f.caller, &f.conf, prior, NULL, out, &err);
@@ -664,6 +689,56 @@ START_TEST(own_suspension_whose_wipe_failed) {
 }
 END_TEST
 
+/*
+ * The agent's mark cannot be written (its file system full or read-only;
+ * here a file where its folder goes, which fails the same way): the
+ * revoked key's volume is suspended all the same, and the reason and the
+ * record say what a restarted agent would not know.  The checks that find
+ * it still suspended write the mark once they can, and say so no more.
+ */
+START_TEST(suspension_whose_mark_cannot_be_written) {
+        _cleanup_free_ char *blocker = NULL, *detail = NULL;
+        struct kc_revoke_outcome out;
+        struct kc_err err = {};
+        FILE *file;
+        int r;
+
+        ck_assert_int_ge(asprintf(&blocker, "%s/suspended", f.dir), 0);
+        ck_assert_ptr_nonnull(file = fopen(blocker, "w"));
+        fclose(file);
+        set_enabled(false);
+        r = check(0, &out, &err);
+        ck_assert_msg(r == 0, "check: %s", kc_err_msg(&err, r));
+        ck_assert_int_eq(out.action, KC_REVOKE_SUSPENDED);
+        ck_assert(dm.suspended && dm.wiped);
+        ck_assert_int_eq(out.mark_error, -ENOTDIR);
+        ck_assert_msg(strstr(out.reason, "suspended, key wiped; its mark under ") &&
+                      strstr(out.reason, "could not be written (Not a directory): a restarted agent would take "
+                             "the suspension for another tool's"), "%s", out.reason);
+        detail = last_field("SuspendVolume", "detail");
+        ck_assert_msg(strstr(detail, "the agent's mark of it could not be written: Not a directory"), "%s", detail);
+        ck_assert(!kc_revoke_recall(f.dir, f.conf.name));
+
+        /* Still so at the next check, which says it again (kmscrypt status shows its reason). */
+        r = check(KC_REVOKE_PRIOR_SUSPENDED, &out, &err);
+        ck_assert_msg(r == 0, "check: %s", kc_err_msg(&err, r));
+        ck_assert_int_eq(out.action, KC_REVOKE_STILL);
+        ck_assert_int_eq(out.mark_error, -ENOTDIR);
+        ck_assert_msg(strstr(out.reason, "could not be written"), "%s", out.reason);
+
+        /* Room again: the next check writes it, and a restarted agent would resume the volume. */
+        ck_assert_int_eq(unlink(blocker), 0);
+        r = check(KC_REVOKE_PRIOR_SUSPENDED, &out, &err);
+        ck_assert_msg(r == 0, "check: %s", kc_err_msg(&err, r));
+        ck_assert_int_eq(out.action, KC_REVOKE_STILL);
+        ck_assert_int_eq(out.mark_error, 0);
+        ck_assert_msg(!strstr(out.reason, "mark"), "%s", out.reason);
+        ck_assert(marked() && kc_revoke_recall(f.dir, f.conf.name));
+        ck_assert_uint_eq(dm.suspends, 1);
+        ck_assert_uint_eq(records(f.audit_log, "SuspendVolume"), 1);
+}
+END_TEST
+
 Suite *kc_test_suite(void) {
         Suite *s = suite_create("revoke");
         TCase *tc = tcase_create("keep");
@@ -684,6 +759,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, resume_refused_by_policy);
         tcase_add_test(tc, suspended_by_another_tool);
         tcase_add_test(tc, own_suspension_whose_wipe_failed);
+        tcase_add_test(tc, suspension_whose_mark_cannot_be_written);
         suite_add_tcase(s, tc);
         return s;
 }
