@@ -360,9 +360,10 @@ static void say_mark_error(const char *state_dir, struct kc_revoke_outcome *out)
                          "resume it; tried again at every check", state_dir, strerror(-out->mark_error));
 }
 
-/* The reason of a suspension the agent holds. */
-static void suspended_reason(const char *state_dir, const char *ref, const char *state, struct kc_revoke_outcome *out) {
-        snprintf(out->reason, sizeof(out->reason), "CMK %s is %s; suspended, key wiped", ref, state);
+/* The reason of a suspension the agent holds; note (may be "") is what its suspend says. */
+static void suspended_reason(const char *state_dir, const char *ref, const char *state, const char *note,
+                             struct kc_revoke_outcome *out) {
+        snprintf(out->reason, sizeof(out->reason), "CMK %s is %s; suspended, key wiped%s", ref, state, note);
         say_mark_error(state_dir, out);
 }
 
@@ -374,20 +375,34 @@ static void suspended_reason(const char *state_dir, const char *ref, const char 
  * and resumes it.  A mark that cannot be written costs that resume, never
  * the suspension: revocation does not wait for a file system with room; it
  * is said (out->mark_error, the reason, the audit record) and tried again
- * at every check.
+ * at every check.  A wipe that reports failure yet took (dm-crypt's
+ * crypt_wipe_key() can clear the key and still fail) is the suspension all
+ * the same, and said at once as one: told a failure, the manager would show
+ * the volume running until the next check.  One that left the key in
+ * place fails, and the next check suspends and wipes again.
  */
 static int suspend_volume(const struct kc_kms_config *cfg, const struct kc_caller *self, const char *state_dir,
                           const struct kc_volume_conf *conf, const struct facts *st, const char *ref,
                           const char *state, struct kc_revoke_outcome *out, struct kc_err *err) {
-        char detail[KC_AUDIT_REASON_MAX];
+        char detail[KC_AUDIT_REASON_MAX], note[128] = "";
         struct kc_dm_info dmi;
+        bool suspended;
         int r;
 
         out->mark_error = kc_revoke_remember(state_dir, conf->name, st->dm_uuid);
         r = suspend_and_wipe(conf->name, err);
-        if (r < 0 && !(kc_dm_info(conf->name, &dmi) >= 0 && dmi.suspended))
-                kc_revoke_forget(state_dir, conf->name);
-        snprintf(detail, sizeof(detail), SUSPEND_DETAIL);
+        if (r < 0) {
+                suspended = kc_dm_info(conf->name, &dmi) >= 0 && dmi.suspended;
+                if (!suspended)
+                        kc_revoke_forget(state_dir, conf->name);
+                else if (kc_dm_crypt_key_wiped(conf->name) == 1) {
+                        snprintf(note, sizeof(note), "; its key wipe reported failure (%s), yet the key reads wiped",
+                                 strerror(-r));
+                        *err = (struct kc_err) {};
+                        r = 0;
+                }
+        }
+        snprintf(detail, sizeof(detail), SUSPEND_DETAIL "%s", note);
         if (out->mark_error < 0)
                 snprintf(detail + strlen(detail), sizeof(detail) - strlen(detail), "; the agent's mark of it "
                          "could not be written: %s", strerror(-out->mark_error));
@@ -395,7 +410,7 @@ static int suspend_volume(const struct kc_kms_config *cfg, const struct kc_calle
         if (r < 0)
                 return r;
         out->action = KC_REVOKE_SUSPENDED;
-        suspended_reason(state_dir, ref, state, out);
+        suspended_reason(state_dir, ref, state, note, out);
         return 0;
 }
 
@@ -417,11 +432,10 @@ int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const c
         if (st.suspended && !suspended_by_us && kc_dm_crypt_key_wiped(conf->name) == 1) {
                 /*
                  * The agent's own after all when its mark says so, as it
-                 * would to an agent started now: a suspend whose wipe
-                 * reported failure yet took, which the caller was told
-                 * failed.  Else by someone else (cryptsetup luksSuspend):
-                 * whatever its CMK says, no key is left to wipe, and none
-                 * is the agent's to give back.
+                 * would be to an agent started now, whatever kept prior
+                 * from saying so.  Else by someone else (cryptsetup
+                 * luksSuspend): whatever its CMK says, no key is left to
+                 * wipe, and none is the agent's to give back.
                  */
                 suspended_by_us = out.recalled = kc_revoke_recall(state_dir, conf->name);
                 if (!suspended_by_us) {
@@ -466,7 +480,7 @@ int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const c
                 /* Whatever the policy says now (a reload may have made it keep): no key, no resume. */
                 out.mark_error = keep_mark(state_dir, conf->name, st.dm_uuid);
                 out.action = KC_REVOKE_STILL;
-                suspended_reason(state_dir, ref, state, &out);
+                suspended_reason(state_dir, ref, state, "", &out);
         } else if (conf->revoke == KC_REVOKE_KEEP) {
                 /* Nothing done to the volume, but a decision taken about it: on record, once. */
                 out.audited = prior & KC_REVOKE_PRIOR_KEPT;

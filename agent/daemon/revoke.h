@@ -46,8 +46,7 @@ struct kc_revoke_outcome {
         bool audited;
         /*
          * The suspension is the agent's by its mark (kc_revoke_recall()),
-         * though prior did not say so: a suspend of its own that reported
-         * failure (the wipe) yet left the mapping suspended, key wiped.
+         * though prior did not say so, as an agent started now would find.
          */
         bool recalled;
         /*

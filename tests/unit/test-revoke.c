@@ -37,6 +37,7 @@ static struct {
         char *uuid;
         bool suspended, wiped;
         bool wipe_fails;            /* "key wipe" wipes the key, yet fails (dm-crypt's crypt_wipe_key() can) */
+        bool wipe_refused;          /* "key wipe" fails and leaves the key in place */
         char device[32];            /* major:minor it reads from: the image's, 0:0 for a regular file */
         char table[256];            /* its dm-crypt parameters, as the table query shows them */
         char last_message[256];     /* the last message it took */
@@ -160,6 +161,8 @@ int __wrap_dm_task_run(struct dm_task *t) {
                 if (!ours || !dm.suspended)
                         return 0;
                 snprintf(dm.last_message, sizeof(dm.last_message), "%s", t->message);
+                if (strcmp(t->message, "key wipe") == 0 && dm.wipe_refused)
+                        return 0;
                 if (strcmp(t->message, "key wipe") == 0 && dm.wipe_fails) {
                         dm.wiped = true;
                         dm_set_table();
@@ -651,14 +654,17 @@ END_TEST
 /*
  * The agent's own suspend reports failure, yet leaves the mapping
  * suspended with its key wiped (dm-crypt's "key wipe" can fail after it
- * cleared the key) and the agent's mark of it in place: the manager,
- * told of a failure, does not take it for its own.  The next check does
- * not call it another tool's ("not by this agent"): it is the agent's by
- * its mark, as an agent started later would find too, and it says so
- * (recalled), resumes it once the key is enabled, and suspends nothing
- * more meanwhile.
+ * cleared the key): the suspension took, and the check says so at once
+ * (KC_REVOKE_SUSPENDED, the error in its reason and in the record), not
+ * a failure, which would have the manager (and kmscrypt status) show the
+ * volume running until the next pass.  A check whose prior does not call
+ * it the agent's (a manager that missed it) does not call it another
+ * tool's ("not by this agent"): it is the agent's by its mark, as an agent
+ * started later would find too (recalled), and it is resumed once the key
+ * is enabled.
  */
 START_TEST(own_suspension_whose_wipe_failed) {
+        _cleanup_free_ char *result = NULL, *detail = NULL;
         struct kc_revoke_outcome out;
         struct kc_err err = {};
         int r;
@@ -666,10 +672,17 @@ START_TEST(own_suspension_whose_wipe_failed) {
         set_enabled(false);
         dm.wipe_fails = true;
         r = check(0, &out, &err);
-        ck_assert_int_lt(r, 0);
-        ck_assert_msg(strstr(err.msg, "could not be wiped"), "%s", err.msg);
+        ck_assert_msg(r == 0, "check: %s", kc_err_msg(&err, r));
+        ck_assert_int_eq(out.action, KC_REVOKE_SUSPENDED);
+        ck_assert_msg(strstr(out.reason, "suspended, key wiped; its key wipe reported failure (Invalid argument), "
+                             "yet the key reads wiped"), "%s", out.reason);
+        ck_assert_int_eq(out.mark_error, 0);
         ck_assert(dm.suspended && dm.wiped && marked());
         ck_assert_uint_eq(records(f.audit_log, "SuspendVolume"), 1);
+        result = last_field("SuspendVolume", "result");
+        detail = last_field("SuspendVolume", "detail");
+        ck_assert_str_eq(result, "ok");
+        ck_assert_msg(strstr(detail, "reported failure (Invalid argument), yet the key reads wiped"), "%s", detail);
 
         r = check(0, &out, &err);
         ck_assert_msg(r == 0, "check: %s", kc_err_msg(&err, r));
@@ -686,6 +699,36 @@ START_TEST(own_suspension_whose_wipe_failed) {
         ck_assert_msg(r == 0, "check: %s", kc_err_msg(&err, r));
         ck_assert_int_eq(out.action, KC_REVOKE_RESUMED);
         ck_assert(!dm.suspended && !dm.wiped && !marked());
+}
+END_TEST
+
+/*
+ * A wipe that failed and left the key in place: the check fails (the key
+ * is still in kernel memory), the mark stays with the suspended mapping,
+ * and the next check suspends and wipes again.
+ */
+START_TEST(wipe_that_left_the_key) {
+        _cleanup_free_ char *result = NULL;
+        struct kc_revoke_outcome out;
+        struct kc_err err = {};
+        int r;
+
+        set_enabled(false);
+        dm.wipe_refused = true;
+        r = check(0, &out, &err);
+        ck_assert_int_eq(r, -EINVAL);
+        ck_assert_msg(strstr(err.msg, "could not be wiped"), "%s", err.msg);
+        ck_assert(dm.suspended && !dm.wiped && marked());
+        result = last_field("SuspendVolume", "result");
+        ck_assert_str_eq(result, "error");
+
+        dm.wipe_refused = false;
+        r = check(0, &out, &err);
+        ck_assert_msg(r == 0, "check: %s", kc_err_msg(&err, r));
+        ck_assert_int_eq(out.action, KC_REVOKE_SUSPENDED);
+        ck_assert_str_eq(dm.last_message, "key wipe");
+        ck_assert(dm.suspended && dm.wiped && marked());
+        ck_assert_uint_eq(records(f.audit_log, "SuspendVolume"), 2);
 }
 END_TEST
 
@@ -759,6 +802,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, resume_refused_by_policy);
         tcase_add_test(tc, suspended_by_another_tool);
         tcase_add_test(tc, own_suspension_whose_wipe_failed);
+        tcase_add_test(tc, wipe_that_left_the_key);
         tcase_add_test(tc, suspension_whose_mark_cannot_be_written);
         suite_add_tcase(s, tc);
         return s;
