@@ -824,7 +824,8 @@ END_TEST
 
 /*
  * A suspend of the agent's own that failed as far as the manager was told
- * (dm-crypt's "key wipe" failed, yet the key reads wiped): the next check
+ * (as revoke.c told a "key wipe" that failed yet took, before it said that
+ * one at once as a suspension): the next check
  * finds the mapping suspended, key wiped, and the agent's mark of it
  * (revoke.c: recalled).  The volume is the agent's suspension, said so to
  * kmscrypt status and to an attach of it, not "not by this agent", and
