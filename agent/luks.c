@@ -1511,6 +1511,11 @@ static int dump_token(const struct kc_token *t, int id, struct json_object *hdr,
         stored = json_object_object_get(json_path(hdr, "tokens", idstr), "wrapped_key");
         if (stored && (r = kc_json_add(o, "CiphertextBlob", json_object_get(stored))) < 0)
                 return r;
+        /* null: every attach proves the key by the LUKS2 digest's PBKDF2 (docs/token.md). */
+        stored = json_object_object_get(json_path(hdr, "tokens", idstr), "key_check");
+        r = json_add_string(o, "KeyCheck", t->has_key_check ? json_object_get_string(stored) : NULL);
+        if (r < 0)
+                return r;
         *ret = TAKE_PTR(o);
         return 0;
 }

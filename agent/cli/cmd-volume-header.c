@@ -386,6 +386,8 @@ static void print_dump(struct json_object *o) {
         kc_cli_print_field("  Context:", "%s", json_object_to_json_string_ext(json_object_object_get(kc, "EncryptionContext"),
                                                                             JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
         kc_cli_print_field("  Wrapped key:", "%s bytes", strna(jstr(kc, "CiphertextBlobLength")));
+        kc_cli_print_field("  Key check:", "%s", json_object_get_string(json_object_object_get(kc, "KeyCheck")) ?
+                           "yes (attach proves the key without the digest's PBKDF2)" : "none (attach uses the LUKS2 digest)");
 }
 
 static int volume_dump(struct kc_cli *cli, int argc, char **argv) {

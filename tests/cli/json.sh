@@ -137,12 +137,15 @@ expect 0 "format, text" format "$X" --key alias/pg --context db-id=db-1,volume-i
 check "format, text: Key is local:ID (got '$(key_line)')" sh -c "[ '$(key_line)' = 'local:$KEY_ID (version 3)' ]"
 expect 0 "dump, text" dump "$X"
 check "dump, text: the same Key (got '$(key_line)')" sh -c "[ '$(key_line)' = 'local:$KEY_ID (version 3)' ]"
+check "dump, text: format wrote a key check" grep -q '^ *Key check: *yes' "$T/out"
 truncate -s 24M "$T/adopt2.img"
 cryptsetup luksFormat --type luks2 --batch-mode --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key-file "$T/pass" \
         "$T/adopt2.img"
 expect 0 "adopt, text" adopt "$T/adopt2.img" --key "local:$KEY_ID" --context db-id=db-1,volume-id=vol-a2 \
         --passphrase-file "$T/pass"
 check "adopt, text: Key is local:ID (got '$(key_line)')" sh -c "[ '$(key_line)' = 'local:$KEY_ID (version 3)' ]"
+j "dump of the adopted volume" dump "$T/adopt2.img"
+json_is 'len(j["KmscryptToken"]["KeyCheck"])' 44
 quiet dump "$V"
 quiet rewrap "$V" --always
 quiet backup "$V" "$T/backup-q.img"

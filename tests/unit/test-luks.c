@@ -23,6 +23,7 @@
 
 #include "agent/luks.h"
 #include "lib/fileio.h"
+#include "lib/json-util.h"
 #include "lib/macro.h"
 #include "lib/secret.h"
 #include "tests/unit/luks-util.h"
@@ -257,6 +258,18 @@ START_TEST(test_key_check) {
         ck_assert_int_eq(kc_luks_bind_key(la, other, 64, &bound), -EPERM);
         ck_assert(!bound.has_key_check);
         ck_assert_int_eq(kc_luks_bind_key(la, key, 32, &bound), -EPERM);
+
+        /* A token without one: dump says null, and the attach's verdict is the digest's. */
+        {
+                _cleanup_json_ struct json_object *o = NULL;
+                struct json_object *v = (struct json_object *) 1;
+
+                ck_assert_int_eq(kc_luks_token_write(la, 0, &ta, &err), 0);
+                ck_assert_int_eq(kc_luks_dump_json(la, &o), 0);
+                ck_assert(json_object_object_get_ex(json_object_object_get(o, "KmscryptToken"), "KeyCheck", &v));
+                ck_assert_ptr_null(v);
+                ck_assert_int_eq(kc_luks_verify_key(la, key, 64, &ta), 0);
+        }
 }
 END_TEST
 
@@ -1023,6 +1036,8 @@ START_TEST(test_dump_json) {
         ck_assert_int_eq(json_object_get_int(json_object_object_get(kc, "KeyVersion")), 9);
         ck_assert_str_eq(json_object_get_string(json_object_object_get(kc, "KeyRef")), "local:5f0c6a1e-0e8b-4f0d-9a3c-2b1a00112233");
         ck_assert_int_eq(json_object_get_int(json_object_object_get(kc, "CiphertextBlobLength")), (int) tok.wrapped_key_len);
+        /* Written by format: 32 bytes in base64. */
+        ck_assert_uint_eq(strlen(json_object_get_string(json_object_object_get(kc, "KeyCheck"))), 44);
         ck_assert_str_eq(json_object_get_string(json_object_object_get(json_object_object_get(kc, "EncryptionContext"), "volume-id")),
                          "vol-2");
         json_object_put(o);
