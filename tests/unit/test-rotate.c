@@ -182,6 +182,33 @@ START_TEST(test_rewrap_new_version) {
 }
 END_TEST
 
+/* A token without a key check (written before kmscrypt wrote them) gets one from rewrap --always. */
+START_TEST(test_rewrap_adds_key_check) {
+        struct kc_rewrap_params p = { .ref = { .device = f.img[0] }, .always = true };
+        _cleanup_(kc_token_clear) struct kc_token t = {};
+        _cleanup_luks_ struct kc_luks *l = NULL;
+        struct kc_rewrap_result res;
+        struct kc_err err = {};
+        int id, r;
+
+        ck_assert_int_eq(kc_luks_open(f.img[0], NULL, &l, &err), 0);
+        ck_assert_int_eq(kc_luks_token_read(l, &t, &id, &err), 0);
+        ck_assert(t.has_key_check);
+        t.has_key_check = false;
+        ck_assert_int_eq(kc_luks_token_write(l, id, &t, &err), id);
+        kc_luks_close(TAKE_PTR(l));
+        kc_token_clear(&t);
+        ck_assert_int_eq(kc_luks_open(f.img[0], NULL, &l, &err), 0);
+        ck_assert_int_eq(kc_luks_token_read(l, &t, &id, &err), 0);
+        ck_assert(!t.has_key_check);
+
+        r = kc_rewrap(f.kms, &f.caller, &p, &res, &err);
+        ck_assert_msg(r == 0, "rewrap: %s", kc_err_msg(&err, r));
+        ck_assert(res.changed);
+        check_volume(0, f.a.key_id, 1, id);     /* which asserts the check proves the key */
+}
+END_TEST
+
 /* ---- write-ahead: no intent record, no header write ---- */
 
 static off_t log_size(void) {
@@ -584,6 +611,7 @@ Suite *kc_test_suite(void) {
         tcase_add_checked_fixture(tc, setup, teardown);
         tcase_set_timeout(tc, 60);
         tcase_add_test(tc, test_rewrap_new_version);
+        tcase_add_test(tc, test_rewrap_adds_key_check);
         tcase_add_test(tc, test_rewrap_without_intent_record_writes_nothing);
         tcase_add_test(tc, test_rewrap_token_id_preserved);
         tcase_add_test(tc, test_rewrap_other_key);
