@@ -198,11 +198,13 @@ static int device_geometry(const char *path, uint32_t *ret_lbs, uint64_t *ret_si
 }
 
 /*
- * 4096-byte encryption sectors wherever the device allows them (they are
- * markedly faster), else the device's logical block size.  An explicit size
- * below the logical block size cannot work in dm-crypt and is refused.
+ * The device's logical block size and size, refusing a sector size it cannot
+ * take: requested (0: automatic) not a power of two from 512 to 4096, or
+ * below the logical block size, which dm-crypt cannot work with; a device
+ * whose logical blocks are larger than any sector dm-crypt supports.
  */
-static int pick_sector_size(const char *device, uint32_t requested, uint32_t *ret, struct kc_err *err) {
+static int sector_size_check(const char *device, uint32_t requested, uint32_t *ret_lbs, uint64_t *ret_size,
+                             struct kc_err *err) {
         uint32_t lbs;
         uint64_t size;
         int r;
@@ -214,14 +216,11 @@ static int pick_sector_size(const char *device, uint32_t requested, uint32_t *re
                 return kc_err_set(err, r, "cannot read the size of %s: %s", device, strerror(-r));
         if (lbs > 4096)
                 return kc_err_set(err, -EINVAL, "%s has %u-byte logical blocks; dm-crypt supports at most 4096", device, lbs);
-        if (requested != 0) {
-                if (requested < lbs)
-                        return kc_err_set(err, -EINVAL, "sector size %u is below the %u-byte logical block size of %s",
-                                          requested, lbs, device);
-                *ret = requested;
-                return 0;
-        }
-        *ret = size % 4096 == 0 ? 4096 : lbs;
+        if (requested != 0 && requested < lbs)
+                return kc_err_set(err, -EINVAL, "sector size %u is below the %u-byte logical block size of %s",
+                                  requested, lbs, device);
+        *ret_lbs = lbs;
+        *ret_size = size;
         return 0;
 }
 
@@ -248,16 +247,38 @@ static int data_room_check(const char *device, uint64_t size, uint64_t data_offs
                           device, size, data_offset + sector_size, data_offset, sector_size);
 }
 
-int kc_luks_check_room(const char *device, const char *header, uint32_t sector_size, struct kc_err *err) {
-        uint32_t lbs;
-        uint64_t size;
+/*
+ * The encryption sector size of a new volume on device (its header there, or
+ * in header): 4096 bytes wherever the device allows them (they are markedly
+ * faster), else the device's logical block size; an explicit size as
+ * sector_size_check() allows it.  Refuses a device with no room for one
+ * sector of it after the header, before crypt_format(), which grows a file
+ * that is too small for the header and keeps no data room.
+ */
+static int pick_sector_size(const char *device, const char *header, uint32_t requested, uint32_t *ret,
+                            struct kc_err *err) {
+        uint32_t lbs = 0;
+        uint64_t size = 0;
         int r;
 
-        r = device_geometry(device, &lbs, &size);
+        r = sector_size_check(device, requested, &lbs, &size, err);
         if (r < 0)
-                return kc_err_set(err, r, "cannot read the size of %s: %s", device, strerror(-r));
-        /* Automatic: the logical block size is the smallest sector pick_sector_size() may choose. */
-        return data_room_check(device, size, header ? 0 : LUKS2_DEFAULT_DATA_OFFSET, sector_size ?: lbs, err);
+                return r;
+        /* Automatic: the logical block size is the smallest sector it may choose. */
+        r = data_room_check(device, size, header ? 0 : LUKS2_DEFAULT_DATA_OFFSET, requested ?: lbs, err);
+        if (r < 0)
+                return r;
+        if (requested != 0)
+                *ret = requested;
+        else
+                *ret = size % 4096 == 0 ? 4096 : lbs;
+        return 0;
+}
+
+int kc_luks_check_room(const char *device, const char *header, uint32_t sector_size, struct kc_err *err) {
+        uint32_t picked;
+
+        return pick_sector_size(device, header, sector_size, &picked, err);
 }
 
 /*
@@ -460,11 +481,7 @@ int kc_luks_format(const struct kc_luks_format_params *p, const struct kc_token 
                 if (r < 0)
                         return r;
         }
-        r = pick_sector_size(p->device, p->sector_size, &sector_size, err);
-        if (r < 0)
-                return r;
-        /* Before crypt_format(), which grows a file that is too small for the header and keeps no data room. */
-        r = kc_luks_check_room(p->device, p->header, p->sector_size, err);
+        r = pick_sector_size(p->device, p->header, p->sector_size, &sector_size, err);
         if (r < 0)
                 return r;
         if (p->header) {

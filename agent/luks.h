@@ -82,7 +82,10 @@ int kc_luks_check_blank(const char *device, struct kc_err *err);
  * default 16 MiB LUKS2 header, or after nothing when header (a detached
  * header file, or NULL) is given.  sector_size as kc_luks_format_params has
  * it (0: the device's logical block size, the smallest format picks).
- * Reads the size only, so a caller can refuse before the KMS is asked.
+ * First refuses, with kc_luks_format()'s -EINVAL and line, a sector_size
+ * the device cannot take (not 512..4096 and a power of two, below its
+ * logical block size).  Reads the geometry only, so a caller can refuse
+ * before the KMS is asked.
  */
 int kc_luks_check_room(const char *device, const char *header, uint32_t sector_size, struct kc_err *err);
 

@@ -79,6 +79,18 @@ gone "format --header of an empty device" 5 \
         format "$S" --header "$T/new.hdr" --key alias/pg --context "$CTX"
 check "format --header of an empty device: no header file made" test ! -e "$T/new.hdr"
 rm -f "$S"
+# --sector-size below the logical block size (512 on a 4Kn disk): refused before the KMS makes (and audits) a key.
+truncate -s 20M "$S"
+if [ "$(id -u)" = 0 ] && [ -e /dev/loop-control ] && K4=$(losetup -b 4096 -f --show "$S" 2>/dev/null); then
+        gone "format --sector-size 512 of a 4Kn device" 2 \
+                "format: sector size 512 is below the 4096-byte logical block size of $K4" \
+                format "$K4" --key alias/pg --context "$CTX" --sector-size 512
+        check "format --sector-size 512 of a 4Kn device: nothing written" cmp -s -n 20971520 "$S" /dev/zero
+        losetup -d "$K4"
+else
+        echo "ok - format --sector-size 512 of a 4Kn device: skipped, no loop device with 4096-byte sectors # SKIP"
+fi
+rm -f "$S"
 gone "adopt" 3 "adopt: device $D: $NOENT" adopt "$D" --key alias/pg --context "$CTX" --passphrase-file "$T/pass"
 gone "adopt --header missing" 3 "adopt: header $T/nohdr: $NOENT" \
         adopt "$T/image" --header "$T/nohdr" --key alias/pg --context "$CTX" --passphrase-file "$T/pass"

@@ -382,7 +382,12 @@ START_TEST(test_sector_size) {
                 };
                 ck_assert_int_eq(kc_luks_format(&p, &tok, &err), cases[i].r);
                 if (cases[i].r < 0) {
+                        struct kc_err cerr = {};
+
                         ck_assert_ptr_nonnull(strstr(err.msg, "sector size"));
+                        /* The check format's callers make before the KMS refuses it alike. */
+                        ck_assert_int_eq(kc_luks_check_room(img, NULL, cases[i].requested, &cerr), cases[i].r);
+                        ck_assert_str_eq(cerr.msg, err.msg);
                         ck_assert(kc_test_file_is_zero(img));
                         continue;
                 }

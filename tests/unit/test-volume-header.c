@@ -308,6 +308,12 @@ START_TEST(test_format_refusals) {
         err = (struct kc_err) {};
         ck_assert_int_eq(kc_volume_format(e.kms, &e.caller, &p, &res, &err), -EINVAL);
         ck_assert_msg(strstr(err.msg, "pbkdf2"), "%s", err.msg);
+        /* A sector size the device cannot take: kc_luks_format()'s line, before the KMS makes a data key. */
+        p = format_params(&e, img);
+        p.sector_size = 768;
+        err = (struct kc_err) {};
+        ck_assert_int_eq(kc_volume_format(e.kms, &e.caller, &p, &res, &err), -EINVAL);
+        ck_assert_str_eq(err.msg, "sector size 768 is not a power of two between 512 and 4096");
 
         ck_assert_uint_eq(audit_count(&e, NULL), records);
         ck_assert_uint_eq(kc_test_file_hash(img), before);
