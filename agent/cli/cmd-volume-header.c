@@ -218,7 +218,9 @@ static int volume_format(struct kc_cli *cli, int argc, char **argv) {
                 .synopsis = "format DEVICE --key KEY --context db-id=...,volume-id=... [OPTIONS]",
                 .description = "Make DEVICE a kmscrypt volume: a LUKS2 aes-xts-plain64 header whose\n"
                                "512-bit data key the KMS generates and wraps under KEY, bound to the\n"
-                               "context.  Refuses a device that carries any signature unless --force.",
+                               "context.  Refuses a device that carries any signature unless --force.\n"
+                               "Refuses a device too small for the LUKS2 header (16 MiB; none with\n"
+                               "--header) and one sector of data, before the KMS is asked for a key.",
                 .options = options,
                 .min_args = 1, .max_args = 1,
         };

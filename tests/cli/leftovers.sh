@@ -59,6 +59,8 @@ gone "attach --header missing" 3 "cannot attach $T/image: header $T/nohdr: $NOEN
 gone "format" 3 "format: device $D: $NOENT" format "$D" --key alias/pg --context "$CTX"
 # A device with no room for data after the LUKS2 header (libcryptsetup's 16 MiB, or none with --header):
 # status 5, and neither the device (which libcryptsetup would grow to 16 MiB) nor a header file written.
+"$KMSCRYPT" format --help > "$T/out"
+check "format --help says it refuses a device too small" grep -qF "Refuses a device too small for the LUKS2 header" "$T/out"
 S=$T/small.img
 for size in 16777216 1048576; do
         truncate -s "$size" "$S"
