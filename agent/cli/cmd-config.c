@@ -85,7 +85,7 @@ static int check_volumes(struct kc_cli *cli, const char *path, struct json_objec
         if (r < 0)
                 return kc_cli_fail(cli, r, &err, "volumes file"), -EINVAL;
         if (kc_cli_prints_text(cli))
-                printf("%s: %zu volumes, syntax ok\n", path, vs->n);
+                printf("%s: %zu volume%s, syntax ok\n", path, vs->n, vs->n == 1 ? "" : "s");
         for (size_t i = 0; i < vs->n; i++) {
                 const struct kc_volume_conf *v = &vs->volumes[i];
                 enum device_verdict d;

@@ -152,6 +152,10 @@ expect 2 "config check: a mistake in the volumes file" config check --volumes "$
 check "names the file and line" grep -q "volumes.bad:1: .*nofial" "$T/err"
 printf 'pg /dev/disk/by-id/nothing db-id=d,volume-id=v\n' > "$T/volumes.ok"
 expect 0 "config check: a device not present is no error" config check --volumes "$T/volumes.ok"
+check "config check: one volume, in the singular" grep -qxF "$T/volumes.ok: 1 volume, syntax ok" "$T/out"
+{ cat "$T/volumes.ok"; printf 'pg2 /dev/disk/by-id/nothing2 db-id=d,volume-id=v2\n'; } > "$T/volumes.two"
+expect 0 "config check: two volumes" config check --volumes "$T/volumes.two"
+check "config check: two volumes, in the plural" grep -qxF "$T/volumes.two: 2 volumes, syntax ok" "$T/out"
 expect 2 "config list: a mistake in the volumes file" config list --volumes "$T/volumes.bad"
 check "config list: one line" one_error_line
 check "config list: names the file and line" grep -q "volumes.bad:1: .*nofial" "$T/err"
