@@ -128,7 +128,8 @@ static int local_decrypt(void *state, const char *key, const uint8_t *blob, size
 
 static int local_re_encrypt(void *state, const char *src_key, const uint8_t *blob, size_t blob_len,
                             const struct kc_context *src_ctx, const char *dst_key,
-                            const struct kc_context *dst_ctx, struct kc_data_key *ret, struct kc_err *err) {
+                            const struct kc_context *dst_ctx, struct kc_data_key *ret, bool *source_refused,
+                            struct kc_err *err) {
         _cleanup_secret_ void *plaintext = NULL;
         char src_id[65];
         uint32_t src_version;
@@ -136,8 +137,10 @@ static int local_re_encrypt(void *state, const char *src_key, const uint8_t *blo
 
         /* The plaintext stays in this function and is wiped on every path. */
         r = local_decrypt(state, src_key, blob, blob_len, src_ctx, &plaintext, src_id, &src_version, err);
-        if (r < 0)
+        if (r < 0) {
+                *source_refused = true;
                 return r;
+        }
         r = seal(state, dst_key ?: src_id, dst_ctx ?: src_ctx, plaintext, ret, err);
         if (r < 0)
                 return r;

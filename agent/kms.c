@@ -556,20 +556,61 @@ int kc_kms_decrypt(struct kc_kms *k, const struct kc_kms_request *req, const cha
         return 0;
 }
 
+/*
+ * The detail of a ReEncrypt's records, "source ID version N": the key the
+ * blob was wrapped under, as the provider answered (r >= 0) or, for a
+ * refusal, as the blob names it in its own bytes, the key a refused Decrypt
+ * without a key names.  Neither: the source as it was given (NULL: none),
+ * with ret_id empty.
+ */
+static const char *re_encrypt_source(const struct kc_kms_provider *p, int r, const struct kc_data_key *dk,
+                                     const char *src_key_ref, const uint8_t *blob, size_t blob_len,
+                                     char ret_id[static 65], uint32_t *ret_version, char detail[static 96]) {
+        if (r >= 0 && dk->source_key_id[0]) {
+                kc_strscpy(ret_id, 65, dk->source_key_id);
+                *ret_version = dk->source_key_version;
+        } else if (r >= 0 || !p || !p->peek_blob_key || p->peek_blob_key(blob, blob_len, ret_id, ret_version) < 0) {
+                ret_id[0] = '\0';
+                return src_key_ref;
+        }
+        snprintf(detail, 96, "source %s version %" PRIu32, ret_id, *ret_version);
+        return detail;
+}
+
+/*
+ * The key a refused ReEncrypt's record names: the one that refused.  The
+ * destination key, when one was given and the source passed; else the
+ * source, named as a refused Decrypt names its key: as given, or the key
+ * (and, when it refused, the version) the blob names.
+ */
+static void re_encrypt_refuser(struct kc_audit_record *rec, bool source_refused, const char *src_key_ref,
+                               const char *dst_key_ref, const char *src_id, uint32_t src_version) {
+        if (dst_key_ref && !source_refused)
+                return;         /* rec->key_id is dst_key_ref already */
+        if (src_key_ref || !src_id[0]) {
+                rec->key_id = src_key_ref;
+                return;
+        }
+        rec->key_id = src_id;
+        if (source_refused)
+                rec->key_version = src_version;
+}
+
 int kc_kms_re_encrypt(struct kc_kms *k, const struct kc_kms_request *req, const char *src_key_ref,
                       const uint8_t *blob, size_t blob_len, const struct kc_context *src_ctx,
                       const char *dst_key_ref, const struct kc_context *dst_ctx,
                       struct kc_data_key *ret, struct kc_err *err) {
         struct kc_err local = {};
         struct kc_audit_record rec = {
-                .operation = "ReEncrypt", .key_id = dst_key_ref ?: src_key_ref,
-                .context = dst_ctx ?: src_ctx, .detail = src_key_ref,
+                .operation = "ReEncrypt", .key_id = dst_key_ref ?: src_key_ref, .context = dst_ctx ?: src_ctx,
         };
         struct kc_data_key dk = {};
         const struct kc_kms_provider *p = NULL, *dst_p;
         const char *src_key, *dst_key = NULL;
         void *state = NULL;
-        char request_id[160], source[96];
+        char request_id[160], source[96], src_id[65];
+        uint32_t src_version = 0;
+        bool source_refused = false;
         int r;
 
         err = err ?: &local;
@@ -581,13 +622,11 @@ int kc_kms_re_encrypt(struct kc_kms *k, const struct kc_kms_request *req, const 
                                        p->name, dst_p->name);
         }
         if (r >= 0)
-                r = p->re_encrypt(state, src_key, blob, blob_len, src_ctx, dst_key, dst_ctx, &dk, err);
-        /* The record names the destination key; the source, which the blob may name alone, goes in the detail. */
-        if (r >= 0 && dk.source_key_id[0]) {
-                snprintf(source, sizeof(source), "source %s version %" PRIu32, dk.source_key_id,
-                         dk.source_key_version);
-                rec.detail = source;
-        }
+                r = p->re_encrypt(state, src_key, blob, blob_len, src_ctx, dst_key, dst_ctx, &dk, &source_refused, err);
+        /* The record names the destination key, or the one that refused; the source goes in the detail. */
+        rec.detail = re_encrypt_source(p, r, &dk, src_key_ref, blob, blob_len, src_id, &src_version, source);
+        if (r < 0)
+                re_encrypt_refuser(&rec, source_refused, src_key_ref, dst_key_ref, src_id, src_version);
         note_request_id(p, state, &rec, request_id, sizeof(request_id));
         return audit_finish_data_key(k, req, &rec, r, &dk, ret, err);
 }

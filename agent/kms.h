@@ -117,10 +117,14 @@ struct kc_kms_provider {
         int (*decrypt)(void *state, const char *key, const uint8_t *blob, size_t blob_len,
                        const struct kc_context *ctx, void **ret_plaintext,
                        char ret_key_id[65], uint32_t *ret_key_version, struct kc_err *err);
-        /* src_key NULL: whatever key the blob names; dst_key NULL: the blob's key, newest version. */
+        /* src_key NULL: whatever key the blob names; dst_key NULL: the blob's key, newest version.
+         * A refusal of the source (its key, version or context, or the blob) sets *source_refused,
+         * so that the audit record names the key that refused; left false where the provider
+         * cannot tell (then the destination key is named). */
         int (*re_encrypt)(void *state, const char *src_key, const uint8_t *blob, size_t blob_len,
                           const struct kc_context *src_ctx, const char *dst_key,
-                          const struct kc_context *dst_ctx, struct kc_data_key *ret, struct kc_err *err);
+                          const struct kc_context *dst_ctx, struct kc_data_key *ret, bool *source_refused,
+                          struct kc_err *err);
         int (*describe_key)(void *state, const char *key, struct kc_key_info *ret, struct kc_err *err);
         /* Wrap a key that already exists (adopting a LUKS2 volume): ret->plaintext stays NULL. NULL: -EOPNOTSUPP. */
         int (*encrypt)(void *state, const char *key, const struct kc_context *ctx, const void *plaintext,

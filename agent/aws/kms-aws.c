@@ -709,7 +709,8 @@ static int aws_decrypt(void *state, const char *key, const uint8_t *blob, size_t
 
 static int aws_re_encrypt(void *state, const char *src_key, const uint8_t *blob, size_t blob_len,
                           const struct kc_context *src_ctx, const char *dst_key,
-                          const struct kc_context *dst_ctx, struct kc_data_key *ret, struct kc_err *err) {
+                          const struct kc_context *dst_ctx, struct kc_data_key *ret, bool *source_refused,
+                          struct kc_err *err) {
         struct aws_state *s = state;
         _cleanup_(json_object_putp) struct json_object *req = json_object_new_object();
         _cleanup_(kc_http_response_clear) struct kc_http_response resp = {};
@@ -738,6 +739,12 @@ static int aws_re_encrypt(void *state, const char *src_key, const uint8_t *blob,
                 return -ENOMEM;
         deadline = call_deadline(s);
         r = aws_call(s, &src, "ReEncrypt", req, deadline, &resp, err);
+        /*
+         * InvalidCiphertextException and IncorrectKeyException are the source's: the blob, its key or
+         * context.  A disabled key, one pending deletion or not found may be either: KMS does not say.
+         */
+        if (r == -EBADMSG)
+                *source_refused = true;
         if (r < 0)
                 return explain_invalid_state(s, "ReEncrypt", src_key, dst_key, deadline, r, err);
         /* KMS re-wraps inside the HSM: no plaintext reaches this host (ret->plaintext stays NULL). */

@@ -623,6 +623,14 @@ def run(tmp, audit, port):
     last = json.loads(open(os.path.join(audit, "audit.log")).readlines()[-1])
     check("re-encrypt from an alias: the audit names the source key id", rc == 0 and
           (last.get("detail") or "").startswith("source %s version 1;" % k1["KeyId"]), "%s %s" % (out, last))
+    # Refused for the source context (InvalidCiphertextException): the record names the source key,
+    # the one that refused, not the destination.
+    rc, out, f = drive(env, audit, "reencrypt", ref1, "db-id=db-1,volume-id=vol-2", blob, ref2,
+                       "db-id=db-1,volume-id=vol-9", os.path.join(tmp, "refused.blob"))
+    last = json.loads(open(os.path.join(audit, "audit.log")).readlines()[-1])
+    check("re-encrypt under a wrong source context: the audit names the source key",
+          rc == 1 and err_name(out) == "EBADMSG" and last.get("operation") == "ReEncrypt"
+          and last.get("result") == "error" and last.get("key_id") == k1["KeyId"], "%s %s" % (out, last))
 
     encrypt_cases(tmp, audit, env, kms, k1, ref1, alias_ref)
 

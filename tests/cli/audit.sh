@@ -62,11 +62,31 @@ for ref in alias/other "local:$ID2" "$ID2" local:alias/other; do
         check "refused as $ref: the record names the key by its id" \
                 sh -c "tail -n1 '$LOG' | grep -q '\"operation\":\"GenerateDataKey\",\"key_id\":\"$ID2\".*\"result\":\"error\"'"
 done
+# A refused re-encrypt names the key that refused, and its source as the one allowed does.
+# last_record: the newest audit record, in $T/out for json_is.
+last_record() { tail -n1 "$LOG" > "$T/out"; }
 expect 4 "re-encrypt under the disabled key" kms re-encrypt --ciphertext-blob "$BLOB" --context "$CTX" \
         --destination-key local:alias/other
+last_record
+json_is '(j["operation"], j["key_id"], j["key_version"], j["result"])' "('ReEncrypt', '$ID2', None, 'error')"
+json_is 'j["detail"]' "source $ID version 1"
+expect 4 "re-encrypt from the disabled key" kms re-encrypt --ciphertext-blob "$BLOB2" --context "$CTX" \
+        --destination-key alias/pg
+last_record
+json_is '(j["operation"], j["key_id"], j["key_version"], j["error"])' \
+        "('ReEncrypt', '$ID2', 2, 'key $ID2 is disabled')"
+json_is 'j["detail"]' "source $ID2 version 2"
+expect 4 "re-encrypt from the disabled key, named" kms re-encrypt --key alias/other --ciphertext-blob "$BLOB2" \
+        --context "$CTX" --destination-key alias/pg
+last_record
+json_is '(j["key_id"], j["detail"])' "('$ID2', 'source $ID2 version 2')"
+expect 4 "re-encrypt under a wrong source context, to the disabled key" kms re-encrypt --ciphertext-blob "$BLOB" \
+        --context db-id=db-9 --destination-key alias/other
+last_record
+json_is '(j["key_id"], j["key_version"], j["detail"])' "('$ID', 1, 'source $ID version 1')"
 expect 0 "audit list --key ID: the refusals of the disabled key" audit list --key "$ID2" --json
 json_is '[r["operation"] for r in j["Records"] if r["result"] == "error" and r["operation"] != "Decrypt"]' \
-        "['GenerateDataKey', 'GenerateDataKey', 'GenerateDataKey', 'GenerateDataKey', 'ReEncrypt']"
+        "['GenerateDataKey', 'GenerateDataKey', 'GenerateDataKey', 'GenerateDataKey', 'ReEncrypt', 'ReEncrypt', 'ReEncrypt']"
 json_is '[(r["key_version"], r["result"]) for r in j["Records"] if r["operation"] == "Decrypt"]' \
         "[(None, 'error'), (2, 'error')]"
 expect 0 "enable other" key enable alias/other
@@ -79,6 +99,11 @@ expect 0 "schedule its deletion" key schedule-deletion alias/gone --pending-wind
 expect 4 "decrypt without --key, the blob's key pending deletion" kms decrypt --ciphertext-blob "$BLOB3" --context "$CTX"
 check "pending deletion, without --key: the record names the blob's key" \
         sh -c "tail -n1 '$LOG' | grep -q '\"operation\":\"Decrypt\",\"key_id\":\"$ID3\",\"key_version\":1,.*\"result\":\"error\"'"
+expect 4 "re-encrypt from a key pending deletion" kms re-encrypt --ciphertext-blob "$BLOB3" --context "$CTX" \
+        --destination-key alias/pg
+last_record
+json_is '(j["operation"], j["key_id"], j["key_version"], j["result"], j["detail"])' \
+        "('ReEncrypt', '$ID3', 1, 'error', 'source $ID3 version 1')"
 # A blob that names no key that can be read: no header (refused as tampered), or a key id that is not
 # one (a key not found); the record names none.
 NOT_AN_ID=$(python3 -c 'import base64, sys
