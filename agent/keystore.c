@@ -693,8 +693,9 @@ static int root_ensure(struct kc_keystore *ks, struct kc_err *err) {
 
         if (r != -ENOENT)
                 return r;
+        /* Unavailable, as a root key missing beside keys is (ks_reload_locked()). */
         if (ks->root_from_credential)
-                return kc_err_set(err, -ENOENT, "root key credential %s vanished", ks->root_key_path);
+                return kc_err_set(err, -EAGAIN, "root key credential %s vanished", ks->root_key_path);
         root = kc_secret_alloc(KS_CMK_SIZE);
         if (!root)
                 return -ENOMEM;
@@ -896,9 +897,15 @@ static int ks_reload_locked(struct kc_keystore *ks, struct kc_err *err) {
                 *e = (struct ks_entry) {};
                 memcpy(e->id, id, sizeof(id));
                 if (!ks->root) {
+                        /*
+                         * Not -ENOENT, "no such key or volume" (kmscrypt status 3): the keys are
+                         * there, none can be used.  -EAGAIN, unavailable (status 5), which
+                         * kmscryptd retries as it does a keystore not mounted yet: a root key on
+                         * another file system, or a credential, may still come.
+                         */
                         r = root_load(ks, err);
                         if (r == -ENOENT)
-                                return kc_err_set(err, -ENOENT, "keystore %s holds keys but its root key %s is missing",
+                                return kc_err_set(err, -EAGAIN, "keystore %s holds keys but its root key %s is missing",
                                                   ks->dir, ks->root_key_path);
                         if (r < 0)
                                 return r;

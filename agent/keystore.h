@@ -39,6 +39,8 @@ struct kc_keystore;
  * at dir.  root_key_file NULL means <dir>/root.key; a systemd credential
  * $CREDENTIALS_DIRECTORY/kmscrypt-root-key takes precedence over it.
  * The root key itself is created by the first kc_keystore_create_key().
+ * A keystore that holds keys but whose root key is missing fails every call
+ * that reads them with -EAGAIN (unavailable), not -ENOENT (no such key).
  */
 int kc_keystore_open(const char *dir, const char *root_key_file, struct kc_keystore **ret, struct kc_err *err);
 void kc_keystore_close(struct kc_keystore *ks);

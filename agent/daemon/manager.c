@@ -383,8 +383,8 @@ static int find_device(const char *spec, char **ret_path, struct kc_err *err) {
 /*
  * Attach params->device.  A device that is not there yet is the commonest
  * reason to wait, so that is looked at first, and *ret_absent (unless NULL)
- * says whether this try failed so: the errno alone cannot tell, the local
- * keystore without its root key says -ENOENT too (kc_manager_attach_volume()).
+ * says whether this try failed so: the errno alone cannot tell, a local
+ * keystore that is not there (yet) says -ENOENT too (kc_manager_attach_volume()).
  */
 static int attach_with(struct kc_manager *m, const struct kc_attach_params *params, const struct kc_caller *caller,
                        struct kc_attach_result *ret, struct kc_err *err, bool *ret_absent) {

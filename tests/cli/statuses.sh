@@ -11,6 +11,21 @@ truncate -s 1M "$T/plain.img"
 printf 'secret\n' > "$T/pass"
 expect 0 "create key" key create --alias alias/pg
 
+# ---- a keystore that holds keys but whose root key is missing: unavailable, not "no such key" ----
+# (a root key kept in a systemd credential, say, with the command run outside the unit)
+before=$(snapshot "$KS")
+for args in "key list" "key describe alias/pg" "key create --alias alias/new" "key disable alias/pg" \
+            "kms generate-data-key --key alias/pg --context $CTX"; do
+        expect 5 "root key missing: $args" --root-key-file "$T/no-root.key" $args
+        check "root key missing: $args: one line" one_error_line
+        check "root key missing: $args: says so" grep -qF \
+                ": keystore $KS holds keys but its root key $T/no-root.key is missing" "$T/err"
+done
+check "root key missing: keystore unchanged, no root key made" \
+        test "$before" = "$(snapshot "$KS")" -a ! -e "$T/no-root.key"
+check "root key missing: the disable's outcome is an error" \
+        sh -c "grep '\"operation\":\"DisableKey\"' '$LOG' | tail -n1 | grep -q '\"result\":\"error\"'"
+
 # ---- a device that is not LUKS2 ----
 NOT_LUKS="$T/plain.img is not a LUKS2 device (no valid LUKS header)"
 for args in "attach $T/plain.img" "rebind $T/plain.img --context volume-id=vol-2" "reencrypt $T/plain.img" \
