@@ -80,9 +80,10 @@ END {
                 verdict(a["kx"], a["kf"], 1.5, "MISSED"), ratio(a["kx"], a["kf"])
         printf "  the LUKS2 header load (libcryptsetup crypt_load) is %s of the floor, run beside the\n",
                 ratio(step["header"], a["kf"])
-        printf "  KMS call and the table load from a peek at the header (%s); the digest check\n",
+        printf "  KMS call and the table load from a peek at the header (%s); the key check (the\n",
                 ratio(step["peek"], a["kf"])
-        printf "  (PBKDF2, the header'"'"'s iterations) %s, run beside the table load\n", ratio(step["verify"], a["kf"])
+        printf "  token'"'"'s HMAC, else the LUKS2 digest'"'"'s PBKDF2) %s, run beside the table load\n",
+                ratio(step["verify"], a["kf"])
         serial = step["peek"] + step["token"] + step["unwrap"] + step["keymap"]
         printf "  kc_attach'"'"'s own thread, step after step (peek, token, unwrap, key and mapping; not\n"
         printf "  the lock and the look for an existing mapping), takes %.2f ms = %s of the floor with\n",
