@@ -1194,14 +1194,13 @@ static int segment_digest(struct json_object *hdr, struct luks_digest *ret) {
         return 1;
 }
 
-/* The digest's verdict on key: 0 or -EPERM. */
+/* The digest's verdict on key: 0 or -EPERM; -EOPNOTSUPP when it cannot be computed here (libcryptsetup's, then). */
 static int digest_verdict(const struct luks_digest *d, const void *key, size_t key_size) {
         unsigned char have[SHA256_DIGEST_LENGTH];
         int r;
 
-        r = digest_pbkdf2_sha256(key, key_size, d->salt, d->salt_len, d->iterations, have);
-        if (r < 0)
-                return r;
+        if (digest_pbkdf2_sha256(key, key_size, d->salt, d->salt_len, d->iterations, have) < 0)
+                return -EOPNOTSUPP;
         r = CRYPTO_memcmp(have, d->digest, sizeof(have)) == 0 ? 0 : -EPERM;
         OPENSSL_cleanse(have, sizeof(have));
         return r;
