@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "agent/cli/cli.h"
+#include "lib/crypto-init.h"
 #include "lib/log.h"
 #include "lib/secret.h"
 
@@ -100,6 +101,7 @@ int main(int argc, char **argv) {
         struct kc_cli cli = {};
         int nargs, status, r;
 
+        kc_crypto_init();
         harden();
         kc_log_set_program("kmscrypt");
         kc_log_set_sink(kc_log_sink_stderr, NULL);

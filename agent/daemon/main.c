@@ -20,6 +20,7 @@
 #include "agent/daemon/manager.h"
 #include "agent/daemon/server.h"
 #include "agent/daemon/volumes.h"
+#include "lib/crypto-init.h"
 #include "lib/fault.h"
 #include "lib/log.h"
 #include "lib/secret.h"
@@ -466,6 +467,7 @@ int main(int argc, char **argv) {
         pthread_t ready;
         int r;
 
+        kc_crypto_init();
         kc_log_set_program("kmscryptd");
         kc_log_set_sink(kc_log_sink_stderr, NULL);
         /* A mapper process started in place of a dead one (mapper.h): not an option for users. */

@@ -25,6 +25,7 @@
 
 #include "agent/config.h"
 #include "agent/kms.h"
+#include "lib/crypto-init.h"
 #include "lib/secret.h"
 
 static long elapsed_ms(const struct timespec *t0) {
@@ -81,6 +82,7 @@ int main(int argc, char **argv) {
         char hex[65];
         int r;
 
+        kc_crypto_init();       /* as kmscrypt and kmscryptd: TLS without OpenSSL's legacy cipher table */
         if (argc < 4) {
                 fprintf(stderr, "usage: aws-driver DIR OP KEYREF ...\n");
                 return 2;
