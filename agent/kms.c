@@ -581,12 +581,16 @@ static const char *re_encrypt_source(const struct kc_kms_provider *p, int r, con
  * The key a refused ReEncrypt's record names: the one that refused.  The
  * destination key, when one was given and the source passed; else the
  * source, named as a refused Decrypt names its key: as given, or the key
- * (and, when it refused, the version) the blob names.
+ * (and, when it refused, the version) the blob names.  The context is the
+ * one that key was asked under: the source's, when the record names the
+ * source.
  */
 static void re_encrypt_refuser(struct kc_audit_record *rec, bool source_refused, const char *src_key_ref,
-                               const char *dst_key_ref, const char *src_id, uint32_t src_version) {
+                               const struct kc_context *src_ctx, const char *dst_key_ref, const char *src_id,
+                               uint32_t src_version) {
         if (dst_key_ref && !source_refused)
-                return;         /* rec->key_id is dst_key_ref already */
+                return;         /* rec->key_id is dst_key_ref already, rec->context its context */
+        rec->context = src_ctx;
         if (src_key_ref || !src_id[0]) {
                 rec->key_id = src_key_ref;
                 return;
@@ -626,7 +630,7 @@ int kc_kms_re_encrypt(struct kc_kms *k, const struct kc_kms_request *req, const 
         /* The record names the destination key, or the one that refused; the source goes in the detail. */
         rec.detail = re_encrypt_source(p, r, &dk, src_key_ref, blob, blob_len, src_id, &src_version, source);
         if (r < 0)
-                re_encrypt_refuser(&rec, source_refused, src_key_ref, dst_key_ref, src_id, src_version);
+                re_encrypt_refuser(&rec, source_refused, src_key_ref, src_ctx, dst_key_ref, src_id, src_version);
         note_request_id(p, state, &rec, request_id, sizeof(request_id));
         return audit_finish_data_key(k, req, &rec, r, &dk, ret, err);
 }

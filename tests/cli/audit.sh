@@ -80,13 +80,23 @@ expect 4 "re-encrypt from the disabled key, named" kms re-encrypt --key alias/ot
         --context "$CTX" --destination-key alias/pg
 last_record
 json_is '(j["key_id"], j["detail"])' "('$ID2', 'source $ID2 version 2')"
+# Refused by the source, the record names the source's context, not the destination's; refused by
+# the destination, the destination's.
+expect 4 "re-encrypt from the disabled key to another context" kms re-encrypt --ciphertext-blob "$BLOB2" \
+        --context "$CTX" --destination-key alias/pg --destination-context db-id=db-new
+last_record
+json_is '(j["key_id"], j["encryption_context"])' "('$ID2', {'db-id': 'db-1', 'volume-id': 'vol-2'})"
+expect 4 "re-encrypt to the disabled key in another context" kms re-encrypt --ciphertext-blob "$BLOB" \
+        --context "$CTX" --destination-key alias/other --destination-context db-id=db-new
+last_record
+json_is '(j["key_id"], j["encryption_context"])' "('$ID2', {'db-id': 'db-new'})"
 expect 4 "re-encrypt under a wrong source context, to the disabled key" kms re-encrypt --ciphertext-blob "$BLOB" \
         --context db-id=db-9 --destination-key alias/other
 last_record
 json_is '(j["key_id"], j["key_version"], j["detail"])' "('$ID', 1, 'source $ID version 1')"
 expect 0 "audit list --key ID: the refusals of the disabled key" audit list --key "$ID2" --json
 json_is '[r["operation"] for r in j["Records"] if r["result"] == "error" and r["operation"] != "Decrypt"]' \
-        "['GenerateDataKey', 'GenerateDataKey', 'GenerateDataKey', 'GenerateDataKey', 'ReEncrypt', 'ReEncrypt', 'ReEncrypt']"
+        "['GenerateDataKey', 'GenerateDataKey', 'GenerateDataKey', 'GenerateDataKey', 'ReEncrypt', 'ReEncrypt', 'ReEncrypt', 'ReEncrypt', 'ReEncrypt']"
 json_is '[(r["key_version"], r["result"]) for r in j["Records"] if r["operation"] == "Decrypt"]' \
         "[(None, 'error'), (2, 'error')]"
 expect 0 "enable other" key enable alias/other
