@@ -275,7 +275,7 @@ static int pick_sector_size(const char *device, const char *header, uint32_t req
         return 0;
 }
 
-int kc_luks_check_room(const char *device, const char *header, uint32_t sector_size, struct kc_err *err) {
+int kc_luks_check_geometry(const char *device, const char *header, uint32_t sector_size, struct kc_err *err) {
         uint32_t picked;
 
         return pick_sector_size(device, header, sector_size, &picked, err);

@@ -77,21 +77,21 @@ struct kc_luks_format_params {
 int kc_luks_check_blank(const char *device, struct kc_err *err);
 
 /*
- * Refuse (-ENOSPC, one line naming device, its size and the least it needs)
- * a device format would leave no sector of data on: after libcryptsetup's
- * default 16 MiB LUKS2 header, or after nothing when header (a detached
- * header file, or NULL) is given.  sector_size as kc_luks_format_params has
+ * Whether the device's geometry can take a format, read before the KMS is
+ * asked.  Refuse (-ENOSPC, one line naming device, its size and the least
+ * it needs) a device format would leave no sector of data on: after
+ * libcryptsetup's default 16 MiB LUKS2 header, or after nothing when
+ * header (a detached header file, or NULL) is given.  sector_size as kc_luks_format_params has
  * it (0: the device's logical block size, the smallest format picks).
  * First refuses, with kc_luks_format()'s -EINVAL and line, a sector_size
  * the device cannot take (not 512..4096 and a power of two, below its
- * logical block size).  Reads the geometry only, so a caller can refuse
- * before the KMS is asked.
+ * logical block size).  Reads nothing but the geometry.
  */
-int kc_luks_check_room(const char *device, const char *header, uint32_t sector_size, struct kc_err *err);
+int kc_luks_check_geometry(const char *device, const char *header, uint32_t sector_size, struct kc_err *err);
 
 /*
  * Format LUKS2 aes-xts-plain64 with the given volume key and write the
- * token.  A device kc_luks_check_room() refuses, or whose header as laid
+ * token.  A device kc_luks_check_geometry() refuses, or whose header as laid
  * out leaves no sector of data, is -ENOSPC.
  */
 int kc_luks_format(const struct kc_luks_format_params *p, const struct kc_token *token, struct kc_err *err);

@@ -246,7 +246,7 @@ static int format_check(const struct kc_volume_format_params *p, const struct kc
                         return r;
         }
         /* kc_luks_format() checks it too, but only after the KMS made (and audited) a data key. */
-        return kc_luks_check_room(p->ref.device, p->ref.header, p->sector_size, err);
+        return kc_luks_check_geometry(p->ref.device, p->ref.header, p->sector_size, err);
 }
 
 int kc_volume_format_check(const struct kc_volume_format_params *p, struct kc_err *err) {

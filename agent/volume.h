@@ -72,7 +72,7 @@ struct kc_volume_format_params {
  * the header back and prove the token unwraps (through the KMS) to a key the
  * LUKS2 digest accepts.  Refuses before any KMS call or write: a device with
  * a signature (unless force; -EEXIST), a read-only or missing device, one
- * too small to keep data after the header (-ENOSPC, kc_luks_check_room()) or
+ * too small to keep data after the header (-ENOSPC, kc_luks_check_geometry()) or
  * whose logical blocks are larger than sector_size (-EINVAL), a context
  * without db-id and volume-id.
  */

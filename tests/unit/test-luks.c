@@ -386,7 +386,7 @@ START_TEST(test_sector_size) {
 
                         ck_assert_ptr_nonnull(strstr(err.msg, "sector size"));
                         /* The check format's callers make before the KMS refuses it alike. */
-                        ck_assert_int_eq(kc_luks_check_room(img, NULL, cases[i].requested, &cerr), cases[i].r);
+                        ck_assert_int_eq(kc_luks_check_geometry(img, NULL, cases[i].requested, &cerr), cases[i].r);
                         ck_assert_str_eq(cerr.msg, err.msg);
                         ck_assert(kc_test_file_is_zero(img));
                         continue;
@@ -439,7 +439,7 @@ START_TEST(test_too_small) {
                 img = kc_test_image(dir, name, cases[i].size);
                 if (cases[i].detached)
                         h = kc_test_image(dir, hname, 0);  /* new and empty, as format's caller creates it */
-                ck_assert_int_eq(kc_luks_check_room(img, h, cases[i].requested, &err), cases[i].r);
+                ck_assert_int_eq(kc_luks_check_geometry(img, h, cases[i].requested, &err), cases[i].r);
                 struct kc_luks_format_params p = {
                         .device = img, .header = h, .volume_key = key, .volume_key_size = 64,
                         .sector_size = cases[i].requested,
