@@ -1025,6 +1025,7 @@ static int load(struct re_state *s, struct kc_reencrypt_result *res, struct kc_e
         uuid = crypt_get_uuid(s->cd);
         kc_strscpy(res->uuid, sizeof(res->uuid), strempty(uuid));
         s->req.volume = res->uuid;
+        kc_strscpy(res->provider, sizeof(res->provider), s->tok.provider);
         kc_strscpy(res->key_id, sizeof(res->key_id), s->tok.key_id);
         res->old_key_version = s->tok.key_version;
         r = kc_token_key_ref(&s->tok, &s->key_ref);

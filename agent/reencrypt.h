@@ -62,6 +62,7 @@ struct kc_reencrypt_params {
 
 struct kc_reencrypt_result {
         char uuid[40];
+        char provider[16];                   /* of the key, as the token names it ("local") */
         char key_id[65];
         uint32_t old_key_version;
         uint32_t new_key_version;

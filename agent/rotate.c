@@ -75,6 +75,7 @@ static int rewrap_load(struct rewrap_state *s, struct kc_rewrap_result *res, str
         if (r < 0)
                 return r;
         kc_strscpy(res->uuid, sizeof(res->uuid), seg.uuid);
+        kc_strscpy(res->provider, sizeof(res->provider), s->old.provider);
         kc_strscpy(res->old_key_id, sizeof(res->old_key_id), s->old.key_id);
         res->old_key_version = s->old.key_version;
         res->token_id = s->token_id;

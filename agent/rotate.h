@@ -40,6 +40,7 @@ struct kc_rewrap_params {
 struct kc_rewrap_result {
         char uuid[40];
         int token_id;                         /* the same before and after */
+        char provider[16];                    /* of both keys, as the token names it ("local") */
         char old_key_id[256];
         uint32_t old_key_version;
         char new_key_id[65];

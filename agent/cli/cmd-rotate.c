@@ -155,15 +155,16 @@ static const char *rewrap_verb(const struct kc_rewrap_result *res, bool dry_run,
         return rebind ? "rebound" : "rewrapped";
 }
 
+/* Keys as key references (provider:id, docs/token.md), as format's and status's "Key" name them. */
 static void rewrap_text(const char *prefix, const char *label, const struct kc_rewrap_result *res, bool dry_run,
                         bool rebind) {
         if (res->current)
-                printf("%s%s: %s (%s version %" PRIu32 ")\n", prefix, label, rewrap_verb(res, dry_run, rebind),
-                       res->old_key_id, res->old_key_version);
+                printf("%s%s: %s (key %s:%s version %" PRIu32 ")\n", prefix, label, rewrap_verb(res, dry_run, rebind),
+                       res->provider, res->old_key_id, res->old_key_version);
         else
-                printf("%s%s: %s, %s version %" PRIu32 " -> %s version %" PRIu32 "\n", prefix, label,
-                       rewrap_verb(res, dry_run, rebind), res->old_key_id, res->old_key_version,
-                       res->new_key_id, res->new_key_version);
+                printf("%s%s: %s, key %s:%s version %" PRIu32 " -> %s:%s version %" PRIu32 "\n", prefix, label,
+                       rewrap_verb(res, dry_run, rebind), res->provider, res->old_key_id, res->old_key_version,
+                       res->provider, res->new_key_id, res->new_key_version);
 }
 
 /* ---- rewrap ---- */

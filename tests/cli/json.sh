@@ -144,6 +144,16 @@ cryptsetup luksFormat --type luks2 --batch-mode --pbkdf pbkdf2 --pbkdf-force-ite
 expect 0 "adopt, text" adopt "$T/adopt2.img" --key "local:$KEY_ID" --context db-id=db-1,volume-id=vol-a2 \
         --passphrase-file "$T/pass"
 check "adopt, text: Key is local:ID (got '$(key_line)')" sh -c "[ '$(key_line)' = 'local:$KEY_ID (version 3)' ]"
+# So do rewrap and reencrypt.
+expect 0 "rewrap, text" rewrap "$X" --always
+check "rewrap, text: keys are local:ID (got '$(cat "$T/out")')" \
+        grep -qxF "$X: rewrapped, key local:$KEY_ID version 3 -> local:$KEY_ID version 3" "$T/out"
+expect 0 "rewrap, text, already current" rewrap "$X"
+check "rewrap, text, already current: key local:ID (got '$(cat "$T/out")')" \
+        grep -qxF "$X: already under the newest key version (key local:$KEY_ID version 3)" "$T/out"
+expect 0 "reencrypt, text" reencrypt "$X"
+check "reencrypt, text: key local:ID (got '$(cat "$T/out")')" \
+        grep -qxF "$X: reencrypted, key local:$KEY_ID version 3 -> new data key under version 3 (offline)" "$T/out"
 j "dump of the adopted volume" dump "$T/adopt2.img"
 json_is 'len(j["KmscryptToken"]["KeyCheck"])' 44
 quiet dump "$V"
