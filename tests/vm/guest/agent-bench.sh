@@ -36,9 +36,11 @@ ratio() { awk -v a="$1" -v b="$2" -v f="${3:-%.2f}" 'BEGIN { printf f, b ? a / b
 # 0. How much CPU-bound work the vCPUs do at once: under TCG each is a host
 # thread sharing the host's cores with QEMU's own, so two are less than
 # twice one.  NCPU copies of sha256sum at once against one alone, timed
-# before and after them.  A first run goes untimed: it pays for the
-# emulator's translation of sha256sum's code, and timed alone it made one
-# run take longer than two at once ("3.11 CPUs of work" from 2 vCPUs).
+# before and after them, after a first run that goes untimed (the
+# emulator translates sha256sum's code on it).  Even so, under TCG one
+# copy alone has taken longer than each of two at once ("2.78 CPUs of
+# work" from 2 vCPUs, 2026-11-30), for reasons of the emulator's; the CPU
+# bounds below, which divide by this figure, are the more optimistic for it.
 dd if=/dev/zero of="$KCVM_DIR/calib" bs=1M count=24 2>/dev/null
 sha256sum "$KCVM_DIR/calib" >/dev/null
 t=$(agent_cs); sha256sum "$KCVM_DIR/calib" >/dev/null; one=$(($(agent_cs) - t))
