@@ -200,6 +200,76 @@ int kc_keyring_drop(kc_key_serial_t key) {
         }
 }
 
+/* ---- marks ---- */
+
+/* The mark's serial in the user keyring: -ENOKEY when there is none. */
+static int mark_find(const char *description) {
+        int r = check_description(description);
+
+        if (r < 0)
+                return r;
+        /* Searched in @u only: a mark is the user keyring's, never a key some other keyring holds. */
+        return keyutils_result(keyctl_search(KEY_SPEC_USER_KEYRING, "user", description, 0));
+}
+
+int kc_keyring_mark_set(const char *description, const char *payload) {
+        size_t n = payload ? strnlen(payload, KC_KEY_PAYLOAD_MAX) : 0;
+        int key, r;
+
+        r = check_description(description);
+        if (r < 0)
+                return r;
+        if (n == 0 || n == KC_KEY_PAYLOAD_MAX)
+                return log_debug_errno(-EINVAL, "Refusing mark payload: must be 1..%d bytes", KC_KEY_PAYLOAD_MAX - 1);
+        /*
+         * Made in this thread's keyring, which it possesses, and only then linked into @u (displacing
+         * an older mark of that description): a process whose session keyring does not link @u (an
+         * agent under KeyringMode=private) does not possess what it finds there, so the owner must be
+         * allowed to search and read it, and only a possessor may set that.
+         */
+        key = keyutils_result(add_key("user", description, payload, n, KEY_SPEC_THREAD_KEYRING));
+        if (key < 0)
+                return log_debug_errno(key, "Failed to make mark \"%s\": %m", description);
+        r = keyutils_result(keyctl_setperm(key, KEY_POS_ALL | KEY_USR_VIEW | KEY_USR_READ | KEY_USR_SEARCH |
+                                                KEY_USR_WRITE | KEY_USR_SETATTR));
+        if (r >= 0)
+                r = keyutils_result(keyctl_link(key, KEY_SPEC_USER_KEYRING));
+        (void) keyctl_unlink(key, KEY_SPEC_THREAD_KEYRING);
+        if (r < 0) {
+                (void) kc_keyring_drop(key);
+                return log_debug_errno(r, "Failed to set mark \"%s\": %m", description);
+        }
+        return 0;
+}
+
+int kc_keyring_mark_get(const char *description, char *buf, size_t size) {
+        long n;
+        int key;
+
+        if (!buf || size == 0)
+                return -EINVAL;
+        key = mark_find(description);
+        if (key < 0)
+                return key;
+        n = keyctl_read(key, buf, size - 1);
+        if (n < 0)
+                return negative_errno();
+        if ((size_t) n > size - 1)
+                return -ENOBUFS;        /* keyctl_read() says how long the payload is, and copied part of it */
+        buf[n] = '\0';
+        return 0;
+}
+
+int kc_keyring_mark_clear(const char *description) {
+        int key = mark_find(description);
+
+        if (key == -ENOKEY)
+                return 0;
+        if (key < 0)
+                return key;
+        return kc_keyring_unlink(key, KEY_SPEC_USER_KEYRING);
+}
+
 /* Build "kmscrypt:<uuid>"; the uuid must be non-empty, without whitespace or control bytes, and fit the description limit. */
 int kc_keyring_volume_description(const char *luks_uuid, char **ret_description) {
         const size_t max = KC_KEY_DESCRIPTION_MAX - strlen(KC_VOLUME_DESCRIPTION_PREFIX);

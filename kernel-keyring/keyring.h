@@ -71,5 +71,22 @@ int kc_keyring_invalidate(kc_key_serial_t key);
  */
 int kc_keyring_drop(kc_key_serial_t key);
 
+/*
+ * Marks: small records that are no secret, kept by the kernel for as long
+ * as it runs, as "user" keys in the caller's user keyring (@u, per UID,
+ * whatever session keyring the caller has: systemd's KeyringMode=private
+ * included).  For state that must outlive a process but not a boot, and
+ * must not depend on a file system having room: what the agent knows of
+ * a mapping, which lives exactly as long.  description as for logon keys
+ * ("prefix:rest", no blanks); payload a string of 1..KC_KEY_PAYLOAD_MAX-1
+ * bytes.
+ */
+/* Set (or replace) the mark. */
+int kc_keyring_mark_set(const char *description, const char *payload);
+/* Its payload into buf (NUL-terminated, size bytes): -ENOKEY when there is none, -ENOBUFS when it does not fit. */
+int kc_keyring_mark_get(const char *description, char *buf, size_t size);
+/* Remove it: 0, also when there was none. */
+int kc_keyring_mark_clear(const char *description);
+
 /* Key description kmscrypt uses for a LUKS UUID: "kmscrypt:<uuid>". Caller frees. */
 int kc_keyring_volume_description(const char *luks_uuid, char **ret_description);

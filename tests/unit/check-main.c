@@ -1,9 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <ftw.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -72,4 +76,27 @@ void kc_test_with_file_limit(off_t limit, void (*fn)(void *userdata), void *user
         r_thaw = setrlimit(RLIMIT_FSIZE, &old);
         ck_assert_int_eq(r_thaw, 0);
         ck_assert_int_eq(r_freeze, 0);
+}
+
+int kc_test_refuse_syscall(long nr, long arg0, int error) {
+        const size_t arg0_low = offsetof(struct seccomp_data, args[0]) +
+                                (__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__ ? 4 : 0);
+        /* With arg0 -1 the comparison of the argument is jumped over. */
+        struct sock_filter filter[] = {
+                BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+                BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned) nr, 0, 3),
+                BPF_STMT(BPF_LD | BPF_W | BPF_ABS, arg0_low),
+                BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned) arg0, 0, 1),
+                BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((unsigned) error & SECCOMP_RET_DATA)),
+                BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        };
+        struct sock_fprog prog = { .len = sizeof(filter) / sizeof(filter[0]), .filter = filter };
+
+        if (arg0 < 0) {
+                filter[2] = (struct sock_filter) BPF_STMT(BPF_JMP | BPF_JA, 1);
+                filter[3] = (struct sock_filter) BPF_STMT(BPF_JMP | BPF_JA, 0);
+        }
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0)
+                return -errno;
+        return 0;
 }

@@ -27,3 +27,13 @@ char *kc_test_tmpdir(void);
  * fn must not assert.  Store results and check them after this returns.
  */
 void kc_test_with_file_limit(off_t limit, void (*fn)(void *userdata), void *userdata);
+
+/*
+ * From now on, in the calling thread and the threads and children it then
+ * starts, the system call nr fails with error, when its first argument is
+ * arg0 (any first argument for -1): a kernel without it, or a quota spent.
+ * A seccomp filter, which nothing lifts: call it in a test's own process
+ * (Check forks one for each test) or in a child.  -errno if it cannot be
+ * installed.
+ */
+int kc_test_refuse_syscall(long nr, long arg0, int error);

@@ -5,14 +5,10 @@
  * and every /proc/keys check runs in the process that added the key.
  */
 #include <keyutils.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
 #include <pthread.h>
 #include <semaphore.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -240,27 +236,6 @@ START_TEST(test_drop_idempotent_and_no_op) {
 }
 END_TEST
 
-/* Make keyctl(KEYCTL_INVALIDATE) fail with `error`, as on a kernel without it; the process makes only native syscalls. */
-static int refuse_invalidate(int error) {
-        const size_t arg0 = offsetof(struct seccomp_data, args[0]) +
-                            (__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__ ? 4 : 0);
-        struct sock_filter filter[] = {
-                BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-                BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_keyctl, 0, 3),
-                BPF_STMT(BPF_LD | BPF_W | BPF_ABS, arg0),
-                BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, KEYCTL_INVALIDATE, 0, 1),
-                BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (error & SECCOMP_RET_DATA)),
-                BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-        };
-        struct sock_fprog prog = { .len = ARRAY_SIZE(filter), .filter = filter };
-
-        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-                return -errno;
-        if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0)
-                return -errno;
-        return 0;
-}
-
 /* In a child (the filter must not outlive it): drop without invalidate; exit code 0, or the failed step. */
 static int fallback_child(int error) {
         _cleanup_secret_ unsigned char *key = kc_secret_alloc(64);
@@ -270,7 +245,8 @@ static int fallback_child(int error) {
 
         if (!key || getrandom(key, 64, 0) != 64)
                 return 1;
-        if (refuse_invalidate(error) < 0)
+        /* As on a kernel without KEYCTL_INVALIDATE. */
+        if (kc_test_refuse_syscall(__NR_keyctl, KEYCTL_INVALIDATE, error) < 0)
                 return 77;
         test_description(desc, "fallback");
         if (kc_keyring_add_logon(desc, key, 64, &serial) < 0)
@@ -462,6 +438,76 @@ START_TEST(test_volume_description) {
 }
 END_TEST
 
+/* A child in a session keyring of its own, as systemd's KeyringMode=private gives a service, runs fn. */
+static void in_new_session(int (*fn)(const char *desc), const char *desc) {
+        pid_t pid = fork();
+        int status;
+
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0)
+                _exit(keyctl_join_session_keyring(NULL) < 0 ? 2 : fn(desc));
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+}
+
+/* Exit codes of the children: 0, or the step that failed. */
+static int read_and_clear_mark(const char *desc) {
+        char seen[64];
+
+        if (kc_keyring_mark_get(desc, seen, sizeof(seen)) < 0 || strcmp(seen, "CRYPT-LUKS2-two") != 0)
+                return 3;
+        return kc_keyring_mark_clear(desc) < 0 ? 4 : 0;
+}
+
+static int set_mark_twice(const char *desc) {
+        char seen[64];
+
+        if (kc_keyring_mark_set(desc, "CRYPT-LUKS2-three") < 0 || kc_keyring_mark_set(desc, "CRYPT-LUKS2-four") < 0)
+                return 3;
+        if (kc_keyring_mark_get(desc, seen, sizeof(seen)) < 0 || strcmp(seen, "CRYPT-LUKS2-four") != 0)
+                return 4;
+        return 0;
+}
+
+/*
+ * Marks live in @u: set, read back, replaced, cleared (twice: nothing to
+ * clear is no error), refused when malformed.  A process in a session
+ * keyring of its own, which does not link @u and so possesses nothing in
+ * it, reads and clears a mark another set, and sets one another reads.
+ */
+START_TEST(test_marks) {
+        char desc[DESC_BUF], buf[64], small[4];
+
+        test_description(desc, "mark");
+        ck_assert_int_eq(kc_keyring_mark_get(desc, buf, sizeof(buf)), -ENOKEY);
+        ck_assert_int_eq(kc_keyring_mark_set(desc, "CRYPT-LUKS2-one"), 0);
+        ck_assert_int_eq(kc_keyring_mark_get(desc, buf, sizeof(buf)), 0);
+        ck_assert_str_eq(buf, "CRYPT-LUKS2-one");
+        ck_assert_int_eq(kc_keyring_mark_set(desc, "CRYPT-LUKS2-two"), 0);
+        ck_assert_int_eq(kc_keyring_mark_get(desc, buf, sizeof(buf)), 0);
+        ck_assert_str_eq(buf, "CRYPT-LUKS2-two");
+        ck_assert_int_eq(kc_keyring_mark_get(desc, small, sizeof(small)), -ENOBUFS);
+        /* A logon key of that description is no mark, nor is the mark a logon key. */
+        ck_assert_int_eq(kc_keyring_find_logon(desc, NULL), -ENOKEY);
+
+        in_new_session(read_and_clear_mark, desc);
+        ck_assert_int_eq(kc_keyring_mark_get(desc, buf, sizeof(buf)), -ENOKEY);
+        ck_assert_int_eq(kc_keyring_mark_clear(desc), 0);
+
+        in_new_session(set_mark_twice, desc);
+        ck_assert_int_eq(kc_keyring_mark_get(desc, buf, sizeof(buf)), 0);
+        ck_assert_str_eq(buf, "CRYPT-LUKS2-four");
+        ck_assert_int_eq(kc_keyring_mark_clear(desc), 0);
+        ck_assert_int_eq(kc_keyring_mark_get(desc, buf, sizeof(buf)), -ENOKEY);
+
+        ck_assert_int_eq(kc_keyring_mark_set(desc, ""), -EINVAL);
+        ck_assert_int_eq(kc_keyring_mark_set(desc, NULL), -EINVAL);
+        ck_assert_int_eq(kc_keyring_mark_set("no-prefix", "x"), -EINVAL);
+        ck_assert_int_eq(kc_keyring_mark_set("kmscrypt:with blank", "x"), -EINVAL);
+        ck_assert_int_eq(kc_keyring_mark_get(desc, buf, 0), -EINVAL);
+}
+END_TEST
+
 Suite *kc_test_suite(void) {
         Suite *s = suite_create("keyring");
         TCase *tc = tcase_create("kernel");
@@ -485,6 +531,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_invalid_inputs_refused);
         tcase_add_test(tc, test_limits_accepted);
         tcase_add_test(tc, test_volume_description);
+        tcase_add_test(tc, test_marks);
         suite_add_tcase(s, tc);
         return s;
 }
