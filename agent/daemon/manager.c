@@ -660,8 +660,9 @@ static void say_mark(struct kc_manager *m, struct mvol *v, const struct kc_revok
                 return;
         if (o->action != KC_REVOKE_SUSPENDED && o->mark_error != v->mark_error) {
                 if (o->mark_error < 0)
-                        log_warning("%s: the agent's mark of its suspension cannot be written under %s (%s): a "
-                                    "restarted agent would not resume it; tried again at every pass",
+                        log_warning("%s: the agent's mark of its suspension can be written neither under %s (%s) "
+                                    "nor in the kernel keyring: a restarted agent would not resume it; tried again "
+                                    "at every pass",
                                     v->conf->name, m->state_dir, strerror(-o->mark_error));
                 else
                         log_notice("%s: the agent's mark of its suspension is written now: a restarted agent "

@@ -268,7 +268,8 @@ static int fsync_path(const char *path) {
         return fd < 0 || fsync(fd) < 0 ? negative_errno() : 0;
 }
 
-int kc_revoke_remember(const char *state_dir, const char *name, const char *dm_uuid) {
+/* The file: <state_dir>/suspended/<name>, naming the dm UUID, written durably. */
+static int remember_file(const char *state_dir, const char *name, const char *dm_uuid) {
         _cleanup_free_ char *dir = NULL, *path = NULL, *tmp = NULL;
         _cleanup_close_ int fd = -1;
         size_t n = strlen(dm_uuid);
@@ -293,18 +294,50 @@ int kc_revoke_remember(const char *state_dir, const char *name, const char *dm_u
         return fsync_path(dir);
 }
 
+/*
+ * The kernel's copy: a keyring mark (kernel-keyring/keyring.h), which lives
+ * as long as the mapping can, needs no room on any file system, and is
+ * named after the state folder too, so that agents of other state folders
+ * (tests) never see each other's.
+ */
+static int kernel_mark_description(const char *state_dir, const char *name, char **ret) {
+        if (!state_dir || !kc_dm_name_is_valid(name))
+                return -EINVAL;
+        return asprintf(ret, "kmscrypt:suspended:%s:%s", name, state_dir) < 0 ? -ENOMEM : 0;
+}
+
+static int remember_kernel(const char *state_dir, const char *name, const char *dm_uuid) {
+        _cleanup_free_ char *desc = NULL;
+        int r = kernel_mark_description(state_dir, name, &desc);
+
+        return r < 0 ? r : kc_keyring_mark_set(desc, dm_uuid);
+}
+
+int kc_revoke_remember(const char *state_dir, const char *name, const char *dm_uuid) {
+        int file = remember_file(state_dir, name, dm_uuid);
+        int kernel = remember_kernel(state_dir, name, dm_uuid);
+
+        if (file < 0 && kernel >= 0)
+                log_debug("%s: its mark under %s/" MARK_DIR " could not be written (%s); the kernel keyring holds it",
+                          name, state_dir, strerror(-file));
+        return file >= 0 || kernel >= 0 ? 0 : file;
+}
+
 void kc_revoke_forget(const char *state_dir, const char *name) {
-        _cleanup_free_ char *path = NULL;
+        _cleanup_free_ char *path = NULL, *desc = NULL;
 
         if (mark_path(state_dir, name, &path) >= 0 && unlink(path) < 0 && errno != ENOENT)
                 log_debug("cannot remove %s: %m", path);
+        if (kernel_mark_description(state_dir, name, &desc) >= 0)
+                (void) kc_keyring_mark_clear(desc);
 }
 
-/* The dm UUID the mark at path names, into uuid (size bytes): false when there is no mark to read. */
-static bool read_mark(const char *path, char *uuid, size_t size) {
-        _cleanup_fclose_ FILE *f = fopen(path, "re");
+/* The dm UUID the file names, into uuid (size bytes): false when there is no file to read. */
+static bool read_mark_file(const char *state_dir, const char *name, char *uuid, size_t size) {
+        _cleanup_free_ char *path = NULL;
+        _cleanup_fclose_ FILE *f = NULL;
 
-        if (!f)
+        if (mark_path(state_dir, name, &path) < 0 || !(f = fopen(path, "re")))
                 return false;
         if (!fgets(uuid, (int) size, f))
                 uuid[0] = '\0';
@@ -312,15 +345,30 @@ static bool read_mark(const char *path, char *uuid, size_t size) {
         return true;
 }
 
+/* The dm UUID the kernel's copy names: false when there is none. */
+static bool read_mark_kernel(const char *state_dir, const char *name, char *uuid, size_t size) {
+        _cleanup_free_ char *desc = NULL;
+
+        return kernel_mark_description(state_dir, name, &desc) >= 0 && kc_keyring_mark_get(desc, uuid, size) >= 0;
+}
+
+/* Whether either mark names dm_uuid. */
+static bool marked_as(const char *state_dir, const char *name, const char *dm_uuid) {
+        char uuid[160];
+
+        return (read_mark_file(state_dir, name, uuid, sizeof(uuid)) && streq(uuid, dm_uuid)) ||
+               (read_mark_kernel(state_dir, name, uuid, sizeof(uuid)) && streq(uuid, dm_uuid));
+}
+
 bool kc_revoke_recall(const char *state_dir, const char *name) {
-        _cleanup_free_ char *path = NULL;
         struct kc_dm_info info;
         char uuid[160];
 
-        if (mark_path(state_dir, name, &path) < 0 || !read_mark(path, uuid, sizeof(uuid)))
+        if (!read_mark_file(state_dir, name, uuid, sizeof(uuid)) &&
+            !read_mark_kernel(state_dir, name, uuid, sizeof(uuid)))
                 return false;
         /* The kernel has the last word: the same mapping, still suspended, its key still wiped. */
-        if (kc_dm_info(name, &info) >= 0 && info.exists && info.suspended && streq(info.uuid, uuid) &&
+        if (kc_dm_info(name, &info) >= 0 && info.exists && info.suspended && marked_as(state_dir, name, info.uuid) &&
             kc_dm_crypt_key_wiped(name) == 1)
                 return true;
         log_debug("%s: forgetting a suspension the kernel no longer shows", name);
@@ -329,18 +377,15 @@ bool kc_revoke_recall(const char *state_dir, const char *name) {
 }
 
 /*
- * The mark of a suspension the agent holds, written now when it is not
- * there (it could not be when the agent suspended the volume): 0 once it
- * is there, else why not.
+ * The marks of a suspension the agent holds, written now where they are
+ * not (they could not be when the agent suspended the volume): 0 once one
+ * of them is there, else why not.
  */
 static int keep_mark(const char *state_dir, const char *name, const char *dm_uuid) {
-        _cleanup_free_ char *path = NULL;
         char uuid[160];
-        int r = mark_path(state_dir, name, &path);
 
-        if (r < 0)
-                return r;
-        if (read_mark(path, uuid, sizeof(uuid)) && streq(uuid, dm_uuid))
+        if (read_mark_file(state_dir, name, uuid, sizeof(uuid)) && streq(uuid, dm_uuid) &&
+            read_mark_kernel(state_dir, name, uuid, sizeof(uuid)) && streq(uuid, dm_uuid))
                 return 0;
         return kc_revoke_remember(state_dir, name, dm_uuid);
 }
@@ -355,9 +400,10 @@ static void say_mark_error(const char *state_dir, struct kc_revoke_outcome *out)
         size_t n = strlen(out->reason);
 
         if (out->mark_error < 0)
-                snprintf(out->reason + n, sizeof(out->reason) - n, "; its mark under %s/" MARK_DIR " could not be "
-                         "written (%s): a restarted agent would take the suspension for another tool's and not "
-                         "resume it; tried again at every check", state_dir, strerror(-out->mark_error));
+                snprintf(out->reason + n, sizeof(out->reason) - n, "; its mark could be written neither under %s/"
+                         MARK_DIR " (%s) nor in the kernel keyring: a restarted agent would take the suspension "
+                         "for another tool's and not resume it; tried again at every check", state_dir,
+                         strerror(-out->mark_error));
 }
 
 /* The reason of a suspension the agent holds; note (may be "") is what its suspend says. */
@@ -405,7 +451,8 @@ static int suspend_volume(const struct kc_kms_config *cfg, const struct kc_calle
         snprintf(detail, sizeof(detail), SUSPEND_DETAIL "%s", note);
         if (out->mark_error < 0)
                 snprintf(detail + strlen(detail), sizeof(detail) - strlen(detail), "; the agent's mark of it "
-                         "could not be written: %s", strerror(-out->mark_error));
+                         "could be written neither in its state folder nor in the kernel keyring: %s",
+                         strerror(-out->mark_error));
         (void) audit_action(cfg, self, "SuspendVolume", st->key_id, st->context, st->luks_uuid, r, detail);
         if (r < 0)
                 return r;

@@ -78,17 +78,21 @@ int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const c
 
 /*
  * The suspensions this policy made outlive the agent: before it suspends a
- * volume, the agent writes <state_dir>/suspended/<name> (the mapping's dm
- * UUID), durably; a resume or a detach removes it.  One that cannot be
- * written (its file system full or read-only) does not stop the suspend:
- * the check that finds the suspension still the agent's writes it then
- * (mark_error says why not yet).  A restarted agent asks
- * kc_revoke_recall() about each volume it finds attached: true when the
- * file is there and the kernel agrees (that mapping, suspended, key wiped),
- * so the agent resumes it when the CMK is enabled again; so does a check
- * that finds a suspension prior does not call the agent's (recalled).  A
- * file the kernel contradicts (resumed or removed by hand) is dropped.  A
- * suspension made by anyone else (cryptsetup luksSuspend) is never resumed.
+ * volume, the agent marks it, naming the mapping's dm UUID, twice: in the
+ * file <state_dir>/suspended/<name>, durably, and in the kernel keyring
+ * (a mark in root's user keyring, kernel-keyring/keyring.h), which lives as
+ * long as the mapping can and needs no room on a file system.  A resume or
+ * a detach removes both.  Marks that cannot be written (the file system
+ * full or read-only, and the keyring quota spent) do not stop the suspend:
+ * the check that finds the suspension still the agent's writes them then
+ * (mark_error says why not yet: 0 once either is there).  A restarted
+ * agent asks kc_revoke_recall() about each volume it finds attached: true
+ * when either mark is there and the kernel agrees (that mapping, suspended,
+ * key wiped), so the agent resumes it when the CMK is enabled again; so
+ * does a check that finds a suspension prior does not call the agent's
+ * (recalled).  Marks the kernel contradicts (resumed or removed by hand)
+ * are dropped.  A suspension made by anyone else (cryptsetup luksSuspend)
+ * is never resumed.
  */
 int kc_revoke_remember(const char *state_dir, const char *name, const char *dm_uuid);
 void kc_revoke_forget(const char *state_dir, const char *name);

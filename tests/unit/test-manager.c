@@ -861,8 +861,8 @@ START_TEST(test_revoke_recalled_suspension) {
 }
 END_TEST
 
-#define UNMARKED "CMK local:k is Disabled; suspended, key wiped; its mark under /state/suspended could not be " \
-        "written (No space left on device): ..."
+#define UNMARKED "CMK local:k is Disabled; suspended, key wiped; its mark could be written neither under " \
+        "/state/suspended (No space left on device) nor in the kernel keyring: ..."
 
 /*
  * A suspension the agent holds, whose mark a check could not write
@@ -875,7 +875,7 @@ START_TEST(test_revoke_mark_not_written) {
 
         atomic_store(&revoke_action, KC_REVOKE_SUSPENDED);
         wait_next_check();
-        watch_warnings("mark of its suspension cannot be written under");
+        watch_warnings("mark of its suspension can be written neither under");
         atomic_store(&revoke_reason, UNMARKED);
         atomic_store(&revoke_mark_error, -ENOSPC);
         atomic_store(&revoke_action, KC_REVOKE_STILL);

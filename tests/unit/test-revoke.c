@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -263,6 +264,7 @@ static void setup(void) {
 }
 
 static void teardown(void) {
+        kc_revoke_forget(f.dir, f.conf.name);   /* the kernel's copy of a mark outlives the folder */
         kc_kms_close(f.kms);
         kc_context_free(f.ctx);
         free(f.conf.device);
@@ -732,34 +734,45 @@ START_TEST(wipe_that_left_the_key) {
 }
 END_TEST
 
+/* A file where the marks' folder goes: writing a mark there fails as on a full or read-only file system. */
+static char *block_mark_folder(void) {
+        char *blocker = NULL;
+        FILE *file;
+
+        ck_assert_int_ge(asprintf(&blocker, "%s/suspended", f.dir), 0);
+        ck_assert_ptr_nonnull(file = fopen(blocker, "w"));
+        fclose(file);
+        return blocker;
+}
+
 /*
- * The agent's mark cannot be written (its file system full or read-only;
- * here a file where its folder goes, which fails the same way): the
- * revoked key's volume is suspended all the same, and the reason and the
- * record say what a restarted agent would not know.  The checks that find
- * it still suspended write the mark once they can, and say so no more.
+ * Neither of the agent's marks can be written: not the file (its file
+ * system full or read-only), not the kernel's copy (the keyring quota
+ * spent: add_key fails with EDQUOT).  The revoked key's volume is
+ * suspended all the same, and the reason and the record say what a
+ * restarted agent would not know.  The checks that find it still
+ * suspended write a mark once they can, and say so no more.
  */
 START_TEST(suspension_whose_mark_cannot_be_written) {
         _cleanup_free_ char *blocker = NULL, *detail = NULL;
         struct kc_revoke_outcome out;
         struct kc_err err = {};
-        FILE *file;
         int r;
 
-        ck_assert_int_ge(asprintf(&blocker, "%s/suspended", f.dir), 0);
-        ck_assert_ptr_nonnull(file = fopen(blocker, "w"));
-        fclose(file);
+        blocker = block_mark_folder();
+        ck_assert_int_eq(kc_test_refuse_syscall(__NR_add_key, -1, EDQUOT), 0);
         set_enabled(false);
         r = check(0, &out, &err);
         ck_assert_msg(r == 0, "check: %s", kc_err_msg(&err, r));
         ck_assert_int_eq(out.action, KC_REVOKE_SUSPENDED);
         ck_assert(dm.suspended && dm.wiped);
         ck_assert_int_eq(out.mark_error, -ENOTDIR);
-        ck_assert_msg(strstr(out.reason, "suspended, key wiped; its mark under ") &&
-                      strstr(out.reason, "could not be written (Not a directory): a restarted agent would take "
-                             "the suspension for another tool's"), "%s", out.reason);
+        ck_assert_msg(strstr(out.reason, "suspended, key wiped; its mark could be written neither under ") &&
+                      strstr(out.reason, "(Not a directory) nor in the kernel keyring: a restarted agent would "
+                             "take the suspension for another tool's"), "%s", out.reason);
         detail = last_field("SuspendVolume", "detail");
-        ck_assert_msg(strstr(detail, "the agent's mark of it could not be written: Not a directory"), "%s", detail);
+        ck_assert_msg(strstr(detail, "the agent's mark of it could be written neither in its state folder nor in "
+                             "the kernel keyring: Not a directory"), "%s", detail);
         ck_assert(!kc_revoke_recall(f.dir, f.conf.name));
 
         /* Still so at the next check, which says it again (kmscrypt status shows its reason). */
@@ -767,7 +780,7 @@ START_TEST(suspension_whose_mark_cannot_be_written) {
         ck_assert_msg(r == 0, "check: %s", kc_err_msg(&err, r));
         ck_assert_int_eq(out.action, KC_REVOKE_STILL);
         ck_assert_int_eq(out.mark_error, -ENOTDIR);
-        ck_assert_msg(strstr(out.reason, "could not be written"), "%s", out.reason);
+        ck_assert_msg(strstr(out.reason, "could be written neither"), "%s", out.reason);
 
         /* Room again: the next check writes it, and a restarted agent would resume the volume. */
         ck_assert_int_eq(unlink(blocker), 0);
@@ -779,6 +792,44 @@ START_TEST(suspension_whose_mark_cannot_be_written) {
         ck_assert(marked() && kc_revoke_recall(f.dir, f.conf.name));
         ck_assert_uint_eq(dm.suspends, 1);
         ck_assert_uint_eq(records(f.audit_log, "SuspendVolume"), 1);
+}
+END_TEST
+
+/*
+ * The file cannot be written, the kernel's copy can: the suspension is
+ * remembered all the same (a restarted agent recalls it, and resumes the
+ * volume when the key is enabled again), and nothing says otherwise.
+ * With room again the file is written too; a forgotten suspension leaves
+ * neither.
+ */
+START_TEST(suspension_marked_in_the_kernel_alone) {
+        _cleanup_free_ char *blocker = NULL;
+        struct kc_revoke_outcome out;
+        struct kc_err err = {};
+        int r;
+
+        blocker = block_mark_folder();
+        set_enabled(false);
+        r = check(0, &out, &err);
+        ck_assert_msg(r == 0, "check: %s", kc_err_msg(&err, r));
+        ck_assert_int_eq(out.action, KC_REVOKE_SUSPENDED);
+        ck_assert_int_eq(out.mark_error, 0);
+        ck_assert_msg(!strstr(out.reason, "mark"), "%s", out.reason);
+        ck_assert(!marked() && kc_revoke_recall(f.dir, f.conf.name));
+
+        /* A restarted agent, told nothing by a prior check, finds it its own. */
+        r = check(0, &out, &err);
+        ck_assert_msg(r == 0, "check: %s", kc_err_msg(&err, r));
+        ck_assert_int_eq(out.action, KC_REVOKE_STILL);
+        ck_assert(out.recalled);
+
+        ck_assert_int_eq(unlink(blocker), 0);
+        r = check(KC_REVOKE_PRIOR_SUSPENDED, &out, &err);
+        ck_assert_msg(r == 0, "check: %s", kc_err_msg(&err, r));
+        ck_assert(marked() && kc_revoke_recall(f.dir, f.conf.name));
+
+        kc_revoke_forget(f.dir, f.conf.name);
+        ck_assert(!marked() && !kc_revoke_recall(f.dir, f.conf.name));
 }
 END_TEST
 
@@ -804,6 +855,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, own_suspension_whose_wipe_failed);
         tcase_add_test(tc, wipe_that_left_the_key);
         tcase_add_test(tc, suspension_whose_mark_cannot_be_written);
+        tcase_add_test(tc, suspension_marked_in_the_kernel_alone);
         suite_add_tcase(s, tc);
         return s;
 }

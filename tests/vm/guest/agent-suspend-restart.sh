@@ -5,7 +5,10 @@
 # and `kmscrypt status` still show the volume, "suspended, key wiped".  A
 # new agent finds the volume as the old one left it and, once the CMK is
 # enabled again, resumes it with a fresh unwrap; data written before reads
-# back.  A suspension the kernel no longer shows is forgotten.  A CMK
+# back.  The kernel keyring holds a copy of the mark, which alone does
+# (its file lost, as to a full /var), for an agent whose session keyring
+# does not link root's user keyring (this test's, as KeyringMode=private
+# gives).  A suspension the kernel no longer shows is forgotten.  A CMK
 # enabled while no agent ran: the next agent resumes the volume once its
 # start is done, whatever its --revoke-interval.
 # kcvm-programs: kmscrypt kmscryptd tests/bench/agent-mkvols tests/bench/agent-vmlib
@@ -28,7 +31,11 @@ kmscrypt -q key disable alias/rst || die "cannot disable the CMK"
 agent_wait_log 'r1: .*suspended, key wiped' 15
 [ -s "$mark" ] || die "the agent did not remember the suspension in $mark"
 expect_eq "remembered dm UUID" "$(cat "$mark")" "$(dmsetup info -c --noheadings -o uuid r1)"
+kmark="kmscrypt:suspended:r1:$KMSCRYPT_STATE_DIR"
+kid=$(keyctl search @u user "$kmark") || die "no mark $kmark in the user keyring"
+expect_eq "the kernel's copy of the mark" "$(keyctl pipe "$kid")" "$(cat "$mark")"
 agent_stop
+rm -f "$mark"
 
 # ---- no agent: the CLI reads the kernel itself ----
 dmsetup info r1 | grep -q '^State: *SUSPENDED' || die "r1 is not suspended after the agent stopped"
@@ -50,6 +57,7 @@ kmscrypt -q key enable alias/rst || die "cannot enable the CMK"
 agent_wait_log 'r1: .*enabled again; resumed' 15
 agent_check_mappings r 1
 [ ! -e "$mark" ] || die "$mark is left after the resume"
+! keyctl search @u user "$kmark" >/dev/null 2>&1 || die "the kernel's mark $kmark is left after the resume"
 kcvm_drop_caches
 dd if="$dev" of=back bs=64k count=16 2>/dev/null
 cmp -s before back || die "data written before the suspension differs after the resume"
