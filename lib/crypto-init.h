@@ -30,3 +30,16 @@
  * its first use, and says so there.
  */
 void kc_crypto_init(void);
+
+/*
+ * Have OpenSSL build, on a thread of its own, what a kmscrypt attach
+ * fetches: SHA-256 (the audit chain), HMAC (the keystore, the key check),
+ * HKDF (the keystore) and AES-256-GCM (the wrapped key).  Its first fetch of
+ * each kind builds every algorithm of that kind its provider offers, on
+ * the attach's path; begun here, that runs on another CPU while the
+ * command reads its configuration and the header, as the header load does
+ * (docs/attach.md).  Best effort: without a thread, the first fetches do
+ * the work, as before.  For a command that will use OpenSSL: the thread
+ * takes a CPU and OpenSSL's locks, and outlives nothing (exit ends it).
+ */
+void kc_crypto_prefetch(void);
