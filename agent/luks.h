@@ -81,8 +81,9 @@ int kc_luks_check_blank(const char *device, struct kc_err *err);
  * asked.  Refuse (-ENOSPC, one line naming device, its size and the least
  * it needs) a device format would leave no sector of data on: after
  * libcryptsetup's default 16 MiB LUKS2 header, or after nothing when
- * header (a detached header file, or NULL) is given.  sector_size as kc_luks_format_params has
- * it (0: the device's logical block size, the smallest format picks).
+ * header (a detached header file, or NULL) is given.  sector_size as
+ * kc_luks_format_params has it (0: the device's logical block size, the
+ * smallest format picks).
  * First refuses, with kc_luks_format()'s -EINVAL and line, a sector_size
  * the device cannot take (not 512..4096 and a power of two, below its
  * logical block size).  Reads nothing but the geometry.

@@ -169,8 +169,8 @@ int kc_cli_reencrypt(struct kc_cli *cli, struct kc_kms *kms, const struct kc_cli
                 /* The key as a key reference (provider:id), as format's and status's "Key". */
                 printf("%s: %s, key %s:%s version %" PRIu32 " -> new data key under version %" PRIu32 "%s%s\n",
                        o->label, res.resumed ? "reencryption resumed and finished" : "reencrypted", res.provider,
-                       res.key_id, res.old_key_version, res.new_key_version, res.mapping[0] ? ", online as " : " (offline)",
-                       res.mapping);
+                       res.key_id, res.old_key_version, res.new_key_version,
+                       res.mapping[0] ? ", online as " : " (offline)", res.mapping);
         return res.stopped ? KC_EXIT_FAILURE : KC_EXIT_OK;
 }
 
