@@ -83,6 +83,15 @@ vg 0 "kms re-encrypt" --json kms re-encrypt --ciphertext-blob "$BLOB" --context 
 BLOB2=$(field CiphertextBlob)
 vg 0 "kms decrypt the re-encrypted blob" kms decrypt --ciphertext-blob "$BLOB2" --context db-id=db-1,volume-id=vol-3
 
+# attach runs threads: the header load and OpenSSL's prefetch (lib/crypto-init.h).  A volume in
+# an image file is refused once its header is read, before the KMS (dm-crypt maps block devices;
+# the vm tier attaches for real), with both threads started; a file that is no LUKS2 likewise.
+truncate -s 24M "$T/v.img"
+"$KMSCRYPT" --keystore "$T/ks" --audit-log "$T/audit.log" -q format "$T/v.img" --key alias/pg --context "$CTX" ||
+        { failed=$((failed + 1)); echo "FAIL - format of the volume to attach"; }
+vg refused "attach, an image file" attach "$T/v.img" --name kc-vg-test
+vg refused "attach, not LUKS2" attach "$T/empty.conf"
+
 vg 0 "audit list" audit list
 vg 0 "audit list --json --key" --json audit list --key alias/pg
 vg 0 "audit verify" audit verify
