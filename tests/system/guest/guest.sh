@@ -15,10 +15,15 @@ pass() { echo "SYSTEST $phase PASS $*"; }
 fail() { echo "SYSTEST $phase FAIL $*"; }
 skipc() { echo "SYSTEST $phase SKIP $*"; }
 # check WHAT COMMAND...: PASS when the command succeeds, FAIL with its last lines.
+# A check that takes 10 s or more also prints its time, so that a phase that
+# nears the host's boot timeout shows where its time went.
 check() {
         what=$1
         shift
+        check_ms=$(now_ms)
         if "$@" > "$out" 2>&1; then pass "$what"; else fail "$what: $(tail -n 3 "$out" | tr '\n' ' ')"; fi
+        check_ms=$(($(now_ms) - check_ms))
+        [ "$check_ms" -lt 10000 ] || echo "SYSTEST-TIME $phase   $check_ms ms for: $what"
 }
 # wait_for SECONDS COMMAND...: poll until the command succeeds or SECONDS
 # of uptime passed (commands are slow under emulation: count time, not tries).
