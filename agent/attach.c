@@ -1,5 +1,4 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-#include <blkid/blkid.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -11,6 +10,7 @@
 #include <sys/sysmacros.h>
 
 #include "agent/attach.h"
+#include "agent/blockdev.h"
 #include "agent/luks.h"
 #include "agent/token.h"
 #include "dmsetup-helpers/dmcrypt.h"
@@ -27,28 +27,6 @@
 #define KEY_PREFIX "kmscrypt:"
 #define LOCK_WAIT_MS 20000
 #define LOCK_POLL_MS 20
-
-int kc_resolve_device(const char *spec, char **ret_path, struct kc_err *err) {
-        const char *tags[] = { "UUID=", "LABEL=", "PARTUUID=", "PARTLABEL=" };
-        char *path = NULL;
-
-        if (!spec || !*spec)
-                return kc_err_set(err, -EINVAL, "no device given");
-        for (size_t i = 0; i < ARRAY_SIZE(tags); i++)
-                if (strncmp(spec, tags[i], strlen(tags[i])) == 0) {
-                        /* blkid probes what the kernel lists; no cache file is read or written. */
-                        path = blkid_evaluate_tag(spec, NULL, NULL);
-                        if (!path)
-                                return kc_err_set(err, -ENODEV, "no device with %s", spec);
-                        *ret_path = path;
-                        return 0;
-                }
-        path = strdup(spec);
-        if (!path)
-                return -ENOMEM;
-        *ret_path = path;
-        return 0;
-}
 
 int kc_attach_default_name(const struct kc_context *ctx, const char *luks_uuid, char **ret_name) {
         const char *vol = ctx ? kc_context_get(ctx, "volume-id") : NULL;
@@ -79,16 +57,6 @@ static int volume_uuid_prefix(const char *luks_uuid, char **ret) {
         return 0;
 }
 
-/* Read a one-line sysfs attribute into buf, newline dropped; false if unreadable. */
-static bool sysfs_line(const char *path, char *buf, size_t size) {
-        _cleanup_fclose_ FILE *f = fopen(path, "re");
-
-        if (!f || !fgets(buf, (int) size, f))
-                return false;
-        buf[strcspn(buf, "\n")] = '\0';
-        return true;
-}
-
 /*
  * The mapping (of any tool) that holds block device dev and whose dm UUID
  * starts with prefix: 1 and its name, or 0.  The kernel lists the holders of
@@ -108,10 +76,10 @@ static int holder_with_uuid(dev_t dev, const char *prefix, char ret_name[128]) {
                 if (de->d_name[0] == '.')
                         continue;
                 snprintf(path, sizeof(path), "/sys/class/block/%s/dm/uuid", de->d_name);
-                if (!sysfs_line(path, uuid, sizeof(uuid)) || strncmp(uuid, prefix, strlen(prefix)) != 0)
+                if (!kc_sysfs_line(path, uuid, sizeof(uuid)) || strncmp(uuid, prefix, strlen(prefix)) != 0)
                         continue;
                 snprintf(path, sizeof(path), "/sys/class/block/%s/dm/name", de->d_name);
-                if (sysfs_line(path, ret_name, 128))
+                if (kc_sysfs_line(path, ret_name, 128))
                         return 1;
         }
         return 0;
@@ -1045,24 +1013,6 @@ int kc_detach(const char *name, bool deferred, struct kc_err *err) {
         if (r < 0)
                 return kc_err_set(err, r, "cannot remove mapping %s: %s", name, strerror(-r));
         return 0;
-}
-
-int kc_block_devnode(const char *majmin, char **ret_path) {
-        _cleanup_fclose_ FILE *f = NULL;
-        char path[64], line[256];
-
-        if (strchr(majmin, '/'))
-                return -EINVAL;
-        snprintf(path, sizeof(path), "/sys/dev/block/%s/uevent", majmin);
-        f = fopen(path, "re");
-        if (!f)
-                return errno == ENOENT ? -ENODEV : negative_errno();
-        while (fgets(line, sizeof(line), f))
-                if (strncmp(line, "DEVNAME=", 8) == 0) {
-                        line[strcspn(line, "\n")] = '\0';
-                        return asprintf(ret_path, "/dev/%s", line + 8) < 0 ? -ENOMEM : 0;
-                }
-        return -ENODEV;
 }
 
 void kc_volume_status_clear(struct kc_volume_status *s) {

@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "agent/blockdev.h"
 #include "agent/context.h"
 #include "agent/kms.h"
 #include "lib/error.h"
@@ -116,18 +117,8 @@ struct kc_attach_result {
         bool key_wiped;
 };
 
-/*
- * /dev path of the block device "MAJOR:MINOR", through sysfs (works without
- * udev's /dev/block links), in *ret_path (caller frees).  -ENODEV when there
- * is no such device.
- */
-int kc_block_devnode(const char *majmin, char **ret_path);
-
 /* Whether provider is one of providers (a NULL list allows any). */
 bool kc_attach_provider_allowed(char *const *providers, const char *provider);
-
-/* Resolve "UUID=...", "LABEL=..." or a path to a device path. Caller frees. */
-int kc_resolve_device(const char *spec, char **ret_path, struct kc_err *err);
 
 /*
  * Mapping name for a volume when none is given: the context's "volume-id"

@@ -1,7 +1,8 @@
 #!/bin/sh
 # kmscrypt format on real block devices (loop devices, no device-mapper
 # needed): a read-only device is refused before the KMS is asked, and the
-# sector size follows the device's logical block size.
+# sector size follows the device's logical block size; volumes are found by
+# UUID= and LABEL=.
 . "$(dirname "$0")/../cli/lib.sh"
 
 command -v losetup >/dev/null && [ "$(id -u)" = 0 ] && [ -e /dev/loop-control ] ||
@@ -40,4 +41,20 @@ attach "$T/odd.img"; ODD=$L
 expect 0 "format a device of odd size" format "$ODD" --key alias/pg --context "$CTX"
 expect 0 "dump it" --json dump "$ODD"
 json_is 'j["SectorSize"]' 512
+
+# Volumes named by UUID= and LABEL=: without udev's links (none here) every
+# block device is probed, as libblkid's scan does (agent/blockdev.h).
+truncate -s 32M "$T/tag.img"
+attach "$T/tag.img"; TAG=$L
+expect 0 "format with a label" format "$TAG" --key alias/pg --context db-id=db-1,volume-id=tag --label kc-tag-test
+uuid=$(cryptsetup luksUUID "$TAG")
+cat > "$T/volumes" <<V
+byuuid  UUID=$uuid  db-id=db-1,volume-id=tag
+bylabel LABEL=kc-tag-test  db-id=db-1,volume-id=tag
+nouuid  UUID=00000000-0000-4000-8000-0000000000fd  db-id=db-1,volume-id=none
+V
+expect 0 "config check finds volumes by tag" --json config check --volumes "$T/volumes"
+json_is '[v["Check"] for v in j["Volumes"]]' "['ok', 'ok', 'absent']"
+json_is 'j["Volumes"][0]["Detail"].split(",")[0]' "$TAG"
+json_is 'j["Volumes"][1]["Detail"].split(",")[0]' "$TAG"
 finish

@@ -3,7 +3,8 @@
 # (the kernel refuses writes, no sector of the device is written, status
 # says so), --allow-discards and --perf-options (the table's optional
 # flags, and the defaults without them); a volume named by UUID= and
-# LABEL= maps that very device, an unknown one fails and leaves nothing;
+# LABEL= maps that very device, also beside a suspended dm-crypt mapping
+# (which the lookup must not read), an unknown one fails and leaves nothing;
 # and a device another holder has open exclusively (as a mounted file
 # system does) is refused with no mapping, empty or not, and no key left.
 # kcvm-programs: kmscrypt tests/vm/kc-dm-smoke
@@ -64,6 +65,45 @@ expect_eq "LABEL=: the device mapped" "$(device_of kcopt)" "$majmin"
 kmscrypt -q detach kcopt || die "detach failed"
 kcvm_fails "attach of an unknown UUID" kmscrypt attach UUID=00000000-0000-4000-8000-000000000000 --name kcbad
 grep -qF "no device with UUID=00000000-0000-4000-8000-000000000000" err || die "unknown UUID: $(cat err)"
+
+# ---- by tag beside a suspended dm-crypt mapping ----
+# No udev here: a tag is found by probing every block device.  A read of a
+# suspended mapping would block for good (SIGKILL too), as the agent's did
+# with a revoke=suspend volume suspended and an absent UUID= to look for.
+kcvm_loop 20
+other=$KCVM_LOOP
+kmscrypt -q format "$other" --key alias/db --context db-id=db1,volume-id=vol-s || die "format of the other volume failed"
+kmscrypt -q attach "$other" --name kcsus || die "attach of the other volume failed"
+defer "dmsetup resume kcsus >/dev/null 2>&1; dmsetup remove kcsus >/dev/null 2>&1; kcvm_mknodes"
+dmsetup suspend kcsus || die "dmsetup suspend kcsus failed"
+# within WHAT COMMAND...: COMMAND's exit status, or die if it has not ended after 30 s.
+within() {
+        _what=$1
+        shift
+        "$@" >out 2>err &
+        _pid=$!
+        _i=0
+        while kill -0 "$_pid" 2>/dev/null; do
+                _i=$((_i + 1))
+                [ "$_i" -lt 300 ] || die "$_what: still running after 30 s, blocked on the suspended mapping?"
+                sleep 0.1
+        done
+        wait "$_pid"
+}
+within "attach UUID= beside a suspended mapping" kmscrypt -q attach "UUID=$uuid" --name kcopt ||
+        die "attach UUID=$uuid beside a suspended mapping failed: $(cat err)"
+expect_eq "UUID= beside a suspended mapping: the device mapped" "$(device_of kcopt)" "$majmin"
+kmscrypt -q detach kcopt || die "detach failed"
+within "attach LABEL= beside a suspended mapping" kmscrypt -q attach LABEL=pgopt --name kcopt ||
+        die "attach LABEL=pgopt beside a suspended mapping failed: $(cat err)"
+kmscrypt -q detach kcopt || die "detach failed"
+! within "attach of an unknown UUID beside a suspended mapping" \
+        kmscrypt attach UUID=00000000-0000-4000-8000-000000000000 --name kcbad || die "attach of an unknown UUID succeeded"
+grep -qF "no device with UUID=00000000-0000-4000-8000-000000000000" err || die "unknown UUID: $(cat err)"
+dmsetup info kcsus | grep -q '^State: *SUSPENDED' || die "kcsus is no longer suspended"
+dmsetup resume kcsus || die "dmsetup resume kcsus failed"
+kmscrypt -q detach kcsus || die "detach of kcsus failed"
+kcvm_mknodes
 
 # ---- a device another holder has open exclusively ----
 kc-dm-smoke hold "$dev" >held &
