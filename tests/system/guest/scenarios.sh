@@ -8,7 +8,9 @@
 #           and make pgdata nofail for the next boot
 #   outage  e: boot completes without pgdata, status says why, restoring
 #           the keystore attaches it without a reboot; hot1, not nofail,
-#           fails once, after the agent's start round, not after two
+#           fails once, after the agent's start round, not after two;
+#           f: revocation (revoke=suspend and keep) under systemd's agent,
+#           across its restart
 #   initrdprep  (disks pgdata, early) format early with x-initrd.attach and
 #           build two images: Debian's initramfs (initramfs-tools) with our
 #           hook, and a dracut one with our module
@@ -232,6 +234,56 @@ phase_outage() {
         # gives up before the agent has attached it (nofail: it is not tried again).
         sed -i 's/timeout=0,nofail$/timeout=60/' /etc/kmscrypt/volumes
         sed -i "s|^/dev/mapper/pgdata $pgmain ext4 defaults,nofail,x-systemd.device-timeout=5s|/dev/mapper/pgdata $pgmain ext4 defaults|" /etc/fstab
+        scenario_revoke
+}
+
+# ---- f: revocation under systemd's agent.  hot1 revoke=suspend, pgdata keep
+# (the default), both under alias/systest.  The unit's KeyringMode=private
+# gives the agent a session keyring that does not link root's user keyring,
+# where the agent's kernel mark of a suspension goes: the mark must still do
+# for an agent restarted after its file was lost. ----
+dm_suspended() { dmsetup info "$1" | grep -q '^State: *SUSPENDED'; }
+dm_active() { dmsetup info "$1" | grep -q '^State: *ACTIVE'; }
+hot1_mark=kmscrypt:suspended:hot1:/var/lib/kmscrypt
+scenario_revoke() {
+        dropin=/etc/systemd/system/kmscryptd.service.d/systest-revoke.conf
+        mkdir -p "${dropin%/*}"
+        printf '[Service]\nExecStart=\nExecStart=/usr/sbin/kmscryptd --revoke-interval 2\n' > "$dropin"
+        sed -i 's/^\(hot1 .*\)hotplug=yes,nofail$/\1hotplug=yes,nofail,revoke=suspend/' /etc/kmscrypt/volumes
+        systemctl daemon-reload
+        check "f: agent restarted, checking CMKs every 2 s" systemctl restart kmscryptd.service
+        check "f: hot1 (revoke=suspend) attached by attach --all" sh -c "kmscrypt attach --all && test -b /dev/mapper/hot1"
+        n=$(audit_lines)
+        check "f: data written to hot1" sh -c "head -c 4M /dev/urandom > $state/hot1.data &&
+                dd if=$state/hot1.data of=/dev/mapper/hot1 bs=1M oflag=direct 2> /dev/null"
+        check "f: CMK disabled" kmscrypt key disable alias/systest
+        check "f: hot1 suspended" wait_for 30 dm_suspended hot1
+        check "f: status: hot1 suspended, key wiped" wait_for 10 sh -c "kmscrypt status hot1 | grep -q 'suspended.*key wiped'"
+        check "f: the suspension marked in root's user keyring" keyctl search @u user "$hot1_mark"
+        check "f: pgdata kept running (revoke=keep)" dm_active pgdata
+        check "f: PostgreSQL online under the disabled CMK" psql_q "select 1"
+        check "f: audit: SuspendVolume of hot1" audit_since "$n" '"operation":"SuspendVolume".*"volume-id":"hot1"'
+        check "f: audit: KeepVolume of pgdata" wait_for 10 audit_since "$n" '"operation":"KeepVolume".*"volume-id":"pgdata"'
+        # The file mark lost (as to a full /var): the kernel's copy alone tells the new agent.
+        rm -f /var/lib/kmscrypt/suspended/hot1
+        check "f: agent restarted while hot1 is suspended" systemctl restart kmscryptd.service
+        # hot2's UUID= names no disk here, so the agent scans for it: a scan that read the suspended
+        # hot1 hung the agent in the kernel, and its stop ran into systemd's timeouts, SIGKILL and all.
+        check "f: ... the old agent stopped at its SIGTERM" not journal_has "kmscryptd.service: State 'stop-sigterm' timed out"
+        check "f: the new agent knows the suspension for its own" wait_for 30 \
+                journal_has "hot1: suspended with its key wiped by the revocation policy before this agent started"
+        check "f: hot1 stays suspended while its CMK is disabled" dm_suspended hot1
+        check "f: CMK enabled again" kmscrypt key enable alias/systest
+        check "f: hot1 resumed" wait_for 30 dm_active hot1
+        check "f: hot1's data intact after the resume (read past the page cache)" sh -c \
+                "dd if=/dev/mapper/hot1 bs=1M count=4 iflag=direct 2> /dev/null | cmp - $state/hot1.data"
+        check "f: audit: ResumeVolume of hot1" audit_since "$n" '"operation":"ResumeVolume".*"volume-id":"hot1"'
+        check "f: no mark left in the keyring" not keyctl search @u user "$hot1_mark"
+        check "f: PostgreSQL still online" psql_q "select 1"
+        dm_active hot1 || diag
+        rm -f "$dropin"
+        sed -i 's/^\(hot1 .*\),revoke=suspend$/\1/' /etc/kmscrypt/volumes
+        systemctl daemon-reload
 }
 
 # ---- early boot: an x-initrd.attach volume and Debian's own initramfs ----
