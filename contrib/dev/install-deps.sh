@@ -7,7 +7,7 @@ packages="
   build-essential autoconf automake libtool pkg-config
   libcryptsetup-dev libdevmapper-dev libkeyutils-dev libssl-dev libjson-c-dev
   libblkid-dev check libcurl4-openssl-dev valgrind strace openssl
-  cryptsetup-bin dmsetup keyutils e2fsprogs util-linux python3 python3-cryptography bash-completion
+  cryptsetup-bin dmsetup keyutils e2fsprogs util-linux fdisk python3 python3-cryptography bash-completion
   qemu-system-x86 busybox-static cpio kmod debootstrap
 "
 

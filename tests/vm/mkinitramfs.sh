@@ -18,7 +18,7 @@
 # init.sh as /init, stuck.sh (what a test that timed out was doing),
 # lib.sh as /kc/lib.sh, the default modules (dm-crypt with AES-NI, xts, loop,
 # AF_ALG for libcryptsetup) in dependency order in /kc/modules, and the
-# host's dmsetup, keyctl, cryptsetup, mkfs.ext4, blkid, losetup and flock, each
+# host's dmsetup, keyctl, cryptsetup, mkfs.ext4, blkid, losetup, flock and sfdisk, each
 # with the libraries ldd lists and the dynamic loader.
 
 set -eu
@@ -48,7 +48,7 @@ done
 required_modules="dm-mod dm-crypt aesni-intel xts ecb loop"
 # libcryptsetup encrypts LUKS keyslots through AF_ALG when it can.
 optional_modules="af_alg algif_skcipher algif_hash"
-host_tools="dmsetup keyctl cryptsetup mkfs.ext4 blkid losetup flock"
+host_tools="dmsetup keyctl cryptsetup mkfs.ext4 blkid losetup flock sfdisk"
 
 busybox=$(command -v busybox || true)
 [ -n "$busybox" ] || die "busybox missing (apt-get install busybox-static)"

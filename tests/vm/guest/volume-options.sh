@@ -2,9 +2,10 @@
 # `kmscrypt attach` options reach the real mapping (issue #4): --read-only
 # (the kernel refuses writes, no sector of the device is written, status
 # says so), --allow-discards and --perf-options (the table's optional
-# flags, and the defaults without them); a volume named by UUID= and
-# LABEL= maps that very device, also beside a suspended dm-crypt mapping
-# (which the lookup must not read), an unknown one fails and leaves nothing;
+# flags, and the defaults without them); a volume named by UUID=, LABEL=,
+# PARTUUID= or PARTLABEL= maps that very device, also beside a suspended
+# dm-crypt mapping (which the lookup must not read), an unknown one fails
+# and leaves nothing;
 # and a device another holder has open exclusively (as a mounted file
 # system does) is refused with no mapping, empty or not, and no key left.
 # kcvm-programs: kmscrypt tests/vm/kc-dm-smoke
@@ -100,6 +101,22 @@ kmscrypt -q detach kcopt || die "detach failed"
 ! within "attach of an unknown UUID beside a suspended mapping" \
         kmscrypt attach UUID=00000000-0000-4000-8000-000000000000 --name kcbad || die "attach of an unknown UUID succeeded"
 grep -qF "no device with UUID=00000000-0000-4000-8000-000000000000" err || die "unknown UUID: $(cat err)"
+# PARTUUID= and PARTLABEL=: a GPT partition's entry, read from the table of its disk.
+truncate -s 40M "$KCVM_DIR/gpt.img"
+printf 'label: gpt\nsize=32M, type=L, name=kc-part\n' | sfdisk -q "$KCVM_DIR/gpt.img" || die "sfdisk failed"
+gpt=$(losetup --find --show --partscan "$KCVM_DIR/gpt.img") || die "losetup --partscan failed"
+defer "losetup -d $gpt; rm -f $KCVM_DIR/gpt.img"
+defer "dmsetup remove kcpart >/dev/null 2>&1; kcvm_mknodes"
+kcvm_wait_for "[ -b ${gpt}p1 ]" "no ${gpt}p1 after losetup --partscan"
+kmscrypt -q format "${gpt}p1" --key alias/db --context db-id=db1,volume-id=vol-p || die "format of the partition failed"
+partuuid=$(blkid -p -s PART_ENTRY_UUID -o value "${gpt}p1") || die "blkid finds no PART_ENTRY_UUID"
+pmm=$(cat "/sys/class/block/${gpt#/dev/}p1/dev")
+for tag in "PARTUUID=$partuuid" PARTLABEL=kc-part; do
+        within "attach $tag beside a suspended mapping" kmscrypt -q attach "$tag" --name kcpart ||
+                die "attach $tag beside a suspended mapping failed: $(cat err)"
+        expect_eq "$tag: the device mapped" "$(device_of kcpart)" "$pmm"
+        kmscrypt -q detach kcpart || die "detach failed"
+done
 dmsetup info kcsus | grep -q '^State: *SUSPENDED' || die "kcsus is no longer suspended"
 dmsetup resume kcsus || die "dmsetup resume kcsus failed"
 kmscrypt -q detach kcsus || die "detach of kcsus failed"
