@@ -8,6 +8,10 @@
  *       run the commands one after another (stdin from FILE) and print
  *       "time <us>" for all of them: a process's whole cost, start-up
  *       included, without a shell's.
+ *   kc-floor attach PREFIX DEVICE...
+ *       kc_attach of each DEVICE as PREFIX<i> with one KMS opened once from
+ *       the KMSCRYPT_* environment, as the agent runs it ("attach <us>"),
+ *       then kc_detach ("detach <us>"); tests/vm/guest/aws-bench.sh.
  *   kc-floor pair PREFIX OFFSET SECTOR_SIZE DEVICE...
  *       the agent's path against the in-process floor, volume by volume,
  *       in the order kc_attach, floor, floor, kc_attach, ... so that a
@@ -370,21 +374,31 @@ static int profile_one(struct bench_kms *b, const char *name, const char *device
         return kc_dm_remove(name, false);
 }
 
-static int cmd_profile(int argc, char **argv) {
+/* one() for each DEVICE of PREFIX DEVICE..., as PREFIX<i>, with one KMS. */
+static int each_device(int argc, char **argv, const char *usage,
+                       int (*one)(struct bench_kms *b, const char *name, const char *device)) {
         struct bench_kms b;
         char name[128];
         int r = 0;
 
         if (argc < 2)
-                return fail("profile: PREFIX DEVICE...", EINVAL);
+                return fail(usage, EINVAL);
         if (bench_kms_open(&b) < 0)
                 return 1;
         for (int i = 1; i < argc && r >= 0; i++) {
                 snprintf(name, sizeof(name), "%s%d", argv[0], i - 1);
-                r = profile_one(&b, name, argv[i]);
+                r = one(&b, name, argv[i]);
         }
         bench_kms_close(&b);
         return r < 0 ? 1 : 0;
+}
+
+static int cmd_attach(int argc, char **argv) {
+        return each_device(argc, argv, "attach: PREFIX DEVICE...", attach_detach);
+}
+
+static int cmd_profile(int argc, char **argv) {
+        return each_device(argc, argv, "profile: PREFIX DEVICE...", profile_one);
 }
 
 static const struct {
@@ -392,6 +406,7 @@ static const struct {
         int (*run)(int argc, char **argv);
 } commands[] = {
         { "time",    cmd_time },
+        { "attach",  cmd_attach },
         { "pair",    cmd_pair },
         { "profile", cmd_profile },
 };
@@ -402,6 +417,6 @@ int main(int argc, char **argv) {
         for (size_t i = 0; argc >= 2 && i < ARRAY_SIZE(commands); i++)
                 if (streq(argv[1], commands[i].name))
                         return commands[i].run(argc - 2, argv + 2);
-        fprintf(stderr, "usage: kc-floor time|pair|profile ...\n");
+        fprintf(stderr, "usage: kc-floor time|attach|pair|profile ...\n");
         return 2;
 }

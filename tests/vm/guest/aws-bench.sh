@@ -7,8 +7,9 @@
 # change of host load hits both alike.  Processes are timed by kc-floor
 # (fork, exec, wait); then the same volumes attach in one process with the
 # KMS opened once (kmscryptd's path), and kc_attach's unwrap step alone (the
-# KMS call).  Prints "BENCH: " lines for the host script.
-# kcvm-programs: kmscrypt tests/bench/kc-floor
+# KMS call); last, kmscryptd attaching them all at start, with each -j of
+# KC_AWS_BENCH_J (4,8,16).  Prints "BENCH: " lines for the host script.
+# kcvm-programs: kmscrypt kmscryptd tests/bench/kc-floor
 # kcvm-libraries: libcurl.so.4
 # kcvm-host: aws
 . /kc/lib.sh
@@ -74,6 +75,45 @@ for c in lo:lx:lp:"$local_vols" aw:ax:ap:"$aws_vols"; do
         sed -n 's/^unwrap //p' "$q.out" >"$p.unwrap"
 done
 kcvm_mknodes
+
+# kmscryptd attaching the aws volumes at start (start to ready, its own
+# count), with each -j of KC_AWS_BENCH_J: an attach holds its place while
+# it waits on the KMS, so how many may wait at once.  Three rounds, each
+# running every -j once in turn, so a drift hits all alike.
+: >"$KCVM_DIR/agent-volumes"
+i=0
+for d in $aws_vols; do
+        echo "ag$i $d db-id=bench,volume-id=aws kms=aws" >>"$KCVM_DIR/agent-volumes"
+        i=$((i + 1))
+done
+agent_aws() {
+        kmscryptd --socket "$KCVM_DIR/agent.sock" --volumes "$KCVM_DIR/agent-volumes" --group '' --stderr "$@" \
+                </dev/null >"$KCVM_DIR/agent.log" 2>&1 &
+        _pid=$!
+        _i=0
+        until grep -q 'ready: ' "$KCVM_DIR/agent.log"; do
+                _i=$((_i + 1))
+                [ "$_i" -lt 1200 ] || die "kmscryptd $* not ready within 120 s: $(tail -n 3 "$KCVM_DIR/agent.log")"
+                sleep 0.1
+        done
+        kill -TERM "$_pid"
+        wait "$_pid"
+        set -- $(sed -n 's/.*ready: \([0-9]*\) of \([0-9]*\) volumes attached, \([0-9.]*\) s after start.*/\1 \2 \3/p' \
+                "$KCVM_DIR/agent.log")
+        expect_eq "volumes the agent attached" "$1 of $2" "$n of $n"
+        echo "$3"
+        for m in $(dmsetup ls | awk '/^ag[0-9]/ { print $1 }'); do dmsetup remove "$m" || die "cannot remove $m"; done
+}
+median_s() { sort -n "$1" | awk '{ v[NR] = $1 } END { printf "%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+js=$(echo "${KC_AWS_BENCH_J:-4,8,16}" | tr , ' ')
+for r in 1 2 3; do
+        for j in $js; do
+                agent_aws -j "$j" >>"agent-$j"
+        done
+done
+for j in $js; do
+        say "agent $j $(median_s "agent-$j") $(tr '\n' ' ' <"agent-$j")"
+done
 kcvm_no_key kmscrypt:
 
 for c in lo aw lx ax; do
