@@ -52,6 +52,8 @@ static int suspend_and_wipe(const char *name, struct kc_err *err) {
 }
 
 #define RESUME_DETAIL "CMK enabled again: fresh unwrap, key set, resume"
+#define RESUME_FOUND_DETAIL "CMK enabled again: fresh unwrap, key set; not resumed, as it was suspended " \
+        "by another tool before the key was wiped"
 
 /* What a check needs to know about a configured volume and its mapping. */
 struct facts {
@@ -62,6 +64,7 @@ struct facts {
         char key_id[256];
         struct kc_context *context;     /* owned */
         bool suspended;
+        bool found_suspended;           /* suspended with its key by another tool before the agent wiped it */
 };
 
 static void facts_clear(struct facts *f) {
@@ -183,14 +186,16 @@ static int check_policy(struct kc_kms *kms, const struct kc_kms_request *req, co
  * The token held to the host's policy first, as an attach holds it (1 and
  * out filled in when it is refused); then a fresh unwrap under the token's
  * context, checked against the header, then handed to dm-crypt by
- * reference.  The ResumeVolume record is written after the unwrap and
+ * reference, and the mapping resumed, unless another tool had suspended it
+ * before the agent wiped its key (found_suspended).  The ResumeVolume record is written after the unwrap and
  * before the key reaches dm-crypt: if the audit log cannot take it, the
  * volume stays suspended (fail closed); a failure after that is audited as
  * a second, failed ResumeVolume.
  */
-static int reload_key_and_resume(struct kc_kms *kms, const struct kc_kms_config *cfg, const struct kc_caller *self,
-                                 const struct kc_volume_conf *conf, const struct facts *st, const char *refused,
-                                 struct kc_revoke_outcome *out, struct kc_err *err) {
+static int reload_key(struct kc_kms *kms, const struct kc_kms_config *cfg, const struct kc_caller *self,
+                      const struct kc_volume_conf *conf, const struct facts *st, const char *refused,
+                      struct kc_revoke_outcome *out, struct kc_err *err) {
+        const char *detail = st->found_suspended ? RESUME_FOUND_DETAIL : RESUME_DETAIL;
         _cleanup_free_ char *desc = NULL;
         _cleanup_luks_ struct kc_luks *l = NULL;
         _cleanup_secret_ void *key = NULL;
@@ -220,7 +225,7 @@ static int reload_key_and_resume(struct kc_kms *kms, const struct kc_kms_config 
                 r = kc_attach_unwrap_key(kms, &req, l, &tok, &seg, &key, err);
         if (r != 0)
                 goto out;
-        r = audit_action(cfg, self, "ResumeVolume", st->key_id, st->context, st->luks_uuid, 0, RESUME_DETAIL);
+        r = audit_action(cfg, self, "ResumeVolume", st->key_id, st->context, st->luks_uuid, 0, detail);
         if (r < 0) {
                 kc_err_set(err, r, "cannot write the audit record of the resume, %s stays suspended: %s",
                            conf->name, strerror(-r));
@@ -241,13 +246,13 @@ static int reload_key_and_resume(struct kc_kms *kms, const struct kc_kms_config 
                 kc_err_set(err, r, "cannot give %s its key back: %s", conf->name, strerror(-r));
                 goto out;
         }
-        r = kc_dm_resume(conf->name);
+        /* Suspended by another tool before the agent wiped its key: resumed by that tool, not here. */
+        r = st->found_suspended ? 0 : kc_dm_resume(conf->name);
         if (r < 0)
                 kc_err_set(err, r, "cannot resume %s: %s", conf->name, strerror(-r));
 out:
         if (audited && r < 0)
-                (void) audit_action(cfg, self, "ResumeVolume", st->key_id, st->context, st->luks_uuid, r,
-                                    RESUME_DETAIL);
+                (void) audit_action(cfg, self, "ResumeVolume", st->key_id, st->context, st->luks_uuid, r, detail);
         kc_token_clear(&tok);
         return r;
 }
@@ -268,11 +273,23 @@ static int fsync_path(const char *path) {
         return fd < 0 || fsync(fd) < 0 ? negative_errno() : 0;
 }
 
-/* The file: <state_dir>/suspended/<name>, naming the dm UUID, written durably. */
-static int remember_file(const char *state_dir, const char *name, const char *dm_uuid) {
+/*
+ * What a mark holds: the dm UUID of the mapping, then FOUND_SUSPENDED when
+ * the mapping was suspended already, with its key, when the agent wiped
+ * the key (dmsetup suspend, a snapshot tool): the agent gives that key
+ * back but leaves the resume to whoever suspended it.
+ */
+#define FOUND_SUSPENDED " found-suspended"
+
+static int mark_text(const char *dm_uuid, bool found_suspended, char **ret) {
+        return asprintf(ret, "%s%s", dm_uuid, found_suspended ? FOUND_SUSPENDED : "") < 0 ? -ENOMEM : 0;
+}
+
+/* The file: <state_dir>/suspended/<name>, holding the mark's text, written durably. */
+static int remember_file(const char *state_dir, const char *name, const char *text) {
         _cleanup_free_ char *dir = NULL, *path = NULL, *tmp = NULL;
         _cleanup_close_ int fd = -1;
-        size_t n = strlen(dm_uuid);
+        size_t n = strlen(text);
         int r;
 
         r = mark_path(state_dir, name, &path);
@@ -285,7 +302,7 @@ static int remember_file(const char *state_dir, const char *name, const char *dm
         fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd < 0)
                 return negative_errno();
-        if (write(fd, dm_uuid, n) != (ssize_t) n || write(fd, "\n", 1) != 1 || fsync(fd) < 0 ||
+        if (write(fd, text, n) != (ssize_t) n || write(fd, "\n", 1) != 1 || fsync(fd) < 0 ||
             rename(tmp, path) < 0) {
                 r = errno ? negative_errno() : -EIO;
                 (void) unlink(tmp);
@@ -306,21 +323,30 @@ static int kernel_mark_description(const char *state_dir, const char *name, char
         return asprintf(ret, "kmscrypt:suspended:%s:%s", name, state_dir) < 0 ? -ENOMEM : 0;
 }
 
-static int remember_kernel(const char *state_dir, const char *name, const char *dm_uuid) {
+static int remember_kernel(const char *state_dir, const char *name, const char *text) {
         _cleanup_free_ char *desc = NULL;
         int r = kernel_mark_description(state_dir, name, &desc);
 
-        return r < 0 ? r : kc_keyring_mark_set(desc, dm_uuid);
+        return r < 0 ? r : kc_keyring_mark_set(desc, text);
 }
 
-int kc_revoke_remember(const char *state_dir, const char *name, const char *dm_uuid) {
-        int file = remember_file(state_dir, name, dm_uuid);
-        int kernel = remember_kernel(state_dir, name, dm_uuid);
+static int remember(const char *state_dir, const char *name, const char *dm_uuid, bool found_suspended) {
+        _cleanup_free_ char *text = NULL;
+        int file, kernel;
+
+        if (mark_text(dm_uuid, found_suspended, &text) < 0)
+                return -ENOMEM;
+        file = remember_file(state_dir, name, text);
+        kernel = remember_kernel(state_dir, name, text);
 
         if (file < 0 && kernel >= 0)
                 log_debug("%s: its mark under %s/" MARK_DIR " could not be written (%s); the kernel keyring holds it",
                           name, state_dir, strerror(-file));
         return file >= 0 || kernel >= 0 ? 0 : file;
+}
+
+int kc_revoke_remember(const char *state_dir, const char *name, const char *dm_uuid) {
+        return remember(state_dir, name, dm_uuid, false);
 }
 
 void kc_revoke_forget(const char *state_dir, const char *name) {
@@ -352,12 +378,28 @@ static bool read_mark_kernel(const char *state_dir, const char *name, char *uuid
         return kernel_mark_description(state_dir, name, &desc) >= 0 && kc_keyring_mark_get(desc, uuid, size) >= 0;
 }
 
-/* Whether either mark names dm_uuid. */
-static bool marked_as(const char *state_dir, const char *name, const char *dm_uuid) {
-        char uuid[160];
+/* Whether text (a mark's, cut to its dm UUID here) names dm_uuid; *found_suspended |= its flag. */
+static bool mark_names(char *text, const char *dm_uuid, bool *found_suspended) {
+        char *flag = strchr(text, ' ');
 
-        return (read_mark_file(state_dir, name, uuid, sizeof(uuid)) && streq(uuid, dm_uuid)) ||
-               (read_mark_kernel(state_dir, name, uuid, sizeof(uuid)) && streq(uuid, dm_uuid));
+        if (flag)
+                *flag = '\0';
+        if (!streq(text, dm_uuid))
+                return false;
+        *found_suspended |= flag && streq(flag + 1, FOUND_SUSPENDED + 1);
+        return true;
+}
+
+/* Whether either mark names dm_uuid, and (unless NULL) whether one says the mapping was found suspended. */
+static bool marked_as(const char *state_dir, const char *name, const char *dm_uuid, bool *ret_found_suspended) {
+        char text[160];
+        bool found = false, file, kernel;
+
+        file = read_mark_file(state_dir, name, text, sizeof(text)) && mark_names(text, dm_uuid, &found);
+        kernel = read_mark_kernel(state_dir, name, text, sizeof(text)) && mark_names(text, dm_uuid, &found);
+        if (ret_found_suspended)
+                *ret_found_suspended = found;
+        return file || kernel;
 }
 
 bool kc_revoke_recall(const char *state_dir, const char *name) {
@@ -368,8 +410,8 @@ bool kc_revoke_recall(const char *state_dir, const char *name) {
             !read_mark_kernel(state_dir, name, uuid, sizeof(uuid)))
                 return false;
         /* The kernel has the last word: the same mapping, still suspended, its key still wiped. */
-        if (kc_dm_info(name, &info) >= 0 && info.exists && info.suspended && marked_as(state_dir, name, info.uuid) &&
-            kc_dm_crypt_key_wiped(name) == 1)
+        if (kc_dm_info(name, &info) >= 0 && info.exists && info.suspended &&
+            marked_as(state_dir, name, info.uuid, NULL) && kc_dm_crypt_key_wiped(name) == 1)
                 return true;
         log_debug("%s: forgetting a suspension the kernel no longer shows", name);
         kc_revoke_forget(state_dir, name);
@@ -381,13 +423,16 @@ bool kc_revoke_recall(const char *state_dir, const char *name) {
  * not (they could not be when the agent suspended the volume): 0 once one
  * of them is there, else why not.
  */
-static int keep_mark(const char *state_dir, const char *name, const char *dm_uuid) {
-        char uuid[160];
+static int keep_mark(const char *state_dir, const char *name, const char *dm_uuid, bool found_suspended) {
+        _cleanup_free_ char *want = NULL;
+        char text[160];
 
-        if (read_mark_file(state_dir, name, uuid, sizeof(uuid)) && streq(uuid, dm_uuid) &&
-            read_mark_kernel(state_dir, name, uuid, sizeof(uuid)) && streq(uuid, dm_uuid))
+        if (mark_text(dm_uuid, found_suspended, &want) < 0)
+                return -ENOMEM;
+        if (read_mark_file(state_dir, name, text, sizeof(text)) && streq(text, want) &&
+            read_mark_kernel(state_dir, name, text, sizeof(text)) && streq(text, want))
                 return 0;
-        return kc_revoke_remember(state_dir, name, dm_uuid);
+        return remember(state_dir, name, dm_uuid, found_suspended);
 }
 
 /*
@@ -414,6 +459,7 @@ static void suspended_reason(const char *state_dir, const char *ref, const char 
 }
 
 #define SUSPEND_DETAIL "CMK disabled or pending deletion: dm suspend, key wipe (revoke=suspend)"
+#define FOUND_NOTE "; it was suspended already, by another tool, which is left to resume it once its key is back"
 
 /*
  * revoke=suspend under a revoked key (ref, in state).  Marked first: an
@@ -430,12 +476,12 @@ static void suspended_reason(const char *state_dir, const char *ref, const char 
 static int suspend_volume(const struct kc_kms_config *cfg, const struct kc_caller *self, const char *state_dir,
                           const struct kc_volume_conf *conf, const struct facts *st, const char *ref,
                           const char *state, struct kc_revoke_outcome *out, struct kc_err *err) {
-        char detail[KC_AUDIT_REASON_MAX], note[128] = "";
+        char detail[KC_AUDIT_REASON_MAX], note[256] = "";
         struct kc_dm_info dmi;
         bool suspended;
         int r;
 
-        out->mark_error = kc_revoke_remember(state_dir, conf->name, st->dm_uuid);
+        out->mark_error = remember(state_dir, conf->name, st->dm_uuid, st->found_suspended);
         r = suspend_and_wipe(conf->name, err);
         if (r < 0) {
                 suspended = kc_dm_info(conf->name, &dmi) >= 0 && dmi.suspended;
@@ -448,6 +494,8 @@ static int suspend_volume(const struct kc_kms_config *cfg, const struct kc_calle
                         r = 0;
                 }
         }
+        if (st->found_suspended)
+                snprintf(note + strlen(note), sizeof(note) - strlen(note), "%s", FOUND_NOTE);
         snprintf(detail, sizeof(detail), SUSPEND_DETAIL "%s", note);
         if (out->mark_error < 0)
                 snprintf(detail + strlen(detail), sizeof(detail) - strlen(detail), "; the agent's mark of it "
@@ -491,7 +539,18 @@ int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const c
                         *ret = out;
                         return 0;
                 }
+        } else if (st.suspended && !suspended_by_us) {
+                /*
+                 * Suspended with its key in: by this agent when its mark
+                 * says so (a wipe that failed, tried again below), else by
+                 * another tool (dmsetup suspend, a snapshot), whose resume
+                 * the agent must not make for it.
+                 */
+                if (!marked_as(state_dir, conf->name, st.dm_uuid, &st.found_suspended))
+                        st.found_suspended = true;
         }
+        if (suspended_by_us)
+                (void) marked_as(state_dir, conf->name, st.dm_uuid, &st.found_suspended);
         if (asprintf(&ref, "%s:%s", st.provider, st.key_id) < 0)
                 return -ENOMEM;
         r = kc_kms_describe_key(kms, &req, ref, &info, err);
@@ -505,19 +564,21 @@ int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const c
 
         if (info.state == KC_KEY_ENABLED) {
                 if (suspended_by_us && st.suspended) {
-                        r = reload_key_and_resume(kms, cfg, self, conf, &st, refused, &out, err);
+                        r = reload_key(kms, cfg, self, conf, &st, refused, &out, err);
                         if (r < 0)
                                 return r;
                         if (r > 0) {
                                 /* Still suspended, and still the agent's to resume once it fits. */
-                                out.mark_error = keep_mark(state_dir, conf->name, st.dm_uuid);
+                                out.mark_error = keep_mark(state_dir, conf->name, st.dm_uuid, st.found_suspended);
                                 say_mark_error(state_dir, &out);
                                 *ret = out;
                                 return 0;
                         }
                         kc_revoke_forget(state_dir, conf->name);
                         out.action = KC_REVOKE_RESUMED;
-                        snprintf(out.reason, sizeof(out.reason), "CMK %s is enabled again; resumed", ref);
+                        snprintf(out.reason, sizeof(out.reason), "CMK %s is enabled again; %s", ref,
+                                 st.found_suspended ? "key given back, left suspended for the tool that suspended it"
+                                                    : "resumed");
                 } else if (suspended_by_us) {
                         /* Resumed by someone else, or detached and attached anew: no suspension left to undo. */
                         log_debug("%s: runs again without this agent's resume", conf->name);
@@ -525,9 +586,9 @@ int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const c
                 }
         } else if (st.suspended && suspended_by_us) {
                 /* Whatever the policy says now (a reload may have made it keep): no key, no resume. */
-                out.mark_error = keep_mark(state_dir, conf->name, st.dm_uuid);
+                out.mark_error = keep_mark(state_dir, conf->name, st.dm_uuid, st.found_suspended);
                 out.action = KC_REVOKE_STILL;
-                suspended_reason(state_dir, ref, state, "", &out);
+                suspended_reason(state_dir, ref, state, st.found_suspended ? FOUND_NOTE : "", &out);
         } else if (conf->revoke == KC_REVOKE_KEEP) {
                 /* Nothing done to the volume, but a decision taken about it: on record, once. */
                 out.audited = prior & KC_REVOKE_PRIOR_KEPT;

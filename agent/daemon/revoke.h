@@ -92,7 +92,10 @@ int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const c
  * does a check that finds a suspension prior does not call the agent's
  * (recalled).  Marks the kernel contradicts (resumed or removed by hand)
  * are dropped.  A suspension made by anyone else (cryptsetup luksSuspend)
- * is never resumed.
+ * is never resumed.  Nor is one another tool made with the key left in
+ * (dmsetup suspend, a snapshot): revoke=suspend wipes its key all the
+ * same, its marks say " found-suspended" after the dm UUID, and once the
+ * CMK is enabled again the key goes back but the resume is that tool's.
  */
 int kc_revoke_remember(const char *state_dir, const char *name, const char *dm_uuid);
 void kc_revoke_forget(const char *state_dir, const char *name);

@@ -654,6 +654,55 @@ START_TEST(suspended_by_another_tool) {
 END_TEST
 
 /*
+ * Suspended by another tool with its key in (dmsetup suspend, a snapshot
+ * tool) when the CMK is disabled: revoke=suspend wipes the key all the
+ * same, and its mark says the mapping was found suspended.  When the CMK is
+ * enabled again the key goes back but the mapping stays suspended, for that
+ * tool to resume: also for an agent that restarted in between (prior 0).
+ */
+START_TEST(suspended_with_its_key_by_another_tool) {
+        _cleanup_free_ char *detail = NULL, *resumed = NULL;
+        struct kc_revoke_outcome out;
+        struct kc_err err = {};
+        int r;
+
+        dm.suspended = true;
+        set_enabled(false);
+        r = check(0, &out, &err);
+        ck_assert_msg(r == 0, "check: %s", kc_err_msg(&err, r));
+        ck_assert_int_eq(out.action, KC_REVOKE_SUSPENDED);
+        ck_assert_msg(strstr(out.reason, "suspended already, by another tool"), "%s", out.reason);
+        ck_assert_str_eq(dm.last_message, "key wipe");
+        ck_assert(dm.suspended && dm.wiped && marked());
+        detail = last_field("SuspendVolume", "detail");
+        ck_assert_msg(strstr(detail, "suspended already, by another tool"), "%s", detail);
+
+        r = check(0, &out, &err);
+        ck_assert_msg(r == 0, "check: %s", kc_err_msg(&err, r));
+        ck_assert_int_eq(out.action, KC_REVOKE_STILL);
+        ck_assert(out.recalled);
+        ck_assert_msg(strstr(out.reason, "suspended already, by another tool"), "%s", out.reason);
+
+        set_enabled(true);
+        r = check(0, &out, &err);
+        ck_assert_msg(r == 0, "check: %s", kc_err_msg(&err, r));
+        ck_assert_int_eq(out.action, KC_REVOKE_RESUMED);
+        ck_assert_msg(strstr(out.reason, "key given back, left suspended"), "%s", out.reason);
+        ck_assert_msg(strncmp(dm.last_message, "key set :64:logon:kmscrypt:", 27) == 0, "%s", dm.last_message);
+        ck_assert(dm.suspended && !dm.wiped && !marked());
+        ck_assert_uint_eq(dm.resumes, 0);
+        resumed = last_field("ResumeVolume", "detail");
+        ck_assert_msg(strstr(resumed, "not resumed"), "%s", resumed);
+
+        /* The key in, the suspension that tool's: nothing more to do. */
+        r = check(0, &out, &err);
+        ck_assert_msg(r == 0, "check: %s", kc_err_msg(&err, r));
+        ck_assert_int_eq(out.action, KC_REVOKE_NONE);
+        ck_assert_uint_eq(dm.resumes, 0);
+}
+END_TEST
+
+/*
  * The agent's own suspend reports failure, yet leaves the mapping
  * suspended with its key wiped (dm-crypt's "key wipe" can fail after it
  * cleared the key): the suspension took, and the check says so at once
@@ -852,6 +901,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, resume_only_from_its_own_device);
         tcase_add_test(tc, resume_refused_by_policy);
         tcase_add_test(tc, suspended_by_another_tool);
+        tcase_add_test(tc, suspended_with_its_key_by_another_tool);
         tcase_add_test(tc, own_suspension_whose_wipe_failed);
         tcase_add_test(tc, wipe_that_left_the_key);
         tcase_add_test(tc, suspension_whose_mark_cannot_be_written);
