@@ -187,10 +187,11 @@ static int check_policy(struct kc_kms *kms, const struct kc_kms_request *req, co
  * out filled in when it is refused); then a fresh unwrap under the token's
  * context, checked against the header, then handed to dm-crypt by
  * reference, and the mapping resumed, unless another tool had suspended it
- * before the agent wiped its key (found_suspended).  The ResumeVolume record is written after the unwrap and
- * before the key reaches dm-crypt: if the audit log cannot take it, the
- * volume stays suspended (fail closed); a failure after that is audited as
- * a second, failed ResumeVolume.
+ * before the agent wiped its key (found_suspended).  The ResumeVolume
+ * record is written after the unwrap and before the key reaches dm-crypt:
+ * if the audit log cannot take it, the volume stays suspended (fail
+ * closed); a failure after that is audited as a second, failed
+ * ResumeVolume.
  */
 static int reload_key(struct kc_kms *kms, const struct kc_kms_config *cfg, const struct kc_caller *self,
                       const struct kc_volume_conf *conf, const struct facts *st, const char *refused,
@@ -539,18 +540,16 @@ int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const c
                         *ret = out;
                         return 0;
                 }
-        } else if (st.suspended && !suspended_by_us) {
-                /*
-                 * Suspended with its key in: by this agent when its mark
-                 * says so (a wipe that failed, tried again below), else by
-                 * another tool (dmsetup suspend, a snapshot), whose resume
-                 * the agent must not make for it.
-                 */
-                if (!marked_as(state_dir, conf->name, st.dm_uuid, &st.found_suspended))
-                        st.found_suspended = true;
         }
-        if (suspended_by_us)
-                (void) marked_as(state_dir, conf->name, st.dm_uuid, &st.found_suspended);
+        /*
+         * Suspended, and its key in unless the agent's: with no mark of the
+         * agent's, by another tool (dmsetup suspend, a snapshot), whose
+         * resume the agent must not make for it; with one, by the agent
+         * (a wipe that failed is tried again below), and the mark says
+         * whether it found the mapping suspended so.
+         */
+        if (st.suspended && !marked_as(state_dir, conf->name, st.dm_uuid, &st.found_suspended) && !suspended_by_us)
+                st.found_suspended = true;
         if (asprintf(&ref, "%s:%s", st.provider, st.key_id) < 0)
                 return -ENOMEM;
         r = kc_kms_describe_key(kms, &req, ref, &info, err);

@@ -74,7 +74,7 @@ END {
         printf "%-52s %9.2f\n", "unwrap step alone (KMS call), local", u["lo"]
         printf "%-52s %9.2f\n", "unwrap step alone (KMS call), aws", u["aw"]
         printf "%-52s %+9.2f\n\n", "difference, aws - local", u["aw"] - u["lo"]
-        printf "kmscryptd, start to all %d aws volumes attached (s, median of 3)   median   runs\n", vols
+        printf "kmscryptd, start to all %d aws volumes attached (median of 3)   median (s)   runs (ms)\n", vols
         for (i = 1; i <= nj; i++)
                 printf "%-52s %9.2f  %s\n", "-j " js[i], amed[js[i]], aruns[js[i]]
         printf "\n"

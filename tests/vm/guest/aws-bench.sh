@@ -101,10 +101,9 @@ agent_aws() {
         set -- $(sed -n 's/.*ready: \([0-9]*\) of \([0-9]*\) volumes attached, \([0-9.]*\) s after start.*/\1 \2 \3/p' \
                 "$KCVM_DIR/agent.log")
         expect_eq "volumes the agent attached" "$1 of $2" "$n of $n"
-        echo "$3"
+        awk -v s="$3" 'BEGIN { print s * 1000 }'        # ms, as kcvm_median takes them
         for m in $(dmsetup ls | awk '/^ag[0-9]/ { print $1 }'); do dmsetup remove "$m" || die "cannot remove $m"; done
 }
-median_s() { sort -n "$1" | awk '{ v[NR] = $1 } END { printf "%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 js=$(echo "${KC_AWS_BENCH_J:-4,8,16}" | tr , ' ')
 for r in 1 2 3; do
         for j in $js; do
@@ -112,7 +111,7 @@ for r in 1 2 3; do
         done
 done
 for j in $js; do
-        say "agent $j $(median_s "agent-$j") $(tr '\n' ' ' <"agent-$j")"
+        say "agent $j $(kcvm_median "agent-$j") $(tr '\n' ' ' <"agent-$j")"
 done
 kcvm_no_key kmscrypt:
 
