@@ -126,6 +126,18 @@ static int crypt_init_paths(const char *device, const char *header, struct crypt
         return 0;
 }
 
+void kc_luks_warm_up(void) {
+        _cleanup_(luks_crypt_freep) struct crypt_device *cd = NULL;
+        bool taken;
+        int r;
+
+        if (atomic_load(&backend_ready) || crypt_init_paths(NULL, NULL, &cd) < 0)
+                return;
+        taken = backend_first_use_begin();
+        r = crypt_set_pbkdf_type(cd, NULL);     /* sets the crypto backend up (init_crypto), as any first use */
+        backend_first_use_end(taken, r);
+}
+
 static int path_exists(const char *what, const char *path, struct kc_err *err) {
         struct stat st;
         int r = kc_path_check_length(what, path, err);

@@ -59,6 +59,15 @@ struct kc_luks_pbkdf {
  */
 int kc_luks_pbkdf_check(const struct kc_luks_pbkdf *p, struct kc_err *err);
 
+/*
+ * Set libcryptsetup's crypto backend up now (its library context and
+ * providers), which its first load would otherwise do, the first attaches
+ * waiting their turn (see backend_first_use_begin()).  For a process that
+ * knows it will load headers soon and has a spare moment or CPU before:
+ * kmscryptd at start.  Best effort: on failure the first load does it.
+ */
+void kc_luks_warm_up(void);
+
 struct kc_luks_format_params {
         const char *device;          /* data device */
         const char *header;          /* detached header file, or NULL */

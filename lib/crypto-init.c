@@ -13,6 +13,7 @@ void kc_crypto_init(void) {
 }
 
 static void *prefetch(void *arg) {
+        void (*then)(void) = arg;
         EVP_MD *md = EVP_MD_fetch(NULL, "SHA256", NULL);
         EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
         EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
@@ -23,16 +24,18 @@ static void *prefetch(void *arg) {
         EVP_MAC_free(mac);
         EVP_KDF_free(kdf);
         EVP_CIPHER_free(cipher);
-        return arg;
+        if (then)
+                then();
+        return NULL;
 }
 
-void kc_crypto_prefetch(void) {
+void kc_crypto_prefetch(void (*then)(void)) {
         pthread_attr_t attr;
         pthread_t t;
 
         if (pthread_attr_init(&attr) != 0)
                 return;
         (void) pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        (void) pthread_create(&t, &attr, prefetch, NULL);
+        (void) pthread_create(&t, &attr, prefetch, (void *) then);
         pthread_attr_destroy(&attr);
 }

@@ -41,5 +41,7 @@ void kc_crypto_init(void);
  * (docs/attach.md).  Best effort: without a thread, the first fetches do
  * the work, as before.  For a command that will use OpenSSL: the thread
  * takes a CPU and OpenSSL's locks, and outlives nothing (exit ends it).
+ * then, unless NULL, runs on that thread after the fetches: more first-use
+ * work of the same kind (kmscryptd sets libcryptsetup's crypto up there).
  */
-void kc_crypto_prefetch(void);
+void kc_crypto_prefetch(void (*then)(void));

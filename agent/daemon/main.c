@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "agent/config.h"
+#include "agent/luks.h"
 #include "agent/daemon/caps.h"
 #include "agent/daemon/mapper.h"
 #include "agent/daemon/manager.h"
@@ -493,6 +494,12 @@ int main(int argc, char **argv) {
                 return 1;
         /* Now, while this process has one thread, no KMS handle and no key. */
         mapper = start_mappers(&d);
+        /*
+         * OpenSSL's and libcryptsetup's first-use set-up, which every attach
+         * needs and the first ones would each wait for, on a thread of its
+         * own while this one reads the volumes and opens the KMS.
+         */
+        kc_crypto_prefetch(kc_luks_warm_up);
         r = load_volumes(&d, &v, &err);
         if (r < 0) {
                 log_error("%s", kc_err_msg(&err, r));
