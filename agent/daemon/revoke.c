@@ -275,15 +275,15 @@ static int fsync_path(const char *path) {
 }
 
 /*
- * What a mark holds: the dm UUID of the mapping, then FOUND_SUSPENDED when
+ * What a mark holds: the dm UUID of the mapping, then a space and FOUND_SUSPENDED when
  * the mapping was suspended already, with its key, when the agent wiped
  * the key (dmsetup suspend, a snapshot tool): the agent gives that key
  * back but leaves the resume to whoever suspended it.
  */
-#define FOUND_SUSPENDED " found-suspended"
+#define FOUND_SUSPENDED "found-suspended"
 
 static int mark_text(const char *dm_uuid, bool found_suspended, char **ret) {
-        return asprintf(ret, "%s%s", dm_uuid, found_suspended ? FOUND_SUSPENDED : "") < 0 ? -ENOMEM : 0;
+        return asprintf(ret, "%s%s", dm_uuid, found_suspended ? " " FOUND_SUSPENDED : "") < 0 ? -ENOMEM : 0;
 }
 
 /* The file: <state_dir>/suspended/<name>, holding the mark's text, written durably. */
@@ -387,7 +387,7 @@ static bool mark_names(char *text, const char *dm_uuid, bool *found_suspended) {
                 *flag = '\0';
         if (!streq(text, dm_uuid))
                 return false;
-        *found_suspended |= flag && streq(flag + 1, FOUND_SUSPENDED + 1);
+        *found_suspended |= flag && streq(flag + 1, FOUND_SUSPENDED);
         return true;
 }
 
