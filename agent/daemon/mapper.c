@@ -397,8 +397,9 @@ static bool mapper_reap_now(struct mapper *w) {
 
 /* Lock held: the supervisor looks again (a mapper died, or it is to stop). */
 static void supervisor_wake(struct kc_mapper *mp) {
-        if (mp->wake[1] >= 0)
-                (void) write(mp->wake[1], "", 1);
+        /* A full pipe (EAGAIN) holds a wake-up already: the supervisor drains it all at once. */
+        if (mp->wake[1] >= 0 && write(mp->wake[1], "", 1) < 0 && errno != EAGAIN)
+                log_debug_errno(errno, "cannot wake the mapper supervisor: %m");
 }
 
 /* Lock held: replace the dead mappers whose time has come; when the next one's comes. */

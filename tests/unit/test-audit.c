@@ -1213,8 +1213,8 @@ START_TEST(test_caller_from_socket) {
                 if (fd < 0 || connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0)
                         _exit(1);
                 close(pipefd[1]);
-                (void) read(pipefd[0], &b, 1);  /* stay alive until the parent has looked */
-                _exit(0);
+                /* Stay alive until the parent has looked (it closes the pipe). */
+                _exit(read(pipefd[0], &b, 1) < 0 ? 1 : 0);
         }
         close(pipefd[0]);
         cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);

@@ -460,7 +460,8 @@ START_TEST(test_mappers_die_with_the_agent) {
                 struct kc_mapper *mp = NULL;
                 char c = kc_mapper_new(3, &mp) == 0 ? 'y' : 'n';
 
-                (void) write(p[1], &c, 1);
+                if (write(p[1], &c, 1) != 1)
+                        _exit(1);
                 pause();
                 _exit(0);
         }
