@@ -359,18 +359,53 @@ static double seconds_since_start(void) {
         return (double) now.tv_sec + now.tv_nsec / 1e9 - (double) start_ticks / (double) hz;
 }
 
+/* How often the service manager hears how the start goes while volumes have yet to settle. */
+#define PROGRESS_MS 1000
+
+/*
+ * prefix, then "STATUS=A of N volumes attached", how many failed if any,
+ * and while some wait (for their device or their KMS), how many and why
+ * the first does: what `systemctl status kmscryptd` shows.  A and N go to
+ * *ret_attached and *ret_n.
+ */
+static void status_line(struct daemon *d, const char *prefix, char *buf, size_t size, size_t *ret_attached,
+                        size_t *ret_n) {
+        _cleanup_free_ struct kc_agent_volume *av = NULL;
+        const struct kc_agent_volume *first = NULL;
+        size_t n = 0, attached = 0, failed = 0, waiting = 0;
+        int k;
+
+        if (kc_manager_snapshot(d->m, &av, &n) < 0)
+                n = 0;
+        for (size_t i = 0; i < n; i++) {
+                attached += av[i].state == KC_VOLUME_ATTACHED;
+                failed += av[i].state == KC_VOLUME_FAILED;
+                if (av[i].state == KC_VOLUME_WAITING && waiting++ == 0)
+                        first = &av[i];
+        }
+        k = snprintf(buf, size, "%sSTATUS=%zu of %zu volumes attached", prefix, attached, n);
+        if (failed && k > 0 && (size_t) k < size)
+                k += snprintf(buf + k, size - k, ", %zu failed", failed);
+        if (first && k > 0 && (size_t) k < size)
+                snprintf(buf + k, size - k, ", %zu waiting (%s: %.300s)", waiting, first->name, first->reason);
+        *ret_attached = attached;
+        *ret_n = n;
+}
+
 static void *readiness(void *arg) {
         struct daemon *d = arg;
-        _cleanup_free_ struct kc_agent_volume *av = NULL;
-        size_t n = 0, attached = 0;
-        char status[128];
+        char status[768];
+        size_t attached, n;
+        int r;
 
-        if (kc_manager_wait_settled(d->m, false) < 0)
+        /* READY=1 is the end of the start; until then, how far it is, every PROGRESS_MS. */
+        while ((r = kc_manager_wait_settled_for(d->m, false, PROGRESS_MS)) == -ETIMEDOUT) {
+                status_line(d, "", status, sizeof(status), &attached, &n);
+                (void) kc_notify(status);
+        }
+        if (r < 0)
                 return NULL;
-        if (kc_manager_snapshot(d->m, &av, &n) >= 0)
-                for (size_t i = 0; i < n; i++)
-                        attached += av[i].state == KC_VOLUME_ATTACHED;
-        snprintf(status, sizeof(status), "READY=1\nSTATUS=%zu of %zu volumes attached", attached, n);
+        status_line(d, "READY=1\n", status, sizeof(status), &attached, &n);
         pthread_mutex_lock(&d->reload_lock);
         (void) kc_notify(status);
         d->ready_sent = true;

@@ -1026,7 +1026,8 @@ static bool unsettled(const struct mvol *v, bool include_nofail) {
                 v->st.state == KC_VOLUME_WAITING;
 }
 
-int kc_manager_wait_settled(struct kc_manager *m, bool include_nofail) {
+int kc_manager_wait_settled_for(struct kc_manager *m, bool include_nofail, unsigned timeout_ms) {
+        uint64_t until = timeout_ms ? kc_now_ms() + timeout_ms : UINT64_MAX;
         int r = 0;
 
         pthread_mutex_lock(&m->lock);
@@ -1041,10 +1042,22 @@ int kc_manager_wait_settled(struct kc_manager *m, bool include_nofail) {
                         busy = unsettled(m->vols[i], include_nofail);
                 if (!busy)
                         break;
-                pthread_cond_wait(&m->changed, &m->lock);
+                if (until == UINT64_MAX) {
+                        pthread_cond_wait(&m->changed, &m->lock);
+                        continue;
+                }
+                if (kc_now_ms() >= until) {
+                        r = -ETIMEDOUT;
+                        break;
+                }
+                kc_cond_wait_until(&m->changed, &m->lock, until);
         }
         pthread_mutex_unlock(&m->lock);
         return r;
+}
+
+int kc_manager_wait_settled(struct kc_manager *m, bool include_nofail) {
+        return kc_manager_wait_settled_for(m, include_nofail, 0);
 }
 
 int kc_manager_snapshot(struct kc_manager *m, struct kc_agent_volume **ret, size_t *ret_n) {

@@ -76,6 +76,8 @@ void kc_manager_attach_all(struct kc_manager *m);
  * only when include_nofail).  -ESHUTDOWN if the manager stops first.
  */
 int kc_manager_wait_settled(struct kc_manager *m, bool include_nofail);
+/* The same for timeout_ms at most (0: no limit): -ETIMEDOUT when some volume has yet to settle then. */
+int kc_manager_wait_settled_for(struct kc_manager *m, bool include_nofail, unsigned timeout_ms);
 
 /* The state of every configured volume, in file order. Caller frees. */
 int kc_manager_snapshot(struct kc_manager *m, struct kc_agent_volume **ret, size_t *ret_n);

@@ -17,6 +17,7 @@ import fcntl
 import grp
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -112,13 +113,15 @@ class Agent:
         self.p = subprocess.Popen(popen.pop("args", args), stdout=self.log, stderr=self.log, env=environ, **popen)
 
     def messages(self, timeout):
-        """Notification datagrams received within timeout seconds."""
+        """Notification datagrams received until READY=1 and 0.2 s more, or until timeout seconds passed
+        (the agent tells its progress every second before it is ready)."""
         got = []
-        self.notify.settimeout(timeout)
+        end = time.time() + timeout
         try:
-            while True:
+            while time.time() < end:
+                ready = any("READY=1" in m for m in got)
+                self.notify.settimeout(0.2 if ready else max(end - time.time(), 0.01))
                 got.append(self.notify.recv(4096).decode())
-                self.notify.settimeout(0.2)
         except (socket.timeout, BlockingIOError):
             pass
         return got
@@ -206,6 +209,14 @@ def test_basics(d):
         msgs = a.messages(15)
         ready = [m for m in msgs if "READY=1" in m]
         check("READY=1 sent once the volumes that are not nofail settled", ready, str(msgs))
+        # Before it, every second, how the start goes: "gone" waits for its device (timeout=2).
+        progress = msgs[:msgs.index(ready[0])] if ready else []
+        check("progress told before READY=1 while a volume waits",
+              progress and all(m.startswith("STATUS=") and "READY=1" not in m for m in progress)
+              and any(re.search(r"of 3 volumes attached(, \d failed)?, [12] waiting \((gone|later): .*kmscrypt-test-", m)
+                      for m in progress), str(msgs))
+        check("READY=1's status counts the volumes", ready and re.search(r"STATUS=\d of 3 volumes attached", ready[0]),
+              str(ready))
         check("readiness waited for the timeout of the waiting volume", time.time() - t0 >= 1.5)
         check("readiness did not wait for the nofail volume (timeout=0)", time.time() - t0 < 15)
         check("socket is 0660", ready and (os.stat(a.sock).st_mode & 0o777) == 0o660)

@@ -172,7 +172,9 @@ static void start_manager(const char *device) {
         atomic_store(&kms_error, -ENOENT);
         kc_manager_set_volumes(m, v, true);
         ck_assert_int_eq(kc_manager_start(m), 0);
-        ck_assert_int_eq(kc_manager_wait_settled(m, true), 0);
+        /* Both wait for the KMS (timeout=1): not settled within 0.1 s, settled within 10 s. */
+        ck_assert_int_eq(kc_manager_wait_settled_for(m, true, 100), -ETIMEDOUT);
+        ck_assert_int_eq(kc_manager_wait_settled_for(m, true, 10000), 0);
 }
 
 static void setup(void) {
