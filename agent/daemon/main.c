@@ -21,6 +21,7 @@
 #include "agent/daemon/manager.h"
 #include "agent/daemon/server.h"
 #include "agent/daemon/volumes.h"
+#include "lib/clock.h"
 #include "lib/crypto-init.h"
 #include "lib/fault.h"
 #include "lib/log.h"
@@ -392,6 +393,32 @@ static void status_line(struct daemon *d, const char *prefix, char *buf, size_t 
         *ret_n = n;
 }
 
+/*
+ * After READY=1: the status follows the volumes (a detach, a hotplug
+ * attach, a volume waiting again), so that what systemctl status shows is
+ * never a start long past.  What changes within PROGRESS_MS of a change
+ * goes out as one message, and only when the line differs from the last.
+ */
+static void follow_status(struct daemon *d, const char *last_sent) {
+        char last[768], now[768];
+        size_t attached, n;
+        uint64_t gen = 0;       /* the first wait returns at once: a change just before READY=1 is not missed */
+
+        kc_strscpy(last, sizeof(last), last_sent);
+        while (kc_manager_wait_change(d->m, &gen, 0) >= 0) {
+                uint64_t until = kc_now_ms() + PROGRESS_MS;
+
+                for (uint64_t t = kc_now_ms(); t < until; t = kc_now_ms())
+                        if (kc_manager_wait_change(d->m, &gen, until - t) == -ESHUTDOWN)
+                                return;
+                status_line(d, "", now, sizeof(now), &attached, &n);
+                if (!streq(now, last)) {
+                        (void) kc_notify(now);
+                        kc_strscpy(last, sizeof(last), now);
+                }
+        }
+}
+
 static void *readiness(void *arg) {
         struct daemon *d = arg;
         char status[768];
@@ -412,6 +439,7 @@ static void *readiness(void *arg) {
         pthread_mutex_unlock(&d->reload_lock);
         log_info("ready: %zu of %zu volumes attached, %.2f s after start", attached, n, seconds_since_start());
         kc_secret_warn_unlocked();
+        follow_status(d, status + strlen("READY=1\n"));
         return NULL;
 }
 

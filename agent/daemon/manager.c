@@ -58,6 +58,7 @@ struct idle_kms {
 struct kc_manager {
         pthread_mutex_t lock;
         pthread_cond_t changed;     /* a volume changed state or a slot came free */
+        uint64_t changes;           /* times changed was broadcast: kc_manager_wait_change() */
         pthread_cond_t wake;        /* the scheduler has something to look at */
         struct kc_kms_config kms;
         char *kms_strings[7];
@@ -155,11 +156,16 @@ int kc_manager_new(const struct kc_manager_config *cfg, struct kc_manager **ret)
 
 /* ---- state changes (lock held) ---- */
 
+static void broadcast_changed(struct kc_manager *m) {
+        m->changes++;
+        pthread_cond_broadcast(&m->changed);
+}
+
 static void set_state(struct kc_manager *m, struct mvol *v, enum kc_volume_state s) {
         if (v->st.state != s)
                 v->st.since = time(NULL);
         v->st.state = s;
-        pthread_cond_broadcast(&m->changed);
+        broadcast_changed(m);
 }
 
 /* Lock held: no suspension of v is the agent's to resume any more, nor its refusals to say again. */
@@ -450,7 +456,7 @@ static int take_slot(struct kc_manager *m) {
 
 static void release_slot(struct kc_manager *m) {
         m->running--;
-        pthread_cond_broadcast(&m->changed);
+        broadcast_changed(m);
         pthread_cond_signal(&m->wake);
 }
 
@@ -898,7 +904,7 @@ void kc_manager_stop(struct kc_manager *m) {
         pthread_mutex_lock(&m->lock);
         m->stopping = true;
         pthread_cond_broadcast(&m->wake);
-        pthread_cond_broadcast(&m->changed);
+        broadcast_changed(m);
         /* Running attaches finish: a half-made attach is worse than a late stop. */
         while (m->running > 0)
                 pthread_cond_wait(&m->changed, &m->lock);
@@ -1003,7 +1009,7 @@ void kc_manager_set_volumes(struct kc_manager *m, struct kc_volumes *vs, bool at
         }
         confset_unref(m->set);
         m->set = set;
-        pthread_cond_broadcast(&m->changed);
+        broadcast_changed(m);
         pthread_cond_signal(&m->wake);
         pthread_mutex_unlock(&m->lock);
 }
@@ -1058,6 +1064,29 @@ int kc_manager_wait_settled_for(struct kc_manager *m, bool include_nofail, unsig
 
 int kc_manager_wait_settled(struct kc_manager *m, bool include_nofail) {
         return kc_manager_wait_settled_for(m, include_nofail, 0);
+}
+
+int kc_manager_wait_change(struct kc_manager *m, uint64_t *gen, unsigned timeout_ms) {
+        uint64_t until = timeout_ms ? kc_now_ms() + timeout_ms : UINT64_MAX;
+        int r = 0;
+
+        pthread_mutex_lock(&m->lock);
+        while (!m->stopping && m->changes == *gen) {
+                if (until == UINT64_MAX) {
+                        pthread_cond_wait(&m->changed, &m->lock);
+                        continue;
+                }
+                if (kc_now_ms() >= until)
+                        break;
+                kc_cond_wait_until(&m->changed, &m->lock, until);
+        }
+        if (m->stopping)
+                r = -ESHUTDOWN;
+        else if (m->changes == *gen)
+                r = -ETIMEDOUT;
+        *gen = m->changes;
+        pthread_mutex_unlock(&m->lock);
+        return r;
 }
 
 int kc_manager_snapshot(struct kc_manager *m, struct kc_agent_volume **ret, size_t *ret_n) {

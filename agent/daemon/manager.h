@@ -79,6 +79,14 @@ int kc_manager_wait_settled(struct kc_manager *m, bool include_nofail);
 /* The same for timeout_ms at most (0: no limit): -ETIMEDOUT when some volume has yet to settle then. */
 int kc_manager_wait_settled_for(struct kc_manager *m, bool include_nofail, unsigned timeout_ms);
 
+/*
+ * Block until a volume's state changes after *gen (0, or what an earlier
+ * call left there), timeout_ms at most (0: no limit); *gen is brought up to
+ * date.  0 on a change, -ETIMEDOUT without one, -ESHUTDOWN once the manager
+ * stops.
+ */
+int kc_manager_wait_change(struct kc_manager *m, uint64_t *gen, unsigned timeout_ms);
+
 /* The state of every configured volume, in file order. Caller frees. */
 int kc_manager_snapshot(struct kc_manager *m, struct kc_agent_volume **ret, size_t *ret_n);
 

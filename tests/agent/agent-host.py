@@ -126,6 +126,21 @@ class Agent:
             pass
         return got
 
+    def wait_message(self, pattern, timeout):
+        """The first notification datagram matching pattern within timeout seconds, else None; all seen go to
+        self.seen."""
+        self.seen = []
+        end = time.time() + timeout
+        try:
+            while time.time() < end:
+                self.notify.settimeout(max(end - time.time(), 0.01))
+                self.seen.append(self.notify.recv(4096).decode())
+                if re.search(pattern, self.seen[-1]):
+                    return self.seen[-1]
+        except (socket.timeout, BlockingIOError):
+            pass
+        return None
+
     def wait_socket(self, timeout=10):
         end = time.time() + timeout
         while time.time() < end:
@@ -407,6 +422,9 @@ def reload(a):
             break
         time.sleep(0.1)
     check("SIGHUP reloads the volumes file", names == ["plain"], str(names))
+    # After READY=1 the status follows the volumes: the two dropped ("later" waited), "plain" failed.
+    got = a.wait_message(r"^STATUS=0 of 1 volumes attached, 1 failed$", 10)
+    check("the service manager's status follows a reload", got, str(a.seen))
 
 
 def test_activation(d):

@@ -285,6 +285,24 @@ START_TEST(test_attach_all_is_a_new_round) {
 }
 END_TEST
 
+/* kc_manager_wait_change(): at once for what changed before, a timeout for nothing, a change, the stop. */
+START_TEST(test_wait_change) {
+        uint64_t gen = 0, seen;
+
+        ck_assert_int_eq(kc_manager_wait_change(m, &gen, 0), 0);
+        ck_assert_uint_gt(gen, 0);
+        seen = gen;
+        ck_assert_int_eq(kc_manager_wait_change(m, &gen, 50), -ETIMEDOUT);
+        ck_assert_uint_eq(gen, seen);
+        kc_manager_attach_all(m);
+        ck_assert_int_eq(kc_manager_wait_change(m, &gen, 10000), 0);
+        ck_assert_uint_gt(gen, seen);
+        ck_assert_int_eq(kc_manager_wait_settled(m, true), 0);
+        kc_manager_stop(m);
+        ck_assert_int_eq(kc_manager_wait_change(m, &gen, 0), -ESHUTDOWN);
+}
+END_TEST
+
 START_TEST(test_device_that_came_gets_a_round) {
         _cleanup_free_ char *path = NULL;
         struct kc_err err = {};
@@ -955,6 +973,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_verdict_of_the_start_round);
         tcase_add_test(tc, test_verdict_try_attaches);
         tcase_add_test(tc, test_attach_all_is_a_new_round);
+        tcase_add_test(tc, test_wait_change);
         tcase_add_test(tc, test_device_that_came_gets_a_round);
         suite_add_tcase(s, tc);
 
