@@ -182,6 +182,8 @@ phase_reboot() {
         check "d: no ordering cycle at boot" no_cycle
         no_cycle || journalctl -b --no-pager -o cat | grep -A12 "ordering cycle" | head -n 30 | sed 's/^/SYSTEST-DIAG /'
         check "d: checksum unchanged" sum_is_saved
+        check "d: systemctl status shows the agent's count" sh -c \
+                'systemctl show -P StatusText kmscryptd.service | grep -Eq "^[0-9]+ of [0-9]+ volumes attached"'
         # The shutdown that ended the last boot: pgdata's disk's kmscrypt-attach@ unit, not ordered
         # against the mount, stops while pgdata may still be mounted and then leaves it to
         # kmscrypt-pgdata.service, which stops after the unmount and detaches it.  No unit failed to stop.
@@ -210,6 +212,9 @@ phase_outage() {
         kmscrypt status > "$state/status.txt" 2>&1
         sed 's/^/SYSTEST-DIAG status: /' "$state/status.txt"
         check "e: status says pgdata waits and why" grep -qi "pgdata.*wait.*keystore" "$state/status.txt"
+        systemctl show -P StatusText kmscryptd.service | sed 's/^/SYSTEST-DIAG StatusText: /'
+        check "e: systemctl status says so too" sh -c \
+                'systemctl show -P StatusText kmscryptd.service | grep -Eqi "[0-9]+ waiting \(pgdata: .*keystore"'
         # hot1 (not nofail, timeout=20): the agent's start round gave up; its unit, which starts once
         # the agent is ready (after that round), gets that verdict, not a second round of its own.
         check "e: hot1's unit failed" wait_for 60 systemctl is-failed kmscrypt-hot1.service
@@ -223,6 +228,8 @@ phase_outage() {
         t0=$(now_ms)
         if wait_for 90 test -b /dev/mapper/pgdata; then
                 pass "e: keystore back, pgdata attached after $(($(now_ms) - t0)) ms without reboot"
+                check "e: ... and systemctl status no longer says it waits" wait_for 10 sh -c \
+                        '! systemctl show -P StatusText kmscryptd.service | grep -q "waiting (pgdata"'
         else
                 fail "e: pgdata not attached 90 s after the keystore came back"
                 systemctl status --no-pager -n 0 kmscryptd.service 2>&1 | sed 's/^/SYSTEST-DIAG /'
