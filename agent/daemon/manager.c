@@ -1032,8 +1032,25 @@ static bool unsettled(const struct mvol *v, bool include_nofail) {
                 v->st.state == KC_VOLUME_WAITING;
 }
 
+/* When a wait of timeout_ms (0: no limit) begun now ends, in kc_now_ms() time; UINT64_MAX: never. */
+static uint64_t deadline(unsigned timeout_ms) {
+        return timeout_ms ? kc_now_ms() + timeout_ms : UINT64_MAX;
+}
+
+/* Lock held: wait once for changed, until the deadline at most; false once the deadline has passed. */
+static bool wait_changed_until(struct kc_manager *m, uint64_t until) {
+        if (until == UINT64_MAX) {
+                pthread_cond_wait(&m->changed, &m->lock);
+                return true;
+        }
+        if (kc_now_ms() >= until)
+                return false;
+        kc_cond_wait_until(&m->changed, &m->lock, until);
+        return true;
+}
+
 int kc_manager_wait_settled_for(struct kc_manager *m, bool include_nofail, unsigned timeout_ms) {
-        uint64_t until = timeout_ms ? kc_now_ms() + timeout_ms : UINT64_MAX;
+        uint64_t until = deadline(timeout_ms);
         int r = 0;
 
         pthread_mutex_lock(&m->lock);
@@ -1048,15 +1065,10 @@ int kc_manager_wait_settled_for(struct kc_manager *m, bool include_nofail, unsig
                         busy = unsettled(m->vols[i], include_nofail);
                 if (!busy)
                         break;
-                if (until == UINT64_MAX) {
-                        pthread_cond_wait(&m->changed, &m->lock);
-                        continue;
-                }
-                if (kc_now_ms() >= until) {
+                if (!wait_changed_until(m, until)) {
                         r = -ETIMEDOUT;
                         break;
                 }
-                kc_cond_wait_until(&m->changed, &m->lock, until);
         }
         pthread_mutex_unlock(&m->lock);
         return r;
@@ -1067,19 +1079,12 @@ int kc_manager_wait_settled(struct kc_manager *m, bool include_nofail) {
 }
 
 int kc_manager_wait_change(struct kc_manager *m, uint64_t *gen, unsigned timeout_ms) {
-        uint64_t until = timeout_ms ? kc_now_ms() + timeout_ms : UINT64_MAX;
+        uint64_t until = deadline(timeout_ms);
         int r = 0;
 
         pthread_mutex_lock(&m->lock);
-        while (!m->stopping && m->changes == *gen) {
-                if (until == UINT64_MAX) {
-                        pthread_cond_wait(&m->changed, &m->lock);
-                        continue;
-                }
-                if (kc_now_ms() >= until)
-                        break;
-                kc_cond_wait_until(&m->changed, &m->lock, until);
-        }
+        while (!m->stopping && m->changes == *gen && wait_changed_until(m, until))
+                ;
         if (m->stopping)
                 r = -ESHUTDOWN;
         else if (m->changes == *gen)
