@@ -12,8 +12,7 @@ void kc_crypto_init(void) {
         (void) OPENSSL_init_crypto(OPENSSL_INIT_NO_ADD_ALL_CIPHERS | OPENSSL_INIT_NO_ATEXIT, NULL);
 }
 
-static void *prefetch(void *arg) {
-        void (*then)(void) = arg;
+void kc_crypto_fetch(void) {
         EVP_MD *md = EVP_MD_fetch(NULL, "SHA256", NULL);
         EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
         EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
@@ -24,18 +23,20 @@ static void *prefetch(void *arg) {
         EVP_MAC_free(mac);
         EVP_KDF_free(kdf);
         EVP_CIPHER_free(cipher);
-        if (then)
-                then();
-        return NULL;
 }
 
-void kc_crypto_prefetch(void (*then)(void)) {
+static void *prefetch(void *arg) {
+        kc_crypto_fetch();
+        return arg;
+}
+
+void kc_crypto_prefetch(void) {
         pthread_attr_t attr;
         pthread_t t;
 
         if (pthread_attr_init(&attr) != 0)
                 return;
         (void) pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        (void) pthread_create(&t, &attr, prefetch, (void *) then);
+        (void) pthread_create(&t, &attr, prefetch, NULL);
         pthread_attr_destroy(&attr);
 }

@@ -40,8 +40,12 @@ void kc_crypto_init(void);
  * command reads its configuration and the header, as the header load does
  * (docs/attach.md).  Best effort: without a thread, the first fetches do
  * the work, as before.  For a command that will use OpenSSL: the thread
- * takes a CPU and OpenSSL's locks, and outlives nothing (exit ends it).
- * then, unless NULL, runs on that thread after the fetches: more first-use
- * work of the same kind (kmscryptd sets libcryptsetup's crypto up there).
+ * takes a CPU and OpenSSL's locks, and outlives nothing (exit ends it):
+ * for a program that ends with _exit(), as kmscrypt does, not with exit(),
+ * whose destructors (libcryptsetup's frees its OpenSSL context) could run
+ * while the thread still works.
  */
-void kc_crypto_prefetch(void (*then)(void));
+void kc_crypto_prefetch(void);
+
+/* The fetches of kc_crypto_prefetch(), on the calling thread: for a thread of the caller's own. */
+void kc_crypto_fetch(void);

@@ -254,7 +254,7 @@ static int attach_one(struct kc_cli *cli, const struct kc_attach_params *p, cons
                 return kc_cli_header_error(volume ? kc_client_attach_volume(agent, volume, false, res, err)
                                                   : kc_client_attach(agent, p, res, err));
         /* The attach is ours: OpenSSL's first fetches go to another CPU while we read and resolve. */
-        kc_crypto_prefetch(NULL);
+        kc_crypto_prefetch();
         if (volume) {
                 r = kc_cli_volumes_load(volumes, &vs, err);
                 if (r < 0)

@@ -504,6 +504,34 @@ static int run(struct daemon *d, struct kc_server *s, int sfd) {
         }
 }
 
+/*
+ * OpenSSL's and libcryptsetup's first-use set-up, which every attach needs
+ * and the first ones would each wait for in turn, on a thread of its own
+ * while the main thread reads the volumes and opens the KMS.  Joined before
+ * main returns: exit runs libcryptsetup's destructor, which frees the
+ * OpenSSL context the thread may still be setting up (a stop at once).
+ */
+struct warm_up {
+        pthread_t thread;
+        bool running;
+};
+
+static void *warm_up_run(void *arg) {
+        kc_crypto_fetch();
+        kc_luks_warm_up();
+        return arg;
+}
+
+static void warm_up_start(struct warm_up *w) {
+        w->running = pthread_create(&w->thread, NULL, warm_up_run, NULL) == 0;
+}
+
+static void warm_up_join(struct warm_up *w) {
+        if (w->running)
+                pthread_join(w->thread, NULL);
+        w->running = false;
+}
+
 /* Last to run at exit (declared first in main): the manager borrows strings of d.config. */
 static void daemon_done(struct daemon *d) {
         kc_config_done(&d->config);
@@ -521,6 +549,8 @@ int main(int argc, char **argv) {
                 .log_level = -1,
                 .reload_lock = PTHREAD_MUTEX_INITIALIZER,
         };
+        /* Joined after everything declared below is gone, before d is. */
+        _cleanup_(warm_up_join) struct warm_up warm = {};
         struct kc_manager_config mc;
         _cleanup_free_ char *cli = NULL;
         struct kc_server_config sc;
@@ -557,12 +587,7 @@ int main(int argc, char **argv) {
                 return 1;
         /* Now, while this process has one thread, no KMS handle and no key. */
         mapper = start_mappers(&d);
-        /*
-         * OpenSSL's and libcryptsetup's first-use set-up, which every attach
-         * needs and the first ones would each wait for, on a thread of its
-         * own while this one reads the volumes and opens the KMS.
-         */
-        kc_crypto_prefetch(kc_luks_warm_up);
+        warm_up_start(&warm);
         r = load_volumes(&d, &v, &err);
         if (r < 0) {
                 log_error("%s", kc_err_msg(&err, r));

@@ -87,7 +87,7 @@ START_TEST(test_prefetch_beside_fetches) {
         EVP_MAC *hmac;
 
         kc_crypto_init();
-        kc_crypto_prefetch(NULL);
+        kc_crypto_prefetch();
         hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
         kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
         ck_assert_ptr_nonnull(hmac);
