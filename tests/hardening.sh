@@ -18,6 +18,7 @@ fails=0
 command -v readelf >/dev/null || { echo "SKIP: no readelf (binutils)"; exit 77; }
 
 has() { case " $1 " in *" $2 "*) return 0 ;; esac; return 1; }
+matches() { printf '%s\n' "$1" | grep -qE "$2"; }       # TEXT REGEX: a line of TEXT matches
 check() { # PROGRAM WHAT CONDITION...
         _p=$1 _what=$2
         shift 2
@@ -35,16 +36,16 @@ for prog in $KC_PROGRAMS; do
         dynamic=$(readelf -dW "$bin")
         segments=$(readelf -lW "$bin")
         imports=$(readelf -sW --dyn-syms "$bin" | awk '$7 == "UND" { sub(/@.*/, "", $8); print $8 }')
-        check "$prog" "position independent (PIE)" sh -c 'echo "$1" | grep -q "Flags:.*PIE"' - "$dynamic"
+        check "$prog" "position independent (PIE)" matches "$dynamic" "Flags:.*PIE"
         if has "$KC_HARDEN_LDFLAGS" "-Wl,-z,relro,-z,now"; then
-                check "$prog" "full RELRO: GNU_RELRO segment" sh -c 'echo "$1" | grep -q GNU_RELRO' - "$segments"
-                check "$prog" "full RELRO: bound at start (BIND_NOW)" sh -c 'echo "$1" | grep -qE "Flags:.*NOW|BIND_NOW"' - "$dynamic"
+                check "$prog" "full RELRO: GNU_RELRO segment" matches "$segments" GNU_RELRO
+                check "$prog" "full RELRO: bound at start (BIND_NOW)" matches "$dynamic" "Flags:.*NOW|BIND_NOW"
         fi
         if has "$KC_HARDEN_CFLAGS" "-fstack-protector-strong"; then
-                check "$prog" "stack protector (__stack_chk_fail imported)" sh -c 'echo "$1" | grep -qx __stack_chk_fail' - "$imports"
+                check "$prog" "stack protector (__stack_chk_fail imported)" matches "$imports" "^__stack_chk_fail$"
         fi
         if has "$KC_HARDEN_CFLAGS" "-D_FORTIFY_SOURCE=2"; then
-                check "$prog" "_FORTIFY_SOURCE (fortified libc calls imported)" sh -c 'echo "$1" | grep -qE "^__[a-z0-9_]+_chk$"' - "$imports"
+                check "$prog" "_FORTIFY_SOURCE (fortified libc calls imported)" matches "$imports" "^__[a-z0-9_]+_chk$"
         fi
 done
 [ "$fails" = 0 ] || { echo "$fails hardening checks failed"; exit 1; }

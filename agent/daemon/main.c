@@ -367,7 +367,7 @@ static double seconds_since_start(void) {
  * prefix, then "STATUS=A of N volumes attached", how many failed if any,
  * and while some wait (for their device or their KMS), how many and why
  * the first does: what `systemctl status kmscryptd` shows.  A and N go to
- * *ret_attached and *ret_n.
+ * *ret_attached and *ret_n unless NULL.
  */
 static void status_line(struct daemon *d, const char *prefix, char *buf, size_t size, size_t *ret_attached,
                         size_t *ret_n) {
@@ -389,8 +389,10 @@ static void status_line(struct daemon *d, const char *prefix, char *buf, size_t 
                 k += snprintf(buf + k, size - k, ", %zu failed", failed);
         if (first && k > 0 && (size_t) k < size)
                 snprintf(buf + k, size - k, ", %zu waiting (%s: %.300s)", waiting, first->name, first->reason);
-        *ret_attached = attached;
-        *ret_n = n;
+        if (ret_attached)
+                *ret_attached = attached;
+        if (ret_n)
+                *ret_n = n;
 }
 
 /*
@@ -401,7 +403,6 @@ static void status_line(struct daemon *d, const char *prefix, char *buf, size_t 
  */
 static void follow_status(struct daemon *d, const char *last_sent) {
         char last[768], now[768];
-        size_t attached, n;
         uint64_t gen = 0;       /* the first wait returns at once: a change just before READY=1 is not missed */
 
         kc_strscpy(last, sizeof(last), last_sent);
@@ -411,7 +412,7 @@ static void follow_status(struct daemon *d, const char *last_sent) {
                 for (uint64_t t = kc_now_ms(); t < until; t = kc_now_ms())
                         if (kc_manager_wait_change(d->m, &gen, until - t) == -ESHUTDOWN)
                                 return;
-                status_line(d, "", now, sizeof(now), &attached, &n);
+                status_line(d, "", now, sizeof(now), NULL, NULL);
                 if (!streq(now, last)) {
                         (void) kc_notify(now);
                         kc_strscpy(last, sizeof(last), now);
@@ -427,7 +428,7 @@ static void *readiness(void *arg) {
 
         /* READY=1 is the end of the start; until then, how far it is, every PROGRESS_MS. */
         while ((r = kc_manager_wait_settled_for(d->m, false, PROGRESS_MS)) == -ETIMEDOUT) {
-                status_line(d, "", status, sizeof(status), &attached, &n);
+                status_line(d, "", status, sizeof(status), NULL, NULL);
                 (void) kc_notify(status);
         }
         if (r < 0)
