@@ -315,11 +315,15 @@ static int unsupported(const struct kc_kms_provider *p, const char *operation, s
         return kc_err_set(err, -EOPNOTSUPP, "KMS provider %s does not support %s", p->name, operation);
 }
 
-/* Every record of this trail names the caller and volume of its request. */
+/* Every record of this trail names the caller and volume of its request, and its reason if it has one. */
 static int audit_write(struct kc_kms *k, const struct kc_kms_request *req, struct kc_audit_record *rec) {
-        rec->caller = req ? req->caller : NULL;
-        rec->volume = req ? req->volume : NULL;
-        return kc_audit_write(k->audit, rec);
+        struct kc_audit_record r = *rec;
+
+        r.caller = req ? req->caller : NULL;
+        r.volume = req ? req->volume : NULL;
+        if (!r.detail && req)
+                r.detail = req->detail;
+        return kc_audit_write(k->audit, &r);
 }
 
 /*

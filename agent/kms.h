@@ -91,6 +91,7 @@ struct kc_kms_config {
 struct kc_kms_request {
         const struct kc_caller *caller;
         const char *volume;        /* LUKS UUID or name, NULL if none */
+        const char *detail;        /* why, for a record whose operation gives no detail of its own; NULL if none */
 };
 
 struct kc_kms;

@@ -767,6 +767,7 @@ static void *revoke_pass(void *arg) {
         struct kc_manager *m = arg;
         _cleanup_kms_ struct kc_kms *kms = NULL;
         _cleanup_free_ struct revoke_item *items = NULL;
+        _cleanup_(kc_revoke_keys_freep) struct kc_revoke_keys *keys = NULL;
         struct confset *set;
         struct kc_err err = {};
         size_t n = 0;
@@ -795,11 +796,14 @@ static void *revoke_pass(void *arg) {
         r = n > 0 ? kc_kms_open(&m->kms, &kms, &err) : 0;
         if (r < 0)
                 log_warning("revocation check: cannot open the KMS layer: %s", kc_err_msg(&err, r));
+        /* Without it (no memory), each check looks its key up itself. */
+        if (n > 0)
+                keys = kc_revoke_keys_new();
         for (size_t i = 0; r >= 0 && i < n; i++) {
                 struct kc_revoke_outcome o = {};
                 struct kc_err e = {};
                 int k = kc_revoke_check(kms, &m->kms, m->state_dir, &m->self, items[i].conf, items[i].prior,
-                                        items[i].refused[0] ? items[i].refused : NULL, &o, &e);
+                                        items[i].refused[0] ? items[i].refused : NULL, keys, &o, &e);
 
                 pthread_mutex_lock(&m->lock);
                 apply_revoke(m, items[i].v, k, &e, &o);

@@ -59,12 +59,14 @@ static char revoke_refused[256][KC_ERR_MSG_MAX];
 static atomic_bool revoke_held, revoke_waiting;     /* a held check waits, saying so */
 static atomic_bool revoke_recalled;                 /* the outcome's recalled */
 static atomic_int revoke_mark_error;                /* the outcome's mark_error */
+static atomic_bool revoke_keys_missing;             /* a check was given no pass's key lookups */
 
 int __wrap_kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_attach_params *p,
                      struct kc_attach_result *ret, struct kc_err *err);
 int __wrap_kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const char *state_dir,
                            const struct kc_caller *self, const struct kc_volume_conf *conf, unsigned prior,
-                           const char *refused, struct kc_revoke_outcome *ret, struct kc_err *err);
+                           const char *refused, struct kc_revoke_keys *keys, struct kc_revoke_outcome *ret,
+                           struct kc_err *err);
 bool __wrap_kc_dm_available(void);
 int __wrap_kc_kms_open(const struct kc_kms_config *cfg, struct kc_kms **ret, struct kc_err *err);
 void __wrap_kc_kms_close(struct kc_kms *k);
@@ -89,11 +91,14 @@ int __wrap_kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const
 
 int __wrap_kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const char *state_dir,
                            const struct kc_caller *self, const struct kc_volume_conf *conf, unsigned prior,
-                           const char *refused, struct kc_revoke_outcome *ret, struct kc_err *err) {
+                           const char *refused, struct kc_revoke_keys *keys, struct kc_revoke_outcome *ret,
+                           struct kc_err *err) {
         unsigned k = atomic_fetch_add(&revoke_started, 1) + 1;
         const char *reason;
 
         (void) kms, (void) cfg, (void) state_dir, (void) self;
+        if (!keys)
+                atomic_store(&revoke_keys_missing, true);
         atomic_store(&revoke_priors[k % 256], prior);
         snprintf(revoke_refused[k % 256], sizeof(revoke_refused[0]), "%s", refused ?: "");
         atomic_store(&revoke_waiting, true);
@@ -495,6 +500,8 @@ START_TEST(test_revoke_suspension_ended) {
         ck_assert_int_eq(state_of("vol", &all)->state, KC_VOLUME_ATTACHED);
         ck_assert_int_eq(state_of("vol", &all)->error, 0);
         ck_assert_uint_eq(prior_of(k + 1), 0);
+        /* Every check had its pass's key lookups to share (revoke.h). */
+        ck_assert(!atomic_load(&revoke_keys_missing));
 }
 END_TEST
 

@@ -329,7 +329,7 @@ static char *last_field(const char *op, const char *field) {
 
 static int check_kept(unsigned prior, struct kc_revoke_outcome *out) {
         struct kc_err err = {};
-        int r = kc_revoke_check(f.kms, &f.cfg, f.dir, &f.caller, &f.conf, prior, NULL, out, &err);
+        int r = kc_revoke_check(f.kms, &f.cfg, f.dir, &f.caller, &f.conf, prior, NULL, NULL, out, &err);
 
         ck_assert_msg(r == 0, "check: %s", kc_err_msg(&err, r));
         ck_assert_int_eq(out->action, KC_REVOKE_KEPT);
@@ -378,10 +378,83 @@ START_TEST(enabled_key_nothing_kept) {
         struct kc_revoke_outcome out;
         struct kc_err err = {};
 
-        ck_assert_int_eq(kc_revoke_check(f.kms, &f.cfg, f.dir, &f.caller, &f.conf, 0, NULL, &out, &err), 0);
+        ck_assert_int_eq(kc_revoke_check(f.kms, &f.cfg, f.dir, &f.caller, &f.conf, 0, NULL, NULL, &out, &err), 0);
         ck_assert_int_eq(out.action, KC_REVOKE_NONE);
         ck_assert_uint_eq(records(f.audit_log, "KeepVolume"), 0);
         ck_assert_uint_ge(records(f.audit_log, "DescribeKey"), 1);
+}
+END_TEST
+
+/* A check of the volume as one of a pass's (keys: the pass's lookups). */
+static int check_in_pass(struct kc_revoke_keys *keys, struct kc_revoke_outcome *out, struct kc_err *err) {
+        *out = (struct kc_revoke_outcome) {};
+        *err = (struct kc_err) {};
+        return kc_revoke_check(f.kms, &f.cfg, f.dir, &f.caller, &f.conf, 0, NULL, keys, out, err);
+}
+
+/*
+ * Checks that share a pass's lookups ask the KMS about the CMK once: the
+ * volumes of a host mostly share one.  The record is the pass's: no
+ * volume, the detail says why.  Each check still acts on its own volume,
+ * and the next pass asks again.
+ */
+START_TEST(pass_describes_each_key_once) {
+        _cleanup_(kc_revoke_keys_freep) struct kc_revoke_keys *pass = kc_revoke_keys_new();
+        _cleanup_(kc_revoke_keys_freep) struct kc_revoke_keys *next = kc_revoke_keys_new();
+        _cleanup_free_ char *volume = NULL, *detail = NULL;
+        struct kc_revoke_outcome out;
+        struct kc_err err = {};
+        unsigned described;
+
+        ck_assert_ptr_nonnull(pass);
+        ck_assert_ptr_nonnull(next);
+        set_enabled(false);
+        described = records(f.audit_log, "DescribeKey");
+        for (int i = 0; i < 3; i++) {
+                ck_assert_int_eq(check_in_pass(pass, &out, &err), 0);
+                ck_assert_int_eq(out.action, KC_REVOKE_KEPT);
+        }
+        ck_assert_uint_eq(records(f.audit_log, "DescribeKey"), described + 1);
+        volume = last_field("DescribeKey", "volume");
+        detail = last_field("DescribeKey", "detail");
+        ck_assert_str_eq(volume, "");
+        ck_assert_str_eq(detail, KC_REVOKE_LOOKUP_DETAIL);
+
+        /* The next pass sees the key enabled again. */
+        set_enabled(true);
+        ck_assert_int_eq(check_in_pass(next, &out, &err), 0);
+        ck_assert_int_eq(out.action, KC_REVOKE_NONE);
+        ck_assert_uint_eq(records(f.audit_log, "DescribeKey"), described + 2);
+}
+END_TEST
+
+/*
+ * A lookup that failed fails the pass's other checks of that CMK with the
+ * same error, unasked: here a KMS layer whose keystore is not there (not
+ * mounted yet), writing to the same audit chain.
+ */
+START_TEST(pass_shares_a_failed_lookup) {
+        _cleanup_(kc_revoke_keys_freep) struct kc_revoke_keys *pass = kc_revoke_keys_new();
+        _cleanup_free_ char *none = NULL, *head = NULL;
+        struct kc_kms_config cfg = f.cfg;
+        struct kc_revoke_outcome out;
+        struct kc_err first = {}, err = {};
+        struct kc_kms *kms;
+        unsigned described;
+
+        ck_assert_ptr_nonnull(pass);
+        ck_assert_int_ge(asprintf(&none, "%s/not-mounted", f.dir), 0);
+        ck_assert_int_ge(asprintf(&head, "%s/audit.head", f.keystore), 0);
+        cfg.keystore_dir = none;
+        cfg.audit_head = head;
+        ck_assert_int_eq(kc_kms_open(&cfg, &kms, &err), 0);
+        described = records(f.audit_log, "DescribeKey");
+        ck_assert_int_eq(kc_revoke_check(kms, &cfg, f.dir, &f.caller, &f.conf, 0, NULL, pass, &out, &first), -ENOENT);
+        ck_assert_ptr_nonnull(strstr(first.msg, "does not exist"));
+        ck_assert_int_eq(kc_revoke_check(kms, &cfg, f.dir, &f.caller, &f.conf, 0, NULL, pass, &out, &err), -ENOENT);
+        ck_assert_str_eq(err.msg, first.msg);
+        ck_assert_uint_eq(records(f.audit_log, "DescribeKey"), described + 1);
+        kc_kms_close(kms);
 }
 END_TEST
 
@@ -396,7 +469,7 @@ static void setup_suspend(void) {
 static int check_refused(unsigned prior, const char *refused, struct kc_revoke_outcome *out, struct kc_err *err) {
         *out = (struct kc_revoke_outcome) {};
         *err = (struct kc_err) {};
-        return kc_revoke_check(f.kms, &f.cfg, f.dir, &f.caller, &f.conf, prior, refused, out, err);
+        return kc_revoke_check(f.kms, &f.cfg, f.dir, &f.caller, &f.conf, prior, refused, NULL, out, err);
 }
 
 static int check(unsigned prior, struct kc_revoke_outcome *out, struct kc_err *err) {
@@ -890,6 +963,8 @@ Suite *kc_test_suite(void) {
         tcase_set_timeout(tc, 60);
         tcase_add_test(tc, keep_record_tried_again);
         tcase_add_test(tc, enabled_key_nothing_kept);
+        tcase_add_test(tc, pass_describes_each_key_once);
+        tcase_add_test(tc, pass_shares_a_failed_lookup);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("suspend");

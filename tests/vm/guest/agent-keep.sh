@@ -43,6 +43,11 @@ grep -q '"AgentReason": *"[^"]*kept running' status.json || die "status --json l
 sleep 3
 expect_eq "KeepVolume records" "$(grep -c '"KeepVolume"' "$log")" 2
 grep '"KeepVolume"' "$log" | grep -q '"result":"ok"' || die "KeepVolume record: $(grep '"KeepVolume"' "$log" | head -n 1)"
+# The CMK both volumes share is described once a pass, not once a volume:
+# the record is the pass's, naming no volume.
+grep '"operation":"DescribeKey"' "$log" >described || :
+grep -q '"detail":"revocation check"' described || die "no DescribeKey record of a revocation pass: $(tail -n 2 described)"
+expect_eq "DescribeKey records naming k1 or k2" "$(grep -c '"volume":"k[12]"' described)" 0
 
 # A new attach needs the key: refused, nothing left behind.
 kmscrypt -q detach k2 || die "detach k2 failed"
