@@ -686,6 +686,62 @@ int kc_kms_describe_key(struct kc_kms *k, const struct kc_kms_request *req, cons
         return 0;
 }
 
+struct key_lookup {
+        char *ref;
+        int r;
+        struct kc_key_info info;        /* when r >= 0 */
+        struct kc_err err;              /* when r < 0 */
+};
+
+struct kc_key_lookups {
+        struct key_lookup *v;
+        size_t n;
+};
+
+struct kc_key_lookups *kc_key_lookups_new(void) {
+        return calloc(1, sizeof(struct kc_key_lookups));
+}
+
+void kc_key_lookups_free(struct kc_key_lookups *l) {
+        if (!l)
+                return;
+        for (size_t i = 0; i < l->n; i++)
+                free(l->v[i].ref);
+        free(l->v);
+        free(l);
+}
+
+static int lookup_result(const struct key_lookup *l, struct kc_key_info *ret, struct kc_err *err) {
+        if (l->r < 0) {
+                if (err)
+                        *err = l->err;
+                return l->r;
+        }
+        *ret = l->info;
+        return 0;
+}
+
+int kc_kms_describe_key_in(struct kc_kms *k, struct kc_key_lookups *lookups, const struct kc_kms_request *req,
+                           const char *key_ref, struct kc_key_info *ret, struct kc_err *err) {
+        struct key_lookup l = {}, *grown;
+
+        if (!lookups || !key_ref)
+                return kc_kms_describe_key(k, req, key_ref, ret, err);
+        for (size_t i = 0; i < lookups->n; i++)
+                if (streq(lookups->v[i].ref, key_ref))
+                        return lookup_result(&lookups->v[i], ret, err);
+        l.r = kc_kms_describe_key(k, req, key_ref, &l.info, &l.err);
+        /* Not kept when it cannot be: this lookup has its answer all the same, the next one asks again. */
+        grown = reallocarray(lookups->v, lookups->n + 1, sizeof(*lookups->v));
+        if (grown) {
+                lookups->v = grown;
+                l.ref = strdup(key_ref);
+                if (l.ref)
+                        lookups->v[lookups->n++] = l;
+        }
+        return lookup_result(&l, ret, err);
+}
+
 int kc_kms_create_key(struct kc_kms *k, const struct kc_kms_request *req, const char *provider,
                       const char *alias, const char *description, struct kc_key_info *ret,
                       struct kc_err *err) {

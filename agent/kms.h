@@ -221,6 +221,23 @@ int kc_kms_encrypt(struct kc_kms *k, const struct kc_kms_request *req, const cha
                    struct kc_data_key *ret, struct kc_err *err);
 int kc_kms_describe_key(struct kc_kms *k, const struct kc_kms_request *req, const char *key_ref,
                         struct kc_key_info *ret, struct kc_err *err);
+
+/*
+ * The DescribeKey answers of one round over many volumes: a revocation
+ * pass, one `kmscrypt status`.  A host's volumes mostly share one CMK:
+ * described once a round, not once a volume, a remote KMS's request quota
+ * and the audit log see one DescribeKey per key and round however many
+ * volumes the key protects.  A failed lookup counts for the round too: a
+ * KMS that does not answer is waited for once.  The next round asks again.
+ * kc_kms_describe_key_in() with lookups NULL is kc_kms_describe_key(); the
+ * record of a shared lookup carries the request of the first one.
+ */
+struct kc_key_lookups;
+struct kc_key_lookups *kc_key_lookups_new(void);
+void kc_key_lookups_free(struct kc_key_lookups *l);
+DEFINE_CLEANUP_FUNC(struct kc_key_lookups *, kc_key_lookups_free)
+int kc_kms_describe_key_in(struct kc_kms *k, struct kc_key_lookups *lookups, const struct kc_kms_request *req,
+                           const char *key_ref, struct kc_key_info *ret, struct kc_err *err);
 /*
  * Changes of state: create, enable/disable, rotate, schedule and cancel
  * deletion.  Each writes an intent record ("result":"pending") before the

@@ -505,8 +505,8 @@ static unsigned count_keyslots(struct kc_luks *l) {
         return (unsigned) json_object_array_length(slots);
 }
 
-int kc_volume_key_health(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_volume_ref *ref,
-                         struct kc_volume_key_health *ret, struct kc_err *err) {
+int kc_volume_key_health(struct kc_kms *kms, struct kc_key_lookups *lookups, const struct kc_kms_request *req,
+                         const struct kc_volume_ref *ref, struct kc_volume_key_health *ret, struct kc_err *err) {
         _cleanup_luks_ struct kc_luks *l = NULL;
         _cleanup_(kc_token_clear) struct kc_token t = {};
         _cleanup_free_ char *key_ref = NULL;
@@ -525,7 +525,7 @@ int kc_volume_key_health(struct kc_kms *kms, const struct kc_kms_request *req, c
         if (r < 0)
                 return r;
         h.recovery_keyslots = count_keyslots(l);
-        r = kc_kms_describe_key(kms, req, key_ref, &info, &kerr);
+        r = kc_kms_describe_key_in(kms, lookups, req, key_ref, &info, &kerr);
         if (r >= 0) {
                 h.known = true;
                 h.state = info.state;

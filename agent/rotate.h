@@ -129,10 +129,12 @@ struct kc_volume_key_health {
 /*
  * What `kmscrypt status` reports about a volume's CMK: its state and how the
  * volume can still be opened.  A disabled, pending-deletion or destroyed CMK
- * leaves only the recovery keyslots.
+ * leaves only the recovery keyslots.  lookups (NULL: none): the CMK states
+ * the other volumes of this status looked up (kms.h), so that each CMK is
+ * described once.
  */
-int kc_volume_key_health(struct kc_kms *kms, const struct kc_kms_request *req, const struct kc_volume_ref *ref,
-                         struct kc_volume_key_health *ret, struct kc_err *err);
+int kc_volume_key_health(struct kc_kms *kms, struct kc_key_lookups *lookups, const struct kc_kms_request *req,
+                         const struct kc_volume_ref *ref, struct kc_volume_key_health *ret, struct kc_err *err);
 /*
  * What the state means for the volume, without the state itself: "only a recovery keyslot opens this
  * volume (1 keyslot)"; why it is unknown when !h->known; "" for an enabled CMK.  status --json's

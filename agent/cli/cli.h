@@ -39,6 +39,7 @@ struct kc_cli {
         bool json;                /* --json */
         bool quiet;               /* --quiet */
         struct kc_kms *kms;       /* opened on first use by kc_cli_kms() */
+        struct kc_key_lookups *key_lookups;  /* status: each CMK described once (kc_cli_key_state) */
         struct kc_caller caller;  /* this process */
         /* Global options as given (before or after the command name); config is loaded
          * from them on first use by kc_cli_config(), so `CMD --help` never needs it. */

@@ -717,7 +717,11 @@ bool kc_cli_key_state(struct kc_cli *cli, const char *device, const char *header
         struct kc_kms_request req = kc_cli_request(cli, NULL);
         struct kc_kms *kms = status_kms(cli);
 
-        return kms && kc_volume_key_health(kms, &req, &ref, ret, NULL) >= 0;
+        /* Without it (no memory), each volume's CMK is described on its own. */
+        if (kms && !cli->key_lookups)
+                cli->key_lookups = kc_key_lookups_new();
+        req.detail = "status";
+        return kms && kc_volume_key_health(kms, cli->key_lookups, &req, &ref, ret, NULL) >= 0;
 }
 
 /* ---- copies ---- */

@@ -91,6 +91,8 @@ static void harden(void) {
 }
 
 static void cli_done(struct kc_cli *cli) {
+        kc_key_lookups_free(cli->key_lookups);
+        cli->key_lookups = NULL;
         kc_kms_close(cli->kms);
         cli->kms = NULL;
         if (cli->config_loaded)

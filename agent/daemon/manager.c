@@ -767,7 +767,7 @@ static void *revoke_pass(void *arg) {
         struct kc_manager *m = arg;
         _cleanup_kms_ struct kc_kms *kms = NULL;
         _cleanup_free_ struct revoke_item *items = NULL;
-        _cleanup_(kc_revoke_keys_freep) struct kc_revoke_keys *keys = NULL;
+        _cleanup_(kc_key_lookups_freep) struct kc_key_lookups *keys = NULL;
         struct confset *set;
         struct kc_err err = {};
         size_t n = 0;
@@ -798,7 +798,7 @@ static void *revoke_pass(void *arg) {
                 log_warning("revocation check: cannot open the KMS layer: %s", kc_err_msg(&err, r));
         /* Without it (no memory), each check looks its key up itself. */
         if (n > 0)
-                keys = kc_revoke_keys_new();
+                keys = kc_key_lookups_new();
         for (size_t i = 0; r >= 0 && i < n; i++) {
                 struct kc_revoke_outcome o = {};
                 struct kc_err e = {};

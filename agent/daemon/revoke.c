@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <fcntl.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -511,73 +510,15 @@ static int suspend_volume(const struct kc_kms_config *cfg, const struct kc_calle
         return 0;
 }
 
-/* ---- the pass's key lookups ---- */
-
-struct key_lookup {
-        char *ref;
-        int r;
-        struct kc_key_info info;        /* when r >= 0 */
-        struct kc_err err;              /* when r < 0 */
-};
-
-struct kc_revoke_keys {
-        struct key_lookup *v;
-        size_t n;
-};
-
-struct kc_revoke_keys *kc_revoke_keys_new(void) {
-        return calloc(1, sizeof(struct kc_revoke_keys));
-}
-
-void kc_revoke_keys_free(struct kc_revoke_keys *keys) {
-        if (!keys)
-                return;
-        for (size_t i = 0; i < keys->n; i++)
-                free(keys->v[i].ref);
-        free(keys->v);
-        free(keys);
-}
-
-static int lookup_result(const struct key_lookup *l, struct kc_key_info *ret, struct kc_err *err) {
-        if (l->r < 0) {
-                if (err)
-                        *err = l->err;
-                return l->r;
-        }
-        *ret = l->info;
-        return 0;
-}
-
-/* DescribeKey of ref, once a pass when keys is given (revoke.h). */
-static int describe_key(struct kc_kms *kms, const struct kc_kms_request *req, struct kc_revoke_keys *keys,
-                        const char *ref, struct kc_key_info *ret, struct kc_err *err) {
-        struct kc_kms_request pass = { .caller = req->caller, .detail = KC_REVOKE_LOOKUP_DETAIL };
-        struct key_lookup l = {}, *grown;
-
-        if (!keys)
-                return kc_kms_describe_key(kms, req, ref, ret, err);
-        for (size_t i = 0; i < keys->n; i++)
-                if (streq(keys->v[i].ref, ref))
-                        return lookup_result(&keys->v[i], ret, err);
-        l.r = kc_kms_describe_key(kms, &pass, ref, &l.info, &l.err);
-        /* Not kept when it cannot be: this check has its answer all the same, the next one asks again. */
-        grown = reallocarray(keys->v, keys->n + 1, sizeof(*keys->v));
-        if (grown) {
-                keys->v = grown;
-                l.ref = strdup(ref);
-                if (l.ref)
-                        keys->v[keys->n++] = l;
-        }
-        return lookup_result(&l, ret, err);
-}
-
 int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const char *state_dir,
                     const struct kc_caller *self, const struct kc_volume_conf *conf, unsigned prior,
-                    const char *refused, struct kc_revoke_keys *keys, struct kc_revoke_outcome *ret,
+                    const char *refused, struct kc_key_lookups *keys, struct kc_revoke_outcome *ret,
                     struct kc_err *err) {
         bool suspended_by_us = prior & KC_REVOKE_PRIOR_SUSPENDED;
         struct kc_revoke_outcome out = {};
         struct kc_kms_request req = { .caller = self, .volume = conf->name };
+        /* A lookup shared by the pass's checks is the pass's, not this volume's. */
+        struct kc_kms_request pass = { .caller = self, .detail = KC_REVOKE_LOOKUP_DETAIL };
         struct kc_key_info info;
         _cleanup_free_ char *ref = NULL;
         _cleanup_(facts_clear) struct facts st = {};
@@ -614,7 +555,7 @@ int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const c
                 st.found_suspended = true;
         if (asprintf(&ref, "%s:%s", st.provider, st.key_id) < 0)
                 return -ENOMEM;
-        r = describe_key(kms, &req, keys, ref, &info, err);
+        r = kc_kms_describe_key_in(kms, keys, keys ? &pass : &req, ref, &info, err);
         if (r < 0)
                 return r;
         state = kc_key_state_to_string(info.state);

@@ -21,7 +21,6 @@
 #include "agent/caller.h"
 #include "agent/daemon/volumes.h"
 #include "agent/kms.h"
-#include "lib/macro.h"
 
 enum kc_revoke_action {
         KC_REVOKE_NONE,         /* key enabled, nothing to do (nothing suspended by the agent, or no more) */
@@ -75,24 +74,16 @@ enum {
 };
 
 /*
- * The CMK states one pass over the volumes has looked up.  A database
- * host's volumes mostly share one CMK: described once a pass, not once a
- * volume, a remote KMS's request quota and the audit log see one
- * DescribeKey per key and interval however many volumes the key protects,
- * recorded without a volume and with the detail KC_REVOKE_LOOKUP_DETAIL.
- * A lookup that failed counts for the pass too: a KMS that does not answer
- * is waited for once, not once a volume.  The next pass asks again.
+ * The CMK states a pass over the volumes looked up (kms.h): its checks share
+ * them, so that each CMK is described once a pass, recorded without a
+ * volume and with the detail KC_REVOKE_LOOKUP_DETAIL.
  */
 #define KC_REVOKE_LOOKUP_DETAIL "revocation check"
-struct kc_revoke_keys;
-struct kc_revoke_keys *kc_revoke_keys_new(void);
-void kc_revoke_keys_free(struct kc_revoke_keys *keys);
-DEFINE_CLEANUP_FUNC(struct kc_revoke_keys *, kc_revoke_keys_free)
 
 /* keys: the pass's lookups, NULL to describe the key for this check alone (recorded with the volume). */
 int kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const char *state_dir,
                     const struct kc_caller *self, const struct kc_volume_conf *conf, unsigned prior,
-                    const char *refused, struct kc_revoke_keys *keys, struct kc_revoke_outcome *ret,
+                    const char *refused, struct kc_key_lookups *keys, struct kc_revoke_outcome *ret,
                     struct kc_err *err);
 
 /*

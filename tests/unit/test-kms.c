@@ -701,6 +701,42 @@ static size_t count_records(const struct env *e) {
         return seen.n;
 }
 
+/*
+ * One round of lookups (kc_kms_describe_key_in): each key described once,
+ * its answer given to every lookup of it, a refusal included; the record
+ * carries the first lookup's request; without lookups, every call asks.
+ */
+START_TEST(test_describe_once_a_round) {
+        _cleanup_(kc_key_lookups_freep) struct kc_key_lookups *round = kc_key_lookups_new();
+        struct kc_kms_request why = { .detail = "status" };
+        struct kc_key_info a = {}, b = {}, again = {};
+        struct kc_err err = {}, err2 = {};
+        size_t records;
+        struct env e;
+
+        env_init(&e);
+        why.caller = &e.caller;
+        create(&e, "alias/a", NULL);
+        create(&e, "alias/b", NULL);
+        ck_assert_ptr_nonnull(round);
+        records = count_records(&e);
+        ck_assert_int_eq(kc_kms_describe_key_in(e.kms, round, &why, "alias/a", &a, &err), 0);
+        ck_assert_int_eq(kc_kms_describe_key_in(e.kms, round, &why, "alias/b", &b, &err), 0);
+        ck_assert_int_eq(kc_kms_describe_key_in(e.kms, round, &e.req, "alias/a", &again, &err), 0);
+        ck_assert_str_eq(again.key_id, a.key_id);
+        ck_assert_str_ne(a.key_id, b.key_id);
+        ck_assert_int_eq(kc_kms_describe_key_in(e.kms, round, &why, "alias/none", &again, &err), -ENOKEY);
+        ck_assert_int_eq(kc_kms_describe_key_in(e.kms, round, &why, "alias/none", &again, &err2), -ENOKEY);
+        ck_assert_str_eq(err2.msg, err.msg);
+        ck_assert_uint_eq(count_records(&e), records + 3);
+
+        ck_assert_int_eq(kc_kms_describe_key_in(e.kms, NULL, &why, "alias/a", &again, &err), 0);
+        ck_assert_int_eq(kc_kms_describe_key_in(e.kms, NULL, &why, "alias/a", &again, &err), 0);
+        ck_assert_uint_eq(count_records(&e), records + 5);
+        env_done(&e);
+}
+END_TEST
+
 /* The changes of state, each with what must hold before it can be made. */
 struct change {
         const char *operation;
@@ -985,6 +1021,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_rotate_old_blob_still_decrypts);
         tcase_add_test(tc, test_re_encrypt_other_key_and_context);
         tcase_add_test(tc, test_disable_enable);
+        tcase_add_test(tc, test_describe_once_a_round);
         tcase_add_test(tc, test_deletion_lifecycle);
         tcase_add_test(tc, test_refusals);
         tcase_add_test(tc, test_refusal_without_key_names_blob_key);

@@ -65,7 +65,7 @@ int __wrap_kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const
                      struct kc_attach_result *ret, struct kc_err *err);
 int __wrap_kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const char *state_dir,
                            const struct kc_caller *self, const struct kc_volume_conf *conf, unsigned prior,
-                           const char *refused, struct kc_revoke_keys *keys, struct kc_revoke_outcome *ret,
+                           const char *refused, struct kc_key_lookups *keys, struct kc_revoke_outcome *ret,
                            struct kc_err *err);
 bool __wrap_kc_dm_available(void);
 int __wrap_kc_kms_open(const struct kc_kms_config *cfg, struct kc_kms **ret, struct kc_err *err);
@@ -91,7 +91,7 @@ int __wrap_kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const
 
 int __wrap_kc_revoke_check(struct kc_kms *kms, const struct kc_kms_config *cfg, const char *state_dir,
                            const struct kc_caller *self, const struct kc_volume_conf *conf, unsigned prior,
-                           const char *refused, struct kc_revoke_keys *keys, struct kc_revoke_outcome *ret,
+                           const char *refused, struct kc_key_lookups *keys, struct kc_revoke_outcome *ret,
                            struct kc_err *err) {
         unsigned k = atomic_fetch_add(&revoke_started, 1) + 1;
         const char *reason;

@@ -386,7 +386,7 @@ START_TEST(enabled_key_nothing_kept) {
 END_TEST
 
 /* A check of the volume as one of a pass's (keys: the pass's lookups). */
-static int check_in_pass(struct kc_revoke_keys *keys, struct kc_revoke_outcome *out, struct kc_err *err) {
+static int check_in_pass(struct kc_key_lookups *keys, struct kc_revoke_outcome *out, struct kc_err *err) {
         *out = (struct kc_revoke_outcome) {};
         *err = (struct kc_err) {};
         return kc_revoke_check(f.kms, &f.cfg, f.dir, &f.caller, &f.conf, 0, NULL, keys, out, err);
@@ -399,8 +399,8 @@ static int check_in_pass(struct kc_revoke_keys *keys, struct kc_revoke_outcome *
  * and the next pass asks again.
  */
 START_TEST(pass_describes_each_key_once) {
-        _cleanup_(kc_revoke_keys_freep) struct kc_revoke_keys *pass = kc_revoke_keys_new();
-        _cleanup_(kc_revoke_keys_freep) struct kc_revoke_keys *next = kc_revoke_keys_new();
+        _cleanup_(kc_key_lookups_freep) struct kc_key_lookups *pass = kc_key_lookups_new();
+        _cleanup_(kc_key_lookups_freep) struct kc_key_lookups *next = kc_key_lookups_new();
         _cleanup_free_ char *volume = NULL, *detail = NULL;
         struct kc_revoke_outcome out;
         struct kc_err err = {};
@@ -434,7 +434,7 @@ END_TEST
  * mounted yet), writing to the same audit chain.
  */
 START_TEST(pass_shares_a_failed_lookup) {
-        _cleanup_(kc_revoke_keys_freep) struct kc_revoke_keys *pass = kc_revoke_keys_new();
+        _cleanup_(kc_key_lookups_freep) struct kc_key_lookups *pass = kc_key_lookups_new();
         _cleanup_free_ char *none = NULL, *head = NULL;
         struct kc_kms_config cfg = f.cfg;
         struct kc_revoke_outcome out;

@@ -493,7 +493,7 @@ START_TEST(test_key_health) {
         char line[512];
         time_t date;
 
-        ck_assert_int_eq(kc_volume_key_health(f.kms, &rq, &ref0, &h, &err), 0);
+        ck_assert_int_eq(kc_volume_key_health(f.kms, NULL, &rq, &ref0, &h, &err), 0);
         ck_assert(h.known);
         ck_assert_int_eq(h.state, KC_KEY_ENABLED);
         ck_assert_uint_eq(h.recovery_keyslots, 0);
@@ -510,11 +510,11 @@ START_TEST(test_key_health) {
                 ck_assert_int_ge(kc_luks_add_passphrase(l, f.key[1], 64, "recover", 7, &err), 0);
         }
         ck_assert_int_eq(kc_kms_schedule_deletion(f.kms, &rq, "alias/a", 7, &date, &err), 0);
-        ck_assert_int_eq(kc_volume_key_health(f.kms, &rq, &ref0, &h, &err), 0);
+        ck_assert_int_eq(kc_volume_key_health(f.kms, NULL, &rq, &ref0, &h, &err), 0);
         ck_assert_int_eq(h.state, KC_KEY_PENDING_DELETION);
         kc_volume_key_health_format(&h, line, sizeof(line));
         ck_assert_msg(strstr(line, "no recovery keyslot"), "%s", line);
-        ck_assert_int_eq(kc_volume_key_health(f.kms, &rq, &ref1, &h, &err), 0);
+        ck_assert_int_eq(kc_volume_key_health(f.kms, NULL, &rq, &ref1, &h, &err), 0);
         ck_assert_uint_eq(h.recovery_keyslots, 1);
         kc_volume_key_health_format(&h, line, sizeof(line));
         ck_assert_str_eq(line, "PendingDeletion: only a recovery keyslot opens this volume (1 keyslot)");

@@ -48,6 +48,12 @@ grep '"KeepVolume"' "$log" | grep -q '"result":"ok"' || die "KeepVolume record: 
 grep '"operation":"DescribeKey"' "$log" >described || :
 grep -q '"detail":"revocation check"' described || die "no DescribeKey record of a revocation pass: $(tail -n 2 described)"
 expect_eq "DescribeKey records naming k1 or k2" "$(grep -c '"volume":"k[12]"' described)" 0
+# So is it once by a status of both volumes.
+status_lookups() { grep '"operation":"DescribeKey"' "$log" | grep -c '"detail":"status"'; }
+before=$(status_lookups)
+kmscrypt status >status 2>&1 || :
+expect_eq "volumes whose key state status shows" "$(grep -c 'key state: *Disabled' status)" 2
+expect_eq "DescribeKey records of one status of k1 and k2" "$(($(status_lookups) - before))" 1
 
 # A new attach needs the key: refused, nothing left behind.
 kmscrypt -q detach k2 || die "detach k2 failed"
