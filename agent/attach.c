@@ -435,7 +435,7 @@ struct header_load {
         bool running;
         struct kc_luks *l;
         struct kc_luks_segment seg;
-        int r, r_segment;                 /* of kc_luks_open(), of kc_luks_segment() */
+        int r, r_segment;                 /* of kc_luks_open_read(), of kc_luks_segment() */
         struct kc_err err;
 
         pthread_mutex_t lock;             /* guards the three below */
@@ -455,7 +455,7 @@ static void *header_load_run(void *userdata) {
         struct header_load *h = userdata;
         struct key_check *c;
 
-        h->r = kc_luks_open(h->device, h->header, &h->l, &h->err);
+        h->r = kc_luks_open_read(h->device, h->header, &h->l, &h->err);
         if (h->r >= 0)
                 h->r_segment = kc_luks_segment(h->l, &h->seg);
 
@@ -946,7 +946,7 @@ static int parse_wiped(const char *name, const struct kc_dm_info *info, const ch
         if (r < 0)
                 return r;
         /* The table names the device as major:minor. */
-        if (kc_block_devnode(t.p.device, &dev) < 0 || kc_luks_open(dev, header, &l, NULL) < 0 ||
+        if (kc_block_devnode(t.p.device, &dev) < 0 || kc_luks_open_read(dev, header, &l, NULL) < 0 ||
             kc_luks_segment(l, &seg) < 0 || !streq(seg.uuid, uuid) || kc_luks_token_read(l, &tok, NULL, NULL) < 0) {
                 kc_crypt_table_clear(&t);
                 return -EOPNOTSUPP;
@@ -1027,7 +1027,7 @@ static void status_token(struct kc_volume_status *s, const char *header) {
         _cleanup_luks_ struct kc_luks *l = NULL;
         struct kc_token tok = {};
 
-        if (kc_luks_open(s->device, header, &l, NULL) < 0 || kc_luks_token_read(l, &tok, NULL, NULL) < 0)
+        if (kc_luks_open_read(s->device, header, &l, NULL) < 0 || kc_luks_token_read(l, &tok, NULL, NULL) < 0)
                 return;
         s->has_token = true;
         kc_strscpy(s->provider, sizeof(s->provider), tok.provider);

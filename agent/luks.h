@@ -120,6 +120,15 @@ bool kc_luks_is_luks1(const char *path);
 
 /* Open the header of device (header = detached header or NULL). -EINVAL not LUKS2 (LUKS1 named as such). */
 int kc_luks_open(const char *device, const char *header, struct kc_luks **ret, struct kc_err *err);
+
+/*
+ * kc_luks_open() for a caller that adds no keyslot through the handle (an
+ * attach, a check, a status): libcryptsetup's load then skips setting up
+ * the PBKDF a new keyslot would get, which reads /sys and /proc at every
+ * load.  Such a keyslot would get PBKDF2 at libcryptsetup's LUKS1 default
+ * cost, not argon2id.
+ */
+int kc_luks_open_read(const char *device, const char *header, struct kc_luks **ret, struct kc_err *err);
 void kc_luks_close(struct kc_luks *l);
 DEFINE_CLEANUP_FUNC(struct kc_luks *, kc_luks_close)
 #define _cleanup_luks_ _cleanup_(kc_luks_closep)

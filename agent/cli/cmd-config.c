@@ -32,7 +32,7 @@ static enum device_verdict read_token(const struct kc_volume_conf *v, char **ret
                 snprintf(why, size, "%s not present", v->device);
                 return DEVICE_ABSENT;
         }
-        r = kc_luks_open(path, v->header, &l, &err);
+        r = kc_luks_open_read(path, v->header, &l, &err);
         if (r >= 0)
                 r = kc_luks_token_read(l, tok, NULL, &err);
         if (r < 0) {

@@ -1359,7 +1359,7 @@ static int refuse_unconfigured(struct kc_manager *m, const char *path, const str
         struct kc_err e = {};
         int r;
 
-        r = kc_luks_open(path, NULL, &l, &e);
+        r = kc_luks_open_read(path, NULL, &l, &e);
         if (r >= 0)
                 r = kc_luks_token_read(l, &tok, NULL, &e);
         if (r < 0 && (r == -ENOENT || !l)) {
@@ -1397,7 +1397,7 @@ static int has_kmscrypt_token(const char *path, char note[KC_ERR_MSG_MAX]) {
         struct kc_err e = {};
         int r;
 
-        r = kc_luks_open(path, NULL, &l, &e);
+        r = kc_luks_open_read(path, NULL, &l, &e);
         if (r >= 0)
                 r = kc_luks_token_read(l, &tok, NULL, &e);
         kc_token_clear(&tok);

@@ -123,7 +123,7 @@ static int volume_facts(const struct kc_volume_conf *conf, struct facts *ret, st
                 return kc_err_set(err, -ENXIO, "no mapping named %s", conf->name);
         r = kc_resolve_device(conf->device, &path, err);
         if (r >= 0)
-                r = kc_luks_open(path, conf->header, &l, err);
+                r = kc_luks_open_read(path, conf->header, &l, err);
         if (r >= 0 && (r = kc_luks_segment(l, &seg)) < 0)
                 kc_err_set(err, r, "cannot read the LUKS2 segment of %s", path);
         if (r >= 0 && (r = kc_luks_token_read(l, &tok, NULL, err)) == -ENOENT)
@@ -211,7 +211,7 @@ static int reload_key(struct kc_kms *kms, const struct kc_kms_config *cfg, const
         /* The mapping's own device, and on it still the volume the facts were read from. */
         r = reads_from(conf->name, st->path, err);
         if (r >= 0)
-                r = kc_luks_open(st->path, conf->header, &l, err);
+                r = kc_luks_open_read(st->path, conf->header, &l, err);
         if (r >= 0)
                 r = kc_luks_segment(l, &seg);
         if (r >= 0 && !streq(seg.uuid, st->luks_uuid))

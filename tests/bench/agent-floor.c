@@ -134,7 +134,7 @@ static int unwrap_one(struct kc_kms *kms, const struct kc_caller *self, const ch
         uint64_t t = now_us();
         int r;
 
-        r = kc_luks_open(device, NULL, &l, err);
+        r = kc_luks_open_read(device, NULL, &l, err);
         if (r >= 0)
                 r = kc_luks_segment(l, &seg);
         phase_end(0, &t);

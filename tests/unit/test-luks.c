@@ -614,6 +614,59 @@ START_TEST(test_open_refusals) {
 }
 END_TEST
 
+/*
+ * A handle opened only to read loads the same header as one opened to
+ * write, and refuses the same devices in the same words.  Its load set no
+ * argon2id PBKDF up (the /sys and /proc reads that costs); a writable
+ * handle's keyslots still get LUKS2's default.
+ */
+START_TEST(test_open_read) {
+        _cleanup_free_ char *dir = kc_test_tmpdir(), *img = kc_test_image(dir, "a.img", KC_TEST_IMAGE_SIZE),
+                            *zero = kc_test_image(dir, "zero.img", KC_TEST_IMAGE_SIZE), *l1 = kc_test_luks1(dir, "l1.img");
+        _cleanup_secret_ uint8_t *key = kc_test_random_key(64);
+        _cleanup_(kc_token_clear) struct kc_token tok = {}, a = {}, b = {};
+        _cleanup_luks_ struct kc_luks *rw = NULL, *ro = NULL;
+        struct kc_luks_segment sa, sb;
+        const struct crypt_pbkdf_type *pw, *pr;
+        struct kc_err err = {};
+
+        kc_test_token(&tok, 1);
+        struct kc_luks_format_params p = { .device = img, .label = "pgdata", .volume_key = key, .volume_key_size = 64 };
+        ck_assert_msg(kc_luks_format(&p, &tok, &err) == 0, "%s", err.msg);
+
+        ck_assert_int_eq(kc_luks_open(img, NULL, &rw, &err), 0);
+        ck_assert_int_eq(kc_luks_open_read(img, NULL, &ro, &err), 0);
+        ck_assert_int_eq(kc_luks_segment(rw, &sa), 0);
+        ck_assert_int_eq(kc_luks_segment(ro, &sb), 0);
+        ck_assert_str_eq(sa.uuid, sb.uuid);
+        ck_assert_str_eq(sa.label, sb.label);
+        ck_assert_str_eq(sa.cipher, sb.cipher);
+        ck_assert_uint_eq(sa.offset, sb.offset);
+        ck_assert_uint_eq(sa.sector_size, sb.sector_size);
+        ck_assert_int_eq(kc_luks_token_read(rw, &a, NULL, &err), 0);
+        ck_assert_int_eq(kc_luks_token_read(ro, &b, NULL, &err), 0);
+        ck_assert(kc_test_token_equal(&a, &b));
+        ck_assert_int_eq(kc_luks_verify_key(ro, key, 64, NULL), 0);
+
+        pw = crypt_get_pbkdf_type(kc_luks_crypt_device(rw));
+        pr = crypt_get_pbkdf_type(kc_luks_crypt_device(ro));
+        ck_assert_ptr_nonnull(pw);
+        ck_assert_ptr_nonnull(pr);
+        ck_assert_str_eq(pw->type, CRYPT_KDF_ARGON2ID);
+        ck_assert_str_eq(pr->type, CRYPT_KDF_PBKDF2);
+
+        kc_luks_close(TAKE_PTR(ro));
+        ck_assert_int_eq(kc_luks_open_read(zero, NULL, &ro, &err), -EINVAL);
+        ck_assert_msg(strstr(err.msg, "not a LUKS2 device"), "%s", err.msg);
+        err = (struct kc_err) {};
+        ck_assert_int_eq(kc_luks_open_read(l1, NULL, &ro, &err), -EINVAL);
+        ck_assert_msg(strstr(err.msg, "is LUKS1"), "%s", err.msg);
+        err = (struct kc_err) {};
+        ck_assert_int_eq(kc_luks_open_read("/nonexistent/x.img", NULL, &ro, &err), -ENOENT);
+        ck_assert_ptr_null(ro);
+}
+END_TEST
+
 /* Raw token JSON as another tool (or an attacker) could store it, and what reading it must say. */
 static const struct {
         const char *json;
@@ -1130,6 +1183,7 @@ Suite *kc_test_suite(void) {
         tcase_add_loop_test(tc, test_pbkdf_check, 0, ARRAY_SIZE(pbkdf_cases));
         tcase_add_loop_test(tc, test_first_loads_in_parallel, 0, 2);
         tcase_add_test(tc, test_open_refusals);
+        tcase_add_test(tc, test_open_read);
         tcase_add_test(tc, test_bad_token);
         tcase_add_test(tc, test_token_presence);
         tcase_add_test(tc, test_stock_header_strict);
