@@ -21,6 +21,7 @@
 #include "lib/log.h"
 #include "lib/secret.h"
 #include "lib/strv.h"
+#include "lib/thread.h"
 
 #define DM_UUID_PREFIX "CRYPT-LUKS2-"
 #define KC_ATTACH_LOCK_DIR KC_RUNSTATEDIR "/attach"
@@ -309,7 +310,7 @@ int kc_mapping_load(const struct kc_mapping *m, const void *key, size_t key_size
 
         if (!m->check || m->check_elsewhere)
                 return kc_mapping_load_gated(m, key, key_size, m->check, m->check_userdata, err);
-        c.running = pthread_create(&c.thread, NULL, check_thread_run, &c) == 0;
+        c.running = kc_thread_start(&c.thread, false, check_thread_run, &c) == 0;
         if (!c.running) {
                 /* No thread to spare: check first, load after. */
                 c.r = m->check(m->check_userdata);
@@ -870,7 +871,7 @@ int kc_attach(struct kc_kms *kms, const struct kc_kms_request *req, const struct
         if (r < 0)
                 return r;
         load = HEADER_LOAD_INIT(device, p->header);
-        load.running = !p->no_peek && pthread_create(&load.thread, NULL, header_load_run, &load) == 0;
+        load.running = !p->no_peek && kc_thread_start(&load.thread, false, header_load_run, &load) == 0;
         if (load.running && kc_luks_peek(device, p->header, &pk) >= 0) {
                 struct kc_err perr = {};
 

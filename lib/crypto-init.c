@@ -6,6 +6,7 @@
 #include <openssl/kdf.h>
 
 #include "lib/crypto-init.h"
+#include "lib/thread.h"
 
 void kc_crypto_init(void) {
         /* NO_ADD_ALL marks the table as added: a later request for it (libssl makes one) does nothing. */
@@ -31,12 +32,5 @@ static void *prefetch(void *arg) {
 }
 
 void kc_crypto_prefetch(void) {
-        pthread_attr_t attr;
-        pthread_t t;
-
-        if (pthread_attr_init(&attr) != 0)
-                return;
-        (void) pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        (void) pthread_create(&t, &attr, prefetch, NULL);
-        pthread_attr_destroy(&attr);
+        (void) kc_thread_start(NULL, true, prefetch, NULL);
 }

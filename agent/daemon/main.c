@@ -26,6 +26,7 @@
 #include "lib/fault.h"
 #include "lib/log.h"
 #include "lib/secret.h"
+#include "lib/thread.h"
 
 #define DEFAULT_REVOKE_INTERVAL 60
 #define DEFAULT_GROUP "kmscrypt"
@@ -524,7 +525,7 @@ static void *warm_up_run(void *arg) {
 }
 
 static void warm_up_start(struct warm_up *w) {
-        w->running = pthread_create(&w->thread, NULL, warm_up_run, NULL) == 0;
+        w->running = kc_thread_start(&w->thread, false, warm_up_run, NULL) == 0;
 }
 
 static void warm_up_join(struct warm_up *w) {
@@ -625,8 +626,8 @@ int main(int argc, char **argv) {
         r = kc_manager_start(m);
         if (r < 0)
                 return log_error_errno(r, "cannot start the scheduler: %m"), 1;
-        r = pthread_create(&ready, NULL, readiness, &d);
-        if (r != 0)
+        r = kc_thread_start(&ready, false, readiness, &d);
+        if (r < 0)
                 return log_error_errno(r, "cannot start: %m"), 1;
 
         r = run(&d, s, sfd);

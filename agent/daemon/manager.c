@@ -18,6 +18,7 @@
 #include "lib/backoff.h"
 #include "lib/clock.h"
 #include "lib/log.h"
+#include "lib/thread.h"
 
 #define BACKOFF_FIRST_MS 1000
 #define BACKOFF_MAX_MS   30000
@@ -545,8 +546,6 @@ static void *attach_job(void *arg) {
 /* Lock held, a slot taken: start the volume's attach on a thread of its own. */
 static int spawn_attach(struct kc_manager *m, struct mvol *v) {
         struct job *j = malloc(sizeof(*j));
-        pthread_attr_t attr;
-        pthread_t t;
         int r;
 
         if (!j)
@@ -554,10 +553,7 @@ static int spawn_attach(struct kc_manager *m, struct mvol *v) {
         *j = (struct job) { .m = m, .v = v, .set = v->set, .conf = v->conf };
         v->set->ref++;
         begin_attempt(m, v);
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        r = -pthread_create(&t, &attr, attach_job, j);
-        pthread_attr_destroy(&attr);
+        r = kc_thread_start(NULL, true, attach_job, j);
         if (r < 0) {
                 struct kc_err err = {};
                 kc_err_set(&err, r, "cannot start an attach thread");
@@ -838,21 +834,16 @@ static bool first_attaches_pending(const struct kc_manager *m) {
  */
 static void maybe_revoke(struct kc_manager *m, uint64_t now) {
         bool first = !m->revoked_once && !first_attaches_pending(m);
-        pthread_attr_t attr;
-        pthread_t t;
 
         if (!m->revoke_interval || m->revoke_running || m->running >= m->max_parallel ||
             (now < m->next_revoke_ms && !first))
                 return;
         m->revoked_once = true;
         m->next_revoke_ms = now + (uint64_t) m->revoke_interval * 1000;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&t, &attr, revoke_pass, m) == 0) {
+        if (kc_thread_start(NULL, true, revoke_pass, m) == 0) {
                 m->revoke_running = true;
                 m->running++;
         }
-        pthread_attr_destroy(&attr);
 }
 
 /* ---- scheduler ---- */
@@ -898,7 +889,7 @@ int kc_manager_start(struct kc_manager *m) {
         int r;
 
         m->next_revoke_ms = kc_now_ms() + (uint64_t) m->revoke_interval * 1000;
-        r = -pthread_create(&m->scheduler, NULL, scheduler, m);
+        r = kc_thread_start(&m->scheduler, false, scheduler, m);
         if (r == 0)
                 m->started = true;
         return r;

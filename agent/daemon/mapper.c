@@ -24,6 +24,7 @@
 #include "lib/clock.h"
 #include "lib/fault.h"
 #include "lib/log.h"
+#include "lib/thread.h"
 
 /* Room for a dm-crypt key of any cipher LUKS2 can name (aes-xts with 512 bits is 64 bytes). */
 #define SLOT_BYTES 256
@@ -530,7 +531,7 @@ int kc_mapper_supervise(struct kc_mapper *mp, const char *exe) {
         sigfillset(&all);
         pthread_sigmask(SIG_SETMASK, &all, &mask);
         mp->supervising = true;
-        r = -pthread_create(&mp->supervisor, NULL, supervise, mp);
+        r = kc_thread_start(&mp->supervisor, false, supervise, mp);
         pthread_sigmask(SIG_SETMASK, &mask, NULL);
         if (r < 0)
                 mp->supervising = false;

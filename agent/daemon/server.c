@@ -15,6 +15,7 @@
 #include "lib/clock.h"
 #include "lib/log.h"
 #include "lib/strv.h"
+#include "lib/thread.h"
 
 #define SD_LISTEN_FDS_START 3
 /* A client that says nothing for this long loses its thread. */
@@ -757,8 +758,6 @@ static void refuse_busy(int fd, const char *why) {
 void kc_server_accept(struct kc_server *s) {
         const char *why;
         struct conn *c;
-        pthread_attr_t attr;
-        pthread_t t;
         int fd, r;
 
         fd = accept4(s->fd, NULL, NULL, SOCK_CLOEXEC);
@@ -797,11 +796,8 @@ void kc_server_accept(struct kc_server *s) {
                 return;
         }
 
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        r = pthread_create(&t, &attr, conn_thread, c);
-        pthread_attr_destroy(&attr);
-        if (r != 0) {
+        r = kc_thread_start(NULL, true, conn_thread, c);
+        if (r < 0) {
                 log_warning_errno(r, "cannot start a connection thread: %m");
                 conn_unlink(c);
         }
