@@ -79,11 +79,23 @@ kill_mid_run() {
         done_before=$_at
 }
 
+# settled NAME: mapping NAME is live, not suspended and has no inactive
+# table waiting (dmsetup's attr "L--"): no table swap of it is under way.
+settled() {
+        case $(dmsetup info -c --noheadings -o attr "$1" 2>/dev/null) in
+        L--*) return 0 ;;
+        *) return 1 ;;
+        esac
+}
+
 # between_chunks PID: PID, stopped, is further than the last run and
-# between two chunks (the hotzone device holds no I/O); left stopped if so.
+# between two chunks: the hotzone device holds no I/O, and the overlay is
+# not in one of a chunk's table swaps (a kill there leaves it suspended
+# under the writer, which suspend_overlay does on purpose, once); left
+# stopped if so.
 between_chunks() {
         kill -STOP "$1" 2>/dev/null || return 1
-        dmsetup info "$VOL-hotzone-forward" 2>/dev/null | grep -q ACTIVE &&
+        settled "$VOL-hotzone-forward" && settled "$VOL-overlay" &&
                 [ "$(segment0_length)" -gt "$done_before" ] && return 0
         kill -CONT "$1"
         return 1
