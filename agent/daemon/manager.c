@@ -1020,11 +1020,19 @@ void kc_manager_attach_all(struct kc_manager *m) {
         pthread_mutex_unlock(&m->lock);
 }
 
-static bool unsettled(const struct mvol *v, bool include_nofail) {
-        if (!v->present || (v->conf->nofail && !include_nofail))
+/* Which volumes a wait for the volumes to settle waits for. */
+enum settle {
+        SETTLE_REQUIRED,        /* those without nofail */
+        SETTLE_TRIED,           /* those, and the attempt under way or due of a nofail one */
+        SETTLE_ALL,             /* all, nofail ones through their retries too */
+};
+
+static bool unsettled(const struct mvol *v, enum settle how) {
+        if (!v->present || (v->conf->nofail && how == SETTLE_REQUIRED))
                 return false;
-        return v->busy || v->st.state == KC_VOLUME_PENDING || v->st.state == KC_VOLUME_ATTACHING ||
-                v->st.state == KC_VOLUME_WAITING;
+        if (v->busy || v->st.state == KC_VOLUME_PENDING || v->st.state == KC_VOLUME_ATTACHING)
+                return true;
+        return v->st.state == KC_VOLUME_WAITING && (!v->conf->nofail || how == SETTLE_ALL);
 }
 
 /* When a wait of timeout_ms (0: no limit) begun now ends, in kc_now_ms() time; UINT64_MAX: never. */
@@ -1044,7 +1052,7 @@ static bool wait_changed_until(struct kc_manager *m, uint64_t until) {
         return true;
 }
 
-int kc_manager_wait_settled_for(struct kc_manager *m, bool include_nofail, unsigned timeout_ms) {
+static int wait_settled(struct kc_manager *m, enum settle how, unsigned timeout_ms) {
         uint64_t until = deadline(timeout_ms);
         int r = 0;
 
@@ -1057,7 +1065,7 @@ int kc_manager_wait_settled_for(struct kc_manager *m, bool include_nofail, unsig
                         break;
                 }
                 for (size_t i = 0; i < m->n_vols && !busy; i++)
-                        busy = unsettled(m->vols[i], include_nofail);
+                        busy = unsettled(m->vols[i], how);
                 if (!busy)
                         break;
                 if (!wait_changed_until(m, until)) {
@@ -1069,8 +1077,16 @@ int kc_manager_wait_settled_for(struct kc_manager *m, bool include_nofail, unsig
         return r;
 }
 
+int kc_manager_wait_settled_for(struct kc_manager *m, bool include_nofail, unsigned timeout_ms) {
+        return wait_settled(m, include_nofail ? SETTLE_ALL : SETTLE_REQUIRED, timeout_ms);
+}
+
 int kc_manager_wait_settled(struct kc_manager *m, bool include_nofail) {
         return kc_manager_wait_settled_for(m, include_nofail, 0);
+}
+
+int kc_manager_wait_tried_for(struct kc_manager *m, unsigned timeout_ms) {
+        return wait_settled(m, SETTLE_TRIED, timeout_ms);
 }
 
 int kc_manager_wait_change(struct kc_manager *m, uint64_t *gen, unsigned timeout_ms) {

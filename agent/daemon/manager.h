@@ -80,6 +80,15 @@ int kc_manager_wait_settled(struct kc_manager *m, bool include_nofail);
 int kc_manager_wait_settled_for(struct kc_manager *m, bool include_nofail, unsigned timeout_ms);
 
 /*
+ * The wait of `kmscrypt attach --all`, which tries every volume once as the
+ * command does without an agent: kc_manager_wait_settled_for(m, false, ...),
+ * and besides until no nofail volume has an attempt under way or due.  A
+ * nofail volume between its tries (its device not there yet, a KMS outage)
+ * holds it up no longer.
+ */
+int kc_manager_wait_tried_for(struct kc_manager *m, unsigned timeout_ms);
+
+/*
  * Block until a volume's state changes after *gen (0, or what an earlier
  * call left there), timeout_ms at most (0: no limit); *gen is brought up to
  * date.  0 on a change, -ETIMEDOUT without one, -ESHUTDOWN once the manager

@@ -496,7 +496,7 @@ static int handle_attach_all(struct conn *c, const struct kc_request *req, struc
 
         kc_manager_attach_all(c->s->m);
         if (req->wait) {
-                r = kc_manager_wait_settled(c->s->m, false);
+                r = kc_manager_wait_tried_for(c->s->m, 0);
                 if (r < 0)
                         return kc_err_set(err, r, "the agent is stopping");
         }

@@ -290,6 +290,49 @@ START_TEST(test_attach_all_is_a_new_round) {
 }
 END_TEST
 
+/*
+ * attach --all through the agent tries every volume once, as the command
+ * does without one: its wait holds for a nofail volume's attempt under
+ * way, not for one that waits between tries.  The boot's wait (required
+ * volumes only) does neither, and the full wait does both.
+ */
+START_TEST(test_attach_all_waits_for_nofail_tries) {
+        _cleanup_free_ char *text = NULL, *dev = NULL, *state = NULL;
+        _cleanup_free_ struct kc_agent_volume *all = NULL;
+        struct kc_manager_config cfg = { .max_parallel = 2 };
+        struct kc_manager *saved = m;
+        struct kc_volumes *v = NULL;
+        struct kc_err err = {};
+        FILE *f;
+
+        ck_assert(asprintf(&dev, "%s/dev2", dir) > 0 && asprintf(&state, "%s/state2", dir) > 0);
+        ck_assert_ptr_nonnull(f = fopen(dev, "w"));
+        fclose(f);
+        ck_assert(asprintf(&text, "opt %s db-id=1,volume-id=opt nofail\n"
+                                  "absent %s/no-such-dev db-id=1,volume-id=absent timeout=60,nofail\n", dev, dir) > 0);
+        ck_assert_int_eq(kc_volumes_parse(text, strlen(text), "volumes", &v, &err), 0);
+        cfg.state_dir = state;
+        ck_assert_int_eq(kc_manager_new(&cfg, &m), 0);
+        atomic_store(&kms_error, 0);
+        atomic_store(&attach_held, true);
+        kc_manager_set_volumes(m, v, false);
+        ck_assert_int_eq(kc_manager_start(m), 0);
+
+        kc_manager_attach_all(m);
+        ck_assert_int_eq(kc_manager_wait_settled_for(m, false, 100), 0);
+        ck_assert_int_eq(kc_manager_wait_tried_for(m, 300), -ETIMEDOUT);
+        ck_assert_int_eq(state_of("opt", &all)->state, KC_VOLUME_ATTACHING);
+        atomic_store(&attach_held, false);
+        ck_assert_int_eq(kc_manager_wait_tried_for(m, 10000), 0);
+        ck_assert_int_eq(state_of("opt", &all)->state, KC_VOLUME_ATTACHED);
+        ck_assert_int_eq(state_of("absent", &all)->state, KC_VOLUME_WAITING);
+        ck_assert_int_eq(kc_manager_wait_settled_for(m, true, 100), -ETIMEDOUT);
+
+        kc_manager_free(m);
+        m = saved;
+}
+END_TEST
+
 /* kc_manager_wait_change(): at once for what changed before, a timeout for nothing, a change, the stop. */
 START_TEST(test_wait_change) {
         uint64_t gen = 0, seen;
@@ -980,6 +1023,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(tc, test_verdict_of_the_start_round);
         tcase_add_test(tc, test_verdict_try_attaches);
         tcase_add_test(tc, test_attach_all_is_a_new_round);
+        tcase_add_test(tc, test_attach_all_waits_for_nofail_tries);
         tcase_add_test(tc, test_wait_change);
         tcase_add_test(tc, test_device_that_came_gets_a_round);
         suite_add_tcase(s, tc);
