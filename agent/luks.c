@@ -574,8 +574,9 @@ int kc_luks_check_paths(const char *device, const char *header, struct kc_err *e
  * A PBKDF set before the load is one the load need not set up: for LUKS2
  * that is argon2id, its threads capped by the CPUs online and its memory
  * by half the RAM, read from /sys and /proc every time (8 system calls,
- * about 5% of a load's CPU in the vm guest).  PBKDF2 at libcryptsetup's
- * own default cost reads neither.
+ * about 5% of a load's CPU on the host; within the noise under emulation,
+ * where the setting's own hash lookup costs as much).  PBKDF2 at
+ * libcryptsetup's own default cost reads neither.
  */
 static int luks_preset_pbkdf(struct crypt_device *cd) {
         return crypt_set_pbkdf_type(cd, crypt_get_pbkdf_default(CRYPT_LUKS1));

@@ -517,7 +517,7 @@ int kc_volume_key_health(struct kc_kms *kms, struct kc_key_lookups *lookups, con
 
         if (!kms || !ref || !ret)
                 return -EINVAL;
-        r = kc_luks_open(ref->device, ref->header, &l, err);
+        r = kc_luks_open_read(ref->device, ref->header, &l, err);
         if (r >= 0)
                 r = kc_luks_token_read(l, &t, NULL, err);
         if (r >= 0)
