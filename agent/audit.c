@@ -6,11 +6,14 @@
  * newline), and a separate head file holds the seq and hash of the newest
  * line so that removing the newest records is detected too.
  *
- * Every writer, in any process, takes flock(LOCK_EX) on the log and reads
- * the tail under the lock, so the chain has one writer at a time and no
- * state is cached between writes.  Readers (verify, foreach) take LOCK_SH
- * only long enough to note the size of the log and read the head, then walk
- * that many bytes without holding writers off.
+ * Every writer, in any process, takes flock(LOCK_EX) on the log and checks
+ * the tail under the lock, so the chain has one writer at a time.  Within
+ * a process the handles on one log share it (struct chain), and records
+ * that wait for it go out as one batch: one write and one flush of the log
+ * and of the head.  What is kept between writes is only the bytes last
+ * seen, compared again before they are trusted.  Readers (verify, foreach)
+ * take LOCK_SH only long enough to note the size of the log and read the
+ * head, then walk that many bytes without holding writers off.
  */
 #include <fcntl.h>
 #include <inttypes.h>
@@ -47,16 +50,64 @@ struct link {
         char hash[HASH_HEX_LEN + 1];
 };
 
-struct kc_audit {
+/* A record waiting in a chain's queue, on its writer's stack; the batch's leader fills the rest. */
+struct pending {
+        const struct kc_audit_record *rec;
+        struct pending *next;
+        char *line;             /* the line written (for syslog), NULL if it was not */
+        int result;
+        bool done;
+};
+
+/*
+ * The bytes this process last wrote as the chain's end: while the log has
+ * that size, ends with that line, and the head holds that text, the tail
+ * is known without parsing or hashing anything (every byte was compared,
+ * so nothing changed that a parse would have seen).
+ */
+struct tail_cache {
+        bool valid;
+        uint64_t size;
+        struct link last;
+        char *line;             /* the last line, newline excluded */
+        size_t len;
+        char head[HEAD_MAX];    /* the head file's text */
+        size_t head_len;
+};
+
+/*
+ * One open log.  A process has one per log and head, shared by every
+ * handle on them (kmscryptd's attach threads each open their own KMS
+ * handle): so records written at the same time go out as one batch, one
+ * write and one flush of the log and of the head for all of them.
+ */
+struct chain {
+        struct chain *next;     /* in the list of shared chains */
+        unsigned refs;
+        bool shared;            /* in that list; kc_audit_restart()'s own is not */
         char *path;
         char *head_path;
-        struct kc_audit_evidence evidence; /* check NULL: none */
+        struct kc_audit_evidence evidence; /* the owner's (below), check NULL: none */
         bool restarting;        /* kc_audit_restart(): a lost chain is to be started anew */
-        bool created;           /* the log was missing and this handle created it */
+        bool created;           /* the log was missing and this chain created it */
         int fd;                 /* O_RDWR|O_APPEND; the flock is taken on it */
         pid_t pid;              /* process that opened fd: a forked child needs its own open file */
-        pthread_mutex_t lock;   /* flock does not exclude threads sharing one open file */
+        bool reopen;            /* fd is a parent's: the next owner opens the log again */
+        pthread_mutex_t lock;   /* guards what follows; flock does not exclude threads sharing fd */
+        pthread_cond_t idle;    /* busy cleared, or a record done */
+        bool busy;              /* a thread owns fd, the flock and the cache */
+        struct pending *queue, **queue_end;
+        struct tail_cache cache;
 };
+
+/* A handle: the shared chain, and what says whether it held records (each handle's own). */
+struct kc_audit {
+        struct chain *chain;
+        struct kc_audit_evidence evidence;
+};
+
+static pthread_mutex_t chains_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct chain *chains;
 
 /* ---- small helpers ---- */
 
@@ -417,13 +468,9 @@ static int build_line(const struct kc_audit_record *rec, uint64_t seq, const cha
 
 /* ---- the head file ---- */
 
-/* -ENOENT when there is none (err untouched), -EBADMSG when it is not a head. */
-static int head_read(const char *path, struct link *ret, struct kc_err *err) {
+/* The head file's bytes into buf: how many; -ENOENT when there is none (err untouched). */
+static int head_read_text(const char *path, char buf[static HEAD_MAX], struct kc_err *err) {
         _cleanup_close_ int fd = -1;
-        _cleanup_json_ struct json_object *o = NULL;
-        char buf[HEAD_MAX];
-        struct link h = {};
-        const char *s;
         ssize_t n;
         int r;
 
@@ -435,13 +482,22 @@ static int head_read(const char *path, struct link *ret, struct kc_err *err) {
                 return kc_err_set(err, r, "cannot open audit chain head %s: %s", path, strerror(-r));
         }
         do
-                n = read(fd, buf, sizeof(buf));
+                n = read(fd, buf, HEAD_MAX);
         while (n < 0 && errno == EINTR);
         if (n < 0) {
                 r = negative_errno();
                 return kc_err_set(err, r, "cannot read audit chain head %s: %s", path, strerror(-r));
         }
-        if (n == 0 || (size_t) n == sizeof(buf) || buf[n - 1] != '\n')
+        return (int) n;
+}
+
+/* The head's n bytes in buf: -EBADMSG when they are not a head. */
+static int head_parse(const char *path, const char *buf, size_t n, struct link *ret, struct kc_err *err) {
+        _cleanup_json_ struct json_object *o = NULL;
+        struct link h = {};
+        const char *s;
+
+        if (n == 0 || n >= HEAD_MAX || buf[n - 1] != '\n')
                 return kc_err_set(err, -EBADMSG, "audit chain head %s is not one line of at most %d bytes",
                                   path, HEAD_MAX - 1);
         if (kc_json_parse_object(buf, n - 1, &utf8, &o, NULL) < 0 || json_object_object_length(o) != 2 ||
@@ -453,13 +509,28 @@ static int head_read(const char *path, struct link *ret, struct kc_err *err) {
         return 0;
 }
 
+/* -ENOENT when there is none (err untouched), -EBADMSG when it is not a head. */
+static int head_read(const char *path, struct link *ret, struct kc_err *err) {
+        char buf[HEAD_MAX];
+        int n = head_read_text(path, buf, err);
+
+        if (n < 0)
+                return n;
+        return head_parse(path, buf, n, ret, err);
+}
+
+/* The head's text for h, newline included: its length. */
+static size_t head_format(const struct link *h, char text[static HEAD_MAX]) {
+        return (size_t) snprintf(text, HEAD_MAX, "{\"seq\":%" PRIu64 ",\"sha256\":\"%s\"}\n", h->seq, h->hash);
+}
+
 /*
  * Rewrite an existing head in place: its one line (well under 512 bytes)
  * at offset 0, then fdatasync: one flush instead of the three of a
- * replace (temporary file, rename, directory), and every audit record
- * pays it.  The line lies in the file's first 512-byte sector, which
- * storage writes whole (PostgreSQL keeps pg_control under 512 bytes for
- * the same reason); should a crash leave it torn or stale anyway,
+ * replace (temporary file, rename, directory), and every batch of audit
+ * records pays it.  The line lies in the file's first 512-byte sector,
+ * which storage writes whole (PostgreSQL keeps pg_control under 512 bytes
+ * for the same reason); should a crash leave it torn or stale anyway,
  * head_read() and load_tail() refuse it, never trust it.  A head that is
  * not there yet (or is not a regular file) is -ENOENT: the caller
  * replaces it instead.  ret_touched: the head may have changed.
@@ -495,11 +566,12 @@ static int head_write(const char *path, const struct link *h, bool *ret_renamed)
         _cleanup_close_ int fd = -1;
         char text[HEAD_MAX];
         mode_t old_umask;
-        int n, r;
+        size_t n;
+        int r;
 
         *ret_renamed = false;
-        n = snprintf(text, sizeof(text), "{\"seq\":%" PRIu64 ",\"sha256\":\"%s\"}\n", h->seq, h->hash);
-        r = head_rewrite(path, text, (size_t) n, ret_renamed);
+        n = head_format(h, text);
+        r = head_rewrite(path, text, n, ret_renamed);
         if (r != -ENOENT)
                 return r;
         if (asprintf(&tmp, "%s.XXXXXX", path) < 0)
@@ -551,7 +623,7 @@ static int chain_lost(const struct kc_audit_evidence *e, const char *head_path, 
 }
 
 /* chain_lost() for the chain of a, with a message in err when the evidence cannot be checked. */
-static int lost_check(const struct kc_audit *a, bool log_missing, char ret_lost[static KC_AUDIT_REASON_MAX],
+static int lost_check(const struct chain *a, bool log_missing, char ret_lost[static KC_AUDIT_REASON_MAX],
                       struct kc_err *err) {
         int r = chain_lost(&a->evidence, a->head_path, log_missing, ret_lost);
 
@@ -561,7 +633,7 @@ static int lost_check(const struct kc_audit *a, bool log_missing, char ret_lost[
 }
 
 /* Starting a new chain silently would hide the loss: only kc_audit_restart() does, with a record of it. */
-static int refuse_lost(const struct kc_audit *a, const char *lost, struct kc_err *err) {
+static int refuse_lost(const struct chain *a, const char *lost, struct kc_err *err) {
         return kc_err_set(err, -EBADMSG, "audit log %s %s: refusing a new chain, see kmscrypt audit restart",
                           a->path, lost);
 }
@@ -654,11 +726,85 @@ static int read_last_line(int fd, uint64_t size, char **ret_buf, const char **re
         return 0;
 }
 
+/* ---- the tail this process last saw ---- */
+
+/* Remember that a log of size bytes ends with line (len bytes, checked) and its head holds head. */
+static void cache_set(struct chain *a, uint64_t size, const struct link *last, const char *line, size_t len,
+                      const char *head, size_t head_len) {
+        struct tail_cache *c = &a->cache;
+        char *copy = len <= c->len ? c->line : realloc(c->line, len);
+
+        c->valid = false;
+        if (!copy || head_len >= sizeof(c->head))
+                return;
+        memcpy(copy, line, len);
+        c->line = copy;
+        c->len = len;
+        memcpy(c->head, head, head_len);
+        c->head_len = head_len;
+        c->last = *last;
+        c->size = size;
+        c->valid = true;
+}
+
+/*
+ * Whether a log of size bytes still ends as the cache says, byte for byte:
+ * its last line (and the newline before it, unless it is the first), and
+ * the head's text.  Then the tail is the cached link, with nothing parsed
+ * or hashed.  Anything else (another process appended, someone edited
+ * either file) is for load_tail() to judge in full.
+ */
+static bool cache_holds(const struct chain *a, uint64_t size, struct link *ret) {
+        const struct tail_cache *c = &a->cache;
+        _cleanup_free_ char *end = NULL;
+        char head[HEAD_MAX];
+        size_t want;
+        int n;
+
+        if (!c->valid || c->size != size)
+                return false;
+        n = head_read_text(a->head_path, head, NULL);
+        if (n < 0 || (size_t) n != c->head_len || memcmp(head, c->head, c->head_len) != 0)
+                return false;
+        want = c->len + 1 + (size > c->len + 1);
+        if (read_end(a->fd, size, want, &end, NULL) < 0)
+                return false;
+        if (end[want - 1] != '\n' || (want > c->len + 1 && end[0] != '\n') ||
+            memcmp(end + want - 1 - c->len, c->line, c->len) != 0)
+                return false;
+        *ret = c->last;
+        return true;
+}
+
 struct tail {
         struct link last;       /* newest record; seq 0 for an empty log */
         uint64_t size;          /* bytes in the log */
         char lost[KC_AUDIT_REASON_MAX]; /* restarting: why the empty chain is a lost one, "" if it is fresh */
 };
+
+/* An empty log: with a head of seq 0, or with none where nothing says the chain held records. */
+static int load_empty_tail(struct chain *a, const struct link *head, bool have_head, struct tail *t,
+                           struct kc_err *err) {
+        bool renamed;
+        int r;
+
+        memcpy(t->last.hash, ZERO_HASH, sizeof(t->last.hash));
+        if (have_head && head->seq > 0)
+                return kc_err_set(err, -EBADMSG,
+                                  "audit log %s is empty but its head %s records %" PRIu64 " records: refusing (truncated?)",
+                                  a->path, a->head_path, head->seq);
+        if (have_head)
+                return 0;
+        r = lost_check(a, a->created, t->lost, err);
+        if (r < 0)
+                return r;
+        if (r > 0)
+                return a->restarting ? 0 : refuse_lost(a, t->lost, err);
+        r = head_write(a->head_path, &t->last, &renamed);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot write audit chain head %s: %s", a->head_path, strerror(-r));
+        return 0;
+}
 
 /*
  * Under the log's lock: where the chain ends, after checking that the log's
@@ -669,12 +815,13 @@ struct tail {
  * existed, except while restarting: then ret->lost says why, and no head
  * is written (the first record writes it).
  */
-static int load_tail(struct kc_audit *a, struct tail *ret, struct kc_err *err) {
+static int load_tail(struct chain *a, struct tail *ret, struct kc_err *err) {
         _cleanup_free_ char *buf = NULL;
         struct tail t = { .lost = "" };
         struct link head;
+        char head_text[HEAD_MAX];
         const char *line = NULL;
-        size_t len = 0;
+        size_t len = 0, head_len = 0;
         struct record_view v;
         struct stat st;
         bool have_head, renamed;
@@ -684,32 +831,25 @@ static int load_tail(struct kc_audit *a, struct tail *ret, struct kc_err *err) {
         if (fstat(a->fd, &st) < 0)
                 return negative_errno();
         t.size = st.st_size;
-        r = head_read(a->head_path, &head, err);
+        if (cache_holds(a, t.size, &t.last)) {
+                *ret = t;
+                return 0;
+        }
+        r = head_read_text(a->head_path, head_text, err);
         if (r < 0 && r != -ENOENT)
                 return r;
-        have_head = r == 0;
+        have_head = r >= 0;
+        if (have_head) {
+                head_len = (size_t) r;
+                r = head_parse(a->head_path, head_text, head_len, &head, err);
+                if (r < 0)
+                        return r;
+        }
 
         if (t.size == 0) {
-                memcpy(t.last.hash, ZERO_HASH, sizeof(t.last.hash));
-                if (have_head && head.seq > 0)
-                        return kc_err_set(err, -EBADMSG,
-                                          "audit log %s is empty but its head %s records %" PRIu64 " records: refusing (truncated?)",
-                                          a->path, a->head_path, head.seq);
-                if (!have_head) {
-                        r = lost_check(a, a->created, t.lost, err);
-                        if (r < 0)
-                                return r;
-                        if (r > 0 && !a->restarting)
-                                return refuse_lost(a, t.lost, err);
-                        if (r > 0) {
-                                *ret = t;
-                                return 0;
-                        }
-                        r = head_write(a->head_path, &t.last, &renamed);
-                        if (r < 0)
-                                return kc_err_set(err, r, "cannot write audit chain head %s: %s",
-                                                  a->head_path, strerror(-r));
-                }
+                r = load_empty_tail(a, &head, have_head, &t, err);
+                if (r < 0)
+                        return r;
                 *ret = t;
                 return 0;
         }
@@ -731,6 +871,7 @@ static int load_tail(struct kc_audit *a, struct tail *ret, struct kc_err *err) {
                                   "the newest records may have been removed (see kmscrypt audit verify)",
                                   a->head_path);
         if (head.seq == v.seq && streq(head.hash, t.last.hash)) {
+                cache_set(a, t.size, &t.last, line, len, head_text, head_len);
                 *ret = t;
                 return 0;
         }
@@ -739,6 +880,8 @@ static int load_tail(struct kc_audit *a, struct tail *ret, struct kc_err *err) {
                 r = head_write(a->head_path, &t.last, &renamed);
                 if (r < 0)
                         return kc_err_set(err, r, "cannot repair audit chain head %s: %s", a->head_path, strerror(-r));
+                head_len = head_format(&t.last, head_text);
+                cache_set(a, t.size, &t.last, line, len, head_text, head_len);
                 *ret = t;
                 return 0;
         }
@@ -748,41 +891,35 @@ static int load_tail(struct kc_audit *a, struct tail *ret, struct kc_err *err) {
                           a->path, v.seq, a->head_path, head.seq);
 }
 
-void kc_audit_close(struct kc_audit *a) {
+/* ---- chains: one open log, shared by a process's handles ---- */
+
+static void chain_free(struct chain *a) {
         if (!a)
                 return;
         if (a->fd >= 0)
                 close(a->fd);
         pthread_mutex_destroy(&a->lock);
+        pthread_cond_destroy(&a->idle);
+        free(a->cache.line);
         free(a->path);
         free(a->head_path);
         free(a);
 }
+DEFINE_CLEANUP_FUNC(struct chain *, chain_free)
 
-static int audit_check_locked(struct kc_audit *a, struct kc_err *err) {
-        struct tail t;
-        int r;
+/* A chain on path and head_path, its log not opened yet. */
+static int chain_new(const char *path, const char *head_path, const struct kc_audit_evidence *evidence,
+                     struct chain **ret) {
+        _cleanup_(chain_freep) struct chain *a = NULL;
 
-        r = flock_retry(a->fd, LOCK_EX);
-        if (r < 0)
-                return kc_err_set(err, r, "cannot lock audit log %s: %s", a->path, strerror(-r));
-        r = load_tail(a, &t, err);
-        (void) flock(a->fd, LOCK_UN);
-        return r;
-}
-
-/* A handle on the chain at path and head_path, its log not opened yet. */
-static int audit_new(const char *path, const char *head_path, const struct kc_audit_evidence *evidence,
-                     struct kc_audit **ret) {
-        _cleanup_(kc_audit_closep) struct kc_audit *a = NULL;
-
-        if (!path || !head_path || !ret)
-                return -EINVAL;
         a = calloc(1, sizeof(*a));
         if (!a)
                 return -ENOMEM;
+        a->refs = 1;
         a->fd = -1;
         a->lock = (pthread_mutex_t) PTHREAD_MUTEX_INITIALIZER;
+        a->idle = (pthread_cond_t) PTHREAD_COND_INITIALIZER;
+        a->queue_end = &a->queue;
         a->path = strdup(path);
         a->head_path = strdup(head_path);
         if (!a->path || !a->head_path)
@@ -793,6 +930,25 @@ static int audit_new(const char *path, const char *head_path, const struct kc_au
         return 0;
 }
 
+static void chain_put(struct chain *a) {
+        struct chain **p;
+
+        if (!a)
+                return;
+        pthread_mutex_lock(&chains_lock);
+        if (--a->refs > 0) {
+                pthread_mutex_unlock(&chains_lock);
+                return;
+        }
+        for (p = &chains; a->shared && *p; p = &(*p)->next)
+                if (*p == a) {
+                        *p = a->next;
+                        break;
+                }
+        pthread_mutex_unlock(&chains_lock);
+        chain_free(a);
+}
+
 enum missing_log {
         MISSING_FRESH,          /* no head either, nothing says records existed */
         MISSING_LOST,           /* no head either, and the evidence says records existed */
@@ -800,7 +956,7 @@ enum missing_log {
 };
 
 /* The log of a is missing: what that is (enum missing_log), or < 0 when the evidence cannot be checked. */
-static int missing_log(const struct kc_audit *a, char ret_lost[static KC_AUDIT_REASON_MAX], struct kc_err *err) {
+static int missing_log(const struct chain *a, char ret_lost[static KC_AUDIT_REASON_MAX], struct kc_err *err) {
         struct link head;
         int r;
 
@@ -811,7 +967,7 @@ static int missing_log(const struct kc_audit *a, char ret_lost[static KC_AUDIT_R
 }
 
 /* The open file of a's log, created now. */
-static int log_create(struct kc_audit *a, struct kc_err *err) {
+static int log_create(struct chain *a, struct kc_err *err) {
         _cleanup_close_ int fd = log_open_fd(a->path, O_RDWR | O_APPEND | O_CREAT, err);
         int r;
 
@@ -834,7 +990,7 @@ static int log_create(struct kc_audit *a, struct kc_err *err) {
  * chain over a lost one: that is refused before anything is created, so
  * the state stays what it was, for verify to report and for a restore.
  */
-static int log_open_checked(struct kc_audit *a, struct kc_err *err) {
+static int log_open_checked(struct chain *a, struct kc_err *err) {
         char lost[KC_AUDIT_REASON_MAX];
         int r;
 
@@ -849,58 +1005,255 @@ static int log_open_checked(struct kc_audit *a, struct kc_err *err) {
         return log_create(a, err);
 }
 
-int kc_audit_open(const char *path, const char *head_path, const struct kc_audit_evidence *evidence,
-                  struct kc_audit **ret, struct kc_err *err) {
-        _cleanup_(kc_audit_closep) struct kc_audit *a = NULL;
+/* The process's chain on path and head_path, opened now if it has none: a new reference. */
+static int chain_get(const char *path, const char *head_path, const struct kc_audit_evidence *evidence,
+                     struct chain **ret, struct kc_err *err) {
+        _cleanup_(chain_freep) struct chain *a = NULL;
         int r;
 
-        r = audit_new(path, head_path, evidence, &a);
-        if (r < 0)
-                return r;
-        r = log_open_checked(a, err);
-        if (r < 0)
-                return r;
-        a->fd = r;
-        a->pid = getpid();
+        pthread_mutex_lock(&chains_lock);
+        for (struct chain *c = chains; c; c = c->next)
+                if (streq(c->path, path) && streq(c->head_path, head_path)) {
+                        c->refs++;
+                        pthread_mutex_unlock(&chains_lock);
+                        *ret = c;
+                        return 0;
+                }
+        r = chain_new(path, head_path, evidence, &a);
+        if (r >= 0)
+                r = log_open_checked(a, err);
+        if (r >= 0) {
+                a->fd = r;
+                a->pid = getpid();
+                a->shared = true;
+                a->next = chains;
+                chains = a;
+                *ret = TAKE_PTR(a);
+        }
+        pthread_mutex_unlock(&chains_lock);
+        return r < 0 ? r : 0;
+}
 
-        r = audit_check_locked(a, err);
-        if (r < 0)
-                return r;
-        *ret = TAKE_PTR(a);
+/*
+ * A forked child inherits its parent's chains as the fork found them: the
+ * parent's open file, whose flock is the parent's too, and maybe a batch
+ * half written and records queued by threads the child does not have.
+ * Start afresh; the next owner opens the log again.  Mutex held.
+ */
+static void chain_forget_parent_locked(struct chain *a) {
+        if (a->pid == getpid())
+                return;
+        a->pid = getpid();
+        a->reopen = true;
+        a->busy = false;
+        a->queue = NULL;
+        a->queue_end = &a->queue;
+        a->cache.valid = false;
+        a->idle = (pthread_cond_t) PTHREAD_COND_INITIALIZER;   /* its waiters were the parent's */
+}
+
+/* Take the chain's file for this thread, for handle h (mutex held, dropped while waiting). */
+static void chain_own_locked(struct chain *a, const struct kc_audit *h) {
+        chain_forget_parent_locked(a);
+        while (a->busy)
+                pthread_cond_wait(&a->idle, &a->lock);
+        a->busy = true;
+        /* Whose evidence: the owner's.  Every handle on one chain names the same keystore in practice. */
+        a->evidence = h->evidence;
+}
+
+static void chain_release_locked(struct chain *a) {
+        a->busy = false;
+        pthread_cond_broadcast(&a->idle);
+}
+
+/*
+ * Owner only: a forked child's own open file of the log, and so its own
+ * flock.  With follow_path, also the file the path names now, where that
+ * is another than the one open (a broken chain moved aside and kmscrypt
+ * audit restart run): a handle opened now writes where the path leads, as
+ * it always did, and takes the process's other handles with it.  Writes
+ * alone never move: a handle keeps writing to the log it was opened on.
+ */
+static int chain_reopen(struct chain *a, bool follow_path, struct kc_err *err) {
+        struct stat open_st, path_st;
+        int fd, r;
+
+        if (!a->reopen && !follow_path)
+                return 0;
+        if (!a->reopen) {
+                if (fstat(a->fd, &open_st) < 0) {
+                        r = negative_errno();
+                        return kc_err_set(err, r, "cannot stat audit log %s: %s", a->path, strerror(-r));
+                }
+                if (stat(a->path, &path_st) == 0 && path_st.st_dev == open_st.st_dev &&
+                    path_st.st_ino == open_st.st_ino)
+                        return 0;
+        }
+        fd = log_open_checked(a, err);
+        if (fd < 0)
+                return fd;
+        close(a->fd);
+        a->fd = fd;
+        a->reopen = false;
+        a->cache.valid = false;
         return 0;
 }
 
-/* Give a rolled-back line up for good: the operation it describes was not released. */
-static void log_rollback(struct kc_audit *a, uint64_t size) {
+/*
+ * Owner only: under the log's flock, the tail, checked, and fn (NULL:
+ * none) to append after it.  follow_path: see chain_reopen().
+ */
+static int chain_locked_do(struct chain *a, bool follow_path,
+                           int (*fn)(struct chain *a, const struct tail *t, void *userdata), void *userdata,
+                           struct kc_err *err) {
+        struct tail t;
+        int r;
+
+        r = chain_reopen(a, follow_path, err);
+        if (r < 0)
+                return r;
+        r = flock_retry(a->fd, LOCK_EX);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot lock audit log %s: %s", a->path, strerror(-r));
+        r = load_tail(a, &t, err);
+        if (r >= 0 && fn)
+                r = fn(a, &t, userdata);
+        (void) flock(a->fd, LOCK_UN);
+        return r;
+}
+
+/* Check that the chain ends where its head says, as every append does first. */
+static int chain_check(struct chain *a, const struct kc_audit *h, struct kc_err *err) {
+        int r;
+
+        pthread_mutex_lock(&a->lock);
+        chain_own_locked(a, h);
+        pthread_mutex_unlock(&a->lock);
+        r = chain_locked_do(a, true, NULL, NULL, err);
+        pthread_mutex_lock(&a->lock);
+        chain_release_locked(a);
+        pthread_mutex_unlock(&a->lock);
+        return r;
+}
+
+void kc_audit_close(struct kc_audit *h) {
+        if (!h)
+                return;
+        chain_put(h->chain);
+        free(h);
+}
+
+int kc_audit_open(const char *path, const char *head_path, const struct kc_audit_evidence *evidence,
+                  struct kc_audit **ret, struct kc_err *err) {
+        _cleanup_(kc_audit_closep) struct kc_audit *h = NULL;
+        int r;
+
+        if (!path || !head_path || !ret)
+                return -EINVAL;
+        h = calloc(1, sizeof(*h));
+        if (!h)
+                return -ENOMEM;
+        if (evidence)
+                h->evidence = *evidence;
+        r = chain_get(path, head_path, evidence, &h->chain, err);
+        if (r < 0)
+                return r;
+        r = chain_check(h->chain, h, err);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(h);
+        return 0;
+}
+
+/* ---- appending a batch ---- */
+
+/* Give a rolled-back batch up for good: the operations it describes were not released. */
+static void log_rollback(struct chain *a, uint64_t size) {
         if (ftruncate(a->fd, size) < 0 || fsync(a->fd) < 0)
                 log_debug("Cannot roll back audit log %s to %" PRIu64 " bytes: %s", a->path, size, strerror(errno));
 }
 
-/* Append rec after the tail t, which load_tail() just found; the line written goes to ret_line, for syslog. */
-static int append_after(struct kc_audit *a, const struct tail *t, const struct kc_audit_record *rec,
-                        char **ret_line) {
-        _cleanup_free_ char *line = NULL;
-        struct link next;
+/* Every record of batch not yet failed fails with r, its line not written. */
+static int batch_fail(struct pending *batch, int r) {
+        for (struct pending *p = batch; p; p = p->next)
+                if (p->result >= 0) {
+                        free(p->line);
+                        p->line = NULL;
+                        p->result = r;
+                }
+        return r;
+}
+
+/* The lines of a batch, each with its newline, for one write. */
+struct batch_text {
+        char *buf;
+        size_t len, size;
+};
+
+/* Format p's record as the line after *next, add it to text, and make it the new *next. */
+static int batch_add(struct pending *p, struct link *next, struct batch_text *text) {
+        struct link l = { .seq = next->seq + 1 };
         size_t len;
+        int r;
+
+        r = build_line(p->rec, l.seq, next->hash, &p->line, &len);
+        if (r < 0)
+                return log_debug_errno(r, "Cannot format audit record: %m");
+        r = sha256_hex(p->line, len, l.hash);
+        if (r >= 0 && text->len + len + 1 > text->size) {
+                size_t size = 2 * text->size > text->len + len + 1 ? 2 * text->size : text->len + len + 1;
+                char *buf = realloc(text->buf, size);
+
+                r = buf ? 0 : -ENOMEM;
+                if (buf) {
+                        text->buf = buf;
+                        text->size = size;
+                }
+        }
+        if (r < 0) {
+                free(p->line);
+                p->line = NULL;
+                return r;
+        }
+        memcpy(text->buf + text->len, p->line, len);
+        text->buf[text->len + len] = '\n';
+        text->len += len + 1;
+        *next = l;
+        return 0;
+}
+
+/*
+ * Append the records of batch (a list of struct pending) after the tail t,
+ * which load_tail() just found: all lines in one write and one fsync, then
+ * one update of the head.  A record that cannot be formatted fails alone;
+ * a write or flush that fails fails them all and rolls the log back.
+ */
+static int append_batch(struct chain *a, const struct tail *t, void *userdata) {
+        _cleanup_free_ char *buf = NULL;
+        struct pending *batch = userdata, *last = NULL;
+        struct batch_text text = {};
+        struct link next = t->last;
+        char head[HEAD_MAX];
+        size_t head_len;
         bool renamed;
         int r;
 
-        next.seq = t->last.seq + 1;
-        r = build_line(rec, next.seq, t->last.hash, &line, &len);
-        if (r < 0)
-                return log_debug_errno(r, "Cannot format audit record: %m");
-        r = sha256_hex(line, len, next.hash);
-        if (r < 0)
-                return r;
+        for (struct pending *p = batch; p; p = p->next) {
+                p->result = batch_add(p, &next, &text);
+                if (p->result >= 0)
+                        last = p;
+        }
+        buf = text.buf;
+        if (!last)
+                return 0;
 
-        line[len] = '\n';       /* strndup left room: one write for the whole line */
-        r = write_full(a->fd, line, len + 1);
-        line[len] = '\0';
+        r = write_full(a->fd, text.buf, text.len);
         if (r == 0 && fsync(a->fd) < 0)
                 r = negative_errno();
         if (r < 0) {
                 log_rollback(a, t->size);
-                return log_debug_errno(r, "Cannot append to audit log %s: %m", a->path);
+                return batch_fail(batch, log_debug_errno(r, "Cannot append to audit log %s: %m", a->path));
         }
         kc_fault_point("audit:after-append");
         r = head_write(a->head_path, &next, &renamed);
@@ -908,74 +1261,105 @@ static int append_after(struct kc_audit *a, const struct tail *t, const struct k
                 /* Once renamed, log and head agree; only the head's durability is in doubt. */
                 if (!renamed)
                         log_rollback(a, t->size);
-                return log_debug_errno(r, "Cannot update audit chain head %s: %m", a->head_path);
+                return batch_fail(batch, log_debug_errno(r, "Cannot update audit chain head %s: %m", a->head_path));
         }
-        *ret_line = TAKE_PTR(line);
+        head_len = head_format(&next, head);
+        cache_set(a, t->size + text.len, &next, last->line, strlen(last->line), head, head_len);
         return 0;
 }
 
-/* Append rec to the chain; the line written goes to ret_line, for syslog. */
-static int audit_append(struct kc_audit *a, const struct kc_audit_record *rec, char **ret_line) {
+/* Write the batch as the chain's owner: each record gets its result. */
+static void write_batch(struct chain *a, struct pending *batch) {
         struct kc_err err = {};
-        struct tail t;
         int r;
 
-        r = load_tail(a, &t, &err);
-        if (r < 0)
-                return log_debug_errno(r, "Audit log refused: %s", kc_err_msg(&err, r));
-        return append_after(a, &t, rec, ret_line);
+        r = chain_locked_do(a, false, append_batch, batch, &err);
+        if (r < 0) {
+                if (err.msg[0])
+                        log_debug("Audit log refused: %s", err.msg);
+                batch_fail(batch, r);
+        }
 }
 
-/* A forked child shares the parent's open file and so its flock: give it its own. */
-static int audit_reopen_after_fork(struct kc_audit *a) {
-        int fd;
+/*
+ * Group commit: a writer queues its record, and whichever writer finds the
+ * chain's file free takes every record queued by then and writes them as
+ * one batch, while the writers that queued after it wait for the next.
+ * Each returns once its own record is durable or has failed: no record is
+ * released before its flush, as if each were written alone.
+ */
+int kc_audit_write(struct kc_audit *h, const struct kc_audit_record *rec) {
+        struct pending p = { .rec = rec };
+        struct chain *a;
 
-        if (a->pid == getpid())
-                return 0;
-        fd = log_open_checked(a, NULL);
-        if (fd < 0)
-                return fd;
-        close(a->fd);
-        a->fd = fd;
-        a->pid = getpid();
-        return 0;
-}
-
-int kc_audit_write(struct kc_audit *a, const struct kc_audit_record *rec) {
-        _cleanup_free_ char *line = NULL;
-        int r;
-
-        if (!a || !rec || !rec->operation || !rec->operation[0])
+        if (!h || !rec || !rec->operation || !rec->operation[0])
                 return -EINVAL;
+        a = h->chain;
         pthread_mutex_lock(&a->lock);
-        r = audit_reopen_after_fork(a);
-        if (r >= 0)
-                r = flock_retry(a->fd, LOCK_EX);
-        if (r >= 0) {
-                r = audit_append(a, rec, &line);
-                (void) flock(a->fd, LOCK_UN);
+        chain_forget_parent_locked(a);
+        *a->queue_end = &p;
+        a->queue_end = &p.next;
+        while (!p.done) {
+                struct pending *batch, *next;
+
+                if (a->busy) {
+                        pthread_cond_wait(&a->idle, &a->lock);
+                        continue;
+                }
+                chain_own_locked(a, h);
+                batch = a->queue;
+                a->queue = NULL;
+                a->queue_end = &a->queue;
+                pthread_mutex_unlock(&a->lock);
+                write_batch(a, batch);
+                pthread_mutex_lock(&a->lock);
+                /* A record's writer may return, and its record go, once done is set: next first. */
+                for (struct pending *q = batch; q; q = next) {
+                        next = q->next;
+                        q->done = true;
+                }
+                chain_release_locked(a);
         }
         pthread_mutex_unlock(&a->lock);
         /*
-         * The syslog copy goes out after both locks are dropped: a send to a
+         * The syslog copy goes out after the lock is dropped: a send to a
          * busy journal can block, and every attach of this host, in this
-         * process and in others, waits for the audit lock.
+         * process and in others, waits for the audit log.
          */
-        if (line)
-                syslog(LOG_AUTHPRIV | LOG_INFO, "%s", line);
-        return r;
+        if (p.line)
+                syslog(LOG_AUTHPRIV | LOG_INFO, "%s", p.line);
+        free(p.line);
+        return p.result;
+}
+
+/* Restarting: the first record of the new chain, when load_tail() found it lost. */
+static int append_restart(struct chain *a, const struct tail *t, void *userdata) {
+        struct pending *p = userdata;
+        char detail[KC_AUDIT_REASON_MAX + 64];
+        struct kc_audit_record rec = *p->rec;
+
+        if (!t->lost[0])
+                return 0;
+        snprintf(detail, sizeof(detail), "the log %s; the records before this one are lost", t->lost);
+        rec.detail = detail;
+        p->rec = &rec;
+        (void) append_batch(a, t, p);
+        p->rec = NULL;
+        return p->result;
 }
 
 int kc_audit_restart(const char *path, const char *head_path, const struct kc_audit_evidence *evidence,
                      const struct kc_caller *caller, struct kc_err *err) {
-        _cleanup_(kc_audit_closep) struct kc_audit *a = NULL;
-        _cleanup_free_ char *line = NULL;
-        char lost[KC_AUDIT_REASON_MAX], detail[KC_AUDIT_REASON_MAX + 64];
-        struct kc_audit_record rec = { .operation = "RestartChain", .caller = caller, .detail = detail };
-        struct tail t;
+        _cleanup_(chain_freep) struct chain *a = NULL;
+        char lost[KC_AUDIT_REASON_MAX];
+        struct kc_audit_record rec = { .operation = "RestartChain", .caller = caller };
+        struct pending p = { .rec = &rec };
         int r;
 
-        r = audit_new(path, head_path, evidence, &a);
+        if (!path || !head_path)
+                return -EINVAL;
+        /* A chain of its own, not the process's shared one: its rule for a lost chain differs. */
+        r = chain_new(path, head_path, evidence, &a);
         if (r < 0)
                 return r;
         a->restarting = true;
@@ -993,21 +1377,15 @@ int kc_audit_restart(const char *path, const char *head_path, const struct kc_au
         a->fd = r;
         a->pid = getpid();
 
-        r = flock_retry(a->fd, LOCK_EX);
-        if (r < 0)
-                return kc_err_set(err, r, "cannot lock audit log %s: %s", path, strerror(-r));
-        r = load_tail(a, &t, err);
-        if (r >= 0 && t.lost[0]) {
-                snprintf(detail, sizeof(detail), "the log %s; the records before this one are lost", t.lost);
-                r = append_after(a, &t, &rec, &line);
-                if (r < 0)
-                        kc_err_set(err, r, "cannot write the first record of a new chain to %s: %s", path, strerror(-r));
-        }
-        (void) flock(a->fd, LOCK_UN);
+        r = chain_locked_do(a, false, append_restart, &p, err);
+        if (r < 0 && p.result < 0)
+                kc_err_set(err, r, "cannot write the first record of a new chain to %s: %s", path, strerror(-r));
         /* Not a use of a key, but the trace of records lost: a warning in the journal. */
-        if (line)
-                syslog(LOG_AUTHPRIV | LOG_WARNING, "%s", line);
-        return r < 0 ? r : line != NULL;
+        if (p.line)
+                syslog(LOG_AUTHPRIV | LOG_WARNING, "%s", p.line);
+        r = r < 0 ? r : p.line != NULL;
+        free(p.line);
+        return r;
 }
 
 /* ---- reading: line reader, verify, foreach ---- */

@@ -29,4 +29,12 @@ for prog in kc-floor agent-floor; do
                 fi
         done
 done
+# bench-audit runs nowhere else: a short run must print its three rows, each with a rate.
+rows=$("$bld/tests/bench/bench-audit" 0.05 "${TMPDIR:-/tmp}" 4 2>&1 | grep -cE '^(floor|kc_audit_write).* [0-9]+ +[0-9.]+ +[0-9.]+x$')
+if [ "$rows" = 3 ]; then
+        echo "ok - bench-audit"
+else
+        echo "FAIL - bench-audit printed $rows of its 3 rows"
+        fails=$((fails + 1))
+fi
 [ "$fails" = 0 ]

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -1088,15 +1090,20 @@ static int count_writer(struct json_object *o, void *userdata) {
         return 0;
 }
 
+/* Four writers' 50 records each, each writer's in its own order, and the chain intact. */
+static void assert_four_writers_of_50(const struct paths *p, unsigned counts[static 4]) {
+        assert_verify_ok(p, 200);
+        ck_assert_int_eq(kc_audit_foreach(p->log, NULL, count_writer, counts), 0);
+        for (unsigned w = 0; w < 4; w++)
+                ck_assert_uint_eq(counts[w], 50);
+}
+
 START_TEST(test_concurrent_writers) {
         struct paths p = paths_new();
         unsigned counts[4] = {};
 
         run_writers(&p, NULL, 4, 50);
-        assert_verify_ok(&p, 200);
-        ck_assert_int_eq(kc_audit_foreach(p.log, NULL, count_writer, counts), 0);
-        for (unsigned w = 0; w < 4; w++)
-                ck_assert_uint_eq(counts[w], 50);
+        assert_four_writers_of_50(&p, counts);
 }
 END_TEST
 
@@ -1110,6 +1117,165 @@ START_TEST(test_concurrent_writers_sharing_a_handle_across_fork) {
         assert_verify_ok(&p, 200);
         ck_assert_int_eq(kc_audit_write(a, &(struct kc_audit_record) { .operation = "Decrypt" }), 0);
         assert_verify_ok(&p, 201);
+}
+END_TEST
+
+/* ---- one chain a process: shared handles, batches, the cached tail ---- */
+
+struct thread_writer {
+        const struct paths *p;
+        struct kc_audit *audit; /* NULL: the thread opens its own */
+        unsigned id, each;
+        int result;
+};
+
+static void *thread_writer_main(void *userdata) {
+        struct thread_writer *w = userdata;
+        _cleanup_audit_ struct kc_audit *a = w->audit;
+        char detail[32];
+
+        if (!a)
+                w->result = kc_audit_open(w->p->log, w->p->head, NULL, &a, NULL);
+        for (unsigned i = 0; i < w->each && w->result == 0; i++) {
+                snprintf(detail, sizeof(detail), "writer %u record %u", w->id, i);
+                w->result = kc_audit_write(a, &(struct kc_audit_record) { .operation = "Decrypt", .detail = detail });
+        }
+        return NULL;
+}
+
+/*
+ * Write-like system calls of this process so far (/proc/self/io), -1 if
+ * unknown.  No ck_assert in here: Check notes each one with a write.
+ */
+static long long syscw(void) {
+        char buf[1024];
+        long long v = -1;
+        FILE *f = fopen("/proc/self/io", "re");
+
+        while (f && fgets(buf, sizeof(buf), f))
+                if (sscanf(buf, "syscw: %lld", &v) == 1)
+                        break;
+        if (f)
+                fclose(f);
+        return v;
+}
+
+/* n threads writing each records, with handles of their own: handles[i], or (handles NULL) opened by each. */
+static void run_threads(const struct paths *p, struct thread_writer *w, pthread_t *t, unsigned n, unsigned each,
+                        struct kc_audit **handles) {
+        for (unsigned i = 0; i < n; i++) {
+                w[i] = (struct thread_writer) { .p = p, .audit = handles ? handles[i] : NULL, .id = i, .each = each };
+                ck_assert_int_eq(pthread_create(&t[i], NULL, thread_writer_main, &w[i]), 0);
+        }
+}
+
+static void join_threads(struct thread_writer *w, pthread_t *t, unsigned n) {
+        for (unsigned i = 0; i < n; i++) {
+                ck_assert_int_eq(pthread_join(t[i], NULL), 0);
+                ck_assert_msg(w[i].result == 0, "writer %u: %s", i, strerror(-w[i].result));
+        }
+}
+
+START_TEST(test_threads_with_own_handles) {
+        struct paths p = paths_new();
+        struct thread_writer w[4];
+        pthread_t t[4];
+        unsigned counts[4] = {};
+
+        run_threads(&p, w, t, 4, 50, NULL);
+        join_threads(w, t, 4);
+        assert_four_writers_of_50(&p, counts);
+}
+END_TEST
+
+START_TEST(test_waiting_records_go_out_together) {
+        struct paths p = paths_new();
+        struct thread_writer w[8];
+        struct kc_audit *handles[8];
+        pthread_t t[8];
+        _cleanup_close_ int other = -1;
+        long long writes;
+        off_t size;
+
+        write_records(p.log, p.head, 1, "first");
+        size = file_size(p.log);
+        for (unsigned i = 0; i < 8; i++)
+                ck_assert_int_eq(kc_audit_open(p.log, p.head, NULL, &handles[i], NULL), 0);
+        /* Another process's writer holds the log: this one's records queue up meanwhile. */
+        other = open(p.log, O_RDONLY | O_CLOEXEC);
+        ck_assert_int_ge(other, 0);
+        ck_assert_int_eq(flock(other, LOCK_EX), 0);
+        run_threads(&p, w, t, 8, 1, handles);
+        usleep(300 * 1000);
+        ck_assert_int_eq(file_size(p.log), size);
+        /* From here to the count, no ck_assert: Check notes each one with a write. */
+        writes = syscw();
+        (void) flock(other, LOCK_UN);
+        for (unsigned i = 0; i < 8; i++)
+                (void) pthread_join(t[i], NULL);
+        writes = syscw() - writes;
+        for (unsigned i = 0; i < 8; i++)
+                ck_assert_msg(w[i].result == 0, "writer %u: %s", i, strerror(-w[i].result));
+        assert_verify_ok(&p, 9);
+        /* Written alone, 8 records take 16 writes (log and head each); in batches, fewer. */
+        ck_assert_msg(writes < 16, "%lld writes for 8 records: no batch", writes);
+}
+END_TEST
+
+START_TEST(test_edit_between_writes_caught) {
+        /* Same-size edits of the last line or of the head, made between two writes of one handle. */
+        static const char *const heads[] = { NULL, "\"seq\":" };
+        static const char *const lines[] = { "\"volume\":\"", NULL };
+
+        for (size_t i = 0; i < ARRAY_SIZE(heads); i++) {
+                struct paths p = paths_new();
+                _cleanup_audit_ struct kc_audit *a = NULL;
+                struct kc_audit_record rec = { .operation = "Decrypt", .volume = "vol" };
+                off_t size;
+
+                ck_assert_int_eq(kc_audit_open(p.log, p.head, NULL, &a, NULL), 0);
+                ck_assert_int_eq(kc_audit_write(a, &rec), 0);
+                ck_assert_int_eq(kc_audit_write(a, &rec), 0);
+                if (lines[i])
+                        edit_line(&p, 2, lines[i]);
+                else {
+                        _cleanup_free_ char *head = slurp(p.head);
+                        char *at = strstr(head, heads[i]);
+
+                        ck_assert_ptr_nonnull(at);
+                        at[strlen(heads[i])] ^= 0x01;   /* '2' -> '3' */
+                        spew(p.head, head);
+                }
+                size = file_size(p.log);
+                ck_assert_int_eq(kc_audit_write(a, &rec), -EBADMSG);
+                ck_assert_int_eq(file_size(p.log), size);
+        }
+}
+END_TEST
+
+START_TEST(test_open_follows_a_replaced_log) {
+        struct paths p = paths_new();
+        _cleanup_audit_ struct kc_audit *a = NULL, *b = NULL;
+        struct kc_audit_record rec = { .operation = "Decrypt" };
+        struct paths old;
+        off_t size;
+
+        ck_assert_int_eq(kc_audit_open(p.log, p.head, NULL, &a, NULL), 0);
+        ck_assert_int_eq(kc_audit_write(a, &rec), 0);
+        /* The chain moved aside: writes alone stay on the file they were opened on... */
+        old = p;
+        snprintf(old.log, sizeof(old.log), "%s/old.log", p.dir);
+        snprintf(old.head, sizeof(old.head), "%s/old.head", p.dir);
+        ck_assert_int_eq(rename(p.log, old.log), 0);
+        ck_assert_int_eq(rename(p.head, old.head), 0);
+        ck_assert_int_eq(kc_audit_write(a, &rec), -EBADMSG);     /* ...whose head is gone from its path */
+        size = file_size(old.log);
+        /* ...and a handle opened now starts the chain at the path, and takes the first one along. */
+        ck_assert_int_eq(kc_audit_open(p.log, p.head, NULL, &b, NULL), 0);
+        ck_assert_int_eq(kc_audit_write(a, &rec), 0);
+        ck_assert_int_eq(kc_audit_write(b, &rec), 0);
+        assert_verify_ok(&p, 2);
+        ck_assert_int_eq(file_size(old.log), size);
 }
 END_TEST
 
@@ -1287,6 +1453,10 @@ Suite *kc_test_suite(void) {
         tcase_add_test(io, test_unopenable_log);
         tcase_add_test(io, test_concurrent_writers);
         tcase_add_test(io, test_concurrent_writers_sharing_a_handle_across_fork);
+        tcase_add_test(io, test_threads_with_own_handles);
+        tcase_add_test(io, test_waiting_records_go_out_together);
+        tcase_add_test(io, test_edit_between_writes_caught);
+        tcase_add_test(io, test_open_follows_a_replaced_log);
         tcase_set_timeout(io, 60);
         tcase_add_test(caller, test_caller_self);
         tcase_add_test(caller, test_caller_from_socket);
