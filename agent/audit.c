@@ -39,6 +39,12 @@
 #define AUDIT_LINE_MAX (64 * 1024)
 #define HASH_HEX_LEN 64
 #define HEAD_MAX 256
+/*
+ * Most records one batch writes (kc_audit_write): so the most by which a
+ * crash between a batch's log write and its head update leaves the head
+ * behind the log, which opening repairs and verify accepts.
+ */
+#define AUDIT_BATCH_MAX 64
 #define ZERO_HASH "0000000000000000000000000000000000000000000000000000000000000000"
 
 /* Records are written as valid UTF-8, so a record that is not was changed. */
@@ -776,6 +782,58 @@ static bool cache_holds(const struct chain *a, uint64_t size, struct link *ret) 
         return true;
 }
 
+/*
+ * Whether the log (of size bytes), whose last line is record last_seq, is
+ * the head plus one interrupted batch: the lines after the head's record,
+ * at most AUDIT_BATCH_MAX, with consecutive seqs, each linked to the one
+ * before it, the first to the head's hash.  1 if so, 0 if not, < 0 when
+ * the log cannot be read.  A page a line is read first, and the window
+ * of the longest lines only when a line does not fit in that.
+ */
+static int behind_by_a_batch(int fd, uint64_t size, const struct link *head, uint64_t last_seq) {
+        uint64_t k = last_seq - head->seq;
+        size_t windows[2] = { (k + 1) * TAIL_GUESS, k * (AUDIT_LINE_MAX + 1) + 1 };
+
+        if (head->seq >= last_seq || k > AUDIT_BATCH_MAX)
+                return 0;
+        for (size_t w = 0; w < ARRAY_SIZE(windows); w++) {
+                _cleanup_free_ char *buf = NULL;
+                char after_prev[HASH_HEX_LEN + 1] = "";   /* the prev link of the line after this one */
+                size_t want = windows[w] < size ? windows[w] : size;
+                const char *end;
+                int r;
+
+                r = read_end(fd, size, want, &buf, NULL);
+                if (r < 0)
+                        return r;
+                end = buf + want - 1;           /* the log's last newline */
+                for (uint64_t seq = last_seq; seq > head->seq; seq--) {
+                        const char *nl = memrchr(buf, '\n', end - buf), *line = nl ? nl + 1 : buf;
+                        char hash[HASH_HEX_LEN + 1];
+                        struct record_view v;
+
+                        if (!nl && want < size)
+                                break;          /* a line begins before the window: a larger one */
+                        if (parse_record(line, end - line, NULL, &v, NULL) < 0 || v.seq != seq)
+                                return 0;
+                        if (after_prev[0]) {
+                                r = sha256_hex(line, end - line, hash);
+                                if (r < 0)
+                                        return r;
+                                if (!streq(hash, after_prev))
+                                        return 0;
+                        }
+                        memcpy(after_prev, v.prev, sizeof(after_prev));
+                        if (seq == head->seq + 1)
+                                return streq(after_prev, head->hash);
+                        if (!nl)
+                                return 0;       /* the log begins before the head's record */
+                        end = nl;
+                }
+        }
+        return 0;
+}
+
 struct tail {
         struct link last;       /* newest record; seq 0 for an empty log */
         uint64_t size;          /* bytes in the log */
@@ -875,8 +933,12 @@ static int load_tail(struct chain *a, struct tail *ret, struct kc_err *err) {
                 *ret = t;
                 return 0;
         }
-        if (head.seq + 1 == v.seq && streq(head.hash, v.prev)) {
-                log_debug("Audit chain head %s is one record behind (interrupted write), repairing", a->head_path);
+        r = behind_by_a_batch(a->fd, t.size, &head, v.seq);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot read audit log %s: %s", a->path, strerror(-r));
+        if (r > 0) {
+                log_debug("Audit chain head %s is %" PRIu64 " records behind (interrupted write), repairing",
+                          a->head_path, v.seq - head.seq);
                 r = head_write(a->head_path, &t.last, &renamed);
                 if (r < 0)
                         return kc_err_set(err, r, "cannot repair audit chain head %s: %s", a->head_path, strerror(-r));
@@ -1281,10 +1343,23 @@ static void write_batch(struct chain *a, struct pending *batch) {
         }
 }
 
+/* The queue's first AUDIT_BATCH_MAX records, as a list of their own (mutex held). */
+static struct pending *batch_take_locked(struct chain *a) {
+        struct pending *batch = a->queue, **cut = &a->queue;
+
+        for (unsigned n = 0; *cut && n < AUDIT_BATCH_MAX; n++)
+                cut = &(*cut)->next;
+        a->queue = *cut;
+        *cut = NULL;
+        if (!a->queue)
+                a->queue_end = &a->queue;
+        return batch;
+}
+
 /*
  * Group commit: a writer queues its record, and whichever writer finds the
- * chain's file free takes every record queued by then and writes them as
- * one batch, while the writers that queued after it wait for the next.
+ * chain's file free takes the records queued by then (AUDIT_BATCH_MAX at
+ * most) and writes them as one batch, while the writers that queued after it wait for the next.
  * Each returns once its own record is durable or has failed: no record is
  * released before its flush, as if each were written alone.
  */
@@ -1307,9 +1382,7 @@ int kc_audit_write(struct kc_audit *h, const struct kc_audit_record *rec) {
                         continue;
                 }
                 chain_own_locked(a, h);
-                batch = a->queue;
-                a->queue = NULL;
-                a->queue_end = &a->queue;
+                batch = batch_take_locked(a);
                 pthread_mutex_unlock(&a->lock);
                 write_batch(a, batch);
                 pthread_mutex_lock(&a->lock);
@@ -1514,12 +1587,17 @@ static bool line_is_linked(struct line_reader *rd, const char *hash, uint64_t se
         return r > 0 && parse_record(line, len, NULL, &next, NULL) == 0 && streq(next.prev, hash);
 }
 
-/* Walk every line; on success ret_last and ret_before_last hold the hashes of the last two lines. */
+/*
+ * Walk every line; on success ret_last holds the hash of the last line, and
+ * ret_at_head that of line head->seq (zeros for 0, "" past the end).
+ */
 static int verify_walk(struct line_reader *rd, const struct link *head, bool have_head,
-                       struct kc_audit_verify *v, char *ret_last, char *ret_before_last) {
-        char prev[HASH_HEX_LEN + 1] = ZERO_HASH, before_prev[HASH_HEX_LEN + 1] = ZERO_HASH;
+                       struct kc_audit_verify *v, char *ret_last, char *ret_at_head) {
+        char prev[HASH_HEX_LEN + 1] = ZERO_HASH;
         char hash[HASH_HEX_LEN + 1];
 
+        /* The head of a chain with no records names "line 0", whose hash is zeros. */
+        strcpy(ret_at_head, have_head && head->seq == 0 ? ZERO_HASH : "");
         for (uint64_t n = 1;; n++) {
                 struct record_view rv;
                 struct kc_err why = {};
@@ -1550,17 +1628,17 @@ static int verify_walk(struct line_reader *rd, const struct link *head, bool hav
                                                    "the prev link in line %" PRIu64, n - 1, n);
                         return verify_fail(v, n, "prev link does not match the hash of the line before");
                 }
-                memcpy(before_prev, prev, sizeof(prev));
                 memcpy(prev, hash, sizeof(prev));
+                if (have_head && head->seq == n)
+                        memcpy(ret_at_head, hash, sizeof(hash));
                 v->records = n;
         }
         memcpy(ret_last, prev, sizeof(prev));
-        memcpy(ret_before_last, before_prev, sizeof(before_prev));
         return 0;
 }
 
 /* The chain is intact line by line: does it end where the head says? */
-static int verify_head(const struct link *head, bool have_head, const char *last, const char *before_last,
+static int verify_head(const struct link *head, bool have_head, const char *last, const char *at_head,
                        struct kc_audit_verify *v) {
         uint64_t n = v->records;
 
@@ -1572,9 +1650,9 @@ static int verify_head(const struct link *head, bool have_head, const char *last
         if (head->seq == n)
                 return streq(head->hash, last) ? 0 :
                         verify_fail(v, n, "line %" PRIu64 " does not match the hash in the head (changed?)", n);
-        if (head->seq + 1 == n && streq(head->hash, before_last)) {
-                snprintf(v->reason, sizeof(v->reason),
-                         "head one record behind (interrupted write); the next open repairs it");
+        if (n - head->seq <= AUDIT_BATCH_MAX && streq(head->hash, at_head)) {
+                snprintf(v->reason, sizeof(v->reason), "head %" PRIu64 " record%s behind (interrupted write); "
+                         "the next open repairs it", n - head->seq, n - head->seq == 1 ? "" : "s");
                 return 0;
         }
         return verify_fail(v, head->seq + 1, "head records %" PRIu64 " of %" PRIu64 " records or does not match: "
@@ -1617,7 +1695,7 @@ int kc_audit_verify(const char *path, const char *head_path, const struct kc_aud
                     struct kc_audit_verify *ret) {
         _cleanup_(reader_freep) struct line_reader *rd = NULL;
         struct kc_audit_verify v = {};
-        char last[HASH_HEX_LEN + 1], before_last[HASH_HEX_LEN + 1];
+        char last[HASH_HEX_LEN + 1], at_head[HASH_HEX_LEN + 1];
         struct link head = {};
         bool have_head = false;
         struct kc_err err = {};
@@ -1630,9 +1708,9 @@ int kc_audit_verify(const char *path, const char *head_path, const struct kc_aud
                 r = verify_no_log(head_path, evidence, &v, &err);
         else {
                 if (r == 0)
-                        r = verify_walk(rd, &head, have_head, &v, last, before_last);
+                        r = verify_walk(rd, &head, have_head, &v, last, at_head);
                 if (r == 0)
-                        r = verify_head(&head, have_head, last, before_last, &v);
+                        r = verify_head(&head, have_head, last, at_head, &v);
                 if (r == 0 && !have_head && v.records == 0)
                         r = verify_lost(evidence, head_path, false, &v);
         }

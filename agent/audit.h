@@ -60,8 +60,10 @@ struct kc_audit_evidence {
 /*
  * Open (creating 0600 files if needed) the log at path with its chain head at
  * head_path.  Checks that the log's last record matches the head; a log
- * one record ahead of its head (a crash between the two writes) is
- * accepted and the head repaired.  A mismatch is -EBADMSG (tampering):
+ * ahead of its head by the records of one batch, chained from it (a crash
+ * between the two writes), is accepted and the head repaired.  A process's
+ * handles on one log share it, and their records are written in batches
+ * (kc_audit_write).  A mismatch is -EBADMSG (tampering):
  * refuse to append.  So is a chain whose log is missing or empty and whose
  * head is missing when evidence (NULL: none) says it held records: nothing
  * is created then, and only kc_audit_restart() starts a new chain there.
@@ -72,7 +74,11 @@ void kc_audit_close(struct kc_audit *a);
 DEFINE_CLEANUP_FUNC(struct kc_audit *, kc_audit_close)
 #define _cleanup_audit_ _cleanup_(kc_audit_closep)
 
-/* Append one record durably (write, fsync, head update). Locked against concurrent writers. */
+/*
+ * Append one record durably (write, fsync, head update), in one batch with
+ * the records other threads of this process write meanwhile; returns once
+ * this record is durable, or has failed.
+ */
 int kc_audit_write(struct kc_audit *a, const struct kc_audit_record *r);
 
 /*

@@ -907,34 +907,62 @@ START_TEST(test_fresh_files_private) {
 }
 END_TEST
 
+/* Records 1..before, then the head as it was, then more records: the head left behind by more. */
+static char *head_left_behind(const struct paths *p, unsigned before, unsigned more) {
+        _cleanup_free_ char *old_head = NULL;
+
+        write_records(p->log, p->head, before, "crash");
+        old_head = slurp(p->head);
+        write_records(p->log, p->head, more, "crash");
+        char *new_head = slurp(p->head);
+        spew(p->head, old_head);        /* as if the process died after the log's fsync */
+        return new_head;
+}
+
 START_TEST(test_crash_between_log_and_head_repaired) {
+        /* One record behind, and a whole batch of them (the most one batch writes). */
+        static const unsigned behind[] = { 1, 3, 64 };
+
+        for (size_t i = 0; i < ARRAY_SIZE(behind); i++) {
+                struct paths p = paths_new();
+                _cleanup_free_ char *new_head = head_left_behind(&p, 5, behind[i]), *repaired = NULL;
+                _cleanup_audit_ struct kc_audit *a = NULL;
+                struct kc_audit_verify v;
+                struct kc_err err = {};
+
+                ck_assert_int_eq(verify(&p, &v), 0);
+                ck_assert_uint_eq(v.records, 5 + behind[i]);
+                ck_assert_ptr_nonnull(strstr(v.reason, "behind"));
+
+                ck_assert_msg(kc_audit_open(p.log, p.head, NULL, &a, &err) == 0, "open: %s", err.msg);
+                repaired = slurp(p.head);
+                ck_assert_str_eq(repaired, new_head);
+                ck_assert_int_eq(kc_audit_write(a, &(struct kc_audit_record) { .operation = "Decrypt" }), 0);
+                assert_verify_ok(&p, 5 + behind[i] + 1);
+        }
+}
+END_TEST
+
+START_TEST(test_head_behind_by_more_than_a_batch_refused) {
         struct paths p = paths_new();
-        _cleanup_free_ char *old_head = NULL, *new_head = NULL;
-        _cleanup_audit_ struct kc_audit *a = NULL;
-        struct kc_audit_verify v;
-        struct kc_err err = {};
+        _cleanup_free_ char *new_head = head_left_behind(&p, 5, 65);
 
-        write_records(p.log, p.head, 5, "crash");
-        old_head = slurp(p.head);
-        write_records(p.log, p.head, 1, "crash");
-        new_head = slurp(p.head);
-        spew(p.head, old_head);         /* as if the process died after the log's fsync */
-
-        ck_assert_int_eq(verify(&p, &v), 0);
-        ck_assert_uint_eq(v.records, 6);
-        ck_assert_ptr_nonnull(strstr(v.reason, "behind"));
-
-        ck_assert_msg(kc_audit_open(p.log, p.head, NULL, &a, &err) == 0, "open: %s", err.msg);
-        _cleanup_free_ char *repaired = slurp(p.head);
-        ck_assert_str_eq(repaired, new_head);
-        ck_assert_int_eq(kc_audit_write(a, &(struct kc_audit_record) { .operation = "Decrypt" }), 0);
-        assert_verify_ok(&p, 7);
-
-        /* Two behind is not a crash. */
-        spew(p.head, old_head);
-        kc_audit_close(TAKE_PTR(a));
         assert_open_refused(&p, -EBADMSG, "does not match its chain head");
         assert_verify_bad(&p, 6, "rolled back");
+}
+END_TEST
+
+START_TEST(test_head_behind_with_an_edited_record_refused) {
+        /* Lines 6..8 past the head's 5: an edit in 6 or 7 breaks a link the repair follows. */
+        for (size_t line = 6; line <= 7; line++) {
+                struct paths p = paths_new();
+                _cleanup_free_ char *new_head = head_left_behind(&p, 5, 3);
+                struct kc_audit_verify v;
+
+                edit_line(&p, line, "\"detail\":\"cr");
+                assert_open_refused(&p, -EBADMSG, "does not match its chain head");
+                ck_assert_int_eq(verify(&p, &v), -EBADMSG);
+        }
 }
 END_TEST
 
@@ -1445,6 +1473,8 @@ Suite *kc_test_suite(void) {
         tcase_add_test(lost, test_lost_chain_restart_refuses_others);
         tcase_add_test(io, test_fresh_files_private);
         tcase_add_test(io, test_crash_between_log_and_head_repaired);
+        tcase_add_test(io, test_head_behind_by_more_than_a_batch_refused);
+        tcase_add_test(io, test_head_behind_with_an_edited_record_refused);
         tcase_add_test(io, test_write_fails_closed_when_file_cannot_grow);
         tcase_add_test(io, test_write_fails_closed_when_head_cannot_be_written);
         tcase_add_test(io, test_head_rewritten_in_place);
