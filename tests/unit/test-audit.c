@@ -1250,6 +1250,81 @@ START_TEST(test_waiting_records_go_out_together) {
 }
 END_TEST
 
+struct opener {
+        const struct paths *p;
+        struct kc_audit *audit;
+        int result;
+};
+
+static void *opener_main(void *userdata) {
+        struct opener *o = userdata;
+
+        o->result = kc_audit_open(o->p->log, o->p->head, NULL, &o->audit, NULL);
+        return NULL;
+}
+
+/*
+ * In a child: an open whose check holds this process's log while it waits
+ * for another open file's flock; eight writers queue behind it meanwhile,
+ * so that once the lock is let go one of them writes all eight at once.
+ * KC_FAULT_STEP kills the child right after that batch's log write.
+ */
+static void die_in_a_batch(const struct paths *p) {
+        struct thread_writer w[8];
+        struct kc_audit *handles[8];
+        struct opener o = { .p = p };
+        pthread_t t[8], ot;
+        int other;
+
+        for (unsigned i = 0; i < 8; i++)
+                if (kc_audit_open(p->log, p->head, NULL, &handles[i], NULL) < 0)
+                        _exit(2);
+        other = open(p->log, O_RDONLY | O_CLOEXEC);
+        if (other < 0 || flock(other, LOCK_EX) < 0 || setenv("KC_FAULT_STEP", "audit:after-append", 1) < 0 ||
+            pthread_create(&ot, NULL, opener_main, &o) != 0)
+                _exit(3);
+        usleep(200 * 1000);
+        for (unsigned i = 0; i < 8; i++) {
+                w[i] = (struct thread_writer) { .p = p, .audit = handles[i], .id = i, .each = 1 };
+                if (pthread_create(&t[i], NULL, thread_writer_main, &w[i]) != 0)
+                        _exit(4);
+        }
+        usleep(300 * 1000);
+        (void) flock(other, LOCK_UN);
+        (void) pthread_join(ot, NULL);
+        for (unsigned i = 0; i < 8; i++)
+                (void) pthread_join(t[i], NULL);
+        _exit(5);       /* not killed */
+}
+
+START_TEST(test_crash_in_a_batch_repaired) {
+        struct paths p = paths_new();
+        _cleanup_audit_ struct kc_audit *a = NULL;
+        struct kc_audit_verify v;
+        struct kc_err err = {};
+        unsigned behind;
+        int status;
+        pid_t pid;
+
+        write_records(p.log, p.head, 1, "first");
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0)
+                die_in_a_batch(&p);
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "child status 0x%x, not killed", status);
+
+        /* Killed after the log's write of the batch (all 8, unless a writer came late), before the head's. */
+        ck_assert_int_eq(verify(&p, &v), 0);
+        ck_assert_msg(sscanf(v.reason, "head %u records behind", &behind) == 1, "reason: %s", v.reason);
+        ck_assert_uint_ge(behind, 2);
+        ck_assert_uint_eq(v.records, 1 + behind);
+        ck_assert_msg(kc_audit_open(p.log, p.head, NULL, &a, &err) == 0, "open: %s", err.msg);
+        ck_assert_int_eq(kc_audit_write(a, &(struct kc_audit_record) { .operation = "Decrypt" }), 0);
+        assert_verify_ok(&p, 1 + behind + 1);
+}
+END_TEST
+
 START_TEST(test_edit_between_writes_caught) {
         /* Same-size edits of the last line or of the head, made between two writes of one handle. */
         static const char *const heads[] = { NULL, "\"seq\":" };
@@ -1485,6 +1560,7 @@ Suite *kc_test_suite(void) {
         tcase_add_test(io, test_concurrent_writers_sharing_a_handle_across_fork);
         tcase_add_test(io, test_threads_with_own_handles);
         tcase_add_test(io, test_waiting_records_go_out_together);
+        tcase_add_test(io, test_crash_in_a_batch_repaired);
         tcase_add_test(io, test_edit_between_writes_caught);
         tcase_add_test(io, test_open_follows_a_replaced_log);
         tcase_set_timeout(io, 60);
