@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include "agent/blockdev.h"
 #include "lib/macro.h"
@@ -114,8 +115,35 @@ static bool probe_matches(const char *path, const struct tag_kind *k, const char
                streq(found, value);
 }
 
-/* Every block device the kernel lists that is safe to read, probed in turn: 1 and the first match, or 0. */
-static int by_scan(const struct tag_kind *k, const char *value, char **ret_path) {
+/* The devices found to carry a tag: the first one's path, and how many there are. */
+struct found {
+        char *path;
+        char *other;            /* a second one's, for the message */
+        unsigned n;
+};
+
+static void found_clear(struct found *f) {
+        free(f->path);
+        free(f->other);
+        *f = (struct found) {};
+}
+
+/* One more device carries the tag. */
+static int found_add(struct found *f, const char *path) {
+        char **slot = f->n == 0 ? &f->path : f->n == 1 ? &f->other : NULL;
+
+        f->n++;
+        if (slot && !(*slot = strdup(path)))
+                return -ENOMEM;
+        return 0;
+}
+
+/*
+ * Every block device the kernel lists that is safe to read, probed: every
+ * one that carries the tag, so that a block copy of a volume (a restored
+ * snapshot beside the volume) shows as two.
+ */
+static int by_scan(const struct tag_kind *k, const char *value, struct found *ret) {
         _cleanup_(closedirp) DIR *d = opendir(SYS_CLASS_BLOCK);
         struct dirent *de;
         int r;
@@ -136,15 +164,115 @@ static int by_scan(const struct tag_kind *k, const char *value, char **ret_path)
                         return r;
                 if (r < 0 || !probe_matches(path, k, value))
                         continue;
-                *ret_path = TAKE_PTR(path);
-                return 1;
+                r = found_add(ret, path);
+                if (r < 0)
+                        return r;
         }
+        return 0;
+}
+
+/*
+ * udev's own list of the devices that claim the link it made for the tag:
+ * /run/udev/links/ holds a folder for each link, named after the link's
+ * path under /dev with each '/' written \x2f, and in it an entry for each
+ * device that claims the link, named b<major>:<minor>.  Each present
+ * device but the one found (path) goes to ret.  Where udev keeps no such
+ * list (none running, or a name it shortens), the one found is all there
+ * is to know.
+ */
+static int udev_claimants(const struct tag_kind *k, const char *enc, const char *path, struct found *ret) {
+        _cleanup_(closedirp) DIR *d = NULL;
+        _cleanup_free_ char *link = NULL;
+        char dir[PATH_MAX];
+        size_t n = strlen("/run/udev/links/");
+        struct stat found_st;
+        struct dirent *de;
+        int r;
+
+        /* udev's escape of the link's path: each '/' and each backslash (enc escapes odd bytes with one) in hex. */
+        if (asprintf(&link, "%s/%s", k->udev_dir + strlen("/dev"), enc) < 0)
+                return -ENOMEM;
+        memcpy(dir, "/run/udev/links/", n);
+        for (const char *in = link; *in; in++) {
+                const char *esc = *in == '/' ? "\\x2f" : *in == '\\' ? "\\x5c" : NULL;
+                size_t len = esc ? strlen(esc) : 1;
+
+                if (n + len >= sizeof(dir))
+                        return 0;
+                memcpy(dir + n, esc ?: in, len);
+                n += len;
+        }
+        dir[n] = '\0';
+        d = opendir(dir);
+        if (!d || stat(path, &found_st) < 0)
+                return 0;
+        while ((de = readdir(d))) {
+                _cleanup_free_ char *other = NULL;
+                unsigned maj, min;
+                char majmin[32];
+                struct stat st;
+                int end = 0;
+
+                if (sscanf(de->d_name, "b%u:%u%n", &maj, &min, &end) != 2 || de->d_name[end] != '\0' ||
+                    (maj == major(found_st.st_rdev) && min == minor(found_st.st_rdev)))
+                        continue;
+                snprintf(majmin, sizeof(majmin), "%u:%u", maj, min);
+                r = kc_block_devnode(majmin, &other);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0 || stat(other, &st) < 0 || !S_ISBLK(st.st_mode))
+                        continue;       /* gone since; udev drops it from the list soon */
+                r = found_add(ret, other);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* The devices that carry the tag's value: by udev's link and its list of claimants, else by a scan. */
+static int find_tagged(const struct tag_kind *k, const char *value, struct found *ret) {
+        char enc[NAME_MAX + 1];
+        _cleanup_free_ char *path = NULL;
+        int r;
+
+        r = by_udev(k, value, &path);
+        if (r <= 0)
+                return r < 0 ? r : by_scan(k, value, ret);
+        r = found_add(ret, path);
+        if (r < 0)
+                return r;
+        if (blkid_encode_string(value, enc, sizeof(enc)) != 0)
+                return 0;
+        return udev_claimants(k, enc, path, ret);
+}
+
+/*
+ * One device, or none: a tag that two devices carry is a volume and its
+ * block copy, or a snapshot, and which one a first match picks depends on
+ * the order devices came up in.  Attaching the copy by mistake brings up a
+ * database with stale data, and so that is refused, never guessed.
+ */
+static int resolve_tag(const char *spec, const struct tag_kind *k, const char *value, char **ret_path,
+                       struct kc_err *err) {
+        _cleanup_(found_clear) struct found f = {};
+        int r;
+
+        r = find_tagged(k, value, &f);
+        if (r < 0)
+                return kc_err_set(err, r, "cannot look for a device with %s: %s", spec, strerror(-r));
+        if (f.n == 0)
+                return kc_err_set(err, -ENODEV, "no device with %s", spec);
+        if (f.n > 1)
+                return kc_err_set(err, -ENOTUNIQ, "%u devices carry %s (%s, %s%s): a block copy or a snapshot? "
+                                  "name the device by its path, or give the copy a UUID of its own "
+                                  "(cryptsetup luksUUID DEVICE --uuid NEW)",
+                                  f.n, spec, f.path, f.other, f.n > 2 ? ", ..." : "");
+        *ret_path = TAKE_PTR(f.path);
         return 0;
 }
 
 int kc_resolve_device(const char *spec, char **ret_path, struct kc_err *err) {
         char *path;
-        int r;
 
         if (!spec || !*spec)
                 return kc_err_set(err, -EINVAL, "no device given");
@@ -156,12 +284,7 @@ int kc_resolve_device(const char *spec, char **ret_path, struct kc_err *err) {
                         continue;
                 if (!*value)
                         return kc_err_set(err, -EINVAL, "%s names no value", spec);
-                r = by_udev(k, value, ret_path);
-                if (r == 0)
-                        r = by_scan(k, value, ret_path);
-                if (r < 0)
-                        return kc_err_set(err, r, "cannot look for a device with %s: %s", spec, strerror(-r));
-                return r > 0 ? 0 : kc_err_set(err, -ENODEV, "no device with %s", spec);
+                return resolve_tag(spec, k, value, ret_path, err);
         }
         path = strdup(spec);
         if (!path)

@@ -21,7 +21,9 @@
  * initramfs, or the device not there) every block device the kernel lists
  * is probed, as libblkid's blkid_evaluate_tag() would, but for those
  * kc_blockdev_probe_safe() refuses.  -ENODEV (err says so) when no device
- * carries the tag.
+ * carries the tag; -ENOTUNIQ when more than one does (udev's list of a
+ * link's claimants, or the scan, says so): a volume and its block copy,
+ * of which a first match would pick whichever came up first.
  */
 int kc_resolve_device(const char *spec, char **ret_path, struct kc_err *err);
 

@@ -28,9 +28,14 @@ static enum device_verdict read_token(const struct kc_volume_conf *v, char **ret
         int r;
 
         r = kc_resolve_device(v->device, &path, &err);
-        if (r < 0 || access(path, F_OK) < 0) {
+        if (r == -ENODEV || (r >= 0 && access(path, F_OK) < 0)) {
                 snprintf(why, size, "%s not present", v->device);
                 return DEVICE_ABSENT;
+        }
+        if (r < 0) {
+                /* Named by a tag that two devices carry, say: there, but not one device to check. */
+                snprintf(why, size, "%s", kc_err_msg(&err, r));
+                return DEVICE_BAD;
         }
         r = kc_luks_open_read(path, v->header, &l, &err);
         if (r >= 0)

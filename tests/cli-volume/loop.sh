@@ -57,4 +57,16 @@ expect 0 "config check finds volumes by tag" --json config check --volumes "$T/v
 json_is '[v["Check"] for v in j["Volumes"]]' "['ok', 'ok', 'absent']"
 json_is 'j["Volumes"][0]["Detail"].split(",")[0]' "$TAG"
 json_is 'j["Volumes"][1]["Detail"].split(",")[0]' "$TAG"
+
+# A block copy of it (a restored snapshot) beside it: which one a tag
+# names is not guessed.  By path each is still found.
+cp "$T/tag.img" "$T/tag-copy.img"
+attach "$T/tag-copy.img"; COPY=$L
+expect 4 "config check with a copy of a volume" --json config check --volumes "$T/volumes"
+json_is '[v["Check"] for v in j["Volumes"]]' "['bad', 'bad', 'absent']"
+check "names both devices" grep -q "2 devices carry UUID=$uuid" "$T/out"
+expect 1 "attach a volume by a tag two devices carry" attach "UUID=$uuid"
+check "one line" one_error_line
+check "names both" grep -q "$TAG" "$T/err"
+check "and the copy" grep -q "$COPY" "$T/err"
 finish

@@ -50,6 +50,8 @@ diag() {
 # Exactly one dm-crypt mapping sits on the device MAJ:MIN, whatever its name.
 one_mapping() { [ "$(dmsetup table --target crypt | grep -c " $1 ")" -eq 1 ]; }
 journal_has() { journalctl -b --no-pager -o cat | grep -q "$1"; }
+# contains TEXT PART: TEXT holds PART (its own line for check to show otherwise).
+contains() { case $1 in *"$2"*) return 0 ;; esac; echo "$1"; return 1; }
 
 phase_setup() {
         need_agent || return 0
@@ -167,6 +169,19 @@ phase_main() {
         check "b: unconfigured kmscrypt volume is not attached" not test -b /dev/mapper/stray
         check "b: its refusal is in the audit log" audit_since "$n" '"operation":"Attach".*stray.*"detail":"hotplug"'
         check "b: the audit chain verifies" kmscrypt audit verify
+        # A block copy of hot3's header beside it: UUID= names neither.
+        u_h3=$(blkid -s UUID -o value "$(disk hot3)")
+        dd if="$(disk hot3)" of=/root/hot3-copy.img bs=1M count=1 status=none
+        copy=$(losetup -f --show /root/hot3-copy.img)
+        udevadm settle
+        check "dup-uuid: udev lists both devices that claim the by-uuid link" sh -c \
+                "[ \$(ls /run/udev/links/*by-uuid*$u_h3/ | grep -c '^b') -eq 2 ]"
+        said=$(kmscrypt attach "UUID=$u_h3" 2>&1); rc=$?
+        check "dup-uuid: attach by a UUID two devices carry is refused" test "$rc" -ne 0
+        check "dup-uuid: the refusal says so" contains "$said" "2 devices carry UUID=$u_h3"
+        check "dup-uuid: and names the copy" contains "$said" "$copy"
+        losetup -d "$copy"
+        rm -f /root/hot3-copy.img
         # c
         req unplug hot1
         check "c: hot1 disk removed" wait_for 20 not test -b "$dev"
