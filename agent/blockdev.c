@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <blkid/blkid.h>
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +12,7 @@
 #include <sys/sysmacros.h>
 
 #include "agent/blockdev.h"
+#include "lib/log.h"
 #include "lib/macro.h"
 
 #define SYS_CLASS_BLOCK "/sys/class/block"
@@ -171,41 +174,80 @@ static int by_scan(const struct tag_kind *k, const char *value, struct found *re
         return 0;
 }
 
+/* s with each "\\xHH" as the byte it stands for, into buf. */
+static void unescape_hex(const char *s, char *buf, size_t size) {
+        size_t n = 0;
+
+        while (*s && n + 1 < size) {
+                unsigned byte;
+
+                if (s[0] == '\\' && s[1] == 'x' && sscanf(s + 2, "%2x", &byte) == 1 &&
+                    isxdigit((unsigned char) s[2]) && isxdigit((unsigned char) s[3])) {
+                        buf[n++] = (char) byte;
+                        s += 4;
+                } else
+                        buf[n++] = *s++;
+        }
+        buf[n] = '\0';
+}
+
 /*
- * udev's own list of the devices that claim the link it made for the tag:
- * /run/udev/links/ holds a folder for each link, named after the link's
- * path under /dev with each '/' written \x2f, and in it an entry for each
- * device that claims the link, named b<major>:<minor>.  Each present
- * device but the one found (path) goes to ret.  Where udev keeps no such
- * list (none running, or a name it shortens), the one found is all there
- * is to know.
+ * The folder in which udev lists the devices that claim the link
+ * /dev/LINK (link without "/dev/"): /run/udev/links/ holds one a link,
+ * named after the link's path with each '/' (and backslash) escaped as
+ * \\xHH.  Which part of the path the name keeps has differed between udev
+ * versions, so each name is unescaped and compared without its leading
+ * "/dev/" or "/".  NULL when there is none.
+ */
+static DIR *open_claimants(const char *link) {
+        _cleanup_(closedirp) DIR *links = opendir("/run/udev/links");
+        struct dirent *de;
+
+        if (!links)
+                return NULL;
+        while ((de = readdir(links))) {
+                char name[NAME_MAX + 1];
+                const char *rest = name;
+                int fd;
+
+                unescape_hex(de->d_name, name, sizeof(name));
+                if (strncmp(rest, "/dev/", 5) == 0)
+                        rest += 5;
+                else if (rest[0] == '/')
+                        rest++;
+                if (!streq(rest, link))
+                        continue;
+                DIR *d = NULL;
+
+                fd = openat(dirfd(links), de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (fd >= 0 && !(d = fdopendir(fd)))
+                        close(fd);
+                return d;
+        }
+        return NULL;
+}
+
+/*
+ * udev's own list of the devices that claim the link it made for the tag,
+ * an entry b<major>:<minor> a device: each present device but the one
+ * found (path) goes to ret.  Where udev keeps no such list (none running,
+ * or a name it shortened with a hash), the one found is all there is to
+ * know.
  */
 static int udev_claimants(const struct tag_kind *k, const char *enc, const char *path, struct found *ret) {
         _cleanup_(closedirp) DIR *d = NULL;
         _cleanup_free_ char *link = NULL;
-        char dir[PATH_MAX];
-        size_t n = strlen("/run/udev/links/");
         struct stat found_st;
         struct dirent *de;
         int r;
 
-        /* udev's escape of the link's path: each '/' and each backslash (enc escapes odd bytes with one) in hex. */
-        if (asprintf(&link, "%s/%s", k->udev_dir + strlen("/dev"), enc) < 0)
+        if (asprintf(&link, "%s/%s", k->udev_dir + strlen("/dev/"), enc) < 0)
                 return -ENOMEM;
-        memcpy(dir, "/run/udev/links/", n);
-        for (const char *in = link; *in; in++) {
-                const char *esc = *in == '/' ? "\\x2f" : *in == '\\' ? "\\x5c" : NULL;
-                size_t len = esc ? strlen(esc) : 1;
-
-                if (n + len >= sizeof(dir))
-                        return 0;
-                memcpy(dir + n, esc ?: in, len);
-                n += len;
-        }
-        dir[n] = '\0';
-        d = opendir(dir);
-        if (!d || stat(path, &found_st) < 0)
+        d = open_claimants(link);
+        if (!d || stat(path, &found_st) < 0) {
+                log_debug("No list of the devices that claim /dev/%s in /run/udev/links", link);
                 return 0;
+        }
         while ((de = readdir(d))) {
                 _cleanup_free_ char *other = NULL;
                 unsigned maj, min;
@@ -220,8 +262,10 @@ static int udev_claimants(const struct tag_kind *k, const char *enc, const char 
                 r = kc_block_devnode(majmin, &other);
                 if (r == -ENOMEM)
                         return r;
-                if (r < 0 || stat(other, &st) < 0 || !S_ISBLK(st.st_mode))
+                if (r < 0 || stat(other, &st) < 0 || !S_ISBLK(st.st_mode)) {
+                        log_debug("%s claims /dev/%s but is gone", de->d_name, link);
                         continue;       /* gone since; udev drops it from the list soon */
+                }
                 r = found_add(ret, other);
                 if (r < 0)
                         return r;

@@ -180,6 +180,10 @@ phase_main() {
         check "dup-uuid: attach by a UUID two devices carry is refused" test "$rc" -ne 0
         check "dup-uuid: the refusal says so" contains "$said" "2 devices carry UUID=$u_h3"
         check "dup-uuid: and names the copy" contains "$said" "$copy"
+        said=$(KMSCRYPT_AGENT_SOCKET=/run/kmscrypt/none kmscrypt attach "UUID=$u_h3" 2>&1)
+        check "dup-uuid: the same without the agent" contains "$said" "2 devices carry UUID=$u_h3"
+        echo "SYSTEST-DIAG dup-uuid: udev's list of the link's claimants:" /run/udev/links/*by-uuid*"$u_h3" \
+                "$(ls /run/udev/links/*by-uuid*"$u_h3"/ | tr '\n' ' ')"
         losetup -d "$copy"
         rm -f /root/hot3-copy.img
         # c
