@@ -90,7 +90,6 @@ struct tail_cache {
 struct chain {
         struct chain *next;     /* in the list of shared chains */
         unsigned refs;
-        bool shared;            /* in that list; kc_audit_restart()'s own is not */
         char *path;
         char *head_path;
         struct kc_audit_evidence evidence; /* the owner's (below), check NULL: none */
@@ -791,10 +790,10 @@ static bool cache_holds(const struct chain *a, uint64_t size, struct link *ret) 
  * of the longest lines only when a line does not fit in that.
  */
 static int behind_by_a_batch(int fd, uint64_t size, const struct link *head, uint64_t last_seq) {
-        uint64_t k = last_seq - head->seq;
+        uint64_t k = last_seq > head->seq ? last_seq - head->seq : 0;     /* records past the head's */
         size_t windows[2] = { (k + 1) * TAIL_GUESS, k * (AUDIT_LINE_MAX + 1) + 1 };
 
-        if (head->seq >= last_seq || k > AUDIT_BATCH_MAX)
+        if (k == 0 || k > AUDIT_BATCH_MAX)
                 return 0;
         for (size_t w = 0; w < ARRAY_SIZE(windows); w++) {
                 _cleanup_free_ char *buf = NULL;
@@ -1002,7 +1001,8 @@ static void chain_put(struct chain *a) {
                 pthread_mutex_unlock(&chains_lock);
                 return;
         }
-        for (p = &chains; a->shared && *p; p = &(*p)->next)
+        /* kc_audit_restart()'s own chain is not in the list: then nothing matches. */
+        for (p = &chains; *p; p = &(*p)->next)
                 if (*p == a) {
                         *p = a->next;
                         break;
@@ -1087,7 +1087,6 @@ static int chain_get(const char *path, const char *head_path, const struct kc_au
         if (r >= 0) {
                 a->fd = r;
                 a->pid = getpid();
-                a->shared = true;
                 a->next = chains;
                 chains = a;
                 *ret = TAKE_PTR(a);

@@ -83,14 +83,12 @@ bool kc_blockdev_probe_safe(const char *sysdir) {
         return !kc_sysfs_line(path, line, sizeof(line)) || !streq(line, "1");
 }
 
-/* udev's link for the tag (its value encoded as udev encodes it): 1 and the device's path, or 0. */
-static int by_udev(const struct tag_kind *k, const char *value, char **ret_path) {
-        char enc[NAME_MAX + 1], link[PATH_MAX];
+/* udev's link for the tag (enc: its value encoded as udev encodes it): 1, the device's path and number, or 0. */
+static int by_udev(const struct tag_kind *k, const char *enc, char **ret_path, dev_t *ret_devnum) {
+        char link[PATH_MAX];
         struct stat st;
         char *path;
 
-        if (blkid_encode_string(value, enc, sizeof(enc)) != 0 || !*enc)
-                return 0;
         snprintf(link, sizeof(link), "%s/%s", k->udev_dir, enc);
         path = realpath(link, NULL);
         if (!path)
@@ -100,6 +98,7 @@ static int by_udev(const struct tag_kind *k, const char *value, char **ret_path)
                 return 0;
         }
         *ret_path = path;
+        *ret_devnum = st.st_rdev;
         return 1;
 }
 
@@ -179,11 +178,10 @@ static void unescape_hex(const char *s, char *buf, size_t size) {
         size_t n = 0;
 
         while (*s && n + 1 < size) {
-                unsigned byte;
+                if (s[0] == '\\' && s[1] == 'x' && isxdigit((unsigned char) s[2]) && isxdigit((unsigned char) s[3])) {
+                        char hex[3] = { s[2], s[3], '\0' };
 
-                if (s[0] == '\\' && s[1] == 'x' && sscanf(s + 2, "%2x", &byte) == 1 &&
-                    isxdigit((unsigned char) s[2]) && isxdigit((unsigned char) s[3])) {
-                        buf[n++] = (char) byte;
+                        buf[n++] = (char) strtoul(hex, NULL, 16);
                         s += 4;
                 } else
                         buf[n++] = *s++;
@@ -208,6 +206,7 @@ static DIR *open_claimants(const char *link) {
         while ((de = readdir(links))) {
                 char name[NAME_MAX + 1];
                 const char *rest = name;
+                DIR *d = NULL;
                 int fd;
 
                 unescape_hex(de->d_name, name, sizeof(name));
@@ -217,8 +216,6 @@ static DIR *open_claimants(const char *link) {
                         rest++;
                 if (!streq(rest, link))
                         continue;
-                DIR *d = NULL;
-
                 fd = openat(dirfd(links), de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
                 if (fd >= 0 && !(d = fdopendir(fd)))
                         close(fd);
@@ -230,21 +227,20 @@ static DIR *open_claimants(const char *link) {
 /*
  * udev's own list of the devices that claim the link it made for the tag,
  * an entry b<major>:<minor> a device: each present device but the one
- * found (path) goes to ret.  Where udev keeps no such list (none running,
- * or a name it shortened with a hash), the one found is all there is to
- * know.
+ * the link names (found) goes to ret.  Where udev keeps no such list
+ * (none running, or a name it shortened with a hash), the one found is
+ * all there is to know.
  */
-static int udev_claimants(const struct tag_kind *k, const char *enc, const char *path, struct found *ret) {
+static int udev_claimants(const struct tag_kind *k, const char *enc, dev_t found, struct found *ret) {
         _cleanup_(closedirp) DIR *d = NULL;
         _cleanup_free_ char *link = NULL;
-        struct stat found_st;
         struct dirent *de;
         int r;
 
         if (asprintf(&link, "%s/%s", k->udev_dir + strlen("/dev/"), enc) < 0)
                 return -ENOMEM;
         d = open_claimants(link);
-        if (!d || stat(path, &found_st) < 0) {
+        if (!d) {
                 log_debug("No list of the devices that claim /dev/%s in /run/udev/links", link);
                 return 0;
         }
@@ -256,7 +252,7 @@ static int udev_claimants(const struct tag_kind *k, const char *enc, const char 
                 int end = 0;
 
                 if (sscanf(de->d_name, "b%u:%u%n", &maj, &min, &end) != 2 || de->d_name[end] != '\0' ||
-                    (maj == major(found_st.st_rdev) && min == minor(found_st.st_rdev)))
+                    (maj == major(found) && min == minor(found)))
                         continue;
                 snprintf(majmin, sizeof(majmin), "%u:%u", maj, min);
                 r = kc_block_devnode(majmin, &other);
@@ -277,17 +273,16 @@ static int udev_claimants(const struct tag_kind *k, const char *enc, const char 
 static int find_tagged(const struct tag_kind *k, const char *value, struct found *ret) {
         char enc[NAME_MAX + 1];
         _cleanup_free_ char *path = NULL;
+        dev_t devnum;
         int r;
 
-        r = by_udev(k, value, &path);
+        r = blkid_encode_string(value, enc, sizeof(enc)) == 0 && *enc ? by_udev(k, enc, &path, &devnum) : 0;
         if (r <= 0)
                 return r < 0 ? r : by_scan(k, value, ret);
         r = found_add(ret, path);
         if (r < 0)
                 return r;
-        if (blkid_encode_string(value, enc, sizeof(enc)) != 0)
-                return 0;
-        return udev_claimants(k, enc, path, ret);
+        return udev_claimants(k, enc, devnum, ret);
 }
 
 /*
