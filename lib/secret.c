@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
 #include <linux/capability.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -7,6 +8,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -260,19 +262,14 @@ int kc_format_exact(char **ret, const char *fmt, ...) {
         return 0;
 }
 
-/* Whether CAP_IPC_LOCK is in this thread's effective set (from /proc: no libcap). */
+/* Whether CAP_IPC_LOCK is in this thread's effective set: capget(2) itself, no libcap (nor /proc's text). */
 static bool can_lock_unlimited(void) {
-        unsigned long long eff = 0;
-        char line[128];
-        bool found = false;
-        FILE *f = fopen("/proc/self/status", "re");
+        struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+        struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
 
-        if (!f)
+        if (syscall(SYS_capget, &hdr, data) < 0)
                 return false;
-        while (!found && fgets(line, sizeof(line), f))
-                found = sscanf(line, "CapEff: %llx", &eff) == 1;
-        fclose(f);
-        return found && (eff & (1ULL << CAP_IPC_LOCK));
+        return data[CAP_TO_INDEX(CAP_IPC_LOCK)].effective & CAP_TO_MASK(CAP_IPC_LOCK);
 }
 
 int kc_secret_lock_all(void) {
