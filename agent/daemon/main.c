@@ -156,7 +156,7 @@ static unsigned clamp_cpus(long per_cpu, long min, long max) {
  * more of them than a few a CPU only contend (100 volumes on 2 vCPUs in
  * the vm guest: -j16 5.0 s, -j8 4.2 s, -j4 4.35 s).  Measured since, -j 4
  * against 8 stays within the emulator's drift, locally and through aws
- * (docs/attach.md, "What did not make kmscryptd faster").
+ * (docs/attach.md, "What did not make kmscryptd or the command faster").
  */
 static unsigned default_max_parallel(void) {
         return clamp_cpus(4, 4, 16);
