@@ -43,21 +43,47 @@ bool kc_sysfs_line(const char *path, char *buf, size_t size) {
         return true;
 }
 
-/* The /dev path of the device whose sysfs folder is sysdir, from its uevent's DEVNAME. */
+/*
+ * A device-mapper device's name in /dev/mapper, when that node is this very
+ * device (udev's link, or dmsetup mknodes' node): what the administrator
+ * called it (vg-lv, mpatha), not /dev/dm-N.  NULL when there is none.
+ */
+static char *mapper_node(const char *sysdir, dev_t devnum) {
+        char path[PATH_MAX], name[128];
+        struct stat st;
+
+        snprintf(path, sizeof(path), "%s/dm/name", sysdir);
+        if (!kc_sysfs_line(path, name, sizeof(name)) || !name[0] || strchr(name, '/'))
+                return NULL;
+        snprintf(path, sizeof(path), "/dev/mapper/%s", name);
+        if (stat(path, &st) < 0 || !S_ISBLK(st.st_mode) || st.st_rdev != devnum)
+                return NULL;
+        return strdup(path);
+}
+
+/* The /dev path of the device whose sysfs folder is sysdir: its uevent's DEVNAME, or its /dev/mapper name. */
 static int devnode_of(const char *sysdir, char **ret_path) {
         _cleanup_fclose_ FILE *f = NULL;
-        char path[PATH_MAX], line[256];
+        char path[PATH_MAX], line[256], devname[256] = "";
+        unsigned maj = 0, min = 0;
 
         snprintf(path, sizeof(path), "%s/uevent", sysdir);
         f = fopen(path, "re");
         if (!f)
                 return errno == ENOENT ? -ENODEV : negative_errno();
-        while (fgets(line, sizeof(line), f))
-                if (strncmp(line, "DEVNAME=", 8) == 0) {
-                        line[strcspn(line, "\n")] = '\0';
-                        return asprintf(ret_path, "/dev/%s", line + 8) < 0 ? -ENOMEM : 0;
-                }
-        return -ENODEV;
+        while (fgets(line, sizeof(line), f)) {
+                line[strcspn(line, "\n")] = '\0';
+                if (strncmp(line, "DEVNAME=", 8) == 0)
+                        snprintf(devname, sizeof(devname), "%s", line + 8);
+                (void) sscanf(line, "MAJOR=%u", &maj);
+                (void) sscanf(line, "MINOR=%u", &min);
+        }
+        if (!devname[0])
+                return -ENODEV;
+        *ret_path = mapper_node(sysdir, makedev(maj, min));
+        if (*ret_path)
+                return 0;
+        return asprintf(ret_path, "/dev/%s", devname) < 0 ? -ENOMEM : 0;
 }
 
 int kc_block_devnode(const char *majmin, char **ret_path) {
