@@ -58,6 +58,23 @@ static int volume_uuid_prefix(const char *luks_uuid, char **ret) {
         return 0;
 }
 
+struct holder_query {
+        const char *prefix;
+        char *name;
+};
+
+/* kc_block_holders()'s fn for holder_with_uuid(). */
+static int holder_has_prefix(const char *holder, void *userdata) {
+        struct holder_query *q = userdata;
+        char path[PATH_MAX], uuid[160];
+
+        snprintf(path, sizeof(path), "/sys/class/block/%s/dm/uuid", holder);
+        if (!kc_sysfs_line(path, uuid, sizeof(uuid)) || strncmp(uuid, q->prefix, strlen(q->prefix)) != 0)
+                return 0;
+        snprintf(path, sizeof(path), "/sys/class/block/%s/dm/name", holder);
+        return kc_sysfs_line(path, q->name, 128);
+}
+
 /*
  * The mapping (of any tool) that holds block device dev and whose dm UUID
  * starts with prefix: 1 and its name, or 0.  The kernel lists the holders of
@@ -65,25 +82,7 @@ static int volume_uuid_prefix(const char *luks_uuid, char **ret) {
  * mappings the host has.
  */
 static int holder_with_uuid(dev_t dev, const char *prefix, char ret_name[128]) {
-        _cleanup_(closedirp) DIR *d = NULL;
-        char path[PATH_MAX], uuid[160];
-        struct dirent *de;
-
-        snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/holders", major(dev), minor(dev));
-        d = opendir(path);
-        if (!d)
-                return errno == ENOENT ? 0 : negative_errno();
-        while ((de = readdir(d))) {
-                if (de->d_name[0] == '.')
-                        continue;
-                snprintf(path, sizeof(path), "/sys/class/block/%s/dm/uuid", de->d_name);
-                if (!kc_sysfs_line(path, uuid, sizeof(uuid)) || strncmp(uuid, prefix, strlen(prefix)) != 0)
-                        continue;
-                snprintf(path, sizeof(path), "/sys/class/block/%s/dm/name", de->d_name);
-                if (kc_sysfs_line(path, ret_name, 128))
-                        return 1;
-        }
-        return 0;
+        return kc_block_holders(dev, holder_has_prefix, &(struct holder_query) { prefix, ret_name });
 }
 
 /*

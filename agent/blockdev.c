@@ -61,8 +61,8 @@ static char *mapper_node(const char *sysdir, dev_t devnum) {
         return strdup(path);
 }
 
-/* The /dev path of the device whose sysfs folder is sysdir: its uevent's DEVNAME, or its /dev/mapper name. */
-static int devnode_of(const char *sysdir, char **ret_path) {
+/* The /dev path (its uevent's DEVNAME, or its /dev/mapper name) and number of the device whose sysfs folder is sysdir. */
+static int devnode_of(const char *sysdir, char **ret_path, dev_t *ret_devnum) {
         _cleanup_fclose_ FILE *f = NULL;
         char path[PATH_MAX], line[256], devname[256] = "";
         unsigned maj = 0, min = 0;
@@ -80,7 +80,8 @@ static int devnode_of(const char *sysdir, char **ret_path) {
         }
         if (!devname[0])
                 return -ENODEV;
-        *ret_path = mapper_node(sysdir, makedev(maj, min));
+        *ret_devnum = makedev(maj, min);
+        *ret_path = mapper_node(sysdir, *ret_devnum);
         if (*ret_path)
                 return 0;
         return asprintf(ret_path, "/dev/%s", devname) < 0 ? -ENOMEM : 0;
@@ -88,11 +89,12 @@ static int devnode_of(const char *sysdir, char **ret_path) {
 
 int kc_block_devnode(const char *majmin, char **ret_path) {
         char sysdir[64];
+        dev_t devnum;
 
         if (strchr(majmin, '/'))
                 return -EINVAL;
         snprintf(sysdir, sizeof(sysdir), "/sys/dev/block/%s", majmin);
-        return devnode_of(sysdir, ret_path);
+        return devnode_of(sysdir, ret_path, &devnum);
 }
 
 bool kc_blockdev_probe_safe(const char *sysdir) {
@@ -107,6 +109,48 @@ bool kc_blockdev_probe_safe(const char *sysdir) {
         /* Not a dm-crypt mapping, but suspended (LVM's, say, in the middle of a change). */
         snprintf(path, sizeof(path), "%s/dm/suspended", sysdir);
         return !kc_sysfs_line(path, line, sizeof(line)) || !streq(line, "1");
+}
+
+int kc_block_holders(dev_t dev, int (*fn)(const char *holder, void *userdata), void *userdata) {
+        _cleanup_(closedirp) DIR *d = NULL;
+        char path[64];
+        struct dirent *de;
+
+        snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/holders", major(dev), minor(dev));
+        d = opendir(path);
+        if (!d)
+                return errno == ENOENT ? 0 : negative_errno();
+        while ((de = readdir(d))) {
+                int r;
+
+                if (de->d_name[0] == '.')
+                        continue;
+                r = fn(de->d_name, userdata);
+                if (r != 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* 1 unless holder is a dm-crypt mapping (dm UUID CRYPT-...): kc_block_holders()'s fn for is_component(). */
+static int holder_not_crypt(const char *holder, void *userdata) {
+        char path[PATH_MAX], uuid[160];
+
+        (void) userdata;
+        snprintf(path, sizeof(path), SYS_CLASS_BLOCK "/%s/dm/uuid", holder);
+        return !kc_sysfs_line(path, uuid, sizeof(uuid)) || strncmp(uuid, "CRYPT-", 6) != 0;
+}
+
+/*
+ * Whether the device dev is a part of another that something other than a
+ * dm-crypt mapping holds: a multipath map's path, LVM's LV-real beneath an
+ * origin and its snapshot, a RAID member.  That other device is the one to
+ * name, and udev's rules (multipath's, LVM's, mdadm's) keep such parts from
+ * claiming a tag's link; a scan leaves them out as well.  A volume that is
+ * attached is held by its dm-crypt mapping, and counts.
+ */
+static bool is_component(dev_t dev) {
+        return kc_block_holders(dev, holder_not_crypt, NULL) > 0;
 }
 
 /* udev's link for the tag (enc: its value encoded as udev encodes it): 1, the device's path and number, or 0. */
@@ -181,16 +225,17 @@ static int by_scan(const struct tag_kind *k, const char *value, struct found *re
         while ((de = readdir(d))) {
                 char sysdir[PATH_MAX];
                 _cleanup_free_ char *path = NULL;
+                dev_t devnum;
 
                 if (de->d_name[0] == '.')
                         continue;
                 snprintf(sysdir, sizeof(sysdir), SYS_CLASS_BLOCK "/%s", de->d_name);
                 if (!kc_blockdev_probe_safe(sysdir))
                         continue;
-                r = devnode_of(sysdir, &path);
+                r = devnode_of(sysdir, &path, &devnum);
                 if (r == -ENOMEM)
                         return r;
-                if (r < 0 || !probe_matches(path, k, value))
+                if (r < 0 || is_component(devnum) || !probe_matches(path, k, value))
                         continue;
                 r = found_add(ret, path);
                 if (r < 0)

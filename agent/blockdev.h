@@ -3,6 +3,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "lib/error.h"
 
@@ -20,7 +21,9 @@
  * it (/dev/disk/by-uuid/...); without such a link (no udev, as in an
  * initramfs, or the device not there) every block device the kernel lists
  * is probed, as libblkid's blkid_evaluate_tag() would, but for those
- * kc_blockdev_probe_safe() refuses.  -ENODEV (err says so) when no device
+ * kc_blockdev_probe_safe() refuses and the parts of another device (held
+ * by anything but a dm-crypt mapping: a multipath path, LVM's LV-real),
+ * which udev's rules keep from a link too.  -ENODEV (err says so) when no device
  * carries the tag; -ENOTUNIQ when more than one does (udev's list of a
  * link's claimants, or the scan, says so): a volume and its block copy,
  * of which a first match would pick whichever came up first.
@@ -47,6 +50,15 @@ bool kc_blockdev_probe_safe(const char *sysdir);
  * is no such device.
  */
 int kc_block_devnode(const char *majmin, char **ret_path);
+
+/*
+ * fn(holder, userdata) for each device that holds the block device dev (its
+ * sysfs holders/: a device-mapper or md device built on it), holder being
+ * the holder's kernel name (dm-3); stops at fn's first non-zero result and
+ * returns it.  0 when fn returned 0 for all, or there are none; a negative
+ * errno when the list cannot be read.
+ */
+int kc_block_holders(dev_t dev, int (*fn)(const char *holder, void *userdata), void *userdata);
 
 /* Read a one-line sysfs attribute into buf, newline dropped; false if unreadable. */
 bool kc_sysfs_line(const char *path, char *buf, size_t size);

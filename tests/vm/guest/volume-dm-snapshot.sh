@@ -3,11 +3,14 @@
 # way LVM builds it (the LV's table moves to LV-real, the LV becomes a
 # snapshot-origin of it, the snapshot reads LV-real through its COW): the
 # origin, LV-real and the snapshot all carry the volume's LUKS UUID.
-# UUID= then names no one device: attach refuses it with one line, and
-# changes nothing; the origin by its path attaches and reads its data; once
-# the snapshot is gone, UUID= attaches again.  Without udev the devices are
-# found by a scan of every block device (with udev, by its link's
-# claimants: tests/system).
+# LV-real is a part of the other two and no candidate, as LVM's udev rules
+# make it; but the origin and the snapshot are two devices, so UUID= names
+# no one: attach refuses it with one line, and changes nothing; the origin
+# by its path attaches and reads its data; once the snapshot is gone, UUID=
+# attaches again.  And a volume under a multipath-like map (the whole disk
+# mapped at offset 0) is the map's by UUID=, not the disk's as well.
+# Without udev the devices are found by a scan of every block device (with
+# udev, by its link's claimants: tests/system).
 # kcvm-programs: kmscrypt
 # kcvm-modules: dm-snapshot
 . /kc/lib.sh
@@ -50,20 +53,20 @@ dmsetup resume kcdb-lv || die "dmsetup resume kcdb-lv failed"
 kcvm_mknodes
 expect_eq "LUKS UUID of the snapshot" "$(cryptsetup luksUUID /dev/mapper/kcdb-snap)" "$uuid"
 
-# UUID= is three devices' now: refused, naming two of them, nothing changed.
+# UUID= is the origin's and the snapshot's now: refused, naming both, nothing changed.
 lv_dm=/dev/$(dmsetup info -c --noheadings -o blkdevname kcdb-lv)
 kcvm_refusal_begin "$lv_dm"
 ! kmscrypt attach "UUID=$uuid" --name kcdb-vol >out 2>err || die "attach by UUID= succeeded beside a snapshot"
-kcvm_refused "attach by UUID= beside a snapshot" "$lv_dm" "3 devices carry UUID=$uuid"
+kcvm_refused "attach by UUID= beside a snapshot" "$lv_dm" "2 devices carry UUID=$uuid"
 grep -q 'cryptsetup luksUUID' err || die "the refusal says nothing of what to do: $(cat err)"
 # Each by the name it was given (/dev/mapper/NAME), not as /dev/dm-N.
-grep -Eq '\(/dev/mapper/kcdb-(lv|lv-real|snap), /dev/mapper/kcdb-(lv|lv-real|snap), \.\.\.\)' err ||
-        die "the refusal does not name the devices by their /dev/mapper names: $(cat err)"
+grep -Eq '\((/dev/mapper/kcdb-lv, /dev/mapper/kcdb-snap|/dev/mapper/kcdb-snap, /dev/mapper/kcdb-lv)\)' err ||
+        die "the refusal does not name the origin and the snapshot by their /dev/mapper names: $(cat err)"
 
 # kmscrypt config check says the same of a volume configured by UUID=.
 printf 'kcdb-vol UUID=%s db-id=db1,volume-id=vol-lv\n' "$uuid" >volumes
-! kmscrypt config check --volumes volumes >out 2>&1 || die "config check passed a UUID= three devices carry"
-grep -q '3 devices carry UUID=' out || die "config check says: $(cat out)"
+! kmscrypt config check --volumes volumes >out 2>&1 || die "config check passed a UUID= two devices carry"
+grep -q '2 devices carry UUID=' out || die "config check says: $(cat out)"
 
 # By its path the origin attaches, and reads what was written before the snapshot.
 kmscrypt -q attach "$lv" --name kcdb-vol || die "attach of the origin by its path failed"
@@ -86,6 +89,22 @@ kmscrypt -q attach "UUID=$uuid" --name kcdb-vol || die "attach by UUID= after th
 kcvm_mknodes
 set -- $(dmsetup table kcdb-vol)
 expect_eq "kcdb-vol reads from" "$7" "$(cat "/sys/block/${lv_dm#/dev/}/dev")"
+kmscrypt -q detach kcdb-vol || die "detach failed"
+kcvm_mknodes
+kcvm_no_key kmscrypt:
+
+# A multipath-like map of a whole disk: the disk carries the header too, but
+# it is the map's part, and UUID= is the map's alone.
+kcvm_loop 20
+disk=$KCVM_LOOP
+kmscrypt -q format "$disk" --key alias/db --context db-id=db1,volume-id=vol-mp || die "format of the disk failed"
+mp_uuid=$(cryptsetup luksUUID "$disk") || die "cryptsetup luksUUID failed"
+dmsetup create kcdb-mp --table "0 $(cat "/sys/class/block/${disk#/dev/}/size") linear $disk 0" || die "dmsetup create kcdb-mp failed"
+defer "dmsetup remove kcdb-mp >/dev/null 2>&1"
+kcvm_mknodes
+kmscrypt attach "UUID=$mp_uuid" --name kcdb-vol >out 2>&1 || die "attach by UUID= under a map of the disk failed: $(cat out)"
+expect_eq "attach by UUID= under a map says" "$(cat out)" "/dev/mapper/kcdb-mp attached as /dev/mapper/kcdb-vol"
+kcvm_mknodes
 kmscrypt -q detach kcdb-vol || die "detach failed"
 kcvm_mknodes
 kcvm_no_key kmscrypt:
