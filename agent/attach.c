@@ -66,12 +66,12 @@ struct holder_query {
 /* kc_block_holders()'s fn for holder_with_uuid(). */
 static int holder_has_prefix(const char *holder, void *userdata) {
         struct holder_query *q = userdata;
-        char path[PATH_MAX], uuid[160];
+        char sysdir[PATH_MAX], path[PATH_MAX + 8];
 
-        snprintf(path, sizeof(path), "/sys/class/block/%s/dm/uuid", holder);
-        if (!kc_sysfs_line(path, uuid, sizeof(uuid)) || strncmp(uuid, q->prefix, strlen(q->prefix)) != 0)
+        snprintf(sysdir, sizeof(sysdir), "/sys/class/block/%s", holder);
+        if (!kc_block_dm_uuid_has_prefix(sysdir, q->prefix))
                 return 0;
-        snprintf(path, sizeof(path), "/sys/class/block/%s/dm/name", holder);
+        snprintf(path, sizeof(path), "%s/dm/name", sysdir);
         return kc_sysfs_line(path, q->name, 128);
 }
 

@@ -43,6 +43,13 @@ bool kc_sysfs_line(const char *path, char *buf, size_t size) {
         return true;
 }
 
+bool kc_block_dm_uuid_has_prefix(const char *sysdir, const char *prefix) {
+        char path[PATH_MAX], uuid[160];
+
+        snprintf(path, sizeof(path), "%s/dm/uuid", sysdir);
+        return kc_sysfs_line(path, uuid, sizeof(uuid)) && strncmp(uuid, prefix, strlen(prefix)) == 0;
+}
+
 /*
  * A device-mapper device's name in /dev/mapper, when that node is this very
  * device (udev's link, or dmsetup mknodes' node): what the administrator
@@ -103,8 +110,7 @@ bool kc_blockdev_probe_safe(const char *sysdir) {
         snprintf(path, sizeof(path), "%s/size", sysdir);
         if (!kc_sysfs_line(path, line, sizeof(line)) || streq(line, "0"))
                 return false;
-        snprintf(path, sizeof(path), "%s/dm/uuid", sysdir);
-        if (kc_sysfs_line(path, line, sizeof(line)) && strncmp(line, "CRYPT-", 6) == 0)
+        if (kc_block_dm_uuid_has_prefix(sysdir, "CRYPT-"))
                 return false;
         /* Not a dm-crypt mapping, but suspended (LVM's, say, in the middle of a change). */
         snprintf(path, sizeof(path), "%s/dm/suspended", sysdir);
@@ -134,11 +140,11 @@ int kc_block_holders(dev_t dev, int (*fn)(const char *holder, void *userdata), v
 
 /* 1 unless holder is a dm-crypt mapping (dm UUID CRYPT-...): kc_block_holders()'s fn for is_component(). */
 static int holder_not_crypt(const char *holder, void *userdata) {
-        char path[PATH_MAX], uuid[160];
+        char sysdir[PATH_MAX];
 
         (void) userdata;
-        snprintf(path, sizeof(path), SYS_CLASS_BLOCK "/%s/dm/uuid", holder);
-        return !kc_sysfs_line(path, uuid, sizeof(uuid)) || strncmp(uuid, "CRYPT-", 6) != 0;
+        snprintf(sysdir, sizeof(sysdir), SYS_CLASS_BLOCK "/%s", holder);
+        return !kc_block_dm_uuid_has_prefix(sysdir, "CRYPT-");
 }
 
 /*

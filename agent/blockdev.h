@@ -60,5 +60,11 @@ int kc_block_devnode(const char *majmin, char **ret_path);
  */
 int kc_block_holders(dev_t dev, int (*fn)(const char *holder, void *userdata), void *userdata);
 
+/*
+ * Whether the block device whose sysfs folder is sysdir is a device-mapper
+ * device whose dm UUID starts with prefix ("CRYPT-": a dm-crypt mapping).
+ */
+bool kc_block_dm_uuid_has_prefix(const char *sysdir, const char *prefix);
+
 /* Read a one-line sysfs attribute into buf, newline dropped; false if unreadable. */
 bool kc_sysfs_line(const char *path, char *buf, size_t size);

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "agent/attach.h"
+#include "agent/blockdev.h"
 #include "agent/daemon/volumes.h"
 #include "agent/rotate.h"
 #include "dmsetup-helpers/dmcrypt.h"
@@ -570,17 +571,13 @@ void kc_volume_key_health_format(const struct kc_volume_key_health *h, char *buf
 
 /* A dm-crypt mapping holds plaintext: copies come from what is underneath it. */
 static bool is_crypt_mapping(int fd) {
-        _cleanup_fclose_ FILE *f = NULL;
         struct stat st;
-        char path[96], uuid[160] = "";
+        char sysdir[64];
 
         if (fstat(fd, &st) < 0 || !S_ISBLK(st.st_mode))
                 return false;
-        snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/dm/uuid", major(st.st_rdev), minor(st.st_rdev));
-        f = fopen(path, "re");
-        if (!f || !fgets(uuid, sizeof(uuid), f))
-                return false;
-        return strncmp(uuid, "CRYPT-", 6) == 0;
+        snprintf(sysdir, sizeof(sysdir), "/sys/dev/block/%u:%u", major(st.st_rdev), minor(st.st_rdev));
+        return kc_block_dm_uuid_has_prefix(sysdir, "CRYPT-");
 }
 
 /* src opened for reading; never a dm-crypt mapping, whose copy would be its plaintext (-EPERM). */
